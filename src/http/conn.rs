@@ -1,0 +1,286 @@
+//! One HTTP connection's life on a shard: read, parse every complete request, one Redis batch, one
+//! write, repeat; deadlines; a clean close.
+//!
+//! It owns the per-connection loop and its buffers, the choice of answer for each request, and the
+//! close rules (errors close, `Connection: close` closes, a draining shard closes after the current
+//! batch). Reads go through the shard's shared scratch buffer and writes are first tried straight
+//! from the shard's shared output buffer, so a connection owns no buffer while it is idle and
+//! copies bytes only when the kernel cannot take them at once. It must not parse bytes itself
+//! (`parse` does) or format them (`response` does).
+
+use std::cell::Cell;
+use std::future::poll_fn;
+use std::io;
+use std::net::{IpAddr, Shutdown};
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use glommio::net::TcpStream;
+use tracing::debug;
+
+use super::access;
+use super::parse::{Method, ParseError, Parser, Request, Step, Target, Version};
+use super::response::{self, Answer, Persist};
+use crate::config::MAX_PIPELINE;
+use crate::redis::client::{Failure, Outcome, Ticket};
+use crate::shard::Shard;
+
+/// A connection's own input buffer is released once idle if it grew beyond this.
+const KEEP_INPUT_CAPACITY: usize = 4096;
+/// After answering with an error, unread input is drained for at most this long before closing,
+/// so the client reads the response instead of a reset (a "lingering close").
+const LINGER: Duration = Duration::from_secs(1);
+/// ... and at most this many bytes.
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// A response the client does not read within this long closes the connection, so a client that
+/// pipelines and never reads cannot hold a connection slot forever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the shard knows about a live connection, for draining on a graceful stop.
+#[derive(Debug)]
+pub struct Entry {
+    fd: RawFd,
+    /// True while the connection waits for the first byte of its next request: the only moment it
+    /// may be closed without cutting a request in half.
+    idle: Cell<bool>,
+}
+
+impl Entry {
+    /// Closes the connection's read side if it is idle, which ends its wait for a next request
+    /// (its read returns end-of-file). A busy connection finishes its batch and answers it with
+    /// `Connection: close`, seeing that the shard is draining.
+    pub fn close_if_idle(&self) {
+        if self.idle.get() {
+            // SAFETY: the fd belongs to a live connection (entries are removed before it closes).
+            unsafe { libc::shutdown(self.fd, libc::SHUT_RD) };
+        }
+    }
+}
+
+/// What one parsed request is waiting for.
+#[derive(Debug)]
+struct Slot {
+    /// `None` for a GET on `/`, which takes the next counter value; otherwise the answer is known.
+    answer: Option<Answer>,
+    version: Version,
+    keep_alive: bool,
+    head_only: bool,
+    access: Option<access::Head>,
+}
+
+/// Serves one accepted connection until it closes.
+pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: Option<IpAddr>) {
+    let entry = Rc::new(Entry { fd: stream.as_raw_fd(), idle: Cell::new(false) });
+    let key = shard.conns.borrow_mut().insert(entry.clone());
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let mut conn = Conn {
+        parser: Parser::new(shard.config.limits),
+        input: Vec::new(),
+        batch: Vec::new(),
+        ticket: Ticket::default(),
+        peer,
+    };
+    let linger = conn.run(&shard, &mut stream, &entry).await;
+    shard.conns.borrow_mut().remove(key);
+    let _ = stream.shutdown(Shutdown::Write).await;
+    if linger {
+        drain_before_close(&mut stream).await;
+    }
+}
+
+struct Conn {
+    parser: Parser,
+    /// Bytes read but not yet consumed: a partial head, or pipelined requests beyond a batch.
+    input: Vec<u8>,
+    batch: Vec<Slot>,
+    ticket: Ticket,
+    peer: Option<IpAddr>,
+}
+
+impl Conn {
+    /// The read-parse-answer loop. Returns whether unread input may still be arriving, in which case
+    /// the caller drains it before closing.
+    async fn run(&mut self, shard: &Shard, stream: &mut TcpStream, entry: &Entry) -> bool {
+        let cfg = &shard.config;
+        let mut deadline = Instant::now() + cfg.header_timeout;
+        loop {
+            let close = self.parse_batch(shard);
+            if !self.batch.is_empty() {
+                if let Err(e) = self.answer(shard, stream).await {
+                    debug!("connection closed while writing: {e}");
+                    return false;
+                }
+                if close {
+                    return !self.input.is_empty() || !self.parser.at_boundary();
+                }
+                if self.input.is_empty() && self.input.capacity() > KEEP_INPUT_CAPACITY {
+                    self.input = Vec::new();
+                }
+                deadline = Instant::now() + if self.input.is_empty() { cfg.keep_alive } else { cfg.header_timeout };
+                continue;
+            }
+            let between_requests = self.input.is_empty() && self.parser.at_boundary();
+            if between_requests && shard.draining.get() {
+                return false;
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+                debug!("closing a connection that sent no complete request in time");
+                return false;
+            };
+            entry.idle.set(between_requests);
+            let read = read_some(shard, stream, left, &mut self.input).await;
+            entry.idle.set(false);
+            match read {
+                Ok(0) => return false,
+                Ok(_) if between_requests => deadline = Instant::now() + cfg.header_timeout,
+                Ok(_) => {}
+                Err(e) => {
+                    debug!("connection read ended: {e}");
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Parses every complete request in the input into the batch (up to [`MAX_PIPELINE`]) and drops
+    /// the consumed bytes. Returns whether the connection closes after this batch.
+    fn parse_batch(&mut self, shard: &Shard) -> bool {
+        let cfg = &shard.config;
+        let mut at = 0;
+        let mut close = false;
+        while self.batch.len() < MAX_PIPELINE && !close {
+            match self.parser.step(&self.input[at..]) {
+                Ok(Step::Request(req)) => {
+                    let access =
+                        shard.access.as_ref().map(|_| access::Head::capture(&self.input[at..at + req.head_len]));
+                    at += req.head_len;
+                    close = !req.keep_alive || cfg.keep_alive.is_zero() || shard.draining.get();
+                    self.batch.push(slot_for(req, close, access));
+                }
+                Ok(Step::Skipped(n)) => at += n,
+                Ok(Step::Incomplete) => break,
+                Err(e) => {
+                    debug!("rejecting a request: {e}");
+                    self.batch.push(rejected(e));
+                    close = true;
+                }
+            }
+        }
+        self.input.drain(..at);
+        close
+    }
+
+    /// Gets a counter value for every GET in the batch with one Redis registration, then writes all
+    /// the responses, in request order, with one write.
+    async fn answer(&mut self, shard: &Shard, stream: &mut TcpStream) -> io::Result<()> {
+        let increments = self.batch.iter().filter(|s| s.answer.is_none()).count();
+        if increments > 0 {
+            shard.redis.incr(&self.ticket, increments);
+            self.ticket.wait().await;
+        }
+        let unsent = {
+            let outcomes = self.ticket.outcomes();
+            let mut values = outcomes.iter().take(increments);
+            let mut out = shard.output.borrow_mut();
+            out.clear();
+            for slot in self.batch.drain(..) {
+                let answer = slot.answer.unwrap_or_else(|| match values.next() {
+                    Some(Outcome::Value(v)) => Answer::Count(*v),
+                    Some(Outcome::Failed(Failure::ErrorReply)) => Answer::RedisError,
+                    Some(Outcome::Failed(_)) | None => Answer::Unavailable,
+                });
+                let persist = if slot.keep_alive { Persist::KeepAlive(slot.version) } else { Persist::Close };
+                let body = response::write(&mut out, answer, persist, slot.head_only, &shard.date);
+                shard.requests.set(shard.requests.get() + 1);
+                if let Some(log) = &shard.access {
+                    let sent = (!slot.head_only && body > 0).then_some(body);
+                    log.record(self.peer, slot.access.as_ref(), answer.status(), sent);
+                }
+            }
+            let sent = try_send(stream, &out)?;
+            // Only what the kernel did not take is copied out of the shared buffer.
+            out[sent..].to_vec()
+        };
+        if !unsent.is_empty() {
+            stream.write_all(&unsent).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Which answer a parsed request gets, or `None` if it needs a counter value.
+fn slot_for(req: Request, close: bool, access: Option<access::Head>) -> Slot {
+    let answer = match (req.target, req.method) {
+        (Target::Root, Method::Get) => None,
+        (Target::Root, Method::Head) => Some(Answer::Head),
+        (Target::Root | Target::Asterisk, Method::Options) => Some(Answer::Options),
+        (Target::Root, _) | (_, Method::Connect) => Some(Answer::MethodNotAllowed),
+        (Target::Asterisk, _) | (Target::Other, _) => Some(Answer::NotFound),
+    };
+    Slot { answer, version: req.version, keep_alive: !close, head_only: req.method == Method::Head, access }
+}
+
+fn rejected(e: ParseError) -> Slot {
+    Slot {
+        answer: Some(Answer::Rejected(e)),
+        version: Version::Http11,
+        keep_alive: false,
+        head_only: false,
+        access: None,
+    }
+}
+
+/// Reads whatever is available into `input` through the shard's scratch buffer, waiting at most
+/// `limit`. The scratch is borrowed only inside each poll, never across a suspension.
+async fn read_some(shard: &Shard, stream: &mut TcpStream, limit: Duration, input: &mut Vec<u8>) -> io::Result<usize> {
+    stream.set_read_timeout(Some(limit)).map_err(io::Error::from)?;
+    let n = poll_fn(|cx| {
+        let mut scratch = shard.scratch.borrow_mut();
+        match Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]) {
+            Poll::Ready(Ok(n)) => {
+                input.extend_from_slice(&scratch[..n]);
+                Poll::Ready(Ok(n))
+            }
+            other => other,
+        }
+    })
+    .await?;
+    Ok(n)
+}
+
+/// Writes as much of `bytes` as the kernel takes right now, without waiting.
+fn try_send(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match Pin::new(&mut *stream).poll_write(&mut cx, &bytes[sent..]) {
+            Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(n)) => sent += n,
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => break,
+        }
+    }
+    Ok(sent)
+}
+
+/// Reads and discards what the client still sends, until it closes, for at most [`LINGER`].
+async fn drain_before_close(stream: &mut TcpStream) {
+    let until = Instant::now() + LINGER;
+    let mut sink = [0u8; 4096];
+    let mut total = 0;
+    while total < LINGER_BYTES {
+        let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else { return };
+        if stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match stream.read(&mut sink).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => total += n,
+        }
+    }
+}

@@ -1,0 +1,718 @@
+//! The HTTP/1.x request parser: bytes in, [`Request`]s or a [`ParseError`] out, no I/O.
+//!
+//! It owns request framing (where one request ends and the next begins, including any body that must
+//! be skipped), the limits on request heads (gunicorn's `--limit-request-*`), and the mapping of every
+//! malformed or unsupported input to the status RFC 9112 asks for. It must not touch sockets, Redis or
+//! the clock, so that it can be property-tested and fuzzed on its own. httparse does the tokenising;
+//! this module adds what httparse leaves to its caller: limits, `Host`, `Content-Length`,
+//! `Transfer-Encoding`, `Connection`, `Expect`, the request target's form, and body skipping.
+//!
+//! Incomplete input is `Ok(Step::Incomplete)`, never an error, and nothing is consumed until a
+//! request head (or a piece of body) is complete, so a request split at any byte parses the same.
+
+use std::mem::MaybeUninit;
+
+/// Request heads with at most this many headers are parsed with a stack array; a larger
+/// `--limit-request-fields` falls back to a heap array per parse (only for unusual configurations).
+const STACK_HEADERS: usize = 64;
+
+/// Bodies are never used by hitcore, only skipped to keep the connection framed. A body larger than
+/// this is refused with 413 and the connection is closed rather than read for no purpose.
+pub const MAX_BODY: u64 = 64 * 1024;
+
+/// The largest value each `--limit-request-*` flag accepts, as gunicorn caps them.
+pub const MAX_REQUEST_LINE: usize = 8190;
+/// See [`MAX_REQUEST_LINE`].
+pub const MAX_FIELDS: usize = 32768;
+/// See [`MAX_REQUEST_LINE`].
+pub const MAX_FIELD_SIZE: usize = 8190;
+
+/// The limits a request head must respect. The defaults are gunicorn's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    /// Longest request line, without its CRLF (`--limit-request-line`, default 4094). Longer: 414.
+    pub request_line: usize,
+    /// Most header fields (`--limit-request-fields`, default 100). More: 431.
+    pub fields: usize,
+    /// Longest header field line, name and value (`--limit-request-field-size`, default 8190). Longer: 431.
+    pub field_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { request_line: 4094, fields: 100, field_size: 8190 }
+    }
+}
+
+impl Limits {
+    /// The most bytes a complete head may take: the request line, every field line, their CRLFs and
+    /// the blank line. A connection never buffers more than this for one head.
+    pub fn max_head(&self) -> usize {
+        self.request_line + 2 + self.fields * (self.field_size + 2) + 2
+    }
+}
+
+/// The request methods hitcore tells apart; everything else is [`Method::Other`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`: increments the counter when the target is `/`.
+    Get,
+    /// `HEAD`: the headers a GET would get, without a body and without incrementing (it is safe).
+    Head,
+    /// `OPTIONS`: 200 with `Allow`.
+    Options,
+    /// `CONNECT`, whose target is an authority, not a path.
+    Connect,
+    /// Any other syntactically valid method: 405 on `/`.
+    Other,
+}
+
+/// What the request target names, once its form (origin, absolute, asterisk) is undone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// `/`, with or without a query string, in origin or absolute form.
+    Root,
+    /// `*` (asterisk form): only meaningful for `OPTIONS`.
+    Asterisk,
+    /// Any other path: 404.
+    Other,
+}
+
+/// The protocol version of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// HTTP/1.0: the connection closes after the response unless the client asks for keep-alive.
+    Http10,
+    /// HTTP/1.1: the connection stays open unless either side says `Connection: close`.
+    Http11,
+}
+
+/// One parsed request head. It owns no bytes of the input, so the read buffer can be reused at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request {
+    /// The method.
+    pub method: Method,
+    /// The target.
+    pub target: Target,
+    /// The version, which also decides how keep-alive is signalled in the response.
+    pub version: Version,
+    /// Whether the client allows the connection to stay open after this response.
+    pub keep_alive: bool,
+    /// Bytes of the input taken by the head: the access log's view of the request line starts here.
+    pub head_len: usize,
+}
+
+/// Why a request cannot be served. Each maps to one status; all of them close the connection,
+/// because after any of them the server can no longer be sure where the next request starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Bad syntax in the request line or a header, a missing or repeated `Host`, conflicting framing.
+    #[error("malformed request: {0}")]
+    BadRequest(&'static str),
+    /// The request line is longer than `--limit-request-line`.
+    #[error("request line too long")]
+    UriTooLong,
+    /// More header fields than `--limit-request-fields`, or one longer than `--limit-request-field-size`.
+    #[error("request header fields too large")]
+    HeadersTooLarge,
+    /// A body larger than [`MAX_BODY`].
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// An `Expect` value other than `100-continue`.
+    #[error("unsupported expectation")]
+    ExpectationFailed,
+    /// A transfer coding other than `chunked`.
+    #[error("unsupported transfer coding")]
+    NotImplemented,
+    /// A well-formed `HTTP/x.y` version other than 1.0 and 1.1.
+    #[error("HTTP version not supported")]
+    VersionNotSupported,
+}
+
+impl ParseError {
+    /// The status code this error is answered with.
+    pub fn status(self) -> u16 {
+        match self {
+            ParseError::BadRequest(_) => 400,
+            ParseError::UriTooLong => 414,
+            ParseError::HeadersTooLarge => 431,
+            ParseError::BodyTooLarge => 413,
+            ParseError::ExpectationFailed => 417,
+            ParseError::NotImplemented => 501,
+            ParseError::VersionNotSupported => 505,
+        }
+    }
+}
+
+/// What one call to [`Parser::step`] found at the front of the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A complete request head, `consumed` bytes long. Its body, if any, is skipped by later steps.
+    Request(Request),
+    /// `n` bytes of a body were skipped; call again.
+    Skipped(usize),
+    /// More input is needed; nothing was consumed.
+    Incomplete,
+}
+
+impl Step {
+    /// How many input bytes this step consumed.
+    pub fn consumed(&self) -> usize {
+        match self {
+            Step::Request(r) => r.head_len,
+            Step::Skipped(n) => *n,
+            Step::Incomplete => 0,
+        }
+    }
+}
+
+/// Where the parser is within the body of the last request, if it had one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Body {
+    /// Between requests: the next byte starts a request head.
+    None,
+    /// This many bytes of a `Content-Length` body are still to be skipped.
+    Length(u64),
+    /// Inside a chunked body.
+    Chunked(Chunked),
+}
+
+/// The chunked-body state machine (RFC 9112 §7.1), only to find the body's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunked {
+    /// Expecting a chunk-size line; `seen` is the body size so far, bounded by [`MAX_BODY`].
+    Size { seen: u64 },
+    /// Inside chunk data with `left` bytes to go, then a CRLF.
+    Data { left: u64, seen: u64 },
+    /// Expecting the CRLF that ends a chunk's data.
+    DataEnd { seen: u64 },
+    /// After the last chunk: trailer fields until a blank line.
+    Trailer { fields: usize },
+}
+
+/// Parses the requests of one connection, one step at a time. It keeps only the body state between
+/// steps: a head is parsed from scratch each time, which is what lets partial input cost nothing.
+#[derive(Debug, Clone)]
+pub struct Parser {
+    limits: Limits,
+    body: Body,
+}
+
+impl Parser {
+    /// A parser for a new connection.
+    pub fn new(limits: Limits) -> Self {
+        Parser { limits, body: Body::None }
+    }
+
+    /// Whether the parser is between requests (not inside a body). A connection idle in this state
+    /// may be closed without cutting a request in half.
+    pub fn at_boundary(&self) -> bool {
+        self.body == Body::None
+    }
+
+    /// Looks at the front of `input`. On `Ok(step)`, the caller drops `step.consumed()` bytes before
+    /// the next call. On `Err`, the caller answers the error's status and closes the connection.
+    pub fn step(&mut self, input: &[u8]) -> Result<Step, ParseError> {
+        match self.body {
+            Body::None => self.head(input),
+            Body::Length(left) => {
+                if input.is_empty() {
+                    return Ok(Step::Incomplete);
+                }
+                let n = left.min(input.len() as u64);
+                self.body = if n == left { Body::None } else { Body::Length(left - n) };
+                Ok(Step::Skipped(n as usize))
+            }
+            Body::Chunked(state) => self.chunked(state, input),
+        }
+    }
+
+    fn head(&mut self, input: &[u8]) -> Result<Step, ParseError> {
+        let fields = self.limits.fields;
+        let parsed = if fields <= STACK_HEADERS {
+            let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
+            parse_head(input, &self.limits, &mut headers[..fields])
+        } else {
+            let mut headers = Vec::new();
+            headers.resize_with(fields, MaybeUninit::uninit);
+            parse_head(input, &self.limits, &mut headers)
+        }?;
+        match parsed {
+            None => Ok(Step::Incomplete),
+            Some((request, body)) => {
+                self.body = body;
+                Ok(Step::Request(request))
+            }
+        }
+    }
+
+    fn chunked(&mut self, state: Chunked, input: &[u8]) -> Result<Step, ParseError> {
+        match state {
+            Chunked::Size { seen } => match httparse::parse_chunk_size(input) {
+                Ok(httparse::Status::Complete((used, size))) => {
+                    let seen = seen.saturating_add(size);
+                    if seen > MAX_BODY {
+                        return Err(ParseError::BodyTooLarge);
+                    }
+                    let next =
+                        if size == 0 { Chunked::Trailer { fields: 0 } } else { Chunked::Data { left: size, seen } };
+                    self.body = Body::Chunked(next);
+                    Ok(Step::Skipped(used))
+                }
+                Ok(httparse::Status::Partial) => {
+                    // A chunk-size line is hex digits and short extensions: a long one is an attack.
+                    if input.len() > self.limits.field_size {
+                        return Err(ParseError::BadRequest("chunk size line too long"));
+                    }
+                    Ok(Step::Incomplete)
+                }
+                Err(_) => Err(ParseError::BadRequest("invalid chunk size")),
+            },
+            Chunked::Data { left, seen } => {
+                if input.is_empty() {
+                    return Ok(Step::Incomplete);
+                }
+                let n = left.min(input.len() as u64);
+                let next = if n == left { Chunked::DataEnd { seen } } else { Chunked::Data { left: left - n, seen } };
+                self.body = Body::Chunked(next);
+                Ok(Step::Skipped(n as usize))
+            }
+            Chunked::DataEnd { seen } => match input {
+                [] | [b'\r'] => Ok(Step::Incomplete),
+                [b'\r', b'\n', ..] => {
+                    self.body = Body::Chunked(Chunked::Size { seen });
+                    Ok(Step::Skipped(2))
+                }
+                [b'\n', ..] => {
+                    self.body = Body::Chunked(Chunked::Size { seen });
+                    Ok(Step::Skipped(1))
+                }
+                _ => Err(ParseError::BadRequest("chunk data not followed by CRLF")),
+            },
+            Chunked::Trailer { fields } => {
+                let Some(end) = memchr(b'\n', input) else {
+                    if input.len() > self.limits.field_size + 1 {
+                        return Err(ParseError::HeadersTooLarge);
+                    }
+                    return Ok(Step::Incomplete);
+                };
+                let line = trim_cr(&input[..end]);
+                if line.is_empty() {
+                    self.body = Body::None;
+                } else if fields + 1 > self.limits.fields || line.len() > self.limits.field_size {
+                    return Err(ParseError::HeadersTooLarge);
+                } else {
+                    self.body = Body::Chunked(Chunked::Trailer { fields: fields + 1 });
+                }
+                Ok(Step::Skipped(end + 1))
+            }
+        }
+    }
+}
+
+/// Parses one head with httparse, then applies hitcore's limits and semantic checks.
+/// `Ok(None)` means incomplete; it also checks incomplete input against the limits, so an oversized
+/// head is refused as soon as it is seen, not after it has been buffered.
+fn parse_head<'b>(
+    input: &'b [u8],
+    limits: &Limits,
+    headers: &mut [MaybeUninit<httparse::Header<'b>>],
+) -> Result<Option<(Request, Body)>, ParseError> {
+    let mut req = httparse::Request::new(&mut []);
+    let status = match req.parse_with_uninit_headers(input, headers) {
+        Ok(s) => s,
+        Err(httparse::Error::TooManyHeaders) => return Err(ParseError::HeadersTooLarge),
+        Err(httparse::Error::Version) => return version_error(input, limits),
+        Err(httparse::Error::Token) if req.method.is_none() => return Err(ParseError::BadRequest("invalid method")),
+        Err(httparse::Error::Token) => return Err(ParseError::BadRequest("invalid request target")),
+        Err(httparse::Error::HeaderName) => return Err(ParseError::BadRequest("invalid header name")),
+        Err(httparse::Error::HeaderValue) => return Err(ParseError::BadRequest("invalid header value")),
+        Err(_) => return Err(ParseError::BadRequest("invalid line ending")),
+    };
+    let head_len = match status {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => {
+            check_partial(input, limits)?;
+            return Ok(None);
+        }
+    };
+    check_lines(&input[..head_len], limits)?;
+
+    let version = match req.version {
+        Some(0) => Version::Http10,
+        _ => Version::Http11,
+    };
+    let method = match req.method.unwrap_or_default() {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "OPTIONS" => Method::Options,
+        "CONNECT" => Method::Connect,
+        _ => Method::Other,
+    };
+    let target = classify_target(method, req.path.unwrap_or_default())?;
+
+    let mut hosts = 0usize;
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    let mut codings = 0usize;
+    let mut transfer_encoding = false;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    let mut expect_continue = false;
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            let n = parse_content_length(h.value)?;
+            if content_length.is_some_and(|prev| prev != n) {
+                return Err(ParseError::BadRequest("conflicting Content-Length headers"));
+            }
+            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // Every coding listed, across every Transfer-Encoding line, must amount to exactly one
+            // `chunked`: anything else is a coding hitcore cannot undo (RFC 9112 §6.1).
+            transfer_encoding = true;
+            for coding in tokens(h.value) {
+                codings += 1;
+                chunked = codings == 1 && coding.eq_ignore_ascii_case(b"chunked");
+            }
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in tokens(h.value) {
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case(b"expect") && version == Version::Http11 {
+            // RFC 9110 §10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored.
+            if h.value.eq_ignore_ascii_case(b"100-continue") {
+                expect_continue = true;
+            } else {
+                return Err(ParseError::ExpectationFailed);
+            }
+        }
+    }
+    // The expectation needs no interim response: hitcore answers before reading any body, and the
+    // body, if the client sends it anyway, is skipped by its framing.
+    let _ = expect_continue;
+
+    if hosts > 1 || (hosts == 0 && version == Version::Http11) {
+        return Err(ParseError::BadRequest("HTTP/1.1 requires exactly one Host header"));
+    }
+    let body = if transfer_encoding {
+        if content_length.is_some() {
+            return Err(ParseError::BadRequest("Transfer-Encoding together with Content-Length"));
+        }
+        if version == Version::Http10 {
+            return Err(ParseError::BadRequest("Transfer-Encoding in an HTTP/1.0 request"));
+        }
+        if !chunked || codings != 1 {
+            return Err(ParseError::NotImplemented);
+        }
+        Body::Chunked(Chunked::Size { seen: 0 })
+    } else {
+        match content_length {
+            Some(n) if n > MAX_BODY => return Err(ParseError::BodyTooLarge),
+            Some(n) if n > 0 => Body::Length(n),
+            _ => Body::None,
+        }
+    };
+    let keep_alive = match version {
+        Version::Http11 => !close,
+        Version::Http10 => keep_alive_token && !close,
+    };
+    Ok(Some((Request { method, target, version, keep_alive, head_len }, body)))
+}
+
+/// httparse reports any version it does not know as one error; RFC 9110 tells a well-formed but
+/// unsupported `HTTP/x.y` (505) from garbage where the version should be (400). httparse may report
+/// it before the line is complete (`HTTP/2`), so a version that could still become `HTTP/d.d` is
+/// incomplete input, not yet an error: a request must parse the same however it is split.
+fn version_error(input: &[u8], limits: &Limits) -> Result<Option<(Request, Body)>, ParseError> {
+    let line = skip_empty_lines(input);
+    let (line, complete) = match memchr(b'\n', line) {
+        Some(i) => (trim_cr(&line[..i]), true),
+        None => (trim_cr(line), false),
+    };
+    let Some(sp) = line.iter().rposition(|&b| b == b' ') else {
+        return Err(ParseError::BadRequest("invalid request line"));
+    };
+    let version = &line[sp + 1..];
+    let shape = |i: usize, b: u8| match i {
+        0..=4 => b == b"HTTP/"[i],
+        5 | 7 => b.is_ascii_digit(),
+        6 => b == b'.',
+        _ => false,
+    };
+    let plausible = version.iter().enumerate().all(|(i, &b)| shape(i, b));
+    match (plausible, complete) {
+        (true, true) if version.len() == 8 => Err(ParseError::VersionNotSupported),
+        (true, false) => {
+            check_partial(input, limits)?;
+            Ok(None)
+        }
+        _ => Err(ParseError::BadRequest("invalid HTTP version")),
+    }
+}
+
+fn classify_target(method: Method, path: &str) -> Result<Target, ParseError> {
+    let path = path.as_bytes();
+    if method == Method::Connect {
+        // Authority form (`host:port`) is only for CONNECT, which an origin server does not support:
+        // answered 405 by the caller, whatever the target.
+        return Ok(Target::Other);
+    }
+    if path == b"*" {
+        return if method == Method::Options {
+            Ok(Target::Asterisk)
+        } else {
+            Err(ParseError::BadRequest("asterisk target is only valid for OPTIONS"))
+        };
+    }
+    let origin = if path.first() == Some(&b'/') {
+        path
+    } else if let Some(rest) =
+        strip_prefix_ignore_case(path, b"http://").or_else(|| strip_prefix_ignore_case(path, b"https://"))
+    {
+        // Absolute form (RFC 9112 §3.2.2): servers must accept it; the authority is ignored, the
+        // path (empty means `/`) is what is routed.
+        match rest.iter().position(|&b| b == b'/' || b == b'?') {
+            Some(i) if rest[i] == b'/' => &rest[i..],
+            _ => b"/",
+        }
+    } else {
+        return Err(ParseError::BadRequest("invalid request target"));
+    };
+    let path_only = &origin[..origin.iter().position(|&b| b == b'?').unwrap_or(origin.len())];
+    Ok(if path_only == b"/" { Target::Root } else { Target::Other })
+}
+
+fn parse_content_length(value: &[u8]) -> Result<u64, ParseError> {
+    let value = trim_ows(value);
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return Err(ParseError::BadRequest("invalid Content-Length"));
+    }
+    Ok(value.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
+/// Checks a complete head's lines against the limits httparse does not know about.
+fn check_lines(head: &[u8], limits: &Limits) -> Result<(), ParseError> {
+    let head = skip_empty_lines(head);
+    let mut lines = head.split(|&b| b == b'\n').map(trim_cr);
+    if lines.next().is_some_and(|l| l.len() > limits.request_line) {
+        return Err(ParseError::UriTooLong);
+    }
+    if lines.any(|l| l.len() > limits.field_size) {
+        return Err(ParseError::HeadersTooLarge);
+    }
+    Ok(())
+}
+
+/// Checks an incomplete head, so that a request line or field that is already over its limit, or
+/// a head that can no longer fit, is refused now instead of being buffered up to `max_head`.
+fn check_partial(input: &[u8], limits: &Limits) -> Result<(), ParseError> {
+    let head = skip_empty_lines(input);
+    let mut rest = head;
+    let mut line_no = 0usize;
+    loop {
+        let (line, complete) = match memchr(b'\n', rest) {
+            Some(i) => (trim_cr(&rest[..i]), Some(i + 1)),
+            None => (rest, None),
+        };
+        // An unfinished line may still be missing its CR: allow one byte for it.
+        let slack = usize::from(complete.is_none());
+        if line_no == 0 {
+            if line.len() > limits.request_line + slack {
+                return Err(ParseError::UriTooLong);
+            }
+        } else if line.len() > limits.field_size + slack || line_no > limits.fields {
+            return Err(ParseError::HeadersTooLarge);
+        }
+        match complete {
+            Some(n) => {
+                rest = &rest[n..];
+                line_no += 1;
+            }
+            None => break,
+        }
+    }
+    if head.len() > limits.max_head() {
+        return Err(ParseError::HeadersTooLarge);
+    }
+    Ok(())
+}
+
+/// RFC 9112 §2.2: a server should ignore empty lines received before a request line (httparse does).
+fn skip_empty_lines(mut input: &[u8]) -> &[u8] {
+    loop {
+        match input {
+            [b'\r', b'\n', rest @ ..] | [b'\n', rest @ ..] => input = rest,
+            _ => return input,
+        }
+    }
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+/// The comma-separated tokens of a list-valued header, trimmed, empty elements skipped.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(trim_ows).filter(|t| !t.is_empty())
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)).then(|| &s[prefix.len()..])
+}
+
+fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|&b| b == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(input: &[u8]) -> Result<Step, ParseError> {
+        Parser::new(Limits::default()).step(input)
+    }
+
+    fn req(input: &[u8]) -> Request {
+        match one(input) {
+            Ok(Step::Request(r)) => r,
+            other => panic!("expected a request from {:?}, got {other:?}", String::from_utf8_lossy(input)),
+        }
+    }
+
+    #[test]
+    fn get_root_http11_keeps_alive() {
+        let r = req(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!((r.method, r.target, r.version, r.keep_alive), (Method::Get, Target::Root, Version::Http11, true));
+        assert_eq!(r.head_len, 27);
+    }
+
+    #[test]
+    fn http10_closes_unless_asked() {
+        assert!(!req(b"GET / HTTP/1.0\r\n\r\n").keep_alive);
+        assert!(req(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
+        assert!(!req(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade, close\r\n\r\n").keep_alive);
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(req(b"GET /?a=1 HTTP/1.1\r\nHost: x\r\n\r\n").target, Target::Root);
+        assert_eq!(req(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n").target, Target::Other);
+        assert_eq!(req(b"GET http://h:1/ HTTP/1.1\r\nHost: h\r\n\r\n").target, Target::Root);
+        assert_eq!(req(b"GET HTTP://h HTTP/1.1\r\nHost: h\r\n\r\n").target, Target::Root);
+        assert_eq!(req(b"GET http://h/a HTTP/1.1\r\nHost: h\r\n\r\n").target, Target::Other);
+        assert_eq!(req(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n").target, Target::Asterisk);
+        assert_eq!(
+            one(b"GET * HTTP/1.1\r\nHost: h\r\n\r\n"),
+            Err(ParseError::BadRequest("asterisk target is only valid for OPTIONS"))
+        );
+        assert_eq!(req(b"CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n").method, Method::Connect);
+    }
+
+    #[test]
+    fn partial_is_incomplete_at_every_split() {
+        let full = b"GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n\r\n";
+        for cut in 0..full.len() {
+            assert_eq!(one(&full[..cut]), Ok(Step::Incomplete), "cut at {cut}");
+        }
+        assert!(matches!(one(full), Ok(Step::Request(_))));
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(one(b"GET / HTTP/2.0\r\n\r\n"), Err(ParseError::VersionNotSupported));
+        assert_eq!(one(b"GET / HTTP/1.2\r\nHost: x\r\n\r\n"), Err(ParseError::VersionNotSupported));
+        assert!(matches!(one(b"GET / FOO/1.1\r\n\r\n"), Err(ParseError::BadRequest(_))));
+        for cut in 0..16 {
+            let r = one(&b"GET / HTTP/2.0\r\n"[..cut]);
+            assert!(r == Ok(Step::Incomplete), "cut {cut}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn host_rules() {
+        assert!(matches!(one(b"GET / HTTP/1.1\r\n\r\n"), Err(ParseError::BadRequest(_))));
+        assert!(matches!(one(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), Err(ParseError::BadRequest(_))));
+        assert!(matches!(one(b"GET / HTTP/1.0\r\n\r\n"), Ok(Step::Request(_))));
+    }
+
+    #[test]
+    fn framing_errors() {
+        let te_cl = b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n";
+        assert!(matches!(one(te_cl), Err(ParseError::BadRequest(_))));
+        let gzip = b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n";
+        assert_eq!(one(gzip), Err(ParseError::NotImplemented));
+        let twice = b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n";
+        assert_eq!(one(twice), Err(ParseError::NotImplemented));
+        let two_cl = b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
+        assert!(matches!(one(two_cl), Err(ParseError::BadRequest(_))));
+        let bad_cl = b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\n";
+        assert!(matches!(one(bad_cl), Err(ParseError::BadRequest(_))));
+        let big = b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n";
+        assert_eq!(one(big), Err(ParseError::BodyTooLarge));
+        let expect = b"GET / HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\n\r\n";
+        assert_eq!(one(expect), Err(ParseError::ExpectationFailed));
+        let fold = b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  folded\r\n\r\n";
+        assert!(matches!(one(fold), Err(ParseError::BadRequest(_))));
+        let space = b"GET / HTTP/1.1\r\nHost : x\r\n\r\n";
+        assert!(matches!(one(space), Err(ParseError::BadRequest(_))));
+    }
+
+    #[test]
+    fn content_length_body_is_skipped_not_parsed() {
+        let mut p = Parser::new(Limits::default());
+        let input = b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 18\r\n\r\nGET /x HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let Ok(Step::Request(r)) = p.step(input) else { panic!() };
+        let mut at = r.head_len;
+        assert_eq!(p.step(&input[at..]), Ok(Step::Skipped(18)));
+        at += 18;
+        let Ok(Step::Request(r)) = p.step(&input[at..]) else { panic!() };
+        assert_eq!(r.target, Target::Root);
+        assert_eq!(at + r.head_len, input.len());
+    }
+
+    #[test]
+    fn chunked_body_is_skipped() {
+        let mut p = Parser::new(Limits::default());
+        let input = b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n0\r\nX-T: 1\r\n\r\nGET /x HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut at = 0;
+        let mut requests = vec![];
+        while at < input.len() {
+            let step = p.step(&input[at..]).unwrap();
+            if let Step::Request(r) = step {
+                requests.push(r.target);
+            }
+            assert_ne!(step, Step::Incomplete, "stalled at {at}");
+            at += step.consumed();
+        }
+        assert_eq!(requests, vec![Target::Root, Target::Other]);
+        assert!(p.at_boundary());
+    }
+
+    #[test]
+    fn limits_refuse_early() {
+        let limits = Limits { request_line: 20, fields: 2, field_size: 16 };
+        let mut p = Parser::new(limits);
+        assert_eq!(p.step(b"GET /aaaaaaaaaaaaaaaaaaaaaaaaa"), Err(ParseError::UriTooLong));
+        assert_eq!(p.step(b"GET / HTTP/1.1\r\nX-Long: aaaaaaaaaaaaaaaa"), Err(ParseError::HeadersTooLarge));
+        assert_eq!(p.step(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n"), Err(ParseError::HeadersTooLarge));
+        assert_eq!(p.step(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"), Err(ParseError::HeadersTooLarge));
+        assert!(matches!(p.step(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), Ok(Step::Request(_))));
+        // Exactly at the limits is allowed.
+        let at = b"GET /aaaaaa HTTP/1.1\r\nHost: aaaaaaaaaa\r\n\r\n";
+        assert!(matches!(Parser::new(limits).step(at), Ok(Step::Request(_))));
+    }
+}

@@ -1,0 +1,227 @@
+//! Logging in gunicorn's words and format, for the supervisor and every shard.
+//!
+//! It owns the error log (`[%Y-%m-%d %H:%M:%S %z] [PID] [LEVEL] message`, gunicorn's `glogging.py`
+//! format, so existing log scrapers keep working), the access log's line format, reopening log files
+//! on SIGUSR1, and escaping anything a client sent before it reaches a log line. It must not decide
+//! what is logged; callers use `tracing` macros, and `critical = true` on an `error!` marks gunicorn's
+//! CRITICAL level, which `tracing` lacks.
+
+use std::fmt::Write as _;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde::{Deserialize, Serialize};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Where a log goes: `-` is stderr for the error log and stdout for the access log, as in gunicorn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogTarget {
+    /// The process's standard error.
+    Stderr,
+    /// The process's standard output.
+    Stdout,
+    /// A file opened for appending; every process appends whole lines to it.
+    File(PathBuf),
+}
+
+/// `--log-level`: gunicorn's level names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+pub enum LogLevel {
+    /// Everything, including per-connection detail.
+    Debug,
+    /// Lifecycle events (the default).
+    Info,
+    /// Recoverable trouble.
+    #[value(alias = "warn")]
+    Warning,
+    /// Failures.
+    Error,
+    /// Only what needs an operator now; hitcore logs these at the error threshold.
+    Critical,
+}
+
+impl LogLevel {
+    fn filter(self) -> tracing::level_filters::LevelFilter {
+        use tracing::level_filters::LevelFilter;
+        match self {
+            LogLevel::Debug => LevelFilter::DEBUG,
+            LogLevel::Info => LevelFilter::INFO,
+            LogLevel::Warning => LevelFilter::WARN,
+            LogLevel::Error | LogLevel::Critical => LevelFilter::ERROR,
+        }
+    }
+}
+
+/// An open log destination that can be reopened in place (log rotation, SIGUSR1).
+#[derive(Debug)]
+pub struct Sink {
+    target: LogTarget,
+    file: Mutex<Option<File>>,
+}
+
+impl Sink {
+    /// Opens `target` (files are created if missing and appended to).
+    pub fn open(target: &LogTarget) -> io::Result<Arc<Sink>> {
+        let sink = Sink { target: target.clone(), file: Mutex::new(None) };
+        sink.reopen()?;
+        Ok(Arc::new(sink))
+    }
+
+    /// Reopens a file target by path, so a rotated file is replaced by a fresh one.
+    pub fn reopen(&self) -> io::Result<()> {
+        if let LogTarget::File(path) = &self.target {
+            let file = OpenOptions::new().create(true).append(true).open(path)?;
+            *self.file.lock().unwrap_or_else(|e| e.into_inner()) = Some(file);
+        }
+        Ok(())
+    }
+
+    /// Writes one complete line (or several) with a single write where the OS allows, so lines from
+    /// several processes appending to one file never interleave mid-line.
+    pub fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+        match &self.target {
+            LogTarget::Stderr => io::stderr().lock().write_all(bytes),
+            LogTarget::Stdout => io::stdout().lock().write_all(bytes),
+            LogTarget::File(_) => match self.file.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                Some(f) => f.write_all(bytes),
+                None => Ok(()),
+            },
+        }
+    }
+}
+
+static ERROR_SINK: OnceLock<Arc<Sink>> = OnceLock::new();
+
+/// Installs the process-wide error log. Called once per process, before anything is logged.
+pub fn init(target: &LogTarget, level: LogLevel) -> io::Result<()> {
+    let sink = Sink::open(target)?;
+    let _ = ERROR_SINK.set(sink.clone());
+    let subscriber = tracing_subscriber::fmt()
+        .event_format(GunicornFormat { pid: std::process::id() })
+        .with_writer(SinkWriter(sink))
+        .with_max_level(level.filter())
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).map_err(io::Error::other)?;
+    // glommio reports through the `log` crate (stall reports, ring set-up warnings).
+    let _ = tracing_log::LogTracer::init();
+    Ok(())
+}
+
+/// Reopens the error log file (SIGUSR1).
+pub fn reopen() -> io::Result<()> {
+    ERROR_SINK.get().map_or(Ok(()), |s| s.reopen())
+}
+
+#[derive(Clone)]
+struct SinkWriter(Arc<Sink>);
+
+impl Write for SinkWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write_all(buf).map(|()| buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for SinkWriter {
+    type Writer = SinkWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// `[2026-11-26 10:00:00 +0000] [1234] [INFO] message key=value`.
+struct GunicornFormat {
+    pid: u32,
+}
+
+impl<S, N> FormatEvent<S, N> for GunicornFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, _: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let level = match (*event.metadata().level(), fields.critical) {
+            (_, true) => "CRITICAL",
+            (Level::ERROR, _) => "ERROR",
+            (Level::WARN, _) => "WARNING",
+            (Level::INFO, _) => "INFO",
+            _ => "DEBUG",
+        };
+        let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S %z");
+        writeln!(w, "[{now}] [{}] [{level}] {}{}", self.pid, fields.message, fields.rest)
+    }
+}
+
+#[derive(Default)]
+struct Fields {
+    message: String,
+    rest: String,
+    critical: bool,
+}
+
+impl Visit for Fields {
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if field.name() == "critical" {
+            self.critical = value;
+        } else {
+            let _ = write!(self.rest, " {}={value}", field.name());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            let _ = write!(self.rest, " {}={value:?}", field.name());
+        }
+    }
+}
+
+/// Makes client-supplied bytes safe for a log line: printable ASCII stays, `"` and `\` are
+/// backslash-escaped, everything else (control bytes, newlines, non-ASCII) becomes `\xNN`, so a
+/// client can neither forge a log line nor smuggle terminal escapes into it.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    escape_into(&mut out, bytes);
+    out
+}
+
+/// [`escape`], appending to `out`.
+pub fn escape_into(out: &mut String, bytes: &[u8]) {
+    for &b in bytes {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(b as char),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_neutralises_control_bytes_and_quotes() {
+        assert_eq!(escape(b"GET /a\"b\\c HTTP/1.1"), "GET /a\\\"b\\\\c HTTP/1.1");
+        assert_eq!(
+            escape(b"x\r\n[2026] [1] [INFO] forged\x1b[31m\xff"),
+            "x\\x0d\\x0a[2026] [1] [INFO] forged\\x1b[31m\\xff"
+        );
+    }
+}

@@ -1,0 +1,36 @@
+//! The `hitcore` binary: one executable for the supervisor and its shards.
+//!
+//! Run by a user, it parses the flags and becomes the supervisor. Run by the supervisor with a
+//! shard spec in its environment, it becomes that shard. It must stay this thin: everything else
+//! lives in the library.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use hitcore::cli::Cli;
+use hitcore::shard::{self, SPEC_ENV};
+use hitcore::{logging, supervisor};
+
+fn main() -> ExitCode {
+    if let Some(spec) = std::env::var_os(SPEC_ENV) {
+        // SAFETY: single-threaded at this point; nothing else reads the environment concurrently.
+        unsafe { std::env::remove_var(SPEC_ENV) };
+        let spec = match serde_json::from_str(&spec.to_string_lossy()) {
+            Ok(spec) => spec,
+            Err(e) => {
+                eprintln!("hitcore: invalid {SPEC_ENV}: {e}");
+                return ExitCode::from(shard::BOOT_ERROR as u8);
+            }
+        };
+        return ExitCode::from(shard::run(spec) as u8);
+    }
+    let config = match Cli::parse().into_config() {
+        Ok(c) => c,
+        Err(e) => Cli::command().error(clap::error::ErrorKind::ValueValidation, e).exit(),
+    };
+    if let Err(e) = logging::init(&config.error_log, config.log_level) {
+        eprintln!("hitcore: cannot open the error log: {e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::from(supervisor::run(config) as u8)
+}

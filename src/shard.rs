@@ -1,0 +1,413 @@
+//! One shard process: a glommio executor pinned to one CPU, serving the listener it inherited.
+//!
+//! It owns everything a shard does between its exec and its exit: pinning and building the executor,
+//! wrapping the inherited listener, the accept loop and its connection cap, the housekeeping tick
+//! (heartbeat, `Date`, access log, signals), and the three ways to stop: TERM retires the shard
+//! (serve what the kernel already queued, then take its listener out of the reuseport group), HUP
+//! hands the listener over to a successor that shares it, QUIT and INT exit at once. All state is
+//! shard-local (`Rc`/`RefCell`/`Cell`); only the heartbeat slot is shared, with the supervisor.
+//! It must not create listeners or touch any other shard's slot.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::net::IpAddr;
+use std::os::fd::{FromRawFd, RawFd};
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Poll, Waker};
+use std::time::{Duration, SystemTime};
+
+use futures_lite::FutureExt;
+use glommio::net::{TcpListener, TcpStream};
+use glommio::sync::{Gate, Semaphore};
+use glommio::{LocalExecutorBuilder, Placement};
+use serde::{Deserialize, Serialize};
+use slab::Slab;
+use tracing::{debug, error, info, warn};
+
+use crate::config::Config;
+use crate::heartbeat::{Heartbeats, state};
+use crate::http::access::AccessLog;
+use crate::http::conn::{self, Entry};
+use crate::http::response::HttpDate;
+use crate::logging::{self, Sink};
+use crate::redis::client::{Redis, Settings};
+
+/// The environment variable that carries a shard's [`Spec`] from the supervisor. Its presence is
+/// what makes the binary run as a shard.
+pub const SPEC_ENV: &str = "HITCORE_SHARD";
+
+/// Exit status of a shard that could not boot; the supervisor halts instead of restarting it
+/// (gunicorn's `WORKER_BOOT_ERROR`).
+pub const BOOT_ERROR: i32 = 3;
+
+/// The longest interval between heartbeats and housekeeping passes.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Bytes read per `recv` into the shard's shared scratch buffer.
+const SCRATCH: usize = 64 * 1024;
+
+/// What the supervisor tells a shard it spawns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Spec {
+    /// The shard's index (for logs and the process title).
+    pub index: usize,
+    /// The CPU to pin to.
+    pub cpu: usize,
+    /// The inherited, bound, listening, non-blocking socket.
+    pub listen_fd: RawFd,
+    /// The inherited heartbeat memfd.
+    pub heartbeat_fd: RawFd,
+    /// This shard's slot in the heartbeat region.
+    pub slot: usize,
+    /// Everything else.
+    pub config: Config,
+}
+
+/// The shard's state, shared by its tasks.
+#[derive(Debug)]
+pub struct Shard {
+    /// The configuration.
+    pub config: Config,
+    /// The shard's Redis connection.
+    pub redis: Redis,
+    /// The cached `Date` header.
+    pub date: HttpDate,
+    /// The access log, when `--access-logfile` is given.
+    pub access: Option<AccessLog>,
+    /// Every read lands here first; a connection keeps only what it cannot consume at once.
+    pub scratch: RefCell<Vec<u8>>,
+    /// Responses are built here and written from here when the socket takes them at once.
+    pub output: RefCell<Vec<u8>>,
+    /// Set on a graceful stop: answers carry `Connection: close` and idle connections close.
+    pub draining: Cell<bool>,
+    /// Live connections, so a graceful stop can close the idle ones.
+    pub conns: RefCell<Slab<Rc<Entry>>>,
+    /// Requests answered.
+    pub requests: Cell<u64>,
+    /// Connections accepted.
+    pub connections: Cell<u64>,
+}
+
+/// How a shard was asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// TERM: accept what is queued, eject the listener, finish, exit 0.
+    Retire,
+    /// HUP: stop accepting but leave the listener open for the successor sharing it, finish, exit 0.
+    Handover,
+}
+
+/// Signal flags, set by signal handlers and read by the tick.
+#[derive(Debug, Default)]
+struct Signals {
+    term: Arc<AtomicBool>,
+    hup: Arc<AtomicBool>,
+    quit: Arc<AtomicBool>,
+    usr1: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Signals> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
+        let s = Signals::default();
+        signal_hook::flag::register(SIGTERM, s.term.clone())?;
+        signal_hook::flag::register(SIGHUP, s.hup.clone())?;
+        signal_hook::flag::register(SIGQUIT, s.quit.clone())?;
+        signal_hook::flag::register(SIGINT, s.quit.clone())?;
+        signal_hook::flag::register(SIGUSR1, s.usr1.clone())?;
+        Ok(s)
+    }
+}
+
+/// A stop request that the accept loop can wait for.
+#[derive(Debug, Default)]
+struct StopSignal {
+    requested: Cell<Option<Stop>>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl StopSignal {
+    fn request(&self, stop: Stop) {
+        if self.requested.get().is_none() {
+            self.requested.set(Some(stop));
+            if let Some(w) = self.waker.borrow_mut().take() {
+                w.wake();
+            }
+        }
+    }
+
+    async fn wait(&self) -> Stop {
+        poll_fn(|cx| match self.requested.get() {
+            Some(stop) => Poll::Ready(stop),
+            None => {
+                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// Runs a shard to completion and returns its exit status.
+pub fn run(spec: Spec) -> i32 {
+    if let Err(e) = logging::init(&spec.config.error_log, spec.config.log_level) {
+        eprintln!("hitcore shard {}: cannot open the error log: {e}", spec.index);
+        return BOOT_ERROR;
+    }
+    set_process_name(&format!("hitcore-shard{}", spec.index));
+    let pid = std::process::id();
+    info!("Booting worker with pid: {pid} (shard {}, cpu {})", spec.index, spec.cpu);
+    let boot = || -> Result<(Signals, Heartbeats, glommio::LocalExecutor), String> {
+        let signals = Signals::register().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        // SAFETY: the supervisor passed this memfd to this process alone.
+        let heartbeats = unsafe { Heartbeats::attach(spec.heartbeat_fd) }
+            .map_err(|e| format!("cannot map the heartbeat region: {e}"))?;
+        let executor = LocalExecutorBuilder::new(Placement::Fixed(spec.cpu))
+            .name(&format!("hitcore-shard{}", spec.index))
+            .make()
+            .map_err(|e| {
+                format!(
+                    "cannot start an io_uring executor on CPU {}: {e} (check `ulimit -l`, at least 512 KiB, and \
+                     that io_uring is enabled: sysctl kernel.io_uring_disabled)",
+                    spec.cpu
+                )
+            })?;
+        Ok((signals, heartbeats, executor))
+    };
+    match boot() {
+        Ok((signals, heartbeats, executor)) => executor.run(serve(spec, heartbeats, signals)),
+        Err(reason) => {
+            error!("Worker failed to boot: shard {}: {reason}", spec.index);
+            BOOT_ERROR
+        }
+    }
+}
+
+async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
+    // SAFETY: the supervisor passed this listening socket to this process; nothing else here owns it.
+    let listener = unsafe { TcpListener::from_raw_fd(spec.listen_fd) };
+    let heartbeats = Rc::new(heartbeats);
+    let slot = spec.slot;
+    heartbeats.slot(slot).beat();
+    let access = match &spec.config.access_log {
+        Some(target) => match Sink::open(target) {
+            Ok(sink) => Some(AccessLog::new(sink)),
+            Err(e) => {
+                error!("Worker failed to boot: cannot open the access log: {e}");
+                return BOOT_ERROR;
+            }
+        },
+        None => None,
+    };
+    let redis = Redis::start(Settings {
+        target: spec.config.redis.clone(),
+        key: spec.config.key.clone(),
+        coalesce: spec.config.coalesce,
+        timeout: spec.config.redis_timeout,
+        max_pending: spec.config.max_pending(),
+        shard: spec.index,
+    });
+    let shard = Rc::new(Shard {
+        redis,
+        date: HttpDate::default(),
+        access,
+        scratch: RefCell::new(vec![0; SCRATCH]),
+        output: RefCell::new(Vec::with_capacity(SCRATCH)),
+        draining: Cell::new(false),
+        conns: RefCell::new(Slab::new()),
+        requests: Cell::new(0),
+        connections: Cell::new(0),
+        config: spec.config.clone(),
+    });
+    let stop = Rc::new(StopSignal::default());
+    let tick_every = (spec.config.timeout / 4).clamp(Duration::from_millis(5), TICK);
+    glommio::spawn_local(housekeeping(shard.clone(), heartbeats.clone(), slot, signals, stop.clone(), tick_every))
+        .detach();
+    heartbeats.slot(slot).state.store(state::BOOTED, Ordering::Release);
+    debug!("shard {} booted", spec.index);
+
+    let gate = Gate::new();
+    let mode = accept_loop(&shard, &listener, spec.listen_fd, &gate, &stop).await;
+    shard.draining.set(true);
+    for (_, entry) in shard.conns.borrow().iter() {
+        entry.close_if_idle();
+    }
+    info!(
+        "Shard {} stopping ({}): finishing {} open connections",
+        spec.index,
+        if mode == Stop::Retire { "graceful stop" } else { "handing its listener over" },
+        shard.conns.borrow().len()
+    );
+    let _ = gate.close().await;
+    if let Some(log) = &shard.access {
+        log.flush();
+    }
+    publish_stats(&shard, &heartbeats, slot);
+    info!("Shard {} served {} requests on {} connections", spec.index, shard.requests.get(), shard.connections.get());
+    info!("Worker exiting (pid: {})", std::process::id());
+    0
+}
+
+/// Accepts connections until a stop is requested, within the `--worker-connections` cap.
+async fn accept_loop(
+    shard: &Rc<Shard>,
+    listener: &TcpListener,
+    listen_fd: RawFd,
+    gate: &Gate,
+    stop: &StopSignal,
+) -> Stop {
+    let cap = Rc::new(Semaphore::new(shard.config.worker_connections as u64));
+    let mut failures = 0u32;
+    loop {
+        // At the cap, stop accepting: the kernel's queue holds new connections meanwhile.
+        let next = async { Next::Got(cap.acquire_static_permit(1).await) }.or(async { Next::Stop(stop.wait().await) });
+        let permit = match next.await {
+            Next::Got(Ok(p)) => p,
+            // The semaphore is never closed; treat it like a stop rather than panic.
+            Next::Got(Err(_)) => return stopped(shard, listen_fd, gate, Stop::Retire),
+            Next::Stop(mode) => return stopped(shard, listen_fd, gate, mode),
+        };
+        let mut accept = pin!(listener.accept());
+        let first = async { Next::Got((&mut accept).await) }.or(async { Next::Stop(stop.wait().await) }).await;
+        let accepted = match first {
+            Next::Got(r) => r,
+            // Handing over: the pending accept is dropped; the successor accepts from the same queue.
+            Next::Stop(Stop::Handover) => return Stop::Handover,
+            Next::Stop(Stop::Retire) => {
+                // Take what is queued first, then eject the listener: that completes the pending
+                // accept (with a connection or an error) without cancelling it, so no connection
+                // the kernel hands it is lost.
+                stopped(shard, listen_fd, gate, Stop::Retire);
+                accept.await
+            }
+        };
+        match accepted {
+            Ok(stream) => {
+                failures = 0;
+                spawn_connection(shard, gate, stream, Some(permit));
+            }
+            Err(_) if stop.requested.get().is_some() => return Stop::Retire,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning, and say so once per burst.
+                failures += 1;
+                if failures == 1 {
+                    warn!("accept failed: {e}; backing off");
+                }
+                glommio::timer::sleep(Duration::from_millis(10 * u64::from(failures.min(10)))).await;
+            }
+        }
+    }
+}
+
+/// Either what a wait produced or the stop that interrupted it.
+enum Next<T> {
+    Got(T),
+    Stop(Stop),
+}
+
+/// On a retire, serves every connection already queued on the listener, then shuts the listener
+/// down, which takes it out of the reuseport group (new connections go to the other shards) and
+/// wakes any accept still pending on it. On a handover, the listener is left as it is.
+fn stopped(shard: &Rc<Shard>, listen_fd: RawFd, gate: &Gate, mode: Stop) -> Stop {
+    if mode == Stop::Retire {
+        loop {
+            // SAFETY: listen_fd is this shard's listening socket, open for the shard's lifetime;
+            // it is non-blocking (the supervisor set O_NONBLOCK), so this never waits.
+            let fd =
+                unsafe { libc::accept4(listen_fd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
+            if fd < 0 {
+                break;
+            }
+            // SAFETY: fd is a connected socket we now own.
+            let stream = unsafe { TcpStream::from_raw_fd(fd) };
+            spawn_connection(shard, gate, stream, None);
+        }
+        // SAFETY: as above.
+        unsafe { libc::shutdown(listen_fd, libc::SHUT_RDWR) };
+    }
+    mode
+}
+
+fn spawn_connection(shard: &Rc<Shard>, gate: &Gate, stream: TcpStream, permit: Option<glommio::sync::StaticPermit>) {
+    shard.connections.set(shard.connections.get() + 1);
+    let peer: Option<IpAddr> = stream.peer_addr().ok().map(|a| a.ip());
+    let task = conn::serve(shard.clone(), stream, peer);
+    let spawned = gate.spawn(async move {
+        // A panic in one connection must not take the shard (and its other connections) down.
+        if let Err(panic) = std::panic::AssertUnwindSafe(task).catch_unwind().await {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            error!("connection task panicked: {what}");
+        }
+        drop(permit);
+    });
+    match spawned {
+        Ok(task) => {
+            task.detach();
+        }
+        Err(e) => debug!("connection refused while stopping: {e}"),
+    }
+}
+
+/// The shard's heartbeat and chores, on its own executor so it stops exactly when the executor does.
+async fn housekeeping(
+    shard: Rc<Shard>,
+    heartbeats: Rc<Heartbeats>,
+    slot: usize,
+    signals: Signals,
+    stop: Rc<StopSignal>,
+    every: Duration,
+) {
+    loop {
+        heartbeats.slot(slot).beat();
+        shard.date.refresh(SystemTime::now());
+        if let Some(log) = &shard.access {
+            log.refresh();
+            log.flush();
+        }
+        publish_stats(&shard, &heartbeats, slot);
+        if signals.usr1.swap(false, Ordering::Relaxed) {
+            info!("Reopening log files");
+            if let Err(e) = logging::reopen() {
+                error!("cannot reopen the error log: {e}");
+            }
+            if let Some(log) = &shard.access {
+                log.reopen();
+            }
+        }
+        if signals.quit.load(Ordering::Relaxed) {
+            if let Some(log) = &shard.access {
+                log.flush();
+            }
+            info!("Worker exiting (pid: {})", std::process::id());
+            std::process::exit(0);
+        }
+        if signals.term.load(Ordering::Relaxed) {
+            stop.request(Stop::Retire);
+        } else if signals.hup.load(Ordering::Relaxed) {
+            stop.request(Stop::Handover);
+        }
+        glommio::timer::sleep(every).await;
+    }
+}
+
+fn publish_stats(shard: &Shard, heartbeats: &Heartbeats, slot: usize) {
+    let s = heartbeats.slot(slot);
+    s.requests.store(shard.requests.get(), Ordering::Relaxed);
+    s.connections.store(shard.connections.get(), Ordering::Relaxed);
+}
+
+/// Sets the thread/process name shown by `ps -o comm` and `top` (15 bytes at most).
+pub fn set_process_name(name: &str) {
+    let mut bytes = [0u8; 16];
+    let n = name.len().min(15);
+    bytes[..n].copy_from_slice(&name.as_bytes()[..n]);
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, bytes.as_ptr() as libc::c_ulong, 0, 0, 0) };
+}
