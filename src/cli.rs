@@ -50,11 +50,11 @@ pub struct Cli {
     pub key: String,
 
     /// Seconds an idle keep-alive connection waits for its next request; 0 disables keep-alive
-    #[arg(long = "keep-alive", value_name = "SECS", value_parser = seconds, default_value = "2")]
+    #[arg(long = "keep-alive", value_name = "SECS", value_parser = seconds, allow_negative_numbers = true, default_value = "2")]
     pub keep_alive: Duration,
 
     /// Seconds a connection may take to send a complete request head
-    #[arg(long = "header-timeout", value_name = "SECS", value_parser = seconds, default_value = "2")]
+    #[arg(long = "header-timeout", value_name = "SECS", value_parser = seconds, allow_negative_numbers = true, default_value = "2")]
     pub header_timeout: Duration,
 
     /// Pending-connection queue of each shard's listener (the kernel caps it at somaxconn)
@@ -83,16 +83,16 @@ pub struct Cli {
     pub limit_request_field_size: usize,
 
     /// Seconds without a heartbeat before a shard is killed and replaced (WORKER TIMEOUT); 0 = off
-    #[arg(short = 't', long, value_name = "SECS", value_parser = seconds, default_value = "30")]
+    #[arg(short = 't', long, value_name = "SECS", value_parser = seconds, allow_negative_numbers = true, default_value = "30")]
     pub timeout: Duration,
 
     /// Seconds a graceful stop (TERM, HUP, TTOU) may take before shards are killed
-    #[arg(long = "graceful-timeout", value_name = "SECS", value_parser = seconds, default_value = "30")]
+    #[arg(long = "graceful-timeout", value_name = "SECS", value_parser = seconds, allow_negative_numbers = true, default_value = "30")]
     pub graceful_timeout: Duration,
 
     /// Seconds a Redis command may wait for its reply; then its requests get 503 and the
     /// connection is rebuilt
-    #[arg(long = "redis-timeout", value_name = "SECS", value_parser = seconds, default_value = "1")]
+    #[arg(long = "redis-timeout", value_name = "SECS", value_parser = seconds, allow_negative_numbers = true, default_value = "1")]
     pub redis_timeout: Duration,
 
     /// Error log file, or - for stderr

@@ -1,0 +1,448 @@
+//! Test harness: a real redis-server and the real `hitcore` binary, each on a free port, each torn
+//! down when its guard drops, plus a raw-bytes HTTP client.
+//!
+//! Nothing here sleeps to wait for start-up: both processes are watched through their logs, and
+//! every wait has a deadline that fails the test instead of hanging it. Tests only ever signal the
+//! processes these guards started.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Every wait in the tests is bounded by this unless a test says otherwise.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub const PASSWORD: &str = "p@ss word/é";
+
+/// Lines a child process has printed, shared with the thread that reads them.
+#[derive(Clone, Default)]
+pub struct Log(Arc<(Mutex<Vec<String>>, Condvar)>);
+
+impl Log {
+    fn follow(&self, stream: impl Read + Send + 'static, echo: &'static str) {
+        let log = self.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("HITCORE_TEST_ECHO").is_some() {
+                    eprintln!("{echo}: {line}");
+                }
+                let (lines, cv) = &*log.0;
+                lines.lock().unwrap().push(line);
+                cv.notify_all();
+            }
+        });
+    }
+
+    /// Waits until some line contains `needle`, returns it; panics at the deadline.
+    pub fn wait_for(&self, needle: &str, within: Duration) -> String {
+        self.wait_for_count(needle, 1, within).pop().unwrap()
+    }
+
+    /// Waits until `n` lines contain `needle`; returns them.
+    pub fn wait_for_count(&self, needle: &str, n: usize, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        let (lines, cv) = &*self.0;
+        let mut guard = lines.lock().unwrap();
+        loop {
+            let found: Vec<String> = guard.iter().filter(|l| l.contains(needle)).cloned().collect();
+            if found.len() >= n {
+                return found;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!("timed out waiting for {n}x {needle:?}; log so far:\n{}", guard.join("\n"));
+            }
+            guard = cv.wait_timeout(guard, left).unwrap().0;
+        }
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.0.0.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.0.0.lock().unwrap().clone()
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, read, released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn scratch_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hitcore-test-{tag}-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A redis-server of our own, with a password, on a free port and a unix socket.
+pub struct TestRedis {
+    child: Option<Child>,
+    pub port: u16,
+    pub password: Option<String>,
+    pub dir: PathBuf,
+    pub log: Log,
+    /// Keep the data across restarts (append-only file, fsync on every write).
+    pub durable: bool,
+}
+
+impl TestRedis {
+    pub fn start() -> TestRedis {
+        Self::start_with(Some(PASSWORD))
+    }
+
+    pub fn start_with(password: Option<&str>) -> TestRedis {
+        let mut redis = TestRedis {
+            child: None,
+            port: free_port(),
+            password: password.map(str::to_string),
+            dir: scratch_dir("redis"),
+            log: Log::default(),
+            durable: false,
+        };
+        redis.launch();
+        redis
+    }
+
+    /// A redis-server whose counter survives `restart()`, so values can be compared across it.
+    pub fn start_durable() -> TestRedis {
+        let mut redis = TestRedis {
+            child: None,
+            port: free_port(),
+            password: Some(PASSWORD.into()),
+            dir: scratch_dir("redis"),
+            log: Log::default(),
+            durable: true,
+        };
+        redis.launch();
+        redis
+    }
+
+    fn launch(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        let aof = if self.durable {
+            ["--appendonly", "yes", "--appendfsync", "always"]
+        } else {
+            ["--appendonly", "no", "--appendfsync", "no"]
+        };
+        cmd.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            self.dir.to_str().unwrap(),
+        ])
+        .args(aof)
+        .args(["--unixsocket", self.socket().to_str().unwrap(), "--logfile", ""])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+        if let Some(p) = &self.password {
+            cmd.args(["--requirepass", p]);
+        }
+        let mut child = cmd.spawn().expect("redis-server must be installed (apt-get install redis-server)");
+        self.log = Log::default();
+        self.log.follow(child.stdout.take().unwrap(), "redis");
+        self.child = Some(child);
+        self.log.wait_for("Ready to accept connections", DEADLINE);
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("redis.sock")
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// `redis://:password@127.0.0.1:port/db`, percent-encoded.
+    pub fn url(&self, db: u32) -> String {
+        match &self.password {
+            Some(p) => format!("redis://:{}@127.0.0.1:{}/{db}", percent(p), self.port),
+            None => format!("redis://127.0.0.1:{}/{db}", self.port),
+        }
+    }
+
+    /// Runs one command (after AUTH and SELECT) and returns the reply's text.
+    pub fn cmd(&self, db: u32, args: &[&str]) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut out = Vec::new();
+        let mut replies = 1;
+        if let Some(p) = &self.password {
+            encode(&mut out, &["AUTH", p]);
+            replies += 1;
+        }
+        encode(&mut out, &["SELECT", &db.to_string()]);
+        encode(&mut out, args);
+        replies += 1;
+        s.write_all(&out).unwrap();
+        let mut reader = BufReader::new(s);
+        let mut last = String::new();
+        for _ in 0..replies {
+            last.clear();
+            reader.read_line(&mut last).unwrap();
+            if let Some(len) = last.strip_prefix('$') {
+                let len: i64 = len.trim().parse().unwrap();
+                if len < 0 {
+                    last = "(nil)".into();
+                    continue;
+                }
+                let mut body = vec![0; len as usize + 2];
+                reader.read_exact(&mut body).unwrap();
+                last = String::from_utf8_lossy(&body[..len as usize]).into_owned();
+                continue;
+            }
+        }
+        last.trim_end().trim_start_matches([':', '+']).to_string()
+    }
+
+    /// Kills redis-server outright (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn encode(out: &mut Vec<u8>, args: &[&str]) {
+    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+    }
+}
+
+pub fn percent(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+/// The real `hitcore` binary, bound to a free port, in its own process group.
+pub struct TestServer {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub log: Log,
+    pub status: Option<ExitStatus>,
+}
+
+impl TestServer {
+    /// Starts `hitcore -b 127.0.0.1:0 ARGS` and waits until it says where it listens.
+    pub fn start(args: &[&str]) -> TestServer {
+        Self::start_with(args, |_| {})
+    }
+
+    /// As [`TestServer::start`], with a hook to adjust the command (environment, limits).
+    pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> TestServer {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hitcore"));
+        cmd.args(["-b", "127.0.0.1:0"]).args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.env_remove("REDIS_URL").process_group(0);
+        adjust(&mut cmd);
+        let mut child = cmd.spawn().expect("spawn hitcore");
+        let log = Log::default();
+        log.follow(child.stderr.take().unwrap(), "hitcore");
+        let line = log.wait_for("Listening at: http://", DEADLINE);
+        let addr = line.split("http://").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+        TestServer { child: Some(child), addr, log, status: None }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    /// Waits until `n` shards are connected to Redis.
+    pub fn wait_ready(&self, n: usize) {
+        self.log.wait_for_count("Connected to Redis", n, DEADLINE);
+    }
+
+    /// The pids of the shards that have logged "Booting worker", in order of appearance.
+    pub fn shard_pids(&self) -> Vec<i32> {
+        self.log
+            .lines()
+            .iter()
+            .filter_map(|l| l.split("Booting worker with pid: ").nth(1))
+            .map(|rest| rest.split(' ').next().unwrap().parse().unwrap())
+            .collect()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Waits for the supervisor to exit; panics at the deadline.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        if let Some(s) = self.status {
+            return s;
+        }
+        let deadline = Instant::now() + within;
+        let child = self.child.as_mut().unwrap();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.status = Some(status);
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hitcore did not exit in {within:?}; log:\n{}",
+                self.log.lines().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops the server gracefully and returns the per-shard request counts it reported.
+    pub fn stop(&mut self) -> Vec<u64> {
+        self.signal(libc::SIGTERM);
+        let status = self.wait_exit(DEADLINE);
+        assert!(status.success(), "hitcore exited with {status}; log:\n{}", self.log.lines().join("\n"));
+        self.log
+            .lines()
+            .iter()
+            .filter_map(|l| l.split(" served ").nth(1))
+            .map(|rest| rest.split(' ').next().unwrap().parse().unwrap())
+            .collect()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if self.status.is_none() {
+                // Everything in the group is ours: the supervisor and its shards.
+                // SAFETY: killpg on the process group this guard created.
+                unsafe { libc::killpg(child.id() as i32, libc::SIGKILL) };
+            }
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn value(&self) -> i64 {
+        assert_eq!(self.status, 200, "not a 200: {self:?}");
+        self.text().parse().unwrap_or_else(|_| panic!("body is not a number: {self:?}"))
+    }
+}
+
+/// A raw HTTP/1.x client connection.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client { stream, buf: Vec::new() }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Reads one response; `head_only` for responses to HEAD (no body whatever the headers say).
+    pub fn read_response(&mut self, head_only: bool) -> Response {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut resp = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(n) = resp.parse(&self.buf).expect("valid response head") {
+                let status = resp.code.unwrap();
+                let headers: Vec<(String, String)> = resp
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                    .collect();
+                let len = if head_only {
+                    0
+                } else {
+                    headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                        .map(|(_, v)| v.parse().unwrap())
+                        .expect("responses carry Content-Length")
+                };
+                while self.buf.len() < n + len {
+                    self.fill();
+                }
+                let body = self.buf[n..n + len].to_vec();
+                self.buf.drain(..n + len);
+                return Response { status, headers, body };
+            }
+            self.fill();
+        }
+    }
+
+    fn fill(&mut self) {
+        let mut chunk = [0u8; 4096];
+        let n = self.stream.read(&mut chunk).expect("read from hitcore");
+        assert!(n > 0, "connection closed mid-response; have {:?}", String::from_utf8_lossy(&self.buf));
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+
+    /// Asserts the server closes the connection (EOF or reset) with no further bytes.
+    pub fn assert_closed(&mut self) {
+        assert!(self.buf.is_empty(), "unexpected bytes: {:?}", String::from_utf8_lossy(&self.buf));
+        let mut chunk = [0u8; 64];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => {}
+            Ok(n) => panic!("expected close, got {:?}", String::from_utf8_lossy(&chunk[..n])),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("expected close, got {e}"),
+        }
+    }
+
+    /// Sends one request and reads its response.
+    pub fn request(&mut self, raw: &str) -> Response {
+        self.send(raw.as_bytes());
+        self.read_response(raw.starts_with("HEAD "))
+    }
+}
+
+/// `GET / HTTP/1.1` with a Host header.
+pub const GET: &str = "GET / HTTP/1.1\r\nHost: test\r\n\r\n";
+
+/// One request on a fresh connection.
+pub fn get_once(addr: SocketAddr, raw: &str) -> Response {
+    Client::connect(addr).request(raw)
+}

@@ -1,0 +1,161 @@
+//! Redis from hitcore's side: authentication forms, databases, unix sockets, a Redis that dies
+//! mid-request and comes back, a Redis that is down at boot, and error replies.
+
+mod common;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn assert_no_secret(server: &TestServer) {
+    for line in server.log.lines() {
+        assert!(!line.contains(PASSWORD) && !line.contains("p%40ss"), "password in log: {line}");
+    }
+}
+
+#[test]
+fn password_and_database() {
+    let redis = TestRedis::start();
+    let server = TestServer::start(&["-w", "1", "--redis", &redis.url(3)]);
+    server.wait_ready(1);
+    assert_eq!(get_once(server.addr, GET).value(), 1);
+    assert_eq!(redis.cmd(3, &["GET", "hit"]), "1");
+    assert_eq!(redis.cmd(0, &["GET", "hit"]), "(nil)");
+    assert_no_secret(&server);
+}
+
+#[test]
+fn url_from_the_environment() {
+    let redis = TestRedis::start();
+    let url = redis.url(0);
+    let server = TestServer::start_with(&["-w", "1"], |cmd| {
+        cmd.env("REDIS_URL", &url);
+    });
+    server.wait_ready(1);
+    assert_eq!(get_once(server.addr, GET).value(), 1);
+}
+
+#[test]
+fn acl_user_and_unix_socket() {
+    let redis = TestRedis::start();
+    assert_eq!(
+        redis.cmd(
+            0,
+            &["ACL", "SETUSER", "counter", "on", ">s3cr3t", "~hit", "+incrby", "+incr", "+ping", "+client", "+select"]
+        ),
+        "OK"
+    );
+    let server =
+        TestServer::start(&["-w", "1", "--redis", &format!("redis://counter:s3cr3t@127.0.0.1:{}/0", redis.port)]);
+    server.wait_ready(1);
+    assert_eq!(get_once(server.addr, GET).value(), 1);
+    assert!(server.log.lines().iter().all(|l| !l.contains("s3cr3t")));
+
+    let unix = format!("unix://{}?db=2&password=p%40ss%20word%2F%C3%A9", redis.socket().display());
+    let server = TestServer::start(&["-w", "1", "--redis", &unix]);
+    server.wait_ready(1);
+    assert_eq!(get_once(server.addr, GET).value(), 1);
+    assert_eq!(redis.cmd(2, &["GET", "hit"]), "1");
+    assert_no_secret(&server);
+}
+
+#[test]
+fn wrong_password_gives_503_and_a_clear_error_not_a_crash() {
+    let redis = TestRedis::start();
+    let url = format!("redis://:{}@127.0.0.1:{}/0", percent(&format!("wrong-{PASSWORD}")), redis.port);
+    let server = TestServer::start(&["-w", "2", "--share-cpus", "--redis", &url]);
+    server.log.wait_for_count("AUTH failed: WRONGPASS", 2, DEADLINE);
+    let r = get_once(server.addr, GET);
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("Retry-After"), Some("1"));
+    let pids = server.shard_pids();
+    assert_eq!(get_once(server.addr, GET).status, 503);
+    assert_eq!(server.shard_pids(), pids, "no shard restarted");
+    assert!(server.log.lines().iter().all(|l| !l.contains("wrong-")), "password in log");
+}
+
+#[test]
+fn missing_password_and_unknown_database_are_reported() {
+    let redis = TestRedis::start();
+    let server = TestServer::start(&["-w", "1", "--redis", &format!("redis://127.0.0.1:{}/0", redis.port)]);
+    server.log.wait_for("NOAUTH", DEADLINE);
+    assert_eq!(get_once(server.addr, GET).status, 503);
+    let server = TestServer::start(&["-w", "1", "--redis", &redis.url(999)]);
+    server.log.wait_for("SELECT 999 failed", DEADLINE);
+    assert_eq!(get_once(server.addr, GET).status, 503);
+}
+
+#[test]
+fn error_reply_gives_500_and_the_connection_stays_in_step() {
+    let redis = TestRedis::start();
+    let server = TestServer::start(&["-w", "1", "--redis", &redis.url(0)]);
+    server.wait_ready(1);
+    assert_eq!(redis.cmd(0, &["SET", "hit", "not a number"]), "OK");
+    let mut c = Client::connect(server.addr);
+    c.send(GET.repeat(3).as_bytes());
+    for _ in 0..3 {
+        assert_eq!(c.read_response(false).status, 500);
+    }
+    server.log.wait_for("with an error", DEADLINE);
+    assert_eq!(redis.cmd(0, &["SET", "hit", "41"]), "OK");
+    assert_eq!(c.request(GET).value(), 42, "replies still match their requests");
+}
+
+#[test]
+fn a_shard_boots_with_redis_down_and_serves_once_it_is_up() {
+    let mut redis = TestRedis::start();
+    redis.kill();
+    let server = TestServer::start(&["-w", "1", "--redis", &redis.url(0)]);
+    server.log.wait_for("Cannot reach Redis", DEADLINE);
+    let r = get_once(server.addr, GET);
+    assert_eq!((r.status, r.header("Retry-After")), (503, Some("1")));
+    redis.restart();
+    server.log.wait_for("Reconnected to Redis", DEADLINE);
+    assert_eq!(get_once(server.addr, GET).value(), 1);
+}
+
+#[test]
+fn redis_killed_mid_request_gives_503_then_service_resumes_without_repeating_a_value() {
+    let mut redis = TestRedis::start_durable();
+    // A long --redis-timeout, so the 503s below come from the broken connection, not the deadline.
+    let server = TestServer::start(&["-w", "2", "--share-cpus", "--redis", &redis.url(0), "--redis-timeout", "30"]);
+    server.wait_ready(2);
+    let addr = server.addr;
+    let mut seen: Vec<i64> = (0..20).map(|_| get_once(addr, GET).value()).collect();
+
+    // Freeze Redis, put requests in flight, then kill it.
+    // SAFETY: signalling the redis-server this test started.
+    unsafe { libc::kill(redis.pid(), libc::SIGSTOP) };
+    let in_flight: Vec<_> = (0..16)
+        .map(|_| {
+            thread::spawn(move || {
+                let started = Instant::now();
+                let r = get_once(addr, GET);
+                (r.status, r.header("Retry-After").map(str::to_string), started.elapsed())
+            })
+        })
+        .collect();
+    // Gives the requests time to reach Redis's socket; the assertions hold either way (a request
+    // that had not been written yet is refused with the same 503).
+    thread::sleep(Duration::from_millis(300));
+    redis.kill();
+    for h in in_flight {
+        let (status, retry, took) = h.join().unwrap();
+        assert_eq!((status, retry.as_deref()), (503, Some("1")));
+        assert!(took < Duration::from_secs(10), "an in-flight request waited {took:?}");
+    }
+    let started = Instant::now();
+    let r = get_once(addr, GET);
+    assert_eq!(r.status, 503);
+    assert!(started.elapsed() < Duration::from_secs(1), "503 at once while Redis is down");
+
+    redis.restart();
+    server.log.wait_for_count("Reconnected to Redis", 2, DEADLINE);
+    seen.extend((0..20).map(|_| get_once(addr, GET).value()));
+    let mut unique = seen.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "a value was returned twice: {seen:?}");
+    assert_eq!(server.log.count("Booting worker"), 2, "no shard restarted");
+}
