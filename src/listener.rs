@@ -51,9 +51,8 @@ pub fn probe(addr: SocketAddr) -> Result<(), ListenError> {
 /// Creates one shard's listener: SO_REUSEADDR, SO_REUSEPORT, TCP_NODELAY (inherited by accepted
 /// sockets), non-blocking, bound to `addr` and listening with `backlog`.
 ///
-/// Non-blocking matters beyond style: glommio's accept toggles O_NONBLOCK around its first
-/// attempt, and with the flag already set that toggle is a no-op, so a listener shared by an old
-/// and a new shard process during a reload can never be left blocking.
+/// Non-blocking lets a retiring shard empty the accept queue with plain `accept4` calls that
+/// return at once when it is empty; glommio's own accept keeps the flag as it finds it.
 pub fn open(addr: SocketAddr, backlog: u32) -> Result<Socket, ListenError> {
     let io = |step| move |source| ListenError::Io { addr, step, source };
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(io("socket"))?;

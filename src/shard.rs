@@ -2,9 +2,9 @@
 //!
 //! It owns everything a shard does between its exec and its exit: pinning and building the executor,
 //! wrapping the inherited listener, the accept loop and its connection cap, the housekeeping tick
-//! (heartbeat, `Date`, access log, signals), and the three ways to stop: TERM retires the shard
-//! (serve what the kernel already queued, then take its listener out of the reuseport group), HUP
-//! hands the listener over to a successor that shares it, QUIT and INT exit at once. All state is
+//! (heartbeat, `Date`, access log, signals), and the two ways to stop: TERM (or HUP) retires the
+//! shard: it serves what the kernel already queued, takes its listener out of the reuseport group,
+//! finishes every accepted request and exits; QUIT and INT exit at once. All state is
 //! shard-local (`Rc`/`RefCell`/`Cell`); only the heartbeat slot is shared, with the supervisor.
 //! It must not create listeners or touch any other shard's slot.
 
@@ -91,15 +91,6 @@ pub struct Shard {
     pub connections: Cell<u64>,
 }
 
-/// How a shard was asked to stop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stop {
-    /// TERM: accept what is queued, eject the listener, finish, exit 0.
-    Retire,
-    /// HUP: stop accepting but leave the listener open for the successor sharing it, finish, exit 0.
-    Handover,
-}
-
 /// Signal flags, set by signal handlers and read by the tick.
 #[derive(Debug, Default)]
 struct Signals {
@@ -122,27 +113,27 @@ impl Signals {
     }
 }
 
-/// A stop request that the accept loop can wait for.
+/// A graceful stop request that the accept loop can wait for.
 #[derive(Debug, Default)]
 struct StopSignal {
-    requested: Cell<Option<Stop>>,
+    requested: Cell<bool>,
     waker: RefCell<Option<Waker>>,
 }
 
 impl StopSignal {
-    fn request(&self, stop: Stop) {
-        if self.requested.get().is_none() {
-            self.requested.set(Some(stop));
+    fn request(&self) {
+        if !self.requested.replace(true) {
             if let Some(w) = self.waker.borrow_mut().take() {
                 w.wake();
             }
         }
     }
 
-    async fn wait(&self) -> Stop {
-        poll_fn(|cx| match self.requested.get() {
-            Some(stop) => Poll::Ready(stop),
-            None => {
+    async fn wait(&self) {
+        poll_fn(|cx| {
+            if self.requested.get() {
+                Poll::Ready(())
+            } else {
                 *self.waker.borrow_mut() = Some(cx.waker().clone());
                 Poll::Pending
             }
@@ -226,21 +217,17 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
     let tick_every = (spec.config.timeout / 4).clamp(Duration::from_millis(5), TICK);
     glommio::spawn_local(housekeeping(shard.clone(), heartbeats.clone(), slot, signals, stop.clone(), tick_every))
         .detach();
+    shard.redis.first_attempt().await;
     heartbeats.slot(slot).state.store(state::BOOTED, Ordering::Release);
     debug!("shard {} booted", spec.index);
 
     let gate = Gate::new();
-    let mode = accept_loop(&shard, &listener, spec.listen_fd, &gate, &stop).await;
+    accept_loop(&shard, &listener, spec.listen_fd, &gate, &stop).await;
     shard.draining.set(true);
     for (_, entry) in shard.conns.borrow().iter() {
         entry.close_if_idle();
     }
-    info!(
-        "Shard {} stopping ({}): finishing {} open connections",
-        spec.index,
-        if mode == Stop::Retire { "graceful stop" } else { "handing its listener over" },
-        shard.conns.borrow().len()
-    );
+    info!("Shard {} stopping: finishing {} open connections", spec.index, shard.conns.borrow().len());
     let _ = gate.close().await;
     if let Some(log) = &shard.access {
         log.flush();
@@ -251,36 +238,33 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
     0
 }
 
-/// Accepts connections until a stop is requested, within the `--worker-connections` cap.
-async fn accept_loop(
-    shard: &Rc<Shard>,
-    listener: &TcpListener,
-    listen_fd: RawFd,
-    gate: &Gate,
-    stop: &StopSignal,
-) -> Stop {
+/// Accepts connections, within the `--worker-connections` cap, until a stop is requested; then
+/// serves what the kernel has queued and ejects the listener (see [`retire_listener`]).
+async fn accept_loop(shard: &Rc<Shard>, listener: &TcpListener, listen_fd: RawFd, gate: &Gate, stop: &StopSignal) {
     let cap = Rc::new(Semaphore::new(shard.config.worker_connections as u64));
     let mut failures = 0u32;
     loop {
         // At the cap, stop accepting: the kernel's queue holds new connections meanwhile.
-        let next = async { Next::Got(cap.acquire_static_permit(1).await) }.or(async { Next::Stop(stop.wait().await) });
-        let permit = match next.await {
-            Next::Got(Ok(p)) => p,
-            // The semaphore is never closed; treat it like a stop rather than panic.
-            Next::Got(Err(_)) => return stopped(shard, listen_fd, gate, Stop::Retire),
-            Next::Stop(mode) => return stopped(shard, listen_fd, gate, mode),
+        let permit = async { Some(cap.acquire_static_permit(1).await) }.or(async {
+            stop.wait().await;
+            None
+        });
+        let Some(Ok(permit)) = permit.await else {
+            retire_listener(shard, listen_fd, gate);
+            return;
         };
         let mut accept = pin!(listener.accept());
-        let first = async { Next::Got((&mut accept).await) }.or(async { Next::Stop(stop.wait().await) }).await;
-        let accepted = match first {
-            Next::Got(r) => r,
-            // Handing over: the pending accept is dropped; the successor accepts from the same queue.
-            Next::Stop(Stop::Handover) => return Stop::Handover,
-            Next::Stop(Stop::Retire) => {
-                // Take what is queued first, then eject the listener: that completes the pending
-                // accept (with a connection or an error) without cancelling it, so no connection
-                // the kernel hands it is lost.
-                stopped(shard, listen_fd, gate, Stop::Retire);
+        let first = async { Some((&mut accept).await) }.or(async {
+            stop.wait().await;
+            None
+        });
+        let accepted = match first.await {
+            Some(r) => r,
+            None => {
+                // The pending accept is not cancelled: a cancelled accept can still complete in
+                // the kernel, and its connection would be lost. Ejecting the listener completes
+                // it instead, with a connection (served below) or an error.
+                retire_listener(shard, listen_fd, gate);
                 accept.await
             }
         };
@@ -289,7 +273,7 @@ async fn accept_loop(
                 failures = 0;
                 spawn_connection(shard, gate, stream, Some(permit));
             }
-            Err(_) if stop.requested.get().is_some() => return Stop::Retire,
+            Err(_) if stop.requested.get() => return,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning, and say so once per burst.
                 failures += 1;
@@ -302,33 +286,23 @@ async fn accept_loop(
     }
 }
 
-/// Either what a wait produced or the stop that interrupted it.
-enum Next<T> {
-    Got(T),
-    Stop(Stop),
-}
-
-/// On a retire, serves every connection already queued on the listener, then shuts the listener
-/// down, which takes it out of the reuseport group (new connections go to the other shards) and
-/// wakes any accept still pending on it. On a handover, the listener is left as it is.
-fn stopped(shard: &Rc<Shard>, listen_fd: RawFd, gate: &Gate, mode: Stop) -> Stop {
-    if mode == Stop::Retire {
-        loop {
-            // SAFETY: listen_fd is this shard's listening socket, open for the shard's lifetime;
-            // it is non-blocking (the supervisor set O_NONBLOCK), so this never waits.
-            let fd =
-                unsafe { libc::accept4(listen_fd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
-            if fd < 0 {
-                break;
-            }
-            // SAFETY: fd is a connected socket we now own.
-            let stream = unsafe { TcpStream::from_raw_fd(fd) };
-            spawn_connection(shard, gate, stream, None);
+/// Serves every connection already queued on the listener, then shuts the listener down, which
+/// takes it out of the reuseport group: new connections go to the other shards, and any that
+/// arrived in between move with them when `net.ipv4.tcp_migrate_req=1` (else they are reset).
+fn retire_listener(shard: &Rc<Shard>, listen_fd: RawFd, gate: &Gate) {
+    loop {
+        // SAFETY: listen_fd is this shard's listening socket, open for the shard's lifetime; it is
+        // non-blocking (the supervisor set O_NONBLOCK), so this never waits.
+        let fd = unsafe { libc::accept4(listen_fd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
+        if fd < 0 {
+            break;
         }
-        // SAFETY: as above.
-        unsafe { libc::shutdown(listen_fd, libc::SHUT_RDWR) };
+        // SAFETY: fd is a connected socket we now own.
+        let stream = unsafe { TcpStream::from_raw_fd(fd) };
+        spawn_connection(shard, gate, stream, None);
     }
-    mode
+    // SAFETY: as above.
+    unsafe { libc::shutdown(listen_fd, libc::SHUT_RDWR) };
 }
 
 fn spawn_connection(shard: &Rc<Shard>, gate: &Gate, stream: TcpStream, permit: Option<glommio::sync::StaticPermit>) {
@@ -388,10 +362,8 @@ async fn housekeeping(
             info!("Worker exiting (pid: {})", std::process::id());
             std::process::exit(0);
         }
-        if signals.term.load(Ordering::Relaxed) {
-            stop.request(Stop::Retire);
-        } else if signals.hup.load(Ordering::Relaxed) {
-            stop.request(Stop::Handover);
+        if signals.term.load(Ordering::Relaxed) || signals.hup.load(Ordering::Relaxed) {
+            stop.request();
         }
         glommio::timer::sleep(every).await;
     }

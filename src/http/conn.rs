@@ -45,8 +45,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Entry {
     fd: RawFd,
-    /// True while the connection waits for the first byte of its next request: the only moment it
-    /// may be closed without cutting a request in half.
+    /// True while a connection that has been answered at least once waits for the first byte of
+    /// its next request: the only moment it may be closed without cutting a request in half.
     idle: Cell<bool>,
 }
 
@@ -108,16 +108,23 @@ impl Conn {
     async fn run(&mut self, shard: &Shard, stream: &mut TcpStream, entry: &Entry) -> bool {
         let cfg = &shard.config;
         let mut deadline = Instant::now() + cfg.header_timeout;
+        // A connection becomes idle (closable by a draining shard) only after its first answer: a
+        // client that has just connected is about to send its request and gets it answered.
+        let mut answered_any = false;
         loop {
             let close = self.parse_batch(shard);
             if !self.batch.is_empty() {
-                if let Err(e) = self.answer(shard, stream).await {
-                    debug!("connection closed while writing: {e}");
-                    return false;
-                }
+                let close = match self.answer(shard, stream, close).await {
+                    Ok(close) => close,
+                    Err(e) => {
+                        debug!("connection closed while writing: {e}");
+                        return false;
+                    }
+                };
                 if close {
                     return !self.input.is_empty() || !self.parser.at_boundary();
                 }
+                answered_any = true;
                 if self.input.is_empty() && self.input.capacity() > KEEP_INPUT_CAPACITY {
                     self.input = Vec::new();
                 }
@@ -125,14 +132,15 @@ impl Conn {
                 continue;
             }
             let between_requests = self.input.is_empty() && self.parser.at_boundary();
-            if between_requests && shard.draining.get() {
+            let idle = between_requests && answered_any;
+            if idle && shard.draining.get() {
                 return false;
             }
             let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
                 debug!("closing a connection that sent no complete request in time");
                 return false;
             };
-            entry.idle.set(between_requests);
+            entry.idle.set(idle);
             let read = read_some(shard, stream, left, &mut self.input).await;
             entry.idle.set(false);
             match read {
@@ -176,25 +184,32 @@ impl Conn {
     }
 
     /// Gets a counter value for every GET in the batch with one Redis registration, then writes all
-    /// the responses, in request order, with one write.
-    async fn answer(&mut self, shard: &Shard, stream: &mut TcpStream) -> io::Result<()> {
+    /// the responses, in request order, with one write. Returns whether the connection closes now:
+    /// as decided when parsing, or because the shard started draining while the batch waited.
+    async fn answer(&mut self, shard: &Shard, stream: &mut TcpStream, close: bool) -> io::Result<bool> {
         let increments = self.batch.iter().filter(|s| s.answer.is_none()).count();
         if increments > 0 {
             shard.redis.incr(&self.ticket, increments);
             self.ticket.wait().await;
         }
+        let close = close || shard.draining.get();
+        let last = self.batch.len() - 1;
         let unsent = {
             let outcomes = self.ticket.outcomes();
             let mut values = outcomes.iter().take(increments);
             let mut out = shard.output.borrow_mut();
             out.clear();
-            for slot in self.batch.drain(..) {
+            for (i, slot) in self.batch.drain(..).enumerate() {
                 let answer = slot.answer.unwrap_or_else(|| match values.next() {
                     Some(Outcome::Value(v)) => Answer::Count(*v),
                     Some(Outcome::Failed(Failure::ErrorReply)) => Answer::RedisError,
                     Some(Outcome::Failed(_)) | None => Answer::Unavailable,
                 });
-                let persist = if slot.keep_alive { Persist::KeepAlive(slot.version) } else { Persist::Close };
+                let persist = if slot.keep_alive && !(close && i == last) {
+                    Persist::KeepAlive(slot.version)
+                } else {
+                    Persist::Close
+                };
                 let body = response::write(&mut out, answer, persist, slot.head_only, &shard.date);
                 shard.requests.set(shard.requests.get() + 1);
                 if let Some(log) = &shard.access {
@@ -209,7 +224,7 @@ impl Conn {
         if !unsent.is_empty() {
             stream.write_all(&unsent).await?;
         }
-        Ok(())
+        Ok(close)
     }
 }
 

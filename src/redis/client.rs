@@ -153,6 +153,10 @@ struct Shared {
     incr: Vec<u8>,
     /// Error replies since the last log line about them, so a bad key logs once a second, not per request.
     error_log: ErrorLog,
+    /// Set once the first connection attempt has ended, either way.
+    attempted: Cell<bool>,
+    /// The shard waiting for that, before it starts accepting.
+    attempt_waiter: RefCell<Option<Waker>>,
 }
 
 /// The shard's handle to its Redis connection.
@@ -172,6 +176,8 @@ impl Redis {
             writer: RefCell::new(None),
             incr,
             error_log: ErrorLog::default(),
+            attempted: Cell::new(false),
+            attempt_waiter: RefCell::new(None),
         });
         glommio::spawn_local(maintain(shared.clone())).detach();
         Redis(shared)
@@ -180,6 +186,22 @@ impl Redis {
     /// Whether the connection is up (requests would be sent, not refused).
     pub fn is_up(&self) -> bool {
         self.0.up.get()
+    }
+
+    /// Waits until the first connection attempt has ended, successfully or not (at most the
+    /// connect timeout). A shard waits for this before it accepts, so that a shard started while
+    /// Redis is up does not answer its first requests with 503, and one started while Redis is
+    /// down still boots and serves 503 at once.
+    pub async fn first_attempt(&self) {
+        poll_fn(|cx| {
+            if self.0.attempted.get() {
+                Poll::Ready(())
+            } else {
+                *self.0.attempt_waiter.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     /// Registers `n` increments for `ticket` and re-arms it; await [`Ticket::wait`] for the results.
@@ -217,7 +239,15 @@ async fn maintain(shared: Rc<Shared>) {
     let mut last_failure: Option<String> = None;
     let mut down_since: Option<Instant> = None;
     loop {
-        match connect(&shared.settings).await {
+        let attempt = connect(&shared.settings).await;
+        if !shared.attempted.replace(true) {
+            // Up before the shard accepts, if the attempt succeeded.
+            shared.up.set(attempt.is_ok());
+            if let Some(w) = shared.attempt_waiter.borrow_mut().take() {
+                w.wake();
+            }
+        }
+        match attempt {
             Ok(stream) => {
                 match down_since.take() {
                     Some(t) => info!("Reconnected to Redis at {target} after {:.1}s", t.elapsed().as_secs_f64()),

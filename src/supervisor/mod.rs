@@ -16,7 +16,6 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -68,8 +67,9 @@ struct Proc {
     cpu: usize,
     pid: i32,
     slot: usize,
-    /// The supervisor's copy of the shard's listener, shared with a replacement during a reload.
-    listener: Rc<Socket>,
+    /// The supervisor's copy of the shard's listener, handed to the shard's replacement after a
+    /// crash so that the connections queued on it are served rather than reset.
+    listener: Socket,
     started: Instant,
     /// When WORKER TIMEOUT sent SIGABRT; the next pass sends SIGKILL.
     aborted_at: Option<Instant>,
@@ -88,10 +88,11 @@ struct Respawn {
     at: Instant,
     /// The listener to hand over, when the old one is still good (connections queued on it are
     /// then served by the new shard instead of being reset).
-    listener: Option<Rc<Socket>>,
+    listener: Option<Socket>,
 }
 
-/// A rolling reload (HUP): one shard at a time, the new one booted before the old one stops.
+/// A rolling reload (HUP): one shard at a time, the new one listening (on a listener of its own,
+/// in the same reuseport group) and booted before the old one is told to retire.
 #[derive(Debug, Default)]
 struct Reload {
     /// Old shard pids still to replace.
@@ -105,6 +106,8 @@ struct Stopping {
     deadline: Instant,
     killed: bool,
     code: i32,
+    /// Why the server halts on its own, for gunicorn's `Reason:` line.
+    reason: Option<String>,
 }
 
 struct Arbiter {
@@ -196,7 +199,7 @@ pub fn run(mut config: Config) -> i32 {
     };
     let cpus = arbiter.config.cpus.clone();
     for (index, (cpu, sock)) in cpus.into_iter().zip(listeners).enumerate() {
-        if let Err(e) = arbiter.spawn(index, cpu, Rc::new(sock)) {
+        if let Err(e) = arbiter.spawn(index, cpu, sock) {
             error!("cannot start shard {index}: {e}");
             arbiter.halt("Worker failed to boot.", BOOT_ERROR);
             break;
@@ -277,7 +280,16 @@ impl Arbiter {
             }
             self.reap();
             if let Some(code) = self.manage() {
-                info!("Shutting down: Master");
+                let reason = self.stopping.as_ref().and_then(|s| s.reason.clone());
+                // gunicorn's halt: INFO for a requested stop, ERROR when the server gives up.
+                if code == 0 {
+                    info!("Shutting down: Master");
+                } else {
+                    error!("Shutting down: Master");
+                }
+                if let Some(reason) = reason {
+                    error!("Reason: {reason}");
+                }
                 return code;
             }
         }
@@ -336,12 +348,8 @@ impl Arbiter {
             None => {
                 error!(critical = true, "WORKER TIMEOUT (pid:{pid})");
                 debug!("shard {} heartbeat is {:.1}s old", p.index, age.as_secs_f64());
-                // A listener shared with a replacement (during a reload) keeps serving through the
-                // replacement; ejecting it would take the replacement down too.
-                if Rc::strong_count(&p.listener) == 1 {
-                    listener::eject(&p.listener);
-                    p.ejected = true;
-                }
+                listener::eject(&p.listener);
+                p.ejected = true;
                 send(pid, SIGABRT);
                 p.aborted_at = Some(Instant::now());
             }
@@ -427,7 +435,7 @@ impl Arbiter {
                 delay.as_secs_f64()
             );
             // Clients should not wait that long on a queue nobody accepts from.
-            if keep && Rc::strong_count(&p.listener) == 1 {
+            if keep {
                 listener::eject(&p.listener);
                 keep = false;
             }
@@ -448,7 +456,7 @@ impl Arbiter {
         for r in due {
             let sock = match r.listener {
                 Some(l) => Ok(l),
-                None => listener::open(self.config.bind, self.config.backlog).map(Rc::new),
+                None => listener::open(self.config.bind, self.config.backlog),
             };
             let started = sock.map_err(|e| e.to_string()).and_then(|sock| self.spawn(r.index, r.cpu, sock));
             if let Err(e) = started {
@@ -472,7 +480,7 @@ impl Arbiter {
     }
 
     /// Starts a shard process for `index` on `cpu`, serving `sock`.
-    fn spawn(&mut self, index: usize, cpu: usize, sock: Rc<Socket>) -> Result<(), String> {
+    fn spawn(&mut self, index: usize, cpu: usize, sock: Socket) -> Result<(), String> {
         let slot = (0..SLOTS).find(|s| self.procs.iter().all(|p| p.slot != *s)).ok_or("no free heartbeat slot")?;
         let hb = self.heartbeats.slot(slot);
         hb.beat();
@@ -530,7 +538,9 @@ impl Arbiter {
             // A second INT/QUIT during a graceful stop makes it quick.
             Some(s) if !graceful => s.deadline = s.deadline.min(Instant::now() + grace.min(HALT_GRACE)),
             Some(_) => return,
-            None => self.stopping = Some(Stopping { deadline: Instant::now() + grace, killed: false, code }),
+            None => {
+                self.stopping = Some(Stopping { deadline: Instant::now() + grace, killed: false, code, reason: None })
+            }
         }
         self.respawns.clear();
         self.reload = None;
@@ -542,17 +552,16 @@ impl Arbiter {
 
     /// gunicorn's HaltServer: a shard could not boot, so restarting it would only loop.
     fn halt(&mut self, reason: &str, code: i32) {
-        error!("Shutting down: Master");
-        error!("Reason: {reason}");
         self.begin_stop(false, code);
         if let Some(s) = &mut self.stopping {
             s.code = code;
+            s.reason = Some(reason.to_string());
             s.deadline = s.deadline.min(Instant::now() + HALT_GRACE);
         }
     }
 
-    /// HUP: replace every shard, one at a time, each new one sharing the old one's listener and
-    /// booted before the old one stops accepting, so no connection waits on a queue nobody serves.
+    /// HUP: replace every shard, one at a time, each new one booted and accepting before the old one
+    /// retires (serves its queue, leaves the reuseport group, finishes, exits).
     fn begin_reload(&mut self) {
         if self.stopping.is_some() {
             return;
@@ -576,7 +585,7 @@ impl Arbiter {
                 return;
             }
             if let Some(old_proc) = self.procs.iter_mut().find(|p| p.pid == old) {
-                send(old, SIGHUP);
+                send(old, SIGTERM);
                 old_proc.retiring = true;
             }
             reload.current = None;
@@ -584,11 +593,7 @@ impl Arbiter {
         while let Some(old) = reload.queue.pop_front() {
             let Some(p) = self.procs.iter().find(|p| p.pid == old && !p.retiring) else { continue };
             let (index, cpu) = (p.index, p.cpu);
-            let sock = if !p.ejected && listener::is_listening(&p.listener) {
-                Ok(p.listener.clone())
-            } else {
-                listener::open(self.config.bind, self.config.backlog).map(Rc::new)
-            };
+            let sock = listener::open(self.config.bind, self.config.backlog);
             match sock.map_err(|e| e.to_string()).and_then(|s| self.spawn(index, cpu, s)) {
                 Ok(()) => {
                     let new = self.procs.last().map(|p| p.pid).unwrap_or_default();
@@ -630,7 +635,7 @@ impl Arbiter {
         let index = self.next_index;
         self.next_index += 1;
         match listener::open(self.config.bind, self.config.backlog) {
-            Ok(sock) => match self.spawn(index, cpu, Rc::new(sock)) {
+            Ok(sock) => match self.spawn(index, cpu, sock) {
                 Ok(()) => info!("Added shard {index} on CPU {cpu}"),
                 Err(e) => error!("cannot add a shard: {e}"),
             },
