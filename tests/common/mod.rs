@@ -40,6 +40,38 @@ impl Log {
         });
     }
 
+    /// Follows a log file by path, as `tail -F` does (a renamed-and-recreated file is followed
+    /// anew), until this log is dropped by everyone else.
+    fn follow_file(&self, path: PathBuf) {
+        let log = self.clone();
+        std::thread::spawn(move || {
+            use std::os::unix::fs::MetadataExt;
+            let mut inode = 0;
+            let mut offset = 0usize;
+            let mut partial = String::new();
+            while Arc::strong_count(&log.0) > 1 {
+                if let Ok(meta) = std::fs::metadata(&path) {
+                    if meta.ino() != inode {
+                        (inode, offset) = (meta.ino(), 0);
+                        partial.clear();
+                    }
+                    let bytes = std::fs::read(&path).unwrap_or_default();
+                    if bytes.len() > offset {
+                        partial.push_str(&String::from_utf8_lossy(&bytes[offset..]));
+                        offset = bytes.len();
+                        let (lines, cv) = &*log.0;
+                        while let Some(nl) = partial.find('\n') {
+                            lines.lock().unwrap().push(partial[..nl].to_string());
+                            partial.drain(..=nl);
+                        }
+                        cv.notify_all();
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+    }
+
     /// Waits until some line contains `needle`, returns it; panics at the deadline.
     pub fn wait_for(&self, needle: &str, within: Duration) -> String {
         self.wait_for_count(needle, 1, within).pop().unwrap()
@@ -263,6 +295,10 @@ impl TestServer {
         let mut child = cmd.spawn().expect("spawn hitcore");
         let log = Log::default();
         log.follow(child.stderr.take().unwrap(), "hitcore");
+        // With --error-logfile, the log lines go to that file instead of stderr.
+        if let Some(i) = args.iter().position(|a| *a == "--error-logfile") {
+            log.follow_file(PathBuf::from(args[i + 1]));
+        }
         let line = log.wait_for("Listening at: http://", DEADLINE);
         let addr = line.split("http://").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
         TestServer { child: Some(child), addr, log, status: None }
@@ -445,4 +481,136 @@ pub const GET: &str = "GET / HTTP/1.1\r\nHost: test\r\n\r\n";
 /// One request on a fresh connection.
 pub fn get_once(addr: SocketAddr, raw: &str) -> Response {
     Client::connect(addr).request(raw)
+}
+
+/// What one request of a [`Load`] came to.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A response: status, and the counter value for a 200.
+    Answered { status: u16, value: Option<i64> },
+    /// The connection was refused: nothing listened, so no request was accepted.
+    Refused,
+    /// Connected, then no complete response (reset, early close, or timeout).
+    Failed(String),
+}
+
+/// A bounded load from the test itself: threads that each open a connection per request (as ab
+/// does), until stopped. Every outcome is kept with the moment it was seen.
+pub struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handles: Vec<std::thread::JoinHandle<Vec<(Instant, Outcome)>>>,
+}
+
+impl Load {
+    pub fn start(addr: SocketAddr, threads: usize) -> Load {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let handles = (0..threads)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let outcome = one_request(addr);
+                        if matches!(outcome, Outcome::Refused) {
+                            // Nothing listens right now; do not spin on it.
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        seen.push((Instant::now(), outcome));
+                    }
+                    seen
+                })
+            })
+            .collect();
+        Load { stop, handles }
+    }
+
+    /// Stops the load and returns every outcome, in time order.
+    pub fn finish(self) -> Vec<(Instant, Outcome)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut all: Vec<_> = self.handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        all.sort_by_key(|(t, _)| *t);
+        all
+    }
+}
+
+/// One request on a fresh connection (`Connection: close`), never panicking: the outcome says what happened.
+pub fn one_request(addr: SocketAddr) -> Outcome {
+    let stream = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Outcome::Refused,
+        Err(e) => return Outcome::Failed(format!("connect: {e}")),
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut c = Client { stream, buf: Vec::new() };
+    if let Err(e) = c.stream.write_all(b"GET / HTTP/1.1\r\nHost: load\r\nConnection: close\r\n\r\n") {
+        return Outcome::Failed(format!("write: {e}"));
+    }
+    let mut all = Vec::new();
+    if let Err(e) = c.stream.read_to_end(&mut all) {
+        if all.is_empty() {
+            return Outcome::Failed(format!("read: {e}"));
+        }
+    }
+    c.buf = all;
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(&c.buf) {
+        Ok(httparse::Status::Complete(n)) => {
+            let status = resp.code.unwrap_or(0);
+            let value = if status == 200 { String::from_utf8_lossy(&c.buf[n..]).parse().ok() } else { None };
+            Outcome::Answered { status, value }
+        }
+        _ => Outcome::Failed(format!("incomplete response ({} bytes)", c.buf.len())),
+    }
+}
+
+/// Counts of a load's outcomes.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub ok: usize,
+    pub non_200: usize,
+    pub refused: usize,
+    pub failed: Vec<String>,
+    pub values: Vec<i64>,
+}
+
+pub fn tally<'a>(outcomes: impl IntoIterator<Item = &'a (Instant, Outcome)>) -> Tally {
+    let mut t = Tally::default();
+    for (_, o) in outcomes {
+        match o {
+            Outcome::Answered { status: 200, value } => {
+                t.ok += 1;
+                t.values.extend(value);
+            }
+            Outcome::Answered { .. } => t.non_200 += 1,
+            Outcome::Refused => t.refused += 1,
+            Outcome::Failed(why) => t.failed.push(why.clone()),
+        }
+    }
+    t
+}
+
+/// Asserts no counter value appears twice.
+pub fn assert_unique(values: &[i64]) {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    for w in sorted.windows(2) {
+        assert_ne!(w[0], w[1], "value {} was returned twice", w[0]);
+    }
+}
+
+/// Polls `check` until it holds, failing the test at `within`.
+pub fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether a process exists (and is not a zombie we have not reaped).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit(')').next().map(|r| !r.trim_start().starts_with('Z')).unwrap_or(false))
+        .unwrap_or(false)
 }
