@@ -114,6 +114,15 @@ pub struct Cli {
     /// Write the supervisor's PID to FILE (refused if it names a live process); removed on exit
     #[arg(short = 'p', long = "pid", value_name = "FILE")]
     pub pidfile: Option<PathBuf>,
+
+    /// Run shards as this user (name or uid); the supervisor binds first, so a root supervisor can
+    /// listen on port 80 [default: the current user]
+    #[arg(short = 'u', long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Run shards with this group (name or gid) [default: the --user's primary group]
+    #[arg(short = 'g', long, value_name = "GROUP")]
+    pub group: Option<String>,
 }
 
 /// A flag whose value cannot be used, with the flag's name for the message.
@@ -192,6 +201,11 @@ impl Cli {
         if self.redis_timeout.is_zero() {
             return Err(refuse("--redis-timeout", "must be more than 0"));
         }
+        let user = self.user.as_deref().map(lookup_user).transpose().map_err(|m| refuse("--user", m))?;
+        let group = match self.group.as_deref() {
+            Some(g) => Some(lookup_group(g).map_err(|m| refuse("--group", m))?),
+            None => user.map(|(_, gid)| gid),
+        };
         let log_target = |s: &str, dash: LogTarget| if s == "-" { dash } else { LogTarget::File(PathBuf::from(s)) };
         Ok(Config {
             cpus,
@@ -213,6 +227,8 @@ impl Cli {
             log_level: self.log_level,
             coalesce: !self.no_coalesce,
             pidfile: self.pidfile,
+            user: user.map(|(uid, _)| uid),
+            group,
         })
     }
 }
@@ -293,6 +309,43 @@ fn parse_bind(text: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("'{text}': {e}"))?
         .next()
         .ok_or_else(|| format!("'{text}' resolves to no address"))
+}
+
+/// A user name or numeric uid, with the user's primary gid.
+fn lookup_user(name: &str) -> Result<(u32, u32), String> {
+    let cname = std::ffi::CString::new(name).map_err(|_| format!("'{name}' is not a user name"))?;
+    // SAFETY: getpwnam/getpwuid return a pointer to static storage or null; read at once, before
+    // anything else can call them (start-up is single-threaded).
+    let pw = unsafe {
+        match name.parse::<u32>() {
+            Ok(uid) => libc::getpwuid(uid),
+            Err(_) => libc::getpwnam(cname.as_ptr()),
+        }
+    };
+    if pw.is_null() {
+        return match name.parse::<u32>() {
+            // A numeric uid without a passwd entry is still a uid; its group is the same number.
+            Ok(uid) => Ok((uid, uid)),
+            Err(_) => Err(format!("no such user '{name}'")),
+        };
+    }
+    // SAFETY: checked non-null above.
+    Ok(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
+}
+
+/// A group name or numeric gid.
+fn lookup_group(name: &str) -> Result<u32, String> {
+    if let Ok(gid) = name.parse::<u32>() {
+        return Ok(gid);
+    }
+    let cname = std::ffi::CString::new(name).map_err(|_| format!("'{name}' is not a group name"))?;
+    // SAFETY: as in lookup_user.
+    let gr = unsafe { libc::getgrnam(cname.as_ptr()) };
+    if gr.is_null() {
+        return Err(format!("no such group '{name}'"));
+    }
+    // SAFETY: checked non-null above.
+    Ok(unsafe { (*gr).gr_gid })
 }
 
 /// Seconds as a whole or decimal number (`2`, `0.5`).

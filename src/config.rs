@@ -61,6 +61,10 @@ pub struct Config {
     pub coalesce: bool,
     /// `-p/--pid`: the pid file, if any.
     pub pidfile: Option<PathBuf>,
+    /// `-u/--user`: the uid shards run as (the supervisor keeps its own, to bind).
+    pub user: Option<u32>,
+    /// `-g/--group`: the gid shards run as.
+    pub group: Option<u32>,
 }
 
 /// Pipelined requests taken from one connection per batch. More stay in its buffer for the next

@@ -160,7 +160,8 @@ where
             _ => "DEBUG",
         };
         let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S %z");
-        writeln!(w, "[{now}] [{}] [{level}] {}{}", self.pid, fields.message, fields.rest)
+        let prefix = fields.target.as_deref().map(|t| format!("{}: ", t.split("::").next().unwrap_or(t)));
+        writeln!(w, "[{now}] [{}] [{level}] {}{}{}", self.pid, prefix.unwrap_or_default(), fields.message, fields.rest)
     }
 }
 
@@ -169,6 +170,8 @@ struct Fields {
     message: String,
     rest: String,
     critical: bool,
+    /// The module a bridged `log` record came from (glommio's), shown as a prefix.
+    target: Option<String>,
 }
 
 impl Visit for Fields {
@@ -181,10 +184,30 @@ impl Visit for Fields {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            let _ = write!(self.message, "{value:?}");
+        match field.name() {
+            "message" => {
+                // One event, one line: multi-line messages (a library's `{:#?}`) are folded.
+                let text = format!("{value:?}");
+                let mut lines = text.lines().map(str::trim);
+                self.message.push_str(lines.next().unwrap_or_default());
+                for line in lines.filter(|l| !l.is_empty()) {
+                    self.message.push(' ');
+                    self.message.push_str(line);
+                }
+            }
+            // Where a `log` record came from, bridged by tracing-log: noise in an error log.
+            name if name.starts_with("log.") => {}
+            name => {
+                let _ = write!(self.rest, " {name}={value:?}");
+            }
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "log.target" {
+            self.target = Some(value.to_string());
         } else {
-            let _ = write!(self.rest, " {}={value:?}", field.name());
+            self.record_debug(field, &value);
         }
     }
 }

@@ -217,3 +217,42 @@ fn keep_alive_zero_closes_after_each_response() {
     assert_eq!(r.header("Connection"), Some("close"));
     c.assert_closed();
 }
+
+/// The request-smuggling and framing table of docs/security.md, on real bytes.
+#[test]
+fn smuggling_and_framing_probes() {
+    let (redis, server) = server(&[]);
+    rejected(&server, b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxx", 400);
+    rejected(&server, b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n", 400);
+    rejected(&server, b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400);
+    rejected(&server, b"GET / HTTP/1.1\r\nHost: a\rX-Smuggle: 1\r\n\r\n", 400);
+    rejected(&server, b"GET / HTTP/1.1\r\nHost: a\r\nX-Nul: a\0b\r\n\r\n", 400);
+    rejected(&server, b"GET / HTTP/1.1\r\nHost: a\r\nX-Fold: a\r\n b\r\n\r\n", 400);
+    rejected(&server, b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400);
+    rejected(&server, b"GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400);
+    rejected(
+        &server,
+        b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        501,
+    );
+    rejected(&server, b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+    rejected(&server, b"GET / HTTP/1.1\r\nHost: a\r\nExpect: teapot\r\n\r\n", 417);
+    rejected(&server, b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n", 413);
+    // A request is answered when its head is complete; a broken chunked body after it then gets a
+    // 400 and the connection closes, so the bytes are never read as a next request.
+    let mut c = Client::connect(server.addr);
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(c.read_response(false).value(), 1);
+    let r = c.read_response(false);
+    assert_eq!((r.status, r.header("Connection")), (400, Some("close")));
+    c.assert_closed();
+
+    // Expect: 100-continue needs no interim answer: the final one comes at once, and a body the
+    // client sends anyway is skipped by its framing.
+    let mut c = Client::connect(server.addr);
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n");
+    assert_eq!(c.read_response(false).value(), 2);
+    c.send(b"bodyGET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(c.read_response(false).value(), 3);
+    assert_eq!(redis.cmd(0, &["GET", "hit"]), "3");
+}

@@ -168,6 +168,10 @@ pub fn run(mut config: Config) -> i32 {
              net.ipv4.tcp_migrate_req=1)"
         );
     }
+    if let Err(e) = hand_logs_to_shards(&config) {
+        error!("{e}");
+        return 1;
+    }
     let heartbeats = match Heartbeats::create() {
         Ok(h) => Arc::new(h),
         Err(e) => {
@@ -240,6 +244,27 @@ fn bind_all(config: &Config) -> Result<Vec<Socket>, String> {
             Err(e) => return Err(e.to_string()),
         }
     }
+}
+
+/// With `--user`/`--group`, shards open the log files as that user: create them now and give them
+/// to it, so a root supervisor's files do not lock its shards out.
+fn hand_logs_to_shards(config: &Config) -> Result<(), String> {
+    if config.user.is_none() && config.group.is_none() {
+        return Ok(());
+    }
+    let files = [Some(&config.error_log), config.access_log.as_ref()];
+    for path in files.into_iter().flatten().filter_map(|t| match t {
+        crate::logging::LogTarget::File(p) => Some(p),
+        _ => None,
+    }) {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|_| std::os::unix::fs::chown(path, config.user, config.group))
+            .map_err(|e| format!("cannot hand {} to the shards' user: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn forward_signals(events: Sender<Event>) -> std::io::Result<()> {
@@ -494,6 +519,14 @@ impl Arbiter {
         let spec = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
         let mut cmd = Command::new(&self.exe);
         cmd.arg0(format!("hitcore: shard {index} (cpu {cpu})")).env(SPEC_ENV, spec).stdin(Stdio::null());
+        // Privileges are dropped in the child before it runs any of our code (std also clears the
+        // supplementary groups when a root parent sets a uid).
+        if let Some(gid) = self.config.group {
+            cmd.gid(gid);
+        }
+        if let Some(uid) = self.config.user {
+            cmd.uid(uid);
+        }
         // SAFETY: between fork and exec only async-signal-safe calls: fcntl and prctl.
         unsafe {
             cmd.pre_exec(move || {

@@ -299,9 +299,11 @@ impl TestServer {
         if let Some(i) = args.iter().position(|a| *a == "--error-logfile") {
             log.follow_file(PathBuf::from(args[i + 1]));
         }
-        let line = log.wait_for("Listening at: http://", DEADLINE);
-        let addr = line.split("http://").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
-        TestServer { child: Some(child), addr, log, status: None }
+        // The guard exists before the first wait, so a failed wait still kills the server.
+        let mut server = TestServer { child: Some(child), addr: "0.0.0.0:0".parse().unwrap(), log, status: None };
+        let line = server.log.wait_for("Listening at: http://", DEADLINE);
+        server.addr = line.split("http://").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+        server
     }
 
     pub fn pid(&self) -> i32 {

@@ -1,0 +1,203 @@
+//! Hostile clients and a hostile Redis: slowloris and idle floods beyond the connection cap, a
+//! client that pipelines and never reads, a stalled Redis, a Redis that answers garbage, and
+//! privilege dropping. Normal clients must keep being answered, memory must stay bounded, and
+//! nothing may hang past its deadline.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn slow_and_idle_clients_beyond_the_cap_do_not_keep_real_ones_out() {
+    let redis = TestRedis::start();
+    let url = redis.url(0);
+    // Without eviction at the cap, the slow clients would hold every slot for 30 s.
+    let server = TestServer::start(&[
+        "-w",
+        "2",
+        "--share-cpus",
+        "--redis",
+        &url,
+        "--worker-connections",
+        "50",
+        "--header-timeout",
+        "30",
+        "--keep-alive",
+        "30",
+    ]);
+    server.wait_ready(2);
+    let shards = server.shard_pids();
+    let before: u64 = shards.iter().map(|&p| rss_kib(p)).sum();
+
+    let mut hostile = Vec::new();
+    for i in 0..600 {
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        if i % 2 == 0 {
+            // Slowloris: a head that never ends.
+            s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ").unwrap();
+        }
+        hostile.push(s);
+    }
+    let mut answered = 0;
+    let started = Instant::now();
+    for _ in 0..40 {
+        let mut c = Client::connect(server.addr);
+        c.stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(c.request(GET).status, 200, "a real client was kept out");
+        answered += 1;
+    }
+    let peak: u64 = shards.iter().map(|&p| rss_kib(p)).sum();
+    server.log.wait_for("closed", DEADLINE);
+    assert!(server.log.lines().iter().any(|l| l.contains("that were idle or slow to send a request")));
+    eprintln!(
+        "slowloris: {answered} real requests answered in {:?} beside 600 hostile connections; shard RSS {before} KiB -> {peak} KiB",
+        started.elapsed()
+    );
+    // Bounded: 100 connection slots, whatever the number of hostile clients.
+    assert!(peak < before + 16 * 1024, "RSS grew from {before} KiB to {peak} KiB");
+    drop(hostile);
+}
+
+#[test]
+fn a_client_that_pipelines_and_never_reads_is_bounded() {
+    let redis = TestRedis::start();
+    let url = redis.url(0);
+    let server = TestServer::start(&["-w", "1", "--redis", &url]);
+    server.wait_ready(1);
+    let shard = server.shard_pids()[0];
+    let before = rss_kib(shard);
+
+    let mut flood = TcpStream::connect(server.addr).unwrap();
+    flood.set_nonblocking(true).unwrap();
+    let chunk = GET.repeat(1000);
+    let mut sent = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    // Write until the server stops reading (both socket buffers full), never reading a response.
+    while Instant::now() < deadline {
+        match flood.write(chunk.as_bytes()) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("flood write: {e}"),
+        }
+    }
+    let peak = rss_kib(shard);
+    // Meanwhile other clients are served.
+    assert_eq!(get_once(server.addr, GET).status, 200);
+    let counted: usize = redis.cmd(0, &["GET", "hit"]).parse().unwrap();
+    eprintln!(
+        "pipelining flood: {} requests sent, {counted} answered into unread buffers; shard RSS {before} -> {peak} KiB",
+        sent / GET.len()
+    );
+    assert!(counted < sent / GET.len(), "the server stopped reading once its answers went unread");
+    assert!(peak < before + 8 * 1024, "RSS grew from {before} KiB to {peak} KiB");
+}
+
+#[test]
+fn a_stalled_redis_gets_503_at_the_deadline_not_a_hang() {
+    let redis = TestRedis::start();
+    let url = redis.url(0);
+    let server = TestServer::start(&["-w", "1", "--redis", &url, "--redis-timeout", "0.5"]);
+    server.wait_ready(1);
+    assert_eq!(get_once(server.addr, GET).value(), 1);
+    // SAFETY: signalling the redis-server this test started.
+    unsafe { libc::kill(redis.pid(), libc::SIGSTOP) };
+    let started = Instant::now();
+    let r = get_once(server.addr, GET);
+    let waited = started.elapsed();
+    unsafe { libc::kill(redis.pid(), libc::SIGCONT) };
+    assert_eq!((r.status, r.header("Retry-After")), (503, Some("1")));
+    assert!(waited < Duration::from_secs(5), "waited {waited:?} on a stalled Redis");
+    server.log.wait_for("no reply within", DEADLINE);
+    server.log.wait_for("Reconnected to Redis", DEADLINE);
+    let v = get_once(server.addr, GET).value();
+    // The stalled INCR ran when Redis resumed, so its value is skipped, never handed out twice.
+    assert!(v >= 2, "{v}");
+}
+
+/// A fake Redis that completes the handshake, then answers every command with `reply`.
+fn fake_redis(reply: &'static [u8]) -> (u16, std::sync::mpsc::Receiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let _ = tx.send(());
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                // CLIENT SETNAME and PING arrive first, in one write: answer both properly.
+                let mut seen = Vec::new();
+                while seen.windows(4).filter(|w| w == b"PING").count() == 0 {
+                    let Ok(n) = conn.read(&mut buf) else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                }
+                let _ = conn.write_all(b"+OK\r\n+PONG\r\n");
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 || conn.write_all(reply).is_err() {
+                        break;
+                    }
+                }
+                drop(tx);
+            });
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn a_redis_that_answers_garbage_gets_503_and_a_new_connection() {
+    for (reply, log) in [(&b"?garbage\r\n"[..], "undecodable reply"), (b"+OK\r\n", "expected an integer reply")] {
+        let (port, connections) = fake_redis(reply);
+        let url = format!("redis://127.0.0.1:{port}/0");
+        let server = TestServer::start(&["-w", "1", "--redis", &url]);
+        server.wait_ready(1);
+        connections.recv_timeout(DEADLINE).unwrap();
+        let r = get_once(server.addr, GET);
+        assert_eq!(r.status, 503, "a reply that cannot be matched to the request is not a value");
+        server.log.wait_for(log, DEADLINE);
+        // Resynchronised by reconnecting, never by guessing which reply belongs to whom.
+        connections.recv_timeout(DEADLINE).expect("hitcore reconnects");
+        server.log.wait_for("Reconnected to Redis", DEADLINE);
+    }
+}
+
+#[test]
+fn shards_run_as_the_given_user_while_the_supervisor_keeps_its_own() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: dropping privileges needs root");
+        return;
+    }
+    let redis = TestRedis::start();
+    let url = redis.url(0);
+    let server = TestServer::start(&["-w", "1", "--redis", &url, "--user", "nobody"]);
+    server.wait_ready(1);
+    assert_eq!(get_once(server.addr, GET).value(), 1);
+    let uid = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:").map(|u| u.split_whitespace().next().unwrap().to_string()))
+            .unwrap()
+    };
+    assert_eq!(uid(server.pid()), "0");
+    assert_eq!(uid(server.shard_pids()[0]), "65534");
+}
