@@ -1,0 +1,17 @@
+"""The hitcore benchmark kit, driven by bench/run.
+
+Layout (one concern per module):
+- main.py       the command line and the order of a run (provision, Redis, each server, scaling, report)
+- provision.py  apt packages, the two virtualenvs, the cargo builds; each step skipped when done
+- procs.py      every child process: bounded runs, servers in their own sessions, stop by PID, the
+                process-tree memory sampler, and the cleanup that runs on error and Ctrl-C
+- redisctl.py   the run's one password-protected redis-server, and a tiny stdlib RESP client
+- servers.py    the servers under test: command lines, environment, readiness, log checks
+- loadgen.py    running ab and wrk, bounded in time
+- parse.py      pure parsers for ab's and wrk's output (tested by bench/tests/test_parse.py)
+- machine.py    the machine description and the versions of every tool
+- report.py     the Markdown results file
+- charts.py     the PNG charts; runs under bench/.venv's python (matplotlib), not the system one
+
+Only the standard library is used outside charts.py, so bench/run works before any virtualenv exists.
+"""

@@ -1,0 +1,57 @@
+"""Running the load generators, each bounded in time, with their raw output kept on disk.
+
+- `ab()`: ApacheBench, `ab [-k] -c C -t LIMIT -n N -r -l URL`. `-t` before `-n` bounds the test in
+  time while keeping N as the request count (ab's -t alone would mean 50000 requests); `-r` keeps
+  going on receive errors, as the original did; `-l` accepts a changing body length (without it ab
+  counts every response whose length differs from the first as "Failed (Length)", and a counter
+  that grows from 1 to 5 digits would fail almost every request).
+- `wrk()`: `wrk -t T -c C -d Ds --latency URL`, multi-threaded keep-alive load with percentiles.
+Both run under an outer timeout as well, and return {"argv", "raw", "seconds", "error", ...parsed}.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import parse, procs
+
+
+def _pin(cpus: str | None, argv: list[str]) -> list[str]:
+    return (["taskset", "-c", cpus] + argv) if cpus else argv
+
+
+def _save(raw_path: Path, result: procs.Result) -> None:
+    text = result.stdout
+    if result.stderr.strip():
+        text += "\n---- stderr ----\n" + result.stderr
+    if result.timed_out:
+        text += f"\n---- bench/run: stopped after {result.seconds:.0f}s (outer timeout) ----\n"
+    raw_path.write_text(text)
+
+
+def ab(url: str, requests: int, concurrency: int, time_limit: int, keepalive: bool,
+       raw_path: Path, label: str, cpus: str | None = None) -> dict:
+    argv = ["ab"] + (["-k"] if keepalive else []) + [
+        "-c", str(concurrency), "-t", str(time_limit), "-n", str(requests), "-r", "-l", url]
+    result = procs.run(_pin(cpus, argv), timeout=time_limit + 45, label=label)
+    _save(raw_path, result)
+    outcome = {"argv": " ".join(argv), "raw": raw_path.name, "seconds": round(result.seconds, 2), "error": None}
+    try:
+        outcome.update(parse.parse_ab(result.stdout))
+        if result.returncode != 0:
+            outcome["warning"] = f"ab exited with {result.returncode}: {result.tail(1)}"
+    except parse.ParseError as error:
+        outcome["error"] = f"ab gave no result ({'timed out' if result.timed_out else error}): {result.tail(1)}"
+    return outcome
+
+
+def wrk(url: str, threads: int, connections: int, duration: int, raw_path: Path, label: str,
+        cpus: str | None = None) -> dict:
+    argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency", url]
+    result = procs.run(_pin(cpus, argv), timeout=duration + 30, label=label)
+    _save(raw_path, result)
+    outcome = {"argv": " ".join(argv), "raw": raw_path.name, "seconds": round(result.seconds, 2), "error": None}
+    try:
+        outcome.update(parse.parse_wrk(result.stdout))
+    except parse.ParseError as error:
+        outcome["error"] = f"wrk gave no result ({'timed out' if result.timed_out else error}): {result.tail(1)}"
+    return outcome

@@ -1,0 +1,139 @@
+"""The machine a run happened on, and the version of every program in it.
+
+Everything here is read from the system or asked of the programs themselves at run time; a
+version that cannot be read is reported as such, never guessed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from . import provision
+
+
+def _first_line(argv: list[str], timeout: float = 20) -> str | None:
+    """The first non-empty line a command prints (stdout or stderr), or None."""
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in (out.stdout + "\n" + out.stderr).splitlines():
+        if line.strip():
+            return line.strip()
+    return None
+
+
+def cpu_list(cpus) -> str:
+    """[0, 1, 2, 5] -> '0-2,5'."""
+    cpus = sorted(cpus)
+    parts, i = [], 0
+    while i < len(cpus):
+        j = i
+        while j + 1 < len(cpus) and cpus[j + 1] == cpus[j] + 1:
+            j += 1
+        parts.append(str(cpus[i]) if i == j else f"{cpus[i]}-{cpus[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def cpu_busy_percent(seconds: float = 1.0) -> float | None:
+    """How busy all CPUs are right now (0-100 %), from two /proc/stat samples `seconds` apart:
+    before a run starts this is other work competing with the benchmark."""
+    def sample():
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle
+    try:
+        total1, idle1 = sample()
+        time.sleep(seconds)
+        total2, idle2 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = total2 - total1
+    return round(100.0 * (total - (idle2 - idle1)) / total, 1) if total > 0 else None
+
+
+def describe() -> dict:
+    info: dict = {"hostname": socket.gethostname(), "kernel": platform.release(),
+                  "arch": platform.machine(), "cpus_online": os.cpu_count(),
+                  "cpus_allowed": cpu_list(os.sched_getaffinity(0))}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        match = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+        info["cpu_model"] = match.group(1).strip() if match else "unknown"
+        match = re.search(r"^cpu MHz\s*:\s*(.+)$", text, re.M)
+        info["cpu_mhz"] = match.group(1).strip() if match else None
+    except OSError:
+        info["cpu_model"] = "unknown"
+    try:
+        match = re.search(r"^MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text(), re.M)
+        info["memory_gib"] = round(int(match.group(1)) / 1024 / 1024, 1)
+    except (OSError, AttributeError):
+        info["memory_gib"] = None
+    try:
+        match = re.search(r'^PRETTY_NAME="?([^"\n]+)', Path("/etc/os-release").read_text(), re.M)
+        info["os"] = match.group(1) if match else "unknown"
+    except OSError:
+        info["os"] = "unknown"
+    return info
+
+
+def _venv_versions(name: str, packages: list[str]) -> dict:
+    python = provision.venv_python(name)
+    if not python.exists():
+        return {}
+    code = ("import importlib.metadata as m, json, sys\n"
+            "out = {}\n"
+            "for p in sys.argv[1:]:\n"
+            "    try: out[p] = m.version(p)\n"
+            "    except m.PackageNotFoundError: out[p] = None\n"
+            "print(json.dumps(out))")
+    try:
+        out = subprocess.run([str(python), "-c", code] + packages, capture_output=True, text=True, timeout=60)
+        return json.loads(out.stdout)
+    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):
+        return {}
+
+
+def _cargo_lock_versions(lock: Path, crates: list[str]) -> dict:
+    try:
+        text = lock.read_text()
+    except OSError:
+        return {}
+    found = {}
+    for name, version in re.findall(r'\[\[package\]\]\nname = "([^"]+)"\nversion = "([^"]+)"', text):
+        if name in crates:
+            found[name] = version
+    return found
+
+
+def versions(hitcore: Path | None, redis_version: str | None) -> dict:
+    """Versions of every server and tool, as each reports itself."""
+    v: dict = {}
+    v["python (system, runs the kit)"] = platform.python_version()
+    main = _venv_versions("main", ["gunicorn", "flask", "redis", "gevent", "tornado", "matplotlib"])
+    if main:
+        python = _first_line([str(provision.venv_python("main")), "--version"])
+        v["bench/.venv"] = ", ".join([python or "python ?"] + [f"{k} {main[k]}" for k in main])
+    ev = _venv_versions("eventlet", ["gunicorn", "eventlet", "flask", "redis"])
+    if ev:
+        v["bench/.venv-eventlet"] = ", ".join(f"{k} {ev[k]}" for k in ev)
+    crates = _cargo_lock_versions(provision.TOKIO_MANIFEST.with_name("Cargo.lock"), ["tokio", "hyper", "redis"])
+    if crates:
+        v["tokio-hyper peer"] = ", ".join(f"{k} {crates[k]}" for k in ("tokio", "hyper", "redis") if k in crates)
+    if hitcore and hitcore.exists():
+        v["hitcore"] = _first_line([str(hitcore), "--version"]) or "unknown"
+    v["rustc"] = _first_line(["rustc", "--version"]) or "not installed"
+    v["nginx"] = (_first_line(["nginx", "-v"]) or "unknown").replace("nginx version: ", "")
+    v["redis-server"] = redis_version or _first_line(["redis-server", "--version"]) or "unknown"
+    v["ab"] = (_first_line(["ab", "-V"]) or "unknown").replace("This is ", "")
+    v["wrk"] = _first_line(["wrk", "-v"]) or "unknown"
+    if v["wrk"]:
+        v["wrk"] = re.sub(r"\s+Copyright.*$", "", v["wrk"])
+    return v

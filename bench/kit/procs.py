@@ -1,0 +1,303 @@
+"""Child processes: every one the kit starts is bounded in time and stopped by its PID.
+
+- `log()` prints the progress lines ("[  12.3s] ...") with the time since the run started.
+- `run()` runs a command to completion under a timeout, printing a progress line every few seconds
+  while it runs; on timeout it is sent SIGTERM, then SIGKILL, by PID.
+- `Service` is a long-running child (Redis, a server under test) in its own session, so a Ctrl-C at
+  the terminal reaches only the kit, which then stops it in order. `stop()` sends SIGTERM to its
+  PID, waits, then SIGKILLs it and every descendant it had, each by PID.
+- `TreeSampler` samples the memory of a process tree at ~10 Hz: the peak of the summed RSS (and PSS)
+  of the root and all its descendants.
+- `cleanup()` stops every child still running; main.py calls it in `finally` and on SIGTERM/SIGHUP.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+START = time.monotonic()
+
+# Every child still running, so that cleanup() can stop them whatever went wrong.
+_LIVE: list["Service | subprocess.Popen"] = []
+_LIVE_LOCK = threading.Lock()
+
+
+def elapsed() -> float:
+    return time.monotonic() - START
+
+
+def log(message: str) -> None:
+    """One progress line, prefixed with the seconds since the run started."""
+    print(f"[{elapsed():6.1f}s] {message}", flush=True)
+
+
+def _register(item) -> None:
+    with _LIVE_LOCK:
+        _LIVE.append(item)
+
+
+def _unregister(item) -> None:
+    with _LIVE_LOCK:
+        if item in _LIVE:
+            _LIVE.remove(item)
+
+
+class Result:
+    """What a bounded command did."""
+
+    def __init__(self, argv, returncode, stdout, stderr, timed_out, seconds):
+        self.argv = argv
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.timed_out = timed_out
+        self.seconds = seconds
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+    def tail(self, lines: int = 5) -> str:
+        text = (self.stderr or "").strip() or (self.stdout or "").strip()
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _terminate(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM, wait up to `grace` seconds, then SIGKILL: always by the child's own PID."""
+    if proc.poll() is not None:
+        return
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+
+
+def run(argv, timeout: float, label: str | None = None, cwd=None, env=None,
+        stdin=subprocess.DEVNULL, tick: float = 5.0, capture: bool = True,
+        output_path: Path | None = None) -> Result:
+    """Runs argv to completion within `timeout` seconds and returns its output.
+
+    With `label`, prints a progress line every `tick` seconds while it runs. With `output_path`,
+    stdout and stderr go to that file (for long outputs such as builds) instead of memory."""
+    began = time.monotonic()
+    out_file = open(output_path, "w") if output_path else None
+    try:
+        proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdin=stdin, text=True,
+            stdout=out_file or (subprocess.PIPE if capture else None),
+            stderr=subprocess.STDOUT if out_file else (subprocess.PIPE if capture else None),
+        )
+    except OSError as error:
+        if out_file:
+            out_file.close()
+        return Result(argv, 127, "", f"cannot start {argv[0]}: {error}", False, 0.0)
+    _register(proc)
+    timed_out = False
+    stdout = stderr = ""
+    try:
+        deadline = began + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                timed_out = True
+                _terminate(proc, grace=5)
+                break
+            try:
+                stdout, stderr = proc.communicate(timeout=min(tick, remaining))
+                break
+            except subprocess.TimeoutExpired:
+                if label:
+                    log(f"{label} ... {time.monotonic() - began:.0f}s")
+        if timed_out:
+            try:
+                stdout, stderr = proc.communicate(timeout=10)
+            except (subprocess.TimeoutExpired, ValueError):
+                pass
+    finally:
+        _terminate(proc, grace=2)
+        _unregister(proc)
+        if out_file:
+            out_file.close()
+    if out_file:
+        stdout = Path(output_path).read_text(errors="replace")
+    return Result(argv, proc.returncode, stdout or "", stderr or "", timed_out, time.monotonic() - began)
+
+
+def descendants(root: int) -> list[int]:
+    """The PIDs of every live descendant of `root` (not root itself), found through /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 1:
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _memory_kib(pid: int, with_pss: bool) -> tuple[int, int]:
+    """(RSS, PSS) of one process in KiB; (0, 0) when it has gone."""
+    rss = pss = 0
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1])
+                    break
+        if with_pss:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        pss = int(line.split()[1])
+                        break
+    except (OSError, ValueError):
+        pass
+    return rss, pss
+
+
+class TreeSampler(threading.Thread):
+    """Samples a process tree at ~10 Hz: peak summed RSS/PSS and the largest process count."""
+
+    def __init__(self, root: int, interval: float = 0.1):
+        super().__init__(daemon=True)
+        self.root = root
+        self.interval = interval
+        self.peak_rss_kib = 0
+        self.peak_pss_kib = 0
+        self.peak_processes = 0
+        self.known_pids: set[int] = set()
+        self._stop_event = threading.Event()
+
+    def sample(self) -> list[int]:
+        # Finding the tree means reading every /proc/N/stat: do it once a second (and whenever a
+        # known process has gone), and read only the tree's own memory in between, so that the
+        # sampler itself takes almost no CPU from the server it measures.
+        self._samples = getattr(self, "_samples", 0) + 1
+        pids = getattr(self, "_tree", None)
+        if pids is None or self._samples % 10 == 0 or not all(os.path.exists(f"/proc/{p}") for p in pids):
+            pids = self._tree = [self.root] + descendants(self.root)
+            self.known_pids.update(pids)
+        rss = pss = live = 0
+        for pid in pids:
+            r, p = _memory_kib(pid, with_pss=True)
+            if r:
+                live += 1
+            rss += r
+            pss += p
+        self.peak_rss_kib = max(self.peak_rss_kib, rss)
+        self.peak_pss_kib = max(self.peak_pss_kib, pss)
+        self.peak_processes = max(self.peak_processes, live)
+        return pids
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            self.sample()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=2)
+
+
+class Service:
+    """A long-running child in its own session, with its output in a log file.
+
+    Stopped by stop(): SIGTERM to its PID, then SIGKILL to it and to each descendant, by PID."""
+
+    def __init__(self, name: str, argv, log_path: Path, env=None, cwd=None):
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self._log_file = open(log_path, "w")
+        self.proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=self._log_file,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.pid = self.proc.pid
+        self.sampler: TreeSampler | None = None
+        _register(self)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def start_sampling(self) -> None:
+        self.sampler = TreeSampler(self.pid)
+        self.sampler.start()
+
+    def log_text(self) -> str:
+        try:
+            if not self._log_file.closed:
+                self._log_file.flush()
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, grace: float = 15.0) -> int | None:
+        """Stops the service and every process under it; returns its exit status."""
+        if self.sampler:
+            self.sampler.stop()
+        # Remember the whole tree first: once the root is gone its children are re-parented.
+        tree = set(descendants(self.pid)) if self.alive() else set()
+        if self.sampler:
+            tree |= self.sampler.known_pids - {self.pid}
+        _terminate(self.proc, grace)
+        # Children that outlived their parent (or a SIGKILLed parent): by PID, if still ours.
+        deadline = time.monotonic() + 5
+        for pid in sorted(tree):
+            while _is_running_child_of_tree(pid, self.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _is_running_child_of_tree(pid, self.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self._log_file.close()
+        _unregister(self)
+        return self.proc.returncode
+
+
+def _is_running_child_of_tree(pid: int, root: int) -> bool:
+    """Whether `pid` is still a live process of the same session as `root` (our service)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    fields = stat[stat.rfind(b")") + 2:].split()
+    # fields: state ppid pgrp session ...; a zombie is already dead.
+    return fields[0] != b"Z" and int(fields[3]) == root
+
+
+def cleanup() -> None:
+    """Stops every child still running, newest first."""
+    with _LIVE_LOCK:
+        items = list(reversed(_LIVE))
+    for item in items:
+        try:
+            if isinstance(item, Service):
+                log(f"cleanup: stopping {item.name} (pid {item.pid})")
+                item.stop(grace=5)
+            else:
+                _terminate(item, grace=2)
+                _unregister(item)
+        except Exception as error:  # keep cleaning up the others
+            print(f"cleanup: {error}", file=sys.stderr)

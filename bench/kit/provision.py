@@ -1,0 +1,150 @@
+"""Provisioning: everything a run needs, installed only when missing (every step is idempotent).
+
+- Debian packages: redis-server, apache2-utils (ab), wrk, nginx-light; `apt-get update` runs once,
+  and only when one of them is missing. python3-venv too, where `python3 -m venv` cannot work.
+- bench/.venv from bench/requirements.txt (current gunicorn, flask, redis-py, gevent, tornado,
+  matplotlib) and bench/.venv-eventlet from bench/requirements-eventlet.txt (gunicorn 25.3.0, the last
+  release with the eventlet worker, with eventlet, flask, redis-py). A virtualenv is rebuilt when its
+  requirements file changed since it was made (a copy is kept inside it) or its imports fail.
+- cargo builds: the tokio-hyper peer (bench/peers/tokio-hyper, its own target dir) and hitcore
+  (`cargo build --release` in the repository root) unless --hitcore names a binary.
+
+Each function returns None when the thing is ready, or a one-line reason it is not; main.py then
+skips the rows that need it instead of failing the whole run.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from . import procs
+
+BENCH = Path(__file__).resolve().parent.parent
+REPO = BENCH.parent
+
+# command -> the Debian package that provides it
+APT_PACKAGES = {
+    "redis-server": "redis-server",
+    "ab": "apache2-utils",
+    "wrk": "wrk",
+    "nginx": "nginx-light",
+    "taskset": "util-linux",
+}
+
+VENVS = {
+    # name: (folder, requirements file, modules that must import)
+    "main": (BENCH / ".venv", BENCH / "requirements.txt",
+             ["gunicorn", "flask", "redis", "gevent", "tornado", "matplotlib"]),
+    "eventlet": (BENCH / ".venv-eventlet", BENCH / "requirements-eventlet.txt",
+                 ["gunicorn.workers.geventlet", "eventlet", "flask", "redis"]),
+}
+
+TOKIO_MANIFEST = BENCH / "peers" / "tokio-hyper" / "Cargo.toml"
+TOKIO_BINARY = BENCH / "peers" / "tokio-hyper" / "target" / "release" / "tokio-hyper-peer"
+HITCORE_BINARY = REPO / "target" / "release" / "hitcore"
+
+
+def _which(command: str) -> str | None:
+    # nginx lives in /usr/sbin, which a non-root PATH may lack.
+    return shutil.which(command) or shutil.which(command, path="/usr/sbin:/sbin:/usr/local/sbin")
+
+
+def _sudo() -> list[str]:
+    return [] if os.geteuid() == 0 else ["sudo", "-n"]
+
+
+def apt_packages(commands: list[str], log_dir: Path) -> str | None:
+    """Installs the packages behind `commands` that are missing; None when all are present."""
+    missing = sorted({APT_PACKAGES[c] for c in commands if not _which(c)})
+    needs_venv = subprocess.run(["python3", "-c", "import ensurepip, venv"],
+                                capture_output=True, timeout=30).returncode != 0
+    if needs_venv:
+        missing.append("python3-venv")
+    if not missing:
+        procs.log("provision: apt packages present (" + ", ".join(commands) + ")")
+        return None
+    if not shutil.which("apt-get"):
+        return f"missing {', '.join(missing)} and no apt-get to install them"
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    procs.log(f"provision: apt-get update, then install {' '.join(missing)}")
+    result = procs.run(_sudo() + ["apt-get", "update", "-q"], timeout=600, label="apt-get update",
+                       env=env, output_path=log_dir / "apt-get-update.log")
+    if not result.ok:
+        return f"apt-get update failed (see {log_dir / 'apt-get-update.log'})"
+    result = procs.run(_sudo() + ["apt-get", "install", "-y", "-q", "--no-install-recommends"] + missing,
+                       timeout=900, label="apt-get install", env=env,
+                       output_path=log_dir / "apt-get-install.log")
+    if not result.ok:
+        return f"apt-get install failed (see {log_dir / 'apt-get-install.log'})"
+    still = [c for c in commands if not _which(c)]
+    return f"still missing after apt-get install: {', '.join(still)}" if still else None
+
+
+def venv_python(name: str) -> Path:
+    return VENVS[name][0] / "bin" / "python"
+
+
+def _venv_ready(folder: Path, requirements: Path, modules: list[str]) -> bool:
+    stamp = folder / ".kit-requirements.txt"
+    python = folder / "bin" / "python"
+    if not (python.exists() and stamp.exists() and stamp.read_text() == requirements.read_text()):
+        return False
+    probe = "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)"
+    try:
+        return subprocess.run([str(python), "-W", "ignore", "-c", probe] + modules,
+                              capture_output=True, timeout=120).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def virtualenv(name: str, log_dir: Path) -> str | None:
+    """Creates or refreshes one of the kit's virtualenvs; None when ready."""
+    folder, requirements, modules = VENVS[name]
+    if _venv_ready(folder, requirements, modules):
+        procs.log(f"provision: {folder.name} present")
+        return None
+    procs.log(f"provision: creating {folder.name} from {requirements.name} (pip, a few minutes at most)")
+    log_path = log_dir / f"pip-{folder.name.lstrip('.')}.log"
+    result = procs.run(["python3", "-m", "venv", "--clear", str(folder)], timeout=300,
+                       label=f"python3 -m venv {folder.name}", output_path=log_path)
+    if not result.ok:
+        return f"python3 -m venv {folder.name} failed (see {log_path})"
+    pip = [str(folder / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
+    result = procs.run(pip + ["install", "-q", "--upgrade", "pip"], timeout=300,
+                       label=f"pip upgrade in {folder.name}", output_path=log_path.with_suffix(".pip.log"))
+    result = procs.run(pip + ["install", "-q", "-r", str(requirements)], timeout=1200,
+                       label=f"pip install -r {requirements.name}", output_path=log_path)
+    if not result.ok:
+        return f"pip install -r {requirements.name} failed (see {log_path})"
+    (folder / ".kit-requirements.txt").write_text(requirements.read_text())
+    if not _venv_ready(folder, requirements, modules):
+        return f"{folder.name} was installed but cannot import {', '.join(modules)}"
+    return None
+
+
+def _cargo_build(argv: list[str], cwd: Path, what: str, log_path: Path, timeout: float) -> str | None:
+    if not shutil.which("cargo"):
+        return "cargo is not installed (a Rust toolchain is needed to build " + what + ")"
+    procs.log(f"provision: {' '.join(argv)}  ({what}; output in {log_path})")
+    result = procs.run(argv, cwd=cwd, timeout=timeout, label=f"building {what}", tick=15,
+                       output_path=log_path)
+    if result.timed_out:
+        return f"building {what} took longer than {timeout:.0f}s (see {log_path})"
+    if not result.ok:
+        return f"building {what} failed: {result.tail(1)} (see {log_path})"
+    return None
+
+
+def tokio_peer(log_dir: Path) -> str | None:
+    return _cargo_build(["cargo", "build", "--release", "--manifest-path", str(TOKIO_MANIFEST)],
+                        REPO, "the tokio-hyper peer", log_dir / "cargo-tokio-hyper.log", timeout=1200)
+
+
+def hitcore(log_dir: Path) -> str | None:
+    problem = _cargo_build(["cargo", "build", "--release"], REPO, "hitcore",
+                           log_dir / "cargo-hitcore.log", timeout=1800)
+    if problem is None and not HITCORE_BINARY.exists():
+        problem = f"cargo build --release succeeded but {HITCORE_BINARY} does not exist"
+    return problem

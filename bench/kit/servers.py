@@ -1,0 +1,204 @@
+"""The servers under test: how each is started, what it needs, and how to tell it is ready.
+
+Every server listens on 127.0.0.1:<port> (the same port for all, one at a time) and, except the
+static nginx ceiling, counts in the run's one Redis (URL in the REDIS_URL environment variable, so
+the password stays out of `ps`). Rows, in the order they run:
+
+  gunicorn-sync / -gevent / -eventlet / -tornado   gunicorn -w 4 -k CLASS app:app (bench/gunicorn/app.py)
+  tokio-hyper                                       bench/peers/tokio-hyper, one thread per CPU
+  nginx                                             `return 200` with a fixed body: no Redis, the ceiling
+  hitcore-4                                         hitcore -w 4 (with --share-cpus below 4 CPUs)
+  hitcore-ncpu                                      hitcore with its default: one shard per CPU
+and, run separately by main.py, hitcore-scaling: hitcore -w 1 .. CPUs.
+
+`--only` names match a row's id or any dash-separated part of it (`hitcore`, `gunicorn`, `sync`).
+"""
+from __future__ import annotations
+
+import http.client
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import procs, provision
+
+GUNICORN_WORKERS = 4
+# gunicorn's default --worker-connections, given explicitly, and the redis-py pool size to match
+# (redis-py 8 would otherwise cap the pool at 100: see bench/gunicorn/app.py).
+WORKER_CONNECTIONS = 1000
+NGINX_BODY = "123456"  # a fixed body the size of a six-digit counter value
+
+ALL_IDS = ["gunicorn-sync", "gunicorn-gevent", "gunicorn-eventlet", "gunicorn-tornado",
+           "tokio-hyper", "nginx", "hitcore-4", "hitcore-ncpu", "hitcore-scaling"]
+
+
+@dataclass
+class Context:
+    """What every server's command line is built from."""
+    port: int
+    redis_url: str
+    ncpu: int                      # CPUs the servers may use
+    server_cpus: str | None        # a taskset list, or None for no pinning
+    hitcore: Path | None           # the hitcore binary
+    tmp: Path                      # run-time scratch (nginx config)
+
+    @property
+    def bind(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@dataclass
+class Spec:
+    id: str
+    title: str
+    argv: list[str]
+    env: dict = field(default_factory=dict)
+    uses_redis: bool = True
+    processes: int = 1            # the process count that means "all workers are up"
+    needs: str = ""               # which provisioning step it depends on: venv, eventlet, tokio, hitcore
+
+
+def selected(only: list[str] | None) -> list[str]:
+    """The row ids an --only list picks, in run order; raises ValueError on an unknown name."""
+    if not only:
+        return list(ALL_IDS)
+    picked = []
+    for name in only:
+        matches = [i for i in ALL_IDS if name == i or name in i.split("-")]
+        if not matches:
+            raise ValueError(f"--only: no server called '{name}' (known: {', '.join(ALL_IDS)})")
+        picked += matches
+    return [i for i in ALL_IDS if i in picked]
+
+
+def _pin(ctx: Context, argv: list[str]) -> list[str]:
+    return (["taskset", "-c", ctx.server_cpus] + argv) if ctx.server_cpus else argv
+
+
+def gunicorn(ctx: Context, worker_class: str) -> Spec:
+    venv = "eventlet" if worker_class == "eventlet" else "main"
+    folder = provision.VENVS[venv][0]
+    argv = [str(folder / "bin" / "gunicorn"), "-w", str(GUNICORN_WORKERS), "-k", worker_class,
+            "-b", ctx.bind, "--chdir", str(provision.BENCH / "gunicorn"),
+            "--worker-connections", str(WORKER_CONNECTIONS), "--graceful-timeout", "5",
+            "--error-logfile", "-", "app:app"]
+    title = f"gunicorn -w {GUNICORN_WORKERS} {worker_class}"
+    if worker_class == "eventlet":
+        title += " (gunicorn 25.3.0)"
+    return Spec(f"gunicorn-{worker_class}", title, _pin(ctx, argv),
+                env={"REDIS_URL": ctx.redis_url, "REDIS_MAX_CONNECTIONS": str(WORKER_CONNECTIONS),
+                     "PYTHONWARNINGS": "ignore::DeprecationWarning"},
+                processes=1 + GUNICORN_WORKERS, needs="eventlet" if venv == "eventlet" else "venv")
+
+
+def tokio(ctx: Context) -> Spec:
+    argv = [str(provision.TOKIO_BINARY), "-b", ctx.bind, "-t", str(ctx.ncpu)]
+    return Spec("tokio-hyper", f"tokio + hyper + redis-rs, {ctx.ncpu} threads", _pin(ctx, argv),
+                env={"REDIS_URL": ctx.redis_url}, needs="tokio")
+
+
+def nginx(ctx: Context) -> Spec:
+    folder = ctx.tmp / "nginx"
+    (folder / "logs").mkdir(parents=True, exist_ok=True)
+    template = (provision.BENCH / "peers" / "nginx" / "nginx.conf.in").read_text()
+    config = template.format(workers=ctx.ncpu, prefix=folder, bind=ctx.bind, body=NGINX_BODY)
+    (folder / "nginx.conf").write_text(config)
+    argv = ["nginx", "-p", f"{folder}/", "-c", str(folder / "nginx.conf"), "-e", "stderr"]
+    return Spec("nginx", f"nginx return 200 (static, no Redis), {ctx.ncpu} workers", _pin(ctx, argv),
+                uses_redis=False, processes=1 + ctx.ncpu)
+
+
+def hitcore(ctx: Context, shards: int | None, row_id: str | None = None) -> Spec:
+    argv = [str(ctx.hitcore or provision.HITCORE_BINARY), "-b", ctx.bind]
+    if shards is None:
+        title = f"hitcore, one shard per CPU ({ctx.ncpu})"
+        count = ctx.ncpu
+    else:
+        argv += ["-w", str(shards)]
+        title = f"hitcore -w {shards}"
+        if shards > ctx.ncpu:
+            argv.append("--share-cpus")
+            title += " --share-cpus"
+        count = shards
+    return Spec(row_id or ("hitcore-ncpu" if shards is None else f"hitcore-{shards}"), title,
+                _pin(ctx, argv), env={"REDIS_URL": ctx.redis_url}, processes=1 + count, needs="hitcore")
+
+
+def spec_for(row_id: str, ctx: Context) -> Spec:
+    if row_id.startswith("gunicorn-"):
+        return gunicorn(ctx, row_id.split("-", 1)[1])
+    if row_id == "tokio-hyper":
+        return tokio(ctx)
+    if row_id == "nginx":
+        return nginx(ctx)
+    if row_id == "hitcore-4":
+        return hitcore(ctx, 4)
+    if row_id == "hitcore-ncpu":
+        return hitcore(ctx, None)
+    raise ValueError(row_id)
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_port_free(port: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not port_in_use(port):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def probe(port: int, timeout: float = 2.0) -> int | None:
+    """GET / once; the status code, or None when nothing answers."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def wait_ready(service: procs.Service, spec: Spec, port: int, timeout: float = 30.0) -> str | None:
+    """Waits until the server answers GET / with 200 and all its processes are up.
+
+    Returns None when ready, else why not (the server exited, or answered something else)."""
+    deadline = time.monotonic() + timeout
+    status = None
+    while time.monotonic() < deadline:
+        if not service.alive():
+            return f"exited with status {service.proc.returncode}: {_log_tail(service)}"
+        status = probe(port)
+        if status == 200:
+            break
+        time.sleep(0.2)
+    else:
+        return f"no 200 answer to GET / within {timeout:.0f}s (last: {status}): {_log_tail(service)}"
+    # The listener answers as soon as one worker is up; give the others until the deadline.
+    while time.monotonic() < deadline:
+        if 1 + len(procs.descendants(service.pid)) >= spec.processes:
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)  # let late workers finish booting before the load starts
+    if not service.alive():
+        return f"exited with status {service.proc.returncode}: {_log_tail(service)}"
+    return None
+
+
+def _log_tail(service: procs.Service, lines: int = 3) -> str:
+    text = [l for l in service.log_text().strip().splitlines() if l.strip()]
+    return " | ".join(text[-lines:]) or "(no output)"
+
+
+def worker_timeouts(log_text: str) -> int:
+    """gunicorn's (and hitcore's) `[CRITICAL] WORKER TIMEOUT (pid:N)` lines."""
+    return sum(1 for line in log_text.splitlines() if "WORKER TIMEOUT" in line)
