@@ -11,7 +11,7 @@
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::net::IpAddr;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd, RawFd};
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use glommio::sync::{Gate, Semaphore, StaticPermit};
 use glommio::{LocalExecutorBuilder, Placement};
 use serde::{Deserialize, Serialize};
 use slab::Slab;
+use socket2::SockRef;
 use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
@@ -173,6 +174,12 @@ pub fn run(spec: Spec) -> i32 {
         let executor = LocalExecutorBuilder::new(Placement::Fixed(spec.cpu))
             .name(&format!("hitcore-shard{}", spec.index))
             .io_memory(IO_MEMORY)
+            .spin_before_park(Duration::from_micros(
+                std::env::var("HITCORE_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(0),
+            ))
+            .preempt_timer(Duration::from_micros(
+                std::env::var("HITCORE_PREEMPT_US").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000),
+            ))
             .make()
             .map_err(|e| {
                 format!(
@@ -265,25 +272,36 @@ async fn accept_loop(shard: &Rc<Shard>, listener: &TcpListener, listen_fd: RawFd
             retire_listener(shard, listen_fd, gate);
             return;
         };
-        let mut accept = pin!(listener.accept());
-        let first = async { Some((&mut accept).await) }.or(async {
-            stop.wait().await;
-            None
-        });
-        let accepted = match first.await {
-            Some(r) => r,
-            None => {
-                // The pending accept is not cancelled: a cancelled accept can still complete in
-                // the kernel, and its connection would be lost. Ejecting the listener completes
-                // it instead, with a connection (served below) or an error.
-                retire_listener(shard, listen_fd, gate);
-                accept.await
+        // Under load the queue is rarely empty: take the next connection with one accept4. Only an
+        // empty queue needs glommio's accept, which waits in io_uring (and costs three more fcntl
+        // calls per attempt).
+        let accepted = match accept_now(listen_fd) {
+            Ok(Some((stream, peer))) => Ok((stream, peer)),
+            Ok(None) => {
+                let mut accept = pin!(listener.accept());
+                let first = async { Some((&mut accept).await) }.or(async {
+                    stop.wait().await;
+                    None
+                });
+                let accepted = match first.await {
+                    Some(r) => r,
+                    None => {
+                        // The pending accept is not cancelled: a cancelled accept can still
+                        // complete in the kernel, and its connection would be lost. Ejecting the
+                        // listener completes it instead, with a connection (served below) or an
+                        // error.
+                        retire_listener(shard, listen_fd, gate);
+                        accept.await
+                    }
+                };
+                accepted.map(|stream| (stream, None)).map_err(std::io::Error::from)
             }
+            Err(e) => Err(e),
         };
         match accepted {
-            Ok(stream) => {
+            Ok((stream, peer)) => {
                 failures = 0;
-                spawn_connection(shard, gate, stream, Some(permit));
+                spawn_connection(shard, gate, stream, peer, Some(permit));
             }
             Err(_) if stop.requested.get() => return,
             Err(e) => {
@@ -295,6 +313,25 @@ async fn accept_loop(shard: &Rc<Shard>, listener: &TcpListener, listen_fd: RawFd
                 glommio::timer::sleep(Duration::from_millis(10 * u64::from(failures.min(10)))).await;
             }
         }
+    }
+}
+
+/// One non-blocking `accept4` on the (O_NONBLOCK) listener: a connection and its peer's address, or
+/// `None` if the queue is empty. Connection-level failures of a queued connection (ECONNABORTED)
+/// count as an empty queue this time round.
+fn accept_now(listen_fd: RawFd) -> std::io::Result<Option<(TcpStream, Option<IpAddr>)>> {
+    // SAFETY: listen_fd is this shard's listening socket, open for the shard's lifetime.
+    let listener = unsafe { BorrowedFd::borrow_raw(listen_fd) };
+    match SockRef::from(&listener).accept() {
+        Ok((sock, addr)) => {
+            let peer = addr.as_socket().map(|a| a.ip());
+            // SAFETY: the fd was just accepted and is owned by nothing else.
+            Ok(Some((unsafe { TcpStream::from_raw_fd(sock.into_raw_fd()) }, peer)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::ConnectionAborted => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -360,24 +397,23 @@ fn evict_longest_waiting(shard: &Shard) -> Eviction {
 /// takes it out of the reuseport group: new connections go to the other shards, and any that
 /// arrived in between move with them when `net.ipv4.tcp_migrate_req=1` (else they are reset).
 fn retire_listener(shard: &Rc<Shard>, listen_fd: RawFd, gate: &Gate) {
-    loop {
-        // SAFETY: listen_fd is this shard's listening socket, open for the shard's lifetime; it is
-        // non-blocking (the supervisor set O_NONBLOCK), so this never waits.
-        let fd = unsafe { libc::accept4(listen_fd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
-        if fd < 0 {
-            break;
-        }
-        // SAFETY: fd is a connected socket we now own.
-        let stream = unsafe { TcpStream::from_raw_fd(fd) };
-        spawn_connection(shard, gate, stream, None);
+    while let Ok(Some((stream, peer))) = accept_now(listen_fd) {
+        spawn_connection(shard, gate, stream, peer, None);
     }
-    // SAFETY: as above.
+    // SAFETY: listen_fd is this shard's listening socket, open for the shard's lifetime.
     unsafe { libc::shutdown(listen_fd, libc::SHUT_RDWR) };
 }
 
-fn spawn_connection(shard: &Rc<Shard>, gate: &Gate, stream: TcpStream, permit: Option<glommio::sync::StaticPermit>) {
+fn spawn_connection(
+    shard: &Rc<Shard>,
+    gate: &Gate,
+    stream: TcpStream,
+    peer: Option<IpAddr>,
+    permit: Option<StaticPermit>,
+) {
     shard.connections.set(shard.connections.get() + 1);
-    let peer: Option<IpAddr> = stream.peer_addr().ok().map(|a| a.ip());
+    // The peer is only needed by the access log; glommio's accept does not return it.
+    let peer = peer.or_else(|| shard.access.as_ref().and_then(|_| stream.peer_addr().ok().map(|a| a.ip())));
     let task = conn::serve(shard.clone(), stream, peer);
     let spawned = gate.spawn(async move {
         // A panic in one connection must not take the shard (and its other connections) down.
