@@ -248,26 +248,18 @@ impl Parser {
 
     fn chunked(&mut self, state: Chunked, input: &[u8]) -> Result<Step, ParseError> {
         match state {
-            Chunked::Size { seen } => match httparse::parse_chunk_size(input) {
-                Ok(httparse::Status::Complete((used, size))) => {
-                    let seen = seen.saturating_add(size);
-                    if seen > MAX_BODY {
-                        return Err(ParseError::BodyTooLarge);
-                    }
-                    let next =
-                        if size == 0 { Chunked::Trailer { fields: 0 } } else { Chunked::Data { left: size, seen } };
-                    self.body = Body::Chunked(next);
-                    Ok(Step::Skipped(used))
+            Chunked::Size { seen } => {
+                let Some((used, size)) = self.chunk_size_line(input)? else {
+                    return Ok(Step::Incomplete);
+                };
+                let seen = seen.saturating_add(size);
+                if seen > MAX_BODY {
+                    return Err(ParseError::BodyTooLarge);
                 }
-                Ok(httparse::Status::Partial) => {
-                    // A chunk-size line is hex digits and short extensions: a long one is an attack.
-                    if input.len() > self.limits.field_size {
-                        return Err(ParseError::BadRequest("chunk size line too long"));
-                    }
-                    Ok(Step::Incomplete)
-                }
-                Err(_) => Err(ParseError::BadRequest("invalid chunk size")),
-            },
+                let next = if size == 0 { Chunked::Trailer { fields: 0 } } else { Chunked::Data { left: size, seen } };
+                self.body = Body::Chunked(next);
+                Ok(Step::Skipped(used))
+            }
             Chunked::Data { left, seen } => {
                 if input.is_empty() {
                     return Ok(Step::Incomplete);
@@ -308,35 +300,69 @@ impl Parser {
             }
         }
     }
+
+    /// Reads a chunk-size line (RFC 9112 §7.1): `Some((bytes, size))` once it is complete.
+    ///
+    /// httparse is more lenient than the RFC in two ways that matter for framing: it takes a line
+    /// with no digits at all (an empty line) as a last chunk, and it lets any byte, a bare LF
+    /// included, through in a chunk extension. A proxy in front that reads either differently
+    /// would disagree with hitcore on where the body ends, so both are refused here. Every refusal
+    /// is the same error, so that it does not depend on how far the line had arrived.
+    fn chunk_size_line(&self, input: &[u8]) -> Result<Option<(usize, u64)>, ParseError> {
+        const INVALID: ParseError = ParseError::BadRequest("invalid chunk size line");
+        match input.first() {
+            None => return Ok(None),
+            Some(b) if !b.is_ascii_hexdigit() => return Err(INVALID),
+            Some(_) => {}
+        }
+        let line = match httparse::parse_chunk_size(input) {
+            Ok(httparse::Status::Complete((used, size))) => Some((used, size)),
+            Ok(httparse::Status::Partial) => None,
+            Err(_) => return Err(INVALID),
+        };
+        // The line without its CRLF, or all there is of it so far (a final CR may yet get its LF).
+        let text = match line {
+            Some((used, _)) => &input[..used - 2],
+            None => input.strip_suffix(b"\r").unwrap_or(input),
+        };
+        // A chunk-size line is hex digits and short extensions: a long one is an attack.
+        if text.len() > self.limits.field_size || text.iter().any(|&b| (b < b' ' && b != b'\t') || b == 0x7f) {
+            return Err(INVALID);
+        }
+        Ok(line)
+    }
 }
 
 /// Parses one head with httparse, then applies hitcore's limits and semantic checks.
 /// `Ok(None)` means incomplete; it also checks incomplete input against the limits, so an oversized
 /// head is refused as soon as it is seen, not after it has been buffered.
+///
+/// Syntax errors and limits are checked in the order a client sends the bytes: an input is refused
+/// for whichever problem starts at the earlier byte. Checking the limits only after a successful
+/// tokenise (or only before it) would make the answer depend on how the input was split into reads:
+/// a field line too long *and* holding a bare CR got 431 a byte at a time and 400 in one read.
 fn parse_head<'b>(
     input: &'b [u8],
     limits: &Limits,
     headers: &mut [MaybeUninit<httparse::Header<'b>>],
 ) -> Result<Option<(Request, Body)>, ParseError> {
     let mut req = httparse::Request::new(&mut []);
-    let status = match req.parse_with_uninit_headers(input, headers) {
-        Ok(s) => s,
-        Err(httparse::Error::TooManyHeaders) => return Err(ParseError::HeadersTooLarge),
-        Err(httparse::Error::Version) => return version_error(input, limits),
-        Err(httparse::Error::Token) if req.method.is_none() => return Err(ParseError::BadRequest("invalid method")),
-        Err(httparse::Error::Token) => return Err(ParseError::BadRequest("invalid request target")),
-        Err(httparse::Error::HeaderName) => return Err(ParseError::BadRequest("invalid header name")),
-        Err(httparse::Error::HeaderValue) => return Err(ParseError::BadRequest("invalid header value")),
-        Err(_) => return Err(ParseError::BadRequest("invalid line ending")),
-    };
-    let head_len = match status {
-        httparse::Status::Complete(n) => n,
-        httparse::Status::Partial => {
-            check_partial(input, limits)?;
-            return Ok(None);
+    let head_len = match tokenise(&mut req, input, headers) {
+        Ok(Some(n)) => n,
+        Ok(None) => return first_violation(input, limits).map_or(Ok(None), |(_, e)| Err(e)),
+        Err(e) => {
+            // A limit broken before the byte httparse choked on wins: a connection fed a byte at a
+            // time would have refused the input for it before that byte arrived.
+            let limit = first_violation(input, limits).and_then(|(at, limit)| {
+                let mut prefix = httparse::Request::new(&mut []);
+                tokenise(&mut prefix, &input[..at], headers).ok().map(|_| limit)
+            });
+            return Err(limit.unwrap_or(e));
         }
     };
-    check_lines(&input[..head_len], limits)?;
+    if let Some((_, e)) = first_violation(&input[..head_len], limits) {
+        return Err(e);
+    }
 
     let version = match req.version {
         Some(0) => Version::Http10,
@@ -423,20 +449,42 @@ fn parse_head<'b>(
     Ok(Some((Request { method, target, version, keep_alive, head_len }, body)))
 }
 
+/// Runs httparse over `input` and maps its errors to statuses, without any of hitcore's limits.
+/// `Ok(Some(n))` is a complete head of `n` bytes, `Ok(None)` an incomplete one.
+fn tokenise<'h, 'b>(
+    req: &mut httparse::Request<'h, 'b>,
+    input: &'b [u8],
+    headers: &'h mut [MaybeUninit<httparse::Header<'b>>],
+) -> Result<Option<usize>, ParseError> {
+    match req.parse_with_uninit_headers(input, headers) {
+        Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(ParseError::HeadersTooLarge),
+        Err(httparse::Error::Version) => version_error(input),
+        Err(httparse::Error::Token) if req.method.is_none() => Err(ParseError::BadRequest("invalid method")),
+        Err(httparse::Error::Token) => Err(ParseError::BadRequest("invalid request target")),
+        Err(httparse::Error::HeaderName) => Err(ParseError::BadRequest("invalid header name")),
+        Err(httparse::Error::HeaderValue) => Err(ParseError::BadRequest("invalid header value")),
+        Err(_) => Err(ParseError::BadRequest("invalid line ending")),
+    }
+}
+
 /// httparse reports any version it does not know as one error; RFC 9110 tells a well-formed but
 /// unsupported `HTTP/x.y` (505) from garbage where the version should be (400). httparse may report
 /// it before the line is complete (`HTTP/2`), so a version that could still become `HTTP/d.d` is
 /// incomplete input, not yet an error: a request must parse the same however it is split.
-fn version_error(input: &[u8], limits: &Limits) -> Result<Option<(Request, Body)>, ParseError> {
+fn version_error(input: &[u8]) -> Result<Option<usize>, ParseError> {
     let line = skip_empty_lines(input);
     let (line, complete) = match memchr(b'\n', line) {
         Some(i) => (trim_cr(&line[..i]), true),
         None => (trim_cr(line), false),
     };
-    let Some(sp) = line.iter().rposition(|&b| b == b' ') else {
+    // httparse has already taken a method and a target, each followed by one space: the version
+    // is all the rest. (Taking the last word instead read `GET / HTX * HTTP/1.1` as 505 when whole
+    // but 400 when cut after `HTX`.)
+    let Some(version) = line.splitn(3, |&b| b == b' ').nth(2) else {
         return Err(ParseError::BadRequest("invalid request line"));
     };
-    let version = &line[sp + 1..];
     let shape = |i: usize, b: u8| match i {
         0..=4 => b == b"HTTP/"[i],
         5 | 7 => b.is_ascii_digit(),
@@ -446,10 +494,7 @@ fn version_error(input: &[u8], limits: &Limits) -> Result<Option<(Request, Body)
     let plausible = version.iter().enumerate().all(|(i, &b)| shape(i, b));
     match (plausible, complete) {
         (true, true) if version.len() == 8 => Err(ParseError::VersionNotSupported),
-        (true, false) => {
-            check_partial(input, limits)?;
-            Ok(None)
-        }
+        (true, false) => Ok(None),
         _ => Err(ParseError::BadRequest("invalid HTTP version")),
     }
 }
@@ -494,51 +539,61 @@ fn parse_content_length(value: &[u8]) -> Result<u64, ParseError> {
     Ok(value.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
 }
 
-/// Checks a complete head's lines against the limits httparse does not know about.
-fn check_lines(head: &[u8], limits: &Limits) -> Result<(), ParseError> {
-    let head = skip_empty_lines(head);
-    let mut lines = head.split(|&b| b == b'\n').map(trim_cr);
-    if lines.next().is_some_and(|l| l.len() > limits.request_line) {
-        return Err(ParseError::UriTooLong);
-    }
-    if lines.any(|l| l.len() > limits.field_size) {
-        return Err(ParseError::HeadersTooLarge);
-    }
-    Ok(())
-}
-
-/// Checks an incomplete head, so that a request line or field that is already over its limit, or
-/// a head that can no longer fit, is refused now instead of being buffered up to `max_head`.
-fn check_partial(input: &[u8], limits: &Limits) -> Result<(), ParseError> {
-    let head = skip_empty_lines(input);
-    let mut rest = head;
+/// The shortest prefix of `input` that already breaks a limit, with the error for it: the point at
+/// which a connection receiving `input` a byte at a time must refuse it. `None` if no prefix of the
+/// head does. The scan stops at the blank line that ends the head.
+///
+/// Computing the point, rather than checking whatever has arrived, is what makes the answer the
+/// same however the input is split: a complete head and each of its prefixes agree on it.
+fn first_violation(input: &[u8], limits: &Limits) -> Option<(usize, ParseError)> {
+    let mut at = input.len() - skip_empty_lines(input).len();
     let mut line_no = 0usize;
-    loop {
-        let (line, complete) = match memchr(b'\n', rest) {
-            Some(i) => (trim_cr(&rest[..i]), Some(i + 1)),
-            None => (rest, None),
+    let mut found = None;
+    // Where the head ends: the end of its blank line, or of the input while it is incomplete.
+    let end = loop {
+        let rest = &input[at..];
+        let newline = memchr(b'\n', rest);
+        let raw = &rest[..newline.unwrap_or(rest.len())];
+        if line_no > 0 && newline.is_some() && trim_cr(raw).is_empty() {
+            break at + raw.len() + 1;
+        }
+        let (limit, error) = if line_no == 0 {
+            (limits.request_line, ParseError::UriTooLong)
+        } else {
+            (limits.field_size, ParseError::HeadersTooLarge)
         };
-        // An unfinished line may still be missing its CR: allow one byte for it.
-        let slack = usize::from(complete.is_none());
-        if line_no == 0 {
-            if line.len() > limits.request_line + slack {
-                return Err(ParseError::UriTooLong);
-            }
-        } else if line.len() > limits.field_size + slack || line_no > limits.fields {
-            return Err(ParseError::HeadersTooLarge);
+        // Too long: an unfinished line may still be missing its CR, so it breaks the limit at its
+        // second byte past it; a finished one, CR removed, at its LF.
+        let too_long = if raw.len() > limit + 1 {
+            Some(at + limit + 2)
+        } else if newline.is_some() && trim_cr(raw).len() > limit {
+            Some(at + raw.len() + 1)
+        } else {
+            None
+        };
+        // Too many: the line after the last field allowed must be the blank line, so it breaks the
+        // limit at its first byte that cannot begin one.
+        let too_many = match rest {
+            _ if line_no <= limits.fields => None,
+            [b'\r', b'\n', ..] | [b'\n', ..] | [b'\r'] | [] => None,
+            [b'\r', ..] => Some(at + 2),
+            [_, ..] => Some(at + 1),
+        };
+        if let Some(first) = too_long.into_iter().chain(too_many).min() {
+            found = Some((first, error));
+            break input.len();
         }
-        match complete {
-            Some(n) => {
-                rest = &rest[n..];
-                line_no += 1;
-            }
-            None => break,
+        match newline {
+            Some(i) => at += i + 1,
+            None => break input.len(),
         }
-    }
-    if head.len() > limits.max_head() {
-        return Err(ParseError::HeadersTooLarge);
-    }
-    Ok(())
+        line_no += 1;
+    };
+    // Leading empty lines are skipped but still buffered: they count towards the head's size, so
+    // that a client cannot make the connection buffer an unbounded run of CRLFs.
+    let max_head = limits.max_head();
+    let oversized = (end > max_head).then_some((max_head + 1, ParseError::HeadersTooLarge));
+    found.into_iter().chain(oversized).min_by_key(|&(at, _)| at)
 }
 
 /// RFC 9112 §2.2: a server should ignore empty lines received before a request line (httparse does).
@@ -700,6 +755,114 @@ mod tests {
         }
         assert_eq!(requests, vec![Target::Root, Target::Other]);
         assert!(p.at_boundary());
+    }
+
+    /// Feeds `input` to a fresh parser `piece` bytes at a time, as a connection would, and returns
+    /// the requests, or the first error.
+    fn feed(limits: Limits, input: &[u8], piece: usize) -> Result<Vec<Request>, ParseError> {
+        let mut p = Parser::new(limits);
+        let (mut buf, mut requests) = (Vec::new(), Vec::new());
+        for chunk in input.chunks(piece) {
+            buf.extend_from_slice(chunk);
+            loop {
+                let step = p.step(&buf)?;
+                if let Step::Request(r) = step {
+                    requests.push(r);
+                }
+                if step == Step::Incomplete {
+                    break;
+                }
+                buf.drain(..step.consumed());
+            }
+        }
+        Ok(requests)
+    }
+
+    /// The same answer whole, a byte at a time and in pieces of 7.
+    fn however_split(limits: Limits, input: &[u8]) -> Result<Vec<Request>, ParseError> {
+        let whole = feed(limits, input, input.len().max(1));
+        assert_eq!(feed(limits, input, 1), whole, "a byte at a time: {:?}", input.escape_ascii().to_string());
+        assert_eq!(feed(limits, input, 7), whole, "in pieces of 7: {:?}", input.escape_ascii().to_string());
+        whole
+    }
+
+    #[test]
+    fn exactly_the_field_limit_passes_when_the_blank_line_comes_alone() {
+        // Found by the property tests: with as many fields as allowed, a head whose blank line
+        // arrived in a later read was refused with 431, because the empty line still to come was
+        // counted as one field too many.
+        let limits = Limits { request_line: 100, fields: 2, field_size: 100 };
+        let head = b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\n";
+        assert_eq!(however_split(limits, head).map(|r| r.len()), Ok(1));
+        let mut p = Parser::new(limits);
+        assert_eq!(p.step(&head[..head.len() - 2]), Ok(Step::Incomplete));
+        assert_eq!(p.step(&head[..head.len() - 1]), Ok(Step::Incomplete));
+        // A third field is still refused, as soon as its first byte shows it is not the blank line.
+        assert_eq!(p.step(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nX"), Err(ParseError::HeadersTooLarge));
+        let none = Limits { fields: 0, ..limits };
+        assert_eq!(however_split(none, b"GET / HTTP/1.0\r\n\r\n").map(|r| r.len()), Ok(1));
+    }
+
+    #[test]
+    fn the_earlier_of_a_limit_and_a_syntax_error_wins_however_split() {
+        // Found by the fuzzer: a field line both too long and holding a bare CR was 400 in one read
+        // and 431 a byte at a time. The problem at the earlier byte decides, in both.
+        let limits = Limits { request_line: 100, fields: 4, field_size: 8 };
+        let long_first = b"GET / HTTP/1.1\r\nHost: hhhhhhh\rX: y\r\n\r\n";
+        assert_eq!(however_split(limits, long_first), Err(ParseError::HeadersTooLarge));
+        let cr_first = b"GET / HTTP/1.1\r\nHost: h\rX: yyyyyyyyyy\r\n\r\n";
+        assert!(matches!(however_split(limits, cr_first), Err(ParseError::BadRequest(_))));
+        let defaults = Limits::default();
+        let long_line = [b"GET /".as_slice(), &[b'a'; 5000], b"\x01 HTTP/1.1\r\nHost: h\r\n\r\n"].concat();
+        assert_eq!(however_split(defaults, &long_line), Err(ParseError::UriTooLong));
+        let long_version = [b"GET /".as_slice(), &[b'a'; 5000], b" HTTP/2.0\r\n\r\n"].concat();
+        assert_eq!(however_split(defaults, &long_version), Err(ParseError::UriTooLong));
+    }
+
+    #[test]
+    fn leading_empty_lines_are_bounded_like_a_head() {
+        // RFC 9112 §2.2 lets a server skip empty lines before a request line, but they stay in the
+        // connection's buffer until the head is complete: unbounded, they were a way to make it
+        // buffer without limit.
+        let limits = Limits { request_line: 20, fields: 2, field_size: 16 };
+        let flood = b"\r\n".repeat(limits.max_head() / 2 + 1);
+        assert_eq!(however_split(limits, &flood), Err(ParseError::HeadersTooLarge));
+        let few = [b"\r\n\r\n\n".as_slice(), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"].concat();
+        assert_eq!(however_split(limits, &few).map(|r| r[0].head_len), Ok(few.len()));
+    }
+
+    #[test]
+    fn the_version_is_what_follows_the_target() {
+        // Found by the fuzzer: the last word of the line was taken for the version, so this was
+        // 505 in one read (`HTTP/1.1` is well formed) and 400 when cut after `HTX` (it is not).
+        let input = b"POST / HTX * HTTP/1.1\r\nHost: h\r\n\r\n";
+        assert_eq!(however_split(Limits::default(), input), Err(ParseError::BadRequest("invalid HTTP version")));
+        let trailing = b"GET / HTTP/2.0 \r\nHost: h\r\n\r\n";
+        assert!(matches!(however_split(Limits::default(), trailing), Err(ParseError::BadRequest(_))));
+        assert_eq!(however_split(Limits::default(), b"GET / HTTP/2.0\r\n\r\n"), Err(ParseError::VersionNotSupported));
+    }
+
+    #[test]
+    fn chunk_size_lines_are_strict() {
+        let body =
+            |b: &[u8]| [b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".as_slice(), b].concat();
+        let invalid = Err(ParseError::BadRequest("invalid chunk size line"));
+        // No digits: httparse reads an empty line as a last chunk, which would end the body early
+        // and parse what follows as a request.
+        assert_eq!(however_split(Limits::default(), &body(b"\r\n\r\nGET /x HTTP/1.1\r\nHost: x\r\n\r\n")), invalid);
+        assert_eq!(however_split(Limits::default(), &body(b";a\r\n\r\n")), invalid);
+        // A bare LF (or another control byte) in an extension: httparse lets it through, a proxy
+        // may take it for the end of the line.
+        assert_eq!(however_split(Limits::default(), &body(b"3;a\nabc\r\n0\r\n\r\n")), invalid);
+        assert_eq!(however_split(Limits::default(), &body(b"3;a\x7f\r\nabc\r\n0\r\n\r\n")), invalid);
+        // Too long is too long, whether it arrives whole (it was accepted) or in pieces.
+        let limits = Limits { field_size: 28, ..Limits::default() };
+        let ext = |n| body(&[b"3;".as_slice(), &b"e".repeat(n), b"\r\nabc\r\n0\r\n\r\n"].concat());
+        assert_eq!(however_split(limits, &ext(27)), invalid);
+        assert_eq!(however_split(limits, &ext(26)).map(|r| r.len()), Ok(1));
+        // Extensions, quoted or not, and upper-case hex are fine.
+        let fine = body(b"A;x=\"a b\"\r\n0123456789\r\n0;y\r\n\r\n");
+        assert_eq!(however_split(Limits::default(), &fine).map(|r| r.len()), Ok(1));
     }
 
     #[test]

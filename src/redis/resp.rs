@@ -44,8 +44,17 @@ pub enum Reply<'a> {
 #[error("undecodable reply from Redis: {0}")]
 pub struct ProtocolError(pub String);
 
+/// Arrays nested deeper than this are refused without being decoded. redis-protocol decodes arrays
+/// by recursion, one level per 4 bytes (`*1\r\n`): a server answering garbage nested some 50,000
+/// deep, far less than the connection's reply buffer, overflowed the stack and aborted the whole
+/// shard. hitcore's commands are never answered with arrays at all, so any small bound will do.
+const MAX_DEPTH: usize = 32;
+
 /// Decodes one reply from the front of `buf`. `Ok(None)` means more bytes are needed.
 pub fn decode_reply(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, ProtocolError> {
+    if nested_too_deep(buf) {
+        return Err(ProtocolError(format!("reply nests arrays more than {MAX_DEPTH} deep")));
+    }
     let Some((frame, used)) = decode_range(buf).map_err(|e| ProtocolError(e.details().to_string()))? else {
         return Ok(None);
     };
@@ -56,6 +65,54 @@ pub fn decode_reply(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, ProtocolEr
         _ => Reply::Unexpected,
     };
     Ok(Some((reply, used)))
+}
+
+/// Whether the reply at the front of `buf` nests arrays more than [`MAX_DEPTH`] deep, found by
+/// walking its element headers without recursion. Anything this walk cannot follow (a malformed
+/// header, a reply still incomplete) is left to redis-protocol to judge.
+fn nested_too_deep(buf: &[u8]) -> bool {
+    // Elements still to come in each array open around the current position, innermost last.
+    let mut open = [0i64; MAX_DEPTH];
+    let mut depth = 0;
+    let mut at = 0usize;
+    loop {
+        let Some(&kind) = buf.get(at) else { return false };
+        let Some(header_len) = buf[at + 1..].windows(2).position(|w| w == b"\r\n") else { return false };
+        let header = &buf[at + 1..at + 1 + header_len];
+        at += 1 + header_len + 2;
+        let len = || std::str::from_utf8(header).ok().and_then(|h| h.parse::<i64>().ok());
+        match kind {
+            b'*' => match len() {
+                Some(n) if n > 0 => {
+                    if depth == MAX_DEPTH {
+                        return true;
+                    }
+                    open[depth] = n;
+                    depth += 1;
+                    continue;
+                }
+                Some(_) => {}
+                None => return false,
+            },
+            b'$' => match len() {
+                Some(n) if n >= 0 => at = at.saturating_add(n as usize).saturating_add(2),
+                Some(_) => {}
+                None => return false,
+            },
+            _ => {}
+        }
+        // One element is complete: close every array it completes.
+        loop {
+            if depth == 0 {
+                return false;
+            }
+            open[depth - 1] -= 1;
+            if open[depth - 1] > 0 {
+                break;
+            }
+            depth -= 1;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -81,5 +138,28 @@ mod tests {
         assert_eq!(decode_reply(b""), Ok(None));
         assert!(decode_reply(b"?what\r\n").is_err());
         assert!(decode_reply(b":12x\r\n").is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_recursed() {
+        // Found by running the resp_reply fuzz target on a 200 KB input: a stack overflow, which
+        // aborts the shard process, not a panic.
+        let deep = b"*1\r\n".repeat(200_000);
+        assert!(decode_reply(&deep).is_err());
+        assert!(decode_reply(&[deep.as_slice(), b":1\r\n"].concat()).is_err());
+        let at_limit = [b"*1\r\n".repeat(MAX_DEPTH), b":1\r\n".to_vec()].concat();
+        assert_eq!(decode_reply(&at_limit), Ok(Some((Reply::Unexpected, at_limit.len()))));
+        let over = [b"*1\r\n".repeat(MAX_DEPTH + 1), b":1\r\n".to_vec()].concat();
+        assert!(decode_reply(&over).is_err());
+        // Depth, not size: wide arrays and bulk strings that look like array headers are fine.
+        let wide = [b"*3\r\n".as_slice(), b"$4\r\n*1\r\n\r\n", b"*2\r\n:1\r\n:2\r\n", b"*0\r\n"].concat();
+        assert_eq!(decode_reply(&wide), Ok(Some((Reply::Unexpected, wide.len()))));
+        // Headers whose line is empty or starts with the CRLF itself (found by the fuzzer).
+        assert!(decode_reply(b"\r\n").is_err());
+        assert!(decode_reply(b"*\r\n").is_err());
+        assert!(decode_reply(b"*1\r\n\r\n").is_err());
+        // A following reply is not part of the first one's depth.
+        let two = [b"*1\r\n".repeat(MAX_DEPTH), b":1\r\n".to_vec(), b"*1\r\n".repeat(MAX_DEPTH)].concat();
+        assert!(matches!(decode_reply(&two), Ok(Some((Reply::Unexpected, _)))));
     }
 }
