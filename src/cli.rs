@@ -57,6 +57,11 @@ pub struct Cli {
     #[arg(long = "header-timeout", value_name = "SECS", value_parser = seconds, allow_negative_numbers = true, default_value = "2")]
     pub header_timeout: Duration,
 
+    /// Seconds an answer may wait for the client to read it; then the connection is closed
+    #[arg(long = "write-timeout", value_name = "SECS", value_parser = seconds, allow_negative_numbers = true,
+          default_value = "10")]
+    pub write_timeout: Duration,
+
     /// Pending-connection queue of each shard's listener (the kernel caps it at somaxconn)
     #[arg(long, value_name = "N", default_value_t = 2048)]
     pub backlog: u32,
@@ -198,6 +203,9 @@ impl Cli {
         if self.header_timeout.is_zero() {
             return Err(refuse("--header-timeout", "must be more than 0"));
         }
+        if self.write_timeout.is_zero() {
+            return Err(refuse("--write-timeout", "must be more than 0"));
+        }
         if self.redis_timeout.is_zero() {
             return Err(refuse("--redis-timeout", "must be more than 0"));
         }
@@ -216,6 +224,7 @@ impl Cli {
             key: self.key,
             keep_alive: self.keep_alive,
             header_timeout: self.header_timeout,
+            write_timeout: self.write_timeout,
             backlog: self.backlog,
             worker_connections: self.worker_connections,
             limits,

@@ -376,21 +376,35 @@ enum Eviction {
 }
 
 /// Closes the connection that has waited longest for a complete request, if it has waited at least
-/// [`EVICT_AFTER`]. One scan of at most `--worker-connections` entries, only at the cap.
+/// [`EVICT_AFTER`] and has nothing unread in its socket (a request that has arrived but that a busy
+/// shard has not read yet is not idleness). A scan of at most `--worker-connections` entries per
+/// candidate, a few candidates at most, only at the cap.
 fn evict_longest_waiting(shard: &Shard) -> Eviction {
+    const CANDIDATES: usize = 4;
     let now = Instant::now();
     let conns = shard.conns.borrow();
-    let Some((waited, entry)) =
-        conns.iter().filter_map(|(_, e)| e.waiting_for(now).map(|w| (w, e))).max_by_key(|(w, _)| *w)
-    else {
-        return Eviction::Nobody;
-    };
-    if waited < EVICT_AFTER {
-        return Eviction::NotYet(EVICT_AFTER - waited);
+    let mut skipped: [Option<usize>; CANDIDATES] = [None; CANDIDATES];
+    for round in 0..CANDIDATES {
+        let longest = conns
+            .iter()
+            .filter(|(key, _)| !skipped.contains(&Some(*key)))
+            .filter_map(|(key, e)| e.waiting_for(now).map(|w| (w, key, e)))
+            .max_by_key(|(w, _, _)| *w);
+        let Some((waited, key, entry)) = longest else {
+            return if round == 0 { Eviction::Nobody } else { Eviction::NotYet(EVICT_AFTER) };
+        };
+        if waited < EVICT_AFTER {
+            return Eviction::NotYet(EVICT_AFTER - waited);
+        }
+        if entry.has_unread_input() {
+            skipped[round] = Some(key);
+            continue;
+        }
+        entry.evict();
+        shard.evicted.set(shard.evicted.get() + 1);
+        return Eviction::Done;
     }
-    entry.evict();
-    shard.evicted.set(shard.evicted.get() + 1);
-    Eviction::Done
+    Eviction::NotYet(EVICT_AFTER)
 }
 
 /// Serves every connection already queued on the listener, then shuts the listener down, which
@@ -414,10 +428,11 @@ fn spawn_connection(
     shard.connections.set(shard.connections.get() + 1);
     // The peer is only needed by the access log; glommio's accept does not return it.
     let peer = peer.or_else(|| shard.access.as_ref().and_then(|_| stream.peer_addr().ok().map(|a| a.ip())));
-    let task = conn::serve(shard.clone(), stream, peer);
+    let shard = shard.clone();
     let spawned = gate.spawn(async move {
+        // The connection's future is built here, inside the task, rather than moved into it.
         // A panic in one connection must not take the shard (and its other connections) down.
-        if let Err(panic) = std::panic::AssertUnwindSafe(task).catch_unwind().await {
+        if let Err(panic) = std::panic::AssertUnwindSafe(conn::serve(shard, stream, peer)).catch_unwind().await {
             let what = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())

@@ -73,10 +73,10 @@ fn slow_and_idle_clients_beyond_the_cap_do_not_keep_real_ones_out() {
 }
 
 #[test]
-fn a_client_that_pipelines_and_never_reads_is_bounded() {
+fn a_client_that_pipelines_and_never_reads_is_bounded_and_disconnected() {
     let redis = TestRedis::start();
     let url = redis.url(0);
-    let server = TestServer::start(&["-w", "1", "--redis", &url]);
+    let server = TestServer::start(&["-w", "1", "--redis", &url, "--write-timeout", "1"]);
     server.wait_ready(1);
     let shard = server.shard_pids()[0];
     let before = rss_kib(shard);
@@ -84,24 +84,32 @@ fn a_client_that_pipelines_and_never_reads_is_bounded() {
     let mut flood = TcpStream::connect(server.addr).unwrap();
     flood.set_nonblocking(true).unwrap();
     let chunk = GET.repeat(1000);
-    let mut sent = 0usize;
-    let deadline = Instant::now() + Duration::from_secs(3);
-    // Write until the server stops reading (both socket buffers full), never reading a response.
-    while Instant::now() < deadline {
+    let (mut sent, mut peak, mut closed, mut normal) = (0usize, before, false, 0usize);
+    let deadline = Instant::now() + DEADLINE;
+    // Write until the server gives up on us, never reading a response: both socket buffers fill,
+    // the server stops reading, and after --write-timeout (1 s here) it closes the connection.
+    while Instant::now() < deadline && !closed {
         match flood.write(chunk.as_bytes()) {
             Ok(n) => sent += n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                peak = peak.max(rss_kib(shard));
+                // Meanwhile other clients are served.
+                assert_eq!(get_once(server.addr, GET).status, 200);
+                normal += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe) => {
+                closed = true;
+            }
             Err(e) => panic!("flood write: {e}"),
         }
     }
-    let peak = rss_kib(shard);
-    // Meanwhile other clients are served.
-    assert_eq!(get_once(server.addr, GET).status, 200);
-    let counted: usize = redis.cmd(0, &["GET", "hit"]).parse().unwrap();
+    let counted = redis.cmd(0, &["GET", "hit"]).parse::<usize>().unwrap() - normal;
     eprintln!(
         "pipelining flood: {} requests sent, {counted} answered into unread buffers; shard RSS {before} -> {peak} KiB",
         sent / GET.len()
     );
+    assert!(closed, "a client that never reads was not disconnected");
     assert!(counted < sent / GET.len(), "the server stopped reading once its answers went unread");
     assert!(peak < before + 8 * 1024, "RSS grew from {before} KiB to {peak} KiB");
 }

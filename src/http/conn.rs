@@ -15,10 +15,10 @@ use std::net::{IpAddr, Shutdown};
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use tracing::debug;
 
@@ -37,10 +37,6 @@ const LINGER: Duration = Duration::from_secs(1);
 /// ... and at most this many bytes.
 const LINGER_BYTES: usize = 64 * 1024;
 
-/// A response the client does not read within this long closes the connection, so a client that
-/// pipelines and never reads cannot hold a connection slot forever.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// What the shard knows about a live connection, for draining on a graceful stop and for making
 /// room at the connection cap.
 #[derive(Debug)]
@@ -58,6 +54,15 @@ impl Entry {
     /// How long the connection has waited for a complete request, if it is waiting.
     pub fn waiting_for(&self, now: Instant) -> Option<Duration> {
         self.waiting_since.get().map(|since| now.saturating_duration_since(since))
+    }
+
+    /// Whether bytes from the client wait unread in the socket: a connection that just sent its
+    /// request but has not been read yet (a busy shard) must not be taken for an idle one.
+    pub fn has_unread_input(&self) -> bool {
+        let mut pending: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int; the fd belongs to a live connection.
+        let rc = unsafe { libc::ioctl(self.fd, libc::FIONREAD, &mut pending) };
+        rc == 0 && pending > 0
     }
 
     /// Closes a waiting connection outright to free its slot (see the shard's connection cap): its
@@ -97,7 +102,8 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: Option<IpAddr>
         waiting_since: Cell::new(Some(Instant::now())),
     });
     let key = shard.conns.borrow_mut().insert(entry.clone());
-    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    // A client that pipelines and never reads cannot hold its connection slot forever.
+    let _ = stream.set_write_timeout(Some(shard.config.write_timeout));
     let mut conn = Conn {
         parser: Parser::new(shard.config.limits),
         input: Vec::new(),
@@ -297,16 +303,28 @@ async fn read_some(shard: &Shard, stream: &mut TcpStream, limit: Duration, input
     Ok(n)
 }
 
-/// Writes as much of `bytes` as the kernel takes right now, without waiting.
-fn try_send(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
-    let mut cx = Context::from_waker(Waker::noop());
+/// Writes as much of `bytes` as the kernel takes right now, without waiting, with plain
+/// non-blocking `send` calls on the socket. It deliberately does not poll the glommio stream with a
+/// dummy waker: that would arm the stream's write timeout with the dummy, and a later real wait
+/// would never be woken by it (a client that never reads was then never timed out).
+fn try_send(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    let fd = stream.as_raw_fd();
     let mut sent = 0;
     while sent < bytes.len() {
-        match Pin::new(&mut *stream).poll_write(&mut cx, &bytes[sent..]) {
-            Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-            Poll::Ready(Ok(n)) => sent += n,
-            Poll::Ready(Err(e)) => return Err(e),
-            Poll::Pending => break,
+        let rest = &bytes[sent..];
+        // SAFETY: a valid socket and a valid buffer of `rest.len()` bytes.
+        let n = unsafe { libc::send(fd, rest.as_ptr().cast(), rest.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        match n {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n if n > 0 => sent += n as usize,
+            _ => {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::WouldBlock => break,
+                    io::ErrorKind::Interrupted => continue,
+                    _ => return Err(e),
+                }
+            }
         }
     }
     Ok(sent)
