@@ -34,3 +34,10 @@ fn main() -> ExitCode {
     }
     ExitCode::from(supervisor::run(config) as u8)
 }
+
+/// mimalloc instead of glibc's malloc: a connection's life allocates and frees the same few sizes
+/// (its task, its poll sources, its buffers) from many connections at once, which overflows glibc's
+/// per-thread caches into its slow paths. Measured with callgrind over 10,000 ab connections on one
+/// shard: 167 M instructions with glibc (27 % in malloc and free), 139 M with mimalloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

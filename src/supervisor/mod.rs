@@ -519,6 +519,12 @@ impl Arbiter {
         let spec = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
         let mut cmd = Command::new(&self.exe);
         cmd.arg0(format!("hitcore: shard {index} (cpu {cpu})")).env(SPEC_ENV, spec).stdin(Stdio::null());
+        // mimalloc commits its first arena eagerly: 8 MiB of resident memory per shard that a shard
+        // never uses (measured: 12.6 MiB RSS at start with it, 5.0 MiB without). An operator's own
+        // setting wins.
+        if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_none() {
+            cmd.env("MIMALLOC_ARENA_EAGER_COMMIT", "0");
+        }
         // Privileges are dropped in the child before it runs any of our code (std also clears the
         // supplementary groups when a root parent sets a uid).
         if let Some(gid) = self.config.group {
