@@ -12,6 +12,8 @@ Layout (one concern per module):
 - machine.py    the machine description and the versions of every tool
 - report.py     the Markdown results file
 - charts.py     the PNG charts; runs under bench/.venv's python (matplotlib), not the system one
+- hostile.py    bench/hostile: slowloris, idle connections, flood, pipelining; hostile_report.py its
+                report; attackers.py the hostile clients, run as separate processes
 
 Only the standard library is used outside charts.py, so bench/run works before any virtualenv exists.
 """

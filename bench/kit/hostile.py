@@ -1,0 +1,943 @@
+"""bench/hostile: hitcore against hostile clients, measured (see bench/README.md, "Hostile clients").
+
+Four measurements, each against a fresh hitcore on a free 127.0.0.1 port and the kit's one
+password-protected Redis (kit/redisctl.py), with the hostile clients in a separate process
+(kit/attackers.py) and a normal client beside them:
+
+1. slowloris: `wrk -t 1 -c 50 --latency` alone, then again while N slowloris connections are held
+   (each one the server closes is reopened at once); with the default `--worker-connections` and
+   with `--worker-connections 10000`.
+2. idle: `-w 1 --worker-connections 12000 --keep-alive 120 --header-timeout 120`, N keep-alive
+   connections that each complete one `GET /` and then stay idle: the shard's VmRSS before and
+   after, per connection, and whether new connections are still served meanwhile.
+3. flood: far more connections than `--worker-connections`, opened as fast as possible (half send
+   a request and never read, half send nothing; reopened when closed), while wrk measures: the
+   peak RSS of hitcore's whole process tree.
+4. pipeline: one connection writes pipelined `GET /` for a while without ever reading, while wrk
+   measures: shard RSS before and at its peak, and how many requests were answered into the unread
+   buffers (the Redis counter less what the normal clients got).
+
+Throughout, a prober opens a new connection every 0.25 s for one `GET /` (Connection: close), so
+the report can say whether *new* clients got in, not only wrk's already-open connections; and a
+sampler reads the RSS of hitcore's processes at 10 Hz and, once a second, the shards' open file
+descriptors (the connections they hold) and the listeners' accept queues (`ss`).
+
+Every process started here is a procs.Service or a procs.run child: bounded in time and stopped by
+PID at the end, on error, on Ctrl-C and on SIGTERM.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from . import hostile_report, loadgen, machine, procs, provision, redisctl, servers
+from .procs import log
+
+ATTACKERS = Path(__file__).resolve().with_name("attackers.py")
+RESULTS = provision.BENCH / "results"
+TESTS = ["slowloris", "idle", "flood", "pipeline"]
+DEFAULT_WORKER_CONNECTIONS = 1000  # hitcore's default --worker-connections
+WRK_THREADS, WRK_CONNECTIONS = 1, 50
+BUSY_PERCENT = 20
+
+MODES = {
+    "full": {"wrk_duration": 10, "slowloris": 5000, "slowloris_caps": [None, 10000], "idle": 10000,
+             "flood": 8000, "flood_cap": 500, "pipeline_seconds": 10, "pipeline_hold": 16, "warmup": 2},
+    "quick": {"wrk_duration": 3, "slowloris": 2500, "slowloris_caps": [None, 10000], "idle": 2000,
+              "flood": 2000, "flood_cap": 100, "pipeline_seconds": 3, "pipeline_hold": 5, "warmup": 1},
+}
+
+
+class RunError(Exception):
+    """A measurement that could not be made; the run goes on with the next one."""
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc readings
+
+def rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def fd_count(pid: int) -> int | None:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+
+
+def cpu_seconds(pids) -> float:
+    """utime + stime of the given processes, in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class OtherLoad:
+    """CPU used by processes outside this run (not this script nor its descendants, nor kernel
+    threads) between start() and stop(), in % of one core: a fuzzer or a build running beside the
+    measurement. Processes that start meanwhile count in full; ones that exit meanwhile are missed."""
+
+    def __init__(self):
+        self.began = time.monotonic()
+        self.ticks = self._snapshot()
+
+    @staticmethod
+    def _snapshot() -> dict:
+        ours = {os.getpid(), *procs.descendants(os.getpid())}
+        out = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) in ours:
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(b")") + 2:].split()
+            if int(fields[1]) == 2 or int(entry) == 2:  # kernel threads
+                continue
+            out[int(entry)] = (int(fields[11]) + int(fields[12]), stat[stat.find(b"(") + 1:stat.rfind(b")")].decode(errors="replace"))
+        return out
+
+    def stop(self) -> dict:
+        seconds = max(1e-6, time.monotonic() - self.began)
+        now = self._snapshot()
+        used: dict = {}
+        for pid, (ticks, name) in now.items():
+            delta = ticks - self.ticks.get(pid, (0, name))[0]
+            if delta > 0:
+                used[name] = used.get(name, 0) + delta
+        hz = os.sysconf("SC_CLK_TCK")
+        total = round(100 * sum(used.values()) / hz / seconds, 1)
+        top = sorted(used.items(), key=lambda kv: -kv[1])[:3]
+        return {"pct": total, "top": [f"{name} {100 * t / hz / seconds:.0f} %" for name, t in top
+                                      if 100 * t / hz / seconds >= 1]}
+
+
+def accept_queue(port: int) -> int | None:
+    """Connections waiting in the accept queues of every listener on the port (ss's Recv-Q)."""
+    try:
+        out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, timeout=2)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    total = None
+    for line in out.stdout.splitlines():
+        cols = line.split()
+        if len(cols) >= 2 and cols[1].isdigit():
+            total = (total or 0) + int(cols[1])
+    return total
+
+
+def socket_queues(port: int, client_port: int) -> list[dict]:
+    """Both ends of one loopback connection: bytes waiting in each one's receive and send queues."""
+    expr = f"( sport = :{port} and dport = :{client_port} ) or ( sport = :{client_port} and dport = :{port} )"
+    try:
+        out = subprocess.run(["ss", "-Htn", expr], capture_output=True, text=True, timeout=2)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    ends = []
+    for line in out.stdout.splitlines():
+        cols = line.split()
+        if len(cols) >= 5 and cols[1].isdigit() and cols[2].isdigit():
+            side = "server" if cols[3].endswith(f":{port}") else "client"
+            ends.append({"side": side, "state": cols[0], "recv_q": int(cols[1]), "send_q": int(cols[2])})
+    return sorted(ends, key=lambda e: e["side"], reverse=True)
+
+
+def median_rss(pid: int, samples: int = 5, every: float = 0.1) -> int:
+    values = []
+    for _ in range(samples):
+        values.append(rss_kib(pid))
+        time.sleep(every)
+    return int(statistics.median(values))
+
+
+# ---------------------------------------------------------------------------------------------
+# Background observers: memory/fds/queue sampler, new-connection prober
+
+class Sampler(threading.Thread):
+    """hitcore's process tree at 10 Hz (RSS per process), and once a second each shard's open fds
+    and the listeners' accept queue. Everything is kept with its time.monotonic() for windows."""
+
+    def __init__(self, root: int, port: int, interval: float = 0.1):
+        super().__init__(daemon=True)
+        self.root, self.port, self.interval = root, port, interval
+        self.rss: list[tuple[float, dict]] = []    # (t, {pid: KiB})
+        self.fds: list[tuple[float, dict]] = []    # (t, {pid: open fds}) for the shards
+        self.queue: list[tuple[float, int]] = []   # (t, accept queue)
+        self._stop_event = threading.Event()
+        self._tree = [root]
+
+    def run(self) -> None:
+        n = 0
+        while not self._stop_event.is_set():
+            if n % 10 == 0:
+                self._tree = [self.root] + procs.descendants(self.root)
+            now = time.monotonic()
+            self.rss.append((now, {pid: rss_kib(pid) for pid in self._tree}))
+            if n % 10 == 0:
+                self.fds.append((now, {pid: fd_count(pid) for pid in self._tree[1:]}))
+                q = accept_queue(self.port)
+                if q is not None:
+                    self.queue.append((now, q))
+            n += 1
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=3)
+
+    def peak_tree_rss(self, t0: float, t1: float) -> int | None:
+        values = [sum(v.values()) for t, v in self.rss if t0 <= t <= t1]
+        return max(values) if values else None
+
+    def peak_rss(self, pid: int, t0: float, t1: float) -> int | None:
+        values = [v.get(pid, 0) for t, v in self.rss if t0 <= t <= t1 and v.get(pid)]
+        return max(values) if values else None
+
+    def held(self, base: dict, t0: float, t1: float) -> dict:
+        """Connections the shards held (open fds less those at rest), average and maximum."""
+        totals = []
+        for t, v in self.fds:
+            if t0 <= t <= t1:
+                totals.append(sum(max(0, (n or 0) - base.get(pid, 0)) for pid, n in v.items() if n is not None))
+        return _avg_max(totals)
+
+    def accept_queue(self, t0: float, t1: float) -> dict:
+        return _avg_max([q for t, q in self.queue if t0 <= t <= t1])
+
+
+def _avg_max(values: list) -> dict:
+    if not values:
+        return {"avg": None, "max": None, "samples": 0}
+    return {"avg": round(sum(values) / len(values), 1), "max": max(values), "samples": len(values)}
+
+
+PROBE_REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+def probe_once(port: int, timeout: float = 5.0) -> tuple[int | None, str | None]:
+    """One new connection, one GET /: (status, None) or (None, what went wrong)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(PROBE_REQUEST)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+    except socket.timeout:
+        return None, "timeout"
+    except ConnectionRefusedError:
+        return None, "refused"
+    except ConnectionResetError:
+        return None, "reset"
+    except OSError as error:
+        return None, type(error).__name__
+    try:
+        return int(data.split(b"\r\n", 1)[0].split()[1]), None
+    except (IndexError, ValueError):
+        return None, "no answer" if not data else "bad answer"
+
+
+class Prober(threading.Thread):
+    """A new connection every `every` seconds, one GET / each: (t, status, latency s, error)."""
+
+    def __init__(self, port: int, every: float = 0.25, timeout: float = 5.0):
+        super().__init__(daemon=True)
+        self.port, self.every, self.timeout = port, every, timeout
+        self.results: list[tuple[float, int | None, float, str | None]] = []
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            began = time.monotonic()
+            status, error = probe_once(self.port, self.timeout)
+            self.results.append((began, status, time.monotonic() - began, error))
+            self._stop_event.wait(max(0.0, self.every - (time.monotonic() - began)))
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=self.timeout + 2)
+
+
+def probe_summary(results, t0: float | None = None, t1: float | None = None) -> dict:
+    """Probes started in [t0, t1]: how many got a 200, their latency, the longest wait for one."""
+    picked = [r for r in results if (t0 is None or r[0] >= t0) and (t1 is None or r[0] <= t1)]
+    ok = [r for r in picked if r[1] == 200]
+    errors: dict = {}
+    for _, status, _, error in picked:
+        if status != 200:
+            key = error or f"HTTP {status}"
+            errors[key] = errors.get(key, 0) + 1
+    latencies = sorted(r[2] * 1000 for r in ok)
+    # The longest time without a 200 answer: between window start, each answer's end, window end.
+    ends = sorted(r[0] + r[2] for r in ok)
+    gap = None
+    if picked:
+        start = t0 if t0 is not None else picked[0][0]
+        stop = t1 if t1 is not None else max(r[0] + r[2] for r in picked)
+        points = [start] + [e for e in ends if start <= e <= stop] + [stop]
+        gap = round(max(b - a for a, b in zip(points, points[1:])) * 1000, 1) if len(points) > 1 else None
+    return {
+        "sent": len(picked), "ok": len(ok), "errors": errors,
+        "p50_ms": round(statistics.median(latencies), 2) if latencies else None,
+        "max_ms": round(latencies[-1], 2) if latencies else None,
+        "longest_gap_ms": gap,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The processes: hitcore, the attackers
+
+LOG_LINE = re.compile(r"^\[[^\]]+\] \[(\d+)\] \[([A-Z]+)\] (.*)$")
+
+
+def analyse_log(text: str, shards: int) -> dict:
+    """What hitcore's log says: warnings and errors (grouped, numbers replaced by N, one example
+    each), connections closed at the cap, shard boots beyond the first ones, WORKER TIMEOUTs, and
+    lines that are not in the log format at all (a panic message, say)."""
+    groups: dict = {}
+    evicted = boots = timeouts = 0
+    stray: list[str] = []
+    for line in text.splitlines():
+        m = LOG_LINE.match(line)
+        if not m:
+            if line.strip():
+                stray.append(line.strip())
+            continue
+        level, message = m.group(2), m.group(3)
+        if "Booting worker with pid" in message:
+            boots += 1
+        if "WORKER TIMEOUT" in message:
+            timeouts += 1
+        e = re.search(r"closed (\d+) connections that were idle or slow", message)
+        if e:
+            evicted += int(e.group(1))
+        if level in ("WARNING", "ERROR", "CRITICAL"):
+            key = f"{level} " + re.sub(r"\d+", "N", message)
+            group = groups.setdefault(key, {"level": level, "count": 0, "example": message})
+            group["count"] += 1
+    return {
+        "evicted_at_cap": evicted, "shard_boots": boots, "shard_restarts": max(0, boots - shards),
+        "worker_timeouts": timeouts, "notable": sorted(groups.values(), key=lambda g: -g["count"]),
+        "stray_lines": stray[:20], "stray_count": len(stray),
+    }
+
+
+class Hitcore:
+    """One hitcore under test, with its sampler; `stop()` returns what its log said."""
+
+    def __init__(self, ctx: "Context", name: str, flags: list[str], shards: int):
+        self.ctx, self.name, self.flags, self.shards = ctx, name, flags, shards
+        self.argv = [str(ctx.hitcore), "-b", f"127.0.0.1:{ctx.port}"] + flags
+        if not servers.wait_port_free(ctx.port):
+            raise RunError(f"127.0.0.1:{ctx.port} still in use by the previous run")
+        log(f"{name}: starting hitcore {' '.join(flags) or '(default flags)'}")
+        self.service = procs.Service(f"hitcore-{name}", self.argv, ctx.log_dir / f"hitcore-{name}.log",
+                                     env=dict(os.environ, REDIS_URL=ctx.redis.url))
+        self.sampler: Sampler | None = None
+        self.shard_pids: list[int] = []
+        self.base_fds: dict = {}
+
+    def ready(self) -> None:
+        spec = servers.Spec(self.name, self.name, self.argv, processes=1 + self.shards)
+        problem = servers.wait_ready(self.service, spec, self.ctx.port)
+        if problem:
+            raise RunError(f"hitcore did not start: {problem}")
+        self.shard_pids = self._shards()
+        if len(self.shard_pids) != self.shards:
+            raise RunError(f"expected {self.shards} shard processes, found {len(self.shard_pids)}")
+        time.sleep(0.3)  # the readiness probe's connection is closed by now
+        self.base_fds = {pid: fd_count(pid) or 0 for pid in self.shard_pids}
+        self.sampler = Sampler(self.service.pid, self.ctx.port)
+        self.sampler.start()
+
+    def _shards(self) -> list[int]:
+        """Shard PIDs in shard order, from the "Booting worker" lines (else the children)."""
+        found = {}
+        for m in re.finditer(r"Booting worker with pid: (\d+) \(shard (\d+)", self.service.log_text()):
+            found[int(m.group(2))] = int(m.group(1))
+        pids = [found[i] for i in sorted(found) if os.path.exists(f"/proc/{found[i]}")]
+        children = [p for p in procs.descendants(self.service.pid)]
+        return pids if len(pids) == self.shards else children
+
+    def tree(self) -> list[int]:
+        return [self.service.pid] + procs.descendants(self.service.pid)
+
+    def tree_rss(self) -> int:
+        return sum(rss_kib(p) for p in self.tree())
+
+    def alive_check(self, what: str) -> None:
+        if not self.service.alive():
+            raise RunError(f"hitcore exited during {what} with status {self.service.proc.returncode}")
+        gone = [p for p in self.shard_pids if not os.path.exists(f"/proc/{p}")]
+        if gone:
+            raise RunError(f"shard process(es) {gone} gone during {what}")
+
+    def stop(self) -> dict:
+        if self.sampler:
+            self.sampler.stop()
+        began = time.monotonic()
+        status = self.service.stop(grace=15)
+        info = analyse_log(self.service.log_text(), self.shards)
+        info.update(exit_status=status, stop_s=round(time.monotonic() - began, 1),
+                    log=f"logs/hitcore-{self.name}.log", argv="hitcore " + " ".join(self.argv[1:]))
+        log(f"{self.name}: hitcore stopped (exit {status}, {info['stop_s']}s); {info['evicted_at_cap']} "
+            f"closed at the cap, {len(info['notable'])} kinds of warning/error")
+        return info
+
+
+class Attacker:
+    """A kit/attackers.py process; its JSON counter lines are read from its log."""
+
+    def __init__(self, ctx: "Context", name: str, mode: str, options: list[str]):
+        self.name = name
+        argv = [sys.executable, str(ATTACKERS), mode, "--port", str(ctx.port)] + options
+        self.log_path = ctx.log_dir / f"{name}.log"
+        self.service = procs.Service(name, argv, self.log_path)
+        self.started = time.monotonic()
+        self.final: list[dict] = []
+        self.stopped = False
+
+    def lines(self) -> list[dict]:
+        out = []
+        for line in self.service.log_text().splitlines():
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+        return out
+
+    def last(self) -> dict:
+        lines = self.lines()
+        return lines[-1] if lines else {}
+
+    def wait(self, predicate, timeout: float, what: str, quiet: bool = False) -> dict | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in reversed(self.lines()):
+                if predicate(line):
+                    return line
+            if not self.service.alive():
+                raise RunError(f"{self.name} exited: {self.service.log_text()[-400:]}")
+            time.sleep(0.2)
+        if not quiet:
+            log(f"{self.name}: {what} not reached within {timeout:.0f}s: {json.dumps(self.last())}")
+        return None
+
+    def cpu(self) -> float:
+        return cpu_seconds([self.service.pid]) if self.service.alive() else 0.0
+
+    def stop(self) -> list[dict]:
+        if self.stopped:
+            return self.final
+        self.stopped = True
+        self.service.stop(grace=10)
+        self.final = self.lines()
+        tail = [l for l in self.service.log_text().splitlines() if l.strip() and not l.startswith("{")]
+        if tail:
+            log(f"{self.name}: said: {' | '.join(tail[-3:])}")
+        return self.final
+
+
+def window(lines: list[dict], t0: float, t1: float) -> dict:
+    """An attacker's counters over [t0, t1]: averages of its levels, growth of its totals."""
+    inside = [l for l in lines if t0 <= l["t"] <= t1]
+    before = [l for l in lines if l["t"] <= t0]
+    after = [l for l in lines if l["t"] >= t1]
+    first = before[-1] if before else (inside[0] if inside else None)
+    last = after[0] if after else (inside[-1] if inside else None)
+    out: dict = {"samples": len(inside)}
+    for key in ("open", "connecting", "idle"):
+        values = [l[key] for l in inside if key in l]
+        if values:
+            out[f"{key}_avg"] = round(sum(values) / len(values), 1)
+            out[f"{key}_min"] = min(values)
+    if first and last:
+        seconds = max(1e-9, last["t"] - first["t"])
+        for key in ("opened", "closed_by_server", "connect_failed", "requests_sent", "answers"):
+            if key in last:
+                out[key] = last[key] - first.get(key, 0)
+        if "closed_by_server" in out:
+            out["closed_per_s"] = round(out["closed_by_server"] / seconds, 1)
+        out["window_s"] = round(seconds, 2)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+class Context:
+    def __init__(self, args, settings, hitcore: Path, redis, raw_dir: Path, log_dir: Path, ncpu: int):
+        self.args, self.settings, self.hitcore, self.redis = args, settings, hitcore, redis
+        self.raw_dir, self.log_dir, self.ncpu = raw_dir, log_dir, ncpu
+        self.port = args.port or redisctl.free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def wrk(self, h: Hitcore, label: str, duration: int | None = None, attacker: Attacker | None = None) -> dict:
+        """wrk -t 1 -c 50 --latency, with the prober beside it; CPU of hitcore and the attacker."""
+        duration = duration or self.settings["wrk_duration"]
+        prober = Prober(self.port)
+        tree = h.tree()
+        other = OtherLoad()
+        cpu0, acpu0 = cpu_seconds(tree), attacker.cpu() if attacker else 0.0
+        t0 = time.monotonic()
+        prober.start()
+        log(f"{label}: wrk -t {WRK_THREADS} -c {WRK_CONNECTIONS} -d {duration}s --latency")
+        outcome = loadgen.wrk(self.url, WRK_THREADS, WRK_CONNECTIONS, duration,
+                              self.raw_dir / f"{label}-wrk.txt", label)
+        t1 = time.monotonic()
+        prober.stop()
+        seconds = t1 - t0
+        phase = {"wrk": outcome, "t0": t0, "t1": t1, "probes": probe_summary(prober.results, t0, t1),
+                 "hitcore_cpu_pct": round(100 * (cpu_seconds(tree) - cpu0) / seconds, 1),
+                 "other_load": other.stop()}
+        if phase["other_load"]["pct"] > BUSY_PERCENT:
+            log(f"{label}: warning: other processes used {phase['other_load']['pct']} % of a core meanwhile "
+                f"({', '.join(phase['other_load']['top'])})")
+        if attacker:
+            phase["attacker_cpu_pct"] = round(100 * (attacker.cpu() - acpu0) / seconds, 1)
+        if h.sampler:
+            phase["held"] = h.sampler.held(h.base_fds, t0, t1)
+            phase["accept_queue"] = h.sampler.accept_queue(t0, t1)
+            phase["peak_tree_rss_kib"] = h.sampler.peak_tree_rss(t0, t1)
+        if outcome["error"]:
+            log(f"{label}: {outcome['error']}")
+        else:
+            log(f"{label}: {_brief(outcome)}; new-connection probes {phase['probes']['ok']}/"
+                f"{phase['probes']['sent']} answered")
+        return phase
+
+
+def _brief(w: dict) -> str:
+    errors = "/".join(str(w.get(f"errors_{k}", 0)) for k in ("connect", "read", "write", "timeout"))
+    return (f"{w['rps']:,.0f} req/s, p50 {w.get('p50_ms', 0):.2f} ms, p99 {w.get('p99_ms', 0):.2f} ms, "
+            f"max {w.get('latency_max_ms', 0):.0f} ms, errors c/r/w/t {errors}, non-2xx {w['non_2xx_3xx']}")
+
+
+def _failed(ctx: Context, result: dict, name: str, error: Exception) -> None:
+    """Records why a measurement stopped; an unexpected error's traceback goes to its log folder."""
+    if isinstance(error, RunError):
+        result["error"] = str(error)
+    else:
+        result["error"] = f"{type(error).__name__}: {error} (traceback in logs/{name}-error.txt)"
+        (ctx.log_dir / f"{name}-error.txt").write_text(traceback.format_exc())
+    log(f"{name}: {result['error']}")
+
+
+def test_slowloris(ctx: Context, cap: int | None) -> dict:
+    n, d = ctx.settings["slowloris"], ctx.settings["wrk_duration"]
+    name = f"slowloris-cap{cap or DEFAULT_WORKER_CONNECTIONS}"
+    flags = [] if cap is None else ["--worker-connections", str(cap)]
+    result: dict = {"id": name, "cap": cap or DEFAULT_WORKER_CONNECTIONS, "cap_is_default": cap is None,
+                    "flags": flags, "conns": n, "shards": ctx.ncpu}
+    h = attacker = None
+    try:
+        h = Hitcore(ctx, name, flags, ctx.ncpu)
+        h.ready()
+        ctx.redis.set("hit", 0)
+        result["baseline"] = ctx.wrk(h, f"{name}-baseline")
+        h.alive_check("the baseline")
+        log(f"{name}: opening {n} slowloris connections")
+        attacker = Attacker(ctx, f"{name}-attacker", "slowloris",
+                            ["--conns", str(n), "--max-seconds", str(d + 120)])
+        # Under churn some are always between a close and their reopen: wait until each has
+        # connected once, then for the steady state.
+        ramp = attacker.wait(lambda l: l.get("opened", 0) >= n, 30, f"{n} connections opened")
+        result["ramp_s"] = round(ramp["t"] - attacker.started, 1) if ramp else None
+        time.sleep(2)  # let the closing and reopening settle into its steady state
+        phase = ctx.wrk(h, f"{name}-slowloris", attacker=attacker)
+        attacker.stop()
+        phase["attacker"] = window(attacker.final, phase["t0"], phase["t1"])
+        a = phase["attacker"]
+        log(f"{name}: slowloris during wrk: {a.get('open_avg')} open on average, "
+            f"{a.get('closed_by_server')} closed by the server and reopened ({a.get('closed_per_s')}/s); "
+            f"hitcore held {phase.get('held', {}).get('avg')} connections on average")
+        result["slowloris"] = phase
+        h.alive_check("slowloris")
+    except Exception as error:  # noqa: BLE001 - one failed measurement must not lose the others
+        _failed(ctx, result, name, error)
+    finally:
+        if attacker:
+            attacker.stop()
+        if h:
+            result["hitcore"] = h.stop()
+    return result
+
+
+def test_idle(ctx: Context) -> dict:
+    n = ctx.settings["idle"]
+    name = "idle"
+    flags = ["-w", "1", "--worker-connections", "12000", "--keep-alive", "120", "--header-timeout", "120"]
+    result: dict = {"id": name, "flags": flags, "conns": n}
+    h = attacker = None
+    try:
+        h = Hitcore(ctx, name, flags, 1)
+        other = OtherLoad()
+        h.ready()
+        shard = h.shard_pids[0]
+        ctx.redis.set("hit", 0)
+        warm = ctx.settings["warmup"]
+        log(f"{name}: warming up with wrk -c {WRK_CONNECTIONS} for {warm}s")
+        loadgen.wrk(ctx.url, WRK_THREADS, WRK_CONNECTIONS, warm, ctx.raw_dir / f"{name}-warmup-wrk.txt",
+                    f"{name}-warmup")
+        time.sleep(2.5)  # the warm-up's connections are closed (keep-alive is 120 s: wrk closes them)
+        result["rss_before_kib"] = median_rss(shard)
+        result["supervisor_rss_before_kib"] = rss_kib(h.service.pid)
+        fds_before = fd_count(shard)
+        log(f"{name}: shard {shard} VmRSS {result['rss_before_kib']} KiB; opening {n} keep-alive connections")
+        attacker = Attacker(ctx, f"{name}-attacker", "idle",
+                            ["--conns", str(n), "--parallel", "500", "--max-seconds", "240"])
+        ready = attacker.wait(lambda l: l.get("ready"), 120 if n > 5000 else 45, "all connections idle")
+        if not ready:
+            raise RunError(f"the {n} connections were not all answered and idle in time: {attacker.last()}")
+        result["ramp_s"] = next((l["ramp_s"] for l in attacker.lines() if "ramp_s" in l), None)
+        time.sleep(2)
+        h.alive_check("the idle connections")
+        result["rss_after_kib"] = median_rss(shard)
+        result["supervisor_rss_after_kib"] = rss_kib(h.service.pid)
+        fds_after = fd_count(shard)
+        result["held_by_shard"] = (fds_after or 0) - (fds_before or 0)
+        log(f"{name}: {ready.get('idle')} idle; shard VmRSS {result['rss_after_kib']} KiB, "
+            f"{result['held_by_shard']} more open fds; probing with new connections")
+        probes = []
+        for _ in range(20):
+            began = time.monotonic()
+            status, error = probe_once(ctx.port)
+            probes.append((began, status, time.monotonic() - began, error))
+            time.sleep(0.05)
+        result["probes"] = probe_summary(probes)
+        state = attacker.last()
+        result["attacker"] = state
+        result["idle_held"] = state.get("idle")
+        result["answered"] = state.get("answered")
+        if state.get("idle"):
+            result["kib_per_conn"] = round((result["rss_after_kib"] - result["rss_before_kib"]) / state["idle"], 3)
+        attacker.stop()
+        time.sleep(2)
+        result["rss_released_kib"] = median_rss(shard)
+        result["other_load"] = other.stop()
+        log(f"{name}: {result.get('kib_per_conn')} KiB per idle connection; new connections "
+            f"{result['probes']['ok']}/{result['probes']['sent']} served; after closing them: "
+            f"{result['rss_released_kib']} KiB")
+    except Exception as error:  # noqa: BLE001 - one failed measurement must not lose the others
+        _failed(ctx, result, name, error)
+    finally:
+        if attacker:
+            attacker.stop()
+        if h:
+            result["hitcore"] = h.stop()
+    return result
+
+
+def test_flood(ctx: Context) -> dict:
+    n, cap = ctx.settings["flood"], ctx.settings["flood_cap"]
+    name = "flood"
+    flags = ["--worker-connections", str(cap)]
+    result: dict = {"id": name, "flags": flags, "conns": n, "cap": cap, "shards": ctx.ncpu}
+    h = attacker = None
+    try:
+        h = Hitcore(ctx, name, flags, ctx.ncpu)
+        h.ready()
+        ctx.redis.set("hit", 0)
+        result["tree_rss_before_kib"] = h.tree_rss()
+        log(f"{name}: opening {n} connections as fast as possible (cap {cap} per shard)")
+        attacker = Attacker(ctx, f"{name}-attacker", "flood",
+                            ["--conns", str(n), "--max-seconds", str(ctx.settings["wrk_duration"] + 90)])
+        started = attacker.wait(lambda l: l.get("all_started"), 20, "every connect started")
+        result["ramp_s"] = started.get("ramp_s") if started else None
+        time.sleep(1)
+        phase = ctx.wrk(h, f"{name}", attacker=attacker)
+        t_end = time.monotonic()
+        attacker.stop()
+        phase["attacker"] = window(attacker.final, phase["t0"], phase["t1"])
+        result["flood"] = phase
+        result["peak_tree_rss_kib"] = h.sampler.peak_tree_rss(attacker.started, t_end)
+        result["peak_shard_rss_kib"] = {str(p): h.sampler.peak_rss(p, attacker.started, t_end) for p in h.shard_pids}
+        h.alive_check("the flood")
+        time.sleep(2)
+        result["tree_rss_after_kib"] = h.tree_rss()
+        a = phase["attacker"]
+        log(f"{name}: peak RSS of hitcore's tree {result['peak_tree_rss_kib']} KiB (before "
+            f"{result['tree_rss_before_kib']}); flood {a.get('open_avg')} established + "
+            f"{a.get('connecting_avg')} connecting on average, {a.get('closed_by_server')} closed by the server")
+    except Exception as error:  # noqa: BLE001 - one failed measurement must not lose the others
+        _failed(ctx, result, name, error)
+    finally:
+        if attacker:
+            attacker.stop()
+        if h:
+            result["hitcore"] = h.stop()
+    return result
+
+
+def test_pipeline(ctx: Context) -> dict:
+    seconds = ctx.settings["pipeline_seconds"]
+    name = "pipeline"
+    result: dict = {"id": name, "flags": [], "seconds": seconds, "shards": ctx.ncpu}
+    h = attacker = None
+    try:
+        h = Hitcore(ctx, name, [], ctx.ncpu)
+        h.ready()
+        ctx.redis.set("hit", 0)
+        result["shard_rss_before_kib"] = {str(p): median_rss(p, 3) for p in h.shard_pids}
+        result["tree_rss_before_kib"] = h.tree_rss()
+        counter0 = ctx.redis.get_int("hit") or 0
+        log(f"{name}: one connection writes pipelined GET / for {seconds}s without reading")
+        attacker = Attacker(ctx, f"{name}-attacker", "pipeline",
+                            ["--seconds", str(seconds), "--max-seconds", str(seconds + 90)])
+        phase = ctx.wrk(h, name, duration=seconds, attacker=attacker)
+        attacker.wait(lambda l: "writing_s" in l or l.get("closed_by_server"), 10, "the end of writing")
+        time.sleep(0.5)
+        counter1 = ctx.redis.get_int("hit") or 0
+        state = attacker.last()
+        if state.get("local_port"):
+            result["socket_queues"] = socket_queues(ctx.port, state["local_port"])
+        t_end = time.monotonic()
+        result["attacker"] = state
+        result["peak_shard_rss_kib"] = {str(p): h.sampler.peak_rss(p, attacker.started, t_end) for p in h.shard_pids}
+        result["peak_tree_rss_kib"] = h.sampler.peak_tree_rss(attacker.started, t_end)
+        w = phase["wrk"]
+        normal = (w.get("requests", 0) if not w["error"] else 0) + phase["probes"]["ok"]
+        result["counter_growth"] = counter1 - counter0
+        result["normal_answers"] = normal
+        result["pipelined_answered"] = counter1 - counter0 - normal
+        result["pipeline"] = phase
+        # hitcore closes a connection whose answers stay unread too long: hold it (unread) a while
+        # longer and see whether, and when, the server closes it.
+        hold = ctx.settings["pipeline_hold"]
+        left = attacker.started + hold - time.monotonic()
+        closed = state if state.get("closed_by_server") else None
+        if not closed and left > 0:
+            log(f"{name}: holding the unread connection up to {hold}s after it opened, to see if hitcore closes it")
+            closed = attacker.wait(lambda l: l.get("closed_by_server"), left, "a close", quiet=True)
+        result["attacker"] = attacker.last()
+        result["hold_s"] = hold
+        result["closed_after_s"] = closed.get("closed_after_s") if closed else None
+        attacker.stop()
+        h.alive_check("pipelining")
+        time.sleep(1)
+        result["shard_rss_after_kib"] = {str(p): rss_kib(p) for p in h.shard_pids}
+        grown = max(h.shard_pids, key=lambda p: (result["peak_shard_rss_kib"][str(p)] or 0)
+                    - result["shard_rss_before_kib"][str(p)])
+        result["busiest_shard"] = str(grown)
+        log(f"{name}: wrote {state.get('requests_written')} requests ({state.get('bytes_sent')} bytes), "
+            f"server answered ~{result['pipelined_answered']} into unread buffers "
+            f"({state.get('unread_bytes')} bytes unread client-side); shard {grown} RSS "
+            f"{result['shard_rss_before_kib'][str(grown)]} -> peak {result['peak_shard_rss_kib'][str(grown)]} KiB")
+    except Exception as error:  # noqa: BLE001 - one failed measurement must not lose the others
+        _failed(ctx, result, name, error)
+    finally:
+        if attacker:
+            attacker.stop()
+        if h:
+            result["hitcore"] = h.stop()
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="bench/hostile",
+        description="Measures hitcore against hostile clients (slowloris, idle connections, a "
+                    "connection flood, a client that pipelines and never reads) and writes "
+                    "bench/results/<date>-<host>-hostile.md.")
+    p.add_argument("--quick", action="store_true",
+                   help="smaller N and 3 s runs, to check the script itself (under a minute)")
+    p.add_argument("--only", metavar="LIST", help="comma-separated subset of: " + ", ".join(TESTS))
+    p.add_argument("--hitcore", type=Path, metavar="PATH",
+                   help="hitcore binary (default target/release/hitcore, built with cargo if missing)")
+    p.add_argument("--port", type=int, default=0, help="port for hitcore (default: a free one)")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
+    return p.parse_args(argv)
+
+
+def _raise_open_files_limit() -> tuple[int, int]:
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        soft = 65536 if hard == resource.RLIM_INFINITY else hard
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return soft, hard
+
+
+def _on_signal(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    tests = TESTS
+    if args.only:
+        tests = [t.strip() for t in args.only.split(",") if t.strip()]
+        unknown = [t for t in tests if t not in TESTS]
+        if unknown:
+            print(f"bench/hostile: unknown test(s) {', '.join(unknown)} (known: {', '.join(TESTS)})",
+                  file=sys.stderr)
+            return 2
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+    try:
+        return run(args, tests)
+    except KeyboardInterrupt:
+        log("interrupted: stopping every process this run started")
+        return 130
+    finally:
+        procs.cleanup()
+
+
+def _sysctl(name: str) -> str | None:
+    try:
+        return Path("/proc/sys/" + name.replace(".", "/")).read_text().strip().replace("\t", " ")
+    except OSError:
+        return None
+
+
+def run(args, tests: list[str]) -> int:
+    mode = "quick" if args.quick else "full"
+    settings = dict(MODES[mode], mode=mode)
+    nofile = _raise_open_files_limit()
+    started = datetime.datetime.now().astimezone()
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "host"
+    name = f"{started:%Y-%m-%d}-{host}-hostile" + ("-quick" if args.quick else "") + \
+        ("-partial" if args.only else "")
+    out_dir = args.out.resolve()
+    run_dir = out_dir / name
+    raw_dir, log_dir = run_dir / "raw", run_dir / "logs"
+    for stale in (raw_dir, log_dir, run_dir / "summary.json"):
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        elif stale.exists():
+            stale.unlink()
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log(f"bench/hostile {mode} run: {', '.join(tests)}; results -> {out_dir / name}.md")
+    # One process (hitcore's shard, or the client holding the connections) needs a descriptor per
+    # connection: the idle test's 10,000 in each, and the flood's and slowloris's a little less.
+    need = max(settings["idle"], settings["slowloris"], settings["flood"]) + 200
+    if nofile[0] < need:
+        log(f"warning: the open-files limit is {nofile[0]} (hard {nofile[1]}) but one process here needs "
+            f"about {need}: raise the hard limit (`ulimit -Hn`) or some connections will fail")
+    load_at_start = os.getloadavg()
+    busy = machine.cpu_busy_percent()
+    if busy is not None and busy > BUSY_PERCENT:
+        log(f"warning: the CPUs are {busy:.0f} % busy before the run starts: other work competes with it, "
+            "so the numbers will be worse and noisier than on a quiet machine")
+
+    problem = provision.apt_packages(["redis-server", "wrk"], log_dir)
+    if problem:
+        log(f"cannot run: {problem}")
+        return 1
+    if not shutil.which("ss"):
+        log("warning: no `ss` (iproute2): accept-queue lengths will not be reported")
+    if args.hitcore:
+        hitcore = args.hitcore.resolve()
+        if not os.access(hitcore, os.X_OK):
+            log(f"cannot run: --hitcore {args.hitcore}: not an executable file")
+            return 1
+    else:
+        hitcore = provision.HITCORE_BINARY
+        if not hitcore.exists():
+            problem = provision.hitcore(log_dir)
+            if problem:
+                log(f"cannot run: {problem}")
+                return 1
+        else:
+            log(f"using {hitcore} (built {datetime.datetime.fromtimestamp(hitcore.stat().st_mtime):%Y-%m-%d %H:%M}; "
+                "delete it or pass --hitcore to test another build)")
+
+    ncpu = len(os.sched_getaffinity(0))
+    redis = redisctl.RedisServer(log_dir)
+    redis.wait_ready()
+    redis_version = redis.version()
+    log(f"redis-server {redis_version} on 127.0.0.1:{redis.port} (password set, no persistence)")
+    versions = machine.versions(hitcore, redis_version)
+    ctx = Context(args, settings, hitcore, redis, raw_dir, log_dir, ncpu)
+    if args.port and servers.port_in_use(args.port):
+        log(f"cannot run: something already listens on 127.0.0.1:{args.port}")
+        return 1
+    summary = {
+        "name": name, "started": started.isoformat(timespec="seconds"), "settings": settings,
+        "command": "bench/hostile" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""),
+        "machine": machine.describe(),
+        "versions": {k: v for k, v in versions.items()
+                     if k in ("hitcore", "rustc", "redis-server", "wrk", "python (system, runs the kit)")},
+        "limits": {"nofile_soft": nofile[0], "nofile_hard": nofile[1],
+                   "somaxconn": _sysctl("net.core.somaxconn"),
+                   "tcp_max_syn_backlog": _sysctl("net.ipv4.tcp_max_syn_backlog"),
+                   "tcp_syncookies": _sysctl("net.ipv4.tcp_syncookies"),
+                   "ip_local_port_range": _sysctl("net.ipv4.ip_local_port_range")},
+        "hitcore_binary": str(hitcore), "port": ctx.port,
+        "hitcore_built": datetime.datetime.fromtimestamp(hitcore.stat().st_mtime).astimezone().isoformat(timespec="seconds"),
+        "load_at_start": [round(x, 2) for x in load_at_start], "busy_at_start": busy,
+        "busy_threshold": BUSY_PERCENT, "tests": {},
+    }
+    summary["versions"]["redis-server"] = redis_version
+    try:
+        if "slowloris" in tests:
+            summary["tests"]["slowloris"] = [test_slowloris(ctx, cap) for cap in settings["slowloris_caps"]]
+        if "idle" in tests:
+            summary["tests"]["idle"] = test_idle(ctx)
+        if "flood" in tests:
+            summary["tests"]["flood"] = test_flood(ctx)
+        if "pipeline" in tests:
+            summary["tests"]["pipeline"] = test_pipeline(ctx)
+    finally:
+        redis.stop()
+    summary["duration_s"] = round(procs.elapsed(), 1)
+    summary["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    report_path = out_dir / f"{name}.md"
+    report_path.write_text(hostile_report.render(summary))
+    print()
+    print(hostile_report.console(summary))
+    log(f"done in {procs.elapsed():.0f}s: {report_path}")
+    failed = [r["id"] for r in _results(summary) if r.get("error")]
+    if failed:
+        log(f"measurements that did not complete: {', '.join(failed)} (see the report)")
+        return 3
+    return 0
+
+
+def _results(summary: dict) -> list[dict]:
+    out = []
+    for value in summary["tests"].values():
+        out += value if isinstance(value, list) else [value]
+    return out
