@@ -161,7 +161,8 @@ fn malformed_and_oversized_requests_get_their_status_and_a_close() {
     rejected(&server, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400);
     rejected(&server, b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505);
     rejected(&server, b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", 400);
-    rejected(&server, b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501);
+    rejected(&server, b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 400);
+    rejected(&server, b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501);
     rejected(&server, b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 2\r\n\r\n", 400);
     assert_eq!(redis.cmd(0, &["GET", "hit"]), "(nil)", "no rejected request counted");
 }
@@ -233,7 +234,7 @@ fn smuggling_and_framing_probes() {
     rejected(
         &server,
         b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
-        501,
+        400,
     );
     rejected(&server, b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400);
     rejected(&server, b"GET / HTTP/1.1\r\nHost: a\r\nExpect: teapot\r\n\r\n", 417);
@@ -255,4 +256,18 @@ fn smuggling_and_framing_probes() {
     c.send(b"bodyGET / HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!(c.read_response(false).value(), 3);
     assert_eq!(redis.cmd(0, &["GET", "hit"]), "3");
+}
+
+#[test]
+fn a_partial_head_that_turns_invalid_still_gets_its_error() {
+    let (_redis, server) = server(&["--header-timeout", "1"]);
+    let mut c = Client::connect(server.addr);
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\nX-Bad: a");
+    // Paces the pieces into separate reads. The second one ends no line, so the server does not
+    // re-parse the head for it; the error is found at the latest when the head's deadline expires.
+    std::thread::sleep(Duration::from_millis(50));
+    c.send(b"\x01b");
+    let r = c.read_response(false);
+    assert_eq!((r.status, r.header("Connection")), (400, Some("close")));
+    c.assert_closed();
 }

@@ -517,16 +517,19 @@ fn invalid() -> impl Strategy<Value = Invalid> {
             "HTTP/1.1 "
         ])
         .prop_map(|v| head_error(format!("GET / {v}\r\nHost: h\r\n\r\n").into_bytes(), 400)),
-        // Transfer codings hitcore cannot undo (RFC 9112 §6.1), and chunked in HTTP/1.0 (§6.1 too).
+        // Transfer codings without chunked last, or chunked twice (RFC 9112 §6.3, §7.1): 400; a
+        // coding hitcore cannot undo before a final chunked (§6.1): 501; chunked in HTTP/1.0: 400.
         prop::sample::select(vec![
             "gzip",
-            "gzip, chunked",
             "identity",
             "chunked, gzip",
             "chunked, chunked",
-            "x-custom"
+            "x-custom",
+            "chunked, x, chunked"
         ])
-        .prop_map(|c| head_error(get_with(&[format!("Transfer-Encoding: {c}").as_bytes()]), 501)),
+        .prop_map(|c| head_error(get_with(&[format!("Transfer-Encoding: {c}").as_bytes()]), 400)),
+        prop::sample::select(vec!["gzip, chunked", "x-custom, chunked", "deflate, gzip, chunked"])
+            .prop_map(|c| head_error(get_with(&[format!("Transfer-Encoding: {c}").as_bytes()]), 501)),
         Just(head_error(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(), 400)),
         // A request line over gunicorn's default 4094: 414.
         (4095usize..4200).prop_map(|len| {

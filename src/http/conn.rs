@@ -23,7 +23,7 @@ use glommio::net::TcpStream;
 use tracing::debug;
 
 use super::access;
-use super::parse::{Method, ParseError, Parser, Request, Step, Target, Version};
+use super::parse::{Limits, Method, ParseError, Parser, Request, Step, Target, Version};
 use super::response::{self, Answer, Persist};
 use crate::config::MAX_PIPELINE;
 use crate::redis::client::{Failure, Outcome, Ticket};
@@ -110,6 +110,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: Option<IpAddr>
         batch: Vec::new(),
         ticket: Ticket::default(),
         peer,
+        parsed_partial: 0,
     };
     let linger = conn.run(&shard, &mut stream, &entry).await;
     shard.conns.borrow_mut().remove(key);
@@ -128,6 +129,10 @@ struct Conn {
     batch: Vec<Slot>,
     ticket: Ticket,
     peer: Option<IpAddr>,
+    /// The length `input` had when its head was last parsed and found incomplete (0: none). Until a
+    /// line ends or the current line outgrows every limit, parsing again cannot decide anything
+    /// new; skipping it keeps a head sent in many small pieces linear in cost, not quadratic.
+    parsed_partial: usize,
 }
 
 impl Conn {
@@ -143,7 +148,7 @@ impl Conn {
         // client that has just connected is about to send its request and gets it answered.
         let mut answered_any = false;
         loop {
-            let close = self.parse_batch(shard);
+            let close = self.parse_batch(shard, false);
             if !self.batch.is_empty() {
                 entry.waiting_since.set(None);
                 let close = match self.answer(shard, stream, close).await {
@@ -171,8 +176,7 @@ impl Conn {
                 return false;
             }
             let Some(left) = deadline.checked_duration_since(now).filter(|d| !d.is_zero()) else {
-                debug!("closing a connection that sent no complete request in time");
-                return false;
+                return self.expire(shard, stream).await;
             };
             entry.idle.set(idle);
             let read = read_some(shard, stream, left, &mut self.input).await;
@@ -182,6 +186,7 @@ impl Conn {
                 Ok(0) => return false,
                 Ok(_) if between_requests => deadline = now + cfg.header_timeout,
                 Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return self.expire(shard, stream).await,
                 Err(e) => {
                     debug!("connection read ended: {e}");
                     return false;
@@ -190,12 +195,28 @@ impl Conn {
         }
     }
 
+    /// The head's deadline has passed. A head that is already invalid gets its error answer (its
+    /// last pieces may not have been parsed, see `nothing_new`); an incomplete valid one, or none,
+    /// is closed silently, as gunicorn and nginx do. Returns whether to linger before closing.
+    async fn expire(&mut self, shard: &Shard, stream: &mut TcpStream) -> bool {
+        let close = self.parse_batch(shard, true);
+        if self.batch.is_empty() {
+            debug!("closing a connection that sent no complete request in time");
+            return false;
+        }
+        self.answer(shard, stream, close).await.is_ok()
+    }
+
     /// Parses every complete request in the input into the batch (up to [`MAX_PIPELINE`]) and drops
     /// the consumed bytes. Returns whether the connection closes after this batch.
-    fn parse_batch(&mut self, shard: &Shard) -> bool {
+    fn parse_batch(&mut self, shard: &Shard, force: bool) -> bool {
         let cfg = &shard.config;
+        if !force && self.nothing_new(&cfg.limits) {
+            return false;
+        }
         let mut at = 0;
         let mut close = false;
+        let mut incomplete = false;
         while self.batch.len() < MAX_PIPELINE && !close {
             match self.parser.step(&self.input[at..]) {
                 Ok(Step::Request(req)) => {
@@ -206,7 +227,10 @@ impl Conn {
                     self.batch.push(slot_for(req, close, access));
                 }
                 Ok(Step::Skipped(n)) => at += n,
-                Ok(Step::Incomplete) => break,
+                Ok(Step::Incomplete) => {
+                    incomplete = true;
+                    break;
+                }
                 Err(e) => {
                     debug!("rejecting a request: {e}");
                     self.batch.push(rejected(e));
@@ -215,7 +239,25 @@ impl Conn {
             }
         }
         self.input.drain(..at);
+        let partial_head = incomplete && self.parser.at_boundary() && !self.input.is_empty();
+        self.parsed_partial = if partial_head { self.input.len() } else { 0 };
         close
+    }
+
+    /// Whether the input has not changed in a way that could complete or break the partial head
+    /// parsed last time: no new line ended, the current line is within every line limit, the whole
+    /// within the head limit.
+    fn nothing_new(&self, limits: &Limits) -> bool {
+        let seen = self.parsed_partial;
+        if seen == 0 || seen > self.input.len() || !self.parser.at_boundary() {
+            return false;
+        }
+        if self.input[seen..].contains(&b'\n') {
+            return false;
+        }
+        let line_start = self.input[..seen].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let longest_line = limits.request_line.max(limits.field_size) + 1;
+        self.input.len() - line_start <= longest_line && self.input.len() <= limits.max_head()
     }
 
     /// Gets a counter value for every GET in the batch with one Redis registration, then writes all

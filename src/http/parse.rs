@@ -12,9 +12,10 @@
 
 use std::mem::MaybeUninit;
 
-/// Request heads with at most this many headers are parsed with a stack array; a larger
-/// `--limit-request-fields` falls back to a heap array per parse (only for unusual configurations).
-const STACK_HEADERS: usize = 64;
+/// Request heads are parsed with a stack array of this many (uninitialised, so free) headers when
+/// `--limit-request-fields` allows no more; a larger limit needs a heap array per parse. It covers
+/// gunicorn's default, 100.
+const STACK_HEADERS: usize = 128;
 
 /// Bodies are never used by hitcore, only skipped to keep the connection framed. A body larger than
 /// this is refused with 413 and the connection is closed rather than read for no purpose.
@@ -121,7 +122,7 @@ pub enum ParseError {
     /// An `Expect` value other than `100-continue`.
     #[error("unsupported expectation")]
     ExpectationFailed,
-    /// A transfer coding other than `chunked`.
+    /// A transfer coding other than `chunked`, before a final `chunked`.
     #[error("unsupported transfer coding")]
     NotImplemented,
     /// A well-formed `HTTP/x.y` version other than 1.0 and 1.1.
@@ -360,8 +361,13 @@ fn parse_head<'b>(
             return Err(limit.unwrap_or(e));
         }
     };
-    if let Some((_, e)) = first_violation(&input[..head_len], limits) {
-        return Err(e);
+    // A complete head no longer than the shortest line limit cannot break any limit: httparse has
+    // already refused more fields than allowed, and every line is shorter than the head. That is
+    // every ordinary request, which thus skips the line-by-line scan.
+    if head_len > limits.request_line.min(limits.field_size) {
+        if let Some((_, e)) = first_violation(&input[..head_len], limits) {
+            return Err(e);
+        }
     }
 
     let version = match req.version {
@@ -379,8 +385,9 @@ fn parse_head<'b>(
 
     let mut hosts = 0usize;
     let mut content_length: Option<u64> = None;
-    let mut chunked = false;
-    let mut codings = 0usize;
+    // The codings of every Transfer-Encoding line, in order: how many were `chunked`, whether the
+    // last one was, and how many were something else.
+    let (mut chunked_codings, mut last_chunked, mut other_codings) = (0usize, false, 0usize);
     let mut transfer_encoding = false;
     let mut close = false;
     let mut keep_alive_token = false;
@@ -396,12 +403,14 @@ fn parse_head<'b>(
             }
             content_length = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            // Every coding listed, across every Transfer-Encoding line, must amount to exactly one
-            // `chunked`: anything else is a coding hitcore cannot undo (RFC 9112 §6.1).
             transfer_encoding = true;
             for coding in tokens(h.value) {
-                codings += 1;
-                chunked = codings == 1 && coding.eq_ignore_ascii_case(b"chunked");
+                last_chunked = coding.eq_ignore_ascii_case(b"chunked");
+                if last_chunked {
+                    chunked_codings += 1;
+                } else {
+                    other_codings += 1;
+                }
             }
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in tokens(h.value) {
@@ -431,7 +440,16 @@ fn parse_head<'b>(
         if version == Version::Http10 {
             return Err(ParseError::BadRequest("Transfer-Encoding in an HTTP/1.0 request"));
         }
-        if !chunked || codings != 1 {
+        // RFC 9112 §6.3: without chunked as the final coding the body's length cannot be known (400);
+        // chunked must not be applied twice (§7.1); a coding before it that hitcore cannot undo is
+        // one it does not implement (§6.1: 501).
+        if !last_chunked {
+            return Err(ParseError::BadRequest("chunked is not the final transfer coding"));
+        }
+        if chunked_codings > 1 {
+            return Err(ParseError::BadRequest("chunked applied more than once"));
+        }
+        if other_codings > 0 {
             return Err(ParseError::NotImplemented);
         }
         Body::Chunked(Chunked::Size { seen: 0 })
@@ -709,9 +727,11 @@ mod tests {
         let te_cl = b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n";
         assert!(matches!(one(te_cl), Err(ParseError::BadRequest(_))));
         let gzip = b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n";
-        assert_eq!(one(gzip), Err(ParseError::NotImplemented));
+        assert!(matches!(one(gzip), Err(ParseError::BadRequest(_))), "chunked is not the final coding");
+        let gzip_chunked = b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
+        assert_eq!(one(gzip_chunked), Err(ParseError::NotImplemented));
         let twice = b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n";
-        assert_eq!(one(twice), Err(ParseError::NotImplemented));
+        assert!(matches!(one(twice), Err(ParseError::BadRequest(_))));
         let two_cl = b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
         assert!(matches!(one(two_cl), Err(ParseError::BadRequest(_))));
         let bad_cl = b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\n";
