@@ -172,14 +172,24 @@ fn fake_redis(reply: &'static [u8]) -> (u16, std::sync::mpsc::Receiver<()>) {
 
 #[test]
 fn a_redis_that_answers_garbage_gets_503_and_a_new_connection() {
-    for (reply, log) in [(&b"?garbage\r\n"[..], "undecodable reply"), (b"+OK\r\n", "expected an integer reply")] {
+    for (reply, log) in [
+        (&b"?garbage\r\n"[..], "undecodable reply"),
+        (b"+OK\r\n", "expected an integer reply"),
+        // A value that INCRBY 2 cannot have produced: handing out v-1 would leave i64.
+        (b":-9223372036854775808\r\n", "INCRBY 2 answered with"),
+    ] {
         let (port, connections) = fake_redis(reply);
         let url = format!("redis://127.0.0.1:{port}/0");
         let server = TestServer::start(&["-w", "1", "--redis", &url]);
         server.wait_ready(1);
         connections.recv_timeout(DEADLINE).unwrap();
-        let r = get_once(server.addr, GET);
-        assert_eq!(r.status, 503, "a reply that cannot be matched to the request is not a value");
+        // Two pipelined requests: one INCRBY 2.
+        let mut c = Client::connect(server.addr);
+        c.send(GET.repeat(2).as_bytes());
+        for _ in 0..2 {
+            let r = c.read_response(false);
+            assert_eq!(r.status, 503, "a reply that cannot be matched to the request is not a value");
+        }
         server.log.wait_for(log, DEADLINE);
         // Resynchronised by reconnecting, never by guessing which reply belongs to whom.
         connections.recv_timeout(DEADLINE).expect("hitcore reconnects");

@@ -434,8 +434,13 @@ async fn handshake(settings: &Settings, stream: &mut Stream) -> Result<(), Conne
         let reply = loop {
             if let Some((reply, used)) = resp::decode_reply(&buf[start..end])? {
                 let owned = match reply {
+                    Reply::Status(_) => Ok(()),
                     Reply::Error(e) => Err(String::from_utf8_lossy(e).into_owned()),
-                    _ => Ok(()),
+                    // Handshake commands answer +OK or +PONG; anything else means we are not
+                    // talking to a Redis that understood them.
+                    Reply::Integer(_) | Reply::Unexpected => {
+                        return Err(ProtocolError(format!("unexpected reply to {what}")).into());
+                    }
                 };
                 start += used;
                 break owned;
@@ -562,8 +567,15 @@ fn complete_group(shared: &Shared, reply: Reply<'_>) -> Result<(), ProtocolError
         return Err(ProtocolError("a reply arrived with no command waiting for it".into()));
     };
     let outcome = match reply {
-        // The reply v to INCRBY k covers v-k+1 ..= v, handed out in registration order.
-        Reply::Integer(v) => Outcome::Value(v - total as i64 + 1),
+        // The reply v to INCRBY k covers v-k+1 ..= v, handed out in registration order. A v so low
+        // that the range would leave i64 is no reply to our INCRBY: the stream is out of step.
+        Reply::Integer(v) => match v.checked_sub(total as i64 - 1) {
+            Some(first) => Outcome::Value(first),
+            None => {
+                q.groups.push_front((total, tickets, Instant::now()));
+                return Err(ProtocolError(format!("INCRBY {total} answered with {v}")));
+            }
+        },
         Reply::Error(message) => {
             shared.error_log.record(&shared.settings.key, message);
             Outcome::Failed(Failure::ErrorReply)
@@ -580,7 +592,9 @@ fn complete_group(shared: &Shared, reply: Reply<'_>) -> Result<(), ProtocolError
     for (ticket, n) in q.members.drain(..tickets) {
         ticket.push(next, n);
         if let Outcome::Value(v) = next {
-            next = Outcome::Value(v + n as i64);
+            // At most the reply plus one, which only the last member computes and nobody uses:
+            // wrapping there (a reply of i64::MAX) is harmless.
+            next = Outcome::Value(v.wrapping_add(n as i64));
         }
     }
     Ok(())
