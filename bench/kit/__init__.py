@@ -11,6 +11,7 @@ Layout (one concern per module):
 - parse.py      pure parsers for ab's and wrk's output (tested by bench/tests/test_parse.py)
 - machine.py    the machine description and the versions of every tool
 - report.py     the Markdown results file
+- rounds.py     --repeat N: the rounds folded into medians, min–max spreads and ratios to the peers
 - charts.py     the PNG charts; runs under bench/.venv's python (matplotlib), not the system one
 - hostile.py    bench/hostile: slowloris, idle connections, flood, pipelining; hostile_report.py its
                 report; attackers.py the hostile clients, run as separate processes

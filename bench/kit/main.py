@@ -6,6 +6,8 @@
    ab (new connection per request), ab -k, wrk --latency, reading the counter after each, while
    sampling the memory of its process tree; stop it; count WORKER TIMEOUT lines in its log;
 4. the shard-scaling run: hitcore -w 1 .. CPUs under wrk;
+   with --repeat N, steps 3 and 4 are one round, run N times in turn (round 1: every server and the
+   scaling points, round 2: all again, ...) on the same Redis; kit/rounds.py folds them into medians;
 5. write bench/results/<date>-<host>[-quick][-partial].md, summary.json and the raw outputs under
    bench/results/<same name>/, and draw the PNG charts with bench/.venv's matplotlib.
 A row that cannot run (a failed build, a server that does not start) is reported as such and the
@@ -27,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import loadgen, machine, procs, provision, redisctl, report, servers
+from . import loadgen, machine, procs, provision, redisctl, report, rounds, servers
 from .procs import log
 
 MODES = {
@@ -70,6 +72,9 @@ def parse_args(argv):
     p.add_argument("--cpus-server", metavar="LIST", help="pin servers with taskset -c LIST (e.g. 0-7)")
     p.add_argument("--cpus-load", metavar="LIST", help="pin ab and wrk with taskset -c LIST (e.g. 8-13)")
     p.add_argument("--cpus-redis", metavar="LIST", help="pin redis-server with taskset -c LIST (e.g. 15)")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="run N rounds, interleaved (round 1: every server, round 2: every server, ...); the report "
+                        "gives the median of each column, the req/s spread and every round's checks (default 1)")
     p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
     return p.parse_args(argv)
 
@@ -104,6 +109,9 @@ def main(argv=None) -> int:
         ids = servers.selected([s.strip() for s in args.only.split(",") if s.strip()] if args.only else None)
     except ValueError as error:
         print(f"bench/run: {error}", file=sys.stderr)
+        return 2
+    if args.repeat < 1:
+        print(f"bench/run: --repeat must be 1 or more, not {args.repeat}", file=sys.stderr)
         return 2
     # Ctrl-C, and also SIGINT sent to a kit started in the background (where it is ignored by default).
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -144,7 +152,9 @@ def run(args, ids: list[str]) -> int:
             stale.unlink()
     raw_dir.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
-    log(f"bench/run {mode} run: {', '.join(ids)}; results -> {out_dir / name}.md")
+    repeat = args.repeat
+    log(f"bench/run {mode} run: {', '.join(ids)}"
+        + (f", {repeat} rounds" if repeat > 1 else "") + f"; results -> {out_dir / name}.md")
     load_at_start = os.getloadavg()[0]
     busy_at_start = machine.cpu_busy_percent()
     if busy_at_start is not None and busy_at_start > BUSY_PERCENT:
@@ -188,22 +198,47 @@ def run(args, ids: list[str]) -> int:
     summary = {
         "name": name, "started": started.isoformat(timespec="seconds"), "settings": settings,
         "machine": machine.describe(), "versions": machine.versions(hitcore_path, redis_version),
-        "ncpu": ncpu, "rows": [], "scaling": [], "original_2014": ORIGINAL_2014,
+        "ncpu": ncpu, "repeat": repeat, "rows": [], "scaling": [], "original_2014": ORIGINAL_2014,
         "load_at_start": round(load_at_start, 2), "busy_at_start": busy_at_start, "busy_threshold": BUSY_PERCENT,
     }
+    rounds_rows: list[list[dict]] = []
+    rounds_scaling: list[list[dict]] = []
+    rounds_meta: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="hitcore-bench-") as tmp:
         ctx = servers.Context(port=args.port, redis_url=redis.url, ncpu=ncpu, server_cpus=args.cpus_server,
                               hitcore=hitcore_path, tmp=Path(tmp))
         rows = [i for i in ids if i != "hitcore-scaling"]
-        for n, row_id in enumerate(rows, 1):
-            spec = servers.spec_for(row_id, ctx)
-            summary["rows"].append(bench_server(spec, f"({n}/{len(rows)})", ctx, redis, settings,
-                                                raw_dir, log_dir, problems.get(spec.needs)))
-        if "hitcore-scaling" in ids:
-            for shards in range(1, ncpu + 1):
-                spec = servers.hitcore(ctx, shards, row_id=f"hitcore-scaling-{shards}")
-                summary["scaling"].append(bench_server(spec, f"(scaling {shards}/{ncpu})", ctx, redis, settings,
-                                                       raw_dir, log_dir, problems.get("hitcore"), scaling=True))
+        # Rounds interleaved: every server once per round, so a drift of the machine's load hits all alike.
+        for rnd in range(1, repeat + 1):
+            tag = f"round {rnd}/{repeat}, " if repeat > 1 else ""
+            suffix = f"-r{rnd}" if repeat > 1 else ""  # raw outputs and logs of each round kept apart
+            if repeat > 1:
+                log(f"round {rnd} of {repeat}")
+            meta = {"round": rnd, "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                    "load_at_start": round(os.getloadavg()[0], 2), "at_s": round(procs.elapsed(), 1)}
+            this_rows, this_scaling = [], []
+            for n, row_id in enumerate(rows, 1):
+                spec = servers.spec_for(row_id, ctx)
+                this_rows.append(bench_server(spec, f"({tag}{n}/{len(rows)})", ctx, redis, settings,
+                                              raw_dir, log_dir, problems.get(spec.needs), suffix=suffix))
+            if "hitcore-scaling" in ids:
+                for shards in range(1, ncpu + 1):
+                    spec = servers.hitcore(ctx, shards, row_id=f"hitcore-scaling-{shards}")
+                    this_scaling.append(bench_server(spec, f"({tag}scaling {shards}/{ncpu})", ctx, redis, settings,
+                                                     raw_dir, log_dir, problems.get("hitcore"), scaling=True,
+                                                     suffix=suffix))
+            meta["duration_s"] = round(procs.elapsed() - meta["at_s"], 1)
+            rounds_rows.append(this_rows)
+            rounds_scaling.append(this_scaling)
+            rounds_meta.append(meta)
+    if repeat > 1:
+        # Rows hold the medians (and min/max) over the rounds, each with every round's raw row in "rounds".
+        summary["rows"] = rounds.aggregate(rounds_rows)
+        summary["scaling"] = rounds.aggregate(rounds_scaling)
+        summary["rounds"] = rounds_meta
+        summary["ratios"] = rounds.ratios(summary)
+    else:
+        summary["rows"], summary["scaling"] = rounds_rows[0], rounds_scaling[0]
     redis.stop()
     summary["provisioning_s"] = round(provisioned_at, 1)
     summary["duration_s"] = round(procs.elapsed(), 1)
@@ -219,7 +254,9 @@ def run(args, ids: list[str]) -> int:
     log(f"done in {procs.elapsed():.0f}s (provisioning {provisioned_at:.0f}s): {report_path}")
     for chart in charts:
         log(f"chart: {out_dir / chart}")
-    failed = [r["id"] for r in summary["rows"] + summary["scaling"] if r["status"] != "ok"]
+    failed = [r["id"] + (f" (round {n})" if repeat > 1 else "")
+              for n, (these, points) in enumerate(zip(rounds_rows, rounds_scaling), 1)
+              for r in these + points if r["status"] != "ok"]
     if failed:
         log(f"rows that did not complete: {', '.join(failed)} (see the report)")
         return 3
@@ -227,8 +264,11 @@ def run(args, ids: list[str]) -> int:
 
 
 def bench_server(spec: servers.Spec, counter: str, ctx: servers.Context, redis: redisctl.RedisServer,
-                 settings: dict, raw_dir: Path, log_dir: Path, problem: str | None, scaling: bool = False) -> dict:
-    """Runs one server through its tests; returns its row (status "ok" or why not)."""
+                 settings: dict, raw_dir: Path, log_dir: Path, problem: str | None, scaling: bool = False,
+                 suffix: str = "") -> dict:
+    """Runs one server through its tests; returns its row (status "ok" or why not).
+
+    `suffix` ("-r2" for round 2 of a --repeat run) goes into its raw output and log file names."""
     row = {"id": spec.id, "title": spec.title, "argv": " ".join(spec.argv), "uses_redis": spec.uses_redis,
            "status": "ok", "tests": {}, "counter_after": {}, "load_before": round(os.getloadavg()[0], 2)}
     if problem:
@@ -241,7 +281,7 @@ def bench_server(spec: servers.Spec, counter: str, ctx: servers.Context, redis: 
         return row
     log(f"{counter} {spec.id}: starting {spec.title}")
     env = dict(os.environ, **spec.env)
-    service = procs.Service(spec.id, spec.argv, log_dir / f"{spec.id}.log", env=env)
+    service = procs.Service(spec.id, spec.argv, log_dir / f"{spec.id}{suffix}.log", env=env)
     service.start_sampling()
     url = f"http://{ctx.bind}/"
     label = f"{counter} {spec.id}"
@@ -268,7 +308,7 @@ def bench_server(spec: servers.Spec, counter: str, ctx: servers.Context, redis: 
                                                settings["cpus_load"])))
         for key, description, runner in tests:
             log(f"{label}: {description}")
-            outcome = runner(raw_dir / f"{spec.id}-{key.replace('_', '-')}.txt", f"{label}: {key}")
+            outcome = runner(raw_dir / f"{spec.id}-{key.replace('_', '-')}{suffix}.txt", f"{label}: {key}")
             row["tests"][key] = outcome
             if outcome["error"]:
                 log(f"{label}: {outcome['error']}")
@@ -287,7 +327,7 @@ def bench_server(spec: servers.Spec, counter: str, ctx: servers.Context, redis: 
         row["exit_status"] = exit_status
         text = service.log_text()
         row["worker_timeouts"] = servers.worker_timeouts(text)
-        row["log"] = f"{spec.id}.log"
+        row["log"] = f"{spec.id}{suffix}.log"
         if service.sampler:
             row["peak_rss_kib"] = service.sampler.peak_rss_kib
             row["peak_pss_kib"] = service.sampler.peak_pss_kib

@@ -1,0 +1,236 @@
+"""Checks `bench/run --repeat N`: kit/rounds.py folds the rounds into medians, spreads and ratios, and
+kit/report.py renders them, on three rounds made from a real run's summary (tests/fixtures/
+summary-quick.json) with req/s scaled by 0.9, 1.0 and 1.2, so the median is the recorded number.
+Standard library only, no network, well under a second.
+
+    python3 bench/tests/test_repeat.py        (or: python3 -m unittest discover -s bench/tests)
+"""
+import contextlib
+import copy
+import io
+import json
+import sys
+import unittest
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BENCH))
+
+from kit import main, report, rounds  # noqa: E402
+
+SUMMARY = json.loads((Path(__file__).resolve().parent / "fixtures" / "summary-quick.json").read_text())
+TOKIO = "tokio + hyper + redis-rs, 2 threads"
+FACTORS = (0.9, 1.0, 1.2)  # req/s of rounds 1, 2, 3 against the recorded run: the median is round 2's
+
+
+def original(row_id, key):
+    return next(r for r in SUMMARY["rows"] + SUMMARY["scaling"] if r["id"] == row_id)["tests"][key]
+
+
+def per_round(factors=FACTORS, tweak=None):
+    """Rows and scaling points of each round: the recorded run's, req/s times the round's factor."""
+    rows, scaling = [], []
+    for n, factor in enumerate(factors, 1):
+        r_rows, r_scaling = copy.deepcopy(SUMMARY["rows"]), copy.deepcopy(SUMMARY["scaling"])
+        for row in r_rows + r_scaling:
+            row["log"] = row["log"].replace(".log", f"-r{n}.log")
+            row["peak_rss_kib"] += (n - 1) * 1024  # round 3 has the highest peak
+            for test in row["tests"].values():
+                test["rps"] *= factor
+                test["raw"] = test["raw"].replace(".txt", f"-r{n}.txt")
+                if "p99_ms" in test:
+                    test["p99_ms"] /= factor
+        if tweak:
+            tweak(n, {r["id"]: r for r in r_rows + r_scaling})
+        rows.append(r_rows)
+        scaling.append(r_scaling)
+    return rows, scaling
+
+
+def summary_of(rows, scaling, drop=()):
+    s = copy.deepcopy(SUMMARY)
+    s["repeat"] = len(rows)
+    s["rows"] = [r for r in rounds.aggregate(rows) if r["id"] not in drop]
+    s["scaling"] = rounds.aggregate(scaling)
+    s["rounds"] = [{"round": n} for n in range(1, len(rows) + 1)]
+    s["ratios"] = rounds.ratios(s)
+    return json.loads(json.dumps(s))  # as main.py writes it and charts.py reads it
+
+
+def failures(n, by_id):
+    """A failure in one round only, of each kind the medians would hide."""
+    if n == 2:
+        by_id["gunicorn-sync"]["tests"]["ab"]["failed"] = 7
+        by_id["gunicorn-sync"]["tests"]["wrk"]["errors_read"] = 3
+    if n == 3:
+        by_id["hitcore-4"]["worker_timeouts"] = 1
+    if n == 1:
+        by_id["tokio-hyper"]["counter_after"]["ab"] -= 10  # 10 answers without an increment
+
+
+def row_check(row_id):
+    """The recorded run's whole-run counter excess (counter less 2xx) of a row."""
+    counted, seen = report.counter_checks(next(r for r in SUMMARY["rows"] if r["id"] == row_id))["total"]
+    return counted - seen
+
+
+def table_line(text, heading, first_cell):
+    section = text[text.index(heading):]
+    return next(line for line in section.splitlines() if line.startswith(f"| {first_cell} |"))
+
+
+class RoundsTest(unittest.TestCase):
+    def test_median_min_max(self):
+        t = rounds.median_test([{"rps": 3.0, "failed": 0, "error": None, "raw": "a"},
+                                {"rps": 1.0, "failed": 2, "error": None, "raw": "b"},
+                                {"rps": 2.0, "failed": 0, "error": None, "raw": "c"}])
+        self.assertEqual((t["rps"], t["min"]["rps"], t["max"]["rps"]), (2.0, 1.0, 3.0))
+        self.assertEqual((t["failed"], t["max"]["failed"]), (0, 2))
+        self.assertEqual(t["rounds_ok"], [1, 2, 3])
+        self.assertEqual(t["raw"], ["a", "b", "c"])
+        two = rounds.median_test([{"rps": 1, "errors_read": 0, "error": None},
+                                  {"rps": 4, "errors_read": 0, "error": None}])
+        self.assertEqual(two["rps"], 2.5)
+        self.assertIs(type(two["errors_read"]), int)
+
+    def test_rounds_without_numbers(self):
+        t = rounds.median_test([{"rps": 10, "error": None}, {"error": "wrk gave no result"}, None])
+        self.assertEqual((t["rps"], t["rounds_ok"]), (10, [1]))
+        self.assertEqual(t["round_errors"], {"2": "wrk gave no result", "3": "not run"})
+        none = rounds.median_test([{"error": "x"}, None])
+        self.assertEqual(none["error"], "round 1: x; round 2: not run")
+        self.assertNotIn("rps", none)
+
+    def test_aggregate_keeps_every_round(self):
+        rows, _ = per_round(tweak=failures)
+        agg = {r["id"]: r for r in rounds.aggregate(rows)}
+        hit = agg["hitcore-4"]
+        self.assertEqual([r["tests"]["wrk"]["rps"] for r in hit["rounds"]],
+                         [original("hitcore-4", "wrk")["rps"] * f for f in FACTORS])
+        self.assertAlmostEqual(hit["tests"]["wrk"]["rps"], original("hitcore-4", "wrk")["rps"])
+        self.assertEqual(hit["worker_timeouts"], 1)  # the sum over the rounds
+        self.assertEqual(hit["peak_rss_kib"], SUMMARY["rows"][6]["peak_rss_kib"] + 2048)  # the max
+        self.assertEqual(agg["gunicorn-sync"]["tests"]["ab"]["max"]["failed"], 7)
+
+    def test_ratios_from_medians(self):
+        s = summary_of(*per_round())
+        self.assertEqual(s["ratios"]["peers"], [[p, n] for p, n in rounds.PEERS])
+        entry = next(e for e in s["ratios"]["rows"] if e["id"] == "hitcore-ncpu")
+        expected = original("hitcore-ncpu", "wrk")["rps"] / original("nginx", "wrk")["rps"]
+        self.assertAlmostEqual(entry["wrk"]["nginx"], expected, places=3)
+        expected = original("hitcore-ncpu", "ab")["rps"] / original("gunicorn-gevent", "ab")["rps"]
+        self.assertAlmostEqual(entry["ab"]["gunicorn-gevent"], expected, places=3)
+        self.assertAlmostEqual(entry["wrk_p99_ms"], original("hitcore-ncpu", "wrk")["p99_ms"])
+        self.assertEqual([e["id"] for e in s["ratios"]["rows"]],
+                         ["hitcore-4", "hitcore-ncpu", "hitcore-scaling-1", "hitcore-scaling-2"])
+        scaling = s["ratios"]["rows"][2]
+        self.assertIsNone(scaling["ab"]["tokio-hyper"])  # the scaling points have wrk only
+        self.assertIsNotNone(scaling["wrk"]["tokio-hyper"])
+
+
+class RepeatReportTest(unittest.TestCase):
+    def setUp(self):
+        self.summary = summary_of(*per_round(tweak=failures))
+        self.text = report.render(self.summary, ["x-rps.png"])
+
+    def test_headings_say_median_of_n(self):
+        for heading in ("## The original test", "## Keep-alive: ", "## Keep-alive, multi-threaded",
+                        "## Ratios", "## Shard scaling"):
+            line = next(l for l in self.text.splitlines() if l.startswith(heading))
+            self.assertTrue(line.endswith("(median of 3 rounds)"), line)
+        self.assertIn("**3 rounds** (`--repeat 3`), interleaved", self.text)
+
+    def test_medians_and_spread(self):
+        for key, heading in (("ab", "## The original test"), ("ab_k", "## Keep-alive: "),
+                             ("wrk", "## Keep-alive, multi-threaded")):
+            rps = original("hitcore-ncpu", key)["rps"]
+            line = table_line(self.text, heading, "hitcore, one shard per CPU (2)")
+            self.assertIn(f"| **{rps:,.0f}** | {rps * 0.9:,.0f}–{rps * 1.2:,.0f} |", line)
+        line = table_line(self.text, "## Keep-alive, multi-threaded", "hitcore -w 4 --share-cpus")
+        self.assertIn(f"| {original('hitcore-4', 'wrk')['p99_ms']:.2f} ms |", line)  # the median p99
+        scaling = table_line(self.text, "## Shard scaling", "2")
+        rps = original("hitcore-scaling-2", "wrk")["rps"]
+        self.assertIn(f"| **{rps:,.0f}** | {rps * 0.9:,.0f}–{rps * 1.2:,.0f} |", scaling)
+
+    def test_failures_of_one_round_show(self):
+        self.assertIn("| 0 · 7 · 0 |", table_line(self.text, "## The original test", "gunicorn -w 4 sync"))
+        self.assertIn("| 0/0/0/0 · 0/3/0/0 · 0/0/0/0 |",
+                      table_line(self.text, "## Keep-alive, multi-threaded", "gunicorn -w 4 sync"))
+        correctness = self.text[self.text.index("## Correctness and memory"):]
+        tokio_rounds = correctness[correctness.index(f"| {TOKIO} | 1 |"):].splitlines()[:3]
+        self.assertIn("(**10 LOST**)", tokio_rounds[0])  # round 1's ab
+        self.assertTrue(tokio_rounds[1].startswith("|  | 2 | 5,000 = 5,000 |"))
+        hitcore_rounds = correctness[correctness.index("| hitcore -w 4 --share-cpus | 1 |"):].splitlines()[:3]
+        self.assertEqual([l.rsplit("|", 2)[1].strip() for l in hitcore_rounds], ["0", "0", "1"])  # WORKER TIMEOUT
+        memory = table_line(self.text, "Peak RSS (sum over the process tree, max of 3 rounds)", "hitcore -w 1")
+        self.assertIn(f"{(SUMMARY['scaling'][0]['peak_rss_kib'] + 2048) / 1024:,.1f} MiB", memory)
+
+    def test_ratios_section(self):
+        text = self.text
+        self.assertLess(text.index("## Keep-alive, multi-threaded"), text.index("## Ratios"))
+        self.assertLess(text.index("## Ratios"), text.index("## Shard scaling"))
+        header = table_line(text, "## Ratios", "hitcore")
+        for name in ("ab: × gunicorn gevent", "ab: × tokio peer", "ab: × nginx static", "wrk: × nginx static",
+                     "wrk p99 (median)"):
+            self.assertIn(name, header)
+        line = table_line(text, "## Ratios", "hitcore, one shard per CPU (2)")
+        wrk_nginx = original("hitcore-ncpu", "wrk")["rps"] / original("nginx", "wrk")["rps"]
+        ab_gevent = original("hitcore-ncpu", "ab")["rps"] / original("gunicorn-gevent", "ab")["rps"]
+        self.assertIn(f"| {ab_gevent:.2f}× |", line)
+        self.assertIn(f"| {wrk_nginx:.2f}× | {original('hitcore-ncpu', 'wrk')['p99_ms']:.2f} ms |", line)
+
+    def test_ratios_only_for_peers_in_the_run(self):
+        s = summary_of(*per_round(), drop=("gunicorn-gevent", "tokio-hyper"))
+        text = report.render(s, [])
+        header = table_line(text, "## Ratios", "hitcore")
+        self.assertNotIn("tokio", header)
+        self.assertNotIn("gevent", header)
+        self.assertEqual(header.count("nginx static"), 2)
+        s = summary_of(*per_round(), drop=("gunicorn-gevent", "tokio-hyper", "nginx"))
+        self.assertIn("No peer", report.render(s, []))
+
+    def test_a_round_without_numbers_and_a_row_never_run(self):
+        def tweak(n, by_id):
+            if n == 2:
+                by_id["nginx"]["tests"]["wrk"] = {"error": "wrk gave no result (timed out): ", "raw": "x"}
+            by_id["tokio-hyper"].update(status="not run: cargo build failed", tests={}, counter_after={})
+            by_id["tokio-hyper"].pop("counter_final")
+        s = summary_of(*per_round(tweak=tweak))
+        text = report.render(s, [])
+        nginx = table_line(text, "## Keep-alive, multi-threaded", "nginx return 200 (static, no Redis), 2 workers")
+        rps = original("nginx", "wrk")["rps"]
+        self.assertIn(f"**{(rps * 0.9 + rps * 1.2) / 2:,.0f}**", nginx)  # the median of the two rounds left
+        self.assertIn("(2 of 3 rounds; round 2: *wrk gave no result (timed out):*)", nginx)
+        self.assertIn("| 0/0/0/0 · error · 0/0/0/0 | 0 · error · 0 |", nginx)
+        self.assertIn("*not run: cargo build failed*", table_line(text, "## The original test", TOKIO))
+        self.assertIn("| all | *not run: cargo build failed* |", text)
+        ratio = table_line(text, "## Ratios", "hitcore -w 4 --share-cpus")
+        self.assertEqual(ratio.count("| – |"), 2)  # tokio has no numbers: ab and wrk
+        self.assertIn("not run", report.console_table(s))
+
+    def test_console_table(self):
+        text = report.console_table(self.summary)
+        self.assertTrue(text.startswith("medians of 3 rounds"))
+        sync = next(l for l in text.splitlines() if l.startswith("gunicorn -w 4 sync"))
+        self.assertIn(f"{original('gunicorn-sync', 'ab')['rps']:,.0f}", sync)
+        self.assertIn(" 7 ", sync)  # the most failed in any round
+        self.assertIn(f" +{row_check('tokio-hyper')} ", next(l for l in text.splitlines() if l.startswith("tokio")))
+
+        def tweak(n, by_id):
+            if n == 2:
+                by_id["hitcore-ncpu"]["counter_final"] += 5
+        text = report.console_table(summary_of(*per_round(tweak=tweak)))
+        total = row_check("hitcore-ncpu")
+        hitcore = next(l for l in text.splitlines() if l.startswith("hitcore,"))
+        self.assertIn(f" +{total}/+{total + 5}/+{total} ", hitcore)
+
+    def test_repeat_option(self):
+        self.assertEqual(main.parse_args([]).repeat, 1)
+        self.assertEqual(main.parse_args(["--repeat", "3"]).repeat, 3)
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            self.assertEqual(main.main(["--repeat", "0"]), 2)
+        self.assertIn("--repeat must be 1 or more", err.getvalue())
+
+
+if __name__ == "__main__":
+    unittest.main()
