@@ -28,7 +28,7 @@ use tracing::{debug, error, info, warn};
 use crate::cli::format_cpu_list;
 use crate::config::Config;
 use crate::heartbeat::{Heartbeats, SLOTS, state};
-use crate::listener::{self, ListenError};
+use crate::listener::{self, ListenError, ListenOptions};
 use crate::shard::{BOOT_ERROR, SPEC_ENV, Spec, set_process_name};
 use pidfile::Pidfile;
 
@@ -221,7 +221,7 @@ fn bind_all(config: &Config) -> Result<Vec<Socket>, String> {
     loop {
         attempt += 1;
         let result = listener::probe(config.bind).and_then(|()| {
-            let first = listener::open(config.bind, config.backlog)?;
+            let first = listener::open(config.bind, ListenOptions::of(config))?;
             let addr = listener::local_addr(&first).map_err(|source| ListenError::Io {
                 addr: config.bind,
                 step: "getsockname",
@@ -229,7 +229,7 @@ fn bind_all(config: &Config) -> Result<Vec<Socket>, String> {
             })?;
             let mut all = vec![first];
             for _ in 1..config.cpus.len() {
-                all.push(listener::open(addr, config.backlog)?);
+                all.push(listener::open(addr, ListenOptions::of(config))?);
             }
             Ok(all)
         });
@@ -481,7 +481,7 @@ impl Arbiter {
         for r in due {
             let sock = match r.listener {
                 Some(l) => Ok(l),
-                None => listener::open(self.config.bind, self.config.backlog),
+                None => listener::open(self.config.bind, ListenOptions::of(&self.config)),
             };
             let started = sock.map_err(|e| e.to_string()).and_then(|sock| self.spawn(r.index, r.cpu, sock));
             if let Err(e) = started {
@@ -632,7 +632,7 @@ impl Arbiter {
         while let Some(old) = reload.queue.pop_front() {
             let Some(p) = self.procs.iter().find(|p| p.pid == old && !p.retiring) else { continue };
             let (index, cpu) = (p.index, p.cpu);
-            let sock = listener::open(self.config.bind, self.config.backlog);
+            let sock = listener::open(self.config.bind, ListenOptions::of(&self.config));
             match sock.map_err(|e| e.to_string()).and_then(|s| self.spawn(index, cpu, s)) {
                 Ok(()) => {
                     let new = self.procs.last().map(|p| p.pid).unwrap_or_default();
@@ -673,7 +673,7 @@ impl Arbiter {
         }
         let index = self.next_index;
         self.next_index += 1;
-        match listener::open(self.config.bind, self.config.backlog) {
+        match listener::open(self.config.bind, ListenOptions::of(&self.config)) {
             Ok(sock) => match self.spawn(index, cpu, sock) {
                 Ok(()) => info!("Added shard {index} on CPU {cpu}"),
                 Err(e) => error!("cannot add a shard: {e}"),
