@@ -9,6 +9,8 @@ the password stays out of `ps`). Rows, in the order they run:
   nginx                                             `return 200` with a fixed body: no Redis, the ceiling
   hitcore-4                                         hitcore -w 4 (with --share-cpus below 4 CPUs)
   hitcore-ncpu                                      hitcore with its default: one shard per CPU
+  hitcore-1                                         hitcore -w 1: on a machine as small as the load
+                                                    generator's needs, one shard leaves ab a CPU of its own
 and, run separately by main.py, hitcore-scaling: hitcore -w 1 .. CPUs.
 
 `--only` names match a row's id or any dash-separated part of it (`hitcore`, `gunicorn`, `sync`).
@@ -30,7 +32,7 @@ WORKER_CONNECTIONS = 1000
 NGINX_BODY = "123456"  # a fixed body the size of a six-digit counter value
 
 ALL_IDS = ["gunicorn-sync", "gunicorn-gevent", "gunicorn-eventlet", "gunicorn-tornado",
-           "tokio-hyper", "nginx", "hitcore-4", "hitcore-ncpu", "hitcore-scaling"]
+           "tokio-hyper", "nginx", "hitcore-4", "hitcore-ncpu", "hitcore-1", "hitcore-scaling"]
 
 
 @dataclass
@@ -136,6 +138,8 @@ def spec_for(row_id: str, ctx: Context) -> Spec:
         return hitcore(ctx, 4)
     if row_id == "hitcore-ncpu":
         return hitcore(ctx, None)
+    if row_id == "hitcore-1":
+        return hitcore(ctx, 1)
     raise ValueError(row_id)
 
 
