@@ -57,7 +57,7 @@ pub struct Cli {
     #[arg(long = "header-timeout", value_name = "SECS", value_parser = seconds, allow_negative_numbers = true, default_value = "2")]
     pub header_timeout: Duration,
 
-    /// Seconds an answer may wait for the client to read it; then the connection is closed
+    /// Seconds a batch of answers may wait for a client that does not read them; then the connection is closed
     #[arg(long = "write-timeout", value_name = "SECS", value_parser = seconds, allow_negative_numbers = true,
           default_value = "10")]
     pub write_timeout: Duration,

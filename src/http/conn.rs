@@ -102,8 +102,6 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: Option<IpAddr>
         waiting_since: Cell::new(Some(Instant::now())),
     });
     let key = shard.conns.borrow_mut().insert(entry.clone());
-    // A client that pipelines and never reads cannot hold its connection slot forever.
-    let _ = stream.set_write_timeout(Some(shard.config.write_timeout));
     let mut conn = Conn {
         parser: Parser::new(shard.config.limits),
         input: Vec::new(),
@@ -299,7 +297,7 @@ impl Conn {
             out[sent..].to_vec()
         };
         if !unsent.is_empty() {
-            stream.write_all(&unsent).await?;
+            write_within(stream, &unsent, shard.config.write_timeout).await?;
         }
         Ok(close)
     }
@@ -370,6 +368,27 @@ fn try_send(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
         }
     }
     Ok(sent)
+}
+
+/// Writes all of `bytes` within `limit`, or fails with `TimedOut`. The deadline covers the whole
+/// batch, not each write (glommio's write timeout, like nginx's `send_timeout`, restarts at every
+/// write that makes progress), so a client that reads a byte now and then to stay just ahead of the
+/// timeout still has to take each batch (at most 128 answers) within `--write-timeout`.
+async fn write_within(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + limit;
+    let mut done = 0;
+    while done < bytes.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_write_timeout(Some(left)).map_err(io::Error::from)?;
+        match stream.write(&bytes[done..]).await? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => done += n,
+        }
+    }
+    Ok(())
 }
 
 /// Reads and discards what the client still sends, until it closes, for at most [`LINGER`].
