@@ -592,6 +592,20 @@ pub fn tally<'a>(outcomes: impl IntoIterator<Item = &'a (Instant, Outcome)>) -> 
     t
 }
 
+impl Tally {
+    /// The counts a closing note reports: every request sent, and what became of it.
+    pub fn summary(&self) -> String {
+        let sent = self.ok + self.non_200 + self.refused + self.failed.len();
+        format!(
+            "{sent} sent: {} answered 200, {} answered non-200 (503), {} refused at connect, {} failed",
+            self.ok,
+            self.non_200,
+            self.refused,
+            self.failed.len()
+        )
+    }
+}
+
 /// Asserts no counter value appears twice.
 pub fn assert_unique(values: &[i64]) {
     let mut sorted = values.to_vec();
