@@ -55,7 +55,7 @@ BUSY_PERCENT = 20
 
 MODES = {
     "full": {"wrk_duration": 10, "slowloris": 5000, "slowloris_caps": [None, 10000], "idle": 10000,
-             "flood": 8000, "flood_cap": 500, "pipeline_seconds": 10, "pipeline_hold": 16, "warmup": 2},
+             "flood": 8000, "flood_cap": 500, "pipeline_seconds": 10, "pipeline_hold": 40, "warmup": 2},
     "quick": {"wrk_duration": 3, "slowloris": 2500, "slowloris_caps": [None, 10000], "idle": 2000,
               "flood": 2000, "flood_cap": 100, "pipeline_seconds": 3, "pipeline_hold": 5, "warmup": 1},
 }

@@ -255,7 +255,10 @@ def _pipeline(r: dict) -> list[str]:
              f"the socket takes them for {r['seconds']} s and never reads; the same wrk as in 1 runs meanwhile. "
              "*Answered into unread buffers*: how much the Redis counter grew, less the answers wrk and the "
              "prober received (wrk's requests still in flight when it stopped, at most 50, are counted as the "
-             "pipeliner's, so this is an upper bound).", ""]
+             "pipeliner's, so this is an upper bound). *Closed by the server*: hitcore lets a connection go once "
+             "a batch of answers has waited `--write-timeout` (10 s by default) for the kernel to take it; when the "
+             "client's kernel opens its window a little anyway (it compacts its receive queue), the next batch "
+             "starts a new wait, so the close can come a multiple of the timeout after the buffers filled.", ""]
     closed = f"not within {r.get('hold_s')} s of its opening (when it was let go)"
     if r.get("closed_after_s") is not None:
         closed = f"yes, {r['closed_after_s']:.1f} s after it opened"
