@@ -105,10 +105,13 @@ def ratios(summary: dict) -> dict:
     rows = {r["id"]: r for r in summary["rows"]}
     peers = [[pid, name] for pid, name in PEERS if pid in rows]
     out = []
+    scaling = {id(r) for r in summary["scaling"]}
     for row in summary["rows"] + summary["scaling"]:
         if not row["id"].startswith("hitcore"):
             continue
-        entry = {"id": row["id"], "title": row["title"]}
+        # A scaling point can share its title with a main row (`hitcore -w 1`): say which it is.
+        title = row["title"] + (" (scaling run)" if id(row) in scaling else "")
+        entry = {"id": row["id"], "title": title}
         for key in ("ab", "wrk"):
             mine = _rps(row, key)
             entry[key] = {}
