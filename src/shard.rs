@@ -174,6 +174,9 @@ pub fn run(spec: Spec) -> i32 {
         let executor = LocalExecutorBuilder::new(Placement::Fixed(spec.cpu))
             .name(&format!("hitcore-shard{}", spec.index))
             .io_memory(IO_MEMORY)
+            // Both left at their measured defaults (docs/performance.md: spinning 50 µs before
+            // parking made no difference here); the variables let an operator measure on their own
+            // hardware without a rebuild.
             .spin_before_park(Duration::from_micros(
                 std::env::var("HITCORE_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(0),
             ))
