@@ -11,8 +11,7 @@
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::net::IpAddr;
-use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd, RawFd};
-use std::pin::pin;
+use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +19,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_lite::FutureExt;
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpStream;
 use glommio::sync::{Gate, Semaphore, StaticPermit};
 use glommio::{LocalExecutorBuilder, Placement};
 use serde::{Deserialize, Serialize};
@@ -204,7 +203,8 @@ pub fn run(spec: Spec) -> i32 {
 
 async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
     // SAFETY: the supervisor passed this listening socket to this process; nothing else here owns it.
-    let listener = unsafe { TcpListener::from_raw_fd(spec.listen_fd) };
+    // Owned here so it closes when the shard is done; the accept loop uses the raw descriptor.
+    let _listener = unsafe { OwnedFd::from_raw_fd(spec.listen_fd) };
     let heartbeats = Rc::new(heartbeats);
     let slot = spec.slot;
     heartbeats.slot(slot).beat();
@@ -249,7 +249,7 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
     debug!("shard {} booted", spec.index);
 
     let gate = Gate::new();
-    accept_loop(&shard, &listener, spec.listen_fd, &gate, &stop).await;
+    accept_loop(&shard, spec.listen_fd, &gate, &stop).await;
     shard.draining.set(true);
     for (_, entry) in shard.conns.borrow().iter() {
         entry.close_if_idle();
@@ -267,7 +267,7 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
 
 /// Accepts connections, within the `--worker-connections` cap, until a stop is requested; then
 /// serves what the kernel has queued and ejects the listener (see [`retire_listener`]).
-async fn accept_loop(shard: &Rc<Shard>, listener: &TcpListener, listen_fd: RawFd, gate: &Gate, stop: &StopSignal) {
+async fn accept_loop(shard: &Rc<Shard>, listen_fd: RawFd, gate: &Gate, stop: &StopSignal) {
     let cap = Rc::new(Semaphore::new(shard.config.worker_connections as u64));
     let mut failures = 0u32;
     loop {
@@ -275,31 +275,31 @@ async fn accept_loop(shard: &Rc<Shard>, listener: &TcpListener, listen_fd: RawFd
             retire_listener(shard, listen_fd, gate);
             return;
         };
-        // Under load the queue is rarely empty: take the next connection with one accept4. Only an
-        // empty queue needs glommio's accept, which waits in io_uring (and costs three more fcntl
-        // calls per attempt).
-        let accepted = match accept_now(listen_fd) {
-            Ok(Some((stream, peer))) => Ok((stream, peer)),
-            Ok(None) => {
-                let mut accept = pin!(listener.accept());
-                let first = async { Some((&mut accept).await) }.or(async {
-                    stop.wait().await;
-                    None
-                });
-                let accepted = match first.await {
-                    Some(r) => r,
-                    None => {
-                        // The pending accept is not cancelled: a cancelled accept can still
-                        // complete in the kernel, and its connection would be lost. Ejecting the
-                        // listener completes it instead, with a connection (served below) or an
-                        // error.
-                        retire_listener(shard, listen_fd, gate);
-                        accept.await
+        // Under load the queue is rarely empty: take the next connection with one accept4. An empty
+        // queue is waited on with an io_uring poll, never an io_uring accept: a pending accept takes
+        // the next connection into this process even while it is stopped, and a shard killed then
+        // (SIGSTOP, then WORKER TIMEOUT) would lose it; a poll takes nothing, so whatever is queued
+        // stays for the replacement, and a stop needs no cancellation.
+        let accepted = loop {
+            match accept_now(listen_fd) {
+                Ok(Some(next)) => break Ok(next),
+                Ok(None) => {
+                    let ready = async { Some(glommio::net::wait_readable(listen_fd).await) }.or(async {
+                        stop.wait().await;
+                        None
+                    });
+                    match ready.await {
+                        Some(Ok(())) => continue,
+                        Some(Err(e)) => break Err(e),
+                        None => {
+                            drop(permit);
+                            retire_listener(shard, listen_fd, gate);
+                            return;
+                        }
                     }
-                };
-                accepted.map(|stream| (stream, None)).map_err(std::io::Error::from)
+                }
+                Err(e) => break Err(e),
             }
-            Err(e) => Err(e),
         };
         match accepted {
             Ok((stream, peer)) => {
@@ -429,8 +429,6 @@ fn spawn_connection(
     permit: Option<StaticPermit>,
 ) {
     shard.connections.set(shard.connections.get() + 1);
-    // The peer is only needed by the access log; glommio's accept does not return it.
-    let peer = peer.or_else(|| shard.access.as_ref().and_then(|_| stream.peer_addr().ok().map(|a| a.ip())));
     let shard = shard.clone();
     let spawned = gate.spawn(async move {
         // The connection's future is built here, inside the task, rather than moved into it.

@@ -105,10 +105,9 @@ fn connections_queued_on_a_crashed_shard_are_served_by_its_replacement() {
         .map(|h| h.join().unwrap())
         .filter(|o| matches!(o, Outcome::Answered { status: 200, .. }))
         .count();
-    // The frozen shard had one accept pending in its io_uring; the kernel may complete it on the
-    // dying shard's behalf, and that one connection dies with it (docs/supervisor.md). Every
-    // connection merely queued on the listener is served by the replacement.
-    assert!(answered >= 23, "only {answered} of 24 queued connections answered");
+    // The frozen shard waits for connections with an io_uring poll, which takes none of them: every
+    // connection queued on its listener is served by the replacement.
+    assert_eq!(answered, 24, "only {answered} of 24 queued connections answered");
     assert_eq!(redis.cmd(0, &["GET", "hit"]), answered.to_string());
     eprintln!("crash with a full queue: {answered} of 24 answered");
 }

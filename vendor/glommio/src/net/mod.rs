@@ -106,6 +106,15 @@ fn yolo_sendmsg(
     }
 }
 
+/// hitcore: waits, through an io_uring poll, until `fd` is readable, without reading from it or
+/// accepting on it (see HITCORE-PATCHES.md, patch 5). On a listening socket this means a connection
+/// is queued; unlike a pending accept, a pending poll takes nothing from the queue, so a process
+/// that stops or dies while waiting leaves every queued connection to whoever accepts next.
+pub async fn wait_readable(fd: std::os::unix::io::RawFd) -> io::Result<()> {
+    let source = crate::executor().reactor().poll_read_ready(fd);
+    source.collect_rw().await.map(|_| ())
+}
+
 mod datagram;
 mod stream;
 mod tcp_socket;
