@@ -57,6 +57,12 @@ pub struct Cli {
     #[arg(long = "header-timeout", value_name = "SECS", value_parser = seconds, allow_negative_numbers = true, default_value = "2")]
     pub header_timeout: Duration,
 
+    /// At --worker-connections, seconds a connection must have waited for a complete request (idle
+    /// or slow) before it may be closed to make room for a new one
+    #[arg(long = "evict-after", value_name = "SECS", value_parser = seconds, allow_negative_numbers = true,
+          default_value = "0.1")]
+    pub evict_after: Duration,
+
     /// Seconds a batch of answers may wait for a client that does not read them; then the connection is closed
     #[arg(long = "write-timeout", value_name = "SECS", value_parser = seconds, allow_negative_numbers = true,
           default_value = "10")]
@@ -225,6 +231,7 @@ impl Cli {
             keep_alive: self.keep_alive,
             header_timeout: self.header_timeout,
             write_timeout: self.write_timeout,
+            evict_after: self.evict_after,
             backlog: self.backlog,
             worker_connections: self.worker_connections,
             limits,

@@ -36,9 +36,12 @@ pub struct Config {
     /// How long a started request head may take to arrive completely, and how long a new connection
     /// may take to send its first head (`--header-timeout`, default 2 s).
     pub header_timeout: Duration,
-    /// How long an answer may wait for the client to read it before the connection is closed
-    /// (`--write-timeout`, default 10 s).
+    /// How long a batch of answers may wait for a client that does not read them before the
+    /// connection is closed (`--write-timeout`, default 10 s).
     pub write_timeout: Duration,
+    /// At the connection cap, how long a connection must have waited for a complete request
+    /// before it may be closed to make room (`--evict-after`, default 0.1 s).
+    pub evict_after: Duration,
     /// `listen()` backlog of each shard's listener (`--backlog`, default 2048; capped by somaxconn).
     pub backlog: u32,
     /// Connections one shard serves at once; beyond it the shard stops accepting and the kernel

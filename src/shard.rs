@@ -46,10 +46,9 @@ pub const BOOT_ERROR: i32 = 3;
 /// The longest interval between heartbeats and housekeeping passes.
 const TICK: Duration = Duration::from_millis(100);
 
-/// At the connection cap, a connection that has waited at least this long for a complete request
-/// may be closed to make room. Real clients send their request within microseconds of connecting;
-/// only idle keep-alive connections and slow (slowloris) clients wait this long.
-const EVICT_AFTER: Duration = Duration::from_millis(100);
+/// How often a shard at its connection cap looks again for a connection to evict when none is
+/// evictable yet, at the least (the wait for `--evict-after` itself is timed exactly).
+const EVICT_RECHECK: Duration = Duration::from_millis(100);
 
 /// glommio's registered I/O memory, used only for its file I/O, which hitcore does not do. Its
 /// default (10 MiB, pinned in every ring) made up most of a shard's resident memory; the minimum
@@ -340,7 +339,7 @@ fn accept_now(listen_fd: RawFd) -> std::io::Result<Option<(TcpStream, Option<IpA
 
 /// Waits for a connection slot, or for a stop (`None`). At the cap it makes room by closing the
 /// connection that has waited longest for a complete request, once that one has waited at least
-/// [`EVICT_AFTER`], so slow and idle clients cannot keep real ones out; meanwhile the kernel's queue
+/// `--evict-after`, so slow and idle clients cannot keep real ones out; meanwhile the kernel's queue
 /// holds new connections.
 async fn next_slot(shard: &Shard, cap: &Rc<Semaphore>, stop: &StopSignal) -> Option<StaticPermit> {
     loop {
@@ -348,7 +347,7 @@ async fn next_slot(shard: &Shard, cap: &Rc<Semaphore>, stop: &StopSignal) -> Opt
             return Some(permit);
         }
         // When nobody is evictable yet, look again when the longest waiter becomes so (or at least
-        // every EVICT_AFTER, as waiters come and go).
+        // every EVICT_RECHECK, as waiters come and go).
         let recheck = match evict_longest_waiting(shard) {
             Eviction::Done | Eviction::Nobody => None,
             Eviction::NotYet(after) => Some(after),
@@ -359,7 +358,7 @@ async fn next_slot(shard: &Shard, cap: &Rc<Semaphore>, stop: &StopSignal) -> Opt
             Some(None)
         };
         let later = async {
-            glommio::timer::sleep(recheck.unwrap_or(EVICT_AFTER)).await;
+            glommio::timer::sleep(recheck.unwrap_or(EVICT_RECHECK)).await;
             None
         };
         if let Some(outcome) = slot.or(stopped).or(later).await {
@@ -379,12 +378,13 @@ enum Eviction {
 }
 
 /// Closes the connection that has waited longest for a complete request, if it has waited at least
-/// [`EVICT_AFTER`] and has nothing unread in its socket (a request that has arrived but that a busy
+/// `--evict-after` and has nothing unread in its socket (a request that has arrived but that a busy
 /// shard has not read yet is not idleness). A scan of at most `--worker-connections` entries per
 /// candidate, a few candidates at most, only at the cap.
 fn evict_longest_waiting(shard: &Shard) -> Eviction {
     const CANDIDATES: usize = 4;
     let now = Instant::now();
+    let grace = shard.config.evict_after;
     let conns = shard.conns.borrow();
     let mut skipped: [Option<usize>; CANDIDATES] = [None; CANDIDATES];
     for round in 0..CANDIDATES {
@@ -394,10 +394,10 @@ fn evict_longest_waiting(shard: &Shard) -> Eviction {
             .filter_map(|(key, e)| e.waiting_for(now).map(|w| (w, key, e)))
             .max_by_key(|(w, _, _)| *w);
         let Some((waited, key, entry)) = longest else {
-            return if round == 0 { Eviction::Nobody } else { Eviction::NotYet(EVICT_AFTER) };
+            return if round == 0 { Eviction::Nobody } else { Eviction::NotYet(EVICT_RECHECK) };
         };
-        if waited < EVICT_AFTER {
-            return Eviction::NotYet(EVICT_AFTER - waited);
+        if waited < grace {
+            return Eviction::NotYet(grace - waited);
         }
         if entry.has_unread_input() {
             skipped[round] = Some(key);
@@ -407,7 +407,7 @@ fn evict_longest_waiting(shard: &Shard) -> Eviction {
         shard.evicted.set(shard.evicted.get() + 1);
         return Eviction::Done;
     }
-    Eviction::NotYet(EVICT_AFTER)
+    Eviction::NotYet(EVICT_RECHECK)
 }
 
 /// Serves every connection already queued on the listener, then shuts the listener down, which

@@ -27,6 +27,9 @@ fn help_lists_flags_with_defaults() {
         "--redis",
         "--key",
         "--keep-alive",
+        "--header-timeout",
+        "--write-timeout",
+        "--evict-after",
         "--backlog",
         "--worker-connections",
         "--limit-request-line",
@@ -59,6 +62,7 @@ fn bad_flags_are_named() {
     refused(&["--bind", "unix:/tmp/x.sock"], "--bind");
     refused(&["--redis", "ftp://example.com"], "--redis");
     refused(&["--keep-alive", "-1"], "--keep-alive");
+    refused(&["--evict-after", "-0.5"], "--evict-after");
     refused(&["--limit-request-line", "9000"], "--limit-request-line");
     refused(&["--log-level", "loud"], "--log-level");
     refused(&["--no-such-flag"], "--no-such-flag");

@@ -38,6 +38,8 @@ fn slow_and_idle_clients_beyond_the_cap_do_not_keep_real_ones_out() {
         "30",
         "--keep-alive",
         "30",
+        "--evict-after",
+        "0.05",
     ]);
     server.wait_ready(2);
     let shards = server.shard_pids();
