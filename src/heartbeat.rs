@@ -134,7 +134,9 @@ mod tests {
         hb.slot(3).beat();
         hb.slot(3).state.store(state::BOOTED, Ordering::Relaxed);
         // A second mapping of the same memfd sees the same memory, as a shard would.
+        // SAFETY: dup of a memfd this test owns.
         let dup = unsafe { libc::dup(hb.fd()) };
+        // SAFETY: `dup` is a fresh descriptor of the heartbeat memfd, owned by nothing else.
         let other = unsafe { Heartbeats::attach(dup) }.unwrap();
         assert_eq!(other.slot(3).state.load(Ordering::Relaxed), state::BOOTED);
         assert!(other.slot(3).age_ns() < 1_000_000_000);

@@ -4,6 +4,8 @@
 //! shard spec in its environment, it becomes that shard. It must stay this thin: everything else
 //! lives in the library.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
