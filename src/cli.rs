@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use nix::unistd::{Group, Uid, User};
 
 use crate::config::Config;
 use crate::http::parse::{Limits, MAX_FIELD_SIZE, MAX_FIELDS, MAX_REQUEST_LINE};
@@ -216,9 +217,13 @@ impl Cli {
             return Err(refuse("--redis-timeout", "must be more than 0"));
         }
         let user = self.user.as_deref().map(lookup_user).transpose().map_err(|m| refuse("--user", m))?;
-        let group = match self.group.as_deref() {
-            Some(g) => Some(lookup_group(g).map_err(|m| refuse("--group", m))?),
-            None => user.map(|(_, gid)| gid),
+        let group = match (self.group.as_deref(), user) {
+            (Some(g), _) => Some(lookup_group(g).map_err(|m| refuse("--group", m))?),
+            (None, Some((_, Some(gid)))) => Some(gid),
+            (None, Some((uid, None))) => {
+                return Err(refuse("--user", format!("uid {uid} has no passwd entry, so no primary group: pass -g")));
+            }
+            (None, None) => None,
         };
         let log_target = |s: &str, dash: LogTarget| if s == "-" { dash } else { LogTarget::File(PathBuf::from(s)) };
         Ok(Config {
@@ -327,41 +332,36 @@ fn parse_bind(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("'{text}' resolves to no address"))
 }
 
-/// A user name or numeric uid, with the user's primary gid.
-fn lookup_user(name: &str) -> Result<(u32, u32), String> {
-    let cname = std::ffi::CString::new(name).map_err(|_| format!("'{name}' is not a user name"))?;
-    // SAFETY: getpwnam/getpwuid return a pointer to static storage or null; read at once, before
-    // anything else can call them (start-up is single-threaded).
-    let pw = unsafe {
-        match name.parse::<u32>() {
-            Ok(uid) => libc::getpwuid(uid),
-            Err(_) => libc::getpwnam(cname.as_ptr()),
-        }
+/// A user name or numeric uid, with the user's primary gid from the passwd database.
+///
+/// A numeric uid without a passwd entry (common in containers) is still a uid, but it has no
+/// primary group: the gid is `None` and the caller needs `-g`. The old guess, gid = uid, ran shards
+/// in whatever group happened to have that number.
+fn lookup_user(name: &str) -> Result<(u32, Option<u32>), String> {
+    let uid = name.parse::<u32>().ok();
+    let found = match uid {
+        Some(uid) => User::from_uid(Uid::from_raw(uid)),
+        None => User::from_name(name),
     };
-    if pw.is_null() {
-        return match name.parse::<u32>() {
-            // A numeric uid without a passwd entry is still a uid; its group is the same number.
-            Ok(uid) => Ok((uid, uid)),
-            Err(_) => Err(format!("no such user '{name}'")),
-        };
+    match (found, uid) {
+        (Ok(Some(user)), _) => Ok((user.uid.as_raw(), Some(user.gid.as_raw()))),
+        (Ok(None), Some(uid)) => Ok((uid, None)),
+        (Ok(None), None) => Err(format!("no such user '{name}'")),
+        (Err(e), _) => Err(format!("cannot look up user '{name}': {e}")),
     }
-    // SAFETY: checked non-null above.
-    Ok(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
 }
 
-/// A group name or numeric gid.
+/// A group name or numeric gid. A number is taken as a gid even without a group entry: unlike a
+/// user, a group needs nothing else from the database.
 fn lookup_group(name: &str) -> Result<u32, String> {
     if let Ok(gid) = name.parse::<u32>() {
         return Ok(gid);
     }
-    let cname = std::ffi::CString::new(name).map_err(|_| format!("'{name}' is not a group name"))?;
-    // SAFETY: as in lookup_user.
-    let gr = unsafe { libc::getgrnam(cname.as_ptr()) };
-    if gr.is_null() {
-        return Err(format!("no such group '{name}'"));
+    match Group::from_name(name) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        Ok(None) => Err(format!("no such group '{name}'")),
+        Err(e) => Err(format!("cannot look up group '{name}': {e}")),
     }
-    // SAFETY: checked non-null above.
-    Ok(unsafe { (*gr).gr_gid })
 }
 
 /// Seconds as a whole or decimal number (`2`, `0.5`).
@@ -402,5 +402,25 @@ mod tests {
         assert_eq!(seconds("0.25"), Ok(Duration::from_millis(250)));
         assert!(seconds("-1").is_err());
         assert!(seconds("soon").is_err());
+    }
+
+    #[test]
+    fn users_by_name_or_uid_with_their_primary_group() {
+        assert_eq!(lookup_user("root"), Ok((0, Some(0))));
+        assert_eq!(lookup_user("0"), Ok((0, Some(0))));
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        let expected = (nobody.uid.as_raw(), Some(nobody.gid.as_raw()));
+        assert_eq!(lookup_user("nobody"), Ok(expected));
+        assert_eq!(lookup_user(&expected.0.to_string()), Ok(expected));
+        // nobody's primary group (nogroup) is not gid = uid on Debian: the old guess was wrong.
+        assert!(lookup_user("no-such-user-here").unwrap_err().contains("no-such-user-here"));
+        assert_eq!(lookup_user("4000000000"), Ok((4000000000, None)), "no passwd entry: no primary group");
+    }
+
+    #[test]
+    fn groups_by_name_or_gid() {
+        assert_eq!(lookup_group("root"), Ok(0));
+        assert_eq!(lookup_group("1234"), Ok(1234));
+        assert!(lookup_group("no-such-group-here").unwrap_err().contains("no-such-group-here"));
     }
 }

@@ -66,6 +66,9 @@ fn bad_flags_are_named() {
     refused(&["--limit-request-line", "9000"], "--limit-request-line");
     refused(&["--log-level", "loud"], "--log-level");
     refused(&["--no-such-flag"], "--no-such-flag");
+    refused(&["--user", "no-such-user-here"], "--user");
+    refused(&["--user", "4000000000"], "-g");
+    refused(&["--group", "no-such-group-here"], "--group");
 }
 
 #[test]
