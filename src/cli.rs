@@ -1,16 +1,33 @@
 //! The command line: gunicorn-like flags (clap) and their validation into a [`Config`].
 //!
 //! It owns flag names, defaults, help text and every check that can be made before anything is
-//! bound or spawned. Each refusal names the flag it is about. It must not open sockets or files:
-//! the only outside facts it reads are the CPU affinity mask and, for `--redis` and `-b`, name
-//! resolution.
+//! bound or spawned. Each refusal names the flag it is about. It must not open sockets: the only
+//! outside facts it reads are the CPU affinity mask, name resolution (`--redis`, `-b`), the passwd
+//! and group databases (`-u`, `-g`), and the files a configuration names (`-c`, the Redis password
+//! file).
+//!
+//! Every flag lives in the one [`Cli`] struct; a new flag is one more field there and is at once
+//! settable from the environment (`HITCORE_<FLAG>`) and from the `-c` file ([`load`] derives both
+//! from the clap definition).
+//!
+//! - [`load`]: the layers (command line > environment > file > defaults), and HUP's re-load.
+//! - [`file`]: the TOML file, checked key by key against the flags.
+//! - [`check`]: `--check-config`: the extra checks and the effective configuration, masked.
+//! - [`values`]: CPU lists, addresses, users and groups, seconds.
 
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+pub mod check;
+pub mod file;
+pub mod load;
+pub mod values;
+
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
-use nix::unistd::{Group, Uid, User};
+
+pub use self::load::{Invocation, LoadError, Loaded};
+pub use self::values::{allowed_cpus, format_cpu_list, parse_cpu_list};
+use self::values::{lookup_group, lookup_user, parse_bind, seconds};
 
 use crate::config::Config;
 use crate::http::parse::{Limits, MAX_FIELD_SIZE, MAX_FIELDS, MAX_REQUEST_LINE};
@@ -39,12 +56,18 @@ pub struct Cli {
     pub share_cpus: bool,
 
     /// Address to listen on, HOST:PORT; port 0 picks a free port (the log says which)
-    #[arg(short = 'b', long, value_name = "ADDRESS", default_value = "127.0.0.1:8000")]
-    pub bind: String,
+    #[arg(short = 'b', long, value_name = "ADDRESS", default_value = "127.0.0.1:8000", action = clap::ArgAction::Append)]
+    pub bind: Vec<String>,
 
     /// Redis URL: redis://[user][:password]@host[:port][/db] or unix:///path?db=N&password=...
-    #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL", default_value = DEFAULT_URL)]
+    /// (also read from REDIS_URL)
+    #[arg(long, hide_env_values = true, value_name = "URL", default_value = DEFAULT_URL)]
     pub redis: String,
+
+    /// File holding the Redis password (one line), so it stays out of URLs, `ps` and the
+    /// environment [default: $CREDENTIALS_DIRECTORY/redis-password when systemd passes it]
+    #[arg(long = "redis-password-file", value_name = "FILE")]
+    pub redis_password_file: Option<PathBuf>,
 
     /// The Redis key holding the counter
     #[arg(long, value_name = "NAME", default_value = "hit")]
@@ -135,7 +158,20 @@ pub struct Cli {
     /// Run shards with this group (name or gid) [default: the --user's primary group]
     #[arg(short = 'g', long, value_name = "GROUP")]
     pub group: Option<String>,
+
+    /// Read settings from this TOML file; keys are the long flags (`workers = 4`); the command
+    /// line and the environment win over it
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Check the configuration (flags, environment, file, addresses, files it names), print it with
+    /// secrets masked, and exit: 0 if valid, 2 if not. Binds nothing and needs no Redis
+    #[arg(long = "check-config")]
+    pub check_config: bool,
 }
+
+/// The systemd credential `--redis-password-file` defaults to: `LoadCredential=redis-password:…`.
+pub const PASSWORD_CREDENTIAL: &str = "redis-password";
 
 /// A flag whose value cannot be used, with the flag's name for the message.
 #[derive(Debug, thiserror::Error)]
@@ -187,8 +223,14 @@ impl Cli {
             ));
         }
         let cpus = (0..self.workers).map(|i| allowed[i % allowed.len()]).collect();
-        let bind = parse_bind(&self.bind).map_err(|m| refuse("--bind", m))?;
-        let redis = RedisTarget::parse(&self.redis).map_err(|e| refuse("--redis", e.to_string()))?;
+        let bind = match self.bind.as_slice() {
+            [one] => parse_bind(one).map_err(|m| refuse("--bind", m))?,
+            _ => return Err(refuse("--bind", "only one address is supported so far")),
+        };
+        let mut redis = RedisTarget::parse(&self.redis).map_err(|e| refuse("--redis", e.to_string()))?;
+        if let Some(password) = redis_password(self.redis_password_file.as_deref(), redis.password.is_some())? {
+            redis.password = Some(password);
+        }
         if self.key.is_empty() {
             return Err(refuse("--key", "the key must not be empty"));
         }
@@ -254,173 +296,43 @@ impl Cli {
     }
 }
 
+/// The Redis password from `--redis-password-file`, or else from the systemd credential when the
+/// URL has none. A file given together with a password in the URL is refused: one of them would be
+/// silently ignored.
+fn redis_password(file: Option<&Path>, url_has_one: bool) -> Result<Option<String>, FlagError> {
+    const FLAG: &str = "--redis-password-file";
+    let path = match file {
+        Some(_) if url_has_one => {
+            return Err(refuse(FLAG, "the Redis URL has a password too; give it in one place only"));
+        }
+        Some(path) => path.to_path_buf(),
+        None if url_has_one => return Ok(None),
+        None => match std::env::var_os("CREDENTIALS_DIRECTORY") {
+            Some(dir) if Path::new(&dir).join(PASSWORD_CREDENTIAL).exists() => {
+                Path::new(&dir).join(PASSWORD_CREDENTIAL)
+            }
+            _ => return Ok(None),
+        },
+    };
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| refuse(FLAG, format!("cannot read {}: {e}", path.display())))?;
+    // One line, as `echo secret > file` and systemd-creds write it; the line end is not part of it.
+    let password = text.strip_suffix('\n').unwrap_or(&text);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        return Err(refuse(FLAG, format!("{} is empty", path.display())));
+    }
+    if password.contains('\n') {
+        return Err(refuse(FLAG, format!("{} has more than one line", path.display())));
+    }
+    Ok(Some(password.to_string()))
+}
+
 /// 0 means the maximum; above the maximum is refused.
 fn bounded(flag: &'static str, value: usize, max: usize) -> Result<usize, FlagError> {
     match value {
         0 => Ok(max),
         n if n > max => Err(refuse(flag, format!("at most {max} (0 means {max})"))),
         n => Ok(n),
-    }
-}
-
-/// The CPUs in this process's affinity mask, ascending.
-pub fn allowed_cpus() -> Vec<usize> {
-    let mut cpus: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
-    cpus.sort_unstable();
-    cpus
-}
-
-/// Parses `1-3,6` into `[1, 2, 3, 6]`, keeping the order given and dropping repeats.
-pub fn parse_cpu_list(list: &str) -> Result<Vec<usize>, String> {
-    let mut cpus = Vec::new();
-    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let num = |s: &str| s.trim().parse::<usize>().map_err(|_| format!("'{s}' is not a CPU number"));
-        let (lo, hi) = match part.split_once('-') {
-            Some((a, b)) => (num(a)?, num(b)?),
-            None => (num(part)?, num(part)?),
-        };
-        if lo > hi {
-            return Err(format!("'{part}' is an empty range"));
-        }
-        for cpu in lo..=hi {
-            if !cpus.contains(&cpu) {
-                cpus.push(cpu);
-            }
-        }
-    }
-    if cpus.is_empty() {
-        return Err("expected a list such as 0-3,6".into());
-    }
-    Ok(cpus)
-}
-
-/// Formats CPUs as ranges: `[0, 1, 2, 5]` -> `0-2,5`.
-pub fn format_cpu_list(cpus: &[usize]) -> String {
-    let mut sorted = cpus.to_vec();
-    sorted.sort_unstable();
-    let mut parts: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < sorted.len() {
-        let mut j = i;
-        while j + 1 < sorted.len() && sorted[j + 1] == sorted[j] + 1 {
-            j += 1;
-        }
-        parts.push(if i == j { sorted[i].to_string() } else { format!("{}-{}", sorted[i], sorted[j]) });
-        i = j + 1;
-    }
-    parts.join(",")
-}
-
-/// `HOST:PORT`, `[V6]:PORT`, `HOST` (port 8000) or `:PORT` (all interfaces), resolved once.
-fn parse_bind(text: &str) -> Result<SocketAddr, String> {
-    if text.starts_with("unix:") || text.starts_with("fd://") {
-        return Err("only TCP addresses (HOST:PORT) are supported".into());
-    }
-    let with_port = if let Some(port) = text.strip_prefix(':') {
-        format!("0.0.0.0:{port}")
-    } else if text.parse::<std::net::Ipv6Addr>().is_ok() {
-        format!("[{text}]:8000")
-    } else if text.ends_with(']') || !text.contains(':') {
-        format!("{text}:8000")
-    } else {
-        text.to_string()
-    };
-    with_port
-        .to_socket_addrs()
-        .map_err(|e| format!("'{text}': {e}"))?
-        .next()
-        .ok_or_else(|| format!("'{text}' resolves to no address"))
-}
-
-/// A user name or numeric uid, with the user's primary gid from the passwd database.
-///
-/// A numeric uid without a passwd entry (common in containers) is still a uid, but it has no
-/// primary group: the gid is `None` and the caller needs `-g`. The old guess, gid = uid, ran shards
-/// in whatever group happened to have that number.
-fn lookup_user(name: &str) -> Result<(u32, Option<u32>), String> {
-    let uid = name.parse::<u32>().ok();
-    let found = match uid {
-        Some(uid) => User::from_uid(Uid::from_raw(uid)),
-        None => User::from_name(name),
-    };
-    match (found, uid) {
-        (Ok(Some(user)), _) => Ok((user.uid.as_raw(), Some(user.gid.as_raw()))),
-        (Ok(None), Some(uid)) => Ok((uid, None)),
-        (Ok(None), None) => Err(format!("no such user '{name}'")),
-        (Err(e), _) => Err(format!("cannot look up user '{name}': {e}")),
-    }
-}
-
-/// A group name or numeric gid. A number is taken as a gid even without a group entry: unlike a
-/// user, a group needs nothing else from the database.
-fn lookup_group(name: &str) -> Result<u32, String> {
-    if let Ok(gid) = name.parse::<u32>() {
-        return Ok(gid);
-    }
-    match Group::from_name(name) {
-        Ok(Some(group)) => Ok(group.gid.as_raw()),
-        Ok(None) => Err(format!("no such group '{name}'")),
-        Err(e) => Err(format!("cannot look up group '{name}': {e}")),
-    }
-}
-
-/// Seconds as a whole or decimal number (`2`, `0.5`).
-fn seconds(text: &str) -> Result<Duration, String> {
-    let value: f64 = text.trim().parse().map_err(|_| format!("'{text}' is not a number of seconds"))?;
-    if !value.is_finite() || value < 0.0 {
-        return Err(format!("'{text}' is not a non-negative number of seconds"));
-    }
-    Ok(Duration::from_secs_f64(value))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cpu_lists() {
-        assert_eq!(parse_cpu_list("1-3,6"), Ok(vec![1, 2, 3, 6]));
-        assert_eq!(parse_cpu_list("3,1,3"), Ok(vec![3, 1]));
-        assert!(parse_cpu_list("3-1").is_err());
-        assert!(parse_cpu_list("x").is_err());
-        assert!(parse_cpu_list("").is_err());
-        assert_eq!(format_cpu_list(&[0, 1, 2, 5, 7, 8]), "0-2,5,7-8");
-    }
-
-    #[test]
-    fn binds() {
-        assert_eq!(parse_bind("127.0.0.1:0"), Ok("127.0.0.1:0".parse().unwrap()));
-        assert_eq!(parse_bind("127.0.0.1"), Ok("127.0.0.1:8000".parse().unwrap()));
-        assert_eq!(parse_bind(":9000"), Ok("0.0.0.0:9000".parse().unwrap()));
-        assert_eq!(parse_bind("[::1]:9000"), Ok("[::1]:9000".parse().unwrap()));
-        assert!(parse_bind("unix:/tmp/x").is_err());
-    }
-
-    #[test]
-    fn seconds_accept_decimals() {
-        assert_eq!(seconds("2"), Ok(Duration::from_secs(2)));
-        assert_eq!(seconds("0.25"), Ok(Duration::from_millis(250)));
-        assert!(seconds("-1").is_err());
-        assert!(seconds("soon").is_err());
-    }
-
-    #[test]
-    fn users_by_name_or_uid_with_their_primary_group() {
-        assert_eq!(lookup_user("root"), Ok((0, Some(0))));
-        assert_eq!(lookup_user("0"), Ok((0, Some(0))));
-        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
-        let expected = (nobody.uid.as_raw(), Some(nobody.gid.as_raw()));
-        assert_eq!(lookup_user("nobody"), Ok(expected));
-        assert_eq!(lookup_user(&expected.0.to_string()), Ok(expected));
-        // nobody's primary group (nogroup) is not gid = uid on Debian: the old guess was wrong.
-        assert!(lookup_user("no-such-user-here").unwrap_err().contains("no-such-user-here"));
-        assert_eq!(lookup_user("4000000000"), Ok((4000000000, None)), "no passwd entry: no primary group");
-    }
-
-    #[test]
-    fn groups_by_name_or_gid() {
-        assert_eq!(lookup_group("root"), Ok(0));
-        assert_eq!(lookup_group("1234"), Ok(1234));
-        assert!(lookup_group("no-such-group-here").unwrap_err().contains("no-such-group-here"));
     }
 }

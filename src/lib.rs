@@ -6,7 +6,8 @@
 //! and shares nothing with the others but its heartbeat slot. See `docs/architecture.md`.
 //!
 //! # Layout
-//! - [`cli`]: flags (clap) and their validation into a [`config::Config`].
+//! - [`cli`]: flags (clap), `HITCORE_*` variables and the `-c` TOML file, layered and validated into a
+//!   [`config::Config`]; `--check-config`; [`cli::Invocation::reload`] for HUP.
 //! - [`config`]: the validated configuration, shared by the supervisor and (serialised) the shards.
 //! - [`supervisor`]: the arbiter: listeners, shard processes, watchdog, signals, pid file.
 //! - [`listener`]: SO_REUSEPORT listening sockets, identical options on all.

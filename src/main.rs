@@ -8,8 +8,7 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
-use hitcore::cli::Cli;
+use hitcore::cli::{self, Invocation};
 use hitcore::shard::{self, SPEC_ENV};
 use hitcore::{logging, supervisor};
 
@@ -26,10 +25,16 @@ fn main() -> ExitCode {
         };
         return ExitCode::from(shard::run(spec) as u8);
     }
-    let config = match Cli::parse().into_config() {
-        Ok(c) => c,
-        Err(e) => Cli::command().error(clap::error::ErrorKind::ValueValidation, e).exit(),
+    // Kept for HUP: `invocation.reload()` loads the configuration again the same way.
+    let invocation = Invocation::from_env();
+    let loaded = match invocation.load() {
+        Ok(loaded) => loaded,
+        Err(e) => e.exit(),
     };
+    if loaded.check_only {
+        return cli::check::main(&loaded);
+    }
+    let config = loaded.config;
     if let Err(e) = logging::init(&config.error_log, config.log_level) {
         eprintln!("hitcore: cannot open the error log: {e}");
         return ExitCode::FAILURE;

@@ -1,0 +1,221 @@
+//! Configuration from a `-c` TOML file, `HITCORE_<FLAG>` variables and the command line, in that
+//! order of strength; the Redis password from a file or a systemd credential; `--check-config`.
+//! All through the real binary.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use common::*;
+
+/// A scratch directory for this test's files, removed at the end.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("hitcore-config-{tag}-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs the binary to completion with a clean hitcore environment plus `env`.
+fn hitcore(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hitcore"));
+    cmd.args(args).env_remove("REDIS_URL").env_remove("CREDENTIALS_DIRECTORY");
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("HITCORE_")) {
+        cmd.env_remove(k);
+    }
+    cmd.envs(env.iter().copied());
+    cmd.output().unwrap()
+}
+
+/// `--check-config`'s output; asserts exit 0.
+fn effective(args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut all = vec!["--check-config"];
+    all.extend_from_slice(args);
+    let out = hitcore(&all, env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{args:?} {env:?}: {stderr}");
+    assert!(stderr.contains("the configuration is valid"), "{stderr}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The line of `--check-config` output for `key`.
+fn line<'a>(output: &'a str, key: &str) -> &'a str {
+    let prefix = format!("{key} = ");
+    output.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no {key} in:\n{output}"))
+}
+
+/// Asserts exit 2 and returns stderr.
+fn refused(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = hitcore(args, env);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?} should be refused: {stderr}");
+    stderr
+}
+
+#[test]
+fn a_file_alone_configures_a_serving_server_with_a_password_file() {
+    let redis = TestRedis::start();
+    let dir = Scratch::new("file");
+    let password = dir.write("redis-password", &format!("{PASSWORD}\n"));
+    let file = dir.write(
+        "hitcore.toml",
+        &format!(
+            "# comments are fine\nworkers = 1\nshare-cpus = true\nkey = \"from:file\"\nkeep-alive = 5\n\
+             redis = \"redis://127.0.0.1:{}/0\"\nredis-password-file = \"{password}\"\n",
+            redis.port
+        ),
+    );
+    let server = TestServer::start(&["-c", &file]);
+    server.wait_ready(1);
+    assert_eq!(get_once(server.addr, GET).value(), 1);
+    assert_eq!(redis.cmd(0, &["GET", "from:file"]), "1");
+    assert!(server.log.lines().iter().all(|l| !l.contains(PASSWORD)), "the password is never logged");
+}
+
+#[test]
+fn a_systemd_credential_supplies_the_password() {
+    let redis = TestRedis::start();
+    let dir = Scratch::new("cred");
+    dir.write("redis-password", PASSWORD);
+    let url = format!("redis://127.0.0.1:{}/0", redis.port);
+    let creds = dir.0.to_str().unwrap().to_string();
+    let server = TestServer::start_with(&["-w", "1", "--redis", &url], |cmd| {
+        cmd.env("CREDENTIALS_DIRECTORY", &creds);
+    });
+    server.wait_ready(1);
+    assert_eq!(get_once(server.addr, GET).value(), 1);
+    assert_eq!(redis.cmd(0, &["GET", "hit"]), "1");
+}
+
+#[test]
+fn the_environment_beats_the_file_and_the_command_line_beats_both() {
+    let redis = TestRedis::start_with(None);
+    let dir = Scratch::new("layers");
+    let file = dir.write(
+        "hitcore.toml",
+        &format!(
+            "key = \"file\"\nworkers = 1\nworker-connections = 7\nredis = \"redis://127.0.0.1:{}/0\"\n",
+            redis.port
+        ),
+    );
+
+    // Effective values and their origins, as --check-config prints them.
+    let out = effective(&["-c", &file], &[("HITCORE_KEY", "env")]);
+    assert_eq!(line(&out, "key"), "key = \"env\"  # environment HITCORE_KEY");
+    assert_eq!(line(&out, "worker-connections"), "worker-connections = 7  # file");
+    assert_eq!(line(&out, "keep-alive"), "keep-alive = 2  # default");
+    let out = effective(&["-c", &file, "--key", "flag"], &[("HITCORE_KEY", "env")]);
+    assert_eq!(line(&out, "key"), "key = \"flag\"  # command line");
+    // REDIS_URL still works, under HITCORE_REDIS and over the file.
+    let out = effective(&["-c", &file], &[("REDIS_URL", "redis://127.0.0.1:1/3")]);
+    assert_eq!(line(&out, "redis"), "redis = \"redis://127.0.0.1:1/3\"  # environment REDIS_URL");
+    let out = effective(
+        &["-c", &file],
+        &[("REDIS_URL", "redis://127.0.0.1:1/3"), ("HITCORE_REDIS", "redis://127.0.0.1:2/4")],
+    );
+    assert_eq!(line(&out, "redis"), "redis = \"redis://127.0.0.1:2/4\"  # environment HITCORE_REDIS");
+    // Boolean variables take the usual spellings.
+    let out = effective(&["-c", &file], &[("HITCORE_NO_COALESCE", "yes")]);
+    assert_eq!(line(&out, "no-coalesce"), "no-coalesce = true  # environment HITCORE_NO_COALESCE");
+
+    // And the server really uses them: the counter lands in the key the environment named.
+    let server = TestServer::start_with(&["-c", &file], |cmd| {
+        cmd.env("HITCORE_KEY", "env");
+    });
+    server.wait_ready(1);
+    assert_eq!(get_once(server.addr, GET).value(), 1);
+    assert_eq!(redis.cmd(0, &["GET", "env"]), "1");
+    assert_eq!(redis.cmd(0, &["EXISTS", "file"]), "0");
+}
+
+#[test]
+fn a_bad_file_is_refused_naming_the_file_and_the_key() {
+    let dir = Scratch::new("bad");
+    let unknown = dir.write("unknown.toml", "workers = 1\nwrokers = 2\n");
+    let stderr = refused(&["-c", &unknown], &[]);
+    assert!(stderr.contains(&unknown) && stderr.contains("'wrokers'") && stderr.contains("unknown key"), "{stderr}");
+
+    let bad_type = dir.write("type.toml", "workers = \"lots\"\n");
+    let stderr = refused(&["-c", &bad_type], &[]);
+    assert!(stderr.contains(&bad_type) && stderr.contains("'workers'") && stderr.contains("lots"), "{stderr}");
+
+    let bad_value = dir.write("value.toml", "workers = 0\n");
+    let stderr = refused(&["-c", &bad_value], &[]);
+    assert!(stderr.contains("--workers") && stderr.contains(&bad_value), "{stderr}");
+
+    let syntax = dir.write("syntax.toml", "workers = [\n");
+    let stderr = refused(&["-c", &syntax], &[]);
+    assert!(stderr.contains(&syntax) && stderr.contains("TOML"), "{stderr}");
+
+    let missing = dir.0.join("missing.toml");
+    let stderr = refused(&["-c", missing.to_str().unwrap()], &[]);
+    assert!(stderr.contains("missing.toml") && stderr.contains("cannot read"), "{stderr}");
+
+    // A bad variable is named too.
+    let stderr = refused(&["-w", "1"], &[("HITCORE_KEEP_ALIVE", "soon")]);
+    assert!(stderr.contains("--keep-alive") && stderr.contains("soon"), "{stderr}");
+}
+
+#[test]
+fn check_config_accepts_a_good_configuration_and_masks_the_password() {
+    let dir = Scratch::new("check");
+    // A port something listens on, and a Redis nobody runs: the check binds and connects nothing.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    let file = dir.write(
+        "hitcore.toml",
+        &format!(
+            "workers = 1\nbind = [\"{busy_addr}\"]\nredis = \"redis://app:{}@127.0.0.1:1/2\"\n\
+             error-logfile = \"{}\"\n",
+            percent(PASSWORD),
+            dir.0.join("error.log").display()
+        ),
+    );
+    let out = hitcore(&["-c", &file, "--check-config"], &[]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(line(&stdout, "redis"), "redis = \"redis://app:***@127.0.0.1:1/2\"  # file");
+    assert_eq!(line(&stdout, "bind"), format!("bind = [\"{busy_addr}\"]  # file"));
+    assert!(!stdout.contains(PASSWORD) && !stderr.contains(PASSWORD) && !stdout.contains(&percent(PASSWORD)));
+    assert!(!dir.0.join("error.log").exists(), "the check creates no log file");
+
+    // The password from a file is masked the same way.
+    let password = dir.write("pw", "s3cret-from-file\n");
+    let out = effective(&["--redis", "redis://127.0.0.1:1/0", "--redis-password-file", &password], &[]);
+    assert_eq!(line(&out, "redis"), "redis = \"redis://:***@127.0.0.1:1/0\"  # command line");
+    assert!(!out.contains("s3cret-from-file"));
+}
+
+#[test]
+fn check_config_refuses_a_bad_configuration_with_exit_2() {
+    let dir = Scratch::new("checkbad");
+    let file = dir.write("hitcore.toml", "workers = 1\nworker-conections = 5\n");
+    let stderr = refused(&["-c", &file, "--check-config"], &[]);
+    assert!(stderr.contains("'worker-conections'") && stderr.contains(&file), "{stderr}");
+
+    let stderr = refused(&["--check-config", "-w", "1", "--error-logfile", "/nonexistent-hitcore-dir/error.log"], &[]);
+    assert!(stderr.contains("--error-logfile") && stderr.contains("/nonexistent-hitcore-dir"), "{stderr}");
+    assert!(stderr.contains("check failed"), "{stderr}");
+
+    let stderr = refused(&["--check-config", "-w", "1", "--redis", "redis://127.0.0.1:1/x"], &[]);
+    assert!(stderr.contains("--redis"), "{stderr}");
+
+    let stderr = refused(&["--check-config", "-w", "1", "--redis-password-file", "/nonexistent-hitcore-dir/pw"], &[]);
+    assert!(stderr.contains("--redis-password-file"), "{stderr}");
+}
