@@ -296,20 +296,20 @@ impl Cli {
     }
 }
 
-/// The Redis password from `--redis-password-file`, or else from the systemd credential when the
-/// URL has none. A file given together with a password in the URL is refused: one of them would be
+/// The Redis password from `--redis-password-file`, or else from the systemd credential
+/// `redis-password` when the URL has none (empty: no password). A file given together with a password in the URL is refused: one of them would be
 /// silently ignored.
 fn redis_password(file: Option<&Path>, url_has_one: bool) -> Result<Option<String>, FlagError> {
     const FLAG: &str = "--redis-password-file";
-    let path = match file {
+    let (path, credential) = match file {
         Some(_) if url_has_one => {
             return Err(refuse(FLAG, "the Redis URL has a password too; give it in one place only"));
         }
-        Some(path) => path.to_path_buf(),
+        Some(path) => (path.to_path_buf(), false),
         None if url_has_one => return Ok(None),
         None => match std::env::var_os("CREDENTIALS_DIRECTORY") {
             Some(dir) if Path::new(&dir).join(PASSWORD_CREDENTIAL).exists() => {
-                Path::new(&dir).join(PASSWORD_CREDENTIAL)
+                (Path::new(&dir).join(PASSWORD_CREDENTIAL), true)
             }
             _ => return Ok(None),
         },
@@ -319,6 +319,12 @@ fn redis_password(file: Option<&Path>, url_has_one: bool) -> Result<Option<Strin
     // One line, as `echo secret > file` and systemd-creds write it; the line end is not part of it.
     let password = text.strip_suffix('\n').unwrap_or(&text);
     let password = password.strip_suffix('\r').unwrap_or(password);
+    // An empty credential means "no password": the shipped unit always loads
+    // /etc/hitcore/redis-password (LoadCredential= fails the start if the file is missing), and the
+    // package installs it empty. A file named on purpose must not be empty.
+    if password.is_empty() && credential {
+        return Ok(None);
+    }
     if password.is_empty() {
         return Err(refuse(FLAG, format!("{} is empty", path.display())));
     }

@@ -101,6 +101,15 @@ fn a_systemd_credential_supplies_the_password() {
     server.wait_ready(1);
     assert_eq!(get_once(server.addr, GET).value(), 1);
     assert_eq!(redis.cmd(0, &["GET", "hit"]), "1");
+
+    // The package installs the credential empty: that means no password, not an error.
+    let empty = Scratch::new("cred-empty");
+    empty.write("redis-password", "");
+    let out = effective(&["--redis", "redis://127.0.0.1:1/0"], &[("CREDENTIALS_DIRECTORY", empty.0.to_str().unwrap())]);
+    assert!(out.contains("# resolved: redis password none"), "{out}");
+    // But an empty file named on purpose is a mistake.
+    let stderr = refused(&["--redis-password-file", &empty.write("pw", "")], &[]);
+    assert!(stderr.contains("--redis-password-file") && stderr.contains("empty"), "{stderr}");
 }
 
 #[test]
