@@ -228,3 +228,34 @@ fn check_config_refuses_a_bad_configuration_with_exit_2() {
     let stderr = refused(&["--check-config", "-w", "1", "--redis-password-file", "/nonexistent-hitcore-dir/pw"], &[]);
     assert!(stderr.contains("--redis-password-file"), "{stderr}");
 }
+
+#[test]
+fn the_shipped_configuration_file_is_valid_and_so_are_its_commented_examples() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/hitcore.toml");
+    let out = effective(&["-c", shipped], &[]);
+    assert!(out.contains("# file: ") && out.contains("hitcore.toml"), "{out}");
+
+    // Every commented `# key = value` example, uncommented, is a known key with a valid value.
+    // Machine-specific ones are overridden from the command line (which wins over the file).
+    let text = std::fs::read_to_string(shipped).unwrap();
+    let examples: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| l.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')))
+        .collect();
+    assert!(examples.len() >= 20, "expected the defaults as commented examples: {examples:?}");
+    let dir = Scratch::new("shipped");
+    let uncommented = dir.write("all.toml", &(examples.join("\n") + "\n"));
+    let cpu = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:").map(|v| v.trim().to_string())))
+        .and_then(|list| hitcore_first_cpu(&list))
+        .unwrap_or(0);
+    let out = effective(&["-c", &uncommented, "-w", "1", "--cpus", &cpu.to_string(), "--access-logfile", "-"], &[]);
+    assert!(out.contains("worker-connections = 1000  # file"), "{out}");
+}
+
+/// The first CPU of a `0-3,6` list.
+fn hitcore_first_cpu(list: &str) -> Option<usize> {
+    list.split([',', '-']).next()?.trim().parse().ok()
+}
