@@ -289,7 +289,7 @@ impl Conn {
                 shard.requests.set(shard.requests.get() + 1);
                 if let Some(log) = &shard.access {
                     let sent = (!slot.head_only && body > 0).then_some(body);
-                    log.record(self.peer, slot.access.as_ref(), answer.status(), sent);
+                    log.record(self.peer, slot.access.as_ref(), answer.status().code(), sent);
                 }
             }
             let sent = try_send(stream, &out)?;

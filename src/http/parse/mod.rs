@@ -20,6 +20,7 @@ mod tests;
 
 use std::mem::MaybeUninit;
 
+use super::status::Status;
 use body::Body;
 use head::parse_head;
 
@@ -142,16 +143,16 @@ pub enum ParseError {
 }
 
 impl ParseError {
-    /// The status code this error is answered with.
-    pub fn status(self) -> u16 {
+    /// The status this error is answered with.
+    pub fn status(self) -> Status {
         match self {
-            ParseError::BadRequest(_) => 400,
-            ParseError::UriTooLong => 414,
-            ParseError::HeadersTooLarge => 431,
-            ParseError::BodyTooLarge => 413,
-            ParseError::ExpectationFailed => 417,
-            ParseError::NotImplemented => 501,
-            ParseError::VersionNotSupported => 505,
+            ParseError::BadRequest(_) => Status::BadRequest,
+            ParseError::UriTooLong => Status::UriTooLong,
+            ParseError::HeadersTooLarge => Status::HeaderFieldsTooLarge,
+            ParseError::BodyTooLarge => Status::ContentTooLarge,
+            ParseError::ExpectationFailed => Status::ExpectationFailed,
+            ParseError::NotImplemented => Status::NotImplemented,
+            ParseError::VersionNotSupported => Status::VersionNotSupported,
         }
     }
 }
