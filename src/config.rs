@@ -72,15 +72,3 @@ pub struct Config {
     /// `-g/--group`: the gid shards run as.
     pub group: Option<u32>,
 }
-
-/// Pipelined requests taken from one connection per batch. More stay in its buffer for the next
-/// batch, so one client cannot make a shard hold an unbounded batch.
-pub const MAX_PIPELINE: usize = 128;
-
-impl Config {
-    /// Requests one shard may have waiting on Redis at once: every connection with a full batch.
-    /// Reaching it answers 503 rather than queueing more.
-    pub fn max_pending(&self) -> u64 {
-        (self.worker_connections * MAX_PIPELINE) as u64
-    }
-}

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod conn;
+pub mod context;
 pub mod parse;
 pub mod response;
 pub mod status;
