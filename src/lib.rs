@@ -12,7 +12,8 @@
 //! - [`listener`]: SO_REUSEPORT listening sockets, identical options on all.
 //! - [`heartbeat`]: the shared-memory heartbeat slots, the only cross-process state.
 //! - [`shard`]: one shard process: executor, accept loop, housekeeping tick, stopping.
-//! - [`http`]: request parsing, responses, the per-connection loop, the access log.
+//! - [`http`]: request parsing (`parse/`: heads, bodies), statuses and responses, the context a
+//!   connection is handed by its shard, the per-connection loop and registry (`conn/`), the access log.
 //! - [`redis`]: Redis URLs, RESP, the pipelined coalescing connection.
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
 
