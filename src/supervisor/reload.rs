@@ -1,0 +1,151 @@
+//! Changing the set of shards while serving: HUP's rolling reload, TTIN and TTOU.
+//!
+//! It owns the [`Reload`] state and the three signal handlers. A reload replaces one shard at a
+//! time: the new one (the binary now on disk, a fresh listener in the same reuseport group) boots
+//! before the old one is told to retire. It must not reap or respawn: the arbiter does, and tells a
+//! reload about exits through [`Arbiter::reload_saw_exit`].
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use signal_hook::consts::signal::SIGTERM;
+use tracing::{error, info, warn};
+
+use super::arbiter::{Arbiter, send};
+use super::policy::{self, Ttou};
+use super::procs::{Proc, SpawnError};
+use crate::cli::format_cpu_list;
+use crate::heartbeat::state;
+use crate::listener::{self, ListenOptions};
+
+/// How often the arbiter looks at a reload in progress (a new shard's boot is seen in shared memory).
+pub const RELOAD_POLL: Duration = Duration::from_millis(20);
+
+/// A rolling reload (HUP): one shard at a time, the new one listening (on a listener of its own,
+/// in the same reuseport group) and booted before the old one is told to retire.
+#[derive(Debug, Default)]
+pub struct Reload {
+    /// Old shard pids still to replace.
+    queue: VecDeque<i32>,
+    /// (old pid, new pid) while the new one boots.
+    current: Option<(i32, i32)>,
+}
+
+impl Arbiter {
+    /// HUP: replace every shard, one at a time, each new one booted and accepting before the old one
+    /// retires (serves its queue, leaves the reuseport group, finishes, exits).
+    pub(super) fn begin_reload(&mut self) {
+        if self.stopping.is_some() {
+            return;
+        }
+        info!("Hang up: Master");
+        let table: Vec<(usize, i32, bool)> = self.procs.iter().map(|p| (p.index, p.pid, p.life.retiring())).collect();
+        let queue = policy::reload_queue(&table);
+        let current = self.reload.take().and_then(|r| r.current);
+        self.reload = Some(Reload { queue, current });
+    }
+
+    /// Called by the arbiter for every exit during a reload; true when the reload has dealt with it
+    /// (the new shard died before booting, or the old one died while its replacement boots).
+    pub(super) fn reload_saw_exit(&mut self, p: &Proc) -> bool {
+        let Some(reload) = &mut self.reload else { return false };
+        match reload.current {
+            Some((_, new)) if new == p.pid => {
+                error!("Reload stopped: the new shard {} (pid {}) exited before it booted", p.index, p.pid);
+                self.reload = None;
+                true
+            }
+            // The old one died while its replacement boots: the replacement takes over.
+            Some((old, _)) if old == p.pid => true,
+            _ => false,
+        }
+    }
+
+    /// Retires the old shard once its replacement has booted, then starts the next replacement.
+    pub(super) fn advance_reload(&mut self) {
+        let Some(reload) = &mut self.reload else { return };
+        if let Some((old, new)) = reload.current {
+            let Some(new_proc) = self.procs.iter().find(|p| p.pid == new) else {
+                reload.current = None;
+                return;
+            };
+            if self.heartbeats.slot(new_proc.slot).state.load(Ordering::Acquire) != state::BOOTED {
+                return;
+            }
+            if let Some(old_proc) = self.procs.iter_mut().find(|p| p.pid == old) {
+                send(old, SIGTERM);
+                old_proc.life = old_proc.life.retire();
+            }
+            reload.current = None;
+        }
+        while let Some(old) = reload.queue.pop_front() {
+            let Some(p) = self.procs.iter().find(|p| p.pid == old && !p.life.retiring()) else { continue };
+            let (index, cpu) = (p.index, p.cpu);
+            match self.spawn_fresh(index, cpu) {
+                Ok(new) => {
+                    if let Some(r) = &mut self.reload {
+                        r.current = Some((old, new));
+                    }
+                }
+                Err(e) => {
+                    error!("Reload stopped: cannot start a replacement for shard {index}: {e}");
+                    self.reload = None;
+                }
+            }
+            return;
+        }
+        info!("Reload complete: every shard replaced");
+        self.reload = None;
+    }
+
+    /// Spawns a shard on a fresh listener in the reuseport group; returns its pid.
+    fn spawn_fresh(&mut self, index: usize, cpu: usize) -> Result<i32, SpawnError> {
+        let sock = listener::open(self.config.bind, ListenOptions::of(&self.config))?;
+        self.spawn(index, cpu, sock)
+    }
+
+    /// TTIN: one more shard, on a CPU that has none (or the least used one with --share-cpus).
+    pub(super) fn add_shard(&mut self) {
+        if self.stopping.is_some() {
+            return;
+        }
+        let busy =
+            self.procs.iter().filter(|p| !p.life.retiring()).map(|p| p.cpu).chain(self.respawns.iter().map(|r| r.cpu));
+        let Some(cpu) = policy::ttin_cpu(&self.config.allowed_cpus, busy, self.config.share_cpus) else {
+            if !self.config.allowed_cpus.is_empty() {
+                warn!(
+                    "TTIN ignored: every allowed CPU ({}) already runs a shard; start with --share-cpus to allow more",
+                    format_cpu_list(&self.config.allowed_cpus)
+                );
+            }
+            return;
+        };
+        let index = self.next_index;
+        self.next_index += 1;
+        match self.spawn_fresh(index, cpu) {
+            Ok(_) => info!("Added shard {index} on CPU {cpu}"),
+            Err(e) => error!("cannot add a shard: {e}"),
+        }
+    }
+
+    /// TTOU: one shard fewer, never below one; the oldest goes (as gunicorn).
+    pub(super) fn remove_shard(&mut self) {
+        if self.stopping.is_some() {
+            return;
+        }
+        let serving: Vec<(i32, Instant)> =
+            self.procs.iter().filter(|p| !p.life.retiring()).map(|p| (p.pid, p.started)).collect();
+        match policy::ttou(&serving, self.respawns.len()) {
+            Ttou::AtMinimum => warn!("TTOU ignored: one shard is the minimum"),
+            Ttou::Nothing => {}
+            Ttou::Retire(pid) => {
+                if let Some(p) = self.procs.iter_mut().find(|p| p.pid == pid) {
+                    info!("Retiring shard {} (pid {}) on CPU {}", p.index, p.pid, p.cpu);
+                    send(p.pid, SIGTERM);
+                    p.life = p.life.retire();
+                }
+            }
+        }
+    }
+}
