@@ -22,22 +22,18 @@ use futures_lite::FutureExt;
 use glommio::net::TcpStream;
 use glommio::sync::{Gate, Semaphore, StaticPermit};
 use glommio::{LocalExecutorBuilder, Placement};
-use serde::{Deserialize, Serialize};
 use slab::Slab;
 use socket2::SockRef;
 use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
+use crate::handoff::Spec;
 use crate::heartbeat::{Heartbeats, state};
 use crate::http::access::AccessLog;
 use crate::http::conn::{self, Entry};
 use crate::http::response::HttpDate;
 use crate::logging::{self, Sink};
 use crate::redis::client::{Redis, Settings};
-
-/// The environment variable that carries a shard's [`Spec`] from the supervisor. Its presence is
-/// what makes the binary run as a shard.
-pub const SPEC_ENV: &str = "HITCORE_SHARD";
 
 /// Exit status of a shard that could not boot; the supervisor halts instead of restarting it
 /// (gunicorn's `WORKER_BOOT_ERROR`).
@@ -57,23 +53,6 @@ const IO_MEMORY: usize = 64 * 1024;
 
 /// Bytes read per `recv` into the shard's shared scratch buffer.
 const SCRATCH: usize = 64 * 1024;
-
-/// What the supervisor tells a shard it spawns.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Spec {
-    /// The shard's index (for logs and the process title).
-    pub index: usize,
-    /// The CPU to pin to.
-    pub cpu: usize,
-    /// The inherited, bound, listening, non-blocking socket.
-    pub listen_fd: RawFd,
-    /// The inherited heartbeat memfd.
-    pub heartbeat_fd: RawFd,
-    /// This shard's slot in the heartbeat region.
-    pub slot: usize,
-    /// Everything else.
-    pub config: Config,
-}
 
 /// The shard's state, shared by its tasks.
 #[derive(Debug)]

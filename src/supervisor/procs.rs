@@ -15,9 +15,9 @@ use signal_hook::consts::signal::SIGTERM;
 use socket2::Socket;
 
 use super::arbiter::Arbiter;
+use crate::handoff::{self, SPEC_ENV, Spec};
 use crate::heartbeat::{SLOTS, state};
 use crate::listener::ListenError;
-use crate::shard::{SPEC_ENV, Spec};
 
 /// Where a shard process is in its life, as far as the supervisor is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,8 +121,9 @@ impl Arbiter {
         hb.state.store(state::SPAWNED, Ordering::Release);
         let listen_fd = sock.as_raw_fd();
         let heartbeat_fd = self.heartbeats.fd();
-        let spec = Spec { index, cpu, listen_fd, heartbeat_fd, slot, config: self.config.clone() };
-        let spec = match serde_json::to_string(&spec) {
+        let spec =
+            Spec { version: handoff::VERSION, index, cpu, listen_fd, heartbeat_fd, slot, config: self.config.clone() };
+        let spec = match handoff::encode(&spec) {
             Ok(s) => s,
             Err(e) => {
                 hb.state.store(state::FREE, Ordering::Release);
