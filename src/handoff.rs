@@ -39,7 +39,8 @@ pub struct Spec {
     pub index: usize,
     /// The CPU to pin to.
     pub cpu: usize,
-    /// The inherited, bound, listening, non-blocking socket.
+    /// The inherited, bound, non-blocking socket: listening already (a first shard, a restart on the
+    /// kept listener), or not yet (a replacement), in which case the shard listens once it can accept.
     pub listen_fd: RawFd,
     /// The inherited heartbeat memfd.
     pub heartbeat_fd: RawFd,

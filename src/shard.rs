@@ -223,6 +223,13 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
     glommio::spawn_local(housekeeping(shard.clone(), heartbeats.clone(), slot, signals, stop.clone(), tick_every))
         .detach();
     shard.redis.first_attempt().await;
+    // A replacement's listener arrives bound but not listening: it joins the reuseport group only
+    // now that this shard can accept (docs/supervisor.md, "Failed reloads").
+    let listen_sock = SockRef::from(&_listener);
+    if let Err(e) = crate::listener::listen(&listen_sock, crate::listener::ListenOptions::of(&spec.config)) {
+        error!("Worker failed to boot: shard {}: cannot listen: {e}", spec.index);
+        return BOOT_ERROR;
+    }
     heartbeats.slot(slot).state.store(state::BOOTED, Ordering::Release);
     debug!("shard {} booted", spec.index);
 

@@ -19,7 +19,7 @@ use tracing::{debug, error, info, warn};
 
 use super::Event;
 use super::policy;
-use super::procs::{Life, Proc};
+use super::procs::{Life, Proc, Purpose};
 use super::reload::{RELOAD_POLL, Reload};
 use crate::config::Config;
 use crate::heartbeat::{Heartbeats, state};
@@ -68,6 +68,9 @@ pub struct Arbiter {
     pub(super) stopping: Option<Stopping>,
     /// The watchdog's check period: SIGKILL follows SIGABRT after one more of these.
     check_period: Duration,
+    /// Every shard of the first start has booted. Until then a boot failure halts the server;
+    /// after, it never does (the old shards, or the others, keep serving).
+    pub(super) ready: bool,
 }
 
 /// Sends `sig` to a shard.
@@ -94,6 +97,7 @@ impl Arbiter {
             reload: None,
             stopping: None,
             check_period,
+            ready: false,
             config,
         }
     }
@@ -102,7 +106,7 @@ impl Arbiter {
     pub fn spawn_first(&mut self, listeners: Vec<Socket>) {
         let cpus = self.config.cpus.clone();
         for (index, (cpu, sock)) in cpus.into_iter().zip(listeners).enumerate() {
-            if let Err(e) = self.spawn(index, cpu, sock) {
+            if let Err(e) = self.spawn(index, cpu, sock, Purpose::First) {
                 error!("cannot start shard {index}: {e}");
                 self.halt("Worker failed to boot.", BOOT_ERROR);
                 break;
@@ -148,7 +152,7 @@ impl Arbiter {
         if let Some(s) = &self.stopping {
             wake = wake.min(s.deadline);
         }
-        if self.reload.is_some() {
+        if self.reload.is_some() || self.procs.iter().any(|p| !p.booted) {
             wake = wake.min(now + RELOAD_POLL);
         }
         wake.saturating_duration_since(now).max(Duration::from_millis(1))
@@ -214,9 +218,9 @@ impl Arbiter {
                 return;
             }
             let Some(pos) = self.procs.iter().position(|p| p.pid == pid) else { continue };
-            let p = self.procs.remove(pos);
+            let mut p = self.procs.remove(pos);
             let slot = self.heartbeats.slot(p.slot);
-            let booted = slot.state.load(Ordering::Acquire) == state::BOOTED;
+            p.booted |= slot.state.load(Ordering::Acquire) == state::BOOTED;
             debug!(
                 "shard {} (pid {pid}) answered {} requests on {} connections",
                 p.index,
@@ -224,27 +228,61 @@ impl Arbiter {
                 slot.connections.load(Ordering::Relaxed)
             );
             slot.state.store(state::FREE, Ordering::Release);
-            if libc::WIFSIGNALED(status) {
-                let sig = libc::WTERMSIG(status);
-                let name = signal_name(sig);
-                match sig {
-                    SIGKILL => error!("Worker (pid:{pid}) was sent {name}! Perhaps out of memory?"),
-                    SIGTERM => info!("Worker (pid:{pid}) was sent {name}!"),
-                    _ => warn!("Worker (pid:{pid}) was sent {name}!"),
+            let how = if libc::WIFSIGNALED(status) {
+                format!("was sent {}", signal_name(libc::WTERMSIG(status)))
+            } else {
+                format!("exited with code {}", libc::WEXITSTATUS(status))
+            };
+            let exit_code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+            let signaled = libc::WIFSIGNALED(status);
+            let unexpected = !p.booted && self.stopping.is_none() && !p.life.retiring();
+            // A shard that exited on its own before it booted is reported once, with its reason, by
+            // `boot_failed`; one killed by a signal gets gunicorn's line first.
+            if signaled {
+                match libc::WTERMSIG(status) {
+                    SIGKILL => error!("Worker (pid:{pid}) {how}! Perhaps out of memory?"),
+                    SIGTERM => info!("Worker (pid:{pid}) {how}!"),
+                    _ => warn!("Worker (pid:{pid}) {how}!"),
                 }
-            } else if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) != 0 {
-                error!("Worker (pid:{pid}) exited with code {}", libc::WEXITSTATUS(status));
+            } else if exit_code != Some(0) && !unexpected {
+                error!("Worker (pid:{pid}) {how}");
             }
-            let boot_failure = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == BOOT_ERROR && !booted;
-            self.after_exit(p, boot_failure);
+            let quoted = !signaled || matches!(p.purpose, Purpose::Replace | Purpose::Added);
+            if unexpected && quoted && !self.boot_failed(&p, &how, exit_code) {
+                continue;
+            }
+            self.after_exit(p);
         }
     }
 
-    fn after_exit(&mut self, p: Proc, boot_failure: bool) {
-        if boot_failure && self.stopping.is_none() {
+    /// A shard exited before it booted, not asked to: says why, in one ERROR line quoting the shard's
+    /// own last words, and decides what it means. At first start an exit 3 halts the server (as
+    /// gunicorn); later it never does: a failed HUP replacement leaves the old shard serving, a
+    /// failed TTIN shard is not retried, a failed restart backs off. Returns whether the exit goes
+    /// on to the usual restart decision.
+    fn boot_failed(&mut self, p: &Proc, how: &str, exit_code: Option<i32>) -> bool {
+        let reason = p.output.reason(Duration::from_millis(500)).unwrap_or_else(|| {
+            "it wrote nothing on stderr (with --error-logfile its own lines are in that file)".into()
+        });
+        let pid = p.pid;
+        if !self.ready && exit_code == Some(BOOT_ERROR) {
+            error!("Worker (pid:{pid}) {how}: {reason}");
             self.halt("Worker failed to boot.", BOOT_ERROR);
-            return;
+            return false;
         }
+        if self.reload_saw_failure(p, how, &reason) {
+            return false;
+        }
+        if p.purpose == Purpose::Added {
+            error!("TTIN failed: the new shard {} (pid {pid}) {how} before it booted: {reason}", p.index);
+            self.forget_index_if_gone(p.index);
+            return false;
+        }
+        error!("Shard {} (pid {pid}) {how} before it booted: {reason}", p.index);
+        true
+    }
+
+    fn after_exit(&mut self, p: Proc) {
         if self.reload_saw_exit(&p) {
             return;
         }
@@ -276,6 +314,28 @@ impl Arbiter {
         self.respawns.push(Respawn { index: p.index, cpu: p.cpu, at: Instant::now() + delay, listener });
     }
 
+    /// Notes the shards that have booted since the last look. A replacement's listener joins the
+    /// reuseport group now at the latest (a shard of this release listens by itself; one of an older
+    /// release expects a listening socket and retries its accept until it is). Once every shard of
+    /// the first start has booted, the server is ready.
+    fn check_boots(&mut self) {
+        for p in self.procs.iter_mut().filter(|p| !p.booted) {
+            if self.heartbeats.slot(p.slot).state.load(Ordering::Acquire) != state::BOOTED {
+                continue;
+            }
+            p.booted = true;
+            if !p.life.ejected() && !listener::is_listening(&p.listener) {
+                if let Err(e) = listener::listen(&p.listener, ListenOptions::of(&self.config)) {
+                    error!("cannot listen for shard {} (pid {}): {e}", p.index, p.pid);
+                }
+            }
+        }
+        if !self.ready && self.stopping.is_none() && self.respawns.is_empty() && self.procs.iter().all(|p| p.booted) {
+            self.ready = true;
+            info!("Ready: {} shards serving", self.procs.len());
+        }
+    }
+
     /// A shard index with no process and no restart pending has left for good (TTOU): its crash
     /// streak goes with it, so the table stays as small as the shard count.
     pub(super) fn forget_index_if_gone(&mut self, index: usize) {
@@ -297,14 +357,15 @@ impl Arbiter {
         for r in due {
             let sock = match r.listener {
                 Some(l) => Ok(l),
-                None => listener::open(self.config.bind, ListenOptions::of(&self.config)),
+                None => listener::bind(self.config.bind, ListenOptions::of(&self.config)),
             };
-            let started = sock.map_err(Into::into).and_then(|sock| self.spawn(r.index, r.cpu, sock));
+            let started = sock.map_err(Into::into).and_then(|sock| self.spawn(r.index, r.cpu, sock, Purpose::Restart));
             if let Err(e) = started {
                 error!("cannot restart shard {}: {e}; retrying in 1s", r.index);
                 self.respawns.push(Respawn { at: now + Duration::from_secs(1), listener: None, ..r });
             }
         }
+        self.check_boots();
         self.advance_reload();
         let stopping = self.stopping.as_mut()?;
         if self.procs.is_empty() {

@@ -4,11 +4,12 @@
 //! This file only wires the parts together: [`startup`] (pid file, binding, the heartbeat region,
 //! signal forwarding), [`procs`] (one shard process: its lifecycle and spawning it), [`arbiter`]
 //! (the event loop: reaping, respawning with backoff, WORKER TIMEOUT, stopping), [`reload`] (HUP,
-//! TTIN, TTOU) and [`policy`] (the decisions, as plain functions). It never touches request bytes
+//! TTIN, TTOU), [`output`] (each shard's stderr, relayed and quoted when it fails to boot) and [`policy`] (the decisions, as plain functions). It never touches request bytes
 //! or Redis, and runs no glommio executor. One thread owns all state: signals and the watchdog
 //! reach it as [`Event`]s on one channel.
 
 mod arbiter;
+mod output;
 pub mod pidfile;
 mod policy;
 mod procs;

@@ -8,6 +8,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -15,6 +16,7 @@ use signal_hook::consts::signal::SIGTERM;
 use socket2::Socket;
 
 use super::arbiter::Arbiter;
+use super::output::Output;
 use crate::handoff::{self, SPEC_ENV, Spec};
 use crate::heartbeat::{SLOTS, state};
 use crate::listener::ListenError;
@@ -67,6 +69,19 @@ impl Life {
     }
 }
 
+/// Why a shard process was started: what its failure to boot means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// One of the shards of the first start: a boot failure (exit 3) halts the server.
+    First,
+    /// A restart after a crash: a boot failure counts as a quick death (backoff).
+    Restart,
+    /// A HUP replacement: a boot failure stops the reload, the old shard keeps serving.
+    Replace,
+    /// A TTIN shard: a boot failure is logged and not retried.
+    Added,
+}
+
 /// One shard process.
 #[derive(Debug)]
 pub struct Proc {
@@ -85,6 +100,12 @@ pub struct Proc {
     pub started: Instant,
     /// See [`Life`].
     pub life: Life,
+    /// See [`Purpose`].
+    pub purpose: Purpose,
+    /// Its heartbeat slot has said BOOTED.
+    pub booted: bool,
+    /// Its stderr, relayed.
+    pub output: Arc<Output>,
 }
 
 /// Why a shard process could not be started.
@@ -111,7 +132,7 @@ pub enum SpawnError {
 
 impl Arbiter {
     /// Starts a shard process for `index` on `cpu`, serving `sock`, and returns its pid.
-    pub fn spawn(&mut self, index: usize, cpu: usize, sock: Socket) -> Result<i32, SpawnError> {
+    pub fn spawn(&mut self, index: usize, cpu: usize, sock: Socket, purpose: Purpose) -> Result<i32, SpawnError> {
         let slot = (0..SLOTS).find(|s| self.procs.iter().all(|p| p.slot != *s)).ok_or(SpawnError::NoSlot)?;
         let hb = self.heartbeats.slot(slot);
         hb.beat();
@@ -132,6 +153,8 @@ impl Arbiter {
         };
         let mut cmd = Command::new(&self.exe);
         cmd.arg0(format!("hitcore: shard {index} (cpu {cpu})")).env(SPEC_ENV, spec).stdin(Stdio::null());
+        // Relayed (see `output`), so that a shard that cannot boot can be quoted.
+        cmd.stderr(Stdio::piped());
         // mimalloc commits its first arena eagerly: 8 MiB of resident memory per shard that a shard
         // never uses (measured: 12.6 MiB RSS at start with it, 5.0 MiB without). An operator's own
         // setting wins.
@@ -159,7 +182,7 @@ impl Arbiter {
                 Ok(())
             });
         }
-        let child = match cmd.spawn() {
+        let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(source) => {
                 hb.state.store(state::FREE, Ordering::Release);
@@ -168,7 +191,22 @@ impl Arbiter {
         };
         let pid = child.id() as i32;
         hb.pid.store(pid as u32, Ordering::Relaxed);
-        self.procs.push(Proc { index, cpu, pid, slot, listener: sock, started: Instant::now(), life: Life::Serving });
+        let output = match child.stderr.take() {
+            Some(stderr) => Output::relay(stderr, format!("hitcore-stderr{index}")),
+            None => Arc::new(Output::default()),
+        };
+        self.procs.push(Proc {
+            index,
+            cpu,
+            pid,
+            slot,
+            listener: sock,
+            started: Instant::now(),
+            life: Life::Serving,
+            purpose,
+            booted: false,
+            output,
+        });
         Ok(pid)
     }
 }

@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 
 use super::arbiter::{Arbiter, send};
 use super::policy::{self, Ttou};
-use super::procs::{Proc, SpawnError};
+use super::procs::{Proc, Purpose, SpawnError};
 use crate::cli::format_cpu_list;
 use crate::heartbeat::state;
 use crate::listener::{self, ListenOptions};
@@ -46,17 +46,33 @@ impl Arbiter {
         self.reload = Some(Reload { queue, current });
     }
 
-    /// Called by the arbiter for every exit during a reload; true when the reload has dealt with it
-    /// (the new shard died before booting, or the old one died while its replacement boots).
+    /// Called by the arbiter when a shard exits before booting; true when it was this reload's new
+    /// shard. The reload stops there: the old shard was not told to retire and keeps serving, the
+    /// new one's listener never joined the reuseport group (so no connection waited on it), and the
+    /// next HUP starts over with whatever binary is on disk then.
+    pub(super) fn reload_saw_failure(&mut self, p: &Proc, how: &str, reason: &str) -> bool {
+        let Some(Reload { current: Some((old, new)), .. }) = self.reload else { return false };
+        if new != p.pid {
+            return false;
+        }
+        error!(
+            "Reload failed: the new shard {} (pid {new}) {how} before it booted: {reason}; shard {} (pid {old}) \
+             and the others keep serving; the next HUP tries again",
+            p.index, p.index
+        );
+        self.reload = None;
+        true
+    }
+
+    /// Called by the arbiter for every other exit during a reload; true when the reload has dealt
+    /// with it (the old shard died while its replacement boots: the replacement takes over).
     pub(super) fn reload_saw_exit(&mut self, p: &Proc) -> bool {
         let Some(reload) = &mut self.reload else { return false };
         match reload.current {
             Some((_, new)) if new == p.pid => {
-                error!("Reload stopped: the new shard {} (pid {}) exited before it booted", p.index, p.pid);
                 self.reload = None;
                 true
             }
-            // The old one died while its replacement boots: the replacement takes over.
             Some((old, _)) if old == p.pid => true,
             _ => false,
         }
@@ -82,7 +98,7 @@ impl Arbiter {
         while let Some(old) = reload.queue.pop_front() {
             let Some(p) = self.procs.iter().find(|p| p.pid == old && !p.life.retiring()) else { continue };
             let (index, cpu) = (p.index, p.cpu);
-            match self.spawn_fresh(index, cpu) {
+            match self.spawn_fresh(index, cpu, Purpose::Replace) {
                 Ok(new) => {
                     if let Some(r) = &mut self.reload {
                         r.current = Some((old, new));
@@ -99,10 +115,11 @@ impl Arbiter {
         self.reload = None;
     }
 
-    /// Spawns a shard on a fresh listener in the reuseport group; returns its pid.
-    fn spawn_fresh(&mut self, index: usize, cpu: usize) -> Result<i32, SpawnError> {
-        let sock = listener::open(self.config.bind, ListenOptions::of(&self.config))?;
-        self.spawn(index, cpu, sock)
+    /// Spawns a shard on a fresh listener, bound but not yet listening: it joins the reuseport group
+    /// when the shard can accept, so a shard that never boots leaves no queue behind. Returns its pid.
+    fn spawn_fresh(&mut self, index: usize, cpu: usize, purpose: Purpose) -> Result<i32, SpawnError> {
+        let sock = listener::bind(self.config.bind, ListenOptions::of(&self.config))?;
+        self.spawn(index, cpu, sock, purpose)
     }
 
     /// TTIN: one more shard, on a CPU that has none (or the least used one with --share-cpus).
@@ -123,7 +140,7 @@ impl Arbiter {
         };
         let index = self.next_index;
         self.next_index += 1;
-        match self.spawn_fresh(index, cpu) {
+        match self.spawn_fresh(index, cpu, Purpose::Added) {
             Ok(_) => info!("Added shard {index} on CPU {cpu}"),
             Err(e) => error!("cannot add a shard: {e}"),
         }

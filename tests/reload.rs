@@ -1,0 +1,101 @@
+//! Reloads onto a binary that cannot boot, as an upgrade that went wrong would: the supervisor runs
+//! a copy of hitcore from a directory of the test's own, the test renames a script that exits 3
+//! over it (as a package upgrade replaces a file) and sends HUP under load. The old shards keep
+//! serving without a failed request, the supervisor stays up and quotes the script's message, and
+//! once the good binary is back the next HUP replaces every shard.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use common::*;
+
+/// A directory of the test's own with a copy of the hitcore binary in it.
+struct Install {
+    dir: PathBuf,
+    exe: PathBuf,
+}
+
+impl Install {
+    fn new() -> Install {
+        let dir = std::env::temp_dir().join(format!("hitcore-test-install-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let exe = dir.join("hitcore");
+        let install = Install { dir, exe };
+        install.replace_with_file(env!("CARGO_BIN_EXE_hitcore").as_ref());
+        install
+    }
+
+    /// Puts `contents` in place of the binary as an upgrade does: a new file, renamed over it.
+    fn replace(&self, contents: &[u8]) {
+        let tmp = self.dir.join(".hitcore.new");
+        std::fs::write(&tmp, contents).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&tmp, &self.exe).unwrap();
+    }
+
+    fn replace_with_file(&self, from: &Path) {
+        self.replace(&std::fs::read(from).unwrap());
+    }
+}
+
+impl Drop for Install {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Waits until the load has produced `n` more answers than it had.
+fn wait_for_answers(redis: &TestRedis, n: usize) {
+    let counter = || redis.cmd(0, &["GET", "hit"]).parse::<usize>().unwrap_or(0);
+    let start = counter();
+    wait_until("the load gets answers", DEADLINE, || counter() >= start + n);
+}
+
+#[test]
+fn a_reload_onto_a_binary_that_cannot_boot_keeps_the_old_shards_serving() {
+    let redis = TestRedis::start();
+    let install = Install::new();
+    let url = redis.url(0);
+    let server = TestServer::start_exe(&install.exe, &["-w", "2", "--share-cpus", "--redis", &url], |_| {});
+    server.wait_ready(2);
+    let old = server.shard_pids();
+    let load = Load::start(server.addr, 4);
+    wait_for_answers(&redis, 200);
+
+    install.replace(b"#!/bin/sh\necho 'broken build: cannot start (exit 3)' >&2\nexit 3\n");
+    let hup_at = Instant::now();
+    server.signal(libc::SIGHUP);
+    let line = server.log.wait_for("Reload failed", DEADLINE);
+    assert!(line.contains("[ERROR]") && line.contains("broken build: cannot start (exit 3)"), "{line}");
+    assert!(line.contains("exited with code 3"), "{line}");
+    wait_for_answers(&redis, 200);
+    let failed_reload_done = Instant::now();
+    assert!(alive(server.pid()), "the supervisor is still up");
+    assert!(old.iter().all(|&p| alive(p)), "the old shards still serve");
+    assert_eq!(server.log.count("Reload failed"), 1, "one ERROR line");
+    assert_eq!(server.log.count("Shutting down"), 0);
+
+    install.replace_with_file(env!("CARGO_BIN_EXE_hitcore").as_ref());
+    server.signal(libc::SIGHUP);
+    server.log.wait_for("Reload complete", DEADLINE);
+    wait_until("the old shards exit", DEADLINE, || old.iter().all(|&p| !alive(p)));
+    wait_for_answers(&redis, 200);
+    let outcomes = load.finish();
+
+    let new: Vec<i32> = server.shard_pids().into_iter().filter(|p| !old.contains(p)).collect();
+    assert_eq!(new.len(), 2, "served by new shard pids: old {old:?}, all {:?}", server.shard_pids());
+    assert!(new.iter().all(|&p| alive(p)));
+    assert_eq!(get_once(server.addr, GET).status, 200);
+    let during = tally(outcomes.iter().filter(|(t, _)| *t >= hup_at && *t <= failed_reload_done));
+    eprintln!("failed reload under load: {}", during.summary());
+    assert!(during.ok > 0);
+    assert_eq!(during.failed, Vec::<String>::new(), "failed requests during the failed reload");
+    assert_eq!(during.non_200 + during.refused, 0, "{}", during.summary());
+    let all = tally(&outcomes);
+    eprintln!("whole test (failed reload, then a good one): {}", all.summary());
+    assert_eq!(all.non_200 + all.refused, 0, "{}", all.summary());
+    assert_unique(&all.values);
+}
