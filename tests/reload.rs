@@ -5,12 +5,14 @@
 //! once the good binary is back the next HUP replaces every shard.
 
 mod common;
+mod notify_socket;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use common::*;
+use notify_socket::NotifySocket;
 
 /// A directory of the test's own with a copy of the hitcore binary in it.
 struct Install {
@@ -59,7 +61,10 @@ fn a_reload_onto_a_binary_that_cannot_boot_keeps_the_old_shards_serving() {
     let redis = TestRedis::start();
     let install = Install::new();
     let url = redis.url(0);
-    let server = TestServer::start_exe(&install.exe, &["-w", "2", "--share-cpus", "--redis", &url], |_| {});
+    let notify = NotifySocket::bind();
+    let server = TestServer::start_exe(&install.exe, &["-w", "2", "--share-cpus", "--redis", &url], |cmd| {
+        cmd.env("NOTIFY_SOCKET", &notify.path);
+    });
     server.wait_ready(2);
     let old = server.shard_pids();
     let load = Load::start(server.addr, 4);
@@ -77,6 +82,10 @@ fn a_reload_onto_a_binary_that_cannot_boot_keeps_the_old_shards_serving() {
     assert!(old.iter().all(|&p| alive(p)), "the old shards still serve");
     assert_eq!(server.log.count("Reload failed"), 1, "one ERROR line");
     assert_eq!(server.log.count("Shutting down"), 0);
+    // systemd hears the reload end (READY=1 again: still serving) and why it failed.
+    let ready = notify.wait_for("READY=1 after the failed reload", |m| m.contains("last reload failed"));
+    assert!(ready.starts_with("READY=1\nSTATUS=2 shards serving"), "{ready:?}");
+    assert!(ready.contains("exited with code 3 before it booted: broken build: cannot start (exit 3)"), "{ready:?}");
 
     install.replace_with_file(env!("CARGO_BIN_EXE_hitcore").as_ref());
     server.signal(libc::SIGHUP);
@@ -88,6 +97,10 @@ fn a_reload_onto_a_binary_that_cannot_boot_keeps_the_old_shards_serving() {
     let new: Vec<i32> = server.shard_pids().into_iter().filter(|p| !old.contains(p)).collect();
     assert_eq!(new.len(), 2, "served by new shard pids: old {old:?}, all {:?}", server.shard_pids());
     assert!(new.iter().all(|&p| alive(p)));
+    let states = notify.states();
+    let kinds: Vec<&str> = states.iter().map(|m| m.lines().next().unwrap()).collect();
+    assert_eq!(kinds, ["READY=1", "RELOADING=1", "READY=1", "RELOADING=1", "READY=1"], "{states:?}");
+    assert!(!states[4].contains("failed"), "a good reload clears the error: {:?}", states[4]);
     assert_eq!(get_once(server.addr, GET).status, 200);
     let during = tally(outcomes.iter().filter(|(t, _)| *t >= hup_at && *t <= failed_reload_done));
     eprintln!("failed reload under load: {}", during.summary());

@@ -18,6 +18,7 @@ use socket2::Socket;
 use tracing::{debug, error, info, warn};
 
 use super::Event;
+use super::notify::Notifier;
 use super::policy;
 use super::procs::{Life, Proc, Purpose};
 use super::reload::{RELOAD_POLL, Reload};
@@ -71,6 +72,12 @@ pub struct Arbiter {
     /// Every shard of the first start has booted. Until then a boot failure halts the server;
     /// after, it never does (the old shards, or the others, keep serving).
     pub(super) ready: bool,
+    /// systemd, when it runs us as `Type=notify`.
+    pub(super) notify: Notifier,
+    /// Requests answered by shards that have exited, for `STATUS=`.
+    served_by_gone: u64,
+    /// Why the last reload failed, until one succeeds (shown in `STATUS=`).
+    pub(super) reload_error: Option<String>,
 }
 
 /// Sends `sig` to a shard.
@@ -86,7 +93,13 @@ pub fn signal_name(sig: i32) -> String {
 
 impl Arbiter {
     /// An arbiter with no shards yet.
-    pub fn new(config: Config, exe: PathBuf, heartbeats: Arc<Heartbeats>, check_period: Duration) -> Arbiter {
+    pub fn new(
+        config: Config,
+        exe: PathBuf,
+        heartbeats: Arc<Heartbeats>,
+        check_period: Duration,
+        notify: Notifier,
+    ) -> Arbiter {
         Arbiter {
             exe,
             heartbeats,
@@ -98,6 +111,9 @@ impl Arbiter {
             stopping: None,
             check_period,
             ready: false,
+            notify,
+            served_by_gone: 0,
+            reload_error: None,
             config,
         }
     }
@@ -127,7 +143,14 @@ impl Arbiter {
                 }
             }
             self.reap();
-            if let Some(code) = self.manage() {
+            let code = self.manage();
+            let now = Instant::now();
+            self.notify.pet(now);
+            if self.ready && self.stopping.is_none() && self.reload.is_none() {
+                let status = self.status_line();
+                self.notify.status(status);
+            }
+            if let Some(code) = code {
                 let reason = self.stopping.as_ref().and_then(|s| s.reason.clone());
                 // gunicorn's halt: INFO for a requested stop, ERROR when the server gives up.
                 if code == 0 {
@@ -151,6 +174,9 @@ impl Arbiter {
         }
         if let Some(s) = &self.stopping {
             wake = wake.min(s.deadline);
+        }
+        if let Some(pet) = self.notify.next_pet() {
+            wake = wake.min(pet);
         }
         if self.reload.is_some() || self.procs.iter().any(|p| !p.booted) {
             wake = wake.min(now + RELOAD_POLL);
@@ -227,6 +253,7 @@ impl Arbiter {
                 slot.requests.load(Ordering::Relaxed),
                 slot.connections.load(Ordering::Relaxed)
             );
+            self.served_by_gone += slot.requests.load(Ordering::Relaxed);
             slot.state.store(state::FREE, Ordering::Release);
             let how = if libc::WIFSIGNALED(status) {
                 format!("was sent {}", signal_name(libc::WTERMSIG(status)))
@@ -333,6 +360,8 @@ impl Arbiter {
         if !self.ready && self.stopping.is_none() && self.respawns.is_empty() && self.procs.iter().all(|p| p.booted) {
             self.ready = true;
             info!("Ready: {} shards serving", self.procs.len());
+            let status = self.status_line();
+            self.notify.ready(status);
         }
     }
 
@@ -394,15 +423,30 @@ impl Arbiter {
         }
         self.respawns.clear();
         self.reload = None;
+        self.notify.stopping(format!("Stopping: {} shards", self.procs.len()));
         for p in &mut self.procs {
             send(p.pid, if graceful { SIGTERM } else { SIGQUIT });
             p.life = p.life.retire();
         }
     }
 
+    /// What `STATUS=` says while serving: shards up, requests served, a failed reload's reason.
+    pub(super) fn status_line(&self) -> String {
+        let up = self.procs.iter().filter(|p| p.booted && !p.life.retiring()).count();
+        let served = self.served_by_gone
+            + self.procs.iter().map(|p| self.heartbeats.slot(p.slot).requests.load(Ordering::Relaxed)).sum::<u64>();
+        let mut line = format!("{up} shards serving, {served} requests served");
+        if let Some(e) = &self.reload_error {
+            line.push_str("; ");
+            line.push_str(e);
+        }
+        line
+    }
+
     /// gunicorn's HaltServer: a shard could not boot, so restarting it would only loop.
     fn halt(&mut self, reason: &str, code: i32) {
         self.begin_stop(false, code);
+        self.notify.stopping(format!("Stopping: {reason}"));
         if let Some(s) = &mut self.stopping {
             s.code = code;
             s.reason = Some(reason.to_string());

@@ -4,11 +4,12 @@
 //! This file only wires the parts together: [`startup`] (pid file, binding, the heartbeat region,
 //! signal forwarding), [`procs`] (one shard process: its lifecycle and spawning it), [`arbiter`]
 //! (the event loop: reaping, respawning with backoff, WORKER TIMEOUT, stopping), [`reload`] (HUP,
-//! TTIN, TTOU), [`output`] (each shard's stderr, relayed and quoted when it fails to boot) and [`policy`] (the decisions, as plain functions). It never touches request bytes
+//! TTIN, TTOU), [`output`] (each shard's stderr, relayed and quoted when it fails to boot), [`notify`] (systemd) and [`policy`] (the decisions, as plain functions). It never touches request bytes
 //! or Redis, and runs no glommio executor. One thread owns all state: signals and the watchdog
 //! reach it as [`Event`]s on one channel.
 
 mod arbiter;
+mod notify;
 mod output;
 pub mod pidfile;
 mod policy;
@@ -56,7 +57,9 @@ pub fn run(config: Config) -> i32 {
     if !started.config.timeout.is_zero() {
         watchdog::start(started.heartbeats.clone(), started.config.timeout, started.check_period, started.events);
     }
-    let mut arbiter = arbiter::Arbiter::new(started.config, started.exe, started.heartbeats, started.check_period);
+    let notify = notify::Notifier::from_env(None);
+    let mut arbiter =
+        arbiter::Arbiter::new(started.config, started.exe, started.heartbeats, started.check_period, notify);
     arbiter.spawn_first(started.listeners);
     let code = arbiter.supervise(started.inbox);
     drop(started.pidfile);

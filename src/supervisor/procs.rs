@@ -16,6 +16,7 @@ use signal_hook::consts::signal::SIGTERM;
 use socket2::Socket;
 
 use super::arbiter::Arbiter;
+use super::notify::SUPERVISOR_ONLY_ENV;
 use super::output::Output;
 use crate::handoff::{self, SPEC_ENV, Spec};
 use crate::heartbeat::{SLOTS, state};
@@ -155,6 +156,9 @@ impl Arbiter {
         cmd.arg0(format!("hitcore: shard {index} (cpu {cpu})")).env(SPEC_ENV, spec).stdin(Stdio::null());
         // Relayed (see `output`), so that a shard that cannot boot can be quoted.
         cmd.stderr(Stdio::piped());
+        for var in SUPERVISOR_ONLY_ENV {
+            cmd.env_remove(var);
+        }
         // mimalloc commits its first arena eagerly: 8 MiB of resident memory per shard that a shard
         // never uses (measured: 12.6 MiB RSS at start with it, 5.0 MiB without). An operator's own
         // setting wins.

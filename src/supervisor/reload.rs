@@ -42,6 +42,7 @@ impl Arbiter {
         info!("Hang up: Master");
         let table: Vec<(usize, i32, bool)> = self.procs.iter().map(|p| (p.index, p.pid, p.life.retiring())).collect();
         let queue = policy::reload_queue(&table);
+        self.notify.reloading(format!("Reloading: replacing {} shards", queue.len()));
         let current = self.reload.take().and_then(|r| r.current);
         self.reload = Some(Reload { queue, current });
     }
@@ -60,8 +61,16 @@ impl Arbiter {
              and the others keep serving; the next HUP tries again",
             p.index, p.index
         );
-        self.reload = None;
+        self.end_reload(Some(format!("last reload failed: the new shard {how} before it booted: {reason}")));
         true
+    }
+
+    /// The reload is over: `READY=1` again, with what went wrong if anything did.
+    fn end_reload(&mut self, error: Option<String>) {
+        self.reload = None;
+        self.reload_error = error;
+        let status = self.status_line();
+        self.notify.ready(status);
     }
 
     /// Called by the arbiter for every other exit during a reload; true when the reload has dealt
@@ -70,7 +79,7 @@ impl Arbiter {
         let Some(reload) = &mut self.reload else { return false };
         match reload.current {
             Some((_, new)) if new == p.pid => {
-                self.reload = None;
+                self.end_reload(Some(format!("last reload stopped: the new shard (pid {new}) exited")));
                 true
             }
             Some((old, _)) if old == p.pid => true,
@@ -106,13 +115,13 @@ impl Arbiter {
                 }
                 Err(e) => {
                     error!("Reload stopped: cannot start a replacement for shard {index}: {e}");
-                    self.reload = None;
+                    self.end_reload(Some(format!("last reload failed: cannot start a shard: {e}")));
                 }
             }
             return;
         }
         info!("Reload complete: every shard replaced");
-        self.reload = None;
+        self.end_reload(None);
     }
 
     /// Spawns a shard on a fresh listener, bound but not yet listening: it joins the reuseport group
