@@ -1,5 +1,6 @@
-//! The supervisor → shard hand-off: the [`Spec`] a supervisor passes to each shard process it
-//! spawns, as JSON in the `HITCORE_SHARD` environment variable, and reading it back.
+//! The hand-offs across a re-exec: the [`Spec`] a supervisor passes to each shard process it
+//! spawns (JSON in `HITCORE_SHARD`), and the [`Upgrade`] a supervisor passes to the new supervisor it
+//! starts on USR2 (JSON in `HITCORE_UPGRADE`), and reading them back.
 //!
 //! It crosses a version boundary on every upgrade: after the binary on disk is replaced, a running
 //! supervisor of release N spawns shards of release N+1 (HUP), so a shard must read what an older
@@ -50,6 +51,35 @@ pub struct Spec {
     pub config: Config,
 }
 
+/// The environment variable that carries an [`Upgrade`] to the supervisor started on USR2.
+pub const UPGRADE_ENV: &str = "HITCORE_UPGRADE";
+
+/// What a supervisor tells the supervisor it starts on USR2 (same rules as [`Spec`]: versioned,
+/// new fields defaulted, unknown fields ignored).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Upgrade {
+    /// The hand-off version ([`VERSION`]).
+    #[serde(default)]
+    pub version: u32,
+    /// The supervisor handing over: its pid file entry and its systemd watchdog become ours.
+    pub parent: u32,
+    /// The write end of a pipe: the new supervisor writes `READY` once its shards serve, or
+    /// `FAILED <reason>`, then closes it.
+    pub report_fd: RawFd,
+    /// The listeners, inherited: their addresses are where the new shards listen.
+    #[serde(default)]
+    pub listeners: Vec<Inherited>,
+}
+
+/// One inherited listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Inherited {
+    /// The descriptor, open in the new supervisor.
+    pub fd: RawFd,
+    /// Its address, as the old supervisor saw it (the new one asks the socket itself).
+    pub addr: String,
+}
+
 /// Why a shard cannot use the hand-off it was given.
 #[derive(Debug, thiserror::Error)]
 pub enum HandoffError {
@@ -86,6 +116,20 @@ pub fn decode(text: &str) -> Result<Spec, HandoffError> {
         return Err(HandoffError::TooNew { found: version });
     }
     Ok(serde_json::from_str(text)?)
+}
+
+/// Reads an upgrade hand-off written by this release or an older one.
+pub fn decode_upgrade(text: &str) -> Result<Upgrade, String> {
+    let upgrade: Upgrade = serde_json::from_str(text)
+        .map_err(|e| format!("cannot read the old supervisor's hand-off ({UPGRADE_ENV}): {e}"))?;
+    if upgrade.version > VERSION {
+        return Err(format!(
+            "the old supervisor's hand-off ({UPGRADE_ENV}) has version {}, newer than the version {VERSION} this \
+             binary reads",
+            upgrade.version
+        ));
+    }
+    Ok(upgrade)
 }
 
 /// Logs why a hand-off cannot be used, in the error log it names if that much can be read (a shard
@@ -158,5 +202,22 @@ mod tests {
         value["version"] = serde_json::json!(VERSION);
         value.as_object_mut().unwrap().remove("listen_fd");
         assert!(decode(&value.to_string()).unwrap_err().to_string().contains("listen_fd"));
+    }
+
+    #[test]
+    fn an_upgrade_hand_off_reads_back_and_tolerates_additions() {
+        let up = Upgrade {
+            version: VERSION,
+            parent: 42,
+            report_fd: 7,
+            listeners: vec![Inherited { fd: 5, addr: "127.0.0.1:8000".into() }],
+        };
+        let mut value = serde_json::to_value(&up).unwrap();
+        value["later"] = serde_json::json!([1, 2]);
+        let back = decode_upgrade(&value.to_string()).unwrap();
+        assert_eq!((back.parent, back.report_fd, back.listeners[0].fd), (42, 7, 5));
+        let minimal = decode_upgrade(r#"{"parent":1,"report_fd":3}"#).unwrap();
+        assert!(minimal.listeners.is_empty() && minimal.version == 0);
+        assert!(decode_upgrade(r#"{"version":99,"parent":1,"report_fd":3}"#).unwrap_err().contains("version 99"));
     }
 }

@@ -5,49 +5,14 @@
 //! once the good binary is back the next HUP replaces every shard.
 
 mod common;
+mod install;
 mod notify_socket;
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use common::*;
+use install::{BROKEN, Install};
 use notify_socket::NotifySocket;
-
-/// A directory of the test's own with a copy of the hitcore binary in it.
-struct Install {
-    dir: PathBuf,
-    exe: PathBuf,
-}
-
-impl Install {
-    fn new() -> Install {
-        let dir = std::env::temp_dir().join(format!("hitcore-test-install-{}-{}", std::process::id(), free_port()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let exe = dir.join("hitcore");
-        let install = Install { dir, exe };
-        install.replace_with_file(env!("CARGO_BIN_EXE_hitcore").as_ref());
-        install
-    }
-
-    /// Puts `contents` in place of the binary as an upgrade does: a new file, renamed over it.
-    fn replace(&self, contents: &[u8]) {
-        let tmp = self.dir.join(".hitcore.new");
-        std::fs::write(&tmp, contents).unwrap();
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::rename(&tmp, &self.exe).unwrap();
-    }
-
-    fn replace_with_file(&self, from: &Path) {
-        self.replace(&std::fs::read(from).unwrap());
-    }
-}
-
-impl Drop for Install {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// Waits until the load has produced `n` more answers than it had.
 fn wait_for_answers(redis: &TestRedis, n: usize) {
@@ -70,7 +35,7 @@ fn a_reload_onto_a_binary_that_cannot_boot_keeps_the_old_shards_serving() {
     let load = Load::start(server.addr, 4);
     wait_for_answers(&redis, 200);
 
-    install.replace(b"#!/bin/sh\necho 'broken build: cannot start (exit 3)' >&2\nexit 3\n");
+    install.replace(BROKEN);
     let hup_at = Instant::now();
     server.signal(libc::SIGHUP);
     let line = server.log.wait_for("Reload failed", DEADLINE);

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use signal_hook::consts::signal::*;
@@ -22,6 +22,7 @@ use super::notify::Notifier;
 use super::policy;
 use super::procs::{Life, Proc, Purpose};
 use super::reload::{RELOAD_POLL, Reload};
+use super::upgrade::Handover;
 use crate::config::Config;
 use crate::heartbeat::{Heartbeats, state};
 use crate::listener::{self, ListenOptions};
@@ -78,6 +79,12 @@ pub struct Arbiter {
     served_by_gone: u64,
     /// Why the last reload failed, until one succeeds (shown in `STATUS=`).
     pub(super) reload_error: Option<String>,
+    /// For threads the arbiter starts itself (the USR2 report reader).
+    pub(super) events: Option<Sender<Event>>,
+    /// USR2 in progress: the new supervisor's pid, until it reports.
+    pub(super) upgrade: Option<i32>,
+    /// Started by an old supervisor's USR2: how to tell it that this one serves.
+    pub(super) handover: Option<Handover>,
 }
 
 /// Sends `sig` to a shard.
@@ -114,6 +121,9 @@ impl Arbiter {
             notify,
             served_by_gone: 0,
             reload_error: None,
+            events: None,
+            upgrade: None,
+            handover: None,
             config,
         }
     }
@@ -203,13 +213,12 @@ impl Arbiter {
                             send(p.pid, SIGUSR1);
                         }
                     }
-                    SIGUSR2 => warn!(
-                        "USR2 (binary upgrade) is not supported: HUP replaces every shard with the binary now on disk"
-                    ),
+                    SIGUSR2 => self.begin_upgrade(),
                     _ => {}
                 }
             }
             Event::Stale { slot, pid, age } => self.murder(slot, pid, age),
+            Event::Upgrade(news) => self.upgrade_news(news),
         }
     }
 
@@ -360,6 +369,7 @@ impl Arbiter {
         if !self.ready && self.stopping.is_none() && self.respawns.is_empty() && self.procs.iter().all(|p| p.booted) {
             self.ready = true;
             info!("Ready: {} shards serving", self.procs.len());
+            self.report_ready();
             let status = self.status_line();
             self.notify.ready(status);
         }
@@ -447,6 +457,7 @@ impl Arbiter {
     fn halt(&mut self, reason: &str, code: i32) {
         self.begin_stop(false, code);
         self.notify.stopping(format!("Stopping: {reason}"));
+        self.report_failed(reason);
         if let Some(s) = &mut self.stopping {
             s.code = code;
             s.reason = Some(reason.to_string());

@@ -4,7 +4,7 @@
 //! This file only wires the parts together: [`startup`] (pid file, binding, the heartbeat region,
 //! signal forwarding), [`procs`] (one shard process: its lifecycle and spawning it), [`arbiter`]
 //! (the event loop: reaping, respawning with backoff, WORKER TIMEOUT, stopping), [`reload`] (HUP,
-//! TTIN, TTOU), [`output`] (each shard's stderr, relayed and quoted when it fails to boot), [`notify`] (systemd) and [`policy`] (the decisions, as plain functions). It never touches request bytes
+//! TTIN, TTOU), [`upgrade`] (USR2), [`output`] (each shard's stderr, relayed and quoted when it fails to boot), [`notify`] (systemd) and [`policy`] (the decisions, as plain functions). It never touches request bytes
 //! or Redis, and runs no glommio executor. One thread owns all state: signals and the watchdog
 //! reach it as [`Event`]s on one channel.
 
@@ -16,6 +16,7 @@ mod policy;
 mod procs;
 mod reload;
 mod startup;
+mod upgrade;
 pub mod watchdog;
 
 use std::time::Duration;
@@ -26,7 +27,7 @@ use crate::config::Config;
 use crate::shard::set_process_name;
 
 /// What wakes the arbiter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A signal arrived (SIGCHLD included).
     Signal(i32),
@@ -39,6 +40,8 @@ pub enum Event {
         /// How old the heartbeat was.
         age: Duration,
     },
+    /// USR2: the new supervisor reported (or closed its report pipe).
+    Upgrade(upgrade::UpgradeNews),
 }
 
 /// Runs the server: binds, spawns the shards, supervises them until told to stop. Returns the exit
@@ -46,20 +49,34 @@ pub enum Event {
 pub fn run(config: Config) -> i32 {
     set_process_name("hitcore-master");
     info!("Starting hitcore {}", env!("CARGO_PKG_VERSION"));
-    let started = match startup::start(config) {
-        Ok(s) => s,
-        Err(e) => {
+    let handover = match upgrade::Handover::from_env() {
+        None => None,
+        Some(Ok(h)) => Some(h),
+        Some(Err(e)) => {
             error!("{e}");
             return 1;
         }
     };
+    let started = match startup::start(config, handover.as_ref()) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("{e}");
+            if let Some(h) = handover {
+                h.report(&format!("FAILED {e}"));
+            }
+            return 1;
+        }
+    };
+    let notify = notify::Notifier::from_env(handover.as_ref().map(|h| h.parent));
+    let events = started.events.clone();
     // Threads that feed the arbiter start here, each with its own sender of `started.events`.
     if !started.config.timeout.is_zero() {
         watchdog::start(started.heartbeats.clone(), started.config.timeout, started.check_period, started.events);
     }
-    let notify = notify::Notifier::from_env(None);
     let mut arbiter =
         arbiter::Arbiter::new(started.config, started.exe, started.heartbeats, started.check_period, notify);
+    arbiter.events = Some(events);
+    arbiter.handover = handover;
     arbiter.spawn_first(started.listeners);
     let code = arbiter.supervise(started.inbox);
     drop(started.pidfile);

@@ -40,6 +40,11 @@ impl Notifier {
         Notifier { enabled, watchdog, next_pet: Instant::now(), status: String::new() }
     }
 
+    /// One that says nothing: the old supervisor once it has handed over to a new one.
+    pub fn disabled() -> Notifier {
+        Notifier { enabled: false, watchdog: None, next_pet: Instant::now(), status: String::new() }
+    }
+
     fn send(&self, states: &[NotifyState]) {
         if !self.enabled {
             return;
@@ -66,6 +71,11 @@ impl Notifier {
     pub fn stopping(&mut self, status: String) {
         self.send(&[NotifyState::Stopping, NotifyState::Status(&status)]);
         self.status = status;
+    }
+
+    /// `MAINPID=pid`: after a USR2 upgrade, the new supervisor is the service's main process.
+    pub fn main_pid(&self, pid: u32) {
+        self.send(&[NotifyState::MainPid(pid)]);
     }
 
     /// `STATUS=`, if it changed.

@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 
 use super::Event;
 use super::pidfile::{Pidfile, PidfileError};
+use super::upgrade::Handover;
 use crate::cli::format_cpu_list;
 use crate::config::Config;
 use crate::heartbeat::Heartbeats;
@@ -55,6 +56,9 @@ pub enum StartError {
     /// The signal forwarding thread.
     #[error("cannot install signal handlers: {0}")]
     Signals(io::Error),
+    /// USR2: the old supervisor passed no listener to take the address from.
+    #[error("the old supervisor passed no listener (HITCORE_UPGRADE)")]
+    NothingInherited,
 }
 
 /// What start-up hands to the arbiter.
@@ -78,11 +82,28 @@ pub struct Started {
     pub inbox: Receiver<Event>,
 }
 
-/// Sets up everything before the first shard, logging gunicorn's start-up lines.
-pub fn start(mut config: Config) -> Result<Started, StartError> {
+/// Sets up everything before the first shard, logging gunicorn's start-up lines. Started by an old
+/// supervisor's USR2 (`handover`), it serves the address of the inherited listeners instead of
+/// binding `-b` (busy by design), and takes over the pid file.
+pub fn start(mut config: Config, handover: Option<&Handover>) -> Result<Started, StartError> {
     let pid = std::process::id();
-    let pidfile = config.pidfile.as_deref().map(Pidfile::create).transpose()?;
-    let listeners = bind_all(&config)?;
+    let pidfile = match &config.pidfile {
+        Some(path) => Some(Pidfile::take_over(path, handover.map(|h| h.parent))?),
+        None => None,
+    };
+    let listeners = match handover {
+        None => bind_all(&config)?,
+        Some(h) => {
+            let first = h.listeners.first().ok_or(StartError::NothingInherited)?;
+            config.bind = listener::local_addr(first).map_err(StartError::LocalAddr)?;
+            // One listener per shard in the inherited ones' reuseport group, listening only once its
+            // shard can accept: if these shards cannot boot, no connection waits on them.
+            (0..config.cpus.len())
+                .map(|_| listener::bind(config.bind, ListenOptions::of(&config)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(StartError::Listen)?
+        }
+    };
     config.bind = listener::local_addr(&listeners[0]).map_err(StartError::LocalAddr)?;
     info!("Listening at: http://{} ({pid})", config.bind);
     info!(
@@ -99,11 +120,22 @@ pub fn start(mut config: Config) -> Result<Started, StartError> {
     }
     hand_logs_to_shards(&config)?;
     let heartbeats = Arc::new(Heartbeats::create().map_err(StartError::Heartbeats)?);
-    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+    let exe = this_binary();
     let (events, inbox) = mpsc::channel();
     forward_signals(events.clone()).map_err(StartError::Signals)?;
     let check_period = (config.timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     Ok(Started { config, listeners, pidfile, heartbeats, exe, check_period, events, inbox })
+}
+
+/// The path of this binary, resolved once: every spawn (HUP, TTIN, restarts, USR2) executes whatever
+/// file is at this path then, so an upgrade that renames a new binary over it is picked up. If the
+/// file was already replaced before start-up, Linux names it `PATH (deleted)`: the path is what counts.
+fn this_binary() -> PathBuf {
+    let Ok(exe) = std::env::current_exe() else { return PathBuf::from("/proc/self/exe") };
+    match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+        Some(path) => PathBuf::from(path),
+        None => exe,
+    }
 }
 
 /// Creates one listener per shard on the same address, after checking the address is free.
