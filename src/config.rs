@@ -41,6 +41,7 @@ pub struct Config {
     pub write_timeout: Duration,
     /// At the connection cap, how long a connection must have waited for a complete request
     /// before it may be closed to make room (`--evict-after`, default 0.1 s).
+    #[serde(default = "default_evict_after")]
     pub evict_after: Duration,
     /// `listen()` backlog of each shard's listener (`--backlog`, default 2048; capped by somaxconn).
     pub backlog: u32,
@@ -71,4 +72,9 @@ pub struct Config {
     pub user: Option<u32>,
     /// `-g/--group`: the gid shards run as.
     pub group: Option<u32>,
+}
+
+/// `--evict-after`'s default, for a hand-off from a supervisor older than the flag (src/handoff.rs).
+fn default_evict_after() -> Duration {
+    Duration::from_millis(100)
 }

@@ -8,6 +8,7 @@
 //! # Layout
 //! - [`cli`]: flags (clap) and their validation into a [`config::Config`].
 //! - [`config`]: the validated configuration, shared by the supervisor and (serialised) the shards.
+//! - [`handoff`]: the versioned, tolerant supervisor → shard hand-off (`HITCORE_SHARD`).
 //! - [`supervisor`]: the arbiter: listeners, shard processes, watchdog, signals, pid file.
 //! - [`listener`]: SO_REUSEPORT listening sockets, identical options on all.
 //! - [`heartbeat`]: the shared-memory heartbeat slots, the only cross-process state.
@@ -22,6 +23,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod handoff;
 pub mod heartbeat;
 pub mod http;
 pub mod listener;

@@ -22,11 +22,11 @@ use futures_lite::FutureExt;
 use glommio::net::TcpStream;
 use glommio::sync::{Gate, Semaphore, StaticPermit};
 use glommio::{LocalExecutorBuilder, Placement};
-use serde::{Deserialize, Serialize};
 use socket2::SockRef;
 use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
+use crate::handoff::Spec;
 use crate::heartbeat::{Heartbeats, state};
 use crate::http::access::AccessLog;
 use crate::http::conn::registry::{EVICT_RECHECK, Eviction};
@@ -34,10 +34,6 @@ use crate::http::conn::{self, MAX_PIPELINE};
 use crate::http::context::{self, Context};
 use crate::logging::{self, Sink};
 use crate::redis::client::{Redis, Settings};
-
-/// The environment variable that carries a shard's [`Spec`] from the supervisor. Its presence is
-/// what makes the binary run as a shard.
-pub const SPEC_ENV: &str = "HITCORE_SHARD";
 
 /// Exit status of a shard that could not boot; the supervisor halts instead of restarting it
 /// (gunicorn's `WORKER_BOOT_ERROR`).
@@ -50,23 +46,6 @@ const TICK: Duration = Duration::from_millis(100);
 /// default (10 MiB, pinned in every ring) made up most of a shard's resident memory; the minimum
 /// leaves a shard at 4 MiB (measured: 14.3 MiB RSS at start before, see docs/performance.md).
 const IO_MEMORY: usize = 64 * 1024;
-
-/// What the supervisor tells a shard it spawns.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Spec {
-    /// The shard's index (for logs and the process title).
-    pub index: usize,
-    /// The CPU to pin to.
-    pub cpu: usize,
-    /// The inherited, bound, listening, non-blocking socket.
-    pub listen_fd: RawFd,
-    /// The inherited heartbeat memfd.
-    pub heartbeat_fd: RawFd,
-    /// This shard's slot in the heartbeat region.
-    pub slot: usize,
-    /// Everything else.
-    pub config: Config,
-}
 
 /// The shard's own state, shared by its tasks: what its connections are handed, and what only the
 /// shard itself uses.
@@ -227,6 +206,13 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
     glommio::spawn_local(housekeeping(shard.clone(), heartbeats.clone(), slot, signals, stop.clone(), tick_every))
         .detach();
     shard.ctx.redis.first_attempt().await;
+    // A replacement's listener arrives bound but not listening: it joins the reuseport group only
+    // now that this shard can accept (docs/supervisor.md, "Failed reloads").
+    let listen_sock = SockRef::from(&_listener);
+    if let Err(e) = crate::listener::listen(&listen_sock, crate::listener::ListenOptions::of(&spec.config)) {
+        error!("Worker failed to boot: shard {}: cannot listen: {e}", spec.index);
+        return BOOT_ERROR;
+    }
     heartbeats.slot(slot).state.store(state::BOOTED, Ordering::Release);
     debug!("shard {} booted", spec.index);
 
