@@ -41,6 +41,7 @@ pub struct Config {
     pub write_timeout: Duration,
     /// At the connection cap, how long a connection must have waited for a complete request
     /// before it may be closed to make room (`--evict-after`, default 0.1 s).
+    #[serde(default = "default_evict_after")]
     pub evict_after: Duration,
     /// `listen()` backlog of each shard's listener (`--backlog`, default 2048; capped by somaxconn).
     pub backlog: u32,
@@ -73,14 +74,7 @@ pub struct Config {
     pub group: Option<u32>,
 }
 
-/// Pipelined requests taken from one connection per batch. More stay in its buffer for the next
-/// batch, so one client cannot make a shard hold an unbounded batch.
-pub const MAX_PIPELINE: usize = 128;
-
-impl Config {
-    /// Requests one shard may have waiting on Redis at once: every connection with a full batch.
-    /// Reaching it answers 503 rather than queueing more.
-    pub fn max_pending(&self) -> u64 {
-        (self.worker_connections * MAX_PIPELINE) as u64
-    }
+/// `--evict-after`'s default, for a hand-off from a supervisor older than the flag (src/handoff.rs).
+fn default_evict_after() -> Duration {
+    Duration::from_millis(100)
 }

@@ -9,11 +9,13 @@
 //! - [`cli`]: flags (clap), `HITCORE_*` variables and the `-c` TOML file, layered and validated into a
 //!   [`config::Config`]; `--check-config`; [`cli::Invocation::reload`] for HUP.
 //! - [`config`]: the validated configuration, shared by the supervisor and (serialised) the shards.
+//! - [`handoff`]: the versioned, tolerant supervisor → shard hand-off (`HITCORE_SHARD`).
 //! - [`supervisor`]: the arbiter: listeners, shard processes, watchdog, signals, pid file.
 //! - [`listener`]: SO_REUSEPORT listening sockets, identical options on all.
 //! - [`heartbeat`]: the shared-memory heartbeat slots, the only cross-process state.
 //! - [`shard`]: one shard process: executor, accept loop, housekeeping tick, stopping.
-//! - [`http`]: request parsing, responses, the per-connection loop, the access log.
+//! - [`http`]: request parsing (`parse/`: heads, bodies), statuses and responses, the context a
+//!   connection is handed by its shard, the per-connection loop and registry (`conn/`), the access log.
 //! - [`redis`]: Redis URLs, RESP, the pipelined coalescing connection.
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
 
@@ -22,6 +24,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod handoff;
 pub mod heartbeat;
 pub mod http;
 pub mod listener;

@@ -288,7 +288,12 @@ impl TestServer {
 
     /// As [`TestServer::start`], with a hook to adjust the command (environment, limits).
     pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> TestServer {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hitcore"));
+        Self::start_exe(env!("CARGO_BIN_EXE_hitcore").as_ref(), args, adjust)
+    }
+
+    /// As [`TestServer::start_with`], running the binary at `exe` (a copy an upgrade test replaces).
+    pub fn start_exe(exe: &std::path::Path, args: &[&str], adjust: impl FnOnce(&mut Command)) -> TestServer {
+        let mut cmd = Command::new(exe);
         cmd.args(["-b", "127.0.0.1:0"]).args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         cmd.env_remove("REDIS_URL").process_group(0);
         adjust(&mut cmd);
