@@ -27,7 +27,8 @@ use clap::Parser;
 
 pub use self::load::{Invocation, LoadError, Loaded};
 pub use self::values::{allowed_cpus, format_cpu_list, parse_cpu_list};
-use self::values::{lookup_group, lookup_user, parse_bind, seconds};
+use self::values::{lookup_group, lookup_user, octal_mode, seconds};
+use crate::bind::Bind;
 
 use crate::config::Config;
 use crate::http::parse::{Limits, MAX_FIELD_SIZE, MAX_FIELDS, MAX_REQUEST_LINE};
@@ -55,9 +56,19 @@ pub struct Cli {
     #[arg(long)]
     pub share_cpus: bool,
 
-    /// Address to listen on, HOST:PORT; port 0 picks a free port (the log says which)
+    /// Address to listen on: HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N; repeat for several.
+    /// Port 0 picks a free port (the log says which). Without it, the sockets systemd passes
+    /// (socket activation) when there are any
     #[arg(short = 'b', long, value_name = "ADDRESS", default_value = "127.0.0.1:8000", action = clap::ArgAction::Append)]
     pub bind: Vec<String>,
+
+    /// Permissions of unix: sockets, in octal (e.g. 660) [default: 666 less the umask]
+    #[arg(long = "bind-mode", value_name = "MODE", value_parser = octal_mode)]
+    pub bind_mode: Option<u32>,
+
+    /// The sockets systemd passed, set by the loader when no `-b` was given (not a flag).
+    #[arg(skip)]
+    pub activated: Vec<Bind>,
 
     /// Redis URL: redis://[user][:password]@host[:port][/db] or unix:///path?db=N&password=...
     /// (also read from REDIS_URL)
@@ -223,10 +234,19 @@ impl Cli {
             ));
         }
         let cpus = (0..self.workers).map(|i| allowed[i % allowed.len()]).collect();
-        let bind = match self.bind.as_slice() {
-            [one] => parse_bind(one).map_err(|m| refuse("--bind", m))?,
-            _ => return Err(refuse("--bind", "only one address is supported so far")),
+        let binds = if self.activated.is_empty() {
+            let binds = self.bind.iter().map(|b| Bind::parse(b)).collect::<Result<Vec<_>, _>>();
+            binds.map_err(|m| refuse("--bind", m))?
+        } else {
+            self.activated
         };
+        if let Some(twice) = binds.iter().enumerate().find_map(|(i, b)| binds[..i].contains(b).then_some(b)) {
+            return Err(refuse("--bind", format!("{twice} is given twice")));
+        }
+        if self.bind_mode.is_some() && !binds.iter().any(|b| matches!(b, Bind::Unix(_))) {
+            return Err(refuse("--bind-mode", "there is no unix: address to apply it to"));
+        }
+        let bind = served(&binds)?;
         let mut redis = RedisTarget::parse(&self.redis).map_err(|e| refuse("--redis", e.to_string()))?;
         if let Some(password) = redis_password(self.redis_password_file.as_deref(), redis.password.is_some())? {
             redis.password = Some(password);
@@ -273,6 +293,8 @@ impl Cli {
             allowed_cpus: allowed,
             share_cpus: self.share_cpus,
             bind,
+            binds,
+            bind_mode: self.bind_mode,
             redis,
             key: self.key,
             keep_alive: self.keep_alive,
@@ -332,6 +354,16 @@ fn redis_password(file: Option<&Path>, url_has_one: bool) -> Result<Option<Strin
         return Err(refuse(FLAG, format!("{} has more than one line", path.display())));
     }
     Ok(Some(password.to_string()))
+}
+
+/// The TCP address the supervisor serves. Until shards serve several listeners, that is one TCP
+/// address; everything else `-b` can name is parsed and checked but refused here, by name.
+fn served(binds: &[Bind]) -> Result<std::net::SocketAddr, FlagError> {
+    match binds {
+        [Bind::Tcp(addr)] => Ok(*addr),
+        [other] => Err(refuse("--bind", format!("{other}: only TCP addresses are served so far"))),
+        _ => Err(refuse("--bind", "only one address is served so far")),
+    }
 }
 
 /// 0 means the maximum; above the maximum is refused.

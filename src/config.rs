@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bind::Bind;
 use crate::http::parse::Limits;
 use crate::logging::{LogLevel, LogTarget};
 use crate::redis::url::RedisTarget;
@@ -24,8 +25,16 @@ pub struct Config {
     pub allowed_cpus: Vec<usize>,
     /// Whether several shards may share one CPU (`--share-cpus`).
     pub share_cpus: bool,
-    /// The address every shard's listener binds, with the real port once bound (`-b`).
+    /// The TCP address every shard's listener binds, with the real port once bound (the first
+    /// `-b`; see `binds`).
     pub bind: SocketAddr,
+    /// Every address given, in order: TCP, `unix:PATH`, `fd://N`, or systemd's sockets when
+    /// activated without `-b` (`-b`, repeatable). Empty from a supervisor older than this field.
+    #[serde(default)]
+    pub binds: Vec<Bind>,
+    /// `--bind-mode`: the permissions of `unix:` sockets (default: 0666 less the umask).
+    #[serde(default)]
+    pub bind_mode: Option<u32>,
     /// Redis, resolved (`--redis` / `REDIS_URL`).
     pub redis: RedisTarget,
     /// The counter key (`--key`, default `hit`).

@@ -8,6 +8,7 @@
 //! # Layout
 //! - [`cli`]: flags (clap), `HITCORE_*` variables and the `-c` TOML file, layered and validated into a
 //!   [`config::Config`]; `--check-config`; [`cli::Invocation::reload`] for HUP.
+//! - [`bind`]: what `-b` names (TCP, `unix:PATH`, `fd://N`, systemd's sockets), as plain data.
 //! - [`config`]: the validated configuration, shared by the supervisor and (serialised) the shards.
 //! - [`handoff`]: the versioned, tolerant supervisor → shard hand-off (`HITCORE_SHARD`).
 //! - [`supervisor`]: the arbiter: listeners, shard processes, watchdog, signals, pid file.
@@ -22,6 +23,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod bind;
 pub mod cli;
 pub mod config;
 pub mod handoff;

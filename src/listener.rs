@@ -4,6 +4,9 @@
 //! supervisor can bind port 80 before anything drops privileges) and keeps its own copy of each.
 //! This module owns socket options, the probe that stops a second server from silently joining the
 //! group, and ejecting a listener from the group. It must not accept connections: shards do that.
+//! [`shared`] holds the listeners all shards share (unix sockets, inherited and systemd's sockets).
+
+pub mod shared;
 
 use std::io;
 use std::net::SocketAddr;

@@ -14,6 +14,7 @@ use nix::unistd::{AccessFlags, access};
 
 use super::load::{Loaded, Origin};
 use super::values::format_cpu_list;
+use crate::bind::Bind;
 use crate::config::Config;
 use crate::logging::LogTarget;
 
@@ -54,6 +55,11 @@ pub fn problems(config: &Config) -> Vec<String> {
     }
     if let Some(path) = &config.pidfile {
         writable("--pid", path);
+    }
+    for b in &config.binds {
+        if let Bind::Unix(path) = b {
+            writable("--bind", path);
+        }
     }
     out
 }
@@ -102,7 +108,12 @@ pub fn render(loaded: &Loaded) -> String {
         } else if s.boolean {
             Some(s.values[0].clone())
         } else if s.long == "bind" {
-            Some(format!("[{}]", s.values.iter().map(|v| quote(v)).collect::<Vec<_>>().join(", ")))
+            // What will be served: systemd's sockets replace the default.
+            let shown = |b: &Bind| match b {
+                Bind::Activated { fd, .. } => quote(&format!("fd://{fd}")),
+                other => quote(&other.to_string()),
+            };
+            Some(format!("[{}]", config.binds.iter().map(shown).collect::<Vec<_>>().join(", ")))
         } else {
             Some(s.values.iter().map(|v| scalar(v)).collect::<Vec<_>>().join(", "))
         };
@@ -116,7 +127,9 @@ pub fn render(loaded: &Loaded) -> String {
         None => "none",
     };
     let _ = writeln!(out, "# resolved: redis password {password}; redis {}", config.redis);
-    let _ = writeln!(out, "# resolved: bind {}", config.bind);
+    for b in &config.binds {
+        let _ = writeln!(out, "# resolved: bind {b}");
+    }
     let _ = writeln!(out, "# resolved: shards pinned to CPUs {}", format_cpu_list(&config.cpus));
     if let (Some(uid), Some(gid)) = (config.user, config.group) {
         let _ = writeln!(out, "# resolved: shards run as uid {uid}, gid {gid}");

@@ -192,7 +192,16 @@ impl Invocation {
         let mut args = self.args.clone();
         args.splice(1..1, injected);
         let matches = cmd.clone().try_get_matches_from(args)?;
-        let cli = Cli::from_arg_matches(&matches)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        // Socket activation: systemd's sockets are served when no -b was given anywhere.
+        if !from_user("bind") && !origins.contains_key("bind") {
+            let activated = crate::bind::activated_from_env()
+                .map_err(|m| LoadError::Flag { error: FlagError { flag: "--bind", message: m }, origin: None })?;
+            if let Some(binds) = activated {
+                cli.activated = binds;
+                origins.insert("bind".into(), Origin::Env("LISTEN_FDS".into()));
+            }
+        }
         let check_only = cli.check_config;
         let settings = settings(&cmd, &matches, &origins);
         let config = cli.into_config().map_err(|error| {

@@ -1,11 +1,10 @@
-//! Flag values that need more than a number: CPU lists, listen addresses, users and groups,
-//! seconds.
+//! Flag values that need more than a number: CPU lists, users and groups, file modes, seconds.
+//! (Listen addresses are [`crate::bind`]'s.)
 //!
-//! Pure parsing plus the lookups a value needs (the affinity mask, the passwd and group databases,
-//! name resolution for addresses). It must not open sockets or files; `cli` names the flag in
-//! every refusal, so messages here say only what is wrong with the value.
+//! Pure parsing plus the lookups a value needs (the affinity mask, the passwd and group databases).
+//! It must not open sockets or files; `cli` names the flag in every refusal, so messages here say
+//! only what is wrong with the value.
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use nix::unistd::{Group, Uid, User};
@@ -58,27 +57,6 @@ pub fn format_cpu_list(cpus: &[usize]) -> String {
     parts.join(",")
 }
 
-/// `HOST:PORT`, `[V6]:PORT`, `HOST` (port 8000) or `:PORT` (all interfaces), resolved once.
-pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
-    if text.starts_with("unix:") || text.starts_with("fd://") {
-        return Err("only TCP addresses (HOST:PORT) are supported".into());
-    }
-    let with_port = if let Some(port) = text.strip_prefix(':') {
-        format!("0.0.0.0:{port}")
-    } else if text.parse::<std::net::Ipv6Addr>().is_ok() {
-        format!("[{text}]:8000")
-    } else if text.ends_with(']') || !text.contains(':') {
-        format!("{text}:8000")
-    } else {
-        text.to_string()
-    };
-    with_port
-        .to_socket_addrs()
-        .map_err(|e| format!("'{text}': {e}"))?
-        .next()
-        .ok_or_else(|| format!("'{text}' resolves to no address"))
-}
-
 /// A user name or numeric uid, with the user's primary gid from the passwd database.
 ///
 /// A numeric uid without a passwd entry (common in containers) is still a uid, but it has no
@@ -111,6 +89,15 @@ pub fn lookup_group(name: &str) -> Result<u32, String> {
     }
 }
 
+/// File permissions in octal (`660`, `0660`, `0o660`), at most 777.
+pub fn octal_mode(text: &str) -> Result<u32, String> {
+    let digits = text.trim().trim_start_matches("0o");
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!("'{text}' is not a file mode in octal, such as 660")),
+    }
+}
+
 /// Seconds as a whole or decimal number (`2`, `0.5`).
 pub fn seconds(text: &str) -> Result<Duration, String> {
     let value: f64 = text.trim().parse().map_err(|_| format!("'{text}' is not a number of seconds"))?;
@@ -135,12 +122,12 @@ mod tests {
     }
 
     #[test]
-    fn binds() {
-        assert_eq!(parse_bind("127.0.0.1:0"), Ok("127.0.0.1:0".parse().unwrap()));
-        assert_eq!(parse_bind("127.0.0.1"), Ok("127.0.0.1:8000".parse().unwrap()));
-        assert_eq!(parse_bind(":9000"), Ok("0.0.0.0:9000".parse().unwrap()));
-        assert_eq!(parse_bind("[::1]:9000"), Ok("[::1]:9000".parse().unwrap()));
-        assert!(parse_bind("unix:/tmp/x").is_err());
+    fn modes() {
+        assert_eq!(octal_mode("660"), Ok(0o660));
+        assert_eq!(octal_mode("0660"), Ok(0o660));
+        assert_eq!(octal_mode("0o600"), Ok(0o600));
+        assert!(octal_mode("999").is_err());
+        assert!(octal_mode("1777").is_err());
     }
 
     #[test]
