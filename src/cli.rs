@@ -356,13 +356,13 @@ fn redis_password(file: Option<&Path>, url_has_one: bool) -> Result<Option<Strin
     Ok(Some(password.to_string()))
 }
 
-/// The TCP address the supervisor serves. Until shards serve several listeners, that is one TCP
-/// address; everything else `-b` can name is parsed and checked but refused here, by name.
+/// The address every shard gets a listener of its own for: the first bind when it is TCP. When it
+/// is not, shards share their main listener and this placeholder (port 0 on no address) is unused.
 fn served(binds: &[Bind]) -> Result<std::net::SocketAddr, FlagError> {
-    match binds {
-        [Bind::Tcp(addr)] => Ok(*addr),
-        [other] => Err(refuse("--bind", format!("{other}: only TCP addresses are served so far"))),
-        _ => Err(refuse("--bind", "only one address is served so far")),
+    match binds.first() {
+        Some(Bind::Tcp(addr)) => Ok(*addr),
+        Some(_) => Ok(std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+        None => Err(refuse("--bind", "no address to listen on")),
     }
 }
 

@@ -87,3 +87,12 @@ pub struct Config {
 fn default_evict_after() -> Duration {
     Duration::from_millis(100)
 }
+
+impl Config {
+    /// Whether shards share their main listener (the first bind is a unix socket, an inherited or
+    /// systemd's socket) instead of each having its own in a reuseport group: such a listener is
+    /// never ejected or shut down by one shard, since every shard accepts from it.
+    pub fn main_listener_shared(&self) -> bool {
+        self.binds.first().is_some_and(|b| !matches!(b, Bind::Tcp(_)))
+    }
+}

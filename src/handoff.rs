@@ -43,6 +43,10 @@ pub struct Spec {
     /// The inherited, bound, non-blocking socket: listening already (a first shard, a restart on the
     /// kept listener), or not yet (a replacement), in which case the shard listens once it can accept.
     pub listen_fd: RawFd,
+    /// Listeners every shard shares besides `listen_fd` (later `-b` addresses), inherited and
+    /// listening; the shard accepts on each until it stops, and never shuts one down.
+    #[serde(default)]
+    pub extra_fds: Vec<RawFd>,
     /// The inherited heartbeat memfd.
     pub heartbeat_fd: RawFd,
     /// This shard's slot in the heartbeat region.

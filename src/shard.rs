@@ -11,7 +11,7 @@
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::net::IpAddr;
-use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,13 +87,14 @@ impl Signals {
 #[derive(Debug, Default)]
 struct StopSignal {
     requested: Cell<bool>,
-    waker: RefCell<Option<Waker>>,
+    /// Every task waiting: one accept loop per listener, and whatever else waits on a stop.
+    wakers: RefCell<Vec<Waker>>,
 }
 
 impl StopSignal {
     fn request(&self) {
         if !self.requested.replace(true) {
-            if let Some(w) = self.waker.borrow_mut().take() {
+            for w in self.wakers.borrow_mut().drain(..) {
                 w.wake();
             }
         }
@@ -104,7 +105,10 @@ impl StopSignal {
             if self.requested.get() {
                 Poll::Ready(())
             } else {
-                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                let mut wakers = self.wakers.borrow_mut();
+                if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    wakers.push(cx.waker().clone());
+                }
                 Poll::Pending
             }
         })
@@ -217,7 +221,25 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
     debug!("shard {} booted", spec.index);
 
     let gate = Gate::new();
-    accept_loop(&shard, spec.listen_fd, &gate, &stop).await;
+    // One connection cap for every listener this shard accepts on.
+    let cap = Rc::new(Semaphore::new(shard.config.worker_connections as u64));
+    // Later -b addresses: one socket each, shared with every shard, never drained or shut down here.
+    // SAFETY: the supervisor passed these listening sockets to this process; nothing else here owns them.
+    let extras: Vec<OwnedFd> = spec.extra_fds.iter().map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) }).collect();
+    let extra_loops: Vec<_> = extras
+        .iter()
+        .map(|fd| {
+            let loop_ =
+                accept_loop(shard.clone(), fd.as_raw_fd(), gate.clone(), stop.clone(), cap.clone(), Retire::Leave);
+            glommio::spawn_local(loop_)
+        })
+        .collect();
+    // A main listener shared by every shard (unix:, fd://, systemd's) is left to the others too.
+    let retire = if spec.config.main_listener_shared() { Retire::Leave } else { Retire::DrainAndEject };
+    accept_loop(shard.clone(), spec.listen_fd, gate.clone(), stop.clone(), cap, retire).await;
+    for task in extra_loops {
+        task.await;
+    }
     shard.ctx.draining.set(true);
     shard.ctx.registry.close_idle();
     info!("Shard {} stopping: finishing {} open connections", spec.index, shard.ctx.registry.len());
@@ -237,10 +259,32 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
     0
 }
 
+/// What a shard does with a listener when it stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retire {
+    /// Its own listener in a reuseport group: serve what the kernel queued, then eject it.
+    DrainAndEject,
+    /// A listener every shard shares: just stop accepting; the others carry on (draining a shared
+    /// queue that others keep filling might never end).
+    Leave,
+}
+
 /// Accepts connections, within the `--worker-connections` cap, until a stop is requested; then
-/// serves what the kernel has queued and ejects the listener (see [`retire_listener`]).
-async fn accept_loop(shard: &Rc<Shard>, listen_fd: RawFd, gate: &Gate, stop: &StopSignal) {
-    let cap = Rc::new(Semaphore::new(shard.config.worker_connections as u64));
+/// retires the listener as `retire` says (see [`retire_listener`]).
+async fn accept_loop(
+    shard: Rc<Shard>,
+    listen_fd: RawFd,
+    gate: Gate,
+    stop: Rc<StopSignal>,
+    cap: Rc<Semaphore>,
+    retire: Retire,
+) {
+    let (shard, gate, stop) = (&shard, &gate, &*stop);
+    let retire_listener = |shard: &Rc<Shard>, listen_fd: RawFd, gate: &Gate| {
+        if retire == Retire::DrainAndEject {
+            retire_listener(shard, listen_fd, gate);
+        }
+    };
     let mut failures = 0u32;
     loop {
         let Some(permit) = next_slot(shard, &cap, stop).await else {

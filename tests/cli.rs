@@ -59,7 +59,10 @@ fn bad_flags_are_named() {
     refused(&["-w", "lots"], "--workers");
     refused(&["--cpus", "4000"], "--cpus");
     refused(&["--cpus", "3-1"], "--cpus");
-    refused(&["--bind", "unix:/tmp/x.sock"], "--bind");
+    refused(&["--bind", "unix:"], "--bind");
+    refused(&["--bind", "fd://1"], "--bind");
+    refused(&["-b", "127.0.0.1:1", "-b", "127.0.0.1:1"], "twice");
+    refused(&["--bind-mode", "660"], "--bind-mode");
     refused(&["--redis", "ftp://example.com"], "--redis");
     refused(&["--keep-alive", "-1"], "--keep-alive");
     refused(&["--evict-after", "-0.5"], "--evict-after");

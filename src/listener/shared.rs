@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
+use super::{ListenError, ListenOptions};
+use crate::bind::Bind;
+
 /// Why a shared listener could not be had, naming the path or descriptor.
 #[derive(Debug, thiserror::Error)]
 pub enum SharedError {
@@ -33,6 +36,9 @@ pub enum SharedError {
         /// The OS error.
         source: io::Error,
     },
+    /// A TCP address after the first: the same errors as a per-shard listener.
+    #[error(transparent)]
+    Tcp(#[from] ListenError),
     /// An inherited descriptor that is not a listening stream socket.
     #[error("fd://{fd} is not a listening stream socket: {reason}")]
     NotAListener {
@@ -41,6 +47,72 @@ pub enum SharedError {
         /// What it is instead.
         reason: String,
     },
+}
+
+/// The listeners all shards share, opened by the supervisor at start-up. The first bind is every
+/// shard's main listener: one SO_REUSEPORT listener per shard when it is TCP (not here), or copies
+/// of `main` otherwise. Every later bind is one socket in `extras`, on which every shard accepts
+/// too (so only the first TCP address gets per-shard queues).
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// The first bind when it is not TCP.
+    pub main: Option<Socket>,
+    /// Every bind after the first.
+    pub extras: Vec<Socket>,
+    /// The unix socket paths created here, removed on exit.
+    pub paths: Vec<PathBuf>,
+}
+
+impl Shared {
+    /// Opens what `binds` needs beyond per-shard TCP listeners. Nothing is left open or created
+    /// on the file system when one of them fails.
+    pub fn open(binds: &[Bind], mode: Option<u32>, options: ListenOptions) -> Result<Shared, SharedError> {
+        let mut shared = Shared::default();
+        for (i, bind) in binds.iter().enumerate() {
+            let sock = match bind {
+                Bind::Tcp(_) if i == 0 => continue,
+                Bind::Tcp(addr) => super::probe(*addr).and_then(|()| super::open(*addr, options)).map_err(Into::into),
+                Bind::Unix(path) => {
+                    let sock = open_unix(path, mode, options.backlog);
+                    if sock.is_ok() {
+                        shared.paths.push(path.clone());
+                    }
+                    sock
+                }
+                Bind::Fd(fd) | Bind::Activated { fd, .. } => adopt(*fd),
+            };
+            let sock = match sock {
+                Ok(sock) => sock,
+                Err(e) => {
+                    shared.remove_paths();
+                    return Err(e);
+                }
+            };
+            if i == 0 {
+                shared.main = Some(sock);
+            } else {
+                shared.extras.push(sock);
+            }
+        }
+        Ok(shared)
+    }
+
+    /// A copy of the main listener for one more shard, when the first bind is shared.
+    pub fn main_copy(&self) -> Option<io::Result<Socket>> {
+        self.main.as_ref().map(Socket::try_clone)
+    }
+
+    /// Every shared listener, for the start-up log.
+    pub fn all(&self) -> impl Iterator<Item = &Socket> {
+        self.main.iter().chain(&self.extras)
+    }
+
+    /// Removes the unix sockets created at start-up (on exit).
+    pub fn remove_paths(&self) {
+        for path in &self.paths {
+            remove_unix(path);
+        }
+    }
 }
 
 /// Creates a listening unix socket at `path`, non-blocking and close-on-exec, with `mode` (octal
@@ -171,6 +243,35 @@ mod tests {
         assert!(matches!(open_unix(&file, None, 16), Err(SharedError::NotASocket(_))));
         remove_unix(&file);
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn shared_listeners_for_every_bind_but_a_first_tcp_one() {
+        let dir = scratch("binds");
+        let options = ListenOptions { backlog: 16, defer_accept_secs: 1 };
+        let unix = Bind::Unix(dir.join("a.sock"));
+        let tcp = Bind::Tcp("127.0.0.1:0".parse().unwrap());
+        let shared = Shared::open(&[tcp.clone(), unix.clone()], Some(0o660), options).unwrap();
+        assert!(shared.main.is_none() && shared.extras.len() == 1);
+        assert!(shared.main_copy().is_none());
+        shared.remove_paths();
+        assert!(!dir.join("a.sock").exists());
+
+        let shared = Shared::open(&[unix.clone(), tcp], None, options).unwrap();
+        assert!(shared.main.is_some() && shared.extras.len() == 1);
+        let copy = shared.main_copy().unwrap().unwrap();
+        assert_eq!(describe(&copy), format!("unix:{}", dir.join("a.sock").display()));
+        drop(copy);
+
+        // A failure part-way leaves no socket file behind.
+        let busy = Bind::Unix(dir.join("b.sock"));
+        let holder = Shared::open(std::slice::from_ref(&busy), None, options).unwrap();
+        let err = Shared::open(&[Bind::Unix(dir.join("c.sock")), busy], None, options).unwrap_err();
+        assert!(matches!(err, SharedError::InUse(_)), "{err}");
+        assert!(!dir.join("c.sock").exists());
+        holder.remove_paths();
+        shared.remove_paths();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

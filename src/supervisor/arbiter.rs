@@ -25,7 +25,8 @@ use super::reload::{RELOAD_POLL, Reload};
 use super::upgrade::Handover;
 use crate::config::Config;
 use crate::heartbeat::{Heartbeats, state};
-use crate::listener::{self, ListenOptions};
+use crate::listener::shared::Shared;
+use crate::listener::{self, ListenError, ListenOptions};
 use crate::shard::BOOT_ERROR;
 
 /// How long a halt (boot failure) waits for the other shards before killing them.
@@ -85,6 +86,8 @@ pub struct Arbiter {
     pub(super) upgrade: Option<i32>,
     /// Started by an old supervisor's USR2: how to tell it that this one serves.
     pub(super) handover: Option<Handover>,
+    /// The listeners every shard shares (unix sockets, inherited ones, later `-b` addresses).
+    pub(super) shared: Shared,
 }
 
 /// Sends `sig` to a shard.
@@ -124,6 +127,7 @@ impl Arbiter {
             events: None,
             upgrade: None,
             handover: None,
+            shared: Shared::default(),
             config,
         }
     }
@@ -231,7 +235,10 @@ impl Arbiter {
             Life::Serving | Life::Retiring => {
                 error!(critical = true, "WORKER TIMEOUT (pid:{pid})");
                 debug!("shard {} heartbeat is {:.1}s old", p.index, age.as_secs_f64());
-                listener::eject(&p.listener);
+                // A shared listener stays: the other shards accept from it, and this one no longer does.
+                if !self.config.main_listener_shared() {
+                    listener::eject(&p.listener);
+                }
                 send(pid, SIGABRT);
                 p.life = Life::Aborted { at: Instant::now(), retiring: p.life.retiring() };
             }
@@ -342,7 +349,9 @@ impl Arbiter {
             );
             // Clients should not wait that long on a queue nobody accepts from.
             if keep {
-                listener::eject(&p.listener);
+                if !self.config.main_listener_shared() {
+                    listener::eject(&p.listener);
+                }
                 keep = false;
             }
         }
@@ -396,7 +405,7 @@ impl Arbiter {
         for r in due {
             let sock = match r.listener {
                 Some(l) => Ok(l),
-                None => listener::bind(self.config.bind, ListenOptions::of(&self.config)),
+                None => self.fresh_listener(),
             };
             let started = sock.map_err(Into::into).and_then(|sock| self.spawn(r.index, r.cpu, sock, Purpose::Restart));
             if let Err(e) = started {
@@ -462,6 +471,18 @@ impl Arbiter {
             s.code = code;
             s.reason = Some(reason.to_string());
             s.deadline = s.deadline.min(Instant::now() + HALT_GRACE);
+        }
+    }
+}
+
+impl Arbiter {
+    /// A listener for a shard that gets none kept for it: a new one in the reuseport group, bound
+    /// but not listening (it listens once its shard can accept), or a copy of the shared main
+    /// listener.
+    pub(super) fn fresh_listener(&self) -> Result<socket2::Socket, ListenError> {
+        match self.shared.main_copy() {
+            Some(copy) => copy.map_err(|source| ListenError::Io { addr: self.config.bind, step: "dup", source }),
+            None => listener::bind(self.config.bind, ListenOptions::of(&self.config)),
         }
     }
 }

@@ -77,8 +77,10 @@ pub fn run(config: Config) -> i32 {
         arbiter::Arbiter::new(started.config, started.exe, started.heartbeats, started.check_period, notify);
     arbiter.events = Some(events);
     arbiter.handover = handover;
+    arbiter.shared = started.shared;
     arbiter.spawn_first(started.listeners);
     let code = arbiter.supervise(started.inbox);
+    arbiter.shared.remove_paths();
     drop(started.pidfile);
     code
 }

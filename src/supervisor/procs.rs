@@ -4,7 +4,7 @@
 //! listener and the heartbeat region inherited and the hand-off in its environment). It must not
 //! decide when to spawn or stop anything: the arbiter and [`super::reload`] do.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -143,8 +143,17 @@ impl Arbiter {
         hb.state.store(state::SPAWNED, Ordering::Release);
         let listen_fd = sock.as_raw_fd();
         let heartbeat_fd = self.heartbeats.fd();
-        let spec =
-            Spec { version: handoff::VERSION, index, cpu, listen_fd, heartbeat_fd, slot, config: self.config.clone() };
+        let extra_fds: Vec<RawFd> = self.shared.extras.iter().map(|s| s.as_raw_fd()).collect();
+        let spec = Spec {
+            version: handoff::VERSION,
+            index,
+            cpu,
+            listen_fd,
+            extra_fds: extra_fds.clone(),
+            heartbeat_fd,
+            slot,
+            config: self.config.clone(),
+        };
         let spec = match handoff::encode(&spec) {
             Ok(s) => s,
             Err(e) => {
@@ -176,7 +185,7 @@ impl Arbiter {
         // SAFETY: between fork and exec only async-signal-safe calls: fcntl and prctl.
         unsafe {
             cmd.pre_exec(move || {
-                for fd in [listen_fd, heartbeat_fd] {
+                for &fd in [listen_fd, heartbeat_fd].iter().chain(&extra_fds) {
                     if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
                         return Err(std::io::Error::last_os_error());
                     }

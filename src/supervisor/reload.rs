@@ -17,7 +17,6 @@ use super::policy::{self, Ttou};
 use super::procs::{Proc, Purpose, SpawnError};
 use crate::cli::format_cpu_list;
 use crate::heartbeat::state;
-use crate::listener::{self, ListenOptions};
 
 /// How often the arbiter looks at a reload in progress (a new shard's boot is seen in shared memory).
 pub const RELOAD_POLL: Duration = Duration::from_millis(20);
@@ -127,7 +126,7 @@ impl Arbiter {
     /// Spawns a shard on a fresh listener, bound but not yet listening: it joins the reuseport group
     /// when the shard can accept, so a shard that never boots leaves no queue behind. Returns its pid.
     fn spawn_fresh(&mut self, index: usize, cpu: usize, purpose: Purpose) -> Result<i32, SpawnError> {
-        let sock = listener::bind(self.config.bind, ListenOptions::of(&self.config))?;
+        let sock = self.fresh_listener()?;
         self.spawn(index, cpu, sock, purpose)
     }
 

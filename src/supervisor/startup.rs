@@ -22,6 +22,7 @@ use super::upgrade::Handover;
 use crate::cli::format_cpu_list;
 use crate::config::Config;
 use crate::heartbeat::Heartbeats;
+use crate::listener::shared::{self, Shared, SharedError};
 use crate::listener::{self, ListenError, ListenOptions};
 
 /// How many times a busy address is retried at start, a second apart (as gunicorn).
@@ -56,6 +57,12 @@ pub enum StartError {
     /// The signal forwarding thread.
     #[error("cannot install signal handlers: {0}")]
     Signals(io::Error),
+    /// A unix socket, an inherited descriptor or a later address (`-b`).
+    #[error(transparent)]
+    Shared(#[from] SharedError),
+    /// USR2 with listeners shards share: not handed over yet (HUP is).
+    #[error("USR2 cannot hand over unix:, fd:// or several -b listeners yet; use HUP")]
+    SharedHandover,
     /// USR2: the old supervisor passed no listener to take the address from.
     #[error("the old supervisor passed no listener (HITCORE_UPGRADE)")]
     NothingInherited,
@@ -68,6 +75,8 @@ pub struct Started {
     pub config: Config,
     /// One listener per first shard, in shard order.
     pub listeners: Vec<Socket>,
+    /// The listeners every shard shares (src/listener/shared.rs).
+    pub shared: Shared,
     /// Removed when dropped, after the arbiter is done.
     pub pidfile: Option<Pidfile>,
     /// The heartbeat region shards write into.
@@ -91,9 +100,24 @@ pub fn start(mut config: Config, handover: Option<&Handover>) -> Result<Started,
         Some(path) => Some(Pidfile::take_over(path, handover.map(|h| h.parent))?),
         None => None,
     };
-    let listeners = match handover {
-        None => bind_all(&config)?,
-        Some(h) => {
+    let shared_binds = config.main_listener_shared() || config.binds.len() > 1;
+    if handover.is_some() && shared_binds {
+        return Err(StartError::SharedHandover);
+    }
+    let shared = Shared::open(&config.binds, config.bind_mode, ListenOptions::of(&config))?;
+    let listeners = match (handover, shared.main.is_some()) {
+        (None, true) => (0..config.cpus.len())
+            .map(|_| shared.main_copy().unwrap_or_else(|| Err(io::Error::other("no shared listener"))))
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(StartError::LocalAddr)?,
+        (None, false) => match bind_all(&config) {
+            Ok(listeners) => listeners,
+            Err(e) => {
+                shared.remove_paths();
+                return Err(e);
+            }
+        },
+        (Some(h), _) => {
             let first = h.listeners.first().ok_or(StartError::NothingInherited)?;
             config.bind = listener::local_addr(first).map_err(StartError::LocalAddr)?;
             // One listener per shard in the inherited ones' reuseport group, listening only once its
@@ -104,8 +128,13 @@ pub fn start(mut config: Config, handover: Option<&Handover>) -> Result<Started,
                 .map_err(StartError::Listen)?
         }
     };
-    config.bind = listener::local_addr(&listeners[0]).map_err(StartError::LocalAddr)?;
-    info!("Listening at: http://{} ({pid})", config.bind);
+    if !config.main_listener_shared() {
+        config.bind = listener::local_addr(&listeners[0]).map_err(StartError::LocalAddr)?;
+        info!("Listening at: http://{} ({pid})", config.bind);
+    }
+    for sock in shared.all() {
+        info!("Listening at: {} ({pid})", shared::describe(sock));
+    }
     info!(
         "Using worker: glommio, {} shards on CPUs {} (thread-per-core)",
         config.cpus.len(),
@@ -124,7 +153,7 @@ pub fn start(mut config: Config, handover: Option<&Handover>) -> Result<Started,
     let (events, inbox) = mpsc::channel();
     forward_signals(events.clone()).map_err(StartError::Signals)?;
     let check_period = (config.timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-    Ok(Started { config, listeners, pidfile, heartbeats, exe, check_period, events, inbox })
+    Ok(Started { config, listeners, shared, pidfile, heartbeats, exe, check_period, events, inbox })
 }
 
 /// The path of this binary, resolved once: every spawn (HUP, TTIN, restarts, USR2) executes whatever

@@ -58,6 +58,14 @@ impl Arbiter {
             warn!("USR2 ignored: shards are still starting or being replaced; send it again once they serve");
             return;
         }
+        // The hand-over passes per-shard TCP listeners only; shared ones (unix:, fd://, systemd's,
+        // later -b addresses) are not handed over yet, and a new supervisor would refuse them.
+        if self.shared.main.is_some() || !self.shared.extras.is_empty() {
+            warn!(
+                "USR2 ignored: unix:, fd:// and several -b listeners are not handed over yet; HUP replaces every shard"
+            );
+            return;
+        }
         match self.start_new_supervisor() {
             Ok(pid) => {
                 info!(
