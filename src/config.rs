@@ -89,10 +89,87 @@ fn default_evict_after() -> Duration {
 }
 
 impl Config {
+    /// What a HUP applies from a freshly loaded configuration (`cli::Invocation::reload`): every
+    /// setting a new shard reads (timeouts, limits, Redis, key, logs, coalescing, anything added
+    /// later) comes from `new`; what the supervisor set up once at start-up stays as it is: the
+    /// listeners (`-b`, `--bind-mode`, `--backlog`), the shards' CPUs (`-w`, `--cpus`, `--share-cpus`;
+    /// TTIN and TTOU change the count), `-u`/`-g`, `-p`, the supervisor's own error log and the
+    /// watchdog period (`-t`). Returns the configuration to use and the flags whose change was not
+    /// applied, for a log line.
+    pub fn for_reload(&self, new: Config) -> (Config, Vec<&'static str>) {
+        let mut kept = Vec::new();
+        let new_binds = if new.binds.is_empty() { vec![Bind::Tcp(new.bind)] } else { new.binds.clone() };
+        let old_binds = if self.binds.is_empty() { vec![Bind::Tcp(self.bind)] } else { self.binds.clone() };
+        // Port 0 was resolved when bound: the same request is no change.
+        let same_binds = new_binds.len() == old_binds.len()
+            && new_binds.iter().zip(&old_binds).all(|(n, o)| match (n, o) {
+                (Bind::Tcp(n), Bind::Tcp(o)) => n.ip() == o.ip() && (n.port() == 0 || n.port() == o.port()),
+                (n, o) => n == o,
+            });
+        let checks = [
+            ("--bind", !same_binds),
+            ("--bind-mode", new.bind_mode != self.bind_mode),
+            ("--backlog", new.backlog != self.backlog),
+            ("--workers", new.cpus.len() != self.cpus.len()),
+            ("--cpus", new.allowed_cpus != self.allowed_cpus),
+            ("--share-cpus", new.share_cpus != self.share_cpus),
+            ("--user", new.user != self.user),
+            ("--group", new.group != self.group),
+            ("--pid", new.pidfile != self.pidfile),
+            ("--error-logfile", new.error_log != self.error_log),
+            ("--timeout", new.timeout != self.timeout),
+        ];
+        kept.extend(checks.iter().filter(|(_, changed)| *changed).map(|(flag, _)| *flag));
+        let config = Config {
+            cpus: self.cpus.clone(),
+            allowed_cpus: self.allowed_cpus.clone(),
+            share_cpus: self.share_cpus,
+            bind: self.bind,
+            binds: self.binds.clone(),
+            bind_mode: self.bind_mode,
+            backlog: self.backlog,
+            user: self.user,
+            group: self.group,
+            pidfile: self.pidfile.clone(),
+            error_log: self.error_log.clone(),
+            timeout: self.timeout,
+            ..new
+        };
+        (config, kept)
+    }
+
     /// Whether shards share their main listener (the first bind is a unix socket, an inherited or
     /// systemd's socket) instead of each having its own in a reuseport group: such a listener is
     /// never ejected or shut down by one shard, since every shard accepts from it.
     pub fn main_listener_shared(&self) -> bool {
         self.binds.first().is_some_and(|b| !matches!(b, Bind::Tcp(_)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::Invocation;
+
+    fn load(args: &[&str]) -> super::Config {
+        let mut all = vec!["hitcore", "-w", "1"];
+        all.extend_from_slice(args);
+        Invocation::new(all).load().unwrap().config
+    }
+
+    #[test]
+    fn a_reload_applies_what_shards_read_and_keeps_what_start_up_set() {
+        let mut old = load(&["--key", "a", "-b", "127.0.0.1:0"]);
+        old.bind.set_port(4321); // as bound
+        let new = load(&["--key", "b", "-b", "127.0.0.1:0", "--keep-alive", "7", "--backlog", "10"]);
+        let (config, kept) = old.for_reload(new);
+        assert_eq!(config.key, "b");
+        assert_eq!(config.keep_alive, std::time::Duration::from_secs(7));
+        assert_eq!(config.bind, "127.0.0.1:4321".parse().unwrap(), "the bound port stays");
+        assert_eq!(config.backlog, old.backlog);
+        assert_eq!(kept, vec!["--backlog"]);
+
+        let moved = load(&["-b", "127.0.0.1:9"]);
+        let (config, kept) = old.for_reload(moved);
+        assert_eq!((config.bind, kept), ("127.0.0.1:4321".parse().unwrap(), vec!["--bind"]));
     }
 }

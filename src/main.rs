@@ -26,7 +26,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    // Kept for HUP: `invocation.reload()` loads the configuration again the same way.
+    // Kept for HUP, which loads the configuration again the same way (`Invocation::reload`).
     let invocation = Invocation::from_env();
     let loaded = match invocation.load() {
         Ok(loaded) => loaded,
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
         eprintln!("hitcore: cannot open the error log: {e}");
         return ExitCode::FAILURE;
     }
-    ExitCode::from(supervisor::run(config) as u8)
+    ExitCode::from(supervisor::run(config, Some(invocation)) as u8)
 }
 
 /// mimalloc instead of glibc's malloc: a connection's life allocates and frees the same few sizes

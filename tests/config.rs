@@ -259,3 +259,46 @@ fn the_shipped_configuration_file_is_valid_and_so_are_its_commented_examples() {
 fn hitcore_first_cpu(list: &str) -> Option<usize> {
     list.split([',', '-']).next()?.trim().parse().ok()
 }
+
+#[test]
+fn hup_reads_the_file_again_and_a_broken_file_keeps_the_shards_serving() {
+    let redis = TestRedis::start_with(None);
+    let dir = Scratch::new("hup");
+    let settings = |key: &str, extra: &str| {
+        format!("workers = 1\nredis = \"redis://127.0.0.1:{}/0\"\nkey = \"{key}\"\n{extra}", redis.port)
+    };
+    let file = dir.write("hitcore.toml", &settings("before", ""));
+    let server = TestServer::start(&["-c", &file]);
+    server.wait_ready(1);
+    assert_eq!(get_once(server.addr, GET).value(), 1);
+    assert_eq!(redis.cmd(0, &["GET", "before"]), "1");
+
+    // A new key for the new shards; a new backlog needs a restart, and the log says so.
+    dir.write("hitcore.toml", &settings("after", "backlog = 100\n"));
+    let old = server.shard_pids()[0];
+    server.signal(libc::SIGHUP);
+    server.log.wait_for_count("Reload complete", 1, DEADLINE);
+    // The old shard serves what it already has, then leaves; from then on only the new one answers.
+    server.log.wait_for(&format!("Worker exiting (pid: {old})"), DEADLINE);
+    assert!(server.log.count("Reload: --backlog changed") == 1, "{:?}", server.log.lines());
+    assert_eq!(get_once(server.addr, GET).value(), 1);
+    assert_eq!(redis.cmd(0, &["GET", "after"]), "1");
+
+    // A file that no longer loads: refused, named, and nothing is replaced.
+    dir.write("hitcore.toml", &settings("after", "wrokers = 2\n"));
+    let booted = server.log.count("Booting worker");
+    server.signal(libc::SIGHUP);
+    let line = server.log.wait_for("last reload refused", DEADLINE);
+    assert!(line.contains("'wrokers'") && line.contains("hitcore.toml"), "{line}");
+    assert_eq!(get_once(server.addr, GET).value(), 2);
+    assert_eq!(server.log.count("Booting worker"), booted);
+
+    // Fixed: the next HUP goes through.
+    dir.write("hitcore.toml", &settings("fixed", ""));
+    let old = *server.shard_pids().last().unwrap();
+    server.signal(libc::SIGHUP);
+    server.log.wait_for_count("Reload complete", 2, DEADLINE);
+    server.log.wait_for(&format!("Worker exiting (pid: {old})"), DEADLINE);
+    assert_eq!(get_once(server.addr, GET).value(), 1);
+    assert_eq!(redis.cmd(0, &["GET", "fixed"]), "1");
+}

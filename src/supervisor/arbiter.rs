@@ -88,6 +88,8 @@ pub struct Arbiter {
     pub(super) handover: Option<Handover>,
     /// The listeners every shard shares (unix sockets, inherited ones, later `-b` addresses).
     pub(super) shared: Shared,
+    /// How this supervisor was configured, for HUP to load the configuration again.
+    pub(super) invocation: Option<crate::cli::Invocation>,
 }
 
 /// Sends `sig` to a shard.
@@ -128,6 +130,7 @@ impl Arbiter {
             upgrade: None,
             handover: None,
             shared: Shared::default(),
+            invocation: None,
             config,
         }
     }

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use tracing::{error, info};
 
+use crate::cli::Invocation;
 use crate::config::Config;
 use crate::shard::set_process_name;
 
@@ -46,7 +47,11 @@ pub enum Event {
 
 /// Runs the server: binds, spawns the shards, supervises them until told to stop. Returns the exit
 /// status: 0 after a requested stop, 1 when start-up fails, 3 when a shard fails to boot.
-pub fn run(config: Config) -> i32 {
+///
+/// With `invocation`, HUP loads the configuration again from the same command line, the environment
+/// and the `-c` file, and the new shards get what changed ([`Config::for_reload`]); a configuration
+/// that no longer loads is refused and the shards keep serving.
+pub fn run(config: Config, invocation: Option<Invocation>) -> i32 {
     set_process_name("hitcore-master");
     info!("Starting hitcore {}", env!("CARGO_PKG_VERSION"));
     let handover = match upgrade::Handover::from_env() {
@@ -78,6 +83,7 @@ pub fn run(config: Config) -> i32 {
     arbiter.events = Some(events);
     arbiter.handover = handover;
     arbiter.shared = started.shared;
+    arbiter.invocation = invocation;
     arbiter.spawn_first(started.listeners);
     let code = arbiter.supervise(started.inbox);
     arbiter.shared.remove_paths();

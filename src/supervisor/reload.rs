@@ -39,6 +39,9 @@ impl Arbiter {
             return;
         }
         info!("Hang up: Master");
+        if !self.reload_configuration() {
+            return;
+        }
         let table: Vec<(usize, i32, bool)> = self.procs.iter().map(|p| (p.index, p.pid, p.life.retiring())).collect();
         let queue = policy::reload_queue(&table);
         self.notify.reloading(format!("Reloading: replacing {} shards", queue.len()));
@@ -62,6 +65,31 @@ impl Arbiter {
         );
         self.end_reload(Some(format!("last reload failed: the new shard {how} before it booted: {reason}")));
         true
+    }
+
+    /// Loads the configuration again (command line, environment, `-c` file) for the new shards.
+    /// One that no longer loads stops this reload before any shard is touched; settings fixed at
+    /// start-up are kept, and named.
+    fn reload_configuration(&mut self) -> bool {
+        let Some(invocation) = &self.invocation else { return true };
+        match invocation.reload() {
+            Ok(new) => {
+                let (config, kept) = self.config.for_reload(new);
+                if !kept.is_empty() {
+                    warn!("Reload: {} changed; applying that takes a restart, kept as it was", kept.join(", "));
+                }
+                self.config = config;
+                true
+            }
+            Err(e) => {
+                let why = format!("last reload refused: the configuration does not load: {}", e.summary());
+                error!("{why}; the shards keep serving as they are");
+                self.reload_error = Some(why);
+                let status = self.status_line();
+                self.notify.status(status);
+                false
+            }
+        }
     }
 
     /// The reload is over: `READY=1` again, with what went wrong if anything did.
