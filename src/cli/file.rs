@@ -134,8 +134,15 @@ fn as_strings(arg: &Arg, value: &toml::Value) -> Result<Vec<Option<String>>, Str
 }
 
 /// Runs the flag's own parser on one value, so the file refuses what the command line would.
+/// The probe copies only the flag's name, action and parser: relations to other flags (`requires`,
+/// `conflicts_with`) are checked later, with the command line, by the full command.
 fn check_value(arg: &Arg, flag: &str) -> Result<(), String> {
-    let probe = Command::new("hitcore").no_binary_name(true).arg(arg.clone().required(false));
+    let mut copy = Arg::new(arg.get_id().clone()).action(arg.get_action().clone());
+    copy = copy.value_parser(arg.get_value_parser().clone());
+    if let Some(long) = arg.get_long() {
+        copy = copy.long(long.to_string());
+    }
+    let probe = Command::new("hitcore").no_binary_name(true).arg(copy);
     match probe.try_get_matches_from([flag]) {
         Ok(_) => Ok(()),
         Err(e) => {
