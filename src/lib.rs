@@ -11,6 +11,7 @@
 //! - [`supervisor`]: the arbiter: listeners, shard processes, watchdog, signals, pid file.
 //! - [`listener`]: SO_REUSEPORT listening sockets, identical options on all.
 //! - [`heartbeat`]: the shared-memory heartbeat slots, the only cross-process state.
+//! - [`metrics`]: per-shard counters in the heartbeat region, summed and served by the supervisor.
 //! - [`shard`]: one shard process: executor, accept loop, housekeeping tick, stopping.
 //! - [`http`]: request parsing, responses, the per-connection loop, the access log.
 //! - [`redis`]: Redis URLs, RESP, the pipelined coalescing connection.
@@ -25,6 +26,7 @@ pub mod heartbeat;
 pub mod http;
 pub mod listener;
 pub mod logging;
+pub mod metrics;
 pub mod redis;
 pub mod shard;
 pub mod supervisor;
