@@ -134,6 +134,71 @@ pub struct Cli {
     /// Run shards with this group (name or gid) [default: the --user's primary group]
     #[arg(short = 'g', long, value_name = "GROUP")]
     pub group: Option<String>,
+
+    /// Metrics, health checks and the access log's contents.
+    #[command(flatten)]
+    pub observe: ObserveFlags,
+}
+
+/// Observability flags, kept together (docs/observability.md).
+#[derive(Debug, clap::Args)]
+pub struct ObserveFlags {
+    /// Serve Prometheus metrics at http://ADDRESS/metrics from the supervisor [default: off]
+    #[arg(long = "metrics-bind", value_name = "ADDRESS")]
+    pub metrics_bind: Option<String>,
+
+    /// Path of the health check: 200 while this shard's Redis connection works, else 503; never counts
+    #[arg(long = "health-path", value_name = "PATH", default_value = crate::config::DEFAULT_HEALTH_PATH)]
+    pub health_path: String,
+
+    /// Access log line, in gunicorn's atoms (%(h)s, %(r)s, %({header}i)s, ...)
+    #[arg(long = "access-logformat", value_name = "FORMAT", default_value = crate::http::logformat::DEFAULT)]
+    pub access_logformat: String,
+
+    /// Proxies whose X-Forwarded-For names the client in the access log: addresses, networks, or *
+    #[arg(long = "forwarded-allow-ips", env = "FORWARDED_ALLOW_IPS", value_name = "LIST",
+          default_value = crate::http::forwarded::DEFAULT)]
+    pub forwarded_allow_ips: String,
+
+    /// Every connection starts with a PROXY protocol v1 or v2 header (from a load balancer);
+    /// connections without a valid one are closed
+    #[arg(long = "proxy-protocol")]
+    pub proxy_protocol: bool,
+}
+
+impl ObserveFlags {
+    fn into_observe(self) -> Result<crate::config::Observe, FlagError> {
+        let metrics_bind = match &self.metrics_bind {
+            None => None,
+            Some(text) => {
+                if !text.contains(':') {
+                    return Err(refuse("--metrics-bind", format!("'{text}' needs a port: HOST:PORT or :PORT")));
+                }
+                Some(parse_bind(text).map_err(|m| refuse("--metrics-bind", m))?)
+            }
+        };
+        let path = &self.health_path;
+        if !path.starts_with('/')
+            || path == "/"
+            || path.contains(['?', '#'])
+            || path.bytes().any(|b| b <= b' ' || b >= 0x7f)
+        {
+            return Err(refuse(
+                "--health-path",
+                format!("'{path}' must be a path such as /healthz: starting with /, not / itself, no query"),
+            ));
+        }
+        crate::http::logformat::Format::compile(&self.access_logformat).map_err(|m| refuse("--access-logformat", m))?;
+        crate::http::forwarded::Trust::parse(&self.forwarded_allow_ips)
+            .map_err(|m| refuse("--forwarded-allow-ips", m))?;
+        Ok(crate::config::Observe {
+            metrics_bind,
+            health_path: self.health_path,
+            access_log_format: self.access_logformat,
+            forwarded_allow_ips: self.forwarded_allow_ips,
+            proxy_protocol: self.proxy_protocol,
+        })
+    }
 }
 
 /// A flag whose value cannot be used, with the flag's name for the message.
@@ -220,6 +285,7 @@ impl Cli {
             Some(g) => Some(lookup_group(g).map_err(|m| refuse("--group", m))?),
             None => user.map(|(_, gid)| gid),
         };
+        let observe = self.observe.into_observe()?;
         let log_target = |s: &str, dash: LogTarget| if s == "-" { dash } else { LogTarget::File(PathBuf::from(s)) };
         Ok(Config {
             cpus,
@@ -245,6 +311,7 @@ impl Cli {
             pidfile: self.pidfile,
             user: user.map(|(uid, _)| uid),
             group,
+            observe,
         })
     }
 }

@@ -71,7 +71,43 @@ pub struct Config {
     pub user: Option<u32>,
     /// `-g/--group`: the gid shards run as.
     pub group: Option<u32>,
+    /// Metrics, health checks and what the access log says (absent from an older supervisor's
+    /// hand-off: the defaults then apply).
+    #[serde(default)]
+    pub observe: Observe,
 }
+
+/// Observability settings: `--metrics-bind`, `--health-path`, `--access-logformat`,
+/// `--forwarded-allow-ips`, `--proxy-protocol`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Observe {
+    /// Where the supervisor serves `/metrics`, if anywhere (`--metrics-bind`, default off).
+    pub metrics_bind: Option<SocketAddr>,
+    /// The health check's path (`--health-path`, default `/healthz`).
+    pub health_path: String,
+    /// The access log's line, in gunicorn's atoms (`--access-logformat`).
+    pub access_log_format: String,
+    /// Peers whose `X-Forwarded-For` names the client (`--forwarded-allow-ips`).
+    pub forwarded_allow_ips: String,
+    /// Every connection starts with a PROXY protocol v1/v2 header (`--proxy-protocol`).
+    pub proxy_protocol: bool,
+}
+
+impl Default for Observe {
+    fn default() -> Self {
+        Observe {
+            metrics_bind: None,
+            health_path: DEFAULT_HEALTH_PATH.into(),
+            access_log_format: crate::http::logformat::DEFAULT.into(),
+            forwarded_allow_ips: crate::http::forwarded::DEFAULT.into(),
+            proxy_protocol: false,
+        }
+    }
+}
+
+/// `--health-path`'s default.
+pub const DEFAULT_HEALTH_PATH: &str = "/healthz";
 
 /// Pipelined requests taken from one connection per batch. More stay in its buffer for the next
 /// batch, so one client cannot make a shard hold an unbounded batch.
@@ -82,5 +118,29 @@ impl Config {
     /// Reaching it answers 503 rather than queueing more.
     pub fn max_pending(&self) -> u64 {
         (self.worker_connections * MAX_PIPELINE) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn an_older_hand_off_without_observe_decodes_with_defaults() {
+        let config = crate::cli::Cli::try_parse_from(["hitcore", "-w", "1", "--redis", "redis://127.0.0.1:1"])
+            .unwrap()
+            .into_config()
+            .unwrap();
+        let mut json: serde_json::Value = serde_json::to_value(&config).unwrap();
+        json.as_object_mut().unwrap().remove("observe");
+        let old: Config = serde_json::from_value(json).unwrap();
+        assert_eq!(old.observe, Observe::default());
+        assert_eq!(old.observe.health_path, "/healthz");
+        // A partial block (a release with fewer fields) fills in the rest.
+        let partial: Observe = serde_json::from_str(r#"{"proxy_protocol": true}"#).unwrap();
+        assert!(partial.proxy_protocol);
+        assert_eq!(partial.access_log_format, crate::http::logformat::DEFAULT);
     }
 }

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use super::shm::{LAYOUT, word};
 use crate::heartbeat::{Heartbeats, METRICS_WORDS, SLOTS, state};
@@ -29,8 +29,10 @@ pub struct Live {
 /// Everything a scrape shows, read at one moment.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    /// Shards running now, including ones still booting.
+    /// Shards running now that count (a shard of an older release does not), booting ones too.
     pub live: Vec<Live>,
+    /// Shards booted and serving, counting or not.
+    pub booted: usize,
     /// Counters of every shard that has exited, summed.
     pub retired: [u64; METRICS_WORDS],
     /// Responses of exited shards, by shard index.
@@ -55,6 +57,37 @@ pub struct Collector {
 struct Retired {
     words: [u64; METRICS_WORDS],
     responses: BTreeMap<u64, u64>,
+}
+
+/// The supervisor's collector, once [`install`]ed: the arbiter's hooks reach it from wherever the
+/// events happen without threading it through the shard table's code.
+static SUPERVISOR: OnceLock<Arc<Collector>> = OnceLock::new();
+
+/// Creates the supervisor's collector over `heartbeats` (once per process; later calls return the
+/// first one).
+pub fn install(heartbeats: Arc<Heartbeats>) -> Arc<Collector> {
+    SUPERVISOR.get_or_init(|| Collector::new(heartbeats)).clone()
+}
+
+/// Hook for the arbiter: the shard in `slot` has been reaped; call before the slot is marked free.
+pub fn on_reaped(slot: usize) {
+    if let Some(c) = SUPERVISOR.get() {
+        c.retire(slot);
+    }
+}
+
+/// Hook for the arbiter: a shard that exited unasked is being restarted.
+pub fn on_restart() {
+    if let Some(c) = SUPERVISOR.get() {
+        c.restarted();
+    }
+}
+
+/// Hook for the arbiter: WORKER TIMEOUT.
+pub fn on_worker_timeout() {
+    if let Some(c) = SUPERVISOR.get() {
+        c.worker_timeout();
+    }
 }
 
 /// The sum of a block's status words: its responses.
@@ -106,12 +139,14 @@ impl Collector {
     pub fn snapshot(&self) -> Snapshot {
         let retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
         let mut live = Vec::new();
+        let mut booted = 0;
         for slot in 0..SLOTS {
             let hb = self.heartbeats.slot(slot);
             let st = hb.state.load(Ordering::Acquire);
             if st == state::FREE {
                 continue;
             }
+            booted += usize::from(st == state::BOOTED);
             let Some(block) = self.heartbeats.metrics_words(slot) else { continue };
             if block[word::LAYOUT].load(Ordering::Acquire) != LAYOUT {
                 continue;
@@ -121,6 +156,7 @@ impl Collector {
         }
         Snapshot {
             live,
+            booted,
             retired: retired.words,
             retired_responses: retired.responses.clone(),
             restarts: self.restarts.load(Ordering::Relaxed),

@@ -52,7 +52,7 @@ pub fn encode(snap: &Snapshot) -> String {
     let _ = writeln!(o, "hitcore_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
 
     family(o, "hitcore_shards", "gauge", "Shard processes booted and serving.");
-    let _ = writeln!(o, "hitcore_shards {}", snap.live.iter().filter(|l| l.booted).count());
+    let _ = writeln!(o, "hitcore_shards {}", snap.booted);
     family(o, "hitcore_shard_restarts_total", "counter", "Shards started again after exiting unasked.");
     let _ = writeln!(o, "hitcore_shard_restarts_total {}", snap.restarts);
     family(o, "hitcore_worker_timeouts_total", "counter", "Shards killed for a stale heartbeat (WORKER TIMEOUT).");
@@ -190,6 +190,7 @@ mod tests {
         retired[word::STATUS] = 1;
         Snapshot {
             live: vec![Live { shard: 1, booted: true, words }],
+            booted: 1,
             retired,
             retired_responses: BTreeMap::from([(0, 1)]),
             restarts: 1,

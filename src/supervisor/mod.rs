@@ -179,6 +179,13 @@ pub fn run(mut config: Config) -> i32 {
             return 1;
         }
     };
+    let collector = crate::metrics::collect::install(heartbeats.clone());
+    if let Some(addr) = config.observe.metrics_bind {
+        if let Err(e) = crate::metrics::server::start(addr, collector) {
+            error!("cannot serve metrics at {addr} (--metrics-bind): {e}");
+            return 1;
+        }
+    }
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
     let (events, inbox) = mpsc::channel();
     if let Err(e) = forward_signals(events.clone()) {
@@ -372,6 +379,7 @@ impl Arbiter {
         match p.aborted_at {
             None => {
                 error!(critical = true, "WORKER TIMEOUT (pid:{pid})");
+                crate::metrics::collect::on_worker_timeout();
                 debug!("shard {} heartbeat is {:.1}s old", p.index, age.as_secs_f64());
                 listener::eject(&p.listener);
                 p.ejected = true;
@@ -405,6 +413,9 @@ impl Arbiter {
                 slot.requests.load(Ordering::Relaxed),
                 slot.connections.load(Ordering::Relaxed)
             );
+            // Counters move to the totals before the slot can be reused (and while a scrape that
+            // skips free slots would still see them in the block).
+            crate::metrics::collect::on_reaped(p.slot);
             slot.state.store(state::FREE, Ordering::Release);
             if libc::WIFSIGNALED(status) {
                 let sig = libc::WTERMSIG(status);
@@ -466,6 +477,7 @@ impl Arbiter {
             }
         }
         let listener = keep.then_some(p.listener);
+        crate::metrics::collect::on_restart();
         self.respawns.push(Respawn { index: p.index, cpu: p.cpu, at: Instant::now() + delay, listener });
     }
 
