@@ -109,18 +109,6 @@ impl Default for Observe {
 /// `--health-path`'s default.
 pub const DEFAULT_HEALTH_PATH: &str = "/healthz";
 
-/// Pipelined requests taken from one connection per batch. More stay in its buffer for the next
-/// batch, so one client cannot make a shard hold an unbounded batch.
-pub const MAX_PIPELINE: usize = 128;
-
-impl Config {
-    /// Requests one shard may have waiting on Redis at once: every connection with a full batch.
-    /// Reaching it answers 503 rather than queueing more.
-    pub fn max_pending(&self) -> u64 {
-        (self.worker_connections * MAX_PIPELINE) as u64
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use clap::Parser;

@@ -13,7 +13,8 @@
 //! - [`heartbeat`]: the shared-memory heartbeat slots, the only cross-process state.
 //! - [`metrics`]: per-shard counters in the heartbeat region, summed and served by the supervisor.
 //! - [`shard`]: one shard process: executor, accept loop, housekeeping tick, stopping.
-//! - [`http`]: request parsing, responses, the per-connection loop, the access log.
+//! - [`http`]: request parsing (`parse/`: heads, bodies), statuses and responses, the context a
+//!   connection is handed by its shard, the per-connection loop and registry (`conn/`), the access log.
 //! - [`redis`]: Redis URLs, RESP, the pipelined coalescing connection.
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
 

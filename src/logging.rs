@@ -1,7 +1,7 @@
 //! Logging in gunicorn's words and format, for the supervisor and every shard.
 //!
 //! It owns the error log (`[%Y-%m-%d %H:%M:%S %z] [PID] [LEVEL] message`, gunicorn's `glogging.py`
-//! format, so existing log scrapers keep working), the access log's line format, reopening log files
+//! format, so existing log scrapers keep working), the sinks both logs write to, reopening log files
 //! on SIGUSR1, and escaping anything a client sent before it reaches a log line. It must not decide
 //! what is logged; callers use `tracing` macros, and `critical = true` on an `error!` marks gunicorn's
 //! CRITICAL level, which `tracing` lacks.

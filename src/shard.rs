@@ -23,15 +23,15 @@ use glommio::net::TcpStream;
 use glommio::sync::{Gate, Semaphore, StaticPermit};
 use glommio::{LocalExecutorBuilder, Placement};
 use serde::{Deserialize, Serialize};
-use slab::Slab;
 use socket2::SockRef;
 use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::heartbeat::{Heartbeats, state};
 use crate::http::access::AccessLog;
-use crate::http::conn::{self, Entry};
-use crate::http::response::HttpDate;
+use crate::http::conn::registry::{EVICT_RECHECK, Eviction};
+use crate::http::conn::{self, MAX_PIPELINE};
+use crate::http::context::{self, Context};
 use crate::logging::{self, Sink};
 use crate::redis::client::{Redis, Settings};
 
@@ -46,17 +46,10 @@ pub const BOOT_ERROR: i32 = 3;
 /// The longest interval between heartbeats and housekeeping passes.
 const TICK: Duration = Duration::from_millis(100);
 
-/// How often a shard at its connection cap looks again for a connection to evict when none is
-/// evictable yet, at the least (the wait for `--evict-after` itself is timed exactly).
-const EVICT_RECHECK: Duration = Duration::from_millis(100);
-
 /// glommio's registered I/O memory, used only for its file I/O, which hitcore does not do. Its
 /// default (10 MiB, pinned in every ring) made up most of a shard's resident memory; the minimum
 /// leaves a shard at 4 MiB (measured: 14.3 MiB RSS at start before, see docs/performance.md).
 const IO_MEMORY: usize = 64 * 1024;
-
-/// Bytes read per `recv` into the shard's shared scratch buffer.
-const SCRATCH: usize = 64 * 1024;
 
 /// What the supervisor tells a shard it spawns.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,31 +68,16 @@ pub struct Spec {
     pub config: Config,
 }
 
-/// The shard's state, shared by its tasks.
+/// The shard's own state, shared by its tasks: what its connections are handed, and what only the
+/// shard itself uses.
 #[derive(Debug)]
-pub struct Shard {
+struct Shard {
     /// The configuration.
-    pub config: Config,
-    /// The shard's Redis connection.
-    pub redis: Redis,
-    /// The cached `Date` header.
-    pub date: HttpDate,
-    /// The access log, when `--access-logfile` is given.
-    pub access: Option<AccessLog>,
-    /// Every read lands here first; a connection keeps only what it cannot consume at once.
-    pub scratch: RefCell<Vec<u8>>,
-    /// Responses are built here and written from here when the socket takes them at once.
-    pub output: RefCell<Vec<u8>>,
-    /// Set on a graceful stop: answers carry `Connection: close` and idle connections close.
-    pub draining: Cell<bool>,
-    /// Live connections, so a graceful stop can close the idle ones.
-    pub conns: RefCell<Slab<Rc<Entry>>>,
-    /// Requests answered.
-    pub requests: Cell<u64>,
-    /// Connections accepted.
-    pub connections: Cell<u64>,
+    config: Config,
+    /// What every connection is handed (see [`Context`]).
+    ctx: Rc<Context>,
     /// Connections closed at the cap to make room, since the last report.
-    pub evicted: Cell<u64>,
+    evicted: Cell<u64>,
     /// When evictions were last reported (at most once a second).
     evictions_reported: Cell<Option<Instant>>,
 }
@@ -222,44 +200,53 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
         key: spec.config.key.clone(),
         coalesce: spec.config.coalesce,
         timeout: spec.config.redis_timeout,
-        max_pending: spec.config.max_pending(),
+        // Every connection with a full batch waiting; beyond it requests get 503 rather than queue.
+        max_pending: (spec.config.worker_connections * MAX_PIPELINE) as u64,
         shard: spec.index,
     });
+    let settings = context::Settings {
+        limits: spec.config.limits,
+        keep_alive: spec.config.keep_alive,
+        header_timeout: spec.config.header_timeout,
+        write_timeout: spec.config.write_timeout,
+    };
     let shard = Rc::new(Shard {
-        redis,
-        date: HttpDate::default(),
-        access,
-        scratch: RefCell::new(vec![0; SCRATCH]),
-        output: RefCell::new(Vec::with_capacity(SCRATCH)),
-        draining: Cell::new(false),
-        conns: RefCell::new(Slab::new()),
-        requests: Cell::new(0),
-        connections: Cell::new(0),
+        ctx: Rc::new(Context::new(settings, redis, access)),
         evicted: Cell::new(0),
         evictions_reported: Cell::new(None),
         config: spec.config.clone(),
     });
     let stop = Rc::new(StopSignal::default());
-    let tick_every = (spec.config.timeout / 4).clamp(Duration::from_millis(5), TICK);
+    // Often enough for the watchdog to see four beats per --timeout; with the watchdog off (-t 0),
+    // the plain tick.
+    let tick_every = if spec.config.timeout.is_zero() {
+        TICK
+    } else {
+        (spec.config.timeout / 4).clamp(Duration::from_millis(5), TICK)
+    };
     glommio::spawn_local(housekeeping(shard.clone(), heartbeats.clone(), slot, signals, stop.clone(), tick_every))
         .detach();
-    shard.redis.first_attempt().await;
+    shard.ctx.redis.first_attempt().await;
     heartbeats.slot(slot).state.store(state::BOOTED, Ordering::Release);
     debug!("shard {} booted", spec.index);
 
     let gate = Gate::new();
     accept_loop(&shard, spec.listen_fd, &gate, &stop).await;
-    shard.draining.set(true);
-    for (_, entry) in shard.conns.borrow().iter() {
-        entry.close_if_idle();
-    }
-    info!("Shard {} stopping: finishing {} open connections", spec.index, shard.conns.borrow().len());
+    shard.ctx.draining.set(true);
+    shard.ctx.registry.close_idle();
+    info!("Shard {} stopping: finishing {} open connections", spec.index, shard.ctx.registry.len());
     let _ = gate.close().await;
-    if let Some(log) = &shard.access {
+    if let Some(log) = &shard.ctx.access {
         log.flush();
     }
     publish_stats(&shard, &heartbeats, slot);
-    info!("Shard {} served {} requests on {} connections", spec.index, shard.requests.get(), shard.connections.get());
+    let counters = &shard.ctx.counters;
+    info!(
+        "Shard {} served {} requests on {} connections",
+        spec.index,
+        counters.requests.get(),
+        counters.connections.get()
+    );
     info!("Worker exiting (pid: {})", std::process::id());
     0
 }
@@ -305,7 +292,10 @@ async fn accept_loop(shard: &Rc<Shard>, listen_fd: RawFd, gate: &Gate, stop: &St
                 failures = 0;
                 spawn_connection(shard, gate, stream, peer, Some(permit));
             }
-            Err(_) if stop.requested.get() => return,
+            Err(_) if stop.requested.get() => {
+                retire_listener(shard, listen_fd, gate);
+                return;
+            }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning, and say so once per burst.
                 failures += 1;
@@ -367,47 +357,14 @@ async fn next_slot(shard: &Shard, cap: &Rc<Semaphore>, stop: &StopSignal) -> Opt
     }
 }
 
-/// What one look for an evictable connection found.
-enum Eviction {
-    /// One was closed; its slot is about to be free.
-    Done,
-    /// The longest waiter becomes evictable after this long.
-    NotYet(Duration),
-    /// Every connection is busy with a request: nothing to evict.
-    Nobody,
-}
-
-/// Closes the connection that has waited longest for a complete request, if it has waited at least
-/// `--evict-after` and has nothing unread in its socket (a request that has arrived but that a busy
-/// shard has not read yet is not idleness). A scan of at most `--worker-connections` entries per
-/// candidate, a few candidates at most, only at the cap.
+/// Closes the connection that has waited longest for a complete request, once it has waited
+/// `--evict-after` (see [`Registry::evict_longest_waiting`](crate::http::conn::registry::Registry)).
 fn evict_longest_waiting(shard: &Shard) -> Eviction {
-    const CANDIDATES: usize = 4;
-    let now = Instant::now();
-    let grace = shard.config.evict_after;
-    let conns = shard.conns.borrow();
-    let mut skipped: [Option<usize>; CANDIDATES] = [None; CANDIDATES];
-    for round in 0..CANDIDATES {
-        let longest = conns
-            .iter()
-            .filter(|(key, _)| !skipped.contains(&Some(*key)))
-            .filter_map(|(key, e)| e.waiting_for(now).map(|w| (w, key, e)))
-            .max_by_key(|(w, _, _)| *w);
-        let Some((waited, key, entry)) = longest else {
-            return if round == 0 { Eviction::Nobody } else { Eviction::NotYet(EVICT_RECHECK) };
-        };
-        if waited < grace {
-            return Eviction::NotYet(grace - waited);
-        }
-        if entry.has_unread_input() {
-            skipped[round] = Some(key);
-            continue;
-        }
-        entry.evict();
+    let eviction = shard.ctx.registry.evict_longest_waiting(shard.config.evict_after, Instant::now());
+    if eviction == Eviction::Done {
         shard.evicted.set(shard.evicted.get() + 1);
-        return Eviction::Done;
     }
-    Eviction::NotYet(EVICT_RECHECK)
+    eviction
 }
 
 /// Serves every connection already queued on the listener, then shuts the listener down, which
@@ -428,12 +385,11 @@ fn spawn_connection(
     peer: Option<IpAddr>,
     permit: Option<StaticPermit>,
 ) {
-    shard.connections.set(shard.connections.get() + 1);
-    let shard = shard.clone();
+    let ctx = shard.ctx.clone();
     let spawned = gate.spawn(async move {
         // The connection's future is built here, inside the task, rather than moved into it.
         // A panic in one connection must not take the shard (and its other connections) down.
-        if let Err(panic) = std::panic::AssertUnwindSafe(conn::serve(shard, stream, peer)).catch_unwind().await {
+        if let Err(panic) = std::panic::AssertUnwindSafe(conn::serve(ctx, stream, peer)).catch_unwind().await {
             let what = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
@@ -462,8 +418,8 @@ async fn housekeeping(
 ) {
     loop {
         heartbeats.slot(slot).beat();
-        shard.date.refresh(SystemTime::now());
-        if let Some(log) = &shard.access {
+        shard.ctx.date.refresh(SystemTime::now());
+        if let Some(log) = &shard.ctx.access {
             log.refresh();
             log.flush();
         }
@@ -474,12 +430,12 @@ async fn housekeeping(
             if let Err(e) = logging::reopen() {
                 error!("cannot reopen the error log: {e}");
             }
-            if let Some(log) = &shard.access {
+            if let Some(log) = &shard.ctx.access {
                 log.reopen();
             }
         }
         if signals.quit.load(Ordering::Relaxed) {
-            if let Some(log) = &shard.access {
+            if let Some(log) = &shard.ctx.access {
                 log.flush();
             }
             info!("Worker exiting (pid: {})", std::process::id());
@@ -507,8 +463,8 @@ fn report_evictions(shard: &Shard) {
 
 fn publish_stats(shard: &Shard, heartbeats: &Heartbeats, slot: usize) {
     let s = heartbeats.slot(slot);
-    s.requests.store(shard.requests.get(), Ordering::Relaxed);
-    s.connections.store(shard.connections.get(), Ordering::Relaxed);
+    s.requests.store(shard.ctx.counters.requests.get(), Ordering::Relaxed);
+    s.connections.store(shard.ctx.counters.connections.get(), Ordering::Relaxed);
 }
 
 /// Sets the thread/process name shown by `ps -o comm` and `top` (15 bytes at most).

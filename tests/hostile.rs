@@ -221,3 +221,39 @@ fn shards_run_as_the_given_user_while_the_supervisor_keeps_its_own() {
     assert_eq!(uid(server.pid()), "0");
     assert_eq!(uid(server.shard_pids()[0]), "65534");
 }
+
+/// A connection task that panics must leave nothing behind in the shard's registry: before the
+/// registry's entries were removed by a guard, the panicked connection's entry stayed, with the
+/// oldest wait, and the connection cap's eviction picked it and shut down whatever socket had since
+/// reused its descriptor: here the next client's. (Test builds only: the hook panics the shard's
+/// second connection.)
+#[test]
+fn a_panicking_connection_leaves_no_entry_that_harms_the_next_ones() {
+    let redis = TestRedis::start();
+    let url = redis.url(0);
+    let args = ["-w", "1", "--worker-connections", "2", "--evict-after", "0", "--redis", &url];
+    let mut server = TestServer::start_with(&args, |cmd| {
+        cmd.env("HITCORE_TEST_PANIC_CONNECTION", "2");
+    });
+    server.wait_ready(1);
+
+    let mut first = Client::connect(server.addr);
+    let mut panicking = Client::connect(server.addr);
+    server.log.wait_for("connection task panicked", DEADLINE);
+    panicking.assert_closed();
+    // The first connection is answered after the panic, so it has waited for less time than the
+    // panicked connection would have, had its entry been left behind.
+    assert_eq!(first.request(GET).value(), 1);
+    // The next connection takes the panicked one's descriptor number; at the cap of two, the shard
+    // makes room by evicting the longest waiter, which must be the first connection.
+    let mut next = Client::connect(server.addr);
+    assert_eq!(next.request(GET).value(), 2);
+    first.assert_closed();
+    assert_eq!(next.request(GET).value(), 3, "the connection after the panic is unharmed");
+
+    drop(next);
+    let served = server.stop();
+    assert_eq!(served, vec![2 + 1]);
+    let stopping = server.log.wait_for("stopping: finishing", DEADLINE);
+    assert!(stopping.contains("finishing 0 open connections"), "no stale entry is counted: {stopping}");
+}

@@ -48,7 +48,7 @@ fn drive<'a>(limits: Limits, chunks: impl Iterator<Item = &'a [u8]>) -> Outcome 
                 Err(e) => {
                     out.error = Some(e);
                     // The status must be one the connection knows how to answer.
-                    assert!(matches!(e.status(), 400 | 413 | 414 | 417 | 431 | 501 | 505), "{e:?}");
+                    assert!(matches!(e.status().code(), 400 | 413 | 414 | 417 | 431 | 501 | 505), "{e:?}");
                     out.consumed += at;
                     break 'feed;
                 }

@@ -8,6 +8,7 @@ use std::cell::Cell;
 use std::time::SystemTime;
 
 use super::parse::{ParseError, Version};
+use super::status::Status;
 
 /// The methods `/` supports, for `Allow` on 405 and OPTIONS.
 pub const ALLOW: &str = "GET, HEAD, OPTIONS";
@@ -45,38 +46,14 @@ pub enum Answer {
 }
 
 impl Answer {
-    /// The status line and, for non-200 answers, the body: the reason phrase and a newline.
-    fn parts(&self) -> (&'static [u8], &'static [u8]) {
+    /// The status this answer is sent with.
+    pub fn status(&self) -> Status {
         match self {
-            Answer::Count(_) | Answer::Head | Answer::Options => (b"HTTP/1.1 200 OK\r\n", b""),
-            Answer::NotFound => (b"HTTP/1.1 404 Not Found\r\n", b"Not Found\n"),
-            Answer::MethodNotAllowed => (b"HTTP/1.1 405 Method Not Allowed\r\n", b"Method Not Allowed\n"),
-            Answer::Unavailable => (b"HTTP/1.1 503 Service Unavailable\r\n", b"Service Unavailable\n"),
-            Answer::RedisError => (b"HTTP/1.1 500 Internal Server Error\r\n", b"Internal Server Error\n"),
-            Answer::Rejected(e) => match e {
-                ParseError::BadRequest(_) => (b"HTTP/1.1 400 Bad Request\r\n", b"Bad Request\n"),
-                ParseError::BodyTooLarge => (b"HTTP/1.1 413 Content Too Large\r\n", b"Content Too Large\n"),
-                ParseError::UriTooLong => (b"HTTP/1.1 414 URI Too Long\r\n", b"URI Too Long\n"),
-                ParseError::ExpectationFailed => (b"HTTP/1.1 417 Expectation Failed\r\n", b"Expectation Failed\n"),
-                ParseError::HeadersTooLarge => {
-                    (b"HTTP/1.1 431 Request Header Fields Too Large\r\n", b"Request Header Fields Too Large\n")
-                }
-                ParseError::NotImplemented => (b"HTTP/1.1 501 Not Implemented\r\n", b"Not Implemented\n"),
-                ParseError::VersionNotSupported => {
-                    (b"HTTP/1.1 505 HTTP Version Not Supported\r\n", b"HTTP Version Not Supported\n")
-                }
-            },
-        }
-    }
-
-    /// The status code, for the access log.
-    pub fn status(&self) -> u16 {
-        match self {
-            Answer::Count(_) | Answer::Head | Answer::Options => 200,
-            Answer::NotFound => 404,
-            Answer::MethodNotAllowed => 405,
-            Answer::Unavailable => 503,
-            Answer::RedisError => 500,
+            Answer::Count(_) | Answer::Head | Answer::Options => Status::Ok,
+            Answer::NotFound => Status::NotFound,
+            Answer::MethodNotAllowed => Status::MethodNotAllowed,
+            Answer::Unavailable => Status::ServiceUnavailable,
+            Answer::RedisError => Status::InternalServerError,
             Answer::Rejected(e) => e.status(),
         }
     }
@@ -85,8 +62,8 @@ impl Answer {
 /// Appends the complete response for `answer` to `out`; `head_only` drops the body (for HEAD).
 /// Returns the number of body bytes that were (or, for HEAD, would have been) sent.
 pub fn write(out: &mut Vec<u8>, answer: Answer, persist: Persist, head_only: bool, date: &HttpDate) -> usize {
-    let (status_line, fixed_body) = answer.parts();
-    out.extend_from_slice(status_line);
+    let status = answer.status();
+    out.extend_from_slice(status.status_line());
     out.extend_from_slice(b"Server: hitcore\r\nDate: ");
     out.extend_from_slice(&date.get());
     out.extend_from_slice(match persist {
@@ -109,7 +86,9 @@ pub fn write(out: &mut Vec<u8>, answer: Answer, persist: Persist, head_only: boo
             out.extend_from_slice(b"Cache-Control: no-store\r\n");
             digits.format(v).as_bytes()
         }
-        _ => fixed_body,
+        // A 200 without a counter value (HEAD, OPTIONS) has an empty body; errors say their phrase.
+        _ if status == Status::Ok => b"",
+        _ => status.error_body(),
     };
     if answer == Answer::Head {
         out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n\r\n");

@@ -1,0 +1,251 @@
+//! The shard's registry of live connections: what a graceful stop closes and what the connection cap
+//! may evict.
+//!
+//! A connection registers when it starts and gets a [`Registered`] guard whose `Drop` removes its
+//! entry, so no way out of a connection's task (an answer, an error, a panic caught by the shard)
+//! can leave an entry whose file descriptor is closed, or reused by another socket, behind. It owns
+//! the choice of which connection to evict; it must not read or write connections' bytes.
+
+use std::cell::{Cell, RefCell};
+use std::ops::Deref;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+/// Candidates looked at per eviction: a connection whose request has arrived unread is skipped.
+const CANDIDATES: usize = 4;
+
+/// How often to look again for an evictable connection when the longest waiters were skipped.
+pub const EVICT_RECHECK: Duration = Duration::from_millis(100);
+
+/// What the shard knows about a live connection.
+#[derive(Debug)]
+pub struct Entry {
+    fd: RawFd,
+    /// True while a connection that has been answered at least once waits for the first byte of
+    /// its next request: the only moment it may be closed without cutting a request in half.
+    idle: Cell<bool>,
+    /// Since when the connection has been waiting for a complete request (from its accept or its
+    /// last answer); `None` while a batch of its requests is being answered.
+    waiting_since: Cell<Option<Instant>>,
+}
+
+impl Entry {
+    /// How long the connection has waited for a complete request, if it is waiting.
+    pub fn waiting_for(&self, now: Instant) -> Option<Duration> {
+        self.waiting_since.get().map(|since| now.saturating_duration_since(since))
+    }
+
+    /// Marks the connection as waiting for a request since `since`, or busy answering (`None`).
+    pub fn set_waiting(&self, since: Option<Instant>) {
+        self.waiting_since.set(since);
+    }
+
+    /// Marks whether the connection is idle between requests (see [`Registry::close_idle`]).
+    pub fn set_idle(&self, idle: bool) {
+        self.idle.set(idle);
+    }
+
+    /// Whether bytes from the client wait unread in the socket: a connection that just sent its
+    /// request but has not been read yet (a busy shard) must not be taken for an idle one.
+    fn has_unread_input(&self) -> bool {
+        let mut pending: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int; the fd belongs to a live connection (its entry is removed
+        // by its guard before the connection's socket is closed).
+        let rc = unsafe { libc::ioctl(self.fd, libc::FIONREAD, &mut pending) };
+        rc == 0 && pending > 0
+    }
+
+    /// Closes a waiting connection outright to free its slot: its pending read ends, and it
+    /// closes without an answer, as a timed-out one would.
+    fn evict(&self) {
+        // SAFETY: the fd belongs to a live connection (see `has_unread_input`).
+        unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+    }
+
+    /// Closes the connection's read side if it is idle, which ends its wait for a next request
+    /// (its read returns end-of-file). A busy connection finishes its batch and answers it with
+    /// `Connection: close`, seeing that the shard is draining.
+    fn close_if_idle(&self) {
+        if self.idle.get() {
+            // SAFETY: the fd belongs to a live connection (see `has_unread_input`).
+            unsafe { libc::shutdown(self.fd, libc::SHUT_RD) };
+        }
+    }
+}
+
+/// What one look for an evictable connection found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eviction {
+    /// One was closed; its slot is about to be free.
+    Done,
+    /// The longest waiter becomes evictable after this long.
+    NotYet(Duration),
+    /// Every connection is busy with a request: nothing to evict.
+    Nobody,
+}
+
+/// The live connections of one shard.
+#[derive(Debug, Default)]
+pub struct Registry {
+    entries: RefCell<Slab<Rc<Entry>>>,
+}
+
+/// A connection's registration; dropping it removes the entry.
+#[derive(Debug)]
+pub struct Registered<'r> {
+    registry: &'r Registry,
+    key: usize,
+    entry: Rc<Entry>,
+}
+
+impl Deref for Registered<'_> {
+    type Target = Entry;
+
+    fn deref(&self) -> &Entry {
+        &self.entry
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.registry.entries.borrow_mut().remove(self.key);
+    }
+}
+
+impl Registry {
+    /// Registers a connection on `fd`, waiting for its first request from now. Keep the guard for
+    /// as long as the socket is open, and drop it before closing the socket.
+    pub fn register(&self, fd: RawFd) -> Registered<'_> {
+        let entry = Rc::new(Entry { fd, idle: Cell::new(false), waiting_since: Cell::new(Some(Instant::now())) });
+        let key = self.entries.borrow_mut().insert(entry.clone());
+        Registered { registry: self, key, entry }
+    }
+
+    /// How many connections are live.
+    pub fn len(&self) -> usize {
+        self.entries.borrow().len()
+    }
+
+    /// Whether no connection is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Closes every idle connection's read side (a graceful stop).
+    pub fn close_idle(&self) {
+        for (_, entry) in self.entries.borrow().iter() {
+            entry.close_if_idle();
+        }
+    }
+
+    /// Closes the connection that has waited longest for a complete request, if it has waited at
+    /// least `grace` and has nothing unread in its socket (a request that has arrived but that a
+    /// busy shard has not read yet is not idleness). A scan of the registry per candidate, a few
+    /// candidates at most, and only at the connection cap.
+    pub fn evict_longest_waiting(&self, grace: Duration, now: Instant) -> Eviction {
+        let entries = self.entries.borrow();
+        let mut skipped: [Option<usize>; CANDIDATES] = [None; CANDIDATES];
+        for round in 0..CANDIDATES {
+            let longest = entries
+                .iter()
+                .filter(|(key, _)| !skipped.contains(&Some(*key)))
+                .filter_map(|(key, e)| e.waiting_for(now).map(|w| (w, key, e)))
+                .max_by_key(|(w, _, _)| *w);
+            let Some((waited, key, entry)) = longest else {
+                return if round == 0 { Eviction::Nobody } else { Eviction::NotYet(EVICT_RECHECK) };
+            };
+            if waited < grace {
+                return Eviction::NotYet(grace - waited);
+            }
+            if entry.has_unread_input() {
+                skipped[round] = Some(key);
+                continue;
+            }
+            entry.evict();
+            return Eviction::Done;
+        }
+        Eviction::NotYet(EVICT_RECHECK)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+
+    #[test]
+    fn the_guard_removes_its_entry_even_when_the_connection_panics() {
+        let registry = Registry::default();
+        let kept = registry.register(7);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _registered = registry.register(8);
+            assert_eq!(registry.len(), 2);
+            panic!("a connection task panics");
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(registry.len(), 1, "the panicking connection's entry must be gone");
+        drop(kept);
+        assert!(registry.is_empty());
+    }
+
+    #[test]
+    fn eviction_picks_the_longest_waiter_after_the_grace() {
+        let registry = Registry::default();
+        let (old_server, mut old_client) = UnixStream::pair().unwrap();
+        let (new_server, mut new_client) = UnixStream::pair().unwrap();
+        let (busy_server, _busy_client) = UnixStream::pair().unwrap();
+        let now = Instant::now();
+        let old = registry.register(old_server.as_raw_fd());
+        old.set_waiting(Some(now - Duration::from_secs(5)));
+        let new = registry.register(new_server.as_raw_fd());
+        new.set_waiting(Some(now - Duration::from_secs(1)));
+        let busy = registry.register(busy_server.as_raw_fd());
+        busy.set_waiting(None);
+
+        assert_eq!(
+            registry.evict_longest_waiting(Duration::from_secs(10), now),
+            Eviction::NotYet(Duration::from_secs(5))
+        );
+        assert_eq!(registry.evict_longest_waiting(Duration::from_secs(2), now), Eviction::Done);
+        let mut buf = [0u8; 1];
+        assert_eq!(old_client.read(&mut buf).unwrap(), 0, "the longest waiter is closed");
+        // The newer one is untouched: its peer can still write to it.
+        new_client.write_all(b"x").unwrap();
+    }
+
+    #[test]
+    fn a_waiter_whose_request_has_arrived_is_not_evicted() {
+        let registry = Registry::default();
+        let (server, mut client) = UnixStream::pair().unwrap();
+        let now = Instant::now();
+        let entry = registry.register(server.as_raw_fd());
+        entry.set_waiting(Some(now - Duration::from_secs(5)));
+        client.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+        assert_eq!(registry.evict_longest_waiting(Duration::ZERO, now), Eviction::NotYet(EVICT_RECHECK));
+        entry.set_waiting(None);
+        assert_eq!(registry.evict_longest_waiting(Duration::ZERO, now), Eviction::Nobody);
+    }
+
+    #[test]
+    fn a_graceful_stop_closes_only_idle_connections() {
+        let registry = Registry::default();
+        let (idle_server, mut idle_client) = UnixStream::pair().unwrap();
+        let (busy_server, mut busy_client) = UnixStream::pair().unwrap();
+        let idle = registry.register(idle_server.as_raw_fd());
+        idle.set_idle(true);
+        let _busy = registry.register(busy_server.as_raw_fd());
+        registry.close_idle();
+        // The idle connection's read side is shut: the server reads end-of-file.
+        let mut buf = [0u8; 1];
+        assert_eq!((&idle_server).read(&mut buf).unwrap(), 0);
+        busy_client.write_all(b"x").unwrap();
+        assert_eq!((&busy_server).read(&mut buf).unwrap(), 1);
+        let _ = idle_client.write_all(b"");
+    }
+}

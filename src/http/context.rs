@@ -1,0 +1,95 @@
+//! What a connection is handed: the shard-owned pieces the request path uses, and nothing else.
+//!
+//! The shard builds one [`Context`] and every connection task gets an `Rc` of it, the way hyper's
+//! protocol code is given a service and mini-redis's `Handler` gets only what it uses: the HTTP
+//! settings, the Redis handle, the cached `Date`, the access log, the connection registry, the
+//! shard's counters and its draining flag, and the two shared buffers. It must not name the shard,
+//! its listener, its signals or the supervisor: the connection code stays testable on its own and the
+//! shard can change how it accepts without touching it.
+
+use std::cell::{Cell, RefCell};
+use std::time::Duration;
+
+use super::access::AccessLog;
+use super::conn::registry::Registry;
+use super::parse::Limits;
+use super::response::HttpDate;
+use crate::redis::client::Redis;
+
+/// Bytes read per `recv` into the shared scratch buffer.
+const SCRATCH: usize = 64 * 1024;
+
+/// The HTTP settings a connection follows (from the shard's configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Request head limits (`--limit-request-*`).
+    pub limits: Limits,
+    /// How long an idle keep-alive connection waits for its next request; zero disables keep-alive.
+    pub keep_alive: Duration,
+    /// How long a request head may take to arrive.
+    pub header_timeout: Duration,
+    /// How long a batch of answers may wait for a client that does not read them.
+    pub write_timeout: Duration,
+}
+
+/// Counters the shard reports; one writer (this shard's thread), no atomics needed.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Requests answered.
+    pub requests: Cell<u64>,
+    /// Connections accepted.
+    pub connections: Cell<u64>,
+}
+
+impl Counters {
+    /// Adds one to a counter.
+    pub fn bump(counter: &Cell<u64>) {
+        counter.set(counter.get() + 1);
+    }
+}
+
+/// Everything a connection needs from its shard.
+#[derive(Debug)]
+pub struct Context {
+    /// The HTTP settings.
+    pub settings: Settings,
+    /// The shard's Redis connection.
+    pub redis: Redis,
+    /// The cached `Date` header, refreshed by the shard's tick.
+    pub date: HttpDate,
+    /// The access log, when `--access-logfile` is given.
+    pub access: Option<AccessLog>,
+    /// Live connections, for a graceful stop and the connection cap.
+    pub registry: Registry,
+    /// What the shard reports.
+    pub counters: Counters,
+    /// Set on a graceful stop: answers carry `Connection: close` and idle connections close.
+    pub draining: Cell<bool>,
+    /// Every read lands here first; a connection keeps only what it cannot consume at once.
+    pub(super) scratch: RefCell<Vec<u8>>,
+    /// Responses are built here and written from here when the socket takes them at once.
+    pub(super) output: RefCell<Vec<u8>>,
+    /// Test builds only: the n-th connection's task panics (`HITCORE_TEST_PANIC_CONNECTION=n`), so a
+    /// test can show that a panicking connection harms no other.
+    #[cfg(debug_assertions)]
+    pub(super) panic_at: Option<u64>,
+}
+
+impl Context {
+    /// A context for a shard's connections.
+    pub fn new(settings: Settings, redis: Redis, access: Option<AccessLog>) -> Context {
+        Context {
+            settings,
+            redis,
+            date: HttpDate::default(),
+            access,
+            registry: Registry::default(),
+            counters: Counters::default(),
+            draining: Cell::new(false),
+            scratch: RefCell::new(vec![0; SCRATCH]),
+            output: RefCell::new(Vec::with_capacity(SCRATCH)),
+            #[cfg(debug_assertions)]
+            panic_at: std::env::var("HITCORE_TEST_PANIC_CONNECTION").ok().and_then(|v| v.parse().ok()),
+        }
+    }
+}
