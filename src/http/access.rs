@@ -15,8 +15,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::forwarded::{self, Trust};
-use super::logformat::{self, FORWARDED_FOR, Fields, Format};
+use super::forwarded::Trust;
+use super::logformat::{FORWARDED_FOR, Fields, Format};
 use crate::logging::{Sink, escape_into};
 
 /// Flush once the buffer holds this much, without waiting for the tick.
@@ -51,25 +51,14 @@ impl Head {
         }
         out
     }
-
-    /// Captures what gunicorn's default format needs.
-    pub fn capture(head: &[u8]) -> Head {
-        static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-        let names = NAMES.get_or_init(|| {
-            Format::compile(logformat::DEFAULT).unwrap_or_else(|_| unreachable!()).request_headers().to_vec()
-        });
-        Head::capture_named(head, names)
-    }
 }
 
 /// One response, as the access log sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct Record<'a> {
-    /// The TCP peer, or the source a PROXY protocol header named.
+    /// The TCP peer, or the source a PROXY protocol header named (which `--forwarded-allow-ips`
+    /// then judges like a peer).
     pub peer: Option<IpAddr>,
-    /// Whether `peer` came from a PROXY protocol header (then `X-Forwarded-For` is not consulted:
-    /// the balancer already said who the client is).
-    pub proxied: bool,
     /// The request's captured head, if it got that far.
     pub head: Option<&'a Head>,
     /// The status sent.
@@ -94,15 +83,8 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    /// An access log writing gunicorn's default line to `sink`, trusting gunicorn's default proxies.
-    pub fn new(sink: Arc<Sink>) -> AccessLog {
-        let format = Format::compile(logformat::DEFAULT).unwrap_or_else(|_| unreachable!());
-        let trust = Trust::parse(forwarded::DEFAULT).unwrap_or_default();
-        AccessLog::with_format(sink, format, trust)
-    }
-
     /// An access log writing `format` lines to `sink`, taking `X-Forwarded-For` from `trust`ed peers.
-    pub fn with_format(sink: Arc<Sink>, format: Format, trust: Trust) -> AccessLog {
+    pub fn new(sink: Arc<Sink>, format: Format, trust: Trust) -> AccessLog {
         let log = AccessLog { sink, format, trust, buf: RefCell::default(), time: RefCell::default() };
         log.refresh();
         log
@@ -118,16 +100,10 @@ impl AccessLog {
         *self.time.borrow_mut() = chrono::Local::now().format("[%d/%b/%Y:%H:%M:%S %z]").to_string();
     }
 
-    /// Appends one line; `body` is `None` when no body was sent (logged as `-`).
-    pub fn record(&self, peer: Option<IpAddr>, head: Option<&Head>, status: u16, body: Option<usize>) {
-        self.log(&Record { peer, proxied: false, head, status, body, response: b"", elapsed: Duration::ZERO });
-    }
-
     /// Appends one line for `r`.
     pub fn log(&self, r: &Record<'_>) {
         let forwarded_for = r.head.and_then(|h| h.headers.get(FORWARDED_FOR)).and_then(|v| v.as_deref());
         let remote = match r.peer {
-            Some(peer) if r.proxied => peer.to_string(),
             Some(peer) => self.trust.client(peer, forwarded_for).to_string(),
             None => "-".to_string(),
         };
@@ -176,7 +152,9 @@ mod tests {
 
     #[test]
     fn capture_escapes_and_defaults() {
-        let h = Head::capture(b"GET /\"x HTTP/1.1\r\nHost: a\r\nUser-Agent: ab/2.3\x1b\r\n\r\n");
+        let format = Format::compile(crate::http::logformat::DEFAULT).unwrap();
+        let head = b"GET /\"x HTTP/1.1\r\nHost: a\r\nUser-Agent: ab/2.3\x1b\r\n\r\n";
+        let h = Head::capture_named(head, format.request_headers());
         assert_eq!(h.line, "GET /\\\"x HTTP/1.1");
         assert_eq!(h.headers[1].as_deref(), Some("ab/2.3\\x1b"));
         assert_eq!(h.headers[0], None);

@@ -26,6 +26,7 @@ use tracing::{debug, error, info, warn};
 
 use super::resp::{self, ProtocolError, Reply};
 use super::url::{Endpoint, RedisTarget};
+use crate::metrics::shm::{Meter, Timeout};
 
 /// How long a connect plus handshake may take before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -157,6 +158,11 @@ struct Shared {
     attempted: Cell<bool>,
     /// The shard waiting for that, before it starts accepting.
     attempt_waiter: RefCell<Option<Waker>>,
+    /// Whether the last reply was a value (an error reply, e.g. a key that holds no integer, makes
+    /// the shard unhealthy until a value comes back); set again by each new connection.
+    last_ok: Cell<bool>,
+    /// Where the connection counts its round trips, state and reconnects.
+    meter: Cell<Meter>,
 }
 
 /// The shard's handle to its Redis connection.
@@ -178,6 +184,8 @@ impl Redis {
             error_log: ErrorLog::default(),
             attempted: Cell::new(false),
             attempt_waiter: RefCell::new(None),
+            last_ok: Cell::new(true),
+            meter: Cell::new(Meter::detached()),
         });
         glommio::spawn_local(maintain(shared.clone())).detach();
         Redis(shared)
@@ -186,6 +194,29 @@ impl Redis {
     /// Whether the connection is up (requests would be sent, not refused).
     pub fn is_up(&self) -> bool {
         self.0.up.get()
+    }
+
+    /// Counts into `meter` from now on (the shard's metrics slot).
+    pub fn set_meter(&self, meter: Meter) {
+        meter.redis_up(self.0.up.get());
+        self.0.meter.set(meter);
+    }
+
+    /// Whether this connection can serve increments now, for a health check: it is up, no written
+    /// command has waited longer than `--redis-timeout`, and the last reply was a value. The error
+    /// is a one-line reason.
+    pub fn health(&self) -> Result<(), &'static str> {
+        if !self.0.up.get() {
+            return Err("Redis connection down");
+        }
+        let oldest = self.0.queue.borrow().groups.front().map(|g| g.2);
+        if oldest.is_some_and(|sent| sent.elapsed() > self.0.settings.timeout) {
+            return Err("Redis has not answered within --redis-timeout");
+        }
+        if !self.0.last_ok.get() {
+            return Err("Redis answered the last increment with an error");
+        }
+        Ok(())
     }
 
     /// Waits until the first connection attempt has ended, successfully or not (at most the
@@ -238,6 +269,7 @@ async fn maintain(shared: Rc<Shared>) {
     let mut delay = BACKOFF_START;
     let mut last_failure: Option<String> = None;
     let mut down_since: Option<Instant> = None;
+    let mut connected_before = false;
     loop {
         let attempt = connect(&shared.settings).await;
         if !shared.attempted.replace(true) {
@@ -255,9 +287,20 @@ async fn maintain(shared: Rc<Shared>) {
                 }
                 last_failure = None;
                 delay = BACKOFF_START;
+                let meter = shared.meter.get();
+                if connected_before {
+                    meter.redis_reconnected();
+                }
+                connected_before = true;
+                shared.last_ok.set(true);
                 shared.up.set(true);
+                meter.redis_up(true);
                 let end = session(&shared, stream).await;
                 shared.up.set(false);
+                shared.meter.get().redis_up(false);
+                if matches!(end, SessionEnd::Timeout(_)) {
+                    shared.meter.get().timeout(Timeout::Redis);
+                }
                 let failed = fail_all(&shared, Failure::Lost);
                 error!("Lost the connection to Redis at {target}: {end}; {failed} requests in flight answered 503");
                 down_since = Some(Instant::now());
@@ -503,6 +546,7 @@ fn encode_waiting(shared: &Shared, out: &mut Vec<u8>) {
         let tickets = q.waiting.len();
         q.groups.push_back((total, tickets, now));
         q.members.extend(q.waiting.drain(..));
+        shared.meter.get().round_trip(total);
         if total == 1 {
             out.extend_from_slice(&shared.incr);
         } else {
@@ -512,6 +556,7 @@ fn encode_waiting(shared: &Shared, out: &mut Vec<u8>) {
     } else {
         for (ticket, n) in q.waiting.drain(..) {
             for _ in 0..n {
+                shared.meter.get().round_trip(1);
                 q.groups.push_back((1, 1, now));
                 q.members.push_back((ticket.clone(), 1));
                 out.extend_from_slice(&shared.incr);
@@ -570,13 +615,17 @@ fn complete_group(shared: &Shared, reply: Reply<'_>) -> Result<(), ProtocolError
         // The reply v to INCRBY k covers v-k+1 ..= v, handed out in registration order. A v so low
         // that the range would leave i64 is no reply to our INCRBY: the stream is out of step.
         Reply::Integer(v) => match v.checked_sub(total as i64 - 1) {
-            Some(first) => Outcome::Value(first),
+            Some(first) => {
+                shared.last_ok.set(true);
+                Outcome::Value(first)
+            }
             None => {
                 q.groups.push_front((total, tickets, Instant::now()));
                 return Err(ProtocolError(format!("INCRBY {total} answered with {v}")));
             }
         },
         Reply::Error(message) => {
+            shared.last_ok.set(false);
             shared.error_log.record(&shared.settings.key, message);
             Outcome::Failed(Failure::ErrorReply)
         }
