@@ -408,3 +408,75 @@ fn bad_observability_flags_are_refused_by_name() {
         assert!(stderr.contains(flag), "{args:?}: {stderr}");
     }
 }
+
+/// The metric families a real scrape declares.
+fn exported_families() -> Vec<String> {
+    let redis = TestRedis::start();
+    let server = TestServer::start(&["-w", "1", "--redis", &redis.url(0), "--metrics-bind", "127.0.0.1:0"]);
+    let (text, _) = scrape(metrics_addr(&server));
+    text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| l.split(' ').next().unwrap().to_string()).collect()
+}
+
+/// Every `hitcore_*` name in `text`, with a histogram's `_bucket`/`_sum`/`_count` taken off when
+/// what is left is a family.
+fn metric_names(text: &str, families: &[String]) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("hitcore_") {
+        let tail = &rest[at..];
+        let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+        let name = &tail[..end];
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|b| families.iter().any(|f| f == b)))
+            .unwrap_or(name);
+        names.push(base.to_string());
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[test]
+fn the_dashboard_and_the_docs_name_exactly_the_exported_metrics() {
+    let families = exported_families();
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../deploy/grafana/hitcore.json")).expect("the dashboard is JSON");
+    fn exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    match v {
+                        serde_json::Value::String(s) if k == "expr" || k == "query" => out.push(s.clone()),
+                        _ => exprs(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| exprs(v, out)),
+            _ => {}
+        }
+    }
+    let mut queries = Vec::new();
+    exprs(&dashboard, &mut queries);
+    assert!(queries.len() >= 10, "{queries:?}");
+    let used = metric_names(&queries.join("\n"), &families);
+    for name in &used {
+        assert!(families.contains(name), "the dashboard queries {name}, which hitcore does not export");
+    }
+    for wanted in [
+        "hitcore_http_requests_total",
+        "hitcore_http_request_duration_seconds",
+        "hitcore_redis_batch_increments",
+        "hitcore_redis_up",
+        "hitcore_shard_restarts_total",
+    ] {
+        assert!(used.iter().any(|u| u == wanted), "the dashboard has no panel over {wanted}");
+    }
+    let doc = include_str!("../docs/observability.md");
+    let documented = metric_names(doc, &families);
+    for family in &families {
+        assert!(doc.contains(&format!("| `{family}` |")), "docs/observability.md does not list {family}");
+    }
+    for name in &documented {
+        assert!(families.contains(name), "docs/observability.md names {name}, which hitcore does not export");
+    }
+}
