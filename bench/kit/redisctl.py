@@ -78,9 +78,12 @@ class RedisClient:
 class RedisServer:
     """redis-server on a free port with a password, stopped by `stop()`."""
 
-    def __init__(self, log_dir: Path, cpus: str | None = None):
-        self.port = free_port()
-        self.password = secrets.token_hex(12)
+    def __init__(self, log_dir: Path, cpus: str | None = None, port: int | None = None,
+                 password: str | None = None, log_name: str = "redis-server.log"):
+        """A new server; `port` and `password` given start it again where an earlier one was
+        (bench/observe's Redis restart)."""
+        self.port = port or free_port()
+        self.password = password or secrets.token_hex(12)
         argv = [
             "redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
             "--requirepass", self.password, "--save", "", "--appendonly", "no",
@@ -88,7 +91,7 @@ class RedisServer:
         ]
         if cpus:
             argv = ["taskset", "-c", cpus] + argv
-        self.service = procs.Service("redis-server", argv, log_dir / "redis-server.log")
+        self.service = procs.Service("redis-server", argv, log_dir / log_name)
 
     @property
     def url(self) -> str:
