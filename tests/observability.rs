@@ -213,12 +213,28 @@ fn health_and_head_follow_redis_down_and_back_without_counting() {
 #[test]
 fn the_health_check_answers_503_while_the_shard_drains() {
     let redis = TestRedis::start();
-    let mut server =
-        TestServer::start(&["-w", "1", "--redis", &redis.url(0), "--header-timeout", "30", "--graceful-timeout", "30"]);
+    let mut server = TestServer::start(&[
+        "-w",
+        "1",
+        "--redis",
+        &redis.url(0),
+        "--header-timeout",
+        "30",
+        "--graceful-timeout",
+        "30",
+        "--metrics-bind",
+        "127.0.0.1:0",
+    ]);
     server.wait_ready(1);
+    let metrics = metrics_addr(&server);
     // A probe whose head is half sent when the stop begins: the shard finishes it while draining.
+    // The stop waits until the shard holds the connection (else it would be one of those still
+    // queued, which the shard also serves, but the log line below would not count it).
     let mut probe = Client::connect(server.addr);
     probe.send(b"GET /healthz HTTP/1.1\r\n");
+    wait_until("the shard to hold the probe's connection", DEADLINE, || {
+        sample(&scrape(metrics).1, "hitcore_connections_open") == 1.0
+    });
     server.signal(libc::SIGTERM);
     server.log.wait_for("stopping: finishing 1 open connections", DEADLINE);
     probe.send(b"Host: lb\r\n\r\n");
