@@ -1,13 +1,15 @@
 //! One HTTP connection's life on a shard: read, parse every complete request, one Redis batch, one
 //! write, repeat; deadlines; a clean close.
 //!
-//! It owns the per-connection loop and its buffers, the choice of answer for each request, and the
-//! close rules (errors close, `Connection: close` closes, a draining shard closes after the current
-//! batch). It is handed a [`Context`] and knows nothing else of the shard. Reads go through the
-//! context's shared scratch buffer and writes are first tried straight from its shared output
-//! buffer, so a connection owns no buffer while it is idle and copies bytes only when the kernel
-//! cannot take them at once. It must not parse bytes itself (`parse` does), format them
-//! (`response` does) or do socket calls beyond its loop (`io` does).
+//! It owns the per-connection loop and its buffers, the choice of answer for each request (the
+//! health check's and `HEAD /`'s through `health`), the close rules (errors close, `Connection:
+//! close` closes, a draining shard closes after the current batch), reading a PROXY protocol header
+//! first when `--proxy-protocol` says so, and counting each answer into the shard's metrics slot.
+//! It is handed a [`Context`] and knows nothing else of the shard. Reads go through the context's
+//! shared scratch buffer and writes are first tried straight from its shared output buffer, so a
+//! connection owns no buffer while it is idle and copies bytes only when the kernel cannot take them
+//! at once. It must not parse bytes itself (`parse` and `proxy` do), format them (`response` and the
+//! access log do) or do socket calls beyond its loop (`io` does).
 
 mod io;
 pub mod registry;
