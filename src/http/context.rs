@@ -4,9 +4,9 @@
 //! protocol code is given a service and mini-redis's `Handler` gets only what it uses: the HTTP
 //! settings, the Redis handle, the cached `Date`, the access log, the connection registry, the
 //! shard's counters and metrics slot, the health path and PROXY setting, its draining flag, and the
-//! two shared buffers. It must not name the shard,
-//! its listener, its signals or the supervisor: the connection code stays testable on its own and the
-//! shard can change how it accepts without touching it.
+//! two shared buffers. It must not name the shard, its listener, its signals or the supervisor: the
+//! connection code stays testable on its own and the shard can change how it accepts without
+//! touching it.
 
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
