@@ -17,4 +17,7 @@ Layout (one concern per module):
                 report; attackers.py the hostile clients, run as separate processes
 
 Only the standard library is used outside charts.py, so bench/run works before any virtualenv exists.
+bench/device/run16 imports parse, procs, redisctl, servers, loadgen and machine too, from the
+repository or from the copy of kit/ that bench/device/pack puts in its bundle: they must not need
+anything outside this folder at import time.
 """

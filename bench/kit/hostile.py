@@ -86,20 +86,6 @@ def fd_count(pid: int) -> int | None:
         return None
 
 
-def cpu_seconds(pids) -> float:
-    """utime + stime of the given processes, in seconds."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 class OtherLoad:
     """CPU used by processes outside this run (not this script nor its descendants, nor kernel
     threads) between start() and stop(), in % of one core: a fuzzer or a build running beside the
@@ -458,7 +444,7 @@ class Attacker:
         return None
 
     def cpu(self) -> float:
-        return cpu_seconds([self.service.pid]) if self.service.alive() else 0.0
+        return procs.cpu_seconds([self.service.pid]) if self.service.alive() else 0.0
 
     def stop(self) -> list[dict]:
         if self.stopped:
@@ -515,7 +501,7 @@ class Context:
         prober = Prober(self.port)
         tree = h.tree()
         other = OtherLoad()
-        cpu0, acpu0 = cpu_seconds(tree), attacker.cpu() if attacker else 0.0
+        cpu0, acpu0 = procs.cpu_seconds(tree), attacker.cpu() if attacker else 0.0
         t0 = time.monotonic()
         prober.start()
         log(f"{label}: wrk -t {WRK_THREADS} -c {WRK_CONNECTIONS} -d {duration}s --latency")
@@ -525,7 +511,7 @@ class Context:
         prober.stop()
         seconds = t1 - t0
         phase = {"wrk": outcome, "t0": t0, "t1": t1, "probes": probe_summary(prober.results, t0, t1),
-                 "hitcore_cpu_pct": round(100 * (cpu_seconds(tree) - cpu0) / seconds, 1),
+                 "hitcore_cpu_pct": round(100 * (procs.cpu_seconds(tree) - cpu0) / seconds, 1),
                  "other_load": other.stop()}
         if phase["other_load"]["pct"] > BUSY_PERCENT:
             log(f"{label}: warning: other processes used {phase['other_load']['pct']} % of a core meanwhile "
@@ -788,15 +774,6 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def _raise_open_files_limit() -> tuple[int, int]:
-    import resource
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        soft = 65536 if hard == resource.RLIM_INFINITY else hard
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    return soft, hard
-
-
 def _on_signal(signum, _frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -823,17 +800,10 @@ def main(argv=None) -> int:
         procs.cleanup()
 
 
-def _sysctl(name: str) -> str | None:
-    try:
-        return Path("/proc/sys/" + name.replace(".", "/")).read_text().strip().replace("\t", " ")
-    except OSError:
-        return None
-
-
 def run(args, tests: list[str]) -> int:
     mode = "quick" if args.quick else "full"
     settings = dict(MODES[mode], mode=mode)
-    nofile = _raise_open_files_limit()
+    nofile = machine.raise_open_files_limit()
     started = datetime.datetime.now().astimezone()
     host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "host"
     name = f"{started:%Y-%m-%d}-{host}-hostile" + ("-quick" if args.quick else "") + \
@@ -900,10 +870,10 @@ def run(args, tests: list[str]) -> int:
         "versions": {k: v for k, v in versions.items()
                      if k in ("hitcore", "rustc", "redis-server", "wrk", "python (system, runs the kit)")},
         "limits": {"nofile_soft": nofile[0], "nofile_hard": nofile[1],
-                   "somaxconn": _sysctl("net.core.somaxconn"),
-                   "tcp_max_syn_backlog": _sysctl("net.ipv4.tcp_max_syn_backlog"),
-                   "tcp_syncookies": _sysctl("net.ipv4.tcp_syncookies"),
-                   "ip_local_port_range": _sysctl("net.ipv4.ip_local_port_range")},
+                   "somaxconn": machine.sysctl("net.core.somaxconn"),
+                   "tcp_max_syn_backlog": machine.sysctl("net.ipv4.tcp_max_syn_backlog"),
+                   "tcp_syncookies": machine.sysctl("net.ipv4.tcp_syncookies"),
+                   "ip_local_port_range": machine.sysctl("net.ipv4.ip_local_port_range")},
         "hitcore_binary": str(hitcore), "port": ctx.port,
         "hitcore_built": datetime.datetime.fromtimestamp(hitcore.stat().st_mtime).astimezone().isoformat(timespec="seconds"),
         "load_at_start": [round(x, 2) for x in load_at_start], "busy_at_start": busy,

@@ -7,6 +7,9 @@
   that grows from 1 to 5 digits would fail almost every request).
 - `wrk()`: `wrk -t T -c C -d Ds --latency URL`, multi-threaded keep-alive load with percentiles.
 Both run under an outer timeout as well, and return {"argv", "raw", "seconds", "error", ...parsed}.
+The raw file starts with the command line (`$ taskset -c 1 wrk ...`), then what the tool printed.
+`binary` and `env` run another copy than the one on PATH (bench/device/run16: the bundle's, with
+LD_LIBRARY_PATH to its libraries); wrk's `while_running` is procs.run's (run16 samples CPU time).
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ def _pin(cpus: str | None, argv: list[str]) -> list[str]:
 
 
 def _save(raw_path: Path, result: procs.Result) -> None:
-    text = result.stdout
+    text = f"$ {' '.join(result.argv)}\n" + result.stdout
     if result.stderr.strip():
         text += "\n---- stderr ----\n" + result.stderr
     if result.timed_out:
@@ -29,10 +32,11 @@ def _save(raw_path: Path, result: procs.Result) -> None:
 
 
 def ab(url: str, requests: int, concurrency: int, time_limit: int, keepalive: bool,
-       raw_path: Path, label: str, cpus: str | None = None) -> dict:
-    argv = ["ab"] + (["-k"] if keepalive else []) + [
+       raw_path: Path, label: str | None, cpus: str | None = None, *, binary: str = "ab",
+       env: dict | None = None) -> dict:
+    argv = [binary] + (["-k"] if keepalive else []) + [
         "-c", str(concurrency), "-t", str(time_limit), "-n", str(requests), "-r", "-l", url]
-    result = procs.run(_pin(cpus, argv), timeout=time_limit + 45, label=label)
+    result = procs.run(_pin(cpus, argv), timeout=time_limit + 45, label=label, env=env)
     _save(raw_path, result)
     outcome = {"argv": " ".join(argv), "raw": raw_path.name, "seconds": round(result.seconds, 2), "error": None}
     try:
@@ -44,10 +48,12 @@ def ab(url: str, requests: int, concurrency: int, time_limit: int, keepalive: bo
     return outcome
 
 
-def wrk(url: str, threads: int, connections: int, duration: int, raw_path: Path, label: str,
-        cpus: str | None = None) -> dict:
-    argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency", url]
-    result = procs.run(_pin(cpus, argv), timeout=duration + 30, label=label)
+def wrk(url: str, threads: int, connections: int, duration: int, raw_path: Path, label: str | None,
+        cpus: str | None = None, *, binary: str = "wrk", env: dict | None = None,
+        while_running=None) -> dict:
+    argv = [binary, "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency", url]
+    result = procs.run(_pin(cpus, argv), timeout=duration + 30, label=label, env=env,
+                       while_running=while_running)
     _save(raw_path, result)
     outcome = {"argv": " ".join(argv), "raw": raw_path.name, "seconds": round(result.seconds, 2), "error": None}
     try:

@@ -1,7 +1,9 @@
 """The machine a run happened on, and the version of every program in it.
 
 Everything here is read from the system or asked of the programs themselves at run time; a
-version that cannot be read is reported as such, never guessed.
+version that cannot be read is reported as such, never guessed. Also the few machine settings a
+run reads or lifts (`sysctl()`, `raise_open_files_limit()`), shared by bench/run, bench/hostile
+and bench/device/run16.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import json
 import os
 import platform
 import re
+import resource
 import socket
 import subprocess
 import time
@@ -59,10 +62,44 @@ def cpu_busy_percent(seconds: float = 1.0) -> float | None:
     return round(100.0 * (total - (idle2 - idle1)) / total, 1) if total > 0 else None
 
 
+def sysctl(name: str) -> str | None:
+    """A kernel setting by its sysctl name ("net.core.somaxconn"), tabs as spaces; None if unreadable."""
+    try:
+        return Path("/proc/sys/" + name.replace(".", "/")).read_text().strip().replace("\t", " ")
+    except OSError:
+        return None
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """ab/wrk at c=500, Redis with thousands of clients: lifts the soft open-files limit to the hard
+    one (65536 when the hard one is unlimited). Returns (soft, hard) after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 65536 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
 def describe() -> dict:
+    """The machine: hostname, kernel, arch, CPUs (online, allowed, model, MHz), memory, OS, glibc,
+    Python, the CPU frequency governor, and the load average when it was called."""
     info: dict = {"hostname": socket.gethostname(), "kernel": platform.release(),
                   "arch": platform.machine(), "cpus_online": os.cpu_count(),
-                  "cpus_allowed": cpu_list(os.sched_getaffinity(0))}
+                  "cpus_allowed": cpu_list(os.sched_getaffinity(0)),
+                  "glibc": os.confstr("CS_GNU_LIBC_VERSION") if hasattr(os, "confstr") else None,
+                  "python": platform.python_version(),
+                  "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") or "not exposed",
+                  "loadavg": _read("/proc/loadavg")}
     try:
         text = Path("/proc/cpuinfo").read_text()
         match = re.search(r"^model name\s*:\s*(.+)$", text, re.M)

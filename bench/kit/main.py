@@ -20,7 +20,6 @@ import datetime
 import json
 import os
 import re
-import resource
 import shutil
 import signal
 import socket
@@ -87,14 +86,6 @@ def count_cpus(text: str) -> int:
     return total
 
 
-def _raise_open_files_limit() -> None:
-    """ab/wrk at c=500, Redis with thousands of clients: lift the soft fd limit to the hard one."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        target = 65536 if hard == resource.RLIM_INFINITY else hard
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
 def _on_signal(signum, _frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -117,7 +108,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
-    _raise_open_files_limit()
+    machine.raise_open_files_limit()  # ab/wrk at c=500, Redis with many clients
     try:
         return run(args, ids)
     except KeyboardInterrupt:

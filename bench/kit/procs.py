@@ -2,10 +2,12 @@
 
 - `log()` prints the progress lines ("[  12.3s] ...") with the time since the run started.
 - `run()` runs a command to completion under a timeout, printing a progress line every few seconds
-  while it runs; on timeout it is sent SIGTERM, then SIGKILL, by PID.
+  while it runs; on timeout it is sent SIGTERM, then SIGKILL, by PID. `while_running` lets the
+  caller act while it runs (bench/device/run16 samples CPU time during each wrk run).
 - `Service` is a long-running child (Redis, a server under test) in its own session, so a Ctrl-C at
   the terminal reaches only the kit, which then stops it in order. `stop()` sends SIGTERM to its
   PID, waits, then SIGKILLs it and every descendant it had, each by PID.
+- `cpu_seconds()` is the CPU time (user + system) processes have used so far, from /proc.
 - `TreeSampler` samples the memory of a process tree at ~10 Hz: the peak of the summed RSS (and PSS)
   of the root and all its descendants.
 - `cleanup()` stops every child still running; main.py calls it in `finally` and on SIGTERM/SIGHUP.
@@ -83,11 +85,15 @@ def _terminate(proc: subprocess.Popen, grace: float) -> None:
 
 def run(argv, timeout: float, label: str | None = None, cwd=None, env=None,
         stdin=subprocess.DEVNULL, tick: float = 5.0, capture: bool = True,
-        output_path: Path | None = None) -> Result:
+        output_path: Path | None = None, while_running=None) -> Result:
     """Runs argv to completion within `timeout` seconds and returns its output.
 
     With `label`, prints a progress line every `tick` seconds while it runs. With `output_path`,
-    stdout and stderr go to that file (for long outputs such as builds) instead of memory."""
+    stdout and stderr go to that file (for long outputs such as builds) instead of memory. With
+    `while_running`, calls it with the Popen once the child started, before waiting for it: the
+    timeout counts from the start, the callback's time included, and an exception from it (or a
+    signal handler's) still stops the child. The callback must return well before the child ends
+    when the output is captured: a pipe that fills up blocks the child meanwhile."""
     began = time.monotonic()
     out_file = open(output_path, "w") if output_path else None
     try:
@@ -104,6 +110,8 @@ def run(argv, timeout: float, label: str | None = None, cwd=None, env=None,
     timed_out = False
     stdout = stderr = ""
     try:
+        if while_running:
+            while_running(proc)
         deadline = began + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -125,6 +133,9 @@ def run(argv, timeout: float, label: str | None = None, cwd=None, env=None,
     finally:
         _terminate(proc, grace=2)
         _unregister(proc)
+        for stream in (proc.stdout, proc.stderr):  # left open when an exception cut communicate() short
+            if stream and not stream.closed:
+                stream.close()
         if out_file:
             out_file.close()
     if out_file:
@@ -153,6 +164,22 @@ def descendants(root: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def cpu_seconds(pids) -> float:
+    """utime + stime of the given processes (all their threads) so far, in seconds; a process that
+    has gone counts 0. The difference of two readings over a wall-clock window, times 100, is the
+    % of one CPU the processes used in it."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)'s stat
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _memory_kib(pid: int, with_pss: bool) -> tuple[int, int]:

@@ -3,10 +3,12 @@
 `RedisServer` starts redis-server on a free 127.0.0.1 port with a random password, no persistence
 (`--save ''`, `--appendonly no`) and a log file, as a `procs.Service` stopped by PID at the end.
 `RedisClient` is a minimal RESP client on a stdlib socket (AUTH, SET, GET, INFO): the kit needs no
-redis-cli and no third-party package for this.
+redis-cli and no third-party package for this. `parse_commandstats()` reads INFO commandstats: how
+many INCR/INCRBY calls Redis served, which shows hitcore's coalescing (bench/device/run16).
 """
 from __future__ import annotations
 
+import re
 import secrets
 import socket
 import time
@@ -24,6 +26,12 @@ def free_port() -> int:
 
 class RedisError(Exception):
     pass
+
+
+def parse_commandstats(info: str) -> dict[str, int]:
+    """INFO commandstats -> {command: calls}, commands in lower case ("incrby": 1234)."""
+    return {name.lower(): int(calls)
+            for name, calls in re.findall(r"^cmdstat_([^:]+):calls=(\d+)", info, re.M)}
 
 
 class RedisClient:
@@ -76,22 +84,28 @@ class RedisClient:
 
 
 class RedisServer:
-    """redis-server on a free port with a password, stopped by `stop()`."""
+    """redis-server on a free port with a password, stopped by `stop()`.
 
-    def __init__(self, log_dir: Path, cpus: str | None = None, port: int | None = None,
+    `binary` and `env` run another redis-server than the one on PATH (bench/device/run16: the
+    bundle's, with LD_LIBRARY_PATH to its libraries); `workdir` is its --dir (default: the cwd),
+    where it would write files (it writes none: no persistence). `port` and `password` start it
+    again where an earlier one was (bench/observe's Redis restart), logging to `log_name`."""
+
+    def __init__(self, log_dir: Path, cpus: str | None = None, *, binary: str = "redis-server",
+                 env: dict | None = None, workdir: Path | None = None, port: int | None = None,
                  password: str | None = None, log_name: str = "redis-server.log"):
-        """A new server; `port` and `password` given start it again where an earlier one was
-        (bench/observe's Redis restart)."""
         self.port = port or free_port()
         self.password = password or secrets.token_hex(12)
         argv = [
-            "redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
+            binary, "--bind", "127.0.0.1", "--port", str(self.port),
             "--requirepass", self.password, "--save", "", "--appendonly", "no",
             "--daemonize", "no", "--maxclients", "10000", "--loglevel", "notice",
         ]
+        if workdir:
+            argv += ["--dir", str(workdir)]
         if cpus:
             argv = ["taskset", "-c", cpus] + argv
-        self.service = procs.Service("redis-server", argv, log_dir / log_name)
+        self.service = procs.Service("redis-server", argv, log_dir / log_name, env=env)
 
     @property
     def url(self) -> str:
@@ -124,6 +138,11 @@ class RedisServer:
         with self.client() as client:
             value = client.command("GET", key)
         return None if value is None else int(value)
+
+    def command_calls(self) -> dict[str, int]:
+        """Calls served so far, per command (INFO commandstats; see parse_commandstats)."""
+        with self.client() as client:
+            return parse_commandstats(client.command("INFO", "commandstats"))
 
     def version(self) -> str:
         with self.client() as client:

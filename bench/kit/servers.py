@@ -59,6 +59,8 @@ class Spec:
     uses_redis: bool = True
     processes: int = 1            # the process count that means "all workers are up"
     needs: str = ""               # which provisioning step it depends on: venv, eventlet, tokio, hitcore
+    ready_line: str = ""          # a log line each worker prints once it can serve ("Connected to Redis")
+    ready_count: int = 0          # how many of them mean "every worker is ready"
 
 
 def selected(only: list[str] | None) -> list[str]:
@@ -172,10 +174,14 @@ def probe(port: int, timeout: float = 2.0) -> int | None:
         conn.close()
 
 
-def wait_ready(service: procs.Service, spec: Spec, port: int, timeout: float = 30.0) -> str | None:
-    """Waits until the server answers GET / with 200 and all its processes are up.
+def wait_ready(service: procs.Service, spec: Spec, port: int, timeout: float = 30.0,
+               settle: float = 0.5) -> str | None:
+    """Waits until the server answers GET / with 200, all its processes are up and, with
+    `spec.ready_line`, its log holds that line `spec.ready_count` times; then `settle` seconds more.
 
-    Returns None when ready, else why not (the server exited, or answered something else)."""
+    Returns None when ready, else why not (the server exited, or answered something else). Processes
+    or ready lines still missing at the deadline are not an error (it says so on the console): the
+    listener answers, and the load shows what the late workers cost."""
     deadline = time.monotonic() + timeout
     status = None
     while time.monotonic() < deadline:
@@ -189,10 +195,14 @@ def wait_ready(service: procs.Service, spec: Spec, port: int, timeout: float = 3
         return f"no 200 answer to GET / within {timeout:.0f}s (last: {status}): {_log_tail(service)}"
     # The listener answers as soon as one worker is up; give the others until the deadline.
     while time.monotonic() < deadline:
-        if 1 + len(procs.descendants(service.pid)) >= spec.processes:
+        if 1 + len(procs.descendants(service.pid)) >= spec.processes and (
+                not spec.ready_line or service.log_text().count(spec.ready_line) >= spec.ready_count):
             break
         time.sleep(0.1)
-    time.sleep(0.5)  # let late workers finish booting before the load starts
+    else:
+        said = f" (or said {spec.ready_line!r})" if spec.ready_line else ""
+        procs.log(f"{spec.id}: not every worker was up{said} within {timeout:.0f}s; going on")
+    time.sleep(settle)  # let late workers finish booting before the load starts
     if not service.alive():
         return f"exited with status {service.proc.returncode}: {_log_tail(service)}"
     return None

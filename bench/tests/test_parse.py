@@ -1,5 +1,6 @@
 """Checks kit/parse.py against real ab and wrk outputs (bench/tests/fixtures/, captured on Debian 12
-with ab 2.3 and wrk 4.1.0), so that the benchmark kit's numbers cannot silently rot.
+with ab 2.3 and wrk 4.1.0), and kit/redisctl.py's INFO commandstats reader against Redis 7.0's, so
+that the benchmark kit's numbers cannot silently rot.
 
 Run from anywhere, with the system python3 (stdlib only), in well under a second:
     python3 bench/tests/test_parse.py        (or: python3 -m unittest discover -s bench/tests)
@@ -11,7 +12,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
-from kit import parse  # noqa: E402
+from kit import parse, redisctl  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -108,6 +109,19 @@ class WrkTest(unittest.TestCase):
     def test_no_result(self):
         with self.assertRaises(parse.ParseError):
             parse.parse_wrk("unable to connect to 127.0.0.1:8000 Connection refused\n")
+
+
+class CommandstatsTest(unittest.TestCase):
+    def test_redis_7_commandstats(self):
+        # `INFO commandstats` from redis-server 7.0.15 after INCR once and INCRBY twice, as sent (CRLF).
+        info = ("# Commandstats\r\n"
+                "cmdstat_incrby:calls=2,usec=13,usec_per_call=6.50,rejected_calls=0,failed_calls=0\r\n"
+                "cmdstat_incr:calls=1,usec=8,usec_per_call=8.00,rejected_calls=0,failed_calls=0\r\n"
+                "cmdstat_CONFIG|GET:calls=12,usec=40,usec_per_call=3.33,rejected_calls=0,failed_calls=0\r\n")
+        self.assertEqual(redisctl.parse_commandstats(info), {"incrby": 2, "incr": 1, "config|get": 12})
+
+    def test_nothing_served_yet(self):
+        self.assertEqual(redisctl.parse_commandstats("# Commandstats\r\n"), {})
 
 
 if __name__ == "__main__":
