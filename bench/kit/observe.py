@@ -105,7 +105,7 @@ class Scraper(threading.Thread):
         self.port, self.t0, self.interval = port, t0, interval
         self.scrapes: list[tuple[float, dict[str, float]]] = []
         self.errors: list[str] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def scrape(self) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
@@ -123,13 +123,13 @@ class Scraper(threading.Thread):
 
     def run(self) -> None:
         next_at = time.monotonic()
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self.scrape()
             next_at += self.interval
-            self._stop.wait(max(next_at - time.monotonic(), 0))
+            self._halt.wait(max(next_at - time.monotonic(), 0))
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=10)
         self.scrape()
 
