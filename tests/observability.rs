@@ -83,8 +83,9 @@ fn metrics_count_the_requests_sent_and_stay_monotonic_across_a_restart() {
     let mut server = TestServer::start(&["-w", "2", "--redis", &redis.url(0), "--metrics-bind", "127.0.0.1:0"]);
     server.wait_ready(2);
     let metrics = metrics_addr(&server);
-    let (text, before) = scrape(metrics);
-    assert_eq!(sample(&before, "hitcore_shards"), 2.0);
+    // A shard logs its Redis connection a moment before it marks itself booted.
+    wait_until("both shards to be booted", DEADLINE, || sample(&scrape(metrics).1, "hitcore_shards") == 2.0);
+    let (text, _) = scrape(metrics);
     assert!(text.contains("hitcore_build_info{version=\"0.1.0\"} 1"), "{text}");
 
     // 20 GETs on their own connections, 4 pipelined on one, 3 for a path that does not exist.
