@@ -89,7 +89,7 @@ pub struct Fields<'a> {
 const REFERER: usize = 0;
 const USER_AGENT: usize = 1;
 const AUTHORIZATION: usize = 2;
-/// `X-Forwarded-For`, whose capture [`Format::forwarded_for`] names.
+/// Where `X-Forwarded-For` is in [`Fields::headers`]: the access log reads it for `%(h)s`.
 pub const FORWARDED_FOR: usize = 3;
 
 impl Format {
@@ -147,28 +147,6 @@ impl Format {
     /// The request headers to capture (lower-case), in the order [`Fields::headers`] holds them.
     pub fn request_headers(&self) -> &[String] {
         &self.request_headers
-    }
-
-    /// Whether a line needs the request's head at all (most formats do; a format of only times
-    /// and statuses does not).
-    pub fn needs_head(&self) -> bool {
-        self.pieces.iter().any(|p| {
-            matches!(
-                p,
-                Piece::Atom {
-                    atom: Atom::User
-                        | Atom::Line
-                        | Atom::Method
-                        | Atom::Path
-                        | Atom::Query
-                        | Atom::Protocol
-                        | Atom::Referer
-                        | Atom::Agent
-                        | Atom::RequestHeader(_),
-                    ..
-                }
-            )
-        })
     }
 
     /// Appends one line (with its newline) to `out`.
@@ -414,7 +392,5 @@ mod tests {
         assert!(Format::compile("%(h").unwrap_err().contains("no closing"));
         assert!(Format::compile("50% off").unwrap_err().contains("'%%'"));
         assert!(Format::compile("%(h)").unwrap_err().contains("needs a conversion"));
-        assert!(!Format::compile("%(h)s").unwrap().needs_head());
-        assert!(Format::compile("%({a}i)s").unwrap().needs_head());
     }
 }
