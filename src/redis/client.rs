@@ -1,18 +1,19 @@
 //! One shard's Redis connection: pipelined, coalescing, reconnecting.
 //!
-//! It owns the shard's only Redis connection and the FIFO that matches replies to waiting requests.
-//! Requests register a [`Ticket`] and a count with [`Redis::incr`]; one writer turns everything
-//! waiting into one `INCRBY key k` (or k `INCR`s with coalescing off) and one write; one reader
-//! decodes replies in order and hands each request its own value. Both run on one task with a
-//! deadline watcher (the scylla driver's router shape); when any of them ends, every request whose
-//! command is queued or written gets a failure (never a silent replay: an INCR whose reply was lost
-//! may or may not have happened), and the connection is rebuilt with capped, jittered backoff.
+//! It owns the shard's only Redis connection task. Requests register a [`Ticket`] and a count
+//! with [`Redis::incr`]; one writer turns everything waiting into one write (what is written, and
+//! how replies are shared out, is `queue`'s arithmetic); one reader decodes replies in order. Both
+//! run on one task with a deadline watcher (the scylla driver's router shape); when any of them
+//! ends, every request whose command is queued or written gets a failure (never a silent replay:
+//! an INCR whose reply was lost may or may not have happened), and the connection is rebuilt
+//! with capped, jittered backoff. A reply that says
+//! the node is not a writable primary (`-READONLY`, `-LOADING`, `-MASTERDOWN`) or a WAIT shortfall
+//! ends the session the same way: that batch is answered 503, and the node is looked up again.
 //!
 //! It must not know about HTTP: failures are [`Failure`]s, and the connection decides the status.
 //! Everything is shard-local (`Rc`/`RefCell`/`Cell`); no borrow is held across an `.await`.
 
-use std::cell::{Cell, Ref, RefCell};
-use std::collections::VecDeque;
+use std::cell::{Cell, RefCell};
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
@@ -24,11 +25,14 @@ use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::{TcpStream, UnixStream};
 use tracing::{debug, error, info, warn};
 
-use super::resp::{self, ProtocolError, Reply};
+use super::queue::{Batching, Completed, Queue};
+pub use super::queue::{Failure, Outcome, Ticket};
+use super::resp::{self, ErrorKind, ProtocolError, Reply};
 use super::url::{Endpoint, RedisTarget};
 
 /// How long a connect plus handshake may take before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// First reconnect delay; doubled per failed attempt up to [`BACKOFF_CAP`], then jittered.
 const BACKOFF_START: Duration = Duration::from_millis(25);
 /// The longest wait between reconnect attempts, so service resumes within about a second of Redis.
@@ -53,106 +57,19 @@ pub struct Settings {
     pub shard: usize,
 }
 
-/// Why a request got no value. The connection maps these to statuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// The connection is down; nothing was sent.
-    Unavailable,
-    /// The command was queued or written, and the connection broke before its reply.
-    Lost,
-    /// Too many requests already waiting on this shard's connection.
-    Overloaded,
-    /// Redis answered with an error (logged by the reader).
-    ErrorReply,
-}
-
-/// One request's result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The counter value this request produced.
-    Value(i64),
-    /// No value.
-    Failed(Failure),
-}
-
-/// A reusable slot through which one connection receives the results of a batch of requests, in
-/// request order. One per HTTP connection, re-armed per batch, so a batch allocates nothing.
-#[derive(Debug, Clone, Default)]
-pub struct Ticket(Rc<TicketState>);
-
-#[derive(Debug, Default)]
-struct TicketState {
-    /// Results so far, in the order the requests were registered.
-    outcomes: RefCell<Vec<Outcome>>,
-    /// How many results complete the current batch.
-    want: Cell<usize>,
-    /// The connection task waiting for the batch.
-    waker: RefCell<Option<Waker>>,
-}
-
-impl Ticket {
-    fn arm(&self, n: usize) {
-        self.0.outcomes.borrow_mut().clear();
-        self.0.want.set(n);
-    }
-
-    fn push(&self, outcome: Outcome, n: u64) {
-        let mut outcomes = self.0.outcomes.borrow_mut();
-        match outcome {
-            Outcome::Value(first) => outcomes.extend((0..n as i64).map(|i| Outcome::Value(first + i))),
-            failed => outcomes.extend(std::iter::repeat_n(failed, n as usize)),
-        }
-        if outcomes.len() >= self.0.want.get() {
-            if let Some(w) = self.0.waker.borrow_mut().take() {
-                w.wake();
-            }
-        }
-    }
-
-    /// Waits until every request of the batch has its outcome.
-    pub async fn wait(&self) {
-        poll_fn(|cx| {
-            if self.0.outcomes.borrow().len() >= self.0.want.get() {
-                Poll::Ready(())
-            } else {
-                *self.0.waker.borrow_mut() = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await
-    }
-
-    /// The outcomes of the finished batch, in request order.
-    pub fn outcomes(&self) -> Ref<'_, [Outcome]> {
-        Ref::map(self.0.outcomes.borrow(), |v| v.as_slice())
-    }
-}
-
-/// Commands written and awaiting one reply each, with the tickets they answer.
-#[derive(Debug, Default)]
-struct Queue {
-    /// Registered, not yet written: (ticket, number of requests). Drained by the writer.
-    waiting: VecDeque<(Ticket, u64)>,
-    /// Written commands, oldest first: (requests the reply covers, tickets it covers, when sent).
-    groups: VecDeque<(u64, usize, Instant)>,
-    /// The tickets of `groups`, flattened in the same order: (ticket, number of requests).
-    members: VecDeque<(Ticket, u64)>,
-    /// Requests in `waiting` and `members`: the overload bound counts these.
-    pending: u64,
-}
-
 /// Shared between the HTTP side and the connection task.
 #[derive(Debug)]
 struct Shared {
     settings: Settings,
+    batching: Batching,
     up: Cell<bool>,
     queue: RefCell<Queue>,
     /// The writer, parked until something is waiting.
     writer: RefCell<Option<Waker>>,
-    /// `INCR key`, pre-encoded for `--no-coalesce`.
-    incr: Vec<u8>,
     /// Error replies since the last log line about them, so a bad key logs once a second, not per request.
-    error_log: ErrorLog,
+    error_log: RateLimited,
+    /// WAIT shortfalls, likewise.
+    wait_log: RateLimited,
     /// Set once the first connection attempt has ended, either way.
     attempted: Cell<bool>,
     /// The shard waiting for that, before it starts accepting.
@@ -167,15 +84,15 @@ impl Redis {
     /// Creates the handle and starts the connection task on the current executor. The shard is
     /// usable at once: until the first connection succeeds, requests fail fast as `Unavailable`.
     pub fn start(settings: Settings) -> Redis {
-        let mut incr = Vec::new();
-        resp::encode_command(&mut incr, &[b"INCR", settings.key.as_bytes()]);
+        let batching = Batching::new(&settings.key, settings.coalesce, None);
         let shared = Rc::new(Shared {
             settings,
+            batching,
             up: Cell::new(false),
             queue: RefCell::default(),
             writer: RefCell::new(None),
-            incr,
-            error_log: ErrorLog::default(),
+            error_log: RateLimited::default(),
+            wait_log: RateLimited::default(),
             attempted: Cell::new(false),
             attempt_waiter: RefCell::new(None),
         });
@@ -216,17 +133,14 @@ impl Redis {
             ticket.push(Outcome::Failed(Failure::Unavailable), n);
             return;
         }
-        let mut q = self.0.queue.borrow_mut();
-        if q.pending + n > self.0.settings.max_pending {
-            drop(q);
-            ticket.push(Outcome::Failed(Failure::Overloaded), n);
-            return;
-        }
-        q.pending += n;
-        q.waiting.push_back((ticket.clone(), n));
-        drop(q);
-        if let Some(w) = self.0.writer.borrow_mut().take() {
-            w.wake();
+        let registered = self.0.queue.borrow_mut().register(ticket, n, self.0.settings.max_pending);
+        match registered {
+            Err(failure) => ticket.push(Outcome::Failed(failure), n),
+            Ok(()) => {
+                if let Some(w) = self.0.writer.borrow_mut().take() {
+                    w.wake();
+                }
+            }
         }
     }
 }
@@ -258,8 +172,15 @@ async fn maintain(shared: Rc<Shared>) {
                 shared.up.set(true);
                 let end = session(&shared, stream).await;
                 shared.up.set(false);
-                let failed = fail_all(&shared, Failure::Lost);
-                error!("Lost the connection to Redis at {target}: {end}; {failed} requests in flight answered 503");
+                let failed = shared.queue.borrow_mut().fail_all(Failure::Lost);
+                match &end {
+                    SessionEnd::NotPrimary(_) | SessionEnd::NotDurable => {
+                        error!("Redis at {target}: {end}; {failed} more requests in flight answered 503; reconnecting")
+                    }
+                    _ => error!(
+                        "Lost the connection to Redis at {target}: {end}; {failed} requests in flight answered 503"
+                    ),
+                }
                 down_since = Some(Instant::now());
             }
             Err(e) => {
@@ -280,17 +201,6 @@ async fn maintain(shared: Rc<Shared>) {
         glommio::timer::sleep(jittered).await;
         delay = (delay * 2).min(BACKOFF_CAP);
     }
-}
-
-/// Completes every queued and written request with `failure`; returns how many there were.
-fn fail_all(shared: &Shared, failure: Failure) -> u64 {
-    let mut q = shared.queue.borrow_mut();
-    let q = &mut *q;
-    q.groups.clear();
-    for (ticket, n) in q.members.drain(..).chain(q.waiting.drain(..)) {
-        ticket.push(Outcome::Failed(failure), n);
-    }
-    std::mem::take(&mut q.pending)
 }
 
 /// Why a connection attempt failed; kept apart so that a wrong password reads differently from a
@@ -331,6 +241,13 @@ enum SessionEnd {
     Timeout(Duration),
     #[error("{0}")]
     Protocol(#[from] ProtocolError),
+    /// `-READONLY`, `-LOADING`, `-MASTERDOWN` (or a Cluster redirect): the node takes no writes.
+    #[error("it refused a write: {0}")]
+    NotPrimary(String),
+    /// Fewer replicas than `--wait-replicas` acknowledged: this may be a primary that has been
+    /// replaced (its replicas left it), so the node is looked up again.
+    #[error("fewer replicas than --wait-replicas acknowledged a write")]
+    NotDurable,
 }
 
 /// The transports Redis can be reached by, behind one read/write interface.
@@ -476,47 +393,23 @@ async fn write_commands(shared: &Shared, mut wr: impl AsyncWrite + Unpin) -> Ses
     let mut out = Vec::with_capacity(4096);
     loop {
         poll_fn(|cx| {
-            if shared.queue.borrow().waiting.is_empty() {
+            if shared.queue.borrow().has_waiting() {
+                Poll::Ready(())
+            } else {
                 *shared.writer.borrow_mut() = Some(cx.waker().clone());
                 Poll::Pending
-            } else {
-                Poll::Ready(())
             }
         })
         .await;
-        encode_waiting(shared, &mut out);
+        shared.queue.borrow_mut().encode_waiting(&shared.batching, &mut out, Instant::now());
         if let Err(e) = wr.write_all(&out).await {
             return e.into();
         }
+        // TLS may keep the tail of a record until flushed; for TCP this is free.
+        if let Err(e) = wr.flush().await {
+            return e.into();
+        }
         out.clear();
-    }
-}
-
-/// Moves everything waiting into the written FIFO and appends its commands to `out`, in one step
-/// with no await, so the order of bytes on the wire is the order of the FIFO.
-fn encode_waiting(shared: &Shared, out: &mut Vec<u8>) {
-    let mut q = shared.queue.borrow_mut();
-    let q = &mut *q;
-    let now = Instant::now();
-    if shared.settings.coalesce {
-        let total: u64 = q.waiting.iter().map(|(_, n)| n).sum();
-        let tickets = q.waiting.len();
-        q.groups.push_back((total, tickets, now));
-        q.members.extend(q.waiting.drain(..));
-        if total == 1 {
-            out.extend_from_slice(&shared.incr);
-        } else {
-            let mut by = itoa::Buffer::new();
-            resp::encode_command(out, &[b"INCRBY", shared.settings.key.as_bytes(), by.format(total).as_bytes()]);
-        }
-    } else {
-        for (ticket, n) in q.waiting.drain(..) {
-            for _ in 0..n {
-                q.groups.push_back((1, 1, now));
-                q.members.push_back((ticket.clone(), 1));
-                out.extend_from_slice(&shared.incr);
-            }
-        }
     }
 }
 
@@ -544,10 +437,16 @@ async fn read_replies(shared: &Shared, mut rd: impl AsyncRead + Unpin) -> Sessio
         loop {
             match resp::decode_reply(&buf[start..end]) {
                 Ok(Some((reply, used))) => {
-                    if let Err(e) = complete_group(shared, reply) {
-                        return e.into();
-                    }
+                    let completed = shared.queue.borrow_mut().complete(&shared.batching, reply);
                     start += used;
+                    match completed {
+                        Ok(done) => {
+                            if let Some(end) = report(shared, done) {
+                                return end;
+                            }
+                        }
+                        Err(e) => return e.into(),
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => return e.into(),
@@ -560,44 +459,49 @@ async fn read_replies(shared: &Shared, mut rd: impl AsyncRead + Unpin) -> Sessio
     }
 }
 
-/// Hands the oldest written command's reply to the requests it covers.
-fn complete_group(shared: &Shared, reply: Reply<'_>) -> Result<(), ProtocolError> {
-    let mut q = shared.queue.borrow_mut();
-    let Some((total, tickets, _)) = q.groups.pop_front() else {
-        return Err(ProtocolError("a reply arrived with no command waiting for it".into()));
-    };
-    let outcome = match reply {
-        // The reply v to INCRBY k covers v-k+1 ..= v, handed out in registration order. A v so low
-        // that the range would leave i64 is no reply to our INCRBY: the stream is out of step.
-        Reply::Integer(v) => match v.checked_sub(total as i64 - 1) {
-            Some(first) => Outcome::Value(first),
-            None => {
-                q.groups.push_front((total, tickets, Instant::now()));
-                return Err(ProtocolError(format!("INCRBY {total} answered with {v}")));
-            }
-        },
-        Reply::Error(message) => {
-            shared.error_log.record(&shared.settings.key, message);
-            Outcome::Failed(Failure::ErrorReply)
+/// Logs what a reply meant, and says whether the session must end because of it.
+fn report(shared: &Shared, done: Completed<'_>) -> Option<SessionEnd> {
+    let key = &shared.settings.key;
+    match done {
+        Completed::Served => None,
+        Completed::Waited { acked, wanted } if acked >= i64::from(wanted) => None,
+        Completed::Error(message) => {
+            let message = crate::logging::escape(message);
+            shared.error_log.record(|also| {
+                error!(
+                    "Redis answered INCR on key '{key}' with an error: {message} (answering 500; {also} more since \
+                     the last report)"
+                )
+            });
+            None
         }
-        Reply::Status(_) | Reply::Unexpected => {
-            // Put the group back so fail_all answers its requests along with the rest.
-            q.groups.push_front((total, tickets, Instant::now()));
-            return Err(ProtocolError("expected an integer reply to INCR".into()));
+        Completed::NotPrimary(kind, message) => {
+            let message = crate::logging::escape(message);
+            Some(SessionEnd::NotPrimary(match kind {
+                ErrorKind::Redirect => {
+                    format!("{message} (a Redis Cluster node; hitcore needs redis+cluster:// for it)")
+                }
+                _ => message,
+            }))
         }
-    };
-    q.pending -= total;
-    // Waking a glommio task only queues it, so completing tickets under the borrow re-enters nothing.
-    let mut next = outcome;
-    for (ticket, n) in q.members.drain(..tickets) {
-        ticket.push(next, n);
-        if let Outcome::Value(v) = next {
-            // At most the reply plus one, which only the last member computes and nobody uses:
-            // wrapping there (a reply of i64::MAX) is harmless.
-            next = Outcome::Value(v.wrapping_add(n as i64));
+        Completed::Waited { acked, wanted } => {
+            let timeout = shared.batching.wait.map_or(0, |(_, ms)| ms);
+            shared.wait_log.record(|also| {
+                warn!(
+                    "Only {acked} of {wanted} replicas acknowledged a write within {timeout} ms (--wait-replicas); \
+                     answering 503 ({also} more since the last report)"
+                )
+            });
+            Some(SessionEnd::NotDurable)
+        }
+        Completed::WaitError(message) => {
+            let message = crate::logging::escape(message);
+            shared.wait_log.record(|also| {
+                warn!("Redis refused WAIT: {message}; answering 503 ({also} more since the last report)")
+            });
+            Some(SessionEnd::NotDurable)
         }
     }
-    Ok(())
 }
 
 /// Ends the session when the oldest written command has waited longer than `--redis-timeout`:
@@ -608,32 +512,30 @@ async fn watch_deadline(shared: &Shared) -> SessionEnd {
     let period = (limit / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
     loop {
         glommio::timer::sleep(period).await;
-        let oldest = shared.queue.borrow().groups.front().map(|g| g.2);
+        let oldest = shared.queue.borrow().oldest_sent();
         if oldest.is_some_and(|sent| sent.elapsed() > limit) {
             return SessionEnd::Timeout(limit);
         }
     }
 }
 
-/// Logs error replies at most once a second, with a count of those not logged.
+/// Logs one kind of event at most once a second, with a count of those not logged.
 #[derive(Debug, Default)]
-struct ErrorLog {
+struct RateLimited {
     last: Cell<Option<Instant>>,
     suppressed: Cell<u64>,
 }
 
-impl ErrorLog {
-    fn record(&self, key: &str, message: &[u8]) {
+impl RateLimited {
+    /// Calls `log` with the number suppressed since the last call that logged, unless one logged
+    /// less than a second ago.
+    fn record(&self, log: impl FnOnce(u64)) {
         let now = Instant::now();
         if self.last.get().is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
             self.suppressed.set(self.suppressed.get() + 1);
             return;
         }
-        let also = self.suppressed.replace(0);
-        let message = crate::logging::escape(message);
-        error!(
-            "Redis answered INCR on key '{key}' with an error: {message} (answering 500; {also} more since the last report)"
-        );
+        log(self.suppressed.replace(0));
         self.last.set(Some(now));
     }
 }
