@@ -6,7 +6,7 @@
 //! run on one task with a deadline watcher (the scylla driver's router shape); when any of them
 //! ends, every request whose command is queued or written gets a failure (never a silent replay:
 //! an INCR whose reply was lost may or may not have happened), and the connection is rebuilt
-//! with capped, jittered backoff. A reply that says
+//! through `connect` (which finds the node again) with capped, jittered backoff. A reply that says
 //! the node is not a writable primary (`-READONLY`, `-LOADING`, `-MASTERDOWN`) or a WAIT shortfall
 //! ends the session the same way: that batch is answered 503, and the node is looked up again.
 //!
@@ -14,24 +14,23 @@
 //! Everything is shard-local (`Rc`/`RefCell`/`Cell`); no borrow is held across an `.await`.
 
 use std::cell::{Cell, RefCell};
-use std::future::{Future, poll_fn};
+use std::future::poll_fn;
 use std::io;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use glommio::net::{TcpStream, UnixStream};
 use tracing::{debug, error, info, warn};
 
+use super::connect::{ConnectError, Connector};
 use super::queue::{Batching, Completed, Queue};
 pub use super::queue::{Failure, Outcome, Ticket};
-use super::resp::{self, ErrorKind, ProtocolError, Reply};
-use super::url::{Endpoint, RedisTarget};
-
-/// How long a connect plus handshake may take before the attempt counts as failed.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+use super::resp::{self, ErrorKind, ProtocolError};
+use super::stream::Stream;
+use super::tls::TlsFiles;
+use super::url::RedisTarget;
+use crate::config::Config;
 
 /// First reconnect delay; doubled per failed attempt up to [`BACKOFF_CAP`], then jittered.
 const BACKOFF_START: Duration = Duration::from_millis(25);
@@ -45,16 +44,37 @@ const MAX_REPLY_BUFFER: usize = 1 << 20;
 pub struct Settings {
     /// Where Redis is and how to log in.
     pub target: RedisTarget,
+    /// `--redis-tls-*`, for `rediss://`.
+    pub tls: TlsFiles,
     /// The counter key (`--key`).
     pub key: String,
     /// One `INCRBY key k` per batch (true) or one `INCR` per request (`--no-coalesce`).
     pub coalesce: bool,
+    /// `WAIT replicas timeout_ms` after each batch (`--wait-replicas`, `--wait-timeout`), if any.
+    pub wait: Option<(u32, u64)>,
     /// A command unanswered for this long breaks the connection (`--redis-timeout`).
     pub timeout: Duration,
     /// Requests queued or in flight at most; more get [`Failure::Overloaded`] at once.
     pub max_pending: u64,
     /// The shard index, for `CLIENT SETNAME hitcore-shard-N` (visible in `CLIENT LIST`).
     pub shard: usize,
+}
+
+impl Settings {
+    /// The Redis settings of shard `shard` under `config`.
+    pub fn from_config(config: &Config, shard: usize) -> Settings {
+        Settings {
+            target: config.redis.clone(),
+            tls: config.redis_tls.clone(),
+            key: config.key.clone(),
+            coalesce: config.coalesce,
+            wait: (config.wait_replicas > 0)
+                .then(|| (config.wait_replicas, config.wait_timeout.as_millis().max(1) as u64)),
+            timeout: config.redis_timeout,
+            max_pending: config.max_pending(),
+            shard,
+        }
+    }
 }
 
 /// Shared between the HTTP side and the connection task.
@@ -84,7 +104,7 @@ impl Redis {
     /// Creates the handle and starts the connection task on the current executor. The shard is
     /// usable at once: until the first connection succeeds, requests fail fast as `Unavailable`.
     pub fn start(settings: Settings) -> Redis {
-        let batching = Batching::new(&settings.key, settings.coalesce, None);
+        let batching = Batching::new(&settings.key, settings.coalesce, settings.wait);
         let shared = Rc::new(Shared {
             settings,
             batching,
@@ -148,12 +168,15 @@ impl Redis {
 /// The connection task: connect, run a session until it breaks, fail what was pending, back off,
 /// again. Logs once per change of state, not once per attempt.
 async fn maintain(shared: Rc<Shared>) {
-    let target = shared.settings.target.clone();
+    let s = &shared.settings;
+    let mut connector = Connector::new(s.target.clone(), s.tls.clone(), format!("hitcore-shard-{}", s.shard));
+    let target = s.target.clone();
     let mut delay = BACKOFF_START;
     let mut last_failure: Option<String> = None;
+    let mut role_warned = false;
     let mut down_since: Option<Instant> = None;
     loop {
-        let attempt = connect(&shared.settings).await;
+        let attempt = connector.connect().await;
         if !shared.attempted.replace(true) {
             // Up before the shard accepts, if the attempt succeeded.
             shared.up.set(attempt.is_ok());
@@ -162,23 +185,34 @@ async fn maintain(shared: Rc<Shared>) {
             }
         }
         match attempt {
-            Ok(stream) => {
+            Ok(ready) => {
+                let node = ready.node.to_string();
                 match down_since.take() {
-                    Some(t) => info!("Reconnected to Redis at {target} after {:.1}s", t.elapsed().as_secs_f64()),
-                    None => info!("Connected to Redis at {target}"),
+                    Some(t) => {
+                        info!("Reconnected to Redis at {target} ({node}) after {:.1}s", t.elapsed().as_secs_f64())
+                    }
+                    None => info!("Connected to Redis at {target} ({node})"),
+                }
+                if let Some(why) = ready.role_unchecked.filter(|_| !role_warned) {
+                    role_warned = true;
+                    warn!(
+                        "Cannot ask Redis at {node} for its ROLE ({why}); a replica would be found only by its \
+                         -READONLY replies. Allow ROLE for hitcore's user."
+                    );
                 }
                 last_failure = None;
                 delay = BACKOFF_START;
                 shared.up.set(true);
-                let end = session(&shared, stream).await;
+                let end = session(&shared, ready.stream).await;
                 shared.up.set(false);
                 let failed = shared.queue.borrow_mut().fail_all(Failure::Lost);
                 match &end {
-                    SessionEnd::NotPrimary(_) | SessionEnd::NotDurable => {
-                        error!("Redis at {target}: {end}; {failed} more requests in flight answered 503; reconnecting")
-                    }
+                    SessionEnd::NotPrimary(_) | SessionEnd::NotDurable => error!(
+                        "Redis at {target} ({node}): {end}; {failed} more requests in flight answered 503; reconnecting"
+                    ),
                     _ => error!(
-                        "Lost the connection to Redis at {target}: {end}; {failed} requests in flight answered 503"
+                        "Lost the connection to Redis at {target} ({node}): {end}; {failed} requests in flight \
+                         answered 503"
                     ),
                 }
                 down_since = Some(Instant::now());
@@ -186,9 +220,12 @@ async fn maintain(shared: Rc<Shared>) {
             Err(e) => {
                 let kind = e.kind();
                 if last_failure.as_deref() != Some(kind.as_str()) {
-                    match &e {
-                        ConnectError::Refused(_) => error!("Redis at {target} rejected the connection: {e}"),
-                        _ => warn!("Cannot reach Redis at {target}: {e}; answering 503 and retrying"),
+                    if e.is_unreachable() {
+                        warn!("Cannot reach Redis at {target}: {e}; answering 503 and retrying");
+                    } else if matches!(e, ConnectError::Refused(_)) {
+                        error!("Redis at {target} rejected the connection: {e}");
+                    } else {
+                        error!("Cannot use Redis at {target}: {e}; answering 503 and retrying");
                     }
                     last_failure = Some(kind);
                 } else {
@@ -200,33 +237,6 @@ async fn maintain(shared: Rc<Shared>) {
         let jittered = delay.mul_f64(0.5 + fastrand::f64() * 0.5);
         glommio::timer::sleep(jittered).await;
         delay = (delay * 2).min(BACKOFF_CAP);
-    }
-}
-
-/// Why a connection attempt failed; kept apart so that a wrong password reads differently from a
-/// Redis that is not there.
-#[derive(Debug, thiserror::Error)]
-enum ConnectError {
-    #[error("{0}")]
-    Io(#[from] io::Error),
-    #[error("timed out after {0:?}")]
-    Timeout(Duration),
-    /// Redis refused the handshake (WRONGPASS, NOAUTH, a bad database): the message is Redis's own.
-    #[error("{0}")]
-    Refused(String),
-    #[error("{0}")]
-    Protocol(#[from] ProtocolError),
-}
-
-impl ConnectError {
-    /// A key that changes when the failure changes in a way worth a new log line.
-    fn kind(&self) -> String {
-        match self {
-            ConnectError::Io(e) => format!("io:{:?}", e.kind()),
-            ConnectError::Timeout(_) => "timeout".into(),
-            ConnectError::Refused(m) => format!("refused:{m}"),
-            ConnectError::Protocol(_) => "protocol".into(),
-        }
     }
 }
 
@@ -248,136 +258,6 @@ enum SessionEnd {
     /// replaced (its replicas left it), so the node is looked up again.
     #[error("fewer replicas than --wait-replicas acknowledged a write")]
     NotDurable,
-}
-
-/// The transports Redis can be reached by, behind one read/write interface.
-enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_close(cx),
-            Stream::Unix(s) => Pin::new(s).poll_close(cx),
-        }
-    }
-}
-
-/// Runs `fut` for at most `limit`.
-async fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> Option<T> {
-    futures_lite::future::or(async { Some(fut.await) }, async {
-        glommio::timer::sleep(limit).await;
-        None
-    })
-    .await
-}
-
-/// Connects and runs the handshake (AUTH, SELECT, CLIENT SETNAME, PING) as one pipelined batch.
-async fn connect(settings: &Settings) -> Result<Stream, ConnectError> {
-    within(CONNECT_TIMEOUT, async {
-        let mut stream = match &settings.target.endpoint {
-            Endpoint::Tcp { addr, .. } => {
-                let s = TcpStream::connect(*addr).await.map_err(io::Error::from)?;
-                s.set_nodelay(true).map_err(io::Error::from)?;
-                Stream::Tcp(s)
-            }
-            Endpoint::Unix(path) => Stream::Unix(UnixStream::connect(path).await.map_err(io::Error::from)?),
-        };
-        handshake(settings, &mut stream).await?;
-        Ok(stream)
-    })
-    .await
-    .unwrap_or(Err(ConnectError::Timeout(CONNECT_TIMEOUT)))
-}
-
-async fn handshake(settings: &Settings, stream: &mut Stream) -> Result<(), ConnectError> {
-    let target = &settings.target;
-    let mut out = Vec::new();
-    // Each entry: what the command was, for the error message, and whether its failure matters.
-    let mut expect: Vec<(String, bool)> = Vec::new();
-    if let Some(password) = &target.password {
-        match &target.user {
-            Some(user) => {
-                resp::encode_command(&mut out, &[b"AUTH", user.as_bytes(), password.as_bytes()]);
-                expect.push((format!("AUTH as user '{user}'"), true));
-            }
-            None => {
-                resp::encode_command(&mut out, &[b"AUTH", password.as_bytes()]);
-                expect.push(("AUTH".into(), true));
-            }
-        }
-    }
-    if target.db != 0 {
-        resp::encode_command(&mut out, &[b"SELECT", itoa::Buffer::new().format(target.db).as_bytes()]);
-        expect.push((format!("SELECT {}", target.db), true));
-    }
-    let name = format!("hitcore-shard-{}", settings.shard);
-    resp::encode_command(&mut out, &[b"CLIENT", b"SETNAME", name.as_bytes()]);
-    expect.push(("CLIENT SETNAME".into(), false));
-    // PING proves the session works: without AUTH against a server that wants it, this is NOAUTH.
-    resp::encode_command(&mut out, &[b"PING"]);
-    expect.push(("PING".into(), true));
-    stream.write_all(&out).await?;
-    stream.flush().await?;
-
-    let mut buf = vec![0u8; 1024];
-    let (mut start, mut end) = (0, 0);
-    for (what, matters) in expect {
-        let reply = loop {
-            if let Some((reply, used)) = resp::decode_reply(&buf[start..end])? {
-                let owned = match reply {
-                    Reply::Status(_) => Ok(()),
-                    Reply::Error(e) => Err(String::from_utf8_lossy(e).into_owned()),
-                    // Handshake commands answer +OK or +PONG; anything else means we are not
-                    // talking to a Redis that understood them.
-                    Reply::Integer(_) | Reply::Unexpected => {
-                        return Err(ProtocolError(format!("unexpected reply to {what}")).into());
-                    }
-                };
-                start += used;
-                break owned;
-            }
-            if end == buf.len() {
-                return Err(ProtocolError("handshake reply too long".into()).into());
-            }
-            let n = stream.read(&mut buf[end..]).await?;
-            if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "Redis closed the connection").into());
-            }
-            end += n;
-        };
-        if let Err(message) = reply {
-            if matters {
-                return Err(ConnectError::Refused(format!("{what} failed: {message}")));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Runs the reader, the writer and the deadline watcher on one task until one of them ends.
@@ -485,7 +365,7 @@ fn report(shared: &Shared, done: Completed<'_>) -> Option<SessionEnd> {
             }))
         }
         Completed::Waited { acked, wanted } => {
-            let timeout = shared.batching.wait.map_or(0, |(_, ms)| ms);
+            let timeout = shared.settings.wait.map_or(0, |(_, ms)| ms);
             shared.wait_log.record(|also| {
                 warn!(
                     "Only {acked} of {wanted} replicas acknowledged a write within {timeout} ms (--wait-replicas); \
