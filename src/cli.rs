@@ -15,6 +15,7 @@ use clap::Parser;
 use crate::config::Config;
 use crate::http::parse::{Limits, MAX_FIELD_SIZE, MAX_FIELDS, MAX_REQUEST_LINE};
 use crate::logging::{LogLevel, LogTarget};
+use crate::redis::tls::{self, TlsFiles};
 use crate::redis::url::{DEFAULT_URL, RedisTarget};
 
 /// hitcore: a thread-per-core HTTP hit counter on io_uring, backed by Redis.
@@ -42,9 +43,26 @@ pub struct Cli {
     #[arg(short = 'b', long, value_name = "ADDRESS", default_value = "127.0.0.1:8000")]
     pub bind: String,
 
-    /// Redis URL: redis://[user][:password]@host[:port][/db] or unix:///path?db=N&password=...
+    /// Redis URL: redis://[user][:password]@host[:port][/db], rediss://... for TLS, or
+    /// unix:///path?db=N&password=... The host is resolved again at every reconnect
     #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL", default_value = DEFAULT_URL)]
     pub redis: String,
+
+    /// rediss://: trust only the CA certificates in this PEM file [default: the system's roots]
+    #[arg(long = "redis-tls-ca", value_name = "FILE")]
+    pub redis_tls_ca: Option<PathBuf>,
+
+    /// rediss://: present this client certificate chain (PEM) for mutual TLS; needs --redis-tls-key
+    #[arg(long = "redis-tls-cert", value_name = "FILE", requires = "redis_tls_key")]
+    pub redis_tls_cert: Option<PathBuf>,
+
+    /// rediss://: the private key (PEM) of --redis-tls-cert
+    #[arg(long = "redis-tls-key", value_name = "FILE", requires = "redis_tls_cert")]
+    pub redis_tls_key: Option<PathBuf>,
+
+    /// rediss://: accept any server certificate (no verification; a WARNING says so at start)
+    #[arg(long = "redis-tls-insecure", conflicts_with = "redis_tls_ca")]
+    pub redis_tls_insecure: bool,
 
     /// The Redis key holding the counter
     #[arg(long, value_name = "NAME", default_value = "hit")]
@@ -189,6 +207,20 @@ impl Cli {
         let cpus = (0..self.workers).map(|i| allowed[i % allowed.len()]).collect();
         let bind = parse_bind(&self.bind).map_err(|m| refuse("--bind", m))?;
         let redis = RedisTarget::parse(&self.redis).map_err(|e| refuse("--redis", e.to_string()))?;
+        let redis_tls = TlsFiles {
+            ca: self.redis_tls_ca,
+            cert: self.redis_tls_cert,
+            key: self.redis_tls_key,
+            insecure: self.redis_tls_insecure,
+        };
+        if redis.tls() {
+            // Read now so that a missing or unreadable file stops the start, naming it; every
+            // shard reads the files again when it connects.
+            tls::client_config(&redis_tls).map_err(|e| refuse(e.flag(), e.to_string()))?;
+        } else if redis_tls != TlsFiles::default() {
+            let flag = if redis_tls.insecure { "--redis-tls-insecure" } else { "--redis-tls-ca" };
+            return Err(refuse(flag, "the --redis-tls-* flags apply to rediss:// URLs only"));
+        }
         if self.key.is_empty() {
             return Err(refuse("--key", "the key must not be empty"));
         }
@@ -228,7 +260,7 @@ impl Cli {
             share_cpus: self.share_cpus,
             bind,
             redis,
-            redis_tls: Default::default(),
+            redis_tls,
             wait_replicas: 0,
             wait_timeout: crate::config::default_wait_timeout(),
             key: self.key,

@@ -124,6 +124,8 @@ pub struct TestRedis {
     pub log: Log,
     /// Keep the data across restarts (append-only file, fsync on every write).
     pub durable: bool,
+    /// More `redis-server` arguments (TLS ports, `--replicaof`), after the harness's own.
+    pub extra: Vec<String>,
 }
 
 impl TestRedis {
@@ -132,13 +134,21 @@ impl TestRedis {
     }
 
     pub fn start_with(password: Option<&str>) -> TestRedis {
+        Self::start_args(password, &[])
+    }
+
+    /// A redis-server with more arguments; `{dir}` in them becomes its scratch directory.
+    pub fn start_args(password: Option<&str>, extra: &[&str]) -> TestRedis {
+        let dir = scratch_dir("redis");
+        let extra = extra.iter().map(|a| a.replace("{dir}", dir.to_str().unwrap())).collect();
         let mut redis = TestRedis {
             child: None,
             port: free_port(),
             password: password.map(str::to_string),
-            dir: scratch_dir("redis"),
+            dir,
             log: Log::default(),
             durable: false,
+            extra,
         };
         redis.launch();
         redis
@@ -153,6 +163,7 @@ impl TestRedis {
             dir: scratch_dir("redis"),
             log: Log::default(),
             durable: true,
+            extra: Vec::new(),
         };
         redis.launch();
         redis
@@ -182,6 +193,7 @@ impl TestRedis {
         if let Some(p) = &self.password {
             cmd.args(["--requirepass", p]);
         }
+        cmd.args(&self.extra);
         let mut child = cmd.spawn().expect("redis-server must be installed (apt-get install redis-server)");
         self.log = Log::default();
         self.log.follow(child.stdout.take().unwrap(), "redis");
