@@ -125,6 +125,15 @@ pub struct Cli {
     #[arg(long = "redis-timeout", value_name = "SECS", value_parser = seconds, allow_negative_numbers = true, default_value = "1")]
     pub redis_timeout: Duration,
 
+    /// Replicas that must acknowledge each batch's increment (one WAIT per batch) before it is
+    /// answered 200; when fewer do within --wait-timeout, the batch is answered 503
+    #[arg(long = "wait-replicas", value_name = "N", default_value_t = 0)]
+    pub wait_replicas: u32,
+
+    /// Milliseconds each batch's WAIT may wait for --wait-replicas acknowledgements
+    #[arg(long = "wait-timeout", value_name = "MS", default_value_t = 50)]
+    pub wait_timeout: u64,
+
     /// Error log file, or - for stderr
     #[arg(long = "error-logfile", alias = "log-file", value_name = "FILE", default_value = "-")]
     pub error_logfile: String,
@@ -248,6 +257,19 @@ impl Cli {
         if self.redis_timeout.is_zero() {
             return Err(refuse("--redis-timeout", "must be more than 0"));
         }
+        let wait_timeout = Duration::from_millis(self.wait_timeout);
+        if self.wait_timeout == 0 {
+            return Err(refuse("--wait-timeout", "must be at least 1 ms (WAIT with 0 waits forever)"));
+        }
+        if self.wait_replicas > 0 && wait_timeout >= self.redis_timeout {
+            return Err(refuse(
+                "--wait-timeout",
+                format!(
+                    "{} ms is not shorter than --redis-timeout ({:?}): every batch would time out before its WAIT answers",
+                    self.wait_timeout, self.redis_timeout
+                ),
+            ));
+        }
         let user = self.user.as_deref().map(lookup_user).transpose().map_err(|m| refuse("--user", m))?;
         let group = match self.group.as_deref() {
             Some(g) => Some(lookup_group(g).map_err(|m| refuse("--group", m))?),
@@ -261,8 +283,8 @@ impl Cli {
             bind,
             redis,
             redis_tls,
-            wait_replicas: 0,
-            wait_timeout: crate::config::default_wait_timeout(),
+            wait_replicas: self.wait_replicas,
+            wait_timeout,
             key: self.key,
             keep_alive: self.keep_alive,
             header_timeout: self.header_timeout,

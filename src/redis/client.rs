@@ -175,6 +175,9 @@ async fn maintain(shared: Rc<Shared>) {
     let mut last_failure: Option<String> = None;
     let mut role_warned = false;
     let mut down_since: Option<Instant> = None;
+    // After a WAIT shortfall the node is looked up again, which is usually the same node: the
+    // rate-limited WARNING has said what happened, so reconnecting to it is not worth a line.
+    let mut quiet_for: Option<String> = None;
     loop {
         let attempt = connector.connect().await;
         if !shared.attempted.replace(true) {
@@ -188,6 +191,9 @@ async fn maintain(shared: Rc<Shared>) {
             Ok(ready) => {
                 let node = ready.node.to_string();
                 match down_since.take() {
+                    Some(_) if quiet_for.take().as_ref() == Some(&node) => {
+                        debug!("Reconnected to Redis at {target} ({node}) after a WAIT shortfall")
+                    }
                     Some(t) => {
                         info!("Reconnected to Redis at {target} ({node}) after {:.1}s", t.elapsed().as_secs_f64())
                     }
@@ -207,7 +213,11 @@ async fn maintain(shared: Rc<Shared>) {
                 shared.up.set(false);
                 let failed = shared.queue.borrow_mut().fail_all(Failure::Lost);
                 match &end {
-                    SessionEnd::NotPrimary(_) | SessionEnd::NotDurable => error!(
+                    SessionEnd::NotDurable => {
+                        debug!("Redis at {target} ({node}): {end}; {failed} more requests answered 503; reconnecting");
+                        quiet_for = Some(node);
+                    }
+                    SessionEnd::NotPrimary(_) => error!(
                         "Redis at {target} ({node}): {end}; {failed} more requests in flight answered 503; reconnecting"
                     ),
                     _ => error!(
