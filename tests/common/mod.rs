@@ -293,7 +293,8 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts `hitcore -b 127.0.0.1:0 ARGS` and waits until it says where it listens.
+    /// Starts `hitcore -b 127.0.0.1:0 ARGS` (or ARGS with their own `-b`) and waits until it says
+    /// where it listens.
     pub fn start(args: &[&str]) -> TestServer {
         Self::start_with(args, |_| {})
     }
@@ -301,7 +302,11 @@ impl TestServer {
     /// As [`TestServer::start`], with a hook to adjust the command (environment, limits).
     pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> TestServer {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hitcore"));
-        cmd.args(["-b", "127.0.0.1:0"]).args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        // A test that names its own address (another loopback address) binds that instead.
+        if !args.iter().any(|a| *a == "-b" || *a == "--bind") {
+            cmd.args(["-b", "127.0.0.1:0"]);
+        }
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         cmd.env_remove("REDIS_URL").process_group(0);
         adjust(&mut cmd);
         let mut child = cmd.spawn().expect("spawn hitcore");
