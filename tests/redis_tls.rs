@@ -200,3 +200,20 @@ fn unusable_tls_files_and_bad_urls_exit_2_naming_what_is_wrong() {
     refused(&["--redis", "rediss://:hunter2@127.0.0.1:70000/0"], &["--redis", "invalid port"]);
     refused(&["--redis", "rediss://:hunter2@127.0.0.1:0/0"], &["--redis", "invalid port 0"]);
 }
+
+#[test]
+fn help_lists_the_redis_flags() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hitcore")).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "rediss://",
+        "--redis-tls-ca",
+        "--redis-tls-cert",
+        "--redis-tls-key",
+        "--redis-tls-insecure",
+        "--wait-replicas",
+        "--wait-timeout",
+    ] {
+        assert!(help.contains(flag), "help lacks {flag}:\n{help}");
+    }
+}
