@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, error, info, warn};
 
-use super::connect::{ConnectError, Connector};
+use super::connect::{ConnectError, Connector, SessionHint};
 use super::queue::{Batching, Completed, Queue};
 pub use super::queue::{Failure, Outcome, Ticket};
 use super::resp::{self, ErrorKind, ProtocolError};
@@ -169,7 +169,8 @@ impl Redis {
 /// again. Logs once per change of state, not once per attempt.
 async fn maintain(shared: Rc<Shared>) {
     let s = &shared.settings;
-    let mut connector = Connector::new(s.target.clone(), s.tls.clone(), format!("hitcore-shard-{}", s.shard));
+    let mut connector =
+        Connector::new(s.target.clone(), s.key.clone(), s.tls.clone(), format!("hitcore-shard-{}", s.shard));
     let target = s.target.clone();
     let mut delay = BACKOFF_START;
     let mut last_failure: Option<String> = None;
@@ -217,7 +218,7 @@ async fn maintain(shared: Rc<Shared>) {
                         debug!("Redis at {target} ({node}): {end}; {failed} more requests answered 503; reconnecting");
                         quiet_for = Some(node);
                     }
-                    SessionEnd::NotPrimary(_) => error!(
+                    SessionEnd::NotPrimary(_) | SessionEnd::Redirect(_) => error!(
                         "Redis at {target} ({node}): {end}; {failed} more requests in flight answered 503; reconnecting"
                     ),
                     _ => error!(
@@ -225,6 +226,7 @@ async fn maintain(shared: Rc<Shared>) {
                          answered 503"
                     ),
                 }
+                connector.session_ended(end.hint());
                 down_since = Some(Instant::now());
             }
             Err(e) => {
@@ -261,13 +263,28 @@ enum SessionEnd {
     Timeout(Duration),
     #[error("{0}")]
     Protocol(#[from] ProtocolError),
-    /// `-READONLY`, `-LOADING`, `-MASTERDOWN` (or a Cluster redirect): the node takes no writes.
+    /// `-READONLY`, `-LOADING`, `-MASTERDOWN`: the node takes no writes.
     #[error("it refused a write: {0}")]
     NotPrimary(String),
+    /// `-MOVED`, `-ASK`: a Cluster node that does not own the key's slot.
+    #[error("it redirected a write: {0} (a Redis Cluster node: hitcore needs a redis+cluster:// URL for it)")]
+    Redirect(String),
     /// Fewer replicas than `--wait-replicas` acknowledged: this may be a primary that has been
     /// replaced (its replicas left it), so the node is looked up again.
     #[error("fewer replicas than --wait-replicas acknowledged a write")]
     NotDurable,
+}
+
+impl SessionEnd {
+    /// What discovery is told about this end.
+    fn hint(&self) -> SessionHint {
+        match self {
+            SessionEnd::NotPrimary(_) => SessionHint::NotPrimary,
+            SessionEnd::Redirect(message) => SessionHint::Redirect(message.clone()),
+            SessionEnd::NotDurable => SessionHint::NotDurable,
+            _ => SessionHint::Broken,
+        }
+    }
 }
 
 /// Runs the reader, the writer and the deadline watcher on one task until one of them ends.
@@ -367,12 +384,10 @@ fn report(shared: &Shared, done: Completed<'_>) -> Option<SessionEnd> {
         }
         Completed::NotPrimary(kind, message) => {
             let message = crate::logging::escape(message);
-            Some(SessionEnd::NotPrimary(match kind {
-                ErrorKind::Redirect => {
-                    format!("{message} (a Redis Cluster node; hitcore needs redis+cluster:// for it)")
-                }
-                _ => message,
-            }))
+            Some(match kind {
+                ErrorKind::Redirect => SessionEnd::Redirect(message),
+                _ => SessionEnd::NotPrimary(message),
+            })
         }
         Completed::Waited { acked, wanted } => {
             let timeout = shared.settings.wait.map_or(0, |(_, ms)| ms);
@@ -427,5 +442,42 @@ impl RateLimited {
         }
         log(self.suppressed.replace(0));
         self.last.set(Some(now));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+    use crate::redis::url::Endpoint;
+
+    fn config(args: &[&str]) -> Config {
+        Cli::try_parse_from([&["hitcore", "-w", "1"], args].concat()).unwrap().into_config().unwrap()
+    }
+
+    #[test]
+    fn a_hand_off_from_the_previous_release_decodes_with_no_tls_and_no_wait() {
+        let mut json = serde_json::to_value(config(&["--redis", "redis://localhost:7000/2"])).unwrap();
+        let fields = json.as_object_mut().unwrap();
+        for new in ["redis_tls", "wait_replicas", "wait_timeout"] {
+            assert!(fields.remove(new).is_some(), "{new}");
+        }
+        // The previous release resolved the host in the supervisor.
+        fields["redis"]["endpoint"] = serde_json::json!({"Tcp": {"host": "localhost", "addr": "127.0.0.1:7000"}});
+        let old: Config = serde_json::from_value(json).unwrap();
+        let s = Settings::from_config(&old, 3);
+        assert_eq!(s.target.endpoint, Endpoint::Tcp { host: "localhost".into(), port: 7000, tls: false });
+        assert_eq!((s.wait, s.tls, s.shard, s.target.db), (None, TlsFiles::default(), 3, 2));
+    }
+
+    #[test]
+    fn settings_carry_the_wait_and_the_tls_files() {
+        let s = Settings::from_config(&config(&["--wait-replicas", "2", "--wait-timeout", "30"]), 0);
+        assert_eq!(s.wait, Some((2, 30)));
+        let s = Settings::from_config(&config(&["--redis", "rediss://h/0", "--redis-tls-insecure"]), 0);
+        assert!(s.target.tls() && s.tls.insecure);
+        assert_eq!(Settings::from_config(&config(&[]), 0).wait, None);
     }
 }

@@ -43,6 +43,21 @@ pub enum Discovery {
     Direct,
 }
 
+/// Why the last session ended, told to discovery before the next connect: Sentinel asks the
+/// sentinels again, Cluster refreshes its slot map or follows a redirect. Direct needs none of it
+/// (it resolves the name again anyway).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionHint {
+    /// The connection broke, timed out or went out of step.
+    Broken,
+    /// The node refused a write as not a writable primary (`-READONLY`, `-LOADING`, `-MASTERDOWN`).
+    NotPrimary,
+    /// A Cluster redirect: the reply's text, such as `MOVED 866 127.0.0.1:7001`.
+    Redirect(String),
+    /// Fewer replicas than `--wait-replicas` acknowledged a write.
+    NotDurable,
+}
+
 impl Discovery {
     /// The discovery a target calls for.
     pub fn for_target(_target: &RedisTarget) -> Discovery {
@@ -92,6 +107,9 @@ pub struct Ready {
 /// Why a connection attempt failed; kept apart so that each reads differently in the log.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    /// Discovery found no node to try (no sentinel knows the primary, no slot owner).
+    #[error("{0}")]
+    Discovery(String),
     /// The host name did not resolve (or resolved to nothing).
     #[error("cannot resolve Redis host '{host}': {reason}")]
     Resolve {
@@ -152,6 +170,7 @@ impl ConnectError {
     /// A key that changes when the failure changes in a way worth a new log line.
     pub fn kind(&self) -> String {
         match self {
+            ConnectError::Discovery(m) => format!("discovery:{m}"),
             ConnectError::Resolve { host, .. } => format!("resolve:{host}"),
             ConnectError::Io { node, error } => format!("io:{node}:{:?}", error.kind()),
             ConnectError::Tls { node, reason } => format!("tls:{node}:{reason}"),
@@ -175,10 +194,13 @@ impl ConnectError {
     }
 }
 
-/// What one shard needs to connect: the target, its login and TLS files.
+/// What one shard needs to connect: the target, its login and TLS files, and the key (whose slot
+/// decides the node in a Cluster).
 #[derive(Debug)]
 pub struct Connector {
     target: RedisTarget,
+    #[allow(dead_code, reason = "read by Cluster discovery")]
+    key: String,
     tls_files: TlsFiles,
     /// Built on first use (on the blocking thread: it reads files) and kept.
     tls: Option<Arc<ClientConfig>>,
@@ -189,9 +211,18 @@ pub struct Connector {
 
 impl Connector {
     /// A connector for `target`; nothing is read or resolved until [`Connector::connect`].
-    pub fn new(target: RedisTarget, tls_files: TlsFiles, client_name: String) -> Connector {
+    pub fn new(target: RedisTarget, key: String, tls_files: TlsFiles, client_name: String) -> Connector {
         let discovery = Discovery::for_target(&target);
-        Connector { target, tls_files, tls: None, discovery, client_name }
+        Connector { target, key, tls_files, tls: None, discovery, client_name }
+    }
+
+    /// Tells discovery why the last session ended, before the next [`Connector::connect`].
+    pub fn session_ended(&mut self, hint: SessionHint) {
+        match &mut self.discovery {
+            Discovery::Direct => {
+                let _ = hint;
+            }
+        }
     }
 
     /// The target, for log lines (its `Display` is redacted).
@@ -211,7 +242,7 @@ impl Connector {
                 None => last = Some(ConnectError::Timeout { node: node.to_string(), limit: CONNECT_TIMEOUT }),
             }
         }
-        Err(last.expect("discovery yields at least one candidate"))
+        Err(last.unwrap_or_else(|| ConnectError::Discovery("no Redis node to connect to".into())))
     }
 
     /// The candidates for this attempt, in the order to try them.
