@@ -91,8 +91,8 @@ fn a_primary_demoted_under_load_costs_503s_never_500s_and_no_value_twice() {
     wait_until("503s while A is a replica", DEADLINE, || demoted_at.elapsed() > Duration::from_millis(500));
 
     // A is promoted back (as a DNS name would move back): service resumes.
-    assert_eq!(b.cmd(0, &["REPLICAOF", "127.0.0.1", &a.port.to_string()]), "OK");
     assert_eq!(a.cmd(0, &["REPLICAOF", "NO", "ONE"]), "OK");
+    assert_eq!(b.cmd(0, &["REPLICAOF", "127.0.0.1", &a.port.to_string()]), "OK");
     server.log.wait_for("Reconnected to Redis", DEADLINE);
     let resumed = Instant::now();
     wait_until("200s after the promotion", DEADLINE, || resumed.elapsed() > Duration::from_millis(500));
