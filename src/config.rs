@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::parse::Limits;
 use crate::logging::{LogLevel, LogTarget};
+use crate::redis::tls::TlsFiles;
 use crate::redis::url::RedisTarget;
 
 /// Everything a supervisor or shard needs to run.
@@ -28,6 +29,17 @@ pub struct Config {
     pub bind: SocketAddr,
     /// Redis, resolved (`--redis` / `REDIS_URL`).
     pub redis: RedisTarget,
+    /// `--redis-tls-ca`, `--redis-tls-cert`, `--redis-tls-key`, `--redis-tls-insecure`, for
+    /// `rediss://` (absent from a previous release's hand-off: no TLS files).
+    #[serde(default)]
+    pub redis_tls: TlsFiles,
+    /// `--wait-replicas`: replicas that must acknowledge each batch before it is answered 200
+    /// (default 0: no WAIT).
+    #[serde(default)]
+    pub wait_replicas: u32,
+    /// `--wait-timeout`: how long each batch's WAIT may wait (default 50 ms).
+    #[serde(default = "default_wait_timeout")]
+    pub wait_timeout: Duration,
     /// The counter key (`--key`, default `hit`).
     pub key: String,
     /// How long an idle keep-alive connection waits for the next request; zero disables keep-alive
@@ -77,4 +89,9 @@ pub struct Config {
 /// `--evict-after`'s default, for a hand-off from a supervisor older than the flag (src/handoff.rs).
 fn default_evict_after() -> Duration {
     Duration::from_millis(100)
+}
+
+/// `--wait-timeout`'s default.
+pub fn default_wait_timeout() -> Duration {
+    Duration::from_millis(50)
 }

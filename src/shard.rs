@@ -174,15 +174,9 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
         },
         None => None,
     };
-    let redis = Redis::start(Settings {
-        target: spec.config.redis.clone(),
-        key: spec.config.key.clone(),
-        coalesce: spec.config.coalesce,
-        timeout: spec.config.redis_timeout,
-        // Every connection with a full batch waiting; beyond it requests get 503 rather than queue.
-        max_pending: (spec.config.worker_connections * MAX_PIPELINE) as u64,
-        shard: spec.index,
-    });
+    // Every connection with a full batch waiting; beyond it requests get 503 rather than queue.
+    let max_pending = (spec.config.worker_connections * MAX_PIPELINE) as u64;
+    let redis = Redis::start(Settings::from_config(&spec.config, spec.index, max_pending));
     let settings = context::Settings {
         limits: spec.config.limits,
         keep_alive: spec.config.keep_alive,

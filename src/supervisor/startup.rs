@@ -111,6 +111,7 @@ pub fn start(mut config: Config, handover: Option<&Handover>) -> Result<Started,
         config.cpus.len(),
         format_cpu_list(&config.cpus)
     );
+    crate::redis::warn_at_start(&config);
     if listener::migrate_req() == Some(false) {
         warn!(
             "net.ipv4.tcp_migrate_req is 0: when a stalled shard is ejected, the connections queued on its \
