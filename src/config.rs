@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::parse::Limits;
 use crate::logging::{LogLevel, LogTarget};
+use crate::redis::tls::TlsFiles;
 use crate::redis::url::RedisTarget;
 
 /// Everything a supervisor or shard needs to run.
@@ -28,6 +29,17 @@ pub struct Config {
     pub bind: SocketAddr,
     /// Redis, resolved (`--redis` / `REDIS_URL`).
     pub redis: RedisTarget,
+    /// `--redis-tls-ca`, `--redis-tls-cert`, `--redis-tls-key`, `--redis-tls-insecure`, for
+    /// `rediss://` (absent from a previous release's hand-off: no TLS files).
+    #[serde(default)]
+    pub redis_tls: TlsFiles,
+    /// `--wait-replicas`: replicas that must acknowledge each batch before it is answered 200
+    /// (default 0: no WAIT).
+    #[serde(default)]
+    pub wait_replicas: u32,
+    /// `--wait-timeout`: how long each batch's WAIT may wait (default 50 ms).
+    #[serde(default = "default_wait_timeout")]
+    pub wait_timeout: Duration,
     /// The counter key (`--key`, default `hit`).
     pub key: String,
     /// How long an idle keep-alive connection waits for the next request; zero disables keep-alive
@@ -41,6 +53,7 @@ pub struct Config {
     pub write_timeout: Duration,
     /// At the connection cap, how long a connection must have waited for a complete request
     /// before it may be closed to make room (`--evict-after`, default 0.1 s).
+    #[serde(default = "default_evict_after")]
     pub evict_after: Duration,
     /// `listen()` backlog of each shard's listener (`--backlog`, default 2048; capped by somaxconn).
     pub backlog: u32,
@@ -108,6 +121,16 @@ impl Default for Observe {
 
 /// `--health-path`'s default.
 pub const DEFAULT_HEALTH_PATH: &str = "/healthz";
+
+/// `--evict-after`'s default, for a hand-off from a supervisor older than the flag (src/handoff.rs).
+fn default_evict_after() -> Duration {
+    Duration::from_millis(100)
+}
+
+/// `--wait-timeout`'s default.
+pub fn default_wait_timeout() -> Duration {
+    Duration::from_millis(50)
+}
 
 #[cfg(test)]
 mod tests {

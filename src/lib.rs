@@ -8,6 +8,7 @@
 //! # Layout
 //! - [`cli`]: flags (clap) and their validation into a [`config::Config`].
 //! - [`config`]: the validated configuration, shared by the supervisor and (serialised) the shards.
+//! - [`handoff`]: the versioned, tolerant supervisor → shard hand-off (`HITCORE_SHARD`).
 //! - [`supervisor`]: the arbiter: listeners, shard processes, watchdog, signals, pid file.
 //! - [`listener`]: SO_REUSEPORT listening sockets, identical options on all.
 //! - [`heartbeat`]: the shared-memory heartbeat slots, the only cross-process state.
@@ -15,7 +16,8 @@
 //! - [`shard`]: one shard process: executor, accept loop, housekeeping tick, stopping.
 //! - [`http`]: request parsing (`parse/`: heads, bodies), statuses and responses, the context a
 //!   connection is handed by its shard, the per-connection loop and registry (`conn/`), the access log.
-//! - [`redis`]: Redis URLs, RESP, the pipelined coalescing connection.
+//! - [`redis`]: Redis URLs, RESP, the coalescing queue, the connect path (discovery, TLS, ROLE),
+//!   the pipelined connection task.
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
 
 #![warn(missing_docs, missing_debug_implementations)]
@@ -23,6 +25,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod handoff;
 pub mod heartbeat;
 pub mod http;
 pub mod listener;

@@ -81,6 +81,15 @@ impl ListenOptions {
 /// CPU per 1000 connections 50 ms without, 31 ms with (docs/performance.md). Connections that send
 /// nothing stay in the kernel, not in a shard's connection slots, until the deadline.
 pub fn open(addr: SocketAddr, options: ListenOptions) -> Result<Socket, ListenError> {
+    let sock = bind(addr, options)?;
+    listen(&sock, options).map_err(|source| ListenError::Io { addr, step: "listen", source })?;
+    Ok(sock)
+}
+
+/// As [`open`], without the `listen()`: a bound socket that joins the reuseport group only when
+/// [`listen`] is called on it (by its shard once it can accept, or by the supervisor once the shard
+/// has booted). Until then no connection can land in a queue nobody would serve.
+pub fn bind(addr: SocketAddr, options: ListenOptions) -> Result<Socket, ListenError> {
     let io = |step| move |source| ListenError::Io { addr, step, source };
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(io("socket"))?;
     sock.set_reuse_address(true).map_err(io("SO_REUSEADDR"))?;
@@ -92,10 +101,14 @@ pub fn open(addr: SocketAddr, options: ListenOptions) -> Result<Socket, ListenEr
         io::ErrorKind::AddrInUse => ListenError::InUse(addr),
         _ => io("bind")(e),
     })?;
-    sock.listen(options.backlog.min(i32::MAX as u32) as i32).map_err(io("listen"))?;
     Ok(sock)
 }
 
+/// `listen()` with the configured backlog. On a socket already listening it only sets the backlog
+/// again, so the shard and the supervisor may both call it.
+pub fn listen(sock: &Socket, options: ListenOptions) -> io::Result<()> {
+    sock.listen(options.backlog.min(i32::MAX as u32) as i32)
+}
 fn set_defer_accept(sock: &Socket, secs: u32) -> io::Result<()> {
     let value = secs.min(i32::MAX as u32) as libc::c_int;
     // SAFETY: a valid socket, and a valid pointer and length for an int option.
@@ -148,6 +161,17 @@ pub fn migrate_req() -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bound_socket_joins_the_group_only_when_it_listens() {
+        let options = ListenOptions { backlog: 16, defer_accept_secs: 2 };
+        let first = open("127.0.0.1:0".parse().unwrap(), options).unwrap();
+        let later = bind(local_addr(&first).unwrap(), options).unwrap();
+        assert!(!is_listening(&later));
+        listen(&later, options).unwrap();
+        listen(&later, options).unwrap();
+        assert!(is_listening(&later));
+    }
 
     #[test]
     fn shards_share_a_port_and_the_probe_sees_them() {

@@ -1,7 +1,8 @@
 //! The `hitcore` binary: one executable for the supervisor and its shards.
 //!
 //! Run by a user, it parses the flags and becomes the supervisor. Run by the supervisor with a
-//! shard spec in its environment, it becomes that shard. It must stay this thin: everything else
+//! shard hand-off in its environment (`handoff`), it becomes that shard; one it cannot read is
+//! reported in the error log and ends it with the boot-error status. It must stay this thin: everything else
 //! lives in the library.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -10,21 +11,21 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 use hitcore::cli::Cli;
-use hitcore::shard::{self, SPEC_ENV};
-use hitcore::{logging, supervisor};
+use hitcore::handoff::{self, SPEC_ENV};
+use hitcore::{logging, shard, supervisor};
 
 fn main() -> ExitCode {
-    if let Some(spec) = std::env::var_os(SPEC_ENV) {
+    if let Some(text) = std::env::var_os(SPEC_ENV) {
         // SAFETY: single-threaded at this point; nothing else reads the environment concurrently.
         unsafe { std::env::remove_var(SPEC_ENV) };
-        let spec = match serde_json::from_str(&spec.to_string_lossy()) {
-            Ok(spec) => spec,
+        let text = text.to_string_lossy();
+        return match handoff::decode(&text) {
+            Ok(spec) => ExitCode::from(shard::run(spec) as u8),
             Err(e) => {
-                eprintln!("hitcore: invalid {SPEC_ENV}: {e}");
-                return ExitCode::from(shard::BOOT_ERROR as u8);
+                handoff::report_unreadable(&text, &e);
+                ExitCode::from(shard::BOOT_ERROR as u8)
             }
         };
-        return ExitCode::from(shard::run(spec) as u8);
     }
     let config = match Cli::parse().into_config() {
         Ok(c) => c,

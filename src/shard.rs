@@ -22,11 +22,11 @@ use futures_lite::FutureExt;
 use glommio::net::TcpStream;
 use glommio::sync::{Gate, Semaphore, StaticPermit};
 use glommio::{LocalExecutorBuilder, Placement};
-use serde::{Deserialize, Serialize};
 use socket2::SockRef;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, Observe};
+use crate::handoff::Spec;
 use crate::heartbeat::{Heartbeats, state};
 use crate::http::access::AccessLog;
 use crate::http::conn::registry::{EVICT_RECHECK, Eviction};
@@ -37,10 +37,6 @@ use crate::http::logformat::Format;
 use crate::logging::{self, LogTarget, Sink};
 use crate::metrics::shm::Meter;
 use crate::redis::client::{Redis, Settings};
-
-/// The environment variable that carries a shard's [`Spec`] from the supervisor. Its presence is
-/// what makes the binary run as a shard.
-pub const SPEC_ENV: &str = "HITCORE_SHARD";
 
 /// Exit status of a shard that could not boot; the supervisor halts instead of restarting it
 /// (gunicorn's `WORKER_BOOT_ERROR`).
@@ -53,23 +49,6 @@ const TICK: Duration = Duration::from_millis(100);
 /// default (10 MiB, pinned in every ring) made up most of a shard's resident memory; the minimum
 /// leaves a shard at 4 MiB (measured: 14.3 MiB RSS at start before, see docs/performance.md).
 const IO_MEMORY: usize = 64 * 1024;
-
-/// What the supervisor tells a shard it spawns.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Spec {
-    /// The shard's index (for logs and the process title).
-    pub index: usize,
-    /// The CPU to pin to.
-    pub cpu: usize,
-    /// The inherited, bound, listening, non-blocking socket.
-    pub listen_fd: RawFd,
-    /// The inherited heartbeat memfd.
-    pub heartbeat_fd: RawFd,
-    /// This shard's slot in the heartbeat region.
-    pub slot: usize,
-    /// Everything else.
-    pub config: Config,
-}
 
 /// The shard's own state, shared by its tasks: what its connections are handed, and what only the
 /// shard itself uses.
@@ -206,15 +185,9 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
         health_path: spec.config.observe.health_path.as_str().into(),
         proxy_protocol: spec.config.observe.proxy_protocol,
     };
-    let redis = Redis::start(Settings {
-        target: spec.config.redis.clone(),
-        key: spec.config.key.clone(),
-        coalesce: spec.config.coalesce,
-        timeout: spec.config.redis_timeout,
-        // Every connection with a full batch waiting; beyond it requests get 503 rather than queue.
-        max_pending: (spec.config.worker_connections * MAX_PIPELINE) as u64,
-        shard: spec.index,
-    });
+    // Every connection with a full batch waiting; beyond it requests get 503 rather than queue.
+    let max_pending = (spec.config.worker_connections * MAX_PIPELINE) as u64;
+    let redis = Redis::start(Settings::from_config(&spec.config, spec.index, max_pending));
     let settings = context::Settings {
         limits: spec.config.limits,
         keep_alive: spec.config.keep_alive,
@@ -237,6 +210,13 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
     };
     glommio::spawn_local(housekeeping(shard.clone(), heartbeats, slot, signals, stop.clone(), tick_every)).detach();
     shard.ctx.redis.first_attempt().await;
+    // A replacement's listener arrives bound but not listening: it joins the reuseport group only
+    // now that this shard can accept (docs/supervisor.md, "Failed reloads").
+    let listen_sock = SockRef::from(&_listener);
+    if let Err(e) = crate::listener::listen(&listen_sock, crate::listener::ListenOptions::of(&spec.config)) {
+        error!("Worker failed to boot: shard {}: cannot listen: {e}", spec.index);
+        return BOOT_ERROR;
+    }
     heartbeats.slot(slot).state.store(state::BOOTED, Ordering::Release);
     debug!("shard {} booted", spec.index);
 

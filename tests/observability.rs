@@ -497,3 +497,40 @@ fn the_dashboard_and_the_docs_name_exactly_the_exported_metrics() {
         assert!(families.contains(name), "docs/observability.md names {name}, which hitcore does not export");
     }
 }
+
+/// Kills what is left of a process group at the end of a test (after USR2 the new supervisor is
+/// not the test's child, so no other guard reaches it).
+struct Group(i32);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // SAFETY: the process group the test's server was started in.
+        unsafe { libc::killpg(self.0, libc::SIGKILL) };
+    }
+}
+
+#[test]
+fn the_metrics_address_is_exclusive_but_survives_usr2() {
+    let redis = TestRedis::start();
+    let bind = format!("127.0.0.1:{}", free_port());
+    let url = redis.url(0);
+    let mut server = TestServer::start(&["-w", "1", "--redis", &url, "--metrics-bind", &bind]);
+    let _group = Group(server.pid());
+    server.wait_ready(1);
+    let metrics: SocketAddr = bind.parse().unwrap();
+    assert_eq!(get_once(server.addr, GET).status, 200);
+
+    // Another server on the same metrics address is refused at start, naming the flag.
+    let mut second = TestServer::start(&["-w", "1", "--redis", &url, "--metrics-bind", &bind]);
+    assert_eq!(second.wait_exit(DEADLINE).code(), Some(1));
+    second.log.wait_for(&format!("cannot serve metrics at {bind} (--metrics-bind)"), DEADLINE);
+
+    // USR2: the new supervisor binds the address beside the old one, then serves it alone.
+    server.signal(libc::SIGUSR2);
+    server.log.wait_for("Took over from the old supervisor", DEADLINE);
+    assert!(server.wait_exit(DEADLINE).success());
+    wait_until("the new supervisor's shard to serve", DEADLINE, || sample(&scrape(metrics).1, "hitcore_shards") == 1.0);
+    assert_eq!(get_once(server.addr, GET).status, 200);
+    let (_, s) = scrape(metrics);
+    assert_eq!(sample(&s, "hitcore_http_requests_total{code=\"200\"}"), 1.0, "a new supervisor counts anew");
+}

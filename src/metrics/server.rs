@@ -11,6 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
+use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, error, info};
 
 use super::collect::Collector;
@@ -22,8 +23,24 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_HEAD: usize = 8192;
 
 /// Binds `addr` (so a bad address fails start-up with a clear error) and starts the thread.
-pub fn start(addr: SocketAddr, collector: Arc<Collector>) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
+///
+/// With SO_REUSEPORT, as the shards' listeners: on USR2 the new supervisor binds the same address
+/// while the old one still serves it, and the old one's socket goes when it exits. Otherwise
+/// (`exclusive`) the address is first probed without SO_REUSEPORT, so that another server already
+/// there is an error rather than a silent share of its scrapes.
+pub fn start(addr: SocketAddr, collector: Arc<Collector>, exclusive: bool) -> std::io::Result<SocketAddr> {
+    if exclusive && addr.port() != 0 {
+        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        probe.set_reuse_address(true)?;
+        probe.bind(&addr.into())?;
+    }
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_cloexec(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(64)?;
+    let listener: TcpListener = socket.into();
     let local = listener.local_addr()?;
     std::thread::Builder::new().name("hitcore-metrics".into()).spawn(move || {
         for conn in listener.incoming() {

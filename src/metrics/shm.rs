@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::heartbeat::METRICS_WORDS;
 
 /// Written in word 0 by a shard that counts with this layout; the supervisor reads a block only
-/// when it carries this value (a block of zeros is a shard that counts nothing).
+/// when it carries this value (a block of zeros is a shard that counts nothing). Change it whenever
+/// the words below change: after a binary upgrade, HUP starts new shards under the old supervisor,
+/// which must then skip their blocks rather than misread them.
 pub const LAYOUT: u64 = 0x6869_7463_6f72_0001;
 
 /// Response statuses hitcore can answer, each with its own counter; anything else counts as other.
@@ -26,14 +28,24 @@ pub enum Unavailable {
     RedisLost,
     /// Too many requests already waited on the shard's Redis connection.
     Overloaded,
+    /// The node refused the write: not a writable primary (`-READONLY`, `-LOADING`, `-MOVED`, ...).
+    NotPrimary,
+    /// The increment ran but fewer replicas than `--wait-replicas` acknowledged it.
+    NotDurable,
     /// A health check while Redis is unhealthy or the shard drains.
     Unhealthy,
 }
 
 impl Unavailable {
     /// Every reason, in word order.
-    pub const ALL: [Unavailable; 4] =
-        [Unavailable::RedisDown, Unavailable::RedisLost, Unavailable::Overloaded, Unavailable::Unhealthy];
+    pub const ALL: [Unavailable; 6] = [
+        Unavailable::RedisDown,
+        Unavailable::RedisLost,
+        Unavailable::Overloaded,
+        Unavailable::NotPrimary,
+        Unavailable::NotDurable,
+        Unavailable::Unhealthy,
+    ];
 
     /// The `reason` label value.
     pub fn label(self) -> &'static str {
@@ -41,6 +53,8 @@ impl Unavailable {
             Unavailable::RedisDown => "redis_down",
             Unavailable::RedisLost => "redis_lost",
             Unavailable::Overloaded => "overloaded",
+            Unavailable::NotPrimary => "redis_not_primary",
+            Unavailable::NotDurable => "not_durable",
             Unavailable::Unhealthy => "unhealthy",
         }
     }
@@ -99,7 +113,7 @@ pub const LATENCY_BOUNDS_NS: [u64; 16] = [
 
 /// Word indices. Counters only grow while the shard lives; gauges are the shard's current value.
 pub mod word {
-    use super::{BATCH_BOUNDS, LATENCY_BOUNDS_NS, STATUSES};
+    use super::{BATCH_BOUNDS, LATENCY_BOUNDS_NS, STATUSES, Unavailable};
 
     /// [`super::LAYOUT`] once the shard counts here.
     pub const LAYOUT: usize = 0;
@@ -110,7 +124,7 @@ pub mod word {
     /// 503s by reason, `Unavailable::ALL` order.
     pub const UNAVAILABLE: usize = STATUS + STATUSES.len() + 1;
     /// Connections closed by a deadline, `Timeout::ALL` order.
-    pub const TIMEOUT: usize = UNAVAILABLE + 4;
+    pub const TIMEOUT: usize = UNAVAILABLE + Unavailable::ALL.len();
     /// Connections closed at the connection cap to make room.
     pub const EVICTED: usize = TIMEOUT + 4;
     /// Connections accepted.

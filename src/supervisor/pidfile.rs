@@ -40,6 +40,12 @@ pub enum PidfileError {
 impl Pidfile {
     /// Writes our pid to `path`, unless it already names another live process.
     pub fn create(path: &Path) -> Result<Pidfile, PidfileError> {
+        Self::take_over(path, None)
+    }
+
+    /// As [`Pidfile::create`], also replacing `from` (the supervisor handing over on USR2, which then
+    /// leaves the file alone: it no longer holds its pid).
+    pub fn take_over(path: &Path, from: Option<u32>) -> Result<Pidfile, PidfileError> {
         let shown = path.display().to_string();
         let io_err = |source| PidfileError::Io { path: shown.clone(), source };
         let pid = std::process::id();
@@ -49,6 +55,7 @@ impl Pidfile {
                 // SAFETY: signal 0 sends nothing.
                 let alive = old > 0
                     && old as u32 != pid
+                    && Some(old as u32) != from
                     && (unsafe { libc::kill(old, 0) } == 0
                         || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM));
                 if alive {

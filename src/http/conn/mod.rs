@@ -331,6 +331,12 @@ impl Conn {
                         Some(Outcome::Failed(Failure::Lost)) | None => {
                             (Answer::Unavailable, Some(Unavailable::RedisLost))
                         }
+                        Some(Outcome::Failed(Failure::NotPrimary)) => {
+                            (Answer::Unavailable, Some(Unavailable::NotPrimary))
+                        }
+                        Some(Outcome::Failed(Failure::NotDurable)) => {
+                            (Answer::Unavailable, Some(Unavailable::NotDurable))
+                        }
                     },
                 };
                 let persist = if slot.keep_alive && !(close && i == last) {

@@ -1,0 +1,112 @@
+//! A shard's standard error, relayed: every line a shard process writes to stderr is passed on to
+//! the supervisor's own stderr as it comes, and the last few are kept, so that when a shard exits
+//! before it booted the supervisor can say why in its own words, whatever the binary on disk was (a
+//! hitcore of any release, or anything else an upgrade put there).
+//!
+//! It owns the relay thread of each shard and the choice of the line that explains a failure. It
+//! must not parse anything else out of a shard's output.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// Lines of a shard's stderr kept for explaining its exit.
+const KEPT: usize = 8;
+
+/// What a shard has written to stderr lately.
+#[derive(Debug, Default)]
+pub struct Output {
+    state: Mutex<Tail>,
+    done: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Tail {
+    lines: VecDeque<String>,
+    closed: bool,
+}
+
+impl Output {
+    /// Relays `stream` (a shard's stderr) to this process's stderr on a thread of its own, until
+    /// the shard and everything it started have closed it.
+    pub fn relay(stream: impl Read + Send + 'static, name: String) -> Arc<Output> {
+        let output = Arc::new(Output::default());
+        let shared = output.clone();
+        let spawned = std::thread::Builder::new().name(name).spawn(move || {
+            let mut reader = BufReader::new(stream);
+            let mut line = Vec::new();
+            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                if !line.ends_with(b"\n") {
+                    line.push(b'\n');
+                }
+                // One write per line, so relayed lines never interleave with the supervisor's own.
+                let _ = std::io::stderr().lock().write_all(&line);
+                let text = String::from_utf8_lossy(&line).trim_end().to_string();
+                let mut tail = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+                if tail.lines.len() == KEPT {
+                    tail.lines.pop_front();
+                }
+                tail.lines.push_back(text);
+                line.clear();
+            }
+            shared.state.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+            shared.done.notify_all();
+        });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot relay a shard's stderr: {e}");
+            output.state.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        }
+        output
+    }
+
+    /// The shard's own explanation of its exit: its last error line, or else its last line. Waits
+    /// up to `within` for the relay to read the shard's last words (it has exited; its stderr
+    /// closes unless a child of its own keeps it open).
+    pub fn reason(&self, within: Duration) -> Option<String> {
+        let tail = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (tail, _) = self.done.wait_timeout_while(tail, within, |t| !t.closed).unwrap_or_else(|e| e.into_inner());
+        explain(tail.lines.iter().map(String::as_str))
+    }
+}
+
+/// Picks the line that explains a failure from a shard's last lines: the last ERROR or CRITICAL
+/// line, else the last non-empty one; a gunicorn-format prefix (`[time] [pid] [LEVEL] `) is dropped.
+fn explain<'a>(lines: impl DoubleEndedIterator<Item = &'a str> + Clone) -> Option<String> {
+    let mut nonempty = lines.filter(|l| !l.trim().is_empty());
+    let chosen = nonempty
+        .clone()
+        .rev()
+        .find(|l| l.contains("] [ERROR] ") || l.contains("] [CRITICAL] "))
+        .or_else(|| nonempty.next_back())?;
+    let message = ["] [ERROR] ", "] [CRITICAL] ", "] [WARNING] ", "] [INFO] "]
+        .iter()
+        .find_map(|tag| chosen.split_once(tag).map(|(_, m)| m))
+        .unwrap_or(chosen);
+    Some(message.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_explanation_is_the_last_error_line_without_its_prefix() {
+        let lines = [
+            "[2026-12-02 04:35:46 +0000] [7] [INFO] Booting worker with pid: 7 (shard 0, cpu 0)",
+            "[2026-12-02 04:35:46 +0000] [7] [ERROR] Worker failed to boot: shard 0: no io_uring",
+            "[2026-12-02 04:35:46 +0000] [7] [INFO] something after",
+            "",
+        ];
+        assert_eq!(explain(lines.into_iter()).unwrap(), "Worker failed to boot: shard 0: no io_uring");
+        // Anything else: its last words as they are.
+        assert_eq!(explain(["starting", "bad magic: cannot run", " "].into_iter()).unwrap(), "bad magic: cannot run");
+        assert_eq!(explain(std::iter::empty()), None);
+    }
+
+    #[test]
+    fn relayed_lines_are_kept_until_the_stream_closes() {
+        let out = Output::relay(&b"one\n[x] [1] [ERROR] two\nthree"[..], "test-relay".into());
+        assert_eq!(out.reason(Duration::from_secs(5)).as_deref(), Some("two"));
+    }
+}

@@ -1,0 +1,177 @@
+//! Changing the set of shards while serving: HUP's rolling reload, TTIN and TTOU.
+//!
+//! It owns the [`Reload`] state and the three signal handlers. A reload replaces one shard at a
+//! time: the new one (the binary now on disk, a fresh listener in the same reuseport group) boots
+//! before the old one is told to retire. It must not reap or respawn: the arbiter does, and tells a
+//! reload about exits through [`Arbiter::reload_saw_exit`].
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use signal_hook::consts::signal::SIGTERM;
+use tracing::{error, info, warn};
+
+use super::arbiter::{Arbiter, send};
+use super::policy::{self, Ttou};
+use super::procs::{Proc, Purpose, SpawnError};
+use crate::cli::format_cpu_list;
+use crate::heartbeat::state;
+use crate::listener::{self, ListenOptions};
+
+/// How often the arbiter looks at a reload in progress (a new shard's boot is seen in shared memory).
+pub const RELOAD_POLL: Duration = Duration::from_millis(20);
+
+/// A rolling reload (HUP): one shard at a time, the new one listening (on a listener of its own,
+/// in the same reuseport group) and booted before the old one is told to retire.
+#[derive(Debug, Default)]
+pub struct Reload {
+    /// Old shard pids still to replace.
+    queue: VecDeque<i32>,
+    /// (old pid, new pid) while the new one boots.
+    current: Option<(i32, i32)>,
+}
+
+impl Arbiter {
+    /// HUP: replace every shard, one at a time, each new one booted and accepting before the old one
+    /// retires (serves its queue, leaves the reuseport group, finishes, exits).
+    pub(super) fn begin_reload(&mut self) {
+        if self.stopping.is_some() {
+            return;
+        }
+        info!("Hang up: Master");
+        let table: Vec<(usize, i32, bool)> = self.procs.iter().map(|p| (p.index, p.pid, p.life.retiring())).collect();
+        let queue = policy::reload_queue(&table);
+        self.notify.reloading(format!("Reloading: replacing {} shards", queue.len()));
+        let current = self.reload.take().and_then(|r| r.current);
+        self.reload = Some(Reload { queue, current });
+    }
+
+    /// Called by the arbiter when a shard exits before booting; true when it was this reload's new
+    /// shard. The reload stops there: the old shard was not told to retire and keeps serving, the
+    /// new one's listener never joined the reuseport group (so no connection waited on it), and the
+    /// next HUP starts over with whatever binary is on disk then.
+    pub(super) fn reload_saw_failure(&mut self, p: &Proc, how: &str, reason: &str) -> bool {
+        let Some(Reload { current: Some((old, new)), .. }) = self.reload else { return false };
+        if new != p.pid {
+            return false;
+        }
+        error!(
+            "Reload failed: the new shard {} (pid {new}) {how} before it booted: {reason}; shard {} (pid {old}) \
+             and the others keep serving; the next HUP tries again",
+            p.index, p.index
+        );
+        self.end_reload(Some(format!("last reload failed: the new shard {how} before it booted: {reason}")));
+        true
+    }
+
+    /// The reload is over: `READY=1` again, with what went wrong if anything did.
+    fn end_reload(&mut self, error: Option<String>) {
+        self.reload = None;
+        self.reload_error = error;
+        let status = self.status_line();
+        self.notify.ready(status);
+    }
+
+    /// Called by the arbiter for every other exit during a reload; true when the reload has dealt
+    /// with it (the old shard died while its replacement boots: the replacement takes over).
+    pub(super) fn reload_saw_exit(&mut self, p: &Proc) -> bool {
+        let Some(reload) = &mut self.reload else { return false };
+        match reload.current {
+            Some((_, new)) if new == p.pid => {
+                self.end_reload(Some(format!("last reload stopped: the new shard (pid {new}) exited")));
+                true
+            }
+            Some((old, _)) if old == p.pid => true,
+            _ => false,
+        }
+    }
+
+    /// Retires the old shard once its replacement has booted, then starts the next replacement.
+    pub(super) fn advance_reload(&mut self) {
+        let Some(reload) = &mut self.reload else { return };
+        if let Some((old, new)) = reload.current {
+            let Some(new_proc) = self.procs.iter().find(|p| p.pid == new) else {
+                reload.current = None;
+                return;
+            };
+            if self.heartbeats.slot(new_proc.slot).state.load(Ordering::Acquire) != state::BOOTED {
+                return;
+            }
+            if let Some(old_proc) = self.procs.iter_mut().find(|p| p.pid == old) {
+                send(old, SIGTERM);
+                old_proc.life = old_proc.life.retire();
+            }
+            reload.current = None;
+        }
+        while let Some(old) = reload.queue.pop_front() {
+            let Some(p) = self.procs.iter().find(|p| p.pid == old && !p.life.retiring()) else { continue };
+            let (index, cpu) = (p.index, p.cpu);
+            match self.spawn_fresh(index, cpu, Purpose::Replace) {
+                Ok(new) => {
+                    if let Some(r) = &mut self.reload {
+                        r.current = Some((old, new));
+                    }
+                }
+                Err(e) => {
+                    error!("Reload stopped: cannot start a replacement for shard {index}: {e}");
+                    self.end_reload(Some(format!("last reload failed: cannot start a shard: {e}")));
+                }
+            }
+            return;
+        }
+        info!("Reload complete: every shard replaced");
+        self.end_reload(None);
+    }
+
+    /// Spawns a shard on a fresh listener, bound but not yet listening: it joins the reuseport group
+    /// when the shard can accept, so a shard that never boots leaves no queue behind. Returns its pid.
+    fn spawn_fresh(&mut self, index: usize, cpu: usize, purpose: Purpose) -> Result<i32, SpawnError> {
+        let sock = listener::bind(self.config.bind, ListenOptions::of(&self.config))?;
+        self.spawn(index, cpu, sock, purpose)
+    }
+
+    /// TTIN: one more shard, on a CPU that has none (or the least used one with --share-cpus).
+    pub(super) fn add_shard(&mut self) {
+        if self.stopping.is_some() {
+            return;
+        }
+        let busy =
+            self.procs.iter().filter(|p| !p.life.retiring()).map(|p| p.cpu).chain(self.respawns.iter().map(|r| r.cpu));
+        let Some(cpu) = policy::ttin_cpu(&self.config.allowed_cpus, busy, self.config.share_cpus) else {
+            if !self.config.allowed_cpus.is_empty() {
+                warn!(
+                    "TTIN ignored: every allowed CPU ({}) already runs a shard; start with --share-cpus to allow more",
+                    format_cpu_list(&self.config.allowed_cpus)
+                );
+            }
+            return;
+        };
+        let index = self.next_index;
+        self.next_index += 1;
+        match self.spawn_fresh(index, cpu, Purpose::Added) {
+            Ok(_) => info!("Added shard {index} on CPU {cpu}"),
+            Err(e) => error!("cannot add a shard: {e}"),
+        }
+    }
+
+    /// TTOU: one shard fewer, never below one; the oldest goes (as gunicorn).
+    pub(super) fn remove_shard(&mut self) {
+        if self.stopping.is_some() {
+            return;
+        }
+        let serving: Vec<(i32, Instant)> =
+            self.procs.iter().filter(|p| !p.life.retiring()).map(|p| (p.pid, p.started)).collect();
+        match policy::ttou(&serving, self.respawns.len()) {
+            Ttou::AtMinimum => warn!("TTOU ignored: one shard is the minimum"),
+            Ttou::Nothing => {}
+            Ttou::Retire(pid) => {
+                if let Some(p) = self.procs.iter_mut().find(|p| p.pid == pid) {
+                    info!("Retiring shard {} (pid {}) on CPU {}", p.index, p.pid, p.cpu);
+                    send(p.pid, SIGTERM);
+                    p.life = p.life.retire();
+                }
+            }
+        }
+    }
+}

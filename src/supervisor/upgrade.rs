@@ -1,0 +1,210 @@
+//! USR2: the supervisor upgrades itself, as gunicorn and nginx do, without a failed request.
+//!
+//! The old supervisor starts the binary now on disk with its own arguments, its listeners inherited
+//! and an [`Upgrade`] hand-off in `HITCORE_UPGRADE`. The new supervisor takes the address from the
+//! inherited listeners (no probe: the address is in use by design), opens one listener of its own
+//! per shard in the same reuseport group (bound, listening only once its shard can accept), takes
+//! over the pid file, and starts its shards. Once every one of them serves it writes `READY` on the
+//! report pipe and tells systemd `MAINPID=` and `READY=1`; the old supervisor then tells systemd
+//! `MAINPID=` too (it is still the main process systemd listens to), stops talking to systemd,
+//! drains its shards as on TERM and exits. If the new one cannot start, it writes `FAILED <why>` (or
+//! just exits), and the old one logs it and carries on.
+//!
+//! The new supervisor is a child of the old one until the old one exits; then the kernel reparents
+//! it (to init, or to the nearest subreaper: systemd). systemd follows it through `MAINPID=`, and a
+//! pid-file based manager through the rewritten pid file. A manager that watches its direct child
+//! (supervisord, a container's entry point, a shell) sees that child exit and must not be used with
+//! USR2: use HUP there, which replaces every shard with the binary on disk too.
+//!
+//! It owns both sides of the hand-over. It must not touch shards other than through the arbiter.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use socket2::Socket;
+use tracing::{error, info, warn};
+
+use super::Event;
+use super::arbiter::Arbiter;
+use super::notify::Notifier;
+use crate::handoff::{self, Inherited, UPGRADE_ENV, Upgrade};
+use crate::listener;
+
+/// What the new supervisor said, read by the old one when the report pipe closes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpgradeNews {
+    /// Its shards serve: hand over.
+    Ready,
+    /// It could not start, and says why.
+    Failed(String),
+    /// It exited without a word (a start-up error before it could report, or not a hitcore).
+    Gone,
+}
+
+impl Arbiter {
+    /// USR2 in the old supervisor: start the new one.
+    pub(super) fn begin_upgrade(&mut self) {
+        if self.stopping.is_some() {
+            return;
+        }
+        if let Some(pid) = self.upgrade {
+            warn!("USR2 ignored: the new supervisor (pid {pid}) has not reported yet");
+            return;
+        }
+        if !self.ready || self.reload.is_some() {
+            warn!("USR2 ignored: shards are still starting or being replaced; send it again once they serve");
+            return;
+        }
+        match self.start_new_supervisor() {
+            Ok(pid) => {
+                info!(
+                    "USR2: started a new supervisor (pid {pid}) from {}; it takes over once its shards serve",
+                    self.exe.display()
+                );
+                self.upgrade = Some(pid);
+            }
+            Err(e) => error!(
+                "USR2 failed: cannot start a new supervisor from {}: {e}; this one carries on",
+                self.exe.display()
+            ),
+        }
+    }
+
+    fn start_new_supervisor(&mut self) -> std::io::Result<i32> {
+        let events = self.events.clone().ok_or_else(|| std::io::Error::other("no event channel"))?;
+        let mut ends = [0; 2];
+        // SAFETY: pipe2 with a valid two-int array; both ends are owned below.
+        if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: both descriptors were just created and are owned by nothing else.
+        let (read, write) = unsafe { (File::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
+        let listeners: Vec<Inherited> = self
+            .procs
+            .iter()
+            .filter(|p| !p.life.retiring() && listener::is_listening(&p.listener))
+            .map(|p| Inherited { fd: p.listener.as_raw_fd(), addr: self.config.bind.to_string() })
+            .collect();
+        let upgrade =
+            Upgrade { version: handoff::VERSION, parent: std::process::id(), report_fd: write.as_raw_fd(), listeners };
+        let mut keep: Vec<RawFd> = upgrade.listeners.iter().map(|l| l.fd).collect();
+        keep.push(write.as_raw_fd());
+        let text = serde_json::to_string(&upgrade).map_err(std::io::Error::other)?;
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(std::env::args_os().skip(1)).env(UPGRADE_ENV, text).stdin(Stdio::null());
+        // SAFETY: only fcntl, async-signal-safe, between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                for &fd in &keep {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn()?;
+        drop(write);
+        std::thread::Builder::new().name("hitcore-upgrade".into()).spawn(move || {
+            let mut said = String::new();
+            let _ = (&read).read_to_string(&mut said);
+            let news = match said.trim_end() {
+                "READY" => UpgradeNews::Ready,
+                s => match s.strip_prefix("FAILED ") {
+                    Some(why) => UpgradeNews::Failed(why.to_string()),
+                    None => UpgradeNews::Gone,
+                },
+            };
+            let _ = events.send(Event::Upgrade(news));
+        })?;
+        Ok(child.id() as i32)
+    }
+
+    /// The new supervisor's report, in the old one.
+    pub(super) fn upgrade_news(&mut self, news: UpgradeNews) {
+        let Some(pid) = self.upgrade.take() else { return };
+        match news {
+            UpgradeNews::Ready => {
+                info!("USR2: the new supervisor (pid {pid}) serves; handing over and stopping this one's shards");
+                self.notify.main_pid(pid as u32);
+                // From now on the new supervisor speaks to systemd: no STOPPING=1 from here.
+                self.notify = Notifier::disabled();
+                self.begin_stop(true, 0);
+            }
+            UpgradeNews::Failed(why) => {
+                error!("USR2 failed: the new supervisor (pid {pid}) could not start: {why}; this one carries on")
+            }
+            UpgradeNews::Gone => error!(
+                "USR2 failed: the new supervisor (pid {pid}) exited before its shards served (its own lines say why); \
+                 this one carries on"
+            ),
+        }
+    }
+
+    /// In the new supervisor: its shards serve, so the old one may go.
+    pub(super) fn report_ready(&mut self) {
+        if let Some(handover) = self.handover.take() {
+            info!("Took over from the old supervisor (pid {})", handover.parent);
+            handover.report("READY");
+            self.notify.main_pid(std::process::id());
+        }
+    }
+
+    /// In the new supervisor: it gives up, so the old one carries on.
+    pub(super) fn report_failed(&mut self, why: &str) {
+        if let Some(handover) = self.handover.take() {
+            handover.report(&format!("FAILED {why}"));
+        }
+    }
+}
+
+/// The new supervisor's side of a USR2 hand-over.
+#[derive(Debug)]
+pub struct Handover {
+    /// The old supervisor.
+    pub parent: u32,
+    report: File,
+    /// The inherited listeners (their address is where the new shards listen).
+    pub listeners: Vec<Socket>,
+}
+
+impl Handover {
+    /// Reads `HITCORE_UPGRADE` (and removes it, so no child of ours sees it). `None` at a plain
+    /// start.
+    pub fn from_env() -> Option<Result<Handover, String>> {
+        let text = std::env::var_os(UPGRADE_ENV)?;
+        // SAFETY: called at start-up from the main thread, before any other thread of ours runs.
+        unsafe { std::env::remove_var(UPGRADE_ENV) };
+        let upgrade = match handoff::decode_upgrade(&text.to_string_lossy()) {
+            Ok(u) => u,
+            Err(e) => return Some(Err(e)),
+        };
+        let valid = |fd: RawFd| {
+            // SAFETY: F_GETFD only reads the descriptor's flags; a bad fd is an error, nothing more.
+            fd > 2 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0
+        };
+        if !valid(upgrade.report_fd) || upgrade.listeners.iter().any(|l| !valid(l.fd)) {
+            return Some(Err(format!("{UPGRADE_ENV} names descriptors this process did not inherit")));
+        }
+        // SAFETY: the old supervisor passed these descriptors to this process alone; each is owned
+        // once, here. `File`/`Socket` do not set close-on-exec, so it is set below: shards must not
+        // inherit them (the old supervisor waits for the report pipe to close).
+        let report = unsafe { File::from_raw_fd(upgrade.report_fd) };
+        // SAFETY: as above.
+        let listeners: Vec<Socket> = upgrade.listeners.iter().map(|l| unsafe { Socket::from_raw_fd(l.fd) }).collect();
+        for fd in std::iter::once(report.as_raw_fd()).chain(listeners.iter().map(AsRawFd::as_raw_fd)) {
+            // SAFETY: fcntl on a descriptor owned above.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+        Some(Ok(Handover { parent: upgrade.parent, report, listeners }))
+    }
+
+    /// Writes the report line and closes the pipe.
+    pub fn report(self, line: &str) {
+        let mut report = self.report;
+        let _ = report.write_all(format!("{line}\n").as_bytes());
+    }
+}
