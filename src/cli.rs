@@ -2,9 +2,10 @@
 //!
 //! It owns flag names, defaults, help text and every check that can be made before anything is
 //! bound or spawned. Each refusal names the flag it is about. It must not open sockets: the only
-//! outside facts it reads are the CPU affinity mask, name resolution (`--redis`, `-b`), the passwd
-//! and group databases (`-u`, `-g`), and the files a configuration names (`-c`, the Redis password
-//! file).
+//! outside facts it reads are the CPU affinity mask, name resolution for `-b` (never for
+//! `--redis`: shards resolve that at every connect), the passwd and group databases (`-u`, `-g`),
+//! and the files a configuration names (`-c`, the Redis password file, and the `--redis-tls-*`
+//! files, read once to refuse a bad one at start).
 //!
 //! Every flag lives in the one [`Cli`] struct; a new flag is one more field there and is at once
 //! settable from the environment (`HITCORE_<FLAG>`) and from the `-c` file ([`load`] derives both
@@ -13,7 +14,7 @@
 //! - [`load`]: the layers (command line > environment > file > defaults), and HUP's re-load.
 //! - [`file`]: the TOML file, checked key by key against the flags.
 //! - [`check`]: `--check-config`: the extra checks and the effective configuration, masked.
-//! - [`values`]: CPU lists, addresses, users and groups, seconds.
+//! - [`values`]: CPU lists, users and groups, file modes, seconds.
 
 pub mod check;
 pub mod file;
@@ -33,6 +34,7 @@ use crate::bind::Bind;
 use crate::config::Config;
 use crate::http::parse::{Limits, MAX_FIELD_SIZE, MAX_FIELDS, MAX_REQUEST_LINE};
 use crate::logging::{LogLevel, LogTarget};
+use crate::redis::tls::{self, TlsFiles};
 use crate::redis::url::{DEFAULT_URL, RedisTarget};
 
 /// hitcore: a thread-per-core HTTP hit counter on io_uring, backed by Redis.
@@ -70,8 +72,9 @@ pub struct Cli {
     #[arg(skip)]
     pub activated: Vec<Bind>,
 
-    /// Redis URL: redis://[user][:password]@host[:port][/db] or unix:///path?db=N&password=...
-    /// (also read from REDIS_URL)
+    /// Redis URL: redis://[user][:password]@host[:port][/db], rediss://... for TLS, or
+    /// unix:///path?db=N&password=... The host is resolved again at every reconnect (also read
+    /// from REDIS_URL)
     #[arg(long, hide_env_values = true, value_name = "URL", default_value = DEFAULT_URL)]
     pub redis: String,
 
@@ -79,6 +82,22 @@ pub struct Cli {
     /// environment [default: $CREDENTIALS_DIRECTORY/redis-password when systemd passes it]
     #[arg(long = "redis-password-file", value_name = "FILE")]
     pub redis_password_file: Option<PathBuf>,
+
+    /// rediss://: trust only the CA certificates in this PEM file [default: the system's roots]
+    #[arg(long = "redis-tls-ca", value_name = "FILE")]
+    pub redis_tls_ca: Option<PathBuf>,
+
+    /// rediss://: present this client certificate chain (PEM) for mutual TLS; needs --redis-tls-key
+    #[arg(long = "redis-tls-cert", value_name = "FILE", requires = "redis_tls_key")]
+    pub redis_tls_cert: Option<PathBuf>,
+
+    /// rediss://: the private key (PEM) of --redis-tls-cert
+    #[arg(long = "redis-tls-key", value_name = "FILE", requires = "redis_tls_cert")]
+    pub redis_tls_key: Option<PathBuf>,
+
+    /// rediss://: accept any server certificate (no verification; a WARNING says so at start)
+    #[arg(long = "redis-tls-insecure", conflicts_with = "redis_tls_ca")]
+    pub redis_tls_insecure: bool,
 
     /// The Redis key holding the counter
     #[arg(long, value_name = "NAME", default_value = "hit")]
@@ -141,6 +160,15 @@ pub struct Cli {
     #[arg(long = "redis-timeout", value_name = "SECS", value_parser = seconds, allow_negative_numbers = true, default_value = "1")]
     pub redis_timeout: Duration,
 
+    /// Replicas that must acknowledge each batch's increment (one WAIT per batch) before it is
+    /// answered 200; when fewer do within --wait-timeout, the batch is answered 503
+    #[arg(long = "wait-replicas", value_name = "N", default_value_t = 0)]
+    pub wait_replicas: u32,
+
+    /// Milliseconds each batch's WAIT may wait for --wait-replicas acknowledgements
+    #[arg(long = "wait-timeout", value_name = "MS", default_value_t = 50)]
+    pub wait_timeout: u64,
+
     /// Error log file, or - for stderr
     #[arg(long = "error-logfile", alias = "log-file", value_name = "FILE", default_value = "-")]
     pub error_logfile: String,
@@ -179,6 +207,74 @@ pub struct Cli {
     /// secrets masked, and exit: 0 if valid, 2 if not. Binds nothing and needs no Redis
     #[arg(long = "check-config")]
     pub check_config: bool,
+
+    /// Metrics, health checks and the access log's contents.
+    #[command(flatten)]
+    pub observe: ObserveFlags,
+}
+
+/// Observability flags, kept together (docs/observability.md).
+#[derive(Debug, clap::Args)]
+pub struct ObserveFlags {
+    /// Serve Prometheus metrics at http://ADDRESS/metrics from the supervisor [default: off]
+    #[arg(long = "metrics-bind", value_name = "ADDRESS")]
+    pub metrics_bind: Option<String>,
+
+    /// Path of the health check: 200 while this shard's Redis connection works, else 503; never counts
+    #[arg(long = "health-path", value_name = "PATH", default_value = crate::config::DEFAULT_HEALTH_PATH)]
+    pub health_path: String,
+
+    /// Access log line, in gunicorn's atoms (%(h)s, %(r)s, %({header}i)s, ...)
+    #[arg(long = "access-logformat", value_name = "FORMAT", default_value = crate::http::logformat::DEFAULT)]
+    pub access_logformat: String,
+
+    /// Proxies whose X-Forwarded-For names the client in the access log: addresses, networks, or *
+    #[arg(long = "forwarded-allow-ips", env = "FORWARDED_ALLOW_IPS", value_name = "LIST",
+          default_value = crate::http::forwarded::DEFAULT)]
+    pub forwarded_allow_ips: String,
+
+    /// Every connection starts with a PROXY protocol v1 or v2 header (from a load balancer);
+    /// connections without a valid one are closed
+    #[arg(long = "proxy-protocol")]
+    pub proxy_protocol: bool,
+}
+
+impl ObserveFlags {
+    fn into_observe(self) -> Result<crate::config::Observe, FlagError> {
+        let metrics_bind = match &self.metrics_bind {
+            None => None,
+            Some(text) => {
+                if !text.contains(':') {
+                    return Err(refuse("--metrics-bind", format!("'{text}' needs a port: HOST:PORT or :PORT")));
+                }
+                match Bind::parse(text).map_err(|m| refuse("--metrics-bind", m))? {
+                    Bind::Tcp(addr) => Some(addr),
+                    other => return Err(refuse("--metrics-bind", format!("{other}: a TCP address is needed"))),
+                }
+            }
+        };
+        let path = &self.health_path;
+        if !path.starts_with('/')
+            || path == "/"
+            || path.contains(['?', '#'])
+            || path.bytes().any(|b| b <= b' ' || b >= 0x7f)
+        {
+            return Err(refuse(
+                "--health-path",
+                format!("'{path}' must be a path such as /healthz: starting with /, not / itself, no query"),
+            ));
+        }
+        crate::http::logformat::Format::compile(&self.access_logformat).map_err(|m| refuse("--access-logformat", m))?;
+        crate::http::forwarded::Trust::parse(&self.forwarded_allow_ips)
+            .map_err(|m| refuse("--forwarded-allow-ips", m))?;
+        Ok(crate::config::Observe {
+            metrics_bind,
+            health_path: self.health_path,
+            access_log_format: self.access_logformat,
+            forwarded_allow_ips: self.forwarded_allow_ips,
+            proxy_protocol: self.proxy_protocol,
+        })
+    }
 }
 
 /// The systemd credential `--redis-password-file` defaults to: `LoadCredential=redis-password:…`.
@@ -251,6 +347,20 @@ impl Cli {
         if let Some(password) = redis_password(self.redis_password_file.as_deref(), redis.password.is_some())? {
             redis.password = Some(password);
         }
+        let redis_tls = TlsFiles {
+            ca: self.redis_tls_ca,
+            cert: self.redis_tls_cert,
+            key: self.redis_tls_key,
+            insecure: self.redis_tls_insecure,
+        };
+        if redis.tls() {
+            // Read now so that a missing or unreadable file stops the start, naming it; every
+            // shard reads the files again when it connects.
+            tls::client_config(&redis_tls).map_err(|e| refuse(e.flag(), e.to_string()))?;
+        } else if redis_tls != TlsFiles::default() {
+            let flag = if redis_tls.insecure { "--redis-tls-insecure" } else { "--redis-tls-ca" };
+            return Err(refuse(flag, "the --redis-tls-* flags apply to rediss:// URLs only"));
+        }
         if self.key.is_empty() {
             return Err(refuse("--key", "the key must not be empty"));
         }
@@ -278,6 +388,19 @@ impl Cli {
         if self.redis_timeout.is_zero() {
             return Err(refuse("--redis-timeout", "must be more than 0"));
         }
+        let wait_timeout = Duration::from_millis(self.wait_timeout);
+        if self.wait_timeout == 0 {
+            return Err(refuse("--wait-timeout", "must be at least 1 ms (WAIT with 0 waits forever)"));
+        }
+        if self.wait_replicas > 0 && wait_timeout >= self.redis_timeout {
+            return Err(refuse(
+                "--wait-timeout",
+                format!(
+                    "{} ms is not shorter than --redis-timeout ({:?}): every batch would time out before its WAIT answers",
+                    self.wait_timeout, self.redis_timeout
+                ),
+            ));
+        }
         let user = self.user.as_deref().map(lookup_user).transpose().map_err(|m| refuse("--user", m))?;
         let group = match (self.group.as_deref(), user) {
             (Some(g), _) => Some(lookup_group(g).map_err(|m| refuse("--group", m))?),
@@ -287,6 +410,7 @@ impl Cli {
             }
             (None, None) => None,
         };
+        let observe = self.observe.into_observe()?;
         let log_target = |s: &str, dash: LogTarget| if s == "-" { dash } else { LogTarget::File(PathBuf::from(s)) };
         Ok(Config {
             cpus,
@@ -296,6 +420,9 @@ impl Cli {
             binds,
             bind_mode: self.bind_mode,
             redis,
+            redis_tls,
+            wait_replicas: self.wait_replicas,
+            wait_timeout,
             key: self.key,
             keep_alive: self.keep_alive,
             header_timeout: self.header_timeout,
@@ -314,6 +441,7 @@ impl Cli {
             pidfile: self.pidfile,
             user: user.map(|(uid, _)| uid),
             group,
+            observe,
         })
     }
 }

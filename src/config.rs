@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::bind::Bind;
 use crate::http::parse::Limits;
 use crate::logging::{LogLevel, LogTarget};
+use crate::redis::tls::TlsFiles;
 use crate::redis::url::RedisTarget;
 
 /// Everything a supervisor or shard needs to run.
@@ -37,6 +38,17 @@ pub struct Config {
     pub bind_mode: Option<u32>,
     /// Redis, resolved (`--redis` / `REDIS_URL`).
     pub redis: RedisTarget,
+    /// `--redis-tls-ca`, `--redis-tls-cert`, `--redis-tls-key`, `--redis-tls-insecure`, for
+    /// `rediss://` (absent from a previous release's hand-off: no TLS files).
+    #[serde(default)]
+    pub redis_tls: TlsFiles,
+    /// `--wait-replicas`: replicas that must acknowledge each batch before it is answered 200
+    /// (default 0: no WAIT).
+    #[serde(default)]
+    pub wait_replicas: u32,
+    /// `--wait-timeout`: how long each batch's WAIT may wait (default 50 ms).
+    #[serde(default = "default_wait_timeout")]
+    pub wait_timeout: Duration,
     /// The counter key (`--key`, default `hit`).
     pub key: String,
     /// How long an idle keep-alive connection waits for the next request; zero disables keep-alive
@@ -81,11 +93,52 @@ pub struct Config {
     pub user: Option<u32>,
     /// `-g/--group`: the gid shards run as.
     pub group: Option<u32>,
+    /// Metrics, health checks and what the access log says (absent from an older supervisor's
+    /// hand-off: the defaults then apply).
+    #[serde(default)]
+    pub observe: Observe,
 }
+
+/// Observability settings: `--metrics-bind`, `--health-path`, `--access-logformat`,
+/// `--forwarded-allow-ips`, `--proxy-protocol`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Observe {
+    /// Where the supervisor serves `/metrics`, if anywhere (`--metrics-bind`, default off).
+    pub metrics_bind: Option<SocketAddr>,
+    /// The health check's path (`--health-path`, default `/healthz`).
+    pub health_path: String,
+    /// The access log's line, in gunicorn's atoms (`--access-logformat`).
+    pub access_log_format: String,
+    /// Peers whose `X-Forwarded-For` names the client (`--forwarded-allow-ips`).
+    pub forwarded_allow_ips: String,
+    /// Every connection starts with a PROXY protocol v1/v2 header (`--proxy-protocol`).
+    pub proxy_protocol: bool,
+}
+
+impl Default for Observe {
+    fn default() -> Self {
+        Observe {
+            metrics_bind: None,
+            health_path: DEFAULT_HEALTH_PATH.into(),
+            access_log_format: crate::http::logformat::DEFAULT.into(),
+            forwarded_allow_ips: crate::http::forwarded::DEFAULT.into(),
+            proxy_protocol: false,
+        }
+    }
+}
+
+/// `--health-path`'s default.
+pub const DEFAULT_HEALTH_PATH: &str = "/healthz";
 
 /// `--evict-after`'s default, for a hand-off from a supervisor older than the flag (src/handoff.rs).
 fn default_evict_after() -> Duration {
     Duration::from_millis(100)
+}
+
+/// `--wait-timeout`'s default.
+pub fn default_wait_timeout() -> Duration {
+    Duration::from_millis(50)
 }
 
 impl Config {
@@ -118,6 +171,7 @@ impl Config {
             ("--pid", new.pidfile != self.pidfile),
             ("--error-logfile", new.error_log != self.error_log),
             ("--timeout", new.timeout != self.timeout),
+            ("--metrics-bind", new.observe.metrics_bind != self.observe.metrics_bind),
         ];
         kept.extend(checks.iter().filter(|(_, changed)| *changed).map(|(flag, _)| *flag));
         let config = Config {
@@ -135,6 +189,9 @@ impl Config {
             timeout: self.timeout,
             ..new
         };
+        // The supervisor's /metrics listener is opened once, at start-up.
+        let mut config = config;
+        config.observe.metrics_bind = self.observe.metrics_bind;
         (config, kept)
     }
 
@@ -148,9 +205,12 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
+    use super::*;
     use crate::cli::Invocation;
 
-    fn load(args: &[&str]) -> super::Config {
+    fn load(args: &[&str]) -> Config {
         let mut all = vec!["hitcore", "-w", "1"];
         all.extend_from_slice(args);
         Invocation::new(all).load().unwrap().config
@@ -171,5 +231,22 @@ mod tests {
         let moved = load(&["-b", "127.0.0.1:9"]);
         let (config, kept) = old.for_reload(moved);
         assert_eq!((config.bind, kept), ("127.0.0.1:4321".parse().unwrap(), vec!["--bind"]));
+    }
+
+    #[test]
+    fn an_older_hand_off_without_observe_decodes_with_defaults() {
+        let config = crate::cli::Cli::try_parse_from(["hitcore", "-w", "1", "--redis", "redis://127.0.0.1:1"])
+            .unwrap()
+            .into_config()
+            .unwrap();
+        let mut json: serde_json::Value = serde_json::to_value(&config).unwrap();
+        json.as_object_mut().unwrap().remove("observe");
+        let old: Config = serde_json::from_value(json).unwrap();
+        assert_eq!(old.observe, Observe::default());
+        assert_eq!(old.observe.health_path, "/healthz");
+        // A partial block (a release with fewer fields) fills in the rest.
+        let partial: Observe = serde_json::from_str(r#"{"proxy_protocol": true}"#).unwrap();
+        assert!(partial.proxy_protocol);
+        assert_eq!(partial.access_log_format, crate::http::logformat::DEFAULT);
     }
 }

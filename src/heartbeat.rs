@@ -5,6 +5,10 @@
 //! stops exactly when the executor stops turning; the supervisor's watchdog reads it. This module
 //! must not hold anything but atomics in shared memory: no pointers, no locks, nothing a crashed
 //! shard could leave half-written in a way that matters.
+//!
+//! After the slots the region holds one block of [`METRICS_WORDS`] atomic words per slot, which the
+//! shard in the slot counts into (their meaning belongs to `metrics::shm`). A region made by an
+//! older supervisor has no such blocks: [`Heartbeats::metrics_words`] then answers `None`.
 
 use std::fs::File;
 use std::io;
@@ -16,6 +20,15 @@ use memmap2::{MmapMut, MmapOptions};
 /// Slots in the region: shard processes that can exist at once, counting replacements booting
 /// beside the shards they replace (HUP) and shards being retired.
 pub const SLOTS: usize = 1024;
+
+/// Atomic words of metrics per slot, after the heartbeat slots (1 KiB each; the memfd's pages are
+/// only backed once a shard in that slot writes them).
+pub const METRICS_WORDS: usize = 128;
+
+/// The heartbeat slots alone: all an older supervisor's region holds.
+const HEARTBEAT_BYTES: usize = SLOTS * size_of::<Slot>();
+/// The whole region this release creates.
+const REGION_BYTES: usize = HEARTBEAT_BYTES + SLOTS * METRICS_WORDS * size_of::<AtomicU64>();
 
 /// A slot's lifecycle, in [`Slot::state`].
 pub mod state {
@@ -74,7 +87,7 @@ impl Heartbeats {
         }
         // SAFETY: fd was just created and is owned by nobody else.
         let file = unsafe { File::from_raw_fd(fd) };
-        file.set_len((SLOTS * size_of::<Slot>()) as u64)?;
+        file.set_len(REGION_BYTES as u64)?;
         Self::map(file)
     }
 
@@ -89,10 +102,12 @@ impl Heartbeats {
     }
 
     fn map(file: File) -> io::Result<Heartbeats> {
-        let len = SLOTS * size_of::<Slot>();
-        if file.metadata()?.len() < len as u64 {
+        let size = file.metadata()?.len();
+        if size < HEARTBEAT_BYTES as u64 {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "heartbeat region too small"));
         }
+        // An older supervisor's region ends after the slots; this release's carries metrics too.
+        let len = if size >= REGION_BYTES as u64 { REGION_BYTES } else { HEARTBEAT_BYTES };
         // SAFETY: the memfd is ours, sized above, and only ever accessed through atomics.
         let map = unsafe { MmapOptions::new().len(len).map_mut(&file)? };
         Ok(Heartbeats { file, map })
@@ -112,6 +127,21 @@ impl Heartbeats {
         // SAFETY: the map is page-aligned (so 64-byte aligned), SLOTS slots long, zero-initialised
         // (a valid bit pattern for atomics), and lives as long as `self`.
         unsafe { &*(self.map.as_ptr() as *const Slot).add(i) }
+    }
+
+    /// Slot `i`'s metrics words, or `None` when the region (an older supervisor's) has none.
+    ///
+    /// # Panics
+    /// If `i >= SLOTS`.
+    pub fn metrics_words(&self, i: usize) -> Option<&[AtomicU64; METRICS_WORDS]> {
+        assert!(i < SLOTS, "metrics slot {i} out of range");
+        if self.map.len() < REGION_BYTES {
+            return None;
+        }
+        // SAFETY: the map is REGION_BYTES long (checked above), page-aligned, zero-initialised
+        // (valid atomics) and lives as long as `self`; block `i` starts at a multiple of 8 bytes
+        // after the slots and ends within the map.
+        Some(unsafe { &*(self.map.as_ptr().add(HEARTBEAT_BYTES) as *const [AtomicU64; METRICS_WORDS]).add(i) })
     }
 }
 
@@ -141,5 +171,19 @@ mod tests {
         assert_eq!(other.slot(3).state.load(Ordering::Relaxed), state::BOOTED);
         assert!(other.slot(3).age_ns() < 1_000_000_000);
         assert_eq!(other.slot(4).beat_ns.load(Ordering::Relaxed), 0);
+        hb.metrics_words(SLOTS - 1).unwrap()[METRICS_WORDS - 1].store(7, Ordering::Relaxed);
+        assert_eq!(other.metrics_words(SLOTS - 1).unwrap()[METRICS_WORDS - 1].load(Ordering::Relaxed), 7);
+    }
+
+    #[test]
+    fn an_older_supervisors_region_has_no_metrics() {
+        let hb = Heartbeats::create().unwrap();
+        hb.file.set_len(HEARTBEAT_BYTES as u64).unwrap();
+        // SAFETY: dup of a memfd this test owns.
+        let dup = unsafe { libc::dup(hb.fd()) };
+        // SAFETY: `dup` is a fresh descriptor of the heartbeat memfd, owned by nothing else.
+        let old = unsafe { Heartbeats::attach(dup) }.unwrap();
+        assert!(old.metrics_words(0).is_none());
+        old.slot(0).beat();
     }
 }

@@ -14,10 +14,12 @@
 //! - [`supervisor`]: the arbiter: listeners, shard processes, watchdog, signals, pid file.
 //! - [`listener`]: SO_REUSEPORT listening sockets, identical options on all.
 //! - [`heartbeat`]: the shared-memory heartbeat slots, the only cross-process state.
+//! - [`metrics`]: per-shard counters in the heartbeat region, summed and served by the supervisor.
 //! - [`shard`]: one shard process: executor, accept loop, housekeeping tick, stopping.
 //! - [`http`]: request parsing (`parse/`: heads, bodies), statuses and responses, the context a
 //!   connection is handed by its shard, the per-connection loop and registry (`conn/`), the access log.
-//! - [`redis`]: Redis URLs, RESP, the pipelined coalescing connection.
+//! - [`redis`]: Redis URLs, RESP, the coalescing queue, the connect path (discovery, TLS, ROLE),
+//!   the pipelined connection task.
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
 
 #![warn(missing_docs, missing_debug_implementations)]
@@ -31,6 +33,7 @@ pub mod heartbeat;
 pub mod http;
 pub mod listener;
 pub mod logging;
+pub mod metrics;
 pub mod redis;
 pub mod shard;
 pub mod supervisor;

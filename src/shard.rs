@@ -25,14 +25,17 @@ use glommio::{LocalExecutorBuilder, Placement};
 use socket2::SockRef;
 use tracing::{debug, error, info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, Observe};
 use crate::handoff::Spec;
 use crate::heartbeat::{Heartbeats, state};
 use crate::http::access::AccessLog;
 use crate::http::conn::registry::{EVICT_RECHECK, Eviction};
 use crate::http::conn::{self, MAX_PIPELINE};
-use crate::http::context::{self, Context};
-use crate::logging::{self, Sink};
+use crate::http::context::{self, Context, Observing};
+use crate::http::forwarded::Trust;
+use crate::http::logformat::Format;
+use crate::logging::{self, LogTarget, Sink};
+use crate::metrics::shm::Meter;
 use crate::redis::client::{Redis, Settings};
 
 /// Exit status of a shard that could not boot; the supervisor halts instead of restarting it
@@ -165,28 +168,30 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
     // SAFETY: the supervisor passed this listening socket to this process; nothing else here owns it.
     // Owned here so it closes when the shard is done; the accept loop uses the raw descriptor.
     let _listener = unsafe { OwnedFd::from_raw_fd(spec.listen_fd) };
-    let heartbeats = Rc::new(heartbeats);
+    // Mapped for the life of the process: the metrics meter writes into it from everywhere.
+    let heartbeats: &'static Heartbeats = Box::leak(Box::new(heartbeats));
     let slot = spec.slot;
     heartbeats.slot(slot).beat();
     let access = match &spec.config.access_log {
-        Some(target) => match Sink::open(target) {
-            Ok(sink) => Some(AccessLog::new(sink)),
+        Some(target) => match open_access_log(target, &spec.config.observe) {
+            Ok(log) => Some(log),
             Err(e) => {
-                error!("Worker failed to boot: cannot open the access log: {e}");
+                error!("Worker failed to boot: {e}");
                 return BOOT_ERROR;
             }
         },
         None => None,
     };
-    let redis = Redis::start(Settings {
-        target: spec.config.redis.clone(),
-        key: spec.config.key.clone(),
-        coalesce: spec.config.coalesce,
-        timeout: spec.config.redis_timeout,
-        // Every connection with a full batch waiting; beyond it requests get 503 rather than queue.
-        max_pending: (spec.config.worker_connections * MAX_PIPELINE) as u64,
-        shard: spec.index,
-    });
+    // Under an older supervisor the region has no metrics blocks: count into a private one.
+    let meter = heartbeats.metrics_words(slot).map_or_else(Meter::detached, |words| Meter::attach(words, spec.index));
+    let observing = Observing {
+        meter,
+        health_path: spec.config.observe.health_path.as_str().into(),
+        proxy_protocol: spec.config.observe.proxy_protocol,
+    };
+    // Every connection with a full batch waiting; beyond it requests get 503 rather than queue.
+    let max_pending = (spec.config.worker_connections * MAX_PIPELINE) as u64;
+    let redis = Redis::start(Settings::from_config(&spec.config, spec.index, max_pending));
     let settings = context::Settings {
         limits: spec.config.limits,
         keep_alive: spec.config.keep_alive,
@@ -194,7 +199,7 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
         write_timeout: spec.config.write_timeout,
     };
     let shard = Rc::new(Shard {
-        ctx: Rc::new(Context::new(settings, redis, access)),
+        ctx: Rc::new(Context::new(settings, redis, access, observing)),
         evicted: Cell::new(0),
         evictions_reported: Cell::new(None),
         config: spec.config.clone(),
@@ -207,8 +212,7 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
     } else {
         (spec.config.timeout / 4).clamp(Duration::from_millis(5), TICK)
     };
-    glommio::spawn_local(housekeeping(shard.clone(), heartbeats.clone(), slot, signals, stop.clone(), tick_every))
-        .detach();
+    glommio::spawn_local(housekeeping(shard.clone(), heartbeats, slot, signals, stop.clone(), tick_every)).detach();
     shard.ctx.redis.first_attempt().await;
     // A replacement's listener arrives bound but not listening: it joins the reuseport group only
     // now that this shard can accept (docs/supervisor.md, "Failed reloads").
@@ -247,7 +251,7 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
     if let Some(log) = &shard.ctx.access {
         log.flush();
     }
-    publish_stats(&shard, &heartbeats, slot);
+    publish_stats(&shard, heartbeats, slot);
     let counters = &shard.ctx.counters;
     info!(
         "Shard {} served {} requests on {} connections",
@@ -393,6 +397,7 @@ fn evict_longest_waiting(shard: &Shard) -> Eviction {
     let eviction = shard.ctx.registry.evict_longest_waiting(shard.config.evict_after, Instant::now());
     if eviction == Eviction::Done {
         shard.evicted.set(shard.evicted.get() + 1);
+        shard.ctx.observing.meter.evicted();
     }
     eviction
 }
@@ -440,7 +445,7 @@ fn spawn_connection(
 /// The shard's heartbeat and chores, on its own executor so it stops exactly when the executor does.
 async fn housekeeping(
     shard: Rc<Shard>,
-    heartbeats: Rc<Heartbeats>,
+    heartbeats: &'static Heartbeats,
     slot: usize,
     signals: Signals,
     stop: Rc<StopSignal>,
@@ -453,7 +458,7 @@ async fn housekeeping(
             log.refresh();
             log.flush();
         }
-        publish_stats(&shard, &heartbeats, slot);
+        publish_stats(&shard, heartbeats, slot);
         report_evictions(&shard);
         if signals.usr1.swap(false, Ordering::Relaxed) {
             info!("Reopening log files");
@@ -495,6 +500,14 @@ fn publish_stats(shard: &Shard, heartbeats: &Heartbeats, slot: usize) {
     let s = heartbeats.slot(slot);
     s.requests.store(shard.ctx.counters.requests.get(), Ordering::Relaxed);
     s.connections.store(shard.ctx.counters.connections.get(), Ordering::Relaxed);
+}
+
+/// Opens the access log with its format and forwarded-allow list (both checked at start already).
+fn open_access_log(target: &LogTarget, observe: &Observe) -> Result<AccessLog, String> {
+    let format = Format::compile(&observe.access_log_format).map_err(|e| format!("--access-logformat: {e}"))?;
+    let trust = Trust::parse(&observe.forwarded_allow_ips).map_err(|e| format!("--forwarded-allow-ips: {e}"))?;
+    let sink = Sink::open(target).map_err(|e| format!("cannot open the access log: {e}"))?;
+    Ok(AccessLog::new(sink, format, trust))
 }
 
 /// Sets the thread/process name shown by `ps -o comm` and `top` (15 bytes at most).

@@ -88,12 +88,14 @@ class RedisServer:
 
     `binary` and `env` run another redis-server than the one on PATH (bench/device/run16: the
     bundle's, with LD_LIBRARY_PATH to its libraries); `workdir` is its --dir (default: the cwd),
-    where it would write files (it writes none: no persistence)."""
+    where it would write files (it writes none: no persistence). `port` and `password` start it
+    again where an earlier one was (bench/observe's Redis restart), logging to `log_name`."""
 
     def __init__(self, log_dir: Path, cpus: str | None = None, *, binary: str = "redis-server",
-                 env: dict | None = None, workdir: Path | None = None):
-        self.port = free_port()
-        self.password = secrets.token_hex(12)
+                 env: dict | None = None, workdir: Path | None = None, port: int | None = None,
+                 password: str | None = None, log_name: str = "redis-server.log"):
+        self.port = port or free_port()
+        self.password = password or secrets.token_hex(12)
         argv = [
             binary, "--bind", "127.0.0.1", "--port", str(self.port),
             "--requirepass", self.password, "--save", "", "--appendonly", "no",
@@ -103,7 +105,7 @@ class RedisServer:
             argv += ["--dir", str(workdir)]
         if cpus:
             argv = ["taskset", "-c", cpus] + argv
-        self.service = procs.Service("redis-server", argv, log_dir / "redis-server.log", env=env)
+        self.service = procs.Service("redis-server", argv, log_dir / log_name, env=env)
 
     @property
     def url(self) -> str:

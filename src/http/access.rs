@@ -1,16 +1,22 @@
-//! The access log: gunicorn's default line, buffered per shard.
+//! The access log: one line per response in `--access-logformat` (gunicorn's atoms; gunicorn's
+//! default line unless told otherwise), buffered per shard.
 //!
 //! `%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"`, i.e.
 //! `127.0.0.1 - - [26/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 3 "-" "curl/8.0"`.
-//! It owns the line format and the shard's buffer, flushed by the shard's tick or when it grows
-//! large, so that logging costs one write per flush instead of one per request. Everything taken
-//! from the request is escaped. It must not be on the path at all when the access log is off.
+//! It owns the shard's buffer, flushed by the shard's tick or when it grows large, so that logging
+//! costs one write per flush instead of one per request and never waits on the disk per request;
+//! what the request head must yield for the format ([`Head`]); and the client address rule
+//! (PROXY protocol source, then `--forwarded-allow-ips`). The format itself is `logformat`'s.
+//! Everything taken from the request is escaped. It must not be on the path at all when the access
+//! log is off.
 
 use std::cell::RefCell;
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use super::forwarded::Trust;
+use super::logformat::{FORWARDED_FOR, Fields, Format};
 use crate::logging::{Sink, escape_into};
 
 /// Flush once the buffer holds this much, without waiting for the tick.
@@ -21,53 +27,72 @@ const FLUSH_AT: usize = 32 * 1024;
 pub struct Head {
     /// The request line, escaped.
     line: String,
-    /// `Referer`, escaped, or `-`.
-    referer: String,
-    /// `User-Agent`, escaped, or `-`.
-    agent: String,
+    /// The headers the format needs, escaped, in `Format::request_headers` order.
+    headers: Vec<Option<String>>,
 }
 
 impl Head {
-    /// Captures from a complete, already validated head.
-    pub fn capture(head: &[u8]) -> Head {
+    /// Captures, from a complete and already validated head, the request line and the values of
+    /// `names` (lower-case; the last of repeated headers wins, as in gunicorn).
+    fn capture_named(head: &[u8], names: &[String]) -> Head {
         let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
-        let mut out = Head::default();
+        let mut out = Head { line: String::new(), headers: vec![None; names.len()] };
         if let Some(first) = lines.by_ref().find(|l| !l.is_empty()) {
             escape_into(&mut out.line, first);
         }
         for line in lines {
             let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
             let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
-            if name.eq_ignore_ascii_case(b"referer") {
-                escape_into(&mut out.referer, value);
-            } else if name.eq_ignore_ascii_case(b"user-agent") {
-                escape_into(&mut out.agent, value);
-            }
-        }
-        for field in [&mut out.referer, &mut out.agent] {
-            if field.is_empty() {
-                field.push('-');
+            if let Some(i) = names.iter().position(|n| name.eq_ignore_ascii_case(n.as_bytes())) {
+                let mut v = String::new();
+                escape_into(&mut v, value);
+                out.headers[i] = Some(v);
             }
         }
         out
     }
 }
 
+/// One response, as the access log sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    /// The TCP peer, or the source a PROXY protocol header named (which `--forwarded-allow-ips`
+    /// then judges like a peer).
+    pub peer: Option<IpAddr>,
+    /// The request's captured head, if it got that far.
+    pub head: Option<&'a Head>,
+    /// The status sent.
+    pub status: u16,
+    /// Body bytes sent, `None` when none were.
+    pub body: Option<usize>,
+    /// The response's bytes, for `{header}o` atoms (may be empty when the format has none).
+    pub response: &'a [u8],
+    /// From the complete request to its answer.
+    pub elapsed: Duration,
+}
+
 /// One shard's access log.
 #[derive(Debug)]
 pub struct AccessLog {
     sink: Arc<Sink>,
+    format: Format,
+    trust: Trust,
     buf: RefCell<String>,
     /// `[%d/%b/%Y:%H:%M:%S %z]`, re-rendered by [`AccessLog::refresh`].
     time: RefCell<String>,
 }
 
 impl AccessLog {
-    /// An access log writing to `sink`.
-    pub fn new(sink: Arc<Sink>) -> AccessLog {
-        let log = AccessLog { sink, buf: RefCell::default(), time: RefCell::default() };
+    /// An access log writing `format` lines to `sink`, taking `X-Forwarded-For` from `trust`ed peers.
+    pub fn new(sink: Arc<Sink>, format: Format, trust: Trust) -> AccessLog {
+        let log = AccessLog { sink, format, trust, buf: RefCell::default(), time: RefCell::default() };
         log.refresh();
         log
+    }
+
+    /// Captures what this log's format needs from a complete, validated request head.
+    pub fn capture(&self, head: &[u8]) -> Head {
+        Head::capture_named(head, self.format.request_headers())
     }
 
     /// Re-renders the timestamp (called by the shard's tick).
@@ -75,19 +100,26 @@ impl AccessLog {
         *self.time.borrow_mut() = chrono::Local::now().format("[%d/%b/%Y:%H:%M:%S %z]").to_string();
     }
 
-    /// Appends one line; `body` is `None` when no body was sent (logged as `-`).
-    pub fn record(&self, peer: Option<IpAddr>, head: Option<&Head>, status: u16, body: Option<usize>) {
+    /// Appends one line for `r`.
+    pub fn log(&self, r: &Record<'_>) {
+        let forwarded_for = r.head.and_then(|h| h.headers.get(FORWARDED_FOR)).and_then(|v| v.as_deref());
+        let remote = match r.peer {
+            Some(peer) => self.trust.client(peer, forwarded_for).to_string(),
+            None => "-".to_string(),
+        };
+        let time = self.time.borrow();
+        let fields = Fields {
+            remote: &remote,
+            time: &time,
+            line: r.head.map(|h| h.line.as_str()),
+            headers: r.head.map_or(&[], |h| h.headers.as_slice()),
+            status: r.status,
+            body: r.body,
+            response: r.response,
+            elapsed: r.elapsed,
+        };
         let mut buf = self.buf.borrow_mut();
-        let peer = peer.map_or_else(|| "-".to_string(), |p| p.to_string());
-        let (line, referer, agent) = head.map_or(("-", "-", "-"), |h| (&h.line, &h.referer, &h.agent));
-        let _ = write!(buf, "{peer} - - {} \"{line}\" {status} ", self.time.borrow());
-        match body {
-            Some(n) => {
-                let _ = write!(buf, "{n}");
-            }
-            None => buf.push('-'),
-        }
-        let _ = writeln!(buf, " \"{referer}\" \"{agent}\"");
+        self.format.render(&mut buf, &fields);
         if buf.len() >= FLUSH_AT {
             drop(buf);
             self.flush();
@@ -120,9 +152,21 @@ mod tests {
 
     #[test]
     fn capture_escapes_and_defaults() {
-        let h = Head::capture(b"GET /\"x HTTP/1.1\r\nHost: a\r\nUser-Agent: ab/2.3\x1b\r\n\r\n");
+        let format = Format::compile(crate::http::logformat::DEFAULT).unwrap();
+        let head = b"GET /\"x HTTP/1.1\r\nHost: a\r\nUser-Agent: ab/2.3\x1b\r\n\r\n";
+        let h = Head::capture_named(head, format.request_headers());
         assert_eq!(h.line, "GET /\\\"x HTTP/1.1");
-        assert_eq!(h.agent, "ab/2.3\\x1b");
-        assert_eq!(h.referer, "-");
+        assert_eq!(h.headers[1].as_deref(), Some("ab/2.3\\x1b"));
+        assert_eq!(h.headers[0], None);
+    }
+
+    #[test]
+    fn capture_takes_the_formats_headers() {
+        let format = Format::compile("%({X-Request-Id}i)s").unwrap();
+        let h = Head::capture_named(
+            b"GET / HTTP/1.1\r\nx-request-id: a\r\nX-Request-ID: b\r\n\r\n",
+            format.request_headers(),
+        );
+        assert_eq!(h.headers.last().unwrap().as_deref(), Some("b"), "the last one wins, as in gunicorn");
     }
 }

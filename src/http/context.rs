@@ -3,9 +3,10 @@
 //! The shard builds one [`Context`] and every connection task gets an `Rc` of it, the way hyper's
 //! protocol code is given a service and mini-redis's `Handler` gets only what it uses: the HTTP
 //! settings, the Redis handle, the cached `Date`, the access log, the connection registry, the
-//! shard's counters and its draining flag, and the two shared buffers. It must not name the shard,
-//! its listener, its signals or the supervisor: the connection code stays testable on its own and the
-//! shard can change how it accepts without touching it.
+//! shard's counters and metrics slot, the health path and PROXY setting, its draining flag, and the
+//! two shared buffers. It must not name the shard, its listener, its signals or the supervisor: the
+//! connection code stays testable on its own and the shard can change how it accepts without
+//! touching it.
 
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
@@ -14,6 +15,7 @@ use super::access::AccessLog;
 use super::conn::registry::Registry;
 use super::parse::Limits;
 use super::response::HttpDate;
+use crate::metrics::shm::Meter;
 use crate::redis::client::Redis;
 
 /// Bytes read per `recv` into the shared scratch buffer.
@@ -48,6 +50,27 @@ impl Counters {
     }
 }
 
+/// What connections report and answer about the shard itself: metrics, health, the PROXY header.
+#[derive(Debug)]
+pub struct Observing {
+    /// The shard's metrics slot.
+    pub meter: Meter,
+    /// `--health-path`.
+    pub health_path: Box<str>,
+    /// `--proxy-protocol`: every connection starts with a PROXY header.
+    pub proxy_protocol: bool,
+}
+
+impl Default for Observing {
+    fn default() -> Self {
+        Observing {
+            meter: Meter::detached(),
+            health_path: crate::config::DEFAULT_HEALTH_PATH.into(),
+            proxy_protocol: false,
+        }
+    }
+}
+
 /// Everything a connection needs from its shard.
 #[derive(Debug)]
 pub struct Context {
@@ -63,6 +86,8 @@ pub struct Context {
     pub registry: Registry,
     /// What the shard reports.
     pub counters: Counters,
+    /// Metrics, health check and PROXY protocol settings.
+    pub observing: Observing,
     /// Set on a graceful stop: answers carry `Connection: close` and idle connections close.
     pub draining: Cell<bool>,
     /// Every read lands here first; a connection keeps only what it cannot consume at once.
@@ -77,7 +102,8 @@ pub struct Context {
 
 impl Context {
     /// A context for a shard's connections.
-    pub fn new(settings: Settings, redis: Redis, access: Option<AccessLog>) -> Context {
+    pub fn new(settings: Settings, redis: Redis, access: Option<AccessLog>, observing: Observing) -> Context {
+        redis.set_meter(observing.meter);
         Context {
             settings,
             redis,
@@ -85,6 +111,7 @@ impl Context {
             access,
             registry: Registry::default(),
             counters: Counters::default(),
+            observing,
             draining: Cell::new(false),
             scratch: RefCell::new(vec![0; SCRATCH]),
             output: RefCell::new(Vec::with_capacity(SCRATCH)),

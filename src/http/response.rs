@@ -43,13 +43,17 @@ pub enum Answer {
     RedisError,
     /// The request could not be parsed or framed.
     Rejected(ParseError),
+    /// The health check (`--health-path`): 200 `OK`, or 503 with `Retry-After: 1` and the one-line
+    /// reason as the body.
+    Health(Result<(), &'static str>),
 }
 
 impl Answer {
     /// The status this answer is sent with.
     pub fn status(&self) -> Status {
         match self {
-            Answer::Count(_) | Answer::Head | Answer::Options => Status::Ok,
+            Answer::Count(_) | Answer::Head | Answer::Options | Answer::Health(Ok(())) => Status::Ok,
+            Answer::Health(Err(_)) => Status::ServiceUnavailable,
             Answer::NotFound => Status::NotFound,
             Answer::MethodNotAllowed => Status::MethodNotAllowed,
             Answer::Unavailable => Status::ServiceUnavailable,
@@ -77,7 +81,10 @@ pub fn write(out: &mut Vec<u8>, answer: Answer, persist: Persist, head_only: boo
             out.extend_from_slice(ALLOW.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        Answer::Unavailable => out.extend_from_slice(b"Retry-After: 1\r\nCache-Control: no-store\r\n"),
+        Answer::Unavailable | Answer::Health(Err(_)) => {
+            out.extend_from_slice(b"Retry-After: 1\r\nCache-Control: no-store\r\n")
+        }
+        Answer::Health(Ok(())) => out.extend_from_slice(b"Cache-Control: no-store\r\n"),
         _ => {}
     }
     let mut digits = itoa::Buffer::new();
@@ -85,6 +92,17 @@ pub fn write(out: &mut Vec<u8>, answer: Answer, persist: Persist, head_only: boo
         Answer::Count(v) => {
             out.extend_from_slice(b"Cache-Control: no-store\r\n");
             digits.format(v).as_bytes()
+        }
+        Answer::Health(Ok(())) => b"OK\n",
+        Answer::Health(Err(reason)) => {
+            out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: ");
+            out.extend_from_slice(digits.format(reason.len() + 1).as_bytes());
+            out.extend_from_slice(b"\r\n\r\n");
+            if !head_only {
+                out.extend_from_slice(reason.as_bytes());
+                out.push(b'\n');
+            }
+            return reason.len() + 1;
         }
         // A 200 without a counter value (HEAD, OPTIONS) has an empty body; errors say their phrase.
         _ if status == Status::Ok => b"",
@@ -180,6 +198,21 @@ mod tests {
         assert!(r.ends_with("Content-Length: 19\r\n\r\n"));
         let r = render(Answer::Unavailable, Persist::KeepAlive(Version::Http11), false);
         assert!(r.contains("Retry-After: 1\r\n"));
+    }
+
+    #[test]
+    fn health_answers() {
+        let r = render(Answer::Health(Ok(())), Persist::KeepAlive(Version::Http11), false);
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(r.ends_with(
+            "Cache-Control: no-store\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\n\r\nOK\n"
+        ));
+        let r = render(Answer::Health(Err("draining")), Persist::Close, false);
+        assert!(r.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+        assert!(r.contains("Retry-After: 1\r\n"));
+        assert!(r.ends_with("Content-Length: 9\r\n\r\ndraining\n"));
+        let r = render(Answer::Health(Err("draining")), Persist::Close, true);
+        assert!(r.ends_with("Content-Length: 9\r\n\r\n"));
     }
 
     #[test]

@@ -1,6 +1,26 @@
-//! Redis for one shard: URLs (`url`), RESP encoding and decoding (`resp`), and the pipelined,
-//! coalescing connection (`client`). Nothing here knows about HTTP.
+//! Redis for one shard: URLs (`url`), RESP encoding and decoding (`resp`), the coalescing
+//! arithmetic (`queue`), the way to a ready session (`connect`, over `stream`, with `tls`), and
+//! the pipelined connection task (`client`). Nothing here knows about HTTP.
 
 pub mod client;
+pub mod connect;
+pub mod queue;
 pub mod resp;
+pub mod stream;
+pub mod tls;
 pub mod url;
+
+use tracing::warn;
+
+use crate::config::Config;
+
+/// The Redis settings worth a WARNING when the supervisor starts (once, not per shard).
+pub fn warn_at_start(config: &Config) {
+    if config.redis.tls() && config.redis_tls.insecure {
+        warn!(
+            "--redis-tls-insecure: the Redis server's certificate is not verified; anyone on the path to {} can \
+             impersonate it and read the password",
+            config.redis
+        );
+    }
+}

@@ -237,6 +237,7 @@ impl Arbiter {
         match p.life {
             Life::Serving | Life::Retiring => {
                 error!(critical = true, "WORKER TIMEOUT (pid:{pid})");
+                crate::metrics::collect::on_worker_timeout();
                 debug!("shard {} heartbeat is {:.1}s old", p.index, age.as_secs_f64());
                 // A shared listener stays: the other shards accept from it, and this one no longer does.
                 if !self.config.main_listener_shared() {
@@ -273,6 +274,9 @@ impl Arbiter {
                 slot.connections.load(Ordering::Relaxed)
             );
             self.served_by_gone += slot.requests.load(Ordering::Relaxed);
+            // Counters move to the metrics totals before the slot can be reused (and while a scrape
+            // that skips free slots would still see them in the block).
+            crate::metrics::collect::on_reaped(p.slot);
             slot.state.store(state::FREE, Ordering::Release);
             let how = if libc::WIFSIGNALED(status) {
                 format!("was sent {}", signal_name(libc::WTERMSIG(status)))
@@ -359,6 +363,7 @@ impl Arbiter {
             }
         }
         let listener = keep.then_some(p.listener);
+        crate::metrics::collect::on_restart();
         self.respawns.push(Respawn { index: p.index, cpu: p.cpu, at: Instant::now() + delay, listener });
     }
 

@@ -54,6 +54,9 @@ pub enum StartError {
     /// The shared-memory heartbeat region.
     #[error("cannot create the heartbeat region: {0}")]
     Heartbeats(io::Error),
+    /// `--metrics-bind`: the metrics listener.
+    #[error("cannot serve metrics at {0} (--metrics-bind): {1}")]
+    Metrics(std::net::SocketAddr, io::Error),
     /// The signal forwarding thread.
     #[error("cannot install signal handlers: {0}")]
     Signals(io::Error),
@@ -140,6 +143,7 @@ pub fn start(mut config: Config, handover: Option<&Handover>) -> Result<Started,
         config.cpus.len(),
         format_cpu_list(&config.cpus)
     );
+    crate::redis::warn_at_start(&config);
     if listener::migrate_req() == Some(false) {
         warn!(
             "net.ipv4.tcp_migrate_req is 0: when a stalled shard is ejected, the connections queued on its \
@@ -149,6 +153,11 @@ pub fn start(mut config: Config, handover: Option<&Handover>) -> Result<Started,
     }
     hand_logs_to_shards(&config)?;
     let heartbeats = Arc::new(Heartbeats::create().map_err(StartError::Heartbeats)?);
+    let collector = crate::metrics::collect::install(heartbeats.clone());
+    if let Some(addr) = config.observe.metrics_bind {
+        // On USR2 the old supervisor still serves the address: share it until it exits.
+        crate::metrics::server::start(addr, collector, handover.is_none()).map_err(|e| StartError::Metrics(addr, e))?;
+    }
     let exe = this_binary();
     let (events, inbox) = mpsc::channel();
     forward_signals(events.clone()).map_err(StartError::Signals)?;

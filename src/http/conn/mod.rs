@@ -1,13 +1,15 @@
 //! One HTTP connection's life on a shard: read, parse every complete request, one Redis batch, one
 //! write, repeat; deadlines; a clean close.
 //!
-//! It owns the per-connection loop and its buffers, the choice of answer for each request, and the
-//! close rules (errors close, `Connection: close` closes, a draining shard closes after the current
-//! batch). It is handed a [`Context`] and knows nothing else of the shard. Reads go through the
-//! context's shared scratch buffer and writes are first tried straight from its shared output
-//! buffer, so a connection owns no buffer while it is idle and copies bytes only when the kernel
-//! cannot take them at once. It must not parse bytes itself (`parse` does), format them
-//! (`response` does) or do socket calls beyond its loop (`io` does).
+//! It owns the per-connection loop and its buffers, the choice of answer for each request (the
+//! health check's and `HEAD /`'s through `health`), the close rules (errors close, `Connection:
+//! close` closes, a draining shard closes after the current batch), reading a PROXY protocol header
+//! first when `--proxy-protocol` says so, and counting each answer into the shard's metrics slot.
+//! It is handed a [`Context`] and knows nothing else of the shard. Reads go through the context's
+//! shared scratch buffer and writes are first tried straight from its shared output buffer, so a
+//! connection owns no buffer while it is idle and copies bytes only when the kernel cannot take them
+//! at once. It must not parse bytes itself (`parse` and `proxy` do), format them (`response` and the
+//! access log do) or do socket calls beyond its loop (`io` does).
 
 mod io;
 pub mod registry;
@@ -18,12 +20,15 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use glommio::net::TcpStream;
-use tracing::debug;
+use tracing::{debug, warn};
 
-use super::access;
+use super::access::{self, Record};
 use super::context::{Context, Counters};
+use super::health;
 use super::parse::{Limits, Method, ParseError, Parser, Request, Step, Target, Version};
+use super::proxy::{self, Parsed};
 use super::response::{self, Answer, Persist};
+use crate::metrics::shm::{Meter, Timeout, Unavailable};
 use crate::redis::client::{Failure, Outcome, Ticket};
 use io::{drain_before_close, read_some, try_send, write_within};
 use registry::Entry;
@@ -53,6 +58,7 @@ pub async fn serve(ctx: Rc<Context>, mut stream: TcpStream, peer: Option<IpAddr>
     // a descriptor that is closed or already reused by another connection.
     let entry = ctx.registry.register(stream.as_raw_fd());
     Counters::bump(&ctx.counters.connections);
+    let _open = OpenConnection::new(ctx.observing.meter);
     #[cfg(debug_assertions)]
     if ctx.panic_at == Some(ctx.counters.connections.get()) {
         panic!("test hook: HITCORE_TEST_PANIC_CONNECTION");
@@ -65,6 +71,19 @@ pub async fn serve(ctx: Rc<Context>, mut stream: TcpStream, peer: Option<IpAddr>
         peer,
         parsed_partial: 0,
     };
+    if ctx.observing.proxy_protocol {
+        match conn.read_proxy_header(&ctx, &mut stream).await {
+            Ok(Some(source)) => conn.peer = Some(source),
+            Ok(None) => {}
+            Err(None) => return,
+            Err(Some(reason)) => {
+                ctx.observing.meter.proxy_rejected();
+                let from = peer.map_or_else(|| "-".to_string(), |p| p.to_string());
+                warn!("closing a connection from {from}: {reason} (--proxy-protocol)");
+                return;
+            }
+        }
+    }
     let linger = conn.run(&ctx, &mut stream, &entry).await;
     drop(entry);
     if linger {
@@ -72,6 +91,22 @@ pub async fn serve(ctx: Rc<Context>, mut stream: TcpStream, peer: Option<IpAddr>
         // reset; a plain close (below) already sends the FIN when nothing is left unread.
         let _ = stream.shutdown(Shutdown::Write).await;
         drain_before_close(&mut stream).await;
+    }
+}
+
+/// Counts a connection open for as long as it lives, whichever way its task ends.
+struct OpenConnection(Meter);
+
+impl OpenConnection {
+    fn new(meter: Meter) -> OpenConnection {
+        meter.opened();
+        OpenConnection(meter)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.closed();
     }
 }
 
@@ -89,6 +124,41 @@ struct Conn {
 }
 
 impl Conn {
+    /// Reads the PROXY protocol header every connection on a `--proxy-protocol` listener starts
+    /// with, within `--header-timeout`, and leaves what follows it in the input. Returns the client
+    /// address it names (`None`: a LOCAL/UNKNOWN header, the peer stands), or why the connection
+    /// must close (`None`: it closed before sending anything, which is not worth a log line).
+    async fn read_proxy_header(
+        &mut self,
+        ctx: &Context,
+        stream: &mut TcpStream,
+    ) -> Result<Option<IpAddr>, Option<String>> {
+        let deadline = Instant::now() + ctx.settings.header_timeout;
+        loop {
+            match proxy::parse(&self.input) {
+                Ok(Parsed::Header { len, source }) => {
+                    self.input.drain(..len);
+                    return Ok(source.map(|s| s.ip()));
+                }
+                Ok(Parsed::Incomplete) => {}
+                Err(reason) => return Err(Some(reason)),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Some("no complete PROXY protocol header within --header-timeout".into()));
+            }
+            match read_some(ctx, stream, left, &mut self.input).await {
+                Ok(0) if self.input.is_empty() => return Err(None),
+                Ok(0) => return Err(Some("closed in the middle of its PROXY protocol header".into())),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Err(Some("no complete PROXY protocol header within --header-timeout".into()));
+                }
+                Err(e) => return Err(Some(format!("read failed before its PROXY protocol header: {e}"))),
+            }
+        }
+    }
+
     /// The read-parse-answer loop. Returns whether unread input may still be arriving, in which case
     /// the caller drains it before closing.
     async fn run(&mut self, ctx: &Context, stream: &mut TcpStream, entry: &Entry) -> bool {
@@ -104,7 +174,7 @@ impl Conn {
             let close = self.parse_batch(ctx, false);
             if !self.batch.is_empty() {
                 entry.set_waiting(None);
-                let close = match self.answer(ctx, stream, close).await {
+                let close = match self.answer(ctx, stream, close, now).await {
                     Ok(close) => close,
                     Err(e) => {
                         debug!("connection closed while writing: {e}");
@@ -128,8 +198,9 @@ impl Conn {
             if idle && ctx.draining.get() {
                 return false;
             }
+            let kind = if idle { Timeout::KeepAlive } else { Timeout::Header };
             let Some(left) = deadline.checked_duration_since(now).filter(|d| !d.is_zero()) else {
-                return self.expire(ctx, stream).await;
+                return self.expire(ctx, stream, kind).await;
             };
             entry.set_idle(idle);
             let read = read_some(ctx, stream, left, &mut self.input).await;
@@ -139,7 +210,7 @@ impl Conn {
                 Ok(0) => return false,
                 Ok(_) if between_requests => deadline = now + cfg.header_timeout,
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return self.expire(ctx, stream).await,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return self.expire(ctx, stream, kind).await,
                 Err(e) => {
                     debug!("connection read ended: {e}");
                     return false;
@@ -151,13 +222,14 @@ impl Conn {
     /// The head's deadline has passed. A head that is already invalid gets its error answer (its
     /// last pieces may not have been parsed, see `nothing_new`); an incomplete valid one, or none,
     /// is closed silently, as gunicorn and nginx do. Returns whether to linger before closing.
-    async fn expire(&mut self, ctx: &Context, stream: &mut TcpStream) -> bool {
+    async fn expire(&mut self, ctx: &Context, stream: &mut TcpStream, kind: Timeout) -> bool {
+        ctx.observing.meter.timeout(kind);
         let close = self.parse_batch(ctx, true);
         if self.batch.is_empty() {
             debug!("closing a connection that sent no complete request in time");
             return false;
         }
-        self.answer(ctx, stream, close).await.is_ok()
+        self.answer(ctx, stream, close, Instant::now()).await.is_ok()
     }
 
     /// Parses every complete request in the input into the batch (up to [`MAX_PIPELINE`]) and drops
@@ -173,10 +245,12 @@ impl Conn {
         while self.batch.len() < MAX_PIPELINE && !close {
             match self.parser.step(&self.input[at..]) {
                 Ok(Step::Request(req)) => {
-                    let access = ctx.access.as_ref().map(|_| access::Head::capture(&self.input[at..at + req.head_len]));
+                    let head = &self.input[at..at + req.head_len];
+                    let access = ctx.access.as_ref().map(|log| log.capture(head));
+                    let answer = route(ctx, &req, head);
                     at += req.head_len;
                     close = !req.keep_alive || cfg.keep_alive.is_zero() || ctx.draining.get();
-                    self.batch.push(slot_for(req, close, access));
+                    self.batch.push(slot_for(req, answer, close, access));
                 }
                 Ok(Step::Skipped(n)) => at += n,
                 Ok(Step::Incomplete) => {
@@ -215,13 +289,24 @@ impl Conn {
     /// Gets a counter value for every GET in the batch with one Redis registration, then writes all
     /// the responses, in request order, with one write. Returns whether the connection closes now:
     /// as decided when parsing, or because the shard started draining while the batch waited.
-    async fn answer(&mut self, ctx: &Context, stream: &mut TcpStream, close: bool) -> std::io::Result<bool> {
+    /// `ready` is when the batch's requests were complete: latencies are measured from it.
+    async fn answer(
+        &mut self,
+        ctx: &Context,
+        stream: &mut TcpStream,
+        close: bool,
+        ready: Instant,
+    ) -> std::io::Result<bool> {
         let increments = self.batch.iter().filter(|s| s.answer.is_none()).count();
         if increments > 0 {
             ctx.redis.incr(&self.ticket, increments);
             self.ticket.wait().await;
         }
         let close = close || ctx.draining.get();
+        let meter = ctx.observing.meter;
+        // One clock read per batch: every answer in it took as long.
+        let elapsed = Instant::now().saturating_duration_since(ready);
+        let latency_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         let last = self.batch.len() - 1;
         let unsent = {
             let outcomes = self.ticket.outcomes();
@@ -229,21 +314,53 @@ impl Conn {
             let mut out = ctx.output.borrow_mut();
             out.clear();
             for (i, slot) in self.batch.drain(..).enumerate() {
-                let answer = slot.answer.unwrap_or_else(|| match values.next() {
-                    Some(Outcome::Value(v)) => Answer::Count(*v),
-                    Some(Outcome::Failed(Failure::ErrorReply)) => Answer::RedisError,
-                    Some(Outcome::Failed(_)) | None => Answer::Unavailable,
-                });
+                let (answer, unavailable) = match slot.answer {
+                    // Decided without Redis: HEAD / while Redis is down, or a failing health check.
+                    Some(Answer::Unavailable) => (Answer::Unavailable, Some(Unavailable::RedisDown)),
+                    Some(a @ Answer::Health(Err(_))) => (a, Some(Unavailable::Unhealthy)),
+                    Some(a) => (a, None),
+                    None => match values.next() {
+                        Some(Outcome::Value(v)) => (Answer::Count(*v), None),
+                        Some(Outcome::Failed(Failure::ErrorReply)) => (Answer::RedisError, None),
+                        Some(Outcome::Failed(Failure::Unavailable)) => {
+                            (Answer::Unavailable, Some(Unavailable::RedisDown))
+                        }
+                        Some(Outcome::Failed(Failure::Overloaded)) => {
+                            (Answer::Unavailable, Some(Unavailable::Overloaded))
+                        }
+                        Some(Outcome::Failed(Failure::Lost)) | None => {
+                            (Answer::Unavailable, Some(Unavailable::RedisLost))
+                        }
+                        Some(Outcome::Failed(Failure::NotPrimary)) => {
+                            (Answer::Unavailable, Some(Unavailable::NotPrimary))
+                        }
+                        Some(Outcome::Failed(Failure::NotDurable)) => {
+                            (Answer::Unavailable, Some(Unavailable::NotDurable))
+                        }
+                    },
+                };
                 let persist = if slot.keep_alive && !(close && i == last) {
                     Persist::KeepAlive(slot.version)
                 } else {
                     Persist::Close
                 };
+                let start = out.len();
                 let body = response::write(&mut out, answer, persist, slot.head_only, &ctx.date);
                 Counters::bump(&ctx.counters.requests);
+                let status = answer.status().code();
+                meter.response(status, latency_ns);
+                if let Some(reason) = unavailable {
+                    meter.unavailable(reason);
+                }
                 if let Some(log) = &ctx.access {
-                    let sent = (!slot.head_only && body > 0).then_some(body);
-                    log.record(self.peer, slot.access.as_ref(), answer.status().code(), sent);
+                    log.log(&Record {
+                        peer: self.peer,
+                        head: slot.access.as_ref(),
+                        status,
+                        body: (!slot.head_only && body > 0).then_some(body),
+                        response: &out[start..],
+                        elapsed,
+                    });
                 }
             }
             let sent = try_send(stream, &out)?;
@@ -251,21 +368,32 @@ impl Conn {
             out[sent..].to_vec()
         };
         if !unsent.is_empty() {
-            write_within(stream, &unsent, ctx.settings.write_timeout).await?;
+            if let Err(e) = write_within(stream, &unsent, ctx.settings.write_timeout).await {
+                if e.kind() == std::io::ErrorKind::TimedOut {
+                    meter.timeout(Timeout::Write);
+                }
+                return Err(e);
+            }
         }
         Ok(close)
     }
 }
 
-/// Which answer a parsed request gets, or `None` if it needs a counter value.
-fn slot_for(req: Request, close: bool, access: Option<access::Head>) -> Slot {
-    let answer = match (req.target, req.method) {
+/// Which answer a parsed request (whose head is `head`) gets, or `None` if it needs a counter value.
+fn route(ctx: &Context, req: &Request, head: &[u8]) -> Option<Answer> {
+    match (req.target, req.method) {
         (Target::Root, Method::Get) => None,
-        (Target::Root, Method::Head) => Some(Answer::Head),
+        (Target::Root, Method::Head) => Some(health::head_root(ctx)),
         (Target::Root | Target::Asterisk, Method::Options) => Some(Answer::Options),
         (Target::Root, _) | (_, Method::Connect) => Some(Answer::MethodNotAllowed),
+        (Target::Other, Method::Get | Method::Head) if health::targets(head, &ctx.observing.health_path) => {
+            Some(health::check(ctx))
+        }
         (Target::Asterisk, _) | (Target::Other, _) => Some(Answer::NotFound),
-    };
+    }
+}
+
+fn slot_for(req: Request, answer: Option<Answer>, close: bool, access: Option<access::Head>) -> Slot {
     Slot { answer, version: req.version, keep_alive: !close, head_only: req.method == Method::Head, access }
 }
 

@@ -1,0 +1,289 @@
+"""bench/observe: hitcore's own metrics, scraped every second through a run with a Redis restart.
+
+1. provision hitcore (cargo build --release, unless --hitcore) and wrk;
+2. start one password-protected redis-server on a free port (kit/redisctl.py), and hitcore on a free
+   port with --metrics-bind on another;
+3. run `wrk -c C -d D` against `GET /` while a thread scrapes http://.../metrics every second; at
+   40 % of the run Redis is stopped (SIGTERM) and started again on the same port `--down` seconds
+   later;
+4. write bench/results/<date>-<host>-observe.json (every scrape's samples, the series drawn, the
+   Redis events, wrk's result) and draw <same name>.png with bench/.venv's matplotlib
+   (kit/observe_chart.py): requests/s by status, the coalescing factor, Redis up/down.
+The series come from hitcore's counters alone: requests/s by status is the change of
+hitcore_http_requests_total between scrapes, the coalescing factor the change of
+hitcore_redis_batch_increments_sum over that of _count, Redis up the share of shards whose
+hitcore_redis_up is 1. Every process started is stopped by PID at the end, on error and on Ctrl-C.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+from . import loadgen, machine, procs, provision, redisctl
+from .procs import log
+
+RESULTS = provision.BENCH / "results"
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)(?:\s+\d+)?$')
+
+
+def parse_exposition(text: str) -> dict[str, float]:
+    """Prometheus text (0.0.4) to {'name{labels}': value}; comments and blank lines skipped."""
+    samples = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = SAMPLE.match(line)
+        if not match:
+            raise ValueError(f"not a sample line: {line!r}")
+        name, labels, value = match.groups()
+        samples[name + (labels or "")] = float(value)
+    return samples
+
+
+def _family(samples: dict[str, float], name: str) -> dict[str, float]:
+    """The samples of `name`, by their label set ('' for none)."""
+    out = {}
+    for key, value in samples.items():
+        base, _, labels = key.partition("{")
+        if base == name:
+            out[labels.rstrip("}")] = value
+    return out
+
+
+def _label(labels: str, name: str) -> str:
+    match = re.search(name + r'="([^"]*)"', labels)
+    return match.group(1) if match else ""
+
+
+def series(scrapes: list[tuple[float, dict[str, float]]]) -> dict:
+    """Per-interval series from consecutive scrapes [(seconds since start, samples)]."""
+    out = {"t": [], "rps": {}, "coalescing": [], "redis_up": [], "unavailable": {}}
+    for (t0, a), (t1, b) in zip(scrapes, scrapes[1:]):
+        dt = t1 - t0
+        if dt <= 0:
+            continue
+        out["t"].append(round(t1, 3))
+        codes_a = {_label(k, "code"): v for k, v in _family(a, "hitcore_http_requests_total").items()}
+        codes_b = {_label(k, "code"): v for k, v in _family(b, "hitcore_http_requests_total").items()}
+        for code in sorted(set(codes_a) | set(codes_b)):
+            out["rps"].setdefault(code, [])
+        for code, values in out["rps"].items():
+            values.append(round(max(codes_b.get(code, 0) - codes_a.get(code, 0), 0) / dt, 1))
+        reasons_a = {_label(k, "reason"): v for k, v in _family(a, "hitcore_http_unavailable_total").items()}
+        reasons_b = {_label(k, "reason"): v for k, v in _family(b, "hitcore_http_unavailable_total").items()}
+        for reason in sorted(set(reasons_a) | set(reasons_b)):
+            out["unavailable"].setdefault(reason, [])
+        for reason, values in out["unavailable"].items():
+            values.append(round(max(reasons_b.get(reason, 0) - reasons_a.get(reason, 0), 0) / dt, 1))
+        trips = b.get("hitcore_redis_batch_increments_count", 0) - a.get("hitcore_redis_batch_increments_count", 0)
+        incs = b.get("hitcore_redis_batch_increments_sum", 0) - a.get("hitcore_redis_batch_increments_sum", 0)
+        out["coalescing"].append(round(incs / trips, 2) if trips > 0 else None)
+        up = list(_family(b, "hitcore_redis_up").values())
+        out["redis_up"].append(round(sum(up) / len(up), 3) if up else None)
+    # A status never seen in an interval is dropped from the chart.
+    out["rps"] = {code: v for code, v in out["rps"].items() if any(v)}
+    out["unavailable"] = {reason: v for reason, v in out["unavailable"].items() if any(v)}
+    return out
+
+
+class Scraper(threading.Thread):
+    """GET /metrics every `interval` seconds until stopped; keeps (seconds since `t0`, samples)."""
+
+    def __init__(self, port: int, t0: float, interval: float = 1.0):
+        super().__init__(daemon=True)
+        self.port, self.t0, self.interval = port, t0, interval
+        self.scrapes: list[tuple[float, dict[str, float]]] = []
+        self.errors: list[str] = []
+        self._halt = threading.Event()
+
+    def scrape(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            conn.request("GET", "/metrics")
+            response = conn.getresponse()
+            text = response.read().decode()
+            if response.status != 200:
+                raise ValueError(f"status {response.status}")
+            self.scrapes.append((time.monotonic() - self.t0, parse_exposition(text)))
+        except (OSError, ValueError, http.client.HTTPException) as error:
+            self.errors.append(f"{time.monotonic() - self.t0:.1f}s: {error}")
+        finally:
+            conn.close()
+
+    def run(self) -> None:
+        next_at = time.monotonic()
+        while not self._halt.is_set():
+            self.scrape()
+            next_at += self.interval
+            self._halt.wait(max(next_at - time.monotonic(), 0))
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=10)
+        self.scrape()
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="bench/observe",
+        description="Runs wrk against hitcore with --metrics-bind, scrapes /metrics every second, restarts "
+                    "Redis in the middle, and draws requests/s by status, the coalescing factor and Redis "
+                    "up/down from the scrapes.")
+    p.add_argument("--hitcore", type=Path, metavar="PATH",
+                   help="hitcore binary (default: cargo build --release, then target/release/hitcore)")
+    p.add_argument("--workers", type=int, default=2, help="hitcore -w (default 2)")
+    p.add_argument("--concurrency", type=int, default=100, help="wrk -c (default 100)")
+    p.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
+    p.add_argument("--duration", type=int, default=20, help="wrk -d seconds (default 20)")
+    p.add_argument("--down", type=float, default=3.0, help="seconds Redis stays stopped (default 3)")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
+    p.add_argument("--chart", type=Path, help="also copy the chart here (e.g. docs/observability-redis-restart.png)")
+    return p.parse_args(argv)
+
+
+def _on_signal(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.duration < 5 or args.down <= 0 or args.down >= args.duration / 2:
+        print("bench/observe: --duration must be at least 5 and --down between 0 and half of it", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        log("interrupted: stopping every process this run started")
+        return 130
+    finally:
+        procs.cleanup()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_ok(port: int, service: procs.Service, timeout: float = 30.0) -> str | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not service.alive():
+            return f"hitcore exited: {service.log_text()[-500:]}"
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            conn.request("GET", "/healthz")
+            response = conn.getresponse()
+            response.read()
+            if response.status == 200:
+                return None
+        except (OSError, http.client.HTTPException):
+            pass
+        finally:
+            conn.close()
+        time.sleep(0.1)
+    return f"hitcore was not healthy within {timeout:.0f}s"
+
+
+def run(args) -> int:
+    started = datetime.datetime.now().astimezone()
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "host"
+    name = f"{started:%Y-%m-%d}-{host}-observe"
+    out_dir = args.out.resolve()
+    log_dir = out_dir / name / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    problem = provision.apt_packages(["redis-server", "wrk"], log_dir)
+    if problem:
+        log(f"cannot run: {problem}")
+        return 1
+    if args.hitcore:
+        hitcore = args.hitcore.resolve()
+    else:
+        problem = provision.hitcore(log_dir)
+        if problem:
+            log(f"cannot run: {problem}")
+            return 1
+        hitcore = provision.HITCORE_BINARY
+
+    redis = redisctl.RedisServer(log_dir)
+    redis.wait_ready()
+    port, metrics_port = _free_port(), _free_port()
+    env = dict(os.environ, REDIS_URL=redis.url)
+    argv = [str(hitcore), "-w", str(args.workers), "-b", f"127.0.0.1:{port}",
+            "--metrics-bind", f"127.0.0.1:{metrics_port}"]
+    if args.workers > len(os.sched_getaffinity(0)):
+        argv.append("--share-cpus")
+    server = procs.Service("hitcore", argv, log_dir / "hitcore.log", env=env)
+    problem = _wait_ok(port, server)
+    if problem:
+        log(f"cannot run: {problem}")
+        return 1
+    log(f"hitcore -w {args.workers} on 127.0.0.1:{port}, metrics on :{metrics_port}, Redis on :{redis.port}")
+
+    t0 = time.monotonic()
+    scraper = Scraper(metrics_port, t0)
+    scraper.start()
+    events = []
+    result = {}
+
+    def load():
+        result.update(loadgen.wrk(f"http://127.0.0.1:{port}/", args.threads, args.concurrency, args.duration,
+                                  out_dir / name / "wrk.txt", f"wrk -c {args.concurrency} -d {args.duration}s"))
+
+    wrk = threading.Thread(target=load, daemon=True)
+    wrk.start()
+    time.sleep(max(args.duration * 0.4 - (time.monotonic() - t0), 0))
+    events.append({"t": round(time.monotonic() - t0, 2), "event": "redis stopped"})
+    log("stopping Redis")
+    redis.stop()
+    time.sleep(args.down)
+    redis = redisctl.RedisServer(log_dir, port=redis.port, password=redis.password, log_name="redis-server-2.log")
+    redis.wait_ready()
+    events.append({"t": round(time.monotonic() - t0, 2), "event": "redis started"})
+    log("Redis started again")
+    wrk.join(timeout=args.duration + 60)
+    time.sleep(1.0)
+    scraper.stop()
+    counter = redis.get_int("hit")
+    server.stop()
+    redis.stop()
+
+    data = {
+        "name": name, "started": started.isoformat(timespec="seconds"), "machine": machine.describe(),
+        "settings": {"workers": args.workers, "concurrency": args.concurrency, "threads": args.threads,
+                     "duration": args.duration, "down": args.down},
+        "events": events, "wrk": result, "counter_after_restart": counter,
+        "scrape_errors": scraper.errors, "series": series(scraper.scrapes),
+        "scrapes": [{"t": round(t, 3), "samples": s} for t, s in scraper.scrapes],
+    }
+    json_path = out_dir / f"{name}.json"
+    json_path.write_text(json.dumps(data, indent=1) + "\n")
+    log(f"wrote {json_path} ({len(scraper.scrapes)} scrapes, {len(scraper.errors)} failed)")
+    venv_problem = provision.virtualenv("main", log_dir)
+    if venv_problem:
+        log(f"no chart: {venv_problem}")
+        return 3
+    png = out_dir / f"{name}.png"
+    chart = procs.run([str(provision.venv_python("main")), str(Path(__file__).with_name("observe_chart.py")),
+                       str(json_path), str(png)], timeout=120)
+    if not chart.ok:
+        log(f"no chart: {chart.tail()}")
+        return 3
+    log(f"wrote {png}")
+    if args.chart:
+        args.chart.write_bytes(png.read_bytes())
+        log(f"copied the chart to {args.chart}")
+    return 0

@@ -1,0 +1,296 @@
+//! What a shard counts, and where: the layout of one slot's metrics words and the shard's writer.
+//!
+//! Each shard owns the block of its heartbeat slot (`heartbeat::Heartbeats::metrics_words`) and is
+//! its only writer, so every update is a relaxed load and store of one word: no lock, no locked
+//! instruction, no syscall. Histograms are fixed arrays of per-bucket counts; readers (the
+//! supervisor) make them cumulative. This module owns the word layout and nothing else: it must not
+//! know about HTTP parsing, Redis or Prometheus text.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::heartbeat::METRICS_WORDS;
+
+/// Written in word 0 by a shard that counts with this layout; the supervisor reads a block only
+/// when it carries this value (a block of zeros is a shard that counts nothing). Change it whenever
+/// the words below change: after a binary upgrade, HUP starts new shards under the old supervisor,
+/// which must then skip their blocks rather than misread them.
+pub const LAYOUT: u64 = 0x6869_7463_6f72_0001;
+
+/// Response statuses hitcore can answer, each with its own counter; anything else counts as other.
+pub const STATUSES: [u16; 12] = [200, 400, 404, 405, 413, 414, 417, 431, 500, 501, 503, 505];
+
+/// Why a 503 was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// The Redis connection was down: nothing was sent.
+    RedisDown,
+    /// The command was written and the connection broke (reset or `--redis-timeout`) first.
+    RedisLost,
+    /// Too many requests already waited on the shard's Redis connection.
+    Overloaded,
+    /// The node refused the write: not a writable primary (`-READONLY`, `-LOADING`, `-MOVED`, ...).
+    NotPrimary,
+    /// The increment ran but fewer replicas than `--wait-replicas` acknowledged it.
+    NotDurable,
+    /// A health check while Redis is unhealthy or the shard drains.
+    Unhealthy,
+}
+
+impl Unavailable {
+    /// Every reason, in word order.
+    pub const ALL: [Unavailable; 6] = [
+        Unavailable::RedisDown,
+        Unavailable::RedisLost,
+        Unavailable::Overloaded,
+        Unavailable::NotPrimary,
+        Unavailable::NotDurable,
+        Unavailable::Unhealthy,
+    ];
+
+    /// The `reason` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Unavailable::RedisDown => "redis_down",
+            Unavailable::RedisLost => "redis_lost",
+            Unavailable::Overloaded => "overloaded",
+            Unavailable::NotPrimary => "redis_not_primary",
+            Unavailable::NotDurable => "not_durable",
+            Unavailable::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// Which deadline closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timeout {
+    /// A request head did not arrive within `--header-timeout`.
+    Header,
+    /// An idle keep-alive connection sent nothing within `--keep-alive`.
+    KeepAlive,
+    /// A client did not take its answers within `--write-timeout`.
+    Write,
+    /// Redis did not answer within `--redis-timeout`.
+    Redis,
+}
+
+impl Timeout {
+    /// Every kind, in word order.
+    pub const ALL: [Timeout; 4] = [Timeout::Header, Timeout::KeepAlive, Timeout::Write, Timeout::Redis];
+
+    /// The `kind` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Timeout::Header => "header",
+            Timeout::KeepAlive => "keep_alive",
+            Timeout::Write => "write",
+            Timeout::Redis => "redis",
+        }
+    }
+}
+
+/// Upper bounds of the increments-per-round-trip histogram (the coalescing factor).
+pub const BATCH_BOUNDS: [u64; 11] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+
+/// Upper bounds of the request latency histogram, in nanoseconds (0.1 ms .. 10 s).
+pub const LATENCY_BOUNDS_NS: [u64; 16] = [
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+];
+
+/// Word indices. Counters only grow while the shard lives; gauges are the shard's current value.
+pub mod word {
+    use super::{BATCH_BOUNDS, LATENCY_BOUNDS_NS, STATUSES, Unavailable};
+
+    /// [`super::LAYOUT`] once the shard counts here.
+    pub const LAYOUT: usize = 0;
+    /// The shard's index (gauge-like: written once at boot).
+    pub const SHARD: usize = 1;
+    /// Responses by status, [`STATUSES`] order, then one for any other status.
+    pub const STATUS: usize = 2;
+    /// 503s by reason, `Unavailable::ALL` order.
+    pub const UNAVAILABLE: usize = STATUS + STATUSES.len() + 1;
+    /// Connections closed by a deadline, `Timeout::ALL` order.
+    pub const TIMEOUT: usize = UNAVAILABLE + Unavailable::ALL.len();
+    /// Connections closed at the connection cap to make room.
+    pub const EVICTED: usize = TIMEOUT + 4;
+    /// Connections accepted.
+    pub const ACCEPTED: usize = EVICTED + 1;
+    /// Connections open now (gauge).
+    pub const OPEN: usize = ACCEPTED + 1;
+    /// PROXY protocol headers rejected.
+    pub const PROXY_REJECTED: usize = OPEN + 1;
+    /// Redis connection up (1) or down (0) (gauge).
+    pub const REDIS_UP: usize = PROXY_REJECTED + 1;
+    /// Successful Redis connections after the first.
+    pub const REDIS_RECONNECTS: usize = REDIS_UP + 1;
+    /// Increments sent (the batch histogram's sum).
+    pub const BATCH_SUM: usize = REDIS_RECONNECTS + 1;
+    /// Commands sent, by increments in them: [`BATCH_BOUNDS`] then +Inf (their total is the count).
+    pub const BATCH: usize = BATCH_SUM + 1;
+    /// Request latency sum, in nanoseconds.
+    pub const LATENCY_SUM_NS: usize = BATCH + BATCH_BOUNDS.len() + 1;
+    /// Requests by latency: [`LATENCY_BOUNDS_NS`] then +Inf (their total is the count).
+    pub const LATENCY: usize = LATENCY_SUM_NS + 1;
+    /// Words used.
+    pub const END: usize = LATENCY + LATENCY_BOUNDS_NS.len() + 1;
+
+    /// The gauges: not carried over when a slot's shard is gone.
+    pub const GAUGES: [usize; 3] = [SHARD, OPEN, REDIS_UP];
+}
+
+const _: () = assert!(word::END <= METRICS_WORDS, "the metrics layout outgrew the heartbeat region's block");
+
+/// A shard's writer into its own block. Copy and free to pass around: the block lives as long as
+/// the process (see [`Meter::attach`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Meter {
+    words: &'static [AtomicU64; METRICS_WORDS],
+}
+
+impl Meter {
+    /// Counts into `words` (the shard's slot block, mapped for the life of the process), stamping
+    /// the layout and the shard's index. Counts a replacement shard finds there are kept: the
+    /// supervisor folds a finished shard's counts away before it reuses the slot.
+    pub fn attach(words: &'static [AtomicU64; METRICS_WORDS], shard: usize) -> Meter {
+        words[word::SHARD].store(shard as u64, Ordering::Relaxed);
+        words[word::LAYOUT].store(LAYOUT, Ordering::Release);
+        Meter { words }
+    }
+
+    /// A block of the process's own, for a shard under a supervisor whose region has none (and for
+    /// tests): counts go nowhere, at the same cost.
+    pub fn detached() -> Meter {
+        let words: &'static [AtomicU64; METRICS_WORDS] =
+            Box::leak(Box::new([const { AtomicU64::new(0) }; METRICS_WORDS]));
+        Meter { words }
+    }
+
+    fn add(&self, i: usize, n: u64) {
+        let w = &self.words[i];
+        // One writer per block: a plain load and store, no read-modify-write instruction.
+        w.store(w.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    fn set(&self, i: usize, v: u64) {
+        self.words[i].store(v, Ordering::Relaxed);
+    }
+
+    /// Reads one word (tests, and the shard's own exit report).
+    pub fn get(&self, i: usize) -> u64 {
+        self.words[i].load(Ordering::Relaxed)
+    }
+
+    /// One response with `status`, `latency_ns` after its request was complete.
+    pub fn response(&self, status: u16, latency_ns: u64) {
+        let i = STATUSES.iter().position(|&s| s == status).unwrap_or(STATUSES.len());
+        self.add(word::STATUS + i, 1);
+        self.add(word::LATENCY_SUM_NS, latency_ns);
+        let b = LATENCY_BOUNDS_NS.iter().position(|&le| latency_ns <= le).unwrap_or(LATENCY_BOUNDS_NS.len());
+        self.add(word::LATENCY + b, 1);
+    }
+
+    /// A 503 for `reason` (besides its [`Meter::response`]).
+    pub fn unavailable(&self, reason: Unavailable) {
+        let i = Unavailable::ALL.iter().position(|&r| r == reason).unwrap_or(0);
+        self.add(word::UNAVAILABLE + i, 1);
+    }
+
+    /// A connection closed by `kind`'s deadline.
+    pub fn timeout(&self, kind: Timeout) {
+        let i = Timeout::ALL.iter().position(|&k| k == kind).unwrap_or(0);
+        self.add(word::TIMEOUT + i, 1);
+    }
+
+    /// A connection closed at the cap to make room.
+    pub fn evicted(&self) {
+        self.add(word::EVICTED, 1);
+    }
+
+    /// A connection accepted (and now open).
+    pub fn opened(&self) {
+        self.add(word::ACCEPTED, 1);
+        self.add(word::OPEN, 1);
+    }
+
+    /// A connection closed.
+    pub fn closed(&self) {
+        let w = &self.words[word::OPEN];
+        w.store(w.load(Ordering::Relaxed).saturating_sub(1), Ordering::Relaxed);
+    }
+
+    /// A PROXY protocol header rejected.
+    pub fn proxy_rejected(&self) {
+        self.add(word::PROXY_REJECTED, 1);
+    }
+
+    /// The Redis connection went up or down.
+    pub fn redis_up(&self, up: bool) {
+        self.set(word::REDIS_UP, u64::from(up));
+    }
+
+    /// The Redis connection came back after being lost or never made.
+    pub fn redis_reconnected(&self) {
+        self.add(word::REDIS_RECONNECTS, 1);
+    }
+
+    /// One command sent to Redis carrying `increments` increments.
+    pub fn round_trip(&self, increments: u64) {
+        self.add(word::BATCH_SUM, increments);
+        let b = BATCH_BOUNDS.iter().position(|&le| increments <= le).unwrap_or(BATCH_BOUNDS.len());
+        self.add(word::BATCH + b, 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_land_in_their_status_and_latency_buckets() {
+        let m = Meter::detached();
+        m.response(200, 50_000);
+        m.response(200, 1_000_000);
+        m.response(503, 20_000_000_000);
+        m.response(418, 0);
+        assert_eq!(m.get(word::STATUS), 2);
+        assert_eq!(m.get(word::STATUS + 10), 1);
+        assert_eq!(m.get(word::STATUS + STATUSES.len()), 1);
+        assert_eq!(m.get(word::LATENCY), 2, "50 µs and 0 are in the first bucket");
+        assert_eq!(m.get(word::LATENCY + 3), 1, "1 ms is in the le=0.001 bucket");
+        assert_eq!(m.get(word::LATENCY + LATENCY_BOUNDS_NS.len()), 1, "20 s is only in +Inf");
+        assert_eq!(m.get(word::LATENCY_SUM_NS), 20_001_050_000);
+    }
+
+    #[test]
+    fn round_trips_and_gauges() {
+        let m = Meter::detached();
+        m.round_trip(1);
+        m.round_trip(3);
+        m.round_trip(5000);
+        assert_eq!((m.get(word::BATCH), m.get(word::BATCH + 2)), (1, 1));
+        assert_eq!(m.get(word::BATCH + BATCH_BOUNDS.len()), 1);
+        assert_eq!(m.get(word::BATCH_SUM), 5004);
+        m.opened();
+        m.opened();
+        m.closed();
+        m.closed();
+        m.closed();
+        assert_eq!((m.get(word::ACCEPTED), m.get(word::OPEN)), (2, 0));
+        m.redis_up(true);
+        assert_eq!(m.get(word::REDIS_UP), 1);
+    }
+}
