@@ -242,7 +242,10 @@ fn settings(cmd: &Command, matches: &ArgMatches, injected: &HashMap<String, Orig
             Some(origin) => origin.clone(),
             None => match matches.value_source(id) {
                 Some(ValueSource::CommandLine) => Origin::CommandLine,
-                Some(ValueSource::EnvVariable) => Origin::Env(env_name(long)),
+                // The variable clap read: HITCORE_<FLAG>, or one a flag kept from before.
+                Some(ValueSource::EnvVariable) => {
+                    Origin::Env(arg.get_env().map_or_else(|| env_name(long), |v| v.to_string_lossy().into_owned()))
+                }
                 _ => Origin::Default,
             },
         };
