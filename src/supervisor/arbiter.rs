@@ -360,7 +360,9 @@ impl Arbiter {
                 continue;
             }
             p.booted = true;
-            if !p.life.ejected() && !listener::is_listening(&p.listener) {
+            // Not for a shard asked to stop: it may have shut its listener down already, and
+            // listening again would put a queue nobody serves back in the group.
+            if !p.life.retiring() && !p.life.ejected() && !listener::is_listening(&p.listener) {
                 if let Err(e) = listener::listen(&p.listener, ListenOptions::of(&self.config)) {
                     error!("cannot listen for shard {} (pid {}): {e}", p.index, p.pid);
                 }
@@ -433,6 +435,11 @@ impl Arbiter {
         }
         self.respawns.clear();
         self.reload = None;
+        if let Some(pid) = self.upgrade.take() {
+            // It would otherwise start serving on its own once this one is gone.
+            warn!("USR2 abandoned: stopping the new supervisor (pid {pid})");
+            send(pid, SIGTERM);
+        }
         self.notify.stopping(format!("Stopping: {} shards", self.procs.len()));
         for p in &mut self.procs {
             send(p.pid, if graceful { SIGTERM } else { SIGQUIT });
