@@ -20,7 +20,7 @@ use tracing::{debug, error, info, warn};
 use super::Event;
 use super::notify::Notifier;
 use super::policy;
-use super::procs::{Life, Proc, Purpose};
+use super::procs::{Life, Proc, Purpose, same_socket};
 use super::reload::{RELOAD_POLL, Reload};
 use super::upgrade::Handover;
 use crate::config::Config;
@@ -226,12 +226,19 @@ impl Arbiter {
     /// SIGABRT; a later pass, if the shard is still there, sends SIGKILL.
     fn murder(&mut self, slot: usize, pid: i32, age: Duration) {
         let period = self.check_period;
-        let Some(p) = self.procs.iter_mut().find(|p| p.slot == slot && p.pid == pid) else { return };
+        let Some(pos) = self.procs.iter().position(|p| p.slot == slot && p.pid == pid) else { return };
+        // A listener shared with another shard (a HUP replacement and its predecessor) stays: the
+        // other one serves its queue.
+        let shared =
+            self.procs.iter().enumerate().any(|(i, q)| i != pos && same_socket(&q.listener, &self.procs[pos].listener));
+        let p = &mut self.procs[pos];
         match p.life {
             Life::Serving | Life::Retiring => {
                 error!(critical = true, "WORKER TIMEOUT (pid:{pid})");
                 debug!("shard {} heartbeat is {:.1}s old", p.index, age.as_secs_f64());
-                listener::eject(&p.listener);
+                if !shared {
+                    listener::eject(&p.listener);
+                }
                 send(pid, SIGABRT);
                 p.life = Life::Aborted { at: Instant::now(), retiring: p.life.retiring() };
             }
@@ -332,7 +339,9 @@ impl Arbiter {
         let streak = self.streaks.entry(p.index).or_insert(0);
         *streak = policy::next_streak(*streak, p.started.elapsed());
         let delay = policy::restart_delay(*streak);
-        let mut keep = !p.life.ejected() && listener::is_listening(&p.listener);
+        // Still listening unless WORKER TIMEOUT ejected it (a listener shared with another shard is
+        // never ejected, and its queue goes to the replacement).
+        let mut keep = listener::is_listening(&p.listener);
         if delay >= Duration::from_secs(1) {
             warn!(
                 "Shard {} keeps crashing ({} times in a row); restarting it in {:.1}s",
@@ -442,6 +451,11 @@ impl Arbiter {
         }
         self.notify.stopping(format!("Stopping: {} shards", self.procs.len()));
         for p in &mut self.procs {
+            // One already retiring gracefully (HUP, TTOU, a USR2 hand-over) carries on as it was
+            // told: a TERM would make a shard that hands its listener over close it after all.
+            if graceful && p.life.retiring() {
+                continue;
+            }
             send(p.pid, if graceful { SIGTERM } else { SIGQUIT });
             p.life = p.life.retire();
         }

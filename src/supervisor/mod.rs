@@ -49,7 +49,7 @@ pub enum Event {
 pub fn run(config: Config) -> i32 {
     set_process_name("hitcore-master");
     info!("Starting hitcore {}", env!("CARGO_PKG_VERSION"));
-    let handover = match upgrade::Handover::from_env() {
+    let mut handover = match upgrade::Handover::from_env() {
         None => None,
         Some(Ok(h)) => Some(h),
         Some(Err(e)) => {
@@ -57,7 +57,7 @@ pub fn run(config: Config) -> i32 {
             return 1;
         }
     };
-    let started = match startup::start(config, handover.as_ref()) {
+    let started = match startup::start(config, handover.as_mut()) {
         Ok(s) => s,
         Err(e) => {
             error!("{e}");
