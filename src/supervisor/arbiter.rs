@@ -19,6 +19,7 @@ use tracing::{debug, error, info, warn};
 
 use super::Event;
 use super::notify::Notifier;
+use super::pidfile::Pidfile;
 use super::policy;
 use super::procs::{Life, Proc, Purpose, same_socket};
 use super::reload::{RELOAD_POLL, Reload};
@@ -85,6 +86,8 @@ pub struct Arbiter {
     pub(super) upgrade: Option<i32>,
     /// Started by an old supervisor's USR2: how to tell it that this one serves.
     pub(super) handover: Option<Handover>,
+    /// `-p`: removed when the arbiter is dropped.
+    pub(super) pidfile: Option<Pidfile>,
 }
 
 /// Sends `sig` to a shard.
@@ -124,6 +127,7 @@ impl Arbiter {
             events: None,
             upgrade: None,
             handover: None,
+            pidfile: None,
             config,
         }
     }

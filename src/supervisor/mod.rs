@@ -77,8 +77,11 @@ pub fn run(config: Config) -> i32 {
         arbiter::Arbiter::new(started.config, started.exe, started.heartbeats, started.check_period, notify);
     arbiter.events = Some(events);
     arbiter.handover = handover;
+    arbiter.pidfile = started.pidfile;
     arbiter.spawn_first(started.listeners);
     let code = arbiter.supervise(started.inbox);
-    drop(started.pidfile);
+    // The pid file goes (or, after a USR2 that never completed, goes back to the old pid) once
+    // every shard has exited.
+    drop(arbiter);
     code
 }

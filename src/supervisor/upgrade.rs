@@ -167,6 +167,9 @@ impl Arbiter {
     pub(super) fn report_ready(&mut self) {
         if let Some(handover) = self.handover.take() {
             info!("Took over from the old supervisor (pid {})", handover.parent);
+            if let Some(pidfile) = &mut self.pidfile {
+                pidfile.keep();
+            }
             let adopted: Vec<String> = handover.adopted.iter().map(|fd| fd.to_string()).collect();
             handover.report(&format!("READY {}", adopted.join(",")));
             self.notify.main_pid(std::process::id());
