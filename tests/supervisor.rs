@@ -181,6 +181,7 @@ fn hup_replaces_every_shard_without_a_failed_request() {
     let new: Vec<i32> = server.shard_pids().into_iter().filter(|p| !old.contains(p)).collect();
     assert_eq!(new.len(), old.len(), "every shard has a new pid: old {old:?}, all {:?}", server.shard_pids());
     assert!(new.iter().all(|&p| alive(p)));
+    eprintln!("HUP under load: {}", t.summary());
     assert_eq!(t.non_200, 0, "non-200 answers during HUP");
     // Each replacement shares its predecessor's listener, and the predecessor retires without
     // closing it: no listener leaves the reuseport group, so no connection meets a closing one,
