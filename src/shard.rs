@@ -290,7 +290,7 @@ async fn accept_loop(shard: &Rc<Shard>, listen_fd: RawFd, gate: &Gate, stop: &St
                 spawn_connection(shard, gate, stream, peer, Some(permit));
             }
             Err(_) if stop.requested.get() => {
-                retire_listener(shard, listen_fd, gate);
+                retire_listener(shard, listen_fd, gate, stop);
                 return;
             }
             Err(e) => {

@@ -97,6 +97,7 @@ pub fn start(mut config: Config, handover: Option<&mut Handover>) -> Result<Star
         Some(path) => Some(Pidfile::take_over(path, handover.as_ref().map(|h| h.parent))?),
         None => None,
     };
+    let upgrading = handover.is_some();
     let listeners = match handover {
         None => bind_all(&config)?,
         Some(h) => {
@@ -141,7 +142,7 @@ pub fn start(mut config: Config, handover: Option<&mut Handover>) -> Result<Star
     let collector = crate::metrics::collect::install(heartbeats.clone());
     if let Some(addr) = config.observe.metrics_bind {
         // On USR2 the old supervisor still serves the address: share it until it exits.
-        crate::metrics::server::start(addr, collector, handover.is_none()).map_err(|e| StartError::Metrics(addr, e))?;
+        crate::metrics::server::start(addr, collector, !upgrading).map_err(|e| StartError::Metrics(addr, e))?;
     }
     let exe = this_binary();
     let (events, inbox) = mpsc::channel();
