@@ -82,6 +82,10 @@ pub struct Inherited {
     pub fd: RawFd,
     /// Its address, as the old supervisor saw it (the new one asks the socket itself).
     pub addr: String,
+    /// Its shard can hand it over (USR2 without closing it): the new supervisor may give it to one of
+    /// its own shards, and says which it adopted when it reports `READY`.
+    #[serde(default)]
+    pub shared: bool,
 }
 
 /// Why a shard cannot use the hand-off it was given.
@@ -214,12 +218,12 @@ mod tests {
             version: VERSION,
             parent: 42,
             report_fd: 7,
-            listeners: vec![Inherited { fd: 5, addr: "127.0.0.1:8000".into() }],
+            listeners: vec![Inherited { fd: 5, addr: "127.0.0.1:8000".into(), shared: true }],
         };
         let mut value = serde_json::to_value(&up).unwrap();
         value["later"] = serde_json::json!([1, 2]);
         let back = decode_upgrade(&value.to_string()).unwrap();
-        assert_eq!((back.parent, back.report_fd, back.listeners[0].fd), (42, 7, 5));
+        assert_eq!((back.parent, back.report_fd, back.listeners[0].fd, back.listeners[0].shared), (42, 7, 5, true));
         let minimal = decode_upgrade(r#"{"parent":1,"report_fd":3}"#).unwrap();
         assert!(minimal.listeners.is_empty() && minimal.version == 0);
         assert!(decode_upgrade(r#"{"version":99,"parent":1,"report_fd":3}"#).unwrap_err().contains("version 99"));

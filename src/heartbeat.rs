@@ -40,6 +40,14 @@ pub mod state {
     pub const BOOTED: u32 = 2;
 }
 
+/// What a shard can do, in [`Slot::features`], so a supervisor knows what it may ask of a shard of
+/// another release (a shard of a release before a feature leaves its bit 0).
+pub mod features {
+    /// SIGUSR2 retires the shard leaving its listener open to its successor, which shares it: no
+    /// drain, no shutdown, so no listener leaves the reuseport group (docs/supervisor.md).
+    pub const HANDOVER: u32 = 1;
+}
+
 /// One shard's heartbeat, padded to a cache line so shards never share one.
 #[repr(C, align(64))]
 #[derive(Debug)]
@@ -55,6 +63,8 @@ pub struct Slot {
     pub requests: AtomicU64,
     /// Connections the shard has accepted.
     pub connections: AtomicU64,
+    /// See [`features`]; written by the shard before it reports itself booted.
+    pub features: AtomicU32,
 }
 
 impl Slot {

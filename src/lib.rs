@@ -11,7 +11,8 @@
 //! - [`bind`]: what `-b` names (TCP, `unix:PATH`, `fd://N`, systemd's sockets), as plain data.
 //! - [`config`]: the validated configuration, shared by the supervisor and (serialised) the shards.
 //! - [`handoff`]: the versioned, tolerant supervisor → shard hand-off (`HITCORE_SHARD`).
-//! - [`supervisor`]: the arbiter: listeners, shard processes, watchdog, signals, pid file.
+//! - [`supervisor`]: the arbiter: listeners, shard processes, watchdog, signals (HUP reloads, USR2
+//!   upgrades), pid file, systemd notify.
 //! - [`listener`]: SO_REUSEPORT listening sockets, identical options on all.
 //! - [`heartbeat`]: the shared-memory heartbeat slots, the only cross-process state.
 //! - [`metrics`]: per-shard counters in the heartbeat region, summed and served by the supervisor.

@@ -112,6 +112,7 @@ pub fn bind(addr: SocketAddr, options: ListenOptions) -> Result<Socket, ListenEr
 pub fn listen(sock: &Socket, options: ListenOptions) -> io::Result<()> {
     sock.listen(options.backlog.min(i32::MAX as u32) as i32)
 }
+
 fn set_defer_accept(sock: &Socket, secs: u32) -> io::Result<()> {
     let value = secs.min(i32::MAX as u32) as libc::c_int;
     // SAFETY: a valid socket, and a valid pointer and length for an int option.

@@ -4,7 +4,8 @@
 //! wrapping the inherited listener, the accept loop and its connection cap, the housekeeping tick
 //! (heartbeat, `Date`, access log, signals), and the two ways to stop: TERM (or HUP) retires the
 //! shard: it serves what the kernel already queued, takes its listener out of the reuseport group,
-//! finishes every accepted request and exits; QUIT and INT exit at once. All state is
+//! finishes every accepted request and exits; USR2 (a HUP replacement sharing the listener) retires
+//! it the same way but leaves the listener alone for its successor; QUIT and INT exit at once. All state is
 //! shard-local (`Rc`/`RefCell`/`Cell`); only the heartbeat slot is shared, with the supervisor.
 //! It must not create listeners or touch any other shard's slot.
 
@@ -27,7 +28,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, Observe};
 use crate::handoff::Spec;
-use crate::heartbeat::{Heartbeats, state};
+use crate::heartbeat::{Heartbeats, features, state};
 use crate::http::access::AccessLog;
 use crate::http::conn::registry::{EVICT_RECHECK, Eviction};
 use crate::http::conn::{self, MAX_PIPELINE};
@@ -71,17 +72,20 @@ struct Signals {
     hup: Arc<AtomicBool>,
     quit: Arc<AtomicBool>,
     usr1: Arc<AtomicBool>,
+    /// SIGUSR2: retire, leaving the listener to the successor that shares it.
+    hand_over: Arc<AtomicBool>,
 }
 
 impl Signals {
     fn register() -> std::io::Result<Signals> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
         let s = Signals::default();
         signal_hook::flag::register(SIGTERM, s.term.clone())?;
         signal_hook::flag::register(SIGHUP, s.hup.clone())?;
         signal_hook::flag::register(SIGQUIT, s.quit.clone())?;
         signal_hook::flag::register(SIGINT, s.quit.clone())?;
         signal_hook::flag::register(SIGUSR1, s.usr1.clone())?;
+        signal_hook::flag::register(SIGUSR2, s.hand_over.clone())?;
         Ok(s)
     }
 }
@@ -90,6 +94,8 @@ impl Signals {
 #[derive(Debug, Default)]
 struct StopSignal {
     requested: Cell<bool>,
+    /// The listener stays as it is for the successor sharing it (SIGUSR2).
+    hand_over: Cell<bool>,
     /// Every task waiting: one accept loop per listener, and whatever else waits on a stop.
     wakers: RefCell<Vec<Waker>>,
 }
@@ -221,6 +227,7 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
         error!("Worker failed to boot: shard {}: cannot listen: {e}", spec.index);
         return BOOT_ERROR;
     }
+    heartbeats.slot(slot).features.store(features::HANDOVER, Ordering::Relaxed);
     heartbeats.slot(slot).state.store(state::BOOTED, Ordering::Release);
     debug!("shard {} booted", spec.index);
 
@@ -284,15 +291,15 @@ async fn accept_loop(
     retire: Retire,
 ) {
     let (shard, gate, stop) = (&shard, &gate, &*stop);
-    let retire_listener = |shard: &Rc<Shard>, listen_fd: RawFd, gate: &Gate| {
+    let retire_listener = |shard: &Rc<Shard>, listen_fd: RawFd, gate: &Gate, stop: &StopSignal| {
         if retire == Retire::DrainAndEject {
-            retire_listener(shard, listen_fd, gate);
+            retire_listener(shard, listen_fd, gate, stop);
         }
     };
     let mut failures = 0u32;
     loop {
         let Some(permit) = next_slot(shard, &cap, stop).await else {
-            retire_listener(shard, listen_fd, gate);
+            retire_listener(shard, listen_fd, gate, stop);
             return;
         };
         // Under load the queue is rarely empty: take the next connection with one accept4. An empty
@@ -313,7 +320,7 @@ async fn accept_loop(
                         Some(Err(e)) => break Err(e),
                         None => {
                             drop(permit);
-                            retire_listener(shard, listen_fd, gate);
+                            retire_listener(shard, listen_fd, gate, stop);
                             return;
                         }
                     }
@@ -327,7 +334,7 @@ async fn accept_loop(
                 spawn_connection(shard, gate, stream, peer, Some(permit));
             }
             Err(_) if stop.requested.get() => {
-                retire_listener(shard, listen_fd, gate);
+                retire_listener(shard, listen_fd, gate, stop);
                 return;
             }
             Err(e) => {
@@ -405,7 +412,12 @@ fn evict_longest_waiting(shard: &Shard) -> Eviction {
 /// Serves every connection already queued on the listener, then shuts the listener down, which
 /// takes it out of the reuseport group: new connections go to the other shards, and any that
 /// arrived in between move with them when `net.ipv4.tcp_migrate_req=1` (else they are reset).
-fn retire_listener(shard: &Rc<Shard>, listen_fd: RawFd, gate: &Gate) {
+/// Handing over (SIGUSR2), it does neither: the successor shares the listener and serves its queue,
+/// so no connection meets a closing listener.
+fn retire_listener(shard: &Rc<Shard>, listen_fd: RawFd, gate: &Gate, stop: &StopSignal) {
+    if stop.hand_over.get() {
+        return;
+    }
     while let Ok(Some((stream, peer))) = accept_now(listen_fd) {
         spawn_connection(shard, gate, stream, peer, None);
     }
@@ -476,7 +488,13 @@ async fn housekeeping(
             info!("Worker exiting (pid: {})", std::process::id());
             std::process::exit(0);
         }
+        if signals.hand_over.load(Ordering::Relaxed) && !stop.requested.get() {
+            stop.hand_over.set(true);
+            stop.request();
+        }
         if signals.term.load(Ordering::Relaxed) || signals.hup.load(Ordering::Relaxed) {
+            // A TERM after a hand-over still takes the listener out: the server is stopping.
+            stop.hand_over.set(false);
             stop.request();
         }
         glommio::timer::sleep(every).await;

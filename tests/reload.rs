@@ -77,3 +77,37 @@ fn a_reload_onto_a_binary_that_cannot_boot_keeps_the_old_shards_serving() {
     assert_eq!(all.non_200 + all.refused, 0, "{}", all.summary());
     assert_unique(&all.values);
 }
+
+#[test]
+fn ttin_and_crash_restarts_onto_a_binary_that_cannot_boot_never_stop_the_server() {
+    let redis = TestRedis::start();
+    let install = Install::new();
+    let url = redis.url(0);
+    let server = TestServer::start_exe(&install.exe, &["-w", "2", "--share-cpus", "--redis", &url], |_| {});
+    server.wait_ready(2);
+    server.log.wait_for("Ready: 2 shards serving", DEADLINE);
+    let shards = server.shard_pids();
+    install.replace(BROKEN);
+
+    // TTIN: one ERROR with the reason, no retry.
+    server.signal(libc::SIGTTIN);
+    let line = server.log.wait_for("TTIN failed", DEADLINE);
+    assert!(line.contains("broken build: cannot start (exit 3)"), "{line}");
+
+    // A crash: its restarts cannot boot either; they back off, and the other shard serves.
+    // SAFETY: a shard of the server this test started.
+    unsafe { libc::kill(shards[0], libc::SIGKILL) };
+    let lines = server.log.wait_for_count("before it booted: broken build", 4, DEADLINE);
+    assert!(lines[1..].iter().all(|l| l.contains("] [ERROR] Shard ")), "{lines:?}");
+    assert!(alive(server.pid()) && alive(shards[1]));
+    assert_eq!(server.log.count("Shutting down"), 0);
+    assert_eq!(server.log.count("TTIN failed"), 1, "TTIN is not retried");
+    for _ in 0..5 {
+        assert_eq!(get_once(server.addr, GET).status, 200);
+    }
+
+    // The good binary back: the next restart boots.
+    install.replace_with_file(env!("CARGO_BIN_EXE_hitcore").as_ref());
+    server.wait_ready(3);
+    assert_eq!(server.shard_pids().len(), 3);
+}

@@ -125,3 +125,30 @@ fn usr2_onto_a_binary_that_cannot_start_keeps_the_old_supervisor() {
     unsafe { libc::kill(new_pid, libc::SIGTERM) };
     wait_until("the new supervisor stops", DEADLINE, || !alive(new_pid));
 }
+
+#[test]
+fn usr2_whose_new_shards_cannot_boot_gives_the_pid_file_back() {
+    let redis = TestRedis::start();
+    let install = Install::new();
+    let pidfile = pidfile_path("usr2-noboot");
+    let url = redis.url(0);
+    let args = ["-w", "1", "--redis", &url, "--pid", pidfile.to_str().unwrap()];
+    let mut server = TestServer::start_exe(&install.exe, &args, |_| {});
+    let _group = Group(server.pid());
+    server.wait_ready(1);
+    server.log.wait_for("Ready: 1 shards serving", DEADLINE);
+    // A real hitcore whose shards cannot build their io_uring executor (glommio needs 512 KiB of
+    // locked memory): the new supervisor starts, takes the pid file, and halts.
+    std::fs::copy(env!("CARGO_BIN_EXE_hitcore"), install.dir.join("hitcore.real")).unwrap();
+    install.replace(b"#!/bin/sh\nulimit -l 256\nexec \"$(dirname \"$0\")/hitcore.real\" \"$@\"\n");
+    server.signal(libc::SIGUSR2);
+    let line = server.log.wait_for("USR2 failed", DEADLINE);
+    assert!(line.contains("could not start: Worker failed to boot."), "{line}");
+    // The new supervisor halts, and once its shards are gone it writes the old pid back.
+    server.log.wait_for("Reason: Worker failed to boot.", DEADLINE);
+    wait_until("the pid file names the old supervisor again", DEADLINE, || read_pid(&pidfile) == server.pid());
+    assert!(alive(server.pid()));
+    assert_eq!(get_once(server.addr, GET).value(), 1);
+    server.stop();
+    assert!(!pidfile.exists());
+}

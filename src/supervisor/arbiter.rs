@@ -19,8 +19,9 @@ use tracing::{debug, error, info, warn};
 
 use super::Event;
 use super::notify::Notifier;
+use super::pidfile::Pidfile;
 use super::policy;
-use super::procs::{Life, Proc, Purpose};
+use super::procs::{Life, Proc, Purpose, same_socket};
 use super::reload::{RELOAD_POLL, Reload};
 use super::upgrade::Handover;
 use crate::config::Config;
@@ -90,6 +91,8 @@ pub struct Arbiter {
     pub(super) shared: Shared,
     /// How this supervisor was configured, for HUP to load the configuration again.
     pub(super) invocation: Option<crate::cli::Invocation>,
+    /// `-p`: removed when the arbiter is dropped.
+    pub(super) pidfile: Option<Pidfile>,
 }
 
 /// Sends `sig` to a shard.
@@ -131,6 +134,7 @@ impl Arbiter {
             handover: None,
             shared: Shared::default(),
             invocation: None,
+            pidfile: None,
             config,
         }
     }
@@ -233,14 +237,19 @@ impl Arbiter {
     /// SIGABRT; a later pass, if the shard is still there, sends SIGKILL.
     fn murder(&mut self, slot: usize, pid: i32, age: Duration) {
         let period = self.check_period;
-        let Some(p) = self.procs.iter_mut().find(|p| p.slot == slot && p.pid == pid) else { return };
+        let Some(pos) = self.procs.iter().position(|p| p.slot == slot && p.pid == pid) else { return };
+        // A listener shared with another shard (a HUP replacement and its predecessor) stays: the
+        // other one serves its queue.
+        let shared =
+            self.procs.iter().enumerate().any(|(i, q)| i != pos && same_socket(&q.listener, &self.procs[pos].listener));
+        let p = &mut self.procs[pos];
         match p.life {
             Life::Serving | Life::Retiring => {
                 error!(critical = true, "WORKER TIMEOUT (pid:{pid})");
                 crate::metrics::collect::on_worker_timeout();
                 debug!("shard {} heartbeat is {:.1}s old", p.index, age.as_secs_f64());
                 // A shared listener stays: the other shards accept from it, and this one no longer does.
-                if !self.config.main_listener_shared() {
+                if !shared && !self.config.main_listener_shared() {
                     listener::eject(&p.listener);
                 }
                 send(pid, SIGABRT);
@@ -346,7 +355,9 @@ impl Arbiter {
         let streak = self.streaks.entry(p.index).or_insert(0);
         *streak = policy::next_streak(*streak, p.started.elapsed());
         let delay = policy::restart_delay(*streak);
-        let mut keep = !p.life.ejected() && listener::is_listening(&p.listener);
+        // Still listening unless WORKER TIMEOUT ejected it (a listener shared with another shard is
+        // never ejected, and its queue goes to the replacement).
+        let mut keep = listener::is_listening(&p.listener);
         if delay >= Duration::from_secs(1) {
             warn!(
                 "Shard {} keeps crashing ({} times in a row); restarting it in {:.1}s",
@@ -377,7 +388,9 @@ impl Arbiter {
                 continue;
             }
             p.booted = true;
-            if !p.life.ejected() && !listener::is_listening(&p.listener) {
+            // Not for a shard asked to stop: it may have shut its listener down already, and
+            // listening again would put a queue nobody serves back in the group.
+            if !p.life.retiring() && !p.life.ejected() && !listener::is_listening(&p.listener) {
                 if let Err(e) = listener::listen(&p.listener, ListenOptions::of(&self.config)) {
                     error!("cannot listen for shard {} (pid {}): {e}", p.index, p.pid);
                 }
@@ -450,8 +463,18 @@ impl Arbiter {
         }
         self.respawns.clear();
         self.reload = None;
+        if let Some(pid) = self.upgrade.take() {
+            // It would otherwise start serving on its own once this one is gone.
+            warn!("USR2 abandoned: stopping the new supervisor (pid {pid})");
+            send(pid, SIGTERM);
+        }
         self.notify.stopping(format!("Stopping: {} shards", self.procs.len()));
         for p in &mut self.procs {
+            // One already retiring gracefully (HUP, TTOU, a USR2 hand-over) carries on as it was
+            // told: a TERM would make a shard that hands its listener over close it after all.
+            if graceful && p.life.retiring() {
+                continue;
+            }
             send(p.pid, if graceful { SIGTERM } else { SIGQUIT });
             p.life = p.life.retire();
         }

@@ -54,7 +54,7 @@ pub enum Event {
 pub fn run(config: Config, invocation: Option<Invocation>) -> i32 {
     set_process_name("hitcore-master");
     info!("Starting hitcore {}", env!("CARGO_PKG_VERSION"));
-    let handover = match upgrade::Handover::from_env() {
+    let mut handover = match upgrade::Handover::from_env() {
         None => None,
         Some(Ok(h)) => Some(h),
         Some(Err(e)) => {
@@ -62,7 +62,7 @@ pub fn run(config: Config, invocation: Option<Invocation>) -> i32 {
             return 1;
         }
     };
-    let started = match startup::start(config, handover.as_ref()) {
+    let started = match startup::start(config, handover.as_mut()) {
         Ok(s) => s,
         Err(e) => {
             error!("{e}");
@@ -82,11 +82,14 @@ pub fn run(config: Config, invocation: Option<Invocation>) -> i32 {
         arbiter::Arbiter::new(started.config, started.exe, started.heartbeats, started.check_period, notify);
     arbiter.events = Some(events);
     arbiter.handover = handover;
+    arbiter.pidfile = started.pidfile;
     arbiter.shared = started.shared;
     arbiter.invocation = invocation;
     arbiter.spawn_first(started.listeners);
     let code = arbiter.supervise(started.inbox);
     arbiter.shared.remove_paths();
-    drop(started.pidfile);
+    // The pid file goes (or, after a USR2 that never completed, goes back to the old pid) once
+    // every shard has exited.
+    drop(arbiter);
     code
 }

@@ -2,7 +2,8 @@
 //!
 //! It owns creating the file (refusing to start over a live process), writing it atomically
 //! (temporary file, then rename, mode 0644) and removing it on exit, but only if it still holds our
-//! pid. It must not signal or wait on any process.
+//! pid; a supervisor started by USR2 that gives up puts the old supervisor's pid back instead. It
+//! must not signal or wait on any process.
 
 use std::fs;
 use std::io::{self, Write};
@@ -14,6 +15,8 @@ use std::path::{Path, PathBuf};
 pub struct Pidfile {
     path: PathBuf,
     pid: u32,
+    /// USR2, until the hand-over completes: the old supervisor's pid, written back on drop.
+    hand_back: Option<u32>,
 }
 
 /// Why the pid file could not be created.
@@ -44,7 +47,8 @@ impl Pidfile {
     }
 
     /// As [`Pidfile::create`], also replacing `from` (the supervisor handing over on USR2, which then
-    /// leaves the file alone: it no longer holds its pid).
+    /// leaves the file alone: it no longer holds its pid). Until [`Pidfile::keep`], dropping it writes
+    /// `from` back: the old supervisor carries on when the new one gives up.
     pub fn take_over(path: &Path, from: Option<u32>) -> Result<Pidfile, PidfileError> {
         let shown = path.display().to_string();
         let io_err = |source| PidfileError::Io { path: shown.clone(), source };
@@ -63,22 +67,35 @@ impl Pidfile {
                 }
             }
         }
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let tmp = dir.join(format!(".{}.{pid}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")));
-        let mut file =
-            fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp).map_err(io_err)?;
-        writeln!(file, "{pid}").map_err(io_err)?;
-        drop(file);
-        fs::rename(&tmp, path).map_err(io_err)?;
-        Ok(Pidfile { path: path.to_path_buf(), pid })
+        write_atomically(path, pid).map_err(io_err)?;
+        Ok(Pidfile { path: path.to_path_buf(), pid, hand_back: from })
     }
+
+    /// The USR2 hand-over is complete: the file is ours for good.
+    pub fn keep(&mut self) {
+        self.hand_back = None;
+    }
+}
+
+/// Writes `pid` to a temporary file beside `path`, then renames it over `path`.
+fn write_atomically(path: &Path, pid: u32) -> io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp =
+        dir.join(format!(".{}.{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("pid"), std::process::id()));
+    let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp)?;
+    writeln!(file, "{pid}")?;
+    drop(file);
+    fs::rename(&tmp, path)
 }
 
 impl Drop for Pidfile {
     fn drop(&mut self) {
         let ours = fs::read_to_string(&self.path).is_ok_and(|t| t.trim() == self.pid.to_string());
         if ours {
-            let _ = fs::remove_file(&self.path);
+            let _ = match self.hand_back {
+                Some(old) => write_atomically(&self.path, old),
+                None => fs::remove_file(&self.path),
+            };
         }
     }
 }
@@ -99,6 +116,16 @@ mod tests {
         fs::write(&path, "2147483646\n").unwrap();
         let pidfile = Pidfile::create(&path).unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), format!("{}\n", std::process::id()));
+        drop(pidfile);
+        assert!(!path.exists());
+        // Taken over from a live pid on USR2, and given back when dropped before `keep`.
+        fs::write(&path, "1\n").unwrap();
+        let pidfile = Pidfile::take_over(&path, Some(1)).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), format!("{}\n", std::process::id()));
+        drop(pidfile);
+        assert_eq!(fs::read_to_string(&path).unwrap(), "1\n");
+        let mut pidfile = Pidfile::take_over(&path, Some(1)).unwrap();
+        pidfile.keep();
         drop(pidfile);
         assert!(!path.exists());
         fs::remove_dir_all(&dir).unwrap();

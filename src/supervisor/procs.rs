@@ -109,6 +109,17 @@ pub struct Proc {
     pub output: Arc<Output>,
 }
 
+/// Whether two descriptors are the same socket (a HUP replacement shares its predecessor's).
+pub fn same_socket(a: &Socket, b: &Socket) -> bool {
+    let id = |s: &Socket| {
+        // SAFETY: fstat on an open descriptor with a valid, zeroed stat buffer.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        (unsafe { libc::fstat(s.as_raw_fd(), &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+    };
+    id(a).is_some_and(|x| Some(x) == id(b))
+}
+
 /// Why a shard process could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
@@ -140,6 +151,7 @@ impl Arbiter {
         hb.pid.store(0, Ordering::Relaxed);
         hb.requests.store(0, Ordering::Relaxed);
         hb.connections.store(0, Ordering::Relaxed);
+        hb.features.store(0, Ordering::Relaxed);
         hb.state.store(state::SPAWNED, Ordering::Release);
         let listen_fd = sock.as_raw_fd();
         let heartbeat_fd = self.heartbeats.fd();
@@ -227,6 +239,15 @@ impl Arbiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_duplicated_socket_is_the_same_socket() {
+        use socket2::{Domain, Type};
+        let a = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let b = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        assert!(same_socket(&a, &a.try_clone().unwrap()));
+        assert!(!same_socket(&a, &b));
+    }
 
     #[test]
     fn a_lifecycle_remembers_retiring_through_a_timeout() {

@@ -1,39 +1,45 @@
 //! Changing the set of shards while serving: HUP's rolling reload, TTIN and TTOU.
 //!
 //! It owns the [`Reload`] state and the three signal handlers. A reload replaces one shard at a
-//! time: the new one (the binary now on disk, a fresh listener in the same reuseport group) boots
-//! before the old one is told to retire. It must not reap or respawn: the arbiter does, and tells a
+//! time: the new one (the binary now on disk) shares the old one's listener and boots before the
+//! old one is told to retire with USR2, leaving the listener to it, so no listener closes during a
+//! HUP (docs/supervisor.md, "The rare reset on HUP"). An old shard of a release that cannot hand
+//! over gets a replacement on a fresh listener and a TERM instead. It must not reap or respawn: the arbiter does, and tells a
 //! reload about exits through [`Arbiter::reload_saw_exit`].
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use signal_hook::consts::signal::SIGTERM;
+use signal_hook::consts::signal::{SIGTERM, SIGUSR2};
 use tracing::{error, info, warn};
 
 use super::arbiter::{Arbiter, send};
 use super::policy::{self, Ttou};
 use super::procs::{Proc, Purpose, SpawnError};
 use crate::cli::format_cpu_list;
-use crate::heartbeat::state;
+use crate::heartbeat::{features, state};
+use crate::listener;
 
 /// How often the arbiter looks at a reload in progress (a new shard's boot is seen in shared memory).
 pub const RELOAD_POLL: Duration = Duration::from_millis(20);
 
-/// A rolling reload (HUP): one shard at a time, the new one listening (on a listener of its own,
-/// in the same reuseport group) and booted before the old one is told to retire.
+/// A rolling reload (HUP): one shard at a time, the new one booted before the old one is told to
+/// retire.
 #[derive(Debug, Default)]
 pub struct Reload {
     /// Old shard pids still to replace.
     queue: VecDeque<i32>,
     /// (old pid, new pid) while the new one boots.
     current: Option<(i32, i32)>,
+    /// The new one shares the old one's listener: the old one retires with SIGUSR2 (no drain, no
+    /// shutdown) instead of TERM.
+    shared: bool,
 }
 
 impl Arbiter {
     /// HUP: replace every shard, one at a time, each new one booted and accepting before the old one
-    /// retires (serves its queue, leaves the reuseport group, finishes, exits).
+    /// retires (stops accepting, finishes, exits).
     pub(super) fn begin_reload(&mut self) {
         if self.stopping.is_some() {
             return;
@@ -45,14 +51,14 @@ impl Arbiter {
         let table: Vec<(usize, i32, bool)> = self.procs.iter().map(|p| (p.index, p.pid, p.life.retiring())).collect();
         let queue = policy::reload_queue(&table);
         self.notify.reloading(format!("Reloading: replacing {} shards", queue.len()));
-        let current = self.reload.take().and_then(|r| r.current);
-        self.reload = Some(Reload { queue, current });
+        let (current, shared) = self.reload.take().map_or((None, false), |r| (r.current, r.shared));
+        self.reload = Some(Reload { queue, current, shared });
     }
 
     /// Called by the arbiter when a shard exits before booting; true when it was this reload's new
-    /// shard. The reload stops there: the old shard was not told to retire and keeps serving, the
-    /// new one's listener never joined the reuseport group (so no connection waited on it), and the
-    /// next HUP starts over with whatever binary is on disk then.
+    /// shard. The reload stops there: the old shard was not told to retire and keeps serving, and the
+    /// next HUP starts over with whatever binary is on disk then. The old shard goes on serving its
+    /// listener's queue, whether the new one shared it or had one that never listened.
     pub(super) fn reload_saw_failure(&mut self, p: &Proc, how: &str, reason: &str) -> bool {
         let Some(Reload { current: Some((old, new)), .. }) = self.reload else { return false };
         if new != p.pid {
@@ -126,7 +132,7 @@ impl Arbiter {
                 return;
             }
             if let Some(old_proc) = self.procs.iter_mut().find(|p| p.pid == old) {
-                send(old, SIGTERM);
+                send(old, if reload.shared { SIGUSR2 } else { SIGTERM });
                 old_proc.life = old_proc.life.retire();
             }
             reload.current = None;
@@ -134,10 +140,22 @@ impl Arbiter {
         while let Some(old) = reload.queue.pop_front() {
             let Some(p) = self.procs.iter().find(|p| p.pid == old && !p.life.retiring()) else { continue };
             let (index, cpu) = (p.index, p.cpu);
-            match self.spawn_fresh(index, cpu, Purpose::Replace) {
+            // A shard that can hand over shares its listener with its replacement: its queue is
+            // never closed. One of a release before that gets a fresh listener and a TERM.
+            let can_hand_over = self.heartbeats.slot(p.slot).features.load(Ordering::Relaxed) & features::HANDOVER != 0
+                && !p.life.ejected()
+                && listener::is_listening(&p.listener);
+            let shared = if can_hand_over { p.listener.try_clone().ok() } else { None };
+            let is_shared = shared.is_some();
+            let started = match shared {
+                Some(sock) => self.spawn(index, cpu, sock, Purpose::Replace),
+                None => self.spawn_fresh(index, cpu, Purpose::Replace),
+            };
+            match started {
                 Ok(new) => {
                     if let Some(r) = &mut self.reload {
                         r.current = Some((old, new));
+                        r.shared = is_shared;
                     }
                 }
                 Err(e) => {

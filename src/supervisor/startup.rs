@@ -69,6 +69,9 @@ pub enum StartError {
     /// USR2: the old supervisor passed no listener to take the address from.
     #[error("the old supervisor passed no listener (HITCORE_UPGRADE)")]
     NothingInherited,
+    /// USR2: an inherited listener could not be duplicated.
+    #[error("cannot take over an inherited listener: {0}")]
+    Inherit(io::Error),
 }
 
 /// What start-up hands to the arbiter.
@@ -97,12 +100,13 @@ pub struct Started {
 /// Sets up everything before the first shard, logging gunicorn's start-up lines. Started by an old
 /// supervisor's USR2 (`handover`), it serves the address of the inherited listeners instead of
 /// binding `-b` (busy by design), and takes over the pid file.
-pub fn start(mut config: Config, handover: Option<&Handover>) -> Result<Started, StartError> {
+pub fn start(mut config: Config, handover: Option<&mut Handover>) -> Result<Started, StartError> {
     let pid = std::process::id();
     let pidfile = match &config.pidfile {
-        Some(path) => Some(Pidfile::take_over(path, handover.map(|h| h.parent))?),
+        Some(path) => Some(Pidfile::take_over(path, handover.as_ref().map(|h| h.parent))?),
         None => None,
     };
+    let upgrading = handover.is_some();
     let shared_binds = config.main_listener_shared() || config.binds.len() > 1;
     if handover.is_some() && shared_binds {
         return Err(StartError::SharedHandover);
@@ -122,13 +126,24 @@ pub fn start(mut config: Config, handover: Option<&Handover>) -> Result<Started,
         },
         (Some(h), _) => {
             let first = h.listeners.first().ok_or(StartError::NothingInherited)?;
-            config.bind = listener::local_addr(first).map_err(StartError::LocalAddr)?;
-            // One listener per shard in the inherited ones' reuseport group, listening only once its
-            // shard can accept: if these shards cannot boot, no connection waits on them.
-            (0..config.cpus.len())
-                .map(|_| listener::bind(config.bind, ListenOptions::of(&config)))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(StartError::Listen)?
+            config.bind = listener::local_addr(&first.socket).map_err(StartError::LocalAddr)?;
+            // A listener whose old shard can hand it over is shared: the old shard stops accepting
+            // once this supervisor's shards serve, and no listener closes. Any other shard gets a
+            // listener of its own in the same reuseport group, listening only once the shard can
+            // accept: if these shards cannot boot, no connection waits on them.
+            let mut shared = h.listeners.iter().filter(|l| l.shared);
+            let mut listeners = Vec::new();
+            for _ in 0..config.cpus.len() {
+                match shared.next() {
+                    Some(l) => {
+                        listeners.push(l.socket.try_clone().map_err(StartError::Inherit)?);
+                        h.adopted.push(l.fd);
+                    }
+                    None => listeners
+                        .push(listener::bind(config.bind, ListenOptions::of(&config)).map_err(StartError::Listen)?),
+                }
+            }
+            listeners
         }
     };
     if !config.main_listener_shared() {
@@ -156,7 +171,7 @@ pub fn start(mut config: Config, handover: Option<&Handover>) -> Result<Started,
     let collector = crate::metrics::collect::install(heartbeats.clone());
     if let Some(addr) = config.observe.metrics_bind {
         // On USR2 the old supervisor still serves the address: share it until it exits.
-        crate::metrics::server::start(addr, collector, handover.is_none()).map_err(|e| StartError::Metrics(addr, e))?;
+        crate::metrics::server::start(addr, collector, !upgrading).map_err(|e| StartError::Metrics(addr, e))?;
     }
     let exe = this_binary();
     let (events, inbox) = mpsc::channel();

@@ -23,21 +23,26 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+
+use signal_hook::consts::signal::SIGUSR2;
 
 use socket2::Socket;
 use tracing::{error, info, warn};
 
 use super::Event;
-use super::arbiter::Arbiter;
+use super::arbiter::{Arbiter, send};
 use super::notify::Notifier;
 use crate::handoff::{self, Inherited, UPGRADE_ENV, Upgrade};
+use crate::heartbeat::features;
 use crate::listener;
 
 /// What the new supervisor said, read by the old one when the report pipe closes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpgradeNews {
-    /// Its shards serve: hand over.
-    Ready,
+    /// Its shards serve: hand over. It adopted these of the inherited listeners (by descriptor
+    /// number, the same in both processes): their shards retire leaving them open (USR2).
+    Ready(Vec<RawFd>),
     /// It could not start, and says why.
     Failed(String),
     /// It exited without a word (a start-up error before it could report, or not a hitcore).
@@ -94,7 +99,11 @@ impl Arbiter {
             .procs
             .iter()
             .filter(|p| !p.life.retiring() && listener::is_listening(&p.listener))
-            .map(|p| Inherited { fd: p.listener.as_raw_fd(), addr: self.config.bind.to_string() })
+            .map(|p| Inherited {
+                fd: p.listener.as_raw_fd(),
+                addr: self.config.bind.to_string(),
+                shared: self.heartbeats.slot(p.slot).features.load(Ordering::Relaxed) & features::HANDOVER != 0,
+            })
             .collect();
         let upgrade =
             Upgrade { version: handoff::VERSION, parent: std::process::id(), report_fd: write.as_raw_fd(), listeners };
@@ -120,7 +129,9 @@ impl Arbiter {
             let mut said = String::new();
             let _ = (&read).read_to_string(&mut said);
             let news = match said.trim_end() {
-                "READY" => UpgradeNews::Ready,
+                s if s == "READY" || s.starts_with("READY ") => {
+                    UpgradeNews::Ready(s["READY".len()..].split(',').filter_map(|fd| fd.trim().parse().ok()).collect())
+                }
                 s => match s.strip_prefix("FAILED ") {
                     Some(why) => UpgradeNews::Failed(why.to_string()),
                     None => UpgradeNews::Gone,
@@ -135,11 +146,19 @@ impl Arbiter {
     pub(super) fn upgrade_news(&mut self, news: UpgradeNews) {
         let Some(pid) = self.upgrade.take() else { return };
         match news {
-            UpgradeNews::Ready => {
+            UpgradeNews::Ready(adopted) => {
                 info!("USR2: the new supervisor (pid {pid}) serves; handing over and stopping this one's shards");
                 self.notify.main_pid(pid as u32);
                 // From now on the new supervisor speaks to systemd: no STOPPING=1 from here.
                 self.notify = Notifier::disabled();
+                // A listener the new supervisor's shards share stays open: its shard here stops
+                // accepting and leaves the queue to them. The others retire as on TERM.
+                for p in self.procs.iter_mut().filter(|p| !p.life.retiring()) {
+                    if adopted.contains(&p.listener.as_raw_fd()) {
+                        send(p.pid, SIGUSR2);
+                        p.life = p.life.retire();
+                    }
+                }
                 self.begin_stop(true, 0);
             }
             UpgradeNews::Failed(why) => {
@@ -156,7 +175,11 @@ impl Arbiter {
     pub(super) fn report_ready(&mut self) {
         if let Some(handover) = self.handover.take() {
             info!("Took over from the old supervisor (pid {})", handover.parent);
-            handover.report("READY");
+            if let Some(pidfile) = &mut self.pidfile {
+                pidfile.keep();
+            }
+            let adopted: Vec<String> = handover.adopted.iter().map(|fd| fd.to_string()).collect();
+            handover.report(&format!("READY {}", adopted.join(",")));
             self.notify.main_pid(std::process::id());
         }
     }
@@ -176,7 +199,20 @@ pub struct Handover {
     pub parent: u32,
     report: File,
     /// The inherited listeners (their address is where the new shards listen).
-    pub listeners: Vec<Socket>,
+    pub listeners: Vec<InheritedSocket>,
+    /// Those of them given to this supervisor's shards, by their descriptor number.
+    pub adopted: Vec<RawFd>,
+}
+
+/// One inherited listener, owned.
+#[derive(Debug)]
+pub struct InheritedSocket {
+    /// Its descriptor number, as the old supervisor knows it.
+    pub fd: RawFd,
+    /// The socket.
+    pub socket: Socket,
+    /// Its old shard can hand it over: a new shard may share it.
+    pub shared: bool,
 }
 
 impl Handover {
@@ -201,13 +237,20 @@ impl Handover {
         // once, here. `File`/`Socket` do not set close-on-exec, so it is set below: shards must not
         // inherit them (the old supervisor waits for the report pipe to close).
         let report = unsafe { File::from_raw_fd(upgrade.report_fd) };
-        // SAFETY: as above.
-        let listeners: Vec<Socket> = upgrade.listeners.iter().map(|l| unsafe { Socket::from_raw_fd(l.fd) }).collect();
-        for fd in std::iter::once(report.as_raw_fd()).chain(listeners.iter().map(AsRawFd::as_raw_fd)) {
+        let listeners: Vec<InheritedSocket> = upgrade
+            .listeners
+            .iter()
+            .map(|l| {
+                // SAFETY: as above: inherited, owned once, here.
+                let socket = unsafe { Socket::from_raw_fd(l.fd) };
+                InheritedSocket { fd: l.fd, socket, shared: l.shared }
+            })
+            .collect();
+        for fd in std::iter::once(report.as_raw_fd()).chain(listeners.iter().map(|l| l.fd)) {
             // SAFETY: fcntl on a descriptor owned above.
             unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
         }
-        Some(Ok(Handover { parent: upgrade.parent, report, listeners }))
+        Some(Ok(Handover { parent: upgrade.parent, report, listeners, adopted: Vec::new() }))
     }
 
     /// Writes the report line and closes the pipe.
