@@ -15,6 +15,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+/// Sentinel and Cluster topologies, the failover actions and the judgement of a failover run.
+pub mod topology;
+
 /// Every wait in the tests is bounded by this unless a test says otherwise.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
