@@ -1,9 +1,10 @@
 //! The command line: gunicorn-like flags (clap) and their validation into a [`Config`].
 //!
 //! It owns flag names, defaults, help text and every check that can be made before anything is
-//! bound or spawned. Each refusal names the flag it is about. It must not open sockets or files:
-//! the only outside facts it reads are the CPU affinity mask and, for `--redis` and `-b`, name
-//! resolution.
+//! bound or spawned. Each refusal names the flag it is about. It must not open sockets: the only
+//! outside facts it reads are the CPU affinity mask, name resolution for `-b` (never for
+//! `--redis`: shards resolve that at every connect) and the `--redis-tls-*` files, read once to
+//! refuse a bad one at start.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -227,6 +228,9 @@ impl Cli {
             share_cpus: self.share_cpus,
             bind,
             redis,
+            redis_tls: Default::default(),
+            wait_replicas: 0,
+            wait_timeout: crate::config::default_wait_timeout(),
             key: self.key,
             keep_alive: self.keep_alive,
             header_timeout: self.header_timeout,

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::parse::Limits;
 use crate::logging::{LogLevel, LogTarget};
+use crate::redis::tls::TlsFiles;
 use crate::redis::url::RedisTarget;
 
 /// Everything a supervisor or shard needs to run.
@@ -28,6 +29,17 @@ pub struct Config {
     pub bind: SocketAddr,
     /// Redis, resolved (`--redis` / `REDIS_URL`).
     pub redis: RedisTarget,
+    /// `--redis-tls-ca`, `--redis-tls-cert`, `--redis-tls-key`, `--redis-tls-insecure`, for
+    /// `rediss://` (absent from a previous release's hand-off: no TLS files).
+    #[serde(default)]
+    pub redis_tls: TlsFiles,
+    /// `--wait-replicas`: replicas that must acknowledge each batch before it is answered 200
+    /// (default 0: no WAIT).
+    #[serde(default)]
+    pub wait_replicas: u32,
+    /// `--wait-timeout`: how long each batch's WAIT may wait (default 50 ms).
+    #[serde(default = "default_wait_timeout")]
+    pub wait_timeout: Duration,
     /// The counter key (`--key`, default `hit`).
     pub key: String,
     /// How long an idle keep-alive connection waits for the next request; zero disables keep-alive
@@ -76,6 +88,11 @@ pub struct Config {
 /// Pipelined requests taken from one connection per batch. More stay in its buffer for the next
 /// batch, so one client cannot make a shard hold an unbounded batch.
 pub const MAX_PIPELINE: usize = 128;
+
+/// `--wait-timeout`'s default.
+pub fn default_wait_timeout() -> Duration {
+    Duration::from_millis(50)
+}
 
 impl Config {
     /// Requests one shard may have waiting on Redis at once: every connection with a full batch.

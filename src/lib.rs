@@ -13,8 +13,8 @@
 //! - [`heartbeat`]: the shared-memory heartbeat slots, the only cross-process state.
 //! - [`shard`]: one shard process: executor, accept loop, housekeeping tick, stopping.
 //! - [`http`]: request parsing, responses, the per-connection loop, the access log.
-//! - [`redis`]: Redis URLs (single node, Sentinel, Cluster), RESP, the pipelined coalescing connection,
-//!   Sentinel and Cluster routing facts (`sentinel`, `slots`).
+//! - [`redis`]: Redis URLs (single node, Sentinel, Cluster), RESP, the coalescing queue, the connect
+//!   path (discovery, TLS, ROLE), the pipelined connection task, Sentinel and Cluster routing.
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
 
 #![warn(missing_docs, missing_debug_implementations)]

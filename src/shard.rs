@@ -217,14 +217,7 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
         },
         None => None,
     };
-    let redis = Redis::start(Settings {
-        target: spec.config.redis.clone(),
-        key: spec.config.key.clone(),
-        coalesce: spec.config.coalesce,
-        timeout: spec.config.redis_timeout,
-        max_pending: spec.config.max_pending(),
-        shard: spec.index,
-    });
+    let redis = Redis::start(Settings::from_config(&spec.config, spec.index));
     let shard = Rc::new(Shard {
         redis,
         date: HttpDate::default(),

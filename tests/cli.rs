@@ -70,11 +70,9 @@ fn bad_flags_are_named() {
 
 #[test]
 fn a_refused_redis_url_never_echoes_its_password() {
-    for url in [
-        "redis://:hunter2@127.0.0.1:notaport/0",
-        "redis://:hunter2@127.0.0.1:6379/x",
-        "redis://:hunter2@no-such-host.invalid/0",
-    ] {
+    for url in
+        ["redis://:hunter2@127.0.0.1:notaport/0", "redis://:hunter2@127.0.0.1:6379/x", "redis://:hunter2@127.0.0.1:0/0"]
+    {
         let stderr = refused(&["--redis", url], "--redis");
         assert!(!stderr.contains("hunter2"), "{stderr}");
     }

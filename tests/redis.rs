@@ -159,3 +159,25 @@ fn redis_killed_mid_request_gives_503_then_service_resumes_without_repeating_a_v
     assert_eq!(unique.len(), seen.len(), "a value was returned twice: {seen:?}");
     assert_eq!(server.log.count("Booting worker"), 2, "no shard restarted");
 }
+
+#[test]
+fn a_host_name_is_resolved_by_the_shard_and_every_address_is_tried() {
+    let redis = TestRedis::start();
+    // localhost may resolve to ::1 first, where this redis-server does not listen.
+    let url = format!("redis://:{}@localhost:{}/0", percent(PASSWORD), redis.port);
+    let server = TestServer::start(&["-w", "1", "--redis", &url]);
+    server.wait_ready(1);
+    assert_eq!(get_once(server.addr, GET).value(), 1);
+    let line = server.log.wait_for("Connected to Redis", DEADLINE);
+    assert!(line.contains("localhost (127.0.0.1:"), "names the address it reached: {line}");
+}
+
+#[test]
+fn a_name_that_does_not_resolve_is_an_error_line_and_503s_not_an_exit() {
+    let server = TestServer::start(&["-w", "1", "--redis", "redis://no-such-host.invalid:6379/0"]);
+    let line = server.log.wait_for("cannot resolve Redis host 'no-such-host.invalid'", DEADLINE);
+    assert!(line.contains("[ERROR]"), "{line}");
+    let r = get_once(server.addr, GET);
+    assert_eq!((r.status, r.header("Retry-After")), (503, Some("1")));
+    assert_eq!(server.log.count("cannot resolve"), 1, "logged once, not once per retry");
+}

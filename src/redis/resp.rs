@@ -4,11 +4,16 @@
 //! It owns nothing but encoding and decoding, and must stay free of I/O and state so that the
 //! reply decoder can be fuzzed on its own.
 
-use redis_protocol::resp2::decode::decode_range;
+use redis_protocol::resp2::decode::{decode, decode_range};
 use redis_protocol::resp2::encode::encode_borrowed;
 use redis_protocol::resp2::types::{BorrowedFrame, RangeFrame};
 
-/// The largest command hitcore sends has this many arguments (`AUTH user password`, `INCRBY key n`).
+/// An owned, fully decoded reply: what the connect path reads (ROLE, and the discovery replies of
+/// Sentinel and Cluster), never the hot path.
+pub use redis_protocol::resp2::types::OwnedFrame as Frame;
+
+/// The largest command hitcore sends has this many arguments (`AUTH user password`, `INCRBY key n`,
+/// `SENTINEL get-master-addr-by-name NAME`).
 const MAX_ARGS: usize = 4;
 
 /// Appends `args` to `out` as one RESP array of bulk strings.
@@ -65,6 +70,48 @@ pub fn decode_reply(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, ProtocolEr
         _ => Reply::Unexpected,
     };
     Ok(Some((reply, used)))
+}
+
+/// Decodes one reply from the front of `buf` into an owned [`Frame`], for replies that are arrays
+/// (ROLE, SENTINEL, CLUSTER SLOTS). `Ok(None)` means more bytes are needed. The same nesting bound
+/// as [`decode_reply`] applies.
+pub fn decode_frame(buf: &[u8]) -> Result<Option<(Frame, usize)>, ProtocolError> {
+    if nested_too_deep(buf) {
+        return Err(ProtocolError(format!("reply nests arrays more than {MAX_DEPTH} deep")));
+    }
+    decode(buf).map_err(|e| ProtocolError(e.details().to_string()))
+}
+
+/// How an error reply to a write should be handled, by its first word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// `-READONLY`, `-LOADING`, `-MASTERDOWN`: this node is not (or not yet, or no longer) a
+    /// primary that can take writes. The command was rejected before it ran; the connection is
+    /// pointed at the wrong node and must be rebuilt.
+    NotPrimary,
+    /// `-MOVED`, `-ASK`: a Redis Cluster node that does not own the key's slot.
+    Redirect,
+    /// Anything else (a key holding a non-integer, an ACL refusal): the command's own answer.
+    Other,
+}
+
+/// Classifies an error reply's text (without the leading `-`).
+pub fn error_kind(message: &[u8]) -> ErrorKind {
+    let word = message.split(|&b| b == b' ').next().unwrap_or_default();
+    match word {
+        b"READONLY" | b"LOADING" | b"MASTERDOWN" => ErrorKind::NotPrimary,
+        b"MOVED" | b"ASK" => ErrorKind::Redirect,
+        _ => ErrorKind::Other,
+    }
+}
+
+/// The text of a bulk or simple string frame.
+pub fn frame_text(frame: &Frame) -> Option<&str> {
+    match frame {
+        Frame::BulkString(b) => std::str::from_utf8(b).ok(),
+        Frame::SimpleString(b) => std::str::from_utf8(b).ok(),
+        _ => None,
+    }
 }
 
 /// Whether the reply at the front of `buf` nests arrays more than [`MAX_DEPTH`] deep, found by
@@ -138,6 +185,25 @@ mod tests {
         assert_eq!(decode_reply(b""), Ok(None));
         assert!(decode_reply(b"?what\r\n").is_err());
         assert!(decode_reply(b":12x\r\n").is_err());
+    }
+
+    #[test]
+    fn decodes_owned_frames_and_classifies_errors() {
+        let role = b"*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n";
+        let (frame, used) = decode_frame(role).unwrap().unwrap();
+        assert_eq!(used, role.len());
+        let Frame::Array(items) = frame else { panic!("not an array") };
+        assert_eq!(frame_text(&items[0]), Some("master"));
+        assert_eq!(decode_frame(b"*2\r\n$1\r\na"), Ok(None));
+        assert!(decode_frame(&b"*1\r\n".repeat(1000)).is_err());
+        assert_eq!(error_kind(b"READONLY You can't write against a read only replica."), ErrorKind::NotPrimary);
+        assert_eq!(error_kind(b"LOADING Redis is loading the dataset in memory"), ErrorKind::NotPrimary);
+        assert_eq!(error_kind(b"MASTERDOWN Link with MASTER is down"), ErrorKind::NotPrimary);
+        assert_eq!(error_kind(b"MOVED 866 127.0.0.1:7001"), ErrorKind::Redirect);
+        assert_eq!(error_kind(b"ASK 866 127.0.0.1:7001"), ErrorKind::Redirect);
+        assert_eq!(error_kind(b"ERR value is not an integer or out of range"), ErrorKind::Other);
+        assert_eq!(error_kind(b"READONLYX"), ErrorKind::Other);
+        assert_eq!(error_kind(b""), ErrorKind::Other);
     }
 
     #[test]

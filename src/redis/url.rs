@@ -1,13 +1,14 @@
 //! Redis connection URLs: `--redis` / `REDIS_URL` text to a [`RedisTarget`], and back to a form
 //! that is safe to log.
 //!
-//! It owns URL syntax, percent-decoding of credentials and the one DNS lookup hitcore makes for
-//! Redis (at start-up, in the supervisor, so no shard ever blocks on DNS). It must never put the
-//! password into an error or a `Display`: every message built here uses [`RedisTarget`]'s redacted
-//! form or the parts of the URL that are not secret.
+//! It owns URL syntax and percent-decoding of credentials. It does no DNS: a host name is resolved
+//! again at every (re)connect by `connect`, on a blocking thread, because a managed Redis moves its
+//! name to the new primary on failover and a supervisor that resolved once would pin every shard
+//! to the old one. It must never put the password into an error or a `Display`: every message
+//! built here uses [`RedisTarget`]'s redacted form or the parts of the URL that are not secret.
 
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use percent_encoding::percent_decode_str;
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 /// The default `--redis`.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/0";
 
-/// Where Redis is and how to log in: everything a shard needs to (re)connect without DNS.
+/// Where Redis is and how to log in: everything a shard needs to (re)connect.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RedisTarget {
     /// The transport.
@@ -29,43 +30,76 @@ pub struct RedisTarget {
     pub db: u32,
 }
 
-/// A resolved Redis address.
+/// Where a Redis node is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "EndpointWire")]
 pub enum Endpoint {
-    /// TCP, resolved once at start-up; `host` is kept for log lines.
+    /// TCP to a host name or address, resolved at every connect.
     Tcp {
-        /// The host as written in the URL.
+        /// The host as written in the URL: what is resolved, and the name TLS verifies.
         host: String,
-        /// The address it resolved to.
-        addr: SocketAddr,
+        /// The port.
+        port: u16,
+        /// `rediss://`: TLS over TCP.
+        tls: bool,
     },
     /// A unix socket path.
     Unix(PathBuf),
 }
 
+/// [`Endpoint`] as it may arrive from the supervisor: a previous release's supervisor resolved
+/// the host itself and sent `{"Tcp":{"host":..,"addr":"ip:port"}}`, with no port and no TLS; a new
+/// shard under it must still boot. Its address is not used: the host is resolved again anyway.
+#[derive(Deserialize)]
+enum EndpointWire {
+    Tcp {
+        host: String,
+        #[serde(default)]
+        port: Option<u16>,
+        #[serde(default)]
+        addr: Option<SocketAddr>,
+        #[serde(default)]
+        tls: bool,
+    },
+    Unix(PathBuf),
+}
+
+impl From<EndpointWire> for Endpoint {
+    fn from(wire: EndpointWire) -> Endpoint {
+        match wire {
+            EndpointWire::Tcp { host, port, addr, tls } => {
+                let port = port.or(addr.map(|a| a.port())).unwrap_or(DEFAULT_PORT);
+                Endpoint::Tcp { host, port, tls }
+            }
+            EndpointWire::Unix(path) => Endpoint::Unix(path),
+        }
+    }
+}
+
+/// Redis's port when the URL names none.
+pub const DEFAULT_PORT: u16 = 6379;
+
 /// Why a Redis URL was refused. Messages never contain the password.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UrlError {
     /// Not a URL at all.
-    #[error("not a valid URL ({0}); expected redis://[user][:password]@host[:port][/db] or unix:///path")]
+    #[error(
+        "not a valid URL ({0}); expected redis://[user][:password]@host[:port][/db], rediss://... (TLS) or \
+         unix:///path"
+    )]
     Syntax(String),
-    /// A scheme other than redis, unix and redis+unix.
-    #[error("unsupported scheme '{0}'; use redis://, unix:// or redis+unix://")]
+    /// A scheme hitcore does not speak.
+    #[error("unsupported scheme '{0}'; use redis://, rediss:// (TLS), unix:// or redis+unix://")]
     Scheme(String),
     /// A redis:// URL without a host.
     #[error("missing host")]
     NoHost,
+    /// Port 0.
+    #[error("invalid port 0")]
+    Port,
     /// A database that is not a non-negative integer.
     #[error("invalid database '{0}'; expected a number such as /0")]
     Db(String),
-    /// The host did not resolve.
-    #[error("cannot resolve Redis host '{host}': {reason}")]
-    Resolve {
-        /// The host as written.
-        host: String,
-        /// The resolver's error.
-        reason: String,
-    },
     /// A unix URL without a path.
     #[error("missing socket path")]
     NoPath,
@@ -75,21 +109,20 @@ pub enum UrlError {
 }
 
 impl RedisTarget {
-    /// Parses and resolves `text`. Forms: `redis://[user][:password]@host[:port][/db]` and
-    /// `unix:///path/redis.sock?db=N&password=...&user=...` (also spelled `redis+unix://`).
+    /// Parses `text`. Forms: `redis://[user][:password]@host[:port][/db]`, the same with
+    /// `rediss://` for TLS, and `unix:///path/redis.sock?db=N&password=...&user=...` (also spelled
+    /// `redis+unix://`). Host names are not resolved here.
     pub fn parse(text: &str) -> Result<RedisTarget, UrlError> {
         // The url crate's error never echoes its input, so the password cannot leak through it.
         let url = url::Url::parse(text).map_err(|e| UrlError::Syntax(e.to_string()))?;
         match url.scheme() {
-            "redis" => {
+            scheme @ ("redis" | "rediss") => {
                 let host = url.host_str().filter(|h| !h.is_empty()).ok_or(UrlError::NoHost)?;
                 let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-                let port = url.port().unwrap_or(6379);
-                let addr = (host.as_str(), port)
-                    .to_socket_addrs()
-                    .map_err(|e| UrlError::Resolve { host: host.clone(), reason: e.to_string() })?
-                    .next()
-                    .ok_or_else(|| UrlError::Resolve { host: host.clone(), reason: "no addresses".into() })?;
+                let port = url.port().unwrap_or(DEFAULT_PORT);
+                if port == 0 {
+                    return Err(UrlError::Port);
+                }
                 let db = match url.path().trim_start_matches('/') {
                     "" => 0,
                     db => db.parse().map_err(|_| UrlError::Db(db.to_string()))?,
@@ -99,7 +132,8 @@ impl RedisTarget {
                     Some(p) => decode(p)?,
                     None => None,
                 };
-                Ok(RedisTarget { endpoint: Endpoint::Tcp { host, addr }, user, password, db })
+                let tls = scheme == "rediss";
+                Ok(RedisTarget { endpoint: Endpoint::Tcp { host, port, tls }, user, password, db })
             }
             "unix" | "redis+unix" => {
                 let path = url.path();
@@ -127,6 +161,11 @@ impl RedisTarget {
             other => Err(UrlError::Scheme(other.to_string())),
         }
     }
+
+    /// Whether connections to this target use TLS.
+    pub fn tls(&self) -> bool {
+        matches!(self.endpoint, Endpoint::Tcp { tls: true, .. })
+    }
 }
 
 fn decode(s: &str) -> Result<Option<String>, UrlError> {
@@ -146,9 +185,10 @@ impl fmt::Display for RedisTarget {
             (None, None) => String::new(),
         };
         match &self.endpoint {
-            Endpoint::Tcp { host, addr } => {
+            Endpoint::Tcp { host, port, tls } => {
                 let host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
-                write!(f, "redis://{auth}{host}:{}/{}", addr.port(), self.db)
+                let scheme = if *tls { "rediss" } else { "redis" };
+                write!(f, "{scheme}://{auth}{host}:{port}/{}", self.db)
             }
             Endpoint::Unix(path) => write!(f, "unix://{auth}{}?db={}", path.display(), self.db),
         }
@@ -169,8 +209,39 @@ mod tests {
     #[test]
     fn default_url() {
         let t = RedisTarget::parse(DEFAULT_URL).unwrap();
-        assert_eq!(t.endpoint, Endpoint::Tcp { host: "127.0.0.1".into(), addr: "127.0.0.1:6379".parse().unwrap() });
+        assert_eq!(t.endpoint, Endpoint::Tcp { host: "127.0.0.1".into(), port: 6379, tls: false });
         assert_eq!((t.user, t.password, t.db), (None, None, 0));
+    }
+
+    #[test]
+    fn tls_ipv6_and_names_that_are_not_resolved_here() {
+        let t = RedisTarget::parse("rediss://u:pw@[::1]:7000/2").unwrap();
+        assert_eq!(t.endpoint, Endpoint::Tcp { host: "::1".into(), port: 7000, tls: true });
+        assert!(t.tls());
+        assert_eq!(t.to_string(), "rediss://u:***@[::1]:7000/2");
+        let t = RedisTarget::parse("redis://no-such-host.invalid").unwrap();
+        assert_eq!(t.endpoint, Endpoint::Tcp { host: "no-such-host.invalid".into(), port: 6379, tls: false });
+        assert!(!t.tls());
+    }
+
+    #[test]
+    fn bad_urls_say_what_is_wrong() {
+        let err = |u: &str| RedisTarget::parse(u).unwrap_err().to_string();
+        assert!(err("http://127.0.0.1/").contains("unsupported scheme 'http'"));
+        assert!(err("redis://127.0.0.1:99999/0").contains("invalid port number"));
+        assert!(err("redis://127.0.0.1:0/0").contains("invalid port 0"));
+        assert!(err("redis://127.0.0.1/x").contains("invalid database 'x'"));
+        assert!(err("127.0.0.1:6379").contains("not a valid URL") || err("127.0.0.1:6379").contains("scheme"));
+    }
+
+    #[test]
+    fn an_endpoint_from_the_previous_release_decodes() {
+        let old: Endpoint = serde_json::from_str(r#"{"Tcp":{"host":"localhost","addr":"127.0.0.1:7001"}}"#).unwrap();
+        assert_eq!(old, Endpoint::Tcp { host: "localhost".into(), port: 7001, tls: false });
+        let new = Endpoint::Tcp { host: "h".into(), port: 1, tls: true };
+        assert_eq!(serde_json::from_str::<Endpoint>(&serde_json::to_string(&new).unwrap()).unwrap(), new);
+        let unix: Endpoint = serde_json::from_str(r#"{"Unix":"/tmp/r.sock"}"#).unwrap();
+        assert_eq!(unix, Endpoint::Unix("/tmp/r.sock".into()));
     }
 
     #[test]
@@ -198,7 +269,7 @@ mod tests {
             "redis://:hunter2@127.0.0.1:6379/x",
             "http://:hunter2@127.0.0.1/",
             "redis://:hunter2@:6379",
-            "redis://:hunter2@no-such-host.invalid:6379/0",
+            "redis://:hunter2@127.0.0.1:0/0",
             "redis://:hunter2@127.0.0.1:99999/0",
             "redis://:hunter2%ff@127.0.0.1/0",
         ] {
