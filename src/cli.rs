@@ -46,6 +46,16 @@ pub struct Cli {
     #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL", default_value = DEFAULT_URL)]
     pub redis: String,
 
+    /// The sentinels' own password (their requirepass), for redis+sentinel:// URLs; the URL's
+    /// credentials are the data nodes'
+    #[arg(
+        long = "sentinel-password",
+        env = "HITCORE_SENTINEL_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub sentinel_password: Option<String>,
+
     /// The Redis key holding the counter
     #[arg(long, value_name = "NAME", default_value = "hit")]
     pub key: String,
@@ -188,7 +198,13 @@ impl Cli {
         }
         let cpus = (0..self.workers).map(|i| allowed[i % allowed.len()]).collect();
         let bind = parse_bind(&self.bind).map_err(|m| refuse("--bind", m))?;
-        let redis = RedisTarget::parse(&self.redis).map_err(|e| refuse("--redis", e.to_string()))?;
+        let mut redis = RedisTarget::parse(&self.redis).map_err(|e| refuse("--redis", e.to_string()))?;
+        if let Some(password) = self.sentinel_password {
+            if !matches!(redis.endpoint, crate::redis::url::Endpoint::Sentinel { .. }) {
+                return Err(refuse("--sentinel-password", "only a redis+sentinel:// URL asks sentinels"));
+            }
+            redis.sentinel_password = Some(password);
+        }
         if self.key.is_empty() {
             return Err(refuse("--key", "the key must not be empty"));
         }

@@ -15,7 +15,15 @@ fn sentinels_form_and_fail_over() {
     let refused = call(topo.sentinels[0].port, None, &["SENTINEL", "get-master-addr-by-name", SERVICE]).unwrap();
     assert!(matches!(&refused, V::Error(e) if e.starts_with("NOAUTH")), "{refused:?}");
     topo.data[0].must(&["SET", "before", "1"]);
+    let mut sub = Conn::open(topo.sentinels[0].port, Some(SENTINEL_PASSWORD)).unwrap();
+    sub.send(&["SUBSCRIBE", "+switch-master"]).unwrap();
+    assert_eq!(sub.read().unwrap().items()[0].text(), "subscribe");
     let new = topo.failover();
+    // +switch-master comes when the failover ends, after the sentinels already name the new primary.
+    let event = sub.read().unwrap().items();
+    let new_port = topo.data[new].port;
+    assert_eq!(event[1].text(), "+switch-master");
+    assert!(event[2].text().ends_with(&format!(" 127.0.0.1:{new_port}").replace(':', " ")), "{event:?}");
     assert_ne!(new, 0);
     assert_eq!(topo.data[new].must(&["GET", "before"]).text(), "1", "the promoted replica had the data");
 }

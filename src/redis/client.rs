@@ -23,12 +23,14 @@ use std::time::{Duration, Instant};
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, error, info, warn};
 
-use super::connect::{ConnectError, Connector};
+use super::connect::{Address, ConnectError, Connector, Discovery};
+use super::follow::{Follow, Redirection};
 use super::queue::{Batching, Completed, Queue};
 pub use super::queue::{Failure, Outcome, Ticket};
 use super::resp::{self, ErrorKind, ProtocolError};
 use super::stream::Stream;
 use super::tls::TlsFiles;
+use super::topology::HostPort;
 use super::url::RedisTarget;
 use crate::config::Config;
 
@@ -94,6 +96,8 @@ struct Shared {
     attempted: Cell<bool>,
     /// The shard waiting for that, before it starts accepting.
     attempt_waiter: RefCell<Option<Waker>>,
+    /// Sentinel and Cluster: failovers announced, `-MOVED` and `-ASK` followed (`follow`).
+    follow: Follow,
 }
 
 /// The shard's handle to its Redis connection.
@@ -104,8 +108,12 @@ impl Redis {
     /// Creates the handle and starts the connection task on the current executor. The shard is
     /// usable at once: until the first connection succeeds, requests fail fast as `Unavailable`.
     pub fn start(settings: Settings) -> Redis {
-        let batching = Batching::new(&settings.key, settings.coalesce, settings.wait);
+        let mut batching = Batching::new(&settings.key, settings.coalesce, settings.wait);
+        let name = format!("hitcore-shard-{}", settings.shard);
+        let follow = Follow::start(&settings.target, &settings.tls, name, &settings.key, settings.wait);
+        batching.follow_redirects = follow.follows_redirects();
         let shared = Rc::new(Shared {
+            follow,
             settings,
             batching,
             up: Cell::new(false),
@@ -170,6 +178,11 @@ impl Redis {
 async fn maintain(shared: Rc<Shared>) {
     let s = &shared.settings;
     let mut connector = Connector::new(s.target.clone(), s.tls.clone(), format!("hitcore-shard-{}", s.shard));
+    if let Discovery::Cluster(cluster) = connector.discovery_mut() {
+        cluster.set_key(&s.key);
+    }
+    // Set after a -MOVED: the session ended with requests still queued for the slot's new owner.
+    let mut moving = false;
     let target = s.target.clone();
     let mut delay = BACKOFF_START;
     let mut last_failure: Option<String> = None;
@@ -177,6 +190,11 @@ async fn maintain(shared: Rc<Shared>) {
     let mut down_since: Option<Instant> = None;
     loop {
         let attempt = connector.connect().await;
+        if std::mem::take(&mut moving) && attempt.is_err() {
+            // The new owner cannot be reached: what was redirected to it gets 503 like the rest.
+            shared.up.set(false);
+            shared.queue.borrow_mut().fail_all(Failure::Unavailable);
+        }
         if !shared.attempted.replace(true) {
             // Up before the shard accepts, if the attempt succeeded.
             shared.up.set(attempt.is_ok());
@@ -203,7 +221,20 @@ async fn maintain(shared: Rc<Shared>) {
                 last_failure = None;
                 delay = BACKOFF_START;
                 shared.up.set(true);
-                let end = session(&shared, ready.stream).await;
+                shared.follow.connected(&ready.node.name);
+                let end = session(&shared, ready.stream, &ready.node.addr).await;
+                if let SessionEnd::Moved(to) = &end {
+                    // Nothing written is unanswered (the session drained), and what -MOVED
+                    // handed back ran nowhere: it goes to the new owner first, at once, and the
+                    // shard stays up meanwhile (new requests queue behind it).
+                    info!("Redis at {target} ({node}) says the key's slot moved to {to}; following");
+                    if let Discovery::Cluster(cluster) = connector.discovery_mut() {
+                        cluster.moved(to.clone());
+                    }
+                    shared.queue.borrow_mut().requeue_redirected();
+                    moving = true;
+                    continue;
+                }
                 shared.up.set(false);
                 let failed = shared.queue.borrow_mut().fail_all(Failure::Lost);
                 match &end {
@@ -258,22 +289,32 @@ enum SessionEnd {
     /// replaced (its replicas left it), so the node is looked up again.
     #[error("fewer replicas than --wait-replicas acknowledged a write")]
     NotDurable,
+    /// A sentinel announced a failover away from this node (`+switch-master`).
+    #[error("a sentinel announced a failover to {}", .0.map_or("another node".to_string(), |a| a.to_string()))]
+    Switched(Option<std::net::SocketAddr>),
+    /// A cluster node answered `-MOVED`, and every reply of this session is in.
+    #[error("the key's slot moved to {0}")]
+    Moved(HostPort),
 }
 
 /// Runs the reader, the writer and the deadline watcher on one task until one of them ends.
-async fn session(shared: &Rc<Shared>, stream: Stream) -> SessionEnd {
+async fn session(shared: &Rc<Shared>, stream: Stream, node: &Address) -> SessionEnd {
     let (rd, wr) = futures_lite::io::split(stream);
     let reader = read_replies(shared, rd);
     let writer = write_commands(shared, wr);
     let watcher = watch_deadline(shared);
-    futures_lite::future::or(futures_lite::future::or(reader, writer), watcher).await
+    // Sentinel only (pending otherwise): the primary moved away from this node.
+    let switched = async { SessionEnd::Switched(shared.follow.switched(node).await) };
+    let session = futures_lite::future::or(futures_lite::future::or(reader, writer), watcher);
+    futures_lite::future::or(session, switched).await
 }
 
 async fn write_commands(shared: &Shared, mut wr: impl AsyncWrite + Unpin) -> SessionEnd {
     let mut out = Vec::with_capacity(4096);
     loop {
         poll_fn(|cx| {
-            if shared.queue.borrow().has_waiting() {
+            // After a -MOVED nothing more is written here: it would be redirected too.
+            if shared.queue.borrow().has_waiting() && !shared.follow.draining() {
                 Poll::Ready(())
             } else {
                 *shared.writer.borrow_mut() = Some(cx.waker().clone());
@@ -293,7 +334,7 @@ async fn write_commands(shared: &Shared, mut wr: impl AsyncWrite + Unpin) -> Ses
     }
 }
 
-async fn read_replies(shared: &Shared, mut rd: impl AsyncRead + Unpin) -> SessionEnd {
+async fn read_replies(shared: &Rc<Shared>, mut rd: impl AsyncRead + Unpin) -> SessionEnd {
     let mut buf = vec![0u8; 16 * 1024];
     let (mut start, mut end) = (0usize, 0usize);
     loop {
@@ -324,6 +365,11 @@ async fn read_replies(shared: &Shared, mut rd: impl AsyncRead + Unpin) -> Sessio
                             if let Some(end) = report(shared, done) {
                                 return end;
                             }
+                            // A -MOVED session ends once every reply of what it wrote is in.
+                            if shared.follow.draining() && !shared.queue.borrow().has_sent() {
+                                let to = shared.follow.take_moved().expect("draining");
+                                return SessionEnd::Moved(to);
+                            }
                         }
                         Err(e) => return e.into(),
                     }
@@ -340,9 +386,29 @@ async fn read_replies(shared: &Shared, mut rd: impl AsyncRead + Unpin) -> Sessio
 }
 
 /// Logs what a reply meant, and says whether the session must end because of it.
-fn report(shared: &Shared, done: Completed<'_>) -> Option<SessionEnd> {
+fn report(shared: &Rc<Shared>, done: Completed<'_>) -> Option<SessionEnd> {
     let key = &shared.settings.key;
     match done {
+        Completed::Redirected(message) => match shared.follow.redirected(message) {
+            Redirection::Moved => None,
+            Redirection::Ask(to) => {
+                let tickets = shared.queue.borrow_mut().take_redirected();
+                let shared = shared.clone();
+                glommio::spawn_local(async move {
+                    let settled = shared.follow.send_asked(to, tickets).await;
+                    shared.queue.borrow_mut().settle(settled);
+                })
+                .detach();
+                None
+            }
+            Redirection::Unreadable => {
+                let tickets = shared.queue.borrow_mut().take_redirected();
+                let n = tickets.iter().map(|(_, n)| n).sum();
+                tickets.into_iter().for_each(|(t, n)| t.push(Outcome::Failed(Failure::NotPrimary), n));
+                shared.queue.borrow_mut().settle(n);
+                Some(SessionEnd::NotPrimary(crate::logging::escape(message)))
+            }
+        },
         Completed::Served => None,
         Completed::Waited { acked, wanted } if acked >= i64::from(wanted) => None,
         Completed::Error(message) => {

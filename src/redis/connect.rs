@@ -23,7 +23,9 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpStream, UnixStream};
 use rustls::ClientConfig;
 
+use super::cluster_discovery::ClusterDiscovery;
 use super::resp::{self, Frame, ProtocolError};
+use super::sentinel_discovery::SentinelDiscovery;
 use super::stream::Stream;
 use super::tls::{self, TlsFiles};
 use super::url::{Endpoint, RedisTarget};
@@ -41,12 +43,26 @@ const MAX_REPLY: usize = 16 << 20;
 pub enum Discovery {
     /// The URL's own host (resolved anew each time) or unix socket.
     Direct,
+    /// Ask the sentinels for the primary (`redis+sentinel://`).
+    Sentinel(SentinelDiscovery),
+    /// The owner of the key's slot (`redis+cluster://`); the client sets the key.
+    Cluster(ClusterDiscovery),
 }
 
 impl Discovery {
     /// The discovery a target calls for.
-    pub fn for_target(_target: &RedisTarget) -> Discovery {
-        Discovery::Direct
+    pub fn for_target(target: &RedisTarget) -> Discovery {
+        match &target.endpoint {
+            Endpoint::Tcp { .. } | Endpoint::Unix(_) => Discovery::Direct,
+            Endpoint::Sentinel { sentinels, service, tls } => Discovery::Sentinel(SentinelDiscovery::new(
+                sentinels.clone(),
+                service.clone(),
+                target.sentinel_password.clone(),
+                *tls,
+            )),
+            // The slot is the key's; until the client says which key, it is the default key's.
+            Endpoint::Cluster { seeds, tls } => Discovery::Cluster(ClusterDiscovery::new(seeds.clone(), "hit", *tls)),
+        }
     }
 }
 
@@ -138,6 +154,10 @@ pub enum ConnectError {
         /// What ROLE said.
         role: String,
     },
+    /// Sentinel or Cluster discovery found no primary to connect to (each sentinel or node asked,
+    /// and why it gave none, is in the message).
+    #[error("{0}")]
+    NoPrimary(String),
     /// The reply stream could not be understood.
     #[error("{node}: {error}")]
     Protocol {
@@ -160,6 +180,8 @@ impl ConnectError {
             ConnectError::Refused(m) => format!("refused:{m}"),
             ConnectError::NotPrimary { node, role } => format!("role:{node}:{role}"),
             ConnectError::Protocol { node, .. } => format!("protocol:{node}"),
+            // Per change of the first reason, not of every detail after it.
+            ConnectError::NoPrimary(m) => format!("noprimary:{}", m.split(" (").next().unwrap_or(m)),
         }
     }
 
@@ -199,6 +221,11 @@ impl Connector {
         &self.target
     }
 
+    /// The discovery, for the client to tell it what a session learnt (the key, a `-MOVED`).
+    pub fn discovery_mut(&mut self) -> &mut Discovery {
+        &mut self.discovery
+    }
+
     /// Finds the node, connects, logs in and checks it is a primary.
     pub async fn connect(&mut self) -> Result<Ready, ConnectError> {
         let candidates = self.discover().await?;
@@ -216,6 +243,19 @@ impl Connector {
 
     /// The candidates for this attempt, in the order to try them.
     async fn discover(&mut self) -> Result<Vec<Candidate>, ConnectError> {
+        // Sentinel and Cluster discovery talk to other nodes through this connector (`open`, for
+        // TLS), so they are taken out of it for the duration and put back.
+        if !matches!(self.discovery, Discovery::Direct) {
+            let mut discovery = std::mem::replace(&mut self.discovery, Discovery::Direct);
+            let target = self.target.clone();
+            let found = match &mut discovery {
+                Discovery::Sentinel(sentinels) => sentinels.candidates(self).await,
+                Discovery::Cluster(cluster) => cluster.candidates(self, &target).await,
+                Discovery::Direct => unreachable!("matched above"),
+            };
+            self.discovery = discovery;
+            return found;
+        }
         match &self.discovery {
             Discovery::Direct => match &self.target.endpoint {
                 Endpoint::Tcp { host, port, .. } => {
@@ -225,7 +265,11 @@ impl Connector {
                 Endpoint::Unix(path) => {
                     Ok(vec![Candidate { name: path.display().to_string(), addr: Address::Unix(path.clone()) }])
                 }
+                Endpoint::Sentinel { .. } | Endpoint::Cluster { .. } => {
+                    unreachable!("for_target gives these their own discovery")
+                }
             },
+            Discovery::Sentinel(_) | Discovery::Cluster(_) => unreachable!("handled above"),
         }
     }
 

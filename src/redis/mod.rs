@@ -4,10 +4,13 @@
 //! facts of Sentinel (`sentinel`) and Cluster (`slots`) routing. Nothing here knows about HTTP.
 
 pub mod client;
+pub mod cluster_discovery;
 pub mod connect;
+pub mod follow;
 pub mod queue;
 pub mod resp;
 pub mod sentinel;
+pub mod sentinel_discovery;
 pub mod slots;
 pub mod stream;
 pub mod tls;

@@ -117,6 +117,9 @@ pub struct Batching {
     pub key: String,
     /// One `INCRBY` per batch (true) or one `INCR` per request (`--no-coalesce`).
     pub coalesce: bool,
+    /// Redis Cluster (`redis+cluster://`): a `-MOVED` or `-ASK` hands the batch back to be sent
+    /// to the node named ([`Completed::Redirected`]) instead of failing it.
+    pub follow_redirects: bool,
     /// `WAIT replicas timeout_ms` after each batch (`--wait-replicas`, `--wait-timeout`); `None`
     /// for `--wait-replicas 0`.
     pub wait: Option<(u32, u64)>,
@@ -136,7 +139,7 @@ impl Batching {
             let (mut a, mut b) = (itoa::Buffer::new(), itoa::Buffer::new());
             resp::encode_command(&mut wait_command, &[b"WAIT", a.format(n).as_bytes(), b.format(ms).as_bytes()]);
         }
-        Batching { key: key.to_string(), coalesce, wait, incr, wait_command }
+        Batching { key: key.to_string(), coalesce, follow_redirects: false, wait, incr, wait_command }
     }
 }
 
@@ -169,6 +172,10 @@ pub enum Completed<'a> {
     },
     /// WAIT itself was refused (an ACL without WAIT, a replica): the held values are not durable.
     WaitError(&'a [u8]),
+    /// With [`Batching::follow_redirects`], a cluster node answered `-MOVED` or `-ASK` (the
+    /// message): the batch did not run there, and its requests wait in the redirected list
+    /// ([`Queue::take_redirected`], [`Queue::requeue_redirected`]) to be sent where it says.
+    Redirected(&'a [u8]),
 }
 
 /// Requests waiting, written and held, in order.
@@ -182,7 +189,10 @@ pub struct Queue {
     members: VecDeque<(Ticket, u64)>,
     /// Answered INCRs whose values wait for the WAIT reply: (ticket, requests, outcome of the first).
     held: Vec<(Ticket, u64, Outcome)>,
-    /// Requests in `waiting`, `members` and `held`: the overload bound counts these.
+    /// Requests whose batch a cluster node redirected: not run anywhere yet (see
+    /// [`Completed::Redirected`]).
+    redirected: VecDeque<(Ticket, u64)>,
+    /// Requests in `waiting`, `members`, `held` and `redirected`: the overload bound counts these.
     pending: u64,
 }
 
@@ -256,6 +266,16 @@ impl Queue {
                         Some(first) => (Outcome::Value(first), Completed::Served),
                         None => return Err(ProtocolError(format!("INCRBY {total} answered with {v}"))),
                     },
+                    // A cluster node checks the key's slot before it runs anything: -MOVED and
+                    // -ASK mean this batch ran nowhere, so it may be sent again (once) where the
+                    // node says. Nothing else that fails a batch is ever resent.
+                    Reply::Error(message)
+                        if batching.follow_redirects && resp::error_kind(message) == ErrorKind::Redirect =>
+                    {
+                        self.sent.pop_front();
+                        self.redirected.extend(self.members.drain(..tickets));
+                        return Ok(Completed::Redirected(message));
+                    }
                     Reply::Error(message) => match resp::error_kind(message) {
                         ErrorKind::Other => (Outcome::Failed(Failure::ErrorReply), Completed::Error(message)),
                         kind => (Outcome::Failed(Failure::NotPrimary), Completed::NotPrimary(kind, message)),
@@ -302,10 +322,37 @@ impl Queue {
         }
     }
 
+    /// Whether any written command still waits for its reply.
+    pub fn has_sent(&self) -> bool {
+        !self.sent.is_empty()
+    }
+
+    /// Takes the redirected requests, to be sent elsewhere (after `-ASK`) or failed; each is
+    /// still counted as pending until [`Queue::settle`].
+    pub fn take_redirected(&mut self) -> Vec<(Ticket, u64)> {
+        self.redirected.drain(..).collect()
+    }
+
+    /// `n` requests taken with [`Queue::take_redirected`] have their outcomes.
+    pub fn settle(&mut self, n: u64) {
+        self.pending -= n;
+    }
+
+    /// Puts the redirected requests back at the head of the waiting list, in their order, to be
+    /// written first on the next connection (after `-MOVED`: to the slot's new owner).
+    pub fn requeue_redirected(&mut self) {
+        while let Some(r) = self.redirected.pop_back() {
+            self.waiting.push_front(r);
+        }
+    }
+
     /// Completes every queued, written and held request with `failure`; returns how many there
     /// were. Held requests ran, but their durability is unknown, so they fail too.
     pub fn fail_all(&mut self, failure: Failure) -> u64 {
         self.sent.clear();
+        for (ticket, n) in self.redirected.drain(..) {
+            ticket.push(Outcome::Failed(failure), n);
+        }
         for (ticket, n, _) in self.held.drain(..) {
             ticket.push(Outcome::Failed(failure), n);
         }
