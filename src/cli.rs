@@ -15,6 +15,7 @@ use clap::Parser;
 use crate::config::Config;
 use crate::http::parse::{Limits, MAX_FIELD_SIZE, MAX_FIELDS, MAX_REQUEST_LINE};
 use crate::logging::{LogLevel, LogTarget};
+use crate::redis::tls::{self, TlsFiles};
 use crate::redis::url::{DEFAULT_URL, RedisTarget};
 
 /// hitcore: a thread-per-core HTTP hit counter on io_uring, backed by Redis.
@@ -42,9 +43,26 @@ pub struct Cli {
     #[arg(short = 'b', long, value_name = "ADDRESS", default_value = "127.0.0.1:8000")]
     pub bind: String,
 
-    /// Redis URL: redis://[user][:password]@host[:port][/db] or unix:///path?db=N&password=...
+    /// Redis URL: redis://[user][:password]@host[:port][/db], rediss://... for TLS, or
+    /// unix:///path?db=N&password=... The host is resolved again at every reconnect
     #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL", default_value = DEFAULT_URL)]
     pub redis: String,
+
+    /// rediss://: trust only the CA certificates in this PEM file [default: the system's roots]
+    #[arg(long = "redis-tls-ca", value_name = "FILE")]
+    pub redis_tls_ca: Option<PathBuf>,
+
+    /// rediss://: present this client certificate chain (PEM) for mutual TLS; needs --redis-tls-key
+    #[arg(long = "redis-tls-cert", value_name = "FILE", requires = "redis_tls_key")]
+    pub redis_tls_cert: Option<PathBuf>,
+
+    /// rediss://: the private key (PEM) of --redis-tls-cert
+    #[arg(long = "redis-tls-key", value_name = "FILE", requires = "redis_tls_cert")]
+    pub redis_tls_key: Option<PathBuf>,
+
+    /// rediss://: accept any server certificate (no verification; a WARNING says so at start)
+    #[arg(long = "redis-tls-insecure", conflicts_with = "redis_tls_ca")]
+    pub redis_tls_insecure: bool,
 
     /// The sentinels' own password (their requirepass), for redis+sentinel:// URLs; the URL's
     /// credentials are the data nodes'
@@ -116,6 +134,15 @@ pub struct Cli {
     /// connection is rebuilt
     #[arg(long = "redis-timeout", value_name = "SECS", value_parser = seconds, allow_negative_numbers = true, default_value = "1")]
     pub redis_timeout: Duration,
+
+    /// Replicas that must acknowledge each batch's increment (one WAIT per batch) before it is
+    /// answered 200; when fewer do within --wait-timeout, the batch is answered 503
+    #[arg(long = "wait-replicas", value_name = "N", default_value_t = 0)]
+    pub wait_replicas: u32,
+
+    /// Milliseconds each batch's WAIT may wait for --wait-replicas acknowledgements
+    #[arg(long = "wait-timeout", value_name = "MS", default_value_t = 50)]
+    pub wait_timeout: u64,
 
     /// Error log file, or - for stderr
     #[arg(long = "error-logfile", alias = "log-file", value_name = "FILE", default_value = "-")]
@@ -199,6 +226,20 @@ impl Cli {
         let cpus = (0..self.workers).map(|i| allowed[i % allowed.len()]).collect();
         let bind = parse_bind(&self.bind).map_err(|m| refuse("--bind", m))?;
         let mut redis = RedisTarget::parse(&self.redis).map_err(|e| refuse("--redis", e.to_string()))?;
+        let redis_tls = TlsFiles {
+            ca: self.redis_tls_ca,
+            cert: self.redis_tls_cert,
+            key: self.redis_tls_key,
+            insecure: self.redis_tls_insecure,
+        };
+        if redis.tls() {
+            // Read now so that a missing or unreadable file stops the start, naming it; every
+            // shard reads the files again when it connects.
+            tls::client_config(&redis_tls).map_err(|e| refuse(e.flag(), e.to_string()))?;
+        } else if redis_tls != TlsFiles::default() {
+            let flag = if redis_tls.insecure { "--redis-tls-insecure" } else { "--redis-tls-ca" };
+            return Err(refuse(flag, "the --redis-tls-* flags apply to rediss:// URLs only"));
+        }
         if let Some(password) = self.sentinel_password {
             if !matches!(redis.endpoint, crate::redis::url::Endpoint::Sentinel { .. }) {
                 return Err(refuse("--sentinel-password", "only a redis+sentinel:// URL asks sentinels"));
@@ -232,6 +273,19 @@ impl Cli {
         if self.redis_timeout.is_zero() {
             return Err(refuse("--redis-timeout", "must be more than 0"));
         }
+        let wait_timeout = Duration::from_millis(self.wait_timeout);
+        if self.wait_timeout == 0 {
+            return Err(refuse("--wait-timeout", "must be at least 1 ms (WAIT with 0 waits forever)"));
+        }
+        if self.wait_replicas > 0 && wait_timeout >= self.redis_timeout {
+            return Err(refuse(
+                "--wait-timeout",
+                format!(
+                    "{} ms is not shorter than --redis-timeout ({:?}): every batch would time out before its WAIT answers",
+                    self.wait_timeout, self.redis_timeout
+                ),
+            ));
+        }
         let user = self.user.as_deref().map(lookup_user).transpose().map_err(|m| refuse("--user", m))?;
         let group = match self.group.as_deref() {
             Some(g) => Some(lookup_group(g).map_err(|m| refuse("--group", m))?),
@@ -244,9 +298,9 @@ impl Cli {
             share_cpus: self.share_cpus,
             bind,
             redis,
-            redis_tls: Default::default(),
-            wait_replicas: 0,
-            wait_timeout: crate::config::default_wait_timeout(),
+            redis_tls,
+            wait_replicas: self.wait_replicas,
+            wait_timeout,
             key: self.key,
             keep_alive: self.keep_alive,
             header_timeout: self.header_timeout,

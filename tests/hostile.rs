@@ -150,16 +150,16 @@ fn fake_redis(reply: &'static [u8]) -> (u16, std::sync::mpsc::Receiver<()>) {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
-                // CLIENT SETNAME and PING arrive first, in one write: answer both properly.
+                // CLIENT SETNAME, PING and ROLE arrive first, in one write: answer them properly.
                 let mut seen = Vec::new();
-                while seen.windows(4).filter(|w| w == b"PING").count() == 0 {
+                while seen.windows(4).filter(|w| w == b"ROLE").count() == 0 {
                     let Ok(n) = conn.read(&mut buf) else { return };
                     if n == 0 {
                         return;
                     }
                     seen.extend_from_slice(&buf[..n]);
                 }
-                let _ = conn.write_all(b"+OK\r\n+PONG\r\n");
+                let _ = conn.write_all(b"+OK\r\n+PONG\r\n*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n");
                 while let Ok(n) = conn.read(&mut buf) {
                     if n == 0 || conn.write_all(reply).is_err() {
                         break;

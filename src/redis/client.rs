@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, error, info, warn};
 
-use super::connect::{Address, ConnectError, Connector, Discovery};
+use super::connect::{Address, ConnectError, Connector, Discovery, SessionHint};
 use super::follow::{Follow, Redirection};
 use super::queue::{Batching, Completed, Queue};
 pub use super::queue::{Failure, Outcome, Ticket};
@@ -177,17 +177,21 @@ impl Redis {
 /// again. Logs once per change of state, not once per attempt.
 async fn maintain(shared: Rc<Shared>) {
     let s = &shared.settings;
-    let mut connector = Connector::new(s.target.clone(), s.tls.clone(), format!("hitcore-shard-{}", s.shard));
-    if let Discovery::Cluster(cluster) = connector.discovery_mut() {
-        cluster.set_key(&s.key);
-    }
+    let mut connector =
+        Connector::new(s.target.clone(), s.key.clone(), s.tls.clone(), format!("hitcore-shard-{}", s.shard));
     // Set after a -MOVED: the session ended with requests still queued for the slot's new owner.
     let mut moving = false;
+    if let (Discovery::Sentinel(sentinels), Some(switch)) = (connector.discovery_mut(), shared.follow.switch()) {
+        sentinels.listen(switch);
+    }
     let target = s.target.clone();
     let mut delay = BACKOFF_START;
     let mut last_failure: Option<String> = None;
     let mut role_warned = false;
     let mut down_since: Option<Instant> = None;
+    // After a WAIT shortfall the node is looked up again, which is usually the same node: the
+    // rate-limited WARNING has said what happened, so reconnecting to it is not worth a line.
+    let mut quiet_for: Option<String> = None;
     loop {
         let attempt = connector.connect().await;
         if std::mem::take(&mut moving) && attempt.is_err() {
@@ -206,6 +210,9 @@ async fn maintain(shared: Rc<Shared>) {
             Ok(ready) => {
                 let node = ready.node.to_string();
                 match down_since.take() {
+                    Some(_) if quiet_for.take().as_ref() == Some(&node) => {
+                        debug!("Reconnected to Redis at {target} ({node}) after a WAIT shortfall")
+                    }
                     Some(t) => {
                         info!("Reconnected to Redis at {target} ({node}) after {:.1}s", t.elapsed().as_secs_f64())
                     }
@@ -238,7 +245,11 @@ async fn maintain(shared: Rc<Shared>) {
                 shared.up.set(false);
                 let failed = shared.queue.borrow_mut().fail_all(Failure::Lost);
                 match &end {
-                    SessionEnd::NotPrimary(_) | SessionEnd::NotDurable => error!(
+                    SessionEnd::NotDurable => {
+                        debug!("Redis at {target} ({node}): {end}; {failed} more requests answered 503; reconnecting");
+                        quiet_for = Some(node);
+                    }
+                    SessionEnd::NotPrimary(_) | SessionEnd::Redirect(_) | SessionEnd::Switched(_) => error!(
                         "Redis at {target} ({node}): {end}; {failed} more requests in flight answered 503; reconnecting"
                     ),
                     _ => error!(
@@ -246,6 +257,7 @@ async fn maintain(shared: Rc<Shared>) {
                          answered 503"
                     ),
                 }
+                connector.session_ended(end.hint());
                 down_since = Some(Instant::now());
             }
             Err(e) => {
@@ -282,9 +294,12 @@ enum SessionEnd {
     Timeout(Duration),
     #[error("{0}")]
     Protocol(#[from] ProtocolError),
-    /// `-READONLY`, `-LOADING`, `-MASTERDOWN` (or a Cluster redirect): the node takes no writes.
+    /// `-READONLY`, `-LOADING`, `-MASTERDOWN`: the node takes no writes.
     #[error("it refused a write: {0}")]
     NotPrimary(String),
+    /// `-MOVED`, `-ASK`: a Cluster node that does not own the key's slot.
+    #[error("it redirected a write: {0} (a Redis Cluster node: hitcore needs a redis+cluster:// URL for it)")]
+    Redirect(String),
     /// Fewer replicas than `--wait-replicas` acknowledged: this may be a primary that has been
     /// replaced (its replicas left it), so the node is looked up again.
     #[error("fewer replicas than --wait-replicas acknowledged a write")]
@@ -295,6 +310,18 @@ enum SessionEnd {
     /// A cluster node answered `-MOVED`, and every reply of this session is in.
     #[error("the key's slot moved to {0}")]
     Moved(HostPort),
+}
+
+impl SessionEnd {
+    /// What discovery is told about this end.
+    fn hint(&self) -> SessionHint {
+        match self {
+            SessionEnd::NotPrimary(_) => SessionHint::NotPrimary,
+            SessionEnd::Redirect(message) => SessionHint::Redirect(message.clone()),
+            SessionEnd::NotDurable => SessionHint::NotDurable,
+            _ => SessionHint::Broken,
+        }
+    }
 }
 
 /// Runs the reader, the writer and the deadline watcher on one task until one of them ends.
@@ -423,12 +450,10 @@ fn report(shared: &Rc<Shared>, done: Completed<'_>) -> Option<SessionEnd> {
         }
         Completed::NotPrimary(kind, message) => {
             let message = crate::logging::escape(message);
-            Some(SessionEnd::NotPrimary(match kind {
-                ErrorKind::Redirect => {
-                    format!("{message} (a Redis Cluster node; hitcore needs redis+cluster:// for it)")
-                }
-                _ => message,
-            }))
+            Some(match kind {
+                ErrorKind::Redirect => SessionEnd::Redirect(message),
+                _ => SessionEnd::NotPrimary(message),
+            })
         }
         Completed::Waited { acked, wanted } => {
             let timeout = shared.settings.wait.map_or(0, |(_, ms)| ms);
@@ -483,5 +508,42 @@ impl RateLimited {
         }
         log(self.suppressed.replace(0));
         self.last.set(Some(now));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+    use crate::redis::url::Endpoint;
+
+    fn config(args: &[&str]) -> Config {
+        Cli::try_parse_from([&["hitcore", "-w", "1"], args].concat()).unwrap().into_config().unwrap()
+    }
+
+    #[test]
+    fn a_hand_off_from_the_previous_release_decodes_with_no_tls_and_no_wait() {
+        let mut json = serde_json::to_value(config(&["--redis", "redis://localhost:7000/2"])).unwrap();
+        let fields = json.as_object_mut().unwrap();
+        for new in ["redis_tls", "wait_replicas", "wait_timeout"] {
+            assert!(fields.remove(new).is_some(), "{new}");
+        }
+        // The previous release resolved the host in the supervisor.
+        fields["redis"]["endpoint"] = serde_json::json!({"Tcp": {"host": "localhost", "addr": "127.0.0.1:7000"}});
+        let old: Config = serde_json::from_value(json).unwrap();
+        let s = Settings::from_config(&old, 3);
+        assert_eq!(s.target.endpoint, Endpoint::Tcp { host: "localhost".into(), port: 7000, tls: false });
+        assert_eq!((s.wait, s.tls, s.shard, s.target.db), (None, TlsFiles::default(), 3, 2));
+    }
+
+    #[test]
+    fn settings_carry_the_wait_and_the_tls_files() {
+        let s = Settings::from_config(&config(&["--wait-replicas", "2", "--wait-timeout", "30"]), 0);
+        assert_eq!(s.wait, Some((2, 30)));
+        let s = Settings::from_config(&config(&["--redis", "rediss://h/0", "--redis-tls-insecure"]), 0);
+        assert!(s.target.tls() && s.tls.insecure);
+        assert_eq!(Settings::from_config(&config(&[]), 0).wait, None);
     }
 }

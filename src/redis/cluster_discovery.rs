@@ -91,7 +91,7 @@ impl ClusterDiscovery {
                 None => why.push(format!("{node}: no answer within {MAP_TIMEOUT:?}")),
             }
         }
-        Err(ConnectError::NoPrimary(format!(
+        Err(ConnectError::Discovery(format!(
             "no cluster node gave an owner of slot {} ({})",
             self.slot,
             why.join("; ")

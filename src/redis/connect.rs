@@ -49,6 +49,21 @@ pub enum Discovery {
     Cluster(ClusterDiscovery),
 }
 
+/// Why the last session ended, told to discovery before the next connect: Sentinel asks the
+/// sentinels again, Cluster refreshes its slot map or follows a redirect. Direct needs none of it
+/// (it resolves the name again anyway).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionHint {
+    /// The connection broke, timed out or went out of step.
+    Broken,
+    /// The node refused a write as not a writable primary (`-READONLY`, `-LOADING`, `-MASTERDOWN`).
+    NotPrimary,
+    /// A Cluster redirect: the reply's text, such as `MOVED 866 127.0.0.1:7001`.
+    Redirect(String),
+    /// Fewer replicas than `--wait-replicas` acknowledged a write.
+    NotDurable,
+}
+
 impl Discovery {
     /// The discovery a target calls for.
     pub fn for_target(target: &RedisTarget) -> Discovery {
@@ -108,6 +123,9 @@ pub struct Ready {
 /// Why a connection attempt failed; kept apart so that each reads differently in the log.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    /// Discovery found no node to try (no sentinel knows the primary, no slot owner).
+    #[error("{0}")]
+    Discovery(String),
     /// The host name did not resolve (or resolved to nothing).
     #[error("cannot resolve Redis host '{host}': {reason}")]
     Resolve {
@@ -154,10 +172,6 @@ pub enum ConnectError {
         /// What ROLE said.
         role: String,
     },
-    /// Sentinel or Cluster discovery found no primary to connect to (each sentinel or node asked,
-    /// and why it gave none, is in the message).
-    #[error("{0}")]
-    NoPrimary(String),
     /// The reply stream could not be understood.
     #[error("{node}: {error}")]
     Protocol {
@@ -172,6 +186,9 @@ impl ConnectError {
     /// A key that changes when the failure changes in a way worth a new log line.
     pub fn kind(&self) -> String {
         match self {
+            // Per change of the first reason, not of every detail after it (Sentinel and Cluster
+            // discovery list each node asked and why it gave nothing, in parentheses).
+            ConnectError::Discovery(m) => format!("discovery:{}", m.split(" (").next().unwrap_or(m)),
             ConnectError::Resolve { host, .. } => format!("resolve:{host}"),
             ConnectError::Io { node, error } => format!("io:{node}:{:?}", error.kind()),
             ConnectError::Tls { node, reason } => format!("tls:{node}:{reason}"),
@@ -180,8 +197,6 @@ impl ConnectError {
             ConnectError::Refused(m) => format!("refused:{m}"),
             ConnectError::NotPrimary { node, role } => format!("role:{node}:{role}"),
             ConnectError::Protocol { node, .. } => format!("protocol:{node}"),
-            // Per change of the first reason, not of every detail after it.
-            ConnectError::NoPrimary(m) => format!("noprimary:{}", m.split(" (").next().unwrap_or(m)),
         }
     }
 
@@ -197,10 +212,14 @@ impl ConnectError {
     }
 }
 
-/// What one shard needs to connect: the target, its login and TLS files.
+/// What one shard needs to connect: the target, its login and TLS files, and the key (whose slot
+/// decides the node in a Cluster).
 #[derive(Debug)]
 pub struct Connector {
     target: RedisTarget,
+    /// The counter key (Cluster discovery has its slot).
+    #[allow(dead_code, reason = "kept for log lines and future discovery")]
+    key: String,
     tls_files: TlsFiles,
     /// Built on first use (on the blocking thread: it reads files) and kept.
     tls: Option<Arc<ClientConfig>>,
@@ -211,9 +230,28 @@ pub struct Connector {
 
 impl Connector {
     /// A connector for `target`; nothing is read or resolved until [`Connector::connect`].
-    pub fn new(target: RedisTarget, tls_files: TlsFiles, client_name: String) -> Connector {
-        let discovery = Discovery::for_target(&target);
-        Connector { target, tls_files, tls: None, discovery, client_name }
+    pub fn new(target: RedisTarget, key: String, tls_files: TlsFiles, client_name: String) -> Connector {
+        let mut discovery = Discovery::for_target(&target);
+        if let Discovery::Cluster(cluster) = &mut discovery {
+            cluster.set_key(&key);
+        }
+        Connector { target, key, tls_files, tls: None, discovery, client_name }
+    }
+
+    /// Tells discovery why the last session ended, before the next [`Connector::connect`].
+    pub fn session_ended(&mut self, hint: SessionHint) {
+        // Sentinel asks the sentinels again at every connect, and Cluster learns the slot map
+        // again, whatever ended the session; Direct resolves the name again. Only a -MOVED names
+        // a node to go to: the client follows it itself (`discovery_mut`), this covers any other path.
+        if let (Discovery::Cluster(cluster), SessionHint::Redirect(message)) = (&mut self.discovery, hint) {
+            if let Some(crate::redis::slots::Redirect::Moved { to, .. }) =
+                crate::redis::slots::Redirect::parse(message.as_bytes(), "")
+            {
+                if !to.host.is_empty() {
+                    cluster.moved(to);
+                }
+            }
+        }
     }
 
     /// The target, for log lines (its `Display` is redacted).
@@ -238,7 +276,7 @@ impl Connector {
                 None => last = Some(ConnectError::Timeout { node: node.to_string(), limit: CONNECT_TIMEOUT }),
             }
         }
-        Err(last.expect("discovery yields at least one candidate"))
+        Err(last.unwrap_or_else(|| ConnectError::Discovery("no Redis node to connect to".into())))
     }
 
     /// The candidates for this attempt, in the order to try them.

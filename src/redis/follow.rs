@@ -80,9 +80,13 @@ impl Follow {
                 let switch = Rc::new(Switch::default());
                 let discovery =
                     SentinelDiscovery::new(sentinels.clone(), service.clone(), target.sentinel_password.clone(), *tls);
-                let connector = Connector::new(target.clone(), tls_files.clone(), client_name.clone());
-                glommio::spawn_local(sentinel_discovery::watch_switch_master(discovery, connector, switch.clone()))
-                    .detach();
+                for sentinel in sentinels {
+                    let connector =
+                        Connector::new(target.clone(), key.to_string(), tls_files.clone(), client_name.clone());
+                    let watch =
+                        sentinel_discovery::watch(discovery.clone(), connector, sentinel.clone(), switch.clone());
+                    glommio::spawn_local(watch).detach();
+                }
                 Some(switch)
             }
             _ => None,
@@ -98,6 +102,11 @@ impl Follow {
             moved_to: RefCell::new(None),
             asker: RefCell::new(None),
         }
+    }
+
+    /// Sentinel: the failovers the subscriptions hear of, for discovery to hold off the old primary.
+    pub fn switch(&self) -> Option<Rc<Switch>> {
+        self.switch.clone()
     }
 
     /// Whether `-MOVED`/`-ASK` are followed (a Cluster target).
@@ -146,10 +155,9 @@ impl Follow {
     /// many requests it settled.
     pub async fn send_asked(&self, to: HostPort, tickets: Vec<(Ticket, u64)>) -> u64 {
         let total: u64 = tickets.iter().map(|(_, n)| n).sum();
-        let mut connector =
-            self.asker.borrow_mut().take().unwrap_or_else(|| {
-                Connector::new(self.target.clone(), self.tls_files.clone(), self.client_name.clone())
-            });
+        let mut connector = self.asker.borrow_mut().take().unwrap_or_else(|| {
+            Connector::new(self.target.clone(), self.key.clone(), self.tls_files.clone(), self.client_name.clone())
+        });
         let send = cluster_discovery::send_asked(
             &mut connector,
             &self.target,

@@ -16,3 +16,18 @@ pub mod stream;
 pub mod tls;
 pub mod topology;
 pub mod url;
+
+use tracing::warn;
+
+use crate::config::Config;
+
+/// The Redis settings worth a WARNING when the supervisor starts (once, not per shard).
+pub fn warn_at_start(config: &Config) {
+    if config.redis.tls() && config.redis_tls.insecure {
+        warn!(
+            "--redis-tls-insecure: the Redis server's certificate is not verified; anyone on the path to {} can \
+             impersonate it and read the password",
+            config.redis
+        );
+    }
+}

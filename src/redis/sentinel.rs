@@ -82,6 +82,68 @@ impl SwitchMaster {
     }
 }
 
+/// A sentinel event about a failover, from the channels hitcore subscribes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// `+try-failover master NAME IP PORT`: a sentinel starts a failover of the primary at `old`.
+    /// The primary it names still takes writes, but its replicas are about to leave it.
+    TryFailover {
+        /// The service.
+        service: String,
+        /// The primary being failed over.
+        old: HostPort,
+    },
+    /// `-failover-abort-*` (no good replica, not elected, replica timeout): the primary stays.
+    Aborted {
+        /// The service.
+        service: String,
+    },
+    /// `+switch-master`: the failover finished.
+    Switched(SwitchMaster),
+}
+
+impl Event {
+    /// The channels to `SUBSCRIBE` to.
+    pub const CHANNELS: [&'static [u8]; 2] = [b"+switch-master", b"+try-failover"];
+    /// The pattern to `PSUBSCRIBE` to.
+    pub const ABORTS: &'static [u8] = b"-failover-abort-*";
+
+    /// A pushed frame (`message` or `pmessage`), if it is one of these events.
+    pub fn from_message(frame: &OwnedFrame) -> Option<Event> {
+        let OwnedFrame::Array(items) = frame else { return None };
+        let (channel, payload) = match items.as_slice() {
+            [kind, channel, payload] if text(kind)? == "message" => (text(channel)?, payload),
+            [kind, _pattern, channel, payload] if text(kind)? == "pmessage" => (text(channel)?, payload),
+            _ => return None,
+        };
+        let OwnedFrame::BulkString(payload) = payload else { return None };
+        if channel == "+switch-master" {
+            return SwitchMaster::parse_payload(payload).map(Event::Switched);
+        }
+        // The other events name the instance as `master NAME IP PORT`.
+        let payload = std::str::from_utf8(payload).ok()?;
+        let w: Vec<&str> = payload.split(' ').collect();
+        let ["master", service, host, port, ..] = w.as_slice() else { return None };
+        let service = service.to_string();
+        if channel == "+try-failover" {
+            let port = port.parse::<u16>().ok().filter(|&p| p > 0)?;
+            Some(Event::TryFailover { service, old: HostPort { host: host.to_string(), port } })
+        } else if channel.starts_with("-failover-abort") {
+            Some(Event::Aborted { service })
+        } else {
+            None
+        }
+    }
+
+    /// The service the event is about.
+    pub fn service(&self) -> &str {
+        match self {
+            Event::TryFailover { service, .. } | Event::Aborted { service } => service,
+            Event::Switched(s) => &s.service,
+        }
+    }
+}
+
 fn text(f: &OwnedFrame) -> Option<String> {
     match f {
         OwnedFrame::BulkString(b) | OwnedFrame::SimpleString(b) => String::from_utf8(b.clone()).ok(),
@@ -158,6 +220,27 @@ mod tests {
         for bad in ["svc 1.1.1.1 1 2.2.2.2", "svc a 1 b x", "svc a 1 b 2 c", ""] {
             assert_eq!(SwitchMaster::parse_payload(bad.as_bytes()), None, "{bad}");
         }
+    }
+
+    fn message(channel: &str, payload: &str) -> OwnedFrame {
+        frame(&format!("*3\r\n$7\r\nmessage\r\n${}\r\n{channel}\r\n${}\r\n{payload}\r\n", channel.len(), payload.len()))
+    }
+
+    #[test]
+    fn failover_events() {
+        let try_failover = message("+try-failover", "master hitsvc 127.0.0.1 6379");
+        let want = Event::TryFailover { service: "hitsvc".into(), old: hp("127.0.0.1", 6379) };
+        assert_eq!(Event::from_message(&try_failover), Some(want));
+        let p = "master hitsvc 127.0.0.1 6379";
+        let abort = frame(&format!(
+            "*4\r\n$8\r\npmessage\r\n$17\r\n-failover-abort-*\r\n$29\r\n-failover-abort-no-good-slave\r\n${}\r\n{p}\r\n",
+            p.len()
+        ));
+        assert_eq!(Event::from_message(&abort), Some(Event::Aborted { service: "hitsvc".into() }));
+        let switch = message("+switch-master", "hitsvc 127.0.0.1 6379 127.0.0.1 6380");
+        assert_eq!(Event::from_message(&switch).map(|e| e.service().to_string()), Some("hitsvc".into()));
+        assert_eq!(Event::from_message(&message("+try-failover", "slave x 1 2 @ hitsvc 1 2")), None);
+        assert_eq!(Event::from_message(&message("+sdown", "master hitsvc 127.0.0.1 6379")), None);
     }
 
     #[test]

@@ -19,21 +19,24 @@ use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::io::AsyncReadExt;
 use tracing::{debug, info, warn};
 
 use super::connect::{self, Address, Candidate, ConnectError, Connector};
 use super::resp::{self, Frame};
-use super::sentinel::{MasterAddr, SentinelList, SwitchMaster};
+use super::sentinel::{Event, MasterAddr, SentinelList};
 use super::topology::HostPort;
 
 /// How long one sentinel may take to be reached and answer: "a few hundred milliseconds", as the
 /// client spec advises, so that a dead sentinel delays discovery little.
 const SENTINEL_TIMEOUT: Duration = Duration::from_millis(500);
-/// How long the subscription waits before trying the next sentinel after losing one.
+/// How long the subscription waits before subscribing again after losing a sentinel.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_millis(500);
+/// The longest a failover announced with `+try-failover` keeps the shard off the old primary, in
+/// case its end (`+switch-master`) or its abort was missed.
+const FAILOVER_HOLD: Duration = Duration::from_secs(15);
 
 /// One shard's view of the sentinels.
 #[derive(Debug, Clone)]
@@ -46,12 +49,24 @@ pub struct SentinelDiscovery {
     password: Option<String>,
     /// `rediss+sentinel://`: TLS to the sentinels too.
     tls: bool,
+    /// The failovers the subscriptions heard of: while one runs, the old primary is not used.
+    switch: Option<Rc<Switch>>,
 }
 
 impl SentinelDiscovery {
     /// Discovery of `service` through `sentinels`.
     pub fn new(sentinels: Vec<HostPort>, service: String, password: Option<String>, tls: bool) -> SentinelDiscovery {
-        SentinelDiscovery { list: SentinelList::new(sentinels), service, password, tls }
+        SentinelDiscovery { list: SentinelList::new(sentinels), service, password, tls, switch: None }
+    }
+
+    /// Listens to the failovers the subscriptions hear of.
+    pub fn listen(&mut self, switch: Rc<Switch>) {
+        self.switch = Some(switch);
+    }
+
+    /// The sentinels, in the order they are asked.
+    pub fn sentinels(&self) -> &[HostPort] {
+        self.list.order()
     }
 
     /// Asks the sentinels in turn for the primary, and returns its addresses to try.
@@ -61,6 +76,16 @@ impl SentinelDiscovery {
             match connect::within(SENTINEL_TIMEOUT, self.ask(connector, &sentinel)).await {
                 Some(Ok(MasterAddr::At(primary))) => {
                     self.list.answered(&sentinel);
+                    // Sentinels name the old primary until the new one is promoted, and the old
+                    // one takes writes until it is reconfigured, seconds later; its replicas leave
+                    // it meanwhile, so what it acknowledges may be lost. Wait for the new one.
+                    if self.switch.as_ref().is_some_and(|s| s.holding(&primary)) {
+                        return Err(ConnectError::Discovery(format!(
+                            "a failover of '{}' away from {primary} is in progress; waiting for the sentinels to name \
+                             the new primary",
+                            self.service
+                        )));
+                    }
                     let addrs = connect::resolve(&primary.host, primary.port).await?;
                     let name = primary.host;
                     return Ok(addrs
@@ -73,7 +98,7 @@ impl SentinelDiscovery {
                 None => why.push(format!("{sentinel}: no answer within {SENTINEL_TIMEOUT:?}")),
             }
         }
-        Err(ConnectError::NoPrimary(format!("no sentinel named a primary for '{}' ({})", self.service, why.join("; "))))
+        Err(ConnectError::Discovery(format!("no sentinel named a primary for '{}' ({})", self.service, why.join("; "))))
     }
 
     /// One sentinel's answer.
@@ -110,38 +135,69 @@ async fn open(
     Ok((node, stream))
 }
 
-/// A failover announced by a sentinel, for the session to act on.
+/// Failovers announced by the sentinels, for the session and for discovery to act on.
 #[derive(Debug, Default)]
 pub struct Switch {
-    /// The new primary's address, set by the subscription, taken by the session.
-    to: RefCell<Option<SocketAddr>>,
+    /// The last announcement: the primary moved away from `.0` (when known) to `.1` (when known).
+    last: RefCell<(Option<SocketAddr>, Option<SocketAddr>)>,
     /// Bumped at every announcement, so a session can tell a new one from one it has seen.
     count: Cell<u64>,
-    /// The session waiting for an announcement.
+    /// The sessions waiting for an announcement (one per shard, but a waker is cheap to keep).
     waiter: RefCell<Option<Waker>>,
+    /// A failover started (`+try-failover`) away from this primary, and when.
+    failing_over: RefCell<Option<(HostPort, Instant)>>,
 }
 
 impl Switch {
-    fn announce(&self, to: Option<SocketAddr>) {
-        *self.to.borrow_mut() = to;
+    fn announce(&self, from: Option<SocketAddr>, to: Option<SocketAddr>) {
+        *self.last.borrow_mut() = (from, to);
         self.count.set(self.count.get() + 1);
         if let Some(w) = self.waiter.borrow_mut().take() {
             w.wake();
         }
     }
 
-    /// Waits for an announcement that moves the primary away from `current` (the node the
-    /// session is connected to). One naming `current` itself (the shard got there first, through
-    /// a reconnect) is ignored. Returns the new primary's address when known.
+    /// Acts on one event about our service.
+    async fn heard(&self, event: Event) {
+        let addr = |hp: &HostPort| hp.host.parse().ok().map(|ip| SocketAddr::new(ip, hp.port));
+        match event {
+            Event::TryFailover { old, .. } => {
+                let from = addr(&old);
+                *self.failing_over.borrow_mut() = Some((old, Instant::now()));
+                self.announce(from, None);
+            }
+            Event::Aborted { .. } => {
+                self.failing_over.borrow_mut().take();
+            }
+            Event::Switched(switch) => {
+                self.failing_over.borrow_mut().take();
+                let to = match addr(&switch.new) {
+                    Some(a) => Some(a),
+                    None => {
+                        connect::resolve(&switch.new.host, switch.new.port).await.ok().and_then(|a| a.first().copied())
+                    }
+                };
+                self.announce(addr(&switch.old), to);
+            }
+        }
+    }
+
+    /// Whether a failover away from `primary` is in progress (and not older than [`FAILOVER_HOLD`]).
+    pub fn holding(&self, primary: &HostPort) -> bool {
+        matches!(&*self.failing_over.borrow(), Some((old, at)) if old == primary && at.elapsed() < FAILOVER_HOLD)
+    }
+
+    /// Waits for an announcement that the session's node `current` is (being) failed over, or
+    /// that the primary is now another node. Returns the new primary's address when known.
     pub async fn away_from(&self, current: &Address) -> Option<SocketAddr> {
         let mut seen = self.count.get();
         poll_fn(|cx| {
             while self.count.get() != seen {
                 seen = self.count.get();
-                let to = *self.to.borrow();
-                match (to, current) {
-                    (Some(to), Address::Tcp(at)) if to == *at => continue,
-                    _ => return Poll::Ready(to),
+                let (from, to) = *self.last.borrow();
+                let Address::Tcp(at) = current else { return Poll::Ready(to) };
+                if from == Some(*at) || to.is_some_and(|to| to != *at) {
+                    return Poll::Ready(to);
                 }
             }
             *self.waiter.borrow_mut() = Some(cx.waker().clone());
@@ -151,22 +207,20 @@ impl Switch {
     }
 }
 
-/// The `+switch-master` subscription: one sentinel at a time (the head of the list first), for as
-/// long as the shard lives. Each announcement for our service is passed to `switch`.
-pub async fn watch_switch_master(discovery: SentinelDiscovery, mut connector: Connector, switch: Rc<Switch>) {
+/// The subscription to one sentinel's failover events, for as long as the shard lives. There is
+/// one per sentinel: a failover is announced step by step only by the sentinel that leads it.
+pub async fn watch(discovery: SentinelDiscovery, mut connector: Connector, sentinel: HostPort, switch: Rc<Switch>) {
     let mut logged_failure = false;
     loop {
-        for sentinel in discovery.list.order().to_vec() {
-            match subscribe(&discovery, &mut connector, &sentinel, &switch).await {
-                Ok(()) => {}
-                Err(e) if !logged_failure => {
-                    warn!("Lost the +switch-master subscription to sentinel {sentinel}: {e}; trying the next sentinel");
-                    logged_failure = true;
-                }
-                Err(e) => debug!("+switch-master subscription to sentinel {sentinel}: {e}"),
+        match subscribe(&discovery, &mut connector, &sentinel, &switch).await {
+            Ok(()) => {}
+            Err(e) if !logged_failure => {
+                warn!("Lost the failover subscription to sentinel {sentinel}: {e}; subscribing again");
+                logged_failure = true;
             }
-            glommio::timer::sleep(RESUBSCRIBE_DELAY.mul_f64(0.5 + fastrand::f64())).await;
+            Err(e) => debug!("Failover subscription to sentinel {sentinel}: {e}"),
         }
+        glommio::timer::sleep(RESUBSCRIBE_DELAY.mul_f64(0.5 + fastrand::f64())).await;
     }
 }
 
@@ -184,25 +238,35 @@ async fn subscribe(
     if let Some(p) = &discovery.password {
         resp::encode_command(&mut out, &[b"AUTH", p.as_bytes()]);
     }
-    resp::encode_command(&mut out, &[b"SUBSCRIBE", b"+switch-master"]);
-    let replies = if discovery.password.is_some() { 2 } else { 1 };
+    let [a, b] = Event::CHANNELS;
+    resp::encode_command(&mut out, &[b"SUBSCRIBE", a, b]);
+    resp::encode_command(&mut out, &[b"PSUBSCRIBE", Event::ABORTS]);
+    // One confirmation per channel and pattern.
+    let replies = 3 + usize::from(discovery.password.is_some());
     let frames = connect::roundtrip(&mut stream, &node, &out, replies).await.map_err(|e| e.to_string())?;
     if let Some(Frame::Error(e)) = frames.iter().find(|f| matches!(f, Frame::Error(_))) {
         return Err(format!("refused: {e}"));
     }
-    debug!("Subscribed to +switch-master on sentinel {sentinel}");
+    debug!("Subscribed to failover events on sentinel {sentinel}");
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
         while let Some((frame, used)) = resp::decode_frame(&buf).map_err(|e| e.to_string())? {
             buf.drain(..used);
-            let Some(event) = SwitchMaster::from_message(&frame) else { continue };
-            if event.service != discovery.service {
+            let Some(event) = Event::from_message(&frame) else { continue };
+            if event.service() != discovery.service {
                 continue;
             }
-            info!("Sentinel {sentinel} announced a failover of '{}': {} -> {}", event.service, event.old, event.new);
-            let to = connect::resolve(&event.new.host, event.new.port).await.ok().and_then(|a| a.first().copied());
-            switch.announce(to);
+            match &event {
+                Event::TryFailover { old, .. } => {
+                    info!("Sentinel {sentinel} starts a failover of '{}' away from {old}", discovery.service)
+                }
+                Event::Aborted { .. } => info!("Sentinel {sentinel} aborted a failover of '{}'", discovery.service),
+                Event::Switched(s) => {
+                    info!("Sentinel {sentinel} announced a failover of '{}': {} -> {}", s.service, s.old, s.new)
+                }
+            }
+            switch.heard(event).await;
         }
         if buf.len() > 64 * 1024 {
             return Err("an oversized message".into());

@@ -161,6 +161,7 @@ pub fn run(mut config: Config) -> i32 {
         config.cpus.len(),
         format_cpu_list(&config.cpus)
     );
+    crate::redis::warn_at_start(&config);
     if listener::migrate_req() == Some(false) {
         warn!(
             "net.ipv4.tcp_migrate_req is 0: when a stalled shard is ejected, the connections queued on its \

@@ -127,6 +127,8 @@ pub struct TestRedis {
     pub log: Log,
     /// Keep the data across restarts (append-only file, fsync on every write).
     pub durable: bool,
+    /// More `redis-server` arguments (TLS ports, `--replicaof`), after the harness's own.
+    pub extra: Vec<String>,
 }
 
 impl TestRedis {
@@ -135,13 +137,21 @@ impl TestRedis {
     }
 
     pub fn start_with(password: Option<&str>) -> TestRedis {
+        Self::start_args(password, &[])
+    }
+
+    /// A redis-server with more arguments; `{dir}` in them becomes its scratch directory.
+    pub fn start_args(password: Option<&str>, extra: &[&str]) -> TestRedis {
+        let dir = scratch_dir("redis");
+        let extra = extra.iter().map(|a| a.replace("{dir}", dir.to_str().unwrap())).collect();
         let mut redis = TestRedis {
             child: None,
             port: free_port(),
             password: password.map(str::to_string),
-            dir: scratch_dir("redis"),
+            dir,
             log: Log::default(),
             durable: false,
+            extra,
         };
         redis.launch();
         redis
@@ -156,6 +166,7 @@ impl TestRedis {
             dir: scratch_dir("redis"),
             log: Log::default(),
             durable: true,
+            extra: Vec::new(),
         };
         redis.launch();
         redis
@@ -185,6 +196,7 @@ impl TestRedis {
         if let Some(p) = &self.password {
             cmd.args(["--requirepass", p]);
         }
+        cmd.args(&self.extra);
         let mut child = cmd.spawn().expect("redis-server must be installed (apt-get install redis-server)");
         self.log = Log::default();
         self.log.follow(child.stdout.take().unwrap(), "redis");
@@ -284,7 +296,8 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts `hitcore -b 127.0.0.1:0 ARGS` and waits until it says where it listens.
+    /// Starts `hitcore -b 127.0.0.1:0 ARGS` (or ARGS with their own `-b`) and waits until it says
+    /// where it listens.
     pub fn start(args: &[&str]) -> TestServer {
         Self::start_with(args, |_| {})
     }
@@ -292,7 +305,11 @@ impl TestServer {
     /// As [`TestServer::start`], with a hook to adjust the command (environment, limits).
     pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> TestServer {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hitcore"));
-        cmd.args(["-b", "127.0.0.1:0"]).args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        // A test that names its own address (another loopback address) binds that instead.
+        if !args.iter().any(|a| *a == "-b" || *a == "--bind") {
+            cmd.args(["-b", "127.0.0.1:0"]);
+        }
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         cmd.env_remove("REDIS_URL").process_group(0);
         adjust(&mut cmd);
         let mut child = cmd.spawn().expect("spawn hitcore");
