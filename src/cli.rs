@@ -43,8 +43,10 @@ pub struct Cli {
     #[arg(short = 'b', long, value_name = "ADDRESS", default_value = "127.0.0.1:8000")]
     pub bind: String,
 
-    /// Redis URL: redis://[user][:password]@host[:port][/db], rediss://... for TLS, or
-    /// unix:///path?db=N&password=... The host is resolved again at every reconnect
+    /// Redis URL: redis://[user][:password]@host[:port][/db], rediss://... for TLS,
+    /// unix:///path?db=N&password=..., redis+sentinel://[user][:password]@host:port[,host:port...]/SERVICE[/db]
+    /// or redis+cluster://[user][:password]@host:port[,host:port...] (rediss+... for TLS). The host is
+    /// resolved again at every reconnect
     #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL", default_value = DEFAULT_URL)]
     pub redis: String,
 

@@ -305,7 +305,7 @@ enum SessionEnd {
     #[error("fewer replicas than --wait-replicas acknowledged a write")]
     NotDurable,
     /// A sentinel announced a failover away from this node (`+switch-master`).
-    #[error("a sentinel announced a failover to {}", .0.map_or("another node".to_string(), |a| a.to_string()))]
+    #[error("{}", .0.map_or("a sentinel started a failover away from it".to_string(), |a| format!("a sentinel announced a failover to {a}")))]
     Switched(Option<std::net::SocketAddr>),
     /// A cluster node answered `-MOVED`, and every reply of this session is in.
     #[error("the key's slot moved to {0}")]
