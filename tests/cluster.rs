@@ -9,6 +9,8 @@ mod common;
 
 use std::time::Duration;
 
+use common::cluster::*;
+use common::failover_load::*;
 use common::topology::*;
 use common::*;
 

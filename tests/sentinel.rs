@@ -11,6 +11,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::failover_load::*;
 use common::topology::*;
 use common::*;
 

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::cluster::*;
 use common::topology::*;
 
 #[test]

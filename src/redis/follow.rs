@@ -1,9 +1,9 @@
 //! What a shard's connection task does, while a session runs, to follow a Sentinel or Cluster
-//! topology: hear `+switch-master` (Sentinel), and act on `-MOVED` and `-ASK` (Cluster).
+//! topology: hear failovers (Sentinel), and act on `-MOVED` and `-ASK` (Cluster).
 //!
-//! - Sentinel: a subscription task announces failovers ([`Switch`]); the session races
-//!   [`Follow::switched`] and ends when the primary moved away from its node. Requests in flight
-//!   then get 503: they went to the old primary and may or may not have run there.
+//! - Sentinel: subscription tasks announce failovers ([`Switch`]); the session races
+//!   [`Follow::switched`] and ends when its node is being failed over or the primary is now
+//!   another node. Requests in flight then get 503: they may or may not have run there.
 //! - Cluster `-MOVED`: the batch ran nowhere. The session stops writing, lets the replies of what
 //!   it already wrote come back (each a value or another redirection), then ends, and the next
 //!   connection goes to the node named, with the redirected requests written first.

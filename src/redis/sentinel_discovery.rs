@@ -1,5 +1,5 @@
 //! Finding the primary through Redis Sentinel, at every connect, and hearing about failovers as
-//! they happen (`+switch-master`).
+//! they happen (`+try-failover`, `-failover-abort-*`, `+switch-master`).
 //!
 //! It follows redis.io's "Sentinel client spec": ask the sentinels in turn, each with a short
 //! timeout, for `SENTINEL get-master-addr-by-name`; skip one that is down, refuses us, or does not
@@ -7,9 +7,12 @@
 //! connect path, which verifies it with `ROLE` (step 3 of the spec) before anything is written.
 //! Nothing is cached between connects: every reconnect, error or WAIT shortfall asks again.
 //!
-//! The `+switch-master` subscription is one more task on the shard's executor. It only reads and
-//! sets a flag ([`Switch`]) that the session races; it never blocks the event loop and never
-//! touches the pipelined connection itself.
+//! The subscriptions (one per sentinel: a failover is announced step by step only by the sentinel
+//! that leads it) are more tasks on the shard's executor. They only read and set [`Switch`], which
+//! the session races and discovery consults; they never block the event loop and never touch the
+//! pipelined connection. From `+try-failover` until the sentinels name another primary (or the
+//! failover is aborted), the old primary is not used: it keeps taking writes for seconds while
+//! its replicas leave it, and what it acknowledges then is lost, even with `WAIT 1`.
 //!
 //! It owns the sentinel conversation only: transports (TLS included) and the handshake with the
 //! data node are `connect`'s; the pure parsing is `sentinel`'s.
