@@ -192,6 +192,9 @@ pub struct Queue {
     /// Requests whose batch a cluster node redirected: not run anywhere yet (see
     /// [`Completed::Redirected`]).
     redirected: VecDeque<(Ticket, u64)>,
+    /// Requests taken out of `redirected` (sent after `-ASK` on a connection of their own) and
+    /// not yet [`Queue::settle`]d: they outlive this connection, so `fail_all` leaves them counted.
+    asking: u64,
     /// Requests in `waiting`, `members`, `held` and `redirected`: the overload bound counts these.
     pending: u64,
 }
@@ -330,11 +333,14 @@ impl Queue {
     /// Takes the redirected requests, to be sent elsewhere (after `-ASK`) or failed; each is
     /// still counted as pending until [`Queue::settle`].
     pub fn take_redirected(&mut self) -> Vec<(Ticket, u64)> {
-        self.redirected.drain(..).collect()
+        let taken: Vec<(Ticket, u64)> = self.redirected.drain(..).collect();
+        self.asking += taken.iter().map(|(_, n)| n).sum::<u64>();
+        taken
     }
 
     /// `n` requests taken with [`Queue::take_redirected`] have their outcomes.
     pub fn settle(&mut self, n: u64) {
+        self.asking -= n;
         self.pending -= n;
     }
 
@@ -359,7 +365,10 @@ impl Queue {
         for (ticket, n) in self.members.drain(..).chain(self.waiting.drain(..)) {
             ticket.push(Outcome::Failed(failure), n);
         }
-        std::mem::take(&mut self.pending)
+        // Requests out on an -ASK connection are answered by it, and settled when it is done.
+        let failed = self.pending - self.asking;
+        self.pending = self.asking;
+        failed
     }
 }
 
@@ -405,6 +414,67 @@ mod tests {
         assert_eq!(values(&d), v(105..=106));
         assert!(a.is_done() && c.is_done() && d.is_done());
         assert_eq!((q.pending, q.oldest_sent()), (0, None));
+    }
+
+    fn cluster() -> Batching {
+        let mut b = Batching::new("hit", true, None);
+        b.follow_redirects = true;
+        b
+    }
+
+    #[test]
+    fn a_redirected_batch_is_handed_back_not_failed_and_goes_first_on_the_next_connection() {
+        let b = cluster();
+        let mut q = Queue::default();
+        let (a, c) = (ticket(&mut q, 2), ticket(&mut q, 1));
+        written(&mut q, &b);
+        let msg = &b"MOVED 15723 127.0.0.1:7001"[..];
+        assert_eq!(q.complete(&b, Reply::Error(msg)), Ok(Completed::Redirected(msg)));
+        assert!(!a.is_done() && !c.is_done() && !q.has_sent());
+        let later = ticket(&mut q, 1);
+        q.requeue_redirected();
+        // The redirected requests are written first, in their order, before the later one.
+        assert_eq!(written(&mut q, &b), b"*3\r\n$6\r\nINCRBY\r\n$3\r\nhit\r\n$1\r\n4\r\n");
+        q.complete(&b, Reply::Integer(40)).unwrap();
+        assert_eq!((values(&a), values(&c), values(&later)), (v(37..=38), v(39..=39), v(40..=40)));
+        assert_eq!(q.pending, 0);
+    }
+
+    #[test]
+    fn without_follow_redirects_a_redirect_fails_the_batch() {
+        let b = Batching::new("hit", true, None);
+        let mut q = Queue::default();
+        let a = ticket(&mut q, 1);
+        written(&mut q, &b);
+        let msg = &b"ASK 1 h:1"[..];
+        assert_eq!(q.complete(&b, Reply::Error(msg)), Ok(Completed::NotPrimary(ErrorKind::Redirect, msg)));
+        assert_eq!(values(&a), vec![Outcome::Failed(Failure::NotPrimary)]);
+    }
+
+    #[test]
+    fn asked_requests_stay_counted_across_a_broken_connection_until_settled() {
+        let b = cluster();
+        let mut q = Queue::default();
+        let a = ticket(&mut q, 2);
+        written(&mut q, &b);
+        q.complete(&b, Reply::Error(b"ASK 1 h:1")).unwrap();
+        let asked = q.take_redirected();
+        assert_eq!(asked.len(), 1);
+        let c = ticket(&mut q, 3);
+        written(&mut q, &b);
+        // The connection breaks: the written batch fails, the asked one is still out.
+        assert_eq!(q.fail_all(Failure::Lost), 3);
+        assert_eq!(values(&c), vec![Outcome::Failed(Failure::Lost); 3]);
+        assert!(!a.is_done());
+        assert_eq!(q.pending, 2);
+        q.settle(2);
+        assert_eq!(q.pending, 0);
+        // A redirected batch not yet taken fails with the rest.
+        let d = ticket(&mut q, 1);
+        written(&mut q, &b);
+        q.complete(&b, Reply::Error(b"MOVED 1 h:1")).unwrap();
+        assert_eq!(q.fail_all(Failure::Lost), 1);
+        assert_eq!(values(&d), vec![Outcome::Failed(Failure::Lost)]);
     }
 
     #[test]
