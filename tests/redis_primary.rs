@@ -41,7 +41,7 @@ fn pointed_at_a_replica_it_answers_503_until_the_replica_is_promoted() {
     let primary = TestRedis::start();
     let replica = replica_of(&primary);
     let server = TestServer::start(&["-w", "1", "--redis", &replica.url(0)]);
-    let line = server.log.wait_for("is a slave, not a primary", DEADLINE);
+    let line = server.log.wait_for("is not a primary (ROLE: slave)", DEADLINE);
     assert!(line.contains("[ERROR]") && line.contains(&format!("127.0.0.1:{}", replica.port)), "{line}");
     for _ in 0..5 {
         let r = get_once(server.addr, GET);
@@ -84,7 +84,7 @@ fn a_primary_demoted_under_load_costs_503s_never_500s_and_no_value_twice() {
     assert_eq!(a.cmd(0, &["CLIENT", "UNPAUSE"]), "OK");
     let line = server.log.wait_for("refused a write: READONLY", DEADLINE);
     assert!(line.contains("[ERROR]"), "{line}");
-    server.log.wait_for("is a slave, not a primary", DEADLINE);
+    server.log.wait_for("is not a primary (ROLE: slave)", DEADLINE);
     wait_link_up(&a);
     let demoted_at = Instant::now();
     // Requests keep coming while A is a replica: every one is refused with 503.

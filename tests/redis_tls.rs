@@ -217,3 +217,38 @@ fn help_lists_the_redis_flags() {
         assert!(help.contains(flag), "help lacks {flag}:\n{help}");
     }
 }
+
+#[test]
+fn pipelined_and_concurrent_load_over_tls_hands_out_each_value_once() {
+    let certs = Certs::make();
+    let (redis, port) = certs.redis("no");
+    for coalesce in [true, false] {
+        let (target, ca) = (url("127.0.0.1", port), certs.path("ca.crt"));
+        let mut args = vec!["-w", "2", "--share-cpus", "--redis", &target, "--redis-tls-ca", &ca];
+        if !coalesce {
+            args.push("--no-coalesce");
+        }
+        let server = TestServer::start(&args);
+        server.wait_ready(2);
+        let before: i64 = redis.cmd(0, &["GET", "hit"]).parse().unwrap_or(0);
+        let addr = server.addr;
+        // Batches of 64 make writes of several TLS records with --no-coalesce.
+        let pipelined = std::thread::spawn(move || {
+            let mut c = Client::connect(addr);
+            let mut values = Vec::new();
+            for _ in 0..20 {
+                c.send(GET.repeat(64).as_bytes());
+                values.extend((0..64).map(|_| c.read_response(false).value()));
+            }
+            values
+        });
+        let load = Load::start(addr, 4);
+        let mut values = pipelined.join().unwrap();
+        let t = tally(&load.finish());
+        assert_eq!((t.non_200, t.failed.len()), (0, 0), "{}", t.summary());
+        values.extend(t.values);
+        assert_unique(&values);
+        let after: i64 = redis.cmd(0, &["GET", "hit"]).parse().unwrap();
+        assert_eq!(after - before, values.len() as i64, "coalesce {coalesce}: the counter moved by the 200s");
+    }
+}

@@ -165,7 +165,7 @@ pub enum ConnectError {
     #[error("{0}")]
     Refused(String),
     /// The node is not a primary (ROLE answered slave or sentinel): it is not written to.
-    #[error("Redis at {node} is a {role}, not a primary; not writing to it")]
+    #[error("Redis at {node} is not a primary (ROLE: {role}); not writing to it")]
     NotPrimary {
         /// The node.
         node: String,
