@@ -81,22 +81,43 @@ fn the_slot_migrated_under_load_ask_then_moved() {
     assert_eq!(cluster.nodes[owner].must(&["DBSIZE"]).text(), "0", "nothing recreated the key on the old owner");
 }
 
-#[test]
-fn a_replica_promoted_with_cluster_failover_under_load() {
+/// `CLUSTER FAILOVER` on the key owner's replica under load, with or without `--wait-replicas 1`.
+fn replica_promoted_under_load(wait: bool) {
     let cluster = Cluster::start(3, 1);
     let slot = cluster.slot("hit");
     let owner = cluster.owner(slot, 0);
-    let server = start_hitcore(&cluster.url(&[owner]));
+    let url = cluster.url(&[owner]);
+    let mut args = vec!["-w", "2", "--share-cpus", "--redis", &url];
+    if wait {
+        args.extend(["--wait-replicas", "1", "--wait-timeout", "500"]);
+    }
+    let server = TestServer::start(&args);
+    server.wait_ready(2);
     let load = TimedLoad::start(server.addr, 4, LOAD_LIMIT);
     load.wait_for_200s(200, DEADLINE);
 
     let promoted = cluster.failover(owner, slot);
     load.wait_for_200s(300, Duration::from_secs(60));
-    judge("replica promotion (CLUSTER FAILOVER)", load, || cluster.nodes[promoted].counter("hit"));
+    let what = if wait {
+        "replica promotion (CLUSTER FAILOVER), --wait-replicas 1"
+    } else {
+        "replica promotion (CLUSTER FAILOVER)"
+    };
+    judge(what, load, || cluster.nodes[promoted].counter("hit"));
     let port = cluster.nodes[promoted].port.to_string();
     assert!(
-        server.log.lines().iter().any(|l| l.contains("Connected to Redis") && l.contains(&port)),
+        server.log.lines().iter().any(|l| l.contains("onnected to Redis") && l.contains(&port)),
         "the shards moved to the promoted replica:\n{}",
         server.log.lines().join("\n")
     );
+}
+
+#[test]
+fn a_replica_promoted_with_cluster_failover_under_load() {
+    replica_promoted_under_load(false);
+}
+
+#[test]
+fn a_replica_promoted_with_cluster_failover_under_load_with_wait_replicas() {
+    replica_promoted_under_load(true);
 }
