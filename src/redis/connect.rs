@@ -75,7 +75,7 @@ impl Discovery {
                 target.sentinel_password.clone(),
                 *tls,
             )),
-            // The slot is the key's; until the client says which key, it is the default key's.
+            // The slot is the key's: `Connector::new` sets it from the key it is given.
             Endpoint::Cluster { seeds, tls } => Discovery::Cluster(ClusterDiscovery::new(seeds.clone(), "hit", *tls)),
         }
     }

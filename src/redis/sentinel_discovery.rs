@@ -147,8 +147,10 @@ pub struct Switch {
     count: Cell<u64>,
     /// The sessions waiting for an announcement (one per shard, but a waker is cheap to keep).
     waiter: RefCell<Option<Waker>>,
-    /// A failover started (`+try-failover`) away from this primary, and when.
-    failing_over: RefCell<Option<(HostPort, Instant)>>,
+    /// Failovers started (`+try-failover`): by which sentinel, away from which primary, when.
+    /// Kept per sentinel because several may try at once and the ones that lose the election
+    /// abort (`-failover-abort-not-elected`) while the leader goes on.
+    failing_over: RefCell<Vec<(HostPort, HostPort, Instant)>>,
 }
 
 impl Switch {
@@ -161,19 +163,20 @@ impl Switch {
     }
 
     /// Acts on one event about our service.
-    async fn heard(&self, event: Event) {
+    async fn heard(&self, sentinel: &HostPort, event: Event) {
         let addr = |hp: &HostPort| hp.host.parse().ok().map(|ip| SocketAddr::new(ip, hp.port));
         match event {
             Event::TryFailover { old, .. } => {
                 let from = addr(&old);
-                *self.failing_over.borrow_mut() = Some((old, Instant::now()));
+                let mut failing = self.failing_over.borrow_mut();
+                failing.retain(|(s, _, _)| s != sentinel);
+                failing.push((sentinel.clone(), old, Instant::now()));
+                drop(failing);
                 self.announce(from, None);
             }
-            Event::Aborted { .. } => {
-                self.failing_over.borrow_mut().take();
-            }
+            Event::Aborted { .. } => self.failing_over.borrow_mut().retain(|(s, _, _)| s != sentinel),
             Event::Switched(switch) => {
-                self.failing_over.borrow_mut().take();
+                self.failing_over.borrow_mut().clear();
                 let to = match addr(&switch.new) {
                     Some(a) => Some(a),
                     None => {
@@ -187,7 +190,7 @@ impl Switch {
 
     /// Whether a failover away from `primary` is in progress (and not older than [`FAILOVER_HOLD`]).
     pub fn holding(&self, primary: &HostPort) -> bool {
-        matches!(&*self.failing_over.borrow(), Some((old, at)) if old == primary && at.elapsed() < FAILOVER_HOLD)
+        self.failing_over.borrow().iter().any(|(_, old, at)| old == primary && at.elapsed() < FAILOVER_HOLD)
     }
 
     /// Waits for an announcement that the session's node `current` is (being) failed over, or
@@ -269,7 +272,7 @@ async fn subscribe(
                     info!("Sentinel {sentinel} announced a failover of '{}': {} -> {}", s.service, s.old, s.new)
                 }
             }
-            switch.heard(event).await;
+            switch.heard(sentinel, event).await;
         }
         if buf.len() > 64 * 1024 {
             return Err("an oversized message".into());
