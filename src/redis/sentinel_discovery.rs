@@ -284,3 +284,72 @@ async fn subscribe(
         buf.extend_from_slice(&chunk[..n]);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_lite::future::{block_on, poll_once};
+
+    use super::*;
+    use crate::redis::sentinel::SwitchMaster;
+
+    fn hp(host: &str, port: u16) -> HostPort {
+        HostPort { host: host.into(), port }
+    }
+
+    fn at(port: u16) -> Address {
+        Address::Tcp(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    #[test]
+    fn a_session_ends_when_its_node_is_failed_over_or_the_primary_is_elsewhere() {
+        let switch = Switch::default();
+        let (s1, s2) = (hp("127.0.0.1", 26379), hp("127.0.0.1", 26380));
+        let (old_node, new_node) = (at(6379), at(6380));
+        block_on(async {
+            // On the old primary (6379): +try-failover away from it ends the session.
+            let mut on_old = Box::pin(switch.away_from(&old_node));
+            assert!(poll_once(&mut on_old).await.is_none());
+            switch.heard(&s1, Event::TryFailover { service: "s".into(), old: hp("127.0.0.1", 6379) }).await;
+            assert_eq!(poll_once(&mut on_old).await, Some(None));
+            // Already on the new primary (6380): the same announcement leaves it alone, and so does
+            // +switch-master naming it; a +switch-master naming another node ends it.
+            let mut on_new = Box::pin(switch.away_from(&new_node));
+            assert!(poll_once(&mut on_new).await.is_none());
+            let to = |new: u16| {
+                Event::Switched(SwitchMaster {
+                    service: "s".into(),
+                    old: hp("127.0.0.1", 6379),
+                    new: hp("127.0.0.1", new),
+                })
+            };
+            switch.heard(&s2, to(6380)).await;
+            assert!(poll_once(&mut on_new).await.is_none());
+            switch.heard(&s2, to(6381)).await;
+            assert_eq!(poll_once(&mut on_new).await, Some(Some(SocketAddr::from(([127, 0, 0, 1], 6381)))));
+        });
+    }
+
+    #[test]
+    fn the_old_primary_is_held_off_until_every_sentinel_that_tried_has_ended_or_aborted() {
+        let switch = Switch::default();
+        let old = hp("127.0.0.1", 6379);
+        let (s1, s2) = (hp("127.0.0.1", 26379), hp("127.0.0.1", 26380));
+        let try_failover = || Event::TryFailover { service: "s".into(), old: old.clone() };
+        block_on(async {
+            assert!(!switch.holding(&old));
+            switch.heard(&s1, try_failover()).await;
+            switch.heard(&s2, try_failover()).await;
+            assert!(switch.holding(&old) && !switch.holding(&hp("127.0.0.1", 6380)));
+            // s2 lost the election; s1 goes on.
+            switch.heard(&s2, Event::Aborted { service: "s".into() }).await;
+            assert!(switch.holding(&old));
+            switch.heard(&s1, Event::Aborted { service: "s".into() }).await;
+            assert!(!switch.holding(&old));
+            // A finished failover ends the hold too.
+            switch.heard(&s1, try_failover()).await;
+            let done = SwitchMaster { service: "s".into(), old: old.clone(), new: hp("127.0.0.1", 6380) };
+            switch.heard(&s1, Event::Switched(done)).await;
+            assert!(!switch.holding(&old));
+        });
+    }
+}
