@@ -178,3 +178,39 @@ impl Follow {
         total
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster_follow() -> Follow {
+        let target = RedisTarget::parse("redis+cluster://:pw@127.0.0.1:7000").unwrap();
+        Follow::start(&target, &TlsFiles::default(), "t".into(), "hit", None)
+    }
+
+    #[test]
+    fn moved_drains_and_names_the_new_owner_ask_names_the_importing_node() {
+        let follow = cluster_follow();
+        assert!(follow.follows_redirects() && follow.switch().is_none());
+        follow.connected("10.0.0.1");
+        assert!(!follow.draining());
+        let to = HostPort { host: "10.0.0.2".into(), port: 7001 };
+        assert_eq!(follow.redirected(b"ASK 15723 10.0.0.2:7001"), Redirection::Ask(to.clone()));
+        assert!(!follow.draining(), "-ASK leaves the session as it is");
+        assert_eq!(follow.redirected(b"MOVED 15723 :7002"), Redirection::Moved);
+        assert!(follow.draining());
+        let same_host = HostPort { host: "10.0.0.1".into(), port: 7002 };
+        assert_eq!(follow.take_moved(), Some(same_host), "an empty host is the answering node's");
+        assert_eq!(follow.redirected(b"MOVED nonsense"), Redirection::Unreadable);
+        follow.redirected(b"MOVED 1 10.0.0.3:7003");
+        follow.connected("10.0.0.3");
+        assert!(!follow.draining(), "a new session starts clean");
+    }
+
+    #[test]
+    fn a_single_node_target_follows_nothing() {
+        let target = RedisTarget::parse("redis://127.0.0.1:6379/0").unwrap();
+        let follow = Follow::start(&target, &TlsFiles::default(), "t".into(), "hit", None);
+        assert!(!follow.follows_redirects() && follow.switch().is_none());
+    }
+}
