@@ -18,12 +18,6 @@ use common::*;
 /// Longest a test's load may run, whatever happens.
 const LOAD_LIMIT: Duration = Duration::from_secs(90);
 
-/// Whether this build has `--wait-replicas` (the durable-acknowledgement work may land separately).
-fn has_wait_replicas() -> bool {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hitcore")).arg("--help").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).contains("--wait-replicas")
-}
-
 fn start_hitcore(topo: &Sentinels, wait: bool) -> TestServer {
     let url = topo.url();
     let mut args = vec!["-w", "2", "--share-cpus", "--redis", &url, "--sentinel-password", SENTINEL_PASSWORD];
@@ -43,10 +37,6 @@ enum Action {
 }
 
 fn failover_under_load(action: Action, wait: bool) {
-    if wait && !has_wait_replicas() {
-        eprintln!("{action:?} with --wait-replicas: not run, this build has no --wait-replicas");
-        return;
-    }
     let mut topo = Sentinels::start(2, 3, true);
     let server = start_hitcore(&topo, wait);
     for line in server.log.lines() {
