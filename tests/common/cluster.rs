@@ -98,9 +98,17 @@ impl Cluster {
         self.nodes[i].must(&["CLUSTER", "MYID"]).text()
     }
 
-    /// The index of the primary that node `asker` says owns `slot` (from its `CLUSTER NODES`).
+    /// The index of the primary that node `asker` says owns `slot` (from its `CLUSTER NODES`);
+    /// panics if it knows none (use [`Cluster::owner_seen`] where a transient state is possible).
     pub fn owner(&self, slot: u16, asker: usize) -> usize {
-        let table = self.nodes[asker].must(&["CLUSTER", "NODES"]).text();
+        self.owner_seen(slot, asker)
+            .unwrap_or_else(|table| panic!("node {asker} knows no owner of slot {slot}:\n{table}"))
+    }
+
+    /// As [`Cluster::owner`], or `Err` with the node's table while it knows no owner (mid-failover
+    /// a node may flag the old primary as failing before it learns of the new one).
+    pub fn owner_seen(&self, slot: u16, asker: usize) -> Result<usize, String> {
+        let table = self.nodes[asker].call(&["CLUSTER", "NODES"])?.text();
         for line in table.lines() {
             let f: Vec<&str> = line.split(' ').collect();
             if !f[2].contains("master") || f[2].contains("fail") {
@@ -112,10 +120,10 @@ impl Cluster {
             });
             if owns {
                 let port: u16 = f[1].split(['@', ':']).nth(1).unwrap().parse().unwrap();
-                return self.nodes.iter().position(|n| n.port == port).unwrap();
+                return Ok(self.nodes.iter().position(|n| n.port == port).unwrap());
             }
         }
-        panic!("node {asker} knows no owner of slot {slot}:\n{table}");
+        Err(table)
     }
 
     /// The indices of the primaries, per node 0's view... of a live node's view.
@@ -171,7 +179,7 @@ impl Cluster {
         }
         poll("every node names the slot's new owner", FORM_DEADLINE, || {
             for i in (0..self.nodes.len()).filter(|&i| !self.nodes[i].is_dead()) {
-                let o = self.owner(slot, i);
+                let o = self.owner_seen(slot, i).map_err(|t| format!("node {i} knows no owner yet:\n{t}"))?;
                 if o != to {
                     return Err(format!("node {i} says {o}"));
                 }
@@ -193,7 +201,7 @@ impl Cluster {
                 return Err(format!("node {replica} is still a {}", role["role"]));
             }
             for i in (0..self.nodes.len()).filter(|&i| !self.nodes[i].is_dead()) {
-                if self.owner(slot, i) != replica {
+                if self.owner_seen(slot, i).map_err(|t| format!("node {i} knows no owner yet:\n{t}"))? != replica {
                     return Err(format!("node {i} does not name {replica} yet"));
                 }
             }
