@@ -4,6 +4,8 @@
 //! twice and none is above the new primary's counter; without it, what happened (the duplicates
 //! the flag exists for) is printed, not failed.
 //!
+//! `rediss+sentinel://` is followed through a failover too, with certificates made here.
+//!
 //! Each test starts its own topology and hitcore, bounds its load in time, and tears every process
 //! down through the guards.
 
@@ -141,4 +143,78 @@ fn bad_sentinel_and_cluster_urls_exit_2_naming_what_is_wrong() {
         assert!(stderr.contains(what), "{args:?} should say {what:?}: {stderr}");
         assert!(!stderr.contains("hunter2"), "{args:?} echoed the password: {stderr}");
     }
+}
+
+/// PEM files made here (rcgen): a private CA and one certificate for IP 127.0.0.1 that every
+/// node serves, in a directory removed on drop.
+struct Certs {
+    dir: std::path::PathBuf,
+    files: TlsFiles,
+}
+
+impl Certs {
+    fn make() -> Certs {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
+        let dir = std::env::temp_dir().join(format!("hitcore-topology-tls-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "hitcore topology test CA");
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+        leaf.distinguished_name.push(DnType::CommonName, "redis");
+        leaf.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
+        let cert = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
+        let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+        std::fs::write(path("ca.crt"), ca_cert.pem()).unwrap();
+        std::fs::write(path("node.crt"), cert.pem()).unwrap();
+        std::fs::write(path("node.key"), key.serialize_pem()).unwrap();
+        let files = TlsFiles { ca: path("ca.crt"), cert: path("node.crt"), key: path("node.key") };
+        Certs { dir, files }
+    }
+}
+
+impl Drop for Certs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `rediss+sentinel://`: TLS to the sentinels and to the data nodes they name, verified against
+/// a private CA, through a `SENTINEL FAILOVER` under load.
+#[test]
+fn tls_sentinels_and_data_nodes_through_a_failover() {
+    let certs = Certs::make();
+    let topo = Sentinels::start_with(2, 3, false, Some(&certs.files));
+    let url = topo.tls_url();
+    let server = TestServer::start(&["-w", "2", "--share-cpus", "--redis", &url, "--redis-tls-ca", &certs.files.ca]);
+    server.wait_ready(2);
+    let primary_tls = topo.data[0].announced();
+    assert!(
+        server
+            .log
+            .lines()
+            .iter()
+            .any(|l| l.contains("Connected to Redis at rediss+sentinel://") && l.contains(&format!(":{primary_tls})"))),
+        "connected to the primary's TLS port:\n{}",
+        server.log.lines().join("\n")
+    );
+    let load = TimedLoad::start(server.addr, 4, LOAD_LIMIT);
+    load.wait_for_200s(100, DEADLINE);
+    let new = topo.failover();
+    let port = format!(":{})", topo.data[new].announced());
+    poll("both shards connect to the new primary over TLS", Duration::from_secs(60), || {
+        let n = server.log.lines().iter().filter(|l| l.contains("onnected to Redis") && l.contains(&port)).count();
+        if n >= 2 { Ok(()) } else { Err(format!("{n} of 2:\n{}", server.log.lines().join("\n"))) }
+    });
+    load.wait_for_200s(100, Duration::from_secs(60));
+    let started = load.started;
+    let outcomes = load.finish();
+    let verdict = Verdict::judge(started, &outcomes, topo.data[new].counter("hit"));
+    eprintln!("sentinel over TLS, SentinelFailover: {}", verdict.summary());
+    assert!(!verdict.statuses.contains_key(&500), "no 500: {}", verdict.summary());
+    assert!(verdict.duplicates.is_empty() && verdict.above_final.is_empty(), "{}", verdict.summary());
 }

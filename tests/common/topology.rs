@@ -202,6 +202,8 @@ pub struct Node {
     pub log: Log,
     /// The password clients give it.
     pub password: Option<String>,
+    /// Its TLS port, when it has one (TLS topologies); the harness itself uses `port`.
+    pub tls_port: Option<u16>,
 }
 
 impl Node {
@@ -228,7 +230,8 @@ impl Node {
                 .expect("redis-server must be installed (apt-get install redis-server)");
             let log = Log::default();
             log.follow(child.stdout.take().unwrap(), "topology");
-            let mut node = Node { child: Some(child), port, dir, log, password: password.map(str::to_string) };
+            let mut node =
+                Node { child: Some(child), port, dir, log, password: password.map(str::to_string), tls_port: None };
             let deadline = Instant::now() + DEADLINE;
             loop {
                 if node.log.count(ready) > 0 {
@@ -272,6 +275,11 @@ impl Node {
             V::Bulk(None) => 0,
             v => v.text().parse().unwrap(),
         }
+    }
+
+    /// The port the topology knows it by: its TLS port in a TLS topology.
+    pub fn announced(&self) -> u16 {
+        self.tls_port.unwrap_or(self.port)
     }
 
     /// The process id.
@@ -333,48 +341,105 @@ pub struct Sentinels {
     pub sentinel_auth: bool,
 }
 
+/// PEM files for a TLS topology: every node (data node and sentinel) serves `cert`, and trusts
+/// `ca` for its own outgoing connections (replication, sentinel to node and to sentinel).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA certificate.
+    pub ca: String,
+    /// The server certificate (it must carry IP 127.0.0.1).
+    pub cert: String,
+    /// Its key.
+    pub key: String,
+}
+
+impl TlsFiles {
+    /// `redis-server` arguments for a TLS port with these files; clients need no certificate,
+    /// and replication (and a sentinel's connections) go over TLS too.
+    fn args(&self, tls_port: u16) -> Vec<String> {
+        let port = tls_port.to_string();
+        [
+            "--tls-port",
+            &port,
+            "--tls-cert-file",
+            &self.cert,
+            "--tls-key-file",
+            &self.key,
+            "--tls-ca-cert-file",
+            &self.ca,
+            "--tls-auth-clients",
+            "no",
+            "--tls-replication",
+            "yes",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+}
+
 impl Sentinels {
     /// One primary, `replicas` replicas and `sentinels` sentinels (quorum 2), formed: every
     /// replica's link is up and every sentinel knows every replica and every other sentinel.
     pub fn start(replicas: usize, sentinels: usize, sentinel_auth: bool) -> Sentinels {
-        let primary =
-            Node::start("primary", Some(DATA_PASSWORD), super::free_port, "Ready to accept connections", data_args);
-        let pport = primary.port;
+        Self::start_with(replicas, sentinels, sentinel_auth, None)
+    }
+
+    /// As [`Sentinels::start`]; with `tls`, every node also has a TLS port, replication and the
+    /// sentinels' own connections use TLS, and the sentinels name the TLS ports.
+    pub fn start_with(replicas: usize, sentinels: usize, sentinel_auth: bool, tls: Option<&TlsFiles>) -> Sentinels {
+        // A data node with a TLS port (when `tls`), chosen before it starts.
+        let data_node = |tag: &str, replica_of: Option<u16>| {
+            let tls_port = tls.map(|_| super::free_port());
+            let mut node =
+                Node::start(tag, Some(DATA_PASSWORD), super::free_port, "Ready to accept connections", |p, d| {
+                    let mut a = data_args(p, d);
+                    if let (Some(files), Some(t)) = (tls, tls_port) {
+                        a.extend(files.args(t));
+                    }
+                    if let Some(primary) = replica_of {
+                        a.extend(["--replicaof".into(), "127.0.0.1".into(), primary.to_string()]);
+                    }
+                    a
+                });
+            node.tls_port = tls_port;
+            node
+        };
+        let primary = data_node("primary", None);
+        let pport = primary.announced();
         let mut data = vec![primary];
         for _ in 0..replicas {
-            data.push(Node::start(
-                "replica",
-                Some(DATA_PASSWORD),
-                super::free_port,
-                "Ready to accept connections",
-                |p, d| {
-                    let mut a = data_args(p, d);
-                    a.extend(["--replicaof".into(), "127.0.0.1".into(), pport.to_string()]);
-                    a
-                },
-            ));
+            data.push(data_node("replica", Some(pport)));
         }
         let sentinel_pw = sentinel_auth.then_some(SENTINEL_PASSWORD);
         let sentinels = (0..sentinels)
             .map(|_| {
-                Node::start("sentinel", sentinel_pw, super::free_port, "+monitor master", |port, dir| {
-                    // The sentinel rewrites its config file, so it lives in the node's own directory.
-                    let conf = dir.join("sentinel.conf");
-                    let mut text = format!(
-                        "port {port}\nbind 127.0.0.1\ndir {}\nlogfile \"\"\n\
+                let tls_port = tls.map(|_| super::free_port());
+                let mut node =
+                    Node::start("sentinel", sentinel_pw, super::free_port, "+monitor master", |port, dir| {
+                        // The sentinel rewrites its config file, so it lives in the node's own directory.
+                        let conf = dir.join("sentinel.conf");
+                        let mut text = format!(
+                            "port {port}\nbind 127.0.0.1\ndir {}\nlogfile \"\"\n\
                          sentinel monitor {SERVICE} 127.0.0.1 {pport} 2\n\
                          sentinel down-after-milliseconds {SERVICE} 1000\n\
                          sentinel failover-timeout {SERVICE} 4000\n\
                          sentinel auth-pass {SERVICE} {DATA_PASSWORD}\n",
-                        dir.display()
-                    );
-                    if sentinel_auth {
-                        // A sentinel with requirepass uses the same password towards the other sentinels.
-                        text.push_str(&format!("requirepass {SENTINEL_PASSWORD}\n"));
-                    }
-                    std::fs::write(&conf, text).unwrap();
-                    vec![conf.to_str().unwrap().to_string(), "--sentinel".into()]
-                })
+                            dir.display()
+                        );
+                        if sentinel_auth {
+                            // A sentinel with requirepass uses the same password towards the other sentinels.
+                            text.push_str(&format!("requirepass {SENTINEL_PASSWORD}\n"));
+                        }
+                        std::fs::write(&conf, text).unwrap();
+                        let mut args = vec![conf.to_str().unwrap().to_string()];
+                        if let (Some(files), Some(t)) = (tls, tls_port) {
+                            args.extend(files.args(t));
+                        }
+                        args.push("--sentinel".into());
+                        args
+                    });
+                node.tls_port = tls_port;
+                node
             })
             .collect();
         let topo = Sentinels { data, sentinels, sentinel_auth };
@@ -386,7 +451,7 @@ impl Sentinels {
     /// other live data node replicates from it with its link up, and every sentinel sees all of
     /// them and all other sentinels. Before this a `SENTINEL FAILOVER` may find no replica to promote.
     pub fn wait_formed(&self, primary: usize) {
-        let pport = self.data[primary].port.to_string();
+        let pport = self.data[primary].announced().to_string();
         let live: Vec<&Node> = self.data.iter().filter(|n| !n.is_dead()).collect();
         let replicas = live.len() - 1;
         poll("the sentinel topology forms", FORM_DEADLINE, || {
@@ -427,13 +492,19 @@ impl Sentinels {
     pub fn primary(&self) -> usize {
         let addr = self.sentinels[0].must(&["SENTINEL", "get-master-addr-by-name", SERVICE]).items();
         let port: u16 = addr[1].text().parse().unwrap();
-        self.data.iter().position(|n| n.port == port).expect("the primary is one of ours")
+        self.data.iter().position(|n| n.announced() == port).expect("the primary is one of ours")
     }
 
     /// `redis+sentinel://:DATA_PASSWORD@127.0.0.1:S1,127.0.0.1:S2,.../SERVICE`
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self.sentinels.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
         format!("redis+sentinel://:{DATA_PASSWORD}@{}/{SERVICE}", hosts.join(","))
+    }
+
+    /// `rediss+sentinel://...`: the sentinels' TLS ports.
+    pub fn tls_url(&self) -> String {
+        let hosts: Vec<String> = self.sentinels.iter().map(|s| format!("127.0.0.1:{}", s.announced())).collect();
+        format!("rediss+sentinel://:{DATA_PASSWORD}@{}/{SERVICE}", hosts.join(","))
     }
 
     /// Asks a sentinel for a failover (`SENTINEL FAILOVER`) and waits until every sentinel names
@@ -460,7 +531,7 @@ impl Sentinels {
     }
 
     fn wait_new_primary(&self, old: usize) -> usize {
-        let old_port = self.data[old].port.to_string();
+        let old_port = self.data[old].announced().to_string();
         poll("the sentinels name a new primary that says it is one", FORM_DEADLINE, || {
             let mut named = None;
             for s in &self.sentinels {
@@ -471,7 +542,7 @@ impl Sentinels {
                 named = Some(port);
             }
             let port: u16 = named.unwrap().parse().unwrap();
-            let i = self.data.iter().position(|n| n.port == port).ok_or("not one of ours")?;
+            let i = self.data.iter().position(|n| n.announced() == port).ok_or("not one of ours")?;
             match self.data[i].call(&["ROLE"])?.items().first().map(V::text).as_deref() {
                 Some("master") => Ok(i),
                 role => Err(format!("{port} says it is {role:?}")),
