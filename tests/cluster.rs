@@ -1,6 +1,7 @@
 //! hitcore on a Redis Cluster: a seed that does not own the key's slot, the slot migrated to
 //! another primary under load (`-ASK` while the key has moved and the slot has not, `-MOVED`
-//! after), and a replica promoted with `CLUSTER FAILOVER` under load. No 500, no value twice.
+//! after), and a replica promoted with `CLUSTER FAILOVER` under load (with and without
+//! `--wait-replicas 1`); `rediss+cluster://` through a seed and a migration. No 500, no value twice.
 //!
 //! Each test starts its own cluster and hitcore, bounds its load in time, and tears every process
 //! down through the guards.
@@ -9,6 +10,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::certs::Certs;
 use common::cluster::*;
 use common::failover_load::*;
 use common::topology::*;
@@ -120,4 +122,32 @@ fn a_replica_promoted_with_cluster_failover_under_load() {
 #[test]
 fn a_replica_promoted_with_cluster_failover_under_load_with_wait_replicas() {
     replica_promoted_under_load(true);
+}
+
+/// `rediss+cluster://`: TLS to every node (bus, replication and MIGRATE over TLS too), verified
+/// against a private CA: a seed that does not own the slot, then the slot migrated under load.
+#[test]
+fn tls_cluster_seed_and_migration() {
+    let certs = Certs::make();
+    let cluster = Cluster::start_with(3, 0, Some(&certs.files));
+    let slot = cluster.slot("hit");
+    let owner = cluster.owner(slot, 0);
+    let target = (0..3).find(|&i| i != owner).unwrap();
+    let url = cluster.tls_url(&[target]);
+    let server = TestServer::start(&["-w", "2", "--share-cpus", "--redis", &url, "--redis-tls-ca", &certs.files.ca]);
+    server.wait_ready(2);
+    let owner_tls = format!(":{})", cluster.nodes[owner].announced());
+    assert!(
+        server.log.lines().iter().any(|l| l.contains("rediss+cluster://") && l.contains(&owner_tls)),
+        "connected to the owner's TLS port:\n{}",
+        server.log.lines().join("\n")
+    );
+    let load = TimedLoad::start(server.addr, 4, LOAD_LIMIT);
+    load.wait_for_200s(100, DEADLINE);
+    cluster.begin_migration(slot, owner, target);
+    load.wait_for_200s(100, DEADLINE);
+    cluster.finish_migration(slot, target);
+    load.wait_for_200s(100, DEADLINE);
+    judge("over TLS, slot migration", load, || cluster.nodes[target].counter("hit"));
+    assert!(server.log.count("slot moved to") >= 1, "-MOVED was followed:\n{}", server.log.lines().join("\n"));
 }

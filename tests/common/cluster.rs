@@ -6,7 +6,7 @@
 
 use std::process::{Command, Stdio};
 
-use super::topology::{DATA_PASSWORD, FORM_DEADLINE, Node, V, data_args, free_cluster_port, poll};
+use super::topology::{DATA_PASSWORD, FORM_DEADLINE, Node, TlsFiles, V, data_args, free_cluster_port, poll};
 
 /// A Redis Cluster of `primaries` primaries with `replicas` replicas each.
 pub struct Cluster {
@@ -18,24 +18,43 @@ impl Cluster {
     /// Starts the nodes, joins them with `redis-cli --cluster create`, and waits until every node
     /// says `cluster_state:ok`, knows every other node, and every replica's link is up.
     pub fn start(primaries: usize, replicas: usize) -> Cluster {
+        Self::start_with(primaries, replicas, None)
+    }
+
+    /// As [`Cluster::start`]; with `tls`, every node also has a TLS port and the cluster bus,
+    /// replication and MIGRATE use TLS (`tls-cluster yes`), so clients are redirected to TLS ports.
+    pub fn start_with(primaries: usize, replicas: usize, tls: Option<&TlsFiles>) -> Cluster {
         let count = primaries * (1 + replicas);
         let nodes: Vec<Node> = (0..count)
             .map(|_| {
-                Node::start("cluster", Some(DATA_PASSWORD), free_cluster_port, "Ready to accept connections", |p, d| {
-                    let mut a = data_args(p, d);
-                    a.extend(
-                        [
-                            "--cluster-enabled",
-                            "yes",
-                            "--cluster-config-file",
-                            &format!("nodes-{p}.conf"),
-                            "--cluster-node-timeout",
-                            "2000",
-                        ]
-                        .map(String::from),
-                    );
-                    a
-                })
+                let tls_port = tls.map(|_| super::free_port());
+                let mut node = Node::start(
+                    "cluster",
+                    Some(DATA_PASSWORD),
+                    free_cluster_port,
+                    "Ready to accept connections",
+                    |p, d| {
+                        let mut a = data_args(p, d);
+                        if let (Some(files), Some(t)) = (tls, tls_port) {
+                            a.extend(files.args(t));
+                            a.extend(["--tls-cluster".into(), "yes".into()]);
+                        }
+                        a.extend(
+                            [
+                                "--cluster-enabled",
+                                "yes",
+                                "--cluster-config-file",
+                                &format!("nodes-{p}.conf"),
+                                "--cluster-node-timeout",
+                                "2000",
+                            ]
+                            .map(String::from),
+                        );
+                        a
+                    },
+                );
+                node.tls_port = tls_port;
+                node
             })
             .collect();
         let mut create = Command::new("redis-cli");
@@ -76,6 +95,12 @@ impl Cluster {
             }
             Ok(())
         });
+    }
+
+    /// `rediss+cluster://:DATA_PASSWORD@127.0.0.1:T` for the given seed nodes' TLS ports.
+    pub fn tls_url(&self, seeds: &[usize]) -> String {
+        let hosts: Vec<String> = seeds.iter().map(|&i| format!("127.0.0.1:{}", self.nodes[i].announced())).collect();
+        format!("rediss+cluster://:{DATA_PASSWORD}@{}", hosts.join(","))
     }
 
     /// `redis+cluster://:DATA_PASSWORD@127.0.0.1:P` for the given seed nodes.
@@ -120,7 +145,7 @@ impl Cluster {
             });
             if owns {
                 let port: u16 = f[1].split(['@', ':']).nth(1).unwrap().parse().unwrap();
-                return Ok(self.nodes.iter().position(|n| n.port == port).unwrap());
+                return Ok(self.nodes.iter().position(|n| n.port == port || n.tls_port == Some(port)).unwrap());
             }
         }
         Err(table)
@@ -158,7 +183,8 @@ impl Cluster {
         if keys.is_empty() {
             return;
         }
-        let port = self.nodes[to].port.to_string();
+        // With tls-cluster, MIGRATE connects over TLS: to the TLS port.
+        let port = self.nodes[to].announced().to_string();
         let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "AUTH", DATA_PASSWORD, "KEYS"];
         let keys: Vec<String> = keys.iter().map(V::text).collect();
         args.extend(keys.iter().map(String::as_str));

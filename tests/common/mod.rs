@@ -15,6 +15,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+/// Certificates for the TLS topologies.
+pub mod certs;
 /// A Redis Cluster and the operator actions on it.
 pub mod cluster;
 /// The bounded load of a failover test and the judgement of its answers.

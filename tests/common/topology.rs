@@ -356,7 +356,7 @@ pub struct TlsFiles {
 impl TlsFiles {
     /// `redis-server` arguments for a TLS port with these files; clients need no certificate,
     /// and replication (and a sentinel's connections) go over TLS too.
-    fn args(&self, tls_port: u16) -> Vec<String> {
+    pub(crate) fn args(&self, tls_port: u16) -> Vec<String> {
         let port = tls_port.to_string();
         [
             "--tls-port",
