@@ -38,6 +38,9 @@ use crate::config::Config;
 const BACKOFF_START: Duration = Duration::from_millis(25);
 /// The longest wait between reconnect attempts, so service resumes within about a second of Redis.
 const BACKOFF_CAP: Duration = Duration::from_secs(1);
+/// `-MOVED`s followed at once, each within a second of the last, before backing off (the
+/// cluster spec's clients cap redirections similarly; redis-cli allows 16 per command).
+const MAX_RAPID_MOVES: u32 = 5;
 /// Replies to INCR are a few bytes; a reply buffer this large means Redis sent something else.
 const MAX_REPLY_BUFFER: usize = 1 << 20;
 
@@ -181,6 +184,9 @@ async fn maintain(shared: Rc<Shared>) {
         Connector::new(s.target.clone(), s.key.clone(), s.tls.clone(), format!("hitcore-shard-{}", s.shard));
     // Set after a -MOVED: the session ended with requests still queued for the slot's new owner.
     let mut moving = false;
+    // -MOVED followed within a second of the previous one, in a row: a cluster whose nodes
+    // disagree (mid-resharding) could otherwise bounce the same requests between them forever.
+    let (mut rapid_moves, mut last_move): (u32, Option<Instant>) = (0, None);
     if let (Discovery::Sentinel(sentinels), Some(switch)) = (connector.discovery_mut(), shared.follow.switch()) {
         sentinels.listen(switch);
     }
@@ -231,16 +237,29 @@ async fn maintain(shared: Rc<Shared>) {
                 shared.follow.connected(&ready.node.name);
                 let end = session(&shared, ready.stream, &ready.node.addr).await;
                 if let SessionEnd::Moved(to) = &end {
-                    // Nothing written is unanswered (the session drained), and what -MOVED
-                    // handed back ran nowhere: it goes to the new owner first, at once, and the
-                    // shard stays up meanwhile (new requests queue behind it).
-                    info!("Redis at {target} ({node}) says the key's slot moved to {to}; following");
+                    rapid_moves = if last_move.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                        rapid_moves + 1
+                    } else {
+                        1
+                    };
+                    last_move = Some(Instant::now());
                     if let Discovery::Cluster(cluster) = connector.discovery_mut() {
                         cluster.moved(to.clone());
                     }
-                    shared.queue.borrow_mut().requeue_redirected();
-                    moving = true;
-                    continue;
+                    if rapid_moves <= MAX_RAPID_MOVES {
+                        // Nothing written is unanswered (the session drained), and what -MOVED
+                        // handed back ran nowhere: it goes to the new owner first, at once, and
+                        // the shard stays up meanwhile (new requests queue behind it).
+                        info!("Redis at {target} ({node}) says the key's slot moved to {to}; following");
+                        shared.queue.borrow_mut().requeue_redirected();
+                        moving = true;
+                        continue;
+                    }
+                    // Still nothing ran: answer 503 (not 500), back off, and look again.
+                    error!(
+                        "Redis at {target} ({node}) moved the key's slot {rapid_moves} times within a second each \
+                         (now to {to}); answering 503 and backing off"
+                    );
                 }
                 shared.up.set(false);
                 let failed = shared.queue.borrow_mut().fail_all(Failure::Lost);
@@ -249,7 +268,10 @@ async fn maintain(shared: Rc<Shared>) {
                         debug!("Redis at {target} ({node}): {end}; {failed} more requests answered 503; reconnecting");
                         quiet_for = Some(node);
                     }
-                    SessionEnd::NotPrimary(_) | SessionEnd::Redirect(_) | SessionEnd::Switched(_) => error!(
+                    SessionEnd::NotPrimary(_)
+                    | SessionEnd::Redirect(_)
+                    | SessionEnd::Switched(_)
+                    | SessionEnd::Moved(_) => error!(
                         "Redis at {target} ({node}): {end}; {failed} more requests in flight answered 503; reconnecting"
                     ),
                     _ => error!(
@@ -304,7 +326,8 @@ enum SessionEnd {
     /// replaced (its replicas left it), so the node is looked up again.
     #[error("fewer replicas than --wait-replicas acknowledged a write")]
     NotDurable,
-    /// A sentinel announced a failover away from this node (`+switch-master`).
+    /// A sentinel announced a failover away from this node (`+try-failover`), or that the primary
+    /// is now another node (`+switch-master`).
     #[error("{}", .0.map_or("a sentinel started a failover away from it".to_string(), |a| format!("a sentinel announced a failover to {a}")))]
     Switched(Option<std::net::SocketAddr>),
     /// A cluster node answered `-MOVED`, and every reply of this session is in.
