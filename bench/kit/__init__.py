@@ -15,6 +15,8 @@ Layout (one concern per module):
 - charts.py     the PNG charts; runs under bench/.venv's python (matplotlib), not the system one
 - hostile.py    bench/hostile: slowloris, idle connections, flood, pipelining; hostile_report.py its
                 report; attackers.py the hostile clients, run as separate processes
+- syscalls.py   bench/syscalls: syscalls and context switches per request; perfstat.py runs and
+                reads perf stat; pipeclient.py the fixed-count pipelining client
 
 Only the standard library is used outside charts.py, so bench/run works before any virtualenv exists.
 bench/device/run16 imports parse, procs, redisctl, servers, loadgen and machine too, from the
