@@ -43,8 +43,10 @@ pub struct Cli {
     #[arg(short = 'b', long, value_name = "ADDRESS", default_value = "127.0.0.1:8000")]
     pub bind: String,
 
-    /// Redis URL: redis://[user][:password]@host[:port][/db], rediss://... for TLS, or
-    /// unix:///path?db=N&password=... The host is resolved again at every reconnect
+    /// Redis URL: redis://[user][:password]@host[:port][/db], rediss://... for TLS,
+    /// unix:///path?db=N&password=..., redis+sentinel://[user][:password]@host:port[,host:port...]/SERVICE[/db]
+    /// or redis+cluster://[user][:password]@host:port[,host:port...] (rediss+... for TLS). The host is
+    /// resolved again at every reconnect
     #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL", default_value = DEFAULT_URL)]
     pub redis: String,
 
@@ -63,6 +65,16 @@ pub struct Cli {
     /// rediss://: accept any server certificate (no verification; a WARNING says so at start)
     #[arg(long = "redis-tls-insecure", conflicts_with = "redis_tls_ca")]
     pub redis_tls_insecure: bool,
+
+    /// The sentinels' own password (their requirepass), for redis+sentinel:// URLs; the URL's
+    /// credentials are the data nodes'
+    #[arg(
+        long = "sentinel-password",
+        env = "HITCORE_SENTINEL_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub sentinel_password: Option<String>,
 
     /// The Redis key holding the counter
     #[arg(long, value_name = "NAME", default_value = "hit")]
@@ -280,7 +292,7 @@ impl Cli {
         }
         let cpus = (0..self.workers).map(|i| allowed[i % allowed.len()]).collect();
         let bind = parse_bind(&self.bind).map_err(|m| refuse("--bind", m))?;
-        let redis = RedisTarget::parse(&self.redis).map_err(|e| refuse("--redis", e.to_string()))?;
+        let mut redis = RedisTarget::parse(&self.redis).map_err(|e| refuse("--redis", e.to_string()))?;
         let redis_tls = TlsFiles {
             ca: self.redis_tls_ca,
             cert: self.redis_tls_cert,
@@ -294,6 +306,12 @@ impl Cli {
         } else if redis_tls != TlsFiles::default() {
             let flag = if redis_tls.insecure { "--redis-tls-insecure" } else { "--redis-tls-ca" };
             return Err(refuse(flag, "the --redis-tls-* flags apply to rediss:// URLs only"));
+        }
+        if let Some(password) = self.sentinel_password {
+            if !matches!(redis.endpoint, crate::redis::url::Endpoint::Sentinel { .. }) {
+                return Err(refuse("--sentinel-password", "only a redis+sentinel:// URL asks sentinels"));
+            }
+            redis.sentinel_password = Some(password);
         }
         if self.key.is_empty() {
             return Err(refuse("--key", "the key must not be empty"));

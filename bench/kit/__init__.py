@@ -18,6 +18,8 @@ Layout (one concern per module):
 - compare.py    bench/compare: a plan's variants side by side under wrk in interleaved rounds, with
                 Redis's CPU and batch sizes; compare_plan.py the plans' grammar and goals (pure),
                 compare_report.py its summary.md
+- syscalls.py   bench/syscalls: syscalls and context switches per request; perfstat.py runs and
+                reads perf stat; pipeclient.py the fixed-count pipelining client
 
 Only the standard library is used outside charts.py, so bench/run works before any virtualenv exists.
 bench/device/run16 imports parse, procs, redisctl, servers, loadgen and machine too, from the

@@ -23,12 +23,14 @@ use std::time::{Duration, Instant};
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, error, info, warn};
 
-use super::connect::{ConnectError, Connector, SessionHint};
+use super::connect::{Address, ConnectError, Connector, Discovery, SessionHint};
+use super::follow::{Follow, Redirection};
 use super::queue::{Batching, Completed, Queue};
 pub use super::queue::{Failure, Outcome, Ticket};
 use super::resp::{self, ErrorKind, ProtocolError};
 use super::stream::Stream;
 use super::tls::TlsFiles;
+use super::topology::HostPort;
 use super::url::RedisTarget;
 use crate::config::Config;
 use crate::metrics::shm::{Meter, Timeout};
@@ -37,6 +39,9 @@ use crate::metrics::shm::{Meter, Timeout};
 const BACKOFF_START: Duration = Duration::from_millis(25);
 /// The longest wait between reconnect attempts, so service resumes within about a second of Redis.
 const BACKOFF_CAP: Duration = Duration::from_secs(1);
+/// `-MOVED`s followed at once, each within a second of the last, before backing off (the
+/// cluster spec's clients cap redirections similarly; redis-cli allows 16 per command).
+const MAX_RAPID_MOVES: u32 = 5;
 /// Replies to INCR are a few bytes; a reply buffer this large means Redis sent something else.
 const MAX_REPLY_BUFFER: usize = 1 << 20;
 
@@ -101,6 +106,8 @@ struct Shared {
     last_ok: Cell<bool>,
     /// Where the connection counts its round trips, state and reconnects (the shard's metrics slot).
     meter: Cell<Meter>,
+    /// Sentinel and Cluster: failovers announced, `-MOVED` and `-ASK` followed (`follow`).
+    follow: Follow,
 }
 
 /// The shard's handle to its Redis connection.
@@ -111,8 +118,12 @@ impl Redis {
     /// Creates the handle and starts the connection task on the current executor. The shard is
     /// usable at once: until the first connection succeeds, requests fail fast as `Unavailable`.
     pub fn start(settings: Settings) -> Redis {
-        let batching = Batching::new(&settings.key, settings.coalesce, settings.wait);
+        let mut batching = Batching::new(&settings.key, settings.coalesce, settings.wait);
+        let name = format!("hitcore-shard-{}", settings.shard);
+        let follow = Follow::start(&settings.target, &settings.tls, name, &settings.key, settings.wait);
+        batching.follow_redirects = follow.follows_redirects();
         let shared = Rc::new(Shared {
+            follow,
             settings,
             batching,
             up: Cell::new(false),
@@ -203,6 +214,14 @@ async fn maintain(shared: Rc<Shared>) {
     let s = &shared.settings;
     let mut connector =
         Connector::new(s.target.clone(), s.key.clone(), s.tls.clone(), format!("hitcore-shard-{}", s.shard));
+    // Set after a -MOVED: the session ended with requests still queued for the slot's new owner.
+    let mut moving = false;
+    // -MOVED followed within a second of the previous one, in a row: a cluster whose nodes
+    // disagree (mid-resharding) could otherwise bounce the same requests between them forever.
+    let (mut rapid_moves, mut last_move): (u32, Option<Instant>) = (0, None);
+    if let (Discovery::Sentinel(sentinels), Some(switch)) = (connector.discovery_mut(), shared.follow.switch()) {
+        sentinels.listen(switch);
+    }
     let target = s.target.clone();
     let mut delay = BACKOFF_START;
     let mut last_failure: Option<String> = None;
@@ -214,6 +233,11 @@ async fn maintain(shared: Rc<Shared>) {
     let mut connected_before = false;
     loop {
         let attempt = connector.connect().await;
+        if std::mem::take(&mut moving) && attempt.is_err() {
+            // The new owner cannot be reached: what was redirected to it gets 503 like the rest.
+            shared.up.set(false);
+            shared.queue.borrow_mut().fail_all(Failure::Unavailable);
+        }
         if !shared.attempted.replace(true) {
             // Up before the shard accepts, if the attempt succeeded.
             shared.up.set(attempt.is_ok());
@@ -250,7 +274,33 @@ async fn maintain(shared: Rc<Shared>) {
                 shared.last_ok.set(true);
                 shared.up.set(true);
                 meter.redis_up(true);
-                let end = session(&shared, ready.stream).await;
+                shared.follow.connected(&ready.node.name);
+                let end = session(&shared, ready.stream, &ready.node.addr).await;
+                if let SessionEnd::Moved(to) = &end {
+                    rapid_moves = if last_move.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                        rapid_moves + 1
+                    } else {
+                        1
+                    };
+                    last_move = Some(Instant::now());
+                    if let Discovery::Cluster(cluster) = connector.discovery_mut() {
+                        cluster.moved(to.clone());
+                    }
+                    if rapid_moves <= MAX_RAPID_MOVES {
+                        // Nothing written is unanswered (the session drained), and what -MOVED
+                        // handed back ran nowhere: it goes to the new owner first, at once, and
+                        // the shard stays up meanwhile (new requests queue behind it).
+                        info!("Redis at {target} ({node}) says the key's slot moved to {to}; following");
+                        shared.queue.borrow_mut().requeue_redirected();
+                        moving = true;
+                        continue;
+                    }
+                    // Still nothing ran: answer 503 (not 500), back off, and look again.
+                    error!(
+                        "Redis at {target} ({node}) moved the key's slot {rapid_moves} times within a second each \
+                         (now to {to}); answering 503 and backing off"
+                    );
+                }
                 shared.up.set(false);
                 let meter = shared.meter.get();
                 meter.redis_up(false);
@@ -263,7 +313,10 @@ async fn maintain(shared: Rc<Shared>) {
                         debug!("Redis at {target} ({node}): {end}; {failed} more requests answered 503; reconnecting");
                         quiet_for = Some(node);
                     }
-                    SessionEnd::NotPrimary(_) | SessionEnd::Redirect(_) => error!(
+                    SessionEnd::NotPrimary(_)
+                    | SessionEnd::Redirect(_)
+                    | SessionEnd::Switched(_)
+                    | SessionEnd::Moved(_) => error!(
                         "Redis at {target} ({node}): {end}; {failed} more requests in flight answered 503; reconnecting"
                     ),
                     _ => error!(
@@ -318,6 +371,13 @@ enum SessionEnd {
     /// replaced (its replicas left it), so the node is looked up again.
     #[error("fewer replicas than --wait-replicas acknowledged a write")]
     NotDurable,
+    /// A sentinel announced a failover away from this node (`+try-failover`), or that the primary
+    /// is now another node (`+switch-master`).
+    #[error("{}", .0.map_or("a sentinel started a failover away from it".to_string(), |a| format!("a sentinel announced a failover to {a}")))]
+    Switched(Option<std::net::SocketAddr>),
+    /// A cluster node answered `-MOVED`, and every reply of this session is in.
+    #[error("the key's slot moved to {0}")]
+    Moved(HostPort),
 }
 
 impl SessionEnd {
@@ -333,19 +393,23 @@ impl SessionEnd {
 }
 
 /// Runs the reader, the writer and the deadline watcher on one task until one of them ends.
-async fn session(shared: &Rc<Shared>, stream: Stream) -> SessionEnd {
+async fn session(shared: &Rc<Shared>, stream: Stream, node: &Address) -> SessionEnd {
     let (rd, wr) = futures_lite::io::split(stream);
     let reader = read_replies(shared, rd);
     let writer = write_commands(shared, wr);
     let watcher = watch_deadline(shared);
-    futures_lite::future::or(futures_lite::future::or(reader, writer), watcher).await
+    // Sentinel only (pending otherwise): the primary moved away from this node.
+    let switched = async { SessionEnd::Switched(shared.follow.switched(node).await) };
+    let session = futures_lite::future::or(futures_lite::future::or(reader, writer), watcher);
+    futures_lite::future::or(session, switched).await
 }
 
 async fn write_commands(shared: &Shared, mut wr: impl AsyncWrite + Unpin) -> SessionEnd {
     let mut out = Vec::with_capacity(4096);
     loop {
         poll_fn(|cx| {
-            if shared.queue.borrow().has_waiting() {
+            // After a -MOVED nothing more is written here: it would be redirected too.
+            if shared.queue.borrow().has_waiting() && !shared.follow.draining() {
                 Poll::Ready(())
             } else {
                 *shared.writer.borrow_mut() = Some(cx.waker().clone());
@@ -378,7 +442,7 @@ async fn write_commands(shared: &Shared, mut wr: impl AsyncWrite + Unpin) -> Ses
     }
 }
 
-async fn read_replies(shared: &Shared, mut rd: impl AsyncRead + Unpin) -> SessionEnd {
+async fn read_replies(shared: &Rc<Shared>, mut rd: impl AsyncRead + Unpin) -> SessionEnd {
     let mut buf = vec![0u8; 16 * 1024];
     let (mut start, mut end) = (0usize, 0usize);
     loop {
@@ -409,6 +473,11 @@ async fn read_replies(shared: &Shared, mut rd: impl AsyncRead + Unpin) -> Sessio
                             if let Some(end) = report(shared, done) {
                                 return end;
                             }
+                            // A -MOVED session ends once every reply of what it wrote is in.
+                            if shared.follow.draining() && !shared.queue.borrow().has_sent() {
+                                let to = shared.follow.take_moved().expect("draining");
+                                return SessionEnd::Moved(to);
+                            }
                         }
                         Err(e) => return e.into(),
                     }
@@ -425,10 +494,30 @@ async fn read_replies(shared: &Shared, mut rd: impl AsyncRead + Unpin) -> Sessio
 }
 
 /// Logs what a reply meant, and says whether the session must end because of it.
-fn report(shared: &Shared, done: Completed<'_>) -> Option<SessionEnd> {
+fn report(shared: &Rc<Shared>, done: Completed<'_>) -> Option<SessionEnd> {
     let key = &shared.settings.key;
     shared.last_ok.set(!matches!(done, Completed::Error(_)));
     match done {
+        Completed::Redirected(message) => match shared.follow.redirected(message) {
+            Redirection::Moved => None,
+            Redirection::Ask(to) => {
+                let tickets = shared.queue.borrow_mut().take_redirected();
+                let shared = shared.clone();
+                glommio::spawn_local(async move {
+                    let settled = shared.follow.send_asked(to, tickets).await;
+                    shared.queue.borrow_mut().settle(settled);
+                })
+                .detach();
+                None
+            }
+            Redirection::Unreadable => {
+                let tickets = shared.queue.borrow_mut().take_redirected();
+                let n = tickets.iter().map(|(_, n)| n).sum();
+                tickets.into_iter().for_each(|(t, n)| t.push(Outcome::Failed(Failure::NotPrimary), n));
+                shared.queue.borrow_mut().settle(n);
+                Some(SessionEnd::NotPrimary(crate::logging::escape(message)))
+            }
+        },
         Completed::Served => None,
         Completed::Waited { acked, wanted } if acked >= i64::from(wanted) => None,
         Completed::Error(message) => {

@@ -23,7 +23,9 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpStream, UnixStream};
 use rustls::ClientConfig;
 
+use super::cluster_discovery::ClusterDiscovery;
 use super::resp::{self, Frame, ProtocolError};
+use super::sentinel_discovery::SentinelDiscovery;
 use super::stream::Stream;
 use super::tls::{self, TlsFiles};
 use super::url::{Endpoint, RedisTarget};
@@ -41,6 +43,10 @@ const MAX_REPLY: usize = 16 << 20;
 pub enum Discovery {
     /// The URL's own host (resolved anew each time) or unix socket.
     Direct,
+    /// Ask the sentinels for the primary (`redis+sentinel://`).
+    Sentinel(SentinelDiscovery),
+    /// The owner of the key's slot (`redis+cluster://`); the client sets the key.
+    Cluster(ClusterDiscovery),
 }
 
 /// Why the last session ended, told to discovery before the next connect: Sentinel asks the
@@ -60,8 +66,18 @@ pub enum SessionHint {
 
 impl Discovery {
     /// The discovery a target calls for.
-    pub fn for_target(_target: &RedisTarget) -> Discovery {
-        Discovery::Direct
+    pub fn for_target(target: &RedisTarget) -> Discovery {
+        match &target.endpoint {
+            Endpoint::Tcp { .. } | Endpoint::Unix(_) => Discovery::Direct,
+            Endpoint::Sentinel { sentinels, service, tls } => Discovery::Sentinel(SentinelDiscovery::new(
+                sentinels.clone(),
+                service.clone(),
+                target.sentinel_password.clone(),
+                *tls,
+            )),
+            // The slot is the key's: `Connector::new` sets it from the key it is given.
+            Endpoint::Cluster { seeds, tls } => Discovery::Cluster(ClusterDiscovery::new(seeds.clone(), "hit", *tls)),
+        }
     }
 }
 
@@ -170,7 +186,9 @@ impl ConnectError {
     /// A key that changes when the failure changes in a way worth a new log line.
     pub fn kind(&self) -> String {
         match self {
-            ConnectError::Discovery(m) => format!("discovery:{m}"),
+            // Per change of the first reason, not of every detail after it (Sentinel and Cluster
+            // discovery list each node asked and why it gave nothing, in parentheses).
+            ConnectError::Discovery(m) => format!("discovery:{}", m.split(" (").next().unwrap_or(m)),
             ConnectError::Resolve { host, .. } => format!("resolve:{host}"),
             ConnectError::Io { node, error } => format!("io:{node}:{:?}", error.kind()),
             ConnectError::Tls { node, reason } => format!("tls:{node}:{reason}"),
@@ -199,7 +217,8 @@ impl ConnectError {
 #[derive(Debug)]
 pub struct Connector {
     target: RedisTarget,
-    #[allow(dead_code, reason = "read by Cluster discovery")]
+    /// The counter key (Cluster discovery has its slot).
+    #[allow(dead_code, reason = "kept for log lines and future discovery")]
     key: String,
     tls_files: TlsFiles,
     /// Built on first use (on the blocking thread: it reads files) and kept.
@@ -212,15 +231,25 @@ pub struct Connector {
 impl Connector {
     /// A connector for `target`; nothing is read or resolved until [`Connector::connect`].
     pub fn new(target: RedisTarget, key: String, tls_files: TlsFiles, client_name: String) -> Connector {
-        let discovery = Discovery::for_target(&target);
+        let mut discovery = Discovery::for_target(&target);
+        if let Discovery::Cluster(cluster) = &mut discovery {
+            cluster.set_key(&key);
+        }
         Connector { target, key, tls_files, tls: None, discovery, client_name }
     }
 
     /// Tells discovery why the last session ended, before the next [`Connector::connect`].
     pub fn session_ended(&mut self, hint: SessionHint) {
-        match &mut self.discovery {
-            Discovery::Direct => {
-                let _ = hint;
+        // Sentinel asks the sentinels again at every connect, and Cluster learns the slot map
+        // again, whatever ended the session; Direct resolves the name again. Only a -MOVED names
+        // a node to go to: the client follows it itself (`discovery_mut`), this covers any other path.
+        if let (Discovery::Cluster(cluster), SessionHint::Redirect(message)) = (&mut self.discovery, hint) {
+            if let Some(crate::redis::slots::Redirect::Moved { to, .. }) =
+                crate::redis::slots::Redirect::parse(message.as_bytes(), "")
+            {
+                if !to.host.is_empty() {
+                    cluster.moved(to);
+                }
             }
         }
     }
@@ -228,6 +257,11 @@ impl Connector {
     /// The target, for log lines (its `Display` is redacted).
     pub fn target(&self) -> &RedisTarget {
         &self.target
+    }
+
+    /// The discovery, for the client to tell it what a session learnt (the key, a `-MOVED`).
+    pub fn discovery_mut(&mut self) -> &mut Discovery {
+        &mut self.discovery
     }
 
     /// Finds the node, connects, logs in and checks it is a primary.
@@ -247,6 +281,19 @@ impl Connector {
 
     /// The candidates for this attempt, in the order to try them.
     async fn discover(&mut self) -> Result<Vec<Candidate>, ConnectError> {
+        // Sentinel and Cluster discovery talk to other nodes through this connector (`open`, for
+        // TLS), so they are taken out of it for the duration and put back.
+        if !matches!(self.discovery, Discovery::Direct) {
+            let mut discovery = std::mem::replace(&mut self.discovery, Discovery::Direct);
+            let target = self.target.clone();
+            let found = match &mut discovery {
+                Discovery::Sentinel(sentinels) => sentinels.candidates(self).await,
+                Discovery::Cluster(cluster) => cluster.candidates(self, &target).await,
+                Discovery::Direct => unreachable!("matched above"),
+            };
+            self.discovery = discovery;
+            return found;
+        }
         match &self.discovery {
             Discovery::Direct => match &self.target.endpoint {
                 Endpoint::Tcp { host, port, .. } => {
@@ -256,7 +303,11 @@ impl Connector {
                 Endpoint::Unix(path) => {
                     Ok(vec![Candidate { name: path.display().to_string(), addr: Address::Unix(path.clone()) }])
                 }
+                Endpoint::Sentinel { .. } | Endpoint::Cluster { .. } => {
+                    unreachable!("for_target gives these their own discovery")
+                }
             },
+            Discovery::Sentinel(_) | Discovery::Cluster(_) => unreachable!("handled above"),
         }
     }
 

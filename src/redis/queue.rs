@@ -117,6 +117,9 @@ pub struct Batching {
     pub key: String,
     /// One `INCRBY` per batch (true) or one `INCR` per request (`--no-coalesce`).
     pub coalesce: bool,
+    /// Redis Cluster (`redis+cluster://`): a `-MOVED` or `-ASK` hands the batch back to be sent
+    /// to the node named ([`Completed::Redirected`]) instead of failing it.
+    pub follow_redirects: bool,
     /// `WAIT replicas timeout_ms` after each batch (`--wait-replicas`, `--wait-timeout`); `None`
     /// for `--wait-replicas 0`.
     pub wait: Option<(u32, u64)>,
@@ -136,7 +139,7 @@ impl Batching {
             let (mut a, mut b) = (itoa::Buffer::new(), itoa::Buffer::new());
             resp::encode_command(&mut wait_command, &[b"WAIT", a.format(n).as_bytes(), b.format(ms).as_bytes()]);
         }
-        Batching { key: key.to_string(), coalesce, wait, incr, wait_command }
+        Batching { key: key.to_string(), coalesce, follow_redirects: false, wait, incr, wait_command }
     }
 }
 
@@ -169,6 +172,10 @@ pub enum Completed<'a> {
     },
     /// WAIT itself was refused (an ACL without WAIT, a replica): the held values are not durable.
     WaitError(&'a [u8]),
+    /// With [`Batching::follow_redirects`], a cluster node answered `-MOVED` or `-ASK` (the
+    /// message): the batch did not run there, and its requests wait in the redirected list
+    /// ([`Queue::take_redirected`], [`Queue::requeue_redirected`]) to be sent where it says.
+    Redirected(&'a [u8]),
 }
 
 /// Requests waiting, written and held, in order.
@@ -182,7 +189,13 @@ pub struct Queue {
     members: VecDeque<(Ticket, u64)>,
     /// Answered INCRs whose values wait for the WAIT reply: (ticket, requests, outcome of the first).
     held: Vec<(Ticket, u64, Outcome)>,
-    /// Requests in `waiting`, `members` and `held`: the overload bound counts these.
+    /// Requests whose batch a cluster node redirected: not run anywhere yet (see
+    /// [`Completed::Redirected`]).
+    redirected: VecDeque<(Ticket, u64)>,
+    /// Requests taken out of `redirected` (sent after `-ASK` on a connection of their own) and
+    /// not yet [`Queue::settle`]d: they outlive this connection, so `fail_all` leaves them counted.
+    asking: u64,
+    /// Requests in `waiting`, `members`, `held` and `redirected`: the overload bound counts these.
     pending: u64,
 }
 
@@ -262,6 +275,16 @@ impl Queue {
                         Some(first) => (Outcome::Value(first), Completed::Served),
                         None => return Err(ProtocolError(format!("INCRBY {total} answered with {v}"))),
                     },
+                    // A cluster node checks the key's slot before it runs anything: -MOVED and
+                    // -ASK mean this batch ran nowhere, so it may be sent again (once) where the
+                    // node says. Nothing else that fails a batch is ever resent.
+                    Reply::Error(message)
+                        if batching.follow_redirects && resp::error_kind(message) == ErrorKind::Redirect =>
+                    {
+                        self.sent.pop_front();
+                        self.redirected.extend(self.members.drain(..tickets));
+                        return Ok(Completed::Redirected(message));
+                    }
                     Reply::Error(message) => match resp::error_kind(message) {
                         ErrorKind::Other => (Outcome::Failed(Failure::ErrorReply), Completed::Error(message)),
                         kind => (Outcome::Failed(Failure::NotPrimary), Completed::NotPrimary(kind, message)),
@@ -308,17 +331,50 @@ impl Queue {
         }
     }
 
+    /// Whether any written command still waits for its reply.
+    pub fn has_sent(&self) -> bool {
+        !self.sent.is_empty()
+    }
+
+    /// Takes the redirected requests, to be sent elsewhere (after `-ASK`) or failed; each is
+    /// still counted as pending until [`Queue::settle`].
+    pub fn take_redirected(&mut self) -> Vec<(Ticket, u64)> {
+        let taken: Vec<(Ticket, u64)> = self.redirected.drain(..).collect();
+        self.asking += taken.iter().map(|(_, n)| n).sum::<u64>();
+        taken
+    }
+
+    /// `n` requests taken with [`Queue::take_redirected`] have their outcomes.
+    pub fn settle(&mut self, n: u64) {
+        self.asking -= n;
+        self.pending -= n;
+    }
+
+    /// Puts the redirected requests back at the head of the waiting list, in their order, to be
+    /// written first on the next connection (after `-MOVED`: to the slot's new owner).
+    pub fn requeue_redirected(&mut self) {
+        while let Some(r) = self.redirected.pop_back() {
+            self.waiting.push_front(r);
+        }
+    }
+
     /// Completes every queued, written and held request with `failure`; returns how many there
     /// were. Held requests ran, but their durability is unknown, so they fail too.
     pub fn fail_all(&mut self, failure: Failure) -> u64 {
         self.sent.clear();
+        for (ticket, n) in self.redirected.drain(..) {
+            ticket.push(Outcome::Failed(failure), n);
+        }
         for (ticket, n, _) in self.held.drain(..) {
             ticket.push(Outcome::Failed(failure), n);
         }
         for (ticket, n) in self.members.drain(..).chain(self.waiting.drain(..)) {
             ticket.push(Outcome::Failed(failure), n);
         }
-        std::mem::take(&mut self.pending)
+        // Requests out on an -ASK connection are answered by it, and settled when it is done.
+        let failed = self.pending - self.asking;
+        self.pending = self.asking;
+        failed
     }
 }
 
@@ -364,6 +420,67 @@ mod tests {
         assert_eq!(values(&d), v(105..=106));
         assert!(a.is_done() && c.is_done() && d.is_done());
         assert_eq!((q.pending, q.oldest_sent()), (0, None));
+    }
+
+    fn cluster() -> Batching {
+        let mut b = Batching::new("hit", true, None);
+        b.follow_redirects = true;
+        b
+    }
+
+    #[test]
+    fn a_redirected_batch_is_handed_back_not_failed_and_goes_first_on_the_next_connection() {
+        let b = cluster();
+        let mut q = Queue::default();
+        let (a, c) = (ticket(&mut q, 2), ticket(&mut q, 1));
+        written(&mut q, &b);
+        let msg = &b"MOVED 15723 127.0.0.1:7001"[..];
+        assert_eq!(q.complete(&b, Reply::Error(msg)), Ok(Completed::Redirected(msg)));
+        assert!(!a.is_done() && !c.is_done() && !q.has_sent());
+        let later = ticket(&mut q, 1);
+        q.requeue_redirected();
+        // The redirected requests are written first, in their order, before the later one.
+        assert_eq!(written(&mut q, &b), b"*3\r\n$6\r\nINCRBY\r\n$3\r\nhit\r\n$1\r\n4\r\n");
+        q.complete(&b, Reply::Integer(40)).unwrap();
+        assert_eq!((values(&a), values(&c), values(&later)), (v(37..=38), v(39..=39), v(40..=40)));
+        assert_eq!(q.pending, 0);
+    }
+
+    #[test]
+    fn without_follow_redirects_a_redirect_fails_the_batch() {
+        let b = Batching::new("hit", true, None);
+        let mut q = Queue::default();
+        let a = ticket(&mut q, 1);
+        written(&mut q, &b);
+        let msg = &b"ASK 1 h:1"[..];
+        assert_eq!(q.complete(&b, Reply::Error(msg)), Ok(Completed::NotPrimary(ErrorKind::Redirect, msg)));
+        assert_eq!(values(&a), vec![Outcome::Failed(Failure::NotPrimary)]);
+    }
+
+    #[test]
+    fn asked_requests_stay_counted_across_a_broken_connection_until_settled() {
+        let b = cluster();
+        let mut q = Queue::default();
+        let a = ticket(&mut q, 2);
+        written(&mut q, &b);
+        q.complete(&b, Reply::Error(b"ASK 1 h:1")).unwrap();
+        let asked = q.take_redirected();
+        assert_eq!(asked.len(), 1);
+        let c = ticket(&mut q, 3);
+        written(&mut q, &b);
+        // The connection breaks: the written batch fails, the asked one is still out.
+        assert_eq!(q.fail_all(Failure::Lost), 3);
+        assert_eq!(values(&c), vec![Outcome::Failed(Failure::Lost); 3]);
+        assert!(!a.is_done());
+        assert_eq!(q.pending, 2);
+        q.settle(2);
+        assert_eq!(q.pending, 0);
+        // A redirected batch not yet taken fails with the rest.
+        let d = ticket(&mut q, 1);
+        written(&mut q, &b);
+        q.complete(&b, Reply::Error(b"MOVED 1 h:1")).unwrap();
+        assert_eq!(q.fail_all(Failure::Lost), 1);
+        assert_eq!(values(&d), vec![Outcome::Failed(Failure::Lost)]);
     }
 
     #[test]

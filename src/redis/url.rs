@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
 
+use super::topology::{HostPort, Topology, TopologyUrl, TopologyUrlError};
+
 /// The default `--redis`.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/0";
 
@@ -28,6 +30,10 @@ pub struct RedisTarget {
     pub password: Option<String>,
     /// The database number for `SELECT`; 0 sends no SELECT.
     pub db: u32,
+    /// `--sentinel-password`: the sentinels' own password (the URL's credentials are the data
+    /// nodes'). Never logged. Absent from a previous release's supervisor, hence the default.
+    #[serde(default)]
+    pub sentinel_password: Option<String>,
 }
 
 /// Where a Redis node is.
@@ -45,6 +51,24 @@ pub enum Endpoint {
     },
     /// A unix socket path.
     Unix(PathBuf),
+    /// `redis+sentinel://`: the primary is whatever these sentinels name for `service`, asked
+    /// again at every connect (`sentinel_discovery`).
+    Sentinel {
+        /// The sentinels, in the URL's order.
+        sentinels: Vec<HostPort>,
+        /// The name the sentinels monitor the primary under.
+        service: String,
+        /// `rediss+sentinel://`: TLS to the sentinels and the data nodes.
+        tls: bool,
+    },
+    /// `redis+cluster://`: the node is the owner of the key's slot, learnt from these seeds at
+    /// every connect (`cluster_discovery`).
+    Cluster {
+        /// The seed nodes.
+        seeds: Vec<HostPort>,
+        /// `rediss+cluster://`: TLS to every node.
+        tls: bool,
+    },
 }
 
 /// [`Endpoint`] as it may arrive from the supervisor: a previous release's supervisor resolved
@@ -62,6 +86,15 @@ enum EndpointWire {
         tls: bool,
     },
     Unix(PathBuf),
+    Sentinel {
+        sentinels: Vec<HostPort>,
+        service: String,
+        tls: bool,
+    },
+    Cluster {
+        seeds: Vec<HostPort>,
+        tls: bool,
+    },
 }
 
 impl From<EndpointWire> for Endpoint {
@@ -72,6 +105,8 @@ impl From<EndpointWire> for Endpoint {
                 Endpoint::Tcp { host, port, tls }
             }
             EndpointWire::Unix(path) => Endpoint::Unix(path),
+            EndpointWire::Sentinel { sentinels, service, tls } => Endpoint::Sentinel { sentinels, service, tls },
+            EndpointWire::Cluster { seeds, tls } => Endpoint::Cluster { seeds, tls },
         }
     }
 }
@@ -89,7 +124,9 @@ pub enum UrlError {
     )]
     Syntax(String),
     /// A scheme hitcore does not speak.
-    #[error("unsupported scheme '{0}'; use redis://, rediss:// (TLS), unix:// or redis+unix://")]
+    #[error(
+        "unsupported scheme '{0}'; use redis://, rediss:// (TLS), unix://, redis+unix://, redis+sentinel:// or redis+cluster://"
+    )]
     Scheme(String),
     /// A redis:// URL without a host.
     #[error("missing host")]
@@ -106,6 +143,9 @@ pub enum UrlError {
     /// Credentials that do not percent-decode to UTF-8.
     #[error("user name or password is not valid percent-encoded UTF-8")]
     Credentials,
+    /// A `redis+sentinel://` or `redis+cluster://` URL that is wrong (its own message).
+    #[error(transparent)]
+    Topology(#[from] TopologyUrlError),
 }
 
 impl RedisTarget {
@@ -113,6 +153,14 @@ impl RedisTarget {
     /// `rediss://` for TLS, and `unix:///path/redis.sock?db=N&password=...&user=...` (also spelled
     /// `redis+unix://`). Host names are not resolved here.
     pub fn parse(text: &str) -> Result<RedisTarget, UrlError> {
+        // The Sentinel and Cluster forms list several hosts, which no URL parser accepts.
+        if let Some(t) = TopologyUrl::parse(text)? {
+            let endpoint = match t.topology {
+                Topology::Sentinel { sentinels, service } => Endpoint::Sentinel { sentinels, service, tls: t.tls },
+                Topology::Cluster { seeds } => Endpoint::Cluster { seeds, tls: t.tls },
+            };
+            return Ok(RedisTarget { endpoint, user: t.user, password: t.password, db: t.db, sentinel_password: None });
+        }
         // The url crate's error never echoes its input, so the password cannot leak through it.
         let url = url::Url::parse(text).map_err(|e| UrlError::Syntax(e.to_string()))?;
         match url.scheme() {
@@ -133,7 +181,13 @@ impl RedisTarget {
                     None => None,
                 };
                 let tls = scheme == "rediss";
-                Ok(RedisTarget { endpoint: Endpoint::Tcp { host, port, tls }, user, password, db })
+                Ok(RedisTarget {
+                    endpoint: Endpoint::Tcp { host, port, tls },
+                    user,
+                    password,
+                    db,
+                    sentinel_password: None,
+                })
             }
             "unix" | "redis+unix" => {
                 let path = url.path();
@@ -146,6 +200,7 @@ impl RedisTarget {
                     user: decode(url.username())?.filter(|u| !u.is_empty()),
                     password: url.password().map(decode).transpose()?.flatten(),
                     db: 0,
+                    sentinel_password: None,
                 };
                 // query_pairs percent-decodes for us.
                 for (key, value) in url.query_pairs() {
@@ -164,7 +219,12 @@ impl RedisTarget {
 
     /// Whether connections to this target use TLS.
     pub fn tls(&self) -> bool {
-        matches!(self.endpoint, Endpoint::Tcp { tls: true, .. })
+        matches!(
+            self.endpoint,
+            Endpoint::Tcp { tls: true, .. }
+                | Endpoint::Sentinel { tls: true, .. }
+                | Endpoint::Cluster { tls: true, .. }
+        )
     }
 }
 
@@ -191,8 +251,20 @@ impl fmt::Display for RedisTarget {
                 write!(f, "{scheme}://{auth}{host}:{port}/{}", self.db)
             }
             Endpoint::Unix(path) => write!(f, "unix://{auth}{}?db={}", path.display(), self.db),
+            Endpoint::Sentinel { sentinels, service, tls } => {
+                let s = if *tls { "s" } else { "" };
+                write!(f, "redis{s}+sentinel://{auth}{}/{service}/{}", list(sentinels), self.db)
+            }
+            Endpoint::Cluster { seeds, tls } => {
+                let s = if *tls { "s" } else { "" };
+                write!(f, "redis{s}+cluster://{auth}{}", list(seeds))
+            }
         }
     }
+}
+
+fn list(nodes: &[HostPort]) -> String {
+    nodes.iter().map(HostPort::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// Debug is the redacted form too: a `{:?}` of a config must not leak the password either.

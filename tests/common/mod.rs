@@ -15,6 +15,15 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+/// Certificates for the TLS topologies.
+pub mod certs;
+/// A Redis Cluster and the operator actions on it.
+pub mod cluster;
+/// The bounded load of a failover test and the judgement of its answers.
+pub mod failover_load;
+/// Sentinel and Cluster topologies and the failover actions.
+pub mod topology;
+
 /// Every wait in the tests is bounded by this unless a test says otherwise.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 

@@ -1,0 +1,317 @@
+"""Counting a running server's kernel crossings with `perf stat`: syscalls by name and context
+switches, per thread, over exactly the window a load ran in (bench/syscalls).
+
+- `Counter`: `perf stat -x, --per-thread -D -1 --control fifo:CTL,ACK -p PIDS -e EVENTS -o FILE`
+  attached to processes that are already running, with its events disabled at first. Opening
+  ~350 tracepoints on every thread takes perf tens of seconds on a loaded 2-core machine, so the
+  window is not "from perf's start": `enable()` writes `enable` to the control FIFO and returns
+  once perf acknowledges it (by then every event is open), `disable()` likewise, and `stop()`
+  sends perf SIGINT and returns what it wrote. The counts are those between the two acks.
+  perf's counters are inherited, so threads and children created after it attached (a runtime's
+  lazily started threads) count in their parent thread's line.
+- `parse()`: perf's CSV into {thread label: {event: count}}; `aggregate()` folds threads into the
+  roles the caller names ("server", "redis") through a tid -> role map; `syscall_name()` and
+  `top()` make the names short and pick the largest; failed recvfrom/read/accept4 (ret < 0, on
+  their exit tracepoints) come as `recvfrom:err` etc. Pure functions, tested by
+  bench/tests/test_perfstat.py against a real perf 6.1 output.
+
+Not measured here: `instructions` (this VM's perf has no hardware counters; see bench/README.md).
+"""
+from __future__ import annotations
+
+import errno
+import gzip
+import os
+import select
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from . import procs
+
+# raw_syscalls:sys_enter counts every syscall once whatever its name: the total to check the
+# per-name sum against (a syscall without its own tracepoint shows as the difference).
+TOTAL = "raw_syscalls:sys_enter"
+SWITCHES = "context-switches"
+# The syscalls whose failures (ret < 0: EAGAIN, almost always) say something: a recv that found no
+# data, an accept that found no connection. Counted on their exit tracepoints with a filter, and
+# named `recvfrom:err` and so on: they are a part of `recvfrom`, not syscalls of their own.
+FAILURES = ["recvfrom", "read", "accept4"]
+EVENTS = [TOTAL, "syscalls:sys_enter_*", SWITCHES]
+
+
+def event_args(events=None, failures=None) -> list[str]:
+    """perf's -e (and --filter) arguments: the events, then each failure counter with its filter."""
+    args = ["-e", ",".join(events or EVENTS)]
+    for name in (FAILURES if failures is None else failures):
+        args += ["-e", f"syscalls:sys_exit_{name}", "--filter", "ret < 0"]
+    return args
+
+
+class PerfError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing (pure)
+
+def _count(field: str) -> int | None:
+    """A count field: an integer, or None for `<not counted>` (the thread never ran while the event
+    was enabled) and `<not supported>`."""
+    field = field.strip()
+    if field.startswith("<"):
+        return None
+    return int(float(field)) if "." in field else int(field)
+
+
+def parse(text: str) -> dict[str, dict[str, int]]:
+    """perf stat's `-x,` output, with or without --per-thread, into {thread: {event: count}}.
+
+    With --per-thread each line is `comm-tid,count,unit,event,runtime,percent,...`; without it
+    `count,unit,event,...` and everything is under the thread label "all". Comments (`# started
+    on ...`) and blank lines are skipped; `<not counted>` counts as 0 (the event was open but its
+    thread did not run in the window). Raises PerfError when no count line is found."""
+    out: dict[str, dict[str, int]] = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split(",")
+        # A count field is a number or <...>; a thread label (comm-tid) is neither.
+        first = fields[0].strip()
+        per_thread = not (first.startswith("<") or first.replace(".", "", 1).isdigit())
+        if per_thread:
+            if len(fields) < 4:
+                continue
+            thread, count, event = fields[0], fields[1], fields[3]
+        else:
+            if len(fields) < 3:
+                continue
+            thread, count, event = "all", fields[0], fields[2]
+        try:
+            value = _count(count)
+        except ValueError:
+            continue  # not a count line (perf's own messages, if they ever land in the file)
+        out.setdefault(thread.strip(), {})[event.strip()] = value or 0
+    if not out:
+        raise PerfError("no counts in perf stat's output")
+    return out
+
+
+def thread_id(label: str) -> int | None:
+    """`hitcore-shard0-4242` -> 4242 (a thread's comm may itself contain dashes); "all" -> None."""
+    head, sep, tail = label.rpartition("-")
+    return int(tail) if sep and tail.isdigit() else None
+
+
+def syscall_name(event: str) -> str:
+    """`syscalls:sys_enter_recvfrom` -> `recvfrom`; the total and context switches keep a short
+    name of their own (`total`, `context-switches`)."""
+    if event == TOTAL:
+        return "total"
+    prefix = "syscalls:sys_enter_"
+    if event.startswith(prefix):
+        return event[len(prefix):]
+    failed = "syscalls:sys_exit_"
+    return event[len(failed):] + ":err" if event.startswith(failed) else event
+
+
+def is_syscall(name: str) -> bool:
+    """Whether a short name counts syscalls of its own (not the total, context switches or a
+    `:err` part of another)."""
+    return name not in ("total", SWITCHES) and not name.endswith(":err") and not name.startswith("cs-")
+
+
+def aggregate(threads: dict[str, dict[str, int]], roles: dict[int, str]) -> dict[str, dict[str, int]]:
+    """Sums threads into roles: {role: {name: count}} with short names (`syscall_name`), zero
+    counts dropped. `roles` maps a tid to its role; a thread not in it goes to "other"."""
+    out: dict[str, dict[str, int]] = {}
+    for label, events in threads.items():
+        tid = thread_id(label)
+        role = roles.get(tid, "other") if tid is not None else "all"
+        sums = out.setdefault(role, {})
+        for event, count in events.items():
+            if count:
+                name = syscall_name(event)
+                sums[name] = sums.get(name, 0) + count
+    return out
+
+
+def named_sum(counts: dict[str, int]) -> int:
+    """The sum of the per-name syscall counts (everything but the total and context switches)."""
+    return sum(v for k, v in counts.items() if is_syscall(k))
+
+
+def top(counts: dict[str, int], n: int = 8) -> list[tuple[str, int]]:
+    """The n syscalls with the largest counts, largest first (ties by name)."""
+    named = [(k, v) for k, v in counts.items() if is_syscall(k) and v]
+    return sorted(named, key=lambda kv: (-kv[1], kv[0]))[:n]
+
+
+def tasks_of(pids) -> dict[int, int]:
+    """{tid: pid} for every thread of the given processes, from /proc/PID/task."""
+    out = {}
+    for pid in pids:
+        try:
+            for entry in os.listdir(f"/proc/{pid}/task"):
+                if entry.isdigit():
+                    out[int(entry)] = pid
+        except OSError:
+            continue
+    return out
+
+
+def switches_of(tids) -> dict[int, tuple[int, int]]:
+    """{tid: (voluntary, nonvoluntary)} context switches so far, from /proc/TID/status: a thread
+    that blocks (voluntary) or is preempted (nonvoluntary, other work on its CPU). A thread that
+    has gone is left out."""
+    out = {}
+    for tid in tids:
+        try:
+            text = Path(f"/proc/{tid}/status").read_text()
+        except OSError:
+            continue
+        vol = nonvol = 0
+        for line in text.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                vol = int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches:"):
+                nonvol = int(line.split()[1])
+        out[tid] = (vol, nonvol)
+    return out
+
+
+def switch_deltas(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]],
+                  roles: dict[int, str]) -> dict[str, dict[str, int]]:
+    """{role: {"voluntary": n, "nonvoluntary": n}} between two `switches_of` readings, over the
+    threads present in both."""
+    out: dict[str, dict[str, int]] = {}
+    for tid, (vol, nonvol) in after.items():
+        if tid not in before:
+            continue
+        sums = out.setdefault(roles.get(tid, "other"), {"voluntary": 0, "nonvoluntary": 0})
+        sums["voluntary"] += vol - before[tid][0]
+        sums["nonvoluntary"] += nonvol - before[tid][1]
+    return out
+
+
+def compress(path: Path) -> Path:
+    """Replaces `path` with `path.gz` (perf's output is ~365 mostly-zero lines per thread)."""
+    target = path.with_name(path.name + ".gz")
+    with open(path, "rb") as src, gzip.open(target, "wb") as dst:
+        dst.write(src.read())
+    path.unlink()
+    return target
+
+
+# ---------------------------------------------------------------------------------------------
+# Running perf
+
+class Counter:
+    """One perf stat attached to `pids` with its events disabled; see the module docstring."""
+
+    def __init__(self, pids, output: Path, events=None, failures=None, setup_timeout: float = 600.0):
+        self.output = output
+        self.setup_timeout = setup_timeout
+        self._dir = Path(tempfile.mkdtemp(prefix="hitcore-perf-"))
+        self._ctl_path, self._ack_path = self._dir / "ctl", self._dir / "ack"
+        os.mkfifo(self._ctl_path)
+        os.mkfifo(self._ack_path)
+        # O_RDWR: the ack FIFO then never reads as end-of-file before perf opens it for writing.
+        self._ack = os.open(self._ack_path, os.O_RDWR | os.O_NONBLOCK)
+        self._ctl: int | None = None
+        self._said = ""
+        self.argv = ["perf", "stat", "-x,", "--per-thread", "-D", "-1",
+                     "--control", f"fifo:{self._ctl_path},{self._ack_path}",
+                     "-o", str(output), "-p", ",".join(str(p) for p in pids)] + event_args(events, failures)
+        self._stderr = open(self._dir / "stderr", "w+")
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._stderr,
+                                     stderr=subprocess.STDOUT)
+        procs._register(self.proc)
+
+    def _perf_said(self) -> str:
+        if self._stderr.closed:
+            return self._said
+        self._stderr.flush()
+        self._stderr.seek(0)
+        return " | ".join(l.strip() for l in self._stderr.read().splitlines() if l.strip())[-400:]
+
+    def _command(self, word: str, timeout: float) -> float:
+        """Sends a control command and waits for perf's ack; returns the seconds it took."""
+        began = time.monotonic()
+        deadline = began + timeout
+        while self._ctl is None:
+            if self.proc.poll() is not None:
+                raise PerfError(f"perf stat exited ({self.proc.returncode}): {self._perf_said()}")
+            try:
+                self._ctl = os.open(self._ctl_path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as error:
+                if error.errno != errno.ENXIO:  # ENXIO: perf has not opened it for reading yet
+                    raise
+                if time.monotonic() > deadline:
+                    raise PerfError(f"perf stat did not open its control FIFO within {timeout:.0f}s")
+                time.sleep(0.1)
+        os.write(self._ctl, f"{word}\n".encode())
+        got = b""
+        while b"ack" not in got:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise PerfError(f"perf stat did not acknowledge '{word}' within {timeout:.0f}s")
+            if self.proc.poll() is not None:
+                raise PerfError(f"perf stat exited ({self.proc.returncode}): {self._perf_said()}")
+            ready, _, _ = select.select([self._ack], [], [], min(left, 1.0))
+            if ready:
+                got += os.read(self._ack, 64)
+        return time.monotonic() - began
+
+    def enable(self) -> float:
+        """Returns once counting is on: perf has opened every event (the seconds that took)."""
+        return self._command("enable", self.setup_timeout)
+
+    def disable(self) -> float:
+        return self._command("disable", 60)
+
+    def stop(self, timeout: float = 300.0) -> str:
+        """Stops perf (SIGINT: it writes its counts and exits) and returns its output file's text."""
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGINT)
+                try:
+                    self.proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(timeout=10)
+                    raise PerfError(f"perf stat did not exit within {timeout:.0f}s of SIGINT")
+        finally:
+            self.close()
+        try:
+            return self.output.read_text()
+        except OSError as error:
+            raise PerfError(f"perf stat wrote no output: {error}; it said: {self._perf_said()}")
+
+    def close(self) -> None:
+        """Kills perf if it still runs and removes the FIFOs (safe to call twice)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        procs._unregister(self.proc)
+        for fd in (self._ctl, self._ack):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._ctl = self._ack = None
+        if not self._stderr.closed:
+            self._said = self._perf_said()
+            self._stderr.close()
+        for path in (self._ctl_path, self._ack_path, self._dir / "stderr"):
+            try:
+                path.unlink()
+            except OSError:
+                pass
+        try:
+            self._dir.rmdir()
+        except OSError:
+            pass

@@ -1,0 +1,183 @@
+//! hitcore behind Redis Sentinel (1 primary, 2 replicas, 3 sentinels that require their own
+//! password), under load: a `SENTINEL FAILOVER` and a `kill -9` of the primary are followed to the
+//! new primary with no 500, and service resumes. With `--wait-replicas 1` no value is handed out
+//! twice and none is above the new primary's counter; without it, what happened (the duplicates
+//! the flag exists for) is printed, not failed.
+//!
+//! `rediss+sentinel://` is followed through a failover too, with certificates made here.
+//!
+//! Each test starts its own topology and hitcore, bounds its load in time, and tears every process
+//! down through the guards.
+
+mod common;
+
+use std::time::Duration;
+
+use common::certs::Certs;
+use common::failover_load::*;
+use common::topology::*;
+use common::*;
+
+/// Longest a test's load may run, whatever happens.
+const LOAD_LIMIT: Duration = Duration::from_secs(90);
+
+fn start_hitcore(topo: &Sentinels, wait: bool) -> TestServer {
+    let url = topo.url();
+    let mut args = vec!["-w", "2", "--share-cpus", "--redis", &url, "--sentinel-password", SENTINEL_PASSWORD];
+    if wait {
+        args.extend(["--wait-replicas", "1", "--wait-timeout", "500"]);
+    }
+    let server = TestServer::start(&args);
+    server.wait_ready(2);
+    server
+}
+
+/// What to do to the primary.
+#[derive(Clone, Copy, Debug)]
+enum Action {
+    SentinelFailover,
+    Kill9,
+}
+
+fn failover_under_load(action: Action, wait: bool) {
+    let mut topo = Sentinels::start(2, 3, true);
+    let server = start_hitcore(&topo, wait);
+    for line in server.log.lines() {
+        assert!(!line.contains(DATA_PASSWORD) && !line.contains(SENTINEL_PASSWORD), "password in log: {line}");
+    }
+    let load = TimedLoad::start(server.addr, 4, LOAD_LIMIT);
+    load.wait_for_200s(200, DEADLINE);
+
+    let new = match action {
+        Action::SentinelFailover => topo.failover(),
+        Action::Kill9 => topo.kill_primary(),
+    };
+    // Both shards move to the new primary (the sentinels announce the end of the failover with
+    // +switch-master some seconds after they start naming the new primary), and serve from it.
+    let port = format!(":{})", topo.data[new].port);
+    poll("both shards connect to the new primary", Duration::from_secs(60), || {
+        let n = server.log.lines().iter().filter(|l| l.contains("onnected to Redis") && l.contains(&port)).count();
+        if n >= 2 { Ok(()) } else { Err(format!("{n} of 2:\n{}", server.log.lines().join("\n"))) }
+    });
+    load.wait_for_200s(300, Duration::from_secs(60));
+    let started = load.started;
+    let outcomes = load.finish();
+    // Read after the last answer, so no increment is missed.
+    let verdict = Verdict::judge(started, &outcomes, topo.data[new].counter("hit"));
+    let flag = if wait { "--wait-replicas 1" } else { "no --wait-replicas" };
+    eprintln!("sentinel {action:?}, {flag}: {}", verdict.summary());
+
+    assert!(!verdict.statuses.contains_key(&500), "no 500: {}", verdict.summary());
+    assert!(verdict.failed.is_empty(), "every request got an answer: {:?}", verdict.failed);
+    if wait {
+        assert!(verdict.duplicates.is_empty(), "no value handed out twice: {}", verdict.summary());
+        assert!(verdict.above_final.is_empty(), "no 200 value above the new primary's counter: {}", verdict.summary());
+    } else if !verdict.duplicates.is_empty() || !verdict.above_final.is_empty() {
+        eprintln!(
+            "sentinel {action:?} without --wait-replicas: {} values were handed out twice and {} values above the \
+             new primary's counter (acknowledged increments the promoted replica never had; --wait-replicas 1 \
+             exists for this)",
+            verdict.duplicates.len(),
+            verdict.above_final.len()
+        );
+    }
+}
+
+#[test]
+fn sentinel_failover_under_load_with_wait_replicas() {
+    failover_under_load(Action::SentinelFailover, true);
+}
+
+#[test]
+fn primary_killed_under_load_with_wait_replicas() {
+    failover_under_load(Action::Kill9, true);
+}
+
+#[test]
+fn sentinel_failover_under_load_without_wait_is_recorded() {
+    failover_under_load(Action::SentinelFailover, false);
+}
+
+#[test]
+fn primary_killed_under_load_without_wait_is_recorded() {
+    failover_under_load(Action::Kill9, false);
+}
+
+#[test]
+fn unreachable_sentinels_and_unknown_service_give_503_and_say_why() {
+    let topo = Sentinels::start(1, 1, false);
+    // The first sentinel listed is not there: it is skipped, the next one answers.
+    let dead = free_port();
+    let url =
+        format!("redis+sentinel://:{DATA_PASSWORD}@127.0.0.1:{dead},127.0.0.1:{}/{SERVICE}", topo.sentinels[0].port);
+    let server = TestServer::start(&["-w", "1", "--redis", &url]);
+    server.wait_ready(1);
+    assert_eq!(get_once(server.addr, GET).value(), 1);
+
+    let url = format!("redis+sentinel://:{DATA_PASSWORD}@127.0.0.1:{}/no-such-service", topo.sentinels[0].port);
+    let server = TestServer::start(&["-w", "1", "--redis", &url]);
+    server.log.wait_for("no-such-service", DEADLINE);
+    let r = get_once(server.addr, GET);
+    assert_eq!((r.status, r.header("Retry-After")), (503, Some("1")));
+}
+
+/// A bad Sentinel or Cluster URL, or `--sentinel-password` without Sentinel, is refused at start:
+/// exit 2, a message that names the flag and what is wrong, and no password echoed.
+#[test]
+fn bad_sentinel_and_cluster_urls_exit_2_naming_what_is_wrong() {
+    let cases = [
+        (vec!["--redis", "redis+sentinel://:hunter2@127.0.0.1:26379"], "missing the service name"),
+        (vec!["--redis", "redis+sentinel://:hunter2@127.0.0.1:26379,127.0.0.1:x/svc"], "bad port in '127.0.0.1:x'"),
+        (vec!["--redis", "redis+sentinel://:hunter2@/svc"], "no sentinel addresses"),
+        (vec!["--redis", "redis+cluster://:hunter2@127.0.0.1:99999"], "bad port in '127.0.0.1:99999'"),
+        (vec!["--redis", "redis+cluster://:hunter2@127.0.0.1:7000/3"], "only database 0"),
+        (vec!["--redis", "redis://127.0.0.1/0", "--sentinel-password", "hunter2"], "--sentinel-password"),
+    ];
+    for (args, what) in cases {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hitcore"))
+            .args(&args)
+            .env_remove("REDIS_URL")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(what), "{args:?} should say {what:?}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "{args:?} echoed the password: {stderr}");
+    }
+}
+
+/// `rediss+sentinel://`: TLS to the sentinels and to the data nodes they name, verified against
+/// a private CA, through a `SENTINEL FAILOVER` under load.
+#[test]
+fn tls_sentinels_and_data_nodes_through_a_failover() {
+    let certs = Certs::make();
+    let topo = Sentinels::start_with(2, 3, false, Some(&certs.files));
+    let url = topo.tls_url();
+    let server = TestServer::start(&["-w", "2", "--share-cpus", "--redis", &url, "--redis-tls-ca", &certs.files.ca]);
+    server.wait_ready(2);
+    let primary_tls = topo.data[0].announced();
+    assert!(
+        server
+            .log
+            .lines()
+            .iter()
+            .any(|l| l.contains("Connected to Redis at rediss+sentinel://") && l.contains(&format!(":{primary_tls})"))),
+        "connected to the primary's TLS port:\n{}",
+        server.log.lines().join("\n")
+    );
+    let load = TimedLoad::start(server.addr, 4, LOAD_LIMIT);
+    load.wait_for_200s(100, DEADLINE);
+    let new = topo.failover();
+    let port = format!(":{})", topo.data[new].announced());
+    poll("both shards connect to the new primary over TLS", Duration::from_secs(60), || {
+        let n = server.log.lines().iter().filter(|l| l.contains("onnected to Redis") && l.contains(&port)).count();
+        if n >= 2 { Ok(()) } else { Err(format!("{n} of 2:\n{}", server.log.lines().join("\n"))) }
+    });
+    load.wait_for_200s(100, Duration::from_secs(60));
+    let started = load.started;
+    let outcomes = load.finish();
+    let verdict = Verdict::judge(started, &outcomes, topo.data[new].counter("hit"));
+    eprintln!("sentinel over TLS, SentinelFailover: {}", verdict.summary());
+    assert!(!verdict.statuses.contains_key(&500), "no 500: {}", verdict.summary());
+    assert!(verdict.duplicates.is_empty() && verdict.above_final.is_empty(), "{}", verdict.summary());
+}
