@@ -6,7 +6,8 @@
 3. describe the machine (kit/machine.py) and start the Redis setups the plan names: "primary", one
    password-protected redis-server with a plain port and, when a variant names {redis_tls_url}, a
    TLS port with a private CA and server certificate made by openssl in a temporary folder; and
-   "replicated", a second primary with a replica attached (`--replicaof`), for `--wait-replicas`;
+   "replicated", a second primary with a replica attached (`--replicaof`), for `--wait-replicas`,
+   and with {sentinel_url}, three sentinels monitoring it;
 4. for each round, each variant in turn: start it, wait until it answers and every shard said
    "Connected to Redis", `SET hit 0`, then `wrk -t T -c C -d Ds --latency` while, with @scrape, a
    thread GETs /metrics every second; over wrk's steady window (from 1 s after its start to 0.5 s
@@ -152,10 +153,14 @@ def make_certificates(folder: Path) -> dict[str, Path]:
 class RedisSetups:
     """The Redis processes a plan needs, started once for the whole run."""
 
-    def __init__(self, needs: set[str], tls: bool, log_dir: Path, tmp: Path):
+    SERVICE = "hitcore-bench"
+
+    def __init__(self, needs: set[str], tls: bool, sentinels: bool, log_dir: Path, tmp: Path):
         self.values: dict[str, str] = {}
         self.by_setup: dict[str, redisctl.RedisServer] = {}
         self.replica: redisctl.RedisServer | None = None
+        self.sentinels: list[procs.Service] = []
+        self.sentinel_ports: list[int] = []
         self.tls_port = None
         if "primary" in needs:
             extra = []
@@ -185,6 +190,39 @@ class RedisSetups:
             self.by_setup["replicated"] = primary
             self.replica = replica
             self.values["replicated_url"] = primary.url
+            if sentinels:
+                self._start_sentinels(primary, log_dir, tmp)
+
+    def _start_sentinels(self, primary: redisctl.RedisServer, log_dir: Path, tmp: Path, count: int = 3) -> None:
+        """Three sentinels (quorum 2) monitoring the replicated primary, as a small production setup
+        has; each rewrites its own config file, so each gets a folder. No failover happens in a run."""
+        for n in range(count):
+            port = redisctl.free_port()
+            folder = tmp / f"sentinel-{n}"
+            folder.mkdir(parents=True, exist_ok=True)
+            conf = folder / "sentinel.conf"
+            conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {folder}\n"
+                            f"sentinel monitor {self.SERVICE} 127.0.0.1 {primary.port} 2\n"
+                            f"sentinel down-after-milliseconds {self.SERVICE} 5000\n"
+                            f"sentinel auth-pass {self.SERVICE} {primary.password}\n")
+            self.sentinels.append(procs.Service(f"sentinel-{n}", ["redis-server", str(conf), "--sentinel"],
+                                                log_dir / f"redis-sentinel-{n}.log"))
+            self.sentinel_ports.append(port)
+        deadline = time.monotonic() + 20
+        for port in self.sentinel_ports:
+            while True:
+                try:
+                    with redisctl.RedisClient(port, None) as client:
+                        addr = client.command("SENTINEL", "get-master-addr-by-name", self.SERVICE)
+                    if addr and str(addr[1]) == str(primary.port):
+                        break
+                except (OSError, redisctl.RedisError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"sentinel on port {port} did not name the primary within 20 s")
+                time.sleep(0.2)
+        hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
+        self.values["sentinel_url"] = f"redis+sentinel://:{primary.password}@{hosts}/{self.SERVICE}/0"
 
     @staticmethod
     def _wait_replica_online(primary: redisctl.RedisServer, timeout: float = 20.0) -> None:
@@ -208,9 +246,14 @@ class RedisSetups:
             p = self.by_setup["replicated"]
             out.append(f"replicated: a second redis-server on 127.0.0.1:{p.port} with one replica "
                        f"(127.0.0.1:{self.replica.port}, `--replicaof`), both without persistence")
+        if self.sentinels:
+            out.append(f"sentinels: {len(self.sentinels)} (ports {', '.join(map(str, self.sentinel_ports))}, quorum 2, "
+                       f"down-after 5 s) monitoring the replicated primary as `{self.SERVICE}`; no failover in the run")
         return out
 
     def stop(self) -> None:
+        for sentinel in self.sentinels:
+            sentinel.stop(grace=10)
         for server in ([self.replica] if self.replica else []) + list(self.by_setup.values()):
             server.stop()
 
@@ -267,11 +310,13 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
         server_pids = [service.pid] + procs.descendants(service.pid)
         redis_pids = [redis.pid] if redis else []
         replica_pids = [setups.replica.pid] if redis and variant.setup() == "replicated" and setups.replica else []
+        sentinel_pids = [s.pid for s in setups.sentinels] if "sentinel_url" in variant.placeholders() else []
         marks: dict[int, dict] = {}
 
         def reading(proc) -> dict:
             r = {"t": time.monotonic(), "redis": procs.cpu_seconds(redis_pids),
-                 "replica": procs.cpu_seconds(replica_pids), "server": procs.cpu_seconds(server_pids),
+                 "replica": procs.cpu_seconds(replica_pids), "sentinels": procs.cpu_seconds(sentinel_pids),
+                 "server": procs.cpu_seconds(server_pids),
                  "wrk": procs.cpu_seconds([proc.pid]), "machine": _machine_cpu_seconds()}
             if redis:
                 with redis.client() as client:
@@ -325,9 +370,9 @@ def window_figures(a: dict, b: dict) -> dict:
     if window <= 0:
         return {}
     out = {"window_s": round(window, 2)}
-    for key in ("redis", "replica", "server", "wrk", "machine"):
-        out[f"{key}_cpu_pct"] = round(100.0 * (b[key] - a[key]) / window, 1)
-    ours = sum(b[k] - a[k] for k in ("redis", "replica", "server", "wrk"))
+    for key in ("redis", "replica", "sentinels", "server", "wrk", "machine"):
+        out[f"{key}_cpu_pct"] = round(100.0 * (b.get(key, 0) - a.get(key, 0)) / window, 1)
+    ours = sum(b.get(k, 0) - a.get(k, 0) for k in ("redis", "replica", "sentinels", "server", "wrk"))
     out["other_cpu_pct"] = round(100.0 * ((b["machine"] - a["machine"]) - ours) / window, 1)
     if "counter" in a and "counter" in b:
         served = b["counter"] - a["counter"]
@@ -391,7 +436,8 @@ def run(args, plan, sets) -> int:
         f"{load_at_start[0]:.2f}; results -> {run_dir}")
     with tempfile.TemporaryDirectory(prefix="hitcore-compare-") as tmp:
         tmp = Path(tmp)
-        setups = RedisSetups(plan.setups(), "redis_tls_url" in used or "tls_ca" in used, log_dir, tmp)
+        setups = RedisSetups(plan.setups(), "redis_tls_url" in used or "tls_ca" in used, "sentinel_url" in used,
+                             log_dir, tmp)
         summary["redis"] = setups.describe()
         redis_any = next(iter(setups.by_setup.values()), None)
         summary["versions"] = machine.versions(hitcore if hitcore.exists() else None,

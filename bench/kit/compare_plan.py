@@ -22,10 +22,11 @@ A plan is a small text file (bench/plans/*.plan), one statement per line, `#` st
 
 `{placeholders}` in a variant's words are filled in at run time by bench/compare (`fill()`): the
 kit's own (`bind`, `port`, `redis_url`, `redis_tls_url`, `tls_ca`, `replicated_url`,
-`metrics_bind`, `tmp`, `hitcore`, `tokio`) and any given with `--set NAME=VALUE`. Which Redis a
-variant counts in follows from the URL placeholder it names (`redis_url` and `redis_tls_url`: the
-primary, one redis-server with a plain and a TLS port; `replicated_url`: a second primary with a
-replica attached), so the kit starts only the Redis setups a plan uses.
+`sentinel_url`, `metrics_bind`, `tmp`, `hitcore`, `tokio`) and any given with `--set NAME=VALUE`.
+Which Redis a variant counts in follows from the URL placeholder it names (`redis_url` and
+`redis_tls_url`: the primary, one redis-server with a plain and a TLS port; `replicated_url`: a
+second primary with a replica attached; `sentinel_url`: that same second primary, found through
+three sentinels that monitor it), so the kit starts only the Redis setups a plan uses.
 Pure functions, standard library only: bench/tests/test_compare.py tests them without running anything.
 """
 from __future__ import annotations
@@ -39,8 +40,8 @@ ENV = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
 PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 # Which Redis setup a URL placeholder needs (see the module's docstring).
 SETUPS = {"redis_url": "primary", "redis_tls_url": "primary", "tls_ca": "primary",
-          "replicated_url": "replicated"}
-KIT_PLACEHOLDERS = {"bind", "port", "redis_url", "redis_tls_url", "tls_ca", "replicated_url",
+          "replicated_url": "replicated", "sentinel_url": "replicated"}
+KIT_PLACEHOLDERS = {"bind", "port", "redis_url", "redis_tls_url", "tls_ca", "replicated_url", "sentinel_url",
                     "metrics_bind", "tmp", "hitcore", "tokio"}
 
 

@@ -101,13 +101,13 @@ def redis_side(summary: dict) -> str:
 
 
 def cpu_side(summary: dict) -> str:
-    lines = ["| Variant | server CPU % | wrk CPU % | Redis (+ replica) CPU % | machine busy % | other work % "
+    lines = ["| Variant | server CPU % | wrk CPU % | Redis (+ replica, sentinels) CPU % | machine busy % | other work % "
              "(machine − ours), each round |", "|---|---|---|---|---|---|"]
     for row in summary["rows"]:
         t = _wrk(row)
         if not t.get("window_s"):
             continue
-        redis = (t.get("redis_cpu_pct") or 0) + (t.get("replica_cpu_pct") or 0)
+        redis = sum(t.get(k) or 0 for k in ("redis_cpu_pct", "replica_cpu_pct", "sentinels_cpu_pct"))
         lines.append(f"| {row['id']} | {_f(t.get('server_cpu_pct'), '.0f')} | {_f(t.get('wrk_cpu_pct'), '.0f')} | "
                      f"{redis:.1f} | {_f(t.get('machine_cpu_pct'), '.0f')} | {_per_round(row, 'other_cpu_pct', '.0f')} |")
     return "\n".join(lines)
@@ -150,7 +150,7 @@ def render(summary: dict) -> str:
     out += [f"- Redis {line}" for line in summary.get("redis", [])]
     out += ["", "The machine is shared: other engineers' builds and tests ran beside this measurement. "
             "The *other work* column below is the CPU time the whole machine used during each steady window "
-            "less what this run's processes (server, Redis, replica, wrk) used.", "",
+            "less what this run's processes (server, Redis, replica, sentinels, wrk) used.", "",
             "## Throughput", "",
             f"`wrk -t {s['threads']} -c {s['connections']} -d {s['duration']}s --latency`, {s['rounds']} interleaved "
             "rounds (each round runs every variant once, in the plan's order); median over the rounds, min–max "
