@@ -63,6 +63,8 @@ def parse_args(argv):
                    help="with --quiet-load: start anyway at this UTC time (default: 30 minutes from now)")
     p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
     p.add_argument("--dry-run", action="store_true", help="print the filled command lines and exit")
+    p.add_argument("--render", action="store_true",
+                   help="only write summary.md again from the results folder's summary.json (PLAN is that folder)")
     return p.parse_args(argv)
 
 
@@ -72,6 +74,11 @@ def _on_signal(signum, _frame):
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.render:
+        summary = json.loads((args.plan / "summary.json").read_text())
+        (args.plan / "summary.md").write_text(compare_report.render(summary))
+        print(args.plan / "summary.md")
+        return 0
     try:
         plan = compare_plan.parse_plan(args.plan.read_text())
         sets = compare_plan.parse_sets(args.set)
@@ -385,6 +392,10 @@ def window_figures(a: dict, b: dict) -> dict:
         redis_s = b["redis"] - a["redis"]
         out["redis_cpu_us_per_command"] = round(1e6 * redis_s / commands, 2) if commands else None
         out["redis_cpu_pct_per_100k_rps"] = round(100.0 * redis_s / served * 1e5, 2) if served else None
+        # The server's CPU per request: on a shared machine a steadier figure than req/s, which
+        # moves with whatever else runs (the server gets less CPU; it needs no more per request).
+        server_s = b["server"] - a["server"]
+        out["server_cpu_us_per_request"] = round(1e6 * server_s / served, 2) if served else None
         exec_us = sum(b["usec"].get(k, 0) - a["usec"].get(k, 0) for k in ("incr", "incrby", "wait"))
         out["redis_exec_us_per_command"] = round(exec_us / commands, 2) if commands else None
     return out

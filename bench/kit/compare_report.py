@@ -31,10 +31,20 @@ def _wrk(row: dict) -> dict:
     return row.get("tests", {}).get("wrk") or {}
 
 
+def _derived(t: dict, key: str):
+    """A field of one wrk result; server_cpu_us_per_request is derived for summaries older than it."""
+    if key == "server_cpu_us_per_request" and t.get(key) is None and t.get("server_cpu_pct") is not None \
+            and t.get("window_rps"):
+        return round(t["server_cpu_pct"] * 1e4 / t["window_rps"], 2)
+    return t.get(key)
+
+
 def _per_round(row: dict, key: str, fmt: str = "d") -> str:
     values = []
     for r in row.get("rounds", []):
-        t = r.get("tests", {}).get("wrk")
+        t = dict(r.get("tests", {}).get("wrk") or {})
+        if t:
+            t[key] = _derived(t, key)
         values.append("–" if not t or t.get("error") or t.get(key) is None else format(t[key], fmt))
     return " · ".join(values)
 
@@ -49,6 +59,16 @@ def _errors(row: dict) -> str:
         socket = sum(t.get(f"errors_{k}", 0) for k in ("connect", "read", "write", "timeout"))
         out.append(f"{t.get('non_2xx_3xx', 0)}/{socket}")
     return " · ".join(out)
+
+
+def _median_of(row: dict, key: str):
+    values = [_derived(r["tests"]["wrk"], key) for r in row.get("rounds", [])
+              if r.get("tests", {}).get("wrk") and not r["tests"]["wrk"].get("error")]
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
 def table(summary: dict) -> str:
@@ -101,14 +121,17 @@ def redis_side(summary: dict) -> str:
 
 
 def cpu_side(summary: dict) -> str:
-    lines = ["| Variant | server CPU % | wrk CPU % | Redis (+ replica, sentinels) CPU % | machine busy % | other work % "
-             "(machine − ours), each round |", "|---|---|---|---|---|---|"]
+    lines = ["| Variant | server CPU % | server CPU µs per request, each round | wrk CPU % | "
+             "Redis (+ replica, sentinels) CPU % | machine busy % | other work % (machine − ours), each round |",
+             "|---|---|---|---|---|---|---|"]
     for row in summary["rows"]:
         t = _wrk(row)
         if not t.get("window_s"):
             continue
         redis = sum(t.get(k) or 0 for k in ("redis_cpu_pct", "replica_cpu_pct", "sentinels_cpu_pct"))
-        lines.append(f"| {row['id']} | {_f(t.get('server_cpu_pct'), '.0f')} | {_f(t.get('wrk_cpu_pct'), '.0f')} | "
+        lines.append(f"| {row['id']} | {_f(t.get('server_cpu_pct'), '.0f')} | "
+                     f"{_per_round(row, 'server_cpu_us_per_request', '.2f')} (median {_f(_median_of(row, 'server_cpu_us_per_request'), '.2f')}) | "
+                     f"{_f(t.get('wrk_cpu_pct'), '.0f')} | "
                      f"{redis:.1f} | {_f(t.get('machine_cpu_pct'), '.0f')} | {_per_round(row, 'other_cpu_pct', '.0f')} |")
     return "\n".join(lines)
 
@@ -150,7 +173,8 @@ def render(summary: dict) -> str:
     out += [f"- Redis {line}" for line in summary.get("redis", [])]
     out += ["", "The machine is shared: other engineers' builds and tests ran beside this measurement. "
             "The *other work* column below is the CPU time the whole machine used during each steady window "
-            "less what this run's processes (server, Redis, replica, sentinels, wrk) used.", "",
+            "less what this run's processes (server, Redis, replica, sentinels, wrk) used; where it is large, "
+            "req/s falls with it, while the server's CPU time per request moves much less: compare that too.", "",
             "## Throughput", "",
             f"`wrk -t {s['threads']} -c {s['connections']} -d {s['duration']}s --latency`, {s['rounds']} interleaved "
             "rounds (each round runs every variant once, in the plan's order); median over the rounds, min–max "

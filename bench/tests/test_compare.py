@@ -132,6 +132,7 @@ class Window(unittest.TestCase):
         self.assertEqual(w["redis_cpu_us_per_command"], 29.41)
         self.assertEqual(w["redis_cpu_pct_per_100k_rps"], 5.0)
         self.assertEqual(w["redis_exec_us_per_command"], 1.0)
+        self.assertEqual(w["server_cpu_us_per_request"], 10.0)  # 2 s of CPU for 200,000 requests
 
     def test_no_commands_means_no_batch_size(self):
         a = self.reading(0.0, 0, 0, 0, counter=0, incrby=0)
@@ -160,6 +161,8 @@ class Report(unittest.TestCase):
         self.assertIn("| metrics | 2 | 29,605 | 29,655 | +50 | 5 (0) |", text)
         self.assertIn("load average at the start: 10.09", text)
         self.assertNotIn("**LOST", text)
+        # Derived for a summary recorded before the field existed: server CPU % × 10⁴ / req/s.
+        self.assertIn("| off | 24 | 30.79 · 33.76 (median 32.27) |", text)
 
     def test_a_lost_increment_and_a_failed_goal_show(self):
         summary = json.loads(json.dumps(SUMMARY))
