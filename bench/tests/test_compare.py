@@ -63,7 +63,7 @@ class Plans(unittest.TestCase):
             with self.subTest(plan=path.name):
                 plan = parse_plan(path.read_text())
                 self.assertTrue(plan.title)
-                unknown = plan.placeholders() - compare_plan.KIT_PLACEHOLDERS - {"baseline"}
+                unknown = plan.placeholders() - compare_plan.KIT_PLACEHOLDERS - {"baseline", "premerge"}  # given with --set
                 self.assertEqual(unknown, set())
 
     def test_mistakes_name_the_line_and_what_is_wrong(self):
