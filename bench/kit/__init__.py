@@ -15,6 +15,9 @@ Layout (one concern per module):
 - charts.py     the PNG charts; runs under bench/.venv's python (matplotlib), not the system one
 - hostile.py    bench/hostile: slowloris, idle connections, flood, pipelining; hostile_report.py its
                 report; attackers.py the hostile clients, run as separate processes
+- compare.py    bench/compare: a plan's variants side by side under wrk in interleaved rounds, with
+                Redis's CPU and batch sizes; compare_plan.py the plans' grammar and goals (pure),
+                compare_report.py its summary.md
 - syscalls.py   bench/syscalls: syscalls and context switches per request; perfstat.py runs and
                 reads perf stat; pipeclient.py the fixed-count pipelining client
 

@@ -34,6 +34,13 @@ def parse_commandstats(info: str) -> dict[str, int]:
             for name, calls in re.findall(r"^cmdstat_([^:]+):calls=(\d+)", info, re.M)}
 
 
+def parse_commandstats_usec(info: str) -> dict[str, int]:
+    """INFO commandstats -> {command: usec}: the time Redis spent executing each command, in
+    microseconds, not counting reading, parsing and replying (which /proc's CPU time does count)."""
+    return {name.lower(): int(usec)
+            for name, usec in re.findall(r"^cmdstat_([^:]+):calls=\d+,usec=(\d+)", info, re.M)}
+
+
 class RedisClient:
     """One connection, one command at a time; enough for SET/GET/INFO between tests."""
 
@@ -89,11 +96,13 @@ class RedisServer:
     `binary` and `env` run another redis-server than the one on PATH (bench/device/run16: the
     bundle's, with LD_LIBRARY_PATH to its libraries); `workdir` is its --dir (default: the cwd),
     where it would write files (it writes none: no persistence). `port` and `password` start it
-    again where an earlier one was (bench/observe's Redis restart), logging to `log_name`."""
+    again where an earlier one was (bench/observe's Redis restart), logging to `log_name`.
+    `extra_args` go after the kit's own (bench/compare: a TLS port, or `--replicaof` for a replica)."""
 
     def __init__(self, log_dir: Path, cpus: str | None = None, *, binary: str = "redis-server",
                  env: dict | None = None, workdir: Path | None = None, port: int | None = None,
-                 password: str | None = None, log_name: str = "redis-server.log"):
+                 password: str | None = None, log_name: str = "redis-server.log",
+                 extra_args: list[str] | None = None):
         self.port = port or free_port()
         self.password = password or secrets.token_hex(12)
         argv = [
@@ -103,9 +112,16 @@ class RedisServer:
         ]
         if workdir:
             argv += ["--dir", str(workdir)]
+        argv += list(extra_args or [])
         if cpus:
             argv = ["taskset", "-c", cpus] + argv
         self.service = procs.Service("redis-server", argv, log_dir / log_name, env=env)
+
+    @property
+    def pid(self) -> int:
+        """redis-server's own PID (for its CPU time); it runs under taskset only with `cpus`, which
+        execs into it, so the PID is the same."""
+        return self.service.pid
 
     @property
     def url(self) -> str:

@@ -1,0 +1,500 @@
+"""bench/compare: a plan's variants side by side under wrk, in interleaved rounds.
+
+1. read the plan (kit/compare_plan.py) and fill its placeholders; refuse a bad one before starting;
+2. with --quiet-load, wait (polling once a minute) until the 1-minute load average is below it, or
+   until --quiet-deadline, then go on regardless; the load average seen is recorded either way;
+3. describe the machine (kit/machine.py) and start the Redis setups the plan names: "primary", one
+   password-protected redis-server with a plain port and, when a variant names {redis_tls_url}, a
+   TLS port with a private CA and server certificate made by openssl in a temporary folder; and
+   "replicated", a second primary with a replica attached (`--replicaof`), for `--wait-replicas`,
+   and with {sentinel_url}, three sentinels monitoring it;
+4. for each round, each variant in turn: start it, wait until it answers and every shard said
+   "Connected to Redis", `SET hit 0`, then `wrk -t T -c C -d Ds --latency` while, with @scrape, a
+   thread GETs /metrics every second; over wrk's steady window (from 1 s after its start to 0.5 s
+   before its end) it reads the CPU time of Redis (and of the replica), of the server's process
+   tree, of wrk and of the whole machine from /proc, and INFO commandstats and the counter, so the
+   window gives Redis's CPU per second, the commands it served and the requests per command (the
+   batch size); then stop the variant (SIGTERM by PID) and empty its scratch folder;
+5. fold the rounds into medians and min–max (kit/rounds.py), check the goals, and write
+   bench/results/<date>-<name>/: summary.md (machine first), summary.json, raw/ (every wrk output),
+   logs/ (servers and Redis; ignored by git).
+Every process started is stopped by PID at the end, on error and on Ctrl-C.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, rounds, servers
+from .observe import Scraper
+from .procs import log
+
+RESULTS = provision.BENCH / "results"
+WARM_S, MARGIN_S = 1.0, 0.5  # the steady window inside each wrk run
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="bench/compare",
+        description="Runs a plan's variants (bench/plans/*.plan: named command lines with their environment) "
+                    "side by side under wrk in interleaved rounds, with Redis's CPU and batch sizes, and writes "
+                    "bench/results/<date>-<name>/summary.md.")
+    p.add_argument("plan", type=Path, help="the plan file (see bench/plans/ and kit/compare_plan.py)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--duration", type=int, default=5, help="wrk -d seconds (default 5)")
+    p.add_argument("--connections", type=int, default=500, help="wrk -c (default 500)")
+    p.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
+    p.add_argument("--hitcore", type=Path, help="{hitcore} (default target/release/hitcore, built if missing)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="fill the plan's {NAME} placeholder (e.g. --set baseline=../old/hitcore)")
+    p.add_argument("--name", help="results folder name after the date (default: the plan's file name)")
+    p.add_argument("--quiet-load", type=float, metavar="LOAD",
+                   help="before starting, wait until the 1-minute load average is below LOAD (polled every minute)")
+    p.add_argument("--quiet-deadline", metavar="HH:MM",
+                   help="with --quiet-load: start anyway at this UTC time (default: 30 minutes from now)")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
+    p.add_argument("--dry-run", action="store_true", help="print the filled command lines and exit")
+    p.add_argument("--render", action="store_true",
+                   help="only write summary.md again from the results folder's summary.json (PLAN is that folder)")
+    return p.parse_args(argv)
+
+
+def _on_signal(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.render:
+        summary = json.loads((args.plan / "summary.json").read_text())
+        (args.plan / "summary.md").write_text(compare_report.render(summary))
+        print(args.plan / "summary.md")
+        return 0
+    try:
+        plan = compare_plan.parse_plan(args.plan.read_text())
+        sets = compare_plan.parse_sets(args.set)
+    except OSError as error:
+        print(f"bench/compare: {args.plan}: {error.strerror}", file=sys.stderr)
+        return 2
+    except compare_plan.PlanError as error:
+        print(f"bench/compare: {args.plan}: {error}", file=sys.stderr)
+        return 2
+    if args.rounds < 1 or args.duration < 2:
+        print("bench/compare: --rounds must be ≥ 1 and --duration ≥ 2", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+    machine.raise_open_files_limit()
+    try:
+        return run(args, plan, sets)
+    except compare_plan.PlanError as error:
+        print(f"bench/compare: {args.plan}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        log("interrupted: stopping every process this run started")
+        return 130
+    finally:
+        procs.cleanup()
+
+
+def wait_for_quiet(limit: float, deadline: datetime.datetime) -> list[dict]:
+    """Polls the 1-minute load average once a minute until it is below `limit` or `deadline` passes;
+    returns every reading [{"utc", "load1"}]."""
+    seen = []
+    while True:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        load1 = os.getloadavg()[0]
+        seen.append({"utc": now.strftime("%H:%M:%S"), "load1": round(load1, 2)})
+        if load1 < limit:
+            log(f"load average {load1:.2f} < {limit}: starting")
+            return seen
+        if now >= deadline:
+            log(f"load average {load1:.2f} ≥ {limit} but the deadline {deadline:%H:%M} UTC has come: starting anyway")
+            return seen
+        log(f"load average {load1:.2f} ≥ {limit}: waiting a minute (until {deadline:%H:%M} UTC at the latest)")
+        time.sleep(min(60.0, max(1.0, (deadline - now).total_seconds())))
+
+
+def _deadline(text: str | None) -> datetime.datetime:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if not text:
+        return now + datetime.timedelta(minutes=30)
+    hour, _, minute = text.partition(":")
+    at = now.replace(hour=int(hour), minute=int(minute or 0), second=0, microsecond=0)
+    return at if at > now - datetime.timedelta(hours=12) else at + datetime.timedelta(days=1)
+
+
+def make_certificates(folder: Path) -> dict[str, Path]:
+    """A private CA and a server certificate for IP 127.0.0.1 (PEM), made with openssl."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {k: folder / f"{k}" for k in ("ca.crt", "ca.key", "server.crt", "server.key", "server.csr", "ext.cnf")}
+    paths["ext.cnf"].write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n"
+                                "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
+    steps = [
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(paths["ca.key"]), "-out", str(paths["ca.crt"]), "-days", "2", "-subj", "/CN=bench CA",
+         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        ["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(paths["server.key"]), "-out", str(paths["server.csr"]), "-subj", "/CN=127.0.0.1"],
+        ["openssl", "x509", "-req", "-in", str(paths["server.csr"]), "-CA", str(paths["ca.crt"]),
+         "-CAkey", str(paths["ca.key"]), "-CAcreateserial", "-out", str(paths["server.crt"]), "-days", "2",
+         "-extfile", str(paths["ext.cnf"])],
+    ]
+    for argv in steps:
+        result = procs.run(argv, timeout=30)
+        if not result.ok:
+            raise RuntimeError(f"openssl failed: {result.tail(3)}")
+    return paths
+
+
+class RedisSetups:
+    """The Redis processes a plan needs, started once for the whole run."""
+
+    SERVICE = "hitcore-bench"
+
+    def __init__(self, needs: set[str], tls: bool, sentinels: bool, log_dir: Path, tmp: Path):
+        self.values: dict[str, str] = {}
+        self.by_setup: dict[str, redisctl.RedisServer] = {}
+        self.replica: redisctl.RedisServer | None = None
+        self.sentinels: list[procs.Service] = []
+        self.sentinel_ports: list[int] = []
+        self.tls_port = None
+        if "primary" in needs:
+            extra = []
+            if tls:
+                certs = make_certificates(tmp / "certs")
+                self.tls_port = redisctl.free_port()
+                extra = ["--tls-port", str(self.tls_port), "--tls-cert-file", str(certs["server.crt"]),
+                         "--tls-key-file", str(certs["server.key"]), "--tls-ca-cert-file", str(certs["ca.crt"]),
+                         "--tls-auth-clients", "no"]
+                self.values["tls_ca"] = str(certs["ca.crt"])
+            primary = redisctl.RedisServer(log_dir, extra_args=extra, log_name="redis-primary.log", workdir=tmp)
+            primary.wait_ready()
+            self.by_setup["primary"] = primary
+            self.values["redis_url"] = primary.url
+            if tls:
+                self.values["redis_tls_url"] = f"rediss://:{primary.password}@127.0.0.1:{self.tls_port}/0"
+        if "replicated" in needs:
+            (tmp / "replica").mkdir(exist_ok=True)
+            primary = redisctl.RedisServer(log_dir, log_name="redis-replicated-primary.log", workdir=tmp)
+            primary.wait_ready()
+            # A replica writes the full sync it receives to dump.rdb in its --dir: keep that in tmp.
+            replica = redisctl.RedisServer(
+                log_dir, password=primary.password, log_name="redis-replica.log", workdir=tmp / "replica",
+                extra_args=["--replicaof", "127.0.0.1", str(primary.port), "--masterauth", primary.password])
+            replica.wait_ready()
+            self._wait_replica_online(primary)
+            self.by_setup["replicated"] = primary
+            self.replica = replica
+            self.values["replicated_url"] = primary.url
+            if sentinels:
+                self._start_sentinels(primary, log_dir, tmp)
+
+    def _start_sentinels(self, primary: redisctl.RedisServer, log_dir: Path, tmp: Path, count: int = 3) -> None:
+        """Three sentinels (quorum 2) monitoring the replicated primary, as a small production setup
+        has; each rewrites its own config file, so each gets a folder. No failover happens in a run."""
+        for n in range(count):
+            port = redisctl.free_port()
+            folder = tmp / f"sentinel-{n}"
+            folder.mkdir(parents=True, exist_ok=True)
+            conf = folder / "sentinel.conf"
+            conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {folder}\n"
+                            f"sentinel monitor {self.SERVICE} 127.0.0.1 {primary.port} 2\n"
+                            f"sentinel down-after-milliseconds {self.SERVICE} 5000\n"
+                            f"sentinel auth-pass {self.SERVICE} {primary.password}\n")
+            self.sentinels.append(procs.Service(f"sentinel-{n}", ["redis-server", str(conf), "--sentinel"],
+                                                log_dir / f"redis-sentinel-{n}.log"))
+            self.sentinel_ports.append(port)
+        deadline = time.monotonic() + 20
+        for port in self.sentinel_ports:
+            while True:
+                try:
+                    with redisctl.RedisClient(port, None) as client:
+                        addr = client.command("SENTINEL", "get-master-addr-by-name", self.SERVICE)
+                    if addr and str(addr[1]) == str(primary.port):
+                        break
+                except (OSError, redisctl.RedisError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"sentinel on port {port} did not name the primary within 20 s")
+                time.sleep(0.2)
+        hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
+        self.values["sentinel_url"] = f"redis+sentinel://:{primary.password}@{hosts}/{self.SERVICE}/0"
+
+    @staticmethod
+    def _wait_replica_online(primary: redisctl.RedisServer, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with primary.client() as client:
+                info = client.command("INFO", "replication")
+            if "connected_slaves:1" in info and "state=online" in info:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"the replica did not come online within {timeout:.0f}s")
+
+    def describe(self) -> list[str]:
+        out = []
+        if "primary" in self.by_setup:
+            p = self.by_setup["primary"]
+            out.append(f"primary: redis-server on 127.0.0.1:{p.port} (password, no persistence)"
+                       + (f", TLS on port {self.tls_port} (private CA, certificate for IP 127.0.0.1, "
+                          "TLS 1.2/1.3 as negotiated, no client certificates)" if self.tls_port else ""))
+        if "replicated" in self.by_setup:
+            p = self.by_setup["replicated"]
+            out.append(f"replicated: a second redis-server on 127.0.0.1:{p.port} with one replica "
+                       f"(127.0.0.1:{self.replica.port}, `--replicaof`), both without persistence")
+        if self.sentinels:
+            out.append(f"sentinels: {len(self.sentinels)} (ports {', '.join(map(str, self.sentinel_ports))}, quorum 2, "
+                       f"down-after 5 s) monitoring the replicated primary as `{self.SERVICE}`; no failover in the run")
+        return out
+
+    def stop(self) -> None:
+        for sentinel in self.sentinels:
+            sentinel.stop(grace=10)
+        for server in ([self.replica] if self.replica else []) + list(self.by_setup.values()):
+            server.stop()
+
+
+def _machine_cpu_seconds() -> float:
+    """Busy CPU time of the whole machine so far (every CPU, idle and iowait excluded), in seconds."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def binary_identity(path: str) -> str:
+    """`path` (sha256 prefix, size, mtime UTC): which build a variant ran, beyond `--version`."""
+    data = Path(path).read_bytes()
+    stamp = datetime.datetime.fromtimestamp(Path(path).stat().st_mtime, datetime.timezone.utc)
+    return f"{path} (sha256 {hashlib.sha256(data).hexdigest()[:12]}, {len(data):,} bytes, built {stamp:%Y-%m-%d %H:%M} UTC)"
+
+
+def _count_lines(path: Path) -> int | None:
+    try:
+        with open(path, "rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    except OSError:
+        return None
+
+
+def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw_dir: Path, log_dir: Path,
+            scratch: Path) -> dict:
+    """One variant, one round: start, wrk with the samplers, stop. Returns the round's row."""
+    name = variant.name
+    tag = f"{name}-r{round_no}"
+    redis = setups.by_setup.get(variant.setup()) if variant.setup() else None
+    row = {"id": name, "title": name, "argv": " ".join(filled["argv"]), "uses_redis": redis is not None,
+           "status": "ok", "tests": {}, "load_before": round(os.getloadavg()[0], 2)}
+    port = filled["port"]
+    if not servers.wait_port_free(port):
+        row["status"] = f"not run: 127.0.0.1:{port} still in use"
+        return row
+    env = dict(os.environ, **filled["env"])
+    service = procs.Service(name, filled["argv"], log_dir / f"{tag}.log", env=env)
+    spec = servers.Spec(name, name, filled["argv"], processes=variant.procs,
+                        ready_line="Connected to Redis" if variant.shards else "", ready_count=variant.shards)
+    scraper = None
+    try:
+        why = servers.wait_ready(service, spec, port, timeout=30, settle=0.5)
+        if why:
+            row["status"] = f"did not start: {why}"
+            log(f"{tag}: {row['status']}")
+            return row
+        if redis:
+            redis.set("hit", 0)
+        if variant.scrape:
+            scraper = Scraper(int(filled["metrics_bind"].rsplit(":", 1)[1]), time.monotonic())
+            scraper.start()
+        server_pids = [service.pid] + procs.descendants(service.pid)
+        redis_pids = [redis.pid] if redis else []
+        replica_pids = [setups.replica.pid] if redis and variant.setup() == "replicated" and setups.replica else []
+        sentinel_pids = [s.pid for s in setups.sentinels] if "sentinel_url" in variant.placeholders() else []
+        marks: dict[int, dict] = {}
+
+        def reading(proc) -> dict:
+            r = {"t": time.monotonic(), "redis": procs.cpu_seconds(redis_pids),
+                 "replica": procs.cpu_seconds(replica_pids), "sentinels": procs.cpu_seconds(sentinel_pids),
+                 "server": procs.cpu_seconds(server_pids),
+                 "wrk": procs.cpu_seconds([proc.pid]), "machine": _machine_cpu_seconds()}
+            if redis:
+                with redis.client() as client:
+                    info = client.command("INFO", "commandstats")
+                    r["counter"] = int(client.command("GET", "hit") or 0)
+                r["calls"] = redisctl.parse_commandstats(info)
+                r["usec"] = redisctl.parse_commandstats_usec(info)
+            return r
+
+        def sample(proc) -> None:
+            t0 = time.monotonic()
+            time.sleep(WARM_S)
+            marks[0] = reading(proc)
+            time.sleep(max(0.1, t0 + args.duration - MARGIN_S - time.monotonic()))
+            marks[1] = reading(proc)
+
+        url = f"http://127.0.0.1:{port}/"
+        result = loadgen.wrk(url, args.threads, args.connections, args.duration, raw_dir / f"{tag}.txt", None,
+                             while_running=sample)
+        time.sleep(0.3)  # requests in flight when wrk stopped finish in the server
+        if scraper:
+            scraper.stop()
+            result["scrapes"] = len(scraper.scrapes)
+            result["scrape_errors"] = len(scraper.errors)
+            row["scrape_errors"] = scraper.errors[:5]
+        if redis:
+            result["counter_after"] = redis.get_int("hit")
+        if variant.lines:
+            result["file_lines"] = _count_lines(Path(filled["lines"]))
+        if 0 in marks and 1 in marks:
+            result.update(window_figures(marks[0], marks[1]))
+        if result["error"]:
+            row["status"] = f"wrk: {result['error']}"
+        if not service.alive():
+            row["status"] = f"exited during wrk with status {service.proc.returncode}"
+        row["tests"]["wrk"] = result
+        log(f"{tag}: " + compare_report.brief(result))
+        return row
+    finally:
+        if scraper and scraper.is_alive():
+            scraper.stop()
+        row["exit_status"] = service.stop(grace=15)
+        row["worker_timeouts"] = servers.worker_timeouts(service.log_text())
+        row["log"] = f"{tag}.log"
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def window_figures(a: dict, b: dict) -> dict:
+    """The steady window between two readings: CPU as % of one CPU, Redis's commands and batch size."""
+    window = b["t"] - a["t"]
+    if window <= 0:
+        return {}
+    out = {"window_s": round(window, 2)}
+    for key in ("redis", "replica", "sentinels", "server", "wrk", "machine"):
+        out[f"{key}_cpu_pct"] = round(100.0 * (b.get(key, 0) - a.get(key, 0)) / window, 1)
+    ours = sum(b.get(k, 0) - a.get(k, 0) for k in ("redis", "replica", "sentinels", "server", "wrk"))
+    out["other_cpu_pct"] = round(100.0 * ((b["machine"] - a["machine"]) - ours) / window, 1)
+    if "counter" in a and "counter" in b:
+        served = b["counter"] - a["counter"]
+        calls = {k: b["calls"].get(k, 0) - a["calls"].get(k, 0) for k in ("incr", "incrby", "wait")}
+        out.update(window_increments=served, window_rps=round(served / window, 1),
+                   incr_calls=calls["incr"], incrby_calls=calls["incrby"], wait_calls=calls["wait"])
+        commands = calls["incr"] + calls["incrby"]
+        out["requests_per_command"] = round(served / commands, 1) if commands else None
+        out["commands_per_s"] = round(commands / window, 1)
+        redis_s = b["redis"] - a["redis"]
+        out["redis_cpu_us_per_command"] = round(1e6 * redis_s / commands, 2) if commands else None
+        out["redis_cpu_pct_per_100k_rps"] = round(100.0 * redis_s / served * 1e5, 2) if served else None
+        # The server's CPU per request: on a shared machine a steadier figure than req/s, which
+        # moves with whatever else runs (the server gets less CPU; it needs no more per request).
+        server_s = b["server"] - a["server"]
+        out["server_cpu_us_per_request"] = round(1e6 * server_s / served, 2) if served else None
+        exec_us = sum(b["usec"].get(k, 0) - a["usec"].get(k, 0) for k in ("incr", "incrby", "wait"))
+        out["redis_exec_us_per_command"] = round(exec_us / commands, 2) if commands else None
+    return out
+
+
+def run(args, plan, sets) -> int:
+    started = datetime.datetime.now(datetime.timezone.utc)
+    name = args.name or args.plan.stem
+    run_dir = args.out.resolve() / f"{started:%Y-%m-%d}-{name}"
+    for stale in (run_dir / "raw", run_dir / "logs"):
+        shutil.rmtree(stale, ignore_errors=True)
+    raw_dir, log_dir = run_dir / "raw", run_dir / "logs"
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    hitcore = args.hitcore.resolve() if args.hitcore else provision.HITCORE_BINARY
+    base_values = {"hitcore": str(hitcore), "tokio": str(provision.TOKIO_BINARY)}
+    base_values.update(sets)
+    used = plan.placeholders()
+    if "hitcore" in used and not args.hitcore and "hitcore" not in sets:
+        problem = provision.hitcore(log_dir)
+        if problem:
+            log(f"cannot run: {problem}")
+            return 1
+    for key in ("hitcore", "tokio"):
+        if key in used and not os.access(base_values[key], os.X_OK):
+            log(f"cannot run: {{{key}}} = {base_values[key]} is not an executable file")
+            return 1
+    # Every placeholder known before anything starts: a typo fails now, not after the first round.
+    probe_values = dict.fromkeys(compare_plan.KIT_PLACEHOLDERS, "x") | base_values
+    for v in plan.variants:
+        for word in v.words():
+            compare_plan.fill(word, probe_values)
+
+    quiet = None
+    if args.quiet_load:
+        quiet = wait_for_quiet(args.quiet_load, _deadline(args.quiet_deadline))
+    load_at_start = os.getloadavg()
+    busy = machine.cpu_busy_percent()
+    summary = {
+        "name": name, "plan": str(args.plan), "plan_text": args.plan.read_text(), "title": plan.title,
+        "started_utc": started.isoformat(timespec="seconds"),
+        "machine": machine.describe(), "busy_at_start": busy, "quiet_wait": quiet,
+        "load_at_start": [round(x, 2) for x in load_at_start],
+        "settings": {"rounds": args.rounds, "duration": args.duration, "connections": args.connections,
+                     "threads": args.threads, "warm_s": WARM_S, "margin_s": MARGIN_S},
+    }
+    log(f"bench/compare {plan.title}: {len(plan.variants)} variants × {args.rounds} rounds; load average "
+        f"{load_at_start[0]:.2f}; results -> {run_dir}")
+    with tempfile.TemporaryDirectory(prefix="hitcore-compare-") as tmp:
+        tmp = Path(tmp)
+        setups = RedisSetups(plan.setups(), "redis_tls_url" in used or "tls_ca" in used, "sentinel_url" in used,
+                             log_dir, tmp)
+        summary["redis"] = setups.describe()
+        redis_any = next(iter(setups.by_setup.values()), None)
+        summary["versions"] = machine.versions(hitcore if hitcore.exists() else None,
+                                               redis_any.version() if redis_any else None)
+        summary["binaries"] = {k: binary_identity(base_values[k]) for k in sorted(used & set(base_values))
+                               if os.access(base_values[k], os.X_OK)}
+        per_round, meta = [], []
+        for rnd in range(1, args.rounds + 1):
+            log(f"round {rnd} of {args.rounds}")
+            meta.append({"round": rnd, "utc": datetime.datetime.now(datetime.timezone.utc).strftime("%H:%M:%S"),
+                         "load1": round(os.getloadavg()[0], 2)})
+            rows = []
+            for v in plan.variants:
+                scratch = tmp / f"scratch-{v.name}"
+                scratch.mkdir(parents=True, exist_ok=True)
+                port = redisctl.free_port()
+                values = dict(base_values, **setups.values, bind=f"127.0.0.1:{port}", port=str(port),
+                              metrics_bind=f"127.0.0.1:{redisctl.free_port()}", tmp=str(scratch))
+                filled = {"argv": [compare_plan.fill(w, values) for w in v.argv],
+                          "env": {k: compare_plan.fill(x, values) for k, x in v.env.items()},
+                          "port": port, "metrics_bind": values["metrics_bind"],
+                          "lines": compare_plan.fill(v.lines, values) if v.lines else None}
+                if args.dry_run:
+                    env = " ".join(f"{k}=…" for k in filled["env"])
+                    print(f"{v.name}: {env} {' '.join(filled['argv'])}")
+                    continue
+                rows.append(measure(v, filled, rnd, setups, args, raw_dir, log_dir, scratch))
+            if args.dry_run:
+                setups.stop()
+                return 0
+            per_round.append(rows)
+        setups.stop()
+    summary["rounds"] = meta
+    summary["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    summary["rows"] = rounds.aggregate(per_round)
+    medians = {r["id"]: r["tests"].get("wrk", {}).get("rps") for r in summary["rows"]}
+    summary["base"] = plan.base
+    summary["goals"] = compare_plan.check_goals(plan, medians)
+    summary["duration_s"] = round(procs.elapsed(), 1)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (run_dir / "summary.md").write_text(compare_report.render(summary))
+    print()
+    print(compare_report.table(summary))
+    log(f"done in {procs.elapsed():.0f}s: {run_dir / 'summary.md'}")
+    failed = [f"{r['id']} ({r['status']})" for r in summary["rows"] if r["status"] != "ok"]
+    if failed:
+        log(f"variants that did not complete every round: {', '.join(failed)}")
+        return 3
+    return 0

@@ -1,0 +1,222 @@
+"""bench/compare's plans: named variants, each a command line and its environment, and goals.
+
+A plan is a small text file (bench/plans/*.plan), one statement per line, `#` starting a comment:
+
+    title  Issue 13: the previous release against main
+    base   main
+    variant previous  @shards=2  REDIS_URL={redis_url}  {baseline} -b {bind} -w 2
+    variant main      @shards=2  REDIS_URL={redis_url}  {hitcore} -b {bind} -w 2
+    goal   main >= 0.95 previous
+
+- `title TEXT`: the table's heading.
+- `base NAME`: the variant every other is divided by in the ratio column (default: the first).
+- `variant NAME WORDS...`: shell words (shlex), in this order: options starting with `@`, then
+  `KEY=VALUE` environment entries, then the command and its arguments. Options:
+  `@shards=N` (hitcore: N shards, so N + 1 processes and N "Connected to Redis" log lines mean
+  ready), `@procs=N` (the process count that means ready, for other servers), `@scrape` (GET
+  http://{metrics_bind}/metrics every second while wrk runs, as a Prometheus server would),
+  `@lines=PATH` (count the lines of this file after the run: an access log's lines against the
+  requests served).
+- `goal NAME >= FACTOR OTHER`: NAME's median req/s must be at least FACTOR times OTHER's; the
+  report says met or not met, with both figures.
+
+`{placeholders}` in a variant's words are filled in at run time by bench/compare (`fill()`): the
+kit's own (`bind`, `port`, `redis_url`, `redis_tls_url`, `tls_ca`, `replicated_url`,
+`sentinel_url`, `metrics_bind`, `tmp`, `hitcore`, `tokio`) and any given with `--set NAME=VALUE`.
+Which Redis a variant counts in follows from the URL placeholder it names (`redis_url` and
+`redis_tls_url`: the primary, one redis-server with a plain and a TLS port; `replicated_url`: a
+second primary with a replica attached; `sentinel_url`: that same second primary, found through
+three sentinels that monitor it), so the kit starts only the Redis setups a plan uses.
+Pure functions, standard library only: bench/tests/test_compare.py tests them without running anything.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+ENV = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
+PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+# Which Redis setup a URL placeholder needs (see the module's docstring).
+SETUPS = {"redis_url": "primary", "redis_tls_url": "primary", "tls_ca": "primary",
+          "replicated_url": "replicated", "sentinel_url": "replicated"}
+KIT_PLACEHOLDERS = {"bind", "port", "redis_url", "redis_tls_url", "tls_ca", "replicated_url", "sentinel_url",
+                    "metrics_bind", "tmp", "hitcore", "tokio"}
+
+
+class PlanError(ValueError):
+    pass
+
+
+@dataclass
+class Variant:
+    name: str
+    argv: list[str]                              # with {placeholders} still in
+    env: dict[str, str] = field(default_factory=dict)
+    shards: int = 0                              # hitcore's shards (0: not hitcore)
+    procs: int = 1                               # processes that mean "every worker is up"
+    scrape: bool = False
+    lines: str | None = None                     # a file whose lines are counted after the run
+
+    def words(self) -> list[str]:
+        return list(self.env.values()) + self.argv + ([self.lines] if self.lines else [])
+
+    def placeholders(self) -> set[str]:
+        return {name for word in self.words() for name in PLACEHOLDER.findall(word)}
+
+    def setup(self) -> str | None:
+        """The Redis setup this variant counts in: "primary", "replicated", or None (no Redis)."""
+        used = [SETUPS[p] for p in sorted(self.placeholders()) if p in SETUPS]
+        if len(set(used)) > 1:
+            raise PlanError(f"variant {self.name}: names both Redis setups ({', '.join(sorted(set(used)))})")
+        return used[0] if used else None
+
+
+@dataclass
+class Goal:
+    name: str
+    factor: float
+    other: str
+
+    def text(self) -> str:
+        return f"{self.name} ≥ {self.factor:g}× {self.other}"
+
+
+@dataclass
+class Plan:
+    title: str
+    variants: list[Variant]
+    base: str
+    goals: list[Goal]
+
+    def variant(self, name: str) -> Variant:
+        return next(v for v in self.variants if v.name == name)
+
+    def setups(self) -> set[str]:
+        return {s for s in (v.setup() for v in self.variants) if s}
+
+    def placeholders(self) -> set[str]:
+        return set().union(*(v.placeholders() for v in self.variants))
+
+
+def parse_variant(name: str, words: list[str]) -> Variant:
+    if not NAME.match(name):
+        raise PlanError(f"variant name {name!r}: letters, digits, '.', '_' and '-' only")
+    v = Variant(name, [])
+    i = 0
+    while i < len(words) and words[i].startswith("@"):
+        option, _, value = words[i][1:].partition("=")
+        if option in ("shards", "procs"):
+            if not value.isdigit() or int(value) < 1:
+                raise PlanError(f"variant {name}: @{option} needs a whole number ≥ 1, not {value!r}")
+            setattr(v, option, int(value))
+            if option == "shards":
+                v.procs = 1 + int(value)
+        elif option == "scrape" and not value:
+            v.scrape = True
+        elif option == "lines" and value:
+            v.lines = value
+        else:
+            raise PlanError(f"variant {name}: unknown option {words[i]!r} "
+                            "(known: @shards=N, @procs=N, @scrape, @lines=PATH)")
+        i += 1
+    while i < len(words) and ENV.match(words[i]):
+        key, value = ENV.match(words[i]).groups()
+        v.env[key] = value
+        i += 1
+    v.argv = words[i:]
+    if not v.argv:
+        raise PlanError(f"variant {name}: no command")
+    if v.scrape and "metrics_bind" not in v.placeholders():
+        raise PlanError(f"variant {name}: @scrape needs {{metrics_bind}} in its command (--metrics-bind {{metrics_bind}})")
+    return v
+
+
+def parse_plan(text: str) -> Plan:
+    title, base, variants, goals = "", None, [], []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError as error:
+            raise PlanError(f"line {number}: {error}") from None
+        if not words:
+            continue
+        keyword, rest = words[0], words[1:]
+        try:
+            if keyword == "title":
+                title = " ".join(rest)
+            elif keyword == "base":
+                if len(rest) != 1:
+                    raise PlanError("base takes one variant name")
+                base = rest[0]
+            elif keyword == "variant":
+                if not rest:
+                    raise PlanError("variant needs a name and a command")
+                if any(v.name == rest[0] for v in variants):
+                    raise PlanError(f"variant {rest[0]} is defined twice")
+                variants.append(parse_variant(rest[0], rest[1:]))
+            elif keyword == "goal":
+                if len(rest) != 4 or rest[1] != ">=":
+                    raise PlanError("goal takes the form: goal NAME >= FACTOR OTHER")
+                try:
+                    factor = float(rest[2])
+                except ValueError:
+                    raise PlanError(f"goal: {rest[2]!r} is not a number") from None
+                goals.append(Goal(rest[0], factor, rest[3]))
+            else:
+                raise PlanError(f"unknown statement {keyword!r} (title, base, variant, goal)")
+        except PlanError as error:
+            raise PlanError(f"line {number}: {error}") from None
+    if not variants:
+        raise PlanError("the plan has no variant")
+    names = [v.name for v in variants]
+    base = base or names[0]
+    for name in [base] + [g.name for g in goals] + [g.other for g in goals]:
+        if name not in names:
+            raise PlanError(f"{name!r} is not a variant of the plan (variants: {', '.join(names)})")
+    plan = Plan(title or "bench/compare", variants, base, goals)
+    for v in variants:
+        v.setup()  # refuses a variant that names both Redis setups
+    return plan
+
+
+def parse_sets(items: list[str]) -> dict[str, str]:
+    """`--set NAME=VALUE` arguments -> {name: value}; the kit's own names cannot be overridden."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+            raise PlanError(f"--set {item!r}: expected NAME=VALUE, NAME in lower case")
+        if name in KIT_PLACEHOLDERS and name not in ("hitcore", "tokio"):
+            raise PlanError(f"--set {name}: the kit fills that placeholder itself")
+        out[name] = value
+    return out
+
+
+def fill(word: str, values: dict[str, str]) -> str:
+    """Replaces every {name} in `word`; an unknown name is an error naming it."""
+    def one(match):
+        name = match.group(1)
+        if name not in values:
+            raise PlanError(f"placeholder {{{name}}} has no value (give it with --set {name}=VALUE)")
+        return str(values[name])
+    return PLACEHOLDER.sub(one, word)
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if not a or not b else round(a / b, 3)
+
+
+def check_goals(plan: Plan, medians: dict[str, float | None]) -> list[dict]:
+    """Each goal against the median req/s: {"goal", "ratio", "met" (None when a figure is missing)}."""
+    out = []
+    for g in plan.goals:
+        r = ratio(medians.get(g.name), medians.get(g.other))
+        out.append({"goal": g.text(), "name": g.name, "other": g.other, "factor": g.factor,
+                    "rps": medians.get(g.name), "other_rps": medians.get(g.other),
+                    "ratio": r, "met": None if r is None else r >= g.factor})
+    return out

@@ -1,0 +1,197 @@
+"""bench/compare's report: summary.md from summary.json's dict, and the console table.
+
+The machine comes first, then how quiet it was (load averages, CPU used by other work during each
+measurement), then the throughput table (median req/s over the rounds, the min–max spread, the ratio
+to the plan's base, p50/p99, errors in every round), the goals met or not, Redis's side (CPU per
+second, commands, requests per command: the batch size), and the correctness of every round.
+Pure functions on plain dicts: bench/tests/test_compare.py renders a recorded summary.
+"""
+from __future__ import annotations
+
+
+def _f(value, fmt: str = ",.0f", none: str = "–") -> str:
+    return none if value is None else format(value, fmt)
+
+
+def brief(result: dict) -> str:
+    """One console line for one wrk run."""
+    if result.get("error"):
+        return result["error"]
+    text = (f"{result['rps']:,.0f} req/s, p99 {_f(result.get('p99_ms'), '.2f')} ms, "
+            f"non-2xx {result.get('non_2xx_3xx', 0)}")
+    if result.get("redis_cpu_pct") is not None:
+        text += (f"; Redis {result['redis_cpu_pct']} % of a CPU, "
+                 f"{_f(result.get('requests_per_command'), '.1f')} requests per command")
+    if result.get("other_cpu_pct") is not None:
+        text += f"; other work {result['other_cpu_pct']} % of a CPU"
+    return text
+
+
+def _wrk(row: dict) -> dict:
+    return row.get("tests", {}).get("wrk") or {}
+
+
+def _derived(t: dict, key: str):
+    """A field of one wrk result; server_cpu_us_per_request is derived for summaries older than it."""
+    if key == "server_cpu_us_per_request" and t.get(key) is None and t.get("server_cpu_pct") is not None \
+            and t.get("window_rps"):
+        return round(t["server_cpu_pct"] * 1e4 / t["window_rps"], 2)
+    return t.get(key)
+
+
+def _per_round(row: dict, key: str, fmt: str = "d") -> str:
+    values = []
+    for r in row.get("rounds", []):
+        t = dict(r.get("tests", {}).get("wrk") or {})
+        if t:
+            t[key] = _derived(t, key)
+        values.append("–" if not t or t.get("error") or t.get(key) is None else format(t[key], fmt))
+    return " · ".join(values)
+
+
+def _errors(row: dict) -> str:
+    out = []
+    for r in row.get("rounds", []):
+        t = r.get("tests", {}).get("wrk")
+        if not t or t.get("error"):
+            out.append("no result")
+            continue
+        socket = sum(t.get(f"errors_{k}", 0) for k in ("connect", "read", "write", "timeout"))
+        out.append(f"{t.get('non_2xx_3xx', 0)}/{socket}")
+    return " · ".join(out)
+
+
+def _median_of(row: dict, key: str):
+    values = [_derived(r["tests"]["wrk"], key) for r in row.get("rounds", [])
+              if r.get("tests", {}).get("wrk") and not r["tests"]["wrk"].get("error")]
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def table(summary: dict) -> str:
+    base = next((r for r in summary["rows"] if r["id"] == summary["base"]), None)
+    base_rps = _wrk(base).get("rps") if base else None
+    lines = [f"| Variant | req/s (median) | min–max | × {summary['base']} | p50 ms | p99 ms | "
+             "non-2xx / socket errors, each round | Redis CPU % | requests per Redis command |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in summary["rows"]:
+        t = _wrk(row)
+        if row["status"] != "ok" and not t.get("rps"):
+            lines.append(f"| {row['id']} | {row['status']} | | | | | | | |")
+            continue
+        ratio = None if not base_rps or not t.get("rps") else t["rps"] / base_rps
+        spread = f"{_f(t['min'].get('rps'))}–{_f(t['max'].get('rps'))}" if t.get("min") else "–"
+        lines.append(
+            f"| {row['id']} | {_f(t.get('rps'))} | {spread} | {_f(ratio, '.3f')} | {_f(t.get('p50_ms'), '.2f')} | "
+            f"{_f(t.get('p99_ms'), '.2f')} | {_errors(row)} | {_f(t.get('redis_cpu_pct'), '.1f')} | "
+            f"{_f(t.get('requests_per_command'), '.1f')} |")
+    return "\n".join(lines)
+
+
+def goals(summary: dict) -> str:
+    if not summary.get("goals"):
+        return ""
+    lines = ["| Goal | Figures (median req/s) | Ratio | Met? |", "|---|---|---|---|"]
+    for g in summary["goals"]:
+        met = "not measured" if g["met"] is None else ("**yes**" if g["met"] else "**no**")
+        lines.append(f"| {g['goal']} | {_f(g['rps'])} against {_f(g['other_rps'])} | {_f(g['ratio'], '.3f')} | {met} |")
+    return "\n".join(lines)
+
+
+def redis_side(summary: dict) -> str:
+    rows = [r for r in summary["rows"] if r.get("uses_redis") and _wrk(r).get("window_rps")]
+    if not rows:
+        return ""
+    lines = ["| Variant | requests/s (window) | Redis CPU, % of one CPU | replica CPU % | Redis commands/s "
+             "(INCR + INCRBY) | requests per command | Redis CPU µs per command | of which executing (commandstats) "
+             "| Redis CPU % per 100k req/s | WAIT calls in window |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        t = _wrk(row)
+        lines.append(
+            f"| {row['id']} | {_f(t.get('window_rps'))} | {_f(t.get('redis_cpu_pct'), '.1f')} | "
+            f"{_f(t.get('replica_cpu_pct'), '.1f') if t.get('replica_cpu_pct') else '–'} | "
+            f"{_f(t.get('commands_per_s'))} | {_f(t.get('requests_per_command'), '.1f')} | "
+            f"{_f(t.get('redis_cpu_us_per_command'), '.1f')} | {_f(t.get('redis_exec_us_per_command'), '.2f')} | "
+            f"{_f(t.get('redis_cpu_pct_per_100k_rps'), '.2f')} | {_f(t.get('wait_calls'), 'd')} |")
+    return "\n".join(lines)
+
+
+def cpu_side(summary: dict) -> str:
+    lines = ["| Variant | server CPU % | server CPU µs per request, each round | wrk CPU % | "
+             "Redis (+ replica, sentinels) CPU % | machine busy % | other work % (machine − ours), each round |",
+             "|---|---|---|---|---|---|---|"]
+    for row in summary["rows"]:
+        t = _wrk(row)
+        if not t.get("window_s"):
+            continue
+        redis = sum(t.get(k) or 0 for k in ("redis_cpu_pct", "replica_cpu_pct", "sentinels_cpu_pct"))
+        lines.append(f"| {row['id']} | {_f(t.get('server_cpu_pct'), '.0f')} | "
+                     f"{_per_round(row, 'server_cpu_us_per_request', '.2f')} (median {_f(_median_of(row, 'server_cpu_us_per_request'), '.2f')}) | "
+                     f"{_f(t.get('wrk_cpu_pct'), '.0f')} | "
+                     f"{redis:.1f} | {_f(t.get('machine_cpu_pct'), '.0f')} | {_per_round(row, 'other_cpu_pct', '.0f')} |")
+    return "\n".join(lines)
+
+
+def checks(summary: dict) -> str:
+    lines = ["| Variant | round | 2xx (wrk) | counter after | counter − 2xx | /metrics scrapes (failed) | "
+             "lines in file | WORKER TIMEOUT | exit | load before |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in summary["rows"]:
+        for n, r in enumerate(row.get("rounds", []), 1):
+            t = r.get("tests", {}).get("wrk") or {}
+            ok, counter = t.get("ok_2xx"), t.get("counter_after")
+            diff = "–" if ok is None or counter is None else (
+                f"+{counter - ok}" if counter >= ok else f"**LOST {ok - counter}**")
+            scrapes = "–" if t.get("scrapes") is None else f"{t['scrapes']} ({t.get('scrape_errors', 0)})"
+            lines.append(f"| {row['id']} | {n} | {_f(ok)} | {_f(counter)} | {diff} | {scrapes} | "
+                         f"{_f(t.get('file_lines'))} | {r.get('worker_timeouts', '–')} | {r.get('exit_status', '–')} | "
+                         f"{r.get('load_before', '–')} |")
+    return "\n".join(lines)
+
+
+def render(summary: dict) -> str:
+    m = summary["machine"]
+    s = summary["settings"]
+    out = [f"# {summary['title']}", "",
+           f"bench/compare, plan `{summary['plan']}`, started {summary['started_utc']} "
+           f"({summary.get('duration_s', 0):.0f} s).", "", "## Machine", "",
+           f"- {m.get('cpu_model')}, {m.get('cpus_online')} CPUs online (allowed {m.get('cpus_allowed')}), "
+           f"{m.get('memory_gib')} GiB, {m.get('os')}, Linux {m.get('kernel')}, governor {m.get('governor')}",
+           f"- load average at the start: {' '.join(str(x) for x in summary['load_at_start'])} "
+           f"(1, 5, 15 min); at the end: {' '.join(str(x) for x in summary.get('load_at_end', []))}; "
+           f"CPUs busy in the second before: {summary.get('busy_at_start')} %"]
+    if summary.get("quiet_wait"):
+        seen = ", ".join(f"{q['utc']} {q['load1']}" for q in summary["quiet_wait"])
+        out.append(f"- waited for a quiet machine (1-minute load average, UTC): {seen}")
+    out.append("- each round's start (UTC, 1-minute load): "
+               + ", ".join(f"{r['utc']} {r['load1']}" for r in summary.get("rounds", [])))
+    out += [f"- {k}: {v}" for k, v in summary.get("versions", {}).items()]
+    out += [f"- `{{{k}}}`: {v}" for k, v in summary.get("binaries", {}).items()]
+    out += [f"- Redis {line}" for line in summary.get("redis", [])]
+    out += ["", "The machine is shared: other engineers' builds and tests ran beside this measurement. "
+            "The *other work* column below is the CPU time the whole machine used during each steady window "
+            "less what this run's processes (server, Redis, replica, sentinels, wrk) used; where it is large, "
+            "req/s falls with it, while the server's CPU time per request moves much less: compare that too.", "",
+            "## Throughput", "",
+            f"`wrk -t {s['threads']} -c {s['connections']} -d {s['duration']}s --latency`, {s['rounds']} interleaved "
+            "rounds (each round runs every variant once, in the plan's order); median over the rounds, min–max "
+            "spread, the median's ratio to the base variant.", "", table(summary), ""]
+    g = goals(summary)
+    if g:
+        out += ["## Goals", "", g, ""]
+    rs = redis_side(summary)
+    if rs:
+        out += ["## Redis's side", "",
+                f"Over each wrk run's steady window (from {s['warm_s']:g} s after its start to {s['margin_s']:g} s "
+                "before its end): Redis's CPU time (utime + stime from /proc) per second, the increments it made "
+                "(the counter's growth), and its INCR/INCRBY calls (INFO commandstats), so *requests per command* "
+                "is the batch size. Medians over the rounds.", "", rs, ""]
+    out += ["## CPU during the steady window (medians, % of one CPU)", "", cpu_side(summary), "",
+            "## Every round", "",
+            "*counter − 2xx*: the counter's growth against the 2xx answers wrk counted; a positive difference is "
+            "requests still in flight when wrk stopped (served after it stopped counting); LOST would be a bug.",
+            "", checks(summary), "", "## The plan", "", "```", summary.get("plan_text", "").rstrip(), "```", ""]
+    return "\n".join(out)

@@ -1,0 +1,177 @@
+"""Checks bench/compare's parsing and arithmetic: kit/compare_plan.py reads plans (every plan in
+bench/plans/ must parse), fills placeholders and checks goals; kit/compare.py's window_figures()
+turns two /proc and INFO readings into CPU shares and batch sizes; kit/compare_report.py renders a
+recorded summary (tests/fixtures/compare-summary.json: bench/plans/observability-cost.plan, two
+rounds of wrk -c 50 for 3 s against a debug build on a busy machine; its numbers mean nothing, its
+shape is real). Standard library only, no network, well under a second.
+
+    python3 bench/tests/test_compare.py        (or: python3 -m unittest discover -s bench/tests)
+"""
+import json
+import sys
+import unittest
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BENCH))
+
+from kit import compare, compare_plan, compare_report, redisctl  # noqa: E402
+from kit.compare_plan import PlanError, parse_plan  # noqa: E402
+
+SUMMARY = json.loads((Path(__file__).resolve().parent / "fixtures" / "compare-summary.json").read_text())
+
+GOOD = """
+# a comment
+title   Two builds side by side
+base    old
+variant old  @shards=2  REDIS_URL={redis_url}  {baseline} -b {bind} -w 2   # a trailing comment
+variant new  @shards=2 @scrape  REDIS_URL={redis_url} RUST_LOG=info  {hitcore} -b {bind} --metrics-bind {metrics_bind}
+variant peer REDIS_URL={replicated_url} {tokio} -b {bind} -t 2
+variant log  @procs=3 @lines={tmp}/access.log  {hitcore} -b {bind} --access-logfile '{tmp}/access.log' --access-logformat '%(h)s "%(r)s"'
+goal new >= 0.98 old
+"""
+
+
+class Plans(unittest.TestCase):
+    def test_a_plan_with_every_statement(self):
+        plan = parse_plan(GOOD)
+        self.assertEqual(plan.title, "Two builds side by side")
+        self.assertEqual(plan.base, "old")
+        self.assertEqual([v.name for v in plan.variants], ["old", "new", "peer", "log"])
+        old, new, peer, log = plan.variants
+        self.assertEqual((old.shards, old.procs, old.scrape), (2, 3, False))
+        self.assertEqual(old.env, {"REDIS_URL": "{redis_url}"})
+        self.assertEqual(old.argv, ["{baseline}", "-b", "{bind}", "-w", "2"])
+        self.assertEqual(new.env, {"REDIS_URL": "{redis_url}", "RUST_LOG": "info"})
+        self.assertTrue(new.scrape)
+        self.assertEqual((peer.shards, peer.procs, peer.setup()), (0, 1, "replicated"))
+        self.assertEqual(log.procs, 3)
+        self.assertEqual(log.lines, "{tmp}/access.log")
+        self.assertEqual(log.argv[-1], '%(h)s "%(r)s"')  # shell quoting kept the spaces and quotes
+        self.assertIsNone(log.setup())  # names no Redis: nothing to count in
+        self.assertEqual(plan.setups(), {"primary", "replicated"})
+        self.assertEqual(plan.goals[0].text(), "new ≥ 0.98× old")
+        self.assertIn("baseline", plan.placeholders())
+
+    def test_the_base_defaults_to_the_first_variant(self):
+        self.assertEqual(parse_plan("variant a x\nvariant b y").base, "a")
+
+    def test_every_shipped_plan_parses(self):
+        plans = sorted((BENCH / "plans").glob("*.plan"))
+        self.assertGreaterEqual(len(plans), 3)
+        for path in plans:
+            with self.subTest(plan=path.name):
+                plan = parse_plan(path.read_text())
+                self.assertTrue(plan.title)
+                unknown = plan.placeholders() - compare_plan.KIT_PLACEHOLDERS - {"baseline", "premerge"}  # given with --set
+                self.assertEqual(unknown, set())
+
+    def test_mistakes_name_the_line_and_what_is_wrong(self):
+        cases = {
+            "variant a": "line 1: variant a: no command",
+            "variant a x\nvariant a y": "line 2: variant a is defined twice",
+            "variant a @shards=0 x": "@shards needs a whole number",
+            "variant a @shardz=2 x": "unknown option '@shardz=2'",
+            "variant a @scrape {hitcore}": "@scrape needs {metrics_bind}",
+            "variant a/b x": "variant name 'a/b'",
+            "variant a x\nbase b": "'b' is not a variant",
+            "variant a x\ngoal a > 1 a": "goal takes the form",
+            "variant a x\ngoal a >= fast a": "'fast' is not a number",
+            "variant a x\ngoal a >= 1 c": "'c' is not a variant",
+            "colour blue": "unknown statement 'colour'",
+            "variant a 'x": "line 1: No closing quotation",
+            "# nothing": "no variant",
+            "variant a REDIS_URL={redis_url} x {replicated_url}": "names both Redis setups",
+        }
+        for text, message in cases.items():
+            with self.subTest(text=text):
+                with self.assertRaises(PlanError) as caught:
+                    parse_plan(text)
+                self.assertIn(message, str(caught.exception))
+
+    def test_fill_and_sets(self):
+        values = {"bind": "127.0.0.1:8000", "tmp": "/t"}
+        self.assertEqual(compare_plan.fill("--access-logfile={tmp}/a.log", values), "--access-logfile=/t/a.log")
+        self.assertEqual(compare_plan.fill("%(h)s {not a placeholder}", values), "%(h)s {not a placeholder}")
+        with self.assertRaisesRegex(PlanError, r"\{baseline\} has no value \(give it with --set baseline=VALUE\)"):
+            compare_plan.fill("{baseline}", values)
+        self.assertEqual(compare_plan.parse_sets(["baseline=/a=b", "tokio=/p"]), {"baseline": "/a=b", "tokio": "/p"})
+        for bad, message in (("baseline", "expected NAME=VALUE"), ("Base=x", "expected NAME=VALUE"),
+                             ("redis_url=x", "the kit fills that placeholder itself")):
+            with self.subTest(bad=bad):
+                with self.assertRaisesRegex(PlanError, message):
+                    compare_plan.parse_sets([bad])
+
+    def test_goals(self):
+        plan = parse_plan("variant a x\nvariant b y\nvariant c z\ngoal a >= 0.8 b\ngoal b >= 1.3 a\ngoal c >= 1 a")
+        checked = compare_plan.check_goals(plan, {"a": 90.0, "b": 100.0, "c": None})
+        self.assertEqual([(g["ratio"], g["met"]) for g in checked], [(0.9, True), (1.111, False), (None, None)])
+
+
+class Window(unittest.TestCase):
+    def reading(self, t, redis, server, machine, counter, incrby, incr=0, wait=0, usec=0):
+        return {"t": t, "redis": redis, "replica": 0.0, "server": server, "wrk": 0.5 * t, "machine": machine,
+                "counter": counter, "calls": {"incrby": incrby, "incr": incr, "wait": wait, "get": 99},
+                "usec": {"incrby": usec}}
+
+    def test_cpu_shares_and_batch_size(self):
+        a = self.reading(10.0, redis=1.0, server=3.0, machine=20.0, counter=1000, incrby=10, usec=100)
+        b = self.reading(12.0, redis=1.1, server=5.0, machine=24.0, counter=201000, incrby=3410, wait=3400, usec=3500)
+        w = compare.window_figures(a, b)
+        self.assertEqual(w["window_s"], 2.0)
+        self.assertEqual(w["redis_cpu_pct"], 5.0)       # 0.1 s of CPU in 2 s
+        self.assertEqual(w["server_cpu_pct"], 100.0)
+        self.assertEqual(w["wrk_cpu_pct"], 50.0)
+        self.assertEqual(w["machine_cpu_pct"], 200.0)
+        self.assertEqual(w["other_cpu_pct"], 45.0)      # 4 s busy, 3.1 s of it ours (Redis, server, wrk)
+        self.assertEqual(w["window_increments"], 200000)
+        self.assertEqual(w["window_rps"], 100000.0)
+        self.assertEqual((w["incrby_calls"], w["wait_calls"]), (3400, 3400))
+        self.assertEqual(w["requests_per_command"], 58.8)
+        self.assertEqual(w["commands_per_s"], 1700.0)
+        self.assertEqual(w["redis_cpu_us_per_command"], 29.41)
+        self.assertEqual(w["redis_cpu_pct_per_100k_rps"], 5.0)
+        self.assertEqual(w["redis_exec_us_per_command"], 1.0)
+        self.assertEqual(w["server_cpu_us_per_request"], 10.0)  # 2 s of CPU for 200,000 requests
+
+    def test_no_commands_means_no_batch_size(self):
+        a = self.reading(0.0, 0, 0, 0, counter=0, incrby=0)
+        w = compare.window_figures(a, dict(a, t=1.0))
+        self.assertIsNone(w["requests_per_command"])
+        self.assertIsNone(w["redis_cpu_pct_per_100k_rps"])
+        self.assertEqual(compare.window_figures(a, a), {})
+
+    def test_commandstats_usec(self):
+        info = ("# Commandstats\r\ncmdstat_incrby:calls=3410,usec=3500,usec_per_call=1.03,rejected_calls=0\r\n"
+                "cmdstat_wait:calls=3400,usec=2000,usec_per_call=0.59,rejected_calls=0\r\n")
+        self.assertEqual(redisctl.parse_commandstats(info), {"incrby": 3410, "wait": 3400})
+        self.assertEqual(redisctl.parse_commandstats_usec(info), {"incrby": 3500, "wait": 2000})
+
+
+class Report(unittest.TestCase):
+    def test_a_recorded_summary(self):
+        text = compare_report.render(SUMMARY)
+        # The machine comes first, then the throughput, the goals, Redis's side and every round.
+        order = [text.index(h) for h in ("## Machine", "## Throughput", "## Goals", "## Redis's side",
+                                         "## CPU during", "## Every round", "## The plan")]
+        self.assertEqual(order, sorted(order))
+        self.assertIn("| off | 6,982 | 6,239–7,725 | 1.000 |", text)
+        self.assertIn("| metrics ≥ 0.98× off | 8,226 against 6,982 | 1.178 | **yes** |", text)
+        self.assertIn("| access-log | 1 | 19,007 | 19,014 | +7 | – | 19,015 |", text)
+        self.assertIn("| metrics | 2 | 29,605 | 29,655 | +50 | 5 (0) |", text)
+        self.assertIn("load average at the start: 10.09", text)
+        self.assertNotIn("**LOST", text)
+        # Derived for a summary recorded before the field existed: server CPU % × 10⁴ / req/s.
+        self.assertIn("| off | 24 | 30.79 · 33.76 (median 32.27) |", text)
+
+    def test_a_lost_increment_and_a_failed_goal_show(self):
+        summary = json.loads(json.dumps(SUMMARY))
+        summary["rows"][0]["rounds"][0]["tests"]["wrk"]["counter_after"] = 23000
+        summary["goals"][1]["met"] = False
+        text = compare_report.render(summary)
+        self.assertIn("**LOST 389**", text)
+        self.assertIn("| **no** |", text)
+
+
+if __name__ == "__main__":
+    unittest.main()
