@@ -81,6 +81,15 @@ impl Bind {
             .map(Bind::Tcp)
             .ok_or_else(|| format!("'{text}' resolves to no address"))
     }
+
+    /// Whether `self`, as asked for now, names the listener `bound` was opened for: TCP port 0
+    /// was resolved when bound, so asking for port 0 again is no change (a HUP keeps the socket).
+    pub fn same_request(&self, bound: &Bind) -> bool {
+        match (self, bound) {
+            (Bind::Tcp(n), Bind::Tcp(o)) => n.ip() == o.ip() && (n.port() == 0 || n.port() == o.port()),
+            (n, o) => n == o,
+        }
+    }
 }
 
 /// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).

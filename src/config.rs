@@ -144,24 +144,25 @@ pub fn default_wait_timeout() -> Duration {
 impl Config {
     /// What a HUP applies from a freshly loaded configuration (`cli::Invocation::reload`): every
     /// setting a new shard reads (timeouts, limits, Redis, key, logs, coalescing, anything added
-    /// later) comes from `new`; what the supervisor set up once at start-up stays as it is: the
-    /// listeners (`-b`, `--bind-mode`, `--backlog`), the shards' CPUs (`-w`, `--cpus`, `--share-cpus`;
-    /// TTIN and TTOU change the count), `-u`/`-g`, `-p`, the supervisor's own error log and the
-    /// watchdog period (`-t`). Returns the configuration to use and the flags whose change was not
-    /// applied, for a log line.
+    /// later) comes from `new`, and so do the binds after the first and `--bind-mode` (the
+    /// supervisor opens and closes those listeners: src/supervisor/rebind.rs); what the supervisor
+    /// set up once at start-up stays as it is: the first bind (every shard's main listener: one
+    /// SO_REUSEPORT listener per shard when it is TCP), `--backlog`, the shards' CPUs (`-w`,
+    /// `--cpus`, `--share-cpus`; TTIN and TTOU change the count), `-u`/`-g`, `-p`, the supervisor's
+    /// own error log and the watchdog period (`-t`). Returns the configuration to use and the flags
+    /// whose change was not applied, for a log line.
     pub fn for_reload(&self, new: Config) -> (Config, Vec<&'static str>) {
         let mut kept = Vec::new();
         let new_binds = if new.binds.is_empty() { vec![Bind::Tcp(new.bind)] } else { new.binds.clone() };
         let old_binds = if self.binds.is_empty() { vec![Bind::Tcp(self.bind)] } else { self.binds.clone() };
-        // Port 0 was resolved when bound: the same request is no change.
-        let same_binds = new_binds.len() == old_binds.len()
-            && new_binds.iter().zip(&old_binds).all(|(n, o)| match (n, o) {
-                (Bind::Tcp(n), Bind::Tcp(o)) => n.ip() == o.ip() && (n.port() == 0 || n.port() == o.port()),
-                (n, o) => n == o,
-            });
+        let same_first = new_binds[0].same_request(&old_binds[0]);
+        // The first bind stays; every other one asked for now follows it (a new first address
+        // among them: it is served, as a shared listener, until a restart makes it the first).
+        let binds: Vec<Bind> = std::iter::once(old_binds[0].clone())
+            .chain(new_binds.iter().filter(|b| !b.same_request(&old_binds[0])).cloned())
+            .collect();
         let checks = [
-            ("--bind", !same_binds),
-            ("--bind-mode", new.bind_mode != self.bind_mode),
+            ("--bind (its first address)", !same_first),
             ("--backlog", new.backlog != self.backlog),
             ("--workers", new.cpus.len() != self.cpus.len()),
             ("--cpus", new.allowed_cpus != self.allowed_cpus),
@@ -179,8 +180,7 @@ impl Config {
             allowed_cpus: self.allowed_cpus.clone(),
             share_cpus: self.share_cpus,
             bind: self.bind,
-            binds: self.binds.clone(),
-            bind_mode: self.bind_mode,
+            binds,
             backlog: self.backlog,
             user: self.user,
             group: self.group,
@@ -230,7 +230,27 @@ mod tests {
 
         let moved = load(&["-b", "127.0.0.1:9"]);
         let (config, kept) = old.for_reload(moved);
-        assert_eq!((config.bind, kept), ("127.0.0.1:4321".parse().unwrap(), vec!["--bind"]));
+        assert_eq!((config.bind, kept), ("127.0.0.1:4321".parse().unwrap(), vec!["--bind (its first address)"]));
+    }
+
+    #[test]
+    fn a_reload_takes_the_binds_after_the_first_and_keeps_the_first() {
+        let old = load(&["-b", "127.0.0.1:0", "-b", "unix:/tmp/a.sock"]);
+        let new = load(&["-b", "127.0.0.1:0", "-b", "127.0.0.2:0", "-b", "unix:/tmp/b.sock", "--bind-mode", "600"]);
+        let (config, kept) = old.for_reload(new.clone());
+        assert!(kept.is_empty(), "{kept:?}");
+        assert_eq!(config.binds, new.binds);
+        assert_eq!(config.bind_mode, Some(0o600));
+
+        // A new first address does not replace the first: it is served after it.
+        let swapped = load(&["-b", "unix:/tmp/a.sock", "-b", "127.0.0.1:0", "-b", "127.0.0.3:0"]);
+        let (config, kept) = old.for_reload(swapped);
+        assert_eq!(kept, vec!["--bind (its first address)"]);
+        let shown: Vec<String> = config.binds.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["127.0.0.1:0", "unix:/tmp/a.sock", "127.0.0.3:0"]);
+        let (config, _) = old.for_reload(load(&["-b", "127.0.0.2:0"]));
+        let shown: Vec<String> = config.binds.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["127.0.0.1:0", "127.0.0.2:0"]);
     }
 
     #[test]

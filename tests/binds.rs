@@ -1,6 +1,7 @@
 //! Several binds at once: a unix socket (with `--bind-mode`, removed on exit), IPv6, a second TCP
-//! address, and systemd socket activation driven by `systemd-socket-activate`, all through the
-//! real binary against a real redis-server.
+//! address, systemd socket activation driven by `systemd-socket-activate`, and HUP adding and
+//! removing binds from the `-c` file under load, all through the real binary against a real
+//! redis-server.
 
 mod common;
 
@@ -162,4 +163,109 @@ fn socket_activation_serves_the_passed_socket_from_the_first_connection() {
 
     let served = server.stop();
     assert_eq!(served.iter().sum::<u64>(), 21, "{served:?}");
+}
+
+/// A server configured by `DIR/hitcore.toml` alone (binds included, so HUP can change them).
+fn from_file(dir: &Scratch, settings: &str) -> (TestServer, PathBuf) {
+    let file = dir.0.join("hitcore.toml");
+    std::fs::write(&file, settings).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hitcore"));
+    cmd.arg("-c").arg(&file);
+    let server = TestServer::from_command(cmd, "Listening at: http://127.0.0.1");
+    (server, file)
+}
+
+/// The `bind = [...]` line for these addresses.
+fn bind_line(binds: &[&str]) -> String {
+    let quoted: Vec<String> = binds.iter().map(|b| format!("\"{b}\"")).collect();
+    format!("bind = [{}]\n", quoted.join(", "))
+}
+
+/// Rewrites the file, sends HUP and waits for the `n`th completed reload and for the shards it
+/// replaced to have exited (so what they still held is let go).
+fn hup_with(server: &TestServer, file: &Path, settings: &str, n: usize) {
+    std::fs::write(file, settings).unwrap();
+    let old = server.shard_pids();
+    server.signal(libc::SIGHUP);
+    server.log.wait_for_count("Reload complete", n, DEADLINE);
+    for pid in old {
+        wait_until(&format!("old shard {pid} exited"), DEADLINE, || !alive(pid));
+    }
+}
+
+#[test]
+fn hup_opens_added_binds_and_closes_removed_ones_while_the_kept_one_never_fails() {
+    let redis = TestRedis::start();
+    let dir = Scratch::new("hup-binds");
+    let sock = dir.0.join("added.sock");
+    let unix = format!("unix:{}", sock.display());
+    let base = format!("workers = 2\nshare-cpus = true\nredis = \"{}\"\n", redis.url(0));
+    let (server, file) = from_file(&dir, &(base.clone() + &bind_line(&["127.0.0.1:0"])));
+    server.wait_ready(2);
+    let load = Load::start(server.addr, 2);
+
+    // Added: a unix socket and a second TCP address, both served by the new shards.
+    hup_with(&server, &file, &(base.clone() + &bind_line(&["127.0.0.1:0", &unix, "127.0.0.2:0"])), 1);
+    let second = listening(&server, "127.0.0.2");
+    server.log.wait_for(&format!("Listening at: {unix}"), DEADLINE);
+    assert!(get_unix(&sock) > 0);
+    assert_eq!(get_once(second, GET).status, 200);
+
+    // The unix socket removed: its file goes at once, the others keep serving.
+    hup_with(&server, &file, &(base.clone() + &bind_line(&["127.0.0.1:0", "127.0.0.2:0"])), 2);
+    assert!(!sock.exists(), "a removed unix socket's file is removed");
+    assert!(UnixStream::connect(&sock).is_err());
+    assert_eq!(get_once(second, GET).status, 200, "a kept address keeps serving");
+
+    // The second TCP address removed: refused once the shards that held it are gone.
+    hup_with(&server, &file, &(base.clone() + &bind_line(&["127.0.0.1:0"])), 3);
+    // (A shard seen as a zombie may still be tearing down its other threads, and with them its
+    // descriptors: the last connection may meet the listener closing, reset. Then: refused.)
+    wait_until("the removed address refuses connections", DEADLINE, || matches!(one_request(second), Outcome::Refused));
+    assert_eq!(server.log.count("Stopped listening at:"), 2, "{:?}", server.log.lines());
+    assert_eq!(get_once(server.addr, GET).status, 200);
+
+    let outcomes = load.finish();
+    let t = tally(&outcomes);
+    eprintln!("load on the kept address across three HUPs: {}", t.summary());
+    assert!(t.ok > 0);
+    assert_eq!((t.non_200, t.refused, t.failed.len()), (0, 0, 0), "{}: {:?}", t.summary(), t.failed);
+    assert_unique(&t.values);
+}
+
+#[test]
+fn hup_adding_an_address_in_use_keeps_the_old_binds_and_applies_the_rest() {
+    let redis = TestRedis::start();
+    let dir = Scratch::new("hup-busy");
+    let kept = dir.0.join("kept.sock");
+    let added = dir.0.join("added.sock");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    let settings = |key: &str, binds: &[&str]| {
+        format!("workers = 1\nredis = \"{}\"\nkey = \"{key}\"\n{}", redis.url(0), bind_line(binds))
+    };
+    let kept_bind = format!("unix:{}", kept.display());
+    let added_bind = format!("unix:{}", added.display());
+    let (mut server, file) = from_file(&dir, &settings("before", &["127.0.0.1:0", &kept_bind]));
+    server.wait_ready(1);
+    assert_eq!(get_unix(&kept), 1);
+
+    hup_with(&server, &file, &settings("after", &["127.0.0.1:0", &kept_bind, &added_bind, &busy_addr]), 1);
+    let line = server.log.wait_for("the binds stay as they were", DEADLINE);
+    assert!(line.contains("[ERROR]") && line.contains(&format!("Connection in use: {busy_addr}")), "{line}");
+    assert_eq!(server.log.count("the binds stay as they were"), 1);
+    assert!(!added.exists(), "nothing of the refused set is left behind");
+    assert!(alive(server.pid()), "the supervisor stays up");
+    // The old binds serve, with the rest of the new configuration (the key).
+    assert_eq!(get_unix(&kept), 1);
+    assert_eq!(get_once(server.addr, GET).value(), 2);
+    assert_eq!(redis.cmd(0, &["GET", "after"]), "2");
+
+    // Once the address is free, the next HUP adds both.
+    drop(busy);
+    hup_with(&server, &file, &settings("after", &["127.0.0.1:0", &kept_bind, &added_bind, &busy_addr]), 2);
+    assert_eq!(get_unix(&added), 3);
+    assert_eq!(get_once(busy_addr.parse().unwrap(), GET).value(), 4);
+    server.stop();
+    assert!(!kept.exists() && !added.exists(), "unix sockets added on HUP are removed on exit too");
 }

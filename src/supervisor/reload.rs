@@ -73,17 +73,21 @@ impl Arbiter {
         true
     }
 
-    /// Loads the configuration again (command line, environment, `-c` file) for the new shards.
+    /// Loads the configuration again (command line, environment, `-c` file) for the new shards,
+    /// and opens or closes the binds after the first to match it (src/supervisor/rebind.rs).
     /// One that no longer loads stops this reload before any shard is touched; settings fixed at
     /// start-up are kept, and named.
     fn reload_configuration(&mut self) -> bool {
         let Some(invocation) = &self.invocation else { return true };
         match invocation.reload() {
             Ok(new) => {
-                let (config, kept) = self.config.for_reload(new);
+                let (mut config, kept) = self.config.for_reload(new);
                 if !kept.is_empty() {
                     warn!("Reload: {} changed; applying that takes a restart, kept as it was", kept.join(", "));
                 }
+                // The binds after the first are applied before any shard is spawned: the
+                // replacements get the new set in their hand-off.
+                self.rebind(&mut config);
                 self.config = config;
                 true
             }
