@@ -70,7 +70,9 @@ fn more_replicas_than_there_are_is_503_and_no_coalesce_waits_once_per_write() {
     for _ in 0..20 {
         assert_eq!(get_once(server.addr, GET).status, 503);
     }
-    // Rate-limited: one line a second at most, however many batches fell short.
+    // Rate-limited: one line a second at most, however many batches fell short. The log is read
+    // from the server's stderr by another thread: wait for the first line rather than race it.
+    server.log.wait_for("Only 1 of 2 replicas acknowledged", DEADLINE);
     let lines = server.log.count("Only 1 of 2 replicas acknowledged");
     assert!(lines >= 1 && lines as u64 <= started.elapsed().as_secs() + 1, "{lines} warnings");
     // Each shortfall looks the primary up again, quietly: no line per reconnect.
