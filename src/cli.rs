@@ -40,23 +40,29 @@ use crate::redis::url::{DEFAULT_URL, RedisTarget};
 /// hitcore: a thread-per-core HTTP hit counter on io_uring, backed by Redis.
 ///
 /// `GET /` increments a Redis counter and answers with its new value. One shard process per CPU,
-/// each pinned, each with its own listener and its own pipelined Redis connection, under a
+/// each with its own listener and its own pipelined Redis connection, under a
 /// supervisor that restarts stalled or crashed shards without dropping queued connections.
 #[derive(Debug, Parser)]
 #[command(name = "hitcore", version, about, long_about = None, max_term_width = 100)]
 pub struct Cli {
-    /// Shards to run, one process pinned to one CPU each [default: the CPUs this process may use]
+    /// Shards to run, one process per CPU [default: the CPUs this process may use]
     #[arg(short = 'w', long = "workers", value_name = "N", hide_default_value = true,
           default_value_t = allowed_cpus().len())]
     pub workers: usize,
 
-    /// CPUs to pin shards to, e.g. `1-3,6`; shard i runs on the i-th [default: the affinity mask]
+    /// CPUs shards run on, e.g. `1-3,6`; with --pin shard i runs on the i-th [default: the affinity mask]
     #[arg(long, value_name = "LIST")]
     pub cpus: Option<String>,
 
     /// Allow more shards than CPUs: shards then share CPUs, round-robin
     #[arg(long)]
     pub share_cpus: bool,
+
+    /// Pin each shard to one CPU of --cpus (shard i to the i-th), for a machine whose CPUs the shards
+    /// have to themselves [default: each shard may run on any CPU of --cpus and the kernel places it,
+    /// so a busy neighbour on one CPU (a load generator, a log shipper) does not stall a shard]
+    #[arg(long)]
+    pub pin: bool,
 
     /// Address to listen on: HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N; repeat for several.
     /// Port 0 picks a free port (the log says which). Without it, the sockets systemd passes
@@ -332,7 +338,7 @@ impl Cli {
             return Err(refuse(
                 "--workers",
                 format!(
-                    "{} shards but only {} CPUs ({}); a shard is pinned to one CPU, so pass --share-cpus to let \
+                    "{} shards but only {} CPUs ({}); hitcore runs one shard per CPU, so pass --share-cpus to let \
                      shards share CPUs",
                     self.workers,
                     allowed.len(),
@@ -433,6 +439,7 @@ impl Cli {
             cpus,
             allowed_cpus: allowed,
             share_cpus: self.share_cpus,
+            pin: self.pin,
             bind,
             binds,
             bind_mode: self.bind_mode,

@@ -20,12 +20,17 @@ use crate::redis::url::RedisTarget;
 /// Everything a supervisor or shard needs to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Config {
-    /// The CPU each shard is pinned to, by shard index; its length is `-w`.
+    /// The CPU each shard is assigned, by shard index (pinned to it with `--pin`); its length is `-w`.
     pub cpus: Vec<usize>,
     /// Every CPU shards may use (`--cpus`, default the affinity mask): where TTIN finds room.
     pub allowed_cpus: Vec<usize>,
     /// Whether several shards may share one CPU (`--share-cpus`).
     pub share_cpus: bool,
+    /// Whether each shard is pinned to its CPU in `cpus` (`--pin`); otherwise a shard may run on any
+    /// of `allowed_cpus` and the kernel places it. Absent from the hand-offs of releases before it,
+    /// which always pinned: read as the flag's default, as every added field is (src/handoff.rs).
+    #[serde(default)]
+    pub pin: bool,
     /// The TCP address every shard's listener binds, with the real port once bound (the first
     /// `-b`; see `binds`).
     pub bind: SocketAddr,

@@ -185,6 +185,10 @@ mod tests {
         // A field the old supervisor did not send takes its flag's default.
         let defaults = Cli::try_parse_from(["hitcore", "--redis", "redis://127.0.0.1:6379"]).unwrap();
         assert_eq!(spec.config.evict_after, defaults.evict_after);
+        // The old supervisor always pinned; a shard of this release it spawns after an upgrade
+        // takes this release's default placement, as a restarted server would.
+        assert_eq!(spec.config.pin, defaults.pin);
+        assert!(!spec.config.pin);
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! One shard process: a glommio executor pinned to one CPU, serving the listener it inherited.
+//! One shard process: a glommio executor on the allowed CPUs (pinned to one with `--pin`), serving
+//! the listener it inherited.
 //!
-//! It owns everything a shard does between its exec and its exit: pinning and building the executor,
+//! It owns everything a shard does between its exec and its exit: placing and building the executor,
 //! wrapping the inherited listener, the accept loop and its connection cap, the housekeeping tick
 //! (heartbeat, `Date`, access log, signals), and the two ways to stop: TERM (or HUP) retires the
 //! shard: it serves what the kernel already queued, takes its listener out of the reuseport group,
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures_lite::FutureExt;
 use glommio::net::TcpStream;
 use glommio::sync::{Gate, Semaphore, StaticPermit};
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::{CpuSet, LocalExecutorBuilder, Placement};
 use socket2::SockRef;
 use tracing::{debug, error, info, warn};
 
@@ -125,6 +126,26 @@ impl StopSignal {
     }
 }
 
+/// Where the shard's executor runs, and how the boot line says it. With `--pin`, on its own CPU: the
+/// thread-per-core layout for a machine whose CPUs the shards have to themselves. By default, on any
+/// allowed CPU, placed by the kernel: pinned, a shard that shares its CPU with a busy process (the
+/// load generator on a small box, a log shipper) holds every connection the reuseport hash gave it
+/// until that process yields, while another CPU idles; measured in docs/performance.md (target 2),
+/// unpinned shards beat pinned ones by that margin under ab and lose nothing under wrk. The
+/// scheduler keeps a busy shard on its CPU anyway when nothing else wants it.
+fn placement(spec: &Spec) -> (Placement, String) {
+    if spec.config.pin {
+        return (Placement::Fixed(spec.cpu), format!("cpu {}", spec.cpu));
+    }
+    let allowed = &spec.config.allowed_cpus;
+    let where_ = format!("cpus {}", crate::cli::format_cpu_list(allowed));
+    match CpuSet::online() {
+        Ok(online) => (Placement::Fenced(online.filter(|l| allowed.contains(&l.cpu))), where_),
+        // No CPU topology to read (a stripped /sys): pinned, which needs none and keeps to --cpus.
+        Err(e) => (Placement::Fixed(spec.cpu), format!("cpu {} (pinned: cannot read the CPU topology: {e})", spec.cpu)),
+    }
+}
+
 /// Runs a shard to completion and returns its exit status.
 pub fn run(spec: Spec) -> i32 {
     if let Err(e) = logging::init(&spec.config.error_log, spec.config.log_level) {
@@ -133,13 +154,14 @@ pub fn run(spec: Spec) -> i32 {
     }
     set_process_name(&format!("hitcore-shard{}", spec.index));
     let pid = std::process::id();
-    info!("Booting worker with pid: {pid} (shard {}, cpu {})", spec.index, spec.cpu);
+    let (placement, where_) = placement(&spec);
+    info!("Booting worker with pid: {pid} (shard {}, {where_})", spec.index);
     let boot = || -> Result<(Signals, Heartbeats, glommio::LocalExecutor), String> {
         let signals = Signals::register().map_err(|e| format!("cannot install signal handlers: {e}"))?;
         // SAFETY: the supervisor passed this memfd to this process alone.
         let heartbeats = unsafe { Heartbeats::attach(spec.heartbeat_fd) }
             .map_err(|e| format!("cannot map the heartbeat region: {e}"))?;
-        let executor = LocalExecutorBuilder::new(Placement::Fixed(spec.cpu))
+        let executor = LocalExecutorBuilder::new(placement)
             .name(&format!("hitcore-shard{}", spec.index))
             .io_memory(IO_MEMORY)
             // Both left at their measured defaults (docs/performance.md: spinning 50 µs before
@@ -154,9 +176,8 @@ pub fn run(spec: Spec) -> i32 {
             .make()
             .map_err(|e| {
                 format!(
-                    "cannot start an io_uring executor on CPU {}: {e} (check `ulimit -l`, at least 512 KiB, and \
-                     that io_uring is enabled: sysctl kernel.io_uring_disabled)",
-                    spec.cpu
+                    "cannot start an io_uring executor on {where_}: {e} (check `ulimit -l`, at least 512 KiB, \
+                     and that io_uring is enabled: sysctl kernel.io_uring_disabled)"
                 )
             })?;
         Ok((signals, heartbeats, executor))

@@ -154,9 +154,10 @@ pub fn start(mut config: Config, handover: Option<&mut Handover>) -> Result<Star
         info!("Listening at: {} ({pid})", shared::describe(sock));
     }
     info!(
-        "Using worker: glommio, {} shards on CPUs {} (thread-per-core)",
+        "Using worker: glommio, {} shards on CPUs {} (thread-per-core, {})",
         config.cpus.len(),
-        format_cpu_list(&config.cpus)
+        format_cpu_list(if config.pin { &config.cpus } else { &config.allowed_cpus }),
+        if config.pin { "each pinned to its CPU" } else { "placed by the kernel" }
     );
     crate::redis::warn_at_start(&config);
     if listener::migrate_req() == Some(false) {
