@@ -46,7 +46,7 @@ fn help_lists_flags_with_defaults() {
         assert!(help.contains(flag), "help lacks {flag}:\n{help}");
     }
     for default in
-        ["[default: 127.0.0.1:8000]", "[default: hit]", "[default: 2048]", "[default: 1000]", "[default: 4094]"]
+        ["[default: 127.0.0.1:8000]", "[default: hit]", "[default: 2048]", "[default: 10000]", "[default: 4094]"]
     {
         assert!(help.contains(default), "help lacks {default}:\n{help}");
     }

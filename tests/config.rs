@@ -252,7 +252,7 @@ fn the_shipped_configuration_file_is_valid_and_so_are_its_commented_examples() {
         .and_then(|list| hitcore_first_cpu(&list))
         .unwrap_or(0);
     let out = effective(&["-c", &uncommented, "-w", "1", "--cpus", &cpu.to_string(), "--access-logfile", "-"], &[]);
-    assert!(out.contains("worker-connections = 1000  # file"), "{out}");
+    assert!(out.contains("worker-connections = 10000  # file"), "{out}");
 }
 
 /// The first CPU of a `0-3,6` list.

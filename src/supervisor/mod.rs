@@ -9,6 +9,7 @@
 //! reach it as [`Event`]s on one channel.
 
 mod arbiter;
+mod limits;
 mod notify;
 mod output;
 pub mod pidfile;

@@ -88,6 +88,7 @@ impl Arbiter {
                 // The binds after the first are applied before any shard is spawned: the
                 // replacements get the new set in their hand-off.
                 self.rebind(&mut config);
+                super::limits::fit_open_files(config.worker_connections);
                 self.config = config;
                 true
             }

@@ -160,6 +160,7 @@ pub fn start(mut config: Config, handover: Option<&mut Handover>) -> Result<Star
         if config.pin { "each pinned to its CPU" } else { "placed by the kernel" }
     );
     crate::redis::warn_at_start(&config);
+    super::limits::fit_open_files(config.worker_connections);
     if listener::migrate_req() == Some(false) {
         warn!(
             "net.ipv4.tcp_migrate_req is 0: when a stalled shard is ejected, the connections queued on its \
