@@ -888,6 +888,8 @@ def parse_args(argv):
                    help="hitcore binary (default target/release/hitcore, built with cargo if missing)")
     p.add_argument("--port", type=int, default=0, help="port for hitcore (default: a free one)")
     p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
+    p.add_argument("--render", type=Path, metavar="DIR",
+                   help="only write DIR.md again from DIR/summary.json (a recorded run's folder), its notes included")
     return p.parse_args(argv)
 
 
@@ -897,6 +899,12 @@ def _on_signal(signum, _frame):
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.render:
+        folder = args.render.resolve()
+        summary = json.loads((folder / "summary.json").read_text())
+        folder.with_name(folder.name + ".md").write_text(hostile_report.render(summary))
+        print(folder.with_name(folder.name + ".md"))
+        return 0
     tests = DEFAULT_TESTS
     if args.only:
         tests = [t.strip() for t in args.only.split(",") if t.strip()]

@@ -407,6 +407,10 @@ def render(s: dict) -> str:
         lines += [""] + _pipeline(t["pipeline"])
     if t.get("vs-nginx"):
         lines += [""] + _vs_nginx(s, t["vs-nginx"])
+    if s.get("notes"):
+        # Written by whoever recorded the run (summary.json's "notes", Markdown lines): what was
+        # measured beside it, e.g. what limits a target not met.
+        lines += ["", "## Notes", ""] + list(s["notes"])
     runs = _runs(s)
     if runs:
         lines += [""] + _logs(runs)

@@ -112,6 +112,14 @@ class Report(unittest.TestCase):
         self.assertIn("- For comparison: hitcore `--worker-connections 10000 --header-timeout 60` 2.50 ms against "
                       "nginx 3.00 ms (ratio 0.83): **met**.", text)
 
+    def test_notes_render_after_the_measurements(self):
+        s = self.summary(RUNS)
+        s["notes"] = ["### What limits it", "", "- the closes and reopens."]
+        text = hostile_report.render(s)
+        self.assertIn("## Notes\n\n### What limits it\n\n- the closes and reopens.\n", text)
+        self.assertLess(text.index("## 5. Under attack"), text.index("## Notes"))
+        self.assertLess(text.index("## Notes"), text.index("## What hitcore's logs said"))
+
     def test_a_failed_run_shows(self):
         runs = copy.deepcopy(RUNS)
         runs[3] = {"id": "vs-nginx-r1-nginx", "victim": "nginx", "round": 1, "error": "nginx did not start: x"}
