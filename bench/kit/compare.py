@@ -27,8 +27,10 @@ import datetime
 import hashlib
 import json
 import os
+import resource
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -88,13 +90,22 @@ def main(argv=None) -> int:
     except compare_plan.PlanError as error:
         print(f"bench/compare: {args.plan}: {error}", file=sys.stderr)
         return 2
+    if plan.defaults:
+        # The plan's own load (its `defaults` line) first, so the command line's options win.
+        args = parse_args(plan.defaults + list(sys.argv[1:] if argv is None else argv))
     if args.rounds < 1 or args.duration < 2:
         print("bench/compare: --rounds must be ≥ 1 and --duration ≥ 2", file=sys.stderr)
         return 2
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
-    machine.raise_open_files_limit()
+    nofile = machine.raise_open_files_limit()
+    if nofile[0] < args.connections + 256:
+        log(f"warning: the open-files limit is {nofile[0]} (hard {nofile[1]}), too few for wrk -c {args.connections} "
+            "(a descriptor per connection, in wrk and in a server): raise the hard limit (`ulimit -Hn`)")
+    args.limits = {"nofile_soft": nofile[0], "nofile_hard": nofile[1],
+                   "somaxconn": machine.sysctl("net.core.somaxconn"),
+                   "tcp_max_syn_backlog": machine.sysctl("net.ipv4.tcp_max_syn_backlog")}
     try:
         return run(args, plan, sets)
     except compare_plan.PlanError as error:
@@ -300,8 +311,9 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
         return row
     env = dict(os.environ, **filled["env"])
     service = procs.Service(name, filled["argv"], log_dir / f"{tag}.log", env=env)
-    spec = servers.Spec(name, name, filled["argv"], processes=variant.procs,
-                        ready_line="Connected to Redis" if variant.shards else "", ready_count=variant.shards)
+    processes, shards = variant.readiness(filled["cpus"])
+    spec = servers.Spec(name, name, filled["argv"], processes=processes,
+                        ready_line="Connected to Redis" if shards else "", ready_count=shards)
     scraper = None
     try:
         why = servers.wait_ready(service, spec, port, timeout=30, settle=0.5)
@@ -339,10 +351,20 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
             marks[0] = reading(proc)
             time.sleep(max(0.1, t0 + args.duration - MARGIN_S - time.monotonic()))
             marks[1] = reading(proc)
+            # The window's end: how the connections spread over the server's processes (open
+            # descriptors: a shard's or worker's connections plus a few of its own), and the
+            # kernel's socket totals, for a run with many connections.
+            marks[1]["fds"] = [fd_count(pid) for pid in server_pids]
+            marks[1]["ss"] = socket_summary()
 
         url = f"http://127.0.0.1:{port}/"
+        listen0 = listen_counters()
         result = loadgen.wrk(url, args.threads, args.connections, args.duration, raw_dir / f"{tag}.txt", None,
                              while_running=sample)
+        listen1 = listen_counters()
+        # Connections the kernel turned away at a full accept queue during the whole wrk run (its
+        # connect burst included): the whole machine's count, but only this run opens connections.
+        result.update({k: listen1[k] - listen0[k] for k in listen1 if k in listen0})
         time.sleep(0.3)  # requests in flight when wrk stopped finish in the server
         if scraper:
             scraper.stop()
@@ -355,6 +377,8 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
             result["file_lines"] = _count_lines(Path(filled["lines"]))
         if 0 in marks and 1 in marks:
             result.update(window_figures(marks[0], marks[1]))
+            result["server_fds"] = marks[1].get("fds")
+            result["ss_tcp"] = marks[1].get("ss")
         if result["error"]:
             row["status"] = f"wrk: {result['error']}"
         if not service.alive():
@@ -369,6 +393,42 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
         row["worker_timeouts"] = servers.worker_timeouts(service.log_text())
         row["log"] = f"{tag}.log"
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def fd_count(pid: int) -> int | None:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+
+
+def socket_summary() -> str | None:
+    """The TCP line of `ss -s` (sockets by state), or None without ss."""
+    try:
+        out = subprocess.run(["ss", "-s"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return next((line.strip() for line in out.splitlines() if line.startswith("TCP:")), None)
+
+
+LISTEN_COUNTERS = {"ListenOverflows": "listen_overflows", "ListenDrops": "listen_drops"}
+
+
+def parse_netstat(text: str) -> dict[str, int]:
+    """/proc/net/netstat's TcpExt counters named in LISTEN_COUNTERS, by our names."""
+    lines = text.splitlines()
+    for names, values in zip(lines, lines[1:]):
+        if names.startswith("TcpExt:") and values.startswith("TcpExt:"):
+            row = dict(zip(names.split()[1:], values.split()[1:]))
+            return {ours: int(row[k]) for k, ours in LISTEN_COUNTERS.items() if k in row}
+    return {}
+
+
+def listen_counters() -> dict[str, int]:
+    try:
+        return parse_netstat(Path("/proc/net/netstat").read_text())
+    except OSError:
+        return {}
 
 
 def window_figures(a: dict, b: dict) -> dict:
@@ -401,6 +461,18 @@ def window_figures(a: dict, b: dict) -> dict:
     return out
 
 
+def write_nginx_conf(folder: Path, bind: str, workers: int, connections: int) -> Path:
+    """{nginx_conf}: the kit's static nginx (servers.nginx_config) in `folder`, its prefix, with one
+    worker per CPU and worker_connections, rlimit and backlog sized for `connections` clients."""
+    (folder / "logs").mkdir(parents=True, exist_ok=True)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    limits = servers.nginx_limits(connections, None if hard == resource.RLIM_INFINITY else hard)
+    path = folder / "nginx.conf"
+    path.write_text(servers.nginx_config(servers.NGINX_TEMPLATE.read_text(), workers=workers, prefix=folder,
+                                         bind=bind, limits=limits))
+    return path
+
+
 def run(args, plan, sets) -> int:
     started = datetime.datetime.now(datetime.timezone.utc)
     name = args.name or args.plan.stem
@@ -412,7 +484,9 @@ def run(args, plan, sets) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
 
     hitcore = args.hitcore.resolve() if args.hitcore else provision.HITCORE_BINARY
-    base_values = {"hitcore": str(hitcore), "tokio": str(provision.TOKIO_BINARY)}
+    cpus = len(os.sched_getaffinity(0))
+    base_values = {"hitcore": str(hitcore), "tokio": str(provision.TOKIO_BINARY), "cpus": str(cpus),
+                   "connections": str(args.connections)}
     base_values.update(sets)
     used = plan.placeholders()
     if "hitcore" in used and not args.hitcore and "hitcore" not in sets:
@@ -439,7 +513,7 @@ def run(args, plan, sets) -> int:
         "name": name, "plan": str(args.plan), "plan_text": args.plan.read_text(), "title": plan.title,
         "started_utc": started.isoformat(timespec="seconds"),
         "machine": machine.describe(), "busy_at_start": busy, "quiet_wait": quiet,
-        "load_at_start": [round(x, 2) for x in load_at_start],
+        "load_at_start": [round(x, 2) for x in load_at_start], "limits": getattr(args, "limits", None),
         "settings": {"rounds": args.rounds, "duration": args.duration, "connections": args.connections,
                      "threads": args.threads, "warm_s": WARM_S, "margin_s": MARGIN_S},
     }
@@ -467,9 +541,11 @@ def run(args, plan, sets) -> int:
                 port = redisctl.free_port()
                 values = dict(base_values, **setups.values, bind=f"127.0.0.1:{port}", port=str(port),
                               metrics_bind=f"127.0.0.1:{redisctl.free_port()}", tmp=str(scratch))
+                if "nginx_conf" in v.placeholders():
+                    values["nginx_conf"] = str(write_nginx_conf(scratch, values["bind"], cpus, args.connections))
                 filled = {"argv": [compare_plan.fill(w, values) for w in v.argv],
                           "env": {k: compare_plan.fill(x, values) for k, x in v.env.items()},
-                          "port": port, "metrics_bind": values["metrics_bind"],
+                          "port": port, "metrics_bind": values["metrics_bind"], "cpus": cpus,
                           "lines": compare_plan.fill(v.lines, values) if v.lines else None}
                 if args.dry_run:
                     env = " ".join(f"{k}=…" for k in filled["env"])

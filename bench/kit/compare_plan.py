@@ -13,16 +13,23 @@ A plan is a small text file (bench/plans/*.plan), one statement per line, `#` st
 - `variant NAME WORDS...`: shell words (shlex), in this order: options starting with `@`, then
   `KEY=VALUE` environment entries, then the command and its arguments. Options:
   `@shards=N` (hitcore: N shards, so N + 1 processes and N "Connected to Redis" log lines mean
-  ready), `@procs=N` (the process count that means ready, for other servers), `@scrape` (GET
+  ready; `@shards=cpus`: one per CPU the run may use, hitcore's default layout), `@procs=N` (the process count that means ready, for other servers), `@scrape` (GET
   http://{metrics_bind}/metrics every second while wrk runs, as a Prometheus server would),
   `@lines=PATH` (count the lines of this file after the run: an access log's lines against the
   requests served).
 - `goal NAME >= FACTOR OTHER`: NAME's median req/s must be at least FACTOR times OTHER's; the
   report says met or not met, with both figures.
+- `defaults --OPTION N ...`: the load this plan is about, as bench/compare's own options
+  (`--connections`, `--duration`, `--threads`, `--rounds`, whole numbers); the command line
+  overrides them (`defaults --connections 10000 --duration 10` for a 10,000-connection plan).
 
 `{placeholders}` in a variant's words are filled in at run time by bench/compare (`fill()`): the
 kit's own (`bind`, `port`, `redis_url`, `redis_tls_url`, `tls_ca`, `replicated_url`,
-`sentinel_url`, `metrics_bind`, `tmp`, `hitcore`, `tokio`) and any given with `--set NAME=VALUE`.
+`sentinel_url`, `metrics_bind`, `tmp`, `hitcore`, `tokio`, `cpus`: the CPUs the run may use,
+`connections`: wrk's -c, and `nginx_conf`: the kit's static nginx config, peers/nginx/nginx.conf.in,
+written into {tmp} for this variant with one worker per CPU and its limits sized for `connections`)
+and any given with `--set NAME=VALUE`. A variant naming {nginx_conf} is ready once its master and
+one worker per CPU run, unless it says @procs.
 Which Redis a variant counts in follows from the URL placeholder it names (`redis_url` and
 `redis_tls_url`: the primary, one redis-server with a plain and a TLS port; `replicated_url`: a
 second primary with a replica attached; `sentinel_url`: that same second primary, found through
@@ -42,7 +49,7 @@ PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 SETUPS = {"redis_url": "primary", "redis_tls_url": "primary", "tls_ca": "primary",
           "replicated_url": "replicated", "sentinel_url": "replicated"}
 KIT_PLACEHOLDERS = {"bind", "port", "redis_url", "redis_tls_url", "tls_ca", "replicated_url", "sentinel_url",
-                    "metrics_bind", "tmp", "hitcore", "tokio"}
+                    "metrics_bind", "tmp", "hitcore", "tokio", "cpus", "connections", "nginx_conf"}
 
 
 class PlanError(ValueError):
@@ -58,6 +65,16 @@ class Variant:
     procs: int = 1                               # processes that mean "every worker is up"
     scrape: bool = False
     lines: str | None = None                     # a file whose lines are counted after the run
+    per_cpu: bool = False                        # @shards=cpus: one shard per CPU of the run
+    procs_given: bool = False                    # @procs or @shards said how many processes
+
+    def readiness(self, cpus: int) -> tuple[int, int]:
+        """(processes, shards) that mean "every worker is up" on a run with `cpus` CPUs."""
+        if self.per_cpu:
+            return 1 + cpus, cpus
+        if not self.procs_given and "nginx_conf" in self.placeholders():
+            return 1 + cpus, 0                   # nginx's master and one worker per CPU
+        return self.procs, self.shards
 
     def words(self) -> list[str]:
         return list(self.env.values()) + self.argv + ([self.lines] if self.lines else [])
@@ -83,12 +100,16 @@ class Goal:
         return f"{self.name} ≥ {self.factor:g}× {self.other}"
 
 
+DEFAULTABLE = ("--connections", "--duration", "--threads", "--rounds")
+
+
 @dataclass
 class Plan:
     title: str
     variants: list[Variant]
     base: str
     goals: list[Goal]
+    defaults: list[str] = field(default_factory=list)   # bench/compare options, before the command line's
 
     def variant(self, name: str) -> Variant:
         return next(v for v in self.variants if v.name == name)
@@ -107,10 +128,13 @@ def parse_variant(name: str, words: list[str]) -> Variant:
     i = 0
     while i < len(words) and words[i].startswith("@"):
         option, _, value = words[i][1:].partition("=")
-        if option in ("shards", "procs"):
+        if option == "shards" and value == "cpus":
+            v.per_cpu = v.procs_given = True
+        elif option in ("shards", "procs"):
             if not value.isdigit() or int(value) < 1:
                 raise PlanError(f"variant {name}: @{option} needs a whole number ≥ 1, not {value!r}")
             setattr(v, option, int(value))
+            v.procs_given = True
             if option == "shards":
                 v.procs = 1 + int(value)
         elif option == "scrape" and not value:
@@ -119,7 +143,7 @@ def parse_variant(name: str, words: list[str]) -> Variant:
             v.lines = value
         else:
             raise PlanError(f"variant {name}: unknown option {words[i]!r} "
-                            "(known: @shards=N, @procs=N, @scrape, @lines=PATH)")
+                            "(known: @shards=N, @shards=cpus, @procs=N, @scrape, @lines=PATH)")
         i += 1
     while i < len(words) and ENV.match(words[i]):
         key, value = ENV.match(words[i]).groups()
@@ -134,7 +158,7 @@ def parse_variant(name: str, words: list[str]) -> Variant:
 
 
 def parse_plan(text: str) -> Plan:
-    title, base, variants, goals = "", None, [], []
+    title, base, variants, goals, defaults = "", None, [], [], []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -167,8 +191,10 @@ def parse_plan(text: str) -> Plan:
                 except ValueError:
                     raise PlanError(f"goal: {rest[2]!r} is not a number") from None
                 goals.append(Goal(rest[0], factor, rest[3]))
+            elif keyword == "defaults":
+                defaults += parse_defaults(rest)
             else:
-                raise PlanError(f"unknown statement {keyword!r} (title, base, variant, goal)")
+                raise PlanError(f"unknown statement {keyword!r} (title, base, variant, goal, defaults)")
         except PlanError as error:
             raise PlanError(f"line {number}: {error}") from None
     if not variants:
@@ -178,10 +204,23 @@ def parse_plan(text: str) -> Plan:
     for name in [base] + [g.name for g in goals] + [g.other for g in goals]:
         if name not in names:
             raise PlanError(f"{name!r} is not a variant of the plan (variants: {', '.join(names)})")
-    plan = Plan(title or "bench/compare", variants, base, goals)
+    plan = Plan(title or "bench/compare", variants, base, goals, defaults)
     for v in variants:
         v.setup()  # refuses a variant that names both Redis setups
     return plan
+
+
+def parse_defaults(words: list[str]) -> list[str]:
+    """`defaults --connections 10000 --duration 10` -> the same words, checked: pairs of a known
+    option and a whole number ≥ 1."""
+    if not words or len(words) % 2:
+        raise PlanError("defaults takes pairs: --OPTION N ...")
+    for option, value in zip(words[::2], words[1::2]):
+        if option not in DEFAULTABLE:
+            raise PlanError(f"defaults: {option!r} is not one of {', '.join(DEFAULTABLE)}")
+        if not value.isdigit() or int(value) < 1:
+            raise PlanError(f"defaults: {option} needs a whole number ≥ 1, not {value!r}")
+    return list(words)
 
 
 def parse_sets(items: list[str]) -> dict[str, str]:

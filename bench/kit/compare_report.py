@@ -136,6 +136,22 @@ def cpu_side(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def spread(summary: dict) -> str:
+    """Open descriptors of each server process at the steady window's end, and `ss -s`'s TCP line,
+    every round: how a many-connection load spread over the shards or workers."""
+    lines = ["| Variant | round | open descriptors per process (supervisor or master first) | "
+             "accept-queue overflows / drops during wrk | `ss -s` TCP |", "|---|---|---|---|---|"]
+    for row in summary["rows"]:
+        for n, r in enumerate(row.get("rounds", []), 1):
+            t = r.get("tests", {}).get("wrk") or {}
+            if not t.get("server_fds"):
+                continue
+            fds = " / ".join(_f(x) for x in t["server_fds"])
+            lines.append(f"| {row['id']} | {n} | {fds} | {_f(t.get('listen_overflows'))} / {_f(t.get('listen_drops'))} | "
+                         f"{t.get('ss_tcp') or '–'} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def checks(summary: dict) -> str:
     lines = ["| Variant | round | 2xx (wrk) | counter after | counter − 2xx | /metrics scrapes (failed) | "
              "lines in file | WORKER TIMEOUT | exit | load before |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -163,6 +179,11 @@ def render(summary: dict) -> str:
            f"- load average at the start: {' '.join(str(x) for x in summary['load_at_start'])} "
            f"(1, 5, 15 min); at the end: {' '.join(str(x) for x in summary.get('load_at_end', []))}; "
            f"CPUs busy in the second before: {summary.get('busy_at_start')} %"]
+    lim = summary.get("limits")
+    if lim:
+        out.append(f"- open files (soft / hard, wrk and the servers inherit them): {_f(lim.get('nofile_soft'))} / "
+                   f"{_f(lim.get('nofile_hard'))}; net.core.somaxconn {lim.get('somaxconn')}, "
+                   f"tcp_max_syn_backlog {lim.get('tcp_max_syn_backlog')}")
     if summary.get("quiet_wait"):
         seen = ", ".join(f"{q['utc']} {q['load1']}" for q in summary["quiet_wait"])
         out.append(f"- waited for a quiet machine (1-minute load average, UTC): {seen}")
@@ -182,6 +203,10 @@ def render(summary: dict) -> str:
     g = goals(summary)
     if g:
         out += ["## Goals", "", g, ""]
+    if summary.get("notes"):
+        # Written by whoever recorded the run (summary.json's "notes", Markdown lines): what was
+        # measured beside it, e.g. what limits a goal not met. --render keeps them.
+        out += ["## Notes", ""] + list(summary["notes"]) + [""]
     rs = redis_side(summary)
     if rs:
         out += ["## Redis's side", "",
@@ -189,8 +214,18 @@ def render(summary: dict) -> str:
                 "before its end): Redis's CPU time (utime + stime from /proc) per second, the increments it made "
                 "(the counter's growth), and its INCR/INCRBY calls (INFO commandstats), so *requests per command* "
                 "is the batch size. Medians over the rounds.", "", rs, ""]
-    out += ["## CPU during the steady window (medians, % of one CPU)", "", cpu_side(summary), "",
-            "## Every round", "",
+    out += ["## CPU during the steady window (medians, % of one CPU)", "", cpu_side(summary), ""]
+    sp = spread(summary) if s.get("connections", 0) >= 1000 else ""
+    if sp:
+        out += ["## Connections per process", "",
+                "At the steady window's end: each server process's open descriptors (its connections plus "
+                "a few of its own: listener, log, Redis), and the kernel's TCP socket totals; over the whole "
+                "wrk run, its connect burst included, the kernel's `ListenOverflows` / `ListenDrops` "
+                "(/proc/net/netstat: connection attempts turned away at a full accept queue, retried by the "
+                "client a second later). With many connections, one shard or worker holding most of them, or "
+                "a queue too short for the burst, is the first thing to rule out.", "",
+                sp, ""]
+    out += ["## Every round", "",
             "*counter − 2xx*: the counter's growth against the 2xx answers wrk counted; a positive difference is "
             "requests still in flight when wrk stopped (served after it stopped counting); LOST would be a bug.",
             "", checks(summary), "", "## The plan", "", "```", summary.get("plan_text", "").rstrip(), "```", ""]

@@ -16,6 +16,11 @@ password-protected Redis (kit/redisctl.py), with the hostile clients in a separa
 4. pipeline: one connection writes pipelined `GET /` for a while without ever reading, while wrk
    measures: shard RSS before and at its peak, and how many requests were answered into the unread
    buffers (the Redis counter less what the normal clients got).
+5. vs-nginx (only when asked for, `--only vs-nginx`): measurement 1's two phases, in interleaved
+   rounds, against hitcore with its default flags, hitcore with `--worker-connections 10000` (and
+   with `--header-timeout 60` too, nginx's client_header_timeout) and nginx's static `return 200` (kit/servers.py's config: nginx's default timeouts, only
+   worker_connections and its descriptor limit raised so the attackers and the client fit), so
+   hitcore's p99 under attack stands beside nginx's from the same run (kit/versus.py folds them).
 
 Throughout, a prober opens a new connection every 0.25 s for one `GET /` (Connection: close), so
 the report can say whether *new* clients got in, not only wrk's already-open connections; and a
@@ -43,21 +48,24 @@ import time
 import traceback
 from pathlib import Path
 
-from . import hostile_report, loadgen, machine, procs, provision, redisctl, servers
+from . import hostile_report, loadgen, machine, procs, provision, redisctl, servers, versus
 from .procs import log
 
 ATTACKERS = Path(__file__).resolve().with_name("attackers.py")
 RESULTS = provision.BENCH / "results"
-TESTS = ["slowloris", "idle", "flood", "pipeline"]
+TESTS = ["slowloris", "idle", "flood", "pipeline", "vs-nginx"]
+DEFAULT_TESTS = TESTS[:4]  # vs-nginx runs when asked for: it takes about 6 minutes more
 DEFAULT_WORKER_CONNECTIONS = 1000  # hitcore's default --worker-connections
 WRK_THREADS, WRK_CONNECTIONS = 1, 50
 BUSY_PERCENT = 20
 
 MODES = {
     "full": {"wrk_duration": 10, "slowloris": 5000, "slowloris_caps": [None, 10000], "idle": 10000,
-             "flood": 8000, "flood_cap": 500, "pipeline_seconds": 10, "pipeline_hold": 40, "warmup": 2},
+             "flood": 8000, "flood_cap": 500, "pipeline_seconds": 10, "pipeline_hold": 40, "warmup": 2,
+             "vs_rounds": 3},
     "quick": {"wrk_duration": 3, "slowloris": 2500, "slowloris_caps": [None, 10000], "idle": 2000,
-              "flood": 2000, "flood_cap": 100, "pipeline_seconds": 3, "pipeline_hold": 5, "warmup": 1},
+              "flood": 2000, "flood_cap": 100, "pipeline_seconds": 3, "pipeline_hold": 5, "warmup": 1,
+              "vs_rounds": 1},
 }
 
 
@@ -404,6 +412,63 @@ class Hitcore:
         return info
 
 
+class Nginx:
+    """nginx's static `return 200` as a victim (kit/servers.py's config, one worker per CPU, limits
+    sized for `connections` clients), with the same sampler as hitcore (its workers in place of the
+    shards); `stop()` returns what its error log said."""
+
+    def __init__(self, ctx: "Context", name: str, connections: int):
+        self.ctx, self.name = ctx, name
+        sctx = servers.Context(port=ctx.port, redis_url="", ncpu=ctx.ncpu, server_cpus=None, hitcore=None,
+                               tmp=ctx.log_dir)
+        self.spec = servers.nginx(sctx, connections=connections, folder=ctx.log_dir / f"{name}-prefix")
+        self.config = (ctx.log_dir / f"{name}-prefix" / "nginx.conf").read_text()
+        if not servers.wait_port_free(ctx.port):
+            raise RunError(f"127.0.0.1:{ctx.port} still in use by the previous run")
+        log(f"{name}: starting {self.spec.title}")
+        self.service = procs.Service(name, self.spec.argv, ctx.log_dir / f"{name}.log")
+        self.sampler: Sampler | None = None
+        self.shard_pids: list[int] = []
+        self.base_fds: dict = {}
+
+    def ready(self) -> None:
+        problem = servers.wait_ready(self.service, self.spec, self.ctx.port)
+        if problem:
+            raise RunError(f"nginx did not start: {problem}")
+        self.shard_pids = procs.descendants(self.service.pid)
+        time.sleep(0.3)
+        self.base_fds = {pid: fd_count(pid) or 0 for pid in self.shard_pids}
+        self.sampler = Sampler(self.service.pid, self.ctx.port)
+        self.sampler.start()
+
+    def tree(self) -> list[int]:
+        return [self.service.pid] + procs.descendants(self.service.pid)
+
+    def alive_check(self, what: str) -> None:
+        if not self.service.alive():
+            raise RunError(f"nginx exited during {what} with status {self.service.proc.returncode}")
+        gone = [p for p in self.shard_pids if not os.path.exists(f"/proc/{p}")]
+        if gone:
+            raise RunError(f"nginx worker(s) {gone} gone during {what}")
+
+    def stop(self) -> dict:
+        if self.sampler:
+            self.sampler.stop()
+        began = time.monotonic()
+        status = self.service.stop(grace=15)
+        groups: dict = {}
+        for line in self.service.log_text().splitlines():
+            m = re.search(r"\[(alert|crit|error|emerg|warn)\] \d+#\d+: (.*)$", line)
+            if m:
+                key = m.group(1) + " " + re.sub(r"\d+", "N", m.group(2))
+                group = groups.setdefault(key, {"level": m.group(1), "count": 0, "example": m.group(2)})
+                group["count"] += 1
+        limits = {k: int(v) for k, v in re.findall(r"(worker_connections|worker_rlimit_nofile) (\d+);", self.config)}
+        return {"exit_status": status, "stop_s": round(time.monotonic() - began, 1), "log": f"logs/{self.name}.log",
+                "argv": " ".join(self.spec.argv), "limits": limits,
+                "notable": sorted(groups.values(), key=lambda g: -g["count"])}
+
+
 class Attacker:
     """A kit/attackers.py process; its JSON counter lines are read from its log."""
 
@@ -547,43 +612,94 @@ def _failed(ctx: Context, result: dict, name: str, error: Exception) -> None:
 
 
 def test_slowloris(ctx: Context, cap: int | None) -> dict:
-    n, d = ctx.settings["slowloris"], ctx.settings["wrk_duration"]
+    n = ctx.settings["slowloris"]
     name = f"slowloris-cap{cap or DEFAULT_WORKER_CONNECTIONS}"
     flags = [] if cap is None else ["--worker-connections", str(cap)]
     result: dict = {"id": name, "cap": cap or DEFAULT_WORKER_CONNECTIONS, "cap_is_default": cap is None,
                     "flags": flags, "conns": n, "shards": ctx.ncpu}
-    h = attacker = None
+    h = None
     try:
         h = Hitcore(ctx, name, flags, ctx.ncpu)
-        h.ready()
-        ctx.redis.set("hit", 0)
-        result["baseline"] = ctx.wrk(h, f"{name}-baseline")
-        h.alive_check("the baseline")
-        log(f"{name}: opening {n} slowloris connections")
-        attacker = Attacker(ctx, f"{name}-attacker", "slowloris",
-                            ["--conns", str(n), "--max-seconds", str(d + 120)])
+        _alone_then_attacked(ctx, h, name, result)
+    except Exception as error:  # noqa: BLE001 - one failed measurement must not lose the others
+        _failed(ctx, result, name, error)
+    finally:
+        if h:
+            result["hitcore"] = h.stop()
+    return result
+
+
+def _alone_then_attacked(ctx: Context, victim, name: str, result: dict) -> None:
+    """Measurement 1's two phases on a started victim (Hitcore or Nginx): wrk alone ("baseline"),
+    then wrk beside N slowloris connections ("slowloris"), each phase stored in `result`."""
+    n, d = ctx.settings["slowloris"], ctx.settings["wrk_duration"]
+    victim.ready()
+    ctx.redis.set("hit", 0)
+    result["baseline"] = ctx.wrk(victim, f"{name}-baseline")
+    victim.alive_check("the baseline")
+    log(f"{name}: opening {n} slowloris connections")
+    attacker = Attacker(ctx, f"{name}-attacker", "slowloris", ["--conns", str(n), "--max-seconds", str(d + 120)])
+    try:
         # Under churn some are always between a close and their reopen: wait until each has
         # connected once, then for the steady state.
         ramp = attacker.wait(lambda l: l.get("opened", 0) >= n, 30, f"{n} connections opened")
         result["ramp_s"] = round(ramp["t"] - attacker.started, 1) if ramp else None
         time.sleep(2)  # let the closing and reopening settle into its steady state
-        phase = ctx.wrk(h, f"{name}-slowloris", attacker=attacker)
+        phase = ctx.wrk(victim, f"{name}-slowloris", attacker=attacker)
         attacker.stop()
         phase["attacker"] = window(attacker.final, phase["t0"], phase["t1"])
         a = phase["attacker"]
         log(f"{name}: slowloris during wrk: {a.get('open_avg')} open on average, "
             f"{a.get('closed_by_server')} closed by the server and reopened ({a.get('closed_per_s')}/s); "
-            f"hitcore held {phase.get('held', {}).get('avg')} connections on average")
+            f"the server held {phase.get('held', {}).get('avg')} connections on average")
         result["slowloris"] = phase
-        h.alive_check("slowloris")
-    except Exception as error:  # noqa: BLE001 - one failed measurement must not lose the others
-        _failed(ctx, result, name, error)
+        victim.alive_check("slowloris")
     finally:
-        if attacker:
-            attacker.stop()
-        if h:
-            result["hitcore"] = h.stop()
-    return result
+        attacker.stop()
+
+
+# hitcore as shipped; with room for every attacker (no closing at the cap, only --header-timeout's
+# 2 s); and with nginx's own header timeout too (60 s: it closes no slowloris connection in a run),
+# which separates the cost of the closes and reopens from that of holding the connections.
+VS_VICTIMS = [("hitcore", []), ("hitcore-wc10000", ["--worker-connections", "10000"]),
+              ("hitcore-wc10000-ht60", ["--worker-connections", "10000", "--header-timeout", "60"]),
+              ("nginx", None)]
+
+
+def test_vs_nginx(ctx: Context) -> dict:
+    """Measurement 1 against hitcore (default flags; and --worker-connections 10000) and nginx's
+    static `return 200`, in interleaved rounds: each round runs every victim once, alone then beside
+    the same N slowloris connections, so a drift of the machine's load reaches them alike."""
+    n, rounds = ctx.settings["slowloris"], ctx.settings["vs_rounds"]
+    out: dict = {"id": "vs-nginx", "conns": n, "rounds": rounds, "shards": ctx.ncpu,
+                 "victims": [{"victim": v, "flags": f} for v, f in VS_VICTIMS], "runs": []}
+    for rnd in range(1, rounds + 1):
+        for victim_name, flags in VS_VICTIMS:
+            name = f"vs-nginx-r{rnd}-{victim_name}"
+            result: dict = {"id": name, "victim": victim_name, "round": rnd, "conns": n,
+                            "flags": flags, "shards": ctx.ncpu}
+            victim = None
+            try:
+                if flags is None:
+                    # Room for the attackers, wrk's 50 and the prober, as an operator expecting
+                    # them would give it; every timeout stays nginx's default.
+                    victim = Nginx(ctx, name, n + WRK_CONNECTIONS + 50)
+                else:
+                    victim = Hitcore(ctx, name, flags, ctx.ncpu)
+                _alone_then_attacked(ctx, victim, name, result)
+            except Exception as error:  # noqa: BLE001 - one failed run must not lose the others
+                _failed(ctx, result, name, error)
+            finally:
+                if victim:
+                    result["nginx" if flags is None else "hitcore"] = victim.stop()
+            out["runs"].append(result)
+    out["folded"] = versus.fold(out["runs"])
+    out["verdict"] = versus.verdict(out["folded"])
+    out["verdicts_other"] = [versus.verdict(out["folded"], ours=v) for v, f in VS_VICTIMS[1:] if f is not None]
+    v = out["verdict"]
+    log(f"vs-nginx: median p99 under attack: hitcore {v['p99_ms']} ms, nginx {v['other_p99_ms']} ms: "
+        f"target (hitcore ≤ nginx) {'met' if v['met'] else 'not met' if v['met'] is False else 'not measured'}")
+    return out
 
 
 def test_idle(ctx: Context) -> dict:
@@ -766,11 +882,14 @@ def parse_args(argv):
                     "bench/results/<date>-<host>-hostile.md.")
     p.add_argument("--quick", action="store_true",
                    help="smaller N and 3 s runs, to check the script itself (under a minute)")
-    p.add_argument("--only", metavar="LIST", help="comma-separated subset of: " + ", ".join(TESTS))
+    p.add_argument("--only", metavar="LIST", help="comma-separated subset of: " + ", ".join(TESTS)
+                   + " (default: all but vs-nginx)")
     p.add_argument("--hitcore", type=Path, metavar="PATH",
                    help="hitcore binary (default target/release/hitcore, built with cargo if missing)")
     p.add_argument("--port", type=int, default=0, help="port for hitcore (default: a free one)")
     p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
+    p.add_argument("--render", type=Path, metavar="DIR",
+                   help="only write DIR.md again from DIR/summary.json (a recorded run's folder), its notes included")
     return p.parse_args(argv)
 
 
@@ -780,7 +899,13 @@ def _on_signal(signum, _frame):
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    tests = TESTS
+    if args.render:
+        folder = args.render.resolve()
+        summary = json.loads((folder / "summary.json").read_text())
+        folder.with_name(folder.name + ".md").write_text(hostile_report.render(summary))
+        print(folder.with_name(folder.name + ".md"))
+        return 0
+    tests = DEFAULT_TESTS
     if args.only:
         tests = [t.strip() for t in args.only.split(",") if t.strip()]
         unknown = [t for t in tests if t not in TESTS]
@@ -806,8 +931,9 @@ def run(args, tests: list[str]) -> int:
     nofile = machine.raise_open_files_limit()
     started = datetime.datetime.now().astimezone()
     host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "host"
+    # A vs-nginx run alone gets its own name, so it neither overwrites nor is overwritten by a partial run.
     name = f"{started:%Y-%m-%d}-{host}-hostile" + ("-quick" if args.quick else "") + \
-        ("-partial" if args.only else "")
+        ("-vs-nginx" if tests == ["vs-nginx"] else "-partial" if args.only else "")
     out_dir = args.out.resolve()
     run_dir = out_dir / name
     raw_dir, log_dir = run_dir / "raw", run_dir / "logs"
@@ -831,7 +957,7 @@ def run(args, tests: list[str]) -> int:
         log(f"warning: the CPUs are {busy:.0f} % busy before the run starts: other work competes with it, "
             "so the numbers will be worse and noisier than on a quiet machine")
 
-    problem = provision.apt_packages(["redis-server", "wrk"], log_dir)
+    problem = provision.apt_packages(["redis-server", "wrk"] + (["nginx"] if "vs-nginx" in tests else []), log_dir)
     if problem:
         log(f"cannot run: {problem}")
         return 1
@@ -868,7 +994,8 @@ def run(args, tests: list[str]) -> int:
         "command": "bench/hostile" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""),
         "machine": machine.describe(),
         "versions": {k: v for k, v in versions.items()
-                     if k in ("hitcore", "rustc", "redis-server", "wrk", "python (system, runs the kit)")},
+                     if k in ("hitcore", "rustc", "redis-server", "wrk", "python (system, runs the kit)")
+                     or (k == "nginx" and "vs-nginx" in tests)},
         "limits": {"nofile_soft": nofile[0], "nofile_hard": nofile[1],
                    "somaxconn": machine.sysctl("net.core.somaxconn"),
                    "tcp_max_syn_backlog": machine.sysctl("net.ipv4.tcp_max_syn_backlog"),
@@ -889,6 +1016,8 @@ def run(args, tests: list[str]) -> int:
             summary["tests"]["flood"] = test_flood(ctx)
         if "pipeline" in tests:
             summary["tests"]["pipeline"] = test_pipeline(ctx)
+        if "vs-nginx" in tests:
+            summary["tests"]["vs-nginx"] = test_vs_nginx(ctx)
     finally:
         redis.stop()
     summary["duration_s"] = round(procs.elapsed(), 1)
@@ -900,6 +1029,7 @@ def run(args, tests: list[str]) -> int:
     print(hostile_report.console(summary))
     log(f"done in {procs.elapsed():.0f}s: {report_path}")
     failed = [r["id"] for r in _results(summary) if r.get("error")]
+    failed += [r["id"] for r in (summary["tests"].get("vs-nginx") or {}).get("runs", []) if r.get("error")]
     if failed:
         log(f"measurements that did not complete: {', '.join(failed)} (see the report)")
         return 3

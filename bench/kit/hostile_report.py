@@ -100,6 +100,7 @@ def _machine(s: dict) -> list[str]:
         ["hitcore", f"{v.get('hitcore', '?')} (`{s.get('hitcore_binary')}`, built {s.get('hitcore_built', '?')}), {v.get('rustc', '?')}"],
         ["redis-server", v.get("redis-server", "?")],
         ["wrk", v.get("wrk", "?")],
+    ] + ([["nginx (vs-nginx)", v["nginx"]]] if v.get("nginx") else []) + [
         ["python (runs the script and the hostile clients)", v.get("python (system, runs the kit)", "?")],
         ["Open files (soft / hard)", f"{_n(lim.get('nofile_soft'))} / {_n(lim.get('nofile_hard'))}"],
         ["somaxconn / tcp_max_syn_backlog / syncookies",
@@ -289,6 +290,74 @@ def _pipeline(r: dict) -> list[str]:
     return lines
 
 
+VS_TITLES = {"hitcore": "hitcore (default flags)", "hitcore-wc10000": "hitcore `--worker-connections 10000`",
+             "hitcore-wc10000-ht60": "hitcore `--worker-connections 10000 --header-timeout 60`",
+             "nginx": "nginx `return 200` (static)"}
+
+
+def _each(values: list, fmt) -> str:
+    return " · ".join("–" if v is None else fmt(v) for v in values)
+
+
+def _vs_nginx(s: dict, r: dict) -> list[str]:
+    st = s["settings"]
+    runs = r.get("runs") or []
+    nginx_limits = next(((x.get("nginx") or {}).get("limits") for x in runs if x.get("nginx")), None) or {}
+    lines = ["## 5. Under attack, beside nginx", "",
+             f"Measurement 1's two phases (`wrk -t 1 -c 50 -d {st['wrk_duration']}s --latency` alone, then beside "
+             f"{_n(r['conns'])} slowloris connections, with the new-connection prober) against three servers in "
+             f"{r['rounds']} interleaved round(s): each round runs hitcore with its default flags "
+             f"({r.get('shards')} shards, `--worker-connections 1000`: {_n(1000 * (r.get('shards') or 1))} slots, "
+             "`--header-timeout 2`), hitcore with `--worker-connections 10000` (every attacker fits: only the "
+             "header timeout closes them), the same with `--header-timeout 60` (nginx's timeout: none is closed "
+             "within a run), and nginx's static `return 200` (the kit's config, one "
+             "worker per CPU, no Redis) set up as an operator expecting these clients would: nginx's default "
+             "timeouts (`client_header_timeout` 60 s, so within a run it closes no slowloris connection), only "
+             f"`worker_connections` ({_n(nginx_limits.get('worker_connections'))}) and `worker_rlimit_nofile` "
+             f"({_n(nginx_limits.get('worker_rlimit_nofile'))}) raised so the attackers, wrk and the prober fit. "
+             "Medians over the rounds, each round's figure after it. Server CPU: 100 % = one core.", ""]
+    folded = r.get("folded") or {}
+    rows = []
+    for victim, phases in folded.items():
+        for phase, what in (("baseline", "wrk alone"), ("slowloris", f"wrk + {_n(r['conns'])} slowloris")):
+            f = phases.get(phase) or {}
+            errors = _each([None if e is None else e for e in f.get("socket_errors_each", [])], lambda v: f"{v:.0f}")
+            probes = _each([None if a is None else f"{a}/{b}" for a, b in
+                            zip(f.get("probes_ok_each", []), f.get("probes_sent_each", []))], str)
+            attack = "–" if phase == "baseline" else (
+                f"{_n(f.get('open_avg'))} open, {_n(f.get('closed_per_s'))}/s closed; "
+                f"attacker CPU {_n(f.get('attacker_cpu_pct'))} %")
+            rows.append([VS_TITLES.get(victim, victim), what, f"**{_ms(f.get('p99_ms'))}**",
+                         _each(f.get("p99_ms_each", []), lambda v: f"{v:.2f}"), _ms(f.get("p50_ms")),
+                         _ms(f.get("latency_max_ms")), f"**{_n(f.get('rps'))}**",
+                         _each(f.get("rps_each", []), lambda v: f"{v:,.0f}"), errors, probes,
+                         f"{_n(f.get('server_cpu_pct'))} %", attack])
+    lines += _table(["Server", "Load", "p99 (median)", "p99 each round (ms)", "p50", "max", "Requests/sec (median)",
+                     "req/s each round", "Socket errors each round", "New connections answered each round",
+                     "Server CPU", "Slowloris during wrk (medians)"], rows)
+    lines += [""]
+    for n, v in enumerate([r.get("verdict")] + list(r.get("verdicts_other") or [])):
+        if not v:
+            continue
+        met = "not measured" if v["met"] is None else ("**met**" if v["met"] else "**not met**")
+        prefix = "**Target** (issue 14, target 5: hitcore's p99 under attack ≤ nginx's)" if n == 0 else "For comparison"
+        lines.append(f"- {prefix}: {VS_TITLES.get(v['ours'], v['ours'])} {_ms(v.get('p99_ms'))} against nginx "
+                     f"{_ms(v.get('other_p99_ms'))} (ratio {_n(v.get('ratio'), 2) if v.get('ratio') is not None else '–'}): "
+                     f"{met}.")
+    for victim, phases in folded.items():
+        for phase in ("baseline", "slowloris"):
+            for failure in (phases.get(phase) or {}).get("failed", []):
+                lines.append(f"- {VS_TITLES.get(victim, victim)}, {phase}: {_esc(failure)}")
+    for x in runs:
+        if x.get("error"):
+            lines.append(f"- **{x['id']} did not complete**: {_esc(x['error'])}")
+        n = x.get("nginx") or {}
+        if n.get("notable"):
+            lines.append(f"- {x['id']}: nginx said " + "; ".join(
+                f"{g['count']}× `{_esc(g['example'])}`" for g in n["notable"][:3]))
+    return lines
+
+
 def _logs(runs: list[dict]) -> list[str]:
     lines = ["## What hitcore's logs said", "",
              "Per hitcore started: its exit status after SIGTERM, shard restarts (boots beyond one per shard), "
@@ -314,6 +383,8 @@ def _runs(s: dict) -> list[dict]:
         value = s["tests"].get(key)
         if value:
             out += value if isinstance(value, list) else [value]
+    # vs-nginx's hitcore runs (its nginx runs have no hitcore log to read)
+    out += [r for r in (s["tests"].get("vs-nginx") or {}).get("runs", []) if r.get("victim") != "nginx"]
     return out
 
 
@@ -334,6 +405,12 @@ def render(s: dict) -> str:
         lines += [""] + _flood(t["flood"])
     if t.get("pipeline"):
         lines += [""] + _pipeline(t["pipeline"])
+    if t.get("vs-nginx"):
+        lines += [""] + _vs_nginx(s, t["vs-nginx"])
+    if s.get("notes"):
+        # Written by whoever recorded the run (summary.json's "notes", Markdown lines): what was
+        # measured beside it, e.g. what limits a target not met.
+        lines += ["", "## Notes", ""] + list(s["notes"])
     runs = _runs(s)
     if runs:
         lines += [""] + _logs(runs)
@@ -361,6 +438,11 @@ def console(s: dict) -> str:
     if r:
         out.append(f"flood: peak hitcore tree RSS {_kib(r.get('peak_tree_rss_kib'))}"
                    + (f"; {r['error']}" if r.get("error") else ""))
+    r = t.get("vs-nginx")
+    for victim, phases in ((r or {}).get("folded") or {}).items():
+        a, b = phases.get("baseline") or {}, phases.get("slowloris") or {}
+        out.append(f"vs-nginx {victim:>16}: median p99 alone {_ms(a.get('p99_ms'))}, beside {r['conns']} "
+                   f"slowloris {_ms(b.get('p99_ms'))} ({_n(a.get('rps'))} -> {_n(b.get('rps'))} req/s)")
     r = t.get("pipeline")
     if r:
         b = r.get("busiest_shard")

@@ -18,6 +18,7 @@ and, run separately by main.py, hitcore-scaling: hitcore -w 1 .. CPUs.
 from __future__ import annotations
 
 import http.client
+import resource
 import socket
 import time
 from dataclasses import dataclass, field
@@ -102,15 +103,56 @@ def tokio(ctx: Context) -> Spec:
                 env={"REDIS_URL": ctx.redis_url}, needs="tokio")
 
 
-def nginx(ctx: Context) -> Spec:
-    folder = ctx.tmp / "nginx"
+NGINX_TEMPLATE = provision.BENCH / "peers" / "nginx" / "nginx.conf.in"
+# The limits bench/run has always given nginx: enough for wrk -c 500 and ab -c 500 many times over.
+NGINX_DEFAULT_LIMITS = {"worker_connections": 4096, "rlimit_nofile": 16384, "backlog": 2048}
+
+
+def nginx_limits(connections: int | None, nofile_hard: int | None = None) -> dict:
+    """nginx's worker_connections, worker_rlimit_nofile and listen backlog for a load of
+    `connections` clients, set as an operator expecting that many would set them.
+
+    nginx does not spread accepts evenly over its workers (whichever worker epoll wakes first takes
+    the whole queue), so one worker may end up holding most connections: each worker gets room for
+    all of them plus 1,024 (the listener, a probe, clients arriving as others leave), rounded up to
+    a multiple of 1,024. The descriptor limit is twice that, as nginx's docs advise, but never above
+    `nofile_hard` (an unprivileged master cannot raise it past its hard limit: nginx would log an
+    alert and keep the inherited one), and never below worker_connections. The backlog asks for
+    one slot per client (the kernel caps it at net.core.somaxconn), at least the default 2,048.
+    None: bench/run's long-standing defaults."""
+    if connections is None:
+        return dict(NGINX_DEFAULT_LIMITS)
+    if connections < 1:
+        raise ValueError(f"nginx_limits: connections must be ≥ 1, not {connections}")
+    per_worker = max(NGINX_DEFAULT_LIMITS["worker_connections"], -(-(connections + 1024) // 1024) * 1024)
+    rlimit = max(NGINX_DEFAULT_LIMITS["rlimit_nofile"], 2 * per_worker)
+    if nofile_hard:
+        rlimit = max(per_worker, min(rlimit, nofile_hard))
+    backlog = min(65535, max(NGINX_DEFAULT_LIMITS["backlog"], connections))
+    return {"worker_connections": per_worker, "rlimit_nofile": rlimit, "backlog": backlog}
+
+
+def nginx_config(template: str, *, workers: int, prefix: Path | str, bind: str, limits: dict,
+                 body: str = NGINX_BODY) -> str:
+    """The kit's static nginx config (peers/nginx/nginx.conf.in) filled in."""
+    return template.format(workers=workers, prefix=prefix, bind=bind, body=body, **limits)
+
+
+def nginx(ctx: Context, connections: int | None = None, folder: Path | None = None) -> Spec:
+    """nginx `return 200` with one worker per CPU; `connections`: size its limits for that many
+    clients (nginx_limits), else bench/run's defaults."""
+    folder = folder or ctx.tmp / "nginx"
     (folder / "logs").mkdir(parents=True, exist_ok=True)
-    template = (provision.BENCH / "peers" / "nginx" / "nginx.conf.in").read_text()
-    config = template.format(workers=ctx.ncpu, prefix=folder, bind=ctx.bind, body=NGINX_BODY)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    limits = nginx_limits(connections, None if hard == resource.RLIM_INFINITY else hard)
+    config = nginx_config(NGINX_TEMPLATE.read_text(), workers=ctx.ncpu, prefix=folder, bind=ctx.bind,
+                          limits=limits)
     (folder / "nginx.conf").write_text(config)
     argv = ["nginx", "-p", f"{folder}/", "-c", str(folder / "nginx.conf"), "-e", "stderr"]
-    return Spec("nginx", f"nginx return 200 (static, no Redis), {ctx.ncpu} workers", _pin(ctx, argv),
-                uses_redis=False, processes=1 + ctx.ncpu)
+    title = f"nginx return 200 (static, no Redis), {ctx.ncpu} workers"
+    if connections is not None:
+        title += f", worker_connections {limits['worker_connections']:,}"
+    return Spec("nginx", title, _pin(ctx, argv), uses_redis=False, processes=1 + ctx.ncpu)
 
 
 def hitcore(ctx: Context, shards: int | None, row_id: str | None = None) -> Spec:

@@ -3,7 +3,8 @@ bench/plans/ must parse), fills placeholders and checks goals; kit/compare.py's 
 turns two /proc and INFO readings into CPU shares and batch sizes; kit/compare_report.py renders a
 recorded summary (tests/fixtures/compare-summary.json: bench/plans/observability-cost.plan, two
 rounds of wrk -c 50 for 3 s against a debug build on a busy machine; its numbers mean nothing, its
-shape is real). Standard library only, no network, well under a second.
+shape is real); and the static nginx config the kit writes (kit/servers.py: nginx_limits,
+nginx_config) for {nginx_conf} and bench/run. Standard library only, no network, well under a second.
 
     python3 bench/tests/test_compare.py        (or: python3 -m unittest discover -s bench/tests)
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
-from kit import compare, compare_plan, compare_report, redisctl  # noqa: E402
+from kit import compare, compare_plan, compare_report, redisctl, servers  # noqa: E402
 from kit.compare_plan import PlanError, parse_plan  # noqa: E402
 
 SUMMARY = json.loads((Path(__file__).resolve().parent / "fixtures" / "compare-summary.json").read_text())
@@ -102,10 +103,80 @@ class Plans(unittest.TestCase):
                 with self.assertRaisesRegex(PlanError, message):
                     compare_plan.parse_sets([bad])
 
+    def test_per_cpu_shards_nginx_readiness_and_defaults(self):
+        plan = parse_plan("defaults --connections 10000 --duration 10\n"
+                          "variant h @shards=cpus REDIS_URL={redis_url} {hitcore} -b {bind} --worker-connections {connections}\n"
+                          "variant n nginx -p {tmp}/ -c {nginx_conf}\n"
+                          "variant n3 @procs=2 nginx -c {nginx_conf}\n"
+                          "variant t {tokio} -b {bind} -t {cpus}\n"
+                          "variant w @shards=2 {hitcore} -w 2")
+        self.assertEqual(plan.defaults, ["--connections", "10000", "--duration", "10"])
+        h, n, n3, tk, w = plan.variants
+        self.assertEqual(h.readiness(16), (17, 16))   # hitcore's default layout: a shard per CPU
+        self.assertEqual(n.readiness(2), (3, 0))      # nginx: its master and a worker per CPU
+        self.assertEqual(n3.readiness(2), (2, 0))     # @procs wins
+        self.assertEqual(tk.readiness(2), (1, 0))
+        self.assertEqual(w.readiness(16), (3, 2))
+        self.assertEqual(plan.placeholders() - compare_plan.KIT_PLACEHOLDERS, set())
+        for text, message in (("defaults --connections", "pairs"), ("defaults --port 80", "'--port' is not one of"),
+                              ("defaults --connections many", "needs a whole number"),
+                              ("variant a @shards=cpu x", "@shards needs a whole number")):
+            with self.subTest(text=text):
+                with self.assertRaisesRegex(PlanError, message):
+                    parse_plan(text + "\nvariant z x")
+
+    def test_the_plan_defaults_come_before_the_command_line(self):
+        plan = parse_plan((BENCH / "plans" / "wrk10k.plan").read_text())
+        args = compare.parse_args(plan.defaults + ["p.plan", "--duration", "3"])
+        self.assertEqual((args.connections, args.duration, args.rounds), (10000, 3, 3))
+        self.assertEqual(plan.base, "nginx")
+        self.assertEqual(plan.goals[0].text(), "hitcore ≥ 0.9× nginx")
+
     def test_goals(self):
         plan = parse_plan("variant a x\nvariant b y\nvariant c z\ngoal a >= 0.8 b\ngoal b >= 1.3 a\ngoal c >= 1 a")
         checked = compare_plan.check_goals(plan, {"a": 90.0, "b": 100.0, "c": None})
         self.assertEqual([(g["ratio"], g["met"]) for g in checked], [(0.9, True), (1.111, False), (None, None)])
+
+
+class NginxConfig(unittest.TestCase):
+    def test_bench_runs_limits_are_unchanged(self):
+        self.assertEqual(servers.nginx_limits(None), {"worker_connections": 4096, "rlimit_nofile": 16384,
+                                                      "backlog": 2048})
+
+    def test_limits_for_many_clients(self):
+        # Each worker can take every client (nginx does not spread accepts evenly), plus 1,024, in KiB steps.
+        self.assertEqual(servers.nginx_limits(10000), {"worker_connections": 11264, "rlimit_nofile": 22528,
+                                                       "backlog": 10000})
+        self.assertEqual(servers.nginx_limits(5100)["worker_connections"], 6144)
+        self.assertEqual(servers.nginx_limits(500), servers.nginx_limits(None) | {"backlog": 2048})
+        # An unprivileged master cannot go past its hard limit: the descriptor limit stops there,
+        # never below worker_connections.
+        self.assertEqual(servers.nginx_limits(10000, nofile_hard=20000)["rlimit_nofile"], 20000)
+        self.assertEqual(servers.nginx_limits(10000, nofile_hard=4096)["rlimit_nofile"], 11264)
+        self.assertEqual(servers.nginx_limits(100000)["backlog"], 65535)
+        with self.assertRaises(ValueError):
+            servers.nginx_limits(0)
+
+    def test_the_config_written(self):
+        text = servers.nginx_config(servers.NGINX_TEMPLATE.read_text(), workers=2, prefix="/tmp/x",
+                                    bind="127.0.0.1:8080", limits=servers.nginx_limits(10000, 20000))
+        for line in ("worker_processes 2;", "worker_rlimit_nofile 20000;", "worker_connections 11264;",
+                     "listen 127.0.0.1:8080 backlog=10000;", 'return 200 "123456";', "pid /tmp/x/nginx.pid;"):
+            self.assertIn(line, text)
+        # The operator's defaults stay: nothing shortens or lengthens how long a slow head may take.
+        directives = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+        self.assertFalse([line for line in directives if "client_header_timeout" in line or "_timeout" in line
+                          and "keepalive" not in line])
+        self.assertFalse([line for line in directives if "{" in line and not line.endswith("{")])  # all filled
+
+    def test_compare_writes_it_for_its_placeholder(self):
+        import tempfile
+        with tempfile.TemporaryDirectory() as folder:
+            path = compare.write_nginx_conf(Path(folder), "127.0.0.1:9", 3, 10000)
+            text = path.read_text()
+            self.assertTrue((Path(folder) / "logs").is_dir())
+        self.assertIn("worker_processes 3;", text)
+        self.assertIn("worker_connections 11264;", text)
 
 
 class Window(unittest.TestCase):
@@ -163,6 +234,29 @@ class Report(unittest.TestCase):
         self.assertNotIn("**LOST", text)
         # Derived for a summary recorded before the field existed: server CPU % × 10⁴ / req/s.
         self.assertIn("| off | 24 | 30.79 · 33.76 (median 32.27) |", text)
+
+    def test_the_connection_spread_shows_for_many_connections(self):
+        summary = json.loads(json.dumps(SUMMARY))
+        wrk = summary["rows"][0]["rounds"][0]["tests"]["wrk"]
+        wrk.update(server_fds=[12, 5023, 4990], ss_tcp="TCP:   10012 (estab 10005, closed 3, orphaned 0, timewait 3)")
+        self.assertNotIn("## Connections per process", compare_report.render(summary))  # c=50: not shown
+        summary["settings"]["connections"] = 10000
+        text = compare_report.render(summary)
+        self.assertIn("## Connections per process", text)
+        self.assertIn("| off | 1 | 12 / 5,023 / 4,990 | – / – | TCP:   10012 (estab 10005", text)
+        wrk.update(listen_overflows=1200, listen_drops=1200)
+        summary["notes"] = ["hitcore's shards were CPU-bound."]
+        text = compare_report.render(summary)
+        self.assertIn("| off | 1 | 12 / 5,023 / 4,990 | 1,200 / 1,200 |", text)
+        self.assertIn("## Notes\n\nhitcore's shards were CPU-bound.\n", text)
+        self.assertLess(text.index("## Notes"), text.index("## Redis's side"))
+
+    def test_listen_counters_from_proc_net_netstat(self):
+        text = ("TcpExt: SyncookiesSent SyncookiesRecv ListenOverflows ListenDrops TCPBacklogDrop\n"
+                "TcpExt: 0 0 1234 1240 7\nIpExt: InNoRoutes\nIpExt: 0\n")
+        self.assertEqual(compare.parse_netstat(text), {"listen_overflows": 1234, "listen_drops": 1240})
+        self.assertEqual(compare.parse_netstat("IpExt: a\nIpExt: 1\n"), {})
+        self.assertTrue(set(compare.listen_counters()) <= {"listen_overflows", "listen_drops"})
 
     def test_a_lost_increment_and_a_failed_goal_show(self):
         summary = json.loads(json.dumps(SUMMARY))
