@@ -290,8 +290,8 @@ def _pipeline(r: dict) -> list[str]:
     return lines
 
 
-VS_TITLES = {"hitcore": "hitcore (default flags)", "hitcore-wc10000": "hitcore `--worker-connections 10000`",
-             "hitcore-wc10000-ht60": "hitcore `--worker-connections 10000 --header-timeout 60`",
+VS_TITLES = {"hitcore": "hitcore (default flags)", "hitcore-wc1000": "hitcore `--worker-connections 1000` (the default before issue 14)",
+             "hitcore-ht60": "hitcore `--header-timeout 60`",
              "nginx": "nginx `return 200` (static)"}
 
 
@@ -305,11 +305,12 @@ def _vs_nginx(s: dict, r: dict) -> list[str]:
     nginx_limits = next(((x.get("nginx") or {}).get("limits") for x in runs if x.get("nginx")), None) or {}
     lines = ["## 5. Under attack, beside nginx", "",
              f"Measurement 1's two phases (`wrk -t 1 -c 50 -d {st['wrk_duration']}s --latency` alone, then beside "
-             f"{_n(r['conns'])} slowloris connections, with the new-connection prober) against three servers in "
+             f"{_n(r['conns'])} slowloris connections, with the new-connection prober) against four servers in "
              f"{r['rounds']} interleaved round(s): each round runs hitcore with its default flags "
-             f"({r.get('shards')} shards, `--worker-connections 1000`: {_n(1000 * (r.get('shards') or 1))} slots, "
-             "`--header-timeout 2`), hitcore with `--worker-connections 10000` (every attacker fits: only the "
-             "header timeout closes them), the same with `--header-timeout 60` (nginx's timeout: none is closed "
+             f"({r.get('shards')} shards, `--worker-connections 10000`: every attacker fits, and only "
+             "`--header-timeout`'s 2 s closes them), hitcore with `--worker-connections 1000` (the default before "
+             f"issue 14: {_n(1000 * (r.get('shards') or 1))} slots, so attackers are closed to make room and reopen "
+             "at once), hitcore with `--header-timeout 60` (nginx's timeout: none is closed "
              "within a run), and nginx's static `return 200` (the kit's config, one "
              "worker per CPU, no Redis) set up as an operator expecting these clients would: nginx's default "
              "timeouts (`client_header_timeout` 60 s, so within a run it closes no slowloris connection), only "

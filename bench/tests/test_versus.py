@@ -79,7 +79,7 @@ class Fold(unittest.TestCase):
         better = versus.fold([run("hitcore", 1, 1.0, 2.0), run("nginx", 1, 1.0, 2.0)])
         self.assertTrue(versus.verdict(better)["met"])       # equal is enough: ≤
         self.assertIsNone(versus.verdict(versus.fold(RUNS[:1]))["met"])  # no nginx: not measured
-        self.assertIsNone(versus.verdict({}, ours="hitcore-wc10000")["ratio"])
+        self.assertIsNone(versus.verdict({}, ours="hitcore-wc1000")["ratio"])
 
 
 class Report(unittest.TestCase):
@@ -105,11 +105,11 @@ class Report(unittest.TestCase):
         self.assertIn("vs-nginx            nginx: median p99 alone 1.10 ms", hostile_report.console(self.summary(RUNS)))
 
     def test_the_other_hitcore_layouts_are_compared_too(self):
-        runs = RUNS + [run("hitcore-wc10000-ht60", 1, 1.0, 2.5)]
+        runs = RUNS + [run("hitcore-ht60", 1, 1.0, 2.5)]
         s = self.summary(runs)
-        s["tests"]["vs-nginx"]["verdicts_other"] = [versus.verdict(versus.fold(runs), ours="hitcore-wc10000-ht60")]
+        s["tests"]["vs-nginx"]["verdicts_other"] = [versus.verdict(versus.fold(runs), ours="hitcore-ht60")]
         text = hostile_report.render(s)
-        self.assertIn("- For comparison: hitcore `--worker-connections 10000 --header-timeout 60` 2.50 ms against "
+        self.assertIn("- For comparison: hitcore `--header-timeout 60` 2.50 ms against "
                       "nginx 3.00 ms (ratio 0.83): **met**.", text)
 
     def test_notes_render_after_the_measurements(self):
@@ -133,7 +133,7 @@ class Selection(unittest.TestCase):
         self.assertNotIn("vs-nginx", hostile.DEFAULT_TESTS)
         self.assertIn("vs-nginx", hostile.TESTS)
         self.assertEqual([v for v, _ in hostile.VS_VICTIMS],
-                         ["hitcore", "hitcore-wc10000", "hitcore-wc10000-ht60", "nginx"])
+                         ["hitcore", "hitcore-wc1000", "hitcore-ht60", "nginx"])
         self.assertEqual(set(dict(hostile.VS_VICTIMS)), set(hostile_report.VS_TITLES))
         self.assertIsNone(dict(hostile.VS_VICTIMS)["nginx"])
 
