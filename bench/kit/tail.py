@@ -37,7 +37,7 @@ from .compare import _machine_cpu_seconds, binary_identity
 from .procs import log
 
 RESULTS = provision.BENCH / "results"
-SERVERS = ["hitcore", "hitcore-1", "nginx", "tokio"]
+SERVERS = ["hitcore", "hitcore-1", "hitcore-unpinned", "nginx", "tokio"]
 DEFAULT_SERVERS = ["hitcore", "nginx", "tokio"]
 MODES = {
     "full": {"rounds": 3, "duration": 10, "max_duration": 10, "fractions": [0.10, 0.25, 0.50, 0.75]},
@@ -64,8 +64,9 @@ def parse_args(argv):
     p.add_argument("--rates", metavar="LIST", help="fractions of the maximum (default 0.10,0.25,0.50,0.75)")
     p.add_argument("--connections", "-c", type=int, default=100, help="oha -c (default 100)")
     p.add_argument("--only", metavar="LIST", help="servers, comma-separated: " + ", ".join(SERVERS) +
-                   " (default hitcore,nginx,tokio; hitcore-1 is `hitcore -w 1`); nginx is always measured for "
-                   "the maximum")
+                   " (default hitcore,nginx,tokio; hitcore-1 is `hitcore -w 1`; hitcore-unpinned is the `hitcore` "
+                   "row with its shards' CPU affinity widened to every CPU once they run); nginx is always measured "
+                   "for the maximum")
     p.add_argument("--hitcore-flags", default="", metavar="FLAGS",
                    help="extra flags for the `hitcore` row, in shell words (e.g. '-w 1' or '--keep-alive 5')")
     p.add_argument("--hitcore-env", action="append", default=[], metavar="NAME=VALUE",
@@ -215,11 +216,13 @@ class Bench:
             spec = servers.hitcore(ctx, 1)
             shards = 1
         else:
-            spec = servers.hitcore(ctx, None, row_id="hitcore")
+            spec = servers.hitcore(ctx, None, row_id=server)
             flags = self.settings["hitcore_flags"]
             spec.argv += flags
             shards = _shards(flags, self.ncpu)
             spec.title = "hitcore " + " ".join(flags) if flags else f"hitcore (one shard per CPU: {self.ncpu})"
+            if server == "hitcore-unpinned":
+                spec.title += ", shards unpinned"
         spec.processes, spec.ready_line, spec.ready_count = 1 + shards, "Connected to Redis", shards
         spec.env.update(self.settings["hitcore_env"])
         if self.settings["hitcore_env"]:
@@ -245,6 +248,9 @@ class Bench:
         if problem:
             service.stop()
             raise RunError(f"{server} did not start: {problem}")
+        if server == "hitcore-unpinned":
+            widened = unpin([service.pid] + procs.descendants(service.pid))
+            log(f"{tag}: CPU affinity of {widened} threads widened to every CPU")
         if spec.uses_redis:
             self.redis.set(COUNTER_KEY, 0)
         return service, spec
@@ -261,6 +267,9 @@ class Bench:
             r = {"t": time.monotonic(), "oha": procs.cpu_seconds([proc.pid]),
                  "server": procs.cpu_seconds(server_pids), "redis": procs.cpu_seconds([self.redis.pid]),
                  "machine": _machine_cpu_seconds()}
+            r["server_wait"] = run_delay(server_pids)
+            r["redis_wait"] = run_delay([self.redis.pid])
+            r["oha_wait"] = run_delay([proc.pid])
             switches = perfstat.switches_of(perfstat.tasks_of(server_pids))
             r["vol"] = sum(v for v, _ in switches.values())
             r["nonvol"] = sum(n for _, n in switches.values())
@@ -300,6 +309,34 @@ class Bench:
                                                       self.settings["connections"])
         out["argv"] = " ".join(argv)
         return out
+
+
+def run_delay(pids: list[int]) -> float:
+    """Seconds the threads of `pids` have spent runnable but waiting for a CPU so far (the second
+    field of /proc/TID/schedstat): the direct measure of "behind a busy CPU"."""
+    total = 0
+    for tid, pid in perfstat.tasks_of(pids).items():
+        try:
+            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
+def unpin(pids: list[int]) -> int:
+    """Widens the CPU affinity of every thread of `pids` to every CPU this run may use: hitcore pins
+    each shard to one CPU when it starts and never again, so this measures what the pinning costs
+    (a pinned shard cannot move away from a CPU that oha or Redis is using) without another build.
+    Returns how many threads it changed."""
+    cpus = os.sched_getaffinity(0)
+    done = 0
+    for tid in perfstat.tasks_of(pids):
+        try:
+            os.sched_setaffinity(tid, cpus)
+            done += 1
+        except OSError:
+            continue
+    return done
 
 
 def _shards(flags: list[str], ncpu: int) -> int:

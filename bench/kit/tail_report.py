@@ -150,6 +150,33 @@ def cpu_lines(summary: dict) -> list[str]:
     return lines + [""]
 
 
+def round_lines(summary: dict) -> list[str]:
+    """Every run on its own, in the order of the rates: a slow round next to what else the machine
+    was doing in it (other %), how often the server was preempted, and how far oha kept up."""
+    lines = ["## Every round", "",
+             "| rate | server | round | load1 | p50 ms | p99 ms | p99.9 ms | 2xx/s | oha % | server % | Redis % | "
+             "other % | preemptions / s | requests per Redis command | run-queue wait ms/s: server · Redis · oha |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    order = {s: i for i, s in enumerate(summary["servers"])}
+    for m in sorted(summary["measurements"], key=lambda m: (float(m["fraction"]), order.get(m["server"], 99), m["round"])):
+        head = f"| {percent_label(float(m['fraction']))} | {_title(summary, m['server'])} | {m['round']} | {m.get('load1', '–')} |"
+        if m.get("error") or not m.get("oha"):
+            lines.append(head + f" {m.get('error')} | | | | | | | | | | |")
+            continue
+        o, c = m["oha"], m.get("cpu") or {}
+        lines.append(head + f" {_n(o['p50_ms'])} | {_n(o['p99_ms'])} | {_n(o['p999_ms'])} | {_n(o['ok_rps'])} | "
+                     f"{_n(c.get('oha_pct'), 0)} | {_n(c.get('server_pct'), 0)} | {_n(c.get('redis_pct'), 0)} | "
+                     f"{_n(c.get('other_pct'), 0)} | {_n(c.get('server_nonvoluntary_per_s'), 0)} | "
+                     f"{_n(c.get('requests_per_command'), 1)} | {_n(c.get('server_runq_ms_per_s'), 0)} · "
+                     f"{_n(c.get('redis_runq_ms_per_s'), 0)} · {_n(c.get('oha_runq_ms_per_s'), 0)} |")
+    return lines + ["", "*run-queue wait*: time the threads were runnable but waited for a CPU (/proc/TID/schedstat), "
+                        "summed over each one's threads, per second of the window: 100 ms/s is one thread waiting a "
+                        "tenth of the time.", "", "*other %*: the whole machine's busy time (/proc/stat) less oha's, the server's and "
+                        "Redis's (/proc/PID/stat): another engineer's build or test. The two clocks are read a few "
+                        "milliseconds apart and count differently, so it is good to about ±20 % of a CPU (it can "
+                        "come out below zero).", ""]
+
+
 def correctness_lines(summary: dict) -> list[str]:
     runs = summary["measurements"]
     counted = [m for m in runs if m.get("counter")]
@@ -190,7 +217,7 @@ def render(summary: dict, charts: list[str] | None = None, notes: str | None = N
     lines += machine_lines(summary) + method_lines(summary) + maxima_lines(summary) + goal_lines(summary)
     for chart in charts or []:
         lines += [f"![p99 against the offered rate]({chart})", ""]
-    lines += rate_lines(summary) + cpu_lines(summary) + correctness_lines(summary)
+    lines += rate_lines(summary) + cpu_lines(summary) + round_lines(summary) + correctness_lines(summary)
     if notes:
         lines += [notes.rstrip(), ""]
     lines += [f"Raw outputs: `{summary['name']}/raw/` (oha's JSON of every run: `SERVER-FRACTION-rROUND.json`, "

@@ -22,7 +22,7 @@ DEADLINE_ERROR = "aborted due to deadline"
 PERCENTILES = {"p50": "p50_ms", "p90": "p90_ms", "p99": "p99_ms", "p99.9": "p999_ms", "p99.99": "p9999_ms"}
 FOLDED = ["p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "ok_rps", "achieved_ratio"]
 CPU_FIELDS = ["oha_pct", "server_pct", "redis_pct", "other_pct", "machine_pct", "requests_per_command",
-              "server_nonvoluntary_per_s"]
+              "server_nonvoluntary_per_s", "server_runq_ms_per_s", "redis_runq_ms_per_s", "oha_runq_ms_per_s"]
 GOAL_FRACTIONS = (0.25, 0.50)
 # The offered rate counts as met when the 2xx answers reached this share of it.
 RATE_MET = 0.95
@@ -175,9 +175,10 @@ def verdicts(folded: dict, fractions=GOAL_FRACTIONS, subject: str = "hitcore", p
 
 def window_cpu(before: dict, after: dict) -> dict:
     """Two readings {t, oha, server, redis, machine (CPU seconds), incr, incrby (Redis calls),
-    nonvol (server's involuntary context switches)} -> % of one CPU each used over the window,
-    the rest of the machine ('other': someone else's work), requests per Redis command and the
-    server's preemptions per second."""
+    nonvol (server's involuntary context switches), server_wait, redis_wait, oha_wait (seconds
+    runnable but waiting for a CPU)} -> % of one CPU each used over the window, the rest of the
+    machine ('other': someone else's work), requests per Redis command, the server's preemptions
+    per second and each one's run-queue wait in ms per second."""
     seconds = after["t"] - before["t"]
     if seconds <= 0:
         return {}
@@ -192,6 +193,10 @@ def window_cpu(before: dict, after: dict) -> dict:
     out["redis_commands_per_s"] = round(commands / seconds, 1)
     if "counter" in before and "counter" in after and commands > 0:
         out["requests_per_command"] = round((after["counter"] - before["counter"]) / commands, 2)
+    for who in ("server", "redis", "oha"):
+        if f"{who}_wait" in before and f"{who}_wait" in after:
+            # ms of run-queue wait per second of the window, summed over the threads
+            out[f"{who}_runq_ms_per_s"] = round(1000.0 * (after[f"{who}_wait"] - before[f"{who}_wait"]) / seconds, 1)
     if "nonvol" in before and "nonvol" in after:
         out["server_nonvoluntary_per_s"] = round((after["nonvol"] - before["nonvol"]) / seconds, 1)
         out["server_voluntary_per_s"] = round((after["vol"] - before["vol"]) / seconds, 1)

@@ -172,9 +172,9 @@ class FoldTest(unittest.TestCase):
 class WindowTest(unittest.TestCase):
     def test_window_cpu(self):
         before = {"t": 10.0, "oha": 5.0, "server": 3.0, "redis": 1.0, "machine": 20.0, "incr": 0, "incrby": 100,
-                  "counter": 1000, "vol": 10, "nonvol": 5}
+                  "counter": 1000, "vol": 10, "nonvol": 5, "server_wait": 0.3, "redis_wait": 0.1}
         after = {"t": 12.0, "oha": 6.2, "server": 4.0, "redis": 1.2, "machine": 23.8, "incr": 50, "incrby": 250,
-                 "counter": 5000, "vol": 30, "nonvol": 405}
+                 "counter": 5000, "vol": 30, "nonvol": 405, "server_wait": 0.5, "redis_wait": 0.12}
         out = tail_stats.window_cpu(before, after)
         self.assertEqual(out["oha_pct"], 60.0)
         self.assertEqual(out["server_pct"], 50.0)
@@ -184,6 +184,9 @@ class WindowTest(unittest.TestCase):
         self.assertEqual(out["redis_commands_per_s"], 100.0)
         self.assertEqual(out["requests_per_command"], 20.0)
         self.assertEqual(out["server_nonvoluntary_per_s"], 200.0)
+        self.assertEqual(out["server_runq_ms_per_s"], 100.0)  # 0.2 s of waiting over 2 s
+        self.assertEqual(out["redis_runq_ms_per_s"], 10.0)
+        self.assertNotIn("oha_runq_ms_per_s", out)  # not read: left out, not zero
         self.assertEqual(tail_stats.window_cpu(after, before), {})
 
     def test_shards(self):
@@ -218,6 +221,10 @@ class ReportTest(unittest.TestCase):
         self.assertIn("**met**" if verdict["met"] else "not met", text)
         for server in self.summary["servers"]:
             self.assertIn(self.summary["titles"][server], text)
+        # every round has its own line in "Every round"
+        rounds = text[text.index("## Every round"):text.index("## Correctness")]
+        self.assertEqual(sum(1 for line in rounds.splitlines() if line.startswith("| 25 %") or line.startswith("| 50 %")),
+                         len(self.summary["measurements"]))
 
     def test_render_problems(self):
         summary = json.loads(json.dumps(self.summary))
