@@ -91,18 +91,25 @@ def maxima_lines(summary: dict) -> list[str]:
 
 def goal_lines(summary: dict) -> list[str]:
     lines = ["## The goal: hitcore's p99 and p99.9 ≤ nginx's at 25 % and 50 %", "",
-             "| rate | hitcore p99 ms | nginx p99 ms | hitcore p99.9 ms | nginx p99.9 ms | met (medians) | rounds met |",
-             "|---|---|---|---|---|---|---|"]
+             "| rate | hitcore p99 ms | nginx p99 ms | hitcore p99.9 ms | nginx p99.9 ms | met (medians) | rounds met | "
+             "saturated rounds |",
+             "|---|---|---|---|---|---|---|---|"]
     for v in summary["verdicts"]:
         rate = summary["rates"].get(str(v["fraction"]))
         label = percent_label(v["fraction"]) + (f" ({rate:,}/s)" if rate else "")
         if v["met"] is None:
-            lines.append(f"| {label} | not measured | | | | – | |")
+            lines.append(f"| {label} | not measured | | | | – | | |")
             continue
+        sat = v.get("saturated") or {}
+        sat_text = "; ".join(f"{who} {', '.join(map(str, rounds))}" for who, rounds in sat.items() if rounds) or "none"
         lines.append(f"| {label} | {_n(v['hitcore_p99_ms'])} | {_n(v['nginx_p99_ms'])} | {_n(v['hitcore_p999_ms'])} "
-                     f"| {_n(v['nginx_p999_ms'])} | {'**met**' if v['met'] else 'not met'} | {v['rounds_met']} |")
+                     f"| {_n(v['nginx_p999_ms'])} | {'**met**' if v['met'] else 'not met'} | {v['rounds_met']} | "
+                     f"{sat_text} |")
     return lines + ["", "*rounds met*: rounds in which both hitcore's p99 and p99.9 were ≤ nginx's of the same "
-                        "round.", ""]
+                        "round. *saturated rounds*: rounds whose 2xx answers fell below 95 % of the offered rate or "
+                        "whose median reached 10 ms: requests queued faster than they were served, so the "
+                        "percentiles measure that queue (the machine's other work, or the rate beyond what the "
+                        "shared CPUs can serve), not the server; a verdict that rests on them says little.", ""]
 
 
 def rate_lines(summary: dict) -> list[str]:
@@ -111,13 +118,13 @@ def rate_lines(summary: dict) -> list[str]:
     for fraction, rate in summary["rates"].items():
         lines += [f"### {percent_label(float(fraction))} of the maximum: {rate:,} requests/s offered", "",
                   "| server | 2xx/s (of offered) | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | p99 per round | "
-                  "p99.9 per round | errors · non-2xx per round |",
+                  "p99.9 per round | errors/non-2xx per round |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for server in summary["servers"]:
             cell = folded.get(server, {}).get(fraction)
             runs = [m for m in summary["measurements"] if m["server"] == server and str(m["fraction"]) == fraction]
             bad = " · ".join("failed" if m.get("error") else
-                             f"{m['oha']['error_count']} · {m['oha']['non_2xx']}" for m in runs)
+                             f"{m['oha']['error_count']}/{m['oha']['non_2xx']}" for m in runs)
             if not cell or not cell["rounds"]:
                 lines.append(f"| {_title(summary, server)} | not measured | | | | | | | | {bad} |")
                 continue

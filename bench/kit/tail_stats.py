@@ -24,8 +24,11 @@ FOLDED = ["p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "ok_rps", "achieved
 CPU_FIELDS = ["oha_pct", "server_pct", "redis_pct", "other_pct", "machine_pct", "requests_per_command",
               "server_nonvoluntary_per_s", "server_runq_ms_per_s", "redis_runq_ms_per_s", "oha_runq_ms_per_s"]
 GOAL_FRACTIONS = (0.25, 0.50)
-# The offered rate counts as met when the 2xx answers reached this share of it.
+# A run counts as saturated (requests queued faster than they were served, so its percentiles
+# measure the queue, not the server) when its 2xx answers fell short of this share of the offered
+# rate, or its median latency reached SATURATED_P50_MS (an unsaturated server answers in ~1 ms).
 RATE_MET = 0.95
+SATURATED_P50_MS = 10.0
 
 
 class OhaError(Exception):
@@ -132,13 +135,21 @@ def fold(measurements: list[dict]) -> dict:
             good = [m for m in runs if not m.get("error") and m.get("oha")]
             cell = {"rate": runs[0]["rate"], "rounds": len(good),
                     "errors": [f"round {m['round']}: {m['error']}" for m in runs if m.get("error")],
-                    "by_round": {str(m["round"]): {"p99_ms": m["oha"].get("p99_ms"), "p999_ms": m["oha"].get("p999_ms")}
+                    "by_round": {str(m["round"]): {"p99_ms": m["oha"].get("p99_ms"), "p999_ms": m["oha"].get("p999_ms"),
+                                                   "saturated": saturated(m["oha"])}
                                  for m in good}}
             for field in FOLDED:
                 cell[field] = _stats([m["oha"].get(field) for m in good])
             cell["cpu"] = {f: _stats([(m.get("cpu") or {}).get(f) for m in good]) for f in CPU_FIELDS}
             out.setdefault(server, {})[fraction] = cell
     return out
+
+
+def saturated(oha: dict) -> bool:
+    """Whether an open-loop run fell behind its offered rate (see RATE_MET, SATURATED_P50_MS)."""
+    ratio = oha.get("achieved_ratio")
+    return bool((ratio is not None and ratio < RATE_MET)
+                or (oha.get("p50_ms") is not None and oha["p50_ms"] >= SATURATED_P50_MS))
 
 
 def achieved_ratio(ok_rps: float, rate: float) -> float:
@@ -148,7 +159,9 @@ def achieved_ratio(ok_rps: float, rate: float) -> float:
 def verdicts(folded: dict, fractions=GOAL_FRACTIONS, subject: str = "hitcore", peer: str = "nginx") -> list[dict]:
     """For each goal fraction measured: {fraction, subject/peer p99 and p99.9 medians, met (both <=,
     on the medians, or None when either side is missing), rounds_met ("k/n": of the n rounds both
-    sides measured, the k in which both of hitcore's were <= nginx's of the same round)}."""
+    sides measured, the k in which both of hitcore's were <= nginx's of the same round), saturated
+    ({subject: [rounds], peer: [rounds]}: the rounds that fell behind the offered rate, whose
+    percentiles measure a queue)}."""
     out = []
     for fraction in fractions:
         key = str(fraction)
@@ -169,6 +182,8 @@ def verdicts(folded: dict, fractions=GOAL_FRACTIONS, subject: str = "hitcore", p
         met = [r for r in common if mine["by_round"][r]["p99_ms"] <= theirs["by_round"][r]["p99_ms"]
                and mine["by_round"][r]["p999_ms"] <= theirs["by_round"][r]["p999_ms"]]
         row["rounds_met"] = f"{len(met)}/{len(common)}"
+        row["saturated"] = {who: sorted(int(r) for r, v in cell["by_round"].items() if v.get("saturated"))
+                            for who, cell in ((subject, mine), (peer, theirs))}
         out.append(row)
     return out
 

@@ -130,7 +130,7 @@ class FoldTest(unittest.TestCase):
             measurement("nginx", 3, 0.25, 1.7, 4.0), measurement("nginx", 1, 0.25, 1.4, 2.0),
             measurement("nginx", 2, 0.25, 2.5, 5.0),
             measurement("hitcore", 1, 0.5, 20.9, 30.0), measurement("hitcore", 2, 0.5, 0, 0, error="oha exited"),
-            measurement("hitcore", 3, 0.5, 30.3, 40.0),
+            measurement("hitcore", 3, 0.5, 30.3, 40.0, ok_rps=900.0),  # fell behind the offered 1000/s
             measurement("nginx", 1, 0.5, 31.3, 45.0), measurement("nginx", 2, 0.5, 7.6, 10.0),
             measurement("nginx", 3, 0.5, 9.3, 12.0),
         ]
@@ -161,6 +161,15 @@ class FoldTest(unittest.TestCase):
         # 50 %: medians 25.6 > 9.3: not met; pairs only the rounds hitcore has
         self.assertFalse(at50["met"])
         self.assertEqual(at50["rounds_met"], "1/2")
+        # hitcore's round 3 answered 90 % of the offered rate; every median here is below 10 ms
+        self.assertEqual(at50["saturated"], {"hitcore": [3], "nginx": []})
+        self.assertEqual(at25["saturated"], {"hitcore": [], "nginx": []})
+
+    def test_saturated(self):
+        self.assertFalse(tail_stats.saturated({"p50_ms": 0.8, "achieved_ratio": 0.999}))
+        self.assertTrue(tail_stats.saturated({"p50_ms": 0.8, "achieved_ratio": 0.88}))  # fell behind
+        self.assertTrue(tail_stats.saturated({"p50_ms": 166.0, "achieved_ratio": 0.997}))  # queued, then drained
+        self.assertFalse(tail_stats.saturated({"p50_ms": None}))
 
     def test_verdict_met_and_missing(self):
         ms = [measurement("hitcore", 1, 0.25, 1.0, 2.0), measurement("nginx", 1, 0.25, 1.0, 2.0)]
