@@ -20,8 +20,11 @@ Layout (one concern per module):
                 compare_report.py its summary.md
 - syscalls.py   bench/syscalls: syscalls and context switches per request; perfstat.py runs and
                 reads perf stat; pipeclient.py the fixed-count pipelining client
+- tail.py       bench/tail: the open-loop tail under oha -q RATE --latency-correction at fractions of
+                oha's closed-loop maximum; tail_stats.py oha's JSON, rates, medians, the goal (pure);
+                tail_report.py its Markdown; tail_chart.py the latency-vs-rate PNG (matplotlib)
 
-Only the standard library is used outside charts.py, so bench/run works before any virtualenv exists.
+Only the standard library is used outside charts.py, observe_chart.py and tail_chart.py, so bench/run works before any virtualenv exists.
 bench/device/run16 imports parse, procs, redisctl, servers, loadgen and machine too, from the
 repository or from the copy of kit/ that bench/device/pack puts in its bundle: they must not need
 anything outside this folder at import time.

@@ -8,6 +8,9 @@
   requirements file changed since it was made (a copy is kept inside it) or its imports fail.
 - cargo builds: the tokio-hyper peer (bench/peers/tokio-hyper, its own target dir) and hitcore
   (`cargo build --release` in the repository root) unless --hitcore names a binary.
+- oha, the open-loop load generator of bench/tail: an `oha` already installed (bench/.tools/bin,
+  ~/.cargo/bin, then PATH) that has the flags bench/tail uses, else `cargo install oha --locked
+  --root bench/.tools` from crates.io.
 
 Each function returns None when the thing is ready, or a one-line reason it is not; main.py then
 skips the rows that need it instead of failing the whole run.
@@ -44,6 +47,9 @@ VENVS = {
 TOKIO_MANIFEST = BENCH / "peers" / "tokio-hyper" / "Cargo.toml"
 TOKIO_BINARY = BENCH / "peers" / "tokio-hyper" / "target" / "release" / "tokio-hyper-peer"
 HITCORE_BINARY = REPO / "target" / "release" / "hitcore"
+TOOLS = BENCH / ".tools"
+# The oha flags bench/tail passes: an older oha that lacks one is not used.
+OHA_FLAGS = ("--output-format", "--latency-correction", "--no-tui", "--wait-ongoing-requests-after-deadline")
 
 
 def _which(command: str) -> str | None:
@@ -148,3 +154,31 @@ def hitcore(log_dir: Path) -> str | None:
     if problem is None and not HITCORE_BINARY.exists():
         problem = f"cargo build --release succeeded but {HITCORE_BINARY} does not exist"
     return problem
+
+
+def _oha_usable(path: Path) -> bool:
+    try:
+        out = subprocess.run([str(path), "--help"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and all(flag in out.stdout for flag in OHA_FLAGS)
+
+
+def oha(log_dir: Path) -> tuple[Path | None, str | None]:
+    """The oha to use: (path, None), or (None, why not). Installs it into bench/.tools when no
+    usable one is found (a few minutes of compiling)."""
+    candidates = [TOOLS / "bin" / "oha", Path.home() / ".cargo" / "bin" / "oha"]
+    if shutil.which("oha"):
+        candidates.append(Path(shutil.which("oha")))
+    for path in candidates:
+        if path.exists() and _oha_usable(path):
+            procs.log(f"provision: oha present ({path})")
+            return path, None
+    problem = _cargo_build(["cargo", "install", "oha", "--locked", "--root", str(TOOLS)], REPO, "oha",
+                           log_dir / "cargo-install-oha.log", timeout=1800)
+    if problem:
+        return None, problem
+    path = TOOLS / "bin" / "oha"
+    if not _oha_usable(path):
+        return None, f"cargo install oha succeeded but {path} lacks one of {', '.join(OHA_FLAGS)}"
+    return path, None

@@ -1,0 +1,218 @@
+"""bench/tail's arithmetic, without sockets or processes (tested by bench/tests/test_tail.py):
+
+- `parse_fractions()` and `rates()`: the offered rates, as fractions of the generator's own
+  closed-loop maximum against nginx measured in the same run;
+- `parse_oha()`: oha's `--output-format json` -> the latencies (ms), the 2xx / non-2xx / error
+  counts and the achieved rate. oha reports latencies in seconds; with `-z` it aborts the requests
+  still in flight at the deadline and counts them as the error "aborted due to deadline": those are
+  the generator stopping, not the server failing, so they are kept apart (`aborted`);
+- `counter_check()`: whether the Redis counter grew by the 2xx answers (plus at most the requests
+  in flight when oha stopped);
+- `fold()`: the rounds of each (server, fraction) folded into medians, min and max;
+- `verdicts()`: issue 14's target 3, "hitcore's p99 and p99.9 <= nginx's at 25 % and 50 %", on
+  the medians, and round by round.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+
+DEADLINE_ERROR = "aborted due to deadline"
+# oha's latencyPercentiles keys (seconds) -> ours (milliseconds)
+PERCENTILES = {"p50": "p50_ms", "p90": "p90_ms", "p99": "p99_ms", "p99.9": "p999_ms", "p99.99": "p9999_ms"}
+FOLDED = ["p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "ok_rps", "achieved_ratio"]
+CPU_FIELDS = ["oha_pct", "server_pct", "redis_pct", "other_pct", "machine_pct", "requests_per_command",
+              "server_nonvoluntary_per_s", "server_runq_ms_per_s", "redis_runq_ms_per_s", "oha_runq_ms_per_s"]
+GOAL_FRACTIONS = (0.25, 0.50)
+# A run counts as saturated (requests queued faster than they were served, so its percentiles
+# measure the queue, not the server) when its 2xx answers fell short of this share of the offered
+# rate, or its median latency reached SATURATED_P50_MS (an unsaturated server answers in ~1 ms).
+RATE_MET = 0.95
+SATURATED_P50_MS = 10.0
+
+
+class OhaError(Exception):
+    """oha's output could not be read."""
+
+
+def parse_fractions(text: str) -> list[float]:
+    """'0.10,0.25,50%' -> [0.1, 0.25, 0.5], sorted, each in (0, 1]; ValueError naming a bad item."""
+    out = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        try:
+            value = float(item[:-1]) / 100 if item.endswith("%") else float(item)
+        except ValueError:
+            raise ValueError(f"not a fraction: {item!r} (write 0.25 or 25%)") from None
+        if not 0 < value <= 1:
+            raise ValueError(f"a fraction must be above 0 and at most 1: {item!r}")
+        out.append(round(value, 4))
+    if not out:
+        raise ValueError("no fraction given")
+    return sorted(set(out))
+
+
+def rates(max_rps: float, fractions: list[float]) -> dict[float, int]:
+    """{fraction: offered requests per second}, rounded to the nearest 100 (at least 100)."""
+    return {f: max(100, int(round(max_rps * f / 100.0)) * 100) for f in fractions}
+
+
+def percent_label(fraction: float) -> str:
+    """0.25 -> '25 %', 0.125 -> '12.5 %'."""
+    text = f"{fraction * 100:.1f}".rstrip("0").rstrip(".")
+    return f"{text} %"
+
+
+def parse_oha(text: str) -> dict:
+    """oha's JSON (1.x, `--output-format json`) -> {total_s, responses, ok, non_2xx, status, errors,
+    error_count, aborted, ok_rps, p50_ms .. p9999_ms, max_ms, mean_ms}."""
+    try:
+        data = json.loads(text[text.index("{"):]) if "{" in text else None
+    except ValueError as error:
+        raise OhaError(f"oha's output is not JSON: {error}") from None
+    if not isinstance(data, dict) or "summary" not in data:
+        raise OhaError("oha's output has no 'summary' (was --output-format json given?)")
+    summary = data["summary"]
+    total = float(summary.get("total") or 0.0)
+    status = {str(k): int(v) for k, v in (data.get("statusCodeDistribution") or {}).items()}
+    ok = sum(v for k, v in status.items() if k.startswith("2"))
+    errors = {str(k): int(v) for k, v in (data.get("errorDistribution") or {}).items()}
+    aborted = errors.pop(DEADLINE_ERROR, 0)
+    pct = data.get("latencyPercentiles") or {}
+    out = {
+        "total_s": round(total, 3),
+        "responses": sum(status.values()),
+        "ok": ok,
+        "non_2xx": sum(status.values()) - ok,
+        "status": status,
+        "errors": errors,
+        "error_count": sum(errors.values()),
+        "aborted": aborted,
+        "ok_rps": round(ok / total, 1) if total > 0 else 0.0,
+        "max_ms": _ms(summary.get("slowest")),
+        "mean_ms": _ms(summary.get("average")),
+    }
+    for key, name in PERCENTILES.items():
+        out[name] = _ms(pct.get(key))
+    return out
+
+
+def _ms(seconds) -> float | None:
+    return None if seconds is None else round(float(seconds) * 1000.0, 3)
+
+
+def counter_check(delta: int | None, ok: int, aborted: int, connections: int) -> str:
+    """'ok' when the counter grew by the 2xx answers, or by up to the requests oha abandoned in
+    flight more (the server counted them after oha stopped listening: at most one per connection);
+    '+N' beyond that; 'LOST N' when it grew by less than the 2xx answers (an answer not counted)."""
+    if delta is None:
+        return "not read"
+    extra = delta - ok
+    if extra < 0:
+        return f"LOST {-extra}"
+    if extra <= max(aborted, 0) + connections:
+        return "ok"
+    return f"+{extra}"
+
+
+def _stats(values: list[float]) -> dict | None:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
+
+
+def fold(measurements: list[dict]) -> dict:
+    """{server: {fraction (as str): {"rate", "rounds", "errors", <field>: {median, min, max, values},
+    "cpu": {<cpu field>: stats}}}} over every round that gave numbers. `values` are in round order."""
+    groups: dict = {}
+    for m in sorted(measurements, key=lambda m: m["round"]):
+        groups.setdefault(m["server"], {}).setdefault(str(m["fraction"]), []).append(m)
+    out: dict = {}
+    for server, by_fraction in groups.items():
+        for fraction, runs in by_fraction.items():
+            good = [m for m in runs if not m.get("error") and m.get("oha")]
+            cell = {"rate": runs[0]["rate"], "rounds": len(good),
+                    "errors": [f"round {m['round']}: {m['error']}" for m in runs if m.get("error")],
+                    "by_round": {str(m["round"]): {"p99_ms": m["oha"].get("p99_ms"), "p999_ms": m["oha"].get("p999_ms"),
+                                                   "saturated": saturated(m["oha"])}
+                                 for m in good}}
+            for field in FOLDED:
+                cell[field] = _stats([m["oha"].get(field) for m in good])
+            cell["cpu"] = {f: _stats([(m.get("cpu") or {}).get(f) for m in good]) for f in CPU_FIELDS}
+            out.setdefault(server, {})[fraction] = cell
+    return out
+
+
+def saturated(oha: dict) -> bool:
+    """Whether an open-loop run fell behind its offered rate (see RATE_MET, SATURATED_P50_MS)."""
+    ratio = oha.get("achieved_ratio")
+    return bool((ratio is not None and ratio < RATE_MET)
+                or (oha.get("p50_ms") is not None and oha["p50_ms"] >= SATURATED_P50_MS))
+
+
+def achieved_ratio(ok_rps: float, rate: float) -> float:
+    return round(ok_rps / rate, 3) if rate else 0.0
+
+
+def verdicts(folded: dict, fractions=GOAL_FRACTIONS, subject: str = "hitcore", peer: str = "nginx") -> list[dict]:
+    """For each goal fraction measured: {fraction, subject/peer p99 and p99.9 medians, met (both <=,
+    on the medians, or None when either side is missing), rounds_met ("k/n": of the n rounds both
+    sides measured, the k in which both of hitcore's were <= nginx's of the same round), saturated
+    ({subject: [rounds], peer: [rounds]}: the rounds that fell behind the offered rate, whose
+    percentiles measure a queue)}."""
+    out = []
+    for fraction in fractions:
+        key = str(fraction)
+        mine, theirs = folded.get(subject, {}).get(key), folded.get(peer, {}).get(key)
+        row = {"fraction": fraction, "subject": subject, "peer": peer}
+        if not mine or not theirs or not mine["p99_ms"] or not theirs["p99_ms"] \
+                or not mine["p999_ms"] or not theirs["p999_ms"]:
+            row["met"] = None
+            out.append(row)
+            continue
+        for name in ("p99_ms", "p999_ms"):
+            row[f"{subject}_{name}"] = mine[name]["median"]
+            row[f"{peer}_{name}"] = theirs[name]["median"]
+        row["met"] = (mine["p99_ms"]["median"] <= theirs["p99_ms"]["median"]
+                      and mine["p999_ms"]["median"] <= theirs["p999_ms"]["median"])
+        common = [r for r in mine["by_round"] if r in theirs["by_round"]
+                  and None not in (*mine["by_round"][r].values(), *theirs["by_round"][r].values())]
+        met = [r for r in common if mine["by_round"][r]["p99_ms"] <= theirs["by_round"][r]["p99_ms"]
+               and mine["by_round"][r]["p999_ms"] <= theirs["by_round"][r]["p999_ms"]]
+        row["rounds_met"] = f"{len(met)}/{len(common)}"
+        row["saturated"] = {who: sorted(int(r) for r, v in cell["by_round"].items() if v.get("saturated"))
+                            for who, cell in ((subject, mine), (peer, theirs))}
+        out.append(row)
+    return out
+
+
+def window_cpu(before: dict, after: dict) -> dict:
+    """Two readings {t, oha, server, redis, machine (CPU seconds), incr, incrby (Redis calls),
+    nonvol (server's involuntary context switches), server_wait, redis_wait, oha_wait (seconds
+    runnable but waiting for a CPU)} -> % of one CPU each used over the window, the rest of the
+    machine ('other': someone else's work), requests per Redis command, the server's preemptions
+    per second and each one's run-queue wait in ms per second."""
+    seconds = after["t"] - before["t"]
+    if seconds <= 0:
+        return {}
+
+    def pct(key):
+        return round(100.0 * (after[key] - before[key]) / seconds, 1)
+
+    out = {"window_s": round(seconds, 2), "oha_pct": pct("oha"), "server_pct": pct("server"),
+           "redis_pct": pct("redis"), "machine_pct": pct("machine")}
+    out["other_pct"] = round(out["machine_pct"] - out["oha_pct"] - out["server_pct"] - out["redis_pct"], 1)
+    commands = (after.get("incr", 0) + after.get("incrby", 0)) - (before.get("incr", 0) + before.get("incrby", 0))
+    out["redis_commands_per_s"] = round(commands / seconds, 1)
+    if "counter" in before and "counter" in after and commands > 0:
+        out["requests_per_command"] = round((after["counter"] - before["counter"]) / commands, 2)
+    for who in ("server", "redis", "oha"):
+        if f"{who}_wait" in before and f"{who}_wait" in after:
+            # ms of run-queue wait per second of the window, summed over the threads
+            out[f"{who}_runq_ms_per_s"] = round(1000.0 * (after[f"{who}_wait"] - before[f"{who}_wait"]) / seconds, 1)
+    if "nonvol" in before and "nonvol" in after:
+        out["server_nonvoluntary_per_s"] = round((after["nonvol"] - before["nonvol"]) / seconds, 1)
+        out["server_voluntary_per_s"] = round((after["vol"] - before["vol"]) / seconds, 1)
+    return out
