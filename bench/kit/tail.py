@@ -37,7 +37,7 @@ from .compare import _machine_cpu_seconds, binary_identity
 from .procs import log
 
 RESULTS = provision.BENCH / "results"
-SERVERS = ["hitcore", "hitcore-1", "hitcore-unpinned", "nginx", "tokio"]
+SERVERS = ["hitcore", "hitcore-1", "hitcore-pin", "nginx", "tokio"]
 DEFAULT_SERVERS = ["hitcore", "nginx", "tokio"]
 MODES = {
     "full": {"rounds": 3, "duration": 10, "max_duration": 10, "fractions": [0.10, 0.25, 0.50, 0.75]},
@@ -64,8 +64,8 @@ def parse_args(argv):
     p.add_argument("--rates", metavar="LIST", help="fractions of the maximum (default 0.10,0.25,0.50,0.75)")
     p.add_argument("--connections", "-c", type=int, default=100, help="oha -c (default 100)")
     p.add_argument("--only", metavar="LIST", help="servers, comma-separated: " + ", ".join(SERVERS) +
-                   " (default hitcore,nginx,tokio; hitcore-1 is `hitcore -w 1`; hitcore-unpinned is the `hitcore` "
-                   "row with its shards' CPU affinity widened to every CPU once they run); nginx is always measured "
+                   " (default hitcore,nginx,tokio; hitcore-1 is `hitcore -w 1`; hitcore-pin is the `hitcore` "
+                   "row with --pin, each shard pinned to its CPU, the default before issue 14); nginx is always measured "
                    "for the maximum")
     p.add_argument("--hitcore-flags", default="", metavar="FLAGS",
                    help="extra flags for the `hitcore` row, in shell words (e.g. '-w 1' or '--keep-alive 5')")
@@ -221,8 +221,9 @@ class Bench:
             spec.argv += flags
             shards = _shards(flags, self.ncpu)
             spec.title = "hitcore " + " ".join(flags) if flags else f"hitcore (one shard per CPU: {self.ncpu})"
-            if server == "hitcore-unpinned":
-                spec.title += ", shards unpinned"
+            if server == "hitcore-pin":
+                spec.argv.append("--pin")
+                spec.title += ", --pin"
         spec.processes, spec.ready_line, spec.ready_count = 1 + shards, "Connected to Redis", shards
         spec.env.update(self.settings["hitcore_env"])
         if self.settings["hitcore_env"]:
@@ -248,9 +249,6 @@ class Bench:
         if problem:
             service.stop()
             raise RunError(f"{server} did not start: {problem}")
-        if server == "hitcore-unpinned":
-            widened = unpin([service.pid] + procs.descendants(service.pid))
-            log(f"{tag}: CPU affinity of {widened} threads widened to every CPU")
         if spec.uses_redis:
             self.redis.set(COUNTER_KEY, 0)
         return service, spec
@@ -321,22 +319,6 @@ def run_delay(pids: list[int]) -> float:
         except (OSError, IndexError, ValueError):
             continue
     return total / 1e9
-
-
-def unpin(pids: list[int]) -> int:
-    """Widens the CPU affinity of every thread of `pids` to every CPU this run may use: hitcore pins
-    each shard to one CPU when it starts and never again, so this measures what the pinning costs
-    (a pinned shard cannot move away from a CPU that oha or Redis is using) without another build.
-    Returns how many threads it changed."""
-    cpus = os.sched_getaffinity(0)
-    done = 0
-    for tid in perfstat.tasks_of(pids):
-        try:
-            os.sched_setaffinity(tid, cpus)
-            done += 1
-        except OSError:
-            continue
-    return done
 
 
 def _shards(flags: list[str], ncpu: int) -> int:

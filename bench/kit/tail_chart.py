@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-COLOURS = {"hitcore": "#d62728", "hitcore-1": "#9467bd", "hitcore-unpinned": "#2ca02c", "nginx": "#7f7f7f", "tokio": "#ff7f0e"}
+COLOURS = {"hitcore": "#d62728", "hitcore-1": "#9467bd", "hitcore-pin": "#2ca02c", "nginx": "#7f7f7f", "tokio": "#ff7f0e"}
 
 
 def thousands(x, _pos=None) -> str:
