@@ -525,7 +525,9 @@ fn the_metrics_address_is_exclusive_but_survives_usr2() {
     assert_eq!(second.wait_exit(DEADLINE).code(), Some(1));
     second.log.wait_for(&format!("cannot serve metrics at {bind} (--metrics-bind)"), DEADLINE);
 
-    // USR2: the new supervisor binds the address beside the old one, then serves it alone.
+    // USR2: the new supervisor binds the address beside the old one, then serves it alone. Sent
+    // once the supervisor says its shards serve: before that it ignores USR2 (still starting).
+    server.log.wait_for("Ready: 1 shards serving", DEADLINE);
     server.signal(libc::SIGUSR2);
     server.log.wait_for("Took over from the old supervisor", DEADLINE);
     assert!(server.wait_exit(DEADLINE).success());
