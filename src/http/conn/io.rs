@@ -29,8 +29,37 @@ pub(super) async fn read_some(
     limit: Duration,
     input: &mut Vec<u8>,
 ) -> io::Result<usize> {
+    read(ctx, stream, limit, input).await.map(|(n, _)| n)
+}
+
+/// [`read_some`] right after an answer. `try_first`: try a non-blocking `recv` first (glommio's
+/// way), or arm the readiness poll at once when the client is unlikely to have sent anything yet
+/// (`speculate`). Returns the bytes read and whether a `recv` tried first found them.
+pub(super) async fn read_after_answer(
+    ctx: &Context,
+    stream: &mut TcpStream,
+    limit: Duration,
+    input: &mut Vec<u8>,
+    try_first: bool,
+) -> io::Result<(usize, bool)> {
+    if !try_first {
+        stream.arm_read_poll();
+    }
+    let (n, at_once) = read(ctx, stream, limit, input).await?;
+    Ok((n, try_first && at_once))
+}
+
+/// The read itself; also says whether the first poll completed it (no wait for readiness).
+async fn read(
+    ctx: &Context,
+    stream: &mut TcpStream,
+    limit: Duration,
+    input: &mut Vec<u8>,
+) -> io::Result<(usize, bool)> {
     stream.set_read_timeout(Some(limit)).map_err(io::Error::from)?;
+    let mut polls = 0u32;
     let n = poll_fn(|cx| {
+        polls += 1;
         let mut scratch = ctx.scratch.borrow_mut();
         match Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]) {
             Poll::Ready(Ok(n)) => {
@@ -41,7 +70,7 @@ pub(super) async fn read_some(
         }
     })
     .await?;
-    Ok(n)
+    Ok((n, polls == 1))
 }
 
 /// Writes as much of `bytes` as the kernel takes right now, without waiting, with plain

@@ -13,6 +13,7 @@
 
 mod io;
 pub mod registry;
+mod speculate;
 
 use std::net::{IpAddr, Shutdown};
 use std::os::fd::AsRawFd;
@@ -30,8 +31,9 @@ use super::proxy::{self, Parsed};
 use super::response::{self, Answer, Persist};
 use crate::metrics::shm::{Meter, Timeout, Unavailable};
 use crate::redis::client::{Failure, Outcome, Ticket};
-use io::{drain_before_close, read_some, try_send, write_within};
+use io::{drain_before_close, read_after_answer, read_some, try_send, write_within};
 use registry::Entry;
+use speculate::Speculation;
 
 /// Pipelined requests taken from one connection per batch. More stay in its buffer for the next
 /// batch, so one client cannot make a shard hold an unbounded batch.
@@ -70,6 +72,7 @@ pub async fn serve(ctx: Rc<Context>, mut stream: TcpStream, peer: Option<IpAddr>
         ticket: Ticket::default(),
         peer,
         parsed_partial: 0,
+        speculation: Speculation::default(),
     };
     if ctx.observing.proxy_protocol {
         match conn.read_proxy_header(&ctx, &mut stream).await {
@@ -121,6 +124,8 @@ struct Conn {
     /// line ends or the current line outgrows every limit, parsing again cannot decide anything
     /// new; skipping it keeps a head sent in many small pieces linear in cost, not quadratic.
     parsed_partial: usize,
+    /// Whether the read after an answer tries `recv` before arming a poll (see `speculate`).
+    speculation: Speculation,
 }
 
 impl Conn {
@@ -170,6 +175,9 @@ impl Conn {
         // A connection becomes idle (closable by a draining shard) only after its first answer: a
         // client that has just connected is about to send its request and gets it answered.
         let mut answered_any = false;
+        // Whether the next read is the first after an answer, with nothing of the next request
+        // read yet: the client may still be waiting for that answer (see `speculate`).
+        let mut after_answer = false;
         loop {
             let close = self.parse_batch(ctx, false);
             if !self.batch.is_empty() {
@@ -191,6 +199,7 @@ impl Conn {
                     self.input = Vec::new();
                 }
                 deadline = now + if self.input.is_empty() { cfg.keep_alive } else { cfg.header_timeout };
+                after_answer = self.input.is_empty();
                 continue;
             }
             let between_requests = self.input.is_empty() && self.parser.at_boundary();
@@ -203,7 +212,16 @@ impl Conn {
                 return self.expire(ctx, stream, kind).await;
             };
             entry.set_idle(idle);
-            let read = read_some(ctx, stream, left, &mut self.input).await;
+            let read = if std::mem::take(&mut after_answer) {
+                let try_first = self.speculation.try_now();
+                let read = read_after_answer(ctx, stream, left, &mut self.input, try_first).await;
+                if try_first {
+                    self.speculation.found(matches!(read, Ok((_, true))));
+                }
+                read.map(|(n, _)| n)
+            } else {
+                read_some(ctx, stream, left, &mut self.input).await
+            };
             entry.set_idle(false);
             now = Instant::now();
             match read {

@@ -233,6 +233,20 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         // first poll_read now tries the non-blocking recv first and arms a poll only if it must.
     }
 
+    /// hitcore: arms the readiness poll now, unless one is pending, so that the next `poll_read`
+    /// waits for it instead of trying a non-blocking `recv` first (see HITCORE-PATCHES.md, patch 7).
+    pub(crate) fn arm_read_poll(&mut self) {
+        let no_pending_poll = self
+            .source_rx
+            .as_ref()
+            .map(|src| src.result().is_some())
+            .unwrap_or(true);
+        if no_pending_poll {
+            let reactor = self.reactor.upgrade().unwrap();
+            self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
+        }
+    }
+
     pub(crate) fn try_peek(&self, buf: &mut [u8]) -> Option<io::Result<usize>> {
         super::yolo_peek(self.stream.as_raw_fd(), buf)
     }
@@ -478,6 +492,14 @@ impl<S: AsRawFd, B: RxBuf> GlommioStream<S, B> {
         how: Shutdown,
     ) -> Poll<io::Result<()>> {
         self.stream.poll_shutdown(cx, how)
+    }
+
+    /// hitcore: see `NonBufferedStream::arm_read_poll`. Nothing to arm while buffered bytes remain
+    /// or after the peer has closed: the next read returns at once.
+    pub(crate) fn arm_read_poll(&mut self) {
+        if self.rx_buf.is_empty() && !self.rx_done.get() {
+            self.stream.arm_read_poll();
+        }
     }
 
     pub(crate) fn set_write_timeout(&self, dur: Option<Duration>) -> Result<()> {

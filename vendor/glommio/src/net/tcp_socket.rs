@@ -498,6 +498,15 @@ impl TcpStream {
 }
 
 impl<B: RxBuf> TcpStream<B> {
+    /// hitcore: makes the next read wait for readiness through an io_uring poll, armed now,
+    /// instead of first trying a non-blocking `recv` (see HITCORE-PATCHES.md, patch 7). For a
+    /// caller that knows the peer has nothing to send yet (it has just answered a request and the
+    /// peer waits for that answer), this saves the `recv` that would fail with `EAGAIN`. Does
+    /// nothing if a poll is already pending, if buffered bytes remain, or after end of stream.
+    pub fn arm_read_poll(&mut self) {
+        self.stream.arm_read_poll()
+    }
+
     /// Sets the read timeout to the timeout specified.
     ///
     /// If the value specified is [`None`], then read calls will block

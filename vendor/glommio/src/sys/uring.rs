@@ -1084,13 +1084,18 @@ impl SleepableRing {
             // We have now prepared the SQE that links the two rings. We now need to submit
             // it successfully to be able to safely sleep.
 
-            if self
-                .submit_sqes()
+            // hitcore (patch 8): submitted and waited for in one io_uring_enter, where upstream
+            // made two. The kernel waits only if it consumed every SQE submitted (it returns
+            // early otherwise), so a link that could not be submitted still never sleeps.
+            let submitted = self
+                .ring
+                .submit_sqes_and_wait(1)
+                .map(|x| x as usize)
                 .or_else(Reactor::busy_ok)
                 .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)?
-                != 1
-            {
+                .or_else(Reactor::intr_ok)?;
+            self.in_kernel += submitted;
+            if submitted != 1 {
                 // We failed to submit the `SQE` that links the rings. Just can't sleep.
                 // Waiting here is unsafe because we could end up waiting much longer than
                 // needed.
@@ -1098,14 +1103,8 @@ impl SleepableRing {
                 unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
                 Err(io::Error::from_raw_os_error(libc::EBUSY))
             } else {
-                // The rings are linked. Goodnight!
-                self.ring
-                    .cq()
-                    .wait(1)
-                    .map(|_| 1)
-                    .or_else(Reactor::busy_ok)
-                    .or_else(Reactor::again_ok)
-                    .or_else(Reactor::intr_ok)
+                // The rings were linked, and we slept until a completion. Goodnight!
+                Ok(1)
             }
         } else {
             // Can't link rings because we ran out of `CQE`s. Just can't sleep.
@@ -1234,6 +1233,8 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
+    /// hitcore: when the timer in `latency_preemption_timeout_src` fires (see `wait`, patch 8).
+    latency_preemption_deadline: Cell<Option<Instant>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1365,6 +1366,7 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
+            latency_preemption_deadline: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1826,22 +1828,62 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Cancel the old timer regardless of whether we can sleep:
-        // if we won't sleep, we will register the new timer with its new
-        // value.
+        // hitcore (HITCORE-PATCHES.md, patch 8): the timers are re-armed only when they must be,
+        // not cancelled and re-armed on every loop turn. Upstream cancelled the latency ring's
+        // timer here and armed a new one after the flush below, and replaced the throughput timer,
+        // so every turn cost two `io_uring_enter` on the latency ring and one on the main ring
+        // even when the turn had nothing else to submit.
         //
-        // But if we will sleep, there might be a timer registered that needs
-        // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
+        // The latency ring's timer (the preemption timer, or the next user timer while asleep):
+        // a pending one is kept when it fires no later than this turn's preemption deadline. It
+        // then fires earlier than a fresh one would: a task queue is preempted sooner, never
+        // later, at most once more per preemption period. Otherwise it is cancelled and, when
+        // this turn will not sleep, the new one is armed now, so that its submission and the
+        // cancellation go to the kernel in the flush below, in one `io_uring_enter`.
+        let preempt = preempt_timer();
+        let now = Instant::now();
+        let pending_deadline = {
+            let src = self.latency_preemption_timeout_src.take();
+            let pending = src.as_ref().is_some_and(|src| src.result().is_none());
+            self.latency_preemption_timeout_src.set(src);
+            self.latency_preemption_deadline.get().filter(|_| pending)
+        };
+        match preempt {
+            Some(d) if pending_deadline.is_some_and(|at| at <= now + d) => {}
+            Some(d) => {
+                drop(self.latency_preemption_timeout_src.take());
+                self.latency_preemption_timeout_src
+                    .set(Some(lat_ring.prepare_latency_preemption_timer(d)));
+                self.latency_preemption_deadline.set(Some(now + d));
+            }
+            // No preemption timer asked for: this turn may sleep, and a pending timer would end
+            // the sleep early: cancelled, as upstream did. (Cancelled here, not together with
+            // the sleep's own timer below: the cancelled timer's completion is posted through
+            // task work at the next io_uring_enter, and would then end the sleep at once.)
+            None => {
+                drop(self.latency_preemption_timeout_src.take());
+                self.latency_preemption_deadline.set(None);
+            }
+        }
 
-        // Schedule the throughput-based timeout immediately: it won't matter if we end
-        // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        // The throughput timer fires once `ring_depth` completions have been posted on the main
+        // ring since it was armed, and then preempts through the latency ring's eventfd. Upstream
+        // replaced it every turn, which counted only the completions of one turn; it is now kept
+        // while pending and re-armed after it fires, so it also fires after `ring_depth`
+        // completions spread over several turns: at most one more preemption per `ring_depth`
+        // completions, and none of the per-turn submissions.
+        let throughput = self.throughput_preemption_timeout_src.take();
+        if throughput.as_ref().is_some_and(|src| src.result().is_none()) {
+            self.throughput_preemption_timeout_src.set(throughput);
+        } else {
+            drop(throughput);
+            self.throughput_preemption_timeout_src.set(Some(
+                main_ring.prepare_throughput_preemption_timer(
+                    self.ring_depth() as u32,
+                    self.eventfd_src.raw(),
+                ),
+            ));
+        }
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1853,7 +1895,7 @@ impl Reactor {
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
         // If we generated any event so far, we can't sleep. Need to handle them.
-        let should_sleep = preempt_timer().is_none()
+        let should_sleep = preempt.is_none()
             && (woke == 0)
             && poll_ring.can_sleep()
             && main_ring.can_sleep()
@@ -1865,6 +1907,7 @@ impl Reactor {
             if let Some(dur) = user_timer {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
+                self.latency_preemption_deadline.set(Some(Instant::now() + dur));
                 assert!(flush_rings!(lat_ring)? > 0);
             }
             // From this moment on the remote executors are aware that we are sleeping
@@ -1891,11 +1934,8 @@ impl Reactor {
             }
         }
 
-        if let Some(preempt) = preempt_timer() {
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-            flush_rings!(lat_ring, main_ring)?;
-        }
+        // hitcore: the preemption timer, when this turn needed a new one, was armed and submitted
+        // above, with the other submissions (patch 8).
 
         // A Note about `need_preempt`:
         //
