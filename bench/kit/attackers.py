@@ -31,7 +31,6 @@ import ctypes
 import errno
 import fcntl
 import json
-import os
 import resource
 import select
 import signal

@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, rounds, servers
+from . import compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, results, rounds, servers
 from .observe import Scraper
 from .procs import log
 
@@ -477,11 +477,7 @@ def run(args, plan, sets) -> int:
     started = datetime.datetime.now(datetime.timezone.utc)
     name = args.name or args.plan.stem
     run_dir = args.out.resolve() / f"{started:%Y-%m-%d}-{name}"
-    for stale in (run_dir / "raw", run_dir / "logs"):
-        shutil.rmtree(stale, ignore_errors=True)
-    raw_dir, log_dir = run_dir / "raw", run_dir / "logs"
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    log_dir.mkdir(parents=True, exist_ok=True)
+    raw_dir, log_dir = results.fresh_run_dir(run_dir)
 
     hitcore = args.hitcore.resolve() if args.hitcore else provision.HITCORE_BINARY
     cpus = len(os.sched_getaffinity(0))

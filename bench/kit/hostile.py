@@ -48,7 +48,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import hostile_report, loadgen, machine, procs, provision, redisctl, servers, versus
+from . import hostile_report, loadgen, machine, procs, provision, redisctl, results, servers, versus
 from .procs import log
 
 ATTACKERS = Path(__file__).resolve().with_name("attackers.py")
@@ -931,20 +931,13 @@ def run(args, tests: list[str]) -> int:
     settings = dict(MODES[mode], mode=mode)
     nofile = machine.raise_open_files_limit()
     started = datetime.datetime.now().astimezone()
-    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "host"
+    host = results.host_tag()
     # A vs-nginx run alone gets its own name, so it neither overwrites nor is overwritten by a partial run.
     name = f"{started:%Y-%m-%d}-{host}-hostile" + ("-quick" if args.quick else "") + \
         ("-vs-nginx" if tests == ["vs-nginx"] else "-partial" if args.only else "")
     out_dir = args.out.resolve()
     run_dir = out_dir / name
-    raw_dir, log_dir = run_dir / "raw", run_dir / "logs"
-    for stale in (raw_dir, log_dir, run_dir / "summary.json"):
-        if stale.is_dir():
-            shutil.rmtree(stale)
-        elif stale.exists():
-            stale.unlink()
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    log_dir.mkdir(parents=True, exist_ok=True)
+    raw_dir, log_dir = results.fresh_run_dir(run_dir)
     log(f"bench/hostile {mode} run: {', '.join(tests)}; results -> {out_dir / name}.md")
     # One process (hitcore's shard, or the client holding the connections) needs a descriptor per
     # connection: the idle test's 10,000 in each, and the flood's and slowloris's a little less.

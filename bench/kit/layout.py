@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import loadgen, machine, procs, provision, redisctl, servers
+from . import loadgen, machine, procs, provision, redisctl, results, servers
 
 VARIANTS = {
     # id: (title, hitcore flags or None for nginx)
@@ -211,12 +211,9 @@ def measure(variant: str, ctx: servers.Context, redis: redisctl.RedisServer, arg
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    host = os.uname().nodename.split(".")[0]
-    name = f"{datetime.date.today().isoformat()}-{host}-layout" + ("-quick" if args.quick else "")
+    name = f"{datetime.date.today().isoformat()}-{results.host_tag()}-layout" + ("-quick" if args.quick else "")
     folder = args.out / name
-    raw_dir, log_dir = folder / "raw", folder / "logs"
-    for d in (raw_dir, log_dir):
-        d.mkdir(parents=True, exist_ok=True)
+    raw_dir, log_dir = results.fresh_run_dir(folder)
     missing = [c for c in ("ab", "nginx", "redis-server") if not shutil.which(c)]
     if missing:
         print(f"bench/layout: missing {missing}: run bench/run once to provision them")

@@ -19,16 +19,13 @@ import argparse
 import datetime
 import json
 import os
-import re
-import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from . import loadgen, machine, procs, provision, redisctl, report, rounds, servers
+from . import loadgen, machine, procs, provision, redisctl, report, results, rounds, servers
 from .procs import log
 
 MODES = {
@@ -130,19 +127,12 @@ def run(args, ids: list[str]) -> int:
                     cpus_server=args.cpus_server, cpus_load=args.cpus_load, cpus_redis=args.cpus_redis)
     ncpu = count_cpus(args.cpus_server) if args.cpus_server else len(os.sched_getaffinity(0))
     started = datetime.datetime.now().astimezone()
-    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "host"
+    host = results.host_tag()
     name = f"{started:%Y-%m-%d}-{host}" + ("-quick" if args.quick else "") + ("-partial" if args.only else "")
     out_dir = args.out.resolve()
     run_dir = out_dir / name
-    raw_dir, log_dir = run_dir / "raw", run_dir / "logs"
     # A rerun under the same name (same day, host and mode) replaces the earlier one's files.
-    for stale in [run_dir / "raw", run_dir / "logs", run_dir / "summary.json", out_dir / f"{name}-rps.png", out_dir / f"{name}-scaling.png"]:
-        if stale.is_dir():
-            shutil.rmtree(stale)
-        elif stale.exists():
-            stale.unlink()
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    log_dir.mkdir(parents=True, exist_ok=True)
+    raw_dir, log_dir = results.fresh_run_dir(run_dir, also=[out_dir / f"{name}-rps.png", out_dir / f"{name}-scaling.png"])
     repeat = args.repeat
     log(f"bench/run {mode} run: {', '.join(ids)}"
         + (f", {repeat} rounds" if repeat > 1 else "") + f"; results -> {out_dir / name}.md")

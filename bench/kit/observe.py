@@ -29,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import loadgen, machine, procs, provision, redisctl
+from . import loadgen, machine, procs, provision, redisctl, results
 from .procs import log
 
 RESULTS = provision.BENCH / "results"
@@ -200,7 +200,7 @@ def _wait_ok(port: int, service: procs.Service, timeout: float = 30.0) -> str | 
 
 def run(args) -> int:
     started = datetime.datetime.now().astimezone()
-    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "host"
+    host = results.host_tag()
     name = f"{started:%Y-%m-%d}-{host}-observe"
     out_dir = args.out.resolve()
     log_dir = out_dir / name / "logs"

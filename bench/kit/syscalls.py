@@ -29,13 +29,12 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from . import callgrind, machine, perfstat, procs, provision, redisctl, servers
+from . import callgrind, machine, perfstat, procs, provision, redisctl, results, servers
 from .procs import log
 
 RESULTS = provision.BENCH / "results"
@@ -519,19 +518,12 @@ def run(args, chosen: list[str], shapes: list[str]) -> int:
         settings["rounds"] = args.rounds
     machine.raise_open_files_limit()
     started = datetime.datetime.now().astimezone()
-    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "host"
+    host = results.host_tag()
     name = f"{started:%Y-%m-%d}-{host}-syscalls" + ("-quick" if args.quick else "") + \
         ("-instructions" if args.instructions_only else "") + ("-partial" if args.only or args.shapes else "")
     out_dir = args.out.resolve()
     run_dir = out_dir / name
-    raw_dir, log_dir = run_dir / "raw", run_dir / "logs"
-    for stale in (raw_dir, log_dir, run_dir / "summary.json"):
-        if stale.is_dir():
-            shutil.rmtree(stale)
-        elif stale.exists():
-            stale.unlink()
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    log_dir.mkdir(parents=True, exist_ok=True)
+    raw_dir, log_dir = results.fresh_run_dir(run_dir)
     with_perf = not args.instructions_only
     with_callgrind = args.instructions or args.instructions_only
     tools = ("ab", "redis-server") + (("perf",) if with_perf else ()) + \

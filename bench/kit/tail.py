@@ -25,14 +25,12 @@ import json
 import os
 import re
 import shlex
-import shutil
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
 
-from . import machine, perfstat, procs, provision, redisctl, servers, tail_report, tail_stats
+from . import machine, perfstat, procs, provision, redisctl, results, servers, tail_report, tail_stats
 from .compare import _machine_cpu_seconds, binary_identity
 from .procs import log
 
@@ -400,7 +398,7 @@ def _binary(given: Path | None, default: Path, what: str) -> Path:
 
 def run(args, settings: dict, chosen: list[str]) -> int:
     started = datetime.datetime.now().astimezone()
-    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "host"
+    host = results.host_tag()
     suffix = ("-quick" if args.quick else "") + ("-partial" if args.only or args.rates or args.hitcore_flags or args.hitcore_env else "")
     name = f"{started:%Y-%m-%d}-" + (args.name or f"{host}-tail{suffix}")
     out_dir = args.out.resolve()
@@ -411,12 +409,7 @@ def run(args, settings: dict, chosen: list[str]) -> int:
         oha, problem = provision_all(log_dir, need_binaries=True)
         log(problem or f"provisioned: {oha}")
         return 1 if problem else 0
-    for stale in (raw_dir, run_dir / "summary.json"):
-        if stale.is_dir():
-            shutil.rmtree(stale)
-        elif stale.exists():
-            stale.unlink()
-    raw_dir.mkdir(parents=True, exist_ok=True)
+    results.fresh_run_dir(run_dir, keep_logs=True)  # the logs already hold provisioning's
     if args.oha:
         oha, problem = args.oha.resolve(), None
     else:
