@@ -38,7 +38,8 @@ pub struct Spec {
     pub version: u32,
     /// The shard's index (for logs and the process title).
     pub index: usize,
-    /// The CPU to pin to.
+    /// The CPU assigned to this shard: it is pinned there with `--pin` (`Config::pin`), and otherwise
+    /// runs on any of `Config::allowed_cpus`.
     pub cpu: usize,
     /// The inherited, bound, non-blocking socket: listening already (a first shard, a restart on the
     /// kept listener), or not yet (a replacement), in which case the shard listens once it can accept.

@@ -2,7 +2,7 @@
 //!
 //! `GET /` increments a Redis counter and answers with its new value. A supervisor process binds one
 //! SO_REUSEPORT listener per shard and runs one shard process per CPU; each shard is a single
-//! glommio executor pinned to its CPU with its own listener and its own pipelined Redis connection,
+//! glommio executor (placed by the kernel on the allowed CPUs, or pinned to one with `--pin`) with its own listener and its own pipelined Redis connection,
 //! and shares nothing with the others but its heartbeat slot. See `docs/architecture.md`.
 //!
 //! # Layout
@@ -12,7 +12,7 @@
 //! - [`config`]: the validated configuration, shared by the supervisor and (serialised) the shards.
 //! - [`handoff`]: the versioned, tolerant supervisor → shard hand-off (`HITCORE_SHARD`).
 //! - [`supervisor`]: the arbiter: listeners, shard processes, watchdog, signals (HUP reloads, USR2
-//!   upgrades), pid file, systemd notify.
+//!   upgrades), pid file, systemd notify, the open-files limit the shards inherit.
 //! - [`listener`]: SO_REUSEPORT listening sockets, identical options on all.
 //! - [`heartbeat`]: the shared-memory heartbeat slots, the only cross-process state.
 //! - [`metrics`]: per-shard counters in the heartbeat region, summed and served by the supervisor.
