@@ -15,7 +15,9 @@
 //! - [`file`]: the TOML file, checked key by key against the flags.
 //! - [`check`]: `--check-config`: the extra checks and the effective configuration, masked.
 //! - [`values`]: CPU lists, users and groups, file modes, seconds.
+//! - [`api`]: the counting API's flags.
 
+pub mod api;
 pub mod check;
 pub mod file;
 pub mod load;
@@ -229,6 +231,10 @@ pub struct Cli {
     /// Metrics, health checks and the access log's contents.
     #[command(flatten)]
     pub observe: ObserveFlags,
+
+    /// The counting API.
+    #[command(flatten)]
+    pub api: api::ApiFlags,
 }
 
 /// Observability flags, kept together (docs/observability.md).
@@ -435,6 +441,7 @@ impl Cli {
             (None, None) => None,
         };
         let observe = self.observe.into_observe()?;
+        let api = self.api.into_settings()?;
         let log_target = |s: &str, dash: LogTarget| if s == "-" { dash } else { LogTarget::File(PathBuf::from(s)) };
         Ok(Config {
             cpus,
@@ -467,6 +474,7 @@ impl Cli {
             user: user.map(|(uid, _)| uid),
             group,
             observe,
+            api,
         })
     }
 }

@@ -102,6 +102,10 @@ pub struct Config {
     /// hand-off: the defaults then apply).
     #[serde(default)]
     pub observe: Observe,
+    /// The counting API's settings (`--api-mode`, `--counter-ttl`, `--cors-origins`,
+    /// `--admin-token-file`); absent from an older supervisor's hand-off: the defaults.
+    #[serde(default)]
+    pub api: crate::api::settings::Settings,
 }
 
 /// Observability settings: `--metrics-bind`, `--health-path`, `--access-logformat`,

@@ -21,11 +21,14 @@
 //!   connection is handed by its shard, the per-connection loop and registry (`conn/`), the access log.
 //! - [`redis`]: Redis URLs (single node, Sentinel, Cluster), RESP, the coalescing queue, the connect
 //!   path (discovery, TLS, ROLE), the pipelined connection task, Sentinel and Cluster routing.
+//! - [`api`]: the counting API (CountAPI/Abacus parity): `/hit`, `/get`, `/create`, `/info` and the
+//!   admin routes on named counters; routes, names, auth, JSON, its Redis rounds (docs/api.md).
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
 
 #![warn(missing_docs, missing_debug_implementations)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod api;
 pub mod bind;
 pub mod cli;
 pub mod config;

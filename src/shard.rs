@@ -27,6 +27,7 @@ use glommio::{CpuSet, LocalExecutorBuilder, Placement};
 use socket2::SockRef;
 use tracing::{debug, error, info, warn};
 
+use crate::api::Api;
 use crate::config::{Config, Observe};
 use crate::handoff::Spec;
 use crate::heartbeat::{Heartbeats, features, state};
@@ -226,7 +227,7 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
         write_timeout: spec.config.write_timeout,
     };
     let shard = Rc::new(Shard {
-        ctx: Rc::new(Context::new(settings, redis, access, observing)),
+        ctx: Rc::new(Context::new(settings, redis, access, observing).with_api(Api::new(spec.config.api.clone()))),
         evicted: Cell::new(0),
         evictions_reported: Cell::new(None),
         config: spec.config.clone(),

@@ -25,6 +25,7 @@ use tracing::{debug, error, info, warn};
 
 use super::connect::{Address, ConnectError, Connector, Discovery, SessionHint};
 use super::follow::{Follow, Redirection};
+use super::keyed::{Answered, KeyedTicket, Op};
 use super::queue::{Batching, Completed, Queue};
 pub use super::queue::{Failure, Outcome, Ticket};
 use super::resp::{self, ErrorKind, ProtocolError};
@@ -203,6 +204,29 @@ impl Redis {
                 if let Some(w) = self.0.writer.borrow_mut().take() {
                     w.wake();
                 }
+            }
+        }
+    }
+
+    /// Registers the counting API's requests of one round for `ticket` (armed for them by the
+    /// caller): `(index, op)` each. Refusals are delivered through the ticket too.
+    pub fn keyed(&self, ticket: &KeyedTicket, ops: impl IntoIterator<Item = (usize, Op)>) {
+        let up = self.0.up.get();
+        let mut queued = false;
+        for (index, op) in ops {
+            if !up {
+                ticket.set(index, Answered::Failed(Failure::Unavailable));
+                continue;
+            }
+            let registered = self.0.queue.borrow_mut().keyed.register(ticket, index, op, self.0.settings.max_pending);
+            match registered {
+                Ok(()) => queued = true,
+                Err(failure) => ticket.set(index, Answered::Failed(failure)),
+            }
+        }
+        if queued {
+            if let Some(w) = self.0.writer.borrow_mut().take() {
+                w.wake();
             }
         }
     }

@@ -1,5 +1,6 @@
 //! Redis for one shard: URLs (`url`; `topology` for the Sentinel and Cluster forms), RESP
-//! encoding and decoding (`resp`), the coalescing arithmetic (`queue`), the way to a ready session
+//! encoding and decoding (`resp`), the coalescing arithmetic (`queue`; the counting API's per-key
+//! coalescing in `keyed`), the way to a ready session
 //! (`connect`, over `stream`, with `tls`), and the pipelined connection task (`client`); the pure
 //! facts of Sentinel (`sentinel`) and Cluster (`slots`) routing. Nothing here knows about HTTP.
 
@@ -7,6 +8,7 @@ pub mod client;
 pub mod cluster_discovery;
 pub mod connect;
 pub mod follow;
+pub mod keyed;
 pub mod queue;
 pub mod resp;
 pub mod sentinel;

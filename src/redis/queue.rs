@@ -20,6 +20,7 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
+use super::keyed::{Keyed, KeyedCompleted};
 use super::resp::{self, ErrorKind, ProtocolError, Reply};
 
 /// Why a request got no value. The HTTP side maps these to statuses: [`Failure::ErrorReply`] is a
@@ -150,6 +151,8 @@ enum Sent {
     Incr { total: u64, tickets: usize },
     /// `WAIT`, releasing everything held.
     Wait,
+    /// One of the counting API's commands: its reply is [`Keyed`]'s to hand out.
+    Keyed,
 }
 
 /// What a reply meant, for the connection task to act on (log, keep or drop the connection).
@@ -197,6 +200,9 @@ pub struct Queue {
     asking: u64,
     /// Requests in `waiting`, `members`, `held` and `redirected`: the overload bound counts these.
     pending: u64,
+    /// The counting API's requests (`crate::api`): per-key hits and whole commands, written in
+    /// the same write as the seed counter's batch.
+    pub keyed: Keyed,
 }
 
 impl Queue {
@@ -212,13 +218,13 @@ impl Queue {
 
     /// Whether anything waits to be written.
     pub fn has_waiting(&self) -> bool {
-        !self.waiting.is_empty()
+        !self.waiting.is_empty() || self.keyed.has_waiting()
     }
 
     /// Requests registered and not yet written (what the next write carries; the metrics'
     /// coalescing factor).
     pub fn waiting_requests(&self) -> u64 {
-        self.waiting.iter().map(|(_, n)| n).sum()
+        self.waiting.iter().map(|(_, n)| n).sum::<u64>() + self.keyed.waiting_requests()
     }
 
     /// When the oldest written command still unanswered was written.
@@ -229,6 +235,8 @@ impl Queue {
     /// Moves everything waiting into the written FIFO and appends its commands to `out`, in one
     /// step with no await, so the order of bytes on the wire is the order of the FIFO.
     pub fn encode_waiting(&mut self, batching: &Batching, out: &mut Vec<u8>, now: Instant) {
+        let keyed = self.keyed.encode_waiting(out);
+        self.sent.extend(std::iter::repeat_n((Sent::Keyed, now), keyed));
         if self.waiting.is_empty() {
             return;
         }
@@ -289,7 +297,7 @@ impl Queue {
                         ErrorKind::Other => (Outcome::Failed(Failure::ErrorReply), Completed::Error(message)),
                         kind => (Outcome::Failed(Failure::NotPrimary), Completed::NotPrimary(kind, message)),
                     },
-                    Reply::Status(_) | Reply::Unexpected => {
+                    Reply::Status(_) | Reply::Bulk(_) | Reply::Nil | Reply::Unexpected => {
                         return Err(ProtocolError("expected an integer reply to INCR".into()));
                     }
                 };
@@ -317,7 +325,7 @@ impl Queue {
                 let (durable, completed) = match reply {
                     Reply::Integer(acked) => (acked >= i64::from(wanted), Completed::Waited { acked, wanted }),
                     Reply::Error(message) => (false, Completed::WaitError(message)),
-                    Reply::Status(_) | Reply::Unexpected => {
+                    Reply::Status(_) | Reply::Bulk(_) | Reply::Nil | Reply::Unexpected => {
                         return Err(ProtocolError("expected an integer reply to WAIT".into()));
                     }
                 };
@@ -327,6 +335,14 @@ impl Queue {
                     ticket.push(if durable { outcome } else { Outcome::Failed(Failure::NotDurable) }, n);
                 }
                 Ok(completed)
+            }
+            Sent::Keyed => {
+                self.sent.pop_front();
+                match self.keyed.complete(reply) {
+                    Some(KeyedCompleted::Served) => Ok(Completed::Served),
+                    Some(KeyedCompleted::NotPrimary(kind, message)) => Ok(Completed::NotPrimary(kind, message)),
+                    None => Err(ProtocolError("a reply arrived with no API command waiting for it".into())),
+                }
             }
         }
     }
@@ -372,7 +388,7 @@ impl Queue {
             ticket.push(Outcome::Failed(failure), n);
         }
         // Requests out on an -ASK connection are answered by it, and settled when it is done.
-        let failed = self.pending - self.asking;
+        let failed = self.pending - self.asking + self.keyed.fail_all(failure);
         self.pending = self.asking;
         failed
     }

@@ -1,0 +1,269 @@
+//! The counting API against a real redis-server and the real binary: every route's status and JSON
+//! shape, admin authorisation, names and bad input (answered 4xx with Redis untouched), CORS and
+//! JSONP, Abacus's key layout read back, the TTL, closed mode, and per-key coalescing: hundreds of
+//! keys hit concurrently through two shards, each key's values exactly 1..N.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::thread;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn start(redis: &TestRedis, extra: &[&str]) -> TestServer {
+    let url = redis.url(0);
+    let mut args = vec!["-w", "2", "--share-cpus", "--redis", &url];
+    args.extend_from_slice(extra);
+    let server = TestServer::start(&args);
+    server.wait_ready(2);
+    server
+}
+
+fn req(c: &mut Client, method: &str, target: &str, headers: &str) -> (u16, Value, Response) {
+    let r = c.request(&format!("{method} {target} HTTP/1.1\r\nHost: t\r\n{headers}\r\n"));
+    let body = if r.body.is_empty() { Value::Null } else { serde_json::from_slice(&r.body).unwrap_or(Value::Null) };
+    (r.status, body, r)
+}
+
+#[test]
+fn routes_statuses_and_json_shapes() {
+    let redis = TestRedis::start();
+    let server = start(&redis, &[]);
+    let mut c = Client::connect(server.addr);
+
+    // GET / is still the seed counter, on its own key.
+    assert_eq!(c.request(GET).value(), 1);
+    assert_eq!(redis.cmd(0, &["GET", "hit"]), "1");
+
+    // /hit creates at 0 and counts; one segment is the namespace `default`.
+    let (s, v, r) = req(&mut c, "GET", "/hit/site/page", "");
+    assert_eq!((s, v), (200, json!({"value": 1})));
+    assert_eq!(r.header("content-type"), Some("application/json; charset=utf-8"));
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(req(&mut c, "GET", "/hit/site/page", "").1, json!({"value": 2}));
+    assert_eq!(req(&mut c, "GET", "/hit/lonely", "").1, json!({"value": 1}));
+    assert_eq!(redis.cmd(0, &["GET", "K:site:page"]), "2");
+    assert_eq!(redis.cmd(0, &["GET", "K:default:lonely"]), "1");
+
+    // /get reads without counting; 404 when missing.
+    assert_eq!(req(&mut c, "GET", "/get/site/page", "").1, json!({"value": 2}));
+    let (s, v, _) = req(&mut c, "GET", "/get/site/missing", "");
+    assert_eq!((s, v), (404, json!({"error": "Key not found"})));
+    assert_eq!(redis.cmd(0, &["EXISTS", "K:site:missing"]), "0");
+
+    // /create: 201 with an admin key, 409 when it exists, random names without any.
+    let (s, created, _) = req(&mut c, "POST", "/create/site/made?initializer=40", "");
+    assert_eq!(s, 201);
+    assert_eq!(
+        (&created["namespace"], &created["key"], &created["value"]),
+        (&json!("site"), &json!("made"), &json!(40))
+    );
+    let admin = created["admin_key"].as_str().unwrap().to_string();
+    assert_eq!(admin.len(), 36);
+    assert_eq!(redis.cmd(0, &["GET", "A:site:made"]), admin);
+    assert_eq!(redis.cmd(0, &["GET", "K:site:made"]), "40");
+    let (s, v, _) = req(&mut c, "GET", "/create/site/made", "");
+    assert_eq!((s, v), (409, json!({"error": "Key already exists, please use a different key."})));
+    let (s, random, _) = req(&mut c, "GET", "/create/", "");
+    assert_eq!(s, 201);
+    let (ns, key) = (random["namespace"].as_str().unwrap(), random["key"].as_str().unwrap());
+    assert_eq!((ns.len(), key.len(), &random["value"]), (16, 16, &json!(0)));
+    assert_eq!(redis.cmd(0, &["GET", &format!("K:{ns}:{key}")]), "0");
+
+    // /info as Abacus shapes it.
+    let (s, info, _) = req(&mut c, "GET", "/info/site/made", "");
+    assert_eq!(s, 200);
+    assert_eq!((&info["value"], &info["full_key"], &info["exists"]), (&json!(40), &json!("K:site:made"), &json!(true)));
+    assert_eq!(info["is_genuine"], json!(false), "it has an admin key");
+    assert!(info["expires_in"].as_i64().unwrap() > 15_000_000);
+    let (_, info, _) = req(&mut c, "GET", "/info/site/nothing", "");
+    assert_eq!((&info["value"], &info["exists"], &info["expires_in"]), (&json!(-1), &json!(false), &json!(-2)));
+    assert_eq!(req(&mut c, "GET", "/info/site/page", "").1["is_genuine"], json!(true));
+
+    // Admin routes: 401 without a token, 403 with a wrong one, and nothing changes.
+    let (s, _, _) = req(&mut c, "POST", "/set/site/made?value=5", "");
+    assert_eq!(s, 401);
+    let (s, _, _) = req(&mut c, "POST", "/set/site/made?value=5", "Authorization: Bearer wrong\r\n");
+    assert_eq!(s, 403);
+    let (s, _, _) = req(&mut c, "POST", "/delete/site/page?token=anything", "");
+    assert_eq!(s, 403, "a counter made by a hit has no admin key");
+    assert_eq!(redis.cmd(0, &["GET", "K:site:made"]), "40");
+    assert_eq!(redis.cmd(0, &["GET", "K:site:page"]), "2");
+
+    // With the counter's own key.
+    let bearer = format!("Authorization: Bearer {admin}\r\n");
+    assert_eq!(req(&mut c, "POST", "/set/site/made?value=7", &bearer).1, json!({"value": 7}));
+    assert_eq!(req(&mut c, "POST", "/update/site/made?value=-3", &bearer).1, json!({"value": 4}));
+    assert_eq!(
+        req(&mut c, "POST", &format!("/update/site/made?value=%2B10&token={admin}"), "").1,
+        json!({"value": 14})
+    );
+    assert_eq!(req(&mut c, "GET", "/hit/site/made", "").1, json!({"value": 15}));
+    assert_eq!(req(&mut c, "POST", "/reset/site/made", &bearer).1, json!({"value": 0}));
+    assert_eq!(redis.cmd(0, &["GET", "K:site:made"]), "0");
+    let (s, v, _) = req(&mut c, "POST", "/delete/site/made", &bearer);
+    assert_eq!((s, v), (200, json!({"status": "ok", "message": "Deleted key: K:site:made"})));
+    assert_eq!(redis.cmd(0, &["EXISTS", "K:site:made"]), "0");
+    assert_eq!(redis.cmd(0, &["EXISTS", "A:site:made"]), "0");
+    assert_eq!(req(&mut c, "GET", "/get/site/made", "").0, 404);
+}
+
+#[test]
+fn bad_input_is_a_4xx_and_touches_no_counter() {
+    let redis = TestRedis::start();
+    let server = start(&redis, &[]);
+    let mut c = Client::connect(server.addr);
+    let (s, v, _) = req(&mut c, "GET", "/hit/ab", "");
+    assert_eq!((s, v), (400, json!({"error": "Invalid key: length must be between 3 and 64 characters inclusive"})));
+    assert_eq!(req(&mut c, "GET", &format!("/hit/ns1/{}", "k".repeat(65)), "").0, 400);
+    assert_eq!(req(&mut c, "GET", "/hit/ns1/bad*name", "").0, 400);
+    assert_eq!(req(&mut c, "GET", "/hit/:HOST:/abc", "").0, 400, "no Origin");
+    assert_eq!(req(&mut c, "GET", "/hit/:HOST:/abc", "Origin: javascript:alert(1)\r\n").0, 400);
+    assert_eq!(req(&mut c, "GET", "/hit/abc?callback=alert(1)//", "").0, 400);
+    assert_eq!(req(&mut c, "GET", "/create/abc/def?initializer=ten", "").0, 400);
+    assert_eq!(req(&mut c, "POST", "/update/abc/def?value=0&token=x", "").0, 400);
+    assert_eq!(req(&mut c, "POST", "/set/abc/def?value=1.5&token=x", "").0, 400);
+    assert_eq!(req(&mut c, "POST", "/hit/abc/def", "Content-Length: 0\r\n").0, 405);
+    assert_eq!(req(&mut c, "GET", "/hit/a/b/c/d", "").0, 404);
+    assert_eq!(redis.cmd(0, &["DBSIZE"]), "0", "nothing reached Redis");
+    // A path longer than --limit-request-line is refused by the parser: 414, connection closed.
+    let r = get_once(server.addr, &format!("GET /hit/{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(5000)));
+    assert_eq!(r.status, 414);
+    assert_eq!(redis.cmd(0, &["DBSIZE"]), "0");
+}
+
+#[test]
+fn cors_jsonp_reserved_names_and_abacus_keys() {
+    let redis = TestRedis::start();
+    // A counter an Abacus instance wrote.
+    redis.cmd(0, &["SET", "K:blog:post-1", "41"]);
+    let server = start(&redis, &["--cors-origins", "https://a.example,https://b.example"]);
+    let mut c = Client::connect(server.addr);
+    let (_, v, r) = req(&mut c, "GET", "/hit/blog/post-1", "Origin: https://b.example\r\n");
+    assert_eq!(v, json!({"value": 42}), "Abacus's count goes on");
+    assert_eq!(r.header("access-control-allow-origin"), Some("https://b.example"));
+    assert_eq!(r.header("vary"), Some("Origin"));
+    let (_, _, r) = req(&mut c, "GET", "/get/blog/post-1", "Origin: https://evil.example\r\n");
+    assert_eq!(r.header("access-control-allow-origin"), None);
+
+    // A 204 has no body and no Content-Length (RFC 9110 §8.6).
+    c.send(b"OPTIONS /hit/blog/post-1 HTTP/1.1\r\nHost: t\r\nOrigin: https://a.example\r\n\r\n");
+    let r = c.read_response(true);
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("content-length"), None);
+    assert_eq!(r.header("access-control-allow-origin"), Some("https://a.example"));
+    assert!(r.header("access-control-allow-methods").unwrap().contains("POST"));
+    assert!(r.header("access-control-allow-headers").unwrap().contains("Authorization"));
+    assert_eq!(redis.cmd(0, &["GET", "K:blog:post-1"]), "42", "a preflight counts nothing");
+
+    let r = c.request("GET /get/blog/post-1?callback=show.count HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.header("content-type"), Some("application/javascript; charset=utf-8"));
+    assert_eq!(r.text(), "show.count({\"value\":42});");
+
+    let page = "Origin: https://site.example\r\nReferer: https://site.example/posts/one\r\n";
+    assert_eq!(req(&mut c, "GET", "/hit/:HOST:/:PATH:", page).1, json!({"value": 1}));
+    assert_eq!(redis.cmd(0, &["GET", "K:https://site.example:https://site.example/posts/one"]), "1");
+}
+
+#[test]
+fn the_ttl_is_refreshed_per_key_and_zero_keeps_counters() {
+    let redis = TestRedis::start();
+    let server = start(&redis, &["--counter-ttl", "1000"]);
+    let mut c = Client::connect(server.addr);
+    req(&mut c, "GET", "/hit/ttl/one", "");
+    let ttl: i64 = redis.cmd(0, &["TTL", "K:ttl:one"]).parse().unwrap();
+    assert!((990..=1000).contains(&ttl), "{ttl}");
+    redis.cmd(0, &["EXPIRE", "K:ttl:one", "5"]);
+    req(&mut c, "GET", "/get/ttl/one", "");
+    let ttl: i64 = redis.cmd(0, &["TTL", "K:ttl:one"]).parse().unwrap();
+    assert!(ttl > 900, "a read refreshes it: {ttl}");
+    drop(server);
+
+    let server = start(&redis, &["--counter-ttl", "0"]);
+    let mut c = Client::connect(server.addr);
+    req(&mut c, "GET", "/hit/ttl/two", "");
+    assert_eq!(redis.cmd(0, &["TTL", "K:ttl:two"]), "-1");
+}
+
+#[test]
+fn closed_mode_counts_only_created_counters_and_the_global_token_works() {
+    let redis = TestRedis::start();
+    let dir = std::env::temp_dir().join(format!("hitcore-api-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("token");
+    let token = "global-token-0123456789";
+    std::fs::File::create(&token_file).unwrap().write_all(format!("{token}\n").as_bytes()).unwrap();
+    let server = start(&redis, &["--api-mode", "closed", "--admin-token-file", token_file.to_str().unwrap()]);
+    let mut c = Client::connect(server.addr);
+    let (s, v, _) = req(&mut c, "GET", "/hit/shop/unknown", "");
+    assert_eq!((s, v), (404, json!({"error": "Key not found"})));
+    assert_eq!(redis.cmd(0, &["EXISTS", "K:shop:unknown"]), "0");
+    assert_eq!(req(&mut c, "GET", "/create/shop/known", "").0, 201);
+    assert_eq!(req(&mut c, "GET", "/hit/shop/known", "").1, json!({"value": 1}));
+    let bearer = format!("Authorization: Bearer {token}\r\n");
+    assert_eq!(req(&mut c, "POST", "/set/shop/known?value=100", &bearer).1, json!({"value": 100}));
+    assert_eq!(req(&mut c, "GET", "/hit/shop/known", "").1, json!({"value": 101}));
+    assert_eq!(
+        req(&mut c, "POST", "/set/shop/known?value=1", "Authorization: Bearer global-token-012345678\r\n").0,
+        403
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const KEYS: usize = 300;
+const CLIENTS: usize = 12;
+const ROUNDS: usize = 20;
+const PIPELINE: usize = 10;
+
+/// Hundreds of keys hit concurrently over two shards, pipelined so that batches hold several hits
+/// of one key: every key's values are exactly 1..N, and Redis holds N.
+#[test]
+fn values_of_every_key_are_exactly_one_to_n_across_shards() {
+    let redis = TestRedis::start();
+    let server = start(&redis, &[]);
+    let addr = server.addr;
+    let seed =
+        std::env::var("HITCORE_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("seed {seed} (HITCORE_TEST_SEED={seed} reproduces the key order)");
+    let handles: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            thread::spawn(move || {
+                let mut rng = fastrand::Rng::with_seed(seed.wrapping_add(i as u64));
+                let mut c = Client::connect(addr);
+                let mut seen = Vec::new();
+                for _ in 0..ROUNDS {
+                    // Few hot keys and a long tail, so batches repeat keys.
+                    let keys: Vec<usize> =
+                        (0..PIPELINE).map(|_| if rng.bool() { rng.usize(..5) } else { rng.usize(..KEYS) }).collect();
+                    let mut batch = String::new();
+                    for k in &keys {
+                        batch.push_str(&format!("GET /hit/load/key{k:03} HTTP/1.1\r\nHost: t\r\n\r\n"));
+                    }
+                    c.send(batch.as_bytes());
+                    for k in keys {
+                        let r = c.read_response(false);
+                        assert_eq!(r.status, 200, "{r:?}");
+                        let v: Value = serde_json::from_slice(&r.body).unwrap();
+                        seen.push((k, v["value"].as_i64().unwrap()));
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut by_key: HashMap<usize, Vec<i64>> = HashMap::new();
+    for h in handles {
+        for (k, v) in h.join().unwrap() {
+            by_key.entry(k).or_default().push(v);
+        }
+    }
+    assert!(by_key.len() > 100, "hundreds of keys: {}", by_key.len());
+    for (k, mut values) in by_key {
+        values.sort_unstable();
+        let n = values.len() as i64;
+        assert_eq!(values, (1..=n).collect::<Vec<_>>(), "seed {seed}: key{k:03} got each of 1..={n} once");
+        assert_eq!(redis.cmd(0, &["GET", &format!("K:load:key{k:03}")]), n.to_string());
+    }
+}
