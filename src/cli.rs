@@ -441,7 +441,7 @@ impl Cli {
             (None, None) => None,
         };
         let observe = self.observe.into_observe()?;
-        let api = self.api.into_settings()?;
+        let api = self.api.into_settings(&observe.forwarded_allow_ips)?;
         let log_target = |s: &str, dash: LogTarget| if s == "-" { dash } else { LogTarget::File(PathBuf::from(s)) };
         Ok(Config {
             cpus,

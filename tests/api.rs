@@ -267,3 +267,41 @@ fn values_of_every_key_are_exactly_one_to_n_across_shards() {
         assert_eq!(redis.cmd(0, &["GET", &format!("K:load:key{k:03}")]), n.to_string());
     }
 }
+
+/// `--rate-limit` holds for the whole host: requests of one client spread over connections (and so
+/// over both shards) share one count in Redis; another client (named by a trusted proxy's
+/// `X-Forwarded-For`) has its own; refused requests count nothing.
+#[test]
+fn the_rate_limit_holds_across_shards_per_client() {
+    let redis = TestRedis::start();
+    // A day's window: the test cannot straddle two of them unless it runs across midnight UTC.
+    let mut server = start(&redis, &["--rate-limit", "5/86400"]);
+    let as_client = |ip: &str| {
+        let statuses: Vec<(u16, Option<String>)> = (0..12)
+            .map(|_| {
+                let r = get_once(
+                    server.addr,
+                    &format!("GET /hit/limited/page HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: {ip}\r\n\r\n"),
+                );
+                (r.status, r.header("retry-after").map(str::to_string))
+            })
+            .collect();
+        let ok = statuses.iter().filter(|(s, _)| *s == 200).count();
+        let limited: Vec<_> = statuses.iter().filter(|(s, _)| *s == 429).collect();
+        assert_eq!((ok, limited.len()), (5, 7), "{statuses:?}");
+        for (_, retry) in limited {
+            let secs: u64 = retry.as_deref().expect("Retry-After on 429").parse().unwrap();
+            assert!((1..=86400).contains(&secs), "{secs}");
+        }
+    };
+    as_client("203.0.113.1");
+    assert_eq!(redis.cmd(0, &["GET", "K:limited:page"]), "5", "a 429 counts nothing");
+    as_client("203.0.113.2");
+    assert_eq!(redis.cmd(0, &["GET", "K:limited:page"]), "10");
+    // GET / is not the API's and is not limited.
+    for _ in 0..8 {
+        assert_eq!(get_once(server.addr, GET).status, 200);
+    }
+    let served = server.stop();
+    assert!(served.iter().all(|&s| s > 0), "both shards served: {served:?}");
+}

@@ -25,17 +25,22 @@ pub mod route;
 pub mod serve;
 pub mod settings;
 
+use std::net::IpAddr;
+
+use crate::http::forwarded::Trust;
 use crate::http::response::{HttpDate, Persist};
 use reply::{Cors, Dress, Reply};
 use route::{Call, Step};
 
-/// What a shard's connections need of the API: its settings and the CORS rule built from them.
+/// What a shard's connections need of the API: its settings and the rules built from them.
 #[derive(Debug, Clone)]
 pub struct Api {
     /// The settings.
     pub settings: settings::Settings,
     /// `--cors-origins`, ready to apply.
     pub cors: Cors,
+    /// `--forwarded-allow-ips`, for the client address the rate limit counts.
+    pub trust: Trust,
 }
 
 impl Default for Api {
@@ -48,7 +53,17 @@ impl Api {
     /// The API of a shard configured with `settings`.
     pub fn new(settings: settings::Settings) -> Api {
         let cors = Cors::new(&settings.cors_origins);
-        Api { settings, cors }
+        // Validated by `cli`; an unreadable list from a hand-off trusts nobody.
+        let trust = Trust::parse(&settings.forwarded_allow_ips).unwrap_or_default();
+        Api { settings, cors, trust }
+    }
+
+    /// The API's reading of a request head from `peer` (the PROXY protocol's source when there
+    /// was one), or `None` when its path is none of the API's.
+    pub fn call(&self, head: &[u8], peer: Option<IpAddr>) -> Option<Call> {
+        let mut call = route::parse(head)?;
+        call.client = peer.map(|p| self.trust.client(p, call.forwarded_for.as_deref()));
+        Some(call)
     }
 
     /// Appends `call`'s answer (its step must be `Done`; anything else is a 500). Returns its

@@ -122,6 +122,10 @@ pub struct Call {
     pub callback: Option<String>,
     /// A HEAD request: the body is left out.
     pub head_only: bool,
+    /// `X-Forwarded-For`, for the client address `--rate-limit` counts.
+    pub forwarded_for: Option<String>,
+    /// The client address, once the connection has applied the PROXY and forwarded rules.
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// The parts of a head the API reads.
@@ -132,6 +136,7 @@ struct Head<'a> {
     origin: Option<&'a str>,
     referer: Option<&'a str>,
     authorization: Option<&'a str>,
+    forwarded_for: Option<&'a str>,
 }
 
 fn read_head(head: &[u8]) -> Option<Head<'_>> {
@@ -160,6 +165,7 @@ fn read_head(head: &[u8]) -> Option<Head<'_>> {
         origin: find("origin"),
         referer: find("referer"),
         authorization: find("authorization"),
+        forwarded_for: find("x-forwarded-for"),
     })
 }
 
@@ -189,6 +195,8 @@ pub fn parse(head: &[u8]) -> Option<Call> {
         origin: h.origin.map(str::to_string),
         callback: None,
         head_only: h.method == "HEAD",
+        forwarded_for: h.forwarded_for.map(str::to_string),
+        client: None,
     };
     if h.method == "OPTIONS" {
         return Some(call);

@@ -15,6 +15,7 @@ use super::json::{self, Value};
 use super::names::{admin_key, counter_key};
 use super::reply::Reply;
 use super::route::{Call, Request, Route, Step};
+use super::settings::RateLimit;
 use crate::redis::client::{Failure, Redis};
 use crate::redis::keyed::{Answered, HIT_EXISTING, KeyedTicket, Op};
 
@@ -46,6 +47,9 @@ pub async fn run(api: &Api, redis: &Redis, calls: &mut [&mut Call]) {
         })
         .collect();
     let ticket = KeyedTicket::default();
+    if let Some(limit) = api.settings.rate_limit {
+        limit_rate(limit, redis, &ticket, calls, &mut stages).await;
+    }
     while stages.iter().any(Option::is_some) {
         // One round: every call still going registers its commands, then all wait together.
         let mut spans = Vec::with_capacity(calls.len());
@@ -70,6 +74,46 @@ pub async fn run(api: &Api, redis: &Redis, calls: &mut [&mut Call]) {
                 Next::Again(next) => *stage = Some(next),
             }
         }
+    }
+}
+
+/// `--rate-limit`: counts each request still going in its client's current window, one key per
+/// client and window (`RL:{address}:{window}`, coalesced per key like a hit, expiring with the
+/// window), and answers those beyond the limit 429 before any of their commands run.
+async fn limit_rate(
+    limit: RateLimit,
+    redis: &Redis,
+    ticket: &KeyedTicket,
+    calls: &mut [&mut Call],
+    stages: &mut [Option<Stage>],
+) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let window = now / limit.window;
+    let retry_after = limit.window - now % limit.window;
+    let counted: Vec<usize> = (0..calls.len()).filter(|&i| stages[i].is_some() && calls[i].client.is_some()).collect();
+    if counted.is_empty() {
+        return;
+    }
+    ticket.arm(counted.len());
+    let ops = counted.iter().enumerate().map(|(n, &i)| {
+        let client = calls[i].client.map(|c| c.to_string()).unwrap_or_default();
+        let key = format!("RL:{client}:{window}");
+        (n, Op::Hit { key: key.as_bytes().into(), ttl: Some(limit.window), existing_only: false })
+    });
+    redis.keyed(ticket, ops.collect::<Vec<_>>());
+    ticket.wait().await;
+    for (n, &i) in counted.iter().enumerate() {
+        let answer = ticket.take(n);
+        let reply = match &answer {
+            Answered::Int(v) if *v as u64 <= limit.requests => continue,
+            Answered::Int(_) => Reply {
+                retry_after: Some(retry_after),
+                ..Reply::error(429, "Too many requests, please try again later.")
+            },
+            other => failed(other).unwrap_or_else(Reply::unavailable),
+        };
+        calls[i].step = Step::Done(reply);
+        stages[i] = None;
     }
 }
 

@@ -22,6 +22,30 @@ pub enum Mode {
     Closed,
 }
 
+/// `--rate-limit N/SECS`: at most `requests` API requests per client address in each window of
+/// `window` seconds, counted in Redis so the limit holds for every shard and host sharing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Requests allowed per window.
+    pub requests: u64,
+    /// The window, in seconds.
+    pub window: u64,
+}
+
+impl RateLimit {
+    /// Parses `N/SECS` (`30/3`).
+    pub fn parse(text: &str) -> Result<RateLimit, String> {
+        let bad = || format!("'{text}' is not N/SECS, such as 30/3 (30 requests per 3 seconds)");
+        let (n, secs) = text.split_once('/').ok_or_else(bad)?;
+        let requests: u64 = n.trim().parse().map_err(|_| bad())?;
+        let window: u64 = secs.trim().parse().map_err(|_| bad())?;
+        if requests == 0 || window == 0 {
+            return Err(format!("'{text}': both N and SECS must be at least 1"));
+        }
+        Ok(RateLimit { requests, window })
+    }
+}
+
 /// The counting API's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -38,6 +62,11 @@ pub struct Settings {
     /// The global admin token from `--admin-token-file`, if any: it authorises the admin routes on
     /// every counter, besides each counter's own admin key.
     pub admin_token: Option<String>,
+    /// `--rate-limit` (default none: no limit).
+    pub rate_limit: Option<RateLimit>,
+    /// `--forwarded-allow-ips`, copied here: whose `X-Forwarded-For` names the client that the
+    /// rate limit counts (the PROXY protocol's source comes first, as in the access log).
+    pub forwarded_allow_ips: String,
 }
 
 impl Default for Settings {
@@ -47,6 +76,8 @@ impl Default for Settings {
             counter_ttl: DEFAULT_COUNTER_TTL,
             cors_origins: vec!["*".into()],
             admin_token: None,
+            rate_limit: None,
+            forwarded_allow_ips: crate::http::forwarded::DEFAULT.into(),
         }
     }
 }
@@ -55,5 +86,26 @@ impl Settings {
     /// The TTL to set, if any.
     pub fn ttl(&self) -> Option<u64> {
         (self.counter_ttl > 0).then_some(self.counter_ttl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limits_parse_as_n_per_secs() {
+        assert_eq!(RateLimit::parse("30/3"), Ok(RateLimit { requests: 30, window: 3 }));
+        for bad in ["30", "0/3", "3/0", "x/3", "3/-1", ""] {
+            assert!(RateLimit::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_hand_off_without_the_api_reads_as_the_defaults() {
+        let old: Settings = serde_json::from_str("{}").unwrap();
+        assert_eq!(old, Settings::default());
+        let partial: Settings = serde_json::from_str(r#"{"mode":"closed","counter_ttl":5}"#).unwrap();
+        assert_eq!((partial.mode, partial.counter_ttl, partial.rate_limit), (Mode::Closed, 5, None));
     }
 }

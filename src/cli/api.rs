@@ -1,5 +1,5 @@
 //! The counting API's flags (`--api-mode`, `--counter-ttl`, `--cors-origins`,
-//! `--admin-token-file`) and their validation into [`crate::api::settings::Settings`].
+//! `--admin-token-file`, `--rate-limit`) and their validation into [`crate::api::settings::Settings`].
 //!
 //! It owns those flags' names, help and checks, and reads the one file they name (the admin token,
 //! once, at start and at each HUP). It must not act on requests. A refusal names the flag and never
@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use super::{FlagError, refuse};
-use crate::api::settings::{DEFAULT_COUNTER_TTL, Mode, Settings};
+use crate::api::settings::{DEFAULT_COUNTER_TTL, Mode, RateLimit, Settings};
 
 /// The counting API's flags (docs/api.md).
 #[derive(Debug, clap::Args)]
@@ -31,6 +31,11 @@ pub struct ApiFlags {
     /// /delete on every counter, besides each counter's own admin key [default: none]
     #[arg(long = "admin-token-file", value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+
+    /// At most N API requests per client address every SECS seconds (e.g. 30/3), for the whole
+    /// host: counted in Redis. More get 429 with Retry-After [default: no limit]
+    #[arg(long = "rate-limit", value_name = "N/SECS")]
+    pub rate_limit: Option<String>,
 }
 
 /// The shortest global admin token accepted: a short one could be guessed.
@@ -38,7 +43,9 @@ pub const MIN_TOKEN: usize = 16;
 
 impl ApiFlags {
     /// Validates the flags and reads the token file.
-    pub fn into_settings(self) -> Result<Settings, FlagError> {
+    pub fn into_settings(self, forwarded_allow_ips: &str) -> Result<Settings, FlagError> {
+        let rate_limit =
+            self.rate_limit.as_deref().map(RateLimit::parse).transpose().map_err(|m| refuse("--rate-limit", m))?;
         let cors_origins: Vec<String> =
             self.cors_origins.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_string).collect();
         if cors_origins.is_empty() {
@@ -76,6 +83,13 @@ impl ApiFlags {
                 Some(token.to_string())
             }
         };
-        Ok(Settings { mode: self.api_mode, counter_ttl: self.counter_ttl, cors_origins, admin_token })
+        Ok(Settings {
+            mode: self.api_mode,
+            counter_ttl: self.counter_ttl,
+            cors_origins,
+            admin_token,
+            rate_limit,
+            forwarded_allow_ips: forwarded_allow_ips.to_string(),
+        })
     }
 }

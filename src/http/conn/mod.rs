@@ -276,7 +276,7 @@ impl Conn {
                 Ok(Step::Request(req)) => {
                     let head = &self.input[at..at + req.head_len];
                     let access = ctx.access.as_ref().map(|log| log.capture(head));
-                    let work = route(ctx, &req, head);
+                    let work = route(ctx, &req, head, self.peer);
                     at += req.head_len;
                     close = !req.keep_alive || cfg.keep_alive.is_zero() || ctx.draining.get();
                     self.batch.push(slot_for(req, work, close, access));
@@ -440,7 +440,7 @@ fn counted(outcome: Option<&Outcome>) -> (Answer, Option<Unavailable>) {
 }
 
 /// What a parsed request (whose head is `head`) needs: a counter value, nothing, or the API.
-fn route(ctx: &Context, req: &Request, head: &[u8]) -> Work {
+fn route(ctx: &Context, req: &Request, head: &[u8], peer: Option<IpAddr>) -> Work {
     match (req.target, req.method) {
         (Target::Root, Method::Get) => Work::Count,
         (Target::Root, Method::Head) => Work::Known(health::head_root(ctx)),
@@ -449,7 +449,7 @@ fn route(ctx: &Context, req: &Request, head: &[u8]) -> Work {
         (Target::Other, Method::Get | Method::Head) if health::targets(head, &ctx.observing.health_path) => {
             Work::Known(health::check(ctx))
         }
-        (Target::Other, _) => match crate::api::route::parse(head) {
+        (Target::Other, _) => match ctx.api.call(head, peer) {
             Some(call) => Work::Api(Box::new(call)),
             None => Work::Known(Answer::NotFound),
         },
