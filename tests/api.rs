@@ -305,3 +305,45 @@ fn the_rate_limit_holds_across_shards_per_client() {
     let served = server.stop();
     assert!(served.iter().all(|&s| s > 0), "both shards served: {served:?}");
 }
+
+/// The API's metrics: requests by route (the admin routes as one), 429s, the API's statuses; no
+/// label names a counter.
+#[test]
+fn metrics_count_api_requests_by_route_without_per_key_labels() {
+    let redis = TestRedis::start();
+    let server = start(&redis, &["--metrics-bind", "127.0.0.1:0", "--rate-limit", "6/86400"]);
+    let line = server.log.wait_for("Serving metrics at: http://", DEADLINE);
+    let metrics: std::net::SocketAddr =
+        line.split("http://").nth(1).unwrap().trim_end_matches("/metrics").parse().unwrap();
+    let mut c = Client::connect(server.addr);
+    for target in ["/hit/mtr/aaa", "/hit/mtr/bbb", "/get/mtr/aaa", "/info/mtr/aaa"] {
+        assert_eq!(req(&mut c, "GET", target, "").0, 200);
+    }
+    assert_eq!(req(&mut c, "POST", "/create/mtr/ccc", "").0, 201);
+    assert_eq!(req(&mut c, "POST", "/reset/mtr/ccc?token=wrong", "").0, 403);
+    assert_eq!(req(&mut c, "GET", "/hit/mtr/aaa", "").0, 429);
+    let sample = |text: &str, key: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(key) && l[key.len()..].starts_with(' '));
+        line.unwrap_or_else(|| panic!("no {key} in\n{text}")).rsplit_once(' ').unwrap().1.parse().unwrap()
+    };
+    let expected = [
+        ("hitcore_api_requests_total{route=\"hit\"}", 3.0),
+        ("hitcore_api_requests_total{route=\"get\"}", 1.0),
+        ("hitcore_api_requests_total{route=\"info\"}", 1.0),
+        ("hitcore_api_requests_total{route=\"create\"}", 1.0),
+        ("hitcore_api_requests_total{route=\"admin\"}", 1.0),
+        ("hitcore_api_rate_limited_total", 1.0),
+        ("hitcore_http_requests_total{code=\"201\"}", 1.0),
+        ("hitcore_http_requests_total{code=\"403\"}", 1.0),
+        ("hitcore_http_requests_total{code=\"429\"}", 1.0),
+        ("hitcore_http_requests_total{code=\"200\"}", 4.0),
+        ("hitcore_api_stream_clients", 0.0),
+    ];
+    // The shards publish their counters as they answer; the scrape may come a moment before.
+    let mut text = String::new();
+    wait_until("the API's metrics", DEADLINE, || {
+        text = get_once(metrics, "GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n").text();
+        expected.iter().all(|(k, v)| text.lines().any(|l| l.starts_with(k)) && sample(&text, k) == *v)
+    });
+    assert!(!text.contains("mtr") && !text.contains("aaa"), "no per-key label:\n{text}");
+}

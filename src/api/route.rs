@@ -61,7 +61,18 @@ impl Route {
         matches!(self, Route::Set | Route::Reset | Route::Update | Route::Delete)
     }
 
-    /// The metrics label.
+    /// The route's place in `crate::metrics::shm::API_ROUTES` (the admin routes share one).
+    pub fn metric_index(self) -> usize {
+        match self {
+            Route::Hit => 0,
+            Route::Get => 1,
+            Route::Create => 2,
+            Route::Info => 3,
+            Route::Set | Route::Reset | Route::Update | Route::Delete => 4,
+        }
+    }
+
+    /// The route's name in paths.
     pub fn label(self) -> &'static str {
         match self {
             Route::Hit => "hit",

@@ -92,7 +92,8 @@ pub fn on_worker_timeout() {
 
 /// The sum of a block's status words: its responses.
 pub fn responses(words: &[u64; METRICS_WORDS]) -> u64 {
-    words[word::STATUS..word::UNAVAILABLE].iter().sum()
+    let api = &words[word::API_STATUS..word::API_STATUS + crate::metrics::shm::API_STATUSES.len()];
+    words[word::STATUS..word::UNAVAILABLE].iter().chain(api).sum()
 }
 
 impl Collector {

@@ -366,6 +366,7 @@ impl Conn {
                 let (status, body, unavailable) = match slot.work {
                     Work::Api(call) => {
                         let (status, body) = ctx.api.write(&mut out, &call, persist, &ctx.date);
+                        meter.api_request(call.route.metric_index(), status == 429);
                         (status, body, None)
                     }
                     Work::Known(answer) => known(&mut out, ctx, answer, persist, slot.head_only),
