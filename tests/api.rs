@@ -347,3 +347,71 @@ fn metrics_count_api_requests_by_route_without_per_key_labels() {
     });
     assert!(!text.contains("mtr") && !text.contains("aaa"), "no per-key label:\n{text}");
 }
+
+/// Reads from `stream` until `buf` holds `needle`; returns everything up to and including it.
+fn read_until(stream: &mut std::net::TcpStream, buf: &mut Vec<u8>, needle: &[u8]) -> String {
+    use std::io::Read;
+    loop {
+        if let Some(i) = buf.windows(needle.len()).position(|w| w == needle) {
+            let taken: Vec<u8> = buf.drain(..i + needle.len()).collect();
+            return String::from_utf8(taken).unwrap();
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).expect("read the stream");
+        assert!(n > 0, "the stream closed; have {:?}", String::from_utf8_lossy(buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// `/stream` sends the current value, then every change made through any process sharing the
+/// Redis: hits on another hitcore, an admin set, an update.
+#[test]
+fn stream_sends_each_change_from_another_process() {
+    let redis = TestRedis::start();
+    let a = start(&redis, &["--api-stream"]);
+    let b = start(&redis, &["--api-stream"]);
+    let mut cb = Client::connect(b.addr);
+    assert_eq!(req(&mut cb, "GET", "/hit/live/page", "").1, json!({"value": 1}));
+
+    let mut s = std::net::TcpStream::connect(a.addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.write_all(b"GET /stream/live/page HTTP/1.1\r\nHost: t\r\nOrigin: https://x.example\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    let head = read_until(&mut s, &mut buf, b"\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("\r\nContent-Type: text/event-stream\r\n"), "{head}");
+    assert!(head.contains("\r\nAccess-Control-Allow-Origin: *\r\n"), "{head}");
+    assert!(!head.to_ascii_lowercase().contains("content-length"), "{head}");
+    assert_eq!(read_until(&mut s, &mut buf, b"\n\n"), "data: {\"value\":1}\n\n");
+
+    // The subscription is made before the first event is sent, so every later change arrives.
+    for expected in 2..=4 {
+        assert_eq!(req(&mut cb, "GET", "/hit/live/page", "").1, json!({"value": expected}));
+        assert_eq!(read_until(&mut s, &mut buf, b"\n\n"), format!("data: {{\"value\":{expected}}}\n\n"));
+    }
+    let (_, created, _) = req(&mut cb, "POST", "/create/live/owned", "");
+    let admin = created["admin_key"].as_str().unwrap().to_string();
+    let mut s2 = std::net::TcpStream::connect(a.addr).unwrap();
+    s2.set_read_timeout(Some(DEADLINE)).unwrap();
+    s2.write_all(b"GET /stream/live/owned HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut buf2 = Vec::new();
+    read_until(&mut s2, &mut buf2, b"\r\n\r\n");
+    assert_eq!(read_until(&mut s2, &mut buf2, b"\n\n"), "data: {\"value\":0}\n\n");
+    let bearer = format!("Authorization: Bearer {admin}\r\n");
+    req(&mut cb, "POST", "/set/live/owned?value=50", &bearer);
+    assert_eq!(read_until(&mut s2, &mut buf2, b"\n\n"), "data: {\"value\":50}\n\n");
+    req(&mut cb, "POST", "/update/live/owned?value=-8", &bearer);
+    assert_eq!(read_until(&mut s2, &mut buf2, b"\n\n"), "data: {\"value\":42}\n\n");
+    // The first stream saw none of the other counter's changes.
+    req(&mut cb, "GET", "/hit/live/page", "");
+    assert_eq!(read_until(&mut s, &mut buf, b"\n\n"), "data: {\"value\":5}\n\n");
+}
+
+#[test]
+fn stream_is_404_unless_enabled() {
+    let redis = TestRedis::start();
+    let server = start(&redis, &[]);
+    let mut c = Client::connect(server.addr);
+    let (s, v, _) = req(&mut c, "GET", "/stream/live/page", "");
+    assert_eq!((s, v), (404, json!({"error": "Streaming is off: start hitcore with --api-stream"})));
+}

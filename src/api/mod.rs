@@ -62,6 +62,9 @@ impl Api {
     /// was one), or `None` when its path is none of the API's.
     pub fn call(&self, head: &[u8], peer: Option<IpAddr>) -> Option<Call> {
         let mut call = route::parse(head)?;
+        if call.route == route::Route::Stream && !self.settings.stream && matches!(call.step, Step::Request(_)) {
+            call.step = Step::Done(Reply::error(404, "Streaming is off: start hitcore with --api-stream"));
+        }
         call.client = peer.map(|p| self.trust.client(p, call.forwarded_for.as_deref()));
         Some(call)
     }

@@ -81,6 +81,11 @@ pub fn counter_key(namespace: &str, key: &str) -> String {
     format!("K:{namespace}:{key}")
 }
 
+/// The pub/sub channel a counter's new values are published on (`/stream`).
+pub fn stream_channel(namespace: &str, key: &str) -> String {
+    format!("S:{namespace}:{key}")
+}
+
 /// The Redis key holding the counter's admin key.
 pub fn admin_key(namespace: &str, key: &str) -> String {
     format!("A:{namespace}:{key}")

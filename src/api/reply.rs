@@ -22,12 +22,20 @@ pub struct Reply {
     pub allow: Option<&'static str>,
     /// `Retry-After` in seconds, on 503 and 429.
     pub retry_after: Option<u64>,
+    /// `/stream`'s answer: `text/event-stream` with no length (the events follow until either side
+    /// closes); the body is the first event, or empty for a counter that does not exist yet.
+    pub event_stream: bool,
 }
 
 impl Reply {
     /// A JSON answer.
     pub fn json(status: u16, body: String) -> Reply {
-        Reply { status, body, allow: None, retry_after: None }
+        Reply { status, body, allow: None, retry_after: None, event_stream: false }
+    }
+
+    /// The start of a `/stream` answer, with the current value's event when there is one.
+    pub fn event_stream(current: Option<i64>) -> Reply {
+        Reply { event_stream: true, ..Reply::json(200, current.map(event).unwrap_or_default()) }
     }
 
     /// `{"error": message}` with `status`.
@@ -65,6 +73,11 @@ impl Cors {
     pub fn new(origins: &[String]) -> Cors {
         if origins.iter().any(|o| o == "*") { Cors::Any } else { Cors::Only(origins.to_vec()) }
     }
+}
+
+/// One Server-Sent Event carrying a value: `data: {"value":N}` and a blank line, as Abacus sends.
+pub fn event(value: i64) -> String {
+    format!("data: {}\n\n", json::value(value))
 }
 
 /// How an answer is dressed for its request.
@@ -109,6 +122,17 @@ pub fn write(out: &mut Vec<u8>, reply: &Reply, dress: Dress<'_>, persist: Persis
               Access-Control-Max-Age: 43200\r\n\r\n",
         );
         return 0;
+    }
+    if reply.event_stream {
+        // No length: the events follow until either side closes. `X-Accel-Buffering` keeps nginx
+        // from holding them back.
+        out.extend_from_slice(
+            b"Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n\r\n",
+        );
+        if !dress.head_only {
+            out.extend_from_slice(reply.body.as_bytes());
+        }
+        return reply.body.len();
     }
     if let Some(allow) = reply.allow {
         out.extend_from_slice(b"Allow: ");

@@ -29,6 +29,8 @@ pub enum Route {
     Update,
     /// `POST /delete/...` (admin).
     Delete,
+    /// `GET /stream/...`: Server-Sent Events, with `--api-stream`.
+    Stream,
 }
 
 impl Route {
@@ -42,6 +44,7 @@ impl Route {
             "reset" => Route::Reset,
             "update" => Route::Update,
             "delete" => Route::Delete,
+            "stream" => Route::Stream,
             _ => return None,
         })
     }
@@ -49,7 +52,7 @@ impl Route {
     /// The methods the route answers, for `Allow`.
     pub fn allow(self) -> &'static str {
         match self {
-            Route::Hit => "GET, OPTIONS",
+            Route::Hit | Route::Stream => "GET, OPTIONS",
             Route::Get | Route::Info => "GET, HEAD, OPTIONS",
             Route::Create => "GET, POST, OPTIONS",
             Route::Set | Route::Reset | Route::Update | Route::Delete => "POST, OPTIONS",
@@ -69,6 +72,7 @@ impl Route {
             Route::Create => 2,
             Route::Info => 3,
             Route::Set | Route::Reset | Route::Update | Route::Delete => 4,
+            Route::Stream => 5,
         }
     }
 
@@ -83,12 +87,13 @@ impl Route {
             Route::Reset => "reset",
             Route::Update => "update",
             Route::Delete => "delete",
+            Route::Stream => "stream",
         }
     }
 
     fn accepts(self, method: &str) -> bool {
         match self {
-            Route::Hit => method == "GET",
+            Route::Hit | Route::Stream => method == "GET",
             Route::Get | Route::Info => method == "GET" || method == "HEAD",
             Route::Create => method == "GET" || method == "POST",
             _ => method == "POST",
@@ -121,7 +126,7 @@ pub enum Step {
 }
 
 /// One API request: what it asks and how its answer is dressed (CORS, JSONP, HEAD).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Call {
     /// What to do.
     pub step: Step,
@@ -137,6 +142,8 @@ pub struct Call {
     pub forwarded_for: Option<String>,
     /// The client address, once the connection has applied the PROXY and forwarded rules.
     pub client: Option<std::net::IpAddr>,
+    /// `/stream`: the subscription the connection streams from once the first answer is out.
+    pub subscription: Option<crate::redis::subscribe::Subscription>,
 }
 
 /// The parts of a head the API reads.
@@ -208,6 +215,7 @@ pub fn parse(head: &[u8]) -> Option<Call> {
         head_only: h.method == "HEAD",
         forwarded_for: h.forwarded_for.map(str::to_string),
         client: None,
+        subscription: None,
     };
     if h.method == "OPTIONS" {
         return Some(call);

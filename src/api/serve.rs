@@ -12,12 +12,12 @@ use tracing::debug;
 use super::Api;
 use super::auth;
 use super::json::{self, Value};
-use super::names::{admin_key, counter_key};
+use super::names::{admin_key, counter_key, stream_channel};
 use super::reply::Reply;
 use super::route::{Call, Request, Route, Step};
 use super::settings::RateLimit;
 use crate::redis::client::{Failure, Redis};
-use crate::redis::keyed::{Answered, HIT_EXISTING, KeyedTicket, Op};
+use crate::redis::keyed::{ADD_SCRIPT, Answered, KeyedTicket, Op, SET_SCRIPT};
 
 /// Where a request is in its rounds.
 #[derive(Debug, Clone)]
@@ -46,6 +46,32 @@ pub async fn run(api: &Api, redis: &Redis, calls: &mut [&mut Call]) {
             Step::Done(_) => None,
         })
         .collect();
+    // A stream listens before it reads the current value, so that no change falls between them:
+    // it waits for Redis to confirm the subscription (at most --redis-timeout, else 503).
+    for call in calls.iter_mut() {
+        if let Step::Request(r) = &call.step {
+            if r.route == Route::Stream {
+                call.subscription = Some(redis.subscribe(stream_channel(&r.namespace, &r.key).as_bytes()));
+            }
+        }
+    }
+    for (call, stage) in calls.iter_mut().zip(&mut stages) {
+        if let Some(subscription) = &call.subscription {
+            let confirmed = async {
+                subscription.ready().await;
+                true
+            };
+            let late = async {
+                glommio::timer::sleep(redis.timeout()).await;
+                false
+            };
+            if !futures_lite::future::or(confirmed, late).await {
+                call.step = Step::Done(Reply::unavailable());
+                call.subscription = None;
+                *stage = None;
+            }
+        }
+    }
     let ticket = KeyedTicket::default();
     if let Some(limit) = api.settings.rate_limit {
         limit_rate(limit, redis, &ticket, calls, &mut stages).await;
@@ -98,7 +124,7 @@ async fn limit_rate(
     let ops = counted.iter().enumerate().map(|(n, &i)| {
         let client = calls[i].client.map(|c| c.to_string()).unwrap_or_default();
         let key = format!("RL:{client}:{window}");
-        (n, Op::Hit { key: key.as_bytes().into(), ttl: Some(limit.window), existing_only: false })
+        (n, Op::Hit { key: key.as_bytes().into(), ttl: Some(limit.window), existing_only: false, publish: None })
     });
     redis.keyed(ticket, ops.collect::<Vec<_>>());
     ticket.wait().await;
@@ -135,16 +161,19 @@ fn commands(api: &Api, req: &Request, stage: &Stage) -> Vec<Op> {
     let ttl = api.settings.ttl();
     let ttl_text = ttl.unwrap_or(0).to_string();
     let value = req.value.to_string();
-    let set_existing = |v: &str| match ttl {
-        Some(_) => command(&[b"SET", k.as_bytes(), v.as_bytes(), b"XX", b"EX", ttl_text.as_bytes()]),
-        None => command(&[b"SET", k.as_bytes(), v.as_bytes(), b"XX"]),
+    // With `--api-stream` every change is published for `/stream`; an empty channel publishes nothing.
+    let channel = if api.settings.stream { stream_channel(&req.namespace, &req.key) } else { String::new() };
+    let set_existing = |v: &str| {
+        command(&[b"EVAL", SET_SCRIPT, b"1", k.as_bytes(), v.as_bytes(), ttl_text.as_bytes(), channel.as_bytes()])
     };
     match (req.route, stage) {
         (Route::Hit, _) => vec![Op::Hit {
             key: k.as_bytes().into(),
             ttl,
             existing_only: api.settings.mode == super::settings::Mode::Closed,
+            publish: api.settings.stream.then(|| channel.as_bytes().into()),
         }],
+        (Route::Stream, _) => vec![command(&[b"GET", k.as_bytes()])],
         (Route::Get, _) => {
             let mut ops = vec![command(&[b"GET", k.as_bytes()])];
             if ttl.is_some() {
@@ -167,7 +196,8 @@ fn commands(api: &Api, req: &Request, stage: &Stage) -> Vec<Op> {
         (Route::Set, Stage::Authorized) => vec![set_existing(&value)],
         (Route::Reset, Stage::Authorized) => vec![set_existing("0")],
         (Route::Update, Stage::Authorized) => {
-            vec![command(&[b"EVAL", HIT_EXISTING, b"1", k.as_bytes(), value.as_bytes(), ttl_text.as_bytes()])]
+            let (script, n, ttl, channel) = (ADD_SCRIPT, value.as_bytes(), ttl_text.as_bytes(), channel.as_bytes());
+            vec![command(&[b"EVAL", script, b"1", k.as_bytes(), n, ttl, b"1", channel])]
         }
         (Route::Delete, Stage::Authorized) => vec![command(&[b"DEL", k.as_bytes()]), command(&[b"DEL", a.as_bytes()])],
     }
@@ -213,6 +243,7 @@ fn decide(api: &Api, req: &Request, stage: Stage, answers: Vec<Answered>) -> Nex
             Answered::Nil => Next::Done(not_found()),
             ref a => int(a).map_or_else(not_a_number, value_reply),
         },
+        (Route::Stream, _) => Next::Done(Reply::event_stream(int(&first))),
         (Route::Info, _) => {
             let ttl = answers.get(1).and_then(int).unwrap_or(-2);
             let exists = ttl != -2;

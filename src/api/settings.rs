@@ -62,6 +62,9 @@ pub struct Settings {
     /// The global admin token from `--admin-token-file`, if any: it authorises the admin routes on
     /// every counter, besides each counter's own admin key.
     pub admin_token: Option<String>,
+    /// `--api-stream`: serve `/stream` and publish every hit's value for it (default off: one
+    /// `PUBLISH` per key per batch is not free, see docs/api.md).
+    pub stream: bool,
     /// `--rate-limit` (default none: no limit).
     pub rate_limit: Option<RateLimit>,
     /// `--forwarded-allow-ips`, copied here: whose `X-Forwarded-For` names the client that the
@@ -76,6 +79,7 @@ impl Default for Settings {
             counter_ttl: DEFAULT_COUNTER_TTL,
             cors_origins: vec!["*".into()],
             admin_token: None,
+            stream: false,
             rate_limit: None,
             forwarded_allow_ips: crate::http::forwarded::DEFAULT.into(),
         }

@@ -36,6 +36,11 @@ pub struct ApiFlags {
     /// host: counted in Redis. More get 429 with Retry-After [default: no limit]
     #[arg(long = "rate-limit", value_name = "N/SECS")]
     pub rate_limit: Option<String>,
+
+    /// Serve GET /stream/NAMESPACE/KEY (Server-Sent Events: each new value of the counter, from any
+    /// shard or host); every hit then also publishes its value (one PUBLISH per key per batch)
+    #[arg(long = "api-stream")]
+    pub api_stream: bool,
 }
 
 /// The shortest global admin token accepted: a short one could be guessed.
@@ -88,6 +93,7 @@ impl ApiFlags {
             counter_ttl: self.counter_ttl,
             cors_origins,
             admin_token,
+            stream: self.api_stream,
             rate_limit,
             forwarded_allow_ips: forwarded_allow_ips.to_string(),
         })

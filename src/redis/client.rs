@@ -30,6 +30,7 @@ use super::queue::{Batching, Completed, Queue};
 pub use super::queue::{Failure, Outcome, Ticket};
 use super::resp::{self, ErrorKind, ProtocolError};
 use super::stream::Stream;
+use super::subscribe::{Subscriber, Subscription};
 use super::tls::TlsFiles;
 use super::topology::HostPort;
 use super::url::RedisTarget;
@@ -109,6 +110,8 @@ struct Shared {
     meter: Cell<Meter>,
     /// Sentinel and Cluster: failovers announced, `-MOVED` and `-ASK` followed (`follow`).
     follow: Follow,
+    /// The counting API's `/stream` subscriber (connects on first use).
+    subscriber: Subscriber,
 }
 
 /// The shard's handle to its Redis connection.
@@ -123,8 +126,10 @@ impl Redis {
         let name = format!("hitcore-shard-{}", settings.shard);
         let follow = Follow::start(&settings.target, &settings.tls, name, &settings.key, settings.wait);
         batching.follow_redirects = follow.follows_redirects();
+        let subscriber = Subscriber::new(settings.target.clone(), settings.tls.clone(), settings.shard);
         let shared = Rc::new(Shared {
             follow,
+            subscriber,
             settings,
             batching,
             up: Cell::new(false),
@@ -206,6 +211,16 @@ impl Redis {
                 }
             }
         }
+    }
+
+    /// `--redis-timeout`.
+    pub fn timeout(&self) -> Duration {
+        self.0.settings.timeout
+    }
+
+    /// Listens to a `/stream` channel through the shard's subscriber connection.
+    pub fn subscribe(&self, channel: &[u8]) -> Subscription {
+        self.0.subscriber.subscribe(channel)
     }
 
     /// Registers the counting API's requests of one round for `ticket` (armed for them by the

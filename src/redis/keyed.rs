@@ -22,13 +22,24 @@ use std::task::{Poll, Waker};
 use super::queue::Failure;
 use super::resp::{self, ErrorKind, Reply};
 
-/// `--api-mode closed` and `/update`: a hit counts only a counter that exists, and refreshes its TTL (ARGV[2],
-/// 0 for none), in one step on the server, so that a DEL between a check and the increment
-/// cannot recreate the counter. Answers the new value, or a null when the counter is missing.
-pub const HIT_EXISTING: &[u8] = b"if redis.call('EXISTS', KEYS[1]) == 1 then \
+/// A hit (or `/update`) that must check or announce, in one step on the server: adds ARGV[1];
+/// with ARGV[3] = `1` only to a counter that exists (`--api-mode closed`, `/update`: a DEL
+/// between a check and the increment cannot recreate it); refreshes the TTL (ARGV[2], 0 for
+/// none); publishes the new value on the channel ARGV[4] when it is not empty (`/stream`).
+/// Answers the new value, or a null when the counter is missing.
+pub const ADD_SCRIPT: &[u8] = b"if ARGV[3] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return false end \
 local v = redis.call('INCRBY', KEYS[1], ARGV[1]) \
 if ARGV[2] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[2]) end \
-return v end return false";
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], v) end \
+return v";
+
+/// `/set` and `/reset`: sets an existing counter to ARGV[1], refreshes the TTL (ARGV[2]) and
+/// publishes on ARGV[3] when not empty; answers the value, or a null when the counter is missing.
+pub const SET_SCRIPT: &[u8] = b"if redis.call('EXISTS', KEYS[1]) == 0 then return false end \
+redis.call('SET', KEYS[1], ARGV[1]) \
+if ARGV[2] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[2]) end \
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[1]) end \
+return tonumber(ARGV[1])";
 
 /// What one request asks of Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +52,8 @@ pub enum Op {
         ttl: Option<u64>,
         /// Only an existing counter counts (`--api-mode closed`): a missing one answers [`Answered::Nil`].
         existing_only: bool,
+        /// The channel each new value is published on (`/stream`), if any.
+        publish: Option<Rc<[u8]>>,
     },
     /// Any other command, sent as it is, its reply handed back whole.
     Command(Vec<Vec<u8>>),
@@ -196,19 +209,22 @@ impl Keyed {
         let mut commands = 0;
         for ((ticket, index, op), first) in waiting.into_iter().zip(first_of) {
             match op {
-                Op::Hit { key, ttl, existing_only } => {
+                Op::Hit { key, ttl, existing_only, publish } => {
                     let Some(members) = first.and_then(|g| groups[g].take()) else { continue };
                     let (mut n, mut t) = (itoa::Buffer::new(), itoa::Buffer::new());
                     let n = n.format(members.len()).as_bytes();
                     let ttl_text = t.format(ttl.unwrap_or(0)).as_bytes();
-                    if existing_only {
-                        resp::encode_command(out, &[b"EVAL", HIT_EXISTING, b"1", &key, n, ttl_text]);
+                    let scripted = existing_only || publish.is_some();
+                    if scripted {
+                        let existing: &[u8] = if existing_only { b"1" } else { b"0" };
+                        let channel = publish.as_deref().unwrap_or_default();
+                        resp::encode_command(out, &[b"EVAL", ADD_SCRIPT, b"1", &key, n, ttl_text, existing, channel]);
                     } else {
                         resp::encode_command(out, &[b"INCRBY", &key, n]);
                     }
                     self.sent.push_back(Sent::Hits(members));
                     commands += 1;
-                    if ttl.is_some() && !existing_only {
+                    if ttl.is_some() && !scripted {
                         resp::encode_command(out, &[b"EXPIRE", &key, ttl_text]);
                         self.sent.push_back(Sent::Ignored);
                         commands += 1;
@@ -301,7 +317,7 @@ mod tests {
     use super::*;
 
     fn hit(key: &str, ttl: Option<u64>) -> Op {
-        Op::Hit { key: key.as_bytes().into(), ttl, existing_only: false }
+        Op::Hit { key: key.as_bytes().into(), ttl, existing_only: false, publish: None }
     }
 
     fn cmd(args: &[&str]) -> Op {
@@ -355,11 +371,12 @@ mod tests {
         let t = KeyedTicket::default();
         t.arm(2);
         for i in 0..2 {
-            k.register(&t, i, Op::Hit { key: b"K:a:bcd"[..].into(), ttl: None, existing_only: true }, 10).unwrap();
+            let op = Op::Hit { key: b"K:a:bcd"[..].into(), ttl: None, existing_only: true, publish: None };
+            k.register(&t, i, op, 10).unwrap();
         }
         let mut out = Vec::new();
         assert_eq!(k.encode_waiting(&mut out), 1);
-        assert_eq!(out, encoded(&[b"EVAL", HIT_EXISTING, b"1", b"K:a:bcd", b"2", b"0"]));
+        assert_eq!(out, encoded(&[b"EVAL", ADD_SCRIPT, b"1", b"K:a:bcd", b"2", b"0", b"1", b""]));
         k.complete(Reply::Nil).unwrap();
         assert_eq!([t.take(0), t.take(1)], [Answered::Nil, Answered::Nil]);
     }

@@ -1,6 +1,6 @@
 //! Redis for one shard: URLs (`url`; `topology` for the Sentinel and Cluster forms), RESP
 //! encoding and decoding (`resp`), the coalescing arithmetic (`queue`; the counting API's per-key
-//! coalescing in `keyed`), the way to a ready session
+//! coalescing in `keyed`, the `/stream` subscriber in `subscribe`), the way to a ready session
 //! (`connect`, over `stream`, with `tls`), and the pipelined connection task (`client`); the pure
 //! facts of Sentinel (`sentinel`) and Cluster (`slots`) routing. Nothing here knows about HTTP.
 
@@ -15,6 +15,7 @@ pub mod sentinel;
 pub mod sentinel_discovery;
 pub mod slots;
 pub mod stream;
+pub mod subscribe;
 pub mod tls;
 pub mod topology;
 pub mod url;

@@ -12,9 +12,9 @@ use redis_protocol::resp2::types::{BorrowedFrame, RangeFrame};
 /// Sentinel and Cluster), never the hot path.
 pub use redis_protocol::resp2::types::OwnedFrame as Frame;
 
-/// The largest command hitcore sends has this many arguments (`SET key value NX EX ttl` and the
-/// counting API's `EVAL script 1 key n ttl` are the longest).
-const MAX_ARGS: usize = 6;
+/// The largest command hitcore sends has this many arguments (the counting API's `EVAL script 1
+/// key n ttl existing channel` is the longest).
+const MAX_ARGS: usize = 8;
 
 /// Appends `args` to `out` as one RESP array of bulk strings.
 ///

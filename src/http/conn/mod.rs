@@ -14,6 +14,7 @@
 mod io;
 pub mod registry;
 mod speculate;
+mod sse;
 
 use std::net::{IpAddr, Shutdown};
 use std::os::fd::AsRawFd;
@@ -84,6 +85,7 @@ pub async fn serve(ctx: Rc<Context>, mut stream: TcpStream, peer: Option<IpAddr>
         peer,
         parsed_partial: 0,
         speculation: Speculation::default(),
+        streaming: None,
     };
     if ctx.observing.proxy_protocol {
         match conn.read_proxy_header(&ctx, &mut stream).await {
@@ -137,6 +139,8 @@ struct Conn {
     parsed_partial: usize,
     /// Whether the read after an answer tries `recv` before arming a poll (see `speculate`).
     speculation: Speculation,
+    /// Set when the batch just answered was a `/stream`: the connection streams its events next.
+    streaming: Option<crate::redis::subscribe::Subscription>,
 }
 
 impl Conn {
@@ -200,6 +204,10 @@ impl Conn {
                         return false;
                     }
                 };
+                if let Some(subscription) = self.streaming.take() {
+                    sse::serve(ctx, stream, subscription).await;
+                    return false;
+                }
                 if close {
                     return !self.input.is_empty() || !self.parser.at_boundary();
                 }
@@ -278,7 +286,9 @@ impl Conn {
                     let access = ctx.access.as_ref().map(|log| log.capture(head));
                     let work = route(ctx, &req, head, self.peer);
                     at += req.head_len;
-                    close = !req.keep_alive || cfg.keep_alive.is_zero() || ctx.draining.get();
+                    // A stream keeps the connection to itself: nothing after it is read as a request.
+                    let streams = matches!(&work, Work::Api(c) if c.route == crate::api::route::Route::Stream);
+                    close = !req.keep_alive || cfg.keep_alive.is_zero() || ctx.draining.get() || streams;
                     self.batch.push(slot_for(req, work, close, access));
                 }
                 Ok(Step::Skipped(n)) => at += n,
@@ -364,7 +374,10 @@ impl Conn {
                 };
                 let start = out.len();
                 let (status, body, unavailable) = match slot.work {
-                    Work::Api(call) => {
+                    Work::Api(mut call) => {
+                        if status_of(&call) == Some(200) {
+                            self.streaming = call.subscription.take();
+                        }
                         let (status, body) = ctx.api.write(&mut out, &call, persist, &ctx.date);
                         meter.api_request(call.route.metric_index(), status == 429);
                         (status, body, None)
@@ -405,6 +418,14 @@ impl Conn {
             }
         }
         Ok(close)
+    }
+}
+
+/// The status an API call's answer has, once decided.
+fn status_of(call: &Call) -> Option<u16> {
+    match &call.step {
+        crate::api::route::Step::Done(reply) => Some(reply.status),
+        crate::api::route::Step::Request(_) => None,
     }
 }
 
