@@ -18,7 +18,7 @@
 //! |---|---|---|
 //! | `text` | `counter` | the label, at most [`MAX_TEXT`] characters, no control characters; empty means no label |
 //! | `bgcolor` | `007ec6` | the value box: hex `rgb` or `rrggbb` (a leading `#`, sent as `%23`, is allowed) or a shields name: `brightgreen`, `green`, `yellow`, `yellowgreen`, `orange`, `red`, `blue`, `grey`/`gray`, `lightgrey`/`lightgray`, `success`, `important`, `critical`, `informational`, `inactive` |
-//! | `textcolor` | `fff` | both texts, same forms |
+//! | `textcolor` | `fff` | the value's text, same forms (the label stays white on its grey box, as shields draws it) |
 //! | `style` | `flat` | `flat`, `flat-square`, `plastic`, or `flat-simple`, `flat-square-simple`, `plastic-simple` (the value alone, no label) |
 //! | `fontsize` | `11` | a whole number of pixels, 6 to 48; the badge scales with it |
 //! | `font` | `verdana` | `verdana`, the only font whose metrics hitcore carries |
@@ -88,7 +88,7 @@ pub struct Badge<'q> {
     show: Label,
     /// `bgcolor`.
     background: Color,
-    /// `textcolor`.
+    /// `textcolor`: the value's text.
     text: Color,
     /// `fontsize`, pixels.
     font_size: u32,

@@ -58,7 +58,7 @@ pub struct Drawing<'a> {
     pub shape: Shape,
     /// The value box's colour (the whole badge's when there is no label).
     pub background: Color,
-    /// Both texts' colour.
+    /// The value's text colour (the label's is always white on its grey box).
     pub text: Color,
     /// Text size in pixels; the geometry is laid out at 11 px and scaled by `font_size / 11` with a
     /// `viewBox`, so every proportion stays shields'.
@@ -128,16 +128,21 @@ pub fn write(d: &Drawing<'_>, out: &mut Vec<u8>) {
     // (at w/2 + 5 without a label).
     if left > 0 {
         let x = 10 + 5 * label_width + 50;
-        text(out, d, d.label, x, label_width, LABEL_BACKGROUND_DARK);
+        text(out, d.shape, d.label, x, label_width, LABEL_TEXT, LABEL_BACKGROUND_DARK);
     }
     let margin = left.saturating_sub(1);
     let x = 10 * margin + 5 * value_width + 50;
-    text(out, d, d.value, x, value_width, d.background.brightness() <= LIGHT_BACKGROUND);
+    let dark = d.background.brightness() <= LIGHT_BACKGROUND;
+    text(out, d.shape, d.value, x, value_width, d.text.as_str(), dark);
     out.extend_from_slice(b"</g></svg>");
 }
 
 /// `#555` is dark: the label's shadow is the dark one.
 const LABEL_BACKGROUND_DARK: bool = true;
+
+/// The label's text colour: white on its grey box, as shields draws it whatever the value's colours
+/// (a `textcolor` chosen for a light `bgcolor` would be unreadable on `#555`).
+const LABEL_TEXT: &str = "#fff";
 
 /// `label: value`, or the value alone, escaped: the accessible name and the tooltip.
 fn accessible_text(out: &mut Vec<u8>, d: &Drawing<'_>) {
@@ -168,9 +173,9 @@ fn rect(out: &mut Vec<u8>, x: u32, width: u32, height: u32, fill: &str) {
 /// One text (and its shadow, one pixel lower, where the template has shadows), centred on `x`
 /// and stretched to exactly the measured width with `textLength`, so the box fits whatever font
 /// the viewer substitutes.
-fn text(out: &mut Vec<u8>, d: &Drawing<'_>, content: &str, x: u32, width: u32, dark: bool) {
-    let baseline = 140 - d.shape.baseline_offset();
-    if d.shape != Shape::FlatSquare {
+fn text(out: &mut Vec<u8>, shape: Shape, content: &str, x: u32, width: u32, fill: &str, dark: bool) {
+    let baseline = 140 - shape.baseline_offset();
+    if shape != Shape::FlatSquare {
         out.extend_from_slice(b"<text aria-hidden=\"true\" x=\"");
         number(out, x);
         out.extend_from_slice(b"\" y=\"");
@@ -187,7 +192,7 @@ fn text(out: &mut Vec<u8>, d: &Drawing<'_>, content: &str, x: u32, width: u32, d
     out.extend_from_slice(b"\" y=\"");
     number(out, baseline);
     out.extend_from_slice(b"\" transform=\"scale(.1)\" fill=\"");
-    out.extend_from_slice(d.text.as_str().as_bytes());
+    out.extend_from_slice(fill.as_bytes());
     out.extend_from_slice(b"\" textLength=\"");
     number(out, 10 * width);
     out.extend_from_slice(b"\">");

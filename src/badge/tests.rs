@@ -75,6 +75,8 @@ fn every_style_renders_well_formed_svg() {
                     assert_eq!(title, format!("views: {value}"));
                 }
                 assert!(svg.contains("#e05d44") && svg.contains("fill=\"#333\""), "{svg}");
+                // The label keeps white text on its grey box whatever textcolor says.
+                assert_eq!(svg.contains("fill=\"#fff\" textLength"), !style.ends_with("-simple"), "{svg}");
                 boxes_add_up(&svg);
             }
         }
