@@ -215,7 +215,12 @@ def main(argv=None) -> int:
     if args.quick:
         args.rounds, args.duration, args.connections = 1, 2, 50
     loads = {v.name: parse_load(v.env.pop("API_LOAD", "/")) for v in plan.variants}
-    variants = [v for v in plan.variants if not args.only or v.name in args.only.split(",")]
+    only = set(args.only.split(",")) if args.only else {v.name for v in plan.variants}
+    if only - {v.name for v in plan.variants}:
+        print(f"bench/api: --only: no variant {', '.join(sorted(only - {v.name for v in plan.variants}))} "
+              f"(variants: {', '.join(v.name for v in plan.variants)})", file=sys.stderr)
+        return 2
+    variants = [v for v in plan.variants if v.name in only]
     started = datetime.datetime.now(datetime.timezone.utc)
     run_dir = args.out.resolve() / f"{started:%Y-%m-%d}-api{'-quick' if args.quick else ''}"
     raw_dir, log_dir = results.fresh_run_dir(run_dir)
