@@ -210,11 +210,15 @@ def main(argv=None) -> int:
     p.add_argument("--hitcore", type=Path, help="{hitcore} (default target/release/hitcore, built if missing)")
     p.add_argument("--out", type=Path, default=provision.BENCH / "results")
     args = p.parse_args(argv)
-    plan = compare_plan.parse_plan(args.plan.read_text())
+    try:
+        plan = compare_plan.parse_plan(args.plan.read_text())
+        loads = {v.name: parse_load(v.env.pop("API_LOAD", "/")) for v in plan.variants}
+    except (OSError, compare_plan.PlanError) as error:
+        print(f"bench/api: {args.plan}: {error}", file=sys.stderr)
+        return 2
     args = p.parse_args(plan.defaults + list(sys.argv[1:] if argv is None else argv))
     if args.quick:
         args.rounds, args.duration, args.connections = 1, 2, 50
-    loads = {v.name: parse_load(v.env.pop("API_LOAD", "/")) for v in plan.variants}
     only = set(args.only.split(",")) if args.only else {v.name for v in plan.variants}
     if only - {v.name for v in plan.variants}:
         print(f"bench/api: --only: no variant {', '.join(sorted(only - {v.name for v in plan.variants}))} "
