@@ -24,11 +24,14 @@
 //! - [`api`]: the counting API (CountAPI/Abacus parity): `/hit`, `/get`, `/create`, `/info` and the
 //!   admin routes on named counters; routes, names, auth, JSON, its Redis rounds (docs/api.md).
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
+//! - [`badge`]: shields-style SVG badges of a counter's value from Abacus's query parameters, sized
+//!   by Verdana 11 px's real advance widths (pure: no I/O; the API routes call it).
 
 #![warn(missing_docs, missing_debug_implementations)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod api;
+pub mod badge;
 pub mod bind;
 pub mod cli;
 pub mod config;
