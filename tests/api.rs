@@ -415,3 +415,31 @@ fn stream_is_404_unless_enabled() {
     let (s, v, _) = req(&mut c, "GET", "/stream/live/page", "");
     assert_eq!((s, v), (404, json!({"error": "Streaming is off: start hitcore with --api-stream"})));
 }
+
+/// `/hit/.../shield` counts and draws the value; `/get/.../shield` draws without counting; a bad
+/// badge query is a 400 that touches no counter.
+#[test]
+fn shields_are_svg_badges_of_the_value() {
+    let redis = TestRedis::start();
+    let server = start(&redis, &[]);
+    let mut c = Client::connect(server.addr);
+    for expected in 1..=2 {
+        let (s, _, r) = req(&mut c, "GET", "/hit/badges/readme/shield?text=views&bgcolor=brightgreen", "");
+        assert_eq!(s, 200);
+        assert_eq!(r.header("content-type"), Some("image/svg+xml;charset=utf-8"));
+        assert_eq!(r.header("cache-control"), Some("no-cache"));
+        assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+        let svg = r.text();
+        assert!(svg.starts_with("<svg "), "{svg}");
+        assert!(svg.contains(&format!(">{expected}</text>")) && svg.contains(">views</text>"), "{svg}");
+    }
+    let (_, _, r) = req(&mut c, "GET", "/get/badges/readme/shield?style=flat-square-simple", "");
+    assert!(r.text().contains(">2</text>") && !r.text().contains(">counter</text>"), "{}", r.text());
+    assert_eq!(redis.cmd(0, &["GET", "K:badges:readme"]), "2", "reads do not count");
+    let (s, v, _) = req(&mut c, "GET", "/hit/badges/other/shield?style=3d", "");
+    assert_eq!(s, 400);
+    assert!(v["error"].as_str().unwrap().starts_with("style must be"), "{v}");
+    assert_eq!(redis.cmd(0, &["EXISTS", "K:badges:other"]), "0");
+    let (s, v, _) = req(&mut c, "GET", "/get/badges/missing/shield", "");
+    assert_eq!((s, v), (404, json!({"error": "Key not found"})));
+}

@@ -85,6 +85,7 @@ impl Api {
             origin: call.origin.as_deref(),
             callback: call.callback.as_deref(),
             head_only: call.head_only,
+            badge: call.badge.as_ref(),
         };
         (reply.status, reply::write(out, reply, dress, persist, date))
     }

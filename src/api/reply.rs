@@ -10,6 +10,7 @@ use crate::http::response::{HttpDate, Persist};
 use crate::http::status::Status;
 
 use super::json;
+use crate::badge::Badge;
 
 /// What the API answers, before it is dressed for the request (CORS, JSONP, HEAD).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,12 +26,19 @@ pub struct Reply {
     /// `/stream`'s answer: `text/event-stream` with no length (the events follow until either side
     /// closes); the body is the first event, or empty for a counter that does not exist yet.
     pub event_stream: bool,
+    /// The counter value a 200 of `/hit` or `/get` carries, for a badge to draw.
+    pub value: Option<i64>,
 }
 
 impl Reply {
     /// A JSON answer.
     pub fn json(status: u16, body: String) -> Reply {
-        Reply { status, body, allow: None, retry_after: None, event_stream: false }
+        Reply { status, body, allow: None, retry_after: None, event_stream: false, value: None }
+    }
+
+    /// 200 `{"value":N}`.
+    pub fn value(value: i64) -> Reply {
+        Reply { value: Some(value), ..Reply::json(200, json::value(value)) }
     }
 
     /// The start of a `/stream` answer, with the current value's event when there is one.
@@ -91,6 +99,8 @@ pub struct Dress<'a> {
     pub callback: Option<&'a str>,
     /// HEAD: headers only.
     pub head_only: bool,
+    /// `/shield`: a 200 with a value is this badge (SVG), not JSON.
+    pub badge: Option<&'a Badge<'static>>,
 }
 
 /// Appends the complete answer to `out`; returns the body's length (sent, or for HEAD, not).
@@ -144,21 +154,30 @@ pub fn write(out: &mut Vec<u8>, reply: &Reply, dress: Dress<'_>, persist: Persis
         out.extend_from_slice(itoa::Buffer::new().format(secs).as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    let jsonp;
-    let (body, content_type): (&str, &[u8]) = match dress.callback {
-        Some(cb) => {
-            jsonp = json::jsonp(cb, &reply.body);
-            (&jsonp, b"application/javascript; charset=utf-8")
+    let owned: Vec<u8>;
+    let (body, content_type, cache): (&[u8], &[u8], &[u8]) = match (dress.badge, reply.value, dress.callback) {
+        // `no-cache` so that README image proxies (GitHub's camo) fetch the count again.
+        (Some(badge), Some(value), _) => {
+            let mut svg = Vec::with_capacity(1536);
+            badge.render(value, &mut svg);
+            owned = svg;
+            (&owned, crate::badge::CONTENT_TYPE.as_bytes(), b"no-cache")
         }
-        None => (&reply.body, b"application/json; charset=utf-8"),
+        (_, _, Some(cb)) => {
+            owned = json::jsonp(cb, &reply.body).into_bytes();
+            (&owned, b"application/javascript; charset=utf-8", b"no-store")
+        }
+        _ => (reply.body.as_bytes(), b"application/json; charset=utf-8", b"no-store"),
     };
-    out.extend_from_slice(b"Cache-Control: no-store\r\nContent-Type: ");
+    out.extend_from_slice(b"Cache-Control: ");
+    out.extend_from_slice(cache);
+    out.extend_from_slice(b"\r\nContent-Type: ");
     out.extend_from_slice(content_type);
     out.extend_from_slice(b"\r\nContent-Length: ");
     out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
     out.extend_from_slice(b"\r\n\r\n");
     if !dress.head_only {
-        out.extend_from_slice(body.as_bytes());
+        out.extend_from_slice(body);
     }
     body.len()
 }
@@ -169,7 +188,7 @@ mod tests {
 
     fn render(reply: &Reply, cors: &Cors, origin: Option<&str>, callback: Option<&str>) -> String {
         let mut out = Vec::new();
-        let dress = Dress { cors, origin, callback, head_only: false };
+        let dress = Dress { cors, origin, callback, head_only: false, badge: None };
         write(&mut out, reply, dress, Persist::KeepAlive(Version::Http11), &HttpDate::default());
         String::from_utf8(out).unwrap()
     }

@@ -144,6 +144,8 @@ pub struct Call {
     pub client: Option<std::net::IpAddr>,
     /// `/stream`: the subscription the connection streams from once the first answer is out.
     pub subscription: Option<crate::redis::subscribe::Subscription>,
+    /// `/hit/.../shield`, `/get/.../shield`: the badge to draw the value with.
+    pub badge: Option<crate::badge::Badge<'static>>,
 }
 
 /// The parts of a head the API reads.
@@ -216,11 +218,25 @@ pub fn parse(head: &[u8]) -> Option<Call> {
         forwarded_for: h.forwarded_for.map(str::to_string),
         client: None,
         subscription: None,
+        badge: None,
     };
     if h.method == "OPTIONS" {
         return Some(call);
     }
     let done = |reply: Reply| Step::Done(reply);
+    // `/hit/{ns}/{key}/shield` and `/get/{ns}/{key}/shield`: the badge's query is checked first, so
+    // that a bad one touches no counter.
+    let mut rest = rest;
+    if matches!(route, Route::Hit | Route::Get) && rest.len() == 3 && rest[2] == "shield" {
+        rest.pop();
+        match crate::badge::Badge::from_query(h.query) {
+            Ok(badge) => call.badge = Some(badge.into_owned()),
+            Err(e) => {
+                call.step = done(Reply::error(400, &e.to_string()));
+                return Some(call);
+            }
+        }
+    }
     call.step = match check(&h, route, &rest, callback.as_deref(), value.as_deref(), initializer.as_deref()) {
         Err(reply) => done(reply),
         Ok((namespace, key, value)) => {
@@ -259,9 +275,6 @@ fn check(
         }
         (_, [key]) if !key.is_empty() => (DEFAULT_NAMESPACE.to_string(), resolve(key, "key", h)?),
         (_, [namespace, key]) => (resolve(namespace, "namespace", h)?, resolve(key, "key", h)?),
-        (Route::Hit | Route::Get, [_, _, "shield"]) => {
-            return Err(Reply::error(404, "Badges are not served by this build yet"));
-        }
         _ => return Err(Reply::error(404, "Route not found. Use /hit/:namespace/:key or /hit/:key instead.")),
     };
     let number = |raw: Option<&str>, what: &str| -> Result<Option<i64>, Reply> {
@@ -334,6 +347,11 @@ mod tests {
         assert!(call("GET /", "").is_none());
         assert!(call("GET /healthz", "").is_none());
         assert!(call("GET /hits/a/b", "").is_none());
+        let c = call("GET /hit/site/page/shield?text=views", "").unwrap();
+        assert!(c.badge.is_some());
+        assert_eq!(request(Some(c)).key, "page");
+        assert_eq!(status(call("GET /get/site/page/shield?fontsize=99", "")), 400);
+        assert!(call("GET /hit/site/shield", "").unwrap().badge.is_none(), "two names: the key is 'shield'");
     }
 
     #[test]

@@ -236,7 +236,7 @@ fn decide(api: &Api, req: &Request, stage: Stage, answers: Vec<Answered>) -> Nex
     }
     let first = answers.first().cloned().unwrap_or(Answered::Nil);
     let k = counter_key(&req.namespace, &req.key);
-    let value_reply = |v: i64| Next::Done(Reply::json(200, json::value(v)));
+    let value_reply = |v: i64| Next::Done(Reply::value(v));
     let not_a_number = || Next::Done(Reply::error(500, "Failed to get data. Invalid data format."));
     match (req.route, stage) {
         (Route::Hit | Route::Get, _) => match first {
