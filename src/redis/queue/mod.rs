@@ -13,135 +13,20 @@
 //! It must not know about sockets, HTTP or logging: the connection task owns those and decides,
 //! from what [`Queue::complete`] returns, whether the connection stays.
 
-use std::cell::{Cell, Ref, RefCell};
+mod batching;
+mod redirected;
+mod ticket;
+
 use std::collections::VecDeque;
-use std::future::poll_fn;
-use std::rc::Rc;
-use std::task::{Poll, Waker};
 use std::time::Instant;
 
+pub use batching::{Batching, Completed};
+pub use redirected::AskId;
+use redirected::Redirected;
+pub use ticket::{Failure, Outcome, Ticket};
+
+use super::cluster::ask::Asked;
 use super::resp::{self, ErrorKind, ProtocolError, Reply};
-
-/// Why a request got no value. The HTTP side maps these to statuses: [`Failure::ErrorReply`] is a
-/// 500, everything else a 503 with `Retry-After`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// The connection is down; nothing was sent.
-    Unavailable,
-    /// The command was queued or written, and the connection broke before its reply.
-    Lost,
-    /// Too many requests already waiting on this shard's connection.
-    Overloaded,
-    /// Redis answered with an error (logged by the reader).
-    ErrorReply,
-    /// The node refused the write because it is not a writable primary (`-READONLY`, `-LOADING`,
-    /// `-MASTERDOWN`, `-MOVED`, `-ASK`): nothing ran, and the connection is rebuilt.
-    NotPrimary,
-    /// The increment ran, but fewer replicas than `--wait-replicas` acknowledged it in time.
-    NotDurable,
-}
-
-/// One request's result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The counter value this request produced.
-    Value(i64),
-    /// No value.
-    Failed(Failure),
-}
-
-/// A reusable slot through which one connection receives the results of a batch of requests, in
-/// request order. One per HTTP connection, re-armed per batch, so a batch allocates nothing.
-#[derive(Debug, Clone, Default)]
-pub struct Ticket(Rc<TicketState>);
-
-#[derive(Debug, Default)]
-struct TicketState {
-    /// Results so far, in the order the requests were registered.
-    outcomes: RefCell<Vec<Outcome>>,
-    /// How many results complete the current batch.
-    want: Cell<usize>,
-    /// The connection task waiting for the batch.
-    waker: RefCell<Option<Waker>>,
-}
-
-impl Ticket {
-    /// Starts a batch of `n` requests, forgetting the previous batch's results.
-    pub(crate) fn arm(&self, n: usize) {
-        self.0.outcomes.borrow_mut().clear();
-        self.0.want.set(n);
-    }
-
-    /// Records `n` results: `first, first+1, ...` for a value, `n` copies of a failure.
-    pub(crate) fn push(&self, outcome: Outcome, n: u64) {
-        let mut outcomes = self.0.outcomes.borrow_mut();
-        match outcome {
-            Outcome::Value(first) => outcomes.extend((0..n as i64).map(|i| Outcome::Value(first + i))),
-            failed => outcomes.extend(std::iter::repeat_n(failed, n as usize)),
-        }
-        if outcomes.len() >= self.0.want.get() {
-            if let Some(w) = self.0.waker.borrow_mut().take() {
-                w.wake();
-            }
-        }
-    }
-
-    /// Whether every request of the batch has its outcome.
-    pub fn is_done(&self) -> bool {
-        self.0.outcomes.borrow().len() >= self.0.want.get()
-    }
-
-    /// Waits until every request of the batch has its outcome.
-    pub async fn wait(&self) {
-        poll_fn(|cx| {
-            if self.is_done() {
-                Poll::Ready(())
-            } else {
-                *self.0.waker.borrow_mut() = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await
-    }
-
-    /// The outcomes of the finished batch, in request order.
-    pub fn outcomes(&self) -> Ref<'_, [Outcome]> {
-        Ref::map(self.0.outcomes.borrow(), |v| v.as_slice())
-    }
-}
-
-/// What is written for a batch: fixed per connection, so it is encoded once.
-#[derive(Debug, Clone)]
-pub struct Batching {
-    /// The counter key.
-    pub key: String,
-    /// One `INCRBY` per batch (true) or one `INCR` per request (`--no-coalesce`).
-    pub coalesce: bool,
-    /// Redis Cluster (`redis+cluster://`): a `-MOVED` or `-ASK` hands the batch back to be sent
-    /// to the node named ([`Completed::Redirected`]) instead of failing it.
-    pub follow_redirects: bool,
-    /// `WAIT replicas timeout_ms` after each batch (`--wait-replicas`, `--wait-timeout`); `None`
-    /// for `--wait-replicas 0`.
-    pub wait: Option<(u32, u64)>,
-    /// `INCR key`, pre-encoded.
-    incr: Vec<u8>,
-    /// `WAIT n t`, pre-encoded.
-    wait_command: Vec<u8>,
-}
-
-impl Batching {
-    /// Pre-encodes the fixed commands.
-    pub fn new(key: &str, coalesce: bool, wait: Option<(u32, u64)>) -> Batching {
-        let mut incr = Vec::new();
-        resp::encode_command(&mut incr, &[b"INCR", key.as_bytes()]);
-        let mut wait_command = Vec::new();
-        if let Some((n, ms)) = wait {
-            let (mut a, mut b) = (itoa::Buffer::new(), itoa::Buffer::new());
-            resp::encode_command(&mut wait_command, &[b"WAIT", a.format(n).as_bytes(), b.format(ms).as_bytes()]);
-        }
-        Batching { key: key.to_string(), coalesce, follow_redirects: false, wait, incr, wait_command }
-    }
-}
 
 /// One written command awaiting its reply.
 #[derive(Debug, Clone, Copy)]
@@ -150,32 +35,6 @@ enum Sent {
     Incr { total: u64, tickets: usize },
     /// `WAIT`, releasing everything held.
     Wait,
-}
-
-/// What a reply meant, for the connection task to act on (log, keep or drop the connection).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Completed<'a> {
-    /// Values handed out (or held until the WAIT reply).
-    Served,
-    /// An ordinary error reply; its requests get [`Failure::ErrorReply`].
-    Error(&'a [u8]),
-    /// The node is not a writable primary; its requests get [`Failure::NotPrimary`]. The
-    /// connection must be dropped: everything written after it would be refused the same way.
-    NotPrimary(ErrorKind, &'a [u8]),
-    /// WAIT answered: `acked` of the `wanted` replicas acknowledged. The held values are handed
-    /// out when `acked >= wanted`, else answered [`Failure::NotDurable`].
-    Waited {
-        /// Replicas that acknowledged.
-        acked: i64,
-        /// `--wait-replicas`.
-        wanted: u32,
-    },
-    /// WAIT itself was refused (an ACL without WAIT, a replica): the held values are not durable.
-    WaitError(&'a [u8]),
-    /// With [`Batching::follow_redirects`], a cluster node answered `-MOVED` or `-ASK` (the
-    /// message): the batch did not run there, and its requests wait in the redirected list
-    /// ([`Queue::take_redirected`], [`Queue::requeue_redirected`]) to be sent where it says.
-    Redirected(&'a [u8]),
 }
 
 /// Requests waiting, written and held, in order.
@@ -190,11 +49,8 @@ pub struct Queue {
     /// Answered INCRs whose values wait for the WAIT reply: (ticket, requests, outcome of the first).
     held: Vec<(Ticket, u64, Outcome)>,
     /// Requests whose batch a cluster node redirected: not run anywhere yet (see
-    /// [`Completed::Redirected`]).
-    redirected: VecDeque<(Ticket, u64)>,
-    /// Requests taken out of `redirected` (sent after `-ASK` on a connection of their own) and
-    /// not yet [`Queue::settle`]d: they outlive this connection, so `fail_all` leaves them counted.
-    asking: u64,
+    /// [`Completed::Redirected`]), waiting or out on an `-ASK` connection.
+    redirected: Redirected,
     /// Requests in `waiting`, `members`, `held` and `redirected`: the overload bound counts these.
     pending: u64,
 }
@@ -282,7 +138,7 @@ impl Queue {
                         if batching.follow_redirects && resp::error_kind(message) == ErrorKind::Redirect =>
                     {
                         self.sent.pop_front();
-                        self.redirected.extend(self.members.drain(..tickets));
+                        self.redirected.list.extend(self.members.drain(..tickets));
                         return Ok(Completed::Redirected(message));
                     }
                     Reply::Error(message) => match resp::error_kind(message) {
@@ -336,24 +192,56 @@ impl Queue {
         !self.sent.is_empty()
     }
 
-    /// Takes the redirected requests, to be sent elsewhere (after `-ASK`) or failed; each is
-    /// still counted as pending until [`Queue::settle`].
-    pub fn take_redirected(&mut self) -> Vec<(Ticket, u64)> {
-        let taken: Vec<(Ticket, u64)> = self.redirected.drain(..).collect();
-        self.asking += taken.iter().map(|(_, n)| n).sum::<u64>();
-        taken
+    /// Takes the redirected requests as one batch to send after `-ASK`: its id and how many
+    /// requests it carries. They stay counted as pending until [`Queue::settle_asked`].
+    pub fn take_redirected(&mut self) -> Option<(AskId, u64)> {
+        self.redirected.take()
     }
 
-    /// `n` requests taken with [`Queue::take_redirected`] have their outcomes.
-    pub fn settle(&mut self, n: u64) {
-        self.asking -= n;
-        self.pending -= n;
+    /// Hands each request of the `-ASK` batch `id` its outcome, in registration order, as the
+    /// pipelined connection would have: the reply v to `INCRBY total` covers v-total+1 ..= v.
+    /// Returns how many requests it settled.
+    pub fn settle_asked(&mut self, batching: &Batching, id: AskId, asked: &Asked) -> u64 {
+        let Some(batch) = self.redirected.finish(id) else { return 0 };
+        let total: u64 = batch.iter().map(|(_, n)| n).sum();
+        let mut next = match asked {
+            Asked::Value { acked, .. } if batching.wait.is_some_and(|(n, _)| acked.unwrap_or(0) < i64::from(n)) => {
+                Outcome::Failed(Failure::NotDurable)
+            }
+            Asked::Value { last, .. } => match last.checked_sub(total as i64 - 1) {
+                Some(first) => Outcome::Value(first),
+                None => Outcome::Failed(Failure::Lost),
+            },
+            Asked::Refused(_) => Outcome::Failed(Failure::NotPrimary),
+            Asked::Lost(_) => Outcome::Failed(Failure::Lost),
+            Asked::NotSent(_) => Outcome::Failed(Failure::Unavailable),
+        };
+        for (ticket, n) in batch {
+            ticket.push(next, n);
+            if let Outcome::Value(v) = next {
+                next = Outcome::Value(v.wrapping_add(n as i64));
+            }
+        }
+        self.pending -= total;
+        total
+    }
+
+    /// Fails the redirected requests not yet taken (a redirection hitcore cannot follow);
+    /// returns how many.
+    pub fn fail_redirected(&mut self, failure: Failure) -> u64 {
+        let mut failed = 0;
+        for (ticket, n) in self.redirected.list.drain(..) {
+            ticket.push(Outcome::Failed(failure), n);
+            failed += n;
+        }
+        self.pending -= failed;
+        failed
     }
 
     /// Puts the redirected requests back at the head of the waiting list, in their order, to be
     /// written first on the next connection (after `-MOVED`: to the slot's new owner).
     pub fn requeue_redirected(&mut self) {
-        while let Some(r) = self.redirected.pop_back() {
+        while let Some(r) = self.redirected.list.pop_back() {
             self.waiting.push_front(r);
         }
     }
@@ -362,7 +250,7 @@ impl Queue {
     /// were. Held requests ran, but their durability is unknown, so they fail too.
     pub fn fail_all(&mut self, failure: Failure) -> u64 {
         self.sent.clear();
-        for (ticket, n) in self.redirected.drain(..) {
+        for (ticket, n) in self.redirected.list.drain(..) {
             ticket.push(Outcome::Failed(failure), n);
         }
         for (ticket, n, _) in self.held.drain(..) {
@@ -372,8 +260,9 @@ impl Queue {
             ticket.push(Outcome::Failed(failure), n);
         }
         // Requests out on an -ASK connection are answered by it, and settled when it is done.
-        let failed = self.pending - self.asking;
-        self.pending = self.asking;
+        let asking = self.redirected.asking();
+        let failed = self.pending - asking;
+        self.pending = asking;
         failed
     }
 }
@@ -464,8 +353,8 @@ mod tests {
         let a = ticket(&mut q, 2);
         written(&mut q, &b);
         q.complete(&b, Reply::Error(b"ASK 1 h:1")).unwrap();
-        let asked = q.take_redirected();
-        assert_eq!(asked.len(), 1);
+        let (id, total) = q.take_redirected().unwrap();
+        assert_eq!(total, 2);
         let c = ticket(&mut q, 3);
         written(&mut q, &b);
         // The connection breaks: the written batch fails, the asked one is still out.
@@ -473,8 +362,10 @@ mod tests {
         assert_eq!(values(&c), vec![Outcome::Failed(Failure::Lost); 3]);
         assert!(!a.is_done());
         assert_eq!(q.pending, 2);
-        q.settle(2);
+        assert_eq!(q.settle_asked(&b, id, &Asked::Value { last: 14, acked: None }), 2);
+        assert_eq!(values(&a), v(13..=14));
         assert_eq!(q.pending, 0);
+        assert_eq!(q.settle_asked(&b, id, &Asked::Lost("x".into())), 0, "settled once");
         // A redirected batch not yet taken fails with the rest.
         let d = ticket(&mut q, 1);
         written(&mut q, &b);
@@ -655,5 +546,56 @@ mod tests {
         q.complete(&b, Reply::Integer(2)).unwrap();
         assert_eq!(q.fail_all(Failure::Lost), 2);
         assert_eq!(values(&a), vec![Outcome::Failed(Failure::Lost); 2]);
+    }
+
+    fn asked(q: &mut Queue, b: &Batching, counts: &[usize], asked: Asked) -> Vec<Ticket> {
+        let tickets: Vec<Ticket> = counts.iter().map(|&n| ticket(q, n)).collect();
+        written(q, b);
+        q.complete(b, Reply::Error(b"ASK 1 h:1")).unwrap();
+        if b.wait.is_some() {
+            q.complete(b, Reply::Integer(1)).unwrap();
+        }
+        let (id, _) = q.take_redirected().unwrap();
+        q.settle_asked(b, id, &asked);
+        assert_eq!(q.pending, 0);
+        tickets
+    }
+
+    #[test]
+    fn an_asked_batch_is_handed_out_like_a_pipelined_one() {
+        let (b, mut q) = (cluster(), Queue::default());
+        let t = asked(&mut q, &b, &[2, 3], Asked::Value { last: 14, acked: None });
+        assert_eq!((values(&t[0]), values(&t[1])), (v(10..=11), v(12..=14)));
+    }
+
+    #[test]
+    fn an_asked_batch_without_enough_replicas_or_refused_gets_no_value() {
+        let mut b = Batching::new("hit", true, Some((1, 50)));
+        b.follow_redirects = true;
+        let mut q = Queue::default();
+        let t = asked(&mut q, &b, &[1], Asked::Value { last: 7, acked: Some(0) });
+        assert_eq!(values(&t[0]), vec![Outcome::Failed(Failure::NotDurable)]);
+        let t = asked(&mut q, &b, &[1], Asked::Value { last: 7, acked: Some(1) });
+        assert_eq!(values(&t[0]), v(7..=7));
+        let b = cluster();
+        let t = asked(&mut q, &b, &[2], Asked::Refused("TRYAGAIN".into()));
+        assert_eq!(values(&t[0]), vec![Outcome::Failed(Failure::NotPrimary); 2]);
+        let t = asked(&mut q, &b, &[1], Asked::Lost("reset".into()));
+        assert_eq!(values(&t[0]), vec![Outcome::Failed(Failure::Lost)]);
+        let t = asked(&mut q, &b, &[1], Asked::NotSent("WRONGPASS".into()));
+        assert_eq!(values(&t[0]), vec![Outcome::Failed(Failure::Unavailable)]);
+    }
+
+    #[test]
+    fn an_unfollowable_redirect_fails_only_the_redirected_requests() {
+        let (b, mut q) = (cluster(), Queue::default());
+        let a = ticket(&mut q, 2);
+        written(&mut q, &b);
+        q.complete(&b, Reply::Error(b"MOVED nonsense")).unwrap();
+        let later = ticket(&mut q, 1);
+        assert_eq!(q.fail_redirected(Failure::NotPrimary), 2);
+        assert_eq!(values(&a), vec![Outcome::Failed(Failure::NotPrimary); 2]);
+        assert!(!later.is_done());
+        assert_eq!(q.pending, 1);
     }
 }

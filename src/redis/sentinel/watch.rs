@@ -1,141 +1,46 @@
-//! Finding the primary through Redis Sentinel, at every connect, and hearing about failovers as
-//! they happen (`+try-failover`, `-failover-abort-*`, `+switch-master`).
+//! Hearing about failovers as they happen (`+try-failover`, `-failover-abort-*`,
+//! `+switch-master`): one subscription per sentinel (a failover is announced step by step only by
+//! the sentinel that leads it), each a task on the shard's executor for the shard's life.
 //!
-//! It follows redis.io's "Sentinel client spec": ask the sentinels in turn, each with a short
-//! timeout, for `SENTINEL get-master-addr-by-name`; skip one that is down, refuses us, or does not
-//! know the service; move the one that answered to the head of the list; hand the address to the
-//! connect path, which verifies it with `ROLE` (step 3 of the spec) before anything is written.
-//! Nothing is cached between connects: every reconnect, error or WAIT shortfall asks again.
+//! The subscriptions only read and set [`Switch`], which the session races and discovery
+//! consults; they never block the event loop and never touch the pipelined connection. From
+//! `+try-failover` until the sentinels name another primary (or the failover is aborted), the old
+//! primary is not used.
 //!
-//! The subscriptions (one per sentinel: a failover is announced step by step only by the sentinel
-//! that leads it) are more tasks on the shard's executor. They only read and set [`Switch`], which
-//! the session races and discovery consults; they never block the event loop and never touch the
-//! pipelined connection. From `+try-failover` until the sentinels name another primary (or the
-//! failover is aborted), the old primary is not used: it keeps taking writes for seconds while
-//! its replicas leave it, and what it acknowledges then is lost, even with `WAIT 1`.
-//!
-//! It owns the sentinel conversation only: transports (TLS included) and the handshake with the
-//! data node are `connect`'s; the pure parsing is `sentinel`'s.
+//! It owns the subscriptions and the announcements only: transports are `dial`'s, the sentinel
+//! question is `discovery`'s, the event parsing `events`'s.
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures_lite::io::AsyncReadExt;
 use tracing::{debug, info, warn};
 
-use super::connect::{self, Address, Candidate, ConnectError, Connector};
-use super::resp::{self, Frame};
-use super::sentinel::{Event, MasterAddr, SentinelList};
-use super::topology::HostPort;
+use super::events::Event;
+use crate::redis::dial::{self, Address, Dialer};
+use crate::redis::resp::{self, Frame};
+use crate::redis::topology::HostPort;
 
-/// How long one sentinel may take to be reached and answer: "a few hundred milliseconds", as the
-/// client spec advises, so that a dead sentinel delays discovery little.
-const SENTINEL_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a sentinel may take to be reached and to confirm the subscription.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long the subscription waits before subscribing again after losing a sentinel.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_millis(500);
 /// The longest a failover announced with `+try-failover` keeps the shard off the old primary, in
 /// case its end (`+switch-master`) or its abort was missed.
 const FAILOVER_HOLD: Duration = Duration::from_secs(15);
 
-/// One shard's view of the sentinels.
+/// What a subscription listens for, and how it logs in.
 #[derive(Debug, Clone)]
-pub struct SentinelDiscovery {
-    /// The sentinels, the last one that answered first.
-    list: SentinelList,
-    /// The service name.
-    service: String,
+pub struct Service {
+    /// The service name: events about other services are ignored.
+    pub name: String,
     /// `--sentinel-password`: the sentinels' own password, if they have one.
-    password: Option<String>,
+    pub password: Option<String>,
     /// `rediss+sentinel://`: TLS to the sentinels too.
-    tls: bool,
-    /// The failovers the subscriptions heard of: while one runs, the old primary is not used.
-    switch: Option<Rc<Switch>>,
-}
-
-impl SentinelDiscovery {
-    /// Discovery of `service` through `sentinels`.
-    pub fn new(sentinels: Vec<HostPort>, service: String, password: Option<String>, tls: bool) -> SentinelDiscovery {
-        SentinelDiscovery { list: SentinelList::new(sentinels), service, password, tls, switch: None }
-    }
-
-    /// Listens to the failovers the subscriptions hear of.
-    pub fn listen(&mut self, switch: Rc<Switch>) {
-        self.switch = Some(switch);
-    }
-
-    /// The sentinels, in the order they are asked.
-    pub fn sentinels(&self) -> &[HostPort] {
-        self.list.order()
-    }
-
-    /// Asks the sentinels in turn for the primary, and returns its addresses to try.
-    pub async fn candidates(&mut self, connector: &mut Connector) -> Result<Vec<Candidate>, ConnectError> {
-        let mut why = Vec::new();
-        for sentinel in self.list.order().to_vec() {
-            match connect::within(SENTINEL_TIMEOUT, self.ask(connector, &sentinel)).await {
-                Some(Ok(MasterAddr::At(primary))) => {
-                    self.list.answered(&sentinel);
-                    // Sentinels name the old primary until the new one is promoted, and the old
-                    // one takes writes until it is reconfigured, seconds later; its replicas leave
-                    // it meanwhile, so what it acknowledges may be lost. Wait for the new one.
-                    if self.switch.as_ref().is_some_and(|s| s.holding(&primary)) {
-                        return Err(ConnectError::Discovery(format!(
-                            "a failover of '{}' away from {primary} is in progress; waiting for the sentinels to name \
-                             the new primary",
-                            self.service
-                        )));
-                    }
-                    let addrs = connect::resolve(&primary.host, primary.port).await?;
-                    let name = primary.host;
-                    return Ok(addrs
-                        .into_iter()
-                        .map(|a| Candidate { name: name.clone(), addr: Address::Tcp(a) })
-                        .collect());
-                }
-                Some(Ok(MasterAddr::Unknown)) => why.push(format!("{sentinel} does not know '{}'", self.service)),
-                Some(Err(e)) => why.push(format!("{sentinel}: {e}")),
-                None => why.push(format!("{sentinel}: no answer within {SENTINEL_TIMEOUT:?}")),
-            }
-        }
-        Err(ConnectError::Discovery(format!("no sentinel named a primary for '{}' ({})", self.service, why.join("; "))))
-    }
-
-    /// One sentinel's answer.
-    async fn ask(&self, connector: &mut Connector, sentinel: &HostPort) -> Result<MasterAddr, String> {
-        let (node, mut stream) = open(connector, sentinel, self.tls).await?;
-        let mut out = Vec::new();
-        let mut replies = 1;
-        if let Some(p) = &self.password {
-            resp::encode_command(&mut out, &[b"AUTH", p.as_bytes()]);
-            replies += 1;
-        }
-        resp::encode_command(&mut out, &[b"SENTINEL", b"get-master-addr-by-name", self.service.as_bytes()]);
-        let frames = connect::roundtrip(&mut stream, &node, &out, replies).await.map_err(|e| e.to_string())?;
-        if let (true, Frame::Error(e)) = (self.password.is_some(), &frames[0]) {
-            return Err(format!("AUTH failed: {e} (--sentinel-password)"));
-        }
-        MasterAddr::parse(frames.last().expect("one reply per command"))
-    }
-}
-
-/// Opens a transport to a sentinel (TLS verified against the name as written).
-async fn open(
-    connector: &mut Connector,
-    sentinel: &HostPort,
-    tls: bool,
-) -> Result<(Candidate, super::stream::Stream), String> {
-    let addr = *connect::resolve(&sentinel.host, sentinel.port)
-        .await
-        .map_err(|e| e.to_string())?
-        .first()
-        .ok_or("no address")?;
-    let node = Candidate { name: sentinel.host.clone(), addr: Address::Tcp(addr) };
-    let stream = connector.open(&node, tls).await.map_err(|e| e.to_string())?;
-    Ok((node, stream))
+    pub tls: bool,
 }
 
 /// Failovers announced by the sentinels, for the session and for discovery to act on.
@@ -180,7 +85,7 @@ impl Switch {
                 let to = match addr(&switch.new) {
                     Some(a) => Some(a),
                     None => {
-                        connect::resolve(&switch.new.host, switch.new.port).await.ok().and_then(|a| a.first().copied())
+                        dial::resolve(&switch.new.host, switch.new.port).await.ok().and_then(|a| a.first().copied())
                     }
                 };
                 self.announce(addr(&switch.old), to);
@@ -215,10 +120,10 @@ impl Switch {
 
 /// The subscription to one sentinel's failover events, for as long as the shard lives. There is
 /// one per sentinel: a failover is announced step by step only by the sentinel that leads it.
-pub async fn watch(discovery: SentinelDiscovery, mut connector: Connector, sentinel: HostPort, switch: Rc<Switch>) {
+pub async fn watch(service: Service, dialer: Dialer, sentinel: HostPort, switch: std::rc::Rc<Switch>) {
     let mut logged_failure = false;
     loop {
-        match subscribe(&discovery, &mut connector, &sentinel, &switch).await {
+        match subscribe(&service, &dialer, &sentinel, &switch).await {
             Ok(()) => {}
             Err(e) if !logged_failure => {
                 warn!("Lost the failover subscription to sentinel {sentinel}: {e}; subscribing again");
@@ -231,25 +136,19 @@ pub async fn watch(discovery: SentinelDiscovery, mut connector: Connector, senti
 }
 
 /// Subscribes on one sentinel and reads announcements until the connection ends.
-async fn subscribe(
-    discovery: &SentinelDiscovery,
-    connector: &mut Connector,
-    sentinel: &HostPort,
-    switch: &Switch,
-) -> Result<(), String> {
-    let (node, mut stream) = connect::within(SENTINEL_TIMEOUT, open(connector, sentinel, discovery.tls))
+async fn subscribe(service: &Service, dialer: &Dialer, sentinel: &HostPort, switch: &Switch) -> Result<(), String> {
+    let (node, mut stream) = dial::within(SUBSCRIBE_TIMEOUT, dialer.open_host(sentinel, service.tls))
         .await
-        .ok_or_else(|| format!("no answer within {SENTINEL_TIMEOUT:?}"))??;
+        .ok_or_else(|| format!("no answer within {SUBSCRIBE_TIMEOUT:?}"))?
+        .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
-    if let Some(p) = &discovery.password {
-        resp::encode_command(&mut out, &[b"AUTH", p.as_bytes()]);
-    }
+    let auth = dial::encode_auth(&mut out, None, service.password.as_deref());
     let [a, b] = Event::CHANNELS;
     resp::encode_command(&mut out, &[b"SUBSCRIBE", a, b]);
     resp::encode_command(&mut out, &[b"PSUBSCRIBE", Event::ABORTS]);
     // One confirmation per channel and pattern.
-    let replies = 3 + usize::from(discovery.password.is_some());
-    let frames = connect::roundtrip(&mut stream, &node, &out, replies).await.map_err(|e| e.to_string())?;
+    let replies = 3 + auth;
+    let frames = dial::roundtrip(&mut stream, &node, &out, replies).await.map_err(|e| e.to_string())?;
     if let Some(Frame::Error(e)) = frames.iter().find(|f| matches!(f, Frame::Error(_))) {
         return Err(format!("refused: {e}"));
     }
@@ -260,14 +159,14 @@ async fn subscribe(
         while let Some((frame, used)) = resp::decode_frame(&buf).map_err(|e| e.to_string())? {
             buf.drain(..used);
             let Some(event) = Event::from_message(&frame) else { continue };
-            if event.service() != discovery.service {
+            if event.service() != service.name {
                 continue;
             }
             match &event {
                 Event::TryFailover { old, .. } => {
-                    info!("Sentinel {sentinel} starts a failover of '{}' away from {old}", discovery.service)
+                    info!("Sentinel {sentinel} starts a failover of '{}' away from {old}", service.name)
                 }
-                Event::Aborted { .. } => info!("Sentinel {sentinel} aborted a failover of '{}'", discovery.service),
+                Event::Aborted { .. } => info!("Sentinel {sentinel} aborted a failover of '{}'", service.name),
                 Event::Switched(s) => {
                     info!("Sentinel {sentinel} announced a failover of '{}': {} -> {}", s.service, s.old, s.new)
                 }
@@ -290,7 +189,7 @@ mod tests {
     use futures_lite::future::{block_on, poll_once};
 
     use super::*;
-    use crate::redis::sentinel::SwitchMaster;
+    use crate::redis::sentinel::events::SwitchMaster;
 
     fn hp(host: &str, port: u16) -> HostPort {
         HostPort { host: host.into(), port }
