@@ -1,5 +1,5 @@
 //! Redis for one shard: URLs (`url`; `topology` for the Sentinel and Cluster forms), RESP
-//! encoding and decoding (`resp`), the coalescing arithmetic and the tickets it completes
+//! encoding and decoding (`resp`), the table of error replies (`errors`), the coalescing arithmetic and the tickets it completes
 //! (`queue`), dialing a node (`dial`, over `stream`, with `tls`: a leaf every other part uses),
 //! the way to a ready session (`connect`), the pipelined connection task (`client`) with its
 //! sessions (`session`) and reconnect state machine (`reconnect`), what a topology makes a session
@@ -14,6 +14,7 @@ pub mod client;
 pub mod cluster;
 pub mod connect;
 pub mod dial;
+pub mod errors;
 pub mod follow;
 pub mod queue;
 pub mod reconnect;

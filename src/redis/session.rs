@@ -19,8 +19,9 @@ use tracing::{error, warn};
 use super::cluster::ask::Asked;
 use super::cluster::moves::{Redirection, Verdict};
 use super::dial::Address;
+use super::errors::{self, ErrorKind};
 use super::queue::{Completed, Failure};
-use super::resp::{self, ErrorKind, ProtocolError};
+use super::resp::{self, ProtocolError};
 use super::shared::Shared;
 use super::stream::Stream;
 
@@ -166,7 +167,7 @@ async fn read_replies(shared: &Rc<Shared>, mut rd: impl AsyncRead + Unpin) -> Se
 /// Logs what a reply meant, and says whether the session must end because of it.
 fn report(shared: &Rc<Shared>, done: Completed<'_>) -> Option<SessionEnd> {
     let key = &shared.settings.key;
-    shared.last_ok.set(!matches!(done, Completed::Error(_)));
+    shared.last_ok.set(!matches!(done, Completed::Error(_) | Completed::TryAgain(_)));
     match done {
         Completed::Redirected(message) => {
             let cluster = shared.follow.cluster().expect("redirects are followed only in a Cluster");
@@ -194,12 +195,27 @@ fn report(shared: &Rc<Shared>, done: Completed<'_>) -> Option<SessionEnd> {
         }
         Completed::Served => None,
         Completed::Waited { acked, wanted } if acked >= i64::from(wanted) => None,
-        Completed::Error(message) => {
-            let message = crate::logging::escape(message);
+        Completed::Error(raw) => {
+            let message = crate::logging::escape(raw);
+            let fix = match errors::advice(raw) {
+                "" => String::new(),
+                advice => format!("; {advice}"),
+            };
             shared.error_log.record(|also| {
                 error!(
-                    "Redis answered INCR on key '{key}' with an error: {message} (answering 500; {also} more since \
-                     the last report)"
+                    "Redis answered INCR on key '{key}' with an error: {message}{fix} (answering 500; {also} more \
+                     since the last report)"
+                )
+            });
+            None
+        }
+        Completed::TryAgain(raw) => {
+            let message = crate::logging::escape(raw);
+            let meaning = errors::advice(raw);
+            shared.try_again_log.record(|also| {
+                warn!(
+                    "Redis cannot take increments now: {message} ({meaning}); answering 503 with Retry-After \
+                     ({also} more since the last report)"
                 )
             });
             None

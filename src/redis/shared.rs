@@ -68,6 +68,8 @@ pub(super) struct Shared {
     pub(super) error_log: RateLimited,
     /// WAIT shortfalls, likewise.
     pub(super) wait_log: RateLimited,
+    /// "Try again" replies (`-CLUSTERDOWN`, `-BUSY`, ...), likewise.
+    pub(super) try_again_log: RateLimited,
     /// Set once the first connection attempt has ended, either way.
     pub(super) attempted: Cell<bool>,
     /// The shard waiting for that, before it starts accepting.
@@ -93,6 +95,7 @@ impl Shared {
             writer: RefCell::new(None),
             error_log: RateLimited::default(),
             wait_log: RateLimited::default(),
+            try_again_log: RateLimited::default(),
             attempted: Cell::new(false),
             attempt_waiter: RefCell::new(None),
             last_ok: Cell::new(true),

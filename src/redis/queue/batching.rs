@@ -4,7 +4,8 @@
 //!
 //! Plain data: no I/O, no tickets. The queue reads it; the session acts on [`Completed`].
 
-use crate::redis::resp::{self, ErrorKind};
+use crate::redis::errors::ErrorKind;
+use crate::redis::resp;
 
 /// What is written for a batch: fixed per connection, so it is encoded once.
 #[derive(Debug, Clone)]
@@ -44,8 +45,11 @@ impl Batching {
 pub enum Completed<'a> {
     /// Values handed out (or held until the WAIT reply).
     Served,
-    /// An ordinary error reply; its requests get [`Failure::ErrorReply`].
+    /// An ordinary error reply or a misconfiguration; its requests get [`Failure::ErrorReply`].
     Error(&'a [u8]),
+    /// A "try again" reply (`-CLUSTERDOWN`, `-BUSY`, `-OOM`, ...): the command did not run; its
+    /// requests get [`Failure::TryAgain`] and the connection stays.
+    TryAgain(&'a [u8]),
     /// The node is not a writable primary; its requests get [`Failure::NotPrimary`]. The
     /// connection must be dropped: everything written after it would be refused the same way.
     NotPrimary(ErrorKind, &'a [u8]),

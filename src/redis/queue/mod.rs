@@ -26,7 +26,8 @@ use redirected::Redirected;
 pub use ticket::{Failure, Outcome, Ticket};
 
 use super::cluster::ask::Asked;
-use super::resp::{self, ErrorKind, ProtocolError, Reply};
+use super::errors::{self, ErrorKind};
+use super::resp::{self, ProtocolError, Reply};
 
 /// One written command awaiting its reply.
 #[derive(Debug, Clone, Copy)]
@@ -135,14 +136,17 @@ impl Queue {
                     // -ASK mean this batch ran nowhere, so it may be sent again (once) where the
                     // node says. Nothing else that fails a batch is ever resent.
                     Reply::Error(message)
-                        if batching.follow_redirects && resp::error_kind(message) == ErrorKind::Redirect =>
+                        if batching.follow_redirects && errors::error_kind(message) == ErrorKind::Redirect =>
                     {
                         self.sent.pop_front();
                         self.redirected.list.extend(self.members.drain(..tickets));
                         return Ok(Completed::Redirected(message));
                     }
-                    Reply::Error(message) => match resp::error_kind(message) {
-                        ErrorKind::Other => (Outcome::Failed(Failure::ErrorReply), Completed::Error(message)),
+                    Reply::Error(message) => match errors::error_kind(message) {
+                        ErrorKind::Other | ErrorKind::Misconfigured => {
+                            (Outcome::Failed(Failure::ErrorReply), Completed::Error(message))
+                        }
+                        ErrorKind::TryAgain => (Outcome::Failed(Failure::TryAgain), Completed::TryAgain(message)),
                         kind => (Outcome::Failed(Failure::NotPrimary), Completed::NotPrimary(kind, message)),
                     },
                     Reply::Status(_) | Reply::Unexpected => {

@@ -26,6 +26,9 @@ pub enum Failure {
     NotPrimary,
     /// The increment ran, but fewer replicas than `--wait-replicas` acknowledged it in time.
     NotDurable,
+    /// The node answered "try again" (`-CLUSTERDOWN`, `-TRYAGAIN`, `-BUSY`, `-NOREPLICAS`,
+    /// `-OOM`): nothing ran, and the connection stays (see `errors`).
+    TryAgain,
 }
 
 /// One request's result.
