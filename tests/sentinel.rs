@@ -4,7 +4,8 @@
 //! twice and none is above the new primary's counter; without it, what happened (the duplicates
 //! the flag exists for) is printed, not failed.
 //!
-//! `rediss+sentinel://` is followed through a failover too, with certificates made here.
+//! `rediss+sentinel://` is followed through a failover too, with certificates made here; a
+//! sentinel that stops answering without closing its connections is noticed.
 //!
 //! Each test starts its own topology and hitcore, bounds its load in time, and tears every process
 //! down through the guards.
@@ -180,4 +181,27 @@ fn tls_sentinels_and_data_nodes_through_a_failover() {
     eprintln!("sentinel over TLS, SentinelFailover: {}", verdict.summary());
     assert!(!verdict.statuses.contains_key(&500), "no 500: {}", verdict.summary());
     assert!(verdict.duplicates.is_empty() && verdict.above_final.is_empty(), "{}", verdict.summary());
+}
+
+/// A sentinel that vanishes without closing its connections (here: SIGSTOP) is noticed by the
+/// PING on each shard's subscription, and subscribed to again once it is back.
+#[test]
+fn a_sentinel_that_stops_answering_is_noticed() {
+    let topo = Sentinels::start(0, 3, true);
+    let server = start_hitcore(&topo, false);
+    let sentinel = &topo.sentinels[0];
+    let name = format!("sentinel 127.0.0.1:{}", sentinel.port);
+    poll("every shard has subscribed", DEADLINE, || {
+        // Subscribing is a DEBUG line: ask the sentinel for its pattern subscribers instead.
+        let n = sentinel.call(&["CLIENT", "LIST"])?.text().lines().filter(|l| l.contains(" psub=1 ")).count();
+        if n >= 2 { Ok(()) } else { Err(format!("{n} subscribers")) }
+    });
+    // SAFETY: signalling a redis-server this test started.
+    unsafe { libc::kill(sentinel.pid(), libc::SIGSTOP) };
+    let lines =
+        server.log.wait_for_count(&format!("Lost the failover subscription to {name}: no answer to PING"), 2, DEADLINE);
+    // SAFETY: as above.
+    unsafe { libc::kill(sentinel.pid(), libc::SIGCONT) };
+    assert!(lines.iter().all(|l| l.contains("WARNING")), "{lines:?}");
+    assert_eq!(get_once(server.addr, GET).value(), 1, "the primary was never in doubt");
 }

@@ -66,14 +66,14 @@ impl SentinelDiscovery {
                     // Sentinels name the old primary until the new one is promoted, and the old
                     // one takes writes until it is reconfigured, seconds later; its replicas leave
                     // it meanwhile, so what it acknowledges may be lost. Wait for the new one.
-                    if self.switch.as_ref().is_some_and(|s| s.holding(&primary)) {
+                    let addrs = dial::resolve(&primary.host, primary.port).await?;
+                    if self.switch.as_ref().is_some_and(|s| s.holding(&primary, &addrs)) {
                         return Err(ConnectError::Discovery(format!(
                             "a failover of '{}' away from {primary} is in progress; waiting for the sentinels to name \
                              the new primary",
                             self.service
                         )));
                     }
-                    let addrs = dial::resolve(&primary.host, primary.port).await?;
                     let name = primary.host;
                     return Ok(addrs
                         .into_iter()
