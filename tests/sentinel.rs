@@ -190,18 +190,32 @@ fn a_sentinel_that_stops_answering_is_noticed() {
     let topo = Sentinels::start(0, 3, true);
     let server = start_hitcore(&topo, false);
     let sentinel = &topo.sentinels[0];
-    let name = format!("sentinel 127.0.0.1:{}", sentinel.port);
-    poll("every shard has subscribed", DEADLINE, || {
-        // Subscribing is a DEBUG line: ask the sentinel for its pattern subscribers instead.
-        let n = sentinel.call(&["CLIENT", "LIST"])?.text().lines().filter(|l| l.contains(" psub=1 ")).count();
-        if n >= 2 { Ok(()) } else { Err(format!("{n} subscribers")) }
-    });
-    // SAFETY: signalling a redis-server this test started.
-    unsafe { libc::kill(sentinel.pid(), libc::SIGSTOP) };
-    let lines =
-        server.log.wait_for_count(&format!("Lost the failover subscription to {name}: no answer to PING"), 2, DEADLINE);
-    // SAFETY: as above.
-    unsafe { libc::kill(sentinel.pid(), libc::SIGCONT) };
-    assert!(lines.iter().all(|l| l.contains("WARNING")), "{lines:?}");
+    let lost = format!("Lost the failover subscription to sentinel 127.0.0.1:{}: no answer to PING", sentinel.port);
+    // The ids of the pattern subscribers (subscribing is a DEBUG line: ask the sentinel instead),
+    // once there are two (one per shard) that are not among `before`.
+    let subscribed = |before: &[String]| {
+        poll("every shard has subscribed", DEADLINE, || {
+            let ids: Vec<String> = sentinel
+                .call(&["CLIENT", "LIST"])?
+                .text()
+                .lines()
+                .filter(|l| l.contains(" psub=1 "))
+                .filter_map(|l| l.split(' ').next().map(str::to_string))
+                .filter(|id| !before.contains(id))
+                .collect();
+            if ids.len() >= 2 { Ok(ids) } else { Err(format!("{ids:?}")) }
+        })
+    };
+    // Twice: once it is back and subscribed to again, losing it again is worth a WARNING again.
+    let mut before = Vec::new();
+    for outage in 1..=2 {
+        before = subscribed(&before);
+        // SAFETY: signalling a redis-server this test started.
+        unsafe { libc::kill(sentinel.pid(), libc::SIGSTOP) };
+        let lines = server.log.wait_for_count(&lost, 2 * outage, DEADLINE);
+        // SAFETY: as above.
+        unsafe { libc::kill(sentinel.pid(), libc::SIGCONT) };
+        assert!(lines.iter().all(|l| l.contains("WARNING")), "{lines:?}");
+    }
     assert_eq!(get_once(server.addr, GET).value(), 1, "the primary was never in doubt");
 }

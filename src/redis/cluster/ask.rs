@@ -202,4 +202,56 @@ mod tests {
         assert!(matches!(asked_from(&[Frame::Error("ERR".into()), Frame::Integer(1)]), Asked::Refused(_)));
         assert!(matches!(asked_from(&[ok, Frame::SimpleString(b"OK".to_vec())]), Asked::Lost(_)));
     }
+
+    /// A node that logs anyone in and then never answers, on a free port; returns its port and
+    /// how many connections it has accepted.
+    fn silent_node() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 256];
+                    // The AUTH: answer it, then read whatever comes and answer nothing.
+                    if conn.read(&mut buf).is_ok_and(|n| n > 0) {
+                        let _ = conn.write_all(b"+OK\r\n");
+                    }
+                    while conn.read(&mut buf).is_ok_and(|n| n > 0) {}
+                });
+            }
+        });
+        (port, accepted)
+    }
+
+    #[test]
+    fn at_most_four_ask_connections_are_open_at_once() {
+        let (port, accepted) = silent_node();
+        let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).make().unwrap();
+        let outcomes = executor.run(async move {
+            let target = RedisTarget::parse(&format!("redis+cluster://:pw@127.0.0.1:{port}")).unwrap();
+            let asker = std::rc::Rc::new(Asker::new(target, Dialer::new(Default::default()), "hit".into(), None));
+            let to = HostPort { host: "127.0.0.1".into(), port };
+            let sends: Vec<_> = (0..MAX_ASK_CONNECTIONS + 2)
+                .map(|_| {
+                    let (asker, to) = (asker.clone(), to.clone());
+                    glommio::spawn_local(async move { asker.send(&to, 1).await })
+                })
+                .collect();
+            let mut outcomes = Vec::new();
+            for send in sends {
+                outcomes.push(send.await);
+            }
+            assert_eq!(asker.opened(), MAX_ASK_CONNECTIONS as u64);
+            outcomes
+        });
+        let not_sent = outcomes.iter().filter(|a| matches!(a, Asked::NotSent(_))).count();
+        let lost = outcomes.iter().filter(|a| matches!(a, Asked::Lost(_))).count();
+        assert_eq!((not_sent, lost), (2, MAX_ASK_CONNECTIONS), "{outcomes:?}");
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), MAX_ASK_CONNECTIONS);
+    }
 }

@@ -161,7 +161,13 @@ impl Switch {
 pub async fn watch(service: Service, dialer: Dialer, sentinel: HostPort, switch: std::rc::Rc<Switch>) {
     let mut logged_failure = false;
     loop {
-        match subscribe(&service, &dialer, &sentinel, &switch).await {
+        let mut subscribed = false;
+        let ended = subscribe(&service, &dialer, &sentinel, &switch, &mut subscribed).await;
+        if subscribed {
+            // A subscription that worked ends an outage: the next loss is news again.
+            logged_failure = false;
+        }
+        match ended {
             Ok(()) => {}
             Err(e) if !logged_failure => {
                 warn!("Lost the failover subscription to sentinel {sentinel}: {e}; subscribing again");
@@ -174,7 +180,14 @@ pub async fn watch(service: Service, dialer: Dialer, sentinel: HostPort, switch:
 }
 
 /// Subscribes on one sentinel and reads announcements until the connection ends.
-async fn subscribe(service: &Service, dialer: &Dialer, sentinel: &HostPort, switch: &Switch) -> Result<(), String> {
+/// Sets `subscribed` once the sentinel has confirmed the subscription.
+async fn subscribe(
+    service: &Service,
+    dialer: &Dialer,
+    sentinel: &HostPort,
+    switch: &Switch,
+    subscribed: &mut bool,
+) -> Result<(), String> {
     let (node, mut stream) = dial::within(SUBSCRIBE_TIMEOUT, dialer.open_host(sentinel, service.tls))
         .await
         .ok_or_else(|| format!("no answer within {SUBSCRIBE_TIMEOUT:?}"))?
@@ -194,6 +207,7 @@ async fn subscribe(service: &Service, dialer: &Dialer, sentinel: &HostPort, swit
         return Err(format!("refused: {e}"));
     }
     debug!("Subscribed to failover events on sentinel {sentinel}");
+    *subscribed = true;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let mut ping = Vec::new();
