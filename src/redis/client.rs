@@ -43,7 +43,7 @@ impl Redis {
         let mut batching = Batching::new(&settings.key, settings.coalesce, settings.wait);
         // One dialer per shard: every connection it opens shares one TLS configuration.
         let dialer = Dialer::new(settings.tls.clone());
-        let follow = Follow::start(&settings.target, &dialer, &settings.key, settings.wait);
+        let follow = Follow::start(&settings.target, &dialer, settings.wait);
         batching.follow_redirects = follow.follows_redirects();
         let shared = Rc::new(Shared::new(settings, batching, follow));
         glommio::spawn_local(maintain(shared.clone(), dialer)).detach();

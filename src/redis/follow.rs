@@ -47,7 +47,7 @@ pub struct ClusterFollow {
 impl Follow {
     /// The state for `target`; for Sentinel, starts one failover subscription per sentinel on
     /// this executor (they live as long as the shard).
-    pub fn start(target: &RedisTarget, dialer: &Dialer, key: &str, wait: Option<(u32, u64)>) -> Follow {
+    pub fn start(target: &RedisTarget, dialer: &Dialer, wait: Option<(u32, u64)>) -> Follow {
         match &target.endpoint {
             Endpoint::Tcp { .. } | Endpoint::Unix(_) => Follow::Direct,
             Endpoint::Sentinel { sentinels, service, tls } => {
@@ -61,7 +61,7 @@ impl Follow {
             }
             Endpoint::Cluster { .. } => Follow::Cluster(Box::new(ClusterFollow {
                 moves: RefCell::default(),
-                asker: Rc::new(Asker::new(target.clone(), dialer.clone(), key.to_string(), wait)),
+                asker: Rc::new(Asker::new(target.clone(), dialer.clone(), wait)),
             })),
         }
     }
@@ -118,13 +118,13 @@ mod tests {
     fn each_topology_follows_what_applies_to_it() {
         let dialer = Dialer::new(TlsFiles::default());
         let cluster = RedisTarget::parse("redis+cluster://:pw@127.0.0.1:7000").unwrap();
-        let follow = Follow::start(&cluster, &dialer, "hit", None);
+        let follow = Follow::start(&cluster, &dialer, None);
         assert!(follow.follows_redirects() && follow.switch().is_none() && !follow.draining());
         follow.connected("10.0.0.1");
         follow.cluster().unwrap().moves.borrow_mut().redirected(b"MOVED 1 10.0.0.2:7001");
         assert!(follow.draining());
         let single = RedisTarget::parse("redis://127.0.0.1:6379/0").unwrap();
-        let follow = Follow::start(&single, &dialer, "hit", None);
+        let follow = Follow::start(&single, &dialer, None);
         assert!(matches!(follow, Follow::Direct) && !follow.follows_redirects() && !follow.draining());
     }
 }

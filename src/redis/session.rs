@@ -178,7 +178,7 @@ fn report(shared: &Rc<Shared>, done: Completed<'_>) -> Option<SessionEnd> {
                     let (id, total) = shared.queue.borrow_mut().take_redirected()?;
                     let (shared, asker) = (shared.clone(), cluster.asker.clone());
                     glommio::spawn_local(async move {
-                        let asked = asker.send(&to, total).await;
+                        let asked = asker.send(&to, &shared.batching.key, total).await;
                         if !matches!(asked, Asked::Value { .. }) {
                             warn!("A batch redirected with -ASK to {to} got no value there: {asked:?}; answering 503");
                         }

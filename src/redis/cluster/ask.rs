@@ -59,8 +59,6 @@ pub struct Asker {
     target: RedisTarget,
     /// The shard's dialer (one TLS configuration).
     dialer: Dialer,
-    /// The counter key.
-    key: String,
     /// `--wait-replicas`/`--wait-timeout`.
     wait: Option<(u32, u64)>,
     /// Logged-in connections not in use, at most one per node, most recent last.
@@ -73,8 +71,8 @@ pub struct Asker {
 
 impl Asker {
     /// No connection is opened until the first `-ASK`.
-    pub fn new(target: RedisTarget, dialer: Dialer, key: String, wait: Option<(u32, u64)>) -> Asker {
-        Asker { target, dialer, key, wait, idle: RefCell::default(), open: Cell::new(0), opened: Cell::new(0) }
+    pub fn new(target: RedisTarget, dialer: Dialer, wait: Option<(u32, u64)>) -> Asker {
+        Asker { target, dialer, wait, idle: RefCell::default(), open: Cell::new(0), opened: Cell::new(0) }
     }
 
     /// How many connections have been opened so far.
@@ -83,7 +81,8 @@ impl Asker {
     }
 
     /// Sends `INCRBY key total` to `to` once, within [`ASK_TIMEOUT`], and says what became of it.
-    pub async fn send(&self, to: &HostPort, total: u64) -> Asked {
+    /// The key is the batch's: `-ASK` is about one key's slot, whichever key that is.
+    pub async fn send(&self, to: &HostPort, key: &str, total: u64) -> Asked {
         let reused = {
             let mut idle = self.idle.borrow_mut();
             idle.iter().position(|(node, _, _)| node == to).map(|i| idle.remove(i))
@@ -117,7 +116,7 @@ impl Asker {
                 }
             }
         };
-        let (asked, stream) = self.run(&candidate, stream, total).await;
+        let (asked, stream) = self.run(&candidate, stream, key, total).await;
         match stream {
             Some(stream) => {
                 let mut idle = self.idle.borrow_mut();
@@ -130,8 +129,8 @@ impl Asker {
     }
 
     /// Writes the batch and reads its replies; gives the stream back when it is still in step.
-    async fn run(&self, node: &Candidate, mut stream: Stream, total: u64) -> (Asked, Option<Stream>) {
-        let (out, replies) = encode_asked(&self.key, total, self.wait);
+    async fn run(&self, node: &Candidate, mut stream: Stream, key: &str, total: u64) -> (Asked, Option<Stream>) {
+        let (out, replies) = encode_asked(key, total, self.wait);
         let frames = match dial::within(ASK_TIMEOUT, dial::roundtrip(&mut stream, node, &out, replies)).await {
             Some(Ok(frames)) => frames,
             Some(Err(e)) => return (Asked::Lost(e.to_string()), None),
@@ -234,12 +233,12 @@ mod tests {
         let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).make().unwrap();
         let outcomes = executor.run(async move {
             let target = RedisTarget::parse(&format!("redis+cluster://:pw@127.0.0.1:{port}")).unwrap();
-            let asker = std::rc::Rc::new(Asker::new(target, Dialer::new(Default::default()), "hit".into(), None));
+            let asker = std::rc::Rc::new(Asker::new(target, Dialer::new(Default::default()), None));
             let to = HostPort { host: "127.0.0.1".into(), port };
             let sends: Vec<_> = (0..MAX_ASK_CONNECTIONS + 2)
                 .map(|_| {
                     let (asker, to) = (asker.clone(), to.clone());
-                    glommio::spawn_local(async move { asker.send(&to, 1).await })
+                    glommio::spawn_local(async move { asker.send(&to, "hit", 1).await })
                 })
                 .collect();
             let mut outcomes = Vec::new();

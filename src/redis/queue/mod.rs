@@ -275,24 +275,24 @@ impl Queue {
 mod tests {
     use super::*;
 
-    const MAX: u64 = 1000;
+    pub(super) const MAX: u64 = 1000;
 
-    fn ticket(q: &mut Queue, n: usize) -> Ticket {
+    pub(super) fn ticket(q: &mut Queue, n: usize) -> Ticket {
         let t = Ticket::default();
         t.arm(n);
         q.register(&t, n as u64, MAX).unwrap();
         t
     }
 
-    fn values(t: &Ticket) -> Vec<Outcome> {
+    pub(super) fn values(t: &Ticket) -> Vec<Outcome> {
         t.outcomes().to_vec()
     }
 
-    fn v(range: std::ops::RangeInclusive<i64>) -> Vec<Outcome> {
+    pub(super) fn v(range: std::ops::RangeInclusive<i64>) -> Vec<Outcome> {
         range.map(Outcome::Value).collect()
     }
 
-    fn written(q: &mut Queue, b: &Batching) -> Vec<u8> {
+    pub(super) fn written(q: &mut Queue, b: &Batching) -> Vec<u8> {
         let mut out = Vec::new();
         q.encode_waiting(b, &mut out, Instant::now());
         out
@@ -313,69 +313,6 @@ mod tests {
         assert_eq!(values(&d), v(105..=106));
         assert!(a.is_done() && c.is_done() && d.is_done());
         assert_eq!((q.pending, q.oldest_sent()), (0, None));
-    }
-
-    fn cluster() -> Batching {
-        let mut b = Batching::new("hit", true, None);
-        b.follow_redirects = true;
-        b
-    }
-
-    #[test]
-    fn a_redirected_batch_is_handed_back_not_failed_and_goes_first_on_the_next_connection() {
-        let b = cluster();
-        let mut q = Queue::default();
-        let (a, c) = (ticket(&mut q, 2), ticket(&mut q, 1));
-        written(&mut q, &b);
-        let msg = &b"MOVED 15723 127.0.0.1:7001"[..];
-        assert_eq!(q.complete(&b, Reply::Error(msg)), Ok(Completed::Redirected(msg)));
-        assert!(!a.is_done() && !c.is_done() && !q.has_sent());
-        let later = ticket(&mut q, 1);
-        q.requeue_redirected();
-        // The redirected requests are written first, in their order, before the later one.
-        assert_eq!(written(&mut q, &b), b"*3\r\n$6\r\nINCRBY\r\n$3\r\nhit\r\n$1\r\n4\r\n");
-        q.complete(&b, Reply::Integer(40)).unwrap();
-        assert_eq!((values(&a), values(&c), values(&later)), (v(37..=38), v(39..=39), v(40..=40)));
-        assert_eq!(q.pending, 0);
-    }
-
-    #[test]
-    fn without_follow_redirects_a_redirect_fails_the_batch() {
-        let b = Batching::new("hit", true, None);
-        let mut q = Queue::default();
-        let a = ticket(&mut q, 1);
-        written(&mut q, &b);
-        let msg = &b"ASK 1 h:1"[..];
-        assert_eq!(q.complete(&b, Reply::Error(msg)), Ok(Completed::NotPrimary(ErrorKind::Redirect, msg)));
-        assert_eq!(values(&a), vec![Outcome::Failed(Failure::NotPrimary)]);
-    }
-
-    #[test]
-    fn asked_requests_stay_counted_across_a_broken_connection_until_settled() {
-        let b = cluster();
-        let mut q = Queue::default();
-        let a = ticket(&mut q, 2);
-        written(&mut q, &b);
-        q.complete(&b, Reply::Error(b"ASK 1 h:1")).unwrap();
-        let (id, total) = q.take_redirected().unwrap();
-        assert_eq!(total, 2);
-        let c = ticket(&mut q, 3);
-        written(&mut q, &b);
-        // The connection breaks: the written batch fails, the asked one is still out.
-        assert_eq!(q.fail_all(Failure::Lost), 3);
-        assert_eq!(values(&c), vec![Outcome::Failed(Failure::Lost); 3]);
-        assert!(!a.is_done());
-        assert_eq!(q.pending, 2);
-        assert_eq!(q.settle_asked(&b, id, &Asked::Value { last: 14, acked: None }), 2);
-        assert_eq!(values(&a), v(13..=14));
-        assert_eq!(q.pending, 0);
-        assert_eq!(q.settle_asked(&b, id, &Asked::Lost("x".into())), 0, "settled once");
-        // A redirected batch not yet taken fails with the rest.
-        let d = ticket(&mut q, 1);
-        written(&mut q, &b);
-        q.complete(&b, Reply::Error(b"MOVED 1 h:1")).unwrap();
-        assert_eq!(q.fail_all(Failure::Lost), 1);
-        assert_eq!(values(&d), vec![Outcome::Failed(Failure::Lost)]);
     }
 
     #[test]
@@ -550,56 +487,5 @@ mod tests {
         q.complete(&b, Reply::Integer(2)).unwrap();
         assert_eq!(q.fail_all(Failure::Lost), 2);
         assert_eq!(values(&a), vec![Outcome::Failed(Failure::Lost); 2]);
-    }
-
-    fn asked(q: &mut Queue, b: &Batching, counts: &[usize], asked: Asked) -> Vec<Ticket> {
-        let tickets: Vec<Ticket> = counts.iter().map(|&n| ticket(q, n)).collect();
-        written(q, b);
-        q.complete(b, Reply::Error(b"ASK 1 h:1")).unwrap();
-        if b.wait.is_some() {
-            q.complete(b, Reply::Integer(1)).unwrap();
-        }
-        let (id, _) = q.take_redirected().unwrap();
-        q.settle_asked(b, id, &asked);
-        assert_eq!(q.pending, 0);
-        tickets
-    }
-
-    #[test]
-    fn an_asked_batch_is_handed_out_like_a_pipelined_one() {
-        let (b, mut q) = (cluster(), Queue::default());
-        let t = asked(&mut q, &b, &[2, 3], Asked::Value { last: 14, acked: None });
-        assert_eq!((values(&t[0]), values(&t[1])), (v(10..=11), v(12..=14)));
-    }
-
-    #[test]
-    fn an_asked_batch_without_enough_replicas_or_refused_gets_no_value() {
-        let mut b = Batching::new("hit", true, Some((1, 50)));
-        b.follow_redirects = true;
-        let mut q = Queue::default();
-        let t = asked(&mut q, &b, &[1], Asked::Value { last: 7, acked: Some(0) });
-        assert_eq!(values(&t[0]), vec![Outcome::Failed(Failure::NotDurable)]);
-        let t = asked(&mut q, &b, &[1], Asked::Value { last: 7, acked: Some(1) });
-        assert_eq!(values(&t[0]), v(7..=7));
-        let b = cluster();
-        let t = asked(&mut q, &b, &[2], Asked::Refused("TRYAGAIN".into()));
-        assert_eq!(values(&t[0]), vec![Outcome::Failed(Failure::NotPrimary); 2]);
-        let t = asked(&mut q, &b, &[1], Asked::Lost("reset".into()));
-        assert_eq!(values(&t[0]), vec![Outcome::Failed(Failure::Lost)]);
-        let t = asked(&mut q, &b, &[1], Asked::NotSent("WRONGPASS".into()));
-        assert_eq!(values(&t[0]), vec![Outcome::Failed(Failure::Unavailable)]);
-    }
-
-    #[test]
-    fn an_unfollowable_redirect_fails_only_the_redirected_requests() {
-        let (b, mut q) = (cluster(), Queue::default());
-        let a = ticket(&mut q, 2);
-        written(&mut q, &b);
-        q.complete(&b, Reply::Error(b"MOVED nonsense")).unwrap();
-        let later = ticket(&mut q, 1);
-        assert_eq!(q.fail_redirected(Failure::NotPrimary), 2);
-        assert_eq!(values(&a), vec![Outcome::Failed(Failure::NotPrimary); 2]);
-        assert!(!later.is_done());
-        assert_eq!(q.pending, 1);
     }
 }
