@@ -175,19 +175,12 @@ struct DialerState {
     /// Built on first use (on the blocking thread: it reads files) and kept for the shard's life;
     /// `None` until then.
     config: RefCell<Option<Arc<ClientConfig>>>,
-    /// How many times the configuration was built: once, unless building failed (unit tests).
-    built: std::cell::Cell<u32>,
 }
 
 impl Dialer {
     /// A dialer with these TLS files; nothing is read until the first TLS connection.
     pub fn new(files: TlsFiles) -> Dialer {
-        Dialer(Rc::new(DialerState { files, config: RefCell::new(None), built: std::cell::Cell::new(0) }))
-    }
-
-    /// How many times the TLS configuration has been built (1 after any number of TLS connections).
-    pub fn tls_builds(&self) -> u32 {
-        self.0.built.get()
+        Dialer(Rc::new(DialerState { files, config: RefCell::new(None) }))
     }
 
     /// Opens the transport to `node`, with TLS (verified against `node.name`) when `tls`.
@@ -234,11 +227,7 @@ impl Dialer {
         let config = built.map_err(|e| ConnectError::TlsConfig(format!("{}: {e}", e.flag())))?;
         // Two connections may have started building at once; the first one kept wins, so every
         // later connection shares one configuration.
-        let mut slot = self.0.config.borrow_mut();
-        if slot.is_none() {
-            self.0.built.set(self.0.built.get() + 1);
-        }
-        Ok(slot.get_or_insert(config).clone())
+        Ok(self.0.config.borrow_mut().get_or_insert(config).clone())
     }
 }
 
