@@ -19,8 +19,9 @@ use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
+use super::errors::{ErrorKind, error_kind};
 use super::queue::Failure;
-use super::resp::{self, ErrorKind, Reply};
+use super::resp::{self, Reply};
 
 /// A hit (or `/update`) that must check or announce, in one step on the server: adds ARGV[1];
 /// with ARGV[3] = `1` only to a counter that exists (`--api-mode closed`, `/update`: a DEL
@@ -246,10 +247,15 @@ impl Keyed {
     pub fn complete<'a>(&mut self, reply: Reply<'a>) -> Option<KeyedCompleted<'a>> {
         let sent = self.sent.pop_front()?;
         if let Reply::Error(message) = reply {
-            let kind = resp::error_kind(message);
+            let kind = error_kind(message);
             if kind == ErrorKind::NotPrimary {
                 self.answer(sent, |_| Answered::Failed(Failure::NotPrimary));
                 return Some(KeyedCompleted::NotPrimary(kind, message));
+            }
+            if kind == ErrorKind::TryAgain {
+                // Busy, out of memory, resharding: nothing ran; 503, and the connection stays.
+                self.answer(sent, |_| Answered::Failed(Failure::TryAgain));
+                return Some(KeyedCompleted::Served);
             }
             if kind == ErrorKind::Redirect {
                 // A cluster node that does not own this key's slot: nothing ran (per-key cluster

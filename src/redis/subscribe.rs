@@ -18,9 +18,9 @@ use std::time::Duration;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, warn};
 
-use super::connect::Connector;
+use super::connect::{Connector, Discovery};
+use super::dial::Dialer;
 use super::resp::{self, Frame};
-use super::tls::TlsFiles;
 use super::url::RedisTarget;
 
 /// Values kept for a listener that has not taken them; older ones are dropped (the client only
@@ -39,7 +39,7 @@ struct Listener {
 #[derive(Debug)]
 struct Shared {
     target: RedisTarget,
-    tls: TlsFiles,
+    dialer: Dialer,
     name: String,
     /// Channel → its listeners on this shard.
     channels: RefCell<HashMap<Vec<u8>, Vec<Weak<Listener>>>>,
@@ -65,10 +65,10 @@ pub struct Subscription {
 
 impl Subscriber {
     /// A subscriber for shard `shard`; it connects on the first [`Subscriber::subscribe`].
-    pub fn new(target: RedisTarget, tls: TlsFiles, shard: usize) -> Subscriber {
+    pub fn new(target: RedisTarget, dialer: Dialer, shard: usize) -> Subscriber {
         Subscriber(Rc::new(Shared {
             target,
-            tls,
+            dialer,
             name: format!("hitcore-shard-{shard}-stream"),
             channels: RefCell::default(),
             confirmed: RefCell::default(),
@@ -166,10 +166,11 @@ fn deliver(shared: &Shared, channel: &[u8], value: &[u8]) {
 /// the connection breaks; again, with backoff.
 async fn run(shared: Rc<Shared>) {
     // The cluster key only chooses a node: PUBLISH reaches every node of a cluster.
-    let mut connector = Connector::new(shared.target.clone(), "hit".into(), shared.tls.clone(), shared.name.clone());
+    let discovery = Discovery::for_target(&shared.target, "hit", None);
+    let mut connector = Connector::new(shared.target.clone(), discovery, shared.dialer.clone(), shared.name.clone());
     let mut delay = Duration::from_millis(25);
     loop {
-        match connector.connect().await {
+        match connector.connect(None).await {
             Ok(ready) => {
                 delay = Duration::from_millis(25);
                 // Everything current is subscribed afresh on a new connection.
@@ -290,7 +291,8 @@ mod tests {
 
     #[test]
     fn listeners_get_their_channels_values_and_a_slow_one_keeps_the_latest() {
-        let sub = Subscriber::new(RedisTarget::parse("redis://127.0.0.1:1/0").unwrap(), TlsFiles::default(), 0);
+        let target = RedisTarget::parse("redis://127.0.0.1:1/0").unwrap();
+        let sub = Subscriber::new(target, Dialer::new(Default::default()), 0);
         // No executor here: register by hand what subscribe() would.
         let listener = Rc::new(Listener::default());
         sub.0.channels.borrow_mut().insert(b"S:a".to_vec(), vec![Rc::downgrade(&listener)]);

@@ -456,7 +456,10 @@ fn counted(outcome: Option<&Outcome>) -> (Answer, Option<Unavailable>) {
         Some(Outcome::Failed(Failure::Unavailable)) => (Answer::Unavailable, Some(Unavailable::RedisDown)),
         Some(Outcome::Failed(Failure::Overloaded)) => (Answer::Unavailable, Some(Unavailable::Overloaded)),
         Some(Outcome::Failed(Failure::Lost)) | None => (Answer::Unavailable, Some(Unavailable::RedisLost)),
-        Some(Outcome::Failed(Failure::NotPrimary)) => (Answer::Unavailable, Some(Unavailable::NotPrimary)),
+        // The node refused the write (metrics keep the one reason for both).
+        Some(Outcome::Failed(Failure::NotPrimary | Failure::TryAgain)) => {
+            (Answer::Unavailable, Some(Unavailable::NotPrimary))
+        }
         Some(Outcome::Failed(Failure::NotDurable)) => (Answer::Unavailable, Some(Unavailable::NotDurable)),
     }
 }
