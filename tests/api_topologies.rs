@@ -83,3 +83,76 @@ fn sentinel_counts_every_key_exactly_and_streams() {
         seen.extend_from_slice(&chunk[..n]);
     }
 }
+
+/// On a Redis Cluster each key goes to the primary that owns its slot: over 40 keys spread on
+/// three primaries, hit through two shards, each key's values are 1..N and its owner holds N; a
+/// key whose slot then moves is counted on its new owner after the one request the old owner
+/// redirects (answered 503: it ran nowhere).
+#[test]
+fn cluster_routes_each_key_to_its_slots_owner() {
+    use common::cluster::Cluster;
+    let cluster = Cluster::start(3, 0);
+    let server = TestServer::start(&["-w", "2", "--share-cpus", "--redis", &cluster.url(&[0])]);
+    server.wait_ready(2);
+    let addr = server.addr;
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                let mut got = Vec::new();
+                for i in 0..50 {
+                    let key = (i * 3 + t) % 40;
+                    let batch = format!("GET /hit/clu/key{key:02} HTTP/1.1\r\nHost: t\r\n\r\n").repeat(2);
+                    c.send(batch.as_bytes());
+                    for _ in 0..2 {
+                        let r = c.read_response(false);
+                        assert_eq!(r.status, 200, "{r:?}");
+                        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+                        got.push((key, v["value"].as_i64().unwrap()));
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    let mut by_key: HashMap<usize, Vec<i64>> = HashMap::new();
+    for h in handles {
+        for (k, v) in h.join().unwrap() {
+            by_key.entry(k).or_default().push(v);
+        }
+    }
+    let mut owners = std::collections::BTreeSet::new();
+    for (k, mut values) in by_key {
+        values.sort_unstable();
+        let n = values.len() as i64;
+        assert_eq!(values, (1..=n).collect::<Vec<_>>(), "key{k:02}");
+        let name = format!("K:clu:key{k:02}");
+        let owner = cluster.owner(cluster.slot(&name), 0);
+        owners.insert(owner);
+        assert_eq!(cluster.nodes[owner].counter(&name), n, "{name} lives on its slot's owner");
+    }
+    assert_eq!(owners.len(), 3, "the keys spread over every primary");
+
+    // Move one key's slot to another primary: after at most one 503, it counts there.
+    let name = "K:clu:key00";
+    let slot = cluster.slot(name);
+    let from = cluster.owner(slot, 0);
+    let to = (0..3).find(|&i| i != from).unwrap();
+    let before = cluster.nodes[from].counter(name);
+    cluster.begin_migration(slot, from, to);
+    cluster.finish_migration(slot, to);
+    let mut c = Client::connect(addr);
+    let mut statuses = Vec::new();
+    let value = loop {
+        let r = c.request("GET /hit/clu/key00 HTTP/1.1\r\nHost: t\r\n\r\n");
+        statuses.push(r.status);
+        if r.status == 200 {
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            break v["value"].as_i64().unwrap();
+        }
+        assert_eq!(r.status, 503, "{r:?}");
+        assert!(statuses.len() <= 4, "{statuses:?}");
+    };
+    assert_eq!(value, before + 1, "counted once, on the new owner: {statuses:?}");
+    assert_eq!(cluster.nodes[to].counter(name), before + 1);
+}

@@ -20,6 +20,7 @@ use std::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use super::cluster::moves::Verdict;
+use super::cluster::router::Router;
 use super::connect::{Connector, Discovery};
 use super::dial::ConnectError;
 use super::dial::Dialer;
@@ -37,7 +38,7 @@ use crate::metrics::shm::{Meter, Timeout};
 /// The shard's handle to its Redis connection, and to the counting API's `/stream` subscriber
 /// (which connects on first use).
 #[derive(Debug, Clone)]
-pub struct Redis(Rc<Shared>, Subscriber);
+pub struct Redis(Rc<Shared>, Subscriber, Option<Router>);
 
 impl Redis {
     /// Creates the handle and starts the connection task on the current executor. The shard is
@@ -49,9 +50,10 @@ impl Redis {
         let follow = Follow::start(&settings.target, &dialer, settings.wait);
         batching.follow_redirects = follow.follows_redirects();
         let subscriber = Subscriber::new(settings.target.clone(), dialer.clone(), settings.shard);
+        let router = Router::for_target(&settings.target, dialer.clone(), settings.max_pending, settings.timeout);
         let shared = Rc::new(Shared::new(settings, batching, follow));
         glommio::spawn_local(maintain(shared.clone(), dialer)).detach();
-        Redis(shared, subscriber)
+        Redis(shared, subscriber, router)
     }
 
     /// Whether the connection is up (requests would be sent, not refused).
@@ -134,6 +136,13 @@ impl Redis {
     /// Registers the counting API's requests of one round for `ticket` (armed for them by the
     /// caller): `(index, op)` each. Refusals are delivered through the ticket too.
     pub fn keyed(&self, ticket: &KeyedTicket, ops: impl IntoIterator<Item = (usize, Op)>) {
+        if let Some(router) = &self.2 {
+            // Cluster: each key to its slot's owner, on connections of the router's own.
+            for (index, op) in ops {
+                router.register(ticket, index, op);
+            }
+            return;
+        }
         let up = self.0.up.get();
         let mut queued = false;
         for (index, op) in ops {

@@ -60,6 +60,18 @@ pub enum Op {
     Command(Vec<Vec<u8>>),
 }
 
+impl Op {
+    /// The Redis key the op is about, whose slot decides a Cluster node: a hit's key, a plain
+    /// command's first argument, an `EVAL`'s first key.
+    pub fn key(&self) -> &[u8] {
+        match self {
+            Op::Hit { key, .. } => key,
+            Op::Command(args) if args.first().is_some_and(|c| c == b"EVAL") => args.get(3).map_or(&[], Vec::as_slice),
+            Op::Command(args) => args.get(1).map_or(&[], Vec::as_slice),
+        }
+    }
+}
+
 /// One request's answer from Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answered {
@@ -174,6 +186,11 @@ impl Keyed {
     /// Whether anything waits to be written.
     pub fn has_waiting(&self) -> bool {
         !self.waiting.is_empty()
+    }
+
+    /// Whether anything written waits for its reply.
+    pub fn has_sent(&self) -> bool {
+        !self.sent.is_empty()
     }
 
     /// Requests waiting to be written.
