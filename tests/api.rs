@@ -217,18 +217,20 @@ const CLIENTS: usize = 12;
 const ROUNDS: usize = 20;
 const PIPELINE: usize = 10;
 
-/// Hundreds of keys hit concurrently over two shards, pipelined so that batches hold several hits
-/// of one key: every key's values are exactly 1..N, and Redis holds N.
+/// Hundreds of keys hit concurrently over two shards of each of two hitcore processes (two hosts
+/// sharing one Redis), pipelined so that batches hold several hits of one key: every key's values
+/// are exactly 1..N, and Redis holds N.
 #[test]
-fn values_of_every_key_are_exactly_one_to_n_across_shards() {
+fn values_of_every_key_are_exactly_one_to_n_across_shards_and_hosts() {
     let redis = TestRedis::start();
-    let server = start(&redis, &[]);
-    let addr = server.addr;
+    let servers = [start(&redis, &[]), start(&redis, &[])];
+    let addrs = [servers[0].addr, servers[1].addr];
     let seed =
         std::env::var("HITCORE_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
     eprintln!("seed {seed} (HITCORE_TEST_SEED={seed} reproduces the key order)");
     let handles: Vec<_> = (0..CLIENTS)
         .map(|i| {
+            let addr = addrs[i % 2];
             thread::spawn(move || {
                 let mut rng = fastrand::Rng::with_seed(seed.wrapping_add(i as u64));
                 let mut c = Client::connect(addr);
