@@ -2,12 +2,12 @@
 //! slot, over one pipelined connection per primary in use on this shard.
 //!
 //! It owns the shard's map of slots to primaries (learnt through `discovery`, again whenever a
-//! node answers `-MOVED` or `-ASK`, or a node's connection fails) and one connection task per
+//! node answers `-MOVED` or a node's connection fails) and one connection task per
 //! primary, each with its own [`Keyed`] queue: a batch's hits on one key are still one `INCRBY`
-//! on the node that owns it. A request a node redirects is answered 503 (it ran nowhere) and the
-//! map is learnt again, so the next request on that key goes to the new owner; it is not re-sent
-//! itself. The seed counter (`GET /`) keeps the shard's main connection (`client`). It must not
-//! know HTTP.
+//! on the node that owns it. What a node redirects ran nowhere: it is sent once more to the node
+//! named (after `ASKING` for `-ASK`; the map is learnt again after `-MOVED`), and answered 503 if
+//! redirected again. The seed counter (`GET /`) keeps the shard's main connection (`client`). It
+//! must not know HTTP.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -20,12 +20,11 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, warn};
 
 use super::discovery::{ClusterDiscovery, open_logged_in};
-use super::slots::key_slot;
+use super::slots::{Redirect, key_slot};
 use crate::redis::dial::Dialer;
-use crate::redis::errors::{ErrorKind, error_kind};
 use crate::redis::keyed::{Answered, Keyed, KeyedCompleted, KeyedTicket, Op};
 use crate::redis::queue::Failure;
-use crate::redis::resp::{self, Reply};
+use crate::redis::resp;
 use crate::redis::topology::HostPort;
 use crate::redis::url::{Endpoint, RedisTarget};
 
@@ -97,9 +96,35 @@ fn route(state: &Rc<State>, ticket: &KeyedTicket, index: usize, op: Op) {
         state.stale.set(true);
         return;
     };
+    route_to(state, &owner, ticket, index, op);
+}
+
+/// Ops `from` redirected: after `-MOVED` the map is learnt again (for the requests that follow)
+/// and they go to the node named; after `-ASK` they go there after `ASKING`, the map unchanged.
+fn redirect(state: &Rc<State>, from: &HostPort, message: &[u8], ops: Vec<(KeyedTicket, usize, Op)>) {
+    let (to, asking) = match Redirect::parse(message, &from.host) {
+        Some(Redirect::Moved { to, .. }) => {
+            state.stale.set(true);
+            (to, false)
+        }
+        Some(Redirect::Ask { to, .. }) => (to, true),
+        None => {
+            ops.into_iter().for_each(|(t, i, _)| t.set(i, Answered::Failed(Failure::NotPrimary)));
+            return;
+        }
+    };
+    for (ticket, index, op) in ops {
+        route_to(state, &to, &ticket, index, Op::Redirected { op: Box::new(op), asking });
+    }
+}
+
+/// Hands `op` to `owner`'s connection, opening one if none is open.
+fn route_to(state: &Rc<State>, owner: &HostPort, ticket: &KeyedTicket, index: usize, op: Op) {
+    let owner = owner.clone();
     let node = state.nodes.borrow().get(&owner).cloned();
     let node = node.unwrap_or_else(|| {
         let node = Rc::new(Node::default());
+        node.keyed.borrow_mut().follow_redirects = true;
         state.nodes.borrow_mut().insert(owner.clone(), node.clone());
         glommio::spawn_local(serve(state.clone(), owner.clone(), node.clone())).detach();
         node
@@ -145,7 +170,7 @@ async fn serve(state: Rc<State>, owner: HostPort, node: Rc<Node>) {
         Ok((_, stream)) => {
             let (rd, wr) = futures_lite::io::split(stream);
             let progress = Cell::new(Instant::now());
-            let session = futures_lite::future::or(read(&state, &node, rd, &progress), write(&node, wr));
+            let session = futures_lite::future::or(read(&state, &owner, &node, rd, &progress), write(&node, wr));
             futures_lite::future::or(session, watch(&state, &node, &progress)).await
         }
         Err(e) => e.to_string(),
@@ -184,7 +209,8 @@ async fn write(node: &Node, mut wr: impl futures_lite::io::AsyncWrite + Unpin) -
 }
 
 async fn read(
-    state: &State,
+    state: &Rc<State>,
+    owner: &HostPort,
     node: &Node,
     mut rd: impl futures_lite::io::AsyncRead + Unpin,
     progress: &Cell<Instant>,
@@ -203,15 +229,10 @@ async fn read(
                 Ok(Some((reply, used))) => {
                     used_total += used;
                     progress.set(Instant::now());
-                    if let Reply::Error(message) = reply {
-                        if error_kind(message) == ErrorKind::Redirect {
-                            // This request ran nowhere and gets 503; the map is learnt again so
-                            // that the next one on its key goes where the slot lives now.
-                            state.stale.set(true);
-                        }
-                    }
-                    match node.keyed.borrow_mut().complete(reply) {
+                    let completed = node.keyed.borrow_mut().complete(reply);
+                    match completed {
                         Some(KeyedCompleted::Served) => {}
+                        Some(KeyedCompleted::Redirected(message, ops)) => redirect(state, owner, message, ops),
                         Some(KeyedCompleted::NotPrimary(_, m)) => {
                             return format!("it refused a write: {}", crate::logging::escape(m));
                         }

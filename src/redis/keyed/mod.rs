@@ -58,6 +58,14 @@ pub enum Op {
     },
     /// Any other command, sent as it is, its reply handed back whole.
     Command(Vec<Vec<u8>>),
+    /// An op a Cluster node redirected, sent once more to the node it named, alone (a hit is
+    /// `INCRBY key 1`), after `ASKING` for an `-ASK`. Redirected again, it is answered 503.
+    Redirected {
+        /// The op as first sent.
+        op: Box<Op>,
+        /// `-ASK`: send `ASKING` first.
+        asking: bool,
+    },
 }
 
 impl Op {
@@ -68,8 +76,15 @@ impl Op {
             Op::Hit { key, .. } => key,
             Op::Command(args) if args.first().is_some_and(|c| c == b"EVAL") => args.get(3).map_or(&[], Vec::as_slice),
             Op::Command(args) => args.get(1).map_or(&[], Vec::as_slice),
+            Op::Redirected { op, .. } => op.key(),
         }
     }
+}
+
+/// Appends a command given as owned arguments.
+fn encode_args(out: &mut Vec<u8>, args: &[Vec<u8>]) {
+    let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+    resp::encode_command(out, &args);
 }
 
 /// One request's answer from Redis.
@@ -142,20 +157,25 @@ impl KeyedTicket {
     }
 }
 
-/// One written command awaiting its reply.
+/// One written command awaiting its reply, with the op it was written for (sent again after a
+/// Cluster redirect).
 #[derive(Debug)]
 enum Sent {
-    /// `INCRBY` (or the closed-mode script) for these hits, in arrival order.
-    Hits(Vec<(KeyedTicket, usize)>),
-    /// `EXPIRE` after a key's `INCRBY`: its reply is not anyone's answer.
+    /// `INCRBY` (or the script) for these hits, in arrival order; `op` is one of them.
+    Hits(Vec<(KeyedTicket, usize)>, Op),
+    /// `EXPIRE` after a key's `INCRBY`, or `ASKING`: its reply is not anyone's answer.
     Ignored,
     /// A command whose reply is this request's answer.
-    Command(KeyedTicket, usize),
+    Command(KeyedTicket, usize, Op),
 }
 
 /// What a reply to one of the API's commands meant for the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum KeyedCompleted<'a> {
+    /// With [`Keyed::follow_redirects`], a Cluster node answered `-MOVED` or `-ASK` (the message):
+    /// these ops ran nowhere and are handed back, each as [`Op::Redirected`], to be sent where it
+    /// says.
+    Redirected(&'a [u8], Vec<(KeyedTicket, usize, Op)>),
     /// Answered (an ordinary error reply included: it is that request's answer).
     Served,
     /// The node takes no writes (`-READONLY`, `-LOADING`, `-MASTERDOWN`): the connection must be
@@ -166,6 +186,9 @@ pub enum KeyedCompleted<'a> {
 /// The API's requests waiting and written, in order.
 #[derive(Debug, Default)]
 pub struct Keyed {
+    /// Hand redirected ops back ([`KeyedCompleted::Redirected`]) rather than answer them 503:
+    /// set by the Cluster router, which sends them on.
+    pub follow_redirects: bool,
     waiting: Vec<(KeyedTicket, usize, Op)>,
     sent: VecDeque<Sent>,
     /// Requests waiting or written: the overload bound counts these.
@@ -219,7 +242,7 @@ impl Keyed {
                     }
                     groups[g].push((ticket.clone(), *index));
                 }
-                Op::Command(_) => first_of.push(None),
+                Op::Command(_) | Op::Redirected { .. } => first_of.push(None),
             }
         }
         // Pass 2: one command per key at its first hit, every other op in its place.
@@ -227,42 +250,84 @@ impl Keyed {
         let mut commands = 0;
         for ((ticket, index, op), first) in waiting.into_iter().zip(first_of) {
             match op {
-                Op::Hit { key, ttl, existing_only, publish } => {
+                hit @ Op::Hit { .. } => {
                     let Some(members) = first.and_then(|g| groups[g].take()) else { continue };
-                    let (mut n, mut t) = (itoa::Buffer::new(), itoa::Buffer::new());
-                    let n = n.format(members.len()).as_bytes();
-                    let ttl_text = t.format(ttl.unwrap_or(0)).as_bytes();
-                    let scripted = existing_only || publish.is_some();
-                    if scripted {
-                        let existing: &[u8] = if existing_only { b"1" } else { b"0" };
-                        let channel = publish.as_deref().unwrap_or_default();
-                        resp::encode_command(out, &[b"EVAL", ADD_SCRIPT, b"1", &key, n, ttl_text, existing, channel]);
-                    } else {
-                        resp::encode_command(out, &[b"INCRBY", &key, n]);
-                    }
-                    self.sent.push_back(Sent::Hits(members));
+                    commands += self.encode_hit(out, members, hit, false);
+                }
+                Op::Command(args) => {
+                    encode_args(out, &args);
+                    self.sent.push_back(Sent::Command(ticket, index, Op::Command(args)));
                     commands += 1;
-                    if ttl.is_some() && !scripted {
-                        resp::encode_command(out, &[b"EXPIRE", &key, ttl_text]);
+                }
+                Op::Redirected { op, asking } => {
+                    if asking {
+                        resp::encode_command(out, &[b"ASKING"]);
                         self.sent.push_back(Sent::Ignored);
                         commands += 1;
                     }
-                }
-                Op::Command(args) => {
-                    let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-                    resp::encode_command(out, &args);
-                    self.sent.push_back(Sent::Command(ticket, index));
-                    commands += 1;
+                    let again = Op::Redirected { op: op.clone(), asking };
+                    match *op {
+                        hit @ Op::Hit { .. } => {
+                            let n = self.encode_hit(out, vec![(ticket, index)], hit, asking);
+                            // Remembered as redirected: a second redirect is answered, not followed.
+                            if let Some(Sent::Hits(_, op)) =
+                                self.sent.iter_mut().rev().find(|s| matches!(s, Sent::Hits(..)))
+                            {
+                                *op = again;
+                            }
+                            commands += n;
+                        }
+                        Op::Command(args) => {
+                            encode_args(out, &args);
+                            self.sent.push_back(Sent::Command(ticket, index, again));
+                            commands += 1;
+                        }
+                        Op::Redirected { .. } => {
+                            self.pending -= 1;
+                            ticket.set(index, Answered::Failed(Failure::NotPrimary));
+                        }
+                    }
                 }
             }
         }
         commands
     }
 
+    /// Encodes one key's hits (`members`, in arrival order) as one `INCRBY` (+ `EXPIRE`) or one
+    /// script; `asking` forces the script, so that the TTL is set in the one command `ASKING`
+    /// covers. Returns the commands written.
+    fn encode_hit(&mut self, out: &mut Vec<u8>, members: Vec<(KeyedTicket, usize)>, hit: Op, asking: bool) -> usize {
+        let Op::Hit { key, ttl, existing_only, publish } = &hit else { return 0 };
+        let (mut n, mut t) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let n = n.format(members.len()).as_bytes();
+        let ttl_text = t.format(ttl.unwrap_or(0)).as_bytes();
+        let scripted = *existing_only || publish.is_some() || asking;
+        if scripted {
+            let existing: &[u8] = if *existing_only { b"1" } else { b"0" };
+            let channel = publish.as_deref().unwrap_or_default();
+            resp::encode_command(out, &[b"EVAL", ADD_SCRIPT, b"1", key, n, ttl_text, existing, channel]);
+        } else {
+            resp::encode_command(out, &[b"INCRBY", key, n]);
+        }
+        let expire = ttl.is_some() && !scripted;
+        if expire {
+            resp::encode_command(out, &[b"EXPIRE", key, ttl_text]);
+        }
+        self.sent.push_back(Sent::Hits(members, hit));
+        if expire {
+            self.sent.push_back(Sent::Ignored);
+            return 2;
+        }
+        1
+    }
+
     /// Hands the oldest written command's reply to its requests. `None` if nothing of the API's
     /// was written (the caller's reply order is then out of step).
     pub fn complete<'a>(&mut self, reply: Reply<'a>) -> Option<KeyedCompleted<'a>> {
         let sent = self.sent.pop_front()?;
+        if matches!(sent, Sent::Ignored) {
+            return Some(KeyedCompleted::Served);
+        }
         if let Reply::Error(message) = reply {
             let kind = error_kind(message);
             if kind == ErrorKind::NotPrimary {
@@ -274,15 +339,20 @@ impl Keyed {
                 self.answer(sent, |_| Answered::Failed(Failure::TryAgain));
                 return Some(KeyedCompleted::Served);
             }
+            if kind == ErrorKind::Redirect && self.follow_redirects {
+                // Nothing ran: the ops go back to the router, to be sent where the node says
+                // (once; an op redirected a second time is answered 503).
+                return Some(KeyedCompleted::Redirected(message, self.redirected(sent)));
+            }
             if kind == ErrorKind::Redirect {
-                // A cluster node that does not own this key's slot: nothing ran (per-key cluster
-                // routing is not built yet), so 503, and the connection stays.
+                // A cluster node that does not own this key's slot, on a connection that does not
+                // follow redirects: nothing ran, so 503, and the connection stays.
                 self.answer(sent, |_| Answered::Failed(Failure::NotPrimary));
                 return Some(KeyedCompleted::Served);
             }
         }
         match (&sent, reply) {
-            (Sent::Hits(members), Reply::Integer(v)) => {
+            (Sent::Hits(members, _), Reply::Integer(v)) => {
                 let first = v.checked_sub(members.len() as i64 - 1);
                 self.answer(sent, |i| first.map_or(Answered::Failed(Failure::Lost), |f| Answered::Int(f + i as i64)));
             }
@@ -300,17 +370,33 @@ impl Keyed {
         Some(KeyedCompleted::Served)
     }
 
+    /// The ops a redirected command carried, to be sent again; those already redirected once are
+    /// answered 503 instead.
+    fn redirected(&mut self, sent: Sent) -> Vec<(KeyedTicket, usize, Op)> {
+        let (members, op) = match sent {
+            Sent::Hits(members, op) => (members, op),
+            Sent::Command(ticket, index, op) => (vec![(ticket, index)], op),
+            Sent::Ignored => return Vec::new(),
+        };
+        self.pending -= members.len() as u64;
+        if matches!(op, Op::Redirected { .. }) {
+            members.into_iter().for_each(|(t, i)| t.set(i, Answered::Failed(Failure::NotPrimary)));
+            return Vec::new();
+        }
+        members.into_iter().map(|(t, i)| (t, i, op.clone())).collect()
+    }
+
     /// Gives each request `sent` covers its answer (`answer(i)` for the i-th).
     fn answer(&mut self, sent: Sent, answer: impl Fn(usize) -> Answered) {
         match sent {
-            Sent::Hits(members) => {
+            Sent::Hits(members, _) => {
                 self.pending -= members.len() as u64;
                 for (i, (ticket, index)) in members.into_iter().enumerate() {
                     ticket.set(index, answer(i));
                 }
             }
             Sent::Ignored => {}
-            Sent::Command(ticket, index) => {
+            Sent::Command(ticket, index, _) => {
                 self.pending -= 1;
                 ticket.set(index, answer(0));
             }
@@ -325,9 +411,9 @@ impl Keyed {
         }
         for sent in std::mem::take(&mut self.sent) {
             match sent {
-                Sent::Hits(members) => members.into_iter().for_each(|(t, i)| t.set(i, Answered::Failed(failure))),
+                Sent::Hits(members, _) => members.into_iter().for_each(|(t, i)| t.set(i, Answered::Failed(failure))),
                 Sent::Ignored => {}
-                Sent::Command(t, i) => t.set(i, Answered::Failed(failure)),
+                Sent::Command(t, i, _) => t.set(i, Answered::Failed(failure)),
             }
         }
         self.pending = 0;
@@ -336,157 +422,4 @@ impl Keyed {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn hit(key: &str, ttl: Option<u64>) -> Op {
-        Op::Hit { key: key.as_bytes().into(), ttl, existing_only: false, publish: None }
-    }
-
-    fn cmd(args: &[&str]) -> Op {
-        Op::Command(args.iter().map(|a| a.as_bytes().to_vec()).collect())
-    }
-
-    fn encoded(args: &[&[u8]]) -> Vec<u8> {
-        let mut out = Vec::new();
-        resp::encode_command(&mut out, args);
-        out
-    }
-
-    #[test]
-    fn hits_are_one_incrby_per_key_at_its_first_hit_and_values_go_out_in_arrival_order() {
-        let mut k = Keyed::default();
-        let (a, b) = (KeyedTicket::default(), KeyedTicket::default());
-        a.arm(4);
-        b.arm(2);
-        k.register(&a, 0, hit("K:x:aaa", Some(60)), 100).unwrap();
-        k.register(&a, 1, hit("K:x:bbb", Some(60)), 100).unwrap();
-        k.register(&b, 0, hit("K:x:aaa", Some(60)), 100).unwrap();
-        k.register(&a, 2, cmd(&["GET", "K:x:ccc"]), 100).unwrap();
-        k.register(&b, 1, hit("K:x:bbb", Some(60)), 100).unwrap();
-        k.register(&a, 3, hit("K:x:aaa", Some(60)), 100).unwrap();
-        let mut out = Vec::new();
-        assert_eq!(k.encode_waiting(&mut out), 5);
-        let expected = [
-            encoded(&[b"INCRBY", b"K:x:aaa", b"3"]),
-            encoded(&[b"EXPIRE", b"K:x:aaa", b"60"]),
-            encoded(&[b"INCRBY", b"K:x:bbb", b"2"]),
-            encoded(&[b"EXPIRE", b"K:x:bbb", b"60"]),
-            encoded(&[b"GET", b"K:x:ccc"]),
-        ]
-        .concat();
-        assert_eq!(out, expected);
-        assert_eq!(k.complete(Reply::Integer(13)), Some(KeyedCompleted::Served));
-        assert_eq!(k.complete(Reply::Integer(1)), Some(KeyedCompleted::Served));
-        assert_eq!(k.complete(Reply::Integer(2)), Some(KeyedCompleted::Served));
-        assert_eq!(k.complete(Reply::Integer(1)), Some(KeyedCompleted::Served));
-        assert_eq!(k.complete(Reply::Nil), Some(KeyedCompleted::Served));
-        assert_eq!(k.complete(Reply::Integer(1)), None, "nothing else was written");
-        assert_eq!([a.take(0), b.take(0), a.take(3)], [Answered::Int(11), Answered::Int(12), Answered::Int(13)]);
-        assert_eq!([a.take(1), b.take(1)], [Answered::Int(1), Answered::Int(2)]);
-        assert_eq!(a.take(2), Answered::Nil);
-        assert_eq!(k.pending, 0);
-    }
-
-    #[test]
-    fn closed_mode_is_one_script_per_key_and_a_null_answers_every_hit_of_it() {
-        let mut k = Keyed::default();
-        let t = KeyedTicket::default();
-        t.arm(2);
-        for i in 0..2 {
-            let op = Op::Hit { key: b"K:a:bcd"[..].into(), ttl: None, existing_only: true, publish: None };
-            k.register(&t, i, op, 10).unwrap();
-        }
-        let mut out = Vec::new();
-        assert_eq!(k.encode_waiting(&mut out), 1);
-        assert_eq!(out, encoded(&[b"EVAL", ADD_SCRIPT, b"1", b"K:a:bcd", b"2", b"0", b"1", b""]));
-        k.complete(Reply::Nil).unwrap();
-        assert_eq!([t.take(0), t.take(1)], [Answered::Nil, Answered::Nil]);
-    }
-
-    #[test]
-    fn errors_answer_their_requests_and_not_primary_ends_the_connection() {
-        let mut k = Keyed::default();
-        let t = KeyedTicket::default();
-        t.arm(3);
-        k.register(&t, 0, hit("K:a:aaa", None), 10).unwrap();
-        k.register(&t, 1, cmd(&["GET", "K:a:bbb"]), 10).unwrap();
-        k.register(&t, 2, cmd(&["GET", "K:a:ccc"]), 10).unwrap();
-        k.encode_waiting(&mut Vec::new());
-        k.complete(Reply::Error(b"WRONGTYPE no")).unwrap();
-        assert_eq!(
-            k.complete(Reply::Error(b"READONLY r")),
-            Some(KeyedCompleted::NotPrimary(ErrorKind::NotPrimary, b"READONLY r"))
-        );
-        assert_eq!(t.take(0), Answered::Error(b"WRONGTYPE no".to_vec()));
-        assert_eq!(t.take(1), Answered::Failed(Failure::NotPrimary));
-        assert_eq!(k.fail_all(Failure::Lost), 1);
-        assert_eq!(t.take(2), Answered::Failed(Failure::Lost));
-    }
-
-    #[test]
-    fn the_overload_bound_counts_waiting_and_written_requests() {
-        let mut k = Keyed::default();
-        let t = KeyedTicket::default();
-        t.arm(3);
-        k.register(&t, 0, hit("K:a:aaa", None), 2).unwrap();
-        k.encode_waiting(&mut Vec::new());
-        k.register(&t, 1, hit("K:a:aaa", None), 2).unwrap();
-        assert_eq!(k.register(&t, 2, hit("K:a:aaa", None), 2), Err(Failure::Overloaded));
-    }
-
-    /// A seeded randomized check: however hits on a few keys from many tickets interleave across
-    /// batches, each key's values are exactly 1..N and each ticket sees its own hits rise.
-    #[test]
-    fn randomized_batches_hand_out_each_value_of_each_key_once() {
-        let seed =
-            std::env::var("HITCORE_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
-        eprintln!("seed {seed} (HITCORE_TEST_SEED={seed} reproduces)");
-        let mut rng = fastrand::Rng::with_seed(seed);
-        let keys = ["K:n:aaa", "K:n:bbb", "K:n:ccc", "K:n:ddd"];
-        let mut redis: HashMap<&[u8], i64> = HashMap::new();
-        let mut seen: HashMap<&str, Vec<i64>> = HashMap::new();
-        let mut k = Keyed::default();
-        for _ in 0..200 {
-            let tickets: Vec<(KeyedTicket, Vec<&str>)> = (0..rng.usize(1..6))
-                .map(|_| {
-                    let t = KeyedTicket::default();
-                    let ks: Vec<&str> = (0..rng.usize(1..8)).map(|_| keys[rng.usize(..keys.len())]).collect();
-                    t.arm(ks.len());
-                    (t, ks)
-                })
-                .collect();
-            for (t, ks) in &tickets {
-                for (i, key) in ks.iter().enumerate() {
-                    k.register(t, i, hit(key, None), u64::MAX).unwrap();
-                }
-            }
-            let mut out = Vec::new();
-            k.encode_waiting(&mut out);
-            // Play Redis: decode each INCRBY and answer it.
-            let mut at = 0;
-            while at < out.len() {
-                let (frame, used) = resp::decode_frame(&out[at..]).unwrap().unwrap();
-                at += used;
-                let resp::Frame::Array(parts) = frame else { panic!() };
-                let key = keys.iter().find(|k| resp::frame_text(&parts[1]) == Some(**k)).unwrap();
-                let n: i64 = resp::frame_text(&parts[2]).unwrap().parse().unwrap();
-                let v = redis.entry(key.as_bytes()).or_default();
-                *v += n;
-                k.complete(Reply::Integer(*v)).unwrap();
-            }
-            for (t, ks) in &tickets {
-                let mut last: HashMap<&str, i64> = HashMap::new();
-                for (i, key) in ks.iter().enumerate() {
-                    let Answered::Int(v) = t.take(i) else { panic!("seed {seed}: no value") };
-                    assert!(last.insert(key, v).is_none_or(|prev| prev < v), "seed {seed}: order within a ticket");
-                    seen.entry(key).or_default().push(v);
-                }
-            }
-        }
-        for (key, mut values) in seen {
-            values.sort_unstable();
-            assert_eq!(values, (1..=values.len() as i64).collect::<Vec<_>>(), "seed {seed}: key {key}");
-        }
-    }
-}
+mod tests;
