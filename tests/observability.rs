@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -155,6 +155,46 @@ fn the_metrics_endpoint_refuses_what_it_does_not_serve_and_keeps_serving() {
     let head = get_once(metrics, "HEAD /metrics HTTP/1.1\r\nHost: m\r\n\r\n");
     assert_eq!(head.status, 200);
     scrape(metrics);
+}
+
+/// Whether the server has closed `stream` (or answered on it): a read that does not block.
+fn closed_by_server(stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let closed = !matches!((&*stream).read(&mut [0u8; 64]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    stream.set_nonblocking(false).unwrap();
+    closed
+}
+
+#[test]
+fn a_slow_client_neither_delays_a_scrape_nor_outlives_its_deadline() {
+    let redis = TestRedis::start();
+    let server = TestServer::start(&["-w", "1", "--redis", &redis.url(0), "--metrics-bind", "127.0.0.1:0"]);
+    let metrics = metrics_addr(&server);
+    // A client that sends its request one byte at a time, a second apart.
+    let mut slow = TcpStream::connect(metrics).unwrap();
+    slow.write_all(b"G").unwrap();
+    // The scrape is answered while the slow client is still connected and still unanswered: it was
+    // served beside it, not after it.
+    assert_eq!(get_once(metrics, "GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n").status, 200);
+    assert!(!closed_by_server(&slow), "the scrape waited for the slow client to be dropped");
+    // Trickling does not keep it alive: the request's deadline is for the whole request (5 s), not
+    // for each read, so the server closes it while it is still sending.
+    let opened = std::time::Instant::now();
+    let closed = loop {
+        if closed_by_server(&slow) {
+            break true;
+        }
+        if opened.elapsed() > DEADLINE {
+            break false;
+        }
+        // A write after the server closed may fail; that is the close being seen.
+        if slow.write_all(b"E").is_err() {
+            break true;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    };
+    assert!(closed, "a client sending a byte a second was still connected after {DEADLINE:?}");
+    assert_eq!(get_once(metrics, "GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n").status, 200);
 }
 
 #[test]
