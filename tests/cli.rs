@@ -83,3 +83,94 @@ fn a_refused_redis_url_never_echoes_its_password() {
         assert!(!stderr.contains("hunter2"), "{stderr}");
     }
 }
+
+/// A password of printable ASCII with a letter, rich in the characters that break URLs and TOML.
+fn password() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let special = prop::sample::select(&['/', '?', '#', '@', ':', '%', '"', '\\', ' ', ',', '&', '='][..]);
+    let letter = prop::char::range('a', 'z').prop_union(prop::char::range('A', 'Z'));
+    (prop::collection::vec(prop_oneof![3 => prop::char::range(' ', '~'), 2 => special], 3..14), letter, 0usize..14)
+        .prop_map(|(mut chars, letter, at)| {
+            chars.insert(at.min(chars.len()), letter);
+            chars.into_iter().collect()
+        })
+}
+
+/// The letters rotated (rot13): the same shape, so the same parse, other text.
+fn rotated(password: &str) -> String {
+    let rot = |c: char, base: u8| (base + (c as u8 - base + 13) % 26) as char;
+    password
+        .chars()
+        .map(|c| match c {
+            'a'..='z' => rot(c, b'a'),
+            'A'..='Z' => rot(c, b'A'),
+            c => c,
+        })
+        .collect()
+}
+
+/// The 3-character pieces of `password` in `out` and not in `baseline` (the same run with the
+/// rotated password): pieces of the password, not of the text around it.
+fn leaked(password: &str, out: &str, baseline: &str) -> Vec<String> {
+    let (out, baseline) = (out.to_lowercase(), baseline.to_lowercase());
+    let chars: Vec<char> = password.to_lowercase().chars().collect();
+    let pieces = chars.windows(3).map(|w| w.iter().collect::<String>());
+    pieces.filter(|w| out.contains(w.as_str()) && !baseline.contains(w.as_str())).collect()
+}
+
+fn forms(password: &str) -> Vec<String> {
+    vec![
+        format!("redis://app:{password}@127.0.0.1:6379/0"),
+        format!("redis+sentinel://app:{password}@10.0.0.1:26379,10.0.0.2/mymaster/0"),
+        format!("redis+cluster://app:{password}@10.0.0.1:7000,10.0.0.2:7001"),
+        format!("unix:///run/redis.sock?db=0&password={password}"),
+    ]
+}
+
+/// Everything the binary shows for `url`: `--check-config` given it as a flag and in a `-c` file
+/// (written raw, so a `"` or `\` breaks the TOML), and, when it is refused, a real start.
+fn everything_shown(url: &str, dir: &std::path::Path) -> String {
+    let text = |o: &Output| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let mut shown = String::new();
+    let flag = hitcore(&["--check-config", "-w", "1", "--redis", url]);
+    shown += &text(&flag);
+    let file = dir.join("hitcore.toml");
+    std::fs::write(&file, format!("workers = 1\nredis = \"{url}\"\n")).unwrap();
+    shown += &text(&hitcore(&["--check-config", "-c", file.to_str().unwrap()]));
+    if !flag.status.success() {
+        // Refused: the start stops at the same check, before binding anything.
+        let start = Command::new(env!("CARGO_BIN_EXE_hitcore"))
+            .args(["-w", "1", "-b", "127.0.0.1:0", "--redis", url])
+            .env_remove("REDIS_URL")
+            .output()
+            .unwrap();
+        assert_eq!(start.status.code(), Some(2), "{url}");
+        shown += &text(&start);
+    }
+    shown
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(16))]
+    /// However a password breaks the URL or the file, neither `--check-config` nor a refused start
+    /// shows a 3-character piece of it.
+    #[test]
+    fn no_piece_of_a_password_reaches_the_binarys_output(password in password()) {
+        let dir = std::env::temp_dir().join(format!("hitcore-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (url, base) in forms(&password).iter().zip(forms(&rotated(&password))) {
+            let (out, baseline) = (everything_shown(url, &dir), everything_shown(&base, &dir));
+            let leaks = leaked(&password, &out, &baseline);
+            proptest::prop_assert!(leaks.is_empty(), "{url} -> {out} shows {leaks:?}");
+        }
+        let sentinel = |p: &str| {
+            let flag = format!("--sentinel-password={p}");
+            let out = hitcore(&["--check-config", "-w", "1", "--redis", "redis+sentinel://10.0.0.1/mymaster", &flag]);
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        };
+        let (out, baseline) = (sentinel(&password), sentinel(&rotated(&password)));
+        let leaks = leaked(&password, &out, &baseline);
+        proptest::prop_assert!(leaks.is_empty(), "--sentinel-password shows {leaks:?}: {out}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -127,10 +127,15 @@ fn unreachable_sentinels_and_unknown_service_give_503_and_say_why() {
 fn bad_sentinel_and_cluster_urls_exit_2_naming_what_is_wrong() {
     let cases = [
         (vec!["--redis", "redis+sentinel://:hunter2@127.0.0.1:26379"], "missing the service name"),
-        (vec!["--redis", "redis+sentinel://:hunter2@127.0.0.1:26379,127.0.0.1:x/svc"], "bad port in '127.0.0.1:x'"),
+        (
+            vec!["--redis", "redis+sentinel://:hunter2@127.0.0.1:26379,127.0.0.1:x/svc"],
+            "bad port in address 2 of the list",
+        ),
         (vec!["--redis", "redis+sentinel://:hunter2@/svc"], "no sentinel addresses"),
-        (vec!["--redis", "redis+cluster://:hunter2@127.0.0.1:99999"], "bad port in '127.0.0.1:99999'"),
+        (vec!["--redis", "redis+cluster://:hunter2@127.0.0.1:99999"], "bad port in address 1 of the list"),
         (vec!["--redis", "redis+cluster://:hunter2@127.0.0.1:7000/3"], "only database 0"),
+        // An unencoded '/' in the password: refused without quoting the pieces (issue 19).
+        (vec!["--redis", "redis+cluster://app:Zx9/Qk@10.0.0.1:7000"], "must percent-encode"),
         (vec!["--redis", "redis://127.0.0.1/0", "--sentinel-password", "hunter2"], "--sentinel-password"),
     ];
     for (args, what) in cases {
