@@ -116,6 +116,12 @@ pub struct Cli {
     )]
     pub sentinel_password: Option<String>,
 
+    /// File holding the sentinels' password (one line), so it stays out of `ps` and the
+    /// environment [default: $CREDENTIALS_DIRECTORY/sentinel-password when systemd passes it and
+    /// the URL is redis+sentinel://]
+    #[arg(long = "sentinel-password-file", value_name = "FILE", conflicts_with = "sentinel_password")]
+    pub sentinel_password_file: Option<PathBuf>,
+
     /// The Redis key holding the counter
     #[arg(long, value_name = "NAME", default_value = "hit")]
     pub key: String,
@@ -297,6 +303,8 @@ impl ObserveFlags {
 
 /// The systemd credential `--redis-password-file` defaults to: `LoadCredential=redis-password:…`.
 pub const PASSWORD_CREDENTIAL: &str = "redis-password";
+/// The systemd credential `--sentinel-password-file` defaults to (with a redis+sentinel:// URL).
+pub const SENTINEL_CREDENTIAL: &str = "sentinel-password";
 
 /// A flag whose value cannot be used, with the flag's name for the message.
 #[derive(Debug, thiserror::Error)]
@@ -379,11 +387,20 @@ impl Cli {
             let flag = if redis_tls.insecure { "--redis-tls-insecure" } else { "--redis-tls-ca" };
             return Err(refuse(flag, "the --redis-tls-* flags apply to rediss:// URLs only"));
         }
+        let sentinel = matches!(redis.endpoint, crate::redis::url::Endpoint::Sentinel { .. });
         if let Some(password) = self.sentinel_password {
-            if !matches!(redis.endpoint, crate::redis::url::Endpoint::Sentinel { .. }) {
+            if !sentinel {
                 return Err(refuse("--sentinel-password", "only a redis+sentinel:// URL asks sentinels"));
             }
             redis.sentinel_password = Some(password);
+        } else if let Some(path) = self.sentinel_password_file {
+            const FLAG: &str = "--sentinel-password-file";
+            if !sentinel {
+                return Err(refuse(FLAG, "only a redis+sentinel:// URL asks sentinels"));
+            }
+            redis.sentinel_password = read_secret(FLAG, &path, false)?;
+        } else if let Some(path) = credential(SENTINEL_CREDENTIAL).filter(|_| sentinel) {
+            redis.sentinel_password = read_secret("--sentinel-password-file", &path, true)?;
         }
         if self.key.is_empty() {
             return Err(refuse("--key", "the key must not be empty"));
@@ -482,15 +499,24 @@ fn redis_password(file: Option<&Path>, url_has_one: bool) -> Result<Option<Strin
         }
         Some(path) => (path.to_path_buf(), false),
         None if url_has_one => return Ok(None),
-        None => match std::env::var_os("CREDENTIALS_DIRECTORY") {
-            Some(dir) if Path::new(&dir).join(PASSWORD_CREDENTIAL).exists() => {
-                (Path::new(&dir).join(PASSWORD_CREDENTIAL), true)
-            }
-            _ => return Ok(None),
+        None => match credential(PASSWORD_CREDENTIAL) {
+            Some(path) => (path, true),
+            None => return Ok(None),
         },
     };
+    read_secret(FLAG, &path, credential)
+}
+
+/// The systemd credential `name`'s file, when systemd passes one (`$CREDENTIALS_DIRECTORY`).
+fn credential(name: &str) -> Option<PathBuf> {
+    let path = Path::new(&std::env::var_os("CREDENTIALS_DIRECTORY")?).join(name);
+    path.exists().then_some(path)
+}
+
+/// A password file's one line, for `flag`; `credential`: a systemd credential, where empty means none.
+fn read_secret(flag: &'static str, path: &Path, credential: bool) -> Result<Option<String>, FlagError> {
     let text =
-        std::fs::read_to_string(&path).map_err(|e| refuse(FLAG, format!("cannot read {}: {e}", path.display())))?;
+        std::fs::read_to_string(path).map_err(|e| refuse(flag, format!("cannot read {}: {e}", path.display())))?;
     // One line, as `echo secret > file` and systemd-creds write it; the line end is not part of it.
     let password = text.strip_suffix('\n').unwrap_or(&text);
     let password = password.strip_suffix('\r').unwrap_or(password);
@@ -501,10 +527,10 @@ fn redis_password(file: Option<&Path>, url_has_one: bool) -> Result<Option<Strin
         return Ok(None);
     }
     if password.is_empty() {
-        return Err(refuse(FLAG, format!("{} is empty", path.display())));
+        return Err(refuse(flag, format!("{} is empty", path.display())));
     }
     if password.contains('\n') {
-        return Err(refuse(FLAG, format!("{} has more than one line", path.display())));
+        return Err(refuse(flag, format!("{} has more than one line", path.display())));
     }
     Ok(Some(password.to_string()))
 }

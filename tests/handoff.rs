@@ -93,3 +93,87 @@ fn a_hand_off_from_a_newer_release_is_refused_in_the_error_log() {
     assert!(stderr.contains("[ERROR] Worker failed to boot: cannot read the supervisor's hand-off"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A shard named a descriptor that is not open refuses to boot, saying which, with the boot-error
+/// status (a supervisor of this release names a sealed memfd, never the spec itself).
+#[test]
+fn a_hand_off_naming_a_closed_descriptor_is_refused() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let heartbeats = hitcore::heartbeat::Heartbeats::create().unwrap();
+    let envelope = format!(r#"{{"version":{},"spec_fd":77}}"#, hitcore::handoff::VERSION);
+    let out = shard_command(&envelope, listener.as_raw_fd(), heartbeats.fd()).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "the boot-error status");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Worker failed to boot: cannot read the supervisor's hand-off from descriptor 77"),
+        "{stderr}"
+    );
+}
+
+/// Kills what is left of a process group at the end of a test (the supervisor started on USR2 is
+/// not our child, so no other guard reaches it).
+struct Group(i32);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // SAFETY: the process group the test's server was started in.
+        unsafe { libc::killpg(self.0, libc::SIGKILL) };
+    }
+}
+
+/// The variables that hold secrets, which no child may have.
+const SECRET_VARS: [&str; 3] = ["REDIS_URL=", "HITCORE_REDIS=", "HITCORE_SENTINEL_PASSWORD="];
+
+/// `pid`'s environment as `/proc/PID/environ` shows it to any process of its user; asserts that it
+/// holds no secret.
+fn assert_no_secret_in_environ(pid: i32, what: &str) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let vars: Vec<String> = raw.split(|&b| b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+    for v in &vars {
+        assert!(!SECRET_VARS.iter().any(|s| v.starts_with(s)), "{what} {pid} has {v}");
+        assert!(!v.contains(PASSWORD) && !v.contains(&percent(PASSWORD)), "{what} {pid}: the password in {v}");
+    }
+    vars
+}
+
+#[test]
+fn no_child_has_a_secret_in_its_environment_and_usr2_still_gets_them() {
+    let redis = TestRedis::start();
+    let url = redis.url(0);
+    let pidfile = std::env::temp_dir().join(format!("hitcore-test-environ-{}-{}.pid", std::process::id(), free_port()));
+    let pidfile = pidfile.to_str().unwrap().to_string();
+    // The password reaches the supervisor in both variables that can carry it.
+    let mut server = TestServer::start_with(&["-w", "1", "--pid", &pidfile], |cmd| {
+        cmd.env("HITCORE_REDIS", &url).env("REDIS_URL", &url);
+    });
+    let _group = Group(server.pid());
+    server.wait_ready(1);
+    assert_eq!(get_once(server.addr, GET).value(), 1, "the shard logged in: its hand-off had the password");
+    let old_shards = server.shard_pids();
+    for &pid in &old_shards {
+        let vars = assert_no_secret_in_environ(pid, "shard");
+        let handoff = vars.iter().find_map(|v| v.strip_prefix("HITCORE_SHARD=")).unwrap();
+        assert!(handoff.contains("\"spec_fd\":") && handoff.len() < 64, "only a descriptor: {handoff}");
+    }
+
+    // USR2: the new supervisor gets the secrets through a memfd, not its environment.
+    server.signal(libc::SIGUSR2);
+    server.log.wait_for("Took over from the old supervisor", DEADLINE);
+    assert!(server.wait_exit(DEADLINE).success());
+    let new_pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    assert_no_secret_in_environ(new_pid, "the new supervisor");
+    let new_shards: Vec<i32> = server.shard_pids().into_iter().filter(|p| !old_shards.contains(p)).collect();
+    assert_eq!(new_shards.len(), 1);
+    assert_no_secret_in_environ(new_shards[0], "the new supervisor's shard");
+    assert_eq!(get_once(server.addr, GET).value(), 2, "the new shard logged in");
+
+    // HUP in the new supervisor loads the configuration again, the secret variables included.
+    // SAFETY: signalling the supervisor this test started (through USR2).
+    unsafe { libc::kill(new_pid, libc::SIGHUP) };
+    wait_until("a shard replaced by HUP", DEADLINE, || server.shard_pids().len() == 3);
+    server.log.wait_for_count("Connected to Redis", 3, DEADLINE);
+    let replaced = *server.shard_pids().last().unwrap();
+    assert_no_secret_in_environ(replaced, "a shard after HUP");
+    assert_eq!(get_once(server.addr, GET).value(), 3);
+    let _ = std::fs::remove_file(&pidfile);
+}
