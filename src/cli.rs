@@ -261,6 +261,11 @@ pub struct ObserveFlags {
     /// connections without a valid one are closed
     #[arg(long = "proxy-protocol")]
     pub proxy_protocol: bool,
+
+    /// With --proxy-protocol, the peers whose PROXY header is believed (addresses, networks, or *);
+    /// a connection from any other peer is closed unread, with a rate-limited WARNING
+    #[arg(long = "proxy-allow-from", value_name = "LIST", default_value = crate::http::forwarded::DEFAULT)]
+    pub proxy_allow_from: String,
 }
 
 impl ObserveFlags {
@@ -291,12 +296,14 @@ impl ObserveFlags {
         crate::http::logformat::Format::compile(&self.access_logformat).map_err(|m| refuse("--access-logformat", m))?;
         crate::http::forwarded::Trust::parse(&self.forwarded_allow_ips)
             .map_err(|m| refuse("--forwarded-allow-ips", m))?;
+        crate::http::forwarded::Trust::parse(&self.proxy_allow_from).map_err(|m| refuse("--proxy-allow-from", m))?;
         Ok(crate::config::Observe {
             metrics_bind,
             health_path: self.health_path,
             access_log_format: self.access_logformat,
             forwarded_allow_ips: self.forwarded_allow_ips,
             proxy_protocol: self.proxy_protocol,
+            proxy_allow_from: self.proxy_allow_from,
         })
     }
 }

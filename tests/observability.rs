@@ -449,6 +449,67 @@ fn proxy_protocol_headers_good_and_bad() {
     assert_eq!(sample(&s, "hitcore_proxy_protocol_rejected_total"), 3.0);
 }
 
+/// A connection to `addr` from the loopback address `from` (the kernel routes all of 127/8 locally).
+fn connect_from(from: [u8; 4], addr: SocketAddr) -> Client {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    Client::from_stream(socket.into())
+}
+
+#[test]
+fn a_proxy_header_from_outside_proxy_allow_from_is_never_read() {
+    let redis = TestRedis::start();
+    let dir = scratch("proxy-allow");
+    let log = dir.join("access.log");
+    let server = TestServer::start(&[
+        "-w",
+        "1",
+        "--redis",
+        &redis.url(0),
+        "--proxy-protocol",
+        "--proxy-allow-from",
+        "127.0.0.2",
+        "--metrics-bind",
+        "127.0.0.1:0",
+        "--access-logfile",
+        log.to_str().unwrap(),
+        "--access-logformat",
+        "%(h)s %(s)s",
+    ]);
+    server.wait_ready(1);
+    // From the allowed balancer: the header is believed.
+    let mut allowed = connect_from([127, 0, 0, 2], server.addr);
+    allowed.send(b"PROXY TCP4 198.51.100.7 127.0.0.1 5555 80\r\n");
+    assert_eq!(allowed.request(GET).value(), 1);
+    // From anyone else: closed unanswered; the address it claims is neither used nor logged.
+    let mut outsider = connect_from([127, 0, 0, 1], server.addr);
+    outsider.send(format!("PROXY TCP4 203.0.113.66 127.0.0.1 5555 80\r\n{GET}").as_bytes());
+    outsider.assert_closed();
+    let line = server.log.wait_for("not in --proxy-allow-from", DEADLINE);
+    assert!(line.contains("from 127.0.0.1:") || line.contains("from 127.0.0.1 "), "{line}");
+    // A burst of them: a line a second at most, the rest counted.
+    let burst = std::time::Instant::now();
+    for _ in 0..20 {
+        let mut c = connect_from([127, 0, 0, 1], server.addr);
+        c.send(b"PROXY TCP4 203.0.113.66 127.0.0.1 5555 80\r\n");
+        c.assert_closed();
+    }
+    let seconds = burst.elapsed().as_secs() as usize;
+    let lines = server.log.count("not in --proxy-allow-from");
+    assert!(lines <= seconds + 2, "{lines} lines for 21 refusals in {seconds} s");
+    assert!(server.log.lines().iter().all(|l| !l.contains("203.0.113.66")), "the claimed address is never logged");
+    assert_eq!(redis.cmd(0, &["GET", "hit"]), "1");
+    let metrics = metrics_addr(&server);
+    let rejected = || {
+        let r = get_once(metrics, "GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n");
+        r.text().lines().find_map(|l| l.strip_prefix("hitcore_proxy_protocol_rejected_total ")).map(str::to_string)
+    };
+    wait_until("21 refusals counted", DEADLINE, || rejected().as_deref() == Some("21"));
+    let lines = access_lines(&log, 1);
+    assert_eq!(lines, ["198.51.100.7 200"]);
+}
+
 #[test]
 fn bad_observability_flags_are_refused_by_name() {
     for (args, flag) in [
@@ -458,6 +519,7 @@ fn bad_observability_flags_are_refused_by_name() {
         (&["--access-logformat", "%(h)d"][..], "--access-logformat"),
         (&["--access-logformat", "50% off"][..], "--access-logformat"),
         (&["--forwarded-allow-ips", "127.0.0.1,bogus"][..], "--forwarded-allow-ips"),
+        (&["--proxy-allow-from", "10.0.0.0/8,bogus"][..], "--proxy-allow-from"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_hitcore")).args(args).env_remove("REDIS_URL").output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
