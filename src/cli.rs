@@ -82,7 +82,8 @@ pub struct Cli {
     /// unix:///path?db=N&password=..., redis+sentinel://[user][:password]@host:port[,host:port...]/SERVICE[/db]
     /// or redis+cluster://[user][:password]@host:port[,host:port...] (rediss+... for TLS). The host is
     /// resolved again at every reconnect (also read from REDIS_URL)
-    #[arg(long, hide_env_values = true, value_name = "URL", default_value = DEFAULT_URL)]
+    // A value starting with '-' is the value, not a flag clap would refuse by quoting it.
+    #[arg(long, hide_env_values = true, allow_hyphen_values = true, value_name = "URL", default_value = DEFAULT_URL)]
     pub redis: String,
 
     /// File holding the Redis password (one line), so it stays out of URLs, `ps` and the
@@ -112,6 +113,7 @@ pub struct Cli {
         long = "sentinel-password",
         env = "HITCORE_SENTINEL_PASSWORD",
         hide_env_values = true,
+        allow_hyphen_values = true,
         value_name = "PASSWORD"
     )]
     pub sentinel_password: Option<String>,

@@ -75,6 +75,18 @@ fn bad_flags_are_named() {
 }
 
 #[test]
+fn a_password_that_starts_with_dashes_is_a_value_not_a_flag() {
+    let out = hitcore(&["--check-config", "--redis", "redis+sentinel://h/svc", "--sentinel-password", "--Secret9"]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(!text.contains("Secret9") && text.contains("sentinel password set (masked)"), "{text}");
+    let out = hitcore(&["--check-config", "--redis", "--Secret9@h"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("--redis") && !stderr.contains("Secret9"), "{stderr}");
+}
+
+#[test]
 fn a_refused_redis_url_never_echoes_its_password() {
     for url in
         ["redis://:hunter2@127.0.0.1:notaport/0", "redis://:hunter2@127.0.0.1:6379/x", "redis://:hunter2@127.0.0.1:0/0"]
@@ -163,9 +175,11 @@ proptest::proptest! {
             let leaks = leaked(&password, &out, &baseline);
             proptest::prop_assert!(leaks.is_empty(), "{url} -> {out} shows {leaks:?}");
         }
+        // As two arguments: a password that starts with '-' must not read as a flag clap quotes.
         let sentinel = |p: &str| {
-            let flag = format!("--sentinel-password={p}");
-            let out = hitcore(&["--check-config", "-w", "1", "--redis", "redis+sentinel://10.0.0.1/mymaster", &flag]);
+            let out = hitcore(&[
+                "--check-config", "-w", "1", "--redis", "redis+sentinel://10.0.0.1/mymaster", "--sentinel-password", p,
+            ]);
             format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
         };
         let (out, baseline) = (sentinel(&password), sentinel(&rotated(&password)));
