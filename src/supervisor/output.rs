@@ -153,6 +153,28 @@ mod tests {
         assert!(first.ends_with(" bytes more)"), "{first}");
     }
 
+    proptest::proptest! {
+        /// Whatever a binary prints, every relayed line is printable and at most a line's worth,
+        /// and as many lines come out as went in.
+        #[test]
+        fn any_output_relays_as_bounded_printable_lines(
+            lines in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000), 1..6),
+        ) {
+            let lines: Vec<Vec<u8>> = lines.into_iter().map(|l| l.into_iter().filter(|&b| b != b'\n').collect()).collect();
+            let mut input = lines.join(&b'\n');
+            input.push(b'\n');
+            let mut reader = std::io::Cursor::new(input);
+            let mut buf = Vec::new();
+            let mut n = 0;
+            while let Some(text) = next_line(&mut reader, &mut buf) {
+                proptest::prop_assert!(text.len() <= LINE + 32, "{} bytes", text.len());
+                proptest::prop_assert!(text.chars().all(|c| !c.is_control()), "{:?}", text);
+                n += 1;
+            }
+            proptest::prop_assert_eq!(n, lines.len());
+        }
+    }
+
     #[test]
     fn relayed_lines_are_kept_until_the_stream_closes() {
         let out = Output::relay(&b"one\n[x] [1] [ERROR] two\nthree"[..], "test-relay".into());
