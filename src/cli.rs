@@ -4,7 +4,7 @@
 //! bound or spawned. Each refusal names the flag it is about. It must not open sockets: the only
 //! outside facts it reads are the CPU affinity mask, name resolution for `-b` (never for
 //! `--redis`: shards resolve that at every connect), the passwd and group databases (`-u`, `-g`),
-//! and the files a configuration names (`-c`, the Redis password file, and the `--redis-tls-*`
+//! and the files a configuration names (`-c`, the password files, and the `--redis-tls-*`
 //! files, read once to refuse a bad one at start).
 //!
 //! Every flag lives in the one [`Cli`] struct; a new flag is one more field there and is at once
@@ -15,13 +15,15 @@
 //! - [`file`]: the TOML file, checked key by key against the flags.
 //! - [`check`]: `--check-config`: the extra checks and the effective configuration, masked.
 //! - [`values`]: CPU lists, users and groups, file modes, seconds.
+//! - `secrets`: the password files and the systemd credentials they default to.
 
 pub mod check;
 pub mod file;
 pub mod load;
+mod secrets;
 pub mod values;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -310,10 +312,7 @@ impl ObserveFlags {
     }
 }
 
-/// The systemd credential `--redis-password-file` defaults to: `LoadCredential=redis-password:…`.
-pub const PASSWORD_CREDENTIAL: &str = "redis-password";
-/// The systemd credential `--sentinel-password-file` defaults to (with a redis+sentinel:// URL).
-pub const SENTINEL_CREDENTIAL: &str = "sentinel-password";
+pub use self::secrets::{PASSWORD_CREDENTIAL, SENTINEL_CREDENTIAL};
 
 /// A flag whose value cannot be used, with the flag's name for the message.
 #[derive(Debug, thiserror::Error)]
@@ -379,7 +378,8 @@ impl Cli {
         }
         let bind = served(&binds)?;
         let mut redis = RedisTarget::parse(&self.redis).map_err(|e| refuse("--redis", e.to_string()))?;
-        if let Some(password) = redis_password(self.redis_password_file.as_deref(), redis.password.is_some())? {
+        if let Some(password) = secrets::redis_password(self.redis_password_file.as_deref(), redis.password.is_some())?
+        {
             redis.password = Some(password);
         }
         let redis_tls = TlsFiles {
@@ -397,20 +397,8 @@ impl Cli {
             return Err(refuse(flag, "the --redis-tls-* flags apply to rediss:// URLs only"));
         }
         let sentinel = matches!(redis.endpoint, crate::redis::url::Endpoint::Sentinel { .. });
-        if let Some(password) = self.sentinel_password {
-            if !sentinel {
-                return Err(refuse("--sentinel-password", "only a redis+sentinel:// URL asks sentinels"));
-            }
-            redis.sentinel_password = Some(password);
-        } else if let Some(path) = self.sentinel_password_file {
-            const FLAG: &str = "--sentinel-password-file";
-            if !sentinel {
-                return Err(refuse(FLAG, "only a redis+sentinel:// URL asks sentinels"));
-            }
-            redis.sentinel_password = read_secret(FLAG, &path, false)?;
-        } else if let Some(path) = credential(SENTINEL_CREDENTIAL).filter(|_| sentinel) {
-            redis.sentinel_password = read_secret("--sentinel-password-file", &path, true)?;
-        }
+        redis.sentinel_password =
+            secrets::sentinel_password(self.sentinel_password, self.sentinel_password_file.as_deref(), sentinel)?;
         if self.key.is_empty() {
             return Err(refuse("--key", "the key must not be empty"));
         }
@@ -495,53 +483,6 @@ impl Cli {
             observe,
         })
     }
-}
-
-/// The Redis password from `--redis-password-file`, or else from the systemd credential
-/// `redis-password` when the URL has none (empty: no password). A file given together with a password in the URL is refused: one of them would be
-/// silently ignored.
-fn redis_password(file: Option<&Path>, url_has_one: bool) -> Result<Option<String>, FlagError> {
-    const FLAG: &str = "--redis-password-file";
-    let (path, credential) = match file {
-        Some(_) if url_has_one => {
-            return Err(refuse(FLAG, "the Redis URL has a password too; give it in one place only"));
-        }
-        Some(path) => (path.to_path_buf(), false),
-        None if url_has_one => return Ok(None),
-        None => match credential(PASSWORD_CREDENTIAL) {
-            Some(path) => (path, true),
-            None => return Ok(None),
-        },
-    };
-    read_secret(FLAG, &path, credential)
-}
-
-/// The systemd credential `name`'s file, when systemd passes one (`$CREDENTIALS_DIRECTORY`).
-fn credential(name: &str) -> Option<PathBuf> {
-    let path = Path::new(&std::env::var_os("CREDENTIALS_DIRECTORY")?).join(name);
-    path.exists().then_some(path)
-}
-
-/// A password file's one line, for `flag`; `credential`: a systemd credential, where empty means none.
-fn read_secret(flag: &'static str, path: &Path, credential: bool) -> Result<Option<String>, FlagError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| refuse(flag, format!("cannot read {}: {e}", path.display())))?;
-    // One line, as `echo secret > file` and systemd-creds write it; the line end is not part of it.
-    let password = text.strip_suffix('\n').unwrap_or(&text);
-    let password = password.strip_suffix('\r').unwrap_or(password);
-    // An empty credential means "no password": the shipped unit always loads
-    // /etc/hitcore/redis-password (LoadCredential= fails the start if the file is missing), and the
-    // package installs it empty. A file named on purpose must not be empty.
-    if password.is_empty() && credential {
-        return Ok(None);
-    }
-    if password.is_empty() {
-        return Err(refuse(flag, format!("{} is empty", path.display())));
-    }
-    if password.contains('\n') {
-        return Err(refuse(flag, format!("{} has more than one line", path.display())));
-    }
-    Ok(Some(password.to_string()))
 }
 
 /// The address every shard gets a listener of its own for: the first bind when it is TCP. When it
