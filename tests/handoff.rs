@@ -157,9 +157,20 @@ impl Drop for Group {
 /// The variables that hold secrets, which no child may have.
 const SECRET_VARS: [&str; 3] = ["REDIS_URL=", "HITCORE_REDIS=", "HITCORE_SENTINEL_PASSWORD="];
 
+/// Asserts that `pid` holds no hand-off memfd: a shard and a USR2 supervisor close theirs once
+/// read, a supervisor once the child it wrote one for has started.
+fn assert_no_handoff_memfd(pid: i32, what: &str) {
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        let target = std::fs::read_link(fd.path()).map(|t| t.display().to_string()).unwrap_or_default();
+        let secret = target.contains("memfd:hitcore-shard-spec") || target.contains("memfd:hitcore-secrets");
+        assert!(!secret, "{what} {pid} still holds {target}");
+    }
+}
+
 /// `pid`'s environment as `/proc/PID/environ` shows it to any process of its user; asserts that it
-/// holds no secret.
+/// holds no secret, nor a hand-off memfd.
 fn assert_no_secret_in_environ(pid: i32, what: &str) -> Vec<String> {
+    assert_no_handoff_memfd(pid, what);
     let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
     let vars: Vec<String> = raw.split(|&b| b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect();
     for v in &vars {
@@ -191,6 +202,7 @@ fn no_child_has_a_secret_in_its_environment_and_usr2_still_gets_them() {
 
     // USR2: the new supervisor gets the secrets through a memfd, not its environment.
     server.log.wait_for("Ready: 1 shards serving", DEADLINE);
+    assert_no_handoff_memfd(server.pid(), "the supervisor");
     server.signal(libc::SIGUSR2);
     server.log.wait_for("Took over from the old supervisor", DEADLINE);
     assert!(server.wait_exit(DEADLINE).success());
