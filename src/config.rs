@@ -277,5 +277,7 @@ mod tests {
         let partial: Observe = serde_json::from_str(r#"{"proxy_protocol": true}"#).unwrap();
         assert!(partial.proxy_protocol);
         assert_eq!(partial.access_log_format, crate::http::logformat::DEFAULT);
+        // A supervisor from before --proxy-allow-from: gunicorn's default list.
+        assert_eq!(partial.proxy_allow_from, "127.0.0.1,::1");
     }
 }

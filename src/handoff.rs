@@ -362,6 +362,9 @@ mod tests {
         let sealed = seal(&Spec { version: VERSION, ..spec }).unwrap();
         let fd = sealed.fd.as_raw_fd();
         assert_eq!(sealed.env, format!("{{\"version\":{VERSION},\"spec_fd\":{fd}}}"), "no secret in the variable");
+        // A version-1 shard (the release before the memfd) refuses it as too new instead of booting
+        // without its spec; the previous release's rule is `version > 1`.
+        const { assert!(VERSION > 1) };
         // SAFETY: fcntl(F_GET_SEALS) on a descriptor `sealed` owns.
         let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
         assert_eq!(seals & libc::F_SEAL_WRITE, libc::F_SEAL_WRITE);
