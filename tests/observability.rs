@@ -198,6 +198,26 @@ fn a_slow_client_neither_delays_a_scrape_nor_outlives_its_deadline() {
 }
 
 #[test]
+fn beyond_32_connections_the_metrics_endpoint_answers_503_at_once() {
+    let redis = TestRedis::start();
+    let server = TestServer::start(&["-w", "1", "--redis", &redis.url(0), "--metrics-bind", "127.0.0.1:0"]);
+    let metrics = metrics_addr(&server);
+    // 32 clients that say nothing hold every place; each is served (waited for) on its own thread.
+    let silent: Vec<TcpStream> = (0..32).map(|_| TcpStream::connect(metrics).unwrap()).collect();
+    // The accept loop takes them in order: once the last one holds a place, the next is refused.
+    wait_until("the 33rd connection refused", DEADLINE, || {
+        get_once(metrics, "GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n").status == 503
+    });
+    let refused = get_once(metrics, "GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n");
+    assert_eq!((refused.status, refused.header("retry-after")), (503, Some("1")));
+    assert!(silent.iter().all(|s| !closed_by_server(s)), "the 32 are still being served");
+    drop(silent);
+    wait_until("a place free again", DEADLINE, || {
+        get_once(metrics, "GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n").status == 200
+    });
+}
+
+#[test]
 fn health_and_head_follow_redis_down_and_back_without_counting() {
     let mut redis = TestRedis::start();
     let server = TestServer::start(&[
