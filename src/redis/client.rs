@@ -102,13 +102,13 @@ impl Redis {
             return;
         }
         let n = n as u64;
+        let mut queue = self.0.queue.borrow_mut();
         if !self.0.up.get() {
-            ticket.push(Outcome::Failed(Failure::Unavailable), n);
+            queue.refuse(ticket, n, Failure::Unavailable);
             return;
         }
-        let registered = self.0.queue.borrow_mut().register(ticket, n, self.0.settings.max_pending);
-        match registered {
-            Err(failure) => ticket.push(Outcome::Failed(failure), n),
+        match queue.register(ticket, n, self.0.settings.max_pending) {
+            Err(failure) => queue.refuse(ticket, n, failure),
             Ok(()) => {
                 if let Some(w) = self.0.writer.borrow_mut().take() {
                     w.wake();
