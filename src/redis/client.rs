@@ -224,7 +224,14 @@ fn ended(shared: &Shared, link: &mut Reconnect, node: &str, end: SessionEnd) {
             link.ended(Ended::QuietFor(node.to_string()), Instant::now());
             return;
         }
-        SessionEnd::NotPrimary(_) | SessionEnd::Redirect(_) | SessionEnd::Switched(_) | SessionEnd::Moved(_) => {
+        // A "try again" reply (errors.rs): a WARNING, at most one a second.
+        SessionEnd::NotPrimary(_) => shared.try_again_log.record(|also| {
+            warn!(
+                "Redis at {target} ({node}): {end}; {failed} more requests in flight answered 503; reconnecting \
+                 ({also} more since the last report)"
+            )
+        }),
+        SessionEnd::Redirect(_) | SessionEnd::Switched(_) | SessionEnd::Moved(_) => {
             error!("Redis at {target} ({node}): {end}; {failed} more requests in flight answered 503; reconnecting")
         }
         _ => {
