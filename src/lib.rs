@@ -24,10 +24,13 @@
 //!   pipelined connection task with its sessions and reconnect state machine, what a topology
 //!   makes a session follow, Sentinel (`sentinel/`) and Cluster (`cluster/`) routing.
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
+//! - [`badge`]: shields-style SVG badges of a counter's value from Abacus's query parameters, sized
+//!   by Verdana 11 px's real advance widths (pure: no I/O; the API routes call it).
 
 #![warn(missing_docs, missing_debug_implementations)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod badge;
 pub mod bind;
 pub mod cli;
 pub mod config;
