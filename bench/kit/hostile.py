@@ -38,26 +38,19 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
-import statistics
-import subprocess
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
 
-from . import hostile_report, loadgen, machine, procs, provision, redisctl, results, servers, versus
+from . import hostile_report, loadgen, machine, measure, procs, provision, redisctl, servers, session, versus
 from .procs import log
 
 ATTACKERS = Path(__file__).resolve().with_name("attackers.py")
-RESULTS = provision.BENCH / "results"
 TESTS = ["slowloris", "idle", "flood", "pipeline", "vs-nginx"]
 DEFAULT_TESTS = TESTS[:4]  # vs-nginx runs when asked for: it takes about 6 minutes more
 DEFAULT_WORKER_CONNECTIONS = 10000  # hitcore's default --worker-connections (1000 before issue 14)
 WRK_THREADS, WRK_CONNECTIONS = 1, 50
-BUSY_PERCENT = 20
 
 MODES = {
     "full": {"wrk_duration": 10, "slowloris": 5000, "slowloris_caps": [1000, None], "idle": 10000,
@@ -69,246 +62,12 @@ MODES = {
 }
 
 
-class RunError(Exception):
-    """A measurement that could not be made; the run goes on with the next one."""
-
-
 # ---------------------------------------------------------------------------------------------
 # /proc readings
-
-def rss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
-def fd_count(pid: int) -> int | None:
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return None
-
-
-class OtherLoad:
-    """CPU used by processes outside this run (not this script nor its descendants, nor kernel
-    threads) between start() and stop(), in % of one core: a fuzzer or a build running beside the
-    measurement. Processes that start meanwhile count in full; ones that exit meanwhile are missed."""
-
-    def __init__(self):
-        self.began = time.monotonic()
-        self.ticks = self._snapshot()
-
-    @staticmethod
-    def _snapshot() -> dict:
-        ours = {os.getpid(), *procs.descendants(os.getpid())}
-        out = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) in ours:
-                continue
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            fields = stat[stat.rfind(b")") + 2:].split()
-            if int(fields[1]) == 2 or int(entry) == 2:  # kernel threads
-                continue
-            out[int(entry)] = (int(fields[11]) + int(fields[12]), stat[stat.find(b"(") + 1:stat.rfind(b")")].decode(errors="replace"))
-        return out
-
-    def stop(self) -> dict:
-        seconds = max(1e-6, time.monotonic() - self.began)
-        now = self._snapshot()
-        used: dict = {}
-        for pid, (ticks, name) in now.items():
-            delta = ticks - self.ticks.get(pid, (0, name))[0]
-            if delta > 0:
-                used[name] = used.get(name, 0) + delta
-        hz = os.sysconf("SC_CLK_TCK")
-        total = round(100 * sum(used.values()) / hz / seconds, 1)
-        top = sorted(used.items(), key=lambda kv: -kv[1])[:3]
-        return {"pct": total, "top": [f"{name} {100 * t / hz / seconds:.0f} %" for name, t in top
-                                      if 100 * t / hz / seconds >= 1]}
-
-
-def accept_queue(port: int) -> int | None:
-    """Connections waiting in the accept queues of every listener on the port (ss's Recv-Q)."""
-    try:
-        out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, timeout=2)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    total = None
-    for line in out.stdout.splitlines():
-        cols = line.split()
-        if len(cols) >= 2 and cols[1].isdigit():
-            total = (total or 0) + int(cols[1])
-    return total
-
-
-def socket_queues(port: int, client_port: int) -> list[dict]:
-    """Both ends of one loopback connection: bytes waiting in each one's receive and send queues."""
-    expr = f"( sport = :{port} and dport = :{client_port} ) or ( sport = :{client_port} and dport = :{port} )"
-    try:
-        out = subprocess.run(["ss", "-Htn", expr], capture_output=True, text=True, timeout=2)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    ends = []
-    for line in out.stdout.splitlines():
-        cols = line.split()
-        if len(cols) >= 5 and cols[1].isdigit() and cols[2].isdigit():
-            side = "server" if cols[3].endswith(f":{port}") else "client"
-            ends.append({"side": side, "state": cols[0], "recv_q": int(cols[1]), "send_q": int(cols[2])})
-    return sorted(ends, key=lambda e: e["side"], reverse=True)
-
-
-def median_rss(pid: int, samples: int = 5, every: float = 0.1) -> int:
-    values = []
-    for _ in range(samples):
-        values.append(rss_kib(pid))
-        time.sleep(every)
-    return int(statistics.median(values))
 
 
 # ---------------------------------------------------------------------------------------------
 # Background observers: memory/fds/queue sampler, new-connection prober
-
-class Sampler(threading.Thread):
-    """hitcore's process tree at 10 Hz (RSS per process), and once a second each shard's open fds
-    and the listeners' accept queue. Everything is kept with its time.monotonic() for windows."""
-
-    def __init__(self, root: int, port: int, interval: float = 0.1):
-        super().__init__(daemon=True)
-        self.root, self.port, self.interval = root, port, interval
-        self.rss: list[tuple[float, dict]] = []    # (t, {pid: KiB})
-        self.fds: list[tuple[float, dict]] = []    # (t, {pid: open fds}) for the shards
-        self.queue: list[tuple[float, int]] = []   # (t, accept queue)
-        self._stop_event = threading.Event()
-        self._tree = [root]
-
-    def run(self) -> None:
-        n = 0
-        while not self._stop_event.is_set():
-            if n % 10 == 0:
-                self._tree = [self.root] + procs.descendants(self.root)
-            now = time.monotonic()
-            self.rss.append((now, {pid: rss_kib(pid) for pid in self._tree}))
-            if n % 10 == 0:
-                self.fds.append((now, {pid: fd_count(pid) for pid in self._tree[1:]}))
-                q = accept_queue(self.port)
-                if q is not None:
-                    self.queue.append((now, q))
-            n += 1
-            self._stop_event.wait(self.interval)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=3)
-
-    def peak_tree_rss(self, t0: float, t1: float) -> int | None:
-        values = [sum(v.values()) for t, v in self.rss if t0 <= t <= t1]
-        return max(values) if values else None
-
-    def peak_rss(self, pid: int, t0: float, t1: float) -> int | None:
-        values = [v.get(pid, 0) for t, v in self.rss if t0 <= t <= t1 and v.get(pid)]
-        return max(values) if values else None
-
-    def held(self, base: dict, t0: float, t1: float) -> dict:
-        """Connections the shards held (open fds less those at rest), average and maximum."""
-        totals = []
-        for t, v in self.fds:
-            if t0 <= t <= t1:
-                totals.append(sum(max(0, (n or 0) - base.get(pid, 0)) for pid, n in v.items() if n is not None))
-        return _avg_max(totals)
-
-    def accept_queue(self, t0: float, t1: float) -> dict:
-        return _avg_max([q for t, q in self.queue if t0 <= t <= t1])
-
-
-def _avg_max(values: list) -> dict:
-    if not values:
-        return {"avg": None, "max": None, "samples": 0}
-    return {"avg": round(sum(values) / len(values), 1), "max": max(values), "samples": len(values)}
-
-
-PROBE_REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-
-
-def probe_once(port: int, timeout: float = 5.0) -> tuple[int | None, str | None]:
-    """One new connection, one GET /: (status, None) or (None, what went wrong)."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            s.settimeout(timeout)
-            s.sendall(PROBE_REQUEST)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-    except socket.timeout:
-        return None, "timeout"
-    except ConnectionRefusedError:
-        return None, "refused"
-    except ConnectionResetError:
-        return None, "reset"
-    except OSError as error:
-        return None, type(error).__name__
-    try:
-        return int(data.split(b"\r\n", 1)[0].split()[1]), None
-    except (IndexError, ValueError):
-        return None, "no answer" if not data else "bad answer"
-
-
-class Prober(threading.Thread):
-    """A new connection every `every` seconds, one GET / each: (t, status, latency s, error)."""
-
-    def __init__(self, port: int, every: float = 0.25, timeout: float = 5.0):
-        super().__init__(daemon=True)
-        self.port, self.every, self.timeout = port, every, timeout
-        self.results: list[tuple[float, int | None, float, str | None]] = []
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            began = time.monotonic()
-            status, error = probe_once(self.port, self.timeout)
-            self.results.append((began, status, time.monotonic() - began, error))
-            self._stop_event.wait(max(0.0, self.every - (time.monotonic() - began)))
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=self.timeout + 2)
-
-
-def probe_summary(results, t0: float | None = None, t1: float | None = None) -> dict:
-    """Probes started in [t0, t1]: how many got a 200, their latency, the longest wait for one."""
-    picked = [r for r in results if (t0 is None or r[0] >= t0) and (t1 is None or r[0] <= t1)]
-    ok = [r for r in picked if r[1] == 200]
-    errors: dict = {}
-    for _, status, _, error in picked:
-        if status != 200:
-            key = error or f"HTTP {status}"
-            errors[key] = errors.get(key, 0) + 1
-    latencies = sorted(r[2] * 1000 for r in ok)
-    # The longest time without a 200 answer: between window start, each answer's end, window end.
-    ends = sorted(r[0] + r[2] for r in ok)
-    gap = None
-    if picked:
-        start = t0 if t0 is not None else picked[0][0]
-        stop = t1 if t1 is not None else max(r[0] + r[2] for r in picked)
-        points = [start] + [e for e in ends if start <= e <= stop] + [stop]
-        gap = round(max(b - a for a, b in zip(points, points[1:])) * 1000, 1) if len(points) > 1 else None
-    return {
-        "sent": len(picked), "ok": len(ok), "errors": errors,
-        "p50_ms": round(statistics.median(latencies), 2) if latencies else None,
-        "max_ms": round(latencies[-1], 2) if latencies else None,
-        "longest_gap_ms": gap,
-    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,123 +108,109 @@ def analyse_log(text: str, shards: int) -> dict:
     }
 
 
-class Hitcore:
-    """One hitcore under test, with its sampler; `stop()` returns what its log said."""
+class Victim:
+    """A server under attack, with the sampler of its process tree (hitcore's shards, or nginx's
+    workers, are `shard_pids`); `stop()` returns what its log said. Subclasses give the spec."""
 
-    def __init__(self, ctx: "Context", name: str, flags: list[str], shards: int):
-        self.ctx, self.name, self.flags, self.shards = ctx, name, flags, shards
-        self.argv = [str(ctx.hitcore), "-b", f"127.0.0.1:{ctx.port}"] + flags
+    kind = "server"
+
+    def __init__(self, ctx: "Context", name: str, spec: servers.Spec, env: dict | None = None):
+        self.ctx, self.name, self.spec = ctx, name, spec
         if not servers.wait_port_free(ctx.port):
-            raise RunError(f"127.0.0.1:{ctx.port} still in use by the previous run")
-        log(f"{name}: starting hitcore {' '.join(flags) or '(default flags)'}")
-        self.service = procs.Service(f"hitcore-{name}", self.argv, ctx.log_dir / f"hitcore-{name}.log",
-                                     env=dict(os.environ, REDIS_URL=ctx.redis.url))
-        self.sampler: Sampler | None = None
-        self.shard_pids: list[int] = []
-        self.base_fds: dict = {}
-
-    def ready(self) -> None:
-        spec = servers.Spec(self.name, self.name, self.argv, processes=1 + self.shards)
-        problem = servers.wait_ready(self.service, spec, self.ctx.port)
-        if problem:
-            raise RunError(f"hitcore did not start: {problem}")
-        self.shard_pids = self._shards()
-        if len(self.shard_pids) != self.shards:
-            raise RunError(f"expected {self.shards} shard processes, found {len(self.shard_pids)}")
-        time.sleep(0.3)  # the readiness probe's connection is closed by now
-        self.base_fds = {pid: fd_count(pid) or 0 for pid in self.shard_pids}
-        self.sampler = Sampler(self.service.pid, self.ctx.port)
-        self.sampler.start()
-
-    def _shards(self) -> list[int]:
-        """Shard PIDs in shard order, from the "Booting worker" lines (else the children)."""
-        found = {}
-        for m in re.finditer(r"Booting worker with pid: (\d+) \(shard (\d+)", self.service.log_text()):
-            found[int(m.group(2))] = int(m.group(1))
-        pids = [found[i] for i in sorted(found) if os.path.exists(f"/proc/{found[i]}")]
-        children = [p for p in procs.descendants(self.service.pid)]
-        return pids if len(pids) == self.shards else children
-
-    def tree(self) -> list[int]:
-        return [self.service.pid] + procs.descendants(self.service.pid)
-
-    def tree_rss(self) -> int:
-        return sum(rss_kib(p) for p in self.tree())
-
-    def alive_check(self, what: str) -> None:
-        if not self.service.alive():
-            raise RunError(f"hitcore exited during {what} with status {self.service.proc.returncode}")
-        gone = [p for p in self.shard_pids if not os.path.exists(f"/proc/{p}")]
-        if gone:
-            raise RunError(f"shard process(es) {gone} gone during {what}")
-
-    def stop(self) -> dict:
-        if self.sampler:
-            self.sampler.stop()
-        began = time.monotonic()
-        status = self.service.stop(grace=15)
-        info = analyse_log(self.service.log_text(), self.shards)
-        info.update(exit_status=status, stop_s=round(time.monotonic() - began, 1),
-                    log=f"logs/hitcore-{self.name}.log", argv="hitcore " + " ".join(self.argv[1:]))
-        log(f"{self.name}: hitcore stopped (exit {status}, {info['stop_s']}s); {info['evicted_at_cap']} "
-            f"closed at the cap, {len(info['notable'])} kinds of warning/error")
-        return info
-
-
-class Nginx:
-    """nginx's static `return 200` as a victim (kit/servers.py's config, one worker per CPU, limits
-    sized for `connections` clients), with the same sampler as hitcore (its workers in place of the
-    shards); `stop()` returns what its error log said."""
-
-    def __init__(self, ctx: "Context", name: str, connections: int):
-        self.ctx, self.name = ctx, name
-        sctx = servers.Context(port=ctx.port, redis_url="", ncpu=ctx.ncpu, server_cpus=None, hitcore=None,
-                               tmp=ctx.log_dir)
-        self.spec = servers.nginx(sctx, connections=connections, folder=ctx.log_dir / f"{name}-prefix")
-        self.config = (ctx.log_dir / f"{name}-prefix" / "nginx.conf").read_text()
-        if not servers.wait_port_free(ctx.port):
-            raise RunError(f"127.0.0.1:{ctx.port} still in use by the previous run")
-        log(f"{name}: starting {self.spec.title}")
-        self.service = procs.Service(name, self.spec.argv, ctx.log_dir / f"{name}.log")
-        self.sampler: Sampler | None = None
+            raise session.RunError(f"127.0.0.1:{ctx.port} still in use by the previous run")
+        log(f"{name}: starting {spec.title}")
+        self.service = procs.Service(self.log_name, spec.argv, ctx.log_dir / f"{self.log_name}.log", env=env)
+        self.sampler: measure.Sampler | None = None
         self.shard_pids: list[int] = []
         self.base_fds: dict = {}
 
     def ready(self) -> None:
         problem = servers.wait_ready(self.service, self.spec, self.ctx.port)
         if problem:
-            raise RunError(f"nginx did not start: {problem}")
-        self.shard_pids = procs.descendants(self.service.pid)
-        time.sleep(0.3)
-        self.base_fds = {pid: fd_count(pid) or 0 for pid in self.shard_pids}
-        self.sampler = Sampler(self.service.pid, self.ctx.port)
+            raise session.RunError(f"{self.kind} did not start: {problem}")
+        self.shard_pids = self._workers()
+        time.sleep(0.3)  # the readiness probe's connection is closed by now
+        self.base_fds = {pid: measure.fd_count(pid) or 0 for pid in self.shard_pids}
+        self.sampler = measure.Sampler(self.service.pid, self.ctx.port)
         self.sampler.start()
+
+    def _workers(self) -> list[int]:
+        return procs.descendants(self.service.pid)
 
     def tree(self) -> list[int]:
         return [self.service.pid] + procs.descendants(self.service.pid)
 
+    def tree_rss(self) -> int:
+        return sum(measure.rss_kib(p) for p in self.tree())
+
     def alive_check(self, what: str) -> None:
         if not self.service.alive():
-            raise RunError(f"nginx exited during {what} with status {self.service.proc.returncode}")
+            raise session.RunError(f"{self.kind} exited during {what} with status {self.service.proc.returncode}")
         gone = [p for p in self.shard_pids if not os.path.exists(f"/proc/{p}")]
         if gone:
-            raise RunError(f"nginx worker(s) {gone} gone during {what}")
+            raise session.RunError(f"{self.kind} worker process(es) {gone} gone during {what}")
 
     def stop(self) -> dict:
         if self.sampler:
             self.sampler.stop()
         began = time.monotonic()
         status = self.service.stop(grace=15)
+        info = self.read_log(self.service.log_text())
+        info.update(exit_status=status, stop_s=round(time.monotonic() - began, 1), log=f"logs/{self.log_name}.log")
+        log(f"{self.name}: {self.kind} stopped (exit {status}, {info['stop_s']}s)")
+        return info
+
+
+class Hitcore(Victim):
+    kind = "hitcore"
+
+    def __init__(self, ctx: "Context", name: str, flags: list[str], shards: int):
+        self.flags, self.shards, self.log_name = flags, shards, f"hitcore-{name}"
+        argv = [str(ctx.hitcore), "-b", f"127.0.0.1:{ctx.port}"] + flags
+        spec = servers.Spec(name, f"hitcore {' '.join(flags) or '(default flags)'}", argv, processes=1 + shards)
+        super().__init__(ctx, name, spec, env=dict(os.environ, REDIS_URL=ctx.redis.url))
+
+    def _workers(self) -> list[int]:
+        """Shard PIDs in shard order, from the "Booting worker" lines (else the children)."""
+        found = {int(m.group(2)): int(m.group(1)) for m in
+                 re.finditer(r"Booting worker with pid: (\d+) \(shard (\d+)", self.service.log_text())}
+        pids = [found[i] for i in sorted(found) if os.path.exists(f"/proc/{found[i]}")]
+        pids = pids if len(pids) == self.shards else procs.descendants(self.service.pid)
+        if len(pids) != self.shards:
+            raise session.RunError(f"expected {self.shards} shard processes, found {len(pids)}")
+        return pids
+
+    def read_log(self, text: str) -> dict:
+        info = analyse_log(text, self.shards)
+        info["argv"] = "hitcore " + " ".join(self.spec.argv[1:])
+        log(f"{self.name}: {info['evicted_at_cap']} connections closed at the cap, "
+            f"{len(info['notable'])} kinds of warning/error in the log")
+        return info
+
+
+class Nginx(Victim):
+    """nginx's static `return 200` (kit/servers.py's config, one worker per CPU, limits sized for
+    `connections` clients)."""
+    kind = "nginx"
+
+    def __init__(self, ctx: "Context", name: str, connections: int):
+        self.log_name = name
+        sctx = servers.Context(port=ctx.port, redis_url="", ncpu=ctx.ncpu, server_cpus=None, hitcore=None,
+                               tmp=ctx.log_dir)
+        spec = servers.nginx(sctx, connections=connections, folder=ctx.log_dir / f"{name}-prefix")
+        self.config = (ctx.log_dir / f"{name}-prefix" / "nginx.conf").read_text()
+        super().__init__(ctx, name, spec)
+
+    def read_log(self, text: str) -> dict:
         groups: dict = {}
-        for line in self.service.log_text().splitlines():
+        for line in text.splitlines():
             m = re.search(r"\[(alert|crit|error|emerg|warn)\] \d+#\d+: (.*)$", line)
             if m:
                 key = m.group(1) + " " + re.sub(r"\d+", "N", m.group(2))
                 group = groups.setdefault(key, {"level": m.group(1), "count": 0, "example": m.group(2)})
                 group["count"] += 1
         limits = {k: int(v) for k, v in re.findall(r"(worker_connections|worker_rlimit_nofile) (\d+);", self.config)}
-        return {"exit_status": status, "stop_s": round(time.monotonic() - began, 1), "log": f"logs/{self.name}.log",
-                "argv": " ".join(self.spec.argv), "limits": limits,
+        return {"argv": " ".join(self.spec.argv), "limits": limits,
                 "notable": sorted(groups.values(), key=lambda g: -g["count"])}
 
 
@@ -502,7 +247,7 @@ class Attacker:
                 if predicate(line):
                     return line
             if not self.service.alive():
-                raise RunError(f"{self.name} exited: {self.service.log_text()[-400:]}")
+                raise session.RunError(f"{self.name} exited: {self.service.log_text()[-400:]}")
             time.sleep(0.2)
         if not quiet:
             log(f"{self.name}: {what} not reached within {timeout:.0f}s: {json.dumps(self.last())}")
@@ -560,12 +305,12 @@ class Context:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
-    def wrk(self, h: Hitcore, label: str, duration: int | None = None, attacker: Attacker | None = None) -> dict:
+    def wrk(self, h: Victim, label: str, duration: int | None = None, attacker: Attacker | None = None) -> dict:
         """wrk -t 1 -c 50 --latency, with the prober beside it; CPU of hitcore and the attacker."""
         duration = duration or self.settings["wrk_duration"]
-        prober = Prober(self.port)
+        prober = measure.Prober(self.port)
         tree = h.tree()
-        other = OtherLoad()
+        other = measure.OtherLoad()
         cpu0, acpu0 = procs.cpu_seconds(tree), attacker.cpu() if attacker else 0.0
         t0 = time.monotonic()
         prober.start()
@@ -575,10 +320,10 @@ class Context:
         t1 = time.monotonic()
         prober.stop()
         seconds = t1 - t0
-        phase = {"wrk": outcome, "t0": t0, "t1": t1, "probes": probe_summary(prober.results, t0, t1),
+        phase = {"wrk": outcome, "t0": t0, "t1": t1, "probes": measure.probe_summary(prober.results, t0, t1),
                  "hitcore_cpu_pct": round(100 * (procs.cpu_seconds(tree) - cpu0) / seconds, 1),
                  "other_load": other.stop()}
-        if phase["other_load"]["pct"] > BUSY_PERCENT:
+        if phase["other_load"]["pct"] > session.BUSY_PERCENT:
             log(f"{label}: warning: other processes used {phase['other_load']['pct']} % of a core meanwhile "
                 f"({', '.join(phase['other_load']['top'])})")
         if attacker:
@@ -603,7 +348,7 @@ def _brief(w: dict) -> str:
 
 def _failed(ctx: Context, result: dict, name: str, error: Exception) -> None:
     """Records why a measurement stopped; an unexpected error's traceback goes to its log folder."""
-    if isinstance(error, RunError):
+    if isinstance(error, session.RunError):
         result["error"] = str(error)
     else:
         result["error"] = f"{type(error).__name__}: {error} (traceback in logs/{name}-error.txt)"
@@ -711,7 +456,7 @@ def test_idle(ctx: Context) -> dict:
     h = attacker = None
     try:
         h = Hitcore(ctx, name, flags, 1)
-        other = OtherLoad()
+        other = measure.OtherLoad()
         h.ready()
         shard = h.shard_pids[0]
         ctx.redis.set("hit", 0)
@@ -720,31 +465,31 @@ def test_idle(ctx: Context) -> dict:
         loadgen.wrk(ctx.url, WRK_THREADS, WRK_CONNECTIONS, warm, ctx.raw_dir / f"{name}-warmup-wrk.txt",
                     f"{name}-warmup")
         time.sleep(2.5)  # the warm-up's connections are closed (keep-alive is 120 s: wrk closes them)
-        result["rss_before_kib"] = median_rss(shard)
-        result["supervisor_rss_before_kib"] = rss_kib(h.service.pid)
-        fds_before = fd_count(shard)
+        result["rss_before_kib"] = measure.median_rss(shard)
+        result["supervisor_rss_before_kib"] = measure.rss_kib(h.service.pid)
+        fds_before = measure.fd_count(shard)
         log(f"{name}: shard {shard} VmRSS {result['rss_before_kib']} KiB; opening {n} keep-alive connections")
         attacker = Attacker(ctx, f"{name}-attacker", "idle",
                             ["--conns", str(n), "--parallel", "500", "--max-seconds", "240"])
         ready = attacker.wait(lambda l: l.get("ready"), 120 if n > 5000 else 45, "all connections idle")
         if not ready:
-            raise RunError(f"the {n} connections were not all answered and idle in time: {attacker.last()}")
+            raise session.RunError(f"the {n} connections were not all answered and idle in time: {attacker.last()}")
         result["ramp_s"] = next((l["ramp_s"] for l in attacker.lines() if "ramp_s" in l), None)
         time.sleep(2)
         h.alive_check("the idle connections")
-        result["rss_after_kib"] = median_rss(shard)
-        result["supervisor_rss_after_kib"] = rss_kib(h.service.pid)
-        fds_after = fd_count(shard)
+        result["rss_after_kib"] = measure.median_rss(shard)
+        result["supervisor_rss_after_kib"] = measure.rss_kib(h.service.pid)
+        fds_after = measure.fd_count(shard)
         result["held_by_shard"] = (fds_after or 0) - (fds_before or 0)
         log(f"{name}: {ready.get('idle')} idle; shard VmRSS {result['rss_after_kib']} KiB, "
             f"{result['held_by_shard']} more open fds; probing with new connections")
         probes = []
         for _ in range(20):
             began = time.monotonic()
-            status, error = probe_once(ctx.port)
+            status, error = measure.probe_once(ctx.port)
             probes.append((began, status, time.monotonic() - began, error))
             time.sleep(0.05)
-        result["probes"] = probe_summary(probes)
+        result["probes"] = measure.probe_summary(probes)
         state = attacker.last()
         result["attacker"] = state
         result["idle_held"] = state.get("idle")
@@ -753,7 +498,7 @@ def test_idle(ctx: Context) -> dict:
             result["kib_per_conn"] = round((result["rss_after_kib"] - result["rss_before_kib"]) / state["idle"], 3)
         attacker.stop()
         time.sleep(2)
-        result["rss_released_kib"] = median_rss(shard)
+        result["rss_released_kib"] = measure.median_rss(shard)
         result["other_load"] = other.stop()
         log(f"{name}: {result.get('kib_per_conn')} KiB per idle connection; new connections "
             f"{result['probes']['ok']}/{result['probes']['sent']} served; after closing them: "
@@ -818,7 +563,7 @@ def test_pipeline(ctx: Context) -> dict:
         h = Hitcore(ctx, name, [], ctx.ncpu)
         h.ready()
         ctx.redis.set("hit", 0)
-        result["shard_rss_before_kib"] = {str(p): median_rss(p, 3) for p in h.shard_pids}
+        result["shard_rss_before_kib"] = {str(p): measure.median_rss(p, 3) for p in h.shard_pids}
         result["tree_rss_before_kib"] = h.tree_rss()
         counter0 = ctx.redis.get_int("hit") or 0
         log(f"{name}: one connection writes pipelined GET / for {seconds}s without reading")
@@ -830,7 +575,7 @@ def test_pipeline(ctx: Context) -> dict:
         counter1 = ctx.redis.get_int("hit") or 0
         state = attacker.last()
         if state.get("local_port"):
-            result["socket_queues"] = socket_queues(ctx.port, state["local_port"])
+            result["socket_queues"] = measure.socket_queues(ctx.port, state["local_port"])
         t_end = time.monotonic()
         result["attacker"] = state
         result["peak_shard_rss_kib"] = {str(p): h.sampler.peak_rss(p, attacker.started, t_end) for p in h.shard_pids}
@@ -855,7 +600,7 @@ def test_pipeline(ctx: Context) -> dict:
         attacker.stop()
         h.alive_check("pipelining")
         time.sleep(1)
-        result["shard_rss_after_kib"] = {str(p): rss_kib(p) for p in h.shard_pids}
+        result["shard_rss_after_kib"] = {str(p): measure.rss_kib(p) for p in h.shard_pids}
         grown = max(h.shard_pids, key=lambda p: (result["peak_shard_rss_kib"][str(p)] or 0)
                     - result["shard_rss_before_kib"][str(p)])
         result["busiest_shard"] = str(grown)
@@ -888,14 +633,10 @@ def parse_args(argv):
     p.add_argument("--hitcore", type=Path, metavar="PATH",
                    help="hitcore binary (default target/release/hitcore, built with cargo if missing)")
     p.add_argument("--port", type=int, default=0, help="port for hitcore (default: a free one)")
-    p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
+    p.add_argument("--out", type=Path, default=session.RESULTS, help="results folder (default bench/results)")
     p.add_argument("--render", type=Path, metavar="DIR",
                    help="only write DIR.md again from DIR/summary.json (a recorded run's folder), its notes included")
     return p.parse_args(argv)
-
-
-def _on_signal(signum, _frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv=None) -> int:
@@ -914,16 +655,7 @@ def main(argv=None) -> int:
             print(f"bench/hostile: unknown test(s) {', '.join(unknown)} (known: {', '.join(TESTS)})",
                   file=sys.stderr)
             return 2
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
-    try:
-        return run(args, tests)
-    except KeyboardInterrupt:
-        log("interrupted: stopping every process this run started")
-        return 130
-    finally:
-        procs.cleanup()
+    return session.guard(run, args, tests)
 
 
 def run(args, tests: list[str]) -> int:
@@ -931,13 +663,12 @@ def run(args, tests: list[str]) -> int:
     settings = dict(MODES[mode], mode=mode)
     nofile = machine.raise_open_files_limit()
     started = datetime.datetime.now().astimezone()
-    host = results.host_tag()
     # A vs-nginx run alone gets its own name, so it neither overwrites nor is overwritten by a partial run.
-    name = f"{started:%Y-%m-%d}-{host}-hostile" + ("-quick" if args.quick else "") + \
+    name = session.results_name(started, "-hostile") + ("-quick" if args.quick else "") + \
         ("-vs-nginx" if tests == ["vs-nginx"] else "-partial" if args.only else "")
     out_dir = args.out.resolve()
     run_dir = out_dir / name
-    raw_dir, log_dir = results.fresh_run_dir(run_dir)
+    raw_dir, log_dir = session.fresh_run_dir(run_dir)
     log(f"bench/hostile {mode} run: {', '.join(tests)}; results -> {out_dir / name}.md")
     # One process (hitcore's shard, or the client holding the connections) needs a descriptor per
     # connection: the idle test's 10,000 in each, and the flood's and slowloris's a little less.
@@ -946,10 +677,7 @@ def run(args, tests: list[str]) -> int:
         log(f"warning: the open-files limit is {nofile[0]} (hard {nofile[1]}) but one process here needs "
             f"about {need}: raise the hard limit (`ulimit -Hn`) or some connections will fail")
     load_at_start = os.getloadavg()
-    busy = machine.cpu_busy_percent()
-    if busy is not None and busy > BUSY_PERCENT:
-        log(f"warning: the CPUs are {busy:.0f} % busy before the run starts: other work competes with it, "
-            "so the numbers will be worse and noisier than on a quiet machine")
+    busy = session.busy_check()
 
     problem = provision.apt_packages(["redis-server", "wrk"] + (["nginx"] if "vs-nginx" in tests else []), log_dir)
     if problem:
@@ -998,7 +726,7 @@ def run(args, tests: list[str]) -> int:
         "hitcore_binary": str(hitcore), "port": ctx.port,
         "hitcore_built": datetime.datetime.fromtimestamp(hitcore.stat().st_mtime).astimezone().isoformat(timespec="seconds"),
         "load_at_start": [round(x, 2) for x in load_at_start], "busy_at_start": busy,
-        "busy_threshold": BUSY_PERCENT, "tests": {},
+        "busy_threshold": session.BUSY_PERCENT, "tests": {},
     }
     summary["versions"]["redis-server"] = redis_version
     try:
@@ -1016,7 +744,7 @@ def run(args, tests: list[str]) -> int:
         redis.stop()
     summary["duration_s"] = round(procs.elapsed(), 1)
     summary["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    session.write_summary(run_dir, summary)
     report_path = out_dir / f"{name}.md"
     report_path.write_text(hostile_report.render(summary))
     print()

@@ -24,20 +24,17 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from . import callgrind, machine, perfstat, procs, provision, redisctl, results, servers
+from . import callgrind, machine, perfstat, procs, provision, redisctl, servers, session
 from .procs import log
 
-RESULTS = provision.BENCH / "results"
 PIPECLIENT = Path(__file__).resolve().with_name("pipeclient.py")
 SERVERS = ["hitcore", "nginx", "tokio"]
 SHAPES = ["keepalive", "close", "pipelined", "idle"]
@@ -54,8 +51,7 @@ MODES = {
 COUNTER_KEY = "hit"
 
 
-class RunError(Exception):
-    """A measurement that could not be made; the run goes on with the next one."""
+RunError = session.RunError  # bench/tests/test_perfstat.py expects it here
 
 
 # ---------------------------------------------------------------------------------------------
@@ -460,7 +456,7 @@ def parse_args(argv):
     p.add_argument("--tokio", type=Path, metavar="PATH",
                    help="tokio peer binary (default bench/peers/tokio-hyper/target/release/tokio-hyper-peer)")
     p.add_argument("--port", type=int, default=0, help="port for the servers (default: a free one)")
-    p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
+    p.add_argument("--out", type=Path, default=session.RESULTS, help="results folder (default bench/results)")
     return p.parse_args(argv)
 
 
@@ -472,10 +468,6 @@ def _list(value: str | None, known: list[str], what: str) -> list[str]:
     if unknown:
         raise ValueError(f"unknown {what} {', '.join(unknown)} (known: {', '.join(known)})")
     return [k for k in known if k in picked]
-
-
-def _on_signal(signum, _frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv=None) -> int:
@@ -490,23 +482,7 @@ def main(argv=None) -> int:
         if value is not None and value < 1:
             print(f"bench/syscalls: {flag} must be at least 1, not {value}", file=sys.stderr)
             return 2
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
-    try:
-        return run(args, chosen, shapes)
-    except KeyboardInterrupt:
-        log("interrupted: stopping every process this run started")
-        return 130
-    finally:
-        procs.cleanup()
-
-
-def _binary(given: Path | None, default: Path, what: str) -> Path:
-    path = (given or default).resolve()
-    if not os.access(path, os.X_OK):
-        raise RunError(f"{what}: {path} is not an executable file (build it, or pass its path)")
-    return path
+    return session.guard(run, args, chosen, shapes)
 
 
 def run(args, chosen: list[str], shapes: list[str]) -> int:
@@ -518,12 +494,11 @@ def run(args, chosen: list[str], shapes: list[str]) -> int:
         settings["rounds"] = args.rounds
     machine.raise_open_files_limit()
     started = datetime.datetime.now().astimezone()
-    host = results.host_tag()
-    name = f"{started:%Y-%m-%d}-{host}-syscalls" + ("-quick" if args.quick else "") + \
+    name = session.results_name(started, "-syscalls") + ("-quick" if args.quick else "") + \
         ("-instructions" if args.instructions_only else "") + ("-partial" if args.only or args.shapes else "")
     out_dir = args.out.resolve()
     run_dir = out_dir / name
-    raw_dir, log_dir = results.fresh_run_dir(run_dir)
+    raw_dir, log_dir = session.fresh_run_dir(run_dir)
     with_perf = not args.instructions_only
     with_callgrind = args.instructions or args.instructions_only
     tools = ("ab", "redis-server") + (("perf",) if with_perf else ()) + \
@@ -533,8 +508,8 @@ def run(args, chosen: list[str], shapes: list[str]) -> int:
             log(f"cannot run: `{tool}` is not installed (perf: apt-get install linux-perf; valgrind)")
             return 1
     try:
-        hitcore = _binary(args.hitcore, provision.HITCORE_BINARY, "hitcore") if "hitcore" in chosen else None
-        tokio = _binary(args.tokio, provision.TOKIO_BINARY, "the tokio peer") if "tokio" in chosen else None
+        hitcore = session.binary(args.hitcore, provision.HITCORE_BINARY, "hitcore") if "hitcore" in chosen else None
+        tokio = session.binary(args.tokio, provision.TOKIO_BINARY, "the tokio peer") if "tokio" in chosen else None
     except RunError as error:
         log(f"cannot run: {error}")
         return 1
@@ -580,7 +555,7 @@ def run(args, chosen: list[str], shapes: list[str]) -> int:
     if with_callgrind:
         summary["instructions"] = instructions
         summary["instructions_folded"] = fold_instructions(instructions)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    session.write_summary(run_dir, summary)
     report_path = out_dir / f"{name}.md"
     report_path.write_text(render(summary))
     log(f"done in {procs.elapsed():.0f}s: {report_path}")

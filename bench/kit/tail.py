@@ -13,7 +13,7 @@
    Redis's commands in it (the batch size) and the server's involuntary context switches; the
    counter against the 2xx answers after each;
 5. fold the rounds into medians, check the goal, and write bench/results/<date>-<host>-tail.md
-   (kit/tail_report.py), its PNG (kit/tail_chart.py, under bench/.venv's matplotlib), and the
+   (kit/tail_report.py), its PNG (kit/charts.py tail, under bench/.venv's matplotlib), and the
    folder with summary.json, raw/ (oha's JSON) and logs/ (ignored by git).
 Every process started is stopped by PID at the end, on error and on Ctrl-C.
 """
@@ -25,16 +25,13 @@ import json
 import os
 import re
 import shlex
-import signal
 import sys
 import time
 from pathlib import Path
 
-from . import machine, perfstat, procs, provision, redisctl, results, servers, tail_report, tail_stats
-from .compare import _machine_cpu_seconds, binary_identity
+from . import machine, measure, perfstat, procs, provision, redisctl, servers, session, tail_report, tail_stats
 from .procs import log
 
-RESULTS = provision.BENCH / "results"
 SERVERS = ["hitcore", "hitcore-1", "hitcore-pin", "nginx", "tokio"]
 DEFAULT_SERVERS = ["hitcore", "nginx", "tokio"]
 MODES = {
@@ -43,10 +40,6 @@ MODES = {
 }
 WARMUP_S = 1
 COUNTER_KEY = "hit"
-
-
-class RunError(Exception):
-    """A measurement that could not be made; the run goes on with the next one."""
 
 
 def parse_args(argv):
@@ -81,16 +74,12 @@ def parse_args(argv):
                    help="tokio peer binary (default bench/peers/tokio-hyper/target/release/tokio-hyper-peer)")
     p.add_argument("--oha", type=Path, metavar="PATH", help="oha binary (default: provisioned, see bench/README.md)")
     p.add_argument("--name", help="results name after the date (default <host>-tail[-quick][-partial])")
-    p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
+    p.add_argument("--out", type=Path, default=session.RESULTS, help="results folder (default bench/results)")
     p.add_argument("--provision", action="store_true",
                    help="only provision (oha, bench/.venv, the tokio peer, hitcore) and exit: no load")
     p.add_argument("--render", type=Path, metavar="DIR",
                    help="only write the report (and chart) again from DIR/summary.json (and DIR/notes.md)")
     return p.parse_args(argv)
-
-
-def _on_signal(signum, _frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _servers(text: str | None) -> list[str]:
@@ -138,17 +127,8 @@ def main(argv=None) -> int:
             settings[key] = value
     settings["oha_threads"] = args.oha_threads
     settings["cpus_load"] = args.cpus_load
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
     machine.raise_open_files_limit()
-    try:
-        return run(args, settings, chosen)
-    except KeyboardInterrupt:
-        log("interrupted: stopping every process this run started")
-        return 130
-    finally:
-        procs.cleanup()
+    return session.guard(run, args, settings, chosen)
 
 
 def render_again(folder: Path, out: Path) -> int:
@@ -166,18 +146,7 @@ def _notes(folder: Path) -> str | None:
 
 
 def draw_chart(summary_path: Path, out_dir: Path, name: str, log_dir: Path) -> list[str]:
-    python = provision.venv_python("main")
-    if not python.exists():
-        log("no chart: bench/.venv is missing (bench/tail --provision makes it)")
-        return []
-    result = procs.run([str(python), str(Path(__file__).with_name("tail_chart.py")), str(summary_path),
-                        str(out_dir / f"{name}.png")], timeout=180, label="drawing the chart")
-    if not result.ok:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        (log_dir / "chart.log").write_text(result.stdout + result.stderr)
-        log(f"no chart: {result.tail(2)}")
-        return []
-    return [f"{name}.png"]
+    return [f"{name}.png"] if session.chart("tail", [summary_path, out_dir / f"{name}.png"], log_dir) else []
 
 
 def provision_all(log_dir: Path, need_binaries: bool) -> tuple[Path | None, str | None]:
@@ -241,12 +210,12 @@ class Bench:
     def start(self, server: str, tag: str) -> tuple[procs.Service, servers.Spec]:
         spec = self.spec(server)
         if servers.port_in_use(self.port) and not servers.wait_port_free(self.port):
-            raise RunError(f"port {self.port} is still busy")
+            raise session.RunError(f"port {self.port} is still busy")
         service = procs.Service(tag, spec.argv, self.log_dir / f"{tag}.log", env={**os.environ, **spec.env})
         problem = servers.wait_ready(service, spec, self.port)
         if problem:
             service.stop()
-            raise RunError(f"{server} did not start: {problem}")
+            raise session.RunError(f"{server} did not start: {problem}")
         if spec.uses_redis:
             self.redis.set(COUNTER_KEY, 0)
         return service, spec
@@ -262,10 +231,10 @@ class Bench:
         def reading(proc) -> dict:
             r = {"t": time.monotonic(), "oha": procs.cpu_seconds([proc.pid]),
                  "server": procs.cpu_seconds(server_pids), "redis": procs.cpu_seconds([self.redis.pid]),
-                 "machine": _machine_cpu_seconds()}
-            r["server_wait"] = run_delay(server_pids)
-            r["redis_wait"] = run_delay([self.redis.pid])
-            r["oha_wait"] = run_delay([proc.pid])
+                 "machine": measure.machine_cpu_seconds()}
+            r["server_wait"] = measure.run_delay(server_pids)
+            r["redis_wait"] = measure.run_delay([self.redis.pid])
+            r["oha_wait"] = measure.run_delay([proc.pid])
             switches = perfstat.switches_of(perfstat.tasks_of(server_pids))
             r["vol"] = sum(v for v, _ in switches.values())
             r["nonvol"] = sum(n for _, n in switches.values())
@@ -288,13 +257,13 @@ class Bench:
         if raw_name:
             (self.raw_dir / f"{raw_name}.json").write_text(result.stdout)
         if result.timed_out:
-            raise RunError(f"oha did not finish within {duration + 60}s")
+            raise session.RunError(f"oha did not finish within {duration + 60}s")
         if result.returncode != 0:
-            raise RunError(f"oha exited with status {result.returncode}: {result.tail(2)}")
+            raise session.RunError(f"oha exited with status {result.returncode}: {result.tail(2)}")
         try:
             out = {"oha": tail_stats.parse_oha(result.stdout)}
         except tail_stats.OhaError as error:
-            raise RunError(str(error)) from None
+            raise session.RunError(str(error)) from None
         if len(marks) == 2:
             out["cpu"] = tail_stats.window_cpu(marks[0], marks[1])
         if uses_redis:
@@ -305,18 +274,6 @@ class Bench:
                                                       self.settings["connections"])
         out["argv"] = " ".join(argv)
         return out
-
-
-def run_delay(pids: list[int]) -> float:
-    """Seconds the threads of `pids` have spent runnable but waiting for a CPU so far (the second
-    field of /proc/TID/schedstat): the direct measure of "behind a busy CPU"."""
-    total = 0
-    for tid, pid in perfstat.tasks_of(pids).items():
-        try:
-            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total / 1e9
 
 
 def _shards(flags: list[str], ncpu: int) -> int:
@@ -351,7 +308,7 @@ def server_round(bench: Bench, server: str, rnd: int, rates: dict[float, int]) -
     out = []
     try:
         service, spec = bench.start(server, tag)
-    except RunError as error:
+    except session.RunError as error:
         log(f"round {rnd}, {server}: {error}")
         return [{"server": server, "round": rnd, "fraction": f, "rate": r, "error": str(error)}
                 for f, r in rates.items()]
@@ -368,13 +325,13 @@ def server_round(bench: Bench, server: str, rnd: int, rates: dict[float, int]) -
                 log(f"round {rnd}, {server} at {rate:,}/s: p50 {o['p50_ms']} p99 {o['p99_ms']} p99.9 "
                     f"{o['p999_ms']} max {o['max_ms']} ms, {o['ok_rps']:,.0f} 2xx/s, oha "
                     f"{record.get('cpu', {}).get('oha_pct', '?')} %, counter {record.get('counter', '-')}")
-            except (RunError, OSError, redisctl.RedisError) as error:
+            except (session.RunError, OSError, redisctl.RedisError) as error:
                 log(f"round {rnd}, {server} at {rate}/s: {error}")
                 record["error"] = str(error)
             out.append(record)
             if not service.alive():
-                raise RunError(f"{server} exited during round {rnd}")
-    except RunError as error:
+                raise session.RunError(f"{server} exited during round {rnd}")
+    except session.RunError as error:
         log(f"round {rnd}, {server}: {error}")
         done = {m["fraction"] for m in out}
         out += [{"server": server, "round": rnd, "fraction": f, "rate": r, "error": str(error)}
@@ -388,19 +345,10 @@ def server_round(bench: Bench, server: str, rnd: int, rates: dict[float, int]) -
     return out
 
 
-def _binary(given: Path | None, default: Path, what: str) -> Path:
-    path = (given or default).resolve()
-    if not os.access(path, os.X_OK):
-        raise RunError(f"{what}: {path} is not an executable file (bench/tail --provision builds it, "
-                       "or pass its path)")
-    return path
-
-
 def run(args, settings: dict, chosen: list[str]) -> int:
     started = datetime.datetime.now().astimezone()
-    host = results.host_tag()
     suffix = ("-quick" if args.quick else "") + ("-partial" if args.only or args.rates or args.hitcore_flags or args.hitcore_env else "")
-    name = f"{started:%Y-%m-%d}-" + (args.name or f"{host}-tail{suffix}")
+    name = f"{started:%Y-%m-%d}-" + (args.name or f"{session.host_tag()}-tail{suffix}")
     out_dir = args.out.resolve()
     run_dir = out_dir / name
     raw_dir, log_dir = run_dir / "raw", run_dir / "logs"
@@ -409,7 +357,7 @@ def run(args, settings: dict, chosen: list[str]) -> int:
         oha, problem = provision_all(log_dir, need_binaries=True)
         log(problem or f"provisioned: {oha}")
         return 1 if problem else 0
-    results.fresh_run_dir(run_dir, keep_logs=True)  # the logs already hold provisioning's
+    session.fresh_run_dir(run_dir, keep_logs=True)  # the logs already hold provisioning's
     if args.oha:
         oha, problem = args.oha.resolve(), None
     else:
@@ -422,18 +370,18 @@ def run(args, settings: dict, chosen: list[str]) -> int:
             log(f"cannot run: `{tool}` is not installed (bench/run provisions it)")
             return 1
     try:
-        hitcore = _binary(args.hitcore, provision.HITCORE_BINARY, "hitcore") \
+        hitcore = session.binary(args.hitcore, provision.HITCORE_BINARY, "hitcore") \
             if any(s.startswith("hitcore") for s in chosen) else None
-        tokio = _binary(args.tokio, provision.TOKIO_BINARY, "the tokio peer") \
+        tokio = session.binary(args.tokio, provision.TOKIO_BINARY, "the tokio peer") \
             if "tokio" in chosen else None
-    except RunError as error:
+    except session.RunError as error:
         log(f"cannot run: {error}")
         return 1
     log(f"bench/tail {settings['mode']} run: {', '.join(chosen)}, rates {settings['fractions']} of the maximum, "
         f"{settings['rounds']} rounds of {settings['duration']}s, -c {settings['connections']}; "
         f"results -> {out_dir / name}.md")
     load_at_start = [round(x, 2) for x in os.getloadavg()]
-    busy_at_start = machine.cpu_busy_percent()
+    busy_at_start = session.busy_check()
     redis = redisctl.RedisServer(log_dir)
     redis.wait_ready()
     versions = machine.versions(hitcore, redis.version())
@@ -450,14 +398,14 @@ def run(args, settings: dict, chosen: list[str]) -> int:
         else:
             try:
                 maxima.append(closed_loop(bench, "nginx"))
-            except RunError as error:
+            except session.RunError as error:
                 log(f"cannot run: the closed-loop maximum against nginx failed: {error}")
                 return 1
             max_rps = maxima[0]["oha"]["ok_rps"]
             for server in ([] if args.no_max_all else [s for s in chosen if s != "nginx"]):
                 try:
                     maxima.append(closed_loop(bench, server))
-                except RunError as error:
+                except session.RunError as error:
                     maxima.append({"server": server, "error": str(error)})
         rates = tail_stats.rates(max_rps, settings["fractions"])
         log("offered rates: " + ", ".join(f"{tail_stats.percent_label(f)} = {r:,}/s" for f, r in rates.items()))
@@ -473,7 +421,7 @@ def run(args, settings: dict, chosen: list[str]) -> int:
         "name": name, "started": started.isoformat(timespec="seconds"), "settings": settings,
         "command": "bench/tail" + (" " + shlex.join(sys.argv[1:]) if sys.argv[1:] else ""),
         "machine": machine.describe(), "versions": versions, "servers": chosen, "titles": titles,
-        "binaries": {k: binary_identity(str(v)) for k, v in (("hitcore", hitcore), ("tokio", tokio), ("oha", oha)) if v},
+        "binaries": {k: measure.binary_identity(str(v)) for k, v in (("hitcore", hitcore), ("tokio", tokio), ("oha", oha)) if v},
         "load_at_start": load_at_start, "busy_at_start": busy_at_start,
         "load_at_end": [round(x, 2) for x in os.getloadavg()], "duration_s": round(procs.elapsed(), 1),
         "max_rps": max_rps, "maxima": maxima, "rates": {str(f): r for f, r in rates.items()},
@@ -481,8 +429,7 @@ def run(args, settings: dict, chosen: list[str]) -> int:
     }
     summary["folded"] = tail_stats.fold(measurements)
     summary["verdicts"] = tail_stats.verdicts(summary["folded"])
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    charts = draw_chart(run_dir / "summary.json", out_dir, name, log_dir)
+    charts = draw_chart(session.write_summary(run_dir, summary), out_dir, name, log_dir)
     report_path = out_dir / f"{name}.md"
     report_path.write_text(tail_report.render(summary, charts, _notes(run_dir)))
     log(f"done in {procs.elapsed():.0f}s: {report_path}")

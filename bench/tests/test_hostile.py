@@ -13,7 +13,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
-from kit import attackers, hostile, hostile_report  # noqa: E402
+from kit import attackers, hostile, hostile_report, measure  # noqa: E402
 
 SUMMARY = json.loads((Path(__file__).resolve().parent / "fixtures" / "summary-hostile-quick.json").read_text())
 
@@ -92,7 +92,7 @@ class BookkeepingTest(unittest.TestCase):
     def test_probe_summary(self):
         # (start, status, latency s, error): answers end at 1.1, 1.6 and 4.1; one timeout between
         results = [(1.0, 200, 0.1, None), (1.5, 200, 0.1, None), (2.0, None, 2.0, "timeout"), (4.0, 200, 0.1, None)]
-        p = hostile.probe_summary(results, 1.0, 5.0)
+        p = measure.probe_summary(results, 1.0, 5.0)
         self.assertEqual((p["sent"], p["ok"], p["errors"]), (4, 3, {"timeout": 1}))
         self.assertEqual(p["longest_gap_ms"], 2500.0)
         self.assertEqual(p["max_ms"], 100.0)
