@@ -33,7 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import compare_plan, compare_report, loadgen, machine, measure, procs, provision, redisctl, rounds, servers, session
+from . import compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, rounds, servers, session
+from .measure import binary_identity, fd_count, listen_counters, machine_cpu_seconds, socket_summary
 from .observe import Scraper
 from .procs import log
 
@@ -268,7 +269,7 @@ def _count_lines(path: Path) -> int | None:
         return None
 
 
-def measure_variant(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw_dir: Path, log_dir: Path,
+def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw_dir: Path, log_dir: Path,
             scratch: Path) -> dict:
     """One variant, one round: start, wrk with the samplers, stop. Returns the round's row."""
     name = variant.name
@@ -307,7 +308,7 @@ def measure_variant(variant, filled: dict, round_no: int, setups: RedisSetups, a
             r = {"t": time.monotonic(), "redis": procs.cpu_seconds(redis_pids),
                  "replica": procs.cpu_seconds(replica_pids), "sentinels": procs.cpu_seconds(sentinel_pids),
                  "server": procs.cpu_seconds(server_pids),
-                 "wrk": procs.cpu_seconds([proc.pid]), "machine": measure.machine_cpu_seconds()}
+                 "wrk": procs.cpu_seconds([proc.pid]), "machine": machine_cpu_seconds()}
             if redis:
                 with redis.client() as client:
                     info = client.command("INFO", "commandstats")
@@ -325,14 +326,14 @@ def measure_variant(variant, filled: dict, round_no: int, setups: RedisSetups, a
             # The window's end: how the connections spread over the server's processes (open
             # descriptors: a shard's or worker's connections plus a few of its own), and the
             # kernel's socket totals, for a run with many connections.
-            marks[1]["fds"] = [measure.fd_count(pid) for pid in server_pids]
-            marks[1]["ss"] = measure.socket_summary()
+            marks[1]["fds"] = [fd_count(pid) for pid in server_pids]
+            marks[1]["ss"] = socket_summary()
 
         url = f"http://127.0.0.1:{port}/"
-        listen0 = measure.listen_counters()
+        listen0 = listen_counters()
         result = loadgen.wrk(url, args.threads, args.connections, args.duration, raw_dir / f"{tag}.txt", None,
                              while_running=sample)
-        listen1 = measure.listen_counters()
+        listen1 = listen_counters()
         # Connections the kernel turned away at a full accept queue during the whole wrk run (its
         # connect burst included): the whole machine's count, but only this run opens connections.
         result.update({k: listen1[k] - listen0[k] for k in listen1 if k in listen0})
@@ -458,7 +459,7 @@ def run(args, plan, sets) -> int:
         redis_any = next(iter(setups.by_setup.values()), None)
         summary["versions"] = machine.versions(hitcore if hitcore.exists() else None,
                                                redis_any.version() if redis_any else None)
-        summary["binaries"] = {k: measure.binary_identity(base_values[k]) for k in sorted(used & set(base_values))
+        summary["binaries"] = {k: binary_identity(base_values[k]) for k in sorted(used & set(base_values))
                                if os.access(base_values[k], os.X_OK)}
         per_round, meta = [], []
         for rnd in range(1, args.rounds + 1):
@@ -482,7 +483,7 @@ def run(args, plan, sets) -> int:
                     env = " ".join(f"{k}=…" for k in filled["env"])
                     print(f"{v.name}: {env} {' '.join(filled['argv'])}")
                     continue
-                rows.append(measure_variant(v, filled, rnd, setups, args, raw_dir, log_dir, scratch))
+                rows.append(measure(v, filled, rnd, setups, args, raw_dir, log_dir, scratch))
             if args.dry_run:
                 setups.stop()
                 return 0
