@@ -76,6 +76,15 @@ def fresh_run_dir(run_dir: Path, also=(), keep_logs: bool = False) -> tuple[Path
     return raw_dir, log_dir
 
 
+def pick(value: str, known: list[str], what: str) -> list[str]:
+    """A comma-separated choice from `known`, in `known`'s order; ValueError naming the unknown ones."""
+    picked = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [v for v in picked if v not in known]
+    if unknown:
+        raise ValueError(f"unknown {what} {', '.join(unknown)} (known: {', '.join(known)})")
+    return [k for k in known if k in picked]
+
+
 def busy_check() -> float | None:
     """How busy the CPUs are before a run (1 s of /proc/stat); warns above BUSY_PERCENT."""
     busy = machine.cpu_busy_percent()
@@ -99,6 +108,22 @@ def binary(given: Path | None, default: Path, what: str) -> Path:
     if not os.access(path, os.X_OK):
         raise RunError(f"{what}: {path} is not an executable file (build it, or pass its path)")
     return path
+
+
+def hitcore_binary(given: Path | None, log_dir: Path) -> Path:
+    """`--hitcore`'s binary, else target/release/hitcore, built with cargo when missing (its log in
+    log_dir); RunError when neither gives an executable."""
+    if given:
+        return binary(given, given, "--hitcore")
+    if not provision.HITCORE_BINARY.exists():
+        problem = provision.hitcore(log_dir)
+        if problem:
+            raise RunError(problem)
+    return binary(None, provision.HITCORE_BINARY, "hitcore")
+
+
+def read_summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
 
 
 def write_summary(run_dir: Path, summary: dict) -> Path:

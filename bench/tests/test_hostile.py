@@ -13,7 +13,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
-from kit import attackers, hostile, hostile_report, measure  # noqa: E402
+from kit import attackers, hostile_report, measure, victims  # noqa: E402
 
 SUMMARY = json.loads((Path(__file__).resolve().parent / "fixtures" / "summary-hostile-quick.json").read_text())
 
@@ -82,7 +82,7 @@ class BookkeepingTest(unittest.TestCase):
             "[2026-11-27 02:24:47 +0000] [1] [INFO] Booting worker with pid: 4 (shard 1, cpu 1)",
             "thread 'main' panicked at src/x.rs:1:1",
         ])
-        info = hostile.analyse_log(log, shards=2)
+        info = victims.analyse_log(log, shards=2)
         self.assertEqual(info["evicted_at_cap"], 7)
         self.assertEqual(info["shard_restarts"], 1)
         self.assertEqual(info["worker_timeouts"], 1)
@@ -100,7 +100,7 @@ class BookkeepingTest(unittest.TestCase):
     def test_attacker_window(self):
         lines = [{"t": float(t), "open": 100 - t, "opened": 10 * t, "closed_by_server": 10 * t, "connect_failed": 0}
                  for t in range(10)]
-        w = hostile.window(lines, 2.0, 6.0)
+        w = victims.window(lines, 2.0, 6.0)
         self.assertEqual(w["closed_by_server"], 40)
         self.assertEqual(w["closed_per_s"], 10.0)
         self.assertEqual(w["open_min"], 94)
