@@ -49,6 +49,10 @@ def _unregister(item) -> None:
             _LIVE.remove(item)
 
 
+class RunError(Exception):
+    """A measurement that could not be made; the run goes on with the next one."""
+
+
 class Result:
     """What a bounded command did."""
 

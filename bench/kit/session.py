@@ -27,8 +27,7 @@ BUSY_PERCENT = 20  # CPU use by other work before a run above which the run warn
 CHARTS = Path(__file__).resolve().with_name("charts.py")
 
 
-class RunError(Exception):
-    """A measurement that could not be made; the run goes on with the next one."""
+RunError = procs.RunError
 
 
 def _on_signal(signum, _frame):
