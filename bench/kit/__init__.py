@@ -10,7 +10,8 @@ module owns what; the libraries every tool shares:
 - servers.py   the servers under test: command lines, environment, readiness, log checks
 - loadgen.py, parse.py   running ab and wrk, bounded in time; pure parsers of their output
 - machine.py, provision.py   the machine description and versions; apt, virtualenvs, cargo builds
-- report.py, charts.py   bench/run's Markdown; every PNG (under bench/.venv's matplotlib)
+- md.py        the Markdown every report writes: numbers, tables, the machine section, notes
+- charts.py    every PNG (under bench/.venv's matplotlib)
 
 Only the standard library is used outside charts.py, so every tool works before any virtualenv
 exists. bench/device/run16 imports parse, procs, redisctl, servers, loadgen and machine too, from
