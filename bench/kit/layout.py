@@ -141,10 +141,10 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.requests = 1, 5000
-    args.only = [v.strip() for v in args.only.split(",") if v.strip()]
-    unknown = [v for v in args.only if v not in VARIANTS]
-    if unknown:
-        p.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    try:
+        args.only = session.pick(args.only, list(VARIANTS), "variant(s)")
+    except ValueError as error:
+        p.error(str(error))
     if any(VARIANTS[v][1] is not None for v in args.only) and not args.hitcore.exists():
         p.error(f"{args.hitcore} does not exist: cargo build --release, or pass --hitcore")
     return args
@@ -165,14 +165,11 @@ def spec_for(variant: str, ctx: servers.Context) -> servers.Spec:
 def measure(variant: str, ctx: servers.Context, redis: redisctl.RedisServer, args, tag: str,
             raw_dir: Path, log_dir: Path) -> dict:
     spec = spec_for(variant, ctx)
-    if not servers.wait_port_free(ctx.port):
-        return {"status": f"not run: port {ctx.port} busy"}
-    env = dict(os.environ, **spec.env)
-    service = procs.Service(variant, spec.argv, log_dir / f"{tag}.log", env=env)
     try:
-        why = servers.wait_ready(service, spec, ctx.port, timeout=30, settle=0.5)
-        if why:
-            return {"status": f"did not start: {why}"}
+        service = servers.start(spec, ctx.port, log_dir / f"{tag}.log", name=variant)
+    except procs.RunError as error:
+        return {"status": str(error)}
+    try:
         redis.set("hit", 0)
         pids = [service.pid] + procs.descendants(service.pid)
         marks: dict = {}

@@ -22,14 +22,7 @@ from . import perfstat, procs
 
 
 def rss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
+    return procs.memory_kib(pid)[0]
 
 
 def fd_count(pid: int) -> int | None:
@@ -51,20 +44,9 @@ class OtherLoad:
     @staticmethod
     def _snapshot() -> dict:
         ours = {os.getpid(), *procs.descendants(os.getpid())}
-        out = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) in ours:
-                continue
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            fields = stat[stat.rfind(b")") + 2:].split()
-            if int(fields[1]) == 2 or int(entry) == 2:  # kernel threads
-                continue
-            out[int(entry)] = (int(fields[11]) + int(fields[12]), stat[stat.find(b"(") + 1:stat.rfind(b")")].decode(errors="replace"))
-        return out
+        stats = {pid: procs.proc_stat(pid) for pid in procs.all_pids() if pid not in ours and pid != 2}
+        return {pid: (int(f[11]) + int(f[12]), name) for pid, (name, f) in
+                ((pid, s) for pid, s in stats.items() if s) if int(f[1]) != 2}  # not kernel threads
 
     def stop(self) -> dict:
         seconds = max(1e-6, time.monotonic() - self.began)
