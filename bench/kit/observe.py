@@ -71,18 +71,13 @@ def series(scrapes: list[tuple[float, dict[str, float]]]) -> dict:
         if dt <= 0:
             continue
         out["t"].append(round(t1, 3))
-        codes_a = {_label(k, "code"): v for k, v in _family(a, "hitcore_http_requests_total").items()}
-        codes_b = {_label(k, "code"): v for k, v in _family(b, "hitcore_http_requests_total").items()}
-        for code in sorted(set(codes_a) | set(codes_b)):
-            out["rps"].setdefault(code, [])
-        for code, values in out["rps"].items():
-            values.append(round(max(codes_b.get(code, 0) - codes_a.get(code, 0), 0) / dt, 1))
-        reasons_a = {_label(k, "reason"): v for k, v in _family(a, "hitcore_http_unavailable_total").items()}
-        reasons_b = {_label(k, "reason"): v for k, v in _family(b, "hitcore_http_unavailable_total").items()}
-        for reason in sorted(set(reasons_a) | set(reasons_b)):
-            out["unavailable"].setdefault(reason, [])
-        for reason, values in out["unavailable"].items():
-            values.append(round(max(reasons_b.get(reason, 0) - reasons_a.get(reason, 0), 0) / dt, 1))
+        for key, family, label in (("rps", "hitcore_http_requests_total", "code"),
+                                   ("unavailable", "hitcore_http_unavailable_total", "reason")):
+            before, after = ({_label(k, label): v for k, v in _family(x, family).items()} for x in (a, b))
+            for name in sorted(set(before) | set(after)):
+                out[key].setdefault(name, [])
+            for name, values in out[key].items():
+                values.append(round(max(after.get(name, 0) - before.get(name, 0), 0) / dt, 1))
         trips = b.get("hitcore_redis_batch_increments_count", 0) - a.get("hitcore_redis_batch_increments_count", 0)
         incs = b.get("hitcore_redis_batch_increments_sum", 0) - a.get("hitcore_redis_batch_increments_sum", 0)
         out["coalescing"].append(round(incs / trips, 2) if trips > 0 else None)
@@ -183,18 +178,13 @@ def run(args) -> int:
     out_dir = args.out.resolve()
     log_dir = out_dir / name / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    problem = provision.apt_packages(["redis-server", "wrk"], log_dir)
+    # Without --hitcore, cargo build --release first (quick when it is up to date), as bench/run does.
+    problem = provision.apt_packages(["redis-server", "wrk"], log_dir) or (
+        None if args.hitcore else provision.hitcore(log_dir))
+    hitcore = args.hitcore.resolve() if args.hitcore else provision.HITCORE_BINARY
     if problem:
         log(f"cannot run: {problem}")
         return 1
-    if args.hitcore:
-        hitcore = args.hitcore.resolve()
-    else:
-        problem = provision.hitcore(log_dir)
-        if problem:
-            log(f"cannot run: {problem}")
-            return 1
-        hitcore = provision.HITCORE_BINARY
 
     redis = redisctl.RedisServer(log_dir)
     redis.wait_ready()
