@@ -22,10 +22,13 @@
 //! - [`redis`]: Redis URLs (single node, Sentinel, Cluster), RESP, the coalescing queue, the connect
 //!   path (discovery, TLS, ROLE), the pipelined connection task, Sentinel and Cluster routing.
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
+//! - [`badge`]: shields-style SVG badges of a counter's value from Abacus's query parameters, sized
+//!   by Verdana 11 px's real advance widths (pure: no I/O; the API routes call it).
 
 #![warn(missing_docs, missing_debug_implementations)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod badge;
 pub mod bind;
 pub mod cli;
 pub mod config;
