@@ -1,6 +1,6 @@
 """Checks bench/hostile's report (kit/hostile_report.py) on a recorded run
 (tests/fixtures/summary-hostile-quick.json, from a `bench/hostile --quick` on a 2-core machine), and
-its bookkeeping helpers (kit/hostile.py, kit/attackers.py) on made-up inputs, without running anything.
+its bookkeeping helpers (kit/victims.py, kit/measure.py, kit/attackers.py) on made-up inputs, without running anything.
 
     python3 bench/tests/test_hostile.py        (or: python3 -m unittest discover -s bench/tests)
 """

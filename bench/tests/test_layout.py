@@ -1,4 +1,4 @@
-"""Checks bench/layout's pure parts (kit/layout.py, kit/layout_report.py): reading /proc/stat, schedstat
+"""Checks bench/layout's pure parts (kit/layout.py): reading /proc/stat, schedstat
 and sched, the per-run figures, medians and the report, on texts copied from this machine's /proc.
 
 Run from anywhere, with the system python3 (stdlib only), in well under a second:
