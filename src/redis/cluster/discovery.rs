@@ -4,8 +4,7 @@
 //! slot. At each connect this asks the primaries it has learnt, then the seeds, for the slot map
 //! (`CLUSTER SHARDS`, with `CLUSTER SLOTS` in the same round trip for servers older than 7.0),
 //! unless a `-MOVED` has just named the owner: the node that answered `-MOVED` knows better than
-//! any map another node may still be gossiping about. The map is kept: [`ClusterDiscovery::owner`]
-//! answers for any slot, for callers that route other keys.
+//! any map another node may still be gossiping about.
 //!
 //! It owns the cluster conversation only; transports are `dial`'s, the handshake and the `ROLE`
 //! check of the node it names are `connect`'s, the slot arithmetic is `slots`'s.
@@ -41,7 +40,8 @@ impl ClusterDiscovery {
         ClusterDiscovery { seeds, map: SlotMap::default(), slot: key_slot(key.as_bytes()), tls }
     }
 
-    /// The owner of `slot` in the map last learnt, if any.
+    /// The owner of `slot` in the map last learnt, if any: the counting API's router
+    /// (`router.rs`) sends each key to its slot's owner by it.
     pub fn owner(&self, slot: u16) -> Option<&HostPort> {
         self.map.owner(slot)
     }
