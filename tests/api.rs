@@ -445,3 +445,32 @@ fn shields_are_svg_badges_of_the_value() {
     let (s, v, _) = req(&mut c, "GET", "/get/badges/missing/shield", "");
     assert_eq!((s, v), (404, json!({"error": "Key not found"})));
 }
+
+/// A bad API flag is refused naming the flag, exit 2; the admin token is never echoed.
+#[test]
+fn bad_api_flags_are_refused_by_name_without_the_token() {
+    let refused = |args: &[&str], flag: &str| -> String {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hitcore"))
+            .args(args)
+            .arg("--check-config")
+            .env_remove("REDIS_URL")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?} names {flag}: {stderr}");
+        stderr
+    };
+    refused(&["--rate-limit", "30"], "--rate-limit");
+    refused(&["--rate-limit", "0/3"], "--rate-limit");
+    refused(&["--cors-origins", "example.com"], "--cors-origins");
+    refused(&["--api-mode", "shut"], "--api-mode");
+    refused(&["--admin-token-file", "/nonexistent/token"], "--admin-token-file");
+    let dir = std::env::temp_dir().join(format!("hitcore-api-flags-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token");
+    std::fs::write(&file, "short secret\n").unwrap();
+    let stderr = refused(&["--admin-token-file", file.to_str().unwrap()], "--admin-token-file");
+    assert!(!stderr.contains("short secret"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -46,8 +46,9 @@ impl RateLimit {
     }
 }
 
-/// The counting API's settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The counting API's settings. Its `Debug` masks the admin token, as `RedisTarget`'s masks the
+/// password: a `{:?}` of a configuration must not leak it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
     /// `--api-mode` (default open).
@@ -86,6 +87,20 @@ impl Default for Settings {
     }
 }
 
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("mode", &self.mode)
+            .field("counter_ttl", &self.counter_ttl)
+            .field("cors_origins", &self.cors_origins)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
+            .field("stream", &self.stream)
+            .field("rate_limit", &self.rate_limit)
+            .field("forwarded_allow_ips", &self.forwarded_allow_ips)
+            .finish()
+    }
+}
+
 impl Settings {
     /// The TTL to set, if any.
     pub fn ttl(&self) -> Option<u64> {
@@ -103,6 +118,13 @@ mod tests {
         for bad in ["30", "0/3", "3/0", "x/3", "3/-1", ""] {
             assert!(RateLimit::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn debug_masks_the_admin_token() {
+        let s = Settings { admin_token: Some("sekrit-token-0123456789".into()), ..Settings::default() };
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("sekrit") && shown.contains("admin_token: Some(\"***\")"), "{shown}");
     }
 
     #[test]
