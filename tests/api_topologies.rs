@@ -156,3 +156,60 @@ fn cluster_routes_each_key_to_its_slots_owner() {
     assert_eq!(hit(&mut c), before + 3);
     assert_eq!(cluster.nodes[to].counter(name), before + 3);
 }
+
+/// `rediss://`: the API's commands, its per-key coalescing and the `/stream` subscriber all go over
+/// TLS verified against a private CA.
+#[test]
+fn tls_counts_keys_and_streams() {
+    let certs = common::certs::Certs::make();
+    let tls_port = free_port();
+    let redis = TestRedis::start_args(
+        Some(PASSWORD),
+        &[
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-cert-file",
+            &certs.files.cert,
+            "--tls-key-file",
+            &certs.files.key,
+            "--tls-ca-cert-file",
+            &certs.files.ca,
+            "--tls-auth-clients",
+            "no",
+        ],
+    );
+    let url = format!("rediss://:{}@127.0.0.1:{tls_port}/0", percent(PASSWORD));
+    let server = TestServer::start(&[
+        "-w",
+        "2",
+        "--share-cpus",
+        "--redis",
+        &url,
+        "--redis-tls-ca",
+        &certs.files.ca,
+        "--api-stream",
+    ]);
+    server.wait_ready(2);
+
+    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.write_all(b"GET /stream/tls/page HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut seen = Vec::new();
+    let mut read_until = |needle: &str, seen: &mut Vec<u8>| {
+        while !String::from_utf8_lossy(seen).contains(needle) {
+            let mut chunk = [0u8; 4096];
+            let n = s.read(&mut chunk).unwrap();
+            assert!(n > 0, "closed before {needle:?}: {}", String::from_utf8_lossy(seen));
+            seen.extend_from_slice(&chunk[..n]);
+        }
+    };
+    read_until("\r\n\r\n", &mut seen);
+    let mut c = Client::connect(server.addr);
+    let batch = "GET /hit/tls/page HTTP/1.1\r\nHost: t\r\n\r\nGET /hit/tls/other HTTP/1.1\r\nHost: t\r\n\r\n".repeat(3);
+    c.send(batch.as_bytes());
+    let bodies: Vec<String> = (0..6).map(|_| c.read_response(false).text()).collect();
+    assert_eq!(bodies.iter().filter(|b| b.as_str() == "{\"value\":3}").count(), 2, "{bodies:?}");
+    assert_eq!(redis.cmd(0, &["GET", "K:tls:page"]), "3");
+    assert_eq!(redis.cmd(0, &["GET", "K:tls:other"]), "3");
+    read_until("data: {\"value\":3}\n\n", &mut seen);
+}
