@@ -474,3 +474,29 @@ fn bad_api_flags_are_refused_by_name_without_the_token() {
     assert!(!stderr.contains("short secret"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--wait-replicas` holds the API's answers until the write's WAIT says enough replicas have
+/// them, as it does `GET /`'s: served while the replica is up, 503 while it is stopped.
+#[test]
+fn wait_replicas_holds_api_answers_until_the_replica_acknowledged() {
+    let primary = TestRedis::start();
+    let replica = TestRedis::start_args(
+        Some(PASSWORD),
+        &["--replicaof", "127.0.0.1", &primary.port.to_string(), "--masterauth", PASSWORD],
+    );
+    wait_until("the replica's link is up", DEADLINE, || {
+        replica.cmd(0, &["INFO", "replication"]).contains("master_link_status:up")
+    });
+    let server = start(&primary, &["--wait-replicas", "1"]);
+    let mut c = Client::connect(server.addr);
+    for expected in 1..=3 {
+        assert_eq!(req(&mut c, "GET", "/hit/durable/page", "").1, json!({"value": expected}));
+    }
+    assert_eq!(replica.cmd(0, &["GET", "K:durable:page"]), "3", "answered only once the replica had it");
+    // SAFETY: stopping (and below resuming) a redis-server this test started.
+    unsafe { libc::kill(replica.pid(), libc::SIGSTOP) };
+    let (s, _, r) = req(&mut c, "GET", "/hit/durable/page", "");
+    assert_eq!((s, r.header("retry-after")), (503, Some("1")), "{r:?}");
+    // SAFETY: as above.
+    unsafe { libc::kill(replica.pid(), libc::SIGCONT) };
+}

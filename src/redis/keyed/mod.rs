@@ -189,6 +189,11 @@ pub struct Keyed {
     /// Hand redirected ops back ([`KeyedCompleted::Redirected`]) rather than answer them 503:
     /// set by the Cluster router, which sends them on.
     pub follow_redirects: bool,
+    /// `--wait-replicas`: answers (not failures) are held until [`Keyed::release`], when the
+    /// write's `WAIT` has answered; set by the queue that writes the `WAIT`.
+    pub hold: bool,
+    /// Answers held for the `WAIT` reply.
+    held: Vec<(KeyedTicket, usize, Answered)>,
     waiting: Vec<(KeyedTicket, usize, Op)>,
     sent: VecDeque<Sent>,
     /// Requests waiting or written: the overload bound counts these.
@@ -388,18 +393,29 @@ impl Keyed {
 
     /// Gives each request `sent` covers its answer (`answer(i)` for the i-th).
     fn answer(&mut self, sent: Sent, answer: impl Fn(usize) -> Answered) {
-        match sent {
-            Sent::Hits(members, _) => {
-                self.pending -= members.len() as u64;
-                for (i, (ticket, index)) in members.into_iter().enumerate() {
-                    ticket.set(index, answer(i));
-                }
-            }
-            Sent::Ignored => {}
-            Sent::Command(ticket, index, _) => {
+        let members = match sent {
+            Sent::Hits(members, _) => members,
+            Sent::Ignored => return,
+            Sent::Command(ticket, index, _) => vec![(ticket, index)],
+        };
+        for (i, (ticket, index)) in members.into_iter().enumerate() {
+            let a = answer(i);
+            // A failure is final: there is nothing to make durable.
+            if self.hold && !matches!(a, Answered::Failed(_) | Answered::Error(_)) {
+                self.held.push((ticket, index, a));
+            } else {
                 self.pending -= 1;
-                ticket.set(index, answer(0));
+                ticket.set(index, a);
             }
+        }
+    }
+
+    /// The write's `WAIT` answered: the held answers go out if enough replicas acknowledged
+    /// (`durable`), else each is a [`Failure::NotDurable`].
+    pub fn release(&mut self, durable: bool) {
+        for (ticket, index, a) in self.held.drain(..) {
+            self.pending -= 1;
+            ticket.set(index, if durable { a } else { Answered::Failed(Failure::NotDurable) });
         }
     }
 
@@ -407,6 +423,10 @@ impl Keyed {
     pub fn fail_all(&mut self, failure: Failure) -> u64 {
         let failed = self.pending;
         for (ticket, index, _) in self.waiting.drain(..) {
+            ticket.set(index, Answered::Failed(failure));
+        }
+        // They ran, but whether enough replicas have them is unknown.
+        for (ticket, index, _) in self.held.drain(..) {
             ticket.set(index, Answered::Failed(failure));
         }
         for sent in std::mem::take(&mut self.sent) {

@@ -191,3 +191,29 @@ fn randomized_batches_hand_out_each_value_of_each_key_once() {
         assert_eq!(values, (1..=values.len() as i64).collect::<Vec<_>>(), "seed {seed}: key {key}");
     }
 }
+
+#[test]
+fn with_hold_answers_wait_for_the_wait_reply_and_failures_do_not() {
+    let mut k = Keyed { hold: true, ..Keyed::default() };
+    let t = KeyedTicket::default();
+    t.arm(3);
+    k.register(&t, 0, hit("K:a:aaa", None), 10).unwrap();
+    k.register(&t, 1, cmd(&["GET", "K:a:bbb"]), 10).unwrap();
+    k.register(&t, 2, cmd(&["GET", "K:a:ccc"]), 10).unwrap();
+    k.encode_waiting(&mut Vec::new());
+    k.complete(Reply::Integer(4)).unwrap();
+    k.complete(Reply::Bulk(b"7")).unwrap();
+    k.complete(Reply::Error(b"WRONGTYPE no")).unwrap();
+    assert_eq!(t.take(2), Answered::Error(b"WRONGTYPE no".to_vec()), "a failure is not held");
+    assert_eq!(t.take(0), Answered::Failed(Failure::Lost), "held: not set yet");
+    k.release(false);
+    assert_eq!(t.take(0), Answered::Failed(Failure::NotDurable));
+    assert_eq!(t.take(1), Answered::Failed(Failure::NotDurable));
+    assert_eq!(k.pending, 0);
+    t.arm(1);
+    k.register(&t, 0, hit("K:a:aaa", None), 10).unwrap();
+    k.encode_waiting(&mut Vec::new());
+    k.complete(Reply::Integer(5)).unwrap();
+    k.release(true);
+    assert_eq!(t.take(0), Answered::Int(5));
+}

@@ -98,9 +98,15 @@ impl Queue {
     /// Moves everything waiting into the written FIFO and appends its commands to `out`, in one
     /// step with no await, so the order of bytes on the wire is the order of the FIFO.
     pub fn encode_waiting(&mut self, batching: &Batching, out: &mut Vec<u8>, now: Instant) {
+        // The API's answers wait for the same WAIT as the seed counter's values.
+        self.keyed.hold = batching.wait.is_some();
         let keyed = self.keyed.encode_waiting(out);
         self.sent.extend(std::iter::repeat_n((Sent::Keyed, now), keyed));
         if self.waiting.is_empty() {
+            if keyed > 0 && batching.wait.is_some() {
+                self.sent.push_back((Sent::Wait, now));
+                out.extend_from_slice(&batching.wait_command);
+            }
             return;
         }
         if batching.coalesce {
@@ -200,6 +206,7 @@ impl Queue {
                     self.pending -= n;
                     ticket.push(if durable { outcome } else { Outcome::Failed(Failure::NotDurable) }, n);
                 }
+                self.keyed.release(durable);
                 Ok(completed)
             }
             Sent::Keyed => {
