@@ -275,7 +275,8 @@ fn decide(api: &Api, req: &Request, stage: Stage, answers: Vec<Answered>) -> Nex
                 ("value", Value::Int(req.value)),
             ]),
         )),
-        (Route::Create, Stage::Authorized) => Next::Done(Reply::error(500, "unreachable")),
+        // `/create` needs no token, so `run` never starts it authorized.
+        (Route::Create, Stage::Authorized) => Next::Done(Reply::error(500, "The request was not run")),
         (_, Stage::Start | Stage::StoreAdminKey(_)) => match (&first, &req.token) {
             (Answered::Text(stored), Some(token)) if auth::same(stored, token.as_bytes()) => {
                 Next::Again(Stage::Authorized)
