@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 from . import loadgen, machine, procs, provision, redisctl, servers, session
+from .machine import busy_percent, cpu_times
+from .measure import read_tasks, task_delta
 
 VARIANTS = {
     # id: (title, hitcore flags or None for nginx)
@@ -31,71 +33,6 @@ VARIANTS = {
     "w1": ("hitcore -w 1", ["-w", "1"]),
     "nginx": ("nginx return 200 (static, no Redis), one worker per CPU, unpinned", None),
 }
-
-
-def parse_cpu_times(text: str) -> dict[str, tuple[int, int]]:
-    """/proc/stat's `cpuN` lines as {"cpuN": (busy, total)} in clock ticks (idle and iowait are not busy)."""
-    out = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if parts and parts[0].startswith("cpu") and parts[0] != "cpu":
-            ticks = [int(x) for x in parts[1:]]
-            idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
-            out[parts[0]] = (sum(ticks[:8]) - idle, sum(ticks[:8]))
-    return out
-
-
-def busy_percent(before: dict, after: dict) -> dict[str, float]:
-    """Each CPU's busy share between two parse_cpu_times readings, in %."""
-    out = {}
-    for cpu, (busy1, total1) in after.items():
-        busy0, total0 = before.get(cpu, (0, 0))
-        out[cpu] = round(100.0 * (busy1 - busy0) / (total1 - total0), 1) if total1 > total0 else 0.0
-    return out
-
-
-def parse_schedstat(text: str) -> tuple[int, int]:
-    """A task's schedstat: (ns on a CPU, ns waiting in a run queue)."""
-    run_ns, wait_ns, _slices = (int(x) for x in text.split()[:3])
-    return run_ns, wait_ns
-
-
-def parse_migrations(text: str) -> int:
-    """`se.nr_migrations` from /proc/PID/task/TID/sched (0 when absent)."""
-    for line in text.splitlines():
-        if line.startswith("se.nr_migrations"):
-            return int(line.split(":")[1])
-    return 0
-
-
-def read_tasks(pids: list[int]) -> dict[int, dict]:
-    """For every thread of the given processes: run and wait ns, migrations. Gone ones are skipped."""
-    out = {}
-    for pid in pids:
-        try:
-            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
-        except OSError:
-            continue
-        for tid in tids:
-            base = f"/proc/{pid}/task/{tid}"
-            try:
-                run_ns, wait_ns = parse_schedstat(Path(f"{base}/schedstat").read_text())
-                migrations = parse_migrations(Path(f"{base}/sched").read_text())
-            except (OSError, ValueError):
-                continue
-            out[tid] = {"pid": pid, "run_ns": run_ns, "wait_ns": wait_ns, "migrations": migrations}
-    return out
-
-
-def task_delta(before: dict[int, dict], after: dict[int, dict]) -> dict:
-    """Summed run, wait (ms) and migrations over the threads seen in `after` (new ones from 0)."""
-    run = wait = moves = 0
-    for tid, b in after.items():
-        a = before.get(tid, {"run_ns": 0, "wait_ns": 0, "migrations": 0})
-        run += b["run_ns"] - a["run_ns"]
-        wait += b["wait_ns"] - a["wait_ns"]
-        moves += b["migrations"] - a["migrations"]
-    return {"run_ms": round(run / 1e6, 1), "wait_ms": round(wait / 1e6, 1), "migrations": moves}
 
 
 def figures(ab: dict, seconds: float, cpus: dict, server: dict, per_process: list[dict], ab_sched: dict) -> dict:
@@ -176,7 +113,7 @@ def measure(variant: str, ctx: servers.Context, redis: redisctl.RedisServer, arg
         ab_seen: dict = {}
 
         def while_running(proc) -> None:
-            marks["cpu0"] = parse_cpu_times(Path("/proc/stat").read_text())
+            marks["cpu0"] = cpu_times()
             marks["tasks0"] = read_tasks(pids)
             marks["t0"] = time.monotonic()
             # ab's own schedstat, read until it exits (its last reading is kept).
@@ -190,7 +127,8 @@ def measure(variant: str, ctx: servers.Context, redis: redisctl.RedisServer, arg
         result = loadgen.ab(url, args.requests, args.concurrency, 60, False, raw_dir / f"{tag}.txt", None,
                             while_running=while_running)
         t1 = time.monotonic()
-        cpus = busy_percent(marks.get("cpu0", {}), parse_cpu_times(Path("/proc/stat").read_text()))
+        cpus = busy_percent(marks.get("cpu0", {}), cpu_times())
+        cpus.pop("cpu", None)  # the table shows each CPU
         tasks1 = read_tasks(pids)
         per_process = [dict(pid=pid, **task_delta({t: v for t, v in marks.get("tasks0", {}).items() if v["pid"] == pid},
                                                     {t: v for t, v in tasks1.items() if v["pid"] == pid}))

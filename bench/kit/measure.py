@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import perfstat, procs
+from . import machine, perfstat, procs
 
 
 def rss_kib(pid: int) -> int:
@@ -237,8 +237,7 @@ def probe_summary(results, t0: float | None = None, t1: float | None = None) -> 
 
 def machine_cpu_seconds() -> float:
     """Busy CPU time of the whole machine so far (every CPU, idle and iowait excluded), in seconds."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    return machine.cpu_times()["cpu"][0] / os.sysconf("SC_CLK_TCK")
 
 
 def binary_identity(path: str) -> str:
@@ -277,13 +276,43 @@ def listen_counters() -> dict[str, int]:
         return {}
 
 
-def run_delay(pids: list[int]) -> float:
-    """Seconds the threads of `pids` have spent runnable but waiting for a CPU so far (the second
-    field of /proc/TID/schedstat): the direct measure of "behind a busy CPU"."""
-    total = 0
+def parse_schedstat(text: str) -> tuple[int, int]:
+    """A task's schedstat: (ns on a CPU, ns waiting in a run queue)."""
+    run_ns, wait_ns, _slices = (int(x) for x in text.split()[:3])
+    return run_ns, wait_ns
+
+
+def parse_migrations(text: str) -> int:
+    """`se.nr_migrations` from /proc/PID/task/TID/sched (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith("se.nr_migrations"):
+            return int(line.split(":")[1])
+    return 0
+
+
+def read_tasks(pids: list[int], migrations: bool = True) -> dict[int, dict]:
+    """For every thread of the given processes: ns on a CPU and waiting in a run queue (schedstat),
+    and its moves between CPUs (sched). Threads gone meanwhile are skipped."""
+    out = {}
     for tid, pid in perfstat.tasks_of(pids).items():
+        base = f"/proc/{pid}/task/{tid}"
         try:
-            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1])
-        except (OSError, IndexError, ValueError):
+            run_ns, wait_ns = parse_schedstat(Path(f"{base}/schedstat").read_text())
+            moves = parse_migrations(Path(f"{base}/sched").read_text()) if migrations else 0
+        except (OSError, ValueError):
             continue
-    return total / 1e9
+        out[tid] = {"pid": pid, "run_ns": run_ns, "wait_ns": wait_ns, "migrations": moves}
+    return out
+
+
+def task_delta(before: dict[int, dict], after: dict[int, dict]) -> dict:
+    """Summed run, wait (ms) and migrations over the threads seen in `after` (new ones from 0)."""
+    zero = {"run_ns": 0, "wait_ns": 0, "migrations": 0}
+    run, wait, moves = (sum(b[k] - before.get(tid, zero)[k] for tid, b in after.items()) for k in zero)
+    return {"run_ms": round(run / 1e6, 1), "wait_ms": round(wait / 1e6, 1), "migrations": moves}
+
+
+def run_delay(pids: list[int]) -> float:
+    """Seconds the threads of `pids` have spent runnable but waiting for a CPU so far: the direct
+    measure of "behind a busy CPU"."""
+    return sum(t["wait_ns"] for t in read_tasks(pids, migrations=False).values()) / 1e9
