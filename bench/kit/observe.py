@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import loadgen, machine, procs, provision, redisctl, session
+from . import loadgen, machine, procs, provision, redisctl, servers, session
 from .procs import log
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)(?:\s+\d+)?$')
@@ -152,26 +152,6 @@ def main(argv=None) -> int:
     return session.guard(run, args)
 
 
-def _wait_ok(port: int, service: procs.Service, timeout: float = 30.0) -> str | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not service.alive():
-            return f"hitcore exited: {service.log_text()[-500:]}"
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        try:
-            conn.request("GET", "/healthz")
-            response = conn.getresponse()
-            response.read()
-            if response.status == 200:
-                return None
-        except (OSError, http.client.HTTPException):
-            pass
-        finally:
-            conn.close()
-        time.sleep(0.1)
-    return f"hitcore was not healthy within {timeout:.0f}s"
-
-
 def run(args) -> int:
     started = datetime.datetime.now().astimezone()
     name = session.results_name(started, "-observe")
@@ -188,17 +168,16 @@ def run(args) -> int:
 
     redis = redisctl.RedisServer(log_dir)
     redis.wait_ready()
-    port, metrics_port = redisctl.free_port(), redisctl.free_port()
-    env = dict(os.environ, REDIS_URL=redis.url)
-    argv = [str(hitcore), "-w", str(args.workers), "-b", f"127.0.0.1:{port}",
-            "--metrics-bind", f"127.0.0.1:{metrics_port}"]
-    if args.workers > len(os.sched_getaffinity(0)):
-        argv.append("--share-cpus")
-    server = procs.Service("hitcore", argv, log_dir / "hitcore.log", env=env)
-    problem = _wait_ok(port, server)
-    if problem:
-        log(f"cannot run: {problem}")
+    ctx = servers.Context(port=redisctl.free_port(), redis_url=redis.url, ncpu=len(os.sched_getaffinity(0)),
+                          server_cpus=None, hitcore=hitcore, tmp=log_dir)
+    spec, port, metrics_port = servers.hitcore(ctx, args.workers), ctx.port, redisctl.free_port()
+    spec.argv += ["--metrics-bind", f"127.0.0.1:{metrics_port}"]
+    try:
+        server = servers.start(spec, port, log_dir / "hitcore.log", name="hitcore")
+    except procs.RunError as error:
+        log(f"cannot run: {error}")
         return 1
+    redis.set("hit", 0)  # the readiness probe's GET / counted
     log(f"hitcore -w {args.workers} on 127.0.0.1:{port}, metrics on :{metrics_port}, Redis on :{redis.port}")
 
     t0 = time.monotonic()
