@@ -224,7 +224,7 @@ def run(args) -> int:
         log(f"no chart: {venv_problem}")
         return 3
     png = out_dir / f"{name}.png"
-    if not session.chart("observe", [json_path, png], log_dir, timeout=120):
+    if session.chart("observe", [json_path, png], log_dir, timeout=120) is None:
         return 3
     log(f"wrote {png}")
     if args.chart:
