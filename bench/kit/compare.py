@@ -26,7 +26,6 @@ import argparse
 import datetime
 import json
 import os
-import resource
 import shutil
 import sys
 import tempfile
@@ -397,18 +396,6 @@ def window_figures(a: dict, b: dict) -> dict:
     return out
 
 
-def write_nginx_conf(folder: Path, bind: str, workers: int, connections: int) -> Path:
-    """{nginx_conf}: the kit's static nginx (servers.nginx_config) in `folder`, its prefix, with one
-    worker per CPU and worker_connections, rlimit and backlog sized for `connections` clients."""
-    (folder / "logs").mkdir(parents=True, exist_ok=True)
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    limits = servers.nginx_limits(connections, None if hard == resource.RLIM_INFINITY else hard)
-    path = folder / "nginx.conf"
-    path.write_text(servers.nginx_config(servers.NGINX_TEMPLATE.read_text(), workers=workers, prefix=folder,
-                                         bind=bind, limits=limits))
-    return path
-
-
 def run(args, plan, sets) -> int:
     started = datetime.datetime.now(datetime.timezone.utc)
     name = args.name or args.plan.stem
@@ -474,7 +461,7 @@ def run(args, plan, sets) -> int:
                 values = dict(base_values, **setups.values, bind=f"127.0.0.1:{port}", port=str(port),
                               metrics_bind=f"127.0.0.1:{redisctl.free_port()}", tmp=str(scratch))
                 if "nginx_conf" in v.placeholders():
-                    values["nginx_conf"] = str(write_nginx_conf(scratch, values["bind"], cpus, args.connections))
+                    values["nginx_conf"] = str(servers.write_nginx_conf(scratch, values["bind"], cpus, args.connections)[0])
                 filled = {"argv": [compare_plan.fill(w, values) for w in v.argv],
                           "env": {k: compare_plan.fill(x, values) for k, x in v.env.items()},
                           "port": port, "metrics_bind": values["metrics_bind"], "cpus": cpus,

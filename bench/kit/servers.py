@@ -139,17 +139,23 @@ def nginx_config(template: str, *, workers: int, prefix: Path | str, bind: str, 
     return template.format(workers=workers, prefix=prefix, bind=bind, body=body, **limits)
 
 
+def write_nginx_conf(folder: Path, bind: str, workers: int, connections: int | None = None) -> tuple[Path, dict]:
+    """The kit's static nginx config written as folder/nginx.conf, `folder` its prefix, one worker
+    per CPU given, limits for `connections` clients (nginx_limits, under the open-files hard limit)."""
+    (folder / "logs").mkdir(parents=True, exist_ok=True)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    limits = nginx_limits(connections, None if hard == resource.RLIM_INFINITY else hard)
+    path = folder / "nginx.conf"
+    path.write_text(nginx_config(NGINX_TEMPLATE.read_text(), workers=workers, prefix=folder, bind=bind, limits=limits))
+    return path, limits
+
+
 def nginx(ctx: Context, connections: int | None = None, folder: Path | None = None) -> Spec:
     """nginx `return 200` with one worker per CPU; `connections`: size its limits for that many
     clients (nginx_limits), else bench/run's defaults."""
     folder = folder or ctx.tmp / "nginx"
-    (folder / "logs").mkdir(parents=True, exist_ok=True)
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    limits = nginx_limits(connections, None if hard == resource.RLIM_INFINITY else hard)
-    config = nginx_config(NGINX_TEMPLATE.read_text(), workers=ctx.ncpu, prefix=folder, bind=ctx.bind,
-                          limits=limits)
-    (folder / "nginx.conf").write_text(config)
-    argv = ["nginx", "-p", f"{folder}/", "-c", str(folder / "nginx.conf"), "-e", "stderr"]
+    conf, limits = write_nginx_conf(folder, ctx.bind, ctx.ncpu, connections)
+    argv = ["nginx", "-p", f"{folder}/", "-c", str(conf), "-e", "stderr"]
     title = f"nginx return 200 (static, no Redis), {ctx.ncpu} workers"
     if connections is not None:
         title += f", worker_connections {limits['worker_connections']:,}"
