@@ -1,15 +1,8 @@
-"""bench/layout: why the seed test (`ab -c 500`, a connection per request) depends on where shards run.
+"""bench/layout: the seed test (`ab -c 500`, a connection per request) against shard layouts, with
+what explains its throughput from /proc (bench/README.md, *Where shards run*, says what and why).
 
-ab is one thread that needs a whole CPU on a small machine. This measures, for each server layout
-in interleaved rounds, ab's throughput together with what explains it, all from /proc over the
-ab run: how busy each CPU was, how long ab and each server process waited in a run queue for a CPU
-(`/proc/PID/task/TID/schedstat`, field 2), how often the server's threads changed CPU
-(`se.nr_migrations`), and the CPU each used. Layouts: `hitcore --pin` (each shard pinned to its CPU,
-the first releases' only layout), `hitcore` (the default: shards placed by the kernel), `hitcore -w 1`
-and nginx (`return 200`, unpinned workers, no Redis) as the static ceiling.
-
-The pure parts (schedstat and /proc/stat readings, the per-run figures, medians) take text and
-numbers, so bench/tests/test_layout.py tests them without running anything.
+Owns the layouts, the order of a run, the per-run figures and medians, and the report; the /proc
+readers are machine.py's and measure.py's. The pure parts are tested by bench/tests/test_layout.py.
 """
 from __future__ import annotations
 

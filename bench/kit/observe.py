@@ -1,18 +1,9 @@
-"""bench/observe: hitcore's own metrics, scraped every second through a run with a Redis restart.
+"""bench/observe: hitcore's own metrics, scraped every second through a run with a Redis restart
+(bench/README.md, *Metrics through a Redis restart*, says what it runs and what the chart shows).
 
-1. provision hitcore (cargo build --release, unless --hitcore) and wrk;
-2. start one password-protected redis-server on a free port (kit/redisctl.py), and hitcore on a free
-   port with --metrics-bind on another;
-3. run `wrk -c C -d D` against `GET /` while a thread scrapes http://.../metrics every second; at
-   40 % of the run Redis is stopped (SIGTERM) and started again on the same port `--down` seconds
-   later;
-4. write bench/results/<date>-<host>-observe.json (every scrape's samples, the series drawn, the
-   Redis events, wrk's result) and draw <same name>.png with bench/.venv's matplotlib
-   (kit/charts.py observe): requests/s by status, the coalescing factor, Redis up/down.
-The series come from hitcore's counters alone: requests/s by status is the change of
-hitcore_http_requests_total between scrapes, the coalescing factor the change of
-hitcore_redis_batch_increments_sum over that of _count, Redis up the share of shards whose
-hitcore_redis_up is 1. Every process started is stopped by PID at the end, on error and on Ctrl-C.
+Owns the exposition parser, the series drawn from hitcore's counters alone, the scraper thread
+(bench/compare's @scrape uses it too) and the order of a run; kit/charts.py draws the PNG. Every
+process started is stopped by PID at the end, on error and on Ctrl-C.
 """
 from __future__ import annotations
 

@@ -2,18 +2,9 @@
 
 Every server listens on 127.0.0.1:<port> (the same port for all, one at a time) and, except the
 static nginx ceiling, counts in the run's one Redis (URL in the REDIS_URL environment variable, so
-the password stays out of `ps`). Rows, in the order they run:
-
-  gunicorn-sync / -gevent / -eventlet / -tornado   gunicorn -w 4 -k CLASS app:app (bench/gunicorn/app.py)
-  tokio-hyper                                       bench/peers/tokio-hyper, one thread per CPU
-  nginx                                             `return 200` with a fixed body: no Redis, the ceiling
-  hitcore-4                                         hitcore -w 4 (with --share-cpus below 4 CPUs)
-  hitcore-ncpu                                      hitcore with its default: one shard per CPU
-  hitcore-1                                         hitcore -w 1: on a machine as small as the load
-                                                    generator's needs, one shard leaves ab a CPU of its own
-and, run separately by main.py, hitcore-scaling: hitcore -w 1 .. CPUs.
-
-`--only` names match a row's id or any dash-separated part of it (`hitcore`, `gunicorn`, `sync`).
+the password stays out of `ps`). bench/run's rows, in the order they run, are ALL_IDS (what each is:
+bench/README.md, *The rows*); `--only` names match a row's id or any dash-separated part of it
+(`hitcore`, `gunicorn`, `sync`). The other tools build their servers from the same functions.
 """
 from __future__ import annotations
 
