@@ -30,7 +30,9 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from . import compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, rounds, servers, session
 from .measure import binary_identity, fd_count, listen_counters, machine_cpu_seconds, socket_summary
@@ -396,7 +398,19 @@ def window_figures(a: dict, b: dict) -> dict:
     return out
 
 
-def run(args, plan, sets) -> int:
+@dataclass
+class Tool:
+    """What a tool built on this run brings of its own (bench/api): how one variant is measured in
+    one round (measure's signature), its report and console table, and keys it adds to the summary."""
+    measure: Callable = measure
+    render: Callable = compare_report.render
+    table: Callable = compare_report.table
+    summary: dict = field(default_factory=dict)
+    name: str = "bench/compare"
+
+
+def run(args, plan, sets, tool: Tool | None = None) -> int:
+    tool = tool or Tool()
     started = datetime.datetime.now(datetime.timezone.utc)
     name = args.name or args.plan.stem
     run_dir = args.out.resolve() / f"{started:%Y-%m-%d}-{name}"
@@ -413,6 +427,13 @@ def run(args, plan, sets) -> int:
         if problem:
             log(f"cannot run: {problem}")
             return 1
+    # The peer and bench/.venv (a plan's gunicorn) are built or installed when missing, as bench/run does.
+    problem = ("tokio" in used and "tokio" not in sets and not provision.TOKIO_BINARY.exists()
+               and provision.tokio_peer(log_dir)) or \
+        (any(".venv/" in w for v in plan.variants for w in v.words()) and provision.virtualenv("main", log_dir))
+    if problem:
+        log(f"cannot run: {problem}")
+        return 1
     for key in ("hitcore", "tokio"):
         if key in used and not os.access(base_values[key], os.X_OK):
             log(f"cannot run: {{{key}}} = {base_values[key]} is not an executable file")
@@ -436,7 +457,7 @@ def run(args, plan, sets) -> int:
         "settings": {"rounds": args.rounds, "duration": args.duration, "connections": args.connections,
                      "threads": args.threads, "warm_s": WARM_S, "margin_s": MARGIN_S},
     }
-    log(f"bench/compare {plan.title}: {len(plan.variants)} variants × {args.rounds} rounds; load average "
+    log(f"{tool.name} {plan.title}: {len(plan.variants)} variants × {args.rounds} rounds; load average "
         f"{load_at_start[0]:.2f}; results -> {run_dir}")
     with tempfile.TemporaryDirectory(prefix="hitcore-compare-") as tmp:
         tmp = Path(tmp)
@@ -470,7 +491,7 @@ def run(args, plan, sets) -> int:
                     env = " ".join(f"{k}=…" for k in filled["env"])
                     print(f"{v.name}: {env} {' '.join(filled['argv'])}")
                     continue
-                rows.append(measure(v, filled, rnd, setups, args, raw_dir, log_dir, scratch))
+                rows.append(tool.measure(v, filled, rnd, setups, args, raw_dir, log_dir, scratch))
             if args.dry_run:
                 setups.stop()
                 return 0
@@ -483,10 +504,11 @@ def run(args, plan, sets) -> int:
     summary["base"] = plan.base
     summary["goals"] = compare_plan.check_goals(plan, medians)
     summary["duration_s"] = round(procs.elapsed(), 1)
+    summary.update(tool.summary)
     session.write_summary(run_dir, summary)
-    (run_dir / "summary.md").write_text(compare_report.render(summary))
+    (run_dir / "summary.md").write_text(tool.render(summary))
     print()
-    print(compare_report.table(summary))
+    print(tool.table(summary))
     log(f"done in {procs.elapsed():.0f}s: {run_dir / 'summary.md'}")
     failed = [f"{r['id']} ({r['status']})" for r in summary["rows"] if r["status"] != "ok"]
     if failed:
