@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import compare, compare_plan, machine, parse, procs, provision, redisctl, servers, session
+from . import compare, compare_plan, compare_report, machine, parse, procs, provision, redisctl, servers, session
 from .procs import log
 
 LUA = Path(__file__).resolve().parent / "api.lua"
@@ -107,16 +107,9 @@ def table(summary: dict) -> str:
 
 
 def render(summary: dict) -> str:
-    m, s = summary["machine"], summary["settings"]
+    s = summary["settings"]
     out = [f"# {summary['title']}", "", f"bench/api, plan `{summary['plan']}`, started {summary['started_utc']}.",
-           "", "## Machine", "",
-           f"- {m.get('cpu_model')}, {m.get('cpus_online')} CPUs online (allowed {m.get('cpus_allowed')}), "
-           f"{m.get('memory_gib')} GiB, {m.get('os')}, Linux {m.get('kernel')}, governor {m.get('governor')}",
-           f"- load average at the start: {' '.join(map(str, summary['load_at_start']))}; at the end: "
-           f"{' '.join(map(str, summary.get('load_at_end', [])))}; CPUs busy in the second before: "
-           f"{summary.get('busy_at_start')} %", f"- Redis {summary.get('versions', {}).get('redis-server')}, one redis-server "
-           "(password, no persistence) shared by every variant, flushed before each"]
-    out += [f"- {k}: {v}" for k, v in summary.get("versions", {}).items()]
+           ""] + compare_report.machine(summary) + ["- Redis: flushed before each variant"]
     out += ["", "## Throughput and Redis's cost per request", "",
             f"`wrk -t {s['threads']} -c {s['connections']} -d {s['duration']}s --latency -s bench/kit/api.lua`, "
             f"{s['rounds']} interleaved rounds, medians (min–max of req/s). Redis's figures are over each whole wrk "
@@ -125,11 +118,7 @@ def render(summary: dict) -> str:
             "divided by the requests served (what Redis counted, as wrk stops counting with requests in flight that the "
             "server still serves; wrk's completed requests where a route counts nothing).", "", table(summary), ""]
     if summary.get("goals"):
-        out += ["## Goals", "", "| Goal | median req/s | Ratio | Met? |", "|---|---|---|---|"]
-        for g in summary["goals"]:
-            met = "not measured" if g["met"] is None else ("**yes**" if g["met"] else "**no**")
-            out.append(f"| {g['goal']} | {_f(g['rps'])} against {_f(g['other_rps'])} | {_f(g['ratio'], '.3f')} | {met} |")
-        out.append("")
+        out += ["## Goals", "", compare_report.goals(summary), ""]
     out += ["## Every round", "", "| Variant | round | 2xx (wrk) | counted by Redis | counted − 2xx | Redis commands |",
             "|---|---|---|---|---|---|"]
     for row in summary["rows"]:
