@@ -11,7 +11,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
-from kit import layout  # noqa: E402
+from kit import layout, rounds  # noqa: E402
 
 class Figures(unittest.TestCase):
     def row(self, rps, wait_ms):
@@ -44,6 +44,19 @@ class Figures(unittest.TestCase):
                       text)
         self.assertIn("did not start: boom", text)
         self.assertIn("Load average at the start 1.00, at the end 2.00", text)
+
+    def test_the_report_of_a_compare_run(self):
+        ok = {"id": "default", "title": "t", "argv": "x", "uses_redis": True, "status": "ok",
+              "tests": {"ab": self.row(25000.0, 100.0)}}
+        gone = dict(ok, id="pinned", status="pinned did not start: boom", tests={})
+        summary = {"machine": {"cpu_model": "Xeon", "cpus_online": 2}, "load_at_start": [1.0, 1.0, 1.0],
+                   "load_at_end": [2.0, 2.0, 2.0], "ab": {"concurrency": 500, "requests": 50000, "rounds": 1},
+                   "rows": rounds.aggregate([[ok, gone]])}
+        text = layout.render_run(summary)
+        self.assertIn("| **25,000** (25,000) | – | 0 | 100 % / 40 % | 30.0 / 5.0 | 20.0 / 2.0 | 4 |", text)
+        self.assertIn("| hitcore --pin (one shard pinned to each CPU) | pinned did not start: boom |", text)
+        self.assertIn("`ab -c 500 -n 50000 -r -l`", text)
+        self.assertTrue(layout.table_run(summary).startswith("| Layout |"))
 
 
 if __name__ == "__main__":
