@@ -427,10 +427,12 @@ def run(args, plan, sets, tool: Tool | None = None) -> int:
         if problem:
             log(f"cannot run: {problem}")
             return 1
-    # The peer and bench/.venv (a plan's gunicorn) are built or installed when missing, as bench/run does.
-    problem = ("tokio" in used and "tokio" not in sets and not provision.TOKIO_BINARY.exists()
-               and provision.tokio_peer(log_dir)) or \
-        (any(".venv/" in w for v in plan.variants for w in v.words()) and provision.virtualenv("main", log_dir))
+    # The peer and bench/.venv (a plan's gunicorn) are built or installed when missing, as bench/run
+    # does (not for --dry-run: it only prints the command lines).
+    needs_tokio = "tokio" in used and "tokio" not in sets and not provision.TOKIO_BINARY.exists()
+    needs_venv = any(".venv/" in w for v in plan.variants for w in v.words())
+    problem = not args.dry_run and ((needs_tokio and provision.tokio_peer(log_dir))
+                                    or (needs_venv and provision.virtualenv("main", log_dir)))
     if problem:
         log(f"cannot run: {problem}")
         return 1
