@@ -101,37 +101,25 @@ def median_rss(pid: int, samples: int = 5, every: float = 0.1) -> int:
     return int(statistics.median(values))
 
 
-class Sampler(threading.Thread):
-    """hitcore's process tree at 10 Hz (RSS per process), and once a second each shard's open fds
-    and the listeners' accept queue. Everything is kept with its time.monotonic() for windows."""
+class Sampler(procs.TreeSampler):
+    """hitcore's process tree at 10 Hz (RSS per process, kept), and once a second each shard's open
+    fds and the listeners' accept queue. Everything is kept with its time.monotonic() for windows."""
 
     def __init__(self, root: int, port: int, interval: float = 0.1):
-        super().__init__(daemon=True)
-        self.root, self.port, self.interval = root, port, interval
-        self.rss: list[tuple[float, dict]] = []    # (t, {pid: KiB})
+        super().__init__(root, interval, pss=False, series=True)
+        self.port = port
         self.fds: list[tuple[float, dict]] = []    # (t, {pid: open fds}) for the shards
         self.queue: list[tuple[float, int]] = []   # (t, accept queue)
-        self._stop_event = threading.Event()
-        self._tree = [root]
 
-    def run(self) -> None:
-        n = 0
-        while not self._stop_event.is_set():
-            if n % 10 == 0:
-                self._tree = [self.root] + procs.descendants(self.root)
+    def sample(self) -> list[int]:
+        pids = super().sample()
+        if self._samples % 10 == 1:
             now = time.monotonic()
-            self.rss.append((now, {pid: rss_kib(pid) for pid in self._tree}))
-            if n % 10 == 0:
-                self.fds.append((now, {pid: fd_count(pid) for pid in self._tree[1:]}))
-                q = accept_queue(self.port)
-                if q is not None:
-                    self.queue.append((now, q))
-            n += 1
-            self._stop_event.wait(self.interval)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=3)
+            self.fds.append((now, {pid: fd_count(pid) for pid in pids[1:]}))
+            q = accept_queue(self.port)
+            if q is not None:
+                self.queue.append((now, q))
+        return pids
 
     def peak_tree_rss(self, t0: float, t1: float) -> int | None:
         values = [sum(v.values()) for t, v in self.rss if t0 <= t <= t1]
