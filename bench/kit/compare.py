@@ -400,8 +400,8 @@ def window_figures(a: dict, b: dict) -> dict:
 
 @dataclass
 class Tool:
-    """What a tool built on this run brings of its own (bench/api): how one variant is measured in
-    one round (measure's signature), its report and console table, and keys it adds to the summary."""
+    """What a tool built on this run brings of its own (bench/api, bench/layout): how one variant is
+    measured in one round (measure's signature), its report and console table, and summary keys."""
     measure: Callable = measure
     render: Callable = compare_report.render
     table: Callable = compare_report.table
