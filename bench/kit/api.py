@@ -9,7 +9,6 @@ report; the rounds, Redis, provisioning and summary.json are bench/compare's run
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import re
 import sys
@@ -140,16 +139,15 @@ def measure(variant, filled: dict, round_no: int, setups, args, raw_dir: Path, l
     load, paths_file = args.api_loads[variant.name], args.api_paths.get(variant.name)
     row = {"id": variant.name, "title": variant.name, "argv": " ".join(filled["argv"]), "uses_redis": True,
            "status": "ok", "tests": {}}
-    service = procs.Service(variant.name, filled["argv"], log_dir / f"{tag}.log", env=dict(os.environ, **filled["env"]),
-                            cwd=provision.REPO)
     processes, shards = variant.readiness(filled["cpus"])
-    spec = servers.Spec(variant.name, variant.name, filled["argv"], processes=processes,
+    spec = servers.Spec(variant.name, variant.name, filled["argv"], env=filled["env"], processes=processes,
                         ready_line="Connected to Redis" if shards else "", ready_count=shards)
     try:
-        why = servers.wait_ready(service, spec, port, timeout=60, settle=0.5)
-        if why:
-            row["status"] = f"did not start: {why}"
-            return row
+        service = servers.start(spec, port, log_dir / f"{tag}.log", timeout=60, cwd=provision.REPO)
+    except procs.RunError as error:
+        row["status"] = str(error)
+        return row
+    try:
         server_pids = [service.pid] + procs.descendants(service.pid)
         with redis.client() as client:
             client.command("FLUSHALL")

@@ -249,12 +249,12 @@ def wait_ready(service: procs.Service, spec: Spec, port: int, timeout: float = 3
 
 
 def start(spec: Spec, port: int, log_path: Path, name: str | None = None, argv: list[str] | None = None,
-          timeout: float = 30.0, settle: float = 0.5) -> procs.Service:
+          timeout: float = 30.0, settle: float = 0.5, cwd: Path | None = None) -> procs.Service:
     """Starts `spec` (or `argv` with its environment) on `port` once the port is free, and waits
     until it is ready (wait_ready); procs.RunError, the server stopped, when it is not."""
     if port_in_use(port) and not wait_port_free(port):
         raise procs.RunError(f"port {port} is still busy")
-    service = procs.Service(name or spec.id, argv or spec.argv, log_path, env={**os.environ, **spec.env})
+    service = procs.Service(name or spec.id, argv or spec.argv, log_path, env={**os.environ, **spec.env}, cwd=cwd)
     problem = wait_ready(service, spec, port, timeout, settle)
     if problem:
         service.stop()
