@@ -94,9 +94,7 @@ def main(argv=None) -> int:
     if nofile[0] < args.connections + 256:
         log(f"warning: the open-files limit is {nofile[0]} (hard {nofile[1]}), too few for wrk -c {args.connections} "
             "(a descriptor per connection, in wrk and in a server): raise the hard limit (`ulimit -Hn`)")
-    args.limits = {"nofile_soft": nofile[0], "nofile_hard": nofile[1],
-                   "somaxconn": machine.sysctl("net.core.somaxconn"),
-                   "tcp_max_syn_backlog": machine.sysctl("net.ipv4.tcp_max_syn_backlog")}
+    args.limits = machine.limits(nofile)
     try:
         return session.guard(run, args, plan, sets)
     except compare_plan.PlanError as error:  # a placeholder unknown once filled: before anything ran

@@ -99,6 +99,14 @@ def raise_open_files_limit() -> tuple[int, int]:
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
+def limits(nofile: tuple[int, int]) -> dict:
+    """What bounds a many-connection run, for its report: the open-files limits (soft, hard) given,
+    and the listen and port sysctls by their last name (somaxconn, tcp_max_syn_backlog, ...)."""
+    return {"nofile_soft": nofile[0], "nofile_hard": nofile[1],
+            **{k.split(".")[-1]: sysctl(k) for k in ("net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog",
+                                                     "net.ipv4.tcp_syncookies", "net.ipv4.ip_local_port_range")}}
+
+
 def _read(path: str) -> str | None:
     try:
         return Path(path).read_text().strip()
