@@ -7,7 +7,8 @@
 //!
 //! Dependencies point one way, into here: `config` imports nothing of `redis/` or `http/`. The
 //! plain data those rooms are configured with lives in this folder (`limits`: the request-head
-//! limits; `redis_url` and `redis_topology`: the Redis URL forms and their syntax), and the shard
+//! limits; `redis_url` and `redis_topology`: the Redis URL forms and their syntax; `api`: the
+//! counting API's settings), and the shard
 //! builds `redis` settings and the HTTP context from it.
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::bind::Bind;
 use crate::logging::{LogLevel, LogTarget};
 
+pub mod api;
 pub mod limits;
 pub mod redis_topology;
 pub mod redis_url;
@@ -121,7 +123,7 @@ pub struct Config {
     /// The counting API's settings (`--api-mode`, `--counter-ttl`, `--cors-origins`,
     /// `--admin-token-file`); absent from an older supervisor's hand-off: the defaults.
     #[serde(default)]
-    pub api: crate::api::settings::Settings,
+    pub api: api::Settings,
 }
 
 /// Observability settings: `--metrics-bind`, `--health-path`, `--access-logformat`,
