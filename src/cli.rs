@@ -4,8 +4,8 @@
 //! bound or spawned. Each refusal names the flag it is about. It must not open sockets: the only
 //! outside facts it reads are the CPU affinity mask, name resolution for `-b` (never for
 //! `--redis`: shards resolve that at every connect), the passwd and group databases (`-u`, `-g`),
-//! and the files a configuration names (`-c`, the Redis password file, and the `--redis-tls-*`
-//! files, read once to refuse a bad one at start).
+//! and the files a configuration names (`-c`, the Redis password file, the `--redis-tls-*` and
+//! HTTPS files, read once to refuse a bad one at start).
 //!
 //! Every flag lives in the one [`Cli`] struct; a new flag is one more field there and is at once
 //! settable from the environment (`HITCORE_<FLAG>`) and from the `-c` file ([`load`] derives both
@@ -13,11 +13,13 @@
 //!
 //! - [`load`]: the layers (command line > environment > file > defaults), and HUP's re-load.
 //! - [`file`]: the TOML file, checked key by key against the flags.
+//! - [`https`]: the HTTPS flags and their files.
 //! - [`check`]: `--check-config`: the extra checks and the effective configuration, masked.
 //! - [`values`]: CPU lists, users and groups, file modes, seconds.
 
 pub mod check;
 pub mod file;
+pub mod https;
 pub mod load;
 pub mod values;
 
@@ -229,6 +231,10 @@ pub struct Cli {
     /// Metrics, health checks and the access log's contents.
     #[command(flatten)]
     pub observe: ObserveFlags,
+
+    /// HTTPS.
+    #[command(flatten)]
+    pub https: self::https::HttpsFlags,
 }
 
 /// Observability flags, kept together (docs/observability.md).
@@ -434,6 +440,7 @@ impl Cli {
             }
             (None, None) => None,
         };
+        let https = self.https.into_https(&binds, self.observe.proxy_protocol)?;
         let observe = self.observe.into_observe()?;
         let log_target = |s: &str, dash: LogTarget| if s == "-" { dash } else { LogTarget::File(PathBuf::from(s)) };
         Ok(Config {
@@ -467,6 +474,7 @@ impl Cli {
             user: user.map(|(uid, _)| uid),
             group,
             observe,
+            https,
         })
     }
 }

@@ -102,6 +102,10 @@ pub struct Config {
     /// hand-off: the defaults then apply).
     #[serde(default)]
     pub observe: Observe,
+    /// `--certfile`, `--keyfile` and the other HTTPS flags: HTTPS on every TCP listener when
+    /// present (absent from a previous release's hand-off: plain HTTP, as it served).
+    #[serde(default)]
+    pub https: Option<crate::https::Https>,
 }
 
 /// Observability settings: `--metrics-bind`, `--health-path`, `--access-logformat`,

@@ -21,6 +21,8 @@
 //!   connection is handed by its shard, the per-connection loop and registry (`conn/`), the access log.
 //! - [`redis`]: Redis URLs (single node, Sentinel, Cluster), RESP, the coalescing queue, the connect
 //!   path (discovery, TLS, ROLE), the pipelined connection task, Sentinel and Cluster routing.
+//! - [`https`]: the HTTPS settings and the rustls server configuration built from their files
+//!   (`--certfile`, `--keyfile`, `--ca-certs`, `--ssl-min-version`); the handshake is in `http/conn/`.
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
 
 #![warn(missing_docs, missing_debug_implementations)]
@@ -32,6 +34,7 @@ pub mod config;
 pub mod handoff;
 pub mod heartbeat;
 pub mod http;
+pub mod https;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
