@@ -21,6 +21,8 @@ pub mod certs;
 pub mod cluster;
 /// The bounded load of a failover test and the judgement of its answers.
 pub mod failover_load;
+/// HTTPS: a CA that signs certificates on demand, and a rustls client.
+pub mod https;
 /// Sentinel and Cluster topologies and the failover actions.
 pub mod topology;
 
@@ -332,8 +334,9 @@ impl TestServer {
         }
         // The guard exists before the first wait, so a failed wait still kills the server.
         let mut server = TestServer { child: Some(child), addr: "0.0.0.0:0".parse().unwrap(), log, status: None };
-        let line = server.log.wait_for("Listening at: http://", DEADLINE);
-        server.addr = line.split("http://").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+        // http:// or https://
+        let line = server.log.wait_for("Listening at: http", DEADLINE);
+        server.addr = line.split("://").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
         server
     }
 
