@@ -254,8 +254,15 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
     };
     // Read here, at boot, by the shard itself: a replacement (HUP, a restart) serves the files as
     // they are now, and the supervisor checked them a moment ago.
+    let tickets = match spec.ticket_fd.map(crate::https::tickets::read_secret).transpose() {
+        Ok(secret) => secret,
+        Err(e) => {
+            error!("Worker failed to boot: shard {}: cannot read the TLS session-ticket secret: {e}", spec.index);
+            return BOOT_ERROR;
+        }
+    };
     let tls = match &spec.config.https {
-        Some(https) => match crate::https::server_config(https, SystemTime::now()) {
+        Some(https) => match crate::https::server_config(https, SystemTime::now(), tickets.as_ref()) {
             Ok(config) => Some(Rc::new(Tls::new(config))),
             Err(e) => {
                 error!("Worker failed to boot: shard {}: invalid value for '{}': {e}", spec.index, e.flag);

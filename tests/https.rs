@@ -166,22 +166,43 @@ fn client_certificates_are_required_and_verified() {
 }
 
 #[test]
-fn sessions_resume_with_tickets_and_session_ids() {
+fn sessions_resume_on_every_shard() {
     let redis = TestRedis::start();
     let pki = Pki::new("resume");
     let (crt, key) = pki.server("one", 2020, 2090);
-    let server = https_server(&redis, &crt, &key, &[]);
+    // Two shards, and an access log of which one served each request: a resumed session must not
+    // depend on the kernel giving the new connection to the shard that issued the ticket.
+    let access = pki.path("access.log");
+    let server = https_server(
+        &redis,
+        &crt,
+        &key,
+        &["-w", "2", "--share-cpus", "--access-logfile", &access, "--access-logformat", "%(p)s"],
+    );
+    const RESUMES: usize = 12;
     for (flag, version) in [("-tls1_3", "TLSv1.3"), ("-tls1_2", "TLSv1.2")] {
         let session = pki.path(&format!("session{flag}"));
         // A request read to the end, so that TLS 1.3's tickets (sent after the handshake) arrive.
         let out = s_client(&pki, server.addr, &[flag, "-ign_eof", "-sess_out", &session], CLOSE_REQUEST);
         assert!(text(&out).contains(&format!("New, {version}")), "{}", text(&out));
-        let out = s_client(&pki, server.addr, &[flag, "-ign_eof", "-sess_in", &session], CLOSE_REQUEST);
-        let log = text(&out);
-        assert!(log.contains(&format!("Reused, {version}")), "{log}");
-        assert!(log.contains("HTTP/1.1 200 OK"), "{log}");
+        for _ in 0..RESUMES {
+            let out = s_client(&pki, server.addr, &[flag, "-ign_eof", "-sess_in", &session], CLOSE_REQUEST);
+            let log = text(&out);
+            assert!(log.contains(&format!("Reused, {version}")), "{log}");
+            assert!(log.contains("HTTP/1.1 200 OK"), "{log}");
+        }
     }
-    assert_eq!(redis.cmd(0, &["GET", "hit"]), "4");
+    let served = 2 * (RESUMES + 1);
+    assert_eq!(redis.cmd(0, &["GET", "hit"]), served.to_string());
+    let mut pids = Vec::new();
+    wait_until("the access log", DEADLINE, || {
+        pids = std::fs::read_to_string(&access).unwrap_or_default().lines().map(str::to_string).collect();
+        pids.len() == served
+    });
+    pids.sort();
+    pids.dedup();
+    // Both shards served some (each of 26 connections goes to either: all to one is a 2^-25 chance).
+    assert_eq!(pids.len(), 2, "{pids:?}");
 }
 
 #[test]

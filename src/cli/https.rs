@@ -74,7 +74,7 @@ impl HttpsFlags {
             return Err(refuse("--proxy-protocol", "not supported together with HTTPS (--certfile) yet"));
         }
         let https = Https { certfile, keyfile, clients, min_version: self.ssl_min_version };
-        https::server_config(&https, SystemTime::now()).map_err(|e| refuse(e.flag, e.to_string()))?;
+        https::server_config(&https, SystemTime::now(), None).map_err(|e| refuse(e.flag, e.to_string()))?;
         Ok(Some(https))
     }
 }

@@ -10,8 +10,10 @@
 //! (`http/conn/tls.rs`), the refusal is the caller's to print. Messages name the flag, the file and
 //! why, never a byte of the key.
 //!
+//! - [`tickets`]: session tickets every shard of a supervisor can open.
 //! - [`validity`]: the certificate's validity period, read from its DER bytes.
 
+pub mod tickets;
 pub mod validity;
 
 use std::path::{Path, PathBuf};
@@ -109,8 +111,14 @@ fn refuse(flag: &'static str, path: &Path, reason: impl ToString) -> HttpsError 
 }
 
 /// Reads the files and builds the server configuration, refusing a certificate that is not valid
-/// at `now`. Blocking file I/O: call it at start-up, never on a running event loop.
-pub fn server_config(https: &Https, now: SystemTime) -> Result<Arc<ServerConfig>, HttpsError> {
+/// at `now`. `tickets`: the secret the supervisor shares with its shards, so that any shard resumes
+/// another's sessions (`None`: a key of this process's own). Blocking file I/O: call it at
+/// start-up, never on a running event loop.
+pub fn server_config(
+    https: &Https,
+    now: SystemTime,
+    tickets: Option<&[u8; tickets::SECRET_LEN]>,
+) -> Result<Arc<ServerConfig>, HttpsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let versions: &[&rustls::SupportedProtocolVersion] = match https.min_version {
         MinVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
@@ -146,9 +154,11 @@ pub fn server_config(https: &Https, now: SystemTime) -> Result<Arc<ServerConfig>
     })?;
     config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
-    // TLS 1.3 tickets, and TLS 1.2 ones for the clients that ask; the key rotates every 6 hours.
-    // Each shard process has its own key (see docs/deploy.md, "HTTPS").
-    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| refuse("--certfile", &https.certfile, e))?;
+    // TLS 1.3 tickets, and TLS 1.2 ones for the clients that ask.
+    config.ticketer = match tickets {
+        Some(secret) => Arc::new(tickets::SharedTickets::new(secret)),
+        None => rustls::crypto::ring::Ticketer::new().map_err(|e| refuse("--certfile", &https.certfile, e))?,
+    };
     Ok(Arc::new(config))
 }
 

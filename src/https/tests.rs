@@ -44,11 +44,11 @@ impl Drop for Dir {
 fn a_good_pair_builds_with_alpn_and_resumption() {
     let dir = Dir::new("good");
     let https = dir.pair("a", 2020, 2090);
-    let config = server_config(&https, SystemTime::now()).unwrap();
+    let config = server_config(&https, SystemTime::now(), None).unwrap();
     assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
     assert!(config.ticketer.enabled());
     let tls13 = Https { min_version: MinVersion::Tls13, ..https };
-    assert!(server_config(&tls13, SystemTime::now()).is_ok());
+    assert!(server_config(&tls13, SystemTime::now(), None).is_ok());
 }
 
 #[test]
@@ -59,26 +59,26 @@ fn missing_mismatched_and_expired_files_are_refused_by_name() {
     let now = SystemTime::now();
 
     let missing = Https { certfile: dir.0.join("nope.crt"), ..a.clone() };
-    let e = server_config(&missing, now).unwrap_err();
+    let e = server_config(&missing, now, None).unwrap_err();
     assert_eq!(e.flag, "--certfile");
     assert!(e.to_string().contains("nope.crt") && e.to_string().contains("No such file"), "{e}");
 
     let mismatched = Https { keyfile: b.keyfile.clone(), ..a.clone() };
-    let e = server_config(&mismatched, now).unwrap_err();
+    let e = server_config(&mismatched, now, None).unwrap_err();
     assert_eq!(e.flag, "--keyfile");
     assert!(e.to_string().contains("not the private key of the certificate"), "{e}");
 
     let old = dir.pair("old", 2001, 2002);
-    let e = server_config(&old, now).unwrap_err();
+    let e = server_config(&old, now, None).unwrap_err();
     assert_eq!(e.flag, "--certfile");
     assert!(e.to_string().contains("expired on 2002-01-01 00:00:00 UTC"), "{e}");
 
     let future = dir.pair("future", 2090, 2091);
-    let e = server_config(&future, now).unwrap_err();
+    let e = server_config(&future, now, None).unwrap_err();
     assert!(e.to_string().contains("not valid before 2090-01-01"), "{e}");
 
     let not_pem = Https { certfile: dir.write("junk.crt", "hello\n"), ..a.clone() };
-    assert!(server_config(&not_pem, now).unwrap_err().to_string().contains("no PEM certificate"));
+    assert!(server_config(&not_pem, now, None).unwrap_err().to_string().contains("no PEM certificate"));
 }
 
 #[test]
@@ -87,11 +87,11 @@ fn a_broken_key_is_never_quoted() {
     let a = dir.pair("a", 2020, 2090);
     let secret = "c2VjcmV0LWtleS1tYXRlcmlhbA";
     let broken = dir.write("broken.key", &format!("-----BEGIN PRIVATE KEY-----\n{secret}!!\n"));
-    let e = server_config(&Https { keyfile: broken, ..a.clone() }, SystemTime::now()).unwrap_err();
+    let e = server_config(&Https { keyfile: broken, ..a.clone() }, SystemTime::now(), None).unwrap_err();
     assert_eq!(e.flag, "--keyfile");
     assert!(!e.to_string().contains(secret) && !e.to_string().contains("BEGIN"), "{e}");
     let certs_only = Https { keyfile: a.certfile.clone(), ..a };
-    let e = server_config(&certs_only, SystemTime::now()).unwrap_err();
+    let e = server_config(&certs_only, SystemTime::now(), None).unwrap_err();
     assert!(e.to_string().contains("no PEM private key"), "{e}");
 }
 
@@ -100,9 +100,9 @@ fn client_certificate_authorities_are_read() {
     let dir = Dir::new("clients");
     let a = dir.pair("a", 2020, 2090);
     let with_ca = Https { clients: ClientCerts::Required(a.certfile.clone()), ..a.clone() };
-    assert!(server_config(&with_ca, SystemTime::now()).is_ok());
+    assert!(server_config(&with_ca, SystemTime::now(), None).is_ok());
     let bad_ca = Https { clients: ClientCerts::Optional(dir.0.join("none.pem")), ..a };
-    assert_eq!(server_config(&bad_ca, SystemTime::now()).unwrap_err().flag, "--ca-certs");
+    assert_eq!(server_config(&bad_ca, SystemTime::now(), None).unwrap_err().flag, "--ca-certs");
 }
 
 #[test]

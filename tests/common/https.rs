@@ -82,7 +82,8 @@ impl Pki {
     }
 
     /// A rustls client trusting this CA, offering ALPN http/1.1, presenting `client` (a pair this
-    /// CA or another signed) if given.
+    /// CA or another signed) if given. It never resumes a session: each connection's handshake
+    /// shows the certificate served now (resumption is tested with `openssl s_client`).
     pub fn client_config(&self, client: Option<(&str, &str)>) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(CertificateDer::from_pem_file(self.path("ca.crt")).unwrap()).unwrap();
@@ -98,6 +99,7 @@ impl Pki {
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.resumption = rustls::client::Resumption::disabled();
         Arc::new(config)
     }
 }
