@@ -177,7 +177,15 @@ fn sessions_resume_on_every_shard() {
         &redis,
         &crt,
         &key,
-        &["-w", "2", "--share-cpus", "--access-logfile", &access, "--access-logformat", "%(p)s"],
+        &[
+            "-w",
+            "2",
+            "--share-cpus",
+            "--access-logfile",
+            &access,
+            "--access-logformat",
+            "%(p)s %({wsgi.url_scheme}e)s %(H)s",
+        ],
     );
     const RESUMES: usize = 12;
     for (flag, version) in [("-tls1_3", "TLSv1.3"), ("-tls1_2", "TLSv1.2")] {
@@ -199,6 +207,8 @@ fn sessions_resume_on_every_shard() {
         pids = std::fs::read_to_string(&access).unwrap_or_default().lines().map(str::to_string).collect();
         pids.len() == served
     });
+    // The access log says how each request came: the scheme, and HTTP/1.1 inside TLS.
+    assert!(pids.iter().all(|l| l.ends_with(" https HTTP/1.1")), "{pids:?}");
     pids.sort();
     pids.dedup();
     // Both shards served some (each of 26 connections goes to either: all to one is a 2^-25 chance).

@@ -69,6 +69,8 @@ pub struct Record<'a> {
     pub response: &'a [u8],
     /// From the complete request to its answer.
     pub elapsed: Duration,
+    /// `http` or `https`, for `%({wsgi.url_scheme}e)s`.
+    pub scheme: &'static str,
 }
 
 /// One shard's access log.
@@ -117,6 +119,7 @@ impl AccessLog {
             body: r.body,
             response: r.response,
             elapsed: r.elapsed,
+            scheme: r.scheme,
         };
         let mut buf = self.buf.borrow_mut();
         self.format.render(&mut buf, &fields);

@@ -406,6 +406,7 @@ impl Conn {
                         body: (!slot.head_only && body > 0).then_some(body),
                         response: &out[start..],
                         elapsed,
+                        scheme: S::SCHEME,
                     });
                 }
             }

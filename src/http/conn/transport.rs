@@ -18,6 +18,8 @@ use glommio::net::TcpStream;
 
 /// What the connection loop needs of its stream beyond reading and writing.
 pub(super) trait Transport: AsyncRead + AsyncWrite + Unpin {
+    /// `http` or `https`, for the access log.
+    const SCHEME: &'static str;
     /// Bounds each read on the socket.
     fn set_read_timeout(&mut self, limit: Duration) -> io::Result<()>;
     /// Bounds each write on the socket.
@@ -34,6 +36,8 @@ pub(super) trait Transport: AsyncRead + AsyncWrite + Unpin {
 }
 
 impl Transport for TcpStream {
+    const SCHEME: &'static str = "http";
+
     fn set_read_timeout(&mut self, limit: Duration) -> io::Result<()> {
         TcpStream::set_read_timeout(self, Some(limit)).map_err(io::Error::from)
     }
@@ -62,6 +66,8 @@ impl Transport for TcpStream {
 /// rustls over the same glommio stream. Boxed by its owner: the TLS state is large and an idle
 /// plain connection should not pay for it.
 impl Transport for TlsStream<TcpStream> {
+    const SCHEME: &'static str = "https";
+
     fn set_read_timeout(&mut self, limit: Duration) -> io::Result<()> {
         TcpStream::set_read_timeout(self.get_mut().0, Some(limit)).map_err(io::Error::from)
     }
