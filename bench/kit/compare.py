@@ -313,7 +313,7 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
     service = procs.Service(name, filled["argv"], log_dir / f"{tag}.log", env=env)
     processes, shards = variant.readiness(filled["cpus"])
     spec = servers.Spec(name, name, filled["argv"], processes=processes,
-                        ready_line="Connected to Redis" if shards else "", ready_count=shards)
+                        ready_line="Connected to Redis" if shards else "", ready_count=shards, https=variant.https)
     scraper = None
     try:
         why = servers.wait_ready(service, spec, port, timeout=30, settle=0.5)
@@ -357,10 +357,10 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
             marks[1]["fds"] = [fd_count(pid) for pid in server_pids]
             marks[1]["ss"] = socket_summary()
 
-        url = f"http://127.0.0.1:{port}/"
+        url = f"{'https' if variant.https else 'http'}://127.0.0.1:{port}/"
         listen0 = listen_counters()
         result = loadgen.wrk(url, args.threads, args.connections, args.duration, raw_dir / f"{tag}.txt", None,
-                             while_running=sample)
+                             while_running=sample, headers=("Connection: close",) if variant.close else ())
         listen1 = listen_counters()
         # Connections the kernel turned away at a full accept queue during the whole wrk run (its
         # connect burst included): the whole machine's count, but only this run opens connections.
@@ -461,15 +461,17 @@ def window_figures(a: dict, b: dict) -> dict:
     return out
 
 
-def write_nginx_conf(folder: Path, bind: str, workers: int, connections: int) -> Path:
+def write_nginx_conf(folder: Path, bind: str, workers: int, connections: int,
+                     tls: tuple[str, str] | None = None) -> Path:
     """{nginx_conf}: the kit's static nginx (servers.nginx_config) in `folder`, its prefix, with one
-    worker per CPU and worker_connections, rlimit and backlog sized for `connections` clients."""
+    worker per CPU and worker_connections, rlimit and backlog sized for `connections` clients;
+    serving HTTPS with `tls` (certificate, key) when given."""
     (folder / "logs").mkdir(parents=True, exist_ok=True)
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     limits = servers.nginx_limits(connections, None if hard == resource.RLIM_INFINITY else hard)
     path = folder / "nginx.conf"
     path.write_text(servers.nginx_config(servers.NGINX_TEMPLATE.read_text(), workers=workers, prefix=folder,
-                                         bind=bind, limits=limits))
+                                         bind=bind, limits=limits, tls=tls))
     return path
 
 
@@ -519,6 +521,9 @@ def run(args, plan, sets) -> int:
         tmp = Path(tmp)
         setups = RedisSetups(plan.setups(), "redis_tls_url" in used or "tls_ca" in used, "sentinel_url" in used,
                              log_dir, tmp)
+        if used & {"tls_cert", "tls_key"} or any(v.https for v in plan.variants):
+            certs = make_certificates(tmp / "https-certs")
+            base_values.update(tls_cert=str(certs["server.crt"]), tls_key=str(certs["server.key"]))
         summary["redis"] = setups.describe()
         redis_any = next(iter(setups.by_setup.values()), None)
         summary["versions"] = machine.versions(hitcore if hitcore.exists() else None,
@@ -538,7 +543,8 @@ def run(args, plan, sets) -> int:
                 values = dict(base_values, **setups.values, bind=f"127.0.0.1:{port}", port=str(port),
                               metrics_bind=f"127.0.0.1:{redisctl.free_port()}", tmp=str(scratch))
                 if "nginx_conf" in v.placeholders():
-                    values["nginx_conf"] = str(write_nginx_conf(scratch, values["bind"], cpus, args.connections))
+                    tls = (values["tls_cert"], values["tls_key"]) if v.https else None
+                    values["nginx_conf"] = str(write_nginx_conf(scratch, values["bind"], cpus, args.connections, tls))
                 filled = {"argv": [compare_plan.fill(w, values) for w in v.argv],
                           "env": {k: compare_plan.fill(x, values) for k, x in v.env.items()},
                           "port": port, "metrics_bind": values["metrics_bind"], "cpus": cpus,
