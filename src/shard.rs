@@ -76,23 +76,6 @@ enum Scheme {
     Https,
 }
 
-impl Shard {
-    /// The scheme of the listener on `fd`: unix: sockets stay plain (a local proxy in front has
-    /// ended TLS already); a listener that cannot say what it is gets HTTPS, never plain text where
-    /// HTTPS was asked for.
-    fn scheme(&self, fd: RawFd) -> Scheme {
-        if self.tls.is_none() {
-            return Scheme::Http;
-        }
-        // SAFETY: fd is one of this shard's listening sockets, open for the shard's lifetime.
-        let listener = unsafe { BorrowedFd::borrow_raw(fd) };
-        match SockRef::from(&listener).local_addr() {
-            Ok(addr) if addr.as_socket().is_none() => Scheme::Http,
-            _ => Scheme::Https,
-        }
-    }
-}
-
 /// Signal flags, set by signal handlers and read by the tick.
 #[derive(Debug, Default)]
 struct Signals {
@@ -254,22 +237,12 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
     };
     // Read here, at boot, by the shard itself: a replacement (HUP, a restart) serves the files as
     // they are now, and the supervisor checked them a moment ago.
-    let tickets = match spec.ticket_fd.map(crate::https::tickets::read_secret).transpose() {
-        Ok(secret) => secret,
+    let tls = match spec.config.https.as_ref().map(|https| Tls::boot(https, spec.ticket_fd)).transpose() {
+        Ok(tls) => tls.map(Rc::new),
         Err(e) => {
-            error!("Worker failed to boot: shard {}: cannot read the TLS session-ticket secret: {e}", spec.index);
+            error!("Worker failed to boot: shard {}: {e}", spec.index);
             return BOOT_ERROR;
         }
-    };
-    let tls = match &spec.config.https {
-        Some(https) => match crate::https::server_config(https, SystemTime::now(), tickets.as_ref()) {
-            Ok(config) => Some(Rc::new(Tls::new(config))),
-            Err(e) => {
-                error!("Worker failed to boot: shard {}: invalid value for '{}': {e}", spec.index, e.flag);
-                return BOOT_ERROR;
-            }
-        },
-        None => None,
     };
     let shard = Rc::new(Shard {
         ctx: Rc::new(Context::new(settings, redis, access, observing)),
@@ -359,7 +332,7 @@ async fn accept_loop(
     retire: Retire,
 ) {
     let (shard, gate, stop) = (&shard, &gate, &*stop);
-    let scheme = shard.scheme(listen_fd);
+    let scheme = if shard.tls.is_some() && conn::tls::serves(listen_fd) { Scheme::Https } else { Scheme::Http };
     let retire_listener = |shard: &Rc<Shard>, listen_fd: RawFd, gate: &Gate, stop: &StopSignal| {
         if retire == Retire::DrainAndEject {
             retire_listener(shard, listen_fd, gate, stop, scheme);

@@ -1,8 +1,8 @@
 //! The start of an HTTPS connection: telling a TLS client from a plain-HTTP one, and the TLS
 //! handshake, both within `--header-timeout`.
 //!
-//! It owns the shard's acceptor (the rustls server configuration its shard built at boot) and the
-//! rate limit on its one log line. The handshake is a task like any other on the shard's io_uring
+//! It owns the shard's acceptor (built at boot from the HTTPS files and the session-ticket secret
+//! the supervisor passed), which listeners speak TLS, and the rate limit on its one log line. The handshake is a task like any other on the shard's io_uring
 //! loop: it waits for the client's bytes without blocking the shard's other connections, and its
 //! CPU work (one signature per full handshake) is bounded by the client's round trips. It must not
 //! read a byte past the handshake: the request bytes are the loop's.
@@ -10,9 +10,9 @@
 use std::cell::Cell;
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_lite::FutureExt;
 use futures_rustls::TlsAcceptor;
@@ -20,6 +20,8 @@ use futures_rustls::server::TlsStream;
 use glommio::net::TcpStream;
 use rustls::ServerConfig;
 use tracing::{debug, warn};
+
+use crate::https::Https;
 
 /// The first byte of every TLS connection: a handshake record.
 const HANDSHAKE_RECORD: u8 = 0x16;
@@ -48,6 +50,19 @@ impl Tls {
         Tls { acceptor: TlsAcceptor::from(config), plain: Cell::new(0), reported: Cell::new(None) }
     }
 
+    /// A shard's acceptor: the session-ticket secret from the memfd the supervisor passed (`None`:
+    /// an older supervisor's hand-off; a key of this process's own), then the files, read now.
+    /// Blocking file I/O, at boot. The error is the boot failure's reason.
+    pub fn boot(https: &Https, ticket_fd: Option<RawFd>) -> Result<Tls, String> {
+        let secret = ticket_fd
+            .map(crate::https::tickets::read_secret)
+            .transpose()
+            .map_err(|e| format!("cannot read the TLS session-ticket secret: {e}"))?;
+        let config = crate::https::server_config(https, SystemTime::now(), secret.as_ref())
+            .map_err(|e| format!("invalid value for '{}': {e}", e.flag))?;
+        Ok(Tls::new(config))
+    }
+
     /// Says, at most once per [`REPORT_EVERY`], that plain-HTTP connections were closed.
     fn plain_http(&self, peer: Option<IpAddr>) {
         let n = self.plain.get() + 1;
@@ -62,6 +77,15 @@ impl Tls {
         self.plain.set(0);
         self.reported.set(Some(Instant::now()));
     }
+}
+
+/// Whether connections on the listener `fd` start with TLS when HTTPS is on: TCP ones do; unix:
+/// sockets stay plain (a local proxy in front has ended TLS already). A listener that cannot say
+/// what it is gets HTTPS, never plain text where HTTPS was asked for.
+pub fn serves(fd: RawFd) -> bool {
+    // SAFETY: the caller's listening socket, open while it asks.
+    let listener = unsafe { BorrowedFd::borrow_raw(fd) };
+    !matches!(socket2::SockRef::from(&listener).local_addr(), Ok(addr) if addr.as_socket().is_none())
 }
 
 /// Why a connection ended before its handshake completed, for the caller's counters.
