@@ -27,6 +27,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -314,7 +315,7 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
     processes, shards = variant.readiness(filled["cpus"])
     spec = servers.Spec(name, name, filled["argv"], processes=processes,
                         ready_line="Connected to Redis" if shards else "", ready_count=shards, https=variant.https)
-    scraper = None
+    scraper, flood = None, []
     try:
         why = servers.wait_ready(service, spec, port, timeout=30, settle=0.5)
         if why:
@@ -358,10 +359,15 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
             marks[1]["ss"] = socket_summary()
 
         url = f"{'https' if variant.https else 'http'}://127.0.0.1:{port}/"
+        flood += [subprocess.Popen(["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-time",
+                                   str(args.duration)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for _ in range(variant.flood)]
         listen0 = listen_counters()
         result = loadgen.wrk(url, args.threads, args.connections, args.duration, raw_dir / f"{tag}.txt", None,
                              while_running=sample, headers=("Connection: close",) if variant.close else ())
         listen1 = listen_counters()
+        if flood:
+            result["flood_handshakes_per_s"] = flood_rate(flood, args.duration)
         # Connections the kernel turned away at a full accept queue during the whole wrk run (its
         # connect burst included): the whole machine's count, but only this run opens connections.
         result.update({k: listen1[k] - listen0[k] for k in listen1 if k in listen0})
@@ -389,10 +395,32 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
     finally:
         if scraper and scraper.is_alive():
             scraper.stop()
+        for client in flood:  # s_time stops by itself after -time; this is for a run cut short
+            if client.poll() is None:
+                client.kill()
+                client.wait()
         row["exit_status"] = service.stop(grace=15)
         row["worker_timeouts"] = servers.worker_timeouts(service.log_text())
         row["log"] = f"{tag}.log"
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def flood_rate(clients: list[subprocess.Popen], duration: int) -> float | None:
+    """The handshakes per second the @flood clients completed together (openssl s_time's
+    `N connections in T real seconds`; its other line divides by user CPU seconds), or None if one
+    said nothing usable."""
+    total = 0.0
+    for client in clients:
+        try:
+            out = client.communicate(timeout=duration + 30)[0]
+        except subprocess.TimeoutExpired:
+            client.kill()
+            return None
+        found = re.search(r"(\d+) connections in (\d+) real seconds", out)
+        if not found or float(found.group(2)) <= 0:
+            return None
+        total += int(found.group(1)) / float(found.group(2))
+    return round(total, 1)
 
 
 def fd_count(pid: int) -> int | None:

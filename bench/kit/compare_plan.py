@@ -17,7 +17,9 @@ A plan is a small text file (bench/plans/*.plan), one statement per line, `#` st
   http://{metrics_bind}/metrics every second while wrk runs, as a Prometheus server would),
   `@lines=PATH` (count the lines of this file after the run: an access log's lines against the
   requests served), `@https` (the probe and wrk use https://), `@close` (wrk sends `Connection:
-  close`: a new connection, and with @https a new TLS handshake, per request).
+  close`: a new connection, and with @https a new TLS handshake, per request), `@flood=N` (while wrk
+  runs, N `openssl s_time -new` clients open TLS connections back to back: a handshake flood beside
+  wrk's keep-alive clients, whose p99 shows its effect; needs @https).
 - `goal NAME >= FACTOR OTHER`: NAME's median req/s must be at least FACTOR times OTHER's; the
   report says met or not met, with both figures.
 - `defaults --OPTION N ...`: the load this plan is about, as bench/compare's own options
@@ -73,6 +75,7 @@ class Variant:
     procs_given: bool = False                    # @procs or @shards said how many processes
     https: bool = False                          # @https
     close: bool = False                          # @close
+    flood: int = 0                               # @flood=N: handshake-flood clients beside wrk
 
     def readiness(self, cpus: int) -> tuple[int, int]:
         """(processes, shards) that mean "every worker is up" on a run with `cpus` CPUs."""
@@ -149,9 +152,11 @@ def parse_variant(name: str, words: list[str]) -> Variant:
             v.lines = value
         elif option in ("https", "close") and not value:
             setattr(v, option, True)
+        elif option == "flood" and value.isdigit() and int(value) >= 1:
+            v.flood = int(value)
         else:
             raise PlanError(f"variant {name}: unknown option {words[i]!r} "
-                            "(known: @shards=N, @shards=cpus, @procs=N, @scrape, @lines=PATH, @https, @close)")
+                            "(known: @shards=N, @shards=cpus, @procs=N, @scrape, @lines=PATH, @https, @close, @flood=N)")
         i += 1
     while i < len(words) and ENV.match(words[i]):
         key, value = ENV.match(words[i]).groups()
@@ -160,6 +165,8 @@ def parse_variant(name: str, words: list[str]) -> Variant:
     v.argv = words[i:]
     if not v.argv:
         raise PlanError(f"variant {name}: no command")
+    if v.flood and not v.https:
+        raise PlanError(f"variant {name}: @flood needs @https (it floods TLS handshakes)")
     if v.scrape and "metrics_bind" not in v.placeholders():
         raise PlanError(f"variant {name}: @scrape needs {{metrics_bind}} in its command (--metrics-bind {{metrics_bind}})")
     return v

@@ -62,6 +62,10 @@ class Plans(unittest.TestCase):
         self.assertIsNone(a.setup())  # a certificate is not a Redis
         with self.assertRaises(PlanError):
             parse_plan("variant a @https=1 x")
+        self.assertEqual(parse_plan("variant a @https @flood=2 x").variants[0].flood, 2)
+        for bad in ("variant a @flood=2 x", "variant a @https @flood=0 x"):
+            with self.assertRaises(PlanError):
+                parse_plan(bad)
 
     def test_the_base_defaults_to_the_first_variant(self):
         self.assertEqual(parse_plan("variant a x\nvariant b y").base, "a")
@@ -187,6 +191,14 @@ class NginxConfig(unittest.TestCase):
         self.assertIn("worker_processes 3;", text)
         self.assertIn("worker_connections 11264;", text)
         self.assertNotIn("ssl", text)
+
+    def test_the_flood_rate_is_per_real_second(self):
+        import subprocess
+        said = ("1255 connections in 0.90s; 1394.44 connections/user sec, bytes read 0\n"
+                "1255 connections in 3 real seconds, 0 bytes read per connection\n")
+        clients = [subprocess.Popen(["printf", said], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+        self.assertEqual(compare.flood_rate(clients, 2), 836.7)
+        self.assertIsNone(compare.flood_rate([subprocess.Popen(["true"], stdout=subprocess.PIPE, text=True)], 2))
 
     def test_nginx_over_https(self):
         text = servers.nginx_config(servers.NGINX_TEMPLATE.read_text(), workers=2, prefix="/tmp/x",
