@@ -438,3 +438,19 @@ fn keep_alive_clients_are_answered_during_a_handshake_flood() {
     assert_eq!(redis.cmd(0, &["GET", "hit"]), total.to_string(), "handshakes alone count nothing");
     eprintln!("during the flood: {handshakes} handshakes, {total} keep-alive answers");
 }
+
+#[test]
+fn tcp_addresses_speak_https_and_unix_ones_stay_plain() {
+    let redis = TestRedis::start();
+    let pki = Pki::new("binds");
+    let (crt, key) = pki.server("one", 2020, 2090);
+    let sock = pki.path("hitcore.sock");
+    let unix = format!("unix:{sock}");
+    let server = https_server(&redis, &crt, &key, &["-b", "127.0.0.1:0", "-b", &unix]);
+    server.log.wait_for(&format!("Listening at: {unix}"), DEADLINE);
+    let out = curl(&pki, server.addr, &[]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1", "{}", text(&out));
+    let out = run("curl", &["-sS", "--max-time", "20", "--unix-socket", &sock, "http://hitcore/"], b"");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2", "{}", text(&out));
+    assert_eq!(redis.cmd(0, &["GET", "hit"]), "2");
+}

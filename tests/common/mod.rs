@@ -342,7 +342,7 @@ impl TestServer {
 
     /// Runs `cmd` as the server (any program that becomes hitcore: `systemd-socket-activate`, or
     /// hitcore with binds of its own) in its own process group, and waits for `ready` in its
-    /// stderr. `addr` is the first `Listening at: http://` address, if any.
+    /// stderr. `addr` is the first `Listening at: http://` (or `https://`) address, if any.
     pub fn from_command(mut cmd: Command, ready: &str) -> TestServer {
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         cmd.env_remove("REDIS_URL").process_group(0);
@@ -351,8 +351,8 @@ impl TestServer {
         log.follow(child.stderr.take().unwrap(), "hitcore");
         let mut server = TestServer { child: Some(child), addr: "0.0.0.0:0".parse().unwrap(), log, status: None };
         server.log.wait_for(ready, DEADLINE);
-        if let Some(line) = server.log.lines().iter().find(|l| l.contains("Listening at: http://")) {
-            server.addr = line.split("http://").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+        if let Some(line) = server.log.lines().iter().find(|l| l.contains("Listening at: http")) {
+            server.addr = line.split("://").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
         }
         server
     }
