@@ -6,11 +6,19 @@
 //! body; a Redis error answers `503`. Another path is `404`, another method `405`. Keep-alive
 //! (HTTP/1.1, and HTTP/1.0 with `Connection: keep-alive` as `ab -k` sends) is hyper's default.
 //!
+//! The counting API's two read/count routes, as Abacus shapes them (bench plan `api`), written
+//! as such a service would: one pipelined round trip per request, no coalescing across requests.
+//! `GET /hit/{namespace}/{key}` (`/hit/{key}`: namespace `default`) sends `INCR K:{ns}:{key}` and
+//! `EXPIRE K:{ns}:{key} TTL` together and answers `{"value":N}`; `GET /get/...` sends `GET` and
+//! `EXPIRE` (Abacus refreshes the TTL on reads too) and answers `{"value":N}`, or `404`
+//! `{"error":"Key not found"}`. A name outside `[A-Za-z0-9_.-]{3,64}` is `400`.
+//!
 //! Settings, each a flag, else an environment variable, else a default:
 //!   -b, --bind HOST:PORT   env BIND             default 127.0.0.1:8000
 //!   --redis URL            env REDIS_URL        default redis://127.0.0.1:6379/0 (env keeps a password out of `ps`)
 //!   -t, --threads N        env WORKER_THREADS   default the CPUs this process may use
 //!   --key NAME                                  default hit
+//!   --ttl SECS             env COUNTER_TTL      default 15552000 (180 days, Abacus's six months)
 //!   --tls-cert FILE --tls-key FILE              HTTPS (rustls, ALPN http/1.1) with this PEM pair; default plain HTTP
 
 use std::convert::Infallible;
@@ -29,8 +37,8 @@ use hyper_util::rt::TokioIo;
 use redis::aio::MultiplexedConnection;
 use tokio::net::TcpListener;
 
-const USAGE: &str =
-    "usage: tokio-hyper-peer [-b HOST:PORT] [--redis URL] [-t THREADS] [--key NAME] [--tls-cert FILE --tls-key FILE]";
+const USAGE: &str = "usage: tokio-hyper-peer [-b HOST:PORT] [--redis URL] [-t THREADS] [--key NAME] [--ttl SECS] \
+                     [--tls-cert FILE --tls-key FILE]";
 
 /// What the server was asked to do, after flags and environment are merged.
 struct Config {
@@ -38,6 +46,7 @@ struct Config {
     redis_url: String,
     threads: usize,
     key: String,
+    ttl: u64,
     /// The certificate chain and key files, for HTTPS.
     tls: Option<(String, String)>,
 }
@@ -47,6 +56,7 @@ fn parse_args() -> Result<Config, String> {
     let mut redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
     let mut threads = std::env::var("WORKER_THREADS").ok();
     let mut key = String::from("hit");
+    let mut ttl = std::env::var("COUNTER_TTL").unwrap_or_else(|_| "15552000".into());
     let (mut tls_cert, mut tls_key) = (None, None);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -56,6 +66,7 @@ fn parse_args() -> Result<Config, String> {
             "--redis" => redis_url = value()?,
             "-t" | "--threads" => threads = Some(value()?),
             "--key" => key = value()?,
+            "--ttl" => ttl = value()?,
             "--tls-cert" => tls_cert = Some(value()?),
             "--tls-key" => tls_key = Some(value()?),
             "-h" | "--help" => return Err(USAGE.into()),
@@ -67,12 +78,13 @@ fn parse_args() -> Result<Config, String> {
         Some(t) => t.parse().ok().filter(|&n| n > 0).ok_or(format!("--threads '{t}': expected a positive number"))?,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
+    let ttl = ttl.parse().ok().filter(|&n| n > 0).ok_or(format!("--ttl '{ttl}': expected a positive number"))?;
     let tls = match (tls_cert, tls_key) {
         (Some(cert), Some(key)) => Some((cert, key)),
         (None, None) => None,
         _ => return Err(format!("--tls-cert and --tls-key go together\n{USAGE}")),
     };
-    Ok(Config { bind, redis_url, threads, key, tls })
+    Ok(Config { bind, redis_url, threads, key, ttl, tls })
 }
 
 fn main() -> ExitCode {
@@ -101,6 +113,7 @@ async fn serve(config: Config) -> Result<(), Box<dyn Error>> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     eprintln!("tokio-hyper-peer: listening on {scheme}://{} with {} threads", listener.local_addr()?, config.threads);
     let key: Arc<str> = config.key.into();
+    let ttl = config.ttl;
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -114,7 +127,7 @@ async fn serve(config: Config) -> Result<(), Box<dyn Error>> {
         let _ = stream.set_nodelay(true);
         let (redis, key, tls) = (redis.clone(), key.clone(), tls.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |request| handle(request, redis.clone(), key.clone()));
+            let service = service_fn(move |request| handle(request, redis.clone(), key.clone(), ttl));
             // Errors here are clients going away mid-request (or mid-handshake), normal under load tests.
             match tls {
                 None => {
@@ -151,18 +164,84 @@ async fn handle(
     request: Request<Incoming>,
     mut redis: MultiplexedConnection,
     key: Arc<str>,
+    ttl: u64,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    if request.uri().path() != "/" {
+    let route = route(request.uri().path());
+    if matches!(route, Route::NotFound) {
         return Ok(reply(StatusCode::NOT_FOUND, "not found\n".into()));
     }
     if request.method() != Method::GET {
         return Ok(reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n".into()));
     }
-    let value: redis::RedisResult<i64> = redis::cmd("INCR").arg(&*key).query_async(&mut redis).await;
+    let (counting, namespace, name) = match route {
+        Route::Root => return Ok(root(redis, &key).await),
+        Route::BadName => return Ok(json(StatusCode::BAD_REQUEST, r#"{"error":"Invalid namespace/key"}"#.into())),
+        Route::Hit(namespace, name) => (true, namespace, name),
+        Route::Get(namespace, name) => (false, namespace, name),
+        Route::NotFound => unreachable!("answered above"),
+    };
+    let counter = format!("K:{namespace}:{name}");
+    let mut pipe = redis::pipe();
+    pipe.cmd(if counting { "INCR" } else { "GET" }).arg(&counter).cmd("EXPIRE").arg(&counter).arg(ttl).ignore();
+    let value: redis::RedisResult<(Option<i64>,)> = pipe.query_async(&mut redis).await;
     Ok(match value {
+        Ok((Some(value),)) => json(StatusCode::OK, format!(r#"{{"value":{value}}}"#)),
+        Ok((None,)) => json(StatusCode::NOT_FOUND, r#"{"error":"Key not found"}"#.into()),
+        Err(_) => json(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"redis unavailable"}"#.into()),
+    })
+}
+
+/// What a path asks for.
+enum Route<'a> {
+    /// `/`: the seed's counter.
+    Root,
+    /// `/hit/...`: count, then answer the value.
+    Hit(&'a str, &'a str),
+    /// `/get/...`: the value without counting.
+    Get(&'a str, &'a str),
+    /// An API route whose namespace or key is not a valid name.
+    BadName,
+    /// Anything else.
+    NotFound,
+}
+
+fn route(path: &str) -> Route<'_> {
+    if path == "/" {
+        return Route::Root;
+    }
+    let (counting, rest) = match (path.strip_prefix("/hit/"), path.strip_prefix("/get/")) {
+        (Some(rest), _) => (true, rest),
+        (_, Some(rest)) => (false, rest),
+        _ => return Route::NotFound,
+    };
+    let (namespace, name) = match rest.split_once('/') {
+        None => ("default", rest),
+        Some((namespace, name)) if !name.contains('/') => (namespace, name),
+        Some(_) => return Route::NotFound,
+    };
+    let valid =
+        |s: &str| (3..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    match (valid(namespace) && valid(name), counting) {
+        (false, _) => Route::BadName,
+        (true, true) => Route::Hit(namespace, name),
+        (true, false) => Route::Get(namespace, name),
+    }
+}
+
+async fn root(mut redis: MultiplexedConnection, key: &str) -> Response<Full<Bytes>> {
+    let value: redis::RedisResult<i64> = redis::cmd("INCR").arg(key).query_async(&mut redis).await;
+    match value {
         Ok(value) => reply(StatusCode::OK, value.to_string()),
         Err(_) => reply(StatusCode::SERVICE_UNAVAILABLE, "redis unavailable\n".into()),
-    })
+    }
+}
+
+fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = reply(status, body);
+    response
+        .headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, "application/json".parse().expect("a valid header value"));
+    response
 }
 
 fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
