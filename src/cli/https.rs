@@ -36,9 +36,10 @@ pub struct HttpsFlags {
     #[arg(long = "cert-reqs", value_name = "N", value_parser = clap::value_parser!(u8).range(0..=2))]
     pub cert_reqs: Option<u8>,
 
-    /// The oldest TLS version spoken over HTTPS: 1.2 or 1.3 (rustls speaks nothing older)
+    /// The oldest TLS version spoken over HTTPS: TLSv1.2 or TLSv1.3 (also 1.2, 1.3, TLSv1_2, TLSv1_3;
+    /// rustls speaks nothing older)
     #[arg(long = "ssl-min-version", value_name = "VERSION", value_parser = MinVersion::parse,
-          default_value = "1.2")]
+          default_value = "TLSv1.2")]
     pub ssl_min_version: MinVersion,
 }
 

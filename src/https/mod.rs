@@ -73,14 +73,14 @@ pub enum MinVersion {
 }
 
 impl MinVersion {
-    /// `--ssl-min-version`'s values: `1.2` or `1.3`, also spelt as Python's `ssl` module and
-    /// nginx do (`TLSv1_2`, `TLSv1.2`).
+    /// `--ssl-min-version`'s values: `TLSv1.2` or `TLSv1.3` as nginx spells them, also `1.2`,
+    /// `1.3` and Python's `ssl` module's `TLSv1_2`, `TLSv1_3`, in any case. Written as nginx does.
     pub fn parse(text: &str) -> Result<MinVersion, String> {
         let t = text.to_ascii_lowercase();
         match t.strip_prefix("tlsv").unwrap_or(&t) {
             "1.2" | "1_2" => Ok(MinVersion::Tls12),
             "1.3" | "1_3" => Ok(MinVersion::Tls13),
-            _ => Err(format!("'{text}' is not a TLS version hitcore speaks: 1.2 or 1.3")),
+            _ => Err(format!("'{text}' is not a TLS version hitcore speaks: TLSv1.2 or TLSv1.3")),
         }
     }
 }
@@ -88,8 +88,8 @@ impl MinVersion {
 impl std::fmt::Display for MinVersion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            MinVersion::Tls12 => "1.2",
-            MinVersion::Tls13 => "1.3",
+            MinVersion::Tls12 => "TLSv1.2",
+            MinVersion::Tls13 => "TLSv1.3",
         })
     }
 }

@@ -113,5 +113,8 @@ fn versions_parse_in_every_spelling() {
     for t in ["1.3", "TLSv1.3", "TLSv1_3"] {
         assert_eq!(MinVersion::parse(t), Ok(MinVersion::Tls13), "{t}");
     }
-    assert!(MinVersion::parse("1.1").unwrap_err().contains("1.2 or 1.3"));
+    assert!(MinVersion::parse("1.1").unwrap_err().contains("TLSv1.2 or TLSv1.3"));
+    for v in [MinVersion::Tls12, MinVersion::Tls13] {
+        assert_eq!(MinVersion::parse(&v.to_string()), Ok(v), "what is printed reads back");
+    }
 }
