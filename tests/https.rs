@@ -464,3 +464,38 @@ fn tcp_addresses_speak_https_and_unix_ones_stay_plain() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "2", "{}", text(&out));
     assert_eq!(redis.cmd(0, &["GET", "hit"]), "2");
 }
+
+#[test]
+fn hup_turns_https_on_and_off_with_the_config_file() {
+    let redis = TestRedis::start();
+    let pki = Pki::new("toggle");
+    let (crt, key) = pki.server("one", 2020, 2090);
+    let file = pki.path("hitcore.toml");
+    std::fs::write(&file, "").unwrap();
+    let url = redis.url(0);
+    let server = TestServer::start(&["-w", "1", "-c", &file, "--redis", &url]);
+    server.wait_ready(1);
+    assert_eq!(get_once(server.addr, "GET / HTTP/1.1\r\nHost: t\r\n\r\n").value(), 1);
+
+    std::fs::write(&file, format!("certfile = {crt:?}\nkeyfile = {key:?}\n")).unwrap();
+    server.signal(libc::SIGHUP);
+    server.log.wait_for("Reload complete", DEADLINE);
+    let config = pki.client_config(None);
+    // Until the old shard has seen its USR2 it may still take a connection, in plain HTTP.
+    wait_until("HTTPS after the HUP", DEADLINE, || TlsClient::connect(server.addr, &config, DEADLINE).is_ok());
+    let mut client = TlsClient::connect(server.addr, &config, DEADLINE).unwrap();
+    let (status, _) = client.get().unwrap();
+    assert_eq!(status, 200);
+    drop(client);
+
+    std::fs::write(&file, "").unwrap();
+    server.signal(libc::SIGHUP);
+    server.log.wait_for_count("Reload complete", 2, DEADLINE);
+    wait_until("plain HTTP after the second HUP", DEADLINE, || {
+        let mut c = Client::connect(server.addr);
+        c.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        let mut buf = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut c.stream, &mut buf);
+        buf.starts_with(b"HTTP/1.1 200")
+    });
+}
