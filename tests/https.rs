@@ -478,24 +478,51 @@ fn hup_turns_https_on_and_off_with_the_config_file() {
     assert_eq!(get_once(server.addr, "GET / HTTP/1.1\r\nHost: t\r\n\r\n").value(), 1);
 
     std::fs::write(&file, format!("certfile = {crt:?}\nkeyfile = {key:?}\n")).unwrap();
+    let old = server.shard_pids();
     server.signal(libc::SIGHUP);
     server.log.wait_for("Reload complete", DEADLINE);
-    let config = pki.client_config(None);
     // Until the old shard has seen its USR2 it may still take a connection, in plain HTTP.
-    wait_until("HTTPS after the HUP", DEADLINE, || TlsClient::connect(server.addr, &config, DEADLINE).is_ok());
+    wait_until("the old shard exits", DEADLINE, || old.iter().all(|&p| !alive(p)));
+    let config = pki.client_config(None);
     let mut client = TlsClient::connect(server.addr, &config, DEADLINE).unwrap();
     let (status, _) = client.get().unwrap();
     assert_eq!(status, 200);
     drop(client);
 
     std::fs::write(&file, "").unwrap();
+    let old = server.shard_pids();
     server.signal(libc::SIGHUP);
     server.log.wait_for_count("Reload complete", 2, DEADLINE);
-    wait_until("plain HTTP after the second HUP", DEADLINE, || {
-        let mut c = Client::connect(server.addr);
-        c.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-        let mut buf = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut c.stream, &mut buf);
-        buf.starts_with(b"HTTP/1.1 200")
+    wait_until("the old shard exits", DEADLINE, || old.iter().all(|&p| !alive(p)));
+    assert_eq!(get_once(server.addr, "GET / HTTP/1.1\r\nHost: t\r\n\r\n").value(), 3);
+}
+
+#[test]
+fn handshake_outcomes_are_counted_in_the_metrics() {
+    let redis = TestRedis::start();
+    let pki = Pki::new("metrics");
+    let (crt, key) = pki.server("one", 2020, 2090);
+    let server = https_server(&redis, &crt, &key, &["--metrics-bind", "127.0.0.1:0"]);
+    let line = server.log.wait_for("Serving metrics at: http://", DEADLINE);
+    let metrics: std::net::SocketAddr =
+        line.split("http://").nth(1).unwrap().split('/').next().unwrap().parse().unwrap();
+
+    // done: one; failed: a client that trusts another CA refuses the certificate (its alert ends
+    // the server's handshake); plain_http: one; closed: a connection that sends nothing.
+    let mut ok = TlsClient::connect(server.addr, &pki.client_config(None), DEADLINE).unwrap();
+    assert_eq!(ok.get().unwrap().0, 200);
+    let other = Pki::new("metrics-other");
+    assert!(TlsClient::connect(server.addr, &other.client_config(None), DEADLINE).is_err());
+    let mut plain = Client::connect(server.addr);
+    plain.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    plain.assert_closed();
+    drop(std::net::TcpStream::connect(server.addr).unwrap());
+
+    let want = [("done", 1), ("failed", 1), ("plain_http", 1), ("closed", 1)];
+    let mut text = String::new();
+    wait_until("the handshake counters", DEADLINE, || {
+        text = get_once(metrics, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").text();
+        want.iter()
+            .all(|(outcome, n)| text.contains(&format!("hitcore_tls_handshakes_total{{outcome=\"{outcome}\"}} {n}\n")))
     });
 }

@@ -31,12 +31,12 @@ use super::health;
 use super::parse::{Limits, Method, ParseError, Parser, Request, Step, Target, Version};
 use super::proxy::{self, Parsed};
 use super::response::{self, Answer, Persist};
-use crate::metrics::shm::{Meter, Timeout, Unavailable};
+use crate::metrics::shm::{Handshake, Meter, Timeout, Unavailable};
 use crate::redis::client::{Failure, Outcome, Ticket};
 use io::{drain_before_close, read_after_answer, read_some, write_within};
 use registry::{Entry, Registered};
 use speculate::Speculation;
-use tls::Tls;
+use tls::{NoTls, Tls};
 use transport::Transport;
 
 /// Pipelined requests taken from one connection per batch. More stay in its buffer for the next
@@ -75,7 +75,14 @@ pub async fn serve_tls(ctx: Rc<Context>, stream: TcpStream, peer: Option<IpAddr>
     // waits for a complete request as much as one that stalls its head.
     let entry = ctx.registry.register(stream.as_raw_fd());
     let _open = opened(&ctx);
-    let Ok(mut stream) = tls::handshake(&tls, stream, peer, ctx.settings.header_timeout).await else { return };
+    let started = tls::handshake(&tls, stream, peer, ctx.settings.header_timeout).await;
+    ctx.observing.meter.handshake(match &started {
+        Ok(_) => Handshake::Done,
+        Err(NoTls::Failed) => Handshake::Failed,
+        Err(NoTls::PlainHttp) => Handshake::PlainHttp,
+        Err(NoTls::Silent) => Handshake::Closed,
+    });
+    let Ok(mut stream) = started else { return };
     serve_on(&ctx, &mut *stream, peer, entry).await;
 }
 
