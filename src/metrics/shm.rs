@@ -12,8 +12,9 @@ use crate::heartbeat::METRICS_WORDS;
 
 /// Written in word 0 by a shard that counts with this layout; the supervisor reads a block only
 /// when it carries this value (a block of zeros is a shard that counts nothing). Change it whenever
-/// the words below change: after a binary upgrade, HUP starts new shards under the old supervisor,
-/// which must then skip their blocks rather than misread them.
+/// a word below moves or changes meaning: after a binary upgrade, HUP starts new shards under the
+/// old supervisor, which must then skip their blocks rather than misread them. Words appended after
+/// the last one need no change (an older supervisor never reads them).
 pub const LAYOUT: u64 = 0x6869_7463_6f72_0001;
 
 /// Response statuses hitcore can answer, each with its own counter; anything else counts as other.
