@@ -10,7 +10,8 @@
 //!   [`config::Config`]; `--check-config`; [`cli::Invocation::reload`] for HUP.
 //! - [`bind`]: what `-b` names (TCP, `unix:PATH`, `fd://N`, systemd's sockets), as plain data.
 //! - [`config`]: the validated configuration, shared by the supervisor and (serialised) the shards.
-//! - [`handoff`]: the versioned, tolerant supervisor → shard hand-off (`HITCORE_SHARD`).
+//! - [`handoff`]: the versioned, tolerant supervisor → shard hand-off (a sealed memfd named by
+//!   `HITCORE_SHARD`) and USR2's, with the secrets kept out of every child's environment.
 //! - [`supervisor`]: the arbiter: listeners, shard processes, watchdog, signals (HUP reloads, USR2
 //!   upgrades), pid file, systemd notify, the open-files limit the shards inherit.
 //! - [`listener`]: SO_REUSEPORT listening sockets, identical options on all.

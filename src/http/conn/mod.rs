@@ -109,7 +109,11 @@ async fn serve_on<S: Transport>(ctx: &Context, stream: &mut S, peer: Option<IpAd
         parsed_partial: 0,
         speculation: Speculation::default(),
     };
-    if ctx.observing.proxy_protocol {
+    if let Some(proxy) = &ctx.observing.proxy_protocol {
+        if !proxy.admits(peer) {
+            ctx.observing.meter.proxy_rejected();
+            return;
+        }
         match conn.read_proxy_header(ctx, stream).await {
             Ok(Some(source)) => conn.peer = Some(source),
             Ok(None) => {}
