@@ -1,5 +1,6 @@
-//! HTTPS: the server-side TLS settings (`--certfile`, `--keyfile`, `--ca-certs`, `--cert-reqs`,
-//! `--ssl-min-version`) as plain data, and the rustls server configuration built from their files.
+//! HTTPS: the rustls server configuration built from the HTTPS settings' files (`--certfile`,
+//! `--keyfile`, `--ca-certs`, `--cert-reqs`, `--ssl-min-version`; the settings themselves are plain
+//! data in `config::https`, re-exported here).
 //!
 //! It owns which certificate is served, which client certificates are accepted, which TLS versions
 //! and ALPN protocols are spoken, how sessions resume, and every check made on the files (missing,
@@ -24,7 +25,8 @@ use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
 use rustls::{RootCertStore, ServerConfig};
-use serde::{Deserialize, Serialize};
+
+pub use crate::config::https::{ClientCerts, Https, MinVersion};
 
 /// The one application protocol spoken, offered in ALPN so that clients that ask get an answer.
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
@@ -32,67 +34,6 @@ pub const ALPN_HTTP11: &[u8] = b"http/1.1";
 /// TLS 1.2 sessions each shard remembers for resumption by session ID (TLS 1.3 resumes with
 /// tickets, which need no memory here). About 200 bytes each.
 const SESSION_CACHE: usize = 4096;
-
-/// HTTPS on every TCP listener: present when `--certfile` is given.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Https {
-    /// `--certfile`: the certificate chain (PEM), the server's own certificate first.
-    pub certfile: PathBuf,
-    /// `--keyfile`: its private key (PEM: PKCS#8, PKCS#1 or SEC1).
-    pub keyfile: PathBuf,
-    /// `--ca-certs` and `--cert-reqs`: whether clients present certificates (default: not asked).
-    #[serde(default)]
-    pub clients: ClientCerts,
-    /// `--ssl-min-version` (default TLS 1.2).
-    #[serde(default)]
-    pub min_version: MinVersion,
-}
-
-/// Which client certificates are asked for and accepted.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ClientCerts {
-    /// None asked for (no `--ca-certs`).
-    #[default]
-    None,
-    /// `--ca-certs FILE --cert-reqs 1`: asked for, verified against FILE when presented; a client
-    /// without one is served too.
-    Optional(PathBuf),
-    /// `--ca-certs FILE` (`--cert-reqs 2`, the default with `--ca-certs`): a client must present a
-    /// certificate that FILE's CAs signed, or the handshake fails.
-    Required(PathBuf),
-}
-
-/// The oldest TLS version spoken.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MinVersion {
-    /// TLS 1.2 and 1.3 (rustls speaks nothing older).
-    #[default]
-    Tls12,
-    /// TLS 1.3 only.
-    Tls13,
-}
-
-impl MinVersion {
-    /// `--ssl-min-version`'s values: `TLSv1.2` or `TLSv1.3` as nginx spells them, also `1.2`,
-    /// `1.3` and Python's `ssl` module's `TLSv1_2`, `TLSv1_3`, in any case. Written as nginx does.
-    pub fn parse(text: &str) -> Result<MinVersion, String> {
-        let t = text.to_ascii_lowercase();
-        match t.strip_prefix("tlsv").unwrap_or(&t) {
-            "1.2" | "1_2" => Ok(MinVersion::Tls12),
-            "1.3" | "1_3" => Ok(MinVersion::Tls13),
-            _ => Err(format!("'{text}' is not a TLS version hitcore speaks: TLSv1.2 or TLSv1.3")),
-        }
-    }
-}
-
-impl std::fmt::Display for MinVersion {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            MinVersion::Tls12 => "TLSv1.2",
-            MinVersion::Tls13 => "TLSv1.3",
-        })
-    }
-}
 
 /// A file that cannot be served with, naming the flag, the file and why.
 #[derive(Debug, thiserror::Error)]
