@@ -42,18 +42,17 @@ fn run(program: &str, args: &[&str], input: &[u8]) -> Output {
     stdin.write_all(input).unwrap();
     drop(stdin);
     let pid = child.id() as i32;
+    // Killed only if it is still running at the deadline: until this thread hears that the wait
+    // below returned, the child is unreaped, so its pid cannot name another process.
+    let (done, finished) = std::sync::mpsc::channel::<()>();
     let watchdog = std::thread::spawn(move || {
-        let until = Instant::now() + DEADLINE;
-        while Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(50));
-            if !alive(pid) {
-                return;
-            }
+        if finished.recv_timeout(DEADLINE).is_err() {
+            // SAFETY: the child this test spawned, not yet reaped (see above).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
         }
-        // SAFETY: the child this test spawned, not yet reaped (wait_with_output below reaps it).
-        unsafe { libc::kill(pid, libc::SIGKILL) };
     });
     let out = child.wait_with_output().unwrap();
+    let _ = done.send(());
     watchdog.join().unwrap();
     out
 }
