@@ -2,10 +2,11 @@
 //! handshake, both within `--header-timeout`.
 //!
 //! It owns the shard's acceptor (built at boot from the HTTPS files and the session-ticket secret
-//! the supervisor passed), which listeners speak TLS, and the rate limit on its one log line. The handshake is a task like any other on the shard's io_uring
-//! loop: it waits for the client's bytes without blocking the shard's other connections, and its
-//! CPU work (one signature per full handshake) is bounded by the client's round trips. It must not
-//! read a byte past the handshake: the request bytes are the loop's.
+//! the supervisor passed), which listeners speak TLS, and the rate limit on its one log line. The
+//! handshake is a task like any other on the shard's io_uring loop: it waits for the client's
+//! bytes without blocking the shard's other connections, and its CPU work (one signature per full
+//! handshake) is bounded by the client's round trips. It must not consume request bytes: any that
+//! arrive with the handshake stay in the TLS stream for the loop.
 
 use std::cell::Cell;
 use std::io;
