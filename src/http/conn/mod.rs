@@ -90,7 +90,7 @@ pub async fn serve_tls(ctx: Rc<Context>, stream: TcpStream, peer: Option<IpAddr>
 fn opened(ctx: &Context) -> OpenConnection {
     Counters::bump(&ctx.counters.connections);
     let open = OpenConnection::new(ctx.observing.meter);
-    #[cfg(debug_assertions)]
+    #[cfg(feature = "test-hooks")]
     if ctx.panic_at == Some(ctx.counters.connections.get()) {
         panic!("test hook: HITCORE_TEST_PANIC_CONNECTION");
     }
