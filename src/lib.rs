@@ -26,6 +26,9 @@
 //!   tickets (`queue/`), dialing (`dial`, a leaf), the connect path (discovery, TLS, ROLE), the
 //!   pipelined connection task with its sessions and reconnect state machine, what a topology
 //!   makes a session follow, Sentinel (`sentinel/`) and Cluster (`cluster/`) routing.
+//! - [`https`]: the rustls server configuration built from the HTTPS settings' files (`--certfile`,
+//!   `--keyfile`, `--ca-certs`, `--ssl-min-version`; the settings are `config::https`), shared
+//!   session tickets; the handshake is in `http/conn/`.
 //! - [`api`]: the counting API (CountAPI/Abacus parity): `/hit`, `/get`, `/create`, `/info`, the
 //!   admin routes and `/stream` on named counters; routes, names, auth, JSON, its Redis rounds (docs/api.md).
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
@@ -43,6 +46,7 @@ pub mod config;
 pub mod handoff;
 pub mod heartbeat;
 pub mod http;
+pub mod https;
 pub mod listener;
 pub mod logging;
 pub mod metrics;

@@ -3,16 +3,17 @@
 //! drains, or a write cannot go out within `--write-timeout`.
 //!
 //! It owns that loop only: the subscription comes from the API's first answer (`crate::api`), the
-//! event's bytes from `api::reply::event`, the socket calls from `io`. Input the client still sends
+//! event's bytes from `api::reply::event`, the socket calls from `io`, over plain TCP or TLS alike
+//! (`transport`). Input the client still sends
 //! is read and dropped, so that a closed connection is noticed.
 
 use std::time::Duration;
 
 use futures_lite::future;
-use glommio::net::TcpStream;
 use tracing::debug;
 
 use super::io::{read_some, write_within};
+use super::transport::Transport;
 use crate::http::context::Context;
 use crate::metrics::shm::Meter;
 use crate::redis::subscribe::Subscription;
@@ -37,7 +38,7 @@ enum Woken {
 }
 
 /// Streams `subscription`'s values to the client until one side is done.
-pub(super) async fn serve(ctx: &Context, stream: &mut TcpStream, subscription: Subscription) {
+pub(super) async fn serve<S: Transport>(ctx: &Context, stream: &mut S, subscription: Subscription) {
     ctx.observing.meter.api_stream_client(true);
     let _connected = Connected(ctx.observing.meter);
     let mut quiet = 0u32;
