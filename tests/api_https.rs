@@ -45,7 +45,7 @@ fn the_api_and_its_stream_over_https() {
 
     // A stream for a few seconds while the counter moves; curl ends it at --max-time.
     let stream = Command::new("curl")
-        .args(["-sS", "-N", "--max-time", "4", "--cacert", &ca, &format!("{base}/stream/secure/page")])
+        .args(["-sS", "-N", "--max-time", "8", "--cacert", &ca, &format!("{base}/stream/secure/page")])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
