@@ -22,6 +22,7 @@
 //! - [`redis`]: Redis URLs (single node, Sentinel, Cluster), RESP, the coalescing queue, the connect
 //!   path (discovery, TLS, ROLE), the pipelined connection task, Sentinel and Cluster routing.
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
+//! - [`uring`]: the start-up check that io_uring is usable here (seccomp, sysctl, kernel, memlock).
 
 #![warn(missing_docs, missing_debug_implementations)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -38,3 +39,4 @@ pub mod metrics;
 pub mod redis;
 pub mod shard;
 pub mod supervisor;
+pub mod uring;

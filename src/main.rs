@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use hitcore::cli::{self, Invocation};
 use hitcore::handoff::{self, SPEC_ENV};
-use hitcore::{logging, shard, supervisor};
+use hitcore::{logging, shard, supervisor, uring};
 
 fn main() -> ExitCode {
     if let Some(text) = std::env::var_os(SPEC_ENV) {
@@ -39,6 +39,17 @@ fn main() -> ExitCode {
     if let Err(e) = logging::init(&config.error_log, config.log_level) {
         eprintln!("hitcore: cannot open the error log: {e}");
         return ExitCode::FAILURE;
+    }
+    // Before anything is bound: a machine without io_uring gets one line naming the cause and fix.
+    match uring::check() {
+        Ok(None) => {}
+        Ok(Some(limit)) => {
+            tracing::info!("Raised the locked-memory limit (RLIMIT_MEMLOCK) to {}", uring::limit_text(limit))
+        }
+        Err(why) => {
+            tracing::error!("{why}");
+            return ExitCode::FAILURE;
+        }
     }
     ExitCode::from(supervisor::run(config, Some(invocation)) as u8)
 }
