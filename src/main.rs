@@ -40,6 +40,9 @@ fn main() -> ExitCode {
         eprintln!("hitcore: cannot open the error log: {e}");
         return ExitCode::FAILURE;
     }
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
     // Before anything is bound: a machine without io_uring gets one line naming the cause and fix.
     match uring::check() {
         Ok(None) => {}
