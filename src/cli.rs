@@ -259,6 +259,11 @@ pub struct ObserveFlags {
     /// connections without a valid one are closed
     #[arg(long = "proxy-protocol")]
     pub proxy_protocol: bool,
+
+    /// Error and access logs as gunicorn's text lines, or as one JSON object per line (the access
+    /// log's keyed by the --access-logformat atoms' names: h, r, s, ...)
+    #[arg(long = "log-format", value_enum, ignore_case = true, value_name = "FORMAT", default_value = "text")]
+    pub log_format: crate::logjson::LogFormat,
 }
 
 impl ObserveFlags {
@@ -295,6 +300,7 @@ impl ObserveFlags {
             access_log_format: self.access_logformat,
             forwarded_allow_ips: self.forwarded_allow_ips,
             proxy_protocol: self.proxy_protocol,
+            log_format: self.log_format,
         })
     }
 }

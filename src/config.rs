@@ -119,6 +119,9 @@ pub struct Observe {
     pub forwarded_allow_ips: String,
     /// Every connection starts with a PROXY protocol v1/v2 header (`--proxy-protocol`).
     pub proxy_protocol: bool,
+    /// The error and access logs as text lines or JSON lines (`--log-format`; absent from an
+    /// older supervisor's hand-off: text).
+    pub log_format: crate::logjson::LogFormat,
 }
 
 impl Default for Observe {
@@ -129,6 +132,7 @@ impl Default for Observe {
             access_log_format: crate::http::logformat::DEFAULT.into(),
             forwarded_allow_ips: crate::http::forwarded::DEFAULT.into(),
             proxy_protocol: false,
+            log_format: crate::logjson::LogFormat::Text,
         }
     }
 }

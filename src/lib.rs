@@ -22,6 +22,7 @@
 //! - [`redis`]: Redis URLs (single node, Sentinel, Cluster), RESP, the coalescing queue, the connect
 //!   path (discovery, TLS, ROLE), the pipelined connection task, Sentinel and Cluster routing.
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
+//! - [`logjson`]: `--log-format json`: JSON string escaping and the error log's JSON object.
 //! - [`uring`]: the start-up check that io_uring is usable here (seccomp, sysctl, kernel, memlock).
 
 #![warn(missing_docs, missing_debug_implementations)]
@@ -35,6 +36,7 @@ pub mod heartbeat;
 pub mod http;
 pub mod listener;
 pub mod logging;
+pub mod logjson;
 pub mod metrics;
 pub mod redis;
 pub mod shard;

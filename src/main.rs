@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         return cli::check::main(&loaded);
     }
     let config = loaded.config;
-    if let Err(e) = logging::init(&config.error_log, config.log_level) {
+    if let Err(e) = logging::init_with(&config.error_log, config.log_level, config.observe.log_format) {
         eprintln!("hitcore: cannot open the error log: {e}");
         return ExitCode::FAILURE;
     }

@@ -2,7 +2,8 @@
 //! `WEB_CONCURRENCY` sets the default workers below the file, log levels in any case,
 //! `HITCORE_FORWARDED_ALLOW_IPS` as well as gunicorn's `FORWARDED_ALLOW_IPS`, a WARNING for every
 //! `HITCORE_*` variable that names no flag (at start and in `--check-config`), TOML values of the
-//! wrong type refused naming key and file, and `--check-config` saying how shards are placed.
+//! wrong type refused naming key and file, `--check-config` saying how shards are placed, and
+//! `--log-format json` turning both logs into JSON lines.
 
 mod common;
 
@@ -225,4 +226,78 @@ fn check_config_says_how_shards_are_placed() {
     let (out, _) = check(&["-w", "1", "--pin"], &[]);
     let placed = out.lines().find(|l| l.contains("shards") && l.starts_with("# resolved")).unwrap();
     assert!(placed.contains("1 shards, each pinned to one CPU (--pin; shard->CPU 0->"), "{out}");
+}
+
+#[test]
+fn log_format_json_writes_one_object_per_line_in_both_logs() {
+    let redis = TestRedis::start();
+    let url = redis.url(0);
+    let dir = std::env::temp_dir().join(format!("hitcore-habits-json-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (error, access) = (dir.join("error.log"), dir.join("access.log"));
+    let args = [
+        "-w",
+        "1",
+        "--redis",
+        &url,
+        "--log-format",
+        "JSON",
+        "--error-logfile",
+        error.to_str().unwrap(),
+        "--access-logfile",
+        access.to_str().unwrap(),
+    ];
+    let mut server = TestServer::start_with(&args, |cmd| {
+        cmd.env("HITCORE_NO_SUCH_FLAG", "1");
+    });
+    server.wait_ready(1);
+    // What JSON must escape: a request the parser refuses for its control bytes and invalid UTF-8
+    // (answered 400, and logged), then one it accepts with quotes, a backslash and non-ASCII.
+    let mut client = Client::connect(server.addr);
+    client.send(b"GET /?q=\x1b[31m\xc3\xa9\xff HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(client.read_response(false).status, 400);
+    drop(client);
+    let raw = "GET /?q=1 HTTP/1.1\r\nHost: t\r\nUser-Agent: a\"b\\c \u{20ac}\r\nReferer: http://r/\u{1f600}\r\n\r\n";
+    assert_eq!(get_once(server.addr, raw).value(), 1);
+    assert_eq!(get_once(server.addr, "GET / HTTP/1.1\r\nHost: t\r\n\r\n").value(), 2);
+    let lines = {
+        let mut lines = Vec::new();
+        wait_until("three access lines", DEADLINE, || {
+            lines = std::fs::read_to_string(&access).unwrap_or_default().lines().map(str::to_string).collect();
+            lines.len() >= 3
+        });
+        lines
+    };
+    let mut statuses = Vec::new();
+    for line in &lines {
+        assert!(line.bytes().all(|b| (b' '..=b'~').contains(&b)), "ASCII only: {line}");
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["a", "b", "f", "h", "l", "r", "s", "t", "u"], "gunicorn's default atoms: {line}");
+        assert_eq!(v["h"], "127.0.0.1");
+        statuses.push(v["s"].as_u64().unwrap());
+    }
+    assert_eq!(statuses, [400, 200, 200]);
+    let second: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    // The text log's escapes (client bytes outside printable ASCII as \xNN), as JSON strings.
+    assert_eq!(second["r"], "GET /?q=1 HTTP/1.1");
+    assert_eq!(second["a"], "a\\\"b\\\\c \\xe2\\x82\\xac");
+    assert_eq!(second["f"], "http://r/\\xf0\\x9f\\x98\\x80");
+
+    server.stop();
+    let errors = std::fs::read_to_string(&error).unwrap();
+    let mut messages = Vec::new();
+    for line in errors.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["time"].is_string() && v["pid"].is_u64() && v["level"].is_string(), "{line}");
+        messages.push((v["level"].as_str().unwrap().to_string(), v["message"].as_str().unwrap().to_string()));
+    }
+    assert!(messages.iter().any(|(l, m)| l == "INFO" && m.starts_with("Listening at: http://")), "{errors}");
+    assert!(messages.iter().any(|(l, m)| l == "INFO" && m.starts_with("Booting worker with pid")), "{errors}");
+    assert!(
+        messages.iter().any(|(l, m)| l == "WARNING" && m.starts_with("HITCORE_NO_SUCH_FLAG names no flag")),
+        "{errors}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
