@@ -55,13 +55,24 @@ prereqs_apt() {
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# What building hitcore needs (C compiler, pkg-config) and what serving it needs (redis-server).
+# What building hitcore needs: a C compiler (liburing, mimalloc, ring), pkg-config, git (scripts/vendor-glommio).
 PREREQS_BUILD=(cc=gcc pkg-config=pkg-config git=git)
-# What the tests need besides: python3 (the bench kit's tests), curl, strace and systemd-analyze
-# (scripts/check-units), systemd-socket-activate (tests/binds.rs), man (scripts/check-deb),
-# apt-get download and dpkg-deb for promtool.
-PREREQS_TEST=(python3=python3 redis-server=redis-server redis-cli=redis-tools curl=curl strace=strace
+# What the tests need besides: python3 (the bench kit's tests), Redis's binaries from redis-tools
+# (not the redis-server package, which starts a Redis service on :6379: see prereqs_redis_server),
+# curl, strace and systemd-analyze (scripts/check-units), systemd-socket-activate
+# (tests/binds.rs), man (scripts/check-deb).
+PREREQS_TEST=(python3=python3 redis-check-rdb=redis-tools redis-cli=redis-tools curl=curl strace=strace
   systemd-analyze=systemd systemd-socket-activate=systemd man=man-db)
+
+# prereqs_redis_server: a `redis-server` for the tests without a Redis service. Debian's
+# redis-server package only adds the service (started on install, listening on :6379) and a link:
+# its /usr/bin/redis-server is redis-tools' multi-call binary, which serves when called by that
+# name. So the link is made in target/tools/bin instead. Nothing when redis-server is on PATH.
+prereqs_redis_server() {
+  command -v redis-server >/dev/null 2>&1 && return 0
+  mkdir -p target/tools/bin
+  ln -sf "$(command -v redis-check-rdb)" target/tools/bin/redis-server
+}
 
 # prereqs_promtool: target/tools/bin/promtool, the Prometheus text-format checker
 # tests/observability.rs runs, taken out of Debian's prometheus package without installing it (so
