@@ -54,9 +54,8 @@ const EXTRA: &[(&str, &[&str])] = &[
         "EXIT STATUS",
         &[
             "0: stopped on request, or --check-config found the configuration valid.",
-            "1: io_uring is unavailable here (seccomp, kernel.io_uring_disabled, an old kernel, RLIMIT_MEMLOCK); the one ERROR line says which and how to fix it.",
             "2: the configuration is invalid (a flag, a variable, the -c file).",
-            "3: a shard failed to boot at start-up.",
+            "3: a shard failed to boot at start-up, or io_uring is unavailable here (seccomp, kernel.io_uring_disabled, an old kernel, RLIMIT_MEMLOCK): the ERROR line says which and how to fix it.",
         ],
     ),
 ];

@@ -51,7 +51,8 @@ fn main() -> ExitCode {
         }
         Err(why) => {
             tracing::error!("{why}");
-            return ExitCode::FAILURE;
+            // As when a shard fails to boot: systemd's RestartPreventExitStatus= stops a restart loop.
+            return ExitCode::from(shard::BOOT_ERROR as u8);
         }
     }
     ExitCode::from(supervisor::run(config, Some(invocation)) as u8)

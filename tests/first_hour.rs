@@ -38,7 +38,7 @@ fn set_memlock(cmd: &mut Command, soft: u64, hard: u64) {
 /// The one ERROR line of a refused start, checked to be the whole output and to bind nothing.
 fn refused(out: &Output, port: u16) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(3), "the boot-error status, which systemd does not restart: {stderr}");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("[ERROR]")).collect();
     assert_eq!(errors.len(), 1, "one ERROR line: {stderr}");
     assert!(!stderr.contains("Listening at"), "nothing is bound: {stderr}");
