@@ -49,6 +49,8 @@ fn main() {
         .status()
         .expect("run cargo for examples/assets.rs");
     assert!(status.success(), "examples/assets.rs failed: {status}");
+    // Compressed here: cargo-deb compresses man pages only when it does not count them as built.
+    gzip(&assets.join("hitcore.1"), &assets.join("hitcore.1.gz"));
     let doc = assets.join("doc");
     std::fs::create_dir_all(&doc).expect("create target/<profile>/assets/doc");
     for file in DOCS {
