@@ -61,7 +61,7 @@ pub async fn serve(ctx: Rc<Context>, mut stream: TcpStream, peer: Option<IpAddr>
     let entry = ctx.registry.register(stream.as_raw_fd());
     Counters::bump(&ctx.counters.connections);
     let _open = OpenConnection::new(ctx.observing.meter);
-    #[cfg(debug_assertions)]
+    #[cfg(feature = "test-hooks")]
     if ctx.panic_at == Some(ctx.counters.connections.get()) {
         panic!("test hook: HITCORE_TEST_PANIC_CONNECTION");
     }
@@ -74,7 +74,11 @@ pub async fn serve(ctx: Rc<Context>, mut stream: TcpStream, peer: Option<IpAddr>
         parsed_partial: 0,
         speculation: Speculation::default(),
     };
-    if ctx.observing.proxy_protocol {
+    if let Some(proxy) = &ctx.observing.proxy_protocol {
+        if !proxy.admits(peer) {
+            ctx.observing.meter.proxy_rejected();
+            return;
+        }
         match conn.read_proxy_header(&ctx, &mut stream).await {
             Ok(Some(source)) => conn.peer = Some(source),
             Ok(None) => {}
