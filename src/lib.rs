@@ -26,6 +26,9 @@
 //!   tickets (`queue/`), dialing (`dial`, a leaf), the connect path (discovery, TLS, ROLE), the
 //!   pipelined connection task with its sessions and reconnect state machine, what a topology
 //!   makes a session follow, Sentinel (`sentinel/`) and Cluster (`cluster/`) routing.
+//! - [`https`]: the rustls server configuration built from the HTTPS settings' files (`--certfile`,
+//!   `--keyfile`, `--ca-certs`, `--ssl-min-version`; the settings are `config::https`), shared
+//!   session tickets; the handshake is in `http/conn/`.
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
 //! - [`logjson`]: `--log-format json`: JSON string escaping and the error log's JSON object.
 //! - [`uring`]: the start-up check that io_uring is usable here (seccomp, sysctl, kernel, memlock).
@@ -42,6 +45,7 @@ pub mod config;
 pub mod handoff;
 pub mod heartbeat;
 pub mod http;
+pub mod https;
 pub mod listener;
 pub mod logging;
 pub mod logjson;

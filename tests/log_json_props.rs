@@ -93,10 +93,19 @@ proptest! {
                 body: Some(1),
                 response: &response,
                 elapsed: Duration::from_micros(1234),
+                scheme: "https",
             });
         }
         // And a response to a request that never got a head.
-        log.log(&Record { peer: None, head: None, status: 400, body: None, response: b"", elapsed: Duration::ZERO });
+        log.log(&Record {
+            peer: None,
+            head: None,
+            status: 400,
+            body: None,
+            response: b"",
+            elapsed: Duration::ZERO,
+            scheme: "http",
+        });
         log.flush();
         let mut bytes = Vec::new();
         std::fs::File::open(&path).unwrap().read_to_end(&mut bytes).unwrap();
