@@ -1,5 +1,7 @@
 //! A connection's socket operations with hitcore's deadlines: read through the shared scratch
-//! buffer, send without waiting, write a batch within `--write-timeout`, linger before closing.
+//! buffer until the connection's deadline (kept in its registry entry and checked by the shard's
+//! tick, not by a glommio timer per read), send without waiting, write a batch within
+//! `--write-timeout`, linger before closing.
 //!
 //! It owns how bytes move, not which bytes: it must not parse or format anything.
 
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
+use super::registry::Entry;
 use crate::http::context::Context;
 
 /// After answering with an error, unread input is drained for at most this long before closing,
@@ -22,14 +25,16 @@ const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 64 * 1024;
 
 /// Reads whatever is available into `input` through the shared scratch buffer, waiting at most
-/// `limit`. The scratch is borrowed only inside each poll, never across a suspension.
+/// until `deadline` (then `TimedOut`). The scratch is borrowed only inside each poll, never across a
+/// suspension.
 pub(super) async fn read_some(
     ctx: &Context,
     stream: &mut TcpStream,
-    limit: Duration,
+    entry: &Entry,
+    deadline: Instant,
     input: &mut Vec<u8>,
 ) -> io::Result<usize> {
-    read(ctx, stream, limit, input).await.map(|(n, _)| n)
+    read(ctx, stream, entry, deadline, input).await.map(|(n, _)| n)
 }
 
 /// [`read_some`] right after an answer. `try_first`: try a non-blocking `recv` first (glommio's
@@ -38,27 +43,32 @@ pub(super) async fn read_some(
 pub(super) async fn read_after_answer(
     ctx: &Context,
     stream: &mut TcpStream,
-    limit: Duration,
+    entry: &Entry,
+    deadline: Instant,
     input: &mut Vec<u8>,
     try_first: bool,
 ) -> io::Result<(usize, bool)> {
     if !try_first {
         stream.arm_read_poll();
     }
-    let (n, at_once) = read(ctx, stream, limit, input).await?;
+    let (n, at_once) = read(ctx, stream, entry, deadline, input).await?;
     Ok((n, try_first && at_once))
 }
 
-/// The read itself; also says whether the first poll completed it (no wait for readiness).
+/// The read itself; also says whether the first poll completed it (no wait for readiness). The
+/// deadline is the registry entry's: the shard's tick wakes this read once it has passed. The
+/// stream itself has no read timeout here, so glommio inserts no timer into its timer tree (and
+/// reads no clock) for a read that waits, and removes none when it completes.
 async fn read(
     ctx: &Context,
     stream: &mut TcpStream,
-    limit: Duration,
+    entry: &Entry,
+    deadline: Instant,
     input: &mut Vec<u8>,
 ) -> io::Result<(usize, bool)> {
-    stream.set_read_timeout(Some(limit)).map_err(io::Error::from)?;
+    entry.set_deadline(deadline);
     let mut polls = 0u32;
-    let n = poll_fn(|cx| {
+    let read = poll_fn(|cx| {
         polls += 1;
         let mut scratch = ctx.scratch.borrow_mut();
         match Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]) {
@@ -66,11 +76,14 @@ async fn read(
                 input.extend_from_slice(&scratch[..n]);
                 Poll::Ready(Ok(n))
             }
-            other => other,
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            // Data that arrived by the deadline wins over it: the socket is polled first.
+            Poll::Pending => entry.poll_deadline(cx).map(|()| Err(io::ErrorKind::TimedOut.into())),
         }
     })
-    .await?;
-    Ok((n, polls == 1))
+    .await;
+    entry.clear_deadline();
+    Ok((read?, polls == 1))
 }
 
 /// Writes as much of `bytes` as the kernel takes right now, without waiting, with plain

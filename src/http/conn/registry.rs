@@ -4,12 +4,15 @@
 //! A connection registers when it starts and gets a [`Registered`] guard whose `Drop` removes its
 //! entry, so no way out of a connection's task (an answer, an error, a panic caught by the shard)
 //! can leave an entry whose file descriptor is closed, or reused by another socket, behind. It owns
-//! the choice of which connection to evict; it must not read or write connections' bytes.
+//! the choice of which connection to evict, and each connection's read deadline, which the shard's
+//! tick checks for all of them at once ([`Registry::expire_overdue`]) instead of a glommio timer
+//! inserted and removed per read that waits; it must not read or write connections' bytes.
 
 use std::cell::{Cell, RefCell};
 use std::ops::Deref;
 use std::os::fd::RawFd;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use slab::Slab;
@@ -30,9 +33,60 @@ pub struct Entry {
     /// Since when the connection has been waiting for a complete request (from its accept or its
     /// last answer); `None` while a batch of its requests is being answered.
     waiting_since: Cell<Option<Instant>>,
+    /// The pending read's deadline (see [`Deadline`]).
+    deadline: Cell<Deadline>,
+    /// The connection task's waker, woken by the tick when the deadline passes. Kept across reads:
+    /// the task's waker does not change, so it is cloned once, not once per read.
+    waker: RefCell<Option<Waker>>,
+}
+
+/// Where a connection's read stands against its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deadline {
+    /// No read is waiting (answering a batch, or not reading at all).
+    Unset,
+    /// A read waits until this instant at the latest.
+    At(Instant),
+    /// The tick found the deadline passed; the read ends with `TimedOut`.
+    Passed,
 }
 
 impl Entry {
+    /// Gives the reads that follow until [`Entry::clear_deadline`] the deadline `at`. The shard's
+    /// tick checks it ([`Registry::expire_overdue`]), so it is kept at most one tick late.
+    pub fn set_deadline(&self, at: Instant) {
+        self.deadline.set(Deadline::At(at));
+    }
+
+    /// No read is waiting any more.
+    pub fn clear_deadline(&self) {
+        self.deadline.set(Deadline::Unset);
+    }
+
+    /// `Ready` once the tick has found the deadline passed; otherwise keeps `cx`'s waker for it.
+    pub fn poll_deadline(&self, cx: &Context<'_>) -> Poll<()> {
+        if self.deadline.get() == Deadline::Passed {
+            return Poll::Ready(());
+        }
+        let mut waker = self.waker.borrow_mut();
+        if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Marks the deadline passed and wakes the reader if `now` is at or past it.
+    fn expire_if_overdue(&self, now: Instant) {
+        if let Deadline::At(at) = self.deadline.get()
+            && at <= now
+        {
+            self.deadline.set(Deadline::Passed);
+            if let Some(waker) = self.waker.borrow().as_ref() {
+                waker.wake_by_ref();
+            }
+        }
+    }
+
     /// How long the connection has waited for a complete request, if it is waiting.
     pub fn waiting_for(&self, now: Instant) -> Option<Duration> {
         self.waiting_since.get().map(|since| now.saturating_duration_since(since))
@@ -119,7 +173,13 @@ impl Registry {
     /// Registers a connection on `fd`, waiting for its first request from now. Keep the guard for
     /// as long as the socket is open, and drop it before closing the socket.
     pub fn register(&self, fd: RawFd) -> Registered<'_> {
-        let entry = Rc::new(Entry { fd, idle: Cell::new(false), waiting_since: Cell::new(Some(Instant::now())) });
+        let entry = Rc::new(Entry {
+            fd,
+            idle: Cell::new(false),
+            waiting_since: Cell::new(Some(Instant::now())),
+            deadline: Cell::new(Deadline::Unset),
+            waker: RefCell::new(None),
+        });
         let key = self.entries.borrow_mut().insert(entry.clone());
         Registered { registry: self, key, entry }
     }
@@ -138,6 +198,15 @@ impl Registry {
     pub fn close_idle(&self) {
         for (_, entry) in self.entries.borrow().iter() {
             entry.close_if_idle();
+        }
+    }
+
+    /// Ends every read whose deadline is at or before `now` (it returns `TimedOut`): called by the
+    /// shard's housekeeping tick. One pass over the live connections per tick replaces a timer per
+    /// waiting read (docs/performance.md, "Deadlines on the tick").
+    pub fn expire_overdue(&self, now: Instant) {
+        for (_, entry) in self.entries.borrow().iter() {
+            entry.expire_if_overdue(now);
         }
     }
 
@@ -176,6 +245,9 @@ mod tests {
     use std::io::{Read, Write};
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
 
     use super::*;
 
@@ -230,6 +302,50 @@ mod tests {
         assert_eq!(registry.evict_longest_waiting(Duration::ZERO, now), Eviction::NotYet(EVICT_RECHECK));
         entry.set_waiting(None);
         assert_eq!(registry.evict_longest_waiting(Duration::ZERO, now), Eviction::Nobody);
+    }
+
+    /// Counts its wake-ups.
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn the_tick_ends_only_reads_whose_deadline_has_passed_and_wakes_them() {
+        let registry = Registry::default();
+        let now = Instant::now();
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let cx = Context::from_waker(&waker);
+        let due = registry.register(7);
+        let later = registry.register(8);
+        let unset = registry.register(9);
+        due.set_deadline(now + Duration::from_secs(2));
+        later.set_deadline(now + Duration::from_secs(3));
+        for entry in [&due, &later, &unset] {
+            assert!(entry.poll_deadline(&cx).is_pending());
+        }
+
+        registry.expire_overdue(now + Duration::from_millis(1999));
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 0, "nothing is due yet");
+        assert!(due.poll_deadline(&cx).is_pending());
+
+        registry.expire_overdue(now + Duration::from_secs(2));
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 1, "exactly the due read is woken");
+        assert!(due.poll_deadline(&cx).is_ready());
+        assert!(later.poll_deadline(&cx).is_pending());
+        assert!(unset.poll_deadline(&cx).is_pending(), "a connection not reading never expires");
+
+        // A passed deadline stays passed (the read sees it once it is polled) and wakes only once.
+        registry.expire_overdue(now + Duration::from_secs(2));
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
+        // The next read's deadline starts afresh.
+        due.clear_deadline();
+        due.set_deadline(now + Duration::from_secs(4));
+        assert!(due.poll_deadline(&cx).is_pending());
     }
 
     #[test]
