@@ -105,7 +105,7 @@ pub struct Config {
 }
 
 /// Observability settings: `--metrics-bind`, `--health-path`, `--access-logformat`,
-/// `--forwarded-allow-ips`, `--proxy-protocol`.
+/// `--forwarded-allow-ips`, `--proxy-protocol`, `--proxy-allow-from`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Observe {
@@ -119,6 +119,9 @@ pub struct Observe {
     pub forwarded_allow_ips: String,
     /// Every connection starts with a PROXY protocol v1/v2 header (`--proxy-protocol`).
     pub proxy_protocol: bool,
+    /// Peers whose PROXY header is believed (`--proxy-allow-from`, gunicorn's `127.0.0.1,::1`;
+    /// also the default under an older supervisor, whose hand-off lacks it).
+    pub proxy_allow_from: String,
 }
 
 impl Default for Observe {
@@ -129,6 +132,7 @@ impl Default for Observe {
             access_log_format: crate::http::logformat::DEFAULT.into(),
             forwarded_allow_ips: crate::http::forwarded::DEFAULT.into(),
             proxy_protocol: false,
+            proxy_allow_from: crate::http::forwarded::DEFAULT.into(),
         }
     }
 }
@@ -273,5 +277,7 @@ mod tests {
         let partial: Observe = serde_json::from_str(r#"{"proxy_protocol": true}"#).unwrap();
         assert!(partial.proxy_protocol);
         assert_eq!(partial.access_log_format, crate::http::logformat::DEFAULT);
+        // A supervisor from before --proxy-allow-from: gunicorn's default list.
+        assert_eq!(partial.proxy_allow_from, "127.0.0.1,::1");
     }
 }

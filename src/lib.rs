@@ -10,7 +10,8 @@
 //!   [`config::Config`]; `--check-config`; [`cli::Invocation::reload`] for HUP.
 //! - [`bind`]: what `-b` names (TCP, `unix:PATH`, `fd://N`, systemd's sockets), as plain data.
 //! - [`config`]: the validated configuration, shared by the supervisor and (serialised) the shards.
-//! - [`handoff`]: the versioned, tolerant supervisor → shard hand-off (`HITCORE_SHARD`).
+//! - [`handoff`]: the versioned, tolerant supervisor → shard hand-off (a sealed memfd named by
+//!   `HITCORE_SHARD`) and USR2's, with the secrets kept out of every child's environment.
 //! - [`supervisor`]: the arbiter: listeners, shard processes, watchdog, signals (HUP reloads, USR2
 //!   upgrades), pid file, systemd notify, the open-files limit the shards inherit.
 //! - [`listener`]: SO_REUSEPORT listening sockets, identical options on all.
@@ -19,8 +20,10 @@
 //! - [`shard`]: one shard process: executor, accept loop, housekeeping tick, stopping.
 //! - [`http`]: request parsing (`parse/`: heads, bodies), statuses and responses, the context a
 //!   connection is handed by its shard, the per-connection loop and registry (`conn/`), the access log.
-//! - [`redis`]: Redis URLs (single node, Sentinel, Cluster), RESP, the coalescing queue, the connect
-//!   path (discovery, TLS, ROLE), the pipelined connection task, Sentinel and Cluster routing.
+//! - [`redis`]: Redis URLs (single node, Sentinel, Cluster), RESP, the coalescing queue and its
+//!   tickets (`queue/`), dialing (`dial`, a leaf), the connect path (discovery, TLS, ROLE), the
+//!   pipelined connection task with its sessions and reconnect state machine, what a topology
+//!   makes a session follow, Sentinel (`sentinel/`) and Cluster (`cluster/`) routing.
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
 //! - [`badge`]: shields-style SVG badges of a counter's value from Abacus's query parameters, sized
 //!   by Verdana 11 px's real advance widths (pure: no I/O; the API routes call it).

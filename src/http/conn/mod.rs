@@ -74,7 +74,11 @@ pub async fn serve(ctx: Rc<Context>, mut stream: TcpStream, peer: Option<IpAddr>
         parsed_partial: 0,
         speculation: Speculation::default(),
     };
-    if ctx.observing.proxy_protocol {
+    if let Some(proxy) = &ctx.observing.proxy_protocol {
+        if !proxy.admits(peer) {
+            ctx.observing.meter.proxy_rejected();
+            return;
+        }
         match conn.read_proxy_header(&ctx, &mut stream, &entry).await {
             Ok(Some(source)) => conn.peer = Some(source),
             Ok(None) => {}
@@ -349,7 +353,8 @@ impl Conn {
                         Some(Outcome::Failed(Failure::Lost)) | None => {
                             (Answer::Unavailable, Some(Unavailable::RedisLost))
                         }
-                        Some(Outcome::Failed(Failure::NotPrimary)) => {
+                        // The node refused the write (metrics keep the one reason for both).
+                        Some(Outcome::Failed(Failure::NotPrimary | Failure::TryAgain)) => {
                             (Answer::Unavailable, Some(Unavailable::NotPrimary))
                         }
                         Some(Outcome::Failed(Failure::NotDurable)) => {
