@@ -499,6 +499,8 @@ async fn housekeeping(
     stop: Rc<StopSignal>,
     every: Duration,
 ) {
+    let timeouts = [shard.config.header_timeout, shard.config.keep_alive];
+    let shortest_deadline = timeouts.into_iter().filter(|d| !d.is_zero()).min().unwrap_or_default();
     loop {
         heartbeats.slot(slot).beat();
         shard.ctx.date.refresh(SystemTime::now());
@@ -508,7 +510,7 @@ async fn housekeeping(
         }
         publish_stats(&shard, heartbeats, slot);
         report_evictions(&shard);
-        shard.ctx.registry.expire_overdue(Instant::now());
+        shard.ctx.registry.expire_overdue(Instant::now(), shortest_deadline);
         if signals.usr1.swap(false, Ordering::Relaxed) {
             info!("Reopening log files");
             if let Err(e) = logging::reopen() {

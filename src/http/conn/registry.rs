@@ -75,16 +75,18 @@ impl Entry {
         Poll::Pending
     }
 
-    /// Marks the deadline passed and wakes the reader if `now` is at or past it.
-    fn expire_if_overdue(&self, now: Instant) {
-        if let Deadline::At(at) = self.deadline.get()
-            && at <= now
-        {
-            self.deadline.set(Deadline::Passed);
-            if let Some(waker) = self.waker.borrow().as_ref() {
-                waker.wake_by_ref();
-            }
+    /// Marks the deadline passed and wakes the reader if `now` is at or past it; returns the
+    /// deadline still ahead, if any.
+    fn expire_if_overdue(&self, now: Instant) -> Option<Instant> {
+        let Deadline::At(at) = self.deadline.get() else { return None };
+        if at > now {
+            return Some(at);
         }
+        self.deadline.set(Deadline::Passed);
+        if let Some(waker) = self.waker.borrow().as_ref() {
+            waker.wake_by_ref();
+        }
+        None
     }
 
     /// How long the connection has waited for a complete request, if it is waiting.
@@ -145,6 +147,9 @@ pub enum Eviction {
 #[derive(Debug, Default)]
 pub struct Registry {
     entries: RefCell<Slab<Rc<Entry>>>,
+    /// No read deadline can pass before this instant, so the tick need not look before it
+    /// (`None`: look at the next tick). See [`Registry::expire_overdue`].
+    next_look: Cell<Option<Instant>>,
 }
 
 /// A connection's registration; dropping it removes the entry.
@@ -202,12 +207,28 @@ impl Registry {
     }
 
     /// Ends every read whose deadline is at or before `now` (it returns `TimedOut`): called by the
-    /// shard's housekeeping tick. One pass over the live connections per tick replaces a timer per
-    /// waiting read (docs/performance.md, "Deadlines on the tick").
-    pub fn expire_overdue(&self, now: Instant) {
-        for (_, entry) in self.entries.borrow().iter() {
-            entry.expire_if_overdue(now);
+    /// shard's housekeeping tick. One pass over the live connections replaces a timer per waiting
+    /// read (docs/performance.md, "Deadlines on the tick").
+    ///
+    /// `shortest` is the shortest time a deadline is ever set ahead of the moment it is computed
+    /// (the smaller of `--header-timeout` and a non-zero `--keep-alive`). A read's deadline is
+    /// computed and set without a suspension in between, and a deadline carried from one read to
+    /// the next (a head arriving in pieces) is set on the entry during the whole wait for each
+    /// piece, so every deadline set after a pass is either later than the pass by `shortest` or was
+    /// seen by it: the next pass is due at the earlier of the two, and ticks before it only compare
+    /// one instant. With many idle connections the tick then walks them once per `shortest`
+    /// rather than on every tick.
+    pub fn expire_overdue(&self, now: Instant, shortest: Duration) {
+        if self.next_look.get().is_some_and(|at| now < at) {
+            return;
         }
+        let mut next = now + shortest;
+        for (_, entry) in self.entries.borrow().iter() {
+            if let Some(at) = entry.expire_if_overdue(now) {
+                next = next.min(at);
+            }
+        }
+        self.next_look.set(Some(next));
     }
 
     /// Closes the connection that has waited longest for a complete request, if it has waited at
@@ -329,23 +350,56 @@ mod tests {
             assert!(entry.poll_deadline(&cx).is_pending());
         }
 
-        registry.expire_overdue(now + Duration::from_millis(1999));
+        registry.expire_overdue(now + Duration::from_millis(1999), Duration::ZERO);
         assert_eq!(wakes.0.load(Ordering::Relaxed), 0, "nothing is due yet");
         assert!(due.poll_deadline(&cx).is_pending());
 
-        registry.expire_overdue(now + Duration::from_secs(2));
+        registry.expire_overdue(now + Duration::from_secs(2), Duration::ZERO);
         assert_eq!(wakes.0.load(Ordering::Relaxed), 1, "exactly the due read is woken");
         assert!(due.poll_deadline(&cx).is_ready());
         assert!(later.poll_deadline(&cx).is_pending());
         assert!(unset.poll_deadline(&cx).is_pending(), "a connection not reading never expires");
 
         // A passed deadline stays passed (the read sees it once it is polled) and wakes only once.
-        registry.expire_overdue(now + Duration::from_secs(2));
+        registry.expire_overdue(now + Duration::from_secs(2), Duration::ZERO);
         assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
         // The next read's deadline starts afresh.
         due.clear_deadline();
         due.set_deadline(now + Duration::from_secs(4));
         assert!(due.poll_deadline(&cx).is_pending());
+    }
+
+    #[test]
+    fn the_tick_looks_again_only_when_a_deadline_can_have_passed() {
+        let registry = Registry::default();
+        let now = Instant::now();
+        let s = Duration::from_secs;
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let cx = Context::from_waker(&waker);
+        let idle = registry.register(7);
+        idle.set_deadline(now + s(10));
+        assert!(idle.poll_deadline(&cx).is_pending());
+        registry.expire_overdue(now, s(2));
+        // Until now + 2 s no new deadline can be due (each is set at least 2 s ahead), so a tick
+        // before then does not look, even at a deadline it would have found passed.
+        let early = registry.register(8);
+        early.set_deadline(now + s(1));
+        assert!(early.poll_deadline(&cx).is_pending());
+        registry.expire_overdue(now + s(1), s(2));
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 0);
+        // From then on it looks, and every deadline is kept at most one tick late.
+        registry.expire_overdue(now + s(2), s(2));
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
+        assert!(early.poll_deadline(&cx).is_ready());
+        // The idle one's next look: 2 s on (no deadline of its own sooner), and then at its own.
+        registry.expire_overdue(now + s(3), s(10));
+        assert!(idle.poll_deadline(&cx).is_pending());
+        registry.expire_overdue(now + s(4), s(10));
+        assert!(idle.poll_deadline(&cx).is_pending());
+        registry.expire_overdue(now + s(10), s(10));
+        assert!(idle.poll_deadline(&cx).is_ready());
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 2);
     }
 
     #[test]
