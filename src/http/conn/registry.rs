@@ -402,6 +402,69 @@ mod tests {
         assert_eq!(wakes.0.load(Ordering::Relaxed), 2);
     }
 
+    /// Seeded random schedules of reads and ticks: every deadline ends its read at the first tick
+    /// at or after it, never at one before, however the ticks that skip their pass fall. The seed is
+    /// printed; `HITCORE_TEST_SEED=N` replays one.
+    #[test]
+    fn random_schedules_keep_every_deadline_at_the_first_tick_after_it() {
+        let first = std::env::var("HITCORE_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+        });
+        let seeds = if std::env::var("HITCORE_TEST_SEED").is_ok() { 1 } else { 50 };
+        for seed in first..first + seeds {
+            eprintln!("registry schedule seed {seed} (HITCORE_TEST_SEED={seed} replays it)");
+            random_schedule(seed);
+        }
+    }
+
+    fn random_schedule(seed: u64) {
+        let mut x = seed | 1;
+        let mut rand = move |below: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % below.max(1)
+        };
+        let registry = Registry::default();
+        let waker = Waker::from(Arc::new(Wakes(AtomicUsize::new(0))));
+        let cx = Context::from_waker(&waker);
+        let shortest = Duration::from_millis(1 + rand(3000));
+        let mut now = Instant::now();
+        let entries: Vec<_> = (0..8).map(|fd| registry.register(fd)).collect();
+        // The model: each connection's pending read deadline, if it is reading.
+        let mut reading: Vec<Option<Instant>> = vec![None; entries.len()];
+        for step in 0..2000 {
+            now += Duration::from_millis(rand(shortest.as_millis() as u64 / 2 + 1));
+            for (i, entry) in entries.iter().enumerate() {
+                match (reading[i], rand(3)) {
+                    // A new read: its deadline is computed now, at least `shortest` ahead.
+                    (None, 0) => {
+                        let at = now + shortest + Duration::from_millis(rand(2 * shortest.as_millis() as u64));
+                        entry.set_deadline(at);
+                        assert!(entry.poll_deadline(&cx).is_pending());
+                        reading[i] = Some(at);
+                    }
+                    // Its data arrived: the read ends before the deadline.
+                    (Some(_), 0) => {
+                        entry.clear_deadline();
+                        reading[i] = None;
+                    }
+                    _ => {}
+                }
+            }
+            registry.expire_overdue(now, shortest);
+            for (i, entry) in entries.iter().enumerate() {
+                let Some(at) = reading[i] else { continue };
+                let ended = entry.poll_deadline(&cx).is_ready();
+                assert_eq!(ended, at <= now, "seed {seed}, step {step}: deadline {at:?}, tick at {now:?}");
+                if ended {
+                    entry.clear_deadline();
+                    reading[i] = None;
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_graceful_stop_closes_only_idle_connections() {
         let registry = Registry::default();
