@@ -26,6 +26,9 @@
 //!   tickets (`queue/`), dialing (`dial`, a leaf), the connect path (discovery, TLS, ROLE), the
 //!   pipelined connection task with its sessions and reconnect state machine, what a topology
 //!   makes a session follow, Sentinel (`sentinel/`) and Cluster (`cluster/`) routing.
+//! - [`https`]: the rustls server configuration built from the HTTPS settings' files (`--certfile`,
+//!   `--keyfile`, `--ca-certs`, `--ssl-min-version`; the settings are `config::https`), shared
+//!   session tickets; the handshake is in `http/conn/`.
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
 //! - [`badge`]: shields-style SVG badges of a counter's value from Abacus's query parameters, sized
 //!   by Verdana 11 px's real advance widths (pure: no I/O; the API routes call it).
@@ -40,6 +43,7 @@ pub mod config;
 pub mod handoff;
 pub mod heartbeat;
 pub mod http;
+pub mod https;
 pub mod listener;
 pub mod logging;
 pub mod metrics;

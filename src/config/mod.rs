@@ -7,7 +7,8 @@
 //!
 //! Dependencies point one way, into here: `config` imports nothing of `redis/` or `http/`. The
 //! plain data those rooms are configured with lives in this folder (`limits`: the request-head
-//! limits; `redis_url` and `redis_topology`: the Redis URL forms and their syntax), and the shard
+//! limits; `redis_url` and `redis_topology`: the Redis URL forms and their syntax; `https`: the
+//! HTTPS files and versions), and the shard
 //! builds `redis` settings and the HTTP context from it.
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::bind::Bind;
 use crate::logging::{LogLevel, LogTarget};
 
+pub mod https;
 pub mod limits;
 pub mod redis_topology;
 pub mod redis_url;
@@ -118,6 +120,10 @@ pub struct Config {
     /// hand-off: the defaults then apply).
     #[serde(default)]
     pub observe: Observe,
+    /// `--certfile`, `--keyfile` and the other HTTPS flags: HTTPS on every TCP listener when
+    /// present (absent from a previous release's hand-off: plain HTTP, as it served).
+    #[serde(default)]
+    pub https: Option<https::Https>,
 }
 
 /// Observability settings: `--metrics-bind`, `--health-path`, `--access-logformat`,
