@@ -30,6 +30,8 @@
 //!   `--keyfile`, `--ca-certs`, `--ssl-min-version`; the settings are `config::https`), shared
 //!   session tickets; the handshake is in `http/conn/`.
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
+//! - [`logjson`]: `--log-format json`: JSON string escaping and the error log's JSON object.
+//! - [`uring`]: the start-up check that io_uring is usable here (seccomp, sysctl, kernel, memlock).
 //! - [`badge`]: shields-style SVG badges of a counter's value from Abacus's query parameters, sized
 //!   by Verdana 11 px's real advance widths (pure: no I/O; the API routes call it).
 
@@ -46,7 +48,9 @@ pub mod http;
 pub mod https;
 pub mod listener;
 pub mod logging;
+pub mod logjson;
 pub mod metrics;
 pub mod redis;
 pub mod shard;
 pub mod supervisor;
+pub mod uring;
