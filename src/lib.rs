@@ -16,11 +16,15 @@
 //! - [`listener`]: SO_REUSEPORT listening sockets, identical options on all.
 //! - [`heartbeat`]: the shared-memory heartbeat slots, the only cross-process state.
 //! - [`metrics`]: per-shard counters in the heartbeat region, summed and served by the supervisor.
+//! - [`process`]: process helpers the supervisor and shards share (boot-error status, process
+//!   name, CPU lists): a leaf.
 //! - [`shard`]: one shard process: executor, accept loop, housekeeping tick, stopping.
 //! - [`http`]: request parsing (`parse/`: heads, bodies), statuses and responses, the context a
 //!   connection is handed by its shard, the per-connection loop and registry (`conn/`), the access log.
 //! - [`redis`]: Redis URLs (single node, Sentinel, Cluster), RESP, the coalescing queue, the connect
 //!   path (discovery, TLS, ROLE), the pipelined connection task, Sentinel and Cluster routing.
+//! - `testhook` (debug builds only): a shard's boot that crashes or stalls on request, for the
+//!   fault-schedule test.
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
 
 #![warn(missing_docs, missing_debug_implementations)]
@@ -35,6 +39,9 @@ pub mod http;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
+pub mod process;
 pub mod redis;
 pub mod shard;
 pub mod supervisor;
+#[cfg(debug_assertions)]
+pub mod testhook;

@@ -40,9 +40,8 @@ use crate::logging::{self, LogTarget, Sink};
 use crate::metrics::shm::Meter;
 use crate::redis::client::{Redis, Settings};
 
-/// Exit status of a shard that could not boot; the supervisor halts instead of restarting it
-/// (gunicorn's `WORKER_BOOT_ERROR`).
-pub const BOOT_ERROR: i32 = 3;
+pub use crate::process::BOOT_ERROR;
+use crate::process::set_process_name;
 
 /// The longest interval between heartbeats and housekeeping passes.
 const TICK: Duration = Duration::from_millis(100);
@@ -64,6 +63,10 @@ struct Shard {
     evicted: Cell<u64>,
     /// When evictions were last reported (at most once a second).
     evictions_reported: Cell<Option<Instant>>,
+    /// The supervisor that spawned this shard (the parent at start). Once it is gone, another
+    /// process may hold this shard's listener (a USR2's old supervisor and its shards, whose
+    /// listener a dying new supervisor's shards share), so the listener is never shut down then.
+    supervisor: i32,
 }
 
 /// Signal flags, set by signal handlers and read by the tick.
@@ -138,7 +141,7 @@ fn placement(spec: &Spec) -> (Placement, String) {
         return (Placement::Fixed(spec.cpu), format!("cpu {}", spec.cpu));
     }
     let allowed = &spec.config.allowed_cpus;
-    let where_ = format!("cpus {}", crate::cli::format_cpu_list(allowed));
+    let where_ = format!("cpus {}", crate::process::format_cpu_list(allowed));
     match CpuSet::online() {
         Ok(online) => (Placement::Fenced(online.filter(|l| allowed.contains(&l.cpu))), where_),
         // No CPU topology to read (a stripped /sys): pinned, which needs none and keeps to --cpus.
@@ -148,6 +151,8 @@ fn placement(spec: &Spec) -> (Placement, String) {
 
 /// Runs a shard to completion and returns its exit status.
 pub fn run(spec: Spec) -> i32 {
+    #[cfg(debug_assertions)]
+    crate::testhook::at_shard_boot();
     if let Err(e) = logging::init(&spec.config.error_log, spec.config.log_level) {
         eprintln!("hitcore shard {}: cannot open the error log: {e}", spec.index);
         return BOOT_ERROR;
@@ -158,8 +163,9 @@ pub fn run(spec: Spec) -> i32 {
     info!("Booting worker with pid: {pid} (shard {}, {where_})", spec.index);
     let boot = || -> Result<(Signals, Heartbeats, glommio::LocalExecutor), String> {
         let signals = Signals::register().map_err(|e| format!("cannot install signal handlers: {e}"))?;
-        // SAFETY: the supervisor passed this memfd to this process alone.
-        let heartbeats = unsafe { Heartbeats::attach(spec.heartbeat_fd) }
+        // SAFETY: the supervisor passed this memfd to this process alone. Only this shard's own page
+        // is mapped (writable), and the descriptor is closed: no other shard's slot is reachable.
+        let heartbeats = unsafe { Heartbeats::attach_own(spec.heartbeat_fd, spec.slot) }
             .map_err(|e| format!("cannot map the heartbeat region: {e}"))?;
         let executor = LocalExecutorBuilder::new(placement)
             .name(&format!("hitcore-shard{}", spec.index))
@@ -229,6 +235,8 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
         ctx: Rc::new(Context::new(settings, redis, access, observing)),
         evicted: Cell::new(0),
         evictions_reported: Cell::new(None),
+        // SAFETY: getppid cannot fail.
+        supervisor: unsafe { libc::getppid() },
         config: spec.config.clone(),
     });
     let stop = Rc::new(StopSignal::default());
@@ -244,9 +252,21 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
     // A replacement's listener arrives bound but not listening: it joins the reuseport group only
     // now that this shard can accept (docs/supervisor.md, "Failed reloads").
     let listen_sock = SockRef::from(&_listener);
-    if let Err(e) = crate::listener::listen(&listen_sock, crate::listener::ListenOptions::of(&spec.config)) {
+    let options = crate::listener::ListenOptions::of(&spec.config);
+    if let Err(e) = crate::listener::listen(&listen_sock, options) {
         error!("Worker failed to boot: shard {}: cannot listen: {e}", spec.index);
         return BOOT_ERROR;
+    }
+    // So does a later bind a HUP added (opened bound only, so that it never listens before a shard
+    // serves it); on one that listens already, listen() only sets the backlog again.
+    for &fd in &spec.extra_fds {
+        // SAFETY: an inherited descriptor the supervisor passed; borrowed for the call only.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let sock = SockRef::from(&fd);
+        if let Err(e) = crate::listener::listen(&sock, options) {
+            error!("Worker failed to boot: shard {}: cannot listen on a later bind: {e}", spec.index);
+            return BOOT_ERROR;
+        }
     }
     heartbeats.slot(slot).features.store(features::HANDOVER, Ordering::Relaxed);
     heartbeats.slot(slot).state.store(state::BOOTED, Ordering::Release);
@@ -434,9 +454,13 @@ fn evict_longest_waiting(shard: &Shard) -> Eviction {
 /// takes it out of the reuseport group: new connections go to the other shards, and any that
 /// arrived in between move with them when `net.ipv4.tcp_migrate_req=1` (else they are reset).
 /// Handing over (SIGUSR2), it does neither: the successor shares the listener and serves its queue,
-/// so no connection meets a closing listener.
+/// so no connection meets a closing listener. Orphaned (its supervisor died: a TERM from
+/// `PR_SET_PDEATHSIG`), it only stops accepting too: the listener may be one another supervisor's
+/// shards accept on (a new supervisor killed during a USR2), and `shutdown()` would stop them all.
 fn retire_listener(shard: &Rc<Shard>, listen_fd: RawFd, gate: &Gate, stop: &StopSignal) {
-    if stop.hand_over.get() {
+    // SAFETY: getppid cannot fail.
+    let orphaned = unsafe { libc::getppid() } != shard.supervisor;
+    if stop.hand_over.get() || orphaned {
         return;
     }
     while let Ok(Some((stream, peer))) = accept_now(listen_fd) {
@@ -547,13 +571,4 @@ fn open_access_log(target: &LogTarget, observe: &Observe) -> Result<AccessLog, S
     let trust = Trust::parse(&observe.forwarded_allow_ips).map_err(|e| format!("--forwarded-allow-ips: {e}"))?;
     let sink = Sink::open(target).map_err(|e| format!("cannot open the access log: {e}"))?;
     Ok(AccessLog::new(sink, format, trust))
-}
-
-/// Sets the thread/process name shown by `ps -o comm` and `top` (15 bytes at most).
-pub fn set_process_name(name: &str) {
-    let mut bytes = [0u8; 16];
-    let n = name.len().min(15);
-    bytes[..n].copy_from_slice(&name.as_bytes()[..n]);
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-    unsafe { libc::prctl(libc::PR_SET_NAME, bytes.as_ptr() as libc::c_ulong, 0, 0, 0) };
 }

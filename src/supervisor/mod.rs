@@ -2,19 +2,25 @@
 //! answers signals the way gunicorn's arbiter does.
 //!
 //! This file only wires the parts together: [`startup`] (pid file, binding, the heartbeat region,
-//! signal forwarding), [`procs`] (one shard process: its lifecycle and spawning it), [`arbiter`]
-//! (the event loop: reaping, respawning with backoff, WORKER TIMEOUT, stopping), [`reload`] (HUP,
+//! signal forwarding), [`procs`] (one shard process: its lifecycle and spawning it), [`reap`] (WORKER TIMEOUT and
+//! exits: restart, report, halt, give up a take-over), [`arbiter`]
+//! (the event loop and the one lifecycle phase: reaping, respawning with backoff, WORKER TIMEOUT,
+//! stopping), [`lifecycle`] (what each signal does in each phase), [`owners`] (who holds each
+//! listener, by socket identity), [`reload`] (HUP,
 //! TTIN, TTOU), [`rebind`] (the binds a HUP adds or removes), [`upgrade`] (USR2), [`output`] (each shard's stderr, relayed and quoted when it fails to boot), [`notify`] (systemd), [`limits`] (the open-files limit shards inherit) and [`policy`] (the decisions, as plain functions). It never touches request bytes
 //! or Redis, and runs no glommio executor. One thread owns all state: signals and the watchdog
 //! reach it as [`Event`]s on one channel.
 
 mod arbiter;
+mod lifecycle;
 mod limits;
 mod notify;
 mod output;
+mod owners;
 pub mod pidfile;
 mod policy;
 mod procs;
+mod reap;
 mod rebind;
 mod reload;
 mod startup;
@@ -27,7 +33,7 @@ use tracing::{error, info};
 
 use crate::cli::Invocation;
 use crate::config::Config;
-use crate::shard::set_process_name;
+use crate::process::set_process_name;
 
 /// What wakes the arbiter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,18 +81,24 @@ pub fn run(config: Config, invocation: Option<Invocation>) -> i32 {
         }
     };
     let notify = notify::Notifier::from_env(handover.as_ref().map(|h| h.parent));
-    let events = started.events.clone();
     // Threads that feed the arbiter start here, each with its own sender of `started.events`.
     if !started.config.timeout.is_zero() {
-        watchdog::start(started.heartbeats.clone(), started.config.timeout, started.check_period, started.events);
+        let (heartbeats, events) = (started.heartbeats.clone(), started.events.clone());
+        watchdog::start(heartbeats, started.config.timeout, started.check_period, events);
     }
-    let mut arbiter =
-        arbiter::Arbiter::new(started.config, started.exe, started.heartbeats, started.check_period, notify);
-    arbiter.events = Some(events);
-    arbiter.handover = handover;
-    arbiter.pidfile = started.pidfile;
-    arbiter.shared = started.shared;
-    arbiter.invocation = invocation;
+    let mut arbiter = arbiter::Arbiter::new(arbiter::Parts {
+        config: started.config,
+        exe: started.exe,
+        heartbeats: started.heartbeats,
+        collector: started.collector,
+        check_period: started.check_period,
+        notify,
+        events: started.events,
+        handover,
+        shared: started.shared,
+        invocation,
+        pidfile: started.pidfile,
+    });
     arbiter.spawn_first(started.listeners);
     let code = arbiter.supervise(started.inbox);
     arbiter.shared.remove_paths();

@@ -19,7 +19,7 @@ use super::arbiter::Arbiter;
 use super::notify::SUPERVISOR_ONLY_ENV;
 use super::output::Output;
 use crate::handoff::{self, SPEC_ENV, Spec};
-use crate::heartbeat::{SLOTS, state};
+use crate::heartbeat::{Heartbeats, SLOTS, features};
 use crate::listener::ListenError;
 
 /// Where a shard process is in its life, as far as the supervisor is concerned.
@@ -109,15 +109,12 @@ pub struct Proc {
     pub output: Arc<Output>,
 }
 
-/// Whether two descriptors are the same socket (a HUP replacement shares its predecessor's).
-pub fn same_socket(a: &Socket, b: &Socket) -> bool {
-    let id = |s: &Socket| {
-        // SAFETY: fstat on an open descriptor with a valid, zeroed stat buffer.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
-        (unsafe { libc::fstat(s.as_raw_fd(), &mut st) } == 0).then_some((st.st_dev, st.st_ino))
-    };
-    id(a).is_some_and(|x| Some(x) == id(b))
+impl Proc {
+    /// Whether it advertised (in its heartbeat slot) that SIGUSR2 retires it leaving its listener
+    /// open: a shard of a release before that would die of the signal.
+    pub fn hands_over(&self, heartbeats: &Heartbeats) -> bool {
+        heartbeats.slot(self.slot).features.load(Ordering::Relaxed) & features::HANDOVER != 0
+    }
 }
 
 /// Why a shard process could not be started.
@@ -146,13 +143,7 @@ impl Arbiter {
     /// Starts a shard process for `index` on `cpu`, serving `sock`, and returns its pid.
     pub fn spawn(&mut self, index: usize, cpu: usize, sock: Socket, purpose: Purpose) -> Result<i32, SpawnError> {
         let slot = (0..SLOTS).find(|s| self.procs.iter().all(|p| p.slot != *s)).ok_or(SpawnError::NoSlot)?;
-        let hb = self.heartbeats.slot(slot);
-        hb.beat();
-        hb.pid.store(0, Ordering::Relaxed);
-        hb.requests.store(0, Ordering::Relaxed);
-        hb.connections.store(0, Ordering::Relaxed);
-        hb.features.store(0, Ordering::Relaxed);
-        hb.state.store(state::SPAWNED, Ordering::Release);
+        self.heartbeats.prepare(slot);
         let listen_fd = sock.as_raw_fd();
         let heartbeat_fd = self.heartbeats.fd();
         let extra_fds: Vec<RawFd> = self.shared.extras.iter().map(|s| s.as_raw_fd()).collect();
@@ -169,7 +160,7 @@ impl Arbiter {
         let spec = match handoff::encode(&spec) {
             Ok(s) => s,
             Err(e) => {
-                hb.state.store(state::FREE, Ordering::Release);
+                self.heartbeats.free(slot);
                 return Err(e.into());
             }
         };
@@ -210,12 +201,12 @@ impl Arbiter {
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(source) => {
-                hb.state.store(state::FREE, Ordering::Release);
+                self.heartbeats.free(slot);
                 return Err(SpawnError::Exec { exe: self.exe.clone(), source });
             }
         };
         let pid = child.id() as i32;
-        hb.pid.store(pid as u32, Ordering::Relaxed);
+        self.heartbeats.set_pid(slot, pid as u32);
         let output = match child.stderr.take() {
             Some(stderr) => Output::relay(stderr, format!("hitcore-stderr{index}")),
             None => Arc::new(Output::default()),
@@ -239,15 +230,6 @@ impl Arbiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_duplicated_socket_is_the_same_socket() {
-        use socket2::{Domain, Type};
-        let a = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        let b = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        assert!(same_socket(&a, &a.try_clone().unwrap()));
-        assert!(!same_socket(&a, &b));
-    }
 
     #[test]
     fn a_lifecycle_remembers_retiring_through_a_timeout() {

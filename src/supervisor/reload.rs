@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use signal_hook::consts::signal::{SIGTERM, SIGUSR2};
 use tracing::{error, info, warn};
 
-use super::arbiter::{Arbiter, send};
+use super::arbiter::{Arbiter, Phase, send};
 use super::policy::{self, Ttou};
 use super::procs::{Proc, Purpose, SpawnError};
-use crate::cli::format_cpu_list;
-use crate::heartbeat::{features, state};
+use crate::heartbeat::state;
 use crate::listener;
+use crate::process::format_cpu_list;
 
 /// How often the arbiter looks at a reload in progress (a new shard's boot is seen in shared memory).
 pub const RELOAD_POLL: Duration = Duration::from_millis(20);
@@ -38,12 +38,10 @@ pub struct Reload {
 }
 
 impl Arbiter {
-    /// HUP: replace every shard, one at a time, each new one booted and accepting before the old one
-    /// retires (stops accepting, finishes, exits).
+    /// HUP (the lifecycle table lets it through only while serving): replace every shard, one at a
+    /// time, each new one booted and accepting before the old one retires (stops accepting,
+    /// finishes, exits).
     pub(super) fn begin_reload(&mut self) {
-        if self.stopping.is_some() {
-            return;
-        }
         info!("Hang up: Master");
         if !self.reload_configuration() {
             return;
@@ -51,26 +49,32 @@ impl Arbiter {
         let table: Vec<(usize, i32, bool)> = self.procs.iter().map(|p| (p.index, p.pid, p.life.retiring())).collect();
         let queue = policy::reload_queue(&table);
         self.notify.reloading(format!("Reloading: replacing {} shards", queue.len()));
-        let (current, shared) = self.reload.take().map_or((None, false), |r| (r.current, r.shared));
-        self.reload = Some(Reload { queue, current, shared });
+        self.phase = Phase::Reloading(Reload { queue, current: None, shared: false });
     }
 
-    /// Called by the arbiter when a shard exits before booting; true when it was this reload's new
-    /// shard. The reload stops there: the old shard was not told to retire and keeps serving, and the
-    /// next HUP starts over with whatever binary is on disk then. The old shard goes on serving its
-    /// listener's queue, whether the new one shared it or had one that never listened.
-    pub(super) fn reload_saw_failure(&mut self, p: &Proc, how: &str, reason: &str) -> bool {
-        let Some(Reload { current: Some((old, new)), .. }) = self.reload else { return false };
+    /// Called by the arbiter when a shard exits before booting: `None` when it was not this reload's
+    /// new shard. The reload stops there: the old shard was not told to retire and keeps serving
+    /// (`Some(true)`: nothing more to do), and the next HUP starts over with whatever binary is on
+    /// disk then. If the old shard has died meanwhile, the index must not be lost: `Some(false)`,
+    /// and the usual restart follows.
+    pub(super) fn reload_saw_failure(&mut self, p: &Proc, how: &str, reason: &str) -> Option<bool> {
+        let Phase::Reloading(Reload { current: Some((old, new)), .. }) = self.phase else { return None };
         if new != p.pid {
-            return false;
+            return None;
         }
+        let old_serves = self.procs.iter().any(|q| q.pid == old);
+        let after = if old_serves {
+            format!("shard {} (pid {old}) and the others keep serving", p.index)
+        } else {
+            format!("shard {} (pid {old}) exited meanwhile and is restarted", p.index)
+        };
         error!(
-            "Reload failed: the new shard {} (pid {new}) {how} before it booted: {reason}; shard {} (pid {old}) \
-             and the others keep serving; the next HUP tries again",
-            p.index, p.index
+            "Reload failed: the new shard {} (pid {new}) {how} before it booted: {reason}; {after}; the next HUP \
+             tries again",
+            p.index
         );
         self.end_reload(Some(format!("last reload failed: the new shard {how} before it booted: {reason}")));
-        true
+        Some(old_serves)
     }
 
     /// Loads the configuration again (command line, environment, `-c` file) for the new shards,
@@ -103,22 +107,25 @@ impl Arbiter {
         }
     }
 
-    /// The reload is over: `READY=1` again, with what went wrong if anything did.
+    /// The reload is over: `READY=1` again, with what went wrong if anything did; the signals that
+    /// waited for it run now.
     fn end_reload(&mut self, error: Option<String>) {
-        self.reload = None;
         self.reload_error = error;
         let status = self.status_line();
         self.notify.ready(status);
+        self.serve_on();
     }
 
     /// Called by the arbiter for every other exit during a reload; true when the reload has dealt
-    /// with it (the old shard died while its replacement boots: the replacement takes over).
+    /// with it: the old shard died while its replacement boots (the replacement takes over), or the
+    /// new one died after booting while the old one still serves.
     pub(super) fn reload_saw_exit(&mut self, p: &Proc) -> bool {
-        let Some(reload) = &mut self.reload else { return false };
+        let Phase::Reloading(reload) = &mut self.phase else { return false };
         match reload.current {
-            Some((_, new)) if new == p.pid => {
+            Some((old, new)) if new == p.pid => {
+                let old_serves = self.procs.iter().any(|q| q.pid == old);
                 self.end_reload(Some(format!("last reload stopped: the new shard (pid {new}) exited")));
-                true
+                old_serves
             }
             Some((old, _)) if old == p.pid => true,
             _ => false,
@@ -127,7 +134,7 @@ impl Arbiter {
 
     /// Retires the old shard once its replacement has booted, then starts the next replacement.
     pub(super) fn advance_reload(&mut self) {
-        let Some(reload) = &mut self.reload else { return };
+        let Phase::Reloading(reload) = &mut self.phase else { return };
         if let Some((old, new)) = reload.current {
             let Some(new_proc) = self.procs.iter().find(|p| p.pid == new) else {
                 reload.current = None;
@@ -147,9 +154,8 @@ impl Arbiter {
             let (index, cpu) = (p.index, p.cpu);
             // A shard that can hand over shares its listener with its replacement: its queue is
             // never closed. One of a release before that gets a fresh listener and a TERM.
-            let can_hand_over = self.heartbeats.slot(p.slot).features.load(Ordering::Relaxed) & features::HANDOVER != 0
-                && !p.life.ejected()
-                && listener::is_listening(&p.listener);
+            let can_hand_over =
+                p.hands_over(&self.heartbeats) && !p.life.ejected() && listener::is_listening(&p.listener);
             let shared = if can_hand_over { p.listener.try_clone().ok() } else { None };
             let is_shared = shared.is_some();
             let started = match shared {
@@ -158,7 +164,7 @@ impl Arbiter {
             };
             match started {
                 Ok(new) => {
-                    if let Some(r) = &mut self.reload {
+                    if let Phase::Reloading(r) = &mut self.phase {
                         r.current = Some((old, new));
                         r.shared = is_shared;
                     }
@@ -183,9 +189,6 @@ impl Arbiter {
 
     /// TTIN: one more shard, on a CPU that has none (or the least used one with --share-cpus).
     pub(super) fn add_shard(&mut self) {
-        if self.stopping.is_some() {
-            return;
-        }
         let busy =
             self.procs.iter().filter(|p| !p.life.retiring()).map(|p| p.cpu).chain(self.respawns.iter().map(|r| r.cpu));
         let Some(cpu) = policy::ttin_cpu(&self.config.allowed_cpus, busy, self.config.share_cpus) else {
@@ -207,9 +210,6 @@ impl Arbiter {
 
     /// TTOU: one shard fewer, never below one; the oldest goes (as gunicorn).
     pub(super) fn remove_shard(&mut self) {
-        if self.stopping.is_some() {
-            return;
-        }
         let serving: Vec<(i32, Instant)> =
             self.procs.iter().filter(|p| !p.life.retiring()).map(|p| (p.pid, p.started)).collect();
         match policy::ttou(&serving, self.respawns.len()) {

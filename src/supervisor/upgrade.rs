@@ -23,25 +23,25 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::atomic::Ordering;
+use std::time::Instant;
 
-use signal_hook::consts::signal::SIGUSR2;
+use signal_hook::consts::signal::{SIGKILL, SIGTERM, SIGUSR2};
 
 use socket2::Socket;
 use tracing::{error, info, warn};
 
 use super::Event;
-use super::arbiter::{Arbiter, send};
+use super::arbiter::{Arbiter, Phase, send};
+use super::lifecycle::short_name;
 use super::notify::Notifier;
 use crate::handoff::{self, Inherited, UPGRADE_ENV, Upgrade};
-use crate::heartbeat::features;
-use crate::listener;
+use crate::listener::{self, SockId};
 
 /// What the new supervisor said, read by the old one when the report pipe closes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpgradeNews {
-    /// Its shards serve: hand over. It adopted these of the inherited listeners (by descriptor
-    /// number, the same in both processes): their shards retire leaving them open (USR2).
+    /// Its shards serve: hand over. It adopted these of the inherited listeners (by the descriptor
+    /// numbers the old supervisor passed them as): their shards retire leaving them open (USR2).
     Ready(Vec<RawFd>),
     /// It could not start, and says why.
     Failed(String),
@@ -49,20 +49,43 @@ pub enum UpgradeNews {
     Gone,
 }
 
+/// [`Phase::Upgrading`]: a USR2 in progress, in the old supervisor.
+#[derive(Debug)]
+pub struct Upgrading {
+    /// The new supervisor (our child until we exit).
+    pub child: u32,
+    /// `--upgrade-timeout` after the USR2: the new supervisor must serve by then.
+    deadline: Instant,
+    /// The listeners passed, by the descriptor number the new supervisor knows them by, and their
+    /// identity: the shards to hand over are found by identity, never by descriptor number.
+    passed: Vec<(RawFd, SockId)>,
+    /// Set once the upgrade has failed: the new supervisor was told to stop (or stops on its
+    /// own), and is killed at this deadline; the phase ends when it has exited.
+    ending: Option<Ending>,
+}
+
+/// A failed upgrade's end: waiting for the new supervisor to exit.
+#[derive(Debug)]
+struct Ending {
+    kill_at: Instant,
+    killed: bool,
+}
+
+impl Upgrading {
+    /// The next moment the arbiter must look at this upgrade.
+    pub fn next_deadline(&self) -> Instant {
+        match &self.ending {
+            None => self.deadline,
+            Some(e) if !e.killed => e.kill_at,
+            Some(_) => Instant::now() + std::time::Duration::from_millis(100),
+        }
+    }
+}
+
 impl Arbiter {
-    /// USR2 in the old supervisor: start the new one.
+    /// USR2 in the old supervisor (the lifecycle table lets it through only while serving): start
+    /// the new one.
     pub(super) fn begin_upgrade(&mut self) {
-        if self.stopping.is_some() {
-            return;
-        }
-        if let Some(pid) = self.upgrade {
-            warn!("USR2 ignored: the new supervisor (pid {pid}) has not reported yet");
-            return;
-        }
-        if !self.ready || self.reload.is_some() {
-            warn!("USR2 ignored: shards are still starting or being replaced; send it again once they serve");
-            return;
-        }
         // The hand-over passes per-shard TCP listeners only; shared ones (unix:, fd://, systemd's,
         // later -b addresses) are not handed over yet, and a new supervisor would refuse them.
         if self.shared.main.is_some() || !self.shared.extras.is_empty() {
@@ -72,12 +95,16 @@ impl Arbiter {
             return;
         }
         match self.start_new_supervisor() {
-            Ok(pid) => {
+            Ok(up) => {
                 info!(
-                    "USR2: started a new supervisor (pid {pid}) from {}; it takes over once its shards serve",
-                    self.exe.display()
+                    "USR2: started a new supervisor (pid {}) from {}; it takes over once its shards serve (within \
+                     {}s, --upgrade-timeout)",
+                    up.child,
+                    self.exe.display(),
+                    self.config.upgrade_timeout.as_secs_f64()
                 );
-                self.upgrade = Some(pid);
+                self.owners.pass(up.passed.iter().map(|(_, id)| *id));
+                self.phase = Phase::Upgrading(up);
             }
             Err(e) => error!(
                 "USR2 failed: cannot start a new supervisor from {}: {e}; this one carries on",
@@ -86,8 +113,8 @@ impl Arbiter {
         }
     }
 
-    fn start_new_supervisor(&mut self) -> std::io::Result<i32> {
-        let events = self.events.clone().ok_or_else(|| std::io::Error::other("no event channel"))?;
+    fn start_new_supervisor(&mut self) -> std::io::Result<Upgrading> {
+        let events = self.events.clone();
         let mut ends = [0; 2];
         // SAFETY: pipe2 with a valid two-int array; both ends are owned below.
         if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -95,16 +122,18 @@ impl Arbiter {
         }
         // SAFETY: both descriptors were just created and are owned by nothing else.
         let (read, write) = unsafe { (File::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
-        let listeners: Vec<Inherited> = self
-            .procs
+        let passing: Vec<&super::procs::Proc> =
+            self.procs.iter().filter(|p| !p.life.retiring() && listener::is_listening(&p.listener)).collect();
+        let listeners: Vec<Inherited> = passing
             .iter()
-            .filter(|p| !p.life.retiring() && listener::is_listening(&p.listener))
             .map(|p| Inherited {
                 fd: p.listener.as_raw_fd(),
                 addr: self.config.bind.to_string(),
-                shared: self.heartbeats.slot(p.slot).features.load(Ordering::Relaxed) & features::HANDOVER != 0,
+                shared: p.hands_over(&self.heartbeats),
             })
             .collect();
+        let passed: Vec<(RawFd, SockId)> =
+            passing.iter().filter_map(|p| Some((p.listener.as_raw_fd(), listener::identity(&p.listener)?))).collect();
         let upgrade =
             Upgrade { version: handoff::VERSION, parent: std::process::id(), report_fd: write.as_raw_fd(), listeners };
         let mut keep: Vec<RawFd> = upgrade.listeners.iter().map(|l| l.fd).collect();
@@ -139,36 +168,118 @@ impl Arbiter {
             };
             let _ = events.send(Event::Upgrade(news));
         })?;
-        Ok(child.id() as i32)
+        Ok(Upgrading {
+            child: child.id(),
+            deadline: Instant::now() + self.config.upgrade_timeout,
+            passed,
+            ending: None,
+        })
     }
 
     /// The new supervisor's report, in the old one.
     pub(super) fn upgrade_news(&mut self, news: UpgradeNews) {
-        let Some(pid) = self.upgrade.take() else { return };
+        let Phase::Upgrading(up) = &mut self.phase else { return };
+        if up.ending.is_some() {
+            return;
+        }
+        let pid = up.child;
         match news {
             UpgradeNews::Ready(adopted) => {
+                let Phase::Upgrading(up) = std::mem::replace(&mut self.phase, Phase::Serving) else { return };
                 info!("USR2: the new supervisor (pid {pid}) serves; handing over and stopping this one's shards");
-                self.notify.main_pid(pid as u32);
+                self.notify.main_pid(pid);
                 // From now on the new supervisor speaks to systemd: no STOPPING=1 from here.
                 self.notify = Notifier::disabled();
-                // A listener the new supervisor's shards share stays open: its shard here stops
-                // accepting and leaves the queue to them. The others retire as on TERM.
+                // The adopted listeners, by identity: their shards here stop accepting and leave
+                // the queue to the new supervisor's shards (and none of them is ever shut down from
+                // here). The others are ours alone again and retire as on TERM.
+                let adopted: Vec<SockId> =
+                    up.passed.iter().filter(|(fd, _)| adopted.contains(fd)).map(|(_, id)| *id).collect();
+                self.owners.reclaim();
+                self.owners.pass(adopted.iter().copied());
                 for p in self.procs.iter_mut().filter(|p| !p.life.retiring()) {
-                    if adopted.contains(&p.listener.as_raw_fd()) {
+                    if listener::identity(&p.listener).is_some_and(|id| adopted.contains(&id)) {
                         send(p.pid, SIGUSR2);
                         p.life = p.life.retire();
                     }
                 }
+                // HUP, TTIN and TTOU that waited for the upgrade are the new supervisor's now.
+                for sig in self.take_queued() {
+                    info!("Passing the queued {} to the new supervisor (pid {pid})", short_name(sig).to_uppercase());
+                    send(pid as i32, sig);
+                }
                 self.begin_stop(true, 0);
             }
             UpgradeNews::Failed(why) => {
-                error!("USR2 failed: the new supervisor (pid {pid}) could not start: {why}; this one carries on")
+                error!("USR2 failed: the new supervisor (pid {pid}) could not start: {why}; this one carries on");
+                self.upgrade_failed(format!("last USR2 failed: {why}"), false);
             }
-            UpgradeNews::Gone => error!(
-                "USR2 failed: the new supervisor (pid {pid}) exited before its shards served (its own lines say why); \
-                 this one carries on"
-            ),
+            UpgradeNews::Gone => {
+                error!(
+                    "USR2 failed: the new supervisor (pid {pid}) exited before its shards served (its own lines \
+                     say why); this one carries on"
+                );
+                self.upgrade_failed("last USR2 failed: the new supervisor exited before it served".into(), false);
+            }
         }
+    }
+
+    /// The upgrade failed: wait for the new supervisor to exit (stopping it if `stop`), killing it
+    /// after `--graceful-timeout`; [`Arbiter::upgrade_child_exited`] ends the phase.
+    fn upgrade_failed(&mut self, why: String, stop: bool) {
+        let grace = self.config.graceful_timeout;
+        let Phase::Upgrading(up) = &mut self.phase else { return };
+        if stop {
+            send(up.child as i32, SIGTERM);
+        }
+        up.ending = Some(Ending { kill_at: Instant::now() + grace, killed: false });
+        self.reload_error = Some(why);
+    }
+
+    /// The deadlines of an upgrade in progress: `--upgrade-timeout` for the new supervisor to
+    /// serve, then `--graceful-timeout` for it to stop.
+    pub(super) fn check_upgrade(&mut self, now: Instant) {
+        let Phase::Upgrading(up) = &mut self.phase else { return };
+        match &mut up.ending {
+            None if now >= up.deadline => {
+                let pid = up.child;
+                error!(
+                    "USR2 failed: the new supervisor (pid {pid}) did not serve within {}s (--upgrade-timeout); \
+                     stopping it, this one carries on",
+                    self.config.upgrade_timeout.as_secs_f64()
+                );
+                self.upgrade_failed(format!("last USR2 failed: no answer within --upgrade-timeout (pid {pid})"), true);
+            }
+            Some(e) if !e.killed && now >= e.kill_at => {
+                warn!("USR2: the new supervisor (pid {}) is still running; killing it", up.child);
+                send(up.child as i32, SIGKILL);
+                e.killed = true;
+            }
+            _ => {}
+        }
+    }
+
+    /// A child that is not a shard exited: if it is the upgrade's new supervisor, the upgrade is
+    /// over (it never reported READY, or it would be this one draining): the pid file names this
+    /// supervisor again, every listener is ours alone again, and the queued signals run.
+    pub(super) fn upgrade_child_exited(&mut self, pid: i32, how: &str) {
+        let Phase::Upgrading(up) = &self.phase else { return };
+        if up.child as i32 != pid {
+            return;
+        }
+        if up.ending.is_none() {
+            error!("USR2 failed: the new supervisor (pid {pid}) {how} before it served; this one carries on");
+            self.reload_error = Some(format!("last USR2 failed: the new supervisor {how}"));
+        } else {
+            info!("USR2: the new supervisor (pid {pid}) {how}; this one serves on");
+        }
+        if let Some(pidfile) = &self.pidfile {
+            pidfile.restore();
+        }
+        self.owners.reclaim();
+        let status = self.status_line();
+        self.notify.status(status);
+        self.serve_on();
     }
 
     /// In the new supervisor: its shards serve, so the old one may go.
