@@ -6,18 +6,16 @@
 //! (heartbeat, `Date`, access log, signals), and the two ways to stop: TERM (or HUP) retires the
 //! shard: it serves what the kernel already queued, takes its listener out of the reuseport group,
 //! finishes every accepted request and exits; USR2 (a HUP replacement sharing the listener) retires
-//! it the same way but leaves the listener alone for its successor; QUIT and INT exit at once. All state is
-//! shard-local (`Rc`/`RefCell`/`Cell`); only the heartbeat slot is shared, with the supervisor.
+//! it the same way but leaves the listener alone for its successor; QUIT and INT exit at once (the
+//! stopping state is one phase, [`stop`]). All state is shard-local (`Rc`/`RefCell`/`Cell`); only
+//! its own heartbeat page is shared with the supervisor, the only part of the region it maps.
 //! It must not create listeners or touch any other shard's slot.
 
-use std::cell::{Cell, RefCell};
-use std::future::poll_fn;
+use std::cell::Cell;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Poll, Waker};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_lite::FutureExt;
@@ -27,6 +25,7 @@ use glommio::{CpuSet, LocalExecutorBuilder, Placement};
 use socket2::SockRef;
 use tracing::{debug, error, info, warn};
 
+use self::stop::{Phase, Signals, StopSignal, sig};
 use crate::config::{Config, Observe};
 use crate::handoff::Spec;
 use crate::heartbeat::{Heartbeats, features, state};
@@ -39,6 +38,8 @@ use crate::http::logformat::Format;
 use crate::logging::{self, LogTarget, Sink};
 use crate::metrics::shm::Meter;
 use crate::redis::client::{Redis, Settings};
+
+mod stop;
 
 pub use crate::process::BOOT_ERROR;
 use crate::process::set_process_name;
@@ -67,66 +68,6 @@ struct Shard {
     /// process may hold this shard's listener (a USR2's old supervisor and its shards, whose
     /// listener a dying new supervisor's shards share), so the listener is never shut down then.
     supervisor: i32,
-}
-
-/// Signal flags, set by signal handlers and read by the tick.
-#[derive(Debug, Default)]
-struct Signals {
-    term: Arc<AtomicBool>,
-    hup: Arc<AtomicBool>,
-    quit: Arc<AtomicBool>,
-    usr1: Arc<AtomicBool>,
-    /// SIGUSR2: retire, leaving the listener to the successor that shares it.
-    hand_over: Arc<AtomicBool>,
-}
-
-impl Signals {
-    fn register() -> std::io::Result<Signals> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
-        let s = Signals::default();
-        signal_hook::flag::register(SIGTERM, s.term.clone())?;
-        signal_hook::flag::register(SIGHUP, s.hup.clone())?;
-        signal_hook::flag::register(SIGQUIT, s.quit.clone())?;
-        signal_hook::flag::register(SIGINT, s.quit.clone())?;
-        signal_hook::flag::register(SIGUSR1, s.usr1.clone())?;
-        signal_hook::flag::register(SIGUSR2, s.hand_over.clone())?;
-        Ok(s)
-    }
-}
-
-/// A graceful stop request that the accept loop can wait for.
-#[derive(Debug, Default)]
-struct StopSignal {
-    requested: Cell<bool>,
-    /// The listener stays as it is for the successor sharing it (SIGUSR2).
-    hand_over: Cell<bool>,
-    /// Every task waiting: one accept loop per listener, and whatever else waits on a stop.
-    wakers: RefCell<Vec<Waker>>,
-}
-
-impl StopSignal {
-    fn request(&self) {
-        if !self.requested.replace(true) {
-            for w in self.wakers.borrow_mut().drain(..) {
-                w.wake();
-            }
-        }
-    }
-
-    async fn wait(&self) {
-        poll_fn(|cx| {
-            if self.requested.get() {
-                Poll::Ready(())
-            } else {
-                let mut wakers = self.wakers.borrow_mut();
-                if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                    wakers.push(cx.waker().clone());
-                }
-                Poll::Pending
-            }
-        })
-        .await
-    }
 }
 
 /// Where the shard's executor runs, and how the boot line says it. With `--pin`, on its own CPU: the
@@ -374,7 +315,7 @@ async fn accept_loop(
                 failures = 0;
                 spawn_connection(shard, gate, stream, peer, Some(permit));
             }
-            Err(_) if stop.requested.get() => {
+            Err(_) if stop.requested() => {
                 retire_listener(shard, listen_fd, gate, stop);
                 return;
             }
@@ -460,7 +401,7 @@ fn evict_longest_waiting(shard: &Shard) -> Eviction {
 fn retire_listener(shard: &Rc<Shard>, listen_fd: RawFd, gate: &Gate, stop: &StopSignal) {
     // SAFETY: getppid cannot fail.
     let orphaned = unsafe { libc::getppid() } != shard.supervisor;
-    if stop.hand_over.get() || orphaned {
+    if stop.phase.get() == Phase::HandingOver || orphaned {
         return;
     }
     while let Ok(Some((stream, peer))) = accept_now(listen_fd) {
@@ -517,7 +458,7 @@ async fn housekeeping(
         }
         publish_stats(&shard, heartbeats, slot);
         report_evictions(&shard);
-        if signals.usr1.swap(false, Ordering::Relaxed) {
+        if signals.take(sig::USR1) {
             info!("Reopening log files");
             if let Err(e) = logging::reopen() {
                 error!("cannot reopen the error log: {e}");
@@ -526,21 +467,18 @@ async fn housekeeping(
                 log.reopen();
             }
         }
-        if signals.quit.load(Ordering::Relaxed) {
+        if signals.has(sig::QUIT) {
             if let Some(log) = &shard.ctx.access {
                 log.flush();
             }
             info!("Worker exiting (pid: {})", std::process::id());
             std::process::exit(0);
         }
-        if signals.hand_over.load(Ordering::Relaxed) && !stop.requested.get() {
-            stop.hand_over.set(true);
-            stop.request();
-        }
-        if signals.term.load(Ordering::Relaxed) || signals.hup.load(Ordering::Relaxed) {
-            // A TERM after a hand-over still takes the listener out: the server is stopping.
-            stop.hand_over.set(false);
-            stop.request();
+        // A TERM after a hand-over still takes the listener out: the server is stopping.
+        if signals.has(sig::RETIRE) && stop.phase.get() != Phase::Draining {
+            stop.request(Phase::Draining);
+        } else if signals.has(sig::HAND_OVER) && stop.phase.get() == Phase::Serving {
+            stop.request(Phase::HandingOver);
         }
         glommio::timer::sleep(every).await;
     }
