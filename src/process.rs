@@ -8,6 +8,12 @@
 /// restarting it (gunicorn's `WORKER_BOOT_ERROR`).
 pub const BOOT_ERROR: i32 = 3;
 
+/// Sends `sig` to `pid` (a child not reaped yet); an error (it is gone) changes nothing.
+pub fn send_signal(pid: i32, sig: i32) {
+    // SAFETY: plain kill(2); the caller names a child it has not reaped, so the pid is not reused.
+    unsafe { libc::kill(pid, sig) };
+}
+
 /// Sets the thread/process name shown by `ps -o comm` and `top` (15 bytes at most).
 pub fn set_process_name(name: &str) {
     let mut bytes = [0u8; 16];

@@ -21,20 +21,19 @@ use signal_hook::consts::signal::*;
 use socket2::Socket;
 use tracing::{error, info, warn};
 
-use super::Event;
-use super::lifecycle::{PhaseKind, Route, route, short_name};
+use super::events::Event;
+use super::handover::Handover;
+use super::lifecycle::{Phase, RELOAD_POLL, Route, Stopping, route, short_name};
 use super::notify::Notifier;
 use super::owners::Owners;
 use super::pidfile::Pidfile;
-use super::procs::{Proc, Purpose};
-use super::reload::{RELOAD_POLL, Reload};
-use super::upgrade::{Handover, Upgrading};
+use super::table::{Proc, Purpose};
 use crate::config::Config;
 use crate::heartbeat::{Heartbeats, state};
 use crate::listener::shared::Shared;
 use crate::listener::{self, ListenError, ListenOptions};
 use crate::metrics::collect::Collector;
-use crate::process::BOOT_ERROR;
+use crate::process::{BOOT_ERROR, send_signal as send};
 
 /// How long a halt (boot failure) waits for the other shards before killing them.
 const HALT_GRACE: Duration = Duration::from_secs(2);
@@ -51,45 +50,6 @@ pub struct Respawn {
     /// The listener to hand over, when the old one is still good (connections queued on it are
     /// then served by the new shard instead of being reset).
     pub listener: Option<Socket>,
-}
-
-/// A stop in progress.
-#[derive(Debug)]
-pub struct Stopping {
-    deadline: Instant,
-    killed: bool,
-    code: i32,
-    /// Why the server halts on its own, for gunicorn's `Reason:` line.
-    reason: Option<String>,
-}
-
-/// The supervisor's lifecycle: exactly one phase at a time, each holding what only it needs
-/// (docs/supervisor.md, "One state, one table").
-#[derive(Debug)]
-pub enum Phase {
-    /// The first shards are booting.
-    Starting,
-    /// Every shard serves.
-    Serving,
-    /// HUP in progress.
-    Reloading(Reload),
-    /// USR2 in progress: the new supervisor, its deadline, the listeners passed to it.
-    Upgrading(Upgrading),
-    /// Stopping; the supervisor exits once every shard has.
-    Draining(Stopping),
-}
-
-impl Phase {
-    /// The phase's name, for [`route`].
-    pub fn kind(&self) -> PhaseKind {
-        match self {
-            Phase::Starting => PhaseKind::Starting,
-            Phase::Serving => PhaseKind::Serving,
-            Phase::Reloading(_) => PhaseKind::Reloading,
-            Phase::Upgrading(_) => PhaseKind::Upgrading,
-            Phase::Draining(_) => PhaseKind::Draining,
-        }
-    }
 }
 
 /// What the arbiter is built from: everything start-up prepared (src/supervisor/startup.rs).
@@ -155,17 +115,6 @@ pub struct Arbiter {
     pub(super) invocation: Option<crate::cli::Invocation>,
     /// `-p`: removed when the arbiter is dropped.
     pub(super) pidfile: Option<Pidfile>,
-}
-
-/// Sends `sig` to a shard.
-pub fn send(pid: i32, sig: i32) {
-    // SAFETY: plain kill(2) on a child we spawned and have not reaped yet.
-    unsafe { libc::kill(pid, sig) };
-}
-
-/// `SIGTERM`, or `signal N` for one without a name.
-pub fn signal_name(sig: i32) -> String {
-    signal_hook::low_level::signal_name(sig).map_or_else(|| format!("signal {sig}"), str::to_string)
 }
 
 impl Arbiter {

@@ -1,12 +1,19 @@
 //! The supervisor's one lifecycle state, [`Phase`], and the table of what each signal does in each
 //! phase ([`route`]): act, queue until the phase ends, or refuse with a log line.
 //!
-//! It owns only the table and the phase's names: which phase the supervisor is in, and what a
-//! phase holds, is the arbiter's (src/supervisor/arbiter.rs), which asks [`route`] before it acts
-//! on HUP, TTIN, TTOU or USR2. Nothing here signals, spawns or logs, so the whole table is
-//! unit-tested; docs/supervisor.md ("One state, one table") shows the same table.
+//! It owns the [`Phase`] type and what each phase holds (a reload's queue, an upgrade's child and
+//! deadline, a stop's deadline), and the table; the arbiter (src/supervisor/arbiter.rs) holds the
+//! one current phase and asks [`route`] before it acts on HUP, TTIN, TTOU or USR2. Nothing here
+//! signals, spawns or logs, so the whole table is unit-tested; docs/supervisor.md ("One state, one
+//! table") shows the same table. A leaf of the supervisor: it imports no other supervisor module.
+
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
 
 use signal_hook::consts::signal::*;
+
+use crate::listener::SockId;
 
 /// Which phase the supervisor is in, without what the phase holds (that is the arbiter's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,9 +66,102 @@ pub fn route(phase: PhaseKind, sig: i32) -> Route {
     }
 }
 
+/// `SIGTERM`, or `signal N` for one without a name.
+pub fn signal_name(sig: i32) -> String {
+    signal_hook::low_level::signal_name(sig).map_or_else(|| format!("signal {sig}"), str::to_string)
+}
+
 /// A signal's name for log lines, as gunicorn writes it (`hup`, `ttin`).
 pub fn short_name(sig: i32) -> String {
-    super::arbiter::signal_name(sig).trim_start_matches("SIG").to_lowercase()
+    signal_name(sig).trim_start_matches("SIG").to_lowercase()
+}
+
+/// The supervisor's lifecycle: exactly one phase at a time, each holding what only it needs
+/// (docs/supervisor.md, "One state, one table").
+#[derive(Debug)]
+pub enum Phase {
+    /// The first shards are booting.
+    Starting,
+    /// Every shard serves.
+    Serving,
+    /// HUP in progress.
+    Reloading(Reload),
+    /// USR2 in progress: the new supervisor, its deadline, the listeners passed to it.
+    Upgrading(Upgrading),
+    /// Stopping; the supervisor exits once every shard has.
+    Draining(Stopping),
+}
+
+impl Phase {
+    /// The phase's name, for [`route`].
+    pub fn kind(&self) -> PhaseKind {
+        match self {
+            Phase::Starting => PhaseKind::Starting,
+            Phase::Serving => PhaseKind::Serving,
+            Phase::Reloading(_) => PhaseKind::Reloading,
+            Phase::Upgrading(_) => PhaseKind::Upgrading,
+            Phase::Draining(_) => PhaseKind::Draining,
+        }
+    }
+}
+
+/// A stop in progress.
+#[derive(Debug)]
+pub struct Stopping {
+    pub(super) deadline: Instant,
+    pub(super) killed: bool,
+    pub(super) code: i32,
+    /// Why the server halts on its own, for gunicorn's `Reason:` line.
+    pub(super) reason: Option<String>,
+}
+
+/// How often the arbiter looks at a reload in progress (a new shard's boot is seen in shared memory).
+pub const RELOAD_POLL: Duration = Duration::from_millis(20);
+
+/// A rolling reload (HUP): one shard at a time, the new one booted before the old one is told to
+/// retire.
+#[derive(Debug, Default)]
+pub struct Reload {
+    /// Old shard pids still to replace.
+    pub(super) queue: VecDeque<i32>,
+    /// (old pid, new pid) while the new one boots.
+    pub(super) current: Option<(i32, i32)>,
+    /// The new one shares the old one's listener: the old one retires with SIGUSR2 (no drain, no
+    /// shutdown) instead of TERM.
+    pub(super) shared: bool,
+}
+
+/// [`Phase::Upgrading`]: a USR2 in progress, in the old supervisor.
+#[derive(Debug)]
+pub struct Upgrading {
+    /// The new supervisor (our child until we exit).
+    pub child: u32,
+    /// `--upgrade-timeout` after the USR2: the new supervisor must serve by then.
+    pub(super) deadline: Instant,
+    /// The listeners passed, by the descriptor number the new supervisor knows them by, and their
+    /// identity: the shards to hand over are found by identity, never by descriptor number.
+    pub(super) passed: Vec<(RawFd, SockId)>,
+    /// Set once the upgrade has failed: the new supervisor was told to stop (or stops on its
+    /// own), and is killed at this deadline; the phase ends when it has exited.
+    pub(super) ending: Option<Ending>,
+}
+
+/// A failed upgrade's end: waiting for the new supervisor to exit.
+#[derive(Debug)]
+pub struct Ending {
+    pub(super) kill_at: Instant,
+    pub(super) killed: bool,
+}
+
+impl Upgrading {
+    /// The next moment the arbiter must look at this upgrade.
+    pub fn next_deadline(&self) -> Instant {
+        match &self.ending {
+            None => self.deadline,
+            Some(e) if !e.killed => e.kill_at,
+            Some(_) => Instant::now() + std::time::Duration::from_millis(100),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,16 +2,23 @@
 //! answers signals the way gunicorn's arbiter does.
 //!
 //! This file only wires the parts together: [`startup`] (pid file, binding, the heartbeat region,
-//! signal forwarding), [`procs`] (one shard process: its lifecycle and spawning it), [`reap`] (WORKER TIMEOUT and
-//! exits: restart, report, halt, give up a take-over), [`arbiter`]
-//! (the event loop and the one lifecycle phase: reaping, respawning with backoff, WORKER TIMEOUT,
-//! stopping), [`lifecycle`] (what each signal does in each phase), [`owners`] (who holds each
-//! listener, by socket identity), [`reload`] (HUP,
-//! TTIN, TTOU), [`rebind`] (the binds a HUP adds or removes), [`upgrade`] (USR2), [`output`] (each shard's stderr, relayed and quoted when it fails to boot), [`notify`] (systemd), [`limits`] (the open-files limit shards inherit) and [`policy`] (the decisions, as plain functions). It never touches request bytes
+//! signal forwarding), [`arbiter`] (the event loop; it holds the shard table and the one lifecycle
+//! phase), [`lifecycle`] (the phases, what each holds, and what each signal does in each), [`events`]
+//! (what reaches the loop), [`table`] (one shard process as the supervisor sees it), [`procs`]
+//! (spawning one), [`reap`] (WORKER TIMEOUT and exits: restart, report, halt, give up a take-over),
+//! [`owners`] (who holds each listener, by socket identity), [`reload`] (HUP, TTIN, TTOU), [`rebind`]
+//! (the binds a HUP adds or removes), [`upgrade`] (USR2, the old supervisor's side), [`handover`]
+//! (the new supervisor's side), [`output`] (each shard's stderr, relayed and quoted when it fails to
+//! boot), [`notify`] (systemd), [`limits`] (the open-files limit shards inherit) and [`policy`] (the
+//! decisions, as plain functions). Imports point one way: the files that act on the arbiter import
+//! it; it imports only the data files (events, lifecycle, table, handover, owners, pidfile, notify).
+//! It never touches request bytes
 //! or Redis, and runs no glommio executor. One thread owns all state: signals and the watchdog
 //! reach it as [`Event`]s on one channel.
 
 mod arbiter;
+mod events;
+mod handover;
 mod lifecycle;
 mod limits;
 mod notify;
@@ -24,34 +31,16 @@ mod reap;
 mod rebind;
 mod reload;
 mod startup;
+mod table;
 mod upgrade;
 pub mod watchdog;
 
-use std::time::Duration;
-
 use tracing::{error, info};
 
+pub use self::events::Event;
 use crate::cli::Invocation;
 use crate::config::Config;
 use crate::process::set_process_name;
-
-/// What wakes the arbiter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// A signal arrived (SIGCHLD included).
-    Signal(i32),
-    /// The watchdog found this slot's heartbeat older than `--timeout`.
-    Stale {
-        /// The heartbeat slot.
-        slot: usize,
-        /// The pid the slot belonged to when it was read.
-        pid: i32,
-        /// How old the heartbeat was.
-        age: Duration,
-    },
-    /// USR2: the new supervisor reported (or closed its report pipe).
-    Upgrade(upgrade::UpgradeNews),
-}
 
 /// Runs the server: binds, spawns the shards, supervises them until told to stop. Returns the exit
 /// status: 0 after a requested stop, 1 when start-up fails, 3 when a shard fails to boot.
@@ -62,7 +51,7 @@ pub enum Event {
 pub fn run(config: Config, invocation: Option<Invocation>) -> i32 {
     set_process_name("hitcore-master");
     info!("Starting hitcore {}", env!("CARGO_PKG_VERSION"));
-    let mut handover = match upgrade::Handover::from_env() {
+    let mut handover = match handover::Handover::from_env() {
         None => None,
         Some(Ok(h)) => Some(h),
         Some(Err(e)) => {

@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 use signal_hook::consts::signal::*;
 use tracing::{debug, error, info, warn};
 
-use super::arbiter::{Arbiter, Phase, Respawn, send, signal_name};
+use super::arbiter::{Arbiter, Respawn};
+use super::lifecycle::{Phase, signal_name};
 use super::policy;
-use super::procs::{Life, Proc, Purpose};
+use super::table::{Life, Proc, Purpose};
 use crate::heartbeat::state;
 use crate::listener;
-use crate::process::BOOT_ERROR;
+use crate::process::{BOOT_ERROR, send_signal as send};
 
 impl Arbiter {
     /// gunicorn's `murder_workers`: the first pass logs WORKER TIMEOUT, ejects the listener (when no

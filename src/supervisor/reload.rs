@@ -1,41 +1,27 @@
 //! Changing the set of shards while serving: HUP's rolling reload, TTIN and TTOU.
 //!
-//! It owns the [`Reload`] state and the three signal handlers. A reload replaces one shard at a
+//! It owns the three signal handlers and moving a [`Reload`] (the phase's data, in
+//! src/supervisor/lifecycle.rs) along. A reload replaces one shard at a
 //! time: the new one (the binary now on disk) shares the old one's listener and boots before the
 //! old one is told to retire with USR2, leaving the listener to it, so no listener closes during a
 //! HUP (docs/supervisor.md, "The rare reset on HUP"). An old shard of a release that cannot hand
 //! over gets a replacement on a fresh listener and a TERM instead. It must not reap or respawn: the arbiter does, and tells a
 //! reload about exits through [`Arbiter::reload_saw_exit`].
 
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use signal_hook::consts::signal::{SIGTERM, SIGUSR2};
 use tracing::{error, info, warn};
 
-use super::arbiter::{Arbiter, Phase, send};
+use super::arbiter::Arbiter;
+use super::lifecycle::{Phase, Reload};
 use super::policy::{self, Ttou};
-use super::procs::{Proc, Purpose, SpawnError};
+use super::procs::SpawnError;
+use super::table::{Proc, Purpose};
 use crate::heartbeat::state;
 use crate::listener;
-use crate::process::format_cpu_list;
-
-/// How often the arbiter looks at a reload in progress (a new shard's boot is seen in shared memory).
-pub const RELOAD_POLL: Duration = Duration::from_millis(20);
-
-/// A rolling reload (HUP): one shard at a time, the new one booted before the old one is told to
-/// retire.
-#[derive(Debug, Default)]
-pub struct Reload {
-    /// Old shard pids still to replace.
-    queue: VecDeque<i32>,
-    /// (old pid, new pid) while the new one boots.
-    current: Option<(i32, i32)>,
-    /// The new one shares the old one's listener: the old one retires with SIGUSR2 (no drain, no
-    /// shutdown) instead of TERM.
-    shared: bool,
-}
+use crate::process::{format_cpu_list, send_signal as send};
 
 impl Arbiter {
     /// HUP (the lifecycle table lets it through only while serving): replace every shard, one at a

@@ -16,9 +16,9 @@ use signal_hook::consts::signal::*;
 use socket2::Socket;
 use tracing::{error, info, warn};
 
-use super::Event;
+use super::events::Event;
+use super::handover::Handover;
 use super::pidfile::{Pidfile, PidfileError};
-use super::upgrade::Handover;
 use crate::config::Config;
 use crate::heartbeat::Heartbeats;
 use crate::listener::shared::{self, Shared, SharedError};

@@ -16,10 +16,13 @@
 //! (supervisord, a container's entry point, a shell) sees that child exit and must not be used with
 //! USR2: use HUP there, which replaces every shard with the binary on disk too.
 //!
-//! It owns both sides of the hand-over. It must not touch shards other than through the arbiter.
+//! It owns the old supervisor's side of the hand-over (starting the new one, its report, the
+//! deadline, the end of a failed upgrade); the new supervisor's side is src/supervisor/handover.rs,
+//! and what the phase holds is [`Upgrading`] (src/supervisor/lifecycle.rs). It must not touch
+//! shards other than through the arbiter's table.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -27,60 +30,15 @@ use std::time::Instant;
 
 use signal_hook::consts::signal::{SIGKILL, SIGTERM, SIGUSR2};
 
-use socket2::Socket;
 use tracing::{error, info, warn};
 
-use super::Event;
-use super::arbiter::{Arbiter, Phase, send};
-use super::lifecycle::short_name;
+use super::arbiter::Arbiter;
+use super::events::{Event, UpgradeNews};
+use super::lifecycle::{Ending, Phase, Upgrading, short_name};
 use super::notify::Notifier;
 use crate::handoff::{self, Inherited, UPGRADE_ENV, Upgrade};
 use crate::listener::{self, SockId};
-
-/// What the new supervisor said, read by the old one when the report pipe closes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UpgradeNews {
-    /// Its shards serve: hand over. It adopted these of the inherited listeners (by the descriptor
-    /// numbers the old supervisor passed them as): their shards retire leaving them open (USR2).
-    Ready(Vec<RawFd>),
-    /// It could not start, and says why.
-    Failed(String),
-    /// It exited without a word (a start-up error before it could report, or not a hitcore).
-    Gone,
-}
-
-/// [`Phase::Upgrading`]: a USR2 in progress, in the old supervisor.
-#[derive(Debug)]
-pub struct Upgrading {
-    /// The new supervisor (our child until we exit).
-    pub child: u32,
-    /// `--upgrade-timeout` after the USR2: the new supervisor must serve by then.
-    deadline: Instant,
-    /// The listeners passed, by the descriptor number the new supervisor knows them by, and their
-    /// identity: the shards to hand over are found by identity, never by descriptor number.
-    passed: Vec<(RawFd, SockId)>,
-    /// Set once the upgrade has failed: the new supervisor was told to stop (or stops on its
-    /// own), and is killed at this deadline; the phase ends when it has exited.
-    ending: Option<Ending>,
-}
-
-/// A failed upgrade's end: waiting for the new supervisor to exit.
-#[derive(Debug)]
-struct Ending {
-    kill_at: Instant,
-    killed: bool,
-}
-
-impl Upgrading {
-    /// The next moment the arbiter must look at this upgrade.
-    pub fn next_deadline(&self) -> Instant {
-        match &self.ending {
-            None => self.deadline,
-            Some(e) if !e.killed => e.kill_at,
-            Some(_) => Instant::now() + std::time::Duration::from_millis(100),
-        }
-    }
-}
+use crate::process::send_signal as send;
 
 impl Arbiter {
     /// USR2 in the old supervisor (the lifecycle table lets it through only while serving): start
@@ -122,7 +80,7 @@ impl Arbiter {
         }
         // SAFETY: both descriptors were just created and are owned by nothing else.
         let (read, write) = unsafe { (File::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
-        let passing: Vec<&super::procs::Proc> =
+        let passing: Vec<&super::table::Proc> =
             self.procs.iter().filter(|p| !p.life.retiring() && listener::is_listening(&p.listener)).collect();
         let listeners: Vec<Inherited> = passing
             .iter()
@@ -300,73 +258,5 @@ impl Arbiter {
         if let Some(handover) = self.handover.take() {
             handover.report(&format!("FAILED {why}"));
         }
-    }
-}
-
-/// The new supervisor's side of a USR2 hand-over.
-#[derive(Debug)]
-pub struct Handover {
-    /// The old supervisor.
-    pub parent: u32,
-    report: File,
-    /// The inherited listeners (their address is where the new shards listen).
-    pub listeners: Vec<InheritedSocket>,
-    /// Those of them given to this supervisor's shards, by their descriptor number.
-    pub adopted: Vec<RawFd>,
-}
-
-/// One inherited listener, owned.
-#[derive(Debug)]
-pub struct InheritedSocket {
-    /// Its descriptor number, as the old supervisor knows it.
-    pub fd: RawFd,
-    /// The socket.
-    pub socket: Socket,
-    /// Its old shard can hand it over: a new shard may share it.
-    pub shared: bool,
-}
-
-impl Handover {
-    /// Reads `HITCORE_UPGRADE` (and removes it, so no child of ours sees it). `None` at a plain
-    /// start.
-    pub fn from_env() -> Option<Result<Handover, String>> {
-        let text = std::env::var_os(UPGRADE_ENV)?;
-        // SAFETY: called at start-up from the main thread, before any other thread of ours runs.
-        unsafe { std::env::remove_var(UPGRADE_ENV) };
-        let upgrade = match handoff::decode_upgrade(&text.to_string_lossy()) {
-            Ok(u) => u,
-            Err(e) => return Some(Err(e)),
-        };
-        let valid = |fd: RawFd| {
-            // SAFETY: F_GETFD only reads the descriptor's flags; a bad fd is an error, nothing more.
-            fd > 2 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0
-        };
-        if !valid(upgrade.report_fd) || upgrade.listeners.iter().any(|l| !valid(l.fd)) {
-            return Some(Err(format!("{UPGRADE_ENV} names descriptors this process did not inherit")));
-        }
-        // SAFETY: the old supervisor passed these descriptors to this process alone; each is owned
-        // once, here. `File`/`Socket` do not set close-on-exec, so it is set below: shards must not
-        // inherit them (the old supervisor waits for the report pipe to close).
-        let report = unsafe { File::from_raw_fd(upgrade.report_fd) };
-        let listeners: Vec<InheritedSocket> = upgrade
-            .listeners
-            .iter()
-            .map(|l| {
-                // SAFETY: as above: inherited, owned once, here.
-                let socket = unsafe { Socket::from_raw_fd(l.fd) };
-                InheritedSocket { fd: l.fd, socket, shared: l.shared }
-            })
-            .collect();
-        for fd in std::iter::once(report.as_raw_fd()).chain(listeners.iter().map(|l| l.fd)) {
-            // SAFETY: fcntl on a descriptor owned above.
-            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-        }
-        Some(Ok(Handover { parent: upgrade.parent, report, listeners, adopted: Vec::new() }))
-    }
-
-    /// Writes the report line and closes the pipe.
-    pub fn report(self, line: &str) {
-        let mut report = self.report;
-        let _ = report.write_all(format!("{line}\n").as_bytes());
     }
 }
