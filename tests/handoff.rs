@@ -1,4 +1,5 @@
-//! The supervisor → shard hand-off across releases: the current binary, run as a shard with the
+//! The supervisor → shard hand-off across releases (and the heartbeat region's layout, in both
+//! directions): the current binary, run as a shard with the
 //! exact hand-off the previous release's supervisor sends (tests/fixtures/handoff-e5955ed.json, read
 //! from a running shard of commit e5955ed), boots and serves; a hand-off it cannot understand is
 //! refused with its reason in the error log and the boot-error status.
@@ -9,7 +10,10 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
+use std::sync::atomic::Ordering;
+
 use common::*;
+use hitcore::heartbeat::state;
 
 const PREVIOUS_RELEASE: &str = include_str!("fixtures/handoff-e5955ed.json");
 
@@ -34,13 +38,13 @@ fn shard_command(handoff: &str, listen: RawFd, heartbeats: RawFd) -> Command {
     cmd
 }
 
-#[test]
-fn the_current_shard_serves_from_the_previous_release_hand_off() {
+/// Runs the current binary as shard 0 from the previous release's hand-off, with `heartbeats` as its
+/// region; three requests are answered, and the shard exits 0 on TERM.
+fn serve_from_the_previous_release_hand_off(heartbeats: &hitcore::heartbeat::Heartbeats) {
     let redis = TestRedis::start_with(None);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
-    let heartbeats = hitcore::heartbeat::Heartbeats::create().unwrap();
     // Only what points at this test's own processes changes: Redis's port and the bound address.
     let mut handoff: serde_json::Value = serde_json::from_str(PREVIOUS_RELEASE).unwrap();
     handoff["config"]["redis"]["endpoint"]["Tcp"]["addr"] = format!("127.0.0.1:{}", redis.port).into();
@@ -66,6 +70,34 @@ fn the_current_shard_serves_from_the_previous_release_hand_off() {
     assert_eq!(redis.cmd(0, &["GET", "hit"]), "3");
     assert!(out.status.success(), "{:?}; shard log:\n{log}", out.status);
     assert!(log.contains("Booting worker with pid") && log.contains("Worker exiting"), "{log}");
+}
+
+#[test]
+fn the_current_shard_serves_from_the_previous_release_hand_off() {
+    let heartbeats = hitcore::heartbeat::Heartbeats::create().unwrap();
+    serve_from_the_previous_release_hand_off(&heartbeats);
+    // It wrote its own page of this release's region, where the supervisor reads it.
+    let slot = heartbeats.slot(0);
+    assert_eq!(slot.state.load(Ordering::Acquire), state::BOOTED);
+    assert_eq!(slot.requests.load(Ordering::Relaxed), 3);
+}
+
+/// The previous release's supervisor made a region of its slots and metrics blocks only: the
+/// current shard (a rollback's HUP, or an upgrade's first HUP) maps it whole and writes its slot
+/// where that supervisor reads it.
+#[test]
+fn the_current_shard_writes_the_previous_release_region_layout() {
+    let created = hitcore::heartbeat::Heartbeats::create().unwrap();
+    const PREVIOUS_REGION: i64 = 1024 * 64 + 1024 * 128 * 8;
+    // SAFETY: ftruncate of the memfd this test created; its pages beyond are not touched again.
+    assert_eq!(unsafe { libc::ftruncate(created.fd(), PREVIOUS_REGION) }, 0);
+    // SAFETY: a fresh descriptor of the same memfd, owned by the mapping made from it.
+    let previous = unsafe { hitcore::heartbeat::Heartbeats::attach(libc::dup(created.fd())) }.unwrap();
+    assert!(!previous.paged());
+    serve_from_the_previous_release_hand_off(&previous);
+    let slot = previous.slot(0);
+    assert_eq!(slot.state.load(Ordering::Acquire), state::BOOTED);
+    assert_eq!(slot.requests.load(Ordering::Relaxed), 3);
 }
 
 #[test]
