@@ -21,15 +21,20 @@
 //! - [`shard`]: one shard process: executor, accept loop, housekeeping tick, stopping.
 //! - [`http`]: request parsing (`parse/`: heads, bodies), statuses and responses, the context a
 //!   connection is handed by its shard, the per-connection loop and registry (`conn/`), the access log.
-//! - [`redis`]: Redis URLs (single node, Sentinel, Cluster), RESP, the coalescing queue, the connect
-//!   path (discovery, TLS, ROLE), the pipelined connection task, Sentinel and Cluster routing.
+//! - [`redis`]: Redis URLs (single node, Sentinel, Cluster), RESP, the coalescing queue and its
+//!   tickets (`queue/`), dialing (`dial`, a leaf), the connect path (discovery, TLS, ROLE), the
+//!   pipelined connection task with its sessions and reconnect state machine, what a topology
+//!   makes a session follow, Sentinel (`sentinel/`) and Cluster (`cluster/`) routing.
 //! - `testhook` (debug builds only): a shard's boot that crashes or stalls on request, for the
 //!   fault-schedule test.
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
+//! - [`badge`]: shields-style SVG badges of a counter's value from Abacus's query parameters, sized
+//!   by Verdana 11 px's real advance widths (pure: no I/O; the API routes call it).
 
 #![warn(missing_docs, missing_debug_implementations)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod badge;
 pub mod bind;
 pub mod cli;
 pub mod config;

@@ -181,3 +181,86 @@ fn a_name_that_does_not_resolve_is_an_error_line_and_503s_not_an_exit() {
     assert_eq!((r.status, r.header("Retry-After")), (503, Some("1")));
     assert_eq!(server.log.count("cannot resolve"), 1, "logged once, not once per retry");
 }
+
+/// Sends GETs, each answered 503 with `Retry-After: 1`, until the log has `needle` (the WARNING is
+/// rate-limited to one a second, so a reply that follows another may need a few requests).
+fn answers_503_until_logged(server: &TestServer, needle: &str) -> String {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let r = get_once(server.addr, GET);
+        assert_eq!((r.status, r.header("Retry-After")), (503, Some("1")), "a try-again reply is a 503: {}", r.text());
+        if let Some(line) = server.log.lines().into_iter().find(|l| l.contains(needle)) {
+            return line;
+        }
+        assert!(Instant::now() < deadline, "no log line with {needle:?}:\n{}", server.log.lines().join("\n"));
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn try_again_replies_answer_503_with_retry_after_and_count_nothing() {
+    let redis = TestRedis::start();
+    let server = TestServer::start(&["-w", "1", "--redis", &redis.url(0)]);
+    server.wait_ready(1);
+    assert_eq!(get_once(server.addr, GET).value(), 1);
+
+    // -NOREPLICAS: the server wants a replica that is not there.
+    assert_eq!(redis.cmd(0, &["CONFIG", "SET", "min-replicas-to-write", "1"]), "OK");
+    let line = answers_503_until_logged(&server, "NOREPLICAS");
+    assert!(line.contains("WARNING") && line.contains("min-replicas-to-write"), "{line}");
+    assert_eq!(redis.cmd(0, &["CONFIG", "SET", "min-replicas-to-write", "0"]), "OK");
+    assert_eq!(get_once(server.addr, GET).value(), 2, "nothing was counted, and the connection stayed in step");
+
+    // -OOM: maxmemory reached with noeviction.
+    assert_eq!(redis.cmd(0, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]), "OK");
+    assert_eq!(redis.cmd(0, &["CONFIG", "SET", "maxmemory", "1"]), "OK");
+    let line = answers_503_until_logged(&server, "OOM");
+    assert!(line.contains("maxmemory"), "{line}");
+    assert_eq!(redis.cmd(0, &["CONFIG", "SET", "maxmemory", "0"]), "OK");
+    assert_eq!(get_once(server.addr, GET).value(), 3);
+
+    // -BUSY: a script that runs past the busy threshold.
+    assert_eq!(redis.cmd(0, &["CONFIG", "SET", "busy-reply-threshold", "50"]), "OK");
+    let port = redis.port;
+    let script = thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut out = Vec::new();
+        for args in [&["AUTH", PASSWORD][..], &["EVAL", "while true do end", "0"]] {
+            out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+            for a in args {
+                out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+            }
+        }
+        std::io::Write::write_all(&mut s, &out).unwrap();
+        // Until SCRIPT KILL: the script's error reply (or the server closing) ends it.
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut buf = [0u8; 512];
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains("-") {
+            match std::io::Read::read(&mut s, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    let line = answers_503_until_logged(&server, "BUSY");
+    assert!(line.contains("script"), "{line}");
+    // SCRIPT KILL is one of the few commands a busy server runs (the harness's SELECT is refused).
+    assert_eq!(redis.cmd(0, &["SCRIPT", "KILL"]), "OK");
+    script.join().unwrap();
+    assert_eq!(get_once(server.addr, GET).value(), 4);
+    assert_eq!(redis.cmd(0, &["GET", "hit"]), "4", "no 503 was counted");
+}
+
+#[test]
+fn a_misconfiguration_reply_answers_500_and_says_what_to_fix() {
+    let redis = TestRedis::start();
+    let server = TestServer::start(&["-w", "1", "--redis", &redis.url(0)]);
+    server.wait_ready(1);
+    assert_eq!(redis.cmd(0, &["LPUSH", "hit", "x"]), "1");
+    assert_eq!(get_once(server.addr, GET).status, 500);
+    let line = server.log.wait_for("WRONGTYPE", DEADLINE);
+    assert!(line.contains("ERROR") && line.contains("choose another --key or delete that key"), "{line}");
+    assert_eq!(redis.cmd(0, &["DEL", "hit"]), "1");
+    assert_eq!(get_once(server.addr, GET).value(), 1, "the connection stayed in step");
+}

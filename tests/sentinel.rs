@@ -4,7 +4,8 @@
 //! twice and none is above the new primary's counter; without it, what happened (the duplicates
 //! the flag exists for) is printed, not failed.
 //!
-//! `rediss+sentinel://` is followed through a failover too, with certificates made here.
+//! `rediss+sentinel://` is followed through a failover too, with certificates made here; a
+//! sentinel that stops answering without closing its connections is noticed.
 //!
 //! Each test starts its own topology and hitcore, bounds its load in time, and tears every process
 //! down through the guards.
@@ -180,4 +181,41 @@ fn tls_sentinels_and_data_nodes_through_a_failover() {
     eprintln!("sentinel over TLS, SentinelFailover: {}", verdict.summary());
     assert!(!verdict.statuses.contains_key(&500), "no 500: {}", verdict.summary());
     assert!(verdict.duplicates.is_empty() && verdict.above_final.is_empty(), "{}", verdict.summary());
+}
+
+/// A sentinel that vanishes without closing its connections (here: SIGSTOP) is noticed by the
+/// PING on each shard's subscription, and subscribed to again once it is back.
+#[test]
+fn a_sentinel_that_stops_answering_is_noticed() {
+    let topo = Sentinels::start(0, 3, true);
+    let server = start_hitcore(&topo, false);
+    let sentinel = &topo.sentinels[0];
+    let lost = format!("Lost the failover subscription to sentinel 127.0.0.1:{}: no answer to PING", sentinel.port);
+    // The ids of the pattern subscribers (subscribing is a DEBUG line: ask the sentinel instead),
+    // once there are two (one per shard) that are not among `before`.
+    let subscribed = |before: &[String]| {
+        poll("every shard has subscribed", DEADLINE, || {
+            let ids: Vec<String> = sentinel
+                .call(&["CLIENT", "LIST"])?
+                .text()
+                .lines()
+                .filter(|l| l.contains(" psub=1 "))
+                .filter_map(|l| l.split(' ').next().map(str::to_string))
+                .filter(|id| !before.contains(id))
+                .collect();
+            if ids.len() >= 2 { Ok(ids) } else { Err(format!("{ids:?}")) }
+        })
+    };
+    // Twice: once it is back and subscribed to again, losing it again is worth a WARNING again.
+    let mut before = Vec::new();
+    for outage in 1..=2 {
+        before = subscribed(&before);
+        // SAFETY: signalling a redis-server this test started.
+        unsafe { libc::kill(sentinel.pid(), libc::SIGSTOP) };
+        let lines = server.log.wait_for_count(&lost, 2 * outage, DEADLINE);
+        // SAFETY: as above.
+        unsafe { libc::kill(sentinel.pid(), libc::SIGCONT) };
+        assert!(lines.iter().all(|l| l.contains("WARNING")), "{lines:?}");
+    }
+    assert_eq!(get_once(server.addr, GET).value(), 1, "the primary was never in doubt");
 }

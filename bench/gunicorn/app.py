@@ -25,14 +25,24 @@ What changed, and why:
   The pool is therefore sized by REDIS_MAX_CONNECTIONS, which bench/run sets to gunicorn's
   --worker-connections. (The 2014 redis-py had no such cap.)
 The view is unchanged: INCR, then GET, two round trips, returning the GET's bytes.
+
+The counting API's read/count routes (bench plan `api`), as a Flask service would write them, with
+Abacus's shapes: `/hit/<namespace>/<key>` (`/hit/<key>`: namespace `default`) sends `INCR K:ns:key`
+and `EXPIRE K:ns:key TTL` in one pipelined round trip and answers {"value": N}; `/get/...` sends
+`GET` and `EXPIRE` (Abacus refreshes the TTL on reads) and answers {"value": N} or 404
+{"error": "Key not found"}. A name outside [A-Za-z0-9_.-]{3,64} is 400. COUNTER_TTL (seconds,
+default 15552000: Abacus's six months) sets the TTL.
 """
 import os
+import re
 
-from flask import Flask
+from flask import Flask, jsonify
 import redis as redis_py
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://:password-string@localhost:6379/0")
 REDIS_MAX_CONNECTIONS = int(os.environ.get("REDIS_MAX_CONNECTIONS", "1000"))
+COUNTER_TTL = int(os.environ.get("COUNTER_TTL", "15552000"))
+NAME = re.compile(r"^[A-Za-z0-9_.-]{3,64}$")
 
 app = Flask(__name__)
 app.config.from_object(__name__)
@@ -43,3 +53,28 @@ redis = redis_py.Redis.from_url(app.config["REDIS_URL"], max_connections=REDIS_M
 def index():
     redis.incr("hit", 1)
     return redis.get("hit")
+
+
+def _counter(namespace, key, command):
+    if not (NAME.match(namespace) and NAME.match(key)):
+        return jsonify(error="Invalid namespace/key"), 400
+    name = f"K:{namespace}:{key}"
+    pipe = redis.pipeline(transaction=False)
+    pipe.execute_command(command, name)
+    pipe.expire(name, COUNTER_TTL)
+    value, _ = pipe.execute()
+    if value is None:
+        return jsonify(error="Key not found"), 404
+    return jsonify(value=int(value))
+
+
+@app.route("/hit/<key>", defaults={"namespace": "default"})
+@app.route("/hit/<namespace>/<key>")
+def hit(namespace, key):
+    return _counter(namespace, key, "INCR")
+
+
+@app.route("/get/<key>", defaults={"namespace": "default"})
+@app.route("/get/<namespace>/<key>")
+def get(namespace, key):
+    return _counter(namespace, key, "GET")

@@ -28,7 +28,8 @@ pub enum Unavailable {
     RedisLost,
     /// Too many requests already waited on the shard's Redis connection.
     Overloaded,
-    /// The node refused the write: not a writable primary (`-READONLY`, `-LOADING`, `-MOVED`, ...).
+    /// The node refused the write: not a writable primary (`-READONLY`, `-LOADING`, `-MOVED`, ...)
+    /// or "try again" (`-CLUSTERDOWN`, `-BUSY`, `-OOM`, ...; see `redis::errors`).
     NotPrimary,
     /// The increment ran but fewer replicas than `--wait-replicas` acknowledged it.
     NotDurable,

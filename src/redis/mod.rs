@@ -1,17 +1,27 @@
 //! Redis for one shard: URLs (`url`; `topology` for the Sentinel and Cluster forms), RESP
-//! encoding and decoding (`resp`), the coalescing arithmetic (`queue`), the way to a ready session
-//! (`connect`, over `stream`, with `tls`), and the pipelined connection task (`client`); the pure
-//! facts of Sentinel (`sentinel`) and Cluster (`slots`) routing. Nothing here knows about HTTP.
+//! encoding and decoding (`resp`), the table of error replies (`errors`), the coalescing arithmetic and the tickets it completes
+//! (`queue`), dialing a node (`dial`, over `stream`, with `tls`: a leaf every other part uses),
+//! the way to a ready session (`connect`), the pipelined connection task (`client`) with its
+//! sessions (`session`) and reconnect state machine (`reconnect`), what a topology makes a session
+//! follow (`follow`), and Sentinel's and Cluster's own parts (`sentinel/`, `cluster/`). Nothing
+//! here knows about HTTP.
+//!
+//! Imports point one way: `dial` ← `sentinel`, `cluster` ← `connect`, `follow` ← `session` ←
+//! `client`, with `shared` (settings and shared state) beneath the last two, and
+//! `queue` imports only `resp` and `cluster::ask`'s plain [`cluster::ask::Asked`].
 
 pub mod client;
-pub mod cluster_discovery;
+pub mod cluster;
 pub mod connect;
+pub mod dial;
+pub mod errors;
 pub mod follow;
 pub mod queue;
+pub mod reconnect;
 pub mod resp;
 pub mod sentinel;
-pub mod sentinel_discovery;
-pub mod slots;
+mod session;
+mod shared;
 pub mod stream;
 pub mod tls;
 pub mod topology;

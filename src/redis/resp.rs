@@ -82,29 +82,6 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<(Frame, usize)>, ProtocolError>
     decode(buf).map_err(|e| ProtocolError(e.details().to_string()))
 }
 
-/// How an error reply to a write should be handled, by its first word.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// `-READONLY`, `-LOADING`, `-MASTERDOWN`: this node is not (or not yet, or no longer) a
-    /// primary that can take writes. The command was rejected before it ran; the connection is
-    /// pointed at the wrong node and must be rebuilt.
-    NotPrimary,
-    /// `-MOVED`, `-ASK`: a Redis Cluster node that does not own the key's slot.
-    Redirect,
-    /// Anything else (a key holding a non-integer, an ACL refusal): the command's own answer.
-    Other,
-}
-
-/// Classifies an error reply's text (without the leading `-`).
-pub fn error_kind(message: &[u8]) -> ErrorKind {
-    let word = message.split(|&b| b == b' ').next().unwrap_or_default();
-    match word {
-        b"READONLY" | b"LOADING" | b"MASTERDOWN" => ErrorKind::NotPrimary,
-        b"MOVED" | b"ASK" => ErrorKind::Redirect,
-        _ => ErrorKind::Other,
-    }
-}
-
 /// The text of a bulk or simple string frame.
 pub fn frame_text(frame: &Frame) -> Option<&str> {
     match frame {
@@ -188,7 +165,7 @@ mod tests {
     }
 
     #[test]
-    fn decodes_owned_frames_and_classifies_errors() {
+    fn decodes_owned_frames() {
         let role = b"*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n";
         let (frame, used) = decode_frame(role).unwrap().unwrap();
         assert_eq!(used, role.len());
@@ -196,14 +173,6 @@ mod tests {
         assert_eq!(frame_text(&items[0]), Some("master"));
         assert_eq!(decode_frame(b"*2\r\n$1\r\na"), Ok(None));
         assert!(decode_frame(&b"*1\r\n".repeat(1000)).is_err());
-        assert_eq!(error_kind(b"READONLY You can't write against a read only replica."), ErrorKind::NotPrimary);
-        assert_eq!(error_kind(b"LOADING Redis is loading the dataset in memory"), ErrorKind::NotPrimary);
-        assert_eq!(error_kind(b"MASTERDOWN Link with MASTER is down"), ErrorKind::NotPrimary);
-        assert_eq!(error_kind(b"MOVED 866 127.0.0.1:7001"), ErrorKind::Redirect);
-        assert_eq!(error_kind(b"ASK 866 127.0.0.1:7001"), ErrorKind::Redirect);
-        assert_eq!(error_kind(b"ERR value is not an integer or out of range"), ErrorKind::Other);
-        assert_eq!(error_kind(b"READONLYX"), ErrorKind::Other);
-        assert_eq!(error_kind(b""), ErrorKind::Other);
     }
 
     #[test]

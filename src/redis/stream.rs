@@ -1,7 +1,7 @@
 //! The transports a shard's Redis connection runs over (TCP, unix socket, TLS over TCP), behind
 //! one read/write interface.
 //!
-//! It owns nothing but the dispatch: connecting is `connect`'s job, what is read and written is
+//! It owns nothing but the dispatch: connecting is `dial`'s job, what is read and written is
 //! `client`'s.
 
 use std::io;

@@ -52,7 +52,7 @@ pub enum Endpoint {
     /// A unix socket path.
     Unix(PathBuf),
     /// `redis+sentinel://`: the primary is whatever these sentinels name for `service`, asked
-    /// again at every connect (`sentinel_discovery`).
+    /// again at every connect (`sentinel::discovery`).
     Sentinel {
         /// The sentinels, in the URL's order.
         sentinels: Vec<HostPort>,
@@ -62,7 +62,7 @@ pub enum Endpoint {
         tls: bool,
     },
     /// `redis+cluster://`: the node is the owner of the key's slot, learnt from these seeds at
-    /// every connect (`cluster_discovery`).
+    /// every connect (`cluster::discovery`).
     Cluster {
         /// The seed nodes.
         seeds: Vec<HostPort>,

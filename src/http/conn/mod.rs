@@ -349,7 +349,8 @@ impl Conn {
                         Some(Outcome::Failed(Failure::Lost)) | None => {
                             (Answer::Unavailable, Some(Unavailable::RedisLost))
                         }
-                        Some(Outcome::Failed(Failure::NotPrimary)) => {
+                        // The node refused the write (metrics keep the one reason for both).
+                        Some(Outcome::Failed(Failure::NotPrimary | Failure::TryAgain)) => {
                             (Answer::Unavailable, Some(Unavailable::NotPrimary))
                         }
                         Some(Outcome::Failed(Failure::NotDurable)) => {

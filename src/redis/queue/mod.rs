@@ -13,135 +13,21 @@
 //! It must not know about sockets, HTTP or logging: the connection task owns those and decides,
 //! from what [`Queue::complete`] returns, whether the connection stays.
 
-use std::cell::{Cell, Ref, RefCell};
+mod batching;
+mod redirected;
+mod ticket;
+
 use std::collections::VecDeque;
-use std::future::poll_fn;
-use std::rc::Rc;
-use std::task::{Poll, Waker};
 use std::time::Instant;
 
-use super::resp::{self, ErrorKind, ProtocolError, Reply};
+pub use batching::{Batching, Completed};
+pub use redirected::AskId;
+use redirected::Redirected;
+pub use ticket::{Failure, Outcome, Ticket};
 
-/// Why a request got no value. The HTTP side maps these to statuses: [`Failure::ErrorReply`] is a
-/// 500, everything else a 503 with `Retry-After`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// The connection is down; nothing was sent.
-    Unavailable,
-    /// The command was queued or written, and the connection broke before its reply.
-    Lost,
-    /// Too many requests already waiting on this shard's connection.
-    Overloaded,
-    /// Redis answered with an error (logged by the reader).
-    ErrorReply,
-    /// The node refused the write because it is not a writable primary (`-READONLY`, `-LOADING`,
-    /// `-MASTERDOWN`, `-MOVED`, `-ASK`): nothing ran, and the connection is rebuilt.
-    NotPrimary,
-    /// The increment ran, but fewer replicas than `--wait-replicas` acknowledged it in time.
-    NotDurable,
-}
-
-/// One request's result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The counter value this request produced.
-    Value(i64),
-    /// No value.
-    Failed(Failure),
-}
-
-/// A reusable slot through which one connection receives the results of a batch of requests, in
-/// request order. One per HTTP connection, re-armed per batch, so a batch allocates nothing.
-#[derive(Debug, Clone, Default)]
-pub struct Ticket(Rc<TicketState>);
-
-#[derive(Debug, Default)]
-struct TicketState {
-    /// Results so far, in the order the requests were registered.
-    outcomes: RefCell<Vec<Outcome>>,
-    /// How many results complete the current batch.
-    want: Cell<usize>,
-    /// The connection task waiting for the batch.
-    waker: RefCell<Option<Waker>>,
-}
-
-impl Ticket {
-    /// Starts a batch of `n` requests, forgetting the previous batch's results.
-    pub(crate) fn arm(&self, n: usize) {
-        self.0.outcomes.borrow_mut().clear();
-        self.0.want.set(n);
-    }
-
-    /// Records `n` results: `first, first+1, ...` for a value, `n` copies of a failure.
-    pub(crate) fn push(&self, outcome: Outcome, n: u64) {
-        let mut outcomes = self.0.outcomes.borrow_mut();
-        match outcome {
-            Outcome::Value(first) => outcomes.extend((0..n as i64).map(|i| Outcome::Value(first + i))),
-            failed => outcomes.extend(std::iter::repeat_n(failed, n as usize)),
-        }
-        if outcomes.len() >= self.0.want.get() {
-            if let Some(w) = self.0.waker.borrow_mut().take() {
-                w.wake();
-            }
-        }
-    }
-
-    /// Whether every request of the batch has its outcome.
-    pub fn is_done(&self) -> bool {
-        self.0.outcomes.borrow().len() >= self.0.want.get()
-    }
-
-    /// Waits until every request of the batch has its outcome.
-    pub async fn wait(&self) {
-        poll_fn(|cx| {
-            if self.is_done() {
-                Poll::Ready(())
-            } else {
-                *self.0.waker.borrow_mut() = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await
-    }
-
-    /// The outcomes of the finished batch, in request order.
-    pub fn outcomes(&self) -> Ref<'_, [Outcome]> {
-        Ref::map(self.0.outcomes.borrow(), |v| v.as_slice())
-    }
-}
-
-/// What is written for a batch: fixed per connection, so it is encoded once.
-#[derive(Debug, Clone)]
-pub struct Batching {
-    /// The counter key.
-    pub key: String,
-    /// One `INCRBY` per batch (true) or one `INCR` per request (`--no-coalesce`).
-    pub coalesce: bool,
-    /// Redis Cluster (`redis+cluster://`): a `-MOVED` or `-ASK` hands the batch back to be sent
-    /// to the node named ([`Completed::Redirected`]) instead of failing it.
-    pub follow_redirects: bool,
-    /// `WAIT replicas timeout_ms` after each batch (`--wait-replicas`, `--wait-timeout`); `None`
-    /// for `--wait-replicas 0`.
-    pub wait: Option<(u32, u64)>,
-    /// `INCR key`, pre-encoded.
-    incr: Vec<u8>,
-    /// `WAIT n t`, pre-encoded.
-    wait_command: Vec<u8>,
-}
-
-impl Batching {
-    /// Pre-encodes the fixed commands.
-    pub fn new(key: &str, coalesce: bool, wait: Option<(u32, u64)>) -> Batching {
-        let mut incr = Vec::new();
-        resp::encode_command(&mut incr, &[b"INCR", key.as_bytes()]);
-        let mut wait_command = Vec::new();
-        if let Some((n, ms)) = wait {
-            let (mut a, mut b) = (itoa::Buffer::new(), itoa::Buffer::new());
-            resp::encode_command(&mut wait_command, &[b"WAIT", a.format(n).as_bytes(), b.format(ms).as_bytes()]);
-        }
-        Batching { key: key.to_string(), coalesce, follow_redirects: false, wait, incr, wait_command }
-    }
-}
+use super::cluster::ask::Asked;
+use super::errors::{self, ErrorKind};
+use super::resp::{self, ProtocolError, Reply};
 
 /// One written command awaiting its reply.
 #[derive(Debug, Clone, Copy)]
@@ -150,32 +36,6 @@ enum Sent {
     Incr { total: u64, tickets: usize },
     /// `WAIT`, releasing everything held.
     Wait,
-}
-
-/// What a reply meant, for the connection task to act on (log, keep or drop the connection).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Completed<'a> {
-    /// Values handed out (or held until the WAIT reply).
-    Served,
-    /// An ordinary error reply; its requests get [`Failure::ErrorReply`].
-    Error(&'a [u8]),
-    /// The node is not a writable primary; its requests get [`Failure::NotPrimary`]. The
-    /// connection must be dropped: everything written after it would be refused the same way.
-    NotPrimary(ErrorKind, &'a [u8]),
-    /// WAIT answered: `acked` of the `wanted` replicas acknowledged. The held values are handed
-    /// out when `acked >= wanted`, else answered [`Failure::NotDurable`].
-    Waited {
-        /// Replicas that acknowledged.
-        acked: i64,
-        /// `--wait-replicas`.
-        wanted: u32,
-    },
-    /// WAIT itself was refused (an ACL without WAIT, a replica): the held values are not durable.
-    WaitError(&'a [u8]),
-    /// With [`Batching::follow_redirects`], a cluster node answered `-MOVED` or `-ASK` (the
-    /// message): the batch did not run there, and its requests wait in the redirected list
-    /// ([`Queue::take_redirected`], [`Queue::requeue_redirected`]) to be sent where it says.
-    Redirected(&'a [u8]),
 }
 
 /// Requests waiting, written and held, in order.
@@ -190,11 +50,8 @@ pub struct Queue {
     /// Answered INCRs whose values wait for the WAIT reply: (ticket, requests, outcome of the first).
     held: Vec<(Ticket, u64, Outcome)>,
     /// Requests whose batch a cluster node redirected: not run anywhere yet (see
-    /// [`Completed::Redirected`]).
-    redirected: VecDeque<(Ticket, u64)>,
-    /// Requests taken out of `redirected` (sent after `-ASK` on a connection of their own) and
-    /// not yet [`Queue::settle`]d: they outlive this connection, so `fail_all` leaves them counted.
-    asking: u64,
+    /// [`Completed::Redirected`]), waiting or out on an `-ASK` connection.
+    redirected: Redirected,
     /// Requests in `waiting`, `members`, `held` and `redirected`: the overload bound counts these.
     pending: u64,
 }
@@ -279,14 +136,17 @@ impl Queue {
                     // -ASK mean this batch ran nowhere, so it may be sent again (once) where the
                     // node says. Nothing else that fails a batch is ever resent.
                     Reply::Error(message)
-                        if batching.follow_redirects && resp::error_kind(message) == ErrorKind::Redirect =>
+                        if batching.follow_redirects && errors::error_kind(message) == ErrorKind::Redirect =>
                     {
                         self.sent.pop_front();
-                        self.redirected.extend(self.members.drain(..tickets));
+                        self.redirected.list.extend(self.members.drain(..tickets));
                         return Ok(Completed::Redirected(message));
                     }
-                    Reply::Error(message) => match resp::error_kind(message) {
-                        ErrorKind::Other => (Outcome::Failed(Failure::ErrorReply), Completed::Error(message)),
+                    Reply::Error(message) => match errors::error_kind(message) {
+                        ErrorKind::Other | ErrorKind::Misconfigured => {
+                            (Outcome::Failed(Failure::ErrorReply), Completed::Error(message))
+                        }
+                        ErrorKind::TryAgain => (Outcome::Failed(Failure::TryAgain), Completed::TryAgain(message)),
                         kind => (Outcome::Failed(Failure::NotPrimary), Completed::NotPrimary(kind, message)),
                     },
                     Reply::Status(_) | Reply::Unexpected => {
@@ -336,24 +196,56 @@ impl Queue {
         !self.sent.is_empty()
     }
 
-    /// Takes the redirected requests, to be sent elsewhere (after `-ASK`) or failed; each is
-    /// still counted as pending until [`Queue::settle`].
-    pub fn take_redirected(&mut self) -> Vec<(Ticket, u64)> {
-        let taken: Vec<(Ticket, u64)> = self.redirected.drain(..).collect();
-        self.asking += taken.iter().map(|(_, n)| n).sum::<u64>();
-        taken
+    /// Takes the redirected requests as one batch to send after `-ASK`: its id and how many
+    /// requests it carries. They stay counted as pending until [`Queue::settle_asked`].
+    pub fn take_redirected(&mut self) -> Option<(AskId, u64)> {
+        self.redirected.take()
     }
 
-    /// `n` requests taken with [`Queue::take_redirected`] have their outcomes.
-    pub fn settle(&mut self, n: u64) {
-        self.asking -= n;
-        self.pending -= n;
+    /// Hands each request of the `-ASK` batch `id` its outcome, in registration order, as the
+    /// pipelined connection would have: the reply v to `INCRBY total` covers v-total+1 ..= v.
+    /// Returns how many requests it settled.
+    pub fn settle_asked(&mut self, batching: &Batching, id: AskId, asked: &Asked) -> u64 {
+        let Some(batch) = self.redirected.finish(id) else { return 0 };
+        let total: u64 = batch.iter().map(|(_, n)| n).sum();
+        let mut next = match asked {
+            Asked::Value { acked, .. } if batching.wait.is_some_and(|(n, _)| acked.unwrap_or(0) < i64::from(n)) => {
+                Outcome::Failed(Failure::NotDurable)
+            }
+            Asked::Value { last, .. } => match last.checked_sub(total as i64 - 1) {
+                Some(first) => Outcome::Value(first),
+                None => Outcome::Failed(Failure::Lost),
+            },
+            Asked::Refused(_) => Outcome::Failed(Failure::NotPrimary),
+            Asked::Lost(_) => Outcome::Failed(Failure::Lost),
+            Asked::NotSent(_) => Outcome::Failed(Failure::Unavailable),
+        };
+        for (ticket, n) in batch {
+            ticket.push(next, n);
+            if let Outcome::Value(v) = next {
+                next = Outcome::Value(v.wrapping_add(n as i64));
+            }
+        }
+        self.pending -= total;
+        total
+    }
+
+    /// Fails the redirected requests not yet taken (a redirection hitcore cannot follow);
+    /// returns how many.
+    pub fn fail_redirected(&mut self, failure: Failure) -> u64 {
+        let mut failed = 0;
+        for (ticket, n) in self.redirected.list.drain(..) {
+            ticket.push(Outcome::Failed(failure), n);
+            failed += n;
+        }
+        self.pending -= failed;
+        failed
     }
 
     /// Puts the redirected requests back at the head of the waiting list, in their order, to be
     /// written first on the next connection (after `-MOVED`: to the slot's new owner).
     pub fn requeue_redirected(&mut self) {
-        while let Some(r) = self.redirected.pop_back() {
+        while let Some(r) = self.redirected.list.pop_back() {
             self.waiting.push_front(r);
         }
     }
@@ -362,7 +254,7 @@ impl Queue {
     /// were. Held requests ran, but their durability is unknown, so they fail too.
     pub fn fail_all(&mut self, failure: Failure) -> u64 {
         self.sent.clear();
-        for (ticket, n) in self.redirected.drain(..) {
+        for (ticket, n) in self.redirected.list.drain(..) {
             ticket.push(Outcome::Failed(failure), n);
         }
         for (ticket, n, _) in self.held.drain(..) {
@@ -372,8 +264,9 @@ impl Queue {
             ticket.push(Outcome::Failed(failure), n);
         }
         // Requests out on an -ASK connection are answered by it, and settled when it is done.
-        let failed = self.pending - self.asking;
-        self.pending = self.asking;
+        let asking = self.redirected.asking();
+        let failed = self.pending - asking;
+        self.pending = asking;
         failed
     }
 }
@@ -382,24 +275,24 @@ impl Queue {
 mod tests {
     use super::*;
 
-    const MAX: u64 = 1000;
+    pub(super) const MAX: u64 = 1000;
 
-    fn ticket(q: &mut Queue, n: usize) -> Ticket {
+    pub(super) fn ticket(q: &mut Queue, n: usize) -> Ticket {
         let t = Ticket::default();
         t.arm(n);
         q.register(&t, n as u64, MAX).unwrap();
         t
     }
 
-    fn values(t: &Ticket) -> Vec<Outcome> {
+    pub(super) fn values(t: &Ticket) -> Vec<Outcome> {
         t.outcomes().to_vec()
     }
 
-    fn v(range: std::ops::RangeInclusive<i64>) -> Vec<Outcome> {
+    pub(super) fn v(range: std::ops::RangeInclusive<i64>) -> Vec<Outcome> {
         range.map(Outcome::Value).collect()
     }
 
-    fn written(q: &mut Queue, b: &Batching) -> Vec<u8> {
+    pub(super) fn written(q: &mut Queue, b: &Batching) -> Vec<u8> {
         let mut out = Vec::new();
         q.encode_waiting(b, &mut out, Instant::now());
         out
@@ -420,67 +313,6 @@ mod tests {
         assert_eq!(values(&d), v(105..=106));
         assert!(a.is_done() && c.is_done() && d.is_done());
         assert_eq!((q.pending, q.oldest_sent()), (0, None));
-    }
-
-    fn cluster() -> Batching {
-        let mut b = Batching::new("hit", true, None);
-        b.follow_redirects = true;
-        b
-    }
-
-    #[test]
-    fn a_redirected_batch_is_handed_back_not_failed_and_goes_first_on_the_next_connection() {
-        let b = cluster();
-        let mut q = Queue::default();
-        let (a, c) = (ticket(&mut q, 2), ticket(&mut q, 1));
-        written(&mut q, &b);
-        let msg = &b"MOVED 15723 127.0.0.1:7001"[..];
-        assert_eq!(q.complete(&b, Reply::Error(msg)), Ok(Completed::Redirected(msg)));
-        assert!(!a.is_done() && !c.is_done() && !q.has_sent());
-        let later = ticket(&mut q, 1);
-        q.requeue_redirected();
-        // The redirected requests are written first, in their order, before the later one.
-        assert_eq!(written(&mut q, &b), b"*3\r\n$6\r\nINCRBY\r\n$3\r\nhit\r\n$1\r\n4\r\n");
-        q.complete(&b, Reply::Integer(40)).unwrap();
-        assert_eq!((values(&a), values(&c), values(&later)), (v(37..=38), v(39..=39), v(40..=40)));
-        assert_eq!(q.pending, 0);
-    }
-
-    #[test]
-    fn without_follow_redirects_a_redirect_fails_the_batch() {
-        let b = Batching::new("hit", true, None);
-        let mut q = Queue::default();
-        let a = ticket(&mut q, 1);
-        written(&mut q, &b);
-        let msg = &b"ASK 1 h:1"[..];
-        assert_eq!(q.complete(&b, Reply::Error(msg)), Ok(Completed::NotPrimary(ErrorKind::Redirect, msg)));
-        assert_eq!(values(&a), vec![Outcome::Failed(Failure::NotPrimary)]);
-    }
-
-    #[test]
-    fn asked_requests_stay_counted_across_a_broken_connection_until_settled() {
-        let b = cluster();
-        let mut q = Queue::default();
-        let a = ticket(&mut q, 2);
-        written(&mut q, &b);
-        q.complete(&b, Reply::Error(b"ASK 1 h:1")).unwrap();
-        let asked = q.take_redirected();
-        assert_eq!(asked.len(), 1);
-        let c = ticket(&mut q, 3);
-        written(&mut q, &b);
-        // The connection breaks: the written batch fails, the asked one is still out.
-        assert_eq!(q.fail_all(Failure::Lost), 3);
-        assert_eq!(values(&c), vec![Outcome::Failed(Failure::Lost); 3]);
-        assert!(!a.is_done());
-        assert_eq!(q.pending, 2);
-        q.settle(2);
-        assert_eq!(q.pending, 0);
-        // A redirected batch not yet taken fails with the rest.
-        let d = ticket(&mut q, 1);
-        written(&mut q, &b);
-        q.complete(&b, Reply::Error(b"MOVED 1 h:1")).unwrap();
-        assert_eq!(q.fail_all(Failure::Lost), 1);
-        assert_eq!(values(&d), vec![Outcome::Failed(Failure::Lost)]);
     }
 
     #[test]

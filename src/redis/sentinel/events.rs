@@ -11,7 +11,7 @@
 
 use redis_protocol::resp2::types::OwnedFrame;
 
-use super::topology::HostPort;
+use crate::redis::topology::HostPort;
 
 /// What one sentinel said about the service.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 
 use redis_protocol::resp2::types::OwnedFrame;
 
-use super::topology::HostPort;
+use crate::redis::topology::HostPort;
 
 /// Slots in a Redis Cluster.
 pub const SLOTS: u16 = 16384;

@@ -1,0 +1,284 @@
+"""bench/api: the counting API's routes under wrk, hitcore beside its peers, with Redis's cost per request.
+
+The plan (bench/plans/api.plan) is a bench/compare plan (kit/compare_plan.py) whose variants each
+name, in an `API_LOAD=` entry that is taken out of the server's environment, the load to drive:
+`API_LOAD=/PATH` (one path, e.g. hitcore's own `GET /` for the ratio) or `API_LOAD=zipf:N:NS`
+(`/hit/NS/kNNNNN` over N keys drawn Zipf s = 1: the most popular key rank 1, key k with weight
+1/k, 65,536 draws from a fixed seed, replayed in a cycle by kit/api.lua). Per round, per variant:
+start the server (cwd: the repository), wait until it answers, FLUSHALL, read Redis (INFO
+commandstats and stats, CPU time from /proc) and the server's CPU time, run wrk, read them again,
+then add up what Redis counted (`hit` and every `K:*`) against wrk's 2xx answers. From the two
+readings, per request served (what Redis counted, or wrk's count for a route that counts
+nothing): Redis commands, Redis round trips (`total_reads_processed`: one per read of
+a client's socket, so a pipelined batch is one), Redis's CPU time and the server's. Rounds are
+interleaved and folded into medians (kit/rounds.py); the report (machine first) goes to
+bench/results/<date>-api/summary.md. The pure parts (load specs, Zipf draws, per-request figures,
+report) are tested by bench/tests/test_api.py.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import random
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import compare_plan, machine, parse, procs, provision, redisctl, results, rounds, servers
+from .procs import log
+
+LUA = Path(__file__).resolve().parent / "api.lua"
+DRAWS, SEED = 65536, 20
+# Commands bench/api itself sends between the two readings (not the server's).
+OWN_COMMANDS = {"info"}
+
+
+def parse_load(spec: str) -> dict:
+    """`/PATH` or `zipf:N:NAMESPACE` -> {"kind": "path", "path"} or {"kind": "zipf", "keys", "namespace"}."""
+    if spec.startswith("/"):
+        return {"kind": "path", "path": spec}
+    match = re.fullmatch(r"zipf:(\d+):([A-Za-z0-9_.-]{3,64})", spec)
+    if not match or not 1 <= int(match.group(1)) <= 99999:
+        raise compare_plan.PlanError(f"API_LOAD={spec!r}: expected /PATH or zipf:KEYS:NAMESPACE (1 ≤ KEYS ≤ 99999)")
+    return {"kind": "zipf", "keys": int(match.group(1)), "namespace": match.group(2)}
+
+
+def zipf_ranks(keys: int, draws: int, seed: int, s: float = 1.0) -> list[int]:
+    """`draws` key ranks in 1..keys, rank k drawn with probability proportional to 1/k^s."""
+    weights = [1.0 / k ** s for k in range(1, keys + 1)]
+    return random.Random(seed).choices(range(1, keys + 1), weights=weights, k=draws)
+
+
+def load_paths(load: dict, draws: int = DRAWS, seed: int = SEED) -> list[str]:
+    if load["kind"] == "path":
+        return [load["path"]]
+    return [f"/hit/{load['namespace']}/k{rank:05d}" for rank in zipf_ranks(load["keys"], draws, seed)]
+
+
+def redis_reading(client: redisctl.RedisClient, redis_pid: int, server_pids: list[int]) -> dict:
+    info = client.command("INFO", "all")
+    stats = dict(re.findall(r"^(total_reads_processed|total_commands_processed):(\d+)", info, re.M))
+    return {"calls": redisctl.parse_commandstats(info), "reads": int(stats.get("total_reads_processed", 0)),
+            "redis_s": procs.cpu_seconds([redis_pid]), "server_s": procs.cpu_seconds(server_pids)}
+
+
+def per_request(a: dict, b: dict, requests: int) -> dict:
+    """Two readings around a wrk run and its request count -> Redis's and the server's cost per request.
+    The second INFO is one read and one `info` call of ours: neither is counted."""
+    calls = {k: v - a["calls"].get(k, 0) for k, v in b["calls"].items() if k not in OWN_COMMANDS}
+    calls = {k: v for k, v in sorted(calls.items()) if v}
+    if not requests:
+        return {"redis_calls": calls}
+    reads = b["reads"] - a["reads"] - 1
+    return {"redis_calls": calls,
+            "commands_per_request": round(sum(calls.values()) / requests, 3),
+            "round_trips_per_request": round(reads / requests, 3),
+            "redis_cpu_us_per_request": round(1e6 * (b["redis_s"] - a["redis_s"]) / requests, 2),
+            "server_cpu_us_per_request": round(1e6 * (b["server_s"] - a["server_s"]) / requests, 2)}
+
+
+def counted(client: redisctl.RedisClient) -> int:
+    """Every increment Redis holds: `hit` (GET /) plus every `K:*` counter."""
+    total, cursor = int(client.command("GET", "hit") or 0), "0"
+    while True:
+        cursor, keys = client.command("SCAN", cursor, "MATCH", "K:*", "COUNT", 1000)
+        if keys:
+            total += sum(int(v or 0) for v in client.command("MGET", *keys))
+        if cursor == "0":
+            return total
+
+
+def _f(value, fmt: str = ",.0f") -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def table(summary: dict) -> str:
+    rows = {r["id"]: r for r in summary["rows"]}
+    base = rows.get(summary["base"], {}).get("tests", {}).get("wrk", {}).get("rps")
+    lines = [f"| Variant | load | req/s (median) | min–max | × {summary['base']} | p50 ms | p99 ms | non-2xx / socket "
+             "errors | Redis commands / request | Redis round trips / request | Redis CPU µs / request | "
+             "server CPU µs / request |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in summary["rows"]:
+        t = row["tests"].get("wrk") or {}
+        if not t.get("rps"):
+            lines.append(f"| {row['id']} | {summary['loads'][row['id']]} | {row['status']} |" + " |" * 9)
+            continue
+        errors = sum(t.get(f"errors_{k}", 0) for k in ("connect", "read", "write", "timeout"))
+        lines.append(
+            f"| {row['id']} | {summary['loads'][row['id']]} | {_f(t['rps'])} | {_f(t['min']['rps'])}–{_f(t['max']['rps'])} "
+            f"| {_f(base and t['rps'] / base, '.3f')} | {_f(t.get('p50_ms'), '.2f')} | {_f(t.get('p99_ms'), '.2f')} "
+            f"| {_f(t.get('non_2xx_3xx'))} / {_f(errors)} | {_f(t.get('commands_per_request'), '.3f')} "
+            f"| {_f(t.get('round_trips_per_request'), '.3f')} | {_f(t.get('redis_cpu_us_per_request'), '.2f')} "
+            f"| {_f(t.get('server_cpu_us_per_request'), '.2f')} |")
+    return "\n".join(lines)
+
+
+def render(summary: dict) -> str:
+    m, s = summary["machine"], summary["settings"]
+    out = [f"# {summary['title']}", "", f"bench/api, plan `{summary['plan']}`, started {summary['started_utc']}.",
+           "", "## Machine", "",
+           f"- {m.get('cpu_model')}, {m.get('cpus_online')} CPUs online (allowed {m.get('cpus_allowed')}), "
+           f"{m.get('memory_gib')} GiB, {m.get('os')}, Linux {m.get('kernel')}, governor {m.get('governor')}",
+           f"- load average at the start: {' '.join(map(str, summary['load_at_start']))}; at the end: "
+           f"{' '.join(map(str, summary.get('load_at_end', [])))}; CPUs busy in the second before: "
+           f"{summary.get('busy_at_start')} %", f"- Redis {summary.get('redis_version')}, one redis-server "
+           "(password, no persistence) shared by every variant, flushed before each"]
+    out += [f"- {k}: {v}" for k, v in summary.get("versions", {}).items()]
+    out += ["", "## Throughput and Redis's cost per request", "",
+            f"`wrk -t {s['threads']} -c {s['connections']} -d {s['duration']}s --latency -s bench/kit/api.lua`, "
+            f"{s['rounds']} interleaved rounds, medians (min–max of req/s). Redis's figures are over each whole wrk "
+            "run: INFO commandstats (every command but bench/api's own INFO), `total_reads_processed` (reads of a "
+            "client socket: a pipelined batch is one round trip) and redis-server's CPU time from /proc, each "
+            "divided by the requests served (what Redis counted, as wrk stops counting with requests in flight that the "
+            "server still serves; wrk's completed requests where a route counts nothing).", "", table(summary), ""]
+    if summary.get("goals"):
+        out += ["## Goals", "", "| Goal | median req/s | Ratio | Met? |", "|---|---|---|---|"]
+        for g in summary["goals"]:
+            met = "not measured" if g["met"] is None else ("**yes**" if g["met"] else "**no**")
+            out.append(f"| {g['goal']} | {_f(g['rps'])} against {_f(g['other_rps'])} | {_f(g['ratio'], '.3f')} | {met} |")
+        out.append("")
+    out += ["## Every round", "", "| Variant | round | 2xx (wrk) | counted by Redis | counted − 2xx | Redis commands |",
+            "|---|---|---|---|---|---|"]
+    for row in summary["rows"]:
+        for n, r in enumerate(row["rounds"], 1):
+            t = r["tests"].get("wrk") or {}
+            ok, got = t.get("ok_2xx"), t.get("counted")
+            diff = "–" if ok is None or got is None else (f"+{got - ok}" if got >= ok else f"**LOST {ok - got}**")
+            calls = ", ".join(f"{k} {v:,}" for k, v in (t.get("redis_calls") or {}).items()) or "–"
+            out.append(f"| {row['id']} | {n} | {_f(ok)} | {_f(got)} | {diff} | {calls} |")
+    out += ["", "*counted − 2xx*: a positive difference is requests in flight when wrk stopped (served after it "
+            "stopped counting); LOST would be a bug.", "", "## The plan", "", "```", summary["plan_text"].rstrip(), "```", ""]
+    return "\n".join(out)
+
+
+def measure(variant, load: dict, paths_file: Path | None, values: dict, redis, args, raw_dir: Path,
+            log_dir: Path, tag: str) -> dict:
+    filled_argv = [compare_plan.fill(w, values) for w in variant.argv]
+    env = dict(os.environ, **{k: compare_plan.fill(v, values) for k, v in variant.env.items()})
+    row = {"id": variant.name, "title": variant.name, "argv": " ".join(filled_argv), "uses_redis": True,
+           "status": "ok", "tests": {}}
+    service = procs.Service(variant.name, filled_argv, log_dir / f"{tag}.log", env=env, cwd=provision.REPO)
+    processes, shards = variant.readiness(int(values["cpus"]))
+    spec = servers.Spec(variant.name, variant.name, filled_argv, processes=processes,
+                        ready_line="Connected to Redis" if shards else "", ready_count=shards)
+    try:
+        why = servers.wait_ready(service, spec, int(values["port"]), timeout=60, settle=0.5)
+        if why:
+            row["status"] = f"did not start: {why}"
+            return row
+        server_pids = [service.pid] + procs.descendants(service.pid)
+        with redis.client() as client:
+            client.command("FLUSHALL")
+            before = redis_reading(client, redis.pid, server_pids)
+            argv = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{args.duration}s", "--latency"]
+            url = f"http://127.0.0.1:{values['port']}"
+            argv += ["-s", str(LUA), url, "--", str(paths_file)] if paths_file else [url + load["path"]]
+            result = procs.run(argv, timeout=args.duration + 30)
+            time.sleep(0.3)  # requests in flight when wrk stopped finish in the server
+            after = redis_reading(client, redis.pid, server_pids)
+            (raw_dir / f"{tag}.txt").write_text(f"$ {' '.join(argv)}\n{result.stdout}\n{result.stderr}")
+            try:
+                wrk = parse.parse_wrk(result.stdout)
+            except parse.ParseError as error:
+                row["status"] = f"wrk: {error}"
+                return row
+            # Requests served: what Redis counted (wrk stops counting with up to -c still in flight,
+            # which the server still answers and counts), or wrk's own count where nothing counts.
+            wrk["counted"] = counted(client)
+            wrk.update(per_request(before, after, max(wrk["requests"], wrk["counted"])))
+        row["tests"]["wrk"] = wrk
+        log(f"{tag}: {wrk['rps']:,.0f} req/s, {wrk.get('commands_per_request')} commands and "
+            f"{wrk.get('round_trips_per_request')} round trips per request")
+        return row
+    finally:
+        row["exit_status"] = service.stop(grace=15)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="bench/api", description=__doc__.splitlines()[0])
+    p.add_argument("plan", type=Path, nargs="?", default=provision.BENCH / "plans" / "api.plan")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--duration", type=int, default=10, help="wrk -d seconds")
+    p.add_argument("--connections", type=int, default=500)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="a smoke test: 1 round of 2 s at -c 50")
+    p.add_argument("--only", help="comma-separated variant names")
+    p.add_argument("--hitcore", type=Path, help="{hitcore} (default target/release/hitcore, built if missing)")
+    p.add_argument("--out", type=Path, default=provision.BENCH / "results")
+    args = p.parse_args(argv)
+    try:
+        plan = compare_plan.parse_plan(args.plan.read_text())
+        loads = {v.name: parse_load(v.env.pop("API_LOAD", "/")) for v in plan.variants}
+    except (OSError, compare_plan.PlanError) as error:
+        print(f"bench/api: {args.plan}: {error}", file=sys.stderr)
+        return 2
+    args = p.parse_args(plan.defaults + list(sys.argv[1:] if argv is None else argv))
+    if args.quick:
+        args.rounds, args.duration, args.connections = 1, 2, 50
+    only = set(args.only.split(",")) if args.only else {v.name for v in plan.variants}
+    if only - {v.name for v in plan.variants}:
+        print(f"bench/api: --only: no variant {', '.join(sorted(only - {v.name for v in plan.variants}))} "
+              f"(variants: {', '.join(v.name for v in plan.variants)})", file=sys.stderr)
+        return 2
+    variants = [v for v in plan.variants if v.name in only]
+    started = datetime.datetime.now(datetime.timezone.utc)
+    run_dir = args.out.resolve() / f"{started:%Y-%m-%d}-api{'-quick' if args.quick else ''}"
+    raw_dir, log_dir = results.fresh_run_dir(run_dir)
+    words = " ".join(w for v in variants for w in v.words())
+    hitcore = args.hitcore.resolve() if args.hitcore else provision.HITCORE_BINARY
+    problems = [("{hitcore}" in words and not args.hitcore and provision.hitcore(log_dir)),
+                ("{tokio}" in words and not provision.TOKIO_BINARY.exists() and provision.tokio_peer(log_dir)),
+                (".venv/" in words and provision.virtualenv("main", log_dir))]
+    if any(problems):
+        log(f"cannot run: {'; '.join(p for p in problems if p)}")
+        return 1
+    machine.raise_open_files_limit()
+    cpus = len(os.sched_getaffinity(0))
+    summary = {"title": plan.title, "plan": str(args.plan), "plan_text": args.plan.read_text(),
+               "started_utc": started.isoformat(timespec="seconds"), "machine": machine.describe(),
+               "busy_at_start": machine.cpu_busy_percent(), "load_at_start": [round(x, 2) for x in os.getloadavg()],
+               "settings": {k: getattr(args, k) for k in ("rounds", "duration", "connections", "threads")}}
+    summary["loads"] = {name: (spec["path"] if spec["kind"] == "path" else f"/hit, Zipf over {spec['keys']:,} keys")
+                        for name, spec in loads.items() if any(v.name == name for v in variants)}
+    try:
+        with tempfile.TemporaryDirectory(prefix="hitcore-api-") as tmp:
+            redis = redisctl.RedisServer(log_dir, workdir=Path(tmp))
+            redis.wait_ready()
+            summary["redis_version"] = redis.version()
+            summary["versions"] = machine.versions(hitcore if hitcore.exists() else None, summary["redis_version"])
+            paths = {}
+            for name, load in loads.items():
+                if load["kind"] == "zipf":
+                    paths[name] = Path(tmp) / f"{name}.paths"
+                    paths[name].write_text("\n".join(load_paths(load)) + "\n")
+            per_round = []
+            for rnd in range(1, args.rounds + 1):
+                rows = []
+                for v in variants:
+                    port = redisctl.free_port()
+                    values = {"hitcore": str(hitcore), "tokio": str(provision.TOKIO_BINARY), "cpus": str(cpus),
+                              "redis_url": redis.url, "bind": f"127.0.0.1:{port}", "port": str(port), "tmp": tmp,
+                              "connections": str(args.connections)}
+                    rows.append(measure(v, loads[v.name], paths.get(v.name), values, redis, args, raw_dir, log_dir,
+                                        f"{v.name}-r{rnd}"))
+                per_round.append(rows)
+            redis.stop()
+    except KeyboardInterrupt:
+        log("interrupted: stopping every process this run started")
+        return 130
+    finally:
+        procs.cleanup()
+    summary["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    summary["rows"] = rounds.aggregate(per_round)
+    summary["base"] = plan.base
+    medians = {r["id"]: (r["tests"].get("wrk") or {}).get("rps") for r in summary["rows"]}
+    summary["goals"] = [g for g in compare_plan.check_goals(plan, medians) if g["name"] in medians]
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (run_dir / "summary.md").write_text(render(summary))
+    print(table(summary))
+    log(f"done: {run_dir / 'summary.md'}")
+    return 0 if all(r["status"] == "ok" for r in summary["rows"]) else 3

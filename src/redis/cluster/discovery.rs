@@ -1,0 +1,138 @@
+//! Finding the owner of the key's slot in a Redis Cluster, at every connect.
+//!
+//! A shard's pipelined connection goes to one node: the primary that owns the configured key's
+//! slot. At each connect this asks the primaries it has learnt, then the seeds, for the slot map
+//! (`CLUSTER SHARDS`, with `CLUSTER SLOTS` in the same round trip for servers older than 7.0),
+//! unless a `-MOVED` has just named the owner: the node that answered `-MOVED` knows better than
+//! any map another node may still be gossiping about. The map is kept: [`ClusterDiscovery::owner`]
+//! answers for any slot, for callers that route other keys.
+//!
+//! It owns the cluster conversation only; transports are `dial`'s, the handshake and the `ROLE`
+//! check of the node it names are `connect`'s, the slot arithmetic is `slots`'s.
+
+use std::time::Duration;
+
+use super::slots::{SlotMap, key_slot};
+use crate::redis::dial::{self, Address, Candidate, ConnectError, Dialer};
+use crate::redis::resp::{self, Frame};
+use crate::redis::stream::Stream;
+use crate::redis::topology::HostPort;
+use crate::redis::url::RedisTarget;
+
+/// How long one node may take to be reached and to send its slot map.
+const MAP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// One shard's view of the cluster, for its key.
+#[derive(Debug, Clone)]
+pub struct ClusterDiscovery {
+    /// The URL's seed nodes: asked when no learnt primary answers.
+    seeds: Vec<HostPort>,
+    /// The slot map last learnt.
+    map: SlotMap,
+    /// The configured key's slot: its owner is the node the connection goes to.
+    slot: u16,
+    /// `rediss+cluster://`: TLS to every node.
+    tls: bool,
+}
+
+impl ClusterDiscovery {
+    /// Discovery of the owner of `key`'s slot, starting from `seeds`.
+    pub fn new(seeds: Vec<HostPort>, key: &str, tls: bool) -> ClusterDiscovery {
+        ClusterDiscovery { seeds, map: SlotMap::default(), slot: key_slot(key.as_bytes()), tls }
+    }
+
+    /// The owner of `slot` in the map last learnt, if any.
+    pub fn owner(&self, slot: u16) -> Option<&HostPort> {
+        self.map.owner(slot)
+    }
+
+    /// The owner of the key's slot, to connect to: `moved_to` when a `-MOVED` named it, else
+    /// the owner in a freshly learnt map.
+    pub async fn candidates(
+        &mut self,
+        dialer: &Dialer,
+        target: &RedisTarget,
+        moved_to: Option<HostPort>,
+    ) -> Result<Vec<Candidate>, ConnectError> {
+        let owner = match moved_to {
+            Some(owner) => owner,
+            None => {
+                self.refresh(dialer, target).await?;
+                self.map.owner(self.slot).cloned().expect("refresh only keeps a map that has the slot")
+            }
+        };
+        let addrs = dial::resolve(&owner.host, owner.port).await?;
+        Ok(addrs.into_iter().map(|a| Candidate { name: owner.host.clone(), addr: Address::Tcp(a) }).collect())
+    }
+
+    /// Learns the slot map from the first node that gives one with an owner for our slot.
+    async fn refresh(&mut self, dialer: &Dialer, target: &RedisTarget) -> Result<(), ConnectError> {
+        let mut ask = self.map.primaries();
+        for seed in &self.seeds {
+            if !ask.contains(seed) {
+                ask.push(seed.clone());
+            }
+        }
+        let mut why = Vec::new();
+        for node in ask {
+            match dial::within(MAP_TIMEOUT, slot_map(dialer, target, &node, self.tls)).await {
+                Some(Ok(map)) if map.owner(self.slot).is_some() => {
+                    self.map = map;
+                    return Ok(());
+                }
+                Some(Ok(_)) => why.push(format!("{node} knows no owner of slot {}", self.slot)),
+                Some(Err(e)) => why.push(format!("{node}: {e}")),
+                None => why.push(format!("{node}: no answer within {MAP_TIMEOUT:?}")),
+            }
+        }
+        Err(ConnectError::Discovery(format!(
+            "no cluster node gave an owner of slot {} ({})",
+            self.slot,
+            why.join("; ")
+        )))
+    }
+}
+
+/// Opens a connection to `node` and logs in with the URL's credentials, in a round trip of its
+/// own: nothing else is written unless the login succeeded.
+pub async fn open_logged_in(
+    dialer: &Dialer,
+    target: &RedisTarget,
+    node: &HostPort,
+    tls: bool,
+) -> Result<(Candidate, Stream), LoginError> {
+    let (candidate, mut stream) = dialer.open_host(node, tls).await.map_err(LoginError::Dial)?;
+    let mut out = Vec::new();
+    if dial::encode_auth(&mut out, target.user.as_deref(), target.password.as_deref()) == 1 {
+        let frames = dial::roundtrip(&mut stream, &candidate, &out, 1).await.map_err(LoginError::Dial)?;
+        if let Frame::Error(e) = &frames[0] {
+            return Err(LoginError::Refused(e.clone()));
+        }
+    }
+    Ok((candidate, stream))
+}
+
+/// Why a connection to a cluster node could not be logged in. Either way, nothing but AUTH was
+/// written on it.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// The node could not be reached (or resolved, or the TLS handshake failed).
+    #[error("{0}")]
+    Dial(ConnectError),
+    /// AUTH was refused (Redis's words).
+    #[error("AUTH failed: {0}")]
+    Refused(String),
+}
+
+/// `CLUSTER SHARDS` (Redis 7) and, in the same round trip, `CLUSTER SLOTS` (older servers).
+async fn slot_map(dialer: &Dialer, target: &RedisTarget, node: &HostPort, tls: bool) -> Result<SlotMap, String> {
+    let (candidate, mut stream) = open_logged_in(dialer, target, node, tls).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    resp::encode_command(&mut out, &[b"CLUSTER", b"SHARDS"]);
+    resp::encode_command(&mut out, &[b"CLUSTER", b"SLOTS"]);
+    let frames = dial::roundtrip(&mut stream, &candidate, &out, 2).await.map_err(|e| e.to_string())?;
+    match &frames[0] {
+        Frame::Error(_) => SlotMap::from_cluster_slots(&frames[1], &node.host),
+        shards => SlotMap::from_cluster_shards(shards, &node.host, tls),
+    }
+}
