@@ -131,6 +131,90 @@ pub struct Reload {
     pub(super) shared: bool,
 }
 
+/// What a reload needs to know of one shard in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardView {
+    /// Its index.
+    pub index: usize,
+    /// Its CPU.
+    pub cpu: usize,
+    /// Its heartbeat slot says BOOTED.
+    pub booted: bool,
+    /// Asked to stop already.
+    pub retiring: bool,
+    /// It can hand its listener over (its release can, and the listener still listens): its
+    /// replacement shares it.
+    pub can_share: bool,
+}
+
+/// What a reload asks the arbiter to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadStep {
+    /// Nothing yet: the new shard is booting.
+    Wait,
+    /// The new shard serves: retire the old one, with USR2 (leaving the listener it shares) or
+    /// TERM (draining its own).
+    Retire {
+        /// The old shard.
+        old: i32,
+        /// USR2 rather than TERM.
+        hand_over: bool,
+    },
+    /// Start a replacement for `old`, sharing its listener when `share`; then tell the reload with
+    /// [`Reload::replacing`].
+    Replace {
+        /// The old shard.
+        old: i32,
+        /// Its index.
+        index: usize,
+        /// Its CPU.
+        cpu: usize,
+        /// Give the replacement the old shard's own listener.
+        share: bool,
+    },
+    /// Every shard replaced.
+    Done,
+}
+
+impl Reload {
+    /// A reload of these pids, one at a time, in this order.
+    pub fn of(queue: VecDeque<i32>) -> Reload {
+        Reload { queue, current: None, shared: false }
+    }
+
+    /// The next step, given what the table says of a pid (`None`: not in it any more). A new shard
+    /// that has left the table ends its turn (the arbiter has seen its exit); an old one already
+    /// gone or retiring is skipped.
+    pub fn next(&mut self, shard: impl Fn(i32) -> Option<ShardView>) -> ReloadStep {
+        if let Some((old, new)) = self.current {
+            match shard(new) {
+                Some(n) if !n.booted => return ReloadStep::Wait,
+                None => {
+                    self.current = None;
+                    return ReloadStep::Wait;
+                }
+                Some(_) => {
+                    self.current = None;
+                    if shard(old).is_some() {
+                        return ReloadStep::Retire { old, hand_over: self.shared };
+                    }
+                }
+            }
+        }
+        while let Some(old) = self.queue.pop_front() {
+            let Some(p) = shard(old).filter(|p| !p.retiring) else { continue };
+            return ReloadStep::Replace { old, index: p.index, cpu: p.cpu, share: p.can_share };
+        }
+        ReloadStep::Done
+    }
+
+    /// The replacement for `old` was started as `new`, sharing its listener or not.
+    pub fn replacing(&mut self, old: i32, new: i32, shared: bool) {
+        self.current = Some((old, new));
+        self.shared = shared;
+    }
+}
+
 /// [`Phase::Upgrading`]: a USR2 in progress, in the old supervisor.
 #[derive(Debug)]
 pub struct Upgrading {
@@ -170,6 +254,34 @@ mod tests {
 
     const PHASES: [PhaseKind; 5] =
         [PhaseKind::Starting, PhaseKind::Serving, PhaseKind::Reloading, PhaseKind::Upgrading, PhaseKind::Draining];
+
+    #[test]
+    fn a_reload_replaces_one_shard_at_a_time_and_retires_it_once_the_new_one_boots() {
+        use std::cell::RefCell;
+        use std::collections::HashMap;
+        let view = |index, booted, can_share| ShardView { index, cpu: index, booted, retiring: false, can_share };
+        let table = RefCell::new(HashMap::from([(10, view(0, true, true)), (11, view(1, true, false))]));
+        let look = |pid| table.borrow().get(&pid).copied();
+        let mut reload = Reload::of([10, 11, 12].into());
+        assert_eq!(reload.next(look), ReloadStep::Replace { old: 10, index: 0, cpu: 0, share: true });
+        reload.replacing(10, 20, true);
+        table.borrow_mut().insert(20, view(0, false, false));
+        assert_eq!(reload.next(look), ReloadStep::Wait, "the new shard boots");
+        table.borrow_mut().get_mut(&20).unwrap().booted = true;
+        assert_eq!(reload.next(look), ReloadStep::Retire { old: 10, hand_over: true });
+        // Pid 11 cannot hand over: a fresh listener, then TERM.
+        assert_eq!(reload.next(look), ReloadStep::Replace { old: 11, index: 1, cpu: 1, share: false });
+        reload.replacing(11, 21, false);
+        table.borrow_mut().insert(21, view(1, true, false));
+        // The old one died meanwhile: nothing to retire; 12 left the table: skipped.
+        table.borrow_mut().remove(&11);
+        assert_eq!(reload.next(look), ReloadStep::Done);
+        // A new shard that left the table (its exit was seen) ends its turn.
+        let mut reload = Reload::of([10].into());
+        reload.replacing(10, 30, true);
+        assert_eq!(reload.next(look), ReloadStep::Wait);
+        assert_eq!(reload.next(look), ReloadStep::Replace { old: 10, index: 0, cpu: 0, share: true });
+    }
 
     #[test]
     fn a_stop_acts_in_every_phase() {

@@ -15,7 +15,7 @@ use signal_hook::consts::signal::{SIGTERM, SIGUSR2};
 use tracing::{error, info, warn};
 
 use super::arbiter::Arbiter;
-use super::lifecycle::{Phase, Reload};
+use super::lifecycle::{Phase, Reload, ReloadStep, ShardView};
 use super::policy::{self, Ttou};
 use super::procs::SpawnError;
 use super::table::{Proc, Purpose};
@@ -35,7 +35,7 @@ impl Arbiter {
         let table: Vec<(usize, i32, bool)> = self.procs.iter().map(|p| (p.index, p.pid, p.life.retiring())).collect();
         let queue = policy::reload_queue(&table);
         self.notify.reloading(format!("Reloading: replacing {} shards", queue.len()));
-        self.phase = Phase::Reloading(Reload { queue, current: None, shared: false });
+        self.phase = Phase::Reloading(Reload::of(queue));
     }
 
     /// Called by the arbiter when a shard exits before booting: `None` when it was not this reload's
@@ -118,52 +118,57 @@ impl Arbiter {
         }
     }
 
-    /// Retires the old shard once its replacement has booted, then starts the next replacement.
+    /// Moves the reload along: the steps [`Reload::next`] asks for (retire an old shard whose
+    /// replacement serves, start the next replacement, end), until it has to wait.
     pub(super) fn advance_reload(&mut self) {
-        let Phase::Reloading(reload) = &mut self.phase else { return };
-        if let Some((old, new)) = reload.current {
-            let Some(new_proc) = self.procs.iter().find(|p| p.pid == new) else {
-                reload.current = None;
-                return;
-            };
-            if self.heartbeats.slot(new_proc.slot).state.load(Ordering::Acquire) != state::BOOTED {
-                return;
-            }
-            if let Some(old_proc) = self.procs.iter_mut().find(|p| p.pid == old) {
-                send(old, if reload.shared { SIGUSR2 } else { SIGTERM });
-                old_proc.life = old_proc.life.retire();
-            }
-            reload.current = None;
-        }
-        while let Some(old) = reload.queue.pop_front() {
-            let Some(p) = self.procs.iter().find(|p| p.pid == old && !p.life.retiring()) else { continue };
-            let (index, cpu) = (p.index, p.cpu);
-            // A shard that can hand over shares its listener with its replacement: its queue is
-            // never closed. One of a release before that gets a fresh listener and a TERM.
-            let can_hand_over =
-                p.hands_over(&self.heartbeats) && !p.life.ejected() && listener::is_listening(&p.listener);
-            let shared = if can_hand_over { p.listener.try_clone().ok() } else { None };
-            let is_shared = shared.is_some();
-            let started = match shared {
-                Some(sock) => self.spawn(index, cpu, sock, Purpose::Replace),
-                None => self.spawn_fresh(index, cpu, Purpose::Replace),
-            };
-            match started {
-                Ok(new) => {
-                    if let Phase::Reloading(r) = &mut self.phase {
-                        r.current = Some((old, new));
-                        r.shared = is_shared;
+        loop {
+            let Arbiter { phase: Phase::Reloading(reload), procs, heartbeats, .. } = self else { return };
+            let step = reload.next(|pid| {
+                let p = procs.iter().find(|p| p.pid == pid)?;
+                Some(ShardView {
+                    index: p.index,
+                    cpu: p.cpu,
+                    booted: heartbeats.slot(p.slot).state.load(Ordering::Acquire) == state::BOOTED,
+                    retiring: p.life.retiring(),
+                    // A shard that can hand over shares its listener with its replacement: its
+                    // queue is never closed. One of a release before that gets a fresh listener
+                    // and a TERM.
+                    can_share: p.hands_over(heartbeats) && !p.life.ejected() && listener::is_listening(&p.listener),
+                })
+            });
+            match step {
+                ReloadStep::Wait => return,
+                ReloadStep::Retire { old, hand_over } => {
+                    if let Some(p) = self.procs.iter_mut().find(|p| p.pid == old) {
+                        send(old, if hand_over { SIGUSR2 } else { SIGTERM });
+                        p.life = p.life.retire();
                     }
                 }
-                Err(e) => {
-                    error!("Reload stopped: cannot start a replacement for shard {index}: {e}");
-                    self.end_reload(Some(format!("last reload failed: cannot start a shard: {e}")));
+                ReloadStep::Replace { old, index, cpu, share } => {
+                    let shared = share.then(|| self.procs.iter().find(|p| p.pid == old)?.listener.try_clone().ok());
+                    let shared = shared.flatten();
+                    let is_shared = shared.is_some();
+                    let started = match shared {
+                        Some(sock) => self.spawn(index, cpu, sock, Purpose::Replace),
+                        None => self.spawn_fresh(index, cpu, Purpose::Replace),
+                    };
+                    match (started, &mut self.phase) {
+                        (Ok(new), Phase::Reloading(r)) => r.replacing(old, new, is_shared),
+                        (Ok(_), _) => {}
+                        (Err(e), _) => {
+                            error!("Reload stopped: cannot start a replacement for shard {index}: {e}");
+                            self.end_reload(Some(format!("last reload failed: cannot start a shard: {e}")));
+                        }
+                    }
+                    return;
+                }
+                ReloadStep::Done => {
+                    info!("Reload complete: every shard replaced");
+                    self.end_reload(None);
+                    return;
                 }
             }
-            return;
         }
-        info!("Reload complete: every shard replaced");
-        self.end_reload(None);
     }
 
     /// Spawns a shard on a fresh listener, bound but not yet listening: it joins the reuseport group
