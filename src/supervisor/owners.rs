@@ -16,27 +16,31 @@ use crate::listener::{self, SockId};
 /// The listeners this supervisor shares with another supervisor's processes.
 #[derive(Debug, Default)]
 pub struct Owners {
-    /// Held by another supervisor's process tree too.
-    foreign: HashSet<SockId>,
-    /// Started by USR2: the inherited ones stay foreign while the old supervisor (our parent, this
-    /// pid) lives; once it is gone (we are reparented) they are ours alone.
+    /// Passed to a new supervisor by a USR2 of ours (until it fails, or for good once it serves).
+    passed: HashSet<SockId>,
+    /// Inherited from the old supervisor that started us: foreign while it (our parent, `parent`)
+    /// lives; once it is gone (we are reparented) they are ours alone. Kept apart from `passed`:
+    /// a supervisor started by USR2 may itself pass listeners on before its parent is gone, and
+    /// the parent's exit must not make those ours again.
+    inherited: HashSet<SockId>,
     parent: Option<u32>,
 }
 
 impl Owners {
     /// Owners of a supervisor started by USR2 from `parent`, sharing `inherited` with it.
     pub fn inherited_from(parent: u32, inherited: impl IntoIterator<Item = SockId>) -> Owners {
-        Owners { foreign: inherited.into_iter().collect(), parent: Some(parent) }
+        Owners { passed: HashSet::new(), inherited: inherited.into_iter().collect(), parent: Some(parent) }
     }
 
     /// USR2 in the old supervisor: these listeners are passed to a new supervisor.
     pub fn pass(&mut self, ids: impl IntoIterator<Item = SockId>) {
-        self.foreign.extend(ids);
+        self.passed.extend(ids);
     }
 
-    /// The other supervisor is gone (a failed USR2 ended): every listener is ours alone again.
+    /// The new supervisor of our USR2 is gone (the upgrade failed), or serves and keeps only some
+    /// (the caller passes those again): the listeners we passed are ours alone again.
     pub fn reclaim(&mut self) {
-        self.foreign.clear();
+        self.passed.clear();
     }
 
     /// Whether another supervisor's processes may hold `id`.
@@ -45,10 +49,10 @@ impl Owners {
             // SAFETY: getppid cannot fail.
             if unsafe { libc::getppid() } as u32 != parent {
                 self.parent = None;
-                self.foreign.clear();
+                self.inherited.clear();
             }
         }
-        id.is_none_or(|id| self.foreign.contains(&id))
+        id.is_none_or(|id| self.passed.contains(&id) || self.inherited.contains(&id))
     }
 
     /// Whether `sock` may be shut down: it is not a listener every shard shares (`main_shared`),
@@ -92,5 +96,11 @@ mod tests {
         assert!(child.is_foreign(listener::identity(&a)));
         let mut orphan = Owners::inherited_from(parent + 1, listener::identity(&a));
         assert!(!orphan.is_foreign(listener::identity(&a)));
+        // Found by the fault schedule: a supervisor started by USR2 passes a listener to its own
+        // new supervisor; its parent's exit must not make that one ours again.
+        let mut second = Owners::inherited_from(parent + 1, listener::identity(&b));
+        second.pass(listener::identity(&a));
+        assert!(second.is_foreign(listener::identity(&a)), "passed on, still foreign");
+        assert!(!second.is_foreign(listener::identity(&b)), "inherited, the parent gone: ours");
     }
 }
