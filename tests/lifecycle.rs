@@ -124,16 +124,16 @@ fn usr2_onto_shards_that_die_before_ready_keeps_the_port_answering() {
     // A release whose shards are killed (as by the OOM killer) before they boot.
     scratch.boot("kill");
     server.signal(libc::SIGUSR2);
+    // The old shards keep serving well past the point where the crash loop used to eject the
+    // shared listener (the 6th quick death, about 1.5 s).
+    std::thread::sleep(Duration::from_secs(4));
+    assert_all_answered("USR2 onto shards that die before READY", &load.finish());
     let gave_up = server.log.wait_for("USR2 take-over abandoned", DEADLINE);
     assert!(gave_up.contains("[ERROR]") && gave_up.contains("was sent SIGKILL before it booted"), "{gave_up}");
     let failed = server.log.wait_for("USR2 failed", DEADLINE);
     assert!(failed.contains("this one carries on"), "{failed}");
     wait_until("the new supervisor exits", DEADLINE, || server.log.count("this one serves on") == 1);
     assert_eq!(scratch.pid(), Some(old), "the pid file names the old supervisor");
-    // The old shards keep serving well past the point where the crash loop used to eject the
-    // shared listener (the 6th quick death, about 1.5 s).
-    std::thread::sleep(Duration::from_secs(3));
-    assert_all_answered("USR2 onto shards that die before READY", &load.finish());
 
     // A later USR2 with a good release works.
     scratch.boot("");
@@ -152,23 +152,29 @@ fn hup_while_a_usr2_is_pending_is_queued_and_nothing_fails() {
     let (mut server, _group) = start(&scratch, &redis, 2, &["--timeout", "10"]);
     let old = server.pid();
     let load = Load::start(server.addr, 4);
-    // The new release's shards take 2 s to boot; a HUP (systemctl reload) comes meanwhile.
+    // The new supervisor's shards take 2 s to boot; a HUP (systemctl reload) comes meanwhile, and
+    // the replacements it would start boot at once.
     scratch.boot("sleep 2");
     server.signal(libc::SIGUSR2);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until("the new supervisor's shards are booting", DEADLINE, || {
+        let new = children(old).into_iter().find(|&p| comm(p) == "hitcore-master");
+        new.is_some_and(|new| children(new).into_iter().filter(|&p| comm(p) == "hitcore").count() == 2)
+    });
+    scratch.boot("");
     server.signal(libc::SIGHUP);
-    let queued = server.log.wait_for("HUP queued", DEADLINE);
-    assert!(queued.contains(&format!("[{old}]")), "{queued}");
     server.log.wait_for("Took over from the old supervisor", DEADLINE);
     scratch.boot("");
     assert!(server.wait_exit(DEADLINE).success(), "the old supervisor exits 0 after handing over");
     let new = scratch.pid().unwrap();
     assert_ne!(new, old);
-    // The HUP went on to the new supervisor, which reloads; its shards keep answering after.
+    // The new supervisor's shards keep answering once the old ones are gone.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_all_answered("HUP while a USR2 is pending", &load.finish());
+    // The HUP waited for the upgrade, then went on to the new supervisor, which reloaded.
+    let queued = server.log.wait_for("HUP queued", DEADLINE);
+    assert!(queued.contains(&format!("[{old}]")), "{queued}");
     server.log.wait_for("Passing the queued HUP to the new supervisor", DEADLINE);
     server.log.wait_for(&format!("[{new}] [INFO] Reload complete"), DEADLINE);
-    std::thread::sleep(Duration::from_secs(2));
-    assert_all_answered("HUP while a USR2 is pending", &load.finish());
     kill(new, libc::SIGTERM);
     wait_until("the new supervisor stops", DEADLINE, || !alive(new));
 }
@@ -222,11 +228,11 @@ fn an_index_survives_its_old_shard_dying_while_the_replacement_fails() {
     server.log.wait_for(&format!("Worker (pid:{old0}) was sent SIGKILL"), DEADLINE);
     scratch.boot("");
     kill(replacement, libc::SIGKILL);
-    let line = server.log.wait_for("Reload failed", DEADLINE);
-    assert!(line.contains("exited meanwhile and is restarted"), "{line}");
     wait_until("shard 0 is back: two shards serve", DEADLINE, || {
         children(sup).into_iter().filter(|&p| comm(p).starts_with("hitcore-shard")).count() == 2
     });
+    let line = server.log.wait_for("Reload failed", DEADLINE);
+    assert!(line.contains("exited meanwhile and is restarted"), "{line}");
     server.log.wait_for_count("Connected to Redis", 3, DEADLINE);
     assert!(
         server
