@@ -206,7 +206,22 @@ impl Arbiter {
         match policy::ttou(&serving, self.respawns.len()) {
             Ttou::AtMinimum => warn!("TTOU ignored: one shard is the minimum"),
             Ttou::Nothing => {}
-            Ttou::Retire(pid) => {
+            Ttou::Retire(oldest) => {
+                // The retired shard drains its listener and shuts it down. Right after a reload the
+                // oldest may still share its listener with the predecessor it replaced, which is
+                // handing over and may not have stopped accepting yet: prefer the oldest shard whose
+                // listener nobody else holds (found by the fault schedule: the predecessor's accept
+                // saw EINVAL).
+                let alone: Vec<(i32, Instant)> = serving
+                    .iter()
+                    .filter(|(pid, _)| {
+                        let Some(pos) = self.procs.iter().position(|p| p.pid == *pid) else { return false };
+                        let id = listener::identity(&self.procs[pos].listener);
+                        !self.procs.iter().enumerate().any(|(i, q)| i != pos && listener::identity(&q.listener) == id)
+                    })
+                    .copied()
+                    .collect();
+                let pid = alone.iter().min_by_key(|(_, started)| *started).map_or(oldest, |(pid, _)| *pid);
                 if let Some(p) = self.procs.iter_mut().find(|p| p.pid == pid) {
                     info!("Retiring shard {} (pid {}) on CPU {}", p.index, p.pid, p.cpu);
                     send(p.pid, SIGTERM);
