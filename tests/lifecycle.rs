@@ -11,6 +11,7 @@
 //!   is restarted, not lost.
 //! - After a USR2 whose new supervisor died by a signal, the pid file names the old one again.
 //! - Each shard maps only its own heartbeat page, writable.
+//! - A USR2 whose new supervisor does not serve within `--upgrade-timeout` is stopped.
 
 mod common;
 
@@ -304,4 +305,30 @@ fn each_shard_maps_only_its_own_heartbeat_page_writable() {
     let whole = heartbeat_maps(server.pid());
     assert!(whole.iter().any(|(size, perms)| *size > 4 * 1024 * 1024 && perms == "rw-s"), "{whole:?}");
     assert_eq!(get_once(server.addr, GET).status, 200);
+}
+
+#[test]
+fn a_usr2_that_does_not_serve_within_the_upgrade_timeout_is_stopped() {
+    let redis = TestRedis::start();
+    let scratch = Scratch::new("deadline");
+    let (server, _group) = start(&scratch, &redis, 1, &["--timeout", "20", "--upgrade-timeout", "1"]);
+    let old = server.pid();
+    let load = Load::start(server.addr, 2);
+    // The new supervisor's shard takes 6 s to boot: past the deadline.
+    scratch.boot("sleep 6");
+    server.signal(libc::SIGUSR2);
+    let line = server.log.wait_for("did not serve within", DEADLINE);
+    assert!(
+        line.contains("[ERROR]") && line.contains("(--upgrade-timeout); stopping it, this one carries on"),
+        "{line}"
+    );
+    scratch.boot("");
+    server.log.wait_for("this one serves on", DEADLINE);
+    wait_until("the pid file names the old supervisor", DEADLINE, || scratch.pid() == Some(old));
+    assert_eq!(children(old).into_iter().filter(|&p| comm(p) == "hitcore-master").count(), 0);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_all_answered("USR2 past --upgrade-timeout", &load.finish());
+    // A later USR2 with a good release works.
+    server.signal(libc::SIGUSR2);
+    server.log.wait_for("Took over from the old supervisor", DEADLINE);
 }

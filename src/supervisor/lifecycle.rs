@@ -237,7 +237,42 @@ pub struct Ending {
     pub(super) killed: bool,
 }
 
+/// What an upgrade's deadlines ask the arbiter to do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradeDue {
+    /// Nothing yet.
+    Nothing,
+    /// `--upgrade-timeout` passed without an answer: stop the new supervisor (TERM), carry on.
+    GiveUp,
+    /// `--graceful-timeout` passed since the upgrade failed and the new supervisor still runs: KILL.
+    Kill,
+}
+
 impl Upgrading {
+    /// A USR2 that started `child` now, to serve by `deadline`, passing these listeners.
+    pub fn new(child: u32, deadline: Instant, passed: Vec<(RawFd, SockId)>) -> Upgrading {
+        Upgrading { child, deadline, passed, ending: None }
+    }
+
+    /// The upgrade failed: wait for the new supervisor to exit, until `kill_at`.
+    pub fn fail(&mut self, kill_at: Instant) {
+        if self.ending.is_none() {
+            self.ending = Some(Ending { kill_at, killed: false });
+        }
+    }
+
+    /// What the deadlines ask for at `now`; each is asked for once.
+    pub fn due(&mut self, now: Instant) -> UpgradeDue {
+        match &mut self.ending {
+            None if now >= self.deadline => UpgradeDue::GiveUp,
+            Some(e) if !e.killed && now >= e.kill_at => {
+                e.killed = true;
+                UpgradeDue::Kill
+            }
+            _ => UpgradeDue::Nothing,
+        }
+    }
+
     /// The next moment the arbiter must look at this upgrade.
     pub fn next_deadline(&self) -> Instant {
         match &self.ending {
@@ -281,6 +316,23 @@ mod tests {
         reload.replacing(10, 30, true);
         assert_eq!(reload.next(look), ReloadStep::Wait);
         assert_eq!(reload.next(look), ReloadStep::Replace { old: 10, index: 0, cpu: 0, share: true });
+    }
+
+    #[test]
+    fn an_upgrade_gives_up_at_its_deadline_then_kills_once() {
+        let t0 = Instant::now();
+        let mut up = Upgrading::new(7, t0 + Duration::from_secs(60), Vec::new());
+        assert_eq!(up.due(t0), UpgradeDue::Nothing);
+        assert_eq!(up.due(t0 + Duration::from_secs(60)), UpgradeDue::GiveUp);
+        up.fail(t0 + Duration::from_secs(90));
+        assert_eq!(up.due(t0 + Duration::from_secs(61)), UpgradeDue::Nothing, "waiting for it to stop");
+        assert_eq!(up.due(t0 + Duration::from_secs(90)), UpgradeDue::Kill);
+        assert_eq!(up.due(t0 + Duration::from_secs(91)), UpgradeDue::Nothing, "killed once");
+        // A failure it reported itself starts the same wait; a second failure keeps the first deadline.
+        let mut up = Upgrading::new(8, t0 + Duration::from_secs(60), Vec::new());
+        up.fail(t0 + Duration::from_secs(30));
+        up.fail(t0 + Duration::from_secs(99));
+        assert_eq!(up.due(t0 + Duration::from_secs(30)), UpgradeDue::Kill);
     }
 
     #[test]

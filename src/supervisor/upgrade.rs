@@ -34,7 +34,7 @@ use tracing::{error, info, warn};
 
 use super::arbiter::Arbiter;
 use super::events::{Event, UpgradeNews};
-use super::lifecycle::{Ending, Phase, Upgrading, short_name};
+use super::lifecycle::{Phase, UpgradeDue, Upgrading, short_name};
 use super::notify::Notifier;
 use crate::handoff::{self, Inherited, UPGRADE_ENV, Upgrade};
 use crate::listener::{self, SockId};
@@ -126,12 +126,7 @@ impl Arbiter {
             };
             let _ = events.send(Event::Upgrade(news));
         })?;
-        Ok(Upgrading {
-            child: child.id(),
-            deadline: Instant::now() + self.config.upgrade_timeout,
-            passed,
-            ending: None,
-        })
+        Ok(Upgrading::new(child.id(), Instant::now() + self.config.upgrade_timeout, passed))
     }
 
     /// The new supervisor's report, in the old one.
@@ -190,7 +185,7 @@ impl Arbiter {
         if stop {
             send(up.child as i32, SIGTERM);
         }
-        up.ending = Some(Ending { kill_at: Instant::now() + grace, killed: false });
+        up.fail(Instant::now() + grace);
         self.reload_error = Some(why);
     }
 
@@ -198,9 +193,9 @@ impl Arbiter {
     /// serve, then `--graceful-timeout` for it to stop.
     pub(super) fn check_upgrade(&mut self, now: Instant) {
         let Phase::Upgrading(up) = &mut self.phase else { return };
-        match &mut up.ending {
-            None if now >= up.deadline => {
-                let pid = up.child;
+        let pid = up.child;
+        match up.due(now) {
+            UpgradeDue::GiveUp => {
                 error!(
                     "USR2 failed: the new supervisor (pid {pid}) did not serve within {}s (--upgrade-timeout); \
                      stopping it, this one carries on",
@@ -208,12 +203,11 @@ impl Arbiter {
                 );
                 self.upgrade_failed(format!("last USR2 failed: no answer within --upgrade-timeout (pid {pid})"), true);
             }
-            Some(e) if !e.killed && now >= e.kill_at => {
-                warn!("USR2: the new supervisor (pid {}) is still running; killing it", up.child);
-                send(up.child as i32, SIGKILL);
-                e.killed = true;
+            UpgradeDue::Kill => {
+                warn!("USR2: the new supervisor (pid {pid}) is still running; killing it");
+                send(pid as i32, SIGKILL);
             }
-            _ => {}
+            UpgradeDue::Nothing => {}
         }
     }
 
