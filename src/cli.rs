@@ -4,7 +4,7 @@
 //! bound or spawned. Each refusal names the flag it is about. It must not open sockets: the only
 //! outside facts it reads are the CPU affinity mask, name resolution for `-b` (never for
 //! `--redis`: shards resolve that at every connect), the passwd and group databases (`-u`, `-g`),
-//! and the files a configuration names (`-c`, the Redis password file, and the `--redis-tls-*`
+//! and the files a configuration names (`-c`, the password files, and the `--redis-tls-*`
 //! files, read once to refuse a bad one at start).
 //!
 //! Every flag lives in the one [`Cli`] struct; a new flag is one more field there and is at once
@@ -15,13 +15,15 @@
 //! - [`file`]: the TOML file, checked key by key against the flags.
 //! - [`check`]: `--check-config`: the extra checks and the effective configuration, masked.
 //! - [`values`]: CPU lists, users and groups, file modes, seconds.
+//! - `secrets`: the password files and the systemd credentials they default to.
 
 pub mod check;
 pub mod file;
 pub mod load;
+mod secrets;
 pub mod values;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -32,10 +34,10 @@ use self::values::{lookup_group, lookup_user, octal_mode, seconds};
 use crate::bind::Bind;
 
 use crate::config::Config;
+use crate::config::redis_url::{DEFAULT_URL, RedisTarget};
 use crate::http::parse::{Limits, MAX_FIELD_SIZE, MAX_FIELDS, MAX_REQUEST_LINE};
 use crate::logging::{LogLevel, LogTarget};
 use crate::redis::tls::{self, TlsFiles};
-use crate::redis::url::{DEFAULT_URL, RedisTarget};
 
 /// hitcore: a thread-per-core HTTP hit counter on io_uring, backed by Redis.
 ///
@@ -82,7 +84,8 @@ pub struct Cli {
     /// unix:///path?db=N&password=..., redis+sentinel://[user][:password]@host:port[,host:port...]/SERVICE[/db]
     /// or redis+cluster://[user][:password]@host:port[,host:port...] (rediss+... for TLS). The host is
     /// resolved again at every reconnect (also read from REDIS_URL)
-    #[arg(long, hide_env_values = true, value_name = "URL", default_value = DEFAULT_URL)]
+    // A value starting with '-' is the value, not a flag clap would refuse by quoting it.
+    #[arg(long, hide_env_values = true, allow_hyphen_values = true, value_name = "URL", default_value = DEFAULT_URL)]
     pub redis: String,
 
     /// File holding the Redis password (one line), so it stays out of URLs, `ps` and the
@@ -112,9 +115,16 @@ pub struct Cli {
         long = "sentinel-password",
         env = "HITCORE_SENTINEL_PASSWORD",
         hide_env_values = true,
+        allow_hyphen_values = true,
         value_name = "PASSWORD"
     )]
     pub sentinel_password: Option<String>,
+
+    /// File holding the sentinels' password (one line), so it stays out of `ps` and the
+    /// environment [default: $CREDENTIALS_DIRECTORY/sentinel-password when systemd passes it and
+    /// the URL is redis+sentinel://]
+    #[arg(long = "sentinel-password-file", value_name = "FILE", conflicts_with = "sentinel_password")]
+    pub sentinel_password_file: Option<PathBuf>,
 
     /// The Redis key holding the counter
     #[arg(long, value_name = "NAME", default_value = "hit")]
@@ -260,6 +270,11 @@ pub struct ObserveFlags {
     /// connections without a valid one are closed
     #[arg(long = "proxy-protocol")]
     pub proxy_protocol: bool,
+
+    /// With --proxy-protocol, the peers whose PROXY header is believed (addresses, networks, or *);
+    /// a connection from any other peer is closed unread, with a rate-limited WARNING
+    #[arg(long = "proxy-allow-from", value_name = "LIST", default_value = crate::http::forwarded::DEFAULT)]
+    pub proxy_allow_from: String,
 }
 
 impl ObserveFlags {
@@ -290,18 +305,19 @@ impl ObserveFlags {
         crate::http::logformat::Format::compile(&self.access_logformat).map_err(|m| refuse("--access-logformat", m))?;
         crate::http::forwarded::Trust::parse(&self.forwarded_allow_ips)
             .map_err(|m| refuse("--forwarded-allow-ips", m))?;
+        crate::http::forwarded::Trust::parse(&self.proxy_allow_from).map_err(|m| refuse("--proxy-allow-from", m))?;
         Ok(crate::config::Observe {
             metrics_bind,
             health_path: self.health_path,
             access_log_format: self.access_logformat,
             forwarded_allow_ips: self.forwarded_allow_ips,
             proxy_protocol: self.proxy_protocol,
+            proxy_allow_from: self.proxy_allow_from,
         })
     }
 }
 
-/// The systemd credential `--redis-password-file` defaults to: `LoadCredential=redis-password:…`.
-pub const PASSWORD_CREDENTIAL: &str = "redis-password";
+pub use self::secrets::{PASSWORD_CREDENTIAL, SENTINEL_CREDENTIAL};
 
 /// A flag whose value cannot be used, with the flag's name for the message.
 #[derive(Debug, thiserror::Error)]
@@ -367,7 +383,8 @@ impl Cli {
         }
         let bind = served(&binds)?;
         let mut redis = RedisTarget::parse(&self.redis).map_err(|e| refuse("--redis", e.to_string()))?;
-        if let Some(password) = redis_password(self.redis_password_file.as_deref(), redis.password.is_some())? {
+        if let Some(password) = secrets::redis_password(self.redis_password_file.as_deref(), redis.password.is_some())?
+        {
             redis.password = Some(password);
         }
         let redis_tls = TlsFiles {
@@ -384,12 +401,9 @@ impl Cli {
             let flag = if redis_tls.insecure { "--redis-tls-insecure" } else { "--redis-tls-ca" };
             return Err(refuse(flag, "the --redis-tls-* flags apply to rediss:// URLs only"));
         }
-        if let Some(password) = self.sentinel_password {
-            if !matches!(redis.endpoint, crate::redis::url::Endpoint::Sentinel { .. }) {
-                return Err(refuse("--sentinel-password", "only a redis+sentinel:// URL asks sentinels"));
-            }
-            redis.sentinel_password = Some(password);
-        }
+        let sentinel = matches!(redis.endpoint, crate::config::redis_url::Endpoint::Sentinel { .. });
+        redis.sentinel_password =
+            secrets::sentinel_password(self.sentinel_password, self.sentinel_password_file.as_deref(), sentinel)?;
         if self.key.is_empty() {
             return Err(refuse("--key", "the key must not be empty"));
         }
@@ -475,44 +489,6 @@ impl Cli {
             observe,
         })
     }
-}
-
-/// The Redis password from `--redis-password-file`, or else from the systemd credential
-/// `redis-password` when the URL has none (empty: no password). A file given together with a password in the URL is refused: one of them would be
-/// silently ignored.
-fn redis_password(file: Option<&Path>, url_has_one: bool) -> Result<Option<String>, FlagError> {
-    const FLAG: &str = "--redis-password-file";
-    let (path, credential) = match file {
-        Some(_) if url_has_one => {
-            return Err(refuse(FLAG, "the Redis URL has a password too; give it in one place only"));
-        }
-        Some(path) => (path.to_path_buf(), false),
-        None if url_has_one => return Ok(None),
-        None => match std::env::var_os("CREDENTIALS_DIRECTORY") {
-            Some(dir) if Path::new(&dir).join(PASSWORD_CREDENTIAL).exists() => {
-                (Path::new(&dir).join(PASSWORD_CREDENTIAL), true)
-            }
-            _ => return Ok(None),
-        },
-    };
-    let text =
-        std::fs::read_to_string(&path).map_err(|e| refuse(FLAG, format!("cannot read {}: {e}", path.display())))?;
-    // One line, as `echo secret > file` and systemd-creds write it; the line end is not part of it.
-    let password = text.strip_suffix('\n').unwrap_or(&text);
-    let password = password.strip_suffix('\r').unwrap_or(password);
-    // An empty credential means "no password": the shipped unit always loads
-    // /etc/hitcore/redis-password (LoadCredential= fails the start if the file is missing), and the
-    // package installs it empty. A file named on purpose must not be empty.
-    if password.is_empty() && credential {
-        return Ok(None);
-    }
-    if password.is_empty() {
-        return Err(refuse(FLAG, format!("{} is empty", path.display())));
-    }
-    if password.contains('\n') {
-        return Err(refuse(FLAG, format!("{} has more than one line", path.display())));
-    }
-    Ok(Some(password.to_string()))
 }
 
 /// The address every shard gets a listener of its own for: the first bind when it is TCP. When it

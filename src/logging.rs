@@ -235,6 +235,42 @@ pub fn escape_into(out: &mut String, bytes: &[u8]) {
     }
 }
 
+/// Makes a line another program wrote (a shard's stderr, whatever binary it was) safe to relay:
+/// printable text, UTF-8 included, stays as it is, so ordinary log lines pass unchanged; control
+/// characters and bytes that are not UTF-8 become `\xNN`. At most `max` bytes are appended, so
+/// binary garbage cannot put kilobytes into a log line; returns how many bytes of `bytes` were
+/// left out (the caller says so).
+pub fn escape_relayed_into(out: &mut String, bytes: &[u8], max: usize) -> usize {
+    let start = out.len();
+    let mut taken = 0;
+    'chunks: for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            let before = out.len();
+            if c.is_control() {
+                let mut buf = [0; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    let _ = write!(out, "\\x{b:02x}");
+                }
+            } else {
+                out.push(c);
+            }
+            if out.len() - start > max {
+                out.truncate(before);
+                break 'chunks;
+            }
+            taken += c.len_utf8();
+        }
+        for b in chunk.invalid() {
+            if out.len() - start + 4 > max {
+                break 'chunks;
+            }
+            let _ = write!(out, "\\x{b:02x}");
+            taken += 1;
+        }
+    }
+    bytes.len() - taken
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +282,17 @@ mod tests {
             escape(b"x\r\n[2026] [1] [INFO] forged\x1b[31m\xff"),
             "x\\x0d\\x0a[2026] [1] [INFO] forged\\x1b[31m\\xff"
         );
+    }
+
+    #[test]
+    fn relayed_text_stays_readable_and_bounded() {
+        let mut out = String::new();
+        assert_eq!(escape_relayed_into(&mut out, "[INFO] \"ok\" \\ é\ttab".as_bytes(), 100), 0);
+        assert_eq!(out, "[INFO] \"ok\" \\ é\\x09tab");
+        out.clear();
+        let garbage: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 256) as u8).collect();
+        let left = escape_relayed_into(&mut out, &garbage, 64);
+        assert!(out.len() <= 64 && left > 4900, "{out} {left}");
+        assert!(out.bytes().all(|b| (0x20..0x7f).contains(&b)), "{out}");
     }
 }

@@ -1,7 +1,8 @@
 //! The `hitcore` binary: one executable for the supervisor and its shards.
 //!
 //! Run by a user, it parses the flags and becomes the supervisor. Run by the supervisor with a
-//! shard hand-off in its environment (`handoff`), it becomes that shard; one it cannot read is
+//! shard hand-off named in its environment (`handoff`: a memfd, or the JSON itself from a previous
+//! release), it becomes that shard; one it cannot read is
 //! reported in the error log and ends it with the boot-error status. It must stay this thin: everything else
 //! lives in the library.
 
@@ -17,7 +18,15 @@ fn main() -> ExitCode {
     if let Some(text) = std::env::var_os(SPEC_ENV) {
         // SAFETY: single-threaded at this point; nothing else reads the environment concurrently.
         unsafe { std::env::remove_var(SPEC_ENV) };
-        let text = text.to_string_lossy();
+        // This release's supervisor names a sealed memfd (read once and closed here); a previous
+        // release's put the JSON itself in the variable.
+        let text = match handoff::open(&text.to_string_lossy()) {
+            Ok(text) => text,
+            Err(e) => {
+                handoff::report_unreadable("", &e);
+                return ExitCode::from(shard::BOOT_ERROR as u8);
+            }
+        };
         return match handoff::decode(&text) {
             Ok(spec) => ExitCode::from(shard::run(spec) as u8),
             Err(e) => {
@@ -25,6 +34,12 @@ fn main() -> ExitCode {
                 ExitCode::from(shard::BOOT_ERROR as u8)
             }
         };
+    }
+    // Started on USR2: the secret variables come from the old supervisor's memfd, not the
+    // environment, and must be back before the configuration is loaded.
+    if let Err(e) = handoff::restore_secrets() {
+        eprintln!("hitcore: {e}");
+        return ExitCode::FAILURE;
     }
     // Kept for HUP, which loads the configuration again the same way (`Invocation::reload`).
     let invocation = Invocation::from_env();

@@ -32,7 +32,7 @@ use crate::heartbeat::{Heartbeats, features, state};
 use crate::http::access::AccessLog;
 use crate::http::conn::registry::{EVICT_RECHECK, Eviction};
 use crate::http::conn::{self, MAX_PIPELINE};
-use crate::http::context::{self, Context, Observing};
+use crate::http::context::{self, Context, Observing, ProxyPolicy};
 use crate::http::forwarded::Trust;
 use crate::http::logformat::Format;
 use crate::logging::{self, LogTarget, Sink};
@@ -161,7 +161,16 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
     let observing = Observing {
         meter,
         health_path: spec.config.observe.health_path.as_str().into(),
-        proxy_protocol: spec.config.observe.proxy_protocol,
+        proxy_protocol: match spec.config.observe.proxy_protocol {
+            true => match Trust::parse(&spec.config.observe.proxy_allow_from) {
+                Ok(allow) => Some(ProxyPolicy::new(allow)),
+                Err(e) => {
+                    error!("Worker failed to boot: --proxy-allow-from: {e}");
+                    return BOOT_ERROR;
+                }
+            },
+            false => None,
+        },
     };
     // Every connection with a full batch waiting; beyond it requests get 503 rather than queue.
     let max_pending = (spec.config.worker_connections * MAX_PIPELINE) as u64;

@@ -3,6 +3,7 @@
 //! All through the real binary.
 
 mod common;
+mod notify_socket;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -301,4 +302,41 @@ fn hup_reads_the_file_again_and_a_broken_file_keeps_the_shards_serving() {
     server.log.wait_for(&format!("Worker exiting (pid: {old})"), DEADLINE);
     assert_eq!(get_once(server.addr, GET).value(), 1);
     assert_eq!(redis.cmd(0, &["GET", "fixed"]), "1");
+}
+
+/// A HUP onto a file whose password breaks the URL or the TOML is refused with an ERROR line and a
+/// `STATUS=` that name what is wrong and quote no piece of the password (any local user reads
+/// `STATUS=` with `systemctl status`).
+#[test]
+fn a_refused_hup_shows_no_piece_of_the_password_in_the_log_or_status() {
+    let redis = TestRedis::start_with(None);
+    let notify = notify_socket::NotifySocket::bind();
+    let dir = Scratch::new("hup-secret");
+    let good = format!("workers = 1\nredis = \"redis://127.0.0.1:{}/0\"\n", redis.port);
+    let file = dir.write("hitcore.toml", &good);
+    let server = TestServer::start_with(&["-c", &file], |cmd| {
+        cmd.env("NOTIFY_SOCKET", &notify.path);
+    });
+    server.wait_ready(1);
+    let cases = [
+        ("redis = \"redis+cluster://app:Zx9/Qk7@10.0.0.1:7000\"", "must percent-encode", ["Zx9", "Qk7"]),
+        ("redis = \"redis://:hun\"ter2@127.0.0.1/0\"", "line 2, column", ["hun", "ter2"]),
+        ("redis = \"redis+sentinel://app:12/cdSecret@h/svc\"", "must percent-encode", ["12/", "cdSecret"]),
+        ("redis = \"redis://:pw@127.0.0.1:x%zzSecret/0\"", "invalid port", ["zzSecret", "x%z"]),
+    ];
+    for (i, (line, why, pieces)) in cases.iter().enumerate() {
+        dir.write("hitcore.toml", &format!("workers = 1\n{line}\n"));
+        server.signal(libc::SIGHUP);
+        let refused = server.log.wait_for_count("last reload refused", i + 1, DEADLINE).pop().unwrap();
+        assert!(refused.contains(why), "{refused}");
+        let status = notify.wait_for("the refusal in STATUS=", |m| m.starts_with("STATUS=") && m.contains(why));
+        for piece in pieces {
+            assert!(!refused.contains(piece) && !status.contains(piece), "{piece}: {refused} / {status}");
+        }
+    }
+    for piece in cases.iter().flat_map(|c| c.2) {
+        assert!(server.log.lines().iter().all(|l| !l.contains(piece)), "{piece} in the log");
+        assert!(notify.all().iter().all(|m| !m.contains(piece)), "{piece} sent to systemd");
+    }
+    assert_eq!(get_once(server.addr, GET).value(), 1, "the shards kept serving");
 }

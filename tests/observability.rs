@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -155,6 +155,66 @@ fn the_metrics_endpoint_refuses_what_it_does_not_serve_and_keeps_serving() {
     let head = get_once(metrics, "HEAD /metrics HTTP/1.1\r\nHost: m\r\n\r\n");
     assert_eq!(head.status, 200);
     scrape(metrics);
+}
+
+/// Whether the server has closed `stream` (or answered on it): a read that does not block.
+fn closed_by_server(stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let closed = !matches!((&*stream).read(&mut [0u8; 64]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    stream.set_nonblocking(false).unwrap();
+    closed
+}
+
+#[test]
+fn a_slow_client_neither_delays_a_scrape_nor_outlives_its_deadline() {
+    let redis = TestRedis::start();
+    let server = TestServer::start(&["-w", "1", "--redis", &redis.url(0), "--metrics-bind", "127.0.0.1:0"]);
+    let metrics = metrics_addr(&server);
+    // A client that sends its request one byte at a time, a second apart.
+    let mut slow = TcpStream::connect(metrics).unwrap();
+    slow.write_all(b"G").unwrap();
+    // The scrape is answered while the slow client is still connected and still unanswered: it was
+    // served beside it, not after it.
+    assert_eq!(get_once(metrics, "GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n").status, 200);
+    assert!(!closed_by_server(&slow), "the scrape waited for the slow client to be dropped");
+    // Trickling does not keep it alive: the request's deadline is for the whole request (5 s), not
+    // for each read, so the server closes it while it is still sending.
+    let opened = std::time::Instant::now();
+    let closed = loop {
+        if closed_by_server(&slow) {
+            break true;
+        }
+        if opened.elapsed() > DEADLINE {
+            break false;
+        }
+        // A write after the server closed may fail; that is the close being seen.
+        if slow.write_all(b"E").is_err() {
+            break true;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    };
+    assert!(closed, "a client sending a byte a second was still connected after {DEADLINE:?}");
+    assert_eq!(get_once(metrics, "GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n").status, 200);
+}
+
+#[test]
+fn beyond_32_connections_the_metrics_endpoint_answers_503_at_once() {
+    let redis = TestRedis::start();
+    let server = TestServer::start(&["-w", "1", "--redis", &redis.url(0), "--metrics-bind", "127.0.0.1:0"]);
+    let metrics = metrics_addr(&server);
+    // 32 clients that say nothing hold every place; each is served (waited for) on its own thread.
+    let silent: Vec<TcpStream> = (0..32).map(|_| TcpStream::connect(metrics).unwrap()).collect();
+    // The accept loop takes them in order: once the last one holds a place, the next is refused.
+    wait_until("the 33rd connection refused", DEADLINE, || {
+        get_once(metrics, "GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n").status == 503
+    });
+    let refused = get_once(metrics, "GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n");
+    assert_eq!((refused.status, refused.header("retry-after")), (503, Some("1")));
+    assert!(silent.iter().all(|s| !closed_by_server(s)), "the 32 are still being served");
+    drop(silent);
+    wait_until("a place free again", DEADLINE, || {
+        get_once(metrics, "GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n").status == 200
+    });
 }
 
 #[test]
@@ -409,6 +469,67 @@ fn proxy_protocol_headers_good_and_bad() {
     assert_eq!(sample(&s, "hitcore_proxy_protocol_rejected_total"), 3.0);
 }
 
+/// A connection to `addr` from the loopback address `from` (the kernel routes all of 127/8 locally).
+fn connect_from(from: [u8; 4], addr: SocketAddr) -> Client {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    Client::from_stream(socket.into())
+}
+
+#[test]
+fn a_proxy_header_from_outside_proxy_allow_from_is_never_read() {
+    let redis = TestRedis::start();
+    let dir = scratch("proxy-allow");
+    let log = dir.join("access.log");
+    let server = TestServer::start(&[
+        "-w",
+        "1",
+        "--redis",
+        &redis.url(0),
+        "--proxy-protocol",
+        "--proxy-allow-from",
+        "127.0.0.2",
+        "--metrics-bind",
+        "127.0.0.1:0",
+        "--access-logfile",
+        log.to_str().unwrap(),
+        "--access-logformat",
+        "%(h)s %(s)s",
+    ]);
+    server.wait_ready(1);
+    // From the allowed balancer: the header is believed.
+    let mut allowed = connect_from([127, 0, 0, 2], server.addr);
+    allowed.send(b"PROXY TCP4 198.51.100.7 127.0.0.1 5555 80\r\n");
+    assert_eq!(allowed.request(GET).value(), 1);
+    // From anyone else: closed unanswered; the address it claims is neither used nor logged.
+    let mut outsider = connect_from([127, 0, 0, 1], server.addr);
+    outsider.send(format!("PROXY TCP4 203.0.113.66 127.0.0.1 5555 80\r\n{GET}").as_bytes());
+    outsider.assert_closed();
+    let line = server.log.wait_for("not in --proxy-allow-from", DEADLINE);
+    assert!(line.contains("from 127.0.0.1:") || line.contains("from 127.0.0.1 "), "{line}");
+    // A burst of them: a line a second at most, the rest counted.
+    let burst = std::time::Instant::now();
+    for _ in 0..20 {
+        let mut c = connect_from([127, 0, 0, 1], server.addr);
+        c.send(b"PROXY TCP4 203.0.113.66 127.0.0.1 5555 80\r\n");
+        c.assert_closed();
+    }
+    let seconds = burst.elapsed().as_secs() as usize;
+    let lines = server.log.count("not in --proxy-allow-from");
+    assert!(lines <= seconds + 2, "{lines} lines for 21 refusals in {seconds} s");
+    assert!(server.log.lines().iter().all(|l| !l.contains("203.0.113.66")), "the claimed address is never logged");
+    assert_eq!(redis.cmd(0, &["GET", "hit"]), "1");
+    let metrics = metrics_addr(&server);
+    let rejected = || {
+        let r = get_once(metrics, "GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n");
+        r.text().lines().find_map(|l| l.strip_prefix("hitcore_proxy_protocol_rejected_total ")).map(str::to_string)
+    };
+    wait_until("21 refusals counted", DEADLINE, || rejected().as_deref() == Some("21"));
+    let lines = access_lines(&log, 1);
+    assert_eq!(lines, ["198.51.100.7 200"]);
+}
+
 #[test]
 fn bad_observability_flags_are_refused_by_name() {
     for (args, flag) in [
@@ -418,6 +539,7 @@ fn bad_observability_flags_are_refused_by_name() {
         (&["--access-logformat", "%(h)d"][..], "--access-logformat"),
         (&["--access-logformat", "50% off"][..], "--access-logformat"),
         (&["--forwarded-allow-ips", "127.0.0.1,bogus"][..], "--forwarded-allow-ips"),
+        (&["--proxy-allow-from", "10.0.0.0/8,bogus"][..], "--proxy-allow-from"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_hitcore")).args(args).env_remove("REDIS_URL").output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

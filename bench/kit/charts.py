@@ -1,12 +1,20 @@
-"""The PNG charts of a run, drawn from its summary.json with matplotlib.
+"""Every PNG chart of the kit, drawn from a run's JSON with matplotlib, under bench/.venv's python
+(the system python has no matplotlib; kit/session.py's chart() starts it):
 
-Run by bench/run under bench/.venv's python (the system python has no matplotlib):
-    python charts.py SUMMARY.json OUT_DIR NAME
-Writes OUT_DIR/NAME-rps.png (requests/s per server: ab, ab -k, wrk; one panel each, values on the
+    python charts.py run SUMMARY.json OUT_DIR NAME   # bench/run
+    python charts.py observe RUN.json OUT.png        # bench/observe
+    python charts.py tail SUMMARY.json OUT.png       # bench/tail
+
+run: OUT_DIR/NAME-rps.png (requests/s per server: ab, ab -k, wrk; one panel each, values on the
 bars) and, when the run had a scaling part, OUT_DIR/NAME-scaling.png (hitcore req/s per shard
-count, with the linear ideal from one shard). Prints the file names it wrote, one a line.
-With --repeat N (summary "repeat" > 1) the rows hold medians over the rounds, with each field's
-"min" and "max": the bars and points are the medians, with min–max whiskers.
+count, with the linear ideal from one shard); prints the file names it wrote, one a line. With
+--repeat N the rows hold medians over the rounds, with each field's "min" and "max": the bars and
+points are the medians, with min–max whiskers.
+observe: three panels over the run's seconds, the time Redis was stopped shaded: requests/s by
+status (stacked), the coalescing factor (increments per Redis round trip), and the share of shards
+whose Redis connection is up, all from hitcore's /metrics scraped once a second.
+tail: p99 (solid, min–max whiskers over the rounds) and p99.9 (dashed) against the offered rate,
+one colour per server, log y axis; the goal's rates (25 % and 50 % of the maximum) marked.
 Standalone on purpose: it imports nothing from the kit.
 """
 import json
@@ -129,7 +137,7 @@ def scaling_chart(summary: dict, path: Path) -> bool:
     ax.set_xticks(shards)
     ax.set_xlim(min(shards) - 0.5, max(shards) + 0.5)
     ax.set_ylim(0, max(ideal + rps + highs) * 1.3)
-    ax.set_xlabel("shards (hitcore -w N, one process pinned per CPU)")
+    ax.set_xlabel("shards (hitcore -w N)")
     ax.set_ylabel("requests per second")
     ax.yaxis.set_major_formatter(FuncFormatter(thousands))
     ax.grid(alpha=0.3)
@@ -147,16 +155,103 @@ def scaling_chart(summary: dict, path: Path) -> bool:
     return True
 
 
-def main(argv) -> int:
-    summary_path, out_dir, name = Path(argv[1]), Path(argv[2]), argv[3]
-    summary = json.loads(summary_path.read_text())
+def run_charts(summary_path: str, out_dir: str, name: str) -> None:
+    summary, out_dir = json.loads(Path(summary_path).read_text()), Path(out_dir)
     if any(r["tests"] for r in summary["rows"]):
         rps_chart(summary, out_dir / f"{name}-rps.png")
         print(f"{name}-rps.png")
     if summary["scaling"] and scaling_chart(summary, out_dir / f"{name}-scaling.png"):
         print(f"{name}-scaling.png")
-    return 0
+
+
+STATUS_COLOURS = {"200": "#2ca02c", "503": "#d62728", "500": "#9467bd", "other": "#7f7f7f"}
+
+
+def observe_chart(json_path: str, png_path: str) -> None:
+    run = json.loads(Path(json_path).read_text())
+    s, st = run["series"], run["settings"]
+    t = s["t"]
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(10, 8), sharex=True,
+                                        gridspec_kw={"height_ratios": [3, 2, 1]})
+    stopped = next((e["t"] for e in run["events"] if e["event"] == "redis stopped"), None)
+    restarted = next((e["t"] for e in run["events"] if e["event"] == "redis started"), None)
+    for ax in (ax1, ax2, ax3):
+        if stopped is not None and restarted is not None:
+            ax.axvspan(stopped, restarted, color="#d62728", alpha=0.08, lw=0)
+        ax.grid(axis="y", alpha=0.3)
+    codes = sorted(s["rps"], key=lambda c: (c != "200", c))
+    ax1.stackplot(t, [s["rps"][c] for c in codes], labels=[f"{c}" for c in codes],
+                  colors=[STATUS_COLOURS.get(c, "#1f77b4") for c in codes], step="pre", alpha=0.85)
+    ax1.set_ylabel("requests/s")
+    ax1.legend(title="status", loc="upper right", fontsize=8)
+    ax1.set_title(f"hitcore -w {st['workers']} under wrk -c {st['concurrency']}: Redis stopped for "
+                  f"{st['down']:g} s (shaded), from /metrics scraped every second", fontsize=10)
+    ax2.plot(t, [v if v is not None else float("nan") for v in s["coalescing"]], color="#1f77b4",
+             drawstyle="steps-pre")
+    ax2.set_ylabel("increments per\nRedis round trip")
+    ax2.set_ylim(bottom=0)
+    ax3.plot(t, [v if v is not None else float("nan") for v in s["redis_up"]], color="#ff7f0e",
+             drawstyle="steps-pre")
+    ax3.set_ylim(-0.1, 1.1)
+    ax3.set_yticks([0, 1], ["down", "up"])
+    ax3.set_ylabel("Redis\n(share of shards)")
+    ax3.set_xlabel("seconds since the load started")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+
+
+
+TAIL_COLOURS = {"hitcore": "#d62728", "hitcore-1": "#9467bd", "hitcore-pin": "#2ca02c", "nginx": "#7f7f7f", "tokio": "#ff7f0e"}
+
+
+def tail_chart(summary_path: str, png_path: str) -> None:
+    summary = json.loads(Path(summary_path).read_text())
+    out = Path(png_path)
+    folded, rates = summary["folded"], summary["rates"]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for server in summary["servers"]:
+        points = [(rates[f], cell) for f, cell in sorted(folded.get(server, {}).items(), key=lambda kv: float(kv[0]))
+                  if cell["rounds"] and cell["p99_ms"]]
+        if not points:
+            continue
+        x = [r for r, _ in points]
+        p99 = [c["p99_ms"]["median"] for _, c in points]
+        err = [[v - c["p99_ms"]["min"] for v, (_, c) in zip(p99, points)],
+               [c["p99_ms"]["max"] - v for v, (_, c) in zip(p99, points)]]
+        colour = TAIL_COLOURS.get(server, "#2ca02c")
+        title = summary.get("titles", {}).get(server, server)
+        ax.errorbar(x, p99, yerr=err, fmt="o-", color=colour, linewidth=2, markersize=6, capsize=4,
+                    label=f"{title}: p99")
+        p999 = [c["p999_ms"]["median"] if c["p999_ms"] else None for _, c in points]
+        ax.plot(x, p999, "s--", color=colour, linewidth=1, markersize=4, alpha=0.7, label=f"{title}: p99.9")
+    for fraction in ("0.25", "0.5"):
+        if fraction in rates:
+            ax.axvline(rates[fraction], color="#2ca02c", alpha=0.25, linewidth=6)
+            ax.annotate(f"{float(fraction) * 100:.0f} % (goal)", (rates[fraction], 0), xycoords=("data", "axes fraction"),
+                        xytext=(6, 4), textcoords="offset points", fontsize=8, color="#2ca02c")
+    ax.set_yscale("log")
+    low, high = ax.get_ylim()
+    ax.set_ylim(low / 1.5, high * 2.0)
+    plain = FuncFormatter(lambda y, _pos=None: f"{y:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _pos=None: f"{y:g}" if str(f"{y:g}")[0] in "25" else ""))
+    ax.set_xlabel("offered rate, requests per second (oha -q, latency-corrected)")
+    ax.set_ylabel("latency, ms (log scale)")
+    ax.xaxis.set_major_formatter(FuncFormatter(thousands))
+    ax.set_xlim(0, max(rates.values()) * 1.08)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper left")
+    m, s = summary["machine"], summary["settings"]
+    ax.set_title(f"Open-loop latency against offered rate: oha -c {s['connections']} -z {s['duration']}s, "
+                 f"median of {s['rounds']} round(s)\n{m['hostname']}, {m['cpus_online']} CPUs shared by oha, the "
+                 f"server and Redis; rates as fractions of oha's {summary['max_rps']:,.0f}/s against nginx; "
+                 f"{summary['started'][:10]}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    print(out.name)
+
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    {"run": run_charts, "observe": observe_chart, "tail": tail_chart}[sys.argv[1]](*sys.argv[2:])

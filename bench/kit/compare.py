@@ -24,23 +24,20 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import resource
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from . import compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, results, rounds, servers
+from . import compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, rounds, servers, session
+from .measure import binary_identity, fd_count, listen_counters, machine_cpu_seconds, socket_summary
 from .observe import Scraper
 from .procs import log
 
-RESULTS = provision.BENCH / "results"
 WARM_S, MARGIN_S = 1.0, 0.5  # the steady window inside each wrk run
 
 
@@ -63,15 +60,11 @@ def parse_args(argv):
                    help="before starting, wait until the 1-minute load average is below LOAD (polled every minute)")
     p.add_argument("--quiet-deadline", metavar="HH:MM",
                    help="with --quiet-load: start anyway at this UTC time (default: 30 minutes from now)")
-    p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
+    p.add_argument("--out", type=Path, default=session.RESULTS, help="results folder (default bench/results)")
     p.add_argument("--dry-run", action="store_true", help="print the filled command lines and exit")
     p.add_argument("--render", action="store_true",
                    help="only write summary.md again from the results folder's summary.json (PLAN is that folder)")
     return p.parse_args(argv)
-
-
-def _on_signal(signum, _frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv=None) -> int:
@@ -96,9 +89,6 @@ def main(argv=None) -> int:
     if args.rounds < 1 or args.duration < 2:
         print("bench/compare: --rounds must be ≥ 1 and --duration ≥ 2", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
     nofile = machine.raise_open_files_limit()
     if nofile[0] < args.connections + 256:
         log(f"warning: the open-files limit is {nofile[0]} (hard {nofile[1]}), too few for wrk -c {args.connections} "
@@ -107,15 +97,10 @@ def main(argv=None) -> int:
                    "somaxconn": machine.sysctl("net.core.somaxconn"),
                    "tcp_max_syn_backlog": machine.sysctl("net.ipv4.tcp_max_syn_backlog")}
     try:
-        return run(args, plan, sets)
-    except compare_plan.PlanError as error:
+        return session.guard(run, args, plan, sets)
+    except compare_plan.PlanError as error:  # a placeholder unknown once filled: before anything ran
         print(f"bench/compare: {args.plan}: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        log("interrupted: stopping every process this run started")
-        return 130
-    finally:
-        procs.cleanup()
 
 
 def wait_for_quiet(limit: float, deadline: datetime.datetime) -> list[dict]:
@@ -276,19 +261,6 @@ class RedisSetups:
             server.stop()
 
 
-def _machine_cpu_seconds() -> float:
-    """Busy CPU time of the whole machine so far (every CPU, idle and iowait excluded), in seconds."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def binary_identity(path: str) -> str:
-    """`path` (sha256 prefix, size, mtime UTC): which build a variant ran, beyond `--version`."""
-    data = Path(path).read_bytes()
-    stamp = datetime.datetime.fromtimestamp(Path(path).stat().st_mtime, datetime.timezone.utc)
-    return f"{path} (sha256 {hashlib.sha256(data).hexdigest()[:12]}, {len(data):,} bytes, built {stamp:%Y-%m-%d %H:%M} UTC)"
-
-
 def _count_lines(path: Path) -> int | None:
     try:
         with open(path, "rb") as f:
@@ -336,7 +308,7 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
             r = {"t": time.monotonic(), "redis": procs.cpu_seconds(redis_pids),
                  "replica": procs.cpu_seconds(replica_pids), "sentinels": procs.cpu_seconds(sentinel_pids),
                  "server": procs.cpu_seconds(server_pids),
-                 "wrk": procs.cpu_seconds([proc.pid]), "machine": _machine_cpu_seconds()}
+                 "wrk": procs.cpu_seconds([proc.pid]), "machine": machine_cpu_seconds()}
             if redis:
                 with redis.client() as client:
                     info = client.command("INFO", "commandstats")
@@ -395,42 +367,6 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def fd_count(pid: int) -> int | None:
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return None
-
-
-def socket_summary() -> str | None:
-    """The TCP line of `ss -s` (sockets by state), or None without ss."""
-    try:
-        out = subprocess.run(["ss", "-s"], capture_output=True, text=True, timeout=5).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return next((line.strip() for line in out.splitlines() if line.startswith("TCP:")), None)
-
-
-LISTEN_COUNTERS = {"ListenOverflows": "listen_overflows", "ListenDrops": "listen_drops"}
-
-
-def parse_netstat(text: str) -> dict[str, int]:
-    """/proc/net/netstat's TcpExt counters named in LISTEN_COUNTERS, by our names."""
-    lines = text.splitlines()
-    for names, values in zip(lines, lines[1:]):
-        if names.startswith("TcpExt:") and values.startswith("TcpExt:"):
-            row = dict(zip(names.split()[1:], values.split()[1:]))
-            return {ours: int(row[k]) for k, ours in LISTEN_COUNTERS.items() if k in row}
-    return {}
-
-
-def listen_counters() -> dict[str, int]:
-    try:
-        return parse_netstat(Path("/proc/net/netstat").read_text())
-    except OSError:
-        return {}
-
-
 def window_figures(a: dict, b: dict) -> dict:
     """The steady window between two readings: CPU as % of one CPU, Redis's commands and batch size."""
     window = b["t"] - a["t"]
@@ -477,7 +413,7 @@ def run(args, plan, sets) -> int:
     started = datetime.datetime.now(datetime.timezone.utc)
     name = args.name or args.plan.stem
     run_dir = args.out.resolve() / f"{started:%Y-%m-%d}-{name}"
-    raw_dir, log_dir = results.fresh_run_dir(run_dir)
+    raw_dir, log_dir = session.fresh_run_dir(run_dir)
 
     hitcore = args.hitcore.resolve() if args.hitcore else provision.HITCORE_BINARY
     cpus = len(os.sched_getaffinity(0))
@@ -504,7 +440,7 @@ def run(args, plan, sets) -> int:
     if args.quiet_load:
         quiet = wait_for_quiet(args.quiet_load, _deadline(args.quiet_deadline))
     load_at_start = os.getloadavg()
-    busy = machine.cpu_busy_percent()
+    busy = session.busy_check()
     summary = {
         "name": name, "plan": str(args.plan), "plan_text": args.plan.read_text(), "title": plan.title,
         "started_utc": started.isoformat(timespec="seconds"),
@@ -560,7 +496,7 @@ def run(args, plan, sets) -> int:
     summary["base"] = plan.base
     summary["goals"] = compare_plan.check_goals(plan, medians)
     summary["duration_s"] = round(procs.elapsed(), 1)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    session.write_summary(run_dir, summary)
     (run_dir / "summary.md").write_text(compare_report.render(summary))
     print()
     print(compare_report.table(summary))

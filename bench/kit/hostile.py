@@ -1,64 +1,32 @@
-"""bench/hostile: hitcore against hostile clients, measured (see bench/README.md, "Hostile clients").
+"""bench/hostile: hitcore against hostile clients, measured (bench/README.md, "Hostile clients",
+says what each measurement does and why).
 
-Four measurements, each against a fresh hitcore on a free 127.0.0.1 port and the kit's one
-password-protected Redis (kit/redisctl.py), with the hostile clients in a separate process
-(kit/attackers.py) and a normal client beside them:
-
-1. slowloris: `wrk -t 1 -c 50 --latency` alone, then again while N slowloris connections are held
-   (each one the server closes is reopened at once); with `--worker-connections 1000` (the default
-   before issue 14: the attackers do not fit) and with the default, 10000.
-2. idle: `-w 1 --worker-connections 12000 --keep-alive 120 --header-timeout 120`, N keep-alive
-   connections that each complete one `GET /` and then stay idle: the shard's VmRSS before and
-   after, per connection, and whether new connections are still served meanwhile.
-3. flood: far more connections than `--worker-connections`, opened as fast as possible (half send
-   a request and never read, half send nothing; reopened when closed), while wrk measures: the
-   peak RSS of hitcore's whole process tree.
-4. pipeline: one connection writes pipelined `GET /` for a while without ever reading, while wrk
-   measures: shard RSS before and at its peak, and how many requests were answered into the unread
-   buffers (the Redis counter less what the normal clients got).
-5. vs-nginx (only when asked for, `--only vs-nginx`): measurement 1's two phases, in interleaved
-   rounds, against hitcore with its default flags, with `--worker-connections 1000`, with
-   `--header-timeout 60` (nginx's client_header_timeout), and nginx's static `return 200` (kit/servers.py's config: nginx's default timeouts, only
-   worker_connections and its descriptor limit raised so the attackers and the client fit), so
-   hitcore's p99 under attack stands beside nginx's from the same run (kit/versus.py folds them).
-
-Throughout, a prober opens a new connection every 0.25 s for one `GET /` (Connection: close), so
-the report can say whether *new* clients got in, not only wrk's already-open connections; and a
-sampler reads the RSS of hitcore's processes at 10 Hz and, once a second, the shards' open file
-descriptors (the connections they hold) and the listeners' accept queues (`ss`).
-
-Every process started here is a procs.Service or a procs.run child: bounded in time and stopped by
-PID at the end, on error, on Ctrl-C and on SIGTERM.
+Owns the order of a run and the five measurements (slowloris, idle, flood, pipeline, vs-nginx):
+each against a fresh server on a free 127.0.0.1 port and the kit's one password-protected Redis,
+the attackers in processes of their own (kit/victims.py, kit/attackers.py), a normal client (wrk)
+beside them, and kit/measure.py's prober and sampler. It must not format the report
+(kit/hostile_report.py) nor fold the vs-nginx rounds (kit/versus.py). Every process it starts is
+stopped by PID at the end, on error, on Ctrl-C and on SIGTERM.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
-import re
 import shutil
-import signal
-import socket
-import statistics
-import subprocess
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
 
-from . import hostile_report, loadgen, machine, procs, provision, redisctl, results, servers, versus
+from . import hostile_report, loadgen, machine, measure, procs, provision, redisctl, servers, session, versus
 from .procs import log
+from .victims import Attacker, Hitcore, Nginx, Victim, window
 
-ATTACKERS = Path(__file__).resolve().with_name("attackers.py")
-RESULTS = provision.BENCH / "results"
 TESTS = ["slowloris", "idle", "flood", "pipeline", "vs-nginx"]
 DEFAULT_TESTS = TESTS[:4]  # vs-nginx runs when asked for: it takes about 6 minutes more
 DEFAULT_WORKER_CONNECTIONS = 10000  # hitcore's default --worker-connections (1000 before issue 14)
 WRK_THREADS, WRK_CONNECTIONS = 1, 50
-BUSY_PERCENT = 20
-
 MODES = {
     "full": {"wrk_duration": 10, "slowloris": 5000, "slowloris_caps": [1000, None], "idle": 10000,
              "flood": 8000, "flood_cap": 500, "pipeline_seconds": 10, "pipeline_hold": 40, "warmup": 2,
@@ -67,863 +35,293 @@ MODES = {
               "flood": 2000, "flood_cap": 100, "pipeline_seconds": 3, "pipeline_hold": 5, "warmup": 1,
               "vs_rounds": 1},
 }
+# hitcore as shipped (room for every attacker: only --header-timeout's 2 s closes them); with the cap
+# of 1000 it had before issue 14 (attackers closed to make room, and reopened at once); and with
+# nginx's own header timeout (60 s: no slowloris connection closed in a run), which separates the
+# cost of the closes and reopens from that of holding the connections. None: nginx.
+VS_VICTIMS = [("hitcore", []), ("hitcore-wc1000", ["--worker-connections", "1000"]),
+              ("hitcore-ht60", ["--header-timeout", "60"]), ("nginx", None)]
 
-
-class RunError(Exception):
-    """A measurement that could not be made; the run goes on with the next one."""
-
-
-# ---------------------------------------------------------------------------------------------
-# /proc readings
-
-def rss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
-def fd_count(pid: int) -> int | None:
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return None
-
-
-class OtherLoad:
-    """CPU used by processes outside this run (not this script nor its descendants, nor kernel
-    threads) between start() and stop(), in % of one core: a fuzzer or a build running beside the
-    measurement. Processes that start meanwhile count in full; ones that exit meanwhile are missed."""
-
-    def __init__(self):
-        self.began = time.monotonic()
-        self.ticks = self._snapshot()
-
-    @staticmethod
-    def _snapshot() -> dict:
-        ours = {os.getpid(), *procs.descendants(os.getpid())}
-        out = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) in ours:
-                continue
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            fields = stat[stat.rfind(b")") + 2:].split()
-            if int(fields[1]) == 2 or int(entry) == 2:  # kernel threads
-                continue
-            out[int(entry)] = (int(fields[11]) + int(fields[12]), stat[stat.find(b"(") + 1:stat.rfind(b")")].decode(errors="replace"))
-        return out
-
-    def stop(self) -> dict:
-        seconds = max(1e-6, time.monotonic() - self.began)
-        now = self._snapshot()
-        used: dict = {}
-        for pid, (ticks, name) in now.items():
-            delta = ticks - self.ticks.get(pid, (0, name))[0]
-            if delta > 0:
-                used[name] = used.get(name, 0) + delta
-        hz = os.sysconf("SC_CLK_TCK")
-        total = round(100 * sum(used.values()) / hz / seconds, 1)
-        top = sorted(used.items(), key=lambda kv: -kv[1])[:3]
-        return {"pct": total, "top": [f"{name} {100 * t / hz / seconds:.0f} %" for name, t in top
-                                      if 100 * t / hz / seconds >= 1]}
-
-
-def accept_queue(port: int) -> int | None:
-    """Connections waiting in the accept queues of every listener on the port (ss's Recv-Q)."""
-    try:
-        out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, timeout=2)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    total = None
-    for line in out.stdout.splitlines():
-        cols = line.split()
-        if len(cols) >= 2 and cols[1].isdigit():
-            total = (total or 0) + int(cols[1])
-    return total
-
-
-def socket_queues(port: int, client_port: int) -> list[dict]:
-    """Both ends of one loopback connection: bytes waiting in each one's receive and send queues."""
-    expr = f"( sport = :{port} and dport = :{client_port} ) or ( sport = :{client_port} and dport = :{port} )"
-    try:
-        out = subprocess.run(["ss", "-Htn", expr], capture_output=True, text=True, timeout=2)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    ends = []
-    for line in out.stdout.splitlines():
-        cols = line.split()
-        if len(cols) >= 5 and cols[1].isdigit() and cols[2].isdigit():
-            side = "server" if cols[3].endswith(f":{port}") else "client"
-            ends.append({"side": side, "state": cols[0], "recv_q": int(cols[1]), "send_q": int(cols[2])})
-    return sorted(ends, key=lambda e: e["side"], reverse=True)
-
-
-def median_rss(pid: int, samples: int = 5, every: float = 0.1) -> int:
-    values = []
-    for _ in range(samples):
-        values.append(rss_kib(pid))
-        time.sleep(every)
-    return int(statistics.median(values))
-
-
-# ---------------------------------------------------------------------------------------------
-# Background observers: memory/fds/queue sampler, new-connection prober
-
-class Sampler(threading.Thread):
-    """hitcore's process tree at 10 Hz (RSS per process), and once a second each shard's open fds
-    and the listeners' accept queue. Everything is kept with its time.monotonic() for windows."""
-
-    def __init__(self, root: int, port: int, interval: float = 0.1):
-        super().__init__(daemon=True)
-        self.root, self.port, self.interval = root, port, interval
-        self.rss: list[tuple[float, dict]] = []    # (t, {pid: KiB})
-        self.fds: list[tuple[float, dict]] = []    # (t, {pid: open fds}) for the shards
-        self.queue: list[tuple[float, int]] = []   # (t, accept queue)
-        self._stop_event = threading.Event()
-        self._tree = [root]
-
-    def run(self) -> None:
-        n = 0
-        while not self._stop_event.is_set():
-            if n % 10 == 0:
-                self._tree = [self.root] + procs.descendants(self.root)
-            now = time.monotonic()
-            self.rss.append((now, {pid: rss_kib(pid) for pid in self._tree}))
-            if n % 10 == 0:
-                self.fds.append((now, {pid: fd_count(pid) for pid in self._tree[1:]}))
-                q = accept_queue(self.port)
-                if q is not None:
-                    self.queue.append((now, q))
-            n += 1
-            self._stop_event.wait(self.interval)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=3)
-
-    def peak_tree_rss(self, t0: float, t1: float) -> int | None:
-        values = [sum(v.values()) for t, v in self.rss if t0 <= t <= t1]
-        return max(values) if values else None
-
-    def peak_rss(self, pid: int, t0: float, t1: float) -> int | None:
-        values = [v.get(pid, 0) for t, v in self.rss if t0 <= t <= t1 and v.get(pid)]
-        return max(values) if values else None
-
-    def held(self, base: dict, t0: float, t1: float) -> dict:
-        """Connections the shards held (open fds less those at rest), average and maximum."""
-        totals = []
-        for t, v in self.fds:
-            if t0 <= t <= t1:
-                totals.append(sum(max(0, (n or 0) - base.get(pid, 0)) for pid, n in v.items() if n is not None))
-        return _avg_max(totals)
-
-    def accept_queue(self, t0: float, t1: float) -> dict:
-        return _avg_max([q for t, q in self.queue if t0 <= t <= t1])
-
-
-def _avg_max(values: list) -> dict:
-    if not values:
-        return {"avg": None, "max": None, "samples": 0}
-    return {"avg": round(sum(values) / len(values), 1), "max": max(values), "samples": len(values)}
-
-
-PROBE_REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-
-
-def probe_once(port: int, timeout: float = 5.0) -> tuple[int | None, str | None]:
-    """One new connection, one GET /: (status, None) or (None, what went wrong)."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            s.settimeout(timeout)
-            s.sendall(PROBE_REQUEST)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-    except socket.timeout:
-        return None, "timeout"
-    except ConnectionRefusedError:
-        return None, "refused"
-    except ConnectionResetError:
-        return None, "reset"
-    except OSError as error:
-        return None, type(error).__name__
-    try:
-        return int(data.split(b"\r\n", 1)[0].split()[1]), None
-    except (IndexError, ValueError):
-        return None, "no answer" if not data else "bad answer"
-
-
-class Prober(threading.Thread):
-    """A new connection every `every` seconds, one GET / each: (t, status, latency s, error)."""
-
-    def __init__(self, port: int, every: float = 0.25, timeout: float = 5.0):
-        super().__init__(daemon=True)
-        self.port, self.every, self.timeout = port, every, timeout
-        self.results: list[tuple[float, int | None, float, str | None]] = []
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            began = time.monotonic()
-            status, error = probe_once(self.port, self.timeout)
-            self.results.append((began, status, time.monotonic() - began, error))
-            self._stop_event.wait(max(0.0, self.every - (time.monotonic() - began)))
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=self.timeout + 2)
-
-
-def probe_summary(results, t0: float | None = None, t1: float | None = None) -> dict:
-    """Probes started in [t0, t1]: how many got a 200, their latency, the longest wait for one."""
-    picked = [r for r in results if (t0 is None or r[0] >= t0) and (t1 is None or r[0] <= t1)]
-    ok = [r for r in picked if r[1] == 200]
-    errors: dict = {}
-    for _, status, _, error in picked:
-        if status != 200:
-            key = error or f"HTTP {status}"
-            errors[key] = errors.get(key, 0) + 1
-    latencies = sorted(r[2] * 1000 for r in ok)
-    # The longest time without a 200 answer: between window start, each answer's end, window end.
-    ends = sorted(r[0] + r[2] for r in ok)
-    gap = None
-    if picked:
-        start = t0 if t0 is not None else picked[0][0]
-        stop = t1 if t1 is not None else max(r[0] + r[2] for r in picked)
-        points = [start] + [e for e in ends if start <= e <= stop] + [stop]
-        gap = round(max(b - a for a, b in zip(points, points[1:])) * 1000, 1) if len(points) > 1 else None
-    return {
-        "sent": len(picked), "ok": len(ok), "errors": errors,
-        "p50_ms": round(statistics.median(latencies), 2) if latencies else None,
-        "max_ms": round(latencies[-1], 2) if latencies else None,
-        "longest_gap_ms": gap,
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# The processes: hitcore, the attackers
-
-LOG_LINE = re.compile(r"^\[[^\]]+\] \[(\d+)\] \[([A-Z]+)\] (.*)$")
-
-
-def analyse_log(text: str, shards: int) -> dict:
-    """What hitcore's log says: warnings and errors (grouped, numbers replaced by N, one example
-    each), connections closed at the cap, shard boots beyond the first ones, WORKER TIMEOUTs, and
-    lines that are not in the log format at all (a panic message, say)."""
-    groups: dict = {}
-    evicted = boots = timeouts = 0
-    stray: list[str] = []
-    for line in text.splitlines():
-        m = LOG_LINE.match(line)
-        if not m:
-            if line.strip():
-                stray.append(line.strip())
-            continue
-        level, message = m.group(2), m.group(3)
-        if "Booting worker with pid" in message:
-            boots += 1
-        if "WORKER TIMEOUT" in message:
-            timeouts += 1
-        e = re.search(r"closed (\d+) connections that were idle or slow", message)
-        if e:
-            evicted += int(e.group(1))
-        if level in ("WARNING", "ERROR", "CRITICAL"):
-            key = f"{level} " + re.sub(r"\d+", "N", message)
-            group = groups.setdefault(key, {"level": level, "count": 0, "example": message})
-            group["count"] += 1
-    return {
-        "evicted_at_cap": evicted, "shard_boots": boots, "shard_restarts": max(0, boots - shards),
-        "worker_timeouts": timeouts, "notable": sorted(groups.values(), key=lambda g: -g["count"]),
-        "stray_lines": stray[:20], "stray_count": len(stray),
-    }
-
-
-class Hitcore:
-    """One hitcore under test, with its sampler; `stop()` returns what its log said."""
-
-    def __init__(self, ctx: "Context", name: str, flags: list[str], shards: int):
-        self.ctx, self.name, self.flags, self.shards = ctx, name, flags, shards
-        self.argv = [str(ctx.hitcore), "-b", f"127.0.0.1:{ctx.port}"] + flags
-        if not servers.wait_port_free(ctx.port):
-            raise RunError(f"127.0.0.1:{ctx.port} still in use by the previous run")
-        log(f"{name}: starting hitcore {' '.join(flags) or '(default flags)'}")
-        self.service = procs.Service(f"hitcore-{name}", self.argv, ctx.log_dir / f"hitcore-{name}.log",
-                                     env=dict(os.environ, REDIS_URL=ctx.redis.url))
-        self.sampler: Sampler | None = None
-        self.shard_pids: list[int] = []
-        self.base_fds: dict = {}
-
-    def ready(self) -> None:
-        spec = servers.Spec(self.name, self.name, self.argv, processes=1 + self.shards)
-        problem = servers.wait_ready(self.service, spec, self.ctx.port)
-        if problem:
-            raise RunError(f"hitcore did not start: {problem}")
-        self.shard_pids = self._shards()
-        if len(self.shard_pids) != self.shards:
-            raise RunError(f"expected {self.shards} shard processes, found {len(self.shard_pids)}")
-        time.sleep(0.3)  # the readiness probe's connection is closed by now
-        self.base_fds = {pid: fd_count(pid) or 0 for pid in self.shard_pids}
-        self.sampler = Sampler(self.service.pid, self.ctx.port)
-        self.sampler.start()
-
-    def _shards(self) -> list[int]:
-        """Shard PIDs in shard order, from the "Booting worker" lines (else the children)."""
-        found = {}
-        for m in re.finditer(r"Booting worker with pid: (\d+) \(shard (\d+)", self.service.log_text()):
-            found[int(m.group(2))] = int(m.group(1))
-        pids = [found[i] for i in sorted(found) if os.path.exists(f"/proc/{found[i]}")]
-        children = [p for p in procs.descendants(self.service.pid)]
-        return pids if len(pids) == self.shards else children
-
-    def tree(self) -> list[int]:
-        return [self.service.pid] + procs.descendants(self.service.pid)
-
-    def tree_rss(self) -> int:
-        return sum(rss_kib(p) for p in self.tree())
-
-    def alive_check(self, what: str) -> None:
-        if not self.service.alive():
-            raise RunError(f"hitcore exited during {what} with status {self.service.proc.returncode}")
-        gone = [p for p in self.shard_pids if not os.path.exists(f"/proc/{p}")]
-        if gone:
-            raise RunError(f"shard process(es) {gone} gone during {what}")
-
-    def stop(self) -> dict:
-        if self.sampler:
-            self.sampler.stop()
-        began = time.monotonic()
-        status = self.service.stop(grace=15)
-        info = analyse_log(self.service.log_text(), self.shards)
-        info.update(exit_status=status, stop_s=round(time.monotonic() - began, 1),
-                    log=f"logs/hitcore-{self.name}.log", argv="hitcore " + " ".join(self.argv[1:]))
-        log(f"{self.name}: hitcore stopped (exit {status}, {info['stop_s']}s); {info['evicted_at_cap']} "
-            f"closed at the cap, {len(info['notable'])} kinds of warning/error")
-        return info
-
-
-class Nginx:
-    """nginx's static `return 200` as a victim (kit/servers.py's config, one worker per CPU, limits
-    sized for `connections` clients), with the same sampler as hitcore (its workers in place of the
-    shards); `stop()` returns what its error log said."""
-
-    def __init__(self, ctx: "Context", name: str, connections: int):
-        self.ctx, self.name = ctx, name
-        sctx = servers.Context(port=ctx.port, redis_url="", ncpu=ctx.ncpu, server_cpus=None, hitcore=None,
-                               tmp=ctx.log_dir)
-        self.spec = servers.nginx(sctx, connections=connections, folder=ctx.log_dir / f"{name}-prefix")
-        self.config = (ctx.log_dir / f"{name}-prefix" / "nginx.conf").read_text()
-        if not servers.wait_port_free(ctx.port):
-            raise RunError(f"127.0.0.1:{ctx.port} still in use by the previous run")
-        log(f"{name}: starting {self.spec.title}")
-        self.service = procs.Service(name, self.spec.argv, ctx.log_dir / f"{name}.log")
-        self.sampler: Sampler | None = None
-        self.shard_pids: list[int] = []
-        self.base_fds: dict = {}
-
-    def ready(self) -> None:
-        problem = servers.wait_ready(self.service, self.spec, self.ctx.port)
-        if problem:
-            raise RunError(f"nginx did not start: {problem}")
-        self.shard_pids = procs.descendants(self.service.pid)
-        time.sleep(0.3)
-        self.base_fds = {pid: fd_count(pid) or 0 for pid in self.shard_pids}
-        self.sampler = Sampler(self.service.pid, self.ctx.port)
-        self.sampler.start()
-
-    def tree(self) -> list[int]:
-        return [self.service.pid] + procs.descendants(self.service.pid)
-
-    def alive_check(self, what: str) -> None:
-        if not self.service.alive():
-            raise RunError(f"nginx exited during {what} with status {self.service.proc.returncode}")
-        gone = [p for p in self.shard_pids if not os.path.exists(f"/proc/{p}")]
-        if gone:
-            raise RunError(f"nginx worker(s) {gone} gone during {what}")
-
-    def stop(self) -> dict:
-        if self.sampler:
-            self.sampler.stop()
-        began = time.monotonic()
-        status = self.service.stop(grace=15)
-        groups: dict = {}
-        for line in self.service.log_text().splitlines():
-            m = re.search(r"\[(alert|crit|error|emerg|warn)\] \d+#\d+: (.*)$", line)
-            if m:
-                key = m.group(1) + " " + re.sub(r"\d+", "N", m.group(2))
-                group = groups.setdefault(key, {"level": m.group(1), "count": 0, "example": m.group(2)})
-                group["count"] += 1
-        limits = {k: int(v) for k, v in re.findall(r"(worker_connections|worker_rlimit_nofile) (\d+);", self.config)}
-        return {"exit_status": status, "stop_s": round(time.monotonic() - began, 1), "log": f"logs/{self.name}.log",
-                "argv": " ".join(self.spec.argv), "limits": limits,
-                "notable": sorted(groups.values(), key=lambda g: -g["count"])}
-
-
-class Attacker:
-    """A kit/attackers.py process; its JSON counter lines are read from its log."""
-
-    def __init__(self, ctx: "Context", name: str, mode: str, options: list[str]):
-        self.name = name
-        argv = [sys.executable, str(ATTACKERS), mode, "--port", str(ctx.port)] + options
-        self.log_path = ctx.log_dir / f"{name}.log"
-        self.service = procs.Service(name, argv, self.log_path)
-        self.started = time.monotonic()
-        self.final: list[dict] = []
-        self.stopped = False
-
-    def lines(self) -> list[dict]:
-        out = []
-        for line in self.service.log_text().splitlines():
-            if line.startswith("{"):
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass
-        return out
-
-    def last(self) -> dict:
-        lines = self.lines()
-        return lines[-1] if lines else {}
-
-    def wait(self, predicate, timeout: float, what: str, quiet: bool = False) -> dict | None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in reversed(self.lines()):
-                if predicate(line):
-                    return line
-            if not self.service.alive():
-                raise RunError(f"{self.name} exited: {self.service.log_text()[-400:]}")
-            time.sleep(0.2)
-        if not quiet:
-            log(f"{self.name}: {what} not reached within {timeout:.0f}s: {json.dumps(self.last())}")
-        return None
-
-    def cpu(self) -> float:
-        return procs.cpu_seconds([self.service.pid]) if self.service.alive() else 0.0
-
-    def stop(self) -> list[dict]:
-        if self.stopped:
-            return self.final
-        self.stopped = True
-        self.service.stop(grace=10)
-        self.final = self.lines()
-        tail = [l for l in self.service.log_text().splitlines() if l.strip() and not l.startswith("{")]
-        if tail:
-            log(f"{self.name}: said: {' | '.join(tail[-3:])}")
-        return self.final
-
-
-def window(lines: list[dict], t0: float, t1: float) -> dict:
-    """An attacker's counters over [t0, t1]: averages of its levels, growth of its totals."""
-    inside = [l for l in lines if t0 <= l["t"] <= t1]
-    before = [l for l in lines if l["t"] <= t0]
-    after = [l for l in lines if l["t"] >= t1]
-    first = before[-1] if before else (inside[0] if inside else None)
-    last = after[0] if after else (inside[-1] if inside else None)
-    out: dict = {"samples": len(inside)}
-    for key in ("open", "connecting", "idle"):
-        values = [l[key] for l in inside if key in l]
-        if values:
-            out[f"{key}_avg"] = round(sum(values) / len(values), 1)
-            out[f"{key}_min"] = min(values)
-    if first and last:
-        seconds = max(1e-9, last["t"] - first["t"])
-        for key in ("opened", "closed_by_server", "connect_failed", "requests_sent", "answers"):
-            if key in last:
-                out[key] = last[key] - first.get(key, 0)
-        if "closed_by_server" in out:
-            out["closed_per_s"] = round(out["closed_by_server"] / seconds, 1)
-        out["window_s"] = round(seconds, 2)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# The run
 
 class Context:
     def __init__(self, args, settings, hitcore: Path, redis, raw_dir: Path, log_dir: Path, ncpu: int):
         self.args, self.settings, self.hitcore, self.redis = args, settings, hitcore, redis
         self.raw_dir, self.log_dir, self.ncpu = raw_dir, log_dir, ncpu
         self.port = args.port or redisctl.free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    def wrk(self, h: Hitcore, label: str, duration: int | None = None, attacker: Attacker | None = None) -> dict:
-        """wrk -t 1 -c 50 --latency, with the prober beside it; CPU of hitcore and the attacker."""
+    def wrk(self, h: Victim, label: str, duration: int | None = None, attacker: Attacker | None = None) -> dict:
+        """wrk -t 1 -c 50 --latency, with the prober beside it; CPU of the server and the attacker,
+        and of everything else on the machine."""
         duration = duration or self.settings["wrk_duration"]
-        prober = Prober(self.port)
-        tree = h.tree()
-        other = OtherLoad()
+        prober, tree, other = measure.Prober(self.port), h.tree(), measure.OtherLoad()
         cpu0, acpu0 = procs.cpu_seconds(tree), attacker.cpu() if attacker else 0.0
         t0 = time.monotonic()
         prober.start()
         log(f"{label}: wrk -t {WRK_THREADS} -c {WRK_CONNECTIONS} -d {duration}s --latency")
-        outcome = loadgen.wrk(self.url, WRK_THREADS, WRK_CONNECTIONS, duration,
-                              self.raw_dir / f"{label}-wrk.txt", label)
+        w = loadgen.wrk(self.url, WRK_THREADS, WRK_CONNECTIONS, duration, self.raw_dir / f"{label}-wrk.txt", label)
         t1 = time.monotonic()
         prober.stop()
-        seconds = t1 - t0
-        phase = {"wrk": outcome, "t0": t0, "t1": t1, "probes": probe_summary(prober.results, t0, t1),
-                 "hitcore_cpu_pct": round(100 * (procs.cpu_seconds(tree) - cpu0) / seconds, 1),
+        phase = {"wrk": w, "t0": t0, "t1": t1, "probes": measure.probe_summary(prober.results, t0, t1),
+                 "hitcore_cpu_pct": round(100 * (procs.cpu_seconds(tree) - cpu0) / (t1 - t0), 1),
                  "other_load": other.stop()}
-        if phase["other_load"]["pct"] > BUSY_PERCENT:
+        if phase["other_load"]["pct"] > session.BUSY_PERCENT:
             log(f"{label}: warning: other processes used {phase['other_load']['pct']} % of a core meanwhile "
                 f"({', '.join(phase['other_load']['top'])})")
         if attacker:
-            phase["attacker_cpu_pct"] = round(100 * (attacker.cpu() - acpu0) / seconds, 1)
+            phase["attacker_cpu_pct"] = round(100 * (attacker.cpu() - acpu0) / (t1 - t0), 1)
         if h.sampler:
-            phase["held"] = h.sampler.held(h.base_fds, t0, t1)
-            phase["accept_queue"] = h.sampler.accept_queue(t0, t1)
-            phase["peak_tree_rss_kib"] = h.sampler.peak_tree_rss(t0, t1)
-        if outcome["error"]:
-            log(f"{label}: {outcome['error']}")
-        else:
-            log(f"{label}: {_brief(outcome)}; new-connection probes {phase['probes']['ok']}/"
-                f"{phase['probes']['sent']} answered")
+            phase.update(held=h.sampler.held(h.base_fds, t0, t1), accept_queue=h.sampler.accept_queue(t0, t1),
+                         peak_tree_rss_kib=h.sampler.peak_tree_rss(t0, t1))
+        errors = "/".join(str(w.get(f"errors_{k}", 0)) for k in ("connect", "read", "write", "timeout"))
+        log(f"{label}: " + (w["error"] if w["error"] else
+                            f"{w['rps']:,.0f} req/s, p50 {w.get('p50_ms', 0):.2f} ms, p99 {w.get('p99_ms', 0):.2f} ms, "
+                            f"max {w.get('latency_max_ms', 0):.0f} ms, errors c/r/w/t {errors}, non-2xx "
+                            f"{w['non_2xx_3xx']}; new-connection probes {phase['probes']['ok']}/"
+                            f"{phase['probes']['sent']} answered"))
         return phase
 
-
-def _brief(w: dict) -> str:
-    errors = "/".join(str(w.get(f"errors_{k}", 0)) for k in ("connect", "read", "write", "timeout"))
-    return (f"{w['rps']:,.0f} req/s, p50 {w.get('p50_ms', 0):.2f} ms, p99 {w.get('p99_ms', 0):.2f} ms, "
-            f"max {w.get('latency_max_ms', 0):.0f} ms, errors c/r/w/t {errors}, non-2xx {w['non_2xx_3xx']}")
-
-
-def _failed(ctx: Context, result: dict, name: str, error: Exception) -> None:
-    """Records why a measurement stopped; an unexpected error's traceback goes to its log folder."""
-    if isinstance(error, RunError):
-        result["error"] = str(error)
-    else:
-        result["error"] = f"{type(error).__name__}: {error} (traceback in logs/{name}-error.txt)"
-        (ctx.log_dir / f"{name}-error.txt").write_text(traceback.format_exc())
-    log(f"{name}: {result['error']}")
-
-
-def test_slowloris(ctx: Context, cap: int | None) -> dict:
-    n = ctx.settings["slowloris"]
-    name = f"slowloris-cap{cap or DEFAULT_WORKER_CONNECTIONS}"
-    flags = [] if cap is None else ["--worker-connections", str(cap)]
-    result: dict = {"id": name, "cap": cap or DEFAULT_WORKER_CONNECTIONS, "cap_is_default": cap is None,
-                    "flags": flags, "conns": n, "shards": ctx.ncpu}
-    h = None
-    try:
-        h = Hitcore(ctx, name, flags, ctx.ncpu)
-        _alone_then_attacked(ctx, h, name, result)
-    except Exception as error:  # noqa: BLE001 - one failed measurement must not lose the others
-        _failed(ctx, result, name, error)
-    finally:
-        if h:
-            result["hitcore"] = h.stop()
-    return result
+    def measure(self, result: dict, body) -> dict:
+        """Runs body(result, keep): `keep(x)` registers a Victim or an Attacker, stopped at the end
+        in reverse order, a victim's log reading going into result[its kind]. One failed
+        measurement must not lose the others: its error (and an unexpected one's traceback, in
+        logs/) goes into result."""
+        started: list = []
+        name = result["id"]
+        try:
+            body(result, lambda x: started.append(x) or x)
+        except Exception as error:  # noqa: BLE001
+            if isinstance(error, session.RunError):
+                result["error"] = str(error)
+            else:
+                result["error"] = f"{type(error).__name__}: {error} (traceback in logs/{name}-error.txt)"
+                (self.log_dir / f"{name}-error.txt").write_text(traceback.format_exc())
+            log(f"{name}: {result['error']}")
+        finally:
+            for x in reversed(started):
+                said = x.stop()
+                if isinstance(x, Victim):
+                    result[x.kind] = said
+        return result
 
 
-def _alone_then_attacked(ctx: Context, victim, name: str, result: dict) -> None:
-    """Measurement 1's two phases on a started victim (Hitcore or Nginx): wrk alone ("baseline"),
-    then wrk beside N slowloris connections ("slowloris"), each phase stored in `result`."""
-    n, d = ctx.settings["slowloris"], ctx.settings["wrk_duration"]
+def _alone_then_attacked(ctx: Context, victim: Victim, keep, result: dict) -> None:
+    """Measurement 1's two phases on a started victim: wrk alone ("baseline"), then wrk beside N
+    slowloris connections ("slowloris"), each phase stored in `result`."""
+    n, name = ctx.settings["slowloris"], result["id"]
     victim.ready()
     ctx.redis.set("hit", 0)
     result["baseline"] = ctx.wrk(victim, f"{name}-baseline")
     victim.alive_check("the baseline")
     log(f"{name}: opening {n} slowloris connections")
-    attacker = Attacker(ctx, f"{name}-attacker", "slowloris", ["--conns", str(n), "--max-seconds", str(d + 120)])
-    try:
-        # Under churn some are always between a close and their reopen: wait until each has
-        # connected once, then for the steady state.
-        ramp = attacker.wait(lambda l: l.get("opened", 0) >= n, 30, f"{n} connections opened")
-        result["ramp_s"] = round(ramp["t"] - attacker.started, 1) if ramp else None
-        time.sleep(2)  # let the closing and reopening settle into its steady state
-        phase = ctx.wrk(victim, f"{name}-slowloris", attacker=attacker)
-        attacker.stop()
-        phase["attacker"] = window(attacker.final, phase["t0"], phase["t1"])
-        a = phase["attacker"]
-        log(f"{name}: slowloris during wrk: {a.get('open_avg')} open on average, "
-            f"{a.get('closed_by_server')} closed by the server and reopened ({a.get('closed_per_s')}/s); "
-            f"the server held {phase.get('held', {}).get('avg')} connections on average")
-        result["slowloris"] = phase
-        victim.alive_check("slowloris")
-    finally:
-        attacker.stop()
+    attacker = keep(Attacker(ctx, f"{name}-attacker", "slowloris",
+                             ["--conns", str(n), "--max-seconds", str(ctx.settings["wrk_duration"] + 120)]))
+    # Under churn some are always between a close and their reopen: wait until each has connected
+    # once, then let the closing and reopening settle into its steady state.
+    ramp = attacker.wait(lambda line: line.get("opened", 0) >= n, 30, f"{n} connections opened")
+    result["ramp_s"] = round(ramp["t"] - attacker.started, 1) if ramp else None
+    time.sleep(2)
+    phase = ctx.wrk(victim, f"{name}-slowloris", attacker=attacker)
+    a = phase["attacker"] = window(attacker.stop(), phase["t0"], phase["t1"])
+    log(f"{name}: slowloris during wrk: {a.get('open_avg')} open on average, {a.get('closed_by_server')} closed "
+        f"by the server and reopened ({a.get('closed_per_s')}/s); the server held "
+        f"{phase.get('held', {}).get('avg')} connections on average")
+    result["slowloris"] = phase
+    victim.alive_check("slowloris")
 
 
-# hitcore as shipped (room for every attacker: no closing at the cap, only --header-timeout's 2 s);
-# with the cap of 1000 it had before issue 14 (the attacker's connections closed to make room, and
-# reopened at once); and with nginx's own header timeout (60 s: it closes no slowloris connection in
-# a run), which separates the cost of the closes and reopens from that of holding the connections.
-VS_VICTIMS = [("hitcore", []), ("hitcore-wc1000", ["--worker-connections", "1000"]),
-              ("hitcore-ht60", ["--header-timeout", "60"]),
-              ("nginx", None)]
+def test_slowloris(ctx: Context, cap: int | None) -> dict:
+    flags = [] if cap is None else ["--worker-connections", str(cap)]
+    result = {"id": f"slowloris-cap{cap or DEFAULT_WORKER_CONNECTIONS}", "cap": cap or DEFAULT_WORKER_CONNECTIONS,
+              "cap_is_default": cap is None, "flags": flags, "conns": ctx.settings["slowloris"], "shards": ctx.ncpu}
+    return ctx.measure(result, lambda r, keep: _alone_then_attacked(
+        ctx, keep(Hitcore(ctx, r["id"], flags, ctx.ncpu)), keep, r))
 
 
 def test_vs_nginx(ctx: Context) -> dict:
-    """Measurement 1 against hitcore (default flags; and --worker-connections 10000) and nginx's
-    static `return 200`, in interleaved rounds: each round runs every victim once, alone then beside
-    the same N slowloris connections, so a drift of the machine's load reaches them alike."""
-    n, rounds = ctx.settings["slowloris"], ctx.settings["vs_rounds"]
-    out: dict = {"id": "vs-nginx", "conns": n, "rounds": rounds, "shards": ctx.ncpu,
+    """Measurement 1 against every VS_VICTIMS server, in interleaved rounds: each round runs every
+    victim once, so a drift of the machine's load reaches them alike."""
+    n = ctx.settings["slowloris"]
+    out: dict = {"id": "vs-nginx", "conns": n, "rounds": ctx.settings["vs_rounds"], "shards": ctx.ncpu,
                  "victims": [{"victim": v, "flags": f} for v, f in VS_VICTIMS], "runs": []}
-    for rnd in range(1, rounds + 1):
-        for victim_name, flags in VS_VICTIMS:
-            name = f"vs-nginx-r{rnd}-{victim_name}"
-            result: dict = {"id": name, "victim": victim_name, "round": rnd, "conns": n,
-                            "flags": flags, "shards": ctx.ncpu}
-            victim = None
-            try:
-                if flags is None:
-                    # Room for the attackers, wrk's 50 and the prober, as an operator expecting
-                    # them would give it; every timeout stays nginx's default.
-                    victim = Nginx(ctx, name, n + WRK_CONNECTIONS + 50)
-                else:
-                    victim = Hitcore(ctx, name, flags, ctx.ncpu)
-                _alone_then_attacked(ctx, victim, name, result)
-            except Exception as error:  # noqa: BLE001 - one failed run must not lose the others
-                _failed(ctx, result, name, error)
-            finally:
-                if victim:
-                    result["nginx" if flags is None else "hitcore"] = victim.stop()
-            out["runs"].append(result)
+    for rnd in range(1, out["rounds"] + 1):
+        for victim, flags in VS_VICTIMS:
+            result = {"id": f"vs-nginx-r{rnd}-{victim}", "victim": victim, "round": rnd, "conns": n,
+                      "flags": flags, "shards": ctx.ncpu}
+            # nginx gets room for the attackers, wrk's 50 and the prober, as an operator expecting
+            # them would give it; every timeout stays nginx's default.
+            out["runs"].append(ctx.measure(result, lambda r, keep, flags=flags: _alone_then_attacked(
+                ctx, keep(Nginx(ctx, r["id"], n + WRK_CONNECTIONS + 50) if flags is None
+                          else Hitcore(ctx, r["id"], flags, ctx.ncpu)), keep, r)))
     out["folded"] = versus.fold(out["runs"])
-    out["verdict"] = versus.verdict(out["folded"])
+    v = out["verdict"] = versus.verdict(out["folded"])
     out["verdicts_other"] = [versus.verdict(out["folded"], ours=v) for v, f in VS_VICTIMS[1:] if f is not None]
-    v = out["verdict"]
-    log(f"vs-nginx: median p99 under attack: hitcore {v['p99_ms']} ms, nginx {v['other_p99_ms']} ms: "
-        f"target (hitcore ≤ nginx) {'met' if v['met'] else 'not met' if v['met'] is False else 'not measured'}")
+    log(f"vs-nginx: median p99 under attack: hitcore {v['p99_ms']} ms, nginx {v['other_p99_ms']} ms: target "
+        f"(hitcore ≤ nginx) {'met' if v['met'] else 'not met' if v['met'] is False else 'not measured'}")
     return out
 
 
 def test_idle(ctx: Context) -> dict:
     n = ctx.settings["idle"]
-    name = "idle"
     flags = ["-w", "1", "--worker-connections", "12000", "--keep-alive", "120", "--header-timeout", "120"]
-    result: dict = {"id": name, "flags": flags, "conns": n}
-    h = attacker = None
-    try:
-        h = Hitcore(ctx, name, flags, 1)
-        other = OtherLoad()
+
+    def body(r: dict, keep) -> None:
+        h = keep(Hitcore(ctx, "idle", flags, 1))
+        other = measure.OtherLoad()
         h.ready()
         shard = h.shard_pids[0]
         ctx.redis.set("hit", 0)
-        warm = ctx.settings["warmup"]
-        log(f"{name}: warming up with wrk -c {WRK_CONNECTIONS} for {warm}s")
-        loadgen.wrk(ctx.url, WRK_THREADS, WRK_CONNECTIONS, warm, ctx.raw_dir / f"{name}-warmup-wrk.txt",
-                    f"{name}-warmup")
+        log(f"idle: warming up with wrk -c {WRK_CONNECTIONS} for {ctx.settings['warmup']}s")
+        loadgen.wrk(ctx.url, WRK_THREADS, WRK_CONNECTIONS, ctx.settings["warmup"],
+                    ctx.raw_dir / "idle-warmup-wrk.txt", "idle-warmup")
         time.sleep(2.5)  # the warm-up's connections are closed (keep-alive is 120 s: wrk closes them)
-        result["rss_before_kib"] = median_rss(shard)
-        result["supervisor_rss_before_kib"] = rss_kib(h.service.pid)
-        fds_before = fd_count(shard)
-        log(f"{name}: shard {shard} VmRSS {result['rss_before_kib']} KiB; opening {n} keep-alive connections")
-        attacker = Attacker(ctx, f"{name}-attacker", "idle",
-                            ["--conns", str(n), "--parallel", "500", "--max-seconds", "240"])
-        ready = attacker.wait(lambda l: l.get("ready"), 120 if n > 5000 else 45, "all connections idle")
+        r.update(rss_before_kib=measure.median_rss(shard), supervisor_rss_before_kib=measure.rss_kib(h.service.pid))
+        fds_before = measure.fd_count(shard)
+        log(f"idle: shard {shard} VmRSS {r['rss_before_kib']} KiB; opening {n} keep-alive connections")
+        attacker = keep(Attacker(ctx, "idle-attacker", "idle", ["--conns", str(n), "--parallel", "500",
+                                                                 "--max-seconds", "240"]))
+        ready = attacker.wait(lambda line: line.get("ready"), 120 if n > 5000 else 45, "all connections idle")
         if not ready:
-            raise RunError(f"the {n} connections were not all answered and idle in time: {attacker.last()}")
-        result["ramp_s"] = next((l["ramp_s"] for l in attacker.lines() if "ramp_s" in l), None)
+            raise session.RunError(f"the {n} connections were not all answered and idle in time: {attacker.last()}")
+        r["ramp_s"] = next((line["ramp_s"] for line in attacker.lines() if "ramp_s" in line), None)
         time.sleep(2)
         h.alive_check("the idle connections")
-        result["rss_after_kib"] = median_rss(shard)
-        result["supervisor_rss_after_kib"] = rss_kib(h.service.pid)
-        fds_after = fd_count(shard)
-        result["held_by_shard"] = (fds_after or 0) - (fds_before or 0)
-        log(f"{name}: {ready.get('idle')} idle; shard VmRSS {result['rss_after_kib']} KiB, "
-            f"{result['held_by_shard']} more open fds; probing with new connections")
+        r.update(rss_after_kib=measure.median_rss(shard), supervisor_rss_after_kib=measure.rss_kib(h.service.pid),
+                 held_by_shard=(measure.fd_count(shard) or 0) - (fds_before or 0))
+        log(f"idle: {ready.get('idle')} idle; shard VmRSS {r['rss_after_kib']} KiB, {r['held_by_shard']} more "
+            "open fds; probing with new connections")
         probes = []
         for _ in range(20):
             began = time.monotonic()
-            status, error = probe_once(ctx.port)
+            status, error = measure.probe_once(ctx.port)
             probes.append((began, status, time.monotonic() - began, error))
             time.sleep(0.05)
-        result["probes"] = probe_summary(probes)
         state = attacker.last()
-        result["attacker"] = state
-        result["idle_held"] = state.get("idle")
-        result["answered"] = state.get("answered")
+        r.update(probes=measure.probe_summary(probes), attacker=state, idle_held=state.get("idle"),
+                 answered=state.get("answered"))
         if state.get("idle"):
-            result["kib_per_conn"] = round((result["rss_after_kib"] - result["rss_before_kib"]) / state["idle"], 3)
+            r["kib_per_conn"] = round((r["rss_after_kib"] - r["rss_before_kib"]) / state["idle"], 3)
         attacker.stop()
         time.sleep(2)
-        result["rss_released_kib"] = median_rss(shard)
-        result["other_load"] = other.stop()
-        log(f"{name}: {result.get('kib_per_conn')} KiB per idle connection; new connections "
-            f"{result['probes']['ok']}/{result['probes']['sent']} served; after closing them: "
-            f"{result['rss_released_kib']} KiB")
-    except Exception as error:  # noqa: BLE001 - one failed measurement must not lose the others
-        _failed(ctx, result, name, error)
-    finally:
-        if attacker:
-            attacker.stop()
-        if h:
-            result["hitcore"] = h.stop()
-    return result
+        r.update(rss_released_kib=measure.median_rss(shard), other_load=other.stop())
+        log(f"idle: {r.get('kib_per_conn')} KiB per idle connection; new connections {r['probes']['ok']}/"
+            f"{r['probes']['sent']} served; after closing them: {r['rss_released_kib']} KiB")
+
+    return ctx.measure({"id": "idle", "flags": flags, "conns": n}, body)
 
 
 def test_flood(ctx: Context) -> dict:
     n, cap = ctx.settings["flood"], ctx.settings["flood_cap"]
-    name = "flood"
     flags = ["--worker-connections", str(cap)]
-    result: dict = {"id": name, "flags": flags, "conns": n, "cap": cap, "shards": ctx.ncpu}
-    h = attacker = None
-    try:
-        h = Hitcore(ctx, name, flags, ctx.ncpu)
+
+    def body(r: dict, keep) -> None:
+        h = keep(Hitcore(ctx, "flood", flags, ctx.ncpu))
         h.ready()
         ctx.redis.set("hit", 0)
-        result["tree_rss_before_kib"] = h.tree_rss()
-        log(f"{name}: opening {n} connections as fast as possible (cap {cap} per shard)")
-        attacker = Attacker(ctx, f"{name}-attacker", "flood",
-                            ["--conns", str(n), "--max-seconds", str(ctx.settings["wrk_duration"] + 90)])
-        started = attacker.wait(lambda l: l.get("all_started"), 20, "every connect started")
-        result["ramp_s"] = started.get("ramp_s") if started else None
+        r["tree_rss_before_kib"] = h.tree_rss()
+        log(f"flood: opening {n} connections as fast as possible (cap {cap} per shard)")
+        attacker = keep(Attacker(ctx, "flood-attacker", "flood",
+                                 ["--conns", str(n), "--max-seconds", str(ctx.settings["wrk_duration"] + 90)]))
+        started = attacker.wait(lambda line: line.get("all_started"), 20, "every connect started")
+        r["ramp_s"] = started.get("ramp_s") if started else None
         time.sleep(1)
-        phase = ctx.wrk(h, f"{name}", attacker=attacker)
+        phase = r["flood"] = ctx.wrk(h, "flood", attacker=attacker)
         t_end = time.monotonic()
-        attacker.stop()
-        phase["attacker"] = window(attacker.final, phase["t0"], phase["t1"])
-        result["flood"] = phase
-        result["peak_tree_rss_kib"] = h.sampler.peak_tree_rss(attacker.started, t_end)
-        result["peak_shard_rss_kib"] = {str(p): h.sampler.peak_rss(p, attacker.started, t_end) for p in h.shard_pids}
+        phase["attacker"] = window(attacker.stop(), phase["t0"], phase["t1"])
+        r["peak_tree_rss_kib"] = h.sampler.peak_tree_rss(attacker.started, t_end)
+        r["peak_shard_rss_kib"] = {str(p): h.sampler.peak_rss(p, attacker.started, t_end) for p in h.shard_pids}
         h.alive_check("the flood")
         time.sleep(2)
-        result["tree_rss_after_kib"] = h.tree_rss()
+        r["tree_rss_after_kib"] = h.tree_rss()
         a = phase["attacker"]
-        log(f"{name}: peak RSS of hitcore's tree {result['peak_tree_rss_kib']} KiB (before "
-            f"{result['tree_rss_before_kib']}); flood {a.get('open_avg')} established + "
-            f"{a.get('connecting_avg')} connecting on average, {a.get('closed_by_server')} closed by the server")
-    except Exception as error:  # noqa: BLE001 - one failed measurement must not lose the others
-        _failed(ctx, result, name, error)
-    finally:
-        if attacker:
-            attacker.stop()
-        if h:
-            result["hitcore"] = h.stop()
-    return result
+        log(f"flood: peak RSS of hitcore's tree {r['peak_tree_rss_kib']} KiB (before {r['tree_rss_before_kib']}); "
+            f"flood {a.get('open_avg')} established + {a.get('connecting_avg')} connecting on average, "
+            f"{a.get('closed_by_server')} closed by the server")
+
+    return ctx.measure({"id": "flood", "flags": flags, "conns": n, "cap": cap, "shards": ctx.ncpu}, body)
 
 
 def test_pipeline(ctx: Context) -> dict:
     seconds = ctx.settings["pipeline_seconds"]
-    name = "pipeline"
-    result: dict = {"id": name, "flags": [], "seconds": seconds, "shards": ctx.ncpu}
-    h = attacker = None
-    try:
-        h = Hitcore(ctx, name, [], ctx.ncpu)
+
+    def body(r: dict, keep) -> None:
+        h = keep(Hitcore(ctx, "pipeline", [], ctx.ncpu))
         h.ready()
         ctx.redis.set("hit", 0)
-        result["shard_rss_before_kib"] = {str(p): median_rss(p, 3) for p in h.shard_pids}
-        result["tree_rss_before_kib"] = h.tree_rss()
+        r.update(shard_rss_before_kib={str(p): measure.median_rss(p, 3) for p in h.shard_pids},
+                 tree_rss_before_kib=h.tree_rss())
         counter0 = ctx.redis.get_int("hit") or 0
-        log(f"{name}: one connection writes pipelined GET / for {seconds}s without reading")
-        attacker = Attacker(ctx, f"{name}-attacker", "pipeline",
-                            ["--seconds", str(seconds), "--max-seconds", str(seconds + 90)])
-        phase = ctx.wrk(h, name, duration=seconds, attacker=attacker)
-        attacker.wait(lambda l: "writing_s" in l or l.get("closed_by_server"), 10, "the end of writing")
+        log(f"pipeline: one connection writes pipelined GET / for {seconds}s without reading")
+        attacker = keep(Attacker(ctx, "pipeline-attacker", "pipeline",
+                                 ["--seconds", str(seconds), "--max-seconds", str(seconds + 90)]))
+        phase = r["pipeline"] = ctx.wrk(h, "pipeline", duration=seconds, attacker=attacker)
+        attacker.wait(lambda line: "writing_s" in line or line.get("closed_by_server"), 10, "the end of writing")
         time.sleep(0.5)
-        counter1 = ctx.redis.get_int("hit") or 0
-        state = attacker.last()
+        counter1, state = ctx.redis.get_int("hit") or 0, attacker.last()
         if state.get("local_port"):
-            result["socket_queues"] = socket_queues(ctx.port, state["local_port"])
+            r["socket_queues"] = measure.socket_queues(ctx.port, state["local_port"])
         t_end = time.monotonic()
-        result["attacker"] = state
-        result["peak_shard_rss_kib"] = {str(p): h.sampler.peak_rss(p, attacker.started, t_end) for p in h.shard_pids}
-        result["peak_tree_rss_kib"] = h.sampler.peak_tree_rss(attacker.started, t_end)
+        r["peak_shard_rss_kib"] = {str(p): h.sampler.peak_rss(p, attacker.started, t_end) for p in h.shard_pids}
+        r["peak_tree_rss_kib"] = h.sampler.peak_tree_rss(attacker.started, t_end)
         w = phase["wrk"]
         normal = (w.get("requests", 0) if not w["error"] else 0) + phase["probes"]["ok"]
-        result["counter_growth"] = counter1 - counter0
-        result["normal_answers"] = normal
-        result["pipelined_answered"] = counter1 - counter0 - normal
-        result["pipeline"] = phase
+        r.update(counter_growth=counter1 - counter0, normal_answers=normal,
+                 pipelined_answered=counter1 - counter0 - normal)
         # hitcore closes a connection whose answers stay unread too long: hold it (unread) a while
         # longer and see whether, and when, the server closes it.
-        hold = ctx.settings["pipeline_hold"]
+        hold = r["hold_s"] = ctx.settings["pipeline_hold"]
         left = attacker.started + hold - time.monotonic()
         closed = state if state.get("closed_by_server") else None
         if not closed and left > 0:
-            log(f"{name}: holding the unread connection up to {hold}s after it opened, to see if hitcore closes it")
-            closed = attacker.wait(lambda l: l.get("closed_by_server"), left, "a close", quiet=True)
-        result["attacker"] = attacker.last()
-        result["hold_s"] = hold
-        result["closed_after_s"] = closed.get("closed_after_s") if closed else None
+            log(f"pipeline: holding the unread connection up to {hold}s after it opened, to see if hitcore closes it")
+            closed = attacker.wait(lambda line: line.get("closed_by_server"), left, "a close", quiet=True)
+        r["attacker"] = attacker.last()
+        r["closed_after_s"] = closed.get("closed_after_s") if closed else None
         attacker.stop()
         h.alive_check("pipelining")
         time.sleep(1)
-        result["shard_rss_after_kib"] = {str(p): rss_kib(p) for p in h.shard_pids}
-        grown = max(h.shard_pids, key=lambda p: (result["peak_shard_rss_kib"][str(p)] or 0)
-                    - result["shard_rss_before_kib"][str(p)])
-        result["busiest_shard"] = str(grown)
-        log(f"{name}: wrote {state.get('requests_written')} requests ({state.get('bytes_sent')} bytes), "
-            f"server answered ~{result['pipelined_answered']} into unread buffers "
-            f"({state.get('unread_bytes')} bytes unread client-side); shard {grown} RSS "
-            f"{result['shard_rss_before_kib'][str(grown)]} -> peak {result['peak_shard_rss_kib'][str(grown)]} KiB")
-    except Exception as error:  # noqa: BLE001 - one failed measurement must not lose the others
-        _failed(ctx, result, name, error)
-    finally:
-        if attacker:
-            attacker.stop()
-        if h:
-            result["hitcore"] = h.stop()
-    return result
+        r["shard_rss_after_kib"] = {str(p): measure.rss_kib(p) for p in h.shard_pids}
+        grown = max(h.shard_pids, key=lambda p: (r["peak_shard_rss_kib"][str(p)] or 0) - r["shard_rss_before_kib"][str(p)])
+        r["busiest_shard"] = str(grown)
+        log(f"pipeline: wrote {state.get('requests_written')} requests ({state.get('bytes_sent')} bytes), server "
+            f"answered ~{r['pipelined_answered']} into unread buffers ({state.get('unread_bytes')} bytes unread "
+            f"client-side); shard {grown} RSS {r['shard_rss_before_kib'][str(grown)]} -> peak "
+            f"{r['peak_shard_rss_kib'][str(grown)]} KiB")
 
+    return ctx.measure({"id": "pipeline", "flags": [], "seconds": seconds, "shards": ctx.ncpu}, body)
 
-# ---------------------------------------------------------------------------------------------
 
 def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="bench/hostile",
-        description="Measures hitcore against hostile clients (slowloris, idle connections, a "
-                    "connection flood, a client that pipelines and never reads) and writes "
-                    "bench/results/<date>-<host>-hostile.md.")
-    p.add_argument("--quick", action="store_true",
-                   help="smaller N and 3 s runs, to check the script itself (under a minute)")
+        description="Measures hitcore against hostile clients (slowloris, idle connections, a connection flood, "
+                    "a client that pipelines and never reads) and writes bench/results/<date>-<host>-hostile.md.")
+    p.add_argument("--quick", action="store_true", help="smaller N and 3 s runs, to check the script itself (under a minute)")
     p.add_argument("--only", metavar="LIST", help="comma-separated subset of: " + ", ".join(TESTS)
                    + " (default: all but vs-nginx)")
     p.add_argument("--hitcore", type=Path, metavar="PATH",
                    help="hitcore binary (default target/release/hitcore, built with cargo if missing)")
     p.add_argument("--port", type=int, default=0, help="port for hitcore (default: a free one)")
-    p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
+    p.add_argument("--out", type=Path, default=session.RESULTS, help="results folder (default bench/results)")
     p.add_argument("--render", type=Path, metavar="DIR",
                    help="only write DIR.md again from DIR/summary.json (a recorded run's folder), its notes included")
     return p.parse_args(argv)
 
 
-def _on_signal(signum, _frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
     if args.render:
         folder = args.render.resolve()
-        summary = json.loads((folder / "summary.json").read_text())
+        summary = session.read_summary(folder)
         folder.with_name(folder.name + ".md").write_text(hostile_report.render(summary))
         print(folder.with_name(folder.name + ".md"))
         return 0
-    tests = DEFAULT_TESTS
-    if args.only:
-        tests = [t.strip() for t in args.only.split(",") if t.strip()]
-        unknown = [t for t in tests if t not in TESTS]
-        if unknown:
-            print(f"bench/hostile: unknown test(s) {', '.join(unknown)} (known: {', '.join(TESTS)})",
-                  file=sys.stderr)
-            return 2
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
     try:
-        return run(args, tests)
-    except KeyboardInterrupt:
-        log("interrupted: stopping every process this run started")
-        return 130
-    finally:
-        procs.cleanup()
+        tests = session.pick(args.only, TESTS, "test(s)") if args.only else DEFAULT_TESTS
+    except ValueError as error:
+        print(f"bench/hostile: {error}", file=sys.stderr)
+        return 2
+    return session.guard(run, args, tests)
 
 
 def run(args, tests: list[str]) -> int:
@@ -931,107 +329,62 @@ def run(args, tests: list[str]) -> int:
     settings = dict(MODES[mode], mode=mode)
     nofile = machine.raise_open_files_limit()
     started = datetime.datetime.now().astimezone()
-    host = results.host_tag()
     # A vs-nginx run alone gets its own name, so it neither overwrites nor is overwritten by a partial run.
-    name = f"{started:%Y-%m-%d}-{host}-hostile" + ("-quick" if args.quick else "") + \
-        ("-vs-nginx" if tests == ["vs-nginx"] else "-partial" if args.only else "")
-    out_dir = args.out.resolve()
-    run_dir = out_dir / name
-    raw_dir, log_dir = results.fresh_run_dir(run_dir)
-    log(f"bench/hostile {mode} run: {', '.join(tests)}; results -> {out_dir / name}.md")
+    name = session.results_name(started, "-hostile" + ("-quick" if args.quick else "")
+                                + ("-vs-nginx" if tests == ["vs-nginx"] else "-partial" if args.only else ""))
+    run_dir = args.out.resolve() / name
+    raw_dir, log_dir = session.fresh_run_dir(run_dir)
+    log(f"bench/hostile {mode} run: {', '.join(tests)}; results -> {run_dir}.md")
     # One process (hitcore's shard, or the client holding the connections) needs a descriptor per
     # connection: the idle test's 10,000 in each, and the flood's and slowloris's a little less.
     need = max(settings["idle"], settings["slowloris"], settings["flood"]) + 200
     if nofile[0] < need:
         log(f"warning: the open-files limit is {nofile[0]} (hard {nofile[1]}) but one process here needs "
             f"about {need}: raise the hard limit (`ulimit -Hn`) or some connections will fail")
-    load_at_start = os.getloadavg()
-    busy = machine.cpu_busy_percent()
-    if busy is not None and busy > BUSY_PERCENT:
-        log(f"warning: the CPUs are {busy:.0f} % busy before the run starts: other work competes with it, "
-            "so the numbers will be worse and noisier than on a quiet machine")
-
+    busy = session.busy_check()
     problem = provision.apt_packages(["redis-server", "wrk"] + (["nginx"] if "vs-nginx" in tests else []), log_dir)
+    if args.port and servers.port_in_use(args.port):
+        problem = problem or f"something already listens on 127.0.0.1:{args.port}"
+    try:
+        hitcore = None if problem else session.hitcore_binary(args.hitcore, log_dir)
+    except session.RunError as error:
+        problem = str(error)
     if problem:
         log(f"cannot run: {problem}")
         return 1
     if not shutil.which("ss"):
         log("warning: no `ss` (iproute2): accept-queue lengths will not be reported")
-    if args.hitcore:
-        hitcore = args.hitcore.resolve()
-        if not os.access(hitcore, os.X_OK):
-            log(f"cannot run: --hitcore {args.hitcore}: not an executable file")
-            return 1
-    else:
-        hitcore = provision.HITCORE_BINARY
-        if not hitcore.exists():
-            problem = provision.hitcore(log_dir)
-            if problem:
-                log(f"cannot run: {problem}")
-                return 1
-        else:
-            log(f"using {hitcore} (built {datetime.datetime.fromtimestamp(hitcore.stat().st_mtime):%Y-%m-%d %H:%M}; "
-                "delete it or pass --hitcore to test another build)")
-
-    ncpu = len(os.sched_getaffinity(0))
     redis = redisctl.RedisServer(log_dir)
     redis.wait_ready()
-    redis_version = redis.version()
-    log(f"redis-server {redis_version} on 127.0.0.1:{redis.port} (password set, no persistence)")
-    versions = machine.versions(hitcore, redis_version)
-    ctx = Context(args, settings, hitcore, redis, raw_dir, log_dir, ncpu)
-    if args.port and servers.port_in_use(args.port):
-        log(f"cannot run: something already listens on 127.0.0.1:{args.port}")
-        return 1
-    summary = {
-        "name": name, "started": started.isoformat(timespec="seconds"), "settings": settings,
-        "command": "bench/hostile" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""),
-        "machine": machine.describe(),
-        "versions": {k: v for k, v in versions.items()
-                     if k in ("hitcore", "rustc", "redis-server", "wrk", "python (system, runs the kit)")
-                     or (k == "nginx" and "vs-nginx" in tests)},
-        "limits": {"nofile_soft": nofile[0], "nofile_hard": nofile[1],
-                   "somaxconn": machine.sysctl("net.core.somaxconn"),
-                   "tcp_max_syn_backlog": machine.sysctl("net.ipv4.tcp_max_syn_backlog"),
-                   "tcp_syncookies": machine.sysctl("net.ipv4.tcp_syncookies"),
-                   "ip_local_port_range": machine.sysctl("net.ipv4.ip_local_port_range")},
-        "hitcore_binary": str(hitcore), "port": ctx.port,
-        "hitcore_built": datetime.datetime.fromtimestamp(hitcore.stat().st_mtime).astimezone().isoformat(timespec="seconds"),
-        "load_at_start": [round(x, 2) for x in load_at_start], "busy_at_start": busy,
-        "busy_threshold": BUSY_PERCENT, "tests": {},
-    }
-    summary["versions"]["redis-server"] = redis_version
+    log(f"redis-server {redis.version()} on 127.0.0.1:{redis.port} (password set, no persistence)")
+    ctx = Context(args, settings, hitcore, redis, raw_dir, log_dir, len(os.sched_getaffinity(0)))
+    summary = session.header(name, started, settings, "bench/hostile", busy)
+    keep = ("hitcore", "rustc", "redis-server", "wrk", "python (system, runs the kit)") + \
+        (("nginx",) if "vs-nginx" in tests else ())
+    summary.update(
+        versions={k: v for k, v in machine.versions(hitcore, redis.version()).items() if k in keep},
+        limits={"nofile_soft": nofile[0], "nofile_hard": nofile[1], **{
+            k.split(".")[-1]: machine.sysctl(k) for k in ("net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog",
+                                                          "net.ipv4.tcp_syncookies", "net.ipv4.ip_local_port_range")}},
+        hitcore_binary=str(hitcore), port=ctx.port, tests={},
+        hitcore_built=datetime.datetime.fromtimestamp(hitcore.stat().st_mtime).astimezone().isoformat(timespec="seconds"))
+    measurements = {"slowloris": lambda: [test_slowloris(ctx, cap) for cap in settings["slowloris_caps"]],
+                    "idle": lambda: test_idle(ctx), "flood": lambda: test_flood(ctx),
+                    "pipeline": lambda: test_pipeline(ctx), "vs-nginx": lambda: test_vs_nginx(ctx)}
     try:
-        if "slowloris" in tests:
-            summary["tests"]["slowloris"] = [test_slowloris(ctx, cap) for cap in settings["slowloris_caps"]]
-        if "idle" in tests:
-            summary["tests"]["idle"] = test_idle(ctx)
-        if "flood" in tests:
-            summary["tests"]["flood"] = test_flood(ctx)
-        if "pipeline" in tests:
-            summary["tests"]["pipeline"] = test_pipeline(ctx)
-        if "vs-nginx" in tests:
-            summary["tests"]["vs-nginx"] = test_vs_nginx(ctx)
+        for test in tests:
+            summary["tests"][test] = measurements[test]()
     finally:
         redis.stop()
-    summary["duration_s"] = round(procs.elapsed(), 1)
-    summary["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    report_path = out_dir / f"{name}.md"
-    report_path.write_text(hostile_report.render(summary))
+    summary.update(duration_s=round(procs.elapsed(), 1), load_at_end=[round(x, 2) for x in os.getloadavg()])
+    session.write_summary(run_dir, summary)
+    run_dir.with_name(name + ".md").write_text(hostile_report.render(summary))
     print()
     print(hostile_report.console(summary))
-    log(f"done in {procs.elapsed():.0f}s: {report_path}")
-    failed = [r["id"] for r in _results(summary) if r.get("error")]
-    failed += [r["id"] for r in (summary["tests"].get("vs-nginx") or {}).get("runs", []) if r.get("error")]
+    log(f"done in {procs.elapsed():.0f}s: {run_dir}.md")
+    failed = [r["id"] for v in summary["tests"].values() for r in (v if isinstance(v, list) else v.get("runs", [v]))
+              if r.get("error")]
     if failed:
         log(f"measurements that did not complete: {', '.join(failed)} (see the report)")
         return 3
     return 0
-
-
-def _results(summary: dict) -> list[dict]:
-    out = []
-    for value in summary["tests"].values():
-        out += value if isinstance(value, list) else [value]
-    return out

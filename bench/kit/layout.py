@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import shutil
 import statistics
@@ -23,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import loadgen, machine, procs, provision, redisctl, results, servers
+from . import loadgen, machine, procs, provision, redisctl, servers, session
 
 VARIANTS = {
     # id: (title, hitcore flags or None for nginx)
@@ -137,15 +136,15 @@ def parse_args(argv):
     p.add_argument("--concurrency", type=int, default=500, help="ab -c (default 500)")
     p.add_argument("--only", default=",".join(VARIANTS), help=f"variants, of {','.join(VARIANTS)}")
     p.add_argument("--hitcore", type=Path, default=provision.HITCORE_BINARY, help="the hitcore binary")
-    p.add_argument("--out", type=Path, default=provision.BENCH / "results", help="results folder")
+    p.add_argument("--out", type=Path, default=session.RESULTS, help="results folder")
     p.add_argument("--quick", action="store_true", help="one round of 5,000 requests: to check the script")
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.requests = 1, 5000
-    args.only = [v.strip() for v in args.only.split(",") if v.strip()]
-    unknown = [v for v in args.only if v not in VARIANTS]
-    if unknown:
-        p.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    try:
+        args.only = session.pick(args.only, list(VARIANTS), "variant(s)")
+    except ValueError as error:
+        p.error(str(error))
     if any(VARIANTS[v][1] is not None for v in args.only) and not args.hitcore.exists():
         p.error(f"{args.hitcore} does not exist: cargo build --release, or pass --hitcore")
     return args
@@ -166,14 +165,11 @@ def spec_for(variant: str, ctx: servers.Context) -> servers.Spec:
 def measure(variant: str, ctx: servers.Context, redis: redisctl.RedisServer, args, tag: str,
             raw_dir: Path, log_dir: Path) -> dict:
     spec = spec_for(variant, ctx)
-    if not servers.wait_port_free(ctx.port):
-        return {"status": f"not run: port {ctx.port} busy"}
-    env = dict(os.environ, **spec.env)
-    service = procs.Service(variant, spec.argv, log_dir / f"{tag}.log", env=env)
     try:
-        why = servers.wait_ready(service, spec, ctx.port, timeout=30, settle=0.5)
-        if why:
-            return {"status": f"did not start: {why}"}
+        service = servers.start(spec, ctx.port, log_dir / f"{tag}.log", name=variant)
+    except procs.RunError as error:
+        return {"status": str(error)}
+    try:
         redis.set("hit", 0)
         pids = [service.pid] + procs.descendants(service.pid)
         marks: dict = {}
@@ -210,10 +206,13 @@ def measure(variant: str, ctx: servers.Context, redis: redisctl.RedisServer, arg
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    name = f"{datetime.date.today().isoformat()}-{results.host_tag()}-layout" + ("-quick" if args.quick else "")
+    return session.guard(run, parse_args(argv))
+
+
+def run(args) -> int:
+    name = session.results_name(datetime.date.today(), "-layout" + ("-quick" if args.quick else ""))
     folder = args.out / name
-    raw_dir, log_dir = results.fresh_run_dir(folder)
+    raw_dir, log_dir = session.fresh_run_dir(folder)
     missing = [c for c in ("ab", "nginx", "redis-server") if not shutil.which(c)]
     if missing:
         print(f"bench/layout: missing {missing}: run bench/run once to provision them")
@@ -239,9 +238,62 @@ def main(argv=None) -> int:
     load["end"] = os.getloadavg()
     summary = {"machine": machine.describe(), "load": load, "args": {k: str(v) for k, v in vars(args).items()},
                "rows": rows, "medians": {v: median_row([r for r in rows[v] if r.get("rps")]) for v in rows}}
-    (folder / "summary.json").write_text(json.dumps(summary, indent=1))
-    from .layout_report import render
+    session.write_summary(folder, summary)
     report = args.out / f"{name}.md"
     report.write_text(render(summary))
     print(f"bench/layout: wrote {report}")
     return 0
+
+
+# The report: summary.json as Markdown, machine first. Pure: text in, text out.
+
+def _f(value, digits: int = 0) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def render(summary: dict) -> str:
+    m = summary["machine"]
+    load = summary["load"]
+    args = summary["args"]
+    medians = summary["medians"]
+    lines = [
+        "# Where shards run, under the seed test: bench/layout",
+        "",
+        f"Machine: {m.get('cpu_model')}, {m.get('cpus_online')} CPUs (allowed {m.get('cpus_allowed')}), "
+        f"{m.get('memory_gib')} GiB, Linux {m.get('kernel')}, {m.get('os')}. Load average at the start "
+        f"{load['start'][0]:.2f}, at the end {load['end'][0]:.2f}.",
+        "",
+        f"`ab -c {args['concurrency']} -n {args['requests']} -r -l` (a connection per request), "
+        f"{args['rounds']} interleaved round(s), medians. From /proc over each ab run: each CPU's busy "
+        "share, and the time ab and the server's threads spent on a CPU and waiting in a run queue for one "
+        "(schedstat), per request; migrations are the server threads' moves between CPUs.",
+        "",
+        "| Layout | req/s (each round) | × nginx | failed | CPUs busy | ab on CPU / waiting, µs per request "
+        "| server on CPU / waiting, µs per request | server migrations |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    nginx = (medians.get("nginx") or {}).get("rps")
+    for variant, med in medians.items():
+        if not med.get("rps"):
+            status = next((r.get("status") for r in summary["rows"].get(variant, []) if r.get("status")), "no result")
+            lines.append(f"| {VARIANTS[variant][0]} | {status} | | | | | | |")
+            continue
+        ratio = f"{med['rps'] / nginx:.2f}" if nginx else "–"
+        each = ", ".join(_f(r) for r in med["rps_all"])
+        cpus = " / ".join(f"{v:.0f} %" for v in med["cpu_busy_pct"].values())
+        lines.append(
+            f"| {VARIANTS[variant][0]} | **{_f(med['rps'])}** ({each}) | {ratio} | {_f(med['failed'])} | {cpus} "
+            f"| {_f(med['ab_cpu_us_per_request'], 1)} / {_f(med['ab_wait_us_per_request'], 1)} "
+            f"| {_f(med['server_cpu_us_per_request'], 1)} / {_f(med['server_wait_us_per_request'], 1)} "
+            f"| {_f(med['server_migrations'])} |")
+    lines += ["", "Per process, each round (pid: on CPU / waiting ms, migrations):", ""]
+    for variant, rows in summary["rows"].items():
+        for i, row in enumerate(rows, 1):
+            parts = [f"{p['pid']}: {p['run_ms']:.0f} / {p['wait_ms']:.0f} ms, {p['migrations']}"
+                     for p in row.get("processes", [])]
+            ab = row.get("ab", {})
+            lines.append(f"- {variant}, round {i}: ab {ab.get('run_ms', 0):.0f} / {ab.get('wait_ms', 0):.0f} ms; "
+                         + "; ".join(parts))
+    return "\n".join(lines) + "\n"

@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
-import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from . import loadgen, machine, procs, provision, redisctl, report, results, rounds, servers
+from . import loadgen, machine, procs, provision, redisctl, report, rounds, servers, session
 from .procs import log
 
 MODES = {
@@ -34,8 +32,6 @@ MODES = {
     "full": {"ab_requests": 50000, "ab_time_limit": 60, "wrk_duration": 10, "scaling_duration": 10},
 }
 CONCURRENCY = 500
-BUSY_PERCENT = 20  # CPU use by other work before the run above which the report warns
-RESULTS = provision.BENCH / "results"
 
 # The 2014 original's numbers (gunicorn -w 4, ab -c 500, 50000 requests), quoted for reference.
 ORIGINAL_2014 = [
@@ -71,7 +67,7 @@ def parse_args(argv):
     p.add_argument("--repeat", type=int, default=1, metavar="N",
                    help="run N rounds, interleaved (round 1: every server, round 2: every server, ...); the report "
                         "gives the median of each column, the req/s spread and every round's checks (default 1)")
-    p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
+    p.add_argument("--out", type=Path, default=session.RESULTS, help="results folder (default bench/results)")
     return p.parse_args(argv)
 
 
@@ -81,10 +77,6 @@ def count_cpus(text: str) -> int:
         lo, _, hi = part.partition("-")
         total += int(hi or lo) - int(lo) + 1
     return total
-
-
-def _on_signal(signum, _frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv=None) -> int:
@@ -101,18 +93,8 @@ def main(argv=None) -> int:
     if args.repeat < 1:
         print(f"bench/run: --repeat must be 1 or more, not {args.repeat}", file=sys.stderr)
         return 2
-    # Ctrl-C, and also SIGINT sent to a kit started in the background (where it is ignored by default).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
     machine.raise_open_files_limit()  # ab/wrk at c=500, Redis with many clients
-    try:
-        return run(args, ids)
-    except KeyboardInterrupt:
-        log("interrupted: stopping every process this run started")
-        return 130
-    finally:
-        procs.cleanup()
+    return session.guard(run, args, ids)
 
 
 def run(args, ids: list[str]) -> int:
@@ -127,20 +109,16 @@ def run(args, ids: list[str]) -> int:
                     cpus_server=args.cpus_server, cpus_load=args.cpus_load, cpus_redis=args.cpus_redis)
     ncpu = count_cpus(args.cpus_server) if args.cpus_server else len(os.sched_getaffinity(0))
     started = datetime.datetime.now().astimezone()
-    host = results.host_tag()
-    name = f"{started:%Y-%m-%d}-{host}" + ("-quick" if args.quick else "") + ("-partial" if args.only else "")
+    name = session.results_name(started, ("-quick" if args.quick else "") + ("-partial" if args.only else ""))
     out_dir = args.out.resolve()
     run_dir = out_dir / name
     # A rerun under the same name (same day, host and mode) replaces the earlier one's files.
-    raw_dir, log_dir = results.fresh_run_dir(run_dir, also=[out_dir / f"{name}-rps.png", out_dir / f"{name}-scaling.png"])
+    raw_dir, log_dir = session.fresh_run_dir(run_dir, also=[out_dir / f"{name}-rps.png", out_dir / f"{name}-scaling.png"])
     repeat = args.repeat
     log(f"bench/run {mode} run: {', '.join(ids)}"
         + (f", {repeat} rounds" if repeat > 1 else "") + f"; results -> {out_dir / name}.md")
     load_at_start = os.getloadavg()[0]
-    busy_at_start = machine.cpu_busy_percent()
-    if busy_at_start is not None and busy_at_start > BUSY_PERCENT:
-        log(f"warning: the CPUs are {busy_at_start:.0f} % busy before the run starts: other work competes with "
-            "the benchmark, so every number will be lower and noisier than on a quiet machine")
+    busy_at_start = session.busy_check()
 
     # 1. Provisioning: each missing piece disables only the rows that need it.
     problems: dict[str, str | None] = {}
@@ -180,7 +158,7 @@ def run(args, ids: list[str]) -> int:
         "name": name, "started": started.isoformat(timespec="seconds"), "settings": settings,
         "machine": machine.describe(), "versions": machine.versions(hitcore_path, redis_version),
         "ncpu": ncpu, "repeat": repeat, "rows": [], "scaling": [], "original_2014": ORIGINAL_2014,
-        "load_at_start": round(load_at_start, 2), "busy_at_start": busy_at_start, "busy_threshold": BUSY_PERCENT,
+        "load_at_start": round(load_at_start, 2), "busy_at_start": busy_at_start, "busy_threshold": session.BUSY_PERCENT,
     }
     rounds_rows: list[list[dict]] = []
     rounds_scaling: list[list[dict]] = []
@@ -226,8 +204,7 @@ def run(args, ids: list[str]) -> int:
     summary["load_at_end"] = round(os.getloadavg()[0], 2)
 
     # 5. Results.
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    charts = draw_charts(run_dir / "summary.json", out_dir, name, problems.get("venv"), log_dir)
+    charts = draw_charts(session.write_summary(run_dir, summary), out_dir, name, problems.get("venv"), log_dir)
     report_path = out_dir / f"{name}.md"
     report_path.write_text(report.render(summary, charts))
     print()
@@ -330,8 +307,8 @@ def draw_charts(summary_path: Path, out_dir: Path, name: str, venv_problem: str 
     if venv_problem:
         log(f"charts skipped: {venv_problem}")
         return []
-    script = Path(__file__).with_name("charts.py")
-    result = procs.run([str(provision.venv_python("main")), str(script), str(summary_path), str(out_dir), name],
+    result = procs.run([str(provision.venv_python("main")), str(session.CHARTS), "run", str(summary_path),
+                        str(out_dir), name],
                        timeout=180, label="drawing charts")
     if not result.ok:
         (log_dir / "charts.log").write_text(result.stdout + result.stderr)

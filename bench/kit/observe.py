@@ -8,7 +8,7 @@
    later;
 4. write bench/results/<date>-<host>-observe.json (every scrape's samples, the series drawn, the
    Redis events, wrk's result) and draw <same name>.png with bench/.venv's matplotlib
-   (kit/observe_chart.py): requests/s by status, the coalescing factor, Redis up/down.
+   (kit/charts.py observe): requests/s by status, the coalescing factor, Redis up/down.
 The series come from hitcore's counters alone: requests/s by status is the change of
 hitcore_http_requests_total between scrapes, the coalescing factor the change of
 hitcore_redis_batch_increments_sum over that of _count, Redis up the share of shards whose
@@ -22,17 +22,14 @@ import http.client
 import json
 import os
 import re
-import signal
-import socket
 import sys
 import threading
 import time
 from pathlib import Path
 
-from . import loadgen, machine, procs, provision, redisctl, results
+from . import loadgen, machine, procs, provision, redisctl, session
 from .procs import log
 
-RESULTS = provision.BENCH / "results"
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)(?:\s+\d+)?$')
 
 
@@ -74,18 +71,13 @@ def series(scrapes: list[tuple[float, dict[str, float]]]) -> dict:
         if dt <= 0:
             continue
         out["t"].append(round(t1, 3))
-        codes_a = {_label(k, "code"): v for k, v in _family(a, "hitcore_http_requests_total").items()}
-        codes_b = {_label(k, "code"): v for k, v in _family(b, "hitcore_http_requests_total").items()}
-        for code in sorted(set(codes_a) | set(codes_b)):
-            out["rps"].setdefault(code, [])
-        for code, values in out["rps"].items():
-            values.append(round(max(codes_b.get(code, 0) - codes_a.get(code, 0), 0) / dt, 1))
-        reasons_a = {_label(k, "reason"): v for k, v in _family(a, "hitcore_http_unavailable_total").items()}
-        reasons_b = {_label(k, "reason"): v for k, v in _family(b, "hitcore_http_unavailable_total").items()}
-        for reason in sorted(set(reasons_a) | set(reasons_b)):
-            out["unavailable"].setdefault(reason, [])
-        for reason, values in out["unavailable"].items():
-            values.append(round(max(reasons_b.get(reason, 0) - reasons_a.get(reason, 0), 0) / dt, 1))
+        for key, family, label in (("rps", "hitcore_http_requests_total", "code"),
+                                   ("unavailable", "hitcore_http_unavailable_total", "reason")):
+            before, after = ({_label(k, label): v for k, v in _family(x, family).items()} for x in (a, b))
+            for name in sorted(set(before) | set(after)):
+                out[key].setdefault(name, [])
+            for name, values in out[key].items():
+                values.append(round(max(after.get(name, 0) - before.get(name, 0), 0) / dt, 1))
         trips = b.get("hitcore_redis_batch_increments_count", 0) - a.get("hitcore_redis_batch_increments_count", 0)
         incs = b.get("hitcore_redis_batch_increments_sum", 0) - a.get("hitcore_redis_batch_increments_sum", 0)
         out["coalescing"].append(round(incs / trips, 2) if trips > 0 else None)
@@ -147,13 +139,9 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
     p.add_argument("--duration", type=int, default=20, help="wrk -d seconds (default 20)")
     p.add_argument("--down", type=float, default=3.0, help="seconds Redis stays stopped (default 3)")
-    p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
+    p.add_argument("--out", type=Path, default=session.RESULTS, help="results folder (default bench/results)")
     p.add_argument("--chart", type=Path, help="also copy the chart here (e.g. docs/observability-redis-restart.png)")
     return p.parse_args(argv)
-
-
-def _on_signal(signum, _frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv=None) -> int:
@@ -161,21 +149,7 @@ def main(argv=None) -> int:
     if args.duration < 5 or args.down <= 0 or args.down >= args.duration / 2:
         print("bench/observe: --duration must be at least 5 and --down between 0 and half of it", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _on_signal)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        log("interrupted: stopping every process this run started")
-        return 130
-    finally:
-        procs.cleanup()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return session.guard(run, args)
 
 
 def _wait_ok(port: int, service: procs.Service, timeout: float = 30.0) -> str | None:
@@ -200,27 +174,21 @@ def _wait_ok(port: int, service: procs.Service, timeout: float = 30.0) -> str | 
 
 def run(args) -> int:
     started = datetime.datetime.now().astimezone()
-    host = results.host_tag()
-    name = f"{started:%Y-%m-%d}-{host}-observe"
+    name = session.results_name(started, "-observe")
     out_dir = args.out.resolve()
     log_dir = out_dir / name / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    problem = provision.apt_packages(["redis-server", "wrk"], log_dir)
+    # Without --hitcore, cargo build --release first (quick when it is up to date), as bench/run does.
+    problem = provision.apt_packages(["redis-server", "wrk"], log_dir) or (
+        None if args.hitcore else provision.hitcore(log_dir))
+    hitcore = args.hitcore.resolve() if args.hitcore else provision.HITCORE_BINARY
     if problem:
         log(f"cannot run: {problem}")
         return 1
-    if args.hitcore:
-        hitcore = args.hitcore.resolve()
-    else:
-        problem = provision.hitcore(log_dir)
-        if problem:
-            log(f"cannot run: {problem}")
-            return 1
-        hitcore = provision.HITCORE_BINARY
 
     redis = redisctl.RedisServer(log_dir)
     redis.wait_ready()
-    port, metrics_port = _free_port(), _free_port()
+    port, metrics_port = redisctl.free_port(), redisctl.free_port()
     env = dict(os.environ, REDIS_URL=redis.url)
     argv = [str(hitcore), "-w", str(args.workers), "-b", f"127.0.0.1:{port}",
             "--metrics-bind", f"127.0.0.1:{metrics_port}"]
@@ -277,10 +245,7 @@ def run(args) -> int:
         log(f"no chart: {venv_problem}")
         return 3
     png = out_dir / f"{name}.png"
-    chart = procs.run([str(provision.venv_python("main")), str(Path(__file__).with_name("observe_chart.py")),
-                       str(json_path), str(png)], timeout=120)
-    if not chart.ok:
-        log(f"no chart: {chart.tail()}")
+    if not session.chart("observe", [json_path, png], log_dir, timeout=120):
         return 3
     log(f"wrote {png}")
     if args.chart:

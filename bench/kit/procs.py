@@ -49,6 +49,10 @@ def _unregister(item) -> None:
             _LIVE.remove(item)
 
 
+class RunError(Exception):
+    """A measurement that could not be made; the run goes on with the next one."""
+
+
 class Result:
     """What a bounded command did."""
 
@@ -143,21 +147,29 @@ def run(argv, timeout: float, label: str | None = None, cwd=None, env=None,
     return Result(argv, proc.returncode, stdout or "", stderr or "", timed_out, time.monotonic() - began)
 
 
+def proc_stat(pid) -> tuple[str, list[bytes]] | None:
+    """/proc/PID/stat as (command name, the fields after it: state, ppid, pgrp, session, ...), None
+    when the process has gone. The name may hold spaces and parentheses: the fields start after the
+    last ')'."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.find(b"(") + 1:stat.rfind(b")")].decode(errors="replace"), stat[stat.rfind(b")") + 2:].split()
+
+
+def all_pids() -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
 def descendants(root: int) -> list[int]:
     """The PIDs of every live descendant of `root` (not root itself), found through /proc."""
     children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-        fields = stat[stat.rfind(b")") + 2:].split()
-        if len(fields) > 1:
-            children.setdefault(int(fields[1]), []).append(int(entry))
+    for pid in all_pids():
+        stat = proc_stat(pid)
+        if stat and len(stat[1]) > 1:
+            children.setdefault(int(stat[1][1]), []).append(pid)
     found, todo = [], [root]
     while todo:
         for child in children.get(todo.pop(), []):
@@ -170,19 +182,11 @@ def cpu_seconds(pids) -> float:
     """utime + stime of the given processes (all their threads) so far, in seconds; a process that
     has gone counts 0. The difference of two readings over a wall-clock window, times 100, is the
     % of one CPU the processes used in it."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)'s stat
-    return total / os.sysconf("SC_CLK_TCK")
+    stats = [s for s in map(proc_stat, pids) if s]
+    return sum(int(f[11]) + int(f[12]) for _, f in stats) / os.sysconf("SC_CLK_TCK")  # proc(5)'s 14 and 15
 
 
-def _memory_kib(pid: int, with_pss: bool) -> tuple[int, int]:
+def memory_kib(pid: int, with_pss: bool = False) -> tuple[int, int]:
     """(RSS, PSS) of one process in KiB; (0, 0) when it has gone."""
     rss = pss = 0
     try:
@@ -226,7 +230,7 @@ class TreeSampler(threading.Thread):
             self.known_pids.update(pids)
         rss = pss = live = 0
         for pid in pids:
-            r, p = _memory_kib(pid, with_pss=True)
+            r, p = memory_kib(pid, with_pss=True)
             if r:
                 live += 1
             rss += r
@@ -304,14 +308,8 @@ class Service:
 
 def _is_running_child_of_tree(pid: int, root: int) -> bool:
     """Whether `pid` is still a live process of the same session as `root` (our service)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    fields = stat[stat.rfind(b")") + 2:].split()
-    # fields: state ppid pgrp session ...; a zombie is already dead.
-    return fields[0] != b"Z" and int(fields[3]) == root
+    stat = proc_stat(pid)  # fields: state ppid pgrp session ...; a zombie is already dead
+    return bool(stat) and stat[1][0] != b"Z" and int(stat[1][3]) == root
 
 
 def cleanup() -> None:

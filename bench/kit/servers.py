@@ -18,6 +18,7 @@ and, run separately by main.py, hitcore-scaling: hitcore -w 1 .. CPUs.
 from __future__ import annotations
 
 import http.client
+import os
 import resource
 import socket
 import time
@@ -248,6 +249,20 @@ def wait_ready(service: procs.Service, spec: Spec, port: int, timeout: float = 3
     if not service.alive():
         return f"exited with status {service.proc.returncode}: {_log_tail(service)}"
     return None
+
+
+def start(spec: Spec, port: int, log_path: Path, name: str | None = None, argv: list[str] | None = None,
+          timeout: float = 30.0, settle: float = 0.5) -> procs.Service:
+    """Starts `spec` (or `argv` with its environment) on `port` once the port is free, and waits
+    until it is ready (wait_ready); procs.RunError, the server stopped, when it is not."""
+    if port_in_use(port) and not wait_port_free(port):
+        raise procs.RunError(f"port {port} is still busy")
+    service = procs.Service(name or spec.id, argv or spec.argv, log_path, env={**os.environ, **spec.env})
+    problem = wait_ready(service, spec, port, timeout, settle)
+    if problem:
+        service.stop()
+        raise procs.RunError(f"{spec.id} did not start: {problem}")
+    return service
 
 
 def _log_tail(service: procs.Service, lines: int = 3) -> str:

@@ -1,40 +1,27 @@
-"""bench/tail: the open-loop tail of issue 14's target 3, measured with oha.
+"""bench/tail: the open-loop tail of issue 14's target 3, measured with oha (bench/README.md,
+"Open-loop tail", says how and why).
 
-1. provision oha (kit/provision.py: `~/.cargo/bin/oha` or PATH if recent enough, else `cargo
-   install oha --locked --root bench/.tools`), check the binaries, start the run's one
-   password-protected Redis;
-2. the generator's own closed-loop maximum: oha without -q (`-c N -z D`) against nginx, then, for
-   context, against hitcore and the tokio peer, each started fresh;
-3. the offered rates: fractions of nginx's figure (kit/tail_stats.py);
-4. rounds (the server order rotated each round): each server started fresh, `SET hit 0`, a short
-   warm-up, then for each rate `oha -q RATE --latency-correction -c N -z D -w` (open loop: a
-   request's latency counts from when it was due, not when a connection was free), with the CPU
-   of oha, the server, Redis and the rest of the machine read from /proc over the steady window,
-   Redis's commands in it (the batch size) and the server's involuntary context switches; the
-   counter against the 2xx answers after each;
-5. fold the rounds into medians, check the goal, and write bench/results/<date>-<host>-tail.md
-   (kit/tail_report.py), its PNG (kit/tail_chart.py, under bench/.venv's matplotlib), and the
-   folder with summary.json, raw/ (oha's JSON) and logs/ (ignored by git).
+Owns the run: oha provisioned, the generator's closed-loop maximum against nginx (and, for context,
+the others), the offered rates as fractions of it, interleaved rounds of `oha -q RATE
+--latency-correction` against each server started fresh, with the CPU of oha, the server, Redis and
+the rest of the machine read from /proc over each steady window and the counter checked after each.
+The arithmetic is kit/tail_stats.py's, the report kit/tail_report.py's, the chart kit/charts.py's.
 Every process started is stopped by PID at the end, on error and on Ctrl-C.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import re
 import shlex
-import signal
 import sys
 import time
 from pathlib import Path
 
-from . import machine, perfstat, procs, provision, redisctl, results, servers, tail_report, tail_stats
-from .compare import _machine_cpu_seconds, binary_identity
-from .procs import log
+from . import machine, measure, perfstat, procs, provision, redisctl, servers, session, tail_report, tail_stats
+from .procs import RunError, log
 
-RESULTS = provision.BENCH / "results"
 SERVERS = ["hitcore", "hitcore-1", "hitcore-pin", "nginx", "tokio"]
 DEFAULT_SERVERS = ["hitcore", "nginx", "tokio"]
 MODES = {
@@ -43,10 +30,6 @@ MODES = {
 }
 WARMUP_S = 1
 COUNTER_KEY = "hit"
-
-
-class RunError(Exception):
-    """A measurement that could not be made; the run goes on with the next one."""
 
 
 def parse_args(argv):
@@ -63,8 +46,8 @@ def parse_args(argv):
     p.add_argument("--connections", "-c", type=int, default=100, help="oha -c (default 100)")
     p.add_argument("--only", metavar="LIST", help="servers, comma-separated: " + ", ".join(SERVERS) +
                    " (default hitcore,nginx,tokio; hitcore-1 is `hitcore -w 1`; hitcore-pin is the `hitcore` "
-                   "row with --pin, each shard pinned to its CPU, the default before issue 14); nginx is always measured "
-                   "for the maximum")
+                   "row with --pin, each shard pinned to its CPU, the default before issue 14); nginx is always "
+                   "measured for the maximum")
     p.add_argument("--hitcore-flags", default="", metavar="FLAGS",
                    help="extra flags for the `hitcore` row, in shell words (e.g. '-w 1' or '--keep-alive 5')")
     p.add_argument("--hitcore-env", action="append", default=[], metavar="NAME=VALUE",
@@ -73,15 +56,14 @@ def parse_args(argv):
                    help="measure the closed-loop maximum against nginx only (not hitcore's and tokio's too)")
     p.add_argument("--max-rps", type=float, metavar="RPS",
                    help="skip the closed-loop measurement and take this as nginx's maximum (development)")
-    p.add_argument("--oha-threads", type=int, metavar="N",
-                   help="oha --worker-threads (default: oha's own, the physical cores)")
+    p.add_argument("--oha-threads", type=int, metavar="N", help="oha --worker-threads (default: oha's own, the physical cores)")
     p.add_argument("--cpus-load", metavar="LIST", help="pin oha with taskset -c LIST")
     p.add_argument("--hitcore", type=Path, metavar="PATH", help="hitcore binary (default target/release/hitcore)")
     p.add_argument("--tokio", type=Path, metavar="PATH",
                    help="tokio peer binary (default bench/peers/tokio-hyper/target/release/tokio-hyper-peer)")
     p.add_argument("--oha", type=Path, metavar="PATH", help="oha binary (default: provisioned, see bench/README.md)")
     p.add_argument("--name", help="results name after the date (default <host>-tail[-quick][-partial])")
-    p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
+    p.add_argument("--out", type=Path, default=session.RESULTS, help="results folder (default bench/results)")
     p.add_argument("--provision", action="store_true",
                    help="only provision (oha, bench/.venv, the tokio peer, hitcore) and exit: no load")
     p.add_argument("--render", type=Path, metavar="DIR",
@@ -89,75 +71,40 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def _on_signal(signum, _frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _servers(text: str | None) -> list[str]:
-    if not text:
-        return list(DEFAULT_SERVERS)
-    picked = [s.strip() for s in text.split(",") if s.strip()]
-    unknown = [s for s in picked if s not in SERVERS]
-    if unknown:
-        raise ValueError(f"unknown server(s) {', '.join(unknown)} (known: {', '.join(SERVERS)})")
-    return [s for s in SERVERS if s in picked]
-
-
-def _env_pairs(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        name, eq, value = item.partition("=")
-        if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise ValueError(f"--hitcore-env wants NAME=VALUE, not {item!r}")
-        out[name] = value
-    return out
-
-
 def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
     if args.render:
-        return render_again(args.render, args.out)
+        summary = session.read_summary(args.render)
+        charts = draw_chart(args.render / "summary.json", args.render.parent, summary["name"], args.render / "logs")
+        path = args.render.parent / f"{summary['name']}.md"
+        path.write_text(tail_report.render(summary, charts, _notes(args.render)))
+        print(path)
+        return 0
     mode = "quick" if args.quick else "full"
-    settings = dict(MODES[mode], mode=mode, connections=args.connections)
+    settings = dict(MODES[mode], mode=mode, connections=args.connections, oha_threads=args.oha_threads,
+                    cpus_load=args.cpus_load)
     try:
-        chosen = _servers(args.only)
+        chosen = session.pick(args.only, SERVERS, "server(s)") if args.only else list(DEFAULT_SERVERS)
         if args.rates:
             settings["fractions"] = tail_stats.parse_fractions(args.rates)
         settings["hitcore_flags"] = shlex.split(args.hitcore_flags)
-        settings["hitcore_env"] = _env_pairs(args.hitcore_env)
+        settings["hitcore_env"] = {}
+        for item in args.hitcore_env:
+            name, eq, value = item.partition("=")
+            if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"--hitcore-env wants NAME=VALUE, not {item!r}")
+            settings["hitcore_env"][name] = value
+        for flag, value, low in (("--rounds", args.rounds, 1), ("--duration", args.duration, 2),
+                                 ("--max-duration", args.max_duration, 2), ("--connections", args.connections, 1)):
+            if value is not None and value < low:
+                raise ValueError(f"{flag} must be at least {low}, not {value}")
     except ValueError as error:
         print(f"bench/tail: {error}", file=sys.stderr)
         return 2
-    for flag, value, low in (("--rounds", args.rounds, 1), ("--duration", args.duration, 2),
-                             ("--max-duration", args.max_duration, 2), ("--connections", args.connections, 1)):
-        if value is not None and value < low:
-            print(f"bench/tail: {flag} must be at least {low}, not {value}", file=sys.stderr)
-            return 2
-    for key, value in (("rounds", args.rounds), ("duration", args.duration), ("max_duration", args.max_duration)):
-        if value:
-            settings[key] = value
-    settings["oha_threads"] = args.oha_threads
-    settings["cpus_load"] = args.cpus_load
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
+    settings.update({k: v for k, v in (("rounds", args.rounds), ("duration", args.duration),
+                                       ("max_duration", args.max_duration)) if v})
     machine.raise_open_files_limit()
-    try:
-        return run(args, settings, chosen)
-    except KeyboardInterrupt:
-        log("interrupted: stopping every process this run started")
-        return 130
-    finally:
-        procs.cleanup()
-
-
-def render_again(folder: Path, out: Path) -> int:
-    summary = json.loads((folder / "summary.json").read_text())
-    charts = draw_chart(folder / "summary.json", folder.parent, summary["name"], folder / "logs")
-    path = folder.parent / f"{summary['name']}.md"
-    path.write_text(tail_report.render(summary, charts, _notes(folder)))
-    print(path)
-    return 0
+    return session.guard(run, args, settings, chosen)
 
 
 def _notes(folder: Path) -> str | None:
@@ -166,40 +113,28 @@ def _notes(folder: Path) -> str | None:
 
 
 def draw_chart(summary_path: Path, out_dir: Path, name: str, log_dir: Path) -> list[str]:
-    python = provision.venv_python("main")
-    if not python.exists():
-        log("no chart: bench/.venv is missing (bench/tail --provision makes it)")
-        return []
-    result = procs.run([str(python), str(Path(__file__).with_name("tail_chart.py")), str(summary_path),
-                        str(out_dir / f"{name}.png")], timeout=180, label="drawing the chart")
-    if not result.ok:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        (log_dir / "chart.log").write_text(result.stdout + result.stderr)
-        log(f"no chart: {result.tail(2)}")
-        return []
-    return [f"{name}.png"]
+    return [f"{name}.png"] if session.chart("tail", [summary_path, out_dir / f"{name}.png"], log_dir) else []
 
 
-def provision_all(log_dir: Path, need_binaries: bool) -> tuple[Path | None, str | None]:
-    """oha (and, with need_binaries, bench/.venv, the tokio peer, hitcore): (oha's path, problem)."""
-    oha, problem = provision.oha(log_dir)
-    if need_binaries:
-        for step in (lambda: provision.virtualenv("main", log_dir), lambda: provision.tokio_peer(log_dir),
-                     lambda: provision.hitcore(log_dir)):
-            problem = problem or step()
-    return oha, problem
+def _shards(flags: list[str], ncpu: int) -> int:
+    """The shard count a hitcore command line asks for (-w N, --workers N, --workers=N), else ncpu."""
+    for i, flag in enumerate(flags):
+        if flag in ("-w", "--workers") and i + 1 < len(flags) and flags[i + 1].isdigit():
+            return int(flags[i + 1])
+        match = re.fullmatch(r"(?:--workers=|-w)(\d+)", flag)
+        if match:
+            return int(match.group(1))
+    return ncpu
 
 
 class Bench:
     """The run's state: Redis, the binaries, where outputs go, the port."""
 
-    def __init__(self, args, settings: dict, redis: redisctl.RedisServer, oha: Path, hitcore: Path | None,
+    def __init__(self, settings: dict, redis: redisctl.RedisServer, oha: Path, hitcore: Path | None,
                  tokio: Path | None, raw_dir: Path, log_dir: Path):
-        self.args, self.settings, self.redis = args, settings, redis
-        self.oha, self.hitcore, self.tokio = oha, hitcore, tokio
+        self.settings, self.redis, self.oha, self.hitcore, self.tokio = settings, redis, oha, hitcore, tokio
         self.raw_dir, self.log_dir = raw_dir, log_dir
-        self.port = redisctl.free_port()
-        self.ncpu = len(os.sched_getaffinity(0))
+        self.port, self.ncpu = redisctl.free_port(), len(os.sched_getaffinity(0))
 
     def spec(self, server: str) -> servers.Spec:
         ctx = servers.Context(port=self.port, redis_url=self.redis.url, ncpu=self.ncpu, server_cpus=None,
@@ -211,68 +146,48 @@ class Bench:
             spec.argv[0] = str(self.tokio)
             return spec
         if server == "hitcore-1":
-            spec = servers.hitcore(ctx, 1)
-            shards = 1
+            spec, shards = servers.hitcore(ctx, 1), 1
         else:
-            spec = servers.hitcore(ctx, None, row_id=server)
             flags = self.settings["hitcore_flags"]
-            spec.argv += flags
-            shards = _shards(flags, self.ncpu)
-            spec.title = "hitcore " + " ".join(flags) if flags else f"hitcore (one shard per CPU: {self.ncpu})"
-            if server == "hitcore-pin":
-                spec.argv.append("--pin")
-                spec.title += ", --pin"
+            spec, shards = servers.hitcore(ctx, None, row_id=server), _shards(flags, self.ncpu)
+            spec.argv += flags + (["--pin"] if server == "hitcore-pin" else [])
+            spec.title = ("hitcore " + " ".join(flags) if flags else f"hitcore (one shard per CPU: {self.ncpu})") + \
+                (", --pin" if server == "hitcore-pin" else "")
         spec.processes, spec.ready_line, spec.ready_count = 1 + shards, "Connected to Redis", shards
         spec.env.update(self.settings["hitcore_env"])
         if self.settings["hitcore_env"]:
             spec.title += " (" + " ".join(f"{k}={v}" for k, v in self.settings["hitcore_env"].items()) + ")"
         return spec
 
-    def oha_argv(self, rate: int | None, duration: int) -> list[str]:
-        argv = [str(self.oha), "--no-tui", "--output-format", "json", "-c", str(self.settings["connections"]),
-                "-z", f"{duration}s", "-w", "-t", "10s"]
-        if self.settings["oha_threads"]:
-            argv += ["--worker-threads", str(self.settings["oha_threads"])]
-        if rate:
-            argv += ["-q", str(rate), "--latency-correction"]
-        argv.append(f"http://127.0.0.1:{self.port}/")
-        return (["taskset", "-c", self.settings["cpus_load"]] + argv) if self.settings["cpus_load"] else argv
-
     def start(self, server: str, tag: str) -> tuple[procs.Service, servers.Spec]:
         spec = self.spec(server)
-        if servers.port_in_use(self.port) and not servers.wait_port_free(self.port):
-            raise RunError(f"port {self.port} is still busy")
-        service = procs.Service(tag, spec.argv, self.log_dir / f"{tag}.log", env={**os.environ, **spec.env})
-        problem = servers.wait_ready(service, spec, self.port)
-        if problem:
-            service.stop()
-            raise RunError(f"{server} did not start: {problem}")
+        service = servers.start(spec, self.port, self.log_dir / f"{tag}.log", name=tag)
         if spec.uses_redis:
             self.redis.set(COUNTER_KEY, 0)
         return service, spec
 
     def oha_run(self, service: procs.Service, uses_redis: bool, rate: int | None, duration: int,
                 raw_name: str | None) -> dict:
-        """One oha run against the started server: its parsed JSON, the window's CPU readings and
-        the counter check."""
-        argv = self.oha_argv(rate, duration)
-        server_pids = [service.pid] + procs.descendants(service.pid)
-        marks: list[dict] = []
+        """One oha run against the started server: its parsed JSON, the steady window's CPU readings
+        (1 s or a quarter in, to 0.5 s before the end) and the counter check."""
+        s = self.settings
+        argv = [str(self.oha), "--no-tui", "--output-format", "json", "-c", str(s["connections"]), "-z",
+                f"{duration}s", "-w", "-t", "10s"] + (["--worker-threads", str(s["oha_threads"])] if s["oha_threads"] else []) \
+            + (["-q", str(rate), "--latency-correction"] if rate else []) + [f"http://127.0.0.1:{self.port}/"]
+        argv = (["taskset", "-c", s["cpus_load"]] + argv) if s["cpus_load"] else argv
+        server_pids, marks = [service.pid] + procs.descendants(service.pid), []
 
         def reading(proc) -> dict:
-            r = {"t": time.monotonic(), "oha": procs.cpu_seconds([proc.pid]),
-                 "server": procs.cpu_seconds(server_pids), "redis": procs.cpu_seconds([self.redis.pid]),
-                 "machine": _machine_cpu_seconds()}
-            r["server_wait"] = run_delay(server_pids)
-            r["redis_wait"] = run_delay([self.redis.pid])
-            r["oha_wait"] = run_delay([proc.pid])
             switches = perfstat.switches_of(perfstat.tasks_of(server_pids))
-            r["vol"] = sum(v for v, _ in switches.values())
-            r["nonvol"] = sum(n for _, n in switches.values())
+            r = {"t": time.monotonic(), "oha": procs.cpu_seconds([proc.pid]), "server": procs.cpu_seconds(server_pids),
+                 "redis": procs.cpu_seconds([self.redis.pid]), "machine": measure.machine_cpu_seconds(),
+                 "server_wait": measure.run_delay(server_pids), "redis_wait": measure.run_delay([self.redis.pid]),
+                 "oha_wait": measure.run_delay([proc.pid]), "vol": sum(v for v, _ in switches.values()),
+                 "nonvol": sum(n for _, n in switches.values())}
             if uses_redis:
                 calls = self.redis.command_calls()
-                r["incr"], r["incrby"] = calls.get("incr", 0), calls.get("incrby", 0)
-                r["counter"] = self.redis.get_int(COUNTER_KEY) or 0
+                r.update(incr=calls.get("incr", 0), incrby=calls.get("incrby", 0),
+                         counter=self.redis.get_int(COUNTER_KEY) or 0)
             return r
 
         def sample(proc) -> None:
@@ -292,52 +207,25 @@ class Bench:
         if result.returncode != 0:
             raise RunError(f"oha exited with status {result.returncode}: {result.tail(2)}")
         try:
-            out = {"oha": tail_stats.parse_oha(result.stdout)}
+            out = {"oha": tail_stats.parse_oha(result.stdout), "argv": " ".join(argv)}
         except tail_stats.OhaError as error:
             raise RunError(str(error)) from None
         if len(marks) == 2:
-            out["cpu"] = tail_stats.window_cpu(marks[0], marks[1])
+            out["cpu"] = tail_stats.window_cpu(*marks)
         if uses_redis:
             after = self.redis.get_int(COUNTER_KEY)
-            delta = None if after is None or before is None else after - before
-            out["counter_delta"] = delta
-            out["counter"] = tail_stats.counter_check(delta, out["oha"]["ok"], out["oha"]["aborted"],
-                                                      self.settings["connections"])
-        out["argv"] = " ".join(argv)
+            delta = out["counter_delta"] = None if after is None or before is None else after - before
+            out["counter"] = tail_stats.counter_check(delta, out["oha"]["ok"], out["oha"]["aborted"], s["connections"])
         return out
-
-
-def run_delay(pids: list[int]) -> float:
-    """Seconds the threads of `pids` have spent runnable but waiting for a CPU so far (the second
-    field of /proc/TID/schedstat): the direct measure of "behind a busy CPU"."""
-    total = 0
-    for tid, pid in perfstat.tasks_of(pids).items():
-        try:
-            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total / 1e9
-
-
-def _shards(flags: list[str], ncpu: int) -> int:
-    """The shard count a hitcore command line asks for (-w N, --workers N, --workers=N), else ncpu."""
-    for i, flag in enumerate(flags):
-        if flag in ("-w", "--workers") and i + 1 < len(flags) and flags[i + 1].isdigit():
-            return int(flags[i + 1])
-        match = re.fullmatch(r"(?:--workers=|-w)(\d+)", flag)
-        if match:
-            return int(match.group(1))
-    return ncpu
 
 
 def closed_loop(bench: Bench, server: str) -> dict:
     """oha's closed-loop maximum against `server` (started fresh): a warm-up, then -z max_duration."""
-    tag = f"{server}-max"
     log(f"closed loop: oha -c {bench.settings['connections']} -z {bench.settings['max_duration']}s against {server}")
-    service, spec = bench.start(server, tag)
+    service, spec = bench.start(server, f"{server}-max")
     try:
         bench.oha_run(service, spec.uses_redis, None, WARMUP_S, None)
-        out = bench.oha_run(service, spec.uses_redis, None, bench.settings["max_duration"], tag)
+        out = bench.oha_run(service, spec.uses_redis, None, bench.settings["max_duration"], f"{server}-max")
     finally:
         service.stop()
     out.update(server=server)
@@ -347,14 +235,14 @@ def closed_loop(bench: Bench, server: str) -> dict:
 
 
 def server_round(bench: Bench, server: str, rnd: int, rates: dict[float, int]) -> list[dict]:
-    tag = f"{server}-r{rnd}"
-    out = []
+    out: list[dict] = []
+    failed = lambda error: [{"server": server, "round": rnd, "fraction": f, "rate": r, "error": str(error)}  # noqa: E731
+                            for f, r in rates.items() if f not in {m["fraction"] for m in out}]
     try:
-        service, spec = bench.start(server, tag)
+        service, spec = bench.start(server, f"{server}-r{rnd}")
     except RunError as error:
         log(f"round {rnd}, {server}: {error}")
-        return [{"server": server, "round": rnd, "fraction": f, "rate": r, "error": str(error)}
-                for f, r in rates.items()]
+        return failed(error)
     try:
         bench.oha_run(service, spec.uses_redis, min(rates.values()), WARMUP_S, None)
         for fraction, rate in rates.items():
@@ -365,9 +253,9 @@ def server_round(bench: Bench, server: str, rnd: int, rates: dict[float, int]) -
                                             f"{server}-{int(round(fraction * 1000)):04d}-r{rnd}"))
                 o = record["oha"]
                 o["achieved_ratio"] = tail_stats.achieved_ratio(o["ok_rps"], rate)
-                log(f"round {rnd}, {server} at {rate:,}/s: p50 {o['p50_ms']} p99 {o['p99_ms']} p99.9 "
-                    f"{o['p999_ms']} max {o['max_ms']} ms, {o['ok_rps']:,.0f} 2xx/s, oha "
-                    f"{record.get('cpu', {}).get('oha_pct', '?')} %, counter {record.get('counter', '-')}")
+                log(f"round {rnd}, {server} at {rate:,}/s: p50 {o['p50_ms']} p99 {o['p99_ms']} p99.9 {o['p999_ms']} "
+                    f"max {o['max_ms']} ms, {o['ok_rps']:,.0f} 2xx/s, oha {record.get('cpu', {}).get('oha_pct', '?')} %, "
+                    f"counter {record.get('counter', '-')}")
             except (RunError, OSError, redisctl.RedisError) as error:
                 log(f"round {rnd}, {server} at {rate}/s: {error}")
                 record["error"] = str(error)
@@ -376,71 +264,52 @@ def server_round(bench: Bench, server: str, rnd: int, rates: dict[float, int]) -
                 raise RunError(f"{server} exited during round {rnd}")
     except RunError as error:
         log(f"round {rnd}, {server}: {error}")
-        done = {m["fraction"] for m in out}
-        out += [{"server": server, "round": rnd, "fraction": f, "rate": r, "error": str(error)}
-                for f, r in rates.items() if f not in done]
+        out += failed(error)
     finally:
         service.stop()
-        record_log = service.log_text()
-        if servers.worker_timeouts(record_log):
-            for m in out:
-                m.setdefault("warning", f"{servers.worker_timeouts(record_log)} WORKER TIMEOUT lines in its log")
+        timeouts = servers.worker_timeouts(service.log_text())
+        for m in out if timeouts else []:
+            m.setdefault("warning", f"{timeouts} WORKER TIMEOUT lines in its log")
     return out
-
-
-def _binary(given: Path | None, default: Path, what: str) -> Path:
-    path = (given or default).resolve()
-    if not os.access(path, os.X_OK):
-        raise RunError(f"{what}: {path} is not an executable file (bench/tail --provision builds it, "
-                       "or pass its path)")
-    return path
 
 
 def run(args, settings: dict, chosen: list[str]) -> int:
     started = datetime.datetime.now().astimezone()
-    host = results.host_tag()
-    suffix = ("-quick" if args.quick else "") + ("-partial" if args.only or args.rates or args.hitcore_flags or args.hitcore_env else "")
-    name = f"{started:%Y-%m-%d}-" + (args.name or f"{host}-tail{suffix}")
-    out_dir = args.out.resolve()
-    run_dir = out_dir / name
-    raw_dir, log_dir = run_dir / "raw", run_dir / "logs"
+    partial = args.only or args.rates or args.hitcore_flags or args.hitcore_env
+    name = f"{started:%Y-%m-%d}-" + (args.name or f"{session.host_tag()}-tail" + ("-quick" if args.quick else "")
+                                     + ("-partial" if partial else ""))
+    run_dir = args.out.resolve() / name
+    log_dir = run_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     if args.provision:
-        oha, problem = provision_all(log_dir, need_binaries=True)
+        oha, problem = provision.oha(log_dir)
+        for step in (lambda: provision.virtualenv("main", log_dir), lambda: provision.tokio_peer(log_dir),
+                     lambda: provision.hitcore(log_dir)):
+            problem = problem or step()
         log(problem or f"provisioned: {oha}")
         return 1 if problem else 0
-    results.fresh_run_dir(run_dir, keep_logs=True)  # the logs already hold provisioning's
-    if args.oha:
-        oha, problem = args.oha.resolve(), None
-    else:
-        oha, problem = provision_all(log_dir, need_binaries=False)
+    raw_dir, _ = session.fresh_run_dir(run_dir, keep_logs=True)  # the logs already hold provisioning's
+    oha, problem = (args.oha.resolve(), None) if args.oha else provision.oha(log_dir)
+    missing = [t for t in ("redis-server", "nginx") + (("taskset",) if args.cpus_load else ()) if not provision._which(t)]
+    problem = problem or (f"`{missing[0]}` is not installed (bench/run provisions it)" if missing else None)
+    try:
+        hitcore = session.binary(args.hitcore, provision.HITCORE_BINARY, "hitcore") \
+            if any(s.startswith("hitcore") for s in chosen) else None
+        tokio = session.binary(args.tokio, provision.TOKIO_BINARY, "the tokio peer") if "tokio" in chosen else None
+    except RunError as error:
+        problem = problem or str(error)
     if problem:
         log(f"cannot run: {problem}")
         return 1
-    for tool in ("redis-server", "nginx") + (("taskset",) if args.cpus_load else ()):
-        if not provision._which(tool):
-            log(f"cannot run: `{tool}` is not installed (bench/run provisions it)")
-            return 1
-    try:
-        hitcore = _binary(args.hitcore, provision.HITCORE_BINARY, "hitcore") \
-            if any(s.startswith("hitcore") for s in chosen) else None
-        tokio = _binary(args.tokio, provision.TOKIO_BINARY, "the tokio peer") \
-            if "tokio" in chosen else None
-    except RunError as error:
-        log(f"cannot run: {error}")
-        return 1
     log(f"bench/tail {settings['mode']} run: {', '.join(chosen)}, rates {settings['fractions']} of the maximum, "
-        f"{settings['rounds']} rounds of {settings['duration']}s, -c {settings['connections']}; "
-        f"results -> {out_dir / name}.md")
-    load_at_start = [round(x, 2) for x in os.getloadavg()]
-    busy_at_start = machine.cpu_busy_percent()
+        f"{settings['rounds']} rounds of {settings['duration']}s, -c {settings['connections']}; results -> {run_dir}.md")
+    summary = session.header(name, started, settings, "bench/tail", session.busy_check())
     redis = redisctl.RedisServer(log_dir)
     redis.wait_ready()
-    versions = machine.versions(hitcore, redis.version())
     keep = ("hitcore", "tokio-hyper peer", "rustc", "nginx", "redis-server", "python (system, runs the kit)")
-    versions = {k: v for k, v in versions.items() if k in keep}
+    versions = {k: v for k, v in machine.versions(hitcore, redis.version()).items() if k in keep}
     versions["oha"] = machine._first_line([str(oha), "--version"]) or "unknown"
-    bench = Bench(args, settings, redis, oha, hitcore, tokio, raw_dir, log_dir)
+    bench = Bench(settings, redis, oha, hitcore, tokio, raw_dir, log_dir)
     maxima: list[dict] = []
     measurements: list[dict] = []
     try:
@@ -468,22 +337,14 @@ def run(args, settings: dict, chosen: list[str]) -> int:
                 measurements += server_round(bench, server, rnd, rates)
     finally:
         redis.stop()
-    titles = {s: bench.spec(s).title for s in chosen}
-    summary = {
-        "name": name, "started": started.isoformat(timespec="seconds"), "settings": settings,
-        "command": "bench/tail" + (" " + shlex.join(sys.argv[1:]) if sys.argv[1:] else ""),
-        "machine": machine.describe(), "versions": versions, "servers": chosen, "titles": titles,
-        "binaries": {k: binary_identity(str(v)) for k, v in (("hitcore", hitcore), ("tokio", tokio), ("oha", oha)) if v},
-        "load_at_start": load_at_start, "busy_at_start": busy_at_start,
-        "load_at_end": [round(x, 2) for x in os.getloadavg()], "duration_s": round(procs.elapsed(), 1),
-        "max_rps": max_rps, "maxima": maxima, "rates": {str(f): r for f, r in rates.items()},
-        "measurements": measurements,
-    }
-    summary["folded"] = tail_stats.fold(measurements)
+    summary.update(
+        versions=versions, servers=chosen, titles={s: bench.spec(s).title for s in chosen},
+        binaries={k: measure.binary_identity(str(v)) for k, v in (("hitcore", hitcore), ("tokio", tokio), ("oha", oha)) if v},
+        load_at_end=[round(x, 2) for x in os.getloadavg()], duration_s=round(procs.elapsed(), 1), max_rps=max_rps,
+        maxima=maxima, rates={str(f): r for f, r in rates.items()}, measurements=measurements,
+        folded=tail_stats.fold(measurements))
     summary["verdicts"] = tail_stats.verdicts(summary["folded"])
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    charts = draw_chart(run_dir / "summary.json", out_dir, name, log_dir)
-    report_path = out_dir / f"{name}.md"
-    report_path.write_text(tail_report.render(summary, charts, _notes(run_dir)))
-    log(f"done in {procs.elapsed():.0f}s: {report_path}")
+    charts = draw_chart(session.write_summary(run_dir, summary), run_dir.parent, name, log_dir)
+    run_dir.with_name(name + ".md").write_text(tail_report.render(summary, charts, _notes(run_dir)))
+    log(f"done in {procs.elapsed():.0f}s: {run_dir}.md")
     return 3 if any(m.get("error") for m in measurements) else 0

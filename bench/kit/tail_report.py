@@ -1,28 +1,25 @@
-"""bench/tail's Markdown report, from its summary.json (no sockets, no processes; tested by
-bench/tests/test_tail.py). The machine and the load averages first, then the generator's
-closed-loop maximum, the goal's verdict, one table per offered rate (medians and every round's
-p99 and p99.9), the CPU split over each steady window, correctness, the chart, and a hand-written
-notes.md from the run's folder when there is one (the investigation of a run)."""
+"""bench/tail's Markdown report, from its summary.json: the machine, the method in brief (bench/README.md,
+"Open-loop tail", has it in full), the generator's closed-loop maximum, the goal's verdict, one table
+per offered rate, the CPU split over each steady window, every round, correctness, the chart, and a
+run folder's hand-written notes.md. Pure: no sockets, no processes (tested by bench/tests/test_tail.py).
+"""
 from __future__ import annotations
 
+from .md import machine, table
 from .tail_stats import percent_label
 
 
 def _n(value, digits: int = 2) -> str:
     if value is None:
         return "–"
-    if isinstance(value, (int, float)) and abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.{digits}f}"
+    return f"{value:,.0f}" if isinstance(value, (int, float)) and abs(value) >= 1000 else f"{value:.{digits}f}"
 
 
 def _med(cell: dict | None, digits: int = 2) -> str:
     if not cell:
         return "–"
-    text = _n(cell["median"], digits)
-    if len(cell["values"]) > 1 and cell["min"] != cell["max"]:
-        text += f" ({_n(cell['min'], digits)}–{_n(cell['max'], digits)})"
-    return text
+    spread = len(cell["values"]) > 1 and cell["min"] != cell["max"]
+    return _n(cell["median"], digits) + (f" ({_n(cell['min'], digits)}–{_n(cell['max'], digits)})" if spread else "")
 
 
 def _rounds(cell: dict | None, digits: int = 2) -> str:
@@ -33,200 +30,152 @@ def _title(summary: dict, server: str) -> str:
     return summary.get("titles", {}).get(server, server)
 
 
-def machine_lines(summary: dict) -> list[str]:
-    m = summary["machine"]
-    lines = ["## Machine", "",
-             f"- {m['hostname']}: {m['cpus_online']} CPUs (allowed {m['cpus_allowed']}), {m.get('cpu_model')}, "
-             f"{m.get('memory_gib')} GiB, {m.get('os')}, kernel {m['kernel']}, governor {m.get('governor')}",
-             f"- load average at start {' / '.join(map(str, summary['load_at_start']))}, at end "
-             f"{' / '.join(map(str, summary['load_at_end']))} (1, 5, 15 min); CPUs busy in the second before "
-             f"the start: {summary.get('busy_at_start')} %",
-             f"- run took {summary['duration_s']:.0f} s: `{summary['command']}`"]
-    for name, version in summary["versions"].items():
-        lines.append(f"- {name}: {version}")
-    for name, ident in summary.get("binaries", {}).items():
-        lines.append(f"- {name} binary: {ident}")
-    return lines + [""]
+def _cpu(c: dict, *keys) -> list[str]:
+    return [_n(c.get(k), 0) for k in keys]
 
 
 def method_lines(summary: dict) -> list[str]:
     s = summary["settings"]
-    threads = s.get("oha_threads") or "oha's default (the physical cores)"
     return ["## Method", "",
-            f"One password-protected redis-server for the whole run; each server started fresh on a free "
-            f"127.0.0.1 port (hitcore and the tokio peer count in that Redis; nginx answers `return 200` with a "
-            f"fixed body, no Redis). First the generator's own **closed-loop maximum**: `oha -c "
-            f"{s['connections']} -z {s['max_duration']}s` against nginx (and, for context, against the others). "
-            f"The offered rates are fractions of nginx's figure. Then {s['rounds']} interleaved round(s), the "
-            f"server order rotated each round: each server started, `SET hit 0`, a 1 s warm-up, then for each "
-            f"rate `oha -q RATE --latency-correction -c {s['connections']} -z {s['duration']}s -w -t 10s "
-            f"--output-format json` (open loop: a request's latency runs from the moment it was due, so a "
-            f"stall delays every request queued behind it, as real clients would see). oha worker threads: "
-            f"{threads}" + (f"; oha pinned with `taskset -c {s['cpus_load']}`" if s.get("cpus_load") else "")
-            + ". Over each run's steady window (from 1 s after its start to 0.5 s before its end) the CPU "
-            "time of oha, of the server's processes, of Redis and of the whole machine is read from /proc "
-            "(*other* is the rest: someone else's work), with Redis's INCR/INCRBY calls (requests per "
-            "command: hitcore's batch size) and the server's involuntary context switches (preemptions: "
-            "another process on its CPU). Medians of the rounds, (min–max) where they differ.", ""]
+            f"The generator's closed-loop maximum, `oha -c {s['connections']} -z {s['max_duration']}s` against nginx, "
+            f"sets the offered rates (fractions of it). Then {s['rounds']} interleaved round(s), the server order "
+            f"rotated each round, each server started fresh: `SET hit 0`, a 1 s warm-up, then for each rate "
+            f"`oha -q RATE --latency-correction -c {s['connections']} -z {s['duration']}s -w -t 10s` (open loop: a "
+            "request's latency runs from when it was due). oha worker threads: "
+            + str(s.get("oha_threads") or "oha's default (the physical cores)")
+            + (f"; oha pinned with `taskset -c {s['cpus_load']}`" if s.get("cpus_load") else "")
+            + ". CPU of oha, the server, Redis and the rest of the machine over each steady window, from /proc. "
+            "Medians of the rounds, (min–max) where they differ. How: bench/README.md, \"Open-loop tail\".", ""]
 
 
 def maxima_lines(summary: dict) -> list[str]:
-    lines = ["## The generator's closed-loop maximum", "",
-             "| server | 2xx/s | p50 ms | p99 ms | p99.9 ms | oha % CPU | server % CPU | Redis % CPU | other % |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    rows = []
     for m in summary["maxima"]:
-        if m.get("error"):
-            lines.append(f"| {_title(summary, m['server'])} | {m['error']} | | | | | | | |")
-            continue
-        o, c = m["oha"], m.get("cpu", {})
-        if m.get("given"):
-            lines.append(f"| {m['server']} | {_n(o['ok_rps'])} (given with --max-rps, not measured) | | | | | | | |")
-            continue
-        lines.append(f"| {_title(summary, m['server'])} | {_n(o['ok_rps'])} | {_n(o['p50_ms'])} | {_n(o['p99_ms'])} | "
-                     f"{_n(o['p999_ms'])} | {_n(c.get('oha_pct'), 0)} | {_n(c.get('server_pct'), 0)} | "
-                     f"{_n(c.get('redis_pct'), 0)} | {_n(c.get('other_pct'), 0)} |")
+        o, c = m.get("oha", {}), m.get("cpu", {})
+        rows.append([_title(summary, m["server"]), m["error"]] + [""] * 7 if m.get("error") else
+                    [m["server"], f"{_n(o['ok_rps'])} (given with --max-rps, not measured)"] + [""] * 7 if m.get("given")
+                    else [_title(summary, m["server"]), _n(o["ok_rps"]), _n(o["p50_ms"]), _n(o["p99_ms"]),
+                          _n(o["p999_ms"]), *_cpu(c, "oha_pct", "server_pct", "redis_pct", "other_pct")])
     rates = ", ".join(f"{percent_label(float(f))} = {r:,}/s" for f, r in summary["rates"].items())
-    return lines + ["", f"Offered rates (fractions of nginx's {summary['max_rps']:,.0f}/s): {rates}.", ""]
+    return ["## The generator's closed-loop maximum", ""] + \
+        table(["server", "2xx/s", "p50 ms", "p99 ms", "p99.9 ms", "oha % CPU", "server % CPU", "Redis % CPU",
+               "other %"], rows) + ["", f"Offered rates (fractions of nginx's {summary['max_rps']:,.0f}/s): {rates}.", ""]
 
 
 def goal_lines(summary: dict) -> list[str]:
-    lines = ["## The goal: hitcore's p99 and p99.9 ≤ nginx's at 25 % and 50 %", "",
-             "| rate | hitcore p99 ms | nginx p99 ms | hitcore p99.9 ms | nginx p99.9 ms | met (medians) | rounds met | "
-             "saturated rounds |",
-             "|---|---|---|---|---|---|---|---|"]
+    rows = []
     for v in summary["verdicts"]:
         rate = summary["rates"].get(str(v["fraction"]))
         label = percent_label(v["fraction"]) + (f" ({rate:,}/s)" if rate else "")
         if v["met"] is None:
-            lines.append(f"| {label} | not measured | | | | – | | |")
+            rows.append([label, "not measured", "", "", "", "–", "", ""])
             continue
-        sat = v.get("saturated") or {}
-        sat_text = "; ".join(f"{who} {', '.join(map(str, rounds))}" for who, rounds in sat.items() if rounds) or "none"
-        lines.append(f"| {label} | {_n(v['hitcore_p99_ms'])} | {_n(v['nginx_p99_ms'])} | {_n(v['hitcore_p999_ms'])} "
-                     f"| {_n(v['nginx_p999_ms'])} | {'**met**' if v['met'] else 'not met'} | {v['rounds_met']} | "
-                     f"{sat_text} |")
-    return lines + ["", "*rounds met*: rounds in which both hitcore's p99 and p99.9 were ≤ nginx's of the same "
-                        "round. *saturated rounds*: rounds whose 2xx answers fell below 95 % of the offered rate or "
-                        "whose median reached 10 ms: requests queued faster than they were served, so the "
-                        "percentiles measure that queue (the machine's other work, or the rate beyond what the "
-                        "shared CPUs can serve), not the server; a verdict that rests on them says little.", ""]
+        sat = "; ".join(f"{who} {', '.join(map(str, r))}" for who, r in (v.get("saturated") or {}).items() if r)
+        rows.append([label, _n(v["hitcore_p99_ms"]), _n(v["nginx_p99_ms"]), _n(v["hitcore_p999_ms"]),
+                     _n(v["nginx_p999_ms"]), "**met**" if v["met"] else "not met", v["rounds_met"], sat or "none"])
+    return ["## The goal: hitcore's p99 and p99.9 ≤ nginx's at 25 % and 50 %", ""] + \
+        table(["rate", "hitcore p99 ms", "nginx p99 ms", "hitcore p99.9 ms", "nginx p99.9 ms", "met (medians)",
+               "rounds met", "saturated rounds"], rows) + \
+        ["", "*rounds met*: rounds in which both hitcore's p99 and p99.9 were ≤ nginx's of the same round. "
+             "*saturated rounds*: 2xx answers below 95 % of the offered rate or a median of 10 ms or more: the "
+             "percentiles measure a queue, not the server, and a verdict resting on them says little.", ""]
 
 
 def rate_lines(summary: dict) -> list[str]:
-    folded = summary["folded"]
     lines = [f"## Latency at each offered rate (median of {summary['settings']['rounds']} round(s))", ""]
     for fraction, rate in summary["rates"].items():
-        lines += [f"### {percent_label(float(fraction))} of the maximum: {rate:,} requests/s offered", "",
-                  "| server | 2xx/s (of offered) | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | p99 per round | "
-                  "p99.9 per round | errors/non-2xx per round |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        rows = []
         for server in summary["servers"]:
-            cell = folded.get(server, {}).get(fraction)
-            runs = [m for m in summary["measurements"] if m["server"] == server and str(m["fraction"]) == fraction]
-            bad = " · ".join("failed" if m.get("error") else
-                             f"{m['oha']['error_count']}/{m['oha']['non_2xx']}" for m in runs)
+            cell = summary["folded"].get(server, {}).get(fraction)
+            bad = " · ".join("failed" if m.get("error") else f"{m['oha']['error_count']}/{m['oha']['non_2xx']}"
+                             for m in summary["measurements"] if m["server"] == server and str(m["fraction"]) == fraction)
             if not cell or not cell["rounds"]:
-                lines.append(f"| {_title(summary, server)} | not measured | | | | | | | | {bad} |")
+                rows.append([_title(summary, server), "not measured"] + [""] * 7 + [bad])
                 continue
             ratio = cell["achieved_ratio"]["median"] if cell["achieved_ratio"] else None
-            lines.append(
-                f"| {_title(summary, server)} | {_n(cell['ok_rps']['median'])} ({_n(ratio * 100 if ratio else None, 0)} %) | "
-                f"{_med(cell['p50_ms'])} | {_med(cell['p90_ms'])} | {_med(cell['p99_ms'])} | {_med(cell['p999_ms'])} | "
-                f"{_med(cell['max_ms'], 1)} | {_rounds(cell['p99_ms'])} | {_rounds(cell['p999_ms'])} | {bad} |")
-        lines.append("")
+            rows.append([_title(summary, server), f"{_n(cell['ok_rps']['median'])} ({_n(ratio * 100 if ratio else None, 0)} %)",
+                         *(_med(cell[k]) for k in ("p50_ms", "p90_ms", "p99_ms", "p999_ms")), _med(cell["max_ms"], 1),
+                         _rounds(cell["p99_ms"]), _rounds(cell["p999_ms"]), bad])
+        lines += [f"### {percent_label(float(fraction))} of the maximum: {rate:,} requests/s offered", ""] + \
+            table(["server", "2xx/s (of offered)", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "p99 per round",
+                   "p99.9 per round", "errors/non-2xx per round"], rows) + [""]
     return lines
 
 
 def cpu_lines(summary: dict) -> list[str]:
-    folded = summary["folded"]
-    lines = ["## CPU over each steady window (medians; % of one CPU)", "",
-             "| rate | server | oha | server | Redis | other | whole machine | requests per Redis command | "
-             "server preemptions / s |", "|---|---|---|---|---|---|---|---|---|"]
-    for fraction, rate in summary["rates"].items():
+    rows = []
+    for fraction in summary["rates"]:
         for server in summary["servers"]:
-            cell = folded.get(server, {}).get(fraction)
-            if not cell or not cell["rounds"]:
-                continue
-            c = cell["cpu"]
-
-            def med(key, digits=0):
-                return _n(c[key]["median"], digits) if c.get(key) else "–"
-            lines.append(f"| {percent_label(float(fraction))} | {_title(summary, server)} | {med('oha_pct')} | "
-                         f"{med('server_pct')} | {med('redis_pct')} | {med('other_pct')} | {med('machine_pct')} | "
-                         f"{med('requests_per_command', 1)} | {med('server_nonvoluntary_per_s')} |")
-    return lines + [""]
+            cell = summary["folded"].get(server, {}).get(fraction)
+            if cell and cell["rounds"]:
+                c = {k: v["median"] for k, v in cell["cpu"].items() if v}
+                rows.append([percent_label(float(fraction)), _title(summary, server),
+                             *(_n(c.get(k), 0) if k in c else "–" for k in ("oha_pct", "server_pct", "redis_pct",
+                                                                           "other_pct", "machine_pct")),
+                             _n(c["requests_per_command"], 1) if "requests_per_command" in c else "–",
+                             _n(c["server_nonvoluntary_per_s"], 0) if "server_nonvoluntary_per_s" in c else "–"])
+    return ["## CPU over each steady window (medians; % of one CPU)", ""] + \
+        table(["rate", "server", "oha", "server", "Redis", "other", "whole machine", "requests per Redis command",
+               "server preemptions / s"], rows) + [""]
 
 
 def round_lines(summary: dict) -> list[str]:
     """Every run on its own, in the order of the rates: a slow round next to what else the machine
     was doing in it (other %), how often the server was preempted, and how far oha kept up."""
-    lines = ["## Every round", "",
-             "| rate | server | round | load1 | p50 ms | p99 ms | p99.9 ms | 2xx/s | oha % | server % | Redis % | "
-             "other % | preemptions / s | requests per Redis command | run-queue wait ms/s: server · Redis · oha |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    order = {s: i for i, s in enumerate(summary["servers"])}
+    order, rows = {s: i for i, s in enumerate(summary["servers"])}, []
     for m in sorted(summary["measurements"], key=lambda m: (float(m["fraction"]), order.get(m["server"], 99), m["round"])):
-        head = f"| {percent_label(float(m['fraction']))} | {_title(summary, m['server'])} | {m['round']} | {m.get('load1', '–')} |"
+        head = [percent_label(float(m["fraction"])), _title(summary, m["server"]), m["round"], m.get("load1", "–")]
         if m.get("error") or not m.get("oha"):
-            lines.append(head + f" {m.get('error')} | | | | | | | | | | |")
+            rows.append(head + [m.get("error")] + [""] * 10)
             continue
         o, c = m["oha"], m.get("cpu") or {}
-        lines.append(head + f" {_n(o['p50_ms'])} | {_n(o['p99_ms'])} | {_n(o['p999_ms'])} | {_n(o['ok_rps'])} | "
-                     f"{_n(c.get('oha_pct'), 0)} | {_n(c.get('server_pct'), 0)} | {_n(c.get('redis_pct'), 0)} | "
-                     f"{_n(c.get('other_pct'), 0)} | {_n(c.get('server_nonvoluntary_per_s'), 0)} | "
-                     f"{_n(c.get('requests_per_command'), 1)} | {_n(c.get('server_runq_ms_per_s'), 0)} · "
-                     f"{_n(c.get('redis_runq_ms_per_s'), 0)} · {_n(c.get('oha_runq_ms_per_s'), 0)} |")
-    return lines + ["", "*run-queue wait*: time the threads were runnable but waited for a CPU (/proc/TID/schedstat), "
-                        "summed over each one's threads, per second of the window: 100 ms/s is one thread waiting a "
-                        "tenth of the time.", "", "*other %*: the whole machine's busy time (/proc/stat) less oha's, the server's and "
-                        "Redis's (/proc/PID/stat): another engineer's build or test. The two clocks are read a few "
-                        "milliseconds apart and count differently, so it is good to about ±20 % of a CPU (it can "
-                        "come out below zero).", ""]
+        rows.append(head + [_n(o["p50_ms"]), _n(o["p99_ms"]), _n(o["p999_ms"]), _n(o["ok_rps"]),
+                            *_cpu(c, "oha_pct", "server_pct", "redis_pct", "other_pct", "server_nonvoluntary_per_s"),
+                            _n(c.get("requests_per_command"), 1),
+                            " · ".join(_cpu(c, "server_runq_ms_per_s", "redis_runq_ms_per_s", "oha_runq_ms_per_s"))])
+    return ["## Every round", ""] + \
+        table(["rate", "server", "round", "load1", "p50 ms", "p99 ms", "p99.9 ms", "2xx/s", "oha %", "server %",
+               "Redis %", "other %", "preemptions / s", "requests per Redis command",
+               "run-queue wait ms/s: server · Redis · oha"], rows) + \
+        ["", "*run-queue wait*: time the threads were runnable but waited for a CPU (/proc/TID/schedstat), per "
+             "second of the window. *other %*: the machine's busy time less oha's, the server's and Redis's, good "
+             "to about ±20 % of a CPU (two clocks read a few milliseconds apart).", ""]
 
 
 def correctness_lines(summary: dict) -> list[str]:
-    runs = summary["measurements"]
+    runs, lines = summary["measurements"], ["## Correctness", ""]
     counted = [m for m in runs if m.get("counter")]
     problems = [m for m in counted if m["counter"] != "ok"]
-    lines = ["## Correctness", ""]
+    where = lambda m: f"- {m['server']} at {m['rate']:,}/s, round {m['round']}: "  # noqa: E731
     if counted:
-        lines.append(f"Redis counter against the 2xx answers oha counted, after each of the {len(counted)} "
-                     f"open-loop runs of a Redis-backed server: "
-                     + ("**every one grew by exactly the 2xx count** (or by up to the requests in flight when oha "
-                        "stopped more)." if not problems else f"**{len(problems)} differ**:"))
-        for m in problems:
-            lines.append(f"- {m['server']} at {m['rate']:,}/s, round {m['round']}: grew by {m['counter_delta']}, "
-                         f"{m['oha']['ok']} 2xx: {m['counter']}")
-    errors = [m for m in runs if m.get("error") or m.get("warning")]
+        lines.append(f"Redis counter against the 2xx answers oha counted, after each of the {len(counted)} open-loop "
+                     "runs of a Redis-backed server: " + ("**every one grew by exactly the 2xx count** (or by up to "
+                     "the requests in flight when oha stopped more)." if not problems else f"**{len(problems)} differ**:"))
+        lines += [where(m) + f"grew by {m['counter_delta']}, {m['oha']['ok']} 2xx: {m['counter']}" for m in problems]
     errs = [m for m in runs if m.get("oha") and (m["oha"]["error_count"] or m["oha"]["non_2xx"])]
+    errors = [m for m in runs if m.get("error") or m.get("warning")]
     if errs:
-        lines.append("")
-        lines.append("Client errors and non-2xx answers:")
-        for m in errs:
-            lines.append(f"- {m['server']} at {m['rate']:,}/s, round {m['round']}: {m['oha']['errors']}, "
-                         f"status {m['oha']['status']}")
+        lines += ["", "Client errors and non-2xx answers:"] + \
+            [where(m) + f"{m['oha']['errors']}, status {m['oha']['status']}" for m in errs]
     if errors:
-        lines += ["", "Problems:"] + [f"- {m['server']} at {m['rate']:,}/s, round {m['round']}: "
-                                      f"{m.get('error') or m.get('warning')}" for m in errors]
+        lines += ["", "Problems:"] + [where(m) + f"{m.get('error') or m.get('warning')}" for m in errors]
     if not errs and not errors:
-        lines.append("")
-        lines.append("No connection errors, no non-2xx answers, no failed measurement.")
+        lines += ["", "No connection errors, no non-2xx answers, no failed measurement."]
     return lines + [""]
 
 
 def render(summary: dict, charts: list[str] | None = None, notes: str | None = None) -> str:
-    s = summary["settings"]
     lines = [f"# Open-loop tail: hitcore, nginx and the tokio peer at fractions of oha's maximum "
              f"({summary['machine']['hostname']}, {summary['started'][:10]}"
-             + (", quick" if s["mode"] == "quick" else "") + ")", "",
+             + (", quick" if summary["settings"]["mode"] == "quick" else "") + ")", "",
              "Issue 14's target 3, measured by `bench/tail` (bench/README.md, \"Open-loop tail\"): hitcore's p99 "
              "and p99.9 against nginx's static answer under a constant-rate, latency-corrected load.", ""]
-    lines += machine_lines(summary) + method_lines(summary) + maxima_lines(summary) + goal_lines(summary)
-    for chart in charts or []:
-        lines += [f"![p99 against the offered rate]({chart})", ""]
+    lines += machine(summary, [["Run", f"{summary['duration_s']:.0f} s: `{summary['command']}`"]] +
+                     [[f"{name} binary", ident] for name, ident in summary.get("binaries", {}).items()]) + [""]
+    lines += method_lines(summary) + maxima_lines(summary) + goal_lines(summary)
+    lines += [x for chart in charts or [] for x in (f"![p99 against the offered rate]({chart})", "")]
     lines += rate_lines(summary) + cpu_lines(summary) + round_lines(summary) + correctness_lines(summary)
-    if notes:
-        lines += [notes.rstrip(), ""]
-    lines += [f"Raw outputs: `{summary['name']}/raw/` (oha's JSON of every run: `SERVER-FRACTION-rROUND.json`, "
-              "the fraction in thousandths; `SERVER-max.json` the closed loop), every number in `summary.json`.", ""]
-    return "\n".join(lines)
+    lines += [notes.rstrip(), ""] if notes else []
+    return "\n".join(lines + [f"Raw outputs: `{summary['name']}/raw/` (oha's JSON of every run: "
+                              "`SERVER-FRACTION-rROUND.json`, the fraction in thousandths; `SERVER-max.json` the closed "
+                              "loop), every number in `summary.json`.", ""])

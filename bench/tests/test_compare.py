@@ -16,7 +16,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
-from kit import compare, compare_plan, compare_report, redisctl, servers  # noqa: E402
+from kit import compare, compare_plan, compare_report, measure, redisctl, servers  # noqa: E402
 from kit.compare_plan import PlanError, parse_plan  # noqa: E402
 
 SUMMARY = json.loads((Path(__file__).resolve().parent / "fixtures" / "compare-summary.json").read_text())
@@ -254,9 +254,9 @@ class Report(unittest.TestCase):
     def test_listen_counters_from_proc_net_netstat(self):
         text = ("TcpExt: SyncookiesSent SyncookiesRecv ListenOverflows ListenDrops TCPBacklogDrop\n"
                 "TcpExt: 0 0 1234 1240 7\nIpExt: InNoRoutes\nIpExt: 0\n")
-        self.assertEqual(compare.parse_netstat(text), {"listen_overflows": 1234, "listen_drops": 1240})
-        self.assertEqual(compare.parse_netstat("IpExt: a\nIpExt: 1\n"), {})
-        self.assertTrue(set(compare.listen_counters()) <= {"listen_overflows", "listen_drops"})
+        self.assertEqual(measure.parse_netstat(text), {"listen_overflows": 1234, "listen_drops": 1240})
+        self.assertEqual(measure.parse_netstat("IpExt: a\nIpExt: 1\n"), {})
+        self.assertTrue(set(measure.listen_counters()) <= {"listen_overflows", "listen_drops"})
 
     def test_a_lost_increment_and_a_failed_goal_show(self):
         summary = json.loads(json.dumps(SUMMARY))

@@ -1,6 +1,6 @@
 """Checks bench/hostile's report (kit/hostile_report.py) on a recorded run
 (tests/fixtures/summary-hostile-quick.json, from a `bench/hostile --quick` on a 2-core machine), and
-its bookkeeping helpers (kit/hostile.py, kit/attackers.py) on made-up inputs, without running anything.
+its bookkeeping helpers (kit/victims.py, kit/measure.py, kit/attackers.py) on made-up inputs, without running anything.
 
     python3 bench/tests/test_hostile.py        (or: python3 -m unittest discover -s bench/tests)
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
-from kit import attackers, hostile, hostile_report  # noqa: E402
+from kit import attackers, hostile_report, measure, victims  # noqa: E402
 
 SUMMARY = json.loads((Path(__file__).resolve().parent / "fixtures" / "summary-hostile-quick.json").read_text())
 
@@ -82,7 +82,7 @@ class BookkeepingTest(unittest.TestCase):
             "[2026-11-27 02:24:47 +0000] [1] [INFO] Booting worker with pid: 4 (shard 1, cpu 1)",
             "thread 'main' panicked at src/x.rs:1:1",
         ])
-        info = hostile.analyse_log(log, shards=2)
+        info = victims.analyse_log(log, shards=2)
         self.assertEqual(info["evicted_at_cap"], 7)
         self.assertEqual(info["shard_restarts"], 1)
         self.assertEqual(info["worker_timeouts"], 1)
@@ -92,7 +92,7 @@ class BookkeepingTest(unittest.TestCase):
     def test_probe_summary(self):
         # (start, status, latency s, error): answers end at 1.1, 1.6 and 4.1; one timeout between
         results = [(1.0, 200, 0.1, None), (1.5, 200, 0.1, None), (2.0, None, 2.0, "timeout"), (4.0, 200, 0.1, None)]
-        p = hostile.probe_summary(results, 1.0, 5.0)
+        p = measure.probe_summary(results, 1.0, 5.0)
         self.assertEqual((p["sent"], p["ok"], p["errors"]), (4, 3, {"timeout": 1}))
         self.assertEqual(p["longest_gap_ms"], 2500.0)
         self.assertEqual(p["max_ms"], 100.0)
@@ -100,7 +100,7 @@ class BookkeepingTest(unittest.TestCase):
     def test_attacker_window(self):
         lines = [{"t": float(t), "open": 100 - t, "opened": 10 * t, "closed_by_server": 10 * t, "connect_failed": 0}
                  for t in range(10)]
-        w = hostile.window(lines, 2.0, 6.0)
+        w = victims.window(lines, 2.0, 6.0)
         self.assertEqual(w["closed_by_server"], 40)
         self.assertEqual(w["closed_per_s"], 10.0)
         self.assertEqual(w["open_min"], 94)

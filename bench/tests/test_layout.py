@@ -1,4 +1,4 @@
-"""Checks bench/layout's pure parts (kit/layout.py, kit/layout_report.py): reading /proc/stat, schedstat
+"""Checks bench/layout's pure parts (kit/layout.py): reading /proc/stat, schedstat
 and sched, the per-run figures, medians and the report, on texts copied from this machine's /proc.
 
 Run from anywhere, with the system python3 (stdlib only), in well under a second:
@@ -11,7 +11,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
-from kit import layout, layout_report  # noqa: E402
+from kit import layout  # noqa: E402
 
 # /proc/stat of the 2-CPU VM, two readings 1 s apart (cpu, cpu0, cpu1 and a line that is not a CPU).
 STAT_0 = """cpu  10 0 10 180 0 0 0 0 0 0
@@ -77,7 +77,7 @@ class Figures(unittest.TestCase):
                    "args": {"concurrency": "500", "requests": "50000", "rounds": "3"},
                    "medians": {"default": med, "nginx": nginx, "pinned": {"rps": None}},
                    "rows": {"default": rows, "nginx": [], "pinned": [{"status": "did not start: boom"}]}}
-        text = layout_report.render(summary)
+        text = layout.render(summary)
         self.assertIn("| **25,000** (20,000, 30,000, 25,000) | 1.25 | 0 | 100 % / 40 % | 30.0 / 5.0 | 20.0 / 2.0 | 4 |",
                       text)
         self.assertIn("did not start: boom", text)

@@ -220,7 +220,7 @@ class ReportTest(unittest.TestCase):
         self.assertTrue(text.startswith("# Open-loop tail"))
         self.assertLess(text.index("## Machine"), text.index("## The generator's closed-loop maximum"))
         self.assertIn(f"{m['cpus_online']} CPUs", text)
-        self.assertIn("load average at start " + " / ".join(map(str, self.summary["load_at_start"])), text)
+        self.assertIn("| Load average at start / end | " + ", ".join(map(str, self.summary["load_at_start"])), text)
         self.assertIn("![p99 against the offered rate](X.png)", text)
         self.assertIn("## Investigation\n\nfound it", text)
         for fraction, rate in self.summary["rates"].items():

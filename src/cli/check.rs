@@ -127,6 +127,10 @@ pub fn render(loaded: &Loaded) -> String {
         None => "none",
     };
     let _ = writeln!(out, "# resolved: redis password {password}; redis {}", config.redis);
+    if config.redis.sentinel_password.is_some() {
+        // Wherever it came from (flag, file, credential, environment), masked.
+        let _ = writeln!(out, "# resolved: sentinel password set (masked)");
+    }
     for b in &config.binds {
         let _ = writeln!(out, "# resolved: bind {b}");
     }

@@ -34,13 +34,16 @@ pub enum FileError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// It is not TOML.
-    #[error("{}: not valid TOML: {message}", path.display())]
+    /// It is not TOML. Only the place is named: the parser's own message quotes the line, and a
+    /// line that breaks TOML (an unescaped `"` or `\` in a string) is often one holding a password.
+    #[error("{}: not valid TOML at line {line}, column {column} (the line is not shown: it may hold a secret)", path.display())]
     Syntax {
         /// The file.
         path: PathBuf,
-        /// The TOML parser's message, with the line.
-        message: String,
+        /// Where the parser stopped, from 1.
+        line: usize,
+        /// The column there, in characters from 1.
+        column: usize,
     },
     /// A key that is not a flag, or a value it cannot take.
     #[error("{}: key '{key}': {message}", path.display())]
@@ -62,9 +65,15 @@ pub fn read(path: &Path, cmd: &Command) -> Result<Vec<Entry>, FileError> {
 
 /// Checks the text of a file against the flags of `cmd`, in the file's key order.
 pub fn parse(path: &Path, text: &str, cmd: &Command) -> Result<Vec<Entry>, FileError> {
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| FileError::Syntax {
-        path: path.to_path_buf(),
-        message: e.to_string().trim().replace('\n', " "),
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let at = e.span().map_or(0, |s| s.start).min(text.len());
+        let before = text.get(..at).unwrap_or(text);
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        FileError::Syntax {
+            path: path.to_path_buf(),
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+        }
     })?;
     let mut entries = Vec::new();
     for (key, value) in &table {
@@ -214,5 +223,31 @@ mod tests {
         assert!(err.contains("/etc/hitcore/test.toml") && err.contains("TOML"), "{err}");
         let err = entries("keep-alive = -1").unwrap_err();
         assert!(err.contains("'keep-alive'") && err.contains("-1"), "{err}");
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_line_without_quoting_it() {
+        let err = entries("workers = 2\n\nredis = \"redis://:hun\"ter2@h/0\"\n").unwrap_err();
+        assert!(err.contains("/etc/hitcore/test.toml") && err.contains("line 3, column"), "{err}");
+        assert!(!err.contains("hun") && !err.contains("ter2"), "{err}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+        /// A password written raw into the file (a stray `"` or `\` breaks the TOML string) never
+        /// shows in the error, in any URL form.
+        #[test]
+        fn no_piece_of_a_password_in_a_file_error(password in crate::config::redis_url::tests::password()) {
+            use crate::config::redis_url::tests::{forms, leaked, rotated};
+            let shown = |url: &str| match entries(&format!("workers = 1\nredis = \"{url}\"\nkeep-alive = 2\n")) {
+                Ok(_) => String::new(),
+                Err(e) => e,
+            };
+            for (url, base) in forms(&password).iter().zip(forms(&rotated(&password))) {
+                let (out, baseline) = (shown(url), shown(&base));
+                let leaks = leaked(&password, &out, &baseline);
+                proptest::prop_assert!(leaks.is_empty(), "{url} -> {out} shows {leaks:?}");
+            }
+        }
     }
 }

@@ -160,6 +160,95 @@ mod tests {
         assert_eq!(h.headers[0], None);
     }
 
+    /// Whether `line` is escape output only: printable ASCII, each `\\` starting `\\`, `\"` or
+    /// `\xNN`, no bare `"`.
+    fn only_escaped(line: &str) -> Result<(), String> {
+        let b = line.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'\\' => match b.get(i + 1) {
+                    Some(b'\\' | b'"') => i += 2,
+                    Some(b'x') if b.get(i + 2..i + 4).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => i += 4,
+                    _ => return Err(format!("a lone backslash at {i} in {line:?}")),
+                },
+                b'"' => return Err(format!("a raw quote at {i} in {line:?}")),
+                0x20..=0x7e => i += 1,
+                c => return Err(format!("byte {c:#04x} at {i} in {line:?}")),
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_decoded_path_is_escaped_again() {
+        let format = Format::compile("%(U)s").unwrap();
+        let log_head = Head::capture_named(b"GET /%0a%1b[31mFAKE%22%5c%zz HTTP/1.1\r\n\r\n", format.request_headers());
+        let fields = Fields {
+            remote: "-",
+            time: "",
+            line: Some(&log_head.line),
+            headers: &log_head.headers,
+            status: 200,
+            body: None,
+            response: b"",
+            elapsed: Duration::ZERO,
+        };
+        let mut out = String::new();
+        format.render(&mut out, &fields);
+        assert_eq!(out, "/\\x0a\\x1b[31mFAKE\\\"\\\\%zz\n");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Whatever a client sends, no atom puts a control byte, a raw quote or a newline into a line.
+        #[test]
+        fn no_atom_lets_raw_bytes_through(
+            target in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            percents in proptest::collection::vec(0u8..=255, 0..8),
+            value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+        ) {
+            let atoms = ["h", "l", "u", "t", "r", "m", "U", "q", "H", "s", "B", "b", "f", "a", "T", "M", "D", "L", "p",
+                "{X-Any}i", "{x-forwarded-for}i", "{server}o", "{x-echo}o"];
+            // A target with raw bytes and percent escapes of every byte, a header value of raw bytes, an
+            // `Authorization: Basic` user of raw bytes.
+            let mut t = b"/".to_vec();
+            t.extend(target.iter().filter(|&&b| b != b' ' && b != b'\n'));
+            for p in &percents {
+                t.extend(format!("%{p:02x}").bytes());
+            }
+            let v: Vec<u8> = value.iter().copied().filter(|&b| b != b'\n' && b != b'\r').collect();
+            let user = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [&v[..], b":pw"].concat());
+            let mut head = [b"GET ".as_slice(), &t, b"?", &v, b" HTTP/1.1\r\n"].concat();
+            for name in ["X-Any", "X-Forwarded-For", "Referer", "User-Agent"] {
+                head.extend([name.as_bytes(), b": ", &v, b"\r\n"].concat());
+            }
+            head.extend(format!("Authorization: Basic {user}\r\n\r\n").bytes());
+            let response = [b"HTTP/1.1 200 OK\r\nX-Echo: ".as_slice(), &v, b"\r\n\r\n"].concat();
+            for atom in atoms {
+                let format = Format::compile(&format!("%({atom})s")).unwrap();
+                let captured = Head::capture_named(&head, format.request_headers());
+                let trust = Trust::parse("*").unwrap();
+                let ff = captured.headers.get(FORWARDED_FOR).and_then(|v| v.as_deref());
+                let remote = trust.client("127.0.0.1".parse().unwrap(), ff).to_string();
+                let fields = Fields {
+                    remote: &remote,
+                    time: "[02/Dec/2026:10:00:00 +0000]",
+                    line: Some(&captured.line),
+                    headers: &captured.headers,
+                    status: 200,
+                    body: Some(1),
+                    response: &response,
+                    elapsed: Duration::from_micros(1500),
+                };
+                let mut out = String::new();
+                format.render(&mut out, &fields);
+                let value = out.strip_suffix('\n').expect("one line, ended by its newline");
+                proptest::prop_assert!(only_escaped(value).is_ok(), "atom {}: {:?}", atom, only_escaped(value));
+            }
+        }
+    }
+
     #[test]
     fn capture_takes_the_formats_headers() {
         let format = Format::compile("%({X-Request-Id}i)s").unwrap();

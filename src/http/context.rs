@@ -9,10 +9,12 @@
 //! touching it.
 
 use std::cell::{Cell, RefCell};
-use std::time::Duration;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use super::access::AccessLog;
 use super::conn::registry::Registry;
+use super::forwarded::Trust;
 use super::parse::Limits;
 use super::response::HttpDate;
 use crate::metrics::shm::Meter;
@@ -57,8 +59,9 @@ pub struct Observing {
     pub meter: Meter,
     /// `--health-path`.
     pub health_path: Box<str>,
-    /// `--proxy-protocol`: every connection starts with a PROXY header.
-    pub proxy_protocol: bool,
+    /// `--proxy-protocol`: every connection starts with a PROXY header, accepted from the peers
+    /// this names; `None` without the flag.
+    pub proxy_protocol: Option<ProxyPolicy>,
 }
 
 impl Default for Observing {
@@ -66,8 +69,52 @@ impl Default for Observing {
         Observing {
             meter: Meter::detached(),
             health_path: crate::config::DEFAULT_HEALTH_PATH.into(),
-            proxy_protocol: false,
+            proxy_protocol: None,
         }
+    }
+}
+
+/// `--proxy-allow-from`: the peers whose PROXY header is believed. A connection from any other peer
+/// is closed before its header is read, so the address it claims is never used or logged.
+#[derive(Debug)]
+pub struct ProxyPolicy {
+    allow: Trust,
+    /// When a refusal was last logged, and how many since were not: one line a second at most, so
+    /// a flood of such connections cannot flood the error log.
+    last_logged: Cell<Option<Instant>>,
+    unlogged: Cell<u64>,
+}
+
+impl ProxyPolicy {
+    /// A policy trusting `allow` (`--proxy-allow-from`, parsed).
+    pub fn new(allow: Trust) -> ProxyPolicy {
+        ProxyPolicy { allow, last_logged: Cell::new(None), unlogged: Cell::new(0) }
+    }
+
+    /// Whether a PROXY header from `peer` may be read (`None`: a unix socket, whose peers the
+    /// socket file's permissions already chose). A refusal is logged with the peer, at most once a
+    /// second.
+    pub fn admits(&self, peer: Option<IpAddr>) -> bool {
+        let Some(ip) = peer else { return true };
+        if self.allow.trusts(ip) {
+            return true;
+        }
+        let now = Instant::now();
+        if self.last_logged.get().is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+            self.unlogged.set(self.unlogged.get() + 1);
+        } else {
+            let more = match self.unlogged.replace(0) {
+                0 => String::new(),
+                n => format!("; {n} more since the last such line"),
+            };
+            tracing::warn!(
+                "closing a connection from {}: its peer is not in --proxy-allow-from, so its PROXY header is \
+                 not read{more}",
+                ip.to_canonical()
+            );
+            self.last_logged.set(Some(now));
+        }
+        false
     }
 }
 

@@ -4,7 +4,7 @@
 //! format works unchanged: `%(h)s`, `%(-15h)s`-style flags and widths, `%%`, `%({header}i)s` and
 //! `%({header}o)s`. Unknown atoms render `-`, as gunicorn's `SafeAtoms` does. The atoms:
 //! `h` remote address, `l` `-`, `u` user (from `Authorization: Basic`), `t` time, `r` request line,
-//! `m` method, `U` path (decoded), `q` query, `H` protocol, `s` status, `B` body bytes, `b` body
+//! `m` method, `U` path (percent-decoded, then escaped), `q` query, `H` protocol, `s` status, `B` body bytes, `b` body
 //! bytes or `-`, `f` referer, `a` user agent, `T`/`M`/`D` request time in whole seconds /
 //! milliseconds / microseconds, `L` request time in decimal seconds, `p` `<pid>`.
 //! It owns the parsing and the rendering of one line from a request's [`Fields`]; it must not
@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-/// gunicorn's default `access_log_format`, and hitcore's.
-pub const DEFAULT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
+/// gunicorn's default `access_log_format`, and hitcore's (one place: the configuration's).
+pub const DEFAULT: &str = crate::config::DEFAULT_ACCESS_LOG_FORMAT;
 
 /// One atom.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,7 +188,7 @@ impl Format {
             Atom::Path => match line_part(f.line, 1) {
                 Some(target) => {
                     let path = target.split('?').next().unwrap_or_default();
-                    v.push_str(&percent_encoding::percent_decode_str(path).decode_utf8_lossy());
+                    decode_escaped_into(v, path);
                 }
                 None => v.push('-'),
             },
@@ -255,6 +255,29 @@ fn atom(name: &str, request_headers: &mut Vec<String>) -> Atom {
         "L" => Atom::Decimal,
         "p" => Atom::Pid,
         _ => Atom::Unknown,
+    }
+}
+
+/// Percent-decodes an already escaped path into `v`, escaping each decoded byte: decoding after
+/// escaping would turn `%0a` or `%1b` back into the raw bytes escaping exists to keep out (a forged
+/// log line, terminal escapes). The text between escapes is escape output, printable ASCII, so it
+/// is copied as it is; a decoded non-ASCII byte shows as `\xNN`, like any other client byte.
+fn decode_escaped_into(v: &mut String, escaped: &str) {
+    let bytes = escaped.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |at: usize| bytes.get(at).and_then(|&b| (b as char).to_digit(16));
+        if let (b'%', Some(hi), Some(lo)) = (bytes[i], hex(i + 1), hex(i + 2)) {
+            crate::logging::escape_into(v, &[(hi * 16 + lo) as u8]);
+            i += 3;
+            continue;
+        }
+        match bytes[i] {
+            // Escape output: copied as it is (a `\` here starts an escape, not a client's byte).
+            b @ 0x20..=0x7e => v.push(b as char),
+            b => crate::logging::escape_into(v, &[b]),
+        }
+        i += 1;
     }
 }
 

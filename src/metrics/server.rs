@@ -1,7 +1,10 @@
 //! `--metrics-bind`: the supervisor's `/metrics` endpoint, on a thread of its own.
 //!
-//! A blocking std listener answering one request per connection, one connection at a time: a
-//! scrape is a few kilobytes once a second or so, and nothing here may reach a shard's event loop.
+//! A blocking std listener; each connection is served on a short-lived thread of its own, at most
+//! [`MAX_CLIENTS`] at once (beyond that a connection gets a 503 and is closed at once), and each
+//! request has [`DEADLINE`] in total to arrive and be answered, however its bytes trickle in. So a
+//! slow or silent client never delays a scrape: the scrape is served beside it. A scrape is a few
+//! kilobytes once a second or so, and nothing here may reach a shard's event loop.
 //! It owns request reading (bounded in time and size) and the answer; the numbers come from the
 //! [`Collector`]. Bad requests get a 4xx and the connection closes; no error here stops the thread
 //! or the supervisor.
@@ -9,7 +12,8 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, error, info};
@@ -17,8 +21,12 @@ use tracing::{debug, error, info};
 use super::collect::Collector;
 use super::encode::{CONTENT_TYPE, encode};
 
-/// The most a scrape request may take to arrive, and to be answered.
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most a request may take, in total, to arrive and be answered: a deadline for the whole
+/// request, not for each read, so a client sending a byte every few seconds is closed all the same.
+const DEADLINE: Duration = Duration::from_secs(5);
+/// Connections served at once. Prometheus scrapes one at a time; the rest of the cap is room for
+/// slow or hostile clients, each gone by [`DEADLINE`]. Beyond it: 503 and close, without a read.
+const MAX_CLIENTS: usize = 32;
 /// The longest request head accepted.
 const MAX_HEAD: usize = 8192;
 
@@ -43,13 +51,10 @@ pub fn start(addr: SocketAddr, collector: Arc<Collector>, exclusive: bool) -> st
     let listener: TcpListener = socket.into();
     let local = listener.local_addr()?;
     std::thread::Builder::new().name("hitcore-metrics".into()).spawn(move || {
+        let active = Arc::new(AtomicUsize::new(0));
         for conn in listener.incoming() {
             match conn {
-                Ok(stream) => {
-                    if let Err(e) = serve(stream, &collector) {
-                        debug!("metrics connection: {e}");
-                    }
-                }
+                Ok(stream) => dispatch(stream, &collector, &active),
                 Err(e) => {
                     // EMFILE and friends: do not spin.
                     error!("metrics listener: accept failed: {e}");
@@ -62,9 +67,55 @@ pub fn start(addr: SocketAddr, collector: Arc<Collector>, exclusive: bool) -> st
     Ok(local)
 }
 
-fn serve(mut stream: TcpStream, collector: &Collector) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+/// Holds one of the [`MAX_CLIENTS`] places for as long as a connection's thread lives.
+struct Place(Arc<AtomicUsize>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Serves `stream` on a thread of its own, or refuses it when [`MAX_CLIENTS`] are being served.
+fn dispatch(stream: TcpStream, collector: &Arc<Collector>, active: &Arc<AtomicUsize>) {
+    if active.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+        active.fetch_sub(1, Ordering::AcqRel);
+        refuse(stream);
+        return;
+    }
+    let place = Place(active.clone());
+    let collector = collector.clone();
+    let spawned = std::thread::Builder::new().name("hitcore-metrics-conn".into()).spawn(move || {
+        let _place = place;
+        if let Err(e) = serve(stream, &collector, Instant::now() + DEADLINE) {
+            debug!("metrics connection: {e}");
+        }
+    });
+    if let Err(e) = spawned {
+        error!("metrics: cannot start a thread for a connection: {e}");
+    }
+}
+
+/// A 503 written without waiting (whatever the socket buffer takes), then close.
+fn refuse(mut stream: TcpStream) {
+    let _ = stream.set_nonblocking(true);
+    let _ = stream.write(
+        b"HTTP/1.1 503 Service Unavailable\r\nServer: hitcore\r\nContent-Length: 0\r\nRetry-After: 1\r\n\
+          Connection: close\r\n\r\n",
+    );
+    debug!("metrics: {MAX_CLIENTS} connections already served, one refused");
+}
+
+/// The time left before `deadline`, or a timed-out error once it has passed.
+fn left(deadline: Instant) -> std::io::Result<Option<Duration>> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the request's deadline passed"));
+    }
+    Ok(Some(left))
+}
+
+fn serve(mut stream: TcpStream, collector: &Collector, deadline: Instant) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     let complete = loop {
@@ -74,6 +125,7 @@ fn serve(mut stream: TcpStream, collector: &Collector) -> std::io::Result<()> {
         if head.len() > MAX_HEAD {
             break false;
         }
+        stream.set_read_timeout(left(deadline)?)?;
         match stream.read(&mut buf)? {
             0 => break false,
             n => head.extend_from_slice(&buf[..n]),
@@ -99,6 +151,7 @@ fn serve(mut stream: TcpStream, collector: &Collector) -> std::io::Result<()> {
     if !head_only {
         out.push_str(&body);
     }
+    stream.set_write_timeout(left(deadline)?)?;
     stream.write_all(out.as_bytes())?;
     let _ = stream.shutdown(std::net::Shutdown::Write);
     Ok(())

@@ -102,13 +102,13 @@ impl Redis {
             return;
         }
         let n = n as u64;
+        let mut queue = self.0.queue.borrow_mut();
         if !self.0.up.get() {
-            ticket.push(Outcome::Failed(Failure::Unavailable), n);
+            queue.refuse(ticket, n, Failure::Unavailable);
             return;
         }
-        let registered = self.0.queue.borrow_mut().register(ticket, n, self.0.settings.max_pending);
-        match registered {
-            Err(failure) => ticket.push(Outcome::Failed(failure), n),
+        match queue.register(ticket, n, self.0.settings.max_pending) {
+            Err(failure) => queue.refuse(ticket, n, failure),
             Ok(()) => {
                 if let Some(w) = self.0.writer.borrow_mut().take() {
                     w.wake();
@@ -224,7 +224,14 @@ fn ended(shared: &Shared, link: &mut Reconnect, node: &str, end: SessionEnd) {
             link.ended(Ended::QuietFor(node.to_string()), Instant::now());
             return;
         }
-        SessionEnd::NotPrimary(_) | SessionEnd::Redirect(_) | SessionEnd::Switched(_) | SessionEnd::Moved(_) => {
+        // A "try again" reply (errors.rs): a WARNING, at most one a second.
+        SessionEnd::NotPrimary(_) => shared.try_again_log.record(|also| {
+            warn!(
+                "Redis at {target} ({node}): {end}; {failed} more requests in flight answered 503; reconnecting \
+                 ({also} more since the last report)"
+            )
+        }),
+        SessionEnd::Redirect(_) | SessionEnd::Switched(_) | SessionEnd::Moved(_) => {
             error!("Redis at {target} ({node}): {end}; {failed} more requests in flight answered 503; reconnecting")
         }
         _ => {

@@ -4,7 +4,7 @@
 //!
 //! | Class | Replies | HTTP | Log | Connection |
 //! |---|---|---|---|---|
-//! | not a primary | `READONLY`, `LOADING`, `MASTERDOWN` | 503 + `Retry-After` | ERROR per reconnect | rebuilt: the node is looked up again |
+//! | not a primary (try again elsewhere) | `READONLY`, `LOADING`, `MASTERDOWN` | 503 + `Retry-After` | WARNING, at most one a second | rebuilt: the node is looked up again |
 //! | try again | `CLUSTERDOWN`, `TRYAGAIN`, `BUSY`, `NOREPLICAS`, `OOM` | 503 + `Retry-After` | WARNING, at most one a second | kept |
 //! | redirect | `MOVED`, `ASK` | followed in a Cluster, else 503 | INFO / WARNING | moved (Cluster) |
 //! | misconfiguration | `WRONGTYPE`, `NOPERM`, `NOAUTH`, `WRONGPASS` | 500 | ERROR naming what to fix, at most one a second | kept |

@@ -31,9 +31,9 @@ pub enum SpawnError {
     /// Its listener could not be created.
     #[error(transparent)]
     Listen(#[from] ListenError),
-    /// The hand-off could not be encoded.
-    #[error("cannot encode the shard's hand-off: {0}")]
-    Encode(#[from] serde_json::Error),
+    /// The hand-off could not be encoded or written to its memfd.
+    #[error("cannot write the shard's hand-off: {0}")]
+    Handoff(std::io::Error),
     /// fork or exec failed.
     #[error("cannot execute {}: {source}", exe.display())]
     Exec {
@@ -62,15 +62,20 @@ impl Arbiter {
             slot,
             config: self.config.clone(),
         };
-        let spec = match handoff::encode(&spec) {
+        // In a sealed memfd the shard inherits, not in its environment: the spec holds passwords.
+        let sealed = match handoff::seal(&spec) {
             Ok(s) => s,
             Err(e) => {
                 self.heartbeats.free(slot);
-                return Err(e.into());
+                return Err(SpawnError::Handoff(e));
             }
         };
+        let spec_fd = sealed.fd.as_raw_fd();
         let mut cmd = Command::new(&self.exe);
-        cmd.arg0(format!("hitcore: shard {index} (cpu {cpu})")).env(SPEC_ENV, spec).stdin(Stdio::null());
+        cmd.arg0(format!("hitcore: shard {index} (cpu {cpu})")).env(SPEC_ENV, &sealed.env).stdin(Stdio::null());
+        for var in handoff::secret_env() {
+            cmd.env_remove(var);
+        }
         // Relayed (see `output`), so that a shard that cannot boot can be quoted.
         cmd.stderr(Stdio::piped());
         for var in SUPERVISOR_ONLY_ENV {
@@ -93,7 +98,7 @@ impl Arbiter {
         // SAFETY: between fork and exec only async-signal-safe calls: fcntl and prctl.
         unsafe {
             cmd.pre_exec(move || {
-                for &fd in [listen_fd, heartbeat_fd].iter().chain(&extra_fds) {
+                for &fd in [listen_fd, heartbeat_fd, spec_fd].iter().chain(&extra_fds) {
                     if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
                         return Err(std::io::Error::last_os_error());
                     }

@@ -92,13 +92,25 @@ impl Arbiter {
             .collect();
         let passed: Vec<(RawFd, SockId)> =
             passing.iter().filter_map(|p| Some((p.listener.as_raw_fd(), listener::identity(&p.listener)?))).collect();
-        let upgrade =
-            Upgrade { version: handoff::VERSION, parent: std::process::id(), report_fd: write.as_raw_fd(), listeners };
+        // The secret variables go in a sealed memfd, not in the new supervisor's environment.
+        let secrets = handoff::seal_secrets()?;
+        let secrets_fd = secrets.as_ref().map(|s| s.fd.as_raw_fd());
+        let upgrade = Upgrade {
+            version: handoff::VERSION,
+            parent: std::process::id(),
+            report_fd: write.as_raw_fd(),
+            listeners,
+            secrets_fd,
+        };
         let mut keep: Vec<RawFd> = upgrade.listeners.iter().map(|l| l.fd).collect();
         keep.push(write.as_raw_fd());
+        keep.extend(secrets_fd);
         let text = serde_json::to_string(&upgrade).map_err(std::io::Error::other)?;
         let mut cmd = Command::new(&self.exe);
         cmd.args(std::env::args_os().skip(1)).env(UPGRADE_ENV, text).stdin(Stdio::null());
+        for var in handoff::secret_env() {
+            cmd.env_remove(var);
+        }
         // SAFETY: only fcntl, async-signal-safe, between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
@@ -112,6 +124,7 @@ impl Arbiter {
         }
         let child = cmd.spawn()?;
         drop(write);
+        drop(secrets);
         std::thread::Builder::new().name("hitcore-upgrade".into()).spawn(move || {
             let mut said = String::new();
             let _ = (&read).read_to_string(&mut said);

@@ -473,6 +473,12 @@ impl Client {
         Client { stream, buf: Vec::new() }
     }
 
+    /// A client on a stream connected some other way (from a chosen source address).
+    pub fn from_stream(stream: TcpStream) -> Client {
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        Client { stream, buf: Vec::new() }
+    }
+
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).unwrap();
     }

@@ -74,7 +74,11 @@ pub async fn serve(ctx: Rc<Context>, mut stream: TcpStream, peer: Option<IpAddr>
         parsed_partial: 0,
         speculation: Speculation::default(),
     };
-    if ctx.observing.proxy_protocol {
+    if let Some(proxy) = &ctx.observing.proxy_protocol {
+        if !proxy.admits(peer) {
+            ctx.observing.meter.proxy_rejected();
+            return;
+        }
         match conn.read_proxy_header(&ctx, &mut stream).await {
             Ok(Some(source)) => conn.peer = Some(source),
             Ok(None) => {}

@@ -4,8 +4,7 @@
 //! slot. At each connect this asks the primaries it has learnt, then the seeds, for the slot map
 //! (`CLUSTER SHARDS`, with `CLUSTER SLOTS` in the same round trip for servers older than 7.0),
 //! unless a `-MOVED` has just named the owner: the node that answered `-MOVED` knows better than
-//! any map another node may still be gossiping about. The map is kept: [`ClusterDiscovery::owner`]
-//! answers for any slot, for callers that route other keys.
+//! any map another node may still be gossiping about.
 //!
 //! It owns the cluster conversation only; transports are `dial`'s, the handshake and the `ROLE`
 //! check of the node it names are `connect`'s, the slot arithmetic is `slots`'s.
@@ -13,11 +12,11 @@
 use std::time::Duration;
 
 use super::slots::{SlotMap, key_slot};
+use crate::config::redis_topology::HostPort;
+use crate::config::redis_url::RedisTarget;
 use crate::redis::dial::{self, Address, Candidate, ConnectError, Dialer};
 use crate::redis::resp::{self, Frame};
 use crate::redis::stream::Stream;
-use crate::redis::topology::HostPort;
-use crate::redis::url::RedisTarget;
 
 /// How long one node may take to be reached and to send its slot map.
 const MAP_TIMEOUT: Duration = Duration::from_millis(500);
@@ -39,11 +38,6 @@ impl ClusterDiscovery {
     /// Discovery of the owner of `key`'s slot, starting from `seeds`.
     pub fn new(seeds: Vec<HostPort>, key: &str, tls: bool) -> ClusterDiscovery {
         ClusterDiscovery { seeds, map: SlotMap::default(), slot: key_slot(key.as_bytes()), tls }
-    }
-
-    /// The owner of `slot` in the map last learnt, if any.
-    pub fn owner(&self, slot: u16) -> Option<&HostPort> {
-        self.map.owner(slot)
     }
 
     /// The owner of the key's slot, to connect to: `moved_to` when a `-MOVED` named it, else

@@ -67,6 +67,12 @@ impl Queue {
         Ok(())
     }
 
+    /// Answers `n` requests for `ticket` with `failure` at once, without queueing them (the
+    /// connection is down, or [`Queue::register`] refused them).
+    pub fn refuse(&self, ticket: &Ticket, n: u64, failure: Failure) {
+        ticket.push(Outcome::Failed(failure), n);
+    }
+
     /// Whether anything waits to be written.
     pub fn has_waiting(&self) -> bool {
         !self.waiting.is_empty()

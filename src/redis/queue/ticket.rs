@@ -1,7 +1,7 @@
 //! What a request gets back from the Redis connection: a [`Ticket`] (one per HTTP connection,
 //! re-armed per batch) through which the queue hands out each request's [`Outcome`].
 //!
-//! Only the queue completes a ticket ([`Ticket::push`] is the queue's); the HTTP side arms it,
+//! Only the queue completes a ticket (`Ticket::push` is visible to `queue` alone); the HTTP side arms it,
 //! waits on it and reads the outcomes. It must not know about Redis commands or sockets.
 
 use std::cell::{Cell, Ref, RefCell};
@@ -63,7 +63,7 @@ impl Ticket {
     }
 
     /// Records `n` results: `first, first+1, ...` for a value, `n` copies of a failure.
-    pub(in crate::redis) fn push(&self, outcome: Outcome, n: u64) {
+    pub(super) fn push(&self, outcome: Outcome, n: u64) {
         let mut outcomes = self.0.outcomes.borrow_mut();
         match outcome {
             Outcome::Value(first) => outcomes.extend((0..n as i64).map(|i| Outcome::Value(first + i))),

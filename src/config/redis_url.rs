@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
 
-use super::topology::{HostPort, Topology, TopologyUrl, TopologyUrlError};
+use super::redis_topology::{HostPort, Topology, TopologyUrl, TopologyUrlError};
 
 /// The default `--redis`.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/0";
@@ -114,7 +114,9 @@ impl From<EndpointWire> for Endpoint {
 /// Redis's port when the URL names none.
 pub const DEFAULT_PORT: u16 = 6379;
 
-/// Why a Redis URL was refused. Messages never contain the password.
+/// Why a Redis URL was refused. Messages never contain the password, and name the part that is
+/// wrong without quoting what was written there: a password with an unencoded `/`, `?` or `#`
+/// ends the authority early and spills into the port, the path or the query.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UrlError {
     /// Not a URL at all.
@@ -123,9 +125,11 @@ pub enum UrlError {
          unix:///path"
     )]
     Syntax(String),
-    /// A scheme hitcore does not speak.
+    /// A scheme hitcore does not speak: the scheme when it was written as one (`http://`), else
+    /// empty (`user:password@host` without a scheme reads as the scheme `user`).
     #[error(
-        "unsupported scheme '{0}'; use redis://, rediss:// (TLS), unix://, redis+unix://, redis+sentinel:// or redis+cluster://"
+        "unsupported scheme{}; use redis://, rediss:// (TLS), unix://, redis+unix://, redis+sentinel:// or redis+cluster://",
+        if .0.is_empty() { String::new() } else { format!(" '{}'", .0) }
     )]
     Scheme(String),
     /// A redis:// URL without a host.
@@ -135,8 +139,11 @@ pub enum UrlError {
     #[error("invalid port 0")]
     Port,
     /// A database that is not a non-negative integer.
-    #[error("invalid database '{0}'; expected a number such as /0")]
-    Db(String),
+    #[error("invalid database; expected a number such as /0")]
+    Db,
+    /// An `@` after the host: the sign of a password holding an unencoded `/`, `?` or `#`.
+    #[error("'@' after the host: a password holding '/', '?' or '#' must percent-encode them (%2F, %3F, %23)")]
+    Unencoded,
     /// A unix URL without a path.
     #[error("missing socket path")]
     NoPath,
@@ -161,6 +168,12 @@ impl RedisTarget {
             };
             return Ok(RedisTarget { endpoint, user: t.user, password: t.password, db: t.db, sentinel_password: None });
         }
+        if let Some(rest) = ["redis://", "rediss://"].iter().find_map(|p| strip_prefix_ignore_case(text, p)) {
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            if rest[end..].contains('@') {
+                return Err(UrlError::Unencoded);
+            }
+        }
         // The url crate's error never echoes its input, so the password cannot leak through it.
         let url = url::Url::parse(text).map_err(|e| UrlError::Syntax(e.to_string()))?;
         match url.scheme() {
@@ -173,7 +186,7 @@ impl RedisTarget {
                 }
                 let db = match url.path().trim_start_matches('/') {
                     "" => 0,
-                    db => db.parse().map_err(|_| UrlError::Db(db.to_string()))?,
+                    db => db.parse().map_err(|_| UrlError::Db)?,
                 };
                 let user = decode(url.username())?.filter(|u| !u.is_empty());
                 let password = match url.password() {
@@ -205,7 +218,7 @@ impl RedisTarget {
                 // query_pairs percent-decodes for us.
                 for (key, value) in url.query_pairs() {
                     match key.as_ref() {
-                        "db" => target.db = value.parse().map_err(|_| UrlError::Db(value.to_string()))?,
+                        "db" => target.db = value.parse().map_err(|_| UrlError::Db)?,
                         "password" | "pass" => target.password = Some(value.into_owned()),
                         "user" | "username" => target.user = Some(value.into_owned()),
                         _ => {}
@@ -213,7 +226,11 @@ impl RedisTarget {
                 }
                 Ok(target)
             }
-            other => Err(UrlError::Scheme(other.to_string())),
+            other => {
+                let written =
+                    text.get(..other.len() + 3).is_some_and(|s| s.eq_ignore_ascii_case(&format!("{other}://")));
+                Err(UrlError::Scheme(if written { other.to_string() } else { String::new() }))
+            }
         }
     }
 
@@ -226,6 +243,10 @@ impl RedisTarget {
                 | Endpoint::Cluster { tls: true, .. }
         )
     }
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    text.get(..prefix.len()).filter(|p| p.eq_ignore_ascii_case(prefix)).map(|_| &text[prefix.len()..])
 }
 
 fn decode(s: &str) -> Result<Option<String>, UrlError> {
@@ -274,8 +295,22 @@ impl fmt::Debug for RedisTarget {
     }
 }
 
+/// The TLS flags, as files: read again by every shard, so a restarted shard sees rotated files.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsFiles {
+    /// `--redis-tls-ca`: trust only the certificates in this PEM file.
+    pub ca: Option<PathBuf>,
+    /// `--redis-tls-cert`: the client certificate chain (PEM), for mutual TLS.
+    pub cert: Option<PathBuf>,
+    /// `--redis-tls-key`: the client certificate's private key (PEM).
+    pub key: Option<PathBuf>,
+    /// `--redis-tls-insecure`: accept any server certificate.
+    pub insecure: bool,
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -302,7 +337,10 @@ mod tests {
         assert!(err("http://127.0.0.1/").contains("unsupported scheme 'http'"));
         assert!(err("redis://127.0.0.1:99999/0").contains("invalid port number"));
         assert!(err("redis://127.0.0.1:0/0").contains("invalid port 0"));
-        assert!(err("redis://127.0.0.1/x").contains("invalid database 'x'"));
+        assert!(err("redis://127.0.0.1/x").contains("invalid database;"));
+        assert!(err("app:secret@host").contains("unsupported scheme;"), "a scheme not written as one is not quoted");
+        assert_eq!(RedisTarget::parse("redis://app:12/cd@127.0.0.1:6379/0"), Err(UrlError::Unencoded));
+        assert_eq!(RedisTarget::parse("redis://app:12?cd@127.0.0.1"), Err(UrlError::Unencoded));
         assert!(err("127.0.0.1:6379").contains("not a valid URL") || err("127.0.0.1:6379").contains("scheme"));
     }
 
@@ -333,6 +371,77 @@ mod tests {
         assert_eq!(t.to_string(), "unix://:***@/run/redis.sock?db=2");
         let t = RedisTarget::parse("redis+unix:///tmp/r.sock").unwrap();
         assert_eq!(t.endpoint, Endpoint::Unix("/tmp/r.sock".into()));
+    }
+
+    /// A password of printable ASCII with at least one letter, rich in the characters that break URLs.
+    pub(crate) fn password() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let special =
+            prop::sample::select(&['/', '?', '#', '@', ':', '%', '"', '\\', ' ', ',', '[', ']', '&', '='][..]);
+        let any = prop::char::range(' ', '~');
+        let letter = prop::char::range('a', 'z').prop_union(prop::char::range('A', 'Z'));
+        (prop::collection::vec(prop_oneof![3 => any, 2 => special], 3..16), letter, 0usize..16).prop_map(
+            |(mut chars, letter, at)| {
+                chars.insert(at.min(chars.len()), letter);
+                chars.into_iter().collect()
+            },
+        )
+    }
+
+    /// `password` with its letters rotated (rot13): the same shape, so the same parse, other text.
+    pub(crate) fn rotated(password: &str) -> String {
+        password
+            .chars()
+            .map(|c| match c {
+                'a'..='z' => (b'a' + (c as u8 - b'a' + 13) % 26) as char,
+                'A'..='Z' => (b'A' + (c as u8 - b'A' + 13) % 26) as char,
+                c => c,
+            })
+            .collect()
+    }
+
+    /// The 3-character pieces of `password` that `out` shows and `baseline` (the same thing done
+    /// with [`rotated`]) does not: pieces of the password itself, not of the text around it.
+    pub(crate) fn leaked(password: &str, out: &str, baseline: &str) -> Vec<String> {
+        let (out, baseline) = (out.to_lowercase(), baseline.to_lowercase());
+        let chars: Vec<char> = password.to_lowercase().chars().collect();
+        chars
+            .windows(3)
+            .map(|w| w.iter().collect::<String>())
+            .filter(|w| out.contains(w.as_str()) && !baseline.contains(w.as_str()))
+            .collect()
+    }
+
+    /// The URL forms, with the password written raw (unencoded), as an operator might.
+    pub(crate) fn forms(password: &str) -> Vec<String> {
+        vec![
+            format!("redis://app:{password}@127.0.0.1:6379/0"),
+            format!("rediss://:{password}@cache.example:6380/1"),
+            format!("redis+sentinel://app:{password}@10.0.0.1:26379,10.0.0.2/mymaster/0"),
+            format!("redis+cluster://app:{password}@10.0.0.1:7000,10.0.0.2:7001"),
+            format!("unix:///run/redis.sock?db=0&password={password}"),
+        ]
+    }
+
+    /// What a parse shows: the error, or the redacted form and its Debug.
+    fn shown(url: &str) -> String {
+        match RedisTarget::parse(url) {
+            Ok(t) => format!("{t} {t:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// However malformed the URL a password makes, no 3-character piece of it is shown.
+        #[test]
+        fn no_piece_of_a_password_is_ever_shown(password in password()) {
+            for (url, base) in forms(&password).iter().zip(forms(&rotated(&password))) {
+                let (out, baseline) = (shown(url), shown(&base));
+                let leaks = leaked(&password, &out, &baseline);
+                proptest::prop_assert!(leaks.is_empty(), "{url} -> {out} shows {leaks:?}");
+            }
+        }
     }
 
     #[test]

@@ -1,9 +1,14 @@
 //! The validated configuration: plain data, the same in the supervisor and in every shard.
 //!
 //! It owns nothing but values. The supervisor builds it from the command line (`cli`), and hands it
-//! to each shard process serialised in the shard's environment, so shards never re-parse flags,
+//! to each shard process serialised in the shard's hand-off, so shards never re-parse flags,
 //! re-resolve names or re-read the CPU mask. It must not hold file descriptors or anything that does
 //! not survive a re-exec.
+//!
+//! Dependencies point one way, into here: `config` imports nothing of `redis/` or `http/`. The
+//! plain data those rooms are configured with lives in this folder (`limits`: the request-head
+//! limits; `redis_url` and `redis_topology`: the Redis URL forms and their syntax), and the shard
+//! builds `redis` settings and the HTTP context from it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,10 +17,21 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::bind::Bind;
-use crate::http::parse::Limits;
 use crate::logging::{LogLevel, LogTarget};
-use crate::redis::tls::TlsFiles;
-use crate::redis::url::RedisTarget;
+
+pub mod limits;
+pub mod redis_topology;
+pub mod redis_url;
+
+use limits::Limits;
+use redis_url::{RedisTarget, TlsFiles};
+
+/// gunicorn's default `access_log_format`, and hitcore's.
+pub const DEFAULT_ACCESS_LOG_FORMAT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
+
+/// The peers trusted by default for `X-Forwarded-*` (`--forwarded-allow-ips`) and for PROXY
+/// headers (`--proxy-allow-from`): gunicorn's default for both.
+pub const DEFAULT_TRUSTED_PEERS: &str = "127.0.0.1,::1";
 
 /// Everything a supervisor or shard needs to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,7 +125,7 @@ pub struct Config {
 }
 
 /// Observability settings: `--metrics-bind`, `--health-path`, `--access-logformat`,
-/// `--forwarded-allow-ips`, `--proxy-protocol`.
+/// `--forwarded-allow-ips`, `--proxy-protocol`, `--proxy-allow-from`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Observe {
@@ -123,6 +139,9 @@ pub struct Observe {
     pub forwarded_allow_ips: String,
     /// Every connection starts with a PROXY protocol v1/v2 header (`--proxy-protocol`).
     pub proxy_protocol: bool,
+    /// Peers whose PROXY header is believed (`--proxy-allow-from`, gunicorn's `127.0.0.1,::1`;
+    /// also the default under an older supervisor, whose hand-off lacks it).
+    pub proxy_allow_from: String,
 }
 
 impl Default for Observe {
@@ -130,9 +149,10 @@ impl Default for Observe {
         Observe {
             metrics_bind: None,
             health_path: DEFAULT_HEALTH_PATH.into(),
-            access_log_format: crate::http::logformat::DEFAULT.into(),
-            forwarded_allow_ips: crate::http::forwarded::DEFAULT.into(),
+            access_log_format: DEFAULT_ACCESS_LOG_FORMAT.into(),
+            forwarded_allow_ips: DEFAULT_TRUSTED_PEERS.into(),
             proxy_protocol: false,
+            proxy_allow_from: DEFAULT_TRUSTED_PEERS.into(),
         }
     }
 }
@@ -281,6 +301,8 @@ mod tests {
         // A partial block (a release with fewer fields) fills in the rest.
         let partial: Observe = serde_json::from_str(r#"{"proxy_protocol": true}"#).unwrap();
         assert!(partial.proxy_protocol);
-        assert_eq!(partial.access_log_format, crate::http::logformat::DEFAULT);
+        assert_eq!(partial.access_log_format, crate::config::DEFAULT_ACCESS_LOG_FORMAT);
+        // A supervisor from before --proxy-allow-from: gunicorn's default list.
+        assert_eq!(partial.proxy_allow_from, "127.0.0.1,::1");
     }
 }

@@ -77,30 +77,39 @@ pub struct TopologyUrl {
     pub tls: bool,
 }
 
-/// Why a Sentinel or Cluster URL was refused. Messages never contain the password.
+/// Why a Sentinel or Cluster URL was refused. Messages name the part that is wrong and never
+/// quote the URL: when a password holds an unencoded `/`, `?` or `#`, the authority ends early
+/// and pieces of the password land in the hosts, the path or the query, so no part written by
+/// the user is safe to echo.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TopologyUrlError {
     /// No `host:port` at all.
     #[error("no {0} addresses; expected host:port[,host:port...] after '@'")]
     NoHosts(&'static str),
-    /// An empty host in the list, such as `a:1,,b:2` or `:26379`.
-    #[error("empty host in '{0}'")]
-    EmptyHost(String),
-    /// A port that is not a number from 1 to 65535.
-    #[error("bad port in '{0}'; expected a number from 1 to 65535")]
-    Port(String),
+    /// An empty host in the list, such as `a:1,,b:2` or `:26379`: the address's place in the list.
+    #[error("empty host in address {0} of the list")]
+    EmptyHost(usize),
+    /// A port that is not a number from 1 to 65535: the address's place in the list (from 1).
+    #[error("bad port in address {0} of the list; expected a number from 1 to 65535")]
+    Port(usize),
     /// `redis+sentinel://hosts` without `/SERVICE`.
     #[error("missing the service name: expected redis+sentinel://host:port[,host:port...]/SERVICE[/db]")]
     NoService,
+    /// A service name that does not percent-decode to UTF-8.
+    #[error("the service name is not valid percent-encoded UTF-8")]
+    Service,
     /// A database that is not a non-negative integer.
-    #[error("invalid database '{0}'; expected a number such as /0")]
-    Db(String),
+    #[error("invalid database; expected a number such as /0")]
+    Db,
     /// A path on a cluster URL other than nothing or `/0`.
-    #[error("a Redis Cluster has only database 0; remove '{0}' from the URL")]
-    ClusterDb(String),
-    /// Anything after the path (`?`, `#`), or a path with more parts than the form has.
-    #[error("unexpected '{0}' in the URL")]
-    Extra(String),
+    #[error("a Redis Cluster has only database 0; remove the path after the addresses")]
+    ClusterDb,
+    /// Anything after the path (`?`, `#`), or a path with more parts than the form has: which.
+    #[error("unexpected {0} in the URL")]
+    Extra(&'static str),
+    /// An `@` after the addresses: the sign of a password holding an unencoded `/`, `?` or `#`.
+    #[error("'@' after the host list: a password holding '/', '?' or '#' must percent-encode them (%2F, %3F, %23)")]
+    Unencoded,
     /// Credentials that do not percent-decode to UTF-8.
     #[error("user name or password is not valid percent-encoded UTF-8")]
     Credentials,
@@ -135,31 +144,36 @@ impl TopologyUrl {
             },
         };
         let default_port = if sentinel { SENTINEL_PORT } else { CLUSTER_PORT };
+        if tail.contains('@') {
+            return Err(TopologyUrlError::Unencoded);
+        }
         let nodes = parse_hosts(hosts, default_port, what)?;
         if let Some(extra) = tail.find(['?', '#']).map(|i| &tail[i..]) {
-            return Err(TopologyUrlError::Extra(extra.to_string()));
+            return Err(TopologyUrlError::Extra(if extra.starts_with('?') {
+                "query ('?...')"
+            } else {
+                "fragment ('#...')"
+            }));
         }
         let mut parts = tail.split('/').skip(1).filter(|p| !p.is_empty());
         let (topology, db) = if sentinel {
             let service = parts.next().ok_or(TopologyUrlError::NoService)?;
-            let service = percent_decode_str(service)
-                .decode_utf8()
-                .map_err(|_| TopologyUrlError::Extra(service.to_string()))?
-                .into_owned();
+            let service =
+                percent_decode_str(service).decode_utf8().map_err(|_| TopologyUrlError::Service)?.into_owned();
             let db = match parts.next() {
                 None => 0,
-                Some(db) => db.parse().map_err(|_| TopologyUrlError::Db(db.to_string()))?,
+                Some(db) => db.parse().map_err(|_| TopologyUrlError::Db)?,
             };
             (Topology::Sentinel { sentinels: nodes, service }, db)
         } else {
             match parts.next() {
                 None | Some("0") => {}
-                Some(db) => return Err(TopologyUrlError::ClusterDb(format!("/{db}"))),
+                Some(_) => return Err(TopologyUrlError::ClusterDb),
             }
             (Topology::Cluster { seeds: nodes }, 0)
         };
-        if let Some(extra) = parts.next() {
-            return Err(TopologyUrlError::Extra(format!("/{extra}")));
+        if parts.next().is_some() {
+            return Err(TopologyUrlError::Extra("path part after the database"));
         }
         Ok(Some(TopologyUrl { topology, user, password, db, tls }))
     }
@@ -169,16 +183,16 @@ fn parse_hosts(list: &str, default_port: u16, what: &'static str) -> Result<Vec<
     if list.is_empty() {
         return Err(TopologyUrlError::NoHosts(what));
     }
-    list.split(',').map(|one| parse_host(one, default_port)).collect()
+    list.split(',').enumerate().map(|(i, one)| parse_host(one, default_port, i + 1)).collect()
 }
 
-/// `host`, `host:port`, `[v6]` or `[v6]:port`.
-fn parse_host(one: &str, default_port: u16) -> Result<HostPort, TopologyUrlError> {
+/// `host`, `host:port`, `[v6]` or `[v6]:port`; `place` (from 1) is what an error names.
+fn parse_host(one: &str, default_port: u16, place: usize) -> Result<HostPort, TopologyUrlError> {
     let (host, port) = if let Some(v6) = one.strip_prefix('[') {
-        let (host, after) = v6.split_once(']').ok_or_else(|| TopologyUrlError::EmptyHost(one.to_string()))?;
+        let (host, after) = v6.split_once(']').ok_or(TopologyUrlError::EmptyHost(place))?;
         match after {
             "" => (host, None),
-            p => (host, Some(p.strip_prefix(':').ok_or_else(|| TopologyUrlError::Port(one.to_string()))?)),
+            p => (host, Some(p.strip_prefix(':').ok_or(TopologyUrlError::Port(place))?)),
         }
     } else {
         match one.split_once(':') {
@@ -187,11 +201,11 @@ fn parse_host(one: &str, default_port: u16) -> Result<HostPort, TopologyUrlError
         }
     };
     if host.is_empty() {
-        return Err(TopologyUrlError::EmptyHost(one.to_string()));
+        return Err(TopologyUrlError::EmptyHost(place));
     }
     let port = match port {
         None => default_port,
-        Some(p) => p.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| TopologyUrlError::Port(one.to_string()))?,
+        Some(p) => p.parse::<u16>().ok().filter(|&p| p > 0).ok_or(TopologyUrlError::Port(place))?,
     };
     Ok(HostPort { host: host.to_ascii_lowercase(), port })
 }
@@ -281,22 +295,24 @@ mod tests {
             ("redis+sentinel://h1:26379/", NoService),
             ("redis+sentinel://:pw@/svc", NoHosts("sentinel")),
             ("redis+cluster://", NoHosts("seed node")),
-            ("redis+sentinel://h1:x/svc", Port("h1:x".into())),
-            ("redis+sentinel://h1:0/svc", Port("h1:0".into())),
-            ("redis+cluster://h1:1,h2:70000", Port("h2:70000".into())),
-            ("redis+cluster://h1:1,,h2:2", EmptyHost("".into())),
-            ("redis+cluster://:6379", EmptyHost(":6379".into())),
-            ("redis+sentinel://h/svc/x", Db("x".into())),
-            ("redis+cluster://h/2", ClusterDb("/2".into())),
-            ("redis+sentinel://h/svc/1/more", Extra("/more".into())),
-            ("redis+cluster://h?x=1", Extra("?x=1".into())),
+            ("redis+sentinel://h1:x/svc", Port(1)),
+            ("redis+sentinel://h1:0/svc", Port(1)),
+            ("redis+cluster://h1:1,h2:70000", Port(2)),
+            ("redis+cluster://h1:1,,h2:2", EmptyHost(2)),
+            ("redis+cluster://:6379", EmptyHost(1)),
+            ("redis+sentinel://h/svc/x", Db),
+            ("redis+cluster://h/2", ClusterDb),
+            ("redis+sentinel://h/svc/1/more", Extra("path part after the database")),
+            ("redis+cluster://h?x=1", Extra("query ('?...')")),
+            ("redis+cluster://app:Zx9/Qk@10.0.0.1:7000", Unencoded),
+            ("redis+sentinel://app:12/cd@h/svc", Unencoded),
             ("redis+cluster://:%ff@h", Credentials),
         ];
         for (text, want) in cases {
             assert_eq!(TopologyUrl::parse(text), Err(want), "{text}");
         }
         assert!(NoService.to_string().contains("missing the service name"));
-        assert!(Port("h:x".into()).to_string().contains("bad port in 'h:x'"));
+        assert!(Port(2).to_string().contains("bad port in address 2 of the list"));
     }
 
     #[test]

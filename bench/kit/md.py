@@ -1,0 +1,69 @@
+"""The Markdown every report writes: numbers, tables, a run's machine section and its notes.
+
+Pure: text from plain dicts, so every report is tested on recorded summaries. It must not read
+files, start processes or compute a figure (the tools and their fold functions do that).
+"""
+from __future__ import annotations
+
+DASH = "–"
+
+
+def num(value, digits: int = 0) -> str:
+    """A number with thousands separators (`digits` decimals for a float), DASH for None."""
+    if value is None:
+        return DASH
+    if isinstance(value, float) and digits:
+        return f"{value:,.{digits}f}"
+    return f"{value:,.0f}" if isinstance(value, (int, float)) else str(value)
+
+
+def ms(value) -> str:
+    if value is None:
+        return DASH
+    return f"{value:.2f} ms" if value < 100 else f"{value:,.0f} ms"
+
+
+def kib(value) -> str:
+    if value is None:
+        return DASH
+    return f"{value:,} KiB ({value / 1024:,.1f} MiB)" if value >= 10240 else f"{value:,} KiB"
+
+
+def esc(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def each(values: list, fmt=str) -> str:
+    """One value per round, joined by " · " (DASH where a round gave none)."""
+    return " · ".join(DASH if v is None else fmt(v) for v in values)
+
+
+def table(head: list[str], rows: list[list]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + \
+           ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+
+
+def machine(s: dict, rows: list | tuple = ()) -> list[str]:
+    """`## Machine`: the CPUs, kernel, memory, the versions in s["versions"], `rows` ([name, value]
+    pairs the tool adds), the load averages and how busy the CPUs were before the run."""
+    m, load0, load1 = s["machine"], s.get("load_at_start"), s.get("load_at_end")
+    load = lambda v: ", ".join(map(str, v)) if isinstance(v, list) else num(v, 2)  # noqa: E731
+    out = [["CPU", f"{m.get('cpu_model')}, {m.get('cpus_online')} CPUs online, allowed {m.get('cpus_allowed')}"],
+           ["Kernel, OS", f"Linux {m.get('kernel')} {m.get('arch')}, {m.get('os')}"],
+           ["Memory", f"{m.get('memory_gib')} GiB"]]
+    out += [[name, version] for name, version in (s.get("versions") or {}).items()] + list(rows)
+    out.append(["Load average at start / end", f"{load(load0)} / {load(load1)}"])
+    busy, threshold = s.get("busy_at_start"), s.get("busy_threshold", 20)
+    out.append(["CPU busy before the run (1 s)", DASH if busy is None else f"{busy} %"])
+    lines = ["## Machine", ""] + table(["", ""], [[a, esc(b)] for a, b in out])
+    if busy is not None and busy > threshold:
+        lines += ["", f"**Busy machine**: the CPUs were {busy} % busy before the run started (other work); "
+                      "every number below is worse and noisier than on a quiet machine."]
+    return lines
+
+
+def notes(s: dict, text: str | None = None) -> list[str]:
+    """`## Notes`: what whoever recorded the run measured beside it (summary.json's "notes", Markdown
+    lines, or a folder's notes.md as `text`), e.g. what limits a target not met."""
+    body = text.strip().splitlines() if text else list(s.get("notes") or [])
+    return ["", "## Notes", ""] + body if body else []

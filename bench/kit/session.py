@@ -1,0 +1,147 @@
+"""The shell every bench tool runs in: signals and cleanup, its results folder, the header of its
+summary, the binaries it tests, its chart, and the files it writes at the end.
+
+Every tool writes `bench/results/<date>-<host>-<tool>[...].md` beside a folder of the same name with
+`raw/`, `logs/` and `summary.json`; a rerun the same day replaces the earlier run's files rather
+than mixing its raw outputs with them. This module must not start servers or load generators
+(servers.py, loadgen.py and the tools do); it only starts bench/.venv's python for a chart.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from . import machine, procs, provision
+from .procs import log
+
+RESULTS = provision.BENCH / "results"
+BUSY_PERCENT = 20  # CPU use by other work before a run above which the run warns and its report says so
+CHARTS = Path(__file__).resolve().with_name("charts.py")
+
+
+RunError = procs.RunError
+
+
+def _on_signal(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def guard(run, *args) -> int:
+    """Runs `run(*args)` with Ctrl-C, SIGTERM and SIGHUP (also sent to a kit started in the background,
+    where SIGINT is ignored by default) turned into KeyboardInterrupt, and stops every process the
+    run started, by PID, however it ends. 130 when interrupted."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+    try:
+        return run(*args)
+    except KeyboardInterrupt:
+        log("interrupted: stopping every process this run started")
+        return 130
+    finally:
+        procs.cleanup()
+
+
+def host_tag() -> str:
+    """The host name as it goes into a results name: anything but letters, digits, `.`, `_`, `-` replaced."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "host"
+
+
+def results_name(started: datetime.datetime, suffix: str) -> str:
+    """`<date>-<host><suffix>`, the name of a run's report and folder."""
+    return f"{started:%Y-%m-%d}-{host_tag()}{suffix}"
+
+
+def fresh_run_dir(run_dir: Path, also=(), keep_logs: bool = False) -> tuple[Path, Path]:
+    """Removes an earlier run's `raw/`, `logs/` (unless `keep_logs`), `summary.json` and the paths in
+    `also` (its charts), then creates `raw/` and `logs/`. Returns them."""
+    raw_dir, log_dir = run_dir / "raw", run_dir / "logs"
+    stale = [raw_dir, run_dir / "summary.json", *also] + ([] if keep_logs else [log_dir])
+    for path in stale:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return raw_dir, log_dir
+
+
+def pick(value: str, known: list[str], what: str) -> list[str]:
+    """A comma-separated choice from `known`, in `known`'s order; ValueError naming the unknown ones."""
+    picked = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [v for v in picked if v not in known]
+    if unknown:
+        raise ValueError(f"unknown {what} {', '.join(unknown)} (known: {', '.join(known)})")
+    return [k for k in known if k in picked]
+
+
+def busy_check() -> float | None:
+    """How busy the CPUs are before a run (1 s of /proc/stat); warns above BUSY_PERCENT."""
+    busy = machine.cpu_busy_percent()
+    if busy is not None and busy > BUSY_PERCENT:
+        log(f"warning: the CPUs are {busy:.0f} % busy before the run starts: other work competes with it, "
+            "so the numbers will be worse and noisier than on a quiet machine")
+    return busy
+
+
+def header(name: str, started: datetime.datetime, settings: dict, prog: str, busy: float | None) -> dict:
+    """The fields every summary starts with: what ran, when, with what, on what, how loaded."""
+    return {"name": name, "started": started.isoformat(timespec="seconds"), "settings": settings,
+            "command": prog + (" " + shlex.join(sys.argv[1:]) if sys.argv[1:] else ""),
+            "machine": machine.describe(), "load_at_start": [round(x, 2) for x in os.getloadavg()],
+            "busy_at_start": busy, "busy_threshold": BUSY_PERCENT}
+
+
+def binary(given: Path | None, default: Path, what: str) -> Path:
+    """The binary under test: `given` (a flag) or the default build; RunError unless executable."""
+    path = (given or default).resolve()
+    if not os.access(path, os.X_OK):
+        raise RunError(f"{what}: {path} is not an executable file (build it, or pass its path)")
+    return path
+
+
+def hitcore_binary(given: Path | None, log_dir: Path) -> Path:
+    """`--hitcore`'s binary, else target/release/hitcore, built with cargo when missing (its log in
+    log_dir); RunError when neither gives an executable."""
+    if given:
+        return binary(given, given, "--hitcore")
+    if not provision.HITCORE_BINARY.exists():
+        problem = provision.hitcore(log_dir)
+        if problem:
+            raise RunError(problem)
+    return binary(None, provision.HITCORE_BINARY, "hitcore")
+
+
+def read_summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def write_summary(run_dir: Path, summary: dict) -> Path:
+    path = run_dir / "summary.json"
+    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return path
+
+
+def chart(kind: str, args: list, log_dir: Path, timeout: float = 180) -> bool:
+    """Draws `kind`'s chart (kit/charts.py KIND ARGS...) under bench/.venv's matplotlib; False, with
+    the reason logged and its output in log_dir/chart-KIND.log, when it could not."""
+    python = provision.venv_python("main")
+    if not python.exists():
+        log(f"no {kind} chart: bench/.venv is missing (bench/run provisions it)")
+        return False
+    result = procs.run([str(python), str(CHARTS), kind, *map(str, args)], timeout=timeout, label=f"drawing the {kind} chart")
+    if not result.ok:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        (log_dir / f"chart-{kind}.log").write_text(result.stdout + result.stderr)
+        log(f"no {kind} chart: {result.tail(2)} (see {log_dir / f'chart-{kind}.log'})")
+        return False
+    return True
