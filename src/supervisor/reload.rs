@@ -217,7 +217,13 @@ impl Arbiter {
                     .filter(|(pid, _)| {
                         let Some(pos) = self.procs.iter().position(|p| p.pid == *pid) else { return false };
                         let id = listener::identity(&self.procs[pos].listener);
-                        !self.procs.iter().enumerate().any(|(i, q)| i != pos && listener::identity(&q.listener) == id)
+                        let here = self
+                            .procs
+                            .iter()
+                            .enumerate()
+                            .any(|(i, q)| i != pos && listener::identity(&q.listener) == id);
+                        // Nor another supervisor's shards (the old one's, handing over after a USR2).
+                        !here && !self.owners.is_foreign(id)
                     })
                     .copied()
                     .collect();
