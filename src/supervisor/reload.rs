@@ -205,7 +205,13 @@ impl Arbiter {
             self.procs.iter().filter(|p| !p.life.retiring()).map(|p| (p.pid, p.started)).collect();
         match policy::ttou(&serving, self.respawns.len()) {
             Ttou::AtMinimum => warn!("TTOU ignored: one shard is the minimum"),
-            Ttou::Nothing => {}
+            Ttou::CancelRestart => {
+                // The one due last goes: it has crashed the most recently or the most often.
+                let Some(pos) = (0..self.respawns.len()).max_by_key(|&i| self.respawns[i].at) else { return };
+                let r = self.respawns.remove(pos);
+                info!("Retiring shard {} (waiting to restart after crashing) on CPU {}", r.index, r.cpu);
+                self.forget_index_if_gone(r.index);
+            }
             Ttou::Retire(oldest) => {
                 // The retired shard drains its listener and shuts it down. Right after a reload the
                 // oldest may still share its listener with the predecessor it replaced, which is
