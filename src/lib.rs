@@ -30,7 +30,12 @@
 //!   makes a session follow, Sentinel (`sentinel/`) and Cluster (`cluster/`) routing.
 //! - `testhook` (debug builds only): a shard's boot that crashes or stalls on request, for the
 //!   fault-schedule test.
+//! - [`https`]: the rustls server configuration built from the HTTPS settings' files (`--certfile`,
+//!   `--keyfile`, `--ca-certs`, `--ssl-min-version`; the settings are `config::https`), shared
+//!   session tickets; the handshake is in `http/conn/`.
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
+//! - [`logjson`]: `--log-format json`: JSON string escaping and the error log's JSON object.
+//! - [`uring`]: the start-up check that io_uring is usable here (seccomp, sysctl, kernel, memlock).
 //! - [`badge`]: shields-style SVG badges of a counter's value from Abacus's query parameters, sized
 //!   by Verdana 11 px's real advance widths (pure: no I/O; the API routes call it).
 
@@ -44,8 +49,10 @@ pub mod config;
 pub mod handoff;
 pub mod heartbeat;
 pub mod http;
+pub mod https;
 pub mod listener;
 pub mod logging;
+pub mod logjson;
 pub mod metrics;
 pub mod process;
 pub mod redis;
@@ -53,3 +60,4 @@ pub mod shard;
 pub mod supervisor;
 #[cfg(debug_assertions)]
 pub mod testhook;
+pub mod uring;

@@ -31,6 +31,7 @@ use crate::handoff::Spec;
 use crate::heartbeat::{Heartbeats, features, state};
 use crate::http::access::AccessLog;
 use crate::http::conn::registry::{EVICT_RECHECK, Eviction};
+use crate::http::conn::tls::Tls;
 use crate::http::conn::{self, MAX_PIPELINE};
 use crate::http::context::{self, Context, Observing, ProxyPolicy};
 use crate::http::forwarded::Trust;
@@ -68,6 +69,15 @@ struct Shard {
     /// process may hold this shard's listener (a USR2's old supervisor and its shards, whose
     /// listener a dying new supervisor's shards share), so the listener is never shut down then.
     supervisor: i32,
+    /// The HTTPS acceptor, built at boot from `--certfile` and `--keyfile` (`None`: plain HTTP).
+    tls: Option<Rc<Tls>>,
+}
+
+/// What a listener speaks: HTTPS on TCP listeners when `--certfile` is given, else plain HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Http,
+    Https,
 }
 
 /// Where the shard's executor runs, and how the boot line says it. With `--pin`, on its own CPU: the
@@ -94,7 +104,7 @@ fn placement(spec: &Spec) -> (Placement, String) {
 pub fn run(spec: Spec) -> i32 {
     #[cfg(debug_assertions)]
     crate::testhook::at_shard_boot();
-    if let Err(e) = logging::init(&spec.config.error_log, spec.config.log_level) {
+    if let Err(e) = logging::init_with(&spec.config.error_log, spec.config.log_level, spec.config.observe.log_format) {
         eprintln!("hitcore shard {}: cannot open the error log: {e}", spec.index);
         return BOOT_ERROR;
     }
@@ -181,22 +191,26 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
         header_timeout: spec.config.header_timeout,
         write_timeout: spec.config.write_timeout,
     };
+    // Read here, at boot, by the shard itself: a replacement (HUP, a restart) serves the files as
+    // they are now, and the supervisor checked them a moment ago.
+    let tls = match spec.config.https.as_ref().map(|https| Tls::boot(https, spec.ticket_fd)).transpose() {
+        Ok(tls) => tls.map(Rc::new),
+        Err(e) => {
+            error!("Worker failed to boot: shard {}: {e}", spec.index);
+            return BOOT_ERROR;
+        }
+    };
     let shard = Rc::new(Shard {
         ctx: Rc::new(Context::new(settings, redis, access, observing)),
         evicted: Cell::new(0),
         evictions_reported: Cell::new(None),
         // SAFETY: getppid cannot fail.
         supervisor: unsafe { libc::getppid() },
+        tls,
         config: spec.config.clone(),
     });
     let stop = Rc::new(StopSignal::default());
-    // Often enough for the watchdog to see four beats per --timeout; with the watchdog off (-t 0),
-    // the plain tick.
-    let tick_every = if spec.config.timeout.is_zero() {
-        TICK
-    } else {
-        (spec.config.timeout / 4).clamp(Duration::from_millis(5), TICK)
-    };
+    let tick_every = tick_period([spec.config.timeout, spec.config.header_timeout, spec.config.keep_alive]);
     glommio::spawn_local(housekeeping(shard.clone(), heartbeats, slot, signals, stop.clone(), tick_every)).detach();
     shard.ctx.redis.first_attempt().await;
     // A replacement's listener arrives bound but not listening: it joins the reuseport group only
@@ -282,9 +296,10 @@ async fn accept_loop(
     retire: Retire,
 ) {
     let (shard, gate, stop) = (&shard, &gate, &*stop);
+    let scheme = if shard.tls.is_some() && conn::tls::serves(listen_fd) { Scheme::Https } else { Scheme::Http };
     let retire_listener = |shard: &Rc<Shard>, listen_fd: RawFd, gate: &Gate, stop: &StopSignal| {
         if retire == Retire::DrainAndEject {
-            retire_listener(shard, listen_fd, gate, stop);
+            retire_listener(shard, listen_fd, gate, stop, scheme);
         }
     };
     let mut failures = 0u32;
@@ -322,7 +337,7 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 failures = 0;
-                spawn_connection(shard, gate, stream, peer, Some(permit));
+                spawn_connection(shard, gate, stream, peer, Some(permit), scheme);
             }
             Err(_) if stop.requested() => {
                 retire_listener(shard, listen_fd, gate, stop);
@@ -407,14 +422,14 @@ fn evict_longest_waiting(shard: &Shard) -> Eviction {
 /// so no connection meets a closing listener. Orphaned (its supervisor died: a TERM from
 /// `PR_SET_PDEATHSIG`), it only stops accepting too: the listener may be one another supervisor's
 /// shards accept on (a new supervisor killed during a USR2), and `shutdown()` would stop them all.
-fn retire_listener(shard: &Rc<Shard>, listen_fd: RawFd, gate: &Gate, stop: &StopSignal) {
+fn retire_listener(shard: &Rc<Shard>, listen_fd: RawFd, gate: &Gate, stop: &StopSignal, scheme: Scheme) {
     // SAFETY: getppid cannot fail.
     let orphaned = unsafe { libc::getppid() } != shard.supervisor;
     if stop.phase.get() == Phase::HandingOver || orphaned {
         return;
     }
     while let Ok(Some((stream, peer))) = accept_now(listen_fd) {
-        spawn_connection(shard, gate, stream, peer, None);
+        spawn_connection(shard, gate, stream, peer, None, scheme);
     }
     // SAFETY: listen_fd is this shard's listening socket, open for the shard's lifetime.
     unsafe { libc::shutdown(listen_fd, libc::SHUT_RDWR) };
@@ -426,12 +441,29 @@ fn spawn_connection(
     stream: TcpStream,
     peer: Option<IpAddr>,
     permit: Option<StaticPermit>,
+    scheme: Scheme,
 ) {
     let ctx = shard.ctx.clone();
+    // Two task types, not one with a branch inside: a plain connection's task stays as small as it
+    // was, without room for TLS state.
+    match (scheme, &shard.tls) {
+        (Scheme::Https, Some(tls)) => {
+            let tls = tls.clone();
+            spawn_guarded(gate, permit, move || conn::serve_tls(ctx, stream, peer, tls));
+        }
+        _ => spawn_guarded(gate, permit, move || conn::serve(ctx, stream, peer)),
+    }
+}
+
+/// Spawns a connection's task behind the gate, holding its permit for the task's life.
+fn spawn_guarded<F>(gate: &Gate, permit: Option<StaticPermit>, connection: impl FnOnce() -> F + 'static)
+where
+    F: std::future::Future<Output = ()> + 'static,
+{
     let spawned = gate.spawn(async move {
         // The connection's future is built here, inside the task, rather than moved into it.
         // A panic in one connection must not take the shard (and its other connections) down.
-        if let Err(panic) = std::panic::AssertUnwindSafe(conn::serve(ctx, stream, peer)).catch_unwind().await {
+        if let Err(panic) = std::panic::AssertUnwindSafe(connection()).catch_unwind().await {
             let what = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
@@ -449,6 +481,18 @@ fn spawn_connection(
     }
 }
 
+/// How often the housekeeping tick runs: [`TICK`], or more often where something it checks needs
+/// it: four beats per watchdog `--timeout`, and four checks per `--header-timeout` and
+/// `--keep-alive`, since the tick is what ends a connection's read at its deadline (at most one
+/// period late).
+fn tick_period(timeouts: [Duration; 3]) -> Duration {
+    timeouts
+        .into_iter()
+        .filter(|d| !d.is_zero())
+        .map(|d| (d / 4).clamp(Duration::from_millis(5), TICK))
+        .fold(TICK, Duration::min)
+}
+
 /// The shard's heartbeat and chores, on its own executor so it stops exactly when the executor does.
 async fn housekeeping(
     shard: Rc<Shard>,
@@ -458,6 +502,8 @@ async fn housekeeping(
     stop: Rc<StopSignal>,
     every: Duration,
 ) {
+    let timeouts = [shard.config.header_timeout, shard.config.keep_alive];
+    let shortest_deadline = timeouts.into_iter().filter(|d| !d.is_zero()).min().unwrap_or_default();
     loop {
         heartbeats.slot(slot).beat();
         shard.ctx.date.refresh(SystemTime::now());
@@ -467,6 +513,7 @@ async fn housekeeping(
         }
         publish_stats(&shard, heartbeats, slot);
         report_evictions(&shard);
+        shard.ctx.registry.expire_overdue(Instant::now(), shortest_deadline);
         if signals.take(sig::USR1) {
             info!("Reopening log files");
             if let Err(e) = logging::reopen() {
@@ -515,7 +562,25 @@ fn publish_stats(shard: &Shard, heartbeats: &Heartbeats, slot: usize) {
 /// Opens the access log with its format and forwarded-allow list (both checked at start already).
 fn open_access_log(target: &LogTarget, observe: &Observe) -> Result<AccessLog, String> {
     let format = Format::compile(&observe.access_log_format).map_err(|e| format!("--access-logformat: {e}"))?;
+    let format = if observe.log_format == crate::logjson::LogFormat::Json { format.json() } else { format };
     let trust = Trust::parse(&observe.forwarded_allow_ips).map_err(|e| format!("--forwarded-allow-ips: {e}"))?;
     let sink = Sink::open(target).map_err(|e| format!("cannot open the access log: {e}"))?;
     Ok(AccessLog::new(sink, format, trust))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tick_runs_four_times_per_shortest_deadline_between_5_and_100_ms() {
+        let s = Duration::from_secs;
+        assert_eq!(tick_period([s(30), s(2), s(2)]), TICK, "the defaults");
+        assert_eq!(
+            tick_period([Duration::ZERO, Duration::from_millis(200), Duration::ZERO]),
+            Duration::from_millis(50)
+        );
+        assert_eq!(tick_period([Duration::ZERO; 3]), TICK, "zero: no watchdog, no keep-alive");
+        assert_eq!(tick_period([s(30), Duration::from_millis(1), s(2)]), Duration::from_millis(5));
+    }
 }

@@ -39,14 +39,19 @@ fn scrape(addr: SocketAddr) -> (String, BTreeMap<String, f64>) {
 }
 
 /// `promtool check metrics` parses the exposition and lints it; any complaint fails the test.
+/// promtool is the one on PATH, or the one scripts/test extracted from Debian's prometheus package
+/// into target/tools/bin without installing the package (which would start a Prometheus server
+/// and node_exporter).
 fn promtool_check(text: &str) {
-    let mut child = Command::new("promtool")
+    let extracted = concat!(env!("CARGO_MANIFEST_DIR"), "/target/tools/bin/promtool");
+    let exe = if std::path::Path::new(extracted).exists() { extracted } else { "promtool" };
+    let mut child = Command::new(exe)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("promtool must be installed (apt-get install prometheus)");
+        .expect("promtool is missing: scripts/test extracts it into target/tools/bin (scripts/prereqs.sh)");
     child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -467,6 +472,24 @@ fn proxy_protocol_headers_good_and_bad() {
     assert_eq!(redis.cmd(0, &["GET", "hit"]), "4");
     let (_, s) = scrape(metrics_addr(&server));
     assert_eq!(sample(&s, "hitcore_proxy_protocol_rejected_total"), 3.0);
+}
+
+/// A PROXY header that never completes is closed at `--header-timeout`, not before: the deadline
+/// is the one the shard's tick checks for every connection (docs/performance.md, "Deadlines on the
+/// tick"), so it may come up to one tick late but never early.
+#[test]
+fn an_incomplete_proxy_header_is_closed_at_the_header_timeout() {
+    let redis = TestRedis::start();
+    let server = TestServer::start(&["-w", "1", "--redis", &redis.url(0), "--proxy-protocol", "--header-timeout", "1"]);
+    server.wait_ready(1);
+    let mut c = Client::connect(server.addr);
+    c.send(b"PROXY TCP4 198.51.100.7 ");
+    let sent = std::time::Instant::now();
+    c.assert_closed();
+    let waited = sent.elapsed();
+    assert!(waited >= std::time::Duration::from_millis(900), "closed {waited:?} after the partial header");
+    server.log.wait_for("no complete PROXY protocol header within --header-timeout", DEADLINE);
+    assert_eq!(redis.cmd(0, &["GET", "hit"]), "(nil)", "nothing was counted");
 }
 
 /// A connection to `addr` from the loopback address `from` (the kernel routes all of 127/8 locally).

@@ -2,18 +2,9 @@
 
 Every server listens on 127.0.0.1:<port> (the same port for all, one at a time) and, except the
 static nginx ceiling, counts in the run's one Redis (URL in the REDIS_URL environment variable, so
-the password stays out of `ps`). Rows, in the order they run:
-
-  gunicorn-sync / -gevent / -eventlet / -tornado   gunicorn -w 4 -k CLASS app:app (bench/gunicorn/app.py)
-  tokio-hyper                                       bench/peers/tokio-hyper, one thread per CPU
-  nginx                                             `return 200` with a fixed body: no Redis, the ceiling
-  hitcore-4                                         hitcore -w 4 (with --share-cpus below 4 CPUs)
-  hitcore-ncpu                                      hitcore with its default: one shard per CPU
-  hitcore-1                                         hitcore -w 1: on a machine as small as the load
-                                                    generator's needs, one shard leaves ab a CPU of its own
-and, run separately by main.py, hitcore-scaling: hitcore -w 1 .. CPUs.
-
-`--only` names match a row's id or any dash-separated part of it (`hitcore`, `gunicorn`, `sync`).
+the password stays out of `ps`). bench/run's rows, in the order they run, are ALL_IDS (what each is:
+bench/README.md, *The rows*); `--only` names match a row's id or any dash-separated part of it
+(`hitcore`, `gunicorn`, `sync`). The other tools build their servers from the same functions.
 """
 from __future__ import annotations
 
@@ -21,6 +12,7 @@ import http.client
 import os
 import resource
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +55,7 @@ class Spec:
     needs: str = ""               # which provisioning step it depends on: venv, eventlet, tokio, hitcore
     ready_line: str = ""          # a log line each worker prints once it can serve ("Connected to Redis")
     ready_count: int = 0          # how many of them mean "every worker is ready"
+    https: bool = False           # it answers over TLS (bench/compare's @https)
 
 
 def selected(only: list[str] | None) -> list[str]:
@@ -134,22 +127,38 @@ def nginx_limits(connections: int | None, nofile_hard: int | None = None) -> dic
 
 
 def nginx_config(template: str, *, workers: int, prefix: Path | str, bind: str, limits: dict,
-                 body: str = NGINX_BODY) -> str:
-    """The kit's static nginx config (peers/nginx/nginx.conf.in) filled in."""
-    return template.format(workers=workers, prefix=prefix, bind=bind, body=body, **limits)
+                 body: str = NGINX_BODY, tls: tuple[Path | str, Path | str] | None = None) -> str:
+    """The kit's static nginx config (peers/nginx/nginx.conf.in) filled in; `tls`: (certificate,
+    key) to serve HTTPS with, TLS 1.2 and 1.3 and a session cache, as an operator would."""
+    listen_tls, tls_lines = "", ""
+    if tls:
+        listen_tls = " ssl"
+        tls_lines = (f"        ssl_certificate {tls[0]};\n        ssl_certificate_key {tls[1]};\n"
+                     "        ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_session_cache shared:SSL:10m;\n")
+    return template.format(workers=workers, prefix=prefix, bind=bind, body=body, listen_tls=listen_tls,
+                           tls_lines=tls_lines, **limits)
+
+
+def write_nginx_conf(folder: Path, bind: str, workers: int, connections: int | None = None,
+                     tls: tuple[str, str] | None = None) -> tuple[Path, dict]:
+    """The kit's static nginx config written as folder/nginx.conf, `folder` its prefix, one worker
+    per CPU given, limits for `connections` clients (nginx_limits, under the open-files hard limit),
+    serving HTTPS with `tls` (certificate, key) when given."""
+    (folder / "logs").mkdir(parents=True, exist_ok=True)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    limits = nginx_limits(connections, None if hard == resource.RLIM_INFINITY else hard)
+    path = folder / "nginx.conf"
+    path.write_text(nginx_config(NGINX_TEMPLATE.read_text(), workers=workers, prefix=folder, bind=bind, limits=limits,
+                                 tls=tls))
+    return path, limits
 
 
 def nginx(ctx: Context, connections: int | None = None, folder: Path | None = None) -> Spec:
     """nginx `return 200` with one worker per CPU; `connections`: size its limits for that many
     clients (nginx_limits), else bench/run's defaults."""
     folder = folder or ctx.tmp / "nginx"
-    (folder / "logs").mkdir(parents=True, exist_ok=True)
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    limits = nginx_limits(connections, None if hard == resource.RLIM_INFINITY else hard)
-    config = nginx_config(NGINX_TEMPLATE.read_text(), workers=ctx.ncpu, prefix=folder, bind=ctx.bind,
-                          limits=limits)
-    (folder / "nginx.conf").write_text(config)
-    argv = ["nginx", "-p", f"{folder}/", "-c", str(folder / "nginx.conf"), "-e", "stderr"]
+    conf, limits = write_nginx_conf(folder, ctx.bind, ctx.ncpu, connections)
+    argv = ["nginx", "-p", f"{folder}/", "-c", str(conf), "-e", "stderr"]
     title = f"nginx return 200 (static, no Redis), {ctx.ncpu} workers"
     if connections is not None:
         title += f", worker_connections {limits['worker_connections']:,}"
@@ -203,9 +212,10 @@ def wait_port_free(port: int, timeout: float = 10.0) -> bool:
     return False
 
 
-def probe(port: int, timeout: float = 2.0) -> int | None:
-    """GET / once; the status code, or None when nothing answers."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def probe(port: int, timeout: float = 2.0, https: bool = False) -> int | None:
+    """GET / once (over TLS, any certificate, with `https`); the status code, or None when nothing answers."""
+    conn = (http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=ssl._create_unverified_context())
+            if https else http.client.HTTPConnection("127.0.0.1", port, timeout=timeout))
     try:
         conn.request("GET", "/")
         response = conn.getresponse()
@@ -230,7 +240,7 @@ def wait_ready(service: procs.Service, spec: Spec, port: int, timeout: float = 3
     while time.monotonic() < deadline:
         if not service.alive():
             return f"exited with status {service.proc.returncode}: {_log_tail(service)}"
-        status = probe(port)
+        status = probe(port, https=spec.https)
         if status == 200:
             break
         time.sleep(0.2)
@@ -252,12 +262,12 @@ def wait_ready(service: procs.Service, spec: Spec, port: int, timeout: float = 3
 
 
 def start(spec: Spec, port: int, log_path: Path, name: str | None = None, argv: list[str] | None = None,
-          timeout: float = 30.0, settle: float = 0.5) -> procs.Service:
+          timeout: float = 30.0, settle: float = 0.5, cwd: Path | None = None) -> procs.Service:
     """Starts `spec` (or `argv` with its environment) on `port` once the port is free, and waits
     until it is ready (wait_ready); procs.RunError, the server stopped, when it is not."""
     if port_in_use(port) and not wait_port_free(port):
         raise procs.RunError(f"port {port} is still busy")
-    service = procs.Service(name or spec.id, argv or spec.argv, log_path, env={**os.environ, **spec.env})
+    service = procs.Service(name or spec.id, argv or spec.argv, log_path, env={**os.environ, **spec.env}, cwd=cwd)
     problem = wait_ready(service, spec, port, timeout, settle)
     if problem:
         service.stop()

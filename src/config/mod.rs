@@ -7,7 +7,8 @@
 //!
 //! Dependencies point one way, into here: `config` imports nothing of `redis/` or `http/`. The
 //! plain data those rooms are configured with lives in this folder (`limits`: the request-head
-//! limits; `redis_url` and `redis_topology`: the Redis URL forms and their syntax), and the shard
+//! limits; `redis_url` and `redis_topology`: the Redis URL forms and their syntax; `https`: the
+//! HTTPS files and versions), and the shard
 //! builds `redis` settings and the HTTP context from it.
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::bind::Bind;
 use crate::logging::{LogLevel, LogTarget};
 
+pub mod https;
 pub mod limits;
 pub mod redis_topology;
 pub mod redis_url;
@@ -122,6 +124,10 @@ pub struct Config {
     /// hand-off: the defaults then apply).
     #[serde(default)]
     pub observe: Observe,
+    /// `--certfile`, `--keyfile` and the other HTTPS flags: HTTPS on every TCP listener when
+    /// present (absent from a previous release's hand-off: plain HTTP, as it served).
+    #[serde(default)]
+    pub https: Option<https::Https>,
 }
 
 /// Observability settings: `--metrics-bind`, `--health-path`, `--access-logformat`,
@@ -139,6 +145,9 @@ pub struct Observe {
     pub forwarded_allow_ips: String,
     /// Every connection starts with a PROXY protocol v1/v2 header (`--proxy-protocol`).
     pub proxy_protocol: bool,
+    /// The error and access logs as text lines or JSON lines (`--log-format`; absent from an
+    /// older supervisor's hand-off: text).
+    pub log_format: crate::logjson::LogFormat,
     /// Peers whose PROXY header is believed (`--proxy-allow-from`, gunicorn's `127.0.0.1,::1`;
     /// also the default under an older supervisor, whose hand-off lacks it).
     pub proxy_allow_from: String,
@@ -152,6 +161,7 @@ impl Default for Observe {
             access_log_format: DEFAULT_ACCESS_LOG_FORMAT.into(),
             forwarded_allow_ips: DEFAULT_TRUSTED_PEERS.into(),
             proxy_protocol: false,
+            log_format: crate::logjson::LogFormat::Text,
             proxy_allow_from: DEFAULT_TRUSTED_PEERS.into(),
         }
     }

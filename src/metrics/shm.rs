@@ -12,8 +12,9 @@ use crate::heartbeat::METRICS_WORDS;
 
 /// Written in word 0 by a shard that counts with this layout; the supervisor reads a block only
 /// when it carries this value (a block of zeros is a shard that counts nothing). Change it whenever
-/// the words below change: after a binary upgrade, HUP starts new shards under the old supervisor,
-/// which must then skip their blocks rather than misread them.
+/// a word below moves or changes meaning: after a binary upgrade, HUP starts new shards under the
+/// old supervisor, which must then skip their blocks rather than misread them. Words appended after
+/// the last one need no change (an older supervisor never reads them).
 pub const LAYOUT: u64 = 0x6869_7463_6f72_0001;
 
 /// Response statuses hitcore can answer, each with its own counter; anything else counts as other.
@@ -57,6 +58,34 @@ impl Unavailable {
             Unavailable::NotPrimary => "redis_not_primary",
             Unavailable::NotDurable => "not_durable",
             Unavailable::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// How an HTTPS connection's start ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    /// The TLS handshake completed.
+    Done,
+    /// The TLS handshake failed (no common version, a refused client certificate, garbage).
+    Failed,
+    /// The client spoke plain HTTP to an HTTPS listener.
+    PlainHttp,
+    /// The client closed, or sent nothing, or did not finish within `--header-timeout`.
+    Closed,
+}
+
+impl Handshake {
+    /// Every outcome, in word order.
+    pub const ALL: [Handshake; 4] = [Handshake::Done, Handshake::Failed, Handshake::PlainHttp, Handshake::Closed];
+
+    /// The `outcome` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Handshake::Done => "done",
+            Handshake::Failed => "failed",
+            Handshake::PlainHttp => "plain_http",
+            Handshake::Closed => "closed",
         }
     }
 }
@@ -114,7 +143,7 @@ pub const LATENCY_BOUNDS_NS: [u64; 16] = [
 
 /// Word indices. Counters only grow while the shard lives; gauges are the shard's current value.
 pub mod word {
-    use super::{BATCH_BOUNDS, LATENCY_BOUNDS_NS, STATUSES, Unavailable};
+    use super::{BATCH_BOUNDS, Handshake, LATENCY_BOUNDS_NS, STATUSES, Unavailable};
 
     /// [`super::LAYOUT`] once the shard counts here.
     pub const LAYOUT: usize = 0;
@@ -146,8 +175,12 @@ pub mod word {
     pub const LATENCY_SUM_NS: usize = BATCH + BATCH_BOUNDS.len() + 1;
     /// Requests by latency: [`LATENCY_BOUNDS_NS`] then +Inf (their total is the count).
     pub const LATENCY: usize = LATENCY_SUM_NS + 1;
+    /// HTTPS connections by how their start ended, `Handshake::ALL` order. Appended after every
+    /// older word, so a supervisor of the previous release reads the rest of the block as it
+    /// always did (and ignores these), and this release reads zeros from an older shard.
+    pub const HANDSHAKE: usize = LATENCY + LATENCY_BOUNDS_NS.len() + 1;
     /// Words used.
-    pub const END: usize = LATENCY + LATENCY_BOUNDS_NS.len() + 1;
+    pub const END: usize = HANDSHAKE + Handshake::ALL.len();
 
     /// The gauges: not carried over when a slot's shard is gone.
     pub const GAUGES: [usize; 3] = [SHARD, OPEN, REDIS_UP];
@@ -208,6 +241,12 @@ impl Meter {
     pub fn unavailable(&self, reason: Unavailable) {
         let i = Unavailable::ALL.iter().position(|&r| r == reason).unwrap_or(0);
         self.add(word::UNAVAILABLE + i, 1);
+    }
+
+    /// An HTTPS connection's start, ended as `outcome`.
+    pub fn handshake(&self, outcome: Handshake) {
+        let i = Handshake::ALL.iter().position(|&k| k == outcome).unwrap_or(0);
+        self.add(word::HANDSHAKE + i, 1);
     }
 
     /// A connection closed by `kind`'s deadline.
