@@ -28,7 +28,7 @@
 //!   tickets (`queue/`), dialing (`dial`, a leaf), the connect path (discovery, TLS, ROLE), the
 //!   pipelined connection task with its sessions and reconnect state machine, what a topology
 //!   makes a session follow, Sentinel (`sentinel/`) and Cluster (`cluster/`) routing.
-//! - `testhook` (debug builds only): a shard's boot that crashes or stalls on request, for the
+//! - `testhook` (the `test-hooks` feature, tests only): a shard's boot that crashes or stalls on request, for the
 //!   fault-schedule test.
 //! - [`https`]: the rustls server configuration built from the HTTPS settings' files (`--certfile`,
 //!   `--keyfile`, `--ca-certs`, `--ssl-min-version`; the settings are `config::https`), shared
@@ -58,6 +58,6 @@ pub mod process;
 pub mod redis;
 pub mod shard;
 pub mod supervisor;
-#[cfg(debug_assertions)]
+#[cfg(feature = "test-hooks")]
 pub mod testhook;
 pub mod uring;

@@ -102,7 +102,7 @@ fn placement(spec: &Spec) -> (Placement, String) {
 
 /// Runs a shard to completion and returns its exit status.
 pub fn run(spec: Spec) -> i32 {
-    #[cfg(debug_assertions)]
+    #[cfg(feature = "test-hooks")]
     crate::testhook::at_shard_boot();
     if let Err(e) = logging::init_with(&spec.config.error_log, spec.config.log_level, spec.config.observe.log_format) {
         eprintln!("hitcore shard {}: cannot open the error log: {e}", spec.index);

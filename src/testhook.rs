@@ -1,4 +1,4 @@
-//! Debug builds only: a shard's boot misbehaves on request, so end-to-end tests (the fault
+//! Test builds only (the `test-hooks` feature, which only the tests enable): a shard's boot misbehaves on request, so end-to-end tests (the fault
 //! schedule, tests/fault_schedule.rs) can model a release whose shards crash or boot slowly
 //! without building one.
 //!
@@ -6,7 +6,7 @@
 //! shard boots normally; `kill` makes it die by SIGKILL (as the OOM killer would), `exit N` exit
 //! with status N, `sleep SECS` sleep that long before it boots. Like the binary on disk, it applies
 //! to every shard started while the file says so, whichever supervisor starts it. It must not be
-//! compiled into a release build (lib.rs gates it on `debug_assertions`) and touches nothing else.
+//! compiled into the product (lib.rs gates it on the `test-hooks` feature) and touches nothing else.
 
 /// The variable that names the file.
 pub const BOOT_FILE_ENV: &str = "HITCORE_TEST_BOOT_FILE";

@@ -1,5 +1,5 @@
 //! Issue 18's findings, one regression test each, against the real binary and Redis. Shards that
-//! die before they boot, or boot slowly, come from the debug build's test hook (src/testhook.rs:
+//! die before they boot, or boot slowly, come from the test hook (src/testhook.rs, feature test-hooks:
 //! a file read at every shard's start), which acts on every shard started while it says so,
 //! whichever supervisor starts it, as a bad binary on disk would.
 //!
