@@ -19,6 +19,8 @@
 //! - [`listener`]: SO_REUSEPORT listening sockets, identical options on all.
 //! - [`heartbeat`]: the shared-memory heartbeat slots, the only cross-process state.
 //! - [`metrics`]: per-shard counters in the heartbeat region, summed and served by the supervisor.
+//! - [`process`]: process helpers the supervisor and shards share (boot-error status, process
+//!   name, CPU lists): a leaf.
 //! - [`shard`]: one shard process: executor, accept loop, housekeeping tick, stopping.
 //! - [`http`]: request parsing (`parse/`: heads, bodies), statuses and responses, the context a
 //!   connection is handed by its shard, the per-connection loop and registry (`conn/`), the access log.
@@ -26,6 +28,8 @@
 //!   tickets (`queue/`), dialing (`dial`, a leaf), the connect path (discovery, TLS, ROLE), the
 //!   pipelined connection task with its sessions and reconnect state machine, what a topology
 //!   makes a session follow, Sentinel (`sentinel/`) and Cluster (`cluster/`) routing.
+//! - `testhook` (the `test-hooks` feature, tests only): a shard's boot that crashes or stalls on request, for the
+//!   fault-schedule test.
 //! - [`https`]: the rustls server configuration built from the HTTPS settings' files (`--certfile`,
 //!   `--keyfile`, `--ca-certs`, `--ssl-min-version`; the settings are `config::https`), shared
 //!   session tickets; the handshake is in `http/conn/`.
@@ -53,7 +57,10 @@ pub mod listener;
 pub mod logging;
 pub mod logjson;
 pub mod metrics;
+pub mod process;
 pub mod redis;
 pub mod shard;
 pub mod supervisor;
+#[cfg(feature = "test-hooks")]
+pub mod testhook;
 pub mod uring;

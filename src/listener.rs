@@ -150,9 +150,29 @@ pub fn is_listening(sock: &Socket) -> bool {
     rc == 0 && value != 0
 }
 
+/// A socket's identity, the same in every process and whatever its descriptor number: the inode
+/// of its socket file (`fstat`). Ownership is decided by it, never by descriptor numbers, which a
+/// HUP replacement's copy or another process's copy do not share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SockId {
+    dev: u64,
+    ino: u64,
+}
+
+/// The identity of the socket behind `fd`; `None` if it is not open.
+pub fn identity(fd: &impl AsRawFd) -> Option<SockId> {
+    // SAFETY: fstat on a descriptor number with a valid, zeroed stat buffer; a closed one is an error.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let ok = unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } == 0;
+    ok.then_some(SockId { dev: st.st_dev, ino: st.st_ino })
+}
+
 /// Takes a listener out of its reuseport group at once: new connections go to the other shards,
 /// and with `net.ipv4.tcp_migrate_req=1` the ones queued on it move too (otherwise they are reset).
-/// Works on any copy of the socket, so the supervisor can eject a stalled shard's listener.
+/// Works on any copy of the socket, so the supervisor can eject a stalled shard's listener; for the
+/// same reason it must only be called on a socket no other process holds (the supervisor checks its
+/// owners first: src/supervisor/owners.rs).
 pub fn eject(sock: &Socket) {
     let _ = sock.shutdown(std::net::Shutdown::Both);
 }
@@ -188,5 +208,9 @@ mod tests {
         eject(&second);
         assert!(!is_listening(&second));
         assert!(is_listening(&first));
+        // A copy is the same socket, another descriptor number; another socket is another identity.
+        let copy = first.try_clone().unwrap();
+        assert_eq!(identity(&copy), identity(&first));
+        assert_ne!(identity(&first), identity(&second));
     }
 }

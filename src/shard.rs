@@ -6,18 +6,16 @@
 //! (heartbeat, `Date`, access log, signals), and the two ways to stop: TERM (or HUP) retires the
 //! shard: it serves what the kernel already queued, takes its listener out of the reuseport group,
 //! finishes every accepted request and exits; USR2 (a HUP replacement sharing the listener) retires
-//! it the same way but leaves the listener alone for its successor; QUIT and INT exit at once. All state is
-//! shard-local (`Rc`/`RefCell`/`Cell`); only the heartbeat slot is shared, with the supervisor.
+//! it the same way but leaves the listener alone for its successor; QUIT and INT exit at once (the
+//! stopping state is one phase, [`stop`]). All state is shard-local (`Rc`/`RefCell`/`Cell`); only
+//! its own heartbeat page is shared with the supervisor, the only part of the region it maps.
 //! It must not create listeners or touch any other shard's slot.
 
-use std::cell::{Cell, RefCell};
-use std::future::poll_fn;
+use std::cell::Cell;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Poll, Waker};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_lite::FutureExt;
@@ -27,6 +25,7 @@ use glommio::{CpuSet, LocalExecutorBuilder, Placement};
 use socket2::SockRef;
 use tracing::{debug, error, info, warn};
 
+use self::stop::{Phase, Signals, StopSignal, sig};
 use crate::api::Api;
 use crate::config::{Config, Observe};
 use crate::handoff::Spec;
@@ -42,9 +41,10 @@ use crate::logging::{self, LogTarget, Sink};
 use crate::metrics::shm::Meter;
 use crate::redis::client::{Redis, Settings};
 
-/// Exit status of a shard that could not boot; the supervisor halts instead of restarting it
-/// (gunicorn's `WORKER_BOOT_ERROR`).
-pub const BOOT_ERROR: i32 = 3;
+mod stop;
+
+pub use crate::process::BOOT_ERROR;
+use crate::process::set_process_name;
 
 /// The longest interval between heartbeats and housekeeping passes.
 const TICK: Duration = Duration::from_millis(100);
@@ -66,6 +66,10 @@ struct Shard {
     evicted: Cell<u64>,
     /// When evictions were last reported (at most once a second).
     evictions_reported: Cell<Option<Instant>>,
+    /// The supervisor that spawned this shard (the parent at start). Once it is gone, another
+    /// process may hold this shard's listener (a USR2's old supervisor and its shards, whose
+    /// listener a dying new supervisor's shards share), so the listener is never shut down then.
+    supervisor: i32,
     /// The HTTPS acceptor, built at boot from `--certfile` and `--keyfile` (`None`: plain HTTP).
     tls: Option<Rc<Tls>>,
 }
@@ -75,66 +79,6 @@ struct Shard {
 enum Scheme {
     Http,
     Https,
-}
-
-/// Signal flags, set by signal handlers and read by the tick.
-#[derive(Debug, Default)]
-struct Signals {
-    term: Arc<AtomicBool>,
-    hup: Arc<AtomicBool>,
-    quit: Arc<AtomicBool>,
-    usr1: Arc<AtomicBool>,
-    /// SIGUSR2: retire, leaving the listener to the successor that shares it.
-    hand_over: Arc<AtomicBool>,
-}
-
-impl Signals {
-    fn register() -> std::io::Result<Signals> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
-        let s = Signals::default();
-        signal_hook::flag::register(SIGTERM, s.term.clone())?;
-        signal_hook::flag::register(SIGHUP, s.hup.clone())?;
-        signal_hook::flag::register(SIGQUIT, s.quit.clone())?;
-        signal_hook::flag::register(SIGINT, s.quit.clone())?;
-        signal_hook::flag::register(SIGUSR1, s.usr1.clone())?;
-        signal_hook::flag::register(SIGUSR2, s.hand_over.clone())?;
-        Ok(s)
-    }
-}
-
-/// A graceful stop request that the accept loop can wait for.
-#[derive(Debug, Default)]
-struct StopSignal {
-    requested: Cell<bool>,
-    /// The listener stays as it is for the successor sharing it (SIGUSR2).
-    hand_over: Cell<bool>,
-    /// Every task waiting: one accept loop per listener, and whatever else waits on a stop.
-    wakers: RefCell<Vec<Waker>>,
-}
-
-impl StopSignal {
-    fn request(&self) {
-        if !self.requested.replace(true) {
-            for w in self.wakers.borrow_mut().drain(..) {
-                w.wake();
-            }
-        }
-    }
-
-    async fn wait(&self) {
-        poll_fn(|cx| {
-            if self.requested.get() {
-                Poll::Ready(())
-            } else {
-                let mut wakers = self.wakers.borrow_mut();
-                if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                    wakers.push(cx.waker().clone());
-                }
-                Poll::Pending
-            }
-        })
-        .await
-    }
 }
 
 /// Where the shard's executor runs, and how the boot line says it. With `--pin`, on its own CPU: the
@@ -149,7 +93,7 @@ fn placement(spec: &Spec) -> (Placement, String) {
         return (Placement::Fixed(spec.cpu), format!("cpu {}", spec.cpu));
     }
     let allowed = &spec.config.allowed_cpus;
-    let where_ = format!("cpus {}", crate::cli::format_cpu_list(allowed));
+    let where_ = format!("cpus {}", crate::process::format_cpu_list(allowed));
     match CpuSet::online() {
         Ok(online) => (Placement::Fenced(online.filter(|l| allowed.contains(&l.cpu))), where_),
         // No CPU topology to read (a stripped /sys): pinned, which needs none and keeps to --cpus.
@@ -159,6 +103,8 @@ fn placement(spec: &Spec) -> (Placement, String) {
 
 /// Runs a shard to completion and returns its exit status.
 pub fn run(spec: Spec) -> i32 {
+    #[cfg(feature = "test-hooks")]
+    crate::testhook::at_shard_boot();
     if let Err(e) = logging::init_with(&spec.config.error_log, spec.config.log_level, spec.config.observe.log_format) {
         eprintln!("hitcore shard {}: cannot open the error log: {e}", spec.index);
         return BOOT_ERROR;
@@ -169,8 +115,9 @@ pub fn run(spec: Spec) -> i32 {
     info!("Booting worker with pid: {pid} (shard {}, {where_})", spec.index);
     let boot = || -> Result<(Signals, Heartbeats, glommio::LocalExecutor), String> {
         let signals = Signals::register().map_err(|e| format!("cannot install signal handlers: {e}"))?;
-        // SAFETY: the supervisor passed this memfd to this process alone.
-        let heartbeats = unsafe { Heartbeats::attach(spec.heartbeat_fd) }
+        // SAFETY: the supervisor passed this memfd to this process alone. Only this shard's own page
+        // is mapped (writable), and the descriptor is closed: no other shard's slot is reachable.
+        let heartbeats = unsafe { Heartbeats::attach_own(spec.heartbeat_fd, spec.slot) }
             .map_err(|e| format!("cannot map the heartbeat region: {e}"))?;
         let executor = LocalExecutorBuilder::new(placement)
             .name(&format!("hitcore-shard{}", spec.index))
@@ -258,6 +205,8 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
         ctx: Rc::new(Context::new(settings, redis, access, observing).with_api(Api::new(spec.config.api.clone()))),
         evicted: Cell::new(0),
         evictions_reported: Cell::new(None),
+        // SAFETY: getppid cannot fail.
+        supervisor: unsafe { libc::getppid() },
         tls,
         config: spec.config.clone(),
     });
@@ -268,9 +217,21 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
     // A replacement's listener arrives bound but not listening: it joins the reuseport group only
     // now that this shard can accept (docs/supervisor.md, "Failed reloads").
     let listen_sock = SockRef::from(&_listener);
-    if let Err(e) = crate::listener::listen(&listen_sock, crate::listener::ListenOptions::of(&spec.config)) {
+    let options = crate::listener::ListenOptions::of(&spec.config);
+    if let Err(e) = crate::listener::listen(&listen_sock, options) {
         error!("Worker failed to boot: shard {}: cannot listen: {e}", spec.index);
         return BOOT_ERROR;
+    }
+    // So does a later bind a HUP added (opened bound only, so that it never listens before a shard
+    // serves it); on one that listens already, listen() only sets the backlog again.
+    for &fd in &spec.extra_fds {
+        // SAFETY: an inherited descriptor the supervisor passed; borrowed for the call only.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let sock = SockRef::from(&fd);
+        if let Err(e) = crate::listener::listen(&sock, options) {
+            error!("Worker failed to boot: shard {}: cannot listen on a later bind: {e}", spec.index);
+            return BOOT_ERROR;
+        }
     }
     heartbeats.slot(slot).features.store(features::HANDOVER, Ordering::Relaxed);
     heartbeats.slot(slot).state.store(state::BOOTED, Ordering::Release);
@@ -379,7 +340,7 @@ async fn accept_loop(
                 failures = 0;
                 spawn_connection(shard, gate, stream, peer, Some(permit), scheme);
             }
-            Err(_) if stop.requested.get() => {
+            Err(_) if stop.requested() => {
                 retire_listener(shard, listen_fd, gate, stop);
                 return;
             }
@@ -459,9 +420,13 @@ fn evict_longest_waiting(shard: &Shard) -> Eviction {
 /// takes it out of the reuseport group: new connections go to the other shards, and any that
 /// arrived in between move with them when `net.ipv4.tcp_migrate_req=1` (else they are reset).
 /// Handing over (SIGUSR2), it does neither: the successor shares the listener and serves its queue,
-/// so no connection meets a closing listener.
+/// so no connection meets a closing listener. Orphaned (its supervisor died: a TERM from
+/// `PR_SET_PDEATHSIG`), it only stops accepting too: the listener may be one another supervisor's
+/// shards accept on (a new supervisor killed during a USR2), and `shutdown()` would stop them all.
 fn retire_listener(shard: &Rc<Shard>, listen_fd: RawFd, gate: &Gate, stop: &StopSignal, scheme: Scheme) {
-    if stop.hand_over.get() {
+    // SAFETY: getppid cannot fail.
+    let orphaned = unsafe { libc::getppid() } != shard.supervisor;
+    if stop.phase.get() == Phase::HandingOver || orphaned {
         return;
     }
     while let Ok(Some((stream, peer))) = accept_now(listen_fd) {
@@ -550,7 +515,7 @@ async fn housekeeping(
         publish_stats(&shard, heartbeats, slot);
         report_evictions(&shard);
         shard.ctx.registry.expire_overdue(Instant::now(), shortest_deadline);
-        if signals.usr1.swap(false, Ordering::Relaxed) {
+        if signals.take(sig::USR1) {
             info!("Reopening log files");
             if let Err(e) = logging::reopen() {
                 error!("cannot reopen the error log: {e}");
@@ -559,21 +524,18 @@ async fn housekeeping(
                 log.reopen();
             }
         }
-        if signals.quit.load(Ordering::Relaxed) {
+        if signals.has(sig::QUIT) {
             if let Some(log) = &shard.ctx.access {
                 log.flush();
             }
             info!("Worker exiting (pid: {})", std::process::id());
             std::process::exit(0);
         }
-        if signals.hand_over.load(Ordering::Relaxed) && !stop.requested.get() {
-            stop.hand_over.set(true);
-            stop.request();
-        }
-        if signals.term.load(Ordering::Relaxed) || signals.hup.load(Ordering::Relaxed) {
-            // A TERM after a hand-over still takes the listener out: the server is stopping.
-            stop.hand_over.set(false);
-            stop.request();
+        // A TERM after a hand-over still takes the listener out: the server is stopping.
+        if signals.has(sig::RETIRE) && stop.phase.get() != Phase::Draining {
+            stop.request(Phase::Draining);
+        } else if signals.has(sig::HAND_OVER) && stop.phase.get() == Phase::Serving {
+            stop.request(Phase::HandingOver);
         }
         glommio::timer::sleep(every).await;
     }
@@ -605,15 +567,6 @@ fn open_access_log(target: &LogTarget, observe: &Observe) -> Result<AccessLog, S
     let trust = Trust::parse(&observe.forwarded_allow_ips).map_err(|e| format!("--forwarded-allow-ips: {e}"))?;
     let sink = Sink::open(target).map_err(|e| format!("cannot open the access log: {e}"))?;
     Ok(AccessLog::new(sink, format, trust))
-}
-
-/// Sets the thread/process name shown by `ps -o comm` and `top` (15 bytes at most).
-pub fn set_process_name(name: &str) {
-    let mut bytes = [0u8; 16];
-    let n = name.len().min(15);
-    bytes[..n].copy_from_slice(&name.as_bytes()[..n]);
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-    unsafe { libc::prctl(libc::PR_SET_NAME, bytes.as_ptr() as libc::c_ulong, 0, 0, 0) };
 }
 
 #[cfg(test)]

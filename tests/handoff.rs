@@ -9,7 +9,10 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
+use std::sync::atomic::Ordering;
+
 use common::*;
+use hitcore::heartbeat::state;
 
 const PREVIOUS_RELEASE: &str = include_str!("fixtures/handoff-e5955ed.json");
 
@@ -99,6 +102,45 @@ fn the_current_shard_serves_from_the_previous_release_hand_off() {
         assert!(log.contains("Booting worker with pid") && log.contains("Worker exiting"), "{log}");
     }
     assert_eq!(redis.cmd(0, &["GET", "hit"]), "6");
+    // Each wrote its own page of this release's region, where the supervisor reads it.
+    let slot = heartbeats.slot(0);
+    assert_eq!(slot.state.load(Ordering::Acquire), state::BOOTED);
+    assert_eq!(slot.requests.load(Ordering::Relaxed), 3);
+}
+
+/// The previous release's supervisor made a region of its slots and metrics blocks only: the
+/// current shard (a rollback's HUP, or an upgrade's first HUP) maps it whole and writes its slot
+/// where that supervisor reads it.
+#[test]
+fn the_current_shard_writes_the_previous_release_region_layout() {
+    let redis = TestRedis::start_with(None);
+    let created = hitcore::heartbeat::Heartbeats::create().unwrap();
+    const PREVIOUS_REGION: i64 = 1024 * 64 + 1024 * 128 * 8;
+    // SAFETY: ftruncate of the memfd this test created; its pages beyond are not touched again.
+    assert_eq!(unsafe { libc::ftruncate(created.fd(), PREVIOUS_REGION) }, 0);
+    // SAFETY: a fresh descriptor of the same memfd, owned by the mapping made from it.
+    let previous = unsafe { hitcore::heartbeat::Heartbeats::attach(libc::dup(created.fd())) }.unwrap();
+    assert!(!previous.paged());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut handoff: serde_json::Value = serde_json::from_str(PREVIOUS_RELEASE).unwrap();
+    handoff["config"]["redis"]["endpoint"]["Tcp"]["addr"] = format!("127.0.0.1:{}", redis.port).into();
+    handoff["config"]["bind"] = addr.to_string().into();
+    let child = shard_command(&handoff.to_string(), listener.as_raw_fd(), previous.fd())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let answers: Vec<Outcome> = (0..3).map(|_| one_request(addr)).collect();
+    // SAFETY: the shard this test spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(answers.iter().all(|a| matches!(a, Outcome::Answered { status: 200, .. })), "{answers:?}\n{log}");
+    assert!(out.status.success(), "{:?}\n{log}", out.status);
+    let slot = previous.slot(0);
+    assert_eq!(slot.state.load(Ordering::Acquire), state::BOOTED);
+    assert_eq!(slot.requests.load(Ordering::Relaxed), 3);
 }
 
 #[test]

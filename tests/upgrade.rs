@@ -149,9 +149,13 @@ fn usr2_whose_new_shards_cannot_boot_gives_the_pid_file_back() {
     std::fs::remove_dir_all(&logs).unwrap();
     server.signal(libc::SIGUSR2);
     let line = server.log.wait_for("USR2 failed", DEADLINE);
-    assert!(line.contains("could not start: Worker failed to boot."), "{line}");
-    // The new supervisor halts, and once its shards are gone it writes the old pid back.
-    server.log.wait_for("Reason: Worker failed to boot.", DEADLINE);
+    assert!(
+        line.contains("could not start: its shard 0") && line.contains("exited with code 3 before it booted"),
+        "{line}"
+    );
+    // The new supervisor gives up at once, in one ERROR line, and the pid file names the old one again.
+    let gave_up = server.log.wait_for("USR2 take-over abandoned", DEADLINE);
+    assert!(gave_up.contains("[ERROR]") && gave_up.contains("cannot open the access log"), "{gave_up}");
     wait_until("the pid file names the old supervisor again", DEADLINE, || read_pid(&pidfile) == server.pid());
     assert!(alive(server.pid()));
     assert_eq!(get_once(server.addr, GET).value(), 1);

@@ -166,6 +166,11 @@ pub struct Cli {
     #[arg(long = "graceful-timeout", value_name = "SECS", value_parser = seconds, allow_negative_numbers = true, default_value = "30")]
     pub graceful_timeout: Duration,
 
+    /// Seconds a USR2 may take before the new supervisor serves; past it the old one stops the new
+    /// one and carries on
+    #[arg(long = "upgrade-timeout", value_name = "SECS", value_parser = seconds, allow_negative_numbers = true, default_value = "60")]
+    pub upgrade_timeout: Duration,
+
     /// Seconds a Redis command may wait for its reply; then its requests get 503 and the
     /// connection is rebuilt
     #[arg(long = "redis-timeout", value_name = "SECS", value_parser = seconds, allow_negative_numbers = true, default_value = "1")]
@@ -378,6 +383,7 @@ impl Cli {
             limits,
             timeout: self.timeout,
             graceful_timeout: self.graceful_timeout,
+            upgrade_timeout: self.upgrade_timeout,
             redis_timeout: self.redis_timeout,
             error_log: log_target(&self.error_logfile, LogTarget::Stderr),
             access_log: self.access_logfile.as_deref().map(|s| log_target(s, LogTarget::Stdout)),

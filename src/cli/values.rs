@@ -40,22 +40,9 @@ pub fn parse_cpu_list(list: &str) -> Result<Vec<usize>, String> {
     Ok(cpus)
 }
 
-/// Formats CPUs as ranges: `[0, 1, 2, 5]` -> `0-2,5`.
-pub fn format_cpu_list(cpus: &[usize]) -> String {
-    let mut sorted = cpus.to_vec();
-    sorted.sort_unstable();
-    let mut parts: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < sorted.len() {
-        let mut j = i;
-        while j + 1 < sorted.len() && sorted[j + 1] == sorted[j] + 1 {
-            j += 1;
-        }
-        parts.push(if i == j { sorted[i].to_string() } else { format!("{}-{}", sorted[i], sorted[j]) });
-        i = j + 1;
-    }
-    parts.join(",")
-}
+/// Formats CPUs as ranges (moved to the leaf [`crate::process`], which the supervisor and shards
+/// share).
+pub use crate::process::format_cpu_list;
 
 /// A user name or numeric uid, with the user's primary gid from the passwd database.
 ///

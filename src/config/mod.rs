@@ -100,6 +100,10 @@ pub struct Config {
     pub timeout: Duration,
     /// How long a graceful stop may take before shards are killed (`--graceful-timeout`, default 30 s).
     pub graceful_timeout: Duration,
+    /// How long a USR2 may take before the new supervisor serves; past it the old one stops the new
+    /// one and carries on (`--upgrade-timeout`, default 60 s; absent from an older release's hand-off).
+    #[serde(default = "default_upgrade_timeout")]
+    pub upgrade_timeout: Duration,
     /// How long a written Redis command may wait for its reply before the connection is rebuilt
     /// and its requests get 503 (`--redis-timeout`, default 1 s).
     pub redis_timeout: Duration,
@@ -174,6 +178,11 @@ pub const DEFAULT_HEALTH_PATH: &str = "/healthz";
 /// `--evict-after`'s default, for a hand-off from a supervisor older than the flag (src/handoff.rs).
 fn default_evict_after() -> Duration {
     Duration::from_millis(100)
+}
+
+/// `--upgrade-timeout`'s default, for a hand-off from a supervisor older than the flag.
+fn default_upgrade_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// `--wait-timeout`'s default.

@@ -73,7 +73,7 @@ impl Shared {
                 Bind::Tcp(_) if i == 0 => continue,
                 Bind::Tcp(addr) => super::probe(*addr).and_then(|()| super::open(*addr, options)).map_err(Into::into),
                 Bind::Unix(path) => {
-                    let sock = open_unix(path, mode, options.backlog);
+                    let sock = open_unix(path, mode, Some(options.backlog));
                     if sock.is_ok() {
                         shared.paths.push(path.clone());
                     }
@@ -102,6 +102,16 @@ impl Shared {
         self.main.as_ref().map(Socket::try_clone)
     }
 
+    /// Makes every later bind listen (those a HUP added are opened bound only): called once a
+    /// shard that serves them has booted, so no bind listens before someone accepts on it.
+    pub fn listen_served(&self, backlog: u32) {
+        for sock in self.extras.iter().filter(|s| !super::is_listening(s)) {
+            if let Err(e) = sock.listen(backlog.min(i32::MAX as u32) as i32) {
+                tracing::error!("cannot listen at {}: {e}", describe(sock));
+            }
+        }
+    }
+
     /// Every shared listener, for the start-up log.
     pub fn all(&self) -> impl Iterator<Item = &Socket> {
         self.main.iter().chain(&self.extras)
@@ -115,11 +125,12 @@ impl Shared {
     }
 }
 
-/// Creates a listening unix socket at `path`, non-blocking and close-on-exec, with `mode` (octal
-/// permissions) applied before it listens, so no client can connect under looser permissions. A
-/// stale socket file (nothing accepts on it: a crashed server's) is replaced; a live one, or a
-/// file that is not a socket, is refused.
-pub fn open_unix(path: &Path, mode: Option<u32>, backlog: u32) -> Result<Socket, SharedError> {
+/// Creates a unix socket at `path`, non-blocking and close-on-exec, with `mode` (octal
+/// permissions) applied before it listens, so no client can connect under looser permissions;
+/// listening with `backlog`, or only bound when it is `None` (a bind a HUP adds listens once a
+/// shard serving it has booted: [`Shared::listen_served`]). A stale socket file (nothing accepts
+/// on it: a crashed server's) is replaced; a live one, or a file that is not a socket, is refused.
+pub fn open_unix(path: &Path, mode: Option<u32>, backlog: Option<u32>) -> Result<Socket, SharedError> {
     let err = |step| move |source| SharedError::Path { path: path.to_path_buf(), step, source };
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
@@ -143,7 +154,9 @@ pub fn open_unix(path: &Path, mode: Option<u32>, backlog: u32) -> Result<Socket,
     if let Some(mode) = mode {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err("chmod"))?;
     }
-    sock.listen(backlog.min(i32::MAX as u32) as i32).map_err(err("listen"))?;
+    if let Some(backlog) = backlog {
+        sock.listen(backlog.min(i32::MAX as u32) as i32).map_err(err("listen"))?;
+    }
     Ok(sock)
 }
 
@@ -212,7 +225,7 @@ mod tests {
     fn a_unix_socket_with_its_mode_replacing_only_a_stale_one() {
         let dir = scratch("unix");
         let path = dir.join("h.sock");
-        let sock = open_unix(&path, Some(0o600), 16).unwrap();
+        let sock = open_unix(&path, Some(0o600), Some(16)).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(describe(&sock), format!("unix:{}", path.display()));
         let mut client = std::os::unix::net::UnixStream::connect(&path).unwrap();
@@ -230,9 +243,9 @@ mod tests {
         assert_eq!(&byte, b"x");
 
         // Live: refused. Stale (its server gone): replaced.
-        assert!(matches!(open_unix(&path, None, 16), Err(SharedError::InUse(_))));
+        assert!(matches!(open_unix(&path, None, Some(16)), Err(SharedError::InUse(_))));
         drop(sock);
-        let again = open_unix(&path, None, 16).unwrap();
+        let again = open_unix(&path, None, Some(16)).unwrap();
         drop(again);
         remove_unix(&path);
         assert!(!path.exists());
@@ -240,7 +253,7 @@ mod tests {
         // Not a socket: refused and left alone.
         let file = dir.join("plain");
         std::fs::write(&file, "keep").unwrap();
-        assert!(matches!(open_unix(&file, None, 16), Err(SharedError::NotASocket(_))));
+        assert!(matches!(open_unix(&file, None, Some(16)), Err(SharedError::NotASocket(_))));
         remove_unix(&file);
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
         std::fs::remove_dir_all(&dir).unwrap();

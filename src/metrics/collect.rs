@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::shm::{LAYOUT, word};
 use crate::heartbeat::{Heartbeats, METRICS_WORDS, SLOTS, state};
@@ -59,37 +59,6 @@ struct Retired {
     responses: BTreeMap<u64, u64>,
 }
 
-/// The supervisor's collector, once [`install`]ed: the arbiter's hooks reach it from wherever the
-/// events happen without threading it through the shard table's code.
-static SUPERVISOR: OnceLock<Arc<Collector>> = OnceLock::new();
-
-/// Creates the supervisor's collector over `heartbeats` (once per process; later calls return the
-/// first one).
-pub fn install(heartbeats: Arc<Heartbeats>) -> Arc<Collector> {
-    SUPERVISOR.get_or_init(|| Collector::new(heartbeats)).clone()
-}
-
-/// Hook for the arbiter: the shard in `slot` has been reaped; call before the slot is marked free.
-pub fn on_reaped(slot: usize) {
-    if let Some(c) = SUPERVISOR.get() {
-        c.retire(slot);
-    }
-}
-
-/// Hook for the arbiter: a shard that exited unasked is being restarted.
-pub fn on_restart() {
-    if let Some(c) = SUPERVISOR.get() {
-        c.restarted();
-    }
-}
-
-/// Hook for the arbiter: WORKER TIMEOUT.
-pub fn on_worker_timeout() {
-    if let Some(c) = SUPERVISOR.get() {
-        c.worker_timeout();
-    }
-}
-
 /// The sum of a block's status words: its responses.
 pub fn responses(words: &[u64; METRICS_WORDS]) -> u64 {
     let api = &words[word::API_STATUS..word::API_STATUS + crate::metrics::shm::API_STATUSES.len()];
@@ -121,8 +90,11 @@ impl Collector {
             }
             *retired.responses.entry(words[word::SHARD]).or_default() += responses(&words);
         }
-        for w in block {
-            w.store(0, Ordering::Relaxed);
+        // Both of the slot's blocks (src/heartbeat.rs): the next shard may write either.
+        for block in self.heartbeats.all_metrics_words(slot) {
+            for w in block {
+                w.store(0, Ordering::Relaxed);
+            }
         }
     }
 

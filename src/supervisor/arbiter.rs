@@ -1,12 +1,16 @@
-//! The arbiter loop: one thread that owns the shard table and answers every [`Event`].
+//! The arbiter loop: one thread that owns the shard table and the supervisor's one lifecycle
+//! [`Phase`], and answers every [`Event`].
 //!
 //! It owns reaping (logging how each shard ended), respawning with backoff (keeping a crashed
-//! shard's listener for its replacement), the WORKER TIMEOUT policy (eject the listener, SIGABRT,
-//! SIGKILL on the next pass), graceful and quick stops, halting on a boot failure, and log
-//! reopening. Rolling reloads and resizing live in [`super::reload`]; the arithmetic behind them in
-//! [`super::policy`]. It must not block: every wait is the loop's own timeout.
+//! shard's listener for its replacement), the WORKER TIMEOUT policy (eject the listener when no one
+//! else holds it, SIGABRT, SIGKILL on the next pass), graceful and quick stops, halting on a boot
+//! failure, and log reopening. What a signal does in each phase is [`super::lifecycle::route`]'s
+//! table; a signal it queues is handled when the phase is back to serving. Rolling reloads and
+//! resizing live in [`super::reload`], USR2 in [`super::upgrade`], who holds a listener in
+//! [`super::owners`], the arithmetic in [`super::policy`]. It must not block: every wait is the
+//! loop's own timeout.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,20 +19,21 @@ use std::time::{Duration, Instant};
 
 use signal_hook::consts::signal::*;
 use socket2::Socket;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
-use super::Event;
+use super::events::Event;
+use super::handover::Handover;
+use super::lifecycle::{Phase, RELOAD_POLL, Route, Stopping, route, short_name};
 use super::notify::Notifier;
+use super::owners::Owners;
 use super::pidfile::Pidfile;
-use super::policy;
-use super::procs::{Life, Proc, Purpose, same_socket};
-use super::reload::{RELOAD_POLL, Reload};
-use super::upgrade::Handover;
+use super::table::{Proc, Purpose};
 use crate::config::Config;
 use crate::heartbeat::{Heartbeats, state};
 use crate::listener::shared::Shared;
 use crate::listener::{self, ListenError, ListenOptions};
-use crate::shard::BOOT_ERROR;
+use crate::metrics::collect::Collector;
+use crate::process::{BOOT_ERROR, send_signal as send};
 
 /// How long a halt (boot failure) waits for the other shards before killing them.
 const HALT_GRACE: Duration = Duration::from_secs(2);
@@ -47,14 +52,31 @@ pub struct Respawn {
     pub listener: Option<Socket>,
 }
 
-/// A stop in progress.
+/// What the arbiter is built from: everything start-up prepared (src/supervisor/startup.rs).
 #[derive(Debug)]
-pub struct Stopping {
-    deadline: Instant,
-    killed: bool,
-    code: i32,
-    /// Why the server halts on its own, for gunicorn's `Reason:` line.
-    reason: Option<String>,
+pub struct Parts {
+    /// The configuration, with `bind` holding the real port.
+    pub config: Config,
+    /// This binary, for spawning shards.
+    pub exe: PathBuf,
+    /// The heartbeat region.
+    pub heartbeats: Arc<Heartbeats>,
+    /// The metrics collector the shards' counters are folded into when they exit.
+    pub collector: Arc<Collector>,
+    /// The watchdog's check period.
+    pub check_period: Duration,
+    /// systemd, when it runs us as `Type=notify`.
+    pub notify: Notifier,
+    /// For threads the arbiter starts itself (the USR2 report reader).
+    pub events: Sender<Event>,
+    /// Started by an old supervisor's USR2: how to tell it that this one serves.
+    pub handover: Option<Handover>,
+    /// The listeners every shard shares.
+    pub shared: Shared,
+    /// How this supervisor was configured, for HUP.
+    pub invocation: Option<crate::cli::Invocation>,
+    /// `-p`.
+    pub pidfile: Option<Pidfile>,
 }
 
 /// The supervisor's state, owned by the arbiter thread.
@@ -63,79 +85,68 @@ pub struct Arbiter {
     pub(super) config: Config,
     pub(super) exe: PathBuf,
     pub(super) heartbeats: Arc<Heartbeats>,
+    pub(super) collector: Arc<Collector>,
     pub(super) procs: Vec<Proc>,
     pub(super) respawns: Vec<Respawn>,
     /// Consecutive quick deaths per shard index; an index leaves it when it leaves for good.
     pub(super) streaks: HashMap<usize, u32>,
     pub(super) next_index: usize,
-    pub(super) reload: Option<Reload>,
-    pub(super) stopping: Option<Stopping>,
+    /// See [`Phase`].
+    pub(super) phase: Phase,
+    /// HUP, TTIN and TTOU that arrived during a reload, an upgrade or the first start, in order.
+    queued: VecDeque<i32>,
     /// The watchdog's check period: SIGKILL follows SIGABRT after one more of these.
-    check_period: Duration,
-    /// Every shard of the first start has booted. Until then a boot failure halts the server;
-    /// after, it never does (the old shards, or the others, keep serving).
-    pub(super) ready: bool,
+    pub(super) check_period: Duration,
     /// systemd, when it runs us as `Type=notify`.
     pub(super) notify: Notifier,
     /// Requests answered by shards that have exited, for `STATUS=`.
-    served_by_gone: u64,
-    /// Why the last reload failed, until one succeeds (shown in `STATUS=`).
+    pub(super) served_by_gone: u64,
+    /// Why the last reload or upgrade failed, until one succeeds (shown in `STATUS=`).
     pub(super) reload_error: Option<String>,
     /// For threads the arbiter starts itself (the USR2 report reader).
-    pub(super) events: Option<Sender<Event>>,
-    /// USR2 in progress: the new supervisor's pid, until it reports.
-    pub(super) upgrade: Option<i32>,
+    pub(super) events: Sender<Event>,
     /// Started by an old supervisor's USR2: how to tell it that this one serves.
     pub(super) handover: Option<Handover>,
     /// The listeners every shard shares (unix sockets, inherited ones, later `-b` addresses).
     pub(super) shared: Shared,
+    /// Which listeners another supervisor's processes hold too.
+    pub(super) owners: Owners,
     /// How this supervisor was configured, for HUP to load the configuration again.
     pub(super) invocation: Option<crate::cli::Invocation>,
     /// `-p`: removed when the arbiter is dropped.
     pub(super) pidfile: Option<Pidfile>,
 }
 
-/// Sends `sig` to a shard.
-pub fn send(pid: i32, sig: i32) {
-    // SAFETY: plain kill(2) on a child we spawned and have not reaped yet.
-    unsafe { libc::kill(pid, sig) };
-}
-
-/// `SIGTERM`, or `signal N` for one without a name.
-pub fn signal_name(sig: i32) -> String {
-    signal_hook::low_level::signal_name(sig).map_or_else(|| format!("signal {sig}"), str::to_string)
-}
-
 impl Arbiter {
-    /// An arbiter with no shards yet.
-    pub fn new(
-        config: Config,
-        exe: PathBuf,
-        heartbeats: Arc<Heartbeats>,
-        check_period: Duration,
-        notify: Notifier,
-    ) -> Arbiter {
+    /// The arbiter, complete: no shards yet, in [`Phase::Starting`].
+    pub fn new(parts: Parts) -> Arbiter {
+        let owners = match &parts.handover {
+            Some(h) => {
+                Owners::inherited_from(h.parent, h.listeners.iter().filter_map(|l| listener::identity(&l.socket)))
+            }
+            None => Owners::default(),
+        };
         Arbiter {
-            exe,
-            heartbeats,
+            next_index: parts.config.cpus.len(),
+            exe: parts.exe,
+            heartbeats: parts.heartbeats,
+            collector: parts.collector,
             procs: Vec::new(),
             respawns: Vec::new(),
             streaks: HashMap::new(),
-            next_index: config.cpus.len(),
-            reload: None,
-            stopping: None,
-            check_period,
-            ready: false,
-            notify,
+            phase: Phase::Starting,
+            queued: VecDeque::new(),
+            check_period: parts.check_period,
+            notify: parts.notify,
             served_by_gone: 0,
             reload_error: None,
-            events: None,
-            upgrade: None,
-            handover: None,
-            shared: Shared::default(),
-            invocation: None,
-            pidfile: None,
-            config,
+            events: parts.events,
+            handover: parts.handover,
+            shared: parts.shared,
+            owners,
+            invocation: parts.invocation,
+            pidfile: parts.pidfile,
+            config: parts.config,
         }
     }
 
@@ -149,6 +160,11 @@ impl Arbiter {
                 break;
             }
         }
+    }
+
+    /// Whether the server is stopping.
+    pub(super) fn draining(&self) -> bool {
+        matches!(self.phase, Phase::Draining(_))
     }
 
     /// The arbiter loop: wait for an event or the next due chore, handle it, reap, manage.
@@ -167,12 +183,15 @@ impl Arbiter {
             let code = self.manage();
             let now = Instant::now();
             self.notify.pet(now);
-            if self.ready && self.stopping.is_none() && self.reload.is_none() {
+            if matches!(self.phase, Phase::Serving | Phase::Upgrading(_)) {
                 let status = self.status_line();
                 self.notify.status(status);
             }
             if let Some(code) = code {
-                let reason = self.stopping.as_ref().and_then(|s| s.reason.clone());
+                let reason = match &self.phase {
+                    Phase::Draining(s) => s.reason.clone(),
+                    _ => None,
+                };
                 // gunicorn's halt: INFO for a requested stop, ERROR when the server gives up.
                 if code == 0 {
                     info!("Shutting down: Master");
@@ -193,13 +212,16 @@ impl Arbiter {
         for r in &self.respawns {
             wake = wake.min(r.at);
         }
-        if let Some(s) = &self.stopping {
-            wake = wake.min(s.deadline);
+        match &self.phase {
+            Phase::Draining(s) => wake = wake.min(s.deadline),
+            Phase::Upgrading(u) => wake = wake.min(u.next_deadline()),
+            Phase::Reloading(_) => wake = wake.min(now + RELOAD_POLL),
+            Phase::Starting | Phase::Serving => {}
         }
         if let Some(pet) = self.notify.next_pet() {
             wake = wake.min(pet);
         }
-        if self.reload.is_some() || self.procs.iter().any(|p| !p.booted) {
+        if self.procs.iter().any(|p| !p.booted) {
             wake = wake.min(now + RELOAD_POLL);
         }
         wake.saturating_duration_since(now).max(Duration::from_millis(1))
@@ -209,23 +231,15 @@ impl Arbiter {
         match event {
             Event::Signal(SIGCHLD) => {}
             Event::Signal(sig) => {
-                info!("Handling signal: {}", signal_name(sig).trim_start_matches("SIG").to_lowercase());
-                match sig {
-                    SIGTERM => self.begin_stop(true, 0),
-                    SIGINT | SIGQUIT => self.begin_stop(false, 0),
-                    SIGHUP => self.begin_reload(),
-                    SIGTTIN => self.add_shard(),
-                    SIGTTOU => self.remove_shard(),
-                    SIGUSR1 => {
-                        if let Err(e) = crate::logging::reopen() {
-                            error!("cannot reopen the error log: {e}");
-                        }
-                        for p in &self.procs {
-                            send(p.pid, SIGUSR1);
-                        }
+                info!("Handling signal: {}", short_name(sig));
+                match route(self.phase.kind(), sig) {
+                    Route::Act => self.act(sig),
+                    Route::Queue => {
+                        info!("{} queued: {}", short_name(sig).to_uppercase(), self.busy_with());
+                        self.queued.push_back(sig);
                     }
-                    SIGUSR2 => self.begin_upgrade(),
-                    _ => {}
+                    Route::Refuse(why) => warn!("{} ignored: {why}", short_name(sig).to_uppercase()),
+                    Route::Ignore => {}
                 }
             }
             Event::Stale { slot, pid, age } => self.murder(slot, pid, age),
@@ -233,175 +247,92 @@ impl Arbiter {
         }
     }
 
-    /// gunicorn's `murder_workers`: the first pass logs WORKER TIMEOUT, ejects the listener and sends
-    /// SIGABRT; a later pass, if the shard is still there, sends SIGKILL.
-    fn murder(&mut self, slot: usize, pid: i32, age: Duration) {
-        let period = self.check_period;
-        let Some(pos) = self.procs.iter().position(|p| p.slot == slot && p.pid == pid) else { return };
-        // A listener shared with another shard (a HUP replacement and its predecessor) stays: the
-        // other one serves its queue.
-        let shared =
-            self.procs.iter().enumerate().any(|(i, q)| i != pos && same_socket(&q.listener, &self.procs[pos].listener));
-        let p = &mut self.procs[pos];
-        match p.life {
-            Life::Serving | Life::Retiring => {
-                error!(critical = true, "WORKER TIMEOUT (pid:{pid})");
-                crate::metrics::collect::on_worker_timeout();
-                debug!("shard {} heartbeat is {:.1}s old", p.index, age.as_secs_f64());
-                // A shared listener stays: the other shards accept from it, and this one no longer does.
-                if !shared && !self.config.main_listener_shared() {
-                    listener::eject(&p.listener);
-                }
-                send(pid, SIGABRT);
-                p.life = Life::Aborted { at: Instant::now(), retiring: p.life.retiring() };
-            }
-            Life::Aborted { at, retiring } if at.elapsed() >= period => {
-                send(pid, SIGKILL);
-                p.life = Life::Killed { retiring };
-            }
-            Life::Aborted { .. } | Life::Killed { .. } => {}
+    /// What the supervisor is busy with, for the line that says a signal waits for it.
+    fn busy_with(&self) -> &'static str {
+        match self.phase {
+            Phase::Starting => "handled once the first shards serve",
+            Phase::Reloading(_) => "handled once the reload completes",
+            Phase::Upgrading(_) => "handled if the USR2 fails (the new supervisor handles its own signals)",
+            Phase::Serving | Phase::Draining(_) => "",
         }
     }
 
-    /// Collects every exited shard, logs how it ended, and decides what follows.
-    fn reap(&mut self) {
-        loop {
-            let mut status = 0;
-            // SAFETY: waitpid with a valid status pointer; WNOHANG never blocks.
-            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-            if pid <= 0 {
-                return;
-            }
-            let Some(pos) = self.procs.iter().position(|p| p.pid == pid) else { continue };
-            let mut p = self.procs.remove(pos);
-            let slot = self.heartbeats.slot(p.slot);
-            p.booted |= slot.state.load(Ordering::Acquire) == state::BOOTED;
-            debug!(
-                "shard {} (pid {pid}) answered {} requests on {} connections",
-                p.index,
-                slot.requests.load(Ordering::Relaxed),
-                slot.connections.load(Ordering::Relaxed)
-            );
-            self.served_by_gone += slot.requests.load(Ordering::Relaxed);
-            // Counters move to the metrics totals before the slot can be reused (and while a scrape
-            // that skips free slots would still see them in the block).
-            crate::metrics::collect::on_reaped(p.slot);
-            slot.state.store(state::FREE, Ordering::Release);
-            let how = if libc::WIFSIGNALED(status) {
-                format!("was sent {}", signal_name(libc::WTERMSIG(status)))
-            } else {
-                format!("exited with code {}", libc::WEXITSTATUS(status))
-            };
-            let exit_code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-            let signaled = libc::WIFSIGNALED(status);
-            let unexpected = !p.booted && self.stopping.is_none() && !p.life.retiring();
-            // A shard that exited on its own before it booted is reported once, with its reason, by
-            // `boot_failed`; one killed by a signal gets gunicorn's line first.
-            if signaled {
-                match libc::WTERMSIG(status) {
-                    SIGKILL => error!("Worker (pid:{pid}) {how}! Perhaps out of memory?"),
-                    SIGTERM => info!("Worker (pid:{pid}) {how}!"),
-                    _ => warn!("Worker (pid:{pid}) {how}!"),
+    fn act(&mut self, sig: i32) {
+        match sig {
+            SIGTERM => self.begin_stop(true, 0),
+            SIGINT | SIGQUIT => self.begin_stop(false, 0),
+            SIGHUP => self.begin_reload(),
+            SIGTTIN => self.add_shard(),
+            SIGTTOU => self.remove_shard(),
+            SIGUSR1 => {
+                if let Err(e) = crate::logging::reopen() {
+                    error!("cannot reopen the error log: {e}");
                 }
-            } else if exit_code != Some(0) && !unexpected {
-                error!("Worker (pid:{pid}) {how}");
+                for p in &self.procs {
+                    send(p.pid, SIGUSR1);
+                }
             }
-            let quoted = !signaled || matches!(p.purpose, Purpose::Replace | Purpose::Added);
-            if unexpected && quoted && !self.boot_failed(&p, &how, exit_code) {
-                continue;
-            }
-            self.after_exit(p);
+            SIGUSR2 => self.begin_upgrade(),
+            _ => {}
         }
     }
 
-    /// A shard exited before it booted, not asked to: says why, in one ERROR line quoting the shard's
-    /// own last words, and decides what it means. At first start an exit 3 halts the server (as
-    /// gunicorn); later it never does: a failed HUP replacement leaves the old shard serving, a
-    /// failed TTIN shard is not retried, a failed restart backs off. Returns whether the exit goes
-    /// on to the usual restart decision.
-    fn boot_failed(&mut self, p: &Proc, how: &str, exit_code: Option<i32>) -> bool {
-        let reason = p.output.reason(Duration::from_millis(500)).unwrap_or_else(|| {
-            "it wrote nothing on stderr (with --error-logfile its own lines are in that file)".into()
-        });
-        let pid = p.pid;
-        if !self.ready && exit_code == Some(BOOT_ERROR) {
-            error!("Worker (pid:{pid}) {how}: {reason}");
-            self.halt("Worker failed to boot.", BOOT_ERROR);
-            return false;
+    /// Back to serving after the first start, a reload or a failed upgrade: the signals that
+    /// waited run now, in order, until one starts another phase.
+    pub(super) fn serve_on(&mut self) {
+        self.phase = Phase::Serving;
+        while matches!(self.phase, Phase::Serving) {
+            let Some(sig) = self.queued.pop_front() else { return };
+            info!("Handling queued signal: {}", short_name(sig));
+            self.act(sig);
         }
-        if self.reload_saw_failure(p, how, &reason) {
-            return false;
-        }
-        if p.purpose == Purpose::Added {
-            error!("TTIN failed: the new shard {} (pid {pid}) {how} before it booted: {reason}", p.index);
-            self.forget_index_if_gone(p.index);
-            return false;
-        }
-        error!("Shard {} (pid {pid}) {how} before it booted: {reason}", p.index);
-        true
     }
 
-    fn after_exit(&mut self, p: Proc) {
-        if self.reload_saw_exit(&p) {
-            return;
-        }
-        if self.stopping.is_some() || p.life.retiring() {
-            self.forget_index_if_gone(p.index);
-            return;
-        }
-        if self.procs.iter().any(|q| q.index == p.index && !q.life.retiring()) {
-            return;
-        }
-        let streak = self.streaks.entry(p.index).or_insert(0);
-        *streak = policy::next_streak(*streak, p.started.elapsed());
-        let delay = policy::restart_delay(*streak);
-        // Still listening unless WORKER TIMEOUT ejected it (a listener shared with another shard is
-        // never ejected, and its queue goes to the replacement).
-        let mut keep = listener::is_listening(&p.listener);
-        if delay >= Duration::from_secs(1) {
-            warn!(
-                "Shard {} keeps crashing ({} times in a row); restarting it in {:.1}s",
-                p.index,
-                streak,
-                delay.as_secs_f64()
-            );
-            // Clients should not wait that long on a queue nobody accepts from.
-            if keep {
-                if !self.config.main_listener_shared() {
-                    listener::eject(&p.listener);
-                }
-                keep = false;
-            }
-        }
-        let listener = keep.then_some(p.listener);
-        crate::metrics::collect::on_restart();
-        self.respawns.push(Respawn { index: p.index, cpu: p.cpu, at: Instant::now() + delay, listener });
+    /// The signals that waited for the phase to end, taken.
+    pub(super) fn take_queued(&mut self) -> Vec<i32> {
+        self.queued.drain(..).collect()
+    }
+
+    /// Whether `sock` may be shut down: nobody else, here (a shard other than the one at `except`
+    /// in the table, a pending restart) or in another supervisor, holds it.
+    pub(super) fn may_shut_down(&mut self, sock: &Socket, except: Option<usize>) -> bool {
+        let others = self.procs.iter().enumerate().filter(|(i, _)| Some(*i) != except).map(|(_, q)| &q.listener);
+        let others = others.chain(self.respawns.iter().filter_map(|r| r.listener.as_ref()));
+        self.owners.may_shut_down(sock, others, self.config.main_listener_shared())
     }
 
     /// Notes the shards that have booted since the last look. A replacement's listener joins the
     /// reuseport group now at the latest (a shard of this release listens by itself; one of an older
-    /// release expects a listening socket and retries its accept until it is). Once every shard of
-    /// the first start has booted, the server is ready.
+    /// release expects a listening socket and retries its accept until it is); so do the shared
+    /// binds a HUP added, once a shard serving them has booted. Once every shard of the first start
+    /// has booted, the server is ready.
     fn check_boots(&mut self) {
+        let options = ListenOptions::of(&self.config);
+        let mut any = false;
         for p in self.procs.iter_mut().filter(|p| !p.booted) {
             if self.heartbeats.slot(p.slot).state.load(Ordering::Acquire) != state::BOOTED {
                 continue;
             }
             p.booted = true;
+            any = true;
             // Not for a shard asked to stop: it may have shut its listener down already, and
             // listening again would put a queue nobody serves back in the group.
             if !p.life.retiring() && !p.life.ejected() && !listener::is_listening(&p.listener) {
-                if let Err(e) = listener::listen(&p.listener, ListenOptions::of(&self.config)) {
+                if let Err(e) = listener::listen(&p.listener, options) {
                     error!("cannot listen for shard {} (pid {}): {e}", p.index, p.pid);
                 }
             }
         }
-        if !self.ready && self.stopping.is_none() && self.respawns.is_empty() && self.procs.iter().all(|p| p.booted) {
-            self.ready = true;
+        if any {
+            self.shared.listen_served(options.backlog);
+        }
+        let all_booted = self.respawns.is_empty() && self.procs.iter().all(|p| p.booted);
+        if matches!(self.phase, Phase::Starting) && all_booted {
             info!("Ready: {} shards serving", self.procs.len());
             self.report_ready();
             let status = self.status_line();
             self.notify.ready(status);
+            self.serve_on();
         }
     }
 
@@ -414,8 +345,8 @@ impl Arbiter {
         }
     }
 
-    /// Starts due respawns, moves a reload along, and finishes a stop. Returns the exit status once
-    /// the server is done.
+    /// Starts due respawns, moves a reload or an upgrade along, and finishes a stop. Returns the
+    /// exit status once the server is done.
     fn manage(&mut self) -> Option<i32> {
         let now = Instant::now();
         let due: Vec<Respawn> = {
@@ -436,7 +367,8 @@ impl Arbiter {
         }
         self.check_boots();
         self.advance_reload();
-        let stopping = self.stopping.as_mut()?;
+        self.check_upgrade(now);
+        let Phase::Draining(stopping) = &mut self.phase else { return None };
         if self.procs.is_empty() {
             return Some(stopping.code);
         }
@@ -453,29 +385,48 @@ impl Arbiter {
     /// TERM (graceful) or INT/QUIT (quick): stop every shard, kill what is left at the deadline.
     pub(super) fn begin_stop(&mut self, graceful: bool, code: i32) {
         let grace = self.config.graceful_timeout;
-        match &mut self.stopping {
+        match &mut self.phase {
             // A second INT/QUIT during a graceful stop makes it quick.
-            Some(s) if !graceful => s.deadline = s.deadline.min(Instant::now() + grace.min(HALT_GRACE)),
-            Some(_) => return,
-            None => {
-                self.stopping = Some(Stopping { deadline: Instant::now() + grace, killed: false, code, reason: None })
+            Phase::Draining(s) if !graceful => {
+                s.deadline = s.deadline.min(Instant::now() + grace.min(HALT_GRACE));
+                return;
             }
+            Phase::Draining(_) => return,
+            _ => {}
+        }
+        let previous = std::mem::replace(
+            &mut self.phase,
+            Phase::Draining(Stopping { deadline: Instant::now() + grace, killed: false, code, reason: None }),
+        );
+        if let Phase::Upgrading(up) = previous {
+            // It would otherwise start serving on its own once this one is gone.
+            warn!("USR2 abandoned: stopping the new supervisor (pid {})", up.child);
+            send(up.child as i32, SIGTERM);
+        }
+        if !self.queued.is_empty() {
+            info!("Stopping: {} queued signals dropped", self.queued.len());
+            self.queued.clear();
         }
         self.respawns.clear();
-        self.reload = None;
-        if let Some(pid) = self.upgrade.take() {
-            // It would otherwise start serving on its own once this one is gone.
-            warn!("USR2 abandoned: stopping the new supervisor (pid {pid})");
-            send(pid, SIGTERM);
-        }
         self.notify.stopping(format!("Stopping: {} shards", self.procs.len()));
-        for p in &mut self.procs {
+        for pos in 0..self.procs.len() {
+            let p = &self.procs[pos];
             // One already retiring gracefully (HUP, TTOU, a USR2 hand-over) carries on as it was
             // told: a TERM would make a shard that hands its listener over close it after all.
             if graceful && p.life.retiring() {
                 continue;
             }
-            send(p.pid, if graceful { SIGTERM } else { SIGQUIT });
+            // A graceful stop drains and shuts the listener down; one another supervisor's shards
+            // hold too is left to them: that shard hands over (USR2) instead.
+            let foreign = self.owners.is_foreign(listener::identity(&p.listener));
+            let sig = match (graceful, foreign) {
+                (false, _) => SIGQUIT,
+                (true, true) if p.hands_over(&self.heartbeats) => SIGUSR2,
+                (true, true) => SIGQUIT,
+                (true, false) => SIGTERM,
+            };
+            send(p.pid, sig);
+            let p = &mut self.procs[pos];
             p.life = p.life.retire();
         }
     }
@@ -494,11 +445,11 @@ impl Arbiter {
     }
 
     /// gunicorn's HaltServer: a shard could not boot, so restarting it would only loop.
-    fn halt(&mut self, reason: &str, code: i32) {
+    pub(super) fn halt(&mut self, reason: &str, code: i32) {
         self.begin_stop(false, code);
         self.notify.stopping(format!("Stopping: {reason}"));
         self.report_failed(reason);
-        if let Some(s) = &mut self.stopping {
+        if let Phase::Draining(s) = &mut self.phase {
             s.code = code;
             s.reason = Some(reason.to_string());
             s.deadline = s.deadline.min(Instant::now() + HALT_GRACE);

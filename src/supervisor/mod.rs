@@ -2,50 +2,45 @@
 //! answers signals the way gunicorn's arbiter does.
 //!
 //! This file only wires the parts together: [`startup`] (pid file, binding, the heartbeat region,
-//! signal forwarding), [`procs`] (one shard process: its lifecycle and spawning it), [`arbiter`]
-//! (the event loop: reaping, respawning with backoff, WORKER TIMEOUT, stopping), [`reload`] (HUP,
-//! TTIN, TTOU), [`rebind`] (the binds a HUP adds or removes), [`upgrade`] (USR2), [`output`] (each shard's stderr, relayed and quoted when it fails to boot), [`notify`] (systemd), [`limits`] (the open-files limit shards inherit) and [`policy`] (the decisions, as plain functions). It never touches request bytes
+//! signal forwarding), [`arbiter`] (the event loop; it holds the shard table and the one lifecycle
+//! phase), [`lifecycle`] (the phases, what each holds, and what each signal does in each), [`events`]
+//! (what reaches the loop), [`table`] (one shard process as the supervisor sees it), [`procs`]
+//! (spawning one), [`reap`] (WORKER TIMEOUT and exits: restart, report, halt, give up a take-over),
+//! [`owners`] (who holds each listener, by socket identity), [`reload`] (HUP, TTIN, TTOU), [`rebind`]
+//! (the binds a HUP adds or removes), [`upgrade`] (USR2, the old supervisor's side), [`handover`]
+//! (the new supervisor's side), [`output`] (each shard's stderr, relayed and quoted when it fails to
+//! boot), [`notify`] (systemd), [`limits`] (the open-files limit shards inherit) and [`policy`] (the
+//! decisions, as plain functions). Imports point one way: the files that act on the arbiter import
+//! it; it imports only the data files (events, lifecycle, table, handover, owners, pidfile, notify).
+//! It never touches request bytes
 //! or Redis, and runs no glommio executor. One thread owns all state: signals and the watchdog
 //! reach it as [`Event`]s on one channel.
 
 mod arbiter;
+mod events;
+mod handover;
+mod lifecycle;
 mod limits;
 mod notify;
 mod output;
+mod owners;
 pub mod pidfile;
 mod policy;
 mod procs;
+mod reap;
 mod rebind;
 mod reload;
 mod startup;
+mod table;
 mod upgrade;
 pub mod watchdog;
 
-use std::time::Duration;
-
 use tracing::{error, info};
 
+pub use self::events::Event;
 use crate::cli::Invocation;
 use crate::config::Config;
-use crate::shard::set_process_name;
-
-/// What wakes the arbiter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// A signal arrived (SIGCHLD included).
-    Signal(i32),
-    /// The watchdog found this slot's heartbeat older than `--timeout`.
-    Stale {
-        /// The heartbeat slot.
-        slot: usize,
-        /// The pid the slot belonged to when it was read.
-        pid: i32,
-        /// How old the heartbeat was.
-        age: Duration,
-    },
-    /// USR2: the new supervisor reported (or closed its report pipe).
-    Upgrade(upgrade::UpgradeNews),
-}
+use crate::process::set_process_name;
 
 /// Runs the server: binds, spawns the shards, supervises them until told to stop. Returns the exit
 /// status: 0 after a requested stop, 1 when start-up fails, 3 when a shard fails to boot.
@@ -56,7 +51,7 @@ pub enum Event {
 pub fn run(config: Config, invocation: Option<Invocation>) -> i32 {
     set_process_name("hitcore-master");
     info!("Starting hitcore {}", env!("CARGO_PKG_VERSION"));
-    let mut handover = match upgrade::Handover::from_env() {
+    let mut handover = match handover::Handover::from_env() {
         None => None,
         Some(Ok(h)) => Some(h),
         Some(Err(e)) => {
@@ -75,18 +70,24 @@ pub fn run(config: Config, invocation: Option<Invocation>) -> i32 {
         }
     };
     let notify = notify::Notifier::from_env(handover.as_ref().map(|h| h.parent));
-    let events = started.events.clone();
     // Threads that feed the arbiter start here, each with its own sender of `started.events`.
     if !started.config.timeout.is_zero() {
-        watchdog::start(started.heartbeats.clone(), started.config.timeout, started.check_period, started.events);
+        let (heartbeats, events) = (started.heartbeats.clone(), started.events.clone());
+        watchdog::start(heartbeats, started.config.timeout, started.check_period, events);
     }
-    let mut arbiter =
-        arbiter::Arbiter::new(started.config, started.exe, started.heartbeats, started.check_period, notify);
-    arbiter.events = Some(events);
-    arbiter.handover = handover;
-    arbiter.pidfile = started.pidfile;
-    arbiter.shared = started.shared;
-    arbiter.invocation = invocation;
+    let mut arbiter = arbiter::Arbiter::new(arbiter::Parts {
+        config: started.config,
+        exe: started.exe,
+        heartbeats: started.heartbeats,
+        collector: started.collector,
+        check_period: started.check_period,
+        notify,
+        events: started.events,
+        handover,
+        shared: started.shared,
+        invocation,
+        pidfile: started.pidfile,
+    });
     arbiter.spawn_first(started.listeners);
     let code = arbiter.supervise(started.inbox);
     arbiter.shared.remove_paths();

@@ -71,6 +71,17 @@ impl Pidfile {
         Ok(Pidfile { path: path.to_path_buf(), pid, hand_back: from })
     }
 
+    /// After a failed USR2 in the old supervisor: the file names this process again, whatever the
+    /// new supervisor left in it (it may have died by a signal, with no chance to write it back).
+    pub fn restore(&self) {
+        let ours = fs::read_to_string(&self.path).is_ok_and(|t| t.trim() == self.pid.to_string());
+        if !ours {
+            if let Err(e) = write_atomically(&self.path, self.pid) {
+                tracing::error!("cannot write pid file '{}' back: {e}", self.path.display());
+            }
+        }
+    }
+
     /// The USR2 hand-over is complete: the file is ours for good.
     pub fn keep(&mut self) {
         self.hand_back = None;
@@ -125,6 +136,10 @@ mod tests {
         drop(pidfile);
         assert_eq!(fs::read_to_string(&path).unwrap(), "1\n");
         let mut pidfile = Pidfile::take_over(&path, Some(1)).unwrap();
+        // A new supervisor that died by a signal left its pid: the old one writes its own back.
+        fs::write(&path, "2147483646\n").unwrap();
+        pidfile.restore();
+        assert_eq!(fs::read_to_string(&path).unwrap(), format!("{}\n", std::process::id()));
         pidfile.keep();
         drop(pidfile);
         assert!(!path.exists());

@@ -47,8 +47,10 @@ pub enum Ttou {
     AtMinimum,
     /// Retire this pid: the oldest serving shard.
     Retire(i32),
-    /// Every other shard is waiting to restart: nothing to retire now.
-    Nothing,
+    /// At most one shard serves and others wait to restart (crash-looping): the shard that goes is
+    /// one of those, never the last that accepts (found by the fault schedule: retiring it left
+    /// the port refusing connections until a restart's backoff ended).
+    CancelRestart,
 }
 
 /// TTOU: `serving` lists (pid, start time) of every shard not retiring; `pending` counts the shards
@@ -57,7 +59,10 @@ pub fn ttou(serving: &[(i32, Instant)], pending: usize) -> Ttou {
     if serving.len() + pending <= 1 {
         return Ttou::AtMinimum;
     }
-    serving.iter().min_by_key(|(_, started)| *started).map_or(Ttou::Nothing, |&(pid, _)| Ttou::Retire(pid))
+    if serving.len() <= 1 {
+        return Ttou::CancelRestart;
+    }
+    serving.iter().min_by_key(|(_, started)| *started).map_or(Ttou::CancelRestart, |&(pid, _)| Ttou::Retire(pid))
 }
 
 /// HUP: the pids to replace, one at a time in shard-index order: every shard not already retiring.
@@ -107,9 +112,10 @@ mod tests {
         assert_eq!(ttou(&[(10, later), (11, t0)], 0), Ttou::Retire(11));
         assert_eq!(ttou(&[(10, t0)], 0), Ttou::AtMinimum);
         assert_eq!(ttou(&[], 1), Ttou::AtMinimum);
-        // One serving and one waiting to restart: the serving one may go.
-        assert_eq!(ttou(&[(10, t0)], 1), Ttou::Retire(10));
-        assert_eq!(ttou(&[], 2), Ttou::Nothing);
+        // One serving and one waiting to restart: the waiting one goes, never the last that accepts.
+        assert_eq!(ttou(&[(10, t0)], 1), Ttou::CancelRestart);
+        assert_eq!(ttou(&[], 2), Ttou::CancelRestart);
+        assert_eq!(ttou(&[(10, t0), (11, later)], 1), Ttou::Retire(10));
     }
 
     #[test]

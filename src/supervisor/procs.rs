@@ -1,15 +1,14 @@
-//! One shard process as the supervisor sees it: its [`Life`], its listener copy, and spawning it.
-//!
-//! It owns the process table's entry type and [`Arbiter::spawn`] (a re-exec of this binary with the
-//! listener and the heartbeat region inherited and the hand-off in its environment). It must not
-//! decide when to spawn or stop anything: the arbiter and [`super::reload`] do.
+//! Spawning one shard process: [`Arbiter::spawn`], a re-exec of this binary with the listener and
+//! the heartbeat region inherited and the hand-off in its environment (the one place a shard's
+//! environment is built), and why it can fail ([`SpawnError`]). The table entry it adds is
+//! src/supervisor/table.rs's. It must not decide when to spawn or stop anything: the arbiter and
+//! [`super::reload`] do.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use signal_hook::consts::signal::SIGTERM;
@@ -18,107 +17,10 @@ use socket2::Socket;
 use super::arbiter::Arbiter;
 use super::notify::SUPERVISOR_ONLY_ENV;
 use super::output::Output;
+use super::table::{Life, Proc, Purpose};
 use crate::handoff::{self, SPEC_ENV, Spec};
-use crate::heartbeat::{SLOTS, state};
+use crate::heartbeat::SLOTS;
 use crate::listener::ListenError;
-
-/// Where a shard process is in its life, as far as the supervisor is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Life {
-    /// Booting or serving: replaced if it dies.
-    Serving,
-    /// Asked to stop (TERM, HUP, TTOU): not replaced when it exits.
-    Retiring,
-    /// WORKER TIMEOUT ejected its listener and sent SIGABRT `at`; the next pass sends SIGKILL.
-    /// `retiring` keeps whether it had been asked to stop before (or since).
-    Aborted {
-        /// When SIGABRT was sent.
-        at: Instant,
-        /// Not replaced when it exits.
-        retiring: bool,
-    },
-    /// SIGKILL sent after the abort; only its exit is left to see.
-    Killed {
-        /// Not replaced when it exits.
-        retiring: bool,
-    },
-}
-
-impl Life {
-    /// Whether it was asked to stop, so that it is not replaced when it exits.
-    pub fn retiring(self) -> bool {
-        match self {
-            Life::Serving => false,
-            Life::Retiring => true,
-            Life::Aborted { retiring, .. } | Life::Killed { retiring } => retiring,
-        }
-    }
-
-    /// Whether its listener was taken out of the reuseport group (WORKER TIMEOUT): a replacement
-    /// then needs a fresh one.
-    pub fn ejected(self) -> bool {
-        matches!(self, Life::Aborted { .. } | Life::Killed { .. })
-    }
-
-    /// The same life, asked to stop.
-    pub fn retire(self) -> Life {
-        match self {
-            Life::Serving | Life::Retiring => Life::Retiring,
-            Life::Aborted { at, .. } => Life::Aborted { at, retiring: true },
-            Life::Killed { .. } => Life::Killed { retiring: true },
-        }
-    }
-}
-
-/// Why a shard process was started: what its failure to boot means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    /// One of the shards of the first start: a boot failure (exit 3) halts the server.
-    First,
-    /// A restart after a crash: a boot failure counts as a quick death (backoff).
-    Restart,
-    /// A HUP replacement: a boot failure stops the reload, the old shard keeps serving.
-    Replace,
-    /// A TTIN shard: a boot failure is logged and not retried.
-    Added,
-}
-
-/// One shard process.
-#[derive(Debug)]
-pub struct Proc {
-    /// The logical shard (stable across restarts; a replacement takes the same index).
-    pub index: usize,
-    /// The CPU it is pinned to.
-    pub cpu: usize,
-    /// Its pid.
-    pub pid: i32,
-    /// Its heartbeat slot.
-    pub slot: usize,
-    /// The supervisor's copy of the shard's listener, handed to the shard's replacement after a
-    /// crash so that the connections queued on it are served rather than reset.
-    pub listener: Socket,
-    /// When it was spawned.
-    pub started: Instant,
-    /// See [`Life`].
-    pub life: Life,
-    /// See [`Purpose`].
-    pub purpose: Purpose,
-    /// Its heartbeat slot has said BOOTED.
-    pub booted: bool,
-    /// Its stderr, relayed.
-    pub output: Arc<Output>,
-}
-
-/// Whether two descriptors are the same socket (a HUP replacement shares its predecessor's).
-pub fn same_socket(a: &Socket, b: &Socket) -> bool {
-    let id = |s: &Socket| {
-        // SAFETY: fstat on an open descriptor with a valid, zeroed stat buffer.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
-        (unsafe { libc::fstat(s.as_raw_fd(), &mut st) } == 0).then_some((st.st_dev, st.st_ino))
-    };
-    id(a).is_some_and(|x| Some(x) == id(b))
-}
 
 /// Why a shard process could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -155,13 +57,7 @@ impl Arbiter {
             None => None,
         };
         let slot = (0..SLOTS).find(|s| self.procs.iter().all(|p| p.slot != *s)).ok_or(SpawnError::NoSlot)?;
-        let hb = self.heartbeats.slot(slot);
-        hb.beat();
-        hb.pid.store(0, Ordering::Relaxed);
-        hb.requests.store(0, Ordering::Relaxed);
-        hb.connections.store(0, Ordering::Relaxed);
-        hb.features.store(0, Ordering::Relaxed);
-        hb.state.store(state::SPAWNED, Ordering::Release);
+        self.heartbeats.prepare(slot);
         let listen_fd = sock.as_raw_fd();
         let heartbeat_fd = self.heartbeats.fd();
         let extra_fds: Vec<RawFd> = self.shared.extras.iter().map(|s| s.as_raw_fd()).collect();
@@ -180,7 +76,7 @@ impl Arbiter {
         let sealed = match handoff::seal(&spec) {
             Ok(s) => s,
             Err(e) => {
-                hb.state.store(state::FREE, Ordering::Release);
+                self.heartbeats.free(slot);
                 return Err(SpawnError::Handoff(e));
             }
         };
@@ -225,12 +121,12 @@ impl Arbiter {
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(source) => {
-                hb.state.store(state::FREE, Ordering::Release);
+                self.heartbeats.free(slot);
                 return Err(SpawnError::Exec { exe: self.exe.clone(), source });
             }
         };
         let pid = child.id() as i32;
-        hb.pid.store(pid as u32, Ordering::Relaxed);
+        self.heartbeats.set_pid(slot, pid as u32);
         let output = match child.stderr.take() {
             Some(stderr) => Output::relay(stderr, format!("hitcore-stderr{index}")),
             None => Arc::new(Output::default()),
@@ -248,32 +144,5 @@ impl Arbiter {
             output,
         });
         Ok(pid)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_duplicated_socket_is_the_same_socket() {
-        use socket2::{Domain, Type};
-        let a = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        let b = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        assert!(same_socket(&a, &a.try_clone().unwrap()));
-        assert!(!same_socket(&a, &b));
-    }
-
-    #[test]
-    fn a_lifecycle_remembers_retiring_through_a_timeout() {
-        let at = Instant::now();
-        assert!(!Life::Serving.retiring() && !Life::Serving.ejected());
-        assert!(Life::Serving.retire().retiring());
-        // A timed-out serving shard is replaced; one that was retiring is not.
-        let aborted = Life::Aborted { at, retiring: false };
-        assert!(aborted.ejected() && !aborted.retiring());
-        assert_eq!(aborted.retire(), Life::Aborted { at, retiring: true });
-        assert!(Life::Killed { retiring: false }.retire().retiring());
-        assert!(Life::Killed { retiring: true }.ejected());
     }
 }

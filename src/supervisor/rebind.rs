@@ -42,12 +42,15 @@ fn plan(old: &[Bind], new: &[Bind]) -> Vec<Step> {
         .collect()
 }
 
-/// Opens one added bind. Descriptors are only adopted at start: on a HUP, `fd://N` would name
-/// whatever the supervisor has open as N by now (one of its own listeners, the heartbeat region).
+/// Opens one added bind, bound but not listening: it listens once a shard serving it has booted
+/// ([`Shared::listen_served`](crate::listener::shared::Shared::listen_served)), so a reload whose
+/// first new shard cannot boot leaves no address where clients connect and hang. Descriptors are
+/// only adopted at start: on a HUP, `fd://N` would name whatever the supervisor has open as N by
+/// now (one of its own listeners, the heartbeat region).
 fn open(bind: &Bind, mode: Option<u32>, options: ListenOptions) -> Result<Socket, SharedError> {
     match bind {
-        Bind::Tcp(addr) => Ok(listener::probe(*addr).and_then(|()| listener::open(*addr, options))?),
-        Bind::Unix(path) => shared::open_unix(path, mode, options.backlog),
+        Bind::Tcp(addr) => Ok(listener::probe(*addr).and_then(|()| listener::bind(*addr, options))?),
+        Bind::Unix(path) => shared::open_unix(path, mode, None),
         Bind::Fd(fd) | Bind::Activated { fd, .. } => Err(SharedError::NotAListener {
             fd: *fd,
             reason: "an inherited descriptor can only be added at start, not on HUP".into(),

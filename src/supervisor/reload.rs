@@ -1,49 +1,33 @@
 //! Changing the set of shards while serving: HUP's rolling reload, TTIN and TTOU.
 //!
-//! It owns the [`Reload`] state and the three signal handlers. A reload replaces one shard at a
+//! It owns the three signal handlers and moving a [`Reload`] (the phase's data, in
+//! src/supervisor/lifecycle.rs) along. A reload replaces one shard at a
 //! time: the new one (the binary now on disk) shares the old one's listener and boots before the
 //! old one is told to retire with USR2, leaving the listener to it, so no listener closes during a
 //! HUP (docs/supervisor.md, "The rare reset on HUP"). An old shard of a release that cannot hand
 //! over gets a replacement on a fresh listener and a TERM instead. It must not reap or respawn: the arbiter does, and tells a
 //! reload about exits through [`Arbiter::reload_saw_exit`].
 
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use signal_hook::consts::signal::{SIGTERM, SIGUSR2};
 use tracing::{error, info, warn};
 
-use super::arbiter::{Arbiter, send};
+use super::arbiter::Arbiter;
+use super::lifecycle::{Phase, Reload, ReloadStep, ShardView};
 use super::policy::{self, Ttou};
-use super::procs::{Proc, Purpose, SpawnError};
-use crate::cli::format_cpu_list;
-use crate::heartbeat::{features, state};
+use super::procs::SpawnError;
+use super::table::{Proc, Purpose};
+use crate::heartbeat::state;
 use crate::listener;
-
-/// How often the arbiter looks at a reload in progress (a new shard's boot is seen in shared memory).
-pub const RELOAD_POLL: Duration = Duration::from_millis(20);
-
-/// A rolling reload (HUP): one shard at a time, the new one booted before the old one is told to
-/// retire.
-#[derive(Debug, Default)]
-pub struct Reload {
-    /// Old shard pids still to replace.
-    queue: VecDeque<i32>,
-    /// (old pid, new pid) while the new one boots.
-    current: Option<(i32, i32)>,
-    /// The new one shares the old one's listener: the old one retires with SIGUSR2 (no drain, no
-    /// shutdown) instead of TERM.
-    shared: bool,
-}
+use crate::process::{format_cpu_list, send_signal as send};
 
 impl Arbiter {
-    /// HUP: replace every shard, one at a time, each new one booted and accepting before the old one
-    /// retires (stops accepting, finishes, exits).
+    /// HUP (the lifecycle table lets it through only while serving): replace every shard, one at a
+    /// time, each new one booted and accepting before the old one retires (stops accepting,
+    /// finishes, exits).
     pub(super) fn begin_reload(&mut self) {
-        if self.stopping.is_some() {
-            return;
-        }
         info!("Hang up: Master");
         if !self.reload_configuration() {
             return;
@@ -51,26 +35,32 @@ impl Arbiter {
         let table: Vec<(usize, i32, bool)> = self.procs.iter().map(|p| (p.index, p.pid, p.life.retiring())).collect();
         let queue = policy::reload_queue(&table);
         self.notify.reloading(format!("Reloading: replacing {} shards", queue.len()));
-        let (current, shared) = self.reload.take().map_or((None, false), |r| (r.current, r.shared));
-        self.reload = Some(Reload { queue, current, shared });
+        self.phase = Phase::Reloading(Reload::of(queue));
     }
 
-    /// Called by the arbiter when a shard exits before booting; true when it was this reload's new
-    /// shard. The reload stops there: the old shard was not told to retire and keeps serving, and the
-    /// next HUP starts over with whatever binary is on disk then. The old shard goes on serving its
-    /// listener's queue, whether the new one shared it or had one that never listened.
-    pub(super) fn reload_saw_failure(&mut self, p: &Proc, how: &str, reason: &str) -> bool {
-        let Some(Reload { current: Some((old, new)), .. }) = self.reload else { return false };
+    /// Called by the arbiter when a shard exits before booting: `None` when it was not this reload's
+    /// new shard. The reload stops there: the old shard was not told to retire and keeps serving
+    /// (`Some(true)`: nothing more to do), and the next HUP starts over with whatever binary is on
+    /// disk then. If the old shard has died meanwhile, the index must not be lost: `Some(false)`,
+    /// and the usual restart follows.
+    pub(super) fn reload_saw_failure(&mut self, p: &Proc, how: &str, reason: &str) -> Option<bool> {
+        let Phase::Reloading(Reload { current: Some((old, new)), .. }) = self.phase else { return None };
         if new != p.pid {
-            return false;
+            return None;
         }
+        let old_serves = self.procs.iter().any(|q| q.pid == old);
+        let after = if old_serves {
+            format!("shard {} (pid {old}) and the others keep serving", p.index)
+        } else {
+            format!("shard {} (pid {old}) exited meanwhile and is restarted", p.index)
+        };
         error!(
-            "Reload failed: the new shard {} (pid {new}) {how} before it booted: {reason}; shard {} (pid {old}) \
-             and the others keep serving; the next HUP tries again",
-            p.index, p.index
+            "Reload failed: the new shard {} (pid {new}) {how} before it booted: {reason}; {after}; the next HUP \
+             tries again",
+            p.index
         );
         self.end_reload(Some(format!("last reload failed: the new shard {how} before it booted: {reason}")));
-        true
+        Some(old_serves)
     }
 
     /// Loads the configuration again (command line, environment, `-c` file) for the new shards,
@@ -103,75 +93,82 @@ impl Arbiter {
         }
     }
 
-    /// The reload is over: `READY=1` again, with what went wrong if anything did.
+    /// The reload is over: `READY=1` again, with what went wrong if anything did; the signals that
+    /// waited for it run now.
     fn end_reload(&mut self, error: Option<String>) {
-        self.reload = None;
         self.reload_error = error;
         let status = self.status_line();
         self.notify.ready(status);
+        self.serve_on();
     }
 
     /// Called by the arbiter for every other exit during a reload; true when the reload has dealt
-    /// with it (the old shard died while its replacement boots: the replacement takes over).
+    /// with it: the old shard died while its replacement boots (the replacement takes over), or the
+    /// new one died after booting while the old one still serves.
     pub(super) fn reload_saw_exit(&mut self, p: &Proc) -> bool {
-        let Some(reload) = &mut self.reload else { return false };
+        let Phase::Reloading(reload) = &mut self.phase else { return false };
         match reload.current {
-            Some((_, new)) if new == p.pid => {
+            Some((old, new)) if new == p.pid => {
+                let old_serves = self.procs.iter().any(|q| q.pid == old);
                 self.end_reload(Some(format!("last reload stopped: the new shard (pid {new}) exited")));
-                true
+                old_serves
             }
             Some((old, _)) if old == p.pid => true,
             _ => false,
         }
     }
 
-    /// Retires the old shard once its replacement has booted, then starts the next replacement.
+    /// Moves the reload along: the steps [`Reload::next`] asks for (retire an old shard whose
+    /// replacement serves, start the next replacement, end), until it has to wait.
     pub(super) fn advance_reload(&mut self) {
-        let Some(reload) = &mut self.reload else { return };
-        if let Some((old, new)) = reload.current {
-            let Some(new_proc) = self.procs.iter().find(|p| p.pid == new) else {
-                reload.current = None;
-                return;
-            };
-            if self.heartbeats.slot(new_proc.slot).state.load(Ordering::Acquire) != state::BOOTED {
-                return;
-            }
-            if let Some(old_proc) = self.procs.iter_mut().find(|p| p.pid == old) {
-                send(old, if reload.shared { SIGUSR2 } else { SIGTERM });
-                old_proc.life = old_proc.life.retire();
-            }
-            reload.current = None;
-        }
-        while let Some(old) = reload.queue.pop_front() {
-            let Some(p) = self.procs.iter().find(|p| p.pid == old && !p.life.retiring()) else { continue };
-            let (index, cpu) = (p.index, p.cpu);
-            // A shard that can hand over shares its listener with its replacement: its queue is
-            // never closed. One of a release before that gets a fresh listener and a TERM.
-            let can_hand_over = self.heartbeats.slot(p.slot).features.load(Ordering::Relaxed) & features::HANDOVER != 0
-                && !p.life.ejected()
-                && listener::is_listening(&p.listener);
-            let shared = if can_hand_over { p.listener.try_clone().ok() } else { None };
-            let is_shared = shared.is_some();
-            let started = match shared {
-                Some(sock) => self.spawn(index, cpu, sock, Purpose::Replace),
-                None => self.spawn_fresh(index, cpu, Purpose::Replace),
-            };
-            match started {
-                Ok(new) => {
-                    if let Some(r) = &mut self.reload {
-                        r.current = Some((old, new));
-                        r.shared = is_shared;
+        loop {
+            let Arbiter { phase: Phase::Reloading(reload), procs, heartbeats, .. } = self else { return };
+            let step = reload.next(|pid| {
+                let p = procs.iter().find(|p| p.pid == pid)?;
+                Some(ShardView {
+                    index: p.index,
+                    cpu: p.cpu,
+                    booted: heartbeats.slot(p.slot).state.load(Ordering::Acquire) == state::BOOTED,
+                    retiring: p.life.retiring(),
+                    // A shard that can hand over shares its listener with its replacement: its
+                    // queue is never closed. One of a release before that gets a fresh listener
+                    // and a TERM.
+                    can_share: p.hands_over(heartbeats) && !p.life.ejected() && listener::is_listening(&p.listener),
+                })
+            });
+            match step {
+                ReloadStep::Wait => return,
+                ReloadStep::Retire { old, hand_over } => {
+                    if let Some(p) = self.procs.iter_mut().find(|p| p.pid == old) {
+                        send(old, if hand_over { SIGUSR2 } else { SIGTERM });
+                        p.life = p.life.retire();
                     }
                 }
-                Err(e) => {
-                    error!("Reload stopped: cannot start a replacement for shard {index}: {e}");
-                    self.end_reload(Some(format!("last reload failed: cannot start a shard: {e}")));
+                ReloadStep::Replace { old, index, cpu, share } => {
+                    let shared = share.then(|| self.procs.iter().find(|p| p.pid == old)?.listener.try_clone().ok());
+                    let shared = shared.flatten();
+                    let is_shared = shared.is_some();
+                    let started = match shared {
+                        Some(sock) => self.spawn(index, cpu, sock, Purpose::Replace),
+                        None => self.spawn_fresh(index, cpu, Purpose::Replace),
+                    };
+                    match (started, &mut self.phase) {
+                        (Ok(new), Phase::Reloading(r)) => r.replacing(old, new, is_shared),
+                        (Ok(_), _) => {}
+                        (Err(e), _) => {
+                            error!("Reload stopped: cannot start a replacement for shard {index}: {e}");
+                            self.end_reload(Some(format!("last reload failed: cannot start a shard: {e}")));
+                        }
+                    }
+                    return;
+                }
+                ReloadStep::Done => {
+                    info!("Reload complete: every shard replaced");
+                    self.end_reload(None);
+                    return;
                 }
             }
-            return;
         }
-        info!("Reload complete: every shard replaced");
-        self.end_reload(None);
     }
 
     /// Spawns a shard on a fresh listener, bound but not yet listening: it joins the reuseport group
@@ -183,9 +180,6 @@ impl Arbiter {
 
     /// TTIN: one more shard, on a CPU that has none (or the least used one with --share-cpus).
     pub(super) fn add_shard(&mut self) {
-        if self.stopping.is_some() {
-            return;
-        }
         let busy =
             self.procs.iter().filter(|p| !p.life.retiring()).map(|p| p.cpu).chain(self.respawns.iter().map(|r| r.cpu));
         let Some(cpu) = policy::ttin_cpu(&self.config.allowed_cpus, busy, self.config.share_cpus) else {
@@ -207,15 +201,39 @@ impl Arbiter {
 
     /// TTOU: one shard fewer, never below one; the oldest goes (as gunicorn).
     pub(super) fn remove_shard(&mut self) {
-        if self.stopping.is_some() {
-            return;
-        }
         let serving: Vec<(i32, Instant)> =
             self.procs.iter().filter(|p| !p.life.retiring()).map(|p| (p.pid, p.started)).collect();
         match policy::ttou(&serving, self.respawns.len()) {
             Ttou::AtMinimum => warn!("TTOU ignored: one shard is the minimum"),
-            Ttou::Nothing => {}
-            Ttou::Retire(pid) => {
+            Ttou::CancelRestart => {
+                // The one due last goes: it has crashed the most recently or the most often.
+                let Some(pos) = (0..self.respawns.len()).max_by_key(|&i| self.respawns[i].at) else { return };
+                let r = self.respawns.remove(pos);
+                info!("Retiring shard {} (waiting to restart after crashing) on CPU {}", r.index, r.cpu);
+                self.forget_index_if_gone(r.index);
+            }
+            Ttou::Retire(oldest) => {
+                // The retired shard drains its listener and shuts it down. Right after a reload the
+                // oldest may still share its listener with the predecessor it replaced, which is
+                // handing over and may not have stopped accepting yet: prefer the oldest shard whose
+                // listener nobody else holds (found by the fault schedule: the predecessor's accept
+                // saw EINVAL).
+                let alone: Vec<(i32, Instant)> = serving
+                    .iter()
+                    .filter(|(pid, _)| {
+                        let Some(pos) = self.procs.iter().position(|p| p.pid == *pid) else { return false };
+                        let id = listener::identity(&self.procs[pos].listener);
+                        let here = self
+                            .procs
+                            .iter()
+                            .enumerate()
+                            .any(|(i, q)| i != pos && listener::identity(&q.listener) == id);
+                        // Nor another supervisor's shards (the old one's, handing over after a USR2).
+                        !here && !self.owners.is_foreign(id)
+                    })
+                    .copied()
+                    .collect();
+                let pid = alone.iter().min_by_key(|(_, started)| *started).map_or(oldest, |(pid, _)| *pid);
                 if let Some(p) = self.procs.iter_mut().find(|p| p.pid == pid) {
                     info!("Retiring shard {} (pid {}) on CPU {}", p.index, p.pid, p.cpu);
                     send(p.pid, SIGTERM);

@@ -16,14 +16,15 @@ use signal_hook::consts::signal::*;
 use socket2::Socket;
 use tracing::{error, info, warn};
 
-use super::Event;
+use super::events::Event;
+use super::handover::Handover;
 use super::pidfile::{Pidfile, PidfileError};
-use super::upgrade::Handover;
-use crate::cli::format_cpu_list;
 use crate::config::Config;
 use crate::heartbeat::Heartbeats;
 use crate::listener::shared::{self, Shared, SharedError};
 use crate::listener::{self, ListenError, ListenOptions};
+use crate::metrics::collect::Collector;
+use crate::process::format_cpu_list;
 
 /// How many times a busy address is retried at start, a second apart (as gunicorn).
 const BIND_ATTEMPTS: u32 = 5;
@@ -87,6 +88,8 @@ pub struct Started {
     pub pidfile: Option<Pidfile>,
     /// The heartbeat region shards write into.
     pub heartbeats: Arc<Heartbeats>,
+    /// Sums the shards' metrics blocks (and those of exited shards) for `/metrics`.
+    pub collector: Arc<Collector>,
     /// This binary, for spawning shards.
     pub exe: PathBuf,
     /// The watchdog's check period: SIGKILL follows SIGABRT after one more of these.
@@ -171,16 +174,16 @@ pub fn start(mut config: Config, handover: Option<&mut Handover>) -> Result<Star
     }
     hand_logs_to_shards(&config)?;
     let heartbeats = Arc::new(Heartbeats::create().map_err(StartError::Heartbeats)?);
-    let collector = crate::metrics::collect::install(heartbeats.clone());
+    let collector = Collector::new(heartbeats.clone());
     if let Some(addr) = config.observe.metrics_bind {
         // On USR2 the old supervisor still serves the address: share it until it exits.
-        crate::metrics::server::start(addr, collector, !upgrading).map_err(|e| StartError::Metrics(addr, e))?;
+        crate::metrics::server::start(addr, collector.clone(), !upgrading).map_err(|e| StartError::Metrics(addr, e))?;
     }
     let exe = this_binary();
     let (events, inbox) = mpsc::channel();
     forward_signals(events.clone()).map_err(StartError::Signals)?;
     let check_period = (config.timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-    Ok(Started { config, listeners, shared, pidfile, heartbeats, exe, check_period, events, inbox })
+    Ok(Started { config, listeners, shared, pidfile, heartbeats, collector, exe, check_period, events, inbox })
 }
 
 /// The path of this binary, resolved once: every spawn (HUP, TTIN, restarts, USR2) executes whatever

@@ -16,53 +16,34 @@
 //! (supervisord, a container's entry point, a shell) sees that child exit and must not be used with
 //! USR2: use HUP there, which replaces every shard with the binary on disk too.
 //!
-//! It owns both sides of the hand-over. It must not touch shards other than through the arbiter.
+//! It owns the old supervisor's side of the hand-over (starting the new one, its report, the
+//! deadline, the end of a failed upgrade); the new supervisor's side is src/supervisor/handover.rs,
+//! and what the phase holds is [`Upgrading`] (src/supervisor/lifecycle.rs). It must not touch
+//! shards other than through the arbiter's table.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::atomic::Ordering;
+use std::time::Instant;
 
-use signal_hook::consts::signal::SIGUSR2;
+use signal_hook::consts::signal::{SIGKILL, SIGTERM, SIGUSR2};
 
-use socket2::Socket;
 use tracing::{error, info, warn};
 
-use super::Event;
-use super::arbiter::{Arbiter, send};
+use super::arbiter::Arbiter;
+use super::events::{Event, UpgradeNews};
+use super::lifecycle::{Phase, UpgradeDue, Upgrading, short_name};
 use super::notify::Notifier;
 use crate::handoff::{self, Inherited, UPGRADE_ENV, Upgrade};
-use crate::heartbeat::features;
-use crate::listener;
-
-/// What the new supervisor said, read by the old one when the report pipe closes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UpgradeNews {
-    /// Its shards serve: hand over. It adopted these of the inherited listeners (by descriptor
-    /// number, the same in both processes): their shards retire leaving them open (USR2).
-    Ready(Vec<RawFd>),
-    /// It could not start, and says why.
-    Failed(String),
-    /// It exited without a word (a start-up error before it could report, or not a hitcore).
-    Gone,
-}
+use crate::listener::{self, SockId};
+use crate::process::send_signal as send;
 
 impl Arbiter {
-    /// USR2 in the old supervisor: start the new one.
+    /// USR2 in the old supervisor (the lifecycle table lets it through only while serving): start
+    /// the new one.
     pub(super) fn begin_upgrade(&mut self) {
-        if self.stopping.is_some() {
-            return;
-        }
-        if let Some(pid) = self.upgrade {
-            warn!("USR2 ignored: the new supervisor (pid {pid}) has not reported yet");
-            return;
-        }
-        if !self.ready || self.reload.is_some() {
-            warn!("USR2 ignored: shards are still starting or being replaced; send it again once they serve");
-            return;
-        }
         // The hand-over passes per-shard TCP listeners only; shared ones (unix:, fd://, systemd's,
         // later -b addresses) are not handed over yet, and a new supervisor would refuse them.
         if self.shared.main.is_some() || !self.shared.extras.is_empty() {
@@ -72,12 +53,16 @@ impl Arbiter {
             return;
         }
         match self.start_new_supervisor() {
-            Ok(pid) => {
+            Ok(up) => {
                 info!(
-                    "USR2: started a new supervisor (pid {pid}) from {}; it takes over once its shards serve",
-                    self.exe.display()
+                    "USR2: started a new supervisor (pid {}) from {}; it takes over once its shards serve (within \
+                     {}s, --upgrade-timeout)",
+                    up.child,
+                    self.exe.display(),
+                    self.config.upgrade_timeout.as_secs_f64()
                 );
-                self.upgrade = Some(pid);
+                self.owners.pass(up.passed.iter().map(|(_, id)| *id));
+                self.phase = Phase::Upgrading(up);
             }
             Err(e) => error!(
                 "USR2 failed: cannot start a new supervisor from {}: {e}; this one carries on",
@@ -86,8 +71,8 @@ impl Arbiter {
         }
     }
 
-    fn start_new_supervisor(&mut self) -> std::io::Result<i32> {
-        let events = self.events.clone().ok_or_else(|| std::io::Error::other("no event channel"))?;
+    fn start_new_supervisor(&mut self) -> std::io::Result<Upgrading> {
+        let events = self.events.clone();
         let mut ends = [0; 2];
         // SAFETY: pipe2 with a valid two-int array; both ends are owned below.
         if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -95,16 +80,18 @@ impl Arbiter {
         }
         // SAFETY: both descriptors were just created and are owned by nothing else.
         let (read, write) = unsafe { (File::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
-        let listeners: Vec<Inherited> = self
-            .procs
+        let passing: Vec<&super::table::Proc> =
+            self.procs.iter().filter(|p| !p.life.retiring() && listener::is_listening(&p.listener)).collect();
+        let listeners: Vec<Inherited> = passing
             .iter()
-            .filter(|p| !p.life.retiring() && listener::is_listening(&p.listener))
             .map(|p| Inherited {
                 fd: p.listener.as_raw_fd(),
                 addr: self.config.bind.to_string(),
-                shared: self.heartbeats.slot(p.slot).features.load(Ordering::Relaxed) & features::HANDOVER != 0,
+                shared: p.hands_over(&self.heartbeats),
             })
             .collect();
+        let passed: Vec<(RawFd, SockId)> =
+            passing.iter().filter_map(|p| Some((p.listener.as_raw_fd(), listener::identity(&p.listener)?))).collect();
         // The secret variables go in a sealed memfd, not in the new supervisor's environment.
         let secrets = handoff::seal_secrets()?;
         let secrets_fd = secrets.as_ref().map(|s| s.fd.as_raw_fd());
@@ -152,36 +139,112 @@ impl Arbiter {
             };
             let _ = events.send(Event::Upgrade(news));
         })?;
-        Ok(child.id() as i32)
+        Ok(Upgrading::new(child.id(), Instant::now() + self.config.upgrade_timeout, passed))
     }
 
     /// The new supervisor's report, in the old one.
     pub(super) fn upgrade_news(&mut self, news: UpgradeNews) {
-        let Some(pid) = self.upgrade.take() else { return };
+        let Phase::Upgrading(up) = &mut self.phase else { return };
+        if up.ending.is_some() {
+            return;
+        }
+        let pid = up.child;
         match news {
             UpgradeNews::Ready(adopted) => {
+                let Phase::Upgrading(up) = std::mem::replace(&mut self.phase, Phase::Serving) else { return };
                 info!("USR2: the new supervisor (pid {pid}) serves; handing over and stopping this one's shards");
-                self.notify.main_pid(pid as u32);
+                self.notify.main_pid(pid);
                 // From now on the new supervisor speaks to systemd: no STOPPING=1 from here.
                 self.notify = Notifier::disabled();
-                // A listener the new supervisor's shards share stays open: its shard here stops
-                // accepting and leaves the queue to them. The others retire as on TERM.
+                // The adopted listeners, by identity: their shards here stop accepting and leave
+                // the queue to the new supervisor's shards (and none of them is ever shut down from
+                // here). The others are ours alone again and retire as on TERM.
+                let adopted: Vec<SockId> =
+                    up.passed.iter().filter(|(fd, _)| adopted.contains(fd)).map(|(_, id)| *id).collect();
+                self.owners.reclaim();
+                self.owners.pass(adopted.iter().copied());
                 for p in self.procs.iter_mut().filter(|p| !p.life.retiring()) {
-                    if adopted.contains(&p.listener.as_raw_fd()) {
+                    if listener::identity(&p.listener).is_some_and(|id| adopted.contains(&id)) {
                         send(p.pid, SIGUSR2);
                         p.life = p.life.retire();
                     }
                 }
+                // HUP, TTIN and TTOU that waited for the upgrade are the new supervisor's now.
+                for sig in self.take_queued() {
+                    info!("Passing the queued {} to the new supervisor (pid {pid})", short_name(sig).to_uppercase());
+                    send(pid as i32, sig);
+                }
                 self.begin_stop(true, 0);
             }
             UpgradeNews::Failed(why) => {
-                error!("USR2 failed: the new supervisor (pid {pid}) could not start: {why}; this one carries on")
+                error!("USR2 failed: the new supervisor (pid {pid}) could not start: {why}; this one carries on");
+                self.upgrade_failed(format!("last USR2 failed: {why}"), false);
             }
-            UpgradeNews::Gone => error!(
-                "USR2 failed: the new supervisor (pid {pid}) exited before its shards served (its own lines say why); \
-                 this one carries on"
-            ),
+            UpgradeNews::Gone => {
+                error!(
+                    "USR2 failed: the new supervisor (pid {pid}) exited before its shards served (its own lines \
+                     say why); this one carries on"
+                );
+                self.upgrade_failed("last USR2 failed: the new supervisor exited before it served".into(), false);
+            }
         }
+    }
+
+    /// The upgrade failed: wait for the new supervisor to exit (stopping it if `stop`), killing it
+    /// after `--graceful-timeout`; [`Arbiter::upgrade_child_exited`] ends the phase.
+    fn upgrade_failed(&mut self, why: String, stop: bool) {
+        let grace = self.config.graceful_timeout;
+        let Phase::Upgrading(up) = &mut self.phase else { return };
+        if stop {
+            send(up.child as i32, SIGTERM);
+        }
+        up.fail(Instant::now() + grace);
+        self.reload_error = Some(why);
+    }
+
+    /// The deadlines of an upgrade in progress: `--upgrade-timeout` for the new supervisor to
+    /// serve, then `--graceful-timeout` for it to stop.
+    pub(super) fn check_upgrade(&mut self, now: Instant) {
+        let Phase::Upgrading(up) = &mut self.phase else { return };
+        let pid = up.child;
+        match up.due(now) {
+            UpgradeDue::GiveUp => {
+                error!(
+                    "USR2 failed: the new supervisor (pid {pid}) did not serve within {}s (--upgrade-timeout); \
+                     stopping it, this one carries on",
+                    self.config.upgrade_timeout.as_secs_f64()
+                );
+                self.upgrade_failed(format!("last USR2 failed: no answer within --upgrade-timeout (pid {pid})"), true);
+            }
+            UpgradeDue::Kill => {
+                warn!("USR2: the new supervisor (pid {pid}) is still running; killing it");
+                send(pid as i32, SIGKILL);
+            }
+            UpgradeDue::Nothing => {}
+        }
+    }
+
+    /// A child that is not a shard exited: if it is the upgrade's new supervisor, the upgrade is
+    /// over (it never reported READY, or it would be this one draining): the pid file names this
+    /// supervisor again, every listener is ours alone again, and the queued signals run.
+    pub(super) fn upgrade_child_exited(&mut self, pid: i32, how: &str) {
+        let Phase::Upgrading(up) = &self.phase else { return };
+        if up.child as i32 != pid {
+            return;
+        }
+        if up.ending.is_none() {
+            error!("USR2 failed: the new supervisor (pid {pid}) {how} before it served; this one carries on");
+            self.reload_error = Some(format!("last USR2 failed: the new supervisor {how}"));
+        } else {
+            info!("USR2: the new supervisor (pid {pid}) {how}; this one serves on");
+        }
+        if let Some(pidfile) = &self.pidfile {
+            pidfile.restore();
+        }
+        self.owners.reclaim();
+        let status = self.status_line();
+        self.notify.status(status);
+        self.serve_on();
     }
 
     /// In the new supervisor: its shards serve, so the old one may go.
@@ -202,73 +265,5 @@ impl Arbiter {
         if let Some(handover) = self.handover.take() {
             handover.report(&format!("FAILED {why}"));
         }
-    }
-}
-
-/// The new supervisor's side of a USR2 hand-over.
-#[derive(Debug)]
-pub struct Handover {
-    /// The old supervisor.
-    pub parent: u32,
-    report: File,
-    /// The inherited listeners (their address is where the new shards listen).
-    pub listeners: Vec<InheritedSocket>,
-    /// Those of them given to this supervisor's shards, by their descriptor number.
-    pub adopted: Vec<RawFd>,
-}
-
-/// One inherited listener, owned.
-#[derive(Debug)]
-pub struct InheritedSocket {
-    /// Its descriptor number, as the old supervisor knows it.
-    pub fd: RawFd,
-    /// The socket.
-    pub socket: Socket,
-    /// Its old shard can hand it over: a new shard may share it.
-    pub shared: bool,
-}
-
-impl Handover {
-    /// Reads `HITCORE_UPGRADE` (and removes it, so no child of ours sees it). `None` at a plain
-    /// start.
-    pub fn from_env() -> Option<Result<Handover, String>> {
-        let text = std::env::var_os(UPGRADE_ENV)?;
-        // SAFETY: called at start-up from the main thread, before any other thread of ours runs.
-        unsafe { std::env::remove_var(UPGRADE_ENV) };
-        let upgrade = match handoff::decode_upgrade(&text.to_string_lossy()) {
-            Ok(u) => u,
-            Err(e) => return Some(Err(e)),
-        };
-        let valid = |fd: RawFd| {
-            // SAFETY: F_GETFD only reads the descriptor's flags; a bad fd is an error, nothing more.
-            fd > 2 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0
-        };
-        if !valid(upgrade.report_fd) || upgrade.listeners.iter().any(|l| !valid(l.fd)) {
-            return Some(Err(format!("{UPGRADE_ENV} names descriptors this process did not inherit")));
-        }
-        // SAFETY: the old supervisor passed these descriptors to this process alone; each is owned
-        // once, here. `File`/`Socket` do not set close-on-exec, so it is set below: shards must not
-        // inherit them (the old supervisor waits for the report pipe to close).
-        let report = unsafe { File::from_raw_fd(upgrade.report_fd) };
-        let listeners: Vec<InheritedSocket> = upgrade
-            .listeners
-            .iter()
-            .map(|l| {
-                // SAFETY: as above: inherited, owned once, here.
-                let socket = unsafe { Socket::from_raw_fd(l.fd) };
-                InheritedSocket { fd: l.fd, socket, shared: l.shared }
-            })
-            .collect();
-        for fd in std::iter::once(report.as_raw_fd()).chain(listeners.iter().map(|l| l.fd)) {
-            // SAFETY: fcntl on a descriptor owned above.
-            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-        }
-        Some(Ok(Handover { parent: upgrade.parent, report, listeners, adopted: Vec::new() }))
-    }
-
-    /// Writes the report line and closes the pipe.
-    pub fn report(self, line: &str) {
-        let mut report = self.report;
-        let _ = report.write_all(format!("{line}\n").as_bytes());
     }
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
-use super::Event;
+use super::events::Event;
 use crate::heartbeat::{Heartbeats, SLOTS, state};
 
 /// Starts the watchdog. It checks every `period` and sends [`Event::Stale`] for each slot whose

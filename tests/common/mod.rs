@@ -113,6 +113,16 @@ impl Log {
     pub fn lines(&self) -> Vec<String> {
         self.0.0.lock().unwrap().clone()
     }
+
+    /// How many lines so far (a mark for [`Log::count_since`]).
+    pub fn len(&self) -> usize {
+        self.0.0.lock().unwrap().len()
+    }
+
+    /// As [`Log::count`], over the lines after `mark` only (a long run's log is long).
+    pub fn count_since(&self, mark: usize, needle: &str) -> usize {
+        self.0.0.lock().unwrap().iter().skip(mark).filter(|l| l.contains(needle)).count()
+    }
 }
 
 /// A free TCP port on 127.0.0.1 (bound, read, released).
