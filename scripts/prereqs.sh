@@ -61,9 +61,9 @@ PREREQS_BUILD=(cc=gcc pkg-config=pkg-config git=git)
 # (not the redis-server package, which starts a Redis service on :6379: see prereqs_redis_server),
 # curl, strace and systemd-analyze (scripts/check-units), systemd-socket-activate
 # (tests/binds.rs), man (scripts/check-deb), openssl (tests/https.rs: s_client for versions and
-# resumption).
+# resumption), chromium (tests/api_browser.rs: a real browser calls the counting API).
 PREREQS_TEST=(python3=python3 redis-check-rdb=redis-tools redis-cli=redis-tools curl=curl strace=strace
-  systemd-analyze=systemd systemd-socket-activate=systemd man=man-db openssl=openssl)
+  systemd-analyze=systemd systemd-socket-activate=systemd man=man-db openssl=openssl chromium=chromium)
 
 # prereqs_redis_server: a `redis-server` for the tests without a Redis service. Debian's
 # redis-server package only adds the service (started on install, listening on :6379) and a link:

@@ -21,7 +21,9 @@
 //! - [`check`]: `--check-config`: the extra checks and the effective configuration, masked.
 //! - [`values`]: CPU lists, users and groups, file modes, seconds.
 //! - `secrets`: the password files and the systemd credentials they default to.
+//! - [`api`]: the counting API's flags.
 
+pub mod api;
 pub mod check;
 pub mod env;
 pub mod error;

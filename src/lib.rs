@@ -33,6 +33,8 @@
 //! - [`https`]: the rustls server configuration built from the HTTPS settings' files (`--certfile`,
 //!   `--keyfile`, `--ca-certs`, `--ssl-min-version`; the settings are `config::https`), shared
 //!   session tickets; the handshake is in `http/conn/`.
+//! - [`api`]: the counting API (CountAPI/Abacus parity): `/hit`, `/get`, `/create`, `/info`, the
+//!   admin routes and `/stream` on named counters; routes, names, auth, JSON, its Redis rounds (docs/api.md).
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
 //! - [`logjson`]: `--log-format json`: JSON string escaping and the error log's JSON object.
 //! - [`uring`]: the start-up check that io_uring is usable here (seccomp, sysctl, kernel, memlock).
@@ -42,6 +44,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod api;
 pub mod badge;
 pub mod bind;
 pub mod cli;

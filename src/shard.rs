@@ -26,6 +26,7 @@ use socket2::SockRef;
 use tracing::{debug, error, info, warn};
 
 use self::stop::{Phase, Signals, StopSignal, sig};
+use crate::api::Api;
 use crate::config::{Config, Observe};
 use crate::handoff::Spec;
 use crate::heartbeat::{Heartbeats, features, state};
@@ -201,7 +202,7 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
         }
     };
     let shard = Rc::new(Shard {
-        ctx: Rc::new(Context::new(settings, redis, access, observing)),
+        ctx: Rc::new(Context::new(settings, redis, access, observing).with_api(Api::new(spec.config.api.clone()))),
         evicted: Cell::new(0),
         evictions_reported: Cell::new(None),
         // SAFETY: getppid cannot fail.

@@ -231,6 +231,10 @@ pub struct Cli {
     /// HTTPS.
     #[command(flatten)]
     pub https: super::https::HttpsFlags,
+
+    /// The counting API.
+    #[command(flatten)]
+    pub api: super::api::ApiFlags,
 }
 
 impl Cli {
@@ -355,6 +359,7 @@ impl Cli {
         };
         let https = self.https.into_https(&binds, self.observe.proxy_protocol)?;
         let observe = self.observe.into_observe()?;
+        let api = self.api.into_settings(&observe.forwarded_allow_ips)?;
         let log_target = |s: &str, dash: LogTarget| if s == "-" { dash } else { LogTarget::File(PathBuf::from(s)) };
         Ok(Config {
             cpus,
@@ -389,6 +394,7 @@ impl Cli {
             group,
             observe,
             https,
+            api,
         })
     }
 }

@@ -3,8 +3,8 @@
 //! The shard builds one [`Context`] and every connection task gets an `Rc` of it, the way hyper's
 //! protocol code is given a service and mini-redis's `Handler` gets only what it uses: the HTTP
 //! settings, the Redis handle, the cached `Date`, the access log, the connection registry, the
-//! shard's counters and metrics slot, the health path and PROXY setting, its draining flag, and the
-//! two shared buffers. It must not name the shard, its listener, its signals or the supervisor: the
+//! shard's counters and metrics slot, the health path and PROXY setting, its draining flag, the
+//! counting API's settings, and the two shared buffers. It must not name the shard, its listener, its signals or the supervisor: the
 //! connection code stays testable on its own and the shard can change how it accepts without
 //! touching it.
 
@@ -137,6 +137,8 @@ pub struct Context {
     pub observing: Observing,
     /// Set on a graceful stop: answers carry `Connection: close` and idle connections close.
     pub draining: Cell<bool>,
+    /// The counting API's settings (`crate::api`).
+    pub api: crate::api::Api,
     /// Every read lands here first; a connection keeps only what it cannot consume at once.
     pub(super) scratch: RefCell<Vec<u8>>,
     /// Responses are built here and written from here when the socket takes them at once.
@@ -148,6 +150,12 @@ pub struct Context {
 }
 
 impl Context {
+    /// The same context serving the counting API with `api`'s settings.
+    pub fn with_api(mut self, api: crate::api::Api) -> Context {
+        self.api = api;
+        self
+    }
+
     /// A context for a shard's connections.
     pub fn new(settings: Settings, redis: Redis, access: Option<AccessLog>, observing: Observing) -> Context {
         redis.set_meter(observing.meter);
@@ -160,6 +168,7 @@ impl Context {
             counters: Counters::default(),
             observing,
             draining: Cell::new(false),
+            api: crate::api::Api::default(),
             scratch: RefCell::new(vec![0; SCRATCH]),
             output: RefCell::new(Vec::with_capacity(SCRATCH)),
             #[cfg(feature = "test-hooks")]

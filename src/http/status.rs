@@ -9,18 +9,30 @@
 pub enum Status {
     /// 200 OK.
     Ok,
+    /// 201 Created (the counting API's `/create`).
+    Created,
+    /// 204 No Content (the counting API's CORS preflight).
+    NoContent,
     /// 400 Bad Request.
     BadRequest,
+    /// 401 Unauthorized (an admin route without a token).
+    Unauthorized,
+    /// 403 Forbidden (an admin route with a wrong token).
+    Forbidden,
     /// 404 Not Found.
     NotFound,
     /// 405 Method Not Allowed.
     MethodNotAllowed,
+    /// 409 Conflict (`/create` of a counter that exists).
+    Conflict,
     /// 413 Content Too Large.
     ContentTooLarge,
     /// 414 URI Too Long.
     UriTooLong,
     /// 417 Expectation Failed.
     ExpectationFailed,
+    /// 429 Too Many Requests (`--rate-limit`).
+    TooManyRequests,
     /// 431 Request Header Fields Too Large.
     HeaderFieldsTooLarge,
     /// 500 Internal Server Error.
@@ -44,11 +56,17 @@ struct Row {
 
 impl Status {
     /// Every status, for tables and tests.
-    pub const ALL: [Status; 12] = [
+    pub const ALL: [Status; 18] = [
         Status::Ok,
+        Status::Created,
+        Status::NoContent,
         Status::BadRequest,
+        Status::Unauthorized,
+        Status::Forbidden,
         Status::NotFound,
         Status::MethodNotAllowed,
+        Status::Conflict,
+        Status::TooManyRequests,
         Status::ContentTooLarge,
         Status::UriTooLong,
         Status::ExpectationFailed,
@@ -63,6 +81,30 @@ impl Status {
     const fn row(self) -> Row {
         match self {
             Status::Ok => Row { code: 200, reason: "OK", line: b"HTTP/1.1 200 OK\r\n", body: b"OK\n" },
+            Status::Created => {
+                Row { code: 201, reason: "Created", line: b"HTTP/1.1 201 Created\r\n", body: b"Created\n" }
+            }
+            Status::NoContent => {
+                Row { code: 204, reason: "No Content", line: b"HTTP/1.1 204 No Content\r\n", body: b"No Content\n" }
+            }
+            Status::Unauthorized => Row {
+                code: 401,
+                reason: "Unauthorized",
+                line: b"HTTP/1.1 401 Unauthorized\r\n",
+                body: b"Unauthorized\n",
+            },
+            Status::Forbidden => {
+                Row { code: 403, reason: "Forbidden", line: b"HTTP/1.1 403 Forbidden\r\n", body: b"Forbidden\n" }
+            }
+            Status::Conflict => {
+                Row { code: 409, reason: "Conflict", line: b"HTTP/1.1 409 Conflict\r\n", body: b"Conflict\n" }
+            }
+            Status::TooManyRequests => Row {
+                code: 429,
+                reason: "Too Many Requests",
+                line: b"HTTP/1.1 429 Too Many Requests\r\n",
+                body: b"Too Many Requests\n",
+            },
             Status::BadRequest => {
                 Row { code: 400, reason: "Bad Request", line: b"HTTP/1.1 400 Bad Request\r\n", body: b"Bad Request\n" }
             }
@@ -124,6 +166,11 @@ impl Status {
                 body: b"HTTP Version Not Supported\n",
             },
         }
+    }
+
+    /// The status with this code, if hitcore sends it.
+    pub fn from_code(code: u16) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.code() == code)
     }
 
     /// The numeric code.

@@ -61,7 +61,8 @@ struct Retired {
 
 /// The sum of a block's status words: its responses.
 pub fn responses(words: &[u64; METRICS_WORDS]) -> u64 {
-    words[word::STATUS..word::UNAVAILABLE].iter().sum()
+    let api = &words[word::API_STATUS..word::API_STATUS + crate::metrics::shm::API_STATUSES.len()];
+    words[word::STATUS..word::UNAVAILABLE].iter().chain(api).sum()
 }
 
 impl Collector {

@@ -9,14 +9,16 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::collect::{Snapshot, responses};
-use super::shm::{BATCH_BOUNDS, Handshake, LATENCY_BOUNDS_NS, STATUSES, Timeout, Unavailable, word};
+use super::shm::{
+    API_ROUTES, API_STATUSES, BATCH_BOUNDS, Handshake, LATENCY_BOUNDS_NS, STATUSES, Timeout, Unavailable, word,
+};
 use crate::heartbeat::METRICS_WORDS;
 
 /// The `Content-Type` of [`encode`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Every metric family hitcore exports, for the documentation and the dashboard's test.
-pub const FAMILIES: [&str; 18] = [
+pub const FAMILIES: [&str; 21] = [
     "hitcore_build_info",
     "hitcore_shards",
     "hitcore_shard_restarts_total",
@@ -35,6 +37,9 @@ pub const FAMILIES: [&str; 18] = [
     "hitcore_redis_reconnects_total",
     "hitcore_redis_round_trips_total",
     "hitcore_redis_batch_increments",
+    "hitcore_api_requests_total",
+    "hitcore_api_rate_limited_total",
+    "hitcore_api_stream_clients",
 ];
 
 /// Renders `snap` as Prometheus text.
@@ -62,6 +67,9 @@ pub fn encode(snap: &Snapshot) -> String {
     family(o, "hitcore_http_requests_total", "counter", "HTTP responses sent, by status code.");
     for (i, code) in STATUSES.iter().enumerate() {
         let _ = writeln!(o, "hitcore_http_requests_total{{code=\"{code}\"}} {}", total[word::STATUS + i]);
+    }
+    for (i, code) in API_STATUSES.iter().enumerate() {
+        let _ = writeln!(o, "hitcore_http_requests_total{{code=\"{code}\"}} {}", total[word::API_STATUS + i]);
     }
     let _ = writeln!(o, "hitcore_http_requests_total{{code=\"other\"}} {}", total[word::STATUS + STATUSES.len()]);
 
@@ -152,6 +160,21 @@ pub fn encode(snap: &Snapshot) -> String {
     );
     let bounds: Vec<String> = BATCH_BOUNDS.iter().map(u64::to_string).collect();
     histogram(o, "hitcore_redis_batch_increments", &bounds, &total, word::BATCH, &total[word::BATCH_SUM].to_string());
+
+    family(
+        o,
+        "hitcore_api_requests_total",
+        "counter",
+        "Counting API requests, by route (admin: set, reset, update, delete).",
+    );
+    for (i, route) in API_ROUTES.iter().enumerate() {
+        let _ = writeln!(o, "hitcore_api_requests_total{{route=\"{route}\"}} {}", total[word::API_ROUTE + i]);
+    }
+    family(o, "hitcore_api_rate_limited_total", "counter", "Counting API requests refused by --rate-limit (429).");
+    let _ = writeln!(o, "hitcore_api_rate_limited_total {}", total[word::API_RATE_LIMITED]);
+    family(o, "hitcore_api_stream_clients", "gauge", "Server-Sent Events clients connected to /stream now.");
+    let streams: u64 = snap.live.iter().map(|l| l.words[word::API_STREAM_CLIENTS]).sum();
+    let _ = writeln!(o, "hitcore_api_stream_clients {streams}");
     out
 }
 

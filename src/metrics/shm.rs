@@ -14,11 +14,20 @@ use crate::heartbeat::METRICS_WORDS;
 /// when it carries this value (a block of zeros is a shard that counts nothing). Change it whenever
 /// a word below moves or changes meaning: after a binary upgrade, HUP starts new shards under the
 /// old supervisor, which must then skip their blocks rather than misread them. Words appended after
-/// the last one need no change (an older supervisor never reads them).
+/// the previous release's last one need no change: an older supervisor never reads them (and a
+/// newer one reads zeros from an older shard), as with the counting API's words below.
 pub const LAYOUT: u64 = 0x6869_7463_6f72_0001;
 
 /// Response statuses hitcore can answer, each with its own counter; anything else counts as other.
 pub const STATUSES: [u16; 12] = [200, 400, 404, 405, 413, 414, 417, 431, 500, 501, 503, 505];
+
+/// Statuses only the counting API answers, counted in words appended after the first layout's
+/// (see [`LAYOUT`]); `hitcore_http_requests_total` shows them with the others.
+pub const API_STATUSES: [u16; 6] = [201, 204, 401, 403, 409, 429];
+
+/// The counting API's requests by route (`hitcore_api_requests_total{route}`); the four admin
+/// routes are one, and no label names a counter (that would be one series per key).
+pub const API_ROUTES: [&str; 6] = ["hit", "get", "create", "info", "admin", "stream"];
 
 /// Why a 503 was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +152,7 @@ pub const LATENCY_BOUNDS_NS: [u64; 16] = [
 
 /// Word indices. Counters only grow while the shard lives; gauges are the shard's current value.
 pub mod word {
-    use super::{BATCH_BOUNDS, Handshake, LATENCY_BOUNDS_NS, STATUSES, Unavailable};
+    use super::{API_ROUTES, API_STATUSES, BATCH_BOUNDS, Handshake, LATENCY_BOUNDS_NS, STATUSES, Unavailable};
 
     /// [`super::LAYOUT`] once the shard counts here.
     pub const LAYOUT: usize = 0;
@@ -179,11 +188,22 @@ pub mod word {
     /// older word, so a supervisor of the previous release reads the rest of the block as it
     /// always did (and ignores these), and this release reads zeros from an older shard.
     pub const HANDSHAKE: usize = LATENCY + LATENCY_BOUNDS_NS.len() + 1;
+    /// Words used by the layout before the counting API; everything above is appended after it,
+    /// with the same compatibility (see [`super::LAYOUT`]).
+    pub const END_BEFORE_API: usize = HANDSHAKE + Handshake::ALL.len();
+    /// Responses with the API's own statuses, [`API_STATUSES`] order.
+    pub const API_STATUS: usize = END_BEFORE_API;
+    /// API requests by route, [`API_ROUTES`] order.
+    pub const API_ROUTE: usize = API_STATUS + API_STATUSES.len();
+    /// API requests refused by `--rate-limit` (429).
+    pub const API_RATE_LIMITED: usize = API_ROUTE + API_ROUTES.len();
+    /// `/stream` (Server-Sent Events) clients connected now (gauge).
+    pub const API_STREAM_CLIENTS: usize = API_RATE_LIMITED + 1;
     /// Words used.
-    pub const END: usize = HANDSHAKE + Handshake::ALL.len();
+    pub const END: usize = API_STREAM_CLIENTS + 1;
 
     /// The gauges: not carried over when a slot's shard is gone.
-    pub const GAUGES: [usize; 3] = [SHARD, OPEN, REDIS_UP];
+    pub const GAUGES: [usize; 4] = [SHARD, OPEN, REDIS_UP, API_STREAM_CLIENTS];
 }
 
 const _: () = assert!(word::END <= METRICS_WORDS, "the metrics layout outgrew the heartbeat region's block");
@@ -230,11 +250,32 @@ impl Meter {
 
     /// One response with `status`, `latency_ns` after its request was complete.
     pub fn response(&self, status: u16, latency_ns: u64) {
-        let i = STATUSES.iter().position(|&s| s == status).unwrap_or(STATUSES.len());
-        self.add(word::STATUS + i, 1);
+        match API_STATUSES.iter().position(|&s| s == status) {
+            Some(i) => self.add(word::API_STATUS + i, 1),
+            None => {
+                let i = STATUSES.iter().position(|&s| s == status).unwrap_or(STATUSES.len());
+                self.add(word::STATUS + i, 1);
+            }
+        }
         self.add(word::LATENCY_SUM_NS, latency_ns);
         let b = LATENCY_BOUNDS_NS.iter().position(|&le| latency_ns <= le).unwrap_or(LATENCY_BOUNDS_NS.len());
         self.add(word::LATENCY + b, 1);
+    }
+
+    /// One counting API request on route `route` ([`API_ROUTES`] index), besides its
+    /// [`Meter::response`]; `rate_limited` when `--rate-limit` refused it.
+    pub fn api_request(&self, route: usize, rate_limited: bool) {
+        self.add(word::API_ROUTE + route.min(API_ROUTES.len() - 1), 1);
+        if rate_limited {
+            self.add(word::API_RATE_LIMITED, 1);
+        }
+    }
+
+    /// A `/stream` client connected (`true`) or left.
+    pub fn api_stream_client(&self, connected: bool) {
+        let w = &self.words[word::API_STREAM_CLIENTS];
+        let v = w.load(Ordering::Relaxed);
+        w.store(if connected { v + 1 } else { v.saturating_sub(1) }, Ordering::Relaxed);
     }
 
     /// A 503 for `reason` (besides its [`Meter::response`]).
@@ -313,6 +354,30 @@ mod tests {
         assert_eq!(m.get(word::LATENCY + 3), 1, "1 ms is in the le=0.001 bucket");
         assert_eq!(m.get(word::LATENCY + LATENCY_BOUNDS_NS.len()), 1, "20 s is only in +Inf");
         assert_eq!(m.get(word::LATENCY_SUM_NS), 20_001_050_000);
+    }
+
+    #[test]
+    fn the_layout_before_the_api_is_unchanged_and_api_words_come_after_it() {
+        // The previous release's supervisor reads these indices: they must not move.
+        assert_eq!(
+            (word::STATUS, word::UNAVAILABLE, word::TIMEOUT, word::REDIS_UP, word::BATCH, word::LATENCY),
+            (2, 15, 21, 29, 32, 45)
+        );
+        // HTTPS's handshake words came first (the https branch landed before this one).
+        assert_eq!((word::HANDSHAKE, word::END_BEFORE_API), (62, 62 + Handshake::ALL.len()));
+        const { assert!(word::API_STATUS >= word::END_BEFORE_API) };
+        let m = Meter::detached();
+        m.response(429, 0);
+        m.response(201, 0);
+        m.api_request(0, true);
+        m.api_request(4, false);
+        assert_eq!(m.get(word::STATUS + STATUSES.len()), 0, "API statuses are not 'other'");
+        assert_eq!((m.get(word::API_STATUS + 5), m.get(word::API_STATUS)), (1, 1));
+        assert_eq!((m.get(word::API_ROUTE), m.get(word::API_ROUTE + 4), m.get(word::API_RATE_LIMITED)), (1, 1, 1));
+        m.api_stream_client(true);
+        m.api_stream_client(false);
+        m.api_stream_client(false);
+        assert_eq!(m.get(word::API_STREAM_CLIENTS), 0);
     }
 
     #[test]

@@ -20,21 +20,25 @@ use std::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use super::cluster::moves::Verdict;
+use super::cluster::router::Router;
 use super::connect::{Connector, Discovery};
 use super::dial::ConnectError;
 use super::dial::Dialer;
 use super::follow::Follow;
+use super::keyed::{Answered, KeyedTicket, Op};
 use super::queue::Batching;
 pub use super::queue::{Failure, Outcome, Ticket};
 use super::reconnect::{Ended, Greeting, Reconnect};
 use super::session::{self, SessionEnd};
 pub use super::shared::Settings;
 use super::shared::Shared;
+use super::subscribe::{Subscriber, Subscription};
 use crate::metrics::shm::{Meter, Timeout};
 
-/// The shard's handle to its Redis connection.
+/// The shard's handle to its Redis connection, and to the counting API's `/stream` subscriber
+/// (which connects on first use).
 #[derive(Debug, Clone)]
-pub struct Redis(Rc<Shared>);
+pub struct Redis(Rc<Shared>, Subscriber, Option<Router>);
 
 impl Redis {
     /// Creates the handle and starts the connection task on the current executor. The shard is
@@ -45,9 +49,12 @@ impl Redis {
         let dialer = Dialer::new(settings.tls.clone());
         let follow = Follow::start(&settings.target, &dialer, settings.wait);
         batching.follow_redirects = follow.follows_redirects();
+        let subscriber = Subscriber::new(settings.target.clone(), dialer.clone(), settings.shard);
+        let router =
+            Router::for_target(&settings.target, dialer.clone(), settings.max_pending, settings.timeout, settings.wait);
         let shared = Rc::new(Shared::new(settings, batching, follow));
         glommio::spawn_local(maintain(shared.clone(), dialer)).detach();
-        Redis(shared)
+        Redis(shared, subscriber, router)
     }
 
     /// Whether the connection is up (requests would be sent, not refused).
@@ -113,6 +120,46 @@ impl Redis {
                 if let Some(w) = self.0.writer.borrow_mut().take() {
                     w.wake();
                 }
+            }
+        }
+    }
+
+    /// `--redis-timeout`.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.0.settings.timeout
+    }
+
+    /// Listens to a `/stream` channel through the shard's subscriber connection.
+    pub fn subscribe(&self, channel: &[u8]) -> Subscription {
+        self.1.subscribe(channel)
+    }
+
+    /// Registers the counting API's requests of one round for `ticket` (armed for them by the
+    /// caller): `(index, op)` each. Refusals are delivered through the ticket too.
+    pub fn keyed(&self, ticket: &KeyedTicket, ops: impl IntoIterator<Item = (usize, Op)>) {
+        if let Some(router) = &self.2 {
+            // Cluster: each key to its slot's owner, on connections of the router's own.
+            for (index, op) in ops {
+                router.register(ticket, index, op);
+            }
+            return;
+        }
+        let up = self.0.up.get();
+        let mut queued = false;
+        for (index, op) in ops {
+            if !up {
+                ticket.set(index, Answered::Failed(Failure::Unavailable));
+                continue;
+            }
+            let registered = self.0.queue.borrow_mut().keyed.register(ticket, index, op, self.0.settings.max_pending);
+            match registered {
+                Ok(()) => queued = true,
+                Err(failure) => ticket.set(index, Answered::Failed(failure)),
+            }
+        }
+        if queued {
+            if let Some(w) = self.0.writer.borrow_mut().take() {
+                w.wake();
             }
         }
     }

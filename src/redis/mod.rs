@@ -1,7 +1,8 @@
 //! Redis for one shard: the URL forms (`config::redis_url`, `config::redis_topology`, re-exported
 //! as `url` and `topology`), RESP
 //! encoding and decoding (`resp`), the table of error replies (`errors`), the coalescing arithmetic and the tickets it completes
-//! (`queue`), dialing a node (`dial`, over `stream`, with `tls`: a leaf every other part uses),
+//! (`queue`; the counting API's per-key coalescing in `keyed`, its `/stream` subscriber in
+//! `subscribe`), dialing a node (`dial`, over `stream`, with `tls`: a leaf every other part uses),
 //! the way to a ready session (`connect`), the pipelined connection task (`client`) with its
 //! sessions (`session`) and reconnect state machine (`reconnect`), what a topology makes a session
 //! follow (`follow`), and Sentinel's and Cluster's own parts (`sentinel/`, `cluster/`). Nothing
@@ -17,6 +18,7 @@ pub mod connect;
 pub mod dial;
 pub mod errors;
 pub mod follow;
+pub mod keyed;
 pub mod queue;
 pub mod reconnect;
 pub mod resp;
@@ -24,6 +26,7 @@ pub mod sentinel;
 mod session;
 mod shared;
 pub mod stream;
+pub mod subscribe;
 pub mod tls;
 
 // The URL forms (single node, Sentinel, Cluster) are plain configuration data, owned by

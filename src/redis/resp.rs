@@ -12,9 +12,9 @@ use redis_protocol::resp2::types::{BorrowedFrame, RangeFrame};
 /// Sentinel and Cluster), never the hot path.
 pub use redis_protocol::resp2::types::OwnedFrame as Frame;
 
-/// The largest command hitcore sends has this many arguments (`AUTH user password`, `INCRBY key n`,
-/// `SENTINEL get-master-addr-by-name NAME`).
-const MAX_ARGS: usize = 4;
+/// The largest command hitcore sends has this many arguments (the counting API's `EVAL script 1
+/// key n ttl existing channel` is the longest).
+const MAX_ARGS: usize = 8;
 
 /// Appends `args` to `out` as one RESP array of bulk strings.
 ///
@@ -40,7 +40,11 @@ pub enum Reply<'a> {
     Status(&'a [u8]),
     /// `-...`, an error, such as WRONGPASS or "value is not an integer".
     Error(&'a [u8]),
-    /// Anything else (bulk strings, arrays, nulls): never the answer to a command hitcore sends.
+    /// `$n ...`, a bulk string: the counting API's `GET`.
+    Bulk(&'a [u8]),
+    /// `$-1` or `*-1`, a null: `GET` of a missing key, `SET ... NX` that did not set.
+    Nil,
+    /// Anything else (arrays): never the answer to a command hitcore sends.
     Unexpected,
 }
 
@@ -67,6 +71,8 @@ pub fn decode_reply(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, ProtocolEr
         RangeFrame::Integer(n) => Reply::Integer(n),
         RangeFrame::SimpleString((start, end)) => Reply::Status(&buf[start..end]),
         RangeFrame::Error((start, end)) => Reply::Error(&buf[start..end]),
+        RangeFrame::BulkString((start, end)) => Reply::Bulk(&buf[start..end]),
+        RangeFrame::Null => Reply::Nil,
         _ => Reply::Unexpected,
     };
     Ok(Some((reply, used)))
@@ -157,7 +163,9 @@ mod tests {
         assert_eq!(decode_reply(b":42\r\n+OK\r\n"), Ok(Some((Reply::Integer(42), 5))));
         assert_eq!(decode_reply(b"+OK\r\n"), Ok(Some((Reply::Status(b"OK"), 5))));
         assert_eq!(decode_reply(b"-ERR bad\r\n"), Ok(Some((Reply::Error(b"ERR bad"), 10))));
-        assert_eq!(decode_reply(b"$1\r\nx\r\n"), Ok(Some((Reply::Unexpected, 7))));
+        assert_eq!(decode_reply(b"$1\r\nx\r\n"), Ok(Some((Reply::Bulk(b"x"), 7))));
+        assert_eq!(decode_reply(b"$-1\r\n"), Ok(Some((Reply::Nil, 5))));
+        assert_eq!(decode_reply(b"*1\r\n:1\r\n"), Ok(Some((Reply::Unexpected, 8))));
         assert_eq!(decode_reply(b":4"), Ok(None));
         assert_eq!(decode_reply(b""), Ok(None));
         assert!(decode_reply(b"?what\r\n").is_err());

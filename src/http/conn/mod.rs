@@ -14,6 +14,7 @@
 mod io;
 pub mod registry;
 mod speculate;
+mod sse;
 pub mod tls;
 mod transport;
 
@@ -31,6 +32,7 @@ use super::health;
 use super::parse::{Limits, Method, ParseError, Parser, Request, Step, Target, Version};
 use super::proxy::{self, Parsed};
 use super::response::{self, Answer, Persist};
+use crate::api::route::Call;
 use crate::metrics::shm::{Handshake, Meter, Timeout, Unavailable};
 use crate::redis::client::{Failure, Outcome, Ticket};
 use io::{drain_before_close, read_after_answer, read_some, write_within};
@@ -46,11 +48,21 @@ pub const MAX_PIPELINE: usize = 128;
 /// A connection's own input buffer is released once idle if it grew beyond this.
 const KEEP_INPUT_CAPACITY: usize = 4096;
 
+/// What a parsed request needs before it can be answered.
+#[derive(Debug)]
+enum Work {
+    /// A GET on `/`: the next value of the seed counter.
+    Count,
+    /// Nothing: the answer is known.
+    Known(Answer),
+    /// A counting API request (`crate::api`), run with the batch's other API requests.
+    Api(Box<Call>),
+}
+
 /// What one parsed request is waiting for.
 #[derive(Debug)]
 struct Slot {
-    /// `None` for a GET on `/`, which takes the next counter value; otherwise the answer is known.
-    answer: Option<Answer>,
+    work: Work,
     version: Version,
     keep_alive: bool,
     head_only: bool,
@@ -108,6 +120,7 @@ async fn serve_on<S: Transport>(ctx: &Context, stream: &mut S, peer: Option<IpAd
         peer,
         parsed_partial: 0,
         speculation: Speculation::default(),
+        streaming: None,
     };
     if let Some(proxy) = &ctx.observing.proxy_protocol {
         if !proxy.admits(peer) {
@@ -165,6 +178,8 @@ struct Conn {
     parsed_partial: usize,
     /// Whether the read after an answer tries `recv` before arming a poll (see `speculate`).
     speculation: Speculation,
+    /// Set when the batch just answered was a `/stream`: the connection streams its events next.
+    streaming: Option<crate::redis::subscribe::Subscription>,
 }
 
 impl Conn {
@@ -228,6 +243,10 @@ impl Conn {
                         return false;
                     }
                 };
+                if let Some(subscription) = self.streaming.take() {
+                    sse::serve(ctx, stream, entry, subscription).await;
+                    return false;
+                }
                 if close {
                     return !self.input.is_empty() || !self.parser.at_boundary();
                 }
@@ -304,10 +323,12 @@ impl Conn {
                 Ok(Step::Request(req)) => {
                     let head = &self.input[at..at + req.head_len];
                     let access = ctx.access.as_ref().map(|log| log.capture(head));
-                    let answer = route(ctx, &req, head);
+                    let work = route(ctx, &req, head, self.peer);
                     at += req.head_len;
-                    close = !req.keep_alive || cfg.keep_alive.is_zero() || ctx.draining.get();
-                    self.batch.push(slot_for(req, answer, close, access));
+                    // A stream keeps the connection to itself: nothing after it is read as a request.
+                    let streams = matches!(&work, Work::Api(c) if c.route == crate::api::route::Route::Stream);
+                    close = !req.keep_alive || cfg.keep_alive.is_zero() || ctx.draining.get() || streams;
+                    self.batch.push(slot_for(req, work, close, access));
                 }
                 Ok(Step::Skipped(n)) => at += n,
                 Ok(Step::Incomplete) => {
@@ -354,9 +375,23 @@ impl Conn {
         close: bool,
         ready: Instant,
     ) -> std::io::Result<bool> {
-        let increments = self.batch.iter().filter(|s| s.answer.is_none()).count();
+        let increments = self.batch.iter().filter(|s| matches!(s.work, Work::Count)).count();
         if increments > 0 {
             ctx.redis.incr(&self.ticket, increments);
+        }
+        // Registered with no await since the INCRBY above: both go out in the same write.
+        let mut calls: Vec<&mut Call> = self
+            .batch
+            .iter_mut()
+            .filter_map(|s| match &mut s.work {
+                Work::Api(call) => Some(&mut **call),
+                _ => None,
+            })
+            .collect();
+        if !calls.is_empty() {
+            crate::api::serve::run(&ctx.api, &ctx.redis, &mut calls).await;
+        }
+        if increments > 0 {
             self.ticket.wait().await;
         }
         let close = close || ctx.draining.get();
@@ -371,41 +406,29 @@ impl Conn {
             let mut out = ctx.output.borrow_mut();
             out.clear();
             for (i, slot) in self.batch.drain(..).enumerate() {
-                let (answer, unavailable) = match slot.answer {
-                    // Decided without Redis: HEAD / while Redis is down, or a failing health check.
-                    Some(Answer::Unavailable) => (Answer::Unavailable, Some(Unavailable::RedisDown)),
-                    Some(a @ Answer::Health(Err(_))) => (a, Some(Unavailable::Unhealthy)),
-                    Some(a) => (a, None),
-                    None => match values.next() {
-                        Some(Outcome::Value(v)) => (Answer::Count(*v), None),
-                        Some(Outcome::Failed(Failure::ErrorReply)) => (Answer::RedisError, None),
-                        Some(Outcome::Failed(Failure::Unavailable)) => {
-                            (Answer::Unavailable, Some(Unavailable::RedisDown))
-                        }
-                        Some(Outcome::Failed(Failure::Overloaded)) => {
-                            (Answer::Unavailable, Some(Unavailable::Overloaded))
-                        }
-                        Some(Outcome::Failed(Failure::Lost)) | None => {
-                            (Answer::Unavailable, Some(Unavailable::RedisLost))
-                        }
-                        // The node refused the write (metrics keep the one reason for both).
-                        Some(Outcome::Failed(Failure::NotPrimary | Failure::TryAgain)) => {
-                            (Answer::Unavailable, Some(Unavailable::NotPrimary))
-                        }
-                        Some(Outcome::Failed(Failure::NotDurable)) => {
-                            (Answer::Unavailable, Some(Unavailable::NotDurable))
-                        }
-                    },
-                };
                 let persist = if slot.keep_alive && !(close && i == last) {
                     Persist::KeepAlive(slot.version)
                 } else {
                     Persist::Close
                 };
                 let start = out.len();
-                let body = response::write(&mut out, answer, persist, slot.head_only, &ctx.date);
+                let (status, body, unavailable) = match slot.work {
+                    Work::Api(mut call) => {
+                        if status_of(&call) == Some(200) {
+                            self.streaming = call.subscription.take();
+                        }
+                        let (status, body) = ctx.api.write(&mut out, &call, persist, &ctx.date);
+                        meter.api_request(call.route.metric_index(), status == 429);
+                        (status, body, None)
+                    }
+                    Work::Known(answer) => known(&mut out, ctx, answer, persist, slot.head_only),
+                    Work::Count => {
+                        let (answer, reason) = counted(values.next());
+                        let (status, body, _) = known(&mut out, ctx, answer, persist, slot.head_only);
+                        (status, body, reason)
+                    }
+                };
                 Counters::bump(&ctx.counters.requests);
-                let status = answer.status().code();
                 meter.response(status, latency_ns);
                 if let Some(reason) = unavailable {
                     meter.unavailable(reason);
@@ -438,27 +461,74 @@ impl Conn {
     }
 }
 
-/// Which answer a parsed request (whose head is `head`) gets, or `None` if it needs a counter value.
-fn route(ctx: &Context, req: &Request, head: &[u8]) -> Option<Answer> {
-    match (req.target, req.method) {
-        (Target::Root, Method::Get) => None,
-        (Target::Root, Method::Head) => Some(health::head_root(ctx)),
-        (Target::Root | Target::Asterisk, Method::Options) => Some(Answer::Options),
-        (Target::Root, _) | (_, Method::Connect) => Some(Answer::MethodNotAllowed),
-        (Target::Other, Method::Get | Method::Head) if health::targets(head, &ctx.observing.health_path) => {
-            Some(health::check(ctx))
-        }
-        (Target::Asterisk, _) | (Target::Other, _) => Some(Answer::NotFound),
+/// The status an API call's answer has, once decided.
+fn status_of(call: &Call) -> Option<u16> {
+    match &call.step {
+        crate::api::route::Step::Done(reply) => Some(reply.status),
+        crate::api::route::Step::Request(_) => None,
     }
 }
 
-fn slot_for(req: Request, answer: Option<Answer>, close: bool, access: Option<access::Head>) -> Slot {
-    Slot { answer, version: req.version, keep_alive: !close, head_only: req.method == Method::Head, access }
+/// Appends an answer of the seed counter's kind; returns its status, body length and, for a 503,
+/// why.
+fn known(
+    out: &mut Vec<u8>,
+    ctx: &Context,
+    answer: Answer,
+    persist: Persist,
+    head_only: bool,
+) -> (u16, usize, Option<Unavailable>) {
+    let unavailable = match answer {
+        // Decided without Redis: HEAD / while Redis is down, or a failing health check.
+        Answer::Unavailable => Some(Unavailable::RedisDown),
+        Answer::Health(Err(_)) => Some(Unavailable::Unhealthy),
+        _ => None,
+    };
+    let body = response::write(out, answer, persist, head_only, &ctx.date);
+    (answer.status().code(), body, unavailable)
+}
+
+/// The answer a GET on `/` gets from its outcome, and a 503's reason.
+fn counted(outcome: Option<&Outcome>) -> (Answer, Option<Unavailable>) {
+    match outcome {
+        Some(Outcome::Value(v)) => (Answer::Count(*v), None),
+        Some(Outcome::Failed(Failure::ErrorReply)) => (Answer::RedisError, None),
+        Some(Outcome::Failed(Failure::Unavailable)) => (Answer::Unavailable, Some(Unavailable::RedisDown)),
+        Some(Outcome::Failed(Failure::Overloaded)) => (Answer::Unavailable, Some(Unavailable::Overloaded)),
+        Some(Outcome::Failed(Failure::Lost)) | None => (Answer::Unavailable, Some(Unavailable::RedisLost)),
+        // The node refused the write (metrics keep the one reason for both).
+        Some(Outcome::Failed(Failure::NotPrimary | Failure::TryAgain)) => {
+            (Answer::Unavailable, Some(Unavailable::NotPrimary))
+        }
+        Some(Outcome::Failed(Failure::NotDurable)) => (Answer::Unavailable, Some(Unavailable::NotDurable)),
+    }
+}
+
+/// What a parsed request (whose head is `head`) needs: a counter value, nothing, or the API.
+fn route(ctx: &Context, req: &Request, head: &[u8], peer: Option<IpAddr>) -> Work {
+    match (req.target, req.method) {
+        (Target::Root, Method::Get) => Work::Count,
+        (Target::Root, Method::Head) => Work::Known(health::head_root(ctx)),
+        (Target::Root | Target::Asterisk, Method::Options) => Work::Known(Answer::Options),
+        (Target::Root, _) | (_, Method::Connect) => Work::Known(Answer::MethodNotAllowed),
+        (Target::Other, Method::Get | Method::Head) if health::targets(head, &ctx.observing.health_path) => {
+            Work::Known(health::check(ctx))
+        }
+        (Target::Other, _) => match ctx.api.call(head, peer) {
+            Some(call) => Work::Api(Box::new(call)),
+            None => Work::Known(Answer::NotFound),
+        },
+        (Target::Asterisk, _) => Work::Known(Answer::NotFound),
+    }
+}
+
+fn slot_for(req: Request, work: Work, close: bool, access: Option<access::Head>) -> Slot {
+    Slot { work, version: req.version, keep_alive: !close, head_only: req.method == Method::Head, access }
 }
 
 fn rejected(e: ParseError) -> Slot {
     Slot {
-        answer: Some(Answer::Rejected(e)),
+        work: Work::Known(Answer::Rejected(e)),
         version: Version::Http11,
         keep_alive: false,
         head_only: false,

@@ -40,6 +40,12 @@ impl ClusterDiscovery {
         ClusterDiscovery { seeds, map: SlotMap::default(), slot: key_slot(key.as_bytes()), tls }
     }
 
+    /// The owner of `slot` in the map last learnt, if any: the counting API's router
+    /// (`router.rs`) sends each key to its slot's owner by it.
+    pub fn owner(&self, slot: u16) -> Option<&HostPort> {
+        self.map.owner(slot)
+    }
+
     /// The owner of the key's slot, to connect to: `moved_to` when a `-MOVED` named it, else
     /// the owner in a freshly learnt map.
     pub async fn candidates(

@@ -27,6 +27,7 @@ pub use ticket::{Failure, Outcome, Ticket};
 
 use super::cluster::ask::Asked;
 use super::errors::{self, ErrorKind};
+use super::keyed::{Keyed, KeyedCompleted};
 use super::resp::{self, ProtocolError, Reply};
 
 /// One written command awaiting its reply.
@@ -36,6 +37,8 @@ enum Sent {
     Incr { total: u64, tickets: usize },
     /// `WAIT`, releasing everything held.
     Wait,
+    /// One of the counting API's commands: its reply is [`Keyed`]'s to hand out.
+    Keyed,
 }
 
 /// Requests waiting, written and held, in order.
@@ -54,6 +57,9 @@ pub struct Queue {
     redirected: Redirected,
     /// Requests in `waiting`, `members`, `held` and `redirected`: the overload bound counts these.
     pending: u64,
+    /// The counting API's requests (`crate::api`): per-key hits and whole commands, written in
+    /// the same write as the seed counter's batch.
+    pub keyed: Keyed,
 }
 
 impl Queue {
@@ -75,13 +81,13 @@ impl Queue {
 
     /// Whether anything waits to be written.
     pub fn has_waiting(&self) -> bool {
-        !self.waiting.is_empty()
+        !self.waiting.is_empty() || self.keyed.has_waiting()
     }
 
     /// Requests registered and not yet written (what the next write carries; the metrics'
     /// coalescing factor).
     pub fn waiting_requests(&self) -> u64 {
-        self.waiting.iter().map(|(_, n)| n).sum()
+        self.waiting.iter().map(|(_, n)| n).sum::<u64>() + self.keyed.waiting_requests()
     }
 
     /// When the oldest written command still unanswered was written.
@@ -92,7 +98,15 @@ impl Queue {
     /// Moves everything waiting into the written FIFO and appends its commands to `out`, in one
     /// step with no await, so the order of bytes on the wire is the order of the FIFO.
     pub fn encode_waiting(&mut self, batching: &Batching, out: &mut Vec<u8>, now: Instant) {
+        // The API's answers wait for the same WAIT as the seed counter's values.
+        self.keyed.hold = batching.wait.is_some();
+        let keyed = self.keyed.encode_waiting(out);
+        self.sent.extend(std::iter::repeat_n((Sent::Keyed, now), keyed));
         if self.waiting.is_empty() {
+            if keyed > 0 && batching.wait.is_some() {
+                self.sent.push_back((Sent::Wait, now));
+                out.extend_from_slice(&batching.wait_command);
+            }
             return;
         }
         if batching.coalesce {
@@ -155,7 +169,7 @@ impl Queue {
                         ErrorKind::TryAgain => (Outcome::Failed(Failure::TryAgain), Completed::TryAgain(message)),
                         kind => (Outcome::Failed(Failure::NotPrimary), Completed::NotPrimary(kind, message)),
                     },
-                    Reply::Status(_) | Reply::Unexpected => {
+                    Reply::Status(_) | Reply::Bulk(_) | Reply::Nil | Reply::Unexpected => {
                         return Err(ProtocolError("expected an integer reply to INCR".into()));
                     }
                 };
@@ -183,7 +197,7 @@ impl Queue {
                 let (durable, completed) = match reply {
                     Reply::Integer(acked) => (acked >= i64::from(wanted), Completed::Waited { acked, wanted }),
                     Reply::Error(message) => (false, Completed::WaitError(message)),
-                    Reply::Status(_) | Reply::Unexpected => {
+                    Reply::Status(_) | Reply::Bulk(_) | Reply::Nil | Reply::Unexpected => {
                         return Err(ProtocolError("expected an integer reply to WAIT".into()));
                     }
                 };
@@ -192,7 +206,19 @@ impl Queue {
                     self.pending -= n;
                     ticket.push(if durable { outcome } else { Outcome::Failed(Failure::NotDurable) }, n);
                 }
+                self.keyed.release(durable);
                 Ok(completed)
+            }
+            Sent::Keyed => {
+                self.sent.pop_front();
+                match self.keyed.complete(reply) {
+                    Some(KeyedCompleted::Served) => Ok(Completed::Served),
+                    Some(KeyedCompleted::NotPrimary(kind, message)) => Ok(Completed::NotPrimary(kind, message)),
+                    // Only the Cluster router's queues follow redirects and write their own WAIT;
+                    // this one answers redirects, and its WAIT is the queue's.
+                    Some(KeyedCompleted::Redirected(..) | KeyedCompleted::NotDurable) => Ok(Completed::Served),
+                    None => Err(ProtocolError("a reply arrived with no API command waiting for it".into())),
+                }
             }
         }
     }
@@ -271,7 +297,7 @@ impl Queue {
         }
         // Requests out on an -ASK connection are answered by it, and settled when it is done.
         let asking = self.redirected.asking();
-        let failed = self.pending - asking;
+        let failed = self.pending - asking + self.keyed.fail_all(failure);
         self.pending = asking;
         failed
     }

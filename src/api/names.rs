@@ -1,0 +1,135 @@
+//! Counter names: what a namespace or key may be, the reserved names `:HOST:` and `:PATH:`, and the
+//! Redis keys they become (`K:{namespace}:{key}`, `A:{namespace}:{key}`, as Abacus lays them out).
+//!
+//! Pure functions of their input; it must not touch Redis, sockets or HTTP framing.
+
+/// Shortest and longest name.
+pub const MIN_LEN: usize = 3;
+/// See [`MIN_LEN`].
+pub const MAX_LEN: usize = 64;
+
+/// The namespace of `/hit/{key}` and the other one-segment routes.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Why a name cannot be used; each is answered 400 with its text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Too short or too long.
+    #[error("Invalid {0}: length must be between 3 and 64 characters inclusive")]
+    Length(&'static str),
+    /// A character outside `[A-Za-z0-9_.-]`.
+    #[error("Invalid {0}: must match the pattern ^[A-Za-z0-9_\\-.]{{3,64}}$")]
+    Characters(&'static str),
+    /// `:HOST:` without an `Origin` header, or `:PATH:` without a `Referer`.
+    #[error("{0} header is required if {1} is used")]
+    MissingHeader(&'static str, &'static str),
+    /// The header `:HOST:` or `:PATH:` would take is not an http(s) URL without odd characters.
+    #[error("Invalid {0} header format")]
+    BadHeader(&'static str),
+}
+
+/// The headers the reserved names read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sources<'a> {
+    /// `Origin`, for `:HOST:`.
+    pub origin: Option<&'a str>,
+    /// `Referer`, for `:PATH:`.
+    pub referer: Option<&'a str>,
+}
+
+/// The name `segment` stands for: itself when valid, or the page's origin or address for the
+/// reserved names. `what` is "namespace" or "key", for the error text.
+pub fn resolve(segment: &str, what: &'static str, sources: Sources<'_>) -> Result<String, NameError> {
+    match segment {
+        ":HOST:" => from_header(sources.origin, "Origin", ":HOST:"),
+        ":PATH:" => from_header(sources.referer, "Referer", ":PATH:"),
+        _ => validate(segment, what).map(|()| segment.to_string()),
+    }
+}
+
+/// Checks a name against `^[A-Za-z0-9_.-]{3,64}$`.
+pub fn validate(name: &str, what: &'static str) -> Result<(), NameError> {
+    if !(MIN_LEN..=MAX_LEN).contains(&name.len()) {
+        return Err(NameError::Length(what));
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) {
+        return Err(NameError::Characters(what));
+    }
+    Ok(())
+}
+
+/// A reserved name's value: the header, if it is an http(s) URL without spaces, quotes, angle or
+/// curly brackets, percent signs or backslashes (Abacus's rule), cut to 64 bytes or padded to 3
+/// with leading dots.
+fn from_header(value: Option<&str>, header: &'static str, name: &'static str) -> Result<String, NameError> {
+    let value = value.ok_or(NameError::MissingHeader(header, name))?;
+    let url = value.starts_with("http://") || value.starts_with("https://");
+    let odd = value.bytes().any(|b| b" \t\r\n<>\"'\\%{}".contains(&b) || !(0x21..0x7f).contains(&b));
+    if !url || odd {
+        return Err(NameError::BadHeader(header));
+    }
+    // ASCII only (checked above), so any byte offset is a character boundary.
+    let mut name = value[..value.len().min(MAX_LEN)].to_string();
+    while name.len() < MIN_LEN {
+        name.insert(0, '.');
+    }
+    Ok(name)
+}
+
+/// The counter's Redis key.
+pub fn counter_key(namespace: &str, key: &str) -> String {
+    format!("K:{namespace}:{key}")
+}
+
+/// The pub/sub channel a counter's new values are published on (`/stream`).
+pub fn stream_channel(namespace: &str, key: &str) -> String {
+    format!("S:{namespace}:{key}")
+}
+
+/// The Redis key holding the counter's admin key.
+pub fn admin_key(namespace: &str, key: &str) -> String {
+    format!("A:{namespace}:{key}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_abacus_rule() {
+        assert_eq!(validate("abc", "key"), Ok(()));
+        assert_eq!(validate("A-b_c.9", "key"), Ok(()));
+        assert_eq!(validate(&"x".repeat(64), "key"), Ok(()));
+        assert_eq!(validate("ab", "key"), Err(NameError::Length("key")));
+        assert_eq!(validate(&"x".repeat(65), "namespace"), Err(NameError::Length("namespace")));
+        for bad in ["a b", "abc/", "ab:c", "abç", "a%20", "a\"b"] {
+            assert_eq!(validate(bad, "key"), Err(NameError::Characters("key")), "{bad}");
+        }
+        assert_eq!(
+            NameError::Length("key").to_string(),
+            "Invalid key: length must be between 3 and 64 characters inclusive"
+        );
+    }
+
+    #[test]
+    fn reserved_names_take_the_headers_validated_and_cut() {
+        let s = Sources { origin: Some("https://example.com"), referer: Some("http://example.com/a/post") };
+        assert_eq!(resolve(":HOST:", "namespace", s).unwrap(), "https://example.com");
+        assert_eq!(resolve(":PATH:", "key", s).unwrap(), "http://example.com/a/post");
+        let long = format!("https://e.com/{}", "p".repeat(100));
+        let s = Sources { origin: None, referer: Some(&long) };
+        assert_eq!(resolve(":PATH:", "key", s).unwrap(), long[..64]);
+        assert_eq!(resolve(":HOST:", "key", s), Err(NameError::MissingHeader("Origin", ":HOST:")));
+        for bad in ["ftp://x.org", "https://x.org/a b", "https://x.org/<script>", "https://x.org/%41", "null"] {
+            let s = Sources { origin: Some(bad), referer: None };
+            assert_eq!(resolve(":HOST:", "key", s), Err(NameError::BadHeader("Origin")), "{bad}");
+        }
+        assert_eq!(resolve("plain", "key", Sources::default()).unwrap(), "plain");
+    }
+
+    #[test]
+    fn keys_are_laid_out_as_abacus_does() {
+        assert_eq!(counter_key("default", "page"), "K:default:page");
+        assert_eq!(admin_key("ns.x", "page"), "A:ns.x:page");
+    }
+}

@@ -1,0 +1,228 @@
+//! The counting API's answers on the wire: status, CORS headers, JSON or JSONP body, appended to
+//! the connection's output buffer.
+//!
+//! It owns the bytes of an API answer and the CORS rule (`--cors-origins`); it must not decide the
+//! status or the body (`route` and `serve` do) nor which connection header a batch needs (`conn`
+//! passes its [`Persist`]).
+
+use crate::http::parse::Version;
+use crate::http::response::{HttpDate, Persist};
+use crate::http::status::Status;
+
+use super::json;
+use crate::badge::Badge;
+
+/// What the API answers, before it is dressed for the request (CORS, JSONP, HEAD).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The JSON body; empty for the preflight.
+    pub body: String,
+    /// `Allow`, on 405.
+    pub allow: Option<&'static str>,
+    /// `Retry-After` in seconds, on 503 and 429.
+    pub retry_after: Option<u64>,
+    /// `/stream`'s answer: `text/event-stream` with no length (the events follow until either side
+    /// closes); the body is the first event, or empty for a counter that does not exist yet.
+    pub event_stream: bool,
+    /// The counter value a 200 of `/hit` or `/get` carries, for a badge to draw.
+    pub value: Option<i64>,
+}
+
+impl Reply {
+    /// A JSON answer.
+    pub fn json(status: u16, body: String) -> Reply {
+        Reply { status, body, allow: None, retry_after: None, event_stream: false, value: None }
+    }
+
+    /// 200 `{"value":N}`.
+    pub fn value(value: i64) -> Reply {
+        Reply { value: Some(value), ..Reply::json(200, json::value(value)) }
+    }
+
+    /// The start of a `/stream` answer, with the current value's event when there is one.
+    pub fn event_stream(current: Option<i64>) -> Reply {
+        Reply { event_stream: true, ..Reply::json(200, current.map(event).unwrap_or_default()) }
+    }
+
+    /// `{"error": message}` with `status`.
+    pub fn error(status: u16, message: &str) -> Reply {
+        Reply::json(status, json::error(message))
+    }
+
+    /// 204 to a CORS preflight.
+    pub fn preflight() -> Reply {
+        Reply::json(204, String::new())
+    }
+
+    /// 405 with `Allow`.
+    pub fn method_not_allowed(allow: &'static str) -> Reply {
+        Reply { allow: Some(allow), ..Reply::error(405, "Method not allowed on this route") }
+    }
+
+    /// 503 with `Retry-After: 1`: Redis is down, overloaded or lost the command.
+    pub fn unavailable() -> Reply {
+        Reply { retry_after: Some(1), ..Reply::error(503, "Redis is unavailable. Try again later.") }
+    }
+}
+
+/// Which origins may read the API's answers from a browser (`--cors-origins`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cors {
+    /// `*`: any origin.
+    Any,
+    /// Only these origins (exact `scheme://host[:port]`), echoed back with `Vary: Origin`.
+    Only(Vec<String>),
+}
+
+impl Cors {
+    /// From the flag's list.
+    pub fn new(origins: &[String]) -> Cors {
+        if origins.iter().any(|o| o == "*") { Cors::Any } else { Cors::Only(origins.to_vec()) }
+    }
+}
+
+/// One Server-Sent Event carrying a value: `data: {"value":N}` and a blank line, as Abacus sends.
+pub fn event(value: i64) -> String {
+    format!("data: {}\n\n", json::value(value))
+}
+
+/// How an answer is dressed for its request.
+#[derive(Debug, Clone, Copy)]
+pub struct Dress<'a> {
+    /// The CORS rule.
+    pub cors: &'a Cors,
+    /// The request's `Origin`.
+    pub origin: Option<&'a str>,
+    /// `?callback=`, already checked: the body becomes `callback(json);`.
+    pub callback: Option<&'a str>,
+    /// HEAD: headers only.
+    pub head_only: bool,
+    /// `/shield`: a 200 with a value is this badge (SVG), not JSON.
+    pub badge: Option<&'a Badge<'static>>,
+}
+
+/// Appends the complete answer to `out`; returns the body's length (sent, or for HEAD, not).
+pub fn write(out: &mut Vec<u8>, reply: &Reply, dress: Dress<'_>, persist: Persist, date: &HttpDate) -> usize {
+    match Status::from_code(reply.status) {
+        Some(s) => out.extend_from_slice(s.status_line()),
+        None => out.extend_from_slice(format!("HTTP/1.1 {} Unknown\r\n", reply.status).as_bytes()),
+    }
+    out.extend_from_slice(b"Server: hitcore\r\nDate: ");
+    out.extend_from_slice(&date.get());
+    out.extend_from_slice(match persist {
+        Persist::KeepAlive(Version::Http11) => b"\r\n",
+        Persist::KeepAlive(Version::Http10) => b"\r\nConnection: keep-alive\r\n",
+        Persist::Close => b"\r\nConnection: close\r\n",
+    });
+    match (dress.cors, dress.origin) {
+        (Cors::Any, _) => out.extend_from_slice(b"Access-Control-Allow-Origin: *\r\n"),
+        (Cors::Only(allowed), Some(origin)) if allowed.iter().any(|a| a == origin) => {
+            out.extend_from_slice(b"Access-Control-Allow-Origin: ");
+            out.extend_from_slice(origin.as_bytes());
+            out.extend_from_slice(b"\r\nVary: Origin\r\n");
+        }
+        (Cors::Only(_), _) => out.extend_from_slice(b"Vary: Origin\r\n"),
+    }
+    if reply.status == 204 {
+        out.extend_from_slice(
+            b"Access-Control-Allow-Methods: GET, HEAD, POST, OPTIONS\r\n\
+              Access-Control-Allow-Headers: Authorization, Content-Type\r\n\
+              Access-Control-Max-Age: 43200\r\n\r\n",
+        );
+        return 0;
+    }
+    if reply.event_stream {
+        // No length: the events follow until either side closes. `X-Accel-Buffering` keeps nginx
+        // from holding them back.
+        out.extend_from_slice(
+            b"Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n\r\n",
+        );
+        if !dress.head_only {
+            out.extend_from_slice(reply.body.as_bytes());
+        }
+        return reply.body.len();
+    }
+    if let Some(allow) = reply.allow {
+        out.extend_from_slice(b"Allow: ");
+        out.extend_from_slice(allow.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(secs) = reply.retry_after {
+        out.extend_from_slice(b"Retry-After: ");
+        out.extend_from_slice(itoa::Buffer::new().format(secs).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let owned: Vec<u8>;
+    let (body, content_type, cache): (&[u8], &[u8], &[u8]) = match (dress.badge, reply.value, dress.callback) {
+        // `no-cache` so that README image proxies (GitHub's camo) fetch the count again.
+        (Some(badge), Some(value), _) => {
+            let mut svg = Vec::with_capacity(1536);
+            badge.render(value, &mut svg);
+            owned = svg;
+            (&owned, crate::badge::CONTENT_TYPE.as_bytes(), b"no-cache")
+        }
+        (_, _, Some(cb)) => {
+            owned = json::jsonp(cb, &reply.body).into_bytes();
+            (&owned, b"application/javascript; charset=utf-8", b"no-store")
+        }
+        _ => (reply.body.as_bytes(), b"application/json; charset=utf-8", b"no-store"),
+    };
+    out.extend_from_slice(b"Cache-Control: ");
+    out.extend_from_slice(cache);
+    out.extend_from_slice(b"\r\nContent-Type: ");
+    out.extend_from_slice(content_type);
+    out.extend_from_slice(b"\r\nContent-Length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+    if !dress.head_only {
+        out.extend_from_slice(body);
+    }
+    body.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(reply: &Reply, cors: &Cors, origin: Option<&str>, callback: Option<&str>) -> String {
+        let mut out = Vec::new();
+        let dress = Dress { cors, origin, callback, head_only: false, badge: None };
+        write(&mut out, reply, dress, Persist::KeepAlive(Version::Http11), &HttpDate::default());
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn json_with_cors_for_any_origin() {
+        let r = render(&Reply::json(200, json::value(7)), &Cors::Any, None, None);
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(r.contains("\r\nAccess-Control-Allow-Origin: *\r\n"));
+        assert!(
+            r.ends_with("Content-Type: application/json; charset=utf-8\r\nContent-Length: 11\r\n\r\n{\"value\":7}")
+        );
+    }
+
+    #[test]
+    fn listed_origins_are_echoed_and_others_get_no_allow_header() {
+        let cors = Cors::new(&["https://a.example".into()]);
+        let r = render(&Reply::json(200, json::value(1)), &cors, Some("https://a.example"), None);
+        assert!(r.contains("\r\nAccess-Control-Allow-Origin: https://a.example\r\nVary: Origin\r\n"));
+        let r = render(&Reply::json(200, json::value(1)), &cors, Some("https://b.example"), None);
+        assert!(!r.contains("Access-Control-Allow-Origin"));
+    }
+
+    #[test]
+    fn jsonp_preflight_and_errors() {
+        let r = render(&Reply::json(200, json::value(3)), &Cors::Any, None, Some("cb"));
+        assert!(r.ends_with("application/javascript; charset=utf-8\r\nContent-Length: 16\r\n\r\ncb({\"value\":3});"));
+        let r = render(&Reply::preflight(), &Cors::Any, Some("https://x.org"), None);
+        assert!(r.starts_with("HTTP/1.1 204 No Content\r\n"));
+        assert!(r.contains("Access-Control-Allow-Headers: Authorization, Content-Type\r\n"));
+        assert!(r.ends_with("Access-Control-Max-Age: 43200\r\n\r\n"));
+        let r = render(&Reply::unavailable(), &Cors::Any, None, None);
+        assert!(r.starts_with("HTTP/1.1 503 Service Unavailable\r\n") && r.contains("Retry-After: 1\r\n"));
+        let r = render(&Reply::method_not_allowed("POST, OPTIONS"), &Cors::Any, None, None);
+        assert!(r.contains("Allow: POST, OPTIONS\r\n"));
+    }
+}

@@ -1,0 +1,466 @@
+//! The counting API's side of a shard's Redis connection: per-key coalescing of hits, and the few
+//! other commands the API sends (GET, SET, TTL, ...), each answered whole. Pure state, no I/O.
+//!
+//! Requests register a [`KeyedTicket`] slot and an [`Op`]; [`Keyed::encode_waiting`] turns
+//! everything waiting into commands appended to the connection's one write: the hits of a batch
+//! are grouped by key, and each key present gets one `INCRBY key n` (followed by one `EXPIRE key
+//! ttl` when the API has a TTL), placed where the key's first hit arrived; every other op is one
+//! command in its place. The reply `v` to `INCRBY key n` covers `v-n+1 ..= v`, handed out in the
+//! order the hits arrived, so the values of one key are exactly 1..N across shards and hosts, as
+//! the seed counter's are. [`Keyed::complete`] takes the replies in the order written;
+//! [`Keyed::fail_all`] answers everything waiting or written when the connection ends.
+//!
+//! It must not know HTTP, names or JSON (`crate::api` does), nor the seed counter's queue
+//! (`queue` owns that and hands this module the replies that are its own).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use super::errors::{ErrorKind, error_kind};
+use super::queue::Failure;
+use super::resp::{self, Reply};
+
+/// A hit (or `/update`) that must check or announce, in one step on the server: adds ARGV[1];
+/// with ARGV[3] = `1` only to a counter that exists (`--api-mode closed`, `/update`: a DEL
+/// between a check and the increment cannot recreate it); refreshes the TTL (ARGV[2], 0 for
+/// none); publishes the new value on the channel ARGV[4] when it is not empty (`/stream`).
+/// Answers the new value, or a null when the counter is missing.
+pub const ADD_SCRIPT: &[u8] = b"if ARGV[3] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return false end \
+local v = redis.call('INCRBY', KEYS[1], ARGV[1]) \
+if ARGV[2] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[2]) end \
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], v) end \
+return v";
+
+/// `/set` and `/reset`: sets an existing counter to ARGV[1], refreshes the TTL (ARGV[2]) and
+/// publishes on ARGV[3] when not empty; answers the value, or a null when the counter is missing.
+pub const SET_SCRIPT: &[u8] = b"if redis.call('EXISTS', KEYS[1]) == 0 then return false end \
+redis.call('SET', KEYS[1], ARGV[1]) \
+if ARGV[2] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[2]) end \
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[1]) end \
+return tonumber(ARGV[1])";
+
+/// What one request asks of Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// One hit on a counter key: coalesced with the batch's other hits on the same key.
+    Hit {
+        /// The Redis key (`K:{namespace}:{key}`).
+        key: Rc<[u8]>,
+        /// `EXPIRE key ttl` once per key per batch (`--counter-ttl`; `None`: 0, no expiry).
+        ttl: Option<u64>,
+        /// Only an existing counter counts (`--api-mode closed`): a missing one answers [`Answered::Nil`].
+        existing_only: bool,
+        /// The channel each new value is published on (`/stream`), if any.
+        publish: Option<Rc<[u8]>>,
+    },
+    /// Any other command, sent as it is, its reply handed back whole.
+    Command(Vec<Vec<u8>>),
+    /// An op a Cluster node redirected, sent once more to the node it named, alone (a hit is
+    /// `INCRBY key 1`), after `ASKING` for an `-ASK`. Redirected again, it is answered 503.
+    Redirected {
+        /// The op as first sent.
+        op: Box<Op>,
+        /// `-ASK`: send `ASKING` first.
+        asking: bool,
+    },
+}
+
+impl Op {
+    /// The Redis key the op is about, whose slot decides a Cluster node: a hit's key, a plain
+    /// command's first argument, an `EVAL`'s first key.
+    pub fn key(&self) -> &[u8] {
+        match self {
+            Op::Hit { key, .. } => key,
+            Op::Command(args) if args.first().is_some_and(|c| c == b"EVAL") => args.get(3).map_or(&[], Vec::as_slice),
+            Op::Command(args) => args.get(1).map_or(&[], Vec::as_slice),
+            Op::Redirected { op, .. } => op.key(),
+        }
+    }
+}
+
+/// Appends a command given as owned arguments.
+fn encode_args(out: &mut Vec<u8>, args: &[Vec<u8>]) {
+    let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+    resp::encode_command(out, &args);
+}
+
+/// One request's answer from Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answered {
+    /// An integer reply; for a hit, this request's own value.
+    Int(i64),
+    /// A bulk string or a status (`OK`).
+    Text(Vec<u8>),
+    /// A null: a missing key, a `SET NX` that did not set.
+    Nil,
+    /// An ordinary error reply (the text is logged by the API, escaped).
+    Error(Vec<u8>),
+    /// No reply: see [`Failure`].
+    Failed(Failure),
+}
+
+/// Where the API's requests of one connection receive their answers, by position. One per
+/// connection, re-armed per round.
+#[derive(Debug, Clone, Default)]
+pub struct KeyedTicket(Rc<TicketState>);
+
+#[derive(Debug, Default)]
+struct TicketState {
+    answers: RefCell<Vec<Option<Answered>>>,
+    left: Cell<usize>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl KeyedTicket {
+    /// Starts a round of `n` answers, forgetting the previous round's.
+    pub fn arm(&self, n: usize) {
+        let mut answers = self.0.answers.borrow_mut();
+        answers.clear();
+        answers.resize(n, None);
+        self.0.left.set(n);
+    }
+
+    /// Records the answer at `index`.
+    pub fn set(&self, index: usize, answer: Answered) {
+        let mut answers = self.0.answers.borrow_mut();
+        if let Some(slot) = answers.get_mut(index) {
+            if slot.replace(answer).is_none() {
+                self.0.left.set(self.0.left.get() - 1);
+            }
+        }
+        if self.0.left.get() == 0 {
+            if let Some(w) = self.0.waker.borrow_mut().take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Waits until every answer of the round is in.
+    pub async fn wait(&self) {
+        poll_fn(|cx| {
+            if self.0.left.get() == 0 {
+                Poll::Ready(())
+            } else {
+                *self.0.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Takes the answer at `index` (a failure if it never came, which `wait` rules out).
+    pub fn take(&self, index: usize) -> Answered {
+        self.0.answers.borrow_mut().get_mut(index).and_then(Option::take).unwrap_or(Answered::Failed(Failure::Lost))
+    }
+}
+
+/// One written command awaiting its reply, with the op it was written for (sent again after a
+/// Cluster redirect).
+#[derive(Debug)]
+enum Sent {
+    /// `INCRBY` (or the script) for these hits, in arrival order; `op` is one of them.
+    Hits(Vec<(KeyedTicket, usize)>, Op),
+    /// `EXPIRE` after a key's `INCRBY`, or `ASKING`: its reply is not anyone's answer.
+    Ignored,
+    /// `WAIT n ms` of [`Keyed::wait`]: its reply releases the held answers.
+    Wait,
+    /// A command whose reply is this request's answer.
+    Command(KeyedTicket, usize, Op),
+}
+
+/// What a reply to one of the API's commands meant for the connection.
+#[derive(Debug)]
+pub enum KeyedCompleted<'a> {
+    /// With [`Keyed::follow_redirects`], a Cluster node answered `-MOVED` or `-ASK` (the message):
+    /// these ops ran nowhere and are handed back, each as [`Op::Redirected`], to be sent where it
+    /// says.
+    Redirected(&'a [u8], Vec<(KeyedTicket, usize, Op)>),
+    /// Answered (an ordinary error reply included: it is that request's answer).
+    Served,
+    /// The node takes no writes (`-READONLY`, `-LOADING`, `-MASTERDOWN`): the connection must be
+    /// rebuilt, as for the seed counter.
+    NotPrimary(ErrorKind, &'a [u8]),
+    /// [`Keyed::wait`]'s `WAIT` found fewer replicas than asked (or was refused): the held answers
+    /// were 503s, and the node may no longer be the primary, so the connection should be rebuilt.
+    NotDurable,
+}
+
+/// The API's requests waiting and written, in order.
+#[derive(Debug, Default)]
+pub struct Keyed {
+    /// Hand redirected ops back ([`KeyedCompleted::Redirected`]) rather than answer them 503:
+    /// set by the Cluster router, which sends them on.
+    pub follow_redirects: bool,
+    /// `--wait-replicas`: answers (not failures) are held until [`Keyed::release`], when the
+    /// write's `WAIT` has answered; set by the queue that writes the `WAIT`.
+    pub hold: bool,
+    /// Answers held for the `WAIT` reply.
+    held: Vec<(KeyedTicket, usize, Answered)>,
+    /// `--wait-replicas` on a connection of the API's own (the Cluster router's): each write ends
+    /// with `WAIT replicas ms`, written and read here, and answers are held until it answers.
+    /// `None` on the shard's main connection, whose queue writes the one `WAIT`.
+    pub wait: Option<(u32, u64)>,
+    waiting: Vec<(KeyedTicket, usize, Op)>,
+    sent: VecDeque<Sent>,
+    /// Requests waiting or written: the overload bound counts these.
+    pending: u64,
+}
+
+impl Keyed {
+    /// Adds one request, unless `max_pending` are already waiting.
+    pub fn register(&mut self, ticket: &KeyedTicket, index: usize, op: Op, max_pending: u64) -> Result<(), Failure> {
+        if self.pending >= max_pending {
+            return Err(Failure::Overloaded);
+        }
+        self.pending += 1;
+        self.waiting.push((ticket.clone(), index, op));
+        Ok(())
+    }
+
+    /// Whether anything waits to be written.
+    pub fn has_waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// Whether anything written waits for its reply.
+    pub fn has_sent(&self) -> bool {
+        !self.sent.is_empty()
+    }
+
+    /// Requests waiting to be written.
+    pub fn waiting_requests(&self) -> u64 {
+        self.waiting.len() as u64
+    }
+
+    /// Appends the commands for everything waiting to `out` and returns how many commands that
+    /// is (each takes one place in the connection's reply order).
+    pub fn encode_waiting(&mut self, out: &mut Vec<u8>) -> usize {
+        let waiting = std::mem::take(&mut self.waiting);
+        // Pass 1: the hits of each key, in arrival order, and where the key first appears.
+        let mut groups: Vec<Vec<(KeyedTicket, usize)>> = Vec::new();
+        let mut group_of: HashMap<Rc<[u8]>, usize> = HashMap::new();
+        let mut first_of: Vec<Option<usize>> = Vec::with_capacity(waiting.len());
+        for (ticket, index, op) in &waiting {
+            match op {
+                Op::Hit { key, .. } => {
+                    let next = groups.len();
+                    let g = *group_of.entry(key.clone()).or_insert(next);
+                    if g == next {
+                        groups.push(Vec::new());
+                        first_of.push(Some(g));
+                    } else {
+                        first_of.push(None);
+                    }
+                    groups[g].push((ticket.clone(), *index));
+                }
+                Op::Command(_) | Op::Redirected { .. } => first_of.push(None),
+            }
+        }
+        // Pass 2: one command per key at its first hit, every other op in its place.
+        let mut groups: Vec<Option<Vec<(KeyedTicket, usize)>>> = groups.into_iter().map(Some).collect();
+        let mut commands = 0;
+        for ((ticket, index, op), first) in waiting.into_iter().zip(first_of) {
+            match op {
+                hit @ Op::Hit { .. } => {
+                    let Some(members) = first.and_then(|g| groups[g].take()) else { continue };
+                    commands += self.encode_hit(out, members, hit, false);
+                }
+                Op::Command(args) => {
+                    encode_args(out, &args);
+                    self.sent.push_back(Sent::Command(ticket, index, Op::Command(args)));
+                    commands += 1;
+                }
+                Op::Redirected { op, asking } => {
+                    if asking {
+                        resp::encode_command(out, &[b"ASKING"]);
+                        self.sent.push_back(Sent::Ignored);
+                        commands += 1;
+                    }
+                    let again = Op::Redirected { op: op.clone(), asking };
+                    match *op {
+                        hit @ Op::Hit { .. } => {
+                            let n = self.encode_hit(out, vec![(ticket, index)], hit, asking);
+                            // Remembered as redirected: a second redirect is answered, not followed.
+                            if let Some(Sent::Hits(_, op)) =
+                                self.sent.iter_mut().rev().find(|s| matches!(s, Sent::Hits(..)))
+                            {
+                                *op = again;
+                            }
+                            commands += n;
+                        }
+                        Op::Command(args) => {
+                            encode_args(out, &args);
+                            self.sent.push_back(Sent::Command(ticket, index, again));
+                            commands += 1;
+                        }
+                        Op::Redirected { .. } => {
+                            self.pending -= 1;
+                            ticket.set(index, Answered::Failed(Failure::NotPrimary));
+                        }
+                    }
+                }
+            }
+        }
+        if let (Some((n, ms)), true) = (self.wait, commands > 0) {
+            let (mut a, mut b) = (itoa::Buffer::new(), itoa::Buffer::new());
+            resp::encode_command(out, &[b"WAIT", a.format(n).as_bytes(), b.format(ms).as_bytes()]);
+            self.sent.push_back(Sent::Wait);
+            commands += 1;
+        }
+        commands
+    }
+
+    /// Encodes one key's hits (`members`, in arrival order) as one `INCRBY` (+ `EXPIRE`) or one
+    /// script; `asking` forces the script, so that the TTL is set in the one command `ASKING`
+    /// covers. Returns the commands written.
+    fn encode_hit(&mut self, out: &mut Vec<u8>, members: Vec<(KeyedTicket, usize)>, hit: Op, asking: bool) -> usize {
+        let Op::Hit { key, ttl, existing_only, publish } = &hit else { return 0 };
+        let (mut n, mut t) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let n = n.format(members.len()).as_bytes();
+        let ttl_text = t.format(ttl.unwrap_or(0)).as_bytes();
+        let scripted = *existing_only || publish.is_some() || asking;
+        if scripted {
+            let existing: &[u8] = if *existing_only { b"1" } else { b"0" };
+            let channel = publish.as_deref().unwrap_or_default();
+            resp::encode_command(out, &[b"EVAL", ADD_SCRIPT, b"1", key, n, ttl_text, existing, channel]);
+        } else {
+            resp::encode_command(out, &[b"INCRBY", key, n]);
+        }
+        let expire = ttl.is_some() && !scripted;
+        if expire {
+            resp::encode_command(out, &[b"EXPIRE", key, ttl_text]);
+        }
+        self.sent.push_back(Sent::Hits(members, hit));
+        if expire {
+            self.sent.push_back(Sent::Ignored);
+            return 2;
+        }
+        1
+    }
+
+    /// Hands the oldest written command's reply to its requests. `None` if nothing of the API's
+    /// was written (the caller's reply order is then out of step).
+    pub fn complete<'a>(&mut self, reply: Reply<'a>) -> Option<KeyedCompleted<'a>> {
+        let sent = self.sent.pop_front()?;
+        if matches!(sent, Sent::Ignored) {
+            return Some(KeyedCompleted::Served);
+        }
+        if matches!(sent, Sent::Wait) {
+            let wanted = self.wait.map_or(0, |(n, _)| i64::from(n));
+            let durable = matches!(reply, Reply::Integer(acked) if acked >= wanted);
+            self.release(durable);
+            return Some(if durable { KeyedCompleted::Served } else { KeyedCompleted::NotDurable });
+        }
+        if let Reply::Error(message) = reply {
+            let kind = error_kind(message);
+            if kind == ErrorKind::NotPrimary {
+                self.answer(sent, |_| Answered::Failed(Failure::NotPrimary));
+                return Some(KeyedCompleted::NotPrimary(kind, message));
+            }
+            if kind == ErrorKind::TryAgain {
+                // Busy, out of memory, resharding: nothing ran; 503, and the connection stays.
+                self.answer(sent, |_| Answered::Failed(Failure::TryAgain));
+                return Some(KeyedCompleted::Served);
+            }
+            if kind == ErrorKind::Redirect && self.follow_redirects {
+                // Nothing ran: the ops go back to the router, to be sent where the node says
+                // (once; an op redirected a second time is answered 503).
+                return Some(KeyedCompleted::Redirected(message, self.redirected(sent)));
+            }
+            if kind == ErrorKind::Redirect {
+                // A cluster node that does not own this key's slot, on a connection that does not
+                // follow redirects: nothing ran, so 503, and the connection stays.
+                self.answer(sent, |_| Answered::Failed(Failure::NotPrimary));
+                return Some(KeyedCompleted::Served);
+            }
+        }
+        match (&sent, reply) {
+            (Sent::Hits(members, _), Reply::Integer(v)) => {
+                let first = v.checked_sub(members.len() as i64 - 1);
+                self.answer(sent, |i| first.map_or(Answered::Failed(Failure::Lost), |f| Answered::Int(f + i as i64)));
+            }
+            (_, reply) => {
+                let answer = match reply {
+                    Reply::Integer(v) => Answered::Int(v),
+                    Reply::Status(t) | Reply::Bulk(t) => Answered::Text(t.to_vec()),
+                    Reply::Nil => Answered::Nil,
+                    Reply::Error(e) => Answered::Error(e.to_vec()),
+                    Reply::Unexpected => Answered::Error(b"unexpected reply".to_vec()),
+                };
+                self.answer(sent, |_| answer.clone());
+            }
+        }
+        Some(KeyedCompleted::Served)
+    }
+
+    /// The ops a redirected command carried, to be sent again; those already redirected once are
+    /// answered 503 instead.
+    fn redirected(&mut self, sent: Sent) -> Vec<(KeyedTicket, usize, Op)> {
+        let (members, op) = match sent {
+            Sent::Hits(members, op) => (members, op),
+            Sent::Command(ticket, index, op) => (vec![(ticket, index)], op),
+            Sent::Ignored | Sent::Wait => return Vec::new(),
+        };
+        self.pending -= members.len() as u64;
+        if matches!(op, Op::Redirected { .. }) {
+            members.into_iter().for_each(|(t, i)| t.set(i, Answered::Failed(Failure::NotPrimary)));
+            return Vec::new();
+        }
+        members.into_iter().map(|(t, i)| (t, i, op.clone())).collect()
+    }
+
+    /// Gives each request `sent` covers its answer (`answer(i)` for the i-th).
+    fn answer(&mut self, sent: Sent, answer: impl Fn(usize) -> Answered) {
+        let members = match sent {
+            Sent::Hits(members, _) => members,
+            Sent::Ignored | Sent::Wait => return,
+            Sent::Command(ticket, index, _) => vec![(ticket, index)],
+        };
+        for (i, (ticket, index)) in members.into_iter().enumerate() {
+            let a = answer(i);
+            // A failure is final: there is nothing to make durable.
+            if self.hold && !matches!(a, Answered::Failed(_) | Answered::Error(_)) {
+                self.held.push((ticket, index, a));
+            } else {
+                self.pending -= 1;
+                ticket.set(index, a);
+            }
+        }
+    }
+
+    /// The write's `WAIT` answered: the held answers go out if enough replicas acknowledged
+    /// (`durable`), else each is a [`Failure::NotDurable`].
+    pub fn release(&mut self, durable: bool) {
+        for (ticket, index, a) in self.held.drain(..) {
+            self.pending -= 1;
+            ticket.set(index, if durable { a } else { Answered::Failed(Failure::NotDurable) });
+        }
+    }
+
+    /// Answers everything waiting and written with `failure`; returns how many requests.
+    pub fn fail_all(&mut self, failure: Failure) -> u64 {
+        let failed = self.pending;
+        for (ticket, index, _) in self.waiting.drain(..) {
+            ticket.set(index, Answered::Failed(failure));
+        }
+        // They ran, but whether enough replicas have them is unknown.
+        for (ticket, index, _) in self.held.drain(..) {
+            ticket.set(index, Answered::Failed(failure));
+        }
+        for sent in std::mem::take(&mut self.sent) {
+            match sent {
+                Sent::Hits(members, _) => members.into_iter().for_each(|(t, i)| t.set(i, Answered::Failed(failure))),
+                Sent::Ignored | Sent::Wait => {}
+                Sent::Command(t, i, _) => t.set(i, Answered::Failed(failure)),
+            }
+        }
+        self.pending = 0;
+        failed
+    }
+}
+
+#[cfg(test)]
+mod tests;
