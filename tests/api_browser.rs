@@ -3,8 +3,9 @@
 //! embeds the counter's `/shield` badge, reads it by JSONP, and creates and updates a counter with
 //! preflighted requests (`Content-Type: application/json`, `Authorization: Bearer`); the rendered
 //! DOM's numbers are checked against Redis. A second test lists origins with `--cors-origins` and
-//! shows what the browser then allows and what it does not. Owns only the page and its tiny HTTP
-//! server; starts hitcore and redis-server through tests/common.
+//! shows what the browser then allows and what it does not; a third embeds `/hit/:HOST:/:PATH:`
+//! badges and shows which counter each referrer policy counts. Owns only the pages and their tiny
+//! HTTP server; starts hitcore and redis-server through tests/common.
 //!
 //! Needs Chromium (`apt-get install --no-install-recommends chromium`): without one on `PATH` the
 //! tests print `skipped: ...` and return, unless `HITCORE_REQUIRE_BROWSER` is set (`.ci/run` sets
@@ -69,8 +70,7 @@ async function run() {
 run();
 </script></body></html>"#;
 
-/// Serves [`PAGE`] on a free port until dropped: `GET /` and `GET /?...` get the page, anything
-/// else (Chromium's `/favicon.ico`) 404.
+/// Serves one page on a free port until dropped: every `GET` but Chromium's `/favicon.ico` gets it.
 struct PageServer {
     port: u16,
     stop: Arc<AtomicBool>,
@@ -78,7 +78,8 @@ struct PageServer {
 }
 
 impl PageServer {
-    fn start() -> PageServer {
+    fn start(body: String) -> PageServer {
+        let body: Arc<str> = body.into();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -91,7 +92,8 @@ impl PageServer {
                 // One thread per connection: a connection Chromium opens ahead and leaves idle must
                 // not hold up the page's.
                 if let Ok(s) = conn {
-                    thread::spawn(move || serve(s));
+                    let body = body.clone();
+                    thread::spawn(move || serve(s, &body));
                 }
             }
         });
@@ -103,7 +105,7 @@ impl PageServer {
     }
 }
 
-fn serve(mut s: TcpStream) {
+fn serve(mut s: TcpStream, page: &str) {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
@@ -113,8 +115,8 @@ fn serve(mut s: TcpStream) {
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
-    let found = head.starts_with(b"GET / ") || head.starts_with(b"GET /?");
-    let (status, text) = if found { ("200 OK", PAGE) } else { ("404 Not Found", "") };
+    let found = head.starts_with(b"GET /") && !head.starts_with(b"GET /favicon.ico ");
+    let (status, text) = if found { ("200 OK", page) } else { ("404 Not Found", "") };
     let _ = write!(
         s,
         "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
@@ -218,7 +220,7 @@ fn a_page_on_another_origin_counts_and_shows_the_badge() {
     server.wait_ready(2);
     redis.cmd(0, &["SET", "K:browser:page", "41"]);
     let api = format!("http://{}", server.addr);
-    let pages = PageServer::start();
+    let pages = PageServer::start(PAGE.into());
 
     let dom = rendered_dom(&browser, &pages.url(&api, "owned"));
     assert_eq!(shown(&dom, "done"), "done", "{dom}");
@@ -240,7 +242,7 @@ fn a_page_on_another_origin_counts_and_shows_the_badge() {
 #[test]
 fn listed_origins_read_the_api_and_badges_load_anywhere() {
     let Some(browser) = chromium() else { return };
-    let (listed, other) = (PageServer::start(), PageServer::start());
+    let (listed, other) = (PageServer::start(PAGE.into()), PageServer::start(PAGE.into()));
     let origins = format!("http://127.0.0.1:{},https://elsewhere.example", listed.port);
     let redis = TestRedis::start();
     let server = TestServer::start(&["-w", "2", "--share-cpus", "--redis", &redis.url(0), "--cors-origins", &origins]);
@@ -266,4 +268,50 @@ fn listed_origins_read_the_api_and_badges_load_anywhere() {
     assert_eq!(redis.cmd(0, &["EXISTS", "K:browser:other", "A:browser:other"]), "0", "no POST was sent");
     assert_badge_image(&dom);
     assert_eq!(shown(&dom, "jsonp"), "jsonp=43", "{dom}");
+}
+
+/// Three `<img>` badges on `/hit/:HOST:/...` and a `fetch()` of one, each reporting what it got. No
+/// two `src` are the same: Chromium loads an image URL once per document.
+fn reserved_page(api: &str) -> String {
+    format!(
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>a post</title></head><body>
+<p id="plain">pending</p><p id="full">pending</p><p id="none">pending</p><p id="fetched">pending</p>
+<img id="plain-img" src="{api}/hit/:HOST:/:PATH:/shield">
+<img id="full-img" referrerpolicy="no-referrer-when-downgrade" src="{api}/hit/:HOST:/:PATH:/shield?text=post">
+<img id="none-img" referrerpolicy="no-referrer" src="{api}/hit/:HOST:/no-referrer/shield">
+<script>
+const show = (id, text) => {{ document.getElementById(id).textContent = text; }};
+for (const id of ["plain", "full", "none"]) {{
+  const img = document.getElementById(id + "-img");
+  const done = () => show(id, img.naturalWidth > 0 ? "loaded" : "error");
+  if (img.complete) done(); else {{ img.onload = done; img.onerror = done; }}
+}}
+fetch("{api}/hit/:HOST:/:PATH:").then((r) => r.json()).then((d) => show("fetched", "value=" + d.value))
+  .catch((e) => show("fetched", "error=" + e.name));
+</script></body></html>"#
+    )
+}
+
+#[test]
+fn a_badge_on_host_and_path_counts_the_page_that_embeds_it() {
+    let Some(browser) = chromium() else { return };
+    let redis = TestRedis::start();
+    let server = TestServer::start(&["-w", "2", "--share-cpus", "--redis", &redis.url(0)]);
+    server.wait_ready(2);
+    let page = PageServer::start(reserved_page(&format!("http://{}", server.addr)));
+    let site = format!("http://127.0.0.1:{}", page.port);
+
+    let dom = rendered_dom(&browser, &format!("{site}/blog/post.html"));
+    // An <img> sends no Origin: `:HOST:` is its Referer's origin. Under Chromium's default policy
+    // (strict-origin-when-cross-origin) that Referer is the origin alone, so `:PATH:` is the site,
+    // the same counter the fetch() (Origin and the same Referer) counted.
+    assert_eq!(shown(&dom, "plain"), "loaded", "{dom}");
+    assert!(["value=1", "value=2"].contains(&shown(&dom, "fetched")), "{dom}");
+    assert_eq!(redis.cmd(0, &["GET", &format!("K:{site}:{site}/")]), "2");
+    // With referrerpolicy="no-referrer-when-downgrade" the Referer is the page: one counter per page.
+    assert_eq!(shown(&dom, "full"), "loaded", "{dom}");
+    assert_eq!(redis.cmd(0, &["GET", &format!("K:{site}:{site}/blog/post.html")]), "1");
+    // With no Referer either, `:HOST:` has nothing to name: 400, a broken image, nothing counted.
+    assert_eq!(shown(&dom, "none"), "error", "{dom}");
+    assert_eq!(redis.cmd(0, &["DBSIZE"]), "2", "only the two counters above exist");
 }
