@@ -4,8 +4,9 @@
 //! preflighted requests (`Content-Type: application/json`, `Authorization: Bearer`); the rendered
 //! DOM's numbers are checked against Redis. A second test lists origins with `--cors-origins` and
 //! shows what the browser then allows and what it does not; a third embeds `/hit/:HOST:/:PATH:`
-//! badges and shows which counter each referrer policy counts. Owns only the pages and their tiny
-//! HTTP server; starts hitcore and redis-server through tests/common.
+//! badges and shows which counter each referrer policy counts; a fourth follows `/stream` with an
+//! `EventSource`. Owns only the pages and their tiny HTTP server; starts hitcore and redis-server
+//! through tests/common.
 //!
 //! Needs Chromium (`apt-get install --no-install-recommends chromium`): without one on `PATH` the
 //! tests print `skipped: ...` and return, unless `HITCORE_REQUIRE_BROWSER` is set (`.ci/run` sets
@@ -314,4 +315,41 @@ fn a_badge_on_host_and_path_counts_the_page_that_embeds_it() {
     // With no Referer either, `:HOST:` has nothing to name: 400, a broken image, nothing counted.
     assert_eq!(shown(&dom, "none"), "error", "{dom}");
     assert_eq!(redis.cmd(0, &["DBSIZE"]), "2", "only the two counters above exist");
+}
+
+/// An `EventSource` on `/stream`: after the first event (the current value) the page counts two
+/// hits and closes the stream at the third event, so that the browser goes idle.
+fn stream_page(api: &str) -> String {
+    format!(
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>live</title></head><body>
+<p id="live">pending</p>
+<script>
+const show = (text) => {{ document.getElementById("live").textContent = text; }};
+const seen = [];
+const es = new EventSource("{api}/stream/browser/live");
+es.onmessage = async (e) => {{
+  seen.push(JSON.parse(e.data).value);
+  if (seen.length === 1) {{
+    for (let i = 0; i < 2; i++) await fetch("{api}/hit/browser/live");
+  }}
+  if (seen.length === 3) {{ es.close(); show("seen=" + seen.join(",")); }}
+}};
+es.onerror = () => {{ es.close(); show("error after [" + seen.join(",") + "]"); }};
+</script></body></html>"#
+    )
+}
+
+#[test]
+fn an_event_source_on_another_origin_sees_every_value() {
+    let Some(browser) = chromium() else { return };
+    let redis = TestRedis::start();
+    let server = TestServer::start(&["-w", "2", "--share-cpus", "--redis", &redis.url(0), "--api-stream"]);
+    server.wait_ready(2);
+    redis.cmd(0, &["SET", "K:browser:live", "7"]);
+    let page = PageServer::start(stream_page(&format!("http://{}", server.addr)));
+
+    let dom = rendered_dom(&browser, &format!("http://127.0.0.1:{}/", page.port));
+    // The stream's answers passed CORS, the current value came first, then each hit's value.
+    assert_eq!(shown(&dom, "live"), "seen=7,8,9", "{dom}");
+    assert_eq!(redis.cmd(0, &["GET", "K:browser:live"]), "9");
 }
