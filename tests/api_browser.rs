@@ -277,6 +277,7 @@ fn reserved_page(api: &str) -> String {
     format!(
         r#"<!doctype html><html><head><meta charset="utf-8"><title>a post</title></head><body>
 <p id="plain">pending</p><p id="full">pending</p><p id="none">pending</p><p id="fetched">pending</p>
+<p id="page">pending</p>
 <img id="plain-img" src="{api}/hit/:HOST:/:PATH:/shield">
 <img id="full-img" referrerpolicy="no-referrer-when-downgrade" src="{api}/hit/:HOST:/:PATH:/shield?text=post">
 <img id="none-img" referrerpolicy="no-referrer" src="{api}/hit/:HOST:/no-referrer/shield">
@@ -289,6 +290,10 @@ for (const id of ["plain", "full", "none"]) {{
 }}
 fetch("{api}/hit/:HOST:/:PATH:").then((r) => r.json()).then((d) => show("fetched", "value=" + d.value))
   .catch((e) => show("fetched", "error=" + e.name));
+// docs/api.md's example: the page's own address as `:PATH:`.
+fetch("{api}/hit/:HOST:/:PATH:", {{ referrerPolicy: "no-referrer-when-downgrade" }})
+  .then((r) => r.json()).then((d) => show("page", "value=" + d.value))
+  .catch((e) => show("page", "error=" + e.name));
 </script></body></html>"#
     )
 }
@@ -309,9 +314,11 @@ fn a_badge_on_host_and_path_counts_the_page_that_embeds_it() {
     assert_eq!(shown(&dom, "plain"), "loaded", "{dom}");
     assert!(["value=1", "value=2"].contains(&shown(&dom, "fetched")), "{dom}");
     assert_eq!(redis.cmd(0, &["GET", &format!("K:{site}:{site}/")]), "2");
-    // With referrerpolicy="no-referrer-when-downgrade" the Referer is the page: one counter per page.
+    // With referrerpolicy="no-referrer-when-downgrade" the Referer is the page: one counter per
+    // page, the same for the badge and for a fetch() with that policy.
     assert_eq!(shown(&dom, "full"), "loaded", "{dom}");
-    assert_eq!(redis.cmd(0, &["GET", &format!("K:{site}:{site}/blog/post.html")]), "1");
+    assert!(["value=1", "value=2"].contains(&shown(&dom, "page")), "{dom}");
+    assert_eq!(redis.cmd(0, &["GET", &format!("K:{site}:{site}/blog/post.html")]), "2");
     // With no Referer either, `:HOST:` has nothing to name: 400, a broken image, nothing counted.
     assert_eq!(shown(&dom, "none"), "error", "{dom}");
     assert_eq!(redis.cmd(0, &["DBSIZE"]), "2", "only the two counters above exist");
