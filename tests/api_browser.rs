@@ -5,8 +5,8 @@
 //! DOM's numbers are checked against Redis. A second test lists origins with `--cors-origins` and
 //! shows what the browser then allows and what it does not; a third embeds `/hit/:HOST:/:PATH:`
 //! badges and shows which counter each referrer policy counts; a fourth follows `/stream` with an
-//! `EventSource`. Owns only the pages and their tiny HTTP server; starts hitcore and redis-server
-//! through tests/common.
+//! `EventSource`, and a fifth reads a 429's `Retry-After`. Owns only the pages and their tiny HTTP
+//! server; starts hitcore and redis-server through tests/common.
 //!
 //! Needs Chromium (`apt-get install --no-install-recommends chromium`): without one on `PATH` the
 //! tests print `skipped: ...` and return, unless `HITCORE_REQUIRE_BROWSER` is set (`.ci/run` sets
@@ -359,4 +359,44 @@ fn an_event_source_on_another_origin_sees_every_value() {
     // The stream's answers passed CORS, the current value came first, then each hit's value.
     assert_eq!(shown(&dom, "live"), "seen=7,8,9", "{dom}");
     assert_eq!(redis.cmd(0, &["GET", "K:browser:live"]), "9");
+}
+
+/// Three `fetch()`es of `/hit` in a row, each showing its status and the `Retry-After` the script
+/// can read.
+fn limited_page(api: &str) -> String {
+    format!(
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>limited</title></head><body>
+<p id="tries">pending</p>
+<script>
+(async () => {{
+  const tries = [];
+  try {{
+    for (let i = 0; i < 3; i++) {{
+      const r = await fetch("{api}/hit/browser/limited");
+      tries.push(r.status + ":" + r.headers.get("Retry-After"));
+    }}
+  }} catch (e) {{ tries.push("error=" + e.name); }}
+  document.getElementById("tries").textContent = tries.join(",");
+}})();
+</script></body></html>"#
+    )
+}
+
+#[test]
+fn a_rate_limited_page_reads_when_to_try_again() {
+    let Some(browser) = chromium() else { return };
+    let redis = TestRedis::start();
+    let server = TestServer::start(&["-w", "2", "--share-cpus", "--redis", &redis.url(0), "--rate-limit", "2/86400"]);
+    server.wait_ready(2);
+    let page = PageServer::start(limited_page(&format!("http://{}", server.addr)));
+
+    let dom = rendered_dom(&browser, &format!("http://127.0.0.1:{}/", page.port));
+    // The 429 passed CORS, and `Retry-After` is exposed to the script (seconds to the window's end;
+    // a day-long window, so that the three requests all but surely fall in one).
+    let tries: Vec<&str> = shown(&dom, "tries").split(',').collect();
+    assert_eq!(tries[..2], ["200:null", "200:null"], "{dom}");
+    let retry = tries[2].strip_prefix("429:").unwrap_or_else(|| panic!("{dom}"));
+    let secs: u32 = retry.parse().unwrap_or_else(|_| panic!("the page could not read Retry-After: {dom}"));
+    assert!((1..=86400).contains(&secs), "{dom}");
+    assert_eq!(redis.cmd(0, &["GET", "K:browser:limited"]), "2", "the refused hit counted nothing");
 }
