@@ -36,10 +36,10 @@ use self::values::{lookup_group, lookup_user, octal_mode, seconds};
 use crate::bind::Bind;
 
 use crate::config::Config;
+use crate::config::redis_url::{DEFAULT_URL, RedisTarget};
 use crate::http::parse::{Limits, MAX_FIELD_SIZE, MAX_FIELDS, MAX_REQUEST_LINE};
 use crate::logging::{LogLevel, LogTarget};
 use crate::redis::tls::{self, TlsFiles};
-use crate::redis::url::{DEFAULT_URL, RedisTarget};
 
 /// hitcore: a thread-per-core HTTP hit counter on io_uring, backed by Redis.
 ///
@@ -402,7 +402,7 @@ impl Cli {
             let flag = if redis_tls.insecure { "--redis-tls-insecure" } else { "--redis-tls-ca" };
             return Err(refuse(flag, "the --redis-tls-* flags apply to rediss:// URLs only"));
         }
-        let sentinel = matches!(redis.endpoint, crate::redis::url::Endpoint::Sentinel { .. });
+        let sentinel = matches!(redis.endpoint, crate::config::redis_url::Endpoint::Sentinel { .. });
         redis.sentinel_password =
             secrets::sentinel_password(self.sentinel_password, self.sentinel_password_file.as_deref(), sentinel)?;
         if self.key.is_empty() {

@@ -9,7 +9,9 @@
 //! - [`cli`]: flags (clap), `HITCORE_*` variables and the `-c` TOML file, layered and validated into a
 //!   [`config::Config`]; `--check-config`; [`cli::Invocation::reload`] for HUP.
 //! - [`bind`]: what `-b` names (TCP, `unix:PATH`, `fd://N`, systemd's sockets), as plain data.
-//! - [`config`]: the validated configuration, shared by the supervisor and (serialised) the shards.
+//! - [`config`]: the validated configuration, plain data shared by the supervisor and (serialised)
+//!   the shards, with the Redis URL forms and the request-head limits; it imports nothing of
+//!   `redis/` or `http/`.
 //! - [`handoff`]: the versioned, tolerant supervisor → shard hand-off (a sealed memfd named by
 //!   `HITCORE_SHARD`) and USR2's, with the secrets kept out of every child's environment.
 //! - [`supervisor`]: the arbiter: listeners, shard processes, watchdog, signals (HUP reloads, USR2

@@ -391,14 +391,15 @@ fn stream_sends_each_change_from_another_process() {
         assert_eq!(req(&mut cb, "GET", "/hit/live/page", "").1, json!({"value": expected}));
         assert_eq!(read_until(&mut s, &mut buf, b"\n\n"), format!("data: {{\"value\":{expected}}}\n\n"));
     }
-    let (_, created, _) = req(&mut cb, "POST", "/create/live/owned", "");
-    let admin = created["admin_key"].as_str().unwrap().to_string();
+    // A stream of a counter that does not exist yet sends nothing until /create publishes it.
     let mut s2 = std::net::TcpStream::connect(a.addr).unwrap();
     s2.set_read_timeout(Some(DEADLINE)).unwrap();
     s2.write_all(b"GET /stream/live/owned HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     let mut buf2 = Vec::new();
     read_until(&mut s2, &mut buf2, b"\r\n\r\n");
-    assert_eq!(read_until(&mut s2, &mut buf2, b"\n\n"), "data: {\"value\":0}\n\n");
+    let (_, created, _) = req(&mut cb, "POST", "/create/live/owned?initializer=7", "");
+    let admin = created["admin_key"].as_str().unwrap().to_string();
+    assert_eq!(read_until(&mut s2, &mut buf2, b"\n\n"), "data: {\"value\":7}\n\n");
     let bearer = format!("Authorization: Bearer {admin}\r\n");
     req(&mut cb, "POST", "/set/live/owned?value=50", &bearer);
     assert_eq!(read_until(&mut s2, &mut buf2, b"\n\n"), "data: {\"value\":50}\n\n");

@@ -213,3 +213,26 @@ fn tls_counts_keys_and_streams() {
     assert_eq!(redis.cmd(0, &["GET", "K:tls:other"]), "3");
     read_until("data: {\"value\":3}\n\n", &mut seen);
 }
+
+/// On a Cluster with a replica per primary, `--wait-replicas 1` holds each key's answers until its
+/// primary's replica has the write.
+#[test]
+fn cluster_wait_replicas_holds_answers_per_key() {
+    use common::cluster::Cluster;
+    let cluster = Cluster::start(3, 1);
+    let url = cluster.url(&[0]);
+    let server = TestServer::start(&["-w", "1", "--redis", &url, "--wait-replicas", "1", "--wait-timeout", "500"]);
+    server.wait_ready(1);
+    let mut c = Client::connect(server.addr);
+    for k in 0..12 {
+        let r = c.request(&format!("GET /hit/waited/key{k:02} HTTP/1.1\r\nHost: t\r\n\r\n"));
+        assert_eq!((r.status, r.text()), (200, "{\"value\":1}".to_string()), "{r:?}");
+        let name = format!("K:waited:key{k:02}");
+        let owner = cluster.owner(cluster.slot(&name), 0);
+        let replica = cluster.replica_of(owner);
+        // Acknowledged before the answer: the replica already holds it (READONLY reads it there).
+        let mut conn = Conn::open(cluster.nodes[replica].port, Some(DATA_PASSWORD)).unwrap();
+        conn.call(&["READONLY"]).unwrap();
+        assert_eq!(conn.call(&["GET", &name]).unwrap().text(), "1", "{name} on the replica of its owner");
+    }
+}

@@ -1,26 +1,14 @@
-"""bench/api: the counting API's routes under wrk, hitcore beside its peers, with Redis's cost per request.
+"""bench/api: the counting API's routes under wrk, hitcore beside its peers, with Redis's cost per request
+(bench/README.md, *The counting API*, says what it runs and reports).
 
-The plan (bench/plans/api.plan) is a bench/compare plan (kit/compare_plan.py) whose variants each
-name, in an `API_LOAD=` entry that is taken out of the server's environment, the load to drive:
-`API_LOAD=/PATH` (one path, e.g. hitcore's own `GET /` for the ratio) or `API_LOAD=zipf:N:NS`
-(`/hit/NS/kNNNNN` over N keys drawn Zipf s = 1: the most popular key rank 1, key k with weight
-1/k, 65,536 draws from a fixed seed, replayed in a cycle by kit/api.lua). Per round, per variant:
-start the server (cwd: the repository), wait until it answers, FLUSHALL, read Redis (INFO
-commandstats and stats, CPU time from /proc) and the server's CPU time, run wrk, read them again,
-then add up what Redis counted (`hit` and every `K:*`) against wrk's 2xx answers. From the two
-readings, per request served (what Redis counted, or wrk's count for a route that counts
-nothing): Redis commands, Redis round trips (`total_reads_processed`: one per read of
-a client's socket, so a pipelined batch is one), Redis's CPU time and the server's. Rounds are
-interleaved and folded into medians (kit/rounds.py); the report (machine first) goes to
-bench/results/<date>-api/summary.md. The pure parts (load specs, Zipf draws, per-request figures,
-report) are tested by bench/tests/test_api.py.
+Owns the `API_LOAD=` load specs of bench/plans/api.plan (a bench/compare plan), the Zipf draws that
+kit/api.lua replays, the per-variant measure (Redis read before and after each wrk run) and the
+report; the rounds, Redis, provisioning and summary.json are bench/compare's run (kit/compare.py's
+`Tool`). The pure parts are tested by bench/tests/test_api.py.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
 import random
 import re
 import sys
@@ -28,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import compare_plan, machine, parse, procs, provision, redisctl, rounds, servers, session
+from . import compare, compare_plan, compare_report, machine, parse, procs, provision, redisctl, servers, session
 from .procs import log
 
 LUA = Path(__file__).resolve().parent / "api.lua"
@@ -118,16 +106,9 @@ def table(summary: dict) -> str:
 
 
 def render(summary: dict) -> str:
-    m, s = summary["machine"], summary["settings"]
+    s = summary["settings"]
     out = [f"# {summary['title']}", "", f"bench/api, plan `{summary['plan']}`, started {summary['started_utc']}.",
-           "", "## Machine", "",
-           f"- {m.get('cpu_model')}, {m.get('cpus_online')} CPUs online (allowed {m.get('cpus_allowed')}), "
-           f"{m.get('memory_gib')} GiB, {m.get('os')}, Linux {m.get('kernel')}, governor {m.get('governor')}",
-           f"- load average at the start: {' '.join(map(str, summary['load_at_start']))}; at the end: "
-           f"{' '.join(map(str, summary.get('load_at_end', [])))}; CPUs busy in the second before: "
-           f"{summary.get('busy_at_start')} %", f"- Redis {summary.get('redis_version')}, one redis-server "
-           "(password, no persistence) shared by every variant, flushed before each"]
-    out += [f"- {k}: {v}" for k, v in summary.get("versions", {}).items()]
+           ""] + compare_report.machine(summary) + ["- Redis: flushed before each variant"]
     out += ["", "## Throughput and Redis's cost per request", "",
             f"`wrk -t {s['threads']} -c {s['connections']} -d {s['duration']}s --latency -s bench/kit/api.lua`, "
             f"{s['rounds']} interleaved rounds, medians (min–max of req/s). Redis's figures are over each whole wrk "
@@ -136,11 +117,7 @@ def render(summary: dict) -> str:
             "divided by the requests served (what Redis counted, as wrk stops counting with requests in flight that the "
             "server still serves; wrk's completed requests where a route counts nothing).", "", table(summary), ""]
     if summary.get("goals"):
-        out += ["## Goals", "", "| Goal | median req/s | Ratio | Met? |", "|---|---|---|---|"]
-        for g in summary["goals"]:
-            met = "not measured" if g["met"] is None else ("**yes**" if g["met"] else "**no**")
-            out.append(f"| {g['goal']} | {_f(g['rps'])} against {_f(g['other_rps'])} | {_f(g['ratio'], '.3f')} | {met} |")
-        out.append("")
+        out += ["## Goals", "", compare_report.goals(summary), ""]
     out += ["## Every round", "", "| Variant | round | 2xx (wrk) | counted by Redis | counted − 2xx | Redis commands |",
             "|---|---|---|---|---|---|"]
     for row in summary["rows"]:
@@ -155,27 +132,28 @@ def render(summary: dict) -> str:
     return "\n".join(out)
 
 
-def measure(variant, load: dict, paths_file: Path | None, values: dict, redis, args, raw_dir: Path,
-            log_dir: Path, tag: str) -> dict:
-    filled_argv = [compare_plan.fill(w, values) for w in variant.argv]
-    env = dict(os.environ, **{k: compare_plan.fill(v, values) for k, v in variant.env.items()})
-    row = {"id": variant.name, "title": variant.name, "argv": " ".join(filled_argv), "uses_redis": True,
+def measure(variant, filled: dict, round_no: int, setups, args, raw_dir: Path, log_dir: Path, _scratch: Path) -> dict:
+    """One variant, one round, in bench/compare's run (kit/compare.py's Tool): FLUSHALL, the two
+    readings around one wrk run with the variant's load, and what Redis counted."""
+    tag, port, redis = f"{variant.name}-r{round_no}", filled["port"], setups.by_setup["primary"]
+    load, paths_file = args.api_loads[variant.name], args.api_paths.get(variant.name)
+    row = {"id": variant.name, "title": variant.name, "argv": " ".join(filled["argv"]), "uses_redis": True,
            "status": "ok", "tests": {}}
-    service = procs.Service(variant.name, filled_argv, log_dir / f"{tag}.log", env=env, cwd=provision.REPO)
-    processes, shards = variant.readiness(int(values["cpus"]))
-    spec = servers.Spec(variant.name, variant.name, filled_argv, processes=processes,
+    processes, shards = variant.readiness(filled["cpus"])
+    spec = servers.Spec(variant.name, variant.name, filled["argv"], env=filled["env"], processes=processes,
                         ready_line="Connected to Redis" if shards else "", ready_count=shards)
     try:
-        why = servers.wait_ready(service, spec, int(values["port"]), timeout=60, settle=0.5)
-        if why:
-            row["status"] = f"did not start: {why}"
-            return row
+        service = servers.start(spec, port, log_dir / f"{tag}.log", timeout=60, cwd=provision.REPO)
+    except procs.RunError as error:
+        row["status"] = str(error)
+        return row
+    try:
         server_pids = [service.pid] + procs.descendants(service.pid)
         with redis.client() as client:
             client.command("FLUSHALL")
             before = redis_reading(client, redis.pid, server_pids)
             argv = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{args.duration}s", "--latency"]
-            url = f"http://127.0.0.1:{values['port']}"
+            url = f"http://127.0.0.1:{port}"
             argv += ["-s", str(LUA), url, "--", str(paths_file)] if paths_file else [url + load["path"]]
             result = procs.run(argv, timeout=args.duration + 30)
             time.sleep(0.3)  # requests in flight when wrk stopped finish in the server
@@ -224,61 +202,17 @@ def main(argv=None) -> int:
         print(f"bench/api: --only: no variant {', '.join(sorted(only - {v.name for v in plan.variants}))} "
               f"(variants: {', '.join(v.name for v in plan.variants)})", file=sys.stderr)
         return 2
-    variants = [v for v in plan.variants if v.name in only]
-    started = datetime.datetime.now(datetime.timezone.utc)
-    run_dir = args.out.resolve() / f"{started:%Y-%m-%d}-api{'-quick' if args.quick else ''}"
-    raw_dir, log_dir = session.fresh_run_dir(run_dir)
-    words = " ".join(w for v in variants for w in v.words())
-    hitcore = args.hitcore.resolve() if args.hitcore else provision.HITCORE_BINARY
-    problems = [("{hitcore}" in words and not args.hitcore and provision.hitcore(log_dir)),
-                ("{tokio}" in words and not provision.TOKIO_BINARY.exists() and provision.tokio_peer(log_dir)),
-                (".venv/" in words and provision.virtualenv("main", log_dir))]
-    if any(problems):
-        log(f"cannot run: {'; '.join(p for p in problems if p)}")
-        return 1
+    # bench/compare's run with this measure and report; goals about a variant left out are dropped.
+    plan.variants = [v for v in plan.variants if v.name in only]
+    plan.goals = [g for g in plan.goals if g.name in only]
+    args.name, args.dry_run, args.quiet_load = "api" + ("-quick" if args.quick else ""), False, None
+    args.api_loads, args.api_paths = loads, {}
     machine.raise_open_files_limit()
-    cpus = len(os.sched_getaffinity(0))
-    summary = {"title": plan.title, "plan": str(args.plan), "plan_text": args.plan.read_text(),
-               "started_utc": started.isoformat(timespec="seconds"), "machine": machine.describe(),
-               "busy_at_start": machine.cpu_busy_percent(), "load_at_start": [round(x, 2) for x in os.getloadavg()],
-               "settings": {k: getattr(args, k) for k in ("rounds", "duration", "connections", "threads")}}
-    summary["loads"] = {name: (spec["path"] if spec["kind"] == "path" else f"/hit, Zipf over {spec['keys']:,} keys")
-                        for name, spec in loads.items() if any(v.name == name for v in variants)}
-    try:
-        with tempfile.TemporaryDirectory(prefix="hitcore-api-") as tmp:
-            redis = redisctl.RedisServer(log_dir, workdir=Path(tmp))
-            redis.wait_ready()
-            summary["redis_version"] = redis.version()
-            summary["versions"] = machine.versions(hitcore if hitcore.exists() else None, summary["redis_version"])
-            paths = {}
-            for name, load in loads.items():
-                if load["kind"] == "zipf":
-                    paths[name] = Path(tmp) / f"{name}.paths"
-                    paths[name].write_text("\n".join(load_paths(load)) + "\n")
-            per_round = []
-            for rnd in range(1, args.rounds + 1):
-                rows = []
-                for v in variants:
-                    port = redisctl.free_port()
-                    values = {"hitcore": str(hitcore), "tokio": str(provision.TOKIO_BINARY), "cpus": str(cpus),
-                              "redis_url": redis.url, "bind": f"127.0.0.1:{port}", "port": str(port), "tmp": tmp,
-                              "connections": str(args.connections)}
-                    rows.append(measure(v, loads[v.name], paths.get(v.name), values, redis, args, raw_dir, log_dir,
-                                        f"{v.name}-r{rnd}"))
-                per_round.append(rows)
-            redis.stop()
-    except KeyboardInterrupt:
-        log("interrupted: stopping every process this run started")
-        return 130
-    finally:
-        procs.cleanup()
-    summary["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    summary["rows"] = rounds.aggregate(per_round)
-    summary["base"] = plan.base
-    medians = {r["id"]: (r["tests"].get("wrk") or {}).get("rps") for r in summary["rows"]}
-    summary["goals"] = [g for g in compare_plan.check_goals(plan, medians) if g["name"] in medians]
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (run_dir / "summary.md").write_text(render(summary))
-    print(table(summary))
-    log(f"done: {run_dir / 'summary.md'}")
-    return 0 if all(r["status"] == "ok" for r in summary["rows"]) else 3
+    loads_shown = {name: (spec["path"] if spec["kind"] == "path" else f"/hit, Zipf over {spec['keys']:,} keys")
+                   for name, spec in loads.items() if name in only}
+    with tempfile.TemporaryDirectory(prefix="hitcore-api-") as tmp:
+        for name in only:
+            if loads[name]["kind"] == "zipf":
+                args.api_paths[name] = Path(tmp) / f"{name}.paths"
+                args.api_paths[name].write_text("\n".join(load_paths(loads[name])) + "\n")
+        return session.guard(compare.run, args, plan, {}, compare.Tool(measure, render, table, {"loads": loads_shown}, "bench/api"))

@@ -26,12 +26,13 @@ import argparse
 import datetime
 import json
 import os
-import resource
 import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from . import compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, rounds, servers, session
 from .measure import binary_identity, fd_count, listen_counters, machine_cpu_seconds, socket_summary
@@ -93,9 +94,7 @@ def main(argv=None) -> int:
     if nofile[0] < args.connections + 256:
         log(f"warning: the open-files limit is {nofile[0]} (hard {nofile[1]}), too few for wrk -c {args.connections} "
             "(a descriptor per connection, in wrk and in a server): raise the hard limit (`ulimit -Hn`)")
-    args.limits = {"nofile_soft": nofile[0], "nofile_hard": nofile[1],
-                   "somaxconn": machine.sysctl("net.core.somaxconn"),
-                   "tcp_max_syn_backlog": machine.sysctl("net.ipv4.tcp_max_syn_backlog")}
+    args.limits = machine.limits(nofile)
     try:
         return session.guard(run, args, plan, sets)
     except compare_plan.PlanError as error:  # a placeholder unknown once filled: before anything ran
@@ -397,19 +396,19 @@ def window_figures(a: dict, b: dict) -> dict:
     return out
 
 
-def write_nginx_conf(folder: Path, bind: str, workers: int, connections: int) -> Path:
-    """{nginx_conf}: the kit's static nginx (servers.nginx_config) in `folder`, its prefix, with one
-    worker per CPU and worker_connections, rlimit and backlog sized for `connections` clients."""
-    (folder / "logs").mkdir(parents=True, exist_ok=True)
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    limits = servers.nginx_limits(connections, None if hard == resource.RLIM_INFINITY else hard)
-    path = folder / "nginx.conf"
-    path.write_text(servers.nginx_config(servers.NGINX_TEMPLATE.read_text(), workers=workers, prefix=folder,
-                                         bind=bind, limits=limits))
-    return path
+@dataclass
+class Tool:
+    """What a tool built on this run brings of its own (bench/api, bench/layout): how one variant is
+    measured in one round (measure's signature), its report and console table, and summary keys."""
+    measure: Callable = measure
+    render: Callable = compare_report.render
+    table: Callable = compare_report.table
+    summary: dict = field(default_factory=dict)
+    name: str = "bench/compare"
 
 
-def run(args, plan, sets) -> int:
+def run(args, plan, sets, tool: Tool | None = None) -> int:
+    tool = tool or Tool()
     started = datetime.datetime.now(datetime.timezone.utc)
     name = args.name or args.plan.stem
     run_dir = args.out.resolve() / f"{started:%Y-%m-%d}-{name}"
@@ -426,6 +425,15 @@ def run(args, plan, sets) -> int:
         if problem:
             log(f"cannot run: {problem}")
             return 1
+    # The peer and bench/.venv (a plan's gunicorn) are built or installed when missing, as bench/run
+    # does (not for --dry-run: it only prints the command lines).
+    needs_tokio = "tokio" in used and "tokio" not in sets and not provision.TOKIO_BINARY.exists()
+    needs_venv = any(".venv/" in w for v in plan.variants for w in v.words())
+    problem = not args.dry_run and ((needs_tokio and provision.tokio_peer(log_dir))
+                                    or (needs_venv and provision.virtualenv("main", log_dir)))
+    if problem:
+        log(f"cannot run: {problem}")
+        return 1
     for key in ("hitcore", "tokio"):
         if key in used and not os.access(base_values[key], os.X_OK):
             log(f"cannot run: {{{key}}} = {base_values[key]} is not an executable file")
@@ -449,7 +457,7 @@ def run(args, plan, sets) -> int:
         "settings": {"rounds": args.rounds, "duration": args.duration, "connections": args.connections,
                      "threads": args.threads, "warm_s": WARM_S, "margin_s": MARGIN_S},
     }
-    log(f"bench/compare {plan.title}: {len(plan.variants)} variants × {args.rounds} rounds; load average "
+    log(f"{tool.name} {plan.title}: {len(plan.variants)} variants × {args.rounds} rounds; load average "
         f"{load_at_start[0]:.2f}; results -> {run_dir}")
     with tempfile.TemporaryDirectory(prefix="hitcore-compare-") as tmp:
         tmp = Path(tmp)
@@ -474,7 +482,7 @@ def run(args, plan, sets) -> int:
                 values = dict(base_values, **setups.values, bind=f"127.0.0.1:{port}", port=str(port),
                               metrics_bind=f"127.0.0.1:{redisctl.free_port()}", tmp=str(scratch))
                 if "nginx_conf" in v.placeholders():
-                    values["nginx_conf"] = str(write_nginx_conf(scratch, values["bind"], cpus, args.connections))
+                    values["nginx_conf"] = str(servers.write_nginx_conf(scratch, values["bind"], cpus, args.connections)[0])
                 filled = {"argv": [compare_plan.fill(w, values) for w in v.argv],
                           "env": {k: compare_plan.fill(x, values) for k, x in v.env.items()},
                           "port": port, "metrics_bind": values["metrics_bind"], "cpus": cpus,
@@ -483,7 +491,7 @@ def run(args, plan, sets) -> int:
                     env = " ".join(f"{k}=…" for k in filled["env"])
                     print(f"{v.name}: {env} {' '.join(filled['argv'])}")
                     continue
-                rows.append(measure(v, filled, rnd, setups, args, raw_dir, log_dir, scratch))
+                rows.append(tool.measure(v, filled, rnd, setups, args, raw_dir, log_dir, scratch))
             if args.dry_run:
                 setups.stop()
                 return 0
@@ -496,10 +504,11 @@ def run(args, plan, sets) -> int:
     summary["base"] = plan.base
     summary["goals"] = compare_plan.check_goals(plan, medians)
     summary["duration_s"] = round(procs.elapsed(), 1)
+    summary.update(tool.summary)
     session.write_summary(run_dir, summary)
-    (run_dir / "summary.md").write_text(compare_report.render(summary))
+    (run_dir / "summary.md").write_text(tool.render(summary))
     print()
-    print(compare_report.table(summary))
+    print(tool.table(summary))
     log(f"done in {procs.elapsed():.0f}s: {run_dir / 'summary.md'}")
     failed = [f"{r['id']} ({r['status']})" for r in summary["rows"] if r["status"] != "ok"]
     if failed:

@@ -168,12 +168,11 @@ def checks(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def render(summary: dict) -> str:
+def machine(summary: dict) -> list[str]:
+    """`## Machine` of a bench/compare run (bench/api's too): the machine, load, limits, rounds,
+    versions, binaries and the Redis setups."""
     m = summary["machine"]
-    s = summary["settings"]
-    out = [f"# {summary['title']}", "",
-           f"bench/compare, plan `{summary['plan']}`, started {summary['started_utc']} "
-           f"({summary.get('duration_s', 0):.0f} s).", "", "## Machine", "",
+    out = ["## Machine", "",
            f"- {m.get('cpu_model')}, {m.get('cpus_online')} CPUs online (allowed {m.get('cpus_allowed')}), "
            f"{m.get('memory_gib')} GiB, {m.get('os')}, Linux {m.get('kernel')}, governor {m.get('governor')}",
            f"- load average at the start: {' '.join(str(x) for x in summary['load_at_start'])} "
@@ -191,7 +190,14 @@ def render(summary: dict) -> str:
                + ", ".join(f"{r['utc']} {r['load1']}" for r in summary.get("rounds", [])))
     out += [f"- {k}: {v}" for k, v in summary.get("versions", {}).items()]
     out += [f"- `{{{k}}}`: {v}" for k, v in summary.get("binaries", {}).items()]
-    out += [f"- Redis {line}" for line in summary.get("redis", [])]
+    return out + [f"- Redis {line}" for line in summary.get("redis", [])]
+
+
+def render(summary: dict) -> str:
+    s = summary["settings"]
+    out = [f"# {summary['title']}", "",
+           f"bench/compare, plan `{summary['plan']}`, started {summary['started_utc']} "
+           f"({summary.get('duration_s', 0):.0f} s).", ""] + machine(summary)
     out += ["", "The machine is shared: other engineers' builds and tests ran beside this measurement. "
             "The *other work* column below is the CPU time the whole machine used during each steady window "
             "less what this run's processes (server, Redis, replica, sentinels, wrk) used; where it is large, "

@@ -363,9 +363,7 @@ def run(args, tests: list[str]) -> int:
         (("nginx",) if "vs-nginx" in tests else ())
     summary.update(
         versions={k: v for k, v in machine.versions(hitcore, redis.version()).items() if k in keep},
-        limits={"nofile_soft": nofile[0], "nofile_hard": nofile[1], **{
-            k.split(".")[-1]: machine.sysctl(k) for k in ("net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog",
-                                                          "net.ipv4.tcp_syncookies", "net.ipv4.ip_local_port_range")}},
+        limits=machine.limits(nofile),
         hitcore_binary=str(hitcore), port=ctx.port, tests={},
         hitcore_built=datetime.datetime.fromtimestamp(hitcore.stat().st_mtime).astimezone().isoformat(timespec="seconds"))
     measurements = {"slowloris": lambda: [test_slowloris(ctx, cap) for cap in settings["slowloris_caps"]],

@@ -1,29 +1,23 @@
-"""bench/layout: why the seed test (`ab -c 500`, a connection per request) depends on where shards run.
+"""bench/layout: the seed test (`ab -c 500`, a connection per request) against shard layouts, with
+what explains its throughput from /proc (bench/README.md, *Where shards run*, says what and why).
 
-ab is one thread that needs a whole CPU on a small machine. This measures, for each server layout
-in interleaved rounds, ab's throughput together with what explains it, all from /proc over the
-ab run: how busy each CPU was, how long ab and each server process waited in a run queue for a CPU
-(`/proc/PID/task/TID/schedstat`, field 2), how often the server's threads changed CPU
-(`se.nr_migrations`), and the CPU each used. Layouts: `hitcore --pin` (each shard pinned to its CPU,
-the first releases' only layout), `hitcore` (the default: shards placed by the kernel), `hitcore -w 1`
-and nginx (`return 200`, unpinned workers, no Redis) as the static ceiling.
-
-The pure parts (schedstat and /proc/stat readings, the per-run figures, medians) take text and
-numbers, so bench/tests/test_layout.py tests them without running anything.
+Owns the per-run figures and medians, the measure of one layout and the report; the layouts are
+plans/layout-ab.plan's variants, the rounds, Redis and summary.json bench/compare's run (its Tool),
+the /proc readers machine.py's and measure.py's. The pure parts are tested by bench/tests/test_layout.py.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
 import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
-from . import loadgen, machine, procs, provision, redisctl, servers, session
+from . import compare, compare_plan, loadgen, procs, provision, servers, session
+from .machine import busy_percent, cpu_times
+from .measure import read_tasks, task_delta
 
+PLAN = provision.BENCH / "plans" / "layout-ab.plan"
 VARIANTS = {
     # id: (title, hitcore flags or None for nginx)
     "pinned": ("hitcore --pin (one shard pinned to each CPU)", ["--pin"]),
@@ -31,71 +25,6 @@ VARIANTS = {
     "w1": ("hitcore -w 1", ["-w", "1"]),
     "nginx": ("nginx return 200 (static, no Redis), one worker per CPU, unpinned", None),
 }
-
-
-def parse_cpu_times(text: str) -> dict[str, tuple[int, int]]:
-    """/proc/stat's `cpuN` lines as {"cpuN": (busy, total)} in clock ticks (idle and iowait are not busy)."""
-    out = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if parts and parts[0].startswith("cpu") and parts[0] != "cpu":
-            ticks = [int(x) for x in parts[1:]]
-            idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
-            out[parts[0]] = (sum(ticks[:8]) - idle, sum(ticks[:8]))
-    return out
-
-
-def busy_percent(before: dict, after: dict) -> dict[str, float]:
-    """Each CPU's busy share between two parse_cpu_times readings, in %."""
-    out = {}
-    for cpu, (busy1, total1) in after.items():
-        busy0, total0 = before.get(cpu, (0, 0))
-        out[cpu] = round(100.0 * (busy1 - busy0) / (total1 - total0), 1) if total1 > total0 else 0.0
-    return out
-
-
-def parse_schedstat(text: str) -> tuple[int, int]:
-    """A task's schedstat: (ns on a CPU, ns waiting in a run queue)."""
-    run_ns, wait_ns, _slices = (int(x) for x in text.split()[:3])
-    return run_ns, wait_ns
-
-
-def parse_migrations(text: str) -> int:
-    """`se.nr_migrations` from /proc/PID/task/TID/sched (0 when absent)."""
-    for line in text.splitlines():
-        if line.startswith("se.nr_migrations"):
-            return int(line.split(":")[1])
-    return 0
-
-
-def read_tasks(pids: list[int]) -> dict[int, dict]:
-    """For every thread of the given processes: run and wait ns, migrations. Gone ones are skipped."""
-    out = {}
-    for pid in pids:
-        try:
-            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
-        except OSError:
-            continue
-        for tid in tids:
-            base = f"/proc/{pid}/task/{tid}"
-            try:
-                run_ns, wait_ns = parse_schedstat(Path(f"{base}/schedstat").read_text())
-                migrations = parse_migrations(Path(f"{base}/sched").read_text())
-            except (OSError, ValueError):
-                continue
-            out[tid] = {"pid": pid, "run_ns": run_ns, "wait_ns": wait_ns, "migrations": migrations}
-    return out
-
-
-def task_delta(before: dict[int, dict], after: dict[int, dict]) -> dict:
-    """Summed run, wait (ms) and migrations over the threads seen in `after` (new ones from 0)."""
-    run = wait = moves = 0
-    for tid, b in after.items():
-        a = before.get(tid, {"run_ns": 0, "wait_ns": 0, "migrations": 0})
-        run += b["run_ns"] - a["run_ns"]
-        wait += b["wait_ns"] - a["wait_ns"]
-        moves += b["migrations"] - a["migrations"]
-    return {"run_ms": round(run / 1e6, 1), "wait_ms": round(wait / 1e6, 1), "migrations": moves}
 
 
 def figures(ab: dict, seconds: float, cpus: dict, server: dict, per_process: list[dict], ab_sched: dict) -> dict:
@@ -150,99 +79,87 @@ def parse_args(argv):
     return args
 
 
-def spec_for(variant: str, ctx: servers.Context) -> servers.Spec:
-    title, flags = VARIANTS[variant]
-    if flags is None:
-        spec = servers.nginx(ctx)
-        spec.id = variant
-        return spec
-    shards = 1 if flags[:2] == ["-w", "1"] else ctx.ncpu
-    argv = [str(ctx.hitcore), "-b", ctx.bind] + flags
-    return servers.Spec(variant, title, argv, env={"REDIS_URL": ctx.redis_url}, processes=1 + shards,
-                        ready_line="Connected to Redis", ready_count=shards)
-
-
-def measure(variant: str, ctx: servers.Context, redis: redisctl.RedisServer, args, tag: str,
-            raw_dir: Path, log_dir: Path) -> dict:
-    spec = spec_for(variant, ctx)
+def measure(variant, filled: dict, round_no: int, setups, args, raw_dir: Path, log_dir: Path, _scratch: Path) -> dict:
+    """One layout, one round, in bench/compare's run (kit/compare.py's Tool): ab, with /proc read
+    around it (each CPU, the server's threads) and ab's own schedstat read until it exits."""
+    tag, redis = f"{variant.name}-r{round_no}", setups.by_setup.get(variant.setup() or "")
+    processes, shards = variant.readiness(filled["cpus"])
+    spec = servers.Spec(variant.name, VARIANTS[variant.name][0], filled["argv"], env=filled["env"],
+                        uses_redis=redis is not None, processes=processes,
+                        ready_line="Connected to Redis" if shards else "", ready_count=shards)
+    row = {"id": spec.id, "title": spec.title, "argv": " ".join(spec.argv), "uses_redis": spec.uses_redis,
+           "status": "ok", "tests": {}}
     try:
-        service = servers.start(spec, ctx.port, log_dir / f"{tag}.log", name=variant)
+        service = servers.start(spec, filled["port"], log_dir / f"{tag}.log", name=tag)
     except procs.RunError as error:
-        return {"status": str(error)}
+        row["status"] = str(error)
+        return row
     try:
-        redis.set("hit", 0)
+        if redis:
+            redis.set("hit", 0)
         pids = [service.pid] + procs.descendants(service.pid)
         marks: dict = {}
         ab_seen: dict = {}
 
         def while_running(proc) -> None:
-            marks["cpu0"] = parse_cpu_times(Path("/proc/stat").read_text())
-            marks["tasks0"] = read_tasks(pids)
-            marks["t0"] = time.monotonic()
-            # ab's own schedstat, read until it exits (its last reading is kept).
-            while proc.poll() is None:
-                seen = read_tasks([proc.pid])
-                if seen:
-                    ab_seen.update(seen)
+            marks.update(cpu0=cpu_times(), tasks0=read_tasks(pids), t0=time.monotonic())
+            while proc.poll() is None:  # ab's own schedstat, read until it exits (the last reading kept)
+                ab_seen.update(read_tasks([proc.pid]))
                 time.sleep(0.05)
 
-        url = f"http://127.0.0.1:{ctx.port}/"
-        result = loadgen.ab(url, args.requests, args.concurrency, 60, False, raw_dir / f"{tag}.txt", None,
-                            while_running=while_running)
+        result = loadgen.ab(f"http://127.0.0.1:{filled['port']}/", args.requests, args.concurrency, 60, False,
+                            raw_dir / f"{tag}.txt", None, while_running=while_running)
         t1 = time.monotonic()
-        cpus = busy_percent(marks.get("cpu0", {}), parse_cpu_times(Path("/proc/stat").read_text()))
-        tasks1 = read_tasks(pids)
-        per_process = [dict(pid=pid, **task_delta({t: v for t, v in marks.get("tasks0", {}).items() if v["pid"] == pid},
+        cpus = busy_percent(marks.get("cpu0", {}), cpu_times())
+        cpus.pop("cpu", None)  # the table shows each CPU
+        tasks0, tasks1 = marks.get("tasks0", {}), read_tasks(pids)
+        per_process = [dict(pid=pid, **task_delta({t: v for t, v in tasks0.items() if v["pid"] == pid},
                                                     {t: v for t, v in tasks1.items() if v["pid"] == pid}))
                        for pid in pids]
-        row = figures(result, t1 - marks.get("t0", t1), cpus, task_delta(marks.get("tasks0", {}), tasks1),
-                      per_process, task_delta({}, ab_seen))
-        row["status"] = result.get("error") or "ok"
-        if spec.uses_redis:
-            row["counter"] = redis.get_int("hit")
+        ab = figures(result, t1 - marks.get("t0", t1), cpus, task_delta(tasks0, tasks1), per_process,
+                     task_delta({}, ab_seen))
+        ab.update(status=result.get("error") or "ok", error=result.get("error"))
+        if redis:
+            ab["counter"] = redis.get_int("hit")
+        row["tests"]["ab"] = ab
+        procs.log(f"{tag}: {ab.get('rps')} req/s, failed {ab.get('failed')}, CPUs {cpus}, ab waited "
+                  f"{ab.get('ab_wait_us_per_request')} µs/req ({ab['status']})")
         return row
     finally:
         service.stop(grace=15)
 
 
 def main(argv=None) -> int:
-    return session.guard(run, parse_args(argv))
-
-
-def run(args) -> int:
-    name = session.results_name(datetime.date.today(), "-layout" + ("-quick" if args.quick else ""))
-    folder = args.out / name
-    raw_dir, log_dir = session.fresh_run_dir(folder)
+    args = parse_args(argv)
     missing = [c for c in ("ab", "nginx", "redis-server") if not shutil.which(c)]
     if missing:
         print(f"bench/layout: missing {missing}: run bench/run once to provision them")
         return 1
-    tmp = Path(tempfile.mkdtemp(prefix="hitcore-layout-"))
-    redis = redisctl.RedisServer(log_dir)
-    load = {"start": os.getloadavg()}
-    rows: dict[str, list[dict]] = {v: [] for v in args.only}
-    try:
-        redis.wait_ready()
-        ctx = servers.Context(port=redisctl.free_port(), redis_url=redis.url, ncpu=os.cpu_count() or 1,
-                              server_cpus=None, hitcore=args.hitcore, tmp=tmp)
-        for round_no in range(1, args.rounds + 1):
-            for variant in args.only:
-                row = measure(variant, ctx, redis, args, f"{variant}-r{round_no}", raw_dir, log_dir)
-                rows[variant].append(row)
-                procs.log(f"round {round_no} {variant}: {row.get('rps')} req/s, failed {row.get('failed')}, "
-                          f"CPUs {row.get('cpu_busy_pct')}, ab waited {row.get('ab_wait_us_per_request')} µs/req "
-                          f"({row.get('status')})")
-    finally:
-        redis.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-    load["end"] = os.getloadavg()
-    summary = {"machine": machine.describe(), "load": load, "args": {k: str(v) for k, v in vars(args).items()},
-               "rows": rows, "medians": {v: median_row([r for r in rows[v] if r.get("rps")]) for v in rows}}
-    session.write_summary(folder, summary)
-    report = args.out / f"{name}.md"
-    report.write_text(render(summary))
-    print(f"bench/layout: wrote {report}")
-    return 0
+    # bench/compare's run over plans/layout-ab.plan's variants (the ones --only names), this measure.
+    plan = compare_plan.parse_plan(PLAN.read_text())
+    plan.variants = [v for v in plan.variants if v.name in args.only]
+    args.plan, args.name, args.dry_run, args.quiet_load = PLAN, f"{session.host_tag()}-layout" + (
+        "-quick" if args.quick else ""), False, None
+    args.duration, args.connections, args.threads = None, args.concurrency, None
+    ab = {"concurrency": args.concurrency, "requests": args.requests, "rounds": args.rounds}
+    return session.guard(compare.run, args, plan, {"hitcore": str(args.hitcore.resolve())},
+                         compare.Tool(measure, render_run, table_run, {"ab": ab}, "bench/layout"))
+
+
+def view(summary: dict) -> dict:
+    """bench/compare's summary as the report reads it: each layout's rounds, their medians."""
+    rows = {r["id"]: [x["tests"].get("ab") or {"status": x["status"]} for x in r["rounds"]] for r in summary["rows"]}
+    return {"machine": summary["machine"], "args": summary["ab"], "rows": rows,
+            "load": {"start": summary["load_at_start"], "end": summary.get("load_at_end", [0.0])},
+            "medians": {v: median_row([r for r in rs if r.get("rps")]) for v, rs in rows.items()}}
+
+
+def render_run(summary: dict) -> str:
+    return render(view(summary))
+
+
+def table_run(summary: dict) -> str:
+    return "\n".join(line for line in render_run(summary).splitlines() if line.startswith("|"))
 
 
 # The report: summary.json as Markdown, machine first. Pure: text in, text out.

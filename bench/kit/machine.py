@@ -45,21 +45,37 @@ def cpu_list(cpus) -> str:
     return ",".join(parts)
 
 
+def cpu_times(text: str | None = None) -> dict[str, tuple[int, int]]:
+    """/proc/stat's `cpu` (every CPU) and `cpuN` lines as {name: (busy, total)} in clock ticks;
+    idle and iowait are not busy. The kit's one reader of /proc/stat."""
+    out = {}
+    for line in (Path("/proc/stat").read_text() if text is None else text).splitlines():
+        parts = line.split()
+        if parts and parts[0].startswith("cpu"):
+            ticks = [int(x) for x in parts[1:9]]
+            out[parts[0]] = (sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0), sum(ticks))
+    return out
+
+
+def busy_percent(before: dict, after: dict) -> dict[str, float]:
+    """Each CPU's (and `cpu`, all of them) busy share between two cpu_times readings, in %."""
+    out = {}
+    for cpu, (busy1, total1) in after.items():
+        busy0, total0 = before.get(cpu, (0, 0))
+        out[cpu] = round(100.0 * (busy1 - busy0) / (total1 - total0), 1) if total1 > total0 else 0.0
+    return out
+
+
 def cpu_busy_percent(seconds: float = 1.0) -> float | None:
-    """How busy all CPUs are right now (0-100 %), from two /proc/stat samples `seconds` apart:
-    before a run starts this is other work competing with the benchmark."""
-    def sample():
-        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return sum(fields[:8]), idle
+    """How busy all CPUs are right now (0-100 %), over `seconds`: before a run starts this is other
+    work competing with the benchmark."""
     try:
-        total1, idle1 = sample()
+        before = cpu_times()
         time.sleep(seconds)
-        total2, idle2 = sample()
+        after = cpu_times()
     except (OSError, ValueError, IndexError):
         return None
-    total = total2 - total1
-    return round(100.0 * (total - (idle2 - idle1)) / total, 1) if total > 0 else None
+    return busy_percent(before, after)["cpu"] if after["cpu"][1] > before["cpu"][1] else None
 
 
 def sysctl(name: str) -> str | None:
@@ -81,6 +97,14 @@ def raise_open_files_limit() -> tuple[int, int]:
         except (ValueError, OSError):
             pass
     return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def limits(nofile: tuple[int, int]) -> dict:
+    """What bounds a many-connection run, for its report: the open-files limits (soft, hard) given,
+    and the listen and port sysctls by their last name (somaxconn, tcp_max_syn_backlog, ...)."""
+    return {"nofile_soft": nofile[0], "nofile_hard": nofile[1],
+            **{k.split(".")[-1]: sysctl(k) for k in ("net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog",
+                                                     "net.ipv4.tcp_syncookies", "net.ipv4.ip_local_port_range")}}
 
 
 def _read(path: str) -> str | None:

@@ -204,7 +204,10 @@ def run(args, ids: list[str]) -> int:
     summary["load_at_end"] = round(os.getloadavg()[0], 2)
 
     # 5. Results.
-    charts = draw_charts(session.write_summary(run_dir, summary), out_dir, name, problems.get("venv"), log_dir)
+    summary_path = session.write_summary(run_dir, summary)
+    if problems.get("venv"):
+        log(f"charts skipped: {problems['venv']}")
+    charts = [] if problems.get("venv") else session.chart("run", [summary_path, out_dir, name], log_dir) or []
     report_path = out_dir / f"{name}.md"
     report_path.write_text(report.render(summary, charts))
     print()
@@ -301,17 +304,3 @@ def _brief(outcome: dict) -> str:
                 f"p99 {outcome.get('p99_ms', 0):.2f} ms, non-2xx {outcome['non_2xx_3xx']}")
     return f"{outcome['rps']:,.0f} req/s, {outcome['complete']} complete, {outcome['failed']} failed"
 
-
-def draw_charts(summary_path: Path, out_dir: Path, name: str, venv_problem: str | None, log_dir: Path) -> list[str]:
-    """Draws the PNGs with bench/.venv's matplotlib; returns their file names (relative to out_dir)."""
-    if venv_problem:
-        log(f"charts skipped: {venv_problem}")
-        return []
-    result = procs.run([str(provision.venv_python("main")), str(session.CHARTS), "run", str(summary_path),
-                        str(out_dir), name],
-                       timeout=180, label="drawing charts")
-    if not result.ok:
-        (log_dir / "charts.log").write_text(result.stdout + result.stderr)
-        log(f"charts failed: {result.tail(2)} (see {log_dir / 'charts.log'})")
-        return []
-    return [line.strip() for line in result.stdout.splitlines() if line.strip().endswith(".png")]

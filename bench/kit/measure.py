@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import perfstat, procs
+from . import machine, perfstat, procs
 
 
 def rss_kib(pid: int) -> int:
@@ -101,37 +101,25 @@ def median_rss(pid: int, samples: int = 5, every: float = 0.1) -> int:
     return int(statistics.median(values))
 
 
-class Sampler(threading.Thread):
-    """hitcore's process tree at 10 Hz (RSS per process), and once a second each shard's open fds
-    and the listeners' accept queue. Everything is kept with its time.monotonic() for windows."""
+class Sampler(procs.TreeSampler):
+    """hitcore's process tree at 10 Hz (RSS per process, kept), and once a second each shard's open
+    fds and the listeners' accept queue. Everything is kept with its time.monotonic() for windows."""
 
     def __init__(self, root: int, port: int, interval: float = 0.1):
-        super().__init__(daemon=True)
-        self.root, self.port, self.interval = root, port, interval
-        self.rss: list[tuple[float, dict]] = []    # (t, {pid: KiB})
+        super().__init__(root, interval, pss=False, series=True)
+        self.port = port
         self.fds: list[tuple[float, dict]] = []    # (t, {pid: open fds}) for the shards
         self.queue: list[tuple[float, int]] = []   # (t, accept queue)
-        self._stop_event = threading.Event()
-        self._tree = [root]
 
-    def run(self) -> None:
-        n = 0
-        while not self._stop_event.is_set():
-            if n % 10 == 0:
-                self._tree = [self.root] + procs.descendants(self.root)
+    def sample(self) -> list[int]:
+        pids = super().sample()
+        if self._samples % 10 == 1:
             now = time.monotonic()
-            self.rss.append((now, {pid: rss_kib(pid) for pid in self._tree}))
-            if n % 10 == 0:
-                self.fds.append((now, {pid: fd_count(pid) for pid in self._tree[1:]}))
-                q = accept_queue(self.port)
-                if q is not None:
-                    self.queue.append((now, q))
-            n += 1
-            self._stop_event.wait(self.interval)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=3)
+            self.fds.append((now, {pid: fd_count(pid) for pid in pids[1:]}))
+            q = accept_queue(self.port)
+            if q is not None:
+                self.queue.append((now, q))
+        return pids
 
     def peak_tree_rss(self, t0: float, t1: float) -> int | None:
         values = [sum(v.values()) for t, v in self.rss if t0 <= t <= t1]
@@ -237,8 +225,7 @@ def probe_summary(results, t0: float | None = None, t1: float | None = None) -> 
 
 def machine_cpu_seconds() -> float:
     """Busy CPU time of the whole machine so far (every CPU, idle and iowait excluded), in seconds."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    return machine.cpu_times()["cpu"][0] / os.sysconf("SC_CLK_TCK")
 
 
 def binary_identity(path: str) -> str:
@@ -277,13 +264,43 @@ def listen_counters() -> dict[str, int]:
         return {}
 
 
-def run_delay(pids: list[int]) -> float:
-    """Seconds the threads of `pids` have spent runnable but waiting for a CPU so far (the second
-    field of /proc/TID/schedstat): the direct measure of "behind a busy CPU"."""
-    total = 0
+def parse_schedstat(text: str) -> tuple[int, int]:
+    """A task's schedstat: (ns on a CPU, ns waiting in a run queue)."""
+    run_ns, wait_ns, _slices = (int(x) for x in text.split()[:3])
+    return run_ns, wait_ns
+
+
+def parse_migrations(text: str) -> int:
+    """`se.nr_migrations` from /proc/PID/task/TID/sched (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith("se.nr_migrations"):
+            return int(line.split(":")[1])
+    return 0
+
+
+def read_tasks(pids: list[int], migrations: bool = True) -> dict[int, dict]:
+    """For every thread of the given processes: ns on a CPU and waiting in a run queue (schedstat),
+    and its moves between CPUs (sched). Threads gone meanwhile are skipped."""
+    out = {}
     for tid, pid in perfstat.tasks_of(pids).items():
+        base = f"/proc/{pid}/task/{tid}"
         try:
-            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1])
-        except (OSError, IndexError, ValueError):
+            run_ns, wait_ns = parse_schedstat(Path(f"{base}/schedstat").read_text())
+            moves = parse_migrations(Path(f"{base}/sched").read_text()) if migrations else 0
+        except (OSError, ValueError):
             continue
-    return total / 1e9
+        out[tid] = {"pid": pid, "run_ns": run_ns, "wait_ns": wait_ns, "migrations": moves}
+    return out
+
+
+def task_delta(before: dict[int, dict], after: dict[int, dict]) -> dict:
+    """Summed run, wait (ms) and migrations over the threads seen in `after` (new ones from 0)."""
+    zero = {"run_ns": 0, "wait_ns": 0, "migrations": 0}
+    run, wait, moves = (sum(b[k] - before.get(tid, zero)[k] for tid, b in after.items()) for k in zero)
+    return {"run_ms": round(run / 1e6, 1), "wait_ms": round(wait / 1e6, 1), "migrations": moves}
+
+
+def run_delay(pids: list[int]) -> float:
+    """Seconds the threads of `pids` have spent runnable but waiting for a CPU so far: the direct
+    measure of "behind a busy CPU"."""
+    return sum(t["wait_ns"] for t in read_tasks(pids, migrations=False).values()) / 1e9

@@ -1,18 +1,9 @@
-"""bench/observe: hitcore's own metrics, scraped every second through a run with a Redis restart.
+"""bench/observe: hitcore's own metrics, scraped every second through a run with a Redis restart
+(bench/README.md, *Metrics through a Redis restart*, says what it runs and what the chart shows).
 
-1. provision hitcore (cargo build --release, unless --hitcore) and wrk;
-2. start one password-protected redis-server on a free port (kit/redisctl.py), and hitcore on a free
-   port with --metrics-bind on another;
-3. run `wrk -c C -d D` against `GET /` while a thread scrapes http://.../metrics every second; at
-   40 % of the run Redis is stopped (SIGTERM) and started again on the same port `--down` seconds
-   later;
-4. write bench/results/<date>-<host>-observe.json (every scrape's samples, the series drawn, the
-   Redis events, wrk's result) and draw <same name>.png with bench/.venv's matplotlib
-   (kit/charts.py observe): requests/s by status, the coalescing factor, Redis up/down.
-The series come from hitcore's counters alone: requests/s by status is the change of
-hitcore_http_requests_total between scrapes, the coalescing factor the change of
-hitcore_redis_batch_increments_sum over that of _count, Redis up the share of shards whose
-hitcore_redis_up is 1. Every process started is stopped by PID at the end, on error and on Ctrl-C.
+Owns the exposition parser, the series drawn from hitcore's counters alone, the scraper thread
+(bench/compare's @scrape uses it too) and the order of a run; kit/charts.py draws the PNG. Every
+process started is stopped by PID at the end, on error and on Ctrl-C.
 """
 from __future__ import annotations
 
@@ -27,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import loadgen, machine, procs, provision, redisctl, session
+from . import loadgen, machine, procs, provision, redisctl, servers, session
 from .procs import log
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)(?:\s+\d+)?$')
@@ -152,26 +143,6 @@ def main(argv=None) -> int:
     return session.guard(run, args)
 
 
-def _wait_ok(port: int, service: procs.Service, timeout: float = 30.0) -> str | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not service.alive():
-            return f"hitcore exited: {service.log_text()[-500:]}"
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        try:
-            conn.request("GET", "/healthz")
-            response = conn.getresponse()
-            response.read()
-            if response.status == 200:
-                return None
-        except (OSError, http.client.HTTPException):
-            pass
-        finally:
-            conn.close()
-        time.sleep(0.1)
-    return f"hitcore was not healthy within {timeout:.0f}s"
-
-
 def run(args) -> int:
     started = datetime.datetime.now().astimezone()
     name = session.results_name(started, "-observe")
@@ -188,17 +159,16 @@ def run(args) -> int:
 
     redis = redisctl.RedisServer(log_dir)
     redis.wait_ready()
-    port, metrics_port = redisctl.free_port(), redisctl.free_port()
-    env = dict(os.environ, REDIS_URL=redis.url)
-    argv = [str(hitcore), "-w", str(args.workers), "-b", f"127.0.0.1:{port}",
-            "--metrics-bind", f"127.0.0.1:{metrics_port}"]
-    if args.workers > len(os.sched_getaffinity(0)):
-        argv.append("--share-cpus")
-    server = procs.Service("hitcore", argv, log_dir / "hitcore.log", env=env)
-    problem = _wait_ok(port, server)
-    if problem:
-        log(f"cannot run: {problem}")
+    ctx = servers.Context(port=redisctl.free_port(), redis_url=redis.url, ncpu=len(os.sched_getaffinity(0)),
+                          server_cpus=None, hitcore=hitcore, tmp=log_dir)
+    spec, port, metrics_port = servers.hitcore(ctx, args.workers), ctx.port, redisctl.free_port()
+    spec.argv += ["--metrics-bind", f"127.0.0.1:{metrics_port}"]
+    try:
+        server = servers.start(spec, port, log_dir / "hitcore.log", name="hitcore")
+    except procs.RunError as error:
+        log(f"cannot run: {error}")
         return 1
+    redis.set("hit", 0)  # the readiness probe's GET / counted
     log(f"hitcore -w {args.workers} on 127.0.0.1:{port}, metrics on :{metrics_port}, Redis on :{redis.port}")
 
     t0 = time.monotonic()
@@ -245,7 +215,7 @@ def run(args) -> int:
         log(f"no chart: {venv_problem}")
         return 3
     png = out_dir / f"{name}.png"
-    if not session.chart("observe", [json_path, png], log_dir, timeout=120):
+    if session.chart("observe", [json_path, png], log_dir, timeout=120) is None:
         return 3
     log(f"wrote {png}")
     if args.chart:

@@ -9,7 +9,7 @@
   PID, waits, then SIGKILLs it and every descendant it had, each by PID.
 - `cpu_seconds()` is the CPU time (user + system) processes have used so far, from /proc.
 - `TreeSampler` samples the memory of a process tree at ~10 Hz: the peak of the summed RSS (and PSS)
-  of the root and all its descendants.
+  of the root and all its descendants, and each sample per process for bench/hostile's sampler.
 - `cleanup()` stops every child still running; main.py calls it in `finally` and on SIGTERM/SIGHUP.
 """
 from __future__ import annotations
@@ -207,37 +207,34 @@ def memory_kib(pid: int, with_pss: bool = False) -> tuple[int, int]:
 
 
 class TreeSampler(threading.Thread):
-    """Samples a process tree at ~10 Hz: peak summed RSS/PSS and the largest process count."""
+    """Samples a process tree at ~10 Hz: peak summed RSS/PSS and the largest process count; with
+    `series`, also each sample's RSS per process as (time.monotonic(), {pid: KiB}) in `rss`, for
+    the peaks of a window (bench/hostile's measure.Sampler)."""
 
-    def __init__(self, root: int, interval: float = 0.1):
+    def __init__(self, root: int, interval: float = 0.1, pss: bool = True, series: bool = False):
         super().__init__(daemon=True)
-        self.root = root
-        self.interval = interval
-        self.peak_rss_kib = 0
-        self.peak_pss_kib = 0
-        self.peak_processes = 0
+        self.root, self.interval, self.pss, self.series = root, interval, pss, series
+        self.peak_rss_kib = self.peak_pss_kib = self.peak_processes = self._samples = 0
         self.known_pids: set[int] = set()
+        self.rss: list[tuple[float, dict]] = []
+        self._tree: list[int] | None = None
         self._stop_event = threading.Event()
 
     def sample(self) -> list[int]:
         # Finding the tree means reading every /proc/N/stat: do it once a second (and whenever a
         # known process has gone), and read only the tree's own memory in between, so that the
         # sampler itself takes almost no CPU from the server it measures.
-        self._samples = getattr(self, "_samples", 0) + 1
-        pids = getattr(self, "_tree", None)
+        self._samples += 1
+        pids = self._tree
         if pids is None or self._samples % 10 == 0 or not all(os.path.exists(f"/proc/{p}") for p in pids):
             pids = self._tree = [self.root] + descendants(self.root)
             self.known_pids.update(pids)
-        rss = pss = live = 0
-        for pid in pids:
-            r, p = memory_kib(pid, with_pss=True)
-            if r:
-                live += 1
-            rss += r
-            pss += p
-        self.peak_rss_kib = max(self.peak_rss_kib, rss)
-        self.peak_pss_kib = max(self.peak_pss_kib, pss)
-        self.peak_processes = max(self.peak_processes, live)
+        memory = {pid: memory_kib(pid, with_pss=self.pss) for pid in pids}
+        if self.series:
+            self.rss.append((time.monotonic(), {pid: r for pid, (r, _) in memory.items()}))
+        self.peak_rss_kib = max(self.peak_rss_kib, sum(r for r, _ in memory.values()))
+        self.peak_pss_kib = max(self.peak_pss_kib, sum(p for _, p in memory.values()))
+        self.peak_processes = max(self.peak_processes, sum(1 for r, _ in memory.values() if r))
         return pids
 
     def run(self) -> None:
@@ -246,7 +243,7 @@ class TreeSampler(threading.Thread):
 
     def stop(self) -> None:
         self._stop_event.set()
-        self.join(timeout=2)
+        self.join(timeout=3)
 
 
 class Service:

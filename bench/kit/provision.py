@@ -1,19 +1,9 @@
-"""Provisioning: everything a run needs, installed only when missing (every step is idempotent).
+"""Provisioning: everything a run needs, installed only when missing (every step is idempotent):
+Debian packages, the two virtualenvs, the cargo builds (the tokio peer, hitcore) and bench/tail's
+oha. bench/README.md's provisioning table says what each is and how it is installed.
 
-- Debian packages: redis-server, apache2-utils (ab), wrk, nginx-light; `apt-get update` runs once,
-  and only when one of them is missing. python3-venv too, where `python3 -m venv` cannot work.
-- bench/.venv from bench/requirements.txt (current gunicorn, flask, redis-py, gevent, tornado,
-  matplotlib) and bench/.venv-eventlet from bench/requirements-eventlet.txt (gunicorn 25.3.0, the last
-  release with the eventlet worker, with eventlet, flask, redis-py). A virtualenv is rebuilt when its
-  requirements file changed since it was made (a copy is kept inside it) or its imports fail.
-- cargo builds: the tokio-hyper peer (bench/peers/tokio-hyper, its own target dir) and hitcore
-  (`cargo build --release` in the repository root) unless --hitcore names a binary.
-- oha, the open-loop load generator of bench/tail: an `oha` already installed (bench/.tools/bin,
-  ~/.cargo/bin, then PATH) that has the flags bench/tail uses, else `cargo install oha --locked
-  --root bench/.tools` from crates.io.
-
-Each function returns None when the thing is ready, or a one-line reason it is not; main.py then
-skips the rows that need it instead of failing the whole run.
+Each function returns None when the thing is ready, or a one-line reason it is not; the tools then
+skip what needs it (bench/run its rows) instead of failing the whole run.
 """
 from __future__ import annotations
 
@@ -62,7 +52,8 @@ def _sudo() -> list[str]:
 
 
 def apt_packages(commands: list[str], log_dir: Path) -> str | None:
-    """Installs the packages behind `commands` that are missing; None when all are present."""
+    """Installs the packages behind `commands` that are missing (and python3-venv where `python3 -m
+    venv` cannot work); `apt-get update` only then. None when all are present."""
     missing = sorted({APT_PACKAGES[c] for c in commands if not _which(c)})
     needs_venv = subprocess.run(["python3", "-c", "import ensurepip, venv"],
                                 capture_output=True, timeout=30).returncode != 0
@@ -93,6 +84,7 @@ def venv_python(name: str) -> Path:
 
 
 def _venv_ready(folder: Path, requirements: Path, modules: list[str]) -> bool:
+    """Made from this requirements file (a copy is kept inside) and its imports work."""
     stamp = folder / ".kit-requirements.txt"
     python = folder / "bin" / "python"
     if not (python.exists() and stamp.exists() and stamp.read_text() == requirements.read_text()):

@@ -9,7 +9,7 @@ Pure: every number comes from the summary, which holds only what the tools print
 from __future__ import annotations
 
 from . import rounds
-from .md import each, esc, ms, num, table
+from .md import each, esc, machine, ms, num, table
 
 READ = "[bench/README.md](../README.md), *Reading the results*"
 
@@ -188,21 +188,12 @@ def render(s: dict, charts: list[str]) -> str:
                if not (st["cpus_server"] or st["cpus_load"] or st["cpus_redis"]) else
                f"taskset: servers on CPUs {st['cpus_server'] or 'any'}, ab/wrk on {st['cpus_load'] or 'any'}, "
                f"Redis on {st['cpus_redis'] or 'any'}")
-    busy = s.get("busy_at_start")
     out = [f"# hitcore benchmark: {s['started'][:10]} on {m['hostname']} ({st['mode']} run)", ""]
     if st["mode"] == "quick":
         out += [f"> A `--quick` run (ab -n {n}, wrk {st['wrk_duration']} s): a smoke test of the kit, not a "
                 "result to quote. The full run writes the file without `-quick`.", ""]
-    out += ["## Machine", ""] + table(["", ""], [
-        ["CPU", f"{m['cpu_model']}, {m['cpus_online']} CPUs online, this run allowed {m['cpus_allowed']}"
-         + (f" ({m['cpu_mhz']} MHz)" if m.get("cpu_mhz") else "")],
-        ["Memory", f"{m['memory_gib']} GiB"], ["Kernel, OS", f"Linux {m['kernel']} {m['arch']}, {m['os']}"],
-        ["CPU pinning", pinning]] + [[k, esc(v)] for k, v in s["versions"].items()])
-    out += ["", "CPU use by other work just before the run: " + ("unknown" if busy is None else f"{busy:.0f} %")
-            + f"; load average (1 min) {s['load_at_start']:.2f} at the start, {s['load_at_end']:.2f} at the end "
-            "(the end includes this run's own load)."
-            + (" **The machine was busy with other work: these numbers are lower and noisier than a quiet "
-               "machine's.**" if busy is not None and busy > s.get("busy_threshold", 20) else ""),
+    out += machine(s, [["CPU pinning", pinning]] + ([["CPU clock", f"{m['cpu_mhz']} MHz"]] if m.get("cpu_mhz") else []))
+    out += ["", "The load average at the end includes this run's own load.",
             "", f"Run started {s['started']} and took {s['duration_s']:.0f} s (of which provisioning "
             f"{s['provisioning_s']:.0f} s). One redis-server with a password, no persistence, for every server; each "
             f"server in turn on 127.0.0.1:{st['port']}; `SET hit 0` before each. How to read the tables: {READ}. "

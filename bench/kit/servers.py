@@ -2,18 +2,9 @@
 
 Every server listens on 127.0.0.1:<port> (the same port for all, one at a time) and, except the
 static nginx ceiling, counts in the run's one Redis (URL in the REDIS_URL environment variable, so
-the password stays out of `ps`). Rows, in the order they run:
-
-  gunicorn-sync / -gevent / -eventlet / -tornado   gunicorn -w 4 -k CLASS app:app (bench/gunicorn/app.py)
-  tokio-hyper                                       bench/peers/tokio-hyper, one thread per CPU
-  nginx                                             `return 200` with a fixed body: no Redis, the ceiling
-  hitcore-4                                         hitcore -w 4 (with --share-cpus below 4 CPUs)
-  hitcore-ncpu                                      hitcore with its default: one shard per CPU
-  hitcore-1                                         hitcore -w 1: on a machine as small as the load
-                                                    generator's needs, one shard leaves ab a CPU of its own
-and, run separately by main.py, hitcore-scaling: hitcore -w 1 .. CPUs.
-
-`--only` names match a row's id or any dash-separated part of it (`hitcore`, `gunicorn`, `sync`).
+the password stays out of `ps`). bench/run's rows, in the order they run, are ALL_IDS (what each is:
+bench/README.md, *The rows*); `--only` names match a row's id or any dash-separated part of it
+(`hitcore`, `gunicorn`, `sync`). The other tools build their servers from the same functions.
 """
 from __future__ import annotations
 
@@ -139,17 +130,23 @@ def nginx_config(template: str, *, workers: int, prefix: Path | str, bind: str, 
     return template.format(workers=workers, prefix=prefix, bind=bind, body=body, **limits)
 
 
+def write_nginx_conf(folder: Path, bind: str, workers: int, connections: int | None = None) -> tuple[Path, dict]:
+    """The kit's static nginx config written as folder/nginx.conf, `folder` its prefix, one worker
+    per CPU given, limits for `connections` clients (nginx_limits, under the open-files hard limit)."""
+    (folder / "logs").mkdir(parents=True, exist_ok=True)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    limits = nginx_limits(connections, None if hard == resource.RLIM_INFINITY else hard)
+    path = folder / "nginx.conf"
+    path.write_text(nginx_config(NGINX_TEMPLATE.read_text(), workers=workers, prefix=folder, bind=bind, limits=limits))
+    return path, limits
+
+
 def nginx(ctx: Context, connections: int | None = None, folder: Path | None = None) -> Spec:
     """nginx `return 200` with one worker per CPU; `connections`: size its limits for that many
     clients (nginx_limits), else bench/run's defaults."""
     folder = folder or ctx.tmp / "nginx"
-    (folder / "logs").mkdir(parents=True, exist_ok=True)
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    limits = nginx_limits(connections, None if hard == resource.RLIM_INFINITY else hard)
-    config = nginx_config(NGINX_TEMPLATE.read_text(), workers=ctx.ncpu, prefix=folder, bind=ctx.bind,
-                          limits=limits)
-    (folder / "nginx.conf").write_text(config)
-    argv = ["nginx", "-p", f"{folder}/", "-c", str(folder / "nginx.conf"), "-e", "stderr"]
+    conf, limits = write_nginx_conf(folder, ctx.bind, ctx.ncpu, connections)
+    argv = ["nginx", "-p", f"{folder}/", "-c", str(conf), "-e", "stderr"]
     title = f"nginx return 200 (static, no Redis), {ctx.ncpu} workers"
     if connections is not None:
         title += f", worker_connections {limits['worker_connections']:,}"
@@ -252,12 +249,12 @@ def wait_ready(service: procs.Service, spec: Spec, port: int, timeout: float = 3
 
 
 def start(spec: Spec, port: int, log_path: Path, name: str | None = None, argv: list[str] | None = None,
-          timeout: float = 30.0, settle: float = 0.5) -> procs.Service:
+          timeout: float = 30.0, settle: float = 0.5, cwd: Path | None = None) -> procs.Service:
     """Starts `spec` (or `argv` with its environment) on `port` once the port is free, and waits
     until it is ready (wait_ready); procs.RunError, the server stopped, when it is not."""
     if port_in_use(port) and not wait_port_free(port):
         raise procs.RunError(f"port {port} is still busy")
-    service = procs.Service(name or spec.id, argv or spec.argv, log_path, env={**os.environ, **spec.env})
+    service = procs.Service(name or spec.id, argv or spec.argv, log_path, env={**os.environ, **spec.env}, cwd=cwd)
     problem = wait_ready(service, spec, port, timeout, settle)
     if problem:
         service.stop()

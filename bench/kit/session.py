@@ -131,17 +131,18 @@ def write_summary(run_dir: Path, summary: dict) -> Path:
     return path
 
 
-def chart(kind: str, args: list, log_dir: Path, timeout: float = 180) -> bool:
-    """Draws `kind`'s chart (kit/charts.py KIND ARGS...) under bench/.venv's matplotlib; False, with
-    the reason logged and its output in log_dir/chart-KIND.log, when it could not."""
+def chart(kind: str, args: list, log_dir: Path, timeout: float = 180) -> list[str] | None:
+    """Draws `kind`'s chart (kit/charts.py KIND ARGS...) under bench/.venv's matplotlib; returns the
+    file names it printed, or None, with the reason logged and its output in log_dir/chart-KIND.log,
+    when it could not."""
     python = provision.venv_python("main")
     if not python.exists():
         log(f"no {kind} chart: bench/.venv is missing (bench/run provisions it)")
-        return False
+        return None
     result = procs.run([str(python), str(CHARTS), kind, *map(str, args)], timeout=timeout, label=f"drawing the {kind} chart")
     if not result.ok:
         log_dir.mkdir(parents=True, exist_ok=True)
         (log_dir / f"chart-{kind}.log").write_text(result.stdout + result.stderr)
         log(f"no {kind} chart: {result.tail(2)} (see {log_dir / f'chart-{kind}.log'})")
-        return False
-    return True
+        return None
+    return [line.strip() for line in result.stdout.splitlines() if line.strip()]

@@ -113,7 +113,7 @@ def _notes(folder: Path) -> str | None:
 
 
 def draw_chart(summary_path: Path, out_dir: Path, name: str, log_dir: Path) -> list[str]:
-    return [f"{name}.png"] if session.chart("tail", [summary_path, out_dir / f"{name}.png"], log_dir) else []
+    return [] if session.chart("tail", [summary_path, out_dir / f"{name}.png"], log_dir) is None else [f"{name}.png"]
 
 
 def _shards(flags: list[str], ncpu: int) -> int:

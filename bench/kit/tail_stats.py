@@ -1,16 +1,6 @@
-"""bench/tail's arithmetic, without sockets or processes (tested by bench/tests/test_tail.py):
-
-- `parse_fractions()` and `rates()`: the offered rates, as fractions of the generator's own
-  closed-loop maximum against nginx measured in the same run;
-- `parse_oha()`: oha's `--output-format json` -> the latencies (ms), the 2xx / non-2xx / error
-  counts and the achieved rate. oha reports latencies in seconds; with `-z` it aborts the requests
-  still in flight at the deadline and counts them as the error "aborted due to deadline": those are
-  the generator stopping, not the server failing, so they are kept apart (`aborted`);
-- `counter_check()`: whether the Redis counter grew by the 2xx answers (plus at most the requests
-  in flight when oha stopped);
-- `fold()`: the rounds of each (server, fraction) folded into medians, min and max;
-- `verdicts()`: issue 14's target 3, "hitcore's p99 and p99.9 <= nginx's at 25 % and 50 %", on
-  the medians, and round by round.
+"""bench/tail's arithmetic, without sockets or processes (tested by bench/tests/test_tail.py): the
+offered rates as fractions of the generator's closed-loop maximum against nginx, oha's JSON, the
+counter check, the rounds folded into medians, and issue 14's target 3 verdicts on them.
 """
 from __future__ import annotations
 
@@ -66,7 +56,9 @@ def percent_label(fraction: float) -> str:
 
 def parse_oha(text: str) -> dict:
     """oha's JSON (1.x, `--output-format json`) -> {total_s, responses, ok, non_2xx, status, errors,
-    error_count, aborted, ok_rps, p50_ms .. p9999_ms, max_ms, mean_ms}."""
+    error_count, aborted, ok_rps, p50_ms .. p9999_ms, max_ms, mean_ms}, latencies in ms (oha's are
+    in s). With `-z` oha aborts the requests in flight at its deadline and counts them as an error:
+    the generator stopping, not the server failing, so they are kept apart (`aborted`)."""
     try:
         data = json.loads(text[text.index("{"):]) if "{" in text else None
     except ValueError as error:

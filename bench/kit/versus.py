@@ -1,16 +1,7 @@
 """bench/hostile's `vs-nginx` measurement folded: medians over interleaved rounds and the verdict.
 
-The measurement (kit/hostile.py, test_vs_nginx) runs, in each round, every victim in turn (hitcore
-with its default flags, hitcore with `--worker-connections 10000`, nginx's static `return 200`)
-through the same two phases: `wrk -t 1 -c 50` alone, then beside N slowloris connections. Each run
-is a dict {"victim", "round", "baseline": phase, "slowloris": phase, "error"?}, a phase holding
-wrk's parsed result under "wrk" (p99_ms, rps, ...). Here:
-
-- `fold(runs)`: per victim and phase, the median of each of `figures()` (p99, p50, max, req/s,
-  errors, CPU, the attackers' side) over the rounds whose wrk gave numbers, each round's value
-  beside it (None where it gave none), and the rounds that failed;
-- `verdict(folded, ...)`: issue 14's target 5, hitcore's median p99 under attack ≤ nginx's.
-
+Each run (kit/hostile.py, test_vs_nginx) is one victim in one round, {"victim", "round",
+"baseline": phase, "slowloris": phase, "error"?}, a phase holding wrk's parsed result under "wrk".
 Pure functions on plain dicts, standard library only: bench/tests/test_versus.py tests them.
 """
 from __future__ import annotations

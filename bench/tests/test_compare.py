@@ -172,7 +172,7 @@ class NginxConfig(unittest.TestCase):
     def test_compare_writes_it_for_its_placeholder(self):
         import tempfile
         with tempfile.TemporaryDirectory() as folder:
-            path = compare.write_nginx_conf(Path(folder), "127.0.0.1:9", 3, 10000)
+            path, _limits = servers.write_nginx_conf(Path(folder), "127.0.0.1:9", 3, 10000)
             text = path.read_text()
             self.assertTrue((Path(folder) / "logs").is_dir())
         self.assertIn("worker_processes 3;", text)

@@ -1,5 +1,5 @@
-"""Checks bench/layout's pure parts (kit/layout.py): reading /proc/stat, schedstat
-and sched, the per-run figures, medians and the report, on texts copied from this machine's /proc.
+"""Checks bench/layout's pure parts (kit/layout.py): the per-run figures, medians and the report
+(its /proc/stat and schedstat readers are machine.py's and measure.py's: tests/test_procs.py).
 
 Run from anywhere, with the system python3 (stdlib only), in well under a second:
     python3 bench/tests/test_layout.py
@@ -11,45 +11,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
-from kit import layout  # noqa: E402
-
-# /proc/stat of the 2-CPU VM, two readings 1 s apart (cpu, cpu0, cpu1 and a line that is not a CPU).
-STAT_0 = """cpu  10 0 10 180 0 0 0 0 0 0
-cpu0 5 0 5 90 0 0 0 0 0 0
-cpu1 5 0 5 90 0 0 0 0 0 0
-intr 12345 0 0
-"""
-STAT_1 = """cpu  140 0 40 220 0 0 0 0 0 0
-cpu0 105 0 5 90 0 0 0 0 0 0
-cpu1 35 0 35 120 10 0 0 0 0 0
-intr 12400 0 0
-"""
-# /proc/PID/task/TID/sched, trimmed (Linux 6.18).
-SCHED = """hitcore-shard0 (12345, #threads: 3)
--------------------------------------------------------------------
-se.exec_start                                :       9812345.123456
-se.nr_migrations                             :                   17
-nr_switches                                  :                 4242
-"""
-
-
-class Readers(unittest.TestCase):
-    def test_cpu_busy_share_leaves_idle_and_iowait_out(self):
-        busy = layout.busy_percent(layout.parse_cpu_times(STAT_0), layout.parse_cpu_times(STAT_1))
-        # cpu1: 100 ticks passed, 30 idle and 10 iowait of them, so 60 busy.
-        self.assertEqual(busy, {"cpu0": 100.0, "cpu1": 60.0})
-
-    def test_schedstat_and_migrations(self):
-        self.assertEqual(layout.parse_schedstat("123456789 987654 321\n"), (123456789, 987654))
-        self.assertEqual(layout.parse_migrations(SCHED), 17)
-        self.assertEqual(layout.parse_migrations("nothing here\n"), 0)
-
-    def test_task_delta_counts_new_threads_from_zero(self):
-        before = {1: {"pid": 1, "run_ns": 1_000_000, "wait_ns": 0, "migrations": 1}}
-        after = {1: {"pid": 1, "run_ns": 3_000_000, "wait_ns": 500_000, "migrations": 3},
-                 2: {"pid": 1, "run_ns": 2_000_000, "wait_ns": 1_500_000, "migrations": 0}}
-        self.assertEqual(layout.task_delta(before, after), {"run_ms": 4.0, "wait_ms": 2.0, "migrations": 2})
-
+from kit import layout, rounds  # noqa: E402
 
 class Figures(unittest.TestCase):
     def row(self, rps, wait_ms):
@@ -82,6 +44,19 @@ class Figures(unittest.TestCase):
                       text)
         self.assertIn("did not start: boom", text)
         self.assertIn("Load average at the start 1.00, at the end 2.00", text)
+
+    def test_the_report_of_a_compare_run(self):
+        ok = {"id": "default", "title": "t", "argv": "x", "uses_redis": True, "status": "ok",
+              "tests": {"ab": self.row(25000.0, 100.0)}}
+        gone = dict(ok, id="pinned", status="pinned did not start: boom", tests={})
+        summary = {"machine": {"cpu_model": "Xeon", "cpus_online": 2}, "load_at_start": [1.0, 1.0, 1.0],
+                   "load_at_end": [2.0, 2.0, 2.0], "ab": {"concurrency": 500, "requests": 50000, "rounds": 1},
+                   "rows": rounds.aggregate([[ok, gone]])}
+        text = layout.render_run(summary)
+        self.assertIn("| **25,000** (25,000) | – | 0 | 100 % / 40 % | 30.0 / 5.0 | 20.0 / 2.0 | 4 |", text)
+        self.assertIn("| hitcore --pin (one shard pinned to each CPU) | pinned did not start: boom |", text)
+        self.assertIn("`ab -c 500 -n 50000 -r -l`", text)
+        self.assertTrue(layout.table_run(summary).startswith("| Layout |"))
 
 
 if __name__ == "__main__":

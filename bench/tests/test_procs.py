@@ -1,7 +1,8 @@
 """Checks the kit's process and machine helpers that bench/run, bench/hostile and bench/device/run16
 share: procs.run (with while_running), procs.cpu_seconds, procs.Service.stop on a process tree,
 servers.wait_ready (with a ready line), loadgen's raw files and its binary/env options, and
-machine's sysctl / open-files / describe. Real short-lived processes on free 127.0.0.1 ports, the
+machine's sysctl / open-files / describe, and the /proc/stat and schedstat readers on
+texts copied from this machine's /proc. Real short-lived processes on free 127.0.0.1 ports, the
 system python3 standing in for the servers and load generators; about ten seconds (Service.stop
 gives a stopped tree's orphans 5 s to exit), no network.
 
@@ -18,7 +19,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
-from kit import loadgen, machine, procs, redisctl, servers  # noqa: E402
+from kit import loadgen, machine, measure, procs, redisctl, servers  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -206,6 +207,53 @@ class MachineTest(unittest.TestCase):
     def test_cpu_list(self):
         self.assertEqual(machine.cpu_list([5, 0, 1, 2, 8, 9]), "0-2,5,8-9")
         self.assertEqual(machine.cpu_list([3]), "3")
+
+
+# /proc/stat of the 2-CPU VM, two readings 1 s apart (cpu, cpu0, cpu1 and a line that is not a CPU).
+STAT_0 = """cpu  10 0 10 180 0 0 0 0 0 0
+cpu0 5 0 5 90 0 0 0 0 0 0
+cpu1 5 0 5 90 0 0 0 0 0 0
+intr 12345 0 0
+"""
+STAT_1 = """cpu  140 0 40 220 0 0 0 0 0 0
+cpu0 105 0 5 90 0 0 0 0 0 0
+cpu1 35 0 35 120 10 0 0 0 0 0
+intr 12400 0 0
+"""
+# /proc/PID/task/TID/sched, trimmed (Linux 6.18).
+SCHED = """hitcore-shard0 (12345, #threads: 3)
+-------------------------------------------------------------------
+se.exec_start                                :       9812345.123456
+se.nr_migrations                             :                   17
+nr_switches                                  :                 4242
+"""
+
+
+class ProcReadersTest(unittest.TestCase):
+    def test_cpu_busy_share_leaves_idle_and_iowait_out(self):
+        busy = machine.busy_percent(machine.cpu_times(STAT_0), machine.cpu_times(STAT_1))
+        # cpu1: 100 ticks passed, 30 idle and 10 iowait of them, so 60 busy.
+        # cpu (every CPU): 200 ticks passed, 160 of them busy.
+        self.assertEqual(busy, {"cpu": 80.0, "cpu0": 100.0, "cpu1": 60.0})
+
+    def test_schedstat_and_migrations(self):
+        self.assertEqual(measure.parse_schedstat("123456789 987654 321\n"), (123456789, 987654))
+        self.assertEqual(measure.parse_migrations(SCHED), 17)
+        self.assertEqual(measure.parse_migrations("nothing here\n"), 0)
+
+    def test_task_delta_counts_new_threads_from_zero(self):
+        before = {1: {"pid": 1, "run_ns": 1_000_000, "wait_ns": 0, "migrations": 1}}
+        after = {1: {"pid": 1, "run_ns": 3_000_000, "wait_ns": 500_000, "migrations": 3},
+                 2: {"pid": 1, "run_ns": 2_000_000, "wait_ns": 1_500_000, "migrations": 0}}
+        self.assertEqual(measure.task_delta(before, after), {"run_ms": 4.0, "wait_ms": 2.0, "migrations": 2})
+
+    def test_this_process_threads_are_read(self):
+        sum(range(200_000))  # some CPU time of our own
+        tasks = measure.read_tasks([os.getpid(), 2 ** 22 + 7])  # the second PID does not exist
+        self.assertIn(os.getpid(), tasks)
+        self.assertGreater(tasks[os.getpid()]["run_ns"], 0)
+        self.assertGreaterEqual(measure.run_delay([os.getpid()]), 0.0)
+        self.assertGreater(measure.machine_cpu_seconds(), 0.0)
 
 
 if __name__ == "__main__":

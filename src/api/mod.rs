@@ -23,7 +23,8 @@ pub mod names;
 pub mod reply;
 pub mod route;
 pub mod serve;
-pub mod settings;
+/// The counting API's settings, kept with the rest of the plain configuration.
+pub use crate::config::api as settings;
 
 use std::net::IpAddr;
 

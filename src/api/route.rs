@@ -379,6 +379,34 @@ mod tests {
         assert_eq!((r.route, r.value, r.token.as_deref()), (Route::Update, -3, Some("sec")));
     }
 
+    proptest::proptest! {
+        /// Whatever path, query and headers a head carries, reading it never panics, and a request
+        /// that goes on to Redis has valid names (or reserved ones resolved from a URL) and a
+        /// callback only if it is an identifier.
+        #[test]
+        fn any_head_is_refused_or_has_valid_names(
+            route in "(hit|get|create|info|set|reset|update|delete|stream)",
+            segments in proptest::collection::vec("[A-Za-z0-9_.:%*-]{0,70}", 0..4),
+            query in "[a-z=&%0-9.+-]{0,40}",
+            origin in proptest::option::of("(https?://)?[a-z0-9./ <>-]{0,80}"),
+        ) {
+            let line = format!("POST /{route}/{}?{query}", segments.join("/"));
+            let headers = origin.map(|o| format!("Origin: {o}\r\nReferer: {o}\r\n")).unwrap_or_default();
+            if let Some(c) = call(&line, &headers) {
+                if let Some(cb) = &c.callback {
+                    proptest::prop_assert!(json::valid_callback(cb));
+                }
+                if let Step::Request(r) = c.step {
+                    for name in [&r.namespace, &r.key] {
+                        let url = name.starts_with("http://") || name.starts_with("https://");
+                        proptest::prop_assert!(url || names::validate(name, "key").is_ok(), "{name:?}");
+                        proptest::prop_assert!(name.len() <= names::MAX_LEN);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn callback_and_origin_are_kept_for_the_answer() {
         let c = call("GET /get/abc?callback=cb.x", "Origin: https://o.example\r\n").unwrap();

@@ -187,7 +187,14 @@ fn commands(api: &Api, req: &Request, stage: &Stage) -> Vec<Op> {
             command(&[b"TTL", k.as_bytes()]),
             command(&[b"EXISTS", a.as_bytes()]),
         ],
-        (Route::Create, Stage::StoreAdminKey(admin)) => vec![command(&[b"SET", a.as_bytes(), admin.as_bytes()])],
+        (Route::Create, Stage::StoreAdminKey(admin)) => {
+            let mut ops = vec![command(&[b"SET", a.as_bytes(), admin.as_bytes()])];
+            if api.settings.stream {
+                // A stream opened before the counter existed starts from its first value.
+                ops.push(command(&[b"PUBLISH", channel.as_bytes(), value.as_bytes()]));
+            }
+            ops
+        }
         (Route::Create, _) => vec![match ttl {
             Some(_) => command(&[b"SET", k.as_bytes(), value.as_bytes(), b"NX", b"EX", ttl_text.as_bytes()]),
             None => command(&[b"SET", k.as_bytes(), value.as_bytes(), b"NX"]),
@@ -275,7 +282,8 @@ fn decide(api: &Api, req: &Request, stage: Stage, answers: Vec<Answered>) -> Nex
                 ("value", Value::Int(req.value)),
             ]),
         )),
-        (Route::Create, Stage::Authorized) => Next::Done(Reply::error(500, "unreachable")),
+        // `/create` needs no token, so `run` never starts it authorized.
+        (Route::Create, Stage::Authorized) => Next::Done(Reply::error(500, "The request was not run")),
         (_, Stage::Start | Stage::StoreAdminKey(_)) => match (&first, &req.token) {
             (Answered::Text(stored), Some(token)) if auth::same(stored, token.as_bytes()) => {
                 Next::Again(Stage::Authorized)

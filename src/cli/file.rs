@@ -237,8 +237,8 @@ mod tests {
         /// A password written raw into the file (a stray `"` or `\` breaks the TOML string) never
         /// shows in the error, in any URL form.
         #[test]
-        fn no_piece_of_a_password_in_a_file_error(password in crate::redis::url::tests::password()) {
-            use crate::redis::url::tests::{forms, leaked, rotated};
+        fn no_piece_of_a_password_in_a_file_error(password in crate::config::redis_url::tests::password()) {
+            use crate::config::redis_url::tests::{forms, leaked, rotated};
             let shown = |url: &str| match entries(&format!("workers = 1\nredis = \"{url}\"\nkeep-alive = 2\n")) {
                 Ok(_) => String::new(),
                 Err(e) => e,

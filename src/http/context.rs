@@ -143,9 +143,9 @@ pub struct Context {
     pub(super) scratch: RefCell<Vec<u8>>,
     /// Responses are built here and written from here when the socket takes them at once.
     pub(super) output: RefCell<Vec<u8>>,
-    /// Test builds only: the n-th connection's task panics (`HITCORE_TEST_PANIC_CONNECTION=n`), so a
+    /// Builds with the `test-hooks` feature only (cargo enables it for the tests): the n-th connection's task panics (`HITCORE_TEST_PANIC_CONNECTION=n`), so a
     /// test can show that a panicking connection harms no other.
-    #[cfg(debug_assertions)]
+    #[cfg(feature = "test-hooks")]
     pub(super) panic_at: Option<u64>,
 }
 
@@ -171,7 +171,7 @@ impl Context {
             api: crate::api::Api::default(),
             scratch: RefCell::new(vec![0; SCRATCH]),
             output: RefCell::new(Vec::with_capacity(SCRATCH)),
-            #[cfg(debug_assertions)]
+            #[cfg(feature = "test-hooks")]
             panic_at: std::env::var("HITCORE_TEST_PANIC_CONNECTION").ok().and_then(|v| v.parse().ok()),
         }
     }

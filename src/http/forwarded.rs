@@ -11,8 +11,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-/// gunicorn's default.
-pub const DEFAULT: &str = "127.0.0.1,::1";
+/// gunicorn's default (one place: the configuration's).
+pub const DEFAULT: &str = crate::config::DEFAULT_TRUSTED_PEERS;
 
 /// The parsed list.
 #[derive(Debug, Clone, Default)]

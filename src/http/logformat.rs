@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-/// gunicorn's default `access_log_format`, and hitcore's.
-pub const DEFAULT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
+/// gunicorn's default `access_log_format`, and hitcore's (one place: the configuration's).
+pub const DEFAULT: &str = crate::config::DEFAULT_ACCESS_LOG_FORMAT;
 
 /// One atom.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -50,7 +50,8 @@ impl Redis {
         let follow = Follow::start(&settings.target, &dialer, settings.wait);
         batching.follow_redirects = follow.follows_redirects();
         let subscriber = Subscriber::new(settings.target.clone(), dialer.clone(), settings.shard);
-        let router = Router::for_target(&settings.target, dialer.clone(), settings.max_pending, settings.timeout);
+        let router =
+            Router::for_target(&settings.target, dialer.clone(), settings.max_pending, settings.timeout, settings.wait);
         let shared = Rc::new(Shared::new(settings, batching, follow));
         glommio::spawn_local(maintain(shared.clone(), dialer)).detach();
         Redis(shared, subscriber, router)

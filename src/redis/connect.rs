@@ -19,8 +19,8 @@ use super::resp::{self, Frame, ProtocolError};
 use super::sentinel::discovery::SentinelDiscovery;
 use super::sentinel::watch::Switch;
 use super::stream::Stream;
-use super::topology::HostPort;
-use super::url::{Endpoint, RedisTarget};
+use crate::config::redis_topology::HostPort;
+use crate::config::redis_url::{Endpoint, RedisTarget};
 
 /// How long one connect plus handshake may take before the attempt counts as failed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);

@@ -25,7 +25,7 @@ use rustls::ClientConfig;
 use super::resp::{self, Frame, ProtocolError};
 use super::stream::Stream;
 use super::tls::{self, TlsFiles};
-use super::topology::HostPort;
+use crate::config::redis_topology::HostPort;
 
 /// How long name resolution may take. The lookup runs on a blocking thread; one that outlives
 /// this is left to finish there, and the attempt fails now.

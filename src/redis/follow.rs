@@ -22,7 +22,7 @@ use super::cluster::ask::Asker;
 use super::cluster::moves::Moves;
 use super::dial::{Address, Dialer};
 use super::sentinel::watch::{self, Service, Switch};
-use super::url::{Endpoint, RedisTarget};
+use crate::config::redis_url::{Endpoint, RedisTarget};
 
 /// One shard's topology-following state.
 #[derive(Debug)]
@@ -112,7 +112,7 @@ impl Follow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::redis::tls::TlsFiles;
+    use crate::config::redis_url::TlsFiles;
 
     #[test]
     fn each_topology_follows_what_applies_to_it() {

@@ -1,4 +1,5 @@
-//! Redis for one shard: URLs (`url`; `topology` for the Sentinel and Cluster forms), RESP
+//! Redis for one shard: the URL forms (`config::redis_url`, `config::redis_topology`, re-exported
+//! as `url` and `topology`), RESP
 //! encoding and decoding (`resp`), the table of error replies (`errors`), the coalescing arithmetic and the tickets it completes
 //! (`queue`; the counting API's per-key coalescing in `keyed`, its `/stream` subscriber in
 //! `subscribe`), dialing a node (`dial`, over `stream`, with `tls`: a leaf every other part uses),
@@ -27,8 +28,11 @@ mod shared;
 pub mod stream;
 pub mod subscribe;
 pub mod tls;
-pub mod topology;
-pub mod url;
+
+// The URL forms (single node, Sentinel, Cluster) are plain configuration data, owned by
+// `config` (which imports nothing of this folder). Re-exported under the names older code uses.
+pub use crate::config::redis_topology as topology;
+pub use crate::config::redis_url as url;
 
 use tracing::warn;
 

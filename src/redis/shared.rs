@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use super::follow::Follow;
 use super::queue::{Batching, Queue};
-use super::tls::TlsFiles;
-use super::url::RedisTarget;
 use crate::config::Config;
+use crate::config::redis_url::RedisTarget;
+use crate::config::redis_url::TlsFiles;
 use crate::metrics::shm::Meter;
 
 /// What a shard's Redis connection needs to know.
@@ -131,7 +131,7 @@ mod tests {
 
     use super::*;
     use crate::cli::Cli;
-    use crate::redis::url::Endpoint;
+    use crate::config::redis_url::Endpoint;
 
     fn config(args: &[&str]) -> Config {
         Cli::try_parse_from([&["hitcore", "-w", "1"], args].concat()).unwrap().into_config().unwrap()

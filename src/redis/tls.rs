@@ -12,26 +12,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use crate::config::redis_url::TlsFiles;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use serde::{Deserialize, Serialize};
-
-/// The TLS flags, as files: read again by every shard, so a restarted shard sees rotated files.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TlsFiles {
-    /// `--redis-tls-ca`: trust only the certificates in this PEM file.
-    pub ca: Option<PathBuf>,
-    /// `--redis-tls-cert`: the client certificate chain (PEM), for mutual TLS.
-    pub cert: Option<PathBuf>,
-    /// `--redis-tls-key`: the client certificate's private key (PEM).
-    pub key: Option<PathBuf>,
-    /// `--redis-tls-insecure`: accept any server certificate.
-    pub insecure: bool,
-}
 
 /// Why a TLS configuration could not be built. Each names the flag and file at fault.
 #[derive(Debug, thiserror::Error)]

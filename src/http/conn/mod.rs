@@ -73,7 +73,7 @@ pub async fn serve(ctx: Rc<Context>, mut stream: TcpStream, peer: Option<IpAddr>
     let entry = ctx.registry.register(stream.as_raw_fd());
     Counters::bump(&ctx.counters.connections);
     let _open = OpenConnection::new(ctx.observing.meter);
-    #[cfg(debug_assertions)]
+    #[cfg(feature = "test-hooks")]
     if ctx.panic_at == Some(ctx.counters.connections.get()) {
         panic!("test hook: HITCORE_TEST_PANIC_CONNECTION");
     }

@@ -33,37 +33,7 @@ const STACK_HEADERS: usize = 128;
 /// this is refused with 413 and the connection is closed rather than read for no purpose.
 pub const MAX_BODY: u64 = 64 * 1024;
 
-/// The largest value each `--limit-request-*` flag accepts, as gunicorn caps them.
-pub const MAX_REQUEST_LINE: usize = 8190;
-/// See [`MAX_REQUEST_LINE`].
-pub const MAX_FIELDS: usize = 32768;
-/// See [`MAX_REQUEST_LINE`].
-pub const MAX_FIELD_SIZE: usize = 8190;
-
-/// The limits a request head must respect. The defaults are gunicorn's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Limits {
-    /// Longest request line, without its CRLF (`--limit-request-line`, default 4094). Longer: 414.
-    pub request_line: usize,
-    /// Most header fields (`--limit-request-fields`, default 100). More: 431.
-    pub fields: usize,
-    /// Longest header field line, name and value (`--limit-request-field-size`, default 8190). Longer: 431.
-    pub field_size: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits { request_line: 4094, fields: 100, field_size: 8190 }
-    }
-}
-
-impl Limits {
-    /// The most bytes a complete head may take: the request line, every field line, their CRLFs and
-    /// the blank line. A connection never buffers more than this for one head.
-    pub fn max_head(&self) -> usize {
-        self.request_line + 2 + self.fields * (self.field_size + 2) + 2
-    }
-}
+pub use crate::config::limits::{Limits, MAX_FIELD_SIZE, MAX_FIELDS, MAX_REQUEST_LINE};
 
 /// The request methods hitcore tells apart; everything else is [`Method::Other`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

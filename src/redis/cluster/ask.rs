@@ -21,11 +21,11 @@ use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use super::discovery::{LoginError, open_logged_in};
+use crate::config::redis_topology::HostPort;
+use crate::config::redis_url::RedisTarget;
 use crate::redis::dial::{self, Candidate, Dialer};
 use crate::redis::resp::{self, Frame};
 use crate::redis::stream::Stream;
-use crate::redis::topology::HostPort;
-use crate::redis::url::RedisTarget;
 
 /// How long an `-ASK`ed batch may take, connect and login included, before its requests get 503.
 pub const ASK_TIMEOUT: Duration = Duration::from_secs(2);

@@ -12,11 +12,11 @@
 use std::time::Duration;
 
 use super::slots::{SlotMap, key_slot};
+use crate::config::redis_topology::HostPort;
+use crate::config::redis_url::RedisTarget;
 use crate::redis::dial::{self, Address, Candidate, ConnectError, Dialer};
 use crate::redis::resp::{self, Frame};
 use crate::redis::stream::Stream;
-use crate::redis::topology::HostPort;
-use crate::redis::url::RedisTarget;
 
 /// How long one node may take to be reached and to send its slot map.
 const MAP_TIMEOUT: Duration = Duration::from_millis(500);

@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use super::slots::Redirect;
-use crate::redis::topology::HostPort;
+use crate::config::redis_topology::HostPort;
 
 /// `-MOVED`s followed at once, each within a second of the last, before backing off (the
 /// cluster spec's clients cap redirections similarly; redis-cli allows 16 per command).

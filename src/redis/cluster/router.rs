@@ -47,6 +47,8 @@ struct State {
     nodes: RefCell<HashMap<HostPort, Rc<Node>>>,
     max_pending: u64,
     timeout: Duration,
+    /// `--wait-replicas`: each node connection's writes end with this `WAIT`.
+    wait: Option<(u32, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -57,7 +59,13 @@ struct Node {
 
 impl Router {
     /// A router for a `redis+cluster://` target, or `None` for any other.
-    pub fn for_target(target: &RedisTarget, dialer: Dialer, max_pending: u64, timeout: Duration) -> Option<Router> {
+    pub fn for_target(
+        target: &RedisTarget,
+        dialer: Dialer,
+        max_pending: u64,
+        timeout: Duration,
+        wait: Option<(u32, u64)>,
+    ) -> Option<Router> {
         let Endpoint::Cluster { seeds, tls } = &target.endpoint else { return None };
         Some(Router(Rc::new(State {
             target: target.clone(),
@@ -69,6 +77,7 @@ impl Router {
             nodes: RefCell::default(),
             max_pending,
             timeout,
+            wait,
         })))
     }
 
@@ -124,7 +133,12 @@ fn route_to(state: &Rc<State>, owner: &HostPort, ticket: &KeyedTicket, index: us
     let node = state.nodes.borrow().get(&owner).cloned();
     let node = node.unwrap_or_else(|| {
         let node = Rc::new(Node::default());
-        node.keyed.borrow_mut().follow_redirects = true;
+        {
+            let mut keyed = node.keyed.borrow_mut();
+            keyed.follow_redirects = true;
+            keyed.wait = state.wait;
+            keyed.hold = state.wait.is_some();
+        }
         state.nodes.borrow_mut().insert(owner.clone(), node.clone());
         glommio::spawn_local(serve(state.clone(), owner.clone(), node.clone())).detach();
         node
@@ -233,6 +247,10 @@ async fn read(
                     match completed {
                         Some(KeyedCompleted::Served) => {}
                         Some(KeyedCompleted::Redirected(message, ops)) => redirect(state, owner, message, ops),
+                        // Too few replicas: the node may have been replaced; look again.
+                        Some(KeyedCompleted::NotDurable) => {
+                            return "fewer replicas than --wait-replicas acknowledged a write".into();
+                        }
                         Some(KeyedCompleted::NotPrimary(_, m)) => {
                             return format!("it refused a write: {}", crate::logging::escape(m));
                         }

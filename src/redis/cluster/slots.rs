@@ -7,7 +7,7 @@
 
 use redis_protocol::resp2::types::OwnedFrame;
 
-use crate::redis::topology::HostPort;
+use crate::config::redis_topology::HostPort;
 
 /// Slots in a Redis Cluster.
 pub const SLOTS: u16 = 16384;

@@ -165,6 +165,8 @@ enum Sent {
     Hits(Vec<(KeyedTicket, usize)>, Op),
     /// `EXPIRE` after a key's `INCRBY`, or `ASKING`: its reply is not anyone's answer.
     Ignored,
+    /// `WAIT n ms` of [`Keyed::wait`]: its reply releases the held answers.
+    Wait,
     /// A command whose reply is this request's answer.
     Command(KeyedTicket, usize, Op),
 }
@@ -181,6 +183,9 @@ pub enum KeyedCompleted<'a> {
     /// The node takes no writes (`-READONLY`, `-LOADING`, `-MASTERDOWN`): the connection must be
     /// rebuilt, as for the seed counter.
     NotPrimary(ErrorKind, &'a [u8]),
+    /// [`Keyed::wait`]'s `WAIT` found fewer replicas than asked (or was refused): the held answers
+    /// were 503s, and the node may no longer be the primary, so the connection should be rebuilt.
+    NotDurable,
 }
 
 /// The API's requests waiting and written, in order.
@@ -194,6 +199,10 @@ pub struct Keyed {
     pub hold: bool,
     /// Answers held for the `WAIT` reply.
     held: Vec<(KeyedTicket, usize, Answered)>,
+    /// `--wait-replicas` on a connection of the API's own (the Cluster router's): each write ends
+    /// with `WAIT replicas ms`, written and read here, and answers are held until it answers.
+    /// `None` on the shard's main connection, whose queue writes the one `WAIT`.
+    pub wait: Option<(u32, u64)>,
     waiting: Vec<(KeyedTicket, usize, Op)>,
     sent: VecDeque<Sent>,
     /// Requests waiting or written: the overload bound counts these.
@@ -295,6 +304,12 @@ impl Keyed {
                 }
             }
         }
+        if let (Some((n, ms)), true) = (self.wait, commands > 0) {
+            let (mut a, mut b) = (itoa::Buffer::new(), itoa::Buffer::new());
+            resp::encode_command(out, &[b"WAIT", a.format(n).as_bytes(), b.format(ms).as_bytes()]);
+            self.sent.push_back(Sent::Wait);
+            commands += 1;
+        }
         commands
     }
 
@@ -332,6 +347,12 @@ impl Keyed {
         let sent = self.sent.pop_front()?;
         if matches!(sent, Sent::Ignored) {
             return Some(KeyedCompleted::Served);
+        }
+        if matches!(sent, Sent::Wait) {
+            let wanted = self.wait.map_or(0, |(n, _)| i64::from(n));
+            let durable = matches!(reply, Reply::Integer(acked) if acked >= wanted);
+            self.release(durable);
+            return Some(if durable { KeyedCompleted::Served } else { KeyedCompleted::NotDurable });
         }
         if let Reply::Error(message) = reply {
             let kind = error_kind(message);
@@ -381,7 +402,7 @@ impl Keyed {
         let (members, op) = match sent {
             Sent::Hits(members, op) => (members, op),
             Sent::Command(ticket, index, op) => (vec![(ticket, index)], op),
-            Sent::Ignored => return Vec::new(),
+            Sent::Ignored | Sent::Wait => return Vec::new(),
         };
         self.pending -= members.len() as u64;
         if matches!(op, Op::Redirected { .. }) {
@@ -395,7 +416,7 @@ impl Keyed {
     fn answer(&mut self, sent: Sent, answer: impl Fn(usize) -> Answered) {
         let members = match sent {
             Sent::Hits(members, _) => members,
-            Sent::Ignored => return,
+            Sent::Ignored | Sent::Wait => return,
             Sent::Command(ticket, index, _) => vec![(ticket, index)],
         };
         for (i, (ticket, index)) in members.into_iter().enumerate() {
@@ -432,7 +453,7 @@ impl Keyed {
         for sent in std::mem::take(&mut self.sent) {
             match sent {
                 Sent::Hits(members, _) => members.into_iter().for_each(|(t, i)| t.set(i, Answered::Failed(failure))),
-                Sent::Ignored => {}
+                Sent::Ignored | Sent::Wait => {}
                 Sent::Command(t, i, _) => t.set(i, Answered::Failed(failure)),
             }
         }

@@ -217,3 +217,24 @@ fn with_hold_answers_wait_for_the_wait_reply_and_failures_do_not() {
     k.release(true);
     assert_eq!(t.take(0), Answered::Int(5));
 }
+
+#[test]
+fn a_connection_of_its_own_writes_its_wait_and_releases_on_its_reply() {
+    let mut k = Keyed { wait: Some((1, 50)), hold: true, ..Keyed::default() };
+    let t = KeyedTicket::default();
+    t.arm(1);
+    k.register(&t, 0, hit("K:a:aaa", None), 10).unwrap();
+    let mut out = Vec::new();
+    assert_eq!(k.encode_waiting(&mut out), 2);
+    assert!(out.ends_with(&encoded(&[b"WAIT", b"1", b"50"])));
+    assert!(matches!(k.complete(Reply::Integer(9)), Some(KeyedCompleted::Served)));
+    assert!(matches!(k.complete(Reply::Integer(1)), Some(KeyedCompleted::Served)));
+    assert_eq!(t.take(0), Answered::Int(9));
+    t.arm(1);
+    k.register(&t, 0, hit("K:a:aaa", None), 10).unwrap();
+    k.encode_waiting(&mut Vec::new());
+    k.complete(Reply::Integer(10)).unwrap();
+    assert!(matches!(k.complete(Reply::Integer(0)), Some(KeyedCompleted::NotDurable)));
+    assert_eq!(t.take(0), Answered::Failed(Failure::NotDurable));
+    assert!(k.encode_waiting(&mut Vec::new()) == 0, "nothing written, no WAIT");
+}

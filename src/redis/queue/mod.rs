@@ -214,8 +214,9 @@ impl Queue {
                 match self.keyed.complete(reply) {
                     Some(KeyedCompleted::Served) => Ok(Completed::Served),
                     Some(KeyedCompleted::NotPrimary(kind, message)) => Ok(Completed::NotPrimary(kind, message)),
-                    // Only the Cluster router's queues follow redirects; this one answers them.
-                    Some(KeyedCompleted::Redirected(..)) => Ok(Completed::Served),
+                    // Only the Cluster router's queues follow redirects and write their own WAIT;
+                    // this one answers redirects, and its WAIT is the queue's.
+                    Some(KeyedCompleted::Redirected(..) | KeyedCompleted::NotDurable) => Ok(Completed::Served),
                     None => Err(ProtocolError("a reply arrived with no API command waiting for it".into())),
                 }
             }

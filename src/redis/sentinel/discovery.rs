@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use super::events::{MasterAddr, SentinelList};
 use super::watch::Switch;
+use crate::config::redis_topology::HostPort;
 use crate::redis::dial::{self, Address, Candidate, ConnectError, Dialer};
 use crate::redis::resp::{self, Frame};
-use crate::redis::topology::HostPort;
 
 /// How long one sentinel may take to be reached and answer: "a few hundred milliseconds", as the
 /// client spec advises, so that a dead sentinel delays discovery little.

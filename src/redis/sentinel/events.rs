@@ -11,7 +11,7 @@
 
 use redis_protocol::resp2::types::OwnedFrame;
 
-use crate::redis::topology::HostPort;
+use crate::config::redis_topology::HostPort;
 
 /// What one sentinel said about the service.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,9 +20,9 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, info, warn};
 
 use super::events::Event;
+use crate::config::redis_topology::HostPort;
 use crate::redis::dial::{self, Address, Dialer};
 use crate::redis::resp::{self, Frame};
-use crate::redis::topology::HostPort;
 
 /// How long a sentinel may take to be reached and to confirm the subscription.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_millis(500);

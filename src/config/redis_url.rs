@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
 
-use super::topology::{HostPort, Topology, TopologyUrl, TopologyUrlError};
+use super::redis_topology::{HostPort, Topology, TopologyUrl, TopologyUrlError};
 
 /// The default `--redis`.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/0";
@@ -293,6 +293,20 @@ impl fmt::Debug for RedisTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "RedisTarget({self})")
     }
+}
+
+/// The TLS flags, as files: read again by every shard, so a restarted shard sees rotated files.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsFiles {
+    /// `--redis-tls-ca`: trust only the certificates in this PEM file.
+    pub ca: Option<PathBuf>,
+    /// `--redis-tls-cert`: the client certificate chain (PEM), for mutual TLS.
+    pub cert: Option<PathBuf>,
+    /// `--redis-tls-key`: the client certificate's private key (PEM).
+    pub key: Option<PathBuf>,
+    /// `--redis-tls-insecure`: accept any server certificate.
+    pub insecure: bool,
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The counting API's settings: plain data, validated by `cli` and handed to every shard inside the
-//! [`crate::config::Config`].
+//! [`crate::config::Config`] (`crate::api::settings` is this module).
 //!
 //! It owns the values and their defaults only; it must not read files or parse flags (`cli::api`
 //! does) nor act on a request (the rest of `api` does). Every field has a serde default so that a
@@ -82,7 +82,7 @@ impl Default for Settings {
             admin_token: None,
             stream: false,
             rate_limit: None,
-            forwarded_allow_ips: crate::http::forwarded::DEFAULT.into(),
+            forwarded_allow_ips: super::DEFAULT_TRUSTED_PEERS.into(),
         }
     }
 }

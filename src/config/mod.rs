@@ -1,9 +1,15 @@
 //! The validated configuration: plain data, the same in the supervisor and in every shard.
 //!
 //! It owns nothing but values. The supervisor builds it from the command line (`cli`), and hands it
-//! to each shard process serialised in the shard's environment, so shards never re-parse flags,
+//! to each shard process serialised in the shard's hand-off, so shards never re-parse flags,
 //! re-resolve names or re-read the CPU mask. It must not hold file descriptors or anything that does
 //! not survive a re-exec.
+//!
+//! Dependencies point one way, into here: `config` imports nothing of `redis/` or `http/`. The
+//! plain data those rooms are configured with lives in this folder (`limits`: the request-head
+//! limits; `redis_url` and `redis_topology`: the Redis URL forms and their syntax; `api`: the
+//! counting API's settings), and the shard
+//! builds `redis` settings and the HTTP context from it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,10 +18,22 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::bind::Bind;
-use crate::http::parse::Limits;
 use crate::logging::{LogLevel, LogTarget};
-use crate::redis::tls::TlsFiles;
-use crate::redis::url::RedisTarget;
+
+pub mod api;
+pub mod limits;
+pub mod redis_topology;
+pub mod redis_url;
+
+use limits::Limits;
+use redis_url::{RedisTarget, TlsFiles};
+
+/// gunicorn's default `access_log_format`, and hitcore's.
+pub const DEFAULT_ACCESS_LOG_FORMAT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
+
+/// The peers trusted by default for `X-Forwarded-*` (`--forwarded-allow-ips`) and for PROXY
+/// headers (`--proxy-allow-from`): gunicorn's default for both.
+pub const DEFAULT_TRUSTED_PEERS: &str = "127.0.0.1,::1";
 
 /// Everything a supervisor or shard needs to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,7 +123,7 @@ pub struct Config {
     /// The counting API's settings (`--api-mode`, `--counter-ttl`, `--cors-origins`,
     /// `--admin-token-file`); absent from an older supervisor's hand-off: the defaults.
     #[serde(default)]
-    pub api: crate::api::settings::Settings,
+    pub api: api::Settings,
 }
 
 /// Observability settings: `--metrics-bind`, `--health-path`, `--access-logformat`,
@@ -133,10 +151,10 @@ impl Default for Observe {
         Observe {
             metrics_bind: None,
             health_path: DEFAULT_HEALTH_PATH.into(),
-            access_log_format: crate::http::logformat::DEFAULT.into(),
-            forwarded_allow_ips: crate::http::forwarded::DEFAULT.into(),
+            access_log_format: DEFAULT_ACCESS_LOG_FORMAT.into(),
+            forwarded_allow_ips: DEFAULT_TRUSTED_PEERS.into(),
             proxy_protocol: false,
-            proxy_allow_from: crate::http::forwarded::DEFAULT.into(),
+            proxy_allow_from: DEFAULT_TRUSTED_PEERS.into(),
         }
     }
 }
@@ -280,7 +298,7 @@ mod tests {
         // A partial block (a release with fewer fields) fills in the rest.
         let partial: Observe = serde_json::from_str(r#"{"proxy_protocol": true}"#).unwrap();
         assert!(partial.proxy_protocol);
-        assert_eq!(partial.access_log_format, crate::http::logformat::DEFAULT);
+        assert_eq!(partial.access_log_format, crate::config::DEFAULT_ACCESS_LOG_FORMAT);
         // A supervisor from before --proxy-allow-from: gunicorn's default list.
         assert_eq!(partial.proxy_allow_from, "127.0.0.1,::1");
     }
