@@ -158,6 +158,8 @@ fn rendered_dom(browser: &Path, url: &str) -> String {
     let profile = std::env::temp_dir().join(format!("hitcore-chromium-{}-{}", std::process::id(), free_port()));
     let mut child = Command::new(browser)
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--virtual-time-budget=15000"])
+        // A container's /dev/shm is often 64 MiB, too small for Chromium's renderer.
+        .arg("--disable-dev-shm-usage")
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(["--dump-dom", url])
         .stdout(Stdio::piped())
