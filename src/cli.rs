@@ -4,7 +4,7 @@
 //! bound or spawned. Each refusal names the flag it is about. It must not open sockets: the only
 //! outside facts it reads are the CPU affinity mask, name resolution for `-b` (never for
 //! `--redis`: shards resolve that at every connect), the passwd and group databases (`-u`, `-g`),
-//! and the files a configuration names (`-c`, the password files, and the `--redis-tls-*`
+//! and the files a configuration names (`-c`, the password files, the `--redis-tls-*` and HTTPS
 //! files, read once to refuse a bad one at start).
 //!
 //! Every flag lives in the one [`Cli`] struct; a new flag is one more field there and is at once
@@ -13,6 +13,7 @@
 //!
 //! - [`load`]: the layers (command line > environment > file > defaults), and HUP's re-load.
 //! - [`file`]: the TOML file, checked key by key against the flags.
+//! - [`https`]: the HTTPS flags and their files.
 //! - [`check`]: `--check-config`: the extra checks and the effective configuration, masked.
 //! - [`values`]: CPU lists, users and groups, file modes, seconds.
 //! - `secrets`: the password files and the systemd credentials they default to.
@@ -21,6 +22,7 @@
 pub mod api;
 pub mod check;
 pub mod file;
+pub mod https;
 pub mod load;
 mod secrets;
 pub mod values;
@@ -245,6 +247,10 @@ pub struct Cli {
     /// The counting API.
     #[command(flatten)]
     pub api: api::ApiFlags,
+
+    /// HTTPS.
+    #[command(flatten)]
+    pub https: self::https::HttpsFlags,
 }
 
 /// Observability flags, kept together (docs/observability.md).
@@ -454,6 +460,7 @@ impl Cli {
             }
             (None, None) => None,
         };
+        let https = self.https.into_https(&binds, self.observe.proxy_protocol)?;
         let observe = self.observe.into_observe()?;
         let api = self.api.into_settings(&observe.forwarded_allow_ips)?;
         let log_target = |s: &str, dash: LogTarget| if s == "-" { dash } else { LogTarget::File(PathBuf::from(s)) };
@@ -489,6 +496,7 @@ impl Cli {
             group,
             observe,
             api,
+            https,
         })
     }
 }

@@ -62,6 +62,11 @@ pub struct Spec {
     pub extra_fds: Vec<RawFd>,
     /// The inherited heartbeat memfd.
     pub heartbeat_fd: RawFd,
+    /// With HTTPS, the inherited memfd holding the session-ticket secret every shard of this
+    /// supervisor shares (src/https/tickets.rs); absent from an older supervisor's hand-off, and
+    /// without HTTPS: each shard then has a ticket key of its own.
+    #[serde(default)]
+    pub ticket_fd: Option<RawFd>,
     /// This shard's slot in the heartbeat region.
     pub slot: usize,
     /// Everything else.
@@ -329,6 +334,8 @@ mod tests {
         // takes this release's default placement, as a restarted server would.
         assert_eq!(spec.config.pin, defaults.pin);
         assert!(!spec.config.pin);
+        // It served plain HTTP, and had no session-ticket secret to pass.
+        assert_eq!((spec.config.https, spec.ticket_fd), (None, None));
     }
 
     #[test]

@@ -33,6 +33,7 @@ use crate::handoff::Spec;
 use crate::heartbeat::{Heartbeats, features, state};
 use crate::http::access::AccessLog;
 use crate::http::conn::registry::{EVICT_RECHECK, Eviction};
+use crate::http::conn::tls::Tls;
 use crate::http::conn::{self, MAX_PIPELINE};
 use crate::http::context::{self, Context, Observing, ProxyPolicy};
 use crate::http::forwarded::Trust;
@@ -65,6 +66,15 @@ struct Shard {
     evicted: Cell<u64>,
     /// When evictions were last reported (at most once a second).
     evictions_reported: Cell<Option<Instant>>,
+    /// The HTTPS acceptor, built at boot from `--certfile` and `--keyfile` (`None`: plain HTTP).
+    tls: Option<Rc<Tls>>,
+}
+
+/// What a listener speaks: HTTPS on TCP listeners when `--certfile` is given, else plain HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Http,
+    Https,
 }
 
 /// Signal flags, set by signal handlers and read by the tick.
@@ -235,10 +245,20 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
         header_timeout: spec.config.header_timeout,
         write_timeout: spec.config.write_timeout,
     };
+    // Read here, at boot, by the shard itself: a replacement (HUP, a restart) serves the files as
+    // they are now, and the supervisor checked them a moment ago.
+    let tls = match spec.config.https.as_ref().map(|https| Tls::boot(https, spec.ticket_fd)).transpose() {
+        Ok(tls) => tls.map(Rc::new),
+        Err(e) => {
+            error!("Worker failed to boot: shard {}: {e}", spec.index);
+            return BOOT_ERROR;
+        }
+    };
     let shard = Rc::new(Shard {
         ctx: Rc::new(Context::new(settings, redis, access, observing).with_api(Api::new(spec.config.api.clone()))),
         evicted: Cell::new(0),
         evictions_reported: Cell::new(None),
+        tls,
         config: spec.config.clone(),
     });
     let stop = Rc::new(StopSignal::default());
@@ -322,9 +342,10 @@ async fn accept_loop(
     retire: Retire,
 ) {
     let (shard, gate, stop) = (&shard, &gate, &*stop);
+    let scheme = if shard.tls.is_some() && conn::tls::serves(listen_fd) { Scheme::Https } else { Scheme::Http };
     let retire_listener = |shard: &Rc<Shard>, listen_fd: RawFd, gate: &Gate, stop: &StopSignal| {
         if retire == Retire::DrainAndEject {
-            retire_listener(shard, listen_fd, gate, stop);
+            retire_listener(shard, listen_fd, gate, stop, scheme);
         }
     };
     let mut failures = 0u32;
@@ -362,7 +383,7 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 failures = 0;
-                spawn_connection(shard, gate, stream, peer, Some(permit));
+                spawn_connection(shard, gate, stream, peer, Some(permit), scheme);
             }
             Err(_) if stop.requested.get() => {
                 retire_listener(shard, listen_fd, gate, stop);
@@ -445,12 +466,12 @@ fn evict_longest_waiting(shard: &Shard) -> Eviction {
 /// arrived in between move with them when `net.ipv4.tcp_migrate_req=1` (else they are reset).
 /// Handing over (SIGUSR2), it does neither: the successor shares the listener and serves its queue,
 /// so no connection meets a closing listener.
-fn retire_listener(shard: &Rc<Shard>, listen_fd: RawFd, gate: &Gate, stop: &StopSignal) {
+fn retire_listener(shard: &Rc<Shard>, listen_fd: RawFd, gate: &Gate, stop: &StopSignal, scheme: Scheme) {
     if stop.hand_over.get() {
         return;
     }
     while let Ok(Some((stream, peer))) = accept_now(listen_fd) {
-        spawn_connection(shard, gate, stream, peer, None);
+        spawn_connection(shard, gate, stream, peer, None, scheme);
     }
     // SAFETY: listen_fd is this shard's listening socket, open for the shard's lifetime.
     unsafe { libc::shutdown(listen_fd, libc::SHUT_RDWR) };
@@ -462,12 +483,29 @@ fn spawn_connection(
     stream: TcpStream,
     peer: Option<IpAddr>,
     permit: Option<StaticPermit>,
+    scheme: Scheme,
 ) {
     let ctx = shard.ctx.clone();
+    // Two task types, not one with a branch inside: a plain connection's task stays as small as it
+    // was, without room for TLS state.
+    match (scheme, &shard.tls) {
+        (Scheme::Https, Some(tls)) => {
+            let tls = tls.clone();
+            spawn_guarded(gate, permit, move || conn::serve_tls(ctx, stream, peer, tls));
+        }
+        _ => spawn_guarded(gate, permit, move || conn::serve(ctx, stream, peer)),
+    }
+}
+
+/// Spawns a connection's task behind the gate, holding its permit for the task's life.
+fn spawn_guarded<F>(gate: &Gate, permit: Option<StaticPermit>, connection: impl FnOnce() -> F + 'static)
+where
+    F: std::future::Future<Output = ()> + 'static,
+{
     let spawned = gate.spawn(async move {
         // The connection's future is built here, inside the task, rather than moved into it.
         // A panic in one connection must not take the shard (and its other connections) down.
-        if let Err(panic) = std::panic::AssertUnwindSafe(conn::serve(ctx, stream, peer)).catch_unwind().await {
+        if let Err(panic) = std::panic::AssertUnwindSafe(connection()).catch_unwind().await {
             let what = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())

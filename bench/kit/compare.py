@@ -26,7 +26,9 @@ import argparse
 import datetime
 import json
 import os
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -284,8 +286,8 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
     service = procs.Service(name, filled["argv"], log_dir / f"{tag}.log", env=env)
     processes, shards = variant.readiness(filled["cpus"])
     spec = servers.Spec(name, name, filled["argv"], processes=processes,
-                        ready_line="Connected to Redis" if shards else "", ready_count=shards)
-    scraper = None
+                        ready_line="Connected to Redis" if shards else "", ready_count=shards, https=variant.https)
+    scraper, flood = None, []
     try:
         why = servers.wait_ready(service, spec, port, timeout=30, settle=0.5)
         if why:
@@ -328,11 +330,16 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
             marks[1]["fds"] = [fd_count(pid) for pid in server_pids]
             marks[1]["ss"] = socket_summary()
 
-        url = f"http://127.0.0.1:{port}/"
+        url = f"{'https' if variant.https else 'http'}://127.0.0.1:{port}/"
+        flood += [subprocess.Popen(["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-time",
+                                   str(args.duration)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for _ in range(variant.flood)]
         listen0 = listen_counters()
         result = loadgen.wrk(url, args.threads, args.connections, args.duration, raw_dir / f"{tag}.txt", None,
-                             while_running=sample)
+                             while_running=sample, headers=("Connection: close",) if variant.close else ())
         listen1 = listen_counters()
+        if flood:
+            result["flood_handshakes_per_s"] = flood_rate(flood, args.duration)
         # Connections the kernel turned away at a full accept queue during the whole wrk run (its
         # connect burst included): the whole machine's count, but only this run opens connections.
         result.update({k: listen1[k] - listen0[k] for k in listen1 if k in listen0})
@@ -360,10 +367,32 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
     finally:
         if scraper and scraper.is_alive():
             scraper.stop()
+        for client in flood:  # s_time stops by itself after -time; this is for a run cut short
+            if client.poll() is None:
+                client.kill()
+                client.wait()
         row["exit_status"] = service.stop(grace=15)
         row["worker_timeouts"] = servers.worker_timeouts(service.log_text())
         row["log"] = f"{tag}.log"
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def flood_rate(clients: list[subprocess.Popen], duration: int) -> float | None:
+    """The handshakes per second the @flood clients completed together (openssl s_time's
+    `N connections in T real seconds`; its other line divides by user CPU seconds), or None if one
+    said nothing usable."""
+    total = 0.0
+    for client in clients:
+        try:
+            out = client.communicate(timeout=duration + 30)[0]
+        except subprocess.TimeoutExpired:
+            client.kill()
+            return None
+        found = re.search(r"(\d+) connections in (\d+) real seconds", out)
+        if not found or float(found.group(2)) <= 0:
+            return None
+        total += int(found.group(1)) / float(found.group(2))
+    return round(total, 1)
 
 
 def window_figures(a: dict, b: dict) -> dict:
@@ -463,6 +492,9 @@ def run(args, plan, sets, tool: Tool | None = None) -> int:
         tmp = Path(tmp)
         setups = RedisSetups(plan.setups(), "redis_tls_url" in used or "tls_ca" in used, "sentinel_url" in used,
                              log_dir, tmp)
+        if used & {"tls_cert", "tls_key"} or any(v.https for v in plan.variants):
+            certs = make_certificates(tmp / "https-certs")
+            base_values.update(tls_cert=str(certs["server.crt"]), tls_key=str(certs["server.key"]))
         summary["redis"] = setups.describe()
         redis_any = next(iter(setups.by_setup.values()), None)
         summary["versions"] = machine.versions(hitcore if hitcore.exists() else None,
@@ -482,7 +514,9 @@ def run(args, plan, sets, tool: Tool | None = None) -> int:
                 values = dict(base_values, **setups.values, bind=f"127.0.0.1:{port}", port=str(port),
                               metrics_bind=f"127.0.0.1:{redisctl.free_port()}", tmp=str(scratch))
                 if "nginx_conf" in v.placeholders():
-                    values["nginx_conf"] = str(servers.write_nginx_conf(scratch, values["bind"], cpus, args.connections)[0])
+                    tls = (values["tls_cert"], values["tls_key"]) if v.https else None
+                    conf, _limits = servers.write_nginx_conf(scratch, values["bind"], cpus, args.connections, tls)
+                    values["nginx_conf"] = str(conf)
                 filled = {"argv": [compare_plan.fill(w, values) for w in v.argv],
                           "env": {k: compare_plan.fill(x, values) for k, x in v.env.items()},
                           "port": port, "metrics_bind": values["metrics_bind"], "cpus": cpus,

@@ -16,7 +16,10 @@ A plan is a small text file (bench/plans/*.plan), one statement per line, `#` st
   ready; `@shards=cpus`: one per CPU the run may use, hitcore's default layout), `@procs=N` (the process count that means ready, for other servers), `@scrape` (GET
   http://{metrics_bind}/metrics every second while wrk runs, as a Prometheus server would),
   `@lines=PATH` (count the lines of this file after the run: an access log's lines against the
-  requests served).
+  requests served), `@https` (the probe and wrk use https://), `@close` (wrk sends `Connection:
+  close`: a new connection, and with @https a new TLS handshake, per request), `@flood=N` (while wrk
+  runs, N `openssl s_time -new` clients open TLS connections back to back: a handshake flood beside
+  wrk's keep-alive clients, whose p99 shows its effect; needs @https).
 - `goal NAME >= FACTOR OTHER`: NAME's median req/s must be at least FACTOR times OTHER's; the
   report says met or not met, with both figures.
 - `defaults --OPTION N ...`: the load this plan is about, as bench/compare's own options
@@ -26,8 +29,10 @@ A plan is a small text file (bench/plans/*.plan), one statement per line, `#` st
 `{placeholders}` in a variant's words are filled in at run time by bench/compare (`fill()`): the
 kit's own (`bind`, `port`, `redis_url`, `redis_tls_url`, `tls_ca`, `replicated_url`,
 `sentinel_url`, `metrics_bind`, `tmp`, `hitcore`, `tokio`, `cpus`: the CPUs the run may use,
-`connections`: wrk's -c, and `nginx_conf`: the kit's static nginx config, peers/nginx/nginx.conf.in,
-written into {tmp} for this variant with one worker per CPU and its limits sized for `connections`)
+`connections`: wrk's -c, `tls_cert` and `tls_key`: an ECDSA P-256 certificate for 127.0.0.1 and its
+key, made with openssl for the run, and `nginx_conf`: the kit's static nginx config, peers/nginx/nginx.conf.in,
+written into {tmp} for this variant with one worker per CPU and its limits sized for `connections`,
+serving HTTPS with that certificate when the variant says @https)
 and any given with `--set NAME=VALUE`. A variant naming {nginx_conf} is ready once its master and
 one worker per CPU run, unless it says @procs.
 Which Redis a variant counts in follows from the URL placeholder it names (`redis_url` and
@@ -49,7 +54,8 @@ PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 SETUPS = {"redis_url": "primary", "redis_tls_url": "primary", "tls_ca": "primary",
           "replicated_url": "replicated", "sentinel_url": "replicated"}
 KIT_PLACEHOLDERS = {"bind", "port", "redis_url", "redis_tls_url", "tls_ca", "replicated_url", "sentinel_url",
-                    "metrics_bind", "tmp", "hitcore", "tokio", "cpus", "connections", "nginx_conf"}
+                    "metrics_bind", "tmp", "hitcore", "tokio", "cpus", "connections", "nginx_conf",
+                    "tls_cert", "tls_key"}
 
 
 class PlanError(ValueError):
@@ -67,6 +73,9 @@ class Variant:
     lines: str | None = None                     # a file whose lines are counted after the run
     per_cpu: bool = False                        # @shards=cpus: one shard per CPU of the run
     procs_given: bool = False                    # @procs or @shards said how many processes
+    https: bool = False                          # @https
+    close: bool = False                          # @close
+    flood: int = 0                               # @flood=N: handshake-flood clients beside wrk
 
     def readiness(self, cpus: int) -> tuple[int, int]:
         """(processes, shards) that mean "every worker is up" on a run with `cpus` CPUs."""
@@ -141,9 +150,13 @@ def parse_variant(name: str, words: list[str]) -> Variant:
             v.scrape = True
         elif option == "lines" and value:
             v.lines = value
+        elif option in ("https", "close") and not value:
+            setattr(v, option, True)
+        elif option == "flood" and value.isdigit() and int(value) >= 1:
+            v.flood = int(value)
         else:
             raise PlanError(f"variant {name}: unknown option {words[i]!r} "
-                            "(known: @shards=N, @shards=cpus, @procs=N, @scrape, @lines=PATH)")
+                            "(known: @shards=N, @shards=cpus, @procs=N, @scrape, @lines=PATH, @https, @close, @flood=N)")
         i += 1
     while i < len(words) and ENV.match(words[i]):
         key, value = ENV.match(words[i]).groups()
@@ -152,6 +165,8 @@ def parse_variant(name: str, words: list[str]) -> Variant:
     v.argv = words[i:]
     if not v.argv:
         raise PlanError(f"variant {name}: no command")
+    if v.flood and not v.https:
+        raise PlanError(f"variant {name}: @flood needs @https (it floods TLS handshakes)")
     if v.scrape and "metrics_bind" not in v.placeholders():
         raise PlanError(f"variant {name}: @scrape needs {{metrics_bind}} in its command (--metrics-bind {{metrics_bind}})")
     return v

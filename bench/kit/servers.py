@@ -12,6 +12,7 @@ import http.client
 import os
 import resource
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ class Spec:
     needs: str = ""               # which provisioning step it depends on: venv, eventlet, tokio, hitcore
     ready_line: str = ""          # a log line each worker prints once it can serve ("Connected to Redis")
     ready_count: int = 0          # how many of them mean "every worker is ready"
+    https: bool = False           # it answers over TLS (bench/compare's @https)
 
 
 def selected(only: list[str] | None) -> list[str]:
@@ -125,19 +127,29 @@ def nginx_limits(connections: int | None, nofile_hard: int | None = None) -> dic
 
 
 def nginx_config(template: str, *, workers: int, prefix: Path | str, bind: str, limits: dict,
-                 body: str = NGINX_BODY) -> str:
-    """The kit's static nginx config (peers/nginx/nginx.conf.in) filled in."""
-    return template.format(workers=workers, prefix=prefix, bind=bind, body=body, **limits)
+                 body: str = NGINX_BODY, tls: tuple[Path | str, Path | str] | None = None) -> str:
+    """The kit's static nginx config (peers/nginx/nginx.conf.in) filled in; `tls`: (certificate,
+    key) to serve HTTPS with, TLS 1.2 and 1.3 and a session cache, as an operator would."""
+    listen_tls, tls_lines = "", ""
+    if tls:
+        listen_tls = " ssl"
+        tls_lines = (f"        ssl_certificate {tls[0]};\n        ssl_certificate_key {tls[1]};\n"
+                     "        ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_session_cache shared:SSL:10m;\n")
+    return template.format(workers=workers, prefix=prefix, bind=bind, body=body, listen_tls=listen_tls,
+                           tls_lines=tls_lines, **limits)
 
 
-def write_nginx_conf(folder: Path, bind: str, workers: int, connections: int | None = None) -> tuple[Path, dict]:
+def write_nginx_conf(folder: Path, bind: str, workers: int, connections: int | None = None,
+                     tls: tuple[str, str] | None = None) -> tuple[Path, dict]:
     """The kit's static nginx config written as folder/nginx.conf, `folder` its prefix, one worker
-    per CPU given, limits for `connections` clients (nginx_limits, under the open-files hard limit)."""
+    per CPU given, limits for `connections` clients (nginx_limits, under the open-files hard limit),
+    serving HTTPS with `tls` (certificate, key) when given."""
     (folder / "logs").mkdir(parents=True, exist_ok=True)
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     limits = nginx_limits(connections, None if hard == resource.RLIM_INFINITY else hard)
     path = folder / "nginx.conf"
-    path.write_text(nginx_config(NGINX_TEMPLATE.read_text(), workers=workers, prefix=folder, bind=bind, limits=limits))
+    path.write_text(nginx_config(NGINX_TEMPLATE.read_text(), workers=workers, prefix=folder, bind=bind, limits=limits,
+                                 tls=tls))
     return path, limits
 
 
@@ -200,9 +212,10 @@ def wait_port_free(port: int, timeout: float = 10.0) -> bool:
     return False
 
 
-def probe(port: int, timeout: float = 2.0) -> int | None:
-    """GET / once; the status code, or None when nothing answers."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def probe(port: int, timeout: float = 2.0, https: bool = False) -> int | None:
+    """GET / once (over TLS, any certificate, with `https`); the status code, or None when nothing answers."""
+    conn = (http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=ssl._create_unverified_context())
+            if https else http.client.HTTPConnection("127.0.0.1", port, timeout=timeout))
     try:
         conn.request("GET", "/")
         response = conn.getresponse()
@@ -227,7 +240,7 @@ def wait_ready(service: procs.Service, spec: Spec, port: int, timeout: float = 3
     while time.monotonic() < deadline:
         if not service.alive():
             return f"exited with status {service.proc.returncode}: {_log_tail(service)}"
-        status = probe(port)
+        status = probe(port, https=spec.https)
         if status == 200:
             break
         time.sleep(0.2)

@@ -54,6 +54,19 @@ class Plans(unittest.TestCase):
         self.assertEqual(plan.goals[0].text(), "new ≥ 0.98× old")
         self.assertIn("baseline", plan.placeholders())
 
+    def test_https_and_close(self):
+        plan = parse_plan("variant a @https @close @shards=2  {hitcore} --certfile {tls_cert} --keyfile {tls_key}")
+        a = plan.variants[0]
+        self.assertEqual((a.https, a.close, a.shards), (True, True, 2))
+        self.assertEqual({"tls_cert", "tls_key"}, plan.placeholders() - {"hitcore"})
+        self.assertIsNone(a.setup())  # a certificate is not a Redis
+        with self.assertRaises(PlanError):
+            parse_plan("variant a @https=1 x")
+        self.assertEqual(parse_plan("variant a @https @flood=2 x").variants[0].flood, 2)
+        for bad in ("variant a @flood=2 x", "variant a @https @flood=0 x"):
+            with self.assertRaises(PlanError):
+                parse_plan(bad)
+
     def test_the_base_defaults_to_the_first_variant(self):
         self.assertEqual(parse_plan("variant a x\nvariant b y").base, "a")
 
@@ -177,6 +190,22 @@ class NginxConfig(unittest.TestCase):
             self.assertTrue((Path(folder) / "logs").is_dir())
         self.assertIn("worker_processes 3;", text)
         self.assertIn("worker_connections 11264;", text)
+        self.assertNotIn("ssl", text)
+
+    def test_the_flood_rate_is_per_real_second(self):
+        import subprocess
+        said = ("1255 connections in 0.90s; 1394.44 connections/user sec, bytes read 0\n"
+                "1255 connections in 3 real seconds, 0 bytes read per connection\n")
+        clients = [subprocess.Popen(["printf", said], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+        self.assertEqual(compare.flood_rate(clients, 2), 836.7)
+        self.assertIsNone(compare.flood_rate([subprocess.Popen(["true"], stdout=subprocess.PIPE, text=True)], 2))
+
+    def test_nginx_over_https(self):
+        text = servers.nginx_config(servers.NGINX_TEMPLATE.read_text(), workers=2, prefix="/tmp/x",
+                                    bind="127.0.0.1:8443", limits=servers.nginx_limits(100), tls=("/c.pem", "/k.pem"))
+        for line in ("listen 127.0.0.1:8443 backlog=2048 ssl;", "ssl_certificate /c.pem;",
+                     "ssl_certificate_key /k.pem;", "ssl_protocols TLSv1.2 TLSv1.3;"):
+            self.assertIn(line, text)
 
 
 class Window(unittest.TestCase):

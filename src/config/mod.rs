@@ -8,7 +8,7 @@
 //! Dependencies point one way, into here: `config` imports nothing of `redis/` or `http/`. The
 //! plain data those rooms are configured with lives in this folder (`limits`: the request-head
 //! limits; `redis_url` and `redis_topology`: the Redis URL forms and their syntax; `api`: the
-//! counting API's settings), and the shard
+//! counting API's settings; `https`: the HTTPS files and versions), and the shard
 //! builds `redis` settings and the HTTP context from it.
 
 use std::net::SocketAddr;
@@ -21,6 +21,7 @@ use crate::bind::Bind;
 use crate::logging::{LogLevel, LogTarget};
 
 pub mod api;
+pub mod https;
 pub mod limits;
 pub mod redis_topology;
 pub mod redis_url;
@@ -124,6 +125,10 @@ pub struct Config {
     /// `--admin-token-file`); absent from an older supervisor's hand-off: the defaults.
     #[serde(default)]
     pub api: api::Settings,
+    /// `--certfile`, `--keyfile` and the other HTTPS flags: HTTPS on every TCP listener when
+    /// present (absent from a previous release's hand-off: plain HTTP, as it served).
+    #[serde(default)]
+    pub https: Option<https::Https>,
 }
 
 /// Observability settings: `--metrics-bind`, `--health-path`, `--access-logformat`,

@@ -69,6 +69,8 @@ pub struct Record<'a> {
     pub response: &'a [u8],
     /// From the complete request to its answer.
     pub elapsed: Duration,
+    /// `http` or `https`, for `%({wsgi.url_scheme}e)s`.
+    pub scheme: &'static str,
 }
 
 /// One shard's access log.
@@ -117,6 +119,7 @@ impl AccessLog {
             body: r.body,
             response: r.response,
             elapsed: r.elapsed,
+            scheme: r.scheme,
         };
         let mut buf = self.buf.borrow_mut();
         self.format.render(&mut buf, &fields);
@@ -193,6 +196,7 @@ mod tests {
             body: None,
             response: b"",
             elapsed: Duration::ZERO,
+            scheme: "http",
         };
         let mut out = String::new();
         format.render(&mut out, &fields);
@@ -209,7 +213,7 @@ mod tests {
             value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
         ) {
             let atoms = ["h", "l", "u", "t", "r", "m", "U", "q", "H", "s", "B", "b", "f", "a", "T", "M", "D", "L", "p",
-                "{X-Any}i", "{x-forwarded-for}i", "{server}o", "{x-echo}o"];
+                "{X-Any}i", "{x-forwarded-for}i", "{server}o", "{x-echo}o", "{wsgi.url_scheme}e"];
             // A target with raw bytes and percent escapes of every byte, a header value of raw bytes, an
             // `Authorization: Basic` user of raw bytes.
             let mut t = b"/".to_vec();
@@ -240,6 +244,7 @@ mod tests {
                     body: Some(1),
                     response: &response,
                     elapsed: Duration::from_micros(1500),
+                    scheme: "https",
                 };
                 let mut out = String::new();
                 format.render(&mut out, &fields);

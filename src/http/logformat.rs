@@ -6,7 +6,8 @@
 //! `h` remote address, `l` `-`, `u` user (from `Authorization: Basic`), `t` time, `r` request line,
 //! `m` method, `U` path (percent-decoded, then escaped), `q` query, `H` protocol, `s` status, `B` body bytes, `b` body
 //! bytes or `-`, `f` referer, `a` user agent, `T`/`M`/`D` request time in whole seconds /
-//! milliseconds / microseconds, `L` request time in decimal seconds, `p` `<pid>`.
+//! milliseconds / microseconds, `L` request time in decimal seconds, `p` `<pid>`, and of the
+//! `{NAME}e` environ atoms `{wsgi.url_scheme}e`, `http` or `https` (others render `-`).
 //! It owns the parsing and the rendering of one line from a request's [`Fields`]; it must not
 //! buffer or write (the access log does) nor read sockets.
 
@@ -44,7 +45,9 @@ enum Atom {
     RequestHeader(usize),
     /// A response header, lower-cased.
     ResponseHeader(String),
-    /// Anything gunicorn does not know (or `{x}e`): `-`.
+    /// `{wsgi.url_scheme}e`: `http` or `https`, as in gunicorn's WSGI environ.
+    Scheme,
+    /// Anything gunicorn does not know (or another `{x}e`): `-`.
     Unknown,
 }
 
@@ -83,6 +86,8 @@ pub struct Fields<'a> {
     pub response: &'a [u8],
     /// From the complete request to its answer.
     pub elapsed: Duration,
+    /// `http` or `https`.
+    pub scheme: &'a str,
 }
 
 /// Request headers every format may need, at fixed indices of [`Format::request_headers`].
@@ -213,6 +218,7 @@ impl Format {
                 let _ = write!(v, "{seconds}.{micros:06}");
             }
             Atom::Pid => v.push_str(&self.pid),
+            Atom::Scheme => v.push_str(f.scheme),
             Atom::RequestHeader(i) => v.push_str(header(*i).unwrap_or("-")),
             Atom::ResponseHeader(name) => response_header(v, f.response, name),
         }
@@ -231,6 +237,9 @@ fn atom(name: &str, request_headers: &mut Vec<String>) -> Atom {
         }
         if let Some(h) = header.strip_suffix("}o") {
             return Atom::ResponseHeader(h.to_ascii_lowercase());
+        }
+        if header == "wsgi.url_scheme}e" {
+            return Atom::Scheme;
         }
         return Atom::Unknown;
     }
@@ -332,6 +341,7 @@ mod tests {
             body: Some(2),
             response: RESPONSE,
             elapsed: Duration::from_micros(2_003_456),
+            scheme: "https",
         };
         let mut out = String::new();
         f.render(&mut out, &fields);
@@ -373,6 +383,7 @@ mod tests {
             ("{x-missing}o", "-"),
             ("{x-missing}i", "-"),
             ("{home}e", "-"),
+            ("{wsgi.url_scheme}e", "https"),
             ("zz", "-"),
         ];
         for (atom, want) in cases {
@@ -403,6 +414,7 @@ mod tests {
             body: None,
             response: b"",
             elapsed: Duration::ZERO,
+            scheme: "http",
         };
         let mut out = String::new();
         f.render(&mut out, &fields);

@@ -9,14 +9,16 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::collect::{Snapshot, responses};
-use super::shm::{API_ROUTES, API_STATUSES, BATCH_BOUNDS, LATENCY_BOUNDS_NS, STATUSES, Timeout, Unavailable, word};
+use super::shm::{
+    API_ROUTES, API_STATUSES, BATCH_BOUNDS, Handshake, LATENCY_BOUNDS_NS, STATUSES, Timeout, Unavailable, word,
+};
 use crate::heartbeat::METRICS_WORDS;
 
 /// The `Content-Type` of [`encode`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Every metric family hitcore exports, for the documentation and the dashboard's test.
-pub const FAMILIES: [&str; 20] = [
+pub const FAMILIES: [&str; 21] = [
     "hitcore_build_info",
     "hitcore_shards",
     "hitcore_shard_restarts_total",
@@ -30,6 +32,7 @@ pub const FAMILIES: [&str; 20] = [
     "hitcore_connection_timeouts_total",
     "hitcore_connection_evictions_total",
     "hitcore_proxy_protocol_rejected_total",
+    "hitcore_tls_handshakes_total",
     "hitcore_redis_up",
     "hitcore_redis_reconnects_total",
     "hitcore_redis_round_trips_total",
@@ -124,6 +127,15 @@ pub fn encode(snap: &Snapshot) -> String {
         "Connections closed for a bad or missing PROXY header.",
     );
     let _ = writeln!(o, "hitcore_proxy_protocol_rejected_total {}", total[word::PROXY_REJECTED]);
+    family(
+        o,
+        "hitcore_tls_handshakes_total",
+        "counter",
+        "HTTPS connections by how their start ended: done, failed, plain_http, closed.",
+    );
+    for (i, k) in Handshake::ALL.iter().enumerate() {
+        let _ = writeln!(o, "hitcore_tls_handshakes_total{{outcome=\"{}\"}} {}", k.label(), total[word::HANDSHAKE + i]);
+    }
 
     family(o, "hitcore_redis_up", "gauge", "1 while the shard's Redis connection is up, by shard index.");
     let mut up: BTreeMap<u64, u64> = BTreeMap::new();

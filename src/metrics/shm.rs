@@ -71,6 +71,34 @@ impl Unavailable {
     }
 }
 
+/// How an HTTPS connection's start ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    /// The TLS handshake completed.
+    Done,
+    /// The TLS handshake failed (no common version, a refused client certificate, garbage).
+    Failed,
+    /// The client spoke plain HTTP to an HTTPS listener.
+    PlainHttp,
+    /// The client closed, or sent nothing, or did not finish within `--header-timeout`.
+    Closed,
+}
+
+impl Handshake {
+    /// Every outcome, in word order.
+    pub const ALL: [Handshake; 4] = [Handshake::Done, Handshake::Failed, Handshake::PlainHttp, Handshake::Closed];
+
+    /// The `outcome` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Handshake::Done => "done",
+            Handshake::Failed => "failed",
+            Handshake::PlainHttp => "plain_http",
+            Handshake::Closed => "closed",
+        }
+    }
+}
+
 /// Which deadline closed a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Timeout {
@@ -124,7 +152,7 @@ pub const LATENCY_BOUNDS_NS: [u64; 16] = [
 
 /// Word indices. Counters only grow while the shard lives; gauges are the shard's current value.
 pub mod word {
-    use super::{API_ROUTES, API_STATUSES, BATCH_BOUNDS, LATENCY_BOUNDS_NS, STATUSES, Unavailable};
+    use super::{API_ROUTES, API_STATUSES, BATCH_BOUNDS, Handshake, LATENCY_BOUNDS_NS, STATUSES, Unavailable};
 
     /// [`super::LAYOUT`] once the shard counts here.
     pub const LAYOUT: usize = 0;
@@ -156,10 +184,14 @@ pub mod word {
     pub const LATENCY_SUM_NS: usize = BATCH + BATCH_BOUNDS.len() + 1;
     /// Requests by latency: [`LATENCY_BOUNDS_NS`] then +Inf (their total is the count).
     pub const LATENCY: usize = LATENCY_SUM_NS + 1;
-    /// Words used by the layout before the counting API; everything above is appended after it.
+    /// Words used by the previous release's layout; everything below is appended after it.
     pub const END_BEFORE_API: usize = LATENCY + LATENCY_BOUNDS_NS.len() + 1;
+    /// HTTPS connections by how their start ended, `Handshake::ALL` order. Appended after every
+    /// older word, so a supervisor of the previous release reads the rest of the block as it
+    /// always did (and ignores these), and this release reads zeros from an older shard.
+    pub const HANDSHAKE: usize = END_BEFORE_API;
     /// Responses with the API's own statuses, [`API_STATUSES`] order.
-    pub const API_STATUS: usize = END_BEFORE_API;
+    pub const API_STATUS: usize = HANDSHAKE + Handshake::ALL.len();
     /// API requests by route, [`API_ROUTES`] order.
     pub const API_ROUTE: usize = API_STATUS + API_STATUSES.len();
     /// API requests refused by `--rate-limit` (429).
@@ -249,6 +281,12 @@ impl Meter {
     pub fn unavailable(&self, reason: Unavailable) {
         let i = Unavailable::ALL.iter().position(|&r| r == reason).unwrap_or(0);
         self.add(word::UNAVAILABLE + i, 1);
+    }
+
+    /// An HTTPS connection's start, ended as `outcome`.
+    pub fn handshake(&self, outcome: Handshake) {
+        let i = Handshake::ALL.iter().position(|&k| k == outcome).unwrap_or(0);
+        self.add(word::HANDSHAKE + i, 1);
     }
 
     /// A connection closed by `kind`'s deadline.

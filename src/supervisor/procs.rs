@@ -132,6 +132,9 @@ pub enum SpawnError {
     /// The hand-off could not be encoded or written to its memfd.
     #[error("cannot write the shard's hand-off: {0}")]
     Handoff(std::io::Error),
+    /// The session-ticket secret's memfd could not be made.
+    #[error("cannot make the TLS session-ticket secret: {0}")]
+    Tickets(std::io::Error),
     /// fork or exec failed.
     #[error("cannot execute {}: {source}", exe.display())]
     Exec {
@@ -145,6 +148,12 @@ pub enum SpawnError {
 impl Arbiter {
     /// Starts a shard process for `index` on `cpu`, serving `sock`, and returns its pid.
     pub fn spawn(&mut self, index: usize, cpu: usize, sock: Socket, purpose: Purpose) -> Result<i32, SpawnError> {
+        // HTTPS: the session-ticket secret, inherited like the listeners, so that every shard
+        // resumes the others' sessions.
+        let ticket_fd = match self.config.https {
+            Some(_) => Some(crate::https::tickets::secret_fd().map_err(SpawnError::Tickets)?),
+            None => None,
+        };
         let slot = (0..SLOTS).find(|s| self.procs.iter().all(|p| p.slot != *s)).ok_or(SpawnError::NoSlot)?;
         let hb = self.heartbeats.slot(slot);
         hb.beat();
@@ -163,6 +172,7 @@ impl Arbiter {
             listen_fd,
             extra_fds: extra_fds.clone(),
             heartbeat_fd,
+            ticket_fd,
             slot,
             config: self.config.clone(),
         };
@@ -202,7 +212,7 @@ impl Arbiter {
         // SAFETY: between fork and exec only async-signal-safe calls: fcntl and prctl.
         unsafe {
             cmd.pre_exec(move || {
-                for &fd in [listen_fd, heartbeat_fd, spec_fd].iter().chain(&extra_fds) {
+                for &fd in [listen_fd, heartbeat_fd, spec_fd].iter().chain(&extra_fds).chain(&ticket_fd) {
                     if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
                         return Err(std::io::Error::last_os_error());
                     }

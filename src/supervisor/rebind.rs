@@ -107,7 +107,7 @@ impl Arbiter {
                     if let Bind::Unix(path) = bind {
                         self.shared.paths.push(path.clone());
                     }
-                    sock.inspect(|s| info!("Listening at: {} ({pid})", shared::describe(s)))
+                    sock.inspect(|s| info!("Listening at: {} ({pid})", super::startup::announce(new, s)))
                 }
             };
             if let (Step::Keep(_), Bind::Unix(path), Some(mode)) = (step, bind, new.bind_mode) {

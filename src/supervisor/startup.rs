@@ -148,10 +148,11 @@ pub fn start(mut config: Config, handover: Option<&mut Handover>) -> Result<Star
     };
     if !config.main_listener_shared() {
         config.bind = listener::local_addr(&listeners[0]).map_err(StartError::LocalAddr)?;
-        info!("Listening at: http://{} ({pid})", config.bind);
+        let scheme = if config.https.is_some() { "https" } else { "http" };
+        info!("Listening at: {scheme}://{} ({pid})", config.bind);
     }
     for sock in shared.all() {
-        info!("Listening at: {} ({pid})", shared::describe(sock));
+        info!("Listening at: {} ({pid})", announce(&config, sock));
     }
     info!(
         "Using worker: glommio, {} shards on CPUs {} (thread-per-core, {})",
@@ -258,4 +259,13 @@ fn forward_signals(events: Sender<Event>) -> io::Result<()> {
         }
     })?;
     Ok(())
+}
+
+/// How a shared listener is announced: `https://` for a TCP one when HTTPS is on, as gunicorn says.
+pub(super) fn announce(config: &Config, sock: &socket2::Socket) -> String {
+    let text = shared::describe(sock);
+    match (&config.https, text.strip_prefix("http://")) {
+        (Some(_), Some(addr)) => format!("https://{addr}"),
+        _ => text,
+    }
 }

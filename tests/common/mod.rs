@@ -21,6 +21,8 @@ pub mod certs;
 pub mod cluster;
 /// The bounded load of a failover test and the judgement of its answers.
 pub mod failover_load;
+/// HTTPS: a CA that signs certificates on demand, and a rustls client.
+pub mod https;
 /// Sentinel and Cluster topologies and the failover actions.
 pub mod topology;
 
@@ -332,14 +334,15 @@ impl TestServer {
         }
         // The guard exists before the first wait, so a failed wait still kills the server.
         let mut server = TestServer { child: Some(child), addr: "0.0.0.0:0".parse().unwrap(), log, status: None };
-        let line = server.log.wait_for("Listening at: http://", DEADLINE);
-        server.addr = line.split("http://").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+        // http:// or https://
+        let line = server.log.wait_for("Listening at: http", DEADLINE);
+        server.addr = line.split("://").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
         server
     }
 
     /// Runs `cmd` as the server (any program that becomes hitcore: `systemd-socket-activate`, or
     /// hitcore with binds of its own) in its own process group, and waits for `ready` in its
-    /// stderr. `addr` is the first `Listening at: http://` address, if any.
+    /// stderr. `addr` is the first `Listening at: http://` (or `https://`) address, if any.
     pub fn from_command(mut cmd: Command, ready: &str) -> TestServer {
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         cmd.env_remove("REDIS_URL").process_group(0);
@@ -348,8 +351,8 @@ impl TestServer {
         log.follow(child.stderr.take().unwrap(), "hitcore");
         let mut server = TestServer { child: Some(child), addr: "0.0.0.0:0".parse().unwrap(), log, status: None };
         server.log.wait_for(ready, DEADLINE);
-        if let Some(line) = server.log.lines().iter().find(|l| l.contains("Listening at: http://")) {
-            server.addr = line.split("http://").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+        if let Some(line) = server.log.lines().iter().find(|l| l.contains("Listening at: http")) {
+            server.addr = line.split("://").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
         }
         server
     }

@@ -1,18 +1,17 @@
 //! A connection's socket operations with hitcore's deadlines: read through the shared scratch
-//! buffer, send without waiting, write a batch within `--write-timeout`, linger before closing.
+//! buffer, write a batch within `--write-timeout`, linger before closing; over either transport.
 //!
 //! It owns how bytes move, not which bytes: it must not parse or format anything.
 
 use std::future::poll_fn;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::transport::Transport;
 use crate::http::context::Context;
 
 /// After answering with an error, unread input is drained for at most this long before closing,
@@ -23,9 +22,9 @@ const LINGER_BYTES: usize = 64 * 1024;
 
 /// Reads whatever is available into `input` through the shared scratch buffer, waiting at most
 /// `limit`. The scratch is borrowed only inside each poll, never across a suspension.
-pub(super) async fn read_some(
+pub(super) async fn read_some<S: Transport>(
     ctx: &Context,
-    stream: &mut TcpStream,
+    stream: &mut S,
     limit: Duration,
     input: &mut Vec<u8>,
 ) -> io::Result<usize> {
@@ -35,9 +34,9 @@ pub(super) async fn read_some(
 /// [`read_some`] right after an answer. `try_first`: try a non-blocking `recv` first (glommio's
 /// way), or arm the readiness poll at once when the client is unlikely to have sent anything yet
 /// (`speculate`). Returns the bytes read and whether a `recv` tried first found them.
-pub(super) async fn read_after_answer(
+pub(super) async fn read_after_answer<S: Transport>(
     ctx: &Context,
-    stream: &mut TcpStream,
+    stream: &mut S,
     limit: Duration,
     input: &mut Vec<u8>,
     try_first: bool,
@@ -50,13 +49,13 @@ pub(super) async fn read_after_answer(
 }
 
 /// The read itself; also says whether the first poll completed it (no wait for readiness).
-async fn read(
+async fn read<S: Transport>(
     ctx: &Context,
-    stream: &mut TcpStream,
+    stream: &mut S,
     limit: Duration,
     input: &mut Vec<u8>,
 ) -> io::Result<(usize, bool)> {
-    stream.set_read_timeout(Some(limit)).map_err(io::Error::from)?;
+    stream.set_read_timeout(limit)?;
     let mut polls = 0u32;
     let n = poll_fn(|cx| {
         polls += 1;
@@ -73,38 +72,11 @@ async fn read(
     Ok((n, polls == 1))
 }
 
-/// Writes as much of `bytes` as the kernel takes right now, without waiting, with plain
-/// non-blocking `send` calls on the socket. It deliberately does not poll the glommio stream with a
-/// dummy waker: that would arm the stream's write timeout with the dummy, and a later real wait
-/// would never be woken by it (a client that never reads was then never timed out).
-pub(super) fn try_send(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
-    let fd = stream.as_raw_fd();
-    let mut sent = 0;
-    while sent < bytes.len() {
-        let rest = &bytes[sent..];
-        // SAFETY: a valid socket and a valid buffer of `rest.len()` bytes.
-        let n = unsafe { libc::send(fd, rest.as_ptr().cast(), rest.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-        match n {
-            0 => return Err(io::ErrorKind::WriteZero.into()),
-            n if n > 0 => sent += n as usize,
-            _ => {
-                let e = io::Error::last_os_error();
-                match e.kind() {
-                    io::ErrorKind::WouldBlock => break,
-                    io::ErrorKind::Interrupted => continue,
-                    _ => return Err(e),
-                }
-            }
-        }
-    }
-    Ok(sent)
-}
-
 /// Writes all of `bytes` within `limit`, or fails with `TimedOut`. The deadline covers the whole
 /// batch, not each write (glommio's write timeout, like nginx's `send_timeout`, restarts at every
 /// write that makes progress), so a client that reads a byte now and then to stay just ahead of the
 /// timeout still has to take each batch (at most 128 answers) within `--write-timeout`.
-pub(super) async fn write_within(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> io::Result<()> {
+pub(super) async fn write_within<S: Transport>(stream: &mut S, bytes: &[u8], limit: Duration) -> io::Result<()> {
     let deadline = Instant::now() + limit;
     let mut done = 0;
     while done < bytes.len() {
@@ -112,17 +84,26 @@ pub(super) async fn write_within(stream: &mut TcpStream, bytes: &[u8], limit: Du
         if left.is_zero() {
             return Err(io::ErrorKind::TimedOut.into());
         }
-        stream.set_write_timeout(Some(left)).map_err(io::Error::from)?;
+        stream.set_write_timeout(left)?;
         match stream.write(&bytes[done..]).await? {
             0 => return Err(io::ErrorKind::WriteZero.into()),
             n => done += n,
         }
     }
+    if stream.pending_output() {
+        // TLS: records rustls took but the kernel has not, sent within what is left.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_write_timeout(left)?;
+        stream.flush().await?;
+    }
     Ok(())
 }
 
 /// Reads and discards what the client still sends, until it closes, for at most [`LINGER`].
-pub(super) async fn drain_before_close(stream: &mut TcpStream) {
+pub(super) async fn drain_before_close<S: Transport>(stream: &mut S) {
     let until = Instant::now() + LINGER;
     // On the heap, not in the future: a 4 KiB array here made every connection's task 16 KiB larger
     // (measured: 20 KB of heap per idle connection before, 4 KB after).
@@ -130,7 +111,7 @@ pub(super) async fn drain_before_close(stream: &mut TcpStream) {
     let mut total = 0;
     while total < LINGER_BYTES {
         let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else { return };
-        if stream.set_read_timeout(Some(left)).is_err() {
+        if stream.set_read_timeout(left).is_err() {
             return;
         }
         match stream.read(&mut sink).await {

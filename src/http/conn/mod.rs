@@ -15,8 +15,10 @@ mod io;
 pub mod registry;
 mod speculate;
 mod sse;
+pub mod tls;
+mod transport;
 
-use std::net::{IpAddr, Shutdown};
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Instant;
@@ -31,11 +33,13 @@ use super::parse::{Limits, Method, ParseError, Parser, Request, Step, Target, Ve
 use super::proxy::{self, Parsed};
 use super::response::{self, Answer, Persist};
 use crate::api::route::Call;
-use crate::metrics::shm::{Meter, Timeout, Unavailable};
+use crate::metrics::shm::{Handshake, Meter, Timeout, Unavailable};
 use crate::redis::client::{Failure, Outcome, Ticket};
-use io::{drain_before_close, read_after_answer, read_some, try_send, write_within};
-use registry::Entry;
+use io::{drain_before_close, read_after_answer, read_some, write_within};
+use registry::{Entry, Registered};
 use speculate::Speculation;
+use tls::{NoTls, Tls};
+use transport::Transport;
 
 /// Pipelined requests taken from one connection per batch. More stay in its buffer for the next
 /// batch, so one client cannot make a shard hold an unbounded batch.
@@ -65,18 +69,49 @@ struct Slot {
     access: Option<access::Head>,
 }
 
-/// Serves one accepted connection until it closes.
+/// Serves one accepted plain-HTTP connection until it closes.
 pub async fn serve(ctx: Rc<Context>, mut stream: TcpStream, peer: Option<IpAddr>) {
     // Registered for as long as the socket is open: the guard's drop (on any way out of this task,
     // a panic included) removes the entry before the socket is closed, so the registry never holds
     // a descriptor that is closed or already reused by another connection.
     let entry = ctx.registry.register(stream.as_raw_fd());
+    let _open = opened(&ctx);
+    serve_on(&ctx, &mut stream, peer, entry).await;
+}
+
+/// Serves one accepted HTTPS connection until it closes: the handshake (within
+/// `--header-timeout`), then the same loop as plain HTTP over TLS. Its task is a separate
+/// instance from [`serve`]'s, so plain connections carry nothing of TLS.
+pub async fn serve_tls(ctx: Rc<Context>, stream: TcpStream, peer: Option<IpAddr>, tls: Rc<Tls>) {
+    // Registered (and evictable at the cap) from the start: a client that stalls its handshake
+    // waits for a complete request as much as one that stalls its head.
+    let entry = ctx.registry.register(stream.as_raw_fd());
+    let _open = opened(&ctx);
+    let started = tls::handshake(&tls, stream, peer, ctx.settings.header_timeout).await;
+    ctx.observing.meter.handshake(match &started {
+        Ok(_) => Handshake::Done,
+        Err(NoTls::Failed) => Handshake::Failed,
+        Err(NoTls::PlainHttp) => Handshake::PlainHttp,
+        Err(NoTls::Silent) => Handshake::Closed,
+    });
+    let Ok(mut stream) = started else { return };
+    serve_on(&ctx, &mut *stream, peer, entry).await;
+}
+
+/// Counts a new connection, for as long as the returned guard lives.
+fn opened(ctx: &Context) -> OpenConnection {
     Counters::bump(&ctx.counters.connections);
-    let _open = OpenConnection::new(ctx.observing.meter);
+    let open = OpenConnection::new(ctx.observing.meter);
     #[cfg(feature = "test-hooks")]
     if ctx.panic_at == Some(ctx.counters.connections.get()) {
         panic!("test hook: HITCORE_TEST_PANIC_CONNECTION");
     }
+    open
+}
+
+/// The connection's life after its transport is ready: the PROXY protocol header if configured,
+/// the loop, and a lingering close when input may still be arriving.
+async fn serve_on<S: Transport>(ctx: &Context, stream: &mut S, peer: Option<IpAddr>, entry: Registered<'_>) {
     let mut conn = Conn {
         parser: Parser::new(ctx.settings.limits),
         input: Vec::new(),
@@ -92,7 +127,7 @@ pub async fn serve(ctx: Rc<Context>, mut stream: TcpStream, peer: Option<IpAddr>
             ctx.observing.meter.proxy_rejected();
             return;
         }
-        match conn.read_proxy_header(&ctx, &mut stream).await {
+        match conn.read_proxy_header(ctx, stream).await {
             Ok(Some(source)) => conn.peer = Some(source),
             Ok(None) => {}
             Err(None) => return,
@@ -104,13 +139,13 @@ pub async fn serve(ctx: Rc<Context>, mut stream: TcpStream, peer: Option<IpAddr>
             }
         }
     }
-    let linger = conn.run(&ctx, &mut stream, &entry).await;
+    let linger = conn.run(ctx, stream, &entry).await;
     drop(entry);
     if linger {
         // Send our FIN now, then read what the client still sends, so our answer is not lost to a
         // reset; a plain close (below) already sends the FIN when nothing is left unread.
-        let _ = stream.shutdown(Shutdown::Write).await;
-        drain_before_close(&mut stream).await;
+        stream.close_write().await;
+        drain_before_close(stream).await;
     }
 }
 
@@ -152,10 +187,10 @@ impl Conn {
     /// with, within `--header-timeout`, and leaves what follows it in the input. Returns the client
     /// address it names (`None`: a LOCAL/UNKNOWN header, the peer stands), or why the connection
     /// must close (`None`: it closed before sending anything, which is not worth a log line).
-    async fn read_proxy_header(
+    async fn read_proxy_header<S: Transport>(
         &mut self,
         ctx: &Context,
-        stream: &mut TcpStream,
+        stream: &mut S,
     ) -> Result<Option<IpAddr>, Option<String>> {
         let deadline = Instant::now() + ctx.settings.header_timeout;
         loop {
@@ -185,7 +220,7 @@ impl Conn {
 
     /// The read-parse-answer loop. Returns whether unread input may still be arriving, in which case
     /// the caller drains it before closing.
-    async fn run(&mut self, ctx: &Context, stream: &mut TcpStream, entry: &Entry) -> bool {
+    async fn run<S: Transport>(&mut self, ctx: &Context, stream: &mut S, entry: &Entry) -> bool {
         let cfg = &ctx.settings;
         // Read once per wake-up (after each answer and each read): deadlines are seconds apart, and
         // the clock is then read twice per request, not five times.
@@ -263,7 +298,7 @@ impl Conn {
     /// The head's deadline has passed. A head that is already invalid gets its error answer (its
     /// last pieces may not have been parsed, see `nothing_new`); an incomplete valid one, or none,
     /// is closed silently, as gunicorn and nginx do. Returns whether to linger before closing.
-    async fn expire(&mut self, ctx: &Context, stream: &mut TcpStream, kind: Timeout) -> bool {
+    async fn expire<S: Transport>(&mut self, ctx: &Context, stream: &mut S, kind: Timeout) -> bool {
         ctx.observing.meter.timeout(kind);
         let close = self.parse_batch(ctx, true);
         if self.batch.is_empty() {
@@ -333,10 +368,10 @@ impl Conn {
     /// the responses, in request order, with one write. Returns whether the connection closes now:
     /// as decided when parsing, or because the shard started draining while the batch waited.
     /// `ready` is when the batch's requests were complete: latencies are measured from it.
-    async fn answer(
+    async fn answer<S: Transport>(
         &mut self,
         ctx: &Context,
-        stream: &mut TcpStream,
+        stream: &mut S,
         close: bool,
         ready: Instant,
     ) -> std::io::Result<bool> {
@@ -406,14 +441,15 @@ impl Conn {
                         body: (!slot.head_only && body > 0).then_some(body),
                         response: &out[start..],
                         elapsed,
+                        scheme: S::SCHEME,
                     });
                 }
             }
-            let sent = try_send(stream, &out)?;
+            let sent = stream.try_send(&out)?;
             // Only what the kernel did not take is copied out of the shared buffer.
             out[sent..].to_vec()
         };
-        if !unsent.is_empty() {
+        if !unsent.is_empty() || stream.pending_output() {
             if let Err(e) = write_within(stream, &unsent, ctx.settings.write_timeout).await {
                 if e.kind() == std::io::ErrorKind::TimedOut {
                     meter.timeout(Timeout::Write);

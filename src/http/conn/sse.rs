@@ -9,10 +9,10 @@
 use std::time::Duration;
 
 use futures_lite::future;
-use glommio::net::TcpStream;
 use tracing::debug;
 
 use super::io::{read_some, write_within};
+use super::transport::Transport;
 use crate::http::context::Context;
 use crate::metrics::shm::Meter;
 use crate::redis::subscribe::Subscription;
@@ -36,8 +36,8 @@ enum Woken {
     Read(std::io::Result<usize>),
 }
 
-/// Streams `subscription`'s values to the client until one side is done.
-pub(super) async fn serve(ctx: &Context, stream: &mut TcpStream, subscription: Subscription) {
+/// Streams `subscription`'s values to the client until one side is done (over plain TCP or TLS).
+pub(super) async fn serve<S: Transport>(ctx: &Context, stream: &mut S, subscription: Subscription) {
     ctx.observing.meter.api_stream_client(true);
     let _connected = Connected(ctx.observing.meter);
     let mut quiet = 0u32;

@@ -19,6 +19,7 @@
 //!   -t, --threads N        env WORKER_THREADS   default the CPUs this process may use
 //!   --key NAME                                  default hit
 //!   --ttl SECS             env COUNTER_TTL      default 15552000 (180 days, Abacus's six months)
+//!   --tls-cert FILE --tls-key FILE              HTTPS (rustls, ALPN http/1.1) with this PEM pair; default plain HTTP
 
 use std::convert::Infallible;
 use std::error::Error;
@@ -36,7 +37,8 @@ use hyper_util::rt::TokioIo;
 use redis::aio::MultiplexedConnection;
 use tokio::net::TcpListener;
 
-const USAGE: &str = "usage: tokio-hyper-peer [-b HOST:PORT] [--redis URL] [-t THREADS] [--key NAME] [--ttl SECS]";
+const USAGE: &str = "usage: tokio-hyper-peer [-b HOST:PORT] [--redis URL] [-t THREADS] [--key NAME] [--ttl SECS] \
+                     [--tls-cert FILE --tls-key FILE]";
 
 /// What the server was asked to do, after flags and environment are merged.
 struct Config {
@@ -45,6 +47,8 @@ struct Config {
     threads: usize,
     key: String,
     ttl: u64,
+    /// The certificate chain and key files, for HTTPS.
+    tls: Option<(String, String)>,
 }
 
 fn parse_args() -> Result<Config, String> {
@@ -53,6 +57,7 @@ fn parse_args() -> Result<Config, String> {
     let mut threads = std::env::var("WORKER_THREADS").ok();
     let mut key = String::from("hit");
     let mut ttl = std::env::var("COUNTER_TTL").unwrap_or_else(|_| "15552000".into());
+    let (mut tls_cert, mut tls_key) = (None, None);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"));
@@ -62,6 +67,8 @@ fn parse_args() -> Result<Config, String> {
             "-t" | "--threads" => threads = Some(value()?),
             "--key" => key = value()?,
             "--ttl" => ttl = value()?,
+            "--tls-cert" => tls_cert = Some(value()?),
+            "--tls-key" => tls_key = Some(value()?),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument '{other}'\n{USAGE}")),
         }
@@ -72,7 +79,12 @@ fn parse_args() -> Result<Config, String> {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let ttl = ttl.parse().ok().filter(|&n| n > 0).ok_or(format!("--ttl '{ttl}': expected a positive number"))?;
-    Ok(Config { bind, redis_url, threads, key, ttl })
+    let tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => return Err(format!("--tls-cert and --tls-key go together\n{USAGE}")),
+    };
+    Ok(Config { bind, redis_url, threads, key, ttl, tls })
 }
 
 fn main() -> ExitCode {
@@ -97,7 +109,9 @@ fn main() -> ExitCode {
 async fn serve(config: Config) -> Result<(), Box<dyn Error>> {
     let redis = redis::Client::open(config.redis_url.as_str())?.get_multiplexed_async_connection().await?;
     let listener = TcpListener::bind(config.bind).await?;
-    eprintln!("tokio-hyper-peer: listening on http://{} with {} threads", listener.local_addr()?, config.threads);
+    let tls = config.tls.as_ref().map(|(cert, key)| acceptor(cert, key)).transpose()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("tokio-hyper-peer: listening on {scheme}://{} with {} threads", listener.local_addr()?, config.threads);
     let key: Arc<str> = config.key.into();
     let ttl = config.ttl;
     loop {
@@ -111,13 +125,39 @@ async fn serve(config: Config) -> Result<(), Box<dyn Error>> {
             }
         };
         let _ = stream.set_nodelay(true);
-        let (redis, key) = (redis.clone(), key.clone());
+        let (redis, key, tls) = (redis.clone(), key.clone(), tls.clone());
         tokio::spawn(async move {
             let service = service_fn(move |request| handle(request, redis.clone(), key.clone(), ttl));
-            // Errors here are clients going away mid-request, normal under load tests.
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            // Errors here are clients going away mid-request (or mid-handshake), normal under load tests.
+            match tls {
+                None => {
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                }
+                Some(tls) => {
+                    if let Ok(stream) = tls.accept(stream).await {
+                        let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    }
+                }
+            }
         });
     }
+}
+
+/// The rustls acceptor for a PEM certificate chain and key, as most tokio services set it up:
+/// TLS 1.2 and 1.3, ALPN http/1.1, rustls's default session cache and tickets.
+fn acceptor(cert: &str, key: &str) -> Result<tokio_rustls::TlsAcceptor, Box<dyn Error>> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls::{ServerConfig, crypto::ring};
+    let chain = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(key)?;
+    // The only provider compiled in (ring), as the default builder picks it.
+    let mut config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.ticketer = ring::Ticketer::new()?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 async fn handle(
