@@ -5,7 +5,7 @@
 //! DOM's numbers are checked against Redis. A second test lists origins with `--cors-origins` and
 //! shows what the browser then allows and what it does not; a third embeds `/hit/:HOST:/:PATH:`
 //! badges and shows which counter each referrer policy counts; a fourth follows `/stream` with an
-//! `EventSource`, and a fifth reads a 429's `Retry-After`. Owns only the pages and their tiny HTTP
+//! `EventSource` (over plain HTTP and over HTTPS), and a fifth reads a 429's `Retry-After`. Owns only the pages and their tiny HTTP
 //! server; starts hitcore and redis-server through tests/common.
 //!
 //! Needs Chromium (`apt-get install --no-install-recommends chromium`): without one on `PATH` the
@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::https::Pki;
 use common::*;
 
 /// The page, the same on every port: the API's address and the name of the counter it creates come
@@ -155,11 +156,17 @@ fn chromium() -> Option<PathBuf> {
 /// time budget, Chromium advances the page's clock only while no request is in flight, so the dump
 /// comes after every fetch, script and image has answered. Killed after a wall-clock deadline.
 fn rendered_dom(browser: &Path, url: &str) -> String {
+    rendered_dom_with(browser, url, &[])
+}
+
+/// As [`rendered_dom`], with more Chromium flags.
+fn rendered_dom_with(browser: &Path, url: &str, flags: &[&str]) -> String {
     let profile = std::env::temp_dir().join(format!("hitcore-chromium-{}-{}", std::process::id(), free_port()));
     let mut child = Command::new(browser)
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--virtual-time-budget=15000"])
         // A container's /dev/shm is often 64 MiB, too small for Chromium's renderer.
         .arg("--disable-dev-shm-usage")
+        .args(flags)
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(["--dump-dom", url])
         .stdout(Stdio::piped())
@@ -382,6 +389,28 @@ fn limited_page(api: &str) -> String {
 }})();
 </script></body></html>"#
     )
+}
+
+#[test]
+fn over_https_an_event_source_sees_every_value() {
+    let Some(browser) = chromium() else { return };
+    let pki = Pki::new("browser");
+    let (crt, key) = pki.server("api", 2020, 2090);
+    let redis = TestRedis::start();
+    let url = redis.url(0);
+    let args = ["-w", "2", "--share-cpus", "--redis", &url, "--api-stream", "--certfile", &crt, "--keyfile", &key];
+    let server = TestServer::start(&args);
+    server.log.wait_for("Listening at: https://", DEADLINE);
+    server.wait_ready(2);
+    redis.cmd(0, &["SET", "K:browser:live", "7"]);
+    let page = PageServer::start(stream_page(&format!("https://{}", server.addr)));
+
+    // The certificate is signed by this test's own CA, which Chromium does not know.
+    let dom =
+        rendered_dom_with(&browser, &format!("http://127.0.0.1:{}/", page.port), &["--ignore-certificate-errors"]);
+    // The fetch()es and the stream's events went over TLS, through the same CORS.
+    assert_eq!(shown(&dom, "live"), "seen=7,8,9", "{dom}");
+    assert_eq!(redis.cmd(0, &["GET", "K:browser:live"]), "9");
 }
 
 #[test]
