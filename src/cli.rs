@@ -244,13 +244,13 @@ pub struct Cli {
     #[command(flatten)]
     pub observe: ObserveFlags,
 
-    /// The counting API.
-    #[command(flatten)]
-    pub api: api::ApiFlags,
-
     /// HTTPS.
     #[command(flatten)]
     pub https: self::https::HttpsFlags,
+
+    /// The counting API.
+    #[command(flatten)]
+    pub api: api::ApiFlags,
 }
 
 /// Observability flags, kept together (docs/observability.md).

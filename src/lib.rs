@@ -26,11 +26,11 @@
 //!   tickets (`queue/`), dialing (`dial`, a leaf), the connect path (discovery, TLS, ROLE), the
 //!   pipelined connection task with its sessions and reconnect state machine, what a topology
 //!   makes a session follow, Sentinel (`sentinel/`) and Cluster (`cluster/`) routing.
-//! - [`api`]: the counting API (CountAPI/Abacus parity): `/hit`, `/get`, `/create`, `/info`, the
-//!   admin routes and `/stream` on named counters; routes, names, auth, JSON, its Redis rounds (docs/api.md).
 //! - [`https`]: the rustls server configuration built from the HTTPS settings' files (`--certfile`,
 //!   `--keyfile`, `--ca-certs`, `--ssl-min-version`; the settings are `config::https`), shared
 //!   session tickets; the handshake is in `http/conn/`.
+//! - [`api`]: the counting API (CountAPI/Abacus parity): `/hit`, `/get`, `/create`, `/info`, the
+//!   admin routes and `/stream` on named counters; routes, names, auth, JSON, its Redis rounds (docs/api.md).
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
 //! - [`badge`]: shields-style SVG badges of a counter's value from Abacus's query parameters, sized
 //!   by Verdana 11 px's real advance widths (pure: no I/O; the API routes call it).

@@ -7,8 +7,8 @@
 //!
 //! Dependencies point one way, into here: `config` imports nothing of `redis/` or `http/`. The
 //! plain data those rooms are configured with lives in this folder (`limits`: the request-head
-//! limits; `redis_url` and `redis_topology`: the Redis URL forms and their syntax; `api`: the
-//! counting API's settings; `https`: the HTTPS files and versions), and the shard
+//! limits; `redis_url` and `redis_topology`: the Redis URL forms and their syntax; `https`: the
+//! HTTPS files and versions; `api`: the counting API's settings), and the shard
 //! builds `redis` settings and the HTTP context from it.
 
 use std::net::SocketAddr;
@@ -121,14 +121,14 @@ pub struct Config {
     /// hand-off: the defaults then apply).
     #[serde(default)]
     pub observe: Observe,
-    /// The counting API's settings (`--api-mode`, `--counter-ttl`, `--cors-origins`,
-    /// `--admin-token-file`); absent from an older supervisor's hand-off: the defaults.
-    #[serde(default)]
-    pub api: api::Settings,
     /// `--certfile`, `--keyfile` and the other HTTPS flags: HTTPS on every TCP listener when
     /// present (absent from a previous release's hand-off: plain HTTP, as it served).
     #[serde(default)]
     pub https: Option<https::Https>,
+    /// The counting API's settings (`--api-mode`, `--counter-ttl`, `--cors-origins`,
+    /// `--admin-token-file`); absent from an older supervisor's hand-off: the defaults.
+    #[serde(default)]
+    pub api: api::Settings,
 }
 
 /// Observability settings: `--metrics-bind`, `--health-path`, `--access-logformat`,

@@ -184,14 +184,15 @@ pub mod word {
     pub const LATENCY_SUM_NS: usize = BATCH + BATCH_BOUNDS.len() + 1;
     /// Requests by latency: [`LATENCY_BOUNDS_NS`] then +Inf (their total is the count).
     pub const LATENCY: usize = LATENCY_SUM_NS + 1;
-    /// Words used by the previous release's layout; everything below is appended after it.
-    pub const END_BEFORE_API: usize = LATENCY + LATENCY_BOUNDS_NS.len() + 1;
     /// HTTPS connections by how their start ended, `Handshake::ALL` order. Appended after every
     /// older word, so a supervisor of the previous release reads the rest of the block as it
     /// always did (and ignores these), and this release reads zeros from an older shard.
-    pub const HANDSHAKE: usize = END_BEFORE_API;
+    pub const HANDSHAKE: usize = LATENCY + LATENCY_BOUNDS_NS.len() + 1;
+    /// Words used by the layout before the counting API; everything above is appended after it,
+    /// with the same compatibility (see [`super::LAYOUT`]).
+    pub const END_BEFORE_API: usize = HANDSHAKE + Handshake::ALL.len();
     /// Responses with the API's own statuses, [`API_STATUSES`] order.
-    pub const API_STATUS: usize = HANDSHAKE + Handshake::ALL.len();
+    pub const API_STATUS: usize = END_BEFORE_API;
     /// API requests by route, [`API_ROUTES`] order.
     pub const API_ROUTE: usize = API_STATUS + API_STATUSES.len();
     /// API requests refused by `--rate-limit` (429).
@@ -362,7 +363,8 @@ mod tests {
             (word::STATUS, word::UNAVAILABLE, word::TIMEOUT, word::REDIS_UP, word::BATCH, word::LATENCY),
             (2, 15, 21, 29, 32, 45)
         );
-        assert_eq!(word::END_BEFORE_API, 62);
+        // HTTPS's handshake words came first (the https branch landed before this one).
+        assert_eq!((word::HANDSHAKE, word::END_BEFORE_API), (62, 62 + Handshake::ALL.len()));
         const { assert!(word::API_STATUS >= word::END_BEFORE_API) };
         let m = Meter::detached();
         m.response(429, 0);

@@ -3,7 +3,8 @@
 //! drains, or a write cannot go out within `--write-timeout`.
 //!
 //! It owns that loop only: the subscription comes from the API's first answer (`crate::api`), the
-//! event's bytes from `api::reply::event`, the socket calls from `io`. Input the client still sends
+//! event's bytes from `api::reply::event`, the socket calls from `io`, over plain TCP or TLS alike
+//! (`transport`). Input the client still sends
 //! is read and dropped, so that a closed connection is noticed.
 
 use std::time::Duration;
@@ -36,7 +37,7 @@ enum Woken {
     Read(std::io::Result<usize>),
 }
 
-/// Streams `subscription`'s values to the client until one side is done (over plain TCP or TLS).
+/// Streams `subscription`'s values to the client until one side is done.
 pub(super) async fn serve<S: Transport>(ctx: &Context, stream: &mut S, subscription: Subscription) {
     ctx.observing.meter.api_stream_client(true);
     let _connected = Connected(ctx.observing.meter);
