@@ -2,8 +2,9 @@
 //! bash, zsh and fish completions (clap_complete), all from the same clap definition as `--help`
 //! (`hitcore::cli::load::command()`, so the `HITCORE_*` variables are listed too).
 //!
-//! An example rather than a subcommand so the server binary carries neither crate:
-//! `cargo run --example assets -- target/assets` (scripts/check-deb does it before `cargo deb`).
+//! An example rather than a subcommand so the server binary carries neither crate. build.rs runs it
+//! (`cargo run --example assets -- target/deb/assets`) when the package is built with the `deb`
+//! profile, so a plain `cargo deb` ships pages that match the flags.
 //! It must only write files under the directory it is given.
 
 use std::fs;
@@ -31,6 +32,10 @@ const EXTRA: &[(&str, &[&str])] = &[
         &[
             "HITCORE_<FLAG>: every flag, e.g. HITCORE_WORKERS=4, HITCORE_WORKER_CONNECTIONS=2000, HITCORE_NO_COALESCE=1. The command line wins over the environment, which wins over the -c file.",
             "REDIS_URL: --redis, when neither --redis nor HITCORE_REDIS is given.",
+            "PORT: as gunicorn, the default bind becomes 0.0.0.0:$PORT (below -b, HITCORE_BIND, the -c file and socket activation).",
+            "WEB_CONCURRENCY: as gunicorn, the default --workers (below -w, HITCORE_WORKERS and the -c file).",
+            "FORWARDED_ALLOW_IPS: --forwarded-allow-ips, below HITCORE_FORWARDED_ALLOW_IPS and the -c file.",
+            "Other HITCORE_*: a variable that names no flag is reported in a WARNING at start and by --check-config.",
             "CREDENTIALS_DIRECTORY: with no password in the Redis URL and no --redis-password-file, the password is read from $CREDENTIALS_DIRECTORY/redis-password (systemd's LoadCredential=); an empty file means none.",
             "LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES: systemd socket activation.",
             "NOTIFY_SOCKET, WATCHDOG_USEC: systemd readiness and watchdog.",
@@ -50,7 +55,7 @@ const EXTRA: &[(&str, &[&str])] = &[
         &[
             "0: stopped on request, or --check-config found the configuration valid.",
             "2: the configuration is invalid (a flag, a variable, the -c file).",
-            "3: a shard failed to boot at start-up.",
+            "3: a shard failed to boot at start-up, or io_uring is unavailable here (seccomp, kernel.io_uring_disabled, an old kernel, RLIMIT_MEMLOCK): the ERROR line says which and how to fix it.",
         ],
     ),
 ];

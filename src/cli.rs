@@ -12,6 +12,7 @@
 //! from the clap definition).
 //!
 //! - [`load`]: the layers (command line > environment > file > defaults), and HUP's re-load.
+//! - [`env`]: gunicorn's platform variables (`PORT`, `WEB_CONCURRENCY`) and unknown `HITCORE_*` names.
 //! - [`file`]: the TOML file, checked key by key against the flags.
 //! - [`https`]: the HTTPS flags and their files.
 //! - [`check`]: `--check-config`: the extra checks and the effective configuration, masked.
@@ -21,6 +22,7 @@
 
 pub mod api;
 pub mod check;
+pub mod env;
 pub mod file;
 pub mod https;
 pub mod load;
@@ -51,7 +53,8 @@ use crate::redis::tls::{self, TlsFiles};
 #[derive(Debug, Parser)]
 #[command(name = "hitcore", version, about, long_about = None, max_term_width = 100)]
 pub struct Cli {
-    /// Shards to run, one process per CPU [default: the CPUs this process may use]
+    /// Shards to run, one process per CPU [default: $WEB_CONCURRENCY when set (as gunicorn), else the
+    /// CPUs this process may use]
     #[arg(short = 'w', long = "workers", value_name = "N", hide_default_value = true,
           default_value_t = allowed_cpus().len())]
     pub workers: usize,
@@ -72,7 +75,7 @@ pub struct Cli {
 
     /// Address to listen on: HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N; repeat for several.
     /// Port 0 picks a free port (the log says which). Without it, the sockets systemd passes
-    /// (socket activation) when there are any
+    /// (socket activation) when there are any, else 0.0.0.0:$PORT when PORT is set (as gunicorn)
     #[arg(short = 'b', long, value_name = "ADDRESS", default_value = "127.0.0.1:8000", action = clap::ArgAction::Append)]
     pub bind: Vec<String>,
 
@@ -209,8 +212,8 @@ pub struct Cli {
     #[arg(long = "access-logfile", value_name = "FILE")]
     pub access_logfile: Option<String>,
 
-    /// Error log level
-    #[arg(long = "log-level", value_enum, value_name = "LEVEL", default_value = "info")]
+    /// Error log level: debug, info, warning, error or critical, in any case
+    #[arg(long = "log-level", value_enum, ignore_case = true, value_name = "LEVEL", default_value = "info")]
     pub log_level: LogLevel,
 
     /// Send one INCR per request instead of one INCRBY per batch (for comparisons)
@@ -269,7 +272,8 @@ pub struct ObserveFlags {
     pub access_logformat: String,
 
     /// Proxies whose X-Forwarded-For names the client in the access log: addresses, networks, or *
-    #[arg(long = "forwarded-allow-ips", env = "FORWARDED_ALLOW_IPS", value_name = "LIST",
+    /// (also read from FORWARDED_ALLOW_IPS, as gunicorn does, below HITCORE_FORWARDED_ALLOW_IPS and the file)
+    #[arg(long = "forwarded-allow-ips", value_name = "LIST",
           default_value = crate::http::forwarded::DEFAULT)]
     pub forwarded_allow_ips: String,
 
@@ -277,6 +281,11 @@ pub struct ObserveFlags {
     /// connections without a valid one are closed
     #[arg(long = "proxy-protocol")]
     pub proxy_protocol: bool,
+
+    /// Error and access logs as gunicorn's text lines, or as one JSON object per line (the access
+    /// log's keyed by the --access-logformat atoms' names: h, r, s, ...)
+    #[arg(long = "log-format", value_enum, ignore_case = true, value_name = "FORMAT", default_value = "text")]
+    pub log_format: crate::logjson::LogFormat,
 
     /// With --proxy-protocol, the peers whose PROXY header is believed (addresses, networks, or *);
     /// a connection from any other peer is closed unread, with a rate-limited WARNING
@@ -319,6 +328,7 @@ impl ObserveFlags {
             access_log_format: self.access_logformat,
             forwarded_allow_ips: self.forwarded_allow_ips,
             proxy_protocol: self.proxy_protocol,
+            log_format: self.log_format,
             proxy_allow_from: self.proxy_allow_from,
         })
     }

@@ -32,6 +32,8 @@
 //! - [`api`]: the counting API (CountAPI/Abacus parity): `/hit`, `/get`, `/create`, `/info`, the
 //!   admin routes and `/stream` on named counters; routes, names, auth, JSON, its Redis rounds (docs/api.md).
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
+//! - [`logjson`]: `--log-format json`: JSON string escaping and the error log's JSON object.
+//! - [`uring`]: the start-up check that io_uring is usable here (seccomp, sysctl, kernel, memlock).
 //! - [`badge`]: shields-style SVG badges of a counter's value from Abacus's query parameters, sized
 //!   by Verdana 11 px's real advance widths (pure: no I/O; the API routes call it).
 
@@ -49,7 +51,9 @@ pub mod http;
 pub mod https;
 pub mod listener;
 pub mod logging;
+pub mod logjson;
 pub mod metrics;
 pub mod redis;
 pub mod shard;
 pub mod supervisor;
+pub mod uring;

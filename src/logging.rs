@@ -19,6 +19,8 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 
+pub use crate::logjson::LogFormat;
+
 /// Where a log goes: `-` is stderr for the error log and stdout for the access log, as in gunicorn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LogTarget {
@@ -98,12 +100,18 @@ impl Sink {
 
 static ERROR_SINK: OnceLock<Arc<Sink>> = OnceLock::new();
 
-/// Installs the process-wide error log. Called once per process, before anything is logged.
+/// Installs the process-wide error log in gunicorn's text format. Called once per process, before
+/// anything is logged.
 pub fn init(target: &LogTarget, level: LogLevel) -> io::Result<()> {
+    init_with(target, level, LogFormat::Text)
+}
+
+/// [`init`], in `format` (`--log-format`).
+pub fn init_with(target: &LogTarget, level: LogLevel, format: LogFormat) -> io::Result<()> {
     let sink = Sink::open(target)?;
     let _ = ERROR_SINK.set(sink.clone());
     let subscriber = tracing_subscriber::fmt()
-        .event_format(GunicornFormat { pid: std::process::id() })
+        .event_format(GunicornFormat { pid: std::process::id(), format })
         .with_writer(SinkWriter(sink))
         .with_max_level(level.filter())
         .finish();
@@ -139,9 +147,11 @@ impl<'a> MakeWriter<'a> for SinkWriter {
     }
 }
 
-/// `[2026-11-26 10:00:00 +0000] [1234] [INFO] message key=value`.
+/// `[2026-11-26 10:00:00 +0000] [1234] [INFO] message key=value`, or with `--log-format json`
+/// `{"time":"2026-11-26T10:00:00.000+00:00","pid":1234,"level":"INFO","message":"message","key":"value"}`.
 struct GunicornFormat {
     pid: u32,
+    format: LogFormat,
 }
 
 impl<S, N> FormatEvent<S, N> for GunicornFormat
@@ -159,6 +169,12 @@ where
             (Level::INFO, _) => "INFO",
             _ => "DEBUG",
         };
+        if self.format == LogFormat::Json {
+            let now = chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string();
+            let logger = fields.target.as_deref().map(|t| t.split("::").next().unwrap_or(t));
+            let line = crate::logjson::event_line(&now, self.pid, level, logger, &fields.message, &fields.pairs);
+            return w.write_str(&line);
+        }
         let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S %z");
         let prefix = fields.target.as_deref().map(|t| format!("{}: ", t.split("::").next().unwrap_or(t)));
         writeln!(w, "[{now}] [{}] [{level}] {}{}{}", self.pid, prefix.unwrap_or_default(), fields.message, fields.rest)
@@ -169,6 +185,8 @@ where
 struct Fields {
     message: String,
     rest: String,
+    /// The same fields as `rest`, by name, for the JSON format.
+    pairs: Vec<(String, String)>,
     critical: bool,
     /// The module a bridged `log` record came from (glommio's), shown as a prefix.
     target: Option<String>,
@@ -180,6 +198,7 @@ impl Visit for Fields {
             self.critical = value;
         } else {
             let _ = write!(self.rest, " {}={value}", field.name());
+            self.pairs.push((field.name().to_string(), value.to_string()));
         }
     }
 
@@ -199,15 +218,20 @@ impl Visit for Fields {
             name if name.starts_with("log.") => {}
             name => {
                 let _ = write!(self.rest, " {name}={value:?}");
+                self.pairs.push((name.to_string(), format!("{value:?}")));
             }
         }
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "log.target" {
-            self.target = Some(value.to_string());
-        } else {
-            self.record_debug(field, &value);
+        match field.name() {
+            "log.target" => self.target = Some(value.to_string()),
+            name if name == "message" || name.starts_with("log.") => self.record_debug(field, &value),
+            // The JSON form keeps the string itself, not its Debug quoting.
+            name => {
+                let _ = write!(self.rest, " {name}={value:?}");
+                self.pairs.push((name.to_string(), value.to_string()));
+            }
         }
     }
 }

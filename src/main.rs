@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use hitcore::cli::{self, Invocation};
 use hitcore::handoff::{self, SPEC_ENV};
-use hitcore::{logging, shard, supervisor};
+use hitcore::{logging, shard, supervisor, uring};
 
 fn main() -> ExitCode {
     if let Some(text) = std::env::var_os(SPEC_ENV) {
@@ -51,9 +51,24 @@ fn main() -> ExitCode {
         return cli::check::main(&loaded);
     }
     let config = loaded.config;
-    if let Err(e) = logging::init(&config.error_log, config.log_level) {
+    if let Err(e) = logging::init_with(&config.error_log, config.log_level, config.observe.log_format) {
         eprintln!("hitcore: cannot open the error log: {e}");
         return ExitCode::FAILURE;
+    }
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    // Before anything is bound: a machine without io_uring gets one line naming the cause and fix.
+    match uring::check() {
+        Ok(None) => {}
+        Ok(Some(limit)) => {
+            tracing::info!("Raised the locked-memory limit (RLIMIT_MEMLOCK) to {}", uring::limit_text(limit))
+        }
+        Err(why) => {
+            tracing::error!("{why}");
+            // As when a shard fails to boot: systemd's RestartPreventExitStatus= stops a restart loop.
+            return ExitCode::from(shard::BOOT_ERROR as u8);
+        }
     }
     ExitCode::from(supervisor::run(config, Some(invocation)) as u8)
 }

@@ -159,7 +159,7 @@ fn placement(spec: &Spec) -> (Placement, String) {
 
 /// Runs a shard to completion and returns its exit status.
 pub fn run(spec: Spec) -> i32 {
-    if let Err(e) = logging::init(&spec.config.error_log, spec.config.log_level) {
+    if let Err(e) = logging::init_with(&spec.config.error_log, spec.config.log_level, spec.config.observe.log_format) {
         eprintln!("hitcore shard {}: cannot open the error log: {e}", spec.index);
         return BOOT_ERROR;
     }
@@ -592,6 +592,7 @@ fn publish_stats(shard: &Shard, heartbeats: &Heartbeats, slot: usize) {
 /// Opens the access log with its format and forwarded-allow list (both checked at start already).
 fn open_access_log(target: &LogTarget, observe: &Observe) -> Result<AccessLog, String> {
     let format = Format::compile(&observe.access_log_format).map_err(|e| format!("--access-logformat: {e}"))?;
+    let format = if observe.log_format == crate::logjson::LogFormat::Json { format.json() } else { format };
     let trust = Trust::parse(&observe.forwarded_allow_ips).map_err(|e| format!("--forwarded-allow-ips: {e}"))?;
     let sink = Sink::open(target).map_err(|e| format!("cannot open the access log: {e}"))?;
     Ok(AccessLog::new(sink, format, trust))

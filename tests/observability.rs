@@ -39,14 +39,19 @@ fn scrape(addr: SocketAddr) -> (String, BTreeMap<String, f64>) {
 }
 
 /// `promtool check metrics` parses the exposition and lints it; any complaint fails the test.
+/// promtool is the one on PATH, or the one scripts/test extracted from Debian's prometheus package
+/// into target/tools/bin without installing the package (which would start a Prometheus server
+/// and node_exporter).
 fn promtool_check(text: &str) {
-    let mut child = Command::new("promtool")
+    let extracted = concat!(env!("CARGO_MANIFEST_DIR"), "/target/tools/bin/promtool");
+    let exe = if std::path::Path::new(extracted).exists() { extracted } else { "promtool" };
+    let mut child = Command::new(exe)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("promtool must be installed (apt-get install prometheus)");
+        .expect("promtool is missing: scripts/test extracts it into target/tools/bin (scripts/prereqs.sh)");
     child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(

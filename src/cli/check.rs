@@ -25,6 +25,9 @@ pub const INVALID: u8 = 2;
 /// The configuration goes to stdout, the verdict to stderr (as `nginx -t`).
 pub fn main(loaded: &Loaded) -> ExitCode {
     let problems = problems(&loaded.config);
+    for w in &loaded.warnings {
+        eprintln!("hitcore: WARNING: {w}");
+    }
     if problems.is_empty() {
         print!("{}", render(loaded));
         eprintln!("hitcore: the configuration is valid");
@@ -134,11 +137,25 @@ pub fn render(loaded: &Loaded) -> String {
     for b in &config.binds {
         let _ = writeln!(out, "# resolved: bind {b}");
     }
-    let _ = writeln!(out, "# resolved: shards pinned to CPUs {}", format_cpu_list(&config.cpus));
+    let _ = writeln!(out, "# resolved: {}", placement(config));
     if let (Some(uid), Some(gid)) = (config.user, config.group) {
         let _ = writeln!(out, "# resolved: shards run as uid {uid}, gid {gid}");
     }
     out
+}
+
+/// How the shards are placed on CPUs, as the supervisor will do it.
+fn placement(config: &Config) -> String {
+    let n = config.cpus.len();
+    if config.pin {
+        let each: Vec<String> = config.cpus.iter().enumerate().map(|(i, c)| format!("{i}->{c}")).collect();
+        format!("{n} shards, each pinned to one CPU (--pin; shard->CPU {})", each.join(" "))
+    } else {
+        format!(
+            "{n} shards, not pinned: each may run on any of CPUs {} and the kernel places it (--pin pins them)",
+            format_cpu_list(&config.allowed_cpus)
+        )
+    }
 }
 
 /// A number stays a TOML number; anything else becomes a TOML string.

@@ -118,10 +118,14 @@ fn unknown(cmd: &Command, key: &str) -> String {
 /// The TOML value as flag values: `None` is a bare boolean flag. Refuses wrong types.
 fn as_strings(arg: &Arg, value: &toml::Value) -> Result<Vec<Option<String>>, String> {
     use toml::Value;
+    let number = wants_number(arg);
     let scalar = |v: &Value| match v {
+        // `workers = "4"` is a string where a number belongs: refused, as TOML's types are meant.
+        Value::String(s) if number => Err(format!("expected a number, found a string (\"{}\")", s.escape_debug())),
         Value::String(s) => Ok(s.clone()),
         Value::Integer(i) => Ok(i.to_string()),
         Value::Float(f) => Ok(f.to_string()),
+        other if number => Err(format!("expected a number, found {}", other.type_str())),
         other => Err(format!("expected a string or a number, found {}", other.type_str())),
     };
     match arg.get_action() {
@@ -142,11 +146,29 @@ fn as_strings(arg: &Arg, value: &toml::Value) -> Result<Vec<Option<String>>, Str
     }
 }
 
+/// Whether the flag's value is a number (a count or seconds), so the file must write it as a TOML
+/// number. `bind-mode` parses to a number too but is written as an octal string (`"660"`).
+fn wants_number(arg: &Arg) -> bool {
+    use std::any::TypeId;
+    let ty = arg.get_value_parser().type_id();
+    let numeric = [
+        TypeId::of::<usize>(),
+        TypeId::of::<u64>(),
+        TypeId::of::<u32>(),
+        TypeId::of::<u16>(),
+        TypeId::of::<i64>(),
+        TypeId::of::<f64>(),
+        TypeId::of::<std::time::Duration>(),
+    ];
+    numeric.iter().any(|t| ty == *t) && arg.get_value_names().is_none_or(|names| names.iter().all(|n| n != "MODE"))
+}
+
 /// Runs the flag's own parser on one value, so the file refuses what the command line would.
 /// The probe copies only the flag's name, action and parser: relations to other flags (`requires`,
 /// `conflicts_with`) are checked later, with the command line, by the full command.
 fn check_value(arg: &Arg, flag: &str) -> Result<(), String> {
-    let mut copy = Arg::new(arg.get_id().clone()).action(arg.get_action().clone());
+    let mut copy =
+        Arg::new(arg.get_id().clone()).action(arg.get_action().clone()).ignore_case(arg.is_ignore_case_set());
     copy = copy.value_parser(arg.get_value_parser().clone());
     if let Some(long) = arg.get_long() {
         copy = copy.long(long.to_string());
@@ -211,6 +233,18 @@ mod tests {
         assert!(err.contains("did you mean 'worker-connections'"), "{err}");
         let err = entries("workers = \"lots\"").unwrap_err();
         assert!(err.contains("'workers'") && err.contains("lots"), "{err}");
+        // A number written as a string is refused, naming the file and the key.
+        let err = entries("workers = \"4\"").unwrap_err();
+        assert!(
+            err.contains("/etc/hitcore/test.toml") && err.contains("'workers'") && err.contains("expected a number"),
+            "{err}"
+        );
+        let err = entries("keep-alive = \"2\"").unwrap_err();
+        assert!(err.contains("'keep-alive'") && err.contains("expected a number"), "{err}");
+        // Strings stay strings; the octal mode is a string; levels take any case.
+        assert_eq!(args(&entries("bind-mode = \"660\"").unwrap()[0]), vec!["--bind-mode=660"]);
+        assert_eq!(args(&entries("log-level = \"DEBUG\"").unwrap()[0]), vec!["--log-level=DEBUG"]);
+        assert_eq!(args(&entries("key = \"hits\"").unwrap()[0]), vec!["--key=hits"]);
         let err = entries("workers = true").unwrap_err();
         assert!(err.contains("'workers'") && err.contains("boolean"), "{err}");
         let err = entries("no-coalesce = \"yes\"").unwrap_err();

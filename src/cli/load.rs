@@ -1,7 +1,8 @@
 //! Where a configuration comes from, and how HUP gets it again.
 //!
 //! Layers, strongest first: the command line, the environment (`HITCORE_<FLAG>` for every flag,
-//! plus `REDIS_URL` for `--redis` as before), the `-c` TOML file, the defaults. The environment
+//! plus `REDIS_URL` for `--redis` as before), the `-c` TOML file, gunicorn's platform variables
+//! (`PORT`, `WEB_CONCURRENCY`, `FORWARDED_ALLOW_IPS`: [`super::env`]), the defaults. The environment
 //! variables are derived from the clap definition ([`command`]), so a flag added to [`Cli`] gets
 //! its variable and its file key with no code here. The file's settings are turned into the flags
 //! they stand for and parsed by clap like the command line, so a value means the same thing
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches};
 
+use super::env;
 use super::file::{self, FileError};
 use super::{Cli, FlagError};
 use crate::config::Config;
@@ -99,6 +101,8 @@ pub struct Loaded {
     pub file: Option<PathBuf>,
     /// Every flag's effective value and origin, in `--help` order.
     pub settings: Vec<Setting>,
+    /// WARNING lines for the log at start and for `--check-config` (unknown `HITCORE_*` names).
+    pub warnings: Vec<String>,
 }
 
 /// Why a configuration could not be loaded.
@@ -189,12 +193,22 @@ impl Invocation {
                 origins.insert(entry.id, Origin::File);
             }
         }
+        // Below the file: gunicorn's platform variables (PORT, WEB_CONCURRENCY, FORWARDED_ALLOW_IPS).
+        let unset = |id: &str| !from_user(id) && !origins.contains_key(id);
+        let platform = env::platform(|k| std::env::var_os(k), unset)
+            .map_err(|e| LoadError::Flag { error: FlagError { flag: e.flag, message: e.message }, origin: None })?;
+        for p in platform {
+            injected.push(p.arg);
+            origins.insert(p.id.into(), Origin::Env(p.var.into()));
+        }
         let mut args = self.args.clone();
         args.splice(1..1, injected);
         let matches = cmd.clone().try_get_matches_from(args)?;
         let mut cli = Cli::from_arg_matches(&matches)?;
-        // Socket activation: systemd's sockets are served when no -b was given anywhere.
-        if !from_user("bind") && !origins.contains_key("bind") {
+        // Socket activation: systemd's sockets are served when no -b was given anywhere (PORT is
+        // only a default, so they win over it).
+        let port_only = origins.get("bind") == Some(&Origin::Env(env::PORT_ENV.into()));
+        if !from_user("bind") && (port_only || !origins.contains_key("bind")) {
             let activated = crate::bind::activated_from_env()
                 .map_err(|m| LoadError::Flag { error: FlagError { flag: "--bind", message: m }, origin: None })?;
             if let Some(binds) = activated {
@@ -213,7 +227,8 @@ impl Invocation {
             });
             LoadError::Flag { error, origin }
         })?;
-        Ok(Loaded { config, check_only, file: path, settings })
+        let warnings = env::unknown_variables(&cmd, std::env::vars_os().map(|(k, _)| k));
+        Ok(Loaded { config, check_only, file: path, settings, warnings })
     }
 
     /// HUP's entry point: the configuration as a fresh start would load it now (the same command

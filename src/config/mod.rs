@@ -146,6 +146,9 @@ pub struct Observe {
     pub forwarded_allow_ips: String,
     /// Every connection starts with a PROXY protocol v1/v2 header (`--proxy-protocol`).
     pub proxy_protocol: bool,
+    /// The error and access logs as text lines or JSON lines (`--log-format`; absent from an
+    /// older supervisor's hand-off: text).
+    pub log_format: crate::logjson::LogFormat,
     /// Peers whose PROXY header is believed (`--proxy-allow-from`, gunicorn's `127.0.0.1,::1`;
     /// also the default under an older supervisor, whose hand-off lacks it).
     pub proxy_allow_from: String,
@@ -159,6 +162,7 @@ impl Default for Observe {
             access_log_format: DEFAULT_ACCESS_LOG_FORMAT.into(),
             forwarded_allow_ips: DEFAULT_TRUSTED_PEERS.into(),
             proxy_protocol: false,
+            log_format: crate::logjson::LogFormat::Text,
             proxy_allow_from: DEFAULT_TRUSTED_PEERS.into(),
         }
     }

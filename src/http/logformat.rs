@@ -55,7 +55,13 @@ enum Atom {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Piece {
     Text(String),
-    Atom { atom: Atom, width: usize, left: bool },
+    /// `name` is the atom as written (`h`, `{x-request-id}i`): its key in a JSON line.
+    Atom {
+        atom: Atom,
+        width: usize,
+        left: bool,
+        name: String,
+    },
 }
 
 /// A compiled format.
@@ -65,6 +71,8 @@ pub struct Format {
     /// Request headers the format needs (lower-case), besides those named by atoms.
     request_headers: Vec<String>,
     pid: String,
+    /// `--log-format json`: one object per line, keyed by the atoms' names.
+    json: bool,
 }
 
 /// What one line is rendered from. Everything taken from the client is already escaped.
@@ -140,13 +148,22 @@ impl Format {
                 pieces.push(Piece::Text(std::mem::take(&mut literal)));
             }
             let atom = atom(name, &mut request_headers);
-            pieces.push(Piece::Atom { atom, width, left });
+            pieces.push(Piece::Atom { atom, width, left, name: name.to_string() });
         }
         literal.push_str(rest);
         if !literal.is_empty() {
             pieces.push(Piece::Text(literal));
         }
-        Ok(Format { pieces, request_headers, pid: format!("<{}>", std::process::id()) })
+        Ok(Format { pieces, request_headers, pid: format!("<{}>", std::process::id()), json: false })
+    }
+
+    /// The same atoms rendered as one JSON object per line (`--log-format json`): each atom of the
+    /// format once, keyed by its gunicorn name (`{"h":"10.0.0.7","r":"GET / HTTP/1.1","s":200}`),
+    /// literal text left out. `s`, `B`, `T`, `M`, `D` and `L` are numbers; every other value is
+    /// the text line's value (client bytes already escaped there) as a JSON string.
+    pub fn json(mut self) -> Format {
+        self.json = true;
+        self
     }
 
     /// The request headers to capture (lower-case), in the order [`Fields::headers`] holds them.
@@ -156,6 +173,9 @@ impl Format {
 
     /// Appends one line (with its newline) to `out`.
     pub fn render(&self, out: &mut String, f: &Fields<'_>) {
+        if self.json {
+            return self.render_json(out, f);
+        }
         let mut value = String::new();
         for piece in &self.pieces {
             let (atom, width, left) = match piece {
@@ -163,7 +183,7 @@ impl Format {
                     out.push_str(t);
                     continue;
                 }
-                Piece::Atom { atom, width, left } => (atom, *width, *left),
+                Piece::Atom { atom, width, left, .. } => (atom, *width, *left),
             };
             value.clear();
             self.atom_into(&mut value, atom, f);
@@ -177,6 +197,36 @@ impl Format {
             }
         }
         out.push('\n');
+    }
+
+    fn render_json(&self, out: &mut String, f: &Fields<'_>) {
+        let mut value = String::new();
+        let mut seen: Vec<&str> = Vec::new();
+        out.push('{');
+        for piece in &self.pieces {
+            let Piece::Atom { atom, name, .. } = piece else { continue };
+            if seen.contains(&name.as_str()) {
+                continue;
+            }
+            if !seen.is_empty() {
+                out.push(',');
+            }
+            seen.push(name);
+            value.clear();
+            self.atom_into(&mut value, atom, f);
+            crate::logjson::push_str(out, name);
+            out.push(':');
+            let number = matches!(
+                atom,
+                Atom::Status | Atom::BytesB | Atom::Seconds | Atom::Millis | Atom::Micros | Atom::Decimal
+            );
+            if number {
+                out.push_str(&value);
+            } else {
+                crate::logjson::push_str(out, &value);
+            }
+        }
+        out.push_str("}\n");
     }
 
     fn atom_into(&self, v: &mut String, atom: &Atom, f: &Fields<'_>) {
@@ -419,6 +469,34 @@ mod tests {
         let mut out = String::new();
         f.render(&mut out, &fields);
         assert_eq!(out, "- - - - - - 0\n");
+    }
+
+    #[test]
+    fn json_lines_are_keyed_by_atom() {
+        let f = Format::compile(r#"%(h)s - "%(r)s" %(s)s %(b)s %(h)s %(L)s %({x-id}i)s %({server}o)s"#).unwrap().json();
+        let captured: Vec<Option<String>> =
+            f.request_headers().iter().map(|n| (n == "x-id").then(|| "a\\x1bé".to_string())).collect();
+        let fields = Fields {
+            remote: "10.0.0.7",
+            time: "[02/Dec/2026:10:00:00 +0000]",
+            line: Some("GET /a\\\"b HTTP/1.1"),
+            headers: &captured,
+            status: 200,
+            body: Some(2),
+            response: RESPONSE,
+            elapsed: Duration::from_micros(2_003_456),
+            scheme: "https",
+        };
+        let mut out = String::new();
+        f.render(&mut out, &fields);
+        assert_eq!(
+            out,
+            "{\"h\":\"10.0.0.7\",\"r\":\"GET /a\\\\\\\"b HTTP/1.1\",\"s\":200,\"b\":\"2\",\"L\":2.003456,\
+             \"{x-id}i\":\"a\\\\x1b\\u00e9\",\"{server}o\":\"hitcore\"}\n"
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["r"], "GET /a\\\"b HTTP/1.1");
+        assert_eq!(v["{x-id}i"], "a\\x1bé");
     }
 
     #[test]
