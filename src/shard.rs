@@ -262,13 +262,7 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
         config: spec.config.clone(),
     });
     let stop = Rc::new(StopSignal::default());
-    // Often enough for the watchdog to see four beats per --timeout; with the watchdog off (-t 0),
-    // the plain tick.
-    let tick_every = if spec.config.timeout.is_zero() {
-        TICK
-    } else {
-        (spec.config.timeout / 4).clamp(Duration::from_millis(5), TICK)
-    };
+    let tick_every = tick_period([spec.config.timeout, spec.config.header_timeout, spec.config.keep_alive]);
     glommio::spawn_local(housekeeping(shard.clone(), heartbeats, slot, signals, stop.clone(), tick_every)).detach();
     shard.ctx.redis.first_attempt().await;
     // A replacement's listener arrives bound but not listening: it joins the reuseport group only
@@ -523,6 +517,18 @@ where
     }
 }
 
+/// How often the housekeeping tick runs: [`TICK`], or more often where something it checks needs
+/// it: four beats per watchdog `--timeout`, and four checks per `--header-timeout` and
+/// `--keep-alive`, since the tick is what ends a connection's read at its deadline (at most one
+/// period late).
+fn tick_period(timeouts: [Duration; 3]) -> Duration {
+    timeouts
+        .into_iter()
+        .filter(|d| !d.is_zero())
+        .map(|d| (d / 4).clamp(Duration::from_millis(5), TICK))
+        .fold(TICK, Duration::min)
+}
+
 /// The shard's heartbeat and chores, on its own executor so it stops exactly when the executor does.
 async fn housekeeping(
     shard: Rc<Shard>,
@@ -532,6 +538,8 @@ async fn housekeeping(
     stop: Rc<StopSignal>,
     every: Duration,
 ) {
+    let timeouts = [shard.config.header_timeout, shard.config.keep_alive];
+    let shortest_deadline = timeouts.into_iter().filter(|d| !d.is_zero()).min().unwrap_or_default();
     loop {
         heartbeats.slot(slot).beat();
         shard.ctx.date.refresh(SystemTime::now());
@@ -541,6 +549,7 @@ async fn housekeeping(
         }
         publish_stats(&shard, heartbeats, slot);
         report_evictions(&shard);
+        shard.ctx.registry.expire_overdue(Instant::now(), shortest_deadline);
         if signals.usr1.swap(false, Ordering::Relaxed) {
             info!("Reopening log files");
             if let Err(e) = logging::reopen() {
@@ -605,4 +614,21 @@ pub fn set_process_name(name: &str) {
     bytes[..n].copy_from_slice(&name.as_bytes()[..n]);
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, bytes.as_ptr() as libc::c_ulong, 0, 0, 0) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tick_runs_four_times_per_shortest_deadline_between_5_and_100_ms() {
+        let s = Duration::from_secs;
+        assert_eq!(tick_period([s(30), s(2), s(2)]), TICK, "the defaults");
+        assert_eq!(
+            tick_period([Duration::ZERO, Duration::from_millis(200), Duration::ZERO]),
+            Duration::from_millis(50)
+        );
+        assert_eq!(tick_period([Duration::ZERO; 3]), TICK, "zero: no watchdog, no keep-alive");
+        assert_eq!(tick_period([s(30), Duration::from_millis(1), s(2)]), Duration::from_millis(5));
+    }
 }

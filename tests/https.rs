@@ -525,3 +525,20 @@ fn handshake_outcomes_are_counted_in_the_metrics() {
             .all(|(outcome, n)| text.contains(&format!("hitcore_tls_handshakes_total{{outcome=\"{outcome}\"}} {n}\n")))
     });
 }
+
+/// An idle TLS keep-alive connection lives for `--keep-alive`, not for what was left of the
+/// handshake's `--header-timeout`: the handshake bounds its reads with the socket's timeout, and
+/// the connection's reads that follow are bounded by their own deadline (the shard's tick), so that
+/// timeout must not outlive the handshake.
+#[test]
+fn an_idle_tls_connection_lives_for_keep_alive_not_the_handshakes_deadline() {
+    let redis = TestRedis::start();
+    let pki = Pki::new("keepalive");
+    let (crt, key) = pki.server("one", 2020, 2090);
+    let server = https_server(&redis, &crt, &key, &["--header-timeout", "1", "--keep-alive", "30"]);
+    let mut client = TlsClient::connect(server.addr, &pki.client_config(None), DEADLINE).unwrap();
+    assert_eq!(client.get().unwrap(), (200, "1".to_string()));
+    // Idle for twice the header timeout: the connection must still be open.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(client.get().unwrap(), (200, "2".to_string()), "closed before --keep-alive");
+}

@@ -474,6 +474,24 @@ fn proxy_protocol_headers_good_and_bad() {
     assert_eq!(sample(&s, "hitcore_proxy_protocol_rejected_total"), 3.0);
 }
 
+/// A PROXY header that never completes is closed at `--header-timeout`, not before: the deadline
+/// is the one the shard's tick checks for every connection (docs/performance.md, "Deadlines on the
+/// tick"), so it may come up to one tick late but never early.
+#[test]
+fn an_incomplete_proxy_header_is_closed_at_the_header_timeout() {
+    let redis = TestRedis::start();
+    let server = TestServer::start(&["-w", "1", "--redis", &redis.url(0), "--proxy-protocol", "--header-timeout", "1"]);
+    server.wait_ready(1);
+    let mut c = Client::connect(server.addr);
+    c.send(b"PROXY TCP4 198.51.100.7 ");
+    let sent = std::time::Instant::now();
+    c.assert_closed();
+    let waited = sent.elapsed();
+    assert!(waited >= std::time::Duration::from_millis(900), "closed {waited:?} after the partial header");
+    server.log.wait_for("no complete PROXY protocol header within --header-timeout", DEADLINE);
+    assert_eq!(redis.cmd(0, &["GET", "hit"]), "(nil)", "nothing was counted");
+}
+
 /// A connection to `addr` from the loopback address `from` (the kernel routes all of 127/8 locally).
 fn connect_from(from: [u8; 4], addr: SocketAddr) -> Client {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();

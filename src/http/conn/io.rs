@@ -1,5 +1,7 @@
 //! A connection's socket operations with hitcore's deadlines: read through the shared scratch
-//! buffer, write a batch within `--write-timeout`, linger before closing; over either transport.
+//! buffer until the connection's deadline (kept in its registry entry and checked by the shard's
+//! tick, not by a glommio timer per read), write a batch within `--write-timeout`, linger before
+//! closing; over either transport.
 //!
 //! It owns how bytes move, not which bytes: it must not parse or format anything.
 
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::registry::Entry;
 use super::transport::Transport;
 use crate::http::context::Context;
 
@@ -21,14 +24,16 @@ const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 64 * 1024;
 
 /// Reads whatever is available into `input` through the shared scratch buffer, waiting at most
-/// `limit`. The scratch is borrowed only inside each poll, never across a suspension.
+/// until `deadline` (then `TimedOut`). The scratch is borrowed only inside each poll, never across a
+/// suspension.
 pub(super) async fn read_some<S: Transport>(
     ctx: &Context,
     stream: &mut S,
-    limit: Duration,
+    entry: &Entry,
+    deadline: Instant,
     input: &mut Vec<u8>,
 ) -> io::Result<usize> {
-    read(ctx, stream, limit, input).await.map(|(n, _)| n)
+    read(ctx, stream, entry, deadline, input).await.map(|(n, _)| n)
 }
 
 /// [`read_some`] right after an answer. `try_first`: try a non-blocking `recv` first (glommio's
@@ -37,27 +42,32 @@ pub(super) async fn read_some<S: Transport>(
 pub(super) async fn read_after_answer<S: Transport>(
     ctx: &Context,
     stream: &mut S,
-    limit: Duration,
+    entry: &Entry,
+    deadline: Instant,
     input: &mut Vec<u8>,
     try_first: bool,
 ) -> io::Result<(usize, bool)> {
     if !try_first {
         stream.arm_read_poll();
     }
-    let (n, at_once) = read(ctx, stream, limit, input).await?;
+    let (n, at_once) = read(ctx, stream, entry, deadline, input).await?;
     Ok((n, try_first && at_once))
 }
 
-/// The read itself; also says whether the first poll completed it (no wait for readiness).
+/// The read itself; also says whether the first poll completed it (no wait for readiness). The
+/// deadline is the registry entry's: the shard's tick wakes this read once it has passed. The
+/// socket itself has no read timeout here, so glommio inserts no timer into its timer tree (and
+/// reads no clock) for a read that waits, and removes none when it completes.
 async fn read<S: Transport>(
     ctx: &Context,
     stream: &mut S,
-    limit: Duration,
+    entry: &Entry,
+    deadline: Instant,
     input: &mut Vec<u8>,
 ) -> io::Result<(usize, bool)> {
-    stream.set_read_timeout(limit)?;
+    entry.set_deadline(deadline);
     let mut polls = 0u32;
-    let n = poll_fn(|cx| {
+    let read = poll_fn(|cx| {
         polls += 1;
         let mut scratch = ctx.scratch.borrow_mut();
         match Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]) {
@@ -65,11 +75,14 @@ async fn read<S: Transport>(
                 input.extend_from_slice(&scratch[..n]);
                 Poll::Ready(Ok(n))
             }
-            other => other,
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            // Data that arrived by the deadline wins over it: the socket is polled first.
+            Poll::Pending => entry.poll_deadline(cx).map(|()| Err(io::ErrorKind::TimedOut.into())),
         }
     })
-    .await?;
-    Ok((n, polls == 1))
+    .await;
+    entry.clear_deadline();
+    Ok((read?, polls == 1))
 }
 
 /// Writes all of `bytes` within `limit`, or fails with `TimedOut`. The deadline covers the whole

@@ -127,7 +127,7 @@ async fn serve_on<S: Transport>(ctx: &Context, stream: &mut S, peer: Option<IpAd
             ctx.observing.meter.proxy_rejected();
             return;
         }
-        match conn.read_proxy_header(ctx, stream).await {
+        match conn.read_proxy_header(ctx, stream, &entry).await {
             Ok(Some(source)) => conn.peer = Some(source),
             Ok(None) => {}
             Err(None) => return,
@@ -191,6 +191,7 @@ impl Conn {
         &mut self,
         ctx: &Context,
         stream: &mut S,
+        entry: &Entry,
     ) -> Result<Option<IpAddr>, Option<String>> {
         let deadline = Instant::now() + ctx.settings.header_timeout;
         loop {
@@ -202,11 +203,10 @@ impl Conn {
                 Ok(Parsed::Incomplete) => {}
                 Err(reason) => return Err(Some(reason)),
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if deadline <= Instant::now() {
                 return Err(Some("no complete PROXY protocol header within --header-timeout".into()));
             }
-            match read_some(ctx, stream, left, &mut self.input).await {
+            match read_some(ctx, stream, entry, deadline, &mut self.input).await {
                 Ok(0) if self.input.is_empty() => return Err(None),
                 Ok(0) => return Err(Some("closed in the middle of its PROXY protocol header".into())),
                 Ok(_) => {}
@@ -244,7 +244,7 @@ impl Conn {
                     }
                 };
                 if let Some(subscription) = self.streaming.take() {
-                    sse::serve(ctx, stream, subscription).await;
+                    sse::serve(ctx, stream, entry, subscription).await;
                     return false;
                 }
                 if close {
@@ -266,19 +266,19 @@ impl Conn {
                 return false;
             }
             let kind = if idle { Timeout::KeepAlive } else { Timeout::Header };
-            let Some(left) = deadline.checked_duration_since(now).filter(|d| !d.is_zero()) else {
+            if deadline <= now {
                 return self.expire(ctx, stream, kind).await;
-            };
+            }
             entry.set_idle(idle);
             let read = if std::mem::take(&mut after_answer) {
                 let try_first = self.speculation.try_now();
-                let read = read_after_answer(ctx, stream, left, &mut self.input, try_first).await;
+                let read = read_after_answer(ctx, stream, entry, deadline, &mut self.input, try_first).await;
                 if try_first {
                     self.speculation.found(matches!(read, Ok((_, true))));
                 }
                 read.map(|(n, _)| n)
             } else {
-                read_some(ctx, stream, left, &mut self.input).await
+                read_some(ctx, stream, entry, deadline, &mut self.input).await
             };
             entry.set_idle(false);
             now = Instant::now();

@@ -4,15 +4,17 @@
 //!
 //! It owns that loop only: the subscription comes from the API's first answer (`crate::api`), the
 //! event's bytes from `api::reply::event`, the socket calls from `io`, over plain TCP or TLS alike
-//! (`transport`). Input the client still sends
-//! is read and dropped, so that a closed connection is noticed.
+//! (`transport`); its quiet-time read deadline lives in the connection's registry entry, which the
+//! shard's tick checks. Input the client still sends is read and dropped, so that a closed
+//! connection is noticed.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::future;
 use tracing::debug;
 
 use super::io::{read_some, write_within};
+use super::registry::Entry;
 use super::transport::Transport;
 use crate::http::context::Context;
 use crate::metrics::shm::Meter;
@@ -38,7 +40,7 @@ enum Woken {
 }
 
 /// Streams `subscription`'s values to the client until one side is done.
-pub(super) async fn serve<S: Transport>(ctx: &Context, stream: &mut S, subscription: Subscription) {
+pub(super) async fn serve<S: Transport>(ctx: &Context, stream: &mut S, entry: &Entry, subscription: Subscription) {
     ctx.observing.meter.api_stream_client(true);
     let _connected = Connected(ctx.observing.meter);
     let mut quiet = 0u32;
@@ -48,7 +50,7 @@ pub(super) async fn serve<S: Transport>(ctx: &Context, stream: &mut S, subscript
             return;
         }
         let woken = future::or(async { Woken::Value(subscription.next().await) }, async {
-            Woken::Read(read_some(ctx, stream, CHECK, &mut input).await)
+            Woken::Read(read_some(ctx, stream, entry, Instant::now() + CHECK, &mut input).await)
         })
         .await;
         input.clear();

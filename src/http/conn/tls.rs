@@ -131,7 +131,14 @@ pub(super) async fn handshake(
         None
     };
     match accept.or(late).await {
-        Some(Ok(stream)) => Ok(Box::new(stream)),
+        Some(Ok(stream)) => {
+            // The connection's reads are bounded by their own deadlines (its registry entry, checked
+            // by the shard's tick), not by the socket's timeout: the handshake's must not outlive it.
+            if stream.get_ref().0.set_read_timeout(None).is_err() {
+                return Err(NoTls::Silent);
+            }
+            Ok(Box::new(stream))
+        }
         Some(Err(e)) => {
             let from = peer.map_or_else(|| "-".to_string(), |p| p.to_string());
             debug!("TLS handshake with {from} failed: {e}");
