@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use super::{FlagError, refuse};
+use super::error::{FlagError, refuse};
 use crate::api::settings::{DEFAULT_COUNTER_TTL, Mode, RateLimit, Settings};
 
 /// The counting API's flags (docs/api.md).

@@ -11,7 +11,9 @@ use std::ffi::OsString;
 
 use clap::Command;
 
-use super::load::ENV_PREFIX;
+/// The prefix of every flag's environment variable: `--worker-connections` is
+/// `HITCORE_WORKER_CONNECTIONS`.
+pub const ENV_PREFIX: &str = "HITCORE_";
 
 /// gunicorn's `PORT`: with no bind anywhere else, bind `0.0.0.0:$PORT` (as gunicorn's `bind`
 /// default does; Heroku-style platforms set it).

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use super::{FlagError, refuse};
+use super::error::{FlagError, refuse};
 use crate::bind::Bind;
 use crate::https::{self, ClientCerts, Https, MinVersion};
 

@@ -19,13 +19,12 @@ use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches};
 
 use super::env;
+use super::error::FlagError;
 use super::file::{self, FileError};
-use super::{Cli, FlagError};
+use super::flags::Cli;
 use crate::config::Config;
 
-/// The prefix of every flag's environment variable: `--worker-connections` is
-/// `HITCORE_WORKER_CONNECTIONS`.
-pub const ENV_PREFIX: &str = "HITCORE_";
+pub use super::env::ENV_PREFIX;
 
 /// The environment variable `--redis` also reads, as it always has (weaker than `HITCORE_REDIS`).
 pub const REDIS_URL_ENV: &str = "REDIS_URL";

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{FlagError, refuse};
+use super::error::{FlagError, refuse};
 
 /// The systemd credential `--redis-password-file` defaults to: `LoadCredential=redis-password:…`.
 pub const PASSWORD_CREDENTIAL: &str = "redis-password";
