@@ -18,10 +18,10 @@
 //! - [`env`]: gunicorn's platform variables (`PORT`, `WEB_CONCURRENCY`) and unknown `HITCORE_*` names.
 //! - [`file`]: the TOML file, checked key by key against the flags.
 //! - [`https`]: the HTTPS flags and their files.
+//! - [`api`]: the counting API's flags.
 //! - [`check`]: `--check-config`: the extra checks and the effective configuration, masked.
 //! - [`values`]: CPU lists, users and groups, file modes, seconds.
 //! - `secrets`: the password files and the systemd credentials they default to.
-//! - [`api`]: the counting API's flags.
 
 pub mod api;
 pub mod check;

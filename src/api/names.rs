@@ -41,7 +41,13 @@ pub struct Sources<'a> {
 /// reserved names. `what` is "namespace" or "key", for the error text.
 pub fn resolve(segment: &str, what: &'static str, sources: Sources<'_>) -> Result<String, NameError> {
     match segment {
-        ":HOST:" => from_header(sources.origin, "Origin", ":HOST:"),
+        ":HOST:" => match (sources.origin, sources.referer) {
+            // A badge's `<img>` request carries no `Origin` (browsers send it with CORS requests and
+            // POSTs only), so the origin of its `Referer` names the embedding site instead; with
+            // neither header it is Abacus's error about `Origin`.
+            (None, Some(referer)) => from_header(Some(origin_of(referer)), "Referer", ":HOST:"),
+            (origin, _) => from_header(origin, "Origin", ":HOST:"),
+        },
         ":PATH:" => from_header(sources.referer, "Referer", ":PATH:"),
         _ => validate(segment, what).map(|()| segment.to_string()),
     }
@@ -56,6 +62,14 @@ pub fn validate(name: &str, what: &'static str) -> Result<(), NameError> {
         return Err(NameError::Characters(what));
     }
     Ok(())
+}
+
+/// `scheme://host[:port]` of a URL, as a browser's `Origin` header writes it: up to the first `/`,
+/// `?` or `#` after `://`. Anything without `://` is returned whole, for [`from_header`] to refuse.
+fn origin_of(url: &str) -> &str {
+    let Some(at) = url.find("://").map(|i| i + 3) else { return url };
+    let end = url[at..].find(['/', '?', '#']).map_or(url.len(), |i| at + i);
+    &url[..end]
 }
 
 /// A reserved name's value: the header, if it is an http(s) URL without spaces, quotes, angle or
@@ -119,12 +133,33 @@ mod tests {
         let long = format!("https://e.com/{}", "p".repeat(100));
         let s = Sources { origin: None, referer: Some(&long) };
         assert_eq!(resolve(":PATH:", "key", s).unwrap(), long[..64]);
-        assert_eq!(resolve(":HOST:", "key", s), Err(NameError::MissingHeader("Origin", ":HOST:")));
+        assert_eq!(resolve(":HOST:", "key", Sources::default()), Err(NameError::MissingHeader("Origin", ":HOST:")));
         for bad in ["ftp://x.org", "https://x.org/a b", "https://x.org/<script>", "https://x.org/%41", "null"] {
             let s = Sources { origin: Some(bad), referer: None };
             assert_eq!(resolve(":HOST:", "key", s), Err(NameError::BadHeader("Origin")), "{bad}");
         }
         assert_eq!(resolve("plain", "key", Sources::default()).unwrap(), "plain");
+    }
+
+    #[test]
+    fn host_without_origin_is_the_referers_origin() {
+        // An <img> badge: no Origin; the Referer is the page, or only its origin (Chromium's
+        // default strict-origin-when-cross-origin policy).
+        for referer in
+            ["https://blog.example:8443/a/post?x=1#top", "https://blog.example:8443/", "https://blog.example:8443"]
+        {
+            let s = Sources { origin: None, referer: Some(referer) };
+            assert_eq!(resolve(":HOST:", "namespace", s).unwrap(), "https://blog.example:8443", "{referer}");
+        }
+        let s = Sources { origin: None, referer: Some("https://b.example?q#f") };
+        assert_eq!(resolve(":HOST:", "namespace", s).unwrap(), "https://b.example");
+        // Origin wins when both are there, as before.
+        let s = Sources { origin: Some("https://a.example"), referer: Some("https://b.example/p") };
+        assert_eq!(resolve(":HOST:", "namespace", s).unwrap(), "https://a.example");
+        for bad in ["null", "ftp://x.org/p", "https://x.org<b>/p", "about:blank"] {
+            let s = Sources { origin: None, referer: Some(bad) };
+            assert_eq!(resolve(":HOST:", "key", s), Err(NameError::BadHeader("Referer")), "{bad}");
+        }
     }
 
     #[test]

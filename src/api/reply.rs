@@ -152,7 +152,9 @@ pub fn write(out: &mut Vec<u8>, reply: &Reply, dress: Dress<'_>, persist: Persis
     if let Some(secs) = reply.retry_after {
         out.extend_from_slice(b"Retry-After: ");
         out.extend_from_slice(itoa::Buffer::new().format(secs).as_bytes());
-        out.extend_from_slice(b"\r\n");
+        // Not a CORS-safelisted header: without this a page's script sees the 429 but not when to
+        // try again.
+        out.extend_from_slice(b"\r\nAccess-Control-Expose-Headers: Retry-After\r\n");
     }
     let owned: Vec<u8>;
     let (body, content_type, cache): (&[u8], &[u8], &[u8]) = match (dress.badge, reply.value, dress.callback) {
@@ -222,6 +224,7 @@ mod tests {
         assert!(r.ends_with("Access-Control-Max-Age: 43200\r\n\r\n"));
         let r = render(&Reply::unavailable(), &Cors::Any, None, None);
         assert!(r.starts_with("HTTP/1.1 503 Service Unavailable\r\n") && r.contains("Retry-After: 1\r\n"));
+        assert!(r.contains("\r\nAccess-Control-Expose-Headers: Retry-After\r\n"), "{r}");
         let r = render(&Reply::method_not_allowed("POST, OPTIONS"), &Cors::Any, None, None);
         assert!(r.contains("Allow: POST, OPTIONS\r\n"));
     }

@@ -4,8 +4,9 @@
 //!
 //! It owns that loop only: the subscription comes from the API's first answer (`crate::api`), the
 //! event's bytes from `api::reply::event`, the socket calls from `io`, over plain TCP or TLS alike
-//! (`transport`). Input the client still sends
-//! is read and dropped, so that a closed connection is noticed.
+//! (`transport`); its quiet-time read deadline lives in the connection's registry entry, which the
+//! shard's tick checks. Input the client still sends is read and dropped, so that a closed
+//! connection is noticed.
 
 use std::time::{Duration, Instant};
 
