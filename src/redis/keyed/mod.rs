@@ -20,7 +20,7 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 
 use super::errors::{ErrorKind, error_kind};
-use super::queue::Failure;
+use super::queue::ticket::Failure;
 use super::resp::{self, Reply};
 
 /// A hit (or `/update`) that must check or announce, in one step on the server: adds ARGV[1];

@@ -15,7 +15,7 @@
 
 mod batching;
 mod redirected;
-mod ticket;
+pub(crate) mod ticket;
 
 use std::collections::VecDeque;
 use std::time::Instant;
