@@ -60,8 +60,8 @@ PREREQS_BUILD=(cc=gcc pkg-config=pkg-config git=git)
 # What the tests need besides: python3 (the bench kit's tests), Redis's binaries from redis-tools
 # (not the redis-server package, which starts a Redis service on :6379: see prereqs_redis_server),
 # curl, strace and systemd-analyze (scripts/check-units), systemd-socket-activate
-# (tests/binds.rs), man (scripts/check-deb), openssl (tests/https.rs: s_client for versions and
-# resumption), chromium (tests/api_browser.rs: a real browser calls the counting API).
+# (tests/it/binds.rs), man (scripts/check-deb), openssl (tests/it/https.rs: s_client for versions and
+# resumption), chromium (tests/it/api_browser.rs: a real browser calls the counting API).
 PREREQS_TEST=(python3=python3 redis-check-rdb=redis-tools redis-cli=redis-tools curl=curl strace=strace
   systemd-analyze=systemd systemd-socket-activate=systemd man=man-db openssl=openssl chromium=chromium)
 
@@ -76,7 +76,7 @@ prereqs_redis_server() {
 }
 
 # prereqs_promtool: target/tools/bin/promtool, the Prometheus text-format checker
-# tests/observability.rs runs, taken out of Debian's prometheus package without installing it (so
+# tests/it/observability.rs runs, taken out of Debian's prometheus package without installing it (so
 # no Prometheus server or node_exporter is started). Nothing when a promtool is already on PATH.
 prereqs_promtool() {
   command -v promtool >/dev/null 2>&1 && return 0

@@ -1,5 +1,5 @@
 //! Test builds only (the `test-hooks` feature, which only the tests enable): a shard's boot misbehaves on request, so end-to-end tests (the fault
-//! schedule, tests/fault_schedule.rs) can model a release whose shards crash or boot slowly
+//! schedule, tests/it/fault_schedule.rs) can model a release whose shards crash or boot slowly
 //! without building one.
 //!
 //! `HITCORE_TEST_BOOT_FILE=PATH` names a file read at every shard's start: empty or missing, the

@@ -1,0 +1,62 @@
+//! The topology harness itself, against raw Redis (no hitcore): a sentinel topology forms and
+//! fails over, and a cluster answers `-MOVED` from a non-owner, `-ASK` mid-migration and `-MOVED`
+//! after it, and promotes a replica with `CLUSTER FAILOVER`. These are the facts hitcore's Sentinel
+//! and Cluster support is built on; if a Redis upgrade changes one, this file says which.
+
+use crate::common;
+
+use common::cluster::*;
+use common::topology::*;
+
+#[test]
+fn sentinels_form_and_fail_over() {
+    let topo = Sentinels::start(2, 3, true);
+    assert_eq!(topo.primary(), 0);
+    // A sentinel with requirepass refuses a client that has not logged in.
+    let refused = call(topo.sentinels[0].port, None, &["SENTINEL", "get-master-addr-by-name", SERVICE]).unwrap();
+    assert!(matches!(&refused, V::Error(e) if e.starts_with("NOAUTH")), "{refused:?}");
+    topo.data[0].must(&["SET", "before", "1"]);
+    let mut sub = Conn::open(topo.sentinels[0].port, Some(SENTINEL_PASSWORD)).unwrap();
+    sub.send(&["SUBSCRIBE", "+switch-master"]).unwrap();
+    assert_eq!(sub.read().unwrap().items()[0].text(), "subscribe");
+    let new = topo.failover();
+    // +switch-master comes when the failover ends, after the sentinels already name the new primary.
+    let event = sub.read().unwrap().items();
+    let new_port = topo.data[new].port;
+    assert_eq!(event[1].text(), "+switch-master");
+    assert!(event[2].text().ends_with(&format!(" 127.0.0.1:{new_port}").replace(':', " ")), "{event:?}");
+    assert_ne!(new, 0);
+    assert_eq!(topo.data[new].must(&["GET", "before"]).text(), "1", "the promoted replica had the data");
+}
+
+#[test]
+fn cluster_redirects_moved_then_ask_then_moved_and_fails_over() {
+    let cluster = Cluster::start(3, 1);
+    let slot = cluster.slot("hit");
+    let owner = cluster.owner(slot, 0);
+    let other = cluster.primaries().into_iter().find(|&i| i != owner).unwrap();
+    cluster.nodes[owner].must(&["INCRBY", "hit", "5"]);
+
+    let moved = cluster.nodes[other].call(&["INCRBY", "hit", "1"]).unwrap();
+    let expect = format!("MOVED {slot} 127.0.0.1:{}", cluster.nodes[owner].port);
+    assert_eq!(moved, V::Error(expect));
+
+    cluster.begin_migration(slot, owner, other);
+    let ask = cluster.nodes[owner].call(&["INCRBY", "hit", "1"]).unwrap();
+    assert_eq!(ask, V::Error(format!("ASK {slot} 127.0.0.1:{}", cluster.nodes[other].port)));
+    // Without ASKING the importing node redirects back to the owner; with it, it executes.
+    let back = cluster.nodes[other].call(&["INCRBY", "hit", "1"]).unwrap();
+    assert!(matches!(&back, V::Error(e) if e.starts_with("MOVED")), "{back:?}");
+    let mut conn = Conn::open(cluster.nodes[other].port, Some(DATA_PASSWORD)).unwrap();
+    assert_eq!(conn.call(&["ASKING"]).unwrap(), V::Status("OK".into()));
+    assert_eq!(conn.call(&["INCRBY", "hit", "1"]).unwrap(), V::Int(6));
+
+    cluster.finish_migration(slot, other);
+    let moved = cluster.nodes[owner].call(&["INCRBY", "hit", "1"]).unwrap();
+    assert_eq!(moved, V::Error(format!("MOVED {slot} 127.0.0.1:{}", cluster.nodes[other].port)));
+
+    let promoted = cluster.failover(other, slot);
+    assert_eq!(cluster.nodes[promoted].counter("hit"), 6);
+    let moved = cluster.nodes[other].call(&["INCRBY", "hit", "1"]).unwrap();
+    assert_eq!(moved, V::Error(format!("MOVED {slot} 127.0.0.1:{}", cluster.nodes[promoted].port)));
+}
