@@ -20,7 +20,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// Appends `s` to `out` as a JSON string, quotes included, ASCII only.
+/// Appends `s` to `out` as a JSON string, quotes included, ASCII only. `<` is escaped too, so the
+/// string is also safe inside a page's `<script>` (the counting API's JSONP answers use this).
 pub fn push_str(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
@@ -30,7 +31,7 @@ pub fn push_str(out: &mut String, s: &str) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            ' '..='~' => out.push(c),
+            ' '..='~' if c != '<' => out.push(c),
             _ => {
                 let mut units = [0u16; 2];
                 for unit in c.encode_utf16(&mut units) {

@@ -50,24 +50,11 @@ pub fn value(n: i64) -> String {
     object(&[("value", Value::Int(n))])
 }
 
-/// Appends `s` as a JSON string, escaping quotes, backslashes and control characters, and the
-/// line and paragraph separators that JavaScript (JSONP) does not allow in a string.
+/// Appends `s` as a JSON string: quotes, backslashes, control characters, `<` and everything
+/// outside ASCII escaped (so the line and paragraph separators JavaScript does not allow in a
+/// string cannot reach a JSONP answer), the same escaping as the JSON logs'.
 fn string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' || c == '<' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    crate::logjson::push_str(out, s);
 }
 
 /// Whether `name` may be used as a JSONP callback: a JavaScript identifier path (`cb`,
