@@ -488,7 +488,9 @@ fn wait_replicas_holds_api_answers_until_the_replica_acknowledged() {
     wait_until("the replica's link is up", DEADLINE, || {
         replica.cmd(0, &["INFO", "replication"]).contains("master_link_status:up")
     });
-    let server = start(&primary, &["--wait-replicas", "1"]);
+    // 500 ms as the other WAIT tests: the default 50 ms is shorter than a busy CI machine can
+    // promise for a replica's acknowledgement (CI saw one 503 for the first hit under load).
+    let server = start(&primary, &["--wait-replicas", "1", "--wait-timeout", "500"]);
     let mut c = Client::connect(server.addr);
     for expected in 1..=3 {
         assert_eq!(req(&mut c, "GET", "/hit/durable/page", "").1, json!({"value": expected}));
