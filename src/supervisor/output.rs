@@ -62,9 +62,20 @@ impl Output {
     /// up to `within` for the relay to read the shard's last words (it has exited; its stderr
     /// closes unless a child of its own keeps it open).
     pub fn reason(&self, within: Duration) -> Option<String> {
+        let tail = self.wait_closed(within);
+        explain(tail.lines.iter().map(String::as_str))
+    }
+
+    /// Waits up to `within` for the relay to have passed on everything the shard wrote (its stderr
+    /// closed), so a supervisor about to exit does not take a shard's last lines with it.
+    pub fn flush(&self, within: Duration) {
+        drop(self.wait_closed(within));
+    }
+
+    fn wait_closed(&self, within: Duration) -> std::sync::MutexGuard<'_, Tail> {
         let tail = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let (tail, _) = self.done.wait_timeout_while(tail, within, |t| !t.closed).unwrap_or_else(|e| e.into_inner());
-        explain(tail.lines.iter().map(String::as_str))
+        tail
     }
 }
 

@@ -69,6 +69,11 @@ impl Arbiter {
                 continue;
             };
             let mut p = self.procs.remove(pos);
+            if matches!(self.phase, Phase::Draining(_)) {
+                // The server is stopping and this process will exit soon, relay threads and all:
+                // let the shard's last lines ("served N requests", "Worker exiting") through first.
+                p.output.flush(Duration::from_millis(500));
+            }
             let slot = self.heartbeats.slot(p.slot);
             p.booted |= slot.state.load(Ordering::Acquire) == state::BOOTED;
             debug!(

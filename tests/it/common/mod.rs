@@ -417,6 +417,12 @@ impl TestServer {
         self.signal(libc::SIGTERM);
         let status = self.wait_exit(DEADLINE);
         assert!(status.success(), "hitcore exited with {status}; log:\n{}", self.log.lines().join("\n"));
+        // The supervisor's last line comes after every shard's (it waits for their relays), but
+        // this process's reader may not have read it yet when the exit is seen: wait for it, so
+        // no shard's "served" line is missed (where this log has the supervisor's INFO lines).
+        if self.log.lines().iter().any(|l| l.contains("Listening at: ")) {
+            self.log.wait_for("Shutting down: Master", DEADLINE);
+        }
         self.log
             .lines()
             .iter()
