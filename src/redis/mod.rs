@@ -1,5 +1,5 @@
-//! Redis for one shard: the URL forms (`config::redis_url`, `config::redis_topology`, re-exported
-//! as `url` and `topology`), RESP
+//! Redis for one shard, configured by the URL forms that `config::redis_url` and
+//! `config::redis_topology` own (plain data; config imports nothing of this folder): RESP
 //! encoding and decoding (`resp`), the table of error replies (`errors`), the coalescing arithmetic and the tickets it completes
 //! (`queue`; the counting API's per-key coalescing in `keyed`, its `/stream` subscriber in
 //! `subscribe`), dialing a node (`dial`, over `stream`, with `tls`: a leaf every other part uses),
@@ -28,11 +28,6 @@ mod shared;
 pub mod stream;
 pub mod subscribe;
 pub mod tls;
-
-// The URL forms (single node, Sentinel, Cluster) are plain configuration data, owned by
-// `config` (which imports nothing of this folder). Re-exported under the names older code uses.
-pub use crate::config::redis_topology as topology;
-pub use crate::config::redis_url as url;
 
 use tracing::warn;
 

@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 use super::connect::{Connector, Discovery};
 use super::dial::Dialer;
 use super::resp::{self, Frame};
-use super::url::RedisTarget;
+use crate::config::redis_url::RedisTarget;
 
 /// Values kept for a listener that has not taken them; older ones are dropped (the client only
 /// needs the latest).

@@ -21,12 +21,12 @@ use tracing::{debug, warn};
 
 use super::discovery::{ClusterDiscovery, open_logged_in};
 use super::slots::{Redirect, key_slot};
+use crate::config::redis_topology::HostPort;
+use crate::config::redis_url::{Endpoint, RedisTarget};
 use crate::redis::dial::Dialer;
 use crate::redis::keyed::{Answered, Keyed, KeyedCompleted, KeyedTicket, Op};
 use crate::redis::queue::Failure;
 use crate::redis::resp;
-use crate::redis::topology::HostPort;
-use crate::redis::url::{Endpoint, RedisTarget};
 
 /// The shard's router for the API's keys; cheap to clone.
 #[derive(Debug, Clone)]
