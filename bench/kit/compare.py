@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, rounds, servers, session
+from . import compare_plan, compare_report, loadgen, machine, md, procs, provision, redisctl, rounds, servers, session
 from .measure import binary_identity, fd_count, listen_counters, machine_cpu_seconds, socket_summary
 from .observe import Scraper
 from .procs import log
@@ -428,10 +428,11 @@ def window_figures(a: dict, b: dict) -> dict:
 @dataclass
 class Tool:
     """What a tool built on this run brings of its own (bench/api, bench/layout): how one variant is
-    measured in one round (measure's signature), its report and console table, and summary keys."""
+    measured in one round (measure's signature), its report, its console table (None: the report's
+    digest, md.digest) and summary keys."""
     measure: Callable = measure
     render: Callable = compare_report.render
-    table: Callable = compare_report.table
+    table: Callable | None = compare_report.table
     summary: dict = field(default_factory=dict)
     name: str = "bench/compare"
 
@@ -540,9 +541,10 @@ def run(args, plan, sets, tool: Tool | None = None) -> int:
     summary["duration_s"] = round(procs.elapsed(), 1)
     summary.update(tool.summary)
     session.write_summary(run_dir, summary)
-    (run_dir / "summary.md").write_text(tool.render(summary))
+    text = tool.render(summary)
+    (run_dir / "summary.md").write_text(text)
     print()
-    print(tool.table(summary))
+    print(tool.table(summary) if tool.table else md.digest(text))
     log(f"done in {procs.elapsed():.0f}s: {run_dir / 'summary.md'}")
     failed = [f"{r['id']} ({r['status']})" for r in summary["rows"] if r["status"] != "ok"]
     if failed:

@@ -143,7 +143,7 @@ def main(argv=None) -> int:
     args.duration, args.connections, args.threads = None, args.concurrency, None
     ab = {"concurrency": args.concurrency, "requests": args.requests, "rounds": args.rounds}
     return session.guard(compare.run, args, plan, {"hitcore": str(args.hitcore.resolve())},
-                         compare.Tool(measure, render_run, table_run, {"ab": ab}, "bench/layout"))
+                         compare.Tool(measure, render_run, None, {"ab": ab}, "bench/layout"))
 
 
 def view(summary: dict) -> dict:
@@ -156,10 +156,6 @@ def view(summary: dict) -> dict:
 
 def render_run(summary: dict) -> str:
     return render(view(summary))
-
-
-def table_run(summary: dict) -> str:
-    return "\n".join(line for line in render_run(summary).splitlines() if line.startswith("|"))
 
 
 # The report: summary.json as Markdown, machine first. Pure: text in, text out.

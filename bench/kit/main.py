@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import loadgen, machine, procs, provision, redisctl, report, rounds, servers, session
+from . import loadgen, machine, md, procs, provision, redisctl, report, rounds, servers, session
 from .procs import log
 
 MODES = {
@@ -209,9 +209,10 @@ def run(args, ids: list[str]) -> int:
         log(f"charts skipped: {problems['venv']}")
     charts = [] if problems.get("venv") else session.chart("run", [summary_path, out_dir, name], log_dir) or []
     report_path = out_dir / f"{name}.md"
-    report_path.write_text(report.render(summary, charts))
+    text = report.render(summary, charts)
+    report_path.write_text(text)
     print()
-    print(report.console_table(summary))
+    print(md.digest(text))
     log(f"done in {procs.elapsed():.0f}s (provisioning {provisioned_at:.0f}s): {report_path}")
     for chart in charts:
         log(f"chart: {out_dir / chart}")
