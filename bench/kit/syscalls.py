@@ -5,8 +5,10 @@ Owns the run and its report: for each round, each server started fresh on a free
 run's one Redis and, for each load shape (keepalive, close, pipelined; idle in round 1), a warm-up,
 then `perf stat` (kit/perfstat.py) enabled around exactly N requests, every syscall count and the
 context switches divided by the requests; with --instructions the server under callgrind
-(kit/callgrind.py) for user-space instructions per request. Counts, not times: nothing here
-reports a rate. Every process it starts is stopped by PID at the end, on error and on Ctrl-C.
+(kit/callgrind.py) for user-space instructions per request; with --idle-connections N, hitcore -w 1
+under callgrind holding N idle keep-alive connections, for its instructions per second at rest.
+Counts, not times: nothing here reports a rate of requests. Every process it starts is stopped by
+PID at the end, on error and on Ctrl-C.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import datetime
 import os
 import re
 import shutil
+import socket
 import statistics
 import sys
 import time
@@ -34,9 +37,12 @@ SHAPE_TITLES = {"keepalive": "keep-alive (`ab -k -c 50`)", "close": "a connectio
                 "idle": "idle (no load)"}
 CONNECTIONS, DEPTH = 50, 16
 MODES = {
-    "full": {"requests": 20000, "warmup": 2000, "rounds": 3, "idle_seconds": 5, "callgrind_requests": 5000},
-    "quick": {"requests": 2000, "warmup": 200, "rounds": 1, "idle_seconds": 2, "callgrind_requests": 1000},
+    "full": {"requests": 20000, "warmup": 2000, "rounds": 3, "idle_seconds": 5, "callgrind_requests": 5000,
+             "held_seconds": 10},
+    "quick": {"requests": 2000, "warmup": 200, "rounds": 1, "idle_seconds": 2, "callgrind_requests": 1000,
+              "held_seconds": 3},
 }
+REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 COUNTER_KEY = "hit"
 KEY_NAMES = ["total", "context-switches", "cs-voluntary", "cs-nonvoluntary", "recvfrom", "recvfrom:err", "read",
              "read:err", "sendto", "write", "writev", "epoll_wait", "epoll_ctl", "io_uring_enter", "accept4",
@@ -238,6 +244,78 @@ class Run:
             service.stop(grace=30)
         return out
 
+    def held_round(self, server: str, rnd: int, _shapes: list[str]) -> list[dict]:
+        """hitcore -w 1 under callgrind holding --idle-connections keep-alive connections, each
+        answered once: its instructions per second while they sit idle (what a shard's tick costs)."""
+        n, seconds = self.settings["held_connections"], self.settings["held_seconds"]
+        spec = self.spec(server)
+        spec.argv += ["--worker-connections", str(n + 100), "--keep-alive", "600", "--header-timeout", "600"]
+        out_dir = self.log_dir / "callgrind" / f"held-r{rnd}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        record = {"server": server, "shape": f"held-{n}", "round": rnd, "error": None, "connections": n}
+        service = servers.start(spec, self.port, self.log_dir / f"{server}-held-r{rnd}.log", name=f"{server}-held-r{rnd}",
+                                argv=callgrind.wrap(spec.argv, out_dir), timeout=180, settle=2.0)
+        conns: list[socket.socket] = []
+        try:
+            for _ in range(n):
+                conns.append(socket.create_connection(("127.0.0.1", self.port), timeout=60))
+                conns[-1].sendall(REQUEST)
+            record["answered"] = sum(_answered(conn) for conn in conns)
+            time.sleep(2)  # the answers' last work done before the counted window
+            pids = [service.pid] + procs.descendants(service.pid)
+            if not callgrind.zero(pids):
+                raise RunError("callgrind_control -z reached none of the server's processes")
+            started = time.monotonic()
+            time.sleep(seconds)
+            totals = callgrind.read_totals(out_dir, callgrind.dump(pids))
+            if not totals:
+                raise RunError("callgrind wrote no dump")
+            record.update(held_figures(totals, service.pid, time.monotonic() - started))
+            log(f"held-r{rnd}: {record['answered']}/{n} answered; shard {record['shard_per_s']:,} and supervisor "
+                f"{record['supervisor_per_s']:,} instructions per second idle")
+        except (RunError, OSError) as error:
+            log(f"{server} holding {n} connections, round {rnd}: {error}")
+            record["error"] = str(error)
+        finally:
+            for conn in conns:
+                conn.close()
+            service.stop(grace=30)
+        return [record]
+
+
+def held_figures(totals: dict[int, int], supervisor: int, window_s: float) -> dict:
+    """Instructions per second of the counted window, the supervisor's and its shard's (every other
+    process of the server) apart, from callgrind's {pid: instructions}."""
+    shard = sum(n for pid, n in totals.items() if pid != supervisor)
+    return {"window_s": round(window_s, 2), "supervisor_per_s": round(totals.get(supervisor, 0) / window_s),
+            "shard_per_s": round(shard / window_s)}
+
+
+def _answered(conn: socket.socket) -> bool:
+    """Reads one answer's head from `conn`; whether it was a 200."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.startswith(b"HTTP/1.1 200")
+
+
+def _held_lines(summary: dict) -> list[str]:
+    rows = [[h["round"], h.get("error") or f"{h['answered']:,}/{h['connections']:,}", h.get("window_s", ""),
+             f"{h['shard_per_s']:,}" if "shard_per_s" in h else "", f"{h['supervisor_per_s']:,}" if "supervisor_per_s" in h else ""]
+            for h in summary.get("held", [])]
+    if not rows:
+        return []
+    n, s = summary["held"][0]["connections"], summary["settings"]
+    return [f"## hitcore -w 1 holding {n:,} idle connections: instructions per second (callgrind)", "",
+            f"`hitcore -w 1 --worker-connections {n + 100} --keep-alive 600 --header-timeout 600` under "
+            "`valgrind --tool=callgrind --trace-children=yes`; each connection answered one `GET /` and then "
+            f"left idle; 2 s later the counters zeroed (`callgrind_control -z`), {s['held_seconds']} s idle, "
+            "dumped (`-d`): Ir of each process, libc included, kernel excluded.", ""] + \
+        table(["round", "answered", "window s", "shard, instructions / s", "supervisor, instructions / s"], rows) + [""]
+
 
 def _fmt(stat: dict | None, spread: bool = True) -> str:
     if not stat:
@@ -309,7 +387,9 @@ def render(summary: dict) -> str:
                 for srv in [folded[sv]["idle"]["roles"].get("server", {})]]
         lines += ["## Idle: per second, no load", ""] + \
             table(["server", "syscalls / s", "context switches / s", "largest"], rows) + [""]
-    errors = [m for m in summary["measurements"] + summary.get("instructions", []) if m.get("error") or m.get("warning")]
+    lines += _held_lines(summary)
+    errors = [m for m in summary["measurements"] + summary.get("instructions", []) + summary.get("held", [])
+              if m.get("error") or m.get("warning")]
     if errors:
         lines += ["## Problems", ""] + [f"- {m['server']} {m['shape']} round {m['round']}: "
                                         f"{m.get('error') or m.get('warning')}" for m in errors] + [""]
@@ -332,6 +412,9 @@ def parse_args(argv):
                    help="also count user-space instructions per request under callgrind (5000 requests per "
                         "shape and round; slow)")
     p.add_argument("--instructions-only", action="store_true", help="only the callgrind part, no perf")
+    p.add_argument("--idle-connections", type=int, metavar="N",
+                   help="only this: hitcore -w 1 under callgrind holding N idle keep-alive connections, its "
+                        "instructions per second (e.g. 10000; 10 s per round)")
     p.add_argument("--hitcore", type=Path, metavar="PATH", help="hitcore binary (default target/release/hitcore)")
     p.add_argument("--tokio", type=Path, metavar="PATH",
                    help="tokio peer binary (default bench/peers/tokio-hyper/target/release/tokio-hyper-peer)")
@@ -344,8 +427,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         chosen = session.pick(args.only, SERVERS, "server(s)") if args.only else list(SERVERS)
+        chosen = ["hitcore"] if args.idle_connections is not None and not args.only else chosen
         shapes = session.pick(args.shapes, SHAPES, "shape(s)") if args.shapes else list(SHAPES)
-        for flag, value in (("--requests", args.requests), ("--rounds", args.rounds)):
+        if args.idle_connections is not None and (chosen != ["hitcore"] or args.instructions or args.shapes):
+            raise ValueError("--idle-connections measures hitcore alone: give it without --instructions, "
+                             "--shapes or --only other than hitcore")
+        for flag, value in (("--requests", args.requests), ("--rounds", args.rounds),
+                            ("--idle-connections", args.idle_connections)):
             if value is not None and value < 1:
                 raise ValueError(f"{flag} must be at least 1, not {value}")
     except ValueError as error:
@@ -357,16 +445,19 @@ def main(argv=None) -> int:
 def run(args, chosen: list[str], shapes: list[str]) -> int:
     mode = "quick" if args.quick else "full"
     settings = dict(MODES[mode], mode=mode)
-    settings.update({k: v for k, v in (("requests", args.requests), ("rounds", args.rounds)) if v})
+    settings.update({k: v for k, v in (("requests", args.requests), ("rounds", args.rounds),
+                                       ("held_connections", args.idle_connections)) if v})
     machine.raise_open_files_limit()
     started = datetime.datetime.now().astimezone()
+    held = args.idle_connections is not None
     name = session.results_name(started, "-syscalls" + ("-quick" if args.quick else "") + (
-        "-instructions" if args.instructions_only else "") + ("-partial" if args.only or args.shapes else ""))
+        "-instructions" if args.instructions_only else "") + (f"-idle{args.idle_connections}" if held else "")
+        + ("-partial" if args.only or args.shapes else ""))
     run_dir = args.out.resolve() / name
     raw_dir, log_dir = session.fresh_run_dir(run_dir)
-    with_perf, with_callgrind = not args.instructions_only, args.instructions or args.instructions_only
+    with_perf, with_callgrind = not (args.instructions_only or held), args.instructions or args.instructions_only
     tools = ("ab", "redis-server") + (("perf",) if with_perf else ()) + \
-        (("valgrind", "callgrind_control") if with_callgrind else ()) + (("nginx",) if "nginx" in chosen else ())
+        (("valgrind", "callgrind_control") if with_callgrind or held else ()) + (("nginx",) if "nginx" in chosen else ())
     try:
         missing = [t for t in tools if not shutil.which(t)]
         if missing:
@@ -376,8 +467,9 @@ def run(args, chosen: list[str], shapes: list[str]) -> int:
     except RunError as error:
         log(f"cannot run: {error}")
         return 1
-    log(f"bench/syscalls {mode} run: {', '.join(chosen)} × {', '.join(shapes)}, {settings['requests']} requests, "
-        f"{settings['rounds']} rounds; results -> {run_dir}.md")
+    what = f"holding {args.idle_connections} idle connections" if held else \
+        f"× {', '.join(shapes)}, {settings['requests']} requests"
+    log(f"bench/syscalls {mode} run: {', '.join(chosen)} {what}, {settings['rounds']} rounds; results -> {run_dir}.md")
     summary = session.header(name, started, settings, "bench/syscalls", None)
     redis = redisctl.RedisServer(log_dir)
     redis.wait_ready()
@@ -387,9 +479,11 @@ def run(args, chosen: list[str], shapes: list[str]) -> int:
     ctx = Run(args, settings, raw_dir, log_dir, redis, hitcore, tokio)
     measurements: list[dict] = []
     instructions: list[dict] = []
+    held_records: list[dict] = []
     try:
         for what, records, enabled, step in (("", measurements, with_perf, ctx.server_round),
-                                             ("callgrind ", instructions, with_callgrind, ctx.instructions_round)):
+                                             ("callgrind ", instructions, with_callgrind, ctx.instructions_round),
+                                             ("idle connections ", held_records, held, ctx.held_round)):
             for rnd in range(1, settings["rounds"] + 1):
                 for server in chosen if enabled else []:
                     try:
@@ -405,7 +499,9 @@ def run(args, chosen: list[str], shapes: list[str]) -> int:
                    duration_s=round(procs.elapsed(), 1), folded=fold(measurements))
     if with_callgrind:
         summary.update(instructions=instructions, instructions_folded=fold_instructions(instructions))
+    if held:
+        summary["held"] = held_records
     session.write_summary(run_dir, summary)
     run_dir.with_name(name + ".md").write_text(render(summary))
     log(f"done in {procs.elapsed():.0f}s: {run_dir}.md")
-    return 3 if any(m.get("error") for m in measurements + instructions) else 0
+    return 3 if any(m.get("error") for m in measurements + instructions + held_records) else 0
