@@ -22,7 +22,6 @@ Every process started is stopped by PID at the end, on error and on Ctrl-C.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -45,9 +44,8 @@ WARM_S, MARGIN_S = 1.0, 0.5  # the steady window inside each wrk run
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        prog="bench/compare",
-        description="Runs a plan's variants (bench/plans/*.plan: named command lines with their environment) "
+    p = session.arguments(
+        "bench/compare", hitcore="{hitcore} (default target/release/hitcore, built if missing)", description="Runs a plan's variants (bench/plans/*.plan: named command lines with their environment) "
                     "side by side under wrk in interleaved rounds, with Redis's CPU and batch sizes, and writes "
                     "bench/results/<date>-<name>/summary.md.")
     p.add_argument("plan", type=Path, help="the plan file (see bench/plans/ and kit/compare_plan.py)")
@@ -55,7 +53,6 @@ def parse_args(argv):
     p.add_argument("--duration", type=int, default=5, help="wrk -d seconds (default 5)")
     p.add_argument("--connections", type=int, default=500, help="wrk -c (default 500)")
     p.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
-    p.add_argument("--hitcore", type=Path, help="{hitcore} (default target/release/hitcore, built if missing)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="fill the plan's {NAME} placeholder (e.g. --set baseline=../old/hitcore)")
     p.add_argument("--name", help="results folder name after the date (default: the plan's file name)")
@@ -63,7 +60,6 @@ def parse_args(argv):
                    help="before starting, wait until the 1-minute load average is below LOAD (polled every minute)")
     p.add_argument("--quiet-deadline", metavar="HH:MM",
                    help="with --quiet-load: start anyway at this UTC time (default: 30 minutes from now)")
-    p.add_argument("--out", type=Path, default=session.RESULTS, help="results folder (default bench/results)")
     p.add_argument("--dry-run", action="store_true", help="print the filled command lines and exit")
     p.add_argument("--render", action="store_true",
                    help="only write summary.md again from the results folder's summary.json (PLAN is that folder)")

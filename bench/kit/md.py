@@ -18,6 +18,11 @@ def num(value, digits: int = 0) -> str:
     return f"{value:,.0f}" if isinstance(value, (int, float)) else str(value)
 
 
+def fmt(value, spec: str = ",.0f") -> str:
+    """`value` in the format spec `spec` (thousands separators, no decimals by default), DASH for None."""
+    return DASH if value is None else format(value, spec)
+
+
 def ms(value) -> str:
     if value is None:
         return DASH

@@ -8,6 +8,7 @@ than mixing its raw outputs with them. This module must not start servers or loa
 """
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -82,6 +83,26 @@ def pick(value: str, known: list[str], what: str) -> list[str]:
     if unknown:
         raise ValueError(f"unknown {what} {', '.join(unknown)} (known: {', '.join(known)})")
     return [k for k in known if k in picked]
+
+
+def arguments(prog: str, description: str, hitcore: str = "hitcore binary (default target/release/hitcore)",
+              **hitcore_options) -> argparse.ArgumentParser:
+    """The parser every tool starts from, with the options they all have: --hitcore (`hitcore` its
+    help, `hitcore_options` e.g. its default) and --out."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--hitcore", type=Path, metavar="PATH", help=hitcore, **hitcore_options)
+    p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
+    return p
+
+
+def choice(known: list[str], what: str):
+    """An argparse `type` for a comma-separated choice from `known` (pick's): a bad one is a usage error."""
+    def parse(value: str) -> list[str]:
+        try:
+            return pick(value, known, what)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return parse
 
 
 def busy_check() -> float | None:

@@ -12,7 +12,6 @@ PID at the end, on error and on Ctrl-C.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import re
@@ -398,16 +397,15 @@ def render(summary: dict) -> str:
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        prog="bench/syscalls",
-        description="Counts syscalls (by name) and context switches per request for hitcore -w 1, nginx "
+    p = session.arguments(
+        "bench/syscalls", description="Counts syscalls (by name) and context switches per request for hitcore -w 1, nginx "
                     "(1 worker) and the tokio peer (1 thread), keep-alive, a connection per request and "
                     "pipelined, with perf stat; writes bench/results/<date>-<host>-syscalls.md.")
     p.add_argument("--quick", action="store_true", help="2000 requests, one round: to check the script")
     p.add_argument("--requests", type=int, help="requests per measurement (default 20000)")
     p.add_argument("--rounds", type=int, help="rounds (default 3)")
-    p.add_argument("--only", metavar="LIST", help="servers, comma-separated: " + ", ".join(SERVERS))
-    p.add_argument("--shapes", metavar="LIST", help="load shapes, comma-separated: " + ", ".join(SHAPES))
+    p.add_argument("--only", metavar="LIST", type=session.choice(SERVERS, "server(s)"), help="servers, comma-separated: " + ", ".join(SERVERS))
+    p.add_argument("--shapes", metavar="LIST", type=session.choice(SHAPES, "shape(s)"), help="load shapes, comma-separated: " + ", ".join(SHAPES))
     p.add_argument("--instructions", action="store_true",
                    help="also count user-space instructions per request under callgrind (5000 requests per "
                         "shape and round; slow)")
@@ -415,20 +413,17 @@ def parse_args(argv):
     p.add_argument("--idle-connections", type=int, metavar="N",
                    help="only this: hitcore -w 1 under callgrind holding N idle keep-alive connections, its "
                         "instructions per second (e.g. 10000; 10 s per round)")
-    p.add_argument("--hitcore", type=Path, metavar="PATH", help="hitcore binary (default target/release/hitcore)")
     p.add_argument("--tokio", type=Path, metavar="PATH",
                    help="tokio peer binary (default bench/peers/tokio-hyper/target/release/tokio-hyper-peer)")
     p.add_argument("--port", type=int, default=0, help="port for the servers (default: a free one)")
-    p.add_argument("--out", type=Path, default=session.RESULTS, help="results folder (default bench/results)")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        chosen = session.pick(args.only, SERVERS, "server(s)") if args.only else list(SERVERS)
-        chosen = ["hitcore"] if args.idle_connections is not None and not args.only else chosen
-        shapes = session.pick(args.shapes, SHAPES, "shape(s)") if args.shapes else list(SHAPES)
+        chosen = args.only or (["hitcore"] if args.idle_connections is not None else list(SERVERS))
+        shapes = args.shapes or list(SHAPES)
         if args.idle_connections is not None and (chosen != ["hitcore"] or args.instructions or args.shapes):
             raise ValueError("--idle-connections measures hitcore alone: give it without --instructions, "
                              "--shapes or --only other than hitcore")

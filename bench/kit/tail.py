@@ -10,7 +10,6 @@ Every process started is stopped by PID at the end, on error and on Ctrl-C.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import re
@@ -33,9 +32,8 @@ COUNTER_KEY = "hit"
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        prog="bench/tail",
-        description="Open-loop latency (oha -q RATE --latency-correction) of hitcore, nginx static and the tokio "
+    p = session.arguments(
+        "bench/tail", description="Open-loop latency (oha -q RATE --latency-correction) of hitcore, nginx static and the tokio "
                     "peer at fractions of oha's own closed-loop maximum against nginx, in interleaved rounds; "
                     "writes bench/results/<date>-<host>-tail.md with a latency-vs-rate chart.")
     p.add_argument("--quick", action="store_true", help="one round of 3 s at 25 %% and 50 %%: checks the script")
@@ -44,7 +42,7 @@ def parse_args(argv):
     p.add_argument("--max-duration", type=int, help="seconds of the closed-loop maximum (default 10)")
     p.add_argument("--rates", metavar="LIST", help="fractions of the maximum (default 0.10,0.25,0.50,0.75)")
     p.add_argument("--connections", "-c", type=int, default=100, help="oha -c (default 100)")
-    p.add_argument("--only", metavar="LIST", help="servers, comma-separated: " + ", ".join(SERVERS) +
+    p.add_argument("--only", metavar="LIST", type=session.choice(SERVERS, "server(s)"), help="servers, comma-separated: " + ", ".join(SERVERS) +
                    " (default hitcore,nginx,tokio; hitcore-1 is `hitcore -w 1`; hitcore-pin is the `hitcore` "
                    "row with --pin, each shard pinned to its CPU, the default before issue 14); nginx is always "
                    "measured for the maximum")
@@ -58,12 +56,10 @@ def parse_args(argv):
                    help="skip the closed-loop measurement and take this as nginx's maximum (development)")
     p.add_argument("--oha-threads", type=int, metavar="N", help="oha --worker-threads (default: oha's own, the physical cores)")
     p.add_argument("--cpus-load", metavar="LIST", help="pin oha with taskset -c LIST")
-    p.add_argument("--hitcore", type=Path, metavar="PATH", help="hitcore binary (default target/release/hitcore)")
     p.add_argument("--tokio", type=Path, metavar="PATH",
                    help="tokio peer binary (default bench/peers/tokio-hyper/target/release/tokio-hyper-peer)")
     p.add_argument("--oha", type=Path, metavar="PATH", help="oha binary (default: provisioned, see bench/README.md)")
     p.add_argument("--name", help="results name after the date (default <host>-tail[-quick][-partial])")
-    p.add_argument("--out", type=Path, default=session.RESULTS, help="results folder (default bench/results)")
     p.add_argument("--provision", action="store_true",
                    help="only provision (oha, bench/.venv, the tokio peer, hitcore) and exit: no load")
     p.add_argument("--render", type=Path, metavar="DIR",
@@ -84,7 +80,6 @@ def main(argv=None) -> int:
     settings = dict(MODES[mode], mode=mode, connections=args.connections, oha_threads=args.oha_threads,
                     cpus_load=args.cpus_load)
     try:
-        chosen = session.pick(args.only, SERVERS, "server(s)") if args.only else list(DEFAULT_SERVERS)
         if args.rates:
             settings["fractions"] = tail_stats.parse_fractions(args.rates)
         settings["hitcore_flags"] = shlex.split(args.hitcore_flags)
@@ -104,7 +99,7 @@ def main(argv=None) -> int:
     settings.update({k: v for k, v in (("rounds", args.rounds), ("duration", args.duration),
                                        ("max_duration", args.max_duration)) if v})
     machine.raise_open_files_limit()
-    return session.guard(run, args, settings, chosen)
+    return session.guard(run, args, settings, args.only or list(DEFAULT_SERVERS))
 
 
 def _notes(folder: Path) -> str | None:
