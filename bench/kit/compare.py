@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import compare_plan, compare_report, loadgen, machine, md, procs, provision, redisctl, rounds, servers, session
+from . import compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, rounds, servers, session
 from .measure import binary_identity, fd_count, listen_counters, machine_cpu_seconds, socket_summary
 from .observe import Scraper
 from .procs import log
@@ -537,13 +537,6 @@ def run(args, plan, sets, tool: Tool | None = None) -> int:
     summary["duration_s"] = round(procs.elapsed(), 1)
     summary.update(tool.summary)
     session.write_summary(run_dir, summary)
-    text = tool.render(summary)
-    (run_dir / "summary.md").write_text(text)
-    print()
-    print(tool.table(summary) if tool.table else md.digest(text))
-    log(f"done in {procs.elapsed():.0f}s: {run_dir / 'summary.md'}")
     failed = [f"{r['id']} ({r['status']})" for r in summary["rows"] if r["status"] != "ok"]
-    if failed:
-        log(f"variants that did not complete every round: {', '.join(failed)}")
-        return 3
-    return 0
+    return session.finish(run_dir / "summary.md", tool.render(summary), failed,
+                          tool.table(summary) if tool.table else None)

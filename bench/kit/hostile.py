@@ -17,7 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import hostile_report, loadgen, machine, md, measure, procs, provision, redisctl, servers, session, versus
+from . import hostile_report, loadgen, machine, measure, procs, provision, redisctl, servers, session, versus
 from .procs import log
 from .victims import Attacker, Hitcore, Nginx, Victim, window
 
@@ -365,14 +365,6 @@ def run(args, tests: list[str]) -> int:
         redis.stop()
     summary.update(duration_s=round(procs.elapsed(), 1), load_at_end=[round(x, 2) for x in os.getloadavg()])
     session.write_summary(run_dir, summary)
-    text = hostile_report.render(summary)
-    run_dir.with_name(name + ".md").write_text(text)
-    print()
-    print(md.digest(text))
-    log(f"done in {procs.elapsed():.0f}s: {run_dir}.md")
     failed = [r["id"] for v in summary["tests"].values() for r in (v if isinstance(v, list) else v.get("runs", [v]))
               if r.get("error")]
-    if failed:
-        log(f"measurements that did not complete: {', '.join(failed)} (see the report)")
-        return 3
-    return 0
+    return session.finish(run_dir.with_name(name + ".md"), hostile_report.render(summary), failed)

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import loadgen, machine, md, procs, provision, redisctl, report, rounds, servers, session
+from . import loadgen, machine, procs, provision, redisctl, report, rounds, servers, session
 from .procs import log
 
 MODES = {
@@ -204,21 +204,13 @@ def run(args, ids: list[str]) -> int:
     if problems.get("venv"):
         log(f"charts skipped: {problems['venv']}")
     charts = [] if problems.get("venv") else session.chart("run", [summary_path, out_dir, name], log_dir) or []
-    report_path = out_dir / f"{name}.md"
-    text = report.render(summary, charts)
-    report_path.write_text(text)
-    print()
-    print(md.digest(text))
-    log(f"done in {procs.elapsed():.0f}s (provisioning {provisioned_at:.0f}s): {report_path}")
     for chart in charts:
         log(f"chart: {out_dir / chart}")
     failed = [r["id"] + (f" (round {n})" if repeat > 1 else "")
               for n, (these, points) in enumerate(zip(rounds_rows, rounds_scaling), 1)
               for r in these + points if r["status"] != "ok"]
-    if failed:
-        log(f"rows that did not complete: {', '.join(failed)} (see the report)")
-        return 3
-    return 0
+    return session.finish(out_dir / f"{name}.md", report.render(summary, charts), failed,
+                          what=f" (provisioning {provisioned_at:.0f}s)")
 
 
 def bench_server(spec: servers.Spec, counter: str, ctx: servers.Context, redis: redisctl.RedisServer,

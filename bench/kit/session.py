@@ -1,5 +1,6 @@
-"""The shell every bench tool runs in: signals and cleanup, its results folder, the header of its
-summary, the binaries it tests, its chart, and the files it writes at the end.
+"""The shell every bench tool runs in: its parser's shared options, signals and cleanup, its results
+folder, the header of its summary, the binaries it tests, its chart, and the files it writes at the
+end (the report, whose digest it prints, and the exit status).
 
 Every tool writes `bench/results/<date>-<host>-<tool>[...].md` beside a folder of the same name with
 `raw/`, `logs/` and `summary.json`; a rerun the same day replaces the earlier run's files rather
@@ -20,7 +21,7 @@ import socket
 import sys
 from pathlib import Path
 
-from . import machine, procs, provision
+from . import machine, md, procs, provision
 from .procs import log
 
 RESULTS = provision.BENCH / "results"
@@ -150,6 +151,19 @@ def write_summary(run_dir: Path, summary: dict) -> Path:
     path = run_dir / "summary.json"
     path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return path
+
+
+def finish(report: Path, text: str, failed: list[str], digest: str | None = None, what: str = "") -> int:
+    """A run's last step: its report written, its digest (md.digest's, or `digest`) printed, and its
+    exit status: 3 when some measurement did not complete (`failed` names them), else 0."""
+    report.write_text(text)
+    print()
+    print(digest or md.digest(text))
+    log(f"done in {procs.elapsed():.0f}s{what}: {report}")
+    if failed:
+        log(f"did not complete: {', '.join(failed)} (see the report)")
+        return 3
+    return 0
 
 
 def chart(kind: str, args: list, log_dir: Path, timeout: float = 180) -> list[str] | None:

@@ -497,6 +497,6 @@ def run(args, chosen: list[str], shapes: list[str]) -> int:
     if held:
         summary["held"] = held_records
     session.write_summary(run_dir, summary)
-    run_dir.with_name(name + ".md").write_text(render(summary))
-    log(f"done in {procs.elapsed():.0f}s: {run_dir}.md")
-    return 3 if any(m.get("error") for m in measurements + instructions + held_records) else 0
+    failed = [f"{m['server']} {m['shape']} round {m['round']}" for m in measurements + instructions + held_records
+              if m.get("error")]
+    return session.finish(run_dir.with_name(name + ".md"), render(summary), failed)

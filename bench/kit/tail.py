@@ -340,6 +340,5 @@ def run(args, settings: dict, chosen: list[str]) -> int:
         folded=tail_stats.fold(measurements))
     summary["verdicts"] = tail_stats.verdicts(summary["folded"])
     charts = draw_chart(session.write_summary(run_dir, summary), run_dir.parent, name, log_dir)
-    run_dir.with_name(name + ".md").write_text(tail_report.render(summary, charts, _notes(run_dir)))
-    log(f"done in {procs.elapsed():.0f}s: {run_dir}.md")
-    return 3 if any(m.get("error") for m in measurements) else 0
+    failed = [f"{m['server']} at {m['rate']:,}/s round {m['round']}" for m in measurements if m.get("error")]
+    return session.finish(run_dir.with_name(name + ".md"), tail_report.render(summary, charts, _notes(run_dir)), failed)
