@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import socket
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 from . import callgrind, machine, perfstat, procs, provision, redisctl, servers, session
 from .md import machine as machine_section, table
 from .procs import RunError, log
+from .rounds import stats
 
 PIPECLIENT = Path(__file__).resolve().with_name("pipeclient.py")
 SERVERS = ["hitcore", "nginx", "tokio"]
@@ -67,10 +67,6 @@ def per_unit(counts: dict[str, int], units: float) -> dict[str, float]:
     return {k: v / units for k, v in counts.items()} if units else {}
 
 
-def _stats(values: list) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
-
-
 def fold(measurements: list[dict]) -> dict:
     """The rounds of each (server, shape) folded: {server: {shape: {"rounds": n, "roles": {role:
     {name: {"median", "min", "max", "values"}}}}}}, over the per-request (per-second for idle)
@@ -82,10 +78,10 @@ def fold(measurements: list[dict]) -> dict:
     out: dict = {}
     for server, shapes in groups.items():
         for shape, runs in shapes.items():
-            roles = {role: {name: _stats([m["per_unit"].get(role, {}).get(name, 0.0) for m in runs])
+            roles = {role: {name: stats([m["per_unit"].get(role, {}).get(name, 0.0) for m in runs])
                             for name in sorted({n for m in runs for n in m["per_unit"].get(role, {})})}
                      for role in sorted({r for m in runs for r in m["per_unit"]})}
-            extra = {key: {k: v for k, v in _stats(values).items() if k != "values"}
+            extra = {key: {k: v for k, v in stats(values).items() if k != "values"}
                      for key in ("redis_commands_per_request", "incrby_per_request")
                      for values in [[m[key] for m in runs if m.get(key) is not None]] if values}
             out.setdefault(server, {})[shape] = {"rounds": len(runs), "roles": roles, **extra}
@@ -98,7 +94,7 @@ def fold_instructions(records: list[dict]) -> dict:
     for r in records:
         if not r.get("error") and r.get("per_request") is not None:
             out.setdefault(r["server"], {}).setdefault(r["shape"], []).append(r["per_request"])
-    return {sv: {sh: _stats(v) for sh, v in shapes.items()} for sv, shapes in out.items()}
+    return {sv: {sh: stats(v) for sh, v in shapes.items()} for sv, shapes in out.items()}
 
 
 class Run:
