@@ -207,11 +207,7 @@ class Run:
             config = self.log_dir / "nginx" / "nginx.conf"
             config.write_text(config.read_text().replace("master_process on;", "master_process off;"))
             spec.processes = 1
-        out_dir = self.log_dir / "callgrind" / f"{server}-r{rnd}"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        service = servers.start(spec, self.port, self.log_dir / f"{server}-callgrind-r{rnd}.log",
-                                name=f"{server}-callgrind-r{rnd}", argv=callgrind.wrap(spec.argv, out_dir),
-                                timeout=180, settle=2.0)
+        service, out_dir = self.under_callgrind(spec, f"{server}-callgrind-r{rnd}", f"{server}-r{rnd}")
         requests, out = self.settings["callgrind_requests"], []
         try:
             for shape in [s for s in shapes if s != "idle"]:
@@ -219,13 +215,8 @@ class Run:
                 record = {"server": server, "shape": shape, "round": rnd, "error": None, "requests": requests}
                 try:
                     self.load(shape, max(1, self.settings["warmup"] // 4), None)
-                    pids = [service.pid] + procs.descendants(service.pid)
-                    if not callgrind.zero(pids):
-                        raise RunError("callgrind_control -z reached none of the server's processes")
-                    record["load"] = self.load(shape, requests, self.raw_dir / f"{server}-{shape}-r{rnd}.callgrind-load.txt")
-                    totals = callgrind.read_totals(out_dir, callgrind.dump(pids))
-                    if not totals:
-                        raise RunError("callgrind wrote no dump")
+                    raw = self.raw_dir / f"{server}-{shape}-r{rnd}.callgrind-load.txt"
+                    totals, _ = counted(service, out_dir, lambda: record.update(load=self.load(shape, requests, raw)))
                     record.update(per_process={str(pid): n for pid, n in totals.items()},
                                   instructions=sum(totals.values()), per_request=sum(totals.values()) / requests)
                     log(f"{server}-{shape}-r{rnd}: {record['per_request']:.0f} instructions per request (callgrind)")
@@ -245,11 +236,8 @@ class Run:
         n, seconds = self.settings["held_connections"], self.settings["held_seconds"]
         spec = self.spec(server)
         spec.argv += ["--worker-connections", str(n + 100), "--keep-alive", "600", "--header-timeout", "600"]
-        out_dir = self.log_dir / "callgrind" / f"held-r{rnd}"
-        out_dir.mkdir(parents=True, exist_ok=True)
         record = {"server": server, "shape": f"held-{n}", "round": rnd, "error": None, "connections": n}
-        service = servers.start(spec, self.port, self.log_dir / f"{server}-held-r{rnd}.log", name=f"{server}-held-r{rnd}",
-                                argv=callgrind.wrap(spec.argv, out_dir), timeout=180, settle=2.0)
+        service, out_dir = self.under_callgrind(spec, f"{server}-held-r{rnd}", f"held-r{rnd}")
         conns: list[socket.socket] = []
         try:
             for _ in range(n):
@@ -257,15 +245,7 @@ class Run:
                 conns[-1].sendall(REQUEST)
             record["answered"] = sum(_answered(conn) for conn in conns)
             time.sleep(2)  # the answers' last work done before the counted window
-            pids = [service.pid] + procs.descendants(service.pid)
-            if not callgrind.zero(pids):
-                raise RunError("callgrind_control -z reached none of the server's processes")
-            started = time.monotonic()
-            time.sleep(seconds)
-            totals = callgrind.read_totals(out_dir, callgrind.dump(pids))
-            if not totals:
-                raise RunError("callgrind wrote no dump")
-            record.update(held_figures(totals, service.pid, time.monotonic() - started))
+            record.update(held_figures(service.pid, *counted(service, out_dir, lambda: time.sleep(seconds))))
             log(f"held-r{rnd}: {record['answered']}/{n} answered; shard {record['shard_per_s']:,} and supervisor "
                 f"{record['supervisor_per_s']:,} instructions per second idle")
         except (RunError, OSError) as error:
@@ -277,8 +257,30 @@ class Run:
             service.stop(grace=30)
         return [record]
 
+    def under_callgrind(self, spec: servers.Spec, name: str, folder: str) -> tuple[procs.Service, Path]:
+        """`spec` started under callgrind (slow to start: up to 3 minutes), its dumps in callgrind/FOLDER."""
+        out_dir = self.log_dir / "callgrind" / folder
+        out_dir.mkdir(parents=True, exist_ok=True)
+        service = servers.start(spec, self.port, self.log_dir / f"{name}.log", name=name,
+                                argv=callgrind.wrap(spec.argv, out_dir), timeout=180, settle=2.0)
+        return service, out_dir
 
-def held_figures(totals: dict[int, int], supervisor: int, window_s: float) -> dict:
+
+def counted(service: procs.Service, out_dir: Path, during) -> tuple[dict[int, int], float]:
+    """The instructions of each of the server's processes while `during()` runs (counters zeroed
+    before it, dumped after it), and the seconds from the zero to the dump."""
+    pids = [service.pid] + procs.descendants(service.pid)
+    if not callgrind.zero(pids):
+        raise RunError("callgrind_control -z reached none of the server's processes")
+    zeroed = time.monotonic()
+    during()
+    totals = callgrind.read_totals(out_dir, callgrind.dump(pids))
+    if not totals:
+        raise RunError("callgrind wrote no dump")
+    return totals, time.monotonic() - zeroed
+
+
+def held_figures(supervisor: int, totals: dict[int, int], window_s: float) -> dict:
     """Instructions per second of the counted window, the supervisor's and its shard's (every other
     process of the server) apart, from callgrind's {pid: instructions}."""
     shard = sum(n for pid, n in totals.items() if pid != supervisor)
