@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, rounds, servers, session
-from .measure import binary_identity, fd_count, listen_counters, machine_cpu_seconds, socket_summary
+from .measure import binary_identity, fd_count, listen_counters, machine_cpu_seconds, socket_summary, steady_window
 from .observe import Scraper
 from .procs import log
 
@@ -299,7 +299,6 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
         redis_pids = [redis.pid] if redis else []
         replica_pids = [setups.replica.pid] if redis and variant.setup() == "replicated" and setups.replica else []
         sentinel_pids = [s.pid for s in setups.sentinels] if "sentinel_url" in variant.placeholders() else []
-        marks: dict[int, dict] = {}
 
         def reading(proc) -> dict:
             r = {"t": time.monotonic(), "redis": procs.cpu_seconds(redis_pids),
@@ -312,19 +311,13 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
                     r["counter"] = int(client.command("GET", "hit") or 0)
                 r["calls"] = redisctl.parse_commandstats(info)
                 r["usec"] = redisctl.parse_commandstats_usec(info)
+            # How the connections spread over the server's processes (open descriptors: a shard's or
+            # worker's connections plus a few of its own), and the kernel's socket totals: the
+            # window's end is what a run with many connections reports.
+            r.update(fds=[fd_count(pid) for pid in server_pids], ss=socket_summary())
             return r
 
-        def sample(proc) -> None:
-            t0 = time.monotonic()
-            time.sleep(WARM_S)
-            marks[0] = reading(proc)
-            time.sleep(max(0.1, t0 + args.duration - MARGIN_S - time.monotonic()))
-            marks[1] = reading(proc)
-            # The window's end: how the connections spread over the server's processes (open
-            # descriptors: a shard's or worker's connections plus a few of its own), and the
-            # kernel's socket totals, for a run with many connections.
-            marks[1]["fds"] = [fd_count(pid) for pid in server_pids]
-            marks[1]["ss"] = socket_summary()
+        marks, sample = steady_window(args.duration, WARM_S, MARGIN_S, reading)
 
         url = f"{'https' if variant.https else 'http'}://127.0.0.1:{port}/"
         flood += [subprocess.Popen(["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-time",
@@ -349,7 +342,7 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
             result["counter_after"] = redis.get_int("hit")
         if variant.lines:
             result["file_lines"] = _count_lines(Path(filled["lines"]))
-        if 0 in marks and 1 in marks:
+        if len(marks) == 2:
             result.update(window_figures(marks[0], marks[1]))
             result["server_fds"] = marks[1].get("fds")
             result["ss_tcp"] = marks[1].get("ss")

@@ -170,7 +170,7 @@ class Bench:
                 f"{duration}s", "-w", "-t", "10s"] + (["--worker-threads", str(s["oha_threads"])] if s["oha_threads"] else []) \
             + (["-q", str(rate), "--latency-correction"] if rate else []) + [f"http://127.0.0.1:{self.port}/"]
         argv = (["taskset", "-c", s["cpus_load"]] + argv) if s["cpus_load"] else argv
-        server_pids, marks = [service.pid] + procs.descendants(service.pid), []
+        server_pids = [service.pid] + procs.descendants(service.pid)
 
         def reading(proc) -> dict:
             switches = perfstat.switches_of(perfstat.tasks_of(server_pids))
@@ -185,12 +185,7 @@ class Bench:
                          counter=self.redis.get_int(COUNTER_KEY) or 0)
             return r
 
-        def sample(proc) -> None:
-            warm = min(1.0, duration * 0.25)
-            time.sleep(warm)
-            marks.append(reading(proc))
-            time.sleep(max(0.2, duration - warm - 0.5))
-            marks.append(reading(proc))
+        marks, sample = measure.steady_window(duration, min(1.0, duration * 0.25), 0.5, reading)
 
         before = self.redis.get_int(COUNTER_KEY) if uses_redis else None
         result = procs.run(argv, timeout=duration + 60, label=f"oha {'-q ' + str(rate) if rate else 'closed loop'}",
