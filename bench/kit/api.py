@@ -136,9 +136,7 @@ def measure(variant, filled: dict, round_no: int, setups, args, raw_dir: Path, l
     load, paths_file = args.api_loads[variant.name], args.api_paths.get(variant.name)
     row = {"id": variant.name, "title": variant.name, "argv": " ".join(filled["argv"]), "uses_redis": True,
            "status": "ok", "tests": {}}
-    processes, shards = variant.readiness(filled["cpus"])
-    spec = servers.Spec(variant.name, variant.name, filled["argv"], env=filled["env"], processes=processes,
-                        ready_line="Connected to Redis" if shards else "", ready_count=shards)
+    spec = compare.server_spec(variant, filled)
     try:
         service = servers.start(spec, port, log_dir / f"{tag}.log", timeout=60, cwd=provision.REPO)
     except procs.RunError as error:

@@ -266,6 +266,15 @@ def _count_lines(path: Path) -> int | None:
         return None
 
 
+def server_spec(variant, filled: dict, title: str | None = None) -> servers.Spec:
+    """A variant's server as servers' start and readiness take it: ready once its processes run and,
+    with @shards, once every shard logged that it reached Redis."""
+    processes, shards = variant.readiness(filled["cpus"])
+    return servers.Spec(variant.name, title or variant.name, filled["argv"], env=filled["env"],
+                        uses_redis=variant.setup() is not None, processes=processes,
+                        ready_line="Connected to Redis" if shards else "", ready_count=shards, https=variant.https)
+
+
 def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw_dir: Path, log_dir: Path,
             scratch: Path) -> dict:
     """One variant, one round: start, wrk with the samplers, stop. Returns the round's row."""
@@ -280,9 +289,7 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
         return row
     env = dict(os.environ, **filled["env"])
     service = procs.Service(name, filled["argv"], log_dir / f"{tag}.log", env=env)
-    processes, shards = variant.readiness(filled["cpus"])
-    spec = servers.Spec(name, name, filled["argv"], processes=processes,
-                        ready_line="Connected to Redis" if shards else "", ready_count=shards, https=variant.https)
+    spec = server_spec(variant, filled)
     scraper, flood = None, []
     try:
         why = servers.wait_ready(service, spec, port, timeout=30, settle=0.5)

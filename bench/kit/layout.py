@@ -77,10 +77,7 @@ def measure(variant, filled: dict, round_no: int, setups, args, raw_dir: Path, l
     """One layout, one round, in bench/compare's run (kit/compare.py's Tool): ab, with /proc read
     around it (each CPU, the server's threads) and ab's own schedstat read until it exits."""
     tag, redis = f"{variant.name}-r{round_no}", setups.by_setup.get(variant.setup() or "")
-    processes, shards = variant.readiness(filled["cpus"])
-    spec = servers.Spec(variant.name, VARIANTS[variant.name][0], filled["argv"], env=filled["env"],
-                        uses_redis=redis is not None, processes=processes,
-                        ready_line="Connected to Redis" if shards else "", ready_count=shards)
+    spec = compare.server_spec(variant, filled, VARIANTS[variant.name][0])
     row = {"id": spec.id, "title": spec.title, "argv": " ".join(spec.argv), "uses_redis": spec.uses_redis,
            "status": "ok", "tests": {}}
     try:
