@@ -106,12 +106,10 @@ class Run:
 
     def spec(self, server: str) -> servers.Spec:
         ctx = servers.Context(port=self.port, redis_url=self.redis.url, ncpu=1, server_cpus=None,
-                              hitcore=self.hitcore, tmp=self.log_dir)
-        if server != "tokio":
-            return servers.hitcore(ctx, 1) if server == "hitcore" else servers.nginx(ctx)
-        spec = servers.tokio(ctx)
-        spec.argv[0] = str(self.tokio)
-        return spec
+                              hitcore=self.hitcore, tmp=self.log_dir, tokio=self.tokio)
+        if server == "tokio":
+            return servers.tokio(ctx)
+        return servers.hitcore(ctx, 1) if server == "hitcore" else servers.nginx(ctx)
 
     def load(self, shape: str, requests: int, raw_path: Path | None) -> dict:
         if shape == "pipelined":

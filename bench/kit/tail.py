@@ -133,13 +133,11 @@ class Bench:
 
     def spec(self, server: str) -> servers.Spec:
         ctx = servers.Context(port=self.port, redis_url=self.redis.url, ncpu=self.ncpu, server_cpus=None,
-                              hitcore=self.hitcore, tmp=self.log_dir)
+                              hitcore=self.hitcore, tmp=self.log_dir, tokio=self.tokio)
         if server == "nginx":
             return servers.nginx(ctx)
         if server == "tokio":
-            spec = servers.tokio(ctx)
-            spec.argv[0] = str(self.tokio)
-            return spec
+            return servers.tokio(ctx)
         if server == "hitcore-1":
             spec, shards = servers.hitcore(ctx, 1), 1
         else:
