@@ -423,7 +423,7 @@ def window_figures(a: dict, b: dict) -> dict:
 
 @dataclass
 class Tool:
-    """What a tool built on this run brings of its own (bench/api, bench/layout): how one variant is
+    """What a tool built on this run brings of its own (bench/api): how one variant is
     measured in one round (measure's signature), its report, its console table (None: the report's
     digest, md.digest) and summary keys."""
     measure: Callable = measure

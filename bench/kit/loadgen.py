@@ -9,8 +9,8 @@
 Both run under an outer timeout as well, and return {"argv", "raw", "seconds", "error", ...parsed}.
 The raw file starts with the command line (`$ taskset -c 1 wrk ...`), then what the tool printed.
 `binary` and `env` run another copy than the one on PATH (bench/device/run16: the bundle's, with
-LD_LIBRARY_PATH to its libraries); `while_running` is procs.run's (run16 samples CPU time under wrk,
-bench/layout the scheduler's figures under ab).
+LD_LIBRARY_PATH to its libraries); `while_running` is procs.run's (run16 and bench/compare sample CPU
+time under wrk).
 """
 from __future__ import annotations
 
@@ -34,11 +34,10 @@ def _save(raw_path: Path, result: procs.Result) -> None:
 
 def ab(url: str, requests: int, concurrency: int, time_limit: int, keepalive: bool,
        raw_path: Path, label: str | None, cpus: str | None = None, *, binary: str = "ab",
-       env: dict | None = None, while_running=None) -> dict:
+       env: dict | None = None) -> dict:
     argv = [binary] + (["-k"] if keepalive else []) + [
         "-c", str(concurrency), "-t", str(time_limit), "-n", str(requests), "-r", "-l", url]
-    result = procs.run(_pin(cpus, argv), timeout=time_limit + 45, label=label, env=env,
-                       while_running=while_running)
+    result = procs.run(_pin(cpus, argv), timeout=time_limit + 45, label=label, env=env)
     _save(raw_path, result)
     outcome = {"argv": " ".join(argv), "raw": raw_path.name, "seconds": round(result.seconds, 2), "error": None}
     try:

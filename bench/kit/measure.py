@@ -287,37 +287,20 @@ def parse_schedstat(text: str) -> tuple[int, int]:
     return run_ns, wait_ns
 
 
-def parse_migrations(text: str) -> int:
-    """`se.nr_migrations` from /proc/PID/task/TID/sched (0 when absent)."""
-    for line in text.splitlines():
-        if line.startswith("se.nr_migrations"):
-            return int(line.split(":")[1])
-    return 0
-
-
-def read_tasks(pids: list[int], migrations: bool = True) -> dict[int, dict]:
-    """For every thread of the given processes: ns on a CPU and waiting in a run queue (schedstat),
-    and its moves between CPUs (sched). Threads gone meanwhile are skipped."""
+def read_tasks(pids: list[int]) -> dict[int, dict]:
+    """For every thread of the given processes: ns on a CPU and waiting in a run queue (schedstat).
+    Threads gone meanwhile are skipped."""
     out = {}
     for tid, pid in perfstat.tasks_of(pids).items():
-        base = f"/proc/{pid}/task/{tid}"
         try:
-            run_ns, wait_ns = parse_schedstat(Path(f"{base}/schedstat").read_text())
-            moves = parse_migrations(Path(f"{base}/sched").read_text()) if migrations else 0
+            run_ns, wait_ns = parse_schedstat(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text())
         except (OSError, ValueError):
             continue
-        out[tid] = {"pid": pid, "run_ns": run_ns, "wait_ns": wait_ns, "migrations": moves}
+        out[tid] = {"pid": pid, "run_ns": run_ns, "wait_ns": wait_ns}
     return out
-
-
-def task_delta(before: dict[int, dict], after: dict[int, dict]) -> dict:
-    """Summed run, wait (ms) and migrations over the threads seen in `after` (new ones from 0)."""
-    zero = {"run_ns": 0, "wait_ns": 0, "migrations": 0}
-    run, wait, moves = (sum(b[k] - before.get(tid, zero)[k] for tid, b in after.items()) for k in zero)
-    return {"run_ms": round(run / 1e6, 1), "wait_ms": round(wait / 1e6, 1), "migrations": moves}
 
 
 def run_delay(pids: list[int]) -> float:
     """Seconds the threads of `pids` have spent runnable but waiting for a CPU so far: the direct
     measure of "behind a busy CPU"."""
-    return sum(t["wait_ns"] for t in read_tasks(pids, migrations=False).values()) / 1e9
+    return sum(t["wait_ns"] for t in read_tasks(pids).values()) / 1e9
