@@ -1,5 +1,5 @@
 """The hitcore benchmark kit, driven by the tools beside it (bench/run, compare, hostile,
-observe, syscalls, tail, api) and by bench/device/run16. bench/README.md's *Layout* table says which
+syscalls, tail, api) and by bench/device/run16. bench/README.md's *Layout* table says which
 module owns what: the shared libraries (session, procs, measure, redisctl, servers, loadgen, parse,
 machine, provision, md, charts) and each tool's own modules, which build on them and not on each other.
 

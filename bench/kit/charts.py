@@ -2,7 +2,7 @@
 (the system python has no matplotlib; kit/session.py's chart() starts it):
 
     python charts.py run SUMMARY.json OUT_DIR NAME   # bench/run
-    python charts.py observe RUN.json OUT.png        # bench/observe
+    python charts.py redis-restart SUMMARY.json OUT.png   # bench/compare's plans/redis-restart.plan
     python charts.py tail SUMMARY.json OUT.png       # bench/tail
 
 run: OUT_DIR/NAME-rps.png (requests/s per server: ab, ab -k, wrk; one panel each, values on the
@@ -10,9 +10,10 @@ bars) and, when the run had a scaling part, OUT_DIR/NAME-scaling.png (hitcore re
 count, with the linear ideal from one shard); prints the file names it wrote, one a line. With
 --repeat N the rows hold medians over the rounds, with each field's "min" and "max": the bars and
 points are the medians, with min–max whiskers.
-observe: three panels over the run's seconds, the time Redis was stopped shaded: requests/s by
-status (stacked), the coalescing factor (increments per Redis round trip), and the share of shards
-whose Redis connection is up, all from hitcore's /metrics scraped once a second.
+redis-restart: the first variant and round with /metrics series (@scrape with @redis-restart), in
+three panels over the run's seconds, the time Redis was stopped shaded: requests/s by status
+(stacked), the coalescing factor (increments per Redis round trip), and the share of shards whose
+Redis connection is up, all from hitcore's /metrics scraped once a second.
 tail: p99 (solid, min–max whiskers over the rounds) and p99.9 (dashed) against the offered rate,
 one colour per server, log y axis; the goal's rates (25 % and 50 % of the maximum) marked.
 Standalone on purpose: it imports nothing from the kit.
@@ -167,14 +168,15 @@ def run_charts(summary_path: str, out_dir: str, name: str) -> None:
 STATUS_COLOURS = {"200": "#2ca02c", "503": "#d62728", "500": "#9467bd", "other": "#7f7f7f"}
 
 
-def observe_chart(json_path: str, png_path: str) -> None:
-    run = json.loads(Path(json_path).read_text())
-    s, st = run["series"], run["settings"]
+def redis_restart_chart(json_path: str, png_path: str) -> None:
+    summary = json.loads(Path(json_path).read_text())
+    wrk = next(x["tests"]["wrk"] for row in summary["rows"] for x in row["rounds"]
+               if "metrics_series" in x["tests"].get("wrk", {}))
+    s, restart = wrk["metrics_series"], wrk["redis_restart"]
     t = s["t"]
     fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(10, 8), sharex=True,
                                         gridspec_kw={"height_ratios": [3, 2, 1]})
-    stopped = next((e["t"] for e in run["events"] if e["event"] == "redis stopped"), None)
-    restarted = next((e["t"] for e in run["events"] if e["event"] == "redis started"), None)
+    stopped, restarted = restart.get("stopped_s"), restart.get("started_s")
     for ax in (ax1, ax2, ax3):
         if stopped is not None and restarted is not None:
             ax.axvspan(stopped, restarted, color="#d62728", alpha=0.08, lw=0)
@@ -184,8 +186,8 @@ def observe_chart(json_path: str, png_path: str) -> None:
                   colors=[STATUS_COLOURS.get(c, "#1f77b4") for c in codes], step="pre", alpha=0.85)
     ax1.set_ylabel("requests/s")
     ax1.legend(title="status", loc="upper right", fontsize=8)
-    ax1.set_title(f"hitcore -w {st['workers']} under wrk -c {st['concurrency']}: Redis stopped for "
-                  f"{st['down']:g} s (shaded), from /metrics scraped every second", fontsize=10)
+    ax1.set_title(f"hitcore under {wrk['argv'].split(' http')[0]}: Redis stopped (shaded), "
+                  "from /metrics scraped every second", fontsize=10)
     ax2.plot(t, [v if v is not None else float("nan") for v in s["coalescing"]], color="#1f77b4",
              drawstyle="steps-pre")
     ax2.set_ylabel("increments per\nRedis round trip")
@@ -254,4 +256,4 @@ def tail_chart(summary_path: str, png_path: str) -> None:
 
 
 if __name__ == "__main__":
-    {"run": run_charts, "observe": observe_chart, "tail": tail_chart}[sys.argv[1]](*sys.argv[2:])
+    {"run": run_charts, "redis-restart": redis_restart_chart, "tail": tail_chart}[sys.argv[1]](*sys.argv[2:])

@@ -30,14 +30,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from . import compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, rounds, servers, session
-from .measure import binary_identity, fd_count, listen_counters, machine_cpu_seconds, socket_summary, steady_window
-from .observe import Scraper
+from .measure import (Scraper, binary_identity, fd_count, listen_counters, machine_cpu_seconds, metrics_series,
+                      socket_summary, steady_window)
 from .procs import log
 
 WARM_S, MARGIN_S = 1.0, 0.5  # the steady window inside each wrk run
@@ -299,8 +300,9 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
             return row
         if redis:
             redis.set("hit", 0)
+        t0 = time.monotonic()
         if variant.scrape:
-            scraper = Scraper(int(filled["metrics_bind"].rsplit(":", 1)[1]), time.monotonic())
+            scraper = Scraper(int(filled["metrics_bind"].rsplit(":", 1)[1]), t0)
             scraper.start()
         server_pids = [service.pid] + procs.descendants(service.pid)
         redis_pids = [redis.pid] if redis else []
@@ -331,9 +333,18 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
                                    str(args.duration)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                  for _ in range(variant.flood)]
         listen0 = listen_counters()
+        restart = {}
+        if variant.redis_restart:
+            # The steady window would straddle two Redis processes: no window figures for this run.
+            sample = None
+            restarter = threading.Timer(0.4 * args.duration, restart_redis, (redis, variant.redis_restart, t0, restart))
+            restarter.start()
         result = loadgen.wrk(url, args.threads, args.connections, args.duration, raw_dir / f"{tag}.txt", None,
                              while_running=sample, headers=("Connection: close",) if variant.close else ())
         listen1 = listen_counters()
+        if variant.redis_restart:
+            restarter.join()
+            result["redis_restart"] = restart
         if flood:
             result["flood_handshakes_per_s"] = flood_rate(flood, args.duration)
         # Connections the kernel turned away at a full accept queue during the whole wrk run (its
@@ -345,6 +356,8 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
             result["scrapes"] = len(scraper.scrapes)
             result["scrape_errors"] = len(scraper.errors)
             row["scrape_errors"] = scraper.errors[:5]
+            if variant.redis_restart:
+                result["metrics_series"] = metrics_series(scraper.scrapes)
         if redis:
             result["counter_after"] = redis.get_int("hit")
         if variant.lines:
@@ -371,6 +384,19 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
         row["worker_timeouts"] = servers.worker_timeouts(service.log_text())
         row["log"] = f"{tag}.log"
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def restart_redis(redis: redisctl.RedisServer, down: float, t0: float, events: dict) -> None:
+    """@redis-restart: stops the variant's Redis and starts it again `down` seconds later; records
+    when (seconds since `t0`, the scrapes' clock) into `events`."""
+    log(f"stopping Redis for {down:g} s")
+    events["stopped_s"] = round(time.monotonic() - t0, 2)
+    try:
+        redis.restart(down)
+    except redisctl.RedisError as error:
+        events["error"] = str(error)
+    events["started_s"] = round(time.monotonic() - t0, 2)
+    log("Redis started again")
 
 
 def flood_rate(clients: list[subprocess.Popen], duration: int) -> float | None:

@@ -19,7 +19,9 @@ A plan is a small text file (bench/plans/*.plan), one statement per line, `#` st
   requests served), `@https` (the probe and wrk use https://), `@close` (wrk sends `Connection:
   close`: a new connection, and with @https a new TLS handshake, per request), `@flood=N` (while wrk
   runs, N `openssl s_time -new` clients open TLS connections back to back: a handshake flood beside
-  wrk's keep-alive clients, whose p99 shows its effect; needs @https).
+  wrk's keep-alive clients, whose p99 shows its effect; needs @https), `@redis-restart=S` (40 % into
+  wrk, stop the primary Redis and start it again on its port S seconds later; with @scrape the
+  row keeps /metrics as series; needs {redis_url}).
 - `goal NAME >= FACTOR OTHER`: NAME's median req/s must be at least FACTOR times OTHER's; the
   report says met or not met, with both figures.
 - `defaults --OPTION N ...`: the load this plan is about, as bench/compare's own options
@@ -76,6 +78,7 @@ class Variant:
     https: bool = False                          # @https
     close: bool = False                          # @close
     flood: int = 0                               # @flood=N: handshake-flood clients beside wrk
+    redis_restart: float = 0.0                   # @redis-restart=S: Redis down S seconds during wrk
 
     def readiness(self, cpus: int) -> tuple[int, int]:
         """(processes, shards) that mean "every worker is up" on a run with `cpus` CPUs."""
@@ -154,9 +157,12 @@ def parse_variant(name: str, words: list[str]) -> Variant:
             setattr(v, option, True)
         elif option == "flood" and value.isdigit() and int(value) >= 1:
             v.flood = int(value)
+        elif option == "redis-restart" and re.fullmatch(r"\d+(\.\d+)?", value) and float(value) > 0:
+            v.redis_restart = float(value)
         else:
             raise PlanError(f"variant {name}: unknown option {words[i]!r} "
-                            "(known: @shards=N, @shards=cpus, @procs=N, @scrape, @lines=PATH, @https, @close, @flood=N)")
+                            "(known: @shards=N, @shards=cpus, @procs=N, @scrape, @lines=PATH, @https, @close, @flood=N, "
+                            "@redis-restart=SECONDS)")
         i += 1
     while i < len(words) and ENV.match(words[i]):
         key, value = ENV.match(words[i]).groups()
@@ -167,6 +173,8 @@ def parse_variant(name: str, words: list[str]) -> Variant:
         raise PlanError(f"variant {name}: no command")
     if v.flood and not v.https:
         raise PlanError(f"variant {name}: @flood needs @https (it floods TLS handshakes)")
+    if v.redis_restart and "redis_url" not in v.placeholders():
+        raise PlanError(f"variant {name}: @redis-restart needs {{redis_url}} (it restarts the primary)")
     if v.scrape and "metrics_bind" not in v.placeholders():
         raise PlanError(f"variant {name}: @scrape needs {{metrics_bind}} in its command (--metrics-bind {{metrics_bind}})")
     return v

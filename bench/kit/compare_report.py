@@ -160,6 +160,9 @@ def checks(summary: dict) -> str:
             ok, counter = t.get("ok_2xx"), t.get("counter_after")
             diff = "–" if ok is None or counter is None else (
                 f"+{counter - ok}" if counter >= ok else f"**LOST {ok - counter}**")
+            if t.get("redis_restart"):  # the counter restarted empty with Redis (no persistence)
+                restart = t["redis_restart"]
+                diff = f"Redis down {restart.get('stopped_s')}–{restart.get('started_s')} s {restart.get('error', '')}"
             scrapes = "–" if t.get("scrapes") is None else f"{t['scrapes']} ({t.get('scrape_errors', 0)})"
             lines.append(f"| {row['id']} | {n} | {fmt(ok)} | {fmt(counter)} | {diff} | {scrapes} | "
                          f"{fmt(t.get('file_lines'))} | {r.get('worker_timeouts', '–')} | {r.get('exit_status', '–')} | "

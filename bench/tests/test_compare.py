@@ -96,12 +96,19 @@ class Plans(unittest.TestCase):
             "variant a 'x": "line 1: No closing quotation",
             "# nothing": "no variant",
             "variant a REDIS_URL={redis_url} x {replicated_url}": "names both Redis setups",
+            "variant a @redis-restart=3 REDIS_URL={replicated_url} x": "@redis-restart needs {redis_url}",
+            "variant a @redis-restart=0 REDIS_URL={redis_url} x": "unknown option '@redis-restart=0'",
         }
         for text, message in cases.items():
             with self.subTest(text=text):
                 with self.assertRaises(PlanError) as caught:
                     parse_plan(text)
                 self.assertIn(message, str(caught.exception))
+
+    def test_a_redis_restart_plan(self):
+        (v,) = parse_plan((BENCH / "plans" / "redis-restart.plan").read_text()).variants
+        self.assertEqual((v.redis_restart, v.scrape, v.setup()), (3.0, True, "primary"))
+        self.assertEqual(parse_plan("variant a @redis-restart=0.5 REDIS_URL={redis_url} x").variants[0].redis_restart, 0.5)
 
     def test_fill_and_sets(self):
         values = {"bind": "127.0.0.1:8000", "tmp": "/t"}

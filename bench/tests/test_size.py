@@ -13,7 +13,7 @@ import unittest
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent
-CEILING = 8_310
+CEILING = 8_230
 SKIP = {"tests", "results", ".venv", ".venv-eventlet", ".tools"}
 
 
@@ -42,7 +42,7 @@ def lines(path: Path) -> int:
 class SizeTest(unittest.TestCase):
     def test_the_rule_sees_every_tool(self):
         names = {str(p.relative_to(BENCH)) for p in counted_files()}
-        for tool in ("run", "compare", "hostile", "observe", "syscalls", "tail", "api", "device/run16",
+        for tool in ("run", "compare", "hostile", "syscalls", "tail", "api", "device/run16",
                      "kit/session.py", "gunicorn/app.py"):
             self.assertIn(tool, names)
         self.assertFalse([n for n in names if n.startswith(("tests/", "results/"))])

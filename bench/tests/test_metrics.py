@@ -1,9 +1,9 @@
-"""Checks bench/observe's arithmetic: kit/observe.py parses a real /metrics scrape (tests/fixtures/
-metrics-scrape.txt, from hitcore -w 2 after a few requests and a stopped Redis) and turns
-consecutive scrapes into requests/s by status, the coalescing factor and Redis up.
+"""Checks the /metrics arithmetic of bench/compare's @scrape: kit/measure.py parses a real scrape
+(tests/fixtures/metrics-scrape.txt, from hitcore -w 2 after a few requests and a stopped Redis) and
+turns consecutive scrapes into requests/s by status, the coalescing factor and Redis up.
 Standard library only, no network, well under a second.
 
-    python3 bench/tests/test_observe.py        (or: python3 -m unittest discover -s bench/tests)
+    python3 bench/tests/test_metrics.py        (or: python3 -m unittest discover -s bench/tests)
 """
 import sys
 import unittest
@@ -12,14 +12,14 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
-from kit import observe  # noqa: E402
+from kit import measure  # noqa: E402
 
 SCRAPE = (Path(__file__).resolve().parent / "fixtures" / "metrics-scrape.txt").read_text()
 
 
 class ParseExposition(unittest.TestCase):
     def test_a_real_scrape(self):
-        s = observe.parse_exposition(SCRAPE)
+        s = measure.parse_exposition(SCRAPE)
         self.assertEqual(s['hitcore_http_requests_total{code="200"}'], 5)
         self.assertEqual(s['hitcore_http_requests_total{code="503"}'], 3)
         self.assertEqual(s["hitcore_shards"], 2)
@@ -28,7 +28,7 @@ class ParseExposition(unittest.TestCase):
 
     def test_garbage_is_refused(self):
         with self.assertRaises(ValueError):
-            observe.parse_exposition("hitcore_shards{ 2\n")
+            measure.parse_exposition("hitcore_shards{ 2\n")
 
 
 class Series(unittest.TestCase):
@@ -51,7 +51,7 @@ class Series(unittest.TestCase):
             (3.0, self.scrape(1000, 500, 1000, 100, (0, 1))),
             (4.5, self.scrape(1300, 500, 1300, 110, (1, 1))),
         ]
-        s = observe.series(scrapes)
+        s = measure.metrics_series(scrapes)
         self.assertEqual(s["t"], [2.0, 3.0, 4.5])
         self.assertEqual(s["rps"], {"200": [1000.0, 0.0, 200.0], "503": [0.0, 500.0, 0.0]})
         self.assertEqual(s["unavailable"], {"redis_down": [0.0, 500.0, 0.0]})
@@ -59,7 +59,7 @@ class Series(unittest.TestCase):
         self.assertEqual(s["redis_up"], [1.0, 0.5, 1.0])
 
     def test_a_restarted_counter_never_gives_a_negative_rate(self):
-        s = observe.series([(1.0, self.scrape(10, 0, 10, 1, (1, 1))), (2.0, self.scrape(4, 0, 4, 1, (1, 1)))])
+        s = measure.metrics_series([(1.0, self.scrape(10, 0, 10, 1, (1, 1))), (2.0, self.scrape(4, 0, 4, 1, (1, 1)))])
         self.assertEqual(s["rps"], {})
 
 
