@@ -53,11 +53,8 @@ def parse_args(argv):
                    help="comma-separated rows to run, by id or part of it: " + ", ".join(servers.ALL_IDS)
                         + " (e.g. hitcore,nginx)")
     p.add_argument("--list", action="store_true", help="list the rows and exit")
-    p.add_argument("--concurrency", type=int, default=CONCURRENCY, help="ab -c and wrk -c (default 500)")
     p.add_argument("--requests", type=int, help="ab -n (default 50000, or 5000 with --quick)")
     p.add_argument("--duration", type=int, help="wrk -d seconds, scaling too (default 10, or 3 with --quick)")
-    p.add_argument("--wrk-threads", type=int,
-                   help="wrk -t (default 2, or the number of --cpus-load CPUs)")
     p.add_argument("--cpus-server", metavar="LIST", help="pin servers with taskset -c LIST (e.g. 0-7)")
     p.add_argument("--cpus-load", metavar="LIST", help="pin ab and wrk with taskset -c LIST (e.g. 8-13)")
     p.add_argument("--cpus-redis", metavar="LIST", help="pin redis-server with taskset -c LIST (e.g. 15)")
@@ -100,8 +97,8 @@ def run(args, ids: list[str]) -> int:
         settings["ab_requests"] = args.requests
     if args.duration:
         settings["wrk_duration"] = settings["scaling_duration"] = args.duration
-    settings.update(mode=mode, concurrency=args.concurrency, port=args.port,
-                    wrk_threads=args.wrk_threads or (count_cpus(args.cpus_load) if args.cpus_load else 2),
+    settings.update(mode=mode, concurrency=CONCURRENCY, port=args.port,
+                    wrk_threads=count_cpus(args.cpus_load) if args.cpus_load else 2,
                     cpus_server=args.cpus_server, cpus_load=args.cpus_load, cpus_redis=args.cpus_redis)
     ncpu = count_cpus(args.cpus_server) if args.cpus_server else len(os.sched_getaffinity(0))
     started = datetime.datetime.now().astimezone()

@@ -39,7 +39,6 @@ def parse_args(argv):
     p.add_argument("--quick", action="store_true", help="one round of 3 s at 25 %% and 50 %%: checks the script")
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 3)")
     p.add_argument("--duration", type=int, help="seconds per open-loop measurement (default 10)")
-    p.add_argument("--max-duration", type=int, help="seconds of the closed-loop maximum (default 10)")
     p.add_argument("--rates", metavar="LIST", help="fractions of the maximum (default 0.10,0.25,0.50,0.75)")
     p.add_argument("--connections", "-c", type=int, default=100, help="oha -c (default 100)")
     p.add_argument("--only", metavar="LIST", type=session.choice(SERVERS, "server(s)"), help="servers, comma-separated: " + ", ".join(SERVERS) +
@@ -50,15 +49,9 @@ def parse_args(argv):
                    help="extra flags for the `hitcore` row, in shell words (e.g. '-w 1' or '--keep-alive 5')")
     p.add_argument("--hitcore-env", action="append", default=[], metavar="NAME=VALUE",
                    help="an environment variable for the hitcore rows (repeatable; e.g. HITCORE_SPIN_US=50)")
-    p.add_argument("--no-max-all", action="store_true",
-                   help="measure the closed-loop maximum against nginx only (not hitcore's and tokio's too)")
     p.add_argument("--max-rps", type=float, metavar="RPS",
                    help="skip the closed-loop measurement and take this as nginx's maximum (development)")
-    p.add_argument("--oha-threads", type=int, metavar="N", help="oha --worker-threads (default: oha's own, the physical cores)")
     p.add_argument("--cpus-load", metavar="LIST", help="pin oha with taskset -c LIST")
-    p.add_argument("--tokio", type=Path, metavar="PATH",
-                   help="tokio peer binary (default bench/peers/tokio-hyper/target/release/tokio-hyper-peer)")
-    p.add_argument("--oha", type=Path, metavar="PATH", help="oha binary (default: provisioned, see bench/README.md)")
     p.add_argument("--name", help="results name after the date (default <host>-tail[-quick][-partial])")
     p.add_argument("--provision", action="store_true",
                    help="only provision (oha, bench/.venv, the tokio peer, hitcore) and exit: no load")
@@ -77,8 +70,7 @@ def main(argv=None) -> int:
         print(path)
         return 0
     mode = "quick" if args.quick else "full"
-    settings = dict(MODES[mode], mode=mode, connections=args.connections, oha_threads=args.oha_threads,
-                    cpus_load=args.cpus_load)
+    settings = dict(MODES[mode], mode=mode, connections=args.connections, cpus_load=args.cpus_load)
     try:
         if args.rates:
             settings["fractions"] = tail_stats.parse_fractions(args.rates)
@@ -90,14 +82,13 @@ def main(argv=None) -> int:
                 raise ValueError(f"--hitcore-env wants NAME=VALUE, not {item!r}")
             settings["hitcore_env"][name] = value
         for flag, value, low in (("--rounds", args.rounds, 1), ("--duration", args.duration, 2),
-                                 ("--max-duration", args.max_duration, 2), ("--connections", args.connections, 1)):
+                                 ("--connections", args.connections, 1)):
             if value is not None and value < low:
                 raise ValueError(f"{flag} must be at least {low}, not {value}")
     except ValueError as error:
         print(f"bench/tail: {error}", file=sys.stderr)
         return 2
-    settings.update({k: v for k, v in (("rounds", args.rounds), ("duration", args.duration),
-                                       ("max_duration", args.max_duration)) if v})
+    settings.update({k: v for k, v in (("rounds", args.rounds), ("duration", args.duration)) if v})
     machine.raise_open_files_limit()
     return session.guard(run, args, settings, args.only or list(DEFAULT_SERVERS))
 
@@ -165,8 +156,7 @@ class Bench:
         (1 s or a quarter in, to 0.5 s before the end) and the counter check."""
         s = self.settings
         argv = [str(self.oha), "--no-tui", "--output-format", "json", "-c", str(s["connections"]), "-z",
-                f"{duration}s", "-w", "-t", "10s"] + (["--worker-threads", str(s["oha_threads"])] if s["oha_threads"] else []) \
-            + (["-q", str(rate), "--latency-correction"] if rate else []) + [f"http://127.0.0.1:{self.port}/"]
+                f"{duration}s", "-w", "-t", "10s"] + (["-q", str(rate), "--latency-correction"] if rate else []) + [f"http://127.0.0.1:{self.port}/"]
         argv = (["taskset", "-c", s["cpus_load"]] + argv) if s["cpus_load"] else argv
         server_pids = [service.pid] + procs.descendants(service.pid)
 
@@ -277,13 +267,13 @@ def run(args, settings: dict, chosen: list[str]) -> int:
         log(problem or f"provisioned: {oha}")
         return 1 if problem else 0
     raw_dir, _ = session.fresh_run_dir(run_dir, keep_logs=True)  # the logs already hold provisioning's
-    oha, problem = (args.oha.resolve(), None) if args.oha else provision.oha(log_dir)
+    oha, problem = provision.oha(log_dir)
     missing = [t for t in ("redis-server", "nginx") + (("taskset",) if args.cpus_load else ()) if not provision._which(t)]
     problem = problem or (f"`{missing[0]}` is not installed (bench/run provisions it)" if missing else None)
     try:
         hitcore = session.binary(args.hitcore, provision.HITCORE_BINARY, "hitcore") \
             if any(s.startswith("hitcore") for s in chosen) else None
-        tokio = session.binary(args.tokio, provision.TOKIO_BINARY, "the tokio peer") if "tokio" in chosen else None
+        tokio = session.binary(None, provision.TOKIO_BINARY, "the tokio peer") if "tokio" in chosen else None
     except RunError as error:
         problem = problem or str(error)
     if problem:
@@ -311,7 +301,7 @@ def run(args, settings: dict, chosen: list[str]) -> int:
                 log(f"cannot run: the closed-loop maximum against nginx failed: {error}")
                 return 1
             max_rps = maxima[0]["oha"]["ok_rps"]
-            for server in ([] if args.no_max_all else [s for s in chosen if s != "nginx"]):
+            for server in [s for s in chosen if s != "nginx"]:
                 try:
                     maxima.append(closed_loop(bench, server))
                 except RunError as error:
