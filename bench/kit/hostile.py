@@ -68,9 +68,8 @@ class Context:
                 f"({', '.join(phase['other_load']['top'])})")
         if attacker:
             phase["attacker_cpu_pct"] = round(100 * (attacker.cpu() - acpu0) / (t1 - t0), 1)
-        if h.sampler:
-            phase.update(held=h.sampler.held(h.base_fds, t0, t1), accept_queue=h.sampler.accept_queue(t0, t1),
-                         peak_tree_rss_kib=h.sampler.peak_tree_rss(t0, t1))
+        phase.update(held=h.sampler.held(h.base_fds, t0, t1), accept_queue=h.sampler.accept_queue(t0, t1),
+                     peak_tree_rss_kib=h.sampler.peak_tree_rss(t0, t1))
         errors = "/".join(str(w.get(f"errors_{k}", 0)) for k in ("connect", "read", "write", "timeout"))
         log(f"{label}: " + (w["error"] if w["error"] else
                             f"{w['rps']:,.0f} req/s, p50 {w.get('p50_ms', 0):.2f} ms, p99 {w.get('p99_ms', 0):.2f} ms, "
@@ -107,7 +106,6 @@ def _alone_then_attacked(ctx: Context, victim: Victim, keep, result: dict) -> No
     """Measurement 1's two phases on a started victim: wrk alone ("baseline"), then wrk beside N
     slowloris connections ("slowloris"), each phase stored in `result`."""
     n, name = ctx.settings["slowloris"], result["id"]
-    victim.ready()
     ctx.redis.set("hit", 0)
     result["baseline"] = ctx.wrk(victim, f"{name}-baseline")
     victim.alive_check("the baseline")
@@ -164,9 +162,8 @@ def test_idle(ctx: Context) -> dict:
     flags = ["-w", "1", "--worker-connections", "12000", "--keep-alive", "120", "--header-timeout", "120"]
 
     def body(r: dict, keep) -> None:
-        h = keep(Hitcore(ctx, "idle", flags, 1))
         other = measure.OtherLoad()
-        h.ready()
+        h = keep(Hitcore(ctx, "idle", flags, 1))
         shard = h.shard_pids[0]
         ctx.redis.set("hit", 0)
         log(f"idle: warming up with wrk -c {WRK_CONNECTIONS} for {ctx.settings['warmup']}s")
@@ -214,7 +211,6 @@ def test_flood(ctx: Context) -> dict:
 
     def body(r: dict, keep) -> None:
         h = keep(Hitcore(ctx, "flood", flags, ctx.ncpu))
-        h.ready()
         ctx.redis.set("hit", 0)
         r["tree_rss_before_kib"] = h.tree_rss()
         log(f"flood: opening {n} connections as fast as possible (cap {cap} per shard)")
@@ -244,7 +240,6 @@ def test_pipeline(ctx: Context) -> dict:
 
     def body(r: dict, keep) -> None:
         h = keep(Hitcore(ctx, "pipeline", [], ctx.ncpu))
-        h.ready()
         ctx.redis.set("hit", 0)
         r.update(shard_rss_before_kib={str(p): measure.median_rss(p, 3) for p in h.shard_pids},
                  tree_rss_before_kib=h.tree_rss())

@@ -56,26 +56,21 @@ def analyse_log(text: str, shards: int) -> dict:
 
 
 class Victim:
-    """A server under attack, with the sampler of its process tree (hitcore's shards, or nginx's
-    workers, are `shard_pids`); `stop()` returns what its log said. Subclasses give the spec."""
+    """A server under attack, started and ready (servers.start), with the sampler of its process
+    tree (hitcore's shards, or nginx's workers, are `shard_pids`); `stop()` returns what its log
+    said. Subclasses give the spec."""
 
     kind = "server"
 
-    def __init__(self, ctx, name: str, spec: servers.Spec, env: dict | None = None):
+    def __init__(self, ctx, name: str, spec: servers.Spec):
         self.ctx, self.name, self.spec = ctx, name, spec
-        if not servers.wait_port_free(ctx.port):
-            raise session.RunError(f"127.0.0.1:{ctx.port} still in use by the previous run")
         log(f"{name}: starting {spec.title}")
-        self.service = procs.Service(self.log_name, spec.argv, ctx.log_dir / f"{self.log_name}.log", env=env)
-        self.sampler: measure.Sampler | None = None
-        self.shard_pids: list[int] = []
-        self.base_fds: dict = {}
-
-    def ready(self) -> None:
-        problem = servers.wait_ready(self.service, self.spec, self.ctx.port)
-        if problem:
-            raise session.RunError(f"{self.kind} did not start: {problem}")
-        self.shard_pids = self._workers()
+        self.service = servers.start(spec, ctx.port, ctx.log_dir / f"{self.log_name}.log", name=self.log_name)
+        try:
+            self.shard_pids = self._workers()
+        except session.RunError:
+            self.service.stop()
+            raise
         time.sleep(0.3)  # the readiness probe's connection is closed by now
         self.base_fds = {pid: measure.fd_count(pid) or 0 for pid in self.shard_pids}
         self.sampler = measure.Sampler(self.service.pid, self.ctx.port)
@@ -98,8 +93,7 @@ class Victim:
             raise session.RunError(f"{self.kind} worker process(es) {gone} gone during {what}")
 
     def stop(self) -> dict:
-        if self.sampler:
-            self.sampler.stop()
+        self.sampler.stop()
         began = time.monotonic()
         status = self.service.stop(grace=15)
         info = self.read_log(self.service.log_text())
@@ -114,8 +108,9 @@ class Hitcore(Victim):
     def __init__(self, ctx, name: str, flags: list[str], shards: int):
         self.flags, self.shards, self.log_name = flags, shards, f"hitcore-{name}"
         argv = [str(ctx.hitcore), "-b", f"127.0.0.1:{ctx.port}"] + flags
-        spec = servers.Spec(name, f"hitcore {' '.join(flags) or '(default flags)'}", argv, processes=1 + shards)
-        super().__init__(ctx, name, spec, env=dict(os.environ, REDIS_URL=ctx.redis.url))
+        spec = servers.Spec(name, f"hitcore {' '.join(flags) or '(default flags)'}", argv,
+                            env={"REDIS_URL": ctx.redis.url}, processes=1 + shards)
+        super().__init__(ctx, name, spec)
 
     def _workers(self) -> list[int]:
         """Shard PIDs in shard order, from the "Booting worker" lines (else the children)."""
