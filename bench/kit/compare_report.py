@@ -9,6 +9,7 @@ Pure functions on plain dicts: bench/tests/test_compare.py renders a recorded su
 from __future__ import annotations
 
 from .md import fmt
+from .rounds import median_of
 
 
 
@@ -61,13 +62,8 @@ def _errors(row: dict) -> str:
 
 
 def _median_of(row: dict, key: str):
-    values = [_derived(r["tests"]["wrk"], key) for r in row.get("rounds", [])
-              if r.get("tests", {}).get("wrk") and not r["tests"]["wrk"].get("error")]
-    values = sorted(v for v in values if v is not None)
-    if not values:
-        return None
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+    return median_of([_derived(r["tests"]["wrk"], key) for r in row.get("rounds", [])
+                      if r.get("tests", {}).get("wrk") and not r["tests"]["wrk"].get("error")])
 
 
 def table(summary: dict) -> str:
