@@ -302,6 +302,14 @@ class Report(unittest.TestCase):
         self.assertIn("**LOST 389**", text)
         self.assertIn("| **no** |", text)
 
+    def test_a_redis_restart_replaces_the_counter_check(self):
+        summary = json.loads(json.dumps(SUMMARY))
+        wrk = summary["rows"][0]["rounds"][0]["tests"]["wrk"]
+        wrk.update(counter_after=23000, redis_restart={"stopped_s": 3.21, "started_s": 6.34})
+        line = next(l for l in compare_report.render(summary).splitlines() if "Redis down" in l)
+        self.assertIn("| Redis down 3.21–6.34 s", line)
+        self.assertNotIn("LOST", line)  # the counter restarted empty with Redis: not a lost increment
+
 
 if __name__ == "__main__":
     unittest.main()
