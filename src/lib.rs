@@ -38,6 +38,8 @@
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
 //! - [`logjson`]: `--log-format json`: JSON string escaping and the error log's JSON object.
 //! - [`uring`]: the start-up check that io_uring is usable here (seccomp, sysctl, kernel, memlock).
+//! - `vendored` (tests only): runs the unit tests of hitcore's own code in the vendored glommio
+//!   that glommio's test target cannot build (patch 10's buffer ring).
 //! - [`badge`]: shields-style SVG badges of a counter's value from Abacus's query parameters, sized
 //!   by Verdana 11 px's real advance widths (pure: no I/O; the API routes call it).
 
@@ -64,3 +66,5 @@ pub mod supervisor;
 #[cfg(feature = "test-hooks")]
 pub mod testhook;
 pub mod uring;
+#[cfg(test)]
+mod vendored;
