@@ -11,6 +11,13 @@ pub const MAX_FIELDS: usize = 32768;
 /// See [`MAX_REQUEST_LINE`].
 pub const MAX_FIELD_SIZE: usize = 8190;
 
+/// `--limit-request-line`'s default, as gunicorn's.
+pub const DEFAULT_REQUEST_LINE: usize = 4094;
+/// `--limit-request-fields`' default, as gunicorn's.
+pub const DEFAULT_FIELDS: usize = 100;
+/// `--limit-request-field-size`'s default, as gunicorn's.
+pub const DEFAULT_FIELD_SIZE: usize = 8190;
+
 /// The limits a request head must respect. The defaults are gunicorn's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
@@ -24,7 +31,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { request_line: 4094, fields: 100, field_size: 8190 }
+        Limits { request_line: DEFAULT_REQUEST_LINE, fields: DEFAULT_FIELDS, field_size: DEFAULT_FIELD_SIZE }
     }
 }
 

@@ -9,7 +9,9 @@
 //! plain data those rooms are configured with lives in this folder (`limits`: the request-head
 //! limits; `redis_url` and `redis_topology`: the Redis URL forms and their syntax; `https`: the
 //! HTTPS files and versions; `api`: the counting API's settings), and the shard
-//! builds `redis` settings and the HTTP context from it.
+//! builds `redis` settings and the HTTP context from it. `defaults` holds every flag's default,
+//! which clap shows and the serde defaults below return, so a hand-off that lacks a field reads
+//! as the flag's default.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +23,7 @@ use crate::bind::Bind;
 use crate::logging::{LogLevel, LogTarget};
 
 pub mod api;
+pub mod defaults;
 pub mod https;
 pub mod limits;
 pub mod redis_topology;
@@ -29,12 +32,8 @@ pub mod redis_url;
 use limits::Limits;
 use redis_url::{RedisTarget, TlsFiles};
 
-/// gunicorn's default `access_log_format`, and hitcore's.
-pub const DEFAULT_ACCESS_LOG_FORMAT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
-
-/// The peers trusted by default for `X-Forwarded-*` (`--forwarded-allow-ips`) and for PROXY
-/// headers (`--proxy-allow-from`): gunicorn's default for both.
-pub const DEFAULT_TRUSTED_PEERS: &str = "127.0.0.1,::1";
+// The names every user already imports from here.
+pub use defaults::{DEFAULT_ACCESS_LOG_FORMAT, DEFAULT_HEALTH_PATH, DEFAULT_TRUSTED_PEERS};
 
 /// Everything a supervisor or shard needs to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,7 +90,7 @@ pub struct Config {
     /// `listen()` backlog of each shard's listener (`--backlog`, default 2048; capped by somaxconn).
     pub backlog: u32,
     /// Connections one shard serves at once; beyond it the shard stops accepting and the kernel
-    /// queues them (`--worker-connections`, default 1000).
+    /// queues them (`--worker-connections`, default 10000).
     pub worker_connections: usize,
     /// Request head limits (`--limit-request-*`).
     pub limits: Limits,
@@ -166,28 +165,25 @@ impl Default for Observe {
             access_log_format: DEFAULT_ACCESS_LOG_FORMAT.into(),
             forwarded_allow_ips: DEFAULT_TRUSTED_PEERS.into(),
             proxy_protocol: false,
-            log_format: crate::logjson::LogFormat::Text,
+            log_format: crate::logjson::LogFormat::default(),
             proxy_allow_from: DEFAULT_TRUSTED_PEERS.into(),
         }
     }
 }
 
-/// `--health-path`'s default.
-pub const DEFAULT_HEALTH_PATH: &str = "/healthz";
-
 /// `--evict-after`'s default, for a hand-off from a supervisor older than the flag (src/handoff.rs).
 fn default_evict_after() -> Duration {
-    Duration::from_millis(100)
+    defaults::DEFAULT_EVICT_AFTER
 }
 
 /// `--upgrade-timeout`'s default, for a hand-off from a supervisor older than the flag.
 fn default_upgrade_timeout() -> Duration {
-    Duration::from_secs(60)
+    defaults::DEFAULT_UPGRADE_TIMEOUT
 }
 
-/// `--wait-timeout`'s default.
+/// `--wait-timeout`'s default, for a hand-off from a supervisor older than the flag.
 pub fn default_wait_timeout() -> Duration {
-    Duration::from_millis(50)
+    Duration::from_millis(defaults::DEFAULT_WAIT_TIMEOUT_MS)
 }
 
 impl Config {
