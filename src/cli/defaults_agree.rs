@@ -119,6 +119,11 @@ fn every_default_is_one_value_for_clap_the_configuration_and_check_config() {
         assert!(holds, "--{long}: the configuration does not hold the const ({text})");
         let setting = loaded.settings.iter().find(|s| s.long == long).expect("every flag has a setting");
         assert_eq!((&setting.values, &setting.origin), (&vec![text.clone()], &Origin::Default), "--{long}");
+        if arg.is_hide_default_value_set() && long != "workers" {
+            // Its help says the default in words, which must still be the const.
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            assert!(help.contains(&format!("[default: {text}")), "--{long}'s help does not say {text}: {help}");
+        }
         if long != "redis" {
             // --redis is printed from the parsed target (masked), checked below through -c.
             assert_eq!(printed(&rendered, long), Some((text.clone(), "default".into())), "--{long} in:\n{rendered}");
@@ -222,4 +227,51 @@ fn the_previous_release_hand_off_reads_as_todays_defaults() {
         assert_eq!(&read[key], value, "{key}, absent from the previous release's hand-off");
     }
     assert!(absent.contains(&"evict_after") && absent.contains(&"upgrade_timeout"), "{absent:?}");
+}
+
+/// The README's flag table as (long flag, default cell), one row per flag.
+fn readme_rows() -> Vec<(String, String)> {
+    let readme = include_str!("../../README.md");
+    let mut rows = Vec::new();
+    for line in readme.lines().filter(|l| l.starts_with("| `-")) {
+        let cells: Vec<&str> = line.split(" | ").collect();
+        let Some(at) = cells[0].find("`--") else { continue };
+        let long: String = cells[0][at + 3..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+        rows.push((long, cells.get(1).map_or("", |c| c.trim()).to_string()));
+    }
+    rows
+}
+
+/// Whether a README cell shows `value`: as its first word, or as one of its `code` spans.
+fn shows(cell: &str, value: &str) -> bool {
+    let first = cell.split([' ', '(']).next().unwrap_or_default().trim_matches('`');
+    first == value || cell.split('`').skip(1).step_by(2).any(|span| span == value)
+}
+
+#[test]
+fn the_readme_flag_table_lists_every_flag_with_the_same_default() {
+    let rows = readme_rows();
+    let mut wrong = Vec::new();
+    for arg in command().get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        let Some((_, cell)) = rows.iter().find(|(l, _)| l == long) else {
+            wrong.push(format!("--{long}: no row in the README's flag table"));
+            continue;
+        };
+        let default: Vec<String> = arg.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect();
+        let ok = match (arg.get_action(), default.as_slice()) {
+            // --check-config is an action: its row says so in words.
+            _ if long == "check-config" => true,
+            (ArgAction::SetTrue, _) => cell.starts_with("off"),
+            // --workers' default is found at start (the CPUs this process may use).
+            _ if long == "workers" => cell.contains("CPUs"),
+            (_, [value]) => shows(cell, value),
+            _ => !cell.is_empty(),
+        };
+        if !ok {
+            wrong.push(format!("--{long}: the README says '{cell}', clap's default is {default:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "README.md's flag table:\n{}", wrong.join("\n"));
+    assert!(rows.len() >= 50, "the README's table was not found: {rows:?}");
 }

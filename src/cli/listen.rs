@@ -30,7 +30,7 @@ pub struct ListenFlags {
 /// The listener part of [`crate::config::Config`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listen {
-    /// The address every shard gets a listener of its own for ([`served`]).
+    /// The address every shard gets a listener of its own for (`served`).
     pub bind: std::net::SocketAddr,
     /// Every address, in order (`-b`, or systemd's sockets).
     pub binds: Vec<Bind>,

@@ -21,11 +21,12 @@ pub const DEFAULT_FIELD_SIZE: usize = 8190;
 /// The limits a request head must respect. The defaults are gunicorn's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
-    /// Longest request line, without its CRLF (`--limit-request-line`, default 4094). Longer: 414.
+    /// Longest request line, without its CRLF (`--limit-request-line`, default [`DEFAULT_REQUEST_LINE`]). Longer: 414.
     pub request_line: usize,
-    /// Most header fields (`--limit-request-fields`, default 100). More: 431.
+    /// Most header fields (`--limit-request-fields`, default [`DEFAULT_FIELDS`]). More: 431.
     pub fields: usize,
-    /// Longest header field line, name and value (`--limit-request-field-size`, default 8190). Longer: 431.
+    /// Longest header field line, name and value (`--limit-request-field-size`, default
+    /// [`DEFAULT_FIELD_SIZE`]). Longer: 431.
     pub field_size: usize,
 }
 
