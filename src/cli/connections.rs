@@ -131,3 +131,36 @@ fn bounded(flag: &'static str, value: usize, max: usize) -> Result<usize, FlagEr
         n => Ok(n),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    fn connections(args: &[&str]) -> Result<Connections, FlagError> {
+        Cli::try_parse_from([&["hitcore"], args].concat()).unwrap().connections.into_connections()
+    }
+
+    #[test]
+    fn zero_limits_mean_the_maximum_and_zero_counts_are_refused() {
+        let c = connections(&["--limit-request-line", "0", "--limit-request-field-size", "0"]).unwrap();
+        assert_eq!((c.limits.request_line, c.limits.field_size), (MAX_REQUEST_LINE, MAX_FIELD_SIZE));
+        assert_eq!(c.limits.fields, DEFAULT_FIELDS);
+        for (args, flag) in [
+            (&["--limit-request-fields", "0"][..], "--limit-request-fields"),
+            (&["--limit-request-fields", "32769"], "--limit-request-fields"),
+            (&["--limit-request-line", "8191"], "--limit-request-line"),
+            (&["--backlog", "0"], "--backlog"),
+            (&["--worker-connections", "0"], "--worker-connections"),
+            (&["--header-timeout", "0"], "--header-timeout"),
+            (&["--write-timeout", "0"], "--write-timeout"),
+        ] {
+            assert_eq!(connections(args).unwrap_err().flag, flag, "{args:?}");
+        }
+        // Zero keep-alive and zero eviction wait are meaningful: off, and at once.
+        let c = connections(&["--keep-alive", "0", "--evict-after", "0"]).unwrap();
+        assert_eq!((c.keep_alive, c.evict_after), (Duration::ZERO, Duration::ZERO));
+    }
+}

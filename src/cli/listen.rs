@@ -67,3 +67,26 @@ fn served(binds: &[Bind]) -> Result<std::net::SocketAddr, FlagError> {
         None => Err(refuse("--bind", "no address to listen on")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    fn listen(args: &[&str]) -> Result<Listen, FlagError> {
+        Cli::try_parse_from([&["hitcore"], args].concat()).unwrap().listen.into_listen()
+    }
+
+    #[test]
+    fn binds_are_parsed_once_each_and_the_first_tcp_one_is_served() {
+        let l = listen(&["-b", "127.0.0.1:0", "-b", "unix:/tmp/l.sock", "--bind-mode", "600"]).unwrap();
+        assert_eq!((l.bind, l.binds.len(), l.bind_mode), ("127.0.0.1:0".parse().unwrap(), 2, Some(0o600)));
+        let shared = listen(&["-b", "unix:/tmp/l.sock"]).unwrap();
+        assert_eq!(shared.bind, std::net::SocketAddr::from(([0, 0, 0, 0], 0)), "the placeholder");
+        assert_eq!(listen(&["-b", "127.0.0.1:1", "-b", "127.0.0.1:1"]).unwrap_err().flag, "--bind");
+        assert_eq!(listen(&["--bind-mode", "600"]).unwrap_err().flag, "--bind-mode");
+        assert_eq!(listen(&[]).unwrap().binds, [Bind::parse(DEFAULT_BIND).unwrap()]);
+    }
+}

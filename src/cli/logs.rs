@@ -47,3 +47,25 @@ impl LogFlags {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    #[test]
+    fn a_dash_names_the_standard_stream() {
+        let logs = |args: &[&str]| Cli::try_parse_from([&["hitcore"], args].concat()).unwrap().logs.into_logs();
+        let l = logs(&["--access-logfile", "-", "--log-level", "WARNING"]);
+        assert_eq!(
+            (l.error_log, l.access_log, l.log_level),
+            (LogTarget::Stderr, Some(LogTarget::Stdout), LogLevel::Warning)
+        );
+        let l = logs(&["--error-logfile", "/var/log/e", "--access-logfile", "/var/log/a"]);
+        assert_eq!(l.error_log, LogTarget::File("/var/log/e".into()));
+        assert_eq!(l.access_log, Some(LogTarget::File("/var/log/a".into())));
+        assert_eq!(logs(&[]).access_log, None);
+    }
+}

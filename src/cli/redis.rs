@@ -166,3 +166,39 @@ impl ReplyFlags {
         Ok(Replies { redis_timeout: self.redis_timeout, wait_replicas: self.wait_replicas, wait_timeout })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from([&["hitcore"], args].concat()).unwrap()
+    }
+
+    #[test]
+    fn a_wait_must_answer_before_its_command_times_out() {
+        let ok = cli(&["--wait-replicas", "1", "--wait-timeout", "999", "--redis-timeout", "1"]).replies.into_replies();
+        assert_eq!(ok.unwrap().wait_timeout, Duration::from_millis(999));
+        let late = cli(&["--wait-replicas", "1", "--wait-timeout", "1000", "--redis-timeout", "1"]).replies;
+        let err = late.into_replies().unwrap_err();
+        assert_eq!(err.flag, "--wait-timeout");
+        assert!(err.message.contains("--redis-timeout"), "{err}");
+        // Without replicas there is no WAIT, so its timeout does not matter.
+        assert!(cli(&["--wait-timeout", "5000"]).replies.into_replies().is_ok());
+        assert_eq!(cli(&["--wait-timeout", "0"]).replies.into_replies().unwrap_err().flag, "--wait-timeout");
+        assert_eq!(cli(&["--redis-timeout", "0"]).replies.into_replies().unwrap_err().flag, "--redis-timeout");
+    }
+
+    #[test]
+    fn the_key_and_the_tls_files_are_checked_against_the_url() {
+        assert_eq!(cli(&["--key", ""]).redis.into_redis().unwrap_err().flag, "--key");
+        let plain = cli(&["--redis-tls-insecure"]).redis.into_redis().unwrap_err();
+        assert_eq!((plain.flag, plain.message.contains("rediss://")), ("--redis-tls-insecure", true));
+        assert_eq!(cli(&["--redis-tls-ca", "/x.pem"]).redis.into_redis().unwrap_err().flag, "--redis-tls-ca");
+        let part = cli(&["--redis", "redis://h:1/2", "--key", "k"]).redis.into_redis().unwrap();
+        assert_eq!((part.redis.db, part.key.as_str()), (2, "k"));
+    }
+}

@@ -83,3 +83,31 @@ impl ShardFlags {
         Ok(Shards { cpus, allowed_cpus: allowed, share_cpus: self.share_cpus, pin: self.pin })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    fn shards(args: &[&str]) -> Result<Shards, FlagError> {
+        Cli::try_parse_from([&["hitcore"], args].concat()).unwrap().shards.into_shards()
+    }
+
+    #[test]
+    fn shards_get_cpus_of_the_mask_round_robin_only_when_sharing() {
+        let mask = allowed_cpus();
+        let n = mask.len();
+        let more = (n + 1).to_string();
+        assert_eq!(shards(&["-w", &more]).unwrap_err().flag, "--workers");
+        let shared = shards(&["-w", &more, "--share-cpus"]).unwrap();
+        assert_eq!(shared.cpus.len(), n + 1);
+        assert_eq!(shared.cpus[n], mask[0], "round-robin");
+        assert_eq!(shards(&["-w", "0"]).unwrap_err().flag, "--workers");
+        let outside = (mask.iter().max().unwrap() + 1).to_string();
+        assert_eq!(shards(&["--cpus", &outside]).unwrap_err().flag, "--cpus");
+        let one = shards(&["-w", "1", "--cpus", &mask[0].to_string(), "--pin"]).unwrap();
+        assert_eq!((one.cpus, one.allowed_cpus, one.pin), (vec![mask[0]], vec![mask[0]], true));
+    }
+}

@@ -77,3 +77,25 @@ impl ProcessFlags {
         Ok(Process { pidfile: self.pidfile, user: user.map(|(uid, _)| uid), group })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    fn process(args: &[&str]) -> Result<Process, FlagError> {
+        Cli::try_parse_from([&["hitcore"], args].concat()).unwrap().process.into_process()
+    }
+
+    #[test]
+    fn the_group_defaults_to_the_users_and_a_bare_uid_needs_one() {
+        assert_eq!(process(&["-u", "root"]).unwrap(), Process { pidfile: None, user: Some(0), group: Some(0) });
+        assert_eq!(process(&["-u", "4000000000"]).unwrap_err().flag, "--user");
+        let given = process(&["-u", "4000000000", "-g", "5", "-p", "/run/h.pid"]).unwrap();
+        assert_eq!((given.user, given.group), (Some(4000000000), Some(5)));
+        assert_eq!(given.pidfile, Some(PathBuf::from("/run/h.pid")));
+        assert_eq!(process(&["-g", "no-such-group-here"]).unwrap_err().flag, "--group");
+    }
+}
