@@ -85,7 +85,7 @@ impl Default for Settings {
             admin_token: None,
             stream: false,
             rate_limit: None,
-            forwarded_allow_ips: super::DEFAULT_TRUSTED_PEERS.into(),
+            forwarded_allow_ips: super::defaults::DEFAULT_TRUSTED_PEERS.into(),
         }
     }
 }

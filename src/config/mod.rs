@@ -29,11 +29,9 @@ pub mod limits;
 pub mod redis_topology;
 pub mod redis_url;
 
+use defaults::{DEFAULT_ACCESS_LOG_FORMAT, DEFAULT_HEALTH_PATH, DEFAULT_TRUSTED_PEERS};
 use limits::Limits;
 use redis_url::{RedisTarget, TlsFiles};
-
-// The names every user already imports from here.
-pub use defaults::{DEFAULT_ACCESS_LOG_FORMAT, DEFAULT_HEALTH_PATH, DEFAULT_TRUSTED_PEERS};
 
 /// Everything a supervisor or shard needs to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -315,7 +313,7 @@ mod tests {
         // A partial block (a release with fewer fields) fills in the rest.
         let partial: Observe = serde_json::from_str(r#"{"proxy_protocol": true}"#).unwrap();
         assert!(partial.proxy_protocol);
-        assert_eq!(partial.access_log_format, crate::config::DEFAULT_ACCESS_LOG_FORMAT);
+        assert_eq!(partial.access_log_format, crate::config::defaults::DEFAULT_ACCESS_LOG_FORMAT);
         // A supervisor from before --proxy-allow-from: gunicorn's default list.
         assert_eq!(partial.proxy_allow_from, "127.0.0.1,::1");
     }
