@@ -210,7 +210,7 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
         tls,
         config: spec.config.clone(),
     });
-    let stop = Rc::new(StopSignal::default());
+    let stop = Rc::new(StopSignal::new(signals.clone()));
     let tick_every = tick_period([spec.config.timeout, spec.config.header_timeout, spec.config.keep_alive]);
     glommio::spawn_local(housekeeping(shard.clone(), heartbeats, slot, signals, stop.clone(), tick_every)).detach();
     shard.ctx.redis.first_attempt().await;
@@ -340,11 +340,15 @@ async fn accept_loop(
                 failures = 0;
                 spawn_connection(shard, gate, stream, peer, Some(permit), scheme);
             }
-            Err(_) if stop.requested() => {
-                retire_listener(shard, listen_fd, gate, stop);
-                return;
-            }
             Err(e) => {
+                // Stopping, or told to by a signal the tick has not read yet (see
+                // [`StopSignal::follow`]): a sibling's drain may have shut a shared listener down.
+                stop.follow();
+                if stop.requested() {
+                    debug!("accept failed while stopping: {e}");
+                    retire_listener(shard, listen_fd, gate, stop);
+                    return;
+                }
                 // EMFILE and friends: back off instead of spinning, and say so once per burst.
                 failures += 1;
                 if failures == 1 {
@@ -531,12 +535,7 @@ async fn housekeeping(
             info!("Worker exiting (pid: {})", std::process::id());
             std::process::exit(0);
         }
-        // A TERM after a hand-over still takes the listener out: the server is stopping.
-        if signals.has(sig::RETIRE) && stop.phase.get() != Phase::Draining {
-            stop.request(Phase::Draining);
-        } else if signals.has(sig::HAND_OVER) && stop.phase.get() == Phase::Serving {
-            stop.request(Phase::HandingOver);
-        }
+        stop.follow();
         glommio::timer::sleep(every).await;
     }
 }

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Poll, Waker};
 
-/// The signals that arrived, one bit each in one word, set by the handlers and read by the tick.
-#[derive(Debug, Default)]
+/// The signals that arrived, one bit each in one word, set by the handlers and read by the tick
+/// (and by [`StopSignal::follow`]). Clones share the word.
+#[derive(Debug, Default, Clone)]
 pub(super) struct Signals {
     pending: Arc<AtomicU32>,
 }
@@ -78,9 +79,31 @@ pub(super) struct StopSignal {
     pub(super) phase: Cell<Phase>,
     /// Every task waiting: one accept loop per listener, and whatever else waits on a stop.
     wakers: RefCell<Vec<Waker>>,
+    /// The signals that arrived, which [`StopSignal::follow`] turns into a phase.
+    signals: Signals,
 }
 
 impl StopSignal {
+    /// A stop that follows `signals` (at each [`StopSignal::follow`]).
+    pub(super) fn new(signals: Signals) -> StopSignal {
+        StopSignal { signals, ..StopSignal::default() }
+    }
+
+    /// Moves to the phase the signals that arrived ask for. The tick calls it; so does an accept
+    /// loop whose `accept` failed, since the failure may be the signal's doing: a shard told to hand
+    /// its listener over (USR2) is no longer counted as serving it, so its supervisor may retire the
+    /// sibling that shares it, whose drain shuts the listener down (EINVAL here) before the next
+    /// tick would have read the USR2. A TERM after a hand-over still takes the listener out: the
+    /// server is stopping.
+    pub(super) fn follow(&self) {
+        let phase = self.phase.get();
+        if self.signals.has(sig::RETIRE) && phase != Phase::Draining {
+            self.request(Phase::Draining);
+        } else if self.signals.has(sig::HAND_OVER) && phase == Phase::Serving {
+            self.request(Phase::HandingOver);
+        }
+    }
+
     /// Whether a stop of either kind was asked for.
     pub(super) fn requested(&self) -> bool {
         self.phase.get() != Phase::Serving
@@ -129,5 +152,25 @@ mod tests {
         signals.pending.fetch_or(sig::USR1 | sig::RETIRE, Ordering::Relaxed);
         assert!(signals.take(sig::USR1) && !signals.take(sig::USR1));
         assert!(signals.has(sig::RETIRE) && !signals.has(sig::QUIT));
+    }
+
+    #[test]
+    fn follow_turns_the_bits_into_a_phase_that_only_moves_forward() {
+        let signals = Signals::default();
+        let stop = StopSignal::new(signals.clone());
+        stop.follow();
+        assert_eq!(stop.phase.get(), Phase::Serving, "no signal, no stop");
+        signals.pending.fetch_or(sig::USR1, Ordering::Relaxed);
+        stop.follow();
+        assert_eq!(stop.phase.get(), Phase::Serving, "USR1 only reopens logs");
+        signals.pending.fetch_or(sig::HAND_OVER, Ordering::Relaxed);
+        stop.follow();
+        assert_eq!(stop.phase.get(), Phase::HandingOver);
+        signals.pending.fetch_or(sig::RETIRE, Ordering::Relaxed);
+        stop.follow();
+        assert_eq!(stop.phase.get(), Phase::Draining, "a TERM after a hand-over drains");
+        signals.pending.fetch_and(!sig::RETIRE, Ordering::Relaxed);
+        stop.follow();
+        assert_eq!(stop.phase.get(), Phase::Draining, "never back to handing over");
     }
 }
