@@ -10,7 +10,8 @@
 //!   [`config::Config`]; `--check-config`; [`cli::Invocation::reload`] for HUP.
 //! - [`bind`]: what `-b` names (TCP, `unix:PATH`, `fd://N`, systemd's sockets), as plain data.
 //! - [`config`]: the validated configuration, plain data shared by the supervisor and (serialised)
-//!   the shards, with the Redis URL forms and the request-head limits; it imports nothing of
+//!   the shards, with the Redis URL forms, the request-head limits and every flag's default
+//!   (`config::defaults`, read by clap and serde alike); it imports nothing of
 //!   `redis/` or `http/`.
 //! - [`handoff`]: the versioned, tolerant supervisor → shard hand-off (a sealed memfd named by
 //!   `HITCORE_SHARD`) and USR2's, with the secrets kept out of every child's environment.

@@ -9,11 +9,11 @@ Imported by run16, which puts bench/kit on sys.path first (from the repository o
 """
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 
 from kit.machine import cpu_list
+from kit.rounds import median_of
 
 WRK_ERRORS = ("connect", "read", "write", "timeout")
 
@@ -26,11 +26,6 @@ def fmt(value, digits: int = 0, unit: str = "") -> str:
     return f"{value:,.0f}{unit}"
 
 
-def med(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
 def by_server(results: list[dict]) -> dict[str, list[dict]]:
     groups: dict[str, list[dict]] = {}
     for r in results:
@@ -41,11 +36,11 @@ def by_server(results: list[dict]) -> dict[str, list[dict]]:
 def summarize(runs: list[dict]) -> dict:
     ok = [r for r in runs if "rps" in r]
     rps = [r["rps"] for r in ok]
-    return {"rps": med(rps), "min": min(rps) if rps else None, "max": max(rps) if rps else None,
-            "rounds": len(ok), "per_round": rps, "p50": med([r.get("p50_ms") for r in ok]),
-            "p99": med([r.get("p99_ms") for r in ok]), "redis_cpu": med([r.get("redis_cpu") for r in ok]),
-            "server_cpu": med([r.get("server_cpu") for r in ok]), "wrk_cpu": med([r.get("wrk_cpu") for r in ok]),
-            "per_command": med([r.get("requests_per_command") for r in ok]),
+    return {"rps": median_of(rps), "min": min(rps) if rps else None, "max": max(rps) if rps else None,
+            "rounds": len(ok), "per_round": rps, "p50": median_of([r.get("p50_ms") for r in ok]),
+            "p99": median_of([r.get("p99_ms") for r in ok]), "redis_cpu": median_of([r.get("redis_cpu") for r in ok]),
+            "server_cpu": median_of([r.get("server_cpu") for r in ok]), "wrk_cpu": median_of([r.get("wrk_cpu") for r in ok]),
+            "per_command": median_of([r.get("requests_per_command") for r in ok]),
             "errors": " · ".join(f"{sum(r[f'errors_{k}'] for k in WRK_ERRORS)}+{r['non_2xx_3xx']}" for r in ok),
             "failed_rounds": [f"r{r['round']}: {r['error']}" for r in runs if r.get("error")]}
 

@@ -8,7 +8,6 @@ report; the rounds, Redis, provisioning and summary.json are bench/compare's run
 """
 from __future__ import annotations
 
-import argparse
 import random
 import re
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from . import compare, compare_plan, compare_report, machine, parse, procs, provision, redisctl, servers, session
 from .procs import log
+from .md import fmt
 
 LUA = Path(__file__).resolve().parent / "api.lua"
 DRAWS, SEED = 65536, 20
@@ -80,9 +80,6 @@ def counted(client: redisctl.RedisClient) -> int:
             return total
 
 
-def _f(value, fmt: str = ",.0f") -> str:
-    return "–" if value is None else format(value, fmt)
-
 
 def table(summary: dict) -> str:
     rows = {r["id"]: r for r in summary["rows"]}
@@ -97,11 +94,11 @@ def table(summary: dict) -> str:
             continue
         errors = sum(t.get(f"errors_{k}", 0) for k in ("connect", "read", "write", "timeout"))
         lines.append(
-            f"| {row['id']} | {summary['loads'][row['id']]} | {_f(t['rps'])} | {_f(t['min']['rps'])}–{_f(t['max']['rps'])} "
-            f"| {_f(base and t['rps'] / base, '.3f')} | {_f(t.get('p50_ms'), '.2f')} | {_f(t.get('p99_ms'), '.2f')} "
-            f"| {_f(t.get('non_2xx_3xx'))} / {_f(errors)} | {_f(t.get('commands_per_request'), '.3f')} "
-            f"| {_f(t.get('round_trips_per_request'), '.3f')} | {_f(t.get('redis_cpu_us_per_request'), '.2f')} "
-            f"| {_f(t.get('server_cpu_us_per_request'), '.2f')} |")
+            f"| {row['id']} | {summary['loads'][row['id']]} | {fmt(t['rps'])} | {fmt(t['min']['rps'])}–{fmt(t['max']['rps'])} "
+            f"| {fmt(base and t['rps'] / base, '.3f')} | {fmt(t.get('p50_ms'), '.2f')} | {fmt(t.get('p99_ms'), '.2f')} "
+            f"| {fmt(t.get('non_2xx_3xx'))} / {fmt(errors)} | {fmt(t.get('commands_per_request'), '.3f')} "
+            f"| {fmt(t.get('round_trips_per_request'), '.3f')} | {fmt(t.get('redis_cpu_us_per_request'), '.2f')} "
+            f"| {fmt(t.get('server_cpu_us_per_request'), '.2f')} |")
     return "\n".join(lines)
 
 
@@ -126,7 +123,7 @@ def render(summary: dict) -> str:
             ok, got = t.get("ok_2xx"), t.get("counted")
             diff = "–" if ok is None or got is None else (f"+{got - ok}" if got >= ok else f"**LOST {ok - got}**")
             calls = ", ".join(f"{k} {v:,}" for k, v in (t.get("redis_calls") or {}).items()) or "–"
-            out.append(f"| {row['id']} | {n} | {_f(ok)} | {_f(got)} | {diff} | {calls} |")
+            out.append(f"| {row['id']} | {n} | {fmt(ok)} | {fmt(got)} | {diff} | {calls} |")
     out += ["", "*counted − 2xx*: a positive difference is requests in flight when wrk stopped (served after it "
             "stopped counting); LOST would be a bug.", "", "## The plan", "", "```", summary["plan_text"].rstrip(), "```", ""]
     return "\n".join(out)
@@ -139,9 +136,7 @@ def measure(variant, filled: dict, round_no: int, setups, args, raw_dir: Path, l
     load, paths_file = args.api_loads[variant.name], args.api_paths.get(variant.name)
     row = {"id": variant.name, "title": variant.name, "argv": " ".join(filled["argv"]), "uses_redis": True,
            "status": "ok", "tests": {}}
-    processes, shards = variant.readiness(filled["cpus"])
-    spec = servers.Spec(variant.name, variant.name, filled["argv"], env=filled["env"], processes=processes,
-                        ready_line="Connected to Redis" if shards else "", ready_count=shards)
+    spec = compare.server_spec(variant, filled)
     try:
         service = servers.start(spec, port, log_dir / f"{tag}.log", timeout=60, cwd=provision.REPO)
     except procs.RunError as error:
@@ -177,7 +172,7 @@ def measure(variant, filled: dict, round_no: int, setups, args, raw_dir: Path, l
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="bench/api", description=__doc__.splitlines()[0])
+    p = session.arguments("bench/api", __doc__.splitlines()[0], "{hitcore} (default target/release/hitcore, built if missing)")
     p.add_argument("plan", type=Path, nargs="?", default=provision.BENCH / "plans" / "api.plan")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=int, default=10, help="wrk -d seconds")
@@ -185,8 +180,6 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="a smoke test: 1 round of 2 s at -c 50")
     p.add_argument("--only", help="comma-separated variant names")
-    p.add_argument("--hitcore", type=Path, help="{hitcore} (default target/release/hitcore, built if missing)")
-    p.add_argument("--out", type=Path, default=provision.BENCH / "results")
     args = p.parse_args(argv)
     try:
         plan = compare_plan.parse_plan(args.plan.read_text())

@@ -22,7 +22,6 @@ Every process started is stopped by PID at the end, on error and on Ctrl-C.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, rounds, servers, session
-from .measure import binary_identity, fd_count, listen_counters, machine_cpu_seconds, socket_summary
+from .measure import binary_identity, fd_count, listen_counters, machine_cpu_seconds, socket_summary, steady_window
 from .observe import Scraper
 from .procs import log
 
@@ -45,9 +44,8 @@ WARM_S, MARGIN_S = 1.0, 0.5  # the steady window inside each wrk run
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        prog="bench/compare",
-        description="Runs a plan's variants (bench/plans/*.plan: named command lines with their environment) "
+    p = session.arguments(
+        "bench/compare", hitcore="{hitcore} (default target/release/hitcore, built if missing)", description="Runs a plan's variants (bench/plans/*.plan: named command lines with their environment) "
                     "side by side under wrk in interleaved rounds, with Redis's CPU and batch sizes, and writes "
                     "bench/results/<date>-<name>/summary.md.")
     p.add_argument("plan", type=Path, help="the plan file (see bench/plans/ and kit/compare_plan.py)")
@@ -55,7 +53,6 @@ def parse_args(argv):
     p.add_argument("--duration", type=int, default=5, help="wrk -d seconds (default 5)")
     p.add_argument("--connections", type=int, default=500, help="wrk -c (default 500)")
     p.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
-    p.add_argument("--hitcore", type=Path, help="{hitcore} (default target/release/hitcore, built if missing)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="fill the plan's {NAME} placeholder (e.g. --set baseline=../old/hitcore)")
     p.add_argument("--name", help="results folder name after the date (default: the plan's file name)")
@@ -63,7 +60,6 @@ def parse_args(argv):
                    help="before starting, wait until the 1-minute load average is below LOAD (polled every minute)")
     p.add_argument("--quiet-deadline", metavar="HH:MM",
                    help="with --quiet-load: start anyway at this UTC time (default: 30 minutes from now)")
-    p.add_argument("--out", type=Path, default=session.RESULTS, help="results folder (default bench/results)")
     p.add_argument("--dry-run", action="store_true", help="print the filled command lines and exit")
     p.add_argument("--render", action="store_true",
                    help="only write summary.md again from the results folder's summary.json (PLAN is that folder)")
@@ -270,6 +266,15 @@ def _count_lines(path: Path) -> int | None:
         return None
 
 
+def server_spec(variant, filled: dict, title: str | None = None) -> servers.Spec:
+    """A variant's server as servers' start and readiness take it: ready once its processes run and,
+    with @shards, once every shard logged that it reached Redis."""
+    processes, shards = variant.readiness(filled["cpus"])
+    return servers.Spec(variant.name, title or variant.name, filled["argv"], env=filled["env"],
+                        uses_redis=variant.setup() is not None, processes=processes,
+                        ready_line="Connected to Redis" if shards else "", ready_count=shards, https=variant.https)
+
+
 def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw_dir: Path, log_dir: Path,
             scratch: Path) -> dict:
     """One variant, one round: start, wrk with the samplers, stop. Returns the round's row."""
@@ -284,9 +289,7 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
         return row
     env = dict(os.environ, **filled["env"])
     service = procs.Service(name, filled["argv"], log_dir / f"{tag}.log", env=env)
-    processes, shards = variant.readiness(filled["cpus"])
-    spec = servers.Spec(name, name, filled["argv"], processes=processes,
-                        ready_line="Connected to Redis" if shards else "", ready_count=shards, https=variant.https)
+    spec = server_spec(variant, filled)
     scraper, flood = None, []
     try:
         why = servers.wait_ready(service, spec, port, timeout=30, settle=0.5)
@@ -303,7 +306,6 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
         redis_pids = [redis.pid] if redis else []
         replica_pids = [setups.replica.pid] if redis and variant.setup() == "replicated" and setups.replica else []
         sentinel_pids = [s.pid for s in setups.sentinels] if "sentinel_url" in variant.placeholders() else []
-        marks: dict[int, dict] = {}
 
         def reading(proc) -> dict:
             r = {"t": time.monotonic(), "redis": procs.cpu_seconds(redis_pids),
@@ -316,19 +318,13 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
                     r["counter"] = int(client.command("GET", "hit") or 0)
                 r["calls"] = redisctl.parse_commandstats(info)
                 r["usec"] = redisctl.parse_commandstats_usec(info)
+            # How the connections spread over the server's processes (open descriptors: a shard's or
+            # worker's connections plus a few of its own), and the kernel's socket totals: the
+            # window's end is what a run with many connections reports.
+            r.update(fds=[fd_count(pid) for pid in server_pids], ss=socket_summary())
             return r
 
-        def sample(proc) -> None:
-            t0 = time.monotonic()
-            time.sleep(WARM_S)
-            marks[0] = reading(proc)
-            time.sleep(max(0.1, t0 + args.duration - MARGIN_S - time.monotonic()))
-            marks[1] = reading(proc)
-            # The window's end: how the connections spread over the server's processes (open
-            # descriptors: a shard's or worker's connections plus a few of its own), and the
-            # kernel's socket totals, for a run with many connections.
-            marks[1]["fds"] = [fd_count(pid) for pid in server_pids]
-            marks[1]["ss"] = socket_summary()
+        marks, sample = steady_window(args.duration, WARM_S, MARGIN_S, reading)
 
         url = f"{'https' if variant.https else 'http'}://127.0.0.1:{port}/"
         flood += [subprocess.Popen(["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-time",
@@ -353,7 +349,7 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
             result["counter_after"] = redis.get_int("hit")
         if variant.lines:
             result["file_lines"] = _count_lines(Path(filled["lines"]))
-        if 0 in marks and 1 in marks:
+        if len(marks) == 2:
             result.update(window_figures(marks[0], marks[1]))
             result["server_fds"] = marks[1].get("fds")
             result["ss_tcp"] = marks[1].get("ss")
@@ -428,10 +424,11 @@ def window_figures(a: dict, b: dict) -> dict:
 @dataclass
 class Tool:
     """What a tool built on this run brings of its own (bench/api, bench/layout): how one variant is
-    measured in one round (measure's signature), its report and console table, and summary keys."""
+    measured in one round (measure's signature), its report, its console table (None: the report's
+    digest, md.digest) and summary keys."""
     measure: Callable = measure
     render: Callable = compare_report.render
-    table: Callable = compare_report.table
+    table: Callable | None = compare_report.table
     summary: dict = field(default_factory=dict)
     name: str = "bench/compare"
 
@@ -540,12 +537,6 @@ def run(args, plan, sets, tool: Tool | None = None) -> int:
     summary["duration_s"] = round(procs.elapsed(), 1)
     summary.update(tool.summary)
     session.write_summary(run_dir, summary)
-    (run_dir / "summary.md").write_text(tool.render(summary))
-    print()
-    print(tool.table(summary))
-    log(f"done in {procs.elapsed():.0f}s: {run_dir / 'summary.md'}")
     failed = [f"{r['id']} ({r['status']})" for r in summary["rows"] if r["status"] != "ok"]
-    if failed:
-        log(f"variants that did not complete every round: {', '.join(failed)}")
-        return 3
-    return 0
+    return session.finish(run_dir / "summary.md", tool.render(summary), failed,
+                          tool.table(summary) if tool.table else None)

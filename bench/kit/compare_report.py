@@ -8,20 +8,19 @@ Pure functions on plain dicts: bench/tests/test_compare.py renders a recorded su
 """
 from __future__ import annotations
 
+from .md import fmt
 
-def _f(value, fmt: str = ",.0f", none: str = "–") -> str:
-    return none if value is None else format(value, fmt)
 
 
 def brief(result: dict) -> str:
     """One console line for one wrk run."""
     if result.get("error"):
         return result["error"]
-    text = (f"{result['rps']:,.0f} req/s, p99 {_f(result.get('p99_ms'), '.2f')} ms, "
+    text = (f"{result['rps']:,.0f} req/s, p99 {fmt(result.get('p99_ms'), '.2f')} ms, "
             f"non-2xx {result.get('non_2xx_3xx', 0)}")
     if result.get("redis_cpu_pct") is not None:
         text += (f"; Redis {result['redis_cpu_pct']} % of a CPU, "
-                 f"{_f(result.get('requests_per_command'), '.1f')} requests per command")
+                 f"{fmt(result.get('requests_per_command'), '.1f')} requests per command")
     if result.get("other_cpu_pct") is not None:
         text += f"; other work {result['other_cpu_pct']} % of a CPU"
     return text
@@ -39,13 +38,13 @@ def _derived(t: dict, key: str):
     return t.get(key)
 
 
-def _per_round(row: dict, key: str, fmt: str = "d") -> str:
+def _per_round(row: dict, key: str, spec: str = "d") -> str:
     values = []
     for r in row.get("rounds", []):
         t = dict(r.get("tests", {}).get("wrk") or {})
         if t:
             t[key] = _derived(t, key)
-        values.append("–" if not t or t.get("error") or t.get(key) is None else format(t[key], fmt))
+        values.append("–" if not t or t.get("error") or t.get(key) is None else format(t[key], spec))
     return " · ".join(values)
 
 
@@ -83,11 +82,11 @@ def table(summary: dict) -> str:
             lines.append(f"| {row['id']} | {row['status']} | | | | | | | |")
             continue
         ratio = None if not base_rps or not t.get("rps") else t["rps"] / base_rps
-        spread = f"{_f(t['min'].get('rps'))}–{_f(t['max'].get('rps'))}" if t.get("min") else "–"
+        spread = f"{fmt(t['min'].get('rps'))}–{fmt(t['max'].get('rps'))}" if t.get("min") else "–"
         lines.append(
-            f"| {row['id']} | {_f(t.get('rps'))} | {spread} | {_f(ratio, '.3f')} | {_f(t.get('p50_ms'), '.2f')} | "
-            f"{_f(t.get('p99_ms'), '.2f')} | {_errors(row)} | {_f(t.get('redis_cpu_pct'), '.1f')} | "
-            f"{_f(t.get('requests_per_command'), '.1f')} |")
+            f"| {row['id']} | {fmt(t.get('rps'))} | {spread} | {fmt(ratio, '.3f')} | {fmt(t.get('p50_ms'), '.2f')} | "
+            f"{fmt(t.get('p99_ms'), '.2f')} | {_errors(row)} | {fmt(t.get('redis_cpu_pct'), '.1f')} | "
+            f"{fmt(t.get('requests_per_command'), '.1f')} |")
     return "\n".join(lines)
 
 
@@ -97,7 +96,7 @@ def goals(summary: dict) -> str:
     lines = ["| Goal | Figures (median req/s) | Ratio | Met? |", "|---|---|---|---|"]
     for g in summary["goals"]:
         met = "not measured" if g["met"] is None else ("**yes**" if g["met"] else "**no**")
-        lines.append(f"| {g['goal']} | {_f(g['rps'])} against {_f(g['other_rps'])} | {_f(g['ratio'], '.3f')} | {met} |")
+        lines.append(f"| {g['goal']} | {fmt(g['rps'])} against {fmt(g['other_rps'])} | {fmt(g['ratio'], '.3f')} | {met} |")
     return "\n".join(lines)
 
 
@@ -112,11 +111,11 @@ def redis_side(summary: dict) -> str:
     for row in rows:
         t = _wrk(row)
         lines.append(
-            f"| {row['id']} | {_f(t.get('window_rps'))} | {_f(t.get('redis_cpu_pct'), '.1f')} | "
-            f"{_f(t.get('replica_cpu_pct'), '.1f') if t.get('replica_cpu_pct') else '–'} | "
-            f"{_f(t.get('commands_per_s'))} | {_f(t.get('requests_per_command'), '.1f')} | "
-            f"{_f(t.get('redis_cpu_us_per_command'), '.1f')} | {_f(t.get('redis_exec_us_per_command'), '.2f')} | "
-            f"{_f(t.get('redis_cpu_pct_per_100k_rps'), '.2f')} | {_f(t.get('wait_calls'), 'd')} |")
+            f"| {row['id']} | {fmt(t.get('window_rps'))} | {fmt(t.get('redis_cpu_pct'), '.1f')} | "
+            f"{fmt(t.get('replica_cpu_pct'), '.1f') if t.get('replica_cpu_pct') else '–'} | "
+            f"{fmt(t.get('commands_per_s'))} | {fmt(t.get('requests_per_command'), '.1f')} | "
+            f"{fmt(t.get('redis_cpu_us_per_command'), '.1f')} | {fmt(t.get('redis_exec_us_per_command'), '.2f')} | "
+            f"{fmt(t.get('redis_cpu_pct_per_100k_rps'), '.2f')} | {fmt(t.get('wait_calls'), 'd')} |")
     return "\n".join(lines)
 
 
@@ -129,10 +128,10 @@ def cpu_side(summary: dict) -> str:
         if not t.get("window_s"):
             continue
         redis = sum(t.get(k) or 0 for k in ("redis_cpu_pct", "replica_cpu_pct", "sentinels_cpu_pct"))
-        lines.append(f"| {row['id']} | {_f(t.get('server_cpu_pct'), '.0f')} | "
-                     f"{_per_round(row, 'server_cpu_us_per_request', '.2f')} (median {_f(_median_of(row, 'server_cpu_us_per_request'), '.2f')}) | "
-                     f"{_f(t.get('wrk_cpu_pct'), '.0f')} | "
-                     f"{redis:.1f} | {_f(t.get('machine_cpu_pct'), '.0f')} | {_per_round(row, 'other_cpu_pct', '.0f')} |")
+        lines.append(f"| {row['id']} | {fmt(t.get('server_cpu_pct'), '.0f')} | "
+                     f"{_per_round(row, 'server_cpu_us_per_request', '.2f')} (median {fmt(_median_of(row, 'server_cpu_us_per_request'), '.2f')}) | "
+                     f"{fmt(t.get('wrk_cpu_pct'), '.0f')} | "
+                     f"{redis:.1f} | {fmt(t.get('machine_cpu_pct'), '.0f')} | {_per_round(row, 'other_cpu_pct', '.0f')} |")
     return "\n".join(lines)
 
 
@@ -146,8 +145,8 @@ def spread(summary: dict) -> str:
             t = r.get("tests", {}).get("wrk") or {}
             if not t.get("server_fds"):
                 continue
-            fds = " / ".join(_f(x) for x in t["server_fds"])
-            lines.append(f"| {row['id']} | {n} | {fds} | {_f(t.get('listen_overflows'))} / {_f(t.get('listen_drops'))} | "
+            fds = " / ".join(fmt(x) for x in t["server_fds"])
+            lines.append(f"| {row['id']} | {n} | {fds} | {fmt(t.get('listen_overflows'))} / {fmt(t.get('listen_drops'))} | "
                          f"{t.get('ss_tcp') or '–'} |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
@@ -162,8 +161,8 @@ def checks(summary: dict) -> str:
             diff = "–" if ok is None or counter is None else (
                 f"+{counter - ok}" if counter >= ok else f"**LOST {ok - counter}**")
             scrapes = "–" if t.get("scrapes") is None else f"{t['scrapes']} ({t.get('scrape_errors', 0)})"
-            lines.append(f"| {row['id']} | {n} | {_f(ok)} | {_f(counter)} | {diff} | {scrapes} | "
-                         f"{_f(t.get('file_lines'))} | {r.get('worker_timeouts', '–')} | {r.get('exit_status', '–')} | "
+            lines.append(f"| {row['id']} | {n} | {fmt(ok)} | {fmt(counter)} | {diff} | {scrapes} | "
+                         f"{fmt(t.get('file_lines'))} | {r.get('worker_timeouts', '–')} | {r.get('exit_status', '–')} | "
                          f"{r.get('load_before', '–')} |")
     return "\n".join(lines)
 
@@ -180,8 +179,8 @@ def machine(summary: dict) -> list[str]:
            f"CPUs busy in the second before: {summary.get('busy_at_start')} %"]
     lim = summary.get("limits")
     if lim:
-        out.append(f"- open files (soft / hard, wrk and the servers inherit them): {_f(lim.get('nofile_soft'))} / "
-                   f"{_f(lim.get('nofile_hard'))}; net.core.somaxconn {lim.get('somaxconn')}, "
+        out.append(f"- open files (soft / hard, wrk and the servers inherit them): {fmt(lim.get('nofile_soft'))} / "
+                   f"{fmt(lim.get('nofile_hard'))}; net.core.somaxconn {lim.get('somaxconn')}, "
                    f"tcp_max_syn_backlog {lim.get('tcp_max_syn_backlog')}")
     if summary.get("quiet_wait"):
         seen = ", ".join(f"{q['utc']} {q['load1']}" for q in summary["quiet_wait"])

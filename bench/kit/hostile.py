@@ -10,11 +10,9 @@ stopped by PID at the end, on error, on Ctrl-C and on SIGTERM.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import shutil
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -292,17 +290,13 @@ def test_pipeline(ctx: Context) -> dict:
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        prog="bench/hostile",
-        description="Measures hitcore against hostile clients (slowloris, idle connections, a connection flood, "
+    p = session.arguments(
+        "bench/hostile", hitcore="hitcore binary (default target/release/hitcore, built with cargo if missing)", description="Measures hitcore against hostile clients (slowloris, idle connections, a connection flood, "
                     "a client that pipelines and never reads) and writes bench/results/<date>-<host>-hostile.md.")
     p.add_argument("--quick", action="store_true", help="smaller N and 3 s runs, to check the script itself (under a minute)")
-    p.add_argument("--only", metavar="LIST", help="comma-separated subset of: " + ", ".join(TESTS)
+    p.add_argument("--only", metavar="LIST", type=session.choice(TESTS, "test(s)"), help="comma-separated subset of: " + ", ".join(TESTS)
                    + " (default: all but vs-nginx)")
-    p.add_argument("--hitcore", type=Path, metavar="PATH",
-                   help="hitcore binary (default target/release/hitcore, built with cargo if missing)")
     p.add_argument("--port", type=int, default=0, help="port for hitcore (default: a free one)")
-    p.add_argument("--out", type=Path, default=session.RESULTS, help="results folder (default bench/results)")
     p.add_argument("--render", type=Path, metavar="DIR",
                    help="only write DIR.md again from DIR/summary.json (a recorded run's folder), its notes included")
     return p.parse_args(argv)
@@ -316,12 +310,7 @@ def main(argv=None) -> int:
         folder.with_name(folder.name + ".md").write_text(hostile_report.render(summary))
         print(folder.with_name(folder.name + ".md"))
         return 0
-    try:
-        tests = session.pick(args.only, TESTS, "test(s)") if args.only else DEFAULT_TESTS
-    except ValueError as error:
-        print(f"bench/hostile: {error}", file=sys.stderr)
-        return 2
-    return session.guard(run, args, tests)
+    return session.guard(run, args, args.only or DEFAULT_TESTS)
 
 
 def run(args, tests: list[str]) -> int:
@@ -376,13 +365,6 @@ def run(args, tests: list[str]) -> int:
         redis.stop()
     summary.update(duration_s=round(procs.elapsed(), 1), load_at_end=[round(x, 2) for x in os.getloadavg()])
     session.write_summary(run_dir, summary)
-    run_dir.with_name(name + ".md").write_text(hostile_report.render(summary))
-    print()
-    print(hostile_report.console(summary))
-    log(f"done in {procs.elapsed():.0f}s: {run_dir}.md")
     failed = [r["id"] for v in summary["tests"].values() for r in (v if isinstance(v, list) else v.get("runs", [v]))
               if r.get("error")]
-    if failed:
-        log(f"measurements that did not complete: {', '.join(failed)} (see the report)")
-        return 3
-    return 0
+    return session.finish(run_dir.with_name(name + ".md"), hostile_report.render(summary), failed)

@@ -1,7 +1,7 @@
 """bench/hostile's report, bench/results/<date>-<host>-hostile.md, from its summary: the machine,
 one section per measurement with its tables, the notes, what hitcore's logs said. How each was
 measured is bench/README.md's "Hostile clients" (the report points there rather than repeat it).
-Pure: nothing is computed here but ratios and formatting. `console()` is the terminal digest.
+Pure: nothing is computed here but ratios and formatting.
 """
 from __future__ import annotations
 
@@ -262,34 +262,3 @@ def render(s: dict) -> str:
     runs = _runs(s)
     return "\n".join(lines + ([""] + _logs(runs) if runs else [])) + "\n"
 
-
-def console(s: dict) -> str:
-    """A few lines for the terminal."""
-    t, out = s["tests"], []
-    for r in t.get("slowloris") or []:
-        for key, what in (("baseline", "alone"), ("slowloris", f"+{r['conns']} slowloris")):
-            w = (r.get(key) or {}).get("wrk") or {}
-            out.append(f"cap {r['cap']:>5} {what:>16}: " + (
-                f"{w['rps']:>9,.0f} req/s  p50 {ms(w.get('p50_ms')):>9}  p99 {ms(w.get('p99_ms')):>9}  "
-                f"max {ms(w.get('latency_max_ms')):>9}" if w and not w.get("error")
-                else r.get("error") or w.get("error") or "not run"))
-    r = t.get("idle")
-    if r:
-        p = r.get("probes") or {}
-        out.append(f"idle: {r.get('kib_per_conn')} KiB per idle connection ({r.get('idle_held')} held); new "
-                   f"connections served {p.get('ok')}/{p.get('sent')}" + (f"; {r['error']}" if r.get("error") else ""))
-    r = t.get("flood")
-    if r:
-        out.append(f"flood: peak hitcore tree RSS {kib(r.get('peak_tree_rss_kib'))}" + (f"; {r['error']}" if r.get("error") else ""))
-    r = t.get("vs-nginx")
-    for victim, phases in ((r or {}).get("folded") or {}).items():
-        a, b = phases.get("baseline") or {}, phases.get("slowloris") or {}
-        out.append(f"vs-nginx {victim:>16}: median p99 alone {ms(a.get('p99_ms'))}, beside {r['conns']} "
-                   f"slowloris {ms(b.get('p99_ms'))} ({num(a.get('rps'))} -> {num(b.get('rps'))} req/s)")
-    r = t.get("pipeline")
-    if r:
-        b = r.get("busiest_shard")
-        out.append(f"pipeline: shard RSS {kib((r.get('shard_rss_before_kib') or {}).get(b))} -> peak "
-                   f"{kib((r.get('peak_shard_rss_kib') or {}).get(b))}; ~{r.get('pipelined_answered')} answered unread"
-                   + (f"; {r['error']}" if r.get("error") else ""))
-    return "\n".join(out)

@@ -7,7 +7,6 @@ the /proc readers machine.py's and measure.py's. The pure parts are tested by be
 """
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 from . import compare, compare_plan, loadgen, procs, provision, servers, session
 from .machine import busy_percent, cpu_times
 from .measure import read_tasks, task_delta
+from .md import fmt
 
 PLAN = provision.BENCH / "plans" / "layout-ab.plan"
 VARIANTS = {
@@ -59,21 +59,15 @@ def median_row(rows: list[dict]) -> dict:
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="bench/layout", description=__doc__.split("\n\n")[0])
+    p = session.arguments("bench/layout", __doc__.split("\n\n")[0], "the hitcore binary", default=provision.HITCORE_BINARY)
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     p.add_argument("--requests", type=int, default=50000, help="ab -n (default 50000)")
     p.add_argument("--concurrency", type=int, default=500, help="ab -c (default 500)")
-    p.add_argument("--only", default=",".join(VARIANTS), help=f"variants, of {','.join(VARIANTS)}")
-    p.add_argument("--hitcore", type=Path, default=provision.HITCORE_BINARY, help="the hitcore binary")
-    p.add_argument("--out", type=Path, default=session.RESULTS, help="results folder")
+    p.add_argument("--only", default=list(VARIANTS), type=session.choice(list(VARIANTS), "variant(s)"), help=f"variants, of {','.join(VARIANTS)}")
     p.add_argument("--quick", action="store_true", help="one round of 5,000 requests: to check the script")
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.requests = 1, 5000
-    try:
-        args.only = session.pick(args.only, list(VARIANTS), "variant(s)")
-    except ValueError as error:
-        p.error(str(error))
     if any(VARIANTS[v][1] is not None for v in args.only) and not args.hitcore.exists():
         p.error(f"{args.hitcore} does not exist: cargo build --release, or pass --hitcore")
     return args
@@ -83,10 +77,7 @@ def measure(variant, filled: dict, round_no: int, setups, args, raw_dir: Path, l
     """One layout, one round, in bench/compare's run (kit/compare.py's Tool): ab, with /proc read
     around it (each CPU, the server's threads) and ab's own schedstat read until it exits."""
     tag, redis = f"{variant.name}-r{round_no}", setups.by_setup.get(variant.setup() or "")
-    processes, shards = variant.readiness(filled["cpus"])
-    spec = servers.Spec(variant.name, VARIANTS[variant.name][0], filled["argv"], env=filled["env"],
-                        uses_redis=redis is not None, processes=processes,
-                        ready_line="Connected to Redis" if shards else "", ready_count=shards)
+    spec = compare.server_spec(variant, filled, VARIANTS[variant.name][0])
     row = {"id": spec.id, "title": spec.title, "argv": " ".join(spec.argv), "uses_redis": spec.uses_redis,
            "status": "ok", "tests": {}}
     try:
@@ -143,7 +134,7 @@ def main(argv=None) -> int:
     args.duration, args.connections, args.threads = None, args.concurrency, None
     ab = {"concurrency": args.concurrency, "requests": args.requests, "rounds": args.rounds}
     return session.guard(compare.run, args, plan, {"hitcore": str(args.hitcore.resolve())},
-                         compare.Tool(measure, render_run, table_run, {"ab": ab}, "bench/layout"))
+                         compare.Tool(measure, render_run, None, {"ab": ab}, "bench/layout"))
 
 
 def view(summary: dict) -> dict:
@@ -158,17 +149,7 @@ def render_run(summary: dict) -> str:
     return render(view(summary))
 
 
-def table_run(summary: dict) -> str:
-    return "\n".join(line for line in render_run(summary).splitlines() if line.startswith("|"))
-
-
 # The report: summary.json as Markdown, machine first. Pure: text in, text out.
-
-def _f(value, digits: int = 0) -> str:
-    if value is None:
-        return "–"
-    return f"{value:,.{digits}f}"
-
 
 def render(summary: dict) -> str:
     m = summary["machine"]
@@ -198,13 +179,13 @@ def render(summary: dict) -> str:
             lines.append(f"| {VARIANTS[variant][0]} | {status} | | | | | | |")
             continue
         ratio = f"{med['rps'] / nginx:.2f}" if nginx else "–"
-        each = ", ".join(_f(r) for r in med["rps_all"])
+        each = ", ".join(fmt(r) for r in med["rps_all"])
         cpus = " / ".join(f"{v:.0f} %" for v in med["cpu_busy_pct"].values())
         lines.append(
-            f"| {VARIANTS[variant][0]} | **{_f(med['rps'])}** ({each}) | {ratio} | {_f(med['failed'])} | {cpus} "
-            f"| {_f(med['ab_cpu_us_per_request'], 1)} / {_f(med['ab_wait_us_per_request'], 1)} "
-            f"| {_f(med['server_cpu_us_per_request'], 1)} / {_f(med['server_wait_us_per_request'], 1)} "
-            f"| {_f(med['server_migrations'])} |")
+            f"| {VARIANTS[variant][0]} | **{fmt(med['rps'])}** ({each}) | {ratio} | {fmt(med['failed'])} | {cpus} "
+            f"| {fmt(med['ab_cpu_us_per_request'], ',.1f')} / {fmt(med['ab_wait_us_per_request'], ',.1f')} "
+            f"| {fmt(med['server_cpu_us_per_request'], ',.1f')} / {fmt(med['server_wait_us_per_request'], ',.1f')} "
+            f"| {fmt(med['server_migrations'])} |")
     lines += ["", "Per process, each round (pid: on CPU / waiting ms, migrations):", ""]
     for variant, rows in summary["rows"].items():
         for i, row in enumerate(rows, 1):

@@ -15,7 +15,6 @@ run goes on. Every process started is stopped by PID at the end, on error and on
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import sys
@@ -43,15 +42,13 @@ ORIGINAL_2014 = [
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        prog="bench/run",
+    p = session.arguments(
+        "bench/run", hitcore="hitcore binary to test (default: cargo build --release, then target/release/hitcore)",
         description="Reproduces the original gunicorn/Flask hit-counter benchmark with hitcore and its "
                     "peers side by side, on this machine, and writes bench/results/<date>-<host>.md with charts.")
     p.add_argument("--quick", action="store_true",
                    help="short run (ab -n 5000, wrk 3 s): about 2 minutes on 2 cores once provisioned")
     p.add_argument("--port", type=int, default=8000, help="the port every server listens on (default 8000)")
-    p.add_argument("--hitcore", type=Path, metavar="PATH",
-                   help="hitcore binary to test (default: cargo build --release, then target/release/hitcore)")
     p.add_argument("--only", metavar="LIST",
                    help="comma-separated rows to run, by id or part of it: " + ", ".join(servers.ALL_IDS)
                         + " (e.g. hitcore,nginx)")
@@ -67,7 +64,6 @@ def parse_args(argv):
     p.add_argument("--repeat", type=int, default=1, metavar="N",
                    help="run N rounds, interleaved (round 1: every server, round 2: every server, ...); the report "
                         "gives the median of each column, the req/s spread and every round's checks (default 1)")
-    p.add_argument("--out", type=Path, default=session.RESULTS, help="results folder (default bench/results)")
     return p.parse_args(argv)
 
 
@@ -208,20 +204,13 @@ def run(args, ids: list[str]) -> int:
     if problems.get("venv"):
         log(f"charts skipped: {problems['venv']}")
     charts = [] if problems.get("venv") else session.chart("run", [summary_path, out_dir, name], log_dir) or []
-    report_path = out_dir / f"{name}.md"
-    report_path.write_text(report.render(summary, charts))
-    print()
-    print(report.console_table(summary))
-    log(f"done in {procs.elapsed():.0f}s (provisioning {provisioned_at:.0f}s): {report_path}")
     for chart in charts:
         log(f"chart: {out_dir / chart}")
     failed = [r["id"] + (f" (round {n})" if repeat > 1 else "")
               for n, (these, points) in enumerate(zip(rounds_rows, rounds_scaling), 1)
               for r in these + points if r["status"] != "ok"]
-    if failed:
-        log(f"rows that did not complete: {', '.join(failed)} (see the report)")
-        return 3
-    return 0
+    return session.finish(out_dir / f"{name}.md", report.render(summary, charts), failed,
+                          what=f" (provisioning {provisioned_at:.0f}s)")
 
 
 def bench_server(spec: servers.Spec, counter: str, ctx: servers.Context, redis: redisctl.RedisServer,

@@ -1,4 +1,5 @@
-"""The Markdown every report writes: numbers, tables, a run's machine section and its notes.
+"""The Markdown every report writes: numbers, tables, a run's machine section and its notes; and
+the terminal's digest of a report, which every tool prints at the end of a run.
 
 Pure: text from plain dicts, so every report is tested on recorded summaries. It must not read
 files, start processes or compute a figure (the tools and their fold functions do that).
@@ -15,6 +16,11 @@ def num(value, digits: int = 0) -> str:
     if isinstance(value, float) and digits:
         return f"{value:,.{digits}f}"
     return f"{value:,.0f}" if isinstance(value, (int, float)) else str(value)
+
+
+def fmt(value, spec: str = ",.0f") -> str:
+    """`value` in the format spec `spec` (thousands separators, no decimals by default), DASH for None."""
+    return DASH if value is None else format(value, spec)
 
 
 def ms(value) -> str:
@@ -67,3 +73,20 @@ def notes(s: dict, text: str | None = None) -> list[str]:
     lines, or a folder's notes.md as `text`), e.g. what limits a target not met."""
     body = text.strip().splitlines() if text else list(s.get("notes") or [])
     return ["", "## Notes", ""] + body if body else []
+
+
+def digest(report: str) -> str:
+    """What a tool prints when its run ends: each section's heading and its first table, without
+    the machine section and the separator rows (the whole report is in the file)."""
+    out, skipping = [], False  # skipping: the rest of a section (the machine's, or after its first table)
+    for line in report.splitlines():
+        if line.startswith("#"):
+            skipping = line == "## Machine"
+            if not skipping:
+                out.append(line)
+        elif line.startswith("|") and not skipping:
+            if not line.startswith("|-"):
+                out.append(line)
+        elif out and out[-1].startswith("|"):
+            skipping = True
+    return "\n".join(out)

@@ -1,7 +1,8 @@
 """What the kit reads about processes, sockets and the machine while a load runs: /proc (RSS, open
 descriptors, CPU of the whole machine and of everything else on it, run-queue waits), `ss` (accept
-and socket queues), /proc/net/netstat's listen counters, and the two background observers
-bench/hostile runs beside a load (the memory/descriptor/queue sampler and the new-connection prober).
+and socket queues), /proc/net/netstat's listen counters, the two background observers
+bench/hostile runs beside a load (the memory/descriptor/queue sampler and the new-connection prober),
+and when a load is steady (`steady_window`: the two readings bench/compare and bench/tail take).
 
 Reads only: it starts no process but `ss` and opens no connection but the prober's. The process
 tree itself (descendants, CPU seconds of a set of PIDs) is kit/procs.py's.
@@ -17,6 +18,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from . import machine, perfstat, procs
 
@@ -221,6 +223,21 @@ def probe_summary(results, t0: float | None = None, t1: float | None = None) -> 
         "max_ms": round(latencies[-1], 2) if latencies else None,
         "longest_gap_ms": gap,
     }
+
+
+def steady_window(duration: float, warm: float, margin: float, read) -> tuple[list, Callable]:
+    """A load generator's `while_running` hook that takes `read(proc)` twice, `warm` s after the load
+    started and `margin` s before its end: its steady part, every connection open and none closing
+    yet. Returns the list the two readings go into, and the hook."""
+    marks: list = []
+
+    def sample(proc) -> None:
+        t0 = time.monotonic()
+        time.sleep(warm)
+        marks.append(read(proc))
+        time.sleep(max(0.1, t0 + duration - margin - time.monotonic()))
+        marks.append(read(proc))
+    return marks, sample
 
 
 def machine_cpu_seconds() -> float:

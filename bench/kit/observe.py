@@ -7,7 +7,6 @@ process started is stopped by PID at the end, on error and on Ctrl-C.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import http.client
 import json
@@ -118,19 +117,16 @@ class Scraper(threading.Thread):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        prog="bench/observe",
+    p = session.arguments(
+        "bench/observe", hitcore="hitcore binary (default: cargo build --release, then target/release/hitcore)",
         description="Runs wrk against hitcore with --metrics-bind, scrapes /metrics every second, restarts "
                     "Redis in the middle, and draws requests/s by status, the coalescing factor and Redis "
                     "up/down from the scrapes.")
-    p.add_argument("--hitcore", type=Path, metavar="PATH",
-                   help="hitcore binary (default: cargo build --release, then target/release/hitcore)")
     p.add_argument("--workers", type=int, default=2, help="hitcore -w (default 2)")
     p.add_argument("--concurrency", type=int, default=100, help="wrk -c (default 100)")
     p.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
     p.add_argument("--duration", type=int, default=20, help="wrk -d seconds (default 20)")
     p.add_argument("--down", type=float, default=3.0, help="seconds Redis stays stopped (default 3)")
-    p.add_argument("--out", type=Path, default=session.RESULTS, help="results folder (default bench/results)")
     p.add_argument("--chart", type=Path, help="also copy the chart here (e.g. docs/observability-redis-restart.png)")
     return p.parse_args(argv)
 

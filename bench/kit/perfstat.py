@@ -138,11 +138,6 @@ def aggregate(threads: dict[str, dict[str, int]], roles: dict[int, str]) -> dict
     return out
 
 
-def named_sum(counts: dict[str, int]) -> int:
-    """The sum of the per-name syscall counts (everything but the total and context switches)."""
-    return sum(v for k, v in counts.items() if is_syscall(k))
-
-
 def top(counts: dict[str, int], n: int = 8) -> list[tuple[str, int]]:
     """The n syscalls with the largest counts, largest first (ties by name)."""
     named = [(k, v) for k, v in counts.items() if is_syscall(k) and v]

@@ -1,5 +1,4 @@
-"""bench/run's results file, bench/results/<name>.md, rendered from the run's summary (summary.json),
-and `console_table()` for the terminal.
+"""bench/run's results file, bench/results/<name>.md, rendered from the run's summary (summary.json).
 
 Order: the machine first, the original test's table for every server, the keep-alive tables, the
 ratios (--repeat), shard scaling, correctness and memory, the charts, the commands. How to read each
@@ -239,35 +238,3 @@ def render(s: dict, charts: list[str]) -> str:
     out += ["", "## Commands", ""] + [f"- `{r['id']}`: `{esc(r['argv'])}`" for r in rows + s["scaling"]]
     return "\n".join(out + ["", "How to read and reproduce this: [bench/README.md](../README.md).", ""])
 
-
-def console_table(s: dict) -> str:
-    """A compact plain-text summary for the terminal."""
-    head = f"{'server':48} {'ab req/s':>9} {'failed':>7} {'ab -k':>9} {'wrk req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'counter':>9} {'WT':>3} {'RSS MiB':>8}"
-    lines, repeat = [head, "-" * len(head)], s.get("repeat", 1)
-    if repeat > 1:
-        lines.insert(0, f"medians of {repeat} rounds; failed: the most in any round; counter: each round's "
-                        "whole check; WT: the sum; RSS: the peak")
-    for row in s["rows"] + s["scaling"]:
-        if row["status"] != "ok" and not row["tests"]:
-            lines.append(f"{row['title'][:48]:48} {row['status'][:90]}")
-            continue
-        ab, abk, wrk = (row["tests"].get(k, {}) for k in ("ab", "ab_k", "wrk"))
-        check = "n/a"
-        if row["uses_redis"] and repeat > 1:
-            verdicts = [_console_check(raw) for raw in row["rounds"]]
-            check = verdicts[0] if len(set(verdicts)) == 1 else "/".join(verdicts)
-        elif row["uses_redis"] and row["status"] == "ok":
-            check = _console_check(row)
-        failed = ab.get("max", {}).get("failed") if repeat > 1 else ab.get("failed")
-        lines.append(
-            f"{row['title'][:48]:48} {num(ab.get('rps')):>9} {num(failed):>7} {num(abk.get('rps')):>9} "
-            f"{num(wrk.get('rps')):>10} {wrk.get('p50_ms', 0):>8.2f} {wrk.get('p99_ms', 0):>8.2f} {check:>9} "
-            f"{num(row.get('worker_timeouts')):>3} {(row.get('peak_rss_kib') or 0) / 1024:>8.1f}")
-    return "\n".join(lines)
-
-
-def _console_check(row: dict) -> str:
-    if row["status"] != "ok":
-        return "–"
-    counted, seen = counter_checks(row)["total"]
-    return "?" if counted is None else ("exact" if counted == seen else f"{counted - seen:+d}")

@@ -6,6 +6,7 @@ into one row per server whose `tests` hold, per test, the **median** over the ro
 numbers of every numeric field, with `min` and `max` of each field beside it; the raw rows of every
 round stay in the row's `rounds` list, so nothing measured is lost and every round's correctness
 can be shown. `ratios()` divides each hitcore row's median req/s by each peer's, per test.
+`stats()` and `median_of()` are the one median every tool's folding uses (None-safe).
 Pure functions, standard library only: report.py and the tests use them without running anything.
 """
 from __future__ import annotations
@@ -16,6 +17,18 @@ TEST_KEYS = ("ab", "ab_k", "wrk")
 
 # The peers hitcore is compared with, in the Ratios section: (row id, name in the report).
 PEERS = [("gunicorn-gevent", "gunicorn gevent"), ("tokio-hyper", "tokio peer"), ("nginx", "nginx static")]
+
+
+def stats(values: list) -> dict | None:
+    """{"median", "min", "max", "values"} of the values that are not None; None when there are none."""
+    values = [v for v in values if v is not None]
+    return {"median": median(values), "min": min(values), "max": max(values), "values": values} if values else None
+
+
+def median_of(values: list):
+    """The median of the values that are not None; None when there are none."""
+    folded = stats(values)
+    return folded and folded["median"]
 
 
 def _numeric(value) -> bool:

@@ -1,5 +1,6 @@
-"""The shell every bench tool runs in: signals and cleanup, its results folder, the header of its
-summary, the binaries it tests, its chart, and the files it writes at the end.
+"""The shell every bench tool runs in: its parser's shared options, signals and cleanup, its results
+folder, the header of its summary, the binaries it tests, its chart, and the files it writes at the
+end (the report, whose digest it prints, and the exit status).
 
 Every tool writes `bench/results/<date>-<host>-<tool>[...].md` beside a folder of the same name with
 `raw/`, `logs/` and `summary.json`; a rerun the same day replaces the earlier run's files rather
@@ -8,6 +9,7 @@ than mixing its raw outputs with them. This module must not start servers or loa
 """
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -19,7 +21,7 @@ import socket
 import sys
 from pathlib import Path
 
-from . import machine, procs, provision
+from . import machine, md, procs, provision
 from .procs import log
 
 RESULTS = provision.BENCH / "results"
@@ -84,6 +86,26 @@ def pick(value: str, known: list[str], what: str) -> list[str]:
     return [k for k in known if k in picked]
 
 
+def arguments(prog: str, description: str, hitcore: str = "hitcore binary (default target/release/hitcore)",
+              **hitcore_options) -> argparse.ArgumentParser:
+    """The parser every tool starts from, with the options they all have: --hitcore (`hitcore` its
+    help, `hitcore_options` e.g. its default) and --out."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--hitcore", type=Path, metavar="PATH", help=hitcore, **hitcore_options)
+    p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
+    return p
+
+
+def choice(known: list[str], what: str):
+    """An argparse `type` for a comma-separated choice from `known` (pick's): a bad one is a usage error."""
+    def parse(value: str) -> list[str]:
+        try:
+            return pick(value, known, what)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return parse
+
+
 def busy_check() -> float | None:
     """How busy the CPUs are before a run (1 s of /proc/stat); warns above BUSY_PERCENT."""
     busy = machine.cpu_busy_percent()
@@ -129,6 +151,19 @@ def write_summary(run_dir: Path, summary: dict) -> Path:
     path = run_dir / "summary.json"
     path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return path
+
+
+def finish(report: Path, text: str, failed: list[str], digest: str | None = None, what: str = "") -> int:
+    """A run's last step: its report written, its digest (md.digest's, or `digest`) printed, and its
+    exit status: 3 when some measurement did not complete (`failed` names them), else 0."""
+    report.write_text(text)
+    print()
+    print(digest or md.digest(text))
+    log(f"done in {procs.elapsed():.0f}s{what}: {report}")
+    if failed:
+        log(f"did not complete: {', '.join(failed)} (see the report)")
+        return 3
+    return 0
 
 
 def chart(kind: str, args: list, log_dir: Path, timeout: float = 180) -> list[str] | None:

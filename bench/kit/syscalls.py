@@ -5,17 +5,18 @@ Owns the run and its report: for each round, each server started fresh on a free
 run's one Redis and, for each load shape (keepalive, close, pipelined; idle in round 1), a warm-up,
 then `perf stat` (kit/perfstat.py) enabled around exactly N requests, every syscall count and the
 context switches divided by the requests; with --instructions the server under callgrind
-(kit/callgrind.py) for user-space instructions per request. Counts, not times: nothing here
-reports a rate. Every process it starts is stopped by PID at the end, on error and on Ctrl-C.
+(kit/callgrind.py) for user-space instructions per request; with --idle-connections N, hitcore -w 1
+under callgrind holding N idle keep-alive connections, for its instructions per second at rest.
+Counts, not times: nothing here reports a rate of requests. Every process it starts is stopped by
+PID at the end, on error and on Ctrl-C.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import re
 import shutil
-import statistics
+import socket
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 from . import callgrind, machine, perfstat, procs, provision, redisctl, servers, session
 from .md import machine as machine_section, table
 from .procs import RunError, log
+from .rounds import stats
 
 PIPECLIENT = Path(__file__).resolve().with_name("pipeclient.py")
 SERVERS = ["hitcore", "nginx", "tokio"]
@@ -34,9 +36,12 @@ SHAPE_TITLES = {"keepalive": "keep-alive (`ab -k -c 50`)", "close": "a connectio
                 "idle": "idle (no load)"}
 CONNECTIONS, DEPTH = 50, 16
 MODES = {
-    "full": {"requests": 20000, "warmup": 2000, "rounds": 3, "idle_seconds": 5, "callgrind_requests": 5000},
-    "quick": {"requests": 2000, "warmup": 200, "rounds": 1, "idle_seconds": 2, "callgrind_requests": 1000},
+    "full": {"requests": 20000, "warmup": 2000, "rounds": 3, "idle_seconds": 5, "callgrind_requests": 5000,
+             "held_seconds": 10},
+    "quick": {"requests": 2000, "warmup": 200, "rounds": 1, "idle_seconds": 2, "callgrind_requests": 1000,
+              "held_seconds": 3},
 }
+REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 COUNTER_KEY = "hit"
 KEY_NAMES = ["total", "context-switches", "cs-voluntary", "cs-nonvoluntary", "recvfrom", "recvfrom:err", "read",
              "read:err", "sendto", "write", "writev", "epoll_wait", "epoll_ctl", "io_uring_enter", "accept4",
@@ -62,10 +67,6 @@ def per_unit(counts: dict[str, int], units: float) -> dict[str, float]:
     return {k: v / units for k, v in counts.items()} if units else {}
 
 
-def _stats(values: list) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
-
-
 def fold(measurements: list[dict]) -> dict:
     """The rounds of each (server, shape) folded: {server: {shape: {"rounds": n, "roles": {role:
     {name: {"median", "min", "max", "values"}}}}}}, over the per-request (per-second for idle)
@@ -77,10 +78,10 @@ def fold(measurements: list[dict]) -> dict:
     out: dict = {}
     for server, shapes in groups.items():
         for shape, runs in shapes.items():
-            roles = {role: {name: _stats([m["per_unit"].get(role, {}).get(name, 0.0) for m in runs])
+            roles = {role: {name: stats([m["per_unit"].get(role, {}).get(name, 0.0) for m in runs])
                             for name in sorted({n for m in runs for n in m["per_unit"].get(role, {})})}
                      for role in sorted({r for m in runs for r in m["per_unit"]})}
-            extra = {key: {k: v for k, v in _stats(values).items() if k != "values"}
+            extra = {key: {k: v for k, v in stats(values).items() if k != "values"}
                      for key in ("redis_commands_per_request", "incrby_per_request")
                      for values in [[m[key] for m in runs if m.get(key) is not None]] if values}
             out.setdefault(server, {})[shape] = {"rounds": len(runs), "roles": roles, **extra}
@@ -93,7 +94,7 @@ def fold_instructions(records: list[dict]) -> dict:
     for r in records:
         if not r.get("error") and r.get("per_request") is not None:
             out.setdefault(r["server"], {}).setdefault(r["shape"], []).append(r["per_request"])
-    return {sv: {sh: _stats(v) for sh, v in shapes.items()} for sv, shapes in out.items()}
+    return {sv: {sh: stats(v) for sh, v in shapes.items()} for sv, shapes in out.items()}
 
 
 class Run:
@@ -105,12 +106,10 @@ class Run:
 
     def spec(self, server: str) -> servers.Spec:
         ctx = servers.Context(port=self.port, redis_url=self.redis.url, ncpu=1, server_cpus=None,
-                              hitcore=self.hitcore, tmp=self.log_dir)
-        if server != "tokio":
-            return servers.hitcore(ctx, 1) if server == "hitcore" else servers.nginx(ctx)
-        spec = servers.tokio(ctx)
-        spec.argv[0] = str(self.tokio)
-        return spec
+                              hitcore=self.hitcore, tmp=self.log_dir, tokio=self.tokio)
+        if server == "tokio":
+            return servers.tokio(ctx)
+        return servers.hitcore(ctx, 1) if server == "hitcore" else servers.nginx(ctx)
 
     def load(self, shape: str, requests: int, raw_path: Path | None) -> dict:
         if shape == "pipelined":
@@ -206,11 +205,7 @@ class Run:
             config = self.log_dir / "nginx" / "nginx.conf"
             config.write_text(config.read_text().replace("master_process on;", "master_process off;"))
             spec.processes = 1
-        out_dir = self.log_dir / "callgrind" / f"{server}-r{rnd}"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        service = servers.start(spec, self.port, self.log_dir / f"{server}-callgrind-r{rnd}.log",
-                                name=f"{server}-callgrind-r{rnd}", argv=callgrind.wrap(spec.argv, out_dir),
-                                timeout=180, settle=2.0)
+        service, out_dir = self.under_callgrind(spec, f"{server}-callgrind-r{rnd}", f"{server}-r{rnd}")
         requests, out = self.settings["callgrind_requests"], []
         try:
             for shape in [s for s in shapes if s != "idle"]:
@@ -218,13 +213,8 @@ class Run:
                 record = {"server": server, "shape": shape, "round": rnd, "error": None, "requests": requests}
                 try:
                     self.load(shape, max(1, self.settings["warmup"] // 4), None)
-                    pids = [service.pid] + procs.descendants(service.pid)
-                    if not callgrind.zero(pids):
-                        raise RunError("callgrind_control -z reached none of the server's processes")
-                    record["load"] = self.load(shape, requests, self.raw_dir / f"{server}-{shape}-r{rnd}.callgrind-load.txt")
-                    totals = callgrind.read_totals(out_dir, callgrind.dump(pids))
-                    if not totals:
-                        raise RunError("callgrind wrote no dump")
+                    raw = self.raw_dir / f"{server}-{shape}-r{rnd}.callgrind-load.txt"
+                    totals, _ = counted(service, out_dir, lambda: record.update(load=self.load(shape, requests, raw)))
                     record.update(per_process={str(pid): n for pid, n in totals.items()},
                                   instructions=sum(totals.values()), per_request=sum(totals.values()) / requests)
                     log(f"{server}-{shape}-r{rnd}: {record['per_request']:.0f} instructions per request (callgrind)")
@@ -237,6 +227,89 @@ class Run:
         finally:
             service.stop(grace=30)
         return out
+
+    def held_round(self, server: str, rnd: int, _shapes: list[str]) -> list[dict]:
+        """hitcore -w 1 under callgrind holding --idle-connections keep-alive connections, each
+        answered once: its instructions per second while they sit idle (what a shard's tick costs)."""
+        n, seconds = self.settings["held_connections"], self.settings["held_seconds"]
+        spec = self.spec(server)
+        spec.argv += ["--worker-connections", str(n + 100), "--keep-alive", "600", "--header-timeout", "600"]
+        record = {"server": server, "shape": f"held-{n}", "round": rnd, "error": None, "connections": n}
+        service, out_dir = self.under_callgrind(spec, f"{server}-held-r{rnd}", f"held-r{rnd}")
+        conns: list[socket.socket] = []
+        try:
+            for _ in range(n):
+                conns.append(socket.create_connection(("127.0.0.1", self.port), timeout=60))
+                conns[-1].sendall(REQUEST)
+            record["answered"] = sum(_answered(conn) for conn in conns)
+            time.sleep(2)  # the answers' last work done before the counted window
+            record.update(held_figures(service.pid, *counted(service, out_dir, lambda: time.sleep(seconds))))
+            log(f"held-r{rnd}: {record['answered']}/{n} answered; shard {record['shard_per_s']:,} and supervisor "
+                f"{record['supervisor_per_s']:,} instructions per second idle")
+        except (RunError, OSError) as error:
+            log(f"{server} holding {n} connections, round {rnd}: {error}")
+            record["error"] = str(error)
+        finally:
+            for conn in conns:
+                conn.close()
+            service.stop(grace=30)
+        return [record]
+
+    def under_callgrind(self, spec: servers.Spec, name: str, folder: str) -> tuple[procs.Service, Path]:
+        """`spec` started under callgrind (slow to start: up to 3 minutes), its dumps in callgrind/FOLDER."""
+        out_dir = self.log_dir / "callgrind" / folder
+        out_dir.mkdir(parents=True, exist_ok=True)
+        service = servers.start(spec, self.port, self.log_dir / f"{name}.log", name=name,
+                                argv=callgrind.wrap(spec.argv, out_dir), timeout=180, settle=2.0)
+        return service, out_dir
+
+
+def counted(service: procs.Service, out_dir: Path, during) -> tuple[dict[int, int], float]:
+    """The instructions of each of the server's processes while `during()` runs (counters zeroed
+    before it, dumped after it), and the seconds from the zero to the dump."""
+    pids = [service.pid] + procs.descendants(service.pid)
+    if not callgrind.zero(pids):
+        raise RunError("callgrind_control -z reached none of the server's processes")
+    zeroed = time.monotonic()
+    during()
+    totals = callgrind.read_totals(out_dir, callgrind.dump(pids))
+    if not totals:
+        raise RunError("callgrind wrote no dump")
+    return totals, time.monotonic() - zeroed
+
+
+def held_figures(supervisor: int, totals: dict[int, int], window_s: float) -> dict:
+    """Instructions per second of the counted window, the supervisor's and its shard's (every other
+    process of the server) apart, from callgrind's {pid: instructions}."""
+    shard = sum(n for pid, n in totals.items() if pid != supervisor)
+    return {"window_s": round(window_s, 2), "supervisor_per_s": round(totals.get(supervisor, 0) / window_s),
+            "shard_per_s": round(shard / window_s)}
+
+
+def _answered(conn: socket.socket) -> bool:
+    """Reads one answer's head from `conn`; whether it was a 200."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.startswith(b"HTTP/1.1 200")
+
+
+def _held_lines(summary: dict) -> list[str]:
+    rows = [[h["round"], h.get("error") or f"{h['answered']:,}/{h['connections']:,}", h.get("window_s", ""),
+             f"{h['shard_per_s']:,}" if "shard_per_s" in h else "", f"{h['supervisor_per_s']:,}" if "supervisor_per_s" in h else ""]
+            for h in summary.get("held", [])]
+    if not rows:
+        return []
+    n, s = summary["held"][0]["connections"], summary["settings"]
+    return [f"## hitcore -w 1 holding {n:,} idle connections: instructions per second (callgrind)", "",
+            f"`hitcore -w 1 --worker-connections {n + 100} --keep-alive 600 --header-timeout 600` under "
+            "`valgrind --tool=callgrind --trace-children=yes`; each connection answered one `GET /` and then "
+            f"left idle; 2 s later the counters zeroed (`callgrind_control -z`), {s['held_seconds']} s idle, "
+            "dumped (`-d`): Ir of each process, libc included, kernel excluded.", ""] + \
+        table(["round", "answered", "window s", "shard, instructions / s", "supervisor, instructions / s"], rows) + [""]
 
 
 def _fmt(stat: dict | None, spread: bool = True) -> str:
@@ -309,7 +382,9 @@ def render(summary: dict) -> str:
                 for srv in [folded[sv]["idle"]["roles"].get("server", {})]]
         lines += ["## Idle: per second, no load", ""] + \
             table(["server", "syscalls / s", "context switches / s", "largest"], rows) + [""]
-    errors = [m for m in summary["measurements"] + summary.get("instructions", []) if m.get("error") or m.get("warning")]
+    lines += _held_lines(summary)
+    errors = [m for m in summary["measurements"] + summary.get("instructions", []) + summary.get("held", [])
+              if m.get("error") or m.get("warning")]
     if errors:
         lines += ["## Problems", ""] + [f"- {m['server']} {m['shape']} round {m['round']}: "
                                         f"{m.get('error') or m.get('warning')}" for m in errors] + [""]
@@ -318,34 +393,38 @@ def render(summary: dict) -> str:
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        prog="bench/syscalls",
-        description="Counts syscalls (by name) and context switches per request for hitcore -w 1, nginx "
+    p = session.arguments(
+        "bench/syscalls", description="Counts syscalls (by name) and context switches per request for hitcore -w 1, nginx "
                     "(1 worker) and the tokio peer (1 thread), keep-alive, a connection per request and "
                     "pipelined, with perf stat; writes bench/results/<date>-<host>-syscalls.md.")
     p.add_argument("--quick", action="store_true", help="2000 requests, one round: to check the script")
     p.add_argument("--requests", type=int, help="requests per measurement (default 20000)")
     p.add_argument("--rounds", type=int, help="rounds (default 3)")
-    p.add_argument("--only", metavar="LIST", help="servers, comma-separated: " + ", ".join(SERVERS))
-    p.add_argument("--shapes", metavar="LIST", help="load shapes, comma-separated: " + ", ".join(SHAPES))
+    p.add_argument("--only", metavar="LIST", type=session.choice(SERVERS, "server(s)"), help="servers, comma-separated: " + ", ".join(SERVERS))
+    p.add_argument("--shapes", metavar="LIST", type=session.choice(SHAPES, "shape(s)"), help="load shapes, comma-separated: " + ", ".join(SHAPES))
     p.add_argument("--instructions", action="store_true",
                    help="also count user-space instructions per request under callgrind (5000 requests per "
                         "shape and round; slow)")
     p.add_argument("--instructions-only", action="store_true", help="only the callgrind part, no perf")
-    p.add_argument("--hitcore", type=Path, metavar="PATH", help="hitcore binary (default target/release/hitcore)")
+    p.add_argument("--idle-connections", type=int, metavar="N",
+                   help="only this: hitcore -w 1 under callgrind holding N idle keep-alive connections, its "
+                        "instructions per second (e.g. 10000; 10 s per round)")
     p.add_argument("--tokio", type=Path, metavar="PATH",
                    help="tokio peer binary (default bench/peers/tokio-hyper/target/release/tokio-hyper-peer)")
     p.add_argument("--port", type=int, default=0, help="port for the servers (default: a free one)")
-    p.add_argument("--out", type=Path, default=session.RESULTS, help="results folder (default bench/results)")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        chosen = session.pick(args.only, SERVERS, "server(s)") if args.only else list(SERVERS)
-        shapes = session.pick(args.shapes, SHAPES, "shape(s)") if args.shapes else list(SHAPES)
-        for flag, value in (("--requests", args.requests), ("--rounds", args.rounds)):
+        chosen = args.only or (["hitcore"] if args.idle_connections is not None else list(SERVERS))
+        shapes = args.shapes or list(SHAPES)
+        if args.idle_connections is not None and (chosen != ["hitcore"] or args.instructions or args.shapes):
+            raise ValueError("--idle-connections measures hitcore alone: give it without --instructions, "
+                             "--shapes or --only other than hitcore")
+        for flag, value in (("--requests", args.requests), ("--rounds", args.rounds),
+                            ("--idle-connections", args.idle_connections)):
             if value is not None and value < 1:
                 raise ValueError(f"{flag} must be at least 1, not {value}")
     except ValueError as error:
@@ -357,16 +436,19 @@ def main(argv=None) -> int:
 def run(args, chosen: list[str], shapes: list[str]) -> int:
     mode = "quick" if args.quick else "full"
     settings = dict(MODES[mode], mode=mode)
-    settings.update({k: v for k, v in (("requests", args.requests), ("rounds", args.rounds)) if v})
+    settings.update({k: v for k, v in (("requests", args.requests), ("rounds", args.rounds),
+                                       ("held_connections", args.idle_connections)) if v})
     machine.raise_open_files_limit()
     started = datetime.datetime.now().astimezone()
+    held = args.idle_connections is not None
     name = session.results_name(started, "-syscalls" + ("-quick" if args.quick else "") + (
-        "-instructions" if args.instructions_only else "") + ("-partial" if args.only or args.shapes else ""))
+        "-instructions" if args.instructions_only else "") + (f"-idle{args.idle_connections}" if held else "")
+        + ("-partial" if args.only or args.shapes else ""))
     run_dir = args.out.resolve() / name
     raw_dir, log_dir = session.fresh_run_dir(run_dir)
-    with_perf, with_callgrind = not args.instructions_only, args.instructions or args.instructions_only
+    with_perf, with_callgrind = not (args.instructions_only or held), args.instructions or args.instructions_only
     tools = ("ab", "redis-server") + (("perf",) if with_perf else ()) + \
-        (("valgrind", "callgrind_control") if with_callgrind else ()) + (("nginx",) if "nginx" in chosen else ())
+        (("valgrind", "callgrind_control") if with_callgrind or held else ()) + (("nginx",) if "nginx" in chosen else ())
     try:
         missing = [t for t in tools if not shutil.which(t)]
         if missing:
@@ -376,8 +458,9 @@ def run(args, chosen: list[str], shapes: list[str]) -> int:
     except RunError as error:
         log(f"cannot run: {error}")
         return 1
-    log(f"bench/syscalls {mode} run: {', '.join(chosen)} × {', '.join(shapes)}, {settings['requests']} requests, "
-        f"{settings['rounds']} rounds; results -> {run_dir}.md")
+    what = f"holding {args.idle_connections} idle connections" if held else \
+        f"× {', '.join(shapes)}, {settings['requests']} requests"
+    log(f"bench/syscalls {mode} run: {', '.join(chosen)} {what}, {settings['rounds']} rounds; results -> {run_dir}.md")
     summary = session.header(name, started, settings, "bench/syscalls", None)
     redis = redisctl.RedisServer(log_dir)
     redis.wait_ready()
@@ -387,9 +470,11 @@ def run(args, chosen: list[str], shapes: list[str]) -> int:
     ctx = Run(args, settings, raw_dir, log_dir, redis, hitcore, tokio)
     measurements: list[dict] = []
     instructions: list[dict] = []
+    held_records: list[dict] = []
     try:
         for what, records, enabled, step in (("", measurements, with_perf, ctx.server_round),
-                                             ("callgrind ", instructions, with_callgrind, ctx.instructions_round)):
+                                             ("callgrind ", instructions, with_callgrind, ctx.instructions_round),
+                                             ("idle connections ", held_records, held, ctx.held_round)):
             for rnd in range(1, settings["rounds"] + 1):
                 for server in chosen if enabled else []:
                     try:
@@ -405,7 +490,9 @@ def run(args, chosen: list[str], shapes: list[str]) -> int:
                    duration_s=round(procs.elapsed(), 1), folded=fold(measurements))
     if with_callgrind:
         summary.update(instructions=instructions, instructions_folded=fold_instructions(instructions))
+    if held:
+        summary["held"] = held_records
     session.write_summary(run_dir, summary)
-    run_dir.with_name(name + ".md").write_text(render(summary))
-    log(f"done in {procs.elapsed():.0f}s: {run_dir}.md")
-    return 3 if any(m.get("error") for m in measurements + instructions) else 0
+    failed = [f"{m['server']} {m['shape']} round {m['round']}" for m in measurements + instructions + held_records
+              if m.get("error")]
+    return session.finish(run_dir.with_name(name + ".md"), render(summary), failed)

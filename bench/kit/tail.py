@@ -10,7 +10,6 @@ Every process started is stopped by PID at the end, on error and on Ctrl-C.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import re
@@ -33,9 +32,8 @@ COUNTER_KEY = "hit"
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        prog="bench/tail",
-        description="Open-loop latency (oha -q RATE --latency-correction) of hitcore, nginx static and the tokio "
+    p = session.arguments(
+        "bench/tail", description="Open-loop latency (oha -q RATE --latency-correction) of hitcore, nginx static and the tokio "
                     "peer at fractions of oha's own closed-loop maximum against nginx, in interleaved rounds; "
                     "writes bench/results/<date>-<host>-tail.md with a latency-vs-rate chart.")
     p.add_argument("--quick", action="store_true", help="one round of 3 s at 25 %% and 50 %%: checks the script")
@@ -44,7 +42,7 @@ def parse_args(argv):
     p.add_argument("--max-duration", type=int, help="seconds of the closed-loop maximum (default 10)")
     p.add_argument("--rates", metavar="LIST", help="fractions of the maximum (default 0.10,0.25,0.50,0.75)")
     p.add_argument("--connections", "-c", type=int, default=100, help="oha -c (default 100)")
-    p.add_argument("--only", metavar="LIST", help="servers, comma-separated: " + ", ".join(SERVERS) +
+    p.add_argument("--only", metavar="LIST", type=session.choice(SERVERS, "server(s)"), help="servers, comma-separated: " + ", ".join(SERVERS) +
                    " (default hitcore,nginx,tokio; hitcore-1 is `hitcore -w 1`; hitcore-pin is the `hitcore` "
                    "row with --pin, each shard pinned to its CPU, the default before issue 14); nginx is always "
                    "measured for the maximum")
@@ -58,12 +56,10 @@ def parse_args(argv):
                    help="skip the closed-loop measurement and take this as nginx's maximum (development)")
     p.add_argument("--oha-threads", type=int, metavar="N", help="oha --worker-threads (default: oha's own, the physical cores)")
     p.add_argument("--cpus-load", metavar="LIST", help="pin oha with taskset -c LIST")
-    p.add_argument("--hitcore", type=Path, metavar="PATH", help="hitcore binary (default target/release/hitcore)")
     p.add_argument("--tokio", type=Path, metavar="PATH",
                    help="tokio peer binary (default bench/peers/tokio-hyper/target/release/tokio-hyper-peer)")
     p.add_argument("--oha", type=Path, metavar="PATH", help="oha binary (default: provisioned, see bench/README.md)")
     p.add_argument("--name", help="results name after the date (default <host>-tail[-quick][-partial])")
-    p.add_argument("--out", type=Path, default=session.RESULTS, help="results folder (default bench/results)")
     p.add_argument("--provision", action="store_true",
                    help="only provision (oha, bench/.venv, the tokio peer, hitcore) and exit: no load")
     p.add_argument("--render", type=Path, metavar="DIR",
@@ -84,7 +80,6 @@ def main(argv=None) -> int:
     settings = dict(MODES[mode], mode=mode, connections=args.connections, oha_threads=args.oha_threads,
                     cpus_load=args.cpus_load)
     try:
-        chosen = session.pick(args.only, SERVERS, "server(s)") if args.only else list(DEFAULT_SERVERS)
         if args.rates:
             settings["fractions"] = tail_stats.parse_fractions(args.rates)
         settings["hitcore_flags"] = shlex.split(args.hitcore_flags)
@@ -104,7 +99,7 @@ def main(argv=None) -> int:
     settings.update({k: v for k, v in (("rounds", args.rounds), ("duration", args.duration),
                                        ("max_duration", args.max_duration)) if v})
     machine.raise_open_files_limit()
-    return session.guard(run, args, settings, chosen)
+    return session.guard(run, args, settings, args.only or list(DEFAULT_SERVERS))
 
 
 def _notes(folder: Path) -> str | None:
@@ -138,13 +133,11 @@ class Bench:
 
     def spec(self, server: str) -> servers.Spec:
         ctx = servers.Context(port=self.port, redis_url=self.redis.url, ncpu=self.ncpu, server_cpus=None,
-                              hitcore=self.hitcore, tmp=self.log_dir)
+                              hitcore=self.hitcore, tmp=self.log_dir, tokio=self.tokio)
         if server == "nginx":
             return servers.nginx(ctx)
         if server == "tokio":
-            spec = servers.tokio(ctx)
-            spec.argv[0] = str(self.tokio)
-            return spec
+            return servers.tokio(ctx)
         if server == "hitcore-1":
             spec, shards = servers.hitcore(ctx, 1), 1
         else:
@@ -175,7 +168,7 @@ class Bench:
                 f"{duration}s", "-w", "-t", "10s"] + (["--worker-threads", str(s["oha_threads"])] if s["oha_threads"] else []) \
             + (["-q", str(rate), "--latency-correction"] if rate else []) + [f"http://127.0.0.1:{self.port}/"]
         argv = (["taskset", "-c", s["cpus_load"]] + argv) if s["cpus_load"] else argv
-        server_pids, marks = [service.pid] + procs.descendants(service.pid), []
+        server_pids = [service.pid] + procs.descendants(service.pid)
 
         def reading(proc) -> dict:
             switches = perfstat.switches_of(perfstat.tasks_of(server_pids))
@@ -190,12 +183,7 @@ class Bench:
                          counter=self.redis.get_int(COUNTER_KEY) or 0)
             return r
 
-        def sample(proc) -> None:
-            warm = min(1.0, duration * 0.25)
-            time.sleep(warm)
-            marks.append(reading(proc))
-            time.sleep(max(0.2, duration - warm - 0.5))
-            marks.append(reading(proc))
+        marks, sample = measure.steady_window(duration, min(1.0, duration * 0.25), 0.5, reading)
 
         before = self.redis.get_int(COUNTER_KEY) if uses_redis else None
         result = procs.run(argv, timeout=duration + 60, label=f"oha {'-q ' + str(rate) if rate else 'closed loop'}",
@@ -345,6 +333,5 @@ def run(args, settings: dict, chosen: list[str]) -> int:
         folded=tail_stats.fold(measurements))
     summary["verdicts"] = tail_stats.verdicts(summary["folded"])
     charts = draw_chart(session.write_summary(run_dir, summary), run_dir.parent, name, log_dir)
-    run_dir.with_name(name + ".md").write_text(tail_report.render(summary, charts, _notes(run_dir)))
-    log(f"done in {procs.elapsed():.0f}s: {run_dir}.md")
-    return 3 if any(m.get("error") for m in measurements) else 0
+    failed = [f"{m['server']} at {m['rate']:,}/s round {m['round']}" for m in measurements if m.get("error")]
+    return session.finish(run_dir.with_name(name + ".md"), tail_report.render(summary, charts, _notes(run_dir)), failed)

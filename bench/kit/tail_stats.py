@@ -5,7 +5,8 @@ counter check, the rounds folded into medians, and issue 14's target 3 verdicts 
 from __future__ import annotations
 
 import json
-import statistics
+
+from .rounds import stats
 
 DEADLINE_ERROR = "aborted due to deadline"
 # oha's latencyPercentiles keys (seconds) -> ours (milliseconds)
@@ -108,13 +109,6 @@ def counter_check(delta: int | None, ok: int, aborted: int, connections: int) ->
     return f"+{extra}"
 
 
-def _stats(values: list[float]) -> dict | None:
-    values = [v for v in values if v is not None]
-    if not values:
-        return None
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
-
-
 def fold(measurements: list[dict]) -> dict:
     """{server: {fraction (as str): {"rate", "rounds", "errors", <field>: {median, min, max, values},
     "cpu": {<cpu field>: stats}}}} over every round that gave numbers. `values` are in round order."""
@@ -131,8 +125,8 @@ def fold(measurements: list[dict]) -> dict:
                                                    "saturated": saturated(m["oha"])}
                                  for m in good}}
             for field in FOLDED:
-                cell[field] = _stats([m["oha"].get(field) for m in good])
-            cell["cpu"] = {f: _stats([(m.get("cpu") or {}).get(f) for m in good]) for f in CPU_FIELDS}
+                cell[field] = stats([m["oha"].get(field) for m in good])
+            cell["cpu"] = {f: stats([(m.get("cpu") or {}).get(f) for m in good]) for f in CPU_FIELDS}
             out.setdefault(server, {})[fraction] = cell
     return out
 

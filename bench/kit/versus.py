@@ -6,7 +6,7 @@ Pure functions on plain dicts, standard library only: bench/tests/test_versus.py
 """
 from __future__ import annotations
 
-import statistics
+from .rounds import median_of
 
 PHASES = ("baseline", "slowloris")
 FIELDS = ("p99_ms", "p50_ms", "latency_max_ms", "rps", "socket_errors", "non_2xx_3xx", "server_cpu_pct",
@@ -29,11 +29,6 @@ def figures(phase: dict) -> dict | None:
             "probes_ok": probes.get("ok"), "probes_sent": probes.get("sent")}
 
 
-def _median(values: list) -> float | None:
-    values = [v for v in values if v is not None]
-    return round(statistics.median(values), 3) if values else None
-
-
 def fold(runs: list[dict]) -> dict:
     """{victim: {phase: {field: median, field + "_each": [per round], "rounds_ok": n, "failed": [...]}}},
     victims in the order they first appear, rounds in round order."""
@@ -50,7 +45,8 @@ def fold(runs: list[dict]) -> dict:
         for phase in PHASES:
             each = victim[phase].pop("each")
             good = [e for e in each if not e["error"]]
-            entry = {f: _median([e[f] for e in good]) for f in FIELDS}
+            medians = {f: median_of([e[f] for e in good]) for f in FIELDS}
+            entry = {f: None if m is None else round(m, 3) for f, m in medians.items()}
             entry.update({f"{f}_each": [e.get(f) for e in each] for f in FIELDS})
             entry["rounds_ok"] = len(good)
             entry["failed"] = [f"round {e['round']}: {e['error']}" for e in each if e["error"]]

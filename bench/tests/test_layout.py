@@ -11,7 +11,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
-from kit import layout, rounds  # noqa: E402
+from kit import layout, md, rounds  # noqa: E402
 
 class Figures(unittest.TestCase):
     def row(self, rps, wait_ms):
@@ -56,7 +56,10 @@ class Figures(unittest.TestCase):
         self.assertIn("| **25,000** (25,000) | – | 0 | 100 % / 40 % | 30.0 / 5.0 | 20.0 / 2.0 | 4 |", text)
         self.assertIn("| hitcore --pin (one shard pinned to each CPU) | pinned did not start: boom |", text)
         self.assertIn("`ab -c 500 -n 50000 -r -l`", text)
-        self.assertTrue(layout.table_run(summary).startswith("| Layout |"))
+        # The console gets the report's digest: its heading and table, no separator row.
+        digest = md.digest(text).splitlines()
+        self.assertEqual(digest[0], "# Where shards run, under the seed test: bench/layout")
+        self.assertTrue(digest[1].startswith("| Layout |") and not any(l.startswith("|-") for l in digest))
 
 
 if __name__ == "__main__":

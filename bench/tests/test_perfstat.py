@@ -1,6 +1,6 @@
 """Checks bench/syscalls' readers: kit/perfstat.py against real `perf stat -x,` outputs (perf 6.1 on
 Debian 12, kernel 6.18), kit/callgrind.py's reading of callgrind dumps, and kit/syscalls.py's
-request counts and folding of rounds, so that the syscalls-per-request table cannot silently rot.
+request counts and folding of rounds, and its idle-connections figures, so that the syscalls-per-request table cannot silently rot.
 
 Fixtures (bench/tests/fixtures/):
 - perf-stat-per-thread-hitcore.csv: `perf stat -x, --per-thread -p <hitcore -w 1's supervisor and
@@ -13,6 +13,7 @@ Fixtures (bench/tests/fixtures/):
 Run from anywhere, with the system python3 (stdlib only), in well under a second:
     python3 bench/tests/test_perfstat.py        (or: python3 -m unittest discover -s bench/tests)
 """
+import socket
 import sys
 import tempfile
 import unittest
@@ -33,6 +34,11 @@ REDIS_TIDS = [4936, 4937, 4938, 4939, 4940]
 
 def fixture(name: str) -> str:
     return (FIXTURES / name).read_text()
+
+
+def named_sum(counts: dict[str, int]) -> int:
+    """The sum of the per-name syscall counts (everything but the total and context switches)."""
+    return sum(v for k, v in counts.items() if perfstat.is_syscall(k))
 
 
 class ParseTest(unittest.TestCase):
@@ -61,7 +67,7 @@ class ParseTest(unittest.TestCase):
         self.assertEqual(counts["context-switches"], 1)
         # The named tracepoints account for every syscall raw_syscalls saw.
         named = perfstat.aggregate(threads, {})["all"]
-        self.assertEqual(perfstat.named_sum(named), named["total"])
+        self.assertEqual(named_sum(named), named["total"])
 
     def test_no_counts(self):
         with self.assertRaises(perfstat.PerfError):
@@ -101,11 +107,11 @@ class AggregateTest(unittest.TestCase):
         self.assertNotIn("writev", server)  # zero counts are dropped
         # perf enables and disables its ~4000 counters one after another, so a thread's total and
         # its per-name counts can differ by a few at the edges of the window: 8 of 3710 here.
-        self.assertEqual(perfstat.named_sum(server), 3702)
+        self.assertEqual(named_sum(server), 3702)
         redis = self.roles["redis"]
         self.assertEqual(redis["total"], 146)
         self.assertEqual((redis["read"], redis["write"], redis["epoll_wait"]), (47, 45, 46))
-        self.assertEqual(perfstat.named_sum(redis), 142)
+        self.assertEqual(named_sum(redis), 142)
 
     def test_unknown_thread(self):
         roles = perfstat.aggregate(perfstat.parse(fixture("perf-stat-per-thread-hitcore.csv")), {4977: "server"})
@@ -207,6 +213,29 @@ class SyscallsTest(unittest.TestCase):
         records.append({"server": "nginx", "shape": "close", "round": 4, "error": "boom"})
         cell = syscalls.fold_instructions(records)["nginx"]["close"]
         self.assertEqual((cell["median"], cell["min"], cell["max"]), (10950.0, 10900.0, 11000.0))
+
+    def test_held_connections(self):
+        # The supervisor's pid apart; every other process of the server (its shard) summed.
+        figures = syscalls.held_figures(100, {100: 120_000, 101: 2_000_000, 102: 150_000}, 10.0)
+        self.assertEqual(figures, {"window_s": 10.0, "supervisor_per_s": 12_000, "shard_per_s": 215_000})
+        summary = {"settings": {"held_seconds": 10},
+                   "held": [{"round": 1, "connections": 10000, "answered": 10000, **figures},
+                            {"round": 2, "connections": 10000, "error": "callgrind wrote no dump"}]}
+        text = "\n".join(syscalls._held_lines(summary))
+        self.assertIn("holding 10,000 idle connections", text)
+        self.assertIn("--worker-connections 10100", text)
+        self.assertIn("| 1 | 10,000/10,000 | 10.0 | 215,000 | 12,000 |", text)
+        self.assertIn("| 2 | callgrind wrote no dump |", text)
+        self.assertEqual(syscalls._held_lines({"settings": {}}), [])
+
+    def test_answered(self):
+        for sent, expected in ((b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1", True),
+                               (b"HTTP/1.1 503 Service Unavailable\r\n\r\n", False), (b"HTTP/1.1 2", False)):
+            ours, theirs = socket.socketpair()
+            with ours, theirs:
+                theirs.sendall(sent)
+                theirs.shutdown(socket.SHUT_WR)
+                self.assertEqual(syscalls._answered(ours), expected, sent)
 
 
 if __name__ == "__main__":

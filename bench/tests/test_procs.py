@@ -63,6 +63,17 @@ class RunTest(unittest.TestCase):
         self.assertGreaterEqual(seen["cpu"], 0.0)
         self.assertFalse(os.path.exists(f"/proc/{seen['pid']}"))  # reaped
 
+    def test_steady_window_reads_twice_while_the_load_runs(self):
+        # A 1 s window: one reading 0.2 s in, one 0.3 s before its end, both while the (2 s) load runs.
+        marks, sample = measure.steady_window(1.0, 0.2, 0.3, lambda proc: (time.monotonic(), proc.poll()))
+        began = time.monotonic()
+        result = procs.run([sys.executable, "-c", "import time; time.sleep(2)"], timeout=20, while_running=sample)
+        self.assertTrue(result.ok)
+        self.assertEqual([alive for _, alive in marks], [None, None])
+        self.assertGreaterEqual(marks[0][0] - began, 0.2)
+        self.assertGreaterEqual(marks[1][0] - began, 0.7)
+        self.assertGreater(marks[1][0], marks[0][0])
+
     def test_timeout_counts_the_callback_and_stops_the_child(self):
         began = time.monotonic()
         result = procs.run([sys.executable, "-c", "import time; time.sleep(60)"], timeout=1.0,

@@ -16,7 +16,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
-from kit import main, report, rounds  # noqa: E402
+from kit import main, md, report, rounds  # noqa: E402
 
 SUMMARY = json.loads((Path(__file__).resolve().parent / "fixtures" / "summary-quick.json").read_text())
 TOKIO = "tokio + hyper + redis-rs, 2 threads"
@@ -206,23 +206,19 @@ class RepeatReportTest(unittest.TestCase):
         self.assertIn("| all | *not run: cargo build failed* |", text)
         ratio = table_line(text, "## Ratios", "hitcore -w 4 --share-cpus")
         self.assertEqual(ratio.count("| – |"), 2)  # tokio has no numbers: ab and wrk
-        self.assertIn("not run", report.console_table(s))
+        self.assertIn("*not run: cargo build failed*", md.digest(text))
 
-    def test_console_table(self):
-        text = report.console_table(self.summary)
-        self.assertTrue(text.startswith("medians of 3 rounds"))
-        sync = next(l for l in text.splitlines() if l.startswith("gunicorn -w 4 sync"))
-        self.assertIn(f"{original('gunicorn-sync', 'ab')['rps']:,.0f}", sync)
-        self.assertIn(" 7 ", sync)  # the most failed in any round
-        self.assertIn(f" +{row_check('tokio-hyper')} ", next(l for l in text.splitlines() if l.startswith("tokio")))
-
-        def tweak(n, by_id):
-            if n == 2:
-                by_id["hitcore-ncpu"]["counter_final"] += 5
-        text = report.console_table(summary_of(*per_round(tweak=tweak)))
-        total = row_check("hitcore-ncpu")
-        hitcore = next(l for l in text.splitlines() if l.startswith("hitcore,"))
-        self.assertIn(f" +{total}/+{total + 5}/+{total} ", hitcore)
+    def test_console_digest(self):
+        # What bench/run prints at the end: each section's heading and first table, from the report.
+        text = report.render(self.summary, [])
+        digest = md.digest(text)
+        self.assertTrue(digest.startswith("# "))
+        self.assertNotIn("## Machine", digest)
+        self.assertFalse([line for line in digest.splitlines() if line.startswith("|-")])
+        for heading in ("## The original test", "## Keep-alive, multi-threaded", "## Ratios"):
+            self.assertIn(heading, digest)
+            line = table_line(text, heading, "gunicorn -w 4 sync" if heading != "## Ratios" else "hitcore -w 1")
+            self.assertIn(line, digest)
 
     def test_repeat_option(self):
         self.assertEqual(main.parse_args([]).repeat, 1)

@@ -14,7 +14,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
-from kit import hostile, hostile_report, versus  # noqa: E402
+from kit import hostile, hostile_report, md, versus  # noqa: E402
 
 SUMMARY = json.loads((Path(__file__).resolve().parent / "fixtures" / "summary-hostile-quick.json").read_text())
 PHASE = SUMMARY["tests"]["slowloris"][0]["slowloris"]   # a real phase: wrk, probes, attacker window, CPU
@@ -102,7 +102,7 @@ class Report(unittest.TestCase):
         self.assertIn("| vs-nginx-r1-hitcore |", text)
         self.assertNotIn("| vs-nginx-r1-nginx |", text)
         self.assertNotIn("None", text)
-        self.assertIn("vs-nginx            nginx: median p99 alone 1.10 ms", hostile_report.console(self.summary(RUNS)))
+        self.assertIn("| nginx `return 200` (static) | wrk alone | **1.10 ms** |", md.digest(text))
 
     def test_the_other_hitcore_layouts_are_compared_too(self):
         runs = RUNS + [run("hitcore-ht60", 1, 1.0, 2.5)]

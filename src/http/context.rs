@@ -68,7 +68,7 @@ impl Default for Observing {
     fn default() -> Self {
         Observing {
             meter: Meter::detached(),
-            health_path: crate::config::DEFAULT_HEALTH_PATH.into(),
+            health_path: crate::config::defaults::DEFAULT_HEALTH_PATH.into(),
             proxy_protocol: None,
         }
     }
