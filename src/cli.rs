@@ -7,11 +7,20 @@
 //! and the files a configuration names (`-c`, the password files, the `--redis-tls-*` and HTTPS
 //! files, read once to refuse a bad one at start).
 //!
-//! Every flag lives in the one [`Cli`] struct (`flags`, with its groups flattened in); a new flag is one more field there and is at once
+//! Every flag lives in a group (a struct flattened into the one [`Cli`] struct) that validates it
+//! into its part of the configuration; a new flag is one more field in its group and is at once
 //! settable from the environment (`HITCORE_<FLAG>`) and from the `-c` file ([`load`] derives both
-//! from the clap definition).
+//! from the clap definition). Every default is a const in `config` (`config::defaults`, or the
+//! part's own file), which clap and the hand-off's serde defaults both read.
 //!
-//! - [`flags`]: the [`Cli`] struct (clap) and its validation into a [`Config`](crate::config::Config).
+//! - [`flags`]: the [`Cli`] struct (clap), its groups in `--help` order, and the checks that span
+//!   groups.
+//! - [`shards`]: `-w`, `--cpus`, `--share-cpus`, `--pin`: the CPU of each shard.
+//! - [`listen`]: `-b`, `--bind-mode` and systemd's sockets.
+//! - [`redis`]: the Redis URL, its credentials and TLS files, the key; the reply timeouts and WAIT.
+//! - [`connections`]: keep-alive, request and write timeouts, backlog, connection cap, head limits.
+//! - [`supervise`]: the supervisor's timeouts, its pid file, the shards' user and group.
+//! - [`logs`]: where the error and access logs go, and the level.
 //! - [`observe`]: the observability flags, a group with its own validation.
 //! - [`error`]: [`FlagError`], the one refusal every part returns.
 //! - [`load`]: the layers (command line > environment > file > defaults), and HUP's re-load.
@@ -25,14 +34,22 @@
 
 pub mod api;
 pub mod check;
+pub mod connections;
+#[cfg(test)]
+mod defaults_agree;
 pub mod env;
 pub mod error;
 pub mod file;
 pub mod flags;
 pub mod https;
+pub mod listen;
 pub mod load;
+pub mod logs;
 pub mod observe;
+pub mod redis;
 mod secrets;
+pub mod shards;
+pub mod supervise;
 pub mod values;
 
 pub use self::error::FlagError;

@@ -329,10 +329,10 @@ mod tests {
         assert_eq!(spec.config.key, "hit");
         // A field the old supervisor did not send takes its flag's default.
         let defaults = Cli::try_parse_from(["hitcore", "--redis", "redis://127.0.0.1:6379"]).unwrap();
-        assert_eq!(spec.config.evict_after, defaults.evict_after);
+        assert_eq!(spec.config.evict_after, defaults.connections.evict_after);
         // The old supervisor always pinned; a shard of this release it spawns after an upgrade
         // takes this release's default placement, as a restarted server would.
-        assert_eq!(spec.config.pin, defaults.pin);
+        assert_eq!(spec.config.pin, defaults.shards.pin);
         assert!(!spec.config.pin);
         // It served plain HTTP, and had no session-ticket secret to pass.
         assert_eq!((spec.config.https, spec.ticket_fd), (None, None));

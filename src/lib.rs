@@ -10,7 +10,8 @@
 //!   [`config::Config`]; `--check-config`; [`cli::Invocation::reload`] for HUP.
 //! - [`bind`]: what `-b` names (TCP, `unix:PATH`, `fd://N`, systemd's sockets), as plain data.
 //! - [`config`]: the validated configuration, plain data shared by the supervisor and (serialised)
-//!   the shards, with the Redis URL forms and the request-head limits; it imports nothing of
+//!   the shards, with the Redis URL forms, the request-head limits and every flag's default
+//!   (`config::defaults`, read by clap and serde alike); it imports nothing of
 //!   `redis/` or `http/`.
 //! - [`handoff`]: the versioned, tolerant supervisor → shard hand-off (a sealed memfd named by
 //!   `HITCORE_SHARD`) and USR2's, with the secrets kept out of every child's environment.
@@ -38,6 +39,8 @@
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
 //! - [`logjson`]: `--log-format json`: JSON string escaping and the error log's JSON object.
 //! - [`uring`]: the start-up check that io_uring is usable here (seccomp, sysctl, kernel, memlock).
+//! - `vendored` (tests only): runs the unit tests of hitcore's own code in the vendored glommio
+//!   that glommio's test target cannot build (patch 10's buffer ring).
 //! - [`badge`]: shields-style SVG badges of a counter's value from Abacus's query parameters, sized
 //!   by Verdana 11 px's real advance widths (pure: no I/O; the API routes call it).
 
@@ -64,3 +67,5 @@ pub mod supervisor;
 #[cfg(feature = "test-hooks")]
 pub mod testhook;
 pub mod uring;
+#[cfg(test)]
+mod vendored;

@@ -8,14 +8,14 @@
 use std::path::PathBuf;
 
 use super::error::{FlagError, refuse};
-use crate::api::settings::{DEFAULT_COUNTER_TTL, Mode, RateLimit, Settings};
+use crate::api::settings::{DEFAULT_CORS_ORIGINS, DEFAULT_COUNTER_TTL, Mode, RateLimit, Settings};
 
 /// The counting API's flags (docs/api.md).
 #[derive(Debug, clap::Args)]
 pub struct ApiFlags {
     /// Which /hit requests count: open (any name; a new one starts at 0) or closed (only counters
     /// made with /create; /hit on another answers 404)
-    #[arg(long = "api-mode", value_enum, value_name = "MODE", default_value = "open")]
+    #[arg(long = "api-mode", value_enum, value_name = "MODE", default_value_t = Mode::default())]
     pub api_mode: Mode,
 
     /// Seconds a counter lives after its last hit, read or create (one EXPIRE per key per batch);
@@ -24,7 +24,7 @@ pub struct ApiFlags {
     pub counter_ttl: u64,
 
     /// Origins allowed to call the API from a browser, comma-separated (scheme://host[:port]), or *
-    #[arg(long = "cors-origins", value_name = "LIST", default_value = "*")]
+    #[arg(long = "cors-origins", value_name = "LIST", default_value = DEFAULT_CORS_ORIGINS)]
     pub cors_origins: String,
 
     /// File holding a global admin token (one line): it authorises /set, /reset, /update and

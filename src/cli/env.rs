@@ -27,13 +27,14 @@ pub const FORWARDED_ALLOW_IPS_ENV: &str = "FORWARDED_ALLOW_IPS";
 
 /// `HITCORE_*` variables that are not flags but are read on purpose, so they draw no warning:
 /// the supervisor's hand-offs to shards and to a USR2 successor, two executor tuning knobs
-/// (`src/shard.rs`), a debug-build test hook, and the repository scripts' own settings.
+/// (`src/shard.rs`), two debug-build test hooks, and the repository scripts' own settings.
 const NOT_FLAGS: &[&str] = &[
     "HITCORE_SHARD",
     "HITCORE_UPGRADE",
     "HITCORE_SPIN_US",
     "HITCORE_PREEMPT_US",
     "HITCORE_TEST_PANIC_CONNECTION",
+    "HITCORE_TEST_NO_MULTISHOT",
     "HITCORE_SKIP_FUZZ",
     "HITCORE_ADVISORY_DB",
     "HITCORE_DENY_DB",

@@ -39,7 +39,7 @@ pub struct HttpsFlags {
     /// The oldest TLS version spoken over HTTPS: TLSv1.2 or TLSv1.3 (also 1.2, 1.3, TLSv1_2, TLSv1_3;
     /// rustls speaks nothing older)
     #[arg(long = "ssl-min-version", value_name = "VERSION", value_parser = MinVersion::parse,
-          default_value = "TLSv1.2")]
+          default_value_t = MinVersion::default())]
     pub ssl_min_version: MinVersion,
 }
 

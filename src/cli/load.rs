@@ -211,7 +211,7 @@ impl Invocation {
             let activated = crate::bind::activated_from_env()
                 .map_err(|m| LoadError::Flag { error: FlagError { flag: "--bind", message: m }, origin: None })?;
             if let Some(binds) = activated {
-                cli.activated = binds;
+                cli.listen.activated = binds;
                 origins.insert("bind".into(), Origin::Env("LISTEN_FDS".into()));
             }
         }

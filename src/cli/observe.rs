@@ -15,17 +15,17 @@ pub struct ObserveFlags {
     pub metrics_bind: Option<String>,
 
     /// Path of the health check: 200 while this shard's Redis connection works, else 503; never counts
-    #[arg(long = "health-path", value_name = "PATH", default_value = crate::config::DEFAULT_HEALTH_PATH)]
+    #[arg(long = "health-path", value_name = "PATH", default_value = crate::config::defaults::DEFAULT_HEALTH_PATH)]
     pub health_path: String,
 
     /// Access log line, in gunicorn's atoms (%(h)s, %(r)s, %({header}i)s, ...)
-    #[arg(long = "access-logformat", value_name = "FORMAT", default_value = crate::http::logformat::DEFAULT)]
+    #[arg(long = "access-logformat", value_name = "FORMAT", default_value = crate::config::defaults::DEFAULT_ACCESS_LOG_FORMAT)]
     pub access_logformat: String,
 
     /// Proxies whose X-Forwarded-For names the client in the access log: addresses, networks, or *
     /// (also read from FORWARDED_ALLOW_IPS, as gunicorn does, below HITCORE_FORWARDED_ALLOW_IPS and the file)
     #[arg(long = "forwarded-allow-ips", value_name = "LIST",
-          default_value = crate::http::forwarded::DEFAULT)]
+          default_value = crate::config::defaults::DEFAULT_TRUSTED_PEERS)]
     pub forwarded_allow_ips: String,
 
     /// Every connection starts with a PROXY protocol v1 or v2 header (from a load balancer);
@@ -35,12 +35,12 @@ pub struct ObserveFlags {
 
     /// Error and access logs as gunicorn's text lines, or as one JSON object per line (the access
     /// log's keyed by the --access-logformat atoms' names: h, r, s, ...)
-    #[arg(long = "log-format", value_enum, ignore_case = true, value_name = "FORMAT", default_value = "text")]
+    #[arg(long = "log-format", value_enum, ignore_case = true, value_name = "FORMAT", default_value_t = crate::logjson::LogFormat::default())]
     pub log_format: crate::logjson::LogFormat,
 
     /// With --proxy-protocol, the peers whose PROXY header is believed (addresses, networks, or *);
     /// a connection from any other peer is closed unread, with a rate-limited WARNING
-    #[arg(long = "proxy-allow-from", value_name = "LIST", default_value = crate::http::forwarded::DEFAULT)]
+    #[arg(long = "proxy-allow-from", value_name = "LIST", default_value = crate::config::defaults::DEFAULT_TRUSTED_PEERS)]
     pub proxy_allow_from: String,
 }
 

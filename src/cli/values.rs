@@ -94,6 +94,12 @@ pub fn seconds(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(value))
 }
 
+/// A duration as [`seconds`] reads it back (`2`, `0.1`): how a default written as a
+/// [`Duration`] const in `config::defaults` becomes the flag's default text, shown by `--help`.
+pub fn seconds_text(duration: Duration) -> String {
+    duration.as_secs_f64().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +129,11 @@ mod tests {
         assert_eq!(seconds("0.25"), Ok(Duration::from_millis(250)));
         assert!(seconds("-1").is_err());
         assert!(seconds("soon").is_err());
+        for d in [Duration::from_secs(2), Duration::from_millis(100), Duration::from_secs(60), Duration::ZERO] {
+            assert_eq!(seconds(&seconds_text(d)), Ok(d), "{d:?} as {}", seconds_text(d));
+        }
+        assert_eq!(seconds_text(Duration::from_millis(100)), "0.1");
+        assert_eq!(seconds_text(Duration::from_secs(30)), "30");
     }
 
     #[test]

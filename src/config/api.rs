@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 /// for that long expires, so that a public instance does not keep every name ever tried.
 pub const DEFAULT_COUNTER_TTL: u64 = 180 * 24 * 3600;
 
+/// `--cors-origins`' default: any origin.
+pub const DEFAULT_CORS_ORIGINS: &str = "*";
+
 /// Which `/hit`s count (`--api-mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -78,11 +81,11 @@ impl Default for Settings {
         Settings {
             mode: Mode::Open,
             counter_ttl: DEFAULT_COUNTER_TTL,
-            cors_origins: vec!["*".into()],
+            cors_origins: vec![DEFAULT_CORS_ORIGINS.into()],
             admin_token: None,
             stream: false,
             rate_limit: None,
-            forwarded_allow_ips: super::DEFAULT_TRUSTED_PEERS.into(),
+            forwarded_allow_ips: super::defaults::DEFAULT_TRUSTED_PEERS.into(),
         }
     }
 }

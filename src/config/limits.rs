@@ -11,20 +11,28 @@ pub const MAX_FIELDS: usize = 32768;
 /// See [`MAX_REQUEST_LINE`].
 pub const MAX_FIELD_SIZE: usize = 8190;
 
+/// `--limit-request-line`'s default, as gunicorn's.
+pub const DEFAULT_REQUEST_LINE: usize = 4094;
+/// `--limit-request-fields`' default, as gunicorn's.
+pub const DEFAULT_FIELDS: usize = 100;
+/// `--limit-request-field-size`'s default, as gunicorn's.
+pub const DEFAULT_FIELD_SIZE: usize = 8190;
+
 /// The limits a request head must respect. The defaults are gunicorn's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
-    /// Longest request line, without its CRLF (`--limit-request-line`, default 4094). Longer: 414.
+    /// Longest request line, without its CRLF (`--limit-request-line`, default [`DEFAULT_REQUEST_LINE`]). Longer: 414.
     pub request_line: usize,
-    /// Most header fields (`--limit-request-fields`, default 100). More: 431.
+    /// Most header fields (`--limit-request-fields`, default [`DEFAULT_FIELDS`]). More: 431.
     pub fields: usize,
-    /// Longest header field line, name and value (`--limit-request-field-size`, default 8190). Longer: 431.
+    /// Longest header field line, name and value (`--limit-request-field-size`, default
+    /// [`DEFAULT_FIELD_SIZE`]). Longer: 431.
     pub field_size: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { request_line: 4094, fields: 100, field_size: 8190 }
+        Limits { request_line: DEFAULT_REQUEST_LINE, fields: DEFAULT_FIELDS, field_size: DEFAULT_FIELD_SIZE }
     }
 }
 

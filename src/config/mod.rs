@@ -9,7 +9,9 @@
 //! plain data those rooms are configured with lives in this folder (`limits`: the request-head
 //! limits; `redis_url` and `redis_topology`: the Redis URL forms and their syntax; `https`: the
 //! HTTPS files and versions; `api`: the counting API's settings), and the shard
-//! builds `redis` settings and the HTTP context from it.
+//! builds `redis` settings and the HTTP context from it. `defaults` holds every flag's default,
+//! which clap shows and the serde defaults below return, so a hand-off that lacks a field reads
+//! as the flag's default.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,20 +23,15 @@ use crate::bind::Bind;
 use crate::logging::{LogLevel, LogTarget};
 
 pub mod api;
+pub mod defaults;
 pub mod https;
 pub mod limits;
 pub mod redis_topology;
 pub mod redis_url;
 
+use defaults::{DEFAULT_ACCESS_LOG_FORMAT, DEFAULT_HEALTH_PATH, DEFAULT_TRUSTED_PEERS};
 use limits::Limits;
 use redis_url::{RedisTarget, TlsFiles};
-
-/// gunicorn's default `access_log_format`, and hitcore's.
-pub const DEFAULT_ACCESS_LOG_FORMAT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
-
-/// The peers trusted by default for `X-Forwarded-*` (`--forwarded-allow-ips`) and for PROXY
-/// headers (`--proxy-allow-from`): gunicorn's default for both.
-pub const DEFAULT_TRUSTED_PEERS: &str = "127.0.0.1,::1";
 
 /// Everything a supervisor or shard needs to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,48 +67,51 @@ pub struct Config {
     /// (default 0: no WAIT).
     #[serde(default)]
     pub wait_replicas: u32,
-    /// `--wait-timeout`: how long each batch's WAIT may wait (default 50 ms).
+    /// `--wait-timeout`: how long each batch's WAIT may wait (default [`defaults::DEFAULT_WAIT_TIMEOUT_MS`]).
     #[serde(default = "default_wait_timeout")]
     pub wait_timeout: Duration,
-    /// The counter key (`--key`, default `hit`).
+    /// The counter key (`--key`, default [`defaults::DEFAULT_KEY`]).
     pub key: String,
     /// How long an idle keep-alive connection waits for the next request; zero disables keep-alive
-    /// (`--keep-alive`, default 2 s, as gunicorn).
+    /// (`--keep-alive`, default [`defaults::DEFAULT_KEEP_ALIVE`]).
     pub keep_alive: Duration,
     /// How long a started request head may take to arrive completely, and how long a new connection
-    /// may take to send its first head (`--header-timeout`, default 2 s).
+    /// may take to send its first head (`--header-timeout`, default [`defaults::DEFAULT_HEADER_TIMEOUT`]).
     pub header_timeout: Duration,
     /// How long a batch of answers may wait for a client that does not read them before the
-    /// connection is closed (`--write-timeout`, default 10 s).
+    /// connection is closed (`--write-timeout`, default [`defaults::DEFAULT_WRITE_TIMEOUT`]).
     pub write_timeout: Duration,
     /// At the connection cap, how long a connection must have waited for a complete request
-    /// before it may be closed to make room (`--evict-after`, default 0.1 s).
+    /// before it may be closed to make room (`--evict-after`, default [`defaults::DEFAULT_EVICT_AFTER`]).
     #[serde(default = "default_evict_after")]
     pub evict_after: Duration,
-    /// `listen()` backlog of each shard's listener (`--backlog`, default 2048; capped by somaxconn).
+    /// `listen()` backlog of each shard's listener (`--backlog`, default [`defaults::DEFAULT_BACKLOG`];
+    /// capped by somaxconn).
     pub backlog: u32,
     /// Connections one shard serves at once; beyond it the shard stops accepting and the kernel
-    /// queues them (`--worker-connections`, default 1000).
+    /// queues them (`--worker-connections`, default [`defaults::DEFAULT_WORKER_CONNECTIONS`]).
     pub worker_connections: usize,
     /// Request head limits (`--limit-request-*`).
     pub limits: Limits,
     /// A shard whose heartbeat is older than this is killed and replaced; zero disables the
-    /// watchdog (`-t/--timeout`, default 30 s).
+    /// watchdog (`-t/--timeout`, default [`defaults::DEFAULT_TIMEOUT`]).
     pub timeout: Duration,
-    /// How long a graceful stop may take before shards are killed (`--graceful-timeout`, default 30 s).
+    /// How long a graceful stop may take before shards are killed (`--graceful-timeout`,
+    /// default [`defaults::DEFAULT_GRACEFUL_TIMEOUT`]).
     pub graceful_timeout: Duration,
     /// How long a USR2 may take before the new supervisor serves; past it the old one stops the new
-    /// one and carries on (`--upgrade-timeout`, default 60 s; absent from an older release's hand-off).
+    /// one and carries on (`--upgrade-timeout`, default [`defaults::DEFAULT_UPGRADE_TIMEOUT`]; absent
+    /// from an older release's hand-off).
     #[serde(default = "default_upgrade_timeout")]
     pub upgrade_timeout: Duration,
     /// How long a written Redis command may wait for its reply before the connection is rebuilt
-    /// and its requests get 503 (`--redis-timeout`, default 1 s).
+    /// and its requests get 503 (`--redis-timeout`, default [`defaults::DEFAULT_REDIS_TIMEOUT`]).
     pub redis_timeout: Duration,
     /// Where the error log goes (`--error-logfile`, default stderr).
     pub error_log: LogTarget,
     /// Where the access log goes, if anywhere (`--access-logfile`, default off).
     pub access_log: Option<LogTarget>,
-    /// `--log-level`, default info.
+    /// `--log-level`, default [`defaults::DEFAULT_LOG_LEVEL`].
     pub log_level: LogLevel,
     /// One INCRBY per batch (default) or one INCR per request (`--no-coalesce`).
     pub coalesce: bool,
@@ -142,7 +142,7 @@ pub struct Config {
 pub struct Observe {
     /// Where the supervisor serves `/metrics`, if anywhere (`--metrics-bind`, default off).
     pub metrics_bind: Option<SocketAddr>,
-    /// The health check's path (`--health-path`, default `/healthz`).
+    /// The health check's path (`--health-path`, default [`DEFAULT_HEALTH_PATH`]).
     pub health_path: String,
     /// The access log's line, in gunicorn's atoms (`--access-logformat`).
     pub access_log_format: String,
@@ -166,28 +166,25 @@ impl Default for Observe {
             access_log_format: DEFAULT_ACCESS_LOG_FORMAT.into(),
             forwarded_allow_ips: DEFAULT_TRUSTED_PEERS.into(),
             proxy_protocol: false,
-            log_format: crate::logjson::LogFormat::Text,
+            log_format: crate::logjson::LogFormat::default(),
             proxy_allow_from: DEFAULT_TRUSTED_PEERS.into(),
         }
     }
 }
 
-/// `--health-path`'s default.
-pub const DEFAULT_HEALTH_PATH: &str = "/healthz";
-
 /// `--evict-after`'s default, for a hand-off from a supervisor older than the flag (src/handoff.rs).
 fn default_evict_after() -> Duration {
-    Duration::from_millis(100)
+    defaults::DEFAULT_EVICT_AFTER
 }
 
 /// `--upgrade-timeout`'s default, for a hand-off from a supervisor older than the flag.
 fn default_upgrade_timeout() -> Duration {
-    Duration::from_secs(60)
+    defaults::DEFAULT_UPGRADE_TIMEOUT
 }
 
-/// `--wait-timeout`'s default.
+/// `--wait-timeout`'s default, for a hand-off from a supervisor older than the flag.
 pub fn default_wait_timeout() -> Duration {
-    Duration::from_millis(50)
+    Duration::from_millis(defaults::DEFAULT_WAIT_TIMEOUT_MS)
 }
 
 impl Config {
@@ -316,7 +313,7 @@ mod tests {
         // A partial block (a release with fewer fields) fills in the rest.
         let partial: Observe = serde_json::from_str(r#"{"proxy_protocol": true}"#).unwrap();
         assert!(partial.proxy_protocol);
-        assert_eq!(partial.access_log_format, crate::config::DEFAULT_ACCESS_LOG_FORMAT);
+        assert_eq!(partial.access_log_format, crate::config::defaults::DEFAULT_ACCESS_LOG_FORMAT);
         // A supervisor from before --proxy-allow-from: gunicorn's default list.
         assert_eq!(partial.proxy_allow_from, "127.0.0.1,::1");
     }

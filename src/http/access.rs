@@ -155,7 +155,7 @@ mod tests {
 
     #[test]
     fn capture_escapes_and_defaults() {
-        let format = Format::compile(crate::http::logformat::DEFAULT).unwrap();
+        let format = Format::compile(crate::config::defaults::DEFAULT_ACCESS_LOG_FORMAT).unwrap();
         let head = b"GET /\"x HTTP/1.1\r\nHost: a\r\nUser-Agent: ab/2.3\x1b\r\n\r\n";
         let h = Head::capture_named(head, format.request_headers());
         assert_eq!(h.line, "GET /\\\"x HTTP/1.1");

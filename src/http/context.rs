@@ -68,7 +68,7 @@ impl Default for Observing {
     fn default() -> Self {
         Observing {
             meter: Meter::detached(),
-            health_path: crate::config::DEFAULT_HEALTH_PATH.into(),
+            health_path: crate::config::defaults::DEFAULT_HEALTH_PATH.into(),
             proxy_protocol: None,
         }
     }
@@ -156,9 +156,15 @@ impl Context {
         self
     }
 
-    /// A context for a shard's connections.
+    /// A context for a shard's connections. Runs on the shard's executor.
     pub fn new(settings: Settings, redis: Redis, access: Option<AccessLog>, observing: Observing) -> Context {
         redis.set_meter(observing.meter);
+        // Test builds only: the shard reads as where the kernel refuses multishot receives (before
+        // 6.0, or a failed buffer-ring registration), so a test covers that fallback here.
+        #[cfg(feature = "test-hooks")]
+        if std::env::var_os("HITCORE_TEST_NO_MULTISHOT").is_some() {
+            glommio::net::refuse_multishot_recv();
+        }
         Context {
             settings,
             redis,

@@ -11,9 +11,6 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-/// gunicorn's default (one place: the configuration's).
-pub const DEFAULT: &str = crate::config::DEFAULT_TRUSTED_PEERS;
-
 /// The parsed list.
 #[derive(Debug, Clone, Default)]
 pub struct Trust {
@@ -82,7 +79,7 @@ mod tests {
 
     #[test]
     fn default_trusts_loopback_only() {
-        let t = Trust::parse(DEFAULT).unwrap();
+        let t = Trust::parse(crate::config::defaults::DEFAULT_TRUSTED_PEERS).unwrap();
         assert_eq!(t.client(ip("127.0.0.1"), Some("203.0.113.9")), ip("203.0.113.9"));
         assert_eq!(t.client(ip("::ffff:127.0.0.1"), Some("203.0.113.9")), ip("203.0.113.9"));
         assert_eq!(t.client(ip("10.1.1.1"), Some("203.0.113.9")), ip("10.1.1.1"), "untrusted peer");

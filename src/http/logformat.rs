@@ -16,9 +16,6 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-/// gunicorn's default `access_log_format`, and hitcore's (one place: the configuration's).
-pub const DEFAULT: &str = crate::config::DEFAULT_ACCESS_LOG_FORMAT;
-
 /// One atom.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Atom {
@@ -402,7 +399,7 @@ mod tests {
     #[test]
     fn the_default_is_gunicorns_line() {
         assert_eq!(
-            line(DEFAULT, &[("User-Agent", "curl/8.0")]),
+            line(crate::config::defaults::DEFAULT_ACCESS_LOG_FORMAT, &[("User-Agent", "curl/8.0")]),
             r#"10.0.0.7 - - [02/Dec/2026:10:00:00 +0000] "GET /a%20b?x=1&y=2 HTTP/1.1" 200 2 "-" "curl/8.0""#
         );
     }

@@ -22,12 +22,15 @@ use crate::process::{BOOT_ERROR, send_signal as send};
 
 impl Arbiter {
     /// gunicorn's `murder_workers`: the first pass logs WORKER TIMEOUT, ejects the listener (when no
-    /// one else holds it) and sends SIGABRT; a later pass, if the shard is still there, SIGKILL.
+    /// one else holds it and another shard serves) and sends SIGABRT; a later pass, if the shard is still there, SIGKILL.
     pub(super) fn murder(&mut self, slot: usize, pid: i32, age: Duration) {
         let period = self.check_period;
         let Some(pos) = self.procs.iter().position(|p| p.slot == slot && p.pid == pid) else { return };
         let sock = self.procs[pos].listener.try_clone().ok();
-        let may_eject = sock.is_some_and(|sock| self.may_shut_down(&sock, Some(pos)));
+        // Ejected, its queue moves to the shards that serve; when none does, it stays for the
+        // replacement (which adopts the listener), rather than every client being refused.
+        let others_serve = self.another_shard_serves(self.procs[pos].index);
+        let may_eject = others_serve && sock.is_some_and(|sock| self.may_shut_down(&sock, Some(pos)));
         let p = &mut self.procs[pos];
         match p.life {
             Life::Serving | Life::Retiring => {
@@ -161,6 +164,18 @@ impl Arbiter {
         self.begin_stop(false, 1);
     }
 
+    /// Whether a booted shard of another index accepts on a listener of its own, so that a queue
+    /// taken out of the group has somewhere to go.
+    fn another_shard_serves(&self, index: usize) -> bool {
+        self.procs.iter().any(|q| {
+            q.index != index
+                && q.booted
+                && !q.life.retiring()
+                && !q.life.ejected()
+                && listener::is_listening(&q.listener)
+        })
+    }
+
     fn after_exit(&mut self, p: Proc) {
         if self.reload_saw_exit(&p) {
             return;
@@ -186,12 +201,19 @@ impl Arbiter {
                 delay.as_secs_f64()
             );
             // Clients should not wait that long on a queue nobody accepts from: a listener that is
-            // this shard's alone leaves the group. One someone else holds (the other shards of a
-            // shared bind, another supervisor's shards) stays for them: this copy is only closed.
-            if keep && self.may_shut_down(&p.listener, None) {
-                listener::eject(&p.listener);
+            // this shard's alone leaves the group, and its queue moves to the shards that serve.
+            // One someone else holds (the other shards of a shared bind, another supervisor's
+            // shards) stays for them: this copy is only closed. But when no other shard serves,
+            // leaving the group would refuse every client until the restart: the listener stays,
+            // and they wait for it (at most MAX_RESTART_DELAY) instead.
+            if keep && !self.another_shard_serves(p.index) {
+                info!("No other shard serves: shard {}'s listener stays for its restart", p.index);
+            } else {
+                if keep && self.may_shut_down(&p.listener, None) {
+                    listener::eject(&p.listener);
+                }
+                keep = false;
             }
-            keep = false;
         }
         let listener = keep.then_some(p.listener);
         self.collector.restarted();

@@ -26,6 +26,7 @@ mod hup_stress;
 mod lifecycle;
 mod limits;
 mod log_json_props;
+mod multishot;
 mod notify;
 mod observability;
 mod packaging;

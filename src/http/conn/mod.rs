@@ -76,6 +76,9 @@ pub async fn serve(ctx: Rc<Context>, mut stream: TcpStream, peer: Option<IpAddr>
     // a descriptor that is closed or already reused by another connection.
     let entry = ctx.registry.register(stream.as_raw_fd());
     let _open = opened(&ctx);
+    // One multishot receive for the connection's life instead of a poll per read that waits
+    // (glommio patch 10); glommio keeps the poll where the kernel refuses it.
+    stream.use_multishot_recv();
     serve_on(&ctx, &mut stream, peer, entry).await;
 }
 
@@ -95,6 +98,9 @@ pub async fn serve_tls(ctx: Rc<Context>, stream: TcpStream, peer: Option<IpAddr>
         Err(NoTls::Silent) => Handshake::Closed,
     });
     let Ok(mut stream) = started else { return };
+    // After the handshake, whose first byte is peeked from the socket: a multishot receive armed
+    // before it would take that byte.
+    stream.get_mut().0.use_multishot_recv();
     serve_on(&ctx, &mut *stream, peer, entry).await;
 }
 

@@ -25,7 +25,8 @@ pub(super) trait Transport: AsyncRead + AsyncWrite + Unpin {
     /// Bounds each write on the socket.
     fn set_write_timeout(&mut self, limit: Duration) -> io::Result<()>;
     /// Makes the next read wait on a readiness poll armed now (see `speculate`), where that means
-    /// anything.
+    /// anything. A connection reading through its multishot receive (glommio patch 10) arms that
+    /// instead, once; while it is armed this does nothing and no read tries `recv` first.
     fn arm_read_poll(&mut self);
     /// Takes as much of `bytes` as it can without waiting; returns how much it took.
     fn try_send(&mut self, bytes: &[u8]) -> io::Result<usize>;

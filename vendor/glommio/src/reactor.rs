@@ -433,6 +433,18 @@ impl Reactor {
         source
     }
 
+    /// hitcore: a multishot receive armed on `fd` (patch 10), picking buffers from the
+    /// executor's buffer ring; `None` where the kernel refuses it.
+    pub(crate) fn recv_multishot(&self, fd: RawFd) -> Option<Source> {
+        let source = self.new_source(fd, SourceType::RecvMultishot(Box::default()), None);
+        self.sys.recv_multishot(&source).then_some(source)
+    }
+
+    /// hitcore: the kernel refused a multishot receive; no more are armed.
+    pub(crate) fn refuse_multishot(&self) {
+        self.sys.refuse_multishot()
+    }
+
     pub(crate) fn poll_write_ready(&self, fd: RawFd) -> Source {
         let source = self.new_source(fd, SourceType::PollAdd, None);
         self.sys

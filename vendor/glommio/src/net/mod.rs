@@ -115,6 +115,14 @@ pub async fn wait_readable(fd: std::os::unix::io::RawFd) -> io::Result<()> {
     source.collect_rw().await.map(|_| ())
 }
 
+/// hitcore: from now on, this executor's streams read glommio's way (a non-blocking `recv`, then
+/// a poll) even where `TcpStream::use_multishot_recv` asked otherwise: the same state as where the
+/// kernel refused the buffer ring or the multishot receive (see HITCORE-PATCHES.md, patch 10).
+/// Receives already armed stay armed. Must run on an executor.
+pub fn refuse_multishot_recv() {
+    crate::executor().reactor().refuse_multishot();
+}
+
 mod datagram;
 mod stream;
 mod tcp_socket;

@@ -5,7 +5,7 @@
 //
 use crate::{
     reactor::Reactor,
-    sys::{self, Source, SourceType},
+    sys::{self, buf_ring::BufLease, source::MultishotEnd, Source, SourceType},
 };
 use futures_lite::ready;
 use nix::sys::socket::MsgFlags;
@@ -223,6 +223,21 @@ pub(crate) struct NonBufferedStream<S> {
     source_rx: Option<Source>,
     write_timeout: Timeout,
     read_timeout: Timeout,
+    /// hitcore: reads through a multishot receive (patch 10), once asked for.
+    rx_multishot: RxMultishot,
+    /// hitcore: what is left of a multishot completion the last read did not take whole.
+    rx_lease: Option<BufLease>,
+}
+
+/// hitcore: how a stream reads (patch 10).
+#[derive(Debug)]
+enum RxMultishot {
+    /// glommio's way: a non-blocking `recv`, and a poll armed when it finds nothing.
+    Off,
+    /// Multishot asked for, not armed now: the next read that would wait arms it.
+    Idle,
+    /// Armed: reads take what its completions delivered, in order, and never `recv` themselves.
+    Armed(Source),
 }
 
 impl<S: AsRawFd> NonBufferedStream<S> {
@@ -243,7 +258,91 @@ impl<S: AsRawFd> NonBufferedStream<S> {
             .unwrap_or(true);
         if no_pending_poll {
             let reactor = self.reactor.upgrade().unwrap();
+            // hitcore: with multishot asked for, the multishot receive takes the poll's place.
+            match self.rx_multishot {
+                RxMultishot::Armed(_) => return,
+                RxMultishot::Idle if self.rx_lease.is_none() => {
+                    if self.arm_multishot(&reactor) {
+                        return;
+                    }
+                }
+                RxMultishot::Idle | RxMultishot::Off => {}
+            }
             self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
+        }
+    }
+
+    /// hitcore: reads through a multishot receive from the next read that waits on (patch 10).
+    pub(crate) fn use_multishot_recv(&mut self) {
+        if let RxMultishot::Off = self.rx_multishot {
+            self.rx_multishot = RxMultishot::Idle;
+        }
+    }
+
+    /// hitcore: arms the multishot receive; false (and glommio's way from now on) where the
+    /// kernel refuses.
+    fn arm_multishot(&mut self, reactor: &Reactor) -> bool {
+        match reactor.recv_multishot(self.stream.as_raw_fd()) {
+            Some(source) => {
+                self.rx_multishot = RxMultishot::Armed(source);
+                true
+            }
+            None => {
+                self.rx_multishot = RxMultishot::Off;
+                false
+            }
+        }
+    }
+
+    /// hitcore: a read through the multishot receive: leftover bytes first, then its
+    /// completions in order, then how it ended. `None`: not armed (any more); read glommio's way.
+    fn poll_read_multishot(
+        &mut self,
+        cx: &Context<'_>,
+        buf: &mut [u8],
+        reactor: &Reactor,
+    ) -> Option<Poll<io::Result<usize>>> {
+        if let Some(lease) = &mut self.rx_lease {
+            let n = lease.copy_to(buf);
+            if lease.is_empty() {
+                self.rx_lease = None;
+            }
+            return Some(Poll::Ready(Ok(n)));
+        }
+        let RxMultishot::Armed(source) = &self.rx_multishot else {
+            return None;
+        };
+        if let Some(mut lease) = source.multishot_next() {
+            self.read_timeout.cancel_timer(reactor);
+            let n = lease.copy_to(buf);
+            if !lease.is_empty() {
+                self.rx_lease = Some(lease);
+            }
+            return Some(Poll::Ready(Ok(n)));
+        }
+        match source.multishot_end() {
+            None => {
+                if let Err(e) = self.read_timeout.check(reactor) {
+                    return Some(Poll::Ready(Err(e)));
+                }
+                source.add_waiter_single(cx.waker());
+                self.read_timeout.maybe_set_timer(reactor, cx.waker());
+                Some(Poll::Pending)
+            }
+            Some(MultishotEnd::Eof) => Some(Poll::Ready(Ok(0))),
+            Some(MultishotEnd::Rearm) => {
+                self.rx_multishot = RxMultishot::Idle;
+                None
+            }
+            Some(MultishotEnd::Unsupported) => {
+                reactor.refuse_multishot();
+                self.rx_multishot = RxMultishot::Off;
+                None
+            }
+            Some(MultishotEnd::Failed(e)) => {
+                self.rx_multishot = RxMultishot::Idle;
+                Some(Poll::Ready(Err(e)))
+            }
         }
     }
 
@@ -276,6 +375,12 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         let reactor = self.reactor.upgrade().unwrap();
         let reactor = reactor.as_ref();
 
+        if !matches!(self.rx_multishot, RxMultishot::Off) {
+            if let Some(ready) = self.poll_read_multishot(cx, buf, reactor) {
+                return ready;
+            }
+        }
+
         let no_pending_poll = self
             .source_rx
             .as_ref()
@@ -303,6 +408,16 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         }
 
         poll_err!(self.read_timeout.check(reactor));
+
+        // hitcore: nothing there; with multishot asked for, arm it instead of a poll (patch 10).
+        if no_pending_poll
+            && matches!(self.rx_multishot, RxMultishot::Idle)
+            && self.arm_multishot(reactor)
+        {
+            return self
+                .poll_read_multishot(cx, buf, reactor)
+                .unwrap_or(Poll::Pending);
+        }
 
         if no_pending_poll {
             self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
@@ -385,6 +500,8 @@ where
             source_rx: None,
             write_timeout: Timeout::new(reactor.register_timer()),
             read_timeout: Timeout::new(reactor.register_timer()),
+            rx_multishot: RxMultishot::Off,
+            rx_lease: None,
         };
         stream.init();
         GlommioStream {
@@ -500,6 +617,11 @@ impl<S: AsRawFd, B: RxBuf> GlommioStream<S, B> {
         if self.rx_buf.is_empty() && !self.rx_done.get() {
             self.stream.arm_read_poll();
         }
+    }
+
+    /// hitcore: see `NonBufferedStream::use_multishot_recv`.
+    pub(crate) fn use_multishot_recv(&mut self) {
+        self.stream.use_multishot_recv();
     }
 
     pub(crate) fn set_write_timeout(&self, dur: Option<Duration>) -> Result<()> {

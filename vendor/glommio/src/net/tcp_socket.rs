@@ -507,6 +507,16 @@ impl<B: RxBuf> TcpStream<B> {
         self.stream.arm_read_poll()
     }
 
+    /// hitcore: reads through one multishot `recv` armed for the stream's life (patch 10)
+    /// instead of a poll armed per read that waits and a `recv` after it: the kernel puts
+    /// arriving bytes in a buffer of the executor's provided buffer ring, and a read copies them
+    /// out and gives the buffer back. An idle stream holds no buffer. Where the kernel refuses
+    /// (before 6.0, or a failed registration) the stream reads as before. Reads that do not
+    /// wait (data already there) keep the non-blocking `recv` until the first one that would.
+    pub fn use_multishot_recv(&mut self) {
+        self.stream.use_multishot_recv()
+    }
+
     /// Sets the read timeout to the timeout specified.
     ///
     /// If the value specified is [`None`], then read calls will block

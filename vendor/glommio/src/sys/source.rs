@@ -64,8 +64,31 @@ pub(crate) enum SourceType {
     BlockingFn,
     Invalid,
     CopyFileRange(RawFd, u64, usize),
+    /// hitcore: a multishot receive into the executor's buffer ring (patch 10).
+    RecvMultishot(Box<MultishotRecv>),
     #[cfg(feature = "bench")]
     Noop,
+}
+
+/// hitcore: what a multishot receive has delivered and not yet been read, and how it ended.
+#[derive(Debug, Default)]
+pub(crate) struct MultishotRecv {
+    pub(crate) data: std::collections::VecDeque<super::buf_ring::BufLease>,
+    pub(crate) end: Option<MultishotEnd>,
+}
+
+/// hitcore: why a multishot receive is no longer armed.
+#[derive(Debug)]
+pub(crate) enum MultishotEnd {
+    /// The peer closed: every later read returns 0.
+    Eof,
+    /// The kernel stopped it with nothing wrong with the socket (no free buffer, `ENOBUFS`, or
+    /// it chose to end it): the reader arms again.
+    Rearm,
+    /// The kernel does not know multishot receives (before 6.0): the present path from now on.
+    Unsupported,
+    /// The socket's error, for the reader.
+    Failed(io::Error),
 }
 
 impl TryFrom<SourceType> for Statx {
@@ -262,6 +285,28 @@ impl Source {
         }
 
         ret
+    }
+
+    /// hitcore: the oldest bytes a multishot receive delivered, if any.
+    pub(crate) fn multishot_next(&self) -> Option<super::buf_ring::BufLease> {
+        match &mut self.inner.borrow_mut().source_type {
+            SourceType::RecvMultishot(state) => state.data.pop_front(),
+            _ => None,
+        }
+    }
+
+    /// hitcore: how the multishot receive ended, if it has; taken once (`Eof` stays).
+    pub(crate) fn multishot_end(&self) -> Option<MultishotEnd> {
+        match &mut self.inner.borrow_mut().source_type {
+            SourceType::RecvMultishot(state) => match state.end.take() {
+                Some(MultishotEnd::Eof) => {
+                    state.end = Some(MultishotEnd::Eof);
+                    Some(MultishotEnd::Eof)
+                }
+                other => other,
+            },
+            _ => None,
+        }
     }
 
     // adds a single waiter to the list, replacing any waiter that may already

@@ -36,9 +36,12 @@ use crate::{
     sys::{
         self,
         blocking::{BlockingThreadOp, BlockingThreadPool},
+        buf_ring::BufRing,
         dma_buffer::{BufferStorage, DmaBuffer},
-        membarrier, DirectIo, EnqueuedSource, EnqueuedStatus, InnerSource, IoBuffer,
-        PollableStatus, Source, SourceType, Statx, TimeSpec64,
+        membarrier,
+        source::MultishotEnd,
+        DirectIo, EnqueuedSource, EnqueuedStatus, InnerSource, IoBuffer, PollableStatus, Source,
+        SourceType, Statx, TimeSpec64,
     },
     uring_sys::{self, IoRingOp},
     GlommioError, IoRequirements, IoStats, ReactorErrorKind, RingIoStats, TaskQueueHandle,
@@ -77,6 +80,8 @@ enum UringOpDescriptor {
     SockSendMsg(*mut libc::msghdr, i32),
     SockRecv(usize, i32),
     SockRecvMsg(usize, i32),
+    /// hitcore: a multishot receive picking buffers from this buffer group (patch 10).
+    RecvMultishot(u16),
     Nop,
 }
 
@@ -270,6 +275,7 @@ fn fill_sqe<F>(
     F: FnOnce(usize) -> Option<DmaBuffer>,
 {
     let mut user_data = op.user_data;
+    let mut extra_flags = SubmissionFlags::empty();
     unsafe {
         match op.args {
             UringOpDescriptor::PollAdd(events) => {
@@ -429,10 +435,17 @@ fn fill_sqe<F>(
                     };
                 });
             }
+            UringOpDescriptor::RecvMultishot(bgid) => {
+                sqe.prep_recv(op.fd, &mut [], MsgFlags::empty());
+                let raw = sqe.raw_mut();
+                raw.ioprio |= super::buf_ring::IORING_RECV_MULTISHOT;
+                raw.buf_index.buf_index.index_or_group = bgid;
+                extra_flags = SubmissionFlags::BUFFER_SELECT;
+            }
             UringOpDescriptor::Nop => sqe.prep_nop(),
         }
         sqe.set_user_data(user_data);
-        sqe.set_flags(op.flags);
+        sqe.set_flags(op.flags | extra_flags);
     }
 }
 
@@ -532,12 +545,15 @@ fn extract_one_chain(
         .collect()
 }
 
+/// Returns whether a task was woken, and whether the request is over (hitcore: a multishot
+/// receive's completions with `IORING_CQE_F_MORE` leave it armed and its source registered).
 fn process_one_event<F, R>(
     cqe: Option<iou::CQE>,
     try_process: F,
     post_process: R,
     source_map: Rc<RefCell<SourceMap>>,
-) -> Option<bool>
+    buf_ring: Option<&Rc<BufRing>>,
+) -> Option<(bool, bool)>
 where
     F: FnOnce(Ref<'_, InnerSource>) -> Option<()>,
     R: FnOnce(RefMut<'_, InnerSource>, io::Result<usize>) -> io::Result<usize>,
@@ -545,12 +561,20 @@ where
     if let Some(value) = cqe {
         // No user data is `POLL_REMOVE` or `CANCEL`, we won't process.
         if value.user_data() == 0 {
-            return Some(false);
+            return Some((false, true));
         }
 
-        let src = source_map
-            .borrow_mut()
-            .consume_source(from_user_data(value.user_data()));
+        let id = from_user_data(value.user_data());
+        let more = value.raw_flags() & super::buf_ring::IORING_CQE_F_MORE != 0;
+        let src = if more {
+            source_map.borrow()[id].clone()
+        } else {
+            source_map.borrow_mut().consume_source(id)
+        };
+
+        if let Some(woke) = multishot_completion(&src, &value, more, buf_ring) {
+            return Some((woke, !more));
+        }
 
         let result = value.result();
 
@@ -561,9 +585,45 @@ where
             inner_source.wakers.result = res;
             woke = inner_source.wakers.wake_waiters();
         }
-        return Some(woke);
+        return Some((woke, true));
     }
     None
+}
+
+/// hitcore: files a multishot receive's completion in its source: the bytes as a lease on the
+/// buffer they are in, and when it is the last, why it ended. A source whose stream is gone (it
+/// was cancelled) keeps its leases until it is dropped, which gives their buffers back. `None`
+/// for any other source.
+fn multishot_completion(
+    src: &Pin<Rc<RefCell<InnerSource>>>,
+    cqe: &iou::CQE,
+    more: bool,
+    buf_ring: Option<&Rc<BufRing>>,
+) -> Option<bool> {
+    let mut inner = src.borrow_mut();
+    let SourceType::RecvMultishot(state) = &mut inner.source_type else {
+        return None;
+    };
+    let res = cqe.raw_result();
+    let lease = match buf_ring {
+        Some(ring) if res > 0 => ring.lease(cqe.raw_flags(), res as usize),
+        _ => None,
+    };
+    let had_data = lease.is_some();
+    if let Some(lease) = lease {
+        state.data.push_back(lease);
+    }
+    if !more {
+        state.end = Some(match -res {
+            _ if had_data => MultishotEnd::Rearm,
+            0 => MultishotEnd::Eof,
+            libc::ENOBUFS | libc::ECANCELED => MultishotEnd::Rearm,
+            libc::EINVAL | libc::EOPNOTSUPP => MultishotEnd::Unsupported,
+            errno => MultishotEnd::Failed(io::Error::from_raw_os_error(errno)),
+        });
+        inner.wakers.result = Some(Ok(0));
+    }
+    Some(inner.wakers.wake_waiters())
 }
 
 type SourceMap = FreeList<Pin<Rc<RefCell<InnerSource>>>>;
@@ -846,10 +906,13 @@ impl UringCommon for PollRing {
                 res
             },
             source_map,
+            None,
         )
-        .map(|x| {
-            self.in_kernel -= 1;
-            x
+        .map(|(woke, over)| {
+            if over {
+                self.in_kernel -= 1;
+            }
+            woke
         })
     }
 
@@ -893,9 +956,41 @@ struct SleepableRing {
     task_queue_stats: AHashMap<TaskQueueHandle, RingIoStats>,
     source_map: Rc<RefCell<SourceMap>>,
     in_kernel: usize,
+    /// hitcore: after `ring`, so that it is dropped after the io_uring is closed.
+    buf_ring: BufRingState,
+}
+
+/// hitcore: the executor's buffer ring for multishot receives (patch 10), registered on the
+/// first one. `Refused`: the kernel refused the ring (before 5.19) or the receive (before 6.0),
+/// and readers keep the poll-then-`recv` path.
+#[derive(Debug)]
+enum BufRingState {
+    Untried,
+    Registered(Rc<BufRing>),
+    Refused,
 }
 
 impl SleepableRing {
+    /// hitcore: the buffer group multishot receives on this ring pick from, registering the ring
+    /// on the first call; `None` where the kernel refuses.
+    fn buf_group(&mut self) -> Option<u16> {
+        if let BufRingState::Untried = self.buf_ring {
+            let ring = BufRing::new(
+                super::buf_ring::RING_BUFFERS,
+                super::buf_ring::BUFFER_SIZE,
+                super::buf_ring::BUFFER_GROUP,
+            );
+            self.buf_ring = match ring.register(self.ring_fd()) {
+                Ok(()) => BufRingState::Registered(Rc::new(ring)),
+                Err(_) => BufRingState::Refused,
+            };
+        }
+        match &self.buf_ring {
+            BufRingState::Registered(ring) => Some(ring.bgid()),
+            _ => None,
+        }
+    }
+
     fn new(
         size: usize,
         name: &'static str,
@@ -925,6 +1020,7 @@ impl SleepableRing {
             task_queue_stats: AHashMap::new(),
             source_map,
             in_kernel: 0,
+            buf_ring: BufRingState::Untried,
         })
     }
 
@@ -1175,6 +1271,10 @@ impl UringCommon for SleepableRing {
 
     fn consume_one_event(&mut self) -> Option<bool> {
         let source_map = self.source_map.clone();
+        let buf_ring = match &self.buf_ring {
+            BufRingState::Registered(ring) => Some(ring.clone()),
+            _ => None,
+        };
         process_one_event(
             self.ring.peek_for_cqe(),
             |source| match source.source_type {
@@ -1189,10 +1289,13 @@ impl UringCommon for SleepableRing {
                 res
             },
             source_map,
+            buf_ring.as_ref(),
         )
-        .map(|x| {
-            self.in_kernel -= 1;
-            x
+        .map(|(woke, over)| {
+            if over {
+                self.in_kernel -= 1;
+            }
+            woke
         })
     }
 
@@ -1504,6 +1607,28 @@ impl Reactor {
             op,
             &mut self.source_map.borrow_mut(),
         );
+    }
+
+    /// hitcore: arms a multishot receive on the main ring (patch 10); false where the kernel
+    /// refuses (then nothing was queued and `source` can be dropped).
+    pub(crate) fn recv_multishot(&self, source: &Source) -> bool {
+        let mut ring = self.main_ring.borrow_mut();
+        let Some(bgid) = ring.buf_group() else {
+            return false;
+        };
+        queue_request_into_ring(
+            &mut *ring,
+            source,
+            UringOpDescriptor::RecvMultishot(bgid),
+            &mut self.source_map.borrow_mut(),
+        );
+        true
+    }
+
+    /// hitcore: from now on `recv_multishot` refuses: the kernel has the buffer ring but not the
+    /// multishot receive (5.19).
+    pub(crate) fn refuse_multishot(&self) {
+        self.main_ring.borrow_mut().buf_ring = BufRingState::Refused;
     }
 
     pub(crate) fn recv(&self, source: &Source, len: usize, flags: MsgFlags) {
