@@ -488,9 +488,10 @@ fn wait_replicas_holds_api_answers_until_the_replica_acknowledged() {
     wait_until("the replica's link is up", DEADLINE, || {
         replica.cmd(0, &["INFO", "replication"]).contains("master_link_status:up")
     });
-    // 500 ms as the other WAIT tests: the default 50 ms is shorter than a busy CI machine can
-    // promise for a replica's acknowledgement (CI saw one 503 for the first hit under load).
-    let server = start(&primary, &["--wait-replicas", "1", "--wait-timeout", "500"]);
+    // A wait far longer than an acknowledgement takes: CI, running the whole suite on two CPUs,
+    // saw the first hit's WAIT time out at 50 ms and, in a later run, at 500 ms. 3 s (under a
+    // --redis-timeout raised to match) only makes the stopped replica's 503 below take 3 s.
+    let server = start(&primary, &["--wait-replicas", "1", "--wait-timeout", "3000", "--redis-timeout", "10"]);
     let mut c = Client::connect(server.addr);
     for expected in 1..=3 {
         assert_eq!(req(&mut c, "GET", "/hit/durable/page", "").1, json!({"value": expected}));

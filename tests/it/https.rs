@@ -114,6 +114,25 @@ fn curl_and_openssl_get_http11_over_tls12_and_tls13() {
 }
 
 #[test]
+fn a_client_that_sends_an_ip_address_as_sni_is_served_without_a_log_line_each() {
+    // RFC 6066 forbids an IP address as SNI, yet wrk and other OpenSSL clients send the address
+    // they dial; rustls ignores it, and its WARNING used to reach the error log once per connection.
+    let redis = TestRedis::start();
+    let pki = Pki::new("ipsni");
+    let (crt, key) = pki.server("one", 2020, 2090);
+    let server = https_server(&redis, &crt, &key, &[]);
+    for _ in 0..3 {
+        let out = s_client(&pki, server.addr, &["-servername", "127.0.0.1", "-ign_eof"], CLOSE_REQUEST);
+        assert!(text(&out).contains("HTTP/1.1 200 OK"), "{}", text(&out));
+    }
+    // Every line the shards wrote is through once the supervisor's last line is.
+    server.signal(libc::SIGTERM);
+    server.log.wait_for("Shutting down: Master", DEADLINE);
+    let lines = server.log.lines();
+    assert!(!lines.iter().any(|l| l.contains("SNI") || l.contains("rustls")), "{lines:#?}");
+}
+
+#[test]
 fn ssl_min_version_13_refuses_tls12() {
     let redis = TestRedis::start();
     let pki = Pki::new("min");
