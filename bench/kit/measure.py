@@ -155,18 +155,24 @@ def avg_max(values: list) -> dict:
 PROBE_REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
 
+def read_head(conn: socket.socket) -> bytes:
+    """Reads from `conn` until an answer's head is complete or the peer closes: what arrived."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def probe_once(port: int, timeout: float = 5.0) -> tuple[int | None, str | None]:
     """One new connection, one GET /: (status, None) or (None, what went wrong)."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
             s.settimeout(timeout)
             s.sendall(PROBE_REQUEST)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
+            data = read_head(s)
     except socket.timeout:
         return None, "timeout"
     except ConnectionRefusedError:

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import callgrind, machine, perfstat, procs, provision, redisctl, servers, session
+from . import callgrind, machine, measure, perfstat, procs, provision, redisctl, servers, session
 from .md import machine as machine_section, table
 from .procs import RunError, log
 from .rounds import stats
@@ -288,13 +288,7 @@ def held_figures(supervisor: int, totals: dict[int, int], window_s: float) -> di
 
 def _answered(conn: socket.socket) -> bool:
     """Reads one answer's head from `conn`; whether it was a 200."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data.startswith(b"HTTP/1.1 200")
+    return measure.read_head(conn).startswith(b"HTTP/1.1 200")
 
 
 def _held_lines(summary: dict) -> list[str]:
