@@ -32,10 +32,13 @@ def _wrk(row: dict) -> dict:
 
 
 def _derived(t: dict, key: str):
-    """A field of one wrk result; server_cpu_us_per_request is derived for summaries older than it."""
-    if key == "server_cpu_us_per_request" and t.get(key) is None and t.get("server_cpu_pct") is not None \
-            and t.get("window_rps"):
-        return round(t["server_cpu_pct"] * 1e4 / t["window_rps"], 2)
+    """A field of one wrk result. server_cpu_us_per_request is derived where it is missing: from the
+    counter's rate over the window for summaries older than the field, and from wrk's req/s for a
+    server that counts nothing (nginx's `return 200`), so every server gets the figure."""
+    if key == "server_cpu_us_per_request" and t.get(key) is None and t.get("server_cpu_pct") is not None:
+        rate = t.get("window_rps") or t.get("rps")
+        if rate:
+            return round(t["server_cpu_pct"] * 1e4 / rate, 2)
     return t.get(key)
 
 
