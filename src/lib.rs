@@ -41,6 +41,8 @@
 //! - [`uring`]: the start-up check that io_uring is usable here (seccomp, sysctl, kernel, memlock).
 //! - `vendored` (tests only): runs the unit tests of hitcore's own code in the vendored glommio
 //!   that glommio's test target cannot build (patch 10's buffer ring).
+//! - `vendored_wakeups` (tests only): a real glommio executor woken from another thread and by
+//!   its timers, across the vendored patches 11-12 (no `membarrier`, the sleep's timer kept).
 //! - [`badge`]: shields-style SVG badges of a counter's value from Abacus's query parameters, sized
 //!   by Verdana 11 px's real advance widths (pure: no I/O; the API routes call it).
 
@@ -69,3 +71,5 @@ pub mod testhook;
 pub mod uring;
 #[cfg(test)]
 mod vendored;
+#[cfg(test)]
+mod vendored_wakeups;

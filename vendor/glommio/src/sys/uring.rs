@@ -38,7 +38,6 @@ use crate::{
         blocking::{BlockingThreadOp, BlockingThreadPool},
         buf_ring::BufRing,
         dma_buffer::{BufferStorage, DmaBuffer},
-        membarrier,
         source::MultishotEnd,
         DirectIo, EnqueuedSource, EnqueuedStatus, InnerSource, IoBuffer, PollableStatus, Source,
         SourceType, Statx, TimeSpec64,
@@ -1356,6 +1355,13 @@ pub(crate) struct Reactor {
     rings_depth: usize,
 }
 
+/// hitcore (patch 13): how far apart a pending latency-ring timer and the next user timer may
+/// fire for the pending one to serve as the sleep's timer. Both are "now + the time to the next
+/// user timer", taken on different turns, so they differ by the microseconds between the
+/// timer wheel's clock read and the arming; a user timer is at most this late (the kernel's
+/// default timer slack is 50 µs), and a sleep ends at most this early, to sleep again.
+const SLEEP_TIMER_SLACK: Duration = Duration::from_micros(250);
+
 pub(crate) fn common_flags() -> PollFlags {
     PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL
 }
@@ -1967,6 +1973,7 @@ impl Reactor {
         // cancellation go to the kernel in the flush below, in one `io_uring_enter`.
         let preempt = preempt_timer();
         let now = Instant::now();
+        let mut sleep_timer_kept = false;
         let pending_deadline = {
             let src = self.latency_preemption_timeout_src.take();
             let pending = src.as_ref().is_some_and(|src| src.result().is_none());
@@ -1980,6 +1987,22 @@ impl Reactor {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(d)));
                 self.latency_preemption_deadline.set(Some(now + d));
+            }
+            // hitcore (patch 13): no preemption timer asked for, so this turn may sleep, and the
+            // pending timer is already the one the sleep needs: it fires when the next user
+            // timer is due, give or take `SLEEP_TIMER_SLACK` (it is usually that very timer,
+            // armed when the shard last slept and kept through the turns since, as above).
+            // Kept: the sleep below arms none, and the turn makes neither the cancellation's
+            // `io_uring_enter` nor the new timer's, two per sleep when a shard wakes once per
+            // request.
+            None if pending_deadline.is_some_and(|at| {
+                user_timer.is_some_and(|d| {
+                    let due = now + d;
+                    at.max(due) - at.min(due) <= SLEEP_TIMER_SLACK
+                })
+            }) =>
+            {
+                sleep_timer_kept = true;
             }
             // No preemption timer asked for: this turn may sleep, and a pending timer would end
             // the sleep early: cancelled, as upstream did. (Cancelled here, not together with
@@ -2029,7 +2052,7 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
-            if let Some(dur) = user_timer {
+            if let Some(dur) = user_timer.filter(|_| !sleep_timer_kept) {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
                 self.latency_preemption_deadline.set(Some(Instant::now() + dur));
@@ -2040,10 +2063,15 @@ impl Reactor {
             // last time until now it could be that something happened in a remote executor
             // that opened up room. If it did we bail on sleep and go process it.
             self.notifier.prepare_to_sleep();
-            // See https://www.scylladb.com/2018/02/15/memory-barriers-seastar-linux/ for
-            // details. This translates to `sys_membarrier()` /
-            // `MEMBARRIER_CMD_PRIVATE_EXPEDITED`
-            membarrier::heavy();
+            // hitcore (patch 12): a full fence, where upstream called `membarrier::heavy()`
+            // (`sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`, the asymmetric barrier of
+            // https://www.scylladb.com/2018/02/15/memory-barriers-seastar-linux/), a syscall
+            // before every sleep. The asymmetric barrier lets the waking side skip its fence,
+            // but glommio's waking side (`SleepNotifier::notify`) already pays a locked
+            // compare-and-swap on `should_notify`, and now a SeqCst fence before it: with a
+            // fence on both sides, either this sweep sees the other thread's message or that
+            // thread sees `should_notify` and writes the eventfd.
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
             let events = process_remote_channels() + self.flush_syscall_thread();
             if events == 0 {
                 if self.eventfd_src.is_installed().unwrap() {
