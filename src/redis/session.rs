@@ -161,6 +161,12 @@ async fn read_replies(shared: &Rc<Shared>, mut rd: impl AsyncRead + Unpin) -> Se
             start = 0;
             end = 0;
         }
+        // A reply may have left a command to write (the EXPIRE of a key a hit created).
+        if shared.queue.borrow().has_waiting() {
+            if let Some(w) = shared.writer.borrow_mut().take() {
+                w.wake();
+            }
+        }
     }
 }
 
