@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 pub const MAX_REFRESH_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
 /// Keys remembered per generation; the table holds at most twice this. 16,384 holds every key of
-/// the 10,000-key benchmark, and at about 100 bytes an entry (the key's `Rc` is shared with the
-/// request that brought it) it stays near 3 MB per shard however many pages a site counts.
+/// the 10,000-key benchmark, and at about 100 bytes an entry with short names (a 32-byte slot and
+/// the key's `Rc`, which the request that brought it shared) it stays near 3 MB per shard (under
+/// 8 MB with the longest names) however many pages a site counts.
 /// Losing an entry costs one extra `EXPIRE`, nothing else.
 pub const GENERATION_ENTRIES: usize = 16_384;
 
