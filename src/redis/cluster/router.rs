@@ -81,6 +81,12 @@ impl Router {
         })))
     }
 
+    /// Whether a node's connection owes an `EXPIRE` (see [`Keyed::owes_expires`]), or one waits
+    /// for the slot map.
+    pub fn owes_expires(&self) -> bool {
+        !self.0.unrouted.borrow().is_empty() || self.0.nodes.borrow().values().any(|n| n.keyed.borrow().owes_expires())
+    }
+
     /// Sends `op` (answered through `ticket` at `index`) to the owner of its key's slot.
     pub fn register(&self, ticket: &KeyedTicket, index: usize, op: Op) {
         let state = &self.0;

@@ -64,6 +64,11 @@ fn a_key_the_hit_created_gets_its_expire_in_the_next_write_before_anything_else(
     let expire = encoded(&[b"EXPIRE", b"K:a:aaa", b"6400"]);
     assert!(out.starts_with(&expire), "{}", String::from_utf8_lossy(&out));
     assert_eq!(n, 3, "EXPIRE aaa, INCRBY bbb, EXPIRE bbb");
+    assert!(k.owes_expires(), "written, not answered: a stopping shard waits");
+    for reply in [1, 1, 1] {
+        k.complete(Reply::Integer(reply)).unwrap();
+    }
+    assert!(!k.owes_expires());
     let mut alone = Vec::new();
     assert_eq!(k.encode_waiting_at(&mut alone, t0), 0, "written once");
 }

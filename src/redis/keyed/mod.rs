@@ -260,6 +260,12 @@ impl Keyed {
         !self.waiting.is_empty() || !self.follow_ups.is_empty()
     }
 
+    /// Whether an `EXPIRE` is owed (not yet written) or written and unanswered: a stopping shard
+    /// waits for these ([`crate::redis::client::Redis::settle`]).
+    pub fn owes_expires(&self) -> bool {
+        !self.follow_ups.is_empty() || self.sent.iter().any(|s| matches!(s, Sent::Expire(..)))
+    }
+
     /// The `EXPIRE`s not yet written, taken away (a Cluster node's connection ended: the router
     /// sends them to the key's owner).
     pub fn take_follow_ups(&mut self) -> Vec<(Rc<[u8]>, u64)> {
