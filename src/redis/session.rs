@@ -94,7 +94,8 @@ async fn write_commands(shared: &Shared, mut wr: impl AsyncWrite + Unpin) -> Ses
             n
         };
         let meter = shared.meter.get();
-        if shared.settings.coalesce {
+        // A write of owed EXPIREs alone carries no request: it is no batch of the histogram.
+        if shared.settings.coalesce && increments > 0 {
             meter.round_trip(increments);
         } else {
             for _ in 0..increments {
