@@ -1,7 +1,8 @@
 //! `--counter-ttl` against a real redis-server: a counter created by `/hit` has its TTL, one
 //! deleted (`/delete`, or by anyone in Redis) and hit again gets it again, and a shard refreshes a
 //! key's TTL once per refresh interval, not once per batch: counted with `INFO commandstats`.
-//! `--counter-ttl 0` sends no `EXPIRE` at all.
+//! The scripted hit (`--api-stream`) does the same inside its script. `--counter-ttl 0` sends no
+//! `EXPIRE` at all.
 
 use crate::common;
 
@@ -115,4 +116,25 @@ fn a_short_ttl_is_refreshed_by_every_batch_and_zero_sends_no_expire() {
     assert_eq!(req(&mut c, "GET", "/info/ttl/forever", "").1["expires_in"], json!(-1));
     assert_eq!((calls(&redis, "incrby"), calls(&redis, "expire")), (4, 0));
     assert_eq!(ttl(&redis, "K:ttl:forever"), -1);
+}
+
+/// The scripted hit (`--api-stream`, closed mode): the script refreshes the TTL when due, and
+/// otherwise only on a counter the add created. Redis counts the script's own `EXPIRE`s in
+/// `cmdstat_expire`.
+#[test]
+fn the_scripted_hit_sets_the_ttl_when_due_or_when_it_created_the_counter() {
+    let redis = TestRedis::start();
+    let url = redis.url(0);
+    let server = TestServer::start(&["-w", "1", "--redis", &url, "--api-stream", "--counter-ttl", "6400"]);
+    server.wait_ready(1);
+    let mut c = Client::connect(server.addr);
+    redis.cmd(0, &["CONFIG", "RESETSTAT"]);
+    assert_eq!(req(&mut c, "GET", "/hit/ttl/streamed", "").1, json!({"value": 1}));
+    assert!((6300..=6400).contains(&ttl(&redis, "K:ttl:streamed")));
+    assert_eq!(req(&mut c, "GET", "/hit/ttl/streamed", "").1, json!({"value": 2}));
+    assert_eq!((calls(&redis, "eval"), calls(&redis, "expire")), (2, 1), "not due: no EXPIRE");
+    redis.cmd(0, &["DEL", "K:ttl:streamed"]);
+    assert_eq!(req(&mut c, "GET", "/hit/ttl/streamed", "").1, json!({"value": 1}));
+    assert!((6300..=6400).contains(&ttl(&redis, "K:ttl:streamed")), "the script set it: it created the counter");
+    assert_eq!((calls(&redis, "eval"), calls(&redis, "expire")), (3, 2));
 }
