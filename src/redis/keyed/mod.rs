@@ -8,9 +8,9 @@
 //! the `INCRBY` only when this connection has not refreshed the key within a fraction of the TTL
 //! ([`refresh`]); a key the `INCRBY` created (its reply equals its increment) gets its `EXPIRE` in
 //! the next write whatever the table says, and so does every key whose `INCRBY` or `EXPIRE` was
-//! written but not answered when a connection ended. The reply `v` to `INCRBY key n` covers `v-n+1 ..= v`, handed out in the
-//! order the hits arrived, so the values of one key are exactly 1..N across shards and hosts, as
-//! the seed counter's are. [`Keyed::complete`] takes the replies in the order written;
+//! written but not answered when a connection ended. The reply `v` to `INCRBY key n` covers
+//! `v-n+1 ..= v`, handed out in the order the hits arrived, so the values of one key are exactly
+//! 1..N across shards and hosts, as the seed counter's are. [`Keyed::complete`] takes the replies in the order written;
 //! [`Keyed::fail_all`] answers everything waiting or written when the connection ends.
 //!
 //! It must not know HTTP, names or JSON (`crate::api` does), nor the seed counter's queue
