@@ -42,7 +42,7 @@ def _derived(t: dict, key: str):
     return t.get(key)
 
 
-def _per_round(row: dict, key: str, spec: str = "d") -> str:
+def per_round(row: dict, key: str, spec: str = "d") -> str:
     values = []
     for r in row.get("rounds", []):
         t = dict(r.get("tests", {}).get("wrk") or {})
@@ -128,9 +128,9 @@ def cpu_side(summary: dict) -> str:
             continue
         redis = sum(t.get(k) or 0 for k in ("redis_cpu_pct", "replica_cpu_pct", "sentinels_cpu_pct"))
         lines.append(f"| {row['id']} | {fmt(t.get('server_cpu_pct'), '.0f')} | "
-                     f"{_per_round(row, 'server_cpu_us_per_request', '.2f')} (median {fmt(_median_of(row, 'server_cpu_us_per_request'), '.2f')}) | "
+                     f"{per_round(row, 'server_cpu_us_per_request', '.2f')} (median {fmt(_median_of(row, 'server_cpu_us_per_request'), '.2f')}) | "
                      f"{fmt(t.get('wrk_cpu_pct'), '.0f')} | "
-                     f"{redis:.1f} | {fmt(t.get('machine_cpu_pct'), '.0f')} | {_per_round(row, 'other_cpu_pct', '.0f')} |")
+                     f"{redis:.1f} | {fmt(t.get('machine_cpu_pct'), '.0f')} | {per_round(row, 'other_cpu_pct', '.0f')} |")
     return "\n".join(lines)
 
 
