@@ -8,6 +8,7 @@ Pure functions on plain dicts: bench/tests/test_compare.py renders a recorded su
 """
 from __future__ import annotations
 
+from . import md
 from .md import fmt
 from .rounds import median_of
 
@@ -170,28 +171,21 @@ def checks(summary: dict) -> str:
 
 
 def machine(summary: dict) -> list[str]:
-    """`## Machine` of a bench/compare run (bench/api's too): the machine, load, limits, rounds,
-    versions, binaries and the Redis setups."""
-    m = summary["machine"]
-    out = ["## Machine", "",
-           f"- {m.get('cpu_model')}, {m.get('cpus_online')} CPUs online (allowed {m.get('cpus_allowed')}), "
-           f"{m.get('memory_gib')} GiB, {m.get('os')}, Linux {m.get('kernel')}, governor {m.get('governor')}",
-           f"- load average at the start: {' '.join(str(x) for x in summary['load_at_start'])} "
-           f"(1, 5, 15 min); at the end: {' '.join(str(x) for x in summary.get('load_at_end', []))}; "
-           f"CPUs busy in the second before: {summary.get('busy_at_start')} %"]
-    lim = summary.get("limits")
+    """`## Machine` of a bench/compare run (bench/api's too): the report library's machine table
+    (md.machine) with the governor, the limits, the quiet wait, each round's start, the binaries and
+    the Redis setups."""
+    lim, quiet = summary.get("limits"), summary.get("quiet_wait")
+    rows = [["CPU governor", summary["machine"].get("governor")]]
     if lim:
-        out.append(f"- open files (soft / hard, wrk and the servers inherit them): {fmt(lim.get('nofile_soft'))} / "
-                   f"{fmt(lim.get('nofile_hard'))}; net.core.somaxconn {lim.get('somaxconn')}, "
-                   f"tcp_max_syn_backlog {lim.get('tcp_max_syn_backlog')}")
-    if summary.get("quiet_wait"):
-        seen = ", ".join(f"{q['utc']} {q['load1']}" for q in summary["quiet_wait"])
-        out.append(f"- waited for a quiet machine (1-minute load average, UTC): {seen}")
-    out.append("- each round's start (UTC, 1-minute load): "
-               + ", ".join(f"{r['utc']} {r['load1']}" for r in summary.get("rounds", [])))
-    out += [f"- {k}: {v}" for k, v in summary.get("versions", {}).items()]
-    out += [f"- `{{{k}}}`: {v}" for k, v in summary.get("binaries", {}).items()]
-    return out + [f"- Redis {line}" for line in summary.get("redis", [])]
+        rows.append(["Open files soft / hard (wrk and the servers inherit them); somaxconn; tcp_max_syn_backlog",
+                     f"{fmt(lim.get('nofile_soft'))} / {fmt(lim.get('nofile_hard'))}; {lim.get('somaxconn')}; "
+                     f"{lim.get('tcp_max_syn_backlog')}"])
+    if quiet:
+        rows.append(["Waited for a quiet machine (UTC, 1-minute load)", ", ".join(f"{q['utc']} {q['load1']}" for q in quiet)])
+    rows.append(["Each round's start (UTC, 1-minute load)",
+                 ", ".join(f"{r['utc']} {r['load1']}" for r in summary.get("rounds", []))])
+    rows += [[f"`{{{k}}}`", v] for k, v in summary.get("binaries", {}).items()]
+    return md.machine(summary, rows + [["Redis", line] for line in summary.get("redis", [])])
 
 
 def render(summary: dict) -> str:

@@ -266,7 +266,8 @@ class Report(unittest.TestCase):
         self.assertIn("| metrics ≥ 0.98× off | 8,226 against 6,982 | 1.178 | **yes** |", text)
         self.assertIn("| access-log | 1 | 19,007 | 19,014 | +7 | – | 19,015 |", text)
         self.assertIn("| metrics | 2 | 29,605 | 29,655 | +50 | 5 (0) |", text)
-        self.assertIn("load average at the start: 10.09", text)
+        self.assertIn("| Load average at start / end | 10.09, 8.23, 8.91 / 10.62, 8.5, 8.98 |", text)
+        self.assertIn("| Each round's start (UTC, 1-minute load) | 05:26:33 10.09, 05:26:45 10.37 |", text)
         self.assertNotIn("**LOST", text)
         # Derived for a summary recorded before the field existed: server CPU % × 10⁴ / req/s.
         self.assertIn("| off | 24 | 30.79 · 33.76 (median 32.27) |", text)
