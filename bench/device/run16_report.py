@@ -12,9 +12,9 @@ from __future__ import annotations
 import sys
 import time
 
-from kit import compare_report
+from kit import compare_report, report
 from kit.machine import cpu_list
-from kit.md import esc, fmt, machine, table
+from kit.md import fmt, machine, table
 from kit.rounds import aggregate_row
 
 
@@ -89,17 +89,6 @@ def scaling_table(run, rows: list[dict]) -> list[str]:
                   "req per Redis cmd"], lines)
 
 
-def ab_table(rows: list[dict]) -> list[str]:
-    lines = []
-    for r in rows:
-        for ab in [x["tests"]["ab"] for x in r["rounds"] if "ab" in x["tests"]]:
-            lines.append([r["id"], f"failed: {esc(ab['error'])}"] + [""] * 6 if ab.get("error") else
-                         [r["id"], f"**{fmt(ab['rps'])}**", fmt(ab["complete"]), ab["failed"], ab["non_2xx"],
-                          ab["time_taken_s"], fmt(ab.get("total_mean_ms")), fmt(ab.get("total_max_ms"))])
-    return table(["server", "req/s", "complete", "failed", "non-2xx", "time taken s", "Total mean ms",
-                  "Total max ms"], lines) if lines else []
-
-
 def correctness_table(rows: list[dict]) -> list[str]:
     lines = []
     for c in rows:
@@ -143,10 +132,11 @@ def render(run, wall: float) -> str:
               "Median over the rounds, interleaved (the order flips each round), and its ratio to the tokio peer; "
               f"`hitcore-{n}-no-coalesce` (round 1 only) sends one INCR per request.", "",
               compare_report.table(peers)]
-    if any("ab" in x["tests"] for r in rows for x in r["rounds"]):
+    if any("ab" in r["tests"] for r in rows):
         lines += ["", f"## `ab -c {run.ab_c} -n {run.ab_n} -r -l` (round 1 only; bounded by -t {run.ab_limit})", "",
                   "ab is single-threaded and opens a connection per request: on one CPU it measures ab itself "
-                  "(about 20k req/s on the device before).", ""] + ab_table(rows)
+                  "(about 20k req/s on the device before).", ""] + \
+            report.ab_table([r for r in rows if "ab" in r["tests"]], "ab", keepalive=False)
     lines += ["", f"## Scaling: `hitcore -w N` under `wrk -t {threads} -c {run.scaling_c} -d {run.duration}s`", "",
               "% of linear = req/s(N) / (N × req/s(1)), medians.", ""] + scaling_table(run, rows)
     summary = {"rows": rows}
