@@ -71,7 +71,7 @@ impl Router {
             target: target.clone(),
             dialer,
             tls: *tls,
-            discovery: RefCell::new(Some(ClusterDiscovery::new(seeds.clone(), "hit", *tls))),
+            discovery: RefCell::new(Some(ClusterDiscovery::for_every_key(seeds.clone(), *tls))),
             stale: Cell::new(true),
             unrouted: RefCell::default(),
             nodes: RefCell::default(),
@@ -163,7 +163,7 @@ fn route_to(state: &Rc<State>, owner: &HostPort, ticket: &KeyedTicket, index: us
 async fn learn(state: Rc<State>) {
     let taken = state.discovery.borrow_mut().take();
     let Some(mut discovery) = taken else { return };
-    let learnt = discovery.candidates(&state.dialer, &state.target, None).await;
+    let learnt = discovery.learn(&state.dialer, &state.target).await;
     *state.discovery.borrow_mut() = Some(discovery);
     let waiting = std::mem::take(&mut *state.unrouted.borrow_mut());
     match learnt {
