@@ -155,6 +155,17 @@ fn a_cluster_node_hands_a_redirected_expire_on_and_a_refused_one_is_owed() {
     assert_eq!(k.take_follow_ups(), vec![(Rc::from(&b"K:a:bbb"[..]), TTL)]);
 }
 
+#[test]
+fn a_refused_expire_is_forgotten_so_the_next_hit_sends_one() {
+    let (mut k, t0) = (Keyed::default(), Instant::now());
+    write_hits(&mut k, &["K:a:aaa"], t0);
+    k.complete(Reply::Integer(7)).unwrap();
+    assert!(matches!(k.complete(Reply::Error(b"BUSY a script is running")), Some(KeyedCompleted::Served)));
+    assert!(!k.has_waiting(), "not sent again at once");
+    let (_, out, _) = write_hits(&mut k, &["K:a:aaa"], t0 + Duration::from_secs(1));
+    assert!(out.ends_with(&encoded(&[b"EXPIRE", b"K:a:aaa", b"6400"])), "due again");
+}
+
 /// One key in the model of Redis.
 struct Entry {
     value: i64,

@@ -485,10 +485,11 @@ impl Keyed {
 
     /// An `EXPIRE`'s reply: nobody's answer, but one that did not run is sent again: to the
     /// node named after a redirect (handed back as a command nobody waits for), and on the next
-    /// connection after `-READONLY` and the like. Any other error is let go: a busy or full
-    /// Redis would otherwise be asked again at once, in a loop.
+    /// connection after `-READONLY` and the like. Any other error (a busy Redis) is not sent again
+    /// at once, which could loop, but the key's refresh is forgotten, so its next hit sends one.
     fn expired<'a>(&mut self, key: Rc<[u8]>, ttl: u64, reply: Reply<'a>) -> KeyedCompleted<'a> {
         let Reply::Error(message) = reply else { return KeyedCompleted::Served };
+        self.refreshed.forget_key(&key);
         match error_kind(message) {
             ErrorKind::Redirect if self.follow_redirects => {
                 let mut t = itoa::Buffer::new();

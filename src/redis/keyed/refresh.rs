@@ -86,6 +86,12 @@ impl Refreshed {
         self.young.insert(key, now);
     }
 
+    /// Forgets `key`'s refresh (its `EXPIRE` was refused): the next hit on it sets its TTL again.
+    pub fn forget_key(&mut self, key: &[u8]) {
+        self.young.remove(key);
+        self.old.remove(key);
+    }
+
     /// Forgets every refresh: after a connection ends, a refresh may not have run (or a failover
     /// may have lost it), so the next hit on each key sets its TTL again.
     pub fn forget(&mut self) {
