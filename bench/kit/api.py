@@ -105,7 +105,7 @@ def table(summary: dict) -> str:
 def render(summary: dict) -> str:
     s = summary["settings"]
     out = [f"# {summary['title']}", "", f"bench/api, plan `{summary['plan']}`, started {summary['started_utc']}.",
-           ""] + compare_report.machine(summary) + ["- Redis: flushed before each variant"]
+           ""] + compare_report.machine(summary) + ["", "Redis is flushed before each variant."]
     out += ["", "## Throughput and Redis's cost per request", "",
             f"`wrk -t {s['threads']} -c {s['connections']} -d {s['duration']}s --latency -s bench/kit/api.lua`, "
             f"{s['rounds']} interleaved rounds, medians (min–max of req/s). Redis's figures are over each whole wrk "

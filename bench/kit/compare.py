@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Callable
 
 from . import compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, rounds, servers, session
-from .measure import (Scraper, binary_identity, fd_count, listen_counters, machine_cpu_seconds, metrics_series,
-                      socket_summary, steady_window)
+from .measure import (Scraper, binary_identity, fd_count, listen_counters, metrics_series, socket_summary,
+                      steady_window, window_figures, window_reading)
 from .procs import log
 
 WARM_S, MARGIN_S = 1.0, 0.5  # the steady window inside each wrk run
@@ -310,16 +310,8 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
         sentinel_pids = [s.pid for s in setups.sentinels] if "sentinel_url" in variant.placeholders() else []
 
         def reading(proc) -> dict:
-            r = {"t": time.monotonic(), "redis": procs.cpu_seconds(redis_pids),
-                 "replica": procs.cpu_seconds(replica_pids), "sentinels": procs.cpu_seconds(sentinel_pids),
-                 "server": procs.cpu_seconds(server_pids),
-                 "wrk": procs.cpu_seconds([proc.pid]), "machine": machine_cpu_seconds()}
-            if redis:
-                with redis.client() as client:
-                    info = client.command("INFO", "commandstats")
-                    r["counter"] = int(client.command("GET", "hit") or 0)
-                r["calls"] = redisctl.parse_commandstats(info)
-                r["usec"] = redisctl.parse_commandstats_usec(info)
+            r = window_reading({"redis": redis_pids, "replica": replica_pids, "sentinels": sentinel_pids,
+                                "server": server_pids, "wrk": [proc.pid]}, redis)
             # How the connections spread over the server's processes (open descriptors: a shard's or
             # worker's connections plus a few of its own), and the kernel's socket totals: the
             # window's end is what a run with many connections reports.
@@ -415,36 +407,6 @@ def flood_rate(clients: list[subprocess.Popen], duration: int) -> float | None:
             return None
         total += int(found.group(1)) / float(found.group(2))
     return round(total, 1)
-
-
-def window_figures(a: dict, b: dict) -> dict:
-    """The steady window between two readings: CPU as % of one CPU, Redis's commands and batch size."""
-    window = b["t"] - a["t"]
-    if window <= 0:
-        return {}
-    out = {"window_s": round(window, 2)}
-    for key in ("redis", "replica", "sentinels", "server", "wrk", "machine"):
-        out[f"{key}_cpu_pct"] = round(100.0 * (b.get(key, 0) - a.get(key, 0)) / window, 1)
-    ours = sum(b.get(k, 0) - a.get(k, 0) for k in ("redis", "replica", "sentinels", "server", "wrk"))
-    out["other_cpu_pct"] = round(100.0 * ((b["machine"] - a["machine"]) - ours) / window, 1)
-    if "counter" in a and "counter" in b:
-        served = b["counter"] - a["counter"]
-        calls = {k: b["calls"].get(k, 0) - a["calls"].get(k, 0) for k in ("incr", "incrby", "wait")}
-        out.update(window_increments=served, window_rps=round(served / window, 1),
-                   incr_calls=calls["incr"], incrby_calls=calls["incrby"], wait_calls=calls["wait"])
-        commands = calls["incr"] + calls["incrby"]
-        out["requests_per_command"] = round(served / commands, 1) if commands else None
-        out["commands_per_s"] = round(commands / window, 1)
-        redis_s = b["redis"] - a["redis"]
-        out["redis_cpu_us_per_command"] = round(1e6 * redis_s / commands, 2) if commands else None
-        out["redis_cpu_pct_per_100k_rps"] = round(100.0 * redis_s / served * 1e5, 2) if served else None
-        # The server's CPU per request: on a shared machine a steadier figure than req/s, which
-        # moves with whatever else runs (the server gets less CPU; it needs no more per request).
-        server_s = b["server"] - a["server"]
-        out["server_cpu_us_per_request"] = round(1e6 * server_s / served, 2) if served else None
-        exec_us = sum(b["usec"].get(k, 0) - a["usec"].get(k, 0) for k in ("incr", "incrby", "wait"))
-        out["redis_exec_us_per_command"] = round(exec_us / commands, 2) if commands else None
-    return out
 
 
 @dataclass

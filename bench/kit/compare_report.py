@@ -8,6 +8,7 @@ Pure functions on plain dicts: bench/tests/test_compare.py renders a recorded su
 """
 from __future__ import annotations
 
+from . import md
 from .md import fmt
 from .rounds import median_of
 
@@ -42,7 +43,7 @@ def _derived(t: dict, key: str):
     return t.get(key)
 
 
-def _per_round(row: dict, key: str, spec: str = "d") -> str:
+def per_round(row: dict, key: str, spec: str = "d") -> str:
     values = []
     for r in row.get("rounds", []):
         t = dict(r.get("tests", {}).get("wrk") or {})
@@ -128,9 +129,9 @@ def cpu_side(summary: dict) -> str:
             continue
         redis = sum(t.get(k) or 0 for k in ("redis_cpu_pct", "replica_cpu_pct", "sentinels_cpu_pct"))
         lines.append(f"| {row['id']} | {fmt(t.get('server_cpu_pct'), '.0f')} | "
-                     f"{_per_round(row, 'server_cpu_us_per_request', '.2f')} (median {fmt(_median_of(row, 'server_cpu_us_per_request'), '.2f')}) | "
+                     f"{per_round(row, 'server_cpu_us_per_request', '.2f')} (median {fmt(_median_of(row, 'server_cpu_us_per_request'), '.2f')}) | "
                      f"{fmt(t.get('wrk_cpu_pct'), '.0f')} | "
-                     f"{redis:.1f} | {fmt(t.get('machine_cpu_pct'), '.0f')} | {_per_round(row, 'other_cpu_pct', '.0f')} |")
+                     f"{redis:.1f} | {fmt(t.get('machine_cpu_pct'), '.0f')} | {per_round(row, 'other_cpu_pct', '.0f')} |")
     return "\n".join(lines)
 
 
@@ -170,28 +171,21 @@ def checks(summary: dict) -> str:
 
 
 def machine(summary: dict) -> list[str]:
-    """`## Machine` of a bench/compare run (bench/api's too): the machine, load, limits, rounds,
-    versions, binaries and the Redis setups."""
-    m = summary["machine"]
-    out = ["## Machine", "",
-           f"- {m.get('cpu_model')}, {m.get('cpus_online')} CPUs online (allowed {m.get('cpus_allowed')}), "
-           f"{m.get('memory_gib')} GiB, {m.get('os')}, Linux {m.get('kernel')}, governor {m.get('governor')}",
-           f"- load average at the start: {' '.join(str(x) for x in summary['load_at_start'])} "
-           f"(1, 5, 15 min); at the end: {' '.join(str(x) for x in summary.get('load_at_end', []))}; "
-           f"CPUs busy in the second before: {summary.get('busy_at_start')} %"]
-    lim = summary.get("limits")
+    """`## Machine` of a bench/compare run (bench/api's too): the report library's machine table
+    (md.machine) with the governor, the limits, the quiet wait, each round's start, the binaries and
+    the Redis setups."""
+    lim, quiet = summary.get("limits"), summary.get("quiet_wait")
+    rows = [["CPU governor", summary["machine"].get("governor")]]
     if lim:
-        out.append(f"- open files (soft / hard, wrk and the servers inherit them): {fmt(lim.get('nofile_soft'))} / "
-                   f"{fmt(lim.get('nofile_hard'))}; net.core.somaxconn {lim.get('somaxconn')}, "
-                   f"tcp_max_syn_backlog {lim.get('tcp_max_syn_backlog')}")
-    if summary.get("quiet_wait"):
-        seen = ", ".join(f"{q['utc']} {q['load1']}" for q in summary["quiet_wait"])
-        out.append(f"- waited for a quiet machine (1-minute load average, UTC): {seen}")
-    out.append("- each round's start (UTC, 1-minute load): "
-               + ", ".join(f"{r['utc']} {r['load1']}" for r in summary.get("rounds", [])))
-    out += [f"- {k}: {v}" for k, v in summary.get("versions", {}).items()]
-    out += [f"- `{{{k}}}`: {v}" for k, v in summary.get("binaries", {}).items()]
-    return out + [f"- Redis {line}" for line in summary.get("redis", [])]
+        rows.append(["Open files soft / hard (wrk and the servers inherit them); somaxconn; tcp_max_syn_backlog",
+                     f"{fmt(lim.get('nofile_soft'))} / {fmt(lim.get('nofile_hard'))}; {lim.get('somaxconn')}; "
+                     f"{lim.get('tcp_max_syn_backlog')}"])
+    if quiet:
+        rows.append(["Waited for a quiet machine (UTC, 1-minute load)", ", ".join(f"{q['utc']} {q['load1']}" for q in quiet)])
+    rows.append(["Each round's start (UTC, 1-minute load)",
+                 ", ".join(f"{r['utc']} {r['load1']}" for r in summary.get("rounds", []))])
+    rows += [[f"`{{{k}}}`", v] for k, v in summary.get("binaries", {}).items()]
+    return md.machine(summary, rows + [["Redis", line] for line in summary.get("redis", [])])
 
 
 def render(summary: dict) -> str:

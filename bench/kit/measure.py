@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import machine, perfstat, procs
+from . import machine, perfstat, procs, redisctl
 
 
 def rss_kib(pid: int) -> int:
@@ -252,6 +252,52 @@ def steady_window(duration: float, warm: float, margin: float, read) -> tuple[li
 def machine_cpu_seconds() -> float:
     """Busy CPU time of the whole machine so far (every CPU, idle and iowait excluded), in seconds."""
     return machine.cpu_times()["cpu"][0] / os.sysconf("SC_CLK_TCK")
+
+
+def window_reading(pids: dict[str, list[int]], redis=None, counter: str = "hit") -> dict:
+    """One end of a steady window: the clock, the CPU seconds of each named group of processes (e.g.
+    "redis", "server", "wrk") and of the whole machine, and with `redis` (a RedisServer) the counter
+    and INFO commandstats' calls and usec. Two of them make `window_figures`."""
+    r = {"t": time.monotonic(), "machine": machine_cpu_seconds()}
+    r.update({name: procs.cpu_seconds(group) for name, group in pids.items()})
+    if redis:
+        with redis.client() as client:
+            info = client.command("INFO", "commandstats")
+            r["counter"] = int(client.command("GET", counter) or 0)
+        r["calls"] = redisctl.parse_commandstats(info)
+        r["usec"] = redisctl.parse_commandstats_usec(info)
+    return r
+
+
+def window_figures(a: dict, b: dict) -> dict:
+    """The steady window between two readings: CPU as % of one CPU, Redis's commands and batch size."""
+    window = b["t"] - a["t"]
+    if window <= 0:
+        return {}
+    out = {"window_s": round(window, 2)}
+    for key in ("redis", "replica", "sentinels", "server", "wrk", "machine"):
+        out[f"{key}_cpu_pct"] = round(100.0 * (b.get(key, 0) - a.get(key, 0)) / window, 1)
+    ours = sum(b.get(k, 0) - a.get(k, 0) for k in ("redis", "replica", "sentinels", "server", "wrk"))
+    out["other_cpu_pct"] = round(100.0 * ((b["machine"] - a["machine"]) - ours) / window, 1)
+    if "counter" in a and "counter" in b:
+        served = b["counter"] - a["counter"]
+        calls = {k: b["calls"].get(k, 0) - a["calls"].get(k, 0) for k in ("incr", "incrby", "wait")}
+        out.update(window_increments=served, window_rps=round(served / window, 1),
+                   incr_calls=calls["incr"], incrby_calls=calls["incrby"], wait_calls=calls["wait"])
+        commands = calls["incr"] + calls["incrby"]
+        out["requests_per_command"] = round(served / commands, 1) if commands else None
+        out["commands_per_s"] = round(commands / window, 1)
+        redis_s = b["redis"] - a["redis"]
+        out["redis_cpu_us_per_command"] = round(1e6 * redis_s / commands, 2) if commands else None
+        out["redis_cpu_pct_per_100k_rps"] = round(100.0 * redis_s / served * 1e5, 2) if served else None
+        # The server's CPU per request: on a shared machine a steadier figure than req/s, which
+        # moves with whatever else runs (the server gets less CPU; it needs no more per request).
+        server_s = b["server"] - a["server"]
+        out["server_cpu_us_per_request"] = round(1e6 * server_s / served, 2) if served else None
+        exec_us = sum(b["usec"].get(k, 0) - a["usec"].get(k, 0) for k in ("incr", "incrby", "wait"))
+        out["redis_exec_us_per_command"] = round(exec_us / commands, 2) if commands else None
+    return out
+
 
 
 def binary_identity(path: str) -> str:

@@ -51,7 +51,8 @@ def _ab_failed(t: dict) -> str:
     return num(t["failed"]) + (f" (+{num(t['non_2xx'])} non-2xx)" if t.get("non_2xx") else "")
 
 
-def _ab_table(rows: list[dict], key: str, keepalive: bool, repeat: int = 1) -> list[str]:
+def ab_table(rows: list[dict], key: str, keepalive: bool, repeat: int = 1) -> list[str]:
+    """ab's own columns for test `key` ("ab" or "ab_k") of rows folded by rounds.py (bench/run's, run16's)."""
     head = ["Server", "Time taken for tests", "Complete requests",
             "Failed requests (each round)" if repeat > 1 else "Failed requests"] + \
         (["Keep-Alive requests"] if keepalive else []) + ["Requests per second"] + \
@@ -204,13 +205,13 @@ def render(s: dict, charts: list[str]) -> str:
                 "Raw outputs carry the round: `<server>-<test>-r<round>.txt`."]
     out += ["", f"## The original test: `ab -c {c} -n {n} -r -l`, a new connection per request{of_rounds}", "",
             f"Bounded with `-t {st['ab_time_limit']}`; the columns are ab's own.", ""]
-    out += _ab_table(rows, "ab", keepalive=False, repeat=repeat)
+    out += ab_table(rows, "ab", keepalive=False, repeat=repeat)
     out += ["", "The 2014 original, for reference (gunicorn -w 4, Flask + flask-redis, `ab -c 500`, 50000 requests, "
             "on the original author's machine; quoted, not measured here):", ""]
     out += table(["Server (2014)", "Requests per second", "Notes"], s["original_2014"])
     out += ["", f"## Keep-alive: `ab -k -c {c} -n {n} -r -l`{of_rounds}", "",
             "ab is single-threaded: for the fast servers this measures ab itself.", ""]
-    out += _ab_table(rows, "ab_k", keepalive=True, repeat=repeat)
+    out += ab_table(rows, "ab_k", keepalive=True, repeat=repeat)
     out += ["", f"## Keep-alive, multi-threaded: `wrk -t {st['wrk_threads']} -c {c} -d {st['wrk_duration']}s "
             f"--latency`{of_rounds}", "", "The load that separates the fast servers.", ""]
     out += _wrk_table(rows, repeat=repeat)

@@ -15,7 +15,6 @@ import os
 import re
 import shlex
 import sys
-import time
 from pathlib import Path
 
 from . import machine, measure, perfstat, procs, provision, redisctl, servers, session, tail_report, tail_stats
@@ -161,16 +160,14 @@ class Bench:
         server_pids = [service.pid] + procs.descendants(service.pid)
 
         def reading(proc) -> dict:
+            # bench/compare's reading (CPU seconds, the machine's, Redis's calls and the counter),
+            # plus each side's run-queue wait and the server's context switches.
+            r = measure.window_reading({"oha": [proc.pid], "server": server_pids, "redis": [self.redis.pid]},
+                                       self.redis if uses_redis else None, COUNTER_KEY)
             switches = perfstat.switches_of(perfstat.tasks_of(server_pids))
-            r = {"t": time.monotonic(), "oha": procs.cpu_seconds([proc.pid]), "server": procs.cpu_seconds(server_pids),
-                 "redis": procs.cpu_seconds([self.redis.pid]), "machine": measure.machine_cpu_seconds(),
-                 "server_wait": measure.run_delay(server_pids), "redis_wait": measure.run_delay([self.redis.pid]),
-                 "oha_wait": measure.run_delay([proc.pid]), "vol": sum(v for v, _ in switches.values()),
-                 "nonvol": sum(n for _, n in switches.values())}
-            if uses_redis:
-                calls = self.redis.command_calls()
-                r.update(incr=calls.get("incr", 0), incrby=calls.get("incrby", 0),
-                         counter=self.redis.get_int(COUNTER_KEY) or 0)
+            r.update(server_wait=measure.run_delay(server_pids), redis_wait=measure.run_delay([self.redis.pid]),
+                     oha_wait=measure.run_delay([proc.pid]), vol=sum(v for v, _ in switches.values()),
+                     nonvol=sum(n for _, n in switches.values()))
             return r
 
         marks, sample = measure.steady_window(duration, min(1.0, duration * 0.25), 0.5, reading)

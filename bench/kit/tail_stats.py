@@ -175,7 +175,7 @@ def verdicts(folded: dict, fractions=GOAL_FRACTIONS, subject: str = "hitcore", p
 
 
 def window_cpu(before: dict, after: dict) -> dict:
-    """Two readings {t, oha, server, redis, machine (CPU seconds), incr, incrby (Redis calls),
+    """Two readings {t, oha, server, redis, machine (CPU seconds), calls (Redis's, per command),
     nonvol (server's involuntary context switches), server_wait, redis_wait, oha_wait (seconds
     runnable but waiting for a CPU)} -> % of one CPU each used over the window, the rest of the
     machine ('other': someone else's work), requests per Redis command, the server's preemptions
@@ -190,7 +190,7 @@ def window_cpu(before: dict, after: dict) -> dict:
     out = {"window_s": round(seconds, 2), "oha_pct": pct("oha"), "server_pct": pct("server"),
            "redis_pct": pct("redis"), "machine_pct": pct("machine")}
     out["other_pct"] = round(out["machine_pct"] - out["oha_pct"] - out["server_pct"] - out["redis_pct"], 1)
-    commands = (after.get("incr", 0) + after.get("incrby", 0)) - (before.get("incr", 0) + before.get("incrby", 0))
+    commands = sum(after.get("calls", {}).get(k, 0) - before.get("calls", {}).get(k, 0) for k in ("incr", "incrby"))
     out["redis_commands_per_s"] = round(commands / seconds, 1)
     if "counter" in before and "counter" in after and commands > 0:
         out["requests_per_command"] = round((after["counter"] - before["counter"]) / commands, 2)

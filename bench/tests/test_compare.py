@@ -1,5 +1,5 @@
 """Checks bench/compare's parsing and arithmetic: kit/compare_plan.py reads plans (every plan in
-bench/plans/ must parse), fills placeholders and checks goals; kit/compare.py's window_figures()
+bench/plans/ must parse), fills placeholders and checks goals; kit/measure.py's window_figures()
 turns two /proc and INFO readings into CPU shares and batch sizes; kit/compare_report.py renders a
 recorded summary (tests/fixtures/compare-summary.json: bench/plans/observability-cost.plan, two
 rounds of wrk -c 50 for 3 s against a debug build on a busy machine; its numbers mean nothing, its
@@ -224,7 +224,7 @@ class Window(unittest.TestCase):
     def test_cpu_shares_and_batch_size(self):
         a = self.reading(10.0, redis=1.0, server=3.0, machine=20.0, counter=1000, incrby=10, usec=100)
         b = self.reading(12.0, redis=1.1, server=5.0, machine=24.0, counter=201000, incrby=3410, wait=3400, usec=3500)
-        w = compare.window_figures(a, b)
+        w = measure.window_figures(a, b)
         self.assertEqual(w["window_s"], 2.0)
         self.assertEqual(w["redis_cpu_pct"], 5.0)       # 0.1 s of CPU in 2 s
         self.assertEqual(w["server_cpu_pct"], 100.0)
@@ -243,10 +243,10 @@ class Window(unittest.TestCase):
 
     def test_no_commands_means_no_batch_size(self):
         a = self.reading(0.0, 0, 0, 0, counter=0, incrby=0)
-        w = compare.window_figures(a, dict(a, t=1.0))
+        w = measure.window_figures(a, dict(a, t=1.0))
         self.assertIsNone(w["requests_per_command"])
         self.assertIsNone(w["redis_cpu_pct_per_100k_rps"])
-        self.assertEqual(compare.window_figures(a, a), {})
+        self.assertEqual(measure.window_figures(a, a), {})
 
     def test_commandstats_usec(self):
         info = ("# Commandstats\r\ncmdstat_incrby:calls=3410,usec=3500,usec_per_call=1.03,rejected_calls=0\r\n"
@@ -266,7 +266,8 @@ class Report(unittest.TestCase):
         self.assertIn("| metrics ≥ 0.98× off | 8,226 against 6,982 | 1.178 | **yes** |", text)
         self.assertIn("| access-log | 1 | 19,007 | 19,014 | +7 | – | 19,015 |", text)
         self.assertIn("| metrics | 2 | 29,605 | 29,655 | +50 | 5 (0) |", text)
-        self.assertIn("load average at the start: 10.09", text)
+        self.assertIn("| Load average at start / end | 10.09, 8.23, 8.91 / 10.62, 8.5, 8.98 |", text)
+        self.assertIn("| Each round's start (UTC, 1-minute load) | 05:26:33 10.09, 05:26:45 10.37 |", text)
         self.assertNotIn("**LOST", text)
         # Derived for a summary recorded before the field existed: server CPU % × 10⁴ / req/s.
         self.assertIn("| off | 24 | 30.79 · 33.76 (median 32.27) |", text)

@@ -31,37 +31,39 @@ def load_run16():
 run16 = load_run16()
 
 
-def wrk_result(server, kind, shards, round_no, factor=1.0, connections=500):
+def wrk_result(factor=1.0, connections=500):
     r = parse.parse_wrk((FIXTURES / "wrk-tokio-hyper.txt").read_text())
     r["rps"] *= factor
-    tag = f"{server}-wrk-r{round_no}"
-    r.update(error=None, tag=tag, raw=f"raw/{tag}.txt", connections=connections, counter_delta=r["ok_2xx"] + 3,
-             incr_calls=0, incrby_calls=r["ok_2xx"] // 20, redis_cpu=12.5, server_cpu=180.0, wrk_cpu=95.0,
-             cpu_window_s=1.5, requests_per_command=20.0, server=server, kind=kind, shards=shards, round=round_no)
+    r.update(error=None, tag="wrk", connections=connections, counter_delta=r["ok_2xx"] + 3, incr_calls=0,
+             incrby_calls=r["ok_2xx"] // 20, redis_cpu_pct=12.5, server_cpu_pct=180.0, wrk_cpu_pct=95.0,
+             window_s=1.5, window_rps=r["rps"], requests_per_command=20.0)
     return r
+
+
+def row(name, group, kind, shards, round_no, wrk=None, ab=None, status="ok"):
+    tests = {k: v for k, v in (("wrk", wrk), ("ab", ab)) if v is not None}
+    return {"id": name, "title": name, "group": group, "kind": kind, "shards": shards, "round": round_no,
+            "argv": f"{kind} -w {shards}", "uses_redis": True, "status": status, "tests": tests}
 
 
 def fake_run(small=False):
     lay = run16.layout(small, list(range(16)))
-    results = {"peers": [], "ab": [], "scaling": [], "extra": [], "correctness": [], "skipped": [], "errors": []}
-    for r in (1, 2):
-        results["peers"].append(wrk_result("tokio-8", "tokio", 8, r, 1.0))
-        results["peers"].append(wrk_result("hitcore-8", "hitcore", 8, r, 3.0 + r))
-        for k in lay["scaling"]:
-            results["scaling"].append(wrk_result(f"scaling-hitcore-{k}", "hitcore", k, r, k, 256))
-    results["peers"].append({"error": "wrk gave no result (timed out)", "server": "tokio-8", "round": 3,
-                             "tag": "tokio-8-wrk-r3"})
     ab = parse.parse_ab((FIXTURES / "ab-tokio-hyper.txt").read_text())
-    ab.update(error=None, tag="hitcore-8-ab-r1", raw="raw/hitcore-8-ab-r1.txt", counter_delta=5000,
-              server="hitcore-8", round=1)
-    results["ab"].append(ab)
-    extra = wrk_result("hitcore-8-no-coalesce", "hitcore", 8, 1, 2.0)
-    extra.update(incr_calls=extra["ok_2xx"], incrby_calls=0, requests_per_command=1.0, redis_cpu=95.0,
-                 tag="hitcore-8-no-coalesce-wrk-r1")
-    results["extra"].append(extra)
-    loads = [("wrk", results["peers"][1], 500), ("ab", ab, 0)]
-    results["correctness"], _ = run16.correctness("hitcore-8", 1, loads, loads[0][1]["ok_2xx"] + 5000 + 3)
-    results["skipped"].append("rounds 3..3: not started")
+    ab.update(error=None, counter_delta=5000, tag="hitcore-8-ab-r1")
+    rounds = [[], [], []]
+    for r in (1, 2):
+        rounds[r - 1].append(row("tokio-8", "peers", "tokio", 8, r, wrk_result(1.0)))
+        rounds[r - 1].append(row("hitcore-8", "peers", "hitcore", 8, r, wrk_result(3.0 + r), ab if r == 1 else None))
+        for k in lay["scaling"]:
+            rounds[r - 1].append(row(f"scaling-hitcore-{k}", "scaling", "hitcore", k, r, wrk_result(k, 256)))
+    extra = wrk_result(2.0)
+    extra.update(incr_calls=extra["ok_2xx"], incrby_calls=0, requests_per_command=1.0, redis_cpu_pct=95.0)
+    rounds[0].append(row("hitcore-8-no-coalesce", "extra", "hitcore", 8, 1, extra))
+    rounds[2].append(row("tokio-8", "peers", "tokio", 8, 3, {"error": "wrk gave no result (timed out)"},
+                         status="wrk: wrk gave no result (timed out)"))
+    loads = [("wrk", rounds[0][1]["tests"]["wrk"], 500), ("ab", ab, 0)]
+    correctness, _ = run16.correctness("hitcore-8", 1, loads, loads[0][1]["ok_2xx"] + 5000 + 3)
+    results = {"rounds": rounds, "correctness": correctness, "skipped": ["rounds 3..3: not started"], "errors": []}
     info = {"machine": {"cpu_model": "Test CPU", "cpus_online": 16, "cpus_allowed": "0-15", "kernel": "6.1.0",
                         "arch": "x86_64", "os": "Debian", "memory_gib": 64.0, "glibc": "glibc 2.39",
                         "python": "3.12.3", "hostname": "device", "governor": "performance",
@@ -125,18 +127,22 @@ class ReportTest(unittest.TestCase):
     def test_every_section_with_the_kit_parsers_numbers(self):
         run = fake_run()
         text = run16.run16_report.render(run, 200.0)
-        order = ["## Machine", "## Versions", "## CPU layout", "## Targets", "## Peers", "## `ab -c 500",
-                 "## Scaling", "## Redis CPU and coalescing", "## Correctness", "## Skipped and errors", "## Files"]
+        order = ["## Machine", "## CPU layout", "## Targets", "## Peers", "## `ab -c 500", "## Scaling",
+                 "## Redis's side and CPU", "## Correctness", "## Skipped and errors", "## Files"]
         self.assertEqual([text.index(h) for h in order], sorted(text.index(h) for h in order))
         rps = parse.parse_wrk((FIXTURES / "wrk-tokio-hyper.txt").read_text())["rps"]
-        self.assertIn(f"| tokio-8 | **{rps:,.0f}** |", text)
-        self.assertIn(f"| hitcore-8 | **{rps * 4.5:,.0f}** |", text)  # median of 4x and 5x
+        # bench/compare's throughput table: median, min–max, the ratio to the tokio peer, errors each round
+        self.assertIn(f"| tokio-8 | {rps:,.0f} | {rps:,.0f}–{rps:,.0f} | 1.000 |", text)
+        self.assertIn(f"| hitcore-8 | {rps * 4.5:,.0f} | {rps * 4:,.0f}–{rps * 5:,.0f} | 4.500 |", text)
+        self.assertIn("| 0/0 · 0/0 · no result |", text)  # the tokio peer's third round gave no result
         self.assertIn("**Ratio hitcore -w 8 / tokio peer (medians): 4.50x**; per round: r1: 4.00x, r2: 5.00x.", text)
+        self.assertIn(f"| hitcore -w 8: >= 800k req/s (wrk -c 500) | {rps * 4.5:,.0f} req/s | **not met** |", text)
         self.assertIn("| 1 -> 8 shards >= 90 % of linear (wrk -c 256) | 100.0 % | **met** |", text)
         self.assertIn("| Redis below 30 % of its CPU (during hitcore -w 8's wrk) | 12.5 % | **met** |", text)
-        self.assertIn("| tokio-8 | failed | r3: wrk gave no result (timed out) |", text)
-        self.assertIn("| hitcore-8 | **20,784** | 5,000 | 0 | 0 | 0.241 | 10 | 28 |", text)  # ab, from parse_ab
-        self.assertIn("| 0+0 · 0+0 |", text)  # socket errors + non-2xx per round, from parse_wrk's keys
+        self.assertIn(f"| 8 | 0-7 | **{rps * 8:,.0f}** | {rps * 8:,.0f} · {rps * 8:,.0f} | 100.0 |", text)
+        self.assertIn("| hitcore-8-no-coalesce | 153,681 | 95.0 |", text)  # Redis's side: one INCR per request
+        # ab, from parse_ab, in bench/run's ab table (kit/report.py)
+        self.assertIn("| hitcore-8 | 0.241 s | 5,000 | 0 | **20,784** | 24.057 ms | 0.048 ms | 2 ms | 10 ms | 8 ms | 28 ms |", text)
         self.assertIn("| hitcore-8 r1: all its loads, read after it stopped |", text)
         self.assertIn("**ok** (slack 500)", text)
         self.assertIn("| Kernel, OS | Linux 6.1.0 x86_64, Debian |", text)
@@ -152,7 +158,7 @@ class ReportTest(unittest.TestCase):
 
     def test_nothing_measured(self):
         run = fake_run()
-        run.results = {k: [] for k in run.results}
+        run.results = {"rounds": [[], [], []], "correctness": [], "skipped": [], "errors": []}
         run.rounds_done, run.interrupted = 0, "signal SIGTERM"
         text = run16.run16_report.render(run, 3.0)
         self.assertIn("**Stopped early: signal SIGTERM.**", text)

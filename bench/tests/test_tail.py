@@ -180,9 +180,9 @@ class FoldTest(unittest.TestCase):
 
 class WindowTest(unittest.TestCase):
     def test_window_cpu(self):
-        before = {"t": 10.0, "oha": 5.0, "server": 3.0, "redis": 1.0, "machine": 20.0, "incr": 0, "incrby": 100,
+        before = {"t": 10.0, "oha": 5.0, "server": 3.0, "redis": 1.0, "machine": 20.0, "calls": {"incr": 0, "incrby": 100},
                   "counter": 1000, "vol": 10, "nonvol": 5, "server_wait": 0.3, "redis_wait": 0.1}
-        after = {"t": 12.0, "oha": 6.2, "server": 4.0, "redis": 1.2, "machine": 23.8, "incr": 50, "incrby": 250,
+        after = {"t": 12.0, "oha": 6.2, "server": 4.0, "redis": 1.2, "machine": 23.8, "calls": {"incr": 50, "incrby": 250},
                  "counter": 5000, "vol": 30, "nonvol": 405, "server_wait": 0.5, "redis_wait": 0.12}
         out = tail_stats.window_cpu(before, after)
         self.assertEqual(out["oha_pct"], 60.0)

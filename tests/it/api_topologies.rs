@@ -1,6 +1,6 @@
 //! The counting API on the Redis topologies beyond one standalone node: behind Sentinel, per-key
-//! values are exactly 1..N on the primary the sentinels name, and `/stream` works there too.
-//! (Cluster per key is tested once the shard routes API keys by slot.)
+//! values are exactly 1..N on the primary the sentinels name, and `/stream` works there too; in a
+//! Cluster each key is counted on its slot's owner, through migrations and the loss of a primary.
 
 use crate::common;
 
@@ -129,6 +129,10 @@ fn cluster_routes_each_key_to_its_slots_owner() {
         let owner = cluster.owner(cluster.slot(&name), 0);
         owners.insert(owner);
         assert_eq!(cluster.nodes[owner].counter(&name), n, "{name} lives on its slot's owner");
+        // Created by a hit on its owner, it got its TTL there (the default 180 days).
+        let mut conn = Conn::open(cluster.nodes[owner].port, Some(DATA_PASSWORD)).unwrap();
+        let ttl: i64 = conn.call(&["TTL", &name]).unwrap().text().parse().unwrap();
+        assert!(ttl > 15_000_000, "{name}: TTL {ttl}");
     }
     assert_eq!(owners.len(), 3, "the keys spread over every primary");
 
@@ -155,6 +159,63 @@ fn cluster_routes_each_key_to_its_slots_owner() {
     assert_eq!(hit(&mut c), before + 2, "-MOVED followed to the new owner");
     assert_eq!(hit(&mut c), before + 3);
     assert_eq!(cluster.nodes[to].counter(name), before + 3);
+    let mut conn = Conn::open(cluster.nodes[to].port, Some(DATA_PASSWORD)).unwrap();
+    let ttl: i64 = conn.call(&["TTL", name]).unwrap().text().parse().unwrap();
+    assert!(ttl > 15_000_000, "{name} kept its TTL through the move: {ttl}");
+}
+
+/// With `cluster-require-full-coverage no` the primaries left serve their slots when one fails with
+/// no replica. The API's router must keep routing the keys they own: it once kept only maps that
+/// named an owner for the seed counter's slot ("hit"), so losing that one primary answered 503 for
+/// every key of the API.
+#[test]
+fn cluster_keys_on_live_primaries_keep_counting_when_the_seed_keys_primary_is_lost() {
+    use common::cluster::Cluster;
+    let mut cluster = Cluster::start(3, 0);
+    for node in &cluster.nodes {
+        node.must(&["CONFIG", "SET", "cluster-require-full-coverage", "no"]);
+    }
+    let hit_slot = cluster.slot("hit");
+    let lost = cluster.owner(hit_slot, 0);
+    let live = (0..3).find(|&i| i != lost).unwrap();
+    // One key on a primary that stays, one on the primary that goes.
+    let owned_by = |want_lost: bool| {
+        (0..200)
+            .map(|i| format!("k{i:03}"))
+            .find(|k| (cluster.owner(cluster.slot(&format!("K:cov:{k}")), live) == lost) == want_lost)
+            .unwrap()
+    };
+    let (stays, goes) = (owned_by(false), owned_by(true));
+    let stays_on = cluster.owner(cluster.slot(&format!("K:cov:{stays}")), live);
+    let server = TestServer::start(&["-w", "1", "--redis", &cluster.url(&[0, 1, 2])]);
+    server.wait_ready(1);
+    // A fresh connection each: a 503 closes its connection.
+    let hit = |key: &str| get_once(server.addr, &format!("GET /hit/cov/{key} HTTP/1.1\r\nHost: t\r\n\r\n"));
+    assert_eq!(hit(&stays).status, 200);
+    assert_eq!(hit(&goes).status, 200);
+
+    cluster.nodes[lost].kill9();
+    let others: Vec<usize> = (0..3).filter(|&i| i != lost).collect();
+    poll("the live primaries flag the lost one as failed", common::DEADLINE, || {
+        for &i in &others {
+            let nodes = cluster.nodes[i].call(&["CLUSTER", "NODES"])?.text();
+            if !nodes.lines().any(|l| l.contains("master,fail ") || l.contains("master,fail,")) {
+                return Err(format!("node {i} has not flagged it yet:\n{nodes}"));
+            }
+        }
+        Ok(())
+    });
+    // The lost key's owner is gone: 503 (and the router learns the map again); the key that stays
+    // keeps counting, every time.
+    for round in 0..5 {
+        let r = hit(&goes);
+        assert_eq!(r.status, 503, "round {round}: {}", r.text());
+        let r = hit(&stays);
+        assert_eq!(r.status, 200, "round {round}: {}", r.text());
+        let value: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(value["value"], round + 2, "round {round}");
+    }
+    assert_eq!(cluster.nodes[stays_on].counter(&format!("K:cov:{stays}")), 6);
 }
 
 /// `rediss://`: the API's commands, its per-key coalescing and the `/stream` subscriber all go over

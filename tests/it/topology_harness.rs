@@ -60,3 +60,19 @@ fn cluster_redirects_moved_then_ask_then_moved_and_fails_over() {
     let moved = cluster.nodes[other].call(&["INCRBY", "hit", "1"]).unwrap();
     assert_eq!(moved, V::Error(format!("MOVED {slot} 127.0.0.1:{}", cluster.nodes[promoted].port)));
 }
+
+/// A node whose process dies under a test says so, with the signal and its last log lines, instead
+/// of a bare "connection refused" (what a CI failure once left to go on).
+#[test]
+fn a_node_that_died_says_how_when_it_refuses() {
+    let node = Node::start("died", Some(DATA_PASSWORD), common::free_port, "Ready to accept connections", data_args);
+    node.must(&["PING"]);
+    // SAFETY: the redis-server this test started, unreaped until `node` is dropped.
+    unsafe { libc::kill(node.pid(), libc::SIGKILL) };
+    let why = poll("the node refuses connections", common::DEADLINE, || match node.call(&["PING"]) {
+        Err(e) if e.starts_with("connect") => Ok(e),
+        other => Err(format!("not refused yet: {other:?}")),
+    });
+    assert!(why.contains("Connection refused") && why.contains("has exited (signal 9)"), "{why}");
+    assert!(why.contains("Ready to accept connections"), "the last log lines come with it: {why}");
+}

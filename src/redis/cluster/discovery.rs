@@ -1,4 +1,5 @@
-//! Finding the owner of the key's slot in a Redis Cluster, at every connect.
+//! Finding the owner of the key's slot in a Redis Cluster, at every connect (and the whole slot
+//! map, for the counting API's router).
 //!
 //! A shard's pipelined connection goes to one node: the primary that owns the configured key's
 //! slot. At each connect this asks the primaries it has learnt, then the seeds, for the slot map
@@ -21,23 +22,63 @@ use crate::redis::stream::Stream;
 /// How long one node may take to be reached and to send its slot map.
 const MAP_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// One shard's view of the cluster, for its key.
+/// One shard's view of the cluster, for its key or for the counting API's router.
 #[derive(Debug, Clone)]
 pub struct ClusterDiscovery {
     /// The URL's seed nodes: asked when no learnt primary answers.
     seeds: Vec<HostPort>,
     /// The slot map last learnt.
     map: SlotMap,
-    /// The configured key's slot: its owner is the node the connection goes to.
-    slot: u16,
+    /// What a map must give to be kept.
+    wants: Wants,
     /// `rediss+cluster://`: TLS to every node.
     tls: bool,
+}
+
+/// What a learnt slot map must give to be kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wants {
+    /// The owner of this slot (the configured key's): the node one connection goes to.
+    Slot(u16),
+    /// Any primary: the counting API's router sends each key to its own slot's owner, so a map
+    /// with some slots uncovered (a primary failed with no replica to promote) still routes every
+    /// key it covers, and one whose slot it lacks is answered 503 by the router.
+    AnyPrimary,
+}
+
+impl Wants {
+    fn met_by(self, map: &SlotMap) -> bool {
+        match self {
+            Wants::Slot(slot) => map.owner(slot).is_some(),
+            Wants::AnyPrimary => !map.primaries().is_empty(),
+        }
+    }
+}
+
+impl std::fmt::Display for Wants {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Wants::Slot(slot) => write!(f, "an owner of slot {slot}"),
+            Wants::AnyPrimary => write!(f, "any primary"),
+        }
+    }
 }
 
 impl ClusterDiscovery {
     /// Discovery of the owner of `key`'s slot, starting from `seeds`.
     pub fn new(seeds: Vec<HostPort>, key: &str, tls: bool) -> ClusterDiscovery {
-        ClusterDiscovery { seeds, map: SlotMap::default(), slot: key_slot(key.as_bytes()), tls }
+        ClusterDiscovery { seeds, map: SlotMap::default(), wants: Wants::Slot(key_slot(key.as_bytes())), tls }
+    }
+
+    /// Discovery of the whole slot map, for the counting API's router, which routes every key
+    /// by it (no one key's slot is required).
+    pub fn for_every_key(seeds: Vec<HostPort>, tls: bool) -> ClusterDiscovery {
+        ClusterDiscovery { seeds, map: SlotMap::default(), wants: Wants::AnyPrimary, tls }
+    }
+
+    /// Learns the slot map again (the router's use; a key's connection asks [`Self::candidates`]).
+    pub async fn learn(&mut self, dialer: &Dialer, target: &RedisTarget) -> Result<(), ConnectError> {
+        self.refresh(dialer, target).await
     }
 
     /// The owner of `slot` in the map last learnt, if any: the counting API's router
@@ -54,18 +95,21 @@ impl ClusterDiscovery {
         target: &RedisTarget,
         moved_to: Option<HostPort>,
     ) -> Result<Vec<Candidate>, ConnectError> {
-        let owner = match moved_to {
-            Some(owner) => owner,
-            None => {
+        let owner = match (moved_to, self.wants) {
+            (Some(owner), _) => owner,
+            (None, Wants::Slot(slot)) => {
                 self.refresh(dialer, target).await?;
-                self.map.owner(self.slot).cloned().expect("refresh only keeps a map that has the slot")
+                self.map.owner(slot).cloned().expect("refresh only keeps a map that has the slot")
+            }
+            (None, Wants::AnyPrimary) => {
+                return Err(ConnectError::Discovery("the router's discovery names no one node to connect to".into()));
             }
         };
         let addrs = dial::resolve(&owner.host, owner.port).await?;
         Ok(addrs.into_iter().map(|a| Candidate { name: owner.host.clone(), addr: Address::Tcp(a) }).collect())
     }
 
-    /// Learns the slot map from the first node that gives one with an owner for our slot.
+    /// Learns the slot map from the first node that gives one that has what we want.
     async fn refresh(&mut self, dialer: &Dialer, target: &RedisTarget) -> Result<(), ConnectError> {
         let mut ask = self.map.primaries();
         for seed in &self.seeds {
@@ -76,20 +120,16 @@ impl ClusterDiscovery {
         let mut why = Vec::new();
         for node in ask {
             match dial::within(MAP_TIMEOUT, slot_map(dialer, target, &node, self.tls)).await {
-                Some(Ok(map)) if map.owner(self.slot).is_some() => {
+                Some(Ok(map)) if self.wants.met_by(&map) => {
                     self.map = map;
                     return Ok(());
                 }
-                Some(Ok(_)) => why.push(format!("{node} knows no owner of slot {}", self.slot)),
+                Some(Ok(_)) => why.push(format!("{node}'s map lacks {}", self.wants)),
                 Some(Err(e)) => why.push(format!("{node}: {e}")),
                 None => why.push(format!("{node}: no answer within {MAP_TIMEOUT:?}")),
             }
         }
-        Err(ConnectError::Discovery(format!(
-            "no cluster node gave an owner of slot {} ({})",
-            self.slot,
-            why.join("; ")
-        )))
+        Err(ConnectError::Discovery(format!("no cluster node gave {} ({})", self.wants, why.join("; "))))
     }
 }
 
@@ -134,5 +174,31 @@ async fn slot_map(dialer: &Dialer, target: &RedisTarget, node: &HostPort, tls: b
     match &frames[0] {
         Frame::Error(_) => SlotMap::from_cluster_slots(&frames[1], &node.host),
         shards => SlotMap::from_cluster_shards(shards, &node.host, tls),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redis_protocol::resp2::decode::decode;
+
+    use super::*;
+
+    /// `CLUSTER SLOTS` with two primaries: slots 0-8191 on :7000, 8192-16383 on an unknown
+    /// endpoint (`?`), so the second half, "hit"'s slot 15723 included, has no owner.
+    const HALF: &str = "*2\r\n\
+        *3\r\n:0\r\n:8191\r\n*3\r\n$9\r\n127.0.0.1\r\n:7000\r\n$2\r\nid\r\n\
+        *3\r\n:8192\r\n:16383\r\n*3\r\n$1\r\n?\r\n:7001\r\n$2\r\nid\r\n";
+
+    #[test]
+    fn a_key_needs_its_slot_and_the_router_any_primary() {
+        let (reply, _) = decode(HALF.as_bytes()).unwrap().unwrap();
+        let half = SlotMap::from_cluster_slots(&reply, "seed").unwrap();
+        assert!(Wants::Slot(key_slot(b"bar")).met_by(&half), "bar's slot 5061 is on :7000");
+        assert!(!Wants::Slot(key_slot(b"hit")).met_by(&half), "hit's slot 15723 has no owner");
+        // The API's router keeps the map: keys on :7000 are routed, the rest answered 503 by it,
+        // instead of every key failing because the seed counter's slot is down.
+        assert!(Wants::AnyPrimary.met_by(&half));
+        assert!(!Wants::AnyPrimary.met_by(&SlotMap::default()));
+        assert_eq!(Wants::Slot(15723).to_string(), "an owner of slot 15723");
     }
 }

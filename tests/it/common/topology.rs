@@ -250,9 +250,44 @@ impl Node {
         panic!("redis-server ({tag}) would not start on any of 5 ports");
     }
 
-    /// Runs one command on this node.
+    /// Runs one command on this node. A node that cannot be reached says whether its process is
+    /// still there and what it last logged: a node gone in the middle of a test (CI once saw one
+    /// refuse connections for a minute during a failover) must leave a trail, not just "refused".
     pub fn call(&self, args: &[&str]) -> Result<V, String> {
-        call(self.port, self.password.as_deref(), args)
+        call(self.port, self.password.as_deref(), args).map_err(|e| self.diagnose(e))
+    }
+
+    fn diagnose(&self, error: String) -> String {
+        match error.starts_with("connect") {
+            true => format!("{error} ({})", self.process_state()),
+            false => error,
+        }
+    }
+
+    /// What /proc says of this node's process (it is never reaped while `child` holds it, so its
+    /// pid names no other process), with its last log lines once it has exited.
+    pub fn process_state(&self) -> String {
+        if self.is_dead() {
+            return "killed by the test".into();
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the parenthesised command name: the state is field 3, and `exit_code` (the
+        // wait status, which says the killing signal) is field 52 (proc(5)).
+        let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, rest)| rest.split(' ').collect()).unwrap_or_default();
+        let lines = self.log.lines();
+        let tail = lines[lines.len().saturating_sub(8)..].join("\n  ");
+        match fields.first() {
+            Some(&"Z") => {
+                let status: i32 = fields.get(49).and_then(|f| f.trim().parse().ok()).unwrap_or(-1);
+                let how = match status & 0x7f {
+                    0 => format!("exit status {}", status >> 8),
+                    signal => format!("signal {signal}"),
+                };
+                format!("its redis-server has exited ({how}); its last log lines:\n  {tail}")
+            }
+            Some(state) => format!("its redis-server runs (state {state}); its last log lines:\n  {tail}"),
+            None => format!("its process is gone from /proc; its last log lines:\n  {tail}"),
+        }
     }
 
     /// Runs one command that must not fail; panics with the reply otherwise.
@@ -266,7 +301,7 @@ impl Node {
 
     /// `INFO section` of this node.
     pub fn info(&self, section: &str) -> Result<BTreeMap<String, String>, String> {
-        info(self.port, self.password.as_deref(), section)
+        info(self.port, self.password.as_deref(), section).map_err(|e| self.diagnose(e))
     }
 
     /// The counter `key` on this node (0 when absent).
