@@ -44,7 +44,8 @@
 //! - `vendored` (tests only): runs the unit tests of hitcore's own code in the vendored glommio
 //!   that glommio's test target cannot build (patch 10's buffer ring).
 //! - `vendored_wakeups` (tests only): a real glommio executor woken from another thread and by
-//!   its timers, across the vendored patches 11-12 (no `membarrier`, the sleep's timer kept).
+//!   its timers, across the vendored patches 11-13 (no `membarrier`, the sleep's timer kept, no
+//!   parking with runnable tasks).
 //! - [`badge`]: shields-style SVG badges of a counter's value from Abacus's query parameters, sized
 //!   by Verdana 11 px's real advance widths (pure: no I/O; the API routes call it).
 

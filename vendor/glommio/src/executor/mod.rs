@@ -1325,6 +1325,13 @@ impl LocalExecutor {
         loop {
             self.reactor.sys.install_eventfd();
             if self.need_preempt() {
+                // hitcore (patch 13): a completion on the latency ring (a timer that fired, an
+                // eventfd read) can land between the loop's reaping and this check, before any
+                // task ran. Reporting "nothing ran" then made the loop park with runnable tasks
+                // queued: it slept until the next wake-up of any kind (the next user timer, the
+                // next connection), however far. Runnable queues count as work, so the loop turns
+                // again, reaps the completion (which clears `need_preempt`) and runs them.
+                ran = ran || !self.queues.borrow().active_executors.is_empty();
                 break;
             }
             if !self.run_one_task_queue() {

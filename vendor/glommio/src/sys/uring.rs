@@ -2052,7 +2052,15 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
-            if let Some(dur) = user_timer.filter(|_| !sleep_timer_kept) {
+            // hitcore (patch 12): a timer kept above may have fired since, its completion reaped
+            // by the flush: the sleep then needs a fresh one, or nothing would end it.
+            let kept_still_pending = sleep_timer_kept && {
+                let src = self.latency_preemption_timeout_src.take();
+                let pending = src.as_ref().is_some_and(|src| src.result().is_none());
+                self.latency_preemption_timeout_src.set(src);
+                pending
+            };
+            if let Some(dur) = user_timer.filter(|_| !kept_still_pending) {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
                 self.latency_preemption_deadline.set(Some(Instant::now() + dur));
