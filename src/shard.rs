@@ -261,6 +261,8 @@ async fn serve(spec: Spec, heartbeats: Heartbeats, signals: Signals) -> i32 {
     shard.ctx.registry.close_idle();
     info!("Shard {} stopping: finishing {} open connections", spec.index, shard.ctx.registry.len());
     let _ = gate.close().await;
+    // The EXPIREs owed to counters that the last hits created go out before the shard does.
+    shard.ctx.redis.settle().await;
     if let Some(log) = &shard.ctx.access {
         log.flush();
     }

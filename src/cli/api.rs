@@ -18,8 +18,9 @@ pub struct ApiFlags {
     #[arg(long = "api-mode", value_enum, value_name = "MODE", default_value_t = Mode::default())]
     pub api_mode: Mode,
 
-    /// Seconds a counter lives after its last hit, read or create (one EXPIRE per key per batch);
-    /// 0 keeps counters forever [default: 15552000, 180 days]
+    /// Seconds a counter lives after its last hit, read or create, less at most SECS/64 or a day
+    /// (a shard refreshes a key's TTL once per that interval); 0 keeps counters forever [default:
+    /// 15552000, 180 days]
     #[arg(long = "counter-ttl", value_name = "SECS", default_value_t = DEFAULT_COUNTER_TTL, hide_default_value = true)]
     pub counter_ttl: u64,
 

@@ -56,8 +56,9 @@ impl RateLimit {
 pub struct Settings {
     /// `--api-mode` (default open).
     pub mode: Mode,
-    /// `--counter-ttl` in seconds: every hit, read and create sets the counter to expire this long
-    /// after (one `EXPIRE` per key per batch); 0 keeps counters forever. Default
+    /// `--counter-ttl` in seconds: every hit, read and create keeps the counter for this long after
+    /// it, less at most the refresh interval (`counter_ttl / 64`, at most a day: a shard refreshes
+    /// a key's TTL once per interval, `crate::redis::keyed`); 0 keeps counters forever. Default
     /// [`DEFAULT_COUNTER_TTL`].
     pub counter_ttl: u64,
     /// `--cors-origins`: the origins allowed to call the API from a browser; `*` (the default)

@@ -85,6 +85,18 @@ impl Redis {
         Ok(())
     }
 
+    /// Waits, at most `--redis-timeout`, until every `EXPIRE` owed to a counter that a hit
+    /// created is written and answered: a stopping shard calls it after its last request, so that
+    /// a counter created in its last moments does not outlive `--counter-ttl`. A poll every
+    /// millisecond: it runs once per shard life, and only while something is owed.
+    pub async fn settle(&self) {
+        let deadline = Instant::now() + self.0.settings.timeout;
+        let owes = || self.0.queue.borrow().keyed.owes_expires() || self.2.as_ref().is_some_and(Router::owes_expires);
+        while owes() && Instant::now() < deadline {
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
     /// Waits until the first connection attempt has ended, successfully or not (at most the
     /// connect timeout). A shard waits for this before it accepts, so that a shard started while
     /// Redis is up does not answer its first requests with 503, and one started while Redis is

@@ -13,8 +13,8 @@ use redis_protocol::resp2::types::{BorrowedFrame, RangeFrame};
 pub use redis_protocol::resp2::types::OwnedFrame as Frame;
 
 /// The largest command hitcore sends has this many arguments (the counting API's `EVAL script 1
-/// key n ttl existing channel` is the longest).
-const MAX_ARGS: usize = 8;
+/// key n ttl existing channel if_created` is the longest).
+const MAX_ARGS: usize = 9;
 
 /// Appends `args` to `out` as one RESP array of bulk strings.
 ///

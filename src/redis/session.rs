@@ -98,7 +98,8 @@ async fn write_commands(shared: &Shared, mut wr: impl AsyncWrite + Unpin) -> Ses
             n
         };
         let meter = shared.meter.get();
-        if shared.settings.coalesce {
+        // A write of owed EXPIREs alone carries no request: it is no batch of the histogram.
+        if shared.settings.coalesce && increments > 0 {
             meter.round_trip(increments);
         } else {
             for _ in 0..increments {
@@ -164,6 +165,12 @@ async fn read_replies(shared: &Rc<Shared>, mut rd: impl AsyncRead + Unpin) -> Se
         if start == end {
             start = 0;
             end = 0;
+        }
+        // A reply may have left a command to write (the EXPIRE of a key a hit created).
+        if shared.queue.borrow().has_waiting() {
+            if let Some(w) = shared.writer.borrow_mut().take() {
+                w.wake();
+            }
         }
     }
 }

@@ -129,6 +129,10 @@ fn cluster_routes_each_key_to_its_slots_owner() {
         let owner = cluster.owner(cluster.slot(&name), 0);
         owners.insert(owner);
         assert_eq!(cluster.nodes[owner].counter(&name), n, "{name} lives on its slot's owner");
+        // Created by a hit on its owner, it got its TTL there (the default 180 days).
+        let mut conn = Conn::open(cluster.nodes[owner].port, Some(DATA_PASSWORD)).unwrap();
+        let ttl: i64 = conn.call(&["TTL", &name]).unwrap().text().parse().unwrap();
+        assert!(ttl > 15_000_000, "{name}: TTL {ttl}");
     }
     assert_eq!(owners.len(), 3, "the keys spread over every primary");
 
@@ -155,6 +159,9 @@ fn cluster_routes_each_key_to_its_slots_owner() {
     assert_eq!(hit(&mut c), before + 2, "-MOVED followed to the new owner");
     assert_eq!(hit(&mut c), before + 3);
     assert_eq!(cluster.nodes[to].counter(name), before + 3);
+    let mut conn = Conn::open(cluster.nodes[to].port, Some(DATA_PASSWORD)).unwrap();
+    let ttl: i64 = conn.call(&["TTL", name]).unwrap().text().parse().unwrap();
+    assert!(ttl > 15_000_000, "{name} kept its TTL through the move: {ttl}");
 }
 
 /// With `cluster-require-full-coverage no` the primaries left serve their slots when one fails with

@@ -10,6 +10,7 @@ mod api;
 mod api_browser;
 mod api_https;
 mod api_topologies;
+mod api_ttl;
 mod binds;
 mod cli;
 mod cluster;

@@ -81,6 +81,12 @@ impl Router {
         })))
     }
 
+    /// Whether a node's connection owes an `EXPIRE` (see [`Keyed::owes_expires`]), or one waits
+    /// for the slot map.
+    pub fn owes_expires(&self) -> bool {
+        !self.0.unrouted.borrow().is_empty() || self.0.nodes.borrow().values().any(|n| n.keyed.borrow().owes_expires())
+    }
+
     /// Sends `op` (answered through `ticket` at `index`) to the owner of its key's slot.
     pub fn register(&self, ticket: &KeyedTicket, index: usize, op: Op) {
         let state = &self.0;
@@ -192,6 +198,14 @@ async fn serve(state: Rc<State>, owner: HostPort, node: Rc<Node>) {
     state.nodes.borrow_mut().remove(&owner);
     state.stale.set(true);
     let failed = node.keyed.borrow_mut().fail_all(Failure::Lost);
+    // The EXPIREs this node still owed (keys a hit may have created) go to the keys' owners,
+    // as commands nobody waits for.
+    let follow_ups = node.keyed.borrow_mut().take_follow_ups();
+    let router = Router(state.clone());
+    for (key, ttl) in follow_ups {
+        let expire = vec![b"EXPIRE".to_vec(), key.to_vec(), ttl.to_string().into_bytes()];
+        router.register(&KeyedTicket::default(), 0, Op::Command(expire));
+    }
     if failed > 0 {
         warn!("Cluster node {owner}: {end}; {failed} counting API requests answered 503");
     } else {
@@ -262,6 +276,12 @@ async fn read(
             }
         }
         buf.drain(..used_total);
+        // A reply may have left a command to write (the EXPIRE of a key a hit created).
+        if node.keyed.borrow().has_waiting() {
+            if let Some(w) = node.writer.borrow_mut().take() {
+                w.wake();
+            }
+        }
         if buf.len() > 1 << 20 {
             return "a reply larger than any the API expects".into();
         }

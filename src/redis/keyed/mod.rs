@@ -3,11 +3,14 @@
 //!
 //! Requests register a [`KeyedTicket`] slot and an [`Op`]; [`Keyed::encode_waiting`] turns
 //! everything waiting into commands appended to the connection's one write: the hits of a batch
-//! are grouped by key, and each key present gets one `INCRBY key n` (followed by one `EXPIRE key
-//! ttl` when the API has a TTL), placed where the key's first hit arrived; every other op is one
-//! command in its place. The reply `v` to `INCRBY key n` covers `v-n+1 ..= v`, handed out in the
-//! order the hits arrived, so the values of one key are exactly 1..N across shards and hosts, as
-//! the seed counter's are. [`Keyed::complete`] takes the replies in the order written;
+//! are grouped by key, and each key present gets one `INCRBY key n`, placed where the key's first
+//! hit arrived; every other op is one command in its place. With a TTL, `EXPIRE key ttl` follows
+//! the `INCRBY` only when this connection has not refreshed the key within a fraction of the TTL
+//! ([`refresh`]); a key the `INCRBY` created (its reply equals its increment) gets its `EXPIRE` in
+//! the next write whatever the table says, and so does every key whose `INCRBY` or `EXPIRE` was
+//! written but not answered when a connection ended. The reply `v` to `INCRBY key n` covers
+//! `v-n+1 ..= v`, handed out in the order the hits arrived, so the values of one key are exactly
+//! 1..N across shards and hosts, as the seed counter's are. [`Keyed::complete`] takes the replies in the order written;
 //! [`Keyed::fail_all`] answers everything waiting or written when the connection ends.
 //!
 //! It must not know HTTP, names or JSON (`crate::api` does), nor the seed counter's queue
@@ -18,19 +21,28 @@ use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
+use std::time::Instant;
 
 use super::errors::{ErrorKind, error_kind};
 use super::queue::ticket::Failure;
 use super::resp::{self, Reply};
 
+mod refresh;
+
+use refresh::Refreshed;
+pub use refresh::{MAX_REFRESH_INTERVAL, refresh_interval};
+
 /// A hit (or `/update`) that must check or announce, in one step on the server: adds ARGV[1];
 /// with ARGV[3] = `1` only to a counter that exists (`--api-mode closed`, `/update`: a DEL
 /// between a check and the increment cannot recreate it); refreshes the TTL (ARGV[2], 0 for
-/// none); publishes the new value on the channel ARGV[4] when it is not empty (`/stream`).
-/// Answers the new value, or a null when the counter is missing.
+/// none), with ARGV[5] = `1` only when the add leaves the counter at ARGV[1] (it created it, or
+/// it was 0: the key's refresh is not due, but a new key must never be left without a TTL);
+/// publishes the new value on the channel ARGV[4] when it is not empty (`/stream`). Answers the
+/// new value, or a null when the counter is missing. `/update` passes four arguments: ARGV[5]
+/// is then nil, and the TTL is always refreshed.
 pub const ADD_SCRIPT: &[u8] = b"if ARGV[3] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return false end \
 local v = redis.call('INCRBY', KEYS[1], ARGV[1]) \
-if ARGV[2] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[2]) end \
+if ARGV[2] ~= '0' and (ARGV[5] ~= '1' or v == tonumber(ARGV[1])) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end \
 if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], v) end \
 return v";
 
@@ -49,7 +61,8 @@ pub enum Op {
     Hit {
         /// The Redis key (`K:{namespace}:{key}`).
         key: Rc<[u8]>,
-        /// `EXPIRE key ttl` once per key per batch (`--counter-ttl`; `None`: 0, no expiry).
+        /// The TTL in seconds (`--counter-ttl`; `None`: no expiry, no `EXPIRE`): refreshed once
+        /// per [`refresh_interval`] per key per connection, and at once on a key the hit created.
         ttl: Option<u64>,
         /// Only an existing counter counts (`--api-mode closed`): a missing one answers [`Answered::Nil`].
         existing_only: bool,
@@ -157,13 +170,28 @@ impl KeyedTicket {
     }
 }
 
+/// What a written hit command leaves to do about its key's TTL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    /// Nothing: no TTL, or a script that sets it on the server in the same step.
+    Settled,
+    /// An `EXPIRE` (ttl) follows the `INCRBY` in the same write.
+    Pipelined(u64),
+    /// No `EXPIRE` was written (the key's refresh is not due): if the reply shows that the
+    /// `INCRBY` created the key, one (ttl) is written next.
+    IfCreated(u64),
+}
+
 /// One written command awaiting its reply, with the op it was written for (sent again after a
 /// Cluster redirect).
 #[derive(Debug)]
 enum Sent {
     /// `INCRBY` (or the script) for these hits, in arrival order; `op` is one of them.
-    Hits(Vec<(KeyedTicket, usize)>, Op),
-    /// `EXPIRE` after a key's `INCRBY`, or `ASKING`: its reply is not anyone's answer.
+    Hits(Vec<(KeyedTicket, usize)>, Op, Expiry),
+    /// `EXPIRE key ttl`, after a key's `INCRBY` or on its own: its reply is not anyone's answer,
+    /// but if it never comes it is written again.
+    Expire(Rc<[u8]>, u64),
+    /// `ASKING`: its reply is not anyone's answer.
     Ignored,
     /// `WAIT n ms` of [`Keyed::wait`]: its reply releases the held answers.
     Wait,
@@ -205,6 +233,13 @@ pub struct Keyed {
     pub wait: Option<(u32, u64)>,
     waiting: Vec<(KeyedTicket, usize, Op)>,
     sent: VecDeque<Sent>,
+    /// When this connection last set each key's TTL (bounded; see [`refresh`]).
+    refreshed: Refreshed,
+    /// `EXPIRE`s (key, ttl) written first in the next write: keys a hit created, and keys whose
+    /// `INCRBY` or `EXPIRE` had no reply when a connection ended. Kept across [`Keyed::fail_all`]
+    /// (the next connection writes them); a Cluster node's are handed on with
+    /// [`Keyed::take_follow_ups`].
+    follow_ups: Vec<(Rc<[u8]>, u64)>,
     /// Requests waiting or written: the overload bound counts these.
     pending: u64,
 }
@@ -222,7 +257,19 @@ impl Keyed {
 
     /// Whether anything waits to be written.
     pub fn has_waiting(&self) -> bool {
-        !self.waiting.is_empty()
+        !self.waiting.is_empty() || !self.follow_ups.is_empty()
+    }
+
+    /// Whether an `EXPIRE` is owed (not yet written) or written and unanswered: a stopping shard
+    /// waits for these ([`crate::redis::client::Redis::settle`]).
+    pub fn owes_expires(&self) -> bool {
+        !self.follow_ups.is_empty() || self.sent.iter().any(|s| matches!(s, Sent::Expire(..)))
+    }
+
+    /// The `EXPIRE`s not yet written, taken away (a Cluster node's connection ended: the router
+    /// sends them to the key's owner).
+    pub fn take_follow_ups(&mut self) -> Vec<(Rc<[u8]>, u64)> {
+        std::mem::take(&mut self.follow_ups)
     }
 
     /// Whether anything written waits for its reply.
@@ -235,9 +282,18 @@ impl Keyed {
         self.waiting.len() as u64
     }
 
-    /// Appends the commands for everything waiting to `out` and returns how many commands that
-    /// is (each takes one place in the connection's reply order).
+    /// [`Keyed::encode_waiting_at`] now.
     pub fn encode_waiting(&mut self, out: &mut Vec<u8>) -> usize {
+        self.encode_waiting_at(out, Instant::now())
+    }
+
+    /// Appends the commands for everything waiting to `out` and returns how many commands that
+    /// is (each takes one place in the connection's reply order); `now` dates TTL refreshes.
+    pub fn encode_waiting_at(&mut self, out: &mut Vec<u8>, now: Instant) -> usize {
+        let mut commands = 0;
+        for (key, ttl) in std::mem::take(&mut self.follow_ups) {
+            commands += self.encode_expire(out, key, ttl);
+        }
         let waiting = std::mem::take(&mut self.waiting);
         // Pass 1: the hits of each key, in arrival order, and where the key first appears.
         let mut groups: Vec<Vec<(KeyedTicket, usize)>> = Vec::new();
@@ -261,12 +317,11 @@ impl Keyed {
         }
         // Pass 2: one command per key at its first hit, every other op in its place.
         let mut groups: Vec<Option<Vec<(KeyedTicket, usize)>>> = groups.into_iter().map(Some).collect();
-        let mut commands = 0;
         for ((ticket, index, op), first) in waiting.into_iter().zip(first_of) {
             match op {
                 hit @ Op::Hit { .. } => {
                     let Some(members) = first.and_then(|g| groups[g].take()) else { continue };
-                    commands += self.encode_hit(out, members, hit, false);
+                    commands += self.encode_hit(out, members, hit, None, now);
                 }
                 Op::Command(args) => {
                     encode_args(out, &args);
@@ -282,9 +337,9 @@ impl Keyed {
                     let again = Op::Redirected { op: op.clone(), asking };
                     match *op {
                         hit @ Op::Hit { .. } => {
-                            let n = self.encode_hit(out, vec![(ticket, index)], hit, asking);
+                            let n = self.encode_hit(out, vec![(ticket, index)], hit, Some(asking), now);
                             // Remembered as redirected: a second redirect is answered, not followed.
-                            if let Some(Sent::Hits(_, op)) =
+                            if let Some(Sent::Hits(_, op, _)) =
                                 self.sent.iter_mut().rev().find(|s| matches!(s, Sent::Hits(..)))
                             {
                                 *op = again;
@@ -313,31 +368,55 @@ impl Keyed {
         commands
     }
 
-    /// Encodes one key's hits (`members`, in arrival order) as one `INCRBY` (+ `EXPIRE`) or one
-    /// script; `asking` forces the script, so that the TTL is set in the one command `ASKING`
-    /// covers. Returns the commands written.
-    fn encode_hit(&mut self, out: &mut Vec<u8>, members: Vec<(KeyedTicket, usize)>, hit: Op, asking: bool) -> usize {
+    /// Encodes one key's hits (`members`, in arrival order) as one `INCRBY` (+ `EXPIRE` when the
+    /// key's refresh is due) or one script; `asking` forces the script, so that the TTL is set in
+    /// the one command `ASKING` covers. A redirected hit (`redirected`) always refreshes: the
+    /// refresh its first node recorded ran nowhere. Returns the commands written.
+    fn encode_hit(
+        &mut self,
+        out: &mut Vec<u8>,
+        members: Vec<(KeyedTicket, usize)>,
+        hit: Op,
+        redirected: Option<bool>,
+        now: Instant,
+    ) -> usize {
         let Op::Hit { key, ttl, existing_only, publish } = &hit else { return 0 };
+        let asking = redirected == Some(true);
+        let due = match ttl {
+            Some(ttl) => self.refreshed.due(key, *ttl, now) || redirected.is_some(),
+            None => false,
+        };
         let (mut n, mut t) = (itoa::Buffer::new(), itoa::Buffer::new());
         let n = n.format(members.len()).as_bytes();
         let ttl_text = t.format(ttl.unwrap_or(0)).as_bytes();
         let scripted = *existing_only || publish.is_some() || asking;
+        let expiry = match (ttl, scripted, due) {
+            (None, ..) | (Some(_), true, _) => Expiry::Settled,
+            (Some(ttl), false, true) => Expiry::Pipelined(*ttl),
+            (Some(ttl), false, false) => Expiry::IfCreated(*ttl),
+        };
         if scripted {
             let existing: &[u8] = if *existing_only { b"1" } else { b"0" };
             let channel = publish.as_deref().unwrap_or_default();
-            resp::encode_command(out, &[b"EVAL", ADD_SCRIPT, b"1", key, n, ttl_text, existing, channel]);
+            // Not due: the script sets the TTL only on a counter this add created.
+            let if_created: &[u8] = if ttl.is_some() && !due { b"1" } else { b"0" };
+            resp::encode_command(out, &[b"EVAL", ADD_SCRIPT, b"1", key, n, ttl_text, existing, channel, if_created]);
         } else {
             resp::encode_command(out, &[b"INCRBY", key, n]);
         }
-        let expire = ttl.is_some() && !scripted;
-        if expire {
-            resp::encode_command(out, &[b"EXPIRE", key, ttl_text]);
+        let key = key.clone();
+        self.sent.push_back(Sent::Hits(members, hit, expiry));
+        match expiry {
+            Expiry::Pipelined(ttl) => 1 + self.encode_expire(out, key, ttl),
+            Expiry::Settled | Expiry::IfCreated(_) => 1,
         }
-        self.sent.push_back(Sent::Hits(members, hit));
-        if expire {
-            self.sent.push_back(Sent::Ignored);
-            return 2;
-        }
+    }
+
+    /// Writes `EXPIRE key ttl`, its reply ignored.
+    fn encode_expire(&mut self, out: &mut Vec<u8>, key: Rc<[u8]>, ttl: u64) -> usize {
+        let mut t = itoa::Buffer::new();
+        resp::encode_command(out, &[b"EXPIRE", &key, t.format(ttl).as_bytes()]);
+        self.sent.push_back(Sent::Expire(key, ttl));
         1
     }
 
@@ -347,6 +426,9 @@ impl Keyed {
         let sent = self.sent.pop_front()?;
         if matches!(sent, Sent::Ignored) {
             return Some(KeyedCompleted::Served);
+        }
+        if let Sent::Expire(key, ttl) = sent {
+            return Some(self.expired(key, ttl, reply));
         }
         if matches!(sent, Sent::Wait) {
             let wanted = self.wait.map_or(0, |(n, _)| i64::from(n));
@@ -378,8 +460,13 @@ impl Keyed {
             }
         }
         match (&sent, reply) {
-            (Sent::Hits(members, _), Reply::Integer(v)) => {
+            (Sent::Hits(members, op, expiry), Reply::Integer(v)) => {
                 let first = v.checked_sub(members.len() as i64 - 1);
+                // The reply equals the increment: this INCRBY created the key (or found it at 0),
+                // without a TTL, and no EXPIRE followed it; the next write gives it one.
+                if let (Expiry::IfCreated(ttl), Some(1)) = (expiry, first) {
+                    self.follow_ups.push((op.key().into(), *ttl));
+                }
                 self.answer(sent, |i| first.map_or(Answered::Failed(Failure::Lost), |f| Answered::Int(f + i as i64)));
             }
             (_, reply) => {
@@ -396,13 +483,34 @@ impl Keyed {
         Some(KeyedCompleted::Served)
     }
 
+    /// An `EXPIRE`'s reply: nobody's answer, but one that did not run is sent again: to the
+    /// node named after a redirect (handed back as a command nobody waits for), and on the next
+    /// connection after `-READONLY` and the like. Any other error (a busy Redis) is not sent again
+    /// at once, which could loop, but the key's refresh is forgotten, so its next hit sends one.
+    fn expired<'a>(&mut self, key: Rc<[u8]>, ttl: u64, reply: Reply<'a>) -> KeyedCompleted<'a> {
+        let Reply::Error(message) = reply else { return KeyedCompleted::Served };
+        self.refreshed.forget_key(&key);
+        match error_kind(message) {
+            ErrorKind::Redirect if self.follow_redirects => {
+                let mut t = itoa::Buffer::new();
+                let expire = Op::Command(vec![b"EXPIRE".to_vec(), key.to_vec(), t.format(ttl).as_bytes().to_vec()]);
+                KeyedCompleted::Redirected(message, vec![(KeyedTicket::default(), 0, expire)])
+            }
+            kind @ ErrorKind::NotPrimary => {
+                self.follow_ups.push((key, ttl));
+                KeyedCompleted::NotPrimary(kind, message)
+            }
+            _ => KeyedCompleted::Served,
+        }
+    }
+
     /// The ops a redirected command carried, to be sent again; those already redirected once are
     /// answered 503 instead.
     fn redirected(&mut self, sent: Sent) -> Vec<(KeyedTicket, usize, Op)> {
         let (members, op) = match sent {
-            Sent::Hits(members, op) => (members, op),
+            Sent::Hits(members, op, _) => (members, op),
             Sent::Command(ticket, index, op) => (vec![(ticket, index)], op),
-            Sent::Ignored | Sent::Wait => return Vec::new(),
+            Sent::Expire(..) | Sent::Ignored | Sent::Wait => return Vec::new(),
         };
         self.pending -= members.len() as u64;
         if matches!(op, Op::Redirected { .. }) {
@@ -415,8 +523,8 @@ impl Keyed {
     /// Gives each request `sent` covers its answer (`answer(i)` for the i-th).
     fn answer(&mut self, sent: Sent, answer: impl Fn(usize) -> Answered) {
         let members = match sent {
-            Sent::Hits(members, _) => members,
-            Sent::Ignored | Sent::Wait => return,
+            Sent::Hits(members, ..) => members,
+            Sent::Expire(..) | Sent::Ignored | Sent::Wait => return,
             Sent::Command(ticket, index, _) => vec![(ticket, index)],
         };
         for (i, (ticket, index)) in members.into_iter().enumerate() {
@@ -440,7 +548,10 @@ impl Keyed {
         }
     }
 
-    /// Answers everything waiting and written with `failure`; returns how many requests.
+    /// Answers everything waiting and written with `failure`; returns how many requests. A
+    /// written `INCRBY` may have created its key, and a written `EXPIRE` may not have run: each
+    /// such key gets an `EXPIRE` in the next connection's first write, and every recorded
+    /// refresh is forgotten (a failover may have lost it).
     pub fn fail_all(&mut self, failure: Failure) -> u64 {
         let failed = self.pending;
         for (ticket, index, _) in self.waiting.drain(..) {
@@ -452,15 +563,25 @@ impl Keyed {
         }
         for sent in std::mem::take(&mut self.sent) {
             match sent {
-                Sent::Hits(members, _) => members.into_iter().for_each(|(t, i)| t.set(i, Answered::Failed(failure))),
+                Sent::Hits(members, op, expiry) => {
+                    members.into_iter().for_each(|(t, i)| t.set(i, Answered::Failed(failure)));
+                    // A pipelined EXPIRE is its own entry, below.
+                    if let Expiry::IfCreated(ttl) = expiry {
+                        self.follow_ups.push((op.key().into(), ttl));
+                    }
+                }
+                Sent::Expire(key, ttl) => self.follow_ups.push((key, ttl)),
                 Sent::Ignored | Sent::Wait => {}
                 Sent::Command(t, i, _) => t.set(i, Answered::Failed(failure)),
             }
         }
+        self.refreshed.forget();
         self.pending = 0;
         failed
     }
 }
 
+#[cfg(test)]
+mod expiry_tests;
 #[cfg(test)]
 mod tests;

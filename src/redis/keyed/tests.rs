@@ -63,7 +63,7 @@ fn closed_mode_is_one_script_per_key_and_a_null_answers_every_hit_of_it() {
     }
     let mut out = Vec::new();
     assert_eq!(k.encode_waiting(&mut out), 1);
-    assert_eq!(out, encoded(&[b"EVAL", ADD_SCRIPT, b"1", b"K:a:bcd", b"2", b"0", b"1", b""]));
+    assert_eq!(out, encoded(&[b"EVAL", ADD_SCRIPT, b"1", b"K:a:bcd", b"2", b"0", b"1", b"", b"0"]));
     k.complete(Reply::Nil).unwrap();
     assert_eq!([t.take(0), t.take(1)], [Answered::Nil, Answered::Nil]);
 }
@@ -110,7 +110,7 @@ fn a_redirected_batch_is_handed_back_once_and_sent_again_alone_after_asking() {
     assert_eq!(again.encode_waiting(&mut out), 3);
     let expected = [
         encoded(&[b"ASKING"]),
-        encoded(&[b"EVAL", ADD_SCRIPT, b"1", b"K:a:aaa", b"1", b"9", b"0", b""]),
+        encoded(&[b"EVAL", ADD_SCRIPT, b"1", b"K:a:aaa", b"1", b"9", b"0", b"", b"0"]),
         encoded(&[b"GET", b"K:a:bbb"]),
     ]
     .concat();

@@ -100,7 +100,7 @@ impl Queue {
     pub fn encode_waiting(&mut self, batching: &Batching, out: &mut Vec<u8>, now: Instant) {
         // The API's answers wait for the same WAIT as the seed counter's values.
         self.keyed.hold = batching.wait.is_some();
-        let keyed = self.keyed.encode_waiting(out);
+        let keyed = self.keyed.encode_waiting_at(out, now);
         self.sent.extend(std::iter::repeat_n((Sent::Keyed, now), keyed));
         if self.waiting.is_empty() {
             if keyed > 0 && batching.wait.is_some() {
