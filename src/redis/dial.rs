@@ -186,7 +186,7 @@ impl Dialer {
     /// Opens the transport to `node`, with TLS (verified against `node.name`) when `tls`.
     pub async fn open(&self, node: &Candidate, tls: bool) -> Result<Stream, ConnectError> {
         let io_error = |error: io::Error| ConnectError::Io { node: node.to_string(), error };
-        let mut tcp = match &node.addr {
+        let tcp = match &node.addr {
             Address::Unix(path) => {
                 return Ok(Stream::Unix(UnixStream::connect(path).await.map_err(|e| io_error(e.into()))?));
             }
@@ -197,22 +197,15 @@ impl Dialer {
             }
         };
         if !tls {
-            // The reply reader reads until a read would wait, which at low rates is after every
-            // reply: a `recv` that fails with EAGAIN and a poll armed, per command. Through one
-            // multishot receive (glommio patch 10, as the HTTP connections) the replies arrive
-            // in completions the loop reaps anyway. Where the kernel refuses, nothing changes.
-            tcp.use_multishot_recv();
             return Ok(Stream::Tcp(tcp));
         }
         let config = self.tls_config().await?;
         let name =
             tls::server_name(&node.name).map_err(|reason| ConnectError::Tls { node: node.to_string(), reason })?;
-        let mut tls = futures_rustls::TlsConnector::from(config)
+        let tls = futures_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await
             .map_err(|e| ConnectError::Tls { node: node.to_string(), reason: tls_reason(&e) })?;
-        // After the handshake, as for HTTPS connections (src/http/conn): the same reason as above.
-        tls.get_mut().0.use_multishot_recv();
         Ok(Stream::Tls(Box::new(tls)))
     }
 

@@ -63,7 +63,11 @@ pub enum SessionEnd {
 }
 
 /// Runs the reader, the writer and the deadline watcher on one task until one of them ends.
-pub async fn run(shared: &Rc<Shared>, stream: Stream, node: &Address) -> SessionEnd {
+pub async fn run(shared: &Rc<Shared>, mut stream: Stream, node: &Address) -> SessionEnd {
+    // Replies arrive as completions of one receive for the session's life: measured (issue 21,
+    // docs/performance.md), 0.04-0.16 fewer syscalls per request than a `recv` that finds nothing
+    // and a poll armed after each batch's replies.
+    stream.use_multishot_recv();
     let (rd, wr) = futures_lite::io::split(stream);
     let reader = read_replies(shared, rd);
     let writer = write_commands(shared, wr);

@@ -32,6 +32,20 @@ impl std::fmt::Debug for Stream {
     }
 }
 
+impl Stream {
+    /// Reads through one multishot receive for the rest of the connection's life (glommio patch
+    /// 10), as the shard's HTTP connections do: a reply then arrives as a completion, with no
+    /// `recv` that finds nothing and no poll armed after each batch's replies. Called once the
+    /// connection is ready (its AUTH, SELECT and ROLE done). A unix socket keeps glommio's way.
+    pub fn use_multishot_recv(&mut self) {
+        match self {
+            Stream::Tcp(s) => s.use_multishot_recv(),
+            Stream::Unix(_) => {}
+            Stream::Tls(s) => s.get_mut().0.use_multishot_recv(),
+        }
+    }
+}
+
 impl AsyncRead for Stream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {

@@ -1,7 +1,8 @@
-//! The read path through glommio patch 10 (a multishot `recv` per connection, bytes in the
-//! executor's provided buffer ring) and its fallback (`HITCORE_TEST_NO_MULTISHOT`: the shard reads
-//! as where the kernel refuses, with a poll and a `recv` per read), on the same real bytes: each
-//! check runs against both, and the Redis counter must equal the answers.
+//! The read path through glommio patch 10 (a multishot `recv` per connection, and one for the
+//! shard's Redis connection, bytes in the executor's provided buffer ring) and its fallback
+//! (`HITCORE_TEST_NO_MULTISHOT`: the shard reads as where the kernel refuses, with a poll and a
+//! `recv` per read), on the same real bytes: each check runs against both, and the Redis counter
+//! must equal the answers.
 
 use crate::common;
 
@@ -131,5 +132,37 @@ fn the_keep_alive_deadline_closes_an_armed_read() {
         idle.assert_closed();
         assert_eq!(get_once(server.addr, GET).value(), 2, "{reads:?}");
         assert_eq!(counter(&redis), 2);
+    }
+}
+
+/// The shard's Redis connection reads its replies through a multishot receive too (armed when its
+/// session starts): replies to batches of one and of many match their requests, and after Redis
+/// restarts the new session's receive (the old one cancelled with its stream) reads the new
+/// server's replies. Against both read paths.
+#[test]
+fn the_redis_connection_reads_its_replies_through_the_armed_receive() {
+    for reads in [Reads::Multishot, Reads::Fallback] {
+        let (mut redis, server) = server(reads, &[]);
+        let mut c = Client::connect(server.addr);
+        for expected in 1..=20 {
+            assert_eq!(c.request(GET).value(), expected, "{reads:?}");
+        }
+        // One write of 16 requests: one batch, one reply for all of them.
+        c.send(GET.repeat(16).as_bytes());
+        for expected in 21..=36 {
+            assert_eq!(c.read_response(false).value(), expected, "{reads:?}: pipelined");
+        }
+        assert_eq!(counter(&redis), 36);
+
+        redis.restart();
+        // Until the shard has reconnected, requests are answered 503 (and count nothing).
+        wait_until("a 200 from the restarted Redis", DEADLINE, || get_once(server.addr, GET).status == 200);
+        // The restarted server has no persistence: the counter started again at 1 (the request
+        // that saw the reconnect above).
+        let mut c = Client::connect(server.addr);
+        for expected in 2..=21 {
+            assert_eq!(c.request(GET).value(), expected, "{reads:?}: after the restart");
+        }
+        assert_eq!(counter(&redis), 21, "{reads:?}");
     }
 }
