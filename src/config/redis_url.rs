@@ -392,19 +392,33 @@ pub(crate) mod tests {
     /// letters rotate among themselves (`a`–`f`) and the others among `g`–`z`, so a `%XX` escape
     /// stays an escape: with rot13, `%Ac` (an escape, refused as not UTF-8, whose message says
     /// "percent-encoded") became `%Np` (not one, accepted), and the message's own "cen" was taken
-    /// for a piece of the password `A%AceN`.
+    /// for a piece of the password `A%AceN`. A letter after a backslash is kept as it is, so a TOML
+    /// escape keeps its meaning: rotated, the invalid `\h` became the valid `\r`, the file then
+    /// parsed otherwise, and the error's own "s n" ("is not") was taken for a piece of `aS N\h`.
     pub(crate) fn rotated(password: &str) -> String {
         let within = |c: u8, first: u8, len: u8, by: u8| (first + (c - first + by) % len) as char;
+        let mut escaped = false;
         password
             .chars()
-            .map(|c| match c {
-                'a'..='f' => within(c as u8, b'a', 6, 3),
-                'A'..='F' => within(c as u8, b'A', 6, 3),
-                'g'..='z' => within(c as u8, b'g', 20, 10),
-                'G'..='Z' => within(c as u8, b'G', 20, 10),
-                c => c,
+            .map(|c| {
+                let out = match c {
+                    _ if escaped => c,
+                    'a'..='f' => within(c as u8, b'a', 6, 3),
+                    'A'..='F' => within(c as u8, b'A', 6, 3),
+                    'g'..='z' => within(c as u8, b'g', 20, 10),
+                    'G'..='Z' => within(c as u8, b'G', 20, 10),
+                    c => c,
+                };
+                escaped = c == '\\' && !escaped;
+                out
             })
             .collect()
+    }
+
+    #[test]
+    fn rotation_keeps_escapes_and_changes_the_other_letters() {
+        assert_eq!(rotated("aS N\\h"), "dI X\\h");
+        assert_eq!(rotated("%Ac\\\\h"), "%Df\\\\r", "an escaped backslash escapes nothing after it");
     }
 
     /// The 3-character pieces of `password` that `out` shows and `baseline` (the same thing done
