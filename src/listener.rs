@@ -11,6 +11,7 @@ pub mod shared;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -58,18 +59,27 @@ pub struct ListenOptions {
     /// `listen()` backlog (`--backlog`).
     pub backlog: u32,
     /// TCP_DEFER_ACCEPT: the kernel hands a connection to accept only once its first bytes have
-    /// arrived, or after this long (`--header-timeout`, rounded up to whole seconds).
+    /// arrived, or after this long (`--header-timeout` up to [`MAX_DEFER_ACCEPT`], rounded up to
+    /// whole seconds).
     pub defer_accept_secs: u32,
 }
+
+/// The longest the kernel holds a silent connection before accept. A connection held there costs
+/// no slot but sits in the SYN queue; its deadline starts once it is accepted, so a long
+/// `--header-timeout` (60 s by default) need not keep silent connections in the kernel as long.
+pub const MAX_DEFER_ACCEPT: Duration = Duration::from_secs(2);
 
 impl ListenOptions {
     /// The options a configuration asks for.
     pub fn of(config: &crate::config::Config) -> ListenOptions {
-        ListenOptions {
-            backlog: config.backlog,
-            defer_accept_secs: config.header_timeout.as_secs_f64().ceil().max(1.0) as u32,
-        }
+        ListenOptions { backlog: config.backlog, defer_accept_secs: defer_accept_secs(config.header_timeout) }
     }
+}
+
+/// The TCP_DEFER_ACCEPT hold for a `--header-timeout`: the timeout up to [`MAX_DEFER_ACCEPT`],
+/// in whole seconds, at least one.
+fn defer_accept_secs(header_timeout: Duration) -> u32 {
+    header_timeout.min(MAX_DEFER_ACCEPT).as_secs_f64().ceil().max(1.0) as u32
 }
 
 /// Creates one shard's listener: SO_REUSEADDR, SO_REUSEPORT, TCP_NODELAY (inherited by accepted
@@ -185,6 +195,13 @@ pub fn migrate_req() -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kernel_holds_a_silent_connection_at_most_two_seconds() {
+        let secs = |ms| defer_accept_secs(Duration::from_millis(ms));
+        assert_eq!((secs(100), secs(1000), secs(1500), secs(2000)), (1, 1, 2, 2));
+        assert_eq!((secs(60_000), secs(3_600_000)), (2, 2), "a long --header-timeout holds no longer");
+    }
 
     #[test]
     fn a_bound_socket_joins_the_group_only_when_it_listens() {
