@@ -203,8 +203,7 @@ async fn serve(state: Rc<State>, owner: HostPort, node: Rc<Node>) {
     let follow_ups = node.keyed.borrow_mut().take_follow_ups();
     let router = Router(state.clone());
     for (key, ttl) in follow_ups {
-        let expire = vec![b"EXPIRE".to_vec(), key.to_vec(), ttl.to_string().into_bytes()];
-        router.register(&KeyedTicket::default(), 0, Op::Command(expire));
+        router.register(&KeyedTicket::default(), 0, Op::expire(&key, ttl));
     }
     if failed > 0 {
         warn!("Cluster node {owner}: {end}; {failed} counting API requests answered 503");

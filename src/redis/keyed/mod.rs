@@ -92,6 +92,13 @@ impl Op {
             Op::Redirected { op, .. } => op.key(),
         }
     }
+
+    /// `EXPIRE key ttl` as a plain command: an owed TTL sent on to the node that owns the key
+    /// (after a redirect, or when a Cluster node's connection ended), its reply nobody's answer.
+    pub fn expire(key: &[u8], ttl: u64) -> Op {
+        let mut t = itoa::Buffer::new();
+        Op::Command(vec![b"EXPIRE".to_vec(), key.to_vec(), t.format(ttl).as_bytes().to_vec()])
+    }
 }
 
 /// Appends a command given as owned arguments.
@@ -492,9 +499,7 @@ impl Keyed {
         self.refreshed.forget_key(&key);
         match error_kind(message) {
             ErrorKind::Redirect if self.follow_redirects => {
-                let mut t = itoa::Buffer::new();
-                let expire = Op::Command(vec![b"EXPIRE".to_vec(), key.to_vec(), t.format(ttl).as_bytes().to_vec()]);
-                KeyedCompleted::Redirected(message, vec![(KeyedTicket::default(), 0, expire)])
+                KeyedCompleted::Redirected(message, vec![(KeyedTicket::default(), 0, Op::expire(&key, ttl))])
             }
             kind @ ErrorKind::NotPrimary => {
                 self.follow_ups.push((key, ttl));
