@@ -161,7 +161,7 @@ fn rendered_dom(browser: &Path, url: &str) -> String {
 
 /// As [`rendered_dom`], with more Chromium flags.
 fn rendered_dom_with(browser: &Path, url: &str, flags: &[&str]) -> String {
-    let profile = std::env::temp_dir().join(format!("hitcore-chromium-{}-{}", std::process::id(), free_port()));
+    let profile = temp_path("hitcore-chromium", "");
     let mut child = Command::new(browser)
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--virtual-time-budget=15000"])
         // A container's /dev/shm is often 64 MiB, too small for Chromium's renderer.

@@ -15,7 +15,7 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(tag: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("hitcore-config-{tag}-{}-{}", std::process::id(), free_port()));
+        let dir = temp_path(&format!("hitcore-config-{tag}"), "");
         std::fs::create_dir_all(&dir).unwrap();
         Scratch(dir)
     }

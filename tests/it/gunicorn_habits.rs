@@ -49,7 +49,7 @@ fn line<'a>(output: &'a str, key: &str) -> &'a str {
 }
 
 fn scratch_file(tag: &str, text: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("hitcore-habits-{tag}-{}-{}.toml", std::process::id(), free_port()));
+    let path = temp_path(&format!("hitcore-habits-{tag}"), ".toml");
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -168,8 +168,7 @@ fn hitcore_forwarded_allow_ips_works_and_is_stronger_than_gunicorns_name() {
     let redis = TestRedis::start();
     let request = "GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 198.51.100.1\r\n\r\n";
     for (i, (env, want)) in [(None, "198.51.100.1"), (Some("10.0.0.1"), "127.0.0.1")].into_iter().enumerate() {
-        let log =
-            std::env::temp_dir().join(format!("hitcore-habits-xff-{i}-{}-{}.log", std::process::id(), free_port()));
+        let log = temp_path(&format!("hitcore-habits-xff-{i}"), ".log");
         let url = redis.url(0);
         let args =
             ["-w", "1", "--redis", &url, "--access-logfile", log.to_str().unwrap(), "--access-logformat", "%(h)s"];
@@ -232,7 +231,7 @@ fn check_config_says_how_shards_are_placed() {
 fn log_format_json_writes_one_object_per_line_in_both_logs() {
     let redis = TestRedis::start();
     let url = redis.url(0);
-    let dir = std::env::temp_dir().join(format!("hitcore-habits-json-{}-{}", std::process::id(), free_port()));
+    let dir = temp_path("hitcore-habits-json", "");
     std::fs::create_dir_all(&dir).unwrap();
     let (error, access) = (dir.join("error.log"), dir.join("access.log"));
     let args = [

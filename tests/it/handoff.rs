@@ -145,7 +145,7 @@ fn the_current_shard_writes_the_previous_release_region_layout() {
 
 #[test]
 fn a_hand_off_from_a_newer_release_is_refused_in_the_error_log() {
-    let dir = std::env::temp_dir().join(format!("hitcore-test-handoff-{}-{}", std::process::id(), free_port()));
+    let dir = temp_path("hitcore-test-handoff", "");
     std::fs::create_dir_all(&dir).unwrap();
     let error_log = dir.join("error.log");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -226,7 +226,7 @@ fn assert_no_secret_in_environ(pid: i32, what: &str) -> Vec<String> {
 fn no_child_has_a_secret_in_its_environment_and_usr2_still_gets_them() {
     let redis = TestRedis::start();
     let url = redis.url(0);
-    let pidfile = std::env::temp_dir().join(format!("hitcore-test-environ-{}-{}.pid", std::process::id(), free_port()));
+    let pidfile = temp_path("hitcore-test-environ", ".pid");
     let pidfile = pidfile.to_str().unwrap().to_string();
     // The password reaches the supervisor in both variables that can carry it.
     let mut server = TestServer::start_with(&["-w", "1", "--pid", &pidfile], |cmd| {

@@ -32,7 +32,7 @@ struct Scratch {
 
 impl Scratch {
     fn new(tag: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("hitcore-lifecycle-{tag}-{}-{}", std::process::id(), free_port()));
+        let dir = temp_path(&format!("hitcore-lifecycle-{tag}"), "");
         std::fs::create_dir_all(&dir).unwrap();
         let boot = dir.join("boot");
         std::fs::write(&boot, "").unwrap();

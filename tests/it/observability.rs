@@ -67,7 +67,7 @@ fn sample(samples: &BTreeMap<String, f64>, key: &str) -> f64 {
 }
 
 fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hitcore-obs-{tag}-{}-{}", std::process::id(), free_port()));
+    let dir = temp_path(&format!("hitcore-obs-{tag}"), "");
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

@@ -20,7 +20,7 @@ struct Certs {
 
 impl Certs {
     fn make() -> Certs {
-        let dir = std::env::temp_dir().join(format!("hitcore-tls-{}-{}", std::process::id(), free_port()));
+        let dir = temp_path("hitcore-tls", "");
         std::fs::create_dir_all(&dir).unwrap();
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();

@@ -128,7 +128,7 @@ fn unreachable_sentinels_and_unknown_service_give_503_and_say_why() {
 fn the_sentinel_password_from_a_file_a_credential_or_the_environment() {
     let topo = Sentinels::start(0, 1, true);
     let url = topo.url();
-    let dir = std::env::temp_dir().join(format!("hitcore-test-sentinel-pw-{}-{}", std::process::id(), free_port()));
+    let dir = temp_path("hitcore-test-sentinel-pw", "");
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("sentinel-password");
     std::fs::write(&file, format!("{SENTINEL_PASSWORD}\n")).unwrap();

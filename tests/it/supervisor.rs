@@ -128,7 +128,7 @@ fn a_shard_killed_under_load_loses_only_what_it_held() {
 #[test]
 fn term_under_load_answers_every_accepted_request_and_removes_the_pidfile() {
     let redis = TestRedis::start();
-    let pidfile = std::env::temp_dir().join(format!("hitcore-test-{}-{}.pid", std::process::id(), free_port()));
+    let pidfile = temp_path("hitcore-test", ".pid");
     let mut server = start(&redis, &["--pid", pidfile.to_str().unwrap()]);
     assert_eq!(std::fs::read_to_string(&pidfile).unwrap().trim(), server.pid().to_string());
     let load = Load::start(server.addr, 12);
@@ -246,7 +246,7 @@ fn process_titles_name_each_shard() {
 #[test]
 fn usr1_reopens_log_files() {
     let redis = TestRedis::start();
-    let dir = std::env::temp_dir().join(format!("hitcore-test-logs-{}-{}", std::process::id(), free_port()));
+    let dir = temp_path("hitcore-test-logs", "");
     std::fs::create_dir_all(&dir).unwrap();
     let (error_log, access_log) = (dir.join("error.log"), dir.join("access.log"));
     let url = redis.url(0);

@@ -76,3 +76,27 @@ fn a_node_that_died_says_how_when_it_refuses() {
     assert!(why.contains("Connection refused") && why.contains("has exited (signal 9)"), "{why}");
     assert!(why.contains("Ready to accept connections"), "the last log lines come with it: {why}");
 }
+
+/// Every scratch name a test run hands out is its own, however many threads ask at once. Names
+/// once ended in a `free_port()`, which the kernel hands out again once released: two live
+/// cluster nodes shared a directory, the first test to end deleted it, and the other node died
+/// at its next config save (CI, twice). 4 × 5,000 names would repeat a port many times over
+/// (about 28,000 ephemeral ports); here none may repeat, and a node's directory outlives the
+/// drop of another node with the same tag.
+#[test]
+fn scratch_names_never_repeat_and_a_node_keeps_its_directory() {
+    let names: Vec<_> = (0..4)
+        .map(|_| std::thread::spawn(|| (0..5_000).map(|_| common::temp_path("hitcore-name", "")).collect::<Vec<_>>()))
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let distinct: std::collections::HashSet<_> = names.iter().collect();
+    assert_eq!(distinct.len(), names.len(), "a scratch name was handed out twice");
+
+    let start =
+        || Node::start("shared-tag", Some(DATA_PASSWORD), common::free_port, "Ready to accept connections", data_args);
+    let (kept, dropped) = (start(), start());
+    assert_ne!(kept.dir, dropped.dir);
+    drop(dropped);
+    assert_eq!(kept.must(&["SAVE"]), V::Status("OK".into()), "the kept node can still write in its directory");
+    assert!(kept.dir.join("dump.rdb").is_file());
+}

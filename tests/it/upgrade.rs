@@ -31,7 +31,7 @@ fn wait_for_answers(redis: &TestRedis, n: usize) {
 }
 
 fn pidfile_path(tag: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("hitcore-test-{tag}-{}-{}.pid", std::process::id(), free_port()))
+    temp_path(&format!("hitcore-test-{tag}"), ".pid")
 }
 
 fn read_pid(path: &std::path::Path) -> i32 {

@@ -15,8 +15,7 @@ impl Certs {
     /// Makes the CA and the certificate.
     pub fn make() -> Certs {
         use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
-        let dir =
-            std::env::temp_dir().join(format!("hitcore-topology-tls-{}-{}", std::process::id(), super::free_port()));
+        let dir = super::temp_path("hitcore-topology-tls", "");
         std::fs::create_dir_all(&dir).unwrap();
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();

@@ -24,8 +24,7 @@ pub struct Pki {
 impl Pki {
     /// A new CA named `name`; its certificate is `DIR/ca.crt`.
     pub fn new(name: &str) -> Pki {
-        let dir =
-            std::env::temp_dir().join(format!("hitcore-https-{name}-{}-{}", std::process::id(), super::free_port()));
+        let dir = super::temp_path(&format!("hitcore-https-{name}"), "");
         std::fs::create_dir_all(&dir).unwrap();
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();

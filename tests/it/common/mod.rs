@@ -130,9 +130,25 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A path under the temporary directory that no other caller in this test run gets:
+/// `{stem}-{pid}-{n}{suffix}`, `n` counting up. Names used to end in a `free_port()`, which is
+/// not unique: a port read and released is handed out again. Two live cluster nodes once got
+/// the same scratch directory that way; the first test to finish deleted it, and the other
+/// node died at its next config save ("Fatal: can't update cluster config file"), failing a
+/// failover test in CI twice as "connection refused" from a node nobody had killed.
+pub fn temp_path(stem: &str, suffix: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("{stem}-{}-{n}{suffix}", std::process::id()))
+}
+
+/// A fresh directory of its own. `create_dir`, not `create_dir_all`: a name that already
+/// exists (left by an earlier run whose pid this one reuses) is removed first, so a node never
+/// starts in a directory that holds another's files.
 fn scratch_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hitcore-test-{tag}-{}-{}", std::process::id(), free_port()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_path(&format!("hitcore-test-{tag}"), "");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
     dir
 }
 

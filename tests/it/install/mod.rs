@@ -6,7 +6,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::common::free_port;
+use crate::common::temp_path;
 
 /// A directory of the test's own with a copy of the hitcore binary in it.
 pub struct Install {
@@ -16,7 +16,7 @@ pub struct Install {
 
 impl Install {
     pub fn new() -> Install {
-        let dir = std::env::temp_dir().join(format!("hitcore-test-install-{}-{}", std::process::id(), free_port()));
+        let dir = temp_path("hitcore-test-install", "");
         std::fs::create_dir_all(&dir).unwrap();
         let exe = dir.join("hitcore");
         let install = Install { dir, exe };

@@ -6,7 +6,7 @@ use std::os::unix::net::UnixDatagram;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{DEADLINE, free_port, wait_until};
+use crate::common::{DEADLINE, temp_path, wait_until};
 
 /// Every datagram received on a socket of the test's own, with the time it came.
 pub struct NotifySocket {
@@ -16,8 +16,7 @@ pub struct NotifySocket {
 
 impl NotifySocket {
     pub fn bind() -> NotifySocket {
-        let path =
-            std::env::temp_dir().join(format!("hitcore-test-notify-{}-{}.sock", std::process::id(), free_port()));
+        let path = temp_path("hitcore-test-notify", ".sock");
         let socket = UnixDatagram::bind(&path).unwrap();
         socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
         let messages = Arc::new(Mutex::new(Vec::new()));
