@@ -185,7 +185,7 @@ pub fn free_cluster_port() -> u16 {
         let port = 20000 + (h.finish() % 25535) as u16;
         let a = TcpListener::bind(("127.0.0.1", port));
         let b = TcpListener::bind(("127.0.0.1", port + 10000));
-        if a.is_ok() && b.is_ok() {
+        if a.is_ok() && b.is_ok() && super::claim_port(port) && super::claim_port(port + 10000) {
             return port;
         }
     }
