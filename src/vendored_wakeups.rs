@@ -101,6 +101,7 @@ mod tests {
                 out += &format!("{}/{what}: {}\n", task.display(), text.trim_end());
             }
         }
+        out += &gdb_backtraces();
         let Ok(fds) = std::fs::read_dir("/proc/self/fd") else { return out };
         for fd in fds.flatten() {
             let link = std::fs::read_link(fd.path()).map(|p| p.display().to_string()).unwrap_or_default();
@@ -112,6 +113,37 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Every thread's backtrace with its frames' locals (in `Reactor::wait`: whether the sleep
+    /// kept the pending timer, the next user timer), from gdb attached to this process, where
+    /// gdb is installed (`HITCORE_TEST_GDB=0` skips it); what a stall needs to be explained.
+    fn gdb_backtraces() -> String {
+        if std::env::var("HITCORE_TEST_GDB").is_ok_and(|v| v == "0") {
+            return String::new();
+        }
+        let pid = std::process::id();
+        // To a file, not a pipe: gdb stops every thread of this process, the reader too, and
+        // would block on a full pipe.
+        let path = std::env::temp_dir().join(format!("hitcore-stall-{pid}.gdb"));
+        let file = match std::fs::File::create(&path) {
+            Ok(file) => file,
+            Err(e) => return format!("(gdb: cannot create {}: {e})\n", path.display()),
+        };
+        let run = std::process::Command::new("timeout")
+            .args(["-s", "KILL", "120", "gdb", "-p", &pid.to_string(), "-batch", "-nx"])
+            .args(["-ex", "set pagination off", "-ex", "thread apply all bt full"])
+            .stdin(std::process::Stdio::null())
+            .stdout(file)
+            .stderr(std::process::Stdio::null())
+            .status();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let _ = std::fs::remove_file(&path);
+        match run {
+            Ok(_) if !text.is_empty() => format!("gdb:\n{text}\n"),
+            Ok(status) => format!("(gdb printed nothing: {status})\n"),
+            Err(e) => format!("(no gdb: {e})\n"),
+        }
     }
 
     /// Runs `body` on a fresh executor on its own thread; `body` moves `progress` on as it goes.
