@@ -334,12 +334,11 @@ mod tests {
     /// Patch 13: with wake-ups through the eventfd, a sleep of a few ms used to last until the
     /// 5 s timer fired, in about one run of 200 rounds in four (on main too): the latency ring's
     /// timer completion landed just before the executor's first task ran, `need_preempt` stopped
-    /// it at once, and the loop parked with the woken sleeper queued. Ignored: with patches 11-13
-    /// it passed 79 runs of 1,000 rounds but hung once (no progress for 120 s), cause not found;
-    /// `cargo test --lib vendored_wakeups -- --ignored` runs it, and the dense variant below runs
-    /// the same wake-ups in CI.
+    /// it at once, and the loop parked with the woken sleeper queued. With patches 11-13 it hung
+    /// once in 80 runs (no progress for 120 s, nothing printed, cause not found) and has not hung
+    /// since in well over a thousand runs (HITCORE-PATCHES.md section 12); a stall now prints
+    /// where every thread sleeps and what `Reactor::wait` believed.
     #[test]
-    #[ignore = "hung once in 80 runs, cause not found: see the comment"]
     fn timers_fire_when_due_across_blocking_wakeups_and_other_timers() {
         timers_fire_when_due(Wakeups::Blocking, FIRST, seed());
     }
