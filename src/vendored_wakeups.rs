@@ -1,11 +1,11 @@
 //! Test builds only: what wakes a sleeping glommio executor, in a real one, after the vendored
-//! glommio's patches 11-13 (vendor/glommio/HITCORE-PATCHES.md): a finished blocking operation
-//! from another thread, ordered against the executor's sleep by a fence on each side instead of
-//! `membarrier` (patch 11), the latency ring's timer kept across sleeps when it is the one the
-//! next sleep needs (patch 12), and no parking while woken tasks are queued (patch 13). A lost
-//! wake-up hangs the executor, so each run sits on its own thread, watched: when no round ends
-//! for a while the watchdog prints what the kernel shows of the executor thread and its rings
-//! (`/proc`), then fails. It holds no code outside `#[cfg(test)]`; its only socket is a local
+//! glommio's patches 11-13 (vendor/glommio/HITCORE-PATCHES.md): a finished blocking operation from
+//! another thread, ordered against the executor's sleep by a fence on each side instead of
+//! `membarrier` (patch 11), the latency ring's timer kept across sleeps when it is the one the next
+//! sleep needs (patch 12), and no parking while woken tasks are queued (patch 13). A lost wake-up
+//! hangs the executor, so each run sits on its own thread, watched: when no round ends for a while
+//! the watchdog prints what the kernel shows of every thread and ring (`/proc`) and gdb's
+//! backtraces, then fails. It holds no code outside `#[cfg(test)]`; its only socket is a local
 //! pair, no network.
 
 #[cfg(test)]
@@ -49,10 +49,15 @@ mod tests {
     /// a stall tells a lost timer from a lost blocking completion.
     #[derive(Default)]
     struct Progress {
+        /// Rounds finished: the watchdog's measure of progress.
         rounds: AtomicU64,
         /// `Step` as a number: what the round's task awaits now.
         step: AtomicU64,
+        /// Blocking operations the pool's thread began: fewer than the round issued means the
+        /// request never reached it.
         blocking_started: AtomicU64,
+        /// Blocking operations it finished: more than the executor saw means a completion
+        /// that did not wake it.
         blocking_finished: AtomicU64,
     }
 
@@ -147,7 +152,7 @@ mod tests {
     }
 
     /// Runs `body` on a fresh executor on its own thread; `body` moves `progress` on as it goes.
-    /// Fails, with the executor's state from `/proc`, when `progress` stands still for `STALL`.
+    /// Fails, with every thread's state (`proc_dump`), when no round ends for `stall()`.
     fn on_executor<F, Fut>(what: &str, body: F)
     where
         F: FnOnce(Arc<Progress>) -> Fut + Send + 'static,
