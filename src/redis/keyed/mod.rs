@@ -201,7 +201,7 @@ impl Keyed {
                     }
                     groups[g].push((ticket.clone(), *index));
                 }
-                Op::Command(_) | Op::Redirected { .. } => first_of.push(None),
+                Op::Read { .. } | Op::Command(_) | Op::Redirected { .. } => first_of.push(None),
             }
         }
         // Pass 2: one command per key at its first hit, every other op in its place.
@@ -211,6 +211,12 @@ impl Keyed {
                 hit @ Op::Hit { .. } => {
                     let Some(members) = first.and_then(|g| groups[g].take()) else { continue };
                     commands += self.encode_hit(out, members, hit, None, now);
+                }
+                Op::Read { key, ttl } => {
+                    resp::encode_command(out, &[b"GET", &key]);
+                    let due = ttl.filter(|&ttl| self.refreshed.due(&key, ttl, now));
+                    self.sent.push_back(Sent::Command(ticket, index, Op::Read { key: key.clone(), ttl }));
+                    commands += 1 + due.map_or(0, |ttl| self.encode_expire(out, key, ttl));
                 }
                 Op::Command(args) => {
                     encode_args(out, &args);
@@ -234,6 +240,12 @@ impl Keyed {
                                 *op = again;
                             }
                             commands += n;
+                        }
+                        // A read's `EXPIRE`, if it was due, was redirected on its own.
+                        Op::Read { key, .. } => {
+                            resp::encode_command(out, &[b"GET", &key]);
+                            self.sent.push_back(Sent::Command(ticket, index, again));
+                            commands += 1;
                         }
                         Op::Command(args) => {
                             encode_args(out, &args);

@@ -24,6 +24,16 @@ pub enum Op {
         /// The channel each new value is published on (`/stream`), if any.
         publish: Option<Rc<[u8]>>,
     },
+    /// `GET key`, this request's answer; with a TTL, the key's `EXPIRE` follows when this
+    /// connection's refresh of it is due, as for a hit: a counter that is read stays (Abacus
+    /// refreshes on reads) at one `EXPIRE` per key per refresh interval, not one per read. The
+    /// `EXPIRE`'s reply is nobody's answer.
+    Read {
+        /// The Redis key (`K:{namespace}:{key}`).
+        key: Rc<[u8]>,
+        /// The TTL in seconds (`--counter-ttl`; `None`: no `EXPIRE`).
+        ttl: Option<u64>,
+    },
     /// Any other command, sent as it is, its reply handed back whole.
     Command(Vec<Vec<u8>>),
     /// An op a Cluster node redirected, sent once more to the node it named, alone (a hit is
@@ -41,7 +51,7 @@ impl Op {
     /// command's first argument, an `EVAL`'s first key.
     pub fn key(&self) -> &[u8] {
         match self {
-            Op::Hit { key, .. } => key,
+            Op::Hit { key, .. } | Op::Read { key, .. } => key,
             Op::Command(args) if args.first().is_some_and(|c| c == b"EVAL") => args.get(3).map_or(&[], Vec::as_slice),
             Op::Command(args) => args.get(1).map_or(&[], Vec::as_slice),
             Op::Redirected { op, .. } => op.key(),
