@@ -93,20 +93,15 @@ def render(s: dict) -> str:
               "", f"## Scaling: `hitcore -w N` under `wrk -c 256 -d {d}s`", ""]
     lines += report.scaling_table([r for r in rows if "scaling" in r["id"]], repeat)
     lines += ["", "## Redis's side and CPU", "",
-              "Over each wrk run's steady part (from 20 % of its duration to 10 % before its end, at most 1 s / "
-              "0.5 s): CPU time from /proc/PID/stat (Redis's process, the server's whole tree, wrk), and Redis's "
-              "INCR/INCRBY calls (INFO commandstats), so *requests per command* is the batch size: 1 without "
-              "coalescing.", "", compare_report.redis_side({"rows": rows}), "", compare_report.cpu_side({"rows": rows})]
+              "Over each wrk run's steady part: CPU time from /proc/PID/stat, and Redis's INCR/INCRBY calls, so "
+              "*requests per command* is the batch size (1 without coalescing).", "",
+              compare_report.redis_side({"rows": rows}), "", compare_report.cpu_side({"rows": rows})]
     lines += ["", "## Correctness", "",
-              "`SET hit 0` once each server answers; the counter's growth during wrk (read 0.3 s after it) and after "
-              "the server stopped, against the 2xx answers wrk counted. More is requests in flight when wrk "
-              "stopped; less is **LOST**.", ""] + report.correctness_table(rows)
+              "The counter's growth during wrk and after the server stopped, against the 2xx answers wrk counted: more "
+              "is requests in flight when wrk stopped; less is **LOST**.", ""] + report.correctness_table(rows)
     problems = [f"- skipped: {x}" for x in s["skipped"]] + [f"- did not complete: {x}" for x in failures(s)]
     if problems:
         lines += ["", "## Skipped and failed", ""] + problems
-    lines += ["", "## Files", "",
-              "`raw/`: every wrk output as printed, headed by its command line (`<server>-wrk-r<round>.txt`); `logs/`: "
-              "each server's and Redis's log (bench/.gitignore keeps `results/*/logs/` out of git); `summary.json`: "
-              "every number above; `code/`: the code that ran (run16.py, run16_report.py and the kit modules it "
-              "loaded); `stdout.txt` when run through bench/device/README.md's command.", ""]
+    lines += ["", "Files: `raw/` (every wrk output), `logs/`, `summary.json` (every number above), `code/` (the code "
+              "that ran); what each holds: bench/device/README.md.", ""]
     return "\n".join(lines)

@@ -140,10 +140,11 @@ def run(args, ids: list[str]) -> int:
             specs += [servers.hitcore(ctx, n, row_id=f"hitcore-scaling-{n}") for n in range(1, ncpu + 1)]
         for rnd in range(1, args.repeat + 1):
             # raw outputs and logs of each round kept apart: <server>-<test>-r<round>.txt
-            suffix = f"-r{rnd}" if args.repeat > 1 else ""
+            suffix, tag = (f"-r{rnd}", f"round {rnd}/{args.repeat}, ") if args.repeat > 1 else ("", "")
+            meta = {"round": rnd, "at_s": round(procs.elapsed(), 1), "load_at_start": round(os.getloadavg()[0], 2)}
             rows = []
             for n, spec in enumerate(specs, 1):
-                label = f"({f'round {rnd}/{args.repeat}, ' if args.repeat > 1 else ''}{n}/{len(specs)}) {spec.id}"
+                label = f"({tag}{n}/{len(specs)}) {spec.id}"
                 problem = problems.get(spec.needs)
                 if problem:
                     rows.append(dict(trial.new_row(spec), status=f"not run: {problem}"))
@@ -151,6 +152,7 @@ def run(args, ids: list[str]) -> int:
                 loads = classic_loads(settings, raw_dir, suffix, spec.id, "scaling" in spec.id)
                 rows.append(trial.run(spec, port, redis, loads, log_dir, label, suffix))
             per_round.append(rows)
+            summary.setdefault("rounds", []).append(dict(meta, duration_s=round(procs.elapsed() - meta["at_s"], 1)))
     redis.stop()
     all_rows = rounds.aggregate(per_round)
     summary["rows"] = [r for r in all_rows if "scaling" not in r["id"]]
