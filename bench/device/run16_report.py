@@ -82,7 +82,7 @@ def render(s: dict) -> str:
                              "busy_at_start": s.get("busy_at_start")}, [
         ["glibc, Python", f"{m.get('glibc')}, {m.get('python')}"], ["Host", m.get("hostname")],
         ["CPU governor", m.get("governor")], ["Limits", f"open files {s.get('nofile')}; somaxconn {s.get('somaxconn')}"]])
-    lines += ["", "The bundle's manifest (sha256 and origin of every binary): [manifest.txt](manifest.txt).",
+    lines += ["", "The binaries' versions, origins and sha256: the bundle's [manifest.txt](manifest.txt).",
               "", "## CPU layout", "", f"Mode: {lay['mode']}. Every process is started under `taskset -c`.", ""]
     lines += table(["role", "CPUs", "how"], [
         ["server", cpu_list(lay["server"]), f"tokio peer `-t {n}`; hitcore `-w N --cpus <first N> --pin`"],
