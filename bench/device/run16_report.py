@@ -1,6 +1,6 @@
 """bench/device/run16's report: results.md, rendered from its summary (summary.json's dict).
 
-Owns what is run16's own: the Targets table (issue 22's goal 4: met or not) and the CPU layout.
+Owns what is run16's own: the Targets table (issue 22's goal 4: met or not) and the CPU layout row.
 Everything else is the kit's report library, on rows that kit/rounds.py folds over the rounds: the
 machine (kit/md.py), the peers' throughput and Redis's and the CPU's side as bench/compare shows them
 (kit/compare_report.py), scaling and correctness as bench/run shows them (kit/report.py). It
@@ -78,16 +78,15 @@ def render(s: dict) -> str:
              "interleaved, the order flipping each round; figures are medians over them."]
     if s["interrupted"]:
         lines += ["", f"**Stopped early: {s['interrupted']}.** The tables hold what was measured before."]
+    layout = (f"{lay['mode']}, each under `taskset -c`: servers on {cpu_list(lay['server'])} (tokio peer `-t {n}`, "
+              f"hitcore `-w N --cpus <first N> --pin`), wrk on {cpu_list(lay['wrk'])} (`-t {len(lay['wrk'])}`), "
+              f"Redis on {cpu_list(lay['redis'])}")
     lines += [""] + machine({"machine": m, "versions": s.get("versions"), "load_at_start": m.get("loadavg"),
                              "busy_at_start": s.get("busy_at_start")}, [
         ["glibc, Python", f"{m.get('glibc')}, {m.get('python')}"], ["Host", m.get("hostname")],
-        ["CPU governor", m.get("governor")], ["Limits", f"open files {s.get('nofile')}; somaxconn {s.get('somaxconn')}"]])
-    lines += ["", "The binaries' versions, origins and sha256: the bundle's [manifest.txt](manifest.txt).",
-              "", "## CPU layout", "", f"Mode: {lay['mode']}. Every process is started under `taskset -c`.", ""]
-    lines += table(["role", "CPUs", "how"], [
-        ["server", cpu_list(lay["server"]), f"tokio peer `-t {n}`; hitcore `-w N --cpus <first N> --pin`"],
-        ["wrk", cpu_list(lay["wrk"]), f"`wrk -t {len(lay['wrk'])} --latency`"],
-        ["Redis", cpu_list(lay["redis"]), "redis-server with a password, no persistence"]])
+        ["CPU governor", m.get("governor")], ["Limits", f"open files {s.get('nofile')}; somaxconn {s.get('somaxconn')}"],
+        ["CPU layout", layout]])
+    lines += ["", "The binaries' versions, origins and sha256: the bundle's [manifest.txt](manifest.txt)."]
     lines += [""] + targets(s, rows)
     lines += ["", f"## Peers: `wrk -c 500 -d {d}s`", "", compare_report.table({"rows": peers, "base": f"tokio-{n}"}),
               "", f"## Scaling: `hitcore -w N` under `wrk -c 256 -d {d}s`", ""]

@@ -103,7 +103,9 @@ class FailuresTest(unittest.TestCase):
 class ReportTest(unittest.TestCase):
     def test_every_section_with_the_kit_parsers_numbers(self):
         text = report.render(summary())
-        order = ["## Machine", "## CPU layout", "## Targets", "## Peers", "## Scaling", "## Redis's side and CPU",
+        self.assertIn("| CPU layout | full, each under `taskset -c`: servers on 0-7 (tokio peer `-t 8`, hitcore "
+                      "`-w N --cpus <first N> --pin`), wrk on 8-14 (`-t 7`), Redis on 15 |", text)
+        order = ["## Machine", "## Targets", "## Peers", "## Scaling", "## Redis's side and CPU",
                  "## Correctness", "## Skipped and failed", "Files: "]
         self.assertEqual([text.index(h) for h in order], sorted(text.index(h) for h in order))
         # bench/compare's throughput table: median, min–max, the ratio to the tokio peer, errors each round
