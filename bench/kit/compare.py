@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, rounds, servers, session
+from .attack import Attack, window as attack_window
 from .measure import (Scraper, binary_identity, fd_count, listen_counters, metrics_series, socket_summary,
                       steady_window, window_figures, window_reading)
 from .procs import log
@@ -57,6 +58,8 @@ def parse_args(argv):
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="fill the plan's {NAME} placeholder (e.g. --set baseline=../old/hitcore)")
     p.add_argument("--name", help="results folder name after the date (default: the plan's file name)")
+    p.add_argument("--only", type=lambda text: [n for n in text.split(",") if n], metavar="LIST",
+                   help="only these variants, comma-separated (goals about others are dropped)")
     p.add_argument("--quiet-load", type=float, metavar="LOAD",
                    help="before starting, wait until the 1-minute load average is below LOAD (polled every minute)")
     p.add_argument("--quiet-deadline", metavar="HH:MM",
@@ -77,6 +80,8 @@ def main(argv=None) -> int:
     try:
         plan = compare_plan.parse_plan(args.plan.read_text())
         sets = compare_plan.parse_sets(args.set)
+        if args.only:
+            plan.only(args.only)
     except OSError as error:
         print(f"bench/compare: {args.plan}: {error.strerror}", file=sys.stderr)
         return 2
@@ -284,6 +289,8 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
     redis = setups.by_setup.get(variant.setup()) if variant.setup() else None
     row = {"id": name, "title": name, "argv": " ".join(filled["argv"]), "uses_redis": redis is not None,
            "status": "ok", "tests": {}, "load_before": round(os.getloadavg()[0], 2)}
+    if variant.attack:
+        row["attack"] = f"{variant.attack}:{variant.attack_size}"
     port = filled["port"]
     if not servers.wait_port_free(port):
         row["status"] = f"not run: 127.0.0.1:{port} still in use"
@@ -291,7 +298,7 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
     env = dict(os.environ, **filled["env"])
     service = procs.Service(name, filled["argv"], log_dir / f"{tag}.log", env=env)
     spec = server_spec(variant, filled)
-    scraper, flood = None, []
+    scraper, flood, attack = None, [], None
     try:
         why = servers.wait_ready(service, spec, port, timeout=30, settle=0.5)
         if why:
@@ -300,18 +307,30 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
             return row
         if redis:
             redis.set("hit", 0)
+        server_pids = [service.pid] + procs.descendants(service.pid)
+        result = {}
+        if variant.attack:
+            # The server's memory before the attackers, against its peak beside them: what each
+            # connection they hold costs it.
+            result["rss_before_attack_kib"] = sum(procs.memory_kib(pid)[0] for pid in server_pids)
+            attack = Attack(variant.attack, variant.attack_size, port, log_dir / f"{tag}-attack.log", args.duration + 150)
+            try:
+                result["attack_ramp_s"] = attack.wait_ready()
+            except procs.RunError as error:
+                row["status"] = str(error)
+                return row
         t0 = time.monotonic()
         if variant.scrape:
             scraper = Scraper(int(filled["metrics_bind"].rsplit(":", 1)[1]), t0)
             scraper.start()
-        server_pids = [service.pid] + procs.descendants(service.pid)
         redis_pids = [redis.pid] if redis else []
         replica_pids = [setups.replica.pid] if redis and variant.setup() == "replicated" and setups.replica else []
         sentinel_pids = [s.pid for s in setups.sentinels] if "sentinel_url" in variant.placeholders() else []
+        attacker_pids = [attack.pid] if attack else []  # its CPU is neither the server's nor other work
 
         def reading(proc) -> dict:
             r = window_reading({"redis": redis_pids, "replica": replica_pids, "sentinels": sentinel_pids,
-                                "server": server_pids, "wrk": [proc.pid]}, redis)
+                                "server": server_pids, "wrk": [proc.pid]} | ({"attacker": attacker_pids} if attack else {}), redis)
             # How the connections spread over the server's processes (open descriptors: a shard's or
             # worker's connections plus a few of its own), and the kernel's socket totals: the
             # window's end is what a run with many connections reports.
@@ -331,9 +350,20 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
             sample = None
             restarter = threading.Timer(0.4 * args.duration, restart_redis, (redis, variant.redis_restart, t0, restart))
             restarter.start()
-        result = loadgen.wrk(url, args.threads, args.connections, args.duration, raw_dir / f"{tag}.txt", None,
-                             while_running=sample, headers=("Connection: close",) if variant.close else ())
+        memory = procs.TreeSampler(service.pid, pss=False)
+        memory.start()
+        wrk_t0 = time.monotonic()
+        result.update(loadgen.wrk(url, args.threads, args.connections, args.duration, raw_dir / f"{tag}.txt", None,
+                                  while_running=sample, headers=("Connection: close",) if variant.close else ()))
+        wrk_t1 = time.monotonic()
+        memory.stop()
+        result["peak_rss_kib"] = memory.peak_rss_kib
         listen1 = listen_counters()
+        if attack:
+            result.update(attack_window(attack.stop(), wrk_t0, wrk_t1))
+            held = result.get("attack_idle_avg") or result.get("attack_open_avg")
+            if held:
+                result["kib_per_attack_conn"] = round((result["peak_rss_kib"] - result["rss_before_attack_kib"]) / held, 2)
         if variant.redis_restart:
             restarter.join()
             result["redis_restart"] = restart
@@ -368,6 +398,8 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
     finally:
         if scraper and scraper.is_alive():
             scraper.stop()
+        if attack:
+            attack.stop()
         for client in flood:  # s_time stops by itself after -time; this is for a run cut short
             if client.poll() is None:
                 client.kill()
@@ -500,7 +532,9 @@ def run(args, plan, sets, tool: Tool | None = None) -> int:
                               metrics_bind=f"127.0.0.1:{redisctl.free_port()}", tmp=str(scratch))
                 if "nginx_conf" in v.placeholders():
                     tls = (values["tls_cert"], values["tls_key"]) if v.https else None
-                    conf, _limits = servers.write_nginx_conf(scratch, values["bind"], cpus, args.connections, tls)
+                    # Room for wrk's clients and the attackers', as an operator expecting them would give.
+                    clients = args.connections + (v.attack_size + 100 if v.attack else 0)
+                    conf, _limits = servers.write_nginx_conf(scratch, values["bind"], cpus, clients, tls)
                     values["nginx_conf"] = str(conf)
                 filled = {"argv": [compare_plan.fill(w, values) for w in v.argv],
                           "env": {k: compare_plan.fill(x, values) for k, x in v.env.items()},
@@ -519,7 +553,7 @@ def run(args, plan, sets, tool: Tool | None = None) -> int:
     summary["rounds"] = meta
     summary["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
     summary["rows"] = rounds.aggregate(per_round)
-    medians = {r["id"]: r["tests"].get("wrk", {}).get("rps") for r in summary["rows"]}
+    medians = {r["id"]: r["tests"].get("wrk", {}) for r in summary["rows"]}
     summary["base"] = plan.base
     summary["goals"] = compare_plan.check_goals(plan, medians)
     summary["duration_s"] = round(procs.elapsed(), 1)

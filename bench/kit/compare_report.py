@@ -93,10 +93,13 @@ def table(summary: dict) -> str:
 def goals(summary: dict) -> str:
     if not summary.get("goals"):
         return ""
-    lines = ["| Goal | Figures (median req/s) | Ratio | Met? |", "|---|---|---|---|"]
+    lines = ["| Goal | Figures (medians: req/s, or p99) | Ratio | Met? |", "|---|---|---|---|"]
     for g in summary["goals"]:
         met = "not measured" if g["met"] is None else ("**yes**" if g["met"] else "**no**")
-        lines.append(f"| {g['goal']} | {fmt(g['rps'])} against {fmt(g['other_rps'])} | {fmt(g['ratio'], '.3f')} | {met} |")
+        mine, theirs = fmt(g["rps"]), fmt(g["other_rps"])
+        if g.get("figures", "").endswith("ms"):
+            mine, theirs = fmt(g["rps"], ".2f") + " ms", fmt(g["other_rps"], ".2f") + " ms"
+        lines.append(f"| {g['goal']} | {mine} against {theirs} | {fmt(g['ratio'], '.3f')} | {met} |")
     return "\n".join(lines)
 
 
@@ -133,6 +136,29 @@ def cpu_side(summary: dict) -> str:
                      f"{fmt(t.get('wrk_cpu_pct'), '.0f')} | "
                      f"{redis:.1f} | {fmt(t.get('machine_cpu_pct'), '.0f')} | {per_round(row, 'other_cpu_pct', '.0f')} |")
     return "\n".join(lines)
+
+
+def attack_side(summary: dict) -> str:
+    """The attackers beside wrk (@attack), medians over the rounds: how many connections they held,
+    how often the server closed one (each reopened at once: the churn it causes), their CPU (taken
+    from the same CPUs as the server and wrk), and the server's memory before them and at its peak
+    beside them, per connection held."""
+    lines = ["| Variant | attack | in place after s | connections open (idle) on average | closed by the server "
+             "per s | attacker CPU % | server RSS before → peak KiB | KiB per connection held | requests written, "
+             "closed after s (pipeline) |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in summary["rows"]:
+        t = _wrk(row)
+        if t.get("attack_ramp_s") is None:
+            continue
+        attack = (row.get("rounds") or [{}])[0].get("attack")
+        idle = f" ({fmt(t['attack_idle_avg'])})" if t.get("attack_idle_avg") is not None else ""
+        pipeline = f"{fmt(t.get('attack_requests_written'))}, {fmt(t.get('attack_closed_after_s'), '.1f')}" \
+            if t.get("attack_requests_written") is not None else "–"
+        lines.append(f"| {row['id']} | {attack or '–'} | {fmt(t['attack_ramp_s'], '.1f')} | "
+                     f"{fmt(t.get('attack_open_avg'))}{idle} | {fmt(t.get('attack_closed_per_s'))} | "
+                     f"{fmt(t.get('attacker_cpu_pct'), '.0f')} | {fmt(t.get('rss_before_attack_kib'))} → "
+                     f"{fmt(t.get('peak_rss_kib'))} | {fmt(t.get('kib_per_attack_conn'), '.2f')} | {pipeline} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def spread(summary: dict) -> str:
@@ -216,6 +242,13 @@ def render(summary: dict) -> str:
                 "(the counter's growth), and its INCR/INCRBY calls (INFO commandstats), so *requests per command* "
                 "is the batch size. Medians over the rounds.", "", rs, ""]
     out += ["## CPU during the steady window (medians, % of one CPU)", "", cpu_side(summary), ""]
+    attacks = attack_side(summary)
+    if attacks:
+        out += ["## Hostile clients beside wrk", "",
+                "kit/attackers.py's process, started before wrk and in place (every connection opened once, "
+                "or answered and idle) before wrk starts; its counters over wrk's run; the server's process "
+                "tree's RSS before the attackers and its peak during wrk (10 Hz). Medians over the rounds.", "",
+                attacks, ""]
     sp = spread(summary) if s.get("connections", 0) >= 1000 else ""
     if sp:
         out += ["## Connections per process", "",

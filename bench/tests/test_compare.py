@@ -154,8 +154,24 @@ class Plans(unittest.TestCase):
 
     def test_goals(self):
         plan = parse_plan("variant a x\nvariant b y\nvariant c z\ngoal a >= 0.8 b\ngoal b >= 1.3 a\ngoal c >= 1 a")
-        checked = compare_plan.check_goals(plan, {"a": 90.0, "b": 100.0, "c": None})
+        checked = compare_plan.check_goals(plan, {"a": {"rps": 90.0}, "b": {"rps": 100.0}, "c": {}})
         self.assertEqual([(g["ratio"], g["met"]) for g in checked], [(0.9, True), (1.111, False), (None, None)])
+
+    def test_a_p99_goal_wants_the_lower_figure(self):
+        plan = parse_plan("variant a x\nvariant b y\ngoal a p99 <= 1.0 b\ngoal b p99 <= 1 a")
+        self.assertEqual(plan.goals[0].text(), "a p99 ≤ 1× b")
+        checked = compare_plan.check_goals(plan, {"a": {"p99_ms": 2.0}, "b": {"p99_ms": 4.0}})
+        self.assertEqual([(g["ratio"], g["met"]) for g in checked], [(0.5, True), (2.0, False)])
+        for bad in ("goal a p99 >= 1 b", "goal a p50 <= 1 b", "goal a <= 1 b"):
+            with self.assertRaises(compare_plan.PlanError):
+                parse_plan("variant a x\nvariant b y\n" + bad)
+
+    def test_attack_option(self):
+        plan = parse_plan("variant a @attack=slowloris:5000 x\nvariant b @attack=pipeline:10 y")
+        self.assertEqual([(v.attack, v.attack_size) for v in plan.variants], [("slowloris", 5000), ("pipeline", 10)])
+        for bad in ("@attack=slowloris", "@attack=ddos:5", "@attack=idle:0"):
+            with self.assertRaises(compare_plan.PlanError):
+                parse_plan(f"variant a {bad} x")
 
 
 class NginxConfig(unittest.TestCase):
