@@ -198,7 +198,7 @@ def main(argv=None) -> int:
     # bench/compare's run with this measure and report; goals about a variant left out are dropped.
     plan.variants = [v for v in plan.variants if v.name in only]
     plan.goals = [g for g in plan.goals if g.name in only]
-    args.name, args.dry_run, args.quiet_load = "api" + ("-quick" if args.quick else ""), False, None
+    args.name, args.dry_run = "api" + ("-quick" if args.quick else ""), False
     args.api_loads, args.api_paths = loads, {}
     machine.raise_open_files_limit()
     loads_shown = {name: (spec["path"] if spec["kind"] == "path" else f"/hit, Zipf over {spec['keys']:,} keys")

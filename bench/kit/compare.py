@@ -1,21 +1,19 @@
 """bench/compare: a plan's variants side by side under wrk, in interleaved rounds.
 
 1. read the plan (kit/compare_plan.py) and fill its placeholders; refuse a bad one before starting;
-2. with --quiet-load, wait (polling once a minute) until the 1-minute load average is below it, or
-   until --quiet-deadline, then go on regardless; the load average seen is recorded either way;
-3. describe the machine (kit/machine.py) and start the Redis setups the plan names: "primary", one
+2. describe the machine (kit/machine.py) and start the Redis setups the plan names: "primary", one
    password-protected redis-server with a plain port and, when a variant names {redis_tls_url}, a
    TLS port with a private CA and server certificate made by openssl in a temporary folder; and
    "replicated", a second primary with a replica attached (`--replicaof`), for `--wait-replicas`,
    and with {sentinel_url}, three sentinels monitoring it;
-4. for each round, each variant in turn: start it, wait until it answers and every shard said
+3. for each round, each variant in turn: start it, wait until it answers and every shard said
    "Connected to Redis", `SET hit 0`, then `wrk -t T -c C -d Ds --latency` while, with @scrape, a
    thread GETs /metrics every second; over wrk's steady window (from 1 s after its start to 0.5 s
    before its end) it reads the CPU time of Redis (and of the replica), of the server's process
    tree, of wrk and of the whole machine from /proc, and INFO commandstats and the counter, so the
    window gives Redis's CPU per second, the commands it served and the requests per command (the
    batch size); then stop the variant (SIGTERM by PID) and empty its scratch folder;
-5. fold the rounds into medians and min–max (kit/rounds.py), check the goals, and write
+4. fold the rounds into medians and min–max (kit/rounds.py), check the goals, and write
    bench/results/<date>-<name>/: summary.md (machine first), summary.json, raw/ (every wrk output),
    logs/ (servers and Redis; ignored by git).
 Every process started is stopped by PID at the end, on error and on Ctrl-C.
@@ -26,6 +24,7 @@ import datetime
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -60,10 +59,6 @@ def parse_args(argv):
     p.add_argument("--name", help="results folder name after the date (default: the plan's file name)")
     p.add_argument("--only", type=lambda text: [n for n in text.split(",") if n], metavar="LIST",
                    help="only these variants, comma-separated (goals about others are dropped)")
-    p.add_argument("--quiet-load", type=float, metavar="LOAD",
-                   help="before starting, wait until the 1-minute load average is below LOAD (polled every minute)")
-    p.add_argument("--quiet-deadline", metavar="HH:MM",
-                   help="with --quiet-load: start anyway at this UTC time (default: 30 minutes from now)")
     p.add_argument("--dry-run", action="store_true", help="print the filled command lines and exit")
     p.add_argument("--render", action="store_true",
                    help="only write summary.md again from the results folder's summary.json (PLAN is that folder)")
@@ -104,33 +99,6 @@ def main(argv=None) -> int:
     except compare_plan.PlanError as error:  # a placeholder unknown once filled: before anything ran
         print(f"bench/compare: {args.plan}: {error}", file=sys.stderr)
         return 2
-
-
-def wait_for_quiet(limit: float, deadline: datetime.datetime) -> list[dict]:
-    """Polls the 1-minute load average once a minute until it is below `limit` or `deadline` passes;
-    returns every reading [{"utc", "load1"}]."""
-    seen = []
-    while True:
-        now = datetime.datetime.now(datetime.timezone.utc)
-        load1 = os.getloadavg()[0]
-        seen.append({"utc": now.strftime("%H:%M:%S"), "load1": round(load1, 2)})
-        if load1 < limit:
-            log(f"load average {load1:.2f} < {limit}: starting")
-            return seen
-        if now >= deadline:
-            log(f"load average {load1:.2f} ≥ {limit} but the deadline {deadline:%H:%M} UTC has come: starting anyway")
-            return seen
-        log(f"load average {load1:.2f} ≥ {limit}: waiting a minute (until {deadline:%H:%M} UTC at the latest)")
-        time.sleep(min(60.0, max(1.0, (deadline - now).total_seconds())))
-
-
-def _deadline(text: str | None) -> datetime.datetime:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    if not text:
-        return now + datetime.timedelta(minutes=30)
-    hour, _, minute = text.partition(":")
-    at = now.replace(hour=int(hour), minute=int(minute or 0), second=0, microsecond=0)
-    return at if at > now - datetime.timedelta(hours=12) else at + datetime.timedelta(days=1)
 
 
 def make_certificates(folder: Path) -> dict[str, Path]:
@@ -443,14 +411,19 @@ def flood_rate(clients: list[subprocess.Popen], duration: int) -> float | None:
 
 @dataclass
 class Tool:
-    """What a tool built on this run brings of its own (bench/api): how one variant is
+    """What a tool built on this run brings of its own (bench/api, bench/tail): how one variant is
     measured in one round (measure's signature), its report, its console table (None: the report's
-    digest, md.digest) and summary keys."""
+    digest, md.digest) and summary keys; `prepare(fill, setups, args, raw_dir, log_dir)` runs once
+    before the rounds (bench/tail's closed-loop maximum; `fill(variant)` gives a variant's filled
+    command line) and returns why the run cannot go on, or None; `fold(summary, run_dir)` adds the
+    tool's figures to the summary before it is written."""
     measure: Callable = measure
     render: Callable = compare_report.render
     table: Callable | None = compare_report.table
     summary: dict = field(default_factory=dict)
     name: str = "bench/compare"
+    prepare: Callable | None = None
+    fold: Callable | None = None
 
 
 def run(args, plan, sets, tool: Tool | None = None) -> int:
@@ -490,15 +463,13 @@ def run(args, plan, sets, tool: Tool | None = None) -> int:
         for word in v.words():
             compare_plan.fill(word, probe_values)
 
-    quiet = None
-    if args.quiet_load:
-        quiet = wait_for_quiet(args.quiet_load, _deadline(args.quiet_deadline))
     load_at_start = os.getloadavg()
     busy = session.busy_check()
     summary = {
         "name": name, "plan": str(args.plan), "plan_text": args.plan.read_text(), "title": plan.title,
+        "command": shlex.join([tool.name] + sys.argv[1:]),
         "started_utc": started.isoformat(timespec="seconds"),
-        "machine": machine.describe(), "busy_at_start": busy, "quiet_wait": quiet,
+        "machine": machine.describe(), "busy_at_start": busy,
         "load_at_start": [round(x, 2) for x in load_at_start], "limits": getattr(args, "limits", None),
         "settings": {"rounds": args.rounds, "duration": args.duration, "connections": args.connections,
                      "threads": args.threads, "warm_s": WARM_S, "margin_s": MARGIN_S},
@@ -518,6 +489,31 @@ def run(args, plan, sets, tool: Tool | None = None) -> int:
                                                redis_any.version() if redis_any else None)
         summary["binaries"] = {k: binary_identity(base_values[k]) for k in sorted(used & set(base_values))
                                if os.access(base_values[k], os.X_OK)}
+
+        def fill(v) -> dict:
+            """A variant's command line and environment with every placeholder filled for one start:
+            a fresh port, metrics port and scratch folder, and its nginx config when it names one."""
+            scratch = tmp / f"scratch-{v.name}"
+            scratch.mkdir(parents=True, exist_ok=True)
+            port = redisctl.free_port()
+            values = dict(base_values, **setups.values, bind=f"127.0.0.1:{port}", port=str(port),
+                          metrics_bind=f"127.0.0.1:{redisctl.free_port()}", tmp=str(scratch))
+            if "nginx_conf" in v.placeholders():
+                tls = (values["tls_cert"], values["tls_key"]) if v.https else None
+                # Room for wrk's clients and the attackers', as an operator expecting them would give.
+                clients = args.connections + (v.attack_size + 100 if v.attack else 0)
+                conf, _limits = servers.write_nginx_conf(scratch, values["bind"], cpus, clients, tls)
+                values["nginx_conf"] = str(conf)
+            return {"argv": [compare_plan.fill(w, values) for w in v.argv],
+                    "env": {k: compare_plan.fill(x, values) for k, x in v.env.items()},
+                    "port": port, "metrics_bind": values["metrics_bind"], "cpus": cpus, "scratch": scratch,
+                    "lines": compare_plan.fill(v.lines, values) if v.lines else None}
+
+        problem = tool.prepare and not args.dry_run and tool.prepare(fill, setups, args, raw_dir, log_dir)
+        if problem:
+            setups.stop()
+            log(f"cannot run: {problem}")
+            return 1
         per_round, meta = [], []
         for rnd in range(1, args.rounds + 1):
             log(f"round {rnd} of {args.rounds}")
@@ -525,26 +521,12 @@ def run(args, plan, sets, tool: Tool | None = None) -> int:
                          "load1": round(os.getloadavg()[0], 2)})
             rows = []
             for v in plan.variants:
-                scratch = tmp / f"scratch-{v.name}"
-                scratch.mkdir(parents=True, exist_ok=True)
-                port = redisctl.free_port()
-                values = dict(base_values, **setups.values, bind=f"127.0.0.1:{port}", port=str(port),
-                              metrics_bind=f"127.0.0.1:{redisctl.free_port()}", tmp=str(scratch))
-                if "nginx_conf" in v.placeholders():
-                    tls = (values["tls_cert"], values["tls_key"]) if v.https else None
-                    # Room for wrk's clients and the attackers', as an operator expecting them would give.
-                    clients = args.connections + (v.attack_size + 100 if v.attack else 0)
-                    conf, _limits = servers.write_nginx_conf(scratch, values["bind"], cpus, clients, tls)
-                    values["nginx_conf"] = str(conf)
-                filled = {"argv": [compare_plan.fill(w, values) for w in v.argv],
-                          "env": {k: compare_plan.fill(x, values) for k, x in v.env.items()},
-                          "port": port, "metrics_bind": values["metrics_bind"], "cpus": cpus,
-                          "lines": compare_plan.fill(v.lines, values) if v.lines else None}
+                filled = fill(v)
                 if args.dry_run:
                     env = " ".join(f"{k}=…" for k in filled["env"])
                     print(f"{v.name}: {env} {' '.join(filled['argv'])}")
                     continue
-                rows.append(tool.measure(v, filled, rnd, setups, args, raw_dir, log_dir, scratch))
+                rows.append(tool.measure(v, filled, rnd, setups, args, raw_dir, log_dir, filled["scratch"]))
             if args.dry_run:
                 setups.stop()
                 return 0
@@ -558,6 +540,8 @@ def run(args, plan, sets, tool: Tool | None = None) -> int:
     summary["goals"] = compare_plan.check_goals(plan, medians)
     summary["duration_s"] = round(procs.elapsed(), 1)
     summary.update(tool.summary)
+    if tool.fold:
+        tool.fold(summary, run_dir)
     session.write_summary(run_dir, summary)
     failed = [f"{r['id']} ({r['status']})" for r in summary["rows"] if r["status"] != "ok"]
     return session.finish(run_dir / "summary.md", tool.render(summary), failed,

@@ -35,17 +35,16 @@ def _cpu(c: dict, *keys) -> list[str]:
 
 
 def method_lines(summary: dict) -> list[str]:
-    s = summary["settings"]
+    s, t = summary["settings"], summary["tail"]
     return ["## Method", "",
-            f"The generator's closed-loop maximum, `oha -c {s['connections']} -z {s['max_duration']}s` against nginx, "
-            f"sets the offered rates (fractions of it). Then {s['rounds']} interleaved round(s), the server order "
-            f"rotated each round, each server started fresh: `SET hit 0`, a 1 s warm-up, then for each rate "
-            f"`oha -q RATE --latency-correction -c {s['connections']} -z {s['duration']}s -w -t 10s` (open loop: a "
-            "request's latency runs from when it was due). oha worker threads: "
-            + str(s.get("oha_threads") or "oha's default (the physical cores)")
-            + (f"; oha pinned with `taskset -c {s['cpus_load']}`" if s.get("cpus_load") else "")
-            + ". CPU of oha, the server, Redis and the rest of the machine over each steady window, from /proc. "
-            "Medians of the rounds, (min–max) where they differ. How: bench/README.md, \"Open-loop tail\".", ""]
+            f"The generator's closed-loop maximum, `oha -c {s['connections']} -z {t['max_duration']}s` against nginx, "
+            f"sets the offered rates (fractions of it). Then {s['rounds']} interleaved round(s), each server started "
+            f"fresh: `SET hit 0`, a 1 s warm-up, then for each rate `oha -q RATE --latency-correction -c "
+            f"{s['connections']} -z {s['duration']}s -w -t 10s` (open loop: a request's latency runs from when it "
+            f"was due), with {t['oha']} and its own worker threads (the physical cores)"
+            + (f", pinned with `taskset -c {t['cpus_load']}`" if t.get("cpus_load") else "") + ". CPU of oha, the server, "
+            "Redis and the rest of the machine over each steady window, from /proc. Medians of the rounds, "
+            "(min–max) where they differ. How: bench/README.md, \"Open-loop tail\".", ""]
 
 
 def maxima_lines(summary: dict) -> list[str]:
@@ -164,18 +163,18 @@ def correctness_lines(summary: dict) -> list[str]:
     return lines + [""]
 
 
-def render(summary: dict, charts: list[str] | None = None, notes: str | None = None) -> str:
+def render(summary: dict) -> str:
     lines = [f"# Open-loop tail: hitcore, nginx and the tokio peer at fractions of oha's maximum "
-             f"({summary['machine']['hostname']}, {summary['started'][:10]}"
-             + (", quick" if summary["settings"]["mode"] == "quick" else "") + ")", "",
+             f"({summary['machine']['hostname']}, {summary['started_utc'][:10]}"
+             + (", quick" if summary["tail"]["mode"] == "quick" else "") + ")", "",
              "Issue 14's target 3, measured by `bench/tail` (bench/README.md, \"Open-loop tail\"): hitcore's p99 "
              "and p99.9 against nginx's static answer under a constant-rate, latency-corrected load.", ""]
     lines += machine(summary, [["Run", f"{summary['duration_s']:.0f} s: `{summary['command']}`"]] +
                      [[f"{name} binary", ident] for name, ident in summary.get("binaries", {}).items()]) + [""]
     lines += method_lines(summary) + maxima_lines(summary) + goal_lines(summary)
-    lines += [x for chart in charts or [] for x in (f"![p99 against the offered rate]({chart})", "")]
+    lines += [x for chart in summary.get("charts", []) for x in (f"![p99 against the offered rate]({chart})", "")]
     lines += rate_lines(summary) + cpu_lines(summary) + round_lines(summary) + correctness_lines(summary)
-    lines += [notes.rstrip(), ""] if notes else []
-    return "\n".join(lines + [f"Raw outputs: `{summary['name']}/raw/` (oha's JSON of every run: "
+    lines += ["## Notes", ""] + list(summary["notes"]) + [""] if summary.get("notes") else []
+    return "\n".join(lines + ["Raw outputs: `raw/` (oha's JSON of every run: "
                               "`SERVER-FRACTION-rROUND.json`, the fraction in thousandths; `SERVER-max.json` the closed "
                               "loop), every number in `summary.json`.", ""])
