@@ -502,7 +502,9 @@ def run(args, plan, sets, tool: Tool | None = None) -> int:
                 tls = (values["tls_cert"], values["tls_key"]) if v.https else None
                 # Room for wrk's clients and the attackers', as an operator expecting them would give.
                 clients = args.connections + (v.attack_size + 100 if v.attack else 0)
-                conf, _limits = servers.write_nginx_conf(scratch, values["bind"], cpus, clients, tls)
+                # One worker per CPU, or the processes @procs names less the master.
+                workers = v.procs - 1 if v.procs_given and v.procs > 1 else cpus
+                conf, _limits = servers.write_nginx_conf(scratch, values["bind"], workers, clients, tls)
                 values["nginx_conf"] = str(conf)
             return {"argv": [compare_plan.fill(w, values) for w in v.argv],
                     "env": {k: compare_plan.fill(x, values) for k, x in v.env.items()},

@@ -39,7 +39,7 @@ key, made with openssl for the run, and `nginx_conf`: the kit's static nginx con
 written into {tmp} for this variant with one worker per CPU and its limits sized for `connections`,
 serving HTTPS with that certificate when the variant says @https)
 and any given with `--set NAME=VALUE`. A variant naming {nginx_conf} is ready once its master and
-one worker per CPU run, unless it says @procs.
+one worker per CPU run; with @procs=N its config has N - 1 workers.
 Which Redis a variant counts in follows from the URL placeholder it names (`redis_url` and
 `redis_tls_url`: the primary, one redis-server with a plain and a TLS port; `replicated_url`: a
 second primary with a replica attached; `sentinel_url`: that same second primary, found through

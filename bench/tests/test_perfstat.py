@@ -218,7 +218,7 @@ class SyscallsTest(unittest.TestCase):
         # The supervisor's pid apart; every other process of the server (its shard) summed.
         figures = syscalls.held_figures(100, {100: 120_000, 101: 2_000_000, 102: 150_000}, 10.0)
         self.assertEqual(figures, {"window_s": 10.0, "supervisor_per_s": 12_000, "shard_per_s": 215_000})
-        summary = {"settings": {"held_seconds": 10},
+        summary = {"syscalls": {"held_seconds": 10},
                    "held": [{"round": 1, "connections": 10000, "answered": 10000, **figures},
                             {"round": 2, "connections": 10000, "error": "callgrind wrote no dump"}]}
         text = "\n".join(syscalls._held_lines(summary))
