@@ -104,29 +104,14 @@ def table(summary: dict) -> str:
 
 def render(summary: dict) -> str:
     s = summary["settings"]
-    out = [f"# {summary['title']}", "", f"bench/api, plan `{summary['plan']}`, started {summary['started_utc']}.",
-           ""] + compare_report.machine(summary) + ["", "Redis is flushed before each variant."]
-    out += ["", "## Throughput and Redis's cost per request", "",
-            f"`wrk -t {s['threads']} -c {s['connections']} -d {s['duration']}s --latency -s bench/kit/api.lua`, "
-            f"{s['rounds']} interleaved rounds, medians (min–max of req/s). Redis's figures are over each whole wrk "
-            "run: INFO commandstats (every command but bench/api's own INFO), `total_reads_processed` (reads of a "
-            "client socket: a pipelined batch is one round trip) and redis-server's CPU time from /proc, each "
-            "divided by the requests served (what Redis counted, as wrk stops counting with requests in flight that the "
-            "server still serves; wrk's completed requests where a route counts nothing).", "", table(summary), ""]
-    if summary.get("goals"):
-        out += ["## Goals", "", compare_report.goals(summary), ""]
-    out += ["## Every round", "", "| Variant | round | 2xx (wrk) | counted by Redis | counted − 2xx | Redis commands |",
-            "|---|---|---|---|---|---|"]
-    for row in summary["rows"]:
-        for n, r in enumerate(row["rounds"], 1):
-            t = r["tests"].get("wrk") or {}
-            ok, got = t.get("ok_2xx"), t.get("counted")
-            diff = "–" if ok is None or got is None else (f"+{got - ok}" if got >= ok else f"**LOST {ok - got}**")
-            calls = ", ".join(f"{k} {v:,}" for k, v in (t.get("redis_calls") or {}).items()) or "–"
-            out.append(f"| {row['id']} | {n} | {fmt(ok)} | {fmt(got)} | {diff} | {calls} |")
-    out += ["", "*counted − 2xx*: a positive difference is requests in flight when wrk stopped (served after it "
-            "stopped counting); LOST would be a bug.", "", "## The plan", "", "```", summary["plan_text"].rstrip(), "```", ""]
-    return "\n".join(out)
+    return compare_report.render(summary, [
+        "## Redis's cost per request", "",
+        f"`wrk -t {s['threads']} -c {s['connections']} -d {s['duration']}s --latency -s bench/kit/api.lua`; Redis "
+        "flushed before each variant. Redis's figures are over each whole wrk run: INFO commandstats (every command "
+        "but bench/api's own INFO), `total_reads_processed` (reads of a client socket: a pipelined batch is one round "
+        "trip) and redis-server's CPU time from /proc, each divided by the requests served (what Redis counted, as wrk "
+        "stops counting with requests in flight that the server still serves; wrk's completed requests where a route "
+        "counts nothing). Every command of every round is in summary.json (`redis_calls`).", "", table(summary), ""])
 
 
 def measure(variant, filled: dict, round_no: int, setups, args, raw_dir: Path, log_dir: Path, _scratch: Path) -> dict:
@@ -161,7 +146,7 @@ def measure(variant, filled: dict, round_no: int, setups, args, raw_dir: Path, l
                 return row
             # Requests served: what Redis counted (wrk stops counting with up to -c still in flight,
             # which the server still answers and counts), or wrk's own count where nothing counts.
-            wrk["counted"] = counted(client)
+            wrk["counted"] = wrk["counter_after"] = counted(client)
             wrk.update(per_request(before, after, max(wrk["requests"], wrk["counted"])))
         row["tests"]["wrk"] = wrk
         log(f"{tag}: {wrk['rps']:,.0f} req/s, {wrk.get('commands_per_request')} commands and "

@@ -135,7 +135,7 @@ def cpu_side(summary: dict) -> str:
                      f"{per_round(row, 'server_cpu_us_per_request', '.2f')} (median {fmt(_median_of(row, 'server_cpu_us_per_request'), '.2f')}) | "
                      f"{fmt(t.get('wrk_cpu_pct'), '.0f')} | "
                      f"{redis:.1f} | {fmt(t.get('machine_cpu_pct'), '.0f')} | {per_round(row, 'other_cpu_pct', '.0f')} |")
-    return "\n".join(lines)
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def attack_side(summary: dict) -> str:
@@ -214,10 +214,11 @@ def machine(summary: dict) -> list[str]:
     return md.machine(summary, rows + [["Redis", line] for line in summary.get("redis", [])])
 
 
-def render(summary: dict) -> str:
+def render(summary: dict, extra: list[str] = ()) -> str:
+    """The report of a run on bench/compare's run; `extra`: a tool's own sections, after the goals."""
     s = summary["settings"]
     out = [f"# {summary['title']}", "",
-           f"bench/compare, plan `{summary['plan']}`, started {summary['started_utc']} "
+           f"`{summary.get('command', 'bench/compare')}`, plan `{summary['plan']}`, started {summary['started_utc']} "
            f"({summary.get('duration_s', 0):.0f} s).", ""] + machine(summary)
     out += ["", "The machine is shared: other engineers' builds and tests ran beside this measurement. "
             "The *other work* column below is the CPU time the whole machine used during each steady window "
@@ -230,6 +231,7 @@ def render(summary: dict) -> str:
     g = goals(summary)
     if g:
         out += ["## Goals", "", g, ""]
+    out += list(extra)
     if summary.get("notes"):
         # Written by whoever recorded the run (summary.json's "notes", Markdown lines): what was
         # measured beside it, e.g. what limits a goal not met. --render keeps them.
@@ -241,7 +243,9 @@ def render(summary: dict) -> str:
                 "before its end): Redis's CPU time (utime + stime from /proc) per second, the increments it made "
                 "(the counter's growth), and its INCR/INCRBY calls (INFO commandstats), so *requests per command* "
                 "is the batch size. Medians over the rounds.", "", rs, ""]
-    out += ["## CPU during the steady window (medians, % of one CPU)", "", cpu_side(summary), ""]
+    cpu = cpu_side(summary)
+    if cpu:
+        out += ["## CPU during the steady window (medians, % of one CPU)", "", cpu, ""]
     attacks = attack_side(summary)
     if attacks:
         out += ["## Hostile clients beside wrk", "",
