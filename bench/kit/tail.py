@@ -7,7 +7,7 @@ as fractions of it; in each round, each server started fresh, a warm-up, then `o
 --latency-correction` at each rate with the CPU of oha, the server, Redis and the rest of the
 machine read from /proc over each steady window and the counter checked after each. The rounds,
 Redis, the binaries and summary.json are kit/compare.py's; the arithmetic kit/tail_stats.py's, the
-report kit/tail_report.py's, the chart kit/charts.py's.
+report kit/compare_report.py's, the chart kit/charts.py's.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import compare, compare_plan, machine, measure, perfstat, procs, provision, servers, session, tail_report, tail_stats
+from . import compare, compare_plan, compare_report, machine, measure, perfstat, procs, provision, servers, session, tail_stats
 from .procs import RunError, log
 
 PLAN = provision.BENCH / "plans" / "tail.plan"
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     settings = {"mode": "quick" if args.quick else "full", "max_duration": mode["max_duration"],
                 "fractions": fractions, "servers": [v.name for v in plan.variants], "cpus_load": args.cpus_load}
     tail = Tail(args, settings, nginx, plan.variants)
-    tool = compare.Tool(measure=tail.measure, render=tail_report.render, table=None, summary={"tail": settings},
+    tool = compare.Tool(measure=tail.measure, render=compare_report.tail_render, table=None, summary={"tail": settings},
                         name="bench/tail", prepare=tail.prepare, fold=tail.fold)
     machine.raise_open_files_limit()
     return session.guard(compare.run, args, plan, {}, tool)

@@ -1,6 +1,6 @@
 """Checks bench/tail's arithmetic and report: kit/tail_stats.py reads oha's JSON (real outputs of
 oha 1.16.0, tests/fixtures/oha-*.json), makes the offered rates, checks the counter, folds rounds
-into medians and judges the goal; kit/tail_report.py renders a recorded quick run
+into medians and judges the goal; kit/compare_report.py renders a recorded quick run
 (tests/fixtures/tail-summary-quick.json: `bench/tail --quick --only hitcore,nginx` on the 2-CPU
 VM while other engineers built; its numbers mean little, its shape is real). Standard library only, no network,
 well under a second.
@@ -23,7 +23,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
-from kit import tail_report, tail_stats  # noqa: E402
+from kit import compare_report, tail_stats  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -210,7 +210,7 @@ class ReportTest(unittest.TestCase):
 
     def test_render(self):
         self.summary.update(charts=["X.png"], notes=["found it"])
-        text = tail_report.render(self.summary)
+        text = compare_report.tail_render(self.summary)
         m = self.summary["machine"]
         self.assertTrue(text.startswith("# Open-loop tail"))
         self.assertLess(text.index("## Machine"), text.index("## The generator's closed-loop maximum"))
@@ -238,7 +238,7 @@ class ReportTest(unittest.TestCase):
         failed.pop("oha", None)
         failed["error"] = "oha exited with status 1"
         summary["folded"] = tail_stats.fold(summary["measurements"])
-        text = tail_report.render(summary)
+        text = compare_report.tail_render(summary)
         self.assertIn("**1 differ**", text)
         self.assertIn("LOST 3", text)
         self.assertIn("oha exited with status 1", text)
