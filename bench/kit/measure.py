@@ -1,5 +1,5 @@
 """What the kit reads about processes, sockets and the machine while a load runs: /proc (open
-descriptors, CPU of the whole machine, run-queue waits), `ss -s`, /proc/net/netstat's listen
+descriptors, CPU of the whole machine, each thread's run-queue wait and context switches), `ss -s`, /proc/net/netstat's listen
 counters, when a load is steady (`steady_window`: the two readings bench/compare and bench/tail
 take), and hitcore's own /metrics (bench/compare's @scrape: the scraper thread, the parser, the series).
 
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import machine, perfstat, procs, redisctl
+from . import machine, procs, redisctl
 
 
 def fd_count(pid: int) -> int | None:
@@ -153,12 +153,59 @@ def read_tasks(pids: list[int]) -> dict[int, dict]:
     """For every thread of the given processes: ns on a CPU and waiting in a run queue (schedstat).
     Threads gone meanwhile are skipped."""
     out = {}
-    for tid, pid in perfstat.tasks_of(pids).items():
+    for tid, pid in tasks_of(pids).items():
         try:
             run_ns, wait_ns = parse_schedstat(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text())
         except (OSError, ValueError):
             continue
         out[tid] = {"pid": pid, "run_ns": run_ns, "wait_ns": wait_ns}
+    return out
+
+
+def tasks_of(pids) -> dict[int, int]:
+    """{tid: pid} for every thread of the given processes, from /proc/PID/task."""
+    out = {}
+    for pid in pids:
+        try:
+            for entry in os.listdir(f"/proc/{pid}/task"):
+                if entry.isdigit():
+                    out[int(entry)] = pid
+        except OSError:
+            continue
+    return out
+
+
+def switches_of(tids) -> dict[int, tuple[int, int]]:
+    """{tid: (voluntary, nonvoluntary)} context switches so far, from /proc/TID/status: a thread
+    that blocks (voluntary) or is preempted (nonvoluntary, other work on its CPU). A thread that
+    has gone is left out."""
+    out = {}
+    for tid in tids:
+        try:
+            text = Path(f"/proc/{tid}/status").read_text()
+        except OSError:
+            continue
+        vol = nonvol = 0
+        for line in text.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                vol = int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches:"):
+                nonvol = int(line.split()[1])
+        out[tid] = (vol, nonvol)
+    return out
+
+
+def switch_deltas(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]],
+                  roles: dict[int, str]) -> dict[str, dict[str, int]]:
+    """{role: {"voluntary": n, "nonvoluntary": n}} between two `switches_of` readings, over the
+    threads present in both."""
+    out: dict[str, dict[str, int]] = {}
+    for tid, (vol, nonvol) in after.items():
+        if tid not in before:
+            continue
+        sums = out.setdefault(roles.get(tid, "other"), {"voluntary": 0, "nonvoluntary": 0})
+        sums["voluntary"] += vol - before[tid][0]
+        sums["nonvoluntary"] += nonvol - before[tid][1]
     return out
 
 

@@ -144,53 +144,6 @@ def top(counts: dict[str, int], n: int = 8) -> list[tuple[str, int]]:
     return sorted(named, key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
-def tasks_of(pids) -> dict[int, int]:
-    """{tid: pid} for every thread of the given processes, from /proc/PID/task."""
-    out = {}
-    for pid in pids:
-        try:
-            for entry in os.listdir(f"/proc/{pid}/task"):
-                if entry.isdigit():
-                    out[int(entry)] = pid
-        except OSError:
-            continue
-    return out
-
-
-def switches_of(tids) -> dict[int, tuple[int, int]]:
-    """{tid: (voluntary, nonvoluntary)} context switches so far, from /proc/TID/status: a thread
-    that blocks (voluntary) or is preempted (nonvoluntary, other work on its CPU). A thread that
-    has gone is left out."""
-    out = {}
-    for tid in tids:
-        try:
-            text = Path(f"/proc/{tid}/status").read_text()
-        except OSError:
-            continue
-        vol = nonvol = 0
-        for line in text.splitlines():
-            if line.startswith("voluntary_ctxt_switches:"):
-                vol = int(line.split()[1])
-            elif line.startswith("nonvoluntary_ctxt_switches:"):
-                nonvol = int(line.split()[1])
-        out[tid] = (vol, nonvol)
-    return out
-
-
-def switch_deltas(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]],
-                  roles: dict[int, str]) -> dict[str, dict[str, int]]:
-    """{role: {"voluntary": n, "nonvoluntary": n}} between two `switches_of` readings, over the
-    threads present in both."""
-    out: dict[str, dict[str, int]] = {}
-    for tid, (vol, nonvol) in after.items():
-        if tid not in before:
-            continue
-        sums = out.setdefault(roles.get(tid, "other"), {"voluntary": 0, "nonvoluntary": 0})
-        sums["voluntary"] += vol - before[tid][0]
-        sums["nonvoluntary"] += nonvol - before[tid][1]
-    return out
-
-
 def compress(path: Path) -> Path:
     """Replaces `path` with `path.gz` (perf's output is ~365 mostly-zero lines per thread)."""
     target = path.with_name(path.name + ".gz")

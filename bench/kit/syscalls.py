@@ -166,28 +166,28 @@ class Syscalls:
         if shape != "idle":
             self.load(shape, self.settings["warmup"], None)
         server_pids = record["server_pids"] = [service.pid] + procs.descendants(service.pid)
-        roles = {tid: "server" for tid in perfstat.tasks_of(server_pids)}
+        roles = {tid: "server" for tid in measure.tasks_of(server_pids)}
         redis_pids = [self.redis.pid] if self.redis else []
-        roles.update({tid: "redis" for tid in perfstat.tasks_of(redis_pids)})
+        roles.update({tid: "redis" for tid in measure.tasks_of(redis_pids)})
         before_cmds, before_hit = self.redis_counts()
         counter = perfstat.Counter(server_pids + redis_pids, self.raw_dir / f"{stem}.perf.csv")
         try:
             record["perf_setup_s"] = round(counter.enable(), 1)
-            switches, window = perfstat.switches_of(roles), time.monotonic()
+            switches, window = measure.switches_of(roles), time.monotonic()
             if shape == "idle":
                 time.sleep(self.settings["idle_seconds"])
                 record["load"] = {"seconds": self.settings["idle_seconds"]}
             else:
                 record["load"] = self.load(shape, requests, self.raw_dir / f"{stem}.load.txt")
             counter.disable()
-            switched = perfstat.switch_deltas(switches, perfstat.switches_of(roles), roles)
+            switched = measure.switch_deltas(switches, measure.switches_of(roles), roles)
             # The idle shape is per second of the counted window (enable's ack to disable's ack).
             record["window_s"] = round(time.monotonic() - window, 3)
             text = counter.stop()
         finally:
             counter.close()
         after_cmds, after_hit = self.redis_counts()
-        roles.update({tid: "server" for tid in perfstat.tasks_of(server_pids)})
+        roles.update({tid: "server" for tid in measure.tasks_of(server_pids)})
         by_role = perfstat.aggregate(perfstat.parse(text), roles)
         perfstat.compress(self.raw_dir / f"{stem}.perf.csv")  # ~365 lines per thread, mostly zeros
         # perf's context-switches are both kinds; /proc tells voluntary (the thread blocked: a
@@ -472,7 +472,7 @@ def main(argv=None) -> int:
     if missing:
         log(f"cannot run: `{missing[0]}` is not installed (perf: apt-get install linux-perf; valgrind)")
         return 1
-    settings["perf"] = machine._first_line(["perf", "--version"]) if with_perf else None
+    settings["perf"] = machine.first_line(["perf", "--version"]) if with_perf else None
     args.name = "syscalls" + ("-quick" if args.quick else "") + ("-instructions" if args.instructions_only else "") \
         + (f"-idle{args.idle_connections}" if held else "") + ("-partial" if args.only or args.shapes else "")
     args.plan, args.rounds, args.dry_run = PLAN, settings["rounds"], False

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import compare, compare_plan, compare_report, machine, measure, perfstat, procs, provision, servers, session, tail_stats
+from . import compare, compare_plan, compare_report, machine, measure, procs, provision, servers, session, tail_stats
 from .procs import RunError, log
 
 PLAN = provision.BENCH / "plans" / "tail.plan"
@@ -89,7 +89,7 @@ class Tail:
         self.oha, problem = provision.oha(log_dir)
         if problem:
             return problem
-        self.settings["oha"] = machine._first_line([str(self.oha), "--version"]) or "unknown"
+        self.settings["oha"] = machine.first_line([str(self.oha), "--version"]) or "unknown"
         if args.max_rps:
             self.maxima = [{"server": "nginx", "given": True, "oha": {"ok_rps": args.max_rps}}]
         else:
@@ -140,7 +140,7 @@ class Tail:
             # plus each side's run-queue wait and the server's context switches.
             r = measure.window_reading({"oha": [proc.pid], "server": server_pids, "redis": [redis.pid] if redis else []},
                                        redis, COUNTER_KEY)
-            switches = perfstat.switches_of(perfstat.tasks_of(server_pids))
+            switches = measure.switches_of(measure.tasks_of(server_pids))
             r.update(server_wait=measure.run_delay(server_pids), redis_wait=measure.run_delay([redis.pid] if redis else []),
                      oha_wait=measure.run_delay([proc.pid]), vol=sum(v for v, _ in switches.values()),
                      nonvol=sum(n for _, n in switches.values()))

@@ -22,7 +22,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
-from kit import callgrind, perfstat, syscalls  # noqa: E402
+from kit import callgrind, measure, perfstat, syscalls  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -125,7 +125,7 @@ class AggregateTest(unittest.TestCase):
     def test_switch_deltas(self):
         before = {1: (10, 5), 2: (0, 0), 3: (7, 7)}
         after = {1: (15, 9), 2: (3, 1), 4: (100, 100)}  # 3 has gone, 4 is new: both left out
-        deltas = perfstat.switch_deltas(before, after, {1: "server", 2: "redis"})
+        deltas = measure.switch_deltas(before, after, {1: "server", 2: "redis"})
         self.assertEqual(deltas, {"server": {"voluntary": 5, "nonvoluntary": 4},
                                   "redis": {"voluntary": 3, "nonvoluntary": 1}})
 
