@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import compare, compare_plan, compare_report, machine, parse, procs, provision, redisctl, servers, session
+from . import compare, compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, servers, session
 from .procs import log
 from .md import fmt
 
@@ -132,17 +132,13 @@ def measure(variant, filled: dict, round_no: int, setups, args, raw_dir: Path, l
         with redis.client() as client:
             client.command("FLUSHALL")
             before = redis_reading(client, redis.pid, server_pids)
-            argv = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{args.duration}s", "--latency"]
-            url = f"http://127.0.0.1:{port}"
-            argv += ["-s", str(LUA), url, "--", str(paths_file)] if paths_file else [url + load["path"]]
-            result = procs.run(argv, timeout=args.duration + 30)
+            url = f"http://127.0.0.1:{port}" + ("" if paths_file else load["path"])
+            wrk = loadgen.wrk(url, args.threads, args.connections, args.duration, raw_dir / f"{tag}.txt", None,
+                              script=(str(LUA), str(paths_file)) if paths_file else ())
             time.sleep(0.3)  # requests in flight when wrk stopped finish in the server
             after = redis_reading(client, redis.pid, server_pids)
-            (raw_dir / f"{tag}.txt").write_text(f"$ {' '.join(argv)}\n{result.stdout}\n{result.stderr}")
-            try:
-                wrk = parse.parse_wrk(result.stdout)
-            except parse.ParseError as error:
-                row["status"] = f"wrk: {error}"
+            if wrk["error"]:
+                row["status"] = f"wrk: {wrk['error']}"
                 return row
             # Requests served: what Redis counted (wrk stops counting with up to -c still in flight,
             # which the server still answers and counts), or wrk's own count where nothing counts.
