@@ -323,7 +323,7 @@ def tail_maxima(summary: dict) -> list[str]:
         rows.append([_title(summary, m["server"]), m["error"]] + [""] * 7 if m.get("error") else
                     [m["server"], f"{_n(o['ok_rps'])} (given with --max-rps, not measured)"] + [""] * 7 if m.get("given")
                     else [_title(summary, m["server"]), _n(o["ok_rps"]), _n(o["p50_ms"]), _n(o["p99_ms"]),
-                          _n(o["p999_ms"]), *_cpu(c, "oha_pct", "server_pct", "redis_pct", "other_pct")])
+                          _n(o["p999_ms"]), *_cpu(c, "oha_cpu_pct", "server_cpu_pct", "redis_cpu_pct", "other_cpu_pct")])
     rates = ", ".join(f"{percent_label(float(f))} = {r:,}/s" for f, r in summary["rates"].items())
     return ["## The generator's closed-loop maximum", ""] + \
         md.table(["server", "2xx/s", "p50 ms", "p99 ms", "p99.9 ms", "oha % CPU", "server % CPU", "Redis % CPU",
@@ -378,13 +378,13 @@ def tail_cpu(summary: dict) -> list[str]:
             if cell and cell["rounds"]:
                 c = {k: v["median"] for k, v in cell["cpu"].items() if v}
                 rows.append([percent_label(float(fraction)), _title(summary, server),
-                             *(_n(c.get(k), 0) if k in c else "–" for k in ("oha_pct", "server_pct", "redis_pct",
-                                                                           "other_pct", "machine_pct")),
-                             _n(c["requests_per_command"], 1) if "requests_per_command" in c else "–",
-                             _n(c["server_nonvoluntary_per_s"], 0) if "server_nonvoluntary_per_s" in c else "–"])
+                             *(_n(c.get(k), 0) if k in c else "–" for k in ("oha_cpu_pct", "server_cpu_pct", "redis_cpu_pct",
+                                                                           "other_cpu_pct", "machine_cpu_pct")),
+                             _n(c.get("server_cpu_us_per_request")), _n(c.get("requests_per_command"), 1),
+                             _n(c.get("server_nonvoluntary_per_s"), 0)])
     return ["## CPU over each steady window (medians; % of one CPU)", ""] + \
-        md.table(["rate", "server", "oha", "server", "Redis", "other", "whole machine", "requests per Redis command",
-               "server preemptions / s"], rows) + [""]
+        md.table(["rate", "server", "oha", "server", "Redis", "other", "whole machine", "server CPU µs / request",
+                  "requests per Redis command", "server preemptions / s"], rows) + [""]
 
 
 def tail_rounds(summary: dict) -> list[str]:
@@ -398,7 +398,7 @@ def tail_rounds(summary: dict) -> list[str]:
             continue
         o, c = m["oha"], m.get("cpu") or {}
         rows.append(head + [_n(o["p50_ms"]), _n(o["p99_ms"]), _n(o["p999_ms"]), _n(o["ok_rps"]),
-                            *_cpu(c, "oha_pct", "server_pct", "redis_pct", "other_pct", "server_nonvoluntary_per_s"),
+                            *_cpu(c, "oha_cpu_pct", "server_cpu_pct", "redis_cpu_pct", "other_cpu_pct", "server_nonvoluntary_per_s"),
                             _n(c.get("requests_per_command"), 1),
                             " · ".join(_cpu(c, "server_runq_ms_per_s", "redis_runq_ms_per_s", "oha_runq_ms_per_s"))])
     return ["## Every round", ""] + \

@@ -64,7 +64,7 @@ def window_reading(pids: dict[str, list[int]], redis=None, counter: str = "hit")
     """One end of a steady window: the clock, the CPU seconds of each named group of processes (e.g.
     "redis", "server", "wrk") and of the whole machine, and with `redis` (a RedisServer) the counter
     and INFO commandstats' calls and usec. Two of them make `window_figures`."""
-    r = {"t": time.monotonic(), "machine": machine_cpu_seconds()}
+    r = {"t": time.monotonic(), "machine": machine_cpu_seconds(), "groups": list(pids)}
     r.update({name: procs.cpu_seconds(group) for name, group in pids.items()})
     if redis:
         with redis.client() as client:
@@ -76,16 +76,24 @@ def window_reading(pids: dict[str, list[int]], redis=None, counter: str = "hit")
 
 
 def window_figures(a: dict, b: dict) -> dict:
-    """The steady window between two readings: CPU as % of one CPU, Redis's commands and batch size."""
+    """The steady window between two readings: each group's CPU as % of one CPU (`GROUP_cpu_pct`),
+    the machine's and the rest of it (other work); where the readings have them, each group's
+    run-queue wait in ms per second (`GROUP_wait`: seconds, run_delay's) and the server's context
+    switches per second (`vol`, `nonvol`); and Redis's commands and batch size."""
     window = b["t"] - a["t"]
     if window <= 0:
         return {}
     out = {"window_s": round(window, 2)}
-    groups = ("redis", "replica", "sentinels", "server", "wrk") + (("attacker",) if "attacker" in b else ())
+    groups = tuple(b.get("groups", ("redis", "replica", "sentinels", "server", "wrk")))
     for key in groups + ("machine",):
         out[f"{key}_cpu_pct"] = round(100.0 * (b.get(key, 0) - a.get(key, 0)) / window, 1)
     ours = sum(b.get(k, 0) - a.get(k, 0) for k in groups)
     out["other_cpu_pct"] = round(100.0 * ((b["machine"] - a["machine"]) - ours) / window, 1)
+    for key in [k for k in b if k.endswith("_wait") and k in a]:
+        out[f"{key[:-5]}_runq_ms_per_s"] = round(1000.0 * (b[key] - a[key]) / window, 1)
+    for key, name in (("vol", "server_voluntary_per_s"), ("nonvol", "server_nonvoluntary_per_s")):
+        if key in a and key in b:
+            out[name] = round((b[key] - a[key]) / window, 1)
     if "counter" in a and "counter" in b:
         served = b["counter"] - a["counter"]
         calls = {k: b["calls"].get(k, 0) - a["calls"].get(k, 0) for k in ("incr", "incrby", "wait")}

@@ -23,7 +23,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
-from kit import compare_report, tail_stats  # noqa: E402
+from kit import compare_report, measure, tail_stats  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -118,7 +118,7 @@ def measurement(server, rnd, fraction, p99, p999, rate=1000, ok_rps=1000.0, erro
     if not error:
         m["oha"] = {"p50_ms": p99 / 4, "p90_ms": p99 / 2, "p99_ms": p99, "p999_ms": p999, "max_ms": p999 * 2,
                     "ok_rps": ok_rps, "achieved_ratio": ok_rps / rate}
-        m["cpu"] = {"oha_pct": 50.0, "server_pct": 40.0 + rnd, "redis_pct": 5.0}
+        m["cpu"] = {"oha_cpu_pct": 50.0, "server_cpu_pct": 40.0 + rnd, "redis_cpu_pct": 5.0}
     return m
 
 
@@ -142,7 +142,7 @@ class FoldTest(unittest.TestCase):
         self.assertEqual(cell["p99_ms"]["values"], [1.4, 2.5, 1.7])  # rounds 1, 2, 3
         self.assertEqual(cell["p99_ms"]["median"], 1.7)
         self.assertEqual((cell["p99_ms"]["min"], cell["p99_ms"]["max"]), (1.4, 2.5))
-        self.assertEqual(cell["cpu"]["server_pct"]["median"], 42.0)
+        self.assertEqual(cell["cpu"]["server_cpu_pct"]["median"], 42.0)
         self.assertIsNone(cell["cpu"]["requests_per_command"])
 
     def test_failed_round_left_out(self):
@@ -179,24 +179,26 @@ class FoldTest(unittest.TestCase):
 
 
 class WindowTest(unittest.TestCase):
-    def test_window_cpu(self):
-        before = {"t": 10.0, "oha": 5.0, "server": 3.0, "redis": 1.0, "machine": 20.0, "calls": {"incr": 0, "incrby": 100},
-                  "counter": 1000, "vol": 10, "nonvol": 5, "server_wait": 0.3, "redis_wait": 0.1}
-        after = {"t": 12.0, "oha": 6.2, "server": 4.0, "redis": 1.2, "machine": 23.8, "calls": {"incr": 50, "incrby": 250},
-                 "counter": 5000, "vol": 30, "nonvol": 405, "server_wait": 0.5, "redis_wait": 0.12}
-        out = tail_stats.window_cpu(before, after)
-        self.assertEqual(out["oha_pct"], 60.0)
-        self.assertEqual(out["server_pct"], 50.0)
-        self.assertEqual(out["redis_pct"], 10.0)
-        self.assertEqual(out["machine_pct"], 190.0)
-        self.assertEqual(out["other_pct"], 70.0)
-        self.assertEqual(out["redis_commands_per_s"], 100.0)
+    def test_bench_tails_readings(self):
+        # measure.window_figures on bench/tail's readings: its groups, run-queue waits and switches
+        before = {"t": 10.0, "groups": ["oha", "server", "redis"], "oha": 5.0, "server": 3.0, "redis": 1.0,
+                  "machine": 20.0, "calls": {"incr": 0, "incrby": 100}, "usec": {}, "counter": 1000, "vol": 10,
+                  "nonvol": 5, "server_wait": 0.3, "redis_wait": 0.1}
+        after = {"t": 12.0, "groups": ["oha", "server", "redis"], "oha": 6.2, "server": 4.0, "redis": 1.2,
+                 "machine": 23.8, "calls": {"incr": 50, "incrby": 250}, "usec": {}, "counter": 5000, "vol": 30,
+                 "nonvol": 405, "server_wait": 0.5, "redis_wait": 0.12}
+        out = measure.window_figures(before, after)
+        self.assertEqual((out["oha_cpu_pct"], out["server_cpu_pct"], out["redis_cpu_pct"]), (60.0, 50.0, 10.0))
+        self.assertEqual((out["machine_cpu_pct"], out["other_cpu_pct"]), (190.0, 70.0))
+        self.assertNotIn("wrk_cpu_pct", out)                 # not one of this reading's groups
+        self.assertEqual(out["commands_per_s"], 100.0)
         self.assertEqual(out["requests_per_command"], 20.0)
+        self.assertEqual(out["server_cpu_us_per_request"], 250.0)  # 1 s of CPU for 4,000 requests
         self.assertEqual(out["server_nonvoluntary_per_s"], 200.0)
         self.assertEqual(out["server_runq_ms_per_s"], 100.0)  # 0.2 s of waiting over 2 s
         self.assertEqual(out["redis_runq_ms_per_s"], 10.0)
         self.assertNotIn("oha_runq_ms_per_s", out)  # not read: left out, not zero
-        self.assertEqual(tail_stats.window_cpu(after, before), {})
+        self.assertEqual(measure.window_figures(after, before), {})
 
 
 class ReportTest(unittest.TestCase):
