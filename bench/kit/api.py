@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import compare, compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, servers, session
 from .procs import log
-from .md import fmt
+from .md import esc, fmt
 
 LUA = Path(__file__).resolve().parent / "api.lua"
 DRAWS, SEED = 65536, 20
@@ -90,7 +90,7 @@ def table(summary: dict) -> str:
     for row in summary["rows"]:
         t = row["tests"].get("wrk") or {}
         if not t.get("rps"):
-            lines.append(f"| {row['id']} | {summary['loads'][row['id']]} | {row['status']} |" + " |" * 9)
+            lines.append(f"| {row['id']} | {summary['loads'][row['id']]} | {esc(row['status'])} |" + " |" * 9)
             continue
         errors = sum(t.get(f"errors_{k}", 0) for k in ("connect", "read", "write", "timeout"))
         lines.append(

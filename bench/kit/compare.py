@@ -127,20 +127,16 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
            "status": "ok", "tests": {}, "load_before": round(os.getloadavg()[0], 2)}
     if variant.attack:
         row["attack"] = f"{variant.attack}:{variant.attack_size}"
-    port = filled["port"]
-    if not servers.wait_port_free(port):
-        row["status"] = f"not run: 127.0.0.1:{port} still in use"
+    port, row["log"] = filled["port"], f"{tag}.log"
+    try:
+        service = servers.start(server_spec(variant, filled), port, log_dir / f"{tag}.log", name=name)
+    except procs.RunError as error:
+        row["status"] = str(error)
+        log(f"{tag}: {error}")
+        shutil.rmtree(scratch, ignore_errors=True)
         return row
-    env = dict(os.environ, **filled["env"])
-    service = procs.Service(name, filled["argv"], log_dir / f"{tag}.log", env=env)
-    spec = server_spec(variant, filled)
     scraper, flood, attack = None, [], None
     try:
-        why = servers.wait_ready(service, spec, port, timeout=30, settle=0.5)
-        if why:
-            row["status"] = f"did not start: {why}"
-            log(f"{tag}: {row['status']}")
-            return row
         if redis:
             redis.set("hit", 0)
         server_pids = [service.pid] + procs.descendants(service.pid)
@@ -242,7 +238,6 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
                 client.wait()
         row["exit_status"] = service.stop(grace=15)
         row["worker_timeouts"] = servers.worker_timeouts(service.log_text())
-        row["log"] = f"{tag}.log"
         shutil.rmtree(scratch, ignore_errors=True)
 
 

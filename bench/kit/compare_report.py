@@ -85,7 +85,7 @@ def table(summary: dict) -> str:
     for row in summary["rows"]:
         t = _wrk(row)
         if row["status"] != "ok" and not t.get("rps"):
-            lines.append(f"| {row['id']} | {row['status']} | | | | | | | |")
+            lines.append(f"| {row['id']} | {md.esc(row['status'])} | | | | | | | |")
             continue
         ratio = None if not base_rps or not t.get("rps") else t["rps"] / base_rps
         spread = f"{fmt(t['min'].get('rps'))}–{fmt(t['max'].get('rps'))}" if t.get("min") else "–"
