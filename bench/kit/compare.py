@@ -68,7 +68,8 @@ def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.render:
         summary = json.loads((args.plan / "summary.json").read_text())
-        (args.plan / "summary.md").write_text(compare_report.render(summary))
+        render = compare_report.tail_render if "tail" in summary else compare_report.render
+        (args.plan / "summary.md").write_text(render(summary))
         print(args.plan / "summary.md")
         return 0
     try:
