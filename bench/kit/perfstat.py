@@ -10,8 +10,8 @@ switches, per thread, over exactly the window a load ran in (bench/syscalls).
   perf's counters are inherited, so threads and children created after it attached (a runtime's
   lazily started threads) count in their parent thread's line.
 - `parse()`: perf's CSV into {thread label: {event: count}}; `aggregate()` folds threads into the
-  roles the caller names ("server", "redis") through a tid -> role map; `syscall_name()` and
-  `top()` make the names short and pick the largest; failed recvfrom/read/accept4 (ret < 0, on
+  roles the caller names ("server", "redis") through a tid -> role map; `syscall_name()` makes
+  the names short; failed recvfrom/read/accept4 (ret < 0, on
   their exit tracepoints) come as `recvfrom:err` etc. Pure functions, tested by
   bench/tests/test_perfstat.py against a real perf 6.1 output.
 
@@ -136,12 +136,6 @@ def aggregate(threads: dict[str, dict[str, int]], roles: dict[int, str]) -> dict
                 name = syscall_name(event)
                 sums[name] = sums.get(name, 0) + count
     return out
-
-
-def top(counts: dict[str, int], n: int = 8) -> list[tuple[str, int]]:
-    """The n syscalls with the largest counts, largest first (ties by name)."""
-    named = [(k, v) for k, v in counts.items() if is_syscall(k) and v]
-    return sorted(named, key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
 def compress(path: Path) -> Path:

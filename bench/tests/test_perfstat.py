@@ -118,10 +118,6 @@ class AggregateTest(unittest.TestCase):
         self.assertEqual(roles["server"]["total"], 3707)
         self.assertEqual(roles["other"]["total"], 146 + 3)
 
-    def test_top(self):
-        self.assertEqual(perfstat.top(self.roles["server"], 3),
-                         [("recvfrom", 1950), ("sendto", 1045), ("io_uring_enter", 537)])
-
     def test_switch_deltas(self):
         before = {1: (10, 5), 2: (0, 0), 3: (7, 7)}
         after = {1: (15, 9), 2: (3, 1), 4: (100, 100)}  # 3 has gone, 4 is new: both left out
