@@ -1,6 +1,6 @@
 """The reports of bench/compare's run, summary.md from summary.json's dict, and its console table:
-bench/compare's (and bench/hostile's, bench/api's with a section of its own) and bench/tail's;
-bench/syscalls' counts are rendered beside their folding (kit/syscalls.py).
+bench/compare's (and bench/hostile's, bench/api's with a section of its own), bench/tail's and
+bench/syscalls'.
 
 bench/compare's: the machine first, then how quiet it was (load averages, CPU used by other work
 during each measurement), the throughput table (median req/s over the rounds, the min–max spread,
@@ -13,7 +13,7 @@ test_tail.py render recorded summaries.
 """
 from __future__ import annotations
 
-from . import md
+from . import md, perfstat
 from .md import fmt
 from .rounds import median_of
 from .tail_stats import percent_label
@@ -448,3 +448,112 @@ def tail_render(summary: dict) -> str:
     return "\n".join(lines + ["Raw outputs: `raw/` (oha's JSON of every run: "
                               "`SERVER-FRACTION-rROUND.json`, the fraction in thousandths; `SERVER-max.json` the closed "
                               "loop), every number in `summary.json`.", ""])
+
+
+# bench/syscalls' report
+
+SYSCALL_SHAPES = {"keepalive": "keep-alive (`ab -k -c 50`)", "close": "a connection per request (`ab -c 50`)",
+                "pipelined": "pipelined keep-alive (50 connections × 16 requests per write)",
+                "idle": "idle (no load)"}
+# The syscalls table's first rows, in this order; the others follow by name.
+SYSCALL_ORDER = ["total", "context-switches", "cs-voluntary", "cs-nonvoluntary", "recvfrom", "recvfrom:err", "read",
+             "read:err", "sendto", "write", "writev", "epoll_wait", "epoll_ctl", "io_uring_enter", "accept4",
+             "accept4:err", "close", "shutdown", "setsockopt", "getsockopt", "getsockname", "ioctl",
+             "clock_gettime", "futex", "sched_yield"]
+
+
+def syscalls_held(summary: dict) -> list[str]:
+    rows = [[h["round"], h.get("error") or f"{h['answered']:,}/{h['connections']:,}", h.get("window_s", ""),
+             f"{h['shard_per_s']:,}" if "shard_per_s" in h else "", f"{h['supervisor_per_s']:,}" if "supervisor_per_s" in h else ""]
+            for h in summary.get("held", [])]
+    if not rows:
+        return []
+    n, s = summary["held"][0]["connections"], summary["syscalls"]
+    return [f"## hitcore -w 1 holding {n:,} idle connections: instructions per second (callgrind)", "",
+            f"`hitcore -w 1 --worker-connections {n + 100} --keep-alive 600 --header-timeout 600` under "
+            "`valgrind --tool=callgrind --trace-children=yes`; each connection answered one `GET /` and then "
+            f"left idle; 2 s later the counters zeroed (`callgrind_control -z`), {s['held_seconds']} s idle, "
+            "dumped (`-d`): Ir of each process, libc included, kernel excluded.", ""] + \
+        md.table(["round", "answered", "window s", "shard, instructions / s", "supervisor, instructions / s"], rows) + [""]
+
+
+def _stat(stat: dict | None, spread: bool = True) -> str:
+    if not stat:
+        return "0"
+    text = f"{stat['median']:.2f}" if stat["median"] < 100 else f"{stat['median']:.0f}"
+    return text + (f" ({stat['min']:.2f}–{stat['max']:.2f})" if spread and stat["max"] - stat["min"] > 0.005 else "")
+
+
+def _largest(counts: dict, n: int, digits: int) -> str:
+    tops = sorted(((k, st) for k, st in counts.items() if perfstat.is_syscall(k)), key=lambda kv: -kv[1]["median"])[:n]
+    return ", ".join(f"{k} {st['median']:.{digits}f}" for k, st in tops if st["median"] >= 0.005)
+
+
+def syscalls_render(summary: dict) -> str:
+    """bench/syscalls' report (its summary's `syscalls`, `folded`, `instructions_folded`, `held`)."""
+    folded, s, measured = summary["folded"], summary["syscalls"], bool(summary["measurements"])
+    titles = {row["id"]: row["title"] for row in summary["rows"]}
+    shapes = [sh for sh in summary["shapes"] if sh != "idle"]
+    lines = [f"# Syscalls per request: {summary['name']}", "",
+             f"`{summary['command']}`, started {summary['started_utc']}, {summary['duration_s']:.0f} s. Counts, not "
+             "times: a busy machine changes them only where the batching itself changes.", ""]
+    lines += md.machine(summary, [["perf", s["perf"]]] if s.get("perf") else []) + [""]
+    if measured:
+        lines += ["## Method", "",
+                  f"Each server on its own, started fresh each round ({s['rounds']} rounds), against one Redis; for "
+                  f"each shape a warm-up of {s['warmup']} requests, then `perf stat` (syscall tracepoints, context "
+                  f"switches, failed `recvfrom`/`read`/`accept4`) on every thread of the server and of redis-server, "
+                  f"enabled around exactly {s['requests']} requests ({summary['settings']['connections']} connections), every count divided "
+                  "by the requests. Medians of the rounds, (min–max) where they differ. `total` is every syscall "
+                  "once; `X:err` the calls of X that failed (part of X's count); *vol.* the voluntary context "
+                  "switches (bench/README.md, \"Syscalls per request\").", ""]
+        for shape in shapes:
+            rows = []
+            for server in summary["servers"]:
+                cell = folded.get(server, {}).get(shape)
+                if not cell:
+                    rows.append([titles[server], "not measured"] + [""] * 5)
+                    continue
+                srv, red, uses = cell["roles"].get("server", {}), cell["roles"].get("redis", {}), server != "nginx"
+                rows.append([titles[server], _stat(srv.get("total")),
+                             f"{_stat(srv.get(perfstat.SWITCHES))}; vol. {_stat(srv.get('cs-voluntary'), False)}",
+                             _largest(srv, 6, 2), _stat(red.get("total")) if uses else "–",
+                             f"{_stat(red.get(perfstat.SWITCHES))}; vol. {_stat(red.get('cs-voluntary'), False)}" if uses else "–",
+                             _stat(cell.get("redis_commands_per_request")) if uses else "–"])
+            lines += [f"## {SYSCALL_SHAPES[shape]}", ""] + md.table(
+                ["server", "syscalls / req", "context switches / req; voluntary", "largest syscalls / req",
+                 "Redis syscalls / req", "Redis ctx sw / req; voluntary", "Redis commands / req"], rows) + [""]
+        cols = [(sv, sh) for sh in shapes for sv in summary["servers"] if folded.get(sv, {}).get(sh)]
+        names = {n for sv, sh in cols for n, st in folded[sv][sh]["roles"].get("server", {}).items() if st["median"] >= 0.01}
+        if cols:
+            lines += ["## Every syscall of the server processes, per request (medians)", ""] + md.table(
+                ["syscall"] + [f"{sv} {sh}" for sv, sh in cols],
+                [[n] + [f"{v['median']:.3f}" if v else "0" for v in
+                        (folded[sv][sh]["roles"].get("server", {}).get(n) for sv, sh in cols)]
+                 for n in [n for n in SYSCALL_ORDER if n in names] + sorted(names - set(SYSCALL_ORDER))]) + [""]
+    ins = summary.get("instructions_folded")
+    if ins:
+        cell = lambda st: "–" if not st else f"{st['median']:,.0f}" + (  # noqa: E731
+            f" ({st['min']:,.0f}–{st['max']:,.0f})" if len(st["values"]) > 1 else "")
+        lines += ["## User-space instructions per request (callgrind)", "",
+                  "The server under `valgrind --tool=callgrind --trace-children=yes`, counters zeroed after a warm-up "
+                  f"and dumped after exactly {s['callgrind_requests']} requests; Ir of all its processes, libc "
+                  "included, kernel excluded. Under callgrind a server runs ~50× slower, so it finds more requests "
+                  "waiting per wake-up than at full speed; nginx runs with `master_process off` (callgrind_control "
+                  "cannot reach a forked worker).", ""] + md.table(
+            ["server"] + [SYSCALL_SHAPES[sh] for sh in shapes],
+            [[titles[sv]] + [cell(ins[sv].get(sh)) for sh in shapes] for sv in summary["servers"] if sv in ins]) + [""]
+    if "idle" in summary["shapes"] and measured:
+        rows = [[titles[sv], _stat(srv.get("total")), _stat(srv.get(perfstat.SWITCHES)), _largest(srv, 5, 1)]
+                for sv in summary["servers"] if folded.get(sv, {}).get("idle")
+                for srv in [folded[sv]["idle"]["roles"].get("server", {})]]
+        lines += ["## Idle: per second, no load", ""] + \
+            md.table(["server", "syscalls / s", "context switches / s", "largest"], rows) + [""]
+    lines += syscalls_held(summary)
+    errors = [m for m in summary["measurements"] + summary.get("instructions", []) + summary.get("held", [])
+              if m.get("error") or m.get("warning")]
+    if errors:
+        lines += ["## Problems", ""] + [f"- {m['server']} {m['shape']} round {m['round']}: "
+                                        f"{m.get('error') or m.get('warning')}" for m in errors] + [""]
+    return "\n".join(lines + ["Raw outputs: `raw/` (`*.perf.csv.gz`: perf's per-thread counts, "
+                              "gzipped; `*.load.txt`: the load generator's), every number in `summary.json`.", ""])

@@ -1,6 +1,7 @@
 """Checks bench/syscalls' readers: kit/perfstat.py against real `perf stat -x,` outputs (perf 6.1 on
 Debian 12, kernel 6.18), kit/callgrind.py's reading of callgrind dumps, and kit/syscalls.py's
-request counts and folding of rounds, and its idle-connections figures, so that the syscalls-per-request table cannot silently rot.
+request counts and folding of rounds, and its idle-connections figures (their table is kit/compare_report.py's), so
+that the syscalls-per-request table cannot silently rot.
 
 Fixtures (bench/tests/fixtures/):
 - perf-stat-per-thread-hitcore.csv: `perf stat -x, --per-thread -p <hitcore -w 1's supervisor and
@@ -22,7 +23,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
-from kit import callgrind, measure, perfstat, syscalls  # noqa: E402
+from kit import callgrind, compare_report, measure, perfstat, syscalls  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -217,12 +218,12 @@ class SyscallsTest(unittest.TestCase):
         summary = {"syscalls": {"held_seconds": 10},
                    "held": [{"round": 1, "connections": 10000, "answered": 10000, **figures},
                             {"round": 2, "connections": 10000, "error": "callgrind wrote no dump"}]}
-        text = "\n".join(syscalls._held_lines(summary))
+        text = "\n".join(compare_report.syscalls_held(summary))
         self.assertIn("holding 10,000 idle connections", text)
         self.assertIn("--worker-connections 10100", text)
         self.assertIn("| 1 | 10,000/10,000 | 10.0 | 215,000 | 12,000 |", text)
         self.assertIn("| 2 | callgrind wrote no dump |", text)
-        self.assertEqual(syscalls._held_lines({"settings": {}}), [])
+        self.assertEqual(compare_report.syscalls_held({"settings": {}}), [])
 
     def test_answered(self):
         for sent, expected in ((b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1", True),
