@@ -29,8 +29,8 @@
 //!   tickets (`queue/`), dialing (`dial`, a leaf), the connect path (discovery, TLS, ROLE), the
 //!   pipelined connection task with its sessions and reconnect state machine, what a topology
 //!   makes a session follow, Sentinel (`sentinel/`) and Cluster (`cluster/`) routing; the
-//!   counting API's per-key coalescing (`keyed/`) and its bounded table of TTL refreshes
-//!   (`keyed/refresh`).
+//!   counting API's per-key coalescing (`keyed/`), the ops and answer tickets it trades with the
+//!   API (`keyed/op`) and its bounded table of TTL refreshes (`keyed/refresh`).
 //! - `testhook` (the `test-hooks` feature, tests only): a shard's boot that crashes or stalls on request, for the
 //!   fault-schedule test.
 //! - [`https`]: the rustls server configuration built from the HTTPS settings' files (`--certfile`,
