@@ -2,7 +2,7 @@
 
 Everything here is read from the system or asked of the programs themselves at run time; a
 version that cannot be read is reported as such, never guessed. Also the few machine settings a
-run reads or lifts (`sysctl()`, `raise_open_files_limit()`), shared by bench/run, bench/hostile
+run reads or lifts (`sysctl()`, `raise_open_files_limit()`), shared by bench/run, bench/compare
 and bench/device/run16.
 """
 from __future__ import annotations

@@ -9,7 +9,7 @@
   PID, waits, then SIGKILLs it and every descendant it had, each by PID.
 - `cpu_seconds()` is the CPU time (user + system) processes have used so far, from /proc.
 - `TreeSampler` samples the memory of a process tree at ~10 Hz: the peak of the summed RSS (and PSS)
-  of the root and all its descendants, and each sample per process for bench/hostile's sampler.
+  of the root and all its descendants (bench/run's rows, bench/compare's peak during wrk).
 - `cleanup()` stops every child still running; main.py calls it in `finally` and on SIGTERM/SIGHUP.
 """
 from __future__ import annotations
