@@ -162,8 +162,9 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
         attacker_pids = [attack.pid] if attack else []  # its CPU is neither the server's nor other work
 
         def reading(proc) -> dict:
-            r = window_reading({"redis": redis_pids, "replica": replica_pids, "sentinels": sentinel_pids,
-                                "server": server_pids, "wrk": [proc.pid]} | ({"attacker": attacker_pids} if attack else {}), redis)
+            groups = {"redis": redis_pids, "replica": replica_pids, "sentinels": sentinel_pids, "server": server_pids,
+                      "wrk": [proc.pid]}
+            r = window_reading(groups | ({"attacker": attacker_pids} if attack else {}), redis)
             # How the connections spread over the server's processes (open descriptors: a shard's or
             # worker's connections plus a few of its own), and the kernel's socket totals: the
             # window's end is what a run with many connections reports.

@@ -204,16 +204,14 @@ def checks(summary: dict) -> str:
 
 def machine(summary: dict) -> list[str]:
     """`## Machine` of a bench/compare run (bench/api's too): the report library's machine table
-    (md.machine) with the governor, the limits, the quiet wait, each round's start, the binaries and
+    (md.machine) with the governor, the limits, each round's start, the binaries and
     the Redis setups."""
-    lim, quiet = summary.get("limits"), summary.get("quiet_wait")
+    lim = summary.get("limits")
     rows = [["CPU governor", summary["machine"].get("governor")]]
     if lim:
         rows.append(["Open files soft / hard (wrk and the servers inherit them); somaxconn; tcp_max_syn_backlog",
                      f"{fmt(lim.get('nofile_soft'))} / {fmt(lim.get('nofile_hard'))}; {lim.get('somaxconn')}; "
                      f"{lim.get('tcp_max_syn_backlog')}"])
-    if quiet:
-        rows.append(["Waited for a quiet machine (UTC, 1-minute load)", ", ".join(f"{q['utc']} {q['load1']}" for q in quiet)])
     rows.append(["Each round's start (UTC, 1-minute load)",
                  ", ".join(f"{r['utc']} {r['load1']}" for r in summary.get("rounds", []))])
     rows += [[f"`{{{k}}}`", v] for k, v in summary.get("binaries", {}).items()]

@@ -19,7 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import callgrind, compare, compare_plan, compare_report, machine, measure, perfstat, procs, provision, redisctl, servers, session
+from . import (callgrind, compare, compare_plan, compare_report, machine, measure, perfstat, procs, provision,
+               redisctl, servers, session)
 from .procs import RunError, log
 from .rounds import stats
 
@@ -147,7 +148,8 @@ class Syscalls:
         summary.update(servers=[r["id"] for r in summary["rows"]], shapes=self.shapes,
                        measurements=records["measurements"], folded=fold(records["measurements"]))
         if self.with_callgrind:
-            summary.update(instructions=records["instructions"], instructions_folded=fold_instructions(records["instructions"]))
+            summary.update(instructions=records["instructions"],
+                           instructions_folded=fold_instructions(records["instructions"]))
         if self.held:
             summary["held"] = records["held"]
 
@@ -326,8 +328,10 @@ def parse_args(argv):
     p.add_argument("--quick", action="store_true", help="2000 requests, one round: to check the script")
     p.add_argument("--requests", type=int, help="requests per measurement (default 20000)")
     p.add_argument("--rounds", type=int, help="rounds (default 3)")
-    p.add_argument("--only", metavar="LIST", type=session.choice(SERVERS, "server(s)"), help="servers, comma-separated: " + ", ".join(SERVERS))
-    p.add_argument("--shapes", metavar="LIST", type=session.choice(SHAPES, "shape(s)"), help="load shapes, comma-separated: " + ", ".join(SHAPES))
+    p.add_argument("--only", metavar="LIST", type=session.choice(SERVERS, "server(s)"),
+                   help="servers, comma-separated: " + ", ".join(SERVERS))
+    p.add_argument("--shapes", metavar="LIST", type=session.choice(SHAPES, "shape(s)"),
+                   help="load shapes, comma-separated: " + ", ".join(SHAPES))
     p.add_argument("--instructions", action="store_true",
                    help="also count user-space instructions per request under callgrind (5000 requests per "
                         "shape and round; slow)")
@@ -375,7 +379,7 @@ def main(argv=None) -> int:
     args.plan, args.rounds, args.dry_run = PLAN, settings["rounds"], False
     args.connections, args.duration, args.threads = CONNECTIONS, None, None
     run = Syscalls(settings, shapes, with_perf, with_callgrind, held)
-    tool = compare.Tool(measure=run.tool_measure, render=compare_report.syscalls_render, table=None, summary={"syscalls": settings},
-                        name="bench/syscalls", fold=run.fold)
+    tool = compare.Tool(measure=run.tool_measure, render=compare_report.syscalls_render, table=None,
+                        summary={"syscalls": settings}, name="bench/syscalls", fold=run.fold)
     machine.raise_open_files_limit()
     return session.guard(compare.run, args, plan, {"tokio": str(args.tokio)} if args.tokio else {}, tool)

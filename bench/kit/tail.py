@@ -180,7 +180,8 @@ class Tail:
             service, redis = self.start(variant, filled, setups, log_dir, f"{name}-r{rnd}")
         except RunError as error:
             row["status"] = str(error)
-            out += [{"server": name, "round": rnd, "fraction": f, "rate": r, "error": str(error)} for f, r in self.rates.items()]
+            out += [{"server": name, "round": rnd, "fraction": f, "rate": r, "error": str(error)}
+                    for f, r in self.rates.items()]
             return row
         try:
             self.oha_run(service, redis, filled["port"], min(self.rates.values()), WARMUP_S, None)
