@@ -29,8 +29,8 @@
 //!   tickets (`queue/`), dialing (`dial`, a leaf), the connect path (discovery, TLS, ROLE), the
 //!   pipelined connection task with its sessions and reconnect state machine, what a topology
 //!   makes a session follow, Sentinel (`sentinel/`) and Cluster (`cluster/`) routing; the
-//!   counting API's per-key coalescing (`keyed/`) and its bounded table of TTL refreshes
-//!   (`keyed/refresh`).
+//!   counting API's per-key coalescing (`keyed/`), the ops and answer tickets it trades with the
+//!   API (`keyed/op`) and its bounded table of TTL refreshes (`keyed/refresh`).
 //! - `testhook` (the `test-hooks` feature, tests only): a shard's boot that crashes or stalls on request, for the
 //!   fault-schedule test.
 //! - [`https`]: the rustls server configuration built from the HTTPS settings' files (`--certfile`,
@@ -41,6 +41,8 @@
 //! - [`logging`]: gunicorn-format error log, reopenable sinks, escaping of client bytes.
 //! - [`logjson`]: `--log-format json`: JSON string escaping and the error log's JSON object.
 //! - [`uring`]: the start-up check that io_uring is usable here (seccomp, sysctl, kernel, memlock).
+//! - [`executor`]: a shard's glommio executor, its io_uring ring depth and receive buffer ring
+//!   sized from `--worker-connections`, with glommio's default depth where the kernel refuses.
 //! - `vendored` (tests only): runs the unit tests of hitcore's own code in the vendored glommio
 //!   that glommio's test target cannot build (patch 10's buffer ring).
 //! - `vendored_wakeups` (tests only): a real glommio executor woken from another thread and by
@@ -57,6 +59,7 @@ pub mod badge;
 pub mod bind;
 pub mod cli;
 pub mod config;
+pub mod executor;
 pub mod handoff;
 pub mod heartbeat;
 pub mod http;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures_lite::FutureExt;
 use glommio::net::TcpStream;
 use glommio::sync::{Gate, Semaphore, StaticPermit};
-use glommio::{CpuSet, LocalExecutorBuilder, Placement};
+use glommio::{CpuSet, Placement};
 use socket2::SockRef;
 use tracing::{debug, error, info, warn};
 
@@ -48,11 +48,6 @@ use crate::process::set_process_name;
 
 /// The longest interval between heartbeats and housekeeping passes.
 const TICK: Duration = Duration::from_millis(100);
-
-/// glommio's registered I/O memory, used only for its file I/O, which hitcore does not do. Its
-/// default (10 MiB, pinned in every ring) made up most of a shard's resident memory; the minimum
-/// leaves a shard at 4 MiB (measured: 14.3 MiB RSS at start before, see docs/performance.md).
-const IO_MEMORY: usize = 64 * 1024;
 
 /// The shard's own state, shared by its tasks: what its connections are handed, and what only the
 /// shard itself uses.
@@ -119,25 +114,13 @@ pub fn run(spec: Spec) -> i32 {
         // is mapped (writable), and the descriptor is closed: no other shard's slot is reachable.
         let heartbeats = unsafe { Heartbeats::attach_own(spec.heartbeat_fd, spec.slot) }
             .map_err(|e| format!("cannot map the heartbeat region: {e}"))?;
-        let executor = LocalExecutorBuilder::new(placement)
-            .name(&format!("hitcore-shard{}", spec.index))
-            .io_memory(IO_MEMORY)
-            // Both left at their measured defaults (docs/performance.md: spinning 50 µs before
-            // parking made no difference here); the variables let an operator measure on their own
-            // hardware without a rebuild.
-            .spin_before_park(Duration::from_micros(
-                std::env::var("HITCORE_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(0),
-            ))
-            .preempt_timer(Duration::from_micros(
-                std::env::var("HITCORE_PREEMPT_US").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000),
-            ))
-            .make()
-            .map_err(|e| {
-                format!(
-                    "cannot start an io_uring executor on {where_}: {e} (check `ulimit -l`, at least 512 KiB, \
+        let name = format!("hitcore-shard{}", spec.index);
+        let executor = crate::executor::build(&name, placement, spec.config.worker_connections).map_err(|e| {
+            format!(
+                "cannot start an io_uring executor on {where_}: {e} (check `ulimit -l`, at least 512 KiB, \
                      and that io_uring is enabled: sysctl kernel.io_uring_disabled)"
-                )
-            })?;
+            )
+        })?;
         Ok((signals, heartbeats, executor))
     };
     match boot() {

@@ -117,7 +117,9 @@ def run(args, ids: list[str]) -> int:
     raw_dir, log_dir = session.fresh_run_dir(out_dir / name)
     log(f"bench/run {mode} run: {', '.join(ids)}" + (f", {args.repeat} rounds" if args.repeat > 1 else "")
         + f"; results -> {out_dir / name}.md")
-    summary = session.header(name, started, settings, "bench/run", session.busy_check())
+    summary = {"name": name, "started": started.isoformat(timespec="seconds"), "settings": settings,
+               "machine": machine.describe(), "load_at_start": [round(x, 2) for x in os.getloadavg()],
+               "busy_at_start": session.busy_check(), "busy_threshold": session.BUSY_PERCENT}
     problem = provision.apt_packages(list(provision.APT_PACKAGES), log_dir)
     if problem:
         log(f"cannot run: {problem}")

@@ -174,14 +174,8 @@ fn commands(api: &Api, req: &Request, stage: &Stage) -> Vec<Op> {
             publish: api.settings.stream.then(|| channel.as_bytes().into()),
         }],
         (Route::Stream, _) => vec![command(&[b"GET", k.as_bytes()])],
-        (Route::Get, _) => {
-            let mut ops = vec![command(&[b"GET", k.as_bytes()])];
-            if ttl.is_some() {
-                // A counter that is read stays, as Abacus refreshes it on reads.
-                ops.push(command(&[b"EXPIRE", k.as_bytes(), ttl_text.as_bytes()]));
-            }
-            ops
-        }
+        // A counter that is read stays, as Abacus refreshes it on reads (once per refresh interval).
+        (Route::Get, _) => vec![Op::Read { key: k.as_bytes().into(), ttl }],
         (Route::Info, _) => vec![
             command(&[b"GET", k.as_bytes()]),
             command(&[b"TTL", k.as_bytes()]),

@@ -2,7 +2,7 @@
 //! deleted (`/delete`, or by anyone in Redis) and hit again gets it again, and a shard refreshes a
 //! key's TTL once per refresh interval, not once per batch: counted with `INFO commandstats`.
 //! The scripted hit (`--api-stream`) does the same inside its script. `--counter-ttl 0` sends no
-//! `EXPIRE` at all.
+//! `EXPIRE` at all. A read (`/get`) refreshes through the same table as a hit.
 
 use crate::common;
 
@@ -85,6 +85,38 @@ fn a_hit_sets_the_ttl_once_per_interval_and_again_on_a_counter_it_created() {
     assert!(ttl(&redis, "K:ttl:page") <= 5000);
     assert_eq!(calls(&redis, "expire"), 4, "3 from hitcore, 1 from the test");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `/get` keeps a counter as a hit does (Abacus refreshes on reads), through the same table: the
+/// first read of a key sets its TTL, the next reads within the interval send `GET` alone.
+#[test]
+fn a_read_sets_the_ttl_once_per_interval_not_once_per_read() {
+    let redis = TestRedis::start();
+    let url = redis.url(0);
+    let server = TestServer::start(&["-w", "1", "--redis", &url]);
+    server.wait_ready(1);
+    let mut c = Client::connect(server.addr);
+    const DEFAULT_TTL: i64 = 180 * 24 * 3600;
+    // A counter with no TTL (made by an operator, or by a release before TTLs).
+    redis.cmd(0, &["SET", "K:ttl:read", "7"]);
+    redis.cmd(0, &["CONFIG", "RESETSTAT"]);
+
+    assert_eq!(req(&mut c, "GET", "/get/ttl/read", ""), (200, json!({"value": 7})));
+    let t = ttl(&redis, "K:ttl:read");
+    assert!(t > DEFAULT_TTL - 60 && t <= DEFAULT_TTL, "the first read set the TTL: {t}");
+    assert_eq!((calls(&redis, "get"), calls(&redis, "expire")), (1, 1));
+
+    for _ in 0..5 {
+        assert_eq!(req(&mut c, "GET", "/get/ttl/read", ""), (200, json!({"value": 7})));
+    }
+    assert_eq!((calls(&redis, "get"), calls(&redis, "expire")), (6, 1), "reads within the interval: GET alone");
+
+    // A hit on the key it read: the refresh is recorded for hits too, so no EXPIRE either.
+    assert_eq!(req(&mut c, "GET", "/hit/ttl/read", ""), (200, json!({"value": 8})));
+    assert_eq!(calls(&redis, "expire"), 1);
+    // A missing counter: 404, nothing created.
+    assert_eq!(req(&mut c, "GET", "/get/ttl/none", "").0, 404);
+    assert_eq!(redis.cmd(0, &["EXISTS", "K:ttl:none"]), "0");
 }
 
 /// A TTL under 64 s has a refresh interval of zero: every batch refreshes, as before.

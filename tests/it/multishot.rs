@@ -83,9 +83,12 @@ fn one_connection_reads_every_shape_through_the_fallback() {
 
 /// More connections than the ring has buffers, all waiting, then all sending at once: the
 /// receives that find no free buffer end with `ENOBUFS` and are armed again; every request is
-/// answered once, and connections that close (EOF through the receive) harm no other.
+/// answered once, and connections that close (EOF through the receive) harm no other. With
+/// `--worker-connections 500` the shard's ring has 256 buffers (`executor::for_connections`), so
+/// 400 connections outnumber them.
 fn many_connections(reads: Reads) {
-    let (redis, server) = server(reads, &["--worker-connections", "2000"]);
+    assert_eq!(hitcore::executor::for_connections(500).buffers, 256);
+    let (redis, server) = server(reads, &["--worker-connections", "500"]);
     let mut clients: Vec<Client> = (0..400).map(|_| Client::connect(server.addr)).collect();
     for c in &mut clients {
         c.request(GET);

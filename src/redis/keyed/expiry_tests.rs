@@ -171,11 +171,11 @@ struct Entry {
     value: i64,
     /// Seconds on the model's clock when it expires; `None`: never.
     expires_at: Option<u64>,
-    /// When a hit last counted on it.
+    /// When a hit last counted on it or a read last read it.
     last_hit: u64,
 }
 
-/// Redis as far as hits go: INCRBY, EXPIRE, expiry on a clock in seconds.
+/// Redis as far as hits and reads go: INCRBY, GET, EXPIRE, expiry on a clock in seconds.
 struct Model {
     now: u64,
     keys: HashMap<Vec<u8>, Entry>,
@@ -184,7 +184,7 @@ struct Model {
 
 impl Model {
     /// Drops expired keys, checking the promise: no key expires before `ttl - interval` after
-    /// its last hit.
+    /// its last hit or read.
     fn expire(&mut self) {
         let interval = refresh_interval(TTL).as_secs();
         let (now, seed) = (self.now, self.seed);
@@ -213,6 +213,13 @@ impl Model {
                 e.last_hit = now;
                 Reply::Integer(e.value)
             }
+            b"GET" => match self.keys.get_mut(&command[1]) {
+                Some(e) => {
+                    e.last_hit = now;
+                    Reply::Bulk(Box::leak(e.value.to_string().into_bytes().into_boxed_slice()))
+                }
+                None => Reply::Nil,
+            },
             b"EXPIRE" => {
                 let ttl: u64 = std::str::from_utf8(&command[2]).unwrap().parse().unwrap();
                 match self.keys.get_mut(&command[1]) {
@@ -272,10 +279,10 @@ fn flush(model: &mut Model, shard: &mut Keyed, base: Instant, broken: Option<(us
     }
 }
 
-/// A seeded randomized schedule: hits on two shards (coalesced batches), deletes by someone else,
+/// A seeded randomized schedule: hits and reads (`/get`) on two shards (coalesced batches), deletes by someone else,
 /// clock steps short and past the TTL, and connections that break part-way through a write
 /// (commands run, replies lost). Whenever both shards are idle, every existing counter has a TTL
-/// in (0, TTL]; and no counter ever expires earlier than `TTL - interval` after its last hit.
+/// in (0, TTL]; and no counter ever expires earlier than `TTL - interval` after its last hit or read.
 /// (The first version of this test let an EXPIRE owed after a broken connection wait while the
 /// clock moved on, and found a counter expiring 157 s after its last hit: the promise assumes
 /// the reconnect is quicker than the interval, which docs/api.md says.)
@@ -299,7 +306,13 @@ fn randomized_hits_deletes_expiries_and_breaks_never_leave_a_counter_without_its
                 let n = rng.usize(1..8);
                 t.arm(n);
                 for i in 0..n {
-                    shard.register(&t, i, hit(keys[rng.usize(..keys.len())]), u64::MAX).unwrap();
+                    let key = keys[rng.usize(..keys.len())];
+                    let op = if rng.u8(..10) < 3 {
+                        Op::Read { key: key.as_bytes().into(), ttl: Some(TTL) }
+                    } else {
+                        hit(key)
+                    };
+                    shard.register(&t, i, op, u64::MAX).unwrap();
                 }
                 // What a reply or a broken connection leaves owed is written at once (the
                 // reader wakes the writer; a new connection writes it first), before the clock

@@ -16,19 +16,18 @@
 //! It must not know HTTP, names or JSON (`crate::api` does), nor the seed counter's queue
 //! (`queue` owns that and hands this module the replies that are its own).
 
-use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
-use std::future::poll_fn;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use super::errors::{ErrorKind, error_kind};
 use super::queue::ticket::Failure;
 use super::resp::{self, Reply};
 
+mod op;
 mod refresh;
 
+pub use op::{Answered, KeyedTicket, Op};
 use refresh::Refreshed;
 pub use refresh::{MAX_REFRESH_INTERVAL, refresh_interval};
 
@@ -54,127 +53,10 @@ if ARGV[2] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[2]) end \
 if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[1]) end \
 return tonumber(ARGV[1])";
 
-/// What one request asks of Redis.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
-    /// One hit on a counter key: coalesced with the batch's other hits on the same key.
-    Hit {
-        /// The Redis key (`K:{namespace}:{key}`).
-        key: Rc<[u8]>,
-        /// The TTL in seconds (`--counter-ttl`; `None`: no expiry, no `EXPIRE`): refreshed once
-        /// per [`refresh_interval`] per key per connection, and at once on a key the hit created.
-        ttl: Option<u64>,
-        /// Only an existing counter counts (`--api-mode closed`): a missing one answers [`Answered::Nil`].
-        existing_only: bool,
-        /// The channel each new value is published on (`/stream`), if any.
-        publish: Option<Rc<[u8]>>,
-    },
-    /// Any other command, sent as it is, its reply handed back whole.
-    Command(Vec<Vec<u8>>),
-    /// An op a Cluster node redirected, sent once more to the node it named, alone (a hit is
-    /// `INCRBY key 1`), after `ASKING` for an `-ASK`. Redirected again, it is answered 503.
-    Redirected {
-        /// The op as first sent.
-        op: Box<Op>,
-        /// `-ASK`: send `ASKING` first.
-        asking: bool,
-    },
-}
-
-impl Op {
-    /// The Redis key the op is about, whose slot decides a Cluster node: a hit's key, a plain
-    /// command's first argument, an `EVAL`'s first key.
-    pub fn key(&self) -> &[u8] {
-        match self {
-            Op::Hit { key, .. } => key,
-            Op::Command(args) if args.first().is_some_and(|c| c == b"EVAL") => args.get(3).map_or(&[], Vec::as_slice),
-            Op::Command(args) => args.get(1).map_or(&[], Vec::as_slice),
-            Op::Redirected { op, .. } => op.key(),
-        }
-    }
-
-    /// `EXPIRE key ttl` as a plain command: an owed TTL sent on to the node that owns the key
-    /// (after a redirect, or when a Cluster node's connection ended), its reply nobody's answer.
-    pub fn expire(key: &[u8], ttl: u64) -> Op {
-        let mut t = itoa::Buffer::new();
-        Op::Command(vec![b"EXPIRE".to_vec(), key.to_vec(), t.format(ttl).as_bytes().to_vec()])
-    }
-}
-
 /// Appends a command given as owned arguments.
 fn encode_args(out: &mut Vec<u8>, args: &[Vec<u8>]) {
     let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
     resp::encode_command(out, &args);
-}
-
-/// One request's answer from Redis.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answered {
-    /// An integer reply; for a hit, this request's own value.
-    Int(i64),
-    /// A bulk string or a status (`OK`).
-    Text(Vec<u8>),
-    /// A null: a missing key, a `SET NX` that did not set.
-    Nil,
-    /// An ordinary error reply (the text is logged by the API, escaped).
-    Error(Vec<u8>),
-    /// No reply: see [`Failure`].
-    Failed(Failure),
-}
-
-/// Where the API's requests of one connection receive their answers, by position. One per
-/// connection, re-armed per round.
-#[derive(Debug, Clone, Default)]
-pub struct KeyedTicket(Rc<TicketState>);
-
-#[derive(Debug, Default)]
-struct TicketState {
-    answers: RefCell<Vec<Option<Answered>>>,
-    left: Cell<usize>,
-    waker: RefCell<Option<Waker>>,
-}
-
-impl KeyedTicket {
-    /// Starts a round of `n` answers, forgetting the previous round's.
-    pub fn arm(&self, n: usize) {
-        let mut answers = self.0.answers.borrow_mut();
-        answers.clear();
-        answers.resize(n, None);
-        self.0.left.set(n);
-    }
-
-    /// Records the answer at `index`.
-    pub fn set(&self, index: usize, answer: Answered) {
-        let mut answers = self.0.answers.borrow_mut();
-        if let Some(slot) = answers.get_mut(index) {
-            if slot.replace(answer).is_none() {
-                self.0.left.set(self.0.left.get() - 1);
-            }
-        }
-        if self.0.left.get() == 0 {
-            if let Some(w) = self.0.waker.borrow_mut().take() {
-                w.wake();
-            }
-        }
-    }
-
-    /// Waits until every answer of the round is in.
-    pub async fn wait(&self) {
-        poll_fn(|cx| {
-            if self.0.left.get() == 0 {
-                Poll::Ready(())
-            } else {
-                *self.0.waker.borrow_mut() = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await
-    }
-
-    /// Takes the answer at `index` (a failure if it never came, which `wait` rules out).
-    pub fn take(&self, index: usize) -> Answered {
-        self.0.answers.borrow_mut().get_mut(index).and_then(Option::take).unwrap_or(Answered::Failed(Failure::Lost))
-    }
 }
 
 /// What a written hit command leaves to do about its key's TTL.
@@ -319,7 +201,7 @@ impl Keyed {
                     }
                     groups[g].push((ticket.clone(), *index));
                 }
-                Op::Command(_) | Op::Redirected { .. } => first_of.push(None),
+                Op::Read { .. } | Op::Command(_) | Op::Redirected { .. } => first_of.push(None),
             }
         }
         // Pass 2: one command per key at its first hit, every other op in its place.
@@ -329,6 +211,12 @@ impl Keyed {
                 hit @ Op::Hit { .. } => {
                     let Some(members) = first.and_then(|g| groups[g].take()) else { continue };
                     commands += self.encode_hit(out, members, hit, None, now);
+                }
+                Op::Read { key, ttl } => {
+                    resp::encode_command(out, &[b"GET", &key]);
+                    let due = ttl.filter(|&ttl| self.refreshed.due(&key, ttl, now));
+                    self.sent.push_back(Sent::Command(ticket, index, Op::Read { key: key.clone(), ttl }));
+                    commands += 1 + due.map_or(0, |ttl| self.encode_expire(out, key, ttl));
                 }
                 Op::Command(args) => {
                     encode_args(out, &args);
@@ -352,6 +240,12 @@ impl Keyed {
                                 *op = again;
                             }
                             commands += n;
+                        }
+                        // A read's `EXPIRE`, if it was due, was redirected on its own.
+                        Op::Read { key, .. } => {
+                            resp::encode_command(out, &[b"GET", &key]);
+                            self.sent.push_back(Sent::Command(ticket, index, again));
+                            commands += 1;
                         }
                         Op::Command(args) => {
                             encode_args(out, &args);

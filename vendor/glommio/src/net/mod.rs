@@ -123,6 +123,15 @@ pub fn refuse_multishot_recv() {
     crate::executor().reactor().refuse_multishot();
 }
 
+/// hitcore: the buffer ring multishot receives read into: `count` buffers (a power of two, at
+/// most 32,768) of `size` bytes, for every executor of this process that registers its ring
+/// after the call (on its first multishot receive). Default 256 x 4 KiB. A receive that finds no
+/// free buffer ends and costs a `recv` and a new receive (HITCORE-PATCHES.md, patch 14).
+/// Panics on a count that is not a power of two or a size of 0.
+pub fn size_recv_buffer_ring(count: u16, size: u32) {
+    crate::sys::buf_ring::set_size(count, size);
+}
+
 mod datagram;
 mod stream;
 mod tcp_socket;

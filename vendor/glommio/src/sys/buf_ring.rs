@@ -10,7 +10,7 @@ use std::{
     os::unix::io::RawFd,
     ptr::NonNull,
     rc::Rc,
-    sync::atomic::{AtomicU16, Ordering},
+    sync::atomic::{AtomicU16, AtomicU32, Ordering},
 };
 
 /// `io_uring_register` opcodes and flags not in this copy's `uring_sys` (Linux 5.19 / 6.0).
@@ -23,10 +23,26 @@ pub(crate) const IORING_CQE_F_BUFFER: u32 = 1 << 0;
 pub(crate) const IORING_CQE_F_MORE: u32 = 1 << 1;
 const IORING_CQE_BUFFER_SHIFT: u32 = 16;
 
-/// Buffers per executor and their size: 256 x 4 KiB (1 MiB, allocated on the first multishot
-/// receive, never per connection). A request larger than one buffer spans several completions.
-pub(crate) const RING_BUFFERS: u16 = 256;
-pub(crate) const BUFFER_SIZE: u32 = 4096;
+/// Buffers per executor and their size, by default 256 x 4 KiB (1 MiB, allocated on the first
+/// multishot receive, never per connection; pages are touched as the kernel fills buffers). A
+/// request larger than one buffer spans several completions. [`set_size`] changes both for rings
+/// registered after it: a receive that finds no free buffer ends (`ENOBUFS`) and costs a `recv`
+/// and a new receive, so a process expecting thousands of busy connections wants more.
+static RING_BUFFERS: AtomicU16 = AtomicU16::new(256);
+static BUFFER_SIZE: AtomicU32 = AtomicU32::new(4096);
+
+/// Sets the buffer count (a power of two, at most 32,768) and size (bytes, at least 1) of the
+/// buffer rings registered from now on, in this process.
+pub(crate) fn set_size(count: u16, size: u32) {
+    assert!(count.is_power_of_two() && count <= 1 << 15 && size > 0, "buffer ring {count} x {size}");
+    RING_BUFFERS.store(count, Ordering::Relaxed);
+    BUFFER_SIZE.store(size, Ordering::Relaxed);
+}
+
+/// The buffer count and size [`set_size`] chose (or the defaults).
+pub(crate) fn size() -> (u16, u32) {
+    (RING_BUFFERS.load(Ordering::Relaxed), BUFFER_SIZE.load(Ordering::Relaxed))
+}
 /// The buffer group id the receives name. One ring per executor, so one group.
 pub(crate) const BUFFER_GROUP: u16 = 0x6863; // "hc"
 

@@ -974,11 +974,8 @@ impl SleepableRing {
     /// on the first call; `None` where the kernel refuses.
     fn buf_group(&mut self) -> Option<u16> {
         if let BufRingState::Untried = self.buf_ring {
-            let ring = BufRing::new(
-                super::buf_ring::RING_BUFFERS,
-                super::buf_ring::BUFFER_SIZE,
-                super::buf_ring::BUFFER_GROUP,
-            );
+            let (count, size) = super::buf_ring::size();
+            let ring = BufRing::new(count, size, super::buf_ring::BUFFER_GROUP);
             self.buf_ring = match ring.register(self.ring_fd()) {
                 Ok(()) => BufRingState::Registered(Rc::new(ring)),
                 Err(_) => BufRingState::Refused,
