@@ -440,7 +440,6 @@ def tail_render(summary: dict) -> str:
     lines += md.machine(summary, [["Run", f"{summary['duration_s']:.0f} s: `{summary['command']}`"]] +
                      [[f"{name} binary", ident] for name, ident in summary.get("binaries", {}).items()]) + [""]
     lines += tail_method(summary) + tail_maxima(summary) + tail_goal(summary)
-    lines += [x for chart in summary.get("charts", []) for x in (f"![p99 against the offered rate]({chart})", "")]
     lines += tail_rates(summary) + tail_cpu(summary) + tail_rounds(summary) + tail_correctness(summary)
     lines += ["## Notes", ""] + list(summary["notes"]) + [""] if summary.get("notes") else []
     return "\n".join(lines + ["Raw outputs: `raw/` (oha's JSON of every run: "

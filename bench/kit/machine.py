@@ -178,7 +178,7 @@ def versions(hitcore: Path | None, redis_version: str | None) -> dict:
     """Versions of every server and tool, as each reports itself."""
     v: dict = {}
     v["python (system, runs the kit)"] = platform.python_version()
-    main = _venv_versions("main", ["gunicorn", "flask", "redis", "gevent", "tornado", "matplotlib"])
+    main = _venv_versions("main", ["gunicorn", "flask", "redis", "gevent", "tornado"])
     if main:
         python = first_line([str(provision.venv_python("main")), "--version"])
         v["bench/.venv"] = ", ".join([python or "python ?"] + [f"{k} {main[k]}" for k in main])

@@ -224,7 +224,7 @@ def run_delay(pids: list[int]) -> float:
 
 
 # hitcore's /metrics: the exposition parser, the series drawn from its counters alone (bench/compare's
-# @scrape and @redis-restart; kit/charts.py's redis-restart chart) and the scraper thread.
+# @scrape and @redis-restart) and the scraper thread.
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)(?:\s+\d+)?$')
 

@@ -1,11 +1,11 @@
 """The shell every bench tool runs in: its parser's shared options, signals and cleanup, its results
-folder, its chart, and the files it writes at the end (the report, whose digest it prints, and the
+folder, and the files it writes at the end (the report, whose digest it prints, and the
 exit status).
 
 A run writes its report beside (bench/run) or into (bench/compare's run) a folder with `raw/`,
 `logs/` and `summary.json`; a rerun the same day replaces the earlier run's files rather than mixing
 its raw outputs with them. This module must not start servers or load generators
-(servers.py, loadgen.py and the tools do); it only starts bench/.venv's python for a chart.
+(servers.py, loadgen.py and the tools do).
 """
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from .procs import log
 
 RESULTS = provision.BENCH / "results"
 BUSY_PERCENT = 20  # CPU use by other work before a run above which the run warns and its report says so
-CHARTS = Path(__file__).resolve().with_name("charts.py")
 
 
 def _on_signal(signum, _frame):
@@ -58,7 +57,7 @@ def results_name(started: datetime.datetime, suffix: str) -> str:
 
 def fresh_run_dir(run_dir: Path, also=(), keep_logs: bool = False) -> tuple[Path, Path]:
     """Removes an earlier run's `raw/`, `logs/` (unless `keep_logs`), `summary.json` and the paths in
-    `also` (its charts), then creates `raw/` and `logs/`. Returns them."""
+    `also` (files a tool adds), then creates `raw/` and `logs/`. Returns them."""
     raw_dir, log_dir = run_dir / "raw", run_dir / "logs"
     stale = [raw_dir, run_dir / "summary.json", *also] + ([] if keep_logs else [log_dir])
     for path in stale:
@@ -126,20 +125,3 @@ def finish(report: Path, text: str, failed: list[str], digest: str | None = None
         log(f"did not complete: {', '.join(failed)} (see the report)")
         return 3
     return 0
-
-
-def chart(kind: str, args: list, log_dir: Path, timeout: float = 180) -> list[str] | None:
-    """Draws `kind`'s chart (kit/charts.py KIND ARGS...) under bench/.venv's matplotlib; returns the
-    file names it printed, or None, with the reason logged and its output in log_dir/chart-KIND.log,
-    when it could not."""
-    python = provision.venv_python("main")
-    if not python.exists():
-        log(f"no {kind} chart: bench/.venv is missing (bench/run provisions it)")
-        return None
-    result = procs.run([str(python), str(CHARTS), kind, *map(str, args)], timeout=timeout, label=f"drawing the {kind} chart")
-    if not result.ok:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        (log_dir / f"chart-{kind}.log").write_text(result.stdout + result.stderr)
-        log(f"no {kind} chart: {result.tail(2)} (see {log_dir / f'chart-{kind}.log'})")
-        return None
-    return [line.strip() for line in result.stdout.splitlines() if line.strip()]

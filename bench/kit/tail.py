@@ -7,7 +7,7 @@ as fractions of it; in each round, each server started fresh, a warm-up, then `o
 --latency-correction` at each rate with the CPU of oha, the server, Redis and the rest of the
 machine read from /proc over each steady window and the counter checked after each. The rounds,
 Redis, the binaries and summary.json are kit/compare.py's; the arithmetic kit/tail_stats.py's, the
-report kit/compare_report.py's, the chart kit/charts.py's.
+report kit/compare_report.py's.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def parse_args(argv):
     p = session.arguments(
         "bench/tail", description="Open-loop latency (oha -q RATE --latency-correction) of hitcore, nginx static and the "
         "tokio peer (bench/plans/tail.plan) at fractions of oha's own closed-loop maximum against nginx, in "
-        "interleaved rounds; writes bench/results/<date>-tail/summary.md with a latency-vs-rate chart.")
+        "interleaved rounds; writes bench/results/<date>-tail/summary.md.")
     p.add_argument("--quick", action="store_true", help="one round of 3 s at 25 %% and 50 %%: checks the script")
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 3)")
     p.add_argument("--duration", type=int, help="seconds per open-loop measurement (default 10)")
@@ -205,13 +205,10 @@ class Tail:
         return row
 
     def fold(self, summary: dict, run_dir: Path) -> None:
-        """The rounds' measurements folded into medians and the goal's verdicts; the chart drawn."""
+        """The rounds' measurements folded into medians and the goal's verdicts."""
         measurements = [m for row in summary["rows"] for r in row["rounds"] for m in r.get("measurements", [])]
         summary.update(servers=self.settings["servers"], max_rps=self.maxima[0]["oha"]["ok_rps"], maxima=self.maxima,
                        rates={str(f): r for f, r in self.rates.items()}, measurements=measurements,
                        folded=tail_stats.fold(measurements))
         summary["verdicts"] = tail_stats.verdicts(summary["folded"])
-        summary["started"] = summary["started_utc"]  # what kit/charts.py's tail chart reads
-        path = session.write_summary(run_dir, summary)
-        drawn = session.chart("tail", [path, run_dir / "tail.png"], run_dir / "logs")
-        summary["charts"] = ["tail.png"] if drawn is not None else []
+        session.write_summary(run_dir, summary)
