@@ -68,7 +68,15 @@ pub fn build(name: &str, placement: Placement, worker_connections: usize) -> Res
             .preempt_timer(Duration::from_micros(variable("HITCORE_PREEMPT_US", 100_000)))
             .make()
     };
-    match make(sizes.ring_depth) {
+    #[cfg(feature = "test-hooks")]
+    let refused = crate::testhook::refuse_deep_rings() && sizes.ring_depth > DEFAULT_RING_DEPTH;
+    #[cfg(not(feature = "test-hooks"))]
+    let refused = false;
+    let first = match refused {
+        true => Err("refused by HITCORE_TEST_REFUSE_DEEP_RINGS".to_string()),
+        false => make(sizes.ring_depth).map_err(|e| e.to_string()),
+    };
+    match first {
         Ok(executor) => Ok(executor),
         Err(e) if sizes.ring_depth > DEFAULT_RING_DEPTH => {
             warn!(
@@ -78,7 +86,7 @@ pub fn build(name: &str, placement: Placement, worker_connections: usize) -> Res
             );
             make(DEFAULT_RING_DEPTH).map_err(|e| e.to_string())
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e),
     }
 }
 

@@ -5,11 +5,22 @@
 //! `HITCORE_TEST_BOOT_FILE=PATH` names a file read at every shard's start: empty or missing, the
 //! shard boots normally; `kill` makes it die by SIGKILL (as the OOM killer would), `exit N` exit
 //! with status N, `sleep SECS` sleep that long before it boots. Like the binary on disk, it applies
-//! to every shard started while the file says so, whichever supervisor starts it. It must not be
+//! to every shard started while the file says so, whichever supervisor starts it.
+//! `HITCORE_TEST_REFUSE_DEEP_RINGS` makes a shard's deeper io_uring rings count as refused. It must not be
 //! compiled into the product (lib.rs gates it on the `test-hooks` feature) and touches nothing else.
 
 /// The variable that names the file.
 pub const BOOT_FILE_ENV: &str = "HITCORE_TEST_BOOT_FILE";
+
+/// Set (to anything), a shard's executor build treats io_uring rings deeper than glommio's
+/// default as refused, as a kernel that counts ring memory against a small `RLIMIT_MEMLOCK`
+/// does (`crate::executor::build`'s fallback).
+pub const REFUSE_DEEP_RINGS_ENV: &str = "HITCORE_TEST_REFUSE_DEEP_RINGS";
+
+/// Whether [`REFUSE_DEEP_RINGS_ENV`] is set.
+pub fn refuse_deep_rings() -> bool {
+    std::env::var_os(REFUSE_DEEP_RINGS_ENV).is_some()
+}
 
 /// Called first thing in a shard process.
 pub fn at_shard_boot() {

@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import compare, compare_plan, compare_report, machine, parse, procs, provision, redisctl, servers, session
+from . import compare, compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, servers, session
 from .procs import log
-from .md import fmt
+from .md import esc, fmt
 
 LUA = Path(__file__).resolve().parent / "api.lua"
 DRAWS, SEED = 65536, 20
@@ -90,7 +90,7 @@ def table(summary: dict) -> str:
     for row in summary["rows"]:
         t = row["tests"].get("wrk") or {}
         if not t.get("rps"):
-            lines.append(f"| {row['id']} | {summary['loads'][row['id']]} | {row['status']} |" + " |" * 9)
+            lines.append(f"| {row['id']} | {summary['loads'][row['id']]} | {esc(row['status'])} |" + " |" * 9)
             continue
         errors = sum(t.get(f"errors_{k}", 0) for k in ("connect", "read", "write", "timeout"))
         lines.append(
@@ -104,29 +104,14 @@ def table(summary: dict) -> str:
 
 def render(summary: dict) -> str:
     s = summary["settings"]
-    out = [f"# {summary['title']}", "", f"bench/api, plan `{summary['plan']}`, started {summary['started_utc']}.",
-           ""] + compare_report.machine(summary) + ["", "Redis is flushed before each variant."]
-    out += ["", "## Throughput and Redis's cost per request", "",
-            f"`wrk -t {s['threads']} -c {s['connections']} -d {s['duration']}s --latency -s bench/kit/api.lua`, "
-            f"{s['rounds']} interleaved rounds, medians (min–max of req/s). Redis's figures are over each whole wrk "
-            "run: INFO commandstats (every command but bench/api's own INFO), `total_reads_processed` (reads of a "
-            "client socket: a pipelined batch is one round trip) and redis-server's CPU time from /proc, each "
-            "divided by the requests served (what Redis counted, as wrk stops counting with requests in flight that the "
-            "server still serves; wrk's completed requests where a route counts nothing).", "", table(summary), ""]
-    if summary.get("goals"):
-        out += ["## Goals", "", compare_report.goals(summary), ""]
-    out += ["## Every round", "", "| Variant | round | 2xx (wrk) | counted by Redis | counted − 2xx | Redis commands |",
-            "|---|---|---|---|---|---|"]
-    for row in summary["rows"]:
-        for n, r in enumerate(row["rounds"], 1):
-            t = r["tests"].get("wrk") or {}
-            ok, got = t.get("ok_2xx"), t.get("counted")
-            diff = "–" if ok is None or got is None else (f"+{got - ok}" if got >= ok else f"**LOST {ok - got}**")
-            calls = ", ".join(f"{k} {v:,}" for k, v in (t.get("redis_calls") or {}).items()) or "–"
-            out.append(f"| {row['id']} | {n} | {fmt(ok)} | {fmt(got)} | {diff} | {calls} |")
-    out += ["", "*counted − 2xx*: a positive difference is requests in flight when wrk stopped (served after it "
-            "stopped counting); LOST would be a bug.", "", "## The plan", "", "```", summary["plan_text"].rstrip(), "```", ""]
-    return "\n".join(out)
+    return compare_report.render(summary, [
+        "## Redis's cost per request", "",
+        f"`wrk -t {s['threads']} -c {s['connections']} -d {s['duration']}s --latency -s bench/kit/api.lua`; Redis "
+        "flushed before each variant. Redis's figures are over each whole wrk run: INFO commandstats (every command "
+        "but bench/api's own INFO), `total_reads_processed` (reads of a client socket: a pipelined batch is one round "
+        "trip) and redis-server's CPU time from /proc, each divided by the requests served (what Redis counted, as wrk "
+        "stops counting with requests in flight that the server still serves; wrk's completed requests where a route "
+        "counts nothing). Every command of every round is in summary.json (`redis_calls`).", "", table(summary), ""])
 
 
 def measure(variant, filled: dict, round_no: int, setups, args, raw_dir: Path, log_dir: Path, _scratch: Path) -> dict:
@@ -147,21 +132,17 @@ def measure(variant, filled: dict, round_no: int, setups, args, raw_dir: Path, l
         with redis.client() as client:
             client.command("FLUSHALL")
             before = redis_reading(client, redis.pid, server_pids)
-            argv = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{args.duration}s", "--latency"]
-            url = f"http://127.0.0.1:{port}"
-            argv += ["-s", str(LUA), url, "--", str(paths_file)] if paths_file else [url + load["path"]]
-            result = procs.run(argv, timeout=args.duration + 30)
+            url = f"http://127.0.0.1:{port}" + ("" if paths_file else load["path"])
+            wrk = loadgen.wrk(url, args.threads, args.connections, args.duration, raw_dir / f"{tag}.txt", None,
+                              script=(str(LUA), str(paths_file)) if paths_file else ())
             time.sleep(0.3)  # requests in flight when wrk stopped finish in the server
             after = redis_reading(client, redis.pid, server_pids)
-            (raw_dir / f"{tag}.txt").write_text(f"$ {' '.join(argv)}\n{result.stdout}\n{result.stderr}")
-            try:
-                wrk = parse.parse_wrk(result.stdout)
-            except parse.ParseError as error:
-                row["status"] = f"wrk: {error}"
+            if wrk["error"]:
+                row["status"] = f"wrk: {wrk['error']}"
                 return row
             # Requests served: what Redis counted (wrk stops counting with up to -c still in flight,
             # which the server still answers and counts), or wrk's own count where nothing counts.
-            wrk["counted"] = counted(client)
+            wrk["counted"] = wrk["counter_after"] = counted(client)
             wrk.update(per_request(before, after, max(wrk["requests"], wrk["counted"])))
         row["tests"]["wrk"] = wrk
         log(f"{tag}: {wrk['rps']:,.0f} req/s, {wrk.get('commands_per_request')} commands and "
@@ -198,7 +179,7 @@ def main(argv=None) -> int:
     # bench/compare's run with this measure and report; goals about a variant left out are dropped.
     plan.variants = [v for v in plan.variants if v.name in only]
     plan.goals = [g for g in plan.goals if g.name in only]
-    args.name, args.dry_run, args.quiet_load = "api" + ("-quick" if args.quick else ""), False, None
+    args.name, args.dry_run = "api" + ("-quick" if args.quick else ""), False
     args.api_loads, args.api_paths = loads, {}
     machine.raise_open_files_limit()
     loads_shown = {name: (spec["path"] if spec["kind"] == "path" else f"/hit, Zipf over {spec['keys']:,} keys")

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Hostile clients for bench/hostile, one mode per process (stdlib only, Linux epoll).
+"""Hostile clients for bench/compare's @attack (bench/hostile's plans), one mode per process
+(stdlib only, Linux epoll).
 
     python3 bench/kit/attackers.py slowloris --port P --conns 5000 --max-seconds 120
     python3 bench/kit/attackers.py idle      --port P --conns 10000 --max-seconds 120

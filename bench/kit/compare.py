@@ -1,21 +1,17 @@
 """bench/compare: a plan's variants side by side under wrk, in interleaved rounds.
 
 1. read the plan (kit/compare_plan.py) and fill its placeholders; refuse a bad one before starting;
-2. with --quiet-load, wait (polling once a minute) until the 1-minute load average is below it, or
-   until --quiet-deadline, then go on regardless; the load average seen is recorded either way;
-3. describe the machine (kit/machine.py) and start the Redis setups the plan names: "primary", one
-   password-protected redis-server with a plain port and, when a variant names {redis_tls_url}, a
-   TLS port with a private CA and server certificate made by openssl in a temporary folder; and
-   "replicated", a second primary with a replica attached (`--replicaof`), for `--wait-replicas`,
-   and with {sentinel_url}, three sentinels monitoring it;
-4. for each round, each variant in turn: start it, wait until it answers and every shard said
-   "Connected to Redis", `SET hit 0`, then `wrk -t T -c C -d Ds --latency` while, with @scrape, a
-   thread GETs /metrics every second; over wrk's steady window (from 1 s after its start to 0.5 s
+2. describe the machine (kit/machine.py) and start the Redis setups the plan names (kit/setups.py);
+   a tool on this run (`Tool`: bench/api, bench/tail, bench/syscalls) may prepare once here;
+3. for each round, each variant in turn (the Tool's measure instead, if it has one): start it, wait
+   until it answers and every shard said "Connected to Redis", `SET hit 0`, with @attack start the
+   attackers (kit/attack.py), then `wrk -t T -c C -d Ds --latency` while, with @scrape, a thread
+   GETs /metrics every second; over wrk's steady window (from 1 s after its start to 0.5 s
    before its end) it reads the CPU time of Redis (and of the replica), of the server's process
    tree, of wrk and of the whole machine from /proc, and INFO commandstats and the counter, so the
    window gives Redis's CPU per second, the commands it served and the requests per command (the
    batch size); then stop the variant (SIGTERM by PID) and empty its scratch folder;
-5. fold the rounds into medians and min–max (kit/rounds.py), check the goals, and write
+4. fold the rounds into medians and min–max (kit/rounds.py), check the goals, and write
    bench/results/<date>-<name>/: summary.md (machine first), summary.json, raw/ (every wrk output),
    logs/ (servers and Redis; ignored by git).
 Every process started is stopped by PID at the end, on error and on Ctrl-C.
@@ -26,6 +22,7 @@ import datetime
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -37,9 +34,11 @@ from pathlib import Path
 from typing import Callable
 
 from . import compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, rounds, servers, session
+from .attack import Attack, window as attack_window
 from .measure import (Scraper, binary_identity, fd_count, listen_counters, metrics_series, socket_summary,
                       steady_window, window_figures, window_reading)
 from .procs import log
+from .setups import RedisSetups, make_certificates
 
 WARM_S, MARGIN_S = 1.0, 0.5  # the steady window inside each wrk run
 
@@ -57,10 +56,8 @@ def parse_args(argv):
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="fill the plan's {NAME} placeholder (e.g. --set baseline=../old/hitcore)")
     p.add_argument("--name", help="results folder name after the date (default: the plan's file name)")
-    p.add_argument("--quiet-load", type=float, metavar="LOAD",
-                   help="before starting, wait until the 1-minute load average is below LOAD (polled every minute)")
-    p.add_argument("--quiet-deadline", metavar="HH:MM",
-                   help="with --quiet-load: start anyway at this UTC time (default: 30 minutes from now)")
+    p.add_argument("--only", type=lambda text: [n for n in text.split(",") if n], metavar="LIST",
+                   help="only these variants, comma-separated (goals about others are dropped)")
     p.add_argument("--dry-run", action="store_true", help="print the filled command lines and exit")
     p.add_argument("--render", action="store_true",
                    help="only write summary.md again from the results folder's summary.json (PLAN is that folder)")
@@ -71,12 +68,15 @@ def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.render:
         summary = json.loads((args.plan / "summary.json").read_text())
-        (args.plan / "summary.md").write_text(compare_report.render(summary))
+        render = compare_report.tail_render if "tail" in summary else compare_report.render
+        (args.plan / "summary.md").write_text(render(summary))
         print(args.plan / "summary.md")
         return 0
     try:
         plan = compare_plan.parse_plan(args.plan.read_text())
         sets = compare_plan.parse_sets(args.set)
+        if args.only:
+            plan.only(args.only)
     except OSError as error:
         print(f"bench/compare: {args.plan}: {error.strerror}", file=sys.stderr)
         return 2
@@ -99,164 +99,6 @@ def main(argv=None) -> int:
     except compare_plan.PlanError as error:  # a placeholder unknown once filled: before anything ran
         print(f"bench/compare: {args.plan}: {error}", file=sys.stderr)
         return 2
-
-
-def wait_for_quiet(limit: float, deadline: datetime.datetime) -> list[dict]:
-    """Polls the 1-minute load average once a minute until it is below `limit` or `deadline` passes;
-    returns every reading [{"utc", "load1"}]."""
-    seen = []
-    while True:
-        now = datetime.datetime.now(datetime.timezone.utc)
-        load1 = os.getloadavg()[0]
-        seen.append({"utc": now.strftime("%H:%M:%S"), "load1": round(load1, 2)})
-        if load1 < limit:
-            log(f"load average {load1:.2f} < {limit}: starting")
-            return seen
-        if now >= deadline:
-            log(f"load average {load1:.2f} ≥ {limit} but the deadline {deadline:%H:%M} UTC has come: starting anyway")
-            return seen
-        log(f"load average {load1:.2f} ≥ {limit}: waiting a minute (until {deadline:%H:%M} UTC at the latest)")
-        time.sleep(min(60.0, max(1.0, (deadline - now).total_seconds())))
-
-
-def _deadline(text: str | None) -> datetime.datetime:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    if not text:
-        return now + datetime.timedelta(minutes=30)
-    hour, _, minute = text.partition(":")
-    at = now.replace(hour=int(hour), minute=int(minute or 0), second=0, microsecond=0)
-    return at if at > now - datetime.timedelta(hours=12) else at + datetime.timedelta(days=1)
-
-
-def make_certificates(folder: Path) -> dict[str, Path]:
-    """A private CA and a server certificate for IP 127.0.0.1 (PEM), made with openssl."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {k: folder / f"{k}" for k in ("ca.crt", "ca.key", "server.crt", "server.key", "server.csr", "ext.cnf")}
-    paths["ext.cnf"].write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n"
-                                "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
-    steps = [
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-         "-keyout", str(paths["ca.key"]), "-out", str(paths["ca.crt"]), "-days", "2", "-subj", "/CN=bench CA",
-         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
-        ["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-         "-keyout", str(paths["server.key"]), "-out", str(paths["server.csr"]), "-subj", "/CN=127.0.0.1"],
-        ["openssl", "x509", "-req", "-in", str(paths["server.csr"]), "-CA", str(paths["ca.crt"]),
-         "-CAkey", str(paths["ca.key"]), "-CAcreateserial", "-out", str(paths["server.crt"]), "-days", "2",
-         "-extfile", str(paths["ext.cnf"])],
-    ]
-    for argv in steps:
-        result = procs.run(argv, timeout=30)
-        if not result.ok:
-            raise RuntimeError(f"openssl failed: {result.tail(3)}")
-    return paths
-
-
-class RedisSetups:
-    """The Redis processes a plan needs, started once for the whole run."""
-
-    SERVICE = "hitcore-bench"
-
-    def __init__(self, needs: set[str], tls: bool, sentinels: bool, log_dir: Path, tmp: Path):
-        self.values: dict[str, str] = {}
-        self.by_setup: dict[str, redisctl.RedisServer] = {}
-        self.replica: redisctl.RedisServer | None = None
-        self.sentinels: list[procs.Service] = []
-        self.sentinel_ports: list[int] = []
-        self.tls_port = None
-        if "primary" in needs:
-            extra = []
-            if tls:
-                certs = make_certificates(tmp / "certs")
-                self.tls_port = redisctl.free_port()
-                extra = ["--tls-port", str(self.tls_port), "--tls-cert-file", str(certs["server.crt"]),
-                         "--tls-key-file", str(certs["server.key"]), "--tls-ca-cert-file", str(certs["ca.crt"]),
-                         "--tls-auth-clients", "no"]
-                self.values["tls_ca"] = str(certs["ca.crt"])
-            primary = redisctl.RedisServer(log_dir, extra_args=extra, log_name="redis-primary.log", workdir=tmp)
-            primary.wait_ready()
-            self.by_setup["primary"] = primary
-            self.values["redis_url"] = primary.url
-            if tls:
-                self.values["redis_tls_url"] = f"rediss://:{primary.password}@127.0.0.1:{self.tls_port}/0"
-        if "replicated" in needs:
-            (tmp / "replica").mkdir(exist_ok=True)
-            primary = redisctl.RedisServer(log_dir, log_name="redis-replicated-primary.log", workdir=tmp)
-            primary.wait_ready()
-            # A replica writes the full sync it receives to dump.rdb in its --dir: keep that in tmp.
-            replica = redisctl.RedisServer(
-                log_dir, password=primary.password, log_name="redis-replica.log", workdir=tmp / "replica",
-                extra_args=["--replicaof", "127.0.0.1", str(primary.port), "--masterauth", primary.password])
-            replica.wait_ready()
-            self._wait_replica_online(primary)
-            self.by_setup["replicated"] = primary
-            self.replica = replica
-            self.values["replicated_url"] = primary.url
-            if sentinels:
-                self._start_sentinels(primary, log_dir, tmp)
-
-    def _start_sentinels(self, primary: redisctl.RedisServer, log_dir: Path, tmp: Path, count: int = 3) -> None:
-        """Three sentinels (quorum 2) monitoring the replicated primary, as a small production setup
-        has; each rewrites its own config file, so each gets a folder. No failover happens in a run."""
-        for n in range(count):
-            port = redisctl.free_port()
-            folder = tmp / f"sentinel-{n}"
-            folder.mkdir(parents=True, exist_ok=True)
-            conf = folder / "sentinel.conf"
-            conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {folder}\n"
-                            f"sentinel monitor {self.SERVICE} 127.0.0.1 {primary.port} 2\n"
-                            f"sentinel down-after-milliseconds {self.SERVICE} 5000\n"
-                            f"sentinel auth-pass {self.SERVICE} {primary.password}\n")
-            self.sentinels.append(procs.Service(f"sentinel-{n}", ["redis-server", str(conf), "--sentinel"],
-                                                log_dir / f"redis-sentinel-{n}.log"))
-            self.sentinel_ports.append(port)
-        deadline = time.monotonic() + 20
-        for port in self.sentinel_ports:
-            while True:
-                try:
-                    with redisctl.RedisClient(port, None) as client:
-                        addr = client.command("SENTINEL", "get-master-addr-by-name", self.SERVICE)
-                    if addr and str(addr[1]) == str(primary.port):
-                        break
-                except (OSError, redisctl.RedisError):
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"sentinel on port {port} did not name the primary within 20 s")
-                time.sleep(0.2)
-        hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
-        self.values["sentinel_url"] = f"redis+sentinel://:{primary.password}@{hosts}/{self.SERVICE}/0"
-
-    @staticmethod
-    def _wait_replica_online(primary: redisctl.RedisServer, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with primary.client() as client:
-                info = client.command("INFO", "replication")
-            if "connected_slaves:1" in info and "state=online" in info:
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"the replica did not come online within {timeout:.0f}s")
-
-    def describe(self) -> list[str]:
-        out = []
-        if "primary" in self.by_setup:
-            p = self.by_setup["primary"]
-            out.append(f"primary: redis-server on 127.0.0.1:{p.port} (password, no persistence)"
-                       + (f", TLS on port {self.tls_port} (private CA, certificate for IP 127.0.0.1, "
-                          "TLS 1.2/1.3 as negotiated, no client certificates)" if self.tls_port else ""))
-        if "replicated" in self.by_setup:
-            p = self.by_setup["replicated"]
-            out.append(f"replicated: a second redis-server on 127.0.0.1:{p.port} with one replica "
-                       f"(127.0.0.1:{self.replica.port}, `--replicaof`), both without persistence")
-        if self.sentinels:
-            out.append(f"sentinels: {len(self.sentinels)} (ports {', '.join(map(str, self.sentinel_ports))}, quorum 2, "
-                       f"down-after 5 s) monitoring the replicated primary as `{self.SERVICE}`; no failover in the run")
-        return out
-
-    def stop(self) -> None:
-        for sentinel in self.sentinels:
-            sentinel.stop(grace=10)
-        for server in ([self.replica] if self.replica else []) + list(self.by_setup.values()):
-            server.stop()
 
 
 def _count_lines(path: Path) -> int | None:
@@ -284,34 +126,45 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
     redis = setups.by_setup.get(variant.setup()) if variant.setup() else None
     row = {"id": name, "title": name, "argv": " ".join(filled["argv"]), "uses_redis": redis is not None,
            "status": "ok", "tests": {}, "load_before": round(os.getloadavg()[0], 2)}
-    port = filled["port"]
-    if not servers.wait_port_free(port):
-        row["status"] = f"not run: 127.0.0.1:{port} still in use"
-        return row
-    env = dict(os.environ, **filled["env"])
-    service = procs.Service(name, filled["argv"], log_dir / f"{tag}.log", env=env)
-    spec = server_spec(variant, filled)
-    scraper, flood = None, []
+    if variant.attack:
+        row["attack"] = f"{variant.attack}:{variant.attack_size}"
+    port, row["log"] = filled["port"], f"{tag}.log"
     try:
-        why = servers.wait_ready(service, spec, port, timeout=30, settle=0.5)
-        if why:
-            row["status"] = f"did not start: {why}"
-            log(f"{tag}: {row['status']}")
-            return row
+        service = servers.start(server_spec(variant, filled), port, log_dir / f"{tag}.log", name=name)
+    except procs.RunError as error:
+        row["status"] = str(error)
+        log(f"{tag}: {error}")
+        shutil.rmtree(scratch, ignore_errors=True)
+        return row
+    scraper, flood, attack = None, [], None
+    try:
         if redis:
             redis.set("hit", 0)
+        server_pids = [service.pid] + procs.descendants(service.pid)
+        result = {}
+        if variant.attack:
+            # The server's memory before the attackers, against its peak beside them: what each
+            # connection they hold costs it.
+            result["rss_before_attack_kib"] = sum(procs.memory_kib(pid)[0] for pid in server_pids)
+            attack = Attack(variant.attack, variant.attack_size, port, log_dir / f"{tag}-attack.log", args.duration + 150)
+            try:
+                result["attack_ramp_s"] = attack.wait_ready()
+            except procs.RunError as error:
+                row["status"] = str(error)
+                return row
         t0 = time.monotonic()
         if variant.scrape:
             scraper = Scraper(int(filled["metrics_bind"].rsplit(":", 1)[1]), t0)
             scraper.start()
-        server_pids = [service.pid] + procs.descendants(service.pid)
         redis_pids = [redis.pid] if redis else []
         replica_pids = [setups.replica.pid] if redis and variant.setup() == "replicated" and setups.replica else []
         sentinel_pids = [s.pid for s in setups.sentinels] if "sentinel_url" in variant.placeholders() else []
+        attacker_pids = [attack.pid] if attack else []  # its CPU is neither the server's nor other work
 
         def reading(proc) -> dict:
-            r = window_reading({"redis": redis_pids, "replica": replica_pids, "sentinels": sentinel_pids,
-                                "server": server_pids, "wrk": [proc.pid]}, redis)
+            groups = {"redis": redis_pids, "replica": replica_pids, "sentinels": sentinel_pids, "server": server_pids,
+                      "wrk": [proc.pid]}
+            r = window_reading(groups | ({"attacker": attacker_pids} if attack else {}), redis)
             # How the connections spread over the server's processes (open descriptors: a shard's or
             # worker's connections plus a few of its own), and the kernel's socket totals: the
             # window's end is what a run with many connections reports.
@@ -331,9 +184,20 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
             sample = None
             restarter = threading.Timer(0.4 * args.duration, restart_redis, (redis, variant.redis_restart, t0, restart))
             restarter.start()
-        result = loadgen.wrk(url, args.threads, args.connections, args.duration, raw_dir / f"{tag}.txt", None,
-                             while_running=sample, headers=("Connection: close",) if variant.close else ())
+        memory = procs.TreeSampler(service.pid, pss=False)
+        memory.start()
+        wrk_t0 = time.monotonic()
+        result.update(loadgen.wrk(url, args.threads, args.connections, args.duration, raw_dir / f"{tag}.txt", None,
+                                  while_running=sample, headers=("Connection: close",) if variant.close else ()))
+        wrk_t1 = time.monotonic()
+        memory.stop()
+        result["peak_rss_kib"] = memory.peak_rss_kib
         listen1 = listen_counters()
+        if attack:
+            result.update(attack_window(attack.stop(), wrk_t0, wrk_t1))
+            held = result.get("attack_idle_avg") or result.get("attack_open_avg")
+            if held:
+                result["kib_per_attack_conn"] = round((result["peak_rss_kib"] - result["rss_before_attack_kib"]) / held, 2)
         if variant.redis_restart:
             restarter.join()
             result["redis_restart"] = restart
@@ -368,13 +232,14 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
     finally:
         if scraper and scraper.is_alive():
             scraper.stop()
+        if attack:
+            attack.stop()
         for client in flood:  # s_time stops by itself after -time; this is for a run cut short
             if client.poll() is None:
                 client.kill()
                 client.wait()
         row["exit_status"] = service.stop(grace=15)
         row["worker_timeouts"] = servers.worker_timeouts(service.log_text())
-        row["log"] = f"{tag}.log"
         shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -411,14 +276,19 @@ def flood_rate(clients: list[subprocess.Popen], duration: int) -> float | None:
 
 @dataclass
 class Tool:
-    """What a tool built on this run brings of its own (bench/api): how one variant is
+    """What a tool built on this run brings of its own (bench/api, bench/tail): how one variant is
     measured in one round (measure's signature), its report, its console table (None: the report's
-    digest, md.digest) and summary keys."""
+    digest, md.digest) and summary keys; `prepare(fill, setups, args, raw_dir, log_dir)` runs once
+    before the rounds (bench/tail's closed-loop maximum; `fill(variant)` gives a variant's filled
+    command line) and returns why the run cannot go on, or None; `fold(summary, run_dir)` adds the
+    tool's figures to the summary before it is written."""
     measure: Callable = measure
     render: Callable = compare_report.render
     table: Callable | None = compare_report.table
     summary: dict = field(default_factory=dict)
     name: str = "bench/compare"
+    prepare: Callable | None = None
+    fold: Callable | None = None
 
 
 def run(args, plan, sets, tool: Tool | None = None) -> int:
@@ -458,15 +328,13 @@ def run(args, plan, sets, tool: Tool | None = None) -> int:
         for word in v.words():
             compare_plan.fill(word, probe_values)
 
-    quiet = None
-    if args.quiet_load:
-        quiet = wait_for_quiet(args.quiet_load, _deadline(args.quiet_deadline))
     load_at_start = os.getloadavg()
     busy = session.busy_check()
     summary = {
         "name": name, "plan": str(args.plan), "plan_text": args.plan.read_text(), "title": plan.title,
+        "command": shlex.join([tool.name] + sys.argv[1:]),
         "started_utc": started.isoformat(timespec="seconds"),
-        "machine": machine.describe(), "busy_at_start": busy, "quiet_wait": quiet,
+        "machine": machine.describe(), "busy_at_start": busy,
         "load_at_start": [round(x, 2) for x in load_at_start], "limits": getattr(args, "limits", None),
         "settings": {"rounds": args.rounds, "duration": args.duration, "connections": args.connections,
                      "threads": args.threads, "warm_s": WARM_S, "margin_s": MARGIN_S},
@@ -486,6 +354,33 @@ def run(args, plan, sets, tool: Tool | None = None) -> int:
                                                redis_any.version() if redis_any else None)
         summary["binaries"] = {k: binary_identity(base_values[k]) for k in sorted(used & set(base_values))
                                if os.access(base_values[k], os.X_OK)}
+
+        def fill(v) -> dict:
+            """A variant's command line and environment with every placeholder filled for one start:
+            a fresh port, metrics port and scratch folder, and its nginx config when it names one."""
+            scratch = tmp / f"scratch-{v.name}"
+            scratch.mkdir(parents=True, exist_ok=True)
+            port = redisctl.free_port()
+            values = dict(base_values, **setups.values, bind=f"127.0.0.1:{port}", port=str(port),
+                          metrics_bind=f"127.0.0.1:{redisctl.free_port()}", tmp=str(scratch))
+            if "nginx_conf" in v.placeholders():
+                tls = (values["tls_cert"], values["tls_key"]) if v.https else None
+                # Room for wrk's clients and the attackers', as an operator expecting them would give.
+                clients = args.connections + (v.attack_size + 100 if v.attack else 0)
+                # One worker per CPU, or the processes @procs names less the master.
+                workers = v.procs - 1 if v.procs_given and v.procs > 1 else cpus
+                conf, _limits = servers.write_nginx_conf(scratch, values["bind"], workers, clients, tls)
+                values["nginx_conf"] = str(conf)
+            return {"argv": [compare_plan.fill(w, values) for w in v.argv],
+                    "env": {k: compare_plan.fill(x, values) for k, x in v.env.items()},
+                    "port": port, "metrics_bind": values["metrics_bind"], "cpus": cpus, "scratch": scratch,
+                    "lines": compare_plan.fill(v.lines, values) if v.lines else None}
+
+        problem = tool.prepare and not args.dry_run and tool.prepare(fill, setups, args, raw_dir, log_dir)
+        if problem:
+            setups.stop()
+            log(f"cannot run: {problem}")
+            return 1
         per_round, meta = [], []
         for rnd in range(1, args.rounds + 1):
             log(f"round {rnd} of {args.rounds}")
@@ -493,24 +388,12 @@ def run(args, plan, sets, tool: Tool | None = None) -> int:
                          "load1": round(os.getloadavg()[0], 2)})
             rows = []
             for v in plan.variants:
-                scratch = tmp / f"scratch-{v.name}"
-                scratch.mkdir(parents=True, exist_ok=True)
-                port = redisctl.free_port()
-                values = dict(base_values, **setups.values, bind=f"127.0.0.1:{port}", port=str(port),
-                              metrics_bind=f"127.0.0.1:{redisctl.free_port()}", tmp=str(scratch))
-                if "nginx_conf" in v.placeholders():
-                    tls = (values["tls_cert"], values["tls_key"]) if v.https else None
-                    conf, _limits = servers.write_nginx_conf(scratch, values["bind"], cpus, args.connections, tls)
-                    values["nginx_conf"] = str(conf)
-                filled = {"argv": [compare_plan.fill(w, values) for w in v.argv],
-                          "env": {k: compare_plan.fill(x, values) for k, x in v.env.items()},
-                          "port": port, "metrics_bind": values["metrics_bind"], "cpus": cpus,
-                          "lines": compare_plan.fill(v.lines, values) if v.lines else None}
+                filled = fill(v)
                 if args.dry_run:
                     env = " ".join(f"{k}=…" for k in filled["env"])
                     print(f"{v.name}: {env} {' '.join(filled['argv'])}")
                     continue
-                rows.append(tool.measure(v, filled, rnd, setups, args, raw_dir, log_dir, scratch))
+                rows.append(tool.measure(v, filled, rnd, setups, args, raw_dir, log_dir, filled["scratch"]))
             if args.dry_run:
                 setups.stop()
                 return 0
@@ -519,11 +402,13 @@ def run(args, plan, sets, tool: Tool | None = None) -> int:
     summary["rounds"] = meta
     summary["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
     summary["rows"] = rounds.aggregate(per_round)
-    medians = {r["id"]: r["tests"].get("wrk", {}).get("rps") for r in summary["rows"]}
+    medians = {r["id"]: r["tests"].get("wrk", {}) for r in summary["rows"]}
     summary["base"] = plan.base
     summary["goals"] = compare_plan.check_goals(plan, medians)
     summary["duration_s"] = round(procs.elapsed(), 1)
     summary.update(tool.summary)
+    if tool.fold:
+        tool.fold(summary, run_dir)
     session.write_summary(run_dir, summary)
     failed = [f"{r['id']} ({r['status']})" for r in summary["rows"] if r["status"] != "ok"]
     return session.finish(run_dir / "summary.md", tool.render(summary), failed,

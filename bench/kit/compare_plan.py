@@ -21,9 +21,12 @@ A plan is a small text file (bench/plans/*.plan), one statement per line, `#` st
   runs, N `openssl s_time -new` clients open TLS connections back to back: a handshake flood beside
   wrk's keep-alive clients, whose p99 shows its effect; needs @https), `@redis-restart=S` (40 % into
   wrk, stop the primary Redis and start it again on its port S seconds later; with @scrape the
-  row keeps /metrics as series; needs {redis_url}).
-- `goal NAME >= FACTOR OTHER`: NAME's median req/s must be at least FACTOR times OTHER's; the
-  report says met or not met, with both figures.
+  row keeps /metrics as series; needs {redis_url}), `@attack=MODE:N` (hostile clients beside wrk,
+  kit/attackers.py: `slowloris:N`, `idle:N`, `flood:N` connections, or `pipeline:S` seconds of
+  pipelined writes never read; started before wrk and in place before it starts).
+- `goal NAME >= FACTOR OTHER`: NAME's median req/s must be at least FACTOR times OTHER's;
+  `goal NAME p99 <= FACTOR OTHER`: NAME's median p99 at most FACTOR times OTHER's. The report says
+  met or not met, with both figures.
 - `defaults --OPTION N ...`: the load this plan is about, as bench/compare's own options
   (`--connections`, `--duration`, `--threads`, `--rounds`, whole numbers); the command line
   overrides them (`defaults --connections 10000 --duration 10` for a 10,000-connection plan).
@@ -36,7 +39,7 @@ key, made with openssl for the run, and `nginx_conf`: the kit's static nginx con
 written into {tmp} for this variant with one worker per CPU and its limits sized for `connections`,
 serving HTTPS with that certificate when the variant says @https)
 and any given with `--set NAME=VALUE`. A variant naming {nginx_conf} is ready once its master and
-one worker per CPU run, unless it says @procs.
+one worker per CPU run; with @procs=N its config has N - 1 workers.
 Which Redis a variant counts in follows from the URL placeholder it names (`redis_url` and
 `redis_tls_url`: the primary, one redis-server with a plain and a TLS port; `replicated_url`: a
 second primary with a replica attached; `sentinel_url`: that same second primary, found through
@@ -79,6 +82,8 @@ class Variant:
     close: bool = False                          # @close
     flood: int = 0                               # @flood=N: handshake-flood clients beside wrk
     redis_restart: float = 0.0                   # @redis-restart=S: Redis down S seconds during wrk
+    attack: str | None = None                    # @attack=MODE:N: attackers.py's mode beside wrk
+    attack_size: int = 0                         # its connections (pipeline: its seconds of writing)
 
     def readiness(self, cpus: int) -> tuple[int, int]:
         """(processes, shards) that mean "every worker is up" on a run with `cpus` CPUs."""
@@ -102,14 +107,21 @@ class Variant:
         return used[0] if used else None
 
 
+ATTACKS = ("slowloris", "idle", "flood", "pipeline")
+# A goal's figure: (its key in a wrk result, the comparison, how the report names it).
+METRICS = {"rps": (">=", "≥", "median req/s"), "p99": ("<=", "≤", "median p99 ms")}
+
+
 @dataclass
 class Goal:
     name: str
     factor: float
     other: str
+    metric: str = "rps"
 
     def text(self) -> str:
-        return f"{self.name} ≥ {self.factor:g}× {self.other}"
+        what = "" if self.metric == "rps" else f"{self.metric} "
+        return f"{self.name} {what}{METRICS[self.metric][1]} {self.factor:g}× {self.other}"
 
 
 DEFAULTABLE = ("--connections", "--duration", "--threads", "--rounds")
@@ -131,6 +143,18 @@ class Plan:
 
     def placeholders(self) -> set[str]:
         return set().union(*(v.placeholders() for v in self.variants))
+
+    def only(self, names: list[str]) -> None:
+        """Keeps the variants named (`--only`), the goals between two of them, and the base if
+        kept (else the first variant left); PlanError naming an unknown one."""
+        known = [v.name for v in self.variants]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise PlanError(f"--only: no variant {', '.join(unknown)} (variants: {', '.join(known)})")
+        self.variants = [v for v in self.variants if v.name in names]
+        self.goals = [g for g in self.goals if g.name in names and g.other in names]
+        if self.base not in names:
+            self.base = self.variants[0].name
 
 
 def parse_variant(name: str, words: list[str]) -> Variant:
@@ -159,10 +183,13 @@ def parse_variant(name: str, words: list[str]) -> Variant:
             v.flood = int(value)
         elif option == "redis-restart" and re.fullmatch(r"\d+(\.\d+)?", value) and float(value) > 0:
             v.redis_restart = float(value)
+        elif option == "attack" and re.fullmatch(r"[a-z]+:[1-9]\d*", value) and value.split(":")[0] in ATTACKS:
+            v.attack, size = value.split(":")
+            v.attack_size = int(size)
         else:
             raise PlanError(f"variant {name}: unknown option {words[i]!r} "
                             "(known: @shards=N, @shards=cpus, @procs=N, @scrape, @lines=PATH, @https, @close, @flood=N, "
-                            "@redis-restart=SECONDS)")
+                            "@redis-restart=SECONDS, @attack=MODE:N with MODE one of " + ", ".join(ATTACKS) + ")")
         i += 1
     while i < len(words) and ENV.match(words[i]):
         key, value = ENV.match(words[i]).groups()
@@ -207,13 +234,7 @@ def parse_plan(text: str) -> Plan:
                     raise PlanError(f"variant {rest[0]} is defined twice")
                 variants.append(parse_variant(rest[0], rest[1:]))
             elif keyword == "goal":
-                if len(rest) != 4 or rest[1] != ">=":
-                    raise PlanError("goal takes the form: goal NAME >= FACTOR OTHER")
-                try:
-                    factor = float(rest[2])
-                except ValueError:
-                    raise PlanError(f"goal: {rest[2]!r} is not a number") from None
-                goals.append(Goal(rest[0], factor, rest[3]))
+                goals.append(parse_goal(rest))
             elif keyword == "defaults":
                 defaults += parse_defaults(rest)
             else:
@@ -231,6 +252,20 @@ def parse_plan(text: str) -> Plan:
     for v in variants:
         v.setup()  # refuses a variant that names both Redis setups
     return plan
+
+
+def parse_goal(words: list[str]) -> Goal:
+    """`NAME >= FACTOR OTHER` (req/s) or `NAME p99 <= FACTOR OTHER`."""
+    metric = words[1] if len(words) == 5 and words[1] in METRICS else "rps"
+    if metric != "rps":
+        words = words[:1] + words[2:]
+    if len(words) != 4 or words[1] != METRICS[metric][0]:
+        raise PlanError("goal takes the form: goal NAME >= FACTOR OTHER, or goal NAME p99 <= FACTOR OTHER")
+    try:
+        factor = float(words[2])
+    except ValueError:
+        raise PlanError(f"goal: {words[2]!r} is not a number") from None
+    return Goal(words[0], factor, words[3], metric)
 
 
 def parse_defaults(words: list[str]) -> list[str]:
@@ -273,12 +308,16 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return None if not a or not b else round(a / b, 3)
 
 
-def check_goals(plan: Plan, medians: dict[str, float | None]) -> list[dict]:
-    """Each goal against the median req/s: {"goal", "ratio", "met" (None when a figure is missing)}."""
+def check_goals(plan: Plan, medians: dict[str, dict]) -> list[dict]:
+    """Each goal against the medians ({variant: {"rps", "p99_ms", ...}}): {"goal", "figures" (what
+    the figures are), "rps" and "other_rps" (the goal's two figures), "ratio", "met" (None when a
+    figure is missing)}."""
     out = []
     for g in plan.goals:
-        r = ratio(medians.get(g.name), medians.get(g.other))
+        key = "rps" if g.metric == "rps" else f"{g.metric}_ms"
+        mine, theirs = (medians.get(n, {}).get(key) for n in (g.name, g.other))
+        r = ratio(mine, theirs)
+        met = None if r is None else (r >= g.factor if g.metric == "rps" else r <= g.factor)
         out.append({"goal": g.text(), "name": g.name, "other": g.other, "factor": g.factor,
-                    "rps": medians.get(g.name), "other_rps": medians.get(g.other),
-                    "ratio": r, "met": None if r is None else r >= g.factor})
+                    "figures": METRICS[g.metric][2], "rps": mine, "other_rps": theirs, "ratio": r, "met": met})
     return out

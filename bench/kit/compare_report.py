@@ -1,16 +1,22 @@
-"""bench/compare's report: summary.md from summary.json's dict, and the console table.
+"""The reports of bench/compare's run, summary.md from summary.json's dict, and its console table:
+bench/compare's (and bench/hostile's, bench/api's with a section of its own), bench/tail's and
+bench/syscalls'.
 
-The machine comes first, then how quiet it was (load averages, CPU used by other work during each
-measurement), then the throughput table (median req/s over the rounds, the min–max spread, the ratio
-to the plan's base, p50/p99, errors in every round), the goals met or not, Redis's side (CPU per
-second, commands, requests per command: the batch size), and the correctness of every round.
-Pure functions on plain dicts: bench/tests/test_compare.py renders a recorded summary.
+bench/compare's: the machine first, then how quiet it was (load averages, CPU used by other work
+during each measurement), the throughput table (median req/s over the rounds, the min–max spread,
+the ratio to the plan's base, p50/p99, errors in every round), the goals met or not, Redis's side
+(CPU per second, commands, requests per command: the batch size), the CPU, the attackers, and the
+correctness of every round. bench/tail's: the method, the generator's closed-loop maximum, the
+goal's verdict, one table per offered rate, the CPU split over each steady window, every round,
+correctness and the chart. Pure functions on plain dicts: bench/tests/test_compare.py and
+test_tail.py render recorded summaries.
 """
 from __future__ import annotations
 
-from . import md
+from . import md, perfstat
 from .md import fmt
 from .rounds import median_of
+from .tail_stats import percent_label
 
 
 
@@ -79,7 +85,7 @@ def table(summary: dict) -> str:
     for row in summary["rows"]:
         t = _wrk(row)
         if row["status"] != "ok" and not t.get("rps"):
-            lines.append(f"| {row['id']} | {row['status']} | | | | | | | |")
+            lines.append(f"| {row['id']} | {md.esc(row['status'])} | | | | | | | |")
             continue
         ratio = None if not base_rps or not t.get("rps") else t["rps"] / base_rps
         spread = f"{fmt(t['min'].get('rps'))}–{fmt(t['max'].get('rps'))}" if t.get("min") else "–"
@@ -93,10 +99,13 @@ def table(summary: dict) -> str:
 def goals(summary: dict) -> str:
     if not summary.get("goals"):
         return ""
-    lines = ["| Goal | Figures (median req/s) | Ratio | Met? |", "|---|---|---|---|"]
+    lines = ["| Goal | Figures (medians: req/s, or p99) | Ratio | Met? |", "|---|---|---|---|"]
     for g in summary["goals"]:
         met = "not measured" if g["met"] is None else ("**yes**" if g["met"] else "**no**")
-        lines.append(f"| {g['goal']} | {fmt(g['rps'])} against {fmt(g['other_rps'])} | {fmt(g['ratio'], '.3f')} | {met} |")
+        mine, theirs = fmt(g["rps"]), fmt(g["other_rps"])
+        if g.get("figures", "").endswith("ms"):
+            mine, theirs = fmt(g["rps"], ".2f") + " ms", fmt(g["other_rps"], ".2f") + " ms"
+        lines.append(f"| {g['goal']} | {mine} against {theirs} | {fmt(g['ratio'], '.3f')} | {met} |")
     return "\n".join(lines)
 
 
@@ -132,7 +141,30 @@ def cpu_side(summary: dict) -> str:
                      f"{per_round(row, 'server_cpu_us_per_request', '.2f')} (median {fmt(_median_of(row, 'server_cpu_us_per_request'), '.2f')}) | "
                      f"{fmt(t.get('wrk_cpu_pct'), '.0f')} | "
                      f"{redis:.1f} | {fmt(t.get('machine_cpu_pct'), '.0f')} | {per_round(row, 'other_cpu_pct', '.0f')} |")
-    return "\n".join(lines)
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def attack_side(summary: dict) -> str:
+    """The attackers beside wrk (@attack), medians over the rounds: how many connections they held,
+    how often the server closed one (each reopened at once: the churn it causes), their CPU (taken
+    from the same CPUs as the server and wrk), and the server's memory before them and at its peak
+    beside them, per connection held."""
+    lines = ["| Variant | attack | in place after s | connections open (idle) on average | closed by the server "
+             "per s | attacker CPU % | server RSS before → peak KiB | KiB per connection held | requests written, "
+             "closed after s (pipeline) |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in summary["rows"]:
+        t = _wrk(row)
+        if t.get("attack_ramp_s") is None:
+            continue
+        attack = (row.get("rounds") or [{}])[0].get("attack")
+        idle = f" ({fmt(t['attack_idle_avg'])})" if t.get("attack_idle_avg") is not None else ""
+        pipeline = f"{fmt(t.get('attack_requests_written'))}, {fmt(t.get('attack_closed_after_s'), '.1f')}" \
+            if t.get("attack_requests_written") is not None else "–"
+        lines.append(f"| {row['id']} | {attack or '–'} | {fmt(t['attack_ramp_s'], '.1f')} | "
+                     f"{fmt(t.get('attack_open_avg'))}{idle} | {fmt(t.get('attack_closed_per_s'))} | "
+                     f"{fmt(t.get('attacker_cpu_pct'), '.0f')} | {fmt(t.get('rss_before_attack_kib'))} → "
+                     f"{fmt(t.get('peak_rss_kib'))} | {fmt(t.get('kib_per_attack_conn'), '.2f')} | {pipeline} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def spread(summary: dict) -> str:
@@ -172,26 +204,25 @@ def checks(summary: dict) -> str:
 
 def machine(summary: dict) -> list[str]:
     """`## Machine` of a bench/compare run (bench/api's too): the report library's machine table
-    (md.machine) with the governor, the limits, the quiet wait, each round's start, the binaries and
+    (md.machine) with the governor, the limits, each round's start, the binaries and
     the Redis setups."""
-    lim, quiet = summary.get("limits"), summary.get("quiet_wait")
+    lim = summary.get("limits")
     rows = [["CPU governor", summary["machine"].get("governor")]]
     if lim:
         rows.append(["Open files soft / hard (wrk and the servers inherit them); somaxconn; tcp_max_syn_backlog",
                      f"{fmt(lim.get('nofile_soft'))} / {fmt(lim.get('nofile_hard'))}; {lim.get('somaxconn')}; "
                      f"{lim.get('tcp_max_syn_backlog')}"])
-    if quiet:
-        rows.append(["Waited for a quiet machine (UTC, 1-minute load)", ", ".join(f"{q['utc']} {q['load1']}" for q in quiet)])
     rows.append(["Each round's start (UTC, 1-minute load)",
                  ", ".join(f"{r['utc']} {r['load1']}" for r in summary.get("rounds", []))])
     rows += [[f"`{{{k}}}`", v] for k, v in summary.get("binaries", {}).items()]
     return md.machine(summary, rows + [["Redis", line] for line in summary.get("redis", [])])
 
 
-def render(summary: dict) -> str:
+def render(summary: dict, extra: list[str] = ()) -> str:
+    """The report of a run on bench/compare's run; `extra`: a tool's own sections, after the goals."""
     s = summary["settings"]
     out = [f"# {summary['title']}", "",
-           f"bench/compare, plan `{summary['plan']}`, started {summary['started_utc']} "
+           f"`{summary.get('command', 'bench/compare')}`, plan `{summary['plan']}`, started {summary['started_utc']} "
            f"({summary.get('duration_s', 0):.0f} s).", ""] + machine(summary)
     out += ["", "The machine is shared: other engineers' builds and tests ran beside this measurement. "
             "The *other work* column below is the CPU time the whole machine used during each steady window "
@@ -204,6 +235,7 @@ def render(summary: dict) -> str:
     g = goals(summary)
     if g:
         out += ["## Goals", "", g, ""]
+    out += list(extra)
     if summary.get("notes"):
         # Written by whoever recorded the run (summary.json's "notes", Markdown lines): what was
         # measured beside it, e.g. what limits a goal not met. --render keeps them.
@@ -215,7 +247,16 @@ def render(summary: dict) -> str:
                 "before its end): Redis's CPU time (utime + stime from /proc) per second, the increments it made "
                 "(the counter's growth), and its INCR/INCRBY calls (INFO commandstats), so *requests per command* "
                 "is the batch size. Medians over the rounds.", "", rs, ""]
-    out += ["## CPU during the steady window (medians, % of one CPU)", "", cpu_side(summary), ""]
+    cpu = cpu_side(summary)
+    if cpu:
+        out += ["## CPU during the steady window (medians, % of one CPU)", "", cpu, ""]
+    attacks = attack_side(summary)
+    if attacks:
+        out += ["## Hostile clients beside wrk", "",
+                "kit/attackers.py's process, started before wrk and in place (every connection opened once, "
+                "or answered and idle) before wrk starts; its counters over wrk's run; the server's process "
+                "tree's RSS before the attackers and its peak during wrk (10 Hz). Medians over the rounds.", "",
+                attacks, ""]
     sp = spread(summary) if s.get("connections", 0) >= 1000 else ""
     if sp:
         out += ["## Connections per process", "",
@@ -231,3 +272,285 @@ def render(summary: dict) -> str:
             "requests still in flight when wrk stopped (served after it stopped counting); LOST would be a bug.",
             "", checks(summary), "", "## The plan", "", "```", summary.get("plan_text", "").rstrip(), "```", ""]
     return "\n".join(out)
+
+
+# bench/tail's report
+
+def _n(value, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.0f}" if isinstance(value, (int, float)) and abs(value) >= 1000 else f"{value:.{digits}f}"
+
+
+def _med(cell: dict | None, digits: int = 2) -> str:
+    if not cell:
+        return "–"
+    spread = len(cell["values"]) > 1 and cell["min"] != cell["max"]
+    return _n(cell["median"], digits) + (f" ({_n(cell['min'], digits)}–{_n(cell['max'], digits)})" if spread else "")
+
+
+def _rounds(cell: dict | None, digits: int = 2) -> str:
+    return " · ".join(_n(v, digits) for v in cell["values"]) if cell else "–"
+
+
+def _title(summary: dict, server: str) -> str:
+    return summary.get("titles", {}).get(server, server)
+
+
+def _cpu(c: dict, *keys) -> list[str]:
+    return [_n(c.get(k), 0) for k in keys]
+
+
+def tail_method(summary: dict) -> list[str]:
+    s, t = summary["settings"], summary["tail"]
+    return ["## Method", "",
+            f"The generator's closed-loop maximum, `oha -c {s['connections']} -z {t['max_duration']}s` against nginx, "
+            f"sets the offered rates (fractions of it). Then {s['rounds']} interleaved round(s), each server started "
+            f"fresh: `SET hit 0`, a 1 s warm-up, then for each rate `oha -q RATE --latency-correction -c "
+            f"{s['connections']} -z {s['duration']}s -w -t 10s` (open loop: a request's latency runs from when it "
+            f"was due), with {t['oha']} and its own worker threads (the physical cores)"
+            + (f", pinned with `taskset -c {t['cpus_load']}`" if t.get("cpus_load") else "") + ". CPU of oha, the server, "
+            "Redis and the rest of the machine over each steady window, from /proc. Medians of the rounds, "
+            "(min–max) where they differ. How: bench/README.md, \"Open-loop tail\".", ""]
+
+
+def tail_maxima(summary: dict) -> list[str]:
+    rows = []
+    for m in summary["maxima"]:
+        o, c = m.get("oha", {}), m.get("cpu", {})
+        rows.append([_title(summary, m["server"]), m["error"]] + [""] * 7 if m.get("error") else
+                    [m["server"], f"{_n(o['ok_rps'])} (given with --max-rps, not measured)"] + [""] * 7 if m.get("given")
+                    else [_title(summary, m["server"]), _n(o["ok_rps"]), _n(o["p50_ms"]), _n(o["p99_ms"]),
+                          _n(o["p999_ms"]), *_cpu(c, "oha_cpu_pct", "server_cpu_pct", "redis_cpu_pct", "other_cpu_pct")])
+    rates = ", ".join(f"{percent_label(float(f))} = {r:,}/s" for f, r in summary["rates"].items())
+    return ["## The generator's closed-loop maximum", ""] + \
+        md.table(["server", "2xx/s", "p50 ms", "p99 ms", "p99.9 ms", "oha % CPU", "server % CPU", "Redis % CPU",
+               "other %"], rows) + ["", f"Offered rates (fractions of nginx's {summary['max_rps']:,.0f}/s): {rates}.", ""]
+
+
+def tail_goal(summary: dict) -> list[str]:
+    rows = []
+    for v in summary["verdicts"]:
+        rate = summary["rates"].get(str(v["fraction"]))
+        label = percent_label(v["fraction"]) + (f" ({rate:,}/s)" if rate else "")
+        if v["met"] is None:
+            rows.append([label, "not measured", "", "", "", "–", "", ""])
+            continue
+        sat = "; ".join(f"{who} {', '.join(map(str, r))}" for who, r in (v.get("saturated") or {}).items() if r)
+        rows.append([label, _n(v["hitcore_p99_ms"]), _n(v["nginx_p99_ms"]), _n(v["hitcore_p999_ms"]),
+                     _n(v["nginx_p999_ms"]), "**met**" if v["met"] else "not met", v["rounds_met"], sat or "none"])
+    return ["## The goal: hitcore's p99 and p99.9 ≤ nginx's at 25 % and 50 %", ""] + \
+        md.table(["rate", "hitcore p99 ms", "nginx p99 ms", "hitcore p99.9 ms", "nginx p99.9 ms", "met (medians)",
+               "rounds met", "saturated rounds"], rows) + \
+        ["", "*rounds met*: rounds in which both hitcore's p99 and p99.9 were ≤ nginx's of the same round. "
+             "*saturated rounds*: 2xx answers below 95 % of the offered rate or a median of 10 ms or more: the "
+             "percentiles measure a queue, not the server, and a verdict resting on them says little.", ""]
+
+
+def tail_rates(summary: dict) -> list[str]:
+    lines = [f"## Latency at each offered rate (median of {summary['settings']['rounds']} round(s))", ""]
+    for fraction, rate in summary["rates"].items():
+        rows = []
+        for server in summary["servers"]:
+            cell = summary["folded"].get(server, {}).get(fraction)
+            bad = " · ".join("failed" if m.get("error") else f"{m['oha']['error_count']}/{m['oha']['non_2xx']}"
+                             for m in summary["measurements"] if m["server"] == server and str(m["fraction"]) == fraction)
+            if not cell or not cell["rounds"]:
+                rows.append([_title(summary, server), "not measured"] + [""] * 7 + [bad])
+                continue
+            ratio = cell["achieved_ratio"]["median"] if cell["achieved_ratio"] else None
+            rows.append([_title(summary, server), f"{_n(cell['ok_rps']['median'])} ({_n(ratio * 100 if ratio else None, 0)} %)",
+                         *(_med(cell[k]) for k in ("p50_ms", "p90_ms", "p99_ms", "p999_ms")), _med(cell["max_ms"], 1),
+                         _rounds(cell["p99_ms"]), _rounds(cell["p999_ms"]), bad])
+        lines += [f"### {percent_label(float(fraction))} of the maximum: {rate:,} requests/s offered", ""] + \
+            md.table(["server", "2xx/s (of offered)", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "p99 per round",
+                   "p99.9 per round", "errors/non-2xx per round"], rows) + [""]
+    return lines
+
+
+def tail_cpu(summary: dict) -> list[str]:
+    rows = []
+    for fraction in summary["rates"]:
+        for server in summary["servers"]:
+            cell = summary["folded"].get(server, {}).get(fraction)
+            if cell and cell["rounds"]:
+                c = {k: v["median"] for k, v in cell["cpu"].items() if v}
+                rows.append([percent_label(float(fraction)), _title(summary, server),
+                             *(_n(c.get(k), 0) if k in c else "–" for k in ("oha_cpu_pct", "server_cpu_pct", "redis_cpu_pct",
+                                                                           "other_cpu_pct", "machine_cpu_pct")),
+                             _n(c.get("server_cpu_us_per_request")), _n(c.get("requests_per_command"), 1),
+                             _n(c.get("server_nonvoluntary_per_s"), 0)])
+    return ["## CPU over each steady window (medians; % of one CPU)", ""] + \
+        md.table(["rate", "server", "oha", "server", "Redis", "other", "whole machine", "server CPU µs / request",
+                  "requests per Redis command", "server preemptions / s"], rows) + [""]
+
+
+def tail_rounds(summary: dict) -> list[str]:
+    """Every run on its own, in the order of the rates: a slow round next to what else the machine
+    was doing in it (other %), how often the server was preempted, and how far oha kept up."""
+    order, rows = {s: i for i, s in enumerate(summary["servers"])}, []
+    for m in sorted(summary["measurements"], key=lambda m: (float(m["fraction"]), order.get(m["server"], 99), m["round"])):
+        head = [percent_label(float(m["fraction"])), _title(summary, m["server"]), m["round"], m.get("load1", "–")]
+        if m.get("error") or not m.get("oha"):
+            rows.append(head + [m.get("error")] + [""] * 10)
+            continue
+        o, c = m["oha"], m.get("cpu") or {}
+        rows.append(head + [_n(o["p50_ms"]), _n(o["p99_ms"]), _n(o["p999_ms"]), _n(o["ok_rps"]),
+                            *_cpu(c, "oha_cpu_pct", "server_cpu_pct", "redis_cpu_pct", "other_cpu_pct", "server_nonvoluntary_per_s"),
+                            _n(c.get("requests_per_command"), 1),
+                            " · ".join(_cpu(c, "server_runq_ms_per_s", "redis_runq_ms_per_s", "oha_runq_ms_per_s"))])
+    return ["## Every round", ""] + \
+        md.table(["rate", "server", "round", "load1", "p50 ms", "p99 ms", "p99.9 ms", "2xx/s", "oha %", "server %",
+               "Redis %", "other %", "preemptions / s", "requests per Redis command",
+               "run-queue wait ms/s: server · Redis · oha"], rows) + \
+        ["", "*run-queue wait*: time the threads were runnable but waited for a CPU (/proc/TID/schedstat), per "
+             "second of the window. *other %*: the machine's busy time less oha's, the server's and Redis's, good "
+             "to about ±20 % of a CPU (two clocks read a few milliseconds apart).", ""]
+
+
+def tail_correctness(summary: dict) -> list[str]:
+    runs, lines = summary["measurements"], ["## Correctness", ""]
+    counted = [m for m in runs if m.get("counter")]
+    problems = [m for m in counted if m["counter"] != "ok"]
+    where = lambda m: f"- {m['server']} at {m['rate']:,}/s, round {m['round']}: "  # noqa: E731
+    if counted:
+        lines.append(f"Redis counter against the 2xx answers oha counted, after each of the {len(counted)} open-loop "
+                     "runs of a Redis-backed server: " + ("**every one grew by exactly the 2xx count** (or by up to "
+                     "the requests in flight when oha stopped more)." if not problems else f"**{len(problems)} differ**:"))
+        lines += [where(m) + f"grew by {m['counter_delta']}, {m['oha']['ok']} 2xx: {m['counter']}" for m in problems]
+    errs = [m for m in runs if m.get("oha") and (m["oha"]["error_count"] or m["oha"]["non_2xx"])]
+    errors = [m for m in runs if m.get("error") or m.get("warning")]
+    if errs:
+        lines += ["", "Client errors and non-2xx answers:"] + \
+            [where(m) + f"{m['oha']['errors']}, status {m['oha']['status']}" for m in errs]
+    if errors:
+        lines += ["", "Problems:"] + [where(m) + f"{m.get('error') or m.get('warning')}" for m in errors]
+    if not errs and not errors:
+        lines += ["", "No connection errors, no non-2xx answers, no failed measurement."]
+    return lines + [""]
+
+
+def tail_render(summary: dict) -> str:
+    """bench/tail's report (its summary's `tail`, `maxima`, `rates`, `folded`, `verdicts`, `measurements`)."""
+    lines = [f"# Open-loop tail: hitcore, nginx and the tokio peer at fractions of oha's maximum "
+             f"({summary['machine']['hostname']}, {summary['started_utc'][:10]}"
+             + (", quick" if summary["tail"]["mode"] == "quick" else "") + ")", "",
+             "Issue 14's target 3, measured by `bench/tail` (bench/README.md, \"Open-loop tail\"): hitcore's p99 "
+             "and p99.9 against nginx's static answer under a constant-rate, latency-corrected load.", ""]
+    lines += md.machine(summary, [["Run", f"{summary['duration_s']:.0f} s: `{summary['command']}`"]] +
+                     [[f"{name} binary", ident] for name, ident in summary.get("binaries", {}).items()]) + [""]
+    lines += tail_method(summary) + tail_maxima(summary) + tail_goal(summary)
+    lines += tail_rates(summary) + tail_cpu(summary) + tail_rounds(summary) + tail_correctness(summary)
+    lines += ["## Notes", ""] + list(summary["notes"]) + [""] if summary.get("notes") else []
+    return "\n".join(lines + ["Raw outputs: `raw/` (oha's JSON of every run: "
+                              "`SERVER-FRACTION-rROUND.json`, the fraction in thousandths; `SERVER-max.json` the closed "
+                              "loop), every number in `summary.json`.", ""])
+
+
+# bench/syscalls' report
+
+SYSCALL_SHAPES = {"keepalive": "keep-alive (`ab -k -c 50`)", "close": "a connection per request (`ab -c 50`)",
+                "pipelined": "pipelined keep-alive (50 connections × 16 requests per write)",
+                "idle": "idle (no load)"}
+# The syscalls table's first rows, in this order; the others follow by name.
+SYSCALL_ORDER = ["total", "context-switches", "cs-voluntary", "cs-nonvoluntary", "recvfrom", "recvfrom:err", "read",
+             "read:err", "sendto", "write", "writev", "epoll_wait", "epoll_ctl", "io_uring_enter", "accept4",
+             "accept4:err", "close", "shutdown", "setsockopt", "getsockopt", "getsockname", "ioctl",
+             "clock_gettime", "futex", "sched_yield"]
+
+
+def syscalls_held(summary: dict) -> list[str]:
+    rows = [[h["round"], h.get("error") or f"{h['answered']:,}/{h['connections']:,}", h.get("window_s", ""),
+             f"{h['shard_per_s']:,}" if "shard_per_s" in h else "", f"{h['supervisor_per_s']:,}" if "supervisor_per_s" in h else ""]
+            for h in summary.get("held", [])]
+    if not rows:
+        return []
+    n, s = summary["held"][0]["connections"], summary["syscalls"]
+    return [f"## hitcore -w 1 holding {n:,} idle connections: instructions per second (callgrind)", "",
+            f"`hitcore -w 1 --worker-connections {n + 100} --keep-alive 600 --header-timeout 600` under "
+            "`valgrind --tool=callgrind --trace-children=yes`; each connection answered one `GET /` and then "
+            f"left idle; 2 s later the counters zeroed (`callgrind_control -z`), {s['held_seconds']} s idle, "
+            "dumped (`-d`): Ir of each process, libc included, kernel excluded.", ""] + \
+        md.table(["round", "answered", "window s", "shard, instructions / s", "supervisor, instructions / s"], rows) + [""]
+
+
+def _stat(stat: dict | None, spread: bool = True) -> str:
+    if not stat:
+        return "0"
+    text = f"{stat['median']:.2f}" if stat["median"] < 100 else f"{stat['median']:.0f}"
+    return text + (f" ({stat['min']:.2f}–{stat['max']:.2f})" if spread and stat["max"] - stat["min"] > 0.005 else "")
+
+
+def _largest(counts: dict, n: int, digits: int) -> str:
+    tops = sorted(((k, st) for k, st in counts.items() if perfstat.is_syscall(k)), key=lambda kv: -kv[1]["median"])[:n]
+    return ", ".join(f"{k} {st['median']:.{digits}f}" for k, st in tops if st["median"] >= 0.005)
+
+
+def syscalls_render(summary: dict) -> str:
+    """bench/syscalls' report (its summary's `syscalls`, `folded`, `instructions_folded`, `held`)."""
+    folded, s, measured = summary["folded"], summary["syscalls"], bool(summary["measurements"])
+    titles = {row["id"]: row["title"] for row in summary["rows"]}
+    shapes = [sh for sh in summary["shapes"] if sh != "idle"]
+    lines = [f"# Syscalls per request: {summary['name']}", "",
+             f"`{summary['command']}`, started {summary['started_utc']}, {summary['duration_s']:.0f} s. Counts, not "
+             "times: a busy machine changes them only where the batching itself changes.", ""]
+    lines += md.machine(summary, [["perf", s["perf"]]] if s.get("perf") else []) + [""]
+    if measured:
+        lines += ["## Method", "",
+                  f"Each server on its own, started fresh each round ({s['rounds']} rounds), against one Redis; for "
+                  f"each shape a warm-up of {s['warmup']} requests, then `perf stat` (syscall tracepoints, context "
+                  f"switches, failed `recvfrom`/`read`/`accept4`) on every thread of the server and of redis-server, "
+                  f"enabled around exactly {s['requests']} requests ({summary['settings']['connections']} connections), every count divided "
+                  "by the requests. Medians of the rounds, (min–max) where they differ. `total` is every syscall "
+                  "once; `X:err` the calls of X that failed (part of X's count); *vol.* the voluntary context "
+                  "switches (bench/README.md, \"Syscalls per request\").", ""]
+        for shape in shapes:
+            rows = []
+            for server in summary["servers"]:
+                cell = folded.get(server, {}).get(shape)
+                if not cell:
+                    rows.append([titles[server], "not measured"] + [""] * 5)
+                    continue
+                srv, red, uses = cell["roles"].get("server", {}), cell["roles"].get("redis", {}), server != "nginx"
+                rows.append([titles[server], _stat(srv.get("total")),
+                             f"{_stat(srv.get(perfstat.SWITCHES))}; vol. {_stat(srv.get('cs-voluntary'), False)}",
+                             _largest(srv, 6, 2), _stat(red.get("total")) if uses else "–",
+                             f"{_stat(red.get(perfstat.SWITCHES))}; vol. {_stat(red.get('cs-voluntary'), False)}" if uses else "–",
+                             _stat(cell.get("redis_commands_per_request")) if uses else "–"])
+            lines += [f"## {SYSCALL_SHAPES[shape]}", ""] + md.table(
+                ["server", "syscalls / req", "context switches / req; voluntary", "largest syscalls / req",
+                 "Redis syscalls / req", "Redis ctx sw / req; voluntary", "Redis commands / req"], rows) + [""]
+        cols = [(sv, sh) for sh in shapes for sv in summary["servers"] if folded.get(sv, {}).get(sh)]
+        names = {n for sv, sh in cols for n, st in folded[sv][sh]["roles"].get("server", {}).items() if st["median"] >= 0.01}
+        if cols:
+            lines += ["## Every syscall of the server processes, per request (medians)", ""] + md.table(
+                ["syscall"] + [f"{sv} {sh}" for sv, sh in cols],
+                [[n] + [f"{v['median']:.3f}" if v else "0" for v in
+                        (folded[sv][sh]["roles"].get("server", {}).get(n) for sv, sh in cols)]
+                 for n in [n for n in SYSCALL_ORDER if n in names] + sorted(names - set(SYSCALL_ORDER))]) + [""]
+    ins = summary.get("instructions_folded")
+    if ins:
+        cell = lambda st: "–" if not st else f"{st['median']:,.0f}" + (  # noqa: E731
+            f" ({st['min']:,.0f}–{st['max']:,.0f})" if len(st["values"]) > 1 else "")
+        lines += ["## User-space instructions per request (callgrind)", "",
+                  "The server under `valgrind --tool=callgrind --trace-children=yes`, counters zeroed after a warm-up "
+                  f"and dumped after exactly {s['callgrind_requests']} requests; Ir of all its processes, libc "
+                  "included, kernel excluded. Under callgrind a server runs ~50× slower, so it finds more requests "
+                  "waiting per wake-up than at full speed; nginx runs with `master_process off` (callgrind_control "
+                  "cannot reach a forked worker).", ""] + md.table(
+            ["server"] + [SYSCALL_SHAPES[sh] for sh in shapes],
+            [[titles[sv]] + [cell(ins[sv].get(sh)) for sh in shapes] for sv in summary["servers"] if sv in ins]) + [""]
+    if "idle" in summary["shapes"] and measured:
+        rows = [[titles[sv], _stat(srv.get("total")), _stat(srv.get(perfstat.SWITCHES)), _largest(srv, 5, 1)]
+                for sv in summary["servers"] if folded.get(sv, {}).get("idle")
+                for srv in [folded[sv]["idle"]["roles"].get("server", {})]]
+        lines += ["## Idle: per second, no load", ""] + \
+            md.table(["server", "syscalls / s", "context switches / s", "largest"], rows) + [""]
+    lines += syscalls_held(summary)
+    errors = [m for m in summary["measurements"] + summary.get("instructions", []) + summary.get("held", [])
+              if m.get("error") or m.get("warning")]
+    if errors:
+        lines += ["## Problems", ""] + [f"- {m['server']} {m['shape']} round {m['round']}: "
+                                        f"{m.get('error') or m.get('warning')}" for m in errors] + [""]
+    return "\n".join(lines + ["Raw outputs: `raw/` (`*.perf.csv.gz`: perf's per-thread counts, "
+                              "gzipped; `*.load.txt`: the load generator's), every number in `summary.json`.", ""])

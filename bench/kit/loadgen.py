@@ -51,9 +51,11 @@ def ab(url: str, requests: int, concurrency: int, time_limit: int, keepalive: bo
 
 def wrk(url: str, threads: int, connections: int, duration: int, raw_path: Path, label: str | None,
         cpus: str | None = None, *, binary: str = "wrk", env: dict | None = None,
-        while_running=None, headers: tuple[str, ...] = ()) -> dict:
+        while_running=None, headers: tuple[str, ...] = (), script: tuple[str, ...] = ()) -> dict:
+    """wrk's run and its parsed result; `script`: a Lua script and its arguments (`-s S URL -- ARGS`)."""
     argv = [binary, "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency"]
-    argv += [w for h in headers for w in ("-H", h)] + [url]
+    argv += [w for h in headers for w in ("-H", h)] + (["-s", script[0]] if script else []) + [url]
+    argv += ["--", *script[1:]] if script[1:] else []
     result = procs.run(_pin(cpus, argv), timeout=duration + 30, label=label, env=env,
                        while_running=while_running)
     _save(raw_path, result)

@@ -2,7 +2,7 @@
 
 Everything here is read from the system or asked of the programs themselves at run time; a
 version that cannot be read is reported as such, never guessed. Also the few machine settings a
-run reads or lifts (`sysctl()`, `raise_open_files_limit()`), shared by bench/run, bench/hostile
+run reads or lifts (`sysctl()`, `raise_open_files_limit()`), shared by bench/run, bench/compare
 and bench/device/run16.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from . import provision
 
 
-def _first_line(argv: list[str], timeout: float = 20) -> str | None:
+def first_line(argv: list[str], timeout: float = 20) -> str | None:
     """The first non-empty line a command prints (stdout or stderr), or None."""
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
@@ -178,9 +178,9 @@ def versions(hitcore: Path | None, redis_version: str | None) -> dict:
     """Versions of every server and tool, as each reports itself."""
     v: dict = {}
     v["python (system, runs the kit)"] = platform.python_version()
-    main = _venv_versions("main", ["gunicorn", "flask", "redis", "gevent", "tornado", "matplotlib"])
+    main = _venv_versions("main", ["gunicorn", "flask", "redis", "gevent", "tornado"])
     if main:
-        python = _first_line([str(provision.venv_python("main")), "--version"])
+        python = first_line([str(provision.venv_python("main")), "--version"])
         v["bench/.venv"] = ", ".join([python or "python ?"] + [f"{k} {main[k]}" for k in main])
     ev = _venv_versions("eventlet", ["gunicorn", "eventlet", "flask", "redis"])
     if ev:
@@ -189,12 +189,12 @@ def versions(hitcore: Path | None, redis_version: str | None) -> dict:
     if crates:
         v["tokio-hyper peer"] = ", ".join(f"{k} {crates[k]}" for k in ("tokio", "hyper", "redis") if k in crates)
     if hitcore and hitcore.exists():
-        v["hitcore"] = _first_line([str(hitcore), "--version"]) or "unknown"
-    v["rustc"] = _first_line(["rustc", "--version"]) or "not installed"
-    v["nginx"] = (_first_line(["nginx", "-v"]) or "unknown").replace("nginx version: ", "")
-    v["redis-server"] = redis_version or _first_line(["redis-server", "--version"]) or "unknown"
-    v["ab"] = (_first_line(["ab", "-V"]) or "unknown").replace("This is ", "")
-    v["wrk"] = _first_line(["wrk", "-v"]) or "unknown"
+        v["hitcore"] = first_line([str(hitcore), "--version"]) or "unknown"
+    v["rustc"] = first_line(["rustc", "--version"]) or "not installed"
+    v["nginx"] = (first_line(["nginx", "-v"]) or "unknown").replace("nginx version: ", "")
+    v["redis-server"] = redis_version or first_line(["redis-server", "--version"]) or "unknown"
+    v["ab"] = (first_line(["ab", "-V"]) or "unknown").replace("This is ", "")
+    v["wrk"] = first_line(["wrk", "-v"]) or "unknown"
     if v["wrk"]:
         v["wrk"] = re.sub(r"\s+Copyright.*$", "", v["wrk"])
     return v

@@ -1,12 +1,9 @@
-"""What the kit reads about processes, sockets and the machine while a load runs: /proc (RSS, open
-descriptors, CPU of the whole machine and of everything else on it, run-queue waits), `ss` (accept
-and socket queues), /proc/net/netstat's listen counters, the two background observers
-bench/hostile runs beside a load (the memory/descriptor/queue sampler and the new-connection prober),
-when a load is steady (`steady_window`: the two readings bench/compare and bench/tail take), and
-hitcore's own /metrics (bench/compare's @scrape: the scraper thread, the parser, the series).
+"""What the kit reads about processes, sockets and the machine while a load runs: /proc (open
+descriptors, CPU of the whole machine, each thread's run-queue wait and context switches), `ss -s`, /proc/net/netstat's listen
+counters, when a load is steady (`steady_window`: the two readings bench/compare and bench/tail
+take), and hitcore's own /metrics (bench/compare's @scrape: the scraper thread, the parser, the series).
 
-Reads only: it starts no process but `ss` and opens no connection but the prober's and the
-scraper's. The process tree itself (descendants, CPU seconds of a set of PIDs) is kit/procs.py's.
+Reads only: it starts no process but `ss` and opens no connection but the scraper's. The process tree itself (descendants, CPU seconds of a set of PIDs) is kit/procs.py's.
 """
 from __future__ import annotations
 
@@ -16,18 +13,13 @@ import http.client
 import os
 import re
 import socket
-import statistics
 import subprocess
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
-from . import machine, perfstat, procs, redisctl
-
-
-def rss_kib(pid: int) -> int:
-    return procs.memory_kib(pid)[0]
+from . import machine, procs, redisctl
 
 
 def fd_count(pid: int) -> int | None:
@@ -35,124 +27,6 @@ def fd_count(pid: int) -> int | None:
         return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return None
-
-
-class OtherLoad:
-    """CPU used by processes outside this run (not this script nor its descendants, nor kernel
-    threads) between start() and stop(), in % of one core: a fuzzer or a build running beside the
-    measurement. Processes that start meanwhile count in full; ones that exit meanwhile are missed."""
-
-    def __init__(self):
-        self.began = time.monotonic()
-        self.ticks = self._snapshot()
-
-    @staticmethod
-    def _snapshot() -> dict:
-        ours = {os.getpid(), *procs.descendants(os.getpid())}
-        stats = {pid: procs.proc_stat(pid) for pid in procs.all_pids() if pid not in ours and pid != 2}
-        return {pid: (int(f[11]) + int(f[12]), name) for pid, (name, f) in
-                ((pid, s) for pid, s in stats.items() if s) if int(f[1]) != 2}  # not kernel threads
-
-    def stop(self) -> dict:
-        seconds = max(1e-6, time.monotonic() - self.began)
-        now = self._snapshot()
-        used: dict = {}
-        for pid, (ticks, name) in now.items():
-            delta = ticks - self.ticks.get(pid, (0, name))[0]
-            if delta > 0:
-                used[name] = used.get(name, 0) + delta
-        hz = os.sysconf("SC_CLK_TCK")
-        total = round(100 * sum(used.values()) / hz / seconds, 1)
-        top = sorted(used.items(), key=lambda kv: -kv[1])[:3]
-        return {"pct": total, "top": [f"{name} {100 * t / hz / seconds:.0f} %" for name, t in top
-                                      if 100 * t / hz / seconds >= 1]}
-
-
-def accept_queue(port: int) -> int | None:
-    """Connections waiting in the accept queues of every listener on the port (ss's Recv-Q)."""
-    try:
-        out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, timeout=2)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    total = None
-    for line in out.stdout.splitlines():
-        cols = line.split()
-        if len(cols) >= 2 and cols[1].isdigit():
-            total = (total or 0) + int(cols[1])
-    return total
-
-
-def socket_queues(port: int, client_port: int) -> list[dict]:
-    """Both ends of one loopback connection: bytes waiting in each one's receive and send queues."""
-    expr = f"( sport = :{port} and dport = :{client_port} ) or ( sport = :{client_port} and dport = :{port} )"
-    try:
-        out = subprocess.run(["ss", "-Htn", expr], capture_output=True, text=True, timeout=2)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    ends = []
-    for line in out.stdout.splitlines():
-        cols = line.split()
-        if len(cols) >= 5 and cols[1].isdigit() and cols[2].isdigit():
-            side = "server" if cols[3].endswith(f":{port}") else "client"
-            ends.append({"side": side, "state": cols[0], "recv_q": int(cols[1]), "send_q": int(cols[2])})
-    return sorted(ends, key=lambda e: e["side"], reverse=True)
-
-
-def median_rss(pid: int, samples: int = 5, every: float = 0.1) -> int:
-    values = []
-    for _ in range(samples):
-        values.append(rss_kib(pid))
-        time.sleep(every)
-    return int(statistics.median(values))
-
-
-class Sampler(procs.TreeSampler):
-    """hitcore's process tree at 10 Hz (RSS per process, kept), and once a second each shard's open
-    fds and the listeners' accept queue. Everything is kept with its time.monotonic() for windows."""
-
-    def __init__(self, root: int, port: int, interval: float = 0.1):
-        super().__init__(root, interval, pss=False, series=True)
-        self.port = port
-        self.fds: list[tuple[float, dict]] = []    # (t, {pid: open fds}) for the shards
-        self.queue: list[tuple[float, int]] = []   # (t, accept queue)
-
-    def sample(self) -> list[int]:
-        pids = super().sample()
-        if self._samples % 10 == 1:
-            now = time.monotonic()
-            self.fds.append((now, {pid: fd_count(pid) for pid in pids[1:]}))
-            q = accept_queue(self.port)
-            if q is not None:
-                self.queue.append((now, q))
-        return pids
-
-    def peak_tree_rss(self, t0: float, t1: float) -> int | None:
-        values = [sum(v.values()) for t, v in self.rss if t0 <= t <= t1]
-        return max(values) if values else None
-
-    def peak_rss(self, pid: int, t0: float, t1: float) -> int | None:
-        values = [v.get(pid, 0) for t, v in self.rss if t0 <= t <= t1 and v.get(pid)]
-        return max(values) if values else None
-
-    def held(self, base: dict, t0: float, t1: float) -> dict:
-        """Connections the shards held (open fds less those at rest), average and maximum."""
-        totals = []
-        for t, v in self.fds:
-            if t0 <= t <= t1:
-                totals.append(sum(max(0, (n or 0) - base.get(pid, 0)) for pid, n in v.items() if n is not None))
-        return avg_max(totals)
-
-    def accept_queue(self, t0: float, t1: float) -> dict:
-        return avg_max([q for t, q in self.queue if t0 <= t <= t1])
-
-
-def avg_max(values: list) -> dict:
-    if not values:
-        return {"avg": None, "max": None, "samples": 0}
-    return {"avg": round(sum(values) / len(values), 1), "max": max(values), "samples": len(values)}
-
-
-PROBE_REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
 
 def read_head(conn: socket.socket) -> bytes:
@@ -164,74 +38,6 @@ def read_head(conn: socket.socket) -> bytes:
             break
         data += chunk
     return data
-
-
-def probe_once(port: int, timeout: float = 5.0) -> tuple[int | None, str | None]:
-    """One new connection, one GET /: (status, None) or (None, what went wrong)."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            s.settimeout(timeout)
-            s.sendall(PROBE_REQUEST)
-            data = read_head(s)
-    except socket.timeout:
-        return None, "timeout"
-    except ConnectionRefusedError:
-        return None, "refused"
-    except ConnectionResetError:
-        return None, "reset"
-    except OSError as error:
-        return None, type(error).__name__
-    try:
-        return int(data.split(b"\r\n", 1)[0].split()[1]), None
-    except (IndexError, ValueError):
-        return None, "no answer" if not data else "bad answer"
-
-
-class Prober(threading.Thread):
-    """A new connection every `every` seconds, one GET / each: (t, status, latency s, error)."""
-
-    def __init__(self, port: int, every: float = 0.25, timeout: float = 5.0):
-        super().__init__(daemon=True)
-        self.port, self.every, self.timeout = port, every, timeout
-        self.results: list[tuple[float, int | None, float, str | None]] = []
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            began = time.monotonic()
-            status, error = probe_once(self.port, self.timeout)
-            self.results.append((began, status, time.monotonic() - began, error))
-            self._stop_event.wait(max(0.0, self.every - (time.monotonic() - began)))
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=self.timeout + 2)
-
-
-def probe_summary(results, t0: float | None = None, t1: float | None = None) -> dict:
-    """Probes started in [t0, t1]: how many got a 200, their latency, the longest wait for one."""
-    picked = [r for r in results if (t0 is None or r[0] >= t0) and (t1 is None or r[0] <= t1)]
-    ok = [r for r in picked if r[1] == 200]
-    errors: dict = {}
-    for _, status, _, error in picked:
-        if status != 200:
-            key = error or f"HTTP {status}"
-            errors[key] = errors.get(key, 0) + 1
-    latencies = sorted(r[2] * 1000 for r in ok)
-    # The longest time without a 200 answer: between window start, each answer's end, window end.
-    ends = sorted(r[0] + r[2] for r in ok)
-    gap = None
-    if picked:
-        start = t0 if t0 is not None else picked[0][0]
-        stop = t1 if t1 is not None else max(r[0] + r[2] for r in picked)
-        points = [start] + [e for e in ends if start <= e <= stop] + [stop]
-        gap = round(max(b - a for a, b in zip(points, points[1:])) * 1000, 1) if len(points) > 1 else None
-    return {
-        "sent": len(picked), "ok": len(ok), "errors": errors,
-        "p50_ms": round(statistics.median(latencies), 2) if latencies else None,
-        "max_ms": round(latencies[-1], 2) if latencies else None,
-        "longest_gap_ms": gap,
-    }
 
 
 def steady_window(duration: float, warm: float, margin: float, read) -> tuple[list, Callable]:
@@ -258,7 +64,7 @@ def window_reading(pids: dict[str, list[int]], redis=None, counter: str = "hit")
     """One end of a steady window: the clock, the CPU seconds of each named group of processes (e.g.
     "redis", "server", "wrk") and of the whole machine, and with `redis` (a RedisServer) the counter
     and INFO commandstats' calls and usec. Two of them make `window_figures`."""
-    r = {"t": time.monotonic(), "machine": machine_cpu_seconds()}
+    r = {"t": time.monotonic(), "machine": machine_cpu_seconds(), "groups": list(pids)}
     r.update({name: procs.cpu_seconds(group) for name, group in pids.items()})
     if redis:
         with redis.client() as client:
@@ -270,15 +76,24 @@ def window_reading(pids: dict[str, list[int]], redis=None, counter: str = "hit")
 
 
 def window_figures(a: dict, b: dict) -> dict:
-    """The steady window between two readings: CPU as % of one CPU, Redis's commands and batch size."""
+    """The steady window between two readings: each group's CPU as % of one CPU (`GROUP_cpu_pct`),
+    the machine's and the rest of it (other work); where the readings have them, each group's
+    run-queue wait in ms per second (`GROUP_wait`: seconds, run_delay's) and the server's context
+    switches per second (`vol`, `nonvol`); and Redis's commands and batch size."""
     window = b["t"] - a["t"]
     if window <= 0:
         return {}
     out = {"window_s": round(window, 2)}
-    for key in ("redis", "replica", "sentinels", "server", "wrk", "machine"):
+    groups = tuple(b.get("groups", ("redis", "replica", "sentinels", "server", "wrk")))
+    for key in groups + ("machine",):
         out[f"{key}_cpu_pct"] = round(100.0 * (b.get(key, 0) - a.get(key, 0)) / window, 1)
-    ours = sum(b.get(k, 0) - a.get(k, 0) for k in ("redis", "replica", "sentinels", "server", "wrk"))
+    ours = sum(b.get(k, 0) - a.get(k, 0) for k in groups)
     out["other_cpu_pct"] = round(100.0 * ((b["machine"] - a["machine"]) - ours) / window, 1)
+    for key in [k for k in b if k.endswith("_wait") and k in a]:
+        out[f"{key[:-5]}_runq_ms_per_s"] = round(1000.0 * (b[key] - a[key]) / window, 1)
+    for key, name in (("vol", "server_voluntary_per_s"), ("nonvol", "server_nonvoluntary_per_s")):
+        if key in a and key in b:
+            out[name] = round((b[key] - a[key]) / window, 1)
     if "counter" in a and "counter" in b:
         served = b["counter"] - a["counter"]
         calls = {k: b["calls"].get(k, 0) - a["calls"].get(k, 0) for k in ("incr", "incrby", "wait")}
@@ -346,12 +161,59 @@ def read_tasks(pids: list[int]) -> dict[int, dict]:
     """For every thread of the given processes: ns on a CPU and waiting in a run queue (schedstat).
     Threads gone meanwhile are skipped."""
     out = {}
-    for tid, pid in perfstat.tasks_of(pids).items():
+    for tid, pid in tasks_of(pids).items():
         try:
             run_ns, wait_ns = parse_schedstat(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text())
         except (OSError, ValueError):
             continue
         out[tid] = {"pid": pid, "run_ns": run_ns, "wait_ns": wait_ns}
+    return out
+
+
+def tasks_of(pids) -> dict[int, int]:
+    """{tid: pid} for every thread of the given processes, from /proc/PID/task."""
+    out = {}
+    for pid in pids:
+        try:
+            for entry in os.listdir(f"/proc/{pid}/task"):
+                if entry.isdigit():
+                    out[int(entry)] = pid
+        except OSError:
+            continue
+    return out
+
+
+def switches_of(tids) -> dict[int, tuple[int, int]]:
+    """{tid: (voluntary, nonvoluntary)} context switches so far, from /proc/TID/status: a thread
+    that blocks (voluntary) or is preempted (nonvoluntary, other work on its CPU). A thread that
+    has gone is left out."""
+    out = {}
+    for tid in tids:
+        try:
+            text = Path(f"/proc/{tid}/status").read_text()
+        except OSError:
+            continue
+        vol = nonvol = 0
+        for line in text.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                vol = int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches:"):
+                nonvol = int(line.split()[1])
+        out[tid] = (vol, nonvol)
+    return out
+
+
+def switch_deltas(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]],
+                  roles: dict[int, str]) -> dict[str, dict[str, int]]:
+    """{role: {"voluntary": n, "nonvoluntary": n}} between two `switches_of` readings, over the
+    threads present in both."""
+    out: dict[str, dict[str, int]] = {}
+    for tid, (vol, nonvol) in after.items():
+        if tid not in before:
+            continue
+        sums = out.setdefault(roles.get(tid, "other"), {"voluntary": 0, "nonvoluntary": 0})
+        sums["voluntary"] += vol - before[tid][0]
+        sums["nonvoluntary"] += nonvol - before[tid][1]
     return out
 
 
@@ -362,7 +224,7 @@ def run_delay(pids: list[int]) -> float:
 
 
 # hitcore's /metrics: the exposition parser, the series drawn from its counters alone (bench/compare's
-# @scrape and @redis-restart; kit/charts.py's redis-restart chart) and the scraper thread.
+# @scrape and @redis-restart) and the scraper thread.
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)(?:\s+\d+)?$')
 

@@ -10,8 +10,8 @@ switches, per thread, over exactly the window a load ran in (bench/syscalls).
   perf's counters are inherited, so threads and children created after it attached (a runtime's
   lazily started threads) count in their parent thread's line.
 - `parse()`: perf's CSV into {thread label: {event: count}}; `aggregate()` folds threads into the
-  roles the caller names ("server", "redis") through a tid -> role map; `syscall_name()` and
-  `top()` make the names short and pick the largest; failed recvfrom/read/accept4 (ret < 0, on
+  roles the caller names ("server", "redis") through a tid -> role map; `syscall_name()` makes
+  the names short; failed recvfrom/read/accept4 (ret < 0, on
   their exit tracepoints) come as `recvfrom:err` etc. Pure functions, tested by
   bench/tests/test_perfstat.py against a real perf 6.1 output.
 
@@ -135,59 +135,6 @@ def aggregate(threads: dict[str, dict[str, int]], roles: dict[int, str]) -> dict
             if count:
                 name = syscall_name(event)
                 sums[name] = sums.get(name, 0) + count
-    return out
-
-
-def top(counts: dict[str, int], n: int = 8) -> list[tuple[str, int]]:
-    """The n syscalls with the largest counts, largest first (ties by name)."""
-    named = [(k, v) for k, v in counts.items() if is_syscall(k) and v]
-    return sorted(named, key=lambda kv: (-kv[1], kv[0]))[:n]
-
-
-def tasks_of(pids) -> dict[int, int]:
-    """{tid: pid} for every thread of the given processes, from /proc/PID/task."""
-    out = {}
-    for pid in pids:
-        try:
-            for entry in os.listdir(f"/proc/{pid}/task"):
-                if entry.isdigit():
-                    out[int(entry)] = pid
-        except OSError:
-            continue
-    return out
-
-
-def switches_of(tids) -> dict[int, tuple[int, int]]:
-    """{tid: (voluntary, nonvoluntary)} context switches so far, from /proc/TID/status: a thread
-    that blocks (voluntary) or is preempted (nonvoluntary, other work on its CPU). A thread that
-    has gone is left out."""
-    out = {}
-    for tid in tids:
-        try:
-            text = Path(f"/proc/{tid}/status").read_text()
-        except OSError:
-            continue
-        vol = nonvol = 0
-        for line in text.splitlines():
-            if line.startswith("voluntary_ctxt_switches:"):
-                vol = int(line.split()[1])
-            elif line.startswith("nonvoluntary_ctxt_switches:"):
-                nonvol = int(line.split()[1])
-        out[tid] = (vol, nonvol)
-    return out
-
-
-def switch_deltas(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]],
-                  roles: dict[int, str]) -> dict[str, dict[str, int]]:
-    """{role: {"voluntary": n, "nonvoluntary": n}} between two `switches_of` readings, over the
-    threads present in both."""
-    out: dict[str, dict[str, int]] = {}
-    for tid, (vol, nonvol) in after.items():
-        if tid not in before:
-            continue
-        sums = out.setdefault(roles.get(tid, "other"), {"voluntary": 0, "nonvoluntary": 0})
-        sums["voluntary"] += vol - before[tid][0]
-        sums["nonvoluntary"] += nonvol - before[tid][1]
     return out
 
 

@@ -9,7 +9,7 @@
   PID, waits, then SIGKILLs it and every descendant it had, each by PID.
 - `cpu_seconds()` is the CPU time (user + system) processes have used so far, from /proc.
 - `TreeSampler` samples the memory of a process tree at ~10 Hz: the peak of the summed RSS (and PSS)
-  of the root and all its descendants, and each sample per process for bench/hostile's sampler.
+  of the root and all its descendants (bench/run's rows, bench/compare's peak during wrk).
 - `cleanup()` stops every child still running; main.py calls it in `finally` and on SIGTERM/SIGHUP.
 """
 from __future__ import annotations
@@ -207,16 +207,13 @@ def memory_kib(pid: int, with_pss: bool = False) -> tuple[int, int]:
 
 
 class TreeSampler(threading.Thread):
-    """Samples a process tree at ~10 Hz: peak summed RSS/PSS and the largest process count; with
-    `series`, also each sample's RSS per process as (time.monotonic(), {pid: KiB}) in `rss`, for
-    the peaks of a window (bench/hostile's measure.Sampler)."""
+    """Samples a process tree at ~10 Hz: peak summed RSS/PSS and the largest process count."""
 
-    def __init__(self, root: int, interval: float = 0.1, pss: bool = True, series: bool = False):
+    def __init__(self, root: int, interval: float = 0.1, pss: bool = True):
         super().__init__(daemon=True)
-        self.root, self.interval, self.pss, self.series = root, interval, pss, series
+        self.root, self.interval, self.pss = root, interval, pss
         self.peak_rss_kib = self.peak_pss_kib = self.peak_processes = self._samples = 0
         self.known_pids: set[int] = set()
-        self.rss: list[tuple[float, dict]] = []
         self._tree: list[int] | None = None
         self._stop_event = threading.Event()
 
@@ -230,8 +227,6 @@ class TreeSampler(threading.Thread):
             pids = self._tree = [self.root] + descendants(self.root)
             self.known_pids.update(pids)
         memory = {pid: memory_kib(pid, with_pss=self.pss) for pid in pids}
-        if self.series:
-            self.rss.append((time.monotonic(), {pid: r for pid, (r, _) in memory.items()}))
         self.peak_rss_kib = max(self.peak_rss_kib, sum(r for r, _ in memory.values()))
         self.peak_pss_kib = max(self.peak_pss_kib, sum(p for _, p in memory.values()))
         self.peak_processes = max(self.peak_processes, sum(1 for r, _ in memory.values() if r))

@@ -1,11 +1,11 @@
-"""`bench/run --repeat N`: the rounds of one run folded into medians, spreads and ratios.
+"""`bench/run --repeat N`: the rounds of one run folded into medians and spreads.
 
 A run with N rounds measures every server once per round (round 1: all servers, round 2: all
 servers, ...), so each round's rows have the same shape as a single run's. `aggregate()` folds them
 into one row per server whose `tests` hold, per test, the **median** over the rounds that gave
 numbers of every numeric field, with `min` and `max` of each field beside it; the raw rows of every
 round stay in the row's `rounds` list, so nothing measured is lost and every round's correctness
-can be shown. `ratios()` divides each hitcore row's median req/s by each peer's, per test.
+can be shown.
 `stats()` and `median_of()` are the one median every tool's folding uses (None-safe).
 Pure functions, standard library only: report.py and the tests use them without running anything.
 """
@@ -16,7 +16,6 @@ from statistics import median
 TEST_KEYS = ("ab", "ab_k", "wrk")
 
 # The peers hitcore is compared with, in the Ratios section: (row id, name in the report).
-PEERS = [("gunicorn-gevent", "gunicorn gevent"), ("tokio-hyper", "tokio peer"), ("nginx", "nginx static")]
 
 
 def stats(values: list) -> dict | None:
@@ -102,36 +101,3 @@ def aggregate(per_round: list[list[dict]]) -> list[dict]:
     ids = [r["id"] for r in per_round[0]]
     by_id = [{r["id"]: r for r in rows} for rows in per_round]
     return [aggregate_row([rows[i] for rows in by_id if i in rows]) for i in ids]
-
-
-def _rps(row: dict | None, key: str):
-    test = (row or {}).get("tests", {}).get(key)
-    return None if not test or test.get("error") or not test.get("rps") else test["rps"]
-
-
-def ratios(summary: dict) -> dict:
-    """hitcore's median req/s over each peer's present in the run, for ab and wrk; hitcore's wrk p99.
-
-    {"peers": [[id, name], ...] (those with a row in the run), "rows": [{"id", "title",
-    "ab": {peer id: ratio or None}, "wrk": {...}, "wrk_p99_ms": median or None}, ...]}, one entry per
-    hitcore row (the main rows, then the scaling points, which have wrk only)."""
-    rows = {r["id"]: r for r in summary["rows"]}
-    peers = [[pid, name] for pid, name in PEERS if pid in rows]
-    out = []
-    scaling = {id(r) for r in summary["scaling"]}
-    for row in summary["rows"] + summary["scaling"]:
-        if not row["id"].startswith("hitcore"):
-            continue
-        # A scaling point can share its title with a main row (`hitcore -w 1`): say which it is.
-        title = row["title"] + (" (scaling run)" if id(row) in scaling else "")
-        entry = {"id": row["id"], "title": title}
-        for key in ("ab", "wrk"):
-            mine = _rps(row, key)
-            entry[key] = {}
-            for pid, _ in peers:
-                theirs = _rps(rows[pid], key)
-                entry[key][pid] = None if mine is None or theirs is None else round(mine / theirs, 3)
-        wrk = row["tests"].get("wrk")
-        entry["wrk_p99_ms"] = None if not wrk or wrk.get("error") else wrk.get("p99_ms")
-        out.append(entry)
-    return {"peers": peers, "rows": out}

@@ -1,24 +1,21 @@
 """The shell every bench tool runs in: its parser's shared options, signals and cleanup, its results
-folder, the header of its summary, the binaries it tests, its chart, and the files it writes at the
-end (the report, whose digest it prints, and the exit status).
+folder, and the files it writes at the end (the report, whose digest it prints, and the
+exit status).
 
-Every tool writes `bench/results/<date>-<host>-<tool>[...].md` beside a folder of the same name with
-`raw/`, `logs/` and `summary.json`; a rerun the same day replaces the earlier run's files rather
-than mixing its raw outputs with them. This module must not start servers or load generators
-(servers.py, loadgen.py and the tools do); it only starts bench/.venv's python for a chart.
+A run writes its report beside (bench/run) or into (bench/compare's run) a folder with `raw/`,
+`logs/` and `summary.json`; a rerun the same day replaces the earlier run's files rather than mixing
+its raw outputs with them. This module must not start servers or load generators
+(servers.py, loadgen.py and the tools do).
 """
 from __future__ import annotations
 
 import argparse
 import datetime
 import json
-import os
 import re
-import shlex
 import shutil
 import signal
 import socket
-import sys
 from pathlib import Path
 
 from . import machine, md, procs, provision
@@ -26,10 +23,6 @@ from .procs import log
 
 RESULTS = provision.BENCH / "results"
 BUSY_PERCENT = 20  # CPU use by other work before a run above which the run warns and its report says so
-CHARTS = Path(__file__).resolve().with_name("charts.py")
-
-
-RunError = procs.RunError
 
 
 def _on_signal(signum, _frame):
@@ -64,7 +57,7 @@ def results_name(started: datetime.datetime, suffix: str) -> str:
 
 def fresh_run_dir(run_dir: Path, also=(), keep_logs: bool = False) -> tuple[Path, Path]:
     """Removes an earlier run's `raw/`, `logs/` (unless `keep_logs`), `summary.json` and the paths in
-    `also` (its charts), then creates `raw/` and `logs/`. Returns them."""
+    `also` (files a tool adds), then creates `raw/` and `logs/`. Returns them."""
     raw_dir, log_dir = run_dir / "raw", run_dir / "logs"
     stale = [raw_dir, run_dir / "summary.json", *also] + ([] if keep_logs else [log_dir])
     for path in stale:
@@ -115,38 +108,6 @@ def busy_check() -> float | None:
     return busy
 
 
-def header(name: str, started: datetime.datetime, settings: dict, prog: str, busy: float | None) -> dict:
-    """The fields every summary starts with: what ran, when, with what, on what, how loaded."""
-    return {"name": name, "started": started.isoformat(timespec="seconds"), "settings": settings,
-            "command": prog + (" " + shlex.join(sys.argv[1:]) if sys.argv[1:] else ""),
-            "machine": machine.describe(), "load_at_start": [round(x, 2) for x in os.getloadavg()],
-            "busy_at_start": busy, "busy_threshold": BUSY_PERCENT}
-
-
-def binary(given: Path | None, default: Path, what: str) -> Path:
-    """The binary under test: `given` (a flag) or the default build; RunError unless executable."""
-    path = (given or default).resolve()
-    if not os.access(path, os.X_OK):
-        raise RunError(f"{what}: {path} is not an executable file (build it, or pass its path)")
-    return path
-
-
-def hitcore_binary(given: Path | None, log_dir: Path) -> Path:
-    """`--hitcore`'s binary, else target/release/hitcore, built with cargo when missing (its log in
-    log_dir); RunError when neither gives an executable."""
-    if given:
-        return binary(given, given, "--hitcore")
-    if not provision.HITCORE_BINARY.exists():
-        problem = provision.hitcore(log_dir)
-        if problem:
-            raise RunError(problem)
-    return binary(None, provision.HITCORE_BINARY, "hitcore")
-
-
-def read_summary(run_dir: Path) -> dict:
-    return json.loads((run_dir / "summary.json").read_text())
-
-
 def write_summary(run_dir: Path, summary: dict) -> Path:
     path = run_dir / "summary.json"
     path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -164,20 +125,3 @@ def finish(report: Path, text: str, failed: list[str], digest: str | None = None
         log(f"did not complete: {', '.join(failed)} (see the report)")
         return 3
     return 0
-
-
-def chart(kind: str, args: list, log_dir: Path, timeout: float = 180) -> list[str] | None:
-    """Draws `kind`'s chart (kit/charts.py KIND ARGS...) under bench/.venv's matplotlib; returns the
-    file names it printed, or None, with the reason logged and its output in log_dir/chart-KIND.log,
-    when it could not."""
-    python = provision.venv_python("main")
-    if not python.exists():
-        log(f"no {kind} chart: bench/.venv is missing (bench/run provisions it)")
-        return None
-    result = procs.run([str(python), str(CHARTS), kind, *map(str, args)], timeout=timeout, label=f"drawing the {kind} chart")
-    if not result.ok:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        (log_dir / f"chart-{kind}.log").write_text(result.stdout + result.stderr)
-        log(f"no {kind} chart: {result.tail(2)} (see {log_dir / f'chart-{kind}.log'})")
-        return None
-    return [line.strip() for line in result.stdout.splitlines() if line.strip()]

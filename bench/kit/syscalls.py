@@ -1,19 +1,17 @@
 """bench/syscalls: kernel crossings per request, counted, for hitcore, nginx and the tokio peer
 (issue 14's starting measurement; bench/README.md, "Syscalls per request", says how and why).
 
-Owns the run and its report: for each round, each server started fresh on a free port against the
-run's one Redis and, for each load shape (keepalive, close, pipelined; idle in round 1), a warm-up,
-then `perf stat` (kit/perfstat.py) enabled around exactly N requests, every syscall count and the
-context switches divided by the requests; with --instructions the server under callgrind
-(kit/callgrind.py) for user-space instructions per request; with --idle-connections N, hitcore -w 1
-under callgrind holding N idle keep-alive connections, for its instructions per second at rest.
-Counts, not times: nothing here reports a rate of requests. Every process it starts is stopped by
-PID at the end, on error and on Ctrl-C.
+Owns the loads and readings as a `compare.Tool` over bench/plans/syscalls.plan (one worker each), and
+the report: in each round, each server started fresh against the run's Redis and, for each load
+shape (keepalive, close, pipelined; idle in round 1), a warm-up, then `perf stat`
+(kit/perfstat.py) enabled around exactly N requests, every syscall count and the context switches
+divided by the requests; with --instructions the server again under callgrind (kit/callgrind.py)
+for user-space instructions per request; with --idle-connections N, hitcore -w 1 under callgrind
+holding N idle keep-alive connections, for its instructions per second at rest. The rounds, Redis,
+the binaries and summary.json are kit/compare.py's. Counts, not times: nothing here reports a rate.
 """
 from __future__ import annotations
 
-import datetime
-import os
 import re
 import shutil
 import socket
@@ -21,19 +19,17 @@ import sys
 import time
 from pathlib import Path
 
-from . import callgrind, machine, measure, perfstat, procs, provision, redisctl, servers, session
-from .md import machine as machine_section, table
+from . import (callgrind, compare, compare_plan, compare_report, machine, measure, perfstat, procs, provision,
+               redisctl, servers, session)
 from .procs import RunError, log
 from .rounds import stats
 
 PIPECLIENT = Path(__file__).resolve().with_name("pipeclient.py")
+PLAN = provision.BENCH / "plans" / "syscalls.plan"
 SERVERS = ["hitcore", "nginx", "tokio"]
 SHAPES = ["keepalive", "close", "pipelined", "idle"]
 SERVER_TITLES = {"hitcore": "hitcore -w 1", "nginx": "nginx, 1 worker (static)",
                  "tokio": "tokio + hyper + redis-rs, 1 worker thread"}
-SHAPE_TITLES = {"keepalive": "keep-alive (`ab -k -c 50`)", "close": "a connection per request (`ab -c 50`)",
-                "pipelined": "pipelined keep-alive (50 connections × 16 requests per write)",
-                "idle": "idle (no load)"}
 CONNECTIONS, DEPTH = 50, 16
 MODES = {
     "full": {"requests": 20000, "warmup": 2000, "rounds": 3, "idle_seconds": 5, "callgrind_requests": 5000,
@@ -43,10 +39,6 @@ MODES = {
 }
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 COUNTER_KEY = "hit"
-KEY_NAMES = ["total", "context-switches", "cs-voluntary", "cs-nonvoluntary", "recvfrom", "recvfrom:err", "read",
-             "read:err", "sendto", "write", "writev", "epoll_wait", "epoll_ctl", "io_uring_enter", "accept4",
-             "accept4:err", "close", "shutdown", "setsockopt", "getsockopt", "getsockname", "ioctl",
-             "clock_gettime", "futex", "sched_yield"]
 
 
 def load_counts(text: str) -> dict:
@@ -97,19 +89,15 @@ def fold_instructions(records: list[dict]) -> dict:
     return {sv: {sh: stats(v) for sh, v in shapes.items()} for sv, shapes in out.items()}
 
 
-class Run:
-    def __init__(self, args, settings: dict, raw_dir: Path, log_dir: Path, redis: redisctl.RedisServer,
-                 hitcore: Path, tokio: Path):
-        self.settings, self.raw_dir, self.log_dir, self.redis = settings, raw_dir, log_dir, redis
-        self.hitcore, self.tokio = hitcore, tokio
-        self.port = args.port or redisctl.free_port()
+class Syscalls:
+    """One server's measurements in one round (compare.Tool's measure), and their folding."""
 
-    def spec(self, server: str) -> servers.Spec:
-        ctx = servers.Context(port=self.port, redis_url=self.redis.url, ncpu=1, server_cpus=None,
-                              hitcore=self.hitcore, tmp=self.log_dir, tokio=self.tokio)
-        if server == "tokio":
-            return servers.tokio(ctx)
-        return servers.hitcore(ctx, 1) if server == "hitcore" else servers.nginx(ctx)
+    def __init__(self, settings: dict, shapes: list[str], with_perf: bool, with_callgrind: bool, held: bool):
+        self.settings, self.shapes = settings, shapes
+        self.with_perf, self.with_callgrind, self.held = with_perf, with_callgrind, held
+        self.port = 0
+        self.redis: redisctl.RedisServer | None = None
+        self.log_dir = self.raw_dir = Path(".")
 
     def load(self, shape: str, requests: int, raw_path: Path | None) -> dict:
         if shape == "pipelined":
@@ -130,33 +118,70 @@ class Run:
                            f"({counts['failed']} failed, {counts['non_2xx']} non-2xx): {result.tail(2)}")
         return counts
 
+    def tool_measure(self, variant, filled: dict, rnd: int, setups, _args, raw_dir: Path, log_dir: Path,
+                     _scratch) -> dict:
+        """compare.Tool's measure: perf's shapes, callgrind's, or the held connections, by the options."""
+        self.port, self.raw_dir, self.log_dir = filled["port"], raw_dir, log_dir
+        self.redis = setups.by_setup.get("primary")
+        name = variant.name
+        row = {"id": name, "title": SERVER_TITLES.get(name, name), "argv": " ".join(filled["argv"]),
+               "uses_redis": bool(variant.setup()), "status": "ok", "tests": {}}
+        spec = compare.server_spec(variant, filled)
+        steps = [("measurements", self.server_round, self.with_perf),
+                 ("instructions", self.instructions_round, self.with_callgrind), ("held", self.held_round, self.held)]
+        for key, step, enabled in steps:
+            if not enabled:
+                continue
+            try:
+                row[key] = step(name, spec, rnd)
+            except RunError as error:
+                log(f"round {rnd}, {name}: {error}")
+                row[key] = [{"server": name, "shape": "*", "round": rnd, "error": str(error)}]
+            failed = [f"{m['shape']}: {m['error']}" for m in row[key] if m.get("error")]
+            if failed:
+                row["status"] = "; ".join(failed)
+        return row
+
+    def fold(self, summary: dict, _run_dir: Path) -> None:
+        records = {key: [m for row in summary["rows"] for r in row["rounds"] for m in r.get(key, [])]
+                   for key in ("measurements", "instructions", "held")}
+        summary.update(servers=[r["id"] for r in summary["rows"]], shapes=self.shapes,
+                       measurements=records["measurements"], folded=fold(records["measurements"]))
+        if self.with_callgrind:
+            summary.update(instructions=records["instructions"],
+                           instructions_folded=fold_instructions(records["instructions"]))
+        if self.held:
+            summary["held"] = records["held"]
+
     def measure(self, server: str, shape: str, service: procs.Service, uses_redis: bool, rnd: int) -> dict:
+        """One shape under perf stat, on a started server."""
         stem, requests = f"{server}-{shape}-r{rnd}", self.settings["requests"]
         record = {"server": server, "shape": shape, "round": rnd, "error": None}
         if shape != "idle":
             self.load(shape, self.settings["warmup"], None)
         server_pids = record["server_pids"] = [service.pid] + procs.descendants(service.pid)
-        roles = {tid: "server" for tid in perfstat.tasks_of(server_pids)}
-        roles.update({tid: "redis" for tid in perfstat.tasks_of([self.redis.service.pid])})
-        before_cmds, before_hit = self.redis.command_calls(), self.redis.get_int(COUNTER_KEY) or 0
-        counter = perfstat.Counter(server_pids + [self.redis.service.pid], self.raw_dir / f"{stem}.perf.csv")
+        roles = {tid: "server" for tid in measure.tasks_of(server_pids)}
+        redis_pids = [self.redis.pid] if self.redis else []
+        roles.update({tid: "redis" for tid in measure.tasks_of(redis_pids)})
+        before_cmds, before_hit = self.redis_counts()
+        counter = perfstat.Counter(server_pids + redis_pids, self.raw_dir / f"{stem}.perf.csv")
         try:
             record["perf_setup_s"] = round(counter.enable(), 1)
-            switches, window = perfstat.switches_of(roles), time.monotonic()
+            switches, window = measure.switches_of(roles), time.monotonic()
             if shape == "idle":
                 time.sleep(self.settings["idle_seconds"])
                 record["load"] = {"seconds": self.settings["idle_seconds"]}
             else:
                 record["load"] = self.load(shape, requests, self.raw_dir / f"{stem}.load.txt")
             counter.disable()
-            switched = perfstat.switch_deltas(switches, perfstat.switches_of(roles), roles)
+            switched = measure.switch_deltas(switches, measure.switches_of(roles), roles)
             # The idle shape is per second of the counted window (enable's ack to disable's ack).
             record["window_s"] = round(time.monotonic() - window, 3)
             text = counter.stop()
         finally:
             counter.close()
-        after_cmds, after_hit = self.redis.command_calls(), self.redis.get_int(COUNTER_KEY) or 0
-        roles.update({tid: "server" for tid in perfstat.tasks_of(server_pids)})
+        after_cmds, after_hit = self.redis_counts()
+        roles.update({tid: "server" for tid in measure.tasks_of(server_pids)})
         by_role = perfstat.aggregate(perfstat.parse(text), roles)
         perfstat.compress(self.raw_dir / f"{stem}.perf.csv")  # ~365 lines per thread, mostly zeros
         # perf's context-switches are both kinds; /proc tells voluntary (the thread blocked: a
@@ -178,11 +203,17 @@ class Run:
             f"context switches per {'second' if shape == 'idle' else 'request'} (perf set up in {record['perf_setup_s']}s)")
         return record
 
-    def server_round(self, server: str, rnd: int, shapes: list[str]) -> list[dict]:
-        spec, out = self.spec(server), []
+    def redis_counts(self) -> tuple[dict, int]:
+        """Redis's calls per command and the counter; nothing without a Redis (nginx alone)."""
+        if not self.redis:
+            return {}, 0
+        return self.redis.command_calls(), self.redis.get_int(COUNTER_KEY) or 0
+
+    def server_round(self, server: str, spec: servers.Spec, rnd: int) -> list[dict]:
+        out = []
         service = servers.start(spec, self.port, self.log_dir / f"{server}-r{rnd}.log", name=f"{server}-r{rnd}")
         try:
-            for shape in [s for s in shapes if s != "idle" or rnd == 1]:
+            for shape in [s for s in self.shapes if s != "idle" or rnd == 1]:
                 log(f"round {rnd}: {server}, {shape}")
                 try:
                     out.append(self.measure(server, shape, service, spec.uses_redis, rnd))
@@ -195,20 +226,19 @@ class Run:
             service.stop()
         return out
 
-    def instructions_round(self, server: str, rnd: int, shapes: list[str]) -> list[dict]:
+    def instructions_round(self, server: str, spec: servers.Spec, rnd: int) -> list[dict]:
         """The server under callgrind: user-space instructions per request for each shape."""
-        spec = self.spec(server)
         if server == "nginx":
             # A forked child under valgrind (nginx's worker) cannot be reached by callgrind_control
             # (no vgdb until it execs): nginx serves from its one process instead, the same event
             # loop and request path as a worker's.
-            config = self.log_dir / "nginx" / "nginx.conf"
+            config = Path(spec.argv[spec.argv.index("-c") + 1])
             config.write_text(config.read_text().replace("master_process on;", "master_process off;"))
             spec.processes = 1
         service, out_dir = self.under_callgrind(spec, f"{server}-callgrind-r{rnd}", f"{server}-r{rnd}")
         requests, out = self.settings["callgrind_requests"], []
         try:
-            for shape in [s for s in shapes if s != "idle"]:
+            for shape in [s for s in self.shapes if s != "idle"]:
                 log(f"callgrind round {rnd}: {server}, {shape}")
                 record = {"server": server, "shape": shape, "round": rnd, "error": None, "requests": requests}
                 try:
@@ -228,11 +258,10 @@ class Run:
             service.stop(grace=30)
         return out
 
-    def held_round(self, server: str, rnd: int, _shapes: list[str]) -> list[dict]:
+    def held_round(self, server: str, spec: servers.Spec, rnd: int) -> list[dict]:
         """hitcore -w 1 under callgrind holding --idle-connections keep-alive connections, each
         answered once: its instructions per second while they sit idle (what a shard's tick costs)."""
         n, seconds = self.settings["held_connections"], self.settings["held_seconds"]
-        spec = self.spec(server)
         spec.argv += ["--worker-connections", str(n + 100), "--keep-alive", "600", "--header-timeout", "600"]
         record = {"server": server, "shape": f"held-{n}", "round": rnd, "error": None, "connections": n}
         service, out_dir = self.under_callgrind(spec, f"{server}-held-r{rnd}", f"held-r{rnd}")
@@ -291,111 +320,18 @@ def _answered(conn: socket.socket) -> bool:
     return measure.read_head(conn).startswith(b"HTTP/1.1 200")
 
 
-def _held_lines(summary: dict) -> list[str]:
-    rows = [[h["round"], h.get("error") or f"{h['answered']:,}/{h['connections']:,}", h.get("window_s", ""),
-             f"{h['shard_per_s']:,}" if "shard_per_s" in h else "", f"{h['supervisor_per_s']:,}" if "supervisor_per_s" in h else ""]
-            for h in summary.get("held", [])]
-    if not rows:
-        return []
-    n, s = summary["held"][0]["connections"], summary["settings"]
-    return [f"## hitcore -w 1 holding {n:,} idle connections: instructions per second (callgrind)", "",
-            f"`hitcore -w 1 --worker-connections {n + 100} --keep-alive 600 --header-timeout 600` under "
-            "`valgrind --tool=callgrind --trace-children=yes`; each connection answered one `GET /` and then "
-            f"left idle; 2 s later the counters zeroed (`callgrind_control -z`), {s['held_seconds']} s idle, "
-            "dumped (`-d`): Ir of each process, libc included, kernel excluded.", ""] + \
-        table(["round", "answered", "window s", "shard, instructions / s", "supervisor, instructions / s"], rows) + [""]
-
-
-def _fmt(stat: dict | None, spread: bool = True) -> str:
-    if not stat:
-        return "0"
-    text = f"{stat['median']:.2f}" if stat["median"] < 100 else f"{stat['median']:.0f}"
-    return text + (f" ({stat['min']:.2f}–{stat['max']:.2f})" if spread and stat["max"] - stat["min"] > 0.005 else "")
-
-
-def _largest(counts: dict, n: int, digits: int) -> str:
-    tops = sorted(((k, st) for k, st in counts.items() if perfstat.is_syscall(k)), key=lambda kv: -kv[1]["median"])[:n]
-    return ", ".join(f"{k} {st['median']:.{digits}f}" for k, st in tops if st["median"] >= 0.005)
-
-
-def render(summary: dict) -> str:
-    folded, s, measured = summary["folded"], summary["settings"], bool(summary["measurements"])
-    shapes = [sh for sh in summary["shapes"] if sh != "idle"]
-    lines = [f"# Syscalls per request: {summary['name']}", "",
-             f"`{summary['command']}`, started {summary['started']}, {summary['duration_s']:.0f} s. Counts, not "
-             "times: a busy machine changes them only where the batching itself changes.", ""]
-    lines += machine_section(summary) + [""]
-    if measured:
-        lines += ["## Method", "",
-                  f"Each server on its own, started fresh each round ({s['rounds']} rounds), against one Redis; for "
-                  f"each shape a warm-up of {s['warmup']} requests, then `perf stat` (syscall tracepoints, context "
-                  f"switches, failed `recvfrom`/`read`/`accept4`) on every thread of the server and of redis-server, "
-                  f"enabled around exactly {s['requests']} requests ({CONNECTIONS} connections), every count divided "
-                  "by the requests. Medians of the rounds, (min–max) where they differ. `total` is every syscall "
-                  "once; `X:err` the calls of X that failed (part of X's count); *vol.* the voluntary context "
-                  "switches (bench/README.md, \"Syscalls per request\").", ""]
-        for shape in shapes:
-            rows = []
-            for server in summary["servers"]:
-                cell = folded.get(server, {}).get(shape)
-                if not cell:
-                    rows.append([SERVER_TITLES[server], "not measured"] + [""] * 5)
-                    continue
-                srv, red, uses = cell["roles"].get("server", {}), cell["roles"].get("redis", {}), server != "nginx"
-                rows.append([SERVER_TITLES[server], _fmt(srv.get("total")),
-                             f"{_fmt(srv.get(perfstat.SWITCHES))}; vol. {_fmt(srv.get('cs-voluntary'), False)}",
-                             _largest(srv, 6, 2), _fmt(red.get("total")) if uses else "–",
-                             f"{_fmt(red.get(perfstat.SWITCHES))}; vol. {_fmt(red.get('cs-voluntary'), False)}" if uses else "–",
-                             _fmt(cell.get("redis_commands_per_request")) if uses else "–"])
-            lines += [f"## {SHAPE_TITLES[shape]}", ""] + table(
-                ["server", "syscalls / req", "context switches / req; voluntary", "largest syscalls / req",
-                 "Redis syscalls / req", "Redis ctx sw / req; voluntary", "Redis commands / req"], rows) + [""]
-        cols = [(sv, sh) for sh in shapes for sv in summary["servers"] if folded.get(sv, {}).get(sh)]
-        names = {n for sv, sh in cols for n, st in folded[sv][sh]["roles"].get("server", {}).items() if st["median"] >= 0.01}
-        if cols:
-            lines += ["## Every syscall of the server processes, per request (medians)", ""] + table(
-                ["syscall"] + [f"{sv} {sh}" for sv, sh in cols],
-                [[n] + [f"{v['median']:.3f}" if v else "0" for v in
-                        (folded[sv][sh]["roles"].get("server", {}).get(n) for sv, sh in cols)]
-                 for n in [n for n in KEY_NAMES if n in names] + sorted(names - set(KEY_NAMES))]) + [""]
-    ins = summary.get("instructions_folded")
-    if ins:
-        cell = lambda st: "–" if not st else f"{st['median']:,.0f}" + (  # noqa: E731
-            f" ({st['min']:,.0f}–{st['max']:,.0f})" if len(st["values"]) > 1 else "")
-        lines += ["## User-space instructions per request (callgrind)", "",
-                  "The server under `valgrind --tool=callgrind --trace-children=yes`, counters zeroed after a warm-up "
-                  f"and dumped after exactly {s['callgrind_requests']} requests; Ir of all its processes, libc "
-                  "included, kernel excluded. Under callgrind a server runs ~50× slower, so it finds more requests "
-                  "waiting per wake-up than at full speed; nginx runs with `master_process off` (callgrind_control "
-                  "cannot reach a forked worker).", ""] + table(
-            ["server"] + [SHAPE_TITLES[sh] for sh in shapes],
-            [[SERVER_TITLES[sv]] + [cell(ins[sv].get(sh)) for sh in shapes] for sv in summary["servers"] if sv in ins]) + [""]
-    if "idle" in summary["shapes"] and measured:
-        rows = [[SERVER_TITLES[sv], _fmt(srv.get("total")), _fmt(srv.get(perfstat.SWITCHES)), _largest(srv, 5, 1)]
-                for sv in summary["servers"] if folded.get(sv, {}).get("idle")
-                for srv in [folded[sv]["idle"]["roles"].get("server", {})]]
-        lines += ["## Idle: per second, no load", ""] + \
-            table(["server", "syscalls / s", "context switches / s", "largest"], rows) + [""]
-    lines += _held_lines(summary)
-    errors = [m for m in summary["measurements"] + summary.get("instructions", []) + summary.get("held", [])
-              if m.get("error") or m.get("warning")]
-    if errors:
-        lines += ["## Problems", ""] + [f"- {m['server']} {m['shape']} round {m['round']}: "
-                                        f"{m.get('error') or m.get('warning')}" for m in errors] + [""]
-    return "\n".join(lines + [f"Raw outputs: `{summary['name']}/raw/` (`*.perf.csv.gz`: perf's per-thread counts, "
-                              "gzipped; `*.load.txt`: the load generator's), every number in `summary.json`.", ""])
-
-
 def parse_args(argv):
     p = session.arguments(
         "bench/syscalls", description="Counts syscalls (by name) and context switches per request for hitcore -w 1, nginx "
                     "(1 worker) and the tokio peer (1 thread), keep-alive, a connection per request and "
-                    "pipelined, with perf stat; writes bench/results/<date>-<host>-syscalls.md.")
+                    "pipelined, with perf stat; writes bench/results/<date>-syscalls/summary.md.")
     p.add_argument("--quick", action="store_true", help="2000 requests, one round: to check the script")
     p.add_argument("--requests", type=int, help="requests per measurement (default 20000)")
     p.add_argument("--rounds", type=int, help="rounds (default 3)")
-    p.add_argument("--only", metavar="LIST", type=session.choice(SERVERS, "server(s)"), help="servers, comma-separated: " + ", ".join(SERVERS))
-    p.add_argument("--shapes", metavar="LIST", type=session.choice(SHAPES, "shape(s)"), help="load shapes, comma-separated: " + ", ".join(SHAPES))
+    p.add_argument("--only", metavar="LIST", type=session.choice(SERVERS, "server(s)"),
+                   help="servers, comma-separated: " + ", ".join(SERVERS))
+    p.add_argument("--shapes", metavar="LIST", type=session.choice(SHAPES, "shape(s)"),
+                   help="load shapes, comma-separated: " + ", ".join(SHAPES))
     p.add_argument("--instructions", action="store_true",
                    help="also count user-space instructions per request under callgrind (5000 requests per "
                         "shape and round; slow)")
@@ -405,88 +341,45 @@ def parse_args(argv):
                         "instructions per second (e.g. 10000; 10 s per round)")
     p.add_argument("--tokio", type=Path, metavar="PATH",
                    help="tokio peer binary (default bench/peers/tokio-hyper/target/release/tokio-hyper-peer)")
-    p.add_argument("--port", type=int, default=0, help="port for the servers (default: a free one)")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    held = args.idle_connections is not None
     try:
-        chosen = args.only or (["hitcore"] if args.idle_connections is not None else list(SERVERS))
+        chosen = args.only or (["hitcore"] if held else list(SERVERS))
         shapes = args.shapes or list(SHAPES)
-        if args.idle_connections is not None and (chosen != ["hitcore"] or args.instructions or args.shapes):
+        if held and (chosen != ["hitcore"] or args.instructions or args.shapes):
             raise ValueError("--idle-connections measures hitcore alone: give it without --instructions, "
                              "--shapes or --only other than hitcore")
         for flag, value in (("--requests", args.requests), ("--rounds", args.rounds),
                             ("--idle-connections", args.idle_connections)):
             if value is not None and value < 1:
                 raise ValueError(f"{flag} must be at least 1, not {value}")
-    except ValueError as error:
+        plan = compare_plan.parse_plan(PLAN.read_text())
+        plan.only(chosen)
+    except (ValueError, compare_plan.PlanError) as error:
         print(f"bench/syscalls: {error}", file=sys.stderr)
         return 2
-    return session.guard(run, args, chosen, shapes)
-
-
-def run(args, chosen: list[str], shapes: list[str]) -> int:
     mode = "quick" if args.quick else "full"
     settings = dict(MODES[mode], mode=mode)
     settings.update({k: v for k, v in (("requests", args.requests), ("rounds", args.rounds),
                                        ("held_connections", args.idle_connections)) if v})
-    machine.raise_open_files_limit()
-    started = datetime.datetime.now().astimezone()
-    held = args.idle_connections is not None
-    name = session.results_name(started, "-syscalls" + ("-quick" if args.quick else "") + (
-        "-instructions" if args.instructions_only else "") + (f"-idle{args.idle_connections}" if held else "")
-        + ("-partial" if args.only or args.shapes else ""))
-    run_dir = args.out.resolve() / name
-    raw_dir, log_dir = session.fresh_run_dir(run_dir)
     with_perf, with_callgrind = not (args.instructions_only or held), args.instructions or args.instructions_only
     tools = ("ab", "redis-server") + (("perf",) if with_perf else ()) + \
         (("valgrind", "callgrind_control") if with_callgrind or held else ()) + (("nginx",) if "nginx" in chosen else ())
-    try:
-        missing = [t for t in tools if not shutil.which(t)]
-        if missing:
-            raise RunError(f"`{missing[0]}` is not installed (perf: apt-get install linux-perf; valgrind)")
-        hitcore = session.binary(args.hitcore, provision.HITCORE_BINARY, "hitcore") if "hitcore" in chosen else None
-        tokio = session.binary(args.tokio, provision.TOKIO_BINARY, "the tokio peer") if "tokio" in chosen else None
-    except RunError as error:
-        log(f"cannot run: {error}")
+    missing = [t for t in tools if not shutil.which(t)]
+    if missing:
+        log(f"cannot run: `{missing[0]}` is not installed (perf: apt-get install linux-perf; valgrind)")
         return 1
-    what = f"holding {args.idle_connections} idle connections" if held else \
-        f"× {', '.join(shapes)}, {settings['requests']} requests"
-    log(f"bench/syscalls {mode} run: {', '.join(chosen)} {what}, {settings['rounds']} rounds; results -> {run_dir}.md")
-    summary = session.header(name, started, settings, "bench/syscalls", None)
-    redis = redisctl.RedisServer(log_dir)
-    redis.wait_ready()
-    keep = ("hitcore", "tokio-hyper peer", "rustc", "nginx", "redis-server", "ab", "python (system, runs the kit)")
-    versions = {k: v for k, v in machine.versions(hitcore, redis.version()).items() if k in keep}
-    versions["perf"] = machine._first_line(["perf", "--version"]) or "unknown"
-    ctx = Run(args, settings, raw_dir, log_dir, redis, hitcore, tokio)
-    measurements: list[dict] = []
-    instructions: list[dict] = []
-    held_records: list[dict] = []
-    try:
-        for what, records, enabled, step in (("", measurements, with_perf, ctx.server_round),
-                                             ("callgrind ", instructions, with_callgrind, ctx.instructions_round),
-                                             ("idle connections ", held_records, held, ctx.held_round)):
-            for rnd in range(1, settings["rounds"] + 1):
-                for server in chosen if enabled else []:
-                    try:
-                        records += step(server, rnd, shapes)
-                    except RunError as error:
-                        log(f"{what}round {rnd}, {server}: {error}")
-                        records.append({"server": server, "shape": "*", "round": rnd, "error": str(error)})
-    finally:
-        redis.stop()
-    summary.update(versions=versions, servers=chosen, shapes=shapes, measurements=measurements,
-                   hitcore_binary=str(hitcore) if hitcore else None, tokio_binary=str(tokio) if tokio else None,
-                   load_at_end=[round(x, 2) for x in os.getloadavg()],
-                   duration_s=round(procs.elapsed(), 1), folded=fold(measurements))
-    if with_callgrind:
-        summary.update(instructions=instructions, instructions_folded=fold_instructions(instructions))
-    if held:
-        summary["held"] = held_records
-    session.write_summary(run_dir, summary)
-    failed = [f"{m['server']} {m['shape']} round {m['round']}" for m in measurements + instructions + held_records
-              if m.get("error")]
-    return session.finish(run_dir.with_name(name + ".md"), render(summary), failed)
+    settings["perf"] = machine.first_line(["perf", "--version"]) if with_perf else None
+    args.name = "syscalls" + ("-quick" if args.quick else "") + ("-instructions" if args.instructions_only else "") \
+        + (f"-idle{args.idle_connections}" if held else "") + ("-partial" if args.only or args.shapes else "")
+    args.plan, args.rounds, args.dry_run = PLAN, settings["rounds"], False
+    args.connections, args.duration, args.threads = CONNECTIONS, None, None
+    run = Syscalls(settings, shapes, with_perf, with_callgrind, held)
+    tool = compare.Tool(measure=run.tool_measure, render=compare_report.syscalls_render, table=None,
+                        summary={"syscalls": settings}, name="bench/syscalls", fold=run.fold)
+    machine.raise_open_files_limit()
+    return session.guard(compare.run, args, plan, {"tokio": str(args.tokio)} if args.tokio else {}, tool)

@@ -12,8 +12,11 @@ DEADLINE_ERROR = "aborted due to deadline"
 # oha's latencyPercentiles keys (seconds) -> ours (milliseconds)
 PERCENTILES = {"p50": "p50_ms", "p90": "p90_ms", "p99": "p99_ms", "p99.9": "p999_ms", "p99.99": "p9999_ms"}
 FOLDED = ["p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "ok_rps", "achieved_ratio"]
-CPU_FIELDS = ["oha_pct", "server_pct", "redis_pct", "other_pct", "machine_pct", "requests_per_command",
-              "server_nonvoluntary_per_s", "server_runq_ms_per_s", "redis_runq_ms_per_s", "oha_runq_ms_per_s"]
+# measure.window_figures' figures folded over the rounds (bench/tail's readings add the run-queue
+# waits and the server's context switches)
+CPU_FIELDS = ["oha_cpu_pct", "server_cpu_pct", "redis_cpu_pct", "other_cpu_pct", "machine_cpu_pct",
+              "requests_per_command", "server_cpu_us_per_request", "server_nonvoluntary_per_s",
+              "server_runq_ms_per_s", "redis_runq_ms_per_s", "oha_runq_ms_per_s"]
 GOAL_FRACTIONS = (0.25, 0.50)
 # A run counts as saturated (requests queued faster than they were served, so its percentiles
 # measure the queue, not the server) when its 2xx answers fell short of this share of the offered
@@ -171,34 +174,4 @@ def verdicts(folded: dict, fractions=GOAL_FRACTIONS, subject: str = "hitcore", p
         row["saturated"] = {who: sorted(int(r) for r, v in cell["by_round"].items() if v.get("saturated"))
                             for who, cell in ((subject, mine), (peer, theirs))}
         out.append(row)
-    return out
-
-
-def window_cpu(before: dict, after: dict) -> dict:
-    """Two readings {t, oha, server, redis, machine (CPU seconds), calls (Redis's, per command),
-    nonvol (server's involuntary context switches), server_wait, redis_wait, oha_wait (seconds
-    runnable but waiting for a CPU)} -> % of one CPU each used over the window, the rest of the
-    machine ('other': someone else's work), requests per Redis command, the server's preemptions
-    per second and each one's run-queue wait in ms per second."""
-    seconds = after["t"] - before["t"]
-    if seconds <= 0:
-        return {}
-
-    def pct(key):
-        return round(100.0 * (after[key] - before[key]) / seconds, 1)
-
-    out = {"window_s": round(seconds, 2), "oha_pct": pct("oha"), "server_pct": pct("server"),
-           "redis_pct": pct("redis"), "machine_pct": pct("machine")}
-    out["other_pct"] = round(out["machine_pct"] - out["oha_pct"] - out["server_pct"] - out["redis_pct"], 1)
-    commands = sum(after.get("calls", {}).get(k, 0) - before.get("calls", {}).get(k, 0) for k in ("incr", "incrby"))
-    out["redis_commands_per_s"] = round(commands / seconds, 1)
-    if "counter" in before and "counter" in after and commands > 0:
-        out["requests_per_command"] = round((after["counter"] - before["counter"]) / commands, 2)
-    for who in ("server", "redis", "oha"):
-        if f"{who}_wait" in before and f"{who}_wait" in after:
-            # ms of run-queue wait per second of the window, summed over the threads
-            out[f"{who}_runq_ms_per_s"] = round(1000.0 * (after[f"{who}_wait"] - before[f"{who}_wait"]) / seconds, 1)
-    if "nonvol" in before and "nonvol" in after:
-        out["server_nonvoluntary_per_s"] = round((after["nonvol"] - before["nonvol"]) / seconds, 1)
-        out["server_voluntary_per_s"] = round((after["vol"] - before["vol"]) / seconds, 1)
     return out

@@ -16,7 +16,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
-from kit import compare, compare_plan, compare_report, measure, redisctl, servers  # noqa: E402
+from kit import attack, compare, compare_plan, compare_report, hostile, measure, redisctl, servers  # noqa: E402
 from kit.compare_plan import PlanError, parse_plan  # noqa: E402
 
 SUMMARY = json.loads((Path(__file__).resolve().parent / "fixtures" / "compare-summary.json").read_text())
@@ -154,8 +154,73 @@ class Plans(unittest.TestCase):
 
     def test_goals(self):
         plan = parse_plan("variant a x\nvariant b y\nvariant c z\ngoal a >= 0.8 b\ngoal b >= 1.3 a\ngoal c >= 1 a")
-        checked = compare_plan.check_goals(plan, {"a": 90.0, "b": 100.0, "c": None})
+        checked = compare_plan.check_goals(plan, {"a": {"rps": 90.0}, "b": {"rps": 100.0}, "c": {}})
         self.assertEqual([(g["ratio"], g["met"]) for g in checked], [(0.9, True), (1.111, False), (None, None)])
+
+    def test_a_p99_goal_wants_the_lower_figure(self):
+        plan = parse_plan("variant a x\nvariant b y\ngoal a p99 <= 1.0 b\ngoal b p99 <= 1 a")
+        self.assertEqual(plan.goals[0].text(), "a p99 ≤ 1× b")
+        checked = compare_plan.check_goals(plan, {"a": {"p99_ms": 2.0}, "b": {"p99_ms": 4.0}})
+        self.assertEqual([(g["ratio"], g["met"]) for g in checked], [(0.5, True), (2.0, False)])
+        for bad in ("goal a p99 >= 1 b", "goal a p50 <= 1 b", "goal a <= 1 b"):
+            with self.assertRaises(compare_plan.PlanError):
+                parse_plan("variant a x\nvariant b y\n" + bad)
+
+    def test_attack_option(self):
+        plan = parse_plan("variant a @attack=slowloris:5000 x\nvariant b @attack=pipeline:10 y")
+        self.assertEqual([(v.attack, v.attack_size) for v in plan.variants], [("slowloris", 5000), ("pipeline", 10)])
+        for bad in ("@attack=slowloris", "@attack=ddos:5", "@attack=idle:0"):
+            with self.assertRaises(compare_plan.PlanError):
+                parse_plan(f"variant a {bad} x")
+
+
+class Only(unittest.TestCase):
+    def test_only_keeps_the_named_variants_and_their_goals(self):
+        plan = parse_plan("base b\nvariant a x\nvariant b y\nvariant c z\ngoal a >= 1 b\ngoal c >= 1 a")
+        plan.only(["c", "a"])
+        self.assertEqual([v.name for v in plan.variants], ["a", "c"])   # the plan's order
+        self.assertEqual([g.text() for g in plan.goals], ["c ≥ 1× a"])
+        self.assertEqual(plan.base, "a")                                # b left out: the first kept
+        with self.assertRaises(PlanError):
+            plan.only(["d"])
+
+    def test_hostile_command_lines_become_compare_ones(self):
+        vs = hostile.translate(["--only", "vs-nginx", "--hitcore", "/x"])
+        self.assertTrue(vs[0].endswith("plans/hostile-vs-nginx.plan"))
+        self.assertEqual(vs[1:], ["--name", "hostile-vs-nginx", "--hitcore", "/x"])
+        quick = hostile.translate(["--quick", "--only", "idle,pipeline"])
+        self.assertEqual(quick[1:], ["--name", "hostile-quick", "--only", "alone,idle,pipeline",
+                                     "--rounds", "1", "--duration", "3"])
+        every = hostile.translate([])
+        plan = parse_plan(Path(every[0]).read_text())
+        self.assertEqual(every[every.index("--only") + 1].split(","), [v.name for v in plan.variants])
+        for plan_path in ("hostile.plan", "hostile-vs-nginx.plan"):
+            attacked = [v for v in parse_plan((BENCH / "plans" / plan_path).read_text()).variants if v.attack]
+            self.assertTrue(attacked and all(v.attack in compare_plan.ATTACKS for v in attacked))
+
+
+class AttackWindow(unittest.TestCase):
+    # an attacker's counter lines, every 0.5 s (attackers.py's shape)
+    LINES = [{"t": 10.0, "open": 100, "opened": 100, "closed_by_server": 0},
+             {"t": 10.5, "open": 90, "opened": 110, "closed_by_server": 10},
+             {"t": 11.0, "open": 80, "opened": 130, "closed_by_server": 30},
+             {"t": 11.5, "open": 100, "opened": 150, "closed_by_server": 50},
+             {"t": 12.0, "open": 100, "opened": 150, "closed_by_server": 50, "final": True}]
+
+    def test_levels_averaged_totals_grown_over_the_window(self):
+        w = attack.window(self.LINES, 10.4, 11.6)
+        self.assertEqual(w["attack_open_avg"], 90.0)                # 90, 80, 100 inside the window
+        self.assertEqual(w["attack_opened"], 50)                    # 150 at 12.0 less 100 at 10.0
+        self.assertEqual(w["attack_closed_by_server"], 50)
+        self.assertEqual(w["attack_closed_per_s"], 25.0)            # over the 2 s between those lines
+        self.assertNotIn("attack_requests_written", w)
+
+    def test_the_pipelines_totals(self):
+        lines = [{"t": 1.0, "requests_written": 5000, "closed_by_server": 0},
+                 {"t": 9.0, "requests_written": 8000, "closed_by_server": 1, "closed_after_s": 8.5}]
+        w = attack.window(lines, 3.0, 6.0)
+        self.assertEqual((w["attack_requests_written"], w["attack_closed_after_s"]), (8000, 8.5))
+        self.assertEqual(attack.window([], 0.0, 1.0), {})
 
 
 class NginxConfig(unittest.TestCase):
@@ -271,6 +336,18 @@ class Report(unittest.TestCase):
         self.assertNotIn("**LOST", text)
         # Derived for a summary recorded before the field existed: server CPU % × 10⁴ / req/s.
         self.assertIn("| off | 24 | 30.79 · 33.76 (median 32.27) |", text)
+
+    def test_the_attackers_table(self):
+        summary = json.loads(json.dumps(SUMMARY))
+        self.assertNotIn("## Hostile clients", compare_report.render(summary))
+        row = summary["rows"][1]
+        row["rounds"][0]["attack"] = "slowloris:5000"
+        row["tests"]["wrk"].update(attack_ramp_s=0.8, attack_open_avg=4103.0, attack_closed_per_s=1600.0,
+                                   attacker_cpu_pct=8.0, rss_before_attack_kib=27880, peak_rss_kib=56024,
+                                   kib_per_attack_conn=6.86)
+        text = compare_report.render(summary)
+        self.assertLess(text.index("## CPU during"), text.index("## Hostile clients beside wrk"))
+        self.assertIn("| metrics | slowloris:5000 | 0.8 | 4,103 | 1,600 | 8 | 27,880 → 56,024 | 6.86 | – |", text)
 
     def test_the_connection_spread_shows_for_many_connections(self):
         summary = json.loads(json.dumps(SUMMARY))

@@ -1,6 +1,7 @@
 """Checks bench/syscalls' readers: kit/perfstat.py against real `perf stat -x,` outputs (perf 6.1 on
 Debian 12, kernel 6.18), kit/callgrind.py's reading of callgrind dumps, and kit/syscalls.py's
-request counts and folding of rounds, and its idle-connections figures, so that the syscalls-per-request table cannot silently rot.
+request counts and folding of rounds, and its idle-connections figures (their table is kit/compare_report.py's), so
+that the syscalls-per-request table cannot silently rot.
 
 Fixtures (bench/tests/fixtures/):
 - perf-stat-per-thread-hitcore.csv: `perf stat -x, --per-thread -p <hitcore -w 1's supervisor and
@@ -22,7 +23,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
-from kit import callgrind, perfstat, syscalls  # noqa: E402
+from kit import callgrind, compare_report, measure, perfstat, syscalls  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -118,14 +119,10 @@ class AggregateTest(unittest.TestCase):
         self.assertEqual(roles["server"]["total"], 3707)
         self.assertEqual(roles["other"]["total"], 146 + 3)
 
-    def test_top(self):
-        self.assertEqual(perfstat.top(self.roles["server"], 3),
-                         [("recvfrom", 1950), ("sendto", 1045), ("io_uring_enter", 537)])
-
     def test_switch_deltas(self):
         before = {1: (10, 5), 2: (0, 0), 3: (7, 7)}
         after = {1: (15, 9), 2: (3, 1), 4: (100, 100)}  # 3 has gone, 4 is new: both left out
-        deltas = perfstat.switch_deltas(before, after, {1: "server", 2: "redis"})
+        deltas = measure.switch_deltas(before, after, {1: "server", 2: "redis"})
         self.assertEqual(deltas, {"server": {"voluntary": 5, "nonvoluntary": 4},
                                   "redis": {"voluntary": 3, "nonvoluntary": 1}})
 
@@ -218,15 +215,15 @@ class SyscallsTest(unittest.TestCase):
         # The supervisor's pid apart; every other process of the server (its shard) summed.
         figures = syscalls.held_figures(100, {100: 120_000, 101: 2_000_000, 102: 150_000}, 10.0)
         self.assertEqual(figures, {"window_s": 10.0, "supervisor_per_s": 12_000, "shard_per_s": 215_000})
-        summary = {"settings": {"held_seconds": 10},
+        summary = {"syscalls": {"held_seconds": 10},
                    "held": [{"round": 1, "connections": 10000, "answered": 10000, **figures},
                             {"round": 2, "connections": 10000, "error": "callgrind wrote no dump"}]}
-        text = "\n".join(syscalls._held_lines(summary))
+        text = "\n".join(compare_report.syscalls_held(summary))
         self.assertIn("holding 10,000 idle connections", text)
         self.assertIn("--worker-connections 10100", text)
         self.assertIn("| 1 | 10,000/10,000 | 10.0 | 215,000 | 12,000 |", text)
         self.assertIn("| 2 | callgrind wrote no dump |", text)
-        self.assertEqual(syscalls._held_lines({"settings": {}}), [])
+        self.assertEqual(compare_report.syscalls_held({"settings": {}}), [])
 
     def test_answered(self):
         for sent, expected in ((b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1", True),

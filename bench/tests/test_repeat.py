@@ -1,4 +1,4 @@
-"""Checks `bench/run --repeat N`: kit/rounds.py folds the rounds into medians, spreads and ratios, and
+"""Checks `bench/run --repeat N`: kit/rounds.py folds the rounds into medians and spreads, and
 kit/report.py renders them, on three rounds made from a real run's summary (tests/fixtures/
 summary-quick.json) with req/s scaled by 0.9, 1.0 and 1.2, so the median is the recorded number.
 Standard library only, no network, well under a second.
@@ -53,8 +53,7 @@ def summary_of(rows, scaling, drop=()):
     s["rows"] = [r for r in rounds.aggregate(rows) if r["id"] not in drop]
     s["scaling"] = rounds.aggregate(scaling)
     s["rounds"] = [{"round": n} for n in range(1, len(rows) + 1)]
-    s["ratios"] = rounds.ratios(s)
-    return json.loads(json.dumps(s))  # as main.py writes it and charts.py reads it
+    return json.loads(json.dumps(s))  # as main.py writes it
 
 
 def failures(n, by_id):
@@ -112,30 +111,14 @@ class RoundsTest(unittest.TestCase):
         self.assertEqual(hit["peak_rss_kib"], SUMMARY["rows"][6]["peak_rss_kib"] + 2048)  # the max
         self.assertEqual(agg["gunicorn-sync"]["tests"]["ab"]["max"]["failed"], 7)
 
-    def test_ratios_from_medians(self):
-        s = summary_of(*per_round())
-        self.assertEqual(s["ratios"]["peers"], [[p, n] for p, n in rounds.PEERS])
-        entry = next(e for e in s["ratios"]["rows"] if e["id"] == "hitcore-ncpu")
-        expected = original("hitcore-ncpu", "wrk")["rps"] / original("nginx", "wrk")["rps"]
-        self.assertAlmostEqual(entry["wrk"]["nginx"], expected, places=3)
-        expected = original("hitcore-ncpu", "ab")["rps"] / original("gunicorn-gevent", "ab")["rps"]
-        self.assertAlmostEqual(entry["ab"]["gunicorn-gevent"], expected, places=3)
-        self.assertAlmostEqual(entry["wrk_p99_ms"], original("hitcore-ncpu", "wrk")["p99_ms"])
-        self.assertEqual([e["id"] for e in s["ratios"]["rows"]],
-                         ["hitcore-4", "hitcore-ncpu", "hitcore-scaling-1", "hitcore-scaling-2"])
-        scaling = s["ratios"]["rows"][2]
-        self.assertIsNone(scaling["ab"]["tokio-hyper"])  # the scaling points have wrk only
-        self.assertIsNotNone(scaling["wrk"]["tokio-hyper"])
-
 
 class RepeatReportTest(unittest.TestCase):
     def setUp(self):
         self.summary = summary_of(*per_round(tweak=failures))
-        self.text = report.render(self.summary, ["x-rps.png"])
+        self.text = report.render(self.summary)
 
     def test_headings_say_median_of_n(self):
-        for heading in ("## The original test", "## Keep-alive: ", "## Keep-alive, multi-threaded",
-                        "## Ratios", "## Shard scaling"):
+        for heading in ("## The original test", "## Keep-alive: ", "## Keep-alive, multi-threaded", "## Shard scaling"):
             line = next(l for l in self.text.splitlines() if l.startswith(heading))
             self.assertTrue(line.endswith("(median of 3 rounds)"), line)
         self.assertIn("**3 rounds** (`--repeat 3`), interleaved", self.text)
@@ -149,8 +132,8 @@ class RepeatReportTest(unittest.TestCase):
         line = table_line(self.text, "## Keep-alive, multi-threaded", "hitcore -w 4 --share-cpus")
         self.assertIn(f"| {original('hitcore-4', 'wrk')['p99_ms']:.2f} ms |", line)  # the median p99
         scaling = table_line(self.text, "## Shard scaling", "2")
-        rps = original("hitcore-scaling-2", "wrk")["rps"]
-        self.assertIn(f"| **{rps:,.0f}** | {rps * 0.9:,.0f}–{rps * 1.2:,.0f} |", scaling)
+        rps, one = original("hitcore-scaling-2", "wrk")["rps"], original("hitcore-scaling-1", "wrk")["rps"]
+        self.assertIn(f"| **{rps:,.0f}** | {rps * 0.9:,.0f}–{rps * 1.2:,.0f} | {rps / one:.2f} |", scaling)
 
     def test_failures_of_one_round_show(self):
         self.assertIn("| 0 · 7 · 0 |", table_line(self.text, "## The original test", "gunicorn -w 4 sync"))
@@ -162,32 +145,8 @@ class RepeatReportTest(unittest.TestCase):
         self.assertTrue(tokio_rounds[1].startswith("|  | 2 | 5,000 = 5,000 |"))
         hitcore_rounds = correctness[correctness.index("| hitcore -w 4 --share-cpus | 1 |"):].splitlines()[:3]
         self.assertEqual([l.rsplit("|", 2)[1].strip() for l in hitcore_rounds], ["0", "0", "1"])  # WORKER TIMEOUT
-        memory = table_line(self.text, "Peak RSS (sum over the process tree, max of 3 rounds)", "hitcore -w 1")
+        memory = table_line(self.text, "Peak RSS (sum over the process tree, max over the rounds)", "hitcore -w 1")
         self.assertIn(f"{(SUMMARY['scaling'][0]['peak_rss_kib'] + 2048) / 1024:,.1f} MiB", memory)
-
-    def test_ratios_section(self):
-        text = self.text
-        self.assertLess(text.index("## Keep-alive, multi-threaded"), text.index("## Ratios"))
-        self.assertLess(text.index("## Ratios"), text.index("## Shard scaling"))
-        header = table_line(text, "## Ratios", "hitcore")
-        for name in ("ab: × gunicorn gevent", "ab: × tokio peer", "ab: × nginx static", "wrk: × nginx static",
-                     "wrk p99 (median)"):
-            self.assertIn(name, header)
-        line = table_line(text, "## Ratios", "hitcore, one shard per CPU (2)")
-        wrk_nginx = original("hitcore-ncpu", "wrk")["rps"] / original("nginx", "wrk")["rps"]
-        ab_gevent = original("hitcore-ncpu", "ab")["rps"] / original("gunicorn-gevent", "ab")["rps"]
-        self.assertIn(f"| {ab_gevent:.2f}× |", line)
-        self.assertIn(f"| {wrk_nginx:.2f}× | {original('hitcore-ncpu', 'wrk')['p99_ms']:.2f} ms |", line)
-
-    def test_ratios_only_for_peers_in_the_run(self):
-        s = summary_of(*per_round(), drop=("gunicorn-gevent", "tokio-hyper"))
-        text = report.render(s, [])
-        header = table_line(text, "## Ratios", "hitcore")
-        self.assertNotIn("tokio", header)
-        self.assertNotIn("gevent", header)
-        self.assertEqual(header.count("nginx static"), 2)
-        s = summary_of(*per_round(), drop=("gunicorn-gevent", "tokio-hyper", "nginx"))
-        self.assertIn("No peer", report.render(s, []))
 
     def test_a_round_without_numbers_and_a_row_never_run(self):
         def tweak(n, by_id):
@@ -196,7 +155,7 @@ class RepeatReportTest(unittest.TestCase):
             by_id["tokio-hyper"].update(status="not run: cargo build failed", tests={}, counter_after={})
             by_id["tokio-hyper"].pop("counter_final")
         s = summary_of(*per_round(tweak=tweak))
-        text = report.render(s, [])
+        text = report.render(s)
         nginx = table_line(text, "## Keep-alive, multi-threaded", "nginx return 200 (static, no Redis), 2 workers")
         rps = original("nginx", "wrk")["rps"]
         self.assertIn(f"**{(rps * 0.9 + rps * 1.2) / 2:,.0f}**", nginx)  # the median of the two rounds left
@@ -204,20 +163,24 @@ class RepeatReportTest(unittest.TestCase):
         self.assertIn("| 0/0/0/0 · error · 0/0/0/0 | 0 · error · 0 |", nginx)
         self.assertIn("*not run: cargo build failed*", table_line(text, "## The original test", TOKIO))
         self.assertIn("| all | *not run: cargo build failed* |", text)
-        ratio = table_line(text, "## Ratios", "hitcore -w 4 --share-cpus")
-        self.assertEqual(ratio.count("| – |"), 2)  # tokio has no numbers: ab and wrk
         self.assertIn("*not run: cargo build failed*", md.digest(text))
+
+    def test_one_round_renders_as_before_the_fold(self):
+        # bench/run folds a single run too; its report is the one an unfolded (older) summary gives.
+        rows, scaling = per_round(factors=(1.0,))
+        folded = summary_of(rows, scaling)
+        folded["repeat"] = 1
+        self.assertEqual(report.render(folded), report.render(SUMMARY))
 
     def test_console_digest(self):
         # What bench/run prints at the end: each section's heading and first table, from the report.
-        text = report.render(self.summary, [])
-        digest = md.digest(text)
+        digest = md.digest(self.text)
         self.assertTrue(digest.startswith("# "))
         self.assertNotIn("## Machine", digest)
         self.assertFalse([line for line in digest.splitlines() if line.startswith("|-")])
-        for heading in ("## The original test", "## Keep-alive, multi-threaded", "## Ratios"):
+        for heading in ("## The original test", "## Keep-alive, multi-threaded", "## Shard scaling"):
             self.assertIn(heading, digest)
-            line = table_line(text, heading, "gunicorn -w 4 sync" if heading != "## Ratios" else "hitcore -w 1")
+            line = table_line(self.text, heading, "gunicorn -w 4 sync" if heading != "## Shard scaling" else "1")
             self.assertIn(line, digest)
 
     def test_repeat_option(self):

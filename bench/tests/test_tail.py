@@ -1,13 +1,13 @@
 """Checks bench/tail's arithmetic and report: kit/tail_stats.py reads oha's JSON (real outputs of
 oha 1.16.0, tests/fixtures/oha-*.json), makes the offered rates, checks the counter, folds rounds
-into medians and judges the goal; kit/tail_report.py renders a recorded quick run
-(tests/fixtures/tail-summary-quick.json: `bench/tail --quick` on the 2-CPU VM while other
-engineers built; its numbers mean little, its shape is real). Standard library only, no network,
+into medians and judges the goal; kit/compare_report.py renders a recorded quick run
+(tests/fixtures/tail-summary-quick.json: `bench/tail --quick --only hitcore,nginx` on the 2-CPU
+VM while other engineers built; its numbers mean little, its shape is real). Standard library only, no network,
 well under a second.
 
 Fixtures:
 - oha-open-loop.json: `oha --no-tui --output-format json -c 100 -z 3s -w -t 10s -q 20200
-  --latency-correction` against nginx's static `return 200` (that quick run's raw/nginx-0250-r1.json);
+  --latency-correction` against nginx's static `return 200` (an earlier quick run's raw/nginx-0250-r1.json);
 - oha-closed-loop.json: the same without -q, the generator's maximum (its raw/nginx-max.json);
 - oha-refused.json: `-c 2 -z 1s -q 50` against a port nothing listens on (every request refused);
 - oha-deadline.json: `-c 10 -z 1s` without `-w` against a server that takes 0.3 s per answer:
@@ -23,7 +23,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
-from kit import tail, tail_report, tail_stats  # noqa: E402
+from kit import compare_report, measure, tail_stats  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -118,7 +118,7 @@ def measurement(server, rnd, fraction, p99, p999, rate=1000, ok_rps=1000.0, erro
     if not error:
         m["oha"] = {"p50_ms": p99 / 4, "p90_ms": p99 / 2, "p99_ms": p99, "p999_ms": p999, "max_ms": p999 * 2,
                     "ok_rps": ok_rps, "achieved_ratio": ok_rps / rate}
-        m["cpu"] = {"oha_pct": 50.0, "server_pct": 40.0 + rnd, "redis_pct": 5.0}
+        m["cpu"] = {"oha_cpu_pct": 50.0, "server_cpu_pct": 40.0 + rnd, "redis_cpu_pct": 5.0}
     return m
 
 
@@ -142,7 +142,7 @@ class FoldTest(unittest.TestCase):
         self.assertEqual(cell["p99_ms"]["values"], [1.4, 2.5, 1.7])  # rounds 1, 2, 3
         self.assertEqual(cell["p99_ms"]["median"], 1.7)
         self.assertEqual((cell["p99_ms"]["min"], cell["p99_ms"]["max"]), (1.4, 2.5))
-        self.assertEqual(cell["cpu"]["server_pct"]["median"], 42.0)
+        self.assertEqual(cell["cpu"]["server_cpu_pct"]["median"], 42.0)
         self.assertIsNone(cell["cpu"]["requests_per_command"])
 
     def test_failed_round_left_out(self):
@@ -179,30 +179,26 @@ class FoldTest(unittest.TestCase):
 
 
 class WindowTest(unittest.TestCase):
-    def test_window_cpu(self):
-        before = {"t": 10.0, "oha": 5.0, "server": 3.0, "redis": 1.0, "machine": 20.0, "calls": {"incr": 0, "incrby": 100},
-                  "counter": 1000, "vol": 10, "nonvol": 5, "server_wait": 0.3, "redis_wait": 0.1}
-        after = {"t": 12.0, "oha": 6.2, "server": 4.0, "redis": 1.2, "machine": 23.8, "calls": {"incr": 50, "incrby": 250},
-                 "counter": 5000, "vol": 30, "nonvol": 405, "server_wait": 0.5, "redis_wait": 0.12}
-        out = tail_stats.window_cpu(before, after)
-        self.assertEqual(out["oha_pct"], 60.0)
-        self.assertEqual(out["server_pct"], 50.0)
-        self.assertEqual(out["redis_pct"], 10.0)
-        self.assertEqual(out["machine_pct"], 190.0)
-        self.assertEqual(out["other_pct"], 70.0)
-        self.assertEqual(out["redis_commands_per_s"], 100.0)
+    def test_bench_tails_readings(self):
+        # measure.window_figures on bench/tail's readings: its groups, run-queue waits and switches
+        before = {"t": 10.0, "groups": ["oha", "server", "redis"], "oha": 5.0, "server": 3.0, "redis": 1.0,
+                  "machine": 20.0, "calls": {"incr": 0, "incrby": 100}, "usec": {}, "counter": 1000, "vol": 10,
+                  "nonvol": 5, "server_wait": 0.3, "redis_wait": 0.1}
+        after = {"t": 12.0, "groups": ["oha", "server", "redis"], "oha": 6.2, "server": 4.0, "redis": 1.2,
+                 "machine": 23.8, "calls": {"incr": 50, "incrby": 250}, "usec": {}, "counter": 5000, "vol": 30,
+                 "nonvol": 405, "server_wait": 0.5, "redis_wait": 0.12}
+        out = measure.window_figures(before, after)
+        self.assertEqual((out["oha_cpu_pct"], out["server_cpu_pct"], out["redis_cpu_pct"]), (60.0, 50.0, 10.0))
+        self.assertEqual((out["machine_cpu_pct"], out["other_cpu_pct"]), (190.0, 70.0))
+        self.assertNotIn("wrk_cpu_pct", out)                 # not one of this reading's groups
+        self.assertEqual(out["commands_per_s"], 100.0)
         self.assertEqual(out["requests_per_command"], 20.0)
+        self.assertEqual(out["server_cpu_us_per_request"], 250.0)  # 1 s of CPU for 4,000 requests
         self.assertEqual(out["server_nonvoluntary_per_s"], 200.0)
         self.assertEqual(out["server_runq_ms_per_s"], 100.0)  # 0.2 s of waiting over 2 s
         self.assertEqual(out["redis_runq_ms_per_s"], 10.0)
         self.assertNotIn("oha_runq_ms_per_s", out)  # not read: left out, not zero
-        self.assertEqual(tail_stats.window_cpu(after, before), {})
-
-    def test_shards(self):
-        self.assertEqual(tail._shards([], 2), 2)
-        self.assertEqual(tail._shards(["-w", "1"], 2), 1)
-        self.assertEqual(tail._shards(["--keep-alive", "5", "--workers=3"], 2), 3)
-        self.assertEqual(tail._shards(["-w4"], 2), 4)
+        self.assertEqual(measure.window_figures(after, before), {})
 
 
 class ReportTest(unittest.TestCase):
@@ -215,21 +211,21 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(tail_stats.verdicts(self.summary["folded"]), self.summary["verdicts"])
 
     def test_render(self):
-        text = tail_report.render(self.summary, ["X.png"], "## Investigation\n\nfound it\n")
+        self.summary.update(notes=["found it"])
+        text = compare_report.tail_render(self.summary)
         m = self.summary["machine"]
         self.assertTrue(text.startswith("# Open-loop tail"))
         self.assertLess(text.index("## Machine"), text.index("## The generator's closed-loop maximum"))
         self.assertIn(f"{m['cpus_online']} CPUs", text)
         self.assertIn("| Load average at start / end | " + ", ".join(map(str, self.summary["load_at_start"])), text)
-        self.assertIn("![p99 against the offered rate](X.png)", text)
-        self.assertIn("## Investigation\n\nfound it", text)
+        self.assertIn("## Notes\n\nfound it", text)
         for fraction, rate in self.summary["rates"].items():
             self.assertIn(f"{rate:,} requests/s offered", text)
         self.assertIn("## The goal", text)
         verdict = self.summary["verdicts"][0]
         self.assertIn("**met**" if verdict["met"] else "not met", text)
         for server in self.summary["servers"]:
-            self.assertIn(self.summary["titles"][server], text)
+            self.assertIn(f"| {server} |", text)
         # every round has its own line in "Every round"
         rounds = text[text.index("## Every round"):text.index("## Correctness")]
         self.assertEqual(sum(1 for line in rounds.splitlines() if line.startswith("| 25 %") or line.startswith("| 50 %")),
@@ -243,7 +239,7 @@ class ReportTest(unittest.TestCase):
         failed.pop("oha", None)
         failed["error"] = "oha exited with status 1"
         summary["folded"] = tail_stats.fold(summary["measurements"])
-        text = tail_report.render(summary)
+        text = compare_report.tail_render(summary)
         self.assertIn("**1 differ**", text)
         self.assertIn("LOST 3", text)
         self.assertIn("oha exited with status 1", text)

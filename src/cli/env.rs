@@ -27,7 +27,7 @@ pub const FORWARDED_ALLOW_IPS_ENV: &str = "FORWARDED_ALLOW_IPS";
 
 /// `HITCORE_*` variables that are not flags but are read on purpose, so they draw no warning:
 /// the supervisor's hand-offs to shards and to a USR2 successor, two executor tuning knobs
-/// (`src/shard.rs`), two debug-build test hooks, and the repository scripts' own settings.
+/// (`src/executor.rs`), three debug-build test hooks, and the repository scripts' own settings.
 const NOT_FLAGS: &[&str] = &[
     "HITCORE_SHARD",
     "HITCORE_UPGRADE",
@@ -35,6 +35,7 @@ const NOT_FLAGS: &[&str] = &[
     "HITCORE_PREEMPT_US",
     "HITCORE_TEST_PANIC_CONNECTION",
     "HITCORE_TEST_NO_MULTISHOT",
+    "HITCORE_TEST_REFUSE_DEEP_RINGS",
     "HITCORE_SKIP_FUZZ",
     "HITCORE_ADVISORY_DB",
     "HITCORE_DENY_DB",

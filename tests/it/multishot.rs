@@ -169,3 +169,27 @@ fn the_redis_connection_reads_its_replies_through_the_armed_receive() {
         assert_eq!(counter(&redis), 21, "{reads:?}");
     }
 }
+
+/// Where the kernel refuses rings as deep as `--worker-connections` asks for (ring memory under a
+/// small `RLIMIT_MEMLOCK`, before Linux 5.12; modelled by a test hook), the shard says so once and
+/// boots with glommio's default depth, and its connections read through the multishot receive.
+#[test]
+fn a_shard_refused_deep_rings_warns_and_serves_with_the_default_depth() {
+    let redis = TestRedis::start();
+    let url = redis.url(0);
+    let server = TestServer::start_with(&["-w", "1", "--redis", &url], |cmd| {
+        cmd.env(hitcore::testhook::REFUSE_DEEP_RINGS_ENV, "1");
+    });
+    server.wait_ready(1);
+    server.log.wait_for("io_uring rings 4096 deep were refused", DEADLINE);
+    assert!(
+        server.log.lines().iter().any(|l| l.contains("[WARNING]") && l.contains("using 128")),
+        "{:?}",
+        server.log.lines()
+    );
+    let mut c = Client::connect(server.addr);
+    for expected in 1..=5 {
+        assert_eq!(c.request(GET).value(), expected);
+    }
+    assert_eq!(counter(&redis), 5);
+}

@@ -3,8 +3,9 @@
 
 #![allow(dead_code)]
 
-use std::os::unix::fs::PermissionsExt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use crate::common::temp_path;
 
@@ -25,10 +26,21 @@ impl Install {
     }
 
     /// Puts `contents` in place of the binary as an upgrade does: a new file, renamed over it.
+    ///
+    /// A child process writes the file, never this one: a descriptor open for writing here is
+    /// inherited by every child another test thread forks meanwhile, until that child execs, and
+    /// exec of the file fails with "Text file busy" (ETXTBSY) while any process holds one
+    /// (rust-lang/rust#114554). The fault schedule once failed that way starting its copy.
     pub fn replace(&self, contents: &[u8]) {
         let tmp = self.dir.join(".hitcore.new");
-        std::fs::write(&tmp, contents).unwrap();
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut writer = Command::new("sh")
+            .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+            .arg(&tmp)
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("sh");
+        writer.stdin.take().unwrap().write_all(contents).unwrap();
+        assert!(writer.wait().unwrap().success(), "writing {}", tmp.display());
         std::fs::rename(&tmp, &self.exe).unwrap();
     }
 
