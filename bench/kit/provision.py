@@ -29,7 +29,7 @@ APT_PACKAGES = {
 VENVS = {
     # name: (folder, requirements file, modules that must import)
     "main": (BENCH / ".venv", BENCH / "requirements.txt",
-             ["gunicorn", "flask", "redis", "gevent", "tornado"]),
+             ["gunicorn", "gunicorn.workers.ggevent", "flask", "redis", "gevent", "tornado"]),
     "eventlet": (BENCH / ".venv-eventlet", BENCH / "requirements-eventlet.txt",
                  ["gunicorn.workers.geventlet", "eventlet", "flask", "redis"]),
 }
