@@ -72,9 +72,10 @@ pub fn build(name: &str, placement: Placement, worker_connections: usize) -> Res
     let refused = crate::testhook::refuse_deep_rings() && sizes.ring_depth > DEFAULT_RING_DEPTH;
     #[cfg(not(feature = "test-hooks"))]
     let refused = false;
-    let first = match refused {
-        true => Err("refused by HITCORE_TEST_REFUSE_DEEP_RINGS".to_string()),
-        false => make(sizes.ring_depth).map_err(|e| e.to_string()),
+    let first = if refused {
+        Err("refused by HITCORE_TEST_REFUSE_DEEP_RINGS".to_string())
+    } else {
+        make(sizes.ring_depth).map_err(|e| e.to_string())
     };
     match first {
         Ok(executor) => Ok(executor),

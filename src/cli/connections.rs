@@ -46,7 +46,8 @@ pub struct ConnectionFlags {
     pub backlog: u32,
 
     /// Connections each shard serves at once; beyond it, new ones wait in the kernel's queue (an idle
-    /// one costs about 3.4 KiB; the open-files limit is raised to fit, up to its hard limit)
+    /// one costs about 3.4 KiB; the open-files limit is raised to fit, up to its hard limit). Each
+    /// shard's receive buffers follow it: 2 KiB for half of N, 256 to 4096 of them (8 MiB at most)
     #[arg(long = "worker-connections", value_name = "N", default_value_t = DEFAULT_WORKER_CONNECTIONS)]
     pub worker_connections: usize,
 
