@@ -114,10 +114,10 @@ def render(summary: dict) -> str:
         "counts nothing). Every command of every round is in summary.json (`redis_calls`).", "", table(summary), ""])
 
 
-def measure(variant, filled: dict, round_no: int, setups, args, raw_dir: Path, log_dir: Path, _scratch: Path) -> dict:
+def measure(variant, filled: dict, round_no: int, redis, args, raw_dir: Path, log_dir: Path) -> dict:
     """One variant, one round, in bench/compare's run (kit/compare.py's Tool): FLUSHALL, the two
     readings around one wrk run with the variant's load, and what Redis counted."""
-    tag, port, redis = f"{variant.name}-r{round_no}", filled["port"], setups.by_setup["primary"]
+    tag, port = f"{variant.name}-r{round_no}", filled["port"]
     load, paths_file = args.api_loads[variant.name], args.api_paths.get(variant.name)
     row = {"id": variant.name, "title": variant.name, "argv": " ".join(filled["argv"]), "uses_redis": True,
            "status": "ok", "tests": {}}

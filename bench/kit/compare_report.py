@@ -49,163 +49,129 @@ def _derived(t: dict, key: str):
     return t.get(key)
 
 
+def _measured(row: dict) -> list[dict]:
+    """The wrk results of the row's rounds, {} for a round without one."""
+    return [t if t and not t.get("error") else {} for t in (r.get("tests", {}).get("wrk") for r in row.get("rounds", []))]
+
+
 def per_round(row: dict, key: str, spec: str = "d") -> str:
-    values = []
-    for r in row.get("rounds", []):
-        t = dict(r.get("tests", {}).get("wrk") or {})
-        if t:
-            t[key] = _derived(t, key)
-        values.append("–" if not t or t.get("error") or t.get(key) is None else format(t[key], spec))
-    return " · ".join(values)
+    return " · ".join(md.DASH if _derived(t, key) is None else format(_derived(t, key), spec) for t in _measured(row))
 
 
 def _errors(row: dict) -> str:
-    out = []
-    for r in row.get("rounds", []):
-        t = r.get("tests", {}).get("wrk")
-        if not t or t.get("error"):
-            out.append("no result")
-            continue
-        socket = sum(t.get(f"errors_{k}", 0) for k in ("connect", "read", "write", "timeout"))
-        out.append(f"{t.get('non_2xx_3xx', 0)}/{socket}")
-    return " · ".join(out)
+    socket = lambda t: sum(t.get(f"errors_{k}", 0) for k in ("connect", "read", "write", "timeout"))  # noqa: E731
+    return " · ".join(f"{t.get('non_2xx_3xx', 0)}/{socket(t)}" if t else "no result" for t in _measured(row))
 
 
-def _median_of(row: dict, key: str):
-    return median_of([_derived(r["tests"]["wrk"], key) for r in row.get("rounds", [])
-                      if r.get("tests", {}).get("wrk") and not r["tests"]["wrk"].get("error")])
+def _table(rows: list, columns: list[tuple]) -> str:
+    """One Markdown table: a line per item of `rows`, a column per (heading, cell function) of
+    `columns`; each cell function takes the item. "" when there are no rows."""
+    return "\n".join(md.table([head for head, _ in columns], [[cell(r) for _, cell in columns] for r in rows])) \
+        if rows else ""
+
+
+def _of(key: str, spec: str):
+    """A column's cell: the median wrk result's `key` in `spec`."""
+    return lambda row: fmt(_wrk(row).get(key), spec)
 
 
 def table(summary: dict) -> str:
     base = next((r for r in summary["rows"] if r["id"] == summary["base"]), None)
     base_rps = _wrk(base).get("rps") if base else None
-    lines = [f"| Variant | req/s (median) | min–max | × {summary['base']} | p50 ms | p99 ms | "
-             "non-2xx / socket errors, each round | Redis CPU % | requests per Redis command |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for row in summary["rows"]:
-        t = _wrk(row)
-        if row["status"] != "ok" and not t.get("rps"):
-            lines.append(f"| {row['id']} | {md.esc(row['status'])} | | | | | | | |")
-            continue
-        ratio = None if not base_rps or not t.get("rps") else t["rps"] / base_rps
-        spread = f"{fmt(t['min'].get('rps'))}–{fmt(t['max'].get('rps'))}" if t.get("min") else "–"
-        lines.append(
-            f"| {row['id']} | {fmt(t.get('rps'))} | {spread} | {fmt(ratio, '.3f')} | {fmt(t.get('p50_ms'), '.2f')} | "
-            f"{fmt(t.get('p99_ms'), '.2f')} | {_errors(row)} | {fmt(t.get('redis_cpu_pct'), '.1f')} | "
-            f"{fmt(t.get('requests_per_command'), '.1f')} |")
-    return "\n".join(lines)
+    failed = lambda row: row["status"] != "ok" and not _wrk(row).get("rps")  # noqa: E731
+    spread = lambda t: f"{fmt(t['min'].get('rps'))}–{fmt(t['max'].get('rps'))}" if t.get("min") else md.DASH  # noqa: E731
+    ratio = lambda t: fmt(t["rps"] / base_rps if base_rps and t.get("rps") else None, ".3f")  # noqa: E731
+    return _table(summary["rows"], [
+        ("Variant", lambda row: row["id"]),
+        ("req/s (median)", lambda row: md.esc(row["status"]) if failed(row) else fmt(_wrk(row).get("rps"))),
+        ("min–max", lambda row: "" if failed(row) else spread(_wrk(row))),
+        (f"× {summary['base']}", lambda row: "" if failed(row) else ratio(_wrk(row))),
+        ("p50 ms", _of("p50_ms", ".2f")), ("p99 ms", _of("p99_ms", ".2f")),
+        ("non-2xx / socket errors, each round", lambda row: "" if failed(row) else _errors(row)),
+        ("Redis CPU %", _of("redis_cpu_pct", ".1f")), ("requests per Redis command", _of("requests_per_command", ".1f"))])
 
 
 def goals(summary: dict) -> str:
-    if not summary.get("goals"):
-        return ""
-    lines = ["| Goal | Figures (medians: req/s, or p99) | Ratio | Met? |", "|---|---|---|---|"]
-    for g in summary["goals"]:
-        met = "not measured" if g["met"] is None else ("**yes**" if g["met"] else "**no**")
-        mine, theirs = fmt(g["rps"]), fmt(g["other_rps"])
-        if g.get("figures", "").endswith("ms"):
-            mine, theirs = fmt(g["rps"], ".2f") + " ms", fmt(g["other_rps"], ".2f") + " ms"
-        lines.append(f"| {g['goal']} | {mine} against {theirs} | {fmt(g['ratio'], '.3f')} | {met} |")
-    return "\n".join(lines)
+    def figures(g: dict) -> str:
+        unit, spec = (" ms", ".2f") if g.get("figures", "").endswith("ms") else ("", ",.0f")
+        return f"{fmt(g['rps'], spec)}{unit} against {fmt(g['other_rps'], spec)}{unit}"
+    return _table(summary.get("goals") or [], [
+        ("Goal", lambda g: g["goal"]), ("Figures (medians: req/s, or p99)", figures),
+        ("Ratio", lambda g: fmt(g["ratio"], ".3f")),
+        ("Met?", lambda g: "not measured" if g["met"] is None else ("**yes**" if g["met"] else "**no**"))])
 
 
 def redis_side(summary: dict) -> str:
-    rows = [r for r in summary["rows"] if r.get("uses_redis") and _wrk(r).get("window_rps")]
-    if not rows:
-        return ""
-    lines = ["| Variant | requests/s (window) | Redis CPU, % of one CPU | replica CPU % | Redis commands/s "
-             "(INCR + INCRBY) | requests per command | Redis CPU µs per command | of which executing (commandstats) "
-             "| Redis CPU % per 100k req/s | WAIT calls in window |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for row in rows:
-        t = _wrk(row)
-        lines.append(
-            f"| {row['id']} | {fmt(t.get('window_rps'))} | {fmt(t.get('redis_cpu_pct'), '.1f')} | "
-            f"{fmt(t.get('replica_cpu_pct'), '.1f') if t.get('replica_cpu_pct') else '–'} | "
-            f"{fmt(t.get('commands_per_s'))} | {fmt(t.get('requests_per_command'), '.1f')} | "
-            f"{fmt(t.get('redis_cpu_us_per_command'), '.1f')} | {fmt(t.get('redis_exec_us_per_command'), '.2f')} | "
-            f"{fmt(t.get('redis_cpu_pct_per_100k_rps'), '.2f')} | {fmt(t.get('wait_calls'), 'd')} |")
-    return "\n".join(lines)
+    return _table([r for r in summary["rows"] if r.get("uses_redis") and _wrk(r).get("window_rps")], [
+        ("Variant", lambda row: row["id"]), ("requests/s (window)", _of("window_rps", ",.0f")),
+        ("Redis CPU, % of one CPU", _of("redis_cpu_pct", ".1f")),
+        ("Redis commands/s (INCR + INCRBY)", _of("commands_per_s", ",.0f")),
+        ("requests per command", _of("requests_per_command", ".1f")),
+        ("Redis CPU µs per command", _of("redis_cpu_us_per_command", ".1f")),
+        ("of which executing (commandstats)", _of("redis_exec_us_per_command", ".2f")),
+        ("Redis CPU % per 100k req/s", _of("redis_cpu_pct_per_100k_rps", ".2f"))])
 
 
 def cpu_side(summary: dict) -> str:
-    lines = ["| Variant | server CPU % | server CPU µs per request, each round | wrk CPU % | "
-             "Redis (+ replica, sentinels) CPU % | machine busy % | other work % (machine − ours), each round |",
-             "|---|---|---|---|---|---|---|"]
-    for row in summary["rows"]:
-        t = _wrk(row)
-        if not t.get("window_s"):
-            continue
-        redis = sum(t.get(k) or 0 for k in ("redis_cpu_pct", "replica_cpu_pct", "sentinels_cpu_pct"))
-        lines.append(f"| {row['id']} | {fmt(t.get('server_cpu_pct'), '.0f')} | "
-                     f"{per_round(row, 'server_cpu_us_per_request', '.2f')} (median {fmt(_median_of(row, 'server_cpu_us_per_request'), '.2f')}) | "
-                     f"{fmt(t.get('wrk_cpu_pct'), '.0f')} | "
-                     f"{redis:.1f} | {fmt(t.get('machine_cpu_pct'), '.0f')} | {per_round(row, 'other_cpu_pct', '.0f')} |")
-    return "\n".join(lines) if len(lines) > 2 else ""
+    def per_request(row: dict) -> str:
+        median = median_of([_derived(t, "server_cpu_us_per_request") for t in _measured(row) if t])
+        return f"{per_round(row, 'server_cpu_us_per_request', '.2f')} (median {fmt(median, '.2f')})"
+    return _table([r for r in summary["rows"] if _wrk(r).get("window_s")], [
+        ("Variant", lambda row: row["id"]), ("server CPU %", _of("server_cpu_pct", ".0f")),
+        ("server CPU µs per request, each round", per_request), ("wrk CPU %", _of("wrk_cpu_pct", ".0f")),
+        ("Redis CPU %", _of("redis_cpu_pct", ".1f")), ("machine busy %", _of("machine_cpu_pct", ".0f")),
+        ("other work % (machine − ours), each round", lambda row: per_round(row, "other_cpu_pct", ".0f"))])
 
 
 def attack_side(summary: dict) -> str:
-    """The attackers beside wrk (@attack), medians over the rounds: how many connections they held,
-    how often the server closed one (each reopened at once: the churn it causes), their CPU (taken
-    from the same CPUs as the server and wrk), and the server's memory before them and at its peak
-    beside them, per connection held."""
-    lines = ["| Variant | attack | in place after s | connections open (idle) on average | closed by the server "
-             "per s | attacker CPU % | server RSS before → peak KiB | KiB per connection held | requests written, "
-             "closed after s (pipeline) |", "|---|---|---|---|---|---|---|---|---|"]
-    for row in summary["rows"]:
-        t = _wrk(row)
-        if t.get("attack_ramp_s") is None:
-            continue
-        attack = (row.get("rounds") or [{}])[0].get("attack")
-        idle = f" ({fmt(t['attack_idle_avg'])})" if t.get("attack_idle_avg") is not None else ""
-        pipeline = f"{fmt(t.get('attack_requests_written'))}, {fmt(t.get('attack_closed_after_s'), '.1f')}" \
-            if t.get("attack_requests_written") is not None else "–"
-        lines.append(f"| {row['id']} | {attack or '–'} | {fmt(t['attack_ramp_s'], '.1f')} | "
-                     f"{fmt(t.get('attack_open_avg'))}{idle} | {fmt(t.get('attack_closed_per_s'))} | "
-                     f"{fmt(t.get('attacker_cpu_pct'), '.0f')} | {fmt(t.get('rss_before_attack_kib'))} → "
-                     f"{fmt(t.get('peak_rss_kib'))} | {fmt(t.get('kib_per_attack_conn'), '.2f')} | {pipeline} |")
-    return "\n".join(lines) if len(lines) > 2 else ""
+    """The slowloris clients beside wrk (@attack), medians over the rounds: how many connections they
+    held, how often the server closed one (each reopened at once: the churn it causes), their CPU
+    (taken from the same CPUs as the server and wrk), and the server's memory before them and at
+    its peak beside them, per connection held."""
+    return _table([r for r in summary["rows"] if _wrk(r).get("attack_ramp_s") is not None], [
+        ("Variant", lambda row: row["id"]),
+        ("attack", lambda row: (row.get("rounds") or [{}])[0].get("attack") or md.DASH),
+        ("in place after s", _of("attack_ramp_s", ".1f")), ("connections open on average", _of("attack_open_avg", ",.0f")),
+        ("closed by the server per s", _of("attack_closed_per_s", ",.0f")),
+        ("attacker CPU %", _of("attacker_cpu_pct", ".0f")),
+        ("server RSS before → peak KiB",
+         lambda row: f"{fmt(_wrk(row).get('rss_before_attack_kib'))} → {fmt(_wrk(row).get('peak_rss_kib'))}"),
+        ("KiB per connection held", _of("kib_per_attack_conn", ".2f"))])
+
+
+def _each_round(summary: dict, wanted=lambda t: True) -> list[tuple]:
+    """(row, round number, that round's record, its wrk result) of every round of every row."""
+    return [(row, n, r, r.get("tests", {}).get("wrk") or {}) for row in summary["rows"]
+            for n, r in enumerate(row.get("rounds", []), 1) if wanted(r.get("tests", {}).get("wrk") or {})]
 
 
 def spread(summary: dict) -> str:
     """Open descriptors of each server process at the steady window's end, and `ss -s`'s TCP line,
     every round: how a many-connection load spread over the shards or workers."""
-    lines = ["| Variant | round | open descriptors per process (supervisor or master first) | "
-             "accept-queue overflows / drops during wrk | `ss -s` TCP |", "|---|---|---|---|---|"]
-    for row in summary["rows"]:
-        for n, r in enumerate(row.get("rounds", []), 1):
-            t = r.get("tests", {}).get("wrk") or {}
-            if not t.get("server_fds"):
-                continue
-            fds = " / ".join(fmt(x) for x in t["server_fds"])
-            lines.append(f"| {row['id']} | {n} | {fds} | {fmt(t.get('listen_overflows'))} / {fmt(t.get('listen_drops'))} | "
-                         f"{t.get('ss_tcp') or '–'} |")
-    return "\n".join(lines) if len(lines) > 2 else ""
+    return _table(_each_round(summary, lambda t: t.get("server_fds")), [
+        ("Variant", lambda x: x[0]["id"]), ("round", lambda x: x[1]),
+        ("open descriptors per process (supervisor or master first)", lambda x: " / ".join(fmt(n) for n in x[3]["server_fds"])),
+        ("accept-queue overflows / drops during wrk",
+         lambda x: f"{fmt(x[3].get('listen_overflows'))} / {fmt(x[3].get('listen_drops'))}"),
+        ("`ss -s` TCP", lambda x: x[3].get("ss_tcp") or md.DASH)])
 
 
 def checks(summary: dict) -> str:
-    lines = ["| Variant | round | 2xx (wrk) | counter after | counter − 2xx | /metrics scrapes (failed) | "
-             "lines in file | WORKER TIMEOUT | exit | load before |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for row in summary["rows"]:
-        for n, r in enumerate(row.get("rounds", []), 1):
-            t = r.get("tests", {}).get("wrk") or {}
-            ok, counter = t.get("ok_2xx"), t.get("counter_after")
-            diff = "–" if ok is None or counter is None else (
-                f"+{counter - ok}" if counter >= ok else f"**LOST {ok - counter}**")
-            if t.get("redis_restart"):  # the counter restarted empty with Redis (no persistence)
-                restart = t["redis_restart"]
-                diff = f"Redis down {restart.get('stopped_s')}–{restart.get('started_s')} s {restart.get('error', '')}"
-            scrapes = "–" if t.get("scrapes") is None else f"{t['scrapes']} ({t.get('scrape_errors', 0)})"
-            lines.append(f"| {row['id']} | {n} | {fmt(ok)} | {fmt(counter)} | {diff} | {scrapes} | "
-                         f"{fmt(t.get('file_lines'))} | {r.get('worker_timeouts', '–')} | {r.get('exit_status', '–')} | "
-                         f"{r.get('load_before', '–')} |")
-    return "\n".join(lines)
+    def diff(t: dict) -> str:
+        ok, counter = t.get("ok_2xx"), t.get("counter_after")
+        if ok is None or counter is None:
+            return md.DASH
+        return f"+{counter - ok}" if counter >= ok else f"**LOST {ok - counter}**"
+    return _table(_each_round(summary), [
+        ("Variant", lambda x: x[0]["id"]), ("round", lambda x: x[1]), ("2xx (wrk)", lambda x: fmt(x[3].get("ok_2xx"))),
+        ("counter after", lambda x: fmt(x[3].get("counter_after"))), ("counter − 2xx", lambda x: diff(x[3])),
+        ("WORKER TIMEOUT", lambda x: x[2].get("worker_timeouts", md.DASH)),
+        ("exit", lambda x: x[2].get("exit_status", md.DASH)), ("load before", lambda x: x[2].get("load_before", md.DASH))])
 
 
 def machine(summary: dict) -> list[str]:
     """`## Machine` of a bench/compare run (bench/api's too): the report library's machine table
-    (md.machine) with the governor, the limits, each round's start, the binaries and
-    the Redis setups."""
+    (md.machine) with the governor, the limits, each round's start, the binaries and Redis."""
     lim = summary.get("limits")
     rows = [["CPU governor", summary["machine"].get("governor")]]
     if lim:
@@ -218,6 +184,11 @@ def machine(summary: dict) -> list[str]:
     return md.machine(summary, rows + [["Redis", line] for line in summary.get("redis", [])])
 
 
+def _section(heading: str, intro: str, body: str) -> list[str]:
+    """A report section, or nothing when its table is empty."""
+    return [f"## {heading}", ""] + ([intro, ""] if intro else []) + [body, ""] if body else []
+
+
 def render(summary: dict, extra: list[str] = ()) -> str:
     """The report of a run on bench/compare's run; `extra`: a tool's own sections, after the goals."""
     s = summary["settings"]
@@ -226,51 +197,35 @@ def render(summary: dict, extra: list[str] = ()) -> str:
            f"({summary.get('duration_s', 0):.0f} s).", ""] + machine(summary)
     out += ["", "The machine is shared: other engineers' builds and tests ran beside this measurement. "
             "The *other work* column below is the CPU time the whole machine used during each steady window "
-            "less what this run's processes (server, Redis, replica, sentinels, wrk) used; where it is large, "
-            "req/s falls with it, while the server's CPU time per request moves much less: compare that too.", "",
-            "## Throughput", "",
-            f"`wrk -t {s['threads']} -c {s['connections']} -d {s['duration']}s --latency`, {s['rounds']} interleaved "
-            "rounds (each round runs every variant once, in the plan's order); median over the rounds, min–max "
-            "spread, the median's ratio to the base variant.", "", table(summary), ""]
-    g = goals(summary)
-    if g:
-        out += ["## Goals", "", g, ""]
-    out += list(extra)
-    if summary.get("notes"):
-        # Written by whoever recorded the run (summary.json's "notes", Markdown lines): what was
-        # measured beside it, e.g. what limits a goal not met. --render keeps them.
-        out += ["## Notes", ""] + list(summary["notes"]) + [""]
-    rs = redis_side(summary)
-    if rs:
-        out += ["## Redis's side", "",
-                f"Over each wrk run's steady window (from {s['warm_s']:g} s after its start to {s['margin_s']:g} s "
-                "before its end): Redis's CPU time (utime + stime from /proc) per second, the increments it made "
-                "(the counter's growth), and its INCR/INCRBY calls (INFO commandstats), so *requests per command* "
-                "is the batch size. Medians over the rounds.", "", rs, ""]
-    cpu = cpu_side(summary)
-    if cpu:
-        out += ["## CPU during the steady window (medians, % of one CPU)", "", cpu, ""]
-    attacks = attack_side(summary)
-    if attacks:
-        out += ["## Hostile clients beside wrk", "",
-                "kit/attackers.py's process, started before wrk and in place (every connection opened once, "
-                "or answered and idle) before wrk starts; its counters over wrk's run; the server's process "
-                "tree's RSS before the attackers and its peak during wrk (10 Hz). Medians over the rounds.", "",
-                attacks, ""]
-    sp = spread(summary) if s.get("connections", 0) >= 1000 else ""
-    if sp:
-        out += ["## Connections per process", "",
-                "At the steady window's end: each server process's open descriptors (its connections plus "
-                "a few of its own: listener, log, Redis), and the kernel's TCP socket totals; over the whole "
-                "wrk run, its connect burst included, the kernel's `ListenOverflows` / `ListenDrops` "
-                "(/proc/net/netstat: connection attempts turned away at a full accept queue, retried by the "
-                "client a second later). With many connections, one shard or worker holding most of them, or "
-                "a queue too short for the burst, is the first thing to rule out.", "",
-                sp, ""]
-    out += ["## Every round", "",
-            "*counter − 2xx*: the counter's growth against the 2xx answers wrk counted; a positive difference is "
-            "requests still in flight when wrk stopped (served after it stopped counting); LOST would be a bug.",
-            "", checks(summary), "", "## The plan", "", "```", summary.get("plan_text", "").rstrip(), "```", ""]
+            "less what this run's processes (server, Redis, wrk) used; where it is large, "
+            "req/s falls with it, while the server's CPU time per request moves much less: compare that too.", ""]
+    out += _section("Throughput", f"`wrk -t {s['threads']} -c {s['connections']} -d {s['duration']}s --latency`, "
+                    f"{s['rounds']} interleaved rounds (each round runs every variant once, in the plan's order); median "
+                    "over the rounds, min–max spread, the median's ratio to the base variant.", table(summary))
+    out += _section("Goals", "", goals(summary)) + list(extra)
+    # Written by whoever recorded the run (summary.json's "notes", Markdown lines): what was measured
+    # beside it, e.g. what limits a goal not met. --render keeps them.
+    out += _section("Notes", "", "\n".join(summary.get("notes") or []))
+    out += _section("Redis's side", f"Over each wrk run's steady window (from {s.get('warm_s', 1):g} s after its start "
+                    f"to {s.get('margin_s', 0.5):g} s before its end): Redis's CPU time (utime + stime from /proc) per second, the "
+                    "increments it made (the counter's growth), and its INCR/INCRBY calls (INFO commandstats), so "
+                    "*requests per command* is the batch size. Medians over the rounds.", redis_side(summary))
+    out += _section("CPU during the steady window (medians, % of one CPU)", "", cpu_side(summary))
+    out += _section("Hostile clients beside wrk", "kit/slowloris.py's process, started before wrk and in place "
+                    "(every connection opened once) before wrk starts; its counters over wrk's run; the server's "
+                    "process tree's RSS before the attackers and its peak during wrk (10 Hz). Medians over the rounds.",
+                    attack_side(summary))
+    out += _section("Connections per process", "At the steady window's end: each server process's open "
+                    "descriptors (its connections plus a few of its own: listener, log, Redis), and the kernel's TCP "
+                    "socket totals; over the whole wrk run, its connect burst included, the kernel's `ListenOverflows` "
+                    "/ `ListenDrops` (/proc/net/netstat: connection attempts turned away at a full accept queue, "
+                    "retried by the client a second later). With many connections, one shard or worker holding most "
+                    "of them, or a queue too short for the burst, is the first thing to rule out.",
+                    spread(summary) if s.get("connections", 0) >= 1000 else "")
+    out += _section("Every round", "*counter − 2xx*: the counter's growth against the 2xx answers wrk counted; a "
+                    "positive difference is requests still in flight when wrk stopped (served after it stopped "
+                    "counting); LOST would be a bug.", checks(summary))
+    out += ["## The plan", "", "```", summary.get("plan_text", "").rstrip(), "```", ""]
     return "\n".join(out)
 
 
@@ -459,21 +414,6 @@ SYSCALL_ORDER = ["total", "context-switches", "cs-voluntary", "cs-nonvoluntary",
              "clock_gettime", "futex", "sched_yield"]
 
 
-def syscalls_held(summary: dict) -> list[str]:
-    rows = [[h["round"], h.get("error") or f"{h['answered']:,}/{h['connections']:,}", h.get("window_s", ""),
-             f"{h['shard_per_s']:,}" if "shard_per_s" in h else "", f"{h['supervisor_per_s']:,}" if "supervisor_per_s" in h else ""]
-            for h in summary.get("held", [])]
-    if not rows:
-        return []
-    n, s = summary["held"][0]["connections"], summary["syscalls"]
-    return [f"## hitcore -w 1 holding {n:,} idle connections: instructions per second (callgrind)", "",
-            f"`hitcore -w 1 --worker-connections {n + 100} --keep-alive 600 --header-timeout 600` under "
-            "`valgrind --tool=callgrind --trace-children=yes`; each connection answered one `GET /` and then "
-            f"left idle; 2 s later the counters zeroed (`callgrind_control -z`), {s['held_seconds']} s idle, "
-            "dumped (`-d`): Ir of each process, libc included, kernel excluded.", ""] + \
-        md.table(["round", "answered", "window s", "shard, instructions / s", "supervisor, instructions / s"], rows) + [""]
-
-
 def _stat(stat: dict | None, spread: bool = True) -> str:
     if not stat:
         return "0"
@@ -487,7 +427,7 @@ def _largest(counts: dict, n: int, digits: int) -> str:
 
 
 def syscalls_render(summary: dict) -> str:
-    """bench/syscalls' report (its summary's `syscalls`, `folded`, `instructions_folded`, `held`)."""
+    """bench/syscalls' report (its summary's `syscalls`, `folded`, `instructions_folded`)."""
     folded, s, measured = summary["folded"], summary["syscalls"], bool(summary["measurements"])
     titles = {row["id"]: row["title"] for row in summary["rows"]}
     shapes = [sh for sh in summary["shapes"] if sh != "idle"]
@@ -546,8 +486,7 @@ def syscalls_render(summary: dict) -> str:
                 for srv in [folded[sv]["idle"]["roles"].get("server", {})]]
         lines += ["## Idle: per second, no load", ""] + \
             md.table(["server", "syscalls / s", "context switches / s", "largest"], rows) + [""]
-    lines += syscalls_held(summary)
-    errors = [m for m in summary["measurements"] + summary.get("instructions", []) + summary.get("held", [])
+    errors = [m for m in summary["measurements"] + summary.get("instructions", [])
               if m.get("error") or m.get("warning")]
     if errors:
         lines += ["## Problems", ""] + [f"- {m['server']} {m['shape']} round {m['round']}: "

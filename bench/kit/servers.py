@@ -154,6 +154,20 @@ def write_nginx_conf(folder: Path, bind: str, workers: int, connections: int | N
     return path, limits
 
 
+def certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed ECDSA P-256 certificate for IP 127.0.0.1 and its key (PEM), made with openssl:
+    what bench/compare's @https variants serve ({tls_cert}, {tls_key}; no client verifies it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key = folder / "server.crt", folder / "server.key"
+    result = procs.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE",
+                        "-addext", "extendedKeyUsage=serverAuth"], timeout=30)
+    if not result.ok:
+        raise procs.RunError(f"openssl failed: {result.tail(3)}")
+    return cert, key
+
+
 def nginx(ctx: Context, connections: int | None = None, folder: Path | None = None) -> Spec:
     """nginx `return 200` with one worker per CPU; `connections`: size its limits for that many
     clients (nginx_limits), else bench/run's defaults."""

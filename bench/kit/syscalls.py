@@ -6,15 +6,13 @@ the report: in each round, each server started fresh against the run's Redis and
 shape (keepalive, close, pipelined; idle in round 1), a warm-up, then `perf stat`
 (kit/perfstat.py) enabled around exactly N requests, every syscall count and the context switches
 divided by the requests; with --instructions the server again under callgrind (kit/callgrind.py)
-for user-space instructions per request; with --idle-connections N, hitcore -w 1 under callgrind
-holding N idle keep-alive connections, for its instructions per second at rest. The rounds, Redis,
+for user-space instructions per request. The rounds, Redis,
 the binaries and summary.json are kit/compare.py's. Counts, not times: nothing here reports a rate.
 """
 from __future__ import annotations
 
 import re
 import shutil
-import socket
 import sys
 import time
 from pathlib import Path
@@ -32,12 +30,9 @@ SERVER_TITLES = {"hitcore": "hitcore -w 1", "nginx": "nginx, 1 worker (static)",
                  "tokio": "tokio + hyper + redis-rs, 1 worker thread"}
 CONNECTIONS, DEPTH = 50, 16
 MODES = {
-    "full": {"requests": 20000, "warmup": 2000, "rounds": 3, "idle_seconds": 5, "callgrind_requests": 5000,
-             "held_seconds": 10},
-    "quick": {"requests": 2000, "warmup": 200, "rounds": 1, "idle_seconds": 2, "callgrind_requests": 1000,
-              "held_seconds": 3},
+    "full": {"requests": 20000, "warmup": 2000, "rounds": 3, "idle_seconds": 5, "callgrind_requests": 5000},
+    "quick": {"requests": 2000, "warmup": 200, "rounds": 1, "idle_seconds": 2, "callgrind_requests": 1000},
 }
-REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 COUNTER_KEY = "hit"
 
 
@@ -92,9 +87,9 @@ def fold_instructions(records: list[dict]) -> dict:
 class Syscalls:
     """One server's measurements in one round (compare.Tool's measure), and their folding."""
 
-    def __init__(self, settings: dict, shapes: list[str], with_perf: bool, with_callgrind: bool, held: bool):
+    def __init__(self, settings: dict, shapes: list[str], with_perf: bool, with_callgrind: bool):
         self.settings, self.shapes = settings, shapes
-        self.with_perf, self.with_callgrind, self.held = with_perf, with_callgrind, held
+        self.with_perf, self.with_callgrind = with_perf, with_callgrind
         self.port = 0
         self.redis: redisctl.RedisServer | None = None
         self.log_dir = self.raw_dir = Path(".")
@@ -118,17 +113,16 @@ class Syscalls:
                            f"({counts['failed']} failed, {counts['non_2xx']} non-2xx): {result.tail(2)}")
         return counts
 
-    def tool_measure(self, variant, filled: dict, rnd: int, setups, _args, raw_dir: Path, log_dir: Path,
-                     _scratch) -> dict:
-        """compare.Tool's measure: perf's shapes, callgrind's, or the held connections, by the options."""
+    def tool_measure(self, variant, filled: dict, rnd: int, redis, _args, raw_dir: Path, log_dir: Path) -> dict:
+        """compare.Tool's measure: perf's shapes, callgrind's, or both, by the options."""
         self.port, self.raw_dir, self.log_dir = filled["port"], raw_dir, log_dir
-        self.redis = setups.by_setup.get("primary")
+        self.redis = redis
         name = variant.name
         row = {"id": name, "title": SERVER_TITLES.get(name, name), "argv": " ".join(filled["argv"]),
-               "uses_redis": bool(variant.setup()), "status": "ok", "tests": {}}
+               "uses_redis": variant.uses_redis, "status": "ok", "tests": {}}
         spec = compare.server_spec(variant, filled)
         steps = [("measurements", self.server_round, self.with_perf),
-                 ("instructions", self.instructions_round, self.with_callgrind), ("held", self.held_round, self.held)]
+                 ("instructions", self.instructions_round, self.with_callgrind)]
         for key, step, enabled in steps:
             if not enabled:
                 continue
@@ -144,14 +138,12 @@ class Syscalls:
 
     def fold(self, summary: dict, _run_dir: Path) -> None:
         records = {key: [m for row in summary["rows"] for r in row["rounds"] for m in r.get(key, [])]
-                   for key in ("measurements", "instructions", "held")}
+                   for key in ("measurements", "instructions")}
         summary.update(servers=[r["id"] for r in summary["rows"]], shapes=self.shapes,
                        measurements=records["measurements"], folded=fold(records["measurements"]))
         if self.with_callgrind:
             summary.update(instructions=records["instructions"],
                            instructions_folded=fold_instructions(records["instructions"]))
-        if self.held:
-            summary["held"] = records["held"]
 
     def measure(self, server: str, shape: str, service: procs.Service, uses_redis: bool, rnd: int) -> dict:
         """One shape under perf stat, on a started server."""
@@ -258,32 +250,6 @@ class Syscalls:
             service.stop(grace=30)
         return out
 
-    def held_round(self, server: str, spec: servers.Spec, rnd: int) -> list[dict]:
-        """hitcore -w 1 under callgrind holding --idle-connections keep-alive connections, each
-        answered once: its instructions per second while they sit idle (what a shard's tick costs)."""
-        n, seconds = self.settings["held_connections"], self.settings["held_seconds"]
-        spec.argv += ["--worker-connections", str(n + 100), "--keep-alive", "600", "--header-timeout", "600"]
-        record = {"server": server, "shape": f"held-{n}", "round": rnd, "error": None, "connections": n}
-        service, out_dir = self.under_callgrind(spec, f"{server}-held-r{rnd}", f"held-r{rnd}")
-        conns: list[socket.socket] = []
-        try:
-            for _ in range(n):
-                conns.append(socket.create_connection(("127.0.0.1", self.port), timeout=60))
-                conns[-1].sendall(REQUEST)
-            record["answered"] = sum(_answered(conn) for conn in conns)
-            time.sleep(2)  # the answers' last work done before the counted window
-            record.update(held_figures(service.pid, *counted(service, out_dir, lambda: time.sleep(seconds))))
-            log(f"held-r{rnd}: {record['answered']}/{n} answered; shard {record['shard_per_s']:,} and supervisor "
-                f"{record['supervisor_per_s']:,} instructions per second idle")
-        except (RunError, OSError) as error:
-            log(f"{server} holding {n} connections, round {rnd}: {error}")
-            record["error"] = str(error)
-        finally:
-            for conn in conns:
-                conn.close()
-            service.stop(grace=30)
-        return [record]
-
     def under_callgrind(self, spec: servers.Spec, name: str, folder: str) -> tuple[procs.Service, Path]:
         """`spec` started under callgrind (slow to start: up to 3 minutes), its dumps in callgrind/FOLDER."""
         out_dir = self.log_dir / "callgrind" / folder
@@ -307,19 +273,6 @@ def counted(service: procs.Service, out_dir: Path, during) -> tuple[dict[int, in
     return totals, time.monotonic() - zeroed
 
 
-def held_figures(supervisor: int, totals: dict[int, int], window_s: float) -> dict:
-    """Instructions per second of the counted window, the supervisor's and its shard's (every other
-    process of the server) apart, from callgrind's {pid: instructions}."""
-    shard = sum(n for pid, n in totals.items() if pid != supervisor)
-    return {"window_s": round(window_s, 2), "supervisor_per_s": round(totals.get(supervisor, 0) / window_s),
-            "shard_per_s": round(shard / window_s)}
-
-
-def _answered(conn: socket.socket) -> bool:
-    """Reads one answer's head from `conn`; whether it was a 200."""
-    return measure.read_head(conn).startswith(b"HTTP/1.1 200")
-
-
 def parse_args(argv):
     p = session.arguments(
         "bench/syscalls", description="Counts syscalls (by name) and context switches per request for hitcore -w 1, nginx "
@@ -336,9 +289,6 @@ def parse_args(argv):
                    help="also count user-space instructions per request under callgrind (5000 requests per "
                         "shape and round; slow)")
     p.add_argument("--instructions-only", action="store_true", help="only the callgrind part, no perf")
-    p.add_argument("--idle-connections", type=int, metavar="N",
-                   help="only this: hitcore -w 1 under callgrind holding N idle keep-alive connections, its "
-                        "instructions per second (e.g. 10000; 10 s per round)")
     p.add_argument("--tokio", type=Path, metavar="PATH",
                    help="tokio peer binary (default bench/peers/tokio-hyper/target/release/tokio-hyper-peer)")
     return p.parse_args(argv)
@@ -346,15 +296,10 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    held = args.idle_connections is not None
     try:
-        chosen = args.only or (["hitcore"] if held else list(SERVERS))
+        chosen = args.only or list(SERVERS)
         shapes = args.shapes or list(SHAPES)
-        if held and (chosen != ["hitcore"] or args.instructions or args.shapes):
-            raise ValueError("--idle-connections measures hitcore alone: give it without --instructions, "
-                             "--shapes or --only other than hitcore")
-        for flag, value in (("--requests", args.requests), ("--rounds", args.rounds),
-                            ("--idle-connections", args.idle_connections)):
+        for flag, value in (("--requests", args.requests), ("--rounds", args.rounds)):
             if value is not None and value < 1:
                 raise ValueError(f"{flag} must be at least 1, not {value}")
         plan = compare_plan.parse_plan(PLAN.read_text())
@@ -364,21 +309,20 @@ def main(argv=None) -> int:
         return 2
     mode = "quick" if args.quick else "full"
     settings = dict(MODES[mode], mode=mode)
-    settings.update({k: v for k, v in (("requests", args.requests), ("rounds", args.rounds),
-                                       ("held_connections", args.idle_connections)) if v})
-    with_perf, with_callgrind = not (args.instructions_only or held), args.instructions or args.instructions_only
+    settings.update({k: v for k, v in (("requests", args.requests), ("rounds", args.rounds)) if v})
+    with_perf, with_callgrind = not args.instructions_only, args.instructions or args.instructions_only
     tools = ("ab", "redis-server") + (("perf",) if with_perf else ()) + \
-        (("valgrind", "callgrind_control") if with_callgrind or held else ()) + (("nginx",) if "nginx" in chosen else ())
+        (("valgrind", "callgrind_control") if with_callgrind else ()) + (("nginx",) if "nginx" in chosen else ())
     missing = [t for t in tools if not shutil.which(t)]
     if missing:
         log(f"cannot run: `{missing[0]}` is not installed (perf: apt-get install linux-perf; valgrind)")
         return 1
     settings["perf"] = machine.first_line(["perf", "--version"]) if with_perf else None
     args.name = "syscalls" + ("-quick" if args.quick else "") + ("-instructions" if args.instructions_only else "") \
-        + (f"-idle{args.idle_connections}" if held else "") + ("-partial" if args.only or args.shapes else "")
+        + ("-partial" if args.only or args.shapes else "")
     args.plan, args.rounds, args.dry_run = PLAN, settings["rounds"], False
     args.connections, args.duration, args.threads = CONNECTIONS, None, None
-    run = Syscalls(settings, shapes, with_perf, with_callgrind, held)
+    run = Syscalls(settings, shapes, with_perf, with_callgrind)
     tool = compare.Tool(measure=run.tool_measure, render=compare_report.syscalls_render, table=None,
                         summary={"syscalls": settings}, name="bench/syscalls", fold=run.fold)
     machine.raise_open_files_limit()

@@ -84,7 +84,7 @@ class Tail:
         self.rates: dict[float, int] = {}
         self.maxima: list[dict] = []
 
-    def prepare(self, fill, setups, args, raw_dir: Path, log_dir: Path) -> str | None:
+    def prepare(self, fill, redis, args, raw_dir: Path, log_dir: Path) -> str | None:
         """oha found (or installed), then the closed-loop maxima and the offered rates."""
         self.oha, problem = provision.oha(log_dir)
         if problem:
@@ -96,7 +96,7 @@ class Tail:
             others = [v for v in self.variants if v.name != "nginx"]
             for variant in [self.nginx] + others:
                 try:
-                    self.maxima.append(self.closed_loop(variant, fill(variant), setups, raw_dir, log_dir))
+                    self.maxima.append(self.closed_loop(variant, fill(variant), redis, raw_dir, log_dir))
                 except RunError as error:
                     if variant is self.nginx:
                         return f"the closed-loop maximum against nginx failed: {error}"
@@ -105,18 +105,18 @@ class Tail:
         log("offered rates: " + ", ".join(f"{tail_stats.percent_label(f)} = {r:,}/s" for f, r in self.rates.items()))
         return None
 
-    def start(self, variant, filled: dict, setups, log_dir: Path, tag: str) -> tuple[procs.Service, object]:
-        redis = setups.by_setup.get(variant.setup()) if variant.setup() else None
+    def start(self, variant, filled: dict, redis, log_dir: Path, tag: str) -> tuple[procs.Service, object]:
+        redis = redis if variant.uses_redis else None
         service = servers.start(compare.server_spec(variant, filled), filled["port"], log_dir / f"{tag}.log", name=tag)
         if redis:
             redis.set(COUNTER_KEY, 0)
         return service, redis
 
-    def closed_loop(self, variant, filled: dict, setups, raw_dir: Path, log_dir: Path) -> dict:
+    def closed_loop(self, variant, filled: dict, redis, raw_dir: Path, log_dir: Path) -> dict:
         """oha's closed-loop maximum against a fresh `variant`: a warm-up, then -z max_duration."""
         seconds = self.settings["max_duration"]
         log(f"closed loop: oha -c {self.args.connections} -z {seconds}s against {variant.name}")
-        service, redis = self.start(variant, filled, setups, log_dir, f"{variant.name}-max")
+        service, redis = self.start(variant, filled, redis, log_dir, f"{variant.name}-max")
         try:
             self.oha_run(service, redis, filled["port"], None, WARMUP_S, None)
             out = self.oha_run(service, redis, filled["port"], None, seconds, raw_dir / f"{variant.name}-max.json")
@@ -169,15 +169,15 @@ class Tail:
             out["counter"] = tail_stats.counter_check(delta, out["oha"]["ok"], out["oha"]["aborted"], self.args.connections)
         return out
 
-    def measure(self, variant, filled: dict, rnd: int, setups, args, raw_dir: Path, log_dir: Path, _scratch) -> dict:
+    def measure(self, variant, filled: dict, rnd: int, redis, args, raw_dir: Path, log_dir: Path) -> dict:
         """One server, one round (compare.Tool's measure): started fresh, a warm-up at the lowest
         rate, then oha at each offered rate; the row's `measurements` are what tail_stats folds."""
         name = variant.name
-        row = {"id": name, "title": name, "argv": " ".join(filled["argv"]), "uses_redis": bool(variant.setup()),
+        row = {"id": name, "title": name, "argv": " ".join(filled["argv"]), "uses_redis": variant.uses_redis,
                "status": "ok", "tests": {}, "measurements": []}
         out = row["measurements"]
         try:
-            service, redis = self.start(variant, filled, setups, log_dir, f"{name}-r{rnd}")
+            service, redis = self.start(variant, filled, redis, log_dir, f"{name}-r{rnd}")
         except RunError as error:
             row["status"] = str(error)
             out += [{"server": name, "round": rnd, "fraction": f, "rate": r, "error": str(error)}

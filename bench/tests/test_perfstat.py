@@ -1,6 +1,6 @@
 """Checks bench/syscalls' readers: kit/perfstat.py against real `perf stat -x,` outputs (perf 6.1 on
 Debian 12, kernel 6.18), kit/callgrind.py's reading of callgrind dumps, and kit/syscalls.py's
-request counts and folding of rounds, and its idle-connections figures (their table is kit/compare_report.py's), so
+request counts and folding of rounds, so
 that the syscalls-per-request table cannot silently rot.
 
 Fixtures (bench/tests/fixtures/):
@@ -14,7 +14,6 @@ Fixtures (bench/tests/fixtures/):
 Run from anywhere, with the system python3 (stdlib only), in well under a second:
     python3 bench/tests/test_perfstat.py        (or: python3 -m unittest discover -s bench/tests)
 """
-import socket
 import sys
 import tempfile
 import unittest
@@ -210,29 +209,6 @@ class SyscallsTest(unittest.TestCase):
         records.append({"server": "nginx", "shape": "close", "round": 4, "error": "boom"})
         cell = syscalls.fold_instructions(records)["nginx"]["close"]
         self.assertEqual((cell["median"], cell["min"], cell["max"]), (10950.0, 10900.0, 11000.0))
-
-    def test_held_connections(self):
-        # The supervisor's pid apart; every other process of the server (its shard) summed.
-        figures = syscalls.held_figures(100, {100: 120_000, 101: 2_000_000, 102: 150_000}, 10.0)
-        self.assertEqual(figures, {"window_s": 10.0, "supervisor_per_s": 12_000, "shard_per_s": 215_000})
-        summary = {"syscalls": {"held_seconds": 10},
-                   "held": [{"round": 1, "connections": 10000, "answered": 10000, **figures},
-                            {"round": 2, "connections": 10000, "error": "callgrind wrote no dump"}]}
-        text = "\n".join(compare_report.syscalls_held(summary))
-        self.assertIn("holding 10,000 idle connections", text)
-        self.assertIn("--worker-connections 10100", text)
-        self.assertIn("| 1 | 10,000/10,000 | 10.0 | 215,000 | 12,000 |", text)
-        self.assertIn("| 2 | callgrind wrote no dump |", text)
-        self.assertEqual(compare_report.syscalls_held({"settings": {}}), [])
-
-    def test_answered(self):
-        for sent, expected in ((b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1", True),
-                               (b"HTTP/1.1 503 Service Unavailable\r\n\r\n", False), (b"HTTP/1.1 2", False)):
-            ours, theirs = socket.socketpair()
-            with ours, theirs:
-                theirs.sendall(sent)
-                theirs.shutdown(socket.SHUT_WR)
-                self.assertEqual(syscalls._answered(ours), expected, sent)
 
 
 if __name__ == "__main__":
