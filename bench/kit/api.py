@@ -17,9 +17,9 @@ from pathlib import Path
 
 from . import compare, compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, servers, session
 from .procs import log
-from .md import esc, fmt
 
 LUA = Path(__file__).resolve().parent / "api.lua"
+PLAN = provision.BENCH / "plans" / "api.plan"
 DRAWS, SEED = 65536, 20
 # Commands bench/api itself sends between the two readings (not the server's).
 OWN_COMMANDS = {"info"}
@@ -82,24 +82,14 @@ def counted(client: redisctl.RedisClient) -> int:
 
 
 def table(summary: dict) -> str:
-    rows = {r["id"]: r for r in summary["rows"]}
-    base = rows.get(summary["base"], {}).get("tests", {}).get("wrk", {}).get("rps")
-    lines = [f"| Variant | load | req/s (median) | min–max | × {summary['base']} | p50 ms | p99 ms | non-2xx / socket "
-             "errors | Redis commands / request | Redis round trips / request | Redis CPU µs / request | "
-             "server CPU µs / request |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for row in summary["rows"]:
-        t = row["tests"].get("wrk") or {}
-        if not t.get("rps"):
-            lines.append(f"| {row['id']} | {summary['loads'][row['id']]} | {esc(row['status'])} |" + " |" * 9)
-            continue
-        errors = sum(t.get(f"errors_{k}", 0) for k in ("connect", "read", "write", "timeout"))
-        lines.append(
-            f"| {row['id']} | {summary['loads'][row['id']]} | {fmt(t['rps'])} | {fmt(t['min']['rps'])}–{fmt(t['max']['rps'])} "
-            f"| {fmt(base and t['rps'] / base, '.3f')} | {fmt(t.get('p50_ms'), '.2f')} | {fmt(t.get('p99_ms'), '.2f')} "
-            f"| {fmt(t.get('non_2xx_3xx'))} / {fmt(errors)} | {fmt(t.get('commands_per_request'), '.3f')} "
-            f"| {fmt(t.get('round_trips_per_request'), '.3f')} | {fmt(t.get('redis_cpu_us_per_request'), '.2f')} "
-            f"| {fmt(t.get('server_cpu_us_per_request'), '.2f')} |")
-    return "\n".join(lines)
+    cell = compare_report.median_cell
+    return compare_report.columns_table(summary["rows"], [
+        ("Variant", lambda row: row["id"]), ("load", lambda row: summary["loads"][row["id"]]),
+        *compare_report.throughput_columns(summary),
+        ("Redis commands / request", cell("commands_per_request", ".3f")),
+        ("Redis round trips / request", cell("round_trips_per_request", ".3f")),
+        ("Redis CPU µs / request", cell("redis_cpu_us_per_request", ".2f")),
+        ("server CPU µs / request", cell("server_cpu_us_per_request", ".2f"))])
 
 
 def render(summary: dict) -> str:
@@ -154,39 +144,33 @@ def measure(variant, filled: dict, round_no: int, redis, args, raw_dir: Path, lo
 
 def main(argv=None) -> int:
     p = session.arguments("bench/api", __doc__.splitlines()[0], "{hitcore} (default target/release/hitcore, built if missing)")
-    p.add_argument("plan", type=Path, nargs="?", default=provision.BENCH / "plans" / "api.plan")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=int, default=10, help="wrk -d seconds")
     p.add_argument("--connections", type=int, default=500)
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="a smoke test: 1 round of 2 s at -c 50")
     p.add_argument("--only", help="comma-separated variant names")
-    args = p.parse_args(argv)
     try:
-        plan = compare_plan.parse_plan(args.plan.read_text())
+        plan = compare_plan.parse_plan(PLAN.read_text())
         loads = {v.name: parse_load(v.env.pop("API_LOAD", "/")) for v in plan.variants}
-    except (OSError, compare_plan.PlanError) as error:
-        print(f"bench/api: {args.plan}: {error}", file=sys.stderr)
+        # The plan's load first (its `defaults` line), so the command line's options win.
+        args = p.parse_args(plan.defaults + list(sys.argv[1:] if argv is None else argv))
+        args.plan, args.threads = PLAN, 2
+        if args.only:
+            plan.only(args.only.split(","))  # bench/compare's run with this measure and report
+    except compare_plan.PlanError as error:
+        print(f"bench/api: {PLAN}: {error}", file=sys.stderr)
         return 2
-    args = p.parse_args(plan.defaults + list(sys.argv[1:] if argv is None else argv))
     if args.quick:
         args.rounds, args.duration, args.connections = 1, 2, 50
-    only = set(args.only.split(",")) if args.only else {v.name for v in plan.variants}
-    if only - {v.name for v in plan.variants}:
-        print(f"bench/api: --only: no variant {', '.join(sorted(only - {v.name for v in plan.variants}))} "
-              f"(variants: {', '.join(v.name for v in plan.variants)})", file=sys.stderr)
-        return 2
-    # bench/compare's run with this measure and report; goals about a variant left out are dropped.
-    plan.variants = [v for v in plan.variants if v.name in only]
-    plan.goals = [g for g in plan.goals if g.name in only]
     args.name, args.dry_run = "api" + ("-quick" if args.quick else ""), False
     args.api_loads, args.api_paths = loads, {}
     machine.raise_open_files_limit()
-    loads_shown = {name: (spec["path"] if spec["kind"] == "path" else f"/hit, Zipf over {spec['keys']:,} keys")
-                   for name, spec in loads.items() if name in only}
+    loads_shown = {v.name: (loads[v.name]["path"] if loads[v.name]["kind"] == "path"
+                            else f"/hit, Zipf over {loads[v.name]['keys']:,} keys") for v in plan.variants}
     with tempfile.TemporaryDirectory(prefix="hitcore-api-") as tmp:
-        for name in only:
-            if loads[name]["kind"] == "zipf":
-                args.api_paths[name] = Path(tmp) / f"{name}.paths"
-                args.api_paths[name].write_text("\n".join(load_paths(loads[name])) + "\n")
-        return session.guard(compare.run, args, plan, {}, compare.Tool(measure, render, table, {"loads": loads_shown}, "bench/api"))
+        for v in plan.variants:
+            if loads[v.name]["kind"] == "zipf":
+                args.api_paths[v.name] = Path(tmp) / f"{v.name}.paths"
+                args.api_paths[v.name].write_text("\n".join(load_paths(loads[v.name])) + "\n")
+        tool = compare.Tool(measure, render, table, {"loads": loads_shown}, "bench/api")
+        return session.guard(compare.run, args, plan, {}, tool)

@@ -8,35 +8,14 @@ A plan is a small text file (bench/plans/*.plan), one statement per line, `#` st
     variant main      @shards=2  REDIS_URL={redis_url}  {hitcore} -b {bind} -w 2
     goal   main >= 0.95 previous
 
-- `title TEXT`: the table's heading.
-- `base NAME`: the variant every other is divided by in the ratio column (default: the first).
-- `variant NAME WORDS...`: shell words (shlex), in this order: options starting with `@`, then
-  `KEY=VALUE` environment entries, then the command and its arguments. Options:
-  `@shards=N` (hitcore: N shards, so N + 1 processes and N "Connected to Redis" log lines mean
-  ready; `@shards=cpus`: one per CPU the run may use, hitcore's default layout), `@procs=N` (the
-  process count that means ready, for other servers), `@https` (the probe and wrk use https://),
-  `@close` (wrk sends `Connection: close`: a new connection, and with @https a new TLS handshake,
-  per request), `@flood=N` (while wrk runs, N `openssl s_time -new` clients open TLS connections
-  back to back: a handshake flood beside wrk's keep-alive clients, whose p99 shows its effect; needs
-  @https), `@attack=slowloris:N` (N slowloris connections beside wrk, kit/slowloris.py, in place
-  before wrk starts).
-- `goal NAME >= FACTOR OTHER`: NAME's median req/s must be at least FACTOR times OTHER's;
-  `goal NAME p99 <= FACTOR OTHER`: NAME's median p99 at most FACTOR times OTHER's. The report says
-  met or not met, with both figures.
-- `defaults --OPTION N ...`: the load this plan is about, as bench/compare's own options
-  (`--connections`, `--duration`, `--threads`, `--rounds`, whole numbers); the command line
-  overrides them (`defaults --connections 10000 --duration 10` for a 10,000-connection plan).
-
-`{placeholders}` in a variant's words are filled in at run time by bench/compare (`fill()`): the
-kit's own (`bind`, `port`, `redis_url`: the run's one password-protected redis-server, started
-only when a variant names it, `tmp`, `hitcore`, `tokio`, `cpus`: the CPUs the run may use,
-`connections`: wrk's -c, `tls_cert` and `tls_key`: an ECDSA P-256 certificate for 127.0.0.1 and its
-key, made with openssl for the run, and `nginx_conf`: the kit's static nginx config, peers/nginx/nginx.conf.in,
-written into {tmp} for this variant with one worker per CPU and its limits sized for `connections`,
-serving HTTPS with that certificate when the variant says @https)
-and any given with `--set NAME=VALUE`. A variant naming {nginx_conf} is ready once its master and
-one worker per CPU run; with @procs=N its config has N - 1 workers.
-Pure functions, standard library only: bench/tests/test_compare.py tests them without running anything.
+Statements: `title TEXT`; `base NAME` (the variant the ratio column divides by; default the
+first); `variant NAME [@OPTION...] [KEY=VALUE...] COMMAND...` in shell words; `goal NAME >= FACTOR
+OTHER` (median req/s) or `goal NAME p99 <= FACTOR OTHER` (median p99); `defaults --OPTION N ...`
+(bench/compare's --connections, --duration, --threads, --rounds; the command line's win). The
+options (`@shards=N|cpus`, `@procs=N`, `@https`, `@close`, `@flood=N`, `@attack=slowloris:N`) and the
+`{placeholders}` the kit fills (KIT_PLACEHOLDERS, and any given with `--set NAME=VALUE`) are
+described in bench/README.md, *Variants side by side*; `Variant.readiness` says when a variant is
+up. Pure functions, standard library only: bench/tests/test_compare.py tests them without running anything.
 """
 from __future__ import annotations
 

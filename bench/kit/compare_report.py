@@ -63,63 +63,72 @@ def _errors(row: dict) -> str:
     return " · ".join(f"{t.get('non_2xx_3xx', 0)}/{socket(t)}" if t else "no result" for t in _measured(row))
 
 
-def _table(rows: list, columns: list[tuple]) -> str:
+def columns_table(rows: list, columns: list[tuple]) -> str:
     """One Markdown table: a line per item of `rows`, a column per (heading, cell function) of
     `columns`; each cell function takes the item. "" when there are no rows."""
     return "\n".join(md.table([head for head, _ in columns], [[cell(r) for _, cell in columns] for r in rows])) \
         if rows else ""
 
 
-def _of(key: str, spec: str):
+def median_cell(key: str, spec: str):
     """A column's cell: the median wrk result's `key` in `spec`."""
     return lambda row: fmt(_wrk(row).get(key), spec)
 
 
-def table(summary: dict) -> str:
+def throughput_columns(summary: dict) -> list[tuple]:
+    """The throughput table's columns after the variant's name (bench/api's table has them too): a
+    variant that gave no figure shows why in the req/s column, and nothing else."""
     base = next((r for r in summary["rows"] if r["id"] == summary["base"]), None)
     base_rps = _wrk(base).get("rps") if base else None
-    failed = lambda row: row["status"] != "ok" and not _wrk(row).get("rps")  # noqa: E731
-    spread = lambda t: f"{fmt(t['min'].get('rps'))}–{fmt(t['max'].get('rps'))}" if t.get("min") else md.DASH  # noqa: E731
-    ratio = lambda t: fmt(t["rps"] / base_rps if base_rps and t.get("rps") else None, ".3f")  # noqa: E731
-    return _table(summary["rows"], [
-        ("Variant", lambda row: row["id"]),
-        ("req/s (median)", lambda row: md.esc(row["status"]) if failed(row) else fmt(_wrk(row).get("rps"))),
-        ("min–max", lambda row: "" if failed(row) else spread(_wrk(row))),
-        (f"× {summary['base']}", lambda row: "" if failed(row) else ratio(_wrk(row))),
-        ("p50 ms", _of("p50_ms", ".2f")), ("p99 ms", _of("p99_ms", ".2f")),
-        ("non-2xx / socket errors, each round", lambda row: "" if failed(row) else _errors(row)),
-        ("Redis CPU %", _of("redis_cpu_pct", ".1f")), ("requests per Redis command", _of("requests_per_command", ".1f"))])
+
+    def unless_failed(cell):
+        return lambda row: "" if row["status"] != "ok" and not _wrk(row).get("rps") else cell(_wrk(row), row)
+
+    def rps(t: dict, row: dict) -> str:
+        return fmt(t.get("rps")) if t.get("rps") else md.esc(row["status"])
+    return [("req/s (median)", lambda row: rps(_wrk(row), row)),
+            ("min–max", unless_failed(lambda t, _: f"{fmt(t['min'].get('rps'))}–{fmt(t['max'].get('rps'))}"
+                                      if t.get("min") else md.DASH)),
+            (f"× {summary['base']}", unless_failed(lambda t, _: fmt(t["rps"] / base_rps if base_rps else None, ".3f"))),
+            ("p50 ms", median_cell("p50_ms", ".2f")), ("p99 ms", median_cell("p99_ms", ".2f")),
+            ("non-2xx / socket errors, each round", unless_failed(lambda _, row: _errors(row)))]
+
+
+def table(summary: dict) -> str:
+    return columns_table(summary["rows"], [("Variant", lambda row: row["id"])] + throughput_columns(summary) + [
+        ("Redis CPU %", median_cell("redis_cpu_pct", ".1f")),
+        ("requests per Redis command", median_cell("requests_per_command", ".1f"))])
 
 
 def goals(summary: dict) -> str:
     def figures(g: dict) -> str:
         unit, spec = (" ms", ".2f") if g.get("figures", "").endswith("ms") else ("", ",.0f")
         return f"{fmt(g['rps'], spec)}{unit} against {fmt(g['other_rps'], spec)}{unit}"
-    return _table(summary.get("goals") or [], [
+    return columns_table(summary.get("goals") or [], [
         ("Goal", lambda g: g["goal"]), ("Figures (medians: req/s, or p99)", figures),
         ("Ratio", lambda g: fmt(g["ratio"], ".3f")),
         ("Met?", lambda g: "not measured" if g["met"] is None else ("**yes**" if g["met"] else "**no**"))])
 
 
 def redis_side(summary: dict) -> str:
-    return _table([r for r in summary["rows"] if r.get("uses_redis") and _wrk(r).get("window_rps")], [
-        ("Variant", lambda row: row["id"]), ("requests/s (window)", _of("window_rps", ",.0f")),
-        ("Redis CPU, % of one CPU", _of("redis_cpu_pct", ".1f")),
-        ("Redis commands/s (INCR + INCRBY)", _of("commands_per_s", ",.0f")),
-        ("requests per command", _of("requests_per_command", ".1f")),
-        ("Redis CPU µs per command", _of("redis_cpu_us_per_command", ".1f")),
-        ("of which executing (commandstats)", _of("redis_exec_us_per_command", ".2f")),
-        ("Redis CPU % per 100k req/s", _of("redis_cpu_pct_per_100k_rps", ".2f"))])
+    return columns_table([r for r in summary["rows"] if r.get("uses_redis") and _wrk(r).get("window_rps")], [
+        ("Variant", lambda row: row["id"]), ("requests/s (window)", median_cell("window_rps", ",.0f")),
+        ("Redis CPU, % of one CPU", median_cell("redis_cpu_pct", ".1f")),
+        ("Redis commands/s (INCR + INCRBY)", median_cell("commands_per_s", ",.0f")),
+        ("requests per command", median_cell("requests_per_command", ".1f")),
+        ("Redis CPU µs per command", median_cell("redis_cpu_us_per_command", ".1f")),
+        ("of which executing (commandstats)", median_cell("redis_exec_us_per_command", ".2f")),
+        ("Redis CPU % per 100k req/s", median_cell("redis_cpu_pct_per_100k_rps", ".2f"))])
 
 
 def cpu_side(summary: dict) -> str:
     def per_request(row: dict) -> str:
         median = median_of([_derived(t, "server_cpu_us_per_request") for t in _measured(row) if t])
         return f"{per_round(row, 'server_cpu_us_per_request', '.2f')} (median {fmt(median, '.2f')})"
-    return _table([r for r in summary["rows"] if _wrk(r).get("window_s")], [
-        ("Variant", lambda row: row["id"]), ("server CPU %", _of("server_cpu_pct", ".0f")),
-        ("server CPU µs per request, each round", per_request), ("wrk CPU %", _of("wrk_cpu_pct", ".0f")),
-        ("Redis CPU %", _of("redis_cpu_pct", ".1f")), ("machine busy %", _of("machine_cpu_pct", ".0f")),
+    return columns_table([r for r in summary["rows"] if _wrk(r).get("window_s")], [
+        ("Variant", lambda row: row["id"]), ("server CPU %", median_cell("server_cpu_pct", ".0f")),
+        ("server CPU µs per request, each round", per_request), ("wrk CPU %", median_cell("wrk_cpu_pct", ".0f")),
+        ("Redis CPU %", median_cell("redis_cpu_pct", ".1f")), ("machine busy %", median_cell("machine_cpu_pct", ".0f")),
         ("other work % (machine − ours), each round", lambda row: per_round(row, "other_cpu_pct", ".0f"))])
 
 
@@ -128,15 +137,15 @@ def attack_side(summary: dict) -> str:
     held, how often the server closed one (each reopened at once: the churn it causes), their CPU
     (taken from the same CPUs as the server and wrk), and the server's memory before them and at
     its peak beside them, per connection held."""
-    return _table([r for r in summary["rows"] if _wrk(r).get("attack_ramp_s") is not None], [
+    return columns_table([r for r in summary["rows"] if _wrk(r).get("attack_ramp_s") is not None], [
         ("Variant", lambda row: row["id"]),
         ("attack", lambda row: (row.get("rounds") or [{}])[0].get("attack") or md.DASH),
-        ("in place after s", _of("attack_ramp_s", ".1f")), ("connections open on average", _of("attack_open_avg", ",.0f")),
-        ("closed by the server per s", _of("attack_closed_per_s", ",.0f")),
-        ("attacker CPU %", _of("attacker_cpu_pct", ".0f")),
+        ("in place after s", median_cell("attack_ramp_s", ".1f")), ("connections open on average", median_cell("attack_open_avg", ",.0f")),
+        ("closed by the server per s", median_cell("attack_closed_per_s", ",.0f")),
+        ("attacker CPU %", median_cell("attacker_cpu_pct", ".0f")),
         ("server RSS before → peak KiB",
          lambda row: f"{fmt(_wrk(row).get('rss_before_attack_kib'))} → {fmt(_wrk(row).get('peak_rss_kib'))}"),
-        ("KiB per connection held", _of("kib_per_attack_conn", ".2f"))])
+        ("KiB per connection held", median_cell("kib_per_attack_conn", ".2f"))])
 
 
 def _each_round(summary: dict, wanted=lambda t: True) -> list[tuple]:
@@ -148,7 +157,7 @@ def _each_round(summary: dict, wanted=lambda t: True) -> list[tuple]:
 def spread(summary: dict) -> str:
     """Open descriptors of each server process at the steady window's end, and `ss -s`'s TCP line,
     every round: how a many-connection load spread over the shards or workers."""
-    return _table(_each_round(summary, lambda t: t.get("server_fds")), [
+    return columns_table(_each_round(summary, lambda t: t.get("server_fds")), [
         ("Variant", lambda x: x[0]["id"]), ("round", lambda x: x[1]),
         ("open descriptors per process (supervisor or master first)", lambda x: " / ".join(fmt(n) for n in x[3]["server_fds"])),
         ("accept-queue overflows / drops during wrk",
@@ -162,7 +171,7 @@ def checks(summary: dict) -> str:
         if ok is None or counter is None:
             return md.DASH
         return f"+{counter - ok}" if counter >= ok else f"**LOST {ok - counter}**"
-    return _table(_each_round(summary), [
+    return columns_table(_each_round(summary), [
         ("Variant", lambda x: x[0]["id"]), ("round", lambda x: x[1]), ("2xx (wrk)", lambda x: fmt(x[3].get("ok_2xx"))),
         ("counter after", lambda x: fmt(x[3].get("counter_after"))), ("counter − 2xx", lambda x: diff(x[3])),
         ("WORKER TIMEOUT", lambda x: x[2].get("worker_timeouts", md.DASH)),

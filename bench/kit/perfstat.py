@@ -42,9 +42,9 @@ FAILURES = ["recvfrom", "read", "accept4"]
 EVENTS = [TOTAL, "syscalls:sys_enter_*", SWITCHES]
 
 
-def event_args(events=None, failures=None) -> list[str]:
+def event_args(failures=None) -> list[str]:
     """perf's -e (and --filter) arguments: the events, then each failure counter with its filter."""
-    args = ["-e", ",".join(events or EVENTS)]
+    args = ["-e", ",".join(EVENTS)]
     for name in (FAILURES if failures is None else failures):
         args += ["-e", f"syscalls:sys_exit_{name}", "--filter", "ret < 0"]
     return args
@@ -153,9 +153,8 @@ def compress(path: Path) -> Path:
 class Counter:
     """One perf stat attached to `pids` with its events disabled; see the module docstring."""
 
-    def __init__(self, pids, output: Path, events=None, failures=None, setup_timeout: float = 600.0):
+    def __init__(self, pids, output: Path):
         self.output = output
-        self.setup_timeout = setup_timeout
         self._dir = Path(tempfile.mkdtemp(prefix="hitcore-perf-"))
         self._ctl_path, self._ack_path = self._dir / "ctl", self._dir / "ack"
         os.mkfifo(self._ctl_path)
@@ -166,7 +165,7 @@ class Counter:
         self._said = ""
         self.argv = ["perf", "stat", "-x,", "--per-thread", "-D", "-1",
                      "--control", f"fifo:{self._ctl_path},{self._ack_path}",
-                     "-o", str(output), "-p", ",".join(str(p) for p in pids)] + event_args(events, failures)
+                     "-o", str(output), "-p", ",".join(str(p) for p in pids)] + event_args()
         self._stderr = open(self._dir / "stderr", "w+")
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._stderr,
                                      stderr=subprocess.STDOUT)
@@ -209,7 +208,7 @@ class Counter:
 
     def enable(self) -> float:
         """Returns once counting is on: perf has opened every event (the seconds that took)."""
-        return self._command("enable", self.setup_timeout)
+        return self._command("enable", 600)
 
     def disable(self) -> float:
         return self._command("disable", 60)

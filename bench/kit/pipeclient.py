@@ -5,8 +5,8 @@ bench/syscalls divides the server's kernel crossings by an exact request count.
 
     python3 bench/kit/pipeclient.py --port P --requests N [--connections 50] [--depth 16] [--path /]
 
-Prints `Complete requests: N`, `Failed requests: F`, `Non-2xx responses: X`, `Time taken for
-tests: S seconds` (ab's labels, so kit/parse.py's reader takes it too) and exits 0 when every
+Prints ab's summary lines (complete, failed and non-2xx requests, the time taken and requests per
+second: kit/parse.py's ab reader takes them, as kit/loadgen.py's pipelined() does) and exits 0 when every
 request got an answer, 1 otherwise. Standard library only, one thread per connection (the
 counts measured are the server's, so the client's speed matters only in how it batches).
 """
@@ -102,6 +102,7 @@ def main(argv=None) -> int:
     print(f"Complete requests:      {ok + non_2xx + failed}")
     print(f"Failed requests:        {failed}")
     print(f"Non-2xx responses:      {non_2xx}")
+    print(f"Requests per second:    {(ok + non_2xx + failed) / seconds:.2f} [#/sec] (mean)")
     return 0 if failed == 0 else 1
 
 

@@ -11,18 +11,16 @@ the binaries and summary.json are kit/compare.py's. Counts, not times: nothing h
 """
 from __future__ import annotations
 
-import re
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from . import (callgrind, compare, compare_plan, compare_report, machine, measure, perfstat, procs, provision,
+from . import (callgrind, compare, compare_plan, compare_report, loadgen, machine, measure, perfstat, procs, provision,
                redisctl, servers, session)
 from .procs import RunError, log
 from .rounds import stats
 
-PIPECLIENT = Path(__file__).resolve().with_name("pipeclient.py")
 PLAN = provision.BENCH / "plans" / "syscalls.plan"
 SERVERS = ["hitcore", "nginx", "tokio"]
 SHAPES = ["keepalive", "close", "pipelined", "idle"]
@@ -34,19 +32,6 @@ MODES = {
     "quick": {"requests": 2000, "warmup": 200, "rounds": 1, "idle_seconds": 2, "callgrind_requests": 1000},
 }
 COUNTER_KEY = "hit"
-
-
-def load_counts(text: str) -> dict:
-    """ab's (and pipeclient's) Complete / Failed / Non-2xx lines -> {complete, failed, non_2xx, ok}."""
-    out = {}
-    for label, key in (("Complete requests", "complete"), ("Failed requests", "failed"),
-                       ("Non-2xx responses", "non_2xx")):
-        match = re.search(rf"^{label}:\s+(\d+)", text, re.M)
-        out[key] = int(match.group(1)) if match else (None if key == "complete" else 0)
-    if out["complete"] is None:
-        raise RunError("the load generator printed no 'Complete requests' line")
-    out["ok"] = out["complete"] - out["failed"] - out["non_2xx"]
-    return out
 
 
 def per_unit(counts: dict[str, int], units: float) -> dict[str, float]:
@@ -95,23 +80,17 @@ class Syscalls:
         self.log_dir = self.raw_dir = Path(".")
 
     def load(self, shape: str, requests: int, raw_path: Path | None) -> dict:
+        """Exactly `requests` requests of the shape; RunError unless every one was answered 2xx."""
+        label = f"{shape} {requests}"
         if shape == "pipelined":
-            argv = [sys.executable, str(PIPECLIENT), "--port", str(self.port), "--requests", str(requests),
-                    "--connections", str(CONNECTIONS), "--depth", str(DEPTH)]
+            out = loadgen.pipelined(self.port, requests, CONNECTIONS, DEPTH, raw_path, label)
         else:
-            argv = ["ab"] + (["-k"] if shape == "keepalive" else []) + [
-                "-c", str(CONNECTIONS), "-n", str(requests), "-r", "-l", f"http://127.0.0.1:{self.port}/"]
-        result = procs.run(argv, timeout=600, label=f"{shape} {requests}")
-        if raw_path:
-            raw_path.write_text(f"$ {' '.join(argv)}\n" + result.stdout +
-                                (("\n---- stderr ----\n" + result.stderr) if result.stderr.strip() else ""))
-        if result.timed_out:
-            raise RunError(f"{argv[0]} did not finish {requests} requests within 600s")
-        counts = load_counts(result.stdout)
-        if counts["ok"] != requests:
-            raise RunError(f"{counts['ok']} of {requests} requests answered 2xx "
-                           f"({counts['failed']} failed, {counts['non_2xx']} non-2xx): {result.tail(2)}")
-        return counts
+            out = loadgen.ab(f"http://127.0.0.1:{self.port}/", requests, CONNECTIONS, 600, shape == "keepalive",
+                             raw_path, label)
+        if out["error"] or out["ok_2xx"] != requests:
+            raise RunError(out["error"] or f"{out['ok_2xx']} of {requests} requests answered 2xx "
+                           f"({out['failed']} failed, {out['non_2xx']} non-2xx)")
+        return out
 
     def tool_measure(self, variant, filled: dict, rnd: int, redis, _args, raw_dir: Path, log_dir: Path) -> dict:
         """compare.Tool's measure: perf's shapes, callgrind's, or both, by the options."""

@@ -22,7 +22,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
-from kit import callgrind, compare_report, measure, perfstat, syscalls  # noqa: E402
+from kit import callgrind, compare_report, measure, parse, perfstat, syscalls  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -175,16 +175,12 @@ class CallgrindTest(unittest.TestCase):
 
 
 class SyscallsTest(unittest.TestCase):
-    def test_load_counts_ab(self):
-        counts = syscalls.load_counts(fixture("ab-k-tokio-hyper.txt"))
-        self.assertEqual(counts, {"complete": 5000, "failed": 0, "non_2xx": 0, "ok": 5000})
-
-    def test_load_counts_pipeclient(self):
+    def test_the_pipelining_clients_summary_reads_as_abs(self):
         text = ("Concurrency Level:      50\nPipeline depth:         16\nTime taken for tests:   1.234 seconds\n"
-                "Complete requests:      2000\nFailed requests:        3\nNon-2xx responses:      1\n")
-        self.assertEqual(syscalls.load_counts(text), {"complete": 2000, "failed": 3, "non_2xx": 1, "ok": 1996})
-        with self.assertRaises(syscalls.RunError):
-            syscalls.load_counts("apr_socket_recv: Connection refused (111)\n")
+                "Complete requests:      2000\nFailed requests:        3\nNon-2xx responses:      1\n"
+                "Requests per second:    1620.75 [#/sec] (mean)\n")
+        counts = parse.parse_ab(text)
+        self.assertEqual((counts["complete"], counts["failed"], counts["non_2xx"], counts["ok_2xx"]), (2000, 3, 1, 1996))
 
     def test_fold(self):
         def m(rnd, total, recv=None, error=None):
