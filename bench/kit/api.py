@@ -1,10 +1,7 @@
-"""bench/api: the counting API's routes under wrk, hitcore beside its peers, with Redis's cost per request
-(bench/README.md, *The counting API*, says what it runs and reports).
-
-Owns the `API_LOAD=` load specs of bench/plans/api.plan (a bench/compare plan), the Zipf draws that
-kit/api.lua replays, the per-variant measure (Redis read before and after each wrk run) and the
-report; the rounds, Redis, provisioning and summary.json are bench/compare's run (kit/compare.py's
-`Tool`). The pure parts are tested by bench/tests/test_api.py.
+"""bench/api: the counting API's routes under wrk, hitcore beside its peers, with Redis's cost per
+request (bench/README.md, *The counting API*), a `compare.Tool` over bench/plans/api.plan: its
+`API_LOAD=` specs, the Zipf draws kit/api.lua replays, the measure (Redis read around each wrk run)
+and the report's own section.
 """
 from __future__ import annotations
 
@@ -15,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import compare, compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, servers, session
+from . import compare, compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, session
 from .procs import log
 
 LUA = Path(__file__).resolve().parent / "api.lua"
@@ -109,17 +106,11 @@ def measure(variant, filled: dict, round_no: int, redis, args, raw_dir: Path, lo
     readings around one wrk run with the variant's load, and what Redis counted."""
     tag, port = f"{variant.name}-r{round_no}", filled["port"]
     load, paths_file = args.api_loads[variant.name], args.api_paths.get(variant.name)
-    row = {"id": variant.name, "title": variant.name, "argv": " ".join(filled["argv"]), "uses_redis": True,
-           "status": "ok", "tests": {}}
-    spec = compare.server_spec(variant, filled)
+    row = compare.new_row(variant, filled, uses_redis=True)
     try:
-        service = servers.start(spec, port, log_dir / f"{tag}.log", timeout=60, cwd=provision.REPO)
-    except procs.RunError as error:
-        row["status"] = str(error)
-        return row
-    try:
-        server_pids = [service.pid] + procs.descendants(service.pid)
-        with redis.client() as client:
+        with (compare.started(variant, filled, redis, log_dir / f"{tag}.log", row, timeout=60, cwd=provision.REPO)
+              as service, redis.client() as client):
+            server_pids = [service.pid] + procs.descendants(service.pid)
             client.command("FLUSHALL")
             before = redis_reading(client, redis.pid, server_pids)
             url = f"http://127.0.0.1:{port}" + ("" if paths_file else load["path"])
@@ -134,12 +125,13 @@ def measure(variant, filled: dict, round_no: int, redis, args, raw_dir: Path, lo
             # which the server still answers and counts), or wrk's own count where nothing counts.
             wrk["counted"] = wrk["counter_after"] = counted(client)
             wrk.update(per_request(before, after, max(wrk["requests"], wrk["counted"])))
-        row["tests"]["wrk"] = wrk
-        log(f"{tag}: {wrk['rps']:,.0f} req/s, {wrk.get('commands_per_request')} commands and "
-            f"{wrk.get('round_trips_per_request')} round trips per request")
+    except procs.RunError as error:
+        row["status"] = str(error)
         return row
-    finally:
-        row["exit_status"] = service.stop(grace=15)
+    row["tests"]["wrk"] = wrk
+    log(f"{tag}: {wrk['rps']:,.0f} req/s, {wrk.get('commands_per_request')} commands and "
+        f"{wrk.get('round_trips_per_request')} round trips per request")
+    return row
 
 
 def main(argv=None) -> int:

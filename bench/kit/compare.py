@@ -1,22 +1,16 @@
-"""bench/compare: a plan's variants side by side under wrk, in interleaved rounds.
+"""bench/compare: a plan's variants side by side under wrk, in interleaved rounds (bench/README.md,
+*Variants side by side*, says what it measures and reports).
 
-1. read the plan (kit/compare_plan.py) and fill its placeholders; refuse a bad one before starting;
-2. describe the machine (kit/machine.py) and, when a variant names {redis_url}, start one Redis;
-   a tool on this run (`Tool`: bench/api, bench/tail, bench/syscalls) may prepare once here;
-3. for each round, each variant in turn (the Tool's measure instead, if it has one): start it, wait
-   until it answers and every shard said "Connected to Redis", `SET hit 0`, with @attack start the
-   slowloris client (kit/attack.py), then `wrk -t T -c C -d Ds --latency`; over wrk's steady window
-   (from 1 s after its start to 0.5 s before its end) it reads the CPU time of Redis, of the
-   server's process tree, of wrk and of the whole machine from /proc, and INFO commandstats and the
-   counter, so the window gives Redis's CPU per second, the commands it served and the requests per
-   command (the batch size); then stop the variant (SIGTERM by PID) and empty its scratch folder;
-4. fold the rounds into medians and min–max (kit/rounds.py), check the goals, and write
-   bench/results/<date>-<name>/: summary.md (machine first), summary.json, raw/ (every wrk output),
-   logs/ (servers and Redis; ignored by git).
-Every process started is stopped by PID at the end, on error and on Ctrl-C.
+Reads the plan (kit/compare_plan.py), starts one Redis when a variant names {redis_url}, then for
+each round each variant in turn (or a `Tool`'s measure: bench/api, bench/tail, bench/syscalls):
+start it and wait until it is ready, `SET hit 0`, with @attack the slowloris client
+(kit/attack.py), then wrk, with the steady window's /proc and Redis readings (kit/measure.py); stop
+it by PID. Then it folds the rounds (kit/rounds.py), checks the goals and writes
+bench/results/<date>-<name>/. Every process started is stopped by PID, on error and on Ctrl-C too.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -98,11 +92,32 @@ def main(argv=None) -> int:
         return 2
 
 
-def server_spec(variant, filled: dict, title: str | None = None) -> servers.Spec:
+def new_row(variant, filled: dict, **extra) -> dict:
+    """A variant's row for one round, as kit/rounds.py folds it; the measure fills its "tests"."""
+    return {"id": variant.name, "title": variant.name, "argv": " ".join(filled["argv"]),
+            "uses_redis": variant.uses_redis, "status": "ok", "tests": {}, **extra}
+
+
+@contextlib.contextmanager
+def started(variant, filled: dict, redis, log_path: Path, row: dict, **start):
+    """The variant's server started and ready (procs.RunError if not), the counter at 0; on leaving,
+    stopped by PID, with its exit status and WORKER TIMEOUT lines in `row`. `start`: servers.start's
+    options."""
+    service = servers.start(server_spec(variant, filled), filled["port"], log_path, name=log_path.stem, **start)
+    try:
+        if redis and variant.uses_redis:
+            redis.set("hit", 0)
+        yield service
+    finally:
+        row["exit_status"] = service.stop(grace=15)
+        row["worker_timeouts"] = servers.worker_timeouts(service.log_text())
+
+
+def server_spec(variant, filled: dict) -> servers.Spec:
     """A variant's server as servers' start and readiness take it: ready once its processes run and,
     with @shards, once every shard logged that it reached Redis."""
     processes, shards = variant.readiness(filled["cpus"])
-    return servers.Spec(variant.name, title or variant.name, filled["argv"], env=filled["env"],
+    return servers.Spec(variant.name, variant.name, filled["argv"], env=filled["env"],
                         uses_redis=variant.uses_redis, processes=processes,
                         ready_line="Connected to Redis" if shards else "", ready_count=shards, https=variant.https)
 
@@ -110,37 +125,37 @@ def server_spec(variant, filled: dict, title: str | None = None) -> servers.Spec
 def measure(variant, filled: dict, round_no: int, redis: redisctl.RedisServer | None, args, raw_dir: Path,
             log_dir: Path) -> dict:
     """One variant, one round: start, wrk with the samplers, stop. Returns the round's row."""
-    name = variant.name
-    tag = f"{name}-r{round_no}"
+    tag = f"{variant.name}-r{round_no}"
     redis = redis if variant.uses_redis else None
-    row = {"id": name, "title": name, "argv": " ".join(filled["argv"]), "uses_redis": redis is not None,
-           "status": "ok", "tests": {}, "load_before": round(os.getloadavg()[0], 2)}
+    row = new_row(variant, filled, load_before=round(os.getloadavg()[0], 2), log=f"{tag}.log")
     if variant.attack:
         row["attack"] = f"slowloris:{variant.attack}"
-    port, row["log"] = filled["port"], f"{tag}.log"
     try:
-        service = servers.start(server_spec(variant, filled), port, log_dir / f"{tag}.log", name=name)
+        with started(variant, filled, redis, log_dir / f"{tag}.log", row) as service:
+            row["tests"]["wrk"] = under_wrk(variant, filled, service, redis, args, log_dir / f"{tag}-attack.log",
+                                            raw_dir / f"{tag}.txt", row)
     except procs.RunError as error:
         row["status"] = str(error)
-        log(f"{tag}: {error}")
+    finally:
         shutil.rmtree(filled["scratch"], ignore_errors=True)
-        return row
+    log(f"{tag}: " + (compare_report.brief(row["tests"]["wrk"]) if row["tests"] else row["status"]))
+    return row
+
+
+def under_wrk(variant, filled: dict, service, redis, args, attack_log: Path, raw: Path, row: dict) -> dict:
+    """wrk against the started server, with the steady window's readings, the attackers or the
+    flood beside it when the variant asks for them; the wrk result with every figure."""
+    port = filled["port"]
     flood, attack = [], None
     try:
-        if redis:
-            redis.set("hit", 0)
         server_pids = [service.pid] + procs.descendants(service.pid)
         result = {}
         if variant.attack:
             # The server's memory before the attackers, against its peak beside them: what each
             # connection they hold costs it.
             result["rss_before_attack_kib"] = sum(procs.memory_kib(pid)[0] for pid in server_pids)
-            attack = Attack(variant.attack, port, log_dir / f"{tag}-attack.log", args.duration + 150)
-            try:
-                result["attack_ramp_s"] = attack.wait_ready()
-            except procs.RunError as error:
-                row["status"] = str(error)
-                return row
+            attack = Attack(variant.attack, port, attack_log, args.duration + 150)
+            result["attack_ramp_s"] = attack.wait_ready()
         groups = {"redis": [redis.pid] if redis else [], "server": server_pids}
         if attack:  # its CPU is neither the server's nor other work
             groups["attacker"] = [attack.pid]
@@ -162,7 +177,7 @@ def measure(variant, filled: dict, round_no: int, redis: redisctl.RedisServer | 
         memory = procs.TreeSampler(service.pid, pss=False)
         memory.start()
         wrk_t0 = time.monotonic()
-        result.update(loadgen.wrk(url, args.threads, args.connections, args.duration, raw_dir / f"{tag}.txt", None,
+        result.update(loadgen.wrk(url, args.threads, args.connections, args.duration, raw, None,
                                   while_running=sample, headers=("Connection: close",) if variant.close else ()))
         wrk_t1 = time.monotonic()
         memory.stop()
@@ -189,9 +204,7 @@ def measure(variant, filled: dict, round_no: int, redis: redisctl.RedisServer | 
             row["status"] = f"wrk: {result['error']}"
         if not service.alive():
             row["status"] = f"exited during wrk with status {service.proc.returncode}"
-        row["tests"]["wrk"] = result
-        log(f"{tag}: " + compare_report.brief(result))
-        return row
+        return result
     finally:
         if attack:
             attack.stop()
@@ -199,9 +212,6 @@ def measure(variant, filled: dict, round_no: int, redis: redisctl.RedisServer | 
             if client.poll() is None:
                 client.kill()
                 client.wait()
-        row["exit_status"] = service.stop(grace=15)
-        row["worker_timeouts"] = servers.worker_timeouts(service.log_text())
-        shutil.rmtree(filled["scratch"], ignore_errors=True)
 
 
 def flood_rate(clients: list[subprocess.Popen], duration: int) -> float | None:

@@ -1,15 +1,7 @@
-"""The reports of bench/compare's run, summary.md from summary.json's dict, and its console table:
-bench/compare's (and bench/hostile's, bench/api's with a section of its own), bench/tail's and
-bench/syscalls'.
-
-bench/compare's: the machine first, then how quiet it was (load averages, CPU used by other work
-during each measurement), the throughput table (median req/s over the rounds, the min–max spread,
-the ratio to the plan's base, p50/p99, errors in every round), the goals met or not, Redis's side
-(CPU per second, commands, requests per command: the batch size), the CPU, the attackers, and the
-correctness of every round. bench/tail's: the method, the generator's closed-loop maximum, the
-goal's verdict, one table per offered rate, the CPU split over each steady window, every round,
-correctness and the chart. Pure functions on plain dicts: bench/tests/test_compare.py and
-test_tail.py render recorded summaries.
+"""The reports of bench/compare's run (summary.md from summary.json's dict) and its console table:
+bench/compare's (bench/hostile's, and bench/api's with a section of its own), bench/tail's and
+bench/syscalls'. Each table is a list of columns, a heading and a cell function each, drawn by
+`columns_table`. Pure functions on plain dicts: the tests render recorded summaries.
 """
 from __future__ import annotations
 

@@ -70,14 +70,11 @@ class Pool:
         self.port = port
         self.ep = select.epoll()
         self.conns: dict[int, Conn] = {}
-        self.c = collections.Counter(open=0, connecting=0, opened=0, closed_by_server=0, connect_failed=0,
-                                     drip_bytes=0, answers=0)
-        self.errors = collections.Counter()
+        self.c = collections.Counter(open=0, connecting=0, opened=0, closed_by_server=0, connect_failed=0)
         self.pending, self.retry = collections.deque(groups), collections.deque()  # retry: (when, group)
 
-    def _failed(self, err: int, group) -> None:
+    def _failed(self, group) -> None:
         self.c["connect_failed"] += 1
-        self.errors[errno.errorcode.get(err, str(err))] += 1
         self.retry.append((time.monotonic() + 0.05, group))
 
     def start_pending(self) -> None:
@@ -88,14 +85,14 @@ class Pool:
             group = self.pending.popleft()
             try:
                 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            except OSError as error:  # EMFILE, ENFILE
-                self._failed(error.errno, group)
+            except OSError:  # EMFILE, ENFILE
+                self._failed(group)
                 continue
             s.setblocking(False)
             err = s.connect_ex(("127.0.0.1", self.port))
             if err not in (0, errno.EINPROGRESS):
                 s.close()
-                self._failed(err, group)
+                self._failed(group)
                 continue
             self.conns[s.fileno()] = Conn(s, group)
             self.ep.register(s.fileno(), select.EPOLLOUT)
@@ -107,7 +104,7 @@ class Pool:
         self.c["connecting"] -= 1
         if err:
             self._drop(conn)
-            self._failed(err, conn.group)
+            self._failed(conn.group)
             return False
         conn.connecting = False
         self.c["open"] += 1
@@ -136,10 +133,7 @@ class Pool:
         self.ep.close()
 
     def emit(self, **extra) -> None:
-        out = dict(self.c, t=round(time.monotonic(), 3), **extra)
-        if self.errors:
-            out["errors"] = dict(self.errors)
-        print(json.dumps(out), flush=True)
+        print(json.dumps(dict(self.c, t=round(time.monotonic(), 3), **extra)), flush=True)
 
 
 def _send(conn: Conn, data: bytes) -> int | None:
@@ -152,21 +146,14 @@ def _send(conn: Conn, data: bytes) -> int | None:
         return None
 
 
-def _recv_gone(conn: Conn) -> tuple[bytes, bool]:
-    """Reads what is there: (data, closed)."""
-    data = b""
-    while True:
-        try:
-            chunk = conn.sock.recv(65536)
-        except BlockingIOError:
-            return data, False
-        except OSError:
-            return data, True
-        if not chunk:
-            return data, True
-        data += chunk
-        if len(chunk) < 65536:
-            return data, False
+def _closed(conn: Conn) -> bool:
+    """Reads what the server sent (an error answer, at most); whether it closed the connection."""
+    try:
+        return not conn.sock.recv(65536)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 def slowloris(port: int, conns: int, interval: float, max_seconds: float) -> None:
@@ -191,9 +178,7 @@ def slowloris(port: int, conns: int, interval: float, max_seconds: float) -> Non
                     pool.ep.modify(fd, select.EPOLLIN | select.EPOLLRDHUP)
                     groups[conn.group].add(conn)
                 continue
-            data, closed = _recv_gone(conn)
-            pool.c["answers"] += data.count(b"HTTP/1.")
-            if closed:
+            if _closed(conn):
                 groups[conn.group].discard(conn)
                 pool.again(conn)
         now = time.monotonic()
@@ -206,7 +191,6 @@ def slowloris(port: int, conns: int, interval: float, max_seconds: float) -> Non
                     pool.again(conn)
                 elif sent:
                     conn.pos += 1
-                    pool.c["drip_bytes"] += 1
             tick += 1
             next_tick += tick_every
             if now - next_tick > interval:  # far behind: do not try to catch up in a burst

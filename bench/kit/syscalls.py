@@ -1,13 +1,8 @@
-"""bench/syscalls: kernel crossings per request, counted, for hitcore, nginx and the tokio peer
-(issue 14's starting measurement; bench/README.md, "Syscalls per request", says how and why).
-
-Owns the loads and readings as a `compare.Tool` over bench/plans/syscalls.plan (one worker each), and
-the report: in each round, each server started fresh against the run's Redis and, for each load
-shape (keepalive, close, pipelined; idle in round 1), a warm-up, then `perf stat`
-(kit/perfstat.py) enabled around exactly N requests, every syscall count and the context switches
-divided by the requests; with --instructions the server again under callgrind (kit/callgrind.py)
-for user-space instructions per request. The rounds, Redis,
-the binaries and summary.json are kit/compare.py's. Counts, not times: nothing here reports a rate.
+"""bench/syscalls: kernel crossings per request, counted, for hitcore, nginx and the tokio peer, a
+`compare.Tool` over bench/plans/syscalls.plan (bench/README.md, "Syscalls per request", says how and
+why): each server started fresh each round and, for each load shape, a warm-up, then `perf stat`
+(kit/perfstat.py) around exactly N requests; with --instructions, the server again under callgrind
+(kit/callgrind.py). Counts, not times: nothing here reports a rate.
 """
 from __future__ import annotations
 
@@ -97,8 +92,7 @@ class Syscalls:
         self.port, self.raw_dir, self.log_dir = filled["port"], raw_dir, log_dir
         self.redis = redis
         name = variant.name
-        row = {"id": name, "title": SERVER_TITLES.get(name, name), "argv": " ".join(filled["argv"]),
-               "uses_redis": variant.uses_redis, "status": "ok", "tests": {}}
+        row = compare.new_row(variant, filled, title=SERVER_TITLES.get(name, name))
         spec = compare.server_spec(variant, filled)
         steps = [("measurements", self.server_round, self.with_perf),
                  ("instructions", self.instructions_round, self.with_callgrind)]

@@ -1,13 +1,9 @@
-"""bench/tail: the open-loop tail of issue 14's target 3 (issue 22's goal 2), measured with oha on
-bench/compare's run (bench/README.md, "Open-loop tail", says how and why).
-
-Owns oha's load and readings as a `compare.Tool` over bench/plans/tail.plan: before the rounds, the
-generator's closed-loop maximum against nginx (and, for context, the others) and the offered rates
-as fractions of it; in each round, each server started fresh, a warm-up, then `oha -q RATE
---latency-correction` at each rate with the CPU of oha, the server, Redis and the rest of the
-machine read from /proc over each steady window and the counter checked after each. The rounds,
-Redis, the binaries and summary.json are kit/compare.py's; the arithmetic kit/tail_stats.py's, the
-report kit/compare_report.py's.
+"""bench/tail: the open-loop tail (issue 22's goal 2) under oha, a `compare.Tool` over
+bench/plans/tail.plan (bench/README.md, "Open-loop tail", says how and why): before the rounds,
+oha's closed-loop maximum against nginx (and the others, for context) sets the offered rates; in
+each round, each server started fresh, a warm-up, then `oha -q RATE --latency-correction` at each
+rate with the steady window's CPU readings and the counter checked after each. The arithmetic is
+kit/tail_stats.py's, the report kit/compare_report.py's.
 """
 from __future__ import annotations
 
@@ -15,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import compare, compare_plan, compare_report, machine, measure, procs, provision, servers, session, tail_stats
+from . import compare, compare_plan, compare_report, machine, measure, procs, provision, session, tail_stats
 from .procs import RunError, log
 
 PLAN = provision.BENCH / "plans" / "tail.plan"
@@ -105,23 +101,14 @@ class Tail:
         log("offered rates: " + ", ".join(f"{tail_stats.percent_label(f)} = {r:,}/s" for f, r in self.rates.items()))
         return None
 
-    def start(self, variant, filled: dict, redis, log_dir: Path, tag: str) -> tuple[procs.Service, object]:
-        redis = redis if variant.uses_redis else None
-        service = servers.start(compare.server_spec(variant, filled), filled["port"], log_dir / f"{tag}.log", name=tag)
-        if redis:
-            redis.set(COUNTER_KEY, 0)
-        return service, redis
-
     def closed_loop(self, variant, filled: dict, redis, raw_dir: Path, log_dir: Path) -> dict:
         """oha's closed-loop maximum against a fresh `variant`: a warm-up, then -z max_duration."""
         seconds = self.settings["max_duration"]
         log(f"closed loop: oha -c {self.args.connections} -z {seconds}s against {variant.name}")
-        service, redis = self.start(variant, filled, redis, log_dir, f"{variant.name}-max")
-        try:
+        redis = redis if variant.uses_redis else None
+        with compare.started(variant, filled, redis, log_dir / f"{variant.name}-max.log", {}) as service:
             self.oha_run(service, redis, filled["port"], None, WARMUP_S, None)
             out = self.oha_run(service, redis, filled["port"], None, seconds, raw_dir / f"{variant.name}-max.json")
-        finally:
-            service.stop()
         log(f"  {variant.name}: {out['oha']['ok_rps']:,.0f} 2xx/s closed loop, p99 {out['oha']['p99_ms']} ms")
         return dict(out, server=variant.name)
 
@@ -173,35 +160,30 @@ class Tail:
         """One server, one round (compare.Tool's measure): started fresh, a warm-up at the lowest
         rate, then oha at each offered rate; the row's `measurements` are what tail_stats folds."""
         name = variant.name
-        row = {"id": name, "title": name, "argv": " ".join(filled["argv"]), "uses_redis": variant.uses_redis,
-               "status": "ok", "tests": {}, "measurements": []}
+        redis = redis if variant.uses_redis else None
+        row = compare.new_row(variant, filled, measurements=[])
         out = row["measurements"]
         try:
-            service, redis = self.start(variant, filled, redis, log_dir, f"{name}-r{rnd}")
-        except RunError as error:
+            with compare.started(variant, filled, redis, log_dir / f"{name}-r{rnd}.log", row) as service:
+                self.oha_run(service, redis, filled["port"], min(self.rates.values()), WARMUP_S, None)
+                for fraction, rate in self.rates.items():
+                    record = {"server": name, "round": rnd, "fraction": fraction, "rate": rate, "error": None,
+                              "load1": round(os.getloadavg()[0], 2)}
+                    try:
+                        raw = raw_dir / f"{name}-{int(round(fraction * 1000)):04d}-r{rnd}.json"
+                        record.update(self.oha_run(service, redis, filled["port"], rate, args.duration, raw))
+                        o = record["oha"]
+                        o["achieved_ratio"] = tail_stats.achieved_ratio(o["ok_rps"], rate)
+                        log(f"round {rnd}, {name} at {rate:,}/s: p50 {o['p50_ms']} p99 {o['p99_ms']} p99.9 "
+                            f"{o['p999_ms']} ms, {o['ok_rps']:,.0f} 2xx/s, counter {record.get('counter', '-')}")
+                    except (RunError, OSError) as error:
+                        log(f"round {rnd}, {name} at {rate}/s: {error}")
+                        record["error"] = row["status"] = str(error)
+                    out.append(record)
+        except RunError as error:  # it did not start, or its warm-up failed: no rate measured
             row["status"] = str(error)
             out += [{"server": name, "round": rnd, "fraction": f, "rate": r, "error": str(error)}
                     for f, r in self.rates.items()]
-            return row
-        try:
-            self.oha_run(service, redis, filled["port"], min(self.rates.values()), WARMUP_S, None)
-            for fraction, rate in self.rates.items():
-                record = {"server": name, "round": rnd, "fraction": fraction, "rate": rate, "error": None,
-                          "load1": round(os.getloadavg()[0], 2)}
-                try:
-                    raw = raw_dir / f"{name}-{int(round(fraction * 1000)):04d}-r{rnd}.json"
-                    record.update(self.oha_run(service, redis, filled["port"], rate, args.duration, raw))
-                    o = record["oha"]
-                    o["achieved_ratio"] = tail_stats.achieved_ratio(o["ok_rps"], rate)
-                    log(f"round {rnd}, {name} at {rate:,}/s: p50 {o['p50_ms']} p99 {o['p99_ms']} p99.9 {o['p999_ms']} "
-                        f"ms, {o['ok_rps']:,.0f} 2xx/s, counter {record.get('counter', '-')}")
-                except (RunError, OSError) as error:
-                    log(f"round {rnd}, {name} at {rate}/s: {error}")
-                    record["error"] = row["status"] = str(error)
-                out.append(record)
-        finally:
-            row["exit_status"] = service.stop()
-            row["worker_timeouts"] = servers.worker_timeouts(service.log_text())
         return row
 
     def fold(self, summary: dict, run_dir: Path) -> None:
