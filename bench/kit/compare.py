@@ -68,11 +68,8 @@ def main(argv=None) -> int:
         sets = compare_plan.parse_sets(args.set)
         if args.only:
             plan.only(args.only)
-    except OSError as error:
-        print(f"bench/compare: {args.plan}: {error.strerror}", file=sys.stderr)
-        return 2
-    except compare_plan.PlanError as error:
-        print(f"bench/compare: {args.plan}: {error}", file=sys.stderr)
+    except (OSError, compare_plan.PlanError) as error:
+        print(f"bench/compare: {args.plan}: {getattr(error, 'strerror', None) or error}", file=sys.stderr)
         return 2
     if plan.defaults:
         # The plan's own load (its `defaults` line) first, so the command line's options win.
@@ -249,6 +246,23 @@ class Tool:
     fold: Callable | None = None
 
 
+def missing(plan, args, sets: dict, values: dict, log_dir: Path) -> str | None:
+    """What the plan's commands need and cannot have, or None: hitcore, the tokio peer and
+    bench/.venv (a plan's gunicorn) are built or installed when missing, as bench/run does."""
+    used = plan.placeholders()
+    problem = None
+    if "hitcore" in used and not args.hitcore and "hitcore" not in sets:
+        problem = provision.hitcore(log_dir)
+    if not problem and "tokio" in used and "tokio" not in sets and not provision.TOKIO_BINARY.exists():
+        problem = provision.tokio_peer(log_dir)
+    if not problem and any(".venv/" in w for v in plan.variants for w in v.words()):
+        problem = provision.virtualenv("main", log_dir)
+    for key in ("hitcore", "tokio"):
+        if not problem and key in used and not os.access(values[key], os.X_OK):
+            problem = f"{{{key}}} = {values[key]} is not an executable file"
+    return problem
+
+
 def run(args, plan, sets, tool: Tool | None = None) -> int:
     tool = tool or Tool()
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -262,24 +276,10 @@ def run(args, plan, sets, tool: Tool | None = None) -> int:
                    "connections": str(args.connections)}
     base_values.update(sets)
     used = plan.placeholders()
-    if "hitcore" in used and not args.hitcore and "hitcore" not in sets:
-        problem = provision.hitcore(log_dir)
-        if problem:
-            log(f"cannot run: {problem}")
-            return 1
-    # The peer and bench/.venv (a plan's gunicorn) are built or installed when missing, as bench/run
-    # does (not for --dry-run: it only prints the command lines).
-    needs_tokio = "tokio" in used and "tokio" not in sets and not provision.TOKIO_BINARY.exists()
-    needs_venv = any(".venv/" in w for v in plan.variants for w in v.words())
-    problem = not args.dry_run and ((needs_tokio and provision.tokio_peer(log_dir))
-                                    or (needs_venv and provision.virtualenv("main", log_dir)))
+    problem = None if args.dry_run else missing(plan, args, sets, base_values, log_dir)
     if problem:
         log(f"cannot run: {problem}")
         return 1
-    for key in ("hitcore", "tokio"):
-        if key in used and not os.access(base_values[key], os.X_OK):
-            log(f"cannot run: {{{key}}} = {base_values[key]} is not an executable file")
-            return 1
     # Every placeholder known before anything starts: a typo fails now, not after the first round.
     probe_values = dict.fromkeys(compare_plan.KIT_PLACEHOLDERS, "x") | base_values
     for v in plan.variants:

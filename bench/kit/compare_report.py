@@ -238,19 +238,16 @@ def _n(value, digits: int = 2) -> str:
     return f"{value:,.0f}" if isinstance(value, (int, float)) and abs(value) >= 1000 else f"{value:.{digits}f}"
 
 
-def _med(cell: dict | None, digits: int = 2) -> str:
+def _med(cell: dict | None, digits: int = 2, spread: bool = True, missing: str = "–") -> str:
+    """A folded figure (rounds.stats): its median, and with `spread` the (min–max) where they differ."""
     if not cell:
-        return "–"
-    spread = len(cell["values"]) > 1 and cell["min"] != cell["max"]
+        return missing
+    spread = spread and _n(cell["min"], digits) != _n(cell["max"], digits)
     return _n(cell["median"], digits) + (f" ({_n(cell['min'], digits)}–{_n(cell['max'], digits)})" if spread else "")
 
 
 def _rounds(cell: dict | None, digits: int = 2) -> str:
     return " · ".join(_n(v, digits) for v in cell["values"]) if cell else "–"
-
-
-def _title(summary: dict, server: str) -> str:
-    return summary.get("titles", {}).get(server, server)
 
 
 def _cpu(c: dict, *keys) -> list[str]:
@@ -274,10 +271,11 @@ def tail_maxima(summary: dict) -> list[str]:
     rows = []
     for m in summary["maxima"]:
         o, c = m.get("oha", {}), m.get("cpu", {})
-        rows.append([_title(summary, m["server"]), m["error"]] + [""] * 7 if m.get("error") else
-                    [m["server"], f"{_n(o['ok_rps'])} (given with --max-rps, not measured)"] + [""] * 7 if m.get("given")
-                    else [_title(summary, m["server"]), _n(o["ok_rps"]), _n(o["p50_ms"]), _n(o["p99_ms"]),
-                          _n(o["p999_ms"]), *_cpu(c, "oha_cpu_pct", "server_cpu_pct", "redis_cpu_pct", "other_cpu_pct")])
+        if m.get("error") or m.get("given"):
+            rows.append([m["server"], m.get("error") or f"{_n(o['ok_rps'])} (given with --max-rps, not measured)"])
+        else:
+            rows.append([m["server"], *(_n(o[k]) for k in ("ok_rps", "p50_ms", "p99_ms", "p999_ms")),
+                         *_cpu(c, "oha_cpu_pct", "server_cpu_pct", "redis_cpu_pct", "other_cpu_pct")])
     rates = ", ".join(f"{percent_label(float(f))} = {r:,}/s" for f, r in summary["rates"].items())
     return ["## The generator's closed-loop maximum", ""] + \
         md.table(["server", "2xx/s", "p50 ms", "p99 ms", "p99.9 ms", "oha % CPU", "server % CPU", "Redis % CPU",
@@ -312,10 +310,10 @@ def tail_rates(summary: dict) -> list[str]:
             bad = " · ".join("failed" if m.get("error") else f"{m['oha']['error_count']}/{m['oha']['non_2xx']}"
                              for m in summary["measurements"] if m["server"] == server and str(m["fraction"]) == fraction)
             if not cell or not cell["rounds"]:
-                rows.append([_title(summary, server), "not measured"] + [""] * 7 + [bad])
+                rows.append([server, "not measured"] + [""] * 7 + [bad])
                 continue
             ratio = cell["achieved_ratio"]["median"] if cell["achieved_ratio"] else None
-            rows.append([_title(summary, server), f"{_n(cell['ok_rps']['median'])} ({_n(ratio * 100 if ratio else None, 0)} %)",
+            rows.append([server, f"{_n(cell['ok_rps']['median'])} ({_n(ratio * 100 if ratio else None, 0)} %)",
                          *(_med(cell[k]) for k in ("p50_ms", "p90_ms", "p99_ms", "p999_ms")), _med(cell["max_ms"], 1),
                          _rounds(cell["p99_ms"]), _rounds(cell["p999_ms"]), bad])
         lines += [f"### {percent_label(float(fraction))} of the maximum: {rate:,} requests/s offered", ""] + \
@@ -331,7 +329,7 @@ def tail_cpu(summary: dict) -> list[str]:
             cell = summary["folded"].get(server, {}).get(fraction)
             if cell and cell["rounds"]:
                 c = {k: v["median"] for k, v in cell["cpu"].items() if v}
-                rows.append([percent_label(float(fraction)), _title(summary, server),
+                rows.append([percent_label(float(fraction)), server,
                              *(_n(c.get(k), 0) if k in c else "–" for k in ("oha_cpu_pct", "server_cpu_pct", "redis_cpu_pct",
                                                                            "other_cpu_pct", "machine_cpu_pct")),
                              _n(c.get("server_cpu_us_per_request")), _n(c.get("requests_per_command"), 1),
@@ -346,7 +344,7 @@ def tail_rounds(summary: dict) -> list[str]:
     was doing in it (other %), how often the server was preempted, and how far oha kept up."""
     order, rows = {s: i for i, s in enumerate(summary["servers"])}, []
     for m in sorted(summary["measurements"], key=lambda m: (float(m["fraction"]), order.get(m["server"], 99), m["round"])):
-        head = [percent_label(float(m["fraction"])), _title(summary, m["server"]), m["round"], m.get("load1", "–")]
+        head = [percent_label(float(m["fraction"])), m["server"], m["round"], m.get("load1", "–")]
         if m.get("error") or not m.get("oha"):
             rows.append(head + [m.get("error")] + [""] * 10)
             continue
@@ -408,18 +406,11 @@ def tail_render(summary: dict) -> str:
 SYSCALL_SHAPES = {"keepalive": "keep-alive (`ab -k -c 50`)", "close": "a connection per request (`ab -c 50`)",
                 "pipelined": "pipelined keep-alive (50 connections × 16 requests per write)",
                 "idle": "idle (no load)"}
-# The syscalls table's first rows, in this order; the others follow by name.
-SYSCALL_ORDER = ["total", "context-switches", "cs-voluntary", "cs-nonvoluntary", "recvfrom", "recvfrom:err", "read",
-             "read:err", "sendto", "write", "writev", "epoll_wait", "epoll_ctl", "io_uring_enter", "accept4",
-             "accept4:err", "close", "shutdown", "setsockopt", "getsockopt", "getsockname", "ioctl",
-             "clock_gettime", "futex", "sched_yield"]
 
 
-def _stat(stat: dict | None, spread: bool = True) -> str:
-    if not stat:
-        return "0"
-    text = f"{stat['median']:.2f}" if stat["median"] < 100 else f"{stat['median']:.0f}"
-    return text + (f" ({stat['min']:.2f}–{stat['max']:.2f})" if spread and stat["max"] - stat["min"] > 0.005 else "")
+def _count(stat: dict | None, spread: bool = True) -> str:
+    """A count per request (or per second): a missing one is none."""
+    return _med(stat, spread=spread, missing="0")
 
 
 def _largest(counts: dict, n: int, digits: int) -> str:
@@ -453,26 +444,25 @@ def syscalls_render(summary: dict) -> str:
                     rows.append([titles[server], "not measured"] + [""] * 5)
                     continue
                 srv, red, uses = cell["roles"].get("server", {}), cell["roles"].get("redis", {}), server != "nginx"
-                rows.append([titles[server], _stat(srv.get("total")),
-                             f"{_stat(srv.get(perfstat.SWITCHES))}; vol. {_stat(srv.get('cs-voluntary'), False)}",
-                             _largest(srv, 6, 2), _stat(red.get("total")) if uses else "–",
-                             f"{_stat(red.get(perfstat.SWITCHES))}; vol. {_stat(red.get('cs-voluntary'), False)}" if uses else "–",
-                             _stat(cell.get("redis_commands_per_request")) if uses else "–"])
+                rows.append([titles[server], _count(srv.get("total")),
+                             f"{_count(srv.get(perfstat.SWITCHES))}; vol. {_count(srv.get('cs-voluntary'), False)}",
+                             _largest(srv, 6, 2), _count(red.get("total")) if uses else "–",
+                             f"{_count(red.get(perfstat.SWITCHES))}; vol. {_count(red.get('cs-voluntary'), False)}" if uses else "–",
+                             _count(cell.get("redis_commands_per_request")) if uses else "–"])
             lines += [f"## {SYSCALL_SHAPES[shape]}", ""] + md.table(
                 ["server", "syscalls / req", "context switches / req; voluntary", "largest syscalls / req",
                  "Redis syscalls / req", "Redis ctx sw / req; voluntary", "Redis commands / req"], rows) + [""]
-        cols = [(sv, sh) for sh in shapes for sv in summary["servers"] if folded.get(sv, {}).get(sh)]
-        names = {n for sv, sh in cols for n, st in folded[sv][sh]["roles"].get("server", {}).items() if st["median"] >= 0.01}
+        # Every count of the server processes, one column per server and shape, the largest first.
+        cols = [folded[sv][sh]["roles"].get("server", {}) for sh in shapes for sv in summary["servers"]
+                if folded.get(sv, {}).get(sh)]
+        names = sorted({n for col in cols for n, st in col.items() if st["median"] >= 0.01},
+                       key=lambda n: -max(col[n]["median"] for col in cols if n in col))
         if cols:
             lines += ["## Every syscall of the server processes, per request (medians)", ""] + md.table(
-                ["syscall"] + [f"{sv} {sh}" for sv, sh in cols],
-                [[n] + [f"{v['median']:.3f}" if v else "0" for v in
-                        (folded[sv][sh]["roles"].get("server", {}).get(n) for sv, sh in cols)]
-                 for n in [n for n in SYSCALL_ORDER if n in names] + sorted(names - set(SYSCALL_ORDER))]) + [""]
+                ["syscall"] + [f"{sv} {sh}" for sh in shapes for sv in summary["servers"] if folded.get(sv, {}).get(sh)],
+                [[n] + [f"{col[n]['median']:.3f}" if n in col else "0" for col in cols] for n in names]) + [""]
     ins = summary.get("instructions_folded")
     if ins:
-        cell = lambda st: "–" if not st else f"{st['median']:,.0f}" + (  # noqa: E731
-            f" ({st['min']:,.0f}–{st['max']:,.0f})" if len(st["values"]) > 1 else "")
         lines += ["## User-space instructions per request (callgrind)", "",
                   "The server under `valgrind --tool=callgrind --trace-children=yes`, counters zeroed after a warm-up "
                   f"and dumped after exactly {s['callgrind_requests']} requests; Ir of all its processes, libc "
@@ -480,9 +470,9 @@ def syscalls_render(summary: dict) -> str:
                   "waiting per wake-up than at full speed; nginx runs with `master_process off` (callgrind_control "
                   "cannot reach a forked worker).", ""] + md.table(
             ["server"] + [SYSCALL_SHAPES[sh] for sh in shapes],
-            [[titles[sv]] + [cell(ins[sv].get(sh)) for sh in shapes] for sv in summary["servers"] if sv in ins]) + [""]
+            [[titles[sv]] + [_med(ins[sv].get(sh), 0) for sh in shapes] for sv in summary["servers"] if sv in ins]) + [""]
     if "idle" in summary["shapes"] and measured:
-        rows = [[titles[sv], _stat(srv.get("total")), _stat(srv.get(perfstat.SWITCHES)), _largest(srv, 5, 1)]
+        rows = [[titles[sv], _count(srv.get("total")), _count(srv.get(perfstat.SWITCHES)), _largest(srv, 5, 1)]
                 for sv in summary["servers"] if folded.get(sv, {}).get("idle")
                 for srv in [folded[sv]["idle"]["roles"].get("server", {})]]
         lines += ["## Idle: per second, no load", ""] + \

@@ -1,7 +1,7 @@
 """Checks bench/syscalls' readers: kit/perfstat.py against real `perf stat -x,` outputs (perf 6.1 on
-Debian 12, kernel 6.18), kit/callgrind.py's reading of callgrind dumps, and kit/syscalls.py's
-request counts and folding of rounds, so
-that the syscalls-per-request table cannot silently rot.
+Debian 12, kernel 6.18), kit/callgrind.py's reading of callgrind dumps, kit/syscalls.py's folding
+of rounds, and the report (kit/compare_report.py's syscalls_render) of a recorded quick run
+(fixtures/syscalls-summary-quick.json), so that the syscalls-per-request table cannot silently rot.
 
 Fixtures (bench/tests/fixtures/):
 - perf-stat-per-thread-hitcore.csv: `perf stat -x, --per-thread -p <hitcore -w 1's supervisor and
@@ -14,6 +14,7 @@ Fixtures (bench/tests/fixtures/):
 Run from anywhere, with the system python3 (stdlib only), in well under a second:
     python3 bench/tests/test_perfstat.py        (or: python3 -m unittest discover -s bench/tests)
 """
+import json
 import sys
 import tempfile
 import unittest
@@ -205,6 +206,20 @@ class SyscallsTest(unittest.TestCase):
         records.append({"server": "nginx", "shape": "close", "round": 4, "error": "boom"})
         cell = syscalls.fold_instructions(records)["nginx"]["close"]
         self.assertEqual((cell["median"], cell["min"], cell["max"]), (10950.0, 10900.0, 11000.0))
+
+
+class ReportTest(unittest.TestCase):
+    def test_a_recorded_quick_run(self):
+        # bench/syscalls --quick --only hitcore,nginx on the 2-core VM, its per-thread counts trimmed.
+        summary = json.loads(fixture("syscalls-summary-quick.json"))
+        text = compare_report.syscalls_render(summary)
+        order = [text.index(h) for h in ("## Machine", "## Method", "## keep-alive", "## a connection per request",
+                                         "## pipelined", "## Every syscall", "## Idle", "## Problems")]
+        self.assertEqual(order, sorted(order))
+        self.assertIn("| hitcore -w 1 | 1.16 | 0.32; vol. 0.02 | sendto 1.03, recvfrom 0.05,", text)
+        self.assertIn("| nginx, 1 worker (static) | 2.18 | 0.09; vol. 0.02 |", text)
+        self.assertIn("| total | 1.159 | 2.180 | 4.292 | 6.047 | 0.371 | 1.245 |", text)
+        self.assertIn("- hitcore close round 1: the counter grew by 1999, not 2000", text)
 
 
 if __name__ == "__main__":
