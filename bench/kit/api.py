@@ -136,9 +136,9 @@ def measure(variant, filled: dict, round_no: int, redis, args, raw_dir: Path, lo
 
 def main(argv=None) -> int:
     p = session.arguments("bench/api", __doc__.splitlines()[0], "{hitcore} (default target/release/hitcore, built if missing)")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--duration", type=int, default=10, help="wrk -d seconds")
-    p.add_argument("--connections", type=int, default=500)
+    p.add_argument("--rounds", type=compare.at_least(1), default=3)
+    p.add_argument("--duration", type=compare.at_least(2), default=10, help="wrk -d seconds")
+    p.add_argument("--connections", type=compare.at_least(1), default=500)
     p.add_argument("--quick", action="store_true", help="a smoke test: 1 round of 2 s at -c 50")
     p.add_argument("--only", help="comma-separated variant names")
     try:

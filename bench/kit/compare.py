@@ -10,6 +10,7 @@ bench/results/<date>-<name>/. Every process started is stopped by PID, on error 
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime
 import json
@@ -34,16 +35,25 @@ from .procs import log
 WARM_S, MARGIN_S = 1.0, 0.5  # the steady window inside each wrk run
 
 
+def at_least(minimum: int):
+    """An argparse `type`: a whole number ≥ `minimum`, else a usage error (exit 2)."""
+    def parse(text: str) -> int:
+        if not text.isdigit() or int(text) < minimum:
+            raise argparse.ArgumentTypeError(f"a whole number ≥ {minimum}, not {text!r}")
+        return int(text)
+    return parse
+
+
 def parse_args(argv):
     p = session.arguments(
         "bench/compare", hitcore="{hitcore} (default target/release/hitcore, built if missing)", description="Runs a plan's variants (bench/plans/*.plan: named command lines with their environment) "
                     "side by side under wrk in interleaved rounds, with Redis's CPU and batch sizes, and writes "
                     "bench/results/<date>-<name>/summary.md.")
     p.add_argument("plan", type=Path, help="the plan file (see bench/plans/ and kit/compare_plan.py)")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    p.add_argument("--duration", type=int, default=5, help="wrk -d seconds (default 5)")
-    p.add_argument("--connections", type=int, default=500, help="wrk -c (default 500)")
-    p.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
+    p.add_argument("--rounds", type=at_least(1), default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--duration", type=at_least(2), default=5, help="wrk -d seconds (default 5)")
+    p.add_argument("--connections", type=at_least(1), default=500, help="wrk -c (default 500)")
+    p.add_argument("--threads", type=at_least(1), default=2, help="wrk -t (default 2)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="fill the plan's {NAME} placeholder (e.g. --set baseline=../old/hitcore)")
     p.add_argument("--name", help="results folder name after the date (default: the plan's file name)")
@@ -74,9 +84,6 @@ def main(argv=None) -> int:
     if plan.defaults:
         # The plan's own load (its `defaults` line) first, so the command line's options win.
         args = parse_args(plan.defaults + list(sys.argv[1:] if argv is None else argv))
-    if args.rounds < 1 or args.duration < 2:
-        print("bench/compare: --rounds must be ≥ 1 and --duration ≥ 2", file=sys.stderr)
-        return 2
     nofile = machine.raise_open_files_limit()
     if nofile[0] < args.connections + 256:
         log(f"warning: the open-files limit is {nofile[0]} (hard {nofile[1]}), too few for wrk -c {args.connections} "

@@ -7,7 +7,6 @@ why): each server started fresh each round and, for each load shape, a warm-up, 
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -252,8 +251,8 @@ def parse_args(argv):
                     "(1 worker) and the tokio peer (1 thread), keep-alive, a connection per request and "
                     "pipelined, with perf stat; writes bench/results/<date>-syscalls/summary.md.")
     p.add_argument("--quick", action="store_true", help="2000 requests, one round: to check the script")
-    p.add_argument("--requests", type=int, help="requests per measurement (default 20000)")
-    p.add_argument("--rounds", type=int, help="rounds (default 3)")
+    p.add_argument("--requests", type=compare.at_least(1), help="requests per measurement (default 20000)")
+    p.add_argument("--rounds", type=compare.at_least(1), help="rounds (default 3)")
     p.add_argument("--only", metavar="LIST", type=session.choice(SERVERS, "server(s)"),
                    help="servers, comma-separated: " + ", ".join(SERVERS))
     p.add_argument("--shapes", metavar="LIST", type=session.choice(SHAPES, "shape(s)"),
@@ -262,24 +261,14 @@ def parse_args(argv):
                    help="also count user-space instructions per request under callgrind (5000 requests per "
                         "shape and round; slow)")
     p.add_argument("--instructions-only", action="store_true", help="only the callgrind part, no perf")
-    p.add_argument("--tokio", type=Path, metavar="PATH",
-                   help="tokio peer binary (default bench/peers/tokio-hyper/target/release/tokio-hyper-peer)")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        chosen = args.only or list(SERVERS)
-        shapes = args.shapes or list(SHAPES)
-        for flag, value in (("--requests", args.requests), ("--rounds", args.rounds)):
-            if value is not None and value < 1:
-                raise ValueError(f"{flag} must be at least 1, not {value}")
-        plan = compare_plan.parse_plan(PLAN.read_text())
-        plan.only(chosen)
-    except (ValueError, compare_plan.PlanError) as error:
-        print(f"bench/syscalls: {error}", file=sys.stderr)
-        return 2
+    chosen, shapes = args.only or list(SERVERS), args.shapes or list(SHAPES)
+    plan = compare_plan.parse_plan(PLAN.read_text())
+    plan.only(chosen)
     mode = "quick" if args.quick else "full"
     settings = dict(MODES[mode], mode=mode)
     settings.update({k: v for k, v in (("requests", args.requests), ("rounds", args.rounds)) if v})
@@ -299,4 +288,4 @@ def main(argv=None) -> int:
     tool = compare.Tool(measure=run.tool_measure, render=compare_report.syscalls_render, table=None,
                         summary={"syscalls": settings}, name="bench/syscalls", fold=run.fold)
     machine.raise_open_files_limit()
-    return session.guard(compare.run, args, plan, {"tokio": str(args.tokio)} if args.tokio else {}, tool)
+    return session.guard(compare.run, args, plan, {}, tool)

@@ -30,17 +30,16 @@ def parse_args(argv):
         "tokio peer (bench/plans/tail.plan) at fractions of oha's own closed-loop maximum against nginx, in "
         "interleaved rounds; writes bench/results/<date>-tail/summary.md.")
     p.add_argument("--quick", action="store_true", help="one round of 3 s at 25 %% and 50 %%: checks the script")
-    p.add_argument("--rounds", type=int, help="interleaved rounds (default 3)")
-    p.add_argument("--duration", type=int, help="seconds per open-loop measurement (default 10)")
+    p.add_argument("--rounds", type=compare.at_least(1), help="interleaved rounds (default 3)")
+    p.add_argument("--duration", type=compare.at_least(2), help="seconds per open-loop measurement (default 10)")
     p.add_argument("--rates", metavar="LIST", help="fractions of the maximum (default 0.10,0.25,0.50,0.75)")
-    p.add_argument("--connections", "-c", type=int, default=100, help="oha -c (default 100)")
+    p.add_argument("--connections", "-c", type=compare.at_least(1), default=100, help="oha -c (default 100)")
     p.add_argument("--only", metavar="LIST", help="variants of bench/plans/tail.plan, comma-separated (default "
                    "hitcore,nginx,tokio; hitcore-1 is `hitcore -w 1`, hitcore-pin `hitcore --pin`); nginx's "
                    "maximum is measured whether it is named or not")
     p.add_argument("--max-rps", type=float, metavar="RPS",
                    help="skip the closed-loop measurement and take this as nginx's maximum (development)")
     p.add_argument("--cpus-load", metavar="LIST", help="pin oha with taskset -c LIST")
-    p.add_argument("--name", help="results name after the date (default tail[-quick][-partial])")
     return p.parse_args(argv)
 
 
@@ -49,9 +48,6 @@ def main(argv=None) -> int:
     mode = MODES["quick" if args.quick else "full"]
     try:
         fractions = tail_stats.parse_fractions(args.rates) if args.rates else mode["fractions"]
-        for flag, value in (("--rounds", args.rounds), ("--duration", args.duration), ("--connections", args.connections)):
-            if value is not None and value < (2 if flag == "--duration" else 1):
-                raise ValueError(f"{flag} is too small: {value}")
         plan = compare_plan.parse_plan(PLAN.read_text())
         nginx = plan.variant("nginx")
         plan.only(args.only.split(",") if args.only else DEFAULT_SERVERS)
@@ -59,7 +55,7 @@ def main(argv=None) -> int:
         print(f"bench/tail: {error}", file=sys.stderr)
         return 2
     partial = args.only or args.rates
-    args.name = args.name or "tail" + ("-quick" if args.quick else "") + ("-partial" if partial else "")
+    args.name = "tail" + ("-quick" if args.quick else "") + ("-partial" if partial else "")
     args.rounds, args.duration = args.rounds or mode["rounds"], args.duration or mode["duration"]
     args.plan, args.dry_run, args.threads = PLAN, False, None
     settings = {"mode": "quick" if args.quick else "full", "max_duration": mode["max_duration"],
