@@ -43,7 +43,8 @@ def _derived(t: dict, key: str):
 
 def _measured(row: dict) -> list[dict]:
     """The wrk results of the row's rounds, {} for a round without one."""
-    return [t if t and not t.get("error") else {} for t in (r.get("tests", {}).get("wrk") for r in row.get("rounds", []))]
+    results = (r.get("tests", {}).get("wrk") for r in row.get("rounds", []))
+    return [t if t and not t.get("error") else {} for t in results]
 
 
 def per_round(row: dict, key: str, spec: str = "d") -> str:
@@ -132,7 +133,8 @@ def attack_side(summary: dict) -> str:
     return columns_table([r for r in summary["rows"] if _wrk(r).get("attack_ramp_s") is not None], [
         ("Variant", lambda row: row["id"]),
         ("attack", lambda row: (row.get("rounds") or [{}])[0].get("attack") or md.DASH),
-        ("in place after s", median_cell("attack_ramp_s", ".1f")), ("connections open on average", median_cell("attack_open_avg", ",.0f")),
+        ("in place after s", median_cell("attack_ramp_s", ".1f")),
+        ("connections open on average", median_cell("attack_open_avg", ",.0f")),
         ("closed by the server per s", median_cell("attack_closed_per_s", ",.0f")),
         ("attacker CPU %", median_cell("attacker_cpu_pct", ".0f")),
         ("server RSS before → peak KiB",
@@ -151,7 +153,8 @@ def spread(summary: dict) -> str:
     every round: how a many-connection load spread over the shards or workers."""
     return columns_table(_each_round(summary, lambda t: t.get("server_fds")), [
         ("Variant", lambda x: x[0]["id"]), ("round", lambda x: x[1]),
-        ("open descriptors per process (supervisor or master first)", lambda x: " / ".join(fmt(n) for n in x[3]["server_fds"])),
+        ("open descriptors per process (supervisor or master first)",
+         lambda x: " / ".join(fmt(n) for n in x[3]["server_fds"])),
         ("accept-queue overflows / drops during wrk",
          lambda x: f"{fmt(x[3].get('listen_overflows'))} / {fmt(x[3].get('listen_drops'))}"),
         ("`ss -s` TCP", lambda x: x[3].get("ss_tcp") or md.DASH)])
@@ -167,7 +170,8 @@ def checks(summary: dict) -> str:
         ("Variant", lambda x: x[0]["id"]), ("round", lambda x: x[1]), ("2xx (wrk)", lambda x: fmt(x[3].get("ok_2xx"))),
         ("counter after", lambda x: fmt(x[3].get("counter_after"))), ("counter − 2xx", lambda x: diff(x[3])),
         ("WORKER TIMEOUT", lambda x: x[2].get("worker_timeouts", md.DASH)),
-        ("exit", lambda x: x[2].get("exit_status", md.DASH)), ("load before", lambda x: x[2].get("load_before", md.DASH))])
+        ("exit", lambda x: x[2].get("exit_status", md.DASH)),
+        ("load before", lambda x: x[2].get("load_before", md.DASH))])
 
 
 def machine(summary: dict) -> list[str]:

@@ -1,21 +1,13 @@
 """Counting a running server's kernel crossings with `perf stat`: syscalls by name and context
 switches, per thread, over exactly the window a load ran in (bench/syscalls).
 
-- `Counter`: `perf stat -x, --per-thread -D -1 --control fifo:CTL,ACK -p PIDS -e EVENTS -o FILE`
-  attached to processes that are already running, with its events disabled at first. Opening
-  ~350 tracepoints on every thread takes perf tens of seconds on a loaded 2-core machine, so the
-  window is not "from perf's start": `enable()` writes `enable` to the control FIFO and returns
-  once perf acknowledges it (by then every event is open), `disable()` likewise, and `stop()`
-  sends perf SIGINT and returns what it wrote. The counts are those between the two acks.
-  perf's counters are inherited, so threads and children created after it attached (a runtime's
-  lazily started threads) count in their parent thread's line.
-- `parse()`: perf's CSV into {thread label: {event: count}}; `aggregate()` folds threads into the
-  roles the caller names ("server", "redis") through a tid -> role map; `syscall_name()` makes
-  the names short; failed recvfrom/read/accept4 (ret < 0, on
-  their exit tracepoints) come as `recvfrom:err` etc. Pure functions, tested by
-  bench/tests/test_perfstat.py against a real perf 6.1 output.
-
-Not measured here: `instructions` (this VM's perf has no hardware counters; see bench/README.md).
+`Counter` attaches `perf stat -x, --per-thread -D -1 --control fifo:CTL,ACK -p PIDS` to running
+processes with its events disabled: opening ~350 tracepoints on every thread takes perf tens of
+seconds on a loaded 2-core machine, so `enable()` and `disable()` return once perf acknowledges them
+on its control FIFO, and the counts are those between the two acks. Threads created after perf
+attached count in their parent's line. `parse()` reads perf's CSV; `aggregate()` folds threads into
+the caller's roles ("server", "redis"); failed recvfrom/read/accept4 come as `recvfrom:err` etc.
+(This VM's perf has no hardware counters: instructions are callgrind's, kit/callgrind.py.)
 """
 from __future__ import annotations
 

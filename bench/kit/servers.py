@@ -38,7 +38,6 @@ class Context:
     server_cpus: str | None        # a taskset list, or None for no pinning
     hitcore: Path | None           # the hitcore binary
     tmp: Path                      # run-time scratch (nginx config)
-    tokio: Path | None = None      # the tokio peer (default: the one bench/run builds)
 
     @property
     def bind(self) -> str:
@@ -93,7 +92,7 @@ def gunicorn(ctx: Context, worker_class: str) -> Spec:
 
 
 def tokio(ctx: Context) -> Spec:
-    argv = [str(ctx.tokio or provision.TOKIO_BINARY), "-b", ctx.bind, "-t", str(ctx.ncpu)]
+    argv = [str(provision.TOKIO_BINARY), "-b", ctx.bind, "-t", str(ctx.ncpu)]
     return Spec("tokio-hyper", f"tokio + hyper + redis-rs, {ctx.ncpu} threads", _pin(ctx, argv),
                 env={"REDIS_URL": ctx.redis_url}, needs="tokio")
 

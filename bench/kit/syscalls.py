@@ -47,10 +47,10 @@ def fold(measurements: list[dict]) -> dict:
             roles = {role: {name: stats([m["per_unit"].get(role, {}).get(name, 0.0) for m in runs])
                             for name in sorted({n for m in runs for n in m["per_unit"].get(role, {})})}
                      for role in sorted({r for m in runs for r in m["per_unit"]})}
-            extra = {key: {k: v for k, v in stats(values).items() if k != "values"}
-                     for key in ("redis_commands_per_request", "incrby_per_request")
-                     for values in [[m[key] for m in runs if m.get(key) is not None]] if values}
-            out.setdefault(server, {})[shape] = {"rounds": len(runs), "roles": roles, **extra}
+            cell = out.setdefault(server, {})[shape] = {"rounds": len(runs), "roles": roles}
+            commands = [m["redis_commands_per_request"] for m in runs if m.get("redis_commands_per_request") is not None]
+            if commands:
+                cell["redis_commands_per_request"] = stats(commands)
     return out
 
 
@@ -154,12 +154,11 @@ class Syscalls:
             by_role.setdefault(role, {}).update({f"cs-{kind}": n for kind, n in kinds.items()})
         units = record["window_s"] if shape == "idle" else requests
         commands = {k: after_cmds.get(k, 0) - before_cmds.get(k, 0) for k in ("incr", "incrby")}
-        record.update(counts=by_role, threads=sorted(perfstat.parse(text)), units=units,
+        record.update(counts=by_role, units=units,
                       per_unit={role: per_unit(counts, units) for role, counts in by_role.items()},
                       redis_commands=commands, counter_delta=after_hit - before_hit)
         if shape != "idle" and uses_redis:
             record["redis_commands_per_request"] = (commands["incr"] + commands["incrby"]) / requests
-            record["incrby_per_request"] = commands["incrby"] / requests
             if record["counter_delta"] != requests:
                 record["warning"] = f"the counter grew by {record['counter_delta']}, not {requests}"
         srv = by_role.get("server", {})
