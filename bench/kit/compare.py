@@ -202,6 +202,9 @@ def under_wrk(variant, filled: dict, service, redis, args, attack_log: Path, raw
             result["counter_after"] = redis.get_int("hit")
         if len(marks) == 2:
             result.update(window_figures(marks[0], marks[1]))
+            if result.get("server_cpu_us_per_request") is None and result.get("rps"):
+                # A server that counts nothing (nginx's `return 200`): per request wrk saw answered.
+                result["server_cpu_us_per_request"] = round(result["server_cpu_pct"] * 1e4 / result["rps"], 2)
             result["server_fds"] = marks[1].get("fds")
             result["ss_tcp"] = marks[1].get("ss")
         if result["error"]:

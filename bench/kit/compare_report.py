@@ -30,17 +30,6 @@ def _wrk(row: dict) -> dict:
     return row.get("tests", {}).get("wrk") or {}
 
 
-def _derived(t: dict, key: str):
-    """A field of one wrk result. server_cpu_us_per_request is derived where it is missing: from the
-    counter's rate over the window for summaries older than the field, and from wrk's req/s for a
-    server that counts nothing (nginx's `return 200`), so every server gets the figure."""
-    if key == "server_cpu_us_per_request" and t.get(key) is None and t.get("server_cpu_pct") is not None:
-        rate = t.get("window_rps") or t.get("rps")
-        if rate:
-            return round(t["server_cpu_pct"] * 1e4 / rate, 2)
-    return t.get(key)
-
-
 def _measured(row: dict) -> list[dict]:
     """The wrk results of the row's rounds, {} for a round without one."""
     results = (r.get("tests", {}).get("wrk") for r in row.get("rounds", []))
@@ -48,7 +37,7 @@ def _measured(row: dict) -> list[dict]:
 
 
 def per_round(row: dict, key: str, spec: str = "d") -> str:
-    return " · ".join(md.DASH if _derived(t, key) is None else format(_derived(t, key), spec) for t in _measured(row))
+    return " · ".join(md.DASH if t.get(key) is None else format(t[key], spec) for t in _measured(row))
 
 
 def _errors(row: dict) -> str:
@@ -116,7 +105,7 @@ def redis_side(summary: dict) -> str:
 
 def cpu_side(summary: dict) -> str:
     def per_request(row: dict) -> str:
-        median = median_of([_derived(t, "server_cpu_us_per_request") for t in _measured(row) if t])
+        median = median_of([t.get("server_cpu_us_per_request") for t in _measured(row) if t])
         return f"{per_round(row, 'server_cpu_us_per_request', '.2f')} (median {fmt(median, '.2f')})"
     return columns_table([r for r in summary["rows"] if _wrk(r).get("window_s")], [
         ("Variant", lambda row: row["id"]), ("server CPU %", median_cell("server_cpu_pct", ".0f")),

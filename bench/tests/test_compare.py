@@ -314,7 +314,7 @@ class Report(unittest.TestCase):
         self.assertIn("| Load average at start / end | 10.09, 8.23, 8.91 / 10.62, 8.5, 8.98 |", text)
         self.assertIn("| Each round's start (UTC, 1-minute load) | 05:26:33 10.09, 05:26:45 10.37 |", text)
         self.assertNotIn("**LOST", text)
-        # Derived for a summary recorded before the field existed: server CPU % × 10⁴ / req/s.
+        # Each round's server CPU per request (added to the fixture, which predates the field).
         self.assertIn("| off | 24 | 30.79 · 33.76 (median 32.27) |", text)
 
     def test_the_attackers_table(self):
