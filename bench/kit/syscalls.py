@@ -172,25 +172,32 @@ class Syscalls:
             return {}, 0
         return self.redis.command_calls(), self.redis.get_int(COUNTER_KEY) or 0
 
-    def server_round(self, server: str, spec: servers.Spec, rnd: int) -> list[dict]:
+    def each_shape(self, server: str, rnd: int, shapes: list[str], service: procs.Service, one) -> list[dict]:
+        """`one(shape)`'s record for each shape on the started server, a failed shape recorded as
+        such (the others still measured); then the server stopped."""
         out = []
-        service = servers.start(spec, self.port, self.log_dir / f"{server}-r{rnd}.log", name=f"{server}-r{rnd}")
         try:
-            for shape in [s for s in self.shapes if s != "idle" or rnd == 1]:
+            for shape in shapes:
                 log(f"round {rnd}: {server}, {shape}")
                 try:
-                    out.append(self.measure(server, shape, service, spec.uses_redis, rnd))
+                    out.append(one(shape))
                 except (RunError, perfstat.PerfError, OSError, redisctl.RedisError) as error:
                     log(f"{server} {shape} round {rnd}: {error}")
                     out.append({"server": server, "shape": shape, "round": rnd, "error": str(error)})
                 if not service.alive():
                     raise RunError(f"{server} exited during {shape}")
         finally:
-            service.stop()
+            service.stop(grace=30)
         return out
 
+    def server_round(self, server: str, spec: servers.Spec, rnd: int) -> list[dict]:
+        service = servers.start(spec, self.port, self.log_dir / f"{server}-r{rnd}.log", name=f"{server}-r{rnd}")
+        return self.each_shape(server, rnd, [s for s in self.shapes if s != "idle" or rnd == 1], service,
+                               lambda shape: self.measure(server, shape, service, spec.uses_redis, rnd))
+
     def instructions_round(self, server: str, spec: servers.Spec, rnd: int) -> list[dict]:
-        """The server under callgrind: user-space instructions per request for each shape."""
+        """The server under callgrind (slow to start: up to 3 minutes), its dumps in
+        callgrind/SERVER-rROUND: user-space instructions per request for each shape."""
         if server == "nginx":
             # A forked child under valgrind (nginx's worker) cannot be reached by callgrind_control
             # (no vgdb until it execs): nginx serves from its one process instead, the same event
@@ -198,50 +205,35 @@ class Syscalls:
             config = Path(spec.argv[spec.argv.index("-c") + 1])
             config.write_text(config.read_text().replace("master_process on;", "master_process off;"))
             spec.processes = 1
-        service, out_dir = self.under_callgrind(spec, f"{server}-callgrind-r{rnd}", f"{server}-r{rnd}")
-        requests, out = self.settings["callgrind_requests"], []
-        try:
-            for shape in [s for s in self.shapes if s != "idle"]:
-                log(f"callgrind round {rnd}: {server}, {shape}")
-                record = {"server": server, "shape": shape, "round": rnd, "error": None, "requests": requests}
-                try:
-                    self.load(shape, max(1, self.settings["warmup"] // 4), None)
-                    raw = self.raw_dir / f"{server}-{shape}-r{rnd}.callgrind-load.txt"
-                    totals, _ = counted(service, out_dir, lambda: record.update(load=self.load(shape, requests, raw)))
-                    record.update(per_process={str(pid): n for pid, n in totals.items()},
-                                  instructions=sum(totals.values()), per_request=sum(totals.values()) / requests)
-                    log(f"{server}-{shape}-r{rnd}: {record['per_request']:.0f} instructions per request (callgrind)")
-                except (RunError, OSError) as error:
-                    log(f"{server} {shape} callgrind round {rnd}: {error}")
-                    record["error"] = str(error)
-                out.append(record)
-                if not service.alive():
-                    raise RunError(f"{server} exited under callgrind during {shape}")
-        finally:
-            service.stop(grace=30)
-        return out
-
-    def under_callgrind(self, spec: servers.Spec, name: str, folder: str) -> tuple[procs.Service, Path]:
-        """`spec` started under callgrind (slow to start: up to 3 minutes), its dumps in callgrind/FOLDER."""
-        out_dir = self.log_dir / "callgrind" / folder
+        out_dir = self.log_dir / "callgrind" / f"{server}-r{rnd}"
         out_dir.mkdir(parents=True, exist_ok=True)
+        name, requests = f"{server}-callgrind-r{rnd}", self.settings["callgrind_requests"]
         service = servers.start(spec, self.port, self.log_dir / f"{name}.log", name=name,
                                 argv=callgrind.wrap(spec.argv, out_dir), timeout=180, settle=2.0)
-        return service, out_dir
+
+        def one(shape: str) -> dict:
+            record = {"server": server, "shape": shape, "round": rnd, "error": None, "requests": requests}
+            self.load(shape, max(1, self.settings["warmup"] // 4), None)
+            raw = self.raw_dir / f"{server}-{shape}-r{rnd}.callgrind-load.txt"
+            totals = counted(service, out_dir, lambda: record.update(load=self.load(shape, requests, raw)))
+            record.update(per_process={str(pid): n for pid, n in totals.items()},
+                          instructions=sum(totals.values()), per_request=sum(totals.values()) / requests)
+            log(f"{server}-{shape}-r{rnd}: {record['per_request']:.0f} instructions per request (callgrind)")
+            return record
+        return self.each_shape(server, rnd, [s for s in self.shapes if s != "idle"], service, one)
 
 
-def counted(service: procs.Service, out_dir: Path, during) -> tuple[dict[int, int], float]:
+def counted(service: procs.Service, out_dir: Path, during) -> dict[int, int]:
     """The instructions of each of the server's processes while `during()` runs (counters zeroed
-    before it, dumped after it), and the seconds from the zero to the dump."""
+    before it, dumped after it)."""
     pids = [service.pid] + procs.descendants(service.pid)
     if not callgrind.zero(pids):
         raise RunError("callgrind_control -z reached none of the server's processes")
-    zeroed = time.monotonic()
     during()
     totals = callgrind.read_totals(out_dir, callgrind.dump(pids))
     if not totals:
         raise RunError("callgrind wrote no dump")
-    return totals, time.monotonic() - zeroed
+    return totals
 
 
 def parse_args(argv):
