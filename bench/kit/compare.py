@@ -59,6 +59,8 @@ def parse_args(argv):
     p.add_argument("--name", help="results folder name after the date (default: the plan's file name)")
     p.add_argument("--only", type=lambda text: [n for n in text.split(",") if n], metavar="LIST",
                    help="only these variants, comma-separated (goals about others are dropped)")
+    p.add_argument("--quick", action="store_true", help="one round of 3 s (`-quick` after the results name): "
+                   "checks a plan")
     p.add_argument("--dry-run", action="store_true", help="print the filled command lines and exit")
     p.add_argument("--render", action="store_true",
                    help="only write summary.md again from the results folder's summary.json (PLAN is that folder)")
@@ -84,6 +86,8 @@ def main(argv=None) -> int:
     if plan.defaults:
         # The plan's own load (its `defaults` line) first, so the command line's options win.
         args = parse_args(plan.defaults + list(sys.argv[1:] if argv is None else argv))
+    if args.quick:
+        args.rounds, args.duration, args.name = 1, 3, (args.name or args.plan.stem) + "-quick"
     nofile = machine.raise_open_files_limit()
     if nofile[0] < args.connections + 256:
         log(f"warning: the open-files limit is {nofile[0]} (hard {nofile[1]}), too few for wrk -c {args.connections} "

@@ -1,13 +1,11 @@
-"""bench/hostile: slowloris beside a normal client, hitcore and nginx, as the bench/compare plan
-bench/plans/hostile-vs-nginx.plan (bench/README.md, "Hostile clients", says what it measures).
-
-Owns only the translation of bench/hostile's command line into bench/compare's: the measurement is
-kit/compare.py's run with its @attack option (kit/attack.py, kit/slowloris.py), the report
-kit/compare_report.py's.
+"""bench/hostile: slowloris beside a normal client, hitcore and nginx: bench/compare over
+bench/plans/hostile-vs-nginx.plan (bench/README.md, "Hostile clients", says what it measures),
+with its @attack option (kit/attack.py, kit/slowloris.py). Every option is bench/compare's
+(--quick, --only VARIANTS, --hitcore, --rounds ...); `--only vs-nginx`, the name the docs use,
+is the whole plan.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 from . import compare, provision
@@ -16,18 +14,13 @@ PLAN = provision.BENCH / "plans" / "hostile-vs-nginx.plan"
 
 
 def translate(argv: list[str]) -> list[str]:
-    """bench/hostile's arguments -> bench/compare's: the plan, --quick as one round of 3 s, a results
-    name; `--only vs-nginx` is the whole plan (the name the docs use), another --only names variants;
-    every other option (--hitcore, --out, --rounds, --duration ...) passed on as it is."""
-    p = argparse.ArgumentParser(prog="bench/hostile", description=__doc__.splitlines()[0],
-                                epilog="Any other option is bench/compare's (--hitcore, --out, --rounds, --duration).")
-    p.add_argument("--quick", action="store_true", help="one round of 3 s: checks the script")
-    p.add_argument("--only", metavar="LIST", help="variants of the plan, comma-separated (vs-nginx: all of them)")
-    args, rest = p.parse_known_args(argv)
-    if args.only and args.only != "vs-nginx":
-        rest = ["--only", args.only, *rest]
-    quick = ["--rounds", "1", "--duration", "3"] if args.quick else []
-    return [str(PLAN), "--name", "hostile-vs-nginx" + ("-quick" if args.quick else ""), *quick, *rest]
+    """bench/hostile's arguments -> bench/compare's."""
+    argv = list(argv)
+    for i in range(len(argv) - 1):
+        if argv[i:i + 2] == ["--only", "vs-nginx"]:
+            argv = argv[:i] + argv[i + 2:]
+            break
+    return [str(PLAN), "--name", "hostile-vs-nginx", *argv]
 
 
 def main(argv=None) -> int:
