@@ -135,26 +135,20 @@ def measure(variant, filled: dict, round_no: int, redis, args, raw_dir: Path, lo
 
 
 def main(argv=None) -> int:
-    p = session.arguments("bench/api", __doc__.splitlines()[0], "{hitcore} (default target/release/hitcore, built if missing)")
-    p.add_argument("--rounds", type=compare.at_least(1), default=3)
-    p.add_argument("--duration", type=compare.at_least(2), default=10, help="wrk -d seconds")
-    p.add_argument("--connections", type=compare.at_least(1), default=500)
-    p.add_argument("--quick", action="store_true", help="a smoke test: 1 round of 2 s at -c 50")
-    p.add_argument("--only", help="comma-separated variant names")
     try:
         plan = compare_plan.parse_plan(PLAN.read_text())
         loads = {v.name: parse_load(v.env.pop("API_LOAD", "/")) for v in plan.variants}
-        # The plan's load first (its `defaults` line), so the command line's options win.
-        args = p.parse_args(plan.defaults + list(sys.argv[1:] if argv is None else argv))
-        args.plan, args.threads = PLAN, 2
+        # bench/compare's options, the plan's load (its `defaults` line) first so the command line's win.
+        argv = list(sys.argv[1:] if argv is None else argv)
+        args = compare.parse_args(plan.defaults + [str(PLAN), "--name", "api"] + argv, "bench/api")
+        sets = compare_plan.parse_sets(args.set)
         if args.only:
-            plan.only(args.only.split(","))  # bench/compare's run with this measure and report
+            plan.only(args.only)
     except compare_plan.PlanError as error:
         print(f"bench/api: {PLAN}: {error}", file=sys.stderr)
         return 2
-    if args.quick:
-        args.rounds, args.duration, args.connections = 1, 2, 50
-    args.name, args.dry_run = "api" + ("-quick" if args.quick else ""), False
+    if args.quick:  # a smoke test
+        args.rounds, args.duration, args.connections, args.name = 1, 2, 50, "api-quick"
     args.api_loads, args.api_paths = loads, {}
     machine.raise_open_files_limit()
     loads_shown = {v.name: (loads[v.name]["path"] if loads[v.name]["kind"] == "path"
@@ -165,4 +159,4 @@ def main(argv=None) -> int:
                 args.api_paths[v.name] = Path(tmp) / f"{v.name}.paths"
                 args.api_paths[v.name].write_text("\n".join(load_paths(loads[v.name])) + "\n")
         tool = compare.Tool(measure, render, table, {"loads": loads_shown}, "bench/api")
-        return session.guard(compare.run, args, plan, {}, tool)
+        return session.guard(compare.run, args, plan, sets, tool)

@@ -44,11 +44,12 @@ def at_least(minimum: int):
     return parse
 
 
-def parse_args(argv):
+def parse_args(argv, prog: str = "bench/compare"):
+    """bench/compare's options (bench/api's too, which passes its plan as PLAN)."""
     p = session.arguments(
-        "bench/compare", hitcore="{hitcore} (default target/release/hitcore, built if missing)", description="Runs a plan's variants (bench/plans/*.plan: named command lines with their environment) "
-                    "side by side under wrk in interleaved rounds, with Redis's CPU and batch sizes, and writes "
-                    "bench/results/<date>-<name>/summary.md.")
+        prog, hitcore="{hitcore} (default target/release/hitcore, built if missing)",
+        description="Runs a plan's variants (bench/plans/*.plan: named command lines with their environment) side "
+                    "by side under wrk in interleaved rounds, and writes bench/results/<date>-<name>/summary.md.")
     p.add_argument("plan", type=Path, help="the plan file (see bench/plans/ and kit/compare_plan.py)")
     p.add_argument("--rounds", type=at_least(1), default=3, help="interleaved rounds (default 3)")
     p.add_argument("--duration", type=at_least(2), default=5, help="wrk -d seconds (default 5)")
