@@ -249,15 +249,12 @@ def _cpu(c: dict, *keys) -> list[str]:
 
 def tail_method(summary: dict) -> list[str]:
     s, t = summary["settings"], summary["tail"]
+    pinned = f", pinned with `taskset -c {t['cpus_load']}`" if t.get("cpus_load") else ""
     return ["## Method", "",
-            f"The generator's closed-loop maximum, `oha -c {s['connections']} -z {t['max_duration']}s` against nginx, "
-            f"sets the offered rates (fractions of it). Then {s['rounds']} interleaved round(s), each server started "
-            f"fresh: `SET hit 0`, a 1 s warm-up, then for each rate `oha -q RATE --latency-correction -c "
-            f"{s['connections']} -z {s['duration']}s -w -t 10s` (open loop: a request's latency runs from when it "
-            f"was due), with {t['oha']} and its own worker threads (the physical cores)"
-            + (f", pinned with `taskset -c {t['cpus_load']}`" if t.get("cpus_load") else "") + ". CPU of oha, the server, "
-            "Redis and the rest of the machine over each steady window, from /proc. Medians of the rounds, "
-            "(min–max) where they differ. How: bench/README.md, \"Open-loop tail\".", ""]
+            f"Offered rates are fractions of oha's closed-loop maximum (`oha -c {s['connections']} -z "
+            f"{t['max_duration']}s`) against nginx; {s['rounds']} interleaved round(s) of `oha -q RATE "
+            f"--latency-correction -c {s['connections']} -z {s['duration']}s -w -t 10s` per rate ({t['oha']}{pinned}), "
+            "each server started fresh with a 1 s warm-up. How: bench/README.md, \"Open-loop tail\".", ""]
 
 
 def tail_maxima(summary: dict) -> list[str]:
@@ -381,17 +378,15 @@ def tail_render(summary: dict) -> str:
     """bench/tail's report (its summary's `tail`, `maxima`, `rates`, `folded`, `verdicts`, `measurements`)."""
     lines = [f"# Open-loop tail: hitcore, nginx and the tokio peer at fractions of oha's maximum "
              f"({summary['machine']['hostname']}, {summary['started_utc'][:10]}"
-             + (", quick" if summary["tail"]["mode"] == "quick" else "") + ")", "",
-             "Issue 14's target 3, measured by `bench/tail` (bench/README.md, \"Open-loop tail\"): hitcore's p99 "
-             "and p99.9 against nginx's static answer under a constant-rate, latency-corrected load.", ""]
+             + (", quick" if summary["tail"]["mode"] == "quick" else "") + ")", ""]
     lines += md.machine(summary, [["Run", f"{summary['duration_s']:.0f} s: `{summary['command']}`"]] +
-                     [[f"{name} binary", ident] for name, ident in summary.get("binaries", {}).items()]) + [""]
+                        [[f"{name} binary", ident] for name, ident in summary.get("binaries", {}).items()]) + [""]
     lines += tail_method(summary) + tail_maxima(summary) + tail_goal(summary)
     lines += tail_rates(summary) + tail_cpu(summary) + tail_rounds(summary) + tail_correctness(summary)
-    lines += ["## Notes", ""] + list(summary["notes"]) + [""] if summary.get("notes") else []
-    return "\n".join(lines + ["Raw outputs: `raw/` (oha's JSON of every run: "
-                              "`SERVER-FRACTION-rROUND.json`, the fraction in thousandths; `SERVER-max.json` the closed "
-                              "loop), every number in `summary.json`.", ""])
+    lines += _section("Notes", "", "\n".join(summary.get("notes") or []))
+    return "\n".join(lines + ["Raw outputs: `raw/` (oha's JSON of every run: `SERVER-FRACTION-rROUND.json`, the "
+                              "fraction in thousandths; `SERVER-max.json` the closed loop), every number in "
+                              "`summary.json`.", ""])
 
 
 # bench/syscalls' report
