@@ -167,16 +167,13 @@ def certificate(folder: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def nginx(ctx: Context, connections: int | None = None, folder: Path | None = None) -> Spec:
-    """nginx `return 200` with one worker per CPU; `connections`: size its limits for that many
-    clients (nginx_limits), else bench/run's defaults."""
-    folder = folder or ctx.tmp / "nginx"
-    conf, limits = write_nginx_conf(folder, ctx.bind, ctx.ncpu, connections)
+def nginx(ctx: Context) -> Spec:
+    """nginx `return 200` with one worker per CPU and bench/run's long-standing limits."""
+    folder = ctx.tmp / "nginx"
+    conf, _limits = write_nginx_conf(folder, ctx.bind, ctx.ncpu)
     argv = ["nginx", "-p", f"{folder}/", "-c", str(conf), "-e", "stderr"]
-    title = f"nginx return 200 (static, no Redis), {ctx.ncpu} workers"
-    if connections is not None:
-        title += f", worker_connections {limits['worker_connections']:,}"
-    return Spec("nginx", title, _pin(ctx, argv), uses_redis=False, processes=1 + ctx.ncpu)
+    return Spec("nginx", f"nginx return 200 (static, no Redis), {ctx.ncpu} workers", _pin(ctx, argv),
+                uses_redis=False, processes=1 + ctx.ncpu)
 
 
 def hitcore(ctx: Context, shards: int | None, row_id: str | None = None) -> Spec:
