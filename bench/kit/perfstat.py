@@ -15,6 +15,7 @@ import errno
 import gzip
 import os
 import select
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -143,7 +144,8 @@ def compress(path: Path) -> Path:
 # Running perf
 
 class Counter:
-    """One perf stat attached to `pids` with its events disabled; see the module docstring."""
+    """One perf stat attached to `pids` with its events disabled (a procs.Service, so a run cut
+    short stops it too); see the module docstring."""
 
     def __init__(self, pids, output: Path):
         self.output = output
@@ -155,20 +157,16 @@ class Counter:
         self._ack = os.open(self._ack_path, os.O_RDWR | os.O_NONBLOCK)
         self._ctl: int | None = None
         self._said = ""
-        self.argv = ["perf", "stat", "-x,", "--per-thread", "-D", "-1",
-                     "--control", f"fifo:{self._ctl_path},{self._ack_path}",
-                     "-o", str(output), "-p", ",".join(str(p) for p in pids)] + event_args()
-        self._stderr = open(self._dir / "stderr", "w+")
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._stderr,
-                                     stderr=subprocess.STDOUT)
-        procs._register(self.proc)
+        argv = ["perf", "stat", "-x,", "--per-thread", "-D", "-1",
+                "--control", f"fifo:{self._ctl_path},{self._ack_path}",
+                "-o", str(output), "-p", ",".join(str(p) for p in pids)] + event_args()
+        self.service = procs.Service("perf-stat", argv, self._dir / "perf.log")
+        self.proc = self.service.proc
 
     def _perf_said(self) -> str:
-        if self._stderr.closed:
-            return self._said
-        self._stderr.flush()
-        self._stderr.seek(0)
-        return " | ".join(l.strip() for l in self._stderr.read().splitlines() if l.strip())[-400:]
+        """What perf printed (its errors), the last of it."""
+        lines = self.service.log_text().splitlines() if self._dir.exists() else []
+        return " | ".join(line.strip() for line in lines if line.strip())[-400:] or self._said
 
     def _command(self, word: str, timeout: float) -> float:
         """Sends a control command and waits for perf's ack; returns the seconds it took."""
@@ -213,9 +211,7 @@ class Counter:
                 try:
                     self.proc.wait(timeout=timeout)
                 except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(timeout=10)
-                    raise PerfError(f"perf stat did not exit within {timeout:.0f}s of SIGINT")
+                    raise PerfError(f"perf stat did not exit within {timeout:.0f}s of SIGINT") from None
         finally:
             self.close()
         try:
@@ -224,11 +220,10 @@ class Counter:
             raise PerfError(f"perf stat wrote no output: {error}; it said: {self._perf_said()}")
 
     def close(self) -> None:
-        """Kills perf if it still runs and removes the FIFOs (safe to call twice)."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        procs._unregister(self.proc)
+        """Stops perf if it still runs (SIGTERM, then SIGKILL) and removes the FIFOs (safe twice)."""
+        if self._dir.exists():
+            self._said = self._perf_said()
+        self.service.stop(grace=5)
         for fd in (self._ctl, self._ack):
             if fd is not None:
                 try:
@@ -236,15 +231,4 @@ class Counter:
                 except OSError:
                     pass
         self._ctl = self._ack = None
-        if not self._stderr.closed:
-            self._said = self._perf_said()
-            self._stderr.close()
-        for path in (self._ctl_path, self._ack_path, self._dir / "stderr"):
-            try:
-                path.unlink()
-            except OSError:
-                pass
-        try:
-            self._dir.rmdir()
-        except OSError:
-            pass
+        shutil.rmtree(self._dir, ignore_errors=True)
