@@ -9,8 +9,9 @@ speed: compare servers under the same tool only.
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
+
+from . import procs
 
 
 def wrap(argv: list[str], out_dir: Path) -> list[str]:
@@ -23,12 +24,8 @@ def _control(flag: str, pids, timeout: float = 120) -> list[int]:
     """Runs `callgrind_control FLAG PID` for each pid; returns the pids it reached."""
     reached = []
     for pid in pids:
-        try:
-            out = subprocess.run(["callgrind_control", flag, str(pid)], capture_output=True, text=True,
-                                 timeout=timeout)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if out.returncode == 0 and "OK" in out.stdout:
+        result = procs.run(["callgrind_control", flag, str(pid)], timeout=timeout)
+        if result.ok and "OK" in result.stdout:
             reached.append(pid)
     return reached
 
