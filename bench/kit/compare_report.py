@@ -11,7 +11,6 @@ from .rounds import median_of
 from .tail_stats import percent_label
 
 
-
 def brief(result: dict) -> str:
     """One console line for one wrk run."""
     if result.get("error"):
@@ -36,20 +35,23 @@ def _measured(row: dict) -> list[dict]:
     return [t if t and not t.get("error") else {} for t in results]
 
 
-def per_round(row: dict, key: str, spec: str = "d") -> str:
-    return " · ".join(md.DASH if t.get(key) is None else format(t[key], spec) for t in _measured(row))
+def _per_round(row: dict, key: str, spec: str) -> str:
+    return md.each([t.get(key) for t in _measured(row)], lambda value: format(value, spec))
 
 
 def _errors(row: dict) -> str:
-    socket = lambda t: sum(t.get(f"errors_{k}", 0) for k in ("connect", "read", "write", "timeout"))  # noqa: E731
+    """Each round's non-2xx answers / socket errors."""
+    def socket(t: dict) -> int:
+        return sum(t.get(f"errors_{k}", 0) for k in ("connect", "read", "write", "timeout"))
     return " · ".join(f"{t.get('non_2xx_3xx', 0)}/{socket(t)}" if t else "no result" for t in _measured(row))
 
 
 def columns_table(rows: list, columns: list[tuple]) -> str:
     """One Markdown table: a line per item of `rows`, a column per (heading, cell function) of
     `columns`; each cell function takes the item. "" when there are no rows."""
-    return "\n".join(md.table([head for head, _ in columns], [[cell(r) for _, cell in columns] for r in rows])) \
-        if rows else ""
+    if not rows:
+        return ""
+    return "\n".join(md.table([head for head, _ in columns], [[cell(r) for _, cell in columns] for r in rows]))
 
 
 def median_cell(key: str, spec: str):
@@ -106,12 +108,12 @@ def redis_side(summary: dict) -> str:
 def cpu_side(summary: dict) -> str:
     def per_request(row: dict) -> str:
         median = median_of([t.get("server_cpu_us_per_request") for t in _measured(row) if t])
-        return f"{per_round(row, 'server_cpu_us_per_request', '.2f')} (median {fmt(median, '.2f')})"
+        return f"{_per_round(row, 'server_cpu_us_per_request', '.2f')} (median {fmt(median, '.2f')})"
     return columns_table([r for r in summary["rows"] if _wrk(r).get("window_s")], [
         ("Variant", lambda row: row["id"]), ("server CPU %", median_cell("server_cpu_pct", ".0f")),
         ("server CPU µs per request, each round", per_request), ("wrk CPU %", median_cell("wrk_cpu_pct", ".0f")),
         ("Redis CPU %", median_cell("redis_cpu_pct", ".1f")), ("machine busy %", median_cell("machine_cpu_pct", ".0f")),
-        ("other work % (machine − ours), each round", lambda row: per_round(row, "other_cpu_pct", ".0f"))])
+        ("other work % (machine − ours), each round", lambda row: _per_round(row, "other_cpu_pct", ".0f"))])
 
 
 def attack_side(summary: dict) -> str:
