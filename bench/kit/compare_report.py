@@ -322,8 +322,7 @@ def tail_cpu(summary: dict) -> list[str]:
             if cell and cell["rounds"]:
                 c = {k: v["median"] for k, v in cell["cpu"].items() if v}
                 rows.append([percent_label(float(fraction)), server,
-                             *(_n(c.get(k), 0) if k in c else "–" for k in ("oha_cpu_pct", "server_cpu_pct", "redis_cpu_pct",
-                                                                           "other_cpu_pct", "machine_cpu_pct")),
+                             *_cpu(c, "oha_cpu_pct", "server_cpu_pct", "redis_cpu_pct", "other_cpu_pct", "machine_cpu_pct"),
                              _n(c.get("server_cpu_us_per_request")), _n(c.get("requests_per_command"), 1),
                              _n(c.get("server_nonvoluntary_per_s"), 0)])
     return ["## CPU over each steady window (medians; % of one CPU)", ""] + \
