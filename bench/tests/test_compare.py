@@ -141,6 +141,15 @@ class Plans(unittest.TestCase):
         self.assertEqual(plan.base, "nginx")
         self.assertEqual(plan.goals[0].text(), "hitcore ≥ 0.9× nginx")
 
+    def test_whole_number_options_are_checked_by_the_parser(self):
+        import argparse
+        self.assertEqual(compare.at_least(2)("10"), 10)
+        for bad in ("1", "x", "-3", "2.5"):
+            with self.subTest(bad=bad), self.assertRaises(argparse.ArgumentTypeError):
+                compare.at_least(2)(bad)
+        args = compare.parse_args(["p.plan", "--quick", "--only", "a,b"])
+        self.assertEqual((args.quick, args.only, args.rounds), (True, ["a", "b"], 3))  # compare.main makes it 1 round
+
     def test_goals(self):
         plan = parse_plan("variant a x\nvariant b y\nvariant c z\ngoal a >= 0.8 b\ngoal b >= 1.3 a\ngoal c >= 1 a")
         checked = compare_plan.check_goals(plan, {"a": {"rps": 90.0}, "b": {"rps": 100.0}, "c": {}})
