@@ -140,15 +140,16 @@ def main(argv=None) -> int:
         loads = {v.name: parse_load(v.env.pop("API_LOAD", "/")) for v in plan.variants}
         # bench/compare's options, the plan's load (its `defaults` line) first so the command line's win.
         argv = list(sys.argv[1:] if argv is None else argv)
-        args = compare.parse_args(plan.defaults + [str(PLAN), "--name", "api"] + argv, "bench/api")
+        parser = compare.arguments("bench/api", __doc__.splitlines()[0], plan=PLAN)
+        args = parser.parse_args(plan.defaults + ["--name", "api"] + argv)
         sets = compare_plan.parse_sets(args.set)
         if args.only:
             plan.only(args.only)
     except compare_plan.PlanError as error:
         print(f"bench/api: {PLAN}: {error}", file=sys.stderr)
         return 2
-    if args.quick:  # a smoke test
-        args.rounds, args.duration, args.connections, args.name = 1, 2, 50, "api-quick"
+    if args.quick:  # a smoke test, as bench/compare's
+        args.rounds, args.duration, args.name = 1, 3, "api-quick"
     args.api_loads, args.api_paths = loads, {}
     machine.raise_open_files_limit()
     loads_shown = {v.name: (loads[v.name]["path"] if loads[v.name]["kind"] == "path"

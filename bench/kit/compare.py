@@ -44,16 +44,20 @@ def at_least(minimum: int):
     return parse
 
 
-def parse_args(argv, prog: str = "bench/compare"):
-    """bench/compare's options (bench/api's too, which passes its plan as PLAN)."""
-    p = session.arguments(
-        prog, hitcore="{hitcore} (default target/release/hitcore, built if missing)",
-        description="Runs a plan's variants (bench/plans/*.plan: named command lines with their environment) side "
-                    "by side under wrk in interleaved rounds, and writes bench/results/<date>-<name>/summary.md.")
-    p.add_argument("plan", type=Path, help="the plan file (see bench/plans/ and kit/compare_plan.py)")
-    p.add_argument("--rounds", type=at_least(1), default=3, help="interleaved rounds (default 3)")
-    p.add_argument("--duration", type=at_least(2), default=5, help="wrk -d seconds (default 5)")
-    p.add_argument("--connections", type=at_least(1), default=500, help="wrk -c (default 500)")
+def arguments(prog: str = "bench/compare", description: str = "Runs a plan's variants (bench/plans/*.plan: "
+              "named command lines with their environment) side by side under wrk in interleaved rounds, and "
+              "writes bench/results/<date>-<name>/summary.md.", load: str = "wrk",
+              plan: Path | None = None) -> argparse.ArgumentParser:
+    """bench/compare's options; bench/api's and bench/tail's too, which give their `plan` (a plan's
+    `defaults` line goes before the command line, so its load is the default)."""
+    p = session.arguments(prog, description, hitcore="{hitcore} (default target/release/hitcore, built if missing)")
+    if plan:
+        p.set_defaults(plan=plan)
+    else:
+        p.add_argument("plan", type=Path, help="the plan file (see bench/plans/ and kit/compare_plan.py)")
+    p.add_argument("--rounds", type=at_least(1), default=3, help="interleaved rounds (default 3, or the plan's)")
+    p.add_argument("--duration", type=at_least(2), default=5, help=f"{load} seconds (default 5, or the plan's)")
+    p.add_argument("--connections", type=at_least(1), default=500, help=f"{load} -c (default 500, or the plan's)")
     p.add_argument("--threads", type=at_least(1), default=2, help="wrk -t (default 2)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="fill the plan's {NAME} placeholder (e.g. --set baseline=../old/hitcore)")
@@ -65,7 +69,11 @@ def parse_args(argv, prog: str = "bench/compare"):
     p.add_argument("--dry-run", action="store_true", help="print the filled command lines and exit")
     p.add_argument("--render", action="store_true",
                    help="only write summary.md again from the results folder's summary.json (PLAN is that folder)")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv):
+    return arguments().parse_args(argv)
 
 
 def main(argv=None) -> int:

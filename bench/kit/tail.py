@@ -16,55 +16,44 @@ from .procs import RunError, log
 
 PLAN = provision.BENCH / "plans" / "tail.plan"
 DEFAULT_SERVERS = ["hitcore", "nginx", "tokio"]
-MODES = {
-    "full": {"rounds": 3, "duration": 10, "max_duration": 10, "fractions": [0.10, 0.25, 0.50, 0.75]},
-    "quick": {"rounds": 1, "duration": 3, "max_duration": 3, "fractions": [0.25, 0.50]},
-}
+# The offered rates, as fractions of oha's closed-loop maximum (the plan's `defaults` line says the
+# rest of the load; --quick is one round of 3 s, and a closed-loop maximum of 3 s instead of 10).
+FRACTIONS = {"full": [0.10, 0.25, 0.50, 0.75], "quick": [0.25, 0.50]}
 WARMUP_S = 1
 COUNTER_KEY = "hit"
 
 
-def parse_args(argv):
-    p = session.arguments(
-        "bench/tail", description="Open-loop latency (oha -q RATE --latency-correction) of hitcore, nginx static and the "
-        "tokio peer (bench/plans/tail.plan) at fractions of oha's own closed-loop maximum against nginx, in "
-        "interleaved rounds; writes bench/results/<date>-tail/summary.md.")
-    p.add_argument("--quick", action="store_true", help="one round of 3 s at 25 %% and 50 %%: checks the script")
-    p.add_argument("--rounds", type=compare.at_least(1), help="interleaved rounds (default 3)")
-    p.add_argument("--duration", type=compare.at_least(2), help="seconds per open-loop measurement (default 10)")
+def main(argv=None) -> int:
+    p = compare.arguments("bench/tail", "Open-loop latency (oha -q RATE --latency-correction) of hitcore, nginx "
+                          "static and the tokio peer (bench/plans/tail.plan, default hitcore,nginx,tokio) at fractions "
+                          "of oha's own closed-loop maximum against nginx (measured whether named or not), in "
+                          "interleaved rounds; writes bench/results/<date>-tail/summary.md.", "oha", PLAN)
     p.add_argument("--rates", metavar="LIST", help="fractions of the maximum (default 0.10,0.25,0.50,0.75)")
-    p.add_argument("--connections", "-c", type=compare.at_least(1), default=100, help="oha -c (default 100)")
-    p.add_argument("--only", metavar="LIST", help="variants of bench/plans/tail.plan, comma-separated (default "
-                   "hitcore,nginx,tokio; hitcore-1 is `hitcore -w 1`, hitcore-pin `hitcore --pin`); nginx's "
-                   "maximum is measured whether it is named or not")
     p.add_argument("--max-rps", type=float, metavar="RPS",
                    help="skip the closed-loop measurement and take this as nginx's maximum (development)")
     p.add_argument("--cpus-load", metavar="LIST", help="pin oha with taskset -c LIST")
-    return p.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    mode = MODES["quick" if args.quick else "full"]
     try:
-        fractions = tail_stats.parse_fractions(args.rates) if args.rates else mode["fractions"]
         plan = compare_plan.parse_plan(PLAN.read_text())
+        # The plan's load (its `defaults` line) first, so the command line's options win.
+        args = p.parse_args(plan.defaults + list(sys.argv[1:] if argv is None else argv))
+        mode = "quick" if args.quick else "full"
+        fractions = tail_stats.parse_fractions(args.rates) if args.rates else FRACTIONS[mode]
         nginx = plan.variant("nginx")
-        plan.only(args.only.split(",") if args.only else DEFAULT_SERVERS)
+        plan.only(args.only or DEFAULT_SERVERS)
+        sets = compare_plan.parse_sets(args.set)
     except (ValueError, compare_plan.PlanError) as error:
         print(f"bench/tail: {error}", file=sys.stderr)
         return 2
-    partial = args.only or args.rates
-    args.name = "tail" + ("-quick" if args.quick else "") + ("-partial" if partial else "")
-    args.rounds, args.duration = args.rounds or mode["rounds"], args.duration or mode["duration"]
-    args.plan, args.dry_run, args.threads = PLAN, False, None
-    settings = {"mode": "quick" if args.quick else "full", "max_duration": mode["max_duration"],
-                "fractions": fractions, "servers": [v.name for v in plan.variants], "cpus_load": args.cpus_load}
+    if args.quick:
+        args.rounds, args.duration = 1, 3
+    args.name = args.name or "tail" + ("-quick" if args.quick else "") + ("-partial" if args.only or args.rates else "")
+    settings = {"mode": mode, "max_duration": 3 if args.quick else 10, "fractions": fractions,
+                "servers": [v.name for v in plan.variants], "cpus_load": args.cpus_load}
     tail = Tail(args, settings, nginx, plan.variants)
     tool = compare.Tool(measure=tail.measure, render=compare_report.tail_render, table=None, summary={"tail": settings},
                         name="bench/tail", prepare=tail.prepare, fold=tail.fold)
     machine.raise_open_files_limit()
-    return session.guard(compare.run, args, plan, {}, tool)
+    return session.guard(compare.run, args, plan, sets, tool)
 
 
 class Tail:
