@@ -3,7 +3,8 @@
 //! it reads (`Origin`, `Referer`, `Authorization`). Bad input becomes its 4xx answer here, before
 //! anything reaches Redis.
 //!
-//! Pure: bytes in, a [`Call`] out. It must not touch Redis or sockets, nor write HTTP bytes.
+//! Pure: bytes in (with the spans the HTTP parser found, `crate::http::parse::Fields`), a [`Call`]
+//! out. It must not tokenise the head again, touch Redis or sockets, nor write HTTP bytes.
 
 use super::auth;
 use super::json;
