@@ -192,8 +192,7 @@ fn the_ttl_is_refreshed_per_key_and_zero_keeps_counters() {
 #[test]
 fn closed_mode_counts_only_created_counters_and_the_global_token_works() {
     let redis = TestRedis::start();
-    let dir = std::env::temp_dir().join(format!("hitcore-api-token-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("api-token");
     let token_file = dir.join("token");
     let token = "global-token-0123456789";
     std::fs::File::create(&token_file).unwrap().write_all(format!("{token}\n").as_bytes()).unwrap();
@@ -469,8 +468,7 @@ fn bad_api_flags_are_refused_by_name_without_the_token() {
     refused(&["--cors-origins", "example.com"], "--cors-origins");
     refused(&["--api-mode", "shut"], "--api-mode");
     refused(&["--admin-token-file", "/nonexistent/token"], "--admin-token-file");
-    let dir = std::env::temp_dir().join(format!("hitcore-api-flags-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("api-flags");
     let file = dir.join("token");
     std::fs::write(&file, "short secret\n").unwrap();
     let stderr = refused(&["--admin-token-file", file.to_str().unwrap()], "--admin-token-file");

@@ -35,8 +35,7 @@ fn ttl(redis: &TestRedis, key: &str) -> i64 {
 #[test]
 fn a_hit_sets_the_ttl_once_per_interval_and_again_on_a_counter_it_created() {
     let redis = TestRedis::start();
-    let dir = std::env::temp_dir().join(format!("hitcore-api-ttl-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("api-ttl");
     let token_file = dir.join("token");
     let token = "ttl-token-0123456789";
     std::fs::File::create(&token_file).unwrap().write_all(token.as_bytes()).unwrap();

@@ -36,8 +36,7 @@ fn the_socket_outlives_a_service_restart_as_the_docs_say() {
 
     // The units as shipped pass systemd's own checks (ExecStart pointed at this build's binary,
     // since /usr/bin/hitcore exists only once the package is installed).
-    let dir = std::env::temp_dir().join(format!("hitcore-units-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::scratch_dir("units");
     std::fs::write(dir.join("hitcore.service"), SERVICE.replace("/usr/bin/hitcore", env!("CARGO_BIN_EXE_hitcore")))
         .unwrap();
     std::fs::write(dir.join("hitcore.socket"), SOCKET).unwrap();

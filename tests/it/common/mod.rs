@@ -162,7 +162,7 @@ pub fn temp_path(stem: &str, suffix: &str) -> PathBuf {
 /// A fresh directory of its own. `create_dir`, not `create_dir_all`: a name that already
 /// exists (left by an earlier run whose pid this one reuses) is removed first, so a node never
 /// starts in a directory that holds another's files.
-fn scratch_dir(tag: &str) -> PathBuf {
+pub fn scratch_dir(tag: &str) -> PathBuf {
     let dir = temp_path(&format!("hitcore-test-{tag}"), "");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir(&dir).unwrap();
