@@ -52,18 +52,7 @@ def parse_args(argv):
     p.add_argument("--repeat", type=int, default=1, metavar="N",
                    help="run N rounds, interleaved (round 1: every server, round 2: every server, ...); the report "
                         "gives the median of each column, the req/s spread and every round's checks (default 1)")
-    p.add_argument("--cpus-server", metavar="LIST", help="pin servers with taskset -c LIST (e.g. 0-7)")
-    p.add_argument("--cpus-load", metavar="LIST", help="pin ab and wrk with taskset -c LIST (e.g. 8-13)")
-    p.add_argument("--cpus-redis", metavar="LIST", help="pin redis-server with taskset -c LIST (e.g. 15)")
     return p.parse_args(argv)
-
-
-def count_cpus(text: str) -> int:
-    total = 0
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        total += int(hi or lo) - int(lo) + 1
-    return total
 
 
 def main(argv=None) -> int:
@@ -106,10 +95,8 @@ def provision_all(args, ids: list[str], log_dir: Path) -> tuple[dict, Path | Non
 def run(args, ids: list[str]) -> int:
     mode = "quick" if args.quick else "full"
     port = redisctl.free_port()
-    settings = dict(MODES[mode], mode=mode, concurrency=CONCURRENCY, port=port,
-                    wrk_threads=count_cpus(args.cpus_load) if args.cpus_load else 2,
-                    cpus_server=args.cpus_server, cpus_load=args.cpus_load, cpus_redis=args.cpus_redis)
-    ncpu = count_cpus(args.cpus_server) if args.cpus_server else len(os.sched_getaffinity(0))
+    settings = dict(MODES[mode], mode=mode, concurrency=CONCURRENCY, port=port, wrk_threads=2)
+    ncpu = len(os.sched_getaffinity(0))
     started = datetime.datetime.now().astimezone()
     name = session.results_name(started, ("-quick" if args.quick else "") + ("-partial" if args.only else ""))
     out_dir = args.out.resolve()
@@ -127,7 +114,7 @@ def run(args, ids: list[str]) -> int:
     problems, hitcore_path = provision_all(args, ids, log_dir)
     summary["provisioning_s"] = round(procs.elapsed(), 1)
 
-    redis = redisctl.RedisServer(log_dir, cpus=args.cpus_redis)
+    redis = redisctl.RedisServer(log_dir)
     redis.wait_ready()
     redis_version = redis.version()
     log(f"redis-server {redis_version} on 127.0.0.1:{redis.port} (password set, no persistence)")
@@ -135,7 +122,7 @@ def run(args, ids: list[str]) -> int:
                    original_2014=ORIGINAL_2014)
     per_round: list[list[dict]] = []
     with tempfile.TemporaryDirectory(prefix="hitcore-bench-") as tmp:
-        ctx = servers.Context(port=port, redis_url=redis.url, ncpu=ncpu, server_cpus=args.cpus_server,
+        ctx = servers.Context(port=port, redis_url=redis.url, ncpu=ncpu, server_cpus=None,
                               hitcore=hitcore_path, tmp=Path(tmp))
         specs = [servers.spec_for(i, ctx) for i in ids if i != "hitcore-scaling"]
         if "hitcore-scaling" in ids:
@@ -168,16 +155,16 @@ def run(args, ids: list[str]) -> int:
 
 def classic_loads(settings: dict, raw_dir: Path, suffix: str, row_id: str, scaling: bool) -> list:
     """The original test's loads as kit/trial.py runs them: ab, ab -k (not for a scaling point), wrk."""
-    c, n, limit, cpus = settings["concurrency"], settings["ab_requests"], settings["ab_time_limit"], settings["cpus_load"]
+    c, n, limit = settings["concurrency"], settings["ab_requests"], settings["ab_time_limit"]
     t, d = settings["wrk_threads"], settings["wrk_duration"]
     url = f"http://127.0.0.1:{settings['port']}/"
 
     def ab(keepalive: bool):
         raw = raw_dir / f"{row_id}-{'ab-k' if keepalive else 'ab'}{suffix}.txt"
-        return lambda _service, label: loadgen.ab(url, n, c, limit, keepalive, raw, label, cpus)
+        return lambda _service, label: loadgen.ab(url, n, c, limit, keepalive, raw, label)
 
     def wrk(_service, label: str) -> dict:
-        return loadgen.wrk(url, t, c, d, raw_dir / f"{row_id}-wrk{suffix}.txt", label, cpus)
+        return loadgen.wrk(url, t, c, d, raw_dir / f"{row_id}-wrk{suffix}.txt", label)
 
     loads = [] if scaling else [("ab", f"ab -c {c} -n {n} -r -l (new connection per request)", ab(False)),
                                 ("ab_k", f"ab -k -c {c} -n {n} -r -l (keep-alive)", ab(True))]

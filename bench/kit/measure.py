@@ -57,7 +57,7 @@ def steady_window(duration: float, warm: float, margin: float, read) -> tuple[li
 
 def machine_cpu_seconds() -> float:
     """Busy CPU time of the whole machine so far (every CPU, idle and iowait excluded), in seconds."""
-    return machine.cpu_times()["cpu"][0] / os.sysconf("SC_CLK_TCK")
+    return machine.cpu_times()[0] / os.sysconf("SC_CLK_TCK")
 
 
 def window_reading(pids: dict[str, list[int]], redis=None, counter: str = "hit") -> dict:
@@ -157,30 +157,27 @@ def parse_schedstat(text: str) -> tuple[int, int]:
     return run_ns, wait_ns
 
 
-def read_tasks(pids: list[int]) -> dict[int, dict]:
-    """For every thread of the given processes: ns on a CPU and waiting in a run queue (schedstat).
-    Threads gone meanwhile are skipped."""
-    out = {}
-    for tid, pid in tasks_of(pids).items():
-        try:
-            run_ns, wait_ns = parse_schedstat(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text())
-        except (OSError, ValueError):
-            continue
-        out[tid] = {"pid": pid, "run_ns": run_ns, "wait_ns": wait_ns}
-    return out
-
-
 def tasks_of(pids) -> dict[int, int]:
     """{tid: pid} for every thread of the given processes, from /proc/PID/task."""
     out = {}
     for pid in pids:
         try:
-            for entry in os.listdir(f"/proc/{pid}/task"):
-                if entry.isdigit():
-                    out[int(entry)] = pid
+            out.update({int(tid): pid for tid in os.listdir(f"/proc/{pid}/task") if tid.isdigit()})
         except OSError:
             continue
     return out
+
+
+def run_delay(pids: list[int]) -> float:
+    """Seconds the threads of `pids` have spent runnable but waiting for a CPU so far (schedstat):
+    the direct measure of "behind a busy CPU". Threads gone meanwhile count 0."""
+    total = 0
+    for tid, pid in tasks_of(pids).items():
+        try:
+            total += parse_schedstat(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text())[1]
+        except (OSError, ValueError):
+            continue
+    return total / 1e9
 
 
 def switches_of(tids) -> dict[int, tuple[int, int]]:
@@ -193,13 +190,8 @@ def switches_of(tids) -> dict[int, tuple[int, int]]:
             text = Path(f"/proc/{tid}/status").read_text()
         except OSError:
             continue
-        vol = nonvol = 0
-        for line in text.splitlines():
-            if line.startswith("voluntary_ctxt_switches:"):
-                vol = int(line.split()[1])
-            elif line.startswith("nonvoluntary_ctxt_switches:"):
-                nonvol = int(line.split()[1])
-        out[tid] = (vol, nonvol)
+        counts = dict(re.findall(r"^(voluntary|nonvoluntary)_ctxt_switches:\s+(\d+)", text, re.M))
+        out[tid] = (int(counts.get("voluntary", 0)), int(counts.get("nonvoluntary", 0)))
     return out
 
 
@@ -208,19 +200,11 @@ def switch_deltas(before: dict[int, tuple[int, int]], after: dict[int, tuple[int
     """{role: {"voluntary": n, "nonvoluntary": n}} between two `switches_of` readings, over the
     threads present in both."""
     out: dict[str, dict[str, int]] = {}
-    for tid, (vol, nonvol) in after.items():
-        if tid not in before:
-            continue
+    for tid in after.keys() & before.keys():
         sums = out.setdefault(roles.get(tid, "other"), {"voluntary": 0, "nonvoluntary": 0})
-        sums["voluntary"] += vol - before[tid][0]
-        sums["nonvoluntary"] += nonvol - before[tid][1]
+        sums["voluntary"] += after[tid][0] - before[tid][0]
+        sums["nonvoluntary"] += after[tid][1] - before[tid][1]
     return out
-
-
-def run_delay(pids: list[int]) -> float:
-    """Seconds the threads of `pids` have spent runnable but waiting for a CPU so far: the direct
-    measure of "behind a busy CPU"."""
-    return sum(t["wait_ns"] for t in read_tasks(pids).values()) / 1e9
 
 
 # hitcore's /metrics: the exposition parser, the series drawn from its counters alone (bench/compare's
