@@ -83,15 +83,15 @@ def venv_python(name: str) -> Path:
     return VENVS[name][0] / "bin" / "python"
 
 
-def _venv_ready(folder: Path, requirements: Path, modules: list[str]) -> bool:
-    """Made from this requirements file (a copy is kept inside) and its imports work."""
+def _venv_ready(name: str) -> bool:
+    """Made from its requirements file (a copy is kept inside) and its imports work."""
+    folder, requirements, modules = VENVS[name]
     stamp = folder / ".kit-requirements.txt"
-    python = folder / "bin" / "python"
-    if not (python.exists() and stamp.exists() and stamp.read_text() == requirements.read_text()):
+    if not (venv_python(name).exists() and stamp.exists() and stamp.read_text() == requirements.read_text()):
         return False
     probe = "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)"
     try:
-        return subprocess.run([str(python), "-W", "ignore", "-c", probe] + modules,
+        return subprocess.run([str(venv_python(name)), "-W", "ignore", "-c", probe] + modules,
                               capture_output=True, timeout=120).returncode == 0
     except subprocess.TimeoutExpired:
         return False
@@ -100,26 +100,20 @@ def _venv_ready(folder: Path, requirements: Path, modules: list[str]) -> bool:
 def virtualenv(name: str, log_dir: Path) -> str | None:
     """Creates or refreshes one of the kit's virtualenvs; None when ready."""
     folder, requirements, modules = VENVS[name]
-    if _venv_ready(folder, requirements, modules):
+    if _venv_ready(name):
         procs.log(f"provision: {folder.name} present")
         return None
     procs.log(f"provision: creating {folder.name} from {requirements.name} (pip, a few minutes at most)")
     log_path = log_dir / f"pip-{folder.name.lstrip('.')}.log"
-    result = procs.run(["python3", "-m", "venv", "--clear", str(folder)], timeout=300,
-                       label=f"python3 -m venv {folder.name}", output_path=log_path)
-    if not result.ok:
-        return f"python3 -m venv {folder.name} failed (see {log_path})"
-    pip = [str(folder / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
-    result = procs.run(pip + ["install", "-q", "--upgrade", "pip"], timeout=300,
-                       label=f"pip upgrade in {folder.name}", output_path=log_path.with_suffix(".pip.log"))
-    result = procs.run(pip + ["install", "-q", "-r", str(requirements)], timeout=1200,
-                       label=f"pip install -r {requirements.name}", output_path=log_path)
-    if not result.ok:
-        return f"pip install -r {requirements.name} failed (see {log_path})"
-    (folder / ".kit-requirements.txt").write_text(requirements.read_text())
-    if not _venv_ready(folder, requirements, modules):
-        return f"{folder.name} was installed but cannot import {', '.join(modules)}"
-    return None
+    pip = [str(venv_python(name)), "-m", "pip", "--disable-pip-version-check", "install", "-q"]
+    for argv, what, timeout in ((["python3", "-m", "venv", "--clear", str(folder)], "python3 -m venv", 300),
+                                (pip + ["--upgrade", "pip"], "pip upgrade", 300),
+                                (pip + ["-r", str(requirements)], f"pip install -r {requirements.name}", 1200)):
+        if not procs.run(argv, timeout=timeout, label=f"{what} in {folder.name}", output_path=log_path).ok:
+            return f"{what} in {folder.name} failed (see {log_path})"
+    stamp = folder / ".kit-requirements.txt"
+    stamp.write_text(requirements.read_text())
+    return None if _venv_ready(name) else f"{folder.name} was installed but cannot import {', '.join(modules)}"
 
 
 def _cargo_build(argv: list[str], cwd: Path, what: str, log_path: Path, timeout: float) -> str | None:

@@ -15,8 +15,6 @@ from statistics import median
 
 TEST_KEYS = ("ab", "ab_k", "wrk")
 
-# The peers hitcore is compared with, in the Ratios section: (row id, name in the report).
-
 
 def stats(values: list) -> dict | None:
     """{"median", "min", "max", "values"} of the values that are not None; None when there are none."""
@@ -26,8 +24,7 @@ def stats(values: list) -> dict | None:
 
 def median_of(values: list):
     """The median of the values that are not None; None when there are none."""
-    folded = stats(values)
-    return folded and folded["median"]
+    return (stats(values) or {}).get("median")
 
 
 def _numeric(value) -> bool:
@@ -65,11 +62,6 @@ def median_test(tests: list[dict | None]) -> dict:
     return out
 
 
-def _max(values):
-    present = [v for v in values if v is not None]
-    return max(present) if present else None
-
-
 def aggregate_row(raws: list[dict]) -> dict:
     """One server's rows, one per round, folded into one row (see the module's docstring)."""
     first = raws[0]
@@ -87,9 +79,8 @@ def aggregate_row(raws: list[dict]) -> dict:
         "status": status,
         "tests": {k: median_test([r["tests"].get(k) for r in raws]) for k in keys},
         "worker_timeouts": None if all(t is None for t in timeouts) else sum(t or 0 for t in timeouts),
-        "peak_rss_kib": _max(r.get("peak_rss_kib") for r in raws),
-        "peak_pss_kib": _max(r.get("peak_pss_kib") for r in raws),
-        "peak_processes": _max(r.get("peak_processes") for r in raws),
+        **{k: max((r[k] for r in raws if r.get(k) is not None), default=None)
+           for k in ("peak_rss_kib", "peak_pss_kib", "peak_processes")},
         "rounds": raws,
     }
 
