@@ -39,33 +39,18 @@ def parse_ab(text: str) -> dict:
     """Parses ab's report. Keys (numbers): complete, failed, non_2xx, rps, time_taken_s,
     time_per_request_ms, time_per_request_all_ms, total_min/mean/sd/median/max_ms, the
     failure breakdown fail_connect/receive/length/exceptions, and ok_2xx (see below)."""
-    result: dict = {}
-    per_request = []
-    for line in text.splitlines():
-        label, sep, rest = line.partition(":")
-        if not sep:
-            continue
-        label = label.strip()
-        value = rest.strip().split(" ")[0] if rest.strip() else ""
-        if label == "Time per request":
-            # printed twice: "(mean)" then "(mean, across all concurrent requests)"
-            per_request.append(float(value))
-        elif label in _AB_FIELDS and re.fullmatch(r"[0-9.]+", value or "x"):
-            result[_AB_FIELDS[label]] = _num(value)
-        elif label == "Total" and rest.split():
-            # Connection Times (ms): "Total:  min  mean  [+/-sd]  median  max"
-            cols = rest.split()
-            if len(cols) == 5 and all(re.fullmatch(r"[0-9.]+", c) for c in cols):
-                for key, col in zip(("min", "mean", "sd", "median", "max"), cols):
-                    result[f"total_{key}_ms"] = _num(col)
+    result = {key: _num(m.group(1)) for label, key in _AB_FIELDS.items()
+              if (m := re.search(rf"^{label}:\s+([0-9.]+)(?:\s|$)", text, re.M))}
+    # printed twice: "(mean)" then "(mean, across all concurrent requests)"
+    per_request = re.findall(r"^Time per request:\s+([0-9.]+)", text, re.M)
+    result.update(zip(("time_per_request_ms", "time_per_request_all_ms"), map(float, per_request)))
+    # Connection Times (ms): "Total:  min  mean  [+/-sd]  median  max"
+    match = re.search(r"^Total:" + r"\s+([0-9.]+)" * 5 + r"\s*$", text, re.M)
+    if match:
+        result.update({f"total_{k}_ms": _num(v) for k, v in zip(("min", "mean", "sd", "median", "max"), match.groups())})
     match = re.search(r"\(Connect: (\d+), Receive: (\d+), Length: (\d+), Exceptions: (\d+)\)", text)
     if match:
-        for key, value in zip(("connect", "receive", "length", "exceptions"), match.groups()):
-            result[f"fail_{key}"] = int(value)
-    if per_request:
-        result["time_per_request_ms"] = per_request[0]
-    if len(per_request) > 1:
-        result["time_per_request_all_ms"] = per_request[1]
+        result.update({f"fail_{k}": int(v) for k, v in zip(("connect", "receive", "length", "exceptions"), match.groups())})
     if "complete" not in result or "rps" not in result:
         raise ParseError("no ab summary in the output" + _last_error(text))
     result.setdefault("failed", 0)

@@ -57,12 +57,10 @@ def run(spec: servers.Spec, port: int, redis, loads: list, log_dir: Path, label:
                 break
     finally:
         log(f"{label}: stopping (SIGTERM to pid {service.pid})")
-        row["exit_status"] = service.stop(grace=15)
-        row["worker_timeouts"] = servers.worker_timeouts(service.log_text())
-        row["log"] = f"{spec.id}{suffix}.log"
         sampler = service.sampler
-        row.update(peak_rss_kib=sampler.peak_rss_kib, peak_pss_kib=sampler.peak_pss_kib,
-                   peak_processes=sampler.peak_processes)
+        row.update(exit_status=service.stop(grace=15), worker_timeouts=servers.worker_timeouts(service.log_text()),
+                   log=f"{spec.id}{suffix}.log", peak_rss_kib=sampler.peak_rss_kib,
+                   peak_pss_kib=sampler.peak_pss_kib, peak_processes=sampler.peak_processes)
         if spec.uses_redis and row["status"] == "ok":
             row["counter_final"] = redis.get_int("hit")  # nothing in flight any more
     return row
