@@ -1,16 +1,9 @@
-"""bench/run's command line and the order of a run.
-
-1. provision what the chosen rows need (kit/provision.py), each step skipped when already done;
-2. start one password-protected redis-server on a free port (kit/redisctl.py);
-3. each server in turn, on one free port, through kit/trial.py: ab (a new connection per request),
-   ab -k and wrk --latency, the counter read after each, the memory of its process tree sampled;
-4. shard scaling: hitcore -w 1 .. CPUs under wrk alone;
-   with --repeat N, steps 3 and 4 are one round, run N times in turn on the same Redis, so a drift
-   of the machine's load reaches every server alike; kit/rounds.py folds the rounds into medians;
-5. write bench/results/<date>-<host>[-quick][-partial].md (kit/report.py) and summary.json and the
-   raw outputs under bench/results/<same name>/.
-A row that cannot run (a failed build, a server that does not start) is reported as such and the
-run goes on. Every process started is stopped by PID at the end, on error and on Ctrl-C.
+"""bench/run's command line and the order of a run: provision what the chosen rows need
+(kit/provision.py); start one password-protected redis-server; run each server in turn through
+kit/trial.py (ab, ab -k, wrk, the counter after each, its memory), then hitcore -w 1 .. CPUs under wrk
+(shard scaling); with --repeat N that is one round of N, interleaved, folded by kit/rounds.py; write
+bench/results/<date>-<host>[-quick][-partial].md (kit/report.py), summary.json and raw/. A row that
+cannot run is reported as such and the run goes on; every process is stopped by PID however it ends.
 """
 from __future__ import annotations
 

@@ -1,13 +1,8 @@
-"""bench/run's results file, bench/results/<name>.md, rendered from the run's summary (summary.json);
-its scaling and correctness tables are bench/device/run16's too.
-
-Order: the machine, the original test's table (ab's own columns) beside the 2014 numbers, ab -k,
-wrk, shard scaling, correctness and memory, the commands. How to read each table is bench/README.md's
-"Reading the results" (the report points there rather than repeat it). Every row is folded over the
-rounds by kit/rounds.py (a single run is one round): a figure is the median over the rounds, *min–max*
-the spread of req/s when there were several, and failures and counter checks are given for every
-round (` · ` between rounds), since a median would hide them.
-Pure: every number comes from the summary, which holds only what the tools printed in the run.
+"""bench/run's results file, bench/results/<name>.md, from the run's summary.json; its scaling and
+correctness tables are bench/device/run16's too. How to read each table is bench/README.md's "Reading
+the results". Rows are folded over the rounds (kit/rounds.py): a figure is the median, *min–max* the
+spread of req/s, and failures and counter checks are given for every round, since a median would
+hide them. Pure: every number comes from the summary.
 """
 from __future__ import annotations
 

@@ -1,13 +1,9 @@
 """`bench/run --repeat N`: the rounds of one run folded into medians and spreads.
 
-A run with N rounds measures every server once per round (round 1: all servers, round 2: all
-servers, ...), so each round's rows have the same shape as a single run's. `aggregate()` folds them
-into one row per server whose `tests` hold, per test, the **median** over the rounds that gave
-numbers of every numeric field, with `min` and `max` of each field beside it; the raw rows of every
-round stay in the row's `rounds` list, so nothing measured is lost and every round's correctness
-can be shown.
-`stats()` and `median_of()` are the one median every tool's folding uses (None-safe).
-Pure functions, standard library only: report.py and the tests use them without running anything.
+Each round's rows have a single run's shape. `aggregate()` folds them into one row per server whose
+`tests` hold, per test, the **median** over the rounds that gave numbers of every numeric field, with
+`min` and `max` beside it; every round's raw row stays in `rounds`, so nothing measured is lost.
+`stats()` and `median_of()` are the one median every tool's folding uses (None-safe). Pure.
 """
 from __future__ import annotations
 

@@ -1,11 +1,7 @@
 """The shell every bench tool runs in: its parser's shared options, signals and cleanup, its results
-folder, and the files it writes at the end (the report, whose digest it prints, and the
-exit status).
-
-A run writes its report beside (bench/run) or into (bench/compare's run) a folder with `raw/`,
-`logs/` and `summary.json`; a rerun the same day replaces the earlier run's files rather than mixing
-its raw outputs with them. This module must not start servers or load generators
-(servers.py, loadgen.py and the tools do).
+folder (a rerun the same day replaces the earlier run's raw/, logs/ and summary.json rather than
+mixing with them), and its last step (the report written, its digest printed, the exit status).
+It must not start servers or load generators (servers.py, loadgen.py and the tools do).
 """
 from __future__ import annotations
 

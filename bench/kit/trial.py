@@ -1,10 +1,9 @@
 """One server through its loads, the unit both bench/run and bench/device/run16 repeat: start it,
-wait until it answers, `SET hit 0`, run each load in turn reading the counter after each, stop it,
-read the counter once more, and record the peak memory of its process tree and its WORKER TIMEOUT
-lines. Returns the row that kit/report.py renders and kit/rounds.py folds.
+wait until it answers, `SET hit 0`, run each load reading the counter after each, stop it, read the
+counter once more, and record its process tree's peak memory and WORKER TIMEOUT lines.
 
 It owns only that server's process; Redis, the port and the loads (runner functions) are the
-caller's. It must not build a command line or choose a load: the tools do.
+caller's: it must not build a command line or choose a load.
 """
 from __future__ import annotations
 
