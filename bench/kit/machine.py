@@ -102,13 +102,12 @@ def limits(nofile: tuple[int, int]) -> dict:
 
 
 def describe() -> dict:
-    """The machine: hostname, kernel, arch, CPUs (online, allowed, model, MHz), memory, OS, glibc,
+    """The machine: hostname, kernel, arch, CPUs (online, allowed, model), memory, OS, glibc,
     Python, the CPU frequency governor, and the load average when it was called."""
     memory = _read("/proc/meminfo", r"^MemTotal:\s+(\d+) kB")
     return {"hostname": socket.gethostname(), "kernel": platform.release(), "arch": platform.machine(),
             "cpus_online": os.cpu_count(), "cpus_allowed": cpu_list(os.sched_getaffinity(0)),
             "cpu_model": _read("/proc/cpuinfo", r"^model name\s*:\s*(.+)$") or "unknown",
-            "cpu_mhz": _read("/proc/cpuinfo", r"^cpu MHz\s*:\s*(.+)$"),
             "memory_gib": memory and round(int(memory) / 1024 / 1024, 1),
             "os": _read("/etc/os-release", r'^PRETTY_NAME="?([^"\n]+)') or "unknown",
             "glibc": os.confstr("CS_GNU_LIBC_VERSION"), "python": platform.python_version(),

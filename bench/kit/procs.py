@@ -190,9 +190,9 @@ def memory_kib(pid: int, with_pss: bool = False) -> tuple[int, int]:
 class TreeSampler(threading.Thread):
     """Samples a process tree at ~10 Hz: peak summed RSS/PSS and the largest process count."""
 
-    def __init__(self, root: int, interval: float = 0.1, pss: bool = True):
+    def __init__(self, root: int, pss: bool = True):
         super().__init__(daemon=True)
-        self.root, self.interval, self.pss = root, interval, pss
+        self.root, self.pss = root, pss
         self.peak_rss_kib = self.peak_pss_kib = self.peak_processes = self._samples = 0
         self.known_pids: set[int] = set()
         self._tree: list[int] = []
@@ -212,7 +212,7 @@ class TreeSampler(threading.Thread):
         self.peak_processes = max(self.peak_processes, sum(1 for r, _ in memory if r))
 
     def run(self) -> None:
-        while not self._stop_event.wait(self.interval):
+        while not self._stop_event.wait(0.1):
             self.sample()
 
     def stop(self) -> None:
