@@ -10,6 +10,7 @@ gives a stopped tree's orphans 5 s to exit), no network.
     python3 bench/tests/test_procs.py        (or: python3 -m unittest discover -s bench/tests)
 """
 import os
+import random
 import resource
 import shutil
 import sys
@@ -239,6 +240,15 @@ class MachineTest(unittest.TestCase):
     def test_cpu_list(self):
         self.assertEqual(machine.cpu_list([5, 0, 1, 2, 8, 9]), "0-2,5,8-9")
         self.assertEqual(machine.cpu_list([3]), "3")
+        seed = random.randrange(2 ** 32)
+        rng = random.Random(seed)
+        for _ in range(500):  # any set of CPUs round-trips through taskset's list syntax
+            cpus = set(rng.sample(range(64), rng.randint(1, 64)))
+            back = set()
+            for part in machine.cpu_list(cpus).split(","):
+                lo, _, hi = part.partition("-")
+                back.update(range(int(lo), int(hi or lo) + 1))
+            self.assertEqual(back, cpus, f"seed {seed}")
 
 
 # /proc/stat of the 2-CPU VM, two readings 1 s apart (cpu, cpu0, cpu1 and a line that is not a CPU).
