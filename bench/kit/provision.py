@@ -116,30 +116,25 @@ def virtualenv(name: str, log_dir: Path) -> str | None:
     return None if _venv_ready(name) else f"{folder.name} was installed but cannot import {', '.join(modules)}"
 
 
-def _cargo_build(argv: list[str], cwd: Path, what: str, log_path: Path, timeout: float) -> str | None:
+def _cargo(argv: list[str], what: str, log_path: Path, timeout: float, binary: Path) -> str | None:
+    """Runs a cargo build or install in the repository; None once it made `binary`."""
     if not shutil.which("cargo"):
-        return "cargo is not installed (a Rust toolchain is needed to build " + what + ")"
+        return f"cargo is not installed (a Rust toolchain is needed to build {what})"
     procs.log(f"provision: {' '.join(argv)}  ({what}; output in {log_path})")
-    result = procs.run(argv, cwd=cwd, timeout=timeout, label=f"building {what}", tick=15,
-                       output_path=log_path)
-    if result.timed_out:
-        return f"building {what} took longer than {timeout:.0f}s (see {log_path})"
+    result = procs.run(argv, cwd=REPO, timeout=timeout, label=f"building {what}", tick=15, output_path=log_path)
     if not result.ok:
-        return f"building {what} failed: {result.tail(1)} (see {log_path})"
-    return None
+        why = f"took longer than {timeout:.0f}s" if result.timed_out else f"failed: {result.tail(1)}"
+        return f"building {what} {why} (see {log_path})"
+    return None if binary.exists() else f"{' '.join(argv[:2])} succeeded but {binary} does not exist"
 
 
 def tokio_peer(log_dir: Path) -> str | None:
-    return _cargo_build(["cargo", "build", "--release", "--manifest-path", str(TOKIO_MANIFEST)],
-                        REPO, "the tokio-hyper peer", log_dir / "cargo-tokio-hyper.log", timeout=1200)
+    return _cargo(["cargo", "build", "--release", "--manifest-path", str(TOKIO_MANIFEST)], "the tokio-hyper peer",
+                  log_dir / "cargo-tokio-hyper.log", 1200, TOKIO_BINARY)
 
 
 def hitcore(log_dir: Path) -> str | None:
-    problem = _cargo_build(["cargo", "build", "--release"], REPO, "hitcore",
-                           log_dir / "cargo-hitcore.log", timeout=1800)
-    if problem is None and not HITCORE_BINARY.exists():
-        problem = f"cargo build --release succeeded but {HITCORE_BINARY} does not exist"
-    return problem
+    return _cargo(["cargo", "build", "--release"], "hitcore", log_dir / "cargo-hitcore.log", 1800, HITCORE_BINARY)
 
 
 def _oha_usable(path: Path) -> bool:
@@ -153,18 +148,13 @@ def _oha_usable(path: Path) -> bool:
 def oha(log_dir: Path) -> tuple[Path | None, str | None]:
     """The oha to use: (path, None), or (None, why not). Installs it into bench/.tools when no
     usable one is found (a few minutes of compiling)."""
-    candidates = [TOOLS / "bin" / "oha", Path.home() / ".cargo" / "bin" / "oha"]
-    if shutil.which("oha"):
-        candidates.append(Path(shutil.which("oha")))
-    for path in candidates:
-        if path.exists() and _oha_usable(path):
+    ours = TOOLS / "bin" / "oha"
+    for path in (ours, Path.home() / ".cargo" / "bin" / "oha", Path(shutil.which("oha") or ours)):
+        if _oha_usable(path):
             procs.log(f"provision: oha present ({path})")
             return path, None
-    problem = _cargo_build(["cargo", "install", "oha", "--locked", "--root", str(TOOLS)], REPO, "oha",
-                           log_dir / "cargo-install-oha.log", timeout=1800)
-    if problem:
-        return None, problem
-    path = TOOLS / "bin" / "oha"
-    if not _oha_usable(path):
-        return None, f"cargo install oha succeeded but {path} lacks one of {', '.join(OHA_FLAGS)}"
-    return path, None
+    problem = _cargo(["cargo", "install", "oha", "--locked", "--root", str(TOOLS)], "oha",
+                     log_dir / "cargo-install-oha.log", 1800, ours)
+    if problem is None and not _oha_usable(ours):
+        problem = f"cargo install oha succeeded but {ours} lacks one of {', '.join(OHA_FLAGS)}"
+    return (None, problem) if problem else (ours, None)
