@@ -58,12 +58,11 @@ def fresh_run_dir(run_dir: Path) -> tuple[Path, Path]:
     return raw_dir, log_dir
 
 
-def arguments(prog: str, description: str, hitcore: str = "hitcore binary (default target/release/hitcore)",
-              **hitcore_options) -> argparse.ArgumentParser:
+def arguments(prog: str, description: str, hitcore: str = "hitcore binary (default target/release/hitcore)"):
     """The parser every tool starts from, with the options they all have: --hitcore (`hitcore` its
-    help, `hitcore_options` e.g. its default) and --out."""
+    help) and --out."""
     p = argparse.ArgumentParser(prog=prog, description=description)
-    p.add_argument("--hitcore", type=Path, metavar="PATH", help=hitcore, **hitcore_options)
+    p.add_argument("--hitcore", type=Path, metavar="PATH", help=hitcore)
     p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
     return p
 
@@ -89,10 +88,8 @@ def busy_check() -> float | None:
     return busy
 
 
-def write_summary(run_dir: Path, summary: dict) -> Path:
-    path = run_dir / "summary.json"
-    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    return path
+def write_summary(run_dir: Path, summary: dict) -> None:
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
 
 def finish(report: Path, text: str, failed: list[str], digest: str | None = None, what: str = "") -> int:
