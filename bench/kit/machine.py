@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import provision
+from . import procs, provision
 
 
 def first_line(argv: list[str], timeout: float = 20) -> str | None:
@@ -65,19 +65,9 @@ def cpu_busy_percent(seconds: float = 1.0) -> float | None:
         return None
 
 
-def _read(path: str, pattern: str | None = None) -> str | None:
-    """A file's text, stripped, or with `pattern` its first group (multi-line); None if unreadable."""
-    try:
-        text = Path(path).read_text().strip()
-    except OSError:
-        return None
-    match = re.search(pattern, text, re.M) if pattern else None
-    return match.group(1).strip() if match else (None if pattern else text)
-
-
 def sysctl(name: str) -> str | None:
     """A kernel setting by its sysctl name ("net.core.somaxconn"), tabs as spaces; None if unreadable."""
-    value = _read("/proc/sys/" + name.replace(".", "/"))
+    value = procs.read("/proc/sys/" + name.replace(".", "/"))
     return value and value.replace("\t", " ")
 
 
@@ -104,15 +94,15 @@ def limits(nofile: tuple[int, int]) -> dict:
 def describe() -> dict:
     """The machine: hostname, kernel, arch, CPUs (online, allowed, model), memory, OS, glibc,
     Python, the CPU frequency governor, and the load average when it was called."""
-    memory = _read("/proc/meminfo", r"^MemTotal:\s+(\d+) kB")
+    memory = procs.read("/proc/meminfo", r"^MemTotal:\s+(\d+) kB")
     return {"hostname": socket.gethostname(), "kernel": platform.release(), "arch": platform.machine(),
             "cpus_online": os.cpu_count(), "cpus_allowed": cpu_list(os.sched_getaffinity(0)),
-            "cpu_model": _read("/proc/cpuinfo", r"^model name\s*:\s*(.+)$") or "unknown",
+            "cpu_model": procs.read("/proc/cpuinfo", r"^model name\s*:\s*(.+)$") or "unknown",
             "memory_gib": memory and round(int(memory) / 1024 / 1024, 1),
-            "os": _read("/etc/os-release", r'^PRETTY_NAME="?([^"\n]+)') or "unknown",
+            "os": procs.read("/etc/os-release", r'^PRETTY_NAME="?([^"\n]+)') or "unknown",
             "glibc": os.confstr("CS_GNU_LIBC_VERSION"), "python": platform.python_version(),
-            "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") or "not exposed",
-            "loadavg": _read("/proc/loadavg")}
+            "governor": procs.read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") or "not exposed",
+            "loadavg": procs.read("/proc/loadavg")}
 
 
 def _venv_versions(name: str, packages: list[str]) -> str | None:

@@ -145,10 +145,7 @@ def parse_netstat(text: str) -> dict[str, int]:
 
 
 def listen_counters() -> dict[str, int]:
-    try:
-        return parse_netstat(Path("/proc/net/netstat").read_text())
-    except OSError:
-        return {}
+    return parse_netstat(procs.read("/proc/net/netstat") or "")
 
 
 def parse_schedstat(text: str) -> tuple[int, int]:

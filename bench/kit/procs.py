@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -172,19 +173,21 @@ def cpu_seconds(pids) -> float:
     return sum(int(f[11]) + int(f[12]) for _, f in stats) / os.sysconf("SC_CLK_TCK")  # proc(5)'s 14 and 15
 
 
-def _field_kib(path: str, name: str) -> int:
-    """The `name:` line's value (kB) of a /proc file such as status or smaps_rollup; 0 when unreadable."""
+def read(path: str, pattern: str | None = None) -> str | None:
+    """A /proc (or any) file's text, stripped, or with `pattern` its first group (multi-line mode);
+    None when unreadable (a process gone) or not matched. The kit's one reader of such files."""
     try:
-        with open(path) as f:
-            return next((int(line.split()[1]) for line in f if line.startswith(name)), 0)
-    except (OSError, ValueError):
-        return 0
+        text = Path(path).read_text().strip()
+    except OSError:
+        return None
+    match = re.search(pattern, text, re.M) if pattern else None
+    return match.group(1).strip() if match else (None if pattern else text)
 
 
 def memory_kib(pid: int, with_pss: bool = False) -> tuple[int, int]:
     """(RSS, PSS) of one process in KiB; (0, 0) when it has gone."""
-    pss = _field_kib(f"/proc/{pid}/smaps_rollup", "Pss:") if with_pss else 0
-    return _field_kib(f"/proc/{pid}/status", "VmRSS:"), pss
+    pss = read(f"/proc/{pid}/smaps_rollup", r"^Pss:\s+(\d+)") if with_pss else None
+    return int(read(f"/proc/{pid}/status", r"^VmRSS:\s+(\d+)") or 0), int(pss or 0)
 
 
 class TreeSampler(threading.Thread):
