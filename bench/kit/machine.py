@@ -20,13 +20,14 @@ from pathlib import Path
 from . import procs, provision
 
 
-def first_line(argv: list[str], timeout: float = 20) -> str | None:
-    """The first non-empty line a command prints (stdout or stderr), or None."""
+def first_line(argv: list[str], prefix: str = "", timeout: float = 20) -> str | None:
+    """The first non-empty line (starting with `prefix`) a command prints, stdout or stderr; or None."""
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return next((line.strip() for line in (out.stdout + "\n" + out.stderr).splitlines() if line.strip()), None)
+    lines = (line.strip() for line in (out.stdout + "\n" + out.stderr).splitlines())
+    return next((line for line in lines if line and line.startswith(prefix)), None)
 
 
 def cpu_list(cpus) -> str:

@@ -13,7 +13,6 @@ import http.client
 import os
 import re
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -124,11 +123,7 @@ def binary_identity(path: str) -> str:
 
 def socket_summary() -> str | None:
     """The TCP line of `ss -s` (sockets by state), or None without ss."""
-    try:
-        out = subprocess.run(["ss", "-s"], capture_output=True, text=True, timeout=5).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return next((line.strip() for line in out.splitlines() if line.startswith("TCP:")), None)
+    return machine.first_line(["ss", "-s"], prefix="TCP:", timeout=5)
 
 
 LISTEN_COUNTERS = {"ListenOverflows": "listen_overflows", "ListenDrops": "listen_drops"}
