@@ -46,7 +46,7 @@ def _spread(repeat: int):
     return ("req/s min–max", cell) if repeat > 1 else None
 
 
-def test_table(rows: list[dict], key: str, columns: list) -> list[str]:
+def table_of(rows: list[dict], key: str, columns: list) -> list[str]:
     """The one table builder: a line per row, a cell per (heading, cell(row, test `key`)) column (None
     columns left out); a row without numbers for `key` gets its first cell and why not."""
     columns = [c for c in columns if c]
@@ -72,7 +72,7 @@ def _ab_failed(t: dict) -> str:
 
 def ab_table(rows: list[dict], key: str, repeat: int) -> list[str]:
     """ab's own columns for test `key` ("ab" or "ab_k"; the latter adds its keep-alive count)."""
-    return test_table(rows, key, [
+    return table_of(rows, key, [
         ("Server", _title), ("Time taken for tests", lambda r, t: f"{t['time_taken_s']:.3f} s"),
         ("Complete requests", lambda r, t: fmt(t["complete"])),
         ("Failed requests (each round)", lambda r, t: _each_round(r, key, _ab_failed)),
@@ -84,13 +84,16 @@ def ab_table(rows: list[dict], key: str, repeat: int) -> list[str]:
         [(f"Total {k}", lambda r, t, k=k: f"{fmt(t.get(f'total_{k}_ms'))} ms") for k in ("min", "mean", "median", "max")])
 
 
+def _wrk_errors(t: dict) -> str:
+    return "/".join(str(t[f"errors_{k}"]) for k in ("connect", "read", "write", "timeout"))
+
+
 def wrk_table(rows: list[dict], repeat: int) -> list[str]:
-    errors = "/".join(f"{{errors_{k}}}" for k in ("connect", "read", "write", "timeout"))
-    return test_table(rows, "wrk", [
+    return table_of(rows, "wrk", [
         ("Server", _title), ("Requests", lambda r, t: fmt(t["requests"])), ("Requests/sec", _bold_rps),
         _spread(repeat)] + [(k, lambda r, t, k=k: ms(t.get(f"{k}_ms"))) for k in ("p50", "p75", "p90", "p99")] + [
         ("max", lambda r, t: ms(t.get("latency_max_ms"))),
-        ("Socket errors (connect/read/write/timeout), each round", lambda r, t: _each_round(r, "wrk", errors.format_map)),
+        ("Socket errors (connect/read/write/timeout), each round", lambda r, t: _each_round(r, "wrk", _wrk_errors)),
         ("Non-2xx/3xx, each round", lambda r, t: _each_round(r, "wrk", lambda w: fmt(w["non_2xx_3xx"])))])
 
 
@@ -102,7 +105,7 @@ def scaling_table(points: list[dict], repeat: int) -> list[str]:
     def shards(row, _t=None) -> int:
         return int(row["id"].rsplit("-", 1)[1])
 
-    return test_table(points, "wrk", [
+    return table_of(points, "wrk", [
         ("Shards", shards), ("Requests/sec", _bold_rps), _spread(repeat),
         ("× one shard", lambda r, t: fmt(one and t["rps"] / one, ".2f")),
         ("% of linear", lambda r, t: fmt(one and 100 * t["rps"] / one / shards(r), ".1f")),
