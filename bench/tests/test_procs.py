@@ -219,6 +219,16 @@ class LoadgenTest(unittest.TestCase):
 
 
 class MachineTest(unittest.TestCase):
+    def test_read(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "status"
+            path.write_text("Name:\tx\nVmRSS:\t  1234 kB\n")
+            self.assertEqual(procs.read(str(path), r"^VmRSS:\s+(\d+)"), "1234")
+            self.assertIsNone(procs.read(str(path), r"^Pss:\s+(\d+)"))  # not there
+            self.assertEqual(procs.read(str(path)), "Name:\tx\nVmRSS:\t  1234 kB")
+            self.assertIsNone(procs.read(str(Path(tmp) / "gone")))
+        self.assertEqual(procs.memory_kib(2 ** 22 + 12345, with_pss=True), (0, 0))  # above pid_max: never a process
+
     def test_sysctl(self):
         self.assertRegex(machine.sysctl("kernel.pid_max"), r"^\d+$")
         self.assertRegex(machine.sysctl("net.ipv4.ip_local_port_range"), r"^\d+ \d+$")  # tab -> space
