@@ -18,20 +18,15 @@ def _num(text: str) -> float | int:
     return float(text) if any(c in text for c in ".eE") else int(text)
 
 
-# "Label:   value ..." lines of ab's summary, and the key each is stored under.
+# "Label:   value ..." lines of ab's summary that a report or check reads, and the key each is stored under.
 _AB_FIELDS = {
     "Concurrency Level": "concurrency",
     "Time taken for tests": "time_taken_s",
     "Complete requests": "complete",
     "Failed requests": "failed",
-    "Write errors": "write_errors",
     "Non-2xx responses": "non_2xx",
     "Keep-Alive requests": "keepalive_requests",
-    "Total transferred": "total_bytes",
-    "HTML transferred": "html_bytes",
     "Requests per second": "rps",
-    "Transfer rate": "transfer_kib_s",
-    "Document Length": "document_length",
 }
 
 
@@ -93,11 +88,9 @@ def parse_wrk(text: str) -> dict:
     result["rps"] = float(match.group(1))
     match = re.search(r"^\s*Latency\s+(\S+)\s+(\S+)\s+(\S+)\s+", text, re.M)
     if match:
-        result["latency_avg_ms"] = wrk_time_ms(match.group(1))
-        result["latency_stdev_ms"] = wrk_time_ms(match.group(2))
-        result["latency_max_ms"] = wrk_time_ms(match.group(3))
-    for pct, value in re.findall(r"^\s*(50|75|90|99)%\s+(\S+)\s*$", text, re.M):
-        result[f"p{pct}_ms"] = wrk_time_ms(value)
+        result.update(zip(("latency_avg_ms", "latency_stdev_ms", "latency_max_ms"), map(wrk_time_ms, match.groups())))
+    result.update({f"p{pct}_ms": wrk_time_ms(value)
+                   for pct, value in re.findall(r"^\s*(50|75|90|99)%\s+(\S+)\s*$", text, re.M)})
     match = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     for key, value in zip(("connect", "read", "write", "timeout"), match.groups() if match else (0, 0, 0, 0)):
         result[f"errors_{key}"] = int(value)
