@@ -29,6 +29,7 @@ pub use crate::config::api as settings;
 use std::net::IpAddr;
 
 use crate::http::forwarded::Trust;
+use crate::http::parse::Fields;
 use crate::http::response::{HttpDate, Persist};
 use reply::{Cors, Dress, Reply};
 use route::{Call, Step};
@@ -60,9 +61,10 @@ impl Api {
     }
 
     /// The API's reading of a request head from `peer` (the PROXY protocol's source when there
-    /// was one), or `None` when its path is none of the API's.
-    pub fn call(&self, head: &[u8], peer: Option<IpAddr>) -> Option<Call> {
-        let mut call = route::parse(head)?;
+    /// was one), with its parts where the HTTP parser found them (`fields`), or `None` when its
+    /// path is none of the API's.
+    pub fn call(&self, head: &[u8], fields: &Fields, peer: Option<IpAddr>) -> Option<Call> {
+        let mut call = route::parse(head, fields)?;
         if call.route == route::Route::Stream && !self.settings.stream && matches!(call.step, Step::Request(_)) {
             call.step = Step::Done(Reply::error(404, "Streaming is off: start hitcore with --api-stream"));
         }

@@ -90,19 +90,29 @@ fn from_header(value: Option<&str>, header: &'static str, name: &'static str) ->
     Ok(name)
 }
 
+/// `{tag}:{namespace}:{key}`, in one allocation of the right size (every hit builds one; `format!`
+/// cost a grown buffer and the formatting machinery).
+fn layout(tag: &str, namespace: &str, key: &str) -> String {
+    let mut out = String::with_capacity(tag.len() + namespace.len() + key.len() + 2);
+    for part in [tag, ":", namespace, ":", key] {
+        out.push_str(part);
+    }
+    out
+}
+
 /// The counter's Redis key.
 pub fn counter_key(namespace: &str, key: &str) -> String {
-    format!("K:{namespace}:{key}")
+    layout("K", namespace, key)
 }
 
 /// The pub/sub channel a counter's new values are published on (`/stream`).
 pub fn stream_channel(namespace: &str, key: &str) -> String {
-    format!("S:{namespace}:{key}")
+    layout("S", namespace, key)
 }
 
 /// The Redis key holding the counter's admin key.
 pub fn admin_key(namespace: &str, key: &str) -> String {
-    format!("A:{namespace}:{key}")
+    layout("A", namespace, key)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use super::auth;
 use super::json;
 use super::names::{self, DEFAULT_NAMESPACE, Sources};
 use super::reply::Reply;
+use crate::http::parse::{Fields, Span};
 
 /// The API's routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,43 +160,35 @@ struct Head<'a> {
     forwarded_for: Option<&'a str>,
 }
 
-fn read_head(head: &[u8]) -> Option<Head<'_>> {
-    let lines = head.iter().filter(|&&b| b == b'\n').count();
-    let mut headers = vec![httparse::EMPTY_HEADER; lines.max(1)];
-    let mut req = httparse::Request::new(&mut headers);
-    req.parse(head).ok()?;
-    let (method, target) = (req.method?, req.path?);
+/// The API's parts of `head`, where the connection's parser found them (`fields`).
+fn read_head<'a>(head: &'a [u8], fields: &Fields) -> Option<Head<'a>> {
+    let text = |span: Span| std::str::from_utf8(span.of(head)).ok();
+    let (method, target) = (text(fields.method)?, text(fields.target)?);
     // Absolute form: the path after the authority.
     let target = match target.strip_prefix("http://").or_else(|| target.strip_prefix("https://")) {
         Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
         None => target,
     };
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let find = |name: &str| {
-        req.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .and_then(|h| std::str::from_utf8(h.value).ok())
-            .map(str::trim)
-    };
+    let value = |span: Option<Span>| span.and_then(text).map(str::trim);
     Some(Head {
         method,
         path,
         query,
-        origin: find("origin"),
-        referer: find("referer"),
-        authorization: find("authorization"),
-        forwarded_for: find("x-forwarded-for"),
+        origin: value(fields.origin),
+        referer: value(fields.referer),
+        authorization: value(fields.authorization),
+        forwarded_for: value(fields.forwarded_for),
     })
 }
 
 /// The API's reading of a request head, or `None` when its path is none of the API's (the
 /// connection then answers as it always has: 404).
-pub fn parse(head: &[u8]) -> Option<Call> {
-    let h = read_head(head)?;
+pub fn parse(head: &[u8], fields: &Fields) -> Option<Call> {
+    let h = read_head(head, fields)?;
     let mut segments = h.path.trim_matches('/').split('/');
     let route = Route::from_segment(segments.next()?)?;
-    let rest: Vec<&str> = segments.collect();
+    let rest: smallvec::SmallVec<[&str; 4]> = segments.collect();
     let mut callback = None;
     let mut token = None;
     let mut value = None;
@@ -312,8 +305,79 @@ fn resolve(segment: &str, what: &'static str, h: &Head<'_>) -> Result<String, Re
 mod tests {
     use super::*;
 
+    /// `head` as a connection reads it: the HTTP parser first, then the API.
+    fn parse_whole(head: &[u8]) -> Option<Call> {
+        use crate::http::parse::{Limits, Parser, Step};
+        let mut parser = Parser::new(Limits::default());
+        match parser.step(head) {
+            Ok(Step::Request(r)) => parse(&head[..r.head_len], parser.fields()),
+            other => panic!("the HTTP parser did not take {head:?}: {other:?}"),
+        }
+    }
+
     fn call(request_line: &str, headers: &str) -> Option<Call> {
-        parse(format!("{request_line} HTTP/1.1\r\nHost: x\r\n{headers}\r\n").as_bytes())
+        parse_whole(format!("{request_line} HTTP/1.1\r\nHost: x\r\n{headers}\r\n").as_bytes())
+    }
+
+    /// The API's parts of a head as httparse tokenises it on its own: what the API read before
+    /// the HTTP parser handed it the spans, kept as the oracle.
+    fn parts_by_httparse(head: &[u8]) -> Option<[Option<String>; 6]> {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        req.parse(head).ok()?;
+        let find = |name: &str| {
+            req.headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .and_then(|h| std::str::from_utf8(h.value).ok())
+                .map(|v| v.trim().to_string())
+        };
+        Some([
+            req.method.map(str::to_string),
+            req.path.map(str::to_string),
+            find("origin"),
+            find("referer"),
+            find("authorization"),
+            find("x-forwarded-for"),
+        ])
+    }
+
+    /// Seeded: for heads with the API's headers in any case, order, repetition and spacing, among
+    /// others, the spans the HTTP parser hands over read the same parts httparse finds alone.
+    #[test]
+    fn the_parsers_spans_read_what_httparse_reads() {
+        use crate::http::parse::{Limits, Parser, Step};
+        let seed = fastrand::u64(..);
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let names = ["Origin", "REFERER", "authorization", "X-Forwarded-For", "x-forwarded-for", "Accept", "Expect"];
+        let values = ["https://a.org", " https://b.org/p ", "Bearer abc", "10.0.0.1, 10.0.0.2", "", "caf\u{e9}", "x"];
+        for _ in 0..5_000 {
+            let method = ["GET", "HEAD", "POST", "OPTIONS", "PATCH"][rng.usize(..5)];
+            let target = ["/hit/a/b", "/get/aaa/bbb?x=1", "http://h:1/info/x/y", "/", "/create/"][rng.usize(..5)];
+            let mut head = format!("{method} {target} HTTP/1.1\r\nHost: x\r\n");
+            for _ in 0..rng.usize(0..6) {
+                let (name, value) = (names[rng.usize(..names.len())], values[rng.usize(..values.len())]);
+                if name != "Expect" {
+                    head.push_str(&format!("{name}:{}{value}\r\n", if rng.bool() { " " } else { "" }));
+                }
+            }
+            head.push_str("\r\n");
+            let head = head.as_bytes();
+            let mut parser = Parser::new(Limits::default());
+            let Ok(Step::Request(_)) = parser.step(head) else { panic!("seed {seed}: {head:?}") };
+            let f = parser.fields();
+            let text = |s: Span| String::from_utf8(s.of(head).to_vec()).ok();
+            let value = |s: Option<Span>| s.and_then(text).map(|v| v.trim().to_string());
+            let ours = [
+                text(f.method),
+                text(f.target),
+                value(f.origin),
+                value(f.referer),
+                value(f.authorization),
+                value(f.forwarded_for),
+            ];
+            assert_eq!(Some(ours), parts_by_httparse(head), "seed {seed}: {:?}", String::from_utf8_lossy(head));
+        }
     }
 
     fn request(c: Option<Call>) -> Request {

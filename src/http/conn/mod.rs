@@ -29,7 +29,7 @@ use tracing::{debug, warn};
 use super::access::{self, Record};
 use super::context::{Context, Counters};
 use super::health;
-use super::parse::{Limits, Method, ParseError, Parser, Request, Step, Target, Version};
+use super::parse::{Fields, Limits, Method, ParseError, Parser, Request, Step, Target, Version};
 use super::proxy::{self, Parsed};
 use super::response::{self, Answer, Persist};
 use crate::api::route::Call;
@@ -329,7 +329,7 @@ impl Conn {
                 Ok(Step::Request(req)) => {
                     let head = &self.input[at..at + req.head_len];
                     let access = ctx.access.as_ref().map(|log| log.capture(head));
-                    let work = route(ctx, &req, head, self.peer);
+                    let work = route(ctx, &req, head, self.parser.fields(), self.peer);
                     at += req.head_len;
                     // A stream keeps the connection to itself: nothing after it is read as a request.
                     let streams = matches!(&work, Work::Api(c) if c.route == crate::api::route::Route::Stream);
@@ -510,17 +510,20 @@ fn counted(outcome: Option<&Outcome>) -> (Answer, Option<Unavailable>) {
     }
 }
 
-/// What a parsed request (whose head is `head`) needs: a counter value, nothing, or the API.
-fn route(ctx: &Context, req: &Request, head: &[u8], peer: Option<IpAddr>) -> Work {
+/// What a parsed request (whose head is `head`, the API's parts at `fields`) needs: a counter
+/// value, nothing, or the API.
+fn route(ctx: &Context, req: &Request, head: &[u8], fields: &Fields, peer: Option<IpAddr>) -> Work {
     match (req.target, req.method) {
         (Target::Root, Method::Get) => Work::Count,
         (Target::Root, Method::Head) => Work::Known(health::head_root(ctx)),
         (Target::Root | Target::Asterisk, Method::Options) => Work::Known(Answer::Options),
         (Target::Root, _) | (_, Method::Connect) => Work::Known(Answer::MethodNotAllowed),
-        (Target::Other, Method::Get | Method::Head) if health::targets(head, &ctx.observing.health_path) => {
+        (Target::Other, Method::Get | Method::Head)
+            if health::targets(fields.target.of(head), &ctx.observing.health_path) =>
+        {
             Work::Known(health::check(ctx))
         }
-        (Target::Other, _) => match ctx.api.call(head, peer) {
+        (Target::Other, _) => match ctx.api.call(head, fields, peer) {
             Some(call) => Work::Api(Box::new(call)),
             None => Work::Known(Answer::NotFound),
         },

@@ -9,7 +9,7 @@
 use std::mem::MaybeUninit;
 
 use super::body::{Body, Chunked};
-use super::{Limits, MAX_BODY, Method, ParseError, Request, Target, Version, memchr, trim_cr};
+use super::{Fields, Limits, MAX_BODY, Method, ParseError, Request, Span, Target, Version, memchr, trim_cr};
 
 /// Parses one head with httparse, then applies hitcore's limits and semantic checks.
 /// `Ok(None)` means incomplete; it also checks incomplete input against the limits, so an oversized
@@ -19,10 +19,13 @@ use super::{Limits, MAX_BODY, Method, ParseError, Request, Target, Version, memc
 /// for whichever problem starts at the earlier byte. Checking the limits only after a successful
 /// tokenise (or only before it) would make the answer depend on how the input was split into reads:
 /// a field line too long *and* holding a bare CR got 431 a byte at a time and 400 in one read.
+///
+/// A complete head's [`Fields`] go to `found` (left as they were otherwise).
 pub(super) fn parse_head<'b>(
     input: &'b [u8],
     limits: &Limits,
     headers: &mut [MaybeUninit<httparse::Header<'b>>],
+    found: &mut Fields,
 ) -> Result<Option<(Request, Body)>, ParseError> {
     let mut req = httparse::Request::new(&mut []);
     let head_len = match tokenise(&mut req, input, headers) {
@@ -59,6 +62,11 @@ pub(super) fn parse_head<'b>(
         _ => Method::Other,
     };
     let target = classify_target(method, req.path.unwrap_or_default())?;
+    let mut fields = Fields {
+        method: Span::within(input, req.method.unwrap_or_default().as_bytes()),
+        target: Span::within(input, req.path.unwrap_or_default().as_bytes()),
+        ..Fields::default()
+    };
 
     let mut hosts = 0usize;
     let mut content_length: Option<u64> = None;
@@ -101,6 +109,15 @@ pub(super) fn parse_head<'b>(
             } else {
                 return Err(ParseError::ExpectationFailed);
             }
+        } else {
+            let slot = match name.len() {
+                6 if name.eq_ignore_ascii_case(b"origin") => &mut fields.origin,
+                7 if name.eq_ignore_ascii_case(b"referer") => &mut fields.referer,
+                13 if name.eq_ignore_ascii_case(b"authorization") => &mut fields.authorization,
+                15 if name.eq_ignore_ascii_case(b"x-forwarded-for") => &mut fields.forwarded_for,
+                _ => continue,
+            };
+            slot.get_or_insert(Span::within(input, h.value));
         }
     }
     // The expectation needs no interim response: hitcore answers before reading any body, and the
@@ -141,6 +158,7 @@ pub(super) fn parse_head<'b>(
         Version::Http11 => !close,
         Version::Http10 => keep_alive_token && !close,
     };
+    *found = fields;
     Ok(Some((Request { method, target, version, keep_alive, head_len }, body)))
 }
 

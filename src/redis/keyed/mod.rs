@@ -20,6 +20,8 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::Instant;
 
+use smallvec::{SmallVec, smallvec};
+
 use super::errors::{ErrorKind, error_kind};
 use super::queue::ticket::Failure;
 use super::resp::{self, Reply};
@@ -59,6 +61,10 @@ fn encode_args(out: &mut Vec<u8>, args: &[Vec<u8>]) {
     resp::encode_command(out, &args);
 }
 
+/// The requests one written command answers, in arrival order: most often one (a hit on a key
+/// no other request of the write shares, or a command), so it needs no heap allocation then.
+type Members = SmallVec<[(KeyedTicket, usize); 2]>;
+
 /// What a written hit command leaves to do about its key's TTL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expiry {
@@ -76,7 +82,7 @@ enum Expiry {
 #[derive(Debug)]
 enum Sent {
     /// `INCRBY` (or the script) for these hits, in arrival order; `op` is one of them.
-    Hits(Vec<(KeyedTicket, usize)>, Op, Expiry),
+    Hits(Members, Op, Expiry),
     /// `EXPIRE key ttl`, after a key's `INCRBY` or on its own: its reply is not anyone's answer,
     /// but if it never comes it is written again.
     Expire(Rc<[u8]>, u64),
@@ -185,8 +191,9 @@ impl Keyed {
         }
         let waiting = std::mem::take(&mut self.waiting);
         // Pass 1: the hits of each key, in arrival order, and where the key first appears.
-        let mut groups: Vec<Vec<(KeyedTicket, usize)>> = Vec::new();
-        let mut group_of: HashMap<Rc<[u8]>, usize> = HashMap::new();
+        let mut groups: Vec<Members> = Vec::new();
+        // Sized for the write up front: growing it rehashed every key seen so far (callgrind).
+        let mut group_of: HashMap<Rc<[u8]>, usize> = HashMap::with_capacity(waiting.len());
         let mut first_of: Vec<Option<usize>> = Vec::with_capacity(waiting.len());
         for (ticket, index, op) in &waiting {
             match op {
@@ -194,7 +201,7 @@ impl Keyed {
                     let next = groups.len();
                     let g = *group_of.entry(key.clone()).or_insert(next);
                     if g == next {
-                        groups.push(Vec::new());
+                        groups.push(Members::new());
                         first_of.push(Some(g));
                     } else {
                         first_of.push(None);
@@ -205,7 +212,7 @@ impl Keyed {
             }
         }
         // Pass 2: one command per key at its first hit, every other op in its place.
-        let mut groups: Vec<Option<Vec<(KeyedTicket, usize)>>> = groups.into_iter().map(Some).collect();
+        let mut groups: Vec<Option<Members>> = groups.into_iter().map(Some).collect();
         for ((ticket, index, op), first) in waiting.into_iter().zip(first_of) {
             match op {
                 hit @ Op::Hit { .. } => {
@@ -232,7 +239,7 @@ impl Keyed {
                     let again = Op::Redirected { op: op.clone(), asking };
                     match *op {
                         hit @ Op::Hit { .. } => {
-                            let n = self.encode_hit(out, vec![(ticket, index)], hit, Some(asking), now);
+                            let n = self.encode_hit(out, smallvec![(ticket, index)], hit, Some(asking), now);
                             // Remembered as redirected: a second redirect is answered, not followed.
                             if let Some(Sent::Hits(_, op, _)) =
                                 self.sent.iter_mut().rev().find(|s| matches!(s, Sent::Hits(..)))
@@ -276,7 +283,7 @@ impl Keyed {
     fn encode_hit(
         &mut self,
         out: &mut Vec<u8>,
-        members: Vec<(KeyedTicket, usize)>,
+        members: Members,
         hit: Op,
         redirected: Option<bool>,
         now: Instant,
@@ -408,7 +415,7 @@ impl Keyed {
     fn redirected(&mut self, sent: Sent) -> Vec<(KeyedTicket, usize, Op)> {
         let (members, op) = match sent {
             Sent::Hits(members, op, _) => (members, op),
-            Sent::Command(ticket, index, op) => (vec![(ticket, index)], op),
+            Sent::Command(ticket, index, op) => (smallvec![(ticket, index)], op),
             Sent::Expire(..) | Sent::Ignored | Sent::Wait => return Vec::new(),
         };
         self.pending -= members.len() as u64;
@@ -424,7 +431,7 @@ impl Keyed {
         let members = match sent {
             Sent::Hits(members, ..) => members,
             Sent::Expire(..) | Sent::Ignored | Sent::Wait => return,
-            Sent::Command(ticket, index, _) => vec![(ticket, index)],
+            Sent::Command(ticket, index, _) => smallvec![(ticket, index)],
         };
         for (i, (ticket, index)) in members.into_iter().enumerate() {
             let a = answer(i);
