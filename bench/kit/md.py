@@ -54,17 +54,11 @@ def machine(s: dict, rows: list | tuple = ()) -> list[str]:
 
 
 def digest(report: str) -> str:
-    """What a tool prints when its run ends: each section's heading and its first table, without
-    the machine section and the separator rows (the whole report is in the file)."""
-    out, skipping = [], False  # skipping: the rest of a section (the machine's, or after its first table)
+    """What a tool prints when its run ends: the report's headings and tables, without the machine
+    section, the prose and the separator rows (the whole report is in the file)."""
+    out, in_machine = [], False
     for line in report.splitlines():
-        if line.startswith("#"):
-            skipping = line == "## Machine"
-            if not skipping:
-                out.append(line)
-        elif line.startswith("|") and not skipping:
-            if not line.startswith("|-"):
-                out.append(line)
-        elif out and out[-1].startswith("|"):
-            skipping = True
+        in_machine = line == "## Machine" if line.startswith("#") else in_machine
+        if not in_machine and line.startswith(("#", "|")) and not line.startswith("|-"):
+            out.append(line)
     return "\n".join(out)

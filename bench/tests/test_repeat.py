@@ -173,7 +173,7 @@ class RepeatReportTest(unittest.TestCase):
         self.assertEqual(report.render(folded), report.render(SUMMARY))
 
     def test_console_digest(self):
-        # What bench/run prints at the end: each section's heading and first table, from the report.
+        # What bench/run prints at the end: its headings and tables, from the report.
         digest = md.digest(self.text)
         self.assertTrue(digest.startswith("# "))
         self.assertNotIn("## Machine", digest)
