@@ -1,10 +1,7 @@
-"""bench/api: the counting API's routes under wrk, hitcore beside its peers, with Redis's cost per request
-(bench/README.md, *The counting API*, says what it runs and reports).
-
-Owns the `API_LOAD=` load specs of bench/plans/api.plan (a bench/compare plan), the Zipf draws that
-kit/api.lua replays, the per-variant measure (Redis read before and after each wrk run) and the
-report; the rounds, Redis, provisioning and summary.json are bench/compare's run (kit/compare.py's
-`Tool`). The pure parts are tested by bench/tests/test_api.py.
+"""bench/api: the counting API's routes under wrk, hitcore beside its peers, with Redis's cost per
+request (bench/README.md, *The counting API*), a `compare.Tool` over bench/plans/api.plan: its
+`API_LOAD=` specs, the Zipf draws kit/api.lua replays, the measure (Redis read around each wrk run)
+and the report's own section.
 """
 from __future__ import annotations
 
@@ -15,11 +12,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import compare, compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, servers, session
+from . import compare, compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, session
 from .procs import log
-from .md import esc, fmt
 
 LUA = Path(__file__).resolve().parent / "api.lua"
+PLAN = provision.BENCH / "plans" / "api.plan"
 DRAWS, SEED = 65536, 20
 # Commands bench/api itself sends between the two readings (not the server's).
 OWN_COMMANDS = {"info"}
@@ -82,24 +79,14 @@ def counted(client: redisctl.RedisClient) -> int:
 
 
 def table(summary: dict) -> str:
-    rows = {r["id"]: r for r in summary["rows"]}
-    base = rows.get(summary["base"], {}).get("tests", {}).get("wrk", {}).get("rps")
-    lines = [f"| Variant | load | req/s (median) | min–max | × {summary['base']} | p50 ms | p99 ms | non-2xx / socket "
-             "errors | Redis commands / request | Redis round trips / request | Redis CPU µs / request | "
-             "server CPU µs / request |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for row in summary["rows"]:
-        t = row["tests"].get("wrk") or {}
-        if not t.get("rps"):
-            lines.append(f"| {row['id']} | {summary['loads'][row['id']]} | {esc(row['status'])} |" + " |" * 9)
-            continue
-        errors = sum(t.get(f"errors_{k}", 0) for k in ("connect", "read", "write", "timeout"))
-        lines.append(
-            f"| {row['id']} | {summary['loads'][row['id']]} | {fmt(t['rps'])} | {fmt(t['min']['rps'])}–{fmt(t['max']['rps'])} "
-            f"| {fmt(base and t['rps'] / base, '.3f')} | {fmt(t.get('p50_ms'), '.2f')} | {fmt(t.get('p99_ms'), '.2f')} "
-            f"| {fmt(t.get('non_2xx_3xx'))} / {fmt(errors)} | {fmt(t.get('commands_per_request'), '.3f')} "
-            f"| {fmt(t.get('round_trips_per_request'), '.3f')} | {fmt(t.get('redis_cpu_us_per_request'), '.2f')} "
-            f"| {fmt(t.get('server_cpu_us_per_request'), '.2f')} |")
-    return "\n".join(lines)
+    cell = compare_report.median_cell
+    return compare_report.columns_table(summary["rows"], [
+        ("Variant", lambda row: row["id"]), ("load", lambda row: summary["loads"][row["id"]]),
+        *compare_report.throughput_columns(summary),
+        ("Redis commands / request", cell("commands_per_request", ".3f")),
+        ("Redis round trips / request", cell("round_trips_per_request", ".3f")),
+        ("Redis CPU µs / request", cell("redis_cpu_us_per_request", ".2f")),
+        ("server CPU µs / request", cell("server_cpu_us_per_request", ".2f"))])
 
 
 def render(summary: dict) -> str:
@@ -114,22 +101,16 @@ def render(summary: dict) -> str:
         "counts nothing). Every command of every round is in summary.json (`redis_calls`).", "", table(summary), ""])
 
 
-def measure(variant, filled: dict, round_no: int, setups, args, raw_dir: Path, log_dir: Path, _scratch: Path) -> dict:
+def measure(variant, filled: dict, round_no: int, redis, args, raw_dir: Path, log_dir: Path) -> dict:
     """One variant, one round, in bench/compare's run (kit/compare.py's Tool): FLUSHALL, the two
     readings around one wrk run with the variant's load, and what Redis counted."""
-    tag, port, redis = f"{variant.name}-r{round_no}", filled["port"], setups.by_setup["primary"]
+    tag, port = f"{variant.name}-r{round_no}", filled["port"]
     load, paths_file = args.api_loads[variant.name], args.api_paths.get(variant.name)
-    row = {"id": variant.name, "title": variant.name, "argv": " ".join(filled["argv"]), "uses_redis": True,
-           "status": "ok", "tests": {}}
-    spec = compare.server_spec(variant, filled)
+    row = compare.new_row(variant, filled, uses_redis=True)
     try:
-        service = servers.start(spec, port, log_dir / f"{tag}.log", timeout=60, cwd=provision.REPO)
-    except procs.RunError as error:
-        row["status"] = str(error)
-        return row
-    try:
-        server_pids = [service.pid] + procs.descendants(service.pid)
-        with redis.client() as client:
+        with (compare.started(variant, filled, redis, log_dir / f"{tag}.log", row, timeout=60, cwd=provision.REPO)
+              as service, redis.client() as client):
+            server_pids = [service.pid] + procs.descendants(service.pid)
             client.command("FLUSHALL")
             before = redis_reading(client, redis.pid, server_pids)
             url = f"http://127.0.0.1:{port}" + ("" if paths_file else load["path"])
@@ -144,49 +125,39 @@ def measure(variant, filled: dict, round_no: int, setups, args, raw_dir: Path, l
             # which the server still answers and counts), or wrk's own count where nothing counts.
             wrk["counted"] = wrk["counter_after"] = counted(client)
             wrk.update(per_request(before, after, max(wrk["requests"], wrk["counted"])))
-        row["tests"]["wrk"] = wrk
-        log(f"{tag}: {wrk['rps']:,.0f} req/s, {wrk.get('commands_per_request')} commands and "
-            f"{wrk.get('round_trips_per_request')} round trips per request")
+    except procs.RunError as error:
+        row["status"] = str(error)
         return row
-    finally:
-        row["exit_status"] = service.stop(grace=15)
+    row["tests"]["wrk"] = wrk
+    log(f"{tag}: {wrk['rps']:,.0f} req/s, {wrk.get('commands_per_request')} commands and "
+        f"{wrk.get('round_trips_per_request')} round trips per request")
+    return row
 
 
 def main(argv=None) -> int:
-    p = session.arguments("bench/api", __doc__.splitlines()[0], "{hitcore} (default target/release/hitcore, built if missing)")
-    p.add_argument("plan", type=Path, nargs="?", default=provision.BENCH / "plans" / "api.plan")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--duration", type=int, default=10, help="wrk -d seconds")
-    p.add_argument("--connections", type=int, default=500)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--quick", action="store_true", help="a smoke test: 1 round of 2 s at -c 50")
-    p.add_argument("--only", help="comma-separated variant names")
-    args = p.parse_args(argv)
     try:
-        plan = compare_plan.parse_plan(args.plan.read_text())
+        plan = compare_plan.parse_plan(PLAN.read_text())
         loads = {v.name: parse_load(v.env.pop("API_LOAD", "/")) for v in plan.variants}
-    except (OSError, compare_plan.PlanError) as error:
-        print(f"bench/api: {args.plan}: {error}", file=sys.stderr)
+        # bench/compare's options, the plan's load (its `defaults` line) first so the command line's win.
+        argv = list(sys.argv[1:] if argv is None else argv)
+        parser = compare.arguments("bench/api", __doc__.splitlines()[0], plan=PLAN)
+        args = parser.parse_args(plan.defaults + ["--name", "api"] + argv)
+        sets = compare_plan.parse_sets(args.set)
+        if args.only:
+            plan.only(args.only)
+    except compare_plan.PlanError as error:
+        print(f"bench/api: {PLAN}: {error}", file=sys.stderr)
         return 2
-    args = p.parse_args(plan.defaults + list(sys.argv[1:] if argv is None else argv))
-    if args.quick:
-        args.rounds, args.duration, args.connections = 1, 2, 50
-    only = set(args.only.split(",")) if args.only else {v.name for v in plan.variants}
-    if only - {v.name for v in plan.variants}:
-        print(f"bench/api: --only: no variant {', '.join(sorted(only - {v.name for v in plan.variants}))} "
-              f"(variants: {', '.join(v.name for v in plan.variants)})", file=sys.stderr)
-        return 2
-    # bench/compare's run with this measure and report; goals about a variant left out are dropped.
-    plan.variants = [v for v in plan.variants if v.name in only]
-    plan.goals = [g for g in plan.goals if g.name in only]
-    args.name, args.dry_run = "api" + ("-quick" if args.quick else ""), False
+    if args.quick:  # a smoke test, as bench/compare's
+        args.rounds, args.duration, args.name = 1, 3, "api-quick"
     args.api_loads, args.api_paths = loads, {}
     machine.raise_open_files_limit()
-    loads_shown = {name: (spec["path"] if spec["kind"] == "path" else f"/hit, Zipf over {spec['keys']:,} keys")
-                   for name, spec in loads.items() if name in only}
+    loads_shown = {v.name: (loads[v.name]["path"] if loads[v.name]["kind"] == "path"
+                            else f"/hit, Zipf over {loads[v.name]['keys']:,} keys") for v in plan.variants}
     with tempfile.TemporaryDirectory(prefix="hitcore-api-") as tmp:
-        for name in only:
-            if loads[name]["kind"] == "zipf":
-                args.api_paths[name] = Path(tmp) / f"{name}.paths"
-                args.api_paths[name].write_text("\n".join(load_paths(loads[name])) + "\n")
-        return session.guard(compare.run, args, plan, {}, compare.Tool(measure, render, table, {"loads": loads_shown}, "bench/api"))
+        for v in plan.variants:
+            if loads[v.name]["kind"] == "zipf":
+                args.api_paths[v.name] = Path(tmp) / f"{v.name}.paths"
+                args.api_paths[v.name].write_text("\n".join(load_paths(loads[v.name])) + "\n")
+        tool = compare.Tool(measure, render, table, {"loads": loads_shown}, "bench/api")
+        return session.guard(compare.run, args, plan, sets, tool)

@@ -1,20 +1,17 @@
 """User-space instructions per request with callgrind, for `bench/syscalls --instructions` (this
-VM's perf has no hardware counters, so `perf stat -e instructions` cannot count them).
-
-The server runs under `valgrind --tool=callgrind --trace-children=yes` (every process it forks or
-execs is counted: hitcore's shards, nginx's worker); `zero()` resets the counters of its processes
-with `callgrind_control -z PID` once the warm-up is done, the load runs, and `dump()` asks each for
-a dump (`callgrind_control -d PID`), which callgrind writes as `<out>.<pid>.<n>`. `read_totals()`
-reads the newest dump of each process: the instructions (Ir) executed between the zero and the
-dump, in the process's own code, its libraries and libc; not in the kernel (which perf's syscall
-counts stand for). Callgrind runs the program some 50× slower, so batches are larger than they
-would be at full speed: compare servers under the same tool, not with uninstrumented numbers.
+VM's perf has no hardware counters). The server runs under `valgrind --tool=callgrind
+--trace-children=yes` (its forked processes counted too); `zero()` resets their counters after the
+warm-up (`callgrind_control -z`), `dump()` has each write `<out>.<pid>.<n>` after the load, and
+`read_totals()` reads each process's newest: the instructions (Ir) in its own code and libraries,
+not the kernel's. Callgrind runs a program some 50× slower, so batches are larger than at full
+speed: compare servers under the same tool only.
 """
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
+
+from . import procs
 
 
 def wrap(argv: list[str], out_dir: Path) -> list[str]:
@@ -27,12 +24,8 @@ def _control(flag: str, pids, timeout: float = 120) -> list[int]:
     """Runs `callgrind_control FLAG PID` for each pid; returns the pids it reached."""
     reached = []
     for pid in pids:
-        try:
-            out = subprocess.run(["callgrind_control", flag, str(pid)], capture_output=True, text=True,
-                                 timeout=timeout)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if out.returncode == 0 and "OK" in out.stdout:
+        result = procs.run(["callgrind_control", flag, str(pid)], timeout=timeout)
+        if result.ok and "OK" in result.stdout:
             reached.append(pid)
     return reached
 

@@ -1,23 +1,17 @@
-"""bench/compare: a plan's variants side by side under wrk, in interleaved rounds.
+"""bench/compare: a plan's variants side by side under wrk, in interleaved rounds (bench/README.md,
+*Variants side by side*, says what it measures and reports).
 
-1. read the plan (kit/compare_plan.py) and fill its placeholders; refuse a bad one before starting;
-2. describe the machine (kit/machine.py) and start the Redis setups the plan names (kit/setups.py);
-   a tool on this run (`Tool`: bench/api, bench/tail, bench/syscalls) may prepare once here;
-3. for each round, each variant in turn (the Tool's measure instead, if it has one): start it, wait
-   until it answers and every shard said "Connected to Redis", `SET hit 0`, with @attack start the
-   attackers (kit/attack.py), then `wrk -t T -c C -d Ds --latency` while, with @scrape, a thread
-   GETs /metrics every second; over wrk's steady window (from 1 s after its start to 0.5 s
-   before its end) it reads the CPU time of Redis (and of the replica), of the server's process
-   tree, of wrk and of the whole machine from /proc, and INFO commandstats and the counter, so the
-   window gives Redis's CPU per second, the commands it served and the requests per command (the
-   batch size); then stop the variant (SIGTERM by PID) and empty its scratch folder;
-4. fold the rounds into medians and min–max (kit/rounds.py), check the goals, and write
-   bench/results/<date>-<name>/: summary.md (machine first), summary.json, raw/ (every wrk output),
-   logs/ (servers and Redis; ignored by git).
-Every process started is stopped by PID at the end, on error and on Ctrl-C.
+Reads the plan (kit/compare_plan.py), starts one Redis when a variant names {redis_url}, then for
+each round each variant in turn (or a `Tool`'s measure: bench/api, bench/tail, bench/syscalls):
+start it and wait until it is ready, `SET hit 0`, with @attack the slowloris client
+(kit/attack.py), then wrk, with the steady window's /proc and Redis readings (kit/measure.py); stop
+it by PID. Then it folds the rounds (kit/rounds.py), checks the goals and writes
+bench/results/<date>-<name>/. Every process started is stopped by PID, on error and on Ctrl-C too.
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -27,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,33 +28,52 @@ from typing import Callable
 
 from . import compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, rounds, servers, session
 from .attack import Attack, window as attack_window
-from .measure import (Scraper, binary_identity, fd_count, listen_counters, metrics_series, socket_summary,
-                      steady_window, window_figures, window_reading)
+from .measure import (binary_identity, fd_count, listen_counters, socket_summary, steady_window, window_figures,
+                      window_reading)
 from .procs import log
-from .setups import RedisSetups, make_certificates
 
 WARM_S, MARGIN_S = 1.0, 0.5  # the steady window inside each wrk run
 
 
-def parse_args(argv):
-    p = session.arguments(
-        "bench/compare", hitcore="{hitcore} (default target/release/hitcore, built if missing)", description="Runs a plan's variants (bench/plans/*.plan: named command lines with their environment) "
-                    "side by side under wrk in interleaved rounds, with Redis's CPU and batch sizes, and writes "
-                    "bench/results/<date>-<name>/summary.md.")
-    p.add_argument("plan", type=Path, help="the plan file (see bench/plans/ and kit/compare_plan.py)")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    p.add_argument("--duration", type=int, default=5, help="wrk -d seconds (default 5)")
-    p.add_argument("--connections", type=int, default=500, help="wrk -c (default 500)")
-    p.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
+def at_least(minimum: int):
+    """An argparse `type`: a whole number ≥ `minimum`, else a usage error (exit 2)."""
+    def parse(text: str) -> int:
+        if not text.isdigit() or int(text) < minimum:
+            raise argparse.ArgumentTypeError(f"a whole number ≥ {minimum}, not {text!r}")
+        return int(text)
+    return parse
+
+
+def arguments(prog: str = "bench/compare", description: str = "Runs a plan's variants (bench/plans/*.plan: "
+              "named command lines with their environment) side by side under wrk in interleaved rounds, and "
+              "writes bench/results/<date>-<name>/summary.md.", load: str = "wrk",
+              plan: Path | None = None) -> argparse.ArgumentParser:
+    """bench/compare's options; bench/api's and bench/tail's too, which give their `plan` (a plan's
+    `defaults` line goes before the command line, so its load is the default)."""
+    p = session.arguments(prog, description, hitcore="{hitcore} (default target/release/hitcore, built if missing)")
+    if plan:
+        p.set_defaults(plan=plan)
+    else:
+        p.add_argument("plan", type=Path, help="the plan file (see bench/plans/ and kit/compare_plan.py)")
+    p.add_argument("--rounds", type=at_least(1), default=3, help="interleaved rounds (default 3, or the plan's)")
+    p.add_argument("--duration", type=at_least(2), default=5, help=f"{load} seconds (default 5, or the plan's)")
+    p.add_argument("--connections", type=at_least(1), default=500, help=f"{load} -c (default 500, or the plan's)")
+    p.add_argument("--threads", type=at_least(1), default=2, help="wrk -t (default 2)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="fill the plan's {NAME} placeholder (e.g. --set baseline=../old/hitcore)")
     p.add_argument("--name", help="results folder name after the date (default: the plan's file name)")
     p.add_argument("--only", type=lambda text: [n for n in text.split(",") if n], metavar="LIST",
                    help="only these variants, comma-separated (goals about others are dropped)")
+    p.add_argument("--quick", action="store_true", help="one round of 3 s (`-quick` after the results name): "
+                   "checks a plan")
     p.add_argument("--dry-run", action="store_true", help="print the filled command lines and exit")
     p.add_argument("--render", action="store_true",
                    help="only write summary.md again from the results folder's summary.json (PLAN is that folder)")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv):
+    return arguments().parse_args(argv)
 
 
 def main(argv=None) -> int:
@@ -77,18 +89,14 @@ def main(argv=None) -> int:
         sets = compare_plan.parse_sets(args.set)
         if args.only:
             plan.only(args.only)
-    except OSError as error:
-        print(f"bench/compare: {args.plan}: {error.strerror}", file=sys.stderr)
-        return 2
-    except compare_plan.PlanError as error:
-        print(f"bench/compare: {args.plan}: {error}", file=sys.stderr)
+    except (OSError, compare_plan.PlanError) as error:
+        print(f"bench/compare: {args.plan}: {getattr(error, 'strerror', None) or error}", file=sys.stderr)
         return 2
     if plan.defaults:
         # The plan's own load (its `defaults` line) first, so the command line's options win.
         args = parse_args(plan.defaults + list(sys.argv[1:] if argv is None else argv))
-    if args.rounds < 1 or args.duration < 2:
-        print("bench/compare: --rounds must be ≥ 1 and --duration ≥ 2", file=sys.stderr)
-        return 2
+    if args.quick:
+        args.rounds, args.duration, args.name = 1, 3, (args.name or args.plan.stem) + "-quick"
     nofile = machine.raise_open_files_limit()
     if nofile[0] < args.connections + 256:
         log(f"warning: the open-files limit is {nofile[0]} (hard {nofile[1]}), too few for wrk -c {args.connections} "
@@ -101,70 +109,76 @@ def main(argv=None) -> int:
         return 2
 
 
-def _count_lines(path: Path) -> int | None:
+def new_row(variant, filled: dict, **extra) -> dict:
+    """A variant's row for one round, as kit/rounds.py folds it; the measure fills its "tests"."""
+    return {"id": variant.name, "title": variant.name, "argv": " ".join(filled["argv"]),
+            "uses_redis": variant.uses_redis, "status": "ok", "tests": {}, **extra}
+
+
+@contextlib.contextmanager
+def started(variant, filled: dict, redis, log_path: Path, row: dict, **start):
+    """The variant's server started and ready (procs.RunError if not), the counter at 0; on leaving,
+    stopped by PID, with its exit status and WORKER TIMEOUT lines in `row`. `start`: servers.start's
+    options."""
+    service = servers.start(server_spec(variant, filled), filled["port"], log_path, name=log_path.stem, **start)
     try:
-        with open(path, "rb") as f:
-            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
-    except OSError:
-        return None
+        if redis and variant.uses_redis:
+            redis.set("hit", 0)
+        yield service
+    finally:
+        row["exit_status"] = service.stop(grace=15)
+        row["worker_timeouts"] = servers.worker_timeouts(service.log_text())
 
 
-def server_spec(variant, filled: dict, title: str | None = None) -> servers.Spec:
+def server_spec(variant, filled: dict) -> servers.Spec:
     """A variant's server as servers' start and readiness take it: ready once its processes run and,
     with @shards, once every shard logged that it reached Redis."""
     processes, shards = variant.readiness(filled["cpus"])
-    return servers.Spec(variant.name, title or variant.name, filled["argv"], env=filled["env"],
-                        uses_redis=variant.setup() is not None, processes=processes,
+    return servers.Spec(variant.name, variant.name, filled["argv"], env=filled["env"],
+                        uses_redis=variant.uses_redis, processes=processes,
                         ready_line="Connected to Redis" if shards else "", ready_count=shards, https=variant.https)
 
 
-def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw_dir: Path, log_dir: Path,
-            scratch: Path) -> dict:
+def measure(variant, filled: dict, round_no: int, redis: redisctl.RedisServer | None, args, raw_dir: Path,
+            log_dir: Path) -> dict:
     """One variant, one round: start, wrk with the samplers, stop. Returns the round's row."""
-    name = variant.name
-    tag = f"{name}-r{round_no}"
-    redis = setups.by_setup.get(variant.setup()) if variant.setup() else None
-    row = {"id": name, "title": name, "argv": " ".join(filled["argv"]), "uses_redis": redis is not None,
-           "status": "ok", "tests": {}, "load_before": round(os.getloadavg()[0], 2)}
+    tag = f"{variant.name}-r{round_no}"
+    redis = redis if variant.uses_redis else None
+    row = new_row(variant, filled, load_before=round(os.getloadavg()[0], 2), log=f"{tag}.log")
     if variant.attack:
-        row["attack"] = f"{variant.attack}:{variant.attack_size}"
-    port, row["log"] = filled["port"], f"{tag}.log"
+        row["attack"] = f"slowloris:{variant.attack}"
     try:
-        service = servers.start(server_spec(variant, filled), port, log_dir / f"{tag}.log", name=name)
+        with started(variant, filled, redis, log_dir / f"{tag}.log", row) as service:
+            row["tests"]["wrk"] = under_wrk(variant, filled, service, redis, args, log_dir / f"{tag}-attack.log",
+                                            raw_dir / f"{tag}.txt", row)
     except procs.RunError as error:
         row["status"] = str(error)
-        log(f"{tag}: {error}")
-        shutil.rmtree(scratch, ignore_errors=True)
-        return row
-    scraper, flood, attack = None, [], None
+    finally:
+        shutil.rmtree(filled["scratch"], ignore_errors=True)
+    log(f"{tag}: " + (compare_report.brief(row["tests"]["wrk"]) if row["tests"] else row["status"]))
+    return row
+
+
+def under_wrk(variant, filled: dict, service, redis, args, attack_log: Path, raw: Path, row: dict) -> dict:
+    """wrk against the started server, with the steady window's readings, the attackers or the
+    flood beside it when the variant asks for them; the wrk result with every figure."""
+    port = filled["port"]
+    flood, attack = [], None
     try:
-        if redis:
-            redis.set("hit", 0)
         server_pids = [service.pid] + procs.descendants(service.pid)
         result = {}
         if variant.attack:
             # The server's memory before the attackers, against its peak beside them: what each
             # connection they hold costs it.
             result["rss_before_attack_kib"] = sum(procs.memory_kib(pid)[0] for pid in server_pids)
-            attack = Attack(variant.attack, variant.attack_size, port, log_dir / f"{tag}-attack.log", args.duration + 150)
-            try:
-                result["attack_ramp_s"] = attack.wait_ready()
-            except procs.RunError as error:
-                row["status"] = str(error)
-                return row
-        t0 = time.monotonic()
-        if variant.scrape:
-            scraper = Scraper(int(filled["metrics_bind"].rsplit(":", 1)[1]), t0)
-            scraper.start()
-        redis_pids = [redis.pid] if redis else []
-        replica_pids = [setups.replica.pid] if redis and variant.setup() == "replicated" and setups.replica else []
-        sentinel_pids = [s.pid for s in setups.sentinels] if "sentinel_url" in variant.placeholders() else []
-        attacker_pids = [attack.pid] if attack else []  # its CPU is neither the server's nor other work
+            attack = Attack(variant.attack, port, attack_log, args.duration + 150)
+            result["attack_ramp_s"] = attack.wait_ready()
+        groups = {"redis": [redis.pid] if redis else [], "server": server_pids}
+        if attack:  # its CPU is neither the server's nor other work
+            groups["attacker"] = [attack.pid]
 
         def reading(proc) -> dict:
-            groups = {"redis": redis_pids, "replica": replica_pids, "sentinels": sentinel_pids, "server": server_pids,
-                      "wrk": [proc.pid]}
-            r = window_reading(groups | ({"attacker": attacker_pids} if attack else {}), redis)
+            r = window_reading(groups | {"wrk": [proc.pid]}, redis)
             # How the connections spread over the server's processes (open descriptors: a shard's or
             # worker's connections plus a few of its own), and the kernel's socket totals: the
             # window's end is what a run with many connections reports.
@@ -172,22 +186,15 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
             return r
 
         marks, sample = steady_window(args.duration, WARM_S, MARGIN_S, reading)
-
         url = f"{'https' if variant.https else 'http'}://127.0.0.1:{port}/"
         flood += [subprocess.Popen(["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-time",
                                    str(args.duration)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                 for _ in range(variant.flood)]
+                  for _ in range(variant.flood)]
         listen0 = listen_counters()
-        restart = {}
-        if variant.redis_restart:
-            # The steady window would straddle two Redis processes: no window figures for this run.
-            sample = None
-            restarter = threading.Timer(0.4 * args.duration, restart_redis, (redis, variant.redis_restart, t0, restart))
-            restarter.start()
         memory = procs.TreeSampler(service.pid, pss=False)
         memory.start()
         wrk_t0 = time.monotonic()
-        result.update(loadgen.wrk(url, args.threads, args.connections, args.duration, raw_dir / f"{tag}.txt", None,
+        result.update(loadgen.wrk(url, args.threads, args.connections, args.duration, raw, None,
                                   while_running=sample, headers=("Connection: close",) if variant.close else ()))
         wrk_t1 = time.monotonic()
         memory.stop()
@@ -195,65 +202,36 @@ def measure(variant, filled: dict, round_no: int, setups: RedisSetups, args, raw
         listen1 = listen_counters()
         if attack:
             result.update(attack_window(attack.stop(), wrk_t0, wrk_t1))
-            held = result.get("attack_idle_avg") or result.get("attack_open_avg")
-            if held:
-                result["kib_per_attack_conn"] = round((result["peak_rss_kib"] - result["rss_before_attack_kib"]) / held, 2)
-        if variant.redis_restart:
-            restarter.join()
-            result["redis_restart"] = restart
+            if result.get("attack_open_avg"):
+                result["kib_per_attack_conn"] = round(
+                    (result["peak_rss_kib"] - result["rss_before_attack_kib"]) / result["attack_open_avg"], 2)
         if flood:
             result["flood_handshakes_per_s"] = flood_rate(flood, args.duration)
         # Connections the kernel turned away at a full accept queue during the whole wrk run (its
         # connect burst included): the whole machine's count, but only this run opens connections.
         result.update({k: listen1[k] - listen0[k] for k in listen1 if k in listen0})
         time.sleep(0.3)  # requests in flight when wrk stopped finish in the server
-        if scraper:
-            scraper.stop()
-            result["scrapes"] = len(scraper.scrapes)
-            result["scrape_errors"] = len(scraper.errors)
-            row["scrape_errors"] = scraper.errors[:5]
-            if variant.redis_restart:
-                result["metrics_series"] = metrics_series(scraper.scrapes)
         if redis:
             result["counter_after"] = redis.get_int("hit")
-        if variant.lines:
-            result["file_lines"] = _count_lines(Path(filled["lines"]))
         if len(marks) == 2:
             result.update(window_figures(marks[0], marks[1]))
+            if result.get("server_cpu_us_per_request") is None and result.get("rps"):
+                # A server that counts nothing (nginx's `return 200`): per request wrk saw answered.
+                result["server_cpu_us_per_request"] = round(result["server_cpu_pct"] * 1e4 / result["rps"], 2)
             result["server_fds"] = marks[1].get("fds")
             result["ss_tcp"] = marks[1].get("ss")
         if result["error"]:
             row["status"] = f"wrk: {result['error']}"
         if not service.alive():
             row["status"] = f"exited during wrk with status {service.proc.returncode}"
-        row["tests"]["wrk"] = result
-        log(f"{tag}: " + compare_report.brief(result))
-        return row
+        return result
     finally:
-        if scraper and scraper.is_alive():
-            scraper.stop()
         if attack:
             attack.stop()
         for client in flood:  # s_time stops by itself after -time; this is for a run cut short
             if client.poll() is None:
                 client.kill()
                 client.wait()
-        row["exit_status"] = service.stop(grace=15)
-        row["worker_timeouts"] = servers.worker_timeouts(service.log_text())
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def restart_redis(redis: redisctl.RedisServer, down: float, t0: float, events: dict) -> None:
-    """@redis-restart: stops the variant's Redis and starts it again `down` seconds later; records
-    when (seconds since `t0`, the scrapes' clock) into `events`."""
-    log(f"stopping Redis for {down:g} s")
-    events["stopped_s"] = round(time.monotonic() - t0, 2)
-    try:
-        redis.restart(down)
-    except redisctl.RedisError as error:
-        events["error"] = str(error)
-    events["started_s"] = round(time.monotonic() - t0, 2)
-    log("Redis started again")
 
 
 def flood_rate(clients: list[subprocess.Popen], duration: int) -> float | None:
@@ -278,7 +256,7 @@ def flood_rate(clients: list[subprocess.Popen], duration: int) -> float | None:
 class Tool:
     """What a tool built on this run brings of its own (bench/api, bench/tail): how one variant is
     measured in one round (measure's signature), its report, its console table (None: the report's
-    digest, md.digest) and summary keys; `prepare(fill, setups, args, raw_dir, log_dir)` runs once
+    digest, md.digest) and summary keys; `prepare(fill, redis, args, raw_dir, log_dir)` runs once
     before the rounds (bench/tail's closed-loop maximum; `fill(variant)` gives a variant's filled
     command line) and returns why the run cannot go on, or None; `fold(summary, run_dir)` adds the
     tool's figures to the summary before it is written."""
@@ -289,6 +267,23 @@ class Tool:
     name: str = "bench/compare"
     prepare: Callable | None = None
     fold: Callable | None = None
+
+
+def missing(plan, args, sets: dict, values: dict, log_dir: Path) -> str | None:
+    """What the plan's commands need and cannot have, or None: hitcore, the tokio peer and
+    bench/.venv (a plan's gunicorn) are built or installed when missing, as bench/run does."""
+    used = plan.placeholders()
+    problem = None
+    if "hitcore" in used and not args.hitcore and "hitcore" not in sets:
+        problem = provision.hitcore(log_dir)
+    if not problem and "tokio" in used and "tokio" not in sets and not provision.TOKIO_BINARY.exists():
+        problem = provision.tokio_peer(log_dir)
+    if not problem and any(".venv/" in w for v in plan.variants for w in v.words()):
+        problem = provision.virtualenv("main", log_dir)
+    for key in ("hitcore", "tokio"):
+        if not problem and key in used and not os.access(values[key], os.X_OK):
+            problem = f"{{{key}}} = {values[key]} is not an executable file"
+    return problem
 
 
 def run(args, plan, sets, tool: Tool | None = None) -> int:
@@ -304,24 +299,10 @@ def run(args, plan, sets, tool: Tool | None = None) -> int:
                    "connections": str(args.connections)}
     base_values.update(sets)
     used = plan.placeholders()
-    if "hitcore" in used and not args.hitcore and "hitcore" not in sets:
-        problem = provision.hitcore(log_dir)
-        if problem:
-            log(f"cannot run: {problem}")
-            return 1
-    # The peer and bench/.venv (a plan's gunicorn) are built or installed when missing, as bench/run
-    # does (not for --dry-run: it only prints the command lines).
-    needs_tokio = "tokio" in used and "tokio" not in sets and not provision.TOKIO_BINARY.exists()
-    needs_venv = any(".venv/" in w for v in plan.variants for w in v.words())
-    problem = not args.dry_run and ((needs_tokio and provision.tokio_peer(log_dir))
-                                    or (needs_venv and provision.virtualenv("main", log_dir)))
+    problem = None if args.dry_run else missing(plan, args, sets, base_values, log_dir)
     if problem:
         log(f"cannot run: {problem}")
         return 1
-    for key in ("hitcore", "tokio"):
-        if key in used and not os.access(base_values[key], os.X_OK):
-            log(f"cannot run: {{{key}}} = {base_values[key]} is not an executable file")
-            return 1
     # Every placeholder known before anything starts: a typo fails now, not after the first round.
     probe_values = dict.fromkeys(compare_plan.KIT_PLACEHOLDERS, "x") | base_values
     for v in plan.variants:
@@ -343,62 +324,63 @@ def run(args, plan, sets, tool: Tool | None = None) -> int:
         f"{load_at_start[0]:.2f}; results -> {run_dir}")
     with tempfile.TemporaryDirectory(prefix="hitcore-compare-") as tmp:
         tmp = Path(tmp)
-        setups = RedisSetups(plan.setups(), "redis_tls_url" in used or "tls_ca" in used, "sentinel_url" in used,
-                             log_dir, tmp)
+        redis = None
+        if "redis_url" in used:
+            redis = redisctl.RedisServer(log_dir, workdir=tmp)
+            redis.wait_ready()
+            base_values["redis_url"] = redis.url
+            summary["redis"] = [f"redis-server on 127.0.0.1:{redis.port} (password, no persistence)"]
         if used & {"tls_cert", "tls_key"} or any(v.https for v in plan.variants):
-            certs = make_certificates(tmp / "https-certs")
-            base_values.update(tls_cert=str(certs["server.crt"]), tls_key=str(certs["server.key"]))
-        summary["redis"] = setups.describe()
-        redis_any = next(iter(setups.by_setup.values()), None)
+            cert, key = servers.certificate(tmp / "https-cert")
+            base_values.update(tls_cert=str(cert), tls_key=str(key))
         summary["versions"] = machine.versions(hitcore if hitcore.exists() else None,
-                                               redis_any.version() if redis_any else None)
+                                               redis.version() if redis else None)
         summary["binaries"] = {k: binary_identity(base_values[k]) for k in sorted(used & set(base_values))
                                if os.access(base_values[k], os.X_OK)}
 
         def fill(v) -> dict:
             """A variant's command line and environment with every placeholder filled for one start:
-            a fresh port, metrics port and scratch folder, and its nginx config when it names one."""
+            a fresh port and scratch folder, and its nginx config when it names one."""
             scratch = tmp / f"scratch-{v.name}"
             scratch.mkdir(parents=True, exist_ok=True)
             port = redisctl.free_port()
-            values = dict(base_values, **setups.values, bind=f"127.0.0.1:{port}", port=str(port),
-                          metrics_bind=f"127.0.0.1:{redisctl.free_port()}", tmp=str(scratch))
+            values = dict(base_values, bind=f"127.0.0.1:{port}", port=str(port), tmp=str(scratch))
             if "nginx_conf" in v.placeholders():
                 tls = (values["tls_cert"], values["tls_key"]) if v.https else None
                 # Room for wrk's clients and the attackers', as an operator expecting them would give.
-                clients = args.connections + (v.attack_size + 100 if v.attack else 0)
+                clients = args.connections + (v.attack + 100 if v.attack else 0)
                 # One worker per CPU, or the processes @procs names less the master.
                 workers = v.procs - 1 if v.procs_given and v.procs > 1 else cpus
                 conf, _limits = servers.write_nginx_conf(scratch, values["bind"], workers, clients, tls)
                 values["nginx_conf"] = str(conf)
             return {"argv": [compare_plan.fill(w, values) for w in v.argv],
                     "env": {k: compare_plan.fill(x, values) for k, x in v.env.items()},
-                    "port": port, "metrics_bind": values["metrics_bind"], "cpus": cpus, "scratch": scratch,
-                    "lines": compare_plan.fill(v.lines, values) if v.lines else None}
+                    "port": port, "cpus": cpus, "scratch": scratch}
 
-        problem = tool.prepare and not args.dry_run and tool.prepare(fill, setups, args, raw_dir, log_dir)
-        if problem:
-            setups.stop()
-            log(f"cannot run: {problem}")
-            return 1
-        per_round, meta = [], []
-        for rnd in range(1, args.rounds + 1):
-            log(f"round {rnd} of {args.rounds}")
-            meta.append({"round": rnd, "utc": datetime.datetime.now(datetime.timezone.utc).strftime("%H:%M:%S"),
-                         "load1": round(os.getloadavg()[0], 2)})
-            rows = []
-            for v in plan.variants:
-                filled = fill(v)
+        try:
+            problem = tool.prepare and not args.dry_run and tool.prepare(fill, redis, args, raw_dir, log_dir)
+            if problem:
+                log(f"cannot run: {problem}")
+                return 1
+            per_round, meta = [], []
+            for rnd in range(1, args.rounds + 1):
+                log(f"round {rnd} of {args.rounds}")
+                meta.append({"round": rnd, "utc": datetime.datetime.now(datetime.timezone.utc).strftime("%H:%M:%S"),
+                             "load1": round(os.getloadavg()[0], 2)})
+                rows = []
+                for v in plan.variants:
+                    filled = fill(v)
+                    if args.dry_run:
+                        env = " ".join(f"{k}=…" for k in filled["env"])
+                        print(f"{v.name}: {env} {' '.join(filled['argv'])}")
+                        continue
+                    rows.append(tool.measure(v, filled, rnd, redis, args, raw_dir, log_dir))
                 if args.dry_run:
-                    env = " ".join(f"{k}=…" for k in filled["env"])
-                    print(f"{v.name}: {env} {' '.join(filled['argv'])}")
-                    continue
-                rows.append(tool.measure(v, filled, rnd, setups, args, raw_dir, log_dir, filled["scratch"]))
-            if args.dry_run:
-                setups.stop()
-                return 0
-            per_round.append(rows)
-        setups.stop()
+                    return 0
+                per_round.append(rows)
+        finally:
+            if redis:
+                redis.stop()
     summary["rounds"] = meta
     summary["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
     summary["rows"] = rounds.aggregate(per_round)

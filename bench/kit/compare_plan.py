@@ -8,43 +8,14 @@ A plan is a small text file (bench/plans/*.plan), one statement per line, `#` st
     variant main      @shards=2  REDIS_URL={redis_url}  {hitcore} -b {bind} -w 2
     goal   main >= 0.95 previous
 
-- `title TEXT`: the table's heading.
-- `base NAME`: the variant every other is divided by in the ratio column (default: the first).
-- `variant NAME WORDS...`: shell words (shlex), in this order: options starting with `@`, then
-  `KEY=VALUE` environment entries, then the command and its arguments. Options:
-  `@shards=N` (hitcore: N shards, so N + 1 processes and N "Connected to Redis" log lines mean
-  ready; `@shards=cpus`: one per CPU the run may use, hitcore's default layout), `@procs=N` (the process count that means ready, for other servers), `@scrape` (GET
-  http://{metrics_bind}/metrics every second while wrk runs, as a Prometheus server would),
-  `@lines=PATH` (count the lines of this file after the run: an access log's lines against the
-  requests served), `@https` (the probe and wrk use https://), `@close` (wrk sends `Connection:
-  close`: a new connection, and with @https a new TLS handshake, per request), `@flood=N` (while wrk
-  runs, N `openssl s_time -new` clients open TLS connections back to back: a handshake flood beside
-  wrk's keep-alive clients, whose p99 shows its effect; needs @https), `@redis-restart=S` (40 % into
-  wrk, stop the primary Redis and start it again on its port S seconds later; with @scrape the
-  row keeps /metrics as series; needs {redis_url}), `@attack=MODE:N` (hostile clients beside wrk,
-  kit/attackers.py: `slowloris:N`, `idle:N`, `flood:N` connections, or `pipeline:S` seconds of
-  pipelined writes never read; started before wrk and in place before it starts).
-- `goal NAME >= FACTOR OTHER`: NAME's median req/s must be at least FACTOR times OTHER's;
-  `goal NAME p99 <= FACTOR OTHER`: NAME's median p99 at most FACTOR times OTHER's. The report says
-  met or not met, with both figures.
-- `defaults --OPTION N ...`: the load this plan is about, as bench/compare's own options
-  (`--connections`, `--duration`, `--threads`, `--rounds`, whole numbers); the command line
-  overrides them (`defaults --connections 10000 --duration 10` for a 10,000-connection plan).
-
-`{placeholders}` in a variant's words are filled in at run time by bench/compare (`fill()`): the
-kit's own (`bind`, `port`, `redis_url`, `redis_tls_url`, `tls_ca`, `replicated_url`,
-`sentinel_url`, `metrics_bind`, `tmp`, `hitcore`, `tokio`, `cpus`: the CPUs the run may use,
-`connections`: wrk's -c, `tls_cert` and `tls_key`: an ECDSA P-256 certificate for 127.0.0.1 and its
-key, made with openssl for the run, and `nginx_conf`: the kit's static nginx config, peers/nginx/nginx.conf.in,
-written into {tmp} for this variant with one worker per CPU and its limits sized for `connections`,
-serving HTTPS with that certificate when the variant says @https)
-and any given with `--set NAME=VALUE`. A variant naming {nginx_conf} is ready once its master and
-one worker per CPU run; with @procs=N its config has N - 1 workers.
-Which Redis a variant counts in follows from the URL placeholder it names (`redis_url` and
-`redis_tls_url`: the primary, one redis-server with a plain and a TLS port; `replicated_url`: a
-second primary with a replica attached; `sentinel_url`: that same second primary, found through
-three sentinels that monitor it), so the kit starts only the Redis setups a plan uses.
-Pure functions, standard library only: bench/tests/test_compare.py tests them without running anything.
+Statements: `title TEXT`; `base NAME` (the variant the ratio column divides by; default the
+first); `variant NAME [@OPTION...] [KEY=VALUE...] COMMAND...` in shell words; `goal NAME >= FACTOR
+OTHER` (median req/s) or `goal NAME p99 <= FACTOR OTHER` (median p99); `defaults --OPTION N ...`
+(bench/compare's --connections, --duration, --threads, --rounds; the command line's win). The
+options (`@shards=N|cpus`, `@procs=N`, `@https`, `@close`, `@flood=N`, `@attack=slowloris:N`) and the
+`{placeholders}` the kit fills (KIT_PLACEHOLDERS, and any given with `--set NAME=VALUE`) are
+described in bench/README.md, *Variants side by side*; `Variant.readiness` says when a variant is
+up. Pure functions, standard library only: bench/tests/test_compare.py tests them without running anything.
 """
 from __future__ import annotations
 
@@ -55,11 +26,7 @@ from dataclasses import dataclass, field
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 ENV = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
 PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
-# Which Redis setup a URL placeholder needs (see the module's docstring).
-SETUPS = {"redis_url": "primary", "redis_tls_url": "primary", "tls_ca": "primary",
-          "replicated_url": "replicated", "sentinel_url": "replicated"}
-KIT_PLACEHOLDERS = {"bind", "port", "redis_url", "redis_tls_url", "tls_ca", "replicated_url", "sentinel_url",
-                    "metrics_bind", "tmp", "hitcore", "tokio", "cpus", "connections", "nginx_conf",
+KIT_PLACEHOLDERS = {"bind", "port", "redis_url", "tmp", "hitcore", "tokio", "cpus", "connections", "nginx_conf",
                     "tls_cert", "tls_key"}
 
 
@@ -74,16 +41,12 @@ class Variant:
     env: dict[str, str] = field(default_factory=dict)
     shards: int = 0                              # hitcore's shards (0: not hitcore)
     procs: int = 1                               # processes that mean "every worker is up"
-    scrape: bool = False
-    lines: str | None = None                     # a file whose lines are counted after the run
     per_cpu: bool = False                        # @shards=cpus: one shard per CPU of the run
     procs_given: bool = False                    # @procs or @shards said how many processes
     https: bool = False                          # @https
     close: bool = False                          # @close
     flood: int = 0                               # @flood=N: handshake-flood clients beside wrk
-    redis_restart: float = 0.0                   # @redis-restart=S: Redis down S seconds during wrk
-    attack: str | None = None                    # @attack=MODE:N: attackers.py's mode beside wrk
-    attack_size: int = 0                         # its connections (pipeline: its seconds of writing)
+    attack: int = 0                              # @attack=slowloris:N: slowloris connections beside wrk
 
     def readiness(self, cpus: int) -> tuple[int, int]:
         """(processes, shards) that mean "every worker is up" on a run with `cpus` CPUs."""
@@ -94,20 +57,16 @@ class Variant:
         return self.procs, self.shards
 
     def words(self) -> list[str]:
-        return list(self.env.values()) + self.argv + ([self.lines] if self.lines else [])
+        return list(self.env.values()) + self.argv
 
     def placeholders(self) -> set[str]:
         return {name for word in self.words() for name in PLACEHOLDER.findall(word)}
 
-    def setup(self) -> str | None:
-        """The Redis setup this variant counts in: "primary", "replicated", or None (no Redis)."""
-        used = [SETUPS[p] for p in sorted(self.placeholders()) if p in SETUPS]
-        if len(set(used)) > 1:
-            raise PlanError(f"variant {self.name}: names both Redis setups ({', '.join(sorted(set(used)))})")
-        return used[0] if used else None
+    @property
+    def uses_redis(self) -> bool:
+        return "redis_url" in self.placeholders()
 
 
-ATTACKS = ("slowloris", "idle", "flood", "pipeline")
 # A goal's figure: (its key in a wrk result, the comparison, how the report names it).
 METRICS = {"rps": (">=", "≥", "median req/s"), "p99": ("<=", "≤", "median p99 ms")}
 
@@ -137,9 +96,6 @@ class Plan:
 
     def variant(self, name: str) -> Variant:
         return next(v for v in self.variants if v.name == name)
-
-    def setups(self) -> set[str]:
-        return {s for s in (v.setup() for v in self.variants) if s}
 
     def placeholders(self) -> set[str]:
         return set().union(*(v.placeholders() for v in self.variants))
@@ -173,23 +129,15 @@ def parse_variant(name: str, words: list[str]) -> Variant:
             v.procs_given = True
             if option == "shards":
                 v.procs = 1 + int(value)
-        elif option == "scrape" and not value:
-            v.scrape = True
-        elif option == "lines" and value:
-            v.lines = value
         elif option in ("https", "close") and not value:
             setattr(v, option, True)
         elif option == "flood" and value.isdigit() and int(value) >= 1:
             v.flood = int(value)
-        elif option == "redis-restart" and re.fullmatch(r"\d+(\.\d+)?", value) and float(value) > 0:
-            v.redis_restart = float(value)
-        elif option == "attack" and re.fullmatch(r"[a-z]+:[1-9]\d*", value) and value.split(":")[0] in ATTACKS:
-            v.attack, size = value.split(":")
-            v.attack_size = int(size)
+        elif option == "attack" and re.fullmatch(r"slowloris:[1-9]\d*", value):
+            v.attack = int(value.split(":")[1])
         else:
             raise PlanError(f"variant {name}: unknown option {words[i]!r} "
-                            "(known: @shards=N, @shards=cpus, @procs=N, @scrape, @lines=PATH, @https, @close, @flood=N, "
-                            "@redis-restart=SECONDS, @attack=MODE:N with MODE one of " + ", ".join(ATTACKS) + ")")
+                            "(known: @shards=N, @shards=cpus, @procs=N, @https, @close, @flood=N, @attack=slowloris:N)")
         i += 1
     while i < len(words) and ENV.match(words[i]):
         key, value = ENV.match(words[i]).groups()
@@ -200,10 +148,6 @@ def parse_variant(name: str, words: list[str]) -> Variant:
         raise PlanError(f"variant {name}: no command")
     if v.flood and not v.https:
         raise PlanError(f"variant {name}: @flood needs @https (it floods TLS handshakes)")
-    if v.redis_restart and "redis_url" not in v.placeholders():
-        raise PlanError(f"variant {name}: @redis-restart needs {{redis_url}} (it restarts the primary)")
-    if v.scrape and "metrics_bind" not in v.placeholders():
-        raise PlanError(f"variant {name}: @scrape needs {{metrics_bind}} in its command (--metrics-bind {{metrics_bind}})")
     return v
 
 
@@ -248,10 +192,7 @@ def parse_plan(text: str) -> Plan:
     for name in [base] + [g.name for g in goals] + [g.other for g in goals]:
         if name not in names:
             raise PlanError(f"{name!r} is not a variant of the plan (variants: {', '.join(names)})")
-    plan = Plan(title or "bench/compare", variants, base, goals, defaults)
-    for v in variants:
-        v.setup()  # refuses a variant that names both Redis setups
-    return plan
+    return Plan(title or "bench/compare", variants, base, goals, defaults)
 
 
 def parse_goal(words: list[str]) -> Goal:

@@ -1,15 +1,7 @@
-"""The reports of bench/compare's run, summary.md from summary.json's dict, and its console table:
-bench/compare's (and bench/hostile's, bench/api's with a section of its own), bench/tail's and
-bench/syscalls'.
-
-bench/compare's: the machine first, then how quiet it was (load averages, CPU used by other work
-during each measurement), the throughput table (median req/s over the rounds, the min–max spread,
-the ratio to the plan's base, p50/p99, errors in every round), the goals met or not, Redis's side
-(CPU per second, commands, requests per command: the batch size), the CPU, the attackers, and the
-correctness of every round. bench/tail's: the method, the generator's closed-loop maximum, the
-goal's verdict, one table per offered rate, the CPU split over each steady window, every round,
-correctness and the chart. Pure functions on plain dicts: bench/tests/test_compare.py and
-test_tail.py render recorded summaries.
+"""The reports of bench/compare's run (summary.md from summary.json's dict) and its console table:
+bench/compare's (bench/hostile's, and bench/api's with a section of its own), bench/tail's and
+bench/syscalls'. Each table is a list of columns, a heading and a cell function each, drawn by
+`columns_table`. Pure functions on plain dicts: the tests render recorded summaries.
 """
 from __future__ import annotations
 
@@ -17,7 +9,6 @@ from . import md, perfstat
 from .md import fmt
 from .rounds import median_of
 from .tail_stats import percent_label
-
 
 
 def brief(result: dict) -> str:
@@ -38,174 +29,145 @@ def _wrk(row: dict) -> dict:
     return row.get("tests", {}).get("wrk") or {}
 
 
-def _derived(t: dict, key: str):
-    """A field of one wrk result. server_cpu_us_per_request is derived where it is missing: from the
-    counter's rate over the window for summaries older than the field, and from wrk's req/s for a
-    server that counts nothing (nginx's `return 200`), so every server gets the figure."""
-    if key == "server_cpu_us_per_request" and t.get(key) is None and t.get("server_cpu_pct") is not None:
-        rate = t.get("window_rps") or t.get("rps")
-        if rate:
-            return round(t["server_cpu_pct"] * 1e4 / rate, 2)
-    return t.get(key)
+def _measured(row: dict) -> list[dict]:
+    """The wrk results of the row's rounds, {} for a round without one."""
+    results = (r.get("tests", {}).get("wrk") for r in row.get("rounds", []))
+    return [t if t and not t.get("error") else {} for t in results]
 
 
-def per_round(row: dict, key: str, spec: str = "d") -> str:
-    values = []
-    for r in row.get("rounds", []):
-        t = dict(r.get("tests", {}).get("wrk") or {})
-        if t:
-            t[key] = _derived(t, key)
-        values.append("–" if not t or t.get("error") or t.get(key) is None else format(t[key], spec))
-    return " · ".join(values)
+def _per_round(row: dict, key: str, spec: str) -> str:
+    return md.each([t.get(key) for t in _measured(row)], lambda value: format(value, spec))
 
 
 def _errors(row: dict) -> str:
-    out = []
-    for r in row.get("rounds", []):
-        t = r.get("tests", {}).get("wrk")
-        if not t or t.get("error"):
-            out.append("no result")
-            continue
-        socket = sum(t.get(f"errors_{k}", 0) for k in ("connect", "read", "write", "timeout"))
-        out.append(f"{t.get('non_2xx_3xx', 0)}/{socket}")
-    return " · ".join(out)
+    """Each round's non-2xx answers / socket errors."""
+    def socket(t: dict) -> int:
+        return sum(t.get(f"errors_{k}", 0) for k in ("connect", "read", "write", "timeout"))
+    return " · ".join(f"{t.get('non_2xx_3xx', 0)}/{socket(t)}" if t else "no result" for t in _measured(row))
 
 
-def _median_of(row: dict, key: str):
-    return median_of([_derived(r["tests"]["wrk"], key) for r in row.get("rounds", [])
-                      if r.get("tests", {}).get("wrk") and not r["tests"]["wrk"].get("error")])
+def columns_table(rows: list, columns: list[tuple]) -> str:
+    """One Markdown table: a line per item of `rows`, a column per (heading, cell function) of
+    `columns`; each cell function takes the item. "" when there are no rows."""
+    if not rows:
+        return ""
+    return "\n".join(md.table([head for head, _ in columns], [[cell(r) for _, cell in columns] for r in rows]))
+
+
+def median_cell(key: str, spec: str):
+    """A column's cell: the median wrk result's `key` in `spec`."""
+    return lambda row: fmt(_wrk(row).get(key), spec)
+
+
+def throughput_columns(summary: dict) -> list[tuple]:
+    """The throughput table's columns after the variant's name (bench/api's table has them too): a
+    variant that gave no figure shows why in the req/s column, and nothing else."""
+    base = next((r for r in summary["rows"] if r["id"] == summary["base"]), None)
+    base_rps = _wrk(base).get("rps") if base else None
+
+    def unless_failed(cell):
+        return lambda row: "" if row["status"] != "ok" and not _wrk(row).get("rps") else cell(_wrk(row), row)
+
+    def rps(t: dict, row: dict) -> str:
+        return fmt(t.get("rps")) if t.get("rps") else md.esc(row["status"])
+    return [("req/s (median)", lambda row: rps(_wrk(row), row)),
+            ("min–max", unless_failed(lambda t, _: f"{fmt(t['min'].get('rps'))}–{fmt(t['max'].get('rps'))}"
+                                      if t.get("min") else md.DASH)),
+            (f"× {summary['base']}", unless_failed(lambda t, _: fmt(t["rps"] / base_rps if base_rps else None, ".3f"))),
+            ("p50 ms", median_cell("p50_ms", ".2f")), ("p99 ms", median_cell("p99_ms", ".2f")),
+            ("non-2xx / socket errors, each round", unless_failed(lambda _, row: _errors(row)))]
 
 
 def table(summary: dict) -> str:
-    base = next((r for r in summary["rows"] if r["id"] == summary["base"]), None)
-    base_rps = _wrk(base).get("rps") if base else None
-    lines = [f"| Variant | req/s (median) | min–max | × {summary['base']} | p50 ms | p99 ms | "
-             "non-2xx / socket errors, each round | Redis CPU % | requests per Redis command |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for row in summary["rows"]:
-        t = _wrk(row)
-        if row["status"] != "ok" and not t.get("rps"):
-            lines.append(f"| {row['id']} | {md.esc(row['status'])} | | | | | | | |")
-            continue
-        ratio = None if not base_rps or not t.get("rps") else t["rps"] / base_rps
-        spread = f"{fmt(t['min'].get('rps'))}–{fmt(t['max'].get('rps'))}" if t.get("min") else "–"
-        lines.append(
-            f"| {row['id']} | {fmt(t.get('rps'))} | {spread} | {fmt(ratio, '.3f')} | {fmt(t.get('p50_ms'), '.2f')} | "
-            f"{fmt(t.get('p99_ms'), '.2f')} | {_errors(row)} | {fmt(t.get('redis_cpu_pct'), '.1f')} | "
-            f"{fmt(t.get('requests_per_command'), '.1f')} |")
-    return "\n".join(lines)
+    return columns_table(summary["rows"], [("Variant", lambda row: row["id"])] + throughput_columns(summary) + [
+        ("Redis CPU %", median_cell("redis_cpu_pct", ".1f")),
+        ("requests per Redis command", median_cell("requests_per_command", ".1f"))])
 
 
 def goals(summary: dict) -> str:
-    if not summary.get("goals"):
-        return ""
-    lines = ["| Goal | Figures (medians: req/s, or p99) | Ratio | Met? |", "|---|---|---|---|"]
-    for g in summary["goals"]:
-        met = "not measured" if g["met"] is None else ("**yes**" if g["met"] else "**no**")
-        mine, theirs = fmt(g["rps"]), fmt(g["other_rps"])
-        if g.get("figures", "").endswith("ms"):
-            mine, theirs = fmt(g["rps"], ".2f") + " ms", fmt(g["other_rps"], ".2f") + " ms"
-        lines.append(f"| {g['goal']} | {mine} against {theirs} | {fmt(g['ratio'], '.3f')} | {met} |")
-    return "\n".join(lines)
+    def figures(g: dict) -> str:
+        unit, spec = (" ms", ".2f") if g.get("figures", "").endswith("ms") else ("", ",.0f")
+        return f"{fmt(g['rps'], spec)}{unit} against {fmt(g['other_rps'], spec)}{unit}"
+    return columns_table(summary.get("goals") or [], [
+        ("Goal", lambda g: g["goal"]), ("Figures (medians: req/s, or p99)", figures),
+        ("Ratio", lambda g: fmt(g["ratio"], ".3f")),
+        ("Met?", lambda g: "not measured" if g["met"] is None else ("**yes**" if g["met"] else "**no**"))])
 
 
 def redis_side(summary: dict) -> str:
-    rows = [r for r in summary["rows"] if r.get("uses_redis") and _wrk(r).get("window_rps")]
-    if not rows:
-        return ""
-    lines = ["| Variant | requests/s (window) | Redis CPU, % of one CPU | replica CPU % | Redis commands/s "
-             "(INCR + INCRBY) | requests per command | Redis CPU µs per command | of which executing (commandstats) "
-             "| Redis CPU % per 100k req/s | WAIT calls in window |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for row in rows:
-        t = _wrk(row)
-        lines.append(
-            f"| {row['id']} | {fmt(t.get('window_rps'))} | {fmt(t.get('redis_cpu_pct'), '.1f')} | "
-            f"{fmt(t.get('replica_cpu_pct'), '.1f') if t.get('replica_cpu_pct') else '–'} | "
-            f"{fmt(t.get('commands_per_s'))} | {fmt(t.get('requests_per_command'), '.1f')} | "
-            f"{fmt(t.get('redis_cpu_us_per_command'), '.1f')} | {fmt(t.get('redis_exec_us_per_command'), '.2f')} | "
-            f"{fmt(t.get('redis_cpu_pct_per_100k_rps'), '.2f')} | {fmt(t.get('wait_calls'), 'd')} |")
-    return "\n".join(lines)
+    return columns_table([r for r in summary["rows"] if r.get("uses_redis") and _wrk(r).get("window_rps")], [
+        ("Variant", lambda row: row["id"]), ("requests/s (window)", median_cell("window_rps", ",.0f")),
+        ("Redis CPU, % of one CPU", median_cell("redis_cpu_pct", ".1f")),
+        ("Redis commands/s (INCR + INCRBY)", median_cell("commands_per_s", ",.0f")),
+        ("requests per command", median_cell("requests_per_command", ".1f")),
+        ("Redis CPU µs per command", median_cell("redis_cpu_us_per_command", ".1f")),
+        ("of which executing (commandstats)", median_cell("redis_exec_us_per_command", ".2f")),
+        ("Redis CPU % per 100k req/s", median_cell("redis_cpu_pct_per_100k_rps", ".2f"))])
 
 
 def cpu_side(summary: dict) -> str:
-    lines = ["| Variant | server CPU % | server CPU µs per request, each round | wrk CPU % | "
-             "Redis (+ replica, sentinels) CPU % | machine busy % | other work % (machine − ours), each round |",
-             "|---|---|---|---|---|---|---|"]
-    for row in summary["rows"]:
-        t = _wrk(row)
-        if not t.get("window_s"):
-            continue
-        redis = sum(t.get(k) or 0 for k in ("redis_cpu_pct", "replica_cpu_pct", "sentinels_cpu_pct"))
-        lines.append(f"| {row['id']} | {fmt(t.get('server_cpu_pct'), '.0f')} | "
-                     f"{per_round(row, 'server_cpu_us_per_request', '.2f')} (median {fmt(_median_of(row, 'server_cpu_us_per_request'), '.2f')}) | "
-                     f"{fmt(t.get('wrk_cpu_pct'), '.0f')} | "
-                     f"{redis:.1f} | {fmt(t.get('machine_cpu_pct'), '.0f')} | {per_round(row, 'other_cpu_pct', '.0f')} |")
-    return "\n".join(lines) if len(lines) > 2 else ""
+    def per_request(row: dict) -> str:
+        median = median_of([t.get("server_cpu_us_per_request") for t in _measured(row) if t])
+        return f"{_per_round(row, 'server_cpu_us_per_request', '.2f')} (median {fmt(median, '.2f')})"
+    return columns_table([r for r in summary["rows"] if _wrk(r).get("window_s")], [
+        ("Variant", lambda row: row["id"]), ("server CPU %", median_cell("server_cpu_pct", ".0f")),
+        ("server CPU µs per request, each round", per_request), ("wrk CPU %", median_cell("wrk_cpu_pct", ".0f")),
+        ("Redis CPU %", median_cell("redis_cpu_pct", ".1f")), ("machine busy %", median_cell("machine_cpu_pct", ".0f")),
+        ("other work % (machine − ours), each round", lambda row: _per_round(row, "other_cpu_pct", ".0f"))])
 
 
 def attack_side(summary: dict) -> str:
-    """The attackers beside wrk (@attack), medians over the rounds: how many connections they held,
-    how often the server closed one (each reopened at once: the churn it causes), their CPU (taken
-    from the same CPUs as the server and wrk), and the server's memory before them and at its peak
-    beside them, per connection held."""
-    lines = ["| Variant | attack | in place after s | connections open (idle) on average | closed by the server "
-             "per s | attacker CPU % | server RSS before → peak KiB | KiB per connection held | requests written, "
-             "closed after s (pipeline) |", "|---|---|---|---|---|---|---|---|---|"]
-    for row in summary["rows"]:
-        t = _wrk(row)
-        if t.get("attack_ramp_s") is None:
-            continue
-        attack = (row.get("rounds") or [{}])[0].get("attack")
-        idle = f" ({fmt(t['attack_idle_avg'])})" if t.get("attack_idle_avg") is not None else ""
-        pipeline = f"{fmt(t.get('attack_requests_written'))}, {fmt(t.get('attack_closed_after_s'), '.1f')}" \
-            if t.get("attack_requests_written") is not None else "–"
-        lines.append(f"| {row['id']} | {attack or '–'} | {fmt(t['attack_ramp_s'], '.1f')} | "
-                     f"{fmt(t.get('attack_open_avg'))}{idle} | {fmt(t.get('attack_closed_per_s'))} | "
-                     f"{fmt(t.get('attacker_cpu_pct'), '.0f')} | {fmt(t.get('rss_before_attack_kib'))} → "
-                     f"{fmt(t.get('peak_rss_kib'))} | {fmt(t.get('kib_per_attack_conn'), '.2f')} | {pipeline} |")
-    return "\n".join(lines) if len(lines) > 2 else ""
+    """The slowloris clients beside wrk (@attack), medians over the rounds: how many connections they
+    held, how often the server closed one (each reopened at once: the churn it causes), their CPU
+    (taken from the same CPUs as the server and wrk), and the server's memory before them and at
+    its peak beside them, per connection held."""
+    return columns_table([r for r in summary["rows"] if _wrk(r).get("attack_ramp_s") is not None], [
+        ("Variant", lambda row: row["id"]),
+        ("attack", lambda row: (row.get("rounds") or [{}])[0].get("attack") or md.DASH),
+        ("in place after s", median_cell("attack_ramp_s", ".1f")),
+        ("connections open on average", median_cell("attack_open_avg", ",.0f")),
+        ("closed by the server per s", median_cell("attack_closed_per_s", ",.0f")),
+        ("attacker CPU %", median_cell("attacker_cpu_pct", ".0f")),
+        ("server RSS before → peak KiB",
+         lambda row: f"{fmt(_wrk(row).get('rss_before_attack_kib'))} → {fmt(_wrk(row).get('peak_rss_kib'))}"),
+        ("KiB per connection held", median_cell("kib_per_attack_conn", ".2f"))])
+
+
+def _each_round(summary: dict, wanted=lambda t: True) -> list[tuple]:
+    """(row, round number, that round's record, its wrk result) of every round of every row."""
+    return [(row, n, r, r.get("tests", {}).get("wrk") or {}) for row in summary["rows"]
+            for n, r in enumerate(row.get("rounds", []), 1) if wanted(r.get("tests", {}).get("wrk") or {})]
 
 
 def spread(summary: dict) -> str:
     """Open descriptors of each server process at the steady window's end, and `ss -s`'s TCP line,
     every round: how a many-connection load spread over the shards or workers."""
-    lines = ["| Variant | round | open descriptors per process (supervisor or master first) | "
-             "accept-queue overflows / drops during wrk | `ss -s` TCP |", "|---|---|---|---|---|"]
-    for row in summary["rows"]:
-        for n, r in enumerate(row.get("rounds", []), 1):
-            t = r.get("tests", {}).get("wrk") or {}
-            if not t.get("server_fds"):
-                continue
-            fds = " / ".join(fmt(x) for x in t["server_fds"])
-            lines.append(f"| {row['id']} | {n} | {fds} | {fmt(t.get('listen_overflows'))} / {fmt(t.get('listen_drops'))} | "
-                         f"{t.get('ss_tcp') or '–'} |")
-    return "\n".join(lines) if len(lines) > 2 else ""
+    return columns_table(_each_round(summary, lambda t: t.get("server_fds")), [
+        ("Variant", lambda x: x[0]["id"]), ("round", lambda x: x[1]),
+        ("open descriptors per process (supervisor or master first)",
+         lambda x: " / ".join(fmt(n) for n in x[3]["server_fds"])),
+        ("accept-queue overflows / drops during wrk",
+         lambda x: f"{fmt(x[3].get('listen_overflows'))} / {fmt(x[3].get('listen_drops'))}"),
+        ("`ss -s` TCP", lambda x: x[3].get("ss_tcp") or md.DASH)])
 
 
 def checks(summary: dict) -> str:
-    lines = ["| Variant | round | 2xx (wrk) | counter after | counter − 2xx | /metrics scrapes (failed) | "
-             "lines in file | WORKER TIMEOUT | exit | load before |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for row in summary["rows"]:
-        for n, r in enumerate(row.get("rounds", []), 1):
-            t = r.get("tests", {}).get("wrk") or {}
-            ok, counter = t.get("ok_2xx"), t.get("counter_after")
-            diff = "–" if ok is None or counter is None else (
-                f"+{counter - ok}" if counter >= ok else f"**LOST {ok - counter}**")
-            if t.get("redis_restart"):  # the counter restarted empty with Redis (no persistence)
-                restart = t["redis_restart"]
-                diff = f"Redis down {restart.get('stopped_s')}–{restart.get('started_s')} s {restart.get('error', '')}"
-            scrapes = "–" if t.get("scrapes") is None else f"{t['scrapes']} ({t.get('scrape_errors', 0)})"
-            lines.append(f"| {row['id']} | {n} | {fmt(ok)} | {fmt(counter)} | {diff} | {scrapes} | "
-                         f"{fmt(t.get('file_lines'))} | {r.get('worker_timeouts', '–')} | {r.get('exit_status', '–')} | "
-                         f"{r.get('load_before', '–')} |")
-    return "\n".join(lines)
+    def diff(t: dict) -> str:
+        ok, counter = t.get("ok_2xx"), t.get("counter_after")
+        if ok is None or counter is None:
+            return md.DASH
+        return f"+{counter - ok}" if counter >= ok else f"**LOST {ok - counter}**"
+    return columns_table(_each_round(summary), [
+        ("Variant", lambda x: x[0]["id"]), ("round", lambda x: x[1]), ("2xx (wrk)", lambda x: fmt(x[3].get("ok_2xx"))),
+        ("counter after", lambda x: fmt(x[3].get("counter_after"))), ("counter − 2xx", lambda x: diff(x[3])),
+        ("WORKER TIMEOUT", lambda x: x[2].get("worker_timeouts", md.DASH)),
+        ("exit", lambda x: x[2].get("exit_status", md.DASH)),
+        ("load before", lambda x: x[2].get("load_before", md.DASH))])
 
 
 def machine(summary: dict) -> list[str]:
     """`## Machine` of a bench/compare run (bench/api's too): the report library's machine table
-    (md.machine) with the governor, the limits, each round's start, the binaries and
-    the Redis setups."""
+    (md.machine) with the governor, the limits, each round's start, the binaries and Redis."""
     lim = summary.get("limits")
     rows = [["CPU governor", summary["machine"].get("governor")]]
     if lim:
@@ -218,6 +180,11 @@ def machine(summary: dict) -> list[str]:
     return md.machine(summary, rows + [["Redis", line] for line in summary.get("redis", [])])
 
 
+def _section(heading: str, intro: str, body: str) -> list[str]:
+    """A report section, or nothing when its table is empty."""
+    return [f"## {heading}", ""] + ([intro, ""] if intro else []) + [body, ""] if body else []
+
+
 def render(summary: dict, extra: list[str] = ()) -> str:
     """The report of a run on bench/compare's run; `extra`: a tool's own sections, after the goals."""
     s = summary["settings"]
@@ -226,51 +193,35 @@ def render(summary: dict, extra: list[str] = ()) -> str:
            f"({summary.get('duration_s', 0):.0f} s).", ""] + machine(summary)
     out += ["", "The machine is shared: other engineers' builds and tests ran beside this measurement. "
             "The *other work* column below is the CPU time the whole machine used during each steady window "
-            "less what this run's processes (server, Redis, replica, sentinels, wrk) used; where it is large, "
-            "req/s falls with it, while the server's CPU time per request moves much less: compare that too.", "",
-            "## Throughput", "",
-            f"`wrk -t {s['threads']} -c {s['connections']} -d {s['duration']}s --latency`, {s['rounds']} interleaved "
-            "rounds (each round runs every variant once, in the plan's order); median over the rounds, min–max "
-            "spread, the median's ratio to the base variant.", "", table(summary), ""]
-    g = goals(summary)
-    if g:
-        out += ["## Goals", "", g, ""]
-    out += list(extra)
-    if summary.get("notes"):
-        # Written by whoever recorded the run (summary.json's "notes", Markdown lines): what was
-        # measured beside it, e.g. what limits a goal not met. --render keeps them.
-        out += ["## Notes", ""] + list(summary["notes"]) + [""]
-    rs = redis_side(summary)
-    if rs:
-        out += ["## Redis's side", "",
-                f"Over each wrk run's steady window (from {s['warm_s']:g} s after its start to {s['margin_s']:g} s "
-                "before its end): Redis's CPU time (utime + stime from /proc) per second, the increments it made "
-                "(the counter's growth), and its INCR/INCRBY calls (INFO commandstats), so *requests per command* "
-                "is the batch size. Medians over the rounds.", "", rs, ""]
-    cpu = cpu_side(summary)
-    if cpu:
-        out += ["## CPU during the steady window (medians, % of one CPU)", "", cpu, ""]
-    attacks = attack_side(summary)
-    if attacks:
-        out += ["## Hostile clients beside wrk", "",
-                "kit/attackers.py's process, started before wrk and in place (every connection opened once, "
-                "or answered and idle) before wrk starts; its counters over wrk's run; the server's process "
-                "tree's RSS before the attackers and its peak during wrk (10 Hz). Medians over the rounds.", "",
-                attacks, ""]
-    sp = spread(summary) if s.get("connections", 0) >= 1000 else ""
-    if sp:
-        out += ["## Connections per process", "",
-                "At the steady window's end: each server process's open descriptors (its connections plus "
-                "a few of its own: listener, log, Redis), and the kernel's TCP socket totals; over the whole "
-                "wrk run, its connect burst included, the kernel's `ListenOverflows` / `ListenDrops` "
-                "(/proc/net/netstat: connection attempts turned away at a full accept queue, retried by the "
-                "client a second later). With many connections, one shard or worker holding most of them, or "
-                "a queue too short for the burst, is the first thing to rule out.", "",
-                sp, ""]
-    out += ["## Every round", "",
-            "*counter − 2xx*: the counter's growth against the 2xx answers wrk counted; a positive difference is "
-            "requests still in flight when wrk stopped (served after it stopped counting); LOST would be a bug.",
-            "", checks(summary), "", "## The plan", "", "```", summary.get("plan_text", "").rstrip(), "```", ""]
+            "less what this run's processes (server, Redis, wrk) used; where it is large, "
+            "req/s falls with it, while the server's CPU time per request moves much less: compare that too.", ""]
+    out += _section("Throughput", f"`wrk -t {s['threads']} -c {s['connections']} -d {s['duration']}s --latency`, "
+                    f"{s['rounds']} interleaved rounds (each round runs every variant once, in the plan's order); median "
+                    "over the rounds, min–max spread, the median's ratio to the base variant.", table(summary))
+    out += _section("Goals", "", goals(summary)) + list(extra)
+    # Written by whoever recorded the run (summary.json's "notes", Markdown lines): what was measured
+    # beside it, e.g. what limits a goal not met. --render keeps them.
+    out += _section("Notes", "", "\n".join(summary.get("notes") or []))
+    out += _section("Redis's side", f"Over each wrk run's steady window (from {s.get('warm_s', 1):g} s after its start "
+                    f"to {s.get('margin_s', 0.5):g} s before its end): Redis's CPU time (utime + stime from /proc) per second, the "
+                    "increments it made (the counter's growth), and its INCR/INCRBY calls (INFO commandstats), so "
+                    "*requests per command* is the batch size. Medians over the rounds.", redis_side(summary))
+    out += _section("CPU during the steady window (medians, % of one CPU)", "", cpu_side(summary))
+    out += _section("Hostile clients beside wrk", "kit/slowloris.py's process, started before wrk and in place "
+                    "(every connection opened once) before wrk starts; its counters over wrk's run; the server's "
+                    "process tree's RSS before the attackers and its peak during wrk (10 Hz). Medians over the rounds.",
+                    attack_side(summary))
+    out += _section("Connections per process", "At the steady window's end: each server process's open "
+                    "descriptors (its connections plus a few of its own: listener, log, Redis), and the kernel's TCP "
+                    "socket totals; over the whole wrk run, its connect burst included, the kernel's `ListenOverflows` "
+                    "/ `ListenDrops` (/proc/net/netstat: connection attempts turned away at a full accept queue, "
+                    "retried by the client a second later). With many connections, one shard or worker holding most "
+                    "of them, or a queue too short for the burst, is the first thing to rule out.",
+                    spread(summary) if s.get("connections", 0) >= 1000 else "")
+    out += _section("Every round", "*counter − 2xx*: the counter's growth against the 2xx answers wrk counted; a "
+                    "positive difference is requests still in flight when wrk stopped (served after it stopped "
+                    "counting); LOST would be a bug.", checks(summary))
+    out += ["## The plan", "", "```", summary.get("plan_text", "").rstrip(), "```", ""]
     return "\n".join(out)
 
 
@@ -282,19 +233,16 @@ def _n(value, digits: int = 2) -> str:
     return f"{value:,.0f}" if isinstance(value, (int, float)) and abs(value) >= 1000 else f"{value:.{digits}f}"
 
 
-def _med(cell: dict | None, digits: int = 2) -> str:
+def _med(cell: dict | None, digits: int = 2, spread: bool = True, missing: str = "–") -> str:
+    """A folded figure (rounds.stats): its median, and with `spread` the (min–max) where they differ."""
     if not cell:
-        return "–"
-    spread = len(cell["values"]) > 1 and cell["min"] != cell["max"]
+        return missing
+    spread = spread and _n(cell["min"], digits) != _n(cell["max"], digits)
     return _n(cell["median"], digits) + (f" ({_n(cell['min'], digits)}–{_n(cell['max'], digits)})" if spread else "")
 
 
 def _rounds(cell: dict | None, digits: int = 2) -> str:
     return " · ".join(_n(v, digits) for v in cell["values"]) if cell else "–"
-
-
-def _title(summary: dict, server: str) -> str:
-    return summary.get("titles", {}).get(server, server)
 
 
 def _cpu(c: dict, *keys) -> list[str]:
@@ -303,25 +251,23 @@ def _cpu(c: dict, *keys) -> list[str]:
 
 def tail_method(summary: dict) -> list[str]:
     s, t = summary["settings"], summary["tail"]
+    pinned = f", pinned with `taskset -c {t['cpus_load']}`" if t.get("cpus_load") else ""
     return ["## Method", "",
-            f"The generator's closed-loop maximum, `oha -c {s['connections']} -z {t['max_duration']}s` against nginx, "
-            f"sets the offered rates (fractions of it). Then {s['rounds']} interleaved round(s), each server started "
-            f"fresh: `SET hit 0`, a 1 s warm-up, then for each rate `oha -q RATE --latency-correction -c "
-            f"{s['connections']} -z {s['duration']}s -w -t 10s` (open loop: a request's latency runs from when it "
-            f"was due), with {t['oha']} and its own worker threads (the physical cores)"
-            + (f", pinned with `taskset -c {t['cpus_load']}`" if t.get("cpus_load") else "") + ". CPU of oha, the server, "
-            "Redis and the rest of the machine over each steady window, from /proc. Medians of the rounds, "
-            "(min–max) where they differ. How: bench/README.md, \"Open-loop tail\".", ""]
+            f"Offered rates are fractions of oha's closed-loop maximum (`oha -c {s['connections']} -z "
+            f"{t['max_duration']}s`) against nginx; {s['rounds']} interleaved round(s) of `oha -q RATE "
+            f"--latency-correction -c {s['connections']} -z {s['duration']}s -w -t 10s` per rate ({t['oha']}{pinned}), "
+            "each server started fresh with a 1 s warm-up. How: bench/README.md, \"Open-loop tail\".", ""]
 
 
 def tail_maxima(summary: dict) -> list[str]:
     rows = []
     for m in summary["maxima"]:
         o, c = m.get("oha", {}), m.get("cpu", {})
-        rows.append([_title(summary, m["server"]), m["error"]] + [""] * 7 if m.get("error") else
-                    [m["server"], f"{_n(o['ok_rps'])} (given with --max-rps, not measured)"] + [""] * 7 if m.get("given")
-                    else [_title(summary, m["server"]), _n(o["ok_rps"]), _n(o["p50_ms"]), _n(o["p99_ms"]),
-                          _n(o["p999_ms"]), *_cpu(c, "oha_cpu_pct", "server_cpu_pct", "redis_cpu_pct", "other_cpu_pct")])
+        if m.get("error") or m.get("given"):
+            rows.append([m["server"], m.get("error") or f"{_n(o['ok_rps'])} (given with --max-rps, not measured)"])
+        else:
+            rows.append([m["server"], *(_n(o[k]) for k in ("ok_rps", "p50_ms", "p99_ms", "p999_ms")),
+                         *_cpu(c, "oha_cpu_pct", "server_cpu_pct", "redis_cpu_pct", "other_cpu_pct")])
     rates = ", ".join(f"{percent_label(float(f))} = {r:,}/s" for f, r in summary["rates"].items())
     return ["## The generator's closed-loop maximum", ""] + \
         md.table(["server", "2xx/s", "p50 ms", "p99 ms", "p99.9 ms", "oha % CPU", "server % CPU", "Redis % CPU",
@@ -356,10 +302,10 @@ def tail_rates(summary: dict) -> list[str]:
             bad = " · ".join("failed" if m.get("error") else f"{m['oha']['error_count']}/{m['oha']['non_2xx']}"
                              for m in summary["measurements"] if m["server"] == server and str(m["fraction"]) == fraction)
             if not cell or not cell["rounds"]:
-                rows.append([_title(summary, server), "not measured"] + [""] * 7 + [bad])
+                rows.append([server, "not measured"] + [""] * 7 + [bad])
                 continue
             ratio = cell["achieved_ratio"]["median"] if cell["achieved_ratio"] else None
-            rows.append([_title(summary, server), f"{_n(cell['ok_rps']['median'])} ({_n(ratio * 100 if ratio else None, 0)} %)",
+            rows.append([server, f"{_n(cell['ok_rps']['median'])} ({_n(ratio * 100 if ratio else None, 0)} %)",
                          *(_med(cell[k]) for k in ("p50_ms", "p90_ms", "p99_ms", "p999_ms")), _med(cell["max_ms"], 1),
                          _rounds(cell["p99_ms"]), _rounds(cell["p999_ms"]), bad])
         lines += [f"### {percent_label(float(fraction))} of the maximum: {rate:,} requests/s offered", ""] + \
@@ -375,9 +321,8 @@ def tail_cpu(summary: dict) -> list[str]:
             cell = summary["folded"].get(server, {}).get(fraction)
             if cell and cell["rounds"]:
                 c = {k: v["median"] for k, v in cell["cpu"].items() if v}
-                rows.append([percent_label(float(fraction)), _title(summary, server),
-                             *(_n(c.get(k), 0) if k in c else "–" for k in ("oha_cpu_pct", "server_cpu_pct", "redis_cpu_pct",
-                                                                           "other_cpu_pct", "machine_cpu_pct")),
+                rows.append([percent_label(float(fraction)), server,
+                             *_cpu(c, "oha_cpu_pct", "server_cpu_pct", "redis_cpu_pct", "other_cpu_pct", "machine_cpu_pct"),
                              _n(c.get("server_cpu_us_per_request")), _n(c.get("requests_per_command"), 1),
                              _n(c.get("server_nonvoluntary_per_s"), 0)])
     return ["## CPU over each steady window (medians; % of one CPU)", ""] + \
@@ -390,7 +335,7 @@ def tail_rounds(summary: dict) -> list[str]:
     was doing in it (other %), how often the server was preempted, and how far oha kept up."""
     order, rows = {s: i for i, s in enumerate(summary["servers"])}, []
     for m in sorted(summary["measurements"], key=lambda m: (float(m["fraction"]), order.get(m["server"], 99), m["round"])):
-        head = [percent_label(float(m["fraction"])), _title(summary, m["server"]), m["round"], m.get("load1", "–")]
+        head = [percent_label(float(m["fraction"])), m["server"], m["round"], m.get("load1", "–")]
         if m.get("error") or not m.get("oha"):
             rows.append(head + [m.get("error")] + [""] * 10)
             continue
@@ -434,17 +379,15 @@ def tail_render(summary: dict) -> str:
     """bench/tail's report (its summary's `tail`, `maxima`, `rates`, `folded`, `verdicts`, `measurements`)."""
     lines = [f"# Open-loop tail: hitcore, nginx and the tokio peer at fractions of oha's maximum "
              f"({summary['machine']['hostname']}, {summary['started_utc'][:10]}"
-             + (", quick" if summary["tail"]["mode"] == "quick" else "") + ")", "",
-             "Issue 14's target 3, measured by `bench/tail` (bench/README.md, \"Open-loop tail\"): hitcore's p99 "
-             "and p99.9 against nginx's static answer under a constant-rate, latency-corrected load.", ""]
+             + (", quick" if summary["tail"]["mode"] == "quick" else "") + ")", ""]
     lines += md.machine(summary, [["Run", f"{summary['duration_s']:.0f} s: `{summary['command']}`"]] +
-                     [[f"{name} binary", ident] for name, ident in summary.get("binaries", {}).items()]) + [""]
+                        [[f"{name} binary", ident] for name, ident in summary.get("binaries", {}).items()]) + [""]
     lines += tail_method(summary) + tail_maxima(summary) + tail_goal(summary)
     lines += tail_rates(summary) + tail_cpu(summary) + tail_rounds(summary) + tail_correctness(summary)
-    lines += ["## Notes", ""] + list(summary["notes"]) + [""] if summary.get("notes") else []
-    return "\n".join(lines + ["Raw outputs: `raw/` (oha's JSON of every run: "
-                              "`SERVER-FRACTION-rROUND.json`, the fraction in thousandths; `SERVER-max.json` the closed "
-                              "loop), every number in `summary.json`.", ""])
+    lines += _section("Notes", "", "\n".join(summary.get("notes") or []))
+    return "\n".join(lines + ["Raw outputs: `raw/` (oha's JSON of every run: `SERVER-FRACTION-rROUND.json`, the "
+                              "fraction in thousandths; `SERVER-max.json` the closed loop), every number in "
+                              "`summary.json`.", ""])
 
 
 # bench/syscalls' report
@@ -452,33 +395,11 @@ def tail_render(summary: dict) -> str:
 SYSCALL_SHAPES = {"keepalive": "keep-alive (`ab -k -c 50`)", "close": "a connection per request (`ab -c 50`)",
                 "pipelined": "pipelined keep-alive (50 connections × 16 requests per write)",
                 "idle": "idle (no load)"}
-# The syscalls table's first rows, in this order; the others follow by name.
-SYSCALL_ORDER = ["total", "context-switches", "cs-voluntary", "cs-nonvoluntary", "recvfrom", "recvfrom:err", "read",
-             "read:err", "sendto", "write", "writev", "epoll_wait", "epoll_ctl", "io_uring_enter", "accept4",
-             "accept4:err", "close", "shutdown", "setsockopt", "getsockopt", "getsockname", "ioctl",
-             "clock_gettime", "futex", "sched_yield"]
 
 
-def syscalls_held(summary: dict) -> list[str]:
-    rows = [[h["round"], h.get("error") or f"{h['answered']:,}/{h['connections']:,}", h.get("window_s", ""),
-             f"{h['shard_per_s']:,}" if "shard_per_s" in h else "", f"{h['supervisor_per_s']:,}" if "supervisor_per_s" in h else ""]
-            for h in summary.get("held", [])]
-    if not rows:
-        return []
-    n, s = summary["held"][0]["connections"], summary["syscalls"]
-    return [f"## hitcore -w 1 holding {n:,} idle connections: instructions per second (callgrind)", "",
-            f"`hitcore -w 1 --worker-connections {n + 100} --keep-alive 600 --header-timeout 600` under "
-            "`valgrind --tool=callgrind --trace-children=yes`; each connection answered one `GET /` and then "
-            f"left idle; 2 s later the counters zeroed (`callgrind_control -z`), {s['held_seconds']} s idle, "
-            "dumped (`-d`): Ir of each process, libc included, kernel excluded.", ""] + \
-        md.table(["round", "answered", "window s", "shard, instructions / s", "supervisor, instructions / s"], rows) + [""]
-
-
-def _stat(stat: dict | None, spread: bool = True) -> str:
-    if not stat:
-        return "0"
-    text = f"{stat['median']:.2f}" if stat["median"] < 100 else f"{stat['median']:.0f}"
-    return text + (f" ({stat['min']:.2f}–{stat['max']:.2f})" if spread and stat["max"] - stat["min"] > 0.005 else "")
+def _count(stat: dict | None, spread: bool = True) -> str:
+    """A count per request (or per second): a missing one is none."""
+    return _med(stat, spread=spread, missing="0")
 
 
 def _largest(counts: dict, n: int, digits: int) -> str:
@@ -487,7 +408,7 @@ def _largest(counts: dict, n: int, digits: int) -> str:
 
 
 def syscalls_render(summary: dict) -> str:
-    """bench/syscalls' report (its summary's `syscalls`, `folded`, `instructions_folded`, `held`)."""
+    """bench/syscalls' report (its summary's `syscalls`, `folded`, `instructions_folded`)."""
     folded, s, measured = summary["folded"], summary["syscalls"], bool(summary["measurements"])
     titles = {row["id"]: row["title"] for row in summary["rows"]}
     shapes = [sh for sh in summary["shapes"] if sh != "idle"]
@@ -512,26 +433,25 @@ def syscalls_render(summary: dict) -> str:
                     rows.append([titles[server], "not measured"] + [""] * 5)
                     continue
                 srv, red, uses = cell["roles"].get("server", {}), cell["roles"].get("redis", {}), server != "nginx"
-                rows.append([titles[server], _stat(srv.get("total")),
-                             f"{_stat(srv.get(perfstat.SWITCHES))}; vol. {_stat(srv.get('cs-voluntary'), False)}",
-                             _largest(srv, 6, 2), _stat(red.get("total")) if uses else "–",
-                             f"{_stat(red.get(perfstat.SWITCHES))}; vol. {_stat(red.get('cs-voluntary'), False)}" if uses else "–",
-                             _stat(cell.get("redis_commands_per_request")) if uses else "–"])
+                rows.append([titles[server], _count(srv.get("total")),
+                             f"{_count(srv.get(perfstat.SWITCHES))}; vol. {_count(srv.get('cs-voluntary'), False)}",
+                             _largest(srv, 6, 2), _count(red.get("total")) if uses else "–",
+                             f"{_count(red.get(perfstat.SWITCHES))}; vol. {_count(red.get('cs-voluntary'), False)}" if uses else "–",
+                             _count(cell.get("redis_commands_per_request")) if uses else "–"])
             lines += [f"## {SYSCALL_SHAPES[shape]}", ""] + md.table(
                 ["server", "syscalls / req", "context switches / req; voluntary", "largest syscalls / req",
                  "Redis syscalls / req", "Redis ctx sw / req; voluntary", "Redis commands / req"], rows) + [""]
-        cols = [(sv, sh) for sh in shapes for sv in summary["servers"] if folded.get(sv, {}).get(sh)]
-        names = {n for sv, sh in cols for n, st in folded[sv][sh]["roles"].get("server", {}).items() if st["median"] >= 0.01}
+        # Every count of the server processes, one column per server and shape, the largest first.
+        cols = [folded[sv][sh]["roles"].get("server", {}) for sh in shapes for sv in summary["servers"]
+                if folded.get(sv, {}).get(sh)]
+        names = sorted({n for col in cols for n, st in col.items() if st["median"] >= 0.01},
+                       key=lambda n: -max(col[n]["median"] for col in cols if n in col))
         if cols:
             lines += ["## Every syscall of the server processes, per request (medians)", ""] + md.table(
-                ["syscall"] + [f"{sv} {sh}" for sv, sh in cols],
-                [[n] + [f"{v['median']:.3f}" if v else "0" for v in
-                        (folded[sv][sh]["roles"].get("server", {}).get(n) for sv, sh in cols)]
-                 for n in [n for n in SYSCALL_ORDER if n in names] + sorted(names - set(SYSCALL_ORDER))]) + [""]
+                ["syscall"] + [f"{sv} {sh}" for sh in shapes for sv in summary["servers"] if folded.get(sv, {}).get(sh)],
+                [[n] + [f"{col[n]['median']:.3f}" if n in col else "0" for col in cols] for n in names]) + [""]
     ins = summary.get("instructions_folded")
     if ins:
-        cell = lambda st: "–" if not st else f"{st['median']:,.0f}" + (  # noqa: E731
-            f" ({st['min']:,.0f}–{st['max']:,.0f})" if len(st["values"]) > 1 else "")
         lines += ["## User-space instructions per request (callgrind)", "",
                   "The server under `valgrind --tool=callgrind --trace-children=yes`, counters zeroed after a warm-up "
                   f"and dumped after exactly {s['callgrind_requests']} requests; Ir of all its processes, libc "
@@ -539,15 +459,14 @@ def syscalls_render(summary: dict) -> str:
                   "waiting per wake-up than at full speed; nginx runs with `master_process off` (callgrind_control "
                   "cannot reach a forked worker).", ""] + md.table(
             ["server"] + [SYSCALL_SHAPES[sh] for sh in shapes],
-            [[titles[sv]] + [cell(ins[sv].get(sh)) for sh in shapes] for sv in summary["servers"] if sv in ins]) + [""]
+            [[titles[sv]] + [_med(ins[sv].get(sh), 0) for sh in shapes] for sv in summary["servers"] if sv in ins]) + [""]
     if "idle" in summary["shapes"] and measured:
-        rows = [[titles[sv], _stat(srv.get("total")), _stat(srv.get(perfstat.SWITCHES)), _largest(srv, 5, 1)]
+        rows = [[titles[sv], _count(srv.get("total")), _count(srv.get(perfstat.SWITCHES)), _largest(srv, 5, 1)]
                 for sv in summary["servers"] if folded.get(sv, {}).get("idle")
                 for srv in [folded[sv]["idle"]["roles"].get("server", {})]]
         lines += ["## Idle: per second, no load", ""] + \
             md.table(["server", "syscalls / s", "context switches / s", "largest"], rows) + [""]
-    lines += syscalls_held(summary)
-    errors = [m for m in summary["measurements"] + summary.get("instructions", []) + summary.get("held", [])
+    errors = [m for m in summary["measurements"] + summary.get("instructions", [])
               if m.get("error") or m.get("warning")]
     if errors:
         lines += ["## Problems", ""] + [f"- {m['server']} {m['shape']} round {m['round']}: "

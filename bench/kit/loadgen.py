@@ -5,8 +5,9 @@
   going on receive errors, as the original did; `-l` accepts a changing body length (without it ab
   counts every response whose length differs from the first as "Failed (Length)", and a counter
   that grows from 1 to 5 digits would fail almost every request).
+- `pipelined()`: kit/pipeclient.py, pipelined keep-alive requests (bench/syscalls), read as ab's.
 - `wrk()`: `wrk -t T -c C -d Ds --latency URL`, multi-threaded keep-alive load with percentiles.
-Both run under an outer timeout as well, and return {"argv", "raw", "seconds", "error", ...parsed}.
+Each runs under an outer timeout as well, and return {"argv", "raw", "seconds", "error", ...parsed}.
 The raw file starts with the command line (`$ taskset -c 1 wrk ...`), then what the tool printed.
 `binary` and `env` run another copy than the one on PATH (bench/device/run16: the bundle's, with
 LD_LIBRARY_PATH to its libraries); `while_running` is procs.run's (run16 and bench/compare sample CPU
@@ -14,16 +15,21 @@ time under wrk).
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from . import parse, procs
+
+PIPECLIENT = Path(__file__).resolve().with_name("pipeclient.py")
 
 
 def _pin(cpus: str | None, argv: list[str]) -> list[str]:
     return (["taskset", "-c", cpus] + argv) if cpus else argv
 
 
-def _save(raw_path: Path, result: procs.Result) -> None:
+def _save(raw_path: Path | None, result: procs.Result) -> None:
+    if not raw_path:  # a warm-up's
+        return
     text = f"$ {' '.join(result.argv)}\n" + result.stdout
     if result.stderr.strip():
         text += "\n---- stderr ----\n" + result.stderr
@@ -32,21 +38,35 @@ def _save(raw_path: Path, result: procs.Result) -> None:
     raw_path.write_text(text)
 
 
-def ab(url: str, requests: int, concurrency: int, time_limit: int, keepalive: bool,
-       raw_path: Path, label: str | None, cpus: str | None = None, *, binary: str = "ab",
-       env: dict | None = None) -> dict:
-    argv = [binary] + (["-k"] if keepalive else []) + [
-        "-c", str(concurrency), "-t", str(time_limit), "-n", str(requests), "-r", "-l", url]
-    result = procs.run(_pin(cpus, argv), timeout=time_limit + 45, label=label, env=env)
+def _ab_like(argv: list[str], timeout: float, raw_path: Path | None, label: str | None, env: dict | None) -> dict:
+    """Runs ab, or kit/pipeclient.py (which prints ab's summary lines), and parses its summary."""
+    result = procs.run(argv, timeout=timeout, label=label, env=env)
     _save(raw_path, result)
-    outcome = {"argv": " ".join(argv), "raw": raw_path.name, "seconds": round(result.seconds, 2), "error": None}
+    outcome = {"argv": " ".join(argv), "raw": raw_path and raw_path.name, "seconds": round(result.seconds, 2),
+               "error": None}
     try:
         outcome.update(parse.parse_ab(result.stdout))
         if result.returncode != 0:
-            outcome["warning"] = f"ab exited with {result.returncode}: {result.tail(1)}"
+            outcome["warning"] = f"{Path(argv[0]).name} exited with {result.returncode}: {result.tail(1)}"
     except parse.ParseError as error:
-        outcome["error"] = f"ab gave no result ({'timed out' if result.timed_out else error}): {result.tail(1)}"
+        outcome["error"] = f"no result ({'timed out' if result.timed_out else error}): {result.tail(1)}"
     return outcome
+
+
+def ab(url: str, requests: int, concurrency: int, time_limit: int, keepalive: bool,
+       raw_path: Path | None, label: str | None, cpus: str | None = None, *, binary: str = "ab",
+       env: dict | None = None) -> dict:
+    argv = [binary] + (["-k"] if keepalive else []) + [
+        "-c", str(concurrency), "-t", str(time_limit), "-n", str(requests), "-r", "-l", url]
+    return _ab_like(_pin(cpus, argv), time_limit + 45, raw_path, label, env)
+
+
+def pipelined(port: int, requests: int, connections: int, depth: int, raw_path: Path | None,
+              label: str | None) -> dict:
+    """kit/pipeclient.py: `connections` keep-alive connections, `depth` requests written at once on each."""
+    argv = [sys.executable, str(PIPECLIENT), "--port", str(port), "--requests", str(requests),
+            "--connections", str(connections), "--depth", str(depth)]
+    return _ab_like(argv, 600, raw_path, label, None)
 
 
 def wrk(url: str, threads: int, connections: int, duration: int, raw_path: Path, label: str | None,

@@ -1,21 +1,13 @@
 """Counting a running server's kernel crossings with `perf stat`: syscalls by name and context
 switches, per thread, over exactly the window a load ran in (bench/syscalls).
 
-- `Counter`: `perf stat -x, --per-thread -D -1 --control fifo:CTL,ACK -p PIDS -e EVENTS -o FILE`
-  attached to processes that are already running, with its events disabled at first. Opening
-  ~350 tracepoints on every thread takes perf tens of seconds on a loaded 2-core machine, so the
-  window is not "from perf's start": `enable()` writes `enable` to the control FIFO and returns
-  once perf acknowledges it (by then every event is open), `disable()` likewise, and `stop()`
-  sends perf SIGINT and returns what it wrote. The counts are those between the two acks.
-  perf's counters are inherited, so threads and children created after it attached (a runtime's
-  lazily started threads) count in their parent thread's line.
-- `parse()`: perf's CSV into {thread label: {event: count}}; `aggregate()` folds threads into the
-  roles the caller names ("server", "redis") through a tid -> role map; `syscall_name()` makes
-  the names short; failed recvfrom/read/accept4 (ret < 0, on
-  their exit tracepoints) come as `recvfrom:err` etc. Pure functions, tested by
-  bench/tests/test_perfstat.py against a real perf 6.1 output.
-
-Not measured here: `instructions` (this VM's perf has no hardware counters; see bench/README.md).
+`Counter` attaches `perf stat -x, --per-thread -D -1 --control fifo:CTL,ACK -p PIDS` to running
+processes with its events disabled: opening ~350 tracepoints on every thread takes perf tens of
+seconds on a loaded 2-core machine, so `enable()` and `disable()` return once perf acknowledges them
+on its control FIFO, and the counts are those between the two acks. Threads created after perf
+attached count in their parent's line. `parse()` reads perf's CSV; `aggregate()` folds threads into
+the caller's roles ("server", "redis"); failed recvfrom/read/accept4 come as `recvfrom:err` etc.
+(This VM's perf has no hardware counters: instructions are callgrind's, kit/callgrind.py.)
 """
 from __future__ import annotations
 
@@ -23,6 +15,7 @@ import errno
 import gzip
 import os
 import select
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -42,9 +35,9 @@ FAILURES = ["recvfrom", "read", "accept4"]
 EVENTS = [TOTAL, "syscalls:sys_enter_*", SWITCHES]
 
 
-def event_args(events=None, failures=None) -> list[str]:
+def event_args(failures=None) -> list[str]:
     """perf's -e (and --filter) arguments: the events, then each failure counter with its filter."""
-    args = ["-e", ",".join(events or EVENTS)]
+    args = ["-e", ",".join(EVENTS)]
     for name in (FAILURES if failures is None else failures):
         args += ["-e", f"syscalls:sys_exit_{name}", "--filter", "ret < 0"]
     return args
@@ -151,11 +144,11 @@ def compress(path: Path) -> Path:
 # Running perf
 
 class Counter:
-    """One perf stat attached to `pids` with its events disabled; see the module docstring."""
+    """One perf stat attached to `pids` with its events disabled (a procs.Service, so a run cut
+    short stops it too); see the module docstring."""
 
-    def __init__(self, pids, output: Path, events=None, failures=None, setup_timeout: float = 600.0):
+    def __init__(self, pids, output: Path):
         self.output = output
-        self.setup_timeout = setup_timeout
         self._dir = Path(tempfile.mkdtemp(prefix="hitcore-perf-"))
         self._ctl_path, self._ack_path = self._dir / "ctl", self._dir / "ack"
         os.mkfifo(self._ctl_path)
@@ -164,20 +157,16 @@ class Counter:
         self._ack = os.open(self._ack_path, os.O_RDWR | os.O_NONBLOCK)
         self._ctl: int | None = None
         self._said = ""
-        self.argv = ["perf", "stat", "-x,", "--per-thread", "-D", "-1",
-                     "--control", f"fifo:{self._ctl_path},{self._ack_path}",
-                     "-o", str(output), "-p", ",".join(str(p) for p in pids)] + event_args(events, failures)
-        self._stderr = open(self._dir / "stderr", "w+")
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._stderr,
-                                     stderr=subprocess.STDOUT)
-        procs._register(self.proc)
+        argv = ["perf", "stat", "-x,", "--per-thread", "-D", "-1",
+                "--control", f"fifo:{self._ctl_path},{self._ack_path}",
+                "-o", str(output), "-p", ",".join(str(p) for p in pids)] + event_args()
+        self.service = procs.Service("perf-stat", argv, self._dir / "perf.log")
+        self.proc = self.service.proc
 
     def _perf_said(self) -> str:
-        if self._stderr.closed:
-            return self._said
-        self._stderr.flush()
-        self._stderr.seek(0)
-        return " | ".join(l.strip() for l in self._stderr.read().splitlines() if l.strip())[-400:]
+        """What perf printed (its errors), the last of it."""
+        lines = self.service.log_text().splitlines() if self._dir.exists() else []
+        return " | ".join(line.strip() for line in lines if line.strip())[-400:] or self._said
 
     def _command(self, word: str, timeout: float) -> float:
         """Sends a control command and waits for perf's ack; returns the seconds it took."""
@@ -209,7 +198,7 @@ class Counter:
 
     def enable(self) -> float:
         """Returns once counting is on: perf has opened every event (the seconds that took)."""
-        return self._command("enable", self.setup_timeout)
+        return self._command("enable", 600)
 
     def disable(self) -> float:
         return self._command("disable", 60)
@@ -222,9 +211,7 @@ class Counter:
                 try:
                     self.proc.wait(timeout=timeout)
                 except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(timeout=10)
-                    raise PerfError(f"perf stat did not exit within {timeout:.0f}s of SIGINT")
+                    raise PerfError(f"perf stat did not exit within {timeout:.0f}s of SIGINT") from None
         finally:
             self.close()
         try:
@@ -233,11 +220,10 @@ class Counter:
             raise PerfError(f"perf stat wrote no output: {error}; it said: {self._perf_said()}")
 
     def close(self) -> None:
-        """Kills perf if it still runs and removes the FIFOs (safe to call twice)."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        procs._unregister(self.proc)
+        """Stops perf if it still runs (SIGTERM, then SIGKILL) and removes the FIFOs (safe twice)."""
+        if self._dir.exists():
+            self._said = self._perf_said()
+        self.service.stop(grace=5)
         for fd in (self._ctl, self._ack):
             if fd is not None:
                 try:
@@ -245,15 +231,4 @@ class Counter:
                 except OSError:
                     pass
         self._ctl = self._ack = None
-        if not self._stderr.closed:
-            self._said = self._perf_said()
-            self._stderr.close()
-        for path in (self._ctl_path, self._ack_path, self._dir / "stderr"):
-            try:
-                path.unlink()
-            except OSError:
-                pass
-        try:
-            self._dir.rmdir()
-        except OSError:
-            pass
+        shutil.rmtree(self._dir, ignore_errors=True)

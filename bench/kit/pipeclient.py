@@ -3,10 +3,10 @@ writing D `GET /` requests in one send, reading the D answers, and again, until 
 been answered in all. ab cannot pipeline, and wrk runs for a duration rather than a request count;
 bench/syscalls divides the server's kernel crossings by an exact request count.
 
-    python3 bench/kit/pipeclient.py --port P --requests N [--connections 50] [--depth 16] [--path /]
+    python3 bench/kit/pipeclient.py --port P --requests N [--connections 50] [--depth 16]
 
-Prints `Complete requests: N`, `Failed requests: F`, `Non-2xx responses: X`, `Time taken for
-tests: S seconds` (ab's labels, so kit/parse.py's reader takes it too) and exits 0 when every
+Prints ab's summary lines (complete, failed and non-2xx requests, the time taken and requests per
+second: kit/parse.py's ab reader takes them, as kit/loadgen.py's pipelined() does) and exits 0 when every
 request got an answer, 1 otherwise. Standard library only, one thread per connection (the
 counts measured are the server's, so the client's speed matters only in how it batches).
 """
@@ -46,9 +46,9 @@ def read_answers(sock: socket.socket, buf: bytearray, want: int) -> tuple[list[i
     return statuses, buf
 
 
-def connection(port: int, path: str, count: int, depth: int, results: list, lock: threading.Lock) -> None:
+def connection(port: int, count: int, depth: int, results: list, lock: threading.Lock) -> None:
     ok = non_2xx = failed = 0
-    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    request = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -76,7 +76,6 @@ def main(argv=None) -> int:
     p.add_argument("--requests", type=int, required=True)
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--depth", type=int, default=16)
-    p.add_argument("--path", default="/")
     args = p.parse_args(argv)
     if args.requests < 1 or args.connections < 1 or args.depth < 1:
         p.error("--requests, --connections and --depth must be positive")
@@ -86,7 +85,7 @@ def main(argv=None) -> int:
     results: list = []
     lock = threading.Lock()
     began = time.monotonic()
-    threads = [threading.Thread(target=connection, args=(args.port, args.path, share, args.depth, results, lock))
+    threads = [threading.Thread(target=connection, args=(args.port, share, args.depth, results, lock))
                for share in shares]
     for t in threads:
         t.start()
@@ -102,6 +101,7 @@ def main(argv=None) -> int:
     print(f"Complete requests:      {ok + non_2xx + failed}")
     print(f"Failed requests:        {failed}")
     print(f"Non-2xx responses:      {non_2xx}")
+    print(f"Requests per second:    {(ok + non_2xx + failed) / seconds:.2f} [#/sec] (mean)")
     return 0 if failed == 0 else 1
 
 

@@ -95,17 +95,12 @@ class RedisServer:
 
     `binary` and `env` run another redis-server than the one on PATH (bench/device/run16: the
     bundle's, with LD_LIBRARY_PATH to its libraries); `workdir` is its --dir (default: the cwd),
-    where it would write files (it writes none: no persistence); `password` is a given one (a
-    replica's primary's); it logs to `log_name`; `extra_args` go after the kit's own (bench/compare:
-    a TLS port, or `--replicaof` for a replica). `restart` starts it again in place (bench/compare's
-    @redis-restart)."""
+    where it would write files (it writes none: no persistence)."""
 
     def __init__(self, log_dir: Path, cpus: str | None = None, *, binary: str = "redis-server",
-                 env: dict | None = None, workdir: Path | None = None,
-                 password: str | None = None, log_name: str = "redis-server.log",
-                 extra_args: list[str] | None = None):
+                 env: dict | None = None, workdir: Path | None = None):
         self.port = free_port()
-        self.password = password or secrets.token_hex(12)
+        self.password = secrets.token_hex(12)
         argv = [
             binary, "--bind", "127.0.0.1", "--port", str(self.port),
             "--requirepass", self.password, "--save", "", "--appendonly", "no",
@@ -113,11 +108,9 @@ class RedisServer:
         ]
         if workdir:
             argv += ["--dir", str(workdir)]
-        argv += list(extra_args or [])
         if cpus:
             argv = ["taskset", "-c", cpus] + argv
-        self.env = env
-        self.service = procs.Service("redis-server", argv, log_dir / log_name, env=env)
+        self.service = procs.Service("redis-server", argv, log_dir / "redis-server.log", env=env)
 
     @property
     def pid(self) -> int:
@@ -169,16 +162,6 @@ class RedisServer:
             if line.startswith("redis_version:"):
                 return line.split(":", 1)[1].strip()
         return "unknown"
-
-    def restart(self, down: float) -> None:
-        """Stops it (SIGTERM, as an operator's restart would), waits `down` seconds and starts the
-        same command again on the same port and password (no persistence: the counter starts empty),
-        logging to the same log's `-restarted` twin."""
-        self.stop()
-        time.sleep(down)
-        log_path = self.service.log_path.with_name(self.service.log_path.stem + "-restarted.log")
-        self.service = procs.Service("redis-server", self.service.argv, log_path, env=self.env)
-        self.wait_ready()
 
     def stop(self) -> None:
         self.service.stop(grace=10)

@@ -38,7 +38,6 @@ class Context:
     server_cpus: str | None        # a taskset list, or None for no pinning
     hitcore: Path | None           # the hitcore binary
     tmp: Path                      # run-time scratch (nginx config)
-    tokio: Path | None = None      # the tokio peer (default: the one bench/run builds)
 
     @property
     def bind(self) -> str:
@@ -93,7 +92,7 @@ def gunicorn(ctx: Context, worker_class: str) -> Spec:
 
 
 def tokio(ctx: Context) -> Spec:
-    argv = [str(ctx.tokio or provision.TOKIO_BINARY), "-b", ctx.bind, "-t", str(ctx.ncpu)]
+    argv = [str(provision.TOKIO_BINARY), "-b", ctx.bind, "-t", str(ctx.ncpu)]
     return Spec("tokio-hyper", f"tokio + hyper + redis-rs, {ctx.ncpu} threads", _pin(ctx, argv),
                 env={"REDIS_URL": ctx.redis_url}, needs="tokio")
 
@@ -154,16 +153,27 @@ def write_nginx_conf(folder: Path, bind: str, workers: int, connections: int | N
     return path, limits
 
 
-def nginx(ctx: Context, connections: int | None = None, folder: Path | None = None) -> Spec:
-    """nginx `return 200` with one worker per CPU; `connections`: size its limits for that many
-    clients (nginx_limits), else bench/run's defaults."""
-    folder = folder or ctx.tmp / "nginx"
-    conf, limits = write_nginx_conf(folder, ctx.bind, ctx.ncpu, connections)
+def certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed ECDSA P-256 certificate for IP 127.0.0.1 and its key (PEM), made with openssl:
+    what bench/compare's @https variants serve ({tls_cert}, {tls_key}; no client verifies it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key = folder / "server.crt", folder / "server.key"
+    result = procs.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE",
+                        "-addext", "extendedKeyUsage=serverAuth"], timeout=30)
+    if not result.ok:
+        raise procs.RunError(f"openssl failed: {result.tail(3)}")
+    return cert, key
+
+
+def nginx(ctx: Context) -> Spec:
+    """nginx `return 200` with one worker per CPU and bench/run's long-standing limits."""
+    folder = ctx.tmp / "nginx"
+    conf, _limits = write_nginx_conf(folder, ctx.bind, ctx.ncpu)
     argv = ["nginx", "-p", f"{folder}/", "-c", str(conf), "-e", "stderr"]
-    title = f"nginx return 200 (static, no Redis), {ctx.ncpu} workers"
-    if connections is not None:
-        title += f", worker_connections {limits['worker_connections']:,}"
-    return Spec("nginx", title, _pin(ctx, argv), uses_redis=False, processes=1 + ctx.ncpu)
+    return Spec("nginx", f"nginx return 200 (static, no Redis), {ctx.ncpu} workers", _pin(ctx, argv),
+                uses_redis=False, processes=1 + ctx.ncpu)
 
 
 def hitcore(ctx: Context, shards: int | None, row_id: str | None = None) -> Spec:

@@ -1,30 +1,20 @@
-"""bench/syscalls: kernel crossings per request, counted, for hitcore, nginx and the tokio peer
-(issue 14's starting measurement; bench/README.md, "Syscalls per request", says how and why).
-
-Owns the loads and readings as a `compare.Tool` over bench/plans/syscalls.plan (one worker each), and
-the report: in each round, each server started fresh against the run's Redis and, for each load
-shape (keepalive, close, pipelined; idle in round 1), a warm-up, then `perf stat`
-(kit/perfstat.py) enabled around exactly N requests, every syscall count and the context switches
-divided by the requests; with --instructions the server again under callgrind (kit/callgrind.py)
-for user-space instructions per request; with --idle-connections N, hitcore -w 1 under callgrind
-holding N idle keep-alive connections, for its instructions per second at rest. The rounds, Redis,
-the binaries and summary.json are kit/compare.py's. Counts, not times: nothing here reports a rate.
+"""bench/syscalls: kernel crossings per request, counted, for hitcore, nginx and the tokio peer, a
+`compare.Tool` over bench/plans/syscalls.plan (bench/README.md, "Syscalls per request", says how and
+why): each server started fresh each round and, for each load shape, a warm-up, then `perf stat`
+(kit/perfstat.py) around exactly N requests; with --instructions, the server again under callgrind
+(kit/callgrind.py). Counts, not times: nothing here reports a rate.
 """
 from __future__ import annotations
 
-import re
 import shutil
-import socket
-import sys
 import time
 from pathlib import Path
 
-from . import (callgrind, compare, compare_plan, compare_report, machine, measure, perfstat, procs, provision,
+from . import (callgrind, compare, compare_plan, compare_report, loadgen, machine, measure, perfstat, procs, provision,
                redisctl, servers, session)
 from .procs import RunError, log
 from .rounds import stats
 
-PIPECLIENT = Path(__file__).resolve().with_name("pipeclient.py")
 PLAN = provision.BENCH / "plans" / "syscalls.plan"
 SERVERS = ["hitcore", "nginx", "tokio"]
 SHAPES = ["keepalive", "close", "pipelined", "idle"]
@@ -32,26 +22,10 @@ SERVER_TITLES = {"hitcore": "hitcore -w 1", "nginx": "nginx, 1 worker (static)",
                  "tokio": "tokio + hyper + redis-rs, 1 worker thread"}
 CONNECTIONS, DEPTH = 50, 16
 MODES = {
-    "full": {"requests": 20000, "warmup": 2000, "rounds": 3, "idle_seconds": 5, "callgrind_requests": 5000,
-             "held_seconds": 10},
-    "quick": {"requests": 2000, "warmup": 200, "rounds": 1, "idle_seconds": 2, "callgrind_requests": 1000,
-              "held_seconds": 3},
+    "full": {"requests": 20000, "warmup": 2000, "rounds": 3, "idle_seconds": 5, "callgrind_requests": 5000},
+    "quick": {"requests": 2000, "warmup": 200, "rounds": 1, "idle_seconds": 2, "callgrind_requests": 1000},
 }
-REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 COUNTER_KEY = "hit"
-
-
-def load_counts(text: str) -> dict:
-    """ab's (and pipeclient's) Complete / Failed / Non-2xx lines -> {complete, failed, non_2xx, ok}."""
-    out = {}
-    for label, key in (("Complete requests", "complete"), ("Failed requests", "failed"),
-                       ("Non-2xx responses", "non_2xx")):
-        match = re.search(rf"^{label}:\s+(\d+)", text, re.M)
-        out[key] = int(match.group(1)) if match else (None if key == "complete" else 0)
-    if out["complete"] is None:
-        raise RunError("the load generator printed no 'Complete requests' line")
-    out["ok"] = out["complete"] - out["failed"] - out["non_2xx"]
-    return out
 
 
 def per_unit(counts: dict[str, int], units: float) -> dict[str, float]:
@@ -73,10 +47,10 @@ def fold(measurements: list[dict]) -> dict:
             roles = {role: {name: stats([m["per_unit"].get(role, {}).get(name, 0.0) for m in runs])
                             for name in sorted({n for m in runs for n in m["per_unit"].get(role, {})})}
                      for role in sorted({r for m in runs for r in m["per_unit"]})}
-            extra = {key: {k: v for k, v in stats(values).items() if k != "values"}
-                     for key in ("redis_commands_per_request", "incrby_per_request")
-                     for values in [[m[key] for m in runs if m.get(key) is not None]] if values}
-            out.setdefault(server, {})[shape] = {"rounds": len(runs), "roles": roles, **extra}
+            cell = out.setdefault(server, {})[shape] = {"rounds": len(runs), "roles": roles}
+            commands = [m["redis_commands_per_request"] for m in runs if m.get("redis_commands_per_request") is not None]
+            if commands:
+                cell["redis_commands_per_request"] = stats(commands)
     return out
 
 
@@ -92,43 +66,35 @@ def fold_instructions(records: list[dict]) -> dict:
 class Syscalls:
     """One server's measurements in one round (compare.Tool's measure), and their folding."""
 
-    def __init__(self, settings: dict, shapes: list[str], with_perf: bool, with_callgrind: bool, held: bool):
+    def __init__(self, settings: dict, shapes: list[str], with_perf: bool, with_callgrind: bool):
         self.settings, self.shapes = settings, shapes
-        self.with_perf, self.with_callgrind, self.held = with_perf, with_callgrind, held
+        self.with_perf, self.with_callgrind = with_perf, with_callgrind
         self.port = 0
         self.redis: redisctl.RedisServer | None = None
         self.log_dir = self.raw_dir = Path(".")
 
     def load(self, shape: str, requests: int, raw_path: Path | None) -> dict:
+        """Exactly `requests` requests of the shape; RunError unless every one was answered 2xx."""
+        label = f"{shape} {requests}"
         if shape == "pipelined":
-            argv = [sys.executable, str(PIPECLIENT), "--port", str(self.port), "--requests", str(requests),
-                    "--connections", str(CONNECTIONS), "--depth", str(DEPTH)]
+            out = loadgen.pipelined(self.port, requests, CONNECTIONS, DEPTH, raw_path, label)
         else:
-            argv = ["ab"] + (["-k"] if shape == "keepalive" else []) + [
-                "-c", str(CONNECTIONS), "-n", str(requests), "-r", "-l", f"http://127.0.0.1:{self.port}/"]
-        result = procs.run(argv, timeout=600, label=f"{shape} {requests}")
-        if raw_path:
-            raw_path.write_text(f"$ {' '.join(argv)}\n" + result.stdout +
-                                (("\n---- stderr ----\n" + result.stderr) if result.stderr.strip() else ""))
-        if result.timed_out:
-            raise RunError(f"{argv[0]} did not finish {requests} requests within 600s")
-        counts = load_counts(result.stdout)
-        if counts["ok"] != requests:
-            raise RunError(f"{counts['ok']} of {requests} requests answered 2xx "
-                           f"({counts['failed']} failed, {counts['non_2xx']} non-2xx): {result.tail(2)}")
-        return counts
+            out = loadgen.ab(f"http://127.0.0.1:{self.port}/", requests, CONNECTIONS, 600, shape == "keepalive",
+                             raw_path, label)
+        if out["error"] or out["ok_2xx"] != requests:
+            raise RunError(out["error"] or f"{out['ok_2xx']} of {requests} requests answered 2xx "
+                           f"({out['failed']} failed, {out['non_2xx']} non-2xx)")
+        return out
 
-    def tool_measure(self, variant, filled: dict, rnd: int, setups, _args, raw_dir: Path, log_dir: Path,
-                     _scratch) -> dict:
-        """compare.Tool's measure: perf's shapes, callgrind's, or the held connections, by the options."""
+    def tool_measure(self, variant, filled: dict, rnd: int, redis, _args, raw_dir: Path, log_dir: Path) -> dict:
+        """compare.Tool's measure: perf's shapes, callgrind's, or both, by the options."""
         self.port, self.raw_dir, self.log_dir = filled["port"], raw_dir, log_dir
-        self.redis = setups.by_setup.get("primary")
+        self.redis = redis
         name = variant.name
-        row = {"id": name, "title": SERVER_TITLES.get(name, name), "argv": " ".join(filled["argv"]),
-               "uses_redis": bool(variant.setup()), "status": "ok", "tests": {}}
+        row = compare.new_row(variant, filled, title=SERVER_TITLES.get(name, name))
         spec = compare.server_spec(variant, filled)
         steps = [("measurements", self.server_round, self.with_perf),
-                 ("instructions", self.instructions_round, self.with_callgrind), ("held", self.held_round, self.held)]
+                 ("instructions", self.instructions_round, self.with_callgrind)]
         for key, step, enabled in steps:
             if not enabled:
                 continue
@@ -144,14 +110,12 @@ class Syscalls:
 
     def fold(self, summary: dict, _run_dir: Path) -> None:
         records = {key: [m for row in summary["rows"] for r in row["rounds"] for m in r.get(key, [])]
-                   for key in ("measurements", "instructions", "held")}
+                   for key in ("measurements", "instructions")}
         summary.update(servers=[r["id"] for r in summary["rows"]], shapes=self.shapes,
                        measurements=records["measurements"], folded=fold(records["measurements"]))
         if self.with_callgrind:
             summary.update(instructions=records["instructions"],
                            instructions_folded=fold_instructions(records["instructions"]))
-        if self.held:
-            summary["held"] = records["held"]
 
     def measure(self, server: str, shape: str, service: procs.Service, uses_redis: bool, rnd: int) -> dict:
         """One shape under perf stat, on a started server."""
@@ -190,12 +154,11 @@ class Syscalls:
             by_role.setdefault(role, {}).update({f"cs-{kind}": n for kind, n in kinds.items()})
         units = record["window_s"] if shape == "idle" else requests
         commands = {k: after_cmds.get(k, 0) - before_cmds.get(k, 0) for k in ("incr", "incrby")}
-        record.update(counts=by_role, threads=sorted(perfstat.parse(text)), units=units,
+        record.update(counts=by_role, units=units,
                       per_unit={role: per_unit(counts, units) for role, counts in by_role.items()},
                       redis_commands=commands, counter_delta=after_hit - before_hit)
         if shape != "idle" and uses_redis:
             record["redis_commands_per_request"] = (commands["incr"] + commands["incrby"]) / requests
-            record["incrby_per_request"] = commands["incrby"] / requests
             if record["counter_delta"] != requests:
                 record["warning"] = f"the counter grew by {record['counter_delta']}, not {requests}"
         srv = by_role.get("server", {})
@@ -209,25 +172,32 @@ class Syscalls:
             return {}, 0
         return self.redis.command_calls(), self.redis.get_int(COUNTER_KEY) or 0
 
-    def server_round(self, server: str, spec: servers.Spec, rnd: int) -> list[dict]:
+    def each_shape(self, server: str, rnd: int, shapes: list[str], service: procs.Service, one) -> list[dict]:
+        """`one(shape)`'s record for each shape on the started server, a failed shape recorded as
+        such (the others still measured); then the server stopped."""
         out = []
-        service = servers.start(spec, self.port, self.log_dir / f"{server}-r{rnd}.log", name=f"{server}-r{rnd}")
         try:
-            for shape in [s for s in self.shapes if s != "idle" or rnd == 1]:
+            for shape in shapes:
                 log(f"round {rnd}: {server}, {shape}")
                 try:
-                    out.append(self.measure(server, shape, service, spec.uses_redis, rnd))
+                    out.append(one(shape))
                 except (RunError, perfstat.PerfError, OSError, redisctl.RedisError) as error:
                     log(f"{server} {shape} round {rnd}: {error}")
                     out.append({"server": server, "shape": shape, "round": rnd, "error": str(error)})
                 if not service.alive():
                     raise RunError(f"{server} exited during {shape}")
         finally:
-            service.stop()
+            service.stop(grace=30)
         return out
 
+    def server_round(self, server: str, spec: servers.Spec, rnd: int) -> list[dict]:
+        service = servers.start(spec, self.port, self.log_dir / f"{server}-r{rnd}.log", name=f"{server}-r{rnd}")
+        return self.each_shape(server, rnd, [s for s in self.shapes if s != "idle" or rnd == 1], service,
+                               lambda shape: self.measure(server, shape, service, spec.uses_redis, rnd))
+
     def instructions_round(self, server: str, spec: servers.Spec, rnd: int) -> list[dict]:
-        """The server under callgrind: user-space instructions per request for each shape."""
+        """The server under callgrind (slow to start: up to 3 minutes), its dumps in
+        callgrind/SERVER-rROUND: user-space instructions per request for each shape."""
         if server == "nginx":
             # A forked child under valgrind (nginx's worker) cannot be reached by callgrind_control
             # (no vgdb until it execs): nginx serves from its one process instead, the same event
@@ -235,89 +205,35 @@ class Syscalls:
             config = Path(spec.argv[spec.argv.index("-c") + 1])
             config.write_text(config.read_text().replace("master_process on;", "master_process off;"))
             spec.processes = 1
-        service, out_dir = self.under_callgrind(spec, f"{server}-callgrind-r{rnd}", f"{server}-r{rnd}")
-        requests, out = self.settings["callgrind_requests"], []
-        try:
-            for shape in [s for s in self.shapes if s != "idle"]:
-                log(f"callgrind round {rnd}: {server}, {shape}")
-                record = {"server": server, "shape": shape, "round": rnd, "error": None, "requests": requests}
-                try:
-                    self.load(shape, max(1, self.settings["warmup"] // 4), None)
-                    raw = self.raw_dir / f"{server}-{shape}-r{rnd}.callgrind-load.txt"
-                    totals, _ = counted(service, out_dir, lambda: record.update(load=self.load(shape, requests, raw)))
-                    record.update(per_process={str(pid): n for pid, n in totals.items()},
-                                  instructions=sum(totals.values()), per_request=sum(totals.values()) / requests)
-                    log(f"{server}-{shape}-r{rnd}: {record['per_request']:.0f} instructions per request (callgrind)")
-                except (RunError, OSError) as error:
-                    log(f"{server} {shape} callgrind round {rnd}: {error}")
-                    record["error"] = str(error)
-                out.append(record)
-                if not service.alive():
-                    raise RunError(f"{server} exited under callgrind during {shape}")
-        finally:
-            service.stop(grace=30)
-        return out
-
-    def held_round(self, server: str, spec: servers.Spec, rnd: int) -> list[dict]:
-        """hitcore -w 1 under callgrind holding --idle-connections keep-alive connections, each
-        answered once: its instructions per second while they sit idle (what a shard's tick costs)."""
-        n, seconds = self.settings["held_connections"], self.settings["held_seconds"]
-        spec.argv += ["--worker-connections", str(n + 100), "--keep-alive", "600", "--header-timeout", "600"]
-        record = {"server": server, "shape": f"held-{n}", "round": rnd, "error": None, "connections": n}
-        service, out_dir = self.under_callgrind(spec, f"{server}-held-r{rnd}", f"held-r{rnd}")
-        conns: list[socket.socket] = []
-        try:
-            for _ in range(n):
-                conns.append(socket.create_connection(("127.0.0.1", self.port), timeout=60))
-                conns[-1].sendall(REQUEST)
-            record["answered"] = sum(_answered(conn) for conn in conns)
-            time.sleep(2)  # the answers' last work done before the counted window
-            record.update(held_figures(service.pid, *counted(service, out_dir, lambda: time.sleep(seconds))))
-            log(f"held-r{rnd}: {record['answered']}/{n} answered; shard {record['shard_per_s']:,} and supervisor "
-                f"{record['supervisor_per_s']:,} instructions per second idle")
-        except (RunError, OSError) as error:
-            log(f"{server} holding {n} connections, round {rnd}: {error}")
-            record["error"] = str(error)
-        finally:
-            for conn in conns:
-                conn.close()
-            service.stop(grace=30)
-        return [record]
-
-    def under_callgrind(self, spec: servers.Spec, name: str, folder: str) -> tuple[procs.Service, Path]:
-        """`spec` started under callgrind (slow to start: up to 3 minutes), its dumps in callgrind/FOLDER."""
-        out_dir = self.log_dir / "callgrind" / folder
+        out_dir = self.log_dir / "callgrind" / f"{server}-r{rnd}"
         out_dir.mkdir(parents=True, exist_ok=True)
+        name, requests = f"{server}-callgrind-r{rnd}", self.settings["callgrind_requests"]
         service = servers.start(spec, self.port, self.log_dir / f"{name}.log", name=name,
                                 argv=callgrind.wrap(spec.argv, out_dir), timeout=180, settle=2.0)
-        return service, out_dir
+
+        def one(shape: str) -> dict:
+            record = {"server": server, "shape": shape, "round": rnd, "error": None, "requests": requests}
+            self.load(shape, max(1, self.settings["warmup"] // 4), None)
+            raw = self.raw_dir / f"{server}-{shape}-r{rnd}.callgrind-load.txt"
+            totals = counted(service, out_dir, lambda: record.update(load=self.load(shape, requests, raw)))
+            record.update(per_process={str(pid): n for pid, n in totals.items()},
+                          instructions=sum(totals.values()), per_request=sum(totals.values()) / requests)
+            log(f"{server}-{shape}-r{rnd}: {record['per_request']:.0f} instructions per request (callgrind)")
+            return record
+        return self.each_shape(server, rnd, [s for s in self.shapes if s != "idle"], service, one)
 
 
-def counted(service: procs.Service, out_dir: Path, during) -> tuple[dict[int, int], float]:
+def counted(service: procs.Service, out_dir: Path, during) -> dict[int, int]:
     """The instructions of each of the server's processes while `during()` runs (counters zeroed
-    before it, dumped after it), and the seconds from the zero to the dump."""
+    before it, dumped after it)."""
     pids = [service.pid] + procs.descendants(service.pid)
     if not callgrind.zero(pids):
         raise RunError("callgrind_control -z reached none of the server's processes")
-    zeroed = time.monotonic()
     during()
     totals = callgrind.read_totals(out_dir, callgrind.dump(pids))
     if not totals:
         raise RunError("callgrind wrote no dump")
-    return totals, time.monotonic() - zeroed
-
-
-def held_figures(supervisor: int, totals: dict[int, int], window_s: float) -> dict:
-    """Instructions per second of the counted window, the supervisor's and its shard's (every other
-    process of the server) apart, from callgrind's {pid: instructions}."""
-    shard = sum(n for pid, n in totals.items() if pid != supervisor)
-    return {"window_s": round(window_s, 2), "supervisor_per_s": round(totals.get(supervisor, 0) / window_s),
-            "shard_per_s": round(shard / window_s)}
-
-
-def _answered(conn: socket.socket) -> bool:
-    """Reads one answer's head from `conn`; whether it was a 200."""
-    return measure.read_head(conn).startswith(b"HTTP/1.1 200")
+    return totals
 
 
 def parse_args(argv):
@@ -326,8 +242,8 @@ def parse_args(argv):
                     "(1 worker) and the tokio peer (1 thread), keep-alive, a connection per request and "
                     "pipelined, with perf stat; writes bench/results/<date>-syscalls/summary.md.")
     p.add_argument("--quick", action="store_true", help="2000 requests, one round: to check the script")
-    p.add_argument("--requests", type=int, help="requests per measurement (default 20000)")
-    p.add_argument("--rounds", type=int, help="rounds (default 3)")
+    p.add_argument("--requests", type=compare.at_least(1), help="requests per measurement (default 20000)")
+    p.add_argument("--rounds", type=compare.at_least(1), help="rounds (default 3)")
     p.add_argument("--only", metavar="LIST", type=session.choice(SERVERS, "server(s)"),
                    help="servers, comma-separated: " + ", ".join(SERVERS))
     p.add_argument("--shapes", metavar="LIST", type=session.choice(SHAPES, "shape(s)"),
@@ -336,50 +252,31 @@ def parse_args(argv):
                    help="also count user-space instructions per request under callgrind (5000 requests per "
                         "shape and round; slow)")
     p.add_argument("--instructions-only", action="store_true", help="only the callgrind part, no perf")
-    p.add_argument("--idle-connections", type=int, metavar="N",
-                   help="only this: hitcore -w 1 under callgrind holding N idle keep-alive connections, its "
-                        "instructions per second (e.g. 10000; 10 s per round)")
-    p.add_argument("--tokio", type=Path, metavar="PATH",
-                   help="tokio peer binary (default bench/peers/tokio-hyper/target/release/tokio-hyper-peer)")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    held = args.idle_connections is not None
-    try:
-        chosen = args.only or (["hitcore"] if held else list(SERVERS))
-        shapes = args.shapes or list(SHAPES)
-        if held and (chosen != ["hitcore"] or args.instructions or args.shapes):
-            raise ValueError("--idle-connections measures hitcore alone: give it without --instructions, "
-                             "--shapes or --only other than hitcore")
-        for flag, value in (("--requests", args.requests), ("--rounds", args.rounds),
-                            ("--idle-connections", args.idle_connections)):
-            if value is not None and value < 1:
-                raise ValueError(f"{flag} must be at least 1, not {value}")
-        plan = compare_plan.parse_plan(PLAN.read_text())
-        plan.only(chosen)
-    except (ValueError, compare_plan.PlanError) as error:
-        print(f"bench/syscalls: {error}", file=sys.stderr)
-        return 2
+    chosen, shapes = args.only or list(SERVERS), args.shapes or list(SHAPES)
+    plan = compare_plan.parse_plan(PLAN.read_text())
+    plan.only(chosen)
     mode = "quick" if args.quick else "full"
     settings = dict(MODES[mode], mode=mode)
-    settings.update({k: v for k, v in (("requests", args.requests), ("rounds", args.rounds),
-                                       ("held_connections", args.idle_connections)) if v})
-    with_perf, with_callgrind = not (args.instructions_only or held), args.instructions or args.instructions_only
+    settings.update({k: v for k, v in (("requests", args.requests), ("rounds", args.rounds)) if v})
+    with_perf, with_callgrind = not args.instructions_only, args.instructions or args.instructions_only
     tools = ("ab", "redis-server") + (("perf",) if with_perf else ()) + \
-        (("valgrind", "callgrind_control") if with_callgrind or held else ()) + (("nginx",) if "nginx" in chosen else ())
+        (("valgrind", "callgrind_control") if with_callgrind else ()) + (("nginx",) if "nginx" in chosen else ())
     missing = [t for t in tools if not shutil.which(t)]
     if missing:
         log(f"cannot run: `{missing[0]}` is not installed (perf: apt-get install linux-perf; valgrind)")
         return 1
     settings["perf"] = machine.first_line(["perf", "--version"]) if with_perf else None
     args.name = "syscalls" + ("-quick" if args.quick else "") + ("-instructions" if args.instructions_only else "") \
-        + (f"-idle{args.idle_connections}" if held else "") + ("-partial" if args.only or args.shapes else "")
+        + ("-partial" if args.only or args.shapes else "")
     args.plan, args.rounds, args.dry_run = PLAN, settings["rounds"], False
     args.connections, args.duration, args.threads = CONNECTIONS, None, None
-    run = Syscalls(settings, shapes, with_perf, with_callgrind, held)
+    run = Syscalls(settings, shapes, with_perf, with_callgrind)
     tool = compare.Tool(measure=run.tool_measure, render=compare_report.syscalls_render, table=None,
                         summary={"syscalls": settings}, name="bench/syscalls", fold=run.fold)
     machine.raise_open_files_limit()
-    return session.guard(compare.run, args, plan, {"tokio": str(args.tokio)} if args.tokio else {}, tool)
+    return session.guard(compare.run, args, plan, {}, tool)

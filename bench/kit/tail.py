@@ -1,13 +1,9 @@
-"""bench/tail: the open-loop tail of issue 14's target 3 (issue 22's goal 2), measured with oha on
-bench/compare's run (bench/README.md, "Open-loop tail", says how and why).
-
-Owns oha's load and readings as a `compare.Tool` over bench/plans/tail.plan: before the rounds, the
-generator's closed-loop maximum against nginx (and, for context, the others) and the offered rates
-as fractions of it; in each round, each server started fresh, a warm-up, then `oha -q RATE
---latency-correction` at each rate with the CPU of oha, the server, Redis and the rest of the
-machine read from /proc over each steady window and the counter checked after each. The rounds,
-Redis, the binaries and summary.json are kit/compare.py's; the arithmetic kit/tail_stats.py's, the
-report kit/compare_report.py's.
+"""bench/tail: the open-loop tail (issue 22's goal 2) under oha, a `compare.Tool` over
+bench/plans/tail.plan (bench/README.md, "Open-loop tail", says how and why): before the rounds,
+oha's closed-loop maximum against nginx (and the others, for context) sets the offered rates; in
+each round, each server started fresh, a warm-up, then `oha -q RATE --latency-correction` at each
+rate with the steady window's CPU readings and the counter checked after each. The arithmetic is
+kit/tail_stats.py's, the report kit/compare_report.py's.
 """
 from __future__ import annotations
 
@@ -15,64 +11,49 @@ import os
 import sys
 from pathlib import Path
 
-from . import compare, compare_plan, compare_report, machine, measure, procs, provision, servers, session, tail_stats
+from . import compare, compare_plan, compare_report, machine, measure, procs, provision, session, tail_stats
 from .procs import RunError, log
 
 PLAN = provision.BENCH / "plans" / "tail.plan"
 DEFAULT_SERVERS = ["hitcore", "nginx", "tokio"]
-MODES = {
-    "full": {"rounds": 3, "duration": 10, "max_duration": 10, "fractions": [0.10, 0.25, 0.50, 0.75]},
-    "quick": {"rounds": 1, "duration": 3, "max_duration": 3, "fractions": [0.25, 0.50]},
-}
+# The offered rates, as fractions of oha's closed-loop maximum (the plan's `defaults` line says the
+# rest of the load; --quick is one round of 3 s, and a closed-loop maximum of 3 s instead of 10).
+FRACTIONS = {"full": [0.10, 0.25, 0.50, 0.75], "quick": [0.25, 0.50]}
 WARMUP_S = 1
 COUNTER_KEY = "hit"
 
 
-def parse_args(argv):
-    p = session.arguments(
-        "bench/tail", description="Open-loop latency (oha -q RATE --latency-correction) of hitcore, nginx static and the "
-        "tokio peer (bench/plans/tail.plan) at fractions of oha's own closed-loop maximum against nginx, in "
-        "interleaved rounds; writes bench/results/<date>-tail/summary.md.")
-    p.add_argument("--quick", action="store_true", help="one round of 3 s at 25 %% and 50 %%: checks the script")
-    p.add_argument("--rounds", type=int, help="interleaved rounds (default 3)")
-    p.add_argument("--duration", type=int, help="seconds per open-loop measurement (default 10)")
+def main(argv=None) -> int:
+    p = compare.arguments("bench/tail", "Open-loop latency (oha -q RATE --latency-correction) of hitcore, nginx "
+                          "static and the tokio peer (bench/plans/tail.plan, default hitcore,nginx,tokio) at fractions "
+                          "of oha's own closed-loop maximum against nginx (measured whether named or not), in "
+                          "interleaved rounds; writes bench/results/<date>-tail/summary.md.", "oha", PLAN)
     p.add_argument("--rates", metavar="LIST", help="fractions of the maximum (default 0.10,0.25,0.50,0.75)")
-    p.add_argument("--connections", "-c", type=int, default=100, help="oha -c (default 100)")
-    p.add_argument("--only", metavar="LIST", help="variants of bench/plans/tail.plan, comma-separated (default "
-                   "hitcore,nginx,tokio; hitcore-1 is `hitcore -w 1`, hitcore-pin `hitcore --pin`); nginx's "
-                   "maximum is measured whether it is named or not")
     p.add_argument("--max-rps", type=float, metavar="RPS",
                    help="skip the closed-loop measurement and take this as nginx's maximum (development)")
     p.add_argument("--cpus-load", metavar="LIST", help="pin oha with taskset -c LIST")
-    p.add_argument("--name", help="results name after the date (default tail[-quick][-partial])")
-    return p.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    mode = MODES["quick" if args.quick else "full"]
     try:
-        fractions = tail_stats.parse_fractions(args.rates) if args.rates else mode["fractions"]
-        for flag, value in (("--rounds", args.rounds), ("--duration", args.duration), ("--connections", args.connections)):
-            if value is not None and value < (2 if flag == "--duration" else 1):
-                raise ValueError(f"{flag} is too small: {value}")
         plan = compare_plan.parse_plan(PLAN.read_text())
+        # The plan's load (its `defaults` line) first, so the command line's options win.
+        args = p.parse_args(plan.defaults + list(sys.argv[1:] if argv is None else argv))
+        mode = "quick" if args.quick else "full"
+        fractions = tail_stats.parse_fractions(args.rates) if args.rates else FRACTIONS[mode]
         nginx = plan.variant("nginx")
-        plan.only(args.only.split(",") if args.only else DEFAULT_SERVERS)
+        plan.only(args.only or DEFAULT_SERVERS)
+        sets = compare_plan.parse_sets(args.set)
     except (ValueError, compare_plan.PlanError) as error:
         print(f"bench/tail: {error}", file=sys.stderr)
         return 2
-    partial = args.only or args.rates
-    args.name = args.name or "tail" + ("-quick" if args.quick else "") + ("-partial" if partial else "")
-    args.rounds, args.duration = args.rounds or mode["rounds"], args.duration or mode["duration"]
-    args.plan, args.dry_run, args.threads = PLAN, False, None
-    settings = {"mode": "quick" if args.quick else "full", "max_duration": mode["max_duration"],
-                "fractions": fractions, "servers": [v.name for v in plan.variants], "cpus_load": args.cpus_load}
+    if args.quick:
+        args.rounds, args.duration = 1, 3
+    args.name = args.name or "tail" + ("-quick" if args.quick else "") + ("-partial" if args.only or args.rates else "")
+    settings = {"mode": mode, "max_duration": 3 if args.quick else 10, "fractions": fractions,
+                "servers": [v.name for v in plan.variants], "cpus_load": args.cpus_load}
     tail = Tail(args, settings, nginx, plan.variants)
     tool = compare.Tool(measure=tail.measure, render=compare_report.tail_render, table=None, summary={"tail": settings},
                         name="bench/tail", prepare=tail.prepare, fold=tail.fold)
     machine.raise_open_files_limit()
-    return session.guard(compare.run, args, plan, {}, tool)
+    return session.guard(compare.run, args, plan, sets, tool)
 
 
 class Tail:
@@ -84,7 +65,7 @@ class Tail:
         self.rates: dict[float, int] = {}
         self.maxima: list[dict] = []
 
-    def prepare(self, fill, setups, args, raw_dir: Path, log_dir: Path) -> str | None:
+    def prepare(self, fill, redis, args, raw_dir: Path, log_dir: Path) -> str | None:
         """oha found (or installed), then the closed-loop maxima and the offered rates."""
         self.oha, problem = provision.oha(log_dir)
         if problem:
@@ -96,7 +77,7 @@ class Tail:
             others = [v for v in self.variants if v.name != "nginx"]
             for variant in [self.nginx] + others:
                 try:
-                    self.maxima.append(self.closed_loop(variant, fill(variant), setups, raw_dir, log_dir))
+                    self.maxima.append(self.closed_loop(variant, fill(variant), redis, raw_dir, log_dir))
                 except RunError as error:
                     if variant is self.nginx:
                         return f"the closed-loop maximum against nginx failed: {error}"
@@ -105,23 +86,14 @@ class Tail:
         log("offered rates: " + ", ".join(f"{tail_stats.percent_label(f)} = {r:,}/s" for f, r in self.rates.items()))
         return None
 
-    def start(self, variant, filled: dict, setups, log_dir: Path, tag: str) -> tuple[procs.Service, object]:
-        redis = setups.by_setup.get(variant.setup()) if variant.setup() else None
-        service = servers.start(compare.server_spec(variant, filled), filled["port"], log_dir / f"{tag}.log", name=tag)
-        if redis:
-            redis.set(COUNTER_KEY, 0)
-        return service, redis
-
-    def closed_loop(self, variant, filled: dict, setups, raw_dir: Path, log_dir: Path) -> dict:
+    def closed_loop(self, variant, filled: dict, redis, raw_dir: Path, log_dir: Path) -> dict:
         """oha's closed-loop maximum against a fresh `variant`: a warm-up, then -z max_duration."""
         seconds = self.settings["max_duration"]
         log(f"closed loop: oha -c {self.args.connections} -z {seconds}s against {variant.name}")
-        service, redis = self.start(variant, filled, setups, log_dir, f"{variant.name}-max")
-        try:
+        redis = redis if variant.uses_redis else None
+        with compare.started(variant, filled, redis, log_dir / f"{variant.name}-max.log", {}) as service:
             self.oha_run(service, redis, filled["port"], None, WARMUP_S, None)
             out = self.oha_run(service, redis, filled["port"], None, seconds, raw_dir / f"{variant.name}-max.json")
-        finally:
-            service.stop()
         log(f"  {variant.name}: {out['oha']['ok_rps']:,.0f} 2xx/s closed loop, p99 {out['oha']['p99_ms']} ms")
         return dict(out, server=variant.name)
 
@@ -169,39 +141,34 @@ class Tail:
             out["counter"] = tail_stats.counter_check(delta, out["oha"]["ok"], out["oha"]["aborted"], self.args.connections)
         return out
 
-    def measure(self, variant, filled: dict, rnd: int, setups, args, raw_dir: Path, log_dir: Path, _scratch) -> dict:
+    def measure(self, variant, filled: dict, rnd: int, redis, args, raw_dir: Path, log_dir: Path) -> dict:
         """One server, one round (compare.Tool's measure): started fresh, a warm-up at the lowest
         rate, then oha at each offered rate; the row's `measurements` are what tail_stats folds."""
         name = variant.name
-        row = {"id": name, "title": name, "argv": " ".join(filled["argv"]), "uses_redis": bool(variant.setup()),
-               "status": "ok", "tests": {}, "measurements": []}
+        redis = redis if variant.uses_redis else None
+        row = compare.new_row(variant, filled, measurements=[])
         out = row["measurements"]
         try:
-            service, redis = self.start(variant, filled, setups, log_dir, f"{name}-r{rnd}")
-        except RunError as error:
+            with compare.started(variant, filled, redis, log_dir / f"{name}-r{rnd}.log", row) as service:
+                self.oha_run(service, redis, filled["port"], min(self.rates.values()), WARMUP_S, None)
+                for fraction, rate in self.rates.items():
+                    record = {"server": name, "round": rnd, "fraction": fraction, "rate": rate, "error": None,
+                              "load1": round(os.getloadavg()[0], 2)}
+                    try:
+                        raw = raw_dir / f"{name}-{int(round(fraction * 1000)):04d}-r{rnd}.json"
+                        record.update(self.oha_run(service, redis, filled["port"], rate, args.duration, raw))
+                        o = record["oha"]
+                        o["achieved_ratio"] = tail_stats.achieved_ratio(o["ok_rps"], rate)
+                        log(f"round {rnd}, {name} at {rate:,}/s: p50 {o['p50_ms']} p99 {o['p99_ms']} p99.9 "
+                            f"{o['p999_ms']} ms, {o['ok_rps']:,.0f} 2xx/s, counter {record.get('counter', '-')}")
+                    except (RunError, OSError) as error:
+                        log(f"round {rnd}, {name} at {rate}/s: {error}")
+                        record["error"] = row["status"] = str(error)
+                    out.append(record)
+        except RunError as error:  # it did not start, or its warm-up failed: no rate measured
             row["status"] = str(error)
             out += [{"server": name, "round": rnd, "fraction": f, "rate": r, "error": str(error)}
                     for f, r in self.rates.items()]
-            return row
-        try:
-            self.oha_run(service, redis, filled["port"], min(self.rates.values()), WARMUP_S, None)
-            for fraction, rate in self.rates.items():
-                record = {"server": name, "round": rnd, "fraction": fraction, "rate": rate, "error": None,
-                          "load1": round(os.getloadavg()[0], 2)}
-                try:
-                    raw = raw_dir / f"{name}-{int(round(fraction * 1000)):04d}-r{rnd}.json"
-                    record.update(self.oha_run(service, redis, filled["port"], rate, args.duration, raw))
-                    o = record["oha"]
-                    o["achieved_ratio"] = tail_stats.achieved_ratio(o["ok_rps"], rate)
-                    log(f"round {rnd}, {name} at {rate:,}/s: p50 {o['p50_ms']} p99 {o['p99_ms']} p99.9 {o['p999_ms']} "
-                        f"ms, {o['ok_rps']:,.0f} 2xx/s, counter {record.get('counter', '-')}")
-                except (RunError, OSError) as error:
-                    log(f"round {rnd}, {name} at {rate}/s: {error}")
-                    record["error"] = row["status"] = str(error)
-                out.append(record)
-        finally:
-            row["exit_status"] = service.stop()
-            row["worker_timeouts"] = servers.worker_timeouts(service.log_text())
         return row
 
     def fold(self, summary: dict, run_dir: Path) -> None:

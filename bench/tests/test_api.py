@@ -93,7 +93,7 @@ class Figures(unittest.TestCase):
                    "goals": [{"goal": "a ≥ 2× b", "rps": 500.0, "other_rps": None, "ratio": None, "met": None}]}
         text = api.render(summary)
         self.assertTrue(text.index("## Machine") < text.index("## Throughput"))
-        self.assertIn("| tokio-hit100 | /hit, Zipf over 100 keys | 500 | 500–500 | 1.000 | 1.00 | 3.00 | 0 / 0 "
+        self.assertIn("| tokio-hit100 | /hit, Zipf over 100 keys | 500 | 500–500 | 1.000 | 1.00 | 3.00 | 0/0 "
                       "| 2.007 | 0.500 | 50.00 | 200.00 |", text)
         self.assertIn("| flask-hit100 | /hit, Zipf over 100 keys | did not start: gone |", text)
         self.assertIn("| tokio-hit100 | 1 | 1,000 | 1,003 | +3 |", text)

@@ -1,7 +1,7 @@
 """Checks bench/syscalls' readers: kit/perfstat.py against real `perf stat -x,` outputs (perf 6.1 on
-Debian 12, kernel 6.18), kit/callgrind.py's reading of callgrind dumps, and kit/syscalls.py's
-request counts and folding of rounds, and its idle-connections figures (their table is kit/compare_report.py's), so
-that the syscalls-per-request table cannot silently rot.
+Debian 12, kernel 6.18), kit/callgrind.py's reading of callgrind dumps, kit/syscalls.py's folding
+of rounds, and the report (kit/compare_report.py's syscalls_render) of a recorded quick run
+(fixtures/syscalls-summary-quick.json), so that the syscalls-per-request table cannot silently rot.
 
 Fixtures (bench/tests/fixtures/):
 - perf-stat-per-thread-hitcore.csv: `perf stat -x, --per-thread -p <hitcore -w 1's supervisor and
@@ -14,7 +14,7 @@ Fixtures (bench/tests/fixtures/):
 Run from anywhere, with the system python3 (stdlib only), in well under a second:
     python3 bench/tests/test_perfstat.py        (or: python3 -m unittest discover -s bench/tests)
 """
-import socket
+import json
 import sys
 import tempfile
 import unittest
@@ -23,7 +23,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
-from kit import callgrind, compare_report, measure, perfstat, syscalls  # noqa: E402
+from kit import callgrind, compare_report, measure, parse, perfstat, syscalls  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -176,16 +176,12 @@ class CallgrindTest(unittest.TestCase):
 
 
 class SyscallsTest(unittest.TestCase):
-    def test_load_counts_ab(self):
-        counts = syscalls.load_counts(fixture("ab-k-tokio-hyper.txt"))
-        self.assertEqual(counts, {"complete": 5000, "failed": 0, "non_2xx": 0, "ok": 5000})
-
-    def test_load_counts_pipeclient(self):
+    def test_the_pipelining_clients_summary_reads_as_abs(self):
         text = ("Concurrency Level:      50\nPipeline depth:         16\nTime taken for tests:   1.234 seconds\n"
-                "Complete requests:      2000\nFailed requests:        3\nNon-2xx responses:      1\n")
-        self.assertEqual(syscalls.load_counts(text), {"complete": 2000, "failed": 3, "non_2xx": 1, "ok": 1996})
-        with self.assertRaises(syscalls.RunError):
-            syscalls.load_counts("apr_socket_recv: Connection refused (111)\n")
+                "Complete requests:      2000\nFailed requests:        3\nNon-2xx responses:      1\n"
+                "Requests per second:    1620.75 [#/sec] (mean)\n")
+        counts = parse.parse_ab(text)
+        self.assertEqual((counts["complete"], counts["failed"], counts["non_2xx"], counts["ok_2xx"]), (2000, 3, 1, 1996))
 
     def test_fold(self):
         def m(rnd, total, recv=None, error=None):
@@ -211,28 +207,19 @@ class SyscallsTest(unittest.TestCase):
         cell = syscalls.fold_instructions(records)["nginx"]["close"]
         self.assertEqual((cell["median"], cell["min"], cell["max"]), (10950.0, 10900.0, 11000.0))
 
-    def test_held_connections(self):
-        # The supervisor's pid apart; every other process of the server (its shard) summed.
-        figures = syscalls.held_figures(100, {100: 120_000, 101: 2_000_000, 102: 150_000}, 10.0)
-        self.assertEqual(figures, {"window_s": 10.0, "supervisor_per_s": 12_000, "shard_per_s": 215_000})
-        summary = {"syscalls": {"held_seconds": 10},
-                   "held": [{"round": 1, "connections": 10000, "answered": 10000, **figures},
-                            {"round": 2, "connections": 10000, "error": "callgrind wrote no dump"}]}
-        text = "\n".join(compare_report.syscalls_held(summary))
-        self.assertIn("holding 10,000 idle connections", text)
-        self.assertIn("--worker-connections 10100", text)
-        self.assertIn("| 1 | 10,000/10,000 | 10.0 | 215,000 | 12,000 |", text)
-        self.assertIn("| 2 | callgrind wrote no dump |", text)
-        self.assertEqual(compare_report.syscalls_held({"settings": {}}), [])
 
-    def test_answered(self):
-        for sent, expected in ((b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1", True),
-                               (b"HTTP/1.1 503 Service Unavailable\r\n\r\n", False), (b"HTTP/1.1 2", False)):
-            ours, theirs = socket.socketpair()
-            with ours, theirs:
-                theirs.sendall(sent)
-                theirs.shutdown(socket.SHUT_WR)
-                self.assertEqual(syscalls._answered(ours), expected, sent)
+class ReportTest(unittest.TestCase):
+    def test_a_recorded_quick_run(self):
+        # bench/syscalls --quick --only hitcore,nginx on the 2-core VM, its per-thread counts trimmed.
+        summary = json.loads(fixture("syscalls-summary-quick.json"))
+        text = compare_report.syscalls_render(summary)
+        order = [text.index(h) for h in ("## Machine", "## Method", "## keep-alive", "## a connection per request",
+                                         "## pipelined", "## Every syscall", "## Idle", "## Problems")]
+        self.assertEqual(order, sorted(order))
+        self.assertIn("| hitcore -w 1 | 1.16 | 0.32; vol. 0.02 | sendto 1.03, recvfrom 0.05,", text)
+        self.assertIn("| nginx, 1 worker (static) | 2.18 | 0.09; vol. 0.02 |", text)
+        self.assertIn("| total | 1.159 | 2.180 | 4.292 | 6.047 | 0.371 | 1.245 |", text)
+        self.assertIn("- hitcore close round 1: the counter grew by 1999, not 2000", text)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,7 @@
 """Checks the kit's process and machine helpers that bench/run, bench/hostile and bench/device/run16
 share: procs.run (with while_running), procs.cpu_seconds, procs.Service.stop on a process tree,
 servers.wait_ready (with a ready line), loadgen's raw files and its binary/env options,
-redisctl's restart in place (bench/compare's @redis-restart, on a real redis-server when one is
-installed), machine's sysctl / open-files / describe, and the /proc/stat and schedstat readers on
+machine's sysctl / open-files / describe, and the /proc/stat and schedstat readers on
 texts copied from this machine's /proc. Real short-lived processes on free 127.0.0.1 ports, the
 system python3 standing in for the servers and load generators; about ten seconds (Service.stop
 gives a stopped tree's orphans 5 s to exit), no network.
@@ -12,7 +11,6 @@ gives a stopped tree's orphans 5 s to exit), no network.
 import os
 import random
 import resource
-import shutil
 import sys
 import tempfile
 import time
@@ -148,25 +146,6 @@ class ServiceTest(unittest.TestCase):
                 service.stop(grace=2)
             self.assertIn("exited with status 4", why)
             self.assertIn("no such thing", why)
-
-
-@unittest.skipUnless(shutil.which("redis-server"), "redis-server is not installed")
-class RedisRestartTest(unittest.TestCase):
-    def test_restart_keeps_the_port_and_password_and_starts_empty(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            redis = redisctl.RedisServer(Path(tmp), workdir=Path(tmp))
-            try:
-                redis.wait_ready()
-                redis.set("hit", 7)
-                url, pid = redis.url, redis.pid
-                redis.restart(0.2)
-                self.assertEqual(redis.url, url)
-                self.assertNotEqual(redis.pid, pid)
-                self.assertFalse(os.path.exists(f"/proc/{pid}") and _not_zombie(pid))
-                self.assertIsNone(redis.get_int("hit"))  # no persistence: the counter is gone
-                self.assertTrue((Path(tmp) / "redis-server-restarted.log").exists())
-            finally:
-                redis.stop()
 
 
 def _not_zombie(pid: int) -> bool:

@@ -7,6 +7,7 @@
 //! connection's; hits on one key are coalesced there (`crate::redis::keyed`). It must not parse
 //! requests (`route` does) or write bytes (`reply` does).
 
+use smallvec::SmallVec;
 use tracing::debug;
 
 use super::Api;
@@ -38,7 +39,8 @@ enum Next {
 
 /// Runs every API request of a batch to its answer: afterwards each call's step is `Done`.
 pub async fn run(api: &Api, redis: &Redis, calls: &mut [&mut Call]) {
-    let mut stages: Vec<Option<Stage>> = calls
+    // A batch is most often one request: its bookkeeping stays on the stack.
+    let mut stages: SmallVec<[Option<Stage>; 2]> = calls
         .iter()
         .map(|c| match &c.step {
             Step::Request(r) if r.route.is_admin() && global_token_matches(api, r) => Some(Stage::Authorized),
@@ -78,8 +80,8 @@ pub async fn run(api: &Api, redis: &Redis, calls: &mut [&mut Call]) {
     }
     while stages.iter().any(Option::is_some) {
         // One round: every call still going registers its commands, then all wait together.
-        let mut spans = Vec::with_capacity(calls.len());
-        let mut ops = Vec::new();
+        let mut spans: SmallVec<[std::ops::Range<usize>; 2]> = SmallVec::with_capacity(calls.len());
+        let mut ops: Ops = SmallVec::new();
         for (call, stage) in calls.iter().zip(&stages) {
             let (Step::Request(req), Some(stage)) = (&call.step, stage) else {
                 spans.push(0..0);
@@ -154,13 +156,16 @@ fn command(args: &[&[u8]]) -> Op {
     Op::Command(args.iter().map(|a| a.to_vec()).collect())
 }
 
+/// A round's commands, in order (most rounds are one request's one command).
+type Ops = SmallVec<[Op; 2]>;
+
 /// One request's replies in a round: at most three commands (`/info`), so they stay on the stack
 /// (a heap vector per request was a measurable share of a `/hit`'s CPU).
-type Answers = smallvec::SmallVec<[Answered; 3]>;
+type Answers = SmallVec<[Answered; 3]>;
 
 /// Appends the commands of one request's round to `ops`. Only what the route needs is built: a
 /// hit is one key, with no admin key, number or channel text.
-fn commands(api: &Api, req: &Request, stage: &Stage, ops: &mut Vec<Op>) {
+fn commands(api: &Api, req: &Request, stage: &Stage, ops: &mut Ops) {
     let k = counter_key(&req.namespace, &req.key);
     let a = || admin_key(&req.namespace, &req.key);
     let ttl = api.settings.ttl();

@@ -5,7 +5,8 @@
 //! malformed or unsupported input to the status RFC 9112 asks for. It must not touch sockets, Redis or
 //! the clock, so that it can be property-tested and fuzzed on its own. httparse does the tokenising;
 //! this module adds what httparse leaves to its caller: limits, `Host`, `Content-Length`,
-//! `Transfer-Encoding`, `Connection`, `Expect`, the request target's form, and body skipping.
+//! `Transfer-Encoding`, `Connection`, `Expect`, the request target's form, and body skipping; and
+//! it notes where the parts the counting API reads lie ([`Fields`]), so no one tokenises a head twice.
 //!
 //! The work is split as hyper splits it: `head` parses request heads, `body` skips
 //! bodies; this file holds the types they share and the [`Parser`] that alternates between them.

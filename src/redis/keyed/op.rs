@@ -88,7 +88,8 @@ pub struct KeyedTicket(Rc<TicketState>);
 
 #[derive(Debug, Default)]
 struct TicketState {
-    answers: RefCell<Vec<Option<Answered>>>,
+    /// Most tickets wait for one or two answers: no heap allocation then.
+    answers: RefCell<smallvec::SmallVec<[Option<Answered>; 2]>>,
     left: Cell<usize>,
     waker: RefCell<Option<Waker>>,
 }
