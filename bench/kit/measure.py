@@ -1,19 +1,17 @@
-"""What the kit reads about processes, sockets and the machine while a load runs: /proc (open
-descriptors, CPU of the whole machine, each thread's run-queue wait and context switches), `ss -s`, /proc/net/netstat's listen
-counters, when a load is steady (`steady_window`: the two readings bench/compare and bench/tail
-take), and hitcore's own /metrics (bench/compare's @scrape: the scraper thread, the parser, the series).
+"""What the kit reads about processes, sockets and the machine while a load runs, and when: the
+steady window (`steady_window`, `window_reading`, `window_figures`: the readings bench/compare,
+bench/tail and run16 take), open descriptors, each thread's run-queue wait and context switches,
+`ss -s` and /proc/net/netstat's listen counters, and which binary a variant ran.
 
-Reads only: it starts no process but `ss` and opens no connection but the scraper's. The process tree itself (descendants, CPU seconds of a set of PIDs) is kit/procs.py's.
+Reads only: it starts no process but `ss`. The process tree itself (descendants, CPU seconds of a
+set of PIDs, memory) is kit/procs.py's.
 """
 from __future__ import annotations
 
 import datetime
 import hashlib
-import http.client
 import os
 import re
-import socket
-import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -26,17 +24,6 @@ def fd_count(pid: int) -> int | None:
         return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return None
-
-
-def read_head(conn: socket.socket) -> bytes:
-    """Reads from `conn` until an answer's head is complete or the peer closes: what arrived."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def steady_window(duration: float, warm: float, margin: float, read) -> tuple[list, Callable]:
@@ -197,102 +184,3 @@ def switch_deltas(before: dict[int, tuple[int, int]], after: dict[int, tuple[int
         sums["voluntary"] += after[tid][0] - before[tid][0]
         sums["nonvoluntary"] += after[tid][1] - before[tid][1]
     return out
-
-
-# hitcore's /metrics: the exposition parser, the series drawn from its counters alone (bench/compare's
-# @scrape and @redis-restart) and the scraper thread.
-
-SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)(?:\s+\d+)?$')
-
-
-def parse_exposition(text: str) -> dict[str, float]:
-    """Prometheus text (0.0.4) to {'name{labels}': value}; comments and blank lines skipped."""
-    samples = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = SAMPLE.match(line)
-        if not match:
-            raise ValueError(f"not a sample line: {line!r}")
-        name, labels, value = match.groups()
-        samples[name + (labels or "")] = float(value)
-    return samples
-
-
-def _family(samples: dict[str, float], name: str) -> dict[str, float]:
-    """The samples of `name`, by their label set ('' for none)."""
-    out = {}
-    for key, value in samples.items():
-        base, _, labels = key.partition("{")
-        if base == name:
-            out[labels.rstrip("}")] = value
-    return out
-
-
-def _label(labels: str, name: str) -> str:
-    match = re.search(name + r'="([^"]*)"', labels)
-    return match.group(1) if match else ""
-
-
-def metrics_series(scrapes: list[tuple[float, dict[str, float]]]) -> dict:
-    """Per-interval series from consecutive scrapes [(seconds since start, samples)]."""
-    out = {"t": [], "rps": {}, "coalescing": [], "redis_up": [], "unavailable": {}}
-    for (t0, a), (t1, b) in zip(scrapes, scrapes[1:]):
-        dt = t1 - t0
-        if dt <= 0:
-            continue
-        out["t"].append(round(t1, 3))
-        for key, family, label in (("rps", "hitcore_http_requests_total", "code"),
-                                   ("unavailable", "hitcore_http_unavailable_total", "reason")):
-            before, after = ({_label(k, label): v for k, v in _family(x, family).items()} for x in (a, b))
-            for name in sorted(set(before) | set(after)):
-                out[key].setdefault(name, [])
-            for name, values in out[key].items():
-                values.append(round(max(after.get(name, 0) - before.get(name, 0), 0) / dt, 1))
-        trips = b.get("hitcore_redis_batch_increments_count", 0) - a.get("hitcore_redis_batch_increments_count", 0)
-        incs = b.get("hitcore_redis_batch_increments_sum", 0) - a.get("hitcore_redis_batch_increments_sum", 0)
-        out["coalescing"].append(round(incs / trips, 2) if trips > 0 else None)
-        up = list(_family(b, "hitcore_redis_up").values())
-        out["redis_up"].append(round(sum(up) / len(up), 3) if up else None)
-    # A status never seen in an interval is dropped from the chart.
-    out["rps"] = {code: v for code, v in out["rps"].items() if any(v)}
-    out["unavailable"] = {reason: v for reason, v in out["unavailable"].items() if any(v)}
-    return out
-
-
-class Scraper(threading.Thread):
-    """GET /metrics every `interval` seconds until stopped; keeps (seconds since `t0`, samples)."""
-
-    def __init__(self, port: int, t0: float, interval: float = 1.0):
-        super().__init__(daemon=True)
-        self.port, self.t0, self.interval = port, t0, interval
-        self.scrapes: list[tuple[float, dict[str, float]]] = []
-        self.errors: list[str] = []
-        self._halt = threading.Event()
-
-    def scrape(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-        try:
-            conn.request("GET", "/metrics")
-            response = conn.getresponse()
-            text = response.read().decode()
-            if response.status != 200:
-                raise ValueError(f"status {response.status}")
-            self.scrapes.append((time.monotonic() - self.t0, parse_exposition(text)))
-        except (OSError, ValueError, http.client.HTTPException) as error:
-            self.errors.append(f"{time.monotonic() - self.t0:.1f}s: {error}")
-        finally:
-            conn.close()
-
-    def run(self) -> None:
-        next_at = time.monotonic()
-        while not self._halt.is_set():
-            self.scrape()
-            next_at += self.interval
-            self._halt.wait(max(next_at - time.monotonic(), 0))
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=10)
-        self.scrape()
