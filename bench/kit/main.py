@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import loadgen, machine, procs, provision, redisctl, report, rounds, servers, session, trial
+from . import compare, loadgen, machine, procs, provision, redisctl, report, rounds, servers, session, trial
 from .procs import log
 
 MODES = {  # ab's request count and time bound (s), wrk's duration (s)
@@ -42,7 +42,7 @@ def parse_args(argv):
                    help="comma-separated rows to run, by id or part of it: " + ", ".join(servers.ALL_IDS)
                         + " (e.g. hitcore,nginx)")
     p.add_argument("--list", action="store_true", help="list the rows and exit")
-    p.add_argument("--repeat", type=int, default=1, metavar="N",
+    p.add_argument("--repeat", type=compare.at_least(1), default=1, metavar="N",
                    help="run N rounds, interleaved (round 1: every server, round 2: every server, ...); the report "
                         "gives the median of each column, the req/s spread and every round's checks (default 1)")
     return p.parse_args(argv)
@@ -57,9 +57,6 @@ def main(argv=None) -> int:
         ids = servers.selected([s.strip() for s in args.only.split(",") if s.strip()] if args.only else None)
     except ValueError as error:
         print(f"bench/run: {error}", file=sys.stderr)
-        return 2
-    if args.repeat < 1:
-        print(f"bench/run: --repeat must be 1 or more, not {args.repeat}", file=sys.stderr)
         return 2
     machine.raise_open_files_limit()  # ab/wrk at c=500, Redis with many clients
     return session.guard(run, args, ids)

@@ -186,9 +186,10 @@ class RepeatReportTest(unittest.TestCase):
     def test_repeat_option(self):
         self.assertEqual(main.parse_args([]).repeat, 1)
         self.assertEqual(main.parse_args(["--repeat", "3"]).repeat, 3)
-        with contextlib.redirect_stderr(io.StringIO()) as err:
-            self.assertEqual(main.main(["--repeat", "0"]), 2)
-        self.assertIn("--repeat must be 1 or more", err.getvalue())
+        with contextlib.redirect_stderr(io.StringIO()) as err, self.assertRaises(SystemExit) as exit:
+            main.main(["--repeat", "0"])
+        self.assertEqual(exit.exception.code, 2)
+        self.assertIn("argument --repeat: a whole number ≥ 1, not '0'", err.getvalue())
 
 
 if __name__ == "__main__":
