@@ -97,7 +97,7 @@ def run(args, ids: list[str]) -> int:
     summary = {"name": name, "started": started.isoformat(timespec="seconds"), "settings": settings,
                "machine": machine.describe(), "load_at_start": [round(x, 2) for x in os.getloadavg()],
                "busy_at_start": session.busy_check(), "busy_threshold": session.BUSY_PERCENT}
-    problem = provision.apt_packages(list(provision.APT_PACKAGES), log_dir)
+    problem = provision.apt_packages(list(provision.APT_PACKAGES))
     if problem:
         log(f"cannot run: {problem}")
         return 1

@@ -1,13 +1,12 @@
 """Provisioning: everything a run needs, installed only when missing (every step is idempotent):
-Debian packages, the two virtualenvs, the cargo builds (the tokio peer, hitcore) and bench/tail's
-oha. bench/README.md's provisioning table says what each is and how it is installed.
+the two virtualenvs, the cargo builds (the tokio peer, hitcore) and bench/tail's oha; the Debian
+packages are only checked. bench/README.md's provisioning table says what each is and how.
 
 Each function returns None when the thing is ready, or a one-line reason it is not; the tools then
 skip what needs it (bench/run its rows) instead of failing the whole run.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -47,36 +46,16 @@ def _which(command: str) -> str | None:
     return shutil.which(command) or shutil.which(command, path="/usr/sbin:/sbin:/usr/local/sbin")
 
 
-def _sudo() -> list[str]:
-    return [] if os.geteuid() == 0 else ["sudo", "-n"]
-
-
-def apt_packages(commands: list[str], log_dir: Path) -> str | None:
-    """Installs the packages behind `commands` that are missing (and python3-venv where `python3 -m
-    venv` cannot work); `apt-get update` only then. None when all are present."""
+def apt_packages(commands: list[str]) -> str | None:
+    """None when `commands` (and `python3 -m venv`) are all there, else the apt-get line that installs
+    what is missing: the kit installs no system package itself (it would need root, and apt's lock)."""
     missing = sorted({APT_PACKAGES[c] for c in commands if not _which(c)})
-    needs_venv = subprocess.run(["python3", "-c", "import ensurepip, venv"],
-                                capture_output=True, timeout=30).returncode != 0
-    if needs_venv:
+    if subprocess.run(["python3", "-c", "import ensurepip, venv"], capture_output=True, timeout=30).returncode:
         missing.append("python3-venv")
-    if not missing:
-        procs.log("provision: apt packages present (" + ", ".join(commands) + ")")
-        return None
-    if not shutil.which("apt-get"):
-        return f"missing {', '.join(missing)} and no apt-get to install them"
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    procs.log(f"provision: apt-get update, then install {' '.join(missing)}")
-    result = procs.run(_sudo() + ["apt-get", "update", "-q"], timeout=600, label="apt-get update",
-                       env=env, output_path=log_dir / "apt-get-update.log")
-    if not result.ok:
-        return f"apt-get update failed (see {log_dir / 'apt-get-update.log'})"
-    result = procs.run(_sudo() + ["apt-get", "install", "-y", "-q", "--no-install-recommends"] + missing,
-                       timeout=900, label="apt-get install", env=env,
-                       output_path=log_dir / "apt-get-install.log")
-    if not result.ok:
-        return f"apt-get install failed (see {log_dir / 'apt-get-install.log'})"
-    still = [c for c in commands if not _which(c)]
-    return f"still missing after apt-get install: {', '.join(still)}" if still else None
+    if missing:
+        return f"missing {', '.join(missing)}: install them with `apt-get install {' '.join(missing)}`"
+    procs.log("provision: apt packages present (" + ", ".join(commands) + ")")
+    return None
 
 
 def venv_python(name: str) -> Path:
