@@ -58,7 +58,8 @@ def digest(report: str) -> str:
     section, the prose and the separator rows (the whole report is in the file)."""
     out, in_machine = [], False
     for line in report.splitlines():
-        in_machine = line == "## Machine" if line.startswith("#") else in_machine
+        if line.startswith("#"):
+            in_machine = line == "## Machine"
         if not in_machine and line.startswith(("#", "|")) and not line.startswith("|-"):
             out.append(line)
     return "\n".join(out)
