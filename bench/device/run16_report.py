@@ -1,10 +1,6 @@
-"""bench/device/run16's report: results.md, rendered from its summary (summary.json's dict).
-
-Owns what is run16's own: the Targets table (issue 22's goal 4: met or not) and the CPU layout row.
-Everything else is the kit's report library, on rows that kit/rounds.py folds over the rounds: the
-machine (kit/md.py), the peers' throughput and Redis's and the CPU's side as bench/compare shows them
-(kit/compare_report.py), scaling and correctness as bench/run shows them (kit/report.py). It
-measures nothing. Imported by run16, which puts bench/kit on sys.path first (repository or bundle).
+"""bench/device/run16's report, results.md, from its summary. Owns run16's own parts: the Targets
+table (issue 22's goal 4: met or not) and the CPU layout row; the rest is the kit's report library
+(kit/md.py, kit/compare_report.py, kit/report.py) on rows folded by kit/rounds.py. Measures nothing.
 """
 from __future__ import annotations
 

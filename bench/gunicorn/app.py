@@ -1,37 +1,19 @@
-"""The original benchmark's Flask app, adapted to today's libraries only where it must be.
-
-bench/run serves this file with `gunicorn -w 4 app:app --worker-class {sync,gevent,eventlet,tornado}`.
-The 2014 original:
-
-    from flask import Flask
-    from flask_redis import FlaskRedis
-    REDIS_URL = "redis://:password-string@localhost:6379/0"
-    app = Flask(__name__)
-    app.config.from_object(__name__)
-    redis = FlaskRedis(app, True)
-    @app.route("/")
-    def index():
-        redis.incr("hit", 1)
-        return redis.get("hit")
+"""The original benchmark's Flask app, adapted to today's libraries only where it must be; bench/run
+serves it with `gunicorn -w 4 app:app -k {sync,gevent,eventlet,tornado}`. The 2014 original's view,
+unchanged here: `redis.incr("hit", 1); return redis.get("hit")` (two round trips).
 
 What changed, and why:
-- flask-redis is unmaintained; FlaskRedis(app, True) was a thin wrapper that built a
-  redis.StrictRedis from REDIS_URL, so this builds the same client with redis-py directly.
-- REDIS_URL comes from the environment (the kit starts its own password-protected Redis on a free
-  port); the original URL is the fallback.
-- redis-py 8 caps a connection pool at 100 connections. Under gevent or eventlet one worker runs up
-  to --worker-connections (default 1000) requests at once, each holding a pool connection, so at
-  ab -c 500 the 101st concurrent request fails with "Too many connections" and Flask answers 500.
-  The pool is therefore sized by REDIS_MAX_CONNECTIONS, which bench/run sets to gunicorn's
-  --worker-connections. (The 2014 redis-py had no such cap.)
-The view is unchanged: INCR, then GET, two round trips, returning the GET's bytes.
+- flask-redis is unmaintained; its FlaskRedis(app, True) built a redis.StrictRedis from REDIS_URL,
+  so this builds the same client with redis-py directly.
+- REDIS_URL comes from the environment (the kit's own Redis); the original URL is the fallback.
+- redis-py 8 caps a pool at 100 connections: under gevent or eventlet a worker runs up to
+  --worker-connections requests at once, so the 101st concurrent one would get "Too many
+  connections" (a 500). REDIS_MAX_CONNECTIONS, which bench/run sets to --worker-connections, sizes it.
 
-The counting API's read/count routes (bench plan `api`), as a Flask service would write them, with
-Abacus's shapes: `/hit/<namespace>/<key>` (`/hit/<key>`: namespace `default`) sends `INCR K:ns:key`
-and `EXPIRE K:ns:key TTL` in one pipelined round trip and answers {"value": N}; `/get/...` sends
-`GET` and `EXPIRE` (Abacus refreshes the TTL on reads) and answers {"value": N} or 404
-{"error": "Key not found"}. A name outside [A-Za-z0-9_.-]{3,64} is 400. COUNTER_TTL (seconds,
-default 15552000: Abacus's six months) sets the TTL.
+The counting API's routes (plan `api`), with Abacus's shapes: `/hit/[<namespace>/]<key>` sends `INCR`
+and `EXPIRE` in one pipelined round trip and answers {"value": N}; `/get/...` sends `GET` and `EXPIRE`
+and answers {"value": N} or 404. A name outside [A-Za-z0-9_.-]{3,64} is 400; COUNTER_TTL (seconds,
+default six months, Abacus's) sets the TTL; the namespace defaults to `default`.
 """
 import os
 import re

@@ -1,16 +1,9 @@
-"""bench/run's command line and the order of a run.
-
-1. provision what the chosen rows need (kit/provision.py), each step skipped when already done;
-2. start one password-protected redis-server on a free port (kit/redisctl.py);
-3. each server in turn, on one free port, through kit/trial.py: ab (a new connection per request),
-   ab -k and wrk --latency, the counter read after each, the memory of its process tree sampled;
-4. shard scaling: hitcore -w 1 .. CPUs under wrk alone;
-   with --repeat N, steps 3 and 4 are one round, run N times in turn on the same Redis, so a drift
-   of the machine's load reaches every server alike; kit/rounds.py folds the rounds into medians;
-5. write bench/results/<date>-<host>[-quick][-partial].md (kit/report.py) and summary.json and the
-   raw outputs under bench/results/<same name>/.
-A row that cannot run (a failed build, a server that does not start) is reported as such and the
-run goes on. Every process started is stopped by PID at the end, on error and on Ctrl-C.
+"""bench/run's command line and the order of a run: provision what the chosen rows need
+(kit/provision.py); start one password-protected redis-server; run each server in turn through
+kit/trial.py (ab, ab -k, wrk, the counter after each, its memory), then hitcore -w 1 .. CPUs under wrk
+(shard scaling); with --repeat N that is one round of N, interleaved, folded by kit/rounds.py; write
+bench/results/<date>-<host>[-quick][-partial].md (kit/report.py), summary.json and raw/. A row that
+cannot run is reported as such and the run goes on; every process is stopped by PID however it ends.
 """
 from __future__ import annotations
 
@@ -20,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import loadgen, machine, procs, provision, redisctl, report, rounds, servers, session, trial
+from . import compare, loadgen, machine, procs, provision, redisctl, report, rounds, servers, session, trial
 from .procs import log
 
 MODES = {  # ab's request count and time bound (s), wrk's duration (s)
@@ -49,21 +42,10 @@ def parse_args(argv):
                    help="comma-separated rows to run, by id or part of it: " + ", ".join(servers.ALL_IDS)
                         + " (e.g. hitcore,nginx)")
     p.add_argument("--list", action="store_true", help="list the rows and exit")
-    p.add_argument("--repeat", type=int, default=1, metavar="N",
+    p.add_argument("--repeat", type=compare.at_least(1), default=1, metavar="N",
                    help="run N rounds, interleaved (round 1: every server, round 2: every server, ...); the report "
                         "gives the median of each column, the req/s spread and every round's checks (default 1)")
-    p.add_argument("--cpus-server", metavar="LIST", help="pin servers with taskset -c LIST (e.g. 0-7)")
-    p.add_argument("--cpus-load", metavar="LIST", help="pin ab and wrk with taskset -c LIST (e.g. 8-13)")
-    p.add_argument("--cpus-redis", metavar="LIST", help="pin redis-server with taskset -c LIST (e.g. 15)")
     return p.parse_args(argv)
-
-
-def count_cpus(text: str) -> int:
-    total = 0
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        total += int(hi or lo) - int(lo) + 1
-    return total
 
 
 def main(argv=None) -> int:
@@ -75,9 +57,6 @@ def main(argv=None) -> int:
         ids = servers.selected([s.strip() for s in args.only.split(",") if s.strip()] if args.only else None)
     except ValueError as error:
         print(f"bench/run: {error}", file=sys.stderr)
-        return 2
-    if args.repeat < 1:
-        print(f"bench/run: --repeat must be 1 or more, not {args.repeat}", file=sys.stderr)
         return 2
     machine.raise_open_files_limit()  # ab/wrk at c=500, Redis with many clients
     return session.guard(run, args, ids)
@@ -106,10 +85,8 @@ def provision_all(args, ids: list[str], log_dir: Path) -> tuple[dict, Path | Non
 def run(args, ids: list[str]) -> int:
     mode = "quick" if args.quick else "full"
     port = redisctl.free_port()
-    settings = dict(MODES[mode], mode=mode, concurrency=CONCURRENCY, port=port,
-                    wrk_threads=count_cpus(args.cpus_load) if args.cpus_load else 2,
-                    cpus_server=args.cpus_server, cpus_load=args.cpus_load, cpus_redis=args.cpus_redis)
-    ncpu = count_cpus(args.cpus_server) if args.cpus_server else len(os.sched_getaffinity(0))
+    settings = dict(MODES[mode], mode=mode, concurrency=CONCURRENCY, port=port, wrk_threads=2)
+    ncpu = len(os.sched_getaffinity(0))
     started = datetime.datetime.now().astimezone()
     name = session.results_name(started, ("-quick" if args.quick else "") + ("-partial" if args.only else ""))
     out_dir = args.out.resolve()
@@ -120,14 +97,14 @@ def run(args, ids: list[str]) -> int:
     summary = {"name": name, "started": started.isoformat(timespec="seconds"), "settings": settings,
                "machine": machine.describe(), "load_at_start": [round(x, 2) for x in os.getloadavg()],
                "busy_at_start": session.busy_check(), "busy_threshold": session.BUSY_PERCENT}
-    problem = provision.apt_packages(list(provision.APT_PACKAGES), log_dir)
+    problem = provision.apt_packages(list(provision.APT_PACKAGES))
     if problem:
         log(f"cannot run: {problem}")
         return 1
     problems, hitcore_path = provision_all(args, ids, log_dir)
     summary["provisioning_s"] = round(procs.elapsed(), 1)
 
-    redis = redisctl.RedisServer(log_dir, cpus=args.cpus_redis)
+    redis = redisctl.RedisServer(log_dir)
     redis.wait_ready()
     redis_version = redis.version()
     log(f"redis-server {redis_version} on 127.0.0.1:{redis.port} (password set, no persistence)")
@@ -135,7 +112,7 @@ def run(args, ids: list[str]) -> int:
                    original_2014=ORIGINAL_2014)
     per_round: list[list[dict]] = []
     with tempfile.TemporaryDirectory(prefix="hitcore-bench-") as tmp:
-        ctx = servers.Context(port=port, redis_url=redis.url, ncpu=ncpu, server_cpus=args.cpus_server,
+        ctx = servers.Context(port=port, redis_url=redis.url, ncpu=ncpu, server_cpus=None,
                               hitcore=hitcore_path, tmp=Path(tmp))
         specs = [servers.spec_for(i, ctx) for i in ids if i != "hitcore-scaling"]
         if "hitcore-scaling" in ids:
@@ -168,16 +145,16 @@ def run(args, ids: list[str]) -> int:
 
 def classic_loads(settings: dict, raw_dir: Path, suffix: str, row_id: str, scaling: bool) -> list:
     """The original test's loads as kit/trial.py runs them: ab, ab -k (not for a scaling point), wrk."""
-    c, n, limit, cpus = settings["concurrency"], settings["ab_requests"], settings["ab_time_limit"], settings["cpus_load"]
+    c, n, limit = settings["concurrency"], settings["ab_requests"], settings["ab_time_limit"]
     t, d = settings["wrk_threads"], settings["wrk_duration"]
     url = f"http://127.0.0.1:{settings['port']}/"
 
     def ab(keepalive: bool):
         raw = raw_dir / f"{row_id}-{'ab-k' if keepalive else 'ab'}{suffix}.txt"
-        return lambda _service, label: loadgen.ab(url, n, c, limit, keepalive, raw, label, cpus)
+        return lambda _service, label: loadgen.ab(url, n, c, limit, keepalive, raw, label)
 
     def wrk(_service, label: str) -> dict:
-        return loadgen.wrk(url, t, c, d, raw_dir / f"{row_id}-wrk{suffix}.txt", label, cpus)
+        return loadgen.wrk(url, t, c, d, raw_dir / f"{row_id}-wrk{suffix}.txt", label)
 
     loads = [] if scaling else [("ab", f"ab -c {c} -n {n} -r -l (new connection per request)", ab(False)),
                                 ("ab_k", f"ab -k -c {c} -n {n} -r -l (keep-alive)", ab(True))]

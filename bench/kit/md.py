@@ -1,4 +1,4 @@
-"""The Markdown every report writes: numbers, tables, a run's machine section and its notes; and
+"""The Markdown every report writes: numbers, tables and a run's machine section; and
 the terminal's digest of a report, which every tool prints at the end of a run.
 
 Pure: text from plain dicts, so every report is tested on recorded summaries. It must not read
@@ -7,15 +7,6 @@ files, start processes or compute a figure (the tools and their fold functions d
 from __future__ import annotations
 
 DASH = "–"
-
-
-def num(value, digits: int = 0) -> str:
-    """A number with thousands separators (`digits` decimals for a float), DASH for None."""
-    if value is None:
-        return DASH
-    if isinstance(value, float) and digits:
-        return f"{value:,.{digits}f}"
-    return f"{value:,.0f}" if isinstance(value, (int, float)) else str(value)
 
 
 def fmt(value, spec: str = ",.0f") -> str:
@@ -27,12 +18,6 @@ def ms(value) -> str:
     if value is None:
         return DASH
     return f"{value:.2f} ms" if value < 100 else f"{value:,.0f} ms"
-
-
-def kib(value) -> str:
-    if value is None:
-        return DASH
-    return f"{value:,} KiB ({value / 1024:,.1f} MiB)" if value >= 10240 else f"{value:,} KiB"
 
 
 def esc(text) -> str:
@@ -53,7 +38,7 @@ def machine(s: dict, rows: list | tuple = ()) -> list[str]:
     """`## Machine`: the CPUs, kernel, memory, the versions in s["versions"], `rows` ([name, value]
     pairs the tool adds), the load averages and how busy the CPUs were before the run."""
     m, load0, load1 = s["machine"], s.get("load_at_start"), s.get("load_at_end")
-    load = lambda v: ", ".join(map(str, v)) if isinstance(v, list) else num(v, 2)  # noqa: E731
+    load = lambda v: ", ".join(map(str, v)) if isinstance(v, list) else str(v or DASH)  # noqa: E731
     out = [["CPU", f"{m.get('cpu_model')}, {m.get('cpus_online')} CPUs online, allowed {m.get('cpus_allowed')}"],
            ["Kernel, OS", f"Linux {m.get('kernel')} {m.get('arch')}, {m.get('os')}"],
            ["Memory", f"{m.get('memory_gib')} GiB"]]
@@ -68,25 +53,13 @@ def machine(s: dict, rows: list | tuple = ()) -> list[str]:
     return lines
 
 
-def notes(s: dict, text: str | None = None) -> list[str]:
-    """`## Notes`: what whoever recorded the run measured beside it (summary.json's "notes", Markdown
-    lines, or a folder's notes.md as `text`), e.g. what limits a target not met."""
-    body = text.strip().splitlines() if text else list(s.get("notes") or [])
-    return ["", "## Notes", ""] + body if body else []
-
-
 def digest(report: str) -> str:
-    """What a tool prints when its run ends: each section's heading and its first table, without
-    the machine section and the separator rows (the whole report is in the file)."""
-    out, skipping = [], False  # skipping: the rest of a section (the machine's, or after its first table)
+    """What a tool prints when its run ends: the report's headings and tables, without the machine
+    section, the prose and the separator rows (the whole report is in the file)."""
+    out, in_machine = [], False
     for line in report.splitlines():
         if line.startswith("#"):
-            skipping = line == "## Machine"
-            if not skipping:
-                out.append(line)
-        elif line.startswith("|") and not skipping:
-            if not line.startswith("|-"):
-                out.append(line)
-        elif out and out[-1].startswith("|"):
-            skipping = True
+            in_machine = line == "## Machine"
+        if not in_machine and line.startswith(("#", "|")) and not line.startswith("|-"):
+            out.append(line)
     return "\n".join(out)

@@ -1,20 +1,17 @@
-"""What the kit reads about processes, sockets and the machine while a load runs: /proc (open
-descriptors, CPU of the whole machine, each thread's run-queue wait and context switches), `ss -s`, /proc/net/netstat's listen
-counters, when a load is steady (`steady_window`: the two readings bench/compare and bench/tail
-take), and hitcore's own /metrics (bench/compare's @scrape: the scraper thread, the parser, the series).
+"""What the kit reads about processes, sockets and the machine while a load runs, and when: the
+steady window (`steady_window`, `window_reading`, `window_figures`: the readings bench/compare,
+bench/tail and run16 take), open descriptors, each thread's run-queue wait and context switches,
+`ss -s` and /proc/net/netstat's listen counters, and which binary a variant ran.
 
-Reads only: it starts no process but `ss` and opens no connection but the scraper's. The process tree itself (descendants, CPU seconds of a set of PIDs) is kit/procs.py's.
+Reads only: it starts no process but `ss`. The process tree itself (descendants, CPU seconds of a
+set of PIDs, memory) is kit/procs.py's.
 """
 from __future__ import annotations
 
 import datetime
 import hashlib
-import http.client
 import os
 import re
-import socket
-import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -27,17 +24,6 @@ def fd_count(pid: int) -> int | None:
         return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return None
-
-
-def read_head(conn: socket.socket) -> bytes:
-    """Reads from `conn` until an answer's head is complete or the peer closes: what arrived."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def steady_window(duration: float, warm: float, margin: float, read) -> tuple[list, Callable]:
@@ -57,7 +43,7 @@ def steady_window(duration: float, warm: float, margin: float, read) -> tuple[li
 
 def machine_cpu_seconds() -> float:
     """Busy CPU time of the whole machine so far (every CPU, idle and iowait excluded), in seconds."""
-    return machine.cpu_times()["cpu"][0] / os.sysconf("SC_CLK_TCK")
+    return machine.cpu_times()[0] / os.sysconf("SC_CLK_TCK")
 
 
 def window_reading(pids: dict[str, list[int]], redis=None, counter: str = "hit") -> dict:
@@ -124,11 +110,7 @@ def binary_identity(path: str) -> str:
 
 def socket_summary() -> str | None:
     """The TCP line of `ss -s` (sockets by state), or None without ss."""
-    try:
-        out = subprocess.run(["ss", "-s"], capture_output=True, text=True, timeout=5).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return next((line.strip() for line in out.splitlines() if line.startswith("TCP:")), None)
+    return machine.first_line(["ss", "-s"], prefix="TCP:", timeout=5)
 
 
 LISTEN_COUNTERS = {"ListenOverflows": "listen_overflows", "ListenDrops": "listen_drops"}
@@ -145,10 +127,7 @@ def parse_netstat(text: str) -> dict[str, int]:
 
 
 def listen_counters() -> dict[str, int]:
-    try:
-        return parse_netstat(Path("/proc/net/netstat").read_text())
-    except OSError:
-        return {}
+    return parse_netstat(procs.read("/proc/net/netstat") or "")
 
 
 def parse_schedstat(text: str) -> tuple[int, int]:
@@ -157,30 +136,27 @@ def parse_schedstat(text: str) -> tuple[int, int]:
     return run_ns, wait_ns
 
 
-def read_tasks(pids: list[int]) -> dict[int, dict]:
-    """For every thread of the given processes: ns on a CPU and waiting in a run queue (schedstat).
-    Threads gone meanwhile are skipped."""
-    out = {}
-    for tid, pid in tasks_of(pids).items():
-        try:
-            run_ns, wait_ns = parse_schedstat(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text())
-        except (OSError, ValueError):
-            continue
-        out[tid] = {"pid": pid, "run_ns": run_ns, "wait_ns": wait_ns}
-    return out
-
-
 def tasks_of(pids) -> dict[int, int]:
     """{tid: pid} for every thread of the given processes, from /proc/PID/task."""
     out = {}
     for pid in pids:
         try:
-            for entry in os.listdir(f"/proc/{pid}/task"):
-                if entry.isdigit():
-                    out[int(entry)] = pid
+            out.update({int(tid): pid for tid in os.listdir(f"/proc/{pid}/task") if tid.isdigit()})
         except OSError:
             continue
     return out
+
+
+def run_delay(pids: list[int]) -> float:
+    """Seconds the threads of `pids` have spent runnable but waiting for a CPU so far (schedstat):
+    the direct measure of "behind a busy CPU". Threads gone meanwhile count 0."""
+    total = 0
+    for tid, pid in tasks_of(pids).items():
+        try:
+            total += parse_schedstat(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text())[1]
+        except (OSError, ValueError):
+            continue
+    return total / 1e9
 
 
 def switches_of(tids) -> dict[int, tuple[int, int]]:
@@ -193,13 +169,8 @@ def switches_of(tids) -> dict[int, tuple[int, int]]:
             text = Path(f"/proc/{tid}/status").read_text()
         except OSError:
             continue
-        vol = nonvol = 0
-        for line in text.splitlines():
-            if line.startswith("voluntary_ctxt_switches:"):
-                vol = int(line.split()[1])
-            elif line.startswith("nonvoluntary_ctxt_switches:"):
-                nonvol = int(line.split()[1])
-        out[tid] = (vol, nonvol)
+        counts = dict(re.findall(r"^(voluntary|nonvoluntary)_ctxt_switches:\s+(\d+)", text, re.M))
+        out[tid] = (int(counts.get("voluntary", 0)), int(counts.get("nonvoluntary", 0)))
     return out
 
 
@@ -208,115 +179,8 @@ def switch_deltas(before: dict[int, tuple[int, int]], after: dict[int, tuple[int
     """{role: {"voluntary": n, "nonvoluntary": n}} between two `switches_of` readings, over the
     threads present in both."""
     out: dict[str, dict[str, int]] = {}
-    for tid, (vol, nonvol) in after.items():
-        if tid not in before:
-            continue
+    for tid in after.keys() & before.keys():
         sums = out.setdefault(roles.get(tid, "other"), {"voluntary": 0, "nonvoluntary": 0})
-        sums["voluntary"] += vol - before[tid][0]
-        sums["nonvoluntary"] += nonvol - before[tid][1]
+        sums["voluntary"] += after[tid][0] - before[tid][0]
+        sums["nonvoluntary"] += after[tid][1] - before[tid][1]
     return out
-
-
-def run_delay(pids: list[int]) -> float:
-    """Seconds the threads of `pids` have spent runnable but waiting for a CPU so far: the direct
-    measure of "behind a busy CPU"."""
-    return sum(t["wait_ns"] for t in read_tasks(pids).values()) / 1e9
-
-
-# hitcore's /metrics: the exposition parser, the series drawn from its counters alone (bench/compare's
-# @scrape and @redis-restart) and the scraper thread.
-
-SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)(?:\s+\d+)?$')
-
-
-def parse_exposition(text: str) -> dict[str, float]:
-    """Prometheus text (0.0.4) to {'name{labels}': value}; comments and blank lines skipped."""
-    samples = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = SAMPLE.match(line)
-        if not match:
-            raise ValueError(f"not a sample line: {line!r}")
-        name, labels, value = match.groups()
-        samples[name + (labels or "")] = float(value)
-    return samples
-
-
-def _family(samples: dict[str, float], name: str) -> dict[str, float]:
-    """The samples of `name`, by their label set ('' for none)."""
-    out = {}
-    for key, value in samples.items():
-        base, _, labels = key.partition("{")
-        if base == name:
-            out[labels.rstrip("}")] = value
-    return out
-
-
-def _label(labels: str, name: str) -> str:
-    match = re.search(name + r'="([^"]*)"', labels)
-    return match.group(1) if match else ""
-
-
-def metrics_series(scrapes: list[tuple[float, dict[str, float]]]) -> dict:
-    """Per-interval series from consecutive scrapes [(seconds since start, samples)]."""
-    out = {"t": [], "rps": {}, "coalescing": [], "redis_up": [], "unavailable": {}}
-    for (t0, a), (t1, b) in zip(scrapes, scrapes[1:]):
-        dt = t1 - t0
-        if dt <= 0:
-            continue
-        out["t"].append(round(t1, 3))
-        for key, family, label in (("rps", "hitcore_http_requests_total", "code"),
-                                   ("unavailable", "hitcore_http_unavailable_total", "reason")):
-            before, after = ({_label(k, label): v for k, v in _family(x, family).items()} for x in (a, b))
-            for name in sorted(set(before) | set(after)):
-                out[key].setdefault(name, [])
-            for name, values in out[key].items():
-                values.append(round(max(after.get(name, 0) - before.get(name, 0), 0) / dt, 1))
-        trips = b.get("hitcore_redis_batch_increments_count", 0) - a.get("hitcore_redis_batch_increments_count", 0)
-        incs = b.get("hitcore_redis_batch_increments_sum", 0) - a.get("hitcore_redis_batch_increments_sum", 0)
-        out["coalescing"].append(round(incs / trips, 2) if trips > 0 else None)
-        up = list(_family(b, "hitcore_redis_up").values())
-        out["redis_up"].append(round(sum(up) / len(up), 3) if up else None)
-    # A status never seen in an interval is dropped from the chart.
-    out["rps"] = {code: v for code, v in out["rps"].items() if any(v)}
-    out["unavailable"] = {reason: v for reason, v in out["unavailable"].items() if any(v)}
-    return out
-
-
-class Scraper(threading.Thread):
-    """GET /metrics every `interval` seconds until stopped; keeps (seconds since `t0`, samples)."""
-
-    def __init__(self, port: int, t0: float, interval: float = 1.0):
-        super().__init__(daemon=True)
-        self.port, self.t0, self.interval = port, t0, interval
-        self.scrapes: list[tuple[float, dict[str, float]]] = []
-        self.errors: list[str] = []
-        self._halt = threading.Event()
-
-    def scrape(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-        try:
-            conn.request("GET", "/metrics")
-            response = conn.getresponse()
-            text = response.read().decode()
-            if response.status != 200:
-                raise ValueError(f"status {response.status}")
-            self.scrapes.append((time.monotonic() - self.t0, parse_exposition(text)))
-        except (OSError, ValueError, http.client.HTTPException) as error:
-            self.errors.append(f"{time.monotonic() - self.t0:.1f}s: {error}")
-        finally:
-            conn.close()
-
-    def run(self) -> None:
-        next_at = time.monotonic()
-        while not self._halt.is_set():
-            self.scrape()
-            next_at += self.interval
-            self._halt.wait(max(next_at - time.monotonic(), 0))
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=10)
-        self.scrape()

@@ -18,20 +18,15 @@ def _num(text: str) -> float | int:
     return float(text) if any(c in text for c in ".eE") else int(text)
 
 
-# "Label:   value ..." lines of ab's summary, and the key each is stored under.
+# "Label:   value ..." lines of ab's summary that a report or check reads, and the key each is stored under.
 _AB_FIELDS = {
     "Concurrency Level": "concurrency",
     "Time taken for tests": "time_taken_s",
     "Complete requests": "complete",
     "Failed requests": "failed",
-    "Write errors": "write_errors",
     "Non-2xx responses": "non_2xx",
     "Keep-Alive requests": "keepalive_requests",
-    "Total transferred": "total_bytes",
-    "HTML transferred": "html_bytes",
     "Requests per second": "rps",
-    "Transfer rate": "transfer_kib_s",
-    "Document Length": "document_length",
 }
 
 
@@ -39,33 +34,18 @@ def parse_ab(text: str) -> dict:
     """Parses ab's report. Keys (numbers): complete, failed, non_2xx, rps, time_taken_s,
     time_per_request_ms, time_per_request_all_ms, total_min/mean/sd/median/max_ms, the
     failure breakdown fail_connect/receive/length/exceptions, and ok_2xx (see below)."""
-    result: dict = {}
-    per_request = []
-    for line in text.splitlines():
-        label, sep, rest = line.partition(":")
-        if not sep:
-            continue
-        label = label.strip()
-        value = rest.strip().split(" ")[0] if rest.strip() else ""
-        if label == "Time per request":
-            # printed twice: "(mean)" then "(mean, across all concurrent requests)"
-            per_request.append(float(value))
-        elif label in _AB_FIELDS and re.fullmatch(r"[0-9.]+", value or "x"):
-            result[_AB_FIELDS[label]] = _num(value)
-        elif label == "Total" and rest.split():
-            # Connection Times (ms): "Total:  min  mean  [+/-sd]  median  max"
-            cols = rest.split()
-            if len(cols) == 5 and all(re.fullmatch(r"[0-9.]+", c) for c in cols):
-                for key, col in zip(("min", "mean", "sd", "median", "max"), cols):
-                    result[f"total_{key}_ms"] = _num(col)
+    result = {key: _num(m.group(1)) for label, key in _AB_FIELDS.items()
+              if (m := re.search(rf"^{label}:\s+([0-9.]+)(?:\s|$)", text, re.M))}
+    # printed twice: "(mean)" then "(mean, across all concurrent requests)"
+    per_request = re.findall(r"^Time per request:\s+([0-9.]+)", text, re.M)
+    result.update(zip(("time_per_request_ms", "time_per_request_all_ms"), map(float, per_request)))
+    # Connection Times (ms): "Total:  min  mean  [+/-sd]  median  max"
+    match = re.search(r"^Total:" + r"\s+([0-9.]+)" * 5 + r"\s*$", text, re.M)
+    if match:
+        result.update({f"total_{k}_ms": _num(v) for k, v in zip(("min", "mean", "sd", "median", "max"), match.groups())})
     match = re.search(r"\(Connect: (\d+), Receive: (\d+), Length: (\d+), Exceptions: (\d+)\)", text)
     if match:
-        for key, value in zip(("connect", "receive", "length", "exceptions"), match.groups()):
-            result[f"fail_{key}"] = int(value)
-    if per_request:
-        result["time_per_request_ms"] = per_request[0]
-    if len(per_request) > 1:
-        result["time_per_request_all_ms"] = per_request[1]
+        result.update({f"fail_{k}": int(v) for k, v in zip(("connect", "receive", "length", "exceptions"), match.groups())})
     if "complete" not in result or "rps" not in result:
         raise ParseError("no ab summary in the output" + _last_error(text))
     result.setdefault("failed", 0)
@@ -108,11 +88,9 @@ def parse_wrk(text: str) -> dict:
     result["rps"] = float(match.group(1))
     match = re.search(r"^\s*Latency\s+(\S+)\s+(\S+)\s+(\S+)\s+", text, re.M)
     if match:
-        result["latency_avg_ms"] = wrk_time_ms(match.group(1))
-        result["latency_stdev_ms"] = wrk_time_ms(match.group(2))
-        result["latency_max_ms"] = wrk_time_ms(match.group(3))
-    for pct, value in re.findall(r"^\s*(50|75|90|99)%\s+(\S+)\s*$", text, re.M):
-        result[f"p{pct}_ms"] = wrk_time_ms(value)
+        result.update(zip(("latency_avg_ms", "latency_stdev_ms", "latency_max_ms"), map(wrk_time_ms, match.groups())))
+    result.update({f"p{pct}_ms": wrk_time_ms(value)
+                   for pct, value in re.findall(r"^\s*(50|75|90|99)%\s+(\S+)\s*$", text, re.M)})
     match = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     for key, value in zip(("connect", "read", "write", "timeout"), match.groups() if match else (0, 0, 0, 0)):
         result[f"errors_{key}"] = int(value)

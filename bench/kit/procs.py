@@ -1,25 +1,26 @@
 """Child processes: every one the kit starts is bounded in time and stopped by its PID.
 
 - `log()` prints the progress lines ("[  12.3s] ...") with the time since the run started.
-- `run()` runs a command to completion under a timeout, printing a progress line every few seconds
-  while it runs; on timeout it is sent SIGTERM, then SIGKILL, by PID. `while_running` lets the
-  caller act while it runs (bench/device/run16 samples CPU time during each wrk run).
+- `run()` runs a command to completion under a timeout (SIGTERM, then SIGKILL, by PID), printing a
+  progress line every few seconds; `while_running` lets the caller act while it runs.
 - `Service` is a long-running child (Redis, a server under test) in its own session, so a Ctrl-C at
-  the terminal reaches only the kit, which then stops it in order. `stop()` sends SIGTERM to its
-  PID, waits, then SIGKILLs it and every descendant it had, each by PID.
-- `cpu_seconds()` is the CPU time (user + system) processes have used so far, from /proc.
-- `TreeSampler` samples the memory of a process tree at ~10 Hz: the peak of the summed RSS (and PSS)
-  of the root and all its descendants (bench/run's rows, bench/compare's peak during wrk).
-- `cleanup()` stops every child still running; main.py calls it in `finally` and on SIGTERM/SIGHUP.
+  the terminal reaches only the kit, which then stops it in order: SIGTERM to its PID, then SIGKILL
+  to it and every descendant it had, each by PID.
+- `descendants()`, `cpu_seconds()` and `memory_kib()` read a process tree from /proc; `TreeSampler`
+  keeps the peak memory of one at ~10 Hz (bench/run's rows, bench/compare's peak during wrk).
+- `cleanup()` stops every child still running (session.guard calls it however a run ends).
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 START = time.monotonic()
@@ -53,23 +54,22 @@ class RunError(Exception):
     """A measurement that could not be made; the run goes on with the next one."""
 
 
+@dataclass
 class Result:
     """What a bounded command did."""
-
-    def __init__(self, argv, returncode, stdout, stderr, timed_out, seconds):
-        self.argv = argv
-        self.returncode = returncode
-        self.stdout = stdout
-        self.stderr = stderr
-        self.timed_out = timed_out
-        self.seconds = seconds
+    argv: list
+    returncode: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool
+    seconds: float
 
     @property
     def ok(self) -> bool:
         return self.returncode == 0 and not self.timed_out
 
     def tail(self, lines: int = 5) -> str:
-        text = (self.stderr or "").strip() or (self.stdout or "").strip()
+        text = self.stderr.strip() or self.stdout.strip()
         return "\n".join(text.splitlines()[-lines:])
 
 
@@ -87,41 +87,37 @@ def _terminate(proc: subprocess.Popen, grace: float) -> None:
         pass
 
 
-def run(argv, timeout: float, label: str | None = None, cwd=None, env=None,
-        stdin=subprocess.DEVNULL, tick: float = 5.0, capture: bool = True,
+def run(argv, timeout: float, label: str | None = None, cwd=None, env=None, tick: float = 5.0,
         output_path: Path | None = None, while_running=None) -> Result:
     """Runs argv to completion within `timeout` seconds and returns its output.
 
-    With `label`, prints a progress line every `tick` seconds while it runs. With `output_path`,
-    stdout and stderr go to that file (for long outputs such as builds) instead of memory. With
-    `while_running`, calls it with the Popen once the child started, before waiting for it: the
-    timeout counts from the start, the callback's time included, and an exception from it (or a
-    signal handler's) still stops the child. The callback must return well before the child ends
-    when the output is captured: a pipe that fills up blocks the child meanwhile."""
+    With `label`, prints a progress line every `tick` seconds. With `output_path`, stdout and stderr
+    go to that file (long outputs such as builds) instead of memory. `while_running(popen)` is called
+    once the child started; the timeout counts its time, and an exception from it (or a signal
+    handler's) still stops the child. It must return well before the child ends: a full pipe blocks
+    the child meanwhile."""
     began = time.monotonic()
     out_file = open(output_path, "w") if output_path else None
     try:
-        proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdin=stdin, text=True,
-            stdout=out_file or (subprocess.PIPE if capture else None),
-            stderr=subprocess.STDOUT if out_file else (subprocess.PIPE if capture else None),
-        )
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, text=True,
+                                stdout=out_file or subprocess.PIPE,
+                                stderr=subprocess.STDOUT if out_file else subprocess.PIPE)
     except OSError as error:
         if out_file:
             out_file.close()
         return Result(argv, 127, "", f"cannot start {argv[0]}: {error}", False, 0.0)
     _register(proc)
-    timed_out = False
-    stdout = stderr = ""
+    timed_out, stdout, stderr = False, "", ""
     try:
         if while_running:
             while_running(proc)
-        deadline = began + timeout
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = began + timeout - time.monotonic()
             if remaining <= 0:
                 timed_out = True
                 _terminate(proc, grace=5)
+                with contextlib.suppress(subprocess.TimeoutExpired, ValueError):  # a grandchild holds the pipe
+                    stdout, stderr = proc.communicate(timeout=10)
                 break
             try:
                 stdout, stderr = proc.communicate(timeout=min(tick, remaining))
@@ -129,11 +125,6 @@ def run(argv, timeout: float, label: str | None = None, cwd=None, env=None,
             except subprocess.TimeoutExpired:
                 if label:
                     log(f"{label} ... {time.monotonic() - began:.0f}s")
-        if timed_out:
-            try:
-                stdout, stderr = proc.communicate(timeout=10)
-            except (subprocess.TimeoutExpired, ValueError):
-                pass
     finally:
         _terminate(proc, grace=2)
         _unregister(proc)
@@ -159,14 +150,10 @@ def proc_stat(pid) -> tuple[str, list[bytes]] | None:
     return stat[stat.find(b"(") + 1:stat.rfind(b")")].decode(errors="replace"), stat[stat.rfind(b")") + 2:].split()
 
 
-def all_pids() -> list[int]:
-    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
-
-
 def descendants(root: int) -> list[int]:
     """The PIDs of every live descendant of `root` (not root itself), found through /proc."""
     children: dict[int, list[int]] = {}
-    for pid in all_pids():
+    for pid in (int(entry) for entry in os.listdir("/proc") if entry.isdigit()):
         stat = proc_stat(pid)
         if stat and len(stat[1]) > 1:
             children.setdefault(int(stat[1][1]), []).append(pid)
@@ -186,54 +173,49 @@ def cpu_seconds(pids) -> float:
     return sum(int(f[11]) + int(f[12]) for _, f in stats) / os.sysconf("SC_CLK_TCK")  # proc(5)'s 14 and 15
 
 
+def read(path: str, pattern: str | None = None) -> str | None:
+    """A /proc (or any) file's text, stripped, or with `pattern` its first group (multi-line mode);
+    None when unreadable (a process gone) or not matched. The kit's one reader of such files."""
+    try:
+        text = Path(path).read_text().strip()
+    except OSError:
+        return None
+    match = re.search(pattern, text, re.M) if pattern else None
+    return match.group(1).strip() if match else (None if pattern else text)
+
+
 def memory_kib(pid: int, with_pss: bool = False) -> tuple[int, int]:
     """(RSS, PSS) of one process in KiB; (0, 0) when it has gone."""
-    rss = pss = 0
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    rss = int(line.split()[1])
-                    break
-        if with_pss:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        pss = int(line.split()[1])
-                        break
-    except (OSError, ValueError):
-        pass
-    return rss, pss
+    pss = read(f"/proc/{pid}/smaps_rollup", r"^Pss:\s+(\d+)") if with_pss else None
+    return int(read(f"/proc/{pid}/status", r"^VmRSS:\s+(\d+)") or 0), int(pss or 0)
 
 
 class TreeSampler(threading.Thread):
     """Samples a process tree at ~10 Hz: peak summed RSS/PSS and the largest process count."""
 
-    def __init__(self, root: int, interval: float = 0.1, pss: bool = True):
+    def __init__(self, root: int, pss: bool = True):
         super().__init__(daemon=True)
-        self.root, self.interval, self.pss = root, interval, pss
+        self.root, self.pss = root, pss
         self.peak_rss_kib = self.peak_pss_kib = self.peak_processes = self._samples = 0
         self.known_pids: set[int] = set()
-        self._tree: list[int] | None = None
+        self._tree: list[int] = []
         self._stop_event = threading.Event()
 
-    def sample(self) -> list[int]:
-        # Finding the tree means reading every /proc/N/stat: do it once a second (and whenever a
-        # known process has gone), and read only the tree's own memory in between, so that the
-        # sampler itself takes almost no CPU from the server it measures.
+    def sample(self) -> None:
+        # Finding the tree reads every /proc/N/stat: do it once a second (and whenever a known process
+        # has gone), and read only the tree's own memory in between, so that the sampler takes almost
+        # no CPU from the server it measures.
         self._samples += 1
-        pids = self._tree
-        if pids is None or self._samples % 10 == 0 or not all(os.path.exists(f"/proc/{p}") for p in pids):
-            pids = self._tree = [self.root] + descendants(self.root)
-            self.known_pids.update(pids)
-        memory = {pid: memory_kib(pid, with_pss=self.pss) for pid in pids}
-        self.peak_rss_kib = max(self.peak_rss_kib, sum(r for r, _ in memory.values()))
-        self.peak_pss_kib = max(self.peak_pss_kib, sum(p for _, p in memory.values()))
-        self.peak_processes = max(self.peak_processes, sum(1 for r, _ in memory.values() if r))
-        return pids
+        if self._samples % 10 == 1 or not all(os.path.exists(f"/proc/{p}") for p in self._tree):
+            self._tree = [self.root] + descendants(self.root)
+            self.known_pids.update(self._tree)
+        memory = [memory_kib(pid, with_pss=self.pss) for pid in self._tree]
+        self.peak_rss_kib = max(self.peak_rss_kib, sum(r for r, _ in memory))
+        self.peak_pss_kib = max(self.peak_pss_kib, sum(p for _, p in memory))
+        self.peak_processes = max(self.peak_processes, sum(1 for r, _ in memory if r))
 
     def run(self) -> None:
-        while not self._stop_event.wait(self.interval):
+        while not self._stop_event.wait(0.1):
             self.sample()
 
     def stop(self) -> None:
@@ -242,19 +224,13 @@ class TreeSampler(threading.Thread):
 
 
 class Service:
-    """A long-running child in its own session, with its output in a log file.
-
-    Stopped by stop(): SIGTERM to its PID, then SIGKILL to it and to each descendant, by PID."""
+    """A long-running child in its own session, with its output in a log file."""
 
     def __init__(self, name: str, argv, log_path: Path, env=None, cwd=None):
-        self.name = name
-        self.argv = argv
-        self.log_path = log_path
+        self.name, self.argv, self.log_path = name, argv, log_path
         self._log_file = open(log_path, "w")
-        self.proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=self._log_file,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=self._log_file,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
         self.pid = self.proc.pid
         self.sampler: TreeSampler | None = None
         _register(self)
@@ -283,12 +259,12 @@ class Service:
         if self.sampler:
             tree |= self.sampler.known_pids - {self.pid}
         _terminate(self.proc, grace)
-        # Children that outlived their parent (or a SIGKILLed parent): by PID, if still ours.
+        # Children that outlived their parent (or a SIGKILLed parent): by PID, if still of our session.
         deadline = time.monotonic() + 5
         for pid in sorted(tree):
-            while _is_running_child_of_tree(pid, self.pid) and time.monotonic() < deadline:
+            while self._owns(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if _is_running_child_of_tree(pid, self.pid):
+            if self._owns(pid):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -297,11 +273,10 @@ class Service:
         _unregister(self)
         return self.proc.returncode
 
-
-def _is_running_child_of_tree(pid: int, root: int) -> bool:
-    """Whether `pid` is still a live process of the same session as `root` (our service)."""
-    stat = proc_stat(pid)  # fields: state ppid pgrp session ...; a zombie is already dead
-    return bool(stat) and stat[1][0] != b"Z" and int(stat[1][3]) == root
+    def _owns(self, pid: int) -> bool:
+        """Whether `pid` is a live process (not a zombie) of this service's session."""
+        stat = proc_stat(pid)  # fields: state ppid pgrp session ...
+        return bool(stat) and stat[1][0] != b"Z" and int(stat[1][3]) == self.pid
 
 
 def cleanup() -> None:

@@ -1,13 +1,12 @@
 """Provisioning: everything a run needs, installed only when missing (every step is idempotent):
-Debian packages, the two virtualenvs, the cargo builds (the tokio peer, hitcore) and bench/tail's
-oha. bench/README.md's provisioning table says what each is and how it is installed.
+the two virtualenvs, the cargo builds (the tokio peer, hitcore) and bench/tail's oha; the Debian
+packages are only checked. bench/README.md's provisioning table says what each is and how.
 
 Each function returns None when the thing is ready, or a one-line reason it is not; the tools then
 skip what needs it (bench/run its rows) instead of failing the whole run.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -47,51 +46,31 @@ def _which(command: str) -> str | None:
     return shutil.which(command) or shutil.which(command, path="/usr/sbin:/sbin:/usr/local/sbin")
 
 
-def _sudo() -> list[str]:
-    return [] if os.geteuid() == 0 else ["sudo", "-n"]
-
-
-def apt_packages(commands: list[str], log_dir: Path) -> str | None:
-    """Installs the packages behind `commands` that are missing (and python3-venv where `python3 -m
-    venv` cannot work); `apt-get update` only then. None when all are present."""
+def apt_packages(commands: list[str]) -> str | None:
+    """None when `commands` (and `python3 -m venv`) are all there, else the apt-get line that installs
+    what is missing: the kit installs no system package itself (it would need root, and apt's lock)."""
     missing = sorted({APT_PACKAGES[c] for c in commands if not _which(c)})
-    needs_venv = subprocess.run(["python3", "-c", "import ensurepip, venv"],
-                                capture_output=True, timeout=30).returncode != 0
-    if needs_venv:
+    if subprocess.run(["python3", "-c", "import ensurepip, venv"], capture_output=True, timeout=30).returncode:
         missing.append("python3-venv")
-    if not missing:
-        procs.log("provision: apt packages present (" + ", ".join(commands) + ")")
-        return None
-    if not shutil.which("apt-get"):
-        return f"missing {', '.join(missing)} and no apt-get to install them"
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    procs.log(f"provision: apt-get update, then install {' '.join(missing)}")
-    result = procs.run(_sudo() + ["apt-get", "update", "-q"], timeout=600, label="apt-get update",
-                       env=env, output_path=log_dir / "apt-get-update.log")
-    if not result.ok:
-        return f"apt-get update failed (see {log_dir / 'apt-get-update.log'})"
-    result = procs.run(_sudo() + ["apt-get", "install", "-y", "-q", "--no-install-recommends"] + missing,
-                       timeout=900, label="apt-get install", env=env,
-                       output_path=log_dir / "apt-get-install.log")
-    if not result.ok:
-        return f"apt-get install failed (see {log_dir / 'apt-get-install.log'})"
-    still = [c for c in commands if not _which(c)]
-    return f"still missing after apt-get install: {', '.join(still)}" if still else None
+    if missing:
+        return f"missing {', '.join(missing)}: install them with `apt-get install {' '.join(missing)}`"
+    procs.log("provision: apt packages present (" + ", ".join(commands) + ")")
+    return None
 
 
 def venv_python(name: str) -> Path:
     return VENVS[name][0] / "bin" / "python"
 
 
-def _venv_ready(folder: Path, requirements: Path, modules: list[str]) -> bool:
-    """Made from this requirements file (a copy is kept inside) and its imports work."""
+def _venv_ready(name: str) -> bool:
+    """Made from its requirements file (a copy is kept inside) and its imports work."""
+    folder, requirements, modules = VENVS[name]
     stamp = folder / ".kit-requirements.txt"
-    python = folder / "bin" / "python"
-    if not (python.exists() and stamp.exists() and stamp.read_text() == requirements.read_text()):
+    if not (venv_python(name).exists() and stamp.exists() and stamp.read_text() == requirements.read_text()):
         return False
     probe = "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)"
     try:
-        return subprocess.run([str(python), "-W", "ignore", "-c", probe] + modules,
+        return subprocess.run([str(venv_python(name)), "-W", "ignore", "-c", probe] + modules,
                               capture_output=True, timeout=120).returncode == 0
     except subprocess.TimeoutExpired:
         return False
@@ -100,52 +79,41 @@ def _venv_ready(folder: Path, requirements: Path, modules: list[str]) -> bool:
 def virtualenv(name: str, log_dir: Path) -> str | None:
     """Creates or refreshes one of the kit's virtualenvs; None when ready."""
     folder, requirements, modules = VENVS[name]
-    if _venv_ready(folder, requirements, modules):
+    if _venv_ready(name):
         procs.log(f"provision: {folder.name} present")
         return None
     procs.log(f"provision: creating {folder.name} from {requirements.name} (pip, a few minutes at most)")
     log_path = log_dir / f"pip-{folder.name.lstrip('.')}.log"
-    result = procs.run(["python3", "-m", "venv", "--clear", str(folder)], timeout=300,
-                       label=f"python3 -m venv {folder.name}", output_path=log_path)
-    if not result.ok:
-        return f"python3 -m venv {folder.name} failed (see {log_path})"
-    pip = [str(folder / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
-    result = procs.run(pip + ["install", "-q", "--upgrade", "pip"], timeout=300,
-                       label=f"pip upgrade in {folder.name}", output_path=log_path.with_suffix(".pip.log"))
-    result = procs.run(pip + ["install", "-q", "-r", str(requirements)], timeout=1200,
-                       label=f"pip install -r {requirements.name}", output_path=log_path)
-    if not result.ok:
-        return f"pip install -r {requirements.name} failed (see {log_path})"
-    (folder / ".kit-requirements.txt").write_text(requirements.read_text())
-    if not _venv_ready(folder, requirements, modules):
-        return f"{folder.name} was installed but cannot import {', '.join(modules)}"
-    return None
+    pip = [str(venv_python(name)), "-m", "pip", "--disable-pip-version-check", "install", "-q"]
+    for argv, what, timeout in ((["python3", "-m", "venv", "--clear", str(folder)], "python3 -m venv", 300),
+                                (pip + ["--upgrade", "pip"], "pip upgrade", 300),
+                                (pip + ["-r", str(requirements)], f"pip install -r {requirements.name}", 1200)):
+        if not procs.run(argv, timeout=timeout, label=f"{what} in {folder.name}", output_path=log_path).ok:
+            return f"{what} in {folder.name} failed (see {log_path})"
+    stamp = folder / ".kit-requirements.txt"
+    stamp.write_text(requirements.read_text())
+    return None if _venv_ready(name) else f"{folder.name} was installed but cannot import {', '.join(modules)}"
 
 
-def _cargo_build(argv: list[str], cwd: Path, what: str, log_path: Path, timeout: float) -> str | None:
+def _cargo(argv: list[str], what: str, log_path: Path, timeout: float, binary: Path) -> str | None:
+    """Runs a cargo build or install in the repository; None once it made `binary`."""
     if not shutil.which("cargo"):
-        return "cargo is not installed (a Rust toolchain is needed to build " + what + ")"
+        return f"cargo is not installed (a Rust toolchain is needed to build {what})"
     procs.log(f"provision: {' '.join(argv)}  ({what}; output in {log_path})")
-    result = procs.run(argv, cwd=cwd, timeout=timeout, label=f"building {what}", tick=15,
-                       output_path=log_path)
-    if result.timed_out:
-        return f"building {what} took longer than {timeout:.0f}s (see {log_path})"
+    result = procs.run(argv, cwd=REPO, timeout=timeout, label=f"building {what}", tick=15, output_path=log_path)
     if not result.ok:
-        return f"building {what} failed: {result.tail(1)} (see {log_path})"
-    return None
+        why = f"took longer than {timeout:.0f}s" if result.timed_out else f"failed: {result.tail(1)}"
+        return f"building {what} {why} (see {log_path})"
+    return None if binary.exists() else f"{' '.join(argv[:2])} succeeded but {binary} does not exist"
 
 
 def tokio_peer(log_dir: Path) -> str | None:
-    return _cargo_build(["cargo", "build", "--release", "--manifest-path", str(TOKIO_MANIFEST)],
-                        REPO, "the tokio-hyper peer", log_dir / "cargo-tokio-hyper.log", timeout=1200)
+    return _cargo(["cargo", "build", "--release", "--manifest-path", str(TOKIO_MANIFEST)], "the tokio-hyper peer",
+                  log_dir / "cargo-tokio-hyper.log", 1200, TOKIO_BINARY)
 
 
 def hitcore(log_dir: Path) -> str | None:
-    problem = _cargo_build(["cargo", "build", "--release"], REPO, "hitcore",
-                           log_dir / "cargo-hitcore.log", timeout=1800)
-    if problem is None and not HITCORE_BINARY.exists():
-        problem = f"cargo build --release succeeded but {HITCORE_BINARY} does not exist"
-    return problem
+    return _cargo(["cargo", "build", "--release"], "hitcore", log_dir / "cargo-hitcore.log", 1800, HITCORE_BINARY)
 
 
 def _oha_usable(path: Path) -> bool:
@@ -157,20 +125,11 @@ def _oha_usable(path: Path) -> bool:
 
 
 def oha(log_dir: Path) -> tuple[Path | None, str | None]:
-    """The oha to use: (path, None), or (None, why not). Installs it into bench/.tools when no
-    usable one is found (a few minutes of compiling)."""
-    candidates = [TOOLS / "bin" / "oha", Path.home() / ".cargo" / "bin" / "oha"]
-    if shutil.which("oha"):
-        candidates.append(Path(shutil.which("oha")))
-    for path in candidates:
-        if path.exists() and _oha_usable(path):
+    """The oha to use (bench/.tools/bin, then ~/.cargo/bin, then PATH): (path, None), or (None, why
+    not and the command that installs one; `log_dir` is unused since the kit builds no oha itself)."""
+    for path in (TOOLS / "bin" / "oha", Path.home() / ".cargo" / "bin" / "oha", Path(shutil.which("oha") or "oha")):
+        if _oha_usable(path):
             procs.log(f"provision: oha present ({path})")
             return path, None
-    problem = _cargo_build(["cargo", "install", "oha", "--locked", "--root", str(TOOLS)], REPO, "oha",
-                           log_dir / "cargo-install-oha.log", timeout=1800)
-    if problem:
-        return None, problem
-    path = TOOLS / "bin" / "oha"
-    if not _oha_usable(path):
-        return None, f"cargo install oha succeeded but {path} lacks one of {', '.join(OHA_FLAGS)}"
-    return path, None
+    return None, (f"no oha with {', '.join(OHA_FLAGS)}: install one with "
+                  f"`cargo install oha --locked --root {TOOLS}` (a few minutes of compiling)")

@@ -1,18 +1,13 @@
-"""bench/run's results file, bench/results/<name>.md, rendered from the run's summary (summary.json);
-its scaling and correctness tables are bench/device/run16's too.
-
-Order: the machine, the original test's table (ab's own columns) beside the 2014 numbers, ab -k,
-wrk, shard scaling, correctness and memory, the commands. How to read each table is bench/README.md's
-"Reading the results" (the report points there rather than repeat it). Every row is folded over the
-rounds by kit/rounds.py (a single run is one round): a figure is the median over the rounds, *min–max*
-the spread of req/s when there were several, and failures and counter checks are given for every
-round (` · ` between rounds), since a median would hide them.
-Pure: every number comes from the summary, which holds only what the tools printed in the run.
+"""bench/run's results file, bench/results/<name>.md, from the run's summary.json; its scaling and
+correctness tables are bench/device/run16's too. How to read each table is bench/README.md's "Reading
+the results". Rows are folded over the rounds (kit/rounds.py): a figure is the median, *min–max* the
+spread of req/s, and failures and counter checks are given for every round, since a median would
+hide them. Pure: every number comes from the summary.
 """
 from __future__ import annotations
 
 from . import rounds
-from .md import DASH, each, esc, machine, ms, num, table
+from .md import DASH, each, esc, fmt, machine, ms, table
 
 READ = "[bench/README.md](../README.md), *Reading the results*"
 
@@ -39,43 +34,54 @@ def _each_round(row: dict, key: str, show) -> str:
                 lambda t: "error" if t["error"] else show(t))
 
 
-def _spread(t: dict, repeat: int) -> list[str]:
-    """The min–max cell of req/s over the rounds (none for one round), with those of the rounds the row
-    ran that gave no numbers."""
-    if repeat == 1:
-        return []
-    text, ran = f"{num(t['min']['rps'])}–{num(t['max']['rps'])}", len(t["raw"])
-    if len(t["rounds_ok"]) < ran:
-        text += f" ({len(t['rounds_ok'])} of {ran} rounds; " + "; ".join(
-            f"round {n}: *{esc(why).strip()}*" for n, why in t["round_errors"].items()) + ")"
-    return [text]
+def _spread(repeat: int):
+    """The req/s min–max column over the rounds (none for one round), naming the rounds the row ran
+    that gave no numbers."""
+    def cell(_row, t):
+        text, ran = f"{fmt(t['min']['rps'])}–{fmt(t['max']['rps'])}", len(t["raw"])
+        if len(t["rounds_ok"]) < ran:
+            text += f" ({len(t['rounds_ok'])} of {ran} rounds; " + "; ".join(
+                f"round {n}: *{esc(why).strip()}*" for n, why in t["round_errors"].items()) + ")"
+        return text
+    return ("req/s min–max", cell) if repeat > 1 else None
 
 
-def _table(head: list[str], rows: list[dict], key: str, cells) -> list[str]:
-    """One line per row: `cells(row, its test)`, or its title and why it has no numbers."""
-    return table(head, [[row["title"], f"*{esc(_why_not(row, key))}*"] + [DASH] * (len(head) - 2)
-                        if _why_not(row, key) else cells(row, row["tests"][key]) for row in rows])
+def table_of(rows: list[dict], key: str, columns: list) -> list[str]:
+    """The one table builder: a line per row, a cell per (heading, cell(row, test `key`)) column (None
+    columns left out); a row without numbers for `key` gets its first cell and why not."""
+    columns = [c for c in columns if c]
+    lines = []
+    for row in rows:
+        why = _why_not(row, key)
+        lines.append([columns[0][1](row, None), f"*{esc(why)}*"] + [DASH] * (len(columns) - 2) if why else
+                     [cell(row, row["tests"][key]) for _, cell in columns])
+    return table([head for head, _ in columns], lines)
+
+
+def _title(row, _t) -> str:
+    return row["title"]
+
+
+def _bold_rps(_row, t) -> str:
+    return f"**{fmt(t['rps'])}**"
 
 
 def _ab_failed(t: dict) -> str:
-    return num(t["failed"]) + (f" (+{num(t['non_2xx'])} non-2xx)" if t.get("non_2xx") else "")
+    return fmt(t["failed"]) + (f" (+{fmt(t['non_2xx'])} non-2xx)" if t.get("non_2xx") else "")
 
 
 def ab_table(rows: list[dict], key: str, repeat: int) -> list[str]:
     """ab's own columns for test `key` ("ab" or "ab_k"; the latter adds its keep-alive count)."""
-    keepalive = key == "ab_k"
-    head = ["Server", "Time taken for tests", "Complete requests", "Failed requests (each round)"] + \
-        (["Keep-Alive requests"] if keepalive else []) + ["Requests per second"] + \
-        (["Requests per second min–max"] if repeat > 1 else []) + \
-        ["Time per request (mean)", "Time per request (mean, across all concurrent requests)",
-         "Total min", "Total mean", "Total median", "Total max"]
-
-    def cells(row, t):
-        return [row["title"], f"{t['time_taken_s']:.3f} s", num(t["complete"]), _each_round(row, key, _ab_failed)] + \
-            ([num(t.get("keepalive_requests", 0))] if keepalive else []) + [f"**{num(t['rps'])}**"] + \
-            _spread(t, repeat) + [f"{t['time_per_request_ms']:.3f} ms", f"{t.get('time_per_request_all_ms', 0):.3f} ms"] + \
-            [f"{num(t.get(f'total_{k}_ms'))} ms" for k in ("min", "mean", "median", "max")]
-    return _table(head, rows, key, cells)
+    return table_of(rows, key, [
+        ("Server", _title), ("Time taken for tests", lambda r, t: f"{t['time_taken_s']:.3f} s"),
+        ("Complete requests", lambda r, t: fmt(t["complete"])),
+        ("Failed requests (each round)", lambda r, t: _each_round(r, key, _ab_failed)),
+        ("Keep-Alive requests", lambda r, t: fmt(t.get("keepalive_requests", 0))) if key == "ab_k" else None,
+        ("Requests per second", _bold_rps), _spread(repeat),
+        ("Time per request (mean)", lambda r, t: f"{t['time_per_request_ms']:.3f} ms"),
+        ("Time per request (mean, across all concurrent requests)",
+         lambda r, t: f"{t.get('time_per_request_all_ms', 0):.3f} ms")] +
+        [(f"Total {k}", lambda r, t, k=k: f"{fmt(t.get(f'total_{k}_ms'))} ms") for k in ("min", "mean", "median", "max")])
 
 
 def _wrk_errors(t: dict) -> str:
@@ -83,35 +89,28 @@ def _wrk_errors(t: dict) -> str:
 
 
 def wrk_table(rows: list[dict], repeat: int) -> list[str]:
-    head = ["Server", "Requests", "Requests/sec"] + (["Requests/sec min–max"] if repeat > 1 else []) + \
-        ["p50", "p75", "p90", "p99", "max", "Socket errors (connect/read/write/timeout), each round",
-         "Non-2xx/3xx, each round"]
-
-    def cells(row, t):
-        return [row["title"], num(t["requests"]), f"**{num(t['rps'])}**"] + _spread(t, repeat) + \
-            [ms(t.get(k)) for k in ("p50_ms", "p75_ms", "p90_ms", "p99_ms", "latency_max_ms")] + \
-            [_each_round(row, "wrk", _wrk_errors), _each_round(row, "wrk", lambda w: num(w["non_2xx_3xx"]))]
-    return _table(head, rows, "wrk", cells)
+    return table_of(rows, "wrk", [
+        ("Server", _title), ("Requests", lambda r, t: fmt(t["requests"])), ("Requests/sec", _bold_rps),
+        _spread(repeat)] + [(k, lambda r, t, k=k: ms(t.get(f"{k}_ms"))) for k in ("p50", "p75", "p90", "p99")] + [
+        ("max", lambda r, t: ms(t.get("latency_max_ms"))),
+        ("Socket errors (connect/read/write/timeout), each round", lambda r, t: _each_round(r, "wrk", _wrk_errors)),
+        ("Non-2xx/3xx, each round", lambda r, t: _each_round(r, "wrk", lambda w: fmt(w["non_2xx_3xx"])))])
 
 
 def scaling_table(points: list[dict], repeat: int) -> list[str]:
     """hitcore -w N under wrk, N the last dash-separated part of each point's id; % of linear is
     req/s(N) / (N × req/s(1)), on medians."""
-    head = ["Shards", "Requests/sec"] + (["min–max"] if repeat > 1 else []) + \
-        ["× one shard", "% of linear", "p50", "p99", "Peak RSS"]
-    one = next((p["tests"]["wrk"].get("rps") for p in points if p["id"].endswith("-1") and not _why_not(p, "wrk")), None)
-    lines = []
-    for point in points:
-        shards, problem = int(point["id"].rsplit("-", 1)[1]), _why_not(point, "wrk")
-        if problem:
-            lines.append([shards, f"*{esc(problem)}*"] + [DASH] * (len(head) - 2))
-            continue
-        t = point["tests"]["wrk"]
-        times = t["rps"] / one if one else None
-        lines.append([shards, f"**{num(t['rps'])}**"] + _spread(t, repeat) +
-                     [DASH if times is None else f"{times:.2f}", DASH if times is None else f"{100 * times / shards:.1f}",
-                      ms(t.get("p50_ms")), ms(t.get("p99_ms")), _mib(point.get("peak_rss_kib"))])
-    return table(head, lines)
+    one = next((p["tests"]["wrk"]["rps"] for p in points if p["id"].endswith("-1") and not _why_not(p, "wrk")), None)
+
+    def shards(row, _t=None) -> int:
+        return int(row["id"].rsplit("-", 1)[1])
+
+    return table_of(points, "wrk", [
+        ("Shards", shards), ("Requests/sec", _bold_rps), _spread(repeat),
+        ("× one shard", lambda r, t: fmt(one and t["rps"] / one, ".2f")),
+        ("% of linear", lambda r, t: fmt(one and 100 * t["rps"] / one / shards(r), ".1f")),
+        ("p50", lambda r, t: ms(t.get("p50_ms"))), ("p99", lambda r, t: ms(t.get("p99_ms"))),
+        ("Peak RSS", lambda r, t: _mib(r.get("peak_rss_kib")))])
 
 
 def counter_checks(row: dict) -> dict:
@@ -141,9 +140,9 @@ def _verdict(counted, seen) -> str:
     if counted is None or seen is None:
         return DASH
     if counted == seen:
-        return f"{num(counted)} = {num(seen)}"
-    diff = f"+{num(counted - seen)}" if counted > seen else f"**{num(seen - counted)} LOST**"
-    return f"{num(counted)} vs {num(seen)} ({diff})"
+        return f"{fmt(counted)} = {fmt(seen)}"
+    diff = f"+{fmt(counted - seen)}" if counted > seen else f"**{fmt(seen - counted)} LOST**"
+    return f"{fmt(counted)} vs {fmt(seen)} ({diff})"
 
 
 def _checks(row: dict) -> list[str]:
@@ -163,16 +162,10 @@ def correctness_table(rows: list[dict]) -> list[str]:
         if row["status"].startswith("not run"):
             lines.append([row["title"], "all", f"*{esc(row['status'])}*"] + [DASH] * 4)
             continue
-        lines += [[row["title"] if n == 1 else "", n, *_checks(raw), num(raw.get("worker_timeouts"))]
+        lines += [[row["title"] if n == 1 else "", n, *_checks(raw), fmt(raw.get("worker_timeouts"))]
                   for n, raw in enumerate(row["rounds"], 1)]
     return table(["Server", "Round", "ab: counter vs 2xx", "ab -k: counter vs 2xx", "wrk: counter vs 2xx",
                   "Whole round: counter vs 2xx", "WORKER TIMEOUT lines"], lines)
-
-
-def memory_table(rows: list[dict]) -> list[str]:
-    return table(["Server", "Peak RSS (sum over the process tree, max over the rounds)", "Peak PSS (sum)", "Processes"],
-                 [[row["title"], _mib(row.get("peak_rss_kib")), _mib(row.get("peak_pss_kib")),
-                   num(row.get("peak_processes"))] for row in rows])
 
 
 def render(s: dict) -> str:
@@ -180,27 +173,19 @@ def render(s: dict) -> str:
     rows, scaling = folded(s["rows"]), folded(s["scaling"])
     c, n, d = st["concurrency"], st["ab_requests"], st["wrk_duration"]
     of_rounds = f" (median of {repeat} rounds)" if repeat > 1 else ""
-    pinning = ("none: servers, Redis and the load generators share all CPUs"
-               if not (st["cpus_server"] or st["cpus_load"] or st["cpus_redis"]) else
-               f"taskset: servers on CPUs {st['cpus_server'] or 'any'}, ab/wrk on {st['cpus_load'] or 'any'}, "
-               f"Redis on {st['cpus_redis'] or 'any'}")
     out = [f"# hitcore benchmark: {s['started'][:10]} on {m['hostname']} ({st['mode']} run)", ""]
     if st["mode"] == "quick":
-        out += [f"> A `--quick` run (ab -n {n}, wrk {d} s): a smoke test of the kit, not a result to quote. "
-                "The full run writes the file without `-quick`.", ""]
-    out += machine(s, [["CPU pinning", pinning]])
-    out += ["", f"Run started {s['started']} and took {s['duration_s']:.0f} s (of which provisioning "
-            f"{s['provisioning_s']:.0f} s). One redis-server with a password, no persistence, for every server; each "
-            f"server in turn on 127.0.0.1:{st['port']}; `SET hit 0` before each. How to read the tables: {READ}. "
-            f"Raw outputs: [`{s['name']}/raw/`]({s['name']}/raw/)."]
+        out += [f"> A `--quick` run (ab -n {n}, wrk {d} s): a smoke test of the kit, not a result to quote.", ""]
+    out += machine(s) + ["", f"Run started {s['started']} and took {s['duration_s']:.0f} s (provisioning "
+                         f"{s['provisioning_s']:.0f} s). One redis-server with a password, no persistence; each server "
+                         f"in turn on 127.0.0.1:{st['port']}, sharing every CPU with ab, wrk and Redis; `SET hit 0` "
+                         f"before each. How to read the tables: {READ}. Raw outputs: [`{s['name']}/raw/`]({s['name']}/raw/)."]
     if repeat > 1:
-        out += ["", f"**{repeat} rounds** (`--repeat {repeat}`), interleaved: every server and scaling point once per "
-                "round. Each number is the **median over the rounds**, *min–max* the spread of req/s; failures, "
-                "socket errors and the counter checks are given for every round (` · ` between rounds). Raw outputs "
-                "carry the round: `<server>-<test>-r<round>.txt`."]
+        out += ["", f"**{repeat} rounds** (`--repeat {repeat}`), interleaved. Each number is the **median over the "
+                "rounds**, *min–max* the spread of req/s; failures, socket errors and the counter checks are given for "
+                "every round (` · ` between rounds). Raw outputs carry the round: `<server>-<test>-r<round>.txt`."]
     out += ["", f"## The original test: `ab -c {c} -n {n} -r -l`, a new connection per request{of_rounds}", "",
-            f"Bounded with `-t {st['ab_time_limit']}`; the columns are ab's own.", ""]
-    out += ab_table(rows, "ab", repeat)
+            f"Bounded with `-t {st['ab_time_limit']}`; the columns are ab's own.", ""] + ab_table(rows, "ab", repeat)
     out += ["", "The 2014 original, for reference (gunicorn -w 4, Flask + flask-redis, `ab -c 500`, 50000 requests, "
             "on the original author's machine; quoted, not measured here):", ""]
     out += table(["Server (2014)", "Requests per second", "Notes"], s["original_2014"])
@@ -209,15 +194,16 @@ def render(s: dict) -> str:
     out += ["", f"## Keep-alive, multi-threaded: `wrk -t {st['wrk_threads']} -c {c} -d {d}s --latency`{of_rounds}", "",
             "The load that separates the fast servers.", ""] + wrk_table(rows, repeat)
     if scaling:
-        out += ["", f"## Shard scaling: hitcore `-w N` under the same wrk{of_rounds}", ""]
-        if st["cpus_load"] is None:
-            out += [f"wrk and Redis share the server's {s['ncpu']} CPUs here, so a shard takes CPU from them: judge "
-                    "scaling on a machine with CPUs to spare, pinned.", ""]
-        out += scaling_table(scaling, repeat)
+        out += ["", f"## Shard scaling: hitcore `-w N` under the same wrk{of_rounds}", "",
+                f"wrk and Redis share the server's {s['ncpu']} CPUs here, so a shard takes CPU from them: judge "
+                "scaling pinned, on a machine with CPUs to spare (bench/device/run16).", ""] + scaling_table(scaling, repeat)
     out += ["", "## Correctness and memory", "",
             "*counter vs 2xx*: the Redis counter's growth during each test against the 2xx answers the client "
             "counted; **LOST** would be answers without increments. Memory: the peak summed RSS (and PSS) of the "
             f"server's process tree, sampled at 10 Hz ({READ}).", ""]
-    out += correctness_table(rows + scaling) + [""] + memory_table(rows + scaling)
+    out += correctness_table(rows + scaling) + [""] + table(
+        ["Server", "Peak RSS (sum over the process tree, max over the rounds)", "Peak PSS (sum)", "Processes"],
+        [[r["title"], _mib(r.get("peak_rss_kib")), _mib(r.get("peak_pss_kib")), fmt(r.get("peak_processes"))]
+         for r in rows + scaling])
     out += ["", "## Commands", ""] + [f"- `{r['id']}`: `{esc(r['argv'])}`" for r in rows + scaling]
     return "\n".join(out + ["", "How to read and reproduce this: [bench/README.md](../README.md).", ""])

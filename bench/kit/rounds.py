@@ -1,21 +1,15 @@
 """`bench/run --repeat N`: the rounds of one run folded into medians and spreads.
 
-A run with N rounds measures every server once per round (round 1: all servers, round 2: all
-servers, ...), so each round's rows have the same shape as a single run's. `aggregate()` folds them
-into one row per server whose `tests` hold, per test, the **median** over the rounds that gave
-numbers of every numeric field, with `min` and `max` of each field beside it; the raw rows of every
-round stay in the row's `rounds` list, so nothing measured is lost and every round's correctness
-can be shown.
-`stats()` and `median_of()` are the one median every tool's folding uses (None-safe).
-Pure functions, standard library only: report.py and the tests use them without running anything.
+Each round's rows have a single run's shape. `aggregate()` folds them into one row per server whose
+`tests` hold, per test, the **median** over the rounds that gave numbers of every numeric field, with
+`min` and `max` beside it; every round's raw row stays in `rounds`, so nothing measured is lost.
+`stats()` and `median_of()` are the one median every tool's folding uses (None-safe). Pure.
 """
 from __future__ import annotations
 
 from statistics import median
 
 TEST_KEYS = ("ab", "ab_k", "wrk")
-
-# The peers hitcore is compared with, in the Ratios section: (row id, name in the report).
 
 
 def stats(values: list) -> dict | None:
@@ -26,8 +20,7 @@ def stats(values: list) -> dict | None:
 
 def median_of(values: list):
     """The median of the values that are not None; None when there are none."""
-    folded = stats(values)
-    return folded and folded["median"]
+    return (stats(values) or {}).get("median")
 
 
 def _numeric(value) -> bool:
@@ -65,11 +58,6 @@ def median_test(tests: list[dict | None]) -> dict:
     return out
 
 
-def _max(values):
-    present = [v for v in values if v is not None]
-    return max(present) if present else None
-
-
 def aggregate_row(raws: list[dict]) -> dict:
     """One server's rows, one per round, folded into one row (see the module's docstring)."""
     first = raws[0]
@@ -87,9 +75,8 @@ def aggregate_row(raws: list[dict]) -> dict:
         "status": status,
         "tests": {k: median_test([r["tests"].get(k) for r in raws]) for k in keys},
         "worker_timeouts": None if all(t is None for t in timeouts) else sum(t or 0 for t in timeouts),
-        "peak_rss_kib": _max(r.get("peak_rss_kib") for r in raws),
-        "peak_pss_kib": _max(r.get("peak_pss_kib") for r in raws),
-        "peak_processes": _max(r.get("peak_processes") for r in raws),
+        **{k: max((r[k] for r in raws if r.get(k) is not None), default=None)
+           for k in ("peak_rss_kib", "peak_pss_kib", "peak_processes")},
         "rounds": raws,
     }
 

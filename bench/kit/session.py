@@ -1,11 +1,7 @@
 """The shell every bench tool runs in: its parser's shared options, signals and cleanup, its results
-folder, and the files it writes at the end (the report, whose digest it prints, and the
-exit status).
-
-A run writes its report beside (bench/run) or into (bench/compare's run) a folder with `raw/`,
-`logs/` and `summary.json`; a rerun the same day replaces the earlier run's files rather than mixing
-its raw outputs with them. This module must not start servers or load generators
-(servers.py, loadgen.py and the tools do).
+folder (a rerun the same day replaces the earlier run's raw/, logs/ and summary.json rather than
+mixing with them), and its last step (the report written, its digest printed, the exit status).
+It must not start servers or load generators (servers.py, loadgen.py and the tools do).
 """
 from __future__ import annotations
 
@@ -45,57 +41,41 @@ def guard(run, *args) -> int:
         procs.cleanup()
 
 
-def host_tag() -> str:
-    """The host name as it goes into a results name: anything but letters, digits, `.`, `_`, `-` replaced."""
-    return re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "host"
-
-
 def results_name(started: datetime.datetime, suffix: str) -> str:
-    """`<date>-<host><suffix>`, the name of a run's report and folder."""
-    return f"{started:%Y-%m-%d}-{host_tag()}{suffix}"
+    """`<date>-<host><suffix>`, the name of a run's report and folder (the host name's characters
+    other than letters, digits, `.`, `_` and `-` replaced)."""
+    return f"{started:%Y-%m-%d}-{re.sub(r'[^A-Za-z0-9._-]', '-', socket.gethostname()) or 'host'}{suffix}"
 
 
-def fresh_run_dir(run_dir: Path, also=(), keep_logs: bool = False) -> tuple[Path, Path]:
-    """Removes an earlier run's `raw/`, `logs/` (unless `keep_logs`), `summary.json` and the paths in
-    `also` (files a tool adds), then creates `raw/` and `logs/`. Returns them."""
+def fresh_run_dir(run_dir: Path) -> tuple[Path, Path]:
+    """Removes an earlier run's `raw/`, `logs/` and `summary.json`, then creates `raw/` and `logs/`.
+    Returns them."""
     raw_dir, log_dir = run_dir / "raw", run_dir / "logs"
-    stale = [raw_dir, run_dir / "summary.json", *also] + ([] if keep_logs else [log_dir])
-    for path in stale:
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    log_dir.mkdir(parents=True, exist_ok=True)
+    for path in (raw_dir, log_dir):
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+    (run_dir / "summary.json").unlink(missing_ok=True)
     return raw_dir, log_dir
 
 
-def pick(value: str, known: list[str], what: str) -> list[str]:
-    """A comma-separated choice from `known`, in `known`'s order; ValueError naming the unknown ones."""
-    picked = [v.strip() for v in value.split(",") if v.strip()]
-    unknown = [v for v in picked if v not in known]
-    if unknown:
-        raise ValueError(f"unknown {what} {', '.join(unknown)} (known: {', '.join(known)})")
-    return [k for k in known if k in picked]
-
-
-def arguments(prog: str, description: str, hitcore: str = "hitcore binary (default target/release/hitcore)",
-              **hitcore_options) -> argparse.ArgumentParser:
+def arguments(prog: str, description: str, hitcore: str = "hitcore binary (default target/release/hitcore)"):
     """The parser every tool starts from, with the options they all have: --hitcore (`hitcore` its
-    help, `hitcore_options` e.g. its default) and --out."""
+    help) and --out."""
     p = argparse.ArgumentParser(prog=prog, description=description)
-    p.add_argument("--hitcore", type=Path, metavar="PATH", help=hitcore, **hitcore_options)
+    p.add_argument("--hitcore", type=Path, metavar="PATH", help=hitcore)
     p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
     return p
 
 
 def choice(known: list[str], what: str):
-    """An argparse `type` for a comma-separated choice from `known` (pick's): a bad one is a usage error."""
+    """An argparse `type` for a comma-separated choice from `known`, in `known`'s order: an unknown
+    one is a usage error that names it."""
     def parse(value: str) -> list[str]:
-        try:
-            return pick(value, known, what)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
+        picked = [v.strip() for v in value.split(",") if v.strip()]
+        unknown = [v for v in picked if v not in known]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(unknown)} (known: {', '.join(known)})")
+        return [k for k in known if k in picked]
     return parse
 
 
@@ -108,10 +88,8 @@ def busy_check() -> float | None:
     return busy
 
 
-def write_summary(run_dir: Path, summary: dict) -> Path:
-    path = run_dir / "summary.json"
-    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    return path
+def write_summary(run_dir: Path, summary: dict) -> None:
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
 
 def finish(report: Path, text: str, failed: list[str], digest: str | None = None, what: str = "") -> int:

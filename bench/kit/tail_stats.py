@@ -31,20 +31,18 @@ class OhaError(Exception):
 
 def parse_fractions(text: str) -> list[float]:
     """'0.10,0.25,50%' -> [0.1, 0.25, 0.5], sorted, each in (0, 1]; ValueError naming a bad item."""
-    out = []
-    for item in (t.strip() for t in text.split(",")):
-        if not item:
-            continue
+    out = set()
+    for item in filter(None, (t.strip() for t in text.split(","))):
         try:
             value = float(item[:-1]) / 100 if item.endswith("%") else float(item)
         except ValueError:
             raise ValueError(f"not a fraction: {item!r} (write 0.25 or 25%)") from None
         if not 0 < value <= 1:
             raise ValueError(f"a fraction must be above 0 and at most 1: {item!r}")
-        out.append(round(value, 4))
+        out.add(round(value, 4))
     if not out:
         raise ValueError("no fraction given")
-    return sorted(set(out))
+    return sorted(out)
 
 
 def rates(max_rps: float, fractions: list[float]) -> dict[float, int]:
@@ -76,22 +74,12 @@ def parse_oha(text: str) -> dict:
     errors = {str(k): int(v) for k, v in (data.get("errorDistribution") or {}).items()}
     aborted = errors.pop(DEADLINE_ERROR, 0)
     pct = data.get("latencyPercentiles") or {}
-    out = {
-        "total_s": round(total, 3),
-        "responses": sum(status.values()),
-        "ok": ok,
-        "non_2xx": sum(status.values()) - ok,
-        "status": status,
-        "errors": errors,
-        "error_count": sum(errors.values()),
-        "aborted": aborted,
-        "ok_rps": round(ok / total, 1) if total > 0 else 0.0,
-        "max_ms": _ms(summary.get("slowest")),
-        "mean_ms": _ms(summary.get("average")),
-    }
-    for key, name in PERCENTILES.items():
-        out[name] = _ms(pct.get(key))
-    return out
+    out = {"total_s": round(total, 3), "responses": sum(status.values()), "ok": ok,
+           "non_2xx": sum(status.values()) - ok, "status": status, "errors": errors,
+           "error_count": sum(errors.values()), "aborted": aborted,
+           "ok_rps": round(ok / total, 1) if total > 0 else 0.0,
+           "max_ms": _ms(summary.get("slowest")), "mean_ms": _ms(summary.get("average"))}
+    return dict(out, **{name: _ms(pct.get(key)) for key, name in PERCENTILES.items()})
 
 
 def _ms(seconds) -> float | None:
@@ -155,10 +143,8 @@ def verdicts(folded: dict, fractions=GOAL_FRACTIONS, subject: str = "hitcore", p
     for fraction in fractions:
         key = str(fraction)
         mine, theirs = folded.get(subject, {}).get(key), folded.get(peer, {}).get(key)
-        row = {"fraction": fraction, "subject": subject, "peer": peer}
-        if not mine or not theirs or not mine["p99_ms"] or not theirs["p99_ms"] \
-                or not mine["p999_ms"] or not theirs["p999_ms"]:
-            row["met"] = None
+        row = {"fraction": fraction, "subject": subject, "peer": peer, "met": None}
+        if not all(cell and cell[name] for cell in (mine, theirs) for name in ("p99_ms", "p999_ms")):
             out.append(row)
             continue
         for name in ("p99_ms", "p999_ms"):

@@ -1,10 +1,9 @@
 """One server through its loads, the unit both bench/run and bench/device/run16 repeat: start it,
-wait until it answers, `SET hit 0`, run each load in turn reading the counter after each, stop it,
-read the counter once more, and record the peak memory of its process tree and its WORKER TIMEOUT
-lines. Returns the row that kit/report.py renders and kit/rounds.py folds.
+wait until it answers, `SET hit 0`, run each load reading the counter after each, stop it, read the
+counter once more, and record its process tree's peak memory and WORKER TIMEOUT lines.
 
 It owns only that server's process; Redis, the port and the loads (runner functions) are the
-caller's. It must not build a command line or choose a load: the tools do.
+caller's: it must not build a command line or choose a load.
 """
 from __future__ import annotations
 
@@ -57,12 +56,10 @@ def run(spec: servers.Spec, port: int, redis, loads: list, log_dir: Path, label:
                 break
     finally:
         log(f"{label}: stopping (SIGTERM to pid {service.pid})")
-        row["exit_status"] = service.stop(grace=15)
-        row["worker_timeouts"] = servers.worker_timeouts(service.log_text())
-        row["log"] = f"{spec.id}{suffix}.log"
         sampler = service.sampler
-        row.update(peak_rss_kib=sampler.peak_rss_kib, peak_pss_kib=sampler.peak_pss_kib,
-                   peak_processes=sampler.peak_processes)
+        row.update(exit_status=service.stop(grace=15), worker_timeouts=servers.worker_timeouts(service.log_text()),
+                   log=f"{spec.id}{suffix}.log", peak_rss_kib=sampler.peak_rss_kib,
+                   peak_pss_kib=sampler.peak_pss_kib, peak_processes=sampler.peak_processes)
         if spec.uses_redis and row["status"] == "ok":
             row["counter_final"] = redis.get_int("hit")  # nothing in flight any more
     return row

@@ -9,6 +9,7 @@ gives a stopped tree's orphans 5 s to exit), no network.
     python3 bench/tests/test_procs.py        (or: python3 -m unittest discover -s bench/tests)
 """
 import os
+import random
 import resource
 import sys
 import tempfile
@@ -197,6 +198,16 @@ class LoadgenTest(unittest.TestCase):
 
 
 class MachineTest(unittest.TestCase):
+    def test_read(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "status"
+            path.write_text("Name:\tx\nVmRSS:\t  1234 kB\n")
+            self.assertEqual(procs.read(str(path), r"^VmRSS:\s+(\d+)"), "1234")
+            self.assertIsNone(procs.read(str(path), r"^Pss:\s+(\d+)"))  # not there
+            self.assertEqual(procs.read(str(path)), "Name:\tx\nVmRSS:\t  1234 kB")
+            self.assertIsNone(procs.read(str(Path(tmp) / "gone")))
+        self.assertEqual(procs.memory_kib(2 ** 22 + 12345, with_pss=True), (0, 0))  # above pid_max: never a process
+
     def test_sysctl(self):
         self.assertRegex(machine.sysctl("kernel.pid_max"), r"^\d+$")
         self.assertRegex(machine.sysctl("net.ipv4.ip_local_port_range"), r"^\d+ \d+$")  # tab -> space
@@ -218,6 +229,15 @@ class MachineTest(unittest.TestCase):
     def test_cpu_list(self):
         self.assertEqual(machine.cpu_list([5, 0, 1, 2, 8, 9]), "0-2,5,8-9")
         self.assertEqual(machine.cpu_list([3]), "3")
+        seed = random.randrange(2 ** 32)
+        rng = random.Random(seed)
+        for _ in range(500):  # any set of CPUs round-trips through taskset's list syntax
+            cpus = set(rng.sample(range(64), rng.randint(1, 64)))
+            back = set()
+            for part in machine.cpu_list(cpus).split(","):
+                lo, _, hi = part.partition("-")
+                back.update(range(int(lo), int(hi or lo) + 1))
+            self.assertEqual(back, cpus, f"seed {seed}")
 
 
 # /proc/stat of the 2-CPU VM, two readings 1 s apart (cpu, cpu0, cpu1 and a line that is not a CPU).
@@ -235,22 +255,19 @@ intr 12400 0 0
 
 class ProcReadersTest(unittest.TestCase):
     def test_cpu_busy_share_leaves_idle_and_iowait_out(self):
-        busy = machine.busy_percent(machine.cpu_times(STAT_0), machine.cpu_times(STAT_1))
-        # cpu1: 100 ticks passed, 30 idle and 10 iowait of them, so 60 busy.
-        # cpu (every CPU): 200 ticks passed, 160 of them busy.
-        self.assertEqual(busy, {"cpu": 80.0, "cpu0": 100.0, "cpu1": 60.0})
+        # cpu (every CPU): 200 ticks passed, 30 idle and 10 iowait of them, so 160 busy.
+        self.assertEqual(machine.busy_percent(machine.cpu_times(STAT_0), machine.cpu_times(STAT_1)), 80.0)
+        self.assertIsNone(machine.busy_percent(machine.cpu_times(STAT_0), machine.cpu_times(STAT_0)))
 
     def test_schedstat(self):
         self.assertEqual(measure.parse_schedstat("123456789 987654 321\n"), (123456789, 987654))
 
     def test_this_process_threads_are_read(self):
-        sum(range(200_000))  # some CPU time of our own
-        tasks = measure.read_tasks([os.getpid(), 2 ** 22 + 7])  # the second PID does not exist
-        self.assertIn(os.getpid(), tasks)
-        self.assertGreater(tasks[os.getpid()]["run_ns"], 0)
-        self.assertGreaterEqual(measure.run_delay([os.getpid()]), 0.0)
+        self.assertIn(os.getpid(), measure.tasks_of([os.getpid(), 2 ** 22 + 7]))  # the second PID does not exist
+        self.assertGreaterEqual(measure.run_delay([os.getpid(), 2 ** 22 + 7]), 0.0)
         self.assertGreater(measure.machine_cpu_seconds(), 0.0)
-
+        switches = measure.switches_of([os.getpid()])[os.getpid()]
+        self.assertTrue(switches[0] > 0 and switches[1] >= 0, switches)
 
 if __name__ == "__main__":
     unittest.main()

@@ -173,7 +173,7 @@ class RepeatReportTest(unittest.TestCase):
         self.assertEqual(report.render(folded), report.render(SUMMARY))
 
     def test_console_digest(self):
-        # What bench/run prints at the end: each section's heading and first table, from the report.
+        # What bench/run prints at the end: its headings and tables, from the report.
         digest = md.digest(self.text)
         self.assertTrue(digest.startswith("# "))
         self.assertNotIn("## Machine", digest)
@@ -186,9 +186,10 @@ class RepeatReportTest(unittest.TestCase):
     def test_repeat_option(self):
         self.assertEqual(main.parse_args([]).repeat, 1)
         self.assertEqual(main.parse_args(["--repeat", "3"]).repeat, 3)
-        with contextlib.redirect_stderr(io.StringIO()) as err:
-            self.assertEqual(main.main(["--repeat", "0"]), 2)
-        self.assertIn("--repeat must be 1 or more", err.getvalue())
+        with contextlib.redirect_stderr(io.StringIO()) as err, self.assertRaises(SystemExit) as exit:
+            main.main(["--repeat", "0"])
+        self.assertEqual(exit.exception.code, 2)
+        self.assertIn("argument --repeat: a whole number ≥ 1, not '0'", err.getvalue())
 
 
 if __name__ == "__main__":
