@@ -165,12 +165,8 @@ struct Head<'a> {
 /// The API's parts of `head`, where the connection's parser found them (`fields`).
 fn read_head<'a>(head: &'a [u8], fields: &Fields) -> Option<Head<'a>> {
     let text = |span: Span| std::str::from_utf8(span.of(head)).ok();
+    // The target in origin form: the parser has undone an absolute form.
     let (method, target) = (text(fields.method)?, text(fields.target)?);
-    // Absolute form: the path after the authority.
-    let target = match target.strip_prefix("http://").or_else(|| target.strip_prefix("https://")) {
-        Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
-        None => target,
-    };
     let (path, query) = match target.bytes().position(|b| b == b'?') {
         Some(i) => (&target[..i], &target[i + 1..]),
         None => (target, ""),
@@ -352,9 +348,12 @@ mod tests {
                 .and_then(|h| std::str::from_utf8(h.value).ok())
                 .map(|v| v.trim().to_string())
         };
+        // The path after an absolute form's authority (the generator's targets have a `/` there).
+        let origin =
+            |p: &str| p.split_once("://").map_or(p, |(_, rest)| &rest[rest.find('/').unwrap_or(0)..]).to_string();
         Some([
             req.method.map(str::to_string),
-            req.path.map(str::to_string),
+            req.path.map(origin),
             find("origin"),
             find("referer"),
             find("authorization"),
@@ -430,6 +429,10 @@ mod tests {
         assert_eq!((r.namespace.as_str(), r.key.as_str()), ("default", "page"));
         let r = request(call("GET http://h:1/get/aaa/bbb?x=1", ""));
         assert_eq!((r.route, r.key.as_str()), (Route::Get, "bbb"));
+        // The scheme in any case, as the parser reads it (this was a 404 while the API undid the
+        // absolute form itself, case-sensitively).
+        let r = request(call("GET HTTPS://h/hit/aaa/bbb", ""));
+        assert_eq!((r.route, r.key.as_str()), (Route::Hit, "bbb"));
         let r = request(call("POST /create/aaa/bbb?initializer=-5", ""));
         assert_eq!((r.route, r.value), (Route::Create, -5));
         let r = request(call("GET /create/", ""));

@@ -61,10 +61,10 @@ pub(super) fn parse_head<'b>(
         "CONNECT" => Method::Connect,
         _ => Method::Other,
     };
-    let target = classify_target(method, req.path.unwrap_or_default())?;
+    let (target, origin) = classify_target(method, req.path.unwrap_or_default())?;
     let mut fields = Fields {
         method: Span::within(input, req.method.unwrap_or_default().as_bytes()),
-        target: Span::within(input, req.path.unwrap_or_default().as_bytes()),
+        target: Span::within(input, origin),
         ..Fields::default()
     };
 
@@ -212,16 +212,18 @@ fn version_error(input: &[u8]) -> Result<Option<usize>, ParseError> {
     }
 }
 
-fn classify_target(method: Method, path: &str) -> Result<Target, ParseError> {
+/// What the target names, and the target in origin form (path and query; an absolute form's
+/// scheme and authority left out), which the API and the health check read ([`Fields::target`]).
+fn classify_target(method: Method, path: &str) -> Result<(Target, &[u8]), ParseError> {
     let path = path.as_bytes();
     if method == Method::Connect {
         // Authority form (`host:port`) is only for CONNECT, which an origin server does not support:
         // answered 405 by the caller, whatever the target.
-        return Ok(Target::Other);
+        return Ok((Target::Other, path));
     }
     if path == b"*" {
         return if method == Method::Options {
-            Ok(Target::Asterisk)
+            Ok((Target::Asterisk, path))
         } else {
             Err(ParseError::BadRequest("asterisk target is only valid for OPTIONS"))
         };
@@ -235,13 +237,14 @@ fn classify_target(method: Method, path: &str) -> Result<Target, ParseError> {
         // path (empty means `/`) is what is routed.
         match rest.iter().position(|&b| b == b'/' || b == b'?') {
             Some(i) if rest[i] == b'/' => &rest[i..],
-            _ => b"/",
+            // No path: the root, whatever the query.
+            _ => return Ok((Target::Root, &rest[rest.len()..])),
         }
     } else {
         return Err(ParseError::BadRequest("invalid request target"));
     };
     let path_only = &origin[..origin.iter().position(|&b| b == b'?').unwrap_or(origin.len())];
-    Ok(if path_only == b"/" { Target::Root } else { Target::Other })
+    Ok((if path_only == b"/" { Target::Root } else { Target::Other }, origin))
 }
 
 fn parse_content_length(value: &[u8]) -> Result<u64, ParseError> {

@@ -119,7 +119,8 @@ impl Span {
 pub struct Fields {
     /// The method token.
     pub method: Span,
-    /// The request target as sent (origin or absolute form, with its query).
+    /// The request target in origin form, with its query: an absolute form's scheme and
+    /// authority are left out, as the parser routes it.
     pub target: Span,
     /// `Origin`'s value.
     pub origin: Option<Span>,
