@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import compare, compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, session
+from . import compare, compare_plan, compare_report, loadgen, procs, provision, redisctl, session
 from .procs import log
 
 LUA = Path(__file__).resolve().parent / "api.lua"
@@ -77,7 +77,6 @@ def counted(client: redisctl.RedisClient) -> int:
             return total
 
 
-
 def table(summary: dict) -> str:
     cell = compare_report.median_cell
     return compare_report.columns_table(summary["rows"], [
@@ -135,23 +134,20 @@ def measure(variant, filled: dict, round_no: int, redis, args, raw_dir: Path, lo
 
 
 def main(argv=None) -> int:
+    parser = compare.arguments("bench/api", "The counting API's routes (bench/plans/api.plan) under wrk, hitcore "
+                               "beside its peers, with Redis's cost per request; writes "
+                               "bench/results/<date>-api/summary.md.", plan=PLAN)
     try:
-        plan = compare_plan.parse_plan(PLAN.read_text())
+        args, plan, sets = compare.start(parser, list(sys.argv[1:] if argv is None else argv))
         loads = {v.name: parse_load(v.env.pop("API_LOAD", "/")) for v in plan.variants}
-        # bench/compare's options, the plan's load (its `defaults` line) first so the command line's win.
-        argv = list(sys.argv[1:] if argv is None else argv)
-        parser = compare.arguments("bench/api", __doc__.splitlines()[0], plan=PLAN)
-        args = parser.parse_args(plan.defaults + ["--name", "api"] + argv)
-        sets = compare_plan.parse_sets(args.set)
         if args.only:
             plan.only(args.only)
     except compare_plan.PlanError as error:
         print(f"bench/api: {PLAN}: {error}", file=sys.stderr)
         return 2
-    if args.quick:  # a smoke test, as bench/compare's
-        args.rounds, args.duration, args.name = 1, 3, "api-quick"
+    if args.quick:
+        args.name = (args.name or "api") + "-quick"
     args.api_loads, args.api_paths = loads, {}
-    machine.raise_open_files_limit()
     loads_shown = {v.name: (loads[v.name]["path"] if loads[v.name]["kind"] == "path"
                             else f"/hit, Zipf over {loads[v.name]['keys']:,} keys") for v in plan.variants}
     with tempfile.TemporaryDirectory(prefix="hitcore-api-") as tmp:

@@ -48,17 +48,20 @@ def arguments(prog: str = "bench/compare", description: str = "Runs a plan's var
               "named command lines with their environment) side by side under wrk in interleaved rounds, and "
               "writes bench/results/<date>-<name>/summary.md.", load: str = "wrk",
               plan: Path | None = None) -> argparse.ArgumentParser:
-    """bench/compare's options; bench/api's and bench/tail's too, which give their `plan` (a plan's
-    `defaults` line goes before the command line, so its load is the default)."""
+    """bench/compare's options; bench/api's and bench/tail's too, which give their `plan` and so have
+    no PLAN nor --render (bench/compare renders their results), and under oha (`load`) no --threads."""
     p = session.arguments(prog, description, hitcore="{hitcore} (default target/release/hitcore, built if missing)")
     if plan:
         p.set_defaults(plan=plan)
     else:
         p.add_argument("plan", type=Path, help="the plan file (see bench/plans/ and kit/compare_plan.py)")
+        p.add_argument("--render", action="store_true",
+                       help="only write summary.md again from the results folder's summary.json (PLAN is that folder)")
     p.add_argument("--rounds", type=at_least(1), default=3, help="interleaved rounds (default 3, or the plan's)")
     p.add_argument("--duration", type=at_least(2), default=5, help=f"{load} seconds (default 5, or the plan's)")
     p.add_argument("--connections", type=at_least(1), default=500, help=f"{load} -c (default 500, or the plan's)")
-    p.add_argument("--threads", type=at_least(1), default=2, help="wrk -t (default 2)")
+    if load == "wrk":
+        p.add_argument("--threads", type=at_least(1), default=2, help="wrk -t (default 2)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="fill the plan's {NAME} placeholder (e.g. --set baseline=../old/hitcore)")
     p.add_argument("--name", help="results folder name after the date (default: the plan's file name)")
@@ -67,8 +70,6 @@ def arguments(prog: str = "bench/compare", description: str = "Runs a plan's var
     p.add_argument("--quick", action="store_true", help="one round of 3 s (`-quick` after the results name): "
                    "checks a plan")
     p.add_argument("--dry-run", action="store_true", help="print the filled command lines and exit")
-    p.add_argument("--render", action="store_true",
-                   help="only write summary.md again from the results folder's summary.json (PLAN is that folder)")
     return p
 
 
@@ -76,8 +77,26 @@ def parse_args(argv):
     return arguments().parse_args(argv)
 
 
+def start(parser: argparse.ArgumentParser, argv: list[str]):
+    """What bench/compare, bench/api and bench/tail do first: `argv` parsed, the plan read, `argv`
+    parsed again after the plan's `defaults` (so the command line's options win), --set read, --quick
+    made one round of 3 s, the open-files limit raised. (args, plan, sets); PlanError or OSError."""
+    plan = compare_plan.parse_plan(parser.parse_args(argv).plan.read_text())
+    args = parser.parse_args(plan.defaults + argv)
+    sets = compare_plan.parse_sets(args.set)
+    if args.quick:
+        args.rounds, args.duration = 1, 3
+    nofile = machine.raise_open_files_limit()
+    if nofile[0] < args.connections + 256:
+        log(f"warning: the open-files limit is {nofile[0]} (hard {nofile[1]}), too few for -c {args.connections} "
+            "(a descriptor per connection, in the client and in a server): raise the hard limit (`ulimit -Hn`)")
+    args.limits = machine.limits(nofile)
+    return args, plan, sets
+
+
 def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
     if args.render:
         summary = json.loads((args.plan / "summary.json").read_text())
         render = compare_report.tail_render if "tail" in summary else compare_report.render
@@ -85,23 +104,14 @@ def main(argv=None) -> int:
         print(args.plan / "summary.md")
         return 0
     try:
-        plan = compare_plan.parse_plan(args.plan.read_text())
-        sets = compare_plan.parse_sets(args.set)
+        args, plan, sets = start(arguments(), argv)
         if args.only:
             plan.only(args.only)
     except (OSError, compare_plan.PlanError) as error:
         print(f"bench/compare: {args.plan}: {getattr(error, 'strerror', None) or error}", file=sys.stderr)
         return 2
-    if plan.defaults:
-        # The plan's own load (its `defaults` line) first, so the command line's options win.
-        args = parse_args(plan.defaults + list(sys.argv[1:] if argv is None else argv))
     if args.quick:
-        args.rounds, args.duration, args.name = 1, 3, (args.name or args.plan.stem) + "-quick"
-    nofile = machine.raise_open_files_limit()
-    if nofile[0] < args.connections + 256:
-        log(f"warning: the open-files limit is {nofile[0]} (hard {nofile[1]}), too few for wrk -c {args.connections} "
-            "(a descriptor per connection, in wrk and in a server): raise the hard limit (`ulimit -Hn`)")
-    args.limits = machine.limits(nofile)
+        args.name = (args.name or args.plan.stem) + "-quick"
     try:
         return session.guard(run, args, plan, sets)
     except compare_plan.PlanError as error:  # a placeholder unknown once filled: before anything ran
@@ -318,7 +328,7 @@ def run(args, plan, sets, tool: Tool | None = None) -> int:
         "machine": machine.describe(), "busy_at_start": busy,
         "load_at_start": [round(x, 2) for x in load_at_start], "limits": getattr(args, "limits", None),
         "settings": {"rounds": args.rounds, "duration": args.duration, "connections": args.connections,
-                     "threads": args.threads, "warm_s": WARM_S, "margin_s": MARGIN_S},
+                     "threads": getattr(args, "threads", None), "warm_s": WARM_S, "margin_s": MARGIN_S},
     }
     log(f"{tool.name} {plan.title}: {len(plan.variants)} variants × {args.rounds} rounds; load average "
         f"{load_at_start[0]:.2f}; results -> {run_dir}")

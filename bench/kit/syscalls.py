@@ -274,7 +274,7 @@ def main(argv=None) -> int:
     args.name = "syscalls" + ("-quick" if args.quick else "") + ("-instructions" if args.instructions_only else "") \
         + ("-partial" if args.only or args.shapes else "")
     args.plan, args.rounds, args.dry_run = PLAN, settings["rounds"], False
-    args.connections, args.duration, args.threads = CONNECTIONS, None, None
+    args.connections, args.duration = CONNECTIONS, None
     run = Syscalls(settings, shapes, with_perf, with_callgrind)
     tool = compare.Tool(measure=run.tool_measure, render=compare_report.syscalls_render, table=None,
                         summary={"syscalls": settings}, name="bench/syscalls", fold=run.fold)

@@ -33,26 +33,20 @@ def main(argv=None) -> int:
                    help="skip the closed-loop measurement and take this as nginx's maximum (development)")
     p.add_argument("--cpus-load", metavar="LIST", help="pin oha with taskset -c LIST")
     try:
-        plan = compare_plan.parse_plan(PLAN.read_text())
-        # The plan's load (its `defaults` line) first, so the command line's options win.
-        args = p.parse_args(plan.defaults + list(sys.argv[1:] if argv is None else argv))
+        args, plan, sets = compare.start(p, list(sys.argv[1:] if argv is None else argv))
         mode = "quick" if args.quick else "full"
         fractions = tail_stats.parse_fractions(args.rates) if args.rates else FRACTIONS[mode]
         nginx = plan.variant("nginx")
         plan.only(args.only or DEFAULT_SERVERS)
-        sets = compare_plan.parse_sets(args.set)
     except (ValueError, compare_plan.PlanError) as error:
         print(f"bench/tail: {error}", file=sys.stderr)
         return 2
-    if args.quick:
-        args.rounds, args.duration = 1, 3
     args.name = args.name or "tail" + ("-quick" if args.quick else "") + ("-partial" if args.only or args.rates else "")
     settings = {"mode": mode, "max_duration": 3 if args.quick else 10, "fractions": fractions,
                 "servers": [v.name for v in plan.variants], "cpus_load": args.cpus_load}
     tail = Tail(args, settings, nginx, plan.variants)
     tool = compare.Tool(measure=tail.measure, render=compare_report.tail_render, table=None, summary={"tail": settings},
                         name="bench/tail", prepare=tail.prepare, fold=tail.fold)
-    machine.raise_open_files_limit()
     return session.guard(compare.run, args, plan, sets, tool)
 
 
