@@ -27,29 +27,26 @@ def _pin(cpus: str | None, argv: list[str]) -> list[str]:
     return (["taskset", "-c", cpus] + argv) if cpus else argv
 
 
-def _save(raw_path: Path | None, result: procs.Result) -> None:
-    if not raw_path:  # a warm-up's
-        return
-    text = f"$ {' '.join(result.argv)}\n" + result.stdout
-    if result.stderr.strip():
-        text += "\n---- stderr ----\n" + result.stderr
-    if result.timed_out:
-        text += f"\n---- bench/run: stopped after {result.seconds:.0f}s (outer timeout) ----\n"
-    raw_path.write_text(text)
-
-
-def _ab_like(argv: list[str], timeout: float, raw_path: Path | None, label: str | None, env: dict | None) -> dict:
-    """Runs ab, or kit/pipeclient.py (which prints ab's summary lines), and parses its summary."""
-    result = procs.run(argv, timeout=timeout, label=label, env=env)
-    _save(raw_path, result)
+def _run(name: str, argv: list[str], timeout: float, raw_path: Path | None, label: str | None, env: dict | None,
+         read, while_running=None) -> dict:
+    """Runs a load generator, keeps its raw output (unless a warm-up's, without `raw_path`) and reads
+    its result with `read` (a kit/parse.py parser)."""
+    result = procs.run(argv, timeout=timeout, label=label, env=env, while_running=while_running)
+    if raw_path:
+        text = f"$ {' '.join(result.argv)}\n" + result.stdout
+        if result.stderr.strip():
+            text += "\n---- stderr ----\n" + result.stderr
+        if result.timed_out:
+            text += f"\n---- bench/run: stopped after {result.seconds:.0f}s (outer timeout) ----\n"
+        raw_path.write_text(text)
     outcome = {"argv": " ".join(argv), "raw": raw_path and raw_path.name, "seconds": round(result.seconds, 2),
                "error": None}
     try:
-        outcome.update(parse.parse_ab(result.stdout))
-        if result.returncode != 0:
-            outcome["warning"] = f"{Path(argv[0]).name} exited with {result.returncode}: {result.tail(1)}"
+        outcome.update(read(result.stdout))
     except parse.ParseError as error:
-        outcome["error"] = f"no result ({'timed out' if result.timed_out else error}): {result.tail(1)}"
+        outcome["error"] = f"{name} gave no result ({'timed out' if result.timed_out else error}): {result.tail(1)}"
+    if result.returncode != 0 and not outcome["error"]:
+        outcome["warning"] = f"{name} exited with {result.returncode}: {result.tail(1)}"
     return outcome
 
 
@@ -58,7 +55,7 @@ def ab(url: str, requests: int, concurrency: int, time_limit: int, keepalive: bo
        env: dict | None = None) -> dict:
     argv = [binary] + (["-k"] if keepalive else []) + [
         "-c", str(concurrency), "-t", str(time_limit), "-n", str(requests), "-r", "-l", url]
-    return _ab_like(_pin(cpus, argv), time_limit + 45, raw_path, label, env)
+    return _run("ab", _pin(cpus, argv), time_limit + 45, raw_path, label, env, parse.parse_ab)
 
 
 def pipelined(port: int, requests: int, connections: int, depth: int, raw_path: Path | None,
@@ -66,7 +63,7 @@ def pipelined(port: int, requests: int, connections: int, depth: int, raw_path: 
     """kit/pipeclient.py: `connections` keep-alive connections, `depth` requests written at once on each."""
     argv = [sys.executable, str(PIPECLIENT), "--port", str(port), "--requests", str(requests),
             "--connections", str(connections), "--depth", str(depth)]
-    return _ab_like(argv, 600, raw_path, label, None)
+    return _run("pipeclient", argv, 600, raw_path, label, None, parse.parse_ab)
 
 
 def wrk(url: str, threads: int, connections: int, duration: int, raw_path: Path, label: str | None,
@@ -76,12 +73,4 @@ def wrk(url: str, threads: int, connections: int, duration: int, raw_path: Path,
     argv = [binary, "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency"]
     argv += [w for h in headers for w in ("-H", h)] + (["-s", script[0]] if script else []) + [url]
     argv += ["--", *script[1:]] if script[1:] else []
-    result = procs.run(_pin(cpus, argv), timeout=duration + 30, label=label, env=env,
-                       while_running=while_running)
-    _save(raw_path, result)
-    outcome = {"argv": " ".join(argv), "raw": raw_path.name, "seconds": round(result.seconds, 2), "error": None}
-    try:
-        outcome.update(parse.parse_wrk(result.stdout))
-    except parse.ParseError as error:
-        outcome["error"] = f"wrk gave no result ({'timed out' if result.timed_out else error}): {result.tail(1)}"
-    return outcome
+    return _run("wrk", _pin(cpus, argv), duration + 30, raw_path, label, env, parse.parse_wrk, while_running)
