@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import compare_plan, compare_report, loadgen, machine, procs, provision, redisctl, rounds, servers, session
+from . import compare_plan, compare_report, loadgen, machine, md, procs, provision, redisctl, rounds, servers, session
 from .attack import Attack, window as attack_window
 from .measure import (binary_identity, fd_count, listen_counters, socket_summary, steady_window, window_figures,
                       window_reading)
@@ -165,7 +165,7 @@ def measure(variant, filled: dict, round_no: int, redis: redisctl.RedisServer | 
         row["status"] = str(error)
     finally:
         shutil.rmtree(filled["scratch"], ignore_errors=True)
-    log(f"{tag}: " + (compare_report.brief(row["tests"]["wrk"]) if row["tests"] else row["status"]))
+    log(f"{tag}: " + (md.brief(row["tests"]["wrk"]) if row["tests"] else row["status"]))
     return row
 
 
@@ -224,10 +224,7 @@ def under_wrk(variant, filled: dict, service, redis, args, attack_log: Path, raw
         if redis:
             result["counter_after"] = redis.get_int("hit")
         if len(marks) == 2:
-            result.update(window_figures(marks[0], marks[1]))
-            if result.get("server_cpu_us_per_request") is None and result.get("rps"):
-                # A server that counts nothing (nginx's `return 200`): per request wrk saw answered.
-                result["server_cpu_us_per_request"] = round(result["server_cpu_pct"] * 1e4 / result["rps"], 2)
+            result.update(window_figures(*marks, answered_rps=result.get("rps")))
             result["server_fds"] = marks[1].get("fds")
             result["ss_tcp"] = marks[1].get("ss")
         if result["error"]:

@@ -11,20 +11,6 @@ from .rounds import median_of
 from .tail_stats import percent_label
 
 
-def brief(result: dict) -> str:
-    """One console line for one wrk run."""
-    if result.get("error"):
-        return result["error"]
-    text = (f"{result['rps']:,.0f} req/s, p99 {fmt(result.get('p99_ms'), '.2f')} ms, "
-            f"non-2xx {result.get('non_2xx_3xx', 0)}")
-    if result.get("redis_cpu_pct") is not None:
-        text += (f"; Redis {result['redis_cpu_pct']} % of a CPU, "
-                 f"{fmt(result.get('requests_per_command'), '.1f')} requests per command")
-    if result.get("other_cpu_pct") is not None:
-        text += f"; other work {result['other_cpu_pct']} % of a CPU"
-    return text
-
-
 def _wrk(row: dict) -> dict:
     return row.get("tests", {}).get("wrk") or {}
 

@@ -1,5 +1,5 @@
-"""The Markdown every report writes: numbers, tables and a run's machine section; and
-the terminal's digest of a report, which every tool prints at the end of a run.
+"""The Markdown every report writes: numbers, tables and a run's machine section; and the
+terminal's lines: a load's result, and the digest of a report every tool prints at the end of a run.
 
 Pure: text from plain dicts, so every report is tested on recorded summaries. It must not read
 files, start processes or compute a figure (the tools and their fold functions do that).
@@ -32,6 +32,22 @@ def each(values: list, fmt=str) -> str:
 def table(head: list[str], rows: list[list]) -> list[str]:
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + \
            ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+
+
+def brief(result: dict) -> str:
+    """One console line for a load's result: ab's or wrk's, with the steady window's figures."""
+    if result.get("error"):
+        return result["error"]
+    if "p99_ms" not in result:
+        return f"{result['rps']:,.0f} req/s, {result['complete']} complete, {result['failed']} failed"
+    text = (f"{result['rps']:,.0f} req/s, p50 {fmt(result.get('p50_ms'), '.2f')} ms, "
+            f"p99 {fmt(result['p99_ms'], '.2f')} ms, non-2xx {result.get('non_2xx_3xx', 0)}")
+    if result.get("redis_cpu_pct") is not None:
+        text += (f"; Redis {result['redis_cpu_pct']} % of a CPU, "
+                 f"{fmt(result.get('requests_per_command'), '.1f')} requests per command")
+    if result.get("other_cpu_pct") is not None:
+        text += f"; other work {result['other_cpu_pct']} % of a CPU"
+    return text
 
 
 def machine(s: dict, rows: list | tuple = ()) -> list[str]:

@@ -61,11 +61,12 @@ def window_reading(pids: dict[str, list[int]], redis=None, counter: str = "hit")
     return r
 
 
-def window_figures(a: dict, b: dict) -> dict:
+def window_figures(a: dict, b: dict, answered_rps: float | None = None) -> dict:
     """The steady window between two readings: each group's CPU as % of one CPU (`GROUP_cpu_pct`),
     the machine's and the rest of it (other work); where the readings have them, each group's
     run-queue wait in ms per second (`GROUP_wait`: seconds, run_delay's) and the server's context
-    switches per second (`vol`, `nonvol`); and Redis's commands and batch size."""
+    switches per second (`vol`, `nonvol`); and Redis's commands and batch size. The server's CPU per
+    request is per increment, or for a server that counts nothing (nginx) per `answered_rps`."""
     window = b["t"] - a["t"]
     if window <= 0:
         return {}
@@ -97,8 +98,9 @@ def window_figures(a: dict, b: dict) -> dict:
         out["server_cpu_us_per_request"] = round(1e6 * server_s / served, 2) if served else None
         exec_us = sum(b["usec"].get(k, 0) - a["usec"].get(k, 0) for k in ("incr", "incrby", "wait"))
         out["redis_exec_us_per_command"] = round(exec_us / commands, 2) if commands else None
+    if out.get("server_cpu_us_per_request") is None and answered_rps and "server_cpu_pct" in out:
+        out["server_cpu_us_per_request"] = round(out["server_cpu_pct"] * 1e4 / answered_rps, 2)
     return out
-
 
 
 def binary_identity(path: str) -> str:

@@ -125,10 +125,7 @@ class Tail:
         except tail_stats.OhaError as error:
             raise RunError(str(error)) from None
         if len(marks) == 2:
-            cpu = out["cpu"] = measure.window_figures(*marks)
-            if cpu.get("server_cpu_us_per_request") is None and out["oha"]["ok_rps"]:
-                # a server that counts nothing (nginx's `return 200`): per 2xx answer oha got
-                cpu["server_cpu_us_per_request"] = round(cpu["server_cpu_pct"] * 1e4 / out["oha"]["ok_rps"], 2)
+            out["cpu"] = measure.window_figures(*marks, answered_rps=out["oha"]["ok_rps"])
         if redis:
             after = redis.get_int(COUNTER_KEY)
             delta = out["counter_delta"] = None if after is None or before is None else after - before

@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from . import procs, servers
+from . import md, procs, servers
 from .procs import log
 
 SETTLE_S = 0.3  # requests still in flight when a client stops finish before the counter is read
@@ -46,7 +46,7 @@ def run(spec: servers.Spec, port: int, redis, loads: list, log_dir: Path, label:
         for key, description, runner in loads:
             log(f"{label}: {description}")
             outcome = row["tests"][key] = runner(service, f"{label}: {key}")
-            log(f"{label}: {key}: {outcome['error'] or brief(outcome)}")
+            log(f"{label}: {key}: {md.brief(outcome)}")
             if spec.uses_redis:
                 time.sleep(SETTLE_S)
                 row["counter_after"][key] = redis.get_int("hit")
@@ -63,11 +63,3 @@ def run(spec: servers.Spec, port: int, redis, loads: list, log_dir: Path, label:
         if spec.uses_redis and row["status"] == "ok":
             row["counter_final"] = redis.get_int("hit")  # nothing in flight any more
     return row
-
-
-def brief(outcome: dict) -> str:
-    """One console line for a load's outcome."""
-    if "p99_ms" in outcome:
-        return (f"{outcome['rps']:,.0f} req/s, p50 {outcome.get('p50_ms', 0):.2f} ms, "
-                f"p99 {outcome['p99_ms']:.2f} ms, non-2xx {outcome['non_2xx_3xx']}")
-    return f"{outcome['rps']:,.0f} req/s, {outcome['complete']} complete, {outcome['failed']} failed"
