@@ -317,12 +317,10 @@ def run(args, plan, sets, tool: Tool | None = None) -> int:
             compare_plan.fill(word, probe_values)
 
     load_at_start = os.getloadavg()
-    busy = session.busy_check()
     summary = {
         "name": name, "plan": str(args.plan), "plan_text": args.plan.read_text(), "title": plan.title,
-        "command": shlex.join([tool.name] + sys.argv[1:]),
-        "started_utc": started.isoformat(timespec="seconds"),
-        "machine": machine.describe(), "busy_at_start": busy,
+        "command": shlex.join([tool.name] + sys.argv[1:]), "started_utc": started.isoformat(timespec="seconds"),
+        "machine": machine.describe(), "busy_at_start": session.busy_check(),
         "load_at_start": [round(x, 2) for x in load_at_start], "limits": getattr(args, "limits", None),
         "settings": {"rounds": args.rounds, "duration": args.duration, "connections": args.connections,
                      "threads": getattr(args, "threads", None), "warm_s": WARM_S, "margin_s": MARGIN_S},
@@ -388,14 +386,10 @@ def run(args, plan, sets, tool: Tool | None = None) -> int:
         finally:
             if redis:
                 redis.stop()
-    summary["rounds"] = meta
-    summary["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    summary["rows"] = rounds.aggregate(per_round)
-    medians = {r["id"]: r["tests"].get("wrk", {}) for r in summary["rows"]}
-    summary["base"] = plan.base
-    summary["goals"] = compare_plan.check_goals(plan, medians)
-    summary["duration_s"] = round(procs.elapsed(), 1)
-    summary.update(tool.summary)
+    rows = rounds.aggregate(per_round)
+    summary.update(rounds=meta, load_at_end=[round(x, 2) for x in os.getloadavg()], rows=rows, base=plan.base,
+                   goals=compare_plan.check_goals(plan, {r["id"]: r["tests"].get("wrk", {}) for r in rows}),
+                   duration_s=round(procs.elapsed(), 1), **tool.summary)
     if tool.fold:
         tool.fold(summary, run_dir)
     session.write_summary(run_dir, summary)

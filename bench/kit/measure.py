@@ -57,7 +57,7 @@ def window_reading(pids: dict[str, list[int]], redis=None, counter: str = "hit")
             info = client.command("INFO", "commandstats")
             r["counter"] = int(client.command("GET", counter) or 0)
         r["calls"] = redisctl.parse_commandstats(info)
-        r["usec"] = redisctl.parse_commandstats_usec(info)
+        r["usec"] = redisctl.parse_commandstats(info, "usec")
     return r
 
 

@@ -70,18 +70,14 @@ def parse(text: str) -> dict[str, dict[str, int]]:
     for line in text.splitlines():
         if not line.strip() or line.startswith("#"):
             continue
-        fields = line.split(",")
+        fields, thread = line.split(","), "all"
         # A count field is a number or <...>; a thread label (comm-tid) is neither.
         first = fields[0].strip()
-        per_thread = not (first.startswith("<") or first.replace(".", "", 1).isdigit())
-        if per_thread:
-            if len(fields) < 4:
-                continue
-            thread, count, event = fields[0], fields[1], fields[3]
-        else:
-            if len(fields) < 3:
-                continue
-            thread, count, event = "all", fields[0], fields[2]
+        if not (first.startswith("<") or first.replace(".", "", 1).isdigit()):
+            thread, fields = fields[0], fields[1:]
+        if len(fields) < 3:
+            continue
+        count, event = fields[0], fields[2]
         try:
             value = _count(count)
         except ValueError:

@@ -28,17 +28,11 @@ class RedisError(Exception):
     pass
 
 
-def parse_commandstats(info: str) -> dict[str, int]:
-    """INFO commandstats -> {command: calls}, commands in lower case ("incrby": 1234)."""
-    return {name.lower(): int(calls)
-            for name, calls in re.findall(r"^cmdstat_([^:]+):calls=(\d+)", info, re.M)}
-
-
-def parse_commandstats_usec(info: str) -> dict[str, int]:
-    """INFO commandstats -> {command: usec}: the time Redis spent executing each command, in
-    microseconds, not counting reading, parsing and replying (which /proc's CPU time does count)."""
-    return {name.lower(): int(usec)
-            for name, usec in re.findall(r"^cmdstat_([^:]+):calls=\d+,usec=(\d+)", info, re.M)}
+def parse_commandstats(info: str, field: str = "calls") -> dict[str, int]:
+    """INFO commandstats -> {command: calls}, commands in lower case ("incrby": 1234); or with `field`
+    "usec" the microseconds Redis spent executing each (not reading, parsing and replying, which
+    /proc's CPU time counts)."""
+    return {name.lower(): int(n) for name, n in re.findall(rf"^cmdstat_([^:]+):.*?\b{field}=(\d+)", info, re.M)}
 
 
 class RedisClient:
@@ -158,10 +152,8 @@ class RedisServer:
     def version(self) -> str:
         with self.client() as client:
             info = client.command("INFO", "server")
-        for line in info.splitlines():
-            if line.startswith("redis_version:"):
-                return line.split(":", 1)[1].strip()
-        return "unknown"
+        match = re.search(r"^redis_version:(\S+)", info, re.M)
+        return match.group(1) if match else "unknown"
 
     def stop(self) -> None:
         self.service.stop(grace=10)

@@ -193,19 +193,13 @@ def hitcore(ctx: Context, shards: int | None, row_id: str | None = None) -> Spec
 
 
 def spec_for(row_id: str, ctx: Context) -> Spec:
-    if row_id.startswith("gunicorn-"):
-        return gunicorn(ctx, row_id.split("-", 1)[1])
-    if row_id == "tokio-hyper":
-        return tokio(ctx)
-    if row_id == "nginx":
-        return nginx(ctx)
-    if row_id == "hitcore-4":
-        return hitcore(ctx, 4)
-    if row_id == "hitcore-ncpu":
-        return hitcore(ctx, None)
-    if row_id == "hitcore-1":
-        return hitcore(ctx, 1)
-    raise ValueError(row_id)
+    """A bench/run row's server (not hitcore-scaling's, which is one per shard count)."""
+    kind, _, variant = row_id.partition("-")
+    if kind == "gunicorn":
+        return gunicorn(ctx, variant)
+    if kind == "hitcore":
+        return hitcore(ctx, None if variant == "ncpu" else int(variant))
+    return {"tokio-hyper": tokio, "nginx": nginx}[row_id](ctx)
 
 
 def port_in_use(port: int) -> bool:

@@ -305,7 +305,7 @@ class Window(unittest.TestCase):
         info = ("# Commandstats\r\ncmdstat_incrby:calls=3410,usec=3500,usec_per_call=1.03,rejected_calls=0\r\n"
                 "cmdstat_wait:calls=3400,usec=2000,usec_per_call=0.59,rejected_calls=0\r\n")
         self.assertEqual(redisctl.parse_commandstats(info), {"incrby": 3410, "wait": 3400})
-        self.assertEqual(redisctl.parse_commandstats_usec(info), {"incrby": 3500, "wait": 2000})
+        self.assertEqual(redisctl.parse_commandstats(info, "usec"), {"incrby": 3500, "wait": 2000})
 
 
 class Report(unittest.TestCase):
