@@ -1,10 +1,8 @@
-"""User-space instructions per request with callgrind, for `bench/syscalls --instructions` (this
-VM's perf has no hardware counters). The server runs under `valgrind --tool=callgrind
---trace-children=yes` (its forked processes counted too); `zero()` resets their counters after the
-warm-up (`callgrind_control -z`), `dump()` has each write `<out>.<pid>.<n>` after the load, and
-`read_totals()` reads each process's newest: the instructions (Ir) in its own code and libraries,
-not the kernel's. Callgrind runs a program some 50× slower, so batches are larger than at full
-speed: compare servers under the same tool only.
+"""User-space instructions per request with callgrind, for `bench/syscalls --instructions` (how:
+bench/README.md): the server's command line under callgrind (`wrap`), its processes' counters
+zeroed and dumped (`zero`, `dump`: callgrind_control) and each one's newest dump read
+(`read_totals`: Ir in its own code and libraries, not the kernel's). Callgrind runs ~50× slower, so
+batches are larger than at full speed: compare servers under the same tool only.
 """
 from __future__ import annotations
 

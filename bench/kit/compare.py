@@ -1,12 +1,8 @@
 """bench/compare: a plan's variants side by side under wrk, in interleaved rounds (bench/README.md,
-*Variants side by side*, says what it measures and reports).
-
-Reads the plan (kit/compare_plan.py), starts one Redis when a variant names {redis_url}, then for
-each round each variant in turn (or a `Tool`'s measure: bench/api, bench/tail, bench/syscalls):
-start it and wait until it is ready, `SET hit 0`, with @attack the slowloris client
-(kit/attack.py), then wrk, with the steady window's /proc and Redis readings (kit/measure.py); stop
-it by PID. Then it folds the rounds (kit/rounds.py), checks the goals and writes
-bench/results/<date>-<name>/. Every process started is stopped by PID, on error and on Ctrl-C too.
+*Variants side by side*, says what it measures and reports): the options and start the tools on its
+run share, the run (one Redis; each round, each variant started, measured under wrk or by a `Tool`,
+stopped by PID), the measure under wrk with the steady window's readings and @attack or @flood
+beside it, and the summary: the rounds folded, the goals checked.
 """
 from __future__ import annotations
 

@@ -1,21 +1,10 @@
-"""bench/compare's plans: named variants, each a command line and its environment, and goals.
+"""bench/compare's plans (bench/plans/*.plan): named variants, each a command line and its
+environment, and goals; their grammar, --only and --set, the placeholders filled, the goals checked.
 
-A plan is a small text file (bench/plans/*.plan), one statement per line, `#` starting a comment:
-
-    title  Issue 13: the previous release against main
-    base   main
-    variant previous  @shards=2  REDIS_URL={redis_url}  {baseline} -b {bind} -w 2
-    variant main      @shards=2  REDIS_URL={redis_url}  {hitcore} -b {bind} -w 2
-    goal   main >= 0.95 previous
-
-Statements: `title TEXT`; `base NAME` (the variant the ratio column divides by; default the
-first); `variant NAME [@OPTION...] [KEY=VALUE...] COMMAND...` in shell words; `goal NAME >= FACTOR
-OTHER` (median req/s) or `goal NAME p99 <= FACTOR OTHER` (median p99); `defaults --OPTION N ...`
-(bench/compare's --connections, --duration, --threads, --rounds; the command line's win). The
-options (`@shards=N|cpus`, `@procs=N`, `@https`, `@close`, `@flood=N`, `@attack=slowloris:N`) and the
-`{placeholders}` the kit fills (KIT_PLACEHOLDERS, and any given with `--set NAME=VALUE`) are
-described in bench/README.md, *Variants side by side*; `Variant.readiness` says when a variant is
-up. Pure functions, standard library only: bench/tests/test_compare.py tests them without running anything.
+One statement per line, `#` starting a comment: `title TEXT`, `base NAME`, `variant NAME
+[@OPTION...] [KEY=VALUE...] COMMAND...` in shell words, `goal NAME >= FACTOR OTHER` (or `NAME p99
+<= FACTOR OTHER`), `defaults --OPTION N ...`; bench/README.md, *Variants side by side*, says what
+each does. Pure functions, standard library only: bench/tests/test_compare.py tests them.
 """
 from __future__ import annotations
 

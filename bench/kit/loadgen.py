@@ -1,17 +1,9 @@
-"""Running the load generators, each bounded in time, with their raw output kept on disk.
-
-- `ab()`: ApacheBench, `ab [-k] -c C -t LIMIT -n N -r -l URL`. `-t` before `-n` bounds the test in
-  time while keeping N as the request count (ab's -t alone would mean 50000 requests); `-r` keeps
-  going on receive errors, as the original did; `-l` accepts a changing body length (without it ab
-  counts every response whose length differs from the first as "Failed (Length)", and a counter
-  that grows from 1 to 5 digits would fail almost every request).
-- `pipelined()`: kit/pipeclient.py, pipelined keep-alive requests (bench/syscalls), read as ab's.
-- `wrk()`: `wrk -t T -c C -d Ds --latency URL`, multi-threaded keep-alive load with percentiles.
-Each runs under an outer timeout as well, and return {"argv", "raw", "seconds", "error", ...parsed}.
-The raw file starts with the command line (`$ taskset -c 1 wrk ...`), then what the tool printed.
-`binary` and `env` run another copy than the one on PATH (bench/device/run16: the bundle's, with
-LD_LIBRARY_PATH to its libraries); `while_running` is procs.run's (run16 and bench/compare sample CPU
-time under wrk).
+"""Running the load generators, each bounded in time, with their raw output kept on disk: `ab()`
+(`ab [-k] -c C -t LIMIT -n N -r -l URL`: -t before -n bounds the time and keeps N the request count;
+-l and -r: bench/README.md), `pipelined()` (kit/pipeclient.py, read as ab's) and `wrk()` (`wrk -t T
+-c C -d Ds --latency URL`). Each returns {"argv", "raw", "seconds", "error", ...parsed}; the raw file
+is the command line (`$ taskset -c 1 wrk ...`), then what the tool printed. `binary` and `env` run
+another copy than PATH's (run16's bundle); `while_running` is procs.run's.
 """
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""The machine a run happened on, the version of every program in it, and the few machine settings
-a run reads or lifts (`sysctl()`, `raise_open_files_limit()`), shared by bench/run, bench/compare and
-bench/device/run16.
-
-Everything is read from the system or asked of the programs themselves at run time; a version that
-cannot be read is reported as such, never guessed.
+"""The machine a run happened on, the version of every program in it (read or asked of the program
+at run time, never guessed), and the few machine settings a run reads or lifts (`sysctl()`,
+`raise_open_files_limit()`), shared by bench/run, bench/compare and bench/device/run16.
 """
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
-"""bench/run's command line and the order of a run: provision what the chosen rows need
-(kit/provision.py); start one password-protected redis-server; run each server in turn through
-kit/trial.py (ab, ab -k, wrk, the counter after each, its memory), then hitcore -w 1 .. CPUs under wrk
-(shard scaling); with --repeat N that is one round of N, interleaved, folded by kit/rounds.py; write
-bench/results/<date>-<host>[-quick][-partial].md (kit/report.py), summary.json and raw/. A row that
-cannot run is reported as such and the run goes on; every process is stopped by PID however it ends.
+"""bench/run's command line and the order of a run (bench/README.md, "What a run does"): provision
+what the chosen rows need, one redis-server, each server in turn through kit/trial.py, then the
+shard scaling; --repeat's rounds folded by kit/rounds.py; the report (kit/report.py), summary.json
+and raw/. A row that cannot run is reported as such and the run goes on.
 """
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
 """What the kit reads about processes, sockets and the machine while a load runs, and when: the
-steady window (`steady_window`, `window_reading`, `window_figures`: the readings bench/compare,
-bench/tail and run16 take), open descriptors, each thread's run-queue wait and context switches,
-`ss -s` and /proc/net/netstat's listen counters, and which binary a variant ran.
-
-Reads only: it starts no process but `ss`. The process tree itself (descendants, CPU seconds of a
-set of PIDs, memory) is kit/procs.py's.
+steady window (`steady_window`, `window_reading`, `window_figures`), open descriptors, each
+thread's run-queue wait and context switches, `ss -s`, the listen counters, and which binary a
+variant ran. It starts no process but `ss`; the process tree itself is kit/procs.py's.
 """
 from __future__ import annotations
 

@@ -1,13 +1,9 @@
-"""Counting a running server's kernel crossings with `perf stat`: syscalls by name and context
-switches, per thread, over exactly the window a load ran in (bench/syscalls).
-
-`Counter` attaches `perf stat -x, --per-thread -D -1 --control fifo:CTL,ACK -p PIDS` to running
-processes with its events disabled: opening ~350 tracepoints on every thread takes perf tens of
-seconds on a loaded 2-core machine, so `enable()` and `disable()` return once perf acknowledges them
-on its control FIFO, and the counts are those between the two acks. Threads created after perf
-attached count in their parent's line. `parse()` reads perf's CSV; `aggregate()` folds threads into
-the caller's roles ("server", "redis"); failed recvfrom/read/accept4 come as `recvfrom:err` etc.
-(This VM's perf has no hardware counters: instructions are callgrind's, kit/callgrind.py.)
+"""Counting a running server's kernel crossings with `perf stat` (bench/syscalls): syscalls by name
+and context switches, per thread, over exactly the window a load ran in. `Counter` attaches perf
+with its events disabled, then enables and disables them through its control FIFO, each call
+returning at perf's ack (why: bench/README.md, "Syscalls per request"); threads created after it
+attached count in their parent's line. `parse()` reads perf's CSV, `aggregate()` folds threads into
+the caller's roles ("server", "redis"), failed recvfrom/read/accept4 named `recvfrom:err` etc.
 """
 from __future__ import annotations
 

@@ -1,14 +1,9 @@
-"""Child processes: every one the kit starts is bounded in time and stopped by its PID.
-
-- `log()` prints the progress lines ("[  12.3s] ...") with the time since the run started.
-- `run()` runs a command to completion under a timeout (SIGTERM, then SIGKILL, by PID), printing a
-  progress line every few seconds; `while_running` lets the caller act while it runs.
-- `Service` is a long-running child (Redis, a server under test) in its own session, so a Ctrl-C at
-  the terminal reaches only the kit, which then stops it in order: SIGTERM to its PID, then SIGKILL
-  to it and every descendant it had, each by PID.
-- `descendants()`, `cpu_seconds()` and `memory_kib()` read a process tree from /proc; `TreeSampler`
-  keeps the peak memory of one at ~10 Hz (bench/run's rows, bench/compare's peak during wrk).
-- `cleanup()` stops every child still running (session.guard calls it however a run ends).
+"""Child processes: every one the kit starts is bounded in time and stopped by its PID. `run()` (a
+command to completion under a timeout), `Service` (a long-running child in its own session, so a
+Ctrl-C at the terminal reaches only the kit, which stops it: SIGTERM to its PID, then SIGKILL to it
+and every descendant, by PID), `cleanup()` (every child still running, however a run ends), `log()`
+(the "[  12.3s] ..." progress lines), and a process tree read from /proc (`descendants()`,
+`cpu_seconds()`, `memory_kib()`; `TreeSampler`, its peak memory at ~10 Hz).
 """
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""The run's one Redis, and the few commands the kit sends it.
-
-`RedisServer` starts redis-server on a free 127.0.0.1 port with a random password, no persistence
-(`--save ''`, `--appendonly no`) and a log file, as a `procs.Service` stopped by PID at the end.
-`RedisClient` is a minimal RESP client on a stdlib socket (AUTH, SET, GET, INFO): the kit needs no
-redis-cli and no third-party package for this. `parse_commandstats()` reads INFO commandstats: how
-many INCR/INCRBY calls Redis served, which shows hitcore's coalescing (bench/device/run16).
+"""The run's one Redis (`RedisServer`: a free 127.0.0.1 port, a random password, no persistence, a
+procs.Service stopped by PID), a minimal RESP client on a stdlib socket (no redis-cli, no
+third-party package), and INFO commandstats read (`parse_commandstats`: hitcore's batching).
 """
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
-"""The servers under test: how each is started, what it needs, and how to tell it is ready.
-
-Every server listens on 127.0.0.1:<port> (the same port for all, one at a time) and, except the
-static nginx ceiling, counts in the run's one Redis (URL in the REDIS_URL environment variable, so
-the password stays out of `ps`). bench/run's rows, in the order they run, are ALL_IDS (what each is:
-bench/README.md, *The rows*); `--only` names match a row's id or any dash-separated part of it
-(`hitcore`, `gunicorn`, `sync`). The other tools build their servers from the same functions.
+"""The servers under test: how each is started, what it needs, and how to tell it is ready; the
+kit's nginx config and the @https certificate. Each listens on 127.0.0.1:<port> and, but nginx,
+counts in the run's one Redis (its URL in REDIS_URL, so the password stays out of `ps`). bench/run's
+rows, in run order, are ALL_IDS (bench/README.md, *The rows*).
 """
 from __future__ import annotations
 

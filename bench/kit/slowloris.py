@@ -1,17 +1,12 @@
 #!/usr/bin/env python3
-"""The slowloris client for bench/compare's `@attack=slowloris:N` (bench/hostile's plan), one
-process (stdlib only, Linux epoll, 127.0.0.1 only).
+"""The slowloris client for bench/compare's `@attack=slowloris:N` (what it does: bench/README.md,
+"Hostile clients"), one process, stdlib only, Linux epoll, 127.0.0.1 only:
 
     python3 bench/kit/slowloris.py --port P --conns 5000 --max-seconds 120
 
-It holds --conns connections, each sending a partial head (`GET / HTTP/1.1`, `Host: x`) and then
-one more header byte every --interval seconds (spread evenly over the interval). Each connection
-the server closes is reopened at once, so the pressure stays constant.
-
-It prints one JSON line of counters every 0.5 s on stdout (`"t"` is time.monotonic(), which is
-system-wide on Linux, so the parent can line the counters up with its own clock), and a last one
-with `"final": true`. It stops on SIGTERM or SIGINT, at --max-seconds whatever happens, and when
-its parent dies (PR_SET_PDEATHSIG), closing every socket it opened.
+It prints a JSON line of counters every 0.5 s (`"t"` is time.monotonic(), system-wide on Linux, so
+the parent lines them up with its own clock) and a last one with `"final": true`; it stops on
+SIGTERM or SIGINT, at --max-seconds, and when its parent dies (PR_SET_PDEATHSIG).
 """
 from __future__ import annotations
 

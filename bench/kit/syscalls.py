@@ -1,8 +1,7 @@
 """bench/syscalls: kernel crossings per request, counted, for hitcore, nginx and the tokio peer, a
-`compare.Tool` over bench/plans/syscalls.plan (bench/README.md, "Syscalls per request", says how and
-why): each server started fresh each round and, for each load shape, a warm-up, then `perf stat`
-(kit/perfstat.py) around exactly N requests; with --instructions, the server again under callgrind
-(kit/callgrind.py). Counts, not times: nothing here reports a rate.
+`compare.Tool` over bench/plans/syscalls.plan (how and why: bench/README.md, "Syscalls per
+request"): per round, server and load shape, `perf stat` (kit/perfstat.py) around exactly N
+requests; with --instructions, callgrind (kit/callgrind.py). Counts, not times.
 """
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
 """bench/tail: the open-loop tail (issue 22's goal 2) under oha, a `compare.Tool` over
-bench/plans/tail.plan (bench/README.md, "Open-loop tail", says how and why): before the rounds,
-oha's closed-loop maximum against nginx (and the others, for context) sets the offered rates; in
-each round, each server started fresh, a warm-up, then `oha -q RATE --latency-correction` at each
-rate with the steady window's CPU readings and the counter checked after each. The arithmetic is
-kit/tail_stats.py's, the report kit/compare_report.py's.
+bench/plans/tail.plan (how and why: bench/README.md, "Open-loop tail"): oha's closed-loop maxima
+before the rounds, then in each round each server's oha runs at the offered rates, with their
+readings. The arithmetic is kit/tail_stats.py's, the report kit/compare_report.py's.
 """
 from __future__ import annotations
 
