@@ -378,9 +378,10 @@ def tail_render(summary: dict) -> str:
 
 # bench/syscalls' report
 
+# "pipelined" for the runs recorded before bench/syscalls lost that shape (bench/README.md).
 SYSCALL_SHAPES = {"keepalive": "keep-alive (`ab -k -c 50`)", "close": "a connection per request (`ab -c 50`)",
-                "pipelined": "pipelined keep-alive (50 connections × 16 requests per write)",
-                "idle": "idle (no load)"}
+                  "pipelined": "pipelined keep-alive (50 connections × 16 requests per write)",
+                  "idle": "idle (no load)"}
 
 
 def _count(stat: dict | None, spread: bool = True) -> str:

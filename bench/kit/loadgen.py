@@ -1,18 +1,15 @@
 """Running the load generators, each bounded in time, with their raw output kept on disk: `ab()`
 (`ab [-k] -c C -t LIMIT -n N -r -l URL`: -t before -n bounds the time and keeps N the request count;
--l and -r: bench/README.md), `pipelined()` (kit/pipeclient.py, read as ab's) and `wrk()` (`wrk -t T
--c C -d Ds --latency URL`). Each returns {"argv", "raw", "seconds", "error", ...parsed}; the raw file
-is the command line (`$ taskset -c 1 wrk ...`), then what the tool printed. `binary` and `env` run
-another copy than PATH's (run16's bundle); `while_running` is procs.run's.
+-l and -r: bench/README.md) and `wrk()` (`wrk -t T -c C -d Ds --latency URL`). Each returns {"argv",
+"raw", "seconds", "error", ...parsed}; the raw file is the command line (`$ taskset -c 1 wrk ...`),
+then what the tool printed. `binary` and `env` run another copy than PATH's (run16's bundle);
+`while_running` is procs.run's.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from . import parse, procs
-
-PIPECLIENT = Path(__file__).resolve().with_name("pipeclient.py")
 
 
 def _pin(cpus: str | None, argv: list[str]) -> list[str]:
@@ -48,14 +45,6 @@ def ab(url: str, requests: int, concurrency: int, time_limit: int, keepalive: bo
     argv = [binary] + (["-k"] if keepalive else []) + [
         "-c", str(concurrency), "-t", str(time_limit), "-n", str(requests), "-r", "-l", url]
     return _run("ab", _pin(cpus, argv), time_limit + 45, raw_path, label, env, parse.parse_ab)
-
-
-def pipelined(port: int, requests: int, connections: int, depth: int, raw_path: Path | None,
-              label: str | None) -> dict:
-    """kit/pipeclient.py: `connections` keep-alive connections, `depth` requests written at once on each."""
-    argv = [sys.executable, str(PIPECLIENT), "--port", str(port), "--requests", str(requests),
-            "--connections", str(connections), "--depth", str(depth)]
-    return _run("pipeclient", argv, 600, raw_path, label, None, parse.parse_ab)
 
 
 def wrk(url: str, threads: int, connections: int, duration: int, raw_path: Path, label: str | None,

@@ -16,10 +16,10 @@ from .rounds import stats
 
 PLAN = provision.BENCH / "plans" / "syscalls.plan"
 SERVERS = ["hitcore", "nginx", "tokio"]
-SHAPES = ["keepalive", "close", "pipelined", "idle"]
+SHAPES = ["keepalive", "close", "idle"]
 SERVER_TITLES = {"hitcore": "hitcore -w 1", "nginx": "nginx, 1 worker (static)",
                  "tokio": "tokio + hyper + redis-rs, 1 worker thread"}
-CONNECTIONS, DEPTH = 50, 16
+CONNECTIONS = 50
 MODES = {
     "full": {"requests": 20000, "warmup": 2000, "rounds": 3, "idle_seconds": 5, "callgrind_requests": 5000},
     "quick": {"requests": 2000, "warmup": 200, "rounds": 1, "idle_seconds": 2, "callgrind_requests": 1000},
@@ -74,12 +74,8 @@ class Syscalls:
 
     def load(self, shape: str, requests: int, raw_path: Path | None) -> dict:
         """Exactly `requests` requests of the shape; RunError unless every one was answered 2xx."""
-        label = f"{shape} {requests}"
-        if shape == "pipelined":
-            out = loadgen.pipelined(self.port, requests, CONNECTIONS, DEPTH, raw_path, label)
-        else:
-            out = loadgen.ab(f"http://127.0.0.1:{self.port}/", requests, CONNECTIONS, 600, shape == "keepalive",
-                             raw_path, label)
+        out = loadgen.ab(f"http://127.0.0.1:{self.port}/", requests, CONNECTIONS, 600, shape == "keepalive",
+                         raw_path, f"{shape} {requests}")
         if out["error"] or out["ok_2xx"] != requests:
             raise RunError(out["error"] or f"{out['ok_2xx']} of {requests} requests answered 2xx "
                            f"({out['failed']} failed, {out['non_2xx']} non-2xx)")
@@ -238,8 +234,8 @@ def counted(service: procs.Service, out_dir: Path, during) -> dict[int, int]:
 def parse_args(argv):
     p = session.arguments(
         "bench/syscalls", description="Counts syscalls (by name) and context switches per request for hitcore -w 1, nginx "
-                    "(1 worker) and the tokio peer (1 thread), keep-alive, a connection per request and "
-                    "pipelined, with perf stat; writes bench/results/<date>-syscalls/summary.md.")
+                    "(1 worker) and the tokio peer (1 thread), keep-alive and a connection per request, with "
+                    "perf stat; writes bench/results/<date>-syscalls/summary.md.")
     p.add_argument("--quick", action="store_true", help="2000 requests, one round: to check the script")
     p.add_argument("--requests", type=compare.at_least(1), help="requests per measurement (default 20000)")
     p.add_argument("--rounds", type=compare.at_least(1), help="rounds (default 3)")
