@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import compare_plan, compare_report, loadgen, machine, md, procs, provision, redisctl, rounds, servers, session
+from . import (compare_plan, compare_report, loadgen, machine, md, procs, provision, redisctl, rounds, servers,
+               session)
 from .attack import Attack, window as attack_window
 from .measure import (binary_identity, fd_count, listen_counters, socket_summary, steady_window, window_figures,
                       window_reading)
@@ -52,7 +53,7 @@ def arguments(prog: str = "bench/compare", description: str = "Runs a plan's var
     else:
         p.add_argument("plan", type=Path, help="the plan file (see bench/plans/ and kit/compare_plan.py)")
         p.add_argument("--render", action="store_true",
-                       help="only write summary.md again from the results folder's summary.json (PLAN is that folder)")
+                       help="only write summary.md again from PLAN's summary.json (PLAN a results folder)")
     p.add_argument("--rounds", type=at_least(1), default=3, help="interleaved rounds (default 3, or the plan's)")
     p.add_argument("--duration", type=at_least(2), default=5, help=f"{load} seconds (default 5, or the plan's)")
     p.add_argument("--connections", type=at_least(1), default=500, help=f"{load} -c (default 500, or the plan's)")
