@@ -4,6 +4,7 @@ at run time, never guessed), and the few machine settings a run reads or lifts (
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import platform
@@ -74,10 +75,8 @@ def raise_open_files_limit() -> tuple[int, int]:
     one (65536 when the hard one is unlimited). Returns (soft, hard) after."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or hard > soft:
-        try:
+        with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (65536 if hard == resource.RLIM_INFINITY else hard, hard))
-        except (ValueError, OSError):
-            pass
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
@@ -119,12 +118,10 @@ def versions(hitcore: Path | None, redis_version: str | None) -> dict:
     v = {"python (system, runs the kit)": platform.python_version(),
          "bench/.venv": _venv_versions("main", ["gunicorn", "flask", "redis", "gevent", "tornado"]),
          "bench/.venv-eventlet": _venv_versions("eventlet", ["gunicorn", "eventlet", "flask", "redis"])}
-    try:
+    with contextlib.suppress(OSError):
         lock = provision.TOKIO_MANIFEST.with_name("Cargo.lock").read_text()
         crates = dict(re.findall(r'\[\[package\]\]\nname = "(tokio|hyper|redis)"\nversion = "([^"]+)"', lock))
         v["tokio-hyper peer"] = ", ".join(f"{k} {crates[k]}" for k in ("tokio", "hyper", "redis") if k in crates)
-    except OSError:
-        pass
     if hitcore and hitcore.exists():
         v["hitcore"] = first_line([str(hitcore), "--version"]) or "unknown"
     v["rustc"] = first_line(["rustc", "--version"]) or "not installed"

@@ -7,6 +7,7 @@ the caller's roles ("server", "redis"), failed recvfrom/read/accept4 named `recv
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import os
@@ -218,9 +219,7 @@ class Counter:
         self.service.stop(grace=5)
         for fd in (self._ctl, self._ack):
             if fd is not None:
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
         self._ctl = self._ack = None
         shutil.rmtree(self._dir, ignore_errors=True)

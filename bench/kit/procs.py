@@ -260,10 +260,8 @@ class Service:
             while self._owns(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
             if self._owns(pid):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
         self._log_file.close()
         _unregister(self)
         return self.proc.returncode

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import ctypes
 import errno
 import json
@@ -39,11 +40,9 @@ def _on_signal(_signum, _frame):
 def _setup() -> None:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    try:  # die with the parent, even if it is SIGKILLed
+    with contextlib.suppress(OSError, AttributeError):  # die with the parent, even if it is SIGKILLed
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 class Conn:
@@ -113,10 +112,8 @@ class Pool:
     def _drop(self, conn: Conn) -> None:
         fd = conn.sock.fileno()
         self.conns.pop(fd, None)
-        try:
+        with contextlib.suppress(OSError, ValueError):
             self.ep.unregister(fd)
-        except (OSError, ValueError):
-            pass
         conn.sock.close()
 
     def close_all(self) -> None:
