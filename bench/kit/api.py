@@ -66,15 +66,16 @@ def per_request(a: dict, b: dict, requests: int) -> dict:
             "server_cpu_us_per_request": round(1e6 * (b["server_s"] - a["server_s"]) / requests, 2)}
 
 
-def counted(client: redisctl.RedisClient) -> int:
-    """Every increment Redis holds: `hit` (GET /) plus every `K:*` counter."""
-    total, cursor = int(client.command("GET", "hit") or 0), "0"
-    while True:
-        cursor, keys = client.command("SCAN", cursor, "MATCH", "K:*", "COUNT", 1000)
-        if keys:
-            total += sum(int(v or 0) for v in client.command("MGET", *keys))
-        if cursor == "0":
-            return total
+def counted(redis: redisctl.RedisServer) -> int:
+    """Every increment Redis holds: `hit` (GET /) plus every `K:*` counter (bench/device/run16's too)."""
+    with redis.client() as client:
+        total, cursor = int(client.command("GET", "hit") or 0), "0"
+        while True:
+            cursor, keys = client.command("SCAN", cursor, "MATCH", "K:*", "COUNT", 1000)
+            if keys:
+                total += sum(int(v or 0) for v in client.command("MGET", *keys))
+            if cursor == "0":
+                return total
 
 
 def table(summary: dict) -> str:
@@ -122,7 +123,7 @@ def measure(variant, filled: dict, round_no: int, redis, args, raw_dir: Path, lo
                 return row
             # Requests served: what Redis counted (wrk stops counting with up to -c still in flight,
             # which the server still answers and counts), or wrk's own count where nothing counts.
-            wrk["counted"] = wrk["counter_after"] = counted(client)
+            wrk["counted"] = wrk["counter_after"] = counted(redis)
             wrk.update(per_request(before, after, max(wrk["requests"], wrk["counted"])))
     except procs.RunError as error:
         row["status"] = str(error)

@@ -23,11 +23,11 @@ def new_row(spec: servers.Spec) -> dict:
 
 
 def run(spec: servers.Spec, port: int, redis, loads: list, log_dir: Path, label: str, suffix: str = "",
-        ready_timeout: float = 30.0) -> dict:
-    """`loads`: (key, description, runner) in order; `runner(service, label)` runs one load against
-    the started `service` and returns its outcome (kit/loadgen.py's dict, "error" None when it gave
-    numbers). `suffix` ("-r2" for round 2) goes into the log's name."""
-    row = new_row(spec)
+        ready_timeout: float = 30.0, counter=None) -> dict:
+    """`loads`: (key, description, runner) in order; `runner(service, label)` runs one load against the
+    started `service` and returns its outcome (kit/loadgen.py's dict, "error" None when it gave numbers).
+    `suffix` ("-r2" for round 2) goes into the log's name; `counter()` reads the count (default: `hit`)."""
+    row, counter = new_row(spec), counter or (lambda: redis.get_int("hit"))
     if not servers.wait_port_free(port):
         row["status"] = f"not run: 127.0.0.1:{port} still in use by the previous server"
         log(f"{label}: {row['status']}")
@@ -49,7 +49,7 @@ def run(spec: servers.Spec, port: int, redis, loads: list, log_dir: Path, label:
             log(f"{label}: {key}: {md.brief(outcome)}")
             if spec.uses_redis:
                 time.sleep(SETTLE_S)
-                row["counter_after"][key] = redis.get_int("hit")
+                row["counter_after"][key] = counter()
             if not service.alive():
                 row["status"] = f"exited during {key} with status {service.proc.returncode}"
                 log(f"{label}: {row['status']}")
@@ -61,5 +61,5 @@ def run(spec: servers.Spec, port: int, redis, loads: list, log_dir: Path, label:
                    log=f"{spec.id}{suffix}.log", peak_rss_kib=sampler.peak_rss_kib,
                    peak_pss_kib=sampler.peak_pss_kib, peak_processes=sampler.peak_processes)
         if spec.uses_redis and row["status"] == "ok":
-            row["counter_final"] = redis.get_int("hit")  # nothing in flight any more
+            row["counter_final"] = counter()  # nothing in flight any more
     return row

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import unittest
 from pathlib import Path
+from types import SimpleNamespace
 
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
@@ -84,6 +85,16 @@ class TrialTest(unittest.TestCase):
         self.assertIn("unknown flag --bogus", row["status"])
         self.assertEqual((row["tests"], row["exit_status"]), ({}, 2))
         self.assertNotIn("counter_final", row)
+
+    def test_the_callers_counter(self):
+        """run16's /hit rows count every K:* key: trial.run reads their `counter()`, not Redis's `hit`."""
+        spec = servers.Spec("stand-in", "stand-in", [sys.executable, "-c", SERVER, str(self.port)])
+        resets = []
+        redis = SimpleNamespace(set=lambda key, value: resets.append((key, value)))
+        load = ("wrk", "five GETs", five_gets(self.port))
+        row = trial.run(spec, self.port, redis, [load], self.tmp, "test", counter=lambda: 5)
+        self.assertEqual((row["counter_after"], row["counter_final"], report.lost(row)), ({"wrk": 5}, 5, 0))
+        self.assertEqual(resets, [("hit", 0)])
 
 
 if __name__ == "__main__":
