@@ -1,6 +1,6 @@
 """bench/device/run16's report, results.md, from its summary. Owns run16's own parts: the Targets
-table (issue 22's goal 4: met or not) and the CPU layout row; the rest is the kit's report library
-(kit/md.py, kit/compare_report.py, kit/report.py) on rows folded by kit/rounds.py. Measures nothing.
+table (issue 22's goal 4, issues 20 and 21: met or not) and the CPU layout row; the rest is the kit's
+report library (kit/md.py, compare_report.py, report.py) on rows folded by kit/rounds.py. Measures nothing.
 """
 from __future__ import annotations
 
@@ -36,29 +36,36 @@ def verdict(ok: bool | None, small: bool) -> str:
     return "**met**" if ok else "**not met**"
 
 
+def ratio_row(by_id: dict, load: str | int, goal: float, target: str, small: bool) -> list[str]:
+    """A Targets row: hitcore's median req/s under `load` over the tokio peer's, and each round's ratio."""
+    ours, theirs = by_id.get(f"hitcore-{load}"), by_id.get(f"tokio-{load}")
+    ratio = rps(ours) / rps(theirs) if rps(ours) and rps(theirs) else None
+    tokio = {r["round"]: rps(r) for r in (theirs or {}).get("rounds", [])}
+    each = [f"r{r['round']}: {rps(r) / tokio[r['round']]:.2f}×" for r in (ours or {}).get("rounds", [])
+            if rps(r) and tokio.get(r["round"])]
+    return [target, f"{ratio:.2f}× ({', '.join(each)})" if ratio else fmt(None),
+            verdict(ratio >= goal if ratio else None, small)]
+
+
 def targets(s: dict, rows: list[dict]) -> list[str]:
     n, small = s["layout"]["shards"], s["small"]
     by_id = {r["id"]: r for r in rows}
-    hit, tokio = by_id.get(f"hitcore-{n}"), by_id.get(f"tokio-{n}")
+    hit = by_id.get(f"hitcore-{n}")
     one, top = rps(by_id.get("hitcore-scaling-1")), rps(by_id.get(f"hitcore-scaling-{n}"))
-    ratio = rps(hit) / rps(tokio) if rps(hit) and rps(tokio) else None
     linear = top / (n * one) if top and one else None
     redis_cpu = (hit or {}).get("tests", {}).get("wrk", {}).get("redis_cpu_pct")
-    out = ["## Targets", ""] + table(["target", "measured", "verdict"], [
+    out = ["## Targets", ""] + table(["target", "measured (median; each round)", "verdict"], [
         [f"hitcore -w {n}: ≥ 800k req/s (wrk -c 500)", f"{fmt(rps(hit))} req/s",
          verdict(rps(hit) >= 800_000 if rps(hit) else None, small)],
-        ["≥ 2.5× the tokio peer, same run", f"{fmt(ratio, '.2f')}×", verdict(ratio >= 2.5 if ratio else None, small)],
+        ratio_row(by_id, n, 2.5, "≥ 2.5× the tokio peer, same run", small),
         [f"1 → {n} shards ≥ 90 % of linear (wrk -c 256)", f"{fmt(linear and 100 * linear, '.1f')} %",
          verdict(linear >= 0.9 if linear else None, small)],
         [f"Redis below 30 % of its CPU (during hitcore -w {n}'s wrk)", f"{fmt(redis_cpu, '.1f')} %",
-         verdict(redis_cpu < 30 if redis_cpu is not None else None, small)]])
+         verdict(redis_cpu < 30 if redis_cpu is not None else None, small)],
+        ratio_row(by_id, "hit", 2, "/hit over 10,000 keys ≥ 2× tokio (issue 20)", small),
+        ratio_row(by_id, "https", 2, "HTTPS keep-alive ≥ 2× tokio (issue 21)", small)])
     if s["layout"]["degraded"]:
         out += ["", f"The layout is not the 16-CPU one ({s['layout']['mode']}): the targets are for 8 server CPUs."]
-    if ratio:
-        theirs = {r["round"]: rps(r) for r in tokio["rounds"]}
-        each = [f"r{r['round']}: {rps(r) / theirs[r['round']]:.2f}×" for r in hit["rounds"]
-                if rps(r) and theirs.get(r["round"])]
-        out += ["", f"Ratio hitcore -w {n} / tokio peer, per round: {', '.join(each)}."]
     return out
 
 
@@ -67,7 +74,7 @@ def render(s: dict) -> str:
     rows = rounds.aggregate(s["per_round"])
     n, d, repeat = lay["shards"], s["duration_s"], max(1, s["rounds_done"])
     peers = [r for r in rows if "scaling" not in r["id"]]
-    lines = [f"# hitcore on the {m.get('cpus_online', '?')}-CPU machine: issue 22's goal 4"
+    lines = [f"# hitcore on the {m.get('cpus_online', '?')}-CPU machine: issue 22's goal 4, issues 20 and 21"
              + (" (--small: a test of the script, not a measurement)" if s["small"] else ""), "",
              f"Run by `{s['command']}`; it took {s['wall_s']:.0f} s (soft deadline {s['deadline_s']:.0f} s, hard "
              f"limit {s['deadline_s'] + 60:.0f} s). Rounds completed: **{s['rounds_done']} of {s['rounds']}**, "
@@ -84,7 +91,9 @@ def render(s: dict) -> str:
         ["CPU layout", layout]])
     lines += ["", "The binaries' versions, origins and sha256: the bundle's [manifest.txt](manifest.txt)."]
     lines += [""] + targets(s, rows)
-    lines += ["", f"## Peers: `wrk -c 500 -d {d}s`", "", compare_report.table({"rows": peers, "base": f"tokio-{n}"}),
+    lines += ["", f"## Peers: `wrk -c 500 -d {d}s`", "", f"GET / (`-{n}`), GET /hit/bench/kNNNNN over 10,000 "
+              "keys drawn Zipf s = 1 (`-hit`), GET / over HTTPS with one ECDSA P-256 certificate (`-https`); "
+              f"× is to tokio-{n}'s GET /.", "", compare_report.table({"rows": peers, "base": f"tokio-{n}"}),
               "", f"## Scaling: `hitcore -w N` under `wrk -c 256 -d {d}s`", ""]
     lines += report.scaling_table([r for r in rows if "scaling" in r["id"]], repeat)
     lines += ["", "## Redis's side and CPU", "",

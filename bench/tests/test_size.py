@@ -13,7 +13,7 @@ import unittest
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent
-CEILING = 4_969
+CEILING = 4_999
 SKIP = {"tests", "results", ".venv", ".venv-eventlet", ".tools"}
 
 
