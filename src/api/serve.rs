@@ -38,7 +38,9 @@ enum Next {
 }
 
 /// Runs every API request of a batch to its answer: afterwards each call's step is `Done`.
-pub async fn run(api: &Api, redis: &Redis, calls: &mut [&mut Call]) {
+///
+/// `ticket` is the connection's: re-armed per round, so a batch allocates none.
+pub async fn run(api: &Api, redis: &Redis, ticket: &KeyedTicket, calls: &mut [&mut Call]) {
     // A batch is most often one request: its bookkeeping stays on the stack.
     let mut stages: SmallVec<[Option<Stage>; 2]> = calls
         .iter()
@@ -74,9 +76,8 @@ pub async fn run(api: &Api, redis: &Redis, calls: &mut [&mut Call]) {
             }
         }
     }
-    let ticket = KeyedTicket::default();
     if let Some(limit) = api.settings.rate_limit {
-        limit_rate(limit, redis, &ticket, calls, &mut stages).await;
+        limit_rate(limit, redis, ticket, calls, &mut stages).await;
     }
     while stages.iter().any(Option::is_some) {
         // One round: every call still going registers its commands, then all wait together.
@@ -92,7 +93,7 @@ pub async fn run(api: &Api, redis: &Redis, calls: &mut [&mut Call]) {
             spans.push(start..ops.len());
         }
         ticket.arm(ops.len());
-        redis.keyed(&ticket, ops.into_iter().enumerate());
+        redis.keyed(ticket, ops.into_iter().enumerate());
         ticket.wait().await;
         for ((call, stage), span) in calls.iter_mut().zip(&mut stages).zip(spans) {
             let (Step::Request(req), Some(current)) = (&call.step, stage.take()) else { continue };

@@ -35,8 +35,10 @@ use super::response::{self, Answer, Persist};
 use crate::api::route::Call;
 use crate::metrics::shm::{Handshake, Meter, Timeout, Unavailable};
 use crate::redis::client::{Failure, Outcome, Ticket};
+use crate::redis::keyed::KeyedTicket;
 use io::{drain_before_close, read_after_answer, read_some, write_within};
 use registry::{Entry, Registered};
+use smallvec::SmallVec;
 use speculate::Speculation;
 use tls::{NoTls, Tls};
 use transport::Transport;
@@ -123,6 +125,7 @@ async fn serve_on<S: Transport>(ctx: &Context, stream: &mut S, peer: Option<IpAd
         input: Vec::new(),
         batch: Vec::new(),
         ticket: Ticket::default(),
+        api_ticket: None,
         peer,
         parsed_partial: 0,
         speculation: Speculation::default(),
@@ -177,6 +180,9 @@ struct Conn {
     input: Vec<u8>,
     batch: Vec<Slot>,
     ticket: Ticket,
+    /// Where the counting API's replies land, made at the connection's first API request and
+    /// re-armed for each batch's rounds after it.
+    api_ticket: Option<KeyedTicket>,
     peer: Option<IpAddr>,
     /// The length `input` had when its head was last parsed and found incomplete (0: none). Until a
     /// line ends or the current line outgrows every limit, parsing again cannot decide anything
@@ -386,16 +392,20 @@ impl Conn {
             ctx.redis.incr(&self.ticket, increments);
         }
         // Registered with no await since the INCRBY above: both go out in the same write.
-        let mut calls: Vec<&mut Call> = self
-            .batch
-            .iter_mut()
-            .filter_map(|s| match &mut s.work {
-                Work::Api(call) => Some(&mut **call),
-                _ => None,
-            })
-            .collect();
-        if !calls.is_empty() {
-            crate::api::serve::run(&ctx.api, &ctx.redis, &mut calls).await;
+        {
+            // Most batches hold one or two API requests: no heap vector for them.
+            let mut calls: SmallVec<[&mut Call; 4]> = self
+                .batch
+                .iter_mut()
+                .filter_map(|s| match &mut s.work {
+                    Work::Api(call) => Some(&mut **call),
+                    _ => None,
+                })
+                .collect();
+            if !calls.is_empty() {
+                let ticket = self.api_ticket.get_or_insert_with(KeyedTicket::default);
+                crate::api::serve::run(&ctx.api, &ctx.redis, ticket, &mut calls).await;
+            }
         }
         if increments > 0 {
             self.ticket.wait().await;
