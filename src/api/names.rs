@@ -3,6 +3,8 @@
 //!
 //! Pure functions of their input; it must not touch Redis, sockets or HTTP framing.
 
+use std::rc::Rc;
+
 /// Shortest and longest name.
 pub const MIN_LEN: usize = 3;
 /// See [`MIN_LEN`].
@@ -38,8 +40,9 @@ pub struct Sources<'a> {
 }
 
 /// The name `segment` stands for: itself when valid, or the page's origin or address for the
-/// reserved names. `what` is "namespace" or "key", for the error text.
-pub fn resolve(segment: &str, what: &'static str, sources: Sources<'_>) -> Result<String, NameError> {
+/// reserved names (a part of the header, so nothing is copied until [`Names::new`]). `what` is
+/// "namespace" or "key", for the error text.
+pub fn resolve<'a>(segment: &'a str, what: &'static str, sources: Sources<'a>) -> Result<&'a str, NameError> {
     match segment {
         ":HOST:" => match (sources.origin, sources.referer) {
             // A badge's `<img>` request carries no `Origin` (browsers send it with CORS requests and
@@ -49,7 +52,7 @@ pub fn resolve(segment: &str, what: &'static str, sources: Sources<'_>) -> Resul
             (origin, _) => from_header(origin, "Origin", ":HOST:"),
         },
         ":PATH:" => from_header(sources.referer, "Referer", ":PATH:"),
-        _ => validate(segment, what).map(|()| segment.to_string()),
+        _ => validate(segment, what).map(|()| segment),
     }
 }
 
@@ -73,9 +76,9 @@ fn origin_of(url: &str) -> &str {
 }
 
 /// A reserved name's value: the header, if it is an http(s) URL without spaces, quotes, angle or
-/// curly brackets, percent signs or backslashes (Abacus's rule), cut to 64 bytes or padded to 3
-/// with leading dots.
-fn from_header(value: Option<&str>, header: &'static str, name: &'static str) -> Result<String, NameError> {
+/// curly brackets, percent signs or backslashes (Abacus's rule), cut to 64 bytes. (Abacus also
+/// pads a value under 3 bytes with dots; an http(s) URL is never that short.)
+fn from_header<'a>(value: Option<&'a str>, header: &'static str, name: &'static str) -> Result<&'a str, NameError> {
     let value = value.ok_or(NameError::MissingHeader(header, name))?;
     let url = value.starts_with("http://") || value.starts_with("https://");
     let odd = value.bytes().any(|b| b" \t\r\n<>\"'\\%{}".contains(&b) || !(0x21..0x7f).contains(&b));
@@ -83,36 +86,60 @@ fn from_header(value: Option<&str>, header: &'static str, name: &'static str) ->
         return Err(NameError::BadHeader(header));
     }
     // ASCII only (checked above), so any byte offset is a character boundary.
-    let mut name = value[..value.len().min(MAX_LEN)].to_string();
-    while name.len() < MIN_LEN {
-        name.insert(0, '.');
+    Ok(&value[..value.len().min(MAX_LEN)])
+}
+
+/// A counter's namespace and key, held as its Redis key `K:{namespace}:{key}` (Abacus's layout):
+/// one allocation per request, shared by the ops that carry the key to Redis, where the namespace,
+/// the key and the joined key were three strings and a copy before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    /// `K:{namespace}:{key}`: ASCII, as every name is.
+    counter_key: Rc<[u8]>,
+    namespace_len: usize,
+}
+
+impl Names {
+    /// The names of a counter (validated, or made by the server).
+    pub fn new(namespace: &str, key: &str) -> Names {
+        let counter_key = b"K:".iter().chain(namespace.as_bytes()).chain(b":").chain(key.as_bytes()).copied().collect();
+        Names { counter_key, namespace_len: namespace.len() }
     }
-    Ok(name)
-}
 
-/// `{tag}:{namespace}:{key}`, in one allocation of the right size (every hit builds one; `format!`
-/// cost a grown buffer and the formatting machinery).
-fn layout(tag: &str, namespace: &str, key: &str) -> String {
-    let mut out = String::with_capacity(tag.len() + namespace.len() + key.len() + 2);
-    for part in [tag, ":", namespace, ":", key] {
-        out.push_str(part);
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        text(&self.counter_key[2..2 + self.namespace_len])
     }
-    out
+
+    /// The key.
+    pub fn key(&self) -> &str {
+        text(&self.counter_key[3 + self.namespace_len..])
+    }
+
+    /// The counter's Redis key, `K:{namespace}:{key}`.
+    pub fn counter_key(&self) -> &Rc<[u8]> {
+        &self.counter_key
+    }
+
+    /// [`Names::counter_key`] as text, for the answers that show it.
+    pub fn counter_key_text(&self) -> &str {
+        text(&self.counter_key)
+    }
+
+    /// The Redis key holding the counter's admin key, `A:{namespace}:{key}`.
+    pub fn admin_key(&self) -> String {
+        format!("A{}", &self.counter_key_text()[1..])
+    }
+
+    /// The pub/sub channel a counter's new values are published on (`/stream`), `S:{namespace}:{key}`.
+    pub fn stream_channel(&self) -> String {
+        format!("S{}", &self.counter_key_text()[1..])
+    }
 }
 
-/// The counter's Redis key.
-pub fn counter_key(namespace: &str, key: &str) -> String {
-    layout("K", namespace, key)
-}
-
-/// The pub/sub channel a counter's new values are published on (`/stream`).
-pub fn stream_channel(namespace: &str, key: &str) -> String {
-    layout("S", namespace, key)
-}
-
-/// The Redis key holding the counter's admin key.
-pub fn admin_key(namespace: &str, key: &str) -> String {
-    layout("A", namespace, key)
+/// Names are joined from `&str`s at ASCII separators, so they are always UTF-8.
+fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -142,7 +169,7 @@ mod tests {
         assert_eq!(resolve(":PATH:", "key", s).unwrap(), "http://example.com/a/post");
         let long = format!("https://e.com/{}", "p".repeat(100));
         let s = Sources { origin: None, referer: Some(&long) };
-        assert_eq!(resolve(":PATH:", "key", s).unwrap(), long[..64]);
+        assert_eq!(resolve(":PATH:", "key", s).unwrap(), &long[..64]);
         assert_eq!(resolve(":HOST:", "key", Sources::default()), Err(NameError::MissingHeader("Origin", ":HOST:")));
         for bad in ["ftp://x.org", "https://x.org/a b", "https://x.org/<script>", "https://x.org/%41", "null"] {
             let s = Sources { origin: Some(bad), referer: None };
@@ -174,7 +201,33 @@ mod tests {
 
     #[test]
     fn keys_are_laid_out_as_abacus_does() {
-        assert_eq!(counter_key("default", "page"), "K:default:page");
-        assert_eq!(admin_key("ns.x", "page"), "A:ns.x:page");
+        let n = Names::new("default", "page");
+        assert_eq!(&n.counter_key()[..], b"K:default:page");
+        assert_eq!(n.counter_key_text(), "K:default:page");
+        let n = Names::new("ns.x", "page");
+        assert_eq!((n.namespace(), n.key()), ("ns.x", "page"));
+        assert_eq!(n.admin_key(), "A:ns.x:page");
+        assert_eq!(n.stream_channel(), "S:ns.x:page");
+    }
+
+    /// Seeded: any namespace and key come back as they went in (a `:` or a non-ASCII character in
+    /// them included, though validation lets neither through), and the Redis keys are the three
+    /// strings joined as Abacus joins them.
+    #[test]
+    fn names_come_back_whole_and_join_as_abacus_does() {
+        let seed = fastrand::u64(..);
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let alphabet: Vec<char> = "abcXYZ09_.-:/é".chars().collect();
+        for _ in 0..2_000 {
+            let name = |rng: &mut fastrand::Rng| -> String {
+                (0..rng.usize(0..=80)).map(|_| alphabet[rng.usize(..alphabet.len())]).collect()
+            };
+            let (namespace, key) = (name(&mut rng), name(&mut rng));
+            let n = Names::new(&namespace, &key);
+            assert_eq!((n.namespace(), n.key()), (namespace.as_str(), key.as_str()), "seed {seed}");
+            assert_eq!(n.counter_key_text(), format!("K:{namespace}:{key}"), "seed {seed}");
+            assert_eq!(n.admin_key(), format!("A:{namespace}:{key}"), "seed {seed}");
+            assert_eq!(n.stream_channel(), format!("S:{namespace}:{key}"), "seed {seed}");
+        }
     }
 }

@@ -8,7 +8,7 @@
 
 use super::auth;
 use super::json;
-use super::names::{self, DEFAULT_NAMESPACE, Sources};
+use super::names::{self, DEFAULT_NAMESPACE, Names, Sources};
 use super::reply::Reply;
 use crate::http::parse::{Fields, Span};
 use smallvec::SmallVec;
@@ -109,10 +109,8 @@ impl Route {
 pub struct Request {
     /// The route.
     pub route: Route,
-    /// The namespace, resolved.
-    pub namespace: String,
-    /// The key, resolved.
-    pub key: String,
+    /// The namespace and key, resolved.
+    pub names: Names,
     /// `?value=` for `/set` and `/update`; `?initializer=` (default 0) for `/create`.
     pub value: i64,
     /// The admin token presented, if any.
@@ -248,12 +246,12 @@ pub fn parse(head: &[u8], fields: &Fields) -> Option<Call> {
     }
     call.step = match check(&h, route, &rest, callback.as_deref(), value.as_deref(), initializer.as_deref()) {
         Err(reply) => done(reply),
-        Ok((namespace, key, value)) => {
+        Ok((names, value)) => {
             let token = auth::presented(h.authorization, token.as_deref()).map(str::to_string);
             if route.is_admin() && token.is_none() {
                 done(Reply::error(401, "Authorization required: Authorization: Bearer ADMIN_KEY or ?token=ADMIN_KEY"))
             } else {
-                Step::Request(Request { route, namespace, key, value, token })
+                Step::Request(Request { route, names, value, token })
             }
         }
     };
@@ -270,20 +268,20 @@ fn check(
     callback: Option<&str>,
     value: Option<&str>,
     initializer: Option<&str>,
-) -> Result<(String, String, i64), Reply> {
+) -> Result<(Names, i64), Reply> {
     if !route.accepts(h.method) {
         return Err(Reply::method_not_allowed(route.allow()));
     }
     if callback.is_some_and(|c| !json::valid_callback(c)) {
         return Err(Reply::error(400, "callback must be a JavaScript identifier such as cb or app.set_count"));
     }
-    let (namespace, key) = match (route, rest) {
+    let names = match (route, rest) {
         (Route::Create, [] | [""]) => {
-            let random = auth::random_name().and_then(|ns| Ok((ns, auth::random_name()?)));
+            let random = auth::random_name().and_then(|ns| Ok(Names::new(&ns, &auth::random_name()?)));
             random.map_err(|_| Reply::error(500, "Failed to generate random string. Try again later."))?
         }
-        (_, [key]) if !key.is_empty() => (DEFAULT_NAMESPACE.to_string(), resolve(key, "key", h)?),
-        (_, [namespace, key]) => (resolve(namespace, "namespace", h)?, resolve(key, "key", h)?),
+        (_, [key]) if !key.is_empty() => Names::new(DEFAULT_NAMESPACE, resolve(key, "key", h)?),
+        (_, [namespace, key]) => Names::new(resolve(namespace, "namespace", h)?, resolve(key, "key", h)?),
         _ => return Err(Reply::error(404, "Route not found. Use /hit/:namespace/:key or /hit/:key instead.")),
     };
     let number = |raw: Option<&str>, what: &str| -> Result<Option<i64>, Reply> {
@@ -309,10 +307,10 @@ fn check(
         }
         _ => 0,
     };
-    Ok((namespace, key, value))
+    Ok((names, value))
 }
 
-fn resolve(segment: &str, what: &'static str, h: &Head<'_>) -> Result<String, Reply> {
+fn resolve<'a>(segment: &'a str, what: &'static str, h: &Head<'a>) -> Result<&'a str, Reply> {
     let sources = Sources { origin: h.origin, referer: h.referer };
     names::resolve(segment, what, sources).map_err(|e| Reply::error(400, &e.to_string()))
 }
@@ -424,27 +422,27 @@ mod tests {
     #[test]
     fn routes_and_names() {
         let r = request(call("GET /hit/site/page", ""));
-        assert_eq!((r.route, r.namespace.as_str(), r.key.as_str()), (Route::Hit, "site", "page"));
+        assert_eq!((r.route, r.names.namespace(), r.names.key()), (Route::Hit, "site", "page"));
         let r = request(call("GET /hit/page/", ""));
-        assert_eq!((r.namespace.as_str(), r.key.as_str()), ("default", "page"));
+        assert_eq!((r.names.namespace(), r.names.key()), ("default", "page"));
         let r = request(call("GET http://h:1/get/aaa/bbb?x=1", ""));
-        assert_eq!((r.route, r.key.as_str()), (Route::Get, "bbb"));
+        assert_eq!((r.route, r.names.key()), (Route::Get, "bbb"));
         // The scheme in any case, as the parser reads it (this was a 404 while the API undid the
         // absolute form itself, case-sensitively).
         let r = request(call("GET HTTPS://h/hit/aaa/bbb", ""));
-        assert_eq!((r.route, r.key.as_str()), (Route::Hit, "bbb"));
+        assert_eq!((r.route, r.names.key()), (Route::Hit, "bbb"));
         let r = request(call("POST /create/aaa/bbb?initializer=-5", ""));
         assert_eq!((r.route, r.value), (Route::Create, -5));
         let r = request(call("GET /create/", ""));
-        assert_eq!((r.namespace.len(), r.key.len()), (16, 16));
+        assert_eq!((r.names.namespace().len(), r.names.key().len()), (16, 16));
         let r = request(call("GET /hit/:HOST:/:PATH:", "Origin: https://a.org\r\nReferer: https://a.org/p\r\n"));
-        assert_eq!((r.namespace.as_str(), r.key.as_str()), ("https://a.org", "https://a.org/p"));
+        assert_eq!((r.names.namespace(), r.names.key()), ("https://a.org", "https://a.org/p"));
         assert!(call("GET /", "").is_none());
         assert!(call("GET /healthz", "").is_none());
         assert!(call("GET /hits/a/b", "").is_none());
         let c = call("GET /hit/site/page/shield?text=views", "").unwrap();
         assert!(c.badge.is_some());
-        assert_eq!(request(Some(c)).key, "page");
+        assert_eq!(request(Some(c)).names.key(), "page");
         assert_eq!(status(call("GET /get/site/page/shield?fontsize=99", "")), 400);
         assert!(call("GET /hit/site/shield", "").unwrap().badge.is_none(), "two names: the key is 'shield'");
     }
@@ -492,7 +490,7 @@ mod tests {
                     proptest::prop_assert!(json::valid_callback(cb));
                 }
                 if let Step::Request(r) = c.step {
-                    for name in [&r.namespace, &r.key] {
+                    for name in [r.names.namespace(), r.names.key()] {
                         let url = name.starts_with("http://") || name.starts_with("https://");
                         proptest::prop_assert!(url || names::validate(name, "key").is_ok(), "{name:?}");
                         proptest::prop_assert!(name.len() <= names::MAX_LEN);

@@ -13,7 +13,6 @@ use tracing::debug;
 use super::Api;
 use super::auth;
 use super::json::{self, Value};
-use super::names::{admin_key, counter_key, stream_channel};
 use super::reply::Reply;
 use super::route::{Call, Request, Route, Step};
 use super::settings::RateLimit;
@@ -55,7 +54,7 @@ pub async fn run(api: &Api, redis: &Redis, ticket: &KeyedTicket, calls: &mut [&m
     for call in calls.iter_mut() {
         if let Step::Request(r) = &call.step {
             if r.route == Route::Stream {
-                call.subscription = Some(redis.subscribe(stream_channel(&r.namespace, &r.key).as_bytes()));
+                call.subscription = Some(redis.subscribe(r.names.stream_channel().as_bytes()));
             }
         }
     }
@@ -167,32 +166,30 @@ type Answers = SmallVec<[Answered; 3]>;
 /// Appends the commands of one request's round to `ops`. Only what the route needs is built: a
 /// hit is one key, with no admin key, number or channel text.
 fn commands(api: &Api, req: &Request, stage: &Stage, ops: &mut Ops) {
-    let k = counter_key(&req.namespace, &req.key);
-    let a = || admin_key(&req.namespace, &req.key);
+    let k = req.names.counter_key();
+    let a = || req.names.admin_key();
     let ttl = api.settings.ttl();
     let ttl_text = || itoa::Buffer::new().format(ttl.unwrap_or(0)).to_string();
     let value = || itoa::Buffer::new().format(req.value).to_string();
     // With `--api-stream` every change is published for `/stream`; an empty channel publishes nothing.
-    let channel = || if api.settings.stream { stream_channel(&req.namespace, &req.key) } else { String::new() };
+    let channel = || if api.settings.stream { req.names.stream_channel() } else { String::new() };
     let set_existing = |v: &str| {
         let (ttl, channel) = (ttl_text(), channel());
-        command(&[b"EVAL", SET_SCRIPT, b"1", k.as_bytes(), v.as_bytes(), ttl.as_bytes(), channel.as_bytes()])
+        command(&[b"EVAL", SET_SCRIPT, b"1", &k[..], v.as_bytes(), ttl.as_bytes(), channel.as_bytes()])
     };
     match (req.route, stage) {
         (Route::Hit, _) => ops.push(Op::Hit {
-            key: k.as_bytes().into(),
+            key: k.clone(),
             ttl,
             existing_only: api.settings.mode == super::settings::Mode::Closed,
             publish: api.settings.stream.then(|| channel().as_bytes().into()),
         }),
-        (Route::Stream, _) => ops.push(command(&[b"GET", k.as_bytes()])),
+        (Route::Stream, _) => ops.push(command(&[b"GET", &k[..]])),
         // A counter that is read stays, as Abacus refreshes it on reads (once per refresh interval).
-        (Route::Get, _) => ops.push(Op::Read { key: k.as_bytes().into(), ttl }),
-        (Route::Info, _) => ops.extend([
-            command(&[b"GET", k.as_bytes()]),
-            command(&[b"TTL", k.as_bytes()]),
-            command(&[b"EXISTS", a().as_bytes()]),
-        ]),
+        (Route::Get, _) => ops.push(Op::Read { key: k.clone(), ttl }),
+        (Route::Info, _) => {
+            ops.extend([command(&[b"GET", &k[..]]), command(&[b"TTL", &k[..]]), command(&[b"EXISTS", a().as_bytes()])])
+        }
         (Route::Create, Stage::StoreAdminKey(admin)) => {
             ops.push(command(&[b"SET", a().as_bytes(), admin.as_bytes()]));
             if api.settings.stream {
@@ -201,8 +198,8 @@ fn commands(api: &Api, req: &Request, stage: &Stage, ops: &mut Ops) {
             }
         }
         (Route::Create, _) => ops.push(match ttl {
-            Some(_) => command(&[b"SET", k.as_bytes(), value().as_bytes(), b"NX", b"EX", ttl_text().as_bytes()]),
-            None => command(&[b"SET", k.as_bytes(), value().as_bytes(), b"NX"]),
+            Some(_) => command(&[b"SET", &k[..], value().as_bytes(), b"NX", b"EX", ttl_text().as_bytes()]),
+            None => command(&[b"SET", &k[..], value().as_bytes(), b"NX"]),
         }),
         (_, Stage::Start | Stage::StoreAdminKey(_)) => ops.push(command(&[b"GET", a().as_bytes()])),
         (Route::Set, Stage::Authorized) => ops.push(set_existing(&value())),
@@ -210,10 +207,10 @@ fn commands(api: &Api, req: &Request, stage: &Stage, ops: &mut Ops) {
         (Route::Update, Stage::Authorized) => {
             let (n, ttl, channel) = (value(), ttl_text(), channel());
             let (n, ttl, channel) = (n.as_bytes(), ttl.as_bytes(), channel.as_bytes());
-            ops.push(command(&[b"EVAL", ADD_SCRIPT, b"1", k.as_bytes(), n, ttl, b"1", channel]));
+            ops.push(command(&[b"EVAL", ADD_SCRIPT, b"1", &k[..], n, ttl, b"1", channel]));
         }
         (Route::Delete, Stage::Authorized) => {
-            ops.extend([command(&[b"DEL", k.as_bytes()]), command(&[b"DEL", a().as_bytes()])])
+            ops.extend([command(&[b"DEL", &k[..]]), command(&[b"DEL", a().as_bytes()])])
         }
     }
 }
@@ -251,7 +248,7 @@ fn decide(api: &Api, req: &Request, stage: Stage, answers: &[Answered]) -> Next 
     }
     let first = answers.first().cloned().unwrap_or(Answered::Nil);
     // Only `/info` and `/delete` name the key in their answer.
-    let k = || counter_key(&req.namespace, &req.key);
+    let k = || req.names.counter_key_text();
     let value_reply = |v: i64| Next::Done(Reply::value(v));
     let not_a_number = || Next::Done(Reply::error(500, "Failed to get data. Invalid data format."));
     match (req.route, stage) {
@@ -267,7 +264,7 @@ fn decide(api: &Api, req: &Request, stage: Stage, answers: &[Answered]) -> Next 
             let genuine = answers.get(2).and_then(int) == Some(0);
             let body = json::object(&[
                 ("value", Value::Int(value)),
-                ("full_key", Value::Str(&k())),
+                ("full_key", Value::Str(k())),
                 ("is_genuine", Value::Bool(genuine)),
                 ("expires_in", Value::Int(ttl)),
                 ("expires_str", Value::Str(&json::go_duration(ttl))),
@@ -285,8 +282,8 @@ fn decide(api: &Api, req: &Request, stage: Stage, answers: &[Answered]) -> Next 
         (Route::Create, Stage::StoreAdminKey(admin)) => Next::Done(Reply::json(
             201,
             json::object(&[
-                ("namespace", Value::Str(&req.namespace)),
-                ("key", Value::Str(&req.key)),
+                ("namespace", Value::Str(req.names.namespace())),
+                ("key", Value::Str(req.names.key())),
                 ("admin_key", Value::Str(&admin)),
                 ("value", Value::Int(req.value)),
             ]),
