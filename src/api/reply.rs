@@ -17,8 +17,8 @@ use crate::badge::Badge;
 pub struct Reply {
     /// The status code.
     pub status: u16,
-    /// The JSON body; empty for the preflight.
-    pub body: String,
+    /// The body; empty for the preflight.
+    pub body: Body,
     /// `Allow`, on 405.
     pub allow: Option<&'static str>,
     /// `Retry-After` in seconds, on 503 and 429.
@@ -26,19 +26,27 @@ pub struct Reply {
     /// `/stream`'s answer: `text/event-stream` with no length (the events follow until either side
     /// closes); the body is the first event, or empty for a counter that does not exist yet.
     pub event_stream: bool,
-    /// The counter value a 200 of `/hit` or `/get` carries, for a badge to draw.
-    pub value: Option<i64>,
+}
+
+/// An answer's body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// Text built for this answer: JSON, or `/stream`'s first event.
+    Text(String),
+    /// A counter's value, the 200 of `/hit` and `/get`: `{"value":N}` written straight into the
+    /// output (no string built per request), or the number a badge draws.
+    Value(i64),
 }
 
 impl Reply {
     /// A JSON answer.
     pub fn json(status: u16, body: String) -> Reply {
-        Reply { status, body, allow: None, retry_after: None, event_stream: false, value: None }
+        Reply { status, body: Body::Text(body), allow: None, retry_after: None, event_stream: false }
     }
 
     /// 200 `{"value":N}`.
     pub fn value(value: i64) -> Reply {
-        Reply { value: Some(value), ..Reply::json(200, json::value(value)) }
+        Reply { body: Body::Value(value), ..Reply::json(200, String::new()) }
     }
 
     /// The start of a `/stream` answer, with the current value's event when there is one.
@@ -139,10 +147,14 @@ pub fn write(out: &mut Vec<u8>, reply: &Reply, dress: Dress<'_>, persist: Persis
         out.extend_from_slice(
             b"Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n\r\n",
         );
+        let event = match &reply.body {
+            Body::Text(text) => text.as_bytes(),
+            Body::Value(_) => b"",
+        };
         if !dress.head_only {
-            out.extend_from_slice(reply.body.as_bytes());
+            out.extend_from_slice(event);
         }
-        return reply.body.len();
+        return event.len();
     }
     if let Some(allow) = reply.allow {
         out.extend_from_slice(b"Allow: ");
@@ -157,19 +169,24 @@ pub fn write(out: &mut Vec<u8>, reply: &Reply, dress: Dress<'_>, persist: Persis
         out.extend_from_slice(b"\r\nAccess-Control-Expose-Headers: Retry-After\r\n");
     }
     let owned: Vec<u8>;
-    let (body, content_type, cache): (&[u8], &[u8], &[u8]) = match (dress.badge, reply.value, dress.callback) {
+    let (body, content_type, cache): (&[u8], &[u8], &[u8]) = match (dress.badge, &reply.body, dress.callback) {
         // `no-cache` so that README image proxies (GitHub's camo) fetch the count again.
-        (Some(badge), Some(value), _) => {
+        (Some(badge), Body::Value(value), _) => {
             let mut svg = Vec::with_capacity(1536);
-            badge.render(value, &mut svg);
+            badge.render(*value, &mut svg);
             owned = svg;
             (&owned, crate::badge::CONTENT_TYPE.as_bytes(), b"no-cache")
         }
-        (_, _, Some(cb)) => {
-            owned = json::jsonp(cb, &reply.body).into_bytes();
+        (_, body, Some(cb)) => {
+            let text = match body {
+                Body::Text(text) => std::borrow::Cow::Borrowed(text.as_str()),
+                Body::Value(v) => std::borrow::Cow::Owned(json::value(*v)),
+            };
+            owned = json::jsonp(cb, &text).into_bytes();
             (&owned, b"application/javascript; charset=utf-8", b"no-store")
         }
-        _ => (reply.body.as_bytes(), b"application/json; charset=utf-8", b"no-store"),
+        (_, Body::Value(v), None) => return write_value(out, *v, dress.head_only),
+        (_, Body::Text(text), None) => (text.as_bytes(), b"application/json; charset=utf-8", b"no-store"),
     };
     out.extend_from_slice(b"Cache-Control: ");
     out.extend_from_slice(cache);
@@ -184,6 +201,25 @@ pub fn write(out: &mut Vec<u8>, reply: &Reply, dress: Dress<'_>, persist: Persis
     body.len()
 }
 
+/// The rest of a `{"value":N}` answer, after the headers every answer shares: its own headers and
+/// the body, written straight into `out`. Returns the body's length.
+fn write_value(out: &mut Vec<u8>, value: i64, head_only: bool) -> usize {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(value).as_bytes();
+    let len = br#"{"value":}"#.len() + digits.len();
+    out.extend_from_slice(
+        b"Cache-Control: no-store\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ",
+    );
+    out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+    if !head_only {
+        out.extend_from_slice(br#"{"value":"#);
+        out.extend_from_slice(digits);
+        out.push(b'}');
+    }
+    len
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +229,35 @@ mod tests {
         let dress = Dress { cors, origin, callback, head_only: false, badge: None };
         write(&mut out, reply, dress, Persist::KeepAlive(Version::Http11), &HttpDate::default());
         String::from_utf8(out).unwrap()
+    }
+
+    /// Seeded: a value written straight into the output is byte for byte the answer its JSON text
+    /// gives, for any value, CORS rule, origin, HEAD or GET and connection header.
+    #[test]
+    fn a_value_written_directly_is_the_json_answer() {
+        let seed = fastrand::u64(..);
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let rules = [Cors::Any, Cors::Only(vec!["https://a.org".into()])];
+        for _ in 0..2_000 {
+            let value = match rng.u8(..4) {
+                0 => rng.i64(..),
+                1 => [0, -1, 1, i64::MIN, i64::MAX][rng.usize(..5)],
+                _ => rng.i64(-1_000..1_000_000),
+            };
+            let cors = &rules[rng.usize(..2)];
+            let origin = [None, Some("https://a.org"), Some("https://b.org")][rng.usize(..3)];
+            let head_only = rng.bool();
+            let persist = if rng.bool() { Persist::KeepAlive(Version::Http11) } else { Persist::Close };
+            let dress = Dress { cors, origin, callback: None, head_only, badge: None };
+            let (mut direct, mut text) = (Vec::new(), Vec::new());
+            let n = write(&mut direct, &Reply::value(value), dress, persist, &HttpDate::default());
+            let m = write(&mut text, &Reply::json(200, json::value(value)), dress, persist, &HttpDate::default());
+            assert_eq!(
+                (String::from_utf8_lossy(&direct), n),
+                (String::from_utf8_lossy(&text), m),
+                "seed {seed}, value {value}"
+            );
+        }
     }
 
     #[test]
