@@ -45,13 +45,39 @@ pub fn error(message: &str) -> String {
 
 /// `{"value":N}`: every hit's body, written without the general writer's escaping of the name.
 pub fn value(n: i64) -> String {
-    let mut digits = itoa::Buffer::new();
-    let digits = digits.format(n);
-    let mut out = String::with_capacity(10 + digits.len());
-    out.push_str("{\"value\":");
-    out.push_str(digits);
-    out.push('}');
-    out
+    ValueText::new(n).as_str().to_string()
+}
+
+/// `{"value":N}` laid out on the stack, for the answers that copy it straight into their output
+/// (every `/hit` and `/get`: no string per request). The longest is
+/// `{"value":-9223372036854775808}`, 30 bytes.
+#[derive(Debug)]
+pub struct ValueText {
+    buf: [u8; 30],
+    len: usize,
+}
+
+impl ValueText {
+    /// The body for `n`.
+    pub fn new(n: i64) -> ValueText {
+        let mut digits = itoa::Buffer::new();
+        let mut text = ValueText { buf: [0; 30], len: 0 };
+        for part in [b"{\"value\":".as_slice(), digits.format(n).as_bytes(), b"}"] {
+            text.buf[text.len..text.len + part.len()].copy_from_slice(part);
+            text.len += part.len();
+        }
+        text
+    }
+
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// The text (ASCII).
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
 }
 
 /// Appends `s` as a JSON string: quotes, backslashes, control characters, `<` and everything
