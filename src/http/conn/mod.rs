@@ -392,6 +392,8 @@ impl Conn {
             ctx.redis.incr(&self.ticket, increments);
         }
         // Registered with no await since the INCRBY above: both go out in the same write.
+        // In a block: `calls` borrows the batch, and a SmallVec (unlike a Vec) holds its borrow
+        // until it is dropped, which must come before the batch is drained below.
         {
             // Most batches hold one or two API requests: no heap vector for them.
             let mut calls: SmallVec<[&mut Call; 4]> = self
