@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import re
+import resource
 import sys
 import tempfile
 import time
@@ -45,25 +46,24 @@ def load_paths(load: dict, draws: int = DRAWS, seed: int = SEED) -> list[str]:
 
 
 def redis_reading(client: redisctl.RedisClient, redis_pid: int, server_pids: list[int]) -> dict:
-    info = client.command("INFO", "all")
+    info, wrk = client.command("INFO", "all"), resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk's, once reaped
     stats = dict(re.findall(r"^(total_reads_processed|total_commands_processed):(\d+)", info, re.M))
     return {"calls": redisctl.parse_commandstats(info), "reads": int(stats.get("total_reads_processed", 0)),
-            "redis_s": procs.cpu_seconds([redis_pid]), "server_s": procs.cpu_seconds(server_pids)}
+            "redis_s": procs.cpu_seconds([redis_pid]), "server_s": procs.cpu_seconds(server_pids),
+            "wrk_s": wrk.ru_utime + wrk.ru_stime}
 
 
 def per_request(a: dict, b: dict, requests: int) -> dict:
-    """Two readings around a wrk run and its request count -> Redis's and the server's cost per request.
+    """Two readings around a wrk run and its request count -> Redis's, the server's and wrk's cost per request.
     The second INFO is one read and one `info` call of ours: neither is counted."""
     calls = {k: v - a["calls"].get(k, 0) for k, v in b["calls"].items() if k not in OWN_COMMANDS}
     calls = {k: v for k, v in sorted(calls.items()) if v}
     if not requests:
         return {"redis_calls": calls}
     reads = b["reads"] - a["reads"] - 1
-    return {"redis_calls": calls,
-            "commands_per_request": round(sum(calls.values()) / requests, 3),
-            "round_trips_per_request": round(reads / requests, 3),
-            "redis_cpu_us_per_request": round(1e6 * (b["redis_s"] - a["redis_s"]) / requests, 2),
-            "server_cpu_us_per_request": round(1e6 * (b["server_s"] - a["server_s"]) / requests, 2)}
+    cpu = {f"{k}_cpu_us_per_request": round(1e6 * (b[f"{k}_s"] - a[f"{k}_s"]) / requests, 2) for k in ("redis", "server", "wrk")}
+    return {"redis_calls": calls, "commands_per_request": round(sum(calls.values()) / requests, 3),
+            "round_trips_per_request": round(reads / requests, 3), **cpu}
 
 
 def counted(redis: redisctl.RedisServer) -> int:
@@ -85,8 +85,7 @@ def table(summary: dict) -> str:
         *compare_report.throughput_columns(summary),
         ("Redis commands / request", cell("commands_per_request", ".3f")),
         ("Redis round trips / request", cell("round_trips_per_request", ".3f")),
-        ("Redis CPU µs / request", cell("redis_cpu_us_per_request", ".2f")),
-        ("server CPU µs / request", cell("server_cpu_us_per_request", ".2f"))])
+        *[(f"{who} CPU µs / request", cell(f"{who.lower()}_cpu_us_per_request", ".2f")) for who in ("Redis", "server", "wrk")]])
 
 
 def render(summary: dict) -> str:
@@ -98,7 +97,7 @@ def render(summary: dict) -> str:
         "but bench/api's own INFO), `total_reads_processed` (reads of a client socket: a pipelined batch is one round "
         "trip) and redis-server's CPU time from /proc, each divided by the requests served (what Redis counted, as wrk "
         "stops counting with requests in flight that the server still serves; wrk's completed requests where a route "
-        "counts nothing). Every command of every round is in summary.json (`redis_calls`).", "", table(summary), ""])
+        "counts nothing), and wrk's CPU once it has exited. Every round's commands are in summary.json.", "", table(summary), ""])
 
 
 def measure(variant, filled: dict, round_no: int, redis, args, raw_dir: Path, log_dir: Path) -> dict:

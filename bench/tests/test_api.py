@@ -4,6 +4,8 @@ two INFO readings, and the report's shape. Standard library only, no network, we
 
     python3 bench/tests/test_api.py        (or: python3 -m unittest discover -s bench/tests)
 """
+import os
+import subprocess
 import sys
 import unittest
 from collections import Counter
@@ -64,9 +66,10 @@ class Zipf(unittest.TestCase):
         self.assertGreater(len(ranks), 4000)
 
 
-READING_A = {"calls": {"incr": 100, "expire": 100, "info": 3}, "reads": 1000, "redis_s": 1.0, "server_s": 5.0}
+READING_A = {"calls": {"incr": 100, "expire": 100, "info": 3}, "reads": 1000, "redis_s": 1.0, "server_s": 5.0,
+             "wrk_s": 2.0}
 READING_B = {"calls": {"incr": 1100, "expire": 1100, "info": 4, "get": 7}, "reads": 1501, "redis_s": 1.05,
-             "server_s": 5.2}
+             "server_s": 5.2, "wrk_s": 2.1}
 
 
 class Figures(unittest.TestCase):
@@ -77,7 +80,20 @@ class Figures(unittest.TestCase):
         self.assertEqual(f["round_trips_per_request"], 0.5)  # 500 reads, less our own INFO's
         self.assertEqual(f["redis_cpu_us_per_request"], 50.0)
         self.assertEqual(f["server_cpu_us_per_request"], 200.0)
+        self.assertEqual(f["wrk_cpu_us_per_request"], 100.0)
         self.assertEqual(api.per_request(READING_A, READING_B, 0), {"redis_calls": f["redis_calls"]})
+
+    def test_wrk_cpu_is_the_reaped_childs(self):
+        """A reading takes the CPU of children already waited for: a child that burns CPU between two
+        readings (as wrk does) shows in `wrk_s`; the still running server would not."""
+        class Client:
+            def command(self, *_):
+                return "total_reads_processed:1\r\n"
+        me = os.getpid()
+        a = api.redis_reading(Client(), me, [me])
+        subprocess.run([sys.executable, "-c", "sum(range(3_000_000))"], check=True)
+        b = api.redis_reading(Client(), me, [me])
+        self.assertGreater(b["wrk_s"] - a["wrk_s"], 0.01)
 
     def test_report(self):
         wrk = {"requests": 1000, "rps": 500.0, "p50_ms": 1.0, "p99_ms": 3.0, "non_2xx_3xx": 0, "ok_2xx": 1000,

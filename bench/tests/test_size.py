@@ -3,8 +3,9 @@
 The rule (bench/README.md, *Layout*): every `*.py` under bench/ outside bench/tests/ and the
 virtualenvs, plus every extension-less file under bench/ (outside results/) whose first line is a
 python shebang, counted as `wc -l` counts (newlines). CEILING is the count when this file last
-changed (issue 23's third cut brought it to 4,977; run16's /hit and HTTPS rows then to 4,999);
-lower it with each cut, never raise it without a reason, and never past LIMIT (issue 23's 5,000).
+changed (issue 23's third cut brought it to 4,977, run16's /hit and HTTPS rows to 4,999, and
+bench/api's wrk CPU column, made in fewer lines, to 4,998); lower it with each cut, never raise it
+without a reason, and never past LIMIT (issue 23's 5,000).
 
     python3 bench/tests/test_size.py
 """
@@ -13,7 +14,7 @@ import unittest
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent
-CEILING = 4_999
+CEILING = 4_998
 LIMIT = 5_000
 SKIP = {"tests", "results", ".venv", ".venv-eventlet", ".tools"}
 
