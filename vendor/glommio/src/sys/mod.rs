@@ -307,7 +307,7 @@ impl SleepNotifier {
     }
 
     pub(crate) fn notify(&self, force: bool) {
-        // hitcore (patch 12): orders the caller's message (a channel push, a queued waker, a
+        // hitcore (patch 11): orders the caller's message (a channel push, a queued waker, a
         // finished blocking operation) before the read of `should_notify`, against the fence the
         // sleeping executor issues between setting `should_notify` and sweeping its messages
         // (`Reactor::wait`). Upstream relied on a `membarrier` on the sleeping side instead.

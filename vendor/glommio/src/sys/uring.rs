@@ -1352,7 +1352,7 @@ pub(crate) struct Reactor {
     rings_depth: usize,
 }
 
-/// hitcore (patch 13): how far apart a pending latency-ring timer and the next user timer may
+/// hitcore (patch 12): how far apart a pending latency-ring timer and the next user timer may
 /// fire for the pending one to serve as the sleep's timer. Both are "now + the time to the next
 /// user timer", taken on different turns, so they differ by the microseconds between the
 /// timer wheel's clock read and the arming; a user timer is at most this late (the kernel's
@@ -1985,7 +1985,7 @@ impl Reactor {
                     .set(Some(lat_ring.prepare_latency_preemption_timer(d)));
                 self.latency_preemption_deadline.set(Some(now + d));
             }
-            // hitcore (patch 13): no preemption timer asked for, so this turn may sleep, and the
+            // hitcore (patch 12): no preemption timer asked for, so this turn may sleep, and the
             // pending timer is already the one the sleep needs: it fires when the next user
             // timer is due, give or take `SLEEP_TIMER_SLACK` (it is usually that very timer,
             // armed when the shard last slept and kept through the turns since, as above).
@@ -2068,7 +2068,7 @@ impl Reactor {
             // last time until now it could be that something happened in a remote executor
             // that opened up room. If it did we bail on sleep and go process it.
             self.notifier.prepare_to_sleep();
-            // hitcore (patch 12): a full fence, where upstream called `membarrier::heavy()`
+            // hitcore (patch 11): a full fence, where upstream called `membarrier::heavy()`
             // (`sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`, the asymmetric barrier of
             // https://www.scylladb.com/2018/02/15/memory-barriers-seastar-linux/), a syscall
             // before every sleep. The asymmetric barrier lets the waking side skip its fence,
