@@ -96,6 +96,33 @@ mod tests {
         assert_eq!(t.client(ip("127.0.0.1"), Some("garbage")), ip("127.0.0.1"));
     }
 
+    /// What the client writes is the left part of the header; the proxies append to its right.
+    /// Once the proxies' part names an untrusted address, nothing the client prepends (addresses,
+    /// garbage, empty entries) changes who the client is; and a peer that is not trusted is the
+    /// client whatever its header says.
+    #[test]
+    fn nothing_a_client_prepends_changes_who_it_is() {
+        let seed = fastrand::u64(..);
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let t = Trust::parse("127.0.0.1, ::1, 10.0.0.0/8, 2001:db8:a::/48").unwrap();
+        let trusted = ["10.0.0.1", "10.200.3.4", "127.0.0.1", "::1", "2001:db8:a::9", "::ffff:10.1.2.3"];
+        let untrusted = ["203.0.113.7", "198.51.100.4", "2001:db8:b::1", "192.0.2.200", "::ffff:192.0.2.1"];
+        let forged = ["1.2.3.4", "10.0.0.1", "127.0.0.1", "garbage", "", "[::1]:80", "unknown", "::", "9.9.9.9:53"];
+        for _ in 0..5_000 {
+            // The proxies' part: trusted hops around at least one untrusted address.
+            let mut real: Vec<&str> = (0..rng.usize(0..3)).map(|_| trusted[rng.usize(..trusted.len())]).collect();
+            real.push(untrusted[rng.usize(..untrusted.len())]);
+            real.extend((0..rng.usize(0..3)).map(|_| trusted[rng.usize(..trusted.len())]));
+            let prefix: Vec<&str> = (0..rng.usize(0..4)).map(|_| forged[rng.usize(..forged.len())]).collect();
+            let (real, all) = (real.join(", "), [prefix.join(", "), real.join(", ")].join(", "));
+            let peer = ip(trusted[rng.usize(..trusted.len())]);
+            assert_eq!(t.client(peer, Some(&all)), t.client(peer, Some(&real)), "seed {seed}: {all:?}");
+            assert!(!t.trusts(t.client(peer, Some(&all))), "seed {seed}: a trusted proxy taken for the client");
+            let stranger = ip(untrusted[rng.usize(..untrusted.len())]);
+            assert_eq!(t.client(stranger, Some(&all)), stranger.to_canonical(), "seed {seed}");
+        }
+    }
+
     #[test]
     fn star_trusts_everyone_and_bad_lists_are_refused() {
         let t = Trust::parse("*").unwrap();
