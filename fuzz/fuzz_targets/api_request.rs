@@ -46,7 +46,6 @@ const HEADERS: &[&str] = &[
     "retry-after",
     "access-control-expose-headers",
     "content-length",
-    "x-content-type-options",
 ];
 
 /// FNV-1a, to derive the settings and the peer from the input without taking any of it.
